@@ -1,0 +1,145 @@
+import { mkdirSync } from 'node:fs';
+import { PGlite } from '@electric-sql/pglite';
+import pg from 'pg';
+
+/** Anything that runs one parameterised statement. */
+export interface SqlQueryable {
+  query<T>(text: string, params?: unknown[]): Promise<{ rows: T[] }>;
+}
+
+/** A transaction bound to one connection; `exec` runs a multi-statement script (migrations). */
+export interface SqlTransaction extends SqlQueryable {
+  exec(script: string): Promise<void>;
+}
+
+/** Connection counts of the client; PGlite reports one connection that is never waited on. */
+export interface SqlPoolStats {
+  total: number;
+  idle: number;
+  waiting: number;
+}
+
+/**
+ * The one SQL abstraction shared by the MCP gateway and the sidecar's stores: a pg Pool against
+ * PostgreSQL or an embedded PGlite database, behind the same calls.
+ */
+export interface SqlClient extends SqlQueryable {
+  /** `postgres` for a pg Pool, `pglite` for the embedded database. */
+  readonly kind: 'postgres' | 'pglite';
+  /** Runs `fn` inside BEGIN/COMMIT on one connection; rolls back when `fn` throws. */
+  transaction<R>(fn: (tx: SqlTransaction) => Promise<R>): Promise<R>;
+  stats(): SqlPoolStats;
+  close(): Promise<void>;
+}
+
+/** Pool tuning for the PostgreSQL client; the defaults follow the seed (min 2, max 10). */
+export interface SqlPoolOptions {
+  min?: number;
+  max?: number;
+  connectionTimeoutMs?: number;
+  statementTimeoutMs?: number;
+  idleTimeoutMs?: number;
+  /** Tag visible in pg_stat_activity.application_name. */
+  applicationName?: string;
+}
+
+/** Options of {@link openSqlClient}: a `databaseUrl` selects PostgreSQL, else PGlite in `dataDir`. */
+export interface OpenSqlClientOptions {
+  databaseUrl?: string;
+  dataDir?: string;
+  pool?: SqlPoolOptions;
+  /** Called for errors on idle pooled connections (the server went away); they are otherwise harmless. */
+  onIdleError?: (err: Error) => void;
+}
+
+/** Opens a pg Pool-backed client when `databaseUrl` is set, else a PGlite database under `dataDir`. */
+export async function openSqlClient(options: OpenSqlClientOptions): Promise<SqlClient> {
+  if (options.databaseUrl) return openPgClient(options.databaseUrl, options.pool ?? {}, options.onIdleError);
+  if (!options.dataDir) throw new Error('openSqlClient needs databaseUrl or dataDir');
+  return openPgliteClient(options.dataDir);
+}
+
+function openPgClient(url: string, opts: SqlPoolOptions, onIdleError?: (err: Error) => void): SqlClient {
+  // The connection string carries sslmode=require / options=…; pg parses both.
+  const pool = new pg.Pool({
+    connectionString: url,
+    min: opts.min ?? 2,
+    max: opts.max ?? 10,
+    connectionTimeoutMillis: opts.connectionTimeoutMs ?? 5_000,
+    idleTimeoutMillis: opts.idleTimeoutMs ?? 30_000,
+    statement_timeout: opts.statementTimeoutMs ?? 10_000,
+    // Client-side guard too: statement_timeout cannot fire when the server is unreachable.
+    query_timeout: (opts.statementTimeoutMs ?? 10_000) + 1_000,
+    application_name: opts.applicationName ?? 'ca-a2a',
+  });
+  // Without a listener an idle client's socket error would crash the process.
+  pool.on('error', (err) => onIdleError?.(err));
+  return {
+    kind: 'postgres',
+    async query<T>(text: string, params?: unknown[]) {
+      const res = await pool.query(text, params);
+      return { rows: res.rows as T[] };
+    },
+    async transaction<R>(fn: (tx: SqlTransaction) => Promise<R>): Promise<R> {
+      const conn = await pool.connect();
+      let broken: Error | undefined;
+      try {
+        await conn.query('BEGIN');
+        const tx: SqlTransaction = {
+          async query<T>(text: string, params?: unknown[]) {
+            const res = await conn.query(text, params);
+            return { rows: res.rows as T[] };
+          },
+          async exec(script: string) {
+            await conn.query(script);
+          },
+        };
+        const result = await fn(tx);
+        await conn.query('COMMIT');
+        return result;
+      } catch (err) {
+        await conn.query('ROLLBACK').catch((rollbackErr: Error) => {
+          broken = rollbackErr;
+        });
+        throw err;
+      } finally {
+        // A connection that could not roll back is discarded rather than reused mid-transaction.
+        conn.release(broken);
+      }
+    },
+    stats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }),
+    close: () => pool.end(),
+  };
+}
+
+async function openPgliteClient(dataDir: string): Promise<SqlClient> {
+  mkdirSync(dataDir, { recursive: true });
+  const db = await PGlite.create(dataDir);
+  let closed = false;
+  return {
+    kind: 'pglite',
+    async query<T>(text: string, params?: unknown[]) {
+      const res = await db.query<T>(text, params);
+      return { rows: res.rows };
+    },
+    transaction<R>(fn: (tx: SqlTransaction) => Promise<R>): Promise<R> {
+      return db.transaction((tx) =>
+        fn({
+          async query<T>(text: string, params?: unknown[]) {
+            const res = await tx.query<T>(text, params);
+            return { rows: res.rows };
+          },
+          async exec(script: string) {
+            await tx.exec(script);
+          },
+        }),
+      );
+    },
+    stats: () => ({ total: closed ? 0 : 1, idle: closed ? 0 : 1, waiting: 0 }),
+    async close() {
+      if (closed) return;
+      closed = true;
+      await db.close();
+    },
+  };
+}
