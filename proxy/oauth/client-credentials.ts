@@ -1,0 +1,145 @@
+import type { webcrypto } from 'node:crypto';
+import * as oauth from 'oauth4webapi';
+import { TokenSourceError, toTokenSourceError } from './token-source-error.js';
+
+/** An access token ready to put in an `Authorization: <tokenType> <accessToken>` header. */
+export interface AccessToken {
+  readonly accessToken: string;
+  /** `DPoP` when the issuer bound the token to `dpopKey` (RFC 9449 §5), else `Bearer`. */
+  readonly tokenType: 'Bearer' | 'DPoP';
+  /** When the token expires, in epoch milliseconds (local clock at receipt + `expires_in`). */
+  readonly expiresAt: number;
+}
+
+/** Hands out a client's access token, fetching a new one only when needed. */
+export interface TokenSource {
+  getToken(): Promise<AccessToken>;
+}
+
+/** Options of {@link createTokenSource}. */
+export interface TokenSourceOptions {
+  /** Issuer identifier, e.g. `https://keycloak.example/realms/ca-a2a`; plain http only on loopback. */
+  issuer: string;
+  clientId: string;
+  clientSecret: string;
+  /** When given, tokens are requested DPoP-bound to this key pair (ES256 or another alg the issuer accepts). */
+  dpopKey?: webcrypto.CryptoKeyPair;
+  /** Refresh this long before expiry; default 30. Capped at half the token's lifetime. */
+  refreshSkewSeconds?: number;
+  /** Timeout of each HTTP request to the issuer; default 5000. */
+  fetchTimeoutMs?: number;
+}
+
+/** Used when the issuer omits `expires_in` (RFC 6749 §5.1 only recommends it). */
+const FALLBACK_LIFETIME_MS = 60_000;
+
+/**
+ * Creates a client_credentials token source (RFC 6749 §4.4) on oauth4webapi: OIDC discovery once,
+ * then a cached token that is refreshed before it expires. Concurrent callers share one in-flight
+ * request. If a refresh fails while the cached token is still valid, the cached token is returned.
+ * Rejects with a {@link TokenSourceError}; throws one synchronously for unusable options.
+ */
+export function createTokenSource(opts: TokenSourceOptions): TokenSource {
+  const issuerUrl = parseIssuer(opts.issuer);
+  const skewMs = (opts.refreshSkewSeconds ?? 30) * 1000;
+  const timeoutMs = opts.fetchTimeoutMs ?? 5000;
+  const client: oauth.Client = { client_id: opts.clientId };
+  const clientAuth = oauth.ClientSecretBasic(opts.clientSecret);
+  // One handle per source: it remembers the server's DPoP nonce between requests.
+  const dpop = opts.dpopKey === undefined ? undefined : oauth.DPoP(client, opts.dpopKey);
+
+  let server: oauth.AuthorizationServer | undefined;
+  let cached: { token: AccessToken; refreshAt: number } | undefined;
+  let inFlight: Promise<AccessToken> | undefined;
+
+  async function discover(): Promise<oauth.AuthorizationServer> {
+    if (server !== undefined) return server;
+    try {
+      const response = await oauth.discoveryRequest(issuerUrl, {
+        algorithm: 'oidc',
+        signal: AbortSignal.timeout(timeoutMs),
+        [oauth.allowInsecureRequests]: isLoopback(issuerUrl),
+      });
+      server = await oauth.processDiscoveryResponse(issuerUrl, response);
+      return server;
+    } catch (err) {
+      throw toTokenSourceError(err, opts.issuer, 'discovery');
+    }
+  }
+
+  async function requestToken(as: oauth.AuthorizationServer, retryNonce: boolean): Promise<oauth.TokenEndpointResponse> {
+    const endpoint = as.token_endpoint === undefined ? undefined : new URL(as.token_endpoint);
+    try {
+      const response = await oauth.clientCredentialsGrantRequest(as, client, clientAuth, new URLSearchParams(), {
+        DPoP: dpop,
+        signal: AbortSignal.timeout(timeoutMs),
+        [oauth.allowInsecureRequests]: endpoint !== undefined && isLoopback(endpoint),
+      });
+      return await oauth.processClientCredentialsResponse(as, client, response);
+    } catch (err) {
+      // RFC 9449 §8: the server may demand a nonce; the handle has stored it, so retry once.
+      if (retryNonce && dpop !== undefined && oauth.isDPoPNonceError(err)) return requestToken(as, false);
+      throw toTokenSourceError(err, opts.issuer, 'token request');
+    }
+  }
+
+  async function fetchToken(): Promise<AccessToken> {
+    const as = await discover();
+    const response = await requestToken(as, true);
+    const receivedAt = Date.now();
+    const lifetimeMs = response.expires_in === undefined ? FALLBACK_LIFETIME_MS : response.expires_in * 1000;
+    const token: AccessToken = {
+      accessToken: response.access_token,
+      tokenType: response.token_type === 'dpop' ? 'DPoP' : 'Bearer',
+      expiresAt: receivedAt + lifetimeMs,
+    };
+    if (dpop !== undefined && token.tokenType !== 'DPoP') {
+      throw new TokenSourceError('ISSUER_INVALID', `${opts.issuer} ignored the DPoP proof and issued a Bearer token`);
+    }
+    // A skew larger than the lifetime would refetch on every call; never refresh before half-life.
+    cached = { token, refreshAt: Math.max(token.expiresAt - skewMs, receivedAt + lifetimeMs / 2) };
+    return token;
+  }
+
+  async function refresh(): Promise<AccessToken> {
+    try {
+      return await fetchToken();
+    } catch (err) {
+      const stale = cached?.token;
+      if (stale !== undefined && Date.now() < stale.expiresAt) return stale;
+      throw err;
+    } finally {
+      inFlight = undefined;
+    }
+  }
+
+  return {
+    getToken(): Promise<AccessToken> {
+      if (cached !== undefined && Date.now() < cached.refreshAt) return Promise.resolve(cached.token);
+      inFlight ??= refresh();
+      return inFlight;
+    },
+  };
+}
+
+function parseIssuer(issuer: string): URL {
+  let url: URL;
+  try {
+    url = new URL(issuer);
+  } catch {
+    throw new TokenSourceError('INVALID_OPTIONS', `issuer '${issuer}' is not a URL`);
+  }
+  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopback(url))) {
+    throw new TokenSourceError('INVALID_OPTIONS', `issuer ${issuer} must use https (plain http is allowed on loopback only)`);
+  }
+  return url;
+}
+
+/**
+ * oauth4webapi refuses plain http unless told otherwise. Allow it only when the issuer is on this
+ * machine (the dev issuer on 127.0.0.1), where no network attacker sits between client and server.
+ */
+function isLoopback(url: URL): boolean {
+  const host = url.hostname;
+  return host === 'localhost' || host === '[::1]' || /^127(\.\d{1,3}){3}$/.test(host);
+}
