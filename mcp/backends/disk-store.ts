@@ -1,0 +1,109 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, open, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { errorCode } from '../resilience.js';
+import { ObjectTooLargeError } from './object-store.js';
+import type { ObjectHead, ObjectStore, ObjectSummary } from './object-store.js';
+
+/*
+ * Layout: one file per object, named by the SHA-256 of its key, so no key can ever name a path
+ * outside the bucket directory whatever it contains. The file is one JSON header line (the
+ * ObjectHead) followed by the bytes; writing a temp file then renaming it makes each put atomic,
+ * and readers see the old or the new object, never a mix.
+ */
+const SUFFIX = '.obj';
+const HEADER_PEEK = 16 * 1024;
+
+function fileName(key: string): string {
+  return createHash('sha256').update(key).digest('hex') + SUFFIX;
+}
+
+function splitFile(data: Buffer): { head: ObjectHead; body: Buffer } {
+  const nl = data.indexOf(0x0a);
+  if (nl < 0) throw new Error('corrupt object file');
+  return { head: JSON.parse(data.subarray(0, nl).toString('utf8')) as ObjectHead, body: data.subarray(nl + 1) };
+}
+
+async function readHeader(path: string): Promise<ObjectHead> {
+  const fh = await open(path, 'r');
+  try {
+    const buf = Buffer.alloc(HEADER_PEEK);
+    const { bytesRead } = await fh.read(buf, 0, HEADER_PEEK, 0);
+    const nl = buf.subarray(0, bytesRead).indexOf(0x0a);
+    if (nl < 0) throw new Error('corrupt object file');
+    return JSON.parse(buf.subarray(0, nl).toString('utf8')) as ObjectHead;
+  } finally {
+    await fh.close();
+  }
+}
+
+const missing = (err: unknown) => errorCode(err) === 'ENOENT';
+
+/** An ObjectStore in a local directory: the embedded default when no S3 bucket is configured. */
+export async function createDiskStore(dir: string): Promise<ObjectStore> {
+  await mkdir(dir, { recursive: true });
+
+  async function head(key: string): Promise<ObjectHead | undefined> {
+    try {
+      return await readHeader(join(dir, fileName(key)));
+    } catch (err) {
+      if (missing(err)) return undefined;
+      throw err;
+    }
+  }
+
+  return {
+    kind: 'disk',
+    // Local disk has no transient failures worth retrying; every error is reported as is.
+    isTransient: () => false,
+    head,
+    async list(prefix, limit, continuation) {
+      const after = continuation ? Buffer.from(continuation, 'base64url').toString('utf8') : undefined;
+      const summaries: ObjectSummary[] = [];
+      for (const entry of await readdir(dir)) {
+        if (!entry.endsWith(SUFFIX)) continue;
+        const h = await readHeader(join(dir, entry)).catch((err: unknown) => {
+          if (missing(err)) return undefined; // deleted while listing
+          throw err;
+        });
+        if (!h || !h.key.startsWith(prefix) || (after !== undefined && h.key <= after)) continue;
+        summaries.push({ key: h.key, size: h.size, last_modified: h.last_modified });
+      }
+      // S3 lists in UTF-8 binary order; compare the same way rather than by locale.
+      summaries.sort((a, b) => Buffer.compare(Buffer.from(a.key), Buffer.from(b.key)));
+      const page = summaries.slice(0, limit);
+      const last = page[page.length - 1];
+      return summaries.length > limit && last
+        ? { objects: page, next_continuation: Buffer.from(last.key).toString('base64url') }
+        : { objects: page };
+    },
+    async get(key, maxBytes) {
+      const meta = await head(key);
+      if (!meta) return undefined;
+      if (meta.size > maxBytes) throw new ObjectTooLargeError(meta.size);
+      try {
+        return splitFile(await readFile(join(dir, fileName(key))));
+      } catch (err) {
+        if (missing(err)) return undefined;
+        throw err;
+      }
+    },
+    async put(key, body, contentType) {
+      const etag = `"${createHash('md5').update(body).digest('hex')}"`;
+      const meta: ObjectHead = { key, size: body.length, content_type: contentType, last_modified: new Date().toISOString(), etag };
+      const tmp = join(dir, `.tmp-${randomBytes(8).toString('hex')}`);
+      try {
+        await writeFile(tmp, Buffer.concat([Buffer.from(JSON.stringify(meta) + '\n'), body]), { flush: true });
+        await rename(tmp, join(dir, fileName(key)));
+      } catch (err) {
+        await rm(tmp, { force: true });
+        throw err;
+      }
+      return meta;
+    },
+    async delete(key) {
+      await rm(join(dir, fileName(key)), { force: true });
+    },
+    async close() {},
+  };
+}

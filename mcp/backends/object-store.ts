@@ -1,0 +1,65 @@
+/** Summary of one object in a listing. */
+export interface ObjectSummary {
+  key: string;
+  size: number;
+  last_modified: string;
+}
+
+/** Metadata of one object. */
+export interface ObjectHead {
+  key: string;
+  size: number;
+  content_type: string;
+  last_modified: string;
+  etag: string;
+}
+
+/** One page of a listing; `next_continuation` is opaque and absent on the last page. */
+export interface ObjectPage {
+  objects: ObjectSummary[];
+  next_continuation?: string;
+}
+
+/**
+ * The bucket behind the S3 tools: S3 (or any S3-compatible server) or a directory on disk.
+ * Keys reach a store already normalised and confined; a store only stores.
+ */
+export interface ObjectStore {
+  readonly kind: 's3' | 'disk';
+  list(prefix: string, limit: number, continuation: string | undefined, signal: AbortSignal): Promise<ObjectPage>;
+  /** undefined when the key does not exist. */
+  head(key: string, signal: AbortSignal): Promise<ObjectHead | undefined>;
+  /** undefined when the key does not exist; refuses objects over `maxBytes` before reading them. */
+  get(key: string, maxBytes: number, signal: AbortSignal): Promise<{ head: ObjectHead; body: Buffer } | undefined>;
+  put(key: string, body: Buffer, contentType: string, signal: AbortSignal): Promise<ObjectHead>;
+  delete(key: string, signal: AbortSignal): Promise<void>;
+  /** Connection errors, timeouts, 5xx and throttling; never a 4xx or a missing key. */
+  isTransient(err: unknown): boolean;
+  close(): Promise<void>;
+}
+
+/** Thrown by a store when an object is bigger than the caller allows. */
+export class ObjectTooLargeError extends Error {
+  readonly code = 'OBJECT_TOO_LARGE';
+  readonly size: number;
+
+  constructor(size: number) {
+    super(`object is ${size} bytes`);
+    this.name = 'ObjectTooLargeError';
+    this.size = size;
+  }
+}
+
+/** Network-level error codes that mean "try again", shared by the S3 and SQL classifiers. */
+export const TRANSIENT_NETWORK_CODES: ReadonlySet<string> = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EAI_AGAIN',
+  'ECONNABORTED',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CONNECT_TIMEOUT',
+]);

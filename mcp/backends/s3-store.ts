@@ -1,0 +1,126 @@
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+} from '@aws-sdk/client-s3';
+import { errorCode } from '../resilience.js';
+import { ObjectTooLargeError, TRANSIENT_NETWORK_CODES } from './object-store.js';
+import type { ObjectHead, ObjectStore } from './object-store.js';
+
+/** Connection settings of an S3 or S3-compatible bucket. */
+export interface S3StoreOptions {
+  bucket: string;
+  /** Endpoint override (MinIO, s3rver, LocalStack); addressing is then path-style. */
+  endpoint?: string;
+  region?: string;
+  accessKeyId?: string;
+  secretAccessKey?: string;
+}
+
+const THROTTLING = new Set(['SlowDown', 'Throttling', 'ThrottlingException', 'RequestTimeout', 'RequestTimeTooSkewed', 'TimeoutError']);
+
+function httpStatus(err: unknown): number | undefined {
+  if (typeof err !== 'object' || err === null || !('$metadata' in err)) return undefined;
+  const meta = err.$metadata as { httpStatusCode?: number } | undefined;
+  return meta?.httpStatusCode;
+}
+
+function errorName(err: unknown): string | undefined {
+  return err instanceof Error ? err.name : undefined;
+}
+
+/** True for S3 errors worth retrying: network failures, 5xx, 429 and throttling names. */
+export function isS3Transient(err: unknown): boolean {
+  const code = errorCode(err);
+  if (code !== undefined && TRANSIENT_NETWORK_CODES.has(code)) return true;
+  const name = errorName(err);
+  if (name !== undefined && THROTTLING.has(name)) return true;
+  const status = httpStatus(err);
+  return status !== undefined && (status >= 500 || status === 429);
+}
+
+function isNotFound(err: unknown): boolean {
+  const name = errorName(err);
+  return name === 'NoSuchKey' || name === 'NotFound' || httpStatus(err) === 404;
+}
+
+/** An ObjectStore over @aws-sdk/client-s3; the SDK's own retries are off so ours are the only ones. */
+export function createS3Store(options: S3StoreOptions): ObjectStore {
+  const client = new S3Client({
+    region: options.region ?? 'us-east-1',
+    ...(options.endpoint ? { endpoint: options.endpoint, forcePathStyle: true } : {}),
+    ...(options.accessKeyId && options.secretAccessKey
+      ? { credentials: { accessKeyId: options.accessKeyId, secretAccessKey: options.secretAccessKey } }
+      : {}),
+    maxAttempts: 1,
+    requestHandler: { connectionTimeout: 5_000, requestTimeout: 30_000 },
+  });
+  const Bucket = options.bucket;
+
+  async function head(key: string, signal: AbortSignal): Promise<ObjectHead | undefined> {
+    try {
+      const res = await client.send(new HeadObjectCommand({ Bucket, Key: key }), { abortSignal: signal });
+      return {
+        key,
+        size: res.ContentLength ?? 0,
+        content_type: res.ContentType ?? 'application/octet-stream',
+        last_modified: (res.LastModified ?? new Date(0)).toISOString(),
+        etag: res.ETag ?? '',
+      };
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  return {
+    kind: 's3',
+    isTransient: isS3Transient,
+    head,
+    async list(prefix, limit, continuation, signal) {
+      const res = await client.send(
+        new ListObjectsV2Command({ Bucket, Prefix: prefix, MaxKeys: limit, ContinuationToken: continuation }),
+        { abortSignal: signal },
+      );
+      const objects = (res.Contents ?? []).map((o) => ({
+        key: o.Key ?? '',
+        size: o.Size ?? 0,
+        last_modified: (o.LastModified ?? new Date(0)).toISOString(),
+      }));
+      return res.IsTruncated && res.NextContinuationToken
+        ? { objects, next_continuation: res.NextContinuationToken }
+        : { objects };
+    },
+    async get(key, maxBytes, signal) {
+      // HEAD first so an oversized object is refused without streaming it.
+      const meta = await head(key, signal);
+      if (!meta) return undefined;
+      if (meta.size > maxBytes) throw new ObjectTooLargeError(meta.size);
+      try {
+        const res = await client.send(new GetObjectCommand({ Bucket, Key: key }), { abortSignal: signal });
+        const bytes = res.Body ? Buffer.from(await res.Body.transformToByteArray()) : Buffer.alloc(0);
+        if (bytes.length > maxBytes) throw new ObjectTooLargeError(bytes.length);
+        return { head: { ...meta, size: bytes.length, etag: res.ETag ?? meta.etag }, body: bytes };
+      } catch (err) {
+        if (isNotFound(err)) return undefined;
+        throw err;
+      }
+    },
+    async put(key, body, contentType, signal) {
+      const res = await client.send(
+        new PutObjectCommand({ Bucket, Key: key, Body: body, ContentType: contentType, ContentLength: body.length }),
+        { abortSignal: signal },
+      );
+      return { key, size: body.length, content_type: contentType, last_modified: new Date().toISOString(), etag: res.ETag ?? '' };
+    },
+    async delete(key, signal) {
+      await client.send(new DeleteObjectCommand({ Bucket, Key: key }), { abortSignal: signal });
+    },
+    async close() {
+      client.destroy();
+    },
+  };
+}

@@ -1,0 +1,72 @@
+import { parseArgs } from 'node:util';
+import { pino } from 'pino';
+import { startMcpGateway } from './gateway.js';
+import type { McpGatewayOptions } from './gateway.js';
+
+const USAGE = 'usage: ca-a2a mcp-gateway [--listen HOST:PORT] [--data-dir DIR]';
+
+/** Splits HOST:PORT (IPv6 as [::1]:PORT). */
+export function parseListen(value: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(value);
+  const port = Number(m?.[3]);
+  if (!m || port > 65535) throw new Error(`--listen must be HOST:PORT, got ${JSON.stringify(value)}`);
+  return { host: (m[1] ?? m[2]) as string, port };
+}
+
+/**
+ * Gateway options from the environment: DATABASE_URL; CA_A2A_S3_BUCKET, CA_A2A_S3_ENDPOINT,
+ * AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY; CA_A2A_S3_PREFIXES (comma-separated),
+ * CA_A2A_S3_MAX_OBJECT_BYTES. Unset variables leave the embedded defaults.
+ */
+export function gatewayOptionsFromEnv(env: NodeJS.ProcessEnv): McpGatewayOptions {
+  const prefixes = env.CA_A2A_S3_PREFIXES?.split(',').map((p) => p.trim()).filter(Boolean);
+  const maxObject = env.CA_A2A_S3_MAX_OBJECT_BYTES ? Number(env.CA_A2A_S3_MAX_OBJECT_BYTES) : undefined;
+  if (maxObject !== undefined && !(Number.isInteger(maxObject) && maxObject > 0)) {
+    throw new Error('CA_A2A_S3_MAX_OBJECT_BYTES must be a positive integer');
+  }
+  return {
+    databaseUrl: env.DATABASE_URL || undefined,
+    s3: {
+      bucket: env.CA_A2A_S3_BUCKET || undefined,
+      endpoint: env.CA_A2A_S3_ENDPOINT || undefined,
+      region: env.AWS_REGION || undefined,
+      accessKeyId: env.AWS_ACCESS_KEY_ID || undefined,
+      secretAccessKey: env.AWS_SECRET_ACCESS_KEY || undefined,
+      allowedPrefixes: prefixes?.length ? prefixes : undefined,
+      maxObjectBytes: maxObject,
+    },
+  };
+}
+
+/** `ca-a2a mcp-gateway`: runs the gateway until SIGINT or SIGTERM, then closes it; resolves the exit code. */
+export async function mcpGatewayCommand(argv: string[]): Promise<number> {
+  const logger = pino({ base: { service: 'mcp-gateway' } });
+  let listen: { host: string; port: number };
+  let dataDir: string;
+  let envOptions: McpGatewayOptions;
+  try {
+    const { values } = parseArgs({
+      args: argv,
+      options: { listen: { type: 'string' }, 'data-dir': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+      strict: true,
+    });
+    if (values.help) {
+      process.stdout.write(`${USAGE}\n`);
+      return 0;
+    }
+    listen = parseListen(values.listen ?? process.env.CA_A2A_LISTEN ?? '127.0.0.1:9000');
+    dataDir = values['data-dir'] ?? process.env.CA_A2A_DATA_DIR ?? '.ca-a2a';
+    envOptions = gatewayOptionsFromEnv(process.env);
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n${USAGE}\n`);
+    return 2;
+  }
+  const gateway = await startMcpGateway({ ...envOptions, ...listen, dataDir, logger });
+  const signal = await new Promise<string>((ok) => {
+    process.once('SIGINT', () => ok('SIGINT'));
+    process.once('SIGTERM', () => ok('SIGTERM'));
+  });
+  logger.info({ event_type: 'mcp_gateway_stopping', signal }, 'stopping');
+  await gateway.close();
+  return 0;
+}

@@ -1,0 +1,67 @@
+/** The closed set of tool error codes; docs/mcp.md lists each under "Errors". */
+export type ToolErrorCode =
+  | 'invalid_request'
+  | 'unknown_tool'
+  | 'invalid_arguments'
+  | 'invalid_key'
+  | 'not_found'
+  | 'conflict'
+  | 'too_large'
+  | 'backend_unavailable'
+  | 'backend_error'
+  | 'internal';
+
+/** HTTP status of `POST /call_tool` per code, and whether the message is shown to the caller. */
+export const TOOL_ERRORS = {
+  invalid_request: { status: 400, expose: true },
+  unknown_tool: { status: 404, expose: true },
+  invalid_arguments: { status: 400, expose: true },
+  invalid_key: { status: 400, expose: true },
+  not_found: { status: 404, expose: true },
+  conflict: { status: 409, expose: true },
+  too_large: { status: 413, expose: true },
+  backend_unavailable: { status: 503, expose: true },
+  backend_error: { status: 502, expose: true },
+  internal: { status: 500, expose: false },
+} as const satisfies Record<ToolErrorCode, { status: number; expose: boolean }>;
+
+/** Extra machine-readable fields a tool error may carry on the wire. */
+export interface ToolErrorDetails {
+  backend?: string;
+  retry_after_seconds?: number;
+  current_status?: string;
+  errors?: { path: string; message: string }[];
+}
+
+/** An expected tool failure with a stable code; anything else thrown by a tool is `internal`. */
+export class ToolError extends Error {
+  readonly code: ToolErrorCode;
+  readonly details: ToolErrorDetails;
+
+  constructor(code: ToolErrorCode, message: string, details: ToolErrorDetails = {}) {
+    super(message);
+    this.name = 'ToolError';
+    this.code = code;
+    this.details = details;
+  }
+}
+
+/** The wire form of an error: `{ code, message, ...details }`, with 5xx detail hidden. */
+export interface WireError extends ToolErrorDetails {
+  code: ToolErrorCode;
+  message: string;
+}
+
+/** Matches on the `name`/`code` pair rather than `instanceof`, so copies of this module agree. */
+export function asToolError(err: unknown): ToolError {
+  if (err instanceof Error && err.name === 'ToolError' && 'code' in err && 'details' in err) {
+    return err as ToolError;
+  }
+  return new ToolError('internal', 'internal error');
+}
+
+/** Converts a tool error to what a caller sees. */
+export function toWireError(err: ToolError): WireError {
+  const message = TOOL_ERRORS[err.code].expose ? err.message : 'internal error';
+  return { code: err.code, message, ...err.details };
+}

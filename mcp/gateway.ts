@@ -1,0 +1,144 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { pino } from 'pino';
+import type { Logger } from 'pino';
+import { migrate } from '../proxy/stores/sql/migrate.js';
+import { openSqlClient } from '../proxy/stores/sql/sql-client.js';
+import type { SqlPoolOptions } from '../proxy/stores/sql/sql-client.js';
+import { createDiskStore } from './backends/disk-store.js';
+import type { ObjectStore } from './backends/object-store.js';
+import { createS3Store } from './backends/s3-store.js';
+import type { S3StoreOptions } from './backends/s3-store.js';
+import { route } from './http-routes.js';
+import { createGatewayMetrics } from './metrics.js';
+import { DEFAULT_KEY_POLICY } from './object-keys.js';
+import { createResilientBackend } from './resilience.js';
+import type { BreakerOptions } from './resilience.js';
+import { createToolRunner } from './tool-runner.js';
+import { isPgTransient } from './tools/sql-run.js';
+import { ALL_TOOLS } from './tools/tool-definitions.js';
+
+/** Bucket selection and object rules; without `bucket` the gateway uses a directory in the data dir. */
+export interface GatewayS3Options extends Partial<S3StoreOptions> {
+  /** Key prefixes the S3 tools may touch. Default `uploads/`, `archive/`. */
+  allowedPrefixes?: string[];
+  /** Largest object put or get. Default 10 MiB. */
+  maxObjectBytes?: number;
+  /** Longest key in UTF-8 bytes. Default 1024. */
+  maxKeyLength?: number;
+}
+
+/** Options of {@link startMcpGateway}; every field has an embedded default. */
+export interface McpGatewayOptions {
+  /** Default 127.0.0.1. */
+  host?: string;
+  /** Default 9000; 0 picks a free port. */
+  port?: number;
+  /** Holds the PGlite database and the local bucket. Default ./.ca-a2a. */
+  dataDir?: string;
+  /** PostgreSQL URL; unset selects PGlite in the data dir. */
+  databaseUrl?: string;
+  pool?: SqlPoolOptions;
+  s3?: GatewayS3Options;
+  /** Applied to each backend separately (one breaker for postgres, one for s3). */
+  breaker?: BreakerOptions;
+  logger?: Logger;
+}
+
+/** A running gateway. */
+export interface McpGateway {
+  /** Base URL, e.g. http://127.0.0.1:9000 (routes are /mcp, /call_tool, /health, /metrics). */
+  readonly url: string;
+  readonly port: number;
+  /** Stops accepting, lets in-flight calls finish (bounded), then closes sockets, pool and bucket client. */
+  close(): Promise<void>;
+}
+
+const DEFAULT_MAX_OBJECT = 10 * 1024 * 1024;
+const MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/', import.meta.url));
+const DRAIN_MS = 10_000;
+
+/** Starts the MCP resource gateway: migrations, backends, tools, then the HTTP listener. */
+export async function startMcpGateway(opts: McpGatewayOptions = {}): Promise<McpGateway> {
+  const logger = opts.logger ?? pino({ base: { service: 'mcp-gateway' } });
+  const dataDir = resolve(opts.dataDir ?? '.ca-a2a');
+  const sql = await openSqlClient({
+    databaseUrl: opts.databaseUrl,
+    dataDir: join(dataDir, 'pglite'),
+    pool: { applicationName: 'ca-a2a-mcp-gateway', ...opts.pool },
+    onIdleError: (err) => logger.warn({ event_type: 'mcp_pool_error', err_message: err.message }, 'idle connection lost'),
+  });
+  let store: ObjectStore | undefined;
+  try {
+    await migrate(sql, { set: 'mcp', dir: MIGRATIONS_DIR });
+    const s3 = opts.s3 ?? {};
+    store = s3.bucket ? createS3Store({ ...s3, bucket: s3.bucket }) : await createDiskStore(join(dataDir, 'bucket'));
+  } catch (err) {
+    await sql.close();
+    throw err;
+  }
+  const s3opts = opts.s3 ?? {};
+  const maxObjectBytes = s3opts.maxObjectBytes ?? DEFAULT_MAX_OBJECT;
+  const metrics = createGatewayMetrics(() => sql.stats());
+  const db = createResilientBackend('postgres', isPgTransient, opts.breaker ?? {}, metrics, logger);
+  const s3 = createResilientBackend('s3', store.isTransient, opts.breaker ?? {}, metrics, logger);
+  const keys = {
+    allowedPrefixes: s3opts.allowedPrefixes ?? DEFAULT_KEY_POLICY.allowedPrefixes,
+    maxKeyLength: s3opts.maxKeyLength ?? DEFAULT_KEY_POLICY.maxKeyLength,
+  };
+  const runner = createToolRunner(ALL_TOOLS, { sql, db, store, s3, keys, maxObjectBytes }, metrics, logger);
+  const backends = () => ({
+    postgres: { kind: sql.kind, breaker: db.state() },
+    s3: { kind: store.kind, breaker: s3.state() },
+  });
+  // base64 grows 4/3; the rest of a tool call envelope is small.
+  const maxBodyBytes = Math.ceil(maxObjectBytes / 3) * 4 + 64 * 1024;
+
+  let inFlight = 0;
+  let drained: (() => void) | undefined;
+  const server = createServer((req, res) => {
+    inFlight++;
+    res.on('close', () => {
+      if (--inFlight === 0) drained?.();
+    });
+    void route(req, res, { runner, registry: metrics.registry, logger, maxBodyBytes, backends });
+  });
+  server.headersTimeout = 30_000;
+  server.requestTimeout = 120_000;
+
+  const host = opts.host ?? '127.0.0.1';
+  await new Promise<void>((ok, fail) => {
+    server.once('error', fail);
+    server.listen(opts.port ?? 9000, host, () => ok());
+  });
+  const port = (server.address() as AddressInfo).port;
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  logger.info({ event_type: 'mcp_gateway_started', url, database: sql.kind, bucket: store.kind }, 'mcp gateway listening');
+
+  let closing: Promise<void> | undefined;
+  return {
+    url,
+    port,
+    close() {
+      closing ??= (async () => {
+        const stopped = new Promise<void>((ok) => server.close(() => ok()));
+        server.closeIdleConnections();
+        if (inFlight > 0) {
+          await Promise.race([
+            new Promise<void>((ok) => (drained = ok)),
+            new Promise<void>((ok) => setTimeout(ok, DRAIN_MS).unref()),
+          ]);
+        }
+        server.closeAllConnections();
+        await stopped;
+        db.dispose();
+        s3.dispose();
+        await Promise.allSettled([sql.close(), store.close()]);
+        logger.info({ event_type: 'mcp_gateway_stopped' }, 'mcp gateway stopped');
+      })();
+      return closing;
+    },
+  };
+}

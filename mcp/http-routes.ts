@@ -1,0 +1,117 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import { TOOL_ERRORS, ToolError, toWireError } from './errors.js';
+import { handleMcpRequest } from './mcp-endpoint.js';
+import type { BreakerStateName } from './resilience.js';
+import type { CallerIdentity, ToolRunner } from './tool-runner.js';
+
+/** What the routes need from the gateway. */
+export interface RouteDeps {
+  runner: ToolRunner;
+  registry: Registry;
+  logger: Logger;
+  maxBodyBytes: number;
+  backends: () => Record<string, { kind: string; breaker: BreakerStateName }>;
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...headers });
+  res.end(text);
+}
+
+function header(req: IncomingMessage, name: string): string | undefined {
+  const v = req.headers[name];
+  if (typeof v !== 'string' || v.length === 0) return undefined;
+  // Audit values only: bounded and free of control characters whatever reached us.
+  // eslint-disable-next-line no-control-regex -- matching control characters is the point
+  return v.replace(/[\u0000-\u001f\u007f]/gu, '').slice(0, 256);
+}
+
+/** The identity the sidecar asserted in x-ca-a2a-* headers. */
+export function callerFrom(req: IncomingMessage): CallerIdentity {
+  const roles = header(req, 'x-ca-a2a-roles');
+  return {
+    subject: header(req, 'x-ca-a2a-subject'),
+    client_id: header(req, 'x-ca-a2a-client-id'),
+    roles: roles ? roles.split(',').map((r) => r.trim()).filter(Boolean).slice(0, 32) : undefined,
+    request_id: header(req, 'x-ca-a2a-request-id'),
+  };
+}
+
+/** Reads and parses a JSON body up to `limit` bytes; a ToolError says why it could not. */
+async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > limit) throw new ToolError('too_large', `body is over ${limit} bytes`);
+    chunks.push(chunk as Buffer);
+  }
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch {
+    throw new ToolError('invalid_request', 'body is not valid JSON');
+  }
+}
+
+function isJsonContent(req: IncomingMessage): boolean {
+  return (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase() === 'application/json';
+}
+
+async function callTool(req: IncomingMessage, res: ServerResponse, deps: RouteDeps): Promise<void> {
+  if (!isJsonContent(req)) throw new ToolError('invalid_request', 'content-type must be application/json');
+  const body = await readJson(req, deps.maxBodyBytes);
+  if (typeof body !== 'object' || body === null || Array.isArray(body) || typeof (body as { tool?: unknown }).tool !== 'string') {
+    throw new ToolError('invalid_request', 'body must be {"tool": string, "arguments": object}');
+  }
+  const { tool, arguments: args } = body as { tool: string; arguments?: unknown };
+  const outcome = await deps.runner.call(tool, args ?? {}, callerFrom(req), 'rest');
+  if (outcome.ok) return sendJson(res, 200, { success: true, ...outcome.result });
+  sendJson(res, TOOL_ERRORS[outcome.error.code].status, { success: false, error: toWireError(outcome.error) });
+}
+
+async function mcp(req: IncomingMessage, res: ServerResponse, deps: RouteDeps): Promise<void> {
+  let body: unknown;
+  try {
+    body = await readJson(req, deps.maxBodyBytes);
+  } catch (err) {
+    const tooLarge = (err as ToolError).code === 'too_large';
+    const error = tooLarge ? { code: -32600, message: 'request too large' } : { code: -32700, message: 'parse error' };
+    return sendJson(res, tooLarge ? 413 : 400, { jsonrpc: '2.0', id: null, error });
+  }
+  await handleMcpRequest(req, res, body, deps.runner, callerFrom(req));
+}
+
+/** Dispatches one HTTP request to /mcp, /call_tool, /health or /metrics. */
+export async function route(req: IncomingMessage, res: ServerResponse, deps: RouteDeps): Promise<void> {
+  const path = (req.url ?? '/').split('?')[0];
+  try {
+    if (path === '/mcp') {
+      // Stateless: no SSE stream to GET and no session to DELETE.
+      if (req.method !== 'POST') {
+        return sendJson(res, 405, { jsonrpc: '2.0', id: null, error: { code: -32000, message: 'method not allowed' } }, { allow: 'POST' });
+      }
+      return await mcp(req, res, deps);
+    }
+    if (path === '/call_tool' && req.method === 'POST') return await callTool(req, res, deps);
+    if (path === '/health' && req.method === 'GET') {
+      const backends = deps.backends();
+      const degraded = Object.values(backends).some((b) => b.breaker !== 'closed');
+      return sendJson(res, 200, { status: degraded ? 'degraded' : 'ok', backends });
+    }
+    if (path === '/metrics' && req.method === 'GET') {
+      const text = await deps.registry.metrics();
+      res.writeHead(200, { 'content-type': deps.registry.contentType });
+      return void res.end(text);
+    }
+    sendJson(res, 404, { success: false, error: { code: 'not_found', message: 'no such route' } });
+  } catch (err) {
+    const known = err instanceof Error && err.name === 'ToolError' ? (err as ToolError) : undefined;
+    if (!known) deps.logger.error({ event_type: 'mcp_http_error', err }, 'request failed');
+    const error = known ?? new ToolError('internal', 'internal error');
+    if (!res.headersSent) sendJson(res, TOOL_ERRORS[error.code].status, { success: false, error: toWireError(error) });
+    else res.destroy();
+  }
+}

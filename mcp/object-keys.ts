@@ -1,0 +1,69 @@
+import { ToolError } from './errors.js';
+
+/** Where S3 tools may read and write. */
+export interface KeyPolicy {
+  /** Each ends with `/`; a key must start with one of them. Default `uploads/`, `archive/`. */
+  allowedPrefixes: readonly string[];
+  /** Cap on a key's UTF-8 length (S3 allows 1024). */
+  maxKeyLength: number;
+}
+
+/** The defaults of {@link KeyPolicy}. */
+export const DEFAULT_KEY_POLICY: KeyPolicy = { allowedPrefixes: ['uploads/', 'archive/'], maxKeyLength: 1024 };
+
+// C0, DEL and C1 controls: never part of a legitimate document key.
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/u;
+
+/**
+ * The forms a key may take once something downstream decodes it: the key itself and up to three
+ * rounds of percent-decoding, so `%2e%2e/` and `%252e%252e/` are judged like `../`.
+ */
+function decodedForms(key: string): string[] {
+  const forms = [key];
+  let current = key;
+  for (let i = 0; i < 3; i++) {
+    let next: string;
+    try {
+      next = decodeURIComponent(current);
+    } catch {
+      break; // a lone `%` is a literal character in an S3 key
+    }
+    if (next === current) break;
+    forms.push(next);
+    current = next;
+  }
+  return forms;
+}
+
+function problem(form: string, kind: 'key' | 'prefix'): string | undefined {
+  if (CONTROL.test(form)) return 'contains a control character';
+  if (form.includes('\\')) return 'contains a backslash';
+  if (form.startsWith('/')) return 'starts with /';
+  const segments = form.split('/');
+  for (const [i, seg] of segments.entries()) {
+    if (seg === '..' || seg === '.') return 'contains a . or .. segment';
+    const last = i === segments.length - 1;
+    if (seg === '' && !(last && kind === 'prefix')) return last ? 'ends with /' : 'contains an empty segment';
+  }
+  return undefined;
+}
+
+/**
+ * Normalises (Unicode NFC) and confines an object key or listing prefix; throws `invalid_key`
+ * naming the reason. A prefix may end with `/`; a key may not.
+ */
+export function normaliseKey(raw: string, policy: KeyPolicy, kind: 'key' | 'prefix' = 'key'): string {
+  const key = raw.normalize('NFC');
+  const refuse = (why: string) => new ToolError('invalid_key', `${kind} ${why}`);
+  if (key.length === 0) throw refuse('is empty');
+  if (Buffer.byteLength(key) > policy.maxKeyLength) throw refuse(`is longer than ${policy.maxKeyLength} bytes`);
+  for (const form of decodedForms(key)) {
+    const why = problem(form, kind);
+    if (why) throw refuse(why);
+  }
+  if (!policy.allowedPrefixes.some((p) => key.startsWith(p))) {
+    throw refuse(`is outside the allowed prefixes (${policy.allowedPrefixes.join(', ')})`);
+  }
+  return key;
+}

@@ -1,0 +1,77 @@
+import { DOCUMENT_COLUMNS, SCHEMA, toDocument } from './document-rows.js';
+import type { DocumentRow } from './document-rows.js';
+import { explainMiss } from './document-tools.js';
+import { sqlQuery } from './sql-run.js';
+import type { ToolFamily } from './tool-types.js';
+
+interface ClaimArgs { document_id: string; stale_after_seconds?: number }
+interface SweepArgs { older_than_seconds: number; limit: number }
+
+// One statement decides and writes, so of two workers racing for a document exactly one gets
+// the row back; the other sees zero rows and a conflict.
+const CLAIM_SQL = `UPDATE documents
+  SET status = 'processing', claimed_at = clock_timestamp(), claim_count = claim_count + 1,
+      updated_at = clock_timestamp()
+  WHERE document_id = $1
+    AND (status IN ('pending', 'failed')
+         OR ($2::float8 IS NOT NULL AND status = 'processing'
+             AND claimed_at < clock_timestamp() - make_interval(secs => $2::float8)))
+  RETURNING ${DOCUMENT_COLUMNS}`;
+
+// SKIP LOCKED lets concurrent sweepers split the stale documents instead of queueing on them;
+// the outer condition is re-checked on the locked row version.
+const SWEEP_SQL = `UPDATE documents
+  SET claimed_at = clock_timestamp(), claim_count = claim_count + 1, updated_at = clock_timestamp()
+  WHERE document_id IN (
+      SELECT document_id FROM documents
+      WHERE status = 'processing' AND claimed_at < clock_timestamp() - make_interval(secs => $1::float8)
+      ORDER BY claimed_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+    AND status = 'processing'
+  RETURNING ${DOCUMENT_COLUMNS}`;
+
+/** Claims for the pipeline workers: take one document, or re-take documents whose claim went stale. */
+export const CLAIM_TOOLS: ToolFamily = {
+  documents_claim: {
+    definition: {
+      name: 'documents_claim',
+      description:
+        'Atomically move a pending or failed document to processing (stamping claimed_at); with stale_after_seconds also re-take one stuck in processing longer than that. conflict when another worker holds it.',
+      inputSchema: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['document_id'],
+        properties: {
+          document_id: SCHEMA.documentId,
+          stale_after_seconds: { type: 'number', minimum: 0, maximum: 604800 },
+        },
+      },
+    },
+    async handler(args, deps) {
+      const a = args as unknown as ClaimArgs;
+      const rows = await sqlQuery<DocumentRow>(deps, CLAIM_SQL, [a.document_id, a.stale_after_seconds ?? null]);
+      if (!rows[0]) return explainMiss(deps, a.document_id, 'pending|failed');
+      return toDocument(rows[0]);
+    },
+  },
+  documents_claim_stale: {
+    definition: {
+      name: 'documents_claim_stale',
+      description:
+        'Sweep: re-claim (refresh claimed_at) up to limit documents stuck in processing for longer than older_than_seconds, oldest claim first, and return them.',
+      inputSchema: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['older_than_seconds'],
+        properties: {
+          older_than_seconds: { type: 'number', minimum: 0, maximum: 604800 },
+          limit: { type: 'integer', minimum: 1, maximum: 100, default: 10 },
+        },
+      },
+    },
+    async handler(args, deps) {
+      const a = args as unknown as SweepArgs;
+      const rows = await sqlQuery<DocumentRow>(deps, SWEEP_SQL, [a.older_than_seconds, a.limit]);
+      return { documents: rows.map(toDocument) };
+    },
+  },
+};

@@ -1,0 +1,79 @@
+/** The document statuses of the pipeline, in the order a document normally moves through them. */
+export const DOCUMENT_STATUSES = ['pending', 'processing', 'extracted', 'validated', 'archived', 'failed'] as const;
+
+/** One of {@link DOCUMENT_STATUSES}. */
+export type DocumentStatus = (typeof DOCUMENT_STATUSES)[number];
+
+/** Schema fragments shared by the document and log tools. */
+export const SCHEMA = {
+  documentId: { type: 'string', format: 'uuid', description: 'Document id (UUID).' },
+  status: { type: 'string', enum: DOCUMENT_STATUSES },
+} as const;
+
+/**
+ * The column list every document query returns. bigint and timestamps are cast so pg and PGlite
+ * hand back the same JS types; created_at also travels as text for exact keyset cursors
+ * (a JS Date would drop the microseconds).
+ */
+export const DOCUMENT_COLUMNS = `document_id::text AS document_id, filename, content_type, s3_key,
+  size_bytes::float8 AS size_bytes, sha256, status, extracted, validation, error, archive_key,
+  claimed_at, claim_count, created_at, updated_at, created_at::text AS created_cursor`;
+
+/** A row as selected with {@link DOCUMENT_COLUMNS}. */
+export interface DocumentRow {
+  document_id: string;
+  filename: string;
+  content_type: string;
+  s3_key: string;
+  size_bytes: number;
+  sha256: string;
+  status: DocumentStatus;
+  extracted: unknown;
+  validation: unknown;
+  error: string | null;
+  archive_key: string | null;
+  claimed_at: Date | string | null;
+  claim_count: number;
+  created_at: Date | string;
+  updated_at: Date | string;
+  created_cursor: string;
+}
+
+const iso = (v: Date | string | null) => (v === null ? null : new Date(v).toISOString());
+
+/** The wire form of a document. */
+export function toDocument(row: DocumentRow) {
+  return {
+    document_id: row.document_id,
+    filename: row.filename,
+    content_type: row.content_type,
+    s3_key: row.s3_key,
+    size_bytes: row.size_bytes,
+    sha256: row.sha256,
+    status: row.status,
+    extracted: row.extracted ?? null,
+    validation: row.validation ?? null,
+    error: row.error,
+    archive_key: row.archive_key,
+    claimed_at: iso(row.claimed_at),
+    claim_count: row.claim_count,
+    created_at: iso(row.created_at),
+    updated_at: iso(row.updated_at),
+  };
+}
+
+/** Encodes a keyset position as an opaque cursor. */
+export function encodeCursor(row: DocumentRow): string {
+  return Buffer.from(JSON.stringify([row.created_cursor, row.document_id])).toString('base64url');
+}
+
+/** Decodes a cursor made by {@link encodeCursor}; undefined when it is not one. */
+export function decodeCursor(cursor: string): [string, string] | undefined {
+  try {
+    const v: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+    if (Array.isArray(v) && v.length === 2 && typeof v[0] === 'string' && typeof v[1] === 'string') return [v[0], v[1]];
+  } catch {
+    // fall through: not a cursor of ours
+  }
+  return undefined;
+}

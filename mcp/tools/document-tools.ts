@@ -1,0 +1,172 @@
+import { randomUUID } from 'node:crypto';
+import { ToolError } from '../errors.js';
+import { normaliseKey } from '../object-keys.js';
+import { DOCUMENT_COLUMNS, SCHEMA, decodeCursor, encodeCursor, toDocument } from './document-rows.js';
+import type { DocumentRow, DocumentStatus } from './document-rows.js';
+import { sqlQuery } from './sql-run.js';
+import type { ToolDeps, ToolFamily } from './tool-types.js';
+
+interface CreateArgs { filename: string; content_type: string; s3_key: string; size_bytes: number; sha256: string; document_id?: string }
+interface IdArgs { document_id: string }
+interface ListArgs { status?: DocumentStatus; limit: number; cursor?: string }
+interface UpdateArgs {
+  document_id: string;
+  expected_status?: DocumentStatus | DocumentStatus[];
+  status?: DocumentStatus;
+  extracted?: object;
+  validation?: object;
+  error?: string | null;
+  archive_key?: string;
+}
+
+const idOnly = { type: 'object', additionalProperties: false, required: ['document_id'], properties: { document_id: SCHEMA.documentId } };
+
+/** Throws not_found or conflict (with the current status) after a conditional statement matched no row. */
+export async function explainMiss(deps: ToolDeps, id: string, expected: string): Promise<never> {
+  const rows = await sqlQuery<{ status: string }>(deps, 'SELECT status FROM documents WHERE document_id = $1', [id]);
+  const current = rows[0]?.status;
+  if (current === undefined) throw new ToolError('not_found', `no document ${id}`);
+  throw new ToolError('conflict', `document ${id} is ${current}, expected ${expected}`, { current_status: current });
+}
+
+/** Document rows: create, read, page through, update conditionally, delete. */
+export const DOCUMENT_TOOLS: ToolFamily = {
+  documents_create: {
+    definition: {
+      name: 'documents_create',
+      description: 'Record an uploaded document (status pending). conflict if the id or s3_key is already recorded.',
+      inputSchema: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['filename', 'content_type', 's3_key', 'size_bytes', 'sha256'],
+        properties: {
+          document_id: { ...SCHEMA.documentId, description: 'Optional id chosen by the caller; generated otherwise.' },
+          filename: { type: 'string', minLength: 1, maxLength: 255, pattern: '^[^\\u0000-\\u001f\\u007f/\\\\]+$' },
+          content_type: { type: 'string', minLength: 3, maxLength: 255 },
+          s3_key: { type: 'string', minLength: 1, maxLength: 1024 },
+          size_bytes: { type: 'integer', minimum: 0 },
+          sha256: { type: 'string', pattern: '^[0-9a-f]{64}$' },
+        },
+      },
+    },
+    async handler(args, deps) {
+      const a = args as unknown as CreateArgs;
+      const s3Key = normaliseKey(a.s3_key, deps.keys);
+      const rows = await sqlQuery<DocumentRow>(
+        deps,
+        `INSERT INTO documents (document_id, filename, content_type, s3_key, size_bytes, sha256)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING ${DOCUMENT_COLUMNS}`,
+        [a.document_id ?? randomUUID(), a.filename, a.content_type, s3Key, a.size_bytes, a.sha256],
+      );
+      return toDocument(rows[0] as DocumentRow);
+    },
+  },
+  documents_get: {
+    definition: { name: 'documents_get', description: 'Read one document.', inputSchema: idOnly },
+    async handler(args, deps) {
+      const id = (args as unknown as IdArgs).document_id;
+      const rows = await sqlQuery<DocumentRow>(deps, `SELECT ${DOCUMENT_COLUMNS} FROM documents WHERE document_id = $1`, [id]);
+      if (!rows[0]) throw new ToolError('not_found', `no document ${id}`);
+      return toDocument(rows[0]);
+    },
+  },
+  documents_list: {
+    definition: {
+      name: 'documents_list',
+      description: 'Page through documents, oldest first (stable order: created_at, then id).',
+      inputSchema: {
+        type: 'object',
+        additionalProperties: false,
+        properties: {
+          status: SCHEMA.status,
+          limit: { type: 'integer', minimum: 1, maximum: 100, default: 50 },
+          cursor: { type: 'string', minLength: 1, maxLength: 512, description: 'next_cursor of the previous page.' },
+        },
+      },
+    },
+    async handler(args, deps) {
+      const a = args as unknown as ListArgs;
+      const after = a.cursor === undefined ? undefined : decodeCursor(a.cursor);
+      if (a.cursor !== undefined && !after) throw new ToolError('invalid_arguments', 'cursor is not one this gateway issued');
+      const rows = await sqlQuery<DocumentRow>(
+        deps,
+        `SELECT ${DOCUMENT_COLUMNS} FROM documents
+         WHERE ($1::text IS NULL OR status = $1)
+           AND ($2::timestamptz IS NULL OR (created_at, document_id) > ($2::timestamptz, $3::uuid))
+         ORDER BY created_at, document_id LIMIT $4`,
+        [a.status ?? null, after?.[0] ?? null, after?.[1] ?? null, a.limit + 1],
+      );
+      const page = rows.slice(0, a.limit);
+      const last = page[page.length - 1];
+      return {
+        documents: page.map(toDocument),
+        ...(rows.length > a.limit && last ? { next_cursor: encodeCursor(last) } : {}),
+      };
+    },
+  },
+  documents_update: {
+    definition: {
+      name: 'documents_update',
+      description:
+        'Change a document; with expected_status the change applies only if the current status is one of them (else conflict). Setting status processing stamps claimed_at.',
+      inputSchema: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['document_id'],
+        anyOf: ['status', 'extracted', 'validation', 'error', 'archive_key'].map((f) => ({ required: [f] })),
+        properties: {
+          document_id: SCHEMA.documentId,
+          expected_status: { anyOf: [SCHEMA.status, { type: 'array', items: SCHEMA.status, minItems: 1, uniqueItems: true }] },
+          status: SCHEMA.status,
+          extracted: { type: 'object', description: 'Extracted text and fields (JSON).' },
+          validation: {
+            type: 'object',
+            required: ['score'],
+            properties: { score: { type: 'number', minimum: 0, maximum: 1 }, failures: { type: 'array' } },
+          },
+          error: { type: ['string', 'null'], maxLength: 2000, description: 'Failure reason; null clears it.' },
+          archive_key: { type: 'string', minLength: 1, maxLength: 1024 },
+        },
+      },
+    },
+    async handler(args, deps) {
+      const a = args as unknown as UpdateArgs;
+      const params: unknown[] = [a.document_id];
+      const sets: string[] = ['updated_at = clock_timestamp()'];
+      const set = (column: string, value: unknown, cast = '') => {
+        params.push(value);
+        sets.push(`${column} = $${params.length}${cast}`);
+      };
+      if (a.status !== undefined) set('status', a.status);
+      if (a.status === 'processing') sets.push('claimed_at = clock_timestamp()', 'claim_count = claim_count + 1');
+      if (a.extracted !== undefined) set('extracted', JSON.stringify(a.extracted), '::jsonb');
+      if (a.validation !== undefined) set('validation', JSON.stringify(a.validation), '::jsonb');
+      if (a.error !== undefined) set('error', a.error);
+      if (a.archive_key !== undefined) set('archive_key', normaliseKey(a.archive_key, deps.keys));
+      const expected = a.expected_status === undefined ? null : [a.expected_status].flat();
+      params.push(expected);
+      const rows = await sqlQuery<DocumentRow>(
+        deps,
+        `UPDATE documents SET ${sets.join(', ')}
+         WHERE document_id = $1 AND ($${params.length}::text[] IS NULL OR status = ANY($${params.length}::text[]))
+         RETURNING ${DOCUMENT_COLUMNS}`,
+        params,
+      );
+      if (!rows[0]) return explainMiss(deps, a.document_id, (expected ?? []).join('|'));
+      return toDocument(rows[0]);
+    },
+  },
+  documents_delete: {
+    definition: {
+      name: 'documents_delete',
+      description: 'Delete a document and its processing logs (not its objects: delete those with s3_delete_object).',
+      inputSchema: idOnly,
+    },
+    async handler(args, deps) {
+      const id = (args as unknown as IdArgs).document_id;
+      const rows = await sqlQuery<{ document_id: string }>(deps, 'DELETE FROM documents WHERE document_id = $1 RETURNING document_id::text', [id]);
+      if (!rows[0]) throw new ToolError('not_found', `no document ${id}`);
+      return { document_id: id, deleted: true };
+    },
+  },
+};

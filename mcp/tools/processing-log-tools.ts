@@ -1,0 +1,76 @@
+import { ToolError } from '../errors.js';
+import { SCHEMA } from './document-rows.js';
+import { sqlQuery } from './sql-run.js';
+import type { ToolFamily } from './tool-types.js';
+
+/** Outcomes a pipeline step may log. */
+export const LOG_STATUSES = ['started', 'succeeded', 'failed', 'skipped', 'info'] as const;
+
+interface AppendArgs { document_id: string; step: string; status: string; message?: string }
+interface ListArgs { document_id: string; limit: number }
+interface LogRow { log_id: string | number; document_id: string; step: string; status: string; message: string | null; created_at: Date | string }
+
+const LOG_COLUMNS = 'log_id::float8 AS log_id, document_id::text AS document_id, step, status, message, created_at';
+
+const toEntry = (r: LogRow) => ({
+  log_id: Number(r.log_id),
+  document_id: r.document_id,
+  step: r.step,
+  status: r.status,
+  message: r.message,
+  created_at: new Date(r.created_at).toISOString(),
+});
+
+/** The append-only processing log of each document. */
+export const PROCESSING_LOG_TOOLS: ToolFamily = {
+  processing_logs_append: {
+    definition: {
+      name: 'processing_logs_append',
+      description: 'Append one entry to a document\'s processing log; not_found if the document does not exist.',
+      inputSchema: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['document_id', 'step', 'status'],
+        properties: {
+          document_id: SCHEMA.documentId,
+          step: { type: 'string', pattern: '^[a-z][a-z0-9_]{0,63}$', description: 'e.g. upload, extract, validate, archive.' },
+          status: { type: 'string', enum: LOG_STATUSES },
+          message: { type: 'string', maxLength: 2000 },
+        },
+      },
+    },
+    async handler(args, deps) {
+      const a = args as unknown as AppendArgs;
+      // A missing document surfaces as a foreign-key violation, mapped to not_found.
+      const rows = await sqlQuery<LogRow>(
+        deps,
+        `INSERT INTO processing_logs (document_id, step, status, message) VALUES ($1, $2, $3, $4) RETURNING ${LOG_COLUMNS}`,
+        [a.document_id, a.step, a.status, a.message ?? null],
+      );
+      return toEntry(rows[0] as LogRow);
+    },
+  },
+  processing_logs_list: {
+    definition: {
+      name: 'processing_logs_list',
+      description: 'A document\'s processing log, oldest entry first.',
+      inputSchema: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['document_id'],
+        properties: { document_id: SCHEMA.documentId, limit: { type: 'integer', minimum: 1, maximum: 1000, default: 200 } },
+      },
+    },
+    async handler(args, deps) {
+      const a = args as unknown as ListArgs;
+      const exists = await sqlQuery(deps, 'SELECT 1 FROM documents WHERE document_id = $1', [a.document_id]);
+      if (exists.length === 0) throw new ToolError('not_found', `no document ${a.document_id}`);
+      const rows = await sqlQuery<LogRow>(
+        deps,
+        `SELECT ${LOG_COLUMNS} FROM processing_logs WHERE document_id = $1 ORDER BY log_id LIMIT $2`,
+        [a.document_id, a.limit],
+      );
+      return { entries: rows.map(toEntry) };
+    },
+  },
+};
