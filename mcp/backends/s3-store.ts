@@ -2,7 +2,7 @@ import {
   DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
-  ListObjectsV2Command,
+  ListObjectsCommand,
   PutObjectCommand,
   S3Client,
 } from '@aws-sdk/client-s3';
@@ -81,18 +81,20 @@ export function createS3Store(options: S3StoreOptions): ObjectStore {
     isTransient: isS3Transient,
     head,
     async list(prefix, limit, continuation, signal) {
-      const res = await client.send(
-        new ListObjectsV2Command({ Bucket, Prefix: prefix, MaxKeys: limit, ContinuationToken: continuation }),
-        { abortSignal: signal },
-      );
+      // ListObjects (v1) with Marker = the last key of the previous page: the continuation then has
+      // the same form on S3 and on the local-disk bucket, and works on S3-compatible servers whose
+      // v2 continuation tokens do not (s3rver's need DES, which OpenSSL 3 no longer ships).
+      const marker = continuation ? Buffer.from(continuation, 'base64url').toString('utf8') : undefined;
+      const res = await client.send(new ListObjectsCommand({ Bucket, Prefix: prefix, MaxKeys: limit, Marker: marker }), {
+        abortSignal: signal,
+      });
       const objects = (res.Contents ?? []).map((o) => ({
         key: o.Key ?? '',
         size: o.Size ?? 0,
         last_modified: (o.LastModified ?? new Date(0)).toISOString(),
       }));
-      return res.IsTruncated && res.NextContinuationToken
-        ? { objects, next_continuation: res.NextContinuationToken }
-        : { objects };
+      const last = objects[objects.length - 1];
+      return res.IsTruncated && last ? { objects, next_continuation: Buffer.from(last.key).toString('base64url') } : { objects };
     },
     async get(key, maxBytes, signal) {
       // HEAD first so an oversized object is refused without streaming it.

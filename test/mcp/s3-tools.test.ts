@@ -1,0 +1,156 @@
+import assert from 'node:assert/strict';
+import { rm } from 'node:fs/promises';
+import { after, before, describe, it } from 'node:test';
+import { startMcpGateway } from '../../mcp/gateway.js';
+import type { McpGateway } from '../../mcp/gateway.js';
+import { callTool, captureLogger, createTestSchema, startS3rver, tempDir } from './helpers.js';
+
+const b64 = (s: string | Buffer) => Buffer.from(s).toString('base64');
+
+// The same behaviour is required of the S3 bucket and of the local-disk bucket.
+const backends = [
+  { name: 's3 (s3rver)', s3: true },
+  { name: 'local disk', s3: false },
+];
+
+for (const backend of backends) {
+  describe(`S3 tools on ${backend.name}`, () => {
+    let gw: McpGateway;
+    const cleanups: (() => Promise<void>)[] = [];
+
+    before(async () => {
+      const schema = await createTestSchema();
+      cleanups.push(() => schema.drop());
+      const dataDir = await tempDir();
+      cleanups.push(() => rm(dataDir, { recursive: true, force: true }));
+      let s3 = {};
+      if (backend.s3) {
+        const server = await startS3rver();
+        cleanups.push(() => server.close());
+        s3 = { endpoint: server.endpoint, bucket: server.bucket, accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
+      }
+      gw = await startMcpGateway({
+        port: 0,
+        dataDir,
+        databaseUrl: schema.urlFor(),
+        s3: { ...s3, maxObjectBytes: 1024 },
+        logger: captureLogger().logger,
+      });
+      cleanups.unshift(() => gw.close());
+    });
+    after(async () => {
+      for (const c of cleanups) await c();
+    });
+
+    it('puts an object and gets back its bytes, content type and size', async () => {
+      const put = await callTool(gw.url, 's3_put_object', { key: 'uploads/a/invoice.pdf', content_base64: b64('%PDF-1.4 hello'), content_type: 'application/pdf' });
+      assert.equal(put.status, 200);
+      assert.equal(put.body.success, true);
+      assert.equal(put.body.size, 14);
+      assert.match(String(put.body.sha256), /^[0-9a-f]{64}$/);
+      const got = await callTool(gw.url, 's3_get_object', { key: 'uploads/a/invoice.pdf' });
+      assert.equal(got.status, 200);
+      assert.equal(Buffer.from(String(got.body.content_base64), 'base64').toString(), '%PDF-1.4 hello');
+      assert.equal(got.body.content_type, 'application/pdf');
+      assert.equal(got.body.size, 14);
+    });
+
+    it('replaces an object put twice under one key', async () => {
+      await callTool(gw.url, 's3_put_object', { key: 'archive/x.txt', content_base64: b64('one'), content_type: 'text/plain' });
+      await callTool(gw.url, 's3_put_object', { key: 'archive/x.txt', content_base64: b64('two!'), content_type: 'text/plain' });
+      const got = await callTool(gw.url, 's3_get_object', { key: 'archive/x.txt' });
+      assert.equal(Buffer.from(String(got.body.content_base64), 'base64').toString(), 'two!');
+      const listed = await callTool(gw.url, 's3_list_objects', { prefix: 'archive/' });
+      assert.deepEqual((listed.body.objects as { key: string }[]).map((o) => o.key), ['archive/x.txt']);
+    });
+
+    it('lists by prefix in key order, one page at a time with a continuation', async () => {
+      for (const k of ['c', 'a', 'b', 'd']) {
+        const r = await callTool(gw.url, 's3_put_object', { key: `uploads/list/${k}.txt`, content_base64: b64(k), content_type: 'text/plain' });
+        assert.equal(r.status, 200);
+      }
+      const first = await callTool(gw.url, 's3_list_objects', { prefix: 'uploads/list/', limit: 3 });
+      assert.equal(first.status, 200);
+      const keys1 = (first.body.objects as { key: string; size: number }[]).map((o) => o.key);
+      assert.deepEqual(keys1, ['uploads/list/a.txt', 'uploads/list/b.txt', 'uploads/list/c.txt']);
+      assert.equal(typeof first.body.next_continuation, 'string');
+      const second = await callTool(gw.url, 's3_list_objects', { prefix: 'uploads/list/', limit: 3, continuation: first.body.next_continuation });
+      assert.deepEqual((second.body.objects as { key: string }[]).map((o) => o.key), ['uploads/list/d.txt']);
+      assert.equal(second.body.next_continuation, undefined);
+    });
+
+    it('deletes an object, then reports not_found for get and delete', async () => {
+      await callTool(gw.url, 's3_put_object', { key: 'uploads/gone.txt', content_base64: b64('x'), content_type: 'text/plain' });
+      const del = await callTool(gw.url, 's3_delete_object', { key: 'uploads/gone.txt' });
+      assert.equal(del.status, 200);
+      assert.equal(del.body.deleted, true);
+      const got = await callTool(gw.url, 's3_get_object', { key: 'uploads/gone.txt' });
+      assert.equal(got.status, 404);
+      assert.equal(got.body.error?.code, 'not_found');
+      const again = await callTool(gw.url, 's3_delete_object', { key: 'uploads/gone.txt' });
+      assert.equal(again.body.error?.code, 'not_found');
+    });
+
+    it('refuses an object over the size cap with too_large and stores nothing', async () => {
+      const r = await callTool(gw.url, 's3_put_object', { key: 'uploads/big.bin', content_base64: b64(Buffer.alloc(1025)), content_type: 'application/octet-stream' });
+      assert.equal(r.status, 413);
+      assert.equal(r.body.error?.code, 'too_large');
+      const got = await callTool(gw.url, 's3_get_object', { key: 'uploads/big.bin' });
+      assert.equal(got.body.error?.code, 'not_found');
+    });
+
+    const badKeys: [string, string][] = [
+      ['parent traversal', 'uploads/../etc/passwd'],
+      ['percent-encoded traversal', 'uploads/%2e%2e/secret'],
+      ['double-encoded traversal', 'uploads/%252e%252e/secret'],
+      ['encoded slash traversal', 'uploads/..%2fsecret'],
+      ['leading slash', '/uploads/a.txt'],
+      ['control character', 'uploads/a\u0000b.txt'],
+      ['newline', 'uploads/a\nb.txt'],
+      ['backslash', 'uploads\\..\\a.txt'],
+      ['outside the allowed prefixes', 'private/a.txt'],
+      ['prefix look-alike', 'uploadsX/a.txt'],
+      ['dot segment', 'uploads/./a.txt'],
+      ['empty segment', 'uploads//a.txt'],
+      ['over the length cap', `uploads/${'a'.repeat(1020)}`],
+    ];
+    for (const [what, key] of badKeys) {
+      it(`refuses a key with ${what} (invalid_key) on every S3 tool`, async () => {
+        const calls: [string, Record<string, unknown>][] = [
+          ['s3_put_object', { key, content_base64: b64('x'), content_type: 'text/plain' }],
+          ['s3_get_object', { key }],
+          ['s3_delete_object', { key }],
+        ];
+        for (const [tool, args] of calls) {
+          const r = await callTool(gw.url, tool, args);
+          assert.equal(r.status, 400, `${tool} ${JSON.stringify(key)}`);
+          assert.ok(['invalid_key', 'invalid_arguments'].includes(String(r.body.error?.code)), `${tool}: ${r.body.error?.code}`);
+        }
+      });
+    }
+
+    it('refuses a listing prefix outside the allowed prefixes or with traversal', async () => {
+      for (const prefix of ['', 'up', '/uploads/', 'uploads/../', 'archive/%2e%2e/']) {
+        const r = await callTool(gw.url, 's3_list_objects', { prefix });
+        assert.equal(r.status, 400, prefix);
+        assert.ok(['invalid_key', 'invalid_arguments'].includes(String(r.body.error?.code)));
+      }
+    });
+
+    it('refuses malformed arguments before touching the bucket', async () => {
+      const cases: [string, unknown][] = [
+        ['s3_put_object', { key: 'uploads/a.txt', content_base64: 'not base64!', content_type: 'text/plain' }],
+        ['s3_put_object', { key: 'uploads/a.txt', content_base64: 'YQ', content_type: 'text/plain' }],
+        ['s3_put_object', { key: 'uploads/a.txt', content_base64: b64('a'), content_type: 'nonsense' }],
+        ['s3_get_object', { key: 'uploads/a.txt', extra: 1 }],
+        ['s3_list_objects', { prefix: 'uploads/', limit: 0 }],
+        ['s3_get_object', {}],
+      ];
+      for (const [tool, args] of cases) {
+        const r = await callTool(gw.url, tool, args);
+        assert.equal(r.status, 400, JSON.stringify(args));
+        assert.equal(r.body.error?.code, 'invalid_arguments');
+      }
+    });
+  });
+}
