@@ -1,0 +1,198 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { rm } from 'node:fs/promises';
+import { after, before, describe, it } from 'node:test';
+import { startMcpGateway } from '../../mcp/gateway.js';
+import type { McpGateway } from '../../mcp/gateway.js';
+import { callTool, captureLogger, createTestSchema, tempDir } from './helpers.js';
+
+const sha = 'a'.repeat(64);
+type Doc = { document_id: string; status: string; claimed_at: string | null; claim_count: number; [k: string]: unknown };
+
+// The document tools must behave the same on PostgreSQL and on the embedded PGlite.
+const modes = [
+  { name: 'PostgreSQL', embedded: false },
+  { name: 'embedded PGlite', embedded: true },
+];
+
+for (const mode of modes) {
+  describe(`document and processing-log tools on ${mode.name}`, () => {
+    let gw: McpGateway;
+    const cleanups: (() => Promise<void>)[] = [];
+    let n = 0;
+    const create = async (extra: Record<string, unknown> = {}) => {
+      const r = await callTool(gw.url, 'documents_create', {
+        filename: 'invoice.pdf', content_type: 'application/pdf', s3_key: `uploads/doc-${n++}-${randomUUID()}.pdf`, size_bytes: 10, sha256: sha, ...extra,
+      });
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      return r.body as unknown as Doc;
+    };
+
+    before(async () => {
+      const dataDir = await tempDir();
+      cleanups.push(() => rm(dataDir, { recursive: true, force: true }));
+      let databaseUrl: string | undefined;
+      if (!mode.embedded) {
+        const schema = await createTestSchema();
+        cleanups.push(() => schema.drop());
+        databaseUrl = schema.urlFor();
+      }
+      gw = await startMcpGateway({ port: 0, dataDir, databaseUrl, logger: captureLogger().logger });
+      cleanups.unshift(() => gw.close());
+    });
+    after(async () => {
+      for (const c of cleanups) await c();
+    });
+
+    it('creates a pending document and reads it back', async () => {
+      const doc = await create();
+      assert.equal(doc.status, 'pending');
+      assert.match(doc.document_id, /^[0-9a-f-]{36}$/);
+      assert.equal(doc.size_bytes, 10);
+      const got = await callTool(gw.url, 'documents_get', { document_id: doc.document_id });
+      assert.equal(got.status, 200);
+      assert.equal(got.body.document_id, doc.document_id);
+      assert.equal(got.body.filename, 'invoice.pdf');
+    });
+
+    it('refuses a second document for the same s3_key or id with conflict', async () => {
+      const doc = await create();
+      const sameKey = await callTool(gw.url, 'documents_create', { filename: 'b.pdf', content_type: 'application/pdf', s3_key: doc.s3_key, size_bytes: 1, sha256: sha });
+      assert.equal(sameKey.status, 409);
+      assert.equal(sameKey.body.error?.code, 'conflict');
+      const sameId = await callTool(gw.url, 'documents_create', { document_id: doc.document_id, filename: 'b.pdf', content_type: 'application/pdf', s3_key: 'uploads/other.pdf', size_bytes: 1, sha256: sha });
+      assert.equal(sameId.body.error?.code, 'conflict');
+    });
+
+    it('refuses invalid arguments: non-UUID id, bad sha256, s3_key outside the prefixes', async () => {
+      const cases: [string, unknown, string][] = [
+        ['documents_get', { document_id: 'not-a-uuid' }, 'invalid_arguments'],
+        ['documents_create', { filename: 'a', content_type: 'text/plain', s3_key: 'uploads/a', size_bytes: 1, sha256: 'xyz' }, 'invalid_arguments'],
+        ['documents_create', { filename: 'a', content_type: 'text/plain', s3_key: '../etc/passwd', size_bytes: 1, sha256: sha }, 'invalid_key'],
+        ['documents_list', { limit: 101 }, 'invalid_arguments'],
+        ['documents_list', { cursor: 'garbage' }, 'invalid_arguments'],
+        ['documents_update', { document_id: randomUUID() }, 'invalid_arguments'],
+        ['documents_update', { document_id: randomUUID(), status: 'done' }, 'invalid_arguments'],
+      ];
+      for (const [tool, args, code] of cases) {
+        const r = await callTool(gw.url, tool, args);
+        assert.equal(r.status, 400, `${tool} ${JSON.stringify(args)}`);
+        assert.equal(r.body.error?.code, code);
+      }
+    });
+
+    it('reports not_found for a document that does not exist', async () => {
+      const id = randomUUID();
+      for (const [tool, args] of [
+        ['documents_get', { document_id: id }],
+        ['documents_delete', { document_id: id }],
+        ['documents_update', { document_id: id, status: 'failed' }],
+        ['documents_claim', { document_id: id }],
+        ['processing_logs_append', { document_id: id, step: 'extract', status: 'started' }],
+        ['processing_logs_list', { document_id: id }],
+      ] as const) {
+        const r = await callTool(gw.url, tool, args);
+        assert.equal(r.status, 404, tool);
+        assert.equal(r.body.error?.code, 'not_found');
+      }
+    });
+
+    it('pages through documents in a stable order with a cursor, filtered by status', async () => {
+      const ids: string[] = [];
+      for (let i = 0; i < 5; i++) ids.push((await create({ filename: `page-${i}.pdf` })).document_id);
+      await callTool(gw.url, 'documents_update', { document_id: ids[4], status: 'failed', error: 'x' });
+      const seen: string[] = [];
+      let cursor: string | undefined;
+      do {
+        const r = await callTool(gw.url, 'documents_list', { status: 'pending', limit: 2, ...(cursor ? { cursor } : {}) });
+        assert.equal(r.status, 200);
+        const docs = r.body.documents as Doc[];
+        assert.ok(docs.length <= 2);
+        assert.ok(docs.every((d) => d.status === 'pending'));
+        seen.push(...docs.map((d) => d.document_id));
+        cursor = r.body.next_cursor as string | undefined;
+      } while (cursor);
+      assert.equal(new Set(seen).size, seen.length, 'no document twice');
+      const mine = seen.filter((id) => ids.includes(id));
+      assert.deepEqual(mine, ids.slice(0, 4), 'creation order, the failed one excluded');
+    });
+
+    it('lets exactly one of two concurrent workers claim a document', async () => {
+      const doc = await create();
+      const [a, b] = await Promise.all([
+        callTool(gw.url, 'documents_claim', { document_id: doc.document_id }),
+        callTool(gw.url, 'documents_claim', { document_id: doc.document_id }),
+      ]);
+      const statuses = [a.status, b.status].sort();
+      assert.deepEqual(statuses, [200, 409]);
+      const loser = a.status === 409 ? a : b;
+      assert.equal(loser.body.error?.code, 'conflict');
+      assert.equal(loser.body.error?.current_status, 'processing');
+      const winner = (a.status === 200 ? a : b).body as unknown as Doc;
+      assert.equal(winner.status, 'processing');
+      assert.ok(winner.claimed_at);
+      assert.equal(winner.claim_count, 1);
+    });
+
+    it('re-takes a stale claim, by claim with stale_after_seconds and by the sweep', async () => {
+      const doc = await create();
+      await callTool(gw.url, 'documents_claim', { document_id: doc.document_id });
+      const fresh = await callTool(gw.url, 'documents_claim', { document_id: doc.document_id, stale_after_seconds: 3600 });
+      assert.equal(fresh.body.error?.code, 'conflict', 'a recent claim is not stale');
+      const retaken = await callTool(gw.url, 'documents_claim', { document_id: doc.document_id, stale_after_seconds: 0 });
+      assert.equal(retaken.status, 200);
+      assert.equal(retaken.body.claim_count, 2);
+      const swept = await callTool(gw.url, 'documents_claim_stale', { older_than_seconds: 0, limit: 100 });
+      assert.equal(swept.status, 200);
+      const mine = (swept.body.documents as Doc[]).find((d) => d.document_id === doc.document_id);
+      assert.equal(mine?.claim_count, 3);
+      const none = await callTool(gw.url, 'documents_claim_stale', { older_than_seconds: 3600 });
+      assert.ok(!(none.body.documents as Doc[]).some((d) => d.document_id === doc.document_id));
+    });
+
+    it('runs the pipeline: claim, extract, validate, archive idempotently, with a log per step', async () => {
+      const doc = await create();
+      const id = doc.document_id;
+      const log = (step: string, status: string, message?: string) =>
+        callTool(gw.url, 'processing_logs_append', { document_id: id, step, status, ...(message ? { message } : {}) });
+      assert.equal((await log('upload', 'succeeded')).status, 200);
+      const claimed = await callTool(gw.url, 'documents_update', { document_id: id, expected_status: ['pending', 'failed'], status: 'processing' });
+      assert.equal(claimed.body.status, 'processing');
+      const extracted = await callTool(gw.url, 'documents_update', { document_id: id, expected_status: 'processing', status: 'extracted', extracted: { text: 'hello', fields: { total: 12.5 } } });
+      assert.deepEqual(extracted.body.extracted, { text: 'hello', fields: { total: 12.5 } });
+      const validated = await callTool(gw.url, 'documents_update', { document_id: id, expected_status: 'extracted', status: 'validated', validation: { score: 0.9, failures: [] } });
+      assert.deepEqual(validated.body.validation, { score: 0.9, failures: [] });
+      const archive = { document_id: id, expected_status: ['validated', 'archived'], status: 'archived', archive_key: `archive/${id}/invoice.pdf` };
+      const first = await callTool(gw.url, 'documents_update', archive);
+      const second = await callTool(gw.url, 'documents_update', archive);
+      assert.equal(first.body.status, 'archived');
+      assert.equal(second.body.archive_key, `archive/${id}/invoice.pdf`);
+      const wrong = await callTool(gw.url, 'documents_update', { document_id: id, expected_status: 'pending', status: 'processing' });
+      assert.equal(wrong.status, 409);
+      assert.equal(wrong.body.error?.current_status, 'archived');
+      await log('archive', 'succeeded', 'archived once');
+      const logs = await callTool(gw.url, 'processing_logs_list', { document_id: id });
+      assert.deepEqual((logs.body.entries as { step: string; status: string }[]).map((e) => `${e.step}:${e.status}`), ['upload:succeeded', 'archive:succeeded']);
+    });
+
+    it('records a failure with its reason and lets the document be claimed again', async () => {
+      const doc = await create();
+      await callTool(gw.url, 'documents_claim', { document_id: doc.document_id });
+      const failed = await callTool(gw.url, 'documents_update', { document_id: doc.document_id, expected_status: 'processing', status: 'failed', error: 'extractor: unreadable PDF' });
+      assert.equal(failed.body.status, 'failed');
+      assert.equal(failed.body.error, 'extractor: unreadable PDF');
+      const again = await callTool(gw.url, 'documents_claim', { document_id: doc.document_id });
+      assert.equal(again.status, 200);
+    });
+
+    it('deletes a document together with its processing logs', async () => {
+      const doc = await create();
+      await callTool(gw.url, 'processing_logs_append', { document_id: doc.document_id, step: 'extract', status: 'started' });
+      const del = await callTool(gw.url, 'documents_delete', { document_id: doc.document_id });
+      assert.equal(del.status, 200);
+      assert.equal(del.body.deleted, true);
+      assert.equal((await callTool(gw.url, 'documents_get', { document_id: doc.document_id })).status, 404);
+      assert.equal((await callTool(gw.url, 'processing_logs_list', { document_id: doc.document_id })).status, 404);
+    });
+  });
+}
