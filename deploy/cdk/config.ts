@@ -1,0 +1,105 @@
+import type { App } from 'aws-cdk-lib';
+
+/** The components that run as one Fargate service each behind the sidecar. */
+export const SECURED_SERVICES = ['orchestrator', 'extractor', 'validator', 'archivist', 'mcp', 'admin'] as const;
+export type SecuredServiceName = (typeof SECURED_SERVICES)[number];
+
+/** Business agents: they call out through their sidecar's egress listener. */
+export const AGENTS = ['orchestrator', 'extractor', 'validator', 'archivist'] as const;
+export type AgentName = (typeof AGENTS)[number];
+
+/**
+ * Port conventions, identical in every task (each task has its own network namespace), in
+ * compose and in docs/deploy.md. Only SERVICE_PORTS are ever reachable from another task.
+ */
+export const SERVICE_PORTS = {
+  mcp: 8000,
+  orchestrator: 8001,
+  extractor: 8002,
+  validator: 8003,
+  archivist: 8004,
+  admin: 8005,
+} as const satisfies Record<SecuredServiceName, number>;
+/** Where the agent / MCP gateway / admin API listens, on 127.0.0.1 only. */
+export const UPSTREAM_PORT = 9000;
+/** The sidecar's admin listener (/ready, /healthz, /metrics): the metrics scraper only. */
+export const ADMIN_PORT = 9090;
+/** The sidecar's egress listener, bound to 127.0.0.1: only containers of the same task reach it. */
+export const EGRESS_PORT = 15001;
+export const KEYCLOAK_PORT = 8080;
+/** Keycloak's management interface (health), used by its container health check only. */
+export const KEYCLOAK_MANAGEMENT_PORT = 9000;
+export const NAMESPACE = 'ca-a2a.local';
+
+/** Which Cloud Map / Service Connect name each sidecar is reached by. */
+export function serviceDnsName(name: SecuredServiceName | 'keycloak'): string {
+  return `${name}.${NAMESPACE}`;
+}
+
+/** Every value an operator chooses, each with a default that synthesises offline. */
+export interface DeployConfig {
+  readonly account: string | undefined;
+  readonly region: string;
+  readonly availabilityZones: readonly [string, string];
+  readonly imageRepository: string;
+  readonly keycloakRepository: string;
+  readonly keycloakTag: string;
+  readonly desiredCounts: Readonly<Record<SecuredServiceName | 'keycloak', number>>;
+  readonly natGateways: number;
+  readonly logRetentionDays: number;
+  readonly albIngressCidr: string;
+  readonly publicUrl: string;
+  readonly issuerUrl: string;
+  /** An existing AWS Private CA in short-lived mode; unset → the stack creates one. */
+  readonly serviceConnectCaArn: string | undefined;
+  readonly redisNodeType: string;
+  /** The ADOT collector image that scrapes sidecar metrics. */
+  readonly collectorImage: string;
+}
+
+const DEFAULT_REGION = 'eu-west-3';
+
+/** Reads `cdk.json` / `-c key=value` context; values given on the command line arrive as strings. */
+export function readConfig(app: App): DeployConfig {
+  const ctx = (key: string): unknown => app.node.tryGetContext(key);
+  const str = (key: string, fallback: string): string => {
+    const value = ctx(key);
+    return typeof value === 'string' && value !== '' ? value : fallback;
+  };
+  const int = (key: string, fallback: number, min: number): number => {
+    const raw = ctx(key);
+    if (raw === undefined) return fallback;
+    const value = typeof raw === 'number' ? raw : Number(raw);
+    if (!Number.isInteger(value) || value < min) throw new Error(`context ${key} must be an integer >= ${min}, got ${String(raw)}`);
+    return value;
+  };
+
+  const region = str('region', DEFAULT_REGION);
+  const azs = str('availabilityZones', `${region}a,${region}b`).split(',').map((az) => az.trim());
+  if (azs.length !== 2 || azs.some((az) => az === '')) throw new Error('context availabilityZones must name exactly two zones');
+  const account = ctx('account');
+
+  const defaultCount = int('desiredCount', 2, 0);
+  const desiredCounts = Object.fromEntries(
+    [...SECURED_SERVICES, 'keycloak' as const].map((name) => [name, int(`desiredCount.${name}`, defaultCount, 0)]),
+  ) as Record<SecuredServiceName | 'keycloak', number>;
+
+  return {
+    account: typeof account === 'string' && account !== '' ? account : undefined,
+    region,
+    availabilityZones: [azs[0] ?? '', azs[1] ?? ''],
+    imageRepository: str('imageRepository', 'ca-a2a'),
+    keycloakRepository: str('keycloakRepository', 'ca-a2a-keycloak'),
+    keycloakTag: str('keycloakTag', '26.0'),
+    desiredCounts,
+    natGateways: int('natGateways', 2, 1),
+    logRetentionDays: int('logRetentionDays', 30, 1),
+    albIngressCidr: str('albIngressCidr', '0.0.0.0/0'),
+    publicUrl: str('publicUrl', 'https://ca-a2a.example.com'),
+    // Plain http at the application layer: Service Connect TLS encrypts the hop between tasks.
+    issuerUrl: str('issuerUrl', `http://${serviceDnsName('keycloak')}:${KEYCLOAK_PORT}/realms/ca-a2a`),
+    serviceConnectCaArn: typeof ctx('serviceConnectCaArn') === 'string' ? (ctx('serviceConnectCaArn') as string) : undefined,
+    redisNodeType: str('redisNodeType', 'cache.t4g.small'),
+    collectorImage: str('collectorImage', 'public.ecr.aws/aws-observability/aws-otel-collector:v0.43.3'),
+  };
+}

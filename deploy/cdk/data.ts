@@ -1,0 +1,98 @@
+import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import type * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import { Construct } from 'constructs';
+import { AuroraPostgres, databaseUrlSecret } from './aurora.js';
+import { Redis } from './redis.js';
+
+/** Services whose sidecar obtains tokens by client_credentials and so holds a client secret. */
+export const CLIENTS = ['orchestrator', 'extractor', 'validator', 'archivist', 'admin'] as const;
+export type ClientName = (typeof CLIENTS)[number];
+
+export interface DataProps {
+  readonly vpc: ec2.IVpc;
+  readonly documentsDbSecurityGroup: ec2.ISecurityGroup;
+  readonly keycloakDbSecurityGroup: ec2.ISecurityGroup;
+  readonly redisSecurityGroup: ec2.ISecurityGroup;
+  readonly redisNodeType: string;
+}
+
+/**
+ * Every stateful resource and every secret. Two Aurora clusters rather than two databases in
+ * one: Keycloak and the MCP gateway then share neither a network path nor a credential.
+ */
+export class Data extends Construct {
+  readonly documentsBucket: s3.Bucket;
+  readonly documentsDb: AuroraPostgres;
+  /** DATABASE_URL of the MCP gateway. */
+  readonly documentsDbUrl: secretsmanager.Secret;
+  readonly keycloakDb: AuroraPostgres;
+  readonly redis: Redis;
+  readonly clientSecrets: Readonly<Record<ClientName, secretsmanager.Secret>>;
+
+  constructor(scope: Construct, id: string, props: DataProps) {
+    super(scope, id);
+
+    // S3 server access logs cannot be written to an SSE-KMS bucket, hence SSE-S3 here.
+    const accessLogs = new s3.Bucket(this, 'AccessLogs', {
+      encryption: s3.BucketEncryption.S3_MANAGED,
+      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+      enforceSSL: true,
+      minimumTLSVersion: 1.2,
+      objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+      lifecycleRules: [{ expiration: Duration.days(365) }],
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+
+    const documentsKey = new kms.Key(this, 'DocumentsKey', {
+      description: 'ca-a2a documents bucket',
+      enableKeyRotation: true,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    this.documentsBucket = new s3.Bucket(this, 'Documents', {
+      encryption: s3.BucketEncryption.KMS,
+      encryptionKey: documentsKey,
+      bucketKeyEnabled: true,
+      versioned: true,
+      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+      enforceSSL: true,
+      minimumTLSVersion: 1.2,
+      objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+      serverAccessLogsBucket: accessLogs,
+      serverAccessLogsPrefix: 'documents/',
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+
+    this.documentsDb = new AuroraPostgres(this, 'DocumentsDb', {
+      vpc: props.vpc,
+      securityGroup: props.documentsDbSecurityGroup,
+      databaseName: 'ca_a2a',
+      username: 'ca_a2a',
+    });
+    this.documentsDbUrl = databaseUrlSecret(this, 'DocumentsDbUrl', this.documentsDb);
+    this.keycloakDb = new AuroraPostgres(this, 'KeycloakDb', {
+      vpc: props.vpc,
+      securityGroup: props.keycloakDbSecurityGroup,
+      databaseName: 'keycloak',
+      username: 'keycloak',
+    });
+    this.redis = new Redis(this, 'Redis', {
+      vpc: props.vpc,
+      securityGroup: props.redisSecurityGroup,
+      nodeType: props.redisNodeType,
+    });
+
+    // Keycloak reads the same secrets so the realm's confidential clients match the sidecars.
+    this.clientSecrets = Object.fromEntries(
+      CLIENTS.map((client) => [
+        client,
+        new secretsmanager.Secret(this, `ClientSecret-${client}`, {
+          description: `ca-a2a OIDC client secret of ${client}`,
+          generateSecretString: { passwordLength: 43, excludePunctuation: true },
+        }),
+      ]),
+    ) as Record<ClientName, secretsmanager.Secret>;
+  }
+}

@@ -1,0 +1,87 @@
+import { RemovalPolicy } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import { Construct } from 'constructs';
+import { FixedSubnetCidrs } from './fixed-subnets.js';
+
+export interface NetworkProps {
+  readonly availabilityZones: readonly string[];
+  readonly natGateways: number;
+  readonly logRetention: logs.RetentionDays;
+}
+
+export const VPC_CIDR = '10.0.0.0/16';
+export const PUBLIC_SUBNETS = ['10.0.1.0/24', '10.0.2.0/24'] as const;
+export const PRIVATE_SUBNETS = ['10.0.10.0/24', '10.0.20.0/24'] as const;
+
+/**
+ * The VPC: the ALB and NAT gateways in the public subnets, every task and data store in the
+ * private ones. AWS APIs the tasks need (image pulls, logs, secrets, the documents bucket) are
+ * VPC endpoints, so agent security groups never need a route to the internet.
+ */
+export class Network extends Construct {
+  readonly vpc: ec2.Vpc;
+  /** Guards the interface endpoints; task security groups are let in by SecurityGroups. */
+  readonly endpointsSecurityGroup: ec2.SecurityGroup;
+  readonly s3Endpoint: ec2.GatewayVpcEndpoint;
+
+  constructor(scope: Construct, id: string, props: NetworkProps) {
+    super(scope, id);
+
+    const flowLogGroup = new logs.LogGroup(this, 'FlowLogs', {
+      retention: props.logRetention,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+
+    this.vpc = new ec2.Vpc(this, 'Vpc', {
+      ipAddresses: new FixedSubnetCidrs(VPC_CIDR, { public: PUBLIC_SUBNETS, private: PRIVATE_SUBNETS }),
+      availabilityZones: [...props.availabilityZones],
+      natGateways: props.natGateways,
+      natGatewaySubnets: { subnetGroupName: 'public' },
+      subnetConfiguration: [
+        { name: 'public', subnetType: ec2.SubnetType.PUBLIC, cidrMask: 24 },
+        { name: 'private', subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS, cidrMask: 24 },
+      ],
+      restrictDefaultSecurityGroup: true,
+      flowLogs: {
+        all: {
+          destination: ec2.FlowLogDestination.toCloudWatchLogs(flowLogGroup),
+          trafficType: ec2.FlowLogTrafficType.ALL,
+        },
+      },
+    });
+    for (const subnet of this.vpc.publicSubnets) {
+      (subnet.node.defaultChild as ec2.CfnSubnet).mapPublicIpOnLaunch = false;
+    }
+
+    this.endpointsSecurityGroup = new ec2.SecurityGroup(this, 'EndpointsSg', {
+      vpc: this.vpc,
+      description: 'ca-a2a interface endpoints',
+      allowAllOutbound: false,
+    });
+
+    // ECR image layers are served from S3, so every task reaches S3 through this endpoint; its
+    // policy (set by the stack) limits the documents bucket to the MCP task role.
+    this.s3Endpoint = this.vpc.addGatewayEndpoint('S3', {
+      service: ec2.GatewayVpcEndpointAwsService.S3,
+      subnets: [{ subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS }],
+    });
+
+    const interfaceEndpoints = {
+      EcrApi: ec2.InterfaceVpcEndpointAwsService.ECR,
+      EcrDocker: ec2.InterfaceVpcEndpointAwsService.ECR_DOCKER,
+      Logs: ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS,
+      SecretsManager: ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER,
+    };
+    for (const [name, service] of Object.entries(interfaceEndpoints)) {
+      this.vpc.addInterfaceEndpoint(name, {
+        service,
+        subnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
+        securityGroups: [this.endpointsSecurityGroup],
+        // `open` would admit the whole VPC CIDR; only task security groups are admitted.
+        open: false,
+        privateDnsEnabled: true,
+      });
+    }
+  }
+}

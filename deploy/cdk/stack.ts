@@ -1,0 +1,175 @@
+import { CfnParameter, Stack, type StackProps } from 'aws-cdk-lib';
+import * as ecr from 'aws-cdk-lib/aws-ecr';
+import * as ecs from 'aws-cdk-lib/aws-ecs';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import type * as logs from 'aws-cdk-lib/aws-logs';
+import type { Construct } from 'constructs';
+import { MeshCluster } from './cluster.js';
+import { EGRESS_PORT, UPSTREAM_PORT, type AgentName, type DeployConfig, type SecuredServiceName } from './config.js';
+import { Data } from './data.js';
+import { Ingress } from './ingress.js';
+import { KeycloakService } from './keycloak-service.js';
+import { MetricsScraper } from './metrics-scraper.js';
+import { Network } from './network.js';
+import { SecuredService, type UpstreamSpec } from './secured-service.js';
+import { SecurityGroups } from './security-groups.js';
+
+export interface CaA2aStackProps extends StackProps {
+  readonly config: DeployConfig;
+}
+
+const UPSTREAM_LISTEN = `127.0.0.1:${UPSTREAM_PORT}`;
+
+/**
+ * The whole deployment: network → security groups → data → cluster → services → ingress.
+ * Values that change per deploy (certificate, image tag) are CloudFormation parameters; values
+ * that shape the template (region, counts, sizes) are CDK context, see config.ts.
+ */
+export class CaA2aStack extends Stack {
+  readonly services: Readonly<Record<SecuredServiceName, SecuredService>>;
+
+  constructor(scope: Construct, id: string, props: CaA2aStackProps) {
+    super(scope, id, props);
+    const { config } = props;
+    const logRetention = config.logRetentionDays as logs.RetentionDays;
+
+    const certificateArn = new CfnParameter(this, 'CertificateArn', {
+      type: 'String',
+      description: 'ACM certificate for the ALB HTTPS listener (no default: deploying needs a real one)',
+      allowedPattern: '^arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]{12}:certificate/[A-Za-z0-9-]+$',
+    });
+    const imageTag = new CfnParameter(this, 'ImageTag', {
+      type: 'String',
+      description: `Tag of the ca-a2a image in the ECR repository '${config.imageRepository}'`,
+      default: 'latest',
+    });
+
+    const network = new Network(this, 'Network', {
+      availabilityZones: config.availabilityZones,
+      natGateways: config.natGateways,
+      logRetention,
+    });
+    const { groups } = new SecurityGroups(this, 'SecurityGroups', {
+      vpc: network.vpc,
+      endpointsSecurityGroup: network.endpointsSecurityGroup,
+      albIngressCidr: config.albIngressCidr,
+    });
+    const data = new Data(this, 'Data', {
+      vpc: network.vpc,
+      documentsDbSecurityGroup: groups.documentsDb,
+      keycloakDbSecurityGroup: groups.keycloakDb,
+      redisSecurityGroup: groups.redis,
+      redisNodeType: config.redisNodeType,
+    });
+    const mesh = new MeshCluster(this, 'Mesh', { vpc: network.vpc, serviceConnectCaArn: config.serviceConnectCaArn });
+
+    const image = ecs.ContainerImage.fromEcrRepository(
+      ecr.Repository.fromRepositoryName(this, 'ImageRepository', config.imageRepository),
+      imageTag.valueAsString,
+    );
+    const redisUrl = ecs.Secret.fromSecretsManager(data.redis.urlSecret);
+    const clientSecret = (name: keyof typeof data.clientSecrets): ecs.Secret => ecs.Secret.fromSecretsManager(data.clientSecrets[name]);
+
+    const agent = (name: AgentName): UpstreamSpec => ({
+      name: 'agent',
+      command: ['agent', name, '--listen', UPSTREAM_LISTEN],
+      environment: { CA_A2A_EGRESS_URL: `http://127.0.0.1:${EGRESS_PORT}` },
+    });
+    const upstreams: Record<SecuredServiceName, UpstreamSpec> = {
+      orchestrator: agent('orchestrator'),
+      extractor: agent('extractor'),
+      validator: agent('validator'),
+      archivist: agent('archivist'),
+      mcp: {
+        name: 'mcp-gateway',
+        command: ['mcp-gateway', '--listen', UPSTREAM_LISTEN],
+        environment: {
+          CA_A2A_S3_BUCKET: data.documentsBucket.bucketName,
+          AWS_REGION: this.region,
+          CA_A2A_DATA_DIR: '/tmp/ca-a2a',
+        },
+        secrets: { DATABASE_URL: ecs.Secret.fromSecretsManager(data.documentsDbUrl) },
+      },
+      admin: { name: 'admin-api', command: ['admin-api', '--listen', UPSTREAM_LISTEN] },
+    };
+
+    const common = {
+      cluster: mesh.cluster,
+      namespace: mesh.namespace,
+      tls: mesh.tls,
+      tlsReady: mesh.tlsReady,
+      image,
+      issuerUrl: config.issuerUrl,
+      logRetention,
+    };
+    const make = (service: SecuredServiceName, extra: { egress: boolean; publicUrls?: readonly string[] }): SecuredService =>
+      new SecuredService(this, `${service[0]?.toUpperCase()}${service.slice(1)}`, {
+        ...common,
+        ...extra,
+        service,
+        securityGroup: groups[service],
+        desiredCount: config.desiredCounts[service],
+        upstream: upstreams[service],
+        sidecarSecrets: {
+          REDIS_URL: redisUrl,
+          ...(service === 'mcp' ? {} : { CA_A2A_CLIENT_SECRET: clientSecret(service) }),
+        },
+      });
+    this.services = {
+      orchestrator: make('orchestrator', { egress: true, publicUrls: [config.publicUrl] }),
+      extractor: make('extractor', { egress: true }),
+      validator: make('validator', { egress: true }),
+      archivist: make('archivist', { egress: true }),
+      mcp: make('mcp', { egress: false }),
+      admin: make('admin', { egress: false }),
+    };
+
+    // "-75% IAM roles": the MCP task role is the only one granted the documents bucket; the
+    // database URL secret reaches only the MCP task (through its execution role, as ECS secrets do).
+    const mcpTaskRole = this.services.mcp.taskDefinition.taskRole;
+    data.documentsBucket.grantReadWrite(mcpTaskRole);
+    data.documentsBucket.grantDelete(mcpTaskRole);
+    network.s3Endpoint.addToPolicy(new iam.PolicyStatement({
+      sid: 'EcrImageLayers',
+      principals: [new iam.AnyPrincipal()],
+      actions: ['s3:GetObject'],
+      resources: [`arn:${this.partition}:s3:::prod-${this.region}-starport-layer-bucket/*`],
+    }));
+    network.s3Endpoint.addToPolicy(new iam.PolicyStatement({
+      sid: 'DocumentsBucketMcpOnly',
+      principals: [new iam.ArnPrincipal(mcpTaskRole.roleArn)],
+      actions: ['s3:GetObject', 's3:PutObject', 's3:DeleteObject', 's3:ListBucket', 's3:GetBucketLocation', 's3:AbortMultipartUpload'],
+      resources: [data.documentsBucket.bucketArn, data.documentsBucket.arnForObjects('*')],
+    }));
+
+    new KeycloakService(this, 'Keycloak', {
+      cluster: mesh.cluster,
+      namespace: mesh.namespace,
+      tls: mesh.tls,
+      tlsReady: mesh.tlsReady,
+      securityGroup: groups.keycloak,
+      image: ecs.ContainerImage.fromEcrRepository(
+        ecr.Repository.fromRepositoryName(this, 'KeycloakRepository', config.keycloakRepository),
+        config.keycloakTag,
+      ),
+      database: data.keycloakDb,
+      clientSecrets: Object.fromEntries(Object.keys(data.clientSecrets).map((name) => [name, clientSecret(name as keyof typeof data.clientSecrets)])),
+      desiredCount: config.desiredCounts.keycloak,
+      logRetention,
+    });
+
+    new MetricsScraper(this, 'Metrics', {
+      cluster: mesh.cluster,
+      securityGroup: groups.scraper,
+      logRetention,
+      collectorImage: config.collectorImage,
+    });
+
+    new Ingress(this, 'Ingress', {
+      vpc: network.vpc,
+      securityGroup: groups.alb,
+      certificateArn: certificateArn.valueAsString,
+      orchestrator: this.services.orchestrator.service,
+    });
+  }
+}
