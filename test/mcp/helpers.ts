@@ -87,7 +87,7 @@ export async function metricValue(baseUrl: string, name: string, labels: Record<
   const text = await (await fetch(`${baseUrl}/metrics`)).text();
   for (const line of text.split('\n')) {
     if (!line.startsWith(name)) continue;
-    const m = /^([a-z_]+)(?:\{(.*)\})? (.+)$/.exec(line);
+    const m = /^([a-z0-9_]+)(?:\{(.*)\})? (.+)$/.exec(line);
     if (!m || m[1] !== name) continue;
     const got = Object.fromEntries([...(m[2] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
     if (Object.entries(labels).every(([k, v]) => got[k] === v)) return Number(m[3]);

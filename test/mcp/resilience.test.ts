@@ -1,0 +1,105 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { rm } from 'node:fs/promises';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { startMcpGateway } from '../../mcp/gateway.js';
+import type { McpGateway } from '../../mcp/gateway.js';
+import { PG_URL, TcpRelay, callTool, captureLogger, createTestSchema, metricValue, tempDir } from './helpers.js';
+
+const HALF_OPEN_MS = 300;
+
+describe('PostgreSQL resilience: retries, circuit breaker, pool bounds', () => {
+  let gw: McpGateway;
+  let relay: TcpRelay;
+  const cleanups: (() => Promise<void>)[] = [];
+  const attempts = (result: string) => metricValue(gw.url, 'ca_a2a_mcp_backend_attempts_total', { backend: 'postgres', result });
+  const health = async () => (await (await fetch(`${gw.url}/health`)).json()) as { status: string; backends: Record<string, { breaker: string }> };
+
+  before(async () => {
+    const schema = await createTestSchema();
+    cleanups.push(() => schema.drop());
+    relay = new TcpRelay(Number(new URL(PG_URL).port || 5432));
+    await relay.start();
+    cleanups.unshift(() => relay.stop());
+    const dataDir = await tempDir();
+    cleanups.push(() => rm(dataDir, { recursive: true, force: true }));
+    gw = await startMcpGateway({
+      port: 0,
+      dataDir,
+      databaseUrl: schema.urlFor(`127.0.0.1:${relay.port}`),
+      pool: { connectionTimeoutMs: 3_000 },
+      breaker: { failureThreshold: 5, halfOpenAfterMs: HALF_OPEN_MS, initialDelayMs: 5, maxDelayMs: 20 },
+      logger: captureLogger().logger,
+    });
+    cleanups.unshift(() => gw.close());
+  });
+  after(async () => {
+    for (const c of cleanups) await c();
+  });
+
+  it('does not retry a constraint violation or a conflict (one attempt each)', async () => {
+    const before = { permanent: await attempts('permanent'), transient: await attempts('transient') };
+    const fk = await callTool(gw.url, 'processing_logs_append', { document_id: randomUUID(), step: 'extract', status: 'started' });
+    assert.equal(fk.body.error?.code, 'not_found');
+    const doc = { filename: 'a.pdf', content_type: 'application/pdf', s3_key: `uploads/${randomUUID()}.pdf`, size_bytes: 1, sha256: 'b'.repeat(64) };
+    assert.equal((await callTool(gw.url, 'documents_create', doc)).status, 200);
+    const dup = await callTool(gw.url, 'documents_create', doc);
+    assert.equal(dup.body.error?.code, 'conflict');
+    assert.equal(await attempts('permanent'), before.permanent + 2);
+    assert.equal(await attempts('transient'), before.transient);
+    assert.equal(await metricValue(gw.url, 'ca_a2a_mcp_breaker_state', { backend: 'postgres' }), 0, 'permanent errors do not trip the breaker');
+  });
+
+  it('retries transient failures, opens after 5 failed calls, fails fast naming the backend, then half-opens and closes', async () => {
+    await relay.stop();
+    const transientBefore = await attempts('transient');
+    for (let i = 0; i < 5; i++) {
+      const r = await callTool(gw.url, 'documents_list', {});
+      assert.equal(r.status, 502, `call ${i}: ${JSON.stringify(r.body)}`);
+      assert.equal(r.body.error?.code, 'backend_error');
+      assert.equal(r.body.error?.backend, 'postgres');
+    }
+    assert.equal(await attempts('transient'), transientBefore + 15, 'three tries per call');
+    assert.equal(await metricValue(gw.url, 'ca_a2a_mcp_breaker_state', { backend: 'postgres' }), 2);
+
+    const fast = await callTool(gw.url, 'documents_list', {});
+    assert.equal(fast.status, 503);
+    assert.equal(fast.body.error?.code, 'backend_unavailable');
+    assert.equal(fast.body.error?.backend, 'postgres');
+    assert.match(String(fast.body.error?.message), /postgres/);
+    assert.ok(Number(fast.body.error?.retry_after_seconds) >= 1);
+    assert.equal(await attempts('transient'), transientBefore + 15, 'an open breaker makes no attempt');
+    assert.equal(await metricValue(gw.url, 'ca_a2a_mcp_breaker_rejections_total', { backend: 'postgres' }), 1);
+    const degraded = await health();
+    assert.equal(degraded.status, 'degraded');
+    assert.equal(degraded.backends.postgres?.breaker, 'open');
+    assert.equal(degraded.backends.s3?.breaker, 'closed');
+
+    // Half-open trial while still down: it fails and the breaker opens again.
+    await sleep(HALF_OPEN_MS + 50);
+    assert.equal((await callTool(gw.url, 'documents_list', {})).body.error?.code, 'backend_error');
+    assert.equal((await callTool(gw.url, 'documents_list', {})).body.error?.code, 'backend_unavailable');
+    assert.equal(await metricValue(gw.url, 'ca_a2a_mcp_breaker_transitions_total', { backend: 'postgres', state: 'half_open' }), 1);
+
+    // Backend back: the next trial after the wait succeeds and closes the breaker.
+    await relay.start();
+    await sleep(HALF_OPEN_MS + 50);
+    const ok = await callTool(gw.url, 'documents_list', {});
+    assert.equal(ok.status, 200, JSON.stringify(ok.body));
+    assert.equal(await metricValue(gw.url, 'ca_a2a_mcp_breaker_state', { backend: 'postgres' }), 0);
+    assert.equal(await metricValue(gw.url, 'ca_a2a_mcp_breaker_transitions_total', { backend: 'postgres', state: 'half_open' }), 2);
+    assert.equal(await metricValue(gw.url, 'ca_a2a_mcp_breaker_transitions_total', { backend: 'postgres', state: 'closed' }), 1);
+    assert.equal(await metricValue(gw.url, 'ca_a2a_mcp_breaker_transitions_total', { backend: 'postgres', state: 'open' }), 2);
+    assert.equal((await health()).status, 'ok');
+  });
+
+  it('serves a burst of 50 concurrent calls on at most 10 connections', async () => {
+    relay.maxOpen = 0;
+    const results = await Promise.all(Array.from({ length: 50 }, () => callTool(gw.url, 'documents_list', { limit: 5 })));
+    assert.ok(results.every((r) => r.status === 200));
+    assert.ok(relay.maxOpen <= 10, `opened ${relay.maxOpen} connections at once`);
+    assert.ok(relay.maxOpen >= 1);
+    assert.ok((await metricValue(gw.url, 'ca_a2a_mcp_pool_clients', { state: 'total' })) <= 10);
+  });
+});
