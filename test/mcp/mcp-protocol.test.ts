@@ -1,0 +1,137 @@
+import assert from 'node:assert/strict';
+import { rm } from 'node:fs/promises';
+import { after, before, describe, it } from 'node:test';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { startMcpGateway } from '../../mcp/gateway.js';
+import type { McpGateway } from '../../mcp/gateway.js';
+import { TOOL_DEFINITIONS } from '../../mcp/tools/tool-definitions.js';
+import { callTool, captureLogger, createTestSchema, tempDir } from './helpers.js';
+
+const identity = {
+  'x-ca-a2a-subject': 'svc-extractor',
+  'x-ca-a2a-client-id': 'extractor',
+  'x-ca-a2a-roles': 'extractor,viewer',
+  'x-ca-a2a-request-id': 'req-123',
+};
+
+describe('MCP over Streamable HTTP, /call_tool and /health', () => {
+  let gw: McpGateway;
+  let lines: Record<string, unknown>[];
+  const cleanups: (() => Promise<void>)[] = [];
+
+  before(async () => {
+    const schema = await createTestSchema();
+    cleanups.push(() => schema.drop());
+    const dataDir = await tempDir();
+    cleanups.push(() => rm(dataDir, { recursive: true, force: true }));
+    const captured = captureLogger();
+    lines = captured.lines;
+    gw = await startMcpGateway({ port: 0, dataDir, databaseUrl: schema.urlFor(), logger: captured.logger });
+    cleanups.unshift(() => gw.close());
+  });
+  after(async () => {
+    for (const c of cleanups) await c();
+  });
+
+  it('lets the SDK Client initialize, list tools and call one', async () => {
+    const client = new Client({ name: 'test-client', version: '1.0.0' });
+    const transport = new StreamableHTTPClientTransport(new URL(`${gw.url}/mcp`), { requestInit: { headers: identity } });
+    await client.connect(transport);
+    try {
+      assert.equal(client.getServerVersion()?.name, 'ca-a2a-mcp-gateway');
+      assert.ok(client.getServerCapabilities()?.tools);
+      const { tools } = await client.listTools();
+      assert.deepEqual(tools.map((t) => t.name), TOOL_DEFINITIONS.map((d) => d.name));
+      assert.deepEqual(tools.find((t) => t.name === 's3_put_object')?.inputSchema.required, ['key', 'content_base64', 'content_type']);
+
+      const put = await client.callTool({ name: 's3_put_object', arguments: { key: 'uploads/mcp.txt', content_base64: Buffer.from('hi').toString('base64'), content_type: 'text/plain' } });
+      assert.notEqual(put.isError, true);
+      assert.equal((put.structuredContent as { size: number }).size, 2);
+      const got = await client.callTool({ name: 's3_get_object', arguments: { key: 'uploads/mcp.txt' } });
+      const content = got.content as { type: string; text: string }[];
+      assert.equal(Buffer.from((JSON.parse(content[0]?.text ?? '{}') as { content_base64: string }).content_base64, 'base64').toString(), 'hi');
+
+      const refused = await client.callTool({ name: 's3_get_object', arguments: { key: '../etc/passwd' } });
+      assert.equal(refused.isError, true);
+      assert.equal((refused.structuredContent as { error: { code: string } }).error.code, 'invalid_key');
+
+      await assert.rejects(client.callTool({ name: 'no_such_tool', arguments: {} }), /no tool named/);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('answers tools/list as a JSON body (not SSE), without a session id', async () => {
+    const res = await fetch(`${gw.url}/mcp`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'tools/list', params: {} }),
+    });
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-type') ?? '', /^application\/json/);
+    assert.equal(res.headers.get('mcp-session-id'), null);
+    const body = (await res.json()) as { id: number; result: { tools: { name: string }[] } };
+    assert.equal(body.id, 7);
+    assert.equal(body.result.tools.length, TOOL_DEFINITIONS.length);
+  });
+
+  it('refuses GET /mcp with 405 (stateless: no SSE stream) and malformed JSON with a parse error', async () => {
+    const get = await fetch(`${gw.url}/mcp`, { headers: { accept: 'text/event-stream' } });
+    assert.equal(get.status, 405);
+    const bad = await fetch(`${gw.url}/mcp`, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, body: '{nope' });
+    assert.equal(bad.status, 400);
+    assert.equal(((await bad.json()) as { error: { code: number } }).error.code, -32700);
+  });
+
+  it('serves POST /call_tool with success true, and stable error codes on failure', async () => {
+    const ok = await callTool(gw.url, 'documents_list', { limit: 1 }, identity);
+    assert.equal(ok.status, 200);
+    assert.equal(ok.body.success, true);
+    assert.ok(Array.isArray(ok.body.documents));
+    const unknown = await callTool(gw.url, 'drop_tables', {});
+    assert.equal(unknown.status, 404);
+    assert.equal(unknown.body.success, false);
+    assert.equal(unknown.body.error?.code, 'unknown_tool');
+    const invalid = await callTool(gw.url, 'documents_get', { document_id: 'x' });
+    assert.equal(invalid.body.error?.code, 'invalid_arguments');
+    const notJson = await fetch(`${gw.url}/call_tool`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '[' });
+    assert.equal(notJson.status, 400);
+    assert.equal(((await notJson.json()) as { error: { code: string } }).error.code, 'invalid_request');
+    const noTool = await fetch(`${gw.url}/call_tool`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"arguments":{}}' });
+    assert.equal(((await noTool.json()) as { error: { code: string } }).error.code, 'invalid_request');
+    const wrongType = await fetch(`${gw.url}/call_tool`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: '{}' });
+    assert.equal(wrongType.status, 400);
+  });
+
+  it('reports each backend and its breaker state on GET /health with 200', async () => {
+    const res = await fetch(`${gw.url}/health`);
+    assert.equal(res.status, 200);
+    assert.deepEqual(await res.json(), {
+      status: 'ok',
+      backends: { postgres: { kind: 'postgres', breaker: 'closed' }, s3: { kind: 'disk', breaker: 'closed' } },
+    });
+  });
+
+  it('writes an audit line per call with caller, tool, outcome and duration, never the arguments', async () => {
+    const secret = 'very-personal-content';
+    await callTool(gw.url, 's3_put_object', { key: 'uploads/audit.txt', content_base64: Buffer.from(secret).toString('base64'), content_type: 'text/plain' }, { ...identity, 'x-ca-a2a-request-id': 'req-audit' });
+    const audit = lines.filter((l) => l.event_type === 'mcp_tool_call' && l.request_id === 'req-audit' && l.tool === 's3_put_object');
+    assert.equal(audit.length, 1);
+    const line = audit[0] as Record<string, unknown>;
+    assert.deepEqual(line.caller, { subject: 'svc-extractor', client_id: 'extractor', roles: ['extractor', 'viewer'] });
+    assert.equal(line.outcome, 'success');
+    assert.equal(typeof line.duration_ms, 'number');
+    const all = JSON.stringify(lines);
+    assert.ok(!all.includes(Buffer.from(secret).toString('base64')) && !all.includes(secret));
+  });
+
+  it('exposes its own metrics on GET /metrics', async () => {
+    const res = await fetch(`${gw.url}/metrics`);
+    assert.equal(res.status, 200);
+    const text = await res.text();
+    assert.match(text, /ca_a2a_mcp_tool_calls_total\{tool="documents_list",outcome="success"\} \d+/);
+    assert.match(text, /ca_a2a_mcp_tool_calls_total\{tool="unknown",outcome="unknown_tool"\} 2/);
+    assert.match(text, /ca_a2a_mcp_breaker_state\{backend="s3"\} 0/);
+  });
+});
