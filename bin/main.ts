@@ -1,0 +1,48 @@
+/**
+ * `ca-a2a <command>`: each command lives in the package that owns it and is loaded on demand,
+ * so `ca-a2a token` does not pay for the sidecar's imports.
+ */
+type Command = (argv: string[]) => Promise<number>;
+
+interface CommandEntry {
+  readonly summary: string;
+  readonly load: () => Promise<Command>;
+}
+
+const COMMANDS: Record<string, CommandEntry> = {
+  sidecar: {
+    summary: 'run the security sidecar in front of one service',
+    load: async () => (await import('../proxy/cli.js')).sidecarCommand,
+  },
+  issuer: {
+    summary: 'run the development OIDC issuer (Keycloak-shaped, realm ca-a2a)',
+    load: async () => (await import('../deploy/dev-issuer/cli.js')).issuerCommand,
+  },
+  token: {
+    summary: 'print an access token for a client of the development issuer',
+    load: async () => (await import('../deploy/dev-issuer/cli.js')).tokenCommand,
+  },
+};
+
+function usage(): string {
+  const width = Math.max(...Object.keys(COMMANDS).map((name) => name.length));
+  const lines = Object.entries(COMMANDS).map(([name, entry]) => `  ${name.padEnd(width)}  ${entry.summary}`);
+  return ['usage: ca-a2a <command> [options]', '', 'commands:', ...lines, '', 'ca-a2a <command> --help for its options.'].join('\n');
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(`${usage()}\n`);
+    return name === undefined ? 2 : 0;
+  }
+  const entry = COMMANDS[name];
+  if (!entry) {
+    process.stderr.write(`ca-a2a: unknown command '${name}'\n\n${usage()}\n`);
+    return 2;
+  }
+  const command = await entry.load();
+  return command(rest);
+}
+
+process.exitCode = await main(process.argv.slice(2));

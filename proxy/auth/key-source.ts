@@ -1,0 +1,118 @@
+import { createLocalJWKSet, createRemoteJWKSet, customFetch, type JWTVerifyGetKey, type JSONWebKeySet } from 'jose';
+import type { AuthPolicy } from '../policy/model.js';
+import type { SidecarMetrics } from '../observe/metrics.js';
+
+/** Thrown when the issuer's discovery or JWKS cannot be fetched or is unusable. */
+export class KeysUnavailableError extends Error {
+  readonly code = 'CA_A2A_KEYS_UNAVAILABLE';
+}
+
+/**
+ * The issuer's signing keys: discovery (or an explicit jwks_uri), then jose's remote JWKS with
+ * our cache age, cooldown and timeout. jose single-flights refetches and refetches on an
+ * unknown kid at most once per cooldown. On top of it: when a refresh fails, the last good
+ * keys keep verifying (an IdP outage must not log everyone out), and a failed refresh is not
+ * retried before the cooldown so an outage cannot turn into a fetch per request.
+ */
+export class KeySource {
+  readonly #auth: AuthPolicy;
+  readonly #metrics: SidecarMetrics;
+  readonly #service: string;
+  #remote: ReturnType<typeof createRemoteJWKSet> | undefined;
+  #discovery: Promise<void> | undefined;
+  #stale: { jwks: JSONWebKeySet; local: JWTVerifyGetKey } | undefined;
+  #lastFailureAt = -Infinity;
+
+  constructor(auth: AuthPolicy, metrics: SidecarMetrics, service: string) {
+    this.#auth = auth;
+    this.#metrics = metrics;
+    this.#service = service;
+  }
+
+  /** The jose key resolver for jwtVerify. */
+  readonly getKey: JWTVerifyGetKey = async (header, token) => {
+    const remote = this.#remote ?? (await this.#discover());
+    const inCooldown = Date.now() - this.#lastFailureAt < this.#auth.jwksCooldownSeconds * 1000;
+    if (inCooldown && this.#stale && !remote.fresh) return this.#stale.local(header, token);
+    try {
+      const key = await remote(header, token);
+      this.#remember(remote);
+      return key;
+    } catch (error) {
+      if (!isFetchFailure(error)) throw error;
+      this.#lastFailureAt = Date.now();
+      if (this.#stale) return this.#stale.local(header, token);
+      throw new KeysUnavailableError('signing keys unavailable', { cause: error });
+    }
+  };
+
+  /** Fetches discovery and keys now, so the first request does not pay for it. Never throws. */
+  async warm(): Promise<Error | undefined> {
+    try {
+      const remote = this.#remote ?? (await this.#discover());
+      await remote.reload();
+      this.#remember(remote);
+      return undefined;
+    } catch (error) {
+      return error as Error;
+    }
+  }
+
+  #remember(remote: ReturnType<typeof createRemoteJWKSet>): void {
+    const jwks = remote.jwks();
+    if (jwks && jwks !== this.#stale?.jwks) this.#stale = { jwks, local: createLocalJWKSet(jwks) };
+  }
+
+  #discover(): Promise<ReturnType<typeof createRemoteJWKSet>> {
+    this.#discovery ??= this.#resolveJwksUri().then(
+      (uri) => {
+        this.#remote = createRemoteJWKSet(new URL(uri), {
+          cacheMaxAge: this.#auth.jwksCacheMaxAgeSeconds * 1000,
+          cooldownDuration: this.#auth.jwksCooldownSeconds * 1000,
+          timeoutDuration: this.#auth.jwksTimeoutMs,
+          [customFetch]: this.#countedFetch,
+        });
+      },
+      (error: unknown) => {
+        this.#discovery = undefined;
+        throw error;
+      },
+    );
+    return this.#discovery.then(() => this.#remote as ReturnType<typeof createRemoteJWKSet>);
+  }
+
+  async #resolveJwksUri(): Promise<string> {
+    if (this.#auth.jwksUri) return this.#auth.jwksUri;
+    const url = `${this.#auth.issuer.replace(/\/$/, '')}/.well-known/openid-configuration`;
+    let response: Response;
+    try {
+      response = await this.#countedFetch(url, { signal: AbortSignal.timeout(this.#auth.jwksTimeoutMs), redirect: 'manual' });
+    } catch (error) {
+      throw new KeysUnavailableError(`discovery failed: ${url}`, { cause: error });
+    }
+    const document = (await response.json().catch(() => undefined)) as { issuer?: unknown; jwks_uri?: unknown } | undefined;
+    // OpenID Connect Discovery §4.3: the document's issuer must be exactly the one configured.
+    if (!response.ok || document?.issuer !== this.#auth.issuer || typeof document.jwks_uri !== 'string') {
+      throw new KeysUnavailableError(`discovery document at ${url} unusable (status ${response.status})`);
+    }
+    return document.jwks_uri;
+  }
+
+  readonly #countedFetch = async (url: string, init: RequestInit): Promise<Response> => {
+    try {
+      const response = await fetch(url, init);
+      this.#metrics.jwksFetches.inc({ service: this.#service, result: response.ok ? 'success' : 'http_error' });
+      return response;
+    } catch (error) {
+      this.#metrics.jwksFetches.inc({ service: this.#service, result: 'network_error' });
+      throw error;
+    }
+  };
+}
+
+function isFetchFailure(error: unknown): boolean {
+  const code = (error as { code?: unknown }).code;
+  // ERR_JOSE_GENERIC is jose's code for a non-200 or non-JSON JWKS answer; no code at all is a
+  // network error from fetch. Key mismatches (ERR_JWKS_NO_MATCHING_KEY …) are token problems.
+  return code === undefined || code === 'ERR_JWKS_TIMEOUT' || code === 'ERR_JWKS_INVALID' || code === 'ERR_JOSE_GENERIC' || code === 'CA_A2A_KEYS_UNAVAILABLE';
+}

@@ -1,0 +1,83 @@
+import { parseArgs } from 'node:util';
+import { isPolicyLoadError, formatProblem } from './policy/errors.js';
+import { adminPortFor, isShippedService, SHIPPED_SERVICES, shippedPolicyFile } from './services.js';
+import { startSidecar } from './sidecar.js';
+
+const HELP = `usage: ca-a2a sidecar (--service NAME | --policy FILE) [options]
+
+  --service NAME         a shipped service: ${Object.keys(SHIPPED_SERVICES).join(', ')}
+  --policy FILE          any other service, from its own policy file
+  --listen HOST:PORT     proxied port (CA_A2A_LISTEN; default 127.0.0.1:<service port>)
+  --upstream URL         the agent (CA_A2A_UPSTREAM; default: the policy's upstream)
+  --admin-listen H:P     /ready, /healthz, /metrics (CA_A2A_ADMIN_LISTEN; default port + 1100)
+  --issuer URL           OIDC issuer (CA_A2A_ISSUER; default: the policy's issuer)
+  --public-url URL       URL clients address this service by, repeatable (CA_A2A_PUBLIC_URL, comma-separated)
+  --no-watch             do not hot-reload the policy files (CA_A2A_NO_WATCH=1)
+`;
+
+/** `ca-a2a sidecar`: runs until SIGINT/SIGTERM, then drains in-flight requests and exits. */
+export async function sidecarCommand(argv: string[]): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        service: { type: 'string', default: process.env.CA_A2A_SERVICE },
+        policy: { type: 'string', default: process.env.CA_A2A_POLICY },
+        listen: { type: 'string', default: process.env.CA_A2A_LISTEN },
+        upstream: { type: 'string', default: process.env.CA_A2A_UPSTREAM },
+        'admin-listen': { type: 'string', default: process.env.CA_A2A_ADMIN_LISTEN },
+        issuer: { type: 'string', default: process.env.CA_A2A_ISSUER },
+        'public-url': { type: 'string', multiple: true, default: process.env.CA_A2A_PUBLIC_URL?.split(',').filter(Boolean) },
+        'no-watch': { type: 'boolean', default: process.env.CA_A2A_NO_WATCH === '1' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+    }));
+  } catch (error) {
+    process.stderr.write(`ca-a2a sidecar: ${(error as Error).message}\n\n${HELP}`);
+    return 2;
+  }
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const service = values.service;
+  if ((service === undefined) === (values.policy === undefined)) {
+    process.stderr.write(`ca-a2a sidecar: give exactly one of --service or --policy\n\n${HELP}`);
+    return 2;
+  }
+  if (service !== undefined && !isShippedService(service)) {
+    process.stderr.write(`ca-a2a sidecar: unknown service '${service}' (shipped: ${Object.keys(SHIPPED_SERVICES).join(', ')}); use --policy FILE for others\n`);
+    return 2;
+  }
+  const port = service !== undefined ? SHIPPED_SERVICES[service].port : 8080;
+  const listen = values.listen ?? `127.0.0.1:${port}`;
+  const listenPort = Number(listen.slice(listen.lastIndexOf(':') + 1));
+  const policyFile = service !== undefined ? shippedPolicyFile(service) : (values.policy as string);
+
+  let sidecar;
+  try {
+    sidecar = await startSidecar({
+      policyFile,
+      listen,
+      adminListen: values['admin-listen'] ?? `${listen.slice(0, listen.lastIndexOf(':'))}:${listenPort === 0 ? 0 : adminPortFor(listenPort)}`,
+      upstream: values.upstream,
+      issuer: values.issuer,
+      watchPolicy: !values['no-watch'],
+    });
+  } catch (error) {
+    if (isPolicyLoadError(error)) {
+      process.stderr.write(`ca-a2a sidecar: policy refused, nothing started:\n${error.problems.map(formatProblem).join('\n')}\n`);
+      return 1;
+    }
+    process.stderr.write(`ca-a2a sidecar: ${(error as Error).message}\n`);
+    return 1;
+  }
+  const stop = new AbortController();
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => stop.abort());
+  process.on('SIGHUP', () => void sidecar.reload());
+  await new Promise((resolve) => stop.signal.addEventListener('abort', resolve, { once: true }));
+  await sidecar.close();
+  return 0;
+}

@@ -1,0 +1,83 @@
+import type { IncomingMessage } from 'node:http';
+import type { Denial } from './denials.js';
+import type { EndpointPolicy, ServicePolicy } from './policy/model.js';
+
+/** The verified caller, frozen once authentication passes. */
+export interface Principal {
+  readonly subject: string;
+  readonly clientId: string;
+  readonly roles: readonly string[];
+  readonly jti: string;
+  readonly issuedAt: number;
+  readonly expiresAt: number;
+  /** RFC 7638 thumbprint the token is bound to (cnf.jkt), if any. */
+  readonly boundKeyThumbprint: string | undefined;
+}
+
+export type JsonRpcId = string | number | null;
+
+/** One JSON-RPC call, as authorised and validated (a batch has several). */
+export interface RpcCall {
+  readonly index: number;
+  readonly id: JsonRpcId | undefined;
+  readonly method: string;
+  readonly params: unknown;
+  /** For tools/call (and /call_tool): the tool name and its arguments. */
+  readonly tool: string | undefined;
+  readonly toolArguments: unknown;
+}
+
+/**
+ * Everything the layers know about one request. Layers read what earlier layers set and set
+ * what they establish; no layer reads the raw request where the context has the answer.
+ */
+export interface RequestContext {
+  readonly req: IncomingMessage;
+  readonly policy: ServicePolicy;
+  readonly requestId: string;
+  readonly sourceIp: string;
+  readonly startedAt: number;
+  /** Normalised path (set by transport). Decisions and forwarding use this, never req.url. */
+  path: string;
+  /** Raw query string including '?', or ''. Forwarded unchanged, never used for a decision. */
+  query: string;
+  endpoint: EndpointPolicy | undefined;
+  isPublic: boolean;
+  body: Buffer | undefined;
+  token: string | undefined;
+  tokenScheme: 'Bearer' | 'DPoP' | undefined;
+  principal: Principal | undefined;
+  calls: readonly RpcCall[];
+  batch: boolean;
+  /** Refusals recorded instead of enforced (mode: dry-run). */
+  wouldDeny: Denial[];
+  /** Headers the sidecar adds to the response (RateLimit-*). */
+  responseHeaders: Record<string, string>;
+}
+
+export function createContext(req: IncomingMessage, policy: ServicePolicy, requestId: string, sourceIp: string, startedAt: number): RequestContext {
+  return {
+    req, policy, requestId, sourceIp, startedAt,
+    path: '', query: '', endpoint: undefined, isPublic: false, body: undefined,
+    token: undefined, tokenScheme: undefined, principal: undefined,
+    calls: [], batch: false, wouldDeny: [], responseHeaders: {},
+  };
+}
+
+/** The JSON-RPC id to answer a refusal with: the single call's id, else null. */
+export function responseId(ctx: RequestContext): JsonRpcId {
+  if (ctx.batch || ctx.calls.length !== 1) return null;
+  return ctx.calls[0]?.id ?? null;
+}
+
+/** Stop checking and forward now (public routes only). */
+export const FORWARD: unique symbol = Symbol('forward');
+
+/** A layer's answer: pass (undefined), refuse (a Denial), or forward without further checks. */
+export type Verdict = Denial | typeof FORWARD | undefined;
+
+/** One step of the pipeline, built once per policy version. */
+export interface Layer {
+  readonly name: string;
+  check(ctx: RequestContext): Verdict | Promise<Verdict>;
+}

@@ -1,0 +1,166 @@
+/**
+ * A strict JSON reader for untrusted bodies. JSON.parse keeps the last of duplicate keys and
+ * happily builds `__proto__` members and 100 000-deep arrays; this pass rejects those before
+ * JSON.parse runs (RFC 8259 §4: names SHOULD be unique — here they MUST be).
+ */
+export type StrictJsonResult =
+  | { readonly ok: true; readonly value: unknown }
+  | { readonly ok: false; readonly problem: 'parse' | 'duplicate_key' | 'forbidden_key' | 'too_deep'; readonly detail: string };
+
+const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+const NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
+const HEX4 = /^[0-9a-fA-F]{4}$/;
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+class JsonProblem extends Error {
+  readonly problem: 'parse' | 'duplicate_key' | 'forbidden_key' | 'too_deep';
+  constructor(problem: JsonProblem['problem'], detail: string) {
+    super(detail);
+    this.problem = problem;
+  }
+}
+
+export function parseStrictJson(bytes: Buffer, maxDepth: number): StrictJsonResult {
+  let text: string;
+  try {
+    text = utf8.decode(bytes);
+  } catch {
+    return { ok: false, problem: 'parse', detail: 'body is not valid UTF-8' };
+  }
+  try {
+    const end = new Scanner(text, maxDepth).document();
+    if (end !== text.length) throw new JsonProblem('parse', `unexpected data at offset ${end}`);
+  } catch (error) {
+    if (error instanceof JsonProblem) return { ok: false, problem: error.problem, detail: error.message };
+    throw error;
+  }
+  return { ok: true, value: JSON.parse(text) as unknown };
+}
+
+class Scanner {
+  readonly #text: string;
+  readonly #maxDepth: number;
+  #i = 0;
+
+  constructor(text: string, maxDepth: number) {
+    this.#text = text;
+    this.#maxDepth = maxDepth;
+  }
+
+  document(): number {
+    this.#ws();
+    this.#value(0);
+    this.#ws();
+    return this.#i;
+  }
+
+  #ws(): void {
+    const text = this.#text;
+    let c = text.charCodeAt(this.#i);
+    while (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) c = text.charCodeAt(++this.#i);
+  }
+
+  #fail(what: string): never {
+    throw new JsonProblem('parse', `${what} at offset ${this.#i}`);
+  }
+
+  #value(depth: number): void {
+    const c = this.#text[this.#i];
+    if (c === '{' || c === '[') {
+      if (depth + 1 > this.#maxDepth) throw new JsonProblem('too_deep', `nesting deeper than ${this.#maxDepth}`);
+      if (c === '{') this.#object(depth + 1);
+      else this.#array(depth + 1);
+    } else if (c === '"') {
+      this.#string();
+    } else if (c === 't' || c === 'f' || c === 'n') {
+      const word = c === 't' ? 'true' : c === 'f' ? 'false' : 'null';
+      if (!this.#text.startsWith(word, this.#i)) this.#fail('invalid literal');
+      this.#i += word.length;
+    } else {
+      NUMBER.lastIndex = this.#i;
+      if (!NUMBER.test(this.#text)) this.#fail('unexpected character');
+      this.#i = NUMBER.lastIndex;
+    }
+  }
+
+  #object(depth: number): void {
+    this.#i++;
+    const keys = new Set<string>();
+    this.#ws();
+    if (this.#text[this.#i] === '}') {
+      this.#i++;
+      return;
+    }
+    for (;;) {
+      this.#ws();
+      if (this.#text[this.#i] !== '"') this.#fail('expected a key');
+      const key = this.#string();
+      if (FORBIDDEN_KEYS.has(key)) throw new JsonProblem('forbidden_key', `key '${key}' is not allowed`);
+      if (keys.has(key)) throw new JsonProblem('duplicate_key', `key '${key.slice(0, 64)}' appears twice`);
+      keys.add(key);
+      this.#ws();
+      if (this.#text[this.#i] !== ':') this.#fail("expected ':'");
+      this.#i++;
+      this.#ws();
+      this.#value(depth);
+      this.#ws();
+      const next = this.#text[this.#i++];
+      if (next === '}') return;
+      if (next !== ',') this.#fail("expected ',' or '}'");
+    }
+  }
+
+  #array(depth: number): void {
+    this.#i++;
+    this.#ws();
+    if (this.#text[this.#i] === ']') {
+      this.#i++;
+      return;
+    }
+    for (;;) {
+      this.#ws();
+      this.#value(depth);
+      this.#ws();
+      const next = this.#text[this.#i++];
+      if (next === ']') return;
+      if (next !== ',') this.#fail("expected ',' or ']'");
+    }
+  }
+
+  /** Scans a string starting at '"'; returns its decoded value. */
+  #string(): string {
+    const text = this.#text;
+    const start = this.#i;
+    let escaped = false;
+    for (let i = start + 1; i < text.length; i++) {
+      const c = text.charCodeAt(i);
+      if (c === 0x22) {
+        this.#i = i + 1;
+        const raw = text.slice(start, i + 1);
+        return escaped ? (JSON.parse(raw) as string) : raw.slice(1, -1);
+      }
+      if (c < 0x20) {
+        this.#i = i;
+        this.#fail('control character in string');
+      }
+      if (c === 0x5c) {
+        escaped = true;
+        const e = text[i + 1];
+        if (e === 'u') {
+          if (!HEX4.test(text.slice(i + 2, i + 6))) {
+            this.#i = i;
+            this.#fail('invalid \\u escape');
+          }
+          i += 5;
+        } else if (e !== undefined && '"\\/bfnrt'.includes(e)) {
+          i += 1;
+        } else {
+          this.#i = i;
+          this.#fail('invalid escape');
+        }
+      }
+    }
+    this.#i = text.length;
+    return this.#fail('unterminated string');
+  }
+}

@@ -1,0 +1,122 @@
+import { decodeProtectedHeader, jwtVerify } from 'jose';
+import type { Layer, RequestContext, Verdict } from '../context.js';
+import { denial, type Denial } from '../denials.js';
+import type { KeySource } from '../auth/key-source.js';
+import { principalFrom } from '../auth/principal.js';
+import { TokenCache } from '../auth/token-cache.js';
+import type { ServicePolicy } from '../policy/model.js';
+
+// Headers that point at a key: a verifier that follows them lets the token choose its own key.
+const KEY_REFERENCE_HEADERS = ['jku', 'jwk', 'x5u', 'x5c'] as const;
+const TOKEN_IN_QUERY = /[?&](access_token|token|id_token)=/i;
+
+export interface AuthnDeps {
+  readonly keys: KeySource;
+  /** Milliseconds since the epoch; injected so tests move time without patching globals. */
+  readonly now: () => number;
+  readonly onVerified?: (cacheHit: boolean) => void;
+}
+
+/**
+ * Layer 3, authentication: one Authorization header, scheme Bearer (or DPoP for bound tokens),
+ * a JWT verified with jose against the issuer's keys: algorithm allow-list, iss, aud, exp (required),
+ * nbf, iat with leeway. Results are cached per token until exp so reuse costs a Map lookup.
+ */
+export function authnLayer(policy: ServicePolicy, deps: AuthnDeps): Layer {
+  const auth = policy.auth;
+  const cache = new TokenCache(auth.tokenCacheSize);
+  const toleranceMs = auth.clockToleranceSeconds * 1000;
+  const verifyOptions = {
+    algorithms: [...auth.algorithms],
+    issuer: auth.issuer,
+    audience: auth.audience,
+    clockTolerance: auth.clockToleranceSeconds,
+    requiredClaims: ['exp', 'iat', 'sub', 'jti'],
+  };
+
+  return {
+    name: 'authn',
+    async check(ctx: RequestContext): Promise<Verdict> {
+      const presented = readToken(ctx);
+      if ('code' in presented) return presented;
+      const { token, scheme } = presented;
+      ctx.token = token;
+      ctx.tokenScheme = scheme;
+
+      const nowMs = deps.now();
+      let principal = cache.get(token, nowMs);
+      const hit = principal !== undefined;
+      if (!principal) {
+        const verified = await verify(token, nowMs);
+        if ('code' in verified) return verified;
+        principal = verified;
+        cache.set(token, principal, principal.expiresAt * 1000 + toleranceMs);
+      }
+      deps.onVerified?.(hit);
+      // RFC 9449 §7.1: a DPoP-bound token presented as Bearer is refused outright.
+      if (principal.boundKeyThumbprint !== undefined && scheme !== 'DPoP') return denial('authn.dpop_required');
+      if (principal.boundKeyThumbprint === undefined && scheme === 'DPoP') return denial('authn.token_malformed', 'DPoP scheme used with an unbound token');
+      ctx.principal = principal;
+      return undefined;
+    },
+  };
+
+  async function verify(token: string, nowMs: number) {
+    let header: ReturnType<typeof decodeProtectedHeader>;
+    try {
+      header = decodeProtectedHeader(token);
+    } catch {
+      return denial('authn.token_malformed');
+    }
+    for (const name of KEY_REFERENCE_HEADERS) {
+      if (header[name] !== undefined) return denial('authn.header_not_allowed', `'${name}' header`);
+    }
+    try {
+      const { payload } = await jwtVerify(token, deps.keys.getKey, { ...verifyOptions, currentDate: new Date(nowMs) });
+      // jose checks iat only with maxTokenAge; a token issued in the future is refused here.
+      if ((payload.iat as number) * 1000 > nowMs + toleranceMs) return denial('authn.claim_invalid', 'iat is in the future');
+      if (typeof payload.jti !== 'string' || typeof payload.sub !== 'string') return denial('authn.claim_invalid', 'sub and jti must be strings');
+      return principalFrom(payload, auth.rolesClaim);
+    } catch (error) {
+      return joseDenial(error);
+    }
+  }
+}
+
+function readToken(ctx: RequestContext): { token: string; scheme: 'Bearer' | 'DPoP' } | Denial {
+  const raw = ctx.req.rawHeaders;
+  let count = 0;
+  for (let i = 0; i < raw.length; i += 2) if ((raw[i] as string).length === 13 && (raw[i] as string).toLowerCase() === 'authorization') count++;
+  if (count > 1) return denial('authn.token_location', 'more than one Authorization header');
+  if (TOKEN_IN_QUERY.test(ctx.query)) return denial('authn.token_location', 'token in the query string');
+  const header = ctx.req.headers.authorization;
+  if (!header) return denial('authn.token_missing');
+  const space = header.indexOf(' ');
+  const scheme = space === -1 ? '' : header.slice(0, space);
+  const token = space === -1 ? '' : header.slice(space + 1).trim();
+  if (!/^(bearer|dpop)$/i.test(scheme) || token.length === 0) return denial('authn.token_missing', 'expected Authorization: Bearer <token>');
+  return { token, scheme: scheme.toLowerCase() === 'dpop' ? 'DPoP' : 'Bearer' };
+}
+
+/** The one mapping from jose (and key source) error codes to our denials; matched on .code. */
+export function joseDenial(error: unknown): Denial {
+  const { code, claim } = error as { code?: string; claim?: string };
+  switch (code) {
+    case 'ERR_JWT_EXPIRED':
+      return denial('authn.token_expired');
+    case 'ERR_JOSE_ALG_NOT_ALLOWED':
+      return denial('authn.alg_not_allowed');
+    case 'ERR_JWKS_NO_MATCHING_KEY':
+    case 'ERR_JWKS_MULTIPLE_MATCHING_KEYS':
+      return denial('authn.unknown_key');
+    case 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED':
+      return denial('authn.bad_signature');
+    case 'ERR_JWT_CLAIM_VALIDATION_FAILED':
+      return denial('authn.claim_invalid', claim ? `'${claim}' claim` : undefined);
+    case 'CA_A2A_KEYS_UNAVAILABLE':
+      return denial('authn.jwks_unavailable');
+    default:
+      // ERR_JWS_INVALID, ERR_JWT_INVALID, ERR_JOSE_NOT_SUPPORTED (e.g. alg none) and anything else.
+      return denial('authn.token_malformed');
+  }
+}

@@ -1,0 +1,74 @@
+import type { Layer, RequestContext, RpcCall, Verdict } from '../context.js';
+import { denial } from '../denials.js';
+import { readEnvelope, toolCall } from '../jsonrpc/envelope.js';
+import { parseStrictJson } from '../jsonrpc/strict-json.js';
+import type { ServicePolicy } from '../policy/model.js';
+
+const PROBLEM_CODES = {
+  parse: 'jsonrpc.parse_error',
+  duplicate_key: 'jsonrpc.duplicate_key',
+  forbidden_key: 'jsonrpc.forbidden_key',
+  too_deep: 'jsonrpc.too_deep',
+} as const;
+
+/**
+ * Layer 5, parsing: the body becomes a list of calls (one, or a batch) with nothing ambiguous
+ * left: strict JSON (no duplicate or prototype keys, bounded depth), strict JSON-RPC 2.0
+ * envelope. The seed's /call_tool body and rest endpoints become the same call shape, so every
+ * later layer sees one model.
+ */
+export function jsonrpcLayer(policy: ServicePolicy): Layer {
+  const { maxDepth, maxBatch } = policy.limits;
+  return {
+    name: 'jsonrpc',
+    check(ctx: RequestContext): Verdict {
+      const endpoint = ctx.endpoint;
+      if (!endpoint) return denial('transport.not_found');
+      if (ctx.req.method !== endpoint.httpMethod) return denial('transport.method_not_allowed', undefined, { headers: { allow: endpoint.httpMethod } });
+
+      if (endpoint.kind === 'rest' && endpoint.httpMethod === 'GET') {
+        ctx.calls = [toolCall(0, undefined, endpoint.method as string, {})];
+        return undefined;
+      }
+      const parsed = parseStrictJson(ctx.body ?? Buffer.alloc(0), maxDepth);
+      if (!parsed.ok) return denial(PROBLEM_CODES[parsed.problem], parsed.detail);
+      const value = parsed.value;
+
+      if (endpoint.kind === 'rest') {
+        if (typeof value !== 'object' || value === null || Array.isArray(value)) return denial('jsonrpc.invalid_request', 'body must be a JSON object');
+        ctx.calls = [toolCall(0, undefined, endpoint.method as string, value)];
+        return undefined;
+      }
+      if (endpoint.kind === 'call_tool') return readCallTool(ctx, value);
+
+      if (!Array.isArray(value)) {
+        const envelope = readEnvelope(value, 0);
+        if (!envelope.ok) return denial('jsonrpc.invalid_request', envelope.detail);
+        ctx.calls = [envelope.call];
+        return undefined;
+      }
+      ctx.batch = true;
+      if (value.length === 0) return denial('jsonrpc.invalid_request', 'empty batch');
+      if (value.length > maxBatch) return denial('jsonrpc.batch_too_large', `at most ${maxBatch} calls per batch`);
+      const calls: RpcCall[] = [];
+      for (let index = 0; index < value.length; index++) {
+        const envelope = readEnvelope(value[index], index);
+        if (!envelope.ok) return denial('jsonrpc.invalid_request', `batch element ${index}: ${envelope.detail}`, { data: { element: index } });
+        calls.push(envelope.call);
+      }
+      ctx.calls = calls;
+      return undefined;
+    },
+  };
+}
+
+function readCallTool(ctx: RequestContext, value: unknown): Verdict {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return denial('jsonrpc.invalid_request', 'body must be {"tool", "arguments"}');
+  const { tool, arguments: args, ...rest } = value as Record<string, unknown>;
+  const extra = Object.keys(rest)[0];
+  if (extra !== undefined) return denial('jsonrpc.invalid_request', `unexpected member '${extra.slice(0, 64)}'`);
+  if (typeof tool !== 'string' || tool.length === 0) return denial('jsonrpc.invalid_request', 'tool must be a non-empty string');
+  if (args !== undefined && (typeof args !== 'object' || args === null || Array.isArray(args))) return denial('params.invalid', 'arguments must be an object');
+  ctx.calls = [toolCall(0, undefined, 'tools/call', { name: tool, arguments: args ?? {} })];
+  return undefined;
+}

@@ -1,0 +1,99 @@
+import type { IncomingMessage } from 'node:http';
+import type { Layer, RequestContext, Verdict } from '../context.js';
+import { denial } from '../denials.js';
+import { normaliseTarget } from '../http/path.js';
+import type { ServicePolicy } from '../policy/model.js';
+
+const CLOSE = { headers: { connection: 'close' } };
+const JSON_TYPE = /^application\/json\s*(;\s*charset\s*=\s*"?utf-8"?\s*)?$/i;
+
+/**
+ * Layer 1, transport: the request must be well-framed, bounded and addressed by a normal path
+ * before anything else looks at it. Node's parser already refuses most smuggling shapes (see
+ * sidecar.ts clientError); these checks hold even if that ever changes.
+ */
+export function transportLayer(policy: ServicePolicy): Layer {
+  const maxBody = policy.limits.maxBodyBytes;
+  return {
+    name: 'transport',
+    async check(ctx: RequestContext): Promise<Verdict> {
+      const req = ctx.req;
+      const target = normaliseTarget(req.url ?? '');
+      if (!target) return denial('transport.bad_path');
+      ctx.path = target.path;
+      ctx.query = target.query;
+
+      const framing = framingProblem(req);
+      if (framing) return denial('transport.bad_framing', framing, CLOSE);
+
+      const method = req.method ?? '';
+      if (method === 'GET' || method === 'HEAD') {
+        if (hasBody(req)) return denial('transport.bad_framing', `${method} request with a body`, CLOSE);
+        return undefined;
+      }
+      if (method !== 'POST') return denial('transport.method_not_allowed', undefined, { headers: { allow: 'GET, HEAD, POST' } });
+      if (!JSON_TYPE.test(req.headers['content-type'] ?? '')) return denial('transport.unsupported_media_type');
+
+      const declared = req.headers['content-length'];
+      if (declared !== undefined && Number(declared) > maxBody) {
+        return denial('transport.body_too_large', `limit is ${maxBody} bytes`, CLOSE);
+      }
+      const body = await readBody(req, maxBody);
+      if (body === 'too_large') return denial('transport.body_too_large', `limit is ${maxBody} bytes`, CLOSE);
+      if (body === 'aborted') return denial('transport.bad_framing', 'request body incomplete', CLOSE);
+      ctx.body = body;
+      return undefined;
+    },
+  };
+}
+
+function framingProblem(req: IncomingMessage): string | undefined {
+  let contentLengths = 0;
+  let transferEncodings = 0;
+  const raw = req.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = (raw[i] as string).toLowerCase();
+    if (name === 'content-length') contentLengths++;
+    else if (name === 'transfer-encoding') transferEncodings++;
+  }
+  if (contentLengths > 1) return 'more than one Content-Length';
+  if (contentLengths > 0 && transferEncodings > 0) return 'Content-Length with Transfer-Encoding';
+  const te = req.headers['transfer-encoding'];
+  if (te !== undefined && te.trim().toLowerCase() !== 'chunked') return 'unsupported Transfer-Encoding';
+  return undefined;
+}
+
+function hasBody(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
+
+/** Reads the whole body, refusing past `limit` bytes without buffering more than that. */
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer | 'too_large' | 'aborted'> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const finish = (result: Buffer | 'too_large' | 'aborted'): void => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('aborted', onAborted);
+      req.off('error', onAborted);
+      resolve(result);
+    };
+    const onData = (chunk: Buffer): void => {
+      size += chunk.length;
+      if (size > limit) {
+        req.pause();
+        finish('too_large');
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = (): void => finish(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size));
+    const onAborted = (): void => finish('aborted');
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('aborted', onAborted);
+    req.on('error', onAborted);
+  });
+}

@@ -1,0 +1,22 @@
+import { pino, type DestinationStream, type Logger } from 'pino';
+
+/**
+ * The sidecar's one logger: pino JSON lines. Tests pass a destination to read audit lines;
+ * production writes to stdout through an asynchronous buffer so logging stays off the hot path.
+ */
+export function createLogger(options: { service: string; level?: string; destination?: DestinationStream }): Logger {
+  const destination = options.destination ?? pino.destination({ dest: 1, sync: false, minLength: 4096 });
+  return pino(
+    {
+      level: options.level ?? process.env.CA_A2A_LOG_LEVEL ?? 'info',
+      base: { service: options.service },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+      // Belt and braces: whatever a call site passes, these never reach a log line.
+      redact: { paths: ['token', 'authorization', 'headers.authorization', 'headers.dpop', 'client_secret', 'secret'], censor: '[redacted]' },
+    },
+    destination,
+  );
+}
+
+export type { Logger };

@@ -1,0 +1,130 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/**
+ * Every metric the sidecar exports, on one registry per sidecar instance (tests run several
+ * sidecars in one process). Labels are bounded: service, method (only methods the policy names,
+ * else `other`), outcome, status, reason (a DenialCode), role (only roles the RBAC file names).
+ * docs/metrics.md documents each name; test/proxy/metrics-docs.test.ts keeps the two in step.
+ */
+export function createSidecarMetrics(options: { collectProcess?: boolean } = {}) {
+  const registry = new Registry();
+  if (options.collectProcess ?? true) collectDefaultMetrics({ register: registry, prefix: 'ca_a2a_' });
+  const registers = [registry];
+  const latencyBuckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+  return {
+    registry,
+    requests: new Counter({
+      name: 'ca_a2a_requests_total',
+      help: 'Requests handled by the sidecar, by service, JSON-RPC method, outcome and HTTP status.',
+      labelNames: ['service', 'method', 'outcome', 'status'] as const,
+      registers,
+    }),
+    requestDuration: new Histogram({
+      name: 'ca_a2a_request_duration_seconds',
+      help: 'Whole request time in the sidecar, from first byte to response end.',
+      labelNames: ['service', 'outcome'] as const,
+      buckets: latencyBuckets,
+      registers,
+    }),
+    upstreamDuration: new Histogram({
+      name: 'ca_a2a_upstream_duration_seconds',
+      help: 'Time spent waiting on the upstream agent (response headers received).',
+      labelNames: ['service'] as const,
+      buckets: latencyBuckets,
+      registers,
+    }),
+    denials: new Counter({
+      name: 'ca_a2a_denials_total',
+      help: 'Refused requests by denial code (the reason label is a code from docs/errors.md).',
+      labelNames: ['service', 'reason', 'status'] as const,
+      registers,
+    }),
+    authnFailures: new Counter({
+      name: 'ca_a2a_authn_failures_total',
+      help: 'Authentication failures by reason; jwks_unavailable counts IdP outages apart from bad tokens.',
+      labelNames: ['service', 'reason'] as const,
+      registers,
+    }),
+    authnSuccesses: new Counter({
+      name: 'ca_a2a_authn_success_total',
+      help: 'Requests whose token verified (cache hits included).',
+      labelNames: ['service'] as const,
+      registers,
+    }),
+    authzDecisions: new Counter({
+      name: 'ca_a2a_authz_decisions_total',
+      help: 'Authorization decisions by method, role and decision (allow, deny, would_deny in dry-run).',
+      labelNames: ['service', 'method', 'role', 'decision'] as const,
+      registers,
+    }),
+    rateLimited: new Counter({
+      name: 'ca_a2a_rate_limited_total',
+      help: 'Requests refused with 429.',
+      labelNames: ['service', 'method'] as const,
+      registers,
+    }),
+    replays: new Counter({
+      name: 'ca_a2a_replays_total',
+      help: 'Requests refused because their one-time id (DPoP proof jti) was already used.',
+      labelNames: ['service'] as const,
+      registers,
+    }),
+    revocations: new Counter({
+      name: 'ca_a2a_revocations_total',
+      help: 'Revocations applied to this sidecar\'s in-process set, by kind (jti, subject, before) and source (push, load).',
+      labelNames: ['service', 'kind', 'source'] as const,
+      registers,
+    }),
+    revokedRefused: new Counter({
+      name: 'ca_a2a_revoked_token_refusals_total',
+      help: 'Requests refused because their token was revoked.',
+      labelNames: ['service'] as const,
+      registers,
+    }),
+    anomalousTokenUsage: new Counter({
+      name: 'ca_a2a_anomalous_token_usage_total',
+      help: 'Tokens seen from more distinct source addresses than the policy allows.',
+      labelNames: ['service', 'action'] as const,
+      registers,
+    }),
+    tokenCache: new Counter({
+      name: 'ca_a2a_token_cache_total',
+      help: 'Verified-token cache lookups by result (hit, miss).',
+      labelNames: ['service', 'result'] as const,
+      registers,
+    }),
+    jwksFetches: new Counter({
+      name: 'ca_a2a_jwks_fetches_total',
+      help: 'Fetches of the issuer discovery document or JWKS, by result.',
+      labelNames: ['service', 'result'] as const,
+      registers,
+    }),
+    policyReloads: new Counter({
+      name: 'ca_a2a_policy_reloads_total',
+      help: 'Policy loads by result (success, failure). A failure keeps the previous policy.',
+      labelNames: ['service', 'result'] as const,
+      registers,
+    }),
+    policyInfo: new Gauge({
+      name: 'ca_a2a_policy_info',
+      help: 'Always 1; the version label is the content hash of the policy in force.',
+      labelNames: ['service', 'version'] as const,
+      registers,
+    }),
+    storeErrors: new Counter({
+      name: 'ca_a2a_store_errors_total',
+      help: 'Errors from shared stores (Redis, PostgreSQL) by store and the fallback taken.',
+      labelNames: ['service', 'store', 'fallback'] as const,
+      registers,
+    }),
+    inFlight: new Gauge({
+      name: 'ca_a2a_in_flight_requests',
+      help: 'Requests currently inside the sidecar.',
+      labelNames: ['service'] as const,
+      registers,
+    }),
+  };
+}
+
+export type SidecarMetrics = ReturnType<typeof createSidecarMetrics>;

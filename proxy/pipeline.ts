@@ -1,0 +1,51 @@
+import type { Layer, RequestContext, Verdict } from './context.js';
+import type { KeySource } from './auth/key-source.js';
+import { authnLayer } from './layers/authn.js';
+import { authzLayer } from './layers/authz.js';
+import { jsonrpcLayer } from './layers/jsonrpc.js';
+import { paramsLayer } from './layers/params.js';
+import { rateLimitLayer } from './layers/rate-limit.js';
+import { revocationLayer } from './layers/revocation.js';
+import { routeLayer } from './layers/route.js';
+import { transportLayer } from './layers/transport.js';
+import type { ServicePolicy } from './policy/model.js';
+import type { RateLimitStore } from './stores/rate-limit.js';
+import type { RevocationSet } from './stores/revocation-set.js';
+
+/** What the layers need from outside the policy: stores, keys, the clock, observers. */
+export interface PipelineDeps {
+  readonly keys: KeySource;
+  readonly now: () => number;
+  readonly revocations: RevocationSet;
+  readonly rateLimits: RateLimitStore;
+  readonly onRateLimitStoreError: (error: unknown) => void;
+  readonly onTokenVerified: (cacheHit: boolean) => void;
+}
+
+/**
+ * THE order of the inbound layers, built once per policy version. The policy switches layers on
+ * and parameterises them; it cannot reorder them. A switched-off layer is absent from the array.
+ */
+export function buildPipeline(policy: ServicePolicy, deps: PipelineDeps): readonly Layer[] {
+  const table: readonly (readonly [Layer | false, string])[] = [
+    [transportLayer(policy), 'first: nothing may look at a path or body that is not normalised, framed and bounded'],
+    [routeLayer(policy), 'public routes leave here and skip every check below; decided on the normalised path only'],
+    [authnLayer(policy, { keys: deps.keys, now: deps.now, onVerified: deps.onTokenVerified }), 'every other request needs a verified caller'],
+    [revocationLayer(deps.revocations), 'a revoked token is no authentication: checked right after it'],
+    [jsonrpcLayer(policy), 'only authenticated callers reach the parser'],
+    [authzLayer(policy), 'needs the roles (authn) and the methods and tools (jsonrpc)'],
+    [paramsLayer(policy), 'after authz: a caller cannot probe the schemas of methods it may not call'],
+    [policy.rateLimit.enabled && rateLimitLayer(policy, { store: deps.rateLimits, onStoreError: deps.onRateLimitStoreError }), 'keyed by principal, per-method budgets need the parsed method'],
+  ];
+  return Object.freeze(table.map(([layer]) => layer).filter((layer): layer is Layer => layer !== false));
+}
+
+/** Runs the layers in order; the first verdict that is not "pass" ends the run. */
+export async function runPipeline(layers: readonly Layer[], ctx: RequestContext): Promise<Verdict> {
+  for (const layer of layers) {
+    let verdict = layer.check(ctx);
+    if (verdict instanceof Promise) verdict = await verdict;
+    if (verdict !== undefined) return verdict;
+  }
+  return undefined;
+}

@@ -1,0 +1,226 @@
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import type { Ajv, ValidateFunction } from 'ajv';
+import { createSchemaCompiler } from './ajv.js';
+import { PolicyLoadError, type PolicyProblem } from './errors.js';
+import { compileMatcher } from './matcher.js';
+import type {
+  EndpointKind, MethodPolicy, RateLimitRule, RolePolicy, ServicePolicy, SourceLocation, ToolPolicy,
+} from './model.js';
+import { validatePolicyFile } from './validate-file.js';
+import { readYamlSource, type YamlSource } from './yaml-source.js';
+import { deepFreeze } from './freeze.js';
+
+// Shapes after JSON-Schema validation with defaults applied (see schemas/*.schema.json).
+interface RawRule { points?: number; window_seconds?: number }
+interface RawMethod { params?: Record<string, unknown>; access: MethodPolicy['access']; rate_limit?: RawRule }
+interface RawService {
+  service: string; rbac: string; mode: 'enforce' | 'dry-run'; upstream: string;
+  public_routes: string[]; endpoints: { path: string; kind: EndpointKind; method?: string; http_method: 'GET' | 'POST' }[];
+  auth: {
+    issuer: string; audience: string; jwks_uri?: string; algorithms: string[]; clock_tolerance_seconds: number;
+    roles_claim: string; jwks_cache_max_age_seconds: number; jwks_cooldown_seconds: number;
+    jwks_timeout_ms: number; token_cache_size: number;
+  };
+  limits: {
+    max_body_bytes: number; max_depth: number; max_batch: number; headers_timeout_ms: number;
+    request_timeout_ms: number; upstream_connect_timeout_ms: number; upstream_timeout_ms: number;
+  };
+  rate_limit: { enabled: boolean; points: number; window_seconds: number; per_role?: Record<string, RawRule> };
+  methods?: Record<string, RawMethod>;
+  tools?: Record<string, { arguments?: Record<string, unknown> }>;
+}
+interface RawRole {
+  description?: string; allow: string[]; deny: string[];
+  tools?: { allow: string[]; deny: string[]; arguments?: Record<string, Record<string, unknown>> };
+}
+interface RawRbac { roles: Record<string, RawRole> }
+
+/** Overrides from flags or the environment, applied after validation. */
+export interface PolicyOverrides {
+  readonly upstream?: string;
+  readonly issuer?: string;
+}
+
+/**
+ * Loads a service policy: parse (with positions) → validate against the JSON Schema (every
+ * error, with file:line:column) → resolve the rbac file and $ref'd schemas → compile matchers
+ * and schemas → freeze. Throws PolicyLoadError and applies nothing when anything is wrong.
+ */
+export function loadPolicy(file: string, overrides: PolicyOverrides = {}): ServicePolicy {
+  const serviceFile = resolve(file);
+  const problems: PolicyProblem[] = [];
+  const service = readSource(serviceFile, problems);
+  if (!service) throw new PolicyLoadError(problems);
+  problems.push(...validatePolicyFile('service', service));
+  if (problems.length > 0) throw new PolicyLoadError(problems);
+  const raw = service.data as RawService;
+
+  const rbacFile = resolve(dirname(serviceFile), raw.rbac);
+  const rbacSource = readSource(rbacFile, problems, service.locate(['rbac']));
+  if (!rbacSource) throw new PolicyLoadError(problems);
+  problems.push(...validatePolicyFile('rbac', rbacSource));
+  if (problems.length > 0) throw new PolicyLoadError(problems);
+  const rbac = rbacSource.data as RawRbac;
+
+  const files = [serviceFile, rbacFile];
+  const hash = createHash('sha256').update(service.text).update('\0').update(rbacSource.text);
+  const ajv = createSchemaCompiler();
+  const schemaContext = { ajv, problems, files, hash, baseDir: dirname(serviceFile) };
+
+  const methods = new Map<string, MethodPolicy>();
+  for (const [name, method] of Object.entries(raw.methods ?? {})) {
+    const location = service.locate(['methods', name]);
+    methods.set(name, {
+      name,
+      access: method.access,
+      validateParams: method.params ? compileSchema(schemaContext, method.params, service, ['methods', name, 'params']) : undefined,
+      rateLimit: method.rate_limit ? rule(method.rate_limit, raw.rate_limit) : undefined,
+      location,
+    });
+  }
+  const tools = new Map<string, ToolPolicy>();
+  for (const [name, tool] of Object.entries(raw.tools ?? {})) {
+    tools.set(name, {
+      name,
+      validateArguments: tool.arguments ? compileSchema(schemaContext, tool.arguments, service, ['tools', name, 'arguments']) : undefined,
+      location: service.locate(['tools', name]),
+    });
+  }
+  const roles = new Map<string, RolePolicy>();
+  for (const [name, role] of Object.entries(rbac.roles)) {
+    const toolArguments = new Map<string, ValidateFunction>();
+    for (const [tool, schema] of Object.entries(role.tools?.arguments ?? {})) {
+      const compiled = compileSchema({ ...schemaContext, baseDir: dirname(rbacFile) }, schema, rbacSource, ['roles', name, 'tools', 'arguments', tool]);
+      if (compiled) toolArguments.set(tool, compiled);
+    }
+    roles.set(name, {
+      name,
+      description: role.description,
+      allow: compileMatcher(role.allow),
+      deny: compileMatcher(role.deny),
+      toolAllow: compileMatcher(role.tools?.allow ?? []),
+      toolDeny: compileMatcher(role.tools?.deny ?? []),
+      toolArguments,
+      location: rbacSource.locate(['roles', name]),
+    });
+  }
+  checkEndpoints(raw, service, problems);
+  if (problems.length > 0) throw new PolicyLoadError(problems);
+
+  const auth = raw.auth;
+  const policy: ServicePolicy = {
+    version: hash.digest('hex').slice(0, 12),
+    service: raw.service,
+    mode: raw.mode,
+    upstream: overrides.upstream ?? raw.upstream,
+    files,
+    auth: {
+      issuer: overrides.issuer ?? auth.issuer,
+      audience: auth.audience,
+      jwksUri: overrides.issuer ? undefined : auth.jwks_uri,
+      algorithms: auth.algorithms,
+      clockToleranceSeconds: auth.clock_tolerance_seconds,
+      rolesClaim: auth.roles_claim.split('.'),
+      jwksCacheMaxAgeSeconds: auth.jwks_cache_max_age_seconds,
+      jwksCooldownSeconds: auth.jwks_cooldown_seconds,
+      jwksTimeoutMs: auth.jwks_timeout_ms,
+      tokenCacheSize: auth.token_cache_size,
+    },
+    publicRoutes: new Set(raw.public_routes),
+    endpoints: new Map(raw.endpoints.map((endpoint) => [endpoint.path, {
+      path: endpoint.path,
+      kind: endpoint.kind,
+      method: endpoint.method,
+      httpMethod: endpoint.kind === 'rest' ? endpoint.http_method : 'POST',
+    }])),
+    limits: {
+      maxBodyBytes: raw.limits.max_body_bytes,
+      maxDepth: raw.limits.max_depth,
+      maxBatch: raw.limits.max_batch,
+      headersTimeoutMs: raw.limits.headers_timeout_ms,
+      requestTimeoutMs: raw.limits.request_timeout_ms,
+      upstreamConnectTimeoutMs: raw.limits.upstream_connect_timeout_ms,
+      upstreamTimeoutMs: raw.limits.upstream_timeout_ms,
+    },
+    rateLimit: {
+      enabled: raw.rate_limit.enabled,
+      defaultRule: { points: raw.rate_limit.points, windowSeconds: raw.rate_limit.window_seconds },
+      perRole: new Map(Object.entries(raw.rate_limit.per_role ?? {}).map(([role, r]) => [role, rule(r, raw.rate_limit)])),
+    },
+    methods,
+    tools,
+    roles,
+  };
+  return deepFreeze(policy);
+}
+
+function rule(raw: RawRule, fallback: { points: number; window_seconds: number }): RateLimitRule {
+  return { points: raw.points ?? fallback.points, windowSeconds: raw.window_seconds ?? fallback.window_seconds };
+}
+
+function readSource(file: string, problems: PolicyProblem[], referencedFrom?: SourceLocation): YamlSource | undefined {
+  if (!existsSync(file)) {
+    const where = referencedFrom ?? { file, line: 1, column: 1 };
+    problems.push({ ...where, path: '', message: `file not found: ${file}` });
+    return undefined;
+  }
+  const source = readYamlSource(file);
+  problems.push(...source.problems);
+  return source.problems.length > 0 ? undefined : source;
+}
+
+interface SchemaContext {
+  readonly ajv: Ajv;
+  readonly problems: PolicyProblem[];
+  readonly files: string[];
+  readonly hash: ReturnType<typeof createHash>;
+  readonly baseDir: string;
+}
+
+/** Compiles an inline schema or a {$ref: "file"} pointing at a JSON/YAML schema file. */
+function compileSchema(context: SchemaContext, schema: Record<string, unknown>, source: YamlSource, path: string[]): ValidateFunction | undefined {
+  let resolved = schema;
+  const ref = schema.$ref;
+  if (typeof ref === 'string' && !ref.startsWith('#')) {
+    const refFile = resolve(context.baseDir, ref);
+    const refSource = readSource(refFile, context.problems, source.locate([...path, '$ref']));
+    if (!refSource) return undefined;
+    if (!context.files.includes(refFile)) {
+      context.files.push(refFile);
+      context.hash.update('\0').update(refSource.text);
+    }
+    resolved = refSource.data as Record<string, unknown>;
+  }
+  try {
+    const { $id: _id, $schema: _schema, ...body } = resolved;
+    return context.ajv.compile(body);
+  } catch (error) {
+    context.problems.push({ ...source.locate(path), path: `/${path.join('/')}`, message: `schema does not compile: ${(error as Error).message}` });
+    return undefined;
+  }
+}
+
+function checkEndpoints(raw: RawService, source: YamlSource, problems: PolicyProblem[]): void {
+  const endpointPaths = new Set(raw.endpoints.map((endpoint) => endpoint.path));
+  raw.endpoints.forEach((endpoint, index) => {
+    const named = endpoint.method !== undefined;
+    if ((endpoint.kind === 'rest') !== named) {
+      problems.push({ ...source.locate(['endpoints', index]), path: `/endpoints/${index}`, message: endpoint.kind === 'rest' ? 'a rest endpoint must name its method' : 'only rest endpoints name a method' });
+    } else if (named && !raw.methods?.[endpoint.method as string]) {
+      problems.push({ ...source.locate(['endpoints', index, 'method']), path: `/endpoints/${index}/method`, message: `method '${endpoint.method}' is not listed under methods` });
+    }
+  });
+  raw.public_routes.forEach((route, index) => {
+    const path = route.slice(route.indexOf(' ') + 1);
+    if (endpointPaths.has(path)) {
+      problems.push({ ...source.locate(['public_routes', index]), path: `/public_routes/${index}`, message: `public route ${route} would expose a JSON-RPC endpoint without a token` });
+    }
+  });
+}
+
+/** Reads a file's bytes for hashing by callers that watch policy files. */
+export function readPolicyBytes(file: string): Buffer {
+  return readFileSync(file);
+}

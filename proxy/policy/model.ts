@@ -1,0 +1,109 @@
+import type { ValidateFunction } from 'ajv';
+
+/**
+ * The normalised, frozen policy the pipeline is built from. Produced only by loadPolicy();
+ * never mutated: a reload builds a new one and swaps it in whole.
+ */
+
+export interface SourceLocation {
+  readonly file: string;
+  readonly line: number;
+  readonly column: number;
+}
+
+export interface RateLimitRule {
+  readonly points: number;
+  readonly windowSeconds: number;
+}
+
+export interface RateLimitPolicy {
+  readonly enabled: boolean;
+  readonly defaultRule: RateLimitRule;
+  readonly perRole: ReadonlyMap<string, RateLimitRule>;
+}
+
+export type MethodAccess = 'rbac' | 'tool_holders' | 'per_tool';
+
+export interface MethodPolicy {
+  readonly name: string;
+  readonly access: MethodAccess;
+  /** Absent when the policy gives no params schema. */
+  readonly validateParams: ValidateFunction | undefined;
+  readonly rateLimit: RateLimitRule | undefined;
+  readonly location: SourceLocation;
+}
+
+export interface ToolPolicy {
+  readonly name: string;
+  readonly validateArguments: ValidateFunction | undefined;
+  readonly location: SourceLocation;
+}
+
+/** A compiled allow/deny pattern list: exact names in a Set, wildcards as anchored RegExps. */
+export interface NameMatcher {
+  readonly exact: ReadonlySet<string>;
+  readonly patterns: readonly { readonly source: string; readonly regex: RegExp }[];
+}
+
+export interface RolePolicy {
+  readonly name: string;
+  readonly description: string | undefined;
+  readonly allow: NameMatcher;
+  readonly deny: NameMatcher;
+  readonly toolAllow: NameMatcher;
+  readonly toolDeny: NameMatcher;
+  readonly toolArguments: ReadonlyMap<string, ValidateFunction>;
+  readonly location: SourceLocation;
+}
+
+export interface AuthPolicy {
+  readonly issuer: string;
+  readonly audience: string;
+  readonly jwksUri: string | undefined;
+  readonly algorithms: readonly string[];
+  readonly clockToleranceSeconds: number;
+  readonly rolesClaim: readonly string[];
+  readonly jwksCacheMaxAgeSeconds: number;
+  readonly jwksCooldownSeconds: number;
+  readonly jwksTimeoutMs: number;
+  readonly tokenCacheSize: number;
+}
+
+export interface LimitsPolicy {
+  readonly maxBodyBytes: number;
+  readonly maxDepth: number;
+  readonly maxBatch: number;
+  readonly headersTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+  readonly upstreamConnectTimeoutMs: number;
+  readonly upstreamTimeoutMs: number;
+}
+
+export type EndpointKind = 'jsonrpc' | 'call_tool' | 'rest';
+
+export interface EndpointPolicy {
+  readonly path: string;
+  readonly kind: EndpointKind;
+  /** rest: the method the endpoint calls. */
+  readonly method: string | undefined;
+  /** The HTTP method the endpoint accepts (POST, or GET for body-less rest endpoints). */
+  readonly httpMethod: 'GET' | 'POST';
+}
+
+export interface ServicePolicy {
+  /** Content hash of every file that makes up this policy (service file, rbac file, schema files). */
+  readonly version: string;
+  readonly service: string;
+  readonly mode: 'enforce' | 'dry-run';
+  readonly upstream: string;
+  readonly files: readonly string[];
+  readonly auth: AuthPolicy;
+  /** 'GET /health' style keys. */
+  readonly publicRoutes: ReadonlySet<string>;
+  readonly endpoints: ReadonlyMap<string, EndpointPolicy>;
+  readonly limits: LimitsPolicy;
+  readonly rateLimit: RateLimitPolicy;
+  readonly methods: ReadonlyMap<string, MethodPolicy>;
+  readonly tools: ReadonlyMap<string, ToolPolicy>;
+  readonly roles: ReadonlyMap<string, RolePolicy>;
+}

@@ -1,0 +1,67 @@
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import addFormats from 'ajv-formats';
+import type { PolicyProblem } from './errors.js';
+import type { YamlSource } from './yaml-source.js';
+
+/** The two file formats a policy is made of; their JSON Schemas live in ./schemas/. */
+export type PolicyFileKind = 'service' | 'rbac';
+
+const SCHEMA_FILES: Record<PolicyFileKind, string> = {
+  service: 'schemas/service.schema.json',
+  rbac: 'schemas/rbac.schema.json',
+};
+
+// Renamed or commonly misspelt keys get a pointed hint rather than "unexpected property".
+const RENAMED_KEYS: Readonly<Record<string, string>> = {
+  public: 'public_routes',
+  routes: 'public_routes',
+  jwks_url: 'jwks_uri',
+  roles_path: 'roles_claim',
+  rate_limits: 'rate_limit',
+  ratelimit: 'rate_limit',
+  leeway: 'clock_tolerance_seconds',
+  permissions: 'allow',
+  allowed: 'allow',
+  denied: 'deny',
+  schema: 'params',
+};
+
+/** Reads a schema of ours; also used by the policy docs generator. */
+export function readPolicySchema(kind: PolicyFileKind): Record<string, unknown> {
+  const path = fileURLToPath(new URL(SCHEMA_FILES[kind], import.meta.url));
+  return JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
+}
+
+let validators: Record<PolicyFileKind, ValidateFunction> | undefined;
+
+function getValidators(): Record<PolicyFileKind, ValidateFunction> {
+  if (!validators) {
+    // useDefaults fills in every default the schema documents, so the compiler sees complete data.
+    const ajv = new Ajv({ strict: true, allErrors: true, useDefaults: true });
+    addFormats.default(ajv);
+    validators = { service: ajv.compile(readPolicySchema('service')), rbac: ajv.compile(readPolicySchema('rbac')) };
+  }
+  return validators;
+}
+
+/** Validates a parsed file in place (defaults applied); returns every problem with its position. */
+export function validatePolicyFile(kind: PolicyFileKind, source: YamlSource): PolicyProblem[] {
+  if (source.problems.length > 0) return [...source.problems];
+  const validate = getValidators()[kind];
+  if (validate(source.data)) return [];
+  return (validate.errors ?? []).map((error) => toProblem(source, error));
+}
+
+function toProblem(source: YamlSource, error: ErrorObject): PolicyProblem {
+  const path = error.instancePath.split('/').slice(1).map((part) => part.replace(/~1/g, '/').replace(/~0/g, '~'));
+  if (error.keyword === 'additionalProperties') {
+    const key = String(error.params.additionalProperty);
+    const hint = RENAMED_KEYS[key];
+    const message = hint ? `unknown key '${key}' (did you mean '${hint}'?)` : `unknown key '${key}'`;
+    return { ...source.locate(path, key), path: error.instancePath || '/', message };
+  }
+  const allowed = error.keyword === 'enum' ? ` (one of: ${(error.params.allowedValues as unknown[]).join(', ')})` : '';
+  return { ...source.locate(path), path: error.instancePath || '/', message: `${error.message ?? error.keyword}${allowed}` };
+}

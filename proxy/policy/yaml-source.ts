@@ -1,0 +1,53 @@
+import { readFileSync } from 'node:fs';
+import { LineCounter, isMap, isScalar, parseDocument, type Document, type Node } from 'yaml';
+import type { PolicyProblem } from './errors.js';
+import type { SourceLocation } from './model.js';
+
+/** A parsed YAML (or JSON) file that can say where any path inside it is. */
+export interface YamlSource {
+  readonly file: string;
+  readonly text: string;
+  readonly data: unknown;
+  /** Syntax errors and duplicate keys, each with a position. */
+  readonly problems: readonly PolicyProblem[];
+  locate(path: readonly (string | number)[], key?: string): SourceLocation;
+}
+
+export function readYamlSource(file: string, text = readFileSync(file, 'utf8')): YamlSource {
+  const lineCounter = new LineCounter();
+  // uniqueKeys (the default) turns a duplicate key into an error: YAML's last-wins would
+  // silently drop an earlier grant or deny.
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true, merge: false });
+  const position = (offset: number): SourceLocation => {
+    const { line, col } = lineCounter.linePos(offset);
+    return { file, line, column: col };
+  };
+  const problems: PolicyProblem[] = [...doc.errors, ...doc.warnings].map((error) => ({
+    ...position(error.pos[0]),
+    path: '',
+    message: error.message.split('\n')[0] ?? error.message,
+  }));
+  return {
+    file,
+    text,
+    data: problems.length > 0 ? undefined : doc.toJS({ maxAliasCount: 50 }),
+    problems,
+    locate: (path, key) => position(nodeOffset(doc, path, key)),
+  };
+}
+
+function nodeOffset(doc: Document, path: readonly (string | number)[], key: string | undefined): number {
+  let best = doc.contents?.range?.[0] ?? 0;
+  for (let depth = path.length; depth >= 0; depth--) {
+    const node = doc.getIn(path.slice(0, depth), true) as Node | undefined;
+    if (node?.range) {
+      best = node.range[0];
+      if (depth === path.length && key !== undefined && isMap(node)) {
+        const pair = node.items.find((item) => isScalar(item.key) && item.key.value === key);
+        if (pair && isScalar(pair.key) && pair.key.range) best = pair.key.range[0];
+      }
+      break;
+    }
+  }
+  return best;
+}

@@ -1,0 +1,231 @@
+import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import type { DestinationStream } from 'pino';
+import { createAdminServer } from './admin-server.js';
+import { KeySource } from './auth/key-source.js';
+import { createContext, FORWARD, type Layer } from './context.js';
+import { denial } from './denials.js';
+import { Forwarder } from './forward.js';
+import { clientErrorDenial, writeRawRefusal } from './http/client-error.js';
+import { listen } from './listen.js';
+import { AuditLog } from './observe/audit.js';
+import { createLogger, type Logger } from './observe/logger.js';
+import { createSidecarMetrics, type SidecarMetrics } from './observe/metrics.js';
+import { buildPipeline, runPipeline } from './pipeline.js';
+import { formatProblem, isPolicyLoadError } from './policy/errors.js';
+import { loadPolicy, type PolicyOverrides } from './policy/load.js';
+import type { ServicePolicy } from './policy/model.js';
+import { PolicyWatcher } from './policy/watch.js';
+import { boundedRoles, methodLabel, Refuser } from './respond.js';
+import { memoryCounters, SlidingWindowRateLimit, type RateLimitStore } from './stores/rate-limit.js';
+import { RevocationSet } from './stores/revocation-set.js';
+
+export interface SidecarOptions {
+  /** The service policy file (policies/services/NAME.yaml for shipped services). */
+  readonly policyFile: string;
+  readonly listen?: string;
+  readonly adminListen?: string;
+  readonly upstream?: string;
+  readonly issuer?: string;
+  /** Watch the policy files and hot-reload them (default true). */
+  readonly watchPolicy?: boolean;
+  readonly logDestination?: DestinationStream;
+  readonly logLevel?: string;
+  /** Injected clock (ms since epoch) for token time checks. */
+  readonly now?: () => number;
+  /** Shutdown: how long in-flight requests may take to finish. */
+  readonly drainTimeoutMs?: number;
+}
+
+export interface Sidecar {
+  readonly url: string;
+  readonly port: number;
+  readonly adminUrl: string;
+  readonly metrics: SidecarMetrics;
+  readonly revocations: RevocationSet;
+  policy(): ServicePolicy;
+  /** Reloads the policy now; resolves to the version in force afterwards. */
+  reload(): Promise<string>;
+  close(): Promise<void>;
+}
+
+/** One policy version with everything built from it. In-flight requests keep the one they started on. */
+interface Runtime {
+  readonly policy: ServicePolicy;
+  readonly layers: readonly Layer[];
+  readonly forwarder: Forwarder;
+}
+
+/** Starts a sidecar: loads and compiles the policy, then listens. Throws on an invalid policy. */
+export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
+  const overrides: PolicyOverrides = { upstream: options.upstream, issuer: options.issuer };
+  const initial = loadPolicy(options.policyFile, overrides);
+  const service = initial.service;
+  const logger = createLogger({ service, level: options.logLevel, destination: options.logDestination });
+  const metrics = createSidecarMetrics();
+  const audit = new AuditLog(logger, service);
+  const refuser = new Refuser(metrics, audit, service);
+  const now = options.now ?? Date.now;
+  const revocations = new RevocationSet();
+  const rateLimits: RateLimitStore = new SlidingWindowRateLimit(memoryCounters, `ca-a2a:rl`, now);
+  const keySources = new Map<string, KeySource>();
+  const forwarders = new Map<string, Forwarder>();
+
+  const build = (policy: ServicePolicy): Runtime => {
+    const keysKey = JSON.stringify(policy.auth);
+    let keys = keySources.get(keysKey);
+    if (!keys) {
+      keys = new KeySource(policy.auth, metrics, service);
+      keySources.set(keysKey, keys);
+    }
+    const forwarderKey = `${policy.upstream} ${JSON.stringify(policy.limits)}`;
+    let forwarder = forwarders.get(forwarderKey);
+    if (!forwarder) {
+      forwarder = new Forwarder(policy.upstream, policy.limits);
+      forwarders.set(forwarderKey, forwarder);
+    }
+    const layers = buildPipeline(policy, {
+      keys, now, revocations, rateLimits,
+      onRateLimitStoreError: (error) => {
+        metrics.storeErrors.inc({ service, store: 'rate_limit', fallback: 'allow' });
+        logger.error({ event_type: 'store_failure', store: 'rate_limit', err: (error as Error).message }, 'rate-limit store failed; request allowed');
+      },
+      onTokenVerified: (hit) => {
+        metrics.authnSuccesses.inc({ service });
+        metrics.tokenCache.inc({ service, result: hit ? 'hit' : 'miss' });
+      },
+    });
+    metrics.policyInfo.reset();
+    metrics.policyInfo.set({ service, version: policy.version }, 1);
+    return { policy, layers, forwarder };
+  };
+
+  let runtime = build(initial);
+  metrics.policyReloads.inc({ service, result: 'success' });
+  let draining = false;
+  let inFlight = 0;
+  let watcher: PolicyWatcher | undefined;
+
+  const reload = async (): Promise<string> => {
+    try {
+      const next = loadPolicy(options.policyFile, overrides);
+      if (next.version !== runtime.policy.version) {
+        runtime = build(next);
+        watcher?.close();
+        watcher = watchFiles(next);
+        audit.event('policy_reloaded', { policy_version: next.version }, 'policy reloaded');
+      }
+      metrics.policyReloads.inc({ service, result: 'success' });
+    } catch (error) {
+      metrics.policyReloads.inc({ service, result: 'failure' });
+      const problems = isPolicyLoadError(error) ? error.problems.map(formatProblem) : [(error as Error).message];
+      audit.event('policy_reload_failed', { policy_version: runtime.policy.version, problems }, 'policy reload refused; previous policy kept', 'error');
+    }
+    return runtime.policy.version;
+  };
+  const watchFiles = (policy: ServicePolicy): PolicyWatcher | undefined =>
+    options.watchPolicy === false ? undefined : new PolicyWatcher(policy.files, () => void reload());
+  watcher = watchFiles(initial);
+
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const current = runtime;
+    const started = performance.now();
+    inFlight++;
+    metrics.inFlight.inc({ service });
+    const ctx = createContext(req, current.policy, randomUUID(), req.socket.remoteAddress ?? '', started);
+    let outcome = 'forwarded';
+    let status = 0;
+    try {
+      let verdict;
+      try {
+        verdict = await runPipeline(current.layers, ctx);
+      } catch (error) {
+        logger.error({ event_type: 'internal_error', request_id: ctx.requestId, err: (error as Error).message }, 'layer failed');
+        verdict = denial('internal.error');
+      }
+      if (verdict !== undefined && verdict !== FORWARD) {
+        refuser.refuse(ctx, res, verdict);
+        outcome = 'refused';
+        status = res.statusCode;
+        return;
+      }
+      for (const wouldDeny of ctx.wouldDeny) refuser.wouldDeny(ctx, wouldDeny);
+      if (!ctx.isPublic) {
+        audit.granted(ctx);
+        for (const role of boundedRoles(ctx)) metrics.authzDecisions.inc({ service, method: methodLabel(ctx), role, decision: 'allow' });
+      }
+      const upstreamStarted = performance.now();
+      const failure = await current.forwarder.forward(ctx, res, () => {
+        metrics.upstreamDuration.observe({ service }, (performance.now() - upstreamStarted) / 1000);
+      });
+      if (failure) {
+        refuser.refuse(ctx, res, failure);
+        outcome = 'upstream_error';
+      }
+      status = res.statusCode;
+    } finally {
+      inFlight--;
+      metrics.inFlight.dec({ service });
+      metrics.requests.inc({ service, method: methodLabel(ctx), outcome, status: status || res.statusCode });
+      metrics.requestDuration.observe({ service, outcome }, (performance.now() - started) / 1000);
+    }
+  };
+
+  const limits = initial.limits;
+  const server: Server = createServer({
+    headersTimeout: limits.headersTimeoutMs,
+    requestTimeout: limits.requestTimeoutMs,
+    keepAliveTimeout: 5_000,
+    // Check timeouts every second (default 30 s) so a slow client is cut off close to its limit.
+    connectionsCheckingInterval: Math.min(1_000, limits.headersTimeoutMs),
+    requireHostHeader: true,
+  }, (req, res) => void handle(req, res));
+  server.on('clientError', (error: { code?: string }, socket: Socket) => {
+    const refusal = clientErrorDenial(error);
+    if (!refusal) {
+      socket.destroy();
+      return;
+    }
+    refuser.count(undefined, refusal);
+    audit.denied(undefined, refusal);
+    writeRawRefusal(socket, refusal);
+  });
+
+  const adminServer = createAdminServer(metrics.registry, {
+    readiness: () => ({ ready: !draining, details: { service, policy_version: runtime.policy.version, draining } }),
+  });
+  const address = await listen(server, options.listen ?? '127.0.0.1:0');
+  const adminAddress = await listen(adminServer, options.adminListen ?? '127.0.0.1:0');
+  void keySources.values().next().value?.warm().then((error) => {
+    if (error) logger.warn({ event_type: 'jwks_unavailable', issuer: initial.auth.issuer, err: error.message }, 'issuer keys not fetched yet; tokens are refused until they are');
+  });
+  logger.info({ event_type: 'sidecar_started', listen: address.url, admin: adminAddress.url, upstream: initial.upstream, policy_version: initial.version }, 'sidecar ready');
+
+  return {
+    url: address.url,
+    port: address.port,
+    adminUrl: adminAddress.url,
+    metrics,
+    revocations,
+    policy: () => runtime.policy,
+    reload,
+    async close(): Promise<void> {
+      draining = true;
+      watcher?.close();
+      server.close();
+      server.closeIdleConnections();
+      const deadline = Date.now() + (options.drainTimeoutMs ?? 25_000);
+      while (inFlight > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => adminServer.close(() => resolve()));
+      adminServer.closeAllConnections();
+      await Promise.all([...forwarders.values()].map((forwarder) => forwarder.close()));
+      await rateLimits.close();
+      await new Promise<void>((resolve) => logger.flush(() => resolve()));
+    },
+  };
+}
+
+export type { Logger };

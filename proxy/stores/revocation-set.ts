@@ -1,0 +1,55 @@
+import type { Principal } from '../context.js';
+
+/** A revocation as stored durably and pushed to sidecars. Times are seconds since the epoch. */
+export type Revocation =
+  | { readonly kind: 'jti'; readonly jti: string; readonly expiresAt: number }
+  | { readonly kind: 'subject'; readonly subject: string; readonly revokedAt: number; readonly expiresAt: number }
+  | { readonly kind: 'before'; readonly revokedAt: number; readonly expiresAt: number };
+
+/**
+ * The in-process view of every live revocation: what the hot path asks, with no I/O.
+ * `subject` and `before` refuse tokens whose iat is at or before the revocation time.
+ */
+export class RevocationSet {
+  readonly #jtis = new Map<string, number>();
+  readonly #subjects = new Map<string, { revokedAt: number; expiresAt: number }>();
+  #before: { revokedAt: number; expiresAt: number } | undefined;
+
+  isRevoked(principal: Principal): boolean {
+    if (this.#jtis.has(principal.jti)) return true;
+    if (this.#before !== undefined && principal.issuedAt <= this.#before.revokedAt) return true;
+    const subject = this.#subjects.get(principal.subject);
+    return subject !== undefined && principal.issuedAt <= subject.revokedAt;
+  }
+
+  /** Adds a revocation; returns false when it was already known (idempotent pushes). */
+  add(revocation: Revocation): boolean {
+    switch (revocation.kind) {
+      case 'jti':
+        if (this.#jtis.has(revocation.jti)) return false;
+        this.#jtis.set(revocation.jti, revocation.expiresAt);
+        return true;
+      case 'subject': {
+        const known = this.#subjects.get(revocation.subject);
+        if (known && known.revokedAt >= revocation.revokedAt) return false;
+        this.#subjects.set(revocation.subject, { revokedAt: revocation.revokedAt, expiresAt: revocation.expiresAt });
+        return true;
+      }
+      case 'before':
+        if (this.#before && this.#before.revokedAt >= revocation.revokedAt) return false;
+        this.#before = { revokedAt: revocation.revokedAt, expiresAt: revocation.expiresAt };
+        return true;
+    }
+  }
+
+  /** Drops entries whose tokens have all expired anyway. */
+  prune(nowSeconds: number): void {
+    for (const [jti, expiresAt] of this.#jtis) if (expiresAt <= nowSeconds) this.#jtis.delete(jti);
+    for (const [subject, entry] of this.#subjects) if (entry.expiresAt <= nowSeconds) this.#subjects.delete(subject);
+    if (this.#before && this.#before.expiresAt <= nowSeconds) this.#before = undefined;
+  }
+
+  get size(): number {
+    return this.#jtis.size + this.#subjects.size + (this.#before ? 1 : 0);
+  }
+}
