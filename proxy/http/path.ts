@@ -12,6 +12,7 @@ export interface NormalisedTarget {
 // Encoded '/', '\', '.', NUL and other controls: legitimate clients have no reason to send them,
 // and they are the raw material of traversal and route-confusion tricks.
 const FORBIDDEN_ENCODINGS = /%(2f|5c|2e|00|0[0-9a-f]|1[0-9a-f]|7f)/i;
+// eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
 const RAW_FORBIDDEN = /[\\\u0000-\u001f\u007f#]/;
 
 export function normaliseTarget(target: string): NormalisedTarget | undefined {

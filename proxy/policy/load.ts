@@ -194,7 +194,8 @@ function compileSchema(context: SchemaContext, schema: Record<string, unknown>, 
     resolved = refSource.data as Record<string, unknown>;
   }
   try {
-    const { $id: _id, $schema: _schema, ...body } = resolved;
+    // $id and $schema are for editors; ajv would register the $id globally and refuse a reload.
+    const { $id, $schema, ...body } = resolved;
     return context.ajv.compile(body);
   } catch (error) {
     context.problems.push({ ...source.locate(path), path: `/${path.join('/')}`, message: `schema does not compile: ${(error as Error).message}` });
