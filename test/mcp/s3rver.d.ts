@@ -11,6 +11,8 @@ declare module 's3rver' {
     configureBuckets?: { name: string; configs?: (string | Buffer)[] }[];
   }
 
+  // Describes the package's own default export; nothing here is ours to rename.
+  // eslint-disable-next-line no-restricted-syntax
   export default class S3rver {
     constructor(options: S3rverOptions);
     run(): Promise<AddressInfo>;

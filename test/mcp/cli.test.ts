@@ -1,0 +1,56 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { rm } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
+import { describe, it } from 'node:test';
+import { gatewayOptionsFromEnv, parseListen } from '../../mcp/cli.js';
+import { tempDir } from './helpers.js';
+
+describe('ca-a2a mcp-gateway command', () => {
+  it('parses --listen HOST:PORT, IPv6 in brackets, and refuses anything else', () => {
+    assert.deepEqual(parseListen('127.0.0.1:9000'), { host: '127.0.0.1', port: 9000 });
+    assert.deepEqual(parseListen('[::1]:0'), { host: '::1', port: 0 });
+    for (const bad of ['9000', 'host:', 'host:70000', ':80']) assert.throws(() => parseListen(bad), /--listen/);
+  });
+
+  it('reads backends from the environment and leaves the embedded defaults when unset', () => {
+    assert.deepEqual(gatewayOptionsFromEnv({}).databaseUrl, undefined);
+    assert.equal(gatewayOptionsFromEnv({}).s3?.bucket, undefined);
+    const o = gatewayOptionsFromEnv({ DATABASE_URL: 'postgres://x/db', CA_A2A_S3_BUCKET: 'b', CA_A2A_S3_ENDPOINT: 'http://minio:9000', CA_A2A_S3_PREFIXES: 'in/, out/' });
+    assert.equal(o.databaseUrl, 'postgres://x/db');
+    assert.deepEqual(o.s3?.allowedPrefixes, ['in/', 'out/']);
+    assert.equal(o.s3?.endpoint, 'http://minio:9000');
+    assert.throws(() => gatewayOptionsFromEnv({ CA_A2A_S3_MAX_OBJECT_BYTES: '-1' }), /positive integer/);
+  });
+
+  it('serves until SIGTERM, then closes and exits 0', async () => {
+    const dataDir = await tempDir();
+    const script = "import { mcpGatewayCommand } from './mcp/cli.ts'; process.exitCode = await mcpGatewayCommand(process.argv.slice(1));";
+    const env = { ...process.env, DATABASE_URL: '', CA_A2A_S3_BUCKET: '' };
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script, '--', '--listen', '127.0.0.1:0', '--data-dir', dataDir], {
+      cwd: new URL('../../', import.meta.url),
+      env,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const exited = new Promise<number | null>((ok) => child.on('exit', (code) => ok(code)));
+    try {
+      let url: string | undefined;
+      for await (const line of createInterface({ input: child.stdout })) {
+        const entry = JSON.parse(line) as { event_type?: string; url?: string };
+        if (entry.event_type === 'mcp_gateway_started') {
+          url = entry.url;
+          break;
+        }
+      }
+      assert.ok(url, 'the gateway logged its URL');
+      const health = await fetch(`${url}/health`);
+      assert.equal(health.status, 200);
+      assert.equal(((await health.json()) as { backends: { postgres: { kind: string } } }).backends.postgres.kind, 'pglite');
+      child.kill('SIGTERM');
+      assert.equal(await exited, 0);
+    } finally {
+      child.kill('SIGKILL');
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+});
