@@ -1,0 +1,329 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
+import { createApp } from '../../deploy/cdk/app.js';
+import { ofType, props, referencedId, securityGroupFlows, taskDefinitions, type Resources } from './cfn.js';
+
+const SIDECAR_PORTS = { mcp: 8000, orchestrator: 8001, extractor: 8002, validator: 8003, archivist: 8004, admin: 8005 } as const;
+type Secured = keyof typeof SIDECAR_PORTS;
+const SECURED = Object.keys(SIDECAR_PORTS) as Secured[];
+const AGENTS = ['orchestrator', 'extractor', 'validator', 'archivist'] as const;
+const sg = (name: string): string => `ca-a2a ${name}`;
+
+describe('deploy/cdk stack', () => {
+  let outdir: string;
+  let template: Template;
+  let resources: Resources;
+  let annotations: Annotations;
+  let missingContext: unknown;
+
+  before(() => {
+    outdir = mkdtempSync(path.join(tmpdir(), 'ca-a2a-cdk-'));
+    const { app, stack } = createApp({ outdir });
+    template = Template.fromStack(stack);
+    annotations = Annotations.fromStack(stack);
+    missingContext = app.synth().manifest.missing;
+    resources = template.toJSON()['Resources'] as Resources;
+  });
+  after(() => rmSync(outdir, { recursive: true, force: true }));
+
+  it('synthesises offline: no context lookups, region defaults to eu-west-3, no error annotations', () => {
+    assert.equal(missingContext, undefined);
+    annotations.hasNoError('*', Match.anyValue());
+    const json = JSON.stringify(template.toJSON());
+    assert.match(json, /eu-west-3/);
+    template.hasParameter('CertificateArn', { Type: 'String' });
+    template.hasParameter('ImageTag', { Type: 'String', Default: Match.anyValue() });
+  });
+
+  describe('network', () => {
+    it('is 10.0.0.0/16 with public 10.0.1.0/24, 10.0.2.0/24 and private 10.0.10.0/24, 10.0.20.0/24', () => {
+      template.hasResourceProperties('AWS::EC2::VPC', { CidrBlock: '10.0.0.0/16' });
+      const subnets = ofType(resources, 'AWS::EC2::Subnet').map(([, s]) => ({
+        cidr: props(s)['CidrBlock'],
+        public: (props(s)['Tags'] as Array<{ Key: string; Value: string }>).some((t) => t.Key === 'aws-cdk:subnet-type' && t.Value === 'Public'),
+        mapPublicIp: props(s)['MapPublicIpOnLaunch'],
+      }));
+      assert.deepEqual(subnets.filter((s) => s.public).map((s) => s.cidr).sort(), ['10.0.1.0/24', '10.0.2.0/24']);
+      assert.deepEqual(subnets.filter((s) => !s.public).map((s) => s.cidr).sort(), ['10.0.10.0/24', '10.0.20.0/24']);
+      assert.ok(subnets.every((s) => s.mapPublicIp === false), 'no subnet hands out public IPs');
+      assert.equal(ofType(resources, 'AWS::EC2::NatGateway').length, 2);
+    });
+
+    it('has an S3 gateway endpoint and ECR, Logs and Secrets Manager interface endpoints', () => {
+      const services = ofType(resources, 'AWS::EC2::VPCEndpoint').map(([, e]) => `${String(props(e)['VpcEndpointType'])} ${JSON.stringify(props(e)['ServiceName'])}`);
+      for (const [type, suffix] of [['Gateway', '.s3"'], ['Interface', '.ecr.api"'], ['Interface', '.ecr.dkr"'], ['Interface', '.logs"'], ['Interface', '.secretsmanager"']]) {
+        assert.ok(services.some((s) => s.startsWith(`${type} `) && s.includes(suffix)), `${type} endpoint ${suffix}: ${services.join(', ')}`);
+      }
+    });
+
+    it('logs all VPC traffic', () => {
+      template.hasResourceProperties('AWS::EC2::FlowLog', { ResourceType: 'VPC', TrafficType: 'ALL', LogDestinationType: 'cloud-watch-logs' });
+    });
+  });
+
+  describe('security groups', () => {
+    it('allow exactly the planned flows between groups and nothing else', () => {
+      const expected = new Set<string>();
+      const allow = (from: string, to: string, port: number): void => {
+        expected.add(`egress ${sg(from)} -> ${sg(to)} tcp/${port}`);
+        expected.add(`ingress ${sg(to)} <- ${sg(from)} tcp/${port}`);
+      };
+      allow('alb', 'orchestrator', 8001);
+      for (const to of ['extractor', 'validator', 'archivist'] as const) allow('orchestrator', to, SIDECAR_PORTS[to]);
+      for (const from of AGENTS) allow(from, 'mcp', 8000);
+      allow('mcp', 'documentsDb', 5432);
+      allow('keycloak', 'keycloakDb', 5432);
+      for (const from of SECURED) allow(from, 'redis', 6379);
+      for (const from of SECURED) allow(from, 'keycloak', 8080);
+      for (const to of SECURED) allow('scraper', to, 9090);
+      for (const from of [...SECURED, 'keycloak', 'scraper']) allow(from, 'interface endpoints', 443);
+
+      const actual = new Set(securityGroupFlows(resources)
+        .filter((f) => f.peer.startsWith('ca-a2a '))
+        .map((f) => (f.direction === 'egress' ? `egress ${f.group} -> ${f.peer} ${f.port}` : `ingress ${f.group} <- ${f.peer} ${f.port}`)));
+      assert.deepEqual([...actual].filter((x) => !expected.has(x)).sort(), [], 'unexpected flows');
+      assert.deepEqual([...expected].filter((x) => !actual.has(x)).sort(), [], 'missing flows');
+    });
+
+    it('open 0.0.0.0/0 only on the ALB (HTTPS in) and the scraper (HTTPS out), never on an agent', () => {
+      const world = securityGroupFlows(resources).filter((f) => f.peer === '0.0.0.0/0' || f.peer === '::/0');
+      assert.deepEqual(world.map((f) => `${f.direction} ${f.group} ${f.port}`).sort(), ['egress ca-a2a scraper tcp/443', 'ingress ca-a2a alb tcp/443']);
+    });
+
+    it('leave no group with default allow-all egress', () => {
+      for (const [id, group] of ofType(resources, 'AWS::EC2::SecurityGroup')) {
+        const egress = (props(group)['SecurityGroupEgress'] as Array<Record<string, unknown>> | undefined) ?? [];
+        assert.ok(!egress.some((rule) => rule['IpProtocol'] === '-1'), `${id} allows all outbound`);
+      }
+      const standalone = new Set(ofType(resources, 'AWS::EC2::SecurityGroupEgress').map(([, r]) => referencedId(props(r)['GroupId'])));
+      for (const [id, group] of ofType(resources, 'AWS::EC2::SecurityGroup')) {
+        // Without any egress rule CloudFormation would keep EC2's allow-all default.
+        assert.ok(props(group)['SecurityGroupEgress'] !== undefined || standalone.has(id), `${id} has no egress rule at all`);
+      }
+    });
+
+    it('admit the sidecar admin port from the scraper only and never expose the egress port', () => {
+      const flows = securityGroupFlows(resources);
+      const admin = flows.filter((f) => f.direction === 'ingress' && f.port === 'tcp/9090');
+      assert.ok(admin.length === SECURED.length && admin.every((f) => f.peer === sg('scraper')));
+      assert.deepEqual(flows.filter((f) => f.port.includes('15001')), []);
+      assert.deepEqual(flows.filter((f) => f.direction === 'egress' && f.group === sg('alb')).map((f) => `${f.peer} ${f.port}`), [`${sg('orchestrator')} tcp/8001`]);
+    });
+  });
+
+  describe('tasks', () => {
+    const families = [...SECURED.map((s) => `ca-a2a-${s}`), 'ca-a2a-keycloak', 'ca-a2a-metrics-scraper'];
+
+    it('run one Fargate service per component', () => {
+      const names = ofType(resources, 'AWS::ECS::Service').map(([, s]) => props(s)['ServiceName']);
+      assert.deepEqual(names.sort(), [...SECURED.map((s) => `ca-a2a-${s}`), 'ca-a2a-keycloak', 'ca-a2a-metrics-scraper'].sort());
+      for (const [, service] of ofType(resources, 'AWS::ECS::Service')) {
+        assert.equal(props(service)['LaunchType'], 'FARGATE');
+        const network = props(service)['NetworkConfiguration'] as { AwsvpcConfiguration: { AssignPublicIp: string } };
+        assert.equal(network.AwsvpcConfiguration.AssignPublicIp, 'DISABLED');
+      }
+    });
+
+    it('pair each upstream on 127.0.0.1 without a port mapping with a sidecar that is the only exposed port', () => {
+      const tasks = taskDefinitions(resources);
+      for (const service of SECURED) {
+        const task = tasks.get(`ca-a2a-${service}`);
+        assert.ok(task, service);
+        assert.equal(task.containers.length, 2, service);
+        const sidecar = task.containers.find((c) => c.Name === 'sidecar');
+        const upstream = task.containers.find((c) => c.Name !== 'sidecar');
+        assert.ok(sidecar && upstream, service);
+
+        assert.equal(upstream.PortMappings, undefined, `${service} upstream publishes no port`);
+        const listen = upstream.Command?.[upstream.Command.indexOf('--listen') + 1];
+        assert.equal(listen, '127.0.0.1:9000', `${service} upstream binds loopback`);
+
+        assert.deepEqual(sidecar.PortMappings?.map((p) => p.ContainerPort), [SIDECAR_PORTS[service]]);
+        assert.equal(sidecar.Essential, true);
+        assert.match(sidecar.HealthCheck?.Command.join(' ') ?? '', /http:\/\/127\.0\.0\.1:9090\/ready/);
+        assert.deepEqual(sidecar.DependsOn, [{ ContainerName: upstream.Name, Condition: 'HEALTHY' }]);
+        const args = sidecar.Command ?? [];
+        const flag = (name: string): string | undefined => { const i = args.indexOf(name); return i < 0 ? undefined : args[i + 1]; };
+        assert.equal(flag('--service'), service);
+        assert.equal(flag('--listen'), `0.0.0.0:${SIDECAR_PORTS[service]}`);
+        assert.equal(flag('--upstream'), 'http://127.0.0.1:9000');
+        assert.equal(flag('--admin-listen'), '0.0.0.0:9090');
+        assert.equal(flag('--issuer'), 'http://keycloak.ca-a2a.local:8080/realms/ca-a2a');
+        const egress = flag('--egress-listen');
+        assert.ok(egress === undefined || egress.startsWith('127.0.0.1:'), `${service} egress listener stays inside the task`);
+        assert.equal(egress !== undefined, (AGENTS as readonly string[]).includes(service));
+      }
+    });
+
+    it('harden every container: read-only root, non-root user, unprivileged, all capabilities dropped, CloudWatch logs', () => {
+      const tasks = taskDefinitions(resources);
+      for (const family of families) {
+        const task = tasks.get(family);
+        assert.ok(task, family);
+        for (const c of task.containers) {
+          const where = `${family}/${c.Name}`;
+          assert.equal(c.ReadonlyRootFilesystem, true, where);
+          assert.ok(c.User !== undefined && !/^(0|root)(:|$)/.test(c.User), `${where} user ${String(c.User)}`);
+          assert.equal(c.Privileged, false, where);
+          assert.deepEqual(c.LinuxParameters?.Capabilities?.Drop, ['ALL'], where);
+          assert.equal(c.LinuxParameters?.Capabilities?.Add, undefined, where);
+          assert.equal(c.LogConfiguration?.LogDriver, 'awslogs', where);
+        }
+      }
+      for (const [id, group] of ofType(resources, 'AWS::Logs::LogGroup')) {
+        assert.equal(typeof props(group)['RetentionInDays'], 'number', `${id} has a retention`);
+      }
+    });
+
+    it('inject every credential as an ECS secret, never as a plain environment value', () => {
+      const secretish = /(SECRET|PASSWORD|TOKEN|DATABASE_URL|REDIS_URL)/;
+      const tasks = taskDefinitions(resources);
+      for (const family of families) {
+        for (const c of tasks.get(family)?.containers ?? []) {
+          for (const env of c.Environment ?? []) {
+            assert.doesNotMatch(env.Name, secretish, `${family}/${c.Name} env ${env.Name}`);
+            assert.doesNotMatch(JSON.stringify(env.Value), /resolve:secretsmanager|SecretString/, `${family}/${c.Name} env ${env.Name}`);
+          }
+        }
+      }
+      const secretsOf = (family: string, container: string): string[] =>
+        (tasks.get(family)?.containers.find((c) => c.Name === container)?.Secrets ?? []).map((s) => s.Name).sort();
+      for (const agent of AGENTS) assert.deepEqual(secretsOf(`ca-a2a-${agent}`, 'sidecar'), ['CA_A2A_CLIENT_SECRET', 'REDIS_URL']);
+      assert.deepEqual(secretsOf('ca-a2a-admin', 'sidecar'), ['CA_A2A_CLIENT_SECRET', 'REDIS_URL']);
+      assert.deepEqual(secretsOf('ca-a2a-mcp', 'sidecar'), ['REDIS_URL']);
+      assert.deepEqual(secretsOf('ca-a2a-mcp', 'mcp-gateway'), ['DATABASE_URL']);
+      assert.ok(secretsOf('ca-a2a-keycloak', 'keycloak').includes('KC_DB_PASSWORD'));
+    });
+
+    it('register every service in the ca-a2a.local namespace with Service Connect TLS', () => {
+      template.hasResourceProperties('AWS::ServiceDiscovery::PrivateDnsNamespace', { Name: 'ca-a2a.local' });
+      template.hasResourceProperties('AWS::ACMPCA::CertificateAuthority', { UsageMode: 'SHORT_LIVED_CERTIFICATE' });
+      for (const [, service] of ofType(resources, 'AWS::ECS::Service')) {
+        if (props(service)['ServiceName'] === 'ca-a2a-metrics-scraper') continue;
+        const connect = props(service)['ServiceConnectConfiguration'] as { Enabled: boolean; Services: Array<{ Tls?: { IssuerCertificateAuthority: unknown } }> };
+        assert.equal(connect.Enabled, true);
+        assert.ok(connect.Services.length === 1 && connect.Services[0]?.Tls?.IssuerCertificateAuthority !== undefined, String(props(service)['ServiceName']));
+      }
+    });
+  });
+
+  describe('ingress', () => {
+    it('terminates HTTPS with the certificate parameter and forwards to the orchestrator sidecar only', () => {
+      template.resourceCountIs('AWS::ElasticLoadBalancingV2::Listener', 1);
+      template.hasResourceProperties('AWS::ElasticLoadBalancingV2::Listener', {
+        Protocol: 'HTTPS',
+        Port: 443,
+        Certificates: [{ CertificateArn: { Ref: 'CertificateArn' } }],
+      });
+      template.hasResourceProperties('AWS::ElasticLoadBalancingV2::LoadBalancer', { Scheme: 'internet-facing' });
+      template.resourceCountIs('AWS::ElasticLoadBalancingV2::TargetGroup', 1);
+      template.hasResourceProperties('AWS::ElasticLoadBalancingV2::TargetGroup', { Port: 8001, TargetType: 'ip', HealthCheckPath: '/health' });
+      const [orchestrator] = ofType(resources, 'AWS::ECS::Service').filter(([, s]) => props(s)['ServiceName'] === 'ca-a2a-orchestrator');
+      assert.deepEqual((orchestrator?.[1].Properties?.['LoadBalancers'] as Array<Record<string, unknown>>).map((lb) => [lb['ContainerName'], lb['ContainerPort']]), [['sidecar', 8001]]);
+      for (const [, service] of ofType(resources, 'AWS::ECS::Service')) {
+        if (props(service)['ServiceName'] !== 'ca-a2a-orchestrator') assert.equal(props(service)['LoadBalancers'], undefined);
+      }
+    });
+  });
+
+  describe('data', () => {
+    it('runs encrypted Aurora PostgreSQL with 7-day backups, one cluster for MCP and one for Keycloak', () => {
+      const clusters = ofType(resources, 'AWS::RDS::DBCluster');
+      assert.equal(clusters.length, 2);
+      const names = new Map(ofType(resources, 'AWS::EC2::SecurityGroup').map(([id, g]) => [id, String(props(g)['GroupDescription'])]));
+      const groups = clusters.map(([, c]) => {
+        assert.equal(props(c)['Engine'], 'aurora-postgresql');
+        assert.equal(props(c)['StorageEncrypted'], true);
+        assert.equal(props(c)['BackupRetentionPeriod'], 7);
+        return (props(c)['VpcSecurityGroupIds'] as unknown[]).map((v) => names.get(referencedId(v) ?? '')).join();
+      });
+      assert.deepEqual(groups.sort(), [sg('documentsDb'), sg('keycloakDb')]);
+    });
+
+    it('runs Redis with TLS, encryption at rest and an AUTH token from Secrets Manager', () => {
+      template.hasResourceProperties('AWS::ElastiCache::ReplicationGroup', {
+        TransitEncryptionEnabled: true,
+        AtRestEncryptionEnabled: true,
+        AuthToken: Match.stringLikeRegexp('resolve:secretsmanager'),
+      });
+    });
+
+    it('keeps documents in a versioned, encrypted, private, TLS-only, access-logged bucket', () => {
+      template.hasResourceProperties('AWS::S3::Bucket', {
+        VersioningConfiguration: { Status: 'Enabled' },
+        BucketEncryption: { ServerSideEncryptionConfiguration: [Match.objectLike({ ServerSideEncryptionByDefault: Match.objectLike({ SSEAlgorithm: 'aws:kms' }) })] },
+        PublicAccessBlockConfiguration: { BlockPublicAcls: true, BlockPublicPolicy: true, IgnorePublicAcls: true, RestrictPublicBuckets: true },
+        LoggingConfiguration: Match.objectLike({ DestinationBucketName: Match.anyValue() }),
+      });
+      for (const [id, policy] of ofType(resources, 'AWS::S3::BucketPolicy')) {
+        const statements = (props(policy)['PolicyDocument'] as { Statement: Array<Record<string, unknown>> }).Statement;
+        assert.ok(statements.some((s) => s['Effect'] === 'Deny' && JSON.stringify(s['Condition']).includes('"aws:SecureTransport":"false"')), `${id} refuses plain HTTP`);
+      }
+    });
+  });
+
+  describe('IAM', () => {
+    /** Logical ids of the roles of one task family (task role and execution role). */
+    const rolesOf = (family: string): Set<string> => {
+      const task = taskDefinitions(resources).get(family);
+      assert.ok(task);
+      return new Set([props(task.resource)['TaskRoleArn'], props(task.resource)['ExecutionRoleArn']].map(referencedId).filter((id): id is string => id !== undefined));
+    };
+    /** Roles whose attached policies mention any of the given logical ids. */
+    const rolesTouching = (predicate: (id: string) => boolean): Set<string> => {
+      const ids = Object.keys(resources).filter(predicate);
+      const roles = new Set<string>();
+      for (const [, policy] of ofType(resources, 'AWS::IAM::Policy')) {
+        const text = JSON.stringify(props(policy)['PolicyDocument']);
+        if (!ids.some((id) => text.includes(`"${id}"`))) continue;
+        for (const role of props(policy)['Roles'] as unknown[]) roles.add(referencedId(role) ?? '?');
+      }
+      return roles;
+    };
+
+    it('lets only the MCP task role touch the documents bucket and its key', () => {
+      const bucketOrKey = (id: string): boolean => ['AWS::S3::Bucket', 'AWS::KMS::Key'].includes(resources[id]?.Type ?? '') && id.startsWith('DataDocuments');
+      const roles = rolesTouching(bucketOrKey);
+      const mcpTaskRole = referencedId(props(taskDefinitions(resources).get('ca-a2a-mcp')?.resource ?? { Type: '' })['TaskRoleArn']);
+      assert.deepEqual([...roles], [mcpTaskRole]);
+    });
+
+    it('lets only the MCP task read the documents database secrets, and only Keycloak its own', () => {
+      const secret = (prefix: string) => (id: string): boolean =>
+        ['AWS::SecretsManager::Secret', 'AWS::SecretsManager::SecretTargetAttachment'].includes(resources[id]?.Type ?? '') && (id.startsWith(prefix) || id.startsWith(`CaA2a${prefix}`));
+      const mcp = rolesOf('ca-a2a-mcp');
+      const documents = rolesTouching(secret('DataDocumentsDb'));
+      assert.ok(documents.size > 0 && [...documents].every((role) => mcp.has(role)), [...documents].join());
+      const keycloak = rolesOf('ca-a2a-keycloak');
+      const keycloakDb = rolesTouching(secret('DataKeycloakDb'));
+      assert.ok(keycloakDb.size > 0 && [...keycloakDb].every((role) => keycloak.has(role)), [...keycloakDb].join());
+    });
+
+    it('limits the S3 endpoint to ECR layers and, for the documents bucket, to the MCP task role', () => {
+      const [endpoint] = ofType(resources, 'AWS::EC2::VPCEndpoint').filter(([, e]) => props(e)['VpcEndpointType'] === 'Gateway');
+      const statements = (props(endpoint?.[1] ?? { Type: '' })['PolicyDocument'] as { Statement: Array<Record<string, unknown>> }).Statement;
+      const documents = statements.find((s) => s['Sid'] === 'DocumentsBucketMcpOnly');
+      const mcpTaskRole = referencedId(props(taskDefinitions(resources).get('ca-a2a-mcp')?.resource ?? { Type: '' })['TaskRoleArn']);
+      assert.equal(referencedId((documents?.['Principal'] as { AWS: unknown }).AWS), mcpTaskRole);
+      assert.deepEqual(statements.map((s) => s['Sid']).sort(), ['DocumentsBucketMcpOnly', 'EcrImageLayers']);
+    });
+  });
+
+  it('takes operator choices from context', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'ca-a2a-cdk-ctx-'));
+    try {
+      const { stack } = createApp({ outdir: dir, context: { region: 'eu-central-1', 'desiredCount.orchestrator': '4', desiredCount: 1, imageRepository: 'acme/ca-a2a' } });
+      const other = Template.fromStack(stack);
+      assert.equal(stack.region, 'eu-central-1');
+      other.hasResourceProperties('AWS::ECS::Service', { ServiceName: 'ca-a2a-orchestrator', DesiredCount: 4 });
+      other.hasResourceProperties('AWS::ECS::Service', { ServiceName: 'ca-a2a-extractor', DesiredCount: 1 });
+      assert.match(JSON.stringify(other.toJSON()), /acme\/ca-a2a:/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

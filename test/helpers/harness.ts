@@ -1,0 +1,101 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { request } from 'undici';
+import { shippedPolicyFile, type ShippedService } from '../../proxy/services.js';
+import { startSidecar, type Sidecar, type SidecarOptions } from '../../proxy/sidecar.js';
+import { AuditCapture } from './audit-capture.js';
+import { startTestIssuer, type TestIssuer } from './test-issuer.js';
+import { startUpstream, type RecordingUpstream } from './upstream.js';
+
+export const RBAC_FILE = new URL('../../policies/rbac.yaml', import.meta.url).pathname;
+export const SCHEMAS_DIR = new URL('../../policies/schemas/', import.meta.url).pathname;
+
+export interface Harness {
+  readonly sidecar: Sidecar;
+  readonly issuer: TestIssuer;
+  readonly upstream: RecordingUpstream;
+  readonly audit: AuditCapture;
+  /** POSTs a JSON-RPC body (object or raw string) with a token. */
+  call(body: unknown, options?: CallOptions): Promise<CallResult>;
+  /** Reads one metric sample's value from /metrics (0 when absent). */
+  metric(name: string, labels?: Record<string, string>): Promise<number>;
+  close(): Promise<void>;
+}
+
+export interface CallOptions {
+  readonly token?: string | undefined;
+  readonly path?: string;
+  readonly method?: 'GET' | 'POST' | 'HEAD' | 'PUT';
+  readonly headers?: Record<string, string | string[]>;
+}
+
+export interface CallResult {
+  readonly status: number;
+  readonly headers: Record<string, string | string[] | undefined>;
+  readonly json: { jsonrpc?: string; id?: unknown; result?: unknown; error?: { code: number; message: string; data?: Record<string, unknown> } } & Record<string, unknown>;
+}
+
+/** Writes a policy file in a temp dir; `rbac` and `$ref`s may use RBAC_FILE and SCHEMAS_DIR. */
+export function writePolicy(text: string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'ca-a2a-policy-'));
+  const file = join(dir, 'service.yaml');
+  writeFileSync(file, text);
+  return file;
+}
+
+/** A sidecar in front of a recording upstream, trusting a test issuer. */
+export async function startHarness(options: { service?: ShippedService; policyFile?: string; sidecar?: Partial<SidecarOptions>; issuer?: TestIssuer } = {}): Promise<Harness> {
+  const issuer = options.issuer ?? (await startTestIssuer());
+  const upstream = await startUpstream();
+  const audit = new AuditCapture();
+  const sidecar = await startSidecar({
+    policyFile: options.policyFile ?? shippedPolicyFile(options.service ?? 'archivist'),
+    upstream: upstream.url,
+    issuer: issuer.issuer,
+    logDestination: audit,
+    watchPolicy: false,
+    ...options.sidecar,
+  });
+  return {
+    sidecar, issuer, upstream, audit,
+    async call(body, callOptions = {}) {
+      const headers: Record<string, string | string[]> = { 'content-type': 'application/json', ...callOptions.headers };
+      if (callOptions.token !== undefined) headers.authorization = `Bearer ${callOptions.token}`;
+      const method = callOptions.method ?? 'POST';
+      const response = await request(`${sidecar.url}${callOptions.path ?? '/message'}`, {
+        method,
+        headers,
+        body: method === 'POST' ? (typeof body === 'string' ? body : JSON.stringify(body)) : undefined,
+      });
+      const text = await response.body.text();
+      let json = {};
+      try {
+        json = text ? JSON.parse(text) : {};
+      } catch {
+        json = { raw: text };
+      }
+      return { status: response.statusCode, headers: response.headers, json };
+    },
+    async metric(name, labels = {}) {
+      const text = await (await request(`${sidecar.adminUrl}/metrics`)).body.text();
+      for (const line of text.split('\n')) {
+        if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
+        if (Object.entries(labels).every(([key, value]) => line.includes(`${key}="${value}"`))) return Number(line.slice(line.lastIndexOf(' ') + 1));
+      }
+      return 0;
+    },
+    async close() {
+      await sidecar.close();
+      await upstream.close();
+      if (!options.issuer) await issuer.close();
+    },
+  };
+}
+
+/** A JSON-RPC request body. */
+export function rpc(method: string, params?: unknown, id: string | number = 1): Record<string, unknown> {
+  return params === undefined ? { jsonrpc: '2.0', id, method } : { jsonrpc: '2.0', id, method, params };
+}
+
+export const DOC_ID = '6f1c1c8e-8a5a-4c53-9d0b-3c2a1e4f5a6b';

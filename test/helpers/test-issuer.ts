@@ -1,0 +1,77 @@
+import { randomUUID } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { exportJWK, generateKeyPair, SignJWT, type JWK, type JWTPayload, type CryptoKey } from 'jose';
+
+/**
+ * A JWKS and discovery document served by the test on port 0, with a signer, for the tests that
+ * need tokens the real issuer never makes (expired, wrong aud, alg games). Counts fetches.
+ */
+export interface TestIssuer {
+  readonly issuer: string;
+  readonly fetches: { discovery: number; jwks: number };
+  sign(claims?: JWTPayload, options?: { kid?: string; header?: Record<string, unknown>; key?: CryptoKey; omit?: string[] }): Promise<string>;
+  /** Adds a new current key (the old one stays published unless `dropOld`). */
+  rotate(options?: { dropOld?: boolean }): Promise<void>;
+  /** Make the JWKS endpoint fail (status) or answer garbage, or recover (undefined). */
+  breakJwks(mode: 'down' | 'garbage' | undefined): void;
+  publicJwk(): JWK;
+  close(): Promise<void>;
+}
+
+export async function startTestIssuer(): Promise<TestIssuer> {
+  const keys: { kid: string; privateKey: CryptoKey; jwk: JWK }[] = [];
+  const addKey = async (): Promise<void> => {
+    const { privateKey, publicKey } = await generateKeyPair('RS256');
+    const kid = randomUUID();
+    keys.push({ kid, privateKey, jwk: { ...(await exportJWK(publicKey)), kid, alg: 'RS256', use: 'sig' } });
+  };
+  await addKey();
+  const fetches = { discovery: 0, jwks: 0 };
+  let broken: 'down' | 'garbage' | undefined;
+  let issuer = '';
+  const server: Server = createServer((req, res) => {
+    if (req.url === '/realms/test/.well-known/openid-configuration') {
+      fetches.discovery++;
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ issuer, jwks_uri: `${issuer}/protocol/openid-connect/certs` }));
+    } else if (req.url === '/realms/test/protocol/openid-connect/certs') {
+      fetches.jwks++;
+      if (broken === 'down') res.writeHead(503).end();
+      else if (broken === 'garbage') res.writeHead(200, { 'content-type': 'application/json' }).end('{"keys": "nope"');
+      else res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: keys.map((key) => key.jwk) }));
+    } else {
+      res.writeHead(404).end();
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  issuer = `http://127.0.0.1:${(server.address() as AddressInfo).port}/realms/test`;
+
+  return {
+    issuer,
+    fetches,
+    async sign(claims = {}, options = {}) {
+      const current = keys[keys.length - 1] as (typeof keys)[number];
+      const now = Math.floor(Date.now() / 1000);
+      const payload: JWTPayload = {
+        iss: issuer, aud: 'ca-a2a-agents', sub: 'service-account-viewer', azp: 'viewer', jti: randomUUID(),
+        iat: now, exp: now + 300, realm_access: { roles: ['viewer'] }, ...claims,
+      };
+      for (const name of options.omit ?? []) delete payload[name];
+      return new SignJWT(payload)
+        .setProtectedHeader({ alg: 'RS256', typ: 'JWT', kid: options.kid ?? current.kid, ...options.header })
+        .sign(options.key ?? current.privateKey);
+    },
+    async rotate({ dropOld = false } = {}) {
+      await addKey();
+      if (dropOld) keys.splice(0, keys.length - 1);
+    },
+    breakJwks(mode) {
+      broken = mode;
+    },
+    publicJwk: () => (keys[keys.length - 1] as (typeof keys)[number]).jwk,
+    close: () => new Promise((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    }),
+  };
+}

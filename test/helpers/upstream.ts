@@ -1,0 +1,59 @@
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export interface RecordedRequest {
+  readonly method: string;
+  readonly url: string;
+  readonly headers: IncomingHttpHeaders;
+  readonly body: string;
+}
+
+/** A real HTTP agent stand-in that records what reached it and answers a JSON-RPC result. */
+export interface RecordingUpstream {
+  readonly url: string;
+  readonly requests: RecordedRequest[];
+  /** Replace the answer (e.g. to be slow or to return a tools/list). */
+  respond(handler: ((request: RecordedRequest) => { status?: number; body: unknown; delayMs?: number }) | undefined): void;
+  close(): Promise<void>;
+}
+
+export async function startUpstream(): Promise<RecordingUpstream> {
+  const requests: RecordedRequest[] = [];
+  let handler: ((request: RecordedRequest) => { status?: number; body: unknown; delayMs?: number }) | undefined;
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => {
+      const recorded = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks).toString('utf8') };
+      requests.push(recorded);
+      const answer = handler?.(recorded) ?? { body: { jsonrpc: '2.0', id: idOf(recorded.body), result: { ok: true } } };
+      const send = (): void => {
+        if (res.destroyed) return;
+        const text = JSON.stringify(answer.body);
+        res.writeHead(answer.status ?? 200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) }).end(text);
+      };
+      if (answer.delayMs) setTimeout(send, answer.delayMs);
+      else send();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    requests,
+    respond: (next) => {
+      handler = next;
+    },
+    close: () => new Promise((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    }),
+  };
+}
+
+function idOf(body: string): unknown {
+  try {
+    return (JSON.parse(body) as { id?: unknown }).id ?? null;
+  } catch {
+    return null;
+  }
+}

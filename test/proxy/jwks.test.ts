@@ -1,0 +1,80 @@
+import assert from 'node:assert/strict';
+import { afterEach, describe, it } from 'node:test';
+import { randomUUID } from 'node:crypto';
+import { DOC_ID, RBAC_FILE, rpc, startHarness, writePolicy, type Harness } from '../helpers/harness.js';
+import { startTestIssuer } from '../helpers/test-issuer.js';
+
+function policy(extraAuth: string): string {
+  return `service: jwks-test
+rbac: ${RBAC_FILE}
+upstream: http://127.0.0.1:1
+auth:
+  issuer: http://placeholder/realms/test
+  audience: ca-a2a-agents
+${extraAuth}
+methods:
+  get_document: {}
+`;
+}
+
+describe('issuer keys (JWKS)', () => {
+  let h: Harness | undefined;
+  afterEach(async () => {
+    await h?.close();
+    h = undefined;
+  });
+
+  it('follows a key rotation: a token from the new key triggers one refetch and verifies', async () => {
+    h = await startHarness({ policyFile: writePolicy(policy('  jwks_cooldown_seconds: 0')) });
+    assert.equal((await h.call(rpc('get_document', { document_id: DOC_ID }), { token: await h.issuer.sign() })).status, 200);
+    const before = h.issuer.fetches.jwks;
+    await h.issuer.rotate({ dropOld: true });
+    const res = await h.call(rpc('get_document', { document_id: DOC_ID }), { token: await h.issuer.sign() });
+    assert.equal(res.status, 200, JSON.stringify(res.json));
+    assert.equal(h.issuer.fetches.jwks, before + 1);
+  });
+
+  it('bounds fetches under a flood of random kids (single-flight plus cooldown)', async () => {
+    h = await startHarness({ policyFile: writePolicy(policy('  jwks_cooldown_seconds: 60')) });
+    const harness = h;
+    assert.equal((await harness.call(rpc('get_document', { document_id: DOC_ID }), { token: await harness.issuer.sign() })).status, 200);
+    const before = harness.issuer.fetches.jwks;
+    const tokens = await Promise.all(Array.from({ length: 200 }, () => harness.issuer.sign({}, { kid: randomUUID() })));
+    const results = await Promise.all(tokens.map((token) => harness.call(rpc('get_document', { document_id: DOC_ID }), { token })));
+    assert.ok(results.every((res) => res.status === 401 && res.json.error?.data?.reason === 'authn.unknown_key'));
+    assert.ok(harness.issuer.fetches.jwks - before <= 1, `fetched ${harness.issuer.fetches.jwks - before} times`);
+  });
+
+  it('keeps verifying with cached keys while the IdP is down, past the cache age', async () => {
+    h = await startHarness({ policyFile: writePolicy(policy('  jwks_cache_max_age_seconds: 1\n  jwks_cooldown_seconds: 0')) });
+    const token = await h.issuer.sign();
+    assert.equal((await h.call(rpc('get_document', { document_id: DOC_ID }), { token })).status, 200);
+    h.issuer.breakJwks('down');
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    const res = await h.call(rpc('get_document', { document_id: DOC_ID }), { token: await h.issuer.sign() });
+    assert.equal(res.status, 200, JSON.stringify(res.json));
+  });
+
+  it('answers 401 jwks_unavailable, counted apart from bad tokens, when the issuer cannot be reached', async () => {
+    h = await startHarness({ policyFile: writePolicy(policy('')), sidecar: { issuer: 'http://127.0.0.1:9/realms/test' } });
+    const res = await h.call(rpc('get_document', { document_id: DOC_ID }), { token: await h.issuer.sign() });
+    assert.equal(res.status, 401);
+    assert.equal(res.json.error?.data?.reason, 'authn.jwks_unavailable');
+    assert.equal(res.json.error?.code, -32013);
+    assert.equal(await h.metric('ca_a2a_authn_failures_total', { reason: 'jwks_unavailable' }), 1);
+    assert.equal(await h.metric('ca_a2a_authn_failures_total', { reason: 'bad_signature' }), 0);
+    assert.equal(h.upstream.requests.length, 0);
+  });
+
+  it('answers 401 jwks_unavailable when the JWKS is garbage, and recovers when it is fixed', async () => {
+    const issuer = await startTestIssuer();
+    issuer.breakJwks('garbage');
+    h = await startHarness({ policyFile: writePolicy(policy('  jwks_cooldown_seconds: 0')), issuer });
+    const token = await issuer.sign();
+    const res = await h.call(rpc('get_document', { document_id: DOC_ID }), { token });
+    assert.equal(res.json.error?.data?.reason, 'authn.jwks_unavailable');
+    issuer.breakJwks(undefined);
+    assert.equal((await h.call(rpc('get_document', { document_id: DOC_ID }), { token })).status, 200);
+    await issuer.close();
+  });
+});

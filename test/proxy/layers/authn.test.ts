@@ -1,0 +1,150 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { exportSPKI, generateKeyPair, importJWK, SignJWT, base64url } from 'jose';
+import { DOC_ID, rpc, startHarness, type Harness } from '../../helpers/harness.js';
+
+const b64 = (value: unknown): string => base64url.encode(JSON.stringify(value));
+
+describe('authn layer', () => {
+  let h: Harness;
+  before(async () => {
+    h = await startHarness({ service: 'archivist' });
+  });
+  after(() => h.close());
+
+  async function refused(token: string, reason: string, status = 401): Promise<void> {
+    const before = h.upstream.requests.length;
+    const res = await h.call(rpc('get_document', { document_id: DOC_ID }), { token });
+    assert.equal(res.status, status, JSON.stringify(res.json));
+    assert.equal(res.json.error?.data?.reason, reason);
+    assert.equal(res.json.error?.code, status === 401 ? -32010 : -32011);
+    assert.equal(h.upstream.requests.length, before, 'must not be forwarded');
+  }
+
+  it('forwards a valid token with the verified identity and drops client identity headers', async () => {
+    const token = await h.issuer.sign();
+    const res = await h.call(rpc('get_document', { document_id: DOC_ID }), {
+      token,
+      headers: { 'x-ca-a2a-subject': 'admin', 'x-ca-a2a-roles': 'admin', 'X-CA-A2A-Client-Id': 'evil' },
+    });
+    assert.equal(res.status, 200);
+    const seen = h.upstream.requests.at(-1);
+    assert.equal(seen?.headers['x-ca-a2a-subject'], 'service-account-viewer');
+    assert.equal(seen?.headers['x-ca-a2a-client-id'], 'viewer');
+    assert.equal(seen?.headers['x-ca-a2a-roles'], 'viewer');
+    assert.match(String(seen?.headers['x-ca-a2a-request-id']), /^[0-9a-f-]{36}$/);
+    assert.equal(seen?.headers.authorization, undefined, 'the token stays in the sidecar');
+  });
+
+  it('refuses a missing token with 401 and -32010, audited and counted', async () => {
+    const res = await h.call(rpc('get_document', { document_id: DOC_ID }));
+    assert.equal(res.status, 401);
+    assert.equal(res.json.error?.data?.reason, 'authn.token_missing');
+    assert.ok(h.audit.events('authentication_failure').some((line) => line.code === 'authn.token_missing'));
+    assert.ok((await h.metric('ca_a2a_authn_failures_total', { reason: 'token_missing' })) >= 1);
+  });
+
+  it("refuses alg 'none'", async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const token = `${b64({ alg: 'none', typ: 'JWT' })}.${b64({ iss: h.issuer.issuer, aud: 'ca-a2a-agents', sub: 'x', jti: 'j', iat: now, exp: now + 60, realm_access: { roles: ['admin'] } })}.`;
+    await refused(token, 'authn.alg_not_allowed');
+  });
+
+  it('refuses HS256 signed with the public key (algorithm confusion)', async () => {
+    const publicKey = await importJWK(h.issuer.publicJwk(), 'RS256');
+    const pem = await exportSPKI(publicKey as CryptoKey);
+    const now = Math.floor(Date.now() / 1000);
+    const token = await new SignJWT({ iss: h.issuer.issuer, aud: 'ca-a2a-agents', sub: 'x', jti: 'j', iat: now, exp: now + 60, realm_access: { roles: ['admin'] } })
+      .setProtectedHeader({ alg: 'HS256', kid: h.issuer.publicJwk().kid as string })
+      .sign(new TextEncoder().encode(pem));
+    await refused(token, 'authn.alg_not_allowed');
+  });
+
+  it('refuses a token signed by an unknown key', async () => {
+    const { privateKey } = await generateKeyPair('RS256');
+    await refused(await h.issuer.sign({}, { key: privateKey, kid: 'attacker-kid' }), 'authn.unknown_key');
+  });
+
+  it('refuses a kid pointing at a published key when another key signed it', async () => {
+    const { privateKey } = await generateKeyPair('RS256');
+    await refused(await h.issuer.sign({}, { key: privateKey }), 'authn.bad_signature');
+  });
+
+  for (const header of ['jku', 'jwk', 'x5u', 'x5c'] as const) {
+    it(`refuses an attacker '${header}' header without fetching it`, async () => {
+      const value = header === 'jwk' ? h.issuer.publicJwk() : header === 'x5c' ? ['MIIB'] : 'http://127.0.0.1:1/keys';
+      await refused(await h.issuer.sign({}, { header: { [header]: value } }), 'authn.header_not_allowed');
+    });
+  }
+
+  it('refuses an expired token', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    await refused(await h.issuer.sign({ iat: now - 600, exp: now - 120 }), 'authn.token_expired');
+  });
+
+  it('accepts a token expired by less than the leeway', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const res = await h.call(rpc('get_document', { document_id: DOC_ID }), { token: await h.issuer.sign({ iat: now - 300, exp: now - 10 }) });
+    assert.equal(res.status, 200);
+  });
+
+  it('refuses nbf in the future', async () => {
+    await refused(await h.issuer.sign({ nbf: Math.floor(Date.now() / 1000) + 600 }), 'authn.claim_invalid');
+  });
+
+  it('refuses iat in the future beyond the leeway', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    await refused(await h.issuer.sign({ iat: now + 600, exp: now + 900 }), 'authn.claim_invalid');
+  });
+
+  it('refuses a wrong audience', async () => {
+    await refused(await h.issuer.sign({ aud: 'someone-else' }), 'authn.claim_invalid');
+  });
+
+  it('refuses a wrong issuer', async () => {
+    await refused(await h.issuer.sign({ iss: 'http://127.0.0.1:1/realms/evil' }), 'authn.claim_invalid');
+  });
+
+  it('refuses a token without exp', async () => {
+    await refused(await h.issuer.sign({}, { omit: ['exp'] }), 'authn.claim_invalid');
+  });
+
+  it('refuses a token without roles with 403', async () => {
+    await refused(await h.issuer.sign({ realm_access: undefined }), 'authz.no_roles', 403);
+  });
+
+  it('refuses two Authorization headers', async () => {
+    const token = await h.issuer.sign();
+    const res = await h.call(rpc('get_document', { document_id: DOC_ID }), { headers: { authorization: [`Bearer ${token}`, `Bearer ${token}`] } });
+    assert.equal(res.status, 401);
+    assert.equal(res.json.error?.data?.reason, 'authn.token_location');
+  });
+
+  it('refuses a token in the query string, even with a valid header', async () => {
+    const token = await h.issuer.sign();
+    const res = await h.call(rpc('get_document', { document_id: DOC_ID }), { token, path: `/message?access_token=${token}` });
+    assert.equal(res.status, 401);
+    assert.equal(res.json.error?.data?.reason, 'authn.token_location');
+  });
+
+  it('refuses a malformed token and a non-Bearer scheme', async () => {
+    await refused('not-a-jwt', 'authn.token_malformed');
+    const res = await h.call(rpc('get_document', { document_id: DOC_ID }), { headers: { authorization: 'Basic dXNlcjpwYXNz' } });
+    assert.equal(res.json.error?.data?.reason, 'authn.token_missing');
+  });
+
+  it('verifies a reused token once (cache hit counted)', async () => {
+    const token = await h.issuer.sign();
+    const hits = await h.metric('ca_a2a_token_cache_total', { result: 'hit' });
+    for (let i = 0; i < 3; i++) assert.equal((await h.call(rpc('get_document', { document_id: DOC_ID }), { token })).status, 200);
+    assert.equal(await h.metric('ca_a2a_token_cache_total', { result: 'hit' }), hits + 2);
+  });
+
+  it('never writes a whole token in a log line', async () => {
+    const token = await h.issuer.sign({ exp: 1 });
+    await h.call(rpc('get_document', { document_id: DOC_ID }), { token });
+    const signature = token.split('.')[2] as string;
+    assert.ok(!h.audit.text().includes(signature));
+    assert.ok(!h.audit.text().includes(token));
+  });
+});
