@@ -225,7 +225,7 @@ describe('deploy/cdk stack', () => {
       const [orchestrator] = ofType(resources, 'AWS::ECS::Service').filter(([, s]) => props(s)['ServiceName'] === 'ca-a2a-orchestrator');
       assert.deepEqual((orchestrator?.[1].Properties?.['LoadBalancers'] as Array<Record<string, unknown>>).map((lb) => [lb['ContainerName'], lb['ContainerPort']]), [['sidecar', 8001]]);
       for (const [, service] of ofType(resources, 'AWS::ECS::Service')) {
-        if (props(service)['ServiceName'] !== 'ca-a2a-orchestrator') assert.equal(props(service)['LoadBalancers'], undefined);
+        if (props(service)['ServiceName'] !== 'ca-a2a-orchestrator') assert.deepEqual(props(service)['LoadBalancers'] ?? [], []);
       }
     });
   });
@@ -247,9 +247,11 @@ describe('deploy/cdk stack', () => {
     it('runs Redis with TLS, encryption at rest and an AUTH token from Secrets Manager', () => {
       template.hasResourceProperties('AWS::ElastiCache::ReplicationGroup', {
         TransitEncryptionEnabled: true,
+        TransitEncryptionMode: 'required',
         AtRestEncryptionEnabled: true,
-        AuthToken: Match.stringLikeRegexp('resolve:secretsmanager'),
       });
+      const [[, group] = ['', { Type: '' }]] = ofType(resources, 'AWS::ElastiCache::ReplicationGroup');
+      assert.match(JSON.stringify(props(group)['AuthToken']), /\{\{resolve:secretsmanager:/);
     });
 
     it('keeps documents in a versioned, encrypted, private, TLS-only, access-logged bucket', () => {
