@@ -55,7 +55,8 @@ describe('deploy/cdk stack', () => {
 
     it('has an S3 gateway endpoint and ECR, Logs and Secrets Manager interface endpoints', () => {
       const services = ofType(resources, 'AWS::EC2::VPCEndpoint').map(([, e]) => `${String(props(e)['VpcEndpointType'])} ${JSON.stringify(props(e)['ServiceName'])}`);
-      for (const [type, suffix] of [['Gateway', '.s3"'], ['Interface', '.ecr.api"'], ['Interface', '.ecr.dkr"'], ['Interface', '.logs"'], ['Interface', '.secretsmanager"']]) {
+      const wanted: ReadonlyArray<readonly [string, string]> = [['Gateway', '.s3"'], ['Interface', '.ecr.api"'], ['Interface', '.ecr.dkr"'], ['Interface', '.logs"'], ['Interface', '.secretsmanager"']];
+      for (const [type, suffix] of wanted) {
         assert.ok(services.some((s) => s.startsWith(`${type} `) && s.includes(suffix)), `${type} endpoint ${suffix}: ${services.join(', ')}`);
       }
     });
