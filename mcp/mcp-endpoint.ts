@@ -24,10 +24,10 @@ export async function handleMcpRequest(
   caller: CallerIdentity,
 ): Promise<void> {
   const server = new Server(SERVER_INFO, { capabilities: { tools: {} } });
-  // The definitions are plain JSON Schema objects with type "object", as Tool requires.
-  const tools = runner.definitions.map((d) => ({ name: d.name, description: d.description, inputSchema: d.inputSchema }) as Tool);
+  // The definitions (built once) are name, description and a JSON Schema of type "object": a Tool.
+  const tools = runner.definitions as readonly Tool[];
 
-  server.setRequestHandler(ListToolsRequestSchema, async () => ({ tools }));
+  server.setRequestHandler(ListToolsRequestSchema, async () => ({ tools: [...tools] }));
   server.setRequestHandler(CallToolRequestSchema, async (request) => {
     const outcome = await runner.call(request.params.name, request.params.arguments ?? {}, caller, 'mcp');
     if (outcome.ok) {
