@@ -1,0 +1,31 @@
+import { connect } from 'node:net';
+
+/** Sends raw bytes to host:port and resolves with everything read until the server closes or `waitMs` passes. */
+export function rawRequest(url: string, payload: string, waitMs = 2000): Promise<{ text: string; closed: boolean }> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(port), hostname);
+    let text = '';
+    let closed = false;
+    const timer = setTimeout(() => {
+      socket.destroy();
+      resolve({ text, closed });
+    }, waitMs);
+    socket.on('data', (chunk) => {
+      text += chunk.toString('utf8');
+    });
+    socket.on('close', () => {
+      closed = true;
+      clearTimeout(timer);
+      resolve({ text, closed });
+    });
+    socket.on('error', reject);
+    socket.write(payload);
+  });
+}
+
+/** The JSON body of a raw HTTP/1.1 response. */
+export function rawJson(text: string): { error?: { code: number; data?: { reason?: string } } } {
+  const at = text.indexOf('\r\n\r\n');
+  return JSON.parse(text.slice(at + 4)) as { error?: { code: number; data?: { reason?: string } } };
+}

@@ -1,0 +1,86 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { DOC_ID, rpc, startHarness, type Harness } from '../../helpers/harness.js';
+
+describe('jsonrpc layer', () => {
+  let h: Harness;
+  let token: string;
+  before(async () => {
+    h = await startHarness({ service: 'archivist' });
+    token = await h.issuer.sign({ realm_access: { roles: ['admin'] } });
+  });
+  after(() => h.close());
+
+  async function refused(body: string, reason: string, code: number): Promise<void> {
+    const count = h.upstream.requests.length;
+    const res = await h.call(body, { token });
+    assert.equal(res.status, 400, `${body.slice(0, 80)} → ${JSON.stringify(res.json)}`);
+    assert.equal(res.json.error?.data?.reason, reason);
+    assert.equal(res.json.error?.code, code);
+    assert.equal(h.upstream.requests.length, count, 'never forwarded');
+  }
+
+  it('forwards a valid single request and a valid batch', async () => {
+    assert.equal((await h.call(rpc('get_document', { document_id: DOC_ID }), { token })).status, 200);
+    const batch = [rpc('get_document', { document_id: DOC_ID }, 1), rpc('list_documents', {}, 2)];
+    assert.equal((await h.call(batch, { token })).status, 200);
+  });
+
+  it('refuses malformed JSON with -32700', async () => {
+    await refused('{"jsonrpc": "2.0", "method": ', 'jsonrpc.parse_error', -32700);
+    await refused('{"a":1} trailing', 'jsonrpc.parse_error', -32700);
+    await refused('', 'jsonrpc.parse_error', -32700);
+  });
+
+  it('refuses duplicate method keys', async () => {
+    await refused(`{"jsonrpc":"2.0","id":1,"method":"get_document","method":"delete_document","params":{"document_id":"${DOC_ID}"}}`, 'jsonrpc.duplicate_key', -32600);
+  });
+
+  it('refuses duplicate keys written with escapes', async () => {
+    await refused(`{"jsonrpc":"2.0","id":1,"method":"get_document","\\u006dethod":"delete_document"}`, 'jsonrpc.duplicate_key', -32600);
+  });
+
+  it('refuses __proto__, constructor and prototype keys anywhere', async () => {
+    await refused(`{"jsonrpc":"2.0","id":1,"method":"get_document","params":{"document_id":"${DOC_ID}","__proto__":{"admin":true}}}`, 'jsonrpc.forbidden_key', -32600);
+    await refused(`{"jsonrpc":"2.0","id":1,"method":"list_documents","params":{"x":{"constructor":{"prototype":1}}}}`, 'jsonrpc.forbidden_key', -32600);
+    await refused(`{"jsonrpc":"2.0","id":1,"method":"list_documents","params":{"__pro\\u0074o__":1}}`, 'jsonrpc.forbidden_key', -32600);
+  });
+
+  it('refuses 5000-deep nesting', async () => {
+    await refused(`{"jsonrpc":"2.0","id":1,"method":"list_documents","params":{"a":${'['.repeat(5000)}${']'.repeat(5000)}}}`, 'jsonrpc.too_deep', -32600);
+  });
+
+  it('refuses envelopes that are not JSON-RPC 2.0', async () => {
+    await refused('{"jsonrpc":"1.0","id":1,"method":"list_documents"}', 'jsonrpc.invalid_request', -32600);
+    await refused('{"jsonrpc":"2.0","id":1}', 'jsonrpc.invalid_request', -32600);
+    await refused('{"jsonrpc":"2.0","id":{},"method":"list_documents"}', 'jsonrpc.invalid_request', -32600);
+    await refused('{"jsonrpc":"2.0","id":1,"method":"list_documents","params":"x"}', 'jsonrpc.invalid_request', -32600);
+    await refused('{"jsonrpc":"2.0","id":1,"method":"list_documents","extra":1}', 'jsonrpc.invalid_request', -32600);
+    await refused('{"jsonrpc":"2.0","id":1,"method":"rpc.discover"}', 'jsonrpc.invalid_request', -32600);
+    await refused('[]', 'jsonrpc.invalid_request', -32600);
+    await refused('"just a string"', 'jsonrpc.invalid_request', -32600);
+  });
+
+  it('names the bad element of a batch', async () => {
+    const res = await h.call([rpc('list_documents', {}, 1), { jsonrpc: '2.0', id: 2 }], { token });
+    assert.equal(res.status, 400);
+    assert.equal(res.json.error?.data?.element, 1);
+    assert.equal(res.json.id, null);
+  });
+
+  it('refuses a batch over the limit', async () => {
+    const batch = Array.from({ length: 21 }, (_, i) => rpc('list_documents', {}, i));
+    const res = await h.call(batch, { token });
+    assert.equal(res.json.error?.data?.reason, 'jsonrpc.batch_too_large');
+  });
+
+  it('answers a refusal with the request id', async () => {
+    const res = await h.call(rpc('get_document', { document_id: 'nope' }, 'abc-7'), { token });
+    assert.equal(res.json.id, 'abc-7');
+  });
+
+  it('refuses invalid UTF-8', async () => {
+    const res = await h.call(Buffer.from([0x7b, 0x22, 0xff, 0x22, 0x3a, 0x31, 0x7d]).toString('latin1'), { token, headers: { 'content-type': 'application/json' } });
+    assert.equal(res.status, 400);
+  });
+});

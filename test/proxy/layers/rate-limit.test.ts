@@ -1,0 +1,89 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { DOC_ID, RBAC_FILE, rpc, startHarness, writePolicy, type Harness } from '../../helpers/harness.js';
+import { memoryCounters, SlidingWindowRateLimit } from '../../../proxy/stores/rate-limit.js';
+
+describe('rate-limit layer', () => {
+  let h: Harness;
+  before(async () => {
+    h = await startHarness({
+      policyFile: writePolicy(`service: rl-test
+rbac: ${RBAC_FILE}
+upstream: http://127.0.0.1:1
+auth: { issuer: http://placeholder/realms/test, audience: ca-a2a-agents }
+rate_limit:
+  points: 3
+  window_seconds: 60
+  per_role:
+    admin: { points: 6 }
+methods:
+  get_document: {}
+  list_documents:
+    rate_limit: { points: 1 }
+`),
+    });
+  });
+  after(() => h.close());
+
+  const get = () => rpc('get_document', { document_id: DOC_ID });
+
+  it('allows the budget, then refuses with 429, Retry-After, RateLimit-* headers and -32029', async () => {
+    const token = await h.issuer.sign({ sub: 'user-a' });
+    for (let i = 0; i < 3; i++) {
+      const res = await h.call(get(), { token });
+      assert.equal(res.status, 200);
+      assert.equal(res.headers['ratelimit-limit'], '3');
+      assert.equal(res.headers['ratelimit-remaining'], String(2 - i));
+    }
+    const count = h.upstream.requests.length;
+    const res = await h.call(get(), { token });
+    assert.equal(res.status, 429);
+    assert.equal(res.json.error?.code, -32029);
+    assert.ok(Number(res.headers['retry-after']) >= 1);
+    assert.equal(h.upstream.requests.length, count);
+    assert.ok(h.audit.events('rate_limited').length >= 1);
+    assert.ok((await h.metric('ca_a2a_rate_limited_total')) >= 1);
+  });
+
+  it('keys the budget by subject: another principal is unaffected, a new token of the same subject is not', async () => {
+    assert.equal((await h.call(get(), { token: await h.issuer.sign({ sub: 'user-b' }) })).status, 200);
+    assert.equal((await h.call(get(), { token: await h.issuer.sign({ sub: 'user-a' }) })).status, 429);
+  });
+
+  it('gives a role its own budget', async () => {
+    const token = await h.issuer.sign({ sub: 'admin-1', realm_access: { roles: ['admin'] } });
+    const statuses = [];
+    for (let i = 0; i < 7; i++) statuses.push((await h.call(get(), { token })).status);
+    assert.deepEqual(statuses, [200, 200, 200, 200, 200, 200, 429]);
+  });
+
+  it('gives a method its own budget', async () => {
+    const token = await h.issuer.sign({ sub: 'user-c' });
+    assert.equal((await h.call(rpc('list_documents', {}), { token })).status, 200);
+    assert.equal((await h.call(rpc('list_documents', {}), { token })).status, 429);
+    assert.equal((await h.call(get(), { token })).status, 200, 'the default budget is separate');
+  });
+
+  it('spends one point per call of a batch', async () => {
+    const token = await h.issuer.sign({ sub: 'user-d' });
+    assert.equal((await h.call([get(), get()], { token })).status, 200);
+    assert.equal((await h.call([get(), get()], { token })).status, 429);
+  });
+});
+
+describe('sliding window', () => {
+  it('weighs the previous window by the part of it still inside the sliding window', async () => {
+    let now = 60_000 * 1000;
+    const limiter = new SlidingWindowRateLimit(memoryCounters, 'sw-test', () => now);
+    const rule = { points: 10, windowSeconds: 60 };
+    for (let i = 0; i < 10; i++) assert.equal((await limiter.consume('k', rule, 1)).allowed, true);
+    assert.equal((await limiter.consume('k', rule, 1)).allowed, false);
+    now += 60_000 + 15_000; // a quarter into the next window: previous counts for 3/4
+    const outcomes = [];
+    for (let i = 0; i < 4; i++) outcomes.push((await limiter.consume('k', rule, 1)).allowed);
+    // 11 × 0.75 = 8.25 carried over: 1 more fits (9.25), the second makes 10.25 > 10.
+    assert.deepEqual(outcomes, [true, false, false, false]);
+    now += 60_000; // one more window: only the previous window's 4 attempts weigh (4 × 0.75 + 1 = 4)
+    assert.equal((await limiter.consume('k', rule, 1)).allowed, true);
+  });
+});

@@ -1,0 +1,138 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { DOC_ID, RBAC_FILE, rpc, startHarness, writePolicy, type Harness } from '../../helpers/harness.js';
+import { rawJson, rawRequest } from '../../helpers/raw-http.js';
+
+describe('transport layer', () => {
+  let h: Harness;
+  let token: string;
+  before(async () => {
+    const policy = writePolicy(`service: transport-test
+rbac: ${RBAC_FILE}
+upstream: http://127.0.0.1:1
+auth: { issuer: http://placeholder/realms/test, audience: ca-a2a-agents }
+public_routes: [GET /health, GET /card]
+limits: { max_body_bytes: 1024, headers_timeout_ms: 300, request_timeout_ms: 1000 }
+methods:
+  get_document: {}
+`);
+    h = await startHarness({ policyFile: policy });
+    token = await h.issuer.sign();
+  });
+  after(() => h.close());
+
+  const call = () => rpc('get_document', { document_id: DOC_ID });
+
+  it('forwards a well-formed request', async () => {
+    assert.equal((await h.call(call(), { token })).status, 200);
+  });
+
+  it('refuses a body over the limit with 413 and -32012, never forwarded', async () => {
+    const count = h.upstream.requests.length;
+    const res = await h.call({ ...call(), pad: 'x'.repeat(2000) }, { token });
+    assert.equal(res.status, 413);
+    assert.equal(res.json.error?.code, -32012);
+    assert.equal(h.upstream.requests.length, count);
+    assert.ok((await h.metric('ca_a2a_denials_total', { reason: 'transport.body_too_large' })) >= 1);
+  });
+
+  it('refuses an oversized chunked body without a Content-Length', async () => {
+    const chunk = 'x'.repeat(1500);
+    const { text } = await rawRequest(h.sidecar.url, `POST /message HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nAuthorization: Bearer ${token}\r\nTransfer-Encoding: chunked\r\n\r\n${chunk.length.toString(16)}\r\n${chunk}\r\n0\r\n\r\n`);
+    assert.match(text, /^HTTP\/1\.1 413/);
+    assert.equal(rawJson(text).error?.code, -32012);
+  });
+
+  it('refuses a wrong content type with 415', async () => {
+    const res = await h.call(JSON.stringify(call()), { token, headers: { 'content-type': 'text/plain' } });
+    assert.equal(res.status, 415);
+    assert.equal(res.json.error?.data?.reason, 'transport.unsupported_media_type');
+  });
+
+  it('accepts application/json with a utf-8 charset', async () => {
+    assert.equal((await h.call(call(), { token, headers: { 'content-type': 'application/json; charset=utf-8' } })).status, 200);
+  });
+
+  it('refuses Content-Length with Transfer-Encoding with 400 and a JSON-RPC body', async () => {
+    const count = h.upstream.requests.length;
+    const { text, closed } = await rawRequest(h.sidecar.url, `POST /message HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`);
+    assert.match(text, /^HTTP\/1\.1 400/);
+    assert.equal(rawJson(text).error?.code, -32600);
+    assert.equal(rawJson(text).error?.data?.reason, 'transport.bad_framing');
+    assert.ok(closed);
+    assert.equal(h.upstream.requests.length, count);
+  });
+
+  it('refuses two Content-Length headers with 400', async () => {
+    const { text } = await rawRequest(h.sidecar.url, `POST /message HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}`);
+    assert.match(text, /^HTTP\/1\.1 400/);
+    assert.equal(rawJson(text).error?.data?.reason, 'transport.bad_framing');
+  });
+
+  it('cuts off a client that does not finish its headers in time (slowloris)', async () => {
+    const { text, closed } = await rawRequest(h.sidecar.url, 'POST /message HTTP/1.1\r\nHost: a\r\nX-Slow: 1\r\n', 5000);
+    assert.ok(closed, 'connection must be closed by the sidecar');
+    assert.match(text, /^HTTP\/1\.1 408/);
+    assert.ok((await h.metric('ca_a2a_denials_total', { reason: 'transport.timeout' })) >= 1);
+  });
+
+  it('refuses other HTTP methods with 405', async () => {
+    const res = await h.call(undefined, { token, method: 'PUT' });
+    assert.equal(res.status, 405);
+  });
+
+  it('normalises paths before deciding: /health/../message is the JSON-RPC endpoint and needs a token', async () => {
+    for (const path of ['/health/../message', '//message', '/./message']) {
+      const res = await h.call(call(), { path });
+      assert.equal(res.status, 401, path);
+    }
+    const count = h.upstream.requests.length;
+    assert.equal((await h.call(call(), { token, path: '/health/../message' })).status, 200);
+    assert.equal(h.upstream.requests.at(count)?.url, '/message', 'the upstream sees the normalised path');
+  });
+
+  it('refuses encoded separators and dot segments that climb above the root', async () => {
+    for (const path of ['/health%2F..%2Fmessage', '/%2e%2e/message', '/..', '/health\\..\\message']) {
+      const { text } = await rawRequest(h.sidecar.url, `GET ${path} HTTP/1.1\r\nHost: a\r\n\r\n`, 1000);
+      assert.match(text, /^HTTP\/1\.1 400/, path);
+    }
+  });
+
+  it('serves public routes without a token, on the exact normalised path only', async () => {
+    assert.equal((await h.call(undefined, { method: 'GET', path: '/health' })).status, 200);
+    assert.equal((await h.call(undefined, { method: 'GET', path: '/health?probe=1' })).status, 200);
+    assert.equal((await h.call(undefined, { method: 'GET', path: '/%68ealth' })).status, 200, 'an encoded letter decodes to the same path');
+    for (const path of ['/HEALTH', '/health/', '/healthz', '/message?/health', '/card/../message']) {
+      const res = await h.call(undefined, { method: 'GET', path });
+      assert.equal(res.status, 401, path);
+    }
+    const res = await h.call(call(), { path: '/health' });
+    assert.equal(res.status, 401, 'POST to a GET public route needs a token');
+  });
+
+  it('is not widened by a health-check User-Agent, X-Forwarded-* or X-Original-URL', async () => {
+    const count = h.upstream.requests.length;
+    const res = await h.call(call(), {
+      headers: {
+        'user-agent': 'ELB-HealthChecker/2.0',
+        'x-forwarded-for': '127.0.0.1',
+        'x-forwarded-host': 'internal',
+        'x-forwarded-proto': 'https',
+        'x-forwarded-prefix': '/health',
+        'x-original-url': '/health',
+        'x-rewrite-url': '/health',
+      },
+    });
+    assert.equal(res.status, 401);
+    assert.equal(h.upstream.requests.length, count);
+    await h.call(undefined, { method: 'GET', path: '/health', headers: { 'x-original-url': '/message' } });
+    assert.equal(h.upstream.requests.at(-1)?.headers['x-original-url'], undefined, 'never passed on to the agent');
+  });
+
+  it('answers 404 for an unknown endpoint only after authentication', async () => {
+    assert.equal((await h.call(call(), { path: '/admin' })).status, 401);
+    const res = await h.call(call(), { token, path: '/admin' });
+    assert.equal(res.status, 404);
+    assert.equal(res.json.error?.data?.reason, 'transport.not_found');
+  });
+});
