@@ -14,6 +14,10 @@ const COMMANDS: Record<string, CommandEntry> = {
     summary: 'run the security sidecar in front of one service',
     load: async () => (await import('../proxy/cli.js')).sidecarCommand,
   },
+  'mcp-gateway': {
+    summary: 'run the MCP resource gateway (the only holder of database and bucket credentials)',
+    load: async () => (await import('../mcp/cli.js')).mcpGatewayCommand,
+  },
   issuer: {
     summary: 'run the development OIDC issuer (Keycloak-shaped, realm ca-a2a)',
     load: async () => (await import('../deploy/dev-issuer/cli.js')).issuerCommand,

@@ -34,7 +34,6 @@ export const DENIALS = {
   'transport.method_not_allowed': { status: 405, rpcCode: -32600, event: 'transport_rejected', message: 'HTTP method not allowed on this path' },
   'transport.not_found': { status: 404, rpcCode: -32601, event: 'transport_rejected', message: 'no such endpoint' },
   'transport.timeout': { status: 408, rpcCode: -32600, event: 'transport_rejected', message: 'request not received in time' },
-  'transport.smuggled_identity': { status: 400, rpcCode: -32600, event: 'transport_rejected', message: 'identity headers may not be sent by clients' },
 
   'authn.token_missing': { status: 401, rpcCode: -32010, event: 'authentication_failure', message: 'missing bearer token' },
   'authn.token_malformed': { status: 401, rpcCode: -32010, event: 'authentication_failure', message: 'malformed token' },
@@ -67,7 +66,7 @@ export const DENIALS = {
   'jsonrpc.too_deep': { status: 400, rpcCode: -32600, event: 'validation_failure', message: 'JSON nested too deeply' },
   'jsonrpc.batch_too_large': { status: 400, rpcCode: -32600, event: 'validation_failure', message: 'batch too large' },
 
-  'authz.no_roles': { status: 403, rpcCode: -32011, event: 'authorization', message: 'token carries no roles' },
+  'authz.no_roles': { status: 403, rpcCode: -32011, event: 'authorization', message: 'token carries no role this policy knows' },
   'authz.method_denied': { status: 403, rpcCode: -32011, event: 'authorization', message: 'method not allowed for these roles' },
   'authz.method_unknown': { status: 403, rpcCode: -32011, event: 'authorization', message: 'method not served here' },
   'authz.explicit_deny': { status: 403, rpcCode: -32011, event: 'authorization', message: 'method explicitly denied for a role' },
