@@ -1,0 +1,24 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import { createSidecarMetrics } from '../../proxy/observe/metrics.js';
+
+const doc = readFileSync(new URL('../../docs/metrics.md', import.meta.url), 'utf8');
+const documented = new Map<string, { type: string; labels: string[] }>();
+for (const match of doc.matchAll(/^\| `(ca_a2a_[a-z_]+)` \| (\w+) \| ([a-z_, ]*) \|/gm)) {
+  documented.set(match[1] as string, { type: match[2] as string, labels: (match[3] as string).split(',').map((label) => label.trim()).filter(Boolean) });
+}
+
+describe('docs/metrics.md', () => {
+  it('documents every sidecar metric with its type and labels, and nothing else', async () => {
+    const metrics = createSidecarMetrics({ collectProcess: false });
+    const registered = (await metrics.registry.getMetricsAsJSON()).map((metric) => metric.name);
+    assert.deepEqual([...documented.keys()].sort(), [...registered].sort());
+    for (const metric of metrics.registry.getMetricsAsArray()) {
+      const entry = documented.get(metric.name);
+      const labels = (metric as unknown as { labelNames: string[] }).labelNames;
+      assert.deepEqual(entry?.labels, labels, metric.name);
+      assert.equal(entry?.type, (await metric.get()).type, metric.name);
+    }
+  });
+});
