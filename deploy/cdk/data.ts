@@ -7,8 +7,11 @@ import { Construct } from 'constructs';
 import { AuroraPostgres, databaseUrlSecret } from './aurora.js';
 import { Redis } from './redis.js';
 
-/** Services whose sidecar obtains tokens by client_credentials and so holds a client secret. */
-export const CLIENTS = ['orchestrator', 'extractor', 'validator', 'archivist', 'admin'] as const;
+/**
+ * The realm's confidential clients (deploy/keycloak/realm-ca-a2a.json): the sidecars that obtain
+ * tokens by client_credentials, then the callers outside the mesh (lambda, viewer, processor).
+ */
+export const CLIENTS = ['orchestrator', 'extractor', 'validator', 'archivist', 'admin', 'lambda', 'viewer', 'document-processor'] as const;
 export type ClientName = (typeof CLIENTS)[number];
 
 export interface DataProps {

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import { createApp } from '../../deploy/cdk/app.js';
@@ -198,6 +199,11 @@ describe('deploy/cdk stack', () => {
       assert.deepEqual(secretsOf('ca-a2a-mcp', 'sidecar'), ['REDIS_URL']);
       assert.deepEqual(secretsOf('ca-a2a-mcp', 'mcp-gateway'), ['DATABASE_URL']);
       assert.ok(secretsOf('ca-a2a-keycloak', 'keycloak').includes('KC_DB_PASSWORD'));
+      // Keycloak's realm import substitutes ${CA_A2A_CLIENT_SECRET_*}: each one must be injected.
+      const realm = readFileSync(fileURLToPath(new URL('../../deploy/keycloak/realm-ca-a2a.json', import.meta.url)), 'utf8');
+      const placeholders = [...new Set([...realm.matchAll(/\$\{(CA_A2A_[A-Z_]+)\}/g)].map((m) => m[1] ?? ''))].sort();
+      assert.ok(placeholders.length > 0);
+      assert.deepEqual(placeholders.filter((name) => !secretsOf('ca-a2a-keycloak', 'keycloak').includes(name)), []);
     });
 
     it('register every service in the ca-a2a.local namespace with Service Connect TLS', () => {

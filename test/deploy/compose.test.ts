@@ -1,0 +1,113 @@
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { parse } from 'yaml';
+
+const COMPOSE = fileURLToPath(new URL('../../deploy/compose.yaml', import.meta.url));
+const PORTS = { mcp: 8000, orchestrator: 8001, extractor: 8002, validator: 8003, archivist: 8004, admin: 8005 } as const;
+type Secured = keyof typeof PORTS;
+/** Upstream container of each sidecar. */
+const UPSTREAMS: Record<Secured, string> = {
+  orchestrator: 'orchestrator', extractor: 'extractor', validator: 'validator', archivist: 'archivist', mcp: 'mcp-gateway', admin: 'admin-api',
+};
+const ISSUER = 'http://keycloak:8080/realms/ca-a2a';
+
+interface Service {
+  image?: string;
+  command?: string[];
+  environment?: Record<string, string>;
+  ports?: string[];
+  network_mode?: string;
+  volumes?: string[];
+  read_only?: boolean;
+  user?: string;
+  cap_drop?: string[];
+}
+
+const flag = (args: readonly string[] | undefined, name: string): string | undefined => {
+  const i = args?.indexOf(name) ?? -1;
+  return i < 0 ? undefined : args?.[i + 1];
+};
+
+describe('deploy/compose.yaml', () => {
+  let services: Record<string, Service>;
+
+  before(() => {
+    // Compose resolves `<<:` merge keys, so the test must too.
+    const doc = parse(readFileSync(COMPOSE, 'utf8'), { merge: true }) as { services: Record<string, Service> };
+    services = doc.services;
+  });
+
+  it('runs every service behind its own sidecar, sharing the sidecar\'s network namespace', () => {
+    for (const [service, upstreamName] of Object.entries(UPSTREAMS) as Array<[Secured, string]>) {
+      const sidecar = services[`${service}-sidecar`];
+      const upstream = services[upstreamName];
+      assert.ok(sidecar && upstream, service);
+      assert.equal(sidecar.command?.[0], 'sidecar');
+      assert.equal(flag(sidecar.command, '--service'), service);
+      assert.equal(flag(sidecar.command, '--listen'), `0.0.0.0:${PORTS[service]}`);
+      assert.equal(upstream.network_mode, `service:${service}-sidecar`);
+      assert.equal(flag(upstream.command, '--listen'), '127.0.0.1:9000', `${upstreamName} binds loopback only`);
+      assert.equal(sidecar.environment?.['CA_A2A_UPSTREAM'], 'http://127.0.0.1:9000');
+    }
+  });
+
+  it('publishes no port of an upstream, and no sidecar admin or egress port', () => {
+    for (const name of Object.values(UPSTREAMS)) assert.equal(services[name]?.ports, undefined, name);
+    for (const service of Object.keys(PORTS)) {
+      const sidecar = services[`${service}-sidecar`];
+      for (const port of sidecar?.ports ?? []) assert.doesNotMatch(port, /:(9090|15001)$/, `${service}-sidecar publishes ${port}`);
+      const egress = flag(sidecar?.command, '--egress-listen');
+      assert.ok(egress === undefined || egress.startsWith('127.0.0.1:'));
+    }
+  });
+
+  it('points every sidecar at the Keycloak realm and the shared Redis, and Keycloak issues for that URL', () => {
+    for (const service of Object.keys(PORTS)) {
+      const env = services[`${service}-sidecar`]?.environment ?? {};
+      assert.equal(env['CA_A2A_ISSUER'], ISSUER, service);
+      assert.match(env['REDIS_URL'] ?? '', /^rediss?:\/\/:[^@]+@redis:6379$/, service);
+      if (service !== 'mcp') assert.match(env['CA_A2A_CLIENT_SECRET'] ?? '', /^\$\{CA_A2A_CLIENT_SECRET_[A-Z_]+:\?/, service);
+    }
+    const keycloak = services['keycloak'];
+    assert.match(keycloak?.image ?? '', /^quay\.io\/keycloak\/keycloak:/);
+    assert.equal(`${keycloak?.environment?.['KC_HOSTNAME'] ?? ''}/realms/ca-a2a`, ISSUER);
+  });
+
+  it('imports the realm export and gives Keycloak every client secret it references', () => {
+    const keycloak = services['keycloak'];
+    assert.ok(keycloak?.command?.includes('--import-realm'));
+    const mount = keycloak.volumes?.find((v) => v.startsWith('./keycloak/realm-ca-a2a.json:/opt/keycloak/data/import/'));
+    assert.ok(mount, 'realm export mounted into the import directory');
+    const realmFile = path.join(path.dirname(COMPOSE), 'keycloak', 'realm-ca-a2a.json');
+    if (existsSync(realmFile)) {
+      const realm = readFileSync(realmFile, 'utf8');
+      assert.equal((JSON.parse(realm) as { realm: string }).realm, 'ca-a2a');
+      const placeholders = new Set([...realm.matchAll(/\$\{(CA_A2A_[A-Z_]+)\}/g)].map((m) => m[1] ?? ''));
+      assert.deepEqual([...placeholders].filter((name) => keycloak.environment?.[name] === undefined), []);
+    }
+  });
+
+  it('gives the MCP gateway, and only it, PostgreSQL and the S3-compatible server', () => {
+    const gateway = services['mcp-gateway']?.environment ?? {};
+    assert.match(gateway['DATABASE_URL'] ?? '', /@postgres:5432\/ca_a2a$/);
+    assert.equal(gateway['CA_A2A_S3_ENDPOINT'], 'http://minio:9000');
+    assert.ok(services['minio'] && services['postgres'] && services['redis']);
+    for (const [name, service] of Object.entries(services)) {
+      if (name === 'mcp-gateway') continue;
+      assert.equal(service.environment?.['DATABASE_URL'], undefined, `${name} has no database`);
+      assert.equal(service.environment?.['AWS_SECRET_ACCESS_KEY'], undefined, `${name} has no S3 key`);
+    }
+  });
+
+  it('runs our containers read-only, non-root and without capabilities', () => {
+    for (const name of [...Object.keys(PORTS).map((s) => `${s}-sidecar`), ...Object.values(UPSTREAMS)]) {
+      const service = services[name];
+      assert.equal(service?.read_only, true, name);
+      assert.equal(service.user, '10001:10001', name);
+      assert.deepEqual(service.cap_drop, ['ALL'], name);
+    }
+  });
+});
