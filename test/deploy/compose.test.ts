@@ -78,7 +78,7 @@ describe('deploy/compose.yaml', () => {
 
   it('imports the realm export and gives Keycloak every client secret it references', () => {
     const keycloak = services['keycloak'];
-    assert.ok(keycloak?.command?.includes('--import-realm'));
+    assert.ok(keycloak !== undefined && keycloak.command?.includes('--import-realm'));
     const mount = keycloak.volumes?.find((v) => v.startsWith('./keycloak/realm-ca-a2a.json:/opt/keycloak/data/import/'));
     assert.ok(mount, 'realm export mounted into the import directory');
     const realmFile = path.join(path.dirname(COMPOSE), 'keycloak', 'realm-ca-a2a.json');
