@@ -2,7 +2,7 @@ import { CfnParameter, Stack, type StackProps } from 'aws-cdk-lib';
 import * as ecr from 'aws-cdk-lib/aws-ecr';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as iam from 'aws-cdk-lib/aws-iam';
-import type * as logs from 'aws-cdk-lib/aws-logs';
+import * as logs from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
 import { MeshCluster } from './cluster.js';
 import { EGRESS_PORT, UPSTREAM_PORT, type AgentName, type DeployConfig, type SecuredServiceName } from './config.js';
@@ -31,7 +31,7 @@ export class CaA2aStack extends Stack {
   constructor(scope: Construct, id: string, props: CaA2aStackProps) {
     super(scope, id, props);
     const { config } = props;
-    const logRetention = config.logRetentionDays as logs.RetentionDays;
+    const logRetention = retention(config.logRetentionDays);
 
     const certificateArn = new CfnParameter(this, 'CertificateArn', {
       type: 'String',
@@ -172,4 +172,12 @@ export class CaA2aStack extends Stack {
       orchestrator: this.services.orchestrator.service,
     });
   }
+}
+
+/** CloudWatch accepts only certain retention periods; refuse others at synth, not at deploy. */
+function retention(days: number): logs.RetentionDays {
+  const allowed = Object.values(logs.RetentionDays).filter((value): value is logs.RetentionDays => typeof value === 'number');
+  const match = allowed.find((value) => value === days);
+  if (match === undefined) throw new Error(`context logRetentionDays=${days} is not a CloudWatch retention (${allowed.join(', ')})`);
+  return match;
 }
