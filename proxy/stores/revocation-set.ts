@@ -14,6 +14,23 @@ export class RevocationSet {
   readonly #jtis = new Map<string, number>();
   readonly #subjects = new Map<string, { revokedAt: number; expiresAt: number }>();
   #before: { revokedAt: number; expiresAt: number } | undefined;
+  #loaded: boolean;
+
+  /**
+   * `loaded: false` for a set fed from a durable store: until its first full load it cannot say
+   * "not revoked", and the revocation layer refuses rather than guess.
+   */
+  constructor(options: { loaded?: boolean } = {}) {
+    this.#loaded = options.loaded ?? true;
+  }
+
+  get loaded(): boolean {
+    return this.#loaded;
+  }
+
+  markLoaded(): void {
+    this.#loaded = true;
+  }
 
   isRevoked(principal: Principal): boolean {
     if (this.#jtis.has(principal.jti)) return true;

@@ -1,0 +1,129 @@
+import { join, resolve } from 'node:path';
+import type { Redis } from 'ioredis';
+import { closeRedis, openRedis } from './redis.js';
+import { LocalRevocationBus, RedisRevocationBus, type RevocationBus } from './revocation-bus.js';
+import { MemoryRevocationStore, SqlRevocationStore, type RevocationStore } from './revocation-store.js';
+import { openSqlClient, type SqlClient } from './sql/sql-client.js';
+
+/**
+ * Where shared state lives. `redisUrl` / `databaseUrl` select the real backends (REDIS_URL,
+ * DATABASE_URL); without `databaseUrl`, `dataDir` selects an embedded PGlite database for the
+ * durable table; with neither, revocations live in memory (tests, throwaway runs).
+ */
+export interface StoreOptions {
+  readonly redisUrl?: string | undefined;
+  readonly databaseUrl?: string | undefined;
+  readonly dataDir?: string | undefined;
+  /** Prefix of every Redis key and channel (default `ca-a2a`); tests isolate runs with it. */
+  readonly keyPrefix?: string | undefined;
+}
+
+/** Backend errors the owner should log and count: which store, and what happened. */
+export type BackendErrorHandler = (store: 'redis' | 'postgres', error: Error) => void;
+
+/** The durable store and the push channel of revocation, plus the Redis client when there is one. */
+export interface RevocationBackend {
+  readonly store: RevocationStore;
+  readonly bus: RevocationBus;
+  readonly redis: Redis | undefined;
+  readonly keyPrefix: string;
+  /** For logs and /ready: which backend each part uses. */
+  readonly describe: { readonly durable: 'postgres' | 'pglite' | 'memory'; readonly shared: 'redis' | 'process' };
+  close(): Promise<void>;
+}
+
+interface Embedded {
+  readonly sql: SqlClient;
+  readonly bus: LocalRevocationBus;
+  refs: number;
+}
+
+// PGlite admits one handle per data directory, so every sidecar of one process (ca-a2a up)
+// shares it, and with it the in-process push channel: that is the whole embedded mode.
+const embedded = new Map<string, Promise<Embedded>>();
+
+async function acquireEmbedded(dataDir: string): Promise<Embedded> {
+  const dir = resolve(dataDir, 'sidecar-pglite');
+  let entry = embedded.get(dir);
+  if (!entry) {
+    entry = openSqlClient({ dataDir: dir }).then((sql) => ({ sql, bus: new LocalRevocationBus(), refs: 0 }));
+    embedded.set(dir, entry);
+    entry.catch(() => embedded.delete(dir));
+  }
+  const value = await entry;
+  value.refs++;
+  return value;
+}
+
+async function releaseEmbedded(dataDir: string): Promise<void> {
+  const dir = resolve(dataDir, 'sidecar-pglite');
+  const entry = embedded.get(dir);
+  if (!entry) return;
+  const value = await entry;
+  if (--value.refs > 0) return;
+  embedded.delete(dir);
+  await value.bus.close();
+  await value.sql.close();
+}
+
+/** Opens the revocation backend the options select. Nothing here waits for Redis or PostgreSQL to answer. */
+export async function openRevocationBackend(options: StoreOptions, onError: BackendErrorHandler, pool: { max?: number; connectionTimeoutMs?: number } = {}): Promise<RevocationBackend> {
+  const keyPrefix = options.keyPrefix ?? 'ca-a2a';
+  const redis = options.redisUrl ? openRedis(options.redisUrl, { name: 'ca-a2a', onError: (error) => onError('redis', error) }) : undefined;
+  let store: RevocationStore;
+  let durable: RevocationBackend['describe']['durable'];
+  let localBus: RevocationBus | undefined;
+  let release = async (): Promise<void> => {};
+  try {
+    if (options.databaseUrl) {
+      const sql = await openSqlClient({
+        databaseUrl: options.databaseUrl,
+        pool: { min: 0, max: pool.max ?? 2, connectionTimeoutMs: pool.connectionTimeoutMs ?? 2_000, statementTimeoutMs: 5_000, applicationName: 'ca-a2a-sidecar' },
+        onIdleError: (error) => onError('postgres', error),
+      });
+      store = new SqlRevocationStore(sql, { ownsClient: true });
+      durable = 'postgres';
+    } else if (options.dataDir) {
+      const dataDir = options.dataDir;
+      const shared = await acquireEmbedded(dataDir);
+      store = new SqlRevocationStore(shared.sql, { ownsClient: false });
+      localBus = shared.bus;
+      release = () => releaseEmbedded(dataDir);
+      durable = 'pglite';
+    } else {
+      store = new MemoryRevocationStore();
+      durable = 'memory';
+    }
+  } catch (error) {
+    if (redis) await closeRedis(redis);
+    throw error;
+  }
+  const bus = redis
+    ? new RedisRevocationBus(redis, keyPrefix, (error) => onError('redis', error))
+    : (localBus ?? new LocalRevocationBus());
+  return {
+    store, bus, redis, keyPrefix,
+    describe: { durable, shared: redis ? 'redis' : 'process' },
+    async close() {
+      if (bus !== localBus) await bus.close();
+      await store.close();
+      await release();
+      if (redis) await closeRedis(redis);
+    },
+  };
+}
+
+/** The data directory of the embedded mode: CA_A2A_DATA_DIR, default ./.ca-a2a. */
+export function defaultDataDir(env: NodeJS.ProcessEnv = process.env): string {
+  return env.CA_A2A_DATA_DIR ?? join('.', '.ca-a2a');
+}
+
+/** Store options from the environment (REDIS_URL, DATABASE_URL, CA_A2A_DATA_DIR). */
+export function storeOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): StoreOptions {
+  return {
+    redisUrl: env.REDIS_URL || undefined,
+    databaseUrl: env.DATABASE_URL || undefined,
+    dataDir: defaultDataDir(env),
+    keyPrefix: env.CA_A2A_KEY_PREFIX || undefined,
+  };
+}

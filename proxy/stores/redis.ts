@@ -1,0 +1,60 @@
+import { Redis, type RedisOptions } from 'ioredis';
+
+/** Options of {@link openRedis}. */
+export interface OpenRedisOptions {
+  /** Per-command timeout; a hung Redis must not hold a request longer than this. */
+  readonly commandTimeoutMs?: number;
+  /** Connection name shown by CLIENT LIST. */
+  readonly name?: string;
+  /** Connection errors (refused, reset); ioredis keeps reconnecting in the background. */
+  readonly onError?: (error: Error) => void;
+}
+
+/**
+ * One ioredis client configured to fail fast: no offline queue (a command issued while Redis is
+ * unreachable rejects at once instead of waiting for a reconnect), no per-request retries, short
+ * command and connect timeouts, and reconnection with a capped backoff forever. Callers choose
+ * what a failure means (insurance limiter, fail closed, skip) — the client never hides one.
+ */
+export function openRedis(url: string, options: OpenRedisOptions = {}): Redis {
+  const redisOptions: RedisOptions = {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    commandTimeout: options.commandTimeoutMs ?? 250,
+    connectTimeout: 1_000,
+    retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, 1_000),
+    connectionName: options.name,
+    lazyConnect: false,
+  };
+  const client = new Redis(url, redisOptions);
+  // Without a listener ioredis prints every reconnect failure; the owner decides what to log.
+  client.on('error', (error: Error) => options.onError?.(error));
+  return client;
+}
+
+/** Resolves once the client is ready, or rejects after `timeoutMs` (startup checks). */
+export function redisReady(client: Redis, timeoutMs: number): Promise<void> {
+  if (client.status === 'ready') return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      client.off('ready', onReady);
+      reject(Object.assign(new Error(`Redis not reachable within ${timeoutMs} ms`), { code: 'STORE_UNAVAILABLE' }));
+    }, timeoutMs);
+    const onReady = (): void => {
+      clearTimeout(timer);
+      resolve();
+    };
+    client.once('ready', onReady);
+  });
+}
+
+/** Closes a client without waiting for a Redis that may be gone. */
+export async function closeRedis(client: Redis): Promise<void> {
+  if (client.status === 'end') return;
+  try {
+    if (client.status === 'ready') await client.quit();
+    else client.disconnect();
+  } catch {
+    client.disconnect();
+  }
+}

@@ -1,0 +1,157 @@
+import { fileURLToPath } from 'node:url';
+import type { Revocation } from './revocation-set.js';
+import { migrate } from './sql/migrate.js';
+import type { SqlClient } from './sql/sql-client.js';
+
+/** A revocation with who made it and why, as listed by the admin API. Times in epoch seconds. */
+export interface RevocationRecord {
+  readonly revocation: Revocation;
+  readonly revokedAt: number;
+  readonly revokedBy: string;
+  readonly reason: string | undefined;
+}
+
+/**
+ * The durable side of revocation: the source of truth every sidecar loads from at start, on a
+ * Redis reconnect and on each safety resync. Failure policy: every method throws when the
+ * backend cannot answer; a revocation is acknowledged only after `add` resolved.
+ */
+export interface RevocationStore {
+  /** Stores a revocation; resolves to false when an equal or stronger one was already there. */
+  add(record: RevocationRecord): Promise<boolean>;
+  /** Every revocation still in force at `nowSeconds`. */
+  active(nowSeconds: number): Promise<Revocation[]>;
+  /** The newest records still in force, for operators. */
+  list(nowSeconds: number, limit: number): Promise<RevocationRecord[]>;
+  /** Deletes rows whose tokens have all expired; resolves to how many. */
+  deleteExpired(nowSeconds: number): Promise<number>;
+  close(): Promise<void>;
+}
+
+/** Process-local store: the no-database mode of tests and single-process experiments. */
+export class MemoryRevocationStore implements RevocationStore {
+  readonly #records: RevocationRecord[] = [];
+
+  async add(record: RevocationRecord): Promise<boolean> {
+    const r = record.revocation;
+    if (r.kind === 'jti' && this.#records.some((x) => x.revocation.kind === 'jti' && x.revocation.jti === r.jti)) return false;
+    this.#records.push(record);
+    return true;
+  }
+
+  async active(nowSeconds: number): Promise<Revocation[]> {
+    return this.#records.filter((x) => x.revocation.expiresAt > nowSeconds).map((x) => x.revocation);
+  }
+
+  async list(nowSeconds: number, limit: number): Promise<RevocationRecord[]> {
+    return this.#records.filter((x) => x.revocation.expiresAt > nowSeconds).reverse().slice(0, limit);
+  }
+
+  async deleteExpired(nowSeconds: number): Promise<number> {
+    const before = this.#records.length;
+    const kept = this.#records.filter((x) => x.revocation.expiresAt > nowSeconds);
+    this.#records.splice(0, this.#records.length, ...kept);
+    return before - kept.length;
+  }
+
+  async close(): Promise<void> {}
+}
+
+export const REVOCATION_MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/', import.meta.url));
+
+interface Row {
+  kind: 'jti' | 'subject' | 'before';
+  id: string;
+  revoked_at: number;
+  revoked_by: string;
+  reason: string | null;
+  expires_at: number;
+}
+
+// One query for both tables, epochs as float8 so PGlite and pg return plain numbers.
+const SELECT_ACTIVE = `
+  SELECT 'jti' AS kind, jti AS id, extract(epoch FROM revoked_at)::float8 AS revoked_at, revoked_by, reason,
+         extract(epoch FROM expires_at)::float8 AS expires_at
+    FROM revoked_tokens WHERE expires_at > to_timestamp($1)
+  UNION ALL
+  SELECT kind, coalesce(subject, ''), extract(epoch FROM revoked_at)::float8, revoked_by, reason,
+         extract(epoch FROM expires_at)::float8
+    FROM revocation_rules WHERE expires_at > to_timestamp($1)`;
+
+/**
+ * PostgreSQL (pg Pool) or PGlite, through the shared SqlClient. The schema is created by the
+ * versioned migrations of set 'sidecar' on first use, retried on the next call if the database
+ * was down, so a sidecar started before PostgreSQL comes up converges without a restart.
+ */
+export class SqlRevocationStore implements RevocationStore {
+  readonly #client: SqlClient;
+  readonly #ownsClient: boolean;
+  #migrated: Promise<void> | undefined;
+
+  constructor(client: SqlClient, options: { ownsClient: boolean }) {
+    this.#client = client;
+    this.#ownsClient = options.ownsClient;
+  }
+
+  #ready(): Promise<void> {
+    this.#migrated ??= migrate(this.#client, { set: 'sidecar', dir: REVOCATION_MIGRATIONS_DIR }).then(() => undefined, (error: unknown) => {
+      this.#migrated = undefined;
+      throw error;
+    });
+    return this.#migrated;
+  }
+
+  async add(record: RevocationRecord): Promise<boolean> {
+    await this.#ready();
+    const r = record.revocation;
+    if (r.kind === 'jti') {
+      const res = await this.#client.query<{ jti: string }>(
+        `INSERT INTO revoked_tokens (jti, revoked_at, revoked_by, reason, expires_at)
+         VALUES ($1, to_timestamp($2), $3, $4, to_timestamp($5)) ON CONFLICT (jti) DO NOTHING RETURNING jti`,
+        [r.jti, record.revokedAt, record.revokedBy, record.reason ?? null, r.expiresAt],
+      );
+      return res.rows.length > 0;
+    }
+    await this.#client.query(
+      `INSERT INTO revocation_rules (kind, subject, revoked_at, revoked_by, reason, expires_at)
+       VALUES ($1, $2, to_timestamp($3), $4, $5, to_timestamp($6))`,
+      [r.kind, r.kind === 'subject' ? r.subject : null, r.revokedAt, record.revokedBy, record.reason ?? null, r.expiresAt],
+    );
+    return true;
+  }
+
+  async active(nowSeconds: number): Promise<Revocation[]> {
+    await this.#ready();
+    return (await this.#client.query<Row>(SELECT_ACTIVE, [nowSeconds])).rows.map((row) => toRecord(row).revocation);
+  }
+
+  async list(nowSeconds: number, limit: number): Promise<RevocationRecord[]> {
+    await this.#ready();
+    const rows = await this.#client.query<Row>(`${SELECT_ACTIVE} ORDER BY revoked_at DESC LIMIT $2`, [nowSeconds, limit]);
+    return rows.rows.map(toRecord);
+  }
+
+  async deleteExpired(nowSeconds: number): Promise<number> {
+    await this.#ready();
+    return this.#client.transaction(async (tx) => {
+      const tokens = await tx.query('DELETE FROM revoked_tokens WHERE expires_at <= to_timestamp($1) RETURNING 1', [nowSeconds]);
+      const rules = await tx.query('DELETE FROM revocation_rules WHERE expires_at <= to_timestamp($1) RETURNING 1', [nowSeconds]);
+      return tokens.rows.length + rules.rows.length;
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.#ownsClient) await this.#client.close();
+  }
+}
+
+function toRecord(row: Row): RevocationRecord {
+  const expiresAt = Number(row.expires_at);
+  const revokedAt = Number(row.revoked_at);
+  const revocation: Revocation = row.kind === 'jti'
+    ? { kind: 'jti', jti: row.id, expiresAt }
+    : row.kind === 'subject'
+      ? { kind: 'subject', subject: row.id, revokedAt, expiresAt }
+      : { kind: 'before', revokedAt, expiresAt };
+  return { revocation, revokedAt, revokedBy: row.revoked_by, reason: row.reason ?? undefined };
+}

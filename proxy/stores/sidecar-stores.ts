@@ -1,0 +1,156 @@
+import type { Logger } from 'pino';
+import type { AnomalyReport } from '../layers/anomaly.js';
+import type { AuditLog } from '../observe/audit.js';
+import type { SidecarMetrics } from '../observe/metrics.js';
+import { openRevocationBackend, type RevocationBackend, type StoreOptions } from './backends.js';
+import { MemoryOneTimeIds, RedisOneTimeIds, type OneTimeIdStore } from './one-time-ids.js';
+import { memoryCounters, SlidingWindowRateLimit, type RateLimitStore } from './rate-limit.js';
+import { redisCounters } from './rate-limit-redis.js';
+import { RevocationSet } from './revocation-set.js';
+import { RevocationSync } from './revocation-sync.js';
+import { Revoker, type RevokeResult } from './revoker.js';
+import { MemoryTokenSources, RedisTokenSources, type TokenSourceStore } from './token-sources.js';
+
+/** Store options of one sidecar; see StoreOptions for the backend selection. */
+export interface SidecarStoreOptions extends StoreOptions {
+  /** Longest access-token lifetime, bounding how long revocations are kept (default 24 h). */
+  readonly maxTokenLifetimeSeconds?: number;
+  /** Safety resync of revocations from the durable store (default 30 s). */
+  readonly resyncIntervalMs?: number;
+}
+
+/** Everything stateful a sidecar's layers use, on the backends the options select. */
+export interface SidecarStores {
+  readonly revocations: RevocationSet;
+  readonly revoker: Revoker;
+  readonly sync: RevocationSync;
+  readonly rateLimits: RateLimitStore;
+  readonly oneTimeIds: OneTimeIdStore;
+  readonly tokenSources: TokenSourceStore;
+  readonly backend: RevocationBackend;
+  /** What the sidecar does with a stolen-token alarm: audit, count, and revoke if the policy says so. */
+  onAnomaly(report: AnomalyReport): void;
+  onTokenSourceStoreError(error: unknown): void;
+  close(): Promise<void>;
+}
+
+interface Observers {
+  readonly service: string;
+  readonly metrics: SidecarMetrics;
+  readonly audit: AuditLog;
+  readonly logger: Logger;
+  readonly now: () => number;
+}
+
+/**
+ * Opens a sidecar's stores. Returns before Redis or PostgreSQL have answered: the revocation set
+ * reports `loaded` once the first full load succeeded, and the sidecar is not ready until then.
+ */
+export async function openSidecarStores(options: SidecarStoreOptions, o: Observers): Promise<SidecarStores> {
+  const { service, metrics, logger, now } = o;
+  // One log line per outage, not one per failed command; counted metrics carry the rest.
+  const down = { redis: false, postgres: false };
+  const backend = await openRevocationBackend(options, (store, error) => {
+    if (down[store]) return;
+    down[store] = true;
+    logger.error({ event_type: 'store_failure', store, err: error.message }, `${store} unreachable`);
+  });
+  const redis = backend.redis;
+  let insuranceLogged = false;
+  redis?.on('ready', () => {
+    if (down.redis) logger.info({ event_type: 'store_recovered', store: 'redis' }, 'redis reachable again');
+    down.redis = false;
+    insuranceLogged = false;
+  });
+  const prefix = backend.keyPrefix;
+  const counters = redis
+    ? redisCounters(redis, () => {
+      metrics.storeErrors.inc({ service, store: 'rate_limit', fallback: 'insurance' });
+      if (insuranceLogged) return;
+      insuranceLogged = true;
+      logger.warn({ event_type: 'store_failure', store: 'rate_limit', fallback: 'insurance' }, 'rate limits use the in-memory insurance limiter (per replica) until Redis is back');
+    })
+    : memoryCounters;
+  const rateLimits = new SlidingWindowRateLimit(counters, `${prefix}:rl`, now);
+  const oneTimeIds: OneTimeIdStore = redis ? new RedisOneTimeIds(redis, `${prefix}:once`) : new MemoryOneTimeIds({ now });
+  const tokenSources: TokenSourceStore = redis ? new RedisTokenSources(redis, `${prefix}:sources`) : new MemoryTokenSources({ now });
+
+  const revocations = new RevocationSet({ loaded: false });
+  const sync = new RevocationSync({
+    set: revocations,
+    store: backend.store,
+    bus: backend.bus,
+    now,
+    resyncIntervalMs: options.resyncIntervalMs,
+    onApplied: (revocation, source) => metrics.revocations.inc({ service, kind: revocation.kind, source }),
+    onLoaded: (count) => logger.info({ event_type: 'revocations_loaded', count, durable: backend.describe.durable }, 'revocations loaded'),
+    onError: (error, during) => {
+      metrics.storeErrors.inc({ service, store: 'revocation', fallback: during === 'load' && !revocations.loaded ? 'deny' : 'cached' });
+      if (during === 'load' && down.postgres) return;
+      if (during === 'load') down.postgres = true;
+      logger.error({ event_type: 'store_failure', store: 'revocation', during, err: (error as Error).message }, revocations.loaded ? 'revocation store unreachable; the in-process set keeps being enforced' : 'revocations not loaded yet; requests are refused until they are');
+    },
+  });
+  const revoker = new Revoker({
+    store: backend.store,
+    bus: backend.bus,
+    now,
+    maxTokenLifetimeSeconds: options.maxTokenLifetimeSeconds,
+    onRevoked: (result) => auditRevocation(o.audit, result),
+    onPushError: (error) => logger.warn({ event_type: 'store_failure', store: 'revocation_push', err: (error as Error).message }, 'revocation durable but not pushed; peers pick it up at their next resync'),
+  });
+  await sync.start();
+  return {
+    revocations, revoker, sync, rateLimits, oneTimeIds, tokenSources, backend,
+    onAnomaly: (report) => handleAnomaly(report, o, revoker),
+    onTokenSourceStoreError: (error) => {
+      metrics.storeErrors.inc({ service, store: 'token_sources', fallback: 'skip' });
+      logger.debug({ event_type: 'store_failure', store: 'token_sources', err: (error as Error).message }, 'stolen-token check skipped');
+    },
+    async close() {
+      await sync.close();
+      await rateLimits.close();
+      await oneTimeIds.close();
+      await tokenSources.close();
+      await backend.close();
+    },
+  };
+}
+
+/** The audit line of a revocation, written once by the process that made it durable. */
+export function auditRevocation(audit: Pick<AuditLog, 'event'>, result: RevokeResult): void {
+  const { record } = result;
+  const r = record.revocation;
+  audit.event('token_revoked', {
+    kind: r.kind,
+    ...(r.kind === 'jti' ? { jti: r.jti } : r.kind === 'subject' ? { subject: r.subject } : {}),
+    revoked_at: new Date(record.revokedAt * 1000).toISOString(),
+    ...(r.kind !== 'jti' ? { not_after: new Date(r.revokedAt * 1000).toISOString() } : {}),
+    expires_at: new Date(r.expiresAt * 1000).toISOString(),
+    revoked_by: record.revokedBy,
+    reason: record.reason,
+    created: result.created,
+    pushed: result.pushed,
+  }, 'token revoked', 'warn');
+}
+
+function handleAnomaly(report: AnomalyReport, o: Observers, revoker: Revoker): void {
+  const { principal } = report;
+  const fields = {
+    jti: principal.jti, subject: principal.subject, client_id: principal.clientId, source_ip: report.source,
+    sources: report.sources, max_sources: report.maxSources, auto_revoke: report.autoRevoke,
+  };
+  const raise = (action: 'logged' | 'revoked' | 'revoke_failed', extra: Record<string, unknown> = {}): void => {
+    o.metrics.anomalousTokenUsage.inc({ service: o.service, action });
+    o.audit.event('anomalous_token_usage', { ...fields, action, ...extra }, 'token used from more source addresses than allowed', 'warn');
+  };
+  if (!report.autoRevoke) {
+    raise('logged');
+    return;
+  }
+  revoker.revoke({
+    kind: 'jti', jti: principal.jti, expiresAt: principal.expiresAt,
+    reason: `anomalous usage: seen from ${report.sources} source addresses (max ${report.maxSources})`,
+    revokedBy: `sidecar:${o.service}`,
+  }).then(() => raise('revoked'), (error: unknown) => raise('revoke_failed', { err: (error as Error).message }));
+}
