@@ -23,7 +23,7 @@ Prints an access token for NAME (client_credentials), e.g. TOKEN=$(npx ca-a2a to
 export async function issuerCommand(argv: string[]): Promise<number> {
   const args = parse(argv, { listen: { type: 'string' }, 'data-dir': { type: 'string' } }, ISSUER_USAGE);
   if (typeof args === 'number') return args;
-  const listen = parseListen(stringOption(args, 'listen') ?? process.env['CA_A2A_ISSUER_LISTEN'] ?? `${DEFAULT_LISTEN.host}:${DEFAULT_LISTEN.port}`);
+  const listen = parseListen(stringOption(args, 'listen') ?? envVar('CA_A2A_ISSUER_LISTEN') ?? `${DEFAULT_LISTEN.host}:${DEFAULT_LISTEN.port}`);
   if (listen === undefined) return usageError('--listen must be HOST:PORT', ISSUER_USAGE);
   const dataDir = stringOption(args, 'data-dir') ?? defaultDataDir();
 
@@ -52,7 +52,7 @@ export async function tokenCommand(argv: string[]): Promise<number> {
   if (typeof args === 'number') return args;
   const clientId = stringOption(args, 'client');
   if (clientId === undefined || clientId === '') return usageError('--client is required', TOKEN_USAGE);
-  const issuerUrl = stringOption(args, 'issuer') ?? process.env['CA_A2A_ISSUER'] ?? DEFAULT_ISSUER_URL;
+  const issuerUrl = stringOption(args, 'issuer') ?? envVar('CA_A2A_ISSUER') ?? DEFAULT_ISSUER_URL;
   const dataDir = stringOption(args, 'data-dir') ?? defaultDataDir();
 
   try {
@@ -87,6 +87,12 @@ function parse(argv: string[], options: NonNullable<ParseArgsConfig['options']>,
     return 0;
   }
   return parsed;
+}
+
+/** An exported-but-empty variable (`CA_A2A_ISSUER=`) means unset, as in most CLIs. */
+function envVar(name: string): string | undefined {
+  const value = process.env[name];
+  return value === undefined || value === '' ? undefined : value;
 }
 
 function stringOption(args: Parsed, name: string): string | undefined {

@@ -26,9 +26,10 @@ export function isDevClient(name: string): name is DevClientId {
   return Object.hasOwn(DEV_CLIENTS, name);
 }
 
-/** `CA_A2A_DATA_DIR`, else `.ca-a2a` under the current directory (where `npm start` runs). */
+/** `CA_A2A_DATA_DIR` (when not empty), else `.ca-a2a` under the current directory (where `npm start` runs). */
 export function defaultDataDir(): string {
-  return process.env['CA_A2A_DATA_DIR'] ?? path.join(process.cwd(), '.ca-a2a');
+  const fromEnv = process.env['CA_A2A_DATA_DIR'];
+  return fromEnv === undefined || fromEnv === '' ? path.join(process.cwd(), '.ca-a2a') : fromEnv;
 }
 
 /** Path of the client secrets file inside a data directory. */

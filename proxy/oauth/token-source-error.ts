@@ -27,17 +27,16 @@ export class TokenSourceError extends Error {
 /** Maps whatever discovery or the token request threw to a {@link TokenSourceError}. */
 export function toTokenSourceError(err: unknown, issuer: string, step: 'discovery' | 'token request'): TokenSourceError {
   if (err instanceof TokenSourceError) return err;
-  const code = errorCode(err);
-  if (code === oauth.RESPONSE_BODY_ERROR) {
-    // Matched on `.code` (stable across package copies), so the cast is safe.
-    const body = err as oauth.ResponseBodyError;
-    const detail = body.error_description === undefined ? body.error : `${body.error}: ${body.error_description}`;
-    if (body.status >= 500) {
-      return new TokenSourceError('ISSUER_UNREACHABLE', `${step} at ${issuer} failed with HTTP ${body.status} (${detail})`, { cause: err });
+  const refusal = oauthRefusal(err);
+  if (refusal !== undefined) {
+    const detail = refusal.description === undefined ? refusal.error : `${refusal.error}: ${refusal.description}`;
+    if (refusal.status >= 500) {
+      return new TokenSourceError('ISSUER_UNREACHABLE', `${step} at ${issuer} failed with HTTP ${refusal.status} (${detail})`, { cause: err });
     }
-    const reason = body.error === 'invalid_client' ? 'INVALID_CLIENT' : 'TOKEN_REQUEST_REJECTED';
+    const reason = refusal.error === 'invalid_client' ? 'INVALID_CLIENT' : 'TOKEN_REQUEST_REJECTED';
     return new TokenSourceError(reason, `${step} at ${issuer} was refused: ${detail}`, { cause: err });
   }
+  const code = errorCode(err);
   if (code !== undefined && code.startsWith('OAUTH_')) {
     const status = responseStatus(err);
     if (status !== undefined && status >= 500) {
@@ -47,6 +46,32 @@ export function toTokenSourceError(err: unknown, issuer: string, step: 'discover
   }
   // fetch() rejects with a TypeError whose cause holds the socket error, or a TimeoutError on abort.
   return new TokenSourceError('ISSUER_UNREACHABLE', `${step} at ${issuer} failed: ${networkReason(err)}`, { cause: err });
+}
+
+interface OAuthRefusal {
+  readonly error: string;
+  readonly description: string | undefined;
+  readonly status: number;
+}
+
+/**
+ * An OAuth error response arrives either as a JSON body (RFC 6749 §5.2) or, for a 401 with
+ * client_secret_basic, as a `WWW-Authenticate` challenge carrying the same `error` parameter;
+ * oauth4webapi reports them with two codes. Matched on `.code`, so the casts are safe.
+ */
+function oauthRefusal(err: unknown): OAuthRefusal | undefined {
+  const code = errorCode(err);
+  if (code === oauth.RESPONSE_BODY_ERROR) {
+    const body = err as oauth.ResponseBodyError;
+    return { error: body.error, description: body.error_description, status: body.status };
+  }
+  if (code === oauth.WWW_AUTHENTICATE_CHALLENGE) {
+    const challenge = err as oauth.WWWAuthenticateChallengeError;
+    const parameters = challenge.cause.find((c) => c.parameters.error !== undefined)?.parameters;
+    if (parameters?.error === undefined) return undefined;
+    return { error: parameters.error, description: parameters.error_description, status: challenge.status };
+  }
+  return undefined;
 }
 
 function errorCode(err: unknown): string | undefined {
