@@ -18,6 +18,14 @@ const COMMANDS: Record<string, CommandEntry> = {
     summary: 'run the MCP resource gateway (the only holder of database and bucket credentials)',
     load: async () => (await import('../mcp/cli.js')).mcpGatewayCommand,
   },
+  'admin-api': {
+    summary: 'run the admin API (token revocation) that the admin sidecar fronts',
+    load: async () => (await import('../proxy/admin-api/cli.js')).adminApiCommand,
+  },
+  revoke: {
+    summary: 'revoke tokens by jti, subject or issue time (durable, pushed to every sidecar)',
+    load: async () => (await import('../proxy/revoke/cli.js')).revokeCommand,
+  },
   issuer: {
     summary: 'run the development OIDC issuer (Keycloak-shaped, realm ca-a2a)',
     load: async () => (await import('../deploy/dev-issuer/cli.js')).issuerCommand,
@@ -25,6 +33,10 @@ const COMMANDS: Record<string, CommandEntry> = {
   token: {
     summary: 'print an access token for a client of the development issuer',
     load: async () => (await import('../deploy/dev-issuer/cli.js')).tokenCommand,
+  },
+  policy: {
+    summary: 'check, explain, matrix, diff, test and document RBAC policy files',
+    load: async () => (await import('../proxy/policy/cli.js')).policyCommand,
   },
 };
 

@@ -1,0 +1,137 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { isPolicyLoadError, formatProblem } from '../errors.js';
+import { loadPolicy } from '../load.js';
+import type { ServicePolicy } from '../model.js';
+import { readYamlSource } from '../yaml-source.js';
+import { parseCommandArgs, pickFormat, processIo, usageError, type Io } from './io.js';
+import { loadRolesOnly, withRoles } from './load-roles.js';
+import { accessMatrix, grants, type Cell } from './matrix.js';
+import { loadServices } from './services.js';
+import { renderTable } from './table.js';
+
+/** One role's access to one method or tool that differs between the two versions. */
+export interface GrantChange {
+  readonly service: string;
+  readonly role: string;
+  readonly kind: 'method' | 'tool';
+  readonly name: string;
+  readonly old: Cell;
+  readonly new: Cell;
+  /** gained: now callable; lost: no longer callable; changed: still (not) callable, but differently. */
+  readonly change: 'gained' | 'lost' | 'changed';
+}
+
+/** The grant changes between two sets of service policies, paired by service name. */
+export function diffServices(before: readonly ServicePolicy[], after: readonly ServicePolicy[]): GrantChange[] {
+  const changes: GrantChange[] = [];
+  const names = [...new Set([...before, ...after].map((policy) => policy.service))].sort();
+  for (const service of names) {
+    const oldMatrix = matrixOf(before.find((policy) => policy.service === service));
+    const newMatrix = matrixOf(after.find((policy) => policy.service === service));
+    const rows = new Map<string, { kind: 'method' | 'tool'; name: string }>();
+    for (const row of [...oldMatrix.rows, ...newMatrix.rows]) rows.set(`${row.kind} ${row.name}`, { kind: row.kind, name: row.name });
+    const roles = [...new Set([...oldMatrix.roles, ...newMatrix.roles])];
+    for (const [key, { kind, name }] of rows) {
+      for (const role of roles) {
+        const oldCell = oldMatrix.cells.get(key)?.[role] ?? 'none';
+        const newCell = newMatrix.cells.get(key)?.[role] ?? 'none';
+        if (oldCell === newCell) continue;
+        const change = grants(oldCell) === grants(newCell) ? 'changed' : grants(newCell) ? 'gained' : 'lost';
+        changes.push({ service, role, kind, name, old: oldCell, new: newCell, change });
+      }
+    }
+  }
+  return changes;
+}
+
+function matrixOf(policy: ServicePolicy | undefined): { roles: readonly string[]; rows: { kind: 'method' | 'tool'; name: string }[]; cells: Map<string, Readonly<Record<string, Cell>>> } {
+  if (!policy) return { roles: [], rows: [], cells: new Map() };
+  const matrix = accessMatrix(policy);
+  return { roles: matrix.roles, rows: [...matrix.rows], cells: new Map(matrix.rows.map((row) => [`${row.kind} ${row.name}`, row.cells])) };
+}
+
+/**
+ * Loads one side of a diff: a directory (every service under it), a service policy file, or an
+ * rbac file (paired with `services`, the service policies that reference the other side's
+ * rbac, so both sides decide for the same methods). `REV:path` reads the path at a git revision.
+ */
+export function loadSide(spec: string, services?: readonly ServicePolicy[]): ServicePolicy[] {
+  const path = resolve(spec);
+  if (statSync(path).isDirectory()) return loadServices([path]);
+  const data = readYamlSource(path).data as { roles?: unknown } | undefined;
+  if (data !== undefined && typeof data === 'object' && data !== null && 'roles' in data) {
+    const roles = loadRolesOnly(path);
+    return (services ?? servicesUsing(path)).map((policy) => withRoles(policy, roles));
+  }
+  return [loadPolicy(path)];
+}
+
+/** The service policies in the rbac file's directory tree that reference it. */
+function servicesUsing(rbacFile: string): ServicePolicy[] {
+  return loadServices([dirname(rbacFile)]).filter((policy) => policy.files[1] === rbacFile);
+}
+
+/** `REV:path` → a temporary copy of path's top-level directory at that revision. */
+function materialise(spec: string, temps: string[]): string {
+  if (existsSync(spec)) return spec;
+  const match = /^([^:]+):(.+)$/.exec(spec);
+  if (!match) throw new Error(`no such file or directory: ${spec}`);
+  const [, rev, path] = match as unknown as [string, string, string];
+  const root = execFileSync('git', ['rev-parse', '--show-toplevel'], { encoding: 'utf8' }).trim();
+  const top = path.replace(/^\.\//, '').split('/')[0] as string;
+  const dir = mkdtempSync(join(tmpdir(), 'ca-a2a-diff-'));
+  temps.push(dir);
+  const files = execFileSync('git', ['-C', root, 'ls-tree', '-r', '--name-only', rev, '--', top], { encoding: 'utf8' }).split('\n').filter(Boolean);
+  if (files.length === 0) throw new Error(`nothing at ${top} in revision ${rev}`);
+  for (const file of files) {
+    mkdirSync(dirname(join(dir, file)), { recursive: true });
+    writeFileSync(join(dir, file), execFileSync('git', ['-C', root, 'show', `${rev}:${file}`]));
+  }
+  return join(dir, path);
+}
+
+const HELP = `usage: ca-a2a policy diff OLD NEW [--format text|json|markdown] [--exit-code]
+
+Which role gains or loses which method or tool. OLD and NEW are two directories (every
+service under them, paired by name), two service policy files, or two rbac files (decided
+against the services that use NEW). Either may be REV:PATH to read PATH at a git revision,
+e.g. ca-a2a policy diff HEAD~1:policies policies.
+--exit-code: exit 1 when there are changes (as git diff --exit-code).
+`;
+
+const SYMBOL: Record<Cell, string> = { allow: 'allow', 'allow-args': 'allow*', deny: 'DENY', none: '-' };
+const MARK = { gained: '+', lost: '-', changed: '~' } as const;
+
+export async function diffCommand(argv: string[], io: Io = processIo): Promise<number> {
+  const args = parseCommandArgs(argv, { format: { type: 'string' }, 'exit-code': { type: 'boolean' } }, HELP, io, 'diff');
+  if ('exit' in args) return args.exit;
+  const format = pickFormat(args.values.format, ['text', 'json', 'markdown'] as const, 'text');
+  if (!format) return usageError(io, 'diff', `unknown format '${String(args.values.format)}'`, HELP);
+  if (args.positionals.length !== 2) return usageError(io, 'diff', 'give OLD and NEW', HELP);
+  const temps: string[] = [];
+  let changes: GrantChange[];
+  try {
+    const [oldPath, newPath] = args.positionals.map((spec) => materialise(spec, temps)) as [string, string];
+    const after = loadSide(newPath);
+    changes = diffServices(loadSide(oldPath, after), after);
+  } catch (error) {
+    io.err(`ca-a2a policy diff: ${isPolicyLoadError(error) ? `policy invalid (run policy check):\n${error.problems.map(formatProblem).join('\n')}` : (error as Error).message}\n`);
+    return 2;
+  } finally {
+    for (const dir of temps) rmSync(dir, { recursive: true, force: true });
+  }
+  io.out(renderChanges(changes, format));
+  return changes.length > 0 && args.values['exit-code'] === true ? 1 : 0;
+}
+
+export function renderChanges(changes: readonly GrantChange[], format: 'text' | 'json' | 'markdown'): string {
+  if (format === 'json') return `${JSON.stringify(changes, null, 2)}\n`;
+  const count = (kind: GrantChange['change']): number => changes.filter((change) => change.change === kind).length;
+  const summary = `${changes.length} change${changes.length === 1 ? '' : 's'}: ${count('gained')} gained, ${count('lost')} lost, ${count('changed')} changed`;
+  if (changes.length === 0) return 'no access changes\n';
+  const rows = changes.map((c) => [MARK[c.change], c.service, c.role, `${c.kind} ${c.name}`, `${SYMBOL[c.old]} → ${SYMBOL[c.new]}`]);
+  return renderTable(['', 'service', 'role', 'access', 'old → new'], rows, format === 'markdown' ? 'markdown' : 'table') + `${format === 'markdown' ? '\n' : ''}${summary}\n`;
+}

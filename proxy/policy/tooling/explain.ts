@@ -1,0 +1,137 @@
+import { DENIALS } from '../../denials.js';
+import type { DecidingRule } from '../decide.js';
+import { isPolicyLoadError, formatProblem } from '../errors.js';
+import { evaluate } from '../evaluate.js';
+import { loadPolicy } from '../load.js';
+import { matchName } from '../matcher.js';
+import type { RolePolicy, ServicePolicy, SourceLocation } from '../model.js';
+import { readYamlSource } from '../yaml-source.js';
+import { displayPath } from './diagnostics.js';
+import { parseCommandArgs, pickFormat, processIo, stringOption, usageError, type Io } from './io.js';
+import { servicePolicyFile } from './services.js';
+import { didYouMean } from './suggest.js';
+
+const HELP = `usage: ca-a2a policy explain (--service NAME | --policy FILE) --roles a,b --method M [--tool T] [--params JSON] [--format text|json]
+
+The decision the sidecar makes for a caller holding these roles, and the rule that made it,
+with its file:line:column. --tool implies --method tools/call. With --params, the params
+(or, for a tool, its arguments) are also checked against their schemas.
+Exit 0 when allowed, 1 when refused, 2 on a usage error.
+`;
+
+export interface Explanation {
+  readonly service: string;
+  readonly version: string;
+  readonly roles: readonly string[];
+  readonly method: string;
+  readonly tool: string | undefined;
+  readonly allowed: boolean;
+  readonly code: string | undefined;
+  readonly status: number;
+  readonly reason: string;
+  readonly rule: (Omit<DecidingRule, 'location'> & { readonly location: SourceLocation }) | undefined;
+  /** Roles of the token that the rbac file does not know (ignored by the sidecar). */
+  readonly unknownRoles: readonly string[];
+}
+
+/** Explains one call against a loaded policy; the rule location is the allow/deny entry itself. */
+export function explain(policy: ServicePolicy, roles: readonly string[], request: { method: string; tool?: string | undefined; params?: unknown }): Explanation {
+  const toolArguments = request.tool !== undefined ? (request.params as { arguments?: unknown } | undefined)?.arguments ?? request.params : undefined;
+  const params = request.tool !== undefined ? { name: request.tool, arguments: toolArguments ?? {} } : request.params;
+  const decision = evaluate(policy, roles, { method: request.method, tool: request.tool, toolArguments, params });
+  const known = [...policy.roles.keys()];
+  let reason = decision.allowed ? `allowed by role '${decision.rule?.role ?? '?'}'` : decision.reason;
+  if (!decision.allowed && decision.code === 'authz.method_unknown') reason += didYouMean(request.method, policy.methods.keys());
+  if (!decision.allowed && decision.code === 'authz.tool_denied' && request.tool !== undefined && !policy.tools.has(request.tool)) reason += didYouMean(request.tool, policy.tools.keys());
+  if (!decision.allowed && decision.code === 'authz.no_roles') reason += roles.map((role) => didYouMean(role, known)).join('');
+  return {
+    service: policy.service,
+    version: policy.version,
+    roles,
+    method: request.method,
+    tool: request.tool,
+    allowed: decision.allowed,
+    code: decision.allowed ? undefined : decision.code,
+    status: decision.allowed ? 200 : DENIALS[decision.code].status,
+    reason,
+    rule: decision.rule ? { ...decision.rule, location: entryLocation(decision.rule, isToolRule(policy, decision.rule, request.method), !decision.allowed && decision.code === 'authz.arguments_denied') } : undefined,
+    unknownRoles: roles.filter((role) => !policy.roles.has(role)),
+  };
+}
+
+/** Whether decide() matched a tools: entry (tool grants open tool_holders methods too) or a method entry. */
+function isToolRule(policy: ServicePolicy, rule: DecidingRule, method: string): boolean {
+  const access = policy.methods.get(method)?.access;
+  if (access === undefined || access === 'rbac') return false;
+  // Method-level denies are checked first for every access kind.
+  return !(rule.effect === 'deny' && policy.roles.get(rule.role) !== undefined && matchName((policy.roles.get(rule.role) as RolePolicy).deny, method) !== undefined);
+}
+
+/** The line of the allow/deny entry (decide() only knows the role's line). */
+function entryLocation(rule: DecidingRule, isTool: boolean, argumentsRefused: boolean): SourceLocation {
+  const file = rule.location.file;
+  const source = readYamlSource(file);
+  // Refused by an argument restriction: the schema that refused is the rule to read.
+  if (argumentsRefused) return source.locate(['roles', rule.role, 'tools', 'arguments', rule.pattern]);
+  const role = (source.data as { roles?: Record<string, { allow?: string[]; deny?: string[]; tools?: { allow?: string[]; deny?: string[] } }> } | undefined)?.roles?.[rule.role];
+  const list = isTool ? role?.tools?.[rule.effect] : role?.[rule.effect];
+  const index = list?.indexOf(rule.pattern) ?? -1;
+  if (index < 0) return rule.location;
+  return source.locate(isTool ? ['roles', rule.role, 'tools', rule.effect, index] : ['roles', rule.role, rule.effect, index]);
+}
+
+export async function explainCommand(argv: string[], io: Io = processIo): Promise<number> {
+  const args = parseCommandArgs(argv, {
+    service: { type: 'string' }, policy: { type: 'string' }, roles: { type: 'string' }, method: { type: 'string' },
+    tool: { type: 'string' }, params: { type: 'string' }, format: { type: 'string' },
+  }, HELP, io, 'explain');
+  if ('exit' in args) return args.exit;
+  const format = pickFormat(args.values.format, ['text', 'json'] as const, 'text');
+  if (!format) return usageError(io, 'explain', `unknown format '${String(args.values.format)}'`, HELP);
+  const tool = stringOption(args, 'tool');
+  const method = stringOption(args, 'method') ?? (tool !== undefined ? 'tools/call' : undefined);
+  const rolesText = stringOption(args, 'roles');
+  if (method === undefined || rolesText === undefined) return usageError(io, 'explain', 'give --roles and --method (or --tool)', HELP);
+  let params: unknown;
+  const paramsText = stringOption(args, 'params');
+  if (paramsText !== undefined) {
+    try {
+      params = JSON.parse(paramsText);
+    } catch {
+      return usageError(io, 'explain', '--params is not JSON', HELP);
+    }
+  }
+  let policy: ServicePolicy;
+  try {
+    policy = loadPolicy(servicePolicyFile({ service: stringOption(args, 'service'), policy: stringOption(args, 'policy'), dir: args.positionals[0] }));
+  } catch (error) {
+    io.err(`ca-a2a policy explain: ${isPolicyLoadError(error) ? `policy invalid (run policy check):\n${error.problems.map(formatProblem).join('\n')}` : (error as Error).message}\n`);
+    return isPolicyLoadError(error) ? 1 : 2;
+  }
+  const roles = rolesText.split(',').map((role) => role.trim()).filter(Boolean);
+  const result = explain(policy, roles, { method, tool, params });
+  if (format === 'json') {
+    io.out(`${JSON.stringify({ ...result, rule: result.rule ? { ...result.rule, location: { ...result.rule.location, file: displayPath(result.rule.location.file) } } : undefined }, null, 2)}\n`);
+  } else {
+    io.out(formatExplanation(result, policy));
+  }
+  return result.allowed ? 0 : 1;
+}
+
+function formatExplanation(result: Explanation, policy: ServicePolicy): string {
+  const rows: [string, string][] = [
+    ['service', `${result.service} (${displayPath(policy.files[0] ?? '')}, version ${result.version})`],
+    ['roles', result.roles.join(', ') + (result.unknownRoles.length > 0 ? `  (unknown to the policy, ignored: ${result.unknownRoles.join(', ')})` : '')],
+    ['call', result.tool !== undefined ? `${result.method} ${result.tool}` : result.method],
+    ['reason', result.reason],
+  ];
+  if (result.rule) {
+    const { location } = result.rule;
+    rows.push(['rule', `${result.rule.effect} '${result.rule.pattern}' of role '${result.rule.role}'`]);
+    rows.push(['at', `${displayPath(location.file)}:${location.line}:${location.column}`]);
+  } else if (!result.allowed) {
+    rows.push(['rule', result.code === 'params.invalid' ? 'the params schema' : 'none: deny by default (no rule grants it)']);
+  }
+  const verdict = result.allowed ? 'ALLOW' : `DENY ${result.status} ${result.code ?? ''} (JSON-RPC ${DENIALS[result.code as keyof typeof DENIALS]?.rpcCode ?? ''})`;
+  return `${verdict}\n${rows.map(([key, value]) => `  ${key.padEnd(7)} ${value}`).join('\n')}\n`;
+}
