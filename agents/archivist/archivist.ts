@@ -1,0 +1,81 @@
+import { documentSummary, type DocumentPage, type DocumentRecord, type StoredObject } from '../shared/documents.js';
+import { asAgentError, isEgressError, type EgressClient } from '../shared/egress-client.js';
+import type { MethodHandler } from '../shared/jsonrpc-server.js';
+import { AgentError } from '../shared/rpc-errors.js';
+
+const DEFAULT_PAGE = 20;
+
+/** The fixed archive key of a document: archiving twice overwrites one copy, never adds a second. */
+export function archiveKeyFor(doc: Pick<DocumentRecord, 'document_id' | 's3_key'>): string {
+  const name = doc.s3_key.slice(doc.s3_key.lastIndexOf('/') + 1);
+  return `archive/${doc.document_id}/${name}`;
+}
+
+async function deleteIfPresent(egress: EgressClient, key: string | null): Promise<boolean> {
+  if (key === null) return false;
+  try {
+    await egress.callTool('s3_delete_object', { key });
+    return true;
+  } catch (error) {
+    if (isEgressError(error) && error.kind === 'remote' && error.code === 'not_found') return false;
+    throw error;
+  }
+}
+
+/** Runs a handler body, turning dependency failures into the agent's errors. */
+async function guarded<T>(body: () => Promise<T>): Promise<T> {
+  try {
+    return await body();
+  } catch (error) {
+    throw asAgentError(error);
+  }
+}
+
+/** The archivist's methods. */
+export function archivistHandlers(egress: EgressClient): Record<string, MethodHandler> {
+  const getDocument = (id: string) => egress.callTool<DocumentRecord>('documents_get', { document_id: id });
+  return {
+    archive_document: (params) => guarded(async () => {
+      const documentId = params['document_id'] as string;
+      const doc = await getDocument(documentId);
+      if (doc.status === 'archived' && doc.archive_key !== null) {
+        return { ...documentSummary(doc), reused: true };
+      }
+      if (doc.status !== 'validated') {
+        throw new AgentError('conflict', `document ${documentId} is ${doc.status}; only a validated document is archived`, { current_status: doc.status });
+      }
+      const object = await egress.callTool<StoredObject>('s3_get_object', { key: doc.s3_key });
+      const archiveKey = archiveKeyFor(doc);
+      await egress.callTool('s3_put_object', { key: archiveKey, content_base64: object.content_base64, content_type: object.content_type });
+      // expected_status makes the final write conditional: a concurrent archive of the same
+      // document lands on the same key and the same row, so there is still one archive entry.
+      const archived = await egress.callTool<DocumentRecord>('documents_update', {
+        document_id: documentId, expected_status: ['validated', 'archived'], status: 'archived', archive_key: archiveKey, error: null,
+      });
+      return { ...documentSummary(archived), reused: false };
+    }),
+    get_document: (params) => guarded(async () => getDocument(params['document_id'] as string)),
+    list_documents: (params) => guarded(async () => {
+      const args: Record<string, unknown> = { limit: (params['limit'] as number | undefined) ?? DEFAULT_PAGE };
+      if (typeof params['cursor'] === 'string') args['cursor'] = params['cursor'];
+      const page = await egress.callTool<DocumentPage>('documents_list', args);
+      return {
+        documents: page.documents.map(documentSummary),
+        ...(page.next_cursor === undefined ? {} : { next_cursor: page.next_cursor }),
+      };
+    }),
+    delete_document: (params) => guarded(async () => {
+      const documentId = params['document_id'] as string;
+      const doc = await getDocument(documentId);
+      if (doc.status === 'processing' || doc.status === 'extracted' || doc.status === 'validated') {
+        throw new AgentError('conflict', `document ${documentId} is being processed; delete it once it is archived or failed`, { current_status: doc.status });
+      }
+      // Objects first: a failure leaves the row, so the delete can be retried and nothing is orphaned.
+      const removed = [];
+      if (await deleteIfPresent(egress, doc.s3_key)) removed.push(doc.s3_key);
+      if (doc.archive_key !== doc.s3_key && (await deleteIfPresent(egress, doc.archive_key))) removed.push(doc.archive_key);
+      await egress.callTool('documents_delete', { document_id: documentId });
+      return { document_id: documentId, deleted: true, objects_deleted: removed };
+    }),
+  };
+}

@@ -1,0 +1,77 @@
+import { parseArgs } from 'node:util';
+import { pino } from 'pino';
+import { SHIPPED_SERVICES } from '../proxy/services.js';
+import { AGENT_NAMES, isAgentName, startAgent } from './registry.js';
+
+const USAGE = `usage: ca-a2a agent NAME [--listen HOST:PORT] [--egress URL] [--public-url URL]
+
+Runs one pipeline agent (${AGENT_NAMES.join(', ')}) as a plain JSON-RPC service. Put its sidecar
+in front of it: the agent has no security of its own and should listen on 127.0.0.1 only.
+  --listen HOST:PORT  address (CA_A2A_LISTEN; default 127.0.0.1:<the service's upstream port>, e.g. 9001)
+  --egress URL        its sidecar's egress listener (CA_A2A_EGRESS_URL), through which it calls
+                      the MCP gateway and the other agents
+  --public-url URL    the sidecar's /message URL, advertised in the agent card (CA_A2A_PUBLIC_URL)
+  --issuer URL        the OIDC issuer advertised in the agent card (CA_A2A_ISSUER)`;
+
+function parseListen(value: string): { host: string; port: number } | undefined {
+  const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(value);
+  const port = Number(match?.[3]);
+  const host = match?.[1] ?? match?.[2];
+  return host === undefined || port > 65535 ? undefined : { host, port };
+}
+
+/** `ca-a2a agent NAME`: runs until SIGINT/SIGTERM, then closes; 2 on a usage error. */
+export async function agentCommand(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        listen: { type: 'string', default: process.env['CA_A2A_LISTEN'] },
+        egress: { type: 'string', default: process.env['CA_A2A_EGRESS_URL'] },
+        'public-url': { type: 'string', default: process.env['CA_A2A_PUBLIC_URL'] },
+        issuer: { type: 'string', default: process.env['CA_A2A_ISSUER'] },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (error) {
+    process.stderr.write(`ca-a2a agent: ${(error as Error).message}\n\n${USAGE}\n`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  const name = positionals[0];
+  if (name === undefined || positionals.length !== 1 || !isAgentName(name)) {
+    process.stderr.write(`ca-a2a agent: give one agent name (${AGENT_NAMES.join(', ')})\n\n${USAGE}\n`);
+    return 2;
+  }
+  const listen = parseListen(values.listen ?? `127.0.0.1:${SHIPPED_SERVICES[name].upstreamPort}`);
+  if (listen === undefined) {
+    process.stderr.write(`ca-a2a agent: --listen must be HOST:PORT\n\n${USAGE}\n`);
+    return 2;
+  }
+  if (values.egress === undefined) {
+    process.stderr.write(`ca-a2a agent: --egress URL (or CA_A2A_EGRESS_URL) is required: the agent reaches everything through its sidecar\n`);
+    return 2;
+  }
+  const logger = pino({ base: { service: name } });
+  let agent;
+  try {
+    agent = await startAgent(name, { ...listen, egressUrl: values.egress, logger, publicUrl: values['public-url'], issuer: values.issuer });
+  } catch (error) {
+    process.stderr.write(`ca-a2a agent: cannot start ${name}: ${(error as Error).message}\n`);
+    return 1;
+  }
+  const signal = await new Promise<string>((resolve) => {
+    process.once('SIGINT', () => resolve('SIGINT'));
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+  });
+  logger.info({ event_type: 'agent_stopping', signal }, 'stopping');
+  await agent.close();
+  return 0;
+}

@@ -1,0 +1,34 @@
+/** The formats the extractor reads. */
+export type DocumentFormat = 'pdf' | 'csv' | 'json' | 'text';
+
+/** A scalar field value found in a document. */
+export type FieldValue = string | number | boolean | null;
+
+/** What a format parser found; the extractor adds the hash, sizes and time. */
+export interface ParsedContent {
+  readonly text: string;
+  readonly fields: Record<string, FieldValue>;
+  readonly page_count?: number;
+  readonly row_count?: number;
+  readonly columns?: string[];
+  readonly rows?: Record<string, string>[];
+  /** Rows whose column count differs from the header's (1-based line numbers of the data rows). */
+  readonly inconsistent_rows?: number[];
+  readonly metadata?: Record<string, FieldValue>;
+}
+
+/** The extraction stored on the document (`documents.extracted`) and returned by extract_document. */
+export interface Extraction extends ParsedContent {
+  readonly format: DocumentFormat;
+  /** SHA-256 (hex) of the bytes that were extracted, for the validator's hash rule. */
+  readonly content_hash: string;
+  readonly size_bytes: number;
+  readonly char_count: number;
+  readonly text_truncated: boolean;
+  readonly rows_truncated: boolean;
+  readonly extracted_at: string;
+}
+
+/** Stored text and rows are capped so a document row stays small; counts are of the whole file. */
+export const MAX_STORED_TEXT = 100_000;
+export const MAX_STORED_ROWS = 500;

@@ -1,0 +1,69 @@
+import { createHash } from 'node:crypto';
+import type { DocumentRecord, StoredObject } from '../shared/documents.js';
+import { asAgentError, type EgressClient } from '../shared/egress-client.js';
+import type { MethodHandler } from '../shared/jsonrpc-server.js';
+import { AgentError } from '../shared/rpc-errors.js';
+import { detectFormat } from './detect-format.js';
+import { MAX_STORED_TEXT, type DocumentFormat, type Extraction, type ParsedContent } from './extraction.js';
+import { parseCsv } from './parse-csv.js';
+import { parseJson } from './parse-json.js';
+import { parsePdf } from './parse-pdf.js';
+import { parseText } from './parse-text.js';
+
+const PARSERS: Readonly<Record<DocumentFormat, (bytes: Buffer) => ParsedContent | Promise<ParsedContent>>> = {
+  pdf: parsePdf,
+  csv: parseCsv,
+  json: parseJson,
+  text: parseText,
+};
+
+const PREVIEW_CHARS = 500;
+
+/** Extracts a file's bytes; throws corrupt_document or unsupported_format with the reason. */
+export async function extractBytes(bytes: Buffer, contentType: string, filename: string, now = new Date()): Promise<Extraction> {
+  const format = detectFormat(contentType, filename);
+  const parsed = await PARSERS[format](bytes);
+  const rows = parsed.rows;
+  return {
+    ...parsed,
+    format,
+    text: parsed.text.slice(0, MAX_STORED_TEXT),
+    content_hash: createHash('sha256').update(bytes).digest('hex'),
+    size_bytes: bytes.length,
+    char_count: parsed.text.length,
+    text_truncated: parsed.text.length > MAX_STORED_TEXT,
+    rows_truncated: rows !== undefined && (parsed.row_count ?? 0) > rows.length,
+    extracted_at: now.toISOString(),
+  };
+}
+
+/** The answer of extract_document: the extraction without the bulk (get_document has it all). */
+function extractionSummary(documentId: string, extraction: Extraction, reused: boolean): Record<string, unknown> {
+  const { text, rows: _rows, ...rest } = extraction;
+  return { document_id: documentId, status: 'extracted', reused, ...rest, text_preview: text.slice(0, PREVIEW_CHARS) };
+}
+
+/** The extractor's methods. */
+export function extractorHandlers(egress: EgressClient): Record<string, MethodHandler> {
+  return {
+    async extract_document(params) {
+      const documentId = params['document_id'] as string;
+      try {
+        const doc = await egress.callTool<DocumentRecord>('documents_get', { document_id: documentId });
+        // A retry after the extraction was recorded gets the recorded one: extraction is idempotent.
+        if (doc.status === 'extracted' && doc.extracted !== null) return extractionSummary(documentId, doc.extracted as unknown as Extraction, true);
+        if (doc.status !== 'processing') {
+          throw new AgentError('conflict', `document ${documentId} is ${doc.status}; only a claimed (processing) document is extracted`, { current_status: doc.status });
+        }
+        const object = await egress.callTool<StoredObject>('s3_get_object', { key: doc.s3_key });
+        const extraction = await extractBytes(Buffer.from(object.content_base64, 'base64'), doc.content_type, doc.filename);
+        await egress.callTool('documents_update', {
+          document_id: documentId, expected_status: 'processing', status: 'extracted', extracted: extraction, error: null,
+        });
+        return extractionSummary(documentId, extraction, false);
+      } catch (error) {
+        throw asAgentError(error);
+      }
+    },
+  };
+}

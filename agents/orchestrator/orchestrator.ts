@@ -1,0 +1,107 @@
+import type { Logger } from 'pino';
+import { documentSummary, type DocumentPage, type DocumentRecord } from '../shared/documents.js';
+import { asAgentError, type EgressClient } from '../shared/egress-client.js';
+import type { MethodHandler } from '../shared/jsonrpc-server.js';
+import { claimDocument } from './claim.js';
+import { runPipeline, type PipelineDeps, type PipelineOutcome } from './pipeline.js';
+import { processLog } from './process-log.js';
+import { DEFAULT_RETRY, type RetryOptions } from './retry.js';
+import { claimStale } from './sweep.js';
+import { uploadDocument, type UploadParams } from './upload.js';
+
+/** Options of {@link createOrchestrator}. */
+export interface OrchestratorOptions {
+  readonly egress: EgressClient;
+  readonly logger: Logger;
+  /** A run that showed no progress for this long is taken over (default 120). */
+  readonly staleAfterSeconds?: number;
+  /** How often the stale sweep runs; 0 turns the timer off (default 30000). */
+  readonly sweepIntervalMs?: number;
+  readonly retry?: RetryOptions;
+}
+
+/** The orchestrator: its methods, and the sweep that finishes abandoned runs. */
+export interface Orchestrator {
+  readonly handlers: Record<string, MethodHandler>;
+  /** Takes over stale documents and runs their pipeline; resolves the outcome per document. */
+  sweep(): Promise<Record<string, PipelineOutcome>>;
+  close(): void;
+}
+
+const NOT_ARCHIVED = ['pending', 'processing', 'extracted', 'validated', 'failed'] as const;
+const DEFAULT_PAGE = 20;
+
+async function guarded<T>(body: () => Promise<T>): Promise<T> {
+  try {
+    return await body();
+  } catch (error) {
+    throw asAgentError(error);
+  }
+}
+
+/** Creates the orchestrator and starts its sweep timer. */
+export function createOrchestrator(opts: OrchestratorOptions): Orchestrator {
+  const { egress, logger } = opts;
+  const staleAfter = opts.staleAfterSeconds ?? 120;
+  const log = processLog(egress, logger);
+  const deps: PipelineDeps = { egress, log, logger, retry: opts.retry ?? DEFAULT_RETRY };
+
+  const run = async (doc: DocumentRecord, how: string): Promise<PipelineOutcome> => {
+    await log(doc.document_id, 'claim', 'info', `${how} (claim ${doc.claim_count})`);
+    const outcome = await runPipeline(deps, doc.document_id);
+    logger.info({ event_type: 'pipeline_finished', document_id: doc.document_id, status: outcome.status, failed_step: outcome.failed_step }, 'pipeline finished');
+    return outcome;
+  };
+
+  let sweeping: Promise<Record<string, PipelineOutcome>> | undefined;
+  const sweep = (): Promise<Record<string, PipelineOutcome>> => {
+    // One sweep at a time: a slow one must not be joined by the next tick.
+    sweeping ??= (async () => {
+      const outcomes: Record<string, PipelineOutcome> = {};
+      try {
+        for (const doc of await claimStale(egress, staleAfter)) outcomes[doc.document_id] = await run(doc, 'stale run taken over by the sweep');
+      } catch (error) {
+        logger.warn({ event_type: 'sweep_failed', err: (error as Error).message }, 'stale sweep failed; next tick retries');
+      } finally {
+        sweeping = undefined;
+      }
+      return outcomes;
+    })();
+    return sweeping;
+  };
+  const interval = opts.sweepIntervalMs ?? 30_000;
+  const timer = interval > 0 ? setInterval(() => void sweep(), interval) : undefined;
+  timer?.unref();
+
+  const handlers: Record<string, MethodHandler> = {
+    upload_document: (params) => guarded(() => uploadDocument(egress, log, params as unknown as UploadParams)),
+    process_document: (params) => guarded(async () => {
+      const documentId = params['document_id'] as string;
+      const doc = await egress.callTool<DocumentRecord>('documents_get', { document_id: documentId });
+      // Processing an archived document again changes nothing: one archive entry, same answer.
+      if (doc.status === 'archived') return { ...documentSummary(doc), reused: true };
+      const claimed = await claimDocument(egress, doc, staleAfter);
+      const outcome = await run(claimed, doc.status === 'pending' ? 'claimed' : `claimed again from ${doc.status}`);
+      const final = await egress.callTool<DocumentRecord>('documents_get', { document_id: documentId });
+      return { ...documentSummary(final), reused: false, ...(outcome.failed_step === undefined ? {} : { failed_step: outcome.failed_step }) };
+    }),
+    check_status: (params) => guarded(async () => {
+      const documentId = params['document_id'] as string;
+      const [doc, logs] = await Promise.all([
+        egress.callTool<DocumentRecord>('documents_get', { document_id: documentId }),
+        egress.callTool<{ entries: Record<string, unknown>[] }>('processing_logs_list', { document_id: documentId, limit: 200 }),
+      ]);
+      return { ...documentSummary(doc), claim_count: doc.claim_count, claimed_at: doc.claimed_at, logs: logs.entries.map(({ document_id: _id, ...entry }) => entry) };
+    }),
+    list_pending_documents: (params) => guarded(async () => {
+      const limit = (params['limit'] as number | undefined) ?? DEFAULT_PAGE;
+      // "Pending" is everything not yet archived, failures included: they need attention.
+      const pages = await Promise.all(NOT_ARCHIVED.map((status) => egress.callTool<DocumentPage>('documents_list', { status, limit })));
+      const documents = pages.flatMap((page) => page.documents)
+        .sort((a, b) => a.created_at.localeCompare(b.created_at) || a.document_id.localeCompare(b.document_id))
+        .slice(0, limit);
+      return { documents: documents.map(documentSummary) };
+    }),
+  };
+  return { handlers, sweep, close: () => clearInterval(timer) };
+}

@@ -1,0 +1,100 @@
+import type { Logger } from 'pino';
+import { isEgressError, type EgressClient } from '../shared/egress-client.js';
+import type { ProcessLog } from './process-log.js';
+import { withRetry, type RetryOptions } from './retry.js';
+
+/** One hop of the pipeline: which agent, which method, how to describe its answer in the log. */
+interface Step {
+  readonly step: 'extract' | 'validate' | 'archive';
+  readonly service: 'extractor' | 'validator' | 'archivist';
+  readonly method: string;
+  readonly describe: (result: Record<string, unknown>) => string;
+}
+
+/** The pipeline, in order. Each step's agent moves the document to its next status. */
+export const STEPS: readonly Step[] = [
+  {
+    step: 'extract', service: 'extractor', method: 'extract_document',
+    describe: (r) => {
+      const counts = [r['page_count'] === undefined ? '' : `${String(r['page_count'])} page(s)`, r['row_count'] === undefined ? '' : `${String(r['row_count'])} row(s)`];
+      return [`${String(r['format'])}`, ...counts.filter(Boolean), `${String(r['char_count'])} chars`].join(', ');
+    },
+  },
+  { step: 'validate', service: 'validator', method: 'validate_document', describe: (r) => `score ${String(r['score'])}` },
+  { step: 'archive', service: 'archivist', method: 'archive_document', describe: (r) => `archived as ${String(r['archive_key'])}` },
+];
+
+/** How a run ended. */
+export interface PipelineOutcome {
+  readonly status: 'archived' | 'failed' | 'interrupted';
+  readonly error?: string;
+  readonly failed_step?: string;
+  readonly validation_score?: number;
+  readonly archive_key?: string;
+}
+
+/** What a run needs. */
+export interface PipelineDeps {
+  readonly egress: EgressClient;
+  readonly log: ProcessLog;
+  readonly logger: Logger;
+  readonly retry: RetryOptions;
+}
+
+function reasonOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * Records a failure on the document. Conditional on a non-final status, so a document that another
+ * worker archived meanwhile is not turned into a failure.
+ */
+async function markFailed(deps: PipelineDeps, documentId: string, reason: string): Promise<void> {
+  try {
+    await deps.egress.callTool('documents_update', {
+      document_id: documentId, expected_status: ['processing', 'extracted', 'validated'], status: 'failed', error: reason.slice(0, 2000),
+    });
+  } catch (error) {
+    deps.logger.error({ event_type: 'mark_failed_failed', document_id: documentId, err: reasonOf(error) }, 'could not record the failure; the stale sweep will retake the document');
+  }
+}
+
+/**
+ * Runs extract → validate → archive on a document this worker has claimed (status processing).
+ * Every step is logged; the first failure ends the run with the document `failed` and its reason.
+ */
+export async function runPipeline(deps: PipelineDeps, documentId: string): Promise<PipelineOutcome> {
+  let score: number | undefined;
+  for (const step of STEPS) {
+    await deps.log(documentId, step.step, 'started');
+    let result: Record<string, unknown>;
+    try {
+      result = await withRetry(deps.retry, () => deps.egress.call<Record<string, unknown>>(step.service, step.method, { document_id: documentId }));
+    } catch (error) {
+      // conflict: someone else moved the document on (a sweep took it over); theirs is the run now.
+      if (isEgressError(error) && error.kind === 'remote' && error.code === 'conflict') {
+        await deps.log(documentId, step.step, 'skipped', `another worker holds the document: ${reasonOf(error)}`);
+        return { status: 'interrupted', failed_step: step.step, error: reasonOf(error) };
+      }
+      const unreachable = isEgressError(error) && error.kind === 'transport';
+      const reason = unreachable
+        ? `${step.step}: ${step.service} unreachable after ${deps.retry.attempts} attempt(s) (${reasonOf(error)})`
+        : `${step.step}: ${reasonOf(error)}`;
+      await markFailed(deps, documentId, reason);
+      await deps.log(documentId, step.step, 'failed', reason);
+      return { status: 'failed', failed_step: step.step, error: reason, ...(score === undefined ? {} : { validation_score: score }) };
+    }
+    if (typeof result['score'] === 'number') score = result['score'];
+    // The validator records a rejection itself (status failed, with the rules that failed).
+    if (result['status'] === 'failed') {
+      const reason = String(result['error'] ?? `${step.step} rejected the document`);
+      await deps.log(documentId, step.step, 'failed', reason);
+      return { status: 'failed', failed_step: step.step, error: reason, ...(score === undefined ? {} : { validation_score: score }) };
+    }
+    await deps.log(documentId, step.step, 'succeeded', step.describe(result));
+    if (step.step === 'archive') {
+      return { status: 'archived', archive_key: String(result['archive_key']), ...(score === undefined ? {} : { validation_score: score }) };
+    }
+  }
+  return { status: 'failed', error: 'pipeline ended without archiving' };
+}

@@ -1,0 +1,92 @@
+import { pino, type Logger } from 'pino';
+import { archivistHandlers } from './archivist/archivist.js';
+import { extractorHandlers } from './extractor/extractor.js';
+import { createOrchestrator, type OrchestratorOptions } from './orchestrator/orchestrator.js';
+import type { PipelineOutcome } from './orchestrator/pipeline.js';
+import { serveAgent } from './shared/agent-server.js';
+import { createEgressClient, type EgressClient } from './shared/egress-client.js';
+import type { MethodHandler } from './shared/jsonrpc-server.js';
+import { validatorHandlers } from './validator/validator.js';
+
+/** The four pipeline agents. */
+export const AGENT_NAMES = ['orchestrator', 'extractor', 'validator', 'archivist'] as const;
+
+/** One of {@link AGENT_NAMES}. */
+export type AgentName = (typeof AGENT_NAMES)[number];
+
+export function isAgentName(name: string): name is AgentName {
+  return (AGENT_NAMES as readonly string[]).includes(name);
+}
+
+const DESCRIPTIONS: Readonly<Record<AgentName, string>> = {
+  orchestrator: 'Entry point of the document pipeline: uploads documents and drives extract → validate → archive.',
+  extractor: 'Extracts text and structured fields from PDF (text layer), CSV, JSON and plain-text documents.',
+  validator: 'Runs named validation rules (hash, size, structure, field formats) and scores a document.',
+  archivist: 'Records the final state of documents, keeps an archive copy, and serves reads, listings and deletes.',
+};
+
+/** Options of {@link startAgent}. */
+export interface StartAgentOptions {
+  /** Default 127.0.0.1: an agent is reached only through its sidecar on the same host. */
+  readonly host?: string;
+  /** 0 picks a free port. */
+  readonly port: number;
+  /** The agent's sidecar egress listener (CA_A2A_EGRESS_URL). */
+  readonly egressUrl: string;
+  readonly logger?: Logger;
+  /** The sidecar's `/message` URL, advertised in the agent card. */
+  readonly publicUrl?: string;
+  readonly issuer?: string;
+  /** Orchestrator only: stale window, sweep period, step retries. */
+  readonly orchestrator?: Omit<OrchestratorOptions, 'egress' | 'logger'>;
+}
+
+/** A running agent. */
+export interface RunningAgent {
+  readonly name: AgentName;
+  readonly url: string;
+  readonly port: number;
+  /** Orchestrator only: run the stale sweep now (tests, operators); other agents resolve {}. */
+  sweep(): Promise<Record<string, PipelineOutcome>>;
+  close(): Promise<void>;
+}
+
+function handlersFor(name: Exclude<AgentName, 'orchestrator'>, egress: EgressClient): Record<string, MethodHandler> {
+  switch (name) {
+    case 'extractor':
+      return extractorHandlers(egress);
+    case 'validator':
+      return validatorHandlers(egress);
+    case 'archivist':
+      return archivistHandlers(egress);
+  }
+}
+
+/** Starts one agent on 127.0.0.1 (by default) with its egress client. */
+export async function startAgent(name: AgentName, opts: StartAgentOptions): Promise<RunningAgent> {
+  const logger = opts.logger ?? pino({ base: { service: name } });
+  const egress = createEgressClient({ baseUrl: opts.egressUrl });
+  const orchestrator = name === 'orchestrator' ? createOrchestrator({ egress, logger, ...opts.orchestrator }) : undefined;
+  const handlers = orchestrator?.handlers ?? handlersFor(name as Exclude<AgentName, 'orchestrator'>, egress);
+  let server;
+  try {
+    server = await serveAgent({
+      service: name, description: DESCRIPTIONS[name], handlers, logger,
+      host: opts.host ?? '127.0.0.1', port: opts.port, publicUrl: opts.publicUrl, issuer: opts.issuer,
+    });
+  } catch (error) {
+    orchestrator?.close();
+    throw error;
+  }
+  logger.info({ event_type: 'agent_started', agent: name, url: server.url, egress: opts.egressUrl }, 'agent listening');
+  return {
+    name,
+    url: server.url,
+    port: server.port,
+    sweep: () => orchestrator?.sweep() ?? Promise.resolve({}),
+    async close() {
+      orchestrator?.close();
+      await server.close();
+    },
+  };
+}

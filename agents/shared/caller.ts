@@ -1,0 +1,25 @@
+import type { IncomingHttpHeaders } from 'node:http';
+
+/** Who called, as the agent's sidecar asserted it (the agent binds 127.0.0.1 only, so it trusts these). */
+export interface Caller {
+  readonly subject: string | undefined;
+  readonly clientId: string | undefined;
+  readonly roles: readonly string[];
+  readonly requestId: string | undefined;
+}
+
+function single(headers: IncomingHttpHeaders, name: string): string | undefined {
+  const value = headers[name];
+  return typeof value === 'string' && value !== '' ? value.slice(0, 256) : undefined;
+}
+
+/** Reads the x-ca-a2a-* identity headers. */
+export function callerFrom(headers: IncomingHttpHeaders): Caller {
+  const roles = single(headers, 'x-ca-a2a-roles');
+  return {
+    subject: single(headers, 'x-ca-a2a-subject'),
+    clientId: single(headers, 'x-ca-a2a-client-id'),
+    roles: roles === undefined ? [] : roles.split(',').map((role) => role.trim()).filter(Boolean),
+    requestId: single(headers, 'x-ca-a2a-request-id'),
+  };
+}

@@ -1,0 +1,134 @@
+import { randomUUID } from 'node:crypto';
+import { AgentError } from './rpc-errors.js';
+
+/** Why a call through the egress failed. */
+export type EgressFailureKind =
+  /** The egress listener, the sidecar or the target could not be reached or timed out (retryable). */
+  | 'transport'
+  /** The sidecar refused the call (policy, token): not retryable. */
+  | 'refused'
+  /** The target answered with an error of its own. */
+  | 'remote';
+
+/** A failed MCP tool call or JSON-RPC call, with the remote error's code when there is one. */
+export class EgressError extends Error {
+  override readonly name = 'EgressError';
+  readonly kind: EgressFailureKind;
+  /** HTTP status of the answer, 0 when there was none. */
+  readonly status: number;
+  /** The MCP error code (`not_found`, `conflict`…) or the JSON-RPC error code as a string. */
+  readonly code: string;
+  readonly data: Record<string, unknown> | undefined;
+
+  constructor(kind: EgressFailureKind, status: number, code: string, message: string, data?: Record<string, unknown>) {
+    super(message);
+    this.kind = kind;
+    this.status = status;
+    this.code = code;
+    this.data = data;
+  }
+}
+
+/** Matches on name rather than instanceof (module copies). */
+export function isEgressError(error: unknown): error is EgressError {
+  return error instanceof Error && error.name === 'EgressError';
+}
+
+/** Options of {@link createEgressClient}. */
+export interface EgressClientOptions {
+  /** The agent's sidecar egress listener, e.g. http://127.0.0.1:15001 (CA_A2A_EGRESS_URL). */
+  readonly baseUrl: string;
+  readonly toolTimeoutMs?: number;
+  readonly callTimeoutMs?: number;
+}
+
+/** How an agent reaches the MCP gateway and the other agents: always through its own sidecar. */
+export interface EgressClient {
+  /** `POST {egress}/mcp/call_tool`; resolves the tool's result (without `success`). */
+  callTool<T>(tool: string, args: Record<string, unknown>): Promise<T>;
+  /** `POST {egress}/SERVICE/message`; resolves the JSON-RPC `result`. */
+  call<T>(service: string, method: string, params: Record<string, unknown>): Promise<T>;
+}
+
+interface JsonRpcErrorBody { error?: { code?: unknown; message?: unknown; data?: unknown } }
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** 502/503/504 mean the hop, not the request, failed: the caller may retry. */
+const TRANSPORT_STATUSES = new Set([502, 503, 504]);
+
+async function post(url: string, body: unknown, timeoutMs: number): Promise<{ status: number; json: unknown }> {
+  let response: Response;
+  try {
+    response = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+  } catch (error) {
+    const cause = (error as { cause?: { code?: string } }).cause?.code ?? (error as Error).name;
+    throw new EgressError('transport', 0, 'unreachable', `${new URL(url).pathname}: ${cause}`);
+  }
+  const text = await response.text();
+  try {
+    return { status: response.status, json: JSON.parse(text) as unknown };
+  } catch {
+    throw new EgressError('transport', response.status, 'bad_answer', `${new URL(url).pathname}: answer is not JSON (HTTP ${response.status})`);
+  }
+}
+
+/** A JSON-RPC error body coming from the sidecar rather than the target. */
+function sidecarRefusal(status: number, json: unknown): EgressError | undefined {
+  const error = (json as JsonRpcErrorBody).error;
+  if (!isRecord(json) || json['jsonrpc'] !== '2.0' || !isRecord(error)) return undefined;
+  const data = isRecord(error.data) ? error.data : undefined;
+  const kind = TRANSPORT_STATUSES.has(status) ? 'transport' : 'refused';
+  const reason = typeof data?.['reason'] === 'string' ? data['reason'] : String(error.code);
+  return new EgressError(kind, status, reason, String(error.message ?? 'refused'), data);
+}
+
+/** Creates the egress client of one agent. */
+export function createEgressClient(opts: EgressClientOptions): EgressClient {
+  const base = opts.baseUrl.replace(/\/+$/, '');
+  const toolTimeout = opts.toolTimeoutMs ?? 30_000;
+  const callTimeout = opts.callTimeoutMs ?? 120_000;
+  return {
+    async callTool<T>(tool: string, args: Record<string, unknown>): Promise<T> {
+      const { status, json } = await post(`${base}/mcp/call_tool`, { tool, arguments: args }, toolTimeout);
+      if (isRecord(json) && json['success'] === true) {
+        const { success: _success, ...result } = json;
+        return result as T;
+      }
+      if (isRecord(json) && json['success'] === false && isRecord(json['error'])) {
+        const { code, message, ...data } = json['error'];
+        const kind = TRANSPORT_STATUSES.has(status) ? 'transport' : 'remote';
+        throw new EgressError(kind, status, String(code), `${tool}: ${String(message)}`, data);
+      }
+      throw sidecarRefusal(status, json) ?? new EgressError('transport', status, 'bad_answer', `${tool}: unexpected answer (HTTP ${status})`);
+    },
+    async call<T>(service: string, method: string, params: Record<string, unknown>): Promise<T> {
+      const id = randomUUID();
+      const { status, json } = await post(`${base}/${encodeURIComponent(service)}/message`, { jsonrpc: '2.0', id, method, params }, callTimeout);
+      // The target answers JSON-RPC with HTTP 200; any other status is the sidecar's (or a hop's) refusal.
+      if (status === 200 && isRecord(json) && json['jsonrpc'] === '2.0' && json['id'] === id) {
+        if (Object.hasOwn(json, 'result')) return json['result'] as T;
+        const error = (json as JsonRpcErrorBody).error;
+        const data = isRecord(error?.data) ? error.data : undefined;
+        throw new EgressError('remote', status, String(data?.['reason'] ?? error?.code), String(error?.message ?? 'error'), data);
+      }
+      throw sidecarRefusal(status, json) ?? new EgressError('transport', status, 'bad_answer', `${service}.${method}: unexpected answer (HTTP ${status})`);
+    },
+  };
+}
+
+/** Turns a failed dependency call into the agent's own error; not_found and conflict keep their meaning. */
+export function asAgentError(error: unknown): unknown {
+  if (!isEgressError(error)) return error;
+  if (error.kind === 'remote' && error.code === 'not_found') return new AgentError('not_found', error.message);
+  if (error.kind === 'remote' && error.code === 'invalid_arguments') return new AgentError('invalid_params', error.message, error.data);
+  if (error.kind === 'remote' && error.code === 'conflict') return new AgentError('conflict', error.message, error.data);
+  return new AgentError('dependency_failed', error.message, { dependency_reason: error.code, dependency_status: error.status });
+}

@@ -1,0 +1,39 @@
+import { createHash } from 'node:crypto';
+import type { DocumentRecord, StoredObject } from '../shared/documents.js';
+import { asAgentError, type EgressClient } from '../shared/egress-client.js';
+import type { MethodHandler } from '../shared/jsonrpc-server.js';
+import { AgentError } from '../shared/rpc-errors.js';
+import { evaluate, rejectionReason, type ValidationReport } from './evaluate.js';
+
+/** The validator's methods. */
+export function validatorHandlers(egress: EgressClient): Record<string, MethodHandler> {
+  return {
+    async validate_document(params) {
+      const documentId = params['document_id'] as string;
+      try {
+        const doc = await egress.callTool<DocumentRecord>('documents_get', { document_id: documentId });
+        // A retry after the verdict was recorded gets the recorded verdict.
+        if (doc.status === 'validated' && doc.validation !== null) {
+          return { document_id: documentId, status: doc.status, reused: true, ...(doc.validation as unknown as ValidationReport) };
+        }
+        if (doc.status !== 'extracted' || doc.extracted === null) {
+          throw new AgentError('conflict', `document ${documentId} is ${doc.status}; only an extracted document is validated`, { current_status: doc.status });
+        }
+        // Read the object back: the hash rule compares what is stored now with what was uploaded.
+        const object = await egress.callTool<StoredObject>('s3_get_object', { key: doc.s3_key });
+        const bytes = Buffer.from(object.content_base64, 'base64');
+        const report = evaluate({
+          document: doc,
+          extracted: doc.extracted,
+          objectSha256: createHash('sha256').update(bytes).digest('hex'),
+          objectSize: bytes.length,
+        });
+        const verdict = report.passed ? { status: 'validated' } : { status: 'failed', error: rejectionReason(report) };
+        await egress.callTool('documents_update', { document_id: documentId, expected_status: 'extracted', validation: report, ...verdict });
+        return { document_id: documentId, reused: false, ...verdict, ...report };
+      } catch (error) {
+        throw asAgentError(error);
+      }
+    },
+  };
+}

@@ -1,0 +1,88 @@
+import { randomUUID } from 'node:crypto';
+import { readFile, rm } from 'node:fs/promises';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
+import { AGENT_NAMES, startAgent, type AgentName, type RunningAgent, type StartAgentOptions } from '../../../agents/registry.js';
+import { startMcpGateway, type McpGateway } from '../../../mcp/gateway.js';
+import { createTestSchema, tempDir } from '../../mcp/helpers.js';
+import { startDirectRouter, type DirectRouter } from './direct-router.js';
+
+/** A JSON-RPC answer. */
+export interface RpcAnswer {
+  readonly result?: Record<string, unknown> & { documents?: Record<string, unknown>[] };
+  readonly error?: { code: number; message: string; data?: Record<string, unknown> };
+}
+
+/** The gateway and the four agents wired through direct routers. */
+export interface AgentStack {
+  readonly gateway: McpGateway;
+  readonly agents: Map<AgentName, RunningAgent>;
+  /** POSTs JSON-RPC straight to an agent's /message, as its sidecar would (identity headers set). */
+  call(service: AgentName, method: string, params: unknown, clientId?: string): Promise<RpcAnswer>;
+  /** upload_document of a file of examples/documents/. */
+  uploadSample(filename: string, contentType: string): Promise<string>;
+  stopAgent(name: AgentName): Promise<void>;
+  startAgent(name: AgentName): Promise<void>;
+  close(): Promise<void>;
+}
+
+export const SAMPLES_DIR = new URL('../../../examples/documents/', import.meta.url);
+
+const quiet = () => pino({ level: 'warn' }, new Writable({ write: (_chunk, _enc, done) => done() }));
+
+/** Starts a gateway (PGlite, or PostgreSQL in its own schema) and the agents behind direct routers. */
+export async function startAgentStack(options: { postgres?: boolean; orchestrator?: StartAgentOptions['orchestrator'] } = {}): Promise<AgentStack> {
+  const dataDir = await tempDir();
+  const schema = options.postgres ? await createTestSchema() : undefined;
+  const gateway = await startMcpGateway({ port: 0, dataDir, databaseUrl: schema?.urlFor(), logger: quiet() });
+  const agents = new Map<AgentName, RunningAgent>();
+  const routers = new Map<AgentName, DirectRouter>();
+  const targets = { gatewayUrl: () => gateway.url, agentUrl: (s: string) => agents.get(s as AgentName)?.url };
+  const launch = async (name: AgentName): Promise<void> => {
+    let router = routers.get(name);
+    if (!router) {
+      router = await startDirectRouter(name, targets);
+      routers.set(name, router);
+    }
+    const retry = { attempts: 2, initialDelayMs: 50, maxDelayMs: 100 };
+    agents.set(name, await startAgent(name, {
+      port: 0, egressUrl: router.url, logger: quiet(),
+      orchestrator: { sweepIntervalMs: 0, retry, ...options.orchestrator },
+    }));
+  };
+  for (const name of AGENT_NAMES) await launch(name);
+
+  const call = async (service: AgentName, method: string, params: unknown, clientId = 'admin'): Promise<RpcAnswer> => {
+    const agent = agents.get(service);
+    if (!agent) throw new Error(`${service} is not running`);
+    const res = await fetch(`${agent.url}/message`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-ca-a2a-client-id': clientId, 'x-ca-a2a-roles': clientId, 'x-ca-a2a-request-id': randomUUID() },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method, params }),
+    });
+    return (await res.json()) as RpcAnswer;
+  };
+  return {
+    gateway,
+    agents,
+    call,
+    async uploadSample(filename, contentType) {
+      const bytes = await readFile(new URL(filename, SAMPLES_DIR));
+      const answer = await call('orchestrator', 'upload_document', { filename, content_type: contentType, content_base64: bytes.toString('base64') }, 'lambda');
+      if (!answer.result) throw new Error(`upload failed: ${JSON.stringify(answer.error)}`);
+      return String(answer.result['document_id']);
+    },
+    async stopAgent(name) {
+      await agents.get(name)?.close();
+      agents.delete(name);
+    },
+    startAgent: launch,
+    async close() {
+      for (const agent of agents.values()) await agent.close();
+      for (const router of routers.values()) await router.close();
+      await gateway.close();
+      await schema?.drop();
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}

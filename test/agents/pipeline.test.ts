@@ -1,0 +1,148 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { callTool } from '../mcp/helpers.js';
+import { startAgentStack, type AgentStack } from './helpers/agent-stack.js';
+
+const SAMPLES = [
+  { file: 'invoice-2024-001.pdf', type: 'application/pdf', status: 'archived' },
+  { file: 'transactions.csv', type: 'text/csv', status: 'archived' },
+  { file: 'meeting-notes.txt', type: 'text/plain', status: 'archived' },
+  { file: 'invalid-expenses.csv', type: 'text/csv', status: 'failed' },
+] as const;
+
+const b64 = (text: string | Buffer) => Buffer.from(text).toString('base64');
+
+describe('the document pipeline through the MCP gateway (PostgreSQL, direct routers)', () => {
+  let stack: AgentStack;
+  before(async () => {
+    stack = await startAgentStack({ postgres: true });
+  });
+  after(async () => {
+    await stack.close();
+  });
+
+  const process = async (id: string) => (await stack.call('orchestrator', 'process_document', { document_id: id }, 'lambda'));
+  const upload = async (filename: string, contentType: string, content: string | Buffer) => {
+    const answer = await stack.call('orchestrator', 'upload_document', { filename, content_type: contentType, content_base64: b64(content) }, 'lambda');
+    assert.ok(answer.result, JSON.stringify(answer.error));
+    return String(answer.result['document_id']);
+  };
+
+  for (const sample of SAMPLES) {
+    it(`takes the sample ${sample.file} to ${sample.status}`, async () => {
+      const id = await stack.uploadSample(sample.file, sample.type);
+      const answer = await process(id);
+      assert.equal(answer.result?.['status'], sample.status, JSON.stringify(answer));
+      const status = await stack.call('orchestrator', 'check_status', { document_id: id }, 'viewer');
+      const steps = (status.result?.['logs'] as { step: string; status: string }[]).map((l) => `${l.step}:${l.status}`);
+      assert.deepEqual(steps.slice(0, 3), ['upload:succeeded', 'claim:info', 'extract:started']);
+      if (sample.status === 'archived') {
+        assert.deepEqual(steps.slice(3), ['extract:succeeded', 'validate:started', 'validate:succeeded', 'archive:started', 'archive:succeeded']);
+        const doc = (await stack.call('archivist', 'get_document', { document_id: id }, 'viewer')).result;
+        assert.equal(doc?.['archive_key'], `archive/${id}/${sample.file}`);
+        const copy = await callTool(stack.gateway.url, 's3_get_object', { key: String(doc?.['archive_key']) });
+        assert.equal(copy.status, 200);
+        assert.ok(Number((doc?.['validation'] as { score: number }).score) >= 0.8);
+      } else {
+        assert.deepEqual(steps.slice(3), ['extract:succeeded', 'validate:started', 'validate:failed']);
+        assert.match(String(answer.result?.['error']), /^validation: score 0\.\d+ below 0\.80; failed: consistent_rows .*field_formats/);
+        assert.ok(Number(answer.result?.['validation_score']) < 0.8);
+      }
+    });
+  }
+
+  it('leaves a document whose extraction fails in failed with the reason, and logs it', async () => {
+    const id = await upload('broken.pdf', 'application/pdf', '%PDF-1.7\nthis is not really a PDF\n');
+    const answer = await process(id);
+    assert.equal(answer.result?.['status'], 'failed');
+    assert.match(String(answer.result?.['error']), /^extract: the PDF cannot be read/);
+    const status = await stack.call('orchestrator', 'check_status', { document_id: id }, 'viewer');
+    const last = (status.result?.['logs'] as { step: string; status: string; message: string }[]).at(-1);
+    assert.equal(last?.step, 'extract');
+    assert.equal(last?.status, 'failed');
+  });
+
+  it('refuses an unsupported format and a binary "text" file with a clear reason', async () => {
+    const png = await upload('photo.png', 'image/png', Buffer.from([0x89, 0x50, 0x4e, 0x47, 0, 1, 2]));
+    assert.match(String((await process(png)).result?.['error']), /^extract: unsupported content type 'image\/png'/);
+    const binary = await upload('notes.txt', 'text/plain', Buffer.from([0xff, 0xfe, 0x00, 0x41]));
+    assert.match(String((await process(binary)).result?.['error']), /^extract: the file is not valid UTF-8 text/);
+  });
+
+  it('processes an archived document again without a second archive entry', async () => {
+    const id = await stack.uploadSample('transactions.csv', 'text/csv');
+    assert.equal((await process(id)).result?.['status'], 'archived');
+    const again = await process(id);
+    assert.equal(again.result?.['status'], 'archived');
+    assert.equal(again.result?.['reused'], true);
+    const archived = await stack.call('archivist', 'archive_document', { document_id: id }, 'orchestrator');
+    assert.equal(archived.result?.['reused'], true);
+    const objects = await callTool(stack.gateway.url, 's3_list_objects', { prefix: `archive/${id}/` });
+    assert.equal((objects.body['objects'] as unknown[]).length, 1);
+  });
+
+  it('lets exactly one of two concurrent process_document calls run the pipeline', async () => {
+    const id = await stack.uploadSample('meeting-notes.txt', 'text/plain');
+    const [a, b] = await Promise.all([process(id), process(id)]);
+    const outcomes = [a, b].map((r) => r.result?.['status'] ?? r.error?.data?.['reason']).sort();
+    assert.deepEqual(outcomes, ['archived', 'conflict']);
+  });
+
+  it('finishes a document once an extractor that was down is back', async () => {
+    const id = await stack.uploadSample('invoice-2024-001.pdf', 'application/pdf');
+    await stack.stopAgent('extractor');
+    try {
+      const failed = await process(id);
+      assert.equal(failed.result?.['status'], 'failed');
+      assert.match(String(failed.result?.['error']), /^extract: extractor unreachable after 2 attempt\(s\) \(upstream unavailable\)/);
+    } finally {
+      await stack.startAgent('extractor');
+    }
+    const done = await process(id);
+    assert.equal(done.result?.['status'], 'archived', JSON.stringify(done));
+  });
+
+  it('lists documents page by page, lists pending ones, gets and deletes one', async () => {
+    const pending = await upload('later.txt', 'text/plain', 'Owner: ops\n');
+    const listed = await stack.call('orchestrator', 'list_pending_documents', { limit: 100 }, 'document-processor');
+    assert.ok(listed.result?.documents?.some((d) => d['document_id'] === pending));
+    assert.ok(listed.result?.documents?.every((d) => d['status'] !== 'archived'));
+
+    const seen = new Set<string>();
+    let cursor: string | undefined;
+    do {
+      const page = await stack.call('archivist', 'list_documents', cursor === undefined ? { limit: 2 } : { limit: 2, cursor }, 'viewer');
+      assert.ok(page.result, JSON.stringify(page.error));
+      for (const doc of page.result.documents ?? []) seen.add(String(doc['document_id']));
+      cursor = page.result['next_cursor'] as string | undefined;
+    } while (cursor !== undefined);
+    assert.ok(seen.has(pending));
+
+    const doc = await stack.call('archivist', 'get_document', { document_id: pending }, 'viewer');
+    assert.equal(doc.result?.['filename'], 'later.txt');
+    const deleted = await stack.call('archivist', 'delete_document', { document_id: pending }, 'admin');
+    assert.equal(deleted.result?.['deleted'], true);
+    assert.deepEqual(deleted.result?.['objects_deleted'], [doc.result?.['s3_key']]);
+    const gone = await stack.call('archivist', 'get_document', { document_id: pending }, 'viewer');
+    assert.equal(gone.error?.data?.['reason'], 'not_found');
+  });
+
+  it('answers bad params, unknown methods and unknown documents with JSON-RPC errors', async () => {
+    assert.equal((await stack.call('archivist', 'get_document', { document_id: 'nope' })).error?.code, -32602);
+    assert.equal((await stack.call('archivist', 'list_documents', { limit: 101 })).error?.code, -32602);
+    assert.equal((await stack.call('archivist', 'list_documents', { cursor: 'bogus' })).error?.code, -32602);
+    assert.equal((await stack.call('orchestrator', 'list_pending_documents', { limit: 0 })).error?.code, -32602);
+    assert.equal((await stack.call('archivist', 'validate_document', { document_id: crypto.randomUUID() })).error?.code, -32601);
+    const missing = await stack.call('orchestrator', 'process_document', { document_id: crypto.randomUUID() });
+    assert.equal(missing.error?.data?.['reason'], 'not_found');
+    const bad64 = await stack.call('orchestrator', 'upload_document', { filename: 'a.txt', content_type: 'text/plain', content_base64: 'abc' });
+    assert.equal(bad64.error?.code, -32602);
+  });
+
+  it('refuses to extract a document nobody claimed', async () => {
+    const id = await upload('unclaimed.txt', 'text/plain', 'Note: hello\n');
+    const answer = await stack.call('extractor', 'extract_document', { document_id: id }, 'orchestrator');
+    assert.equal(answer.error?.data?.['reason'], 'conflict');
+    assert.equal(answer.error?.data?.['current_status'], 'pending');
+  });
+});
