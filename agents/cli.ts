@@ -3,10 +3,10 @@ import { pino } from 'pino';
 import { SHIPPED_SERVICES } from '../proxy/services.js';
 import { AGENT_NAMES, isAgentName, startAgent } from './registry.js';
 
-const USAGE = `usage: ca-a2a agent NAME [--listen HOST:PORT] [--egress URL] [--public-url URL]
+const USAGE = `usage: ca-a2a agent NAME --egress URL [--listen HOST:PORT] [--public-url URL] [--issuer URL]
 
-Runs one pipeline agent (${AGENT_NAMES.join(', ')}) as a plain JSON-RPC service. Put its sidecar
-in front of it: the agent has no security of its own and should listen on 127.0.0.1 only.
+Runs one pipeline agent as a plain JSON-RPC service: ${AGENT_NAMES.join(', ')}.
+Put its sidecar in front of it: the agent has no security of its own and listens on 127.0.0.1.
   --listen HOST:PORT  address (CA_A2A_LISTEN; default 127.0.0.1:<the service's upstream port>, e.g. 9001)
   --egress URL        its sidecar's egress listener (CA_A2A_EGRESS_URL), through which it calls
                       the MCP gateway and the other agents

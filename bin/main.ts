@@ -18,6 +18,10 @@ const COMMANDS: Record<string, CommandEntry> = {
     summary: 'run the MCP resource gateway (the only holder of database and bucket credentials)',
     load: async () => (await import('../mcp/cli.js')).mcpGatewayCommand,
   },
+  agent: {
+    summary: 'run one pipeline agent (orchestrator, extractor, validator, archivist) behind its sidecar',
+    load: async () => (await import('../agents/cli.js')).agentCommand,
+  },
   'admin-api': {
     summary: 'run the admin API (token revocation) that the admin sidecar fronts',
     load: async () => (await import('../proxy/admin-api/cli.js')).adminApiCommand,
