@@ -47,6 +47,7 @@ export const DENIALS = {
   'authn.token_revoked': { status: 401, rpcCode: -32010, event: 'authentication_failure', message: 'token revoked' },
   'authn.jwks_unavailable': { status: 401, rpcCode: -32013, event: 'dependency_failure', message: 'signing keys unavailable, cannot authenticate' },
   'authn.dpop_required': { status: 401, rpcCode: -32010, event: 'authentication_failure', message: 'token is bound to a key: use the DPoP scheme with a proof' },
+  'revocation.not_loaded': { status: 503, rpcCode: -32018, event: 'dependency_failure', message: 'revocation list not loaded yet, cannot authenticate' },
 
   'integrity.proof_missing': { status: 401, rpcCode: -32014, event: 'integrity_failure', message: 'DPoP proof missing' },
   'integrity.proof_invalid': { status: 401, rpcCode: -32014, event: 'integrity_failure', message: 'DPoP proof invalid' },

@@ -13,6 +13,8 @@ export function revocationLayer(revocations: RevocationSet): Layer {
     check(ctx: RequestContext): Verdict {
       const principal = ctx.principal;
       if (principal === undefined) return denial('internal.error', 'revocation check without a principal');
+      // Before the first load from the durable store, "not in the set" proves nothing: fail closed.
+      if (!revocations.loaded) return denial('revocation.not_loaded');
       return revocations.isRevoked(principal) ? denial('authn.token_revoked') : undefined;
     },
   };

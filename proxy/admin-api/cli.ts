@@ -1,0 +1,49 @@
+import { parseArgs } from 'node:util';
+import { storeOptionsFromEnv } from '../stores/backends.js';
+import { startAdminApi } from './start.js';
+
+const HELP = `usage: ca-a2a admin-api [--listen HOST:PORT]
+
+  --listen HOST:PORT   where to listen (CA_A2A_LISTEN; default 127.0.0.1:9005). Keep it on
+                       loopback: the admin sidecar (ca-a2a sidecar --service admin) is its only door.
+
+Routes: POST /admin/revoke-token {"jti","reason"[,"expires_at"]}, POST /admin/revoke-subject
+{"subject","reason"}, POST /admin/revoke-before {"before","reason"}, GET /admin/revocations,
+POST /message (JSON-RPC revoke_token, revoke_subject, revoke_before, list_revocations), GET /health.
+Environment: DATABASE_URL (durable store), REDIS_URL (push to sidecars); unset: embedded
+PGlite under CA_A2A_DATA_DIR (default ./.ca-a2a), same-process sidecars only.
+`;
+
+/** `ca-a2a admin-api`: runs until SIGINT/SIGTERM. */
+export async function adminApiCommand(argv: string[]): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        listen: { type: 'string', default: process.env.CA_A2A_LISTEN ?? '127.0.0.1:9005' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+    }));
+  } catch (error) {
+    process.stderr.write(`ca-a2a admin-api: ${(error as Error).message}\n\n${HELP}`);
+    return 2;
+  }
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  let api;
+  try {
+    api = await startAdminApi({ listen: values.listen, stores: storeOptionsFromEnv() });
+  } catch (error) {
+    process.stderr.write(`ca-a2a admin-api: ${(error as Error).message}\n`);
+    return 1;
+  }
+  const stop = new AbortController();
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => stop.abort());
+  await new Promise((resolve) => stop.signal.addEventListener('abort', resolve, { once: true }));
+  await api.close();
+  return 0;
+}

@@ -1,0 +1,133 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { RevocationRecord } from '../stores/revocation-store.js';
+import type { Revoker, RevokeResult } from '../stores/revoker.js';
+import type { RevocationStore } from '../stores/revocation-store.js';
+import { readRevokeRequest, requester } from './requests.js';
+
+export interface AdminApiDeps {
+  readonly revoker: Revoker;
+  readonly store: RevocationStore;
+  readonly now?: () => number;
+  /** Store failures (logged by the owner; the client gets a generic 503). */
+  readonly onError?: (error: unknown, route: string) => void;
+}
+
+const MAX_BODY = 64 * 1024;
+const REST_ROUTES = {
+  '/admin/revoke-token': 'jti',
+  '/admin/revoke-subject': 'subject',
+  '/admin/revoke-before': 'before',
+} as const;
+const RPC_METHODS = { revoke_token: 'jti', revoke_subject: 'subject', revoke_before: 'before' } as const;
+
+/**
+ * The admin API: a plain service with no security code of its own. It runs on 127.0.0.1 behind
+ * the `admin` sidecar, which authenticates, authorises (admin role only) and validates, then
+ * names the caller in x-ca-a2a-subject / x-ca-a2a-client-id — recorded as `revoked_by`.
+ * A revocation answer (200) means the revocation is durable.
+ */
+export function createAdminApi(deps: AdminApiDeps): Server {
+  const now = deps.now ?? Date.now;
+  return createServer((req, res) => {
+    void route(req, res).catch((error: unknown) => {
+      deps.onError?.(error, req.url ?? '');
+      if (!res.headersSent) send(res, 500, { error: { code: 'internal_error', message: 'internal error' } });
+    });
+  });
+
+  async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    if (req.method === 'GET' && path === '/health') return send(res, 200, { status: 'ok' });
+    if (req.method === 'GET' && (path === '/.well-known/agent-card.json' || path === '/card')) return send(res, 200, CARD);
+    if (req.method === 'GET' && path === '/admin/revocations') {
+      return send(res, 200, { revocations: (await deps.store.list(now() / 1000, 1000)).map(recordJson) });
+    }
+    const kind = Object.hasOwn(REST_ROUTES, path) ? REST_ROUTES[path as keyof typeof REST_ROUTES] : undefined;
+    if (req.method === 'POST' && kind) {
+      const body = await readJson(req, res);
+      if (body === undefined) return;
+      return answer(path, () => deps.revoker.revoke(readRevokeRequest(kind, body, requester(req.headers))), (result) => send(res, 200, resultJson(result)), (status, error) => send(res, status, { error }));
+    }
+    if (req.method === 'POST' && path === '/message') return rpc(req, res);
+    send(res, 404, { error: { code: 'not_found', message: 'no such route' } });
+  }
+
+  async function rpc(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const body = await readJson(req, res);
+    if (body === undefined) return;
+    const call = body as { id?: unknown; method?: unknown; params?: unknown };
+    const id = typeof call.id === 'string' || typeof call.id === 'number' ? call.id : null;
+    const reply = (result: unknown): void => send(res, 200, { jsonrpc: '2.0', id, result });
+    const fail = (code: number, message: string): void => send(res, 200, { jsonrpc: '2.0', id, error: { code, message } });
+    if (call.method === 'list_revocations') return reply({ revocations: (await deps.store.list(now() / 1000, 1000)).map(recordJson) });
+    const kind = typeof call.method === 'string' && Object.hasOwn(RPC_METHODS, call.method) ? RPC_METHODS[call.method as keyof typeof RPC_METHODS] : undefined;
+    if (!kind) return fail(-32601, 'method not found');
+    return answer('/message', () => deps.revoker.revoke(readRevokeRequest(kind, call.params, requester(req.headers))), (result) => reply(resultJson(result)), (status, error) => fail(status === 400 ? -32602 : -32017, error.message));
+  }
+
+  async function answer(route: string, run: () => Promise<RevokeResult>, ok: (result: RevokeResult) => void, ko: (status: number, error: { code: string; message: string }) => void): Promise<void> {
+    let result;
+    try {
+      result = await run();
+    } catch (error) {
+      const code = (error as { code?: unknown }).code;
+      if (code === 'invalid_request' || code === 'INVALID_REVOCATION') return ko(400, { code: 'invalid_request', message: (error as Error).message });
+      deps.onError?.(error, route);
+      // 5xx: no detail on the wire; the log has it. Nothing was stored.
+      return ko(503, { code: 'store_unavailable', message: 'revocation not recorded: the revocation store is unavailable; retry' });
+    }
+    ok(result);
+  }
+}
+
+const CARD = {
+  name: 'ca-a2a admin',
+  description: 'Token revocation for every ca-a2a sidecar (admin role only).',
+  skills: ['revoke_token', 'revoke_subject', 'revoke_before', 'list_revocations'],
+};
+
+async function readJson(req: IncomingMessage, res: ServerResponse): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > MAX_BODY) {
+      send(res, 413, { error: { code: 'too_large', message: 'body too large' } });
+      return undefined;
+    }
+    chunks.push(chunk);
+  }
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
+  } catch {
+    send(res, 400, { error: { code: 'invalid_request', message: 'body must be JSON' } });
+    return undefined;
+  }
+}
+
+function iso(seconds: number): string {
+  return new Date(Math.round(seconds * 1000)).toISOString();
+}
+
+/** The wire form of a revocation. */
+export function recordJson(record: RevocationRecord): Record<string, unknown> {
+  const r = record.revocation;
+  return {
+    kind: r.kind,
+    ...(r.kind === 'jti' ? { jti: r.jti } : r.kind === 'subject' ? { subject: r.subject } : {}),
+    ...(r.kind === 'jti' ? {} : { not_after: iso(r.revokedAt) }),
+    revoked_at: iso(record.revokedAt),
+    revoked_by: record.revokedBy,
+    reason: record.reason ?? null,
+    expires_at: iso(r.expiresAt),
+  };
+}
+
+function resultJson(result: RevokeResult): Record<string, unknown> {
+  return { revoked: true, created: result.created, pushed: result.pushed, revocation: recordJson(result.record) };
+}
+
+function send(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' }).end(text);
+}

@@ -1,0 +1,138 @@
+import { userInfo } from 'node:os';
+import { parseArgs } from 'node:util';
+import { time } from '../admin-api/requests.js';
+import { openRevocationBackend, storeOptionsFromEnv } from '../stores/backends.js';
+import { redisReady } from '../stores/redis.js';
+import { Revoker, type RevokeRequest } from '../stores/revoker.js';
+
+const HELP = `usage: ca-a2a revoke jti JTI --reason R [--expires-at ISO8601] [--by NAME]
+       ca-a2a revoke subject SUB --reason R [--by NAME]
+       ca-a2a revoke before ISO8601 --reason R [--by NAME]
+
+  jti        one token (kept until --expires-at, the token's exp, else the max token lifetime)
+  subject    every token of that sub issued at or before now (logout)
+  before     every token issued at or before the time (key rotation, incident)
+  --by NAME  recorded as revoked_by (default: the OS user)
+
+Writes through the same code as the admin API. Exit 0 once the revocation is durable in
+DATABASE_URL, then pushed to every sidecar through REDIS_URL. Exit 1 when it could not be
+stored (nothing is applied), 2 on a usage error. Without DATABASE_URL: the embedded database
+under CA_A2A_DATA_DIR (only sidecars of a later ca-a2a up see it).
+`;
+
+/** `ca-a2a revoke KIND VALUE --reason R`. */
+export async function revokeCommand(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        reason: { type: 'string' },
+        by: { type: 'string' },
+        'expires-at': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+    });
+  } catch (error) {
+    return usage((error as Error).message);
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const [kind, value, ...extra] = positionals;
+  if (extra.length > 0 || value === undefined) return usage('give a kind (jti, subject, before) and one value');
+  if (!values.reason) return usage('--reason is required');
+  const revokedBy = values.by ?? osUser();
+  let request: RevokeRequest;
+  try {
+    if (kind === 'jti') {
+      const expiresAt = values['expires-at'] === undefined ? undefined : time(values['expires-at'], '--expires-at');
+      request = { kind, jti: value, reason: values.reason, revokedBy, ...(expiresAt === undefined ? {} : { expiresAt }) };
+    } else if (kind === 'subject') {
+      request = { kind, subject: value, reason: values.reason, revokedBy };
+    } else if (kind === 'before') {
+      request = { kind, before: time(value, 'before'), reason: values.reason, revokedBy };
+    } else {
+      return usage(`unknown kind '${kind}': use jti, subject or before`);
+    }
+  } catch (error) {
+    return usage((error as Error).message);
+  }
+
+  const options = storeOptionsFromEnv();
+  if (!options.databaseUrl) process.stderr.write(`ca-a2a revoke: DATABASE_URL not set: using the embedded database in ${options.dataDir}\n`);
+  let backend;
+  try {
+    backend = await openRevocationBackend(options, () => undefined, { max: 1, connectionTimeoutMs: 3_000 });
+  } catch (error) {
+    process.stderr.write(`ca-a2a revoke: cannot open the revocation store: ${describe(error)}; nothing was revoked\n`);
+    return 1;
+  }
+  try {
+    // The push needs a connected client (no offline queue); give Redis a moment, then go on without it.
+    if (backend.redis) await redisReady(backend.redis, 2_000).catch(() => undefined);
+    let pushError: unknown;
+    const revoker = new Revoker({ store: backend.store, bus: backend.bus, onPushError: (error) => { pushError = error; } });
+    let result;
+    try {
+      result = await revoker.revoke(request);
+    } catch (error) {
+      const code = (error as { code?: unknown }).code;
+      if (code === 'INVALID_REVOCATION') return usage((error as Error).message);
+      const where = options.databaseUrl ? `PostgreSQL (${redactUrl(options.databaseUrl)})` : `the embedded database in ${options.dataDir}`;
+      process.stderr.write(`ca-a2a revoke: could not store the revocation in ${where}: ${describe(error)}; nothing was revoked\n`);
+      return 1;
+    }
+    const r = result.record.revocation;
+    const what = r.kind === 'jti' ? `jti ${r.jti}` : r.kind === 'subject' ? `subject ${r.subject} (tokens issued at or before ${iso(r.revokedAt)})` : `every token issued at or before ${iso(r.revokedAt)}`;
+    process.stdout.write(`revoked ${what}${result.created ? '' : ' (already revoked)'}; durable; kept until ${iso(r.expiresAt)}\n`);
+    if (!options.redisUrl) {
+      process.stderr.write('ca-a2a revoke: REDIS_URL not set: running sidecars of other processes apply it at their next resync (30 s)\n');
+    } else if (!result.pushed) {
+      process.stderr.write(`ca-a2a revoke: durable, but the push through Redis failed (${describe(pushError)}): sidecars apply it at their next resync (30 s)\n`);
+    }
+    return 0;
+  } finally {
+    await backend.close().catch(() => undefined);
+  }
+}
+
+function usage(message: string): number {
+  process.stderr.write(`ca-a2a revoke: ${message}\n\n${HELP}`);
+  return 2;
+}
+
+function osUser(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    return process.env.USER ?? 'operator';
+  }
+}
+
+function iso(seconds: number): string {
+  return new Date(Math.round(seconds * 1000)).toISOString();
+}
+
+/** A readable cause, also for Node's AggregateError (several addresses refused) whose message is empty. */
+function describe(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const inner = (error as { errors?: unknown[] }).errors?.[0];
+  const code = (error as { code?: unknown }).code;
+  return error.message || (inner instanceof Error ? inner.message : '') || (typeof code === 'string' ? code : 'unknown error');
+}
+
+function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    parsed.password = '';
+    parsed.search = '';
+    return parsed.toString();
+  } catch {
+    return 'DATABASE_URL';
+  }
+}

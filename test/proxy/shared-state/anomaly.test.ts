@@ -1,0 +1,90 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { DOC_ID, RBAC_FILE, rpc, startHarness, writePolicy, type Harness } from '../../helpers/harness.js';
+import { startTestIssuer, type TestIssuer } from '../../helpers/test-issuer.js';
+import { createTestSchema, dropPrefix, postFrom, REDIS_URL, uniquePrefix, until } from './helpers.js';
+
+const policy = (anomaly: string) => writePolicy(`service: anomaly-test
+rbac: ${RBAC_FILE}
+upstream: http://127.0.0.1:1
+auth: { issuer: http://placeholder/realms/test, audience: ca-a2a-agents }
+anomaly: ${anomaly}
+methods:
+  get_document: {}
+`);
+const body = rpc('get_document', { document_id: DOC_ID });
+
+describe('stolen-token detection (one jti from several source addresses)', () => {
+  const prefix = uniquePrefix();
+  let schema: Awaited<ReturnType<typeof createTestSchema>>;
+  let issuer: TestIssuer;
+  let watch: Harness;
+  let replica: Harness;
+  let revoking: Harness;
+
+  before(async () => {
+    schema = await createTestSchema();
+    issuer = await startTestIssuer();
+    const stores = { redisUrl: REDIS_URL, databaseUrl: schema.urlFor(), keyPrefix: prefix };
+    const watchFile = policy('{ max_sources: 3, trusted_proxies: [127.0.0.9] }');
+    watch = await startHarness({ policyFile: watchFile, issuer, sidecar: { stores } });
+    replica = await startHarness({ policyFile: watchFile, issuer, sidecar: { stores } });
+    revoking = await startHarness({ policyFile: policy('{ max_sources: 3, auto_revoke: true }'), issuer, sidecar: { stores } });
+  });
+  after(async () => {
+    await Promise.all([watch?.close(), replica?.close(), revoking?.close()]);
+    await issuer?.close();
+    await schema?.drop();
+    await dropPrefix(prefix);
+  });
+
+  it('raises the alarm (audit line + metric) when a token comes from a 4th address, across replicas, and still serves', async () => {
+    const token = await issuer.sign({ sub: 'traveller' });
+    const statuses = [];
+    for (const [i, source] of ['127.0.0.2', '127.0.0.3', '127.0.0.2', '127.0.0.4'].entries()) {
+      statuses.push(await postFrom((i % 2 ? replica : watch).sidecar.url, source, token, body));
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(watch.audit.events('anomalous_token_usage').length + replica.audit.events('anomalous_token_usage').length, 0, 'three addresses are allowed');
+    statuses.push(await postFrom(replica.sidecar.url, '127.0.0.5', token, body));
+    assert.deepEqual(statuses, [200, 200, 200, 200, 200]);
+    await until(async () => replica.audit.events('anomalous_token_usage').length === 1);
+    const line = replica.audit.events('anomalous_token_usage')[0];
+    assert.equal(line?.subject, 'traveller');
+    assert.equal(line?.source_ip, '127.0.0.5');
+    assert.equal(line?.sources, 4);
+    assert.equal(line?.action, 'logged');
+    assert.equal(await replica.metric('ca_a2a_anomalous_token_usage_total', { action: 'logged' }), 1);
+    assert.equal((await postFrom(replica.sidecar.url, '127.0.0.6', token, body)), 200, 'logged only: the token keeps working');
+  });
+
+  it('never believes X-Forwarded-For from an untrusted peer, and takes the right-most untrusted hop behind a trusted proxy', async () => {
+    const token = await issuer.sign({ sub: 'spoofer' });
+    for (const fake of ['10.0.0.1', '10.0.0.2', '10.0.0.3', '10.0.0.4']) {
+      assert.equal(await postFrom(watch.sidecar.url, '127.0.0.2', token, body, { 'x-forwarded-for': fake }), 200);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.ok(!watch.audit.events('anomalous_token_usage').some((line) => line.subject === 'spoofer'), 'one real peer, whatever the header says');
+
+    const proxied = await issuer.sign({ sub: 'behind-lb' });
+    for (const client of ['192.0.2.1', '192.0.2.2', '192.0.2.3', '192.0.2.4']) {
+      // The client wrote a left-most entry; the trusted proxy (127.0.0.9) appended the real one.
+      assert.equal(await postFrom(watch.sidecar.url, '127.0.0.9', proxied, body, { 'x-forwarded-for': `203.0.113.7, ${client}` }), 200);
+    }
+    await until(async () => watch.audit.events('anomalous_token_usage').some((line) => line.subject === 'behind-lb'));
+    const line = watch.audit.events('anomalous_token_usage').find((l) => l.subject === 'behind-lb');
+    assert.equal(line?.source_ip, '192.0.2.4');
+  });
+
+  it('with auto_revoke revokes the token durably: every sidecar then refuses it', async () => {
+    const token = await issuer.sign({ sub: 'victim' });
+    for (const source of ['127.0.0.2', '127.0.0.3', '127.0.0.4', '127.0.0.5']) assert.equal(await postFrom(revoking.sidecar.url, source, token, body), 200);
+    await until(async () => (await postFrom(watch.sidecar.url, '127.0.0.2', token, body)) === 401);
+    assert.equal(await postFrom(revoking.sidecar.url, '127.0.0.2', token, body), 401);
+    const line = revoking.audit.events('anomalous_token_usage')[0];
+    assert.equal(line?.action, 'revoked');
+    const revoked = revoking.audit.events('token_revoked')[0];
+    assert.equal(revoked?.revoked_by, 'sidecar:anomaly-test');
+    assert.equal(await revoking.metric('ca_a2a_anomalous_token_usage_total', { action: 'revoked' }), 1);
+  });
+});

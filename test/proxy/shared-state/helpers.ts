@@ -1,0 +1,65 @@
+import { randomBytes } from 'node:crypto';
+import { request as httpRequest } from 'node:http';
+import { Redis } from 'ioredis';
+import { createTestSchema, TcpRelay } from '../../mcp/helpers.js';
+import type { SidecarStoreOptions } from '../../../proxy/stores/sidecar-stores.js';
+
+export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+export { createTestSchema, TcpRelay };
+
+/** A key prefix of its own per suite run, so suites sharing the one Redis never meet. */
+export function uniquePrefix(): string {
+  return `ca-a2a-test-${randomBytes(5).toString('hex')}`;
+}
+
+/** Deletes every key of a prefix (after()). */
+export async function dropPrefix(prefix: string, url = REDIS_URL): Promise<void> {
+  const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  await client.connect();
+  let cursor = '0';
+  do {
+    const [next, keys] = await client.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 500);
+    if (keys.length > 0) await client.del(...keys);
+    cursor = next;
+  } while (cursor !== '0');
+  await client.quit();
+}
+
+/** Store options for a sidecar on the real Redis and a suite's own PostgreSQL schema. */
+export function sharedStores(prefix: string, databaseUrl: string, extra: Partial<SidecarStoreOptions> = {}): SidecarStoreOptions {
+  return { redisUrl: REDIS_URL, databaseUrl, keyPrefix: prefix, ...extra };
+}
+
+/** POSTs a JSON body from a chosen local address (127.0.0.x), so the sidecar sees that peer. */
+export function postFrom(url: string, localAddress: string, token: string, body: unknown, headers: Record<string, string> = {}): Promise<number> {
+  const text = JSON.stringify(body);
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(`${url}/message`, {
+      method: 'POST',
+      localAddress,
+      agent: false,
+      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), authorization: `Bearer ${token}`, ...headers },
+    }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', reject);
+    req.end(text);
+  });
+}
+
+/** Polls until `check` is true; resolves to the elapsed milliseconds (rejects after `timeoutMs`). */
+export async function until(check: () => Promise<boolean>, timeoutMs = 5_000): Promise<number> {
+  const started = performance.now();
+  while (performance.now() - started < timeoutMs) {
+    if (await check()) return performance.now() - started;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  throw new Error(`condition not met within ${timeoutMs} ms`);
+}
+
+export function percentile(values: readonly number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? 0;
+}

@@ -1,0 +1,103 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { DOC_ID, RBAC_FILE, rpc, startHarness, writePolicy, type Harness } from '../../helpers/harness.js';
+import { startTestIssuer, type TestIssuer } from '../../helpers/test-issuer.js';
+import { createTestSchema, dropPrefix, REDIS_URL, TcpRelay, uniquePrefix } from './helpers.js';
+
+const policy = (points: number) => writePolicy(`service: shared-rl
+rbac: ${RBAC_FILE}
+upstream: http://127.0.0.1:1
+auth: { issuer: http://placeholder/realms/test, audience: ca-a2a-agents }
+rate_limit: { points: ${points}, window_seconds: 60 }
+methods:
+  get_document: {}
+`);
+
+const get = () => rpc('get_document', { document_id: DOC_ID });
+
+describe('rate limits on Redis', () => {
+  const prefix = uniquePrefix();
+  let schema: Awaited<ReturnType<typeof createTestSchema>>;
+  let issuer: TestIssuer;
+  let a: Harness;
+  let b: Harness;
+
+  before(async () => {
+    schema = await createTestSchema();
+    issuer = await startTestIssuer();
+    const stores = { redisUrl: REDIS_URL, databaseUrl: schema.urlFor(), keyPrefix: prefix };
+    const file = policy(6);
+    a = await startHarness({ policyFile: file, issuer, sidecar: { stores } });
+    b = await startHarness({ policyFile: file, issuer, sidecar: { stores } });
+  });
+  after(async () => {
+    await Promise.all([a?.close(), b?.close()]);
+    await issuer?.close();
+    await schema?.drop();
+    await dropPrefix(prefix);
+  });
+
+  it('gives two replicas of a service one shared budget per principal', async () => {
+    const token = await issuer.sign({ sub: 'shared-user' });
+    const statuses: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      statuses.push((await a.call(get(), { token })).status);
+      statuses.push((await b.call(get(), { token })).status);
+    }
+    assert.deepEqual(statuses, [200, 200, 200, 200, 200, 200, 429, 429]);
+    assert.equal((await a.call(get(), { token: await issuer.sign({ sub: 'someone-else' }) })).status, 200);
+  });
+});
+
+describe('rate limits while Redis restarts', () => {
+  const prefix = uniquePrefix();
+  let relay: TcpRelay;
+  let schema: Awaited<ReturnType<typeof createTestSchema>>;
+  let issuer: TestIssuer;
+  let h: Harness;
+
+  before(async () => {
+    relay = new TcpRelay(Number(new URL(REDIS_URL).port || 6379));
+    await relay.start();
+    schema = await createTestSchema();
+    issuer = await startTestIssuer();
+    h = await startHarness({ policyFile: policy(1000), issuer, sidecar: { stores: { redisUrl: `redis://127.0.0.1:${relay.port}`, databaseUrl: schema.urlFor(), keyPrefix: prefix } } });
+  });
+  after(async () => {
+    await h?.close();
+    await relay?.stop();
+    await issuer?.close();
+    await schema?.drop();
+    await dropPrefix(prefix);
+  });
+
+  it('falls back to the insurance limiter, says so in metrics and logs, keeps serving and recovers', async () => {
+    const token = await issuer.sign({ sub: 'steady-traffic' });
+    let stop = false;
+    const statuses: number[] = [];
+    const traffic = (async () => {
+      while (!stop) statuses.push((await h.call(get(), { token })).status);
+    })();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await relay.stop();
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    const insured = await h.metric('ca_a2a_store_errors_total', { store: 'rate_limit', fallback: 'insurance' });
+    assert.ok(insured > 0, 'insurance limiter used while Redis is down');
+    assert.ok(h.audit.lines.some((line) => line.event_type === 'store_failure' && line.fallback === 'insurance'));
+    await relay.start();
+    // Back on Redis: the insurance counter stops moving once the client reconnected.
+    let settled = -1;
+    for (let i = 0; i < 50 && settled !== (await h.metric('ca_a2a_store_errors_total', { store: 'rate_limit', fallback: 'insurance' })); i++) {
+      settled = await h.metric('ca_a2a_store_errors_total', { store: 'rate_limit', fallback: 'insurance' });
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    const before = statuses.length;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    stop = true;
+    await traffic;
+    assert.ok(statuses.length > before, 'traffic flows after the restart');
+    assert.ok(statuses.every((status) => status === 200), `every request served: ${[...new Set(statuses)].join(',')}`);
+    assert.equal(await h.metric('ca_a2a_store_errors_total', { store: 'rate_limit', fallback: 'insurance' }), settled);
+    assert.ok(h.audit.lines.some((line) => line.event_type === 'store_recovered'));
+  });
+});

@@ -1,0 +1,216 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { request } from 'undici';
+import { startAdminApi, type AdminApi } from '../../../proxy/admin-api/start.js';
+import { startSidecar, type Sidecar } from '../../../proxy/sidecar.js';
+import { DOC_ID, rpc, startHarness, type Harness } from '../../helpers/harness.js';
+import { startTestIssuer, type TestIssuer } from '../../helpers/test-issuer.js';
+import { AuditCapture } from '../../helpers/audit-capture.js';
+import { createTestSchema, dropPrefix, percentile, sharedStores, until, uniquePrefix } from './helpers.js';
+
+const ADMIN = { sub: 'ops-alice', azp: 'ops-console', realm_access: { roles: ['admin'] } };
+
+describe('hybrid revocation on Redis + PostgreSQL', () => {
+  const prefix = uniquePrefix();
+  let schema: Awaited<ReturnType<typeof createTestSchema>>;
+  let issuer: TestIssuer;
+  let api: AdminApi;
+  let apiAudit: AuditCapture;
+  let admin: Harness;
+  let a: Harness;
+  let b: Harness;
+
+  before(async () => {
+    schema = await createTestSchema();
+    issuer = await startTestIssuer();
+    const stores = sharedStores(prefix, schema.urlFor());
+    apiAudit = new AuditCapture();
+    api = await startAdminApi({ listen: '127.0.0.1:0', stores, logDestination: apiAudit });
+    admin = await startHarness({ service: 'admin', issuer, sidecar: { upstream: api.url, stores } });
+    a = await startHarness({ service: 'archivist', issuer, sidecar: { stores } });
+    b = await startHarness({ service: 'archivist', issuer, sidecar: { stores } });
+  });
+  after(async () => {
+    await Promise.all([admin?.close(), a?.close(), b?.close()]);
+    await api?.close();
+    await issuer?.close();
+    await schema?.drop();
+    await dropPrefix(prefix);
+  });
+
+  const get = () => rpc('get_document', { document_id: DOC_ID });
+  const viewerToken = (claims: Record<string, unknown> = {}) => issuer.sign({ sub: 'viewer-1', ...claims });
+  const refusedEverywhere = async (token: string, harnesses: Harness[]) =>
+    (await Promise.all(harnesses.map((h) => h.call(get(), { token })))).every((res) => res.status === 401 && res.json.error?.code === -32010);
+
+  it('refuses a token on two other running sidecars once one admin call revoked it, and measures how fast', async () => {
+    const adminToken = await issuer.sign(ADMIN);
+    const timings: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const jti = `stolen-${i}-${prefix}`;
+      const token = await viewerToken({ jti });
+      assert.equal((await a.call(get(), { token })).status, 200);
+      assert.equal((await b.call(get(), { token })).status, 200);
+      const res = await admin.call({ jti, reason: 'laptop stolen' }, { token: adminToken, path: '/admin/revoke-token' });
+      assert.equal(res.status, 200, JSON.stringify(res.json));
+      assert.equal(res.json.revoked, true);
+      timings.push(await until(() => refusedEverywhere(token, [a, b]), 1_000));
+      const refused = await a.call(get(), { token });
+      assert.equal(refused.json.error?.data?.reason, 'authn.token_revoked');
+    }
+    console.log(`# propagation admin revoke → refusal on 2 sidecars: p50 ${percentile(timings, 50).toFixed(2)} ms, max ${Math.max(...timings).toFixed(2)} ms`);
+    const line = apiAudit.events('token_revoked').at(-1);
+    assert.equal(line?.revoked_by, 'ops-alice (ops-console)');
+    assert.equal(line?.reason, 'laptop stolen');
+    assert.equal(line?.kind, 'jti');
+    assert.ok((await a.metric('ca_a2a_revocations_total', { kind: 'jti', source: 'push' })) >= 5);
+    assert.ok((await a.metric('ca_a2a_revoked_token_refusals_total')) >= 5);
+  });
+
+  it('keeps revocations across a sidecar restart: the new sidecar loads them before it is ready', async () => {
+    const jti = `restart-${prefix}`;
+    const token = await viewerToken({ jti });
+    await a.sidecar.revoker.revoke({ kind: 'jti', jti, reason: 'test', revokedBy: 'test' });
+    const stores = sharedStores(prefix, schema.urlFor());
+    const fresh = await startHarness({ service: 'archivist', issuer, sidecar: { stores } });
+    try {
+      const ready = await request(`${fresh.sidecar.adminUrl}/ready`);
+      assert.equal(ready.statusCode, 200);
+      assert.equal(((await ready.body.json()) as { revocations_loaded: boolean }).revocations_loaded, true);
+      assert.equal((await fresh.call(get(), { token })).status, 401);
+      assert.ok((await fresh.metric('ca_a2a_revocations_total', { kind: 'jti', source: 'load' })) >= 1);
+    } finally {
+      await fresh.close();
+    }
+  });
+
+  it('revoke-subject refuses the subject\'s old tokens and accepts its new ones', async () => {
+    const adminToken = await issuer.sign(ADMIN);
+    const old = await viewerToken({ sub: 'leaver' });
+    const other = await viewerToken({ sub: 'stayer' });
+    const res = await admin.call({ subject: 'leaver', reason: 'logout everywhere' }, { token: adminToken, path: '/admin/revoke-subject' });
+    assert.equal(res.status, 200, JSON.stringify(res.json));
+    await until(() => refusedEverywhere(old, [a, b]), 1_000);
+    assert.equal((await a.call(get(), { token: other })).status, 200);
+    // iat is whole seconds: a token issued after the revocation second is a new login.
+    const fresh = await viewerToken({ sub: 'leaver', iat: Math.floor(Date.now() / 1000) + 2 });
+    assert.equal((await a.call(get(), { token: fresh })).status, 200);
+    assert.equal((await b.call(get(), { token: fresh })).status, 200);
+  });
+
+  it('revoke-before refuses every token issued at or before the time and accepts later ones', async () => {
+    const adminToken = await issuer.sign(ADMIN);
+    const nowSeconds = Math.floor(Date.now() / 1000);
+    const old = await viewerToken({ sub: 'anyone', iat: nowSeconds - 120 });
+    const newer = await viewerToken({ sub: 'anyone', iat: nowSeconds - 10 });
+    const before = new Date((nowSeconds - 60) * 1000).toISOString();
+    const res = await admin.call({ before, reason: 'signing key rotated' }, { token: adminToken, path: '/admin/revoke-before' });
+    assert.equal(res.status, 200, JSON.stringify(res.json));
+    await until(() => refusedEverywhere(old, [a, b]), 1_000);
+    assert.equal((await a.call(get(), { token: newer })).status, 200);
+    assert.equal((await b.call(get(), { token: newer })).status, 200);
+  });
+
+  it('lists revocations to admins (GET /admin/revocations and JSON-RPC list_revocations)', async () => {
+    const token = await issuer.sign(ADMIN);
+    const res = await admin.call(undefined, { token, path: '/admin/revocations', method: 'GET' });
+    assert.equal(res.status, 200);
+    const list = res.json.revocations as { kind: string }[];
+    assert.ok(list.some((r) => r.kind === 'jti') && list.some((r) => r.kind === 'subject') && list.some((r) => r.kind === 'before'));
+    const viaRpc = await admin.call(rpc('revoke_token', { jti: `rpc-${prefix}`, reason: 'via JSON-RPC' }), { token });
+    assert.equal(viaRpc.status, 200);
+    assert.equal((viaRpc.json.result as { revoked: boolean }).revoked, true);
+  });
+
+  it('refuses every admin method to non-admin roles through the admin sidecar', async () => {
+    const cases = [
+      { roles: ['viewer'], code: 'authz.method_denied' },
+      { roles: ['orchestrator'], code: 'authz.explicit_deny' },
+      { roles: ['lambda', 'document-processor'], code: 'authz.method_denied' },
+    ];
+    for (const { roles, code } of cases) {
+      const token = await issuer.sign({ sub: `not-admin-${roles[0]}`, realm_access: { roles } });
+      const res = await admin.call({ jti: 'x', reason: 'y' }, { token, path: '/admin/revoke-token' });
+      assert.equal(res.status, 403, roles.join());
+      assert.equal(res.json.error?.data?.reason, code);
+      for (const path of ['/admin/revoke-subject', '/admin/revoke-before']) {
+        assert.equal((await admin.call({ subject: 'x', before: new Date().toISOString(), reason: 'y' }, { token, path })).status, 403);
+      }
+      assert.equal((await admin.call(undefined, { token, path: '/admin/revocations', method: 'GET' })).status, 403);
+    }
+    assert.equal((await admin.call({ jti: 'x', reason: 'y' }, { path: '/admin/revoke-token' })).status, 401);
+    assert.ok(!apiAudit.events('token_revoked').some((line) => line.jti === 'x'));
+  });
+
+  it('refuses an invalid admin request with 400 before it reaches the API', async () => {
+    const token = await issuer.sign(ADMIN);
+    const res = await admin.call({ jti: 'x' }, { token, path: '/admin/revoke-token' });
+    assert.equal(res.status, 400);
+    assert.equal(res.json.error?.data?.reason, 'params.invalid');
+    assert.equal((await admin.call({ before: 'yesterday', reason: 'y' }, { token, path: '/admin/revoke-before' })).status, 400);
+  });
+
+  it('with PostgreSQL down: a revocation fails with a clear 503, nothing is half-applied, and checks keep using the in-process set', async () => {
+    const dead = sharedStores(prefix, schema.urlFor('127.0.0.1:1'));
+    const deadApi = await startAdminApi({ listen: '127.0.0.1:0', stores: dead, logDestination: new AuditCapture() });
+    try {
+      const jti = `never-${prefix}`;
+      const res = await request(`${deadApi.url}/admin/revoke-token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ jti, reason: 'db down' }) });
+      assert.equal(res.statusCode, 503);
+      assert.equal(((await res.body.json()) as { error: { code: string } }).error.code, 'store_unavailable');
+      // Not pushed either: the sidecars still accept the token.
+      const token = await viewerToken({ jti });
+      assert.equal((await a.call(get(), { token })).status, 200);
+      // Revoked tokens stay refused.
+      assert.equal((await a.call(get(), { token: await viewerToken({ jti: `stolen-0-${prefix}` }) })).status, 401);
+    } finally {
+      await deadApi.close();
+    }
+  });
+});
+
+describe('a sidecar started while PostgreSQL is down', () => {
+  it('is not ready and refuses tokens with 503 revocation.not_loaded until the revocations are loaded', async () => {
+    const issuer = await startTestIssuer();
+    const prefix = uniquePrefix();
+    const schema = await createTestSchema();
+    const { TcpRelay } = await import('../../mcp/helpers.js');
+    const relay = new TcpRelay(5432);
+    await relay.start();
+    const port = relay.port;
+    await relay.stop();
+    let sidecar: Sidecar | undefined;
+    const audit = new AuditCapture();
+    try {
+      const { shippedPolicyFile } = await import('../../../proxy/services.js');
+      sidecar = await startSidecar({
+        policyFile: shippedPolicyFile('archivist'), upstream: 'http://127.0.0.1:1', issuer: issuer.issuer, watchPolicy: false,
+        logDestination: audit,
+        stores: sharedStores(prefix, schema.urlFor(`127.0.0.1:${port}`)),
+      });
+      const ready = await request(`${sidecar.adminUrl}/ready`);
+      assert.equal(ready.statusCode, 503);
+      await ready.body.dump();
+      const res = await request(`${sidecar.url}/message`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${await issuer.sign({})}` },
+        body: JSON.stringify(rpc('get_document', { document_id: DOC_ID })),
+      });
+      assert.equal(res.statusCode, 503);
+      const body = (await res.body.json()) as { error: { code: number; data: { reason: string } } };
+      assert.equal(body.error.data.reason, 'revocation.not_loaded');
+      assert.equal(body.error.code, -32018);
+      assert.ok(audit.events('dependency_failure').length >= 1);
+      // PostgreSQL comes back (the relay listens again on the same port): the sidecar converges.
+      relay.port = port;
+      await relay.start();
+      await until(async () => (await (await request(`${sidecar?.adminUrl}/ready`)).body.json() as { status: string }).status === 'ready', 5_000);
+    } finally {
+      await sidecar?.close();
+      await relay.stop();
+      await issuer.close();
+      await schema.drop();
+      await dropPrefix(prefix);
+    }
+  });
+});

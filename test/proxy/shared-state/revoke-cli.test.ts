@@ -1,0 +1,63 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { createTestSchema, dropPrefix, REDIS_URL, uniquePrefix } from './helpers.js';
+
+const BIN = fileURLToPath(new URL('../../../bin/ca-a2a.js', import.meta.url));
+
+function run(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [BIN, 'revoke', ...args], { env: { ...process.env, ...env }, timeout: 20_000 }, (error, stdout, stderr) => {
+      resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+describe('ca-a2a revoke', () => {
+  const prefix = uniquePrefix();
+  let schema: Awaited<ReturnType<typeof createTestSchema>>;
+  let env: Record<string, string>;
+  before(async () => {
+    schema = await createTestSchema();
+    env = { DATABASE_URL: schema.urlFor(), REDIS_URL, CA_A2A_KEY_PREFIX: prefix };
+  });
+  after(async () => {
+    await schema?.drop();
+    await dropPrefix(prefix);
+  });
+
+  const rows = async (sql: string): Promise<Record<string, unknown>[]> => {
+    const client = new pg.Client({ connectionString: schema.urlFor() });
+    await client.connect();
+    try {
+      return (await client.query(sql)).rows as Record<string, unknown>[];
+    } finally {
+      await client.end();
+    }
+  };
+
+  it('exits 0 once each kind of revocation is durable in PostgreSQL', async () => {
+    const jti = await run(['jti', 'cli-jti-1', '--reason', 'phone lost', '--by', 'oncall'], env);
+    assert.equal(jti.code, 0, jti.stderr);
+    assert.match(jti.stdout, /revoked jti cli-jti-1; durable/);
+    assert.deepEqual(await rows(`SELECT jti, revoked_by, reason FROM revoked_tokens`), [{ jti: 'cli-jti-1', revoked_by: 'oncall', reason: 'phone lost' }]);
+    assert.equal((await run(['subject', 'bob', '--reason', 'left the company'], env)).code, 0);
+    assert.equal((await run(['before', new Date(Date.now() - 60_000).toISOString(), '--reason', 'key rotation'], env)).code, 0);
+    assert.deepEqual((await rows(`SELECT kind, subject FROM revocation_rules ORDER BY id`)).map((r) => [r.kind, r.subject]), [['subject', 'bob'], ['before', null]]);
+  });
+
+  it('exits 1 naming PostgreSQL when it is unreachable, and stores nothing', async () => {
+    const res = await run(['jti', 'cli-jti-2', '--reason', 'x'], { ...env, DATABASE_URL: schema.urlFor('127.0.0.1:1') });
+    assert.equal(res.code, 1);
+    assert.match(res.stderr, /could not store the revocation in PostgreSQL .*ECONNREFUSED.*nothing was revoked/);
+    assert.equal((await rows(`SELECT 1 FROM revoked_tokens WHERE jti = 'cli-jti-2'`)).length, 0);
+  });
+
+  it('exits 2 on a usage error (missing reason, unknown kind, a time without a zone)', async () => {
+    assert.equal((await run(['jti', 'x'], env)).code, 2);
+    assert.equal((await run(['everything', 'x', '--reason', 'r'], env)).code, 2);
+    assert.equal((await run(['before', '2025-01-01 10:00', '--reason', 'r'], env)).code, 2);
+  });
+});

@@ -1,0 +1,61 @@
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import { openRedis, closeRedis, redisReady } from '../../../proxy/stores/redis.js';
+import { MemoryOneTimeIds, RedisOneTimeIds } from '../../../proxy/stores/one-time-ids.js';
+import { MemoryTokenSources, RedisTokenSources } from '../../../proxy/stores/token-sources.js';
+import { dropPrefix, REDIS_URL, uniquePrefix } from '../shared-state/helpers.js';
+
+describe('one-time ids', () => {
+  const prefix = uniquePrefix();
+  const client = openRedis(REDIS_URL);
+  after(async () => {
+    await closeRedis(client);
+    await dropPrefix(prefix);
+  });
+
+  it('memory: new once, then seen until the ttl passes', async () => {
+    let now = 1_000_000;
+    const ids = new MemoryOneTimeIds({ now: () => now });
+    assert.equal(await ids.claim('a', 10), 'new');
+    assert.equal(await ids.claim('a', 10), 'seen');
+    now += 10_001;
+    assert.equal(await ids.claim('a', 10), 'new');
+  });
+
+  it('memory: stays bounded under a flood of ids', async () => {
+    const ids = new MemoryOneTimeIds({ maxEntries: 100 });
+    for (let i = 0; i < 1_000; i++) await ids.claim(`id-${i}`, 300);
+    assert.ok(ids.size <= 100);
+    assert.equal(await ids.claim('id-999', 300), 'seen');
+  });
+
+  it('redis: one claim wins across two stores (replicas)', async () => {
+    await redisReady(client, 2_000);
+    const a = new RedisOneTimeIds(client, `${prefix}:once`);
+    const b = new RedisOneTimeIds(client, `${prefix}:once`);
+    const answers = await Promise.all([a.claim('proof-1', 60), b.claim('proof-1', 60), a.claim('proof-1', 60)]);
+    assert.deepEqual(answers.sort(), ['new', 'seen', 'seen']);
+    assert.ok((await client.ttl(`${prefix}:once:proof-1`)) > 0);
+  });
+
+  it('redis unreachable: claim throws STORE_UNAVAILABLE at once instead of queueing', async () => {
+    const dead = openRedis('redis://127.0.0.1:1');
+    try {
+      const started = Date.now();
+      await assert.rejects(new RedisOneTimeIds(dead, 'x').claim('proof', 60), (error: { code?: string }) => error.code === 'STORE_UNAVAILABLE');
+      assert.ok(Date.now() - started < 1_000);
+    } finally {
+      await closeRedis(dead);
+    }
+  });
+
+  it('token sources: counts distinct addresses per jti, in memory and on Redis', async () => {
+    await redisReady(client, 2_000);
+    for (const store of [new MemoryTokenSources(), new RedisTokenSources(client, `${prefix}:sources`)]) {
+      assert.equal(await store.add('jti-1', '10.0.0.1', 60), 1);
+      assert.equal(await store.add('jti-1', '10.0.0.1', 60), 1);
+      assert.equal(await store.add('jti-1', '10.0.0.2', 60), 2);
+      assert.equal(await store.add('jti-2', '10.0.0.3', 60), 1);
+    }
+  });
+});
