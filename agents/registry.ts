@@ -31,8 +31,8 @@ export interface StartAgentOptions {
   readonly host?: string;
   /** 0 picks a free port. */
   readonly port: number;
-  /** The agent's sidecar egress listener (CA_A2A_EGRESS_URL). */
-  readonly egressUrl: string;
+  /** The agent's sidecar egress listener (CA_A2A_EGRESS_URL); a function is read per call. */
+  readonly egressUrl: string | (() => string);
   readonly logger?: Logger;
   /** The sidecar's `/message` URL, advertised in the agent card. */
   readonly publicUrl?: string;
@@ -78,7 +78,7 @@ export async function startAgent(name: AgentName, opts: StartAgentOptions): Prom
     orchestrator?.close();
     throw error;
   }
-  logger.info({ event_type: 'agent_started', agent: name, url: server.url, egress: opts.egressUrl }, 'agent listening');
+  logger.info({ event_type: 'agent_started', agent: name, url: server.url }, 'agent listening');
   return {
     name,
     url: server.url,

@@ -10,6 +10,10 @@ interface CommandEntry {
 }
 
 const COMMANDS: Record<string, CommandEntry> = {
+  up: {
+    summary: 'run the whole system locally (issuer, gateway, agents, sidecars) and process the samples',
+    load: async () => (await import('../proxy/up/cli.js')).upCommand,
+  },
   sidecar: {
     summary: 'run the security sidecar in front of one service',
     load: async () => (await import('../proxy/cli.js')).sidecarCommand,

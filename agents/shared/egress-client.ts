@@ -36,8 +36,11 @@ export function isEgressError(error: unknown): error is EgressError {
 
 /** Options of {@link createEgressClient}. */
 export interface EgressClientOptions {
-  /** The agent's sidecar egress listener, e.g. http://127.0.0.1:15001 (CA_A2A_EGRESS_URL). */
-  readonly baseUrl: string;
+  /**
+   * The agent's sidecar egress listener, e.g. http://127.0.0.1:15001 (CA_A2A_EGRESS_URL). A function
+   * is read per call: `ca-a2a up` on port 0 learns the sidecar's port after the agent started.
+   */
+  readonly baseUrl: string | (() => string);
   readonly toolTimeoutMs?: number;
   readonly callTimeoutMs?: number;
 }
@@ -92,12 +95,12 @@ function sidecarRefusal(status: number, json: unknown): EgressError | undefined 
 
 /** Creates the egress client of one agent. */
 export function createEgressClient(opts: EgressClientOptions): EgressClient {
-  const base = opts.baseUrl.replace(/\/+$/, '');
+  const base = (): string => (typeof opts.baseUrl === 'string' ? opts.baseUrl : opts.baseUrl()).replace(/\/+$/, '');
   const toolTimeout = opts.toolTimeoutMs ?? 30_000;
   const callTimeout = opts.callTimeoutMs ?? 120_000;
   return {
     async callTool<T>(tool: string, args: Record<string, unknown>): Promise<T> {
-      const { status, json } = await post(`${base}/mcp/call_tool`, { tool, arguments: args }, toolTimeout);
+      const { status, json } = await post(`${base()}/mcp/call_tool`, { tool, arguments: args }, toolTimeout);
       if (isRecord(json) && json['success'] === true) {
         const { success: _success, ...result } = json;
         return result as T;
@@ -111,7 +114,7 @@ export function createEgressClient(opts: EgressClientOptions): EgressClient {
     },
     async call<T>(service: string, method: string, params: Record<string, unknown>): Promise<T> {
       const id = randomUUID();
-      const { status, json } = await post(`${base}/${encodeURIComponent(service)}/message`, { jsonrpc: '2.0', id, method, params }, callTimeout);
+      const { status, json } = await post(`${base()}/${encodeURIComponent(service)}/message`, { jsonrpc: '2.0', id, method, params }, callTimeout);
       // The target answers JSON-RPC with HTTP 200; any other status is the sidecar's (or a hop's) refusal.
       if (status === 200 && isRecord(json) && json['jsonrpc'] === '2.0' && json['id'] === id) {
         if (Object.hasOwn(json, 'result')) return json['result'] as T;

@@ -1,0 +1,73 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { parseArgs } from 'node:util';
+import { pino } from 'pino';
+import { DEFAULT_PORTS, EPHEMERAL_PORTS, offsetPorts } from './ports.js';
+import { logFileFor } from './stack.js';
+import { up } from './up.js';
+
+const USAGE = `usage: ca-a2a up [--data-dir DIR] [--port-offset N | --ephemeral-ports] [--no-samples]
+
+Runs the whole system on this machine until Ctrl-C: the development issuer (:8080), the MCP gateway
+behind its sidecar (:8000), the four agents behind theirs (:8001-8004) and the admin API (:8005);
+then sends the sample documents of examples/documents through the pipeline and prints a summary.
+  --data-dir DIR      secrets, database, bucket and logs (CA_A2A_DATA_DIR; default ./.ca-a2a)
+  --port-offset N     shift every port by N (a second stack beside the first)
+  --ephemeral-ports   let the system pick every port (tests)
+  --no-samples        start only
+REDIS_URL, DATABASE_URL and CA_A2A_S3_BUCKET (+ CA_A2A_S3_ENDPOINT, AWS_*) select real backends.`;
+
+/** `ca-a2a up`: 0 after a clean shutdown, 1 when the system could not start, 2 on a usage error. */
+export async function upCommand(argv: string[]): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      options: {
+        'data-dir': { type: 'string', default: process.env['CA_A2A_DATA_DIR'] || '.ca-a2a' },
+        'port-offset': { type: 'string' },
+        'ephemeral-ports': { type: 'boolean' },
+        'no-samples': { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (error) {
+    process.stderr.write(`ca-a2a up: ${(error as Error).message}\n\n${USAGE}\n`);
+    return 2;
+  }
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  const offset = values['port-offset'] === undefined ? 0 : Number(values['port-offset']);
+  if (!Number.isInteger(offset) || offset < 0 || offset > 50_000) {
+    process.stderr.write(`ca-a2a up: --port-offset must be an integer 0..50000\n`);
+    return 2;
+  }
+  const ports = values['ephemeral-ports'] ? EPHEMERAL_PORTS : offset === 0 ? DEFAULT_PORTS : offsetPorts(offset);
+  const dataDir = values['data-dir'];
+  const logFile = logFileFor(dataDir);
+  mkdirSync(dirname(logFile), { recursive: true, mode: 0o700 });
+  const logDestination = pino.destination({ dest: logFile, sync: false, mkdir: true });
+  const progress = (line: string) => process.stdout.write(`• ${line}\n`);
+  progress(`starting ca-a2a (logs: ${logFile})`);
+
+  let result;
+  try {
+    result = await up({ dataDir, ports, env: process.env, logDestination, progress, samplesDir: values['no-samples'] ? null : undefined });
+  } catch (error) {
+    process.stderr.write(`ca-a2a up: ${(error as Error).message}\n`);
+    return 1;
+  }
+  process.stdout.write(result.summary);
+  const signal = await new Promise<string>((resolve) => {
+    process.once('SIGINT', () => resolve('SIGINT'));
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+  });
+  progress(`${signal}: stopping`);
+  await result.stack.close();
+  logDestination.flushSync();
+  progress('stopped');
+  return 0;
+}
