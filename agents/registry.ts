@@ -34,8 +34,8 @@ export interface StartAgentOptions {
   /** The agent's sidecar egress listener (CA_A2A_EGRESS_URL); a function is read per call. */
   readonly egressUrl: string | (() => string);
   readonly logger?: Logger;
-  /** The sidecar's `/message` URL, advertised in the agent card. */
-  readonly publicUrl?: string;
+  /** The sidecar's `/message` URL, advertised in the agent card; a function is read per request. */
+  readonly publicUrl?: string | (() => string | undefined);
   readonly issuer?: string;
   /** Orchestrator only: stale window, sweep period, step retries. */
   readonly orchestrator?: Omit<OrchestratorOptions, 'egress' | 'logger'>;

@@ -15,7 +15,7 @@ export interface ServeAgentOptions {
   readonly port: number;
   readonly logger: Logger;
   /** The URL clients send JSON-RPC to (the sidecar's `/message`); default from the Host header. */
-  readonly publicUrl?: string | undefined;
+  readonly publicUrl?: string | (() => string | undefined) | undefined;
   readonly issuer?: string | undefined;
   readonly health?: () => Record<string, unknown>;
 }
@@ -43,7 +43,7 @@ export async function serveAgent(opts: ServeAgentOptions): Promise<JsonRpcServer
     card: (req) => buildAgentCard({
       name: opts.service,
       description: opts.description,
-      url: opts.publicUrl ?? `http://${req.headers.host ?? `${opts.host}:${opts.port}`}/message`,
+      url: (typeof opts.publicUrl === 'function' ? opts.publicUrl() : opts.publicUrl) ?? `http://${req.headers.host ?? `${opts.host}:${opts.port}`}/message`,
       methods: specs,
       issuer: opts.issuer,
     }),

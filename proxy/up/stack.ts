@@ -33,6 +33,10 @@ export interface Stack {
   readonly agents: ReadonlyMap<AgentName, RunningAgent>;
   /** Whether every agent's sidecar has an egress listener (agent → gateway / agent calls work). */
   readonly egress: boolean;
+  /** Stops one agent (its sidecar keeps serving and answers 502 meanwhile). */
+  stopAgent(name: AgentName): Promise<void>;
+  /** (Re)starts one agent on its port, behind the same sidecar. */
+  startAgent(name: AgentName): Promise<void>;
   /** Stops everything, newest first. */
   close(): Promise<void>;
 }
@@ -75,6 +79,9 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   const sidecars: Partial<Record<ShippedService, string>> = {};
   const agents = new Map<AgentName, RunningAgent>();
   let egressEverywhere = true;
+  const fronts = new Map<AgentName, { port: number; state: { egress?: string | undefined; url?: string | undefined } }>();
+  let restart: (name: AgentName) => Promise<void> = async () => undefined;
+  let stop: (name: AgentName) => Promise<void> = async () => undefined;
 
   try {
     const issuer = await startIssuer({ host, port: ports.issuer, dataDir });
@@ -107,32 +114,48 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     const mcp = await sidecar('mcp', gateway.url);
     progress(`mcp gateway     ${mcp.url} → ${gateway.url} (${env['DATABASE_URL'] ? 'PostgreSQL' : 'PGlite'}, ${env['CA_A2A_S3_BUCKET'] ? 'S3' : 'local bucket'})`);
 
-    for (const name of START_ORDER) {
-      // The agent starts first (the sidecar needs its URL) and learns its egress URL after.
-      const egress: { url?: string | undefined } = {};
+    const launch = async (name: AgentName, port: number, front: { egress?: string | undefined; url?: string | undefined }): Promise<RunningAgent> => {
       const agent = await startAgent(name, {
-        host, port: ports.service(name).upstream, logger: logger(name),
-        egressUrl: () => egress.url ?? 'http://127.0.0.1:9/no-egress',
+        host, port, logger: logger(name), issuer: issuer.issuer,
+        // The agent starts before its sidecar (which needs the agent's URL), so both are read late.
+        egressUrl: () => front.egress ?? 'http://127.0.0.1:9/no-egress',
+        publicUrl: () => (front.url === undefined ? undefined : `${front.url}/message`),
         ...(name === 'orchestrator' ? { orchestrator: opts.orchestrator ?? {} } : {}),
-        issuer: issuer.issuer,
       });
-      closers.push(() => agent.close());
       agents.set(name, agent);
+      return agent;
+    };
+    for (const name of START_ORDER) {
+      const front: { egress?: string | undefined; url?: string | undefined } = {};
+      const agent = await launch(name, ports.service(name).upstream, front);
+      closers.push(() => agents.get(name)?.close() ?? Promise.resolve());
+      fronts.set(name, { port: agent.port, state: front });
       const serviceUrls = Object.fromEntries(Object.entries(sidecars));
-      const secret = secrets[name];
-      const front = await sidecar(name, agent.url, {
-        egressListen: `${host}:0`, clientId: name, clientSecret: secret, serviceUrls,
+      const sidecarOf = await sidecar(name, agent.url, {
+        egressListen: `${host}:0`, clientId: name, clientSecret: secrets[name], serviceUrls,
       });
-      egress.url = egressUrlOf(front);
-      if (egress.url === undefined) egressEverywhere = false;
-      progress(`${name.padEnd(15)} ${front.url} → ${agent.url}${egress.url === undefined ? '  (no egress listener: its calls cannot leave)' : ''}`);
+      front.url = sidecarOf.url;
+      front.egress = egressUrlOf(sidecarOf);
+      if (front.egress === undefined) egressEverywhere = false;
+      progress(`${name.padEnd(15)} ${sidecarOf.url} → ${agent.url}${front.egress === undefined ? '  (no egress listener: its calls cannot leave)' : ''}`);
     }
+    restart = async (name) => {
+      const entry = fronts.get(name);
+      if (entry === undefined) throw new Error(`${name} is not part of this stack`);
+      await agents.get(name)?.close();
+      agents.delete(name);
+      await launch(name, entry.port, entry.state);
+    };
+    stop = async (name) => {
+      await agents.get(name)?.close();
+      agents.delete(name);
+    };
 
     const admin = await startAdminApi({ listen: `${host}:${ports.service('admin').upstream}`, stores, logDestination: opts.logDestination });
     closers.push(() => admin.close());
     const adminSidecar = await sidecar('admin', admin.url);
     progress(`admin api       ${adminSidecar.url} → ${admin.url}`);
-    return { issuer: issuer.issuer, dataDir, sidecars, agents, egress: egressEverywhere, close };
+    return { issuer: issuer.issuer, dataDir, sidecars, agents, egress: egressEverywhere, stopAgent: stop, startAgent: restart, close };
   } catch (error) {
     await close();
     throw error;
