@@ -42,7 +42,7 @@ describe('the document pipeline through the MCP gateway (PostgreSQL, direct rout
         assert.equal(doc?.['archive_key'], `archive/${id}/${sample.file}`);
         const copy = await callTool(stack.gateway.url, 's3_get_object', { key: String(doc?.['archive_key']) });
         assert.equal(copy.status, 200);
-        assert.ok(Number((doc?.['validation'] as { score: number }).score) >= 0.8);
+        assert.equal((doc?.['validation'] as { score: number }).score, 1);
       } else {
         assert.deepEqual(steps.slice(3), ['extract:succeeded', 'validate:started', 'validate:failed']);
         assert.match(String(answer.result?.['error']), /^validation: score 0\.\d+ below 0\.80; failed: consistent_rows .*field_formats/);
