@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { isPolicyLoadError, formatProblem } from './policy/errors.js';
 import { adminPortFor, isShippedService, SHIPPED_SERVICES, shippedPolicyFile } from './services.js';
 import { startSidecar } from './sidecar.js';
+import { storeOptionsFromEnv } from './stores/backends.js';
 
 const HELP = `usage: ca-a2a sidecar (--service NAME | --policy FILE) [options]
 
@@ -13,6 +14,11 @@ const HELP = `usage: ca-a2a sidecar (--service NAME | --policy FILE) [options]
   --issuer URL           OIDC issuer (CA_A2A_ISSUER; default: the policy's issuer)
   --public-url URL       URL clients address this service by, repeatable (CA_A2A_PUBLIC_URL, comma-separated)
   --no-watch             do not hot-reload the policy files (CA_A2A_NO_WATCH=1)
+  --shadow-policy FILE   evaluate a candidate policy beside the enforced one and count and log
+                         each request they decide differently; never enforced (CA_A2A_SHADOW_POLICY)
+
+environment: REDIS_URL (shared rate limits, replay ids, revocation push), DATABASE_URL (durable
+revocations); unset: embedded, PGlite under CA_A2A_DATA_DIR (default ./.ca-a2a), one process.
 `;
 
 /** `ca-a2a sidecar`: runs until SIGINT/SIGTERM, then drains in-flight requests and exits. */
@@ -30,6 +36,7 @@ export async function sidecarCommand(argv: string[]): Promise<number> {
         issuer: { type: 'string', default: process.env.CA_A2A_ISSUER },
         'public-url': { type: 'string', multiple: true, default: process.env.CA_A2A_PUBLIC_URL?.split(',').filter(Boolean) },
         'no-watch': { type: 'boolean', default: process.env.CA_A2A_NO_WATCH === '1' },
+        'shadow-policy': { type: 'string', default: process.env.CA_A2A_SHADOW_POLICY || undefined },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -64,7 +71,10 @@ export async function sidecarCommand(argv: string[]): Promise<number> {
       adminListen: values['admin-listen'] ?? `${listen.slice(0, listen.lastIndexOf(':'))}:${listenPort === 0 ? 0 : adminPortFor(listenPort)}`,
       upstream: values.upstream,
       issuer: values.issuer,
+      publicUrls: values['public-url'] ?? [],
       watchPolicy: !values['no-watch'],
+      shadowPolicyFile: values['shadow-policy'],
+      stores: storeOptionsFromEnv(),
     });
   } catch (error) {
     if (isPolicyLoadError(error)) {

@@ -49,6 +49,8 @@ export interface RequestContext {
   principal: Principal | undefined;
   calls: readonly RpcCall[];
   batch: boolean;
+  /** The verified DPoP proof's jti and key thumbprint (set by integrity, used by replay). */
+  proof: { readonly jti: string; readonly thumbprint: string } | undefined;
   /** Refusals recorded instead of enforced (mode: dry-run). */
   wouldDeny: Denial[];
   /** Headers the sidecar adds to the response (RateLimit-*). */
@@ -60,7 +62,7 @@ export function createContext(req: IncomingMessage, policy: ServicePolicy, reque
     req, policy, requestId, sourceIp, startedAt,
     path: '', query: '', endpoint: undefined, isPublic: false, body: undefined,
     token: undefined, tokenScheme: undefined, principal: undefined,
-    calls: [], batch: false, wouldDeny: [], responseHeaders: {},
+    calls: [], batch: false, proof: undefined, wouldDeny: [], responseHeaders: {},
   };
 }
 

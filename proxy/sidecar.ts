@@ -18,9 +18,11 @@ import { formatProblem, isPolicyLoadError } from './policy/errors.js';
 import { loadPolicy, type PolicyOverrides } from './policy/load.js';
 import type { ServicePolicy } from './policy/model.js';
 import { PolicyWatcher } from './policy/watch.js';
+import { ShadowPolicySource } from './shadow.js';
 import { boundedRoles, methodLabel, Refuser } from './respond.js';
-import { memoryCounters, SlidingWindowRateLimit, type RateLimitStore } from './stores/rate-limit.js';
-import { RevocationSet } from './stores/revocation-set.js';
+import type { RevocationSet } from './stores/revocation-set.js';
+import type { Revoker } from './stores/revoker.js';
+import { openSidecarStores, type SidecarStoreOptions } from './stores/sidecar-stores.js';
 
 export interface SidecarOptions {
   /** The service policy file (policies/services/NAME.yaml for shipped services). */
@@ -29,6 +31,10 @@ export interface SidecarOptions {
   readonly adminListen?: string;
   readonly upstream?: string;
   readonly issuer?: string;
+  /** The URLs clients address this service by (DPoP htu behind a load balancer). */
+  readonly publicUrls?: readonly string[];
+  /** A candidate policy evaluated beside the enforced one; disagreements are counted and logged, never enforced. */
+  readonly shadowPolicyFile?: string;
   /** Watch the policy files and hot-reload them (default true). */
   readonly watchPolicy?: boolean;
   readonly logDestination?: DestinationStream;
@@ -37,6 +43,11 @@ export interface SidecarOptions {
   readonly now?: () => number;
   /** Shutdown: how long in-flight requests may take to finish. */
   readonly drainTimeoutMs?: number;
+  /**
+   * Shared state: `redisUrl` (rate limits, one-time ids, token sources, revocation push),
+   * `databaseUrl` (durable revocations), else `dataDir` (embedded PGlite), else memory.
+   */
+  readonly stores?: SidecarStoreOptions;
 }
 
 export interface Sidecar {
@@ -45,6 +56,8 @@ export interface Sidecar {
   readonly adminUrl: string;
   readonly metrics: SidecarMetrics;
   readonly revocations: RevocationSet;
+  /** The durable revocation write path, on this sidecar's stores. */
+  readonly revoker: Revoker;
   policy(): ServicePolicy;
   /** Reloads the policy now; resolves to the version in force afterwards. */
   reload(): Promise<string>;
@@ -68,8 +81,9 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   const audit = new AuditLog(logger, service);
   const refuser = new Refuser(metrics, audit, service);
   const now = options.now ?? Date.now;
-  const revocations = new RevocationSet();
-  const rateLimits: RateLimitStore = new SlidingWindowRateLimit(memoryCounters, `ca-a2a:rl`, now);
+  const shadow = options.shadowPolicyFile === undefined ? undefined : new ShadowPolicySource(options.shadowPolicyFile, overrides, { service, metrics, audit });
+  const stores = await openSidecarStores(options.stores ?? {}, { service, metrics, audit, logger, now });
+  const { revocations, rateLimits, oneTimeIds } = stores;
   const keySources = new Map<string, KeySource>();
   const forwarders = new Map<string, Forwarder>();
 
@@ -87,11 +101,20 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
       forwarders.set(forwarderKey, forwarder);
     }
     const layers = buildPipeline(policy, {
-      keys, now, revocations, rateLimits,
+      keys, now, revocations, rateLimits, oneTimeIds,
+      tokenSources: stores.tokenSources,
+      onAnomaly: stores.onAnomaly,
+      onTokenSourceStoreError: stores.onTokenSourceStoreError,
+      publicUrls: options.publicUrls ?? [],
+      onReplayStoreError: (error, fallback) => {
+        metrics.storeErrors.inc({ service, store: 'replay', fallback });
+        logger.error({ event_type: 'store_failure', store: 'replay', fallback, err: (error as Error).message }, 'one-time-id store failed');
+      },
       onRateLimitStoreError: (error) => {
         metrics.storeErrors.inc({ service, store: 'rate_limit', fallback: 'allow' });
         logger.error({ event_type: 'store_failure', store: 'rate_limit', err: (error as Error).message }, 'rate-limit store failed; request allowed');
       },
+      shadow: shadow?.layerDeps(),
       onTokenVerified: (hit) => {
         metrics.authnSuccesses.inc({ service });
         metrics.tokenCache.inc({ service, result: hit ? 'hit' : 'miss' });
@@ -111,7 +134,8 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   const reload = async (): Promise<string> => {
     try {
       const next = loadPolicy(options.policyFile, overrides);
-      if (next.version !== runtime.policy.version) {
+      const shadowChanged = shadow?.reload() ?? false;
+      if (next.version !== runtime.policy.version || shadowChanged) {
         runtime = build(next);
         watcher?.close();
         watcher = watchFiles(next);
@@ -126,7 +150,7 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     return runtime.policy.version;
   };
   const watchFiles = (policy: ServicePolicy): PolicyWatcher | undefined =>
-    options.watchPolicy === false ? undefined : new PolicyWatcher(policy.files, () => void reload());
+    options.watchPolicy === false ? undefined : new PolicyWatcher([...policy.files, ...(shadow?.files() ?? [])], () => void reload());
   watcher = watchFiles(initial);
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
@@ -194,7 +218,10 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   });
 
   const adminServer = createAdminServer(metrics.registry, {
-    readiness: () => ({ ready: !draining, details: { service, policy_version: runtime.policy.version, draining } }),
+    readiness: () => ({
+      ready: !draining && revocations.loaded,
+      details: { service, policy_version: runtime.policy.version, draining, revocations_loaded: revocations.loaded },
+    }),
   });
   const address = await listen(server, options.listen ?? '127.0.0.1:0');
   const adminAddress = await listen(adminServer, options.adminListen ?? '127.0.0.1:0');
@@ -209,6 +236,7 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     adminUrl: adminAddress.url,
     metrics,
     revocations,
+    revoker: stores.revoker,
     policy: () => runtime.policy,
     reload,
     async close(): Promise<void> {
@@ -222,7 +250,7 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
       await new Promise<void>((resolve) => adminServer.close(() => resolve()));
       adminServer.closeAllConnections();
       await Promise.all([...forwarders.values()].map((forwarder) => forwarder.close()));
-      await rateLimits.close();
+      await stores.close();
       await new Promise<void>((resolve) => logger.flush(() => resolve()));
     },
   };

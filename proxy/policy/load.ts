@@ -6,15 +6,16 @@ import { createSchemaCompiler } from './ajv.js';
 import { PolicyLoadError, type PolicyProblem } from './errors.js';
 import { compileMatcher } from './matcher.js';
 import type {
-  EndpointKind, MethodPolicy, RateLimitRule, RolePolicy, ServicePolicy, SourceLocation, ToolPolicy,
+  EgressPolicy, EndpointKind, IntegrityMode, MethodPolicy, RateLimitRule, RolePolicy, ServicePolicy, SourceLocation, ToolPolicy,
 } from './model.js';
 import { validatePolicyFile } from './validate-file.js';
 import { readYamlSource, type YamlSource } from './yaml-source.js';
 import { deepFreeze } from './freeze.js';
+import { parseCidr } from '../http/cidr.js';
 
 // Shapes after JSON-Schema validation with defaults applied (see schemas/*.schema.json).
 interface RawRule { points?: number; window_seconds?: number }
-interface RawMethod { params?: Record<string, unknown>; access: MethodPolicy['access']; rate_limit?: RawRule }
+interface RawMethod { params?: Record<string, unknown>; access: MethodPolicy['access']; rate_limit?: RawRule; integrity?: IntegrityMode }
 interface RawService {
   service: string; rbac: string; mode: 'enforce' | 'dry-run'; upstream: string;
   public_routes: string[]; endpoints: { path: string; kind: EndpointKind; method?: string; http_method: 'GET' | 'POST' }[];
@@ -28,8 +29,14 @@ interface RawService {
     request_timeout_ms: number; upstream_connect_timeout_ms: number; upstream_timeout_ms: number;
   };
   rate_limit: { enabled: boolean; points: number; window_seconds: number; per_role?: Record<string, RawRule> };
+  anomaly: { enabled: boolean; trusted_proxies: string[]; max_sources: number; window_seconds: number; auto_revoke: boolean };
   methods?: Record<string, RawMethod>;
   tools?: Record<string, { arguments?: Record<string, unknown> }>;
+  integrity: {
+    dpop: IntegrityMode; require_bound_tokens: boolean; proof_max_age_seconds: number; leeway_seconds: number;
+    algorithms: string[]; replay_store_failure: 'deny' | 'allow';
+  };
+  egress?: { client_id: string; timeout_ms: number; targets: Record<string, { url: string; paths: string[]; methods: string[]; tools: string[] }> };
 }
 interface RawRole {
   description?: string; allow: string[]; deny: string[];
@@ -41,6 +48,8 @@ interface RawRbac { roles: Record<string, RawRole> }
 export interface PolicyOverrides {
   readonly upstream?: string;
   readonly issuer?: string;
+  /** Target service name → base URL, overriding the policy's egress targets (CA_A2A_SERVICE_URLS). */
+  readonly serviceUrls?: Readonly<Record<string, string>>;
 }
 
 /**
@@ -75,6 +84,7 @@ export function loadPolicy(file: string, overrides: PolicyOverrides = {}): Servi
     methods.set(name, {
       name,
       access: method.access,
+      integrity: method.integrity,
       validateParams: method.params ? compileSchema(schemaContext, method.params, service, ['methods', name, 'params']) : undefined,
       rateLimit: method.rate_limit ? rule(method.rate_limit, raw.rate_limit) : undefined,
       location,
@@ -107,6 +117,7 @@ export function loadPolicy(file: string, overrides: PolicyOverrides = {}): Servi
     });
   }
   checkEndpoints(raw, service, problems);
+  checkTrustedProxies(raw, service, problems);
   if (problems.length > 0) throw new PolicyLoadError(problems);
 
   const auth = raw.auth;
@@ -152,8 +163,38 @@ export function loadPolicy(file: string, overrides: PolicyOverrides = {}): Servi
     methods,
     tools,
     roles,
+    anomaly: {
+      enabled: raw.anomaly.enabled,
+      trustedProxies: raw.anomaly.trusted_proxies,
+      maxSources: raw.anomaly.max_sources,
+      windowSeconds: raw.anomaly.window_seconds,
+      autoRevoke: raw.anomaly.auto_revoke,
+    },
+    integrity: {
+      dpop: raw.integrity.dpop,
+      requireBoundTokens: raw.integrity.require_bound_tokens,
+      proofMaxAgeSeconds: raw.integrity.proof_max_age_seconds,
+      leewaySeconds: raw.integrity.leeway_seconds,
+      algorithms: raw.integrity.algorithms,
+      replayStoreFailure: raw.integrity.replay_store_failure,
+    },
+    egress: raw.egress ? egressPolicy(raw.egress, overrides.serviceUrls ?? {}) : undefined,
   };
   return deepFreeze(policy);
+}
+
+function egressPolicy(raw: NonNullable<RawService['egress']>, urls: Readonly<Record<string, string>>): EgressPolicy {
+  return {
+    clientId: raw.client_id,
+    timeoutMs: raw.timeout_ms,
+    targets: new Map(Object.entries(raw.targets).map(([name, target]) => [name, {
+      name,
+      url: (urls[name] ?? target.url).replace(/\/$/, ''),
+      paths: new Set(target.paths),
+      methods: new Set(target.methods),
+      tools: new Set(target.tools),
+    }])),
+  };
 }
 
 function rule(raw: RawRule, fallback: { points: number; window_seconds: number }): RateLimitRule {
@@ -217,6 +258,14 @@ function checkEndpoints(raw: RawService, source: YamlSource, problems: PolicyPro
     const path = route.slice(route.indexOf(' ') + 1);
     if (endpointPaths.has(path)) {
       problems.push({ ...source.locate(['public_routes', index]), path: `/public_routes/${index}`, message: `public route ${route} would expose a JSON-RPC endpoint without a token` });
+    }
+  });
+}
+
+function checkTrustedProxies(raw: RawService, source: YamlSource, problems: PolicyProblem[]): void {
+  raw.anomaly.trusted_proxies.forEach((entry, index) => {
+    if (parseCidr(entry) === undefined) {
+      problems.push({ ...source.locate(['anomaly', 'trusted_proxies', index]), path: `/anomaly/trusted_proxies/${index}`, message: `'${entry}' is not an IP address or CIDR` });
     }
   });
 }

@@ -22,11 +22,48 @@ export interface RateLimitPolicy {
   readonly perRole: ReadonlyMap<string, RateLimitRule>;
 }
 
+/** The stolen-token alarm (layers/anomaly.ts). */
+export interface AnomalyPolicy {
+  readonly enabled: boolean;
+  /** IPs or CIDRs whose X-Forwarded-For entries are believed. */
+  readonly trustedProxies: readonly string[];
+  readonly maxSources: number;
+  readonly windowSeconds: number;
+  readonly autoRevoke: boolean;
+}
+
 export type MethodAccess = 'rbac' | 'tool_holders' | 'per_tool';
+
+export type IntegrityMode = 'required' | 'optional' | 'off';
+
+export interface IntegrityPolicy {
+  readonly dpop: IntegrityMode;
+  readonly requireBoundTokens: boolean;
+  readonly proofMaxAgeSeconds: number;
+  readonly leewaySeconds: number;
+  readonly algorithms: readonly string[];
+  readonly replayStoreFailure: 'deny' | 'allow';
+}
+
+export interface EgressTarget {
+  readonly name: string;
+  readonly url: string;
+  readonly paths: ReadonlySet<string>;
+  readonly methods: ReadonlySet<string>;
+  readonly tools: ReadonlySet<string>;
+}
+
+export interface EgressPolicy {
+  readonly clientId: string;
+  readonly timeoutMs: number;
+  readonly targets: ReadonlyMap<string, EgressTarget>;
+}
 
 export interface MethodPolicy {
   readonly name: string;
   readonly access: MethodAccess;
+  /** Overrides the service's integrity.dpop for this method. */
+  readonly integrity: IntegrityMode | undefined;
   /** Absent when the policy gives no params schema. */
   readonly validateParams: ValidateFunction | undefined;
   readonly rateLimit: RateLimitRule | undefined;
@@ -106,4 +143,8 @@ export interface ServicePolicy {
   readonly methods: ReadonlyMap<string, MethodPolicy>;
   readonly tools: ReadonlyMap<string, ToolPolicy>;
   readonly roles: ReadonlyMap<string, RolePolicy>;
+  readonly anomaly: AnomalyPolicy;
+  readonly integrity: IntegrityPolicy;
+  /** Absent when this service calls no other service. */
+  readonly egress: EgressPolicy | undefined;
 }

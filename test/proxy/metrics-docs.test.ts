@@ -14,11 +14,12 @@ describe('docs/metrics.md', () => {
     const metrics = createSidecarMetrics({ collectProcess: false });
     const registered = (await metrics.registry.getMetricsAsJSON()).map((metric) => metric.name);
     assert.deepEqual([...documented.keys()].sort(), [...registered].sort());
-    for (const metric of metrics.registry.getMetricsAsArray()) {
+    for (const metric of await metrics.registry.getMetricsAsJSON()) {
       const entry = documented.get(metric.name);
-      const labels = (metric as unknown as { labelNames: string[] }).labelNames;
+      // prom-client keeps label names on the metric object, not in its JSON form.
+      const labels = (metrics.registry.getSingleMetric(metric.name) as unknown as { labelNames: string[] }).labelNames;
       assert.deepEqual(entry?.labels, labels, metric.name);
-      assert.equal(entry?.type, (await metric.get()).type, metric.name);
+      assert.equal(entry?.type, metric.type, metric.name);
     }
   });
 });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { exportSPKI, generateKeyPair, importJWK, SignJWT, base64url } from 'jose';
+import { exportSPKI, generateKeyPair, importJWK, SignJWT, base64url, type CryptoKey } from 'jose';
 import { DOC_ID, rpc, startHarness, type Harness } from '../../helpers/harness.js';
 
 const b64 = (value: unknown): string => base64url.encode(JSON.stringify(value));

@@ -1,0 +1,120 @@
+import { timingSafeEqual } from 'node:crypto';
+import { base64url, calculateJwkThumbprint, decodeProtectedHeader, EmbeddedJWK, jwtVerify, type JWK } from 'jose';
+import type { Layer, RequestContext, Verdict } from '../context.js';
+import { denial, type Denial } from '../denials.js';
+import { parseContentDigest, sha256 } from '../integrity/digest.js';
+import { expectedHtus, normaliseHtu } from '../integrity/htu.js';
+import type { IntegrityMode, ServicePolicy } from '../policy/model.js';
+
+const PRIVATE_JWK_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k', 'oth'] as const;
+const STRICTNESS: Record<IntegrityMode, number> = { off: 0, optional: 1, required: 2 };
+
+export interface IntegrityDeps {
+  /** --public-url values: the URLs clients address this service by (htu). */
+  readonly publicUrls: readonly string[];
+  readonly now: () => number;
+}
+
+/**
+ * Layer 6, integrity (docs/integrity.md): a DPoP proof (RFC 9449 §4.3) signed by the key in its
+ * own header, for this method and URL, fresh, bound to the presented token (ath) and to the exact
+ * body (htd, plus Content-Digest per RFC 9530); for a token with cnf.jkt the proof key must be
+ * that key. Runs after parsing because the mode can be set per method.
+ */
+export function integrityLayer(policy: ServicePolicy, deps: IntegrityDeps): Layer {
+  const settings = policy.integrity;
+  const verifyOptions = { typ: 'dpop+jwt', algorithms: [...settings.algorithms] };
+  const maxAgeMs = settings.proofMaxAgeSeconds * 1000;
+  const leewayMs = settings.leewaySeconds * 1000;
+
+  return {
+    name: 'integrity',
+    async check(ctx: RequestContext): Promise<Verdict> {
+      const mode = effectiveMode(policy, ctx);
+      const principal = ctx.principal;
+      if (principal === undefined) return denial('internal.error', 'integrity check without a principal');
+      if (settings.requireBoundTokens && principal.boundKeyThumbprint === undefined) return denial('integrity.key_mismatch', 'this service accepts only DPoP-bound tokens');
+      const proofs = headerValues(ctx, 'dpop');
+      if (proofs.length > 1) return denial('integrity.proof_missing', 'exactly one DPoP header');
+      const proof = proofs[0];
+      // A bound token is never usable without its key, whatever the mode (RFC 9449 §7.1).
+      if (proof === undefined) return mode === 'required' || principal.boundKeyThumbprint !== undefined ? denial('integrity.proof_missing') : undefined;
+      if (mode === 'off' && principal.boundKeyThumbprint === undefined) return undefined;
+
+      const digestRefusal = checkContentDigest(ctx, mode);
+      if (digestRefusal) return digestRefusal;
+
+      let header;
+      try {
+        header = decodeProtectedHeader(proof);
+      } catch {
+        return denial('integrity.proof_invalid', 'not a JWS');
+      }
+      const jwk = header.jwk as JWK | undefined;
+      if (header.typ !== 'dpop+jwt' || jwk === undefined) return denial('integrity.proof_invalid', "typ must be dpop+jwt with a 'jwk' header");
+      if (PRIVATE_JWK_MEMBERS.some((member) => (jwk as Record<string, unknown>)[member] !== undefined)) return denial('integrity.proof_invalid', 'jwk holds private key material');
+      let payload;
+      try {
+        ({ payload } = await jwtVerify(proof, EmbeddedJWK, verifyOptions));
+      } catch (error) {
+        const code = (error as { code?: string }).code;
+        return denial('integrity.proof_invalid', code === 'ERR_JOSE_ALG_NOT_ALLOWED' ? 'algorithm not allowed' : 'signature or format invalid');
+      }
+      const { jti, htm, htu, iat, ath, htd } = payload as Record<string, unknown>;
+      if (typeof jti !== 'string' || jti.length === 0 || jti.length > 256 || typeof htm !== 'string' || typeof htu !== 'string' || typeof iat !== 'number') {
+        return denial('integrity.proof_invalid', 'jti, htm, htu and iat are required');
+      }
+      if (htm !== ctx.req.method) return denial('integrity.proof_mismatch', 'htm');
+      const expected = expectedHtus(deps.publicUrls, ctx.req.headers.host, ctx.path);
+      if (!expected.includes(normaliseHtu(htu) ?? '\0')) return denial('integrity.proof_mismatch', 'htu');
+      const nowMs = deps.now();
+      if (iat * 1000 > nowMs + leewayMs || iat * 1000 < nowMs - maxAgeMs - leewayMs) return denial('integrity.proof_stale');
+      if (typeof ath !== 'string' || !sameDigest(ath, sha256(ctx.token ?? ''))) return denial('integrity.proof_mismatch', 'ath');
+      const body = ctx.body;
+      if (body !== undefined && body.length > 0) {
+        if (typeof htd !== 'string') return denial('integrity.proof_invalid', 'htd is required with a body');
+        if (!sameDigest(htd, sha256(body))) return denial('integrity.digest_mismatch', 'htd does not match the body');
+      }
+      const thumbprint = await calculateJwkThumbprint(jwk, 'sha256');
+      if (principal.boundKeyThumbprint !== undefined && principal.boundKeyThumbprint !== thumbprint) return denial('integrity.key_mismatch');
+      ctx.proof = { jti, thumbprint };
+      return undefined;
+    },
+  };
+}
+
+function effectiveMode(policy: ServicePolicy, ctx: RequestContext): IntegrityMode {
+  let mode = policy.integrity.dpop;
+  for (const call of ctx.calls) {
+    const own = policy.methods.get(call.method)?.integrity;
+    if (own !== undefined && STRICTNESS[own] > STRICTNESS[mode]) mode = own;
+  }
+  return mode;
+}
+
+function checkContentDigest(ctx: RequestContext, mode: IntegrityMode): Denial | undefined {
+  const body = ctx.body;
+  const values = headerValues(ctx, 'content-digest');
+  if (body === undefined || body.length === 0) return undefined;
+  if (values.length !== 1) return mode === 'required' ? denial('integrity.digest_missing') : undefined;
+  const declared = parseContentDigest(values[0] as string);
+  if (!declared) return denial('integrity.digest_missing', 'no well-formed sha-256 member');
+  return timingSafeEqual(declared, sha256(body)) ? undefined : denial('integrity.digest_mismatch', 'Content-Digest does not match the body');
+}
+
+function headerValues(ctx: RequestContext, name: string): string[] {
+  const values: string[] = [];
+  const raw = ctx.req.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) if ((raw[i] as string).toLowerCase() === name) values.push(raw[i + 1] as string);
+  return values;
+}
+
+function sameDigest(encoded: string, digest: Buffer): boolean {
+  let decoded: Uint8Array;
+  try {
+    decoded = base64url.decode(encoded);
+  } catch {
+    return false;
+  }
+  return decoded.length === digest.length && timingSafeEqual(decoded, digest);
+}
