@@ -22,3 +22,9 @@ export function listen(server: Server, address: string): Promise<{ host: string;
     });
   });
 }
+
+/** True for 127.0.0.0/8, ::1 and localhost: addresses only this host (this task) can reach. */
+export function isLoopbackListen(value: string): boolean {
+  const { host } = parseListen(value);
+  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}

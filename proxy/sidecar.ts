@@ -9,7 +9,10 @@ import { createContext, FORWARD, type Layer } from './context.js';
 import { denial } from './denials.js';
 import { Forwarder } from './forward.js';
 import { clientErrorDenial, writeRawRefusal } from './http/client-error.js';
-import { listen } from './listen.js';
+import { createEgressServer } from './egress/egress-server.js';
+import { createProofKey } from './integrity/proof.js';
+import { isLoopbackListen, listen } from './listen.js';
+import { createTokenSource } from './oauth/client-credentials.js';
 import { AuditLog } from './observe/audit.js';
 import { createLogger, type Logger } from './observe/logger.js';
 import { createSidecarMetrics, type SidecarMetrics } from './observe/metrics.js';
@@ -35,6 +38,12 @@ export interface SidecarOptions {
   readonly publicUrls?: readonly string[];
   /** A candidate policy evaluated beside the enforced one; disagreements are counted and logged, never enforced. */
   readonly shadowPolicyFile?: string;
+  /** Start the egress listener here (127.0.0.1 only); needs the policy's egress section and a client secret. */
+  readonly egressListen?: string;
+  /** The egress client's secret (CA_A2A_CLIENT_SECRET); never from policy YAML. */
+  readonly clientSecret?: string;
+  /** Target service → base URL, overriding the policy's egress targets (CA_A2A_SERVICE_URLS). */
+  readonly serviceUrls?: Readonly<Record<string, string>>;
   /** Watch the policy files and hot-reload them (default true). */
   readonly watchPolicy?: boolean;
   readonly logDestination?: DestinationStream;
@@ -54,6 +63,8 @@ export interface Sidecar {
   readonly url: string;
   readonly port: number;
   readonly adminUrl: string;
+  /** The egress listener's URL, when started. */
+  readonly egressUrl: string | undefined;
   readonly metrics: SidecarMetrics;
   readonly revocations: RevocationSet;
   /** The durable revocation write path, on this sidecar's stores. */
@@ -73,7 +84,7 @@ interface Runtime {
 
 /** Starts a sidecar: loads and compiles the policy, then listens. Throws on an invalid policy. */
 export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
-  const overrides: PolicyOverrides = { upstream: options.upstream, issuer: options.issuer };
+  const overrides: PolicyOverrides = { upstream: options.upstream, issuer: options.issuer, serviceUrls: options.serviceUrls };
   const initial = loadPolicy(options.policyFile, overrides);
   const service = initial.service;
   const logger = createLogger({ service, level: options.logLevel, destination: options.logDestination });
@@ -217,12 +228,30 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     writeRawRefusal(socket, refusal);
   });
 
+  async function startEgress(address: string): Promise<{ url: string; close(): Promise<void> }> {
+    const egressPolicy = initial.egress;
+    if (!egressPolicy) throw new Error(`--egress-listen given but the ${service} policy has no egress section`);
+    if (!options.clientSecret) throw new Error(`egress needs the secret of client '${egressPolicy.clientId}' (CA_A2A_CLIENT_SECRET or CA_A2A_CLIENT_SECRET_FILE)`);
+    if (!isLoopbackListen(address)) throw new Error(`the egress listener must bind a loopback address, not '${address}': only this task's agent may use it`);
+    const key = await createProofKey();
+    const tokens = createTokenSource({
+      issuer: initial.auth.issuer,
+      clientId: egressPolicy.clientId,
+      clientSecret: options.clientSecret,
+      dpopKey: { privateKey: key.privateKey, publicKey: key.publicKey },
+    });
+    const egressServer = createEgressServer({ policy: () => runtime.policy, tokens, key, metrics, refuser, audit });
+    const bound = await listen(egressServer.server, address);
+    return { url: bound.url, close: egressServer.close };
+  }
+
   const adminServer = createAdminServer(metrics.registry, {
     readiness: () => ({
       ready: !draining && revocations.loaded,
       details: { service, policy_version: runtime.policy.version, draining, revocations_loaded: revocations.loaded },
     }),
   });
+  const egress = options.egressListen === undefined ? undefined : await startEgress(options.egressListen);
   const address = await listen(server, options.listen ?? '127.0.0.1:0');
   const adminAddress = await listen(adminServer, options.adminListen ?? '127.0.0.1:0');
   void keySources.values().next().value?.warm().then((error) => {
@@ -234,6 +263,7 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     url: address.url,
     port: address.port,
     adminUrl: adminAddress.url,
+    egressUrl: egress?.url,
     metrics,
     revocations,
     revoker: stores.revoker,
@@ -247,6 +277,7 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
       const deadline = Date.now() + (options.drainTimeoutMs ?? 25_000);
       while (inFlight > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
       server.closeAllConnections();
+      await egress?.close();
       await new Promise<void>((resolve) => adminServer.close(() => resolve()));
       adminServer.closeAllConnections();
       await Promise.all([...forwarders.values()].map((forwarder) => forwarder.close()));

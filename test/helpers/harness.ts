@@ -2,6 +2,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
+import { signedHeaders } from '../../proxy/client/signed-headers.js';
+import { createProofKey } from '../../proxy/integrity/proof.js';
 import { shippedPolicyFile, type ShippedService } from '../../proxy/services.js';
 import { startSidecar, type Sidecar, type SidecarOptions } from '../../proxy/sidecar.js';
 import { AuditCapture } from './audit-capture.js';
@@ -28,6 +30,8 @@ export interface CallOptions {
   readonly path?: string;
   readonly method?: 'GET' | 'POST' | 'HEAD' | 'PUT';
   readonly headers?: Record<string, string | string[]>;
+  /** Sign with a DPoP proof and Content-Digest, as a real client does (default true when a token is given). */
+  readonly proof?: boolean;
 }
 
 export interface CallResult {
@@ -49,6 +53,7 @@ export async function startHarness(options: { service?: ShippedService; policyFi
   const issuer = options.issuer ?? (await startTestIssuer());
   const upstream = await startUpstream();
   const audit = new AuditCapture();
+  const proofKey = await createProofKey();
   const sidecar = await startSidecar({
     policyFile: options.policyFile ?? shippedPolicyFile(options.service ?? 'archivist'),
     upstream: upstream.url,
@@ -60,13 +65,21 @@ export async function startHarness(options: { service?: ShippedService; policyFi
   return {
     sidecar, issuer, upstream, audit,
     async call(body, callOptions = {}) {
-      const headers: Record<string, string | string[]> = { 'content-type': 'application/json', ...callOptions.headers };
-      if (callOptions.token !== undefined) headers.authorization = `Bearer ${callOptions.token}`;
       const method = callOptions.method ?? 'POST';
+      const payload = method === 'POST' ? (typeof body === 'string' ? body : JSON.stringify(body)) : undefined;
+      const headers: Record<string, string | string[]> = { 'content-type': 'application/json' };
+      if (callOptions.token !== undefined) {
+        const path = (callOptions.path ?? '/message').split('?')[0] as string;
+        const signed = callOptions.proof === false
+          ? { authorization: `Bearer ${callOptions.token}` }
+          : await signedHeaders({ key: proofKey, accessToken: callOptions.token, tokenType: 'Bearer', method, url: `${sidecar.url}${path}`, body: payload });
+        Object.assign(headers, signed);
+      }
+      Object.assign(headers, callOptions.headers);
       const response = await request(`${sidecar.url}${callOptions.path ?? '/message'}`, {
         method,
         headers,
-        body: method === 'POST' ? (typeof body === 'string' ? body : JSON.stringify(body)) : undefined,
+        body: payload,
       });
       const text = await response.body.text();
       let json = {};

@@ -1,0 +1,39 @@
+import type { RpcCall } from '../context.js';
+import { denial, type Denial } from '../denials.js';
+import { readEnvelope, toolCall } from '../jsonrpc/envelope.js';
+import { parseStrictJson } from '../jsonrpc/strict-json.js';
+import type { EgressTarget } from '../policy/model.js';
+
+// MCP protocol messages a client needs before and around tool calls.
+const MCP_PROTOCOL_METHODS = new Set(['initialize', 'notifications/initialized', 'ping', 'tools/list']);
+
+/**
+ * Which calls an outbound body makes, and whether this service may make them: a target method
+ * must be listed under the target's methods, a tool under its tools. Decided before anything
+ * leaves the task.
+ */
+export function egressCalls(target: EgressTarget, path: string, body: Buffer, maxDepth: number): { calls: RpcCall[] } | Denial {
+  if (!target.paths.has(path)) return denial('authz.egress_denied', `${target.name} ${path} is not an allowed endpoint`);
+  const parsed = parseStrictJson(body, maxDepth);
+  if (!parsed.ok) return denial('jsonrpc.parse_error', parsed.detail);
+  const calls: RpcCall[] = [];
+  if (path === '/call_tool') {
+    const { tool, arguments: args } = (parsed.value ?? {}) as { tool?: unknown; arguments?: unknown };
+    if (typeof tool !== 'string') return denial('jsonrpc.invalid_request', 'tool must be a string');
+    calls.push(toolCall(0, undefined, 'tools/call', { name: tool, arguments: args }));
+  } else {
+    const items = Array.isArray(parsed.value) ? parsed.value : [parsed.value];
+    for (let index = 0; index < items.length; index++) {
+      const envelope = readEnvelope(items[index], index);
+      if (!envelope.ok) return denial('jsonrpc.invalid_request', envelope.detail);
+      calls.push(envelope.call);
+    }
+  }
+  for (const call of calls) {
+    const allowed = call.method === 'tools/call'
+      ? call.tool !== undefined && target.tools.has(call.tool)
+      : target.methods.has(call.method) || (target.tools.size > 0 && MCP_PROTOCOL_METHODS.has(call.method));
+    if (!allowed) return denial('authz.egress_denied', `${target.name}: ${call.tool ?? call.method}`);
+  }
+  return { calls };
+}

@@ -1,0 +1,116 @@
+import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { pipeline } from 'node:stream/promises';
+import { Pool } from 'undici';
+import { signedHeaders } from '../client/signed-headers.js';
+import { createContext, type Layer } from '../context.js';
+import { denial, type Denial } from '../denials.js';
+import { upstreamDenial } from '../forward.js';
+import type { ProofKey } from '../integrity/proof.js';
+import type { AuditLog } from '../observe/audit.js';
+import type { SidecarMetrics } from '../observe/metrics.js';
+import type { TokenSource } from '../oauth/client-credentials.js';
+import type { ServicePolicy } from '../policy/model.js';
+import type { Refuser } from '../respond.js';
+import { transportLayer } from '../layers/transport.js';
+import { egressCalls } from './decide.js';
+
+export interface EgressDeps {
+  readonly policy: () => ServicePolicy;
+  readonly tokens: TokenSource;
+  readonly key: ProofKey;
+  readonly metrics: SidecarMetrics;
+  readonly refuser: Refuser;
+  readonly audit: AuditLog;
+}
+
+/**
+ * The outbound half of the sidecar, for its agent only (bind it to 127.0.0.1): the agent posts a
+ * plain request to /TARGET/PATH; the sidecar checks the policy allows that target and method,
+ * adds its service's token, a fresh DPoP proof and Content-Digest, and streams the target's
+ * answer back unchanged. It never retries: the agent decides whether a call may be repeated.
+ */
+export function createEgressServer(deps: EgressDeps): { server: Server; close(): Promise<void> } {
+  const pools = new Map<string, Pool>();
+  const poolFor = (origin: string, timeoutMs: number): Pool => {
+    let pool = pools.get(origin);
+    if (!pool) {
+      pool = new Pool(origin, { connections: 64, keepAliveTimeout: 30_000, headersTimeout: timeoutMs, bodyTimeout: timeoutMs, connectTimeout: Math.min(timeoutMs, 5_000) });
+      pools.set(origin, pool);
+    }
+    return pool;
+  };
+
+  // Built once per policy version, like the inbound pipeline.
+  const transports = new WeakMap<ServicePolicy, Layer>();
+  const transportFor = (policy: ServicePolicy): Layer => {
+    let layer = transports.get(policy);
+    if (!layer) {
+      layer = transportLayer(policy);
+      transports.set(policy, layer);
+    }
+    return layer;
+  };
+
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const policy = deps.policy();
+    const service = policy.service;
+    const ctx = createContext(req, policy, randomUUID(), req.socket.remoteAddress ?? '', performance.now());
+    const refuse = (refusal: Denial, target: string): void => {
+      deps.refuser.refuse(ctx, res, refusal);
+      deps.metrics.egressRequests.inc({ service, target, outcome: 'refused', status: res.statusCode });
+    };
+    const egress = policy.egress;
+    const transport = await transportFor(policy).check(ctx);
+    if (transport !== undefined && typeof transport === 'object') return refuse(transport, 'none');
+    const slash = ctx.path.indexOf('/', 1);
+    const targetName = slash === -1 ? ctx.path.slice(1) : ctx.path.slice(1, slash);
+    const target = egress?.targets.get(targetName);
+    if (!egress || !target || req.method !== 'POST') return refuse(denial('authz.egress_denied', `no egress to '${targetName.slice(0, 64)}'`), 'none');
+    const path = slash === -1 ? '/' : ctx.path.slice(slash);
+    const body = ctx.body ?? Buffer.alloc(0);
+    const decided = egressCalls(target, path, body, policy.limits.maxDepth);
+    if ('code' in decided) return refuse(decided, target.name);
+    ctx.calls = decided.calls;
+
+    const started = performance.now();
+    let response;
+    try {
+      const token = await deps.tokens.getToken();
+      const url = `${target.url}${path}`;
+      const headers = await signedHeaders({ key: deps.key, accessToken: token.accessToken, tokenType: token.tokenType, method: 'POST', url, body });
+      response = await poolFor(new URL(target.url).origin, egress.timeoutMs).request({
+        method: 'POST',
+        path: new URL(url).pathname,
+        headers: { ...headers, 'content-type': 'application/json' },
+        body,
+      });
+    } catch (error) {
+      const code = (error as { code?: string }).code;
+      if (code !== undefined && /^(INVALID_CLIENT|ISSUER_|TOKEN_REQUEST|INVALID_OPTIONS)/.test(code)) {
+        deps.audit.event('egress_token_failure', { target: target.name, code }, 'could not obtain an access token', 'error');
+        return refuse(denial('upstream.unavailable'), target.name);
+      }
+      return refuse(upstreamDenial(error), target.name);
+    }
+    deps.metrics.egressDuration.observe({ service, target: target.name }, (performance.now() - started) / 1000);
+    deps.metrics.egressRequests.inc({ service, target: target.name, outcome: 'forwarded', status: response.statusCode });
+    deps.audit.event('egress_call', { target: target.name, path, method: decided.calls.map((call) => call.tool ?? call.method).join(','), status: response.statusCode, request_id: ctx.requestId }, 'outbound call');
+    const headers: Record<string, string | string[]> = {};
+    for (const [name, value] of Object.entries(response.headers)) {
+      if (value !== undefined && name !== 'connection' && name !== 'keep-alive' && name !== 'transfer-encoding') headers[name] = value;
+    }
+    res.writeHead(response.statusCode, headers);
+    await pipeline(response.body, res).catch(() => res.destroy());
+  };
+
+  const server = createServer({ headersTimeout: 30_000, requestTimeout: 60_000 }, (req, res) => void handle(req, res));
+  return {
+    server,
+    async close() {
+      server.close();
+      server.closeAllConnections();
+      await Promise.all([...pools.values()].map((pool) => pool.close()));
+    },
+  };
+}
