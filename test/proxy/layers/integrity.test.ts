@@ -1,0 +1,158 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { base64url, calculateJwkThumbprint, exportJWK, generateKeyPair, SignJWT } from 'jose';
+import { contentDigest, sha256 } from '../../../proxy/integrity/digest.js';
+import { createProof, createProofKey, type ProofKey } from '../../../proxy/integrity/proof.js';
+import { DOC_ID, rpc, startHarness, type Harness } from '../../helpers/harness.js';
+
+describe('integrity layer (DPoP + Content-Digest) and replay layer', () => {
+  let h: Harness;
+  let key: ProofKey;
+  let token: string;
+  let url: string;
+  before(async () => {
+    h = await startHarness({ service: 'archivist', sidecar: { publicUrls: [] } });
+    key = await createProofKey();
+    token = await h.issuer.sign();
+    url = `${h.sidecar.url}/message`;
+  });
+  after(() => h.close());
+
+  const body = JSON.stringify(rpc('get_document', { document_id: DOC_ID }));
+
+  async function send(headers: Record<string, string | string[]>, payload = body, scheme = 'Bearer', accessToken = token) {
+    return h.call(payload, { headers: { authorization: `${scheme} ${accessToken}`, ...headers } });
+  }
+
+  async function expectRefused(headers: Record<string, string | string[]>, reason: string, status: number, payload = body, scheme = 'Bearer', accessToken = token) {
+    const count = h.upstream.requests.length;
+    const res = await send(headers, payload, scheme, accessToken);
+    assert.equal(res.status, status, JSON.stringify(res.json));
+    assert.equal(res.json.error?.data?.reason, reason);
+    assert.equal(h.upstream.requests.length, count, 'never forwarded');
+    return res;
+  }
+
+  it('forwards a request with a valid proof and digest', async () => {
+    const dpop = await createProof(key, { htm: 'POST', htu: url, accessToken: token, body });
+    const res = await send({ dpop, 'content-digest': contentDigest(body) });
+    assert.equal(res.status, 200);
+  });
+
+  it('refuses a caller without a proof with 401 and -32014', async () => {
+    const res = await expectRefused({ 'content-digest': contentDigest(body) }, 'integrity.proof_missing', 401);
+    assert.equal(res.json.error?.code, -32014);
+    assert.ok(h.audit.events('integrity_failure').length >= 1);
+  });
+
+  it('refuses a body changed after signing', async () => {
+    const dpop = await createProof(key, { htm: 'POST', htu: url, accessToken: token, body });
+    const tampered = body.replace(DOC_ID, '00000000-0000-4000-8000-000000000000');
+    await expectRefused({ dpop, 'content-digest': contentDigest(body) }, 'integrity.digest_mismatch', 400, tampered);
+  });
+
+  it('refuses a changed body with a matching Content-Digest but the old htd', async () => {
+    const dpop = await createProof(key, { htm: 'POST', htu: url, accessToken: token, body });
+    const tampered = body.replace(DOC_ID, '00000000-0000-4000-8000-000000000000');
+    await expectRefused({ dpop, 'content-digest': contentDigest(tampered) }, 'integrity.digest_mismatch', 400, tampered);
+  });
+
+  it('refuses a missing or malformed Content-Digest', async () => {
+    const dpop = await createProof(key, { htm: 'POST', htu: url, accessToken: token, body });
+    await expectRefused({ dpop }, 'integrity.digest_missing', 400);
+    const again = await createProof(key, { htm: 'POST', htu: url, accessToken: token, body });
+    await expectRefused({ dpop: again, 'content-digest': 'md5=:abc:' }, 'integrity.digest_missing', 400);
+  });
+
+  it('refuses the same proof twice with 409 and -32016, counted as a replay', async () => {
+    const dpop = await createProof(key, { htm: 'POST', htu: url, accessToken: token, body });
+    const headers = { dpop, 'content-digest': contentDigest(body) };
+    assert.equal((await send(headers)).status, 200);
+    const res = await expectRefused(headers, 'replay.duplicate_id', 409);
+    assert.equal(res.json.error?.code, -32016);
+    assert.ok(h.audit.events('replay_detected').length >= 1);
+    assert.ok((await h.metric('ca_a2a_replays_total')) >= 1);
+  });
+
+  it('refuses a proof for another URL or another method', async () => {
+    const other = await createProof(key, { htm: 'POST', htu: `${h.sidecar.url}/other`, accessToken: token, body });
+    await expectRefused({ dpop: other, 'content-digest': contentDigest(body) }, 'integrity.proof_mismatch', 401);
+    const get = await createProof(key, { htm: 'GET', htu: url, accessToken: token, body });
+    await expectRefused({ dpop: get, 'content-digest': contentDigest(body) }, 'integrity.proof_mismatch', 401);
+  });
+
+  it('refuses a proof made for another access token (ath)', async () => {
+    const dpop = await createProof(key, { htm: 'POST', htu: url, accessToken: await h.issuer.sign(), body });
+    await expectRefused({ dpop, 'content-digest': contentDigest(body) }, 'integrity.proof_mismatch', 401);
+  });
+
+  it('refuses an old proof and one from the future', async () => {
+    const old = await createProof(key, { htm: 'POST', htu: url, accessToken: token, body, now: Date.now() - 400_000 });
+    await expectRefused({ dpop: old, 'content-digest': contentDigest(body) }, 'integrity.proof_stale', 401);
+    const future = await createProof(key, { htm: 'POST', htu: url, accessToken: token, body, now: Date.now() + 60_000 });
+    await expectRefused({ dpop: future, 'content-digest': contentDigest(body) }, 'integrity.proof_stale', 401);
+  });
+
+  it('refuses a proof signed with HS256, one with a private jwk, and a wrong typ', async () => {
+    const claims = { jti: crypto.randomUUID(), htm: 'POST', htu: url, iat: Math.floor(Date.now() / 1000), ath: base64url.encode(sha256(token)), htd: base64url.encode(sha256(body)) };
+    const hs = await new SignJWT(claims).setProtectedHeader({ alg: 'HS256', typ: 'dpop+jwt', jwk: { kty: 'oct', k: 'c2VjcmV0' } }).sign(new TextEncoder().encode('secret'));
+    await expectRefused({ dpop: hs, 'content-digest': contentDigest(body) }, 'integrity.proof_invalid', 401);
+    const { privateKey } = await generateKeyPair('ES256', { extractable: true });
+    const privateJwk = await exportJWK(privateKey);
+    const leaky = await new SignJWT(claims).setProtectedHeader({ alg: 'ES256', typ: 'dpop+jwt', jwk: privateJwk }).sign(privateKey);
+    await expectRefused({ dpop: leaky, 'content-digest': contentDigest(body) }, 'integrity.proof_invalid', 401);
+    const jwt = await new SignJWT(claims).setProtectedHeader({ alg: 'ES256', typ: 'JWT', jwk: key.publicJwk }).sign(key.privateKey);
+    await expectRefused({ dpop: jwt, 'content-digest': contentDigest(body) }, 'integrity.proof_invalid', 401);
+  });
+
+  it('refuses two DPoP headers', async () => {
+    const a = await createProof(key, { htm: 'POST', htu: url, accessToken: token, body });
+    const b = await createProof(key, { htm: 'POST', htu: url, accessToken: token, body });
+    await expectRefused({ dpop: [a, b], 'content-digest': contentDigest(body) }, 'integrity.proof_missing', 401);
+  });
+
+  describe('sender-constrained tokens (cnf.jkt)', () => {
+    let bound: string;
+    before(async () => {
+      bound = await h.issuer.sign({ cnf: { jkt: await calculateJwkThumbprint(key.publicJwk, 'sha256') } });
+    });
+
+    it('accepts a bound token with the DPoP scheme and a proof from its key', async () => {
+      const dpop = await createProof(key, { htm: 'POST', htu: url, accessToken: bound, body });
+      assert.equal((await send({ dpop, 'content-digest': contentDigest(body) }, body, 'DPoP', bound)).status, 200);
+    });
+
+    it('refuses a token bound to key A with a proof from key B', async () => {
+      const other = await createProofKey();
+      const dpop = await createProof(other, { htm: 'POST', htu: url, accessToken: bound, body });
+      await expectRefused({ dpop, 'content-digest': contentDigest(body) }, 'integrity.key_mismatch', 401, body, 'DPoP', bound);
+    });
+
+    it('refuses a bound token sent as Bearer (a stolen token is useless without the key)', async () => {
+      const dpop = await createProof(key, { htm: 'POST', htu: url, accessToken: bound, body });
+      await expectRefused({ dpop, 'content-digest': contentDigest(body) }, 'authn.dpop_required', 401, body, 'Bearer', bound);
+    });
+  });
+});
+
+describe('integrity behind a load balancer (--public-url)', () => {
+  let h: Harness;
+  before(async () => {
+    h = await startHarness({ service: 'archivist', sidecar: { publicUrls: ['https://archivist.example.com'] } });
+  });
+  after(() => h.close());
+
+  it('checks htu against the public URL, never the Host or X-Forwarded-* headers', async () => {
+    const key = await createProofKey();
+    const token = await h.issuer.sign();
+    const body = JSON.stringify(rpc('get_document', { document_id: DOC_ID }));
+    const digest = contentDigest(body);
+    const viaPublic = await createProof(key, { htm: 'POST', htu: 'https://archivist.example.com/message', accessToken: token, body });
+    assert.equal((await h.call(body, { headers: { authorization: `Bearer ${token}`, dpop: viaPublic, 'content-digest': digest } })).status, 200);
+    const forged = await createProof(key, { htm: 'POST', htu: 'https://evil.example.com/message', accessToken: token, body });
+    const res = await h.call(body, { headers: { authorization: `Bearer ${token}`, dpop: forged, 'content-digest': digest, 'x-forwarded-host': 'evil.example.com', 'x-forwarded-proto': 'https' } });
+    assert.equal(res.json.error?.data?.reason, 'integrity.proof_mismatch');
+    const viaHost = await createProof(key, { htm: 'POST', htu: `${h.sidecar.url}/message`, accessToken: token, body });
+    assert.equal((await h.call(body, { headers: { authorization: `Bearer ${token}`, dpop: viaHost, 'content-digest': digest } })).json.error?.data?.reason, 'integrity.proof_mismatch');
+  });
+});
