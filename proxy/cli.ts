@@ -1,7 +1,9 @@
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { isPolicyLoadError, formatProblem } from './policy/errors.js';
 import { adminPortFor, isShippedService, SHIPPED_SERVICES, shippedPolicyFile } from './services.js';
 import { startSidecar } from './sidecar.js';
+import { storeOptionsFromEnv } from './stores/backends.js';
 
 const HELP = `usage: ca-a2a sidecar (--service NAME | --policy FILE) [options]
 
@@ -12,10 +14,31 @@ const HELP = `usage: ca-a2a sidecar (--service NAME | --policy FILE) [options]
   --admin-listen H:P     /ready, /healthz, /metrics (CA_A2A_ADMIN_LISTEN; default port + 1100)
   --issuer URL           OIDC issuer (CA_A2A_ISSUER; default: the policy's issuer)
   --public-url URL       URL clients address this service by, repeatable (CA_A2A_PUBLIC_URL, comma-separated)
+  --egress-listen H:P    egress listener for the agent, loopback only (CA_A2A_EGRESS_LISTEN)
+  --service-url N=URL    where target service N is, repeatable (CA_A2A_SERVICE_URLS, comma-separated)
+                         the egress client secret comes from CA_A2A_CLIENT_SECRET or CA_A2A_CLIENT_SECRET_FILE
   --no-watch             do not hot-reload the policy files (CA_A2A_NO_WATCH=1)
   --shadow-policy FILE   evaluate a candidate policy beside the enforced one and count and log
                          each request they decide differently; never enforced (CA_A2A_SHADOW_POLICY)
+
+environment: REDIS_URL (shared rate limits, replay ids, revocation push), DATABASE_URL (durable
+revocations); unset: embedded, PGlite under CA_A2A_DATA_DIR (default ./.ca-a2a), one process.
 `;
+
+function readClientSecret(): string | undefined {
+  const file = process.env.CA_A2A_CLIENT_SECRET_FILE;
+  return file ? readFileSync(file, 'utf8').trim() : process.env.CA_A2A_CLIENT_SECRET;
+}
+
+function parseServiceUrls(entries: readonly string[]): Record<string, string> {
+  const urls: Record<string, string> = {};
+  for (const entry of entries) {
+    const at = entry.indexOf('=');
+    if (at <= 0) throw new Error(`--service-url expects NAME=URL, got '${entry}'`);
+    urls[entry.slice(0, at)] = entry.slice(at + 1);
+  }
+  return urls;
+}
 
 /** `ca-a2a sidecar`: runs until SIGINT/SIGTERM, then drains in-flight requests and exits. */
 export async function sidecarCommand(argv: string[]): Promise<number> {
@@ -31,6 +54,8 @@ export async function sidecarCommand(argv: string[]): Promise<number> {
         'admin-listen': { type: 'string', default: process.env.CA_A2A_ADMIN_LISTEN },
         issuer: { type: 'string', default: process.env.CA_A2A_ISSUER },
         'public-url': { type: 'string', multiple: true, default: process.env.CA_A2A_PUBLIC_URL?.split(',').filter(Boolean) },
+        'egress-listen': { type: 'string', default: process.env.CA_A2A_EGRESS_LISTEN },
+        'service-url': { type: 'string', multiple: true, default: process.env.CA_A2A_SERVICE_URLS?.split(',').filter(Boolean) },
         'no-watch': { type: 'boolean', default: process.env.CA_A2A_NO_WATCH === '1' },
         'shadow-policy': { type: 'string', default: process.env.CA_A2A_SHADOW_POLICY || undefined },
         help: { type: 'boolean', short: 'h' },
@@ -67,8 +92,13 @@ export async function sidecarCommand(argv: string[]): Promise<number> {
       adminListen: values['admin-listen'] ?? `${listen.slice(0, listen.lastIndexOf(':'))}:${listenPort === 0 ? 0 : adminPortFor(listenPort)}`,
       upstream: values.upstream,
       issuer: values.issuer,
+      publicUrls: values['public-url'] ?? [],
+      egressListen: values['egress-listen'],
+      clientSecret: readClientSecret(),
+      serviceUrls: parseServiceUrls(values['service-url'] ?? []),
       watchPolicy: !values['no-watch'],
       shadowPolicyFile: values['shadow-policy'],
+      stores: storeOptionsFromEnv(),
     });
   } catch (error) {
     if (isPolicyLoadError(error)) {

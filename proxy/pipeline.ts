@@ -1,10 +1,13 @@
 import type { Layer, RequestContext, Verdict } from './context.js';
 import type { KeySource } from './auth/key-source.js';
 import { authnLayer } from './layers/authn.js';
+import { anomalyLayer, type AnomalyReport } from './layers/anomaly.js';
 import { authzLayer } from './layers/authz.js';
+import { integrityLayer } from './layers/integrity.js';
 import { jsonrpcLayer } from './layers/jsonrpc.js';
 import { paramsLayer } from './layers/params.js';
 import { rateLimitLayer } from './layers/rate-limit.js';
+import { replayLayer } from './layers/replay.js';
 import { revocationLayer } from './layers/revocation.js';
 import { shadowLayer, type ShadowDisagreement } from './layers/shadow.js';
 import { routeLayer } from './layers/route.js';
@@ -12,6 +15,8 @@ import { transportLayer } from './layers/transport.js';
 import type { ServicePolicy } from './policy/model.js';
 import type { RateLimitStore } from './stores/rate-limit.js';
 import type { RevocationSet } from './stores/revocation-set.js';
+import type { TokenSourceStore } from './stores/token-sources.js';
+import type { OneTimeIdStore } from './stores/one-time-ids.js';
 
 /** What the layers need from outside the policy: stores, keys, the clock, observers. */
 export interface PipelineDeps {
@@ -23,6 +28,13 @@ export interface PipelineDeps {
   readonly onTokenVerified: (cacheHit: boolean) => void;
   /** --shadow-policy: a candidate compared with this policy on every request; absent, no layer. */
   readonly shadow?: { readonly policy: ServicePolicy; readonly onDisagreement: ShadowDisagreement } | undefined;
+  readonly tokenSources: TokenSourceStore;
+  readonly onAnomaly: (report: AnomalyReport) => void;
+  readonly onTokenSourceStoreError: (error: unknown) => void;
+  readonly oneTimeIds: OneTimeIdStore;
+  readonly onReplayStoreError: (error: unknown, fallback: 'deny' | 'allow') => void;
+  /** --public-url values, for the DPoP htu check. */
+  readonly publicUrls: readonly string[];
 }
 
 /**
@@ -35,7 +47,10 @@ export function buildPipeline(policy: ServicePolicy, deps: PipelineDeps): readon
     [routeLayer(policy), 'public routes leave here and skip every check below; decided on the normalised path only'],
     [authnLayer(policy, { keys: deps.keys, now: deps.now, onVerified: deps.onTokenVerified }), 'every other request needs a verified caller'],
     [revocationLayer(deps.revocations), 'a revoked token is no authentication: checked right after it'],
+    [anomalyLayer(policy, { store: deps.tokenSources, now: deps.now, onAnomaly: deps.onAnomaly, onStoreError: deps.onTokenSourceStoreError }), 'needs the verified jti and source; never refuses, so its place cannot change a verdict'],
     [jsonrpcLayer(policy), 'only authenticated callers reach the parser'],
+    [integrityLayer(policy, { publicUrls: deps.publicUrls, now: deps.now }), 'proof and body digest before any decision uses the body; after parsing since the mode can be per method; always on, since a key-bound token needs its proof whatever the mode'],
+    [replayLayer(policy, { ids: deps.oneTimeIds, onStoreError: deps.onReplayStoreError }), 'burns a proof id only once the proof is known good, so forgeries cannot spend ids'],
     [deps.shadow !== undefined && shadowLayer(policy, deps.shadow.policy, deps.shadow.onDisagreement), 'just before authz, so the requests authz refuses are compared too; never refuses, so it cannot change a verdict'],
     [authzLayer(policy), 'needs the roles (authn) and the methods and tools (jsonrpc)'],
     [paramsLayer(policy), 'after authz: a caller cannot probe the schemas of methods it may not call'],

@@ -9,7 +9,10 @@ import { createContext, FORWARD, type Layer } from './context.js';
 import { denial } from './denials.js';
 import { Forwarder } from './forward.js';
 import { clientErrorDenial, writeRawRefusal } from './http/client-error.js';
-import { listen } from './listen.js';
+import { createEgressServer } from './egress/egress-server.js';
+import { createProofKey } from './integrity/proof.js';
+import { isLoopbackListen, listen } from './listen.js';
+import { createTokenSource } from './oauth/client-credentials.js';
 import { AuditLog } from './observe/audit.js';
 import { createLogger, type Logger } from './observe/logger.js';
 import { createSidecarMetrics, type SidecarMetrics } from './observe/metrics.js';
@@ -20,8 +23,9 @@ import type { ServicePolicy } from './policy/model.js';
 import { PolicyWatcher } from './policy/watch.js';
 import { ShadowPolicySource } from './shadow.js';
 import { boundedRoles, methodLabel, Refuser } from './respond.js';
-import { memoryCounters, SlidingWindowRateLimit, type RateLimitStore } from './stores/rate-limit.js';
-import { RevocationSet } from './stores/revocation-set.js';
+import type { RevocationSet } from './stores/revocation-set.js';
+import type { Revoker } from './stores/revoker.js';
+import { openSidecarStores, type SidecarStoreOptions } from './stores/sidecar-stores.js';
 
 export interface SidecarOptions {
   /** The service policy file (policies/services/NAME.yaml for shipped services). */
@@ -30,8 +34,16 @@ export interface SidecarOptions {
   readonly adminListen?: string;
   readonly upstream?: string;
   readonly issuer?: string;
+  /** The URLs clients address this service by (DPoP htu behind a load balancer). */
+  readonly publicUrls?: readonly string[];
   /** A candidate policy evaluated beside the enforced one; disagreements are counted and logged, never enforced. */
   readonly shadowPolicyFile?: string;
+  /** Start the egress listener here (127.0.0.1 only); needs the policy's egress section and a client secret. */
+  readonly egressListen?: string;
+  /** The egress client's secret (CA_A2A_CLIENT_SECRET); never from policy YAML. */
+  readonly clientSecret?: string;
+  /** Target service → base URL, overriding the policy's egress targets (CA_A2A_SERVICE_URLS). */
+  readonly serviceUrls?: Readonly<Record<string, string>>;
   /** Watch the policy files and hot-reload them (default true). */
   readonly watchPolicy?: boolean;
   readonly logDestination?: DestinationStream;
@@ -40,14 +52,23 @@ export interface SidecarOptions {
   readonly now?: () => number;
   /** Shutdown: how long in-flight requests may take to finish. */
   readonly drainTimeoutMs?: number;
+  /**
+   * Shared state: `redisUrl` (rate limits, one-time ids, token sources, revocation push),
+   * `databaseUrl` (durable revocations), else `dataDir` (embedded PGlite), else memory.
+   */
+  readonly stores?: SidecarStoreOptions;
 }
 
 export interface Sidecar {
   readonly url: string;
   readonly port: number;
   readonly adminUrl: string;
+  /** The egress listener's URL, when started. */
+  readonly egressUrl: string | undefined;
   readonly metrics: SidecarMetrics;
   readonly revocations: RevocationSet;
+  /** The durable revocation write path, on this sidecar's stores. */
+  readonly revoker: Revoker;
   policy(): ServicePolicy;
   /** Reloads the policy now; resolves to the version in force afterwards. */
   reload(): Promise<string>;
@@ -63,7 +84,7 @@ interface Runtime {
 
 /** Starts a sidecar: loads and compiles the policy, then listens. Throws on an invalid policy. */
 export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
-  const overrides: PolicyOverrides = { upstream: options.upstream, issuer: options.issuer };
+  const overrides: PolicyOverrides = { upstream: options.upstream, issuer: options.issuer, serviceUrls: options.serviceUrls };
   const initial = loadPolicy(options.policyFile, overrides);
   const service = initial.service;
   const logger = createLogger({ service, level: options.logLevel, destination: options.logDestination });
@@ -72,8 +93,8 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   const refuser = new Refuser(metrics, audit, service);
   const now = options.now ?? Date.now;
   const shadow = options.shadowPolicyFile === undefined ? undefined : new ShadowPolicySource(options.shadowPolicyFile, overrides, { service, metrics, audit });
-  const revocations = new RevocationSet();
-  const rateLimits: RateLimitStore = new SlidingWindowRateLimit(memoryCounters, `ca-a2a:rl`, now);
+  const stores = await openSidecarStores(options.stores ?? {}, { service, metrics, audit, logger, now });
+  const { revocations, rateLimits, oneTimeIds } = stores;
   const keySources = new Map<string, KeySource>();
   const forwarders = new Map<string, Forwarder>();
 
@@ -91,7 +112,15 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
       forwarders.set(forwarderKey, forwarder);
     }
     const layers = buildPipeline(policy, {
-      keys, now, revocations, rateLimits,
+      keys, now, revocations, rateLimits, oneTimeIds,
+      tokenSources: stores.tokenSources,
+      onAnomaly: stores.onAnomaly,
+      onTokenSourceStoreError: stores.onTokenSourceStoreError,
+      publicUrls: options.publicUrls ?? [],
+      onReplayStoreError: (error, fallback) => {
+        metrics.storeErrors.inc({ service, store: 'replay', fallback });
+        logger.error({ event_type: 'store_failure', store: 'replay', fallback, err: (error as Error).message }, 'one-time-id store failed');
+      },
       onRateLimitStoreError: (error) => {
         metrics.storeErrors.inc({ service, store: 'rate_limit', fallback: 'allow' });
         logger.error({ event_type: 'store_failure', store: 'rate_limit', err: (error as Error).message }, 'rate-limit store failed; request allowed');
@@ -199,9 +228,30 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     writeRawRefusal(socket, refusal);
   });
 
+  async function startEgress(address: string): Promise<{ url: string; close(): Promise<void> }> {
+    const egressPolicy = initial.egress;
+    if (!egressPolicy) throw new Error(`--egress-listen given but the ${service} policy has no egress section`);
+    if (!options.clientSecret) throw new Error(`egress needs the secret of client '${egressPolicy.clientId}' (CA_A2A_CLIENT_SECRET or CA_A2A_CLIENT_SECRET_FILE)`);
+    if (!isLoopbackListen(address)) throw new Error(`the egress listener must bind a loopback address, not '${address}': only this task's agent may use it`);
+    const key = await createProofKey();
+    const tokens = createTokenSource({
+      issuer: initial.auth.issuer,
+      clientId: egressPolicy.clientId,
+      clientSecret: options.clientSecret,
+      dpopKey: { privateKey: key.privateKey, publicKey: key.publicKey },
+    });
+    const egressServer = createEgressServer({ policy: () => runtime.policy, tokens, key, metrics, refuser, audit });
+    const bound = await listen(egressServer.server, address);
+    return { url: bound.url, close: egressServer.close };
+  }
+
   const adminServer = createAdminServer(metrics.registry, {
-    readiness: () => ({ ready: !draining, details: { service, policy_version: runtime.policy.version, draining } }),
+    readiness: () => ({
+      ready: !draining && revocations.loaded,
+      details: { service, policy_version: runtime.policy.version, draining, revocations_loaded: revocations.loaded },
+    }),
   });
+  const egress = options.egressListen === undefined ? undefined : await startEgress(options.egressListen);
   const address = await listen(server, options.listen ?? '127.0.0.1:0');
   const adminAddress = await listen(adminServer, options.adminListen ?? '127.0.0.1:0');
   void keySources.values().next().value?.warm().then((error) => {
@@ -213,8 +263,10 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     url: address.url,
     port: address.port,
     adminUrl: adminAddress.url,
+    egressUrl: egress?.url,
     metrics,
     revocations,
+    revoker: stores.revoker,
     policy: () => runtime.policy,
     reload,
     async close(): Promise<void> {
@@ -225,10 +277,11 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
       const deadline = Date.now() + (options.drainTimeoutMs ?? 25_000);
       while (inFlight > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
       server.closeAllConnections();
+      await egress?.close();
       await new Promise<void>((resolve) => adminServer.close(() => resolve()));
       adminServer.closeAllConnections();
       await Promise.all([...forwarders.values()].map((forwarder) => forwarder.close()));
-      await rateLimits.close();
+      await stores.close();
       await new Promise<void>((resolve) => logger.flush(() => resolve()));
     },
   };

@@ -88,6 +88,19 @@ export function createSidecarMetrics(options: { collectProcess?: boolean } = {})
       labelNames: ['service', 'action'] as const,
       registers,
     }),
+    egressRequests: new Counter({
+      name: 'ca_a2a_egress_requests_total',
+      help: 'Outbound calls made for the agent through the egress listener, by target, outcome and status.',
+      labelNames: ['service', 'target', 'outcome', 'status'] as const,
+      registers,
+    }),
+    egressDuration: new Histogram({
+      name: 'ca_a2a_egress_duration_seconds',
+      help: 'Outbound call time until the target answered (token, proof and network included).',
+      labelNames: ['service', 'target'] as const,
+      buckets: latencyBuckets,
+      registers,
+    }),
     tokenCache: new Counter({
       name: 'ca_a2a_token_cache_total',
       help: 'Verified-token cache lookups by result (hit, miss).',
