@@ -1,0 +1,111 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { calculateJwkThumbprint, decodeJwt, decodeProtectedHeader, type JWK } from 'jose';
+import { contentDigest } from '../../../proxy/integrity/digest.js';
+import { request } from 'undici';
+import { loadClientSecrets } from '../../../deploy/dev-issuer/clients.js';
+import { startIssuer, type DevIssuer } from '../../../deploy/dev-issuer/issuer.js';
+import { shippedPolicyFile } from '../../../proxy/services.js';
+import { startSidecar, type Sidecar } from '../../../proxy/sidecar.js';
+import { AuditCapture } from '../../helpers/audit-capture.js';
+import { DOC_ID, rpc } from '../../helpers/harness.js';
+import { startUpstream, type RecordingUpstream } from '../../helpers/upstream.js';
+
+describe('egress: an agent calls another service through its sidecar, holding no credential', () => {
+  let issuer: DevIssuer;
+  let extractorAgent: RecordingUpstream;
+  let archivistAgent: RecordingUpstream;
+  let wire: RecordingUpstream;
+  let extractor: Sidecar;
+  let archivist: Sidecar;
+  let orchestrator: Sidecar;
+  const audit = new AuditCapture();
+
+  before(async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'ca-a2a-egress-'));
+    issuer = await startIssuer({ port: 0, dataDir });
+    const secrets = await loadClientSecrets(dataDir);
+    extractorAgent = await startUpstream();
+    archivistAgent = await startUpstream();
+    wire = await startUpstream();
+    const common = { issuer: issuer.issuer, watchPolicy: false, logDestination: audit };
+    extractor = await startSidecar({ ...common, policyFile: shippedPolicyFile('extractor'), upstream: extractorAgent.url });
+    archivist = await startSidecar({ ...common, policyFile: shippedPolicyFile('archivist'), upstream: archivistAgent.url });
+    orchestrator = await startSidecar({
+      ...common,
+      policyFile: shippedPolicyFile('orchestrator'),
+      upstream: 'http://127.0.0.1:1',
+      egressListen: '127.0.0.1:0',
+      clientSecret: secrets.orchestrator,
+      serviceUrls: { extractor: extractor.url, archivist: archivist.url, validator: wire.url },
+    });
+  });
+  after(async () => {
+    await orchestrator.close();
+    await extractor.close();
+    await archivist.close();
+    await extractorAgent.close();
+    await archivistAgent.close();
+    await wire.close();
+    await issuer.close();
+  });
+
+  const post = async (path: string, body: unknown) => {
+    const res = await request(`${orchestrator.egressUrl}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    return { status: res.statusCode, json: (await res.body.json()) as { result?: unknown; error?: { data?: { reason?: string } } } };
+  };
+
+  it('delivers an allowed call with a DPoP-bound token and the caller identity', async () => {
+    const res = await post('/extractor/message', rpc('extract_document', { document_id: DOC_ID }));
+    assert.equal(res.status, 200, JSON.stringify(res.json));
+    const seen = extractorAgent.requests.at(-1);
+    assert.equal(seen?.headers['x-ca-a2a-client-id'], 'orchestrator');
+    assert.equal(seen?.headers['x-ca-a2a-roles'], 'orchestrator');
+    assert.equal(seen?.headers.authorization, undefined);
+    assert.equal(seen?.body, JSON.stringify(rpc('extract_document', { document_id: DOC_ID })));
+    const line = audit.events('egress_call').at(-1);
+    assert.equal(line?.target, 'extractor');
+  });
+
+  it('sends a DPoP-bound token, a proof from the same key and a Content-Digest of the exact body', async () => {
+    const body = rpc('validate_document', { document_id: DOC_ID }, 3);
+    const res = await post('/validator/message', body);
+    assert.equal(res.status, 200);
+    const seen = wire.requests.at(-1);
+    const [scheme, token] = String(seen?.headers.authorization).split(' ');
+    assert.equal(scheme, 'DPoP');
+    const claims = decodeJwt(token as string) as { cnf?: { jkt?: string }; azp?: string };
+    assert.equal(claims.azp, 'orchestrator');
+    const proofHeader = decodeProtectedHeader(String(seen?.headers.dpop));
+    assert.equal(claims.cnf?.jkt, await calculateJwkThumbprint(proofHeader.jwk as JWK, 'sha256'));
+    assert.equal(seen?.headers['content-digest'], contentDigest(JSON.stringify(body)));
+    const proof = decodeJwt(String(seen?.headers.dpop));
+    assert.equal(proof.htu, `${wire.url}/message`);
+  });
+
+  it('refuses locally, before anything leaves the task, a call the policy does not allow', async () => {
+    const count = archivistAgent.requests.length;
+    const res = await post('/archivist/message', rpc('delete_document', { document_id: DOC_ID }));
+    assert.equal(res.status, 403);
+    assert.equal(res.json.error?.data?.reason, 'authz.egress_denied');
+    const unknown = await post('/billing/message', rpc('charge', {}));
+    assert.equal(unknown.json.error?.data?.reason, 'authz.egress_denied');
+    assert.equal(archivistAgent.requests.length, count);
+    assert.ok(audit.events('authorization').some((line) => line.code === 'authz.egress_denied'));
+  });
+
+  it('returns the target’s JSON-RPC errors unchanged', async () => {
+    extractorAgent.respond(() => ({ body: { jsonrpc: '2.0', id: 5, error: { code: -32000, message: 'unsupported file' } } }));
+    const res = await post('/extractor/message', rpc('extract_document', { document_id: DOC_ID }, 5));
+    assert.deepEqual(res.json, { jsonrpc: '2.0', id: 5, error: { code: -32000, message: 'unsupported file' } });
+    extractorAgent.respond(undefined);
+  });
+
+  it('binds the egress listener to loopback only', async () => {
+    assert.match(orchestrator.egressUrl ?? '', /^http:\/\/127\.0\.0\.1:/);
+    await assert.rejects(startSidecar({ policyFile: shippedPolicyFile('orchestrator'), egressListen: '0.0.0.0:0', clientSecret: 'x', watchPolicy: false, logDestination: new AuditCapture() }), /loopback/);
+  });
+});
