@@ -38,6 +38,10 @@ const COMMANDS: Record<string, CommandEntry> = {
     summary: 'run the development OIDC issuer (Keycloak-shaped, realm ca-a2a)',
     load: async () => (await import('../deploy/dev-issuer/cli.js')).issuerCommand,
   },
+  call: {
+    summary: 'make one signed JSON-RPC call to a service (token, DPoP proof, Content-Digest)',
+    load: async () => (await import('../proxy/client/cli.js')).callCommand,
+  },
   token: {
     summary: 'print an access token for a client of the development issuer',
     load: async () => (await import('../deploy/dev-issuer/cli.js')).tokenCommand,

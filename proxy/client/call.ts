@@ -1,0 +1,65 @@
+import { randomUUID } from 'node:crypto';
+import { request } from 'undici';
+import { createProofKey, type ProofKey } from '../integrity/proof.js';
+import { createTokenSource, type TokenSource } from '../oauth/client-credentials.js';
+import { signedHeaders } from './signed-headers.js';
+
+/** What a JSON-RPC call answered: a result, or an error object (from the service or its sidecar). */
+export type CallOutcome =
+  | { readonly kind: 'result'; readonly status: number; readonly response: { jsonrpc: '2.0'; id: unknown; result: unknown } }
+  | { readonly kind: 'error'; readonly status: number; readonly response: { jsonrpc: '2.0'; id: unknown; error: { code: number; message: string; data?: unknown } } };
+
+/** A client for callers outside the mesh (the seed's S3-event lambda, scripts, `ca-a2a call`). */
+export interface ServiceClient {
+  call(url: string, method: string, params: unknown): Promise<CallOutcome>;
+}
+
+export interface ServiceClientOptions {
+  readonly issuer: string;
+  readonly clientId: string;
+  readonly clientSecret: string;
+  /** Defaults to a fresh ES256 key for this client. */
+  readonly key?: ProofKey;
+  readonly timeoutMs?: number;
+}
+
+/**
+ * Gets a DPoP-bound token by client_credentials, then signs every call with a fresh proof and a
+ * Content-Digest (docs/integrity.md). Throws (with `.code`) only for transport failures: a
+ * JSON-RPC error is a value.
+ */
+export async function createServiceClient(options: ServiceClientOptions): Promise<ServiceClient> {
+  const key = options.key ?? (await createProofKey());
+  const tokens: TokenSource = createTokenSource({
+    issuer: options.issuer,
+    clientId: options.clientId,
+    clientSecret: options.clientSecret,
+    dpopKey: { privateKey: key.privateKey, publicKey: key.publicKey },
+  });
+  return {
+    async call(url, method, params) {
+      const token = await tokens.getToken();
+      const body = JSON.stringify({ jsonrpc: '2.0', id: randomUUID(), method, params });
+      const headers = await signedHeaders({ key, accessToken: token.accessToken, tokenType: token.tokenType, method: 'POST', url, body });
+      const response = await request(url, {
+        method: 'POST',
+        headers: { ...headers, 'content-type': 'application/json' },
+        body,
+        headersTimeout: options.timeoutMs ?? 30_000,
+        bodyTimeout: options.timeoutMs ?? 30_000,
+      });
+      const text = await response.body.text();
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        throw Object.assign(new Error(`HTTP ${response.statusCode} with a body that is not JSON`), { code: 'BAD_RESPONSE' });
+      }
+      const message = parsed as { error?: unknown };
+      if (typeof message !== 'object' || message === null) throw Object.assign(new Error('not a JSON-RPC response'), { code: 'BAD_RESPONSE' });
+      return message.error !== undefined
+        ? { kind: 'error', status: response.statusCode, response: parsed as Extract<CallOutcome, { kind: 'error' }>['response'] }
+        : { kind: 'result', status: response.statusCode, response: parsed as Extract<CallOutcome, { kind: 'result' }>['response'] };
+    },
+  };
+}

@@ -1,0 +1,78 @@
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { defaultDataDir, loadClientSecrets } from '../../deploy/dev-issuer/clients.js';
+import { isShippedService, SHIPPED_SERVICES } from '../services.js';
+import { createServiceClient } from './call.js';
+
+const HELP = `usage: ca-a2a call --client NAME --service S --method M [--params JSON|@file] [options]
+
+  --client NAME     OAuth client to call as (its secret: CA_A2A_CLIENT_SECRET, else the
+                    development issuer's data directory)
+  --service S       ${Object.keys(SHIPPED_SERVICES).join(', ')} (its sidecar on 127.0.0.1:<port>/message)
+  --url URL         call this endpoint instead (e.g. https://orchestrator.example.com/message)
+  --method M        JSON-RPC method
+  --params JSON     params as JSON, or @file to read them from a file (default {})
+  --issuer URL      OIDC issuer (CA_A2A_ISSUER; default http://127.0.0.1:8080/realms/ca-a2a)
+  --data-dir DIR    development issuer data directory (CA_A2A_DATA_DIR; default ./.ca-a2a)
+
+Prints the JSON-RPC response. Exit 0 on a result, 1 on a JSON-RPC error, 2 on a transport failure.
+`;
+
+/** `ca-a2a call`: one signed JSON-RPC call from outside the mesh. */
+export async function callCommand(argv: string[]): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        client: { type: 'string' },
+        service: { type: 'string' },
+        url: { type: 'string' },
+        method: { type: 'string' },
+        params: { type: 'string', default: '{}' },
+        issuer: { type: 'string', default: process.env.CA_A2A_ISSUER ?? 'http://127.0.0.1:8080/realms/ca-a2a' },
+        'data-dir': { type: 'string', default: defaultDataDir() },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (error) {
+    process.stderr.write(`ca-a2a call: ${(error as Error).message}\n\n${HELP}`);
+    return 2;
+  }
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const { client, service, method } = values;
+  if (!client || !method || (!service && !values.url)) {
+    process.stderr.write(`ca-a2a call: --client, --method and --service (or --url) are required\n\n${HELP}`);
+    return 2;
+  }
+  if (service && !values.url && !isShippedService(service)) {
+    process.stderr.write(`ca-a2a call: unknown service '${service}'; use --url for others\n`);
+    return 2;
+  }
+  let params: unknown;
+  try {
+    const text = values.params.startsWith('@') ? readFileSync(values.params.slice(1), 'utf8') : values.params;
+    params = JSON.parse(text);
+  } catch (error) {
+    process.stderr.write(`ca-a2a call: --params is not valid JSON: ${(error as Error).message}\n`);
+    return 2;
+  }
+  const url = values.url ?? `http://127.0.0.1:${SHIPPED_SERVICES[service as keyof typeof SHIPPED_SERVICES].port}/message`;
+  try {
+    const secret = process.env.CA_A2A_CLIENT_SECRET || (await loadClientSecrets(values['data-dir']))[client];
+    if (!secret) {
+      process.stderr.write(`ca-a2a call: no secret for client '${client}' in ${values['data-dir']}\n`);
+      return 2;
+    }
+    const caller = await createServiceClient({ issuer: values.issuer, clientId: client, clientSecret: secret });
+    const outcome = await caller.call(url, method, params);
+    process.stdout.write(`${JSON.stringify(outcome.response, null, 2)}\n`);
+    return outcome.kind === 'result' ? 0 : 1;
+  } catch (error) {
+    process.stderr.write(`ca-a2a call: ${(error as Error).message}\n`);
+    return 2;
+  }
+}

@@ -1,0 +1,63 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import { startIssuer, type DevIssuer } from '../../../deploy/dev-issuer/issuer.js';
+import { shippedPolicyFile } from '../../../proxy/services.js';
+import { startSidecar, type Sidecar } from '../../../proxy/sidecar.js';
+import { AuditCapture } from '../../helpers/audit-capture.js';
+import { DOC_ID } from '../../helpers/harness.js';
+import { startUpstream, type RecordingUpstream } from '../../helpers/upstream.js';
+
+const run = promisify(execFile);
+const BIN = new URL('../../../bin/ca-a2a.js', import.meta.url).pathname;
+
+describe('ca-a2a call', () => {
+  let dataDir: string;
+  let issuer: DevIssuer;
+  let agent: RecordingUpstream;
+  let sidecar: Sidecar;
+  before(async () => {
+    dataDir = mkdtempSync(join(tmpdir(), 'ca-a2a-call-'));
+    issuer = await startIssuer({ port: 0, dataDir });
+    agent = await startUpstream();
+    sidecar = await startSidecar({ policyFile: shippedPolicyFile('archivist'), upstream: agent.url, issuer: issuer.issuer, watchPolicy: false, logDestination: new AuditCapture() });
+  });
+  after(async () => {
+    await sidecar.close();
+    await agent.close();
+    await issuer.close();
+  });
+
+  async function call(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+    try {
+      const { stdout, stderr } = await run(process.execPath, [BIN, 'call', '--issuer', issuer.issuer, '--data-dir', dataDir, '--url', `${sidecar.url}/message`, ...args], { env: { ...process.env, CA_A2A_CLIENT_SECRET: '' } });
+      return { code: 0, stdout, stderr };
+    } catch (error) {
+      const failed = error as { code: number; stdout: string; stderr: string };
+      return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
+    }
+  }
+
+  it('prints the result and exits 0; the call is signed (DPoP-bound token, proof, digest)', async () => {
+    const { code, stdout } = await call('--client', 'viewer', '--method', 'get_document', '--params', JSON.stringify({ document_id: DOC_ID }));
+    assert.equal(code, 0, stdout);
+    assert.deepEqual(JSON.parse(stdout).result, { ok: true });
+    assert.equal(agent.requests.at(-1)?.headers['x-ca-a2a-client-id'], 'viewer');
+  });
+
+  it('prints the JSON-RPC error and exits 1 when the policy refuses', async () => {
+    const { code, stdout } = await call('--client', 'viewer', '--method', 'delete_document', '--params', JSON.stringify({ document_id: DOC_ID }));
+    assert.equal(code, 1);
+    assert.equal(JSON.parse(stdout).error.code, -32011);
+  });
+
+  it('exits 2 on a transport failure and on bad usage', async () => {
+    const down = await run(process.execPath, [BIN, 'call', '--issuer', issuer.issuer, '--data-dir', dataDir, '--url', 'http://127.0.0.1:9/message', '--client', 'viewer', '--method', 'list_documents'], { env: { ...process.env, CA_A2A_CLIENT_SECRET: '' } }).catch((error: { code: number }) => error);
+    assert.equal((down as { code: number }).code, 2);
+    assert.equal((await call('--client', 'viewer', '--method', 'x', '--params', '{nope')).code, 2);
+  });
+});
