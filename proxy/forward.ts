@@ -1,6 +1,6 @@
 import type { ServerResponse } from 'node:http';
-import { pipeline } from 'node:stream/promises';
-import { Pool } from 'undici';
+import type { IncomingHttpHeaders } from 'node:http';
+import { Pool, type Dispatcher } from 'undici';
 import type { RequestContext } from './context.js';
 import { denial, type Denial } from './denials.js';
 import type { LimitsPolicy } from './policy/model.js';
@@ -37,51 +37,64 @@ export class Forwarder {
 
   /** Forwards; resolves to a Denial when the upstream failed before anything was sent back. */
   async forward(ctx: RequestContext, res: ServerResponse, onHeaders: () => void): Promise<Denial | undefined> {
-    let response;
+    const options = {
+      method: (ctx.req.method ?? 'GET') as 'GET' | 'HEAD' | 'POST',
+      path: ctx.path + ctx.query,
+      headers: upstreamHeaders(ctx),
+      body: ctx.body,
+      headersTimeout: this.#limits.upstreamTimeoutMs,
+    };
+    if (wantsToolsFilter(ctx)) return this.#forwardFiltered(ctx, res, options, onHeaders);
+    let started = false;
     try {
-      response = await this.#pool.request({
-        method: (ctx.req.method ?? 'GET') as 'GET' | 'HEAD' | 'POST',
-        path: ctx.path + ctx.query,
-        headers: upstreamHeaders(ctx),
-        body: ctx.body,
-        headersTimeout: this.#limits.upstreamTimeoutMs,
+      // undici's stream(): the response body is written straight into `res`, no intermediate
+      // Readable and no stream.pipeline (whose AbortController costs ~5 % per request).
+      await this.#pool.stream(options, ({ statusCode, headers }) => {
+        started = true;
+        onHeaders();
+        res.writeHead(statusCode, responseHeaders(ctx, headers));
+        return res;
       });
     } catch (error) {
-      return upstreamDenial(error);
-    }
-    onHeaders();
-    const headers: Record<string, string | string[]> = {};
-    for (const [name, value] of Object.entries(response.headers)) {
-      if (value !== undefined && !DROPPED_RESPONSE_HEADERS.has(name)) headers[name] = value;
-    }
-    Object.assign(headers, ctx.responseHeaders, { 'x-ca-a2a-request-id': ctx.requestId });
-
-    if (wantsToolsFilter(ctx) && response.statusCode === 200) {
-      let body: Buffer;
-      try {
-        body = Buffer.from(await response.body.arrayBuffer());
-      } catch (error) {
-        return upstreamDenial(error);
-      }
-      const filtered = filterToolsList(ctx, body);
-      delete headers['content-length'];
-      res.writeHead(response.statusCode, { ...headers, 'content-length': filtered.length });
-      res.end(filtered);
-      return undefined;
-    }
-    res.writeHead(response.statusCode, headers);
-    try {
-      await pipeline(response.body, res);
-    } catch {
+      if (!started) return upstreamDenial(error);
       // The upstream or the client went away mid-body: headers are sent, all we can do is close.
       res.destroy();
     }
     return undefined;
   }
 
+  async #forwardFiltered(ctx: RequestContext, res: ServerResponse, options: Dispatcher.RequestOptions, onHeaders: () => void): Promise<Denial | undefined> {
+    let response;
+    let body: Buffer;
+    try {
+      response = await this.#pool.request(options);
+      body = Buffer.from(await response.body.arrayBuffer());
+    } catch (error) {
+      return upstreamDenial(error);
+    }
+    onHeaders();
+    const headers = responseHeaders(ctx, response.headers);
+    const filtered = response.statusCode === 200 ? filterToolsList(ctx, body) : body;
+    delete headers['content-length'];
+    res.writeHead(response.statusCode, { ...headers, 'content-length': filtered.length });
+    res.end(filtered);
+    return undefined;
+  }
+
   async close(): Promise<void> {
     await this.#pool.close();
   }
+}
+
+function responseHeaders(ctx: RequestContext, upstream: IncomingHttpHeaders): Record<string, string | string[]> {
+  const headers: Record<string, string | string[]> = {};
+  for (const name in upstream) {
+    const value = upstream[name];
+    if (value !== undefined && !DROPPED_RESPONSE_HEADERS.has(name)) headers[name] = value;
+  }
+  Object.assign(headers, ctx.responseHeaders);
+  headers['x-ca-a2a-request-id'] = ctx.requestId;
+  return headers;
 }
 
 function upstreamHeaders(ctx: RequestContext): Record<string, string> {
