@@ -1,5 +1,6 @@
 import { timingSafeEqual } from 'node:crypto';
-import { base64url, calculateJwkThumbprint, decodeProtectedHeader, EmbeddedJWK, jwtVerify, type JWK } from 'jose';
+import { base64url, decodeProtectedHeader, jwtVerify, type JWK } from 'jose';
+import { ProofKeyCache } from '../integrity/proof-key-cache.js';
 import type { Layer, RequestContext, Verdict } from '../context.js';
 import { denial, type Denial } from '../denials.js';
 import { parseContentDigest, sha256 } from '../integrity/digest.js';
@@ -26,6 +27,7 @@ export function integrityLayer(policy: ServicePolicy, deps: IntegrityDeps): Laye
   const verifyOptions = { typ: 'dpop+jwt', algorithms: [...settings.algorithms] };
   const maxAgeMs = settings.proofMaxAgeSeconds * 1000;
   const leewayMs = settings.leewaySeconds * 1000;
+  const keys = new ProofKeyCache(10_000);
 
   return {
     name: 'integrity',
@@ -53,9 +55,12 @@ export function integrityLayer(policy: ServicePolicy, deps: IntegrityDeps): Laye
       const jwk = header.jwk as JWK | undefined;
       if (header.typ !== 'dpop+jwt' || jwk === undefined) return denial('integrity.proof_invalid', "typ must be dpop+jwt with a 'jwk' header");
       if (PRIVATE_JWK_MEMBERS.some((member) => (jwk as Record<string, unknown>)[member] !== undefined)) return denial('integrity.proof_invalid', 'jwk holds private key material');
+      if (typeof header.alg !== 'string' || !settings.algorithms.includes(header.alg)) return denial('integrity.proof_invalid', 'algorithm not allowed');
       let payload;
+      let proofKey;
       try {
-        ({ payload } = await jwtVerify(proof, EmbeddedJWK, verifyOptions));
+        proofKey = await keys.get(jwk, header.alg);
+        ({ payload } = await jwtVerify(proof, proofKey.key, verifyOptions));
       } catch (error) {
         const code = (error as { code?: string }).code;
         return denial('integrity.proof_invalid', code === 'ERR_JOSE_ALG_NOT_ALLOWED' ? 'algorithm not allowed' : 'signature or format invalid');
@@ -75,7 +80,7 @@ export function integrityLayer(policy: ServicePolicy, deps: IntegrityDeps): Laye
         if (typeof htd !== 'string') return denial('integrity.proof_invalid', 'htd is required with a body');
         if (!sameDigest(htd, sha256(body))) return denial('integrity.digest_mismatch', 'htd does not match the body');
       }
-      const thumbprint = await calculateJwkThumbprint(jwk, 'sha256');
+      const thumbprint = proofKey.thumbprint;
       if (principal.boundKeyThumbprint !== undefined && principal.boundKeyThumbprint !== thumbprint) return denial('integrity.key_mismatch');
       ctx.proof = { jti, thumbprint };
       return undefined;
