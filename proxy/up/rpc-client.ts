@@ -1,7 +1,4 @@
-import type { webcrypto } from 'node:crypto';
-import { contentDigest } from '../integrity/digest.js';
-import { createProof, createProofKey } from '../integrity/proof.js';
-import { createTokenSource } from '../oauth/client-credentials.js';
+import { createServiceClient } from '../client/call.js';
 
 /** A JSON-RPC answer, or the sidecar's refusal (same shape, with the HTTP status). */
 export interface RpcAnswer {
@@ -16,38 +13,23 @@ export interface RpcClient {
   call(sidecarUrl: string, method: string, params: Record<string, unknown>): Promise<RpcAnswer>;
 }
 
+/** process_document runs three hops; give it far longer than one call. */
+const CALL_TIMEOUT_MS = 120_000;
+
 /**
- * A client of the shipped services, as a real caller reaches them: a client_credentials token
- * from the issuer bound to a fresh ES256 key (RFC 9449), a DPoP proof per request whose `htd`
- * covers the body, and Content-Digest (RFC 9530).
+ * A caller from outside the mesh, as `ca-a2a call` is one: DPoP-bound client_credentials token,
+ * a fresh proof and Content-Digest per request (proxy/client). This only adapts its answers to
+ * the shape the samples runner reads.
  */
 export async function createRpcClient(opts: { issuer: string; clientId: string; clientSecret: string }): Promise<RpcClient> {
-  const key = await createProofKey();
-  const tokens = createTokenSource({
-    issuer: opts.issuer, clientId: opts.clientId, clientSecret: opts.clientSecret,
-    dpopKey: { privateKey: key.privateKey, publicKey: key.publicKey } as webcrypto.CryptoKeyPair,
-  });
-  let id = 0;
+  const client = await createServiceClient({ ...opts, timeoutMs: CALL_TIMEOUT_MS });
   return {
     clientId: opts.clientId,
     async call(sidecarUrl, method, params) {
-      const token = await tokens.getToken();
-      const url = `${sidecarUrl.replace(/\/+$/, '')}/message`;
-      const body = Buffer.from(JSON.stringify({ jsonrpc: '2.0', id: ++id, method, params }));
-      const proof = await createProof(key, { htm: 'POST', htu: url, accessToken: token.accessToken, body });
-      const res = await fetch(url, {
-        method: 'POST',
-        body,
-        headers: {
-          'content-type': 'application/json',
-          authorization: `${token.tokenType} ${token.accessToken}`,
-          dpop: proof,
-          'content-digest': contentDigest(body),
-        },
-        signal: AbortSignal.timeout(120_000),
-      });
-      const json = (await res.json()) as Omit<RpcAnswer, 'status'>;
-      return { status: res.status, ...(json.result === undefined ? {} : { result: json.result }), ...(json.error === undefined ? {} : { error: json.error }) };
+      const outcome = await client.call(`${sidecarUrl.replace(/\/+$/, '')}/message`, method, params);
+      if (outcome.kind === 'result') return { status: outcome.status, result: outcome.response.result as Record<string, unknown> };
+      const { code, message, data } = outcome.response.error;
+      return { status: outcome.status, error: { code, message, ...(typeof data === 'object' && data !== null ? { data: data as Record<string, unknown> } : {}) } };
     },
   };
 }

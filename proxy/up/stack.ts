@@ -31,8 +31,6 @@ export interface Stack {
   /** Each service's sidecar URL: what clients call. */
   readonly sidecars: Readonly<Partial<Record<ShippedService, string>>>;
   readonly agents: ReadonlyMap<AgentName, RunningAgent>;
-  /** Whether every agent's sidecar has an egress listener (agent → gateway / agent calls work). */
-  readonly egress: boolean;
   /** Stops one agent (its sidecar keeps serving and answers 502 meanwhile). */
   stopAgent(name: AgentName): Promise<void>;
   /** (Re)starts one agent on its port, behind the same sidecar. */
@@ -44,15 +42,6 @@ export interface Stack {
 // Targets before callers: each agent's sidecar is told where the services it calls listen.
 const START_ORDER: readonly AgentName[] = ['archivist', 'validator', 'extractor', 'orchestrator'];
 const host = '127.0.0.1';
-
-/**
- * The sidecar egress listener: the agent posts plain JSON-RPC there and the sidecar adds the
- * token, proof and digest. Options and field named as the lead's egress work defines them.
- */
-function egressUrlOf(sidecar: Sidecar): string | undefined {
-  const url: unknown = (sidecar as unknown as Record<string, unknown>)['egressUrl'];
-  return typeof url === 'string' ? url : undefined;
-}
 
 /** Resolves once the sidecar's admin /ready answers 200 (policy loaded, revocations loaded). */
 async function waitReady(adminUrl: string, timeoutMs = 30_000): Promise<void> {
@@ -78,7 +67,6 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   const stores = { redisUrl: env['REDIS_URL'] || undefined, databaseUrl: env['DATABASE_URL'] || undefined, dataDir };
   const sidecars: Partial<Record<ShippedService, string>> = {};
   const agents = new Map<AgentName, RunningAgent>();
-  let egressEverywhere = true;
   const fronts = new Map<AgentName, { port: number; state: { egress?: string | undefined; url?: string | undefined } }>();
   let restart: (name: AgentName) => Promise<void> = async () => undefined;
   let stop: (name: AgentName) => Promise<void> = async () => undefined;
@@ -89,7 +77,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     progress(`issuer          ${issuer.issuer}`);
     const secrets = await loadClientSecrets(dataDir);
 
-    const sidecar = async (name: ShippedService, upstream: string, extra: Record<string, unknown> = {}): Promise<Sidecar> => {
+    const sidecar = async (name: ShippedService, upstream: string, extra: Partial<SidecarOptions> = {}): Promise<Sidecar> => {
       const p = ports.service(name);
       const options: SidecarOptions = {
         policyFile: shippedPolicyFile(name),
@@ -132,12 +120,12 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       fronts.set(name, { port: agent.port, state: front });
       const serviceUrls = Object.fromEntries(Object.entries(sidecars));
       const sidecarOf = await sidecar(name, agent.url, {
-        egressListen: `${host}:0`, clientId: name, clientSecret: secrets[name], serviceUrls,
+        // Each agent's own client secret: in one process the CA_A2A_CLIENT_SECRET variable cannot serve four.
+        egressListen: `${host}:0`, clientSecret: secrets[name], serviceUrls,
       });
       front.url = sidecarOf.url;
-      front.egress = egressUrlOf(sidecarOf);
-      if (front.egress === undefined) egressEverywhere = false;
-      progress(`${name.padEnd(15)} ${sidecarOf.url} → ${agent.url}${front.egress === undefined ? '  (no egress listener: its calls cannot leave)' : ''}`);
+      front.egress = sidecarOf.egressUrl;
+      progress(`${name.padEnd(15)} ${sidecarOf.url} → ${agent.url} (egress ${front.egress ?? 'none'})`);
     }
     restart = async (name) => {
       const entry = fronts.get(name);
@@ -155,7 +143,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     closers.push(() => admin.close());
     const adminSidecar = await sidecar('admin', admin.url);
     progress(`admin api       ${adminSidecar.url} → ${admin.url}`);
-    return { issuer: issuer.issuer, dataDir, sidecars, agents, egress: egressEverywhere, stopAgent: stop, startAgent: restart, close };
+    return { issuer: issuer.issuer, dataDir, sidecars, agents, stopAgent: stop, startAgent: restart, close };
   } catch (error) {
     await close();
     throw error;

@@ -37,9 +37,7 @@ export async function up(opts: UpOptions): Promise<UpResult> {
   try {
     let outcomes: SampleOutcome[] = [];
     let refusal: Refusal | undefined;
-    if (opts.samplesDir !== null && !stack.egress) {
-      opts.progress('samples         skipped: this sidecar build has no egress listener, so agents cannot reach the gateway');
-    } else if (opts.samplesDir !== null) {
+    if (opts.samplesDir !== null) {
       const secrets = await loadClientSecrets(stack.dataDir);
       const client = (clientId: string) => createRpcClient({ issuer: stack.issuer, clientId, clientSecret: secrets[clientId] ?? '' });
       const [lambda, admin, viewer] = await Promise.all([client('lambda'), client('admin'), client('viewer')]);

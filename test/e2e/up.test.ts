@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { networkInterfaces } from 'node:os';
-import { after, before, describe, it, type TestContext } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { UpResult } from '../../proxy/up/up.js';
 import { clientFor, startUp, tempDataDir } from './helpers.js';
@@ -41,14 +41,7 @@ describe('ca-a2a up: the whole system through sidecars and the development issue
     await data?.remove();
   });
 
-  const needsEgress = (t: TestContext): boolean => {
-    if (result.stack.egress) return true;
-    t.skip('the sidecars have no egress listener yet: agents cannot reach the gateway');
-    return false;
-  };
-
-  it('takes every sample to its right final state and prints a summary with a refused call', (t) => {
-    if (!needsEgress(t)) return;
+  it('takes every sample to its right final state and prints a summary with a refused call', () => {
     const states = Object.fromEntries(result.outcomes.map((o) => [o.filename, o.status]));
     assert.deepEqual(states, EXPECTED);
     assert.equal(result.refusal?.status, 403);
@@ -57,8 +50,7 @@ describe('ca-a2a up: the whole system through sidecars and the development issue
     assert.match(result.summary, /viewer → process_document: 403/);
   });
 
-  it('lets the viewer list and get documents but not process them', async (t) => {
-    if (!needsEgress(t)) return;
+  it('lets the viewer list and get documents but not process them', async () => {
     const viewer = await clientFor(result, 'viewer');
     const listed = await viewer.call(result.stack.sidecars.archivist ?? '', 'list_documents', {});
     assert.equal(listed.status, 200);
@@ -96,8 +88,7 @@ describe('ca-a2a up: the whole system through sidecars and the development issue
     if (external === undefined) t.diagnostic('no non-loopback IPv4 interface here; only the bind address was checked');
   });
 
-  it('lets a document finish after the extractor was killed mid-run and started again', async (t) => {
-    if (!needsEgress(t)) return;
+  it('lets a document finish after the extractor was killed mid-run and started again', async () => {
     const lambda = await clientFor(result, 'lambda');
     const orchestrator = result.stack.sidecars.orchestrator ?? '';
     const uploaded = await lambda.call(orchestrator, 'upload_document', {
@@ -118,8 +109,7 @@ describe('ca-a2a up: the whole system through sidecars and the development issue
     assert.equal(answer.result?.['status'], 'archived', JSON.stringify(answer));
   });
 
-  it('adds no document when started a second time on the same data directory', async (t) => {
-    if (!needsEgress(t)) return;
+  it('adds no document when started a second time on the same data directory', async () => {
     const admin = await clientFor(result, 'admin');
     const count = async (archivist: string) => ((await admin.call(archivist, 'list_documents', { limit: 100 })).result?.['documents'] as unknown[]).length;
     const before = await count(result.stack.sidecars.archivist ?? '');
