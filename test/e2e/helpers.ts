@@ -8,12 +8,12 @@ import { createRpcClient, type RpcClient } from '../../proxy/up/rpc-client.js';
 import { up, type UpResult } from '../../proxy/up/up.js';
 
 /** `up` on ephemeral ports in a data directory of its own, with logs discarded. */
-export async function startUp(dataDir: string, progress: string[] = []): Promise<UpResult> {
+export async function startUp(dataDir: string, progress: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<UpResult> {
   return up({
     dataDir,
     ports: EPHEMERAL_PORTS,
-    // Embedded stores: the environment of the test run must not select Redis or PostgreSQL here.
-    env: {},
+    // Embedded stores unless the test says otherwise: the run's own environment must not leak in.
+    env,
     logDestination: new Writable({ write: (_chunk, _enc, done) => done() }),
     progress: (line) => progress.push(line),
     orchestrator: { sweepIntervalMs: 0 },
