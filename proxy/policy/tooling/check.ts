@@ -1,4 +1,4 @@
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { isPolicyLoadError } from '../errors.js';
 import { loadPolicy } from '../load.js';
 import type { ServicePolicy } from '../model.js';
@@ -28,7 +28,9 @@ export function checkPolicies(paths: readonly string[]): CheckResult {
   const found = discoverPolicyFiles(paths);
   const diagnostics: Diagnostic[] = [...found.diagnostics];
   const services: ServicePolicy[] = [];
-  const brokenRbacs = new Set<string>();
+  // An rbac file used by a service that did not load: what is served is unknown, so the rules
+  // that need it would report every grant of that service's methods as unknown.
+  const incomplete = new Set<string>();
   for (const file of found.services) {
     try {
       const policy = loadPolicy(file);
@@ -37,6 +39,8 @@ export function checkPolicies(paths: readonly string[]): CheckResult {
     } catch (error) {
       if (!isPolicyLoadError(error)) throw error;
       diagnostics.push(...error.problems.map(fromProblem));
+      const rbac = (readYamlSource(file).data as { rbac?: unknown } | undefined)?.rbac;
+      if (typeof rbac === 'string') incomplete.add(resolve(dirname(file), rbac));
     }
   }
   for (const file of found.rbacs) {
@@ -44,7 +48,6 @@ export function checkPolicies(paths: readonly string[]): CheckResult {
     const problems = validatePolicyFile('rbac', source);
     if (problems.length > 0) {
       diagnostics.push(...problems.map(fromProblem));
-      brokenRbacs.add(file);
       continue;
     }
     const users = services.filter((policy) => policy.files[1] === file);
@@ -58,7 +61,7 @@ export function checkPolicies(paths: readonly string[]): CheckResult {
         continue;
       }
     }
-    diagnostics.push(...lintRbac(source, users));
+    diagnostics.push(...lintRbac(source, incomplete.has(file) ? [] : users));
   }
   const sorted = normalise(diagnostics);
   return {

@@ -1,5 +1,5 @@
 import { DENIALS } from '../../denials.js';
-import type { DecidingRule } from '../decide.js';
+import { decide, type DecidingRule } from '../decide.js';
 import { isPolicyLoadError, formatProblem } from '../errors.js';
 import { evaluate } from '../evaluate.js';
 import { loadPolicy } from '../load.js';
@@ -38,7 +38,9 @@ export interface Explanation {
 export function explain(policy: ServicePolicy, roles: readonly string[], request: { method: string; tool?: string | undefined; params?: unknown }): Explanation {
   const toolArguments = request.tool !== undefined ? (request.params as { arguments?: unknown } | undefined)?.arguments ?? request.params : undefined;
   const params = request.tool !== undefined ? { name: request.tool, arguments: toolArguments ?? {} } : request.params;
-  const decision = evaluate(policy, roles, { method: request.method, tool: request.tool, toolArguments, params });
+  // Without params the question is RBAC alone; with them, the schemas are checked as the sidecar does.
+  const call = { method: request.method, tool: request.tool, toolArguments, params };
+  const decision = request.params === undefined ? decide(policy, roles, call) : evaluate(policy, roles, call);
   const known = [...policy.roles.keys()];
   let reason = decision.allowed ? `allowed by role '${decision.rule?.role ?? '?'}'` : decision.reason;
   if (!decision.allowed && decision.code === 'authz.method_unknown') reason += didYouMean(request.method, policy.methods.keys());

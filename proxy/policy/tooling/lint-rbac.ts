@@ -25,8 +25,8 @@ export function lintRbac(source: YamlSource, services: readonly ServicePolicy[])
     tool: new Set(services.flatMap((policy) => [...policy.tools.keys()])),
   };
   const out: Diagnostic[] = [];
-  const report = (path: (string | number)[], severity: Diagnostic['severity'], rule: string, message: string): void => {
-    out.push({ ...source.locate(path), severity, rule, message });
+  const report = (path: (string | number)[], severity: Diagnostic['severity'], rule: string, message: string, key?: string): void => {
+    out.push({ ...source.locate(path, key), severity, rule, message });
   };
 
   for (const [role, raw] of Object.entries(roles)) {
@@ -63,15 +63,15 @@ export function lintRbac(source: YamlSource, services: readonly ServicePolicy[])
         grants += allow.filter((pattern) => matchName(denyMatcher, pattern) === undefined).length;
       }
     }
-    if (grants === 0) report(['roles', role], 'warning', 'role-allows-nothing', `role '${role}' allows nothing${known ? ' any service serves' : ''}: every request it makes is refused`);
+    if (grants === 0) report(['roles'], 'warning', 'role-allows-nothing', `role '${role}' allows nothing${known ? ' any service serves' : ''}: every request it makes is refused`, role);
 
     const toolAllow = compileMatcher(raw.tools?.allow ?? []);
     for (const tool of Object.keys(raw.tools?.arguments ?? {})) {
-      const at = ['roles', role, 'tools', 'arguments', tool];
+      const at = ['roles', role, 'tools', 'arguments'];
       if (matchName(toolAllow, tool) === undefined) {
-        report(at, 'warning', 'arguments-without-grant', `role '${role}' restricts the arguments of '${tool}' but does not allow that tool: the restriction never applies`);
+        report(at, 'warning', 'arguments-without-grant', `role '${role}' restricts the arguments of '${tool}' but does not allow that tool: the restriction never applies`, tool);
       } else if (known && !served.tool.has(tool)) {
-        report(at, 'error', 'unknown-tool', `role '${role}' restricts the arguments of tool '${tool}', which no service serves${didYouMean(tool, served.tool)}`);
+        report(at, 'error', 'unknown-tool', `role '${role}' restricts the arguments of tool '${tool}', which no service serves${didYouMean(tool, served.tool)}`, tool);
       }
     }
   }

@@ -26,19 +26,19 @@ export function lintService(policy: ServicePolicy, source: YamlSource): Diagnost
   for (const method of policy.methods.values()) {
     // tool_holders methods (MCP initialize, ping, tools/list) carry protocol params the sidecar does not own.
     if (method.access !== 'tool_holders' && method.validateParams === undefined) {
-      report(['methods', method.name], 'warning', 'method-without-params', `method '${method.name}' has no params schema: any params reach the agent`);
+      report(['methods'], 'warning', 'method-without-params', `method '${method.name}' has no params schema: any params reach the agent`, method.name);
     }
     const reachable = method.access === 'per_tool'
       ? [...policy.tools.keys()].some(toolCallable)
       : roles.some((role) => decide(policy, [role], { method: method.name }).allowed);
-    if (!reachable) report(['methods', method.name], 'warning', 'unreachable-method', `no role may call '${method.name}': it is refused to everyone`);
+    if (!reachable) report(['methods'], 'warning', 'unreachable-method', `no role may call '${method.name}': it is refused to everyone`, method.name);
   }
   for (const tool of policy.tools.keys()) {
     if (perTool === undefined) {
-      report(['tools', tool], 'warning', 'unreachable-tool', `tool '${tool}' is served but no method has access: per_tool, so it cannot be called`);
+      report(['tools'], 'warning', 'unreachable-tool', `tool '${tool}' is served but no method has access: per_tool, so it cannot be called`, tool);
       continue;
     }
-    if (!toolCallable(tool)) report(['tools', tool], 'warning', 'unreachable-tool', `no role may call tool '${tool}'`);
+    if (!toolCallable(tool)) report(['tools'], 'warning', 'unreachable-tool', `no role may call tool '${tool}'`, tool);
   }
   return out;
 }

@@ -1,0 +1,93 @@
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { policyCommand } from '../../proxy/policy/cli.js';
+import { checkPolicies } from '../../proxy/policy/tooling/check.js';
+import { bufferIo } from '../../proxy/policy/tooling/io.js';
+import { CLEAN_MCP, CLEAN_RBAC, CLEAN_SERVICE, policyDir } from './fixtures.js';
+
+/** The diagnostics of one rule in a directory, as "file:line:col severity". */
+function findings(dir: string, rule: string): { file: string; line: number; column: number; severity: string; message: string }[] {
+  return checkPolicies([dir]).diagnostics.filter((d) => d.rule === rule).map((d) => ({ file: d.file.slice(dir.length + 1), line: d.line, column: d.column, severity: d.severity, message: d.message }));
+}
+
+describe('policy check: the clean fixture', () => {
+  it('finds nothing in it (every rule below has this as its passing example)', () => {
+    const result = checkPolicies([policyDir()]);
+    assert.deepEqual(result.diagnostics, []);
+    assert.equal(result.files.length, 3);
+  });
+});
+
+// Each rule: a failing example (one edit of the clean fixture) with the position it must point at.
+const RULES: { rule: string; severity: 'error' | 'warning'; files: Parameters<typeof policyDir>[0]; at: string; message: RegExp }[] = [
+  { rule: 'unknown-method', severity: 'error', files: { rbac: CLEAN_RBAC.replace('allow: [get_document, list_documents]', 'allow: [get_documnet, list_documents]') }, at: 'rbac.yaml:7:13', message: /'get_documnet', which no service serves.*did you mean 'get_document'/ },
+  { rule: 'unknown-method', severity: 'error', files: { rbac: CLEAN_RBAC.replace('allow: [get_document, list_documents]', 'allow: [get_document, list_documents]\n    deny: [delete_documents]') }, at: 'rbac.yaml:8:12', message: /this deny never applies/ },
+  { rule: 'unknown-tool', severity: 'error', files: { rbac: CLEAN_RBAC.replace('allow: [s3_get_object]', 'allow: [s3_get_object, s3_put_objet]') }, at: 'rbac.yaml:10:30', message: /tool 's3_put_objet'/ },
+  { rule: 'pattern-matches-nothing', severity: 'warning', files: { rbac: CLEAN_RBAC.replace('allow: [get_document, list_documents]', 'allow: [get_document, list_documents, "report_*"]') }, at: 'rbac.yaml:7:43', message: /'report_\*' matches no method/ },
+  { rule: 'deny-never-applies', severity: 'warning', files: { rbac: CLEAN_RBAC.replace('allow: [get_document, list_documents]', 'allow: [get_document, list_documents]\n    deny: ["delete_*"]') }, at: 'rbac.yaml:8:12', message: /deny pattern 'delete_\*'/ },
+  { rule: 'allow-shadowed', severity: 'warning', files: { rbac: CLEAN_RBAC.replace('allow: [get_document, list_documents]', 'allow: [get_document, list_documents]\n    deny: ["list_*"]') }, at: 'rbac.yaml:7:27', message: /allows method 'list_documents' but its own deny 'list_\*'/ },
+  { rule: 'role-allows-nothing', severity: 'warning', files: { rbac: `${CLEAN_RBAC}  ghost:\n    description: forgot the grants\n` }, at: 'rbac.yaml:16:3', message: /role 'ghost' allows nothing/ },
+  { rule: 'arguments-without-grant', severity: 'warning', files: { rbac: CLEAN_RBAC.replace('allow: [s3_get_object]', 'allow: []') }, at: 'rbac.yaml:12:9', message: /does not allow that tool/ },
+  { rule: 'unknown-role', severity: 'error', files: { service: CLEAN_SERVICE.replace('viewer: { points: 10 }', 'viewr: { points: 10 }') }, at: 'services/docs.yaml:8:5', message: /'viewr'.*did you mean 'viewer'/ },
+  { rule: 'method-without-params', severity: 'warning', files: { service: CLEAN_SERVICE.replace('list_documents: { params: { type: object } }', 'list_documents: {}') }, at: 'services/docs.yaml:11:3', message: /no params schema/ },
+  { rule: 'unreachable-method', severity: 'warning', files: { service: `${CLEAN_SERVICE}  purge_all: { params: { type: object } }\n`, rbac: CLEAN_RBAC.replace('allow: ["*"]\n    tools', 'allow: [get_document, list_documents]\n    tools') }, at: 'services/docs.yaml:12:3', message: /no role may call 'purge_all'/ },
+  { rule: 'unreachable-tool', severity: 'warning', files: { mcp: `${CLEAN_MCP}  s3_delete_object: {}\n`, rbac: CLEAN_RBAC.replace('allow: ["*"]\n  viewer', 'allow: [s3_get_object]\n  viewer') }, at: 'services/mcp.yaml:11:3', message: /no role may call tool 's3_delete_object'/ },
+  { rule: 'schema', severity: 'error', files: { service: CLEAN_SERVICE.replace('public_routes:', 'public:') }, at: 'services/docs.yaml:5:1', message: /unknown key 'public' \(did you mean 'public_routes'\?\)/ },
+  { rule: 'schema-compile', severity: 'error', files: { service: CLEAN_SERVICE.replace('get_document: { params: { type: object } }', 'get_document: { params: { type: objekt } }') }, at: 'services/docs.yaml:10:27', message: /schema does not compile/ },
+  { rule: 'public-route-exposes-rpc', severity: 'error', files: { service: CLEAN_SERVICE.replace('public_routes: [GET /health]', 'public_routes: [GET /health, GET /message]') }, at: 'services/docs.yaml:5:30', message: /would expose a JSON-RPC endpoint/ },
+  { rule: 'duplicate-key', severity: 'error', files: { rbac: CLEAN_RBAC.replace('  tooler:', '  viewer:\n    allow: ["*"]\n  tooler:') }, at: 'rbac.yaml:8:3', message: /unique/i },
+  { rule: 'yaml-syntax', severity: 'error', files: { service: CLEAN_SERVICE.replace('methods:', 'methods: [') }, at: 'services/docs.yaml', message: /./ },
+  { rule: 'not-a-policy', severity: 'error', files: { extra: { 'notes.yaml': 'hello: world\n' } }, at: 'notes.yaml:1:1', message: /neither a service policy/ },
+];
+
+describe('policy check: each rule fails on its example, at the right place', () => {
+  for (const { rule, severity, files, at, message } of RULES) {
+    it(`${rule}: ${at} ${message.source.slice(0, 40)}`, () => {
+      const dir = policyDir(files);
+      const paths = rule === 'not-a-policy' ? [join(dir, 'notes.yaml')] : [dir];
+      const found = checkPolicies(paths).diagnostics.filter((d) => d.rule === rule).map((d) => ({ ...d, file: d.file.slice(dir.length + 1) }));
+      const hit = found.find((d) => `${d.file}:${d.line}:${d.column}`.startsWith(at) && message.test(d.message));
+      assert.ok(hit, `expected ${rule} at ${at} matching ${message}; got ${JSON.stringify(found)} (all: ${JSON.stringify(checkPolicies(paths).diagnostics.map((d) => `${d.rule} ${d.line}:${d.column} ${d.message}`))})`);
+      assert.equal(hit.severity, severity);
+    });
+  }
+  it('does not walk schemas/ and tests/', () => {
+    const dir = policyDir({ extra: { 'tests/cases.yaml': 'cases: []\n', 'schemas/x.yaml': 'type: object\n' } });
+    assert.deepEqual(checkPolicies([dir]).diagnostics, []);
+    assert.deepEqual(findings(dir, 'not-a-policy'), []);
+  });
+});
+
+describe('ca-a2a policy check (command)', () => {
+  it('prints compiler-style lines and exits 1 on an error', async () => {
+    const dir = policyDir({ rbac: CLEAN_RBAC.replace('allow: [get_document, list_documents]', 'allow: [get_documnet, list_documents]') });
+    const io = bufferIo();
+    assert.equal(await policyCommand(['check', dir], io), 1);
+    assert.match(io.stdout, /rbac\.yaml:7:13: error unknown-method: role 'viewer' allows method 'get_documnet'/);
+    assert.match(io.stdout, /FAIL: 3 files checked .* 1 error, 0 warnings/);
+  });
+
+  it('exits 0 on warnings, 1 with --strict', async () => {
+    const dir = policyDir({ service: CLEAN_SERVICE.replace('list_documents: { params: { type: object } }', 'list_documents: {}') });
+    assert.equal(await policyCommand(['check', dir], bufferIo()), 0);
+    assert.equal(await policyCommand(['check', '--strict', dir], bufferIo()), 1);
+  });
+
+  it('gives CI a JSON report', async () => {
+    const dir = policyDir({ service: CLEAN_SERVICE.replace('viewer: { points: 10 }', 'viewr: { points: 10 }') });
+    const io = bufferIo();
+    assert.equal(await policyCommand(['check', '--format', 'json', dir], io), 1);
+    const report = JSON.parse(io.stdout) as { ok: boolean; errors: number; diagnostics: { rule: string; line: number; column: number; severity: string }[] };
+    assert.equal(report.ok, false);
+    assert.equal(report.errors, 1);
+    assert.deepEqual(report.diagnostics.map((d) => [d.rule, d.line, d.column, d.severity]), [['unknown-role', 8, 5, 'error']]);
+  });
+
+  it('passes every shipped policy and every documented example, strictly', async () => {
+    const io = bufferIo();
+    const status = await policyCommand(['check', '--strict', 'policies', 'docs/examples'], io);
+    assert.equal(status, 0, io.stdout);
+    assert.match(io.stdout, /^ok: \d+ files checked/m);
+  });
+});

@@ -1,0 +1,70 @@
+import assert from 'node:assert/strict';
+import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { policyCommand } from '../../proxy/policy/cli.js';
+import { diffServices, loadSide } from '../../proxy/policy/tooling/diff.js';
+import { bufferIo } from '../../proxy/policy/tooling/io.js';
+
+const SHIPPED = new URL('../../policies/', import.meta.url).pathname;
+
+/** Two real versions of the shipped policy directory: as shipped, and with the edits applied. */
+function versions(edit: (rbac: string) => string): { before: string; after: string } {
+  const root = mkdtempSync(join(tmpdir(), 'ca-a2a-diff-'));
+  const before = join(root, 'before');
+  const after = join(root, 'after');
+  cpSync(SHIPPED, before, { recursive: true });
+  cpSync(SHIPPED, after, { recursive: true });
+  const rbac = readFileSync(join(after, 'rbac.yaml'), 'utf8');
+  const edited = edit(rbac);
+  assert.notEqual(edited, rbac, 'the edit must apply');
+  writeFileSync(join(after, 'rbac.yaml'), edited);
+  return { before, after };
+}
+
+// The viewer gains delete_document; lambda loses process_document; the validator's tool deny of
+// s3_delete_object goes (still not granted: a change, not a gain).
+const edit = (rbac: string): string => rbac
+  .replace('allow: [list_documents, get_document, check_status]', 'allow: [list_documents, get_document, check_status, delete_document]')
+  .replace('allow: [upload_document, process_document]', 'allow: [upload_document]')
+  .replace('deny: [s3_put_object, s3_delete_object]', 'deny: [s3_put_object]');
+
+describe('policy diff', () => {
+  it('lists exactly the changed grants between two directories', () => {
+    const { before, after } = versions(edit);
+    const changes = diffServices(loadSide(before), loadSide(after)).map((c) => `${c.change} ${c.service} ${c.role} ${c.kind} ${c.name} ${c.old}→${c.new}`);
+    assert.deepEqual(changes.sort(), [
+      'changed mcp validator tool s3_delete_object deny→none',
+      'gained archivist viewer method delete_document none→allow',
+      'lost orchestrator lambda method process_document allow→none',
+    ]);
+  });
+
+  it('says the same for two rbac files, decided against the services that use the new one', () => {
+    const { before, after } = versions(edit);
+    const afterServices = loadSide(join(after, 'rbac.yaml'));
+    assert.equal(afterServices.length, 6);
+    const changes = diffServices(loadSide(join(before, 'rbac.yaml'), afterServices), afterServices);
+    assert.equal(changes.length, 3);
+  });
+
+  it('prints an aligned table with a summary, and --exit-code fails on changes', async () => {
+    const { before, after } = versions(edit);
+    const io = bufferIo();
+    assert.equal(await policyCommand(['diff', before, after, '--exit-code'], io), 1);
+    assert.match(io.stdout, /^\+ +archivist +viewer +method delete_document +- → allow$/m);
+    assert.match(io.stdout, /^- +orchestrator +lambda +method process_document +allow → -$/m);
+    assert.match(io.stdout, /3 changes: 1 gained, 1 lost, 1 changed/);
+    const same = bufferIo();
+    assert.equal(await policyCommand(['diff', before, before, '--exit-code'], same), 0);
+    assert.equal(same.stdout, 'no access changes\n');
+  });
+
+  it('reads a side at a git revision (REV:path)', async () => {
+    const io = bufferIo();
+    const status = await policyCommand(['diff', 'HEAD:policies', 'HEAD:policies', '--format', 'json'], io);
+    assert.equal(status, 0, io.stderr);
+    assert.deepEqual(JSON.parse(io.stdout), []);
+  });
+});

@@ -1,0 +1,35 @@
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { policyCommand } from '../../proxy/policy/cli.js';
+import { bufferIo } from '../../proxy/policy/tooling/io.js';
+import { runPolicyTests } from '../../proxy/policy/tooling/test-runner.js';
+import { policyDir } from './fixtures.js';
+
+describe('policies/tests (ca-a2a policy test)', () => {
+  it('every case passes and every seed role is covered on every shipped service', () => {
+    const run = runPolicyTests(['policies/tests']);
+    assert.deepEqual(run.errors, []);
+    assert.deepEqual(run.results.filter((result) => !result.passed).map((result) => `${result.file}:${result.line} ${result.title}: expected ${result.expected}, got ${result.actual}`), []);
+    assert.deepEqual(Object.fromEntries([...run.uncovered].map(([service, byRole]) => [service, Object.fromEntries(byRole)])), {});
+    const services = new Set(run.results.map((result) => result.service));
+    assert.deepEqual([...services].sort(), ['admin', 'archivist', 'extractor', 'mcp', 'orchestrator', 'validator']);
+  });
+
+  it('reports a wrong expectation with the case position, and exits 1', async () => {
+    const dir = policyDir({ extra: { 'tests/docs.yaml': 'service: docs\ncases:\n  - { roles: [viewer], method: get_document, expect: allow }\n  - { roles: [viewer], method: list_documents, expect: deny, code: authz.method_denied }\n' } });
+    const io = bufferIo();
+    assert.equal(await policyCommand(['test', join(dir, 'tests')], io), 1);
+    assert.match(io.stdout, /FAIL {2}.*tests\/docs\.yaml:4:5: docs: \[viewer\] list_documents: expected deny authz\.method_denied, got allow/);
+    assert.match(io.stdout, /FAIL: 2 cases on 1 services, 1 failed/);
+  });
+
+  it('refuses a malformed test file with its position', async () => {
+    const dir = policyDir();
+    writeFileSync(join(dir, 'bad.yaml'), 'service: docs\ncases:\n  - { roles: [viewer], method: get_document, expected: allow }\n');
+    const run = runPolicyTests([join(dir, 'bad.yaml')]);
+    assert.equal(run.errors.length, 2);
+    assert.equal(run.errors[0]?.line, 3);
+  });
+});
