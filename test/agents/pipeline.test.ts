@@ -21,7 +21,7 @@ describe('the document pipeline through the MCP gateway (PostgreSQL, direct rout
     await stack.close();
   });
 
-  const process = async (id: string) => (await stack.call('orchestrator', 'process_document', { document_id: id }, 'lambda'));
+  const processDoc = async (id: string) => (await stack.call('orchestrator', 'process_document', { document_id: id }, 'lambda'));
   const upload = async (filename: string, contentType: string, content: string | Buffer) => {
     const answer = await stack.call('orchestrator', 'upload_document', { filename, content_type: contentType, content_base64: b64(content) }, 'lambda');
     assert.ok(answer.result, JSON.stringify(answer.error));
@@ -31,7 +31,7 @@ describe('the document pipeline through the MCP gateway (PostgreSQL, direct rout
   for (const sample of SAMPLES) {
     it(`takes the sample ${sample.file} to ${sample.status}`, async () => {
       const id = await stack.uploadSample(sample.file, sample.type);
-      const answer = await process(id);
+      const answer = await processDoc(id);
       assert.equal(answer.result?.['status'], sample.status, JSON.stringify(answer));
       const status = await stack.call('orchestrator', 'check_status', { document_id: id }, 'viewer');
       const steps = (status.result?.['logs'] as { step: string; status: string }[]).map((l) => `${l.step}:${l.status}`);
@@ -53,7 +53,7 @@ describe('the document pipeline through the MCP gateway (PostgreSQL, direct rout
 
   it('leaves a document whose extraction fails in failed with the reason, and logs it', async () => {
     const id = await upload('broken.pdf', 'application/pdf', '%PDF-1.7\nthis is not really a PDF\n');
-    const answer = await process(id);
+    const answer = await processDoc(id);
     assert.equal(answer.result?.['status'], 'failed');
     assert.match(String(answer.result?.['error']), /^extract: the PDF cannot be read/);
     const status = await stack.call('orchestrator', 'check_status', { document_id: id }, 'viewer');
@@ -64,15 +64,15 @@ describe('the document pipeline through the MCP gateway (PostgreSQL, direct rout
 
   it('refuses an unsupported format and a binary "text" file with a clear reason', async () => {
     const png = await upload('photo.png', 'image/png', Buffer.from([0x89, 0x50, 0x4e, 0x47, 0, 1, 2]));
-    assert.match(String((await process(png)).result?.['error']), /^extract: unsupported content type 'image\/png'/);
+    assert.match(String((await processDoc(png)).result?.['error']), /^extract: unsupported content type 'image\/png'/);
     const binary = await upload('notes.txt', 'text/plain', Buffer.from([0xff, 0xfe, 0x00, 0x41]));
-    assert.match(String((await process(binary)).result?.['error']), /^extract: the file is not valid UTF-8 text/);
+    assert.match(String((await processDoc(binary)).result?.['error']), /^extract: the file is not valid UTF-8 text/);
   });
 
   it('processes an archived document again without a second archive entry', async () => {
     const id = await stack.uploadSample('transactions.csv', 'text/csv');
-    assert.equal((await process(id)).result?.['status'], 'archived');
-    const again = await process(id);
+    assert.equal((await processDoc(id)).result?.['status'], 'archived');
+    const again = await processDoc(id);
     assert.equal(again.result?.['status'], 'archived');
     assert.equal(again.result?.['reused'], true);
     const archived = await stack.call('archivist', 'archive_document', { document_id: id }, 'orchestrator');
@@ -83,7 +83,7 @@ describe('the document pipeline through the MCP gateway (PostgreSQL, direct rout
 
   it('lets exactly one of two concurrent process_document calls run the pipeline', async () => {
     const id = await stack.uploadSample('meeting-notes.txt', 'text/plain');
-    const [a, b] = await Promise.all([process(id), process(id)]);
+    const [a, b] = await Promise.all([processDoc(id), processDoc(id)]);
     const outcomes = [a, b].map((r) => r.result?.['status'] ?? r.error?.data?.['reason']).sort();
     assert.deepEqual(outcomes, ['archived', 'conflict']);
   });
@@ -92,13 +92,13 @@ describe('the document pipeline through the MCP gateway (PostgreSQL, direct rout
     const id = await stack.uploadSample('invoice-2024-001.pdf', 'application/pdf');
     await stack.stopAgent('extractor');
     try {
-      const failed = await process(id);
+      const failed = await processDoc(id);
       assert.equal(failed.result?.['status'], 'failed');
       assert.match(String(failed.result?.['error']), /^extract: extractor unreachable after 2 attempt\(s\) \(upstream unavailable\)/);
     } finally {
       await stack.startAgent('extractor');
     }
-    const done = await process(id);
+    const done = await processDoc(id);
     assert.equal(done.result?.['status'], 'archived', JSON.stringify(done));
   });
 
