@@ -6,6 +6,8 @@ import { after, before, describe, it } from 'node:test';
 import type { RequestContext } from '../../proxy/context.js';
 import { shadowLayer } from '../../proxy/layers/shadow.js';
 import { loadPolicy } from '../../proxy/policy/load.js';
+import { startSidecar } from '../../proxy/sidecar.js';
+import { AuditCapture } from '../helpers/audit-capture.js';
 import { DOC_ID, RBAC_FILE, SCHEMAS_DIR, rpc, startHarness, writePolicy, type Harness } from '../helpers/harness.js';
 import { startTestIssuer, type TestIssuer } from '../helpers/test-issuer.js';
 
@@ -88,7 +90,11 @@ describe('shadow policy (--shadow-policy)', () => {
   });
 
   it('refuses to start with a candidate for another service', async () => {
-    await assert.rejects(startHarness({ issuer, policyFile: writePolicy(service('shadowed', RBAC_FILE)), sidecar: { shadowPolicyFile: writePolicy(service('other', RBAC_FILE)) } }), /not 'shadowed'/);
+    // startSidecar directly: nothing else is started that the refusal would leave open.
+    await assert.rejects(startSidecar({
+      policyFile: writePolicy(service('shadowed', RBAC_FILE)), issuer: issuer.issuer, watchPolicy: false, logDestination: new AuditCapture(),
+      shadowPolicyFile: writePolicy(service('other', RBAC_FILE)),
+    }), /not 'shadowed'/);
   });
 });
 
