@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { base64url, calculateJwkThumbprint, exportJWK, generateKeyPair, SignJWT } from 'jose';
+import { base64url, calculateJwkThumbprint, exportJWK, generateKeyPair, SignJWT, type JWTHeaderParameters } from 'jose';
 import { contentDigest, sha256 } from '../../../proxy/integrity/digest.js';
 import { createProof, createProofKey, type ProofKey } from '../../../proxy/integrity/proof.js';
 import { DOC_ID, rpc, startHarness, type Harness } from '../../helpers/harness.js';
@@ -95,7 +95,7 @@ describe('integrity layer (DPoP + Content-Digest) and replay layer', () => {
 
   it('refuses a proof signed with HS256, one with a private jwk, and a wrong typ', async () => {
     const claims = { jti: crypto.randomUUID(), htm: 'POST', htu: url, iat: Math.floor(Date.now() / 1000), ath: base64url.encode(sha256(token)), htd: base64url.encode(sha256(body)) };
-    const hs = await new SignJWT(claims).setProtectedHeader({ alg: 'HS256', typ: 'dpop+jwt', jwk: { kty: 'oct', k: 'c2VjcmV0' } }).sign(new TextEncoder().encode('secret'));
+    const hs = await new SignJWT(claims).setProtectedHeader({ alg: 'HS256', typ: 'dpop+jwt', jwk: { kty: 'oct', k: 'c2VjcmV0' } } as unknown as JWTHeaderParameters).sign(new TextEncoder().encode('secret'));
     await expectRefused({ dpop: hs, 'content-digest': contentDigest(body) }, 'integrity.proof_invalid', 401);
     const { privateKey } = await generateKeyPair('ES256', { extractable: true });
     const privateJwk = await exportJWK(privateKey);
