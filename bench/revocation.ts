@@ -4,6 +4,8 @@ import { Writable } from 'node:stream';
 import pg from 'pg';
 import { request } from 'undici';
 import { startAdminApi } from '../proxy/admin-api/start.js';
+import { signedHeaders } from '../proxy/client/signed-headers.js';
+import { createProofKey } from '../proxy/integrity/proof.js';
 import type { Principal } from '../proxy/context.js';
 import { shippedPolicyFile } from '../proxy/services.js';
 import { startSidecar, type Sidecar } from '../proxy/sidecar.js';
@@ -76,10 +78,14 @@ async function benchPropagation(options: RevocationBenchOptions) {
       sidecars.push(await startSidecar({ policyFile: shippedPolicyFile('archivist'), upstream: upstream.url, issuer: issuer.issuer, watchPolicy: false, logDestination: silent, stores }));
     }
     const body = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'get_document', params: { document_id: '6f1c1c8e-8a5a-4c53-9d0b-3c2a1e4f5a6b' } });
-    const call = async (sidecar: Sidecar, token: string): Promise<number> => {
-      const res = await request(`${sidecar.url}/message`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body });
-      await res.body.dump();
-      return res.statusCode;
+    const key = await createProofKey();
+    // Each call is signed as a real client signs it (the archivist requires DPoP proofs).
+    const call = async (sidecar: Sidecar, token: string): Promise<number | 'revoked'> => {
+      const url = `${sidecar.url}/message`;
+      const headers = await signedHeaders({ key, accessToken: token, tokenType: 'Bearer', method: 'POST', url, body });
+      const res = await request(url, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body });
+      const answer = (await res.body.json()) as { error?: { data?: { reason?: string } } };
+      return answer.error?.data?.reason === 'authn.token_revoked' ? 'revoked' : res.statusCode;
     };
     const samples: number[] = [];
     for (let i = 0; i < (options.revocations ?? 50); i++) {
@@ -94,7 +100,7 @@ async function benchPropagation(options: RevocationBenchOptions) {
       while (pending.size > 0) {
         if (performance.now() - acknowledged > 2_000) throw new Error('revocation not propagated within 2 s');
         await Promise.all([...pending].map(async (sidecar) => {
-          if ((await call(sidecar, token)) === 401) pending.delete(sidecar);
+          if ((await call(sidecar, token)) === 'revoked') pending.delete(sidecar);
         }));
       }
       samples.push(performance.now() - acknowledged);

@@ -3,7 +3,12 @@ import { createServer } from 'node:net';
 import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { startBenchIssuer } from './jwks.js';
+import { proofCosts } from './proof-cost.js';
+import { benchRevocation } from './revocation.js';
 
 /**
  * `npm run bench`: the same JSON-RPC load, back to back, against the demo agent directly, through
@@ -21,6 +26,13 @@ const children: ChildProcess[] = [];
 
 interface LoadResult { rps: number; p50: number; p99: number; non2xx: number; errors: number; total: number }
 
+async function probeStores(): Promise<Record<string, string>> {
+  const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+  const databaseUrl = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+  const up = await exec('redis-cli', ['-u', redisUrl, 'ping']).then(() => true, () => false);
+  return up ? { REDIS_URL: redisUrl, DATABASE_URL: databaseUrl } : {};
+}
+
 function freePort(): Promise<number> {
   return new Promise((resolve) => {
     const server = createServer().listen(0, '127.0.0.1', () => {
@@ -31,11 +43,11 @@ function freePort(): Promise<number> {
 }
 
 /** Starts a child (pinned to `core` when taskset works) and waits until `ready` says so. */
-async function start(args: string[], core: number, ready: () => Promise<boolean>): Promise<{ child: ChildProcess; readyMs: number }> {
+async function start(args: string[], core: number, ready: () => Promise<boolean>, env: Record<string, string> = {}): Promise<{ child: ChildProcess; readyMs: number }> {
   const command = pin ? 'taskset' : process.execPath;
   const argv = pin ? ['-c', String(core), process.execPath, ...args] : args;
   const started = performance.now();
-  const child = spawn(command, argv, { stdio: ['ignore', 'ignore', 'inherit'] });
+  const child = spawn(command, argv, { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, ...env } });
   children.push(child);
   for (let i = 0; i < 3000; i++) {
     if (await ready().catch(() => false)) return { child, readyMs: performance.now() - started };
@@ -63,6 +75,9 @@ async function rss(pid: number | undefined): Promise<number> {
   return Number(stdout.trim()) / 1024;
 }
 
+// The production configuration: shared stores on Redis and PostgreSQL (this machine's, unless set).
+const sharedStores: Record<string, string> = await probeStores();
+const dataDir = mkdtempSync(join(tmpdir(), 'ca-a2a-bench-'));
 const issuer = await startBenchIssuer();
 const token = await issuer.sign();
 const body = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'get_document', params: { document_id: '6f1c1c8e-8a5a-4c53-9d0b-3c2a1e4f5a6b' } });
@@ -84,26 +99,34 @@ try {
   rows.push({ name: 'naive proxy (jose jwtVerify per request)', result: await measure({ url: `http://127.0.0.1:${naivePort}/message`, body, token }), rssMb: await rss(naive.child.pid) });
   naive.child.kill();
 
-  for (const [name, policy, proofs] of [['sidecar, every layer', 'policy.yaml', 0], ['sidecar, every layer + DPoP proof + digest', 'policy-dpop.yaml', 0]] as const) {
+  const variants = [
+    ['sidecar, every layer (embedded stores)', 'policy.yaml', {}],
+    ['sidecar, every layer (Redis + PostgreSQL stores)', 'policy.yaml', sharedStores],
+    ['sidecar, every layer + DPoP proof + digest (Redis + PostgreSQL)', 'policy-dpop.yaml', sharedStores],
+  ] as const;
+  for (const [name, policy, env] of variants) {
+    if (env === sharedStores && !sharedStores.REDIS_URL) continue;
     const port = await freePort();
     const admin = await freePort();
     const sidecar = await start(
       [here('../bin/ca-a2a.js'), 'sidecar', '--policy', here(policy), '--listen', `127.0.0.1:${port}`, '--admin-listen', `127.0.0.1:${admin}`, '--upstream', upstream, '--issuer', issuer.issuer, '--no-watch'],
       0,
       async () => (await fetch(`http://127.0.0.1:${admin}/ready`)).status === 200,
+      { CA_A2A_DATA_DIR: dataDir, CA_A2A_KEY_PREFIX: `bench-${process.pid}`, ...env },
     );
-    const withProofs = policy === 'policy-dpop.yaml' ? Math.max(proofs, 6_000 * duration) : 0;
+    const withProofs = policy === 'policy-dpop.yaml' ? 6_000 * duration : 0;
     const result = await measure({ url: `http://127.0.0.1:${port}/message`, body, token, proofs: withProofs || undefined });
     rows.push({ name, result, rssMb: await rss(sidecar.child.pid), readyMs: sidecar.readyMs });
     sidecar.child.kill();
   }
 
   // Added latency at half the sidecar's maximum rate: direct and through the sidecar at that rate.
-  const sidecarMax = rows.find((row) => row.name === 'sidecar, every layer')?.result.rps ?? 0;
+  // The rate run uses the production stores when they are there, so half of that row's maximum.
+  const sidecarMax = rows.filter((row) => row.name.startsWith('sidecar, every layer (')).at(-1)?.result.rps ?? 0;
   const rate = Math.max(100, Math.floor(sidecarMax / 2));
   const port = await freePort();
   const admin = await freePort();
-  const sidecar = await start([here('../bin/ca-a2a.js'), 'sidecar', '--policy', here('policy.yaml'), '--listen', `127.0.0.1:${port}`, '--admin-listen', `127.0.0.1:${admin}`, '--upstream', upstream, '--issuer', issuer.issuer, '--no-watch'], 0, async () => (await fetch(`http://127.0.0.1:${admin}/ready`)).status === 200);
+  const sidecar = await start([here('../bin/ca-a2a.js'), 'sidecar', '--policy', here('policy.yaml'), '--listen', `127.0.0.1:${port}`, '--admin-listen', `127.0.0.1:${admin}`, '--upstream', upstream, '--issuer', issuer.issuer, '--no-watch'], 0, async () => (await fetch(`http://127.0.0.1:${admin}/ready`)).status === 200, { CA_A2A_DATA_DIR: dataDir, CA_A2A_KEY_PREFIX: `bench-${process.pid}`, ...sharedStores });
   const directAtRate = await measure({ url: `${upstream}/message`, body, rate });
   const sidecarAtRate = await measure({ url: `http://127.0.0.1:${port}/message`, body, token, rate });
   sidecar.child.kill();
@@ -120,6 +143,11 @@ try {
     '',
     `Added latency at half the sidecar's maximum rate (${rate} req/s): p50 ${(sidecarAtRate.p50 - directAtRate.p50).toFixed(2)} ms, p99 ${(sidecarAtRate.p99 - directAtRate.p99).toFixed(2)} ms (direct p99 ${directAtRate.p99} ms, through the sidecar ${sidecarAtRate.p99} ms).`,
   ];
+  lines.push('', await proofCosts());
+  if (sharedStores.REDIS_URL) {
+    const revocation = await benchRevocation({ redisUrl: sharedStores.REDIS_URL, databaseUrl: sharedStores.DATABASE_URL });
+    lines.push('', `Revocation: in-process check ${revocation.checkNsPerCall.toFixed(0)} ns per request (${revocation.setSize} revocations loaded); propagation from the admin API's 200 to a 401 on all ${revocation.propagationMs.sidecars} sidecars: p50 ${revocation.propagationMs.p50.toFixed(2)} ms, p99 ${revocation.propagationMs.p99.toFixed(2)} ms over ${revocation.propagationMs.samples} revocations.`);
+  }
   process.stdout.write(`${lines.join('\n')}\n`);
 } finally {
   for (const child of children) child.kill();

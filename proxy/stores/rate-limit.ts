@@ -28,6 +28,8 @@ export const memoryCounters: CounterFactory = (options) => new RateLimiterMemory
  */
 export class SlidingWindowRateLimit implements RateLimitStore {
   readonly #counters = new Map<string, RateLimiterAbstract>();
+  /** Per rule: the counts of the last finished window, by principal key. */
+  readonly #finished = new Map<string, { index: number; counts: Map<string, number> }>();
   readonly #factory: CounterFactory;
   readonly #prefix: string;
   readonly #now: () => number;
@@ -44,11 +46,10 @@ export class SlidingWindowRateLimit implements RateLimitStore {
     const now = this.#now();
     const index = Math.floor(now / windowMs);
     const elapsed = (now - index * windowMs) / windowMs;
-    const [current, previous] = await Promise.all([
+    const [current, previousCount] = await Promise.all([
       counter.consume(`${key}:${index}`, cost).then((res) => ({ res, over: false }), (rejection: unknown) => overLimit(rejection)),
-      counter.get(`${key}:${index - 1}`),
+      this.#previousCount(counter, rule, key, index - 1),
     ]);
-    const previousCount = previous?.consumedPoints ?? 0;
     const estimate = previousCount * (1 - elapsed) + current.res.consumedPoints;
     const allowed = !current.over && estimate <= rule.points;
     const remaining = Math.max(0, Math.floor(rule.points - estimate));
@@ -60,6 +61,24 @@ export class SlidingWindowRateLimit implements RateLimitStore {
       resetMs = Math.min(toNextWindowMs, (excess * windowMs) / previousCount);
     }
     return { allowed, limit: rule.points, remaining, resetSeconds: Math.max(1, Math.ceil(resetMs / 1000)) };
+  }
+
+  /**
+   * A finished window's count does not change any more, so it is read from the store once per
+   * principal and window and then kept: one store round trip per request instead of two.
+   */
+  async #previousCount(counter: RateLimiterAbstract, rule: RateLimitRule, key: string, index: number): Promise<number> {
+    const id = `${rule.points}/${rule.windowSeconds}`;
+    let finished = this.#finished.get(id);
+    if (finished?.index !== index) {
+      finished = { index, counts: new Map() };
+      this.#finished.set(id, finished);
+    }
+    const known = finished.counts.get(key);
+    if (known !== undefined) return known;
+    const count = (await counter.get(`${key}:${index}`))?.consumedPoints ?? 0;
+    if (finished.counts.size < 100_000) finished.counts.set(key, count);
+    return count;
   }
 
   #counter(rule: RateLimitRule): RateLimiterAbstract {
