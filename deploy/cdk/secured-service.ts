@@ -96,7 +96,8 @@ export class SecuredService extends Construct {
       readonlyRootFilesystem: true,
       privileged: false,
       linuxParameters: hardenedLinux(this, 'SidecarLinux'),
-      environment: { NODE_ENV: 'production' },
+      // Egress targets by their Service Connect names (the policies' 127.0.0.1 URLs are for local use).
+      environment: { NODE_ENV: 'production', ...(props.egress ? { CA_A2A_SERVICE_URLS: serviceUrls() } : {}) },
       secrets: { ...props.sidecarSecrets },
       // The one port of the task. The admin port (ADMIN_PORT) has no mapping: in awsvpc mode the
       // security group alone decides, and it admits the metrics scraper only.
@@ -133,4 +134,9 @@ export class SecuredService extends Construct {
     });
     this.service.node.addDependency(props.tlsReady);
   }
+}
+
+/** name=url for every secured service, as its sidecar's egress listener needs them. */
+function serviceUrls(): string {
+  return Object.entries(SERVICE_PORTS).map(([name, port]) => `${name}=http://${serviceDnsName(name as SecuredServiceName)}:${port}`).join(',');
 }

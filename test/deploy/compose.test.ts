@@ -90,15 +90,25 @@ describe('deploy/compose.yaml', () => {
     }
   });
 
-  it('gives the MCP gateway, and only it, PostgreSQL and the S3-compatible server', () => {
+  it('gives the MCP gateway, and only it, the documents database and the S3-compatible server', () => {
     const gateway = services['mcp-gateway']?.environment ?? {};
     assert.match(gateway['DATABASE_URL'] ?? '', /@postgres:5432\/ca_a2a$/);
     assert.equal(gateway['CA_A2A_S3_ENDPOINT'], 'http://minio:9000');
     assert.ok(services['minio'] && services['postgres'] && services['redis']);
     for (const [name, service] of Object.entries(services)) {
       if (name === 'mcp-gateway') continue;
-      assert.equal(service.environment?.['DATABASE_URL'], undefined, `${name} has no database`);
+      const url = service.environment?.['DATABASE_URL'];
+      assert.ok(url === undefined || /@revocations-db:5432\/revocations$/.test(url), `${name} reaches no database but the revocations one`);
       assert.equal(service.environment?.['AWS_SECRET_ACCESS_KEY'], undefined, `${name} has no S3 key`);
+    }
+  });
+
+  it('gives every sidecar and the admin API the revocations database and Redis, and every sidecar the egress service map', () => {
+    for (const name of [...Object.keys(PORTS).map((s) => `${s}-sidecar`), 'admin-api']) {
+      const env = services[name]?.environment ?? {};
+      assert.match(env['DATABASE_URL'] ?? '', /@revocations-db:5432\/revocations$/, name);
+      assert.match(env['REDIS_URL'] ?? '', /@redis:6379$/, name);
+      if (name !== 'admin-api') assert.match(env['CA_A2A_SERVICE_URLS'] ?? '', /extractor=http:\/\/extractor-sidecar:8002/, name);
     }
   });
 
