@@ -250,6 +250,9 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
       ready: !draining && revocations.loaded,
       details: { service, policy_version: runtime.policy.version, draining, revocations_loaded: revocations.loaded },
     }),
+  }, () => {
+    const path = runtime.policy.upstreamMetricsPath;
+    return path === undefined ? undefined : `${new URL(runtime.policy.upstream).origin}${path}`;
   });
   const egress = options.egressListen === undefined ? undefined : await startEgress(options.egressListen);
   const address = await listen(server, options.listen ?? '127.0.0.1:0');

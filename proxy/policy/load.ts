@@ -17,7 +17,7 @@ import { parseCidr } from '../http/cidr.js';
 interface RawRule { points?: number; window_seconds?: number }
 interface RawMethod { params?: Record<string, unknown>; access: MethodPolicy['access']; rate_limit?: RawRule; integrity?: IntegrityMode }
 interface RawService {
-  service: string; rbac: string; mode: 'enforce' | 'dry-run'; upstream: string;
+  service: string; rbac: string; mode: 'enforce' | 'dry-run'; upstream: string; upstream_metrics_path?: string;
   public_routes: string[]; endpoints: { path: string; kind: EndpointKind; method?: string; http_method: 'GET' | 'POST' }[];
   auth: {
     issuer: string; audience: string; jwks_uri?: string; algorithms: string[]; clock_tolerance_seconds: number;
@@ -126,6 +126,7 @@ export function loadPolicy(file: string, overrides: PolicyOverrides = {}): Servi
     service: raw.service,
     mode: raw.mode,
     upstream: overrides.upstream ?? raw.upstream,
+    upstreamMetricsPath: raw.upstream_metrics_path,
     files,
     auth: {
       issuer: overrides.issuer ?? auth.issuer,

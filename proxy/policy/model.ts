@@ -133,6 +133,8 @@ export interface ServicePolicy {
   readonly service: string;
   readonly mode: 'enforce' | 'dry-run';
   readonly upstream: string;
+  /** Path of the upstream's own metrics, merged into the admin /metrics; absent when not asked. */
+  readonly upstreamMetricsPath: string | undefined;
   readonly files: readonly string[];
   readonly auth: AuthPolicy;
   /** 'GET /health' style keys. */

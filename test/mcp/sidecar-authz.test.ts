@@ -209,6 +209,13 @@ describe('MCP gateway behind its sidecar with the shipped policy', () => {
     assert.equal(res.status, 401);
   });
 
+  it("serves the gateway's own metrics on the sidecar's admin /metrics (one scrape target per task)", async () => {
+    const text = await (await fetch(`${sidecar.adminUrl}/metrics`)).text();
+    assert.match(text, /^ca_a2a_requests_total\{/m, 'the sidecar metrics');
+    assert.match(text, /^ca_a2a_mcp_breaker_state\{backend="postgres"\} 0$/m, 'the gateway breaker, closed');
+    assert.match(text, /^# TYPE ca_a2a_mcp_tool_calls_total counter$/m);
+  });
+
   it('keeps the shipped mcp.yaml tools list equal to the tools the gateway serves', () => {
     const file = parse(readFileSync(shippedPolicyFile('mcp'), 'utf8')) as { tools: Record<string, unknown> };
     assert.deepEqual(Object.keys(file.tools).sort(), [...TOOL_NAMES].sort());
