@@ -7,6 +7,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startBenchIssuer } from './jwks.js';
+import { benchEgress } from './egress.js';
 import { proofCosts } from './proof-cost.js';
 import { benchRevocation } from './revocation.js';
 
@@ -144,6 +145,7 @@ try {
     `Added latency at half the sidecar's maximum rate (${rate} req/s): p50 ${(sidecarAtRate.p50 - directAtRate.p50).toFixed(2)} ms, p99 ${(sidecarAtRate.p99 - directAtRate.p99).toFixed(2)} ms (direct p99 ${directAtRate.p99} ms, through the sidecar ${sidecarAtRate.p99} ms).`,
   ];
   lines.push('', await proofCosts());
+  lines.push('', await benchEgress(Math.min(duration, 5)));
   if (sharedStores.REDIS_URL) {
     const revocation = await benchRevocation({ redisUrl: sharedStores.REDIS_URL, databaseUrl: sharedStores.DATABASE_URL });
     lines.push('', `Revocation: in-process check ${revocation.checkNsPerCall.toFixed(0)} ns per request (${revocation.setSize} revocations loaded); propagation from the admin API's 200 to a 401 on all ${revocation.propagationMs.sidecars} sidecars: p50 ${revocation.propagationMs.p50.toFixed(2)} ms, p99 ${revocation.propagationMs.p99.toFixed(2)} ms over ${revocation.propagationMs.samples} revocations.`);
