@@ -18,13 +18,15 @@ export interface DataProps {
   readonly vpc: ec2.IVpc;
   readonly documentsDbSecurityGroup: ec2.ISecurityGroup;
   readonly keycloakDbSecurityGroup: ec2.ISecurityGroup;
+  readonly revocationsDbSecurityGroup: ec2.ISecurityGroup;
   readonly redisSecurityGroup: ec2.ISecurityGroup;
   readonly redisNodeType: string;
 }
 
 /**
- * Every stateful resource and every secret. Two Aurora clusters rather than two databases in
- * one: Keycloak and the MCP gateway then share neither a network path nor a credential.
+ * Every stateful resource and every secret. Three Aurora clusters rather than three databases in
+ * one: Keycloak, the MCP gateway and the sidecars' revocations share neither a network path nor a
+ * credential.
  */
 export class Data extends Construct {
   readonly documentsBucket: s3.Bucket;
@@ -32,6 +34,10 @@ export class Data extends Construct {
   /** DATABASE_URL of the MCP gateway. */
   readonly documentsDbUrl: secretsmanager.Secret;
   readonly keycloakDb: AuroraPostgres;
+  /** Durable token revocations: read by every sidecar, written by the admin API; holds no documents. */
+  readonly revocationsDb: AuroraPostgres;
+  /** DATABASE_URL of the sidecars and the admin API. */
+  readonly revocationsDbUrl: secretsmanager.Secret;
   readonly redis: Redis;
   readonly clientSecrets: Readonly<Record<ClientName, secretsmanager.Secret>>;
 
@@ -81,6 +87,14 @@ export class Data extends Construct {
       databaseName: 'keycloak',
       username: 'keycloak',
     });
+    // A cluster of its own: sidecars need the revocation list, and must never reach documents.
+    this.revocationsDb = new AuroraPostgres(this, 'RevocationsDb', {
+      vpc: props.vpc,
+      securityGroup: props.revocationsDbSecurityGroup,
+      databaseName: 'revocations',
+      username: 'revocations',
+    });
+    this.revocationsDbUrl = databaseUrlSecret(this, 'RevocationsDbUrl', this.revocationsDb);
     this.redis = new Redis(this, 'Redis', {
       vpc: props.vpc,
       securityGroup: props.redisSecurityGroup,

@@ -12,7 +12,7 @@ import {
 } from './config.js';
 
 /** Every party that owns a security group. */
-export type Party = SecuredServiceName | 'alb' | 'keycloak' | 'scraper' | 'redis' | 'documentsDb' | 'keycloakDb' | 'endpoints';
+export type Party = SecuredServiceName | 'alb' | 'keycloak' | 'scraper' | 'redis' | 'documentsDb' | 'keycloakDb' | 'revocationsDb' | 'endpoints';
 
 /** Tasks that pull images, write logs and read secrets through the VPC endpoints. */
 const TASKS = [...SECURED_SERVICES, 'keycloak', 'scraper'] as const;
@@ -36,6 +36,7 @@ const PEER_RULES: readonly PeerRule[] = [
   ...AGENTS.map((from) => ({ from, to: 'mcp' as const, port: SERVICE_PORTS.mcp, why: `${from} reaches data only through the MCP sidecar` })),
   { from: 'mcp', to: 'documentsDb', port: 5432, why: 'the MCP gateway is the only holder of database access' },
   { from: 'keycloak', to: 'keycloakDb', port: 5432, why: 'Keycloak to its own database' },
+  ...SECURED_SERVICES.map((from) => ({ from, to: 'revocationsDb' as const, port: 5432, why: `${from} sidecar loads durable revocations (the admin API writes them); no documents there` })),
   ...SECURED_SERVICES.map((from) => ({ from, to: 'redis' as const, port: 6379, why: `${from} sidecar shares replay, rate-limit and revocation state` })),
   ...SECURED_SERVICES.map((from) => ({ from, to: 'keycloak' as const, port: KEYCLOAK_PORT, why: `${from} sidecar fetches JWKS and client_credentials tokens` })),
   ...SECURED_SERVICES.map((to) => ({ from: 'scraper' as const, to, port: ADMIN_PORT, why: `metrics and readiness of the ${to} sidecar, scraper only` })),
@@ -60,7 +61,7 @@ export class SecurityGroups extends Construct {
         description: `ca-a2a ${party}`,
         allowAllOutbound: false,
       });
-    const parties = [...SECURED_SERVICES, 'alb', 'keycloak', 'scraper', 'redis', 'documentsDb', 'keycloakDb'] as const;
+    const parties = [...SECURED_SERVICES, 'alb', 'keycloak', 'scraper', 'redis', 'documentsDb', 'keycloakDb', 'revocationsDb'] as const;
     const groups = Object.fromEntries(parties.map((party) => [party, make(party)])) as Record<Exclude<Party, 'endpoints'>, ec2.SecurityGroup>;
     this.groups = { ...groups, endpoints: props.endpointsSecurityGroup };
 

@@ -58,6 +58,7 @@ export class CaA2aStack extends Stack {
       vpc: network.vpc,
       documentsDbSecurityGroup: groups.documentsDb,
       keycloakDbSecurityGroup: groups.keycloakDb,
+      revocationsDbSecurityGroup: groups.revocationsDb,
       redisSecurityGroup: groups.redis,
       redisNodeType: config.redisNodeType,
     });
@@ -68,6 +69,7 @@ export class CaA2aStack extends Stack {
       imageTag.valueAsString,
     );
     const redisUrl = ecs.Secret.fromSecretsManager(data.redis.urlSecret);
+    const revocationsDbUrl = ecs.Secret.fromSecretsManager(data.revocationsDbUrl);
     const clientSecret = (name: keyof typeof data.clientSecrets): ecs.Secret => ecs.Secret.fromSecretsManager(data.clientSecrets[name]);
 
     const agent = (name: AgentName): UpstreamSpec => ({
@@ -90,7 +92,12 @@ export class CaA2aStack extends Stack {
         },
         secrets: { DATABASE_URL: ecs.Secret.fromSecretsManager(data.documentsDbUrl) },
       },
-      admin: { name: 'admin-api', command: ['admin-api', '--listen', UPSTREAM_LISTEN] },
+      admin: {
+        name: 'admin-api',
+        command: ['admin-api', '--listen', UPSTREAM_LISTEN],
+        // Writes revocations durably, then pushes them to every sidecar through Redis.
+        secrets: { DATABASE_URL: revocationsDbUrl, REDIS_URL: redisUrl },
+      },
     };
 
     const common = {
@@ -112,6 +119,7 @@ export class CaA2aStack extends Stack {
         upstream: upstreams[service],
         sidecarSecrets: {
           REDIS_URL: redisUrl,
+          DATABASE_URL: revocationsDbUrl,
           ...(service === 'mcp' ? {} : { CA_A2A_CLIENT_SECRET: clientSecret(service) }),
         },
       });

@@ -79,6 +79,7 @@ describe('deploy/cdk stack', () => {
       for (const from of AGENTS) allow(from, 'mcp', 8000);
       allow('mcp', 'documentsDb', 5432);
       allow('keycloak', 'keycloakDb', 5432);
+      for (const from of SECURED) allow(from, 'revocationsDb', 5432);
       for (const from of SECURED) allow(from, 'redis', 6379);
       for (const from of SECURED) allow(from, 'keycloak', 8080);
       for (const to of SECURED) allow('scraper', to, 9090);
@@ -160,6 +161,8 @@ describe('deploy/cdk stack', () => {
         assert.equal(egress !== undefined, (AGENTS as readonly string[]).includes(service));
         const serviceUrls = sidecar.Environment?.find((entry) => entry.Name === 'CA_A2A_SERVICE_URLS')?.Value as string | undefined;
         if (egress !== undefined) assert.match(serviceUrls ?? '', /(^|,)mcp=http:\/\/mcp\.ca-a2a\.local:8000(,|$)/, `${service} egress finds targets by Service Connect name`);
+        const secretNames = (sidecar.Secrets ?? []).map((secret) => secret.Name).sort();
+        assert.deepEqual(secretNames.filter((name) => name !== 'CA_A2A_CLIENT_SECRET'), ['DATABASE_URL', 'REDIS_URL'], `${service} sidecar: revocations database and Redis`);
       }
     });
 
@@ -196,10 +199,16 @@ describe('deploy/cdk stack', () => {
       }
       const secretsOf = (family: string, container: string): string[] =>
         (tasks.get(family)?.containers.find((c) => c.Name === container)?.Secrets ?? []).map((s) => s.Name).sort();
-      for (const agent of AGENTS) assert.deepEqual(secretsOf(`ca-a2a-${agent}`, 'sidecar'), ['CA_A2A_CLIENT_SECRET', 'REDIS_URL']);
-      assert.deepEqual(secretsOf('ca-a2a-admin', 'sidecar'), ['CA_A2A_CLIENT_SECRET', 'REDIS_URL']);
-      assert.deepEqual(secretsOf('ca-a2a-mcp', 'sidecar'), ['REDIS_URL']);
+      for (const agent of AGENTS) assert.deepEqual(secretsOf(`ca-a2a-${agent}`, 'sidecar'), ['CA_A2A_CLIENT_SECRET', 'DATABASE_URL', 'REDIS_URL']);
+      assert.deepEqual(secretsOf('ca-a2a-admin', 'sidecar'), ['CA_A2A_CLIENT_SECRET', 'DATABASE_URL', 'REDIS_URL']);
+      assert.deepEqual(secretsOf('ca-a2a-admin', 'admin-api'), ['DATABASE_URL', 'REDIS_URL']);
+      assert.deepEqual(secretsOf('ca-a2a-mcp', 'sidecar'), ['DATABASE_URL', 'REDIS_URL']);
       assert.deepEqual(secretsOf('ca-a2a-mcp', 'mcp-gateway'), ['DATABASE_URL']);
+      // Same variable, different databases: the sidecar's is the revocations cluster, never documents.
+      const databaseSecret = (family: string, container: string): string =>
+        JSON.stringify(tasks.get(family)?.containers.find((c) => c.Name === container)?.Secrets?.find((secret) => secret.Name === 'DATABASE_URL')?.ValueFrom);
+      assert.match(databaseSecret('ca-a2a-mcp', 'sidecar'), /RevocationsDbUrl/);
+      assert.match(databaseSecret('ca-a2a-mcp', 'mcp-gateway'), /DocumentsDbUrl/);
       assert.ok(secretsOf('ca-a2a-keycloak', 'keycloak').includes('KC_DB_PASSWORD'));
       // Keycloak's realm import substitutes ${CA_A2A_CLIENT_SECRET_*}: each one must be injected.
       const realm = readFileSync(fileURLToPath(new URL('../../deploy/keycloak/realm-ca-a2a.json', import.meta.url)), 'utf8');
@@ -240,9 +249,9 @@ describe('deploy/cdk stack', () => {
   });
 
   describe('data', () => {
-    it('runs encrypted Aurora PostgreSQL with 7-day backups, one cluster for MCP and one for Keycloak', () => {
+    it('runs encrypted Aurora PostgreSQL with 7-day backups: one cluster for MCP, one for Keycloak, one for revocations', () => {
       const clusters = ofType(resources, 'AWS::RDS::DBCluster');
-      assert.equal(clusters.length, 2);
+      assert.equal(clusters.length, 3);
       const names = new Map(ofType(resources, 'AWS::EC2::SecurityGroup').map(([id, g]) => [id, String(props(g)['GroupDescription'])]));
       const groups = clusters.map(([, c]) => {
         assert.equal(props(c)['Engine'], 'aurora-postgresql');
@@ -250,7 +259,7 @@ describe('deploy/cdk stack', () => {
         assert.equal(props(c)['BackupRetentionPeriod'], 7);
         return (props(c)['VpcSecurityGroupIds'] as unknown[]).map((v) => names.get(referencedId(v) ?? '')).join();
       });
-      assert.deepEqual(groups.sort(), [sg('documentsDb'), sg('keycloakDb')]);
+      assert.deepEqual(groups.sort(), [sg('documentsDb'), sg('keycloakDb'), sg('revocationsDb')].sort());
     });
 
     it('runs Redis with TLS, encryption at rest and an AUTH token from Secrets Manager', () => {
