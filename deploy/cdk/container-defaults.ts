@@ -1,4 +1,5 @@
 import { Duration } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import type { Construct } from 'constructs';
 
@@ -37,4 +38,15 @@ export function hardenedLinux(scope: Construct, id: string): ecs.LinuxParameters
 export function addScratch(task: ecs.TaskDefinition, container: ecs.ContainerDefinition, name: string, path = '/tmp'): void {
   task.addVolume({ name });
   container.addMountPoints({ sourceVolume: name, containerPath: path, readOnly: false });
+}
+
+/** How every service of the stack runs: private subnets, no public IP, rolling with rollback. */
+export function privateServiceDefaults() {
+  return {
+    vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
+    assignPublicIp: false,
+    minHealthyPercent: 100,
+    maxHealthyPercent: 200,
+    circuitBreaker: { rollback: true },
+  } as const;
 }

@@ -6,7 +6,7 @@ import type * as servicediscovery from 'aws-cdk-lib/aws-servicediscovery';
 import { Construct, type IDependable } from 'constructs';
 import type { AuroraPostgres } from './aurora.js';
 import { KEYCLOAK_MANAGEMENT_PORT, KEYCLOAK_PORT, serviceDnsName } from './config.js';
-import { addScratch, hardenedLinux } from './container-defaults.js';
+import { addScratch, hardenedLinux, privateServiceDefaults } from './container-defaults.js';
 
 export interface KeycloakServiceProps {
   readonly cluster: ecs.ICluster;
@@ -100,11 +100,7 @@ export class KeycloakService extends Construct {
       taskDefinition: this.taskDefinition,
       desiredCount: props.desiredCount,
       securityGroups: [props.securityGroup],
-      vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
-      assignPublicIp: false,
-      minHealthyPercent: 100,
-      maxHealthyPercent: 200,
-      circuitBreaker: { rollback: true },
+      ...privateServiceDefaults(),
       serviceConnectConfiguration: {
         namespace: props.namespace.namespaceArn,
         services: [{ portMappingName: 'keycloak', dnsName: serviceDnsName('keycloak'), port: KEYCLOAK_PORT, tls: props.tls }],

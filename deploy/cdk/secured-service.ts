@@ -5,7 +5,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as servicediscovery from 'aws-cdk-lib/aws-servicediscovery';
 import { Construct, type IDependable } from 'constructs';
 import { ADMIN_PORT, EGRESS_PORT, SERVICE_PORTS, UPSTREAM_PORT, serviceDnsName, type SecuredServiceName } from './config.js';
-import { APP_USER, addScratch, hardenedLinux, httpHealthCheck } from './container-defaults.js';
+import { APP_USER, addScratch, privateServiceDefaults, hardenedLinux, httpHealthCheck } from './container-defaults.js';
 
 /** What runs behind the sidecar on 127.0.0.1: an agent, the MCP gateway or the admin API. */
 export interface UpstreamSpec {
@@ -120,11 +120,7 @@ export class SecuredService extends Construct {
       taskDefinition: this.taskDefinition,
       desiredCount: props.desiredCount,
       securityGroups: [props.securityGroup],
-      vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
-      assignPublicIp: false,
-      minHealthyPercent: 100,
-      maxHealthyPercent: 200,
-      circuitBreaker: { rollback: true },
+      ...privateServiceDefaults(),
       enableExecuteCommand: false,
       serviceConnectConfiguration: {
         namespace: props.namespace.namespaceArn,
