@@ -128,8 +128,8 @@ try {
   const port = await freePort();
   const admin = await freePort();
   const sidecar = await start([here('../bin/ca-a2a.js'), 'sidecar', '--policy', here('policy.yaml'), '--listen', `127.0.0.1:${port}`, '--admin-listen', `127.0.0.1:${admin}`, '--upstream', upstream, '--issuer', issuer.issuer, '--no-watch'], 0, async () => (await fetch(`http://127.0.0.1:${admin}/ready`)).status === 200, { CA_A2A_DATA_DIR: dataDir, CA_A2A_KEY_PREFIX: `bench-${process.pid}`, ...sharedStores });
-  const directAtRate = await measure({ url: `${upstream}/message`, body, rate });
-  const sidecarAtRate = await measure({ url: `http://127.0.0.1:${port}/message`, body, token, rate });
+  const directAtRate = await measure({ url: `${upstream}/message`, body, rate, connections: 8 });
+  const sidecarAtRate = await measure({ url: `http://127.0.0.1:${port}/message`, body, token, rate, connections: 8 });
   sidecar.child.kill();
 
   const base = rows[0]?.result.rps ?? 1;
@@ -142,7 +142,7 @@ try {
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
     ...rows.map(({ name, result, rssMb, readyMs }) => `| ${name} | ${Math.round(result.rps)} | ${result.p50} | ${result.p99} | ${(result.rps / base).toFixed(2)} | ${(result.rps / bareRps).toFixed(2)} | ${(result.rps / naiveRps).toFixed(2)} | ${result.non2xx} | ${rssMb?.toFixed(0) ?? '-'} | ${readyMs?.toFixed(0) ?? '-'} |`),
     '',
-    `Added latency at half the sidecar's maximum rate (${rate} req/s): p50 ${(sidecarAtRate.p50 - directAtRate.p50).toFixed(2)} ms, p99 ${(sidecarAtRate.p99 - directAtRate.p99).toFixed(2)} ms (direct p99 ${directAtRate.p99} ms, through the sidecar ${sidecarAtRate.p99} ms).`,
+    `Added latency at half the sidecar's maximum rate (${rate} req/s, 8 connections, Redis + PostgreSQL stores): p50 ${(sidecarAtRate.p50 - directAtRate.p50).toFixed(2)} ms, p99 ${(sidecarAtRate.p99 - directAtRate.p99).toFixed(2)} ms (direct p99 ${directAtRate.p99} ms, through the sidecar ${sidecarAtRate.p99} ms).`,
   ];
   lines.push('', await proofCosts());
   lines.push('', await benchEgress(Math.min(duration, 5)));
