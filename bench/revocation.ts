@@ -9,7 +9,7 @@ import { createProofKey } from '../proxy/integrity/proof.js';
 import type { Principal } from '../proxy/context.js';
 import { shippedPolicyFile } from '../proxy/services.js';
 import { startSidecar, type Sidecar } from '../proxy/sidecar.js';
-import { closeRedis, openRedis, redisReady } from '../proxy/stores/redis.js';
+import { dropKeysWithPrefix } from '../proxy/stores/redis.js';
 import { RevocationSet } from '../proxy/stores/revocation-set.js';
 import { startTestIssuer } from '../test/helpers/test-issuer.js';
 import { startUpstream } from '../test/helpers/upstream.js';
@@ -115,24 +115,10 @@ async function benchPropagation(options: RevocationBenchOptions) {
     await issuer.close();
     await admin.query(`DROP SCHEMA ${schema} CASCADE`);
     await admin.end();
-    await dropKeys(redisUrl, stores.keyPrefix);
+    await dropKeysWithPrefix(redisUrl, stores.keyPrefix);
   }
 }
 
-async function dropKeys(redisUrl: string, prefix: string): Promise<void> {
-  const client = openRedis(redisUrl, { commandTimeoutMs: 2_000 });
-  try {
-    await redisReady(client, 2_000);
-    let cursor = '0';
-    do {
-      const [next, keys] = await client.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 500);
-      if (keys.length > 0) await client.del(...keys);
-      cursor = next;
-    } while (cursor !== '0');
-  } finally {
-    await closeRedis(client);
-  }
-}
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const result = await benchRevocation();

@@ -58,3 +58,19 @@ export async function closeRedis(client: Redis): Promise<void> {
     client.disconnect();
   }
 }
+
+/** Deletes every key under `prefix:` (SCAN, not KEYS: never blocks Redis). For benches and tests. */
+export async function dropKeysWithPrefix(redisUrl: string, prefix: string): Promise<void> {
+  const client = openRedis(redisUrl, { commandTimeoutMs: 2_000 });
+  try {
+    await redisReady(client, 2_000);
+    let cursor = '0';
+    do {
+      const [next, keys] = await client.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 500);
+      if (keys.length > 0) await client.del(...keys);
+      cursor = next;
+    } while (cursor !== '0');
+  } finally {
+    await closeRedis(client);
+  }
+}

@@ -9,6 +9,7 @@ import pg from 'pg';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
 import S3rver from 's3rver';
+import { startMcpGateway, type McpGateway } from '../../mcp/gateway.js';
 
 export const PG_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
@@ -142,4 +143,24 @@ export class TcpRelay {
     for (const s of this.sockets) s.destroy();
     await closed;
   }
+}
+
+/**
+ * A real gateway on its own PostgreSQL schema and a temporary local-disk bucket, with its log
+ * lines captured. `close()` stops it and removes both.
+ */
+export async function startTestGateway(): Promise<{ gateway: McpGateway; lines: Record<string, unknown>[]; close(): Promise<void> }> {
+  const schema = await createTestSchema();
+  const dataDir = await tempDir();
+  const captured = captureLogger();
+  const gateway = await startMcpGateway({ port: 0, dataDir, databaseUrl: schema.urlFor(), logger: captured.logger });
+  return {
+    gateway,
+    lines: captured.lines,
+    async close() {
+      await gateway.close();
+      await schema.drop();
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
 }

@@ -1,12 +1,10 @@
 import assert from 'node:assert/strict';
-import { rm } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { startMcpGateway } from '../../mcp/gateway.js';
 import type { McpGateway } from '../../mcp/gateway.js';
 import { TOOL_DEFINITIONS } from '../../mcp/tools/tool-definitions.js';
-import { callTool, captureLogger, createTestSchema, tempDir } from './helpers.js';
+import { callTool, startTestGateway } from './helpers.js';
 
 const identity = {
   'x-ca-a2a-subject': 'svc-extractor',
@@ -21,14 +19,10 @@ describe('MCP over Streamable HTTP, /call_tool and /health', () => {
   const cleanups: (() => Promise<void>)[] = [];
 
   before(async () => {
-    const schema = await createTestSchema();
-    cleanups.push(() => schema.drop());
-    const dataDir = await tempDir();
-    cleanups.push(() => rm(dataDir, { recursive: true, force: true }));
-    const captured = captureLogger();
-    lines = captured.lines;
-    gw = await startMcpGateway({ port: 0, dataDir, databaseUrl: schema.urlFor(), logger: captured.logger });
-    cleanups.unshift(() => gw.close());
+    const started = await startTestGateway();
+    cleanups.push(started.close);
+    gw = started.gateway;
+    lines = started.lines;
   });
   after(async () => {
     for (const c of cleanups) await c();

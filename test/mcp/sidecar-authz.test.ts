@@ -1,12 +1,10 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { FetchLike } from '@modelcontextprotocol/sdk/shared/transport.js';
 import { parse } from 'yaml';
-import { startMcpGateway } from '../../mcp/gateway.js';
 import type { McpGateway } from '../../mcp/gateway.js';
 import { TOOL_NAMES } from '../../mcp/tools/tool-definitions.js';
 import { signedHeaders } from '../../proxy/client/signed-headers.js';
@@ -16,7 +14,7 @@ import { shippedPolicyFile } from '../../proxy/services.js';
 import { startSidecar, type Sidecar } from '../../proxy/sidecar.js';
 import { AuditCapture } from '../helpers/audit-capture.js';
 import { startTestIssuer, type TestIssuer } from '../helpers/test-issuer.js';
-import { captureLogger, createTestSchema, tempDir } from './helpers.js';
+import { startTestGateway } from './helpers.js';
 
 /**
  * The shipped MCP policy, end to end: the SDK's own Client talks Streamable HTTP to a real sidecar
@@ -82,14 +80,10 @@ describe('MCP gateway behind its sidecar with the shipped policy', () => {
   }
 
   before(async () => {
-    const schema = await createTestSchema();
-    cleanups.push(() => schema.drop());
-    const dataDir = await tempDir();
-    cleanups.push(() => rm(dataDir, { recursive: true, force: true }));
-    const captured = captureLogger();
-    gatewayLines = captured.lines;
-    gateway = await startMcpGateway({ port: 0, dataDir, databaseUrl: schema.urlFor(), logger: captured.logger });
-    cleanups.unshift(() => gateway.close());
+    const started = await startTestGateway();
+    cleanups.push(started.close);
+    gateway = started.gateway;
+    gatewayLines = started.lines;
     issuer = await startTestIssuer();
     cleanups.unshift(() => issuer.close());
     sidecar = await startSidecar({ policyFile: shippedPolicyFile('mcp'), upstream: gateway.url, issuer: issuer.issuer, logDestination: sidecarAudit, watchPolicy: false });

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
-import { Redis } from 'ioredis';
 import { createTestSchema, TcpRelay } from '../../mcp/helpers.js';
+import { dropKeysWithPrefix } from '../../../proxy/stores/redis.js';
 import type { SidecarStoreOptions } from '../../../proxy/stores/sidecar-stores.js';
 
 export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -14,16 +14,8 @@ export function uniquePrefix(): string {
 }
 
 /** Deletes every key of a prefix (after()). */
-export async function dropPrefix(prefix: string, url = REDIS_URL): Promise<void> {
-  const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
-  await client.connect();
-  let cursor = '0';
-  do {
-    const [next, keys] = await client.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 500);
-    if (keys.length > 0) await client.del(...keys);
-    cursor = next;
-  } while (cursor !== '0');
-  await client.quit();
+export function dropPrefix(prefix: string, url = REDIS_URL): Promise<void> {
+  return dropKeysWithPrefix(url, prefix);
 }
 
 /** Store options for a sidecar on the real Redis and a suite's own PostgreSQL schema. */
