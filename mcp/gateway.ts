@@ -1,7 +1,6 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
 import { migrate } from '../proxy/stores/sql/migrate.js';
@@ -19,6 +18,7 @@ import type { BreakerOptions } from './resilience.js';
 import { createToolRunner } from './tool-runner.js';
 import { isPgTransient } from './tools/sql-run.js';
 import { ALL_TOOLS } from './tools/tool-definitions.js';
+import { projectPath } from '../proxy/paths.js';
 
 /** Bucket selection and object rules; without `bucket` the gateway uses a directory in the data dir. */
 export interface GatewayS3Options extends Partial<S3StoreOptions> {
@@ -57,7 +57,7 @@ export interface McpGateway {
 }
 
 const DEFAULT_MAX_OBJECT = 10 * 1024 * 1024;
-const MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/', import.meta.url));
+const MIGRATIONS_DIR = projectPath('mcp/migrations/');
 const DRAIN_MS = 10_000;
 
 /** Starts the MCP resource gateway: migrations, backends, tools, then the HTTP listener. */

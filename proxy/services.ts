@@ -1,4 +1,4 @@
-import { fileURLToPath } from 'node:url';
+import { projectPath } from './paths.js';
 
 /** The services ca-a2a ships a policy for, and the ports `npm start` and the docs use. */
 export const SHIPPED_SERVICES = {
@@ -18,7 +18,7 @@ export function isShippedService(name: string): name is ShippedService {
 
 /** policies/services/NAME.yaml of this checkout. */
 export function shippedPolicyFile(service: ShippedService): string {
-  return fileURLToPath(new URL(`../policies/services/${service}.yaml`, import.meta.url));
+  return projectPath(`policies/services/${service}.yaml`);
 }
 
 /** Admin listener port convention: service port + 1100 (8001 → 9101). */

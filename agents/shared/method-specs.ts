@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
+import { projectPath } from '../../proxy/paths.js';
 
 /** One JSON-RPC method of an agent as its service policy declares it. */
 export interface MethodSpec {
@@ -11,7 +11,7 @@ export interface MethodSpec {
   readonly params: Readonly<Record<string, unknown>>;
 }
 
-const POLICIES_DIR = fileURLToPath(new URL('../../policies/services/', import.meta.url));
+const POLICIES_DIR = projectPath('policies/services/');
 
 interface PolicyMethods {
   methods?: Record<string, { description?: string; params?: Record<string, unknown> }>;

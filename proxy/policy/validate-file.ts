@@ -1,16 +1,16 @@
 import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
 import type { PolicyProblem } from './errors.js';
 import type { YamlSource } from './yaml-source.js';
+import { projectPath } from '../paths.js';
 
 /** The two file formats a policy is made of; their JSON Schemas live in ./schemas/. */
 export type PolicyFileKind = 'service' | 'rbac';
 
 const SCHEMA_FILES: Record<PolicyFileKind, string> = {
-  service: 'schemas/service.schema.json',
-  rbac: 'schemas/rbac.schema.json',
+  service: 'proxy/policy/schemas/service.schema.json',
+  rbac: 'proxy/policy/schemas/rbac.schema.json',
 };
 
 // Renamed or commonly misspelt keys get a pointed hint rather than "unexpected property".
@@ -30,7 +30,7 @@ const RENAMED_KEYS: Readonly<Record<string, string>> = {
 
 /** Reads a schema of ours; also used by the policy docs generator. */
 export function readPolicySchema(kind: PolicyFileKind): Record<string, unknown> {
-  const path = fileURLToPath(new URL(SCHEMA_FILES[kind], import.meta.url));
+  const path = projectPath(SCHEMA_FILES[kind]);
   return JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
 }
 

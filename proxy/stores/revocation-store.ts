@@ -1,7 +1,7 @@
-import { fileURLToPath } from 'node:url';
 import type { Revocation } from './revocation-set.js';
 import { migrate } from './sql/migrate.js';
 import type { SqlClient } from './sql/sql-client.js';
+import { projectPath } from '../paths.js';
 
 /** A revocation with who made it and why, as listed by the admin API. Times in epoch seconds. */
 export interface RevocationRecord {
@@ -57,7 +57,7 @@ export class MemoryRevocationStore implements RevocationStore {
   async close(): Promise<void> {}
 }
 
-export const REVOCATION_MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/', import.meta.url));
+export const REVOCATION_MIGRATIONS_DIR = projectPath('proxy/stores/migrations/');
 
 interface Row {
   kind: 'jti' | 'subject' | 'before';

@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { extname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { projectPath } from '../paths.js';
 
 /** The sample documents `ca-a2a up` feeds through the pipeline. */
-export const SAMPLES_DIR = fileURLToPath(new URL('../../examples/documents/', import.meta.url));
+export const SAMPLES_DIR = projectPath('examples/documents/');
 
 const CONTENT_TYPES: Readonly<Record<string, string>> = {
   '.pdf': 'application/pdf', '.csv': 'text/csv', '.json': 'application/json', '.txt': 'text/plain', '.md': 'text/markdown',

@@ -1,6 +1,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { readPolicySchema } from '../validate-file.js';
 import { parseCommandArgs, processIo, stringOption, type Io } from './io.js';
+import { projectPath } from '../../paths.js';
 
 type Schema = Record<string, unknown> & {
   type?: string | string[]; description?: string; default?: unknown; enum?: unknown[]; const?: unknown;
@@ -15,7 +16,7 @@ export const END_MARKER = '<!-- END GENERATED FIELD REFERENCE -->';
 
 /** The field reference of both policy file formats (and test files), from their JSON Schemas. */
 export function renderFieldReference(): string {
-  const testSchema = JSON.parse(readFileSync(new URL('test-file.schema.json', import.meta.url), 'utf8')) as Schema;
+  const testSchema = JSON.parse(readFileSync(projectPath('proxy/policy/tooling/test-file.schema.json'), 'utf8')) as Schema;
   const sections = [
     { title: 'Service policy — `policies/services/NAME.yaml`', schema: readPolicySchema('service') as Schema },
     { title: 'Roles — `policies/rbac.yaml`', schema: readPolicySchema('rbac') as Schema },

@@ -11,6 +11,7 @@ import { displayPath, type Diagnostic } from './diagnostics.js';
 import { parseCommandArgs, pickFormat, processIo, usageError, type Io } from './io.js';
 import { accessMatrix } from './matrix.js';
 import { servicePolicyFile } from './services.js';
+import { projectPath } from '../../paths.js';
 
 interface RawCase {
   name?: string; service?: string; policy?: string; roles: string[]; method?: string; tool?: string;
@@ -38,7 +39,7 @@ export interface TestRun {
   readonly uncovered: ReadonlyMap<string, ReadonlyMap<string, readonly string[]>>;
 }
 
-const validateTestFile = createSchemaCompiler().compile(JSON.parse(readFileSync(new URL('test-file.schema.json', import.meta.url), 'utf8')) as Record<string, unknown>);
+const validateTestFile = createSchemaCompiler().compile(JSON.parse(readFileSync(projectPath('proxy/policy/tooling/test-file.schema.json'), 'utf8')) as Record<string, unknown>);
 
 /** Runs every *.yaml test file under the paths. Decisions come from the sidecar's own evaluate(). */
 export function runPolicyTests(paths: readonly string[]): TestRun {
