@@ -22,7 +22,7 @@ const HELP = `usage: ca-a2a sidecar (--service NAME | --policy FILE) [options]
                          each request they decide differently; never enforced (CA_A2A_SHADOW_POLICY)
 
 environment: REDIS_URL (shared rate limits, replay ids, revocation push), DATABASE_URL (durable
-revocations); unset: embedded, PGlite under CA_A2A_DATA_DIR (default ./.ca-a2a), one process.
+revocations); unset: embedded, CA_A2A_DATA_DIR/revocations.jsonl (default ./.ca-a2a).
 `;
 
 function readClientSecret(): string | undefined {

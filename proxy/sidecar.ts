@@ -54,7 +54,7 @@ export interface SidecarOptions {
   readonly drainTimeoutMs?: number;
   /**
    * Shared state: `redisUrl` (rate limits, one-time ids, token sources, revocation push),
-   * `databaseUrl` (durable revocations), else `dataDir` (embedded PGlite), else memory.
+   * `databaseUrl` (durable revocations), else `dataDir` (the embedded journal file), else memory.
    */
   readonly stores?: SidecarStoreOptions;
 }

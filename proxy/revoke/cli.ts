@@ -16,8 +16,9 @@ const HELP = `usage: ca-a2a revoke jti JTI --reason R [--expires-at ISO8601] [--
 
 Writes through the same code as the admin API. Exit 0 once the revocation is durable in
 DATABASE_URL, then pushed to every sidecar through REDIS_URL. Exit 1 when it could not be
-stored (nothing is applied), 2 on a usage error. Without DATABASE_URL: the embedded database
-under CA_A2A_DATA_DIR (only sidecars of a later ca-a2a up see it).
+stored (nothing is applied), 2 on a usage error. Without DATABASE_URL: the embedded journal
+CA_A2A_DATA_DIR/revocations.jsonl, which running sidecars on that directory read at their next
+resync (30 s).
 `;
 
 /** `ca-a2a revoke KIND VALUE --reason R`. */
@@ -64,7 +65,7 @@ export async function revokeCommand(argv: string[]): Promise<number> {
   }
 
   const options = storeOptionsFromEnv();
-  if (!options.databaseUrl) process.stderr.write(`ca-a2a revoke: DATABASE_URL not set: using the embedded database in ${options.dataDir}\n`);
+  if (!options.databaseUrl) process.stderr.write(`ca-a2a revoke: DATABASE_URL not set: using the embedded journal in ${options.dataDir}\n`);
   let backend;
   try {
     backend = await openRevocationBackend(options, () => undefined, { max: 1, connectionTimeoutMs: 3_000 });
@@ -83,7 +84,7 @@ export async function revokeCommand(argv: string[]): Promise<number> {
     } catch (error) {
       const code = (error as { code?: unknown }).code;
       if (code === 'INVALID_REVOCATION') return usage((error as Error).message);
-      const where = options.databaseUrl ? `PostgreSQL (${redactUrl(options.databaseUrl)})` : `the embedded database in ${options.dataDir}`;
+      const where = options.databaseUrl ? `PostgreSQL (${redactUrl(options.databaseUrl)})` : `the embedded journal in ${options.dataDir}`;
       process.stderr.write(`ca-a2a revoke: could not store the revocation in ${where}: ${describe(error)}; nothing was revoked\n`);
       return 1;
     }

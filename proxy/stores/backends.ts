@@ -2,13 +2,14 @@ import { join, resolve } from 'node:path';
 import type { Redis } from 'ioredis';
 import { closeRedis, openRedis } from './redis.js';
 import { LocalRevocationBus, RedisRevocationBus, type RevocationBus } from './revocation-bus.js';
+import { JournalRevocationStore } from './revocation-journal.js';
 import { MemoryRevocationStore, SqlRevocationStore, type RevocationStore } from './revocation-store.js';
-import { openSqlClient, type SqlClient } from './sql/sql-client.js';
+import { openSqlClient } from './sql/sql-client.js';
 
 /**
  * Where shared state lives. `redisUrl` / `databaseUrl` select the real backends (REDIS_URL,
- * DATABASE_URL); without `databaseUrl`, `dataDir` selects an embedded PGlite database for the
- * durable table; with neither, revocations live in memory (tests, throwaway runs).
+ * DATABASE_URL); without `databaseUrl`, `dataDir` selects the embedded journal file for the
+ * durable side; with neither, revocations live in memory (tests, throwaway runs).
  */
 export interface StoreOptions {
   readonly redisUrl?: string | undefined;
@@ -28,42 +29,27 @@ export interface RevocationBackend {
   readonly redis: Redis | undefined;
   readonly keyPrefix: string;
   /** For logs and /ready: which backend each part uses. */
-  readonly describe: { readonly durable: 'postgres' | 'pglite' | 'memory'; readonly shared: 'redis' | 'process' };
+  readonly describe: { readonly durable: 'postgres' | 'journal' | 'memory'; readonly shared: 'redis' | 'process' };
   close(): Promise<void>;
 }
 
-interface Embedded {
-  readonly sql: SqlClient;
-  readonly bus: LocalRevocationBus;
-  refs: number;
+// Every sidecar of one process (ca-a2a up) shares the in-process push channel of its data
+// directory, so a revocation made through one is applied by all at once; other processes on the
+// same directory read the journal at their next resync.
+const embeddedBuses = new Map<string, { bus: LocalRevocationBus; refs: number }>();
+
+function acquireEmbeddedBus(dir: string): LocalRevocationBus {
+  const entry = embeddedBuses.get(dir) ?? { bus: new LocalRevocationBus(), refs: 0 };
+  embeddedBuses.set(dir, entry);
+  entry.refs++;
+  return entry.bus;
 }
 
-// PGlite admits one handle per data directory, so every sidecar of one process (ca-a2a up)
-// shares it, and with it the in-process push channel: that is the whole embedded mode.
-const embedded = new Map<string, Promise<Embedded>>();
-
-async function acquireEmbedded(dataDir: string): Promise<Embedded> {
-  const dir = resolve(dataDir, 'sidecar-pglite');
-  let entry = embedded.get(dir);
-  if (!entry) {
-    entry = openSqlClient({ dataDir: dir }).then((sql) => ({ sql, bus: new LocalRevocationBus(), refs: 0 }));
-    embedded.set(dir, entry);
-    entry.catch(() => embedded.delete(dir));
-  }
-  const value = await entry;
-  value.refs++;
-  return value;
-}
-
-async function releaseEmbedded(dataDir: string): Promise<void> {
-  const dir = resolve(dataDir, 'sidecar-pglite');
-  const entry = embedded.get(dir);
-  if (!entry) return;
-  const value = await entry;
-  if (--value.refs > 0) return;
-  embedded.delete(dir);
-  await value.bus.close();
-  await value.sql.close();
+async function releaseEmbeddedBus(dir: string): Promise<void> {
+  const entry = embeddedBuses.get(dir);
+  if (!entry || --entry.refs > 0) return;
+  embeddedBuses.delete(dir);
+  await entry.bus.close();
 }
 
 /** Opens the revocation backend the options select. Nothing here waits for Redis or PostgreSQL to answer. */
@@ -84,12 +70,11 @@ export async function openRevocationBackend(options: StoreOptions, onError: Back
       store = new SqlRevocationStore(sql, { ownsClient: true });
       durable = 'postgres';
     } else if (options.dataDir) {
-      const dataDir = options.dataDir;
-      const shared = await acquireEmbedded(dataDir);
-      store = new SqlRevocationStore(shared.sql, { ownsClient: false });
-      localBus = shared.bus;
-      release = () => releaseEmbedded(dataDir);
-      durable = 'pglite';
+      const dir = resolve(options.dataDir);
+      store = new JournalRevocationStore(join(dir, 'revocations.jsonl'));
+      localBus = acquireEmbeddedBus(dir);
+      release = () => releaseEmbeddedBus(dir);
+      durable = 'journal';
     } else {
       store = new MemoryRevocationStore();
       durable = 'memory';

@@ -12,7 +12,7 @@ import type { StackPorts } from './ports.js';
 
 /** Options of {@link startStack}. */
 export interface StackOptions {
-  /** Client secrets, signing key, PGlite, local bucket (default ./.ca-a2a). */
+  /** Client secrets, signing key, PGlite, revocation journal, local bucket (default ./.ca-a2a). */
   readonly dataDir: string;
   readonly ports: StackPorts;
   /** REDIS_URL, DATABASE_URL, CA_A2A_S3_* select shared backends; unset → embedded. */

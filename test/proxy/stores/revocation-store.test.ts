@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { appendFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openRevocationBackend } from '../../../proxy/stores/backends.js';
-import { SqlRevocationStore, MemoryRevocationStore, type RevocationStore } from '../../../proxy/stores/revocation-store.js';
+import { JournalRevocationStore } from '../../../proxy/stores/revocation-journal.js';
+import { SqlRevocationStore, MemoryRevocationStore, type RevocationRecord, type RevocationStore } from '../../../proxy/stores/revocation-store.js';
 import { RevocationSet } from '../../../proxy/stores/revocation-set.js';
 import { RevocationSync } from '../../../proxy/stores/revocation-sync.js';
 import { Revoker } from '../../../proxy/stores/revoker.js';
@@ -15,22 +16,27 @@ const principal = (over: Partial<{ jti: string; subject: string; issuedAt: numbe
   subject: 's', clientId: 'c', roles: [], jti: 'j', issuedAt: 1_000, expiresAt: 2_000, boundKeyThumbprint: undefined, ...over,
 });
 
+const record = (revocation: RevocationRecord['revocation'], revokedAt = 100): RevocationRecord => ({ revocation, revokedAt, revokedBy: 'ops', reason: 'r' });
+
 describe('durable revocation store', () => {
   let schema: Awaited<ReturnType<typeof createTestSchema>>;
   let store: SqlRevocationStore;
+  let dir: string;
   before(async () => {
     schema = await createTestSchema();
     store = new SqlRevocationStore(await openSqlClient({ databaseUrl: schema.urlFor(), pool: { max: 2 } }), { ownsClient: true });
+    dir = await mkdtemp(join(tmpdir(), 'ca-a2a-journal-'));
   });
   after(async () => {
     await store?.close();
     await schema?.drop();
+    await rm(dir, { recursive: true, force: true });
   });
 
-  for (const [name, make] of [['PostgreSQL', () => store], ['memory', () => new MemoryRevocationStore()]] as const) {
+  const journal = () => new JournalRevocationStore(join(dir, 'contract.jsonl'));
+  for (const [name, make] of [['PostgreSQL', () => store], ['memory', () => new MemoryRevocationStore()], ['journal', journal]] as const) {
     it(`${name}: stores the three kinds, lists the active ones, is idempotent per jti, deletes expired rows`, async () => {
       const s: RevocationStore = make();
-      const record = (revocation: Parameters<RevocationStore['add']>[0]['revocation']) => ({ revocation, revokedAt: 100, revokedBy: 'ops', reason: 'r' });
       assert.equal(await s.add(record({ kind: 'jti', jti: 'a', expiresAt: 500 })), true);
       assert.equal(await s.add(record({ kind: 'jti', jti: 'a', expiresAt: 900 })), false);
       await s.add(record({ kind: 'subject', subject: 'bob', revokedAt: 100, expiresAt: 500 }));
@@ -44,12 +50,43 @@ describe('durable revocation store', () => {
     });
   }
 
-  it('embedded mode: sidecars of one process share one PGlite database and the in-process push', async () => {
+  it('journal: two processes\' writers on one file serialise on the lock, and each sees every record', async () => {
+    const file = join(dir, 'shared.jsonl');
+    const [a, b] = [new JournalRevocationStore(file), new JournalRevocationStore(file)];
+    const writes = Array.from({ length: 40 }, (_, i) => (i % 2 ? a : b).add(record({ kind: 'jti', jti: `t${i % 20}`, expiresAt: 500 })));
+    const created = await Promise.all(writes);
+    assert.equal(created.filter(Boolean).length, 20, 'each jti stored once whichever writer came first');
+    assert.equal((await a.active(0)).length, 20);
+    assert.deepEqual((await readFile(file, 'utf8')).split('\n').filter(Boolean).length, 20);
+    assert.equal(await b.deleteExpired(600), 20);
+    assert.equal((await a.active(0)).length, 0);
+  });
+
+  it('journal: a line cut short by a crash is skipped and the next append starts a fresh line; a corrupt line fails the read', async () => {
+    const file = join(dir, 'torn.jsonl');
+    const s = new JournalRevocationStore(file);
+    await s.add(record({ kind: 'jti', jti: 'kept', expiresAt: 500 }));
+    await appendFile(file, '{"revocation":{"kind":"jti","jti":"to');
+    assert.deepEqual((await s.active(0)).map((r) => r.kind === 'jti' && r.jti), ['kept']);
+    await s.add(record({ kind: 'subject', subject: 'bob', revokedAt: 100, expiresAt: 500 }));
+    assert.deepEqual((await s.active(0)).map((r) => r.kind), ['jti', 'subject']);
+    await writeFile(file, `garbage\n${(await readFile(file, 'utf8'))}`);
+    await assert.rejects(s.active(0), /torn\.jsonl:1: not a revocation record/);
+  });
+
+  it('journal: a writer gives up with an error while another holds the lock, and takes over a stale lock', async () => {
+    const file = join(dir, 'locked.jsonl');
+    await writeFile(`${file}.lock`, '');
+    await assert.rejects(new JournalRevocationStore(file, { lockTimeoutMs: 50 }).add(record({ kind: 'jti', jti: 'x', expiresAt: 500 })), /held by another writer/);
+    assert.equal(await new JournalRevocationStore(file, { staleLockMs: 0 }).add(record({ kind: 'jti', jti: 'x', expiresAt: 500 })), true);
+  });
+
+  it('embedded mode: sidecars of one process share one journal and the in-process push', async () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'ca-a2a-embedded-'));
     const one = await openRevocationBackend({ dataDir }, () => undefined);
     const two = await openRevocationBackend({ dataDir }, () => undefined);
     try {
-      assert.equal(one.describe.durable, 'pglite');
+      assert.equal(one.describe.durable, 'journal');
       const set = new RevocationSet({ loaded: false });
       const sync = new RevocationSync({ set, store: two.store, bus: two.bus, cleanupIntervalMs: 0 });
       await sync.start();

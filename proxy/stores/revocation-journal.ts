@@ -1,0 +1,169 @@
+import { mkdirSync } from 'node:fs';
+import { open, readFile, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Revocation } from './revocation-set.js';
+import type { RevocationRecord, RevocationStore } from './revocation-store.js';
+
+/** Lock waits and staleness; tests shorten them. */
+export interface JournalOptions {
+  /** How long a writer waits for the lock before the call fails (default 5 s). */
+  readonly lockTimeoutMs?: number;
+  /** A lock file older than this was left by a crashed writer and is taken over (default 30 s). */
+  readonly staleLockMs?: number;
+}
+
+/**
+ * The embedded durable store: one JSON line per revocation in a file of the data directory,
+ * appended and fsynced before `add` resolves. Every process on the machine may open the same
+ * file (`ca-a2a revoke` beside a running `ca-a2a up`); writers serialise on a lock file made
+ * with O_EXCL, readers need no lock because lines are only appended, and compaction replaces
+ * the file by rename. A line cut short by a crash was never acknowledged: it is skipped, and the
+ * next append starts on a fresh line. Any other unreadable line fails the read (fail closed).
+ */
+export class JournalRevocationStore implements RevocationStore {
+  readonly #file: string;
+  readonly #lockTimeoutMs: number;
+  readonly #staleLockMs: number;
+
+  constructor(file: string, options: JournalOptions = {}) {
+    mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+    this.#file = file;
+    this.#lockTimeoutMs = options.lockTimeoutMs ?? 5_000;
+    this.#staleLockMs = options.staleLockMs ?? 30_000;
+  }
+
+  async add(record: RevocationRecord): Promise<boolean> {
+    return this.#locked(async () => {
+      const { text, records } = await this.#read();
+      const { revocation: r, revokedAt, revokedBy, reason } = record;
+      if (r.kind === 'jti' && records.some((x) => x.revocation.kind === 'jti' && x.revocation.jti === r.jti)) return false;
+      const line = `${text.length > 0 && !text.endsWith('\n') ? '\n' : ''}${JSON.stringify({ revocation: r, revokedAt, revokedBy, reason })}\n`;
+      const handle = await open(this.#file, 'a', 0o600);
+      try {
+        await handle.appendFile(line);
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      return true;
+    });
+  }
+
+  async active(nowSeconds: number): Promise<Revocation[]> {
+    return (await this.#live(nowSeconds)).map((x) => x.revocation);
+  }
+
+  async list(nowSeconds: number, limit: number): Promise<RevocationRecord[]> {
+    return (await this.#live(nowSeconds)).sort((a, b) => b.revokedAt - a.revokedAt).slice(0, limit);
+  }
+
+  async deleteExpired(nowSeconds: number): Promise<number> {
+    return this.#locked(async () => {
+      const { records } = await this.#read();
+      const kept = records.filter((x) => x.revocation.expiresAt > nowSeconds);
+      if (kept.length === records.length) return 0;
+      const next = `${this.#file}.next`;
+      const handle = await open(next, 'w', 0o600);
+      try {
+        await handle.writeFile(kept.map((x) => `${JSON.stringify(x)}\n`).join(''));
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      await rename(next, this.#file);
+      return records.length - kept.length;
+    });
+  }
+
+  async close(): Promise<void> {}
+
+  async #live(nowSeconds: number): Promise<RevocationRecord[]> {
+    return (await this.#read()).records.filter((x) => x.revocation.expiresAt > nowSeconds);
+  }
+
+  async #read(): Promise<{ text: string; records: RevocationRecord[] }> {
+    let text: string;
+    try {
+      text = await readFile(this.#file, 'utf8');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { text: '', records: [] };
+      throw error;
+    }
+    const lines = text.split('\n');
+    const records: RevocationRecord[] = [];
+    lines.forEach((line, index) => {
+      if (line === '') return;
+      const record = parseRecord(line);
+      if (record) records.push(record);
+      else if (index < lines.length - 1 && !isTornLine(lines, index)) {
+        throw new Error(`${this.#file}:${index + 1}: not a revocation record`);
+      }
+    });
+    return { text, records };
+  }
+
+  async #locked<T>(work: () => Promise<T>): Promise<T> {
+    const lock = `${this.#file}.lock`;
+    const deadline = Date.now() + this.#lockTimeoutMs;
+    let handle: FileHandle | undefined;
+    while (!handle) {
+      try {
+        handle = await open(lock, 'wx', 0o600);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+        if (await this.#isStale(lock)) continue;
+        if (Date.now() > deadline) throw new Error(`${lock} held by another writer for over ${this.#lockTimeoutMs} ms`);
+        await sleep(10);
+      }
+    }
+    try {
+      return await work();
+    } finally {
+      await handle.close();
+      await unlink(lock);
+    }
+  }
+
+  async #isStale(lock: string): Promise<boolean> {
+    try {
+      if (Date.now() - (await stat(lock)).mtimeMs < this.#staleLockMs) return false;
+      await unlink(lock);
+      return true;
+    } catch (error) {
+      // Gone between open and stat: the holder released it; try again at once.
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return true;
+      throw error;
+    }
+  }
+}
+
+// A crash mid-append leaves a line without its end; the next append starts a new line after it.
+// So a torn line is one that is a prefix of a record and is followed by a complete record line.
+function isTornLine(lines: readonly string[], index: number): boolean {
+  const line = lines[index] ?? '';
+  return line.startsWith('{"revocation":') && parseRecord(lines[index + 1] ?? '') !== undefined;
+}
+
+function parseRecord(line: string): RevocationRecord | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(line);
+  } catch {
+    return undefined;
+  }
+  if (typeof value !== 'object' || value === null) return undefined;
+  const { revocation, revokedAt, revokedBy, reason } = value as Record<string, unknown>;
+  if (!isRevocation(revocation) || typeof revokedAt !== 'number' || typeof revokedBy !== 'string') return undefined;
+  if (reason !== undefined && typeof reason !== 'string') return undefined;
+  return { revocation, revokedAt, revokedBy, reason };
+}
+
+function isRevocation(value: unknown): value is Revocation {
+  if (typeof value !== 'object' || value === null) return false;
+  const r = value as Record<string, unknown>;
+  if (typeof r['expiresAt'] !== 'number') return false;
+  if (r['kind'] === 'jti') return typeof r['jti'] === 'string';
+  if (r['kind'] === 'subject') return typeof r['subject'] === 'string' && typeof r['revokedAt'] === 'number';
+  return r['kind'] === 'before' && typeof r['revokedAt'] === 'number';
+}
