@@ -5,6 +5,7 @@ import { createServer } from 'node:net';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { buffer } from 'node:stream/consumers';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { Pool } from 'undici';
@@ -219,7 +220,10 @@ export async function benchMcp(options: BenchMcpOptions = {}): Promise<string> {
     // (b) one 1 MiB object: from the local-disk bucket directly, and through sidecar + gateway.
     const store = await createDiskStore(join(dataDir, 'bucket'));
     const signal = new AbortController().signal;
-    const storeOp = async (): Promise<boolean> => (await store.get(bigKey, 10 * BIG_BYTES, signal))?.body.length === BIG_BYTES;
+    const storeOp = async (): Promise<boolean> => {
+      const found = await store.get(bigKey, 10 * BIG_BYTES, signal);
+      return found !== undefined && (await buffer(found.body)).length === BIG_BYTES;
+    };
     await closedLoop(storeOp, 0.3, 1);
     const storeRun = await closedLoop(storeOp, 1, 1);
     await store.close();

@@ -4,6 +4,7 @@ import type { Registry } from 'prom-client';
 import { TOOL_ERRORS, ToolError, toWireError } from './errors.js';
 import { handleMcpRequest } from './mcp-endpoint.js';
 import type { BreakerStateName } from './resilience.js';
+import { sendJsonStreaming } from './streamed-text.js';
 import type { CallerIdentity, ToolRunner } from './tool-runner.js';
 
 /** What the routes need from the gateway. */
@@ -67,8 +68,17 @@ async function callTool(req: IncomingMessage, res: ServerResponse, deps: RouteDe
     throw new ToolError('invalid_request', 'body must be {"tool": string, "arguments": object}');
   }
   const { tool, arguments: args } = body as { tool: string; arguments?: unknown };
-  const outcome = await deps.runner.call(tool, args ?? {}, callerFrom(req), 'rest');
-  if (outcome.ok) return sendJson(res, 200, { success: true, ...outcome.result });
+  const caller = callerFrom(req);
+  const outcome = await deps.runner.call(tool, args ?? {}, caller, 'rest');
+  if (outcome.ok) {
+    try {
+      await sendJsonStreaming(res, 200, { success: true, ...outcome.result });
+    } catch (err) {
+      // The answer was cut midway (bucket or client gone): the client sees a truncated body.
+      deps.logger.warn({ event_type: 'mcp_stream_failed', tool, request_id: caller.request_id, err: (err as Error).message }, 'result stream failed midway');
+    }
+    return;
+  }
   sendJson(res, TOOL_ERRORS[outcome.error.code].status, { success: false, error: toWireError(outcome.error) });
 }
 

@@ -4,6 +4,7 @@ import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/
 import { CallToolRequestSchema, ErrorCode, ListToolsRequestSchema, McpError } from '@modelcontextprotocol/sdk/types.js';
 import type { Tool } from '@modelcontextprotocol/sdk/types.js';
 import { toWireError } from './errors.js';
+import { materialise } from './streamed-text.js';
 import type { CallerIdentity, ToolRunner } from './tool-runner.js';
 
 /** Server name and version announced in the MCP initialize result. */
@@ -31,7 +32,8 @@ export async function handleMcpRequest(
   server.setRequestHandler(CallToolRequestSchema, async (request) => {
     const outcome = await runner.call(request.params.name, request.params.arguments ?? {}, caller, 'mcp');
     if (outcome.ok) {
-      const result = { success: true, ...outcome.result };
+      // The SDK frames whole messages: a streamed field (an object's bytes) is read in here.
+      const result = { success: true, ...(await materialise(outcome.result as Record<string, unknown>)) };
       return { content: [{ type: 'text', text: JSON.stringify(result) }], structuredContent: result };
     }
     // MCP spec (tools, "Error Handling"): an unknown tool is a protocol error, a failed call is a result.

@@ -80,7 +80,9 @@ export function createResilientBackend(
       maxDelay: options.maxDelayMs ?? 2_000,
     }),
   });
-  const perAttempt = timeout(options.timeoutMs ?? 10_000, TimeoutStrategy.Aggressive);
+  // abortOnReturn off: an object body streams on after the attempt that opened it returned; the
+  // timeout still aborts an attempt that takes too long to answer.
+  const perAttempt = timeout(options.timeoutMs ?? 10_000, { strategy: TimeoutStrategy.Aggressive, abortOnReturn: false });
   // Breaker outermost: it counts calls whose retries are exhausted, not single attempts.
   const policy = wrap(breaker, retries, perAttempt);
 

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errorCode } from '../resilience.js';
 import { ObjectTooLargeError } from './object-store.js';
@@ -18,20 +18,19 @@ function fileName(key: string): string {
   return createHash('sha256').update(key).digest('hex') + SUFFIX;
 }
 
-function splitFile(data: Buffer): { head: ObjectHead; body: Buffer } {
-  const nl = data.indexOf(0x0a);
+/** The object header (first line) of an open object file, and where the bytes start. */
+async function readHeader(fh: FileHandle): Promise<{ head: ObjectHead; bodyStart: number }> {
+  const buf = Buffer.alloc(HEADER_PEEK);
+  const { bytesRead } = await fh.read(buf, 0, HEADER_PEEK, 0);
+  const nl = buf.subarray(0, bytesRead).indexOf(0x0a);
   if (nl < 0) throw new Error('corrupt object file');
-  return { head: JSON.parse(data.subarray(0, nl).toString('utf8')) as ObjectHead, body: data.subarray(nl + 1) };
+  return { head: JSON.parse(buf.subarray(0, nl).toString('utf8')) as ObjectHead, bodyStart: nl + 1 };
 }
 
-async function readHeader(path: string): Promise<ObjectHead> {
+async function readHeaderOf(path: string): Promise<ObjectHead> {
   const fh = await open(path, 'r');
   try {
-    const buf = Buffer.alloc(HEADER_PEEK);
-    const { bytesRead } = await fh.read(buf, 0, HEADER_PEEK, 0);
-    const nl = buf.subarray(0, bytesRead).indexOf(0x0a);
-    if (nl < 0) throw new Error('corrupt object file');
-    return JSON.parse(buf.subarray(0, nl).toString('utf8')) as ObjectHead;
+    return (await readHeader(fh)).head;
   } finally {
     await fh.close();
   }
@@ -45,7 +44,7 @@ export async function createDiskStore(dir: string): Promise<ObjectStore> {
 
   async function head(key: string): Promise<ObjectHead | undefined> {
     try {
-      return await readHeader(join(dir, fileName(key)));
+      return await readHeaderOf(join(dir, fileName(key)));
     } catch (err) {
       if (missing(err)) return undefined;
       throw err;
@@ -62,7 +61,7 @@ export async function createDiskStore(dir: string): Promise<ObjectStore> {
       const summaries: ObjectSummary[] = [];
       for (const entry of await readdir(dir)) {
         if (!entry.endsWith(SUFFIX)) continue;
-        const h = await readHeader(join(dir, entry)).catch((err: unknown) => {
+        const h = await readHeaderOf(join(dir, entry)).catch((err: unknown) => {
           if (missing(err)) return undefined; // deleted while listing
           throw err;
         });
@@ -78,13 +77,21 @@ export async function createDiskStore(dir: string): Promise<ObjectStore> {
         : { objects: page };
     },
     async get(key, maxBytes) {
-      const meta = await head(key);
-      if (!meta) return undefined;
-      if (meta.size > maxBytes) throw new ObjectTooLargeError(meta.size);
+      // One open file from header to last byte: a put that renames a new file over this one
+      // while it streams does not change what this reader sees.
+      let fh: FileHandle;
       try {
-        return splitFile(await readFile(join(dir, fileName(key))));
+        fh = await open(join(dir, fileName(key)), 'r');
       } catch (err) {
         if (missing(err)) return undefined;
+        throw err;
+      }
+      try {
+        const { head: meta, bodyStart } = await readHeader(fh);
+        if (meta.size > maxBytes) throw new ObjectTooLargeError(meta.size);
+        return { head: meta, body: fh.createReadStream({ start: bodyStart, autoClose: true }) };
+      } catch (err) {
+        await fh.close();
         throw err;
       }
     },

@@ -1,3 +1,5 @@
+import type { Readable } from 'node:stream';
+
 /** Summary of one object in a listing. */
 export interface ObjectSummary {
   key: string;
@@ -29,8 +31,12 @@ export interface ObjectStore {
   list(prefix: string, limit: number, continuation: string | undefined, signal: AbortSignal): Promise<ObjectPage>;
   /** undefined when the key does not exist. */
   head(key: string, signal: AbortSignal): Promise<ObjectHead | undefined>;
-  /** undefined when the key does not exist; refuses objects over `maxBytes` before reading them. */
-  get(key: string, maxBytes: number, signal: AbortSignal): Promise<{ head: ObjectHead; body: Buffer } | undefined>;
+  /**
+   * Opens an object for reading: its metadata and a stream of its bytes, which the caller must
+   * consume or destroy. undefined when the key does not exist; an object over `maxBytes` is
+   * refused (ObjectTooLargeError) before any of its bytes are read.
+   */
+  get(key: string, maxBytes: number, signal: AbortSignal): Promise<{ head: ObjectHead; body: Readable } | undefined>;
   put(key: string, body: Buffer, contentType: string, signal: AbortSignal): Promise<ObjectHead>;
   delete(key: string, signal: AbortSignal): Promise<void>;
   /** Connection errors, timeouts, 5xx and throttling; never a 4xx or a missing key. */

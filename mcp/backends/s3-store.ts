@@ -6,6 +6,7 @@ import {
   PutObjectCommand,
   S3Client,
 } from '@aws-sdk/client-s3';
+import { Readable } from 'node:stream';
 import { errorCode } from '../resilience.js';
 import { ObjectTooLargeError, TRANSIENT_NETWORK_CODES } from './object-store.js';
 import type { ObjectHead, ObjectStore } from './object-store.js';
@@ -97,19 +98,29 @@ export function createS3Store(options: S3StoreOptions): ObjectStore {
       return res.IsTruncated && last ? { objects, next_continuation: Buffer.from(last.key).toString('base64url') } : { objects };
     },
     async get(key, maxBytes, signal) {
-      // HEAD first so an oversized object is refused without streaming it.
-      const meta = await head(key, signal);
-      if (!meta) return undefined;
-      if (meta.size > maxBytes) throw new ObjectTooLargeError(meta.size);
+      let res;
       try {
-        const res = await client.send(new GetObjectCommand({ Bucket, Key: key }), { abortSignal: signal });
-        const bytes = res.Body ? Buffer.from(await res.Body.transformToByteArray()) : Buffer.alloc(0);
-        if (bytes.length > maxBytes) throw new ObjectTooLargeError(bytes.length);
-        return { head: { ...meta, size: bytes.length, etag: res.ETag ?? meta.etag }, body: bytes };
+        res = await client.send(new GetObjectCommand({ Bucket, Key: key }), { abortSignal: signal });
       } catch (err) {
         if (isNotFound(err)) return undefined;
         throw err;
       }
+      // In Node the SDK's body is the HTTP response stream; refused on its Content-Length before
+      // a byte of an oversized object is read.
+      const body = res.Body instanceof Readable ? res.Body : Readable.from([]);
+      const size = res.ContentLength ?? 0;
+      if (size > maxBytes) {
+        body.destroy();
+        throw new ObjectTooLargeError(size);
+      }
+      const head: ObjectHead = {
+        key,
+        size,
+        content_type: res.ContentType ?? 'application/octet-stream',
+        last_modified: (res.LastModified ?? new Date(0)).toISOString(),
+        etag: res.ETag ?? '',
+      };
+      return { head, body };
     },
     async put(key, body, contentType, signal) {
       const res = await client.send(

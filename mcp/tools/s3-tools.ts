@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { ObjectTooLargeError } from '../backends/object-store.js';
 import { ToolError } from '../errors.js';
 import { normaliseKey } from '../object-keys.js';
+import { base64Of } from '../streamed-text.js';
 import { errorCode } from '../resilience.js';
 import type { ToolDeps, ToolFamily } from './tool-types.js';
 
@@ -60,9 +61,9 @@ export const S3_TOOLS: ToolFamily = {
       if (!found) throw new ToolError('not_found', `no object ${k}`);
       return {
         key: k,
-        content_base64: found.body.toString('base64'),
+        content_base64: base64Of(found.body),
         content_type: found.head.content_type,
-        size: found.body.length,
+        size: found.head.size,
         etag: found.head.etag,
         last_modified: found.head.last_modified,
       };

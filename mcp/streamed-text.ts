@@ -1,0 +1,80 @@
+import { randomUUID } from 'node:crypto';
+import type { ServerResponse } from 'node:http';
+import { Transform, type Readable } from 'node:stream';
+import { text } from 'node:stream/consumers';
+import { pipeline } from 'node:stream/promises';
+
+/**
+ * A string field of a tool result whose text is still arriving: an object's bytes as base64,
+ * read from the bucket as the response is written. `/call_tool` streams it into the JSON answer,
+ * so the gateway never holds the object; the MCP transport, whose SDK frames whole messages,
+ * reads it into a string first (`materialise`).
+ */
+export class StreamedText {
+  readonly stream: Readable;
+
+  constructor(stream: Readable) {
+    this.stream = stream;
+  }
+}
+
+/** The bytes of `source` as base64 text (RFC 4648 §4), chunk by chunk; no padding until the end. */
+export function base64Of(source: Readable): StreamedText {
+  let rest: Buffer = Buffer.alloc(0);
+  const encoder = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      const data = rest.length > 0 ? Buffer.concat([rest, chunk]) : chunk;
+      // Whole 3-byte groups only: base64 of each group is independent of the next.
+      const whole = data.length - (data.length % 3);
+      rest = Buffer.from(data.subarray(whole));
+      done(null, whole > 0 ? data.subarray(0, whole).toString('base64') : undefined);
+    },
+    flush(done) {
+      done(null, rest.length > 0 ? rest.toString('base64') : undefined);
+    },
+  });
+  source.on('error', (error) => encoder.destroy(error));
+  return new StreamedText(source.pipe(encoder));
+}
+
+function streamedField(result: Readonly<Record<string, unknown>>): [string, StreamedText] | undefined {
+  for (const [name, value] of Object.entries(result)) {
+    if (value instanceof StreamedText) return [name, value];
+  }
+  return undefined;
+}
+
+/** The result with every streamed field read into a string (for transports that need whole messages). */
+export async function materialise(result: Readonly<Record<string, unknown>>): Promise<Record<string, unknown>> {
+  const field = streamedField(result);
+  if (!field) return { ...result };
+  return { ...result, [field[0]]: await text(field[1].stream) };
+}
+
+/**
+ * Writes `body` as a JSON answer. A streamed field goes out as it arrives (chunked transfer, no
+ * Content-Length); if its source fails midway the response is cut, never completed with wrong
+ * data, and the promise rejects so the caller can log it.
+ */
+export async function sendJsonStreaming(res: ServerResponse, status: number, body: Readonly<Record<string, unknown>>): Promise<void> {
+  const field = streamedField(body);
+  if (!field) {
+    const json = JSON.stringify(body);
+    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(json) });
+    res.end(json);
+    return;
+  }
+  const [name, streamed] = field;
+  // Base64 never needs JSON escaping, so the text goes between the quotes a placeholder held.
+  const placeholder = JSON.stringify(`stream-${randomUUID()}`);
+  const [before, after] = JSON.stringify({ ...body, [name]: JSON.parse(placeholder) as string }).split(placeholder) as [string, string];
+  res.writeHead(status, { 'content-type': 'application/json' });
+  res.write(`${before}"`);
+  try {
+    await pipeline(streamed.stream, res, { end: false });
+  } catch (error) {
+    res.destroy();
+    throw error;
+  }
+  res.end(`"${after}`);
+}

@@ -1,0 +1,109 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { rm } from 'node:fs/promises';
+import { request } from 'node:http';
+import { Readable } from 'node:stream';
+import { buffer } from 'node:stream/consumers';
+import { after, before, describe, it } from 'node:test';
+import fc from 'fast-check';
+import { startMcpGateway, type McpGateway } from '../../mcp/gateway.js';
+import { base64Of } from '../../mcp/streamed-text.js';
+import { callTool, captureLogger, createTestSchema, startS3rver, tempDir } from './helpers.js';
+
+const BIG = 1024 * 1024 + 1; // not a multiple of 3: the base64 tail is padded
+
+describe('base64Of', () => {
+  it('encodes any split of any bytes exactly as Buffer#toString("base64") of the whole', async () => {
+    await fc.assert(fc.asyncProperty(fc.array(fc.uint8Array({ maxLength: 40 }), { maxLength: 12 }), async (chunks) => {
+      const streamed = base64Of(Readable.from(chunks.map((c) => Buffer.from(c))));
+      const text = (await buffer(streamed.stream)).toString('latin1');
+      assert.equal(text, Buffer.concat(chunks).toString('base64'));
+    }));
+  });
+
+  it('fails the text stream when the source fails', async () => {
+    const source = new Readable({ read() {} });
+    const streamed = base64Of(source);
+    const reading = buffer(streamed.stream);
+    source.push(Buffer.from('abcd'));
+    source.destroy(new Error('bucket went away'));
+    await assert.rejects(reading, /bucket went away/);
+  });
+});
+
+for (const backend of [{ name: 's3 (s3rver)', s3: true }, { name: 'local disk', s3: false }]) {
+  describe(`s3_get_object streams on /call_tool (${backend.name})`, () => {
+    let gw: McpGateway;
+    const bytes = randomBytes(BIG);
+    const cleanups: (() => Promise<void>)[] = [];
+    const log = captureLogger();
+    let options: NonNullable<Parameters<typeof startMcpGateway>[0]>;
+
+    before(async () => {
+      const schema = await createTestSchema();
+      cleanups.push(() => schema.drop());
+      const dataDir = await tempDir();
+      cleanups.push(() => rm(dataDir, { recursive: true, force: true }));
+      let s3 = {};
+      if (backend.s3) {
+        const server = await startS3rver();
+        cleanups.push(() => server.close());
+        s3 = { endpoint: server.endpoint, bucket: server.bucket, accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
+      }
+      options = { port: 0, dataDir, databaseUrl: schema.urlFor(), s3: { ...s3, maxObjectBytes: 2 * BIG }, logger: log.logger };
+      gw = await startMcpGateway(options);
+      cleanups.unshift(() => gw.close());
+      const put = await callTool(gw.url, 's3_put_object', { key: 'uploads/big.bin', content_base64: bytes.toString('base64'), content_type: 'application/octet-stream' });
+      assert.equal(put.status, 200, JSON.stringify(put.body));
+    });
+    after(async () => {
+      for (const c of cleanups) await c();
+    });
+
+    it('answers chunked, without Content-Length, with every byte and the metadata around them', async () => {
+      const res = await fetch(`${gw.url}/call_tool`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ tool: 's3_get_object', arguments: { key: 'uploads/big.bin' } }),
+      });
+      assert.equal(res.status, 200);
+      assert.equal(res.headers.get('content-length'), null);
+      assert.equal(res.headers.get('transfer-encoding'), 'chunked');
+      const body = (await res.json()) as Record<string, unknown>;
+      assert.equal(body.success, true);
+      assert.equal(body.size, BIG);
+      assert.equal(body.content_type, 'application/octet-stream');
+      assert.ok(Buffer.from(String(body.content_base64), 'base64').equals(bytes));
+    });
+
+    it('a client that hangs up midway costs nothing: the gateway answers the next call whole', async () => {
+      await new Promise<void>((resolve, reject) => {
+        const req = request(`${gw.url}/call_tool`, { method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
+          res.once('data', () => {
+            req.destroy();
+            resolve();
+          });
+        });
+        req.on('error', (error) => ((error as NodeJS.ErrnoException).code === 'ECONNRESET' ? resolve() : reject(error)));
+        req.end(JSON.stringify({ tool: 's3_get_object', arguments: { key: 'uploads/big.bin' } }));
+      });
+      const again = await callTool(gw.url, 's3_get_object', { key: 'uploads/big.bin' });
+      assert.equal(again.status, 200);
+      assert.ok(Buffer.from(String(again.body.content_base64), 'base64').equals(bytes));
+    });
+
+    it('refuses an object over the limit before streaming any of it (413 too_large), and a missing key (404)', async () => {
+      const strict = await startMcpGateway({ ...options, s3: { ...(options.s3 ?? {}), maxObjectBytes: 1024 } });
+      try {
+        const tooBig = await callTool(strict.url, 's3_get_object', { key: 'uploads/big.bin' });
+        assert.equal(tooBig.status, 413);
+        assert.equal(tooBig.body.error?.code, 'too_large');
+        const missing = await callTool(strict.url, 's3_get_object', { key: 'uploads/none.bin' });
+        assert.equal(missing.status, 404);
+        assert.equal(missing.body.error?.code, 'not_found');
+      } finally {
+        await strict.close();
+      }
+    });
+  });
+}
