@@ -164,3 +164,18 @@ export async function startTestGateway(): Promise<{ gateway: McpGateway; lines: 
     },
   };
 }
+
+/**
+ * The schema, data directory and (for `s3`) s3rver a gateway test runs on, each with its clean-up
+ * pushed to `cleanups`; returns the gateway options to start one with.
+ */
+export async function backendOptions(backend: { s3: boolean }, cleanups: (() => Promise<void>)[]): Promise<{ dataDir: string; databaseUrl: string; s3: Record<string, string> }> {
+  const schema = await createTestSchema();
+  cleanups.push(() => schema.drop());
+  const dataDir = await tempDir();
+  cleanups.push(() => rm(dataDir, { recursive: true, force: true }));
+  if (!backend.s3) return { dataDir, databaseUrl: schema.urlFor(), s3: {} };
+  const server = await startS3rver();
+  cleanups.push(() => server.close());
+  return { dataDir, databaseUrl: schema.urlFor(), s3: { endpoint: server.endpoint, bucket: server.bucket, accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } };
+}

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { rm } from 'node:fs/promises';
 import { request } from 'node:http';
 import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
@@ -8,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { startMcpGateway, type McpGateway } from '../../mcp/gateway.js';
 import { base64Of } from '../../mcp/streamed-text.js';
-import { callTool, captureLogger, createTestSchema, startS3rver, tempDir } from './helpers.js';
+import { backendOptions, callTool, captureLogger } from './helpers.js';
 
 const BIG = 1024 * 1024 + 1; // not a multiple of 3: the base64 tail is padded
 
@@ -40,17 +39,8 @@ for (const backend of [{ name: 's3 (s3rver)', s3: true }, { name: 'local disk', 
     let options: NonNullable<Parameters<typeof startMcpGateway>[0]>;
 
     before(async () => {
-      const schema = await createTestSchema();
-      cleanups.push(() => schema.drop());
-      const dataDir = await tempDir();
-      cleanups.push(() => rm(dataDir, { recursive: true, force: true }));
-      let s3 = {};
-      if (backend.s3) {
-        const server = await startS3rver();
-        cleanups.push(() => server.close());
-        s3 = { endpoint: server.endpoint, bucket: server.bucket, accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
-      }
-      options = { port: 0, dataDir, databaseUrl: schema.urlFor(), s3: { ...s3, maxObjectBytes: 2 * BIG }, logger: log.logger };
+      const { dataDir, databaseUrl, s3 } = await backendOptions(backend, cleanups);
+      options = { port: 0, dataDir, databaseUrl, s3: { ...s3, maxObjectBytes: 2 * BIG }, logger: log.logger };
       gw = await startMcpGateway(options);
       cleanups.unshift(() => gw.close());
       const put = await callTool(gw.url, 's3_put_object', { key: 'uploads/big.bin', content_base64: bytes.toString('base64'), content_type: 'application/octet-stream' });

@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
-import { rm } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { startMcpGateway } from '../../mcp/gateway.js';
 import type { McpGateway } from '../../mcp/gateway.js';
-import { callTool, captureLogger, createTestSchema, startS3rver, tempDir } from './helpers.js';
+import { backendOptions, callTool, captureLogger } from './helpers.js';
 
 const b64 = (s: string | Buffer) => Buffer.from(s).toString('base64');
 
@@ -19,20 +18,11 @@ for (const backend of backends) {
     const cleanups: (() => Promise<void>)[] = [];
 
     before(async () => {
-      const schema = await createTestSchema();
-      cleanups.push(() => schema.drop());
-      const dataDir = await tempDir();
-      cleanups.push(() => rm(dataDir, { recursive: true, force: true }));
-      let s3 = {};
-      if (backend.s3) {
-        const server = await startS3rver();
-        cleanups.push(() => server.close());
-        s3 = { endpoint: server.endpoint, bucket: server.bucket, accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
-      }
+      const { dataDir, databaseUrl, s3 } = await backendOptions(backend, cleanups);
       gw = await startMcpGateway({
         port: 0,
         dataDir,
-        databaseUrl: schema.urlFor(),
+        databaseUrl,
         s3: { ...s3, maxObjectBytes: 1024 },
         logger: captureLogger().logger,
       });
