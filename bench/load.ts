@@ -1,10 +1,12 @@
 import autocannon from 'autocannon';
+import { Pool } from 'undici';
 import { signedHeaders } from '../proxy/client/signed-headers.js';
 import { createProofKey } from '../proxy/integrity/proof.js';
 
 /**
- * The load generator, in its own process (and on its own core): autocannon with keep-alive.
- * With `proofs`, every request carries its own pre-signed DPoP proof, as real clients do.
+ * The load generator, in its own process (and on its own core): autocannon with keep-alive for
+ * the maximum rate; an open loop at a fixed `rate`. With `proofs`, every request carries its own
+ * pre-signed DPoP proof, as real clients do.
  */
 interface LoadConfig {
   url: string;
@@ -31,21 +33,68 @@ if (config.proofs && config.token) {
   requests = [{ setupRequest: (request) => ({ ...request, headers: { ...request.headers, ...signed[next++ % signed.length] } }) }];
 }
 
-const result = await autocannon({
-  url: config.url,
-  method: 'POST',
-  headers,
-  body: config.body,
-  connections: config.connections,
-  duration: config.duration,
-  ...(config.rate ? { overallRate: config.rate } : {}),
-  ...(requests ? { requests } : {}),
-});
-process.stdout.write(`${JSON.stringify({
-  rps: result.requests.average,
-  p50: result.latency.p50,
-  p99: result.latency.p99,
-  non2xx: result.non2xx,
-  errors: result.errors,
-  total: result.requests.total,
-})}\n`);
+/**
+ * At a fixed rate: an open loop on undici (autocannon reports whole milliseconds, too coarse for a
+ * sub-millisecond budget). Each request is due at start + i / rate; its latency runs from when it
+ * was due, not when it was sent, so a stall is charged to every request it delayed
+ * (no coordinated omission). The first second is sent but not recorded: this process, its
+ * connections and its JIT are new.
+ */
+async function atRate(rate: number): Promise<Record<string, number>> {
+  const url = new URL(config.url);
+  const pool = new Pool(url.origin, { connections: config.connections, pipelining: 1 });
+  const latencies: number[] = [];
+  let non2xx = 0;
+  let errors = 0;
+  const WARMUP_S = 1;
+  const started = performance.now();
+  const warm = started + WARMUP_S * 1000;
+  const total = Math.floor(rate * (config.duration + WARMUP_S));
+  const inFlight = new Set<Promise<void>>();
+  let sent = 0;
+  const send = (due: number): void => {
+    const p = pool.request({ path: url.pathname, method: 'POST', headers, body: config.body })
+      .then(async (res) => {
+        await res.body.dump();
+        if (res.statusCode < 200 || res.statusCode > 299) non2xx++;
+        if (due >= warm) latencies.push(performance.now() - due);
+      }, () => {
+        errors++;
+      })
+      .finally(() => inFlight.delete(p));
+    inFlight.add(p);
+  };
+  while (sent < total) {
+    const now = performance.now();
+    while (sent < total && started + (sent * 1000) / rate <= now) send(started + (sent++ * 1000) / rate);
+    // A 1 ms timer, not a spin: the generator shares its core with the agent.
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+  await Promise.all(inFlight);
+  await pool.close();
+  const sorted = Float64Array.from(latencies).sort();
+  const at = (p: number): number => Math.round((sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? Number.NaN) * 100) / 100;
+  return { rps: latencies.length / ((performance.now() - warm) / 1000), p50: at(0.5), p99: at(0.99), non2xx, errors, total: latencies.length };
+}
+
+if (config.rate) {
+  process.stdout.write(`${JSON.stringify(await atRate(config.rate))}\n`);
+} else {
+  const result = await autocannon({
+    url: config.url,
+    method: 'POST',
+    headers,
+    body: config.body,
+    connections: config.connections,
+    duration: config.duration,
+    ...(requests ? { requests } : {}),
+  });
+  process.stdout.write(`${JSON.stringify({
+    rps: result.requests.average,
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    non2xx: result.non2xx,
+    errors: result.errors,
+    total: result.requests.total,
+  })}\n`);
+}

@@ -142,7 +142,7 @@ try {
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
     ...rows.map(({ name, result, rssMb, readyMs }) => `| ${name} | ${Math.round(result.rps)} | ${result.p50} | ${result.p99} | ${(result.rps / base).toFixed(2)} | ${(result.rps / bareRps).toFixed(2)} | ${(result.rps / naiveRps).toFixed(2)} | ${result.non2xx} | ${rssMb?.toFixed(0) ?? '-'} | ${readyMs?.toFixed(0) ?? '-'} |`),
     '',
-    `Added latency at half the sidecar's maximum rate (${rate} req/s, 8 connections, Redis + PostgreSQL stores): p50 ${(sidecarAtRate.p50 - directAtRate.p50).toFixed(2)} ms, p99 ${(sidecarAtRate.p99 - directAtRate.p99).toFixed(2)} ms (direct p99 ${directAtRate.p99} ms, through the sidecar ${sidecarAtRate.p99} ms).`,
+    `Added latency at half the sidecar's maximum rate (${rate} req/s open loop on 8 connections, latency from each request's due time, Redis + PostgreSQL stores): p50 ${(sidecarAtRate.p50 - directAtRate.p50).toFixed(2)} ms, p99 ${(sidecarAtRate.p99 - directAtRate.p99).toFixed(2)} ms (direct p99 ${directAtRate.p99} ms, through the sidecar ${sidecarAtRate.p99} ms).`,
   ];
   lines.push('', await proofCosts());
   lines.push('', await benchEgress(Math.min(duration, 5)));
