@@ -37,7 +37,7 @@ if (config.proofs && config.token) {
  * At a fixed rate: an open loop on undici (autocannon reports whole milliseconds, too coarse for a
  * sub-millisecond budget). Each request is due at start + i / rate; its latency runs from when it
  * was due, not when it was sent, so a stall is charged to every request it delayed
- * (no coordinated omission). The first second is sent but not recorded: this process, its
+ * (no coordinated omission). The first two seconds are sent but not recorded: this process, its
  * connections and its JIT are new.
  */
 async function atRate(rate: number): Promise<Record<string, number>> {
@@ -46,7 +46,7 @@ async function atRate(rate: number): Promise<Record<string, number>> {
   const latencies: number[] = [];
   let non2xx = 0;
   let errors = 0;
-  const WARMUP_S = 1;
+  const WARMUP_S = 2;
   const started = performance.now();
   const warm = started + WARMUP_S * 1000;
   const total = Math.floor(rate * (config.duration + WARMUP_S));
