@@ -38,7 +38,8 @@ export function base64Of(source: Readable): StreamedText {
 }
 
 function streamedField(result: Readonly<Record<string, unknown>>): [string, StreamedText] | undefined {
-  for (const [name, value] of Object.entries(result)) {
+  for (const name in result) {
+    const value = result[name];
     if (value instanceof StreamedText) return [name, value];
   }
   return undefined;
