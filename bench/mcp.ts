@@ -23,7 +23,7 @@ import { startBenchIssuer } from './jwks.js';
  * s3_get_object through sidecar + gateway against reading it from the local-disk bucket.
  * Gateway and sidecar run as child processes (`ca-a2a mcp-gateway`, `ca-a2a sidecar`); the
  * closed-loop load (same harness for every path) runs here. Standalone:
- * `node --import tsx bench/mcp.ts` (BENCH_MCP_DURATION seconds per run, default 5).
+ * `npm run bench:mcp` (BENCH_MCP_DURATION seconds per run, default 5).
  */
 const exec = promisify(execFile);
 const here = (file: string): string => fileURLToPath(new URL(file, import.meta.url));
