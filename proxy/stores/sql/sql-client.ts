@@ -1,5 +1,4 @@
 import { mkdirSync } from 'node:fs';
-import { PGlite } from '@electric-sql/pglite';
 import pg from 'pg';
 
 /** Anything that runs one parameterised statement. */
@@ -114,6 +113,8 @@ function openPgClient(url: string, opts: SqlPoolOptions, onIdleError?: (err: Err
 
 async function openPgliteClient(dataDir: string): Promise<SqlClient> {
   mkdirSync(dataDir, { recursive: true });
+  // Loaded only here: a sidecar or a gateway on PostgreSQL never pays for PGlite's module.
+  const { PGlite } = await import('@electric-sql/pglite');
   const db = await PGlite.create(dataDir);
   let closed = false;
   return {
