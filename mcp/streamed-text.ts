@@ -18,11 +18,18 @@ export class StreamedText {
   }
 }
 
-/** The bytes of `source` as base64 text (RFC 4648 §4), chunk by chunk; no padding until the end. */
-export function base64Of(source: Readable): StreamedText {
+/**
+ * The bytes of `source` as base64 text (RFC 4648 §4), chunk by chunk; no padding until the end.
+ * The text fails, rather than ends, when the source ends with other than `expectedBytes` bytes:
+ * the answer then carries no `size` its content contradicts.
+ */
+export function base64Of(source: Readable, expectedBytes: number): StreamedText {
   let rest: Buffer = Buffer.alloc(0);
+  let seen = 0;
   const encoder = new Transform({
     transform(chunk: Buffer, _encoding, done) {
+      seen += chunk.length;
+      if (seen > expectedBytes) return done(new Error(`object longer than its ${expectedBytes} bytes`));
       const data = rest.length > 0 ? Buffer.concat([rest, chunk]) : chunk;
       // Whole 3-byte groups only: base64 of each group is independent of the next.
       const whole = data.length - (data.length % 3);
@@ -30,6 +37,7 @@ export function base64Of(source: Readable): StreamedText {
       done(null, whole > 0 ? data.subarray(0, whole).toString('base64') : undefined);
     },
     flush(done) {
+      if (seen !== expectedBytes) return done(new Error(`object ended after ${seen} of its ${expectedBytes} bytes`));
       done(null, rest.length > 0 ? rest.toString('base64') : undefined);
     },
   });

@@ -107,7 +107,8 @@ export function createS3Store(options: S3StoreOptions): ObjectStore {
       }
       // In Node the SDK's body is the HTTP response stream; refused on its Content-Length before
       // a byte of an oversized object is read.
-      const body = res.Body instanceof Readable ? res.Body : Readable.from([]);
+      const body = res.Body;
+      if (!(body instanceof Readable)) throw new Error('S3 answered GetObject without a body stream');
       const size = res.ContentLength ?? 0;
       if (size > maxBytes) {
         body.destroy();

@@ -61,7 +61,7 @@ export const S3_TOOLS: ToolFamily = {
       if (!found) throw new ToolError('not_found', `no object ${k}`);
       return {
         key: k,
-        content_base64: base64Of(found.body),
+        content_base64: base64Of(found.body, found.head.size),
         content_type: found.head.content_type,
         size: found.head.size,
         etag: found.head.etag,

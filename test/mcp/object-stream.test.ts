@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { stat, truncate } from 'node:fs/promises';
 import { request } from 'node:http';
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { after, before, describe, it } from 'node:test';
@@ -14,7 +16,8 @@ const BIG = 1024 * 1024 + 1; // not a multiple of 3: the base64 tail is padded
 describe('base64Of', () => {
   it('encodes any split of any bytes exactly as Buffer#toString("base64") of the whole', async () => {
     await fc.assert(fc.asyncProperty(fc.array(fc.uint8Array({ maxLength: 40 }), { maxLength: 12 }), async (chunks) => {
-      const streamed = base64Of(Readable.from(chunks.map((c) => Buffer.from(c))));
+      const bytes = chunks.reduce((n, c) => n + c.length, 0);
+      const streamed = base64Of(Readable.from(chunks.map((c) => Buffer.from(c))), bytes);
       const text = (await buffer(streamed.stream)).toString('latin1');
       assert.equal(text, Buffer.concat(chunks).toString('base64'));
     }));
@@ -22,11 +25,16 @@ describe('base64Of', () => {
 
   it('fails the text stream when the source fails', async () => {
     const source = new Readable({ read() {} });
-    const streamed = base64Of(source);
+    const streamed = base64Of(source, 8);
     const reading = buffer(streamed.stream);
     source.push(Buffer.from('abcd'));
     source.destroy(new Error('bucket went away'));
     await assert.rejects(reading, /bucket went away/);
+  });
+
+  it('fails the text when the source ends short of, or runs past, the size the answer states', async () => {
+    await assert.rejects(buffer(base64Of(Readable.from([Buffer.from('abc')]), 4).stream), /ended after 3 of its 4 bytes/);
+    await assert.rejects(buffer(base64Of(Readable.from([Buffer.from('abcde')]), 4).stream), /longer than its 4 bytes/);
   });
 });
 
@@ -80,6 +88,23 @@ for (const backend of [{ name: 's3 (s3rver)', s3: true }, { name: 'local disk', 
       const again = await callTool(gw.url, 's3_get_object', { key: 'uploads/big.bin' });
       assert.equal(again.status, 200);
       assert.ok(Buffer.from(String(again.body.content_base64), 'base64').equals(bytes));
+    });
+
+    // The local bucket's metadata can disagree with its bytes (a damaged file); an S3 body is
+    // framed by Content-Length, where a short one is a socket error instead.
+    if (!backend.s3) it('cuts the answer off (never a whole JSON body with wrong bytes) and logs it when the stored object is shorter than its metadata', async () => {
+      await callTool(gw.url, 's3_put_object', { key: 'uploads/cut.bin', content_base64: bytes.subarray(0, 300_000).toString('base64'), content_type: 'application/octet-stream' });
+      const file = join(options.dataDir ?? '', 'bucket', `${createHash('sha256').update('uploads/cut.bin').digest('hex')}.obj`);
+      await truncate(file, (await stat(file)).size - 1000);
+      const res = await fetch(`${gw.url}/call_tool`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-ca-a2a-request-id': 'req-cut' },
+        body: JSON.stringify({ tool: 's3_get_object', arguments: { key: 'uploads/cut.bin' } }),
+      });
+      assert.equal(res.status, 200, 'the headers went out before the shortfall was known');
+      await assert.rejects(res.text(), 'the body ends in a reset, not in a complete answer');
+      const line = log.lines.find((l) => l.event_type === 'mcp_stream_failed' && l.request_id === 'req-cut');
+      assert.match(String(line?.err), /ended after 299000 of its 300000 bytes/);
     });
 
     it('refuses an object over the limit before streaming any of it (413 too_large), and a missing key (404)', async () => {
