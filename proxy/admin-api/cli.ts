@@ -11,8 +11,8 @@ Routes: POST /admin/revoke-token {"jti","reason"[,"expires_at"]}, POST /admin/re
 {"subject","reason"}, POST /admin/revoke-before {"before","reason"}, GET /admin/revocations,
 POST /message (JSON-RPC revoke_token, revoke_subject, revoke_before, list_revocations), GET /health.
 Environment: DATABASE_URL (durable store), REDIS_URL (push to sidecars); unset: the embedded
-journal CA_A2A_DATA_DIR/revocations.jsonl (default ./.ca-a2a): same-process sidecars at once,
-other processes at their next resync (30 s).
+journal CA_A2A_DATA_DIR/revocations.jsonl (default ./.ca-a2a), which every sidecar on that
+directory watches and reloads.
 `;
 
 /** `ca-a2a admin-api`: runs until SIGINT/SIGTERM. */

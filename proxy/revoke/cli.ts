@@ -17,8 +17,7 @@ const HELP = `usage: ca-a2a revoke jti JTI --reason R [--expires-at ISO8601] [--
 Writes through the same code as the admin API. Exit 0 once the revocation is durable in
 DATABASE_URL, then pushed to every sidecar through REDIS_URL. Exit 1 when it could not be
 stored (nothing is applied), 2 on a usage error. Without DATABASE_URL: the embedded journal
-CA_A2A_DATA_DIR/revocations.jsonl, which running sidecars on that directory read at their next
-resync (30 s).
+CA_A2A_DATA_DIR/revocations.jsonl, which running sidecars on that directory watch and reload.
 `;
 
 /** `ca-a2a revoke KIND VALUE --reason R`. */
@@ -91,7 +90,7 @@ export async function revokeCommand(argv: string[]): Promise<number> {
     const r = result.record.revocation;
     const what = r.kind === 'jti' ? `jti ${r.jti}` : r.kind === 'subject' ? `subject ${r.subject} (tokens issued at or before ${iso(r.revokedAt)})` : `every token issued at or before ${iso(r.revokedAt)}`;
     process.stdout.write(`revoked ${what}${result.created ? '' : ' (already revoked)'}; durable; kept until ${iso(r.expiresAt)}\n`);
-    if (!options.redisUrl) {
+    if (!options.redisUrl && options.databaseUrl) {
       process.stderr.write('ca-a2a revoke: REDIS_URL not set: running sidecars of other processes apply it at their next resync (30 s)\n');
     } else if (!result.pushed) {
       process.stderr.write(`ca-a2a revoke: durable, but the push through Redis failed (${describe(pushError)}): sidecars apply it at their next resync (30 s)\n`);

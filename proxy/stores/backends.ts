@@ -33,13 +33,13 @@ export interface RevocationBackend {
   close(): Promise<void>;
 }
 
-// Every sidecar of one process (ca-a2a up) shares the in-process push channel of its data
-// directory, so a revocation made through one is applied by all at once; other processes on the
-// same directory read the journal at their next resync.
+// Every sidecar of one process (ca-a2a up) shares the push channel of its data directory, so a
+// revocation made through one is applied by all at once; the channel also watches the journal,
+// so one made by another process on the same directory is reloaded as soon as it is written.
 const embeddedBuses = new Map<string, { bus: LocalRevocationBus; refs: number }>();
 
-function acquireEmbeddedBus(dir: string): LocalRevocationBus {
-  const entry = embeddedBuses.get(dir) ?? { bus: new LocalRevocationBus(), refs: 0 };
+function acquireEmbeddedBus(dir: string, journal: string): LocalRevocationBus {
+  const entry = embeddedBuses.get(dir) ?? { bus: new LocalRevocationBus({ watchFile: journal }), refs: 0 };
   embeddedBuses.set(dir, entry);
   entry.refs++;
   return entry.bus;
@@ -71,8 +71,9 @@ export async function openRevocationBackend(options: StoreOptions, onError: Back
       durable = 'postgres';
     } else if (options.dataDir) {
       const dir = resolve(options.dataDir);
-      store = new JournalRevocationStore(join(dir, 'revocations.jsonl'));
-      localBus = acquireEmbeddedBus(dir);
+      const journal = join(dir, 'revocations.jsonl');
+      store = new JournalRevocationStore(journal);
+      localBus = acquireEmbeddedBus(dir, journal);
       release = () => releaseEmbeddedBus(dir);
       durable = 'journal';
     } else {

@@ -1,4 +1,6 @@
 import { EventEmitter } from 'node:events';
+import { watch, type FSWatcher } from 'node:fs';
+import { basename, dirname } from 'node:path';
 import type { Redis } from 'ioredis';
 import type { Revocation } from './revocation-set.js';
 
@@ -20,15 +22,41 @@ export interface RevocationBus {
 }
 
 /**
- * Same-process push for the embedded mode: sidecars, admin API and CLI sharing one process (as
- * `ca-a2a up` runs them) and one data directory. Other processes are not reached: embedded mode
- * is single-process by design (PGlite admits one process per data directory).
+ * Push for the embedded mode. Within one process (sidecars, admin API and CLI of `ca-a2a up`)
+ * a revocation is handed to every subscriber at once. With `watchFile` (the revocation journal),
+ * a change of that file made by any other process — `ca-a2a revoke`, another sidecar — makes
+ * every subscriber reload from it: inotify on the file's directory, so compaction by rename is
+ * seen too. Where the file system cannot be watched, the periodic resync still catches up.
  */
 export class LocalRevocationBus implements RevocationBus {
   readonly #emitter = new EventEmitter();
+  #watcher: FSWatcher | undefined;
+  #pending: NodeJS.Timeout | undefined;
 
-  constructor() {
+  constructor(options: { watchFile?: string } = {}) {
     this.#emitter.setMaxListeners(0);
+    if (options.watchFile) this.#watch(options.watchFile);
+  }
+
+  #watch(file: string): void {
+    const name = basename(file);
+    try {
+      this.#watcher = watch(dirname(file), { persistent: false }, (_event, changed) => {
+        if (changed === name) this.#resyncSoon();
+      });
+      this.#watcher.on('error', () => this.#watcher?.close());
+    } catch {
+      this.#watcher = undefined;
+    }
+  }
+
+  // One reload for a burst of events (an append fires several).
+  #resyncSoon(): void {
+    if (this.#pending) return;
+    this.#pending = setTimeout(() => {
+      this.#pending = undefined;
+      this.#emitter.emit('resync');
+    }, 10);
   }
 
   async publish(revocation: Revocation): Promise<void> {
@@ -36,12 +64,19 @@ export class LocalRevocationBus implements RevocationBus {
   }
 
   subscribe(listener: RevocationListener): () => void {
-    const handler = (revocation: Revocation): void => listener.onRevocation(revocation);
-    this.#emitter.on('revocation', handler);
-    return () => this.#emitter.off('revocation', handler);
+    const onRevocation = (revocation: Revocation): void => listener.onRevocation(revocation);
+    const onResync = (): void => listener.onResync();
+    this.#emitter.on('revocation', onRevocation);
+    this.#emitter.on('resync', onResync);
+    return () => {
+      this.#emitter.off('revocation', onRevocation);
+      this.#emitter.off('resync', onResync);
+    };
   }
 
   async close(): Promise<void> {
+    this.#watcher?.close();
+    if (this.#pending) clearTimeout(this.#pending);
     this.#emitter.removeAllListeners();
   }
 }
