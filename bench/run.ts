@@ -4,6 +4,7 @@ import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { mkdtempSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startBenchIssuer } from './jwks.js';
@@ -59,10 +60,24 @@ async function start(args: string[], core: number, ready: () => Promise<boolean>
 
 const listening = (port: number, path = '/') => async () => (await fetch(`http://127.0.0.1:${port}${path}`, { method: path === '/' ? 'POST' : 'GET' })).status > 0;
 
-/** A short unmeasured run first: JIT and lazily compiled modules warm up, as in a long-running service. */
-async function measure(config: Record<string, unknown>): Promise<LoadResult> {
+/**
+ * A short unmeasured run first: JIT and lazily compiled modules warm up, as in a long-running
+ * service. With `pid`, also the CPU time that process spent per request during the measured run:
+ * steadier than a throughput ratio on a shared machine, and what the proxy costs by itself.
+ */
+async function measure(config: Record<string, unknown>, pid?: number): Promise<LoadResult & { cpuUsPerRequest?: number }> {
   await load({ ...config, duration: 2, ...(config.proofs ? { proofs: 12_000 } : {}) });
-  return load(config);
+  const before = pid === undefined ? 0 : await cpuSeconds(pid);
+  const result = await load(config);
+  if (pid === undefined || result.total === 0) return result;
+  return { ...result, cpuUsPerRequest: ((await cpuSeconds(pid)) - before) * 1e6 / result.total };
+}
+
+/** User + system CPU seconds of a process so far (/proc/PID/stat fields 14 and 15, in clock ticks of 10 ms). */
+async function cpuSeconds(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 async function load(config: Record<string, unknown>): Promise<LoadResult> {
@@ -86,18 +101,18 @@ const upstreamPort = await freePort();
 await start(['--import', 'tsx', here('upstream.ts'), String(upstreamPort)], 1, listening(upstreamPort));
 const upstream = `http://127.0.0.1:${upstreamPort}`;
 
-const rows: { name: string; result: LoadResult; rssMb?: number; readyMs?: number }[] = [];
+const rows: { name: string; result: LoadResult & { cpuUsPerRequest?: number }; rssMb?: number; readyMs?: number }[] = [];
 try {
   rows.push({ name: 'direct to the agent', result: await measure({ url: `${upstream}/message`, body }) });
 
   const barePort = await freePort();
   const bare = await start(['--import', 'tsx', here('bare-proxy.ts'), String(barePort), upstream], 0, listening(barePort));
-  rows.push({ name: 'bare Node hop (node:http + undici)', result: await measure({ url: `http://127.0.0.1:${barePort}/message`, body }), rssMb: await rss(bare.child.pid) });
+  rows.push({ name: 'bare Node hop (node:http + undici)', result: await measure({ url: `http://127.0.0.1:${barePort}/message`, body }, bare.child.pid), rssMb: await rss(bare.child.pid) });
   bare.child.kill();
 
   const naivePort = await freePort();
   const naive = await start(['--import', 'tsx', here('naive-proxy.ts'), String(naivePort), upstream, issuer.issuer], 0, listening(naivePort));
-  rows.push({ name: 'naive proxy (jose jwtVerify per request)', result: await measure({ url: `http://127.0.0.1:${naivePort}/message`, body, token }), rssMb: await rss(naive.child.pid) });
+  rows.push({ name: 'naive proxy (jose jwtVerify per request)', result: await measure({ url: `http://127.0.0.1:${naivePort}/message`, body, token }, naive.child.pid), rssMb: await rss(naive.child.pid) });
   naive.child.kill();
 
   const variants = [
@@ -116,7 +131,7 @@ try {
       { CA_A2A_DATA_DIR: dataDir, CA_A2A_KEY_PREFIX: `bench-${process.pid}`, ...env },
     );
     const withProofs = policy === 'policy-dpop.yaml' ? 6_000 * duration : 0;
-    const result = await measure({ url: `http://127.0.0.1:${port}/message`, body, token, proofs: withProofs || undefined });
+    const result = await measure({ url: `http://127.0.0.1:${port}/message`, body, token, proofs: withProofs || undefined }, sidecar.child.pid);
     rows.push({ name, result, rssMb: await rss(sidecar.child.pid), readyMs: sidecar.readyMs });
     sidecar.child.kill();
   }
@@ -129,7 +144,7 @@ try {
   const admin = await freePort();
   const sidecar = await start([here('../bin/ca-a2a.js'), 'sidecar', '--policy', here('policy.yaml'), '--listen', `127.0.0.1:${port}`, '--admin-listen', `127.0.0.1:${admin}`, '--upstream', upstream, '--issuer', issuer.issuer, '--no-watch'], 0, async () => (await fetch(`http://127.0.0.1:${admin}/ready`)).status === 200, { CA_A2A_DATA_DIR: dataDir, CA_A2A_KEY_PREFIX: `bench-${process.pid}`, ...sharedStores });
   const directAtRate = await measure({ url: `${upstream}/message`, body, rate, connections: 8 });
-  const sidecarAtRate = await measure({ url: `http://127.0.0.1:${port}/message`, body, token, rate, connections: 8 });
+  const sidecarAtRate = await measure({ url: `http://127.0.0.1:${port}/message`, body, token, rate, connections: 8 }, sidecar.child.pid);
   sidecar.child.kill();
 
   const base = rows[0]?.result.rps ?? 1;
@@ -138,11 +153,11 @@ try {
   const lines = [
     `Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}; proxy pinned to core 0: ${pin ? 'yes' : 'no (taskset unavailable)'}; ${connections} connections, ${duration} s per run; ${new Date().toISOString().slice(0, 10)}`,
     '',
-    '| path | req/s | p50 ms | p99 ms | vs direct | vs bare hop | vs naive | non-2xx | RSS MB | ready ms |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
-    ...rows.map(({ name, result, rssMb, readyMs }) => `| ${name} | ${Math.round(result.rps)} | ${result.p50} | ${result.p99} | ${(result.rps / base).toFixed(2)} | ${(result.rps / bareRps).toFixed(2)} | ${(result.rps / naiveRps).toFixed(2)} | ${result.non2xx} | ${rssMb?.toFixed(0) ?? '-'} | ${readyMs?.toFixed(0) ?? '-'} |`),
+    '| path | req/s | p50 ms | p99 ms | vs direct | vs bare hop | vs naive | proxy CPU µs/req | non-2xx | RSS MB | ready ms |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    ...rows.map(({ name, result, rssMb, readyMs }) => `| ${name} | ${Math.round(result.rps)} | ${result.p50} | ${result.p99} | ${(result.rps / base).toFixed(2)} | ${(result.rps / bareRps).toFixed(2)} | ${(result.rps / naiveRps).toFixed(2)} | ${result.cpuUsPerRequest?.toFixed(0) ?? '-'} | ${result.non2xx} | ${rssMb?.toFixed(0) ?? '-'} | ${readyMs?.toFixed(0) ?? '-'} |`),
     '',
-    `Added latency at half the sidecar's maximum rate (${rate} req/s open loop on 8 connections, latency from each request's due time, Redis + PostgreSQL stores): p50 ${(sidecarAtRate.p50 - directAtRate.p50).toFixed(2)} ms, p99 ${(sidecarAtRate.p99 - directAtRate.p99).toFixed(2)} ms (direct p99 ${directAtRate.p99} ms, through the sidecar ${sidecarAtRate.p99} ms).`,
+    `Added latency at half the sidecar's maximum rate (${rate} req/s open loop on 8 connections, latency from each request's due time, Redis + PostgreSQL stores): p50 ${(sidecarAtRate.p50 - directAtRate.p50).toFixed(2)} ms, p99 ${(sidecarAtRate.p99 - directAtRate.p99).toFixed(2)} ms (direct p99 ${directAtRate.p99} ms, through the sidecar ${sidecarAtRate.p99} ms); the sidecar spent ${sidecarAtRate.cpuUsPerRequest?.toFixed(0) ?? '-'} µs of CPU per request, its core ${sidecarAtRate.cpuUsPerRequest === undefined ? '-' : Math.round((sidecarAtRate.cpuUsPerRequest * rate) / 1e4)} % busy.`,
   ];
   lines.push('', await proofCosts());
   lines.push('', await benchEgress(Math.min(duration, 5)));
