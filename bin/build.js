@@ -2,7 +2,7 @@
 // The build `npm ci` runs (package.json "prepare"): bin/main.ts and everything it loads, bundled
 // by esbuild into dist/, one chunk per command so `ca-a2a token` still loads little. Running
 // the build instead of the sources through tsx saves tsx's loader thread (about 35 MB resident)
-// and half a second of start per process. Dependencies stay in node_modules (not bundled).
+// and half a second of start per process.
 // dist/inputs.json lists the sources, so bin/ca-a2a.js can tell a stale build and run the
 // sources instead. `node bin/build.js DIR` builds into DIR (a folder directly under the root).
 import { build } from 'esbuild';
@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 const root = fileURLToPath(new URL('../', import.meta.url));
 const outdir = `${root}${process.argv[2] ?? 'dist'}`;
 
-const EXTERNAL = ['@electric-sql/pglite', 'pino', 'thread-stream', 'oidc-provider', '@aws-sdk/*', '@smithy/*', 'unpdf', 'pg-native', '@modelcontextprotocol/sdk', 'esbuild', 'tsx'];
+const EXTERNAL = ['@electric-sql/pglite', 'pino', 'thread-stream', 'oidc-provider', '@aws-sdk/*', '@smithy/*', 'unpdf', 'pg-native', '@modelcontextprotocol/sdk'];
 
 rmSync(outdir, { recursive: true, force: true });
 const result = await build({
