@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import type { Redis } from 'ioredis';
-import type { Revocation } from './revocation-set.js';
+import { toRevocation, type Revocation } from './revocation-set.js';
 
 /** What a subscriber hears: a new revocation, or "you may have missed some: reload". */
 export interface RevocationListener {
@@ -138,18 +138,9 @@ export class RedisRevocationBus implements RevocationBus {
 
 /** Reads a pushed message; anything malformed is dropped (the next resync repairs it). */
 export function parseRevocation(message: string): Revocation | undefined {
-  let value: unknown;
   try {
-    value = JSON.parse(message);
+    return toRevocation(JSON.parse(message));
   } catch {
     return undefined;
   }
-  if (typeof value !== 'object' || value === null) return undefined;
-  const v = value as Record<string, unknown>;
-  if (typeof v.expiresAt !== 'number') return undefined;
-  if (v.kind === 'jti' && typeof v.jti === 'string') return { kind: 'jti', jti: v.jti, expiresAt: v.expiresAt };
-  if (typeof v.revokedAt !== 'number') return undefined;
-  if (v.kind === 'subject' && typeof v.subject === 'string') return { kind: 'subject', subject: v.subject, revokedAt: v.revokedAt, expiresAt: v.expiresAt };
-  if (v.kind === 'before') return { kind: 'before', revokedAt: v.revokedAt, expiresAt: v.expiresAt };
-  return undefined;
 }

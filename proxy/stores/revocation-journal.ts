@@ -2,7 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { open, readFile, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Revocation } from './revocation-set.js';
+import { toRevocation, type Revocation } from './revocation-set.js';
 import type { RevocationRecord, RevocationStore } from './revocation-store.js';
 
 /** Lock waits and staleness; tests shorten them. */
@@ -153,17 +153,9 @@ function parseRecord(line: string): RevocationRecord | undefined {
     return undefined;
   }
   if (typeof value !== 'object' || value === null) return undefined;
-  const { revocation, revokedAt, revokedBy, reason } = value as Record<string, unknown>;
-  if (!isRevocation(revocation) || typeof revokedAt !== 'number' || typeof revokedBy !== 'string') return undefined;
+  const { revokedAt, revokedBy, reason } = value as Record<string, unknown>;
+  const revocation = toRevocation((value as Record<string, unknown>).revocation);
+  if (!revocation || typeof revokedAt !== 'number' || typeof revokedBy !== 'string') return undefined;
   if (reason !== undefined && typeof reason !== 'string') return undefined;
   return { revocation, revokedAt, revokedBy, reason };
-}
-
-function isRevocation(value: unknown): value is Revocation {
-  if (typeof value !== 'object' || value === null) return false;
-  const r = value as Record<string, unknown>;
-  if (typeof r['expiresAt'] !== 'number') return false;
-  if (r['kind'] === 'jti') return typeof r['jti'] === 'string';
-  if (r['kind'] === 'subject') return typeof r['subject'] === 'string' && typeof r['revokedAt'] === 'number';
-  return r['kind'] === 'before' && typeof r['revokedAt'] === 'number';
 }

@@ -6,6 +6,18 @@ export type Revocation =
   | { readonly kind: 'subject'; readonly subject: string; readonly revokedAt: number; readonly expiresAt: number }
   | { readonly kind: 'before'; readonly revokedAt: number; readonly expiresAt: number };
 
+/** A revocation from untrusted JSON (a pushed message, a journal line): only the known fields, or undefined. */
+export function toRevocation(value: unknown): Revocation | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  const v = value as Record<string, unknown>;
+  if (typeof v.expiresAt !== 'number') return undefined;
+  if (v.kind === 'jti' && typeof v.jti === 'string') return { kind: 'jti', jti: v.jti, expiresAt: v.expiresAt };
+  if (typeof v.revokedAt !== 'number') return undefined;
+  if (v.kind === 'subject' && typeof v.subject === 'string') return { kind: 'subject', subject: v.subject, revokedAt: v.revokedAt, expiresAt: v.expiresAt };
+  if (v.kind === 'before') return { kind: 'before', revokedAt: v.revokedAt, expiresAt: v.expiresAt };
+  return undefined;
+}
+
 /**
  * The in-process view of every live revocation: what the hot path asks, with no I/O.
  * `subject` and `before` refuse tokens whose iat is at or before the revocation time.
