@@ -1,7 +1,13 @@
 import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { request as httpRequest } from 'node:http';
 import { createTestSchema, TcpRelay } from '../../mcp/helpers.js';
+import { openRevocationBackend } from '../../../proxy/stores/backends.js';
 import { dropKeysWithPrefix } from '../../../proxy/stores/redis.js';
+import { RevocationSet } from '../../../proxy/stores/revocation-set.js';
+import { RevocationSync } from '../../../proxy/stores/revocation-sync.js';
 import type { SidecarStoreOptions } from '../../../proxy/stores/sidecar-stores.js';
 
 export const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -54,4 +60,24 @@ export async function until(check: () => Promise<boolean>, timeoutMs = 5_000): P
 export function percentile(values: readonly number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? 0;
+}
+
+/**
+ * A sidecar's revocation view on an embedded data directory of its own, as a running process has
+ * it: the backend, a set fed by a sync whose periodic resync is a minute away (so only the journal
+ * watch can explain a prompt update). `run` gets the directory and the set; all is closed after.
+ */
+export async function withEmbeddedSidecarView(run: (dataDir: string, set: RevocationSet) => Promise<void>): Promise<void> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'ca-a2a-embedded-'));
+  const running = await openRevocationBackend({ dataDir }, () => undefined);
+  const set = new RevocationSet({ loaded: false });
+  const sync = new RevocationSync({ set, store: running.store, bus: running.bus, cleanupIntervalMs: 0, resyncIntervalMs: 60_000 });
+  try {
+    await sync.start();
+    await run(dataDir, set);
+  } finally {
+    await sync.close();
+    await running.close();
+    await rm(dataDir, { recursive: true, force: true });
+  }
 }

@@ -1,15 +1,9 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { openRevocationBackend } from '../../../proxy/stores/backends.js';
-import { RevocationSet } from '../../../proxy/stores/revocation-set.js';
-import { RevocationSync } from '../../../proxy/stores/revocation-sync.js';
 import pg from 'pg';
-import { createTestSchema, dropPrefix, REDIS_URL, uniquePrefix, until } from './helpers.js';
+import { createTestSchema, dropPrefix, REDIS_URL, uniquePrefix, until, withEmbeddedSidecarView } from './helpers.js';
 
 const BIN = fileURLToPath(new URL('../../../bin/ca-a2a.js', import.meta.url));
 
@@ -62,23 +56,13 @@ describe('ca-a2a revoke', () => {
   });
 
   it('embedded: writes the journal of CA_A2A_DATA_DIR while another process holds it open, and that process applies it as soon as the journal changes', async () => {
-    const dataDir = await mkdtemp(join(tmpdir(), 'ca-a2a-revoke-embedded-'));
-    const running = await openRevocationBackend({ dataDir }, () => undefined);
-    const set = new RevocationSet({ loaded: false });
-    const sync = new RevocationSync({ set, store: running.store, bus: running.bus, cleanupIntervalMs: 0, resyncIntervalMs: 60_000 });
-    try {
-      await sync.start();
+    await withEmbeddedSidecarView(async (dataDir, set) => {
       const res = await run(['subject', 'mallory', '--reason', 'left'], { DATABASE_URL: '', REDIS_URL: '', CA_A2A_DATA_DIR: dataDir });
       assert.equal(res.code, 0, res.stderr);
       assert.match(res.stderr, /using the embedded journal/);
       const token = { subject: 'mallory', clientId: 'c', roles: [], jti: 'j', issuedAt: Date.now() / 1000 - 10, expiresAt: Date.now() / 1000 + 60, boundKeyThumbprint: undefined };
-      // No reload by hand and the periodic resync a minute away: only the journal watch applies it.
       await until(async () => set.isRevoked(token));
-    } finally {
-      await sync.close();
-      await running.close();
-      await rm(dataDir, { recursive: true, force: true });
-    }
+    });
   });
 
   it('exits 2 on a usage error (missing reason, unknown kind, a time without a zone)', async () => {

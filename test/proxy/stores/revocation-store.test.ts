@@ -10,7 +10,7 @@ import { RevocationSet } from '../../../proxy/stores/revocation-set.js';
 import { RevocationSync } from '../../../proxy/stores/revocation-sync.js';
 import { Revoker } from '../../../proxy/stores/revoker.js';
 import { openSqlClient } from '../../../proxy/stores/sql/sql-client.js';
-import { createTestSchema, until } from '../shared-state/helpers.js';
+import { createTestSchema, until, withEmbeddedSidecarView } from '../shared-state/helpers.js';
 
 const principal = (over: Partial<{ jti: string; subject: string; issuedAt: number }> = {}) => ({
   subject: 's', clientId: 'c', roles: [], jti: 'j', issuedAt: 1_000, expiresAt: 2_000, boundKeyThumbprint: undefined, ...over,
@@ -103,12 +103,7 @@ describe('durable revocation store', () => {
   });
 
   it('embedded mode: a revocation another process writes to the journal is applied at once, without waiting for the resync', async () => {
-    const dataDir = await mkdtemp(join(tmpdir(), 'ca-a2a-embedded-watch-'));
-    const running = await openRevocationBackend({ dataDir }, () => undefined);
-    const set = new RevocationSet({ loaded: false });
-    const sync = new RevocationSync({ set, store: running.store, bus: running.bus, cleanupIntervalMs: 0, resyncIntervalMs: 60_000 });
-    try {
-      await sync.start();
+    await withEmbeddedSidecarView(async (dataDir, set) => {
       // Another process: its own store on the same file, and no bus in common.
       const other = new JournalRevocationStore(join(dataDir, 'revocations.jsonl'));
       await other.add(record({ kind: 'jti', jti: 'from-elsewhere', expiresAt: Date.now() / 1000 + 60 }));
@@ -117,11 +112,7 @@ describe('durable revocation store', () => {
       await other.deleteExpired(Date.now() / 1000 + 120);
       await other.add(record({ kind: 'jti', jti: 'after-compaction', expiresAt: Date.now() / 1000 + 60 }));
       await until(async () => set.isRevoked(principal({ jti: 'after-compaction' })));
-    } finally {
-      await sync.close();
-      await running.close();
-      await rm(dataDir, { recursive: true, force: true });
-    }
+    });
   });
 
   it('refuses a revoke-before in the future and an empty reason before touching the store', async () => {
