@@ -13,20 +13,23 @@ import { proofCosts } from './proof-cost.js';
 import { benchRevocation } from './revocation.js';
 
 /**
- * `npm run bench`: the same JSON-RPC load, back to back, against the demo agent directly, through
- * a bare Node hop, through a naive jose proxy, and through the sidecar (every layer on; then with
- * DPoP proofs too). The proxy under test is pinned to core 0 with taskset; the load generator and
- * the agent share core 1, so figures are per proxy core. Prints a markdown table for
- * docs/performance.md. BENCH_DURATION (s, default 10) and BENCH_CONNECTIONS (default 64).
+ * `npm run bench`: the same JSON-RPC load against the demo agent directly, through a bare Node
+ * hop, through a naive jose proxy, and through the sidecar (every layer on; then with DPoP proofs
+ * too), in interleaved rounds. The proxy under test is pinned to core 0 with taskset; the load
+ * generator and the agent share core 1, so figures are per proxy core. Prints a markdown table for
+ * docs/performance.md. BENCH_DURATION (s per run, default 3), BENCH_ROUNDS (default 5) and
+ * BENCH_CONNECTIONS (default 64).
  */
 const exec = promisify(execFile);
 const here = (file: string): string => fileURLToPath(new URL(file, import.meta.url));
-const duration = Number(process.env.BENCH_DURATION ?? 10);
+const duration = Number(process.env.BENCH_DURATION ?? 3);
+const rounds = Number(process.env.BENCH_ROUNDS ?? 5);
+const halfRateRounds = Math.max(3, rounds);
 const connections = Number(process.env.BENCH_CONNECTIONS ?? 64);
 const pin = await exec('taskset', ['-c', '0', 'true']).then(() => true, () => false);
 const children: ChildProcess[] = [];
 
-interface LoadResult { rps: number; p50: number; p99: number; non2xx: number; errors: number; total: number }
+interface LoadResult { rps: number; p50: number; p99: number; non2xx: number; errors: number; total: number; sent?: number }
 
 async function probeStores(): Promise<Record<string, string>> {
   const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -61,16 +64,16 @@ async function start(args: string[], core: number, ready: () => Promise<boolean>
 const listening = (port: number, path = '/') => async () => (await fetch(`http://127.0.0.1:${port}${path}`, { method: path === '/' ? 'POST' : 'GET' })).status > 0;
 
 /**
- * A short unmeasured run first: JIT and lazily compiled modules warm up, as in a long-running
- * service. With `pid`, also the CPU time that process spent per request during the measured run:
+ * With `warmUp`, a short unmeasured run first: JIT and lazily compiled modules warm up, as in a
+ * long-running service. With `pid`, also the CPU time that process spent per request during the measured run:
  * steadier than a throughput ratio on a shared machine, and what the proxy costs by itself.
  */
-async function measure(config: Record<string, unknown>, pid?: number): Promise<LoadResult & { cpuUsPerRequest?: number }> {
-  await load({ ...config, duration: 2, ...(config.proofs ? { proofs: 12_000 } : {}) });
+async function measure(config: Record<string, unknown>, pid?: number, warmUp = true): Promise<LoadResult & { cpuUsPerRequest?: number }> {
+  if (warmUp) await load({ ...config, duration: 2, ...(config.proofs ? { proofs: 12_000 } : {}) });
   const before = pid === undefined ? 0 : await cpuSeconds(pid);
   const result = await load(config);
   if (pid === undefined || result.total === 0) return result;
-  return { ...result, cpuUsPerRequest: ((await cpuSeconds(pid)) - before) * 1e6 / result.total };
+  return { ...result, cpuUsPerRequest: ((await cpuSeconds(pid)) - before) * 1e6 / (result.sent ?? result.total) };
 }
 
 /** User + system CPU seconds of a process so far (/proc/PID/stat fields 14 and 15, in clock ticks of 10 ms). */
@@ -101,20 +104,79 @@ const upstreamPort = await freePort();
 await start(['--import', 'tsx', here('upstream.ts'), String(upstreamPort)], 1, listening(upstreamPort));
 const upstream = `http://127.0.0.1:${upstreamPort}`;
 
-const rows: { name: string; result: LoadResult & { cpuUsPerRequest?: number }; rssMb?: number; readyMs?: number }[] = [];
-try {
-  rows.push({ name: 'direct to the agent', result: await measure({ url: `${upstream}/message`, body }) });
+interface Path { name: string; url: string; token?: string; proofs?: boolean; pid?: number; readyMs?: number }
+type Measured = LoadResult & { cpuUsPerRequest?: number };
 
+/** Starts a sidecar on core 0 with the bench policy `policy` and the stores `env` selects. */
+async function startSidecar(policy: string, env: Record<string, string>): Promise<{ url: string; pid?: number; readyMs: number }> {
+  const port = await freePort();
+  const admin = await freePort();
+  const sidecar = await start(
+    [here('../bin/ca-a2a.js'), 'sidecar', '--policy', here(policy), '--listen', `127.0.0.1:${port}`, '--admin-listen', `127.0.0.1:${admin}`, '--upstream', upstream, '--issuer', issuer.issuer, '--no-watch'],
+    0,
+    async () => (await fetch(`http://127.0.0.1:${admin}/ready`)).status === 200,
+    { CA_A2A_DATA_DIR: dataDir, CA_A2A_KEY_PREFIX: `bench-${process.pid}`, ...env },
+  );
+  return { url: `http://127.0.0.1:${port}/message`, pid: sidecar.child.pid, readyMs: sidecar.readyMs };
+}
+
+const median = (values: number[]): number => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
+};
+
+interface HalfRate { rates: number[]; addedP50: number; addedP99: number; directP99: number; sidecarP99: number; cpuUsPerRequest: number; busyPercent: number; bareAddedP50: number; bareAddedP99: number }
+
+/**
+ * Added latency at half the maximum rate, in rounds. This VM's speed drifts by 2-3× within
+ * minutes, so a rate taken from a maximum measured earlier can overload the sidecar when the
+ * machine has slowed down (a backlog then drains through the recorded window): each round
+ * measures the maximum again, then direct, through the sidecar and through the bare Node hop at
+ * half of it, back to back.
+ */
+async function halfRate(path: Path, bare: Path): Promise<HalfRate> {
+  const runs: { rate: number; direct: LoadResult; through: Measured; bare: LoadResult }[] = [];
+  for (let round = 0; round < halfRateRounds; round++) {
+    const max = await load({ url: path.url, body, token, duration });
+    const rate = Math.max(100, Math.floor(max.rps / 2));
+    const direct = await load({ url: `${upstream}/message`, body, rate, connections: 8 });
+    const through = await measure({ url: path.url, body, token, rate, connections: 8 }, path.pid, false);
+    runs.push({ rate, direct, through, bare: await load({ url: bare.url, body, rate, connections: 8 }) });
+  }
+  const cpu = median(runs.map((run) => run.through.cpuUsPerRequest ?? Number.NaN));
+  return {
+    rates: runs.map((run) => run.rate),
+    addedP50: median(runs.map((run) => run.through.p50 - run.direct.p50)),
+    addedP99: median(runs.map((run) => run.through.p99 - run.direct.p99)),
+    directP99: median(runs.map((run) => run.direct.p99)),
+    sidecarP99: median(runs.map((run) => run.through.p99)),
+    cpuUsPerRequest: cpu,
+    busyPercent: median(runs.map((run) => ((run.through.cpuUsPerRequest ?? Number.NaN) * run.rate) / 1e4)),
+    bareAddedP50: median(runs.map((run) => run.bare.p50 - run.direct.p50)),
+    bareAddedP99: median(runs.map((run) => run.bare.p99 - run.direct.p99)),
+  };
+}
+
+function describeHalfRate(name: string, result: HalfRate): string {
+  const signed = (ms: number): string => `${ms >= 0 ? '+' : ''}${ms.toFixed(2)}`;
+  return `- ${name}, at ${result.rates.join(' / ')} req/s: p50 ${signed(result.addedP50)} ms, p99 ${signed(result.addedP99)} ms (direct p99 ${result.directP99} ms, through the sidecar ${result.sidecarP99} ms); the sidecar spent ${result.cpuUsPerRequest.toFixed(0)} µs of CPU per request, its core ${Math.round(result.busyPercent)} % busy. The bare Node hop at the same rates: p50 ${signed(result.bareAddedP50)} ms, p99 ${signed(result.bareAddedP99)} ms.`;
+}
+
+try {
+  // Every proxy starts first (all pinned to core 0, idle but for the one under load), then the
+  // paths are measured in rounds, the order reversed every round: this VM's speed drifts by tens
+  // of percent from one minute to the next, and back-to-back runs of one path each would put that
+  // drift into the ratios. Each column is the median over the rounds; each ratio is the median of
+  // the ratios within a round (paths measured minutes apart are never divided by each other).
   const barePort = await freePort();
   const bare = await start(['--import', 'tsx', here('bare-proxy.ts'), String(barePort), upstream], 0, listening(barePort));
-  rows.push({ name: 'bare Node hop (node:http + undici)', result: await measure({ url: `http://127.0.0.1:${barePort}/message`, body }, bare.child.pid), rssMb: await rss(bare.child.pid) });
-  bare.child.kill();
-
   const naivePort = await freePort();
   const naive = await start(['--import', 'tsx', here('naive-proxy.ts'), String(naivePort), upstream, issuer.issuer], 0, listening(naivePort));
-  rows.push({ name: 'naive proxy (jose jwtVerify per request)', result: await measure({ url: `http://127.0.0.1:${naivePort}/message`, body, token }, naive.child.pid), rssMb: await rss(naive.child.pid) });
-  naive.child.kill();
-
+  const paths: Path[] = [
+    { name: 'direct to the agent', url: `${upstream}/message` },
+    { name: 'bare Node hop (node:http + undici)', url: `http://127.0.0.1:${barePort}/message`, pid: bare.child.pid },
+    { name: 'naive proxy (jose jwtVerify per request)', url: `http://127.0.0.1:${naivePort}/message`, token, pid: naive.child.pid },
+  ];
   const variants = [
     ['sidecar, every layer (embedded stores)', 'policy.yaml', {}],
     ['sidecar, every layer (Redis + PostgreSQL stores)', 'policy.yaml', sharedStores],
@@ -122,42 +184,50 @@ try {
   ] as const;
   for (const [name, policy, env] of variants) {
     if (env === sharedStores && !sharedStores.REDIS_URL) continue;
-    const port = await freePort();
-    const admin = await freePort();
-    const sidecar = await start(
-      [here('../bin/ca-a2a.js'), 'sidecar', '--policy', here(policy), '--listen', `127.0.0.1:${port}`, '--admin-listen', `127.0.0.1:${admin}`, '--upstream', upstream, '--issuer', issuer.issuer, '--no-watch'],
-      0,
-      async () => (await fetch(`http://127.0.0.1:${admin}/ready`)).status === 200,
-      { CA_A2A_DATA_DIR: dataDir, CA_A2A_KEY_PREFIX: `bench-${process.pid}`, ...env },
-    );
-    const withProofs = policy === 'policy-dpop.yaml' ? 6_000 * duration : 0;
-    const result = await measure({ url: `http://127.0.0.1:${port}/message`, body, token, proofs: withProofs || undefined }, sidecar.child.pid);
-    rows.push({ name, result, rssMb: await rss(sidecar.child.pid), readyMs: sidecar.readyMs });
-    sidecar.child.kill();
+    paths.push({ name, token, proofs: policy === 'policy-dpop.yaml', ...(await startSidecar(policy, env)) });
   }
 
-  // Added latency at half the sidecar's maximum rate: direct and through the sidecar at that rate.
-  // The rate run uses the production stores when they are there, so half of that row's maximum.
-  const sidecarMax = rows.filter((row) => row.name.startsWith('sidecar, every layer (')).at(-1)?.result.rps ?? 0;
-  const rate = Math.max(100, Math.floor(sidecarMax / 2));
-  const port = await freePort();
-  const admin = await freePort();
-  const sidecar = await start([here('../bin/ca-a2a.js'), 'sidecar', '--policy', here('policy.yaml'), '--listen', `127.0.0.1:${port}`, '--admin-listen', `127.0.0.1:${admin}`, '--upstream', upstream, '--issuer', issuer.issuer, '--no-watch'], 0, async () => (await fetch(`http://127.0.0.1:${admin}/ready`)).status === 200, { CA_A2A_DATA_DIR: dataDir, CA_A2A_KEY_PREFIX: `bench-${process.pid}`, ...sharedStores });
-  const directAtRate = await measure({ url: `${upstream}/message`, body, rate, connections: 8 });
-  const sidecarAtRate = await measure({ url: `http://127.0.0.1:${port}/message`, body, token, rate, connections: 8 }, sidecar.child.pid);
-  sidecar.child.kill();
+  const config = (path: Path): Record<string, unknown> => ({ url: path.url, body, token: path.token, proofs: path.proofs ? 6_000 * duration : undefined });
+  for (const path of paths) await load({ ...config(path), duration: 2, ...(path.proofs ? { proofs: 12_000 } : {}) });
+  const results = new Map<Path, Measured[]>(paths.map((path) => [path, []]));
+  for (let round = 0; round < rounds; round++) {
+    for (const path of round % 2 === 0 ? paths : [...paths].reverse()) results.get(path)?.push(await measure(config(path), path.pid, false));
+  }
+  const rows = await Promise.all(paths.map(async (path) => {
+    const runs = results.get(path) ?? [];
+    const cpu = runs.flatMap((run) => (run.cpuUsPerRequest === undefined ? [] : [run.cpuUsPerRequest]));
+    const result: Measured = {
+      rps: median(runs.map((run) => run.rps)),
+      p50: median(runs.map((run) => run.p50)),
+      p99: median(runs.map((run) => run.p99)),
+      non2xx: runs.reduce((sum, run) => sum + run.non2xx, 0),
+      errors: runs.reduce((sum, run) => sum + run.errors, 0),
+      total: runs.reduce((sum, run) => sum + run.total, 0),
+      ...(cpu.length ? { cpuUsPerRequest: median(cpu) } : {}),
+    };
+    return { name: path.name, result, runs, spread: runs.map((run) => Math.round(run.rps)), rssMb: path.pid === undefined ? undefined : await rss(path.pid), readyMs: path.readyMs };
+  }));
+  naive.child.kill();
 
-  const base = rows[0]?.result.rps ?? 1;
-  const bareRps = rows[1]?.result.rps ?? 1;
-  const naiveRps = rows[2]?.result.rps ?? 1;
+  // Added latency at half each sidecar's maximum rate (the DPoP variant aside: its load needs proofs).
+  const halfRates: string[] = [];
+  for (const path of paths.filter((candidate) => candidate.name.startsWith('sidecar, every layer ('))) {
+    halfRates.push(describeHalfRate(path.name, await halfRate(path, paths[1] as Path)));
+  }
+
+  const ratio = (runs: Measured[], reference: Measured[] | undefined): string =>
+    median(runs.map((run, round) => run.rps / (reference?.[round]?.rps ?? Number.NaN))).toFixed(2);
+  const [direct, bareRuns, naiveRuns] = [rows[0]?.runs, rows[1]?.runs, rows[2]?.runs];
   const lines = [
-    `Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}; proxy pinned to core 0: ${pin ? 'yes' : 'no (taskset unavailable)'}; ${connections} connections, ${duration} s per run; ${new Date().toISOString().slice(0, 10)}`,
+    `Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}; proxy pinned to core 0: ${pin ? 'yes' : 'no (taskset unavailable)'}; ${connections} connections; ${rounds} rounds of ${duration} s per path, medians; ${new Date().toISOString().slice(0, 10)}`,
     '',
-    '| path | req/s | p50 ms | p99 ms | vs direct | vs bare hop | vs naive | proxy CPU µs/req | non-2xx | RSS MB | ready ms |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
-    ...rows.map(({ name, result, rssMb, readyMs }) => `| ${name} | ${Math.round(result.rps)} | ${result.p50} | ${result.p99} | ${(result.rps / base).toFixed(2)} | ${(result.rps / bareRps).toFixed(2)} | ${(result.rps / naiveRps).toFixed(2)} | ${result.cpuUsPerRequest?.toFixed(0) ?? '-'} | ${result.non2xx} | ${rssMb?.toFixed(0) ?? '-'} | ${readyMs?.toFixed(0) ?? '-'} |`),
+    '| path | req/s | p50 ms | p99 ms | vs direct | vs bare hop | vs naive | proxy CPU µs/req | non-2xx | RSS MB | ready ms | req/s per round |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',
+    ...rows.map(({ name, result, runs, rssMb, readyMs, spread }) => `| ${name} | ${Math.round(result.rps)} | ${result.p50} | ${result.p99} | ${ratio(runs, direct)} | ${ratio(runs, bareRuns)} | ${ratio(runs, naiveRuns)} | ${result.cpuUsPerRequest?.toFixed(0) ?? '-'} | ${result.non2xx} | ${rssMb?.toFixed(0) ?? '-'} | ${readyMs?.toFixed(0) ?? '-'} | ${spread.join(' / ')} |`),
     '',
-    `Added latency at half the sidecar's maximum rate (${rate} req/s open loop on 8 connections, latency from each request's due time, Redis + PostgreSQL stores): p50 ${(sidecarAtRate.p50 - directAtRate.p50).toFixed(2)} ms, p99 ${(sidecarAtRate.p99 - directAtRate.p99).toFixed(2)} ms (direct p99 ${directAtRate.p99} ms, through the sidecar ${sidecarAtRate.p99} ms); the sidecar spent ${sidecarAtRate.cpuUsPerRequest?.toFixed(0) ?? '-'} µs of CPU per request, its core ${sidecarAtRate.cpuUsPerRequest === undefined ? '-' : Math.round((sidecarAtRate.cpuUsPerRequest * rate) / 1e4)} % busy.`,
+    `Added latency at half the sidecar's maximum rate (open loop on 8 connections, latency from each request's due time; in each of ${halfRateRounds} rounds the maximum is measured again right before, then direct and through the sidecar at half of it; medians):`,
+    '',
+    ...halfRates,
   ];
   lines.push('', await proofCosts());
   lines.push('', await benchEgress(Math.min(duration, 5)));
