@@ -20,7 +20,10 @@ import { startBenchIssuer } from './jwks.js';
  * The MCP gateway's cost: `documents_get` of an existing document read directly with pg, through
  * the gateway's /call_tool, and through the mcp sidecar (shipped policy; token, fresh DPoP proof
  * and Content-Digest per request) in front of the gateway, on real PostgreSQL; then a 1 MiB
- * s3_get_object through sidecar + gateway against reading it from the local-disk bucket.
+ * s3_get_object through sidecar + gateway against reading it from the local-disk bucket. Two
+ * floors put each hop in proportion: the same SELECT behind one plain node:http exchange (what any
+ * HTTP service around pg costs), and the bare Node hop in front of the gateway (what any proxy in
+ * the sidecar's place costs).
  * Gateway and sidecar run as child processes (`ca-a2a mcp-gateway`, `ca-a2a sidecar`); the
  * closed-loop load (same harness for every path) runs here. Standalone:
  * `npm run bench:mcp` (BENCH_MCP_DURATION seconds per run, default 5).
@@ -37,6 +40,7 @@ export interface BenchMcpOptions {
 }
 
 interface Run { count: number; seconds: number; p50: number; p99: number; max: number; failures: number }
+interface Runs { pg: Run; floor: Run; gateway: Run; bare: Run; sidecar: Run }
 
 function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -165,10 +169,19 @@ export async function benchMcp(options: BenchMcpOptions = {}): Promise<string> {
       children,
     );
 
+    // The floors: the same SELECT behind one plain node:http exchange, and the bare Node hop
+    // (node:http in, undici out, no checks; bench/bare-proxy.ts) in front of the gateway.
+    const floorPort = await freePort();
+    await startChild(['--import', 'tsx', here('pg-http.ts'), String(floorPort), schemaUrl.toString()], {}, async () => (await fetch(`http://127.0.0.1:${floorPort}/`, { method: 'POST', body: '{}' })).status > 0, children);
+    const barePort = await freePort();
+    await startChild(['--import', 'tsx', here('bare-proxy.ts'), String(barePort), gatewayUrl], {}, async () => (await fetch(`http://127.0.0.1:${barePort}/health`, { method: 'POST', body: '{}' })).status > 0, children);
+
     // Seed: one document and one 1 MiB object, written through the gateway itself.
     const gatewayPool = new Pool(gatewayUrl, { connections: CONCURRENCY });
     const sidecarPool = new Pool(sidecarUrl, { connections: CONCURRENCY });
-    pools.push(gatewayPool, sidecarPool);
+    const floorPool = new Pool(`http://127.0.0.1:${floorPort}`, { connections: CONCURRENCY });
+    const barePool = new Pool(`http://127.0.0.1:${barePort}`, { connections: CONCURRENCY });
+    pools.push(gatewayPool, sidecarPool, floorPool, barePool);
     const callTool = async (pool: Pool, tool: string, args: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> => {
       const res = await pool.request({ path: '/call_tool', method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify({ tool, arguments: args }) });
       return { status: res.statusCode, body: await res.body.text() };
@@ -196,11 +209,15 @@ export async function benchMcp(options: BenchMcpOptions = {}): Promise<string> {
     const token = await issuer.sign({ sub: 'bench-admin', azp: 'admin', realm_access: { roles: ['admin'] } });
     const key = await createProofKey();
     const sign = (body: string) => signedHeaders({ key, accessToken: token, tokenType: 'Bearer', method: 'POST', url: `${sidecarUrl}/call_tool`, body });
-    const measureAll = async (concurrency: number, seconds: number): Promise<{ pg: Run; gateway: Run; sidecar: Run }> => {
+    const measureAll = async (concurrency: number, seconds: number): Promise<Runs> => {
       await closedLoop(pgOp, 1, concurrency);
       const pgRun = await closedLoop(pgOp, seconds, concurrency);
+      await closedLoop(() => postGet(floorPool, {}), 1, concurrency);
+      const floorRun = await closedLoop(() => postGet(floorPool, {}), seconds, concurrency);
       await closedLoop(() => postGet(gatewayPool, {}), 1, concurrency);
       const gatewayRun = await closedLoop(() => postGet(gatewayPool, {}), seconds, concurrency);
+      await closedLoop(() => postGet(barePool, {}), 1, concurrency);
+      const bareRun = await closedLoop(() => postGet(barePool, {}), seconds, concurrency);
       // The sidecar path is slower than the gateway alone, so the gateway's rate bounds the proofs needed.
       const proofs: Record<string, string>[] = [];
       const needed = Math.ceil(Math.max(1_000, gatewayRun.count / gatewayRun.seconds) * 1.3 * (seconds + 1));
@@ -210,7 +227,7 @@ export async function benchMcp(options: BenchMcpOptions = {}): Promise<string> {
         return headers === undefined ? false : postGet(sidecarPool, headers);
       };
       await closedLoop(sidecarOp, 1, concurrency);
-      return { pg: pgRun, gateway: gatewayRun, sidecar: await closedLoop(sidecarOp, seconds, concurrency) };
+      return { pg: pgRun, floor: floorRun, gateway: gatewayRun, bare: bareRun, sidecar: await closedLoop(sidecarOp, seconds, concurrency) };
     };
     const loaded = await measureAll(CONCURRENCY, duration);
     const sidecarRss = await rssMb(sidecar.pid);
@@ -257,14 +274,18 @@ export async function benchMcp(options: BenchMcpOptions = {}): Promise<string> {
     const added = (value: number): string => `${value >= 0 ? '+' : '−'}${ms(Math.abs(value))}`;
     const row = (name: string, run: Run, base?: Run): string =>
       `| ${name} | ${rps(run)} | ${ms(run.p50)} | ${ms(run.p99)} | ${base ? added(run.p50 - base.p50) : '-'} | ${base ? added(run.p99 - base.p99) : '-'} | ${run.failures} |`;
-    const table = (runs: { pg: Run; gateway: Run; sidecar: Run }): string[] => [
+    const table = (runs: Runs): string[] => [
       '| path | req/s | p50 ms | p99 ms | added p50 vs pg | added p99 vs pg | failures |',
       '|---|---:|---:|---:|---:|---:|---:|',
       row('pg Pool, parameterised SELECT (direct)', runs.pg),
+      row('floor: one plain node:http exchange around the same SELECT', runs.floor, runs.pg),
       row('gateway POST /call_tool (no sidecar)', runs.gateway, runs.pg),
+      row('floor: bare Node hop + gateway (no checks in front)', runs.bare, runs.pg),
       row('sidecar + gateway POST /call_tool (DPoP + digest)', runs.sidecar, runs.pg),
       '',
-      `Sidecar alone (sidecar + gateway vs gateway): ${added(runs.sidecar.p50 - runs.gateway.p50)} ms p50, ${added(runs.sidecar.p99 - runs.gateway.p99)} ms p99.`,
+      `Gateway over its floor (plain node:http + pg): ${added(runs.gateway.p50 - runs.floor.p50)} ms p50, ${added(runs.gateway.p99 - runs.floor.p99)} ms p99. ` +
+        `Sidecar over the bare Node hop in the same place: ${added(runs.sidecar.p50 - runs.bare.p50)} ms p50, ${added(runs.sidecar.p99 - runs.bare.p99)} ms p99. ` +
+        `Sidecar alone (sidecar + gateway vs gateway): ${added(runs.sidecar.p50 - runs.gateway.p50)} ms p50, ${added(runs.sidecar.p99 - runs.gateway.p99)} ms p99.`,
     ];
     const cpu = cpus()[0]?.model ?? 'cpu';
     return [
