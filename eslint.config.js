@@ -3,7 +3,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'dist/', 'deploy/cdk/cdk.out/', 'data/', '.ca-a2a/'] },
+  { ignores: ['node_modules/', 'dist/', 'deploy/cdk/cdk.out/', 'data/', '.ca-a2a/', '**/*.generated.cjs'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

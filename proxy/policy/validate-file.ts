@@ -1,7 +1,9 @@
 import { readFileSync } from 'node:fs';
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
-import addFormats from 'ajv-formats';
+import type { ErrorObject } from 'ajv';
 import type { PolicyProblem } from './errors.js';
+// The two schemas below as ajv standalone code (bin/gen-policy-validators.js): compiling them
+// took about 140 ms of every sidecar's start. A test fails while it does not match the schemas.
+import * as validators from './schemas/validators.generated.cjs';
 import type { YamlSource } from './yaml-source.js';
 import { projectPath } from '../paths.js';
 
@@ -34,22 +36,10 @@ export function readPolicySchema(kind: PolicyFileKind): Record<string, unknown> 
   return JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
 }
 
-let validators: Record<PolicyFileKind, ValidateFunction> | undefined;
-
-function getValidators(): Record<PolicyFileKind, ValidateFunction> {
-  if (!validators) {
-    // useDefaults fills in every default the schema documents, so the compiler sees complete data.
-    const ajv = new Ajv({ strict: true, allErrors: true, useDefaults: true });
-    addFormats.default(ajv);
-    validators = { service: ajv.compile(readPolicySchema('service')), rbac: ajv.compile(readPolicySchema('rbac')) };
-  }
-  return validators;
-}
-
 /** Validates a parsed file in place (defaults applied); returns every problem with its position. */
 export function validatePolicyFile(kind: PolicyFileKind, source: YamlSource): PolicyProblem[] {
   if (source.problems.length > 0) return [...source.problems];
-  const validate = getValidators()[kind];
+  const validate = validators[kind];
   if (validate(source.data)) return [];
   return (validate.errors ?? []).map((error) => toProblem(source, error));
 }
