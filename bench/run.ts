@@ -139,9 +139,9 @@ async function halfRate(path: Path, bare: Path): Promise<HalfRate> {
   for (let round = 0; round < halfRateRounds; round++) {
     const max = await load({ url: path.url, body, token, duration });
     const rate = Math.max(100, Math.floor(max.rps / 2));
-    const direct = await load({ url: `${upstream}/message`, body, rate, connections: 8 });
-    const through = await measure({ url: path.url, body, token, rate, connections: 8 }, path.pid, false);
-    runs.push({ rate, direct, through, bare: await load({ url: bare.url, body, rate, connections: 8 }) });
+    const direct = await load({ url: `${upstream}/message`, body, rate });
+    const through = await measure({ url: path.url, body, token, rate }, path.pid, false);
+    runs.push({ rate, direct, through, bare: await load({ url: bare.url, body, rate }) });
   }
   const cpu = median(runs.map((run) => run.through.cpuUsPerRequest ?? Number.NaN));
   return {
@@ -225,7 +225,7 @@ try {
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',
     ...rows.map(({ name, result, runs, rssMb, readyMs, spread }) => `| ${name} | ${Math.round(result.rps)} | ${result.p50} | ${result.p99} | ${ratio(runs, direct)} | ${ratio(runs, bareRuns)} | ${ratio(runs, naiveRuns)} | ${result.cpuUsPerRequest?.toFixed(0) ?? '-'} | ${result.non2xx} | ${rssMb?.toFixed(0) ?? '-'} | ${readyMs?.toFixed(0) ?? '-'} | ${spread.join(' / ')} |`),
     '',
-    `Added latency at half the sidecar's maximum rate (open loop on 8 connections, latency from each request's due time; in each of ${halfRateRounds} rounds the maximum is measured again right before, then direct and through the sidecar at half of it; medians):`,
+    `Added latency at half the sidecar's maximum rate (open loop on ${connections} connections, so a request never waits for a free connection in the generator; latency from each request's due time; in each of ${halfRateRounds} rounds the maximum is measured again right before, then direct and through the sidecar at half of it; medians):`,
     '',
     ...halfRates,
   ];
