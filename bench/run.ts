@@ -64,12 +64,10 @@ async function start(args: string[], core: number, ready: () => Promise<boolean>
 const listening = (port: number, path = '/') => async () => (await fetch(`http://127.0.0.1:${port}${path}`, { method: path === '/' ? 'POST' : 'GET' })).status > 0;
 
 /**
- * With `warmUp`, a short unmeasured run first: JIT and lazily compiled modules warm up, as in a
- * long-running service. With `pid`, also the CPU time that process spent per request during the measured run:
- * steadier than a throughput ratio on a shared machine, and what the proxy costs by itself.
+ * One load run; with `pid`, also the CPU time that process spent per request during it: steadier
+ * than a throughput ratio on a shared machine, and what the proxy costs by itself.
  */
-async function measure(config: Record<string, unknown>, pid?: number, warmUp = true): Promise<LoadResult & { cpuUsPerRequest?: number }> {
-  if (warmUp) await load({ ...config, duration: 2, ...(config.proofs ? { proofs: 12_000 } : {}) });
+async function measure(config: Record<string, unknown>, pid?: number): Promise<LoadResult & { cpuUsPerRequest?: number }> {
   const before = pid === undefined ? 0 : await cpuSeconds(pid);
   const result = await load(config);
   if (pid === undefined || result.total === 0) return result;
@@ -140,7 +138,7 @@ async function halfRate(path: Path, bare: Path): Promise<HalfRate> {
     const max = await load({ url: path.url, body, token, duration });
     const rate = Math.max(100, Math.floor(max.rps / 2));
     const direct = await load({ url: `${upstream}/message`, body, rate });
-    const through = await measure({ url: path.url, body, token, rate }, path.pid, false);
+    const through = await measure({ url: path.url, body, token, rate }, path.pid);
     runs.push({ rate, direct, through, bare: await load({ url: bare.url, body, rate }) });
   }
   const cpu = median(runs.map((run) => run.through.cpuUsPerRequest ?? Number.NaN));
@@ -163,10 +161,10 @@ function describeHalfRate(name: string, result: HalfRate): string {
 }
 
 try {
-  // Every proxy starts first (all pinned to core 0, idle but for the one under load), then the
-  // paths are measured in rounds, the order reversed every round: this VM's speed drifts by tens
-  // of percent from one minute to the next, and back-to-back runs of one path each would put that
-  // drift into the ratios. Each column is the median over the rounds; each ratio is the median of
+  // Every proxy starts first (all pinned to core 0, idle but for the one under load) and gets a
+  // 2 s unmeasured warm-up (JIT, lazily compiled modules), then the paths are measured in rounds,
+  // the order reversed every other round: this VM's speed drifts 2-3× within minutes, and one
+  // back-to-back run per path would put that drift into the ratios. Each column is the median over the rounds; each ratio is the median of
   // the ratios within a round (paths measured minutes apart are never divided by each other).
   const barePort = await freePort();
   const bare = await start(['--import', 'tsx', here('bare-proxy.ts'), String(barePort), upstream], 0, listening(barePort));
@@ -191,7 +189,7 @@ try {
   for (const path of paths) await load({ ...config(path), duration: 2, ...(path.proofs ? { proofs: 12_000 } : {}) });
   const results = new Map<Path, Measured[]>(paths.map((path) => [path, []]));
   for (let round = 0; round < rounds; round++) {
-    for (const path of round % 2 === 0 ? paths : [...paths].reverse()) results.get(path)?.push(await measure(config(path), path.pid, false));
+    for (const path of round % 2 === 0 ? paths : [...paths].reverse()) results.get(path)?.push(await measure(config(path), path.pid));
   }
   const rows = await Promise.all(paths.map(async (path) => {
     const runs = results.get(path) ?? [];
