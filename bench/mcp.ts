@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import pg from 'pg';
 import { Pool } from 'undici';
 import { createDiskStore } from '../mcp/backends/disk-store.js';
-import { DOCUMENT_COLUMNS } from '../mcp/tools/document-rows.js';
+import { GET_DOCUMENT_SQL } from '../mcp/tools/document-rows.js';
 import { signedHeaders } from '../proxy/client/signed-headers.js';
 import { createProofKey } from '../proxy/integrity/proof.js';
 import { shippedPolicyFile } from '../proxy/services.js';
@@ -197,7 +197,7 @@ export async function benchMcp(options: BenchMcpOptions = {}): Promise<string> {
 
     // (a) documents_get, three ways, loaded (8 in flight) and then one at a time (the unloaded cost of each hop).
     direct = new pg.Pool({ connectionString: schemaUrl.toString(), max: CONCURRENCY });
-    const pgOp = async (): Promise<boolean> => (await (direct as pg.Pool).query(`SELECT ${DOCUMENT_COLUMNS} FROM documents WHERE document_id = $1`, [documentId])).rowCount === 1;
+    const pgOp = async (): Promise<boolean> => (await (direct as pg.Pool).query(GET_DOCUMENT_SQL, [documentId])).rowCount === 1;
     const getBody = JSON.stringify({ tool: 'documents_get', arguments: { document_id: documentId } });
     const postGet = async (pool: Pool, headers: Record<string, string>): Promise<boolean> => {
       const res = await pool.request({ path: '/call_tool', method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: getBody });

@@ -1,6 +1,6 @@
 import { createServer } from 'node:http';
 import pg from 'pg';
-import { DOCUMENT_COLUMNS } from '../mcp/tools/document-rows.js';
+import { GET_DOCUMENT_SQL } from '../mcp/tools/document-rows.js';
 
 /**
  * The floor under the MCP gateway: one node:http exchange around the same parameterised SELECT
@@ -14,7 +14,7 @@ createServer(async (req, res) => {
   for await (const chunk of req) chunks.push(chunk as Buffer);
   try {
     const { arguments: args } = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { arguments: { document_id: string } };
-    const { rows } = await pool.query(`SELECT ${DOCUMENT_COLUMNS} FROM documents WHERE document_id = $1`, [args.document_id]);
+    const { rows } = await pool.query(GET_DOCUMENT_SQL, [args.document_id]);
     const body = JSON.stringify({ success: true, document: rows[0] });
     res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
   } catch {

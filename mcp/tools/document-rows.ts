@@ -19,6 +19,9 @@ export const DOCUMENT_COLUMNS = `document_id::text AS document_id, filename, con
   size_bytes::float8 AS size_bytes, sha256, status, extracted, validation, error, archive_key,
   claimed_at, claim_count, created_at, updated_at, created_at::text AS created_cursor`;
 
+/** One document by id: the query of documents_get (and of the benchmark's direct baseline). */
+export const GET_DOCUMENT_SQL = `SELECT ${DOCUMENT_COLUMNS} FROM documents WHERE document_id = $1`;
+
 /** A row as selected with {@link DOCUMENT_COLUMNS}. */
 export interface DocumentRow {
   document_id: string;

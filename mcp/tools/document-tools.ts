@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { ToolError } from '../errors.js';
 import { normaliseKey } from '../object-keys.js';
-import { DOCUMENT_COLUMNS, SCHEMA, decodeCursor, encodeCursor, toDocument } from './document-rows.js';
+import { DOCUMENT_COLUMNS, GET_DOCUMENT_SQL, SCHEMA, decodeCursor, encodeCursor, toDocument } from './document-rows.js';
 import type { DocumentRow, DocumentStatus } from './document-rows.js';
 import { sqlQuery } from './sql-run.js';
 import type { ToolDeps, ToolFamily } from './tool-types.js';
@@ -65,7 +65,7 @@ export const DOCUMENT_TOOLS: ToolFamily = {
     definition: { name: 'documents_get', description: 'Read one document.', inputSchema: idOnly },
     async handler(args, deps) {
       const id = (args as unknown as IdArgs).document_id;
-      const rows = await sqlQuery<DocumentRow>(deps, `SELECT ${DOCUMENT_COLUMNS} FROM documents WHERE document_id = $1`, [id]);
+      const rows = await sqlQuery<DocumentRow>(deps, GET_DOCUMENT_SQL, [id]);
       if (!rows[0]) throw new ToolError('not_found', `no document ${id}`);
       return toDocument(rows[0]);
     },
