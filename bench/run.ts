@@ -170,9 +170,10 @@ try {
   const bare = await start(['--import', 'tsx', here('bare-proxy.ts'), String(barePort), upstream], 0, listening(barePort));
   const naivePort = await freePort();
   const naive = await start(['--import', 'tsx', here('naive-proxy.ts'), String(naivePort), upstream, issuer.issuer], 0, listening(naivePort));
+  const barePath: Path = { name: 'bare Node hop (node:http + undici)', url: `http://127.0.0.1:${barePort}/message`, pid: bare.child.pid };
   const paths: Path[] = [
     { name: 'direct to the agent', url: `${upstream}/message` },
-    { name: 'bare Node hop (node:http + undici)', url: `http://127.0.0.1:${barePort}/message`, pid: bare.child.pid },
+    barePath,
     { name: 'naive proxy (jose jwtVerify per request)', url: `http://127.0.0.1:${naivePort}/message`, token, pid: naive.child.pid },
   ];
   const variants = [
@@ -210,7 +211,7 @@ try {
   // Added latency at half each sidecar's maximum rate (the DPoP variant aside: its load needs proofs).
   const halfRates: string[] = [];
   for (const path of paths.filter((candidate) => candidate.name.startsWith('sidecar, every layer ('))) {
-    halfRates.push(describeHalfRate(path.name, await halfRate(path, paths[1] as Path)));
+    halfRates.push(describeHalfRate(path.name, await halfRate(path, barePath)));
   }
 
   const ratio = (runs: Measured[], reference: Measured[] | undefined): string =>
