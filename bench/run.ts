@@ -18,8 +18,8 @@ import { benchRevocation } from './revocation.js';
  * hop, through a naive jose proxy, through HAProxy's jwt_verify when haproxy is installed, and
  * through the sidecar (every layer on; then with DPoP proofs too), in interleaved rounds. The proxy
  * under test is pinned to core 0 with taskset; the load generator and the agent share core 1 (the
- * agent at a raised priority where permitted), so figures are per proxy core. Prints a markdown table for
- * docs/performance.md. BENCH_DURATION (s per run, default 3), BENCH_ROUNDS (default 5) and
+ * agent at a raised priority where permitted), so figures are per proxy core. Prints a markdown
+ * table for docs/performance.md. BENCH_DURATION (s per run, default 3), BENCH_ROUNDS (default 5) and
  * BENCH_CONNECTIONS (default 64).
  */
 const exec = promisify(execFile);
@@ -141,8 +141,8 @@ interface HalfRate { rates: number[]; added: Added; directP99: number; throughP9
  * Added latency at half the maximum rate, in rounds. This VM's speed drifts by 2-3× within
  * minutes, so a rate taken from a maximum measured earlier can overload the sidecar when the
  * machine has slowed down (a backlog then drains through the recorded window): each round
- * measures the maximum again, then direct, through the sidecar and through each of `others` (the
- * bare Node hop, HAProxy) at half of it, back to back.
+ * measures the maximum of `path` again, then direct, through `path` and through each of `others`
+ * (the bare Node hop, HAProxy) at half of it, back to back.
  */
 async function halfRate(path: Path, others: Path[]): Promise<HalfRate> {
   const runs: { rate: number; direct: LoadResult; through: Measured; others: LoadResult[] }[] = [];
