@@ -43,7 +43,11 @@ export function integrityLayer(policy: ServicePolicy, deps: IntegrityDeps): Laye
       if (proof === undefined) return mode === 'required' || principal.boundKeyThumbprint !== undefined ? denial('integrity.proof_missing') : undefined;
       if (mode === 'off' && principal.boundKeyThumbprint === undefined) return undefined;
 
-      const digestRefusal = checkContentDigest(ctx, mode);
+      // Hashed once: both Content-Digest and the proof's htd are checked against it (a 1 MiB body
+      // costs about 0.5 ms to hash here).
+      const body = ctx.body;
+      const bodyDigest = body !== undefined && body.length > 0 ? sha256(body) : undefined;
+      const digestRefusal = checkContentDigest(ctx, mode, bodyDigest);
       if (digestRefusal) return digestRefusal;
 
       let header;
@@ -75,10 +79,9 @@ export function integrityLayer(policy: ServicePolicy, deps: IntegrityDeps): Laye
       const nowMs = deps.now();
       if (iat * 1000 > nowMs + leewayMs || iat * 1000 < nowMs - maxAgeMs - leewayMs) return denial('integrity.proof_stale');
       if (typeof ath !== 'string' || !sameDigest(ath, sha256(ctx.token ?? ''))) return denial('integrity.proof_mismatch', 'ath');
-      const body = ctx.body;
-      if (body !== undefined && body.length > 0) {
+      if (bodyDigest !== undefined) {
         if (typeof htd !== 'string') return denial('integrity.proof_invalid', 'htd is required with a body');
-        if (!sameDigest(htd, sha256(body))) return denial('integrity.digest_mismatch', 'htd does not match the body');
+        if (!sameDigest(htd, bodyDigest)) return denial('integrity.digest_mismatch', 'htd does not match the body');
       }
       const thumbprint = proofKey.thumbprint;
       if (principal.boundKeyThumbprint !== undefined && principal.boundKeyThumbprint !== thumbprint) return denial('integrity.key_mismatch');
@@ -97,14 +100,14 @@ function effectiveMode(policy: ServicePolicy, ctx: RequestContext): IntegrityMod
   return mode;
 }
 
-function checkContentDigest(ctx: RequestContext, mode: IntegrityMode): Denial | undefined {
-  const body = ctx.body;
+/** `bodyDigest`: SHA-256 of the body, undefined when there is no body. */
+function checkContentDigest(ctx: RequestContext, mode: IntegrityMode, bodyDigest: Buffer | undefined): Denial | undefined {
+  if (bodyDigest === undefined) return undefined;
   const values = headerValues(ctx, 'content-digest');
-  if (body === undefined || body.length === 0) return undefined;
   if (values.length !== 1) return mode === 'required' ? denial('integrity.digest_missing') : undefined;
   const declared = parseContentDigest(values[0] as string);
   if (!declared) return denial('integrity.digest_missing', 'no well-formed sha-256 member');
-  return timingSafeEqual(declared, sha256(body)) ? undefined : denial('integrity.digest_mismatch', 'Content-Digest does not match the body');
+  return timingSafeEqual(declared, bodyDigest) ? undefined : denial('integrity.digest_mismatch', 'Content-Digest does not match the body');
 }
 
 function headerValues(ctx: RequestContext, name: string): string[] {
