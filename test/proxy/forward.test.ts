@@ -1,5 +1,9 @@
 import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { request } from 'undici';
 import { rawRequest } from '../helpers/raw-http.js';
 import { DOC_ID, RBAC_FILE, rpc, startHarness, writePolicy, type Harness } from '../helpers/harness.js';
 
@@ -78,5 +82,116 @@ describe('forwarding to the upstream', () => {
     await closing;
     assert.equal(res.status, 200);
     assert.equal(res.json.result, 'late');
+  });
+
+  describe('streamed answers', { timeout: 15_000 }, () => {
+    // An upstream whose answer the test writes by hand; `closed` resolves when the sidecar drops its connection.
+    async function streamingUpstream(answer: (res: ServerResponse) => void): Promise<{ url: string; closed: Promise<void>; close(): Promise<void> }> {
+      let connectionClosed: () => void = () => {};
+      const closed = new Promise<void>((resolve) => {
+        connectionClosed = resolve;
+      });
+      const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+        req.resume();
+        req.on('end', () => answer(res));
+        res.on('close', connectionClosed);
+      });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      return {
+        url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+        closed,
+        close: () => new Promise((resolve) => {
+          server.closeAllConnections();
+          server.close(() => resolve());
+        }),
+      };
+    }
+
+    function within(promise: Promise<void>, ms: number, what: string): Promise<void> {
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<void>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`${what} did not happen within ${ms} ms`)), ms);
+      });
+      return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+    }
+
+    async function through(upstream: { url: string }): Promise<Harness> {
+      return startHarness({ policyFile: writePolicy(policy(upstream.url)), sidecar: { upstream: upstream.url } });
+    }
+
+    it('passes a large answer through byte for byte, with a client slower than the upstream timeout', async () => {
+      const payload = randomBytes(8 * 1024 * 1024);
+      const upstream = await streamingUpstream((res) => {
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': payload.length });
+        for (let at = 0; at < payload.length; at += 64 * 1024) res.write(payload.subarray(at, at + 64 * 1024));
+        res.end();
+      });
+      const side = await through(upstream);
+      try {
+        const signed = await side.issuer.sign();
+        const response = await request(`${side.sidecar.url}/message`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${signed}` },
+          body: JSON.stringify(call()),
+        });
+        assert.equal(response.statusCode, 200);
+        // Not reading for longer than the 300 ms upstream timeout: waiting on the client is not the upstream's fault.
+        await new Promise((resolve) => setTimeout(resolve, 700));
+        const received = Buffer.from(await response.body.arrayBuffer());
+        assert.equal(received.length, payload.length);
+        assert.equal(createHash('sha256').update(received).digest('hex'), createHash('sha256').update(payload).digest('hex'));
+      } finally {
+        await side.close();
+        await upstream.close();
+      }
+    });
+
+    it('cuts an answer that stops halfway: the client sees the connection end, never a hang', async () => {
+      const upstream = await streamingUpstream((res) => {
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': 100 });
+        res.write('{"jsonrpc":"2.0",');
+      });
+      const side = await through(upstream);
+      try {
+        const body = JSON.stringify(call());
+        const token = await side.issuer.sign();
+        const { text, closed } = await rawRequest(side.sidecar.url, `POST /message HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nAuthorization: Bearer ${token}\r\nContent-Length: ${body.length}\r\n\r\n${body}`, 3000);
+        assert.match(text, /^HTTP\/1\.1 200/);
+        assert.ok(text.endsWith('{"jsonrpc":"2.0",'), 'what arrived is passed on');
+        assert.ok(closed, 'the sidecar closes the connection after the upstream timeout');
+        await within(upstream.closed, 2000, 'the upstream connection closing');
+        assert.equal(await side.metric('ca_a2a_requests_total', { outcome: 'forwarded', status: '200' }), 1);
+      } finally {
+        await side.close();
+        await upstream.close();
+      }
+    });
+
+    it('stops a streamed answer when the client goes away', async () => {
+      let ticker: NodeJS.Timeout | undefined;
+      const upstream = await streamingUpstream((res) => {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        ticker = setInterval(() => res.write('data: tick\n\n'), 20);
+        res.on('close', () => clearInterval(ticker));
+      });
+      const side = await through(upstream);
+      try {
+        const response = await request(`${side.sidecar.url}/message`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${await side.issuer.sign()}` },
+          body: JSON.stringify(call()),
+        });
+        assert.equal(response.statusCode, 200);
+        for await (const chunk of response.body) {
+          assert.match(String(chunk), /data: tick/);
+          break; // leaving the loop destroys the body and the client's connection
+        }
+        await within(upstream.closed, 2000, 'the upstream stream stopping');
+      } finally {
+        clearInterval(ticker);
+        await upstream.close();
+        await side.close();
+      }
+    });
   });
 });
