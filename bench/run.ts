@@ -20,7 +20,8 @@ import { benchRevocation } from './revocation.js';
  * under test is pinned to core 0 with taskset; the load generator and the agent share core 1 (the
  * agent at a raised priority where permitted), so figures are per proxy core. Prints a markdown
  * table for docs/performance.md. BENCH_DURATION (s per run, default 3), BENCH_ROUNDS (default 5) and
- * BENCH_CONNECTIONS (default 64).
+ * BENCH_CONNECTIONS (default 64). BENCH_BASELINE=DIR adds the embedded-store sidecar of another
+ * built checkout (say, the last commit's) to the same rounds, for a before/after on one machine.
  */
 const exec = promisify(execFile);
 const here = (file: string): string => fileURLToPath(new URL(file, import.meta.url));
@@ -117,11 +118,11 @@ interface Path { name: string; url: string; token?: string; proofs?: boolean; pi
 type Measured = LoadResult & { cpuUsPerRequest?: number };
 
 /** Starts a sidecar on core 0 with the bench policy `policy` and the stores `env` selects. */
-async function startSidecar(policy: string, env: Record<string, string>): Promise<{ url: string; pid?: number; readyMs: number }> {
+async function startSidecar(policy: string, env: Record<string, string>, checkout = here('..')): Promise<{ url: string; pid?: number; readyMs: number }> {
   const port = await freePort();
   const admin = await freePort();
   const sidecar = await start(
-    [process.execPath, here('../bin/ca-a2a.js'), 'sidecar', '--policy', here(policy), '--listen', `127.0.0.1:${port}`, '--admin-listen', `127.0.0.1:${admin}`, '--upstream', upstream, '--issuer', issuer.issuer, '--no-watch'],
+    [process.execPath, join(checkout, 'bin/ca-a2a.js'), 'sidecar', '--policy', here(policy), '--listen', `127.0.0.1:${port}`, '--admin-listen', `127.0.0.1:${admin}`, '--upstream', upstream, '--issuer', issuer.issuer, '--no-watch'],
     0,
     async () => (await fetch(`http://127.0.0.1:${admin}/ready`)).status === 200,
     { env: { CA_A2A_DATA_DIR: dataDir, CA_A2A_KEY_PREFIX: `bench-${process.pid}`, ...env } },
@@ -195,11 +196,12 @@ try {
   ];
   const haproxy = await haproxyVersion();
   const references = [barePath];
+  let haproxyPath: Path | undefined;
   if (haproxy) {
     const port = await freePort();
     const argv = haproxyArgv({ dir: dataDir, port, upstream: new URL(upstream), issuer: issuer.issuer, publicKeyPem: issuer.publicKeyPem });
     const { child } = await start(argv, 0, listening(port));
-    const haproxyPath: Path = { name: `HAProxy ${haproxy} jwt_verify per request (one thread)`, url: `http://127.0.0.1:${port}/message`, token, pid: child.pid };
+    haproxyPath = { name: `HAProxy ${haproxy} jwt_verify per request (one thread)`, url: `http://127.0.0.1:${port}/message`, token, pid: child.pid };
     paths.push(haproxyPath);
     references.push(haproxyPath);
   }
@@ -211,6 +213,12 @@ try {
   for (const [name, policy, env] of variants) {
     if (env === sharedStores && !sharedStores.REDIS_URL) continue;
     paths.push({ name, token, proofs: policy === 'policy-dpop.yaml', ...(await startSidecar(policy, env)) });
+  }
+  const baseline = process.env.BENCH_BASELINE;
+  if (baseline) {
+    const baselinePath: Path = { name: `baseline: sidecar, every layer (embedded stores), ${baseline}`, token, ...(await startSidecar('policy.yaml', {}, baseline)) };
+    paths.push(baselinePath);
+    references.push(baselinePath);
   }
 
   const config = (path: Path): Record<string, unknown> => ({ url: path.url, body, token: path.token, proofs: path.proofs ? 6_000 * duration : undefined });
@@ -241,7 +249,6 @@ try {
     halfRates.push(describeHalfRate(await halfRate(path, references)));
   }
   // And HAProxy at half its own maximum: the reference of the target.
-  const haproxyPath = references.find((reference) => reference !== barePath);
   if (haproxyPath) halfRates.push(describeHalfRate(await halfRate(haproxyPath, [])));
 
   const ratio = (runs: Measured[], reference: Measured[] | undefined): string =>
