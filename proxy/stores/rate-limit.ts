@@ -20,6 +20,82 @@ export type CounterFactory = (options: { points: number; duration: number; keyPr
 
 export const memoryCounters: CounterFactory = (options) => new RateLimiterMemory(options);
 
+interface Consumed {
+  /** The counter after this consume: what the store held before it, plus its cost. */
+  readonly consumedPoints: number;
+  /** Past the counter's own cap (the store refused to count further). */
+  readonly over: boolean;
+}
+
+interface Waiter {
+  readonly cost: number;
+  readonly resolve: (consumed: Consumed) => void;
+  readonly reject: (error: unknown) => void;
+}
+
+/**
+ * One principal's concurrent requests share a store round trip: while a consume of a key is in
+ * flight, later ones for that key wait and go together as one consume of their summed cost; each
+ * then gets the count it would have seen alone (the count before the batch plus its own and the
+ * earlier members' costs). Exact, since the store still adds every point atomically; on Redis a
+ * burst of one caller's requests costs one command instead of one per request.
+ */
+class CoalescingCounter {
+  readonly counter: RateLimiterAbstract;
+  readonly #cap: number;
+  /** Keys with a consume in flight, and who waits behind it. */
+  readonly #waiting = new Map<string, Waiter[]>();
+
+  constructor(counter: RateLimiterAbstract, cap: number) {
+    this.counter = counter;
+    this.#cap = cap;
+  }
+
+  consume(key: string, cost: number): Promise<Consumed> {
+    return new Promise((resolve, reject) => {
+      const waiting = this.#waiting.get(key);
+      if (waiting !== undefined) {
+        waiting.push({ cost, resolve, reject });
+        return;
+      }
+      this.#waiting.set(key, []);
+      void this.#run(key, [{ cost, resolve, reject }]);
+    });
+  }
+
+  async #run(key: string, first: Waiter[]): Promise<void> {
+    for (let batch = first; batch.length > 0;) {
+      await this.#send(key, batch);
+      batch = this.#waiting.get(key) ?? [];
+      if (batch.length === 0) this.#waiting.delete(key);
+      else this.#waiting.set(key, []);
+    }
+  }
+
+  /** Settles every member of the batch; never throws. */
+  async #send(key: string, batch: Waiter[]): Promise<void> {
+    let total = 0;
+    for (const waiter of batch) total += waiter.cost;
+    let consumed: number;
+    try {
+      consumed = (await this.counter.consume(key, total)).consumedPoints;
+    } catch (rejection) {
+      // rate-limiter-flexible rejects with a RateLimiterRes when the counter is full, and with an
+      // Error when its store fails: the first is a value, the second must propagate.
+      if (rejection instanceof Error) {
+        for (const waiter of batch) waiter.reject(rejection);
+        return;
+      }
+      consumed = (rejection as RateLimiterRes).consumedPoints;
+    }
+    let position = consumed - total;
+    for (const waiter of batch) {
+      position += waiter.cost;
+      waiter.resolve({ consumedPoints: position, over: position > this.#cap });
+    }
+  }
+}
+
 /**
  * A sliding-window counter (the weighted two-window estimate Cloudflare and nginx+ use) on top
  * of rate-limiter-flexible's atomic fixed-window counters: one counter per window index, kept
@@ -27,7 +103,7 @@ export const memoryCounters: CounterFactory = (options) => new RateLimiterMemory
  * the previous window's distribution, O(1) memory per principal, two reads on Redis (in parallel).
  */
 export class SlidingWindowRateLimit implements RateLimitStore {
-  readonly #counters = new Map<string, RateLimiterAbstract>();
+  readonly #counters = new Map<string, CoalescingCounter>();
   /** Per rule: the counts of the last finished window, by principal key. */
   readonly #finished = new Map<string, { index: number; counts: Map<string, number> }>();
   readonly #factory: CounterFactory;
@@ -47,15 +123,15 @@ export class SlidingWindowRateLimit implements RateLimitStore {
     const index = Math.floor(now / windowMs);
     const elapsed = (now - index * windowMs) / windowMs;
     const [current, previousCount] = await Promise.all([
-      counter.consume(`${key}:${index}`, cost).then((res) => ({ res, over: false }), (rejection: unknown) => overLimit(rejection)),
-      this.#previousCount(counter, rule, key, index - 1),
+      counter.consume(`${key}:${index}`, cost),
+      this.#previousCount(counter.counter, rule, key, index - 1),
     ]);
-    const estimate = previousCount * (1 - elapsed) + current.res.consumedPoints;
+    const estimate = previousCount * (1 - elapsed) + current.consumedPoints;
     const allowed = !current.over && estimate <= rule.points;
     const remaining = Math.max(0, Math.floor(rule.points - estimate));
     const toNextWindowMs = windowMs - (now - index * windowMs);
     let resetMs = toNextWindowMs;
-    if (!allowed && previousCount > 0 && current.res.consumedPoints < rule.points) {
+    if (!allowed && previousCount > 0 && current.consumedPoints < rule.points) {
       // Time for the previous window's weight to shrink enough to admit one more request.
       const excess = estimate + 1 - rule.points;
       resetMs = Math.min(toNextWindowMs, (excess * windowMs) / previousCount);
@@ -81,13 +157,14 @@ export class SlidingWindowRateLimit implements RateLimitStore {
     return count;
   }
 
-  #counter(rule: RateLimitRule): RateLimiterAbstract {
+  #counter(rule: RateLimitRule): CoalescingCounter {
     const id = `${rule.points}/${rule.windowSeconds}`;
     let counter = this.#counters.get(id);
     if (!counter) {
       // points is generous on purpose: the sliding estimate decides; the counter only counts
       // (capped so a flood cannot grow one key without bound). Kept two windows for the estimate.
-      counter = this.#factory({ points: rule.points * 2, duration: rule.windowSeconds * 2, keyPrefix: `${this.#prefix}:${id}` });
+      const cap = rule.points * 2;
+      counter = new CoalescingCounter(this.#factory({ points: cap, duration: rule.windowSeconds * 2, keyPrefix: `${this.#prefix}:${id}` }), cap);
       this.#counters.set(id, counter);
     }
     return counter;
@@ -96,11 +173,4 @@ export class SlidingWindowRateLimit implements RateLimitStore {
   async close(): Promise<void> {
     this.#counters.clear();
   }
-}
-
-function overLimit(rejection: unknown): { res: RateLimiterRes; over: boolean } {
-  // rate-limiter-flexible rejects with a RateLimiterRes when the counter is full, and with an
-  // Error when its store fails: the first is a value, the second must propagate.
-  if (rejection instanceof Error) throw rejection;
-  return { res: rejection as RateLimiterRes, over: true };
 }

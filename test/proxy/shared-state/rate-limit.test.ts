@@ -2,6 +2,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { DOC_ID, RBAC_FILE, rpc, startHarness, writePolicy, type Harness } from '../../helpers/harness.js';
 import { startTestIssuer, type TestIssuer } from '../../helpers/test-issuer.js';
+import { openRedis } from '../../../proxy/stores/redis.js';
+import { redisCounters } from '../../../proxy/stores/rate-limit-redis.js';
+import { SlidingWindowRateLimit } from '../../../proxy/stores/rate-limit.js';
 import { createTestSchema, dropPrefix, REDIS_URL, TcpRelay, uniquePrefix } from './helpers.js';
 
 const policy = (points: number) => writePolicy(`service: shared-rl
@@ -101,3 +104,36 @@ describe('rate limits while Redis restarts', () => {
     assert.ok(h.audit.lines.some((line) => line.event_type === 'store_recovered'));
   });
 });
+
+describe('one principal\'s concurrent requests on Redis', () => {
+  it('are counted exactly, in fewer Redis commands than requests', async () => {
+    const prefix = uniquePrefix();
+    const client = openRedis(REDIS_URL, { commandTimeoutMs: 2_000 });
+    const watcher = openRedis(REDIS_URL);
+    const monitor = await watcher.monitor();
+    const commands: string[] = [];
+    monitor.on('monitor', (_time: string, args: string[]) => {
+      if (args.some((arg) => arg.includes(prefix))) commands.push(String(args[0]).toLowerCase());
+    });
+    try {
+      const limiter = new SlidingWindowRateLimit(redisCounters(client, () => assert.fail('Redis is up: no insurance')), prefix);
+      const rule = { points: 20, windowSeconds: 60 };
+      const outcomes = await Promise.all(Array.from({ length: 50 }, () => limiter.consume('svc:default:alice', rule, 1)));
+      assert.equal(outcomes.filter((outcome) => outcome.allowed).length, 20, 'exactly the budget is allowed');
+      const remaining = outcomes.filter((outcome) => outcome.allowed).map((outcome) => outcome.remaining).sort((a, b) => b - a);
+      assert.deepEqual(remaining, Array.from({ length: 20 }, (_, i) => 19 - i), 'each request sees its own place in the count');
+      const next = await limiter.consume('svc:default:alice', rule, 1);
+      assert.equal(next.allowed, false);
+      assert.equal(next.remaining, 0);
+      await new Promise((resolve) => setTimeout(resolve, 100)); // MONITOR lines arrive after the replies
+      const increments = commands.filter((command) => command.startsWith('eval'));
+      assert.ok(increments.length >= 2 && increments.length < 20, `${increments.length} counter updates for 51 requests`);
+    } finally {
+      monitor.disconnect();
+      watcher.disconnect();
+      client.disconnect();
+      await dropPrefix(prefix);
+    }
+  });
+});
+
