@@ -108,7 +108,7 @@ class Exchange implements Dispatcher.DispatchHandler {
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.#controller = controller;
     clearTimeout(this.#timer);
-    this.#timer = setTimeout(expire, this.#timeoutMs, this);
+    this.#startTimer();
   }
 
   onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
@@ -130,7 +130,7 @@ class Exchange implements Dispatcher.DispatchHandler {
     clearTimeout(this.#timer);
     this.#res.once('drain', () => {
       if (this.#settled) return;
-      this.#timer = setTimeout(expire, this.#timeoutMs, this);
+      this.#startTimer();
       controller.resume();
     });
   }
@@ -153,6 +153,10 @@ class Exchange implements Dispatcher.DispatchHandler {
   /** The upstream took longer than the timeout for the status line or the next chunk. */
   timedOut(): void {
     this.#controller?.abort(this.#headersSent ? new errors.BodyTimeoutError() : new errors.HeadersTimeoutError());
+  }
+
+  #startTimer(): void {
+    this.#timer = setTimeout(expire, this.#timeoutMs, this);
   }
 
   #settle(failure: Denial | undefined): void {

@@ -146,6 +146,22 @@ describe('forwarding to the upstream', () => {
       }
     });
 
+    it('passes the final answer after an informational (1xx) one', async () => {
+      const upstream = await streamingUpstream((res) => {
+        res.writeEarlyHints({ link: '</style.css>; rel=preload; as=style' });
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{"jsonrpc":"2.0","id":9,"result":"after hints"}');
+      });
+      const side = await through(upstream);
+      try {
+        const res = await side.call(call(), { token: await side.issuer.sign() });
+        assert.equal(res.status, 200);
+        assert.equal(res.json.result, 'after hints');
+      } finally {
+        await side.close();
+        await upstream.close();
+      }
+    });
+
     it('cuts an answer that stops halfway: the client sees the connection end, never a hang', async () => {
       const upstream = await streamingUpstream((res) => {
         res.writeHead(200, { 'content-type': 'application/json', 'content-length': 100 });
