@@ -153,11 +153,11 @@ async function halfRate(path: Path, others: Path[]): Promise<HalfRate> {
     const direct = await load({ url: `${upstream}/message`, body, rate });
     // Right after its maximum-rate run the sidecar's heap is full of garbage, so a full collection
     // is likelier in the next window: it goes first in even rounds and last in odd ones.
-    const last = round % 2 === 1;
-    const through = last ? undefined : await measure({ url: path.url, body, token, rate }, path.pid);
+    const measureThrough = (): Promise<Measured> => measure({ url: path.url, body, token, rate }, path.pid);
+    const first = round % 2 === 0 ? await measureThrough() : undefined;
     const results: LoadResult[] = [];
     for (const other of others) results.push(await load({ url: other.url, body, token: other.token, rate }));
-    runs.push({ rate, direct, through: through ?? (await measure({ url: path.url, body, token, rate }, path.pid)), others: results });
+    runs.push({ rate, direct, through: first ?? (await measureThrough()), others: results });
   }
   const added = (name: string, result: (run: (typeof runs)[number]) => LoadResult): Added => ({
     name,
