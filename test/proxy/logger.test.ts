@@ -7,22 +7,35 @@ import { fileURLToPath } from 'node:url';
 const LOGGER = fileURLToPath(new URL('../../proxy/observe/logger.ts', import.meta.url));
 
 /**
- * A process that logs one audit-like line through the production logger (stdout, buffered), then
- * stays alive: what a sidecar does between two requests on a quiet service.
+ * A process that logs audit-like lines through the production logger (stdout, buffered), then
+ * runs `then`: stays alive (what a sidecar does between two requests on a quiet service), exits,
+ * or dies of an error nobody caught.
  */
-function quietProcess(): ReturnType<typeof spawn> {
+function loggingProcess(then: string, lines = 1): ReturnType<typeof spawn> {
   const script = [
     `import { createLogger } from ${JSON.stringify(LOGGER)};`,
     "const logger = createLogger({ service: 'quiet' });",
-    "logger.info({ event_type: 'authorization', granted: true, token: 'secret-token' }, 'request authorized');",
-    'setInterval(() => {}, 60_000);',
+    `for (let i = 0; i < ${lines}; i++) logger.info({ event_type: 'authorization', granted: true, n: i, token: 'secret-token' }, 'request authorized');`,
+    then,
   ].join('\n');
-  return spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  return spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+/** Everything the process wrote to stdout, once it has exited, and its exit code. */
+async function outputAtExit(child: ReturnType<typeof spawn>): Promise<{ lines: Record<string, unknown>[]; code: number | null }> {
+  let output = '';
+  child.stdout?.on('data', (chunk: Buffer) => {
+    output += chunk.toString('utf8');
+  });
+  child.stderr?.resume();
+  // 'close' comes after the exit and after stdout has ended.
+  const [code] = (await once(child, 'close')) as [number | null];
+  return { lines: output.split('\n').filter(Boolean).map((line) => JSON.parse(line) as Record<string, unknown>), code };
 }
 
 describe('the sidecar logger (buffered stdout)', () => {
   it('delivers a line to stdout while the process is still running, even when nothing else is logged', async () => {
-    const child = quietProcess();
+    const child = loggingProcess('setInterval(() => {}, 60_000);');
     try {
       let output = '';
       child.stdout?.on('data', (chunk: Buffer) => {
@@ -42,5 +55,23 @@ describe('the sidecar logger (buffered stdout)', () => {
       child.kill();
       await once(child, 'exit');
     }
+  });
+
+  it('writes every buffered line when the process exits on purpose', async () => {
+    const { lines, code } = await outputAtExit(loggingProcess('process.exit(3);', 3));
+    assert.equal(code, 3);
+    assert.deepEqual(lines.map((line) => line.n), [0, 1, 2]);
+  });
+
+  it('writes every buffered line when the process dies of an uncaught error', async () => {
+    const { lines, code } = await outputAtExit(loggingProcess("throw new Error('boom');", 3));
+    assert.equal(code, 1);
+    assert.deepEqual(lines.map((line) => line.n), [0, 1, 2]);
+  });
+
+  it('writes lines in order and whole under load (many batches)', async () => {
+    const { lines, code } = await outputAtExit(loggingProcess('', 2000));
+    assert.equal(code, 0);
+    assert.deepEqual(lines.map((line) => line.n), Array.from({ length: 2000 }, (_, i) => i));
   });
 });
