@@ -1,4 +1,5 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { createServer } from 'node:net';
 import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -114,11 +115,21 @@ const upstreamPort = await freePort();
 await start([process.execPath, '--import', 'tsx', here('upstream.ts'), String(upstreamPort)], 1, listening(upstreamPort), { urgent: true });
 const upstream = `http://127.0.0.1:${upstreamPort}`;
 
-interface Path { name: string; url: string; token?: string; proofs?: boolean; pid?: number; readyMs?: number }
+interface Path {
+  name: string;
+  url: string;
+  token?: string;
+  proofs?: boolean;
+  pid?: number;
+  /** Sidecars: how long each cold start took to be ready, the first being the one measured. */
+  readyMs?: number[];
+  /** Sidecars: one more cold start of the same variant, stopped once ready; resolves to its ready time. */
+  restart?: () => Promise<number>;
+}
 type Measured = LoadResult & { cpuUsPerRequest?: number };
 
 /** Starts a sidecar on core 0 with the bench policy `policy` and the stores `env` selects. */
-async function startSidecar(policy: string, env: Record<string, string>, checkout = here('..')): Promise<{ url: string; pid?: number; readyMs: number }> {
+async function startSidecar(policy: string, env: Record<string, string>, checkout: string): Promise<{ url: string; child: ChildProcess; readyMs: number }> {
   const port = await freePort();
   const admin = await freePort();
   const sidecar = await start(
@@ -127,7 +138,19 @@ async function startSidecar(policy: string, env: Record<string, string>, checkou
     async () => (await fetch(`http://127.0.0.1:${admin}/ready`)).status === 200,
     { env: { CA_A2A_DATA_DIR: dataDir, CA_A2A_KEY_PREFIX: `bench-${process.pid}`, ...env } },
   );
-  return { url: `http://127.0.0.1:${port}/message`, pid: sidecar.child.pid, readyMs: sidecar.readyMs };
+  return { url: `http://127.0.0.1:${port}/message`, child: sidecar.child, readyMs: sidecar.readyMs };
+}
+
+/** A sidecar variant, started for the rounds; `restart` times further cold starts of it. */
+async function sidecarPath(name: string, policy: string, env: Record<string, string>, checkout = here('..')): Promise<Path> {
+  const { url, child, readyMs } = await startSidecar(policy, env, checkout);
+  const restart = async (): Promise<number> => {
+    const again = await startSidecar(policy, env, checkout);
+    again.child.kill();
+    await once(again.child, 'exit');
+    return again.readyMs;
+  };
+  return { name, url, token, proofs: policy === 'policy-dpop.yaml', pid: child.pid, readyMs: [readyMs], restart };
 }
 
 const median = (values: number[]): number => {
@@ -175,6 +198,10 @@ async function halfRate(path: Path, others: Path[]): Promise<HalfRate> {
   };
 }
 
+function describeReady(times: number[]): string {
+  return `${median(times).toFixed(0)} (${Math.min(...times).toFixed(0)}–${Math.max(...times).toFixed(0)})`;
+}
+
 function describeHalfRate(result: HalfRate): string {
   const signed = (ms: number): string => `${ms >= 0 ? '+' : ''}${ms.toFixed(2)}`;
   const others = result.others.map((other) => `${other.name} p50 ${signed(other.p50)} ms, p99 ${signed(other.p99)} ms`).join('; ');
@@ -215,11 +242,11 @@ try {
   ] as const;
   for (const [name, policy, env] of variants) {
     if (env === sharedStores && !sharedStores.REDIS_URL) continue;
-    paths.push({ name, token, proofs: policy === 'policy-dpop.yaml', ...(await startSidecar(policy, env)) });
+    paths.push(await sidecarPath(name, policy, env));
   }
   const baseline = process.env.BENCH_BASELINE;
   if (baseline) {
-    const baselinePath: Path = { name: `baseline: sidecar, every layer (embedded stores), ${baseline}`, token, ...(await startSidecar('policy.yaml', {}, baseline)) };
+    const baselinePath = await sidecarPath(`baseline: sidecar, every layer (embedded stores), ${baseline}`, 'policy.yaml', {}, baseline);
     paths.push(baselinePath);
     references.push(baselinePath);
   }
@@ -229,6 +256,11 @@ try {
   const results = new Map<Path, Measured[]>(paths.map((path) => [path, []]));
   for (let round = 0; round < rounds; round++) {
     for (const path of round % 2 === 0 ? paths : [...paths].reverse()) results.get(path)?.push(await measure(config(path), path.pid));
+  }
+  // Ready time: two more cold starts of each sidecar, now that no load runs. On this VM one start
+  // is one sample of its drift (the same start measured 550 ms alone and 1 050 ms in a slow phase).
+  for (const path of paths) {
+    for (let i = 0; path.restart && i < 2; i++) path.readyMs?.push(await path.restart());
   }
   const rows = await Promise.all(paths.map(async (path) => {
     const runs = results.get(path) ?? [];
@@ -260,9 +292,9 @@ try {
   const lines = [
     `Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}; proxy pinned to core 0: ${pin ? 'yes' : 'no (taskset unavailable)'}; agent at a raised priority on core 1: ${raisePriority ? 'yes' : 'no (not permitted)'}; ${connections} connections; ${rounds} rounds of ${duration} s per path, medians; ${new Date().toISOString().slice(0, 10)}`,
     '',
-    '| path | req/s | p50 ms | p99 ms | vs direct | vs bare hop | vs naive | proxy CPU µs/req | non-2xx | RSS MB | ready ms | req/s per round |',
+    '| path | req/s | p50 ms | p99 ms | vs direct | vs bare hop | vs naive | proxy CPU µs/req | non-2xx | RSS MB | ready ms (median of 3 starts, range) | req/s per round |',
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',
-    ...rows.map(({ name, result, runs, rssMb, readyMs, spread }) => `| ${name} | ${Math.round(result.rps)} | ${result.p50} | ${result.p99} | ${ratio(runs, direct)} | ${ratio(runs, bareRuns)} | ${ratio(runs, naiveRuns)} | ${result.cpuUsPerRequest?.toFixed(0) ?? '-'} | ${result.non2xx} | ${rssMb?.toFixed(0) ?? '-'} | ${readyMs?.toFixed(0) ?? '-'} | ${spread.join(' / ')} |`),
+    ...rows.map(({ name, result, runs, rssMb, readyMs, spread }) => `| ${name} | ${Math.round(result.rps)} | ${result.p50} | ${result.p99} | ${ratio(runs, direct)} | ${ratio(runs, bareRuns)} | ${ratio(runs, naiveRuns)} | ${result.cpuUsPerRequest?.toFixed(0) ?? '-'} | ${result.non2xx} | ${rssMb?.toFixed(0) ?? '-'} | ${readyMs ? describeReady(readyMs) : '-'} | ${spread.join(' / ')} |`),
     '',
     `Added latency at half the sidecar's maximum rate (open loop on ${connections} connections, so a request never waits for a free connection in the generator; latency from each request's due time; in each of ${halfRateRounds} rounds the maximum is measured again right before, then direct, through the sidecar and through each reference at half of it; medians):`,
     '',
