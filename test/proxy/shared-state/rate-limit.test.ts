@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { DOC_ID, RBAC_FILE, rpc, startHarness, writePolicy, type Harness } from '../../helpers/harness.js';
 import { startTestIssuer, type TestIssuer } from '../../helpers/test-issuer.js';
-import { openRedis } from '../../../proxy/stores/redis.js';
+import { openRedis, redisReady } from '../../../proxy/stores/redis.js';
 import { redisCounters } from '../../../proxy/stores/rate-limit-redis.js';
 import { SlidingWindowRateLimit } from '../../../proxy/stores/rate-limit.js';
 import { createTestSchema, dropPrefix, REDIS_URL, TcpRelay, uniquePrefix } from './helpers.js';
@@ -116,6 +116,8 @@ describe('one principal\'s concurrent requests on Redis', () => {
       if (args.some((arg) => arg.includes(prefix))) commands.push(String(args[0]).toLowerCase());
     });
     try {
+      // The client fails fast (no offline queue): a command sent before it is connected would fail.
+      await redisReady(client, 5_000);
       const limiter = new SlidingWindowRateLimit(redisCounters(client, () => assert.fail('Redis is up: no insurance')), prefix);
       const rule = { points: 20, windowSeconds: 60 };
       const outcomes = await Promise.all(Array.from({ length: 50 }, () => limiter.consume('svc:default:alice', rule, 1)));
