@@ -118,7 +118,10 @@ describe('one principal\'s concurrent requests on Redis', () => {
     try {
       // The client fails fast (no offline queue): a command sent before it is connected would fail.
       await redisReady(client, 5_000);
-      const limiter = new SlidingWindowRateLimit(redisCounters(client, () => assert.fail('Redis is up: no insurance')), prefix);
+      // Counted, not thrown: a throw inside rate-limiter-flexible's chain would leave the consumes
+      // unsettled and this file hanging instead of failing.
+      let insured = 0;
+      const limiter = new SlidingWindowRateLimit(redisCounters(client, () => insured++), prefix);
       const rule = { points: 20, windowSeconds: 60 };
       const outcomes = await Promise.all(Array.from({ length: 50 }, () => limiter.consume('svc:default:alice', rule, 1)));
       assert.equal(outcomes.filter((outcome) => outcome.allowed).length, 20, 'exactly the budget is allowed');
@@ -127,6 +130,7 @@ describe('one principal\'s concurrent requests on Redis', () => {
       const next = await limiter.consume('svc:default:alice', rule, 1);
       assert.equal(next.allowed, false);
       assert.equal(next.remaining, 0);
+      assert.equal(insured, 0, 'Redis is up: the insurance limiter never answered');
       await new Promise((resolve) => setTimeout(resolve, 100)); // MONITOR lines arrive after the replies
       const increments = commands.filter((command) => command.startsWith('eval'));
       assert.ok(increments.length >= 2 && increments.length < 20, `${increments.length} counter updates for 51 requests`);
