@@ -188,7 +188,7 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
       }
       for (const wouldDeny of ctx.wouldDeny) refuser.wouldDeny(ctx, wouldDeny);
       if (!ctx.isPublic) {
-        audit.granted(ctx);
+        if (current.policy.audit.granted) audit.granted(ctx);
         for (const role of boundedRoles(ctx)) metrics.authzDecisions.inc({ service, method: methodLabel(ctx), role, decision: 'allow' });
       }
       const upstreamStarted = performance.now();

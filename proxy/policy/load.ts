@@ -29,6 +29,7 @@ interface RawService {
     request_timeout_ms: number; upstream_connect_timeout_ms: number; upstream_timeout_ms: number;
   };
   rate_limit: { enabled: boolean; points: number; window_seconds: number; per_role?: Record<string, RawRule> };
+  audit: { granted: boolean };
   anomaly: { enabled: boolean; trusted_proxies: string[]; max_sources: number; window_seconds: number; auto_revoke: boolean };
   methods?: Record<string, RawMethod>;
   tools?: Record<string, { arguments?: Record<string, unknown> }>;
@@ -164,6 +165,7 @@ export function loadPolicy(file: string, overrides: PolicyOverrides = {}): Servi
     methods,
     tools,
     roles,
+    audit: { granted: raw.audit.granted },
     anomaly: {
       enabled: raw.anomaly.enabled,
       trustedProxies: raw.anomaly.trusted_proxies,

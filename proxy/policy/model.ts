@@ -22,6 +22,12 @@ export interface RateLimitPolicy {
   readonly perRole: ReadonlyMap<string, RateLimitRule>;
 }
 
+/** What the audit log records besides refusals (observe/audit.ts). */
+export interface AuditPolicy {
+  /** One line per request that passed every layer. */
+  readonly granted: boolean;
+}
+
 /** The stolen-token alarm (layers/anomaly.ts). */
 export interface AnomalyPolicy {
   readonly enabled: boolean;
@@ -145,6 +151,7 @@ export interface ServicePolicy {
   readonly methods: ReadonlyMap<string, MethodPolicy>;
   readonly tools: ReadonlyMap<string, ToolPolicy>;
   readonly roles: ReadonlyMap<string, RolePolicy>;
+  readonly audit: AuditPolicy;
   readonly anomaly: AnomalyPolicy;
   readonly integrity: IntegrityPolicy;
   /** Absent when this service calls no other service. */
