@@ -23,6 +23,7 @@ import { benchRevocation } from './revocation.js';
  * table for docs/performance.md. BENCH_DURATION (s per run, default 3), BENCH_ROUNDS (default 5) and
  * BENCH_CONNECTIONS (default 64). BENCH_BASELINE=DIR adds the embedded-store sidecar of another
  * built checkout (say, the last commit's) to the same rounds, for a before/after on one machine.
+ * Ends with the machine's own stalls on the proxies' core (bench/hiccups.ts), to read the p99s by.
  */
 const exec = promisify(execFile);
 const here = (file: string): string => fileURLToPath(new URL(file, import.meta.url));
@@ -198,6 +199,23 @@ async function halfRate(path: Path, others: Path[]): Promise<HalfRate> {
   };
 }
 
+interface Stalls { rate: number; seconds: number; over1: number; over3: number; longestMs: number; lostMs: number }
+
+/**
+ * The machine's own stalls, to read the p99s by: bench/hiccups.ts (a clock loop) on the proxies'
+ * core while the agent takes `rate` req/s straight from the generator on the other core.
+ */
+async function machineStalls(rate: number): Promise<Stalls> {
+  const args = ['--import', 'tsx', here('hiccups.ts'), String(duration)];
+  const meter = exec(pin ? 'taskset' : process.execPath, pin ? ['-c', '0', process.execPath, ...args] : args);
+  await load({ url: `${upstream}/message`, body, rate });
+  return { rate, ...(JSON.parse((await meter).stdout) as Omit<Stalls, 'rate'>) };
+}
+
+function describeStalls(stalls: Stalls): string {
+  return `- The machine itself: a clock loop alone on core 0, while the agent takes ${stalls.rate} req/s on core 1, lost the core ${stalls.over1} times for more than 1 ms in ${stalls.seconds} s (${stalls.over3} times for more than 3 ms; longest ${stalls.longestMs.toFixed(1)} ms, ${stalls.lostMs.toFixed(0)} ms in all). Any process on core 0 stalls as often, whatever it runs.`;
+}
+
 function describeReady(times: number[]): string {
   return `${median(times).toFixed(0)} (${Math.min(...times).toFixed(0)}–${Math.max(...times).toFixed(0)})`;
 }
@@ -280,11 +298,15 @@ try {
 
   // Added latency at half each sidecar's maximum rate (the DPoP variant aside: its load needs proofs).
   const halfRates: string[] = [];
+  const sidecarRates: number[] = [];
   for (const path of paths.filter((candidate) => candidate.name.startsWith('sidecar, every layer ('))) {
-    halfRates.push(describeHalfRate(await halfRate(path, references)));
+    const result = await halfRate(path, references);
+    sidecarRates.push(...result.rates);
+    halfRates.push(describeHalfRate(result));
   }
   // And HAProxy at half its own maximum: the reference of the target.
   if (haproxyPath) halfRates.push(describeHalfRate(await halfRate(haproxyPath, [])));
+  halfRates.push(describeStalls(await machineStalls(median(sidecarRates))));
 
   const ratio = (runs: Measured[], reference: Measured[] | undefined): string =>
     median(runs.map((run, round) => run.rps / (reference?.[round]?.rps ?? Number.NaN))).toFixed(2);
