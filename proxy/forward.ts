@@ -107,7 +107,6 @@ class Exchange implements Dispatcher.DispatchHandler {
   // Written to a connection (again, when undici retries it on another one): the clock starts.
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.#controller = controller;
-    clearTimeout(this.#timer);
     this.#startTimer();
   }
 
@@ -155,7 +154,9 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.#controller?.abort(this.#headersSent ? new errors.BodyTimeoutError() : new errors.HeadersTimeoutError());
   }
 
+  /** (Re)starts the clock; a timer already running is replaced. */
   #startTimer(): void {
+    clearTimeout(this.#timer);
     this.#timer = setTimeout(expire, this.#timeoutMs, this);
   }
 
