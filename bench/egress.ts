@@ -9,6 +9,7 @@ import { loadClientSecrets } from '../deploy/dev-issuer/clients.js';
 import { startIssuer } from '../deploy/dev-issuer/issuer.js';
 import { shippedPolicyFile } from '../proxy/services.js';
 import { startSidecar } from '../proxy/sidecar.js';
+import { freePort } from './ports.js';
 
 /**
  * Agent → its sidecar's egress → the target's sidecar (inbound, DPoP required) → the target
@@ -24,9 +25,12 @@ export async function benchEgress(duration = 5): Promise<string> {
   const dataDir = mkdtempSync(join(tmpdir(), 'ca-a2a-bench-egress-'));
   const issuer = await startIssuer({ port: 0, dataDir });
   const secrets = await loadClientSecrets(dataDir);
-  const port = 30000 + Math.floor(Math.random() * 20000);
+  const port = await freePort();
   const agent = spawn(process.execPath, ['--import', 'tsx', here('upstream.ts'), String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
-  await new Promise((resolve) => agent.stdout?.once('data', resolve));
+  await new Promise((resolve, reject) => {
+    agent.stdout?.once('data', resolve);
+    agent.once('exit', (code) => reject(new Error(`the egress bench's agent exited (${code}) before it was ready`)));
+  });
   const silent = new Writable({ write: (_chunk, _encoding, callback) => callback() });
   const target = await startSidecar({ policyFile: here('policy-egress-target.yaml'), upstream: `http://127.0.0.1:${port}`, issuer: issuer.issuer, watchPolicy: false, logDestination: silent });
   const caller = await startSidecar({
