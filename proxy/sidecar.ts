@@ -95,6 +95,9 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   const shadow = options.shadowPolicyFile === undefined ? undefined : new ShadowPolicySource(options.shadowPolicyFile, overrides, { service, metrics, audit });
   const stores = await openSidecarStores(options.stores ?? {}, { service, metrics, audit, logger, now });
   const { revocations, rateLimits, oneTimeIds } = stores;
+  const verified = metrics.authnSuccesses.tally({ service });
+  const cacheHits = metrics.tokenCache.tally({ service, result: 'hit' });
+  const cacheMisses = metrics.tokenCache.tally({ service, result: 'miss' });
   const keySources = new Map<string, KeySource>();
   const forwarders = new Map<string, Forwarder>();
 
@@ -127,8 +130,8 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
       },
       shadow: shadow?.layerDeps(),
       onTokenVerified: (hit) => {
-        metrics.authnSuccesses.inc({ service });
-        metrics.tokenCache.inc({ service, result: hit ? 'hit' : 'miss' });
+        verified.count++;
+        (hit ? cacheHits : cacheMisses).count++;
       },
     });
     metrics.policyInfo.reset();
@@ -140,6 +143,7 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   metrics.policyReloads.inc({ service, result: 'success' });
   let draining = false;
   let inFlight = 0;
+  metrics.inFlight.sample({ service }, () => inFlight);
   let watcher: PolicyWatcher | undefined;
 
   const reload = async (): Promise<string> => {
@@ -168,7 +172,6 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     const current = runtime;
     const started = performance.now();
     inFlight++;
-    metrics.inFlight.inc({ service });
     const ctx = createContext(req, current.policy, randomUUID(), req.socket.remoteAddress ?? '', started);
     let outcome = 'forwarded';
     let status = 0;
@@ -202,7 +205,6 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
       status = res.statusCode;
     } finally {
       inFlight--;
-      metrics.inFlight.dec({ service });
       metrics.requests.inc({ service, method: methodLabel(ctx), outcome, status: status || res.statusCode });
       metrics.requestDuration.observe({ service, outcome }, (performance.now() - started) / 1000);
     }

@@ -1,4 +1,60 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type CounterConfiguration, type GaugeConfiguration, type LabelValues } from 'prom-client';
+
+/** A count kept as a plain number on the request path; its counter takes it in when read. */
+export interface Tally {
+  count: number;
+}
+
+/**
+ * A Counter whose per-request label sets are tallied as plain numbers and added to it when it is
+ * read (a scrape, or a test reading the registry). prom-client's inc() builds and validates a
+ * label hash on every call; counts read at scrape time are the same counts.
+ */
+export class TalliedCounter<T extends string> extends Counter<T> {
+  readonly #tallies: { readonly labels: LabelValues<T>; readonly tally: Tally }[] = [];
+
+  constructor(configuration: CounterConfiguration<T>) {
+    super({
+      ...configuration,
+      collect(this: Counter<T>) {
+        (this as TalliedCounter<T>).#takeTallies();
+      },
+    });
+  }
+
+  /** A tally for one label set; `tally.count++` then counts like `inc(labels)`. */
+  tally(labels: LabelValues<T>): Tally {
+    const tally = { count: 0 };
+    this.#tallies.push({ labels, tally });
+    return tally;
+  }
+
+  #takeTallies(): void {
+    for (const { labels, tally } of this.#tallies) {
+      if (tally.count === 0) continue;
+      this.inc(labels, tally.count);
+      tally.count = 0;
+    }
+  }
+}
+
+/** A Gauge read from its owner when scraped, instead of set on every change. */
+export class SampledGauge<T extends string> extends Gauge<T> {
+  readonly #sources: { readonly labels: LabelValues<T>; readonly read: () => number }[] = [];
+
+  constructor(configuration: GaugeConfiguration<T>) {
+    super({
+      ...configuration,
+      collect(this: Gauge<T>) {
+        for (const { labels, read } of (this as SampledGauge<T>).#sources) this.set(labels, read());
+      },
+    });
+  }
+
+  sample(labels: LabelValues<T>, read: () => number): void {
+    this.#sources.push({ labels, read });
+  }
+}
 
 /**
  * Every metric the sidecar exports, on one registry per sidecar instance (tests run several
@@ -46,7 +102,7 @@ export function createSidecarMetrics(options: { collectProcess?: boolean } = {})
       labelNames: ['service', 'reason'] as const,
       registers,
     }),
-    authnSuccesses: new Counter({
+    authnSuccesses: new TalliedCounter({
       name: 'ca_a2a_authn_success_total',
       help: 'Requests whose token verified (cache hits included).',
       labelNames: ['service'] as const,
@@ -101,7 +157,7 @@ export function createSidecarMetrics(options: { collectProcess?: boolean } = {})
       buckets: latencyBuckets,
       registers,
     }),
-    tokenCache: new Counter({
+    tokenCache: new TalliedCounter({
       name: 'ca_a2a_token_cache_total',
       help: 'Verified-token cache lookups by result (hit, miss).',
       labelNames: ['service', 'result'] as const,
@@ -137,7 +193,7 @@ export function createSidecarMetrics(options: { collectProcess?: boolean } = {})
       labelNames: ['service', 'store', 'fallback'] as const,
       registers,
     }),
-    inFlight: new Gauge({
+    inFlight: new SampledGauge({
       name: 'ca_a2a_in_flight_requests',
       help: 'Requests currently inside the sidecar.',
       labelNames: ['service'] as const,

@@ -72,6 +72,22 @@ describe('forwarding to the upstream', () => {
     }
   });
 
+  it('reports the requests inside it on the in-flight gauge, and each verified token on the authn counter', async () => {
+    const verifiedBefore = await h.metric('ca_a2a_authn_success_total');
+    h.upstream.respond(() => ({ body: { jsonrpc: '2.0', id: 9, result: 'late' }, delayMs: 200 }));
+    const pending = [h.call(call(), { token }), h.call(call(), { token })];
+    let during = 0;
+    for (let i = 0; i < 40 && during < 2; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      during = await h.metric('ca_a2a_in_flight_requests');
+    }
+    assert.equal(during, 2, 'both requests are held at the upstream');
+    for (const res of await Promise.all(pending)) assert.equal(res.status, 200);
+    h.upstream.respond(undefined);
+    assert.equal(await h.metric('ca_a2a_in_flight_requests'), 0);
+    assert.equal(await h.metric('ca_a2a_authn_success_total'), verifiedBefore + 2);
+  });
+
   it('drains in-flight requests on close', async () => {
     const slow = await startHarness({ policyFile: writePolicy(policy('http://127.0.0.1:1').replace('upstream_timeout_ms: 300', 'upstream_timeout_ms: 5000')) });
     slow.upstream.respond(() => ({ body: { jsonrpc: '2.0', id: 9, result: 'late' }, delayMs: 300 }));
