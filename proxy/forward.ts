@@ -185,11 +185,11 @@ function responseHeaders(ctx: RequestContext, upstream: IncomingHttpHeaders): Re
 
 function upstreamHeaders(ctx: RequestContext): Record<string, string> {
   const headers: Record<string, string> = {};
-  const connectionListed = new Set((ctx.req.headers.connection ?? '').toLowerCase().split(',').map((name) => name.trim()));
+  const connectionListed = connectionListedHeaders(ctx.req.headers.connection);
   const raw = ctx.req.rawHeaders;
   for (let i = 0; i < raw.length; i += 2) {
     const name = (raw[i] as string).toLowerCase();
-    if (DROPPED_REQUEST_HEADERS.has(name) || connectionListed.has(name) || name.startsWith('x-ca-a2a-')) continue;
+    if (DROPPED_REQUEST_HEADERS.has(name) || connectionListed?.has(name) || name.startsWith('x-ca-a2a-')) continue;
     const value = raw[i + 1] as string;
     headers[name] = headers[name] === undefined ? value : `${headers[name]}, ${value}`;
   }
@@ -201,6 +201,14 @@ function upstreamHeaders(ctx: RequestContext): Record<string, string> {
     headers['x-ca-a2a-roles'] = principal.roles.join(',');
   }
   return headers;
+}
+
+const PLAIN_CONNECTION = /^\s*(keep-alive|close)\s*$/i;
+
+/** Header names the client's Connection header makes hop-by-hop; none for the usual keep-alive or close. */
+function connectionListedHeaders(connection: string | undefined): Set<string> | undefined {
+  if (connection === undefined || PLAIN_CONNECTION.test(connection)) return undefined;
+  return new Set(connection.toLowerCase().split(',').map((name) => name.trim()));
 }
 
 /** The one mapping from undici and socket error codes to 502 / 504 (matched on .code). */

@@ -1,5 +1,5 @@
 import type { ServerResponse } from 'node:http';
-import type { JsonRpcId, RequestContext } from './context.js';
+import type { JsonRpcId, Principal, RequestContext } from './context.js';
 import { responseId } from './context.js';
 import { DENIALS, type Denial } from './denials.js';
 import type { AuditLog } from './observe/audit.js';
@@ -82,8 +82,19 @@ export class Refuser {
   }
 }
 
+const NO_ROLE: readonly string[] = ['none'];
+/** Per verified caller (a principal belongs to one policy version's token cache). */
+const labelRoles = new WeakMap<Principal, readonly string[]>();
+
 /** Roles as metric labels: only roles the RBAC file names, so a token cannot mint label values. */
-export function boundedRoles(ctx: RequestContext): string[] {
-  const roles = ctx.principal?.roles.filter((role) => ctx.policy.roles.has(role)) ?? [];
-  return roles.length > 0 ? roles : ['none'];
+export function boundedRoles(ctx: RequestContext): readonly string[] {
+  const principal = ctx.principal;
+  if (principal === undefined) return NO_ROLE;
+  let roles = labelRoles.get(principal);
+  if (roles === undefined) {
+    const named = principal.roles.filter((role) => ctx.policy.roles.has(role));
+    roles = named.length > 0 ? named : NO_ROLE;
+    labelRoles.set(principal, roles);
+  }
+  return roles;
 }

@@ -1,5 +1,5 @@
 import { decodeProtectedHeader, jwtVerify } from 'jose';
-import type { Layer, RequestContext, Verdict } from '../context.js';
+import type { Layer, Principal, RequestContext, Verdict } from '../context.js';
 import { denial, type Denial } from '../denials.js';
 import type { KeySource } from '../auth/key-source.js';
 import { principalFrom } from '../auth/principal.js';
@@ -36,7 +36,8 @@ export function authnLayer(policy: ServicePolicy, deps: AuthnDeps): Layer {
 
   return {
     name: 'authn',
-    async check(ctx: RequestContext): Promise<Verdict> {
+    // Synchronous on a cache hit: the usual request waits for no promise here.
+    check(ctx: RequestContext): Verdict | Promise<Verdict> {
       const presented = readToken(ctx);
       if ('code' in presented) return presented;
       const { token, scheme } = presented;
@@ -44,22 +45,24 @@ export function authnLayer(policy: ServicePolicy, deps: AuthnDeps): Layer {
       ctx.tokenScheme = scheme;
 
       const nowMs = deps.now();
-      let principal = cache.get(token, nowMs);
-      const hit = principal !== undefined;
-      if (!principal) {
-        const verified = await verify(token, nowMs);
+      const cached = cache.get(token, nowMs);
+      if (cached !== undefined) return admit(ctx, cached, true);
+      return verify(token, nowMs).then((verified) => {
         if ('code' in verified) return verified;
-        principal = verified;
-        cache.set(token, principal, principal.expiresAt * 1000 + toleranceMs);
-      }
-      deps.onVerified?.(hit);
-      // RFC 9449 §7.1: a DPoP-bound token presented as Bearer is refused outright.
-      if (principal.boundKeyThumbprint !== undefined && scheme !== 'DPoP') return denial('authn.dpop_required');
-      if (principal.boundKeyThumbprint === undefined && scheme === 'DPoP') return denial('authn.token_malformed', 'DPoP scheme used with an unbound token');
-      ctx.principal = principal;
-      return undefined;
+        cache.set(token, verified, verified.expiresAt * 1000 + toleranceMs);
+        return admit(ctx, verified, false);
+      });
     },
   };
+
+  function admit(ctx: RequestContext, principal: Principal, cacheHit: boolean): Verdict {
+    deps.onVerified?.(cacheHit);
+    // RFC 9449 §7.1: a DPoP-bound token presented as Bearer is refused outright.
+    if (principal.boundKeyThumbprint !== undefined && ctx.tokenScheme !== 'DPoP') return denial('authn.dpop_required');
+    if (principal.boundKeyThumbprint === undefined && ctx.tokenScheme === 'DPoP') return denial('authn.token_malformed', 'DPoP scheme used with an unbound token');
+    ctx.principal = principal;
+    return undefined;
+  }
 
   async function verify(token: string, nowMs: number) {
     let header: ReturnType<typeof decodeProtectedHeader>;

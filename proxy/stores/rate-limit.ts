@@ -122,10 +122,9 @@ export class SlidingWindowRateLimit implements RateLimitStore {
     const now = this.#now();
     const index = Math.floor(now / windowMs);
     const elapsed = (now - index * windowMs) / windowMs;
-    const [current, previousCount] = await Promise.all([
-      counter.consume(`${key}:${index}`, cost),
-      this.#previousCount(counter.counter, rule, key, index - 1),
-    ]);
+    const previous = this.#previousCount(counter.counter, rule, key, index - 1);
+    const consumed = counter.consume(`${key}:${index}`, cost);
+    const [current, previousCount] = typeof previous === 'number' ? [await consumed, previous] : await Promise.all([consumed, previous]);
     const estimate = previousCount * (1 - elapsed) + current.consumedPoints;
     const allowed = !current.over && estimate <= rule.points;
     const remaining = Math.max(0, Math.floor(rule.points - estimate));
@@ -141,9 +140,10 @@ export class SlidingWindowRateLimit implements RateLimitStore {
 
   /**
    * A finished window's count does not change any more, so it is read from the store once per
-   * principal and window and then kept: one store round trip per request instead of two.
+   * principal and window and then kept: one store round trip per request instead of two (and,
+   * known, it is answered without a promise).
    */
-  async #previousCount(counter: RateLimiterAbstract, rule: RateLimitRule, key: string, index: number): Promise<number> {
+  #previousCount(counter: RateLimiterAbstract, rule: RateLimitRule, key: string, index: number): number | Promise<number> {
     const id = `${rule.points}/${rule.windowSeconds}`;
     let finished = this.#finished.get(id);
     if (finished?.index !== index) {
@@ -152,9 +152,12 @@ export class SlidingWindowRateLimit implements RateLimitStore {
     }
     const known = finished.counts.get(key);
     if (known !== undefined) return known;
-    const count = (await counter.get(`${key}:${index}`))?.consumedPoints ?? 0;
-    if (finished.counts.size < 100_000) finished.counts.set(key, count);
-    return count;
+    const counts = finished.counts;
+    return counter.get(`${key}:${index}`).then((stored) => {
+      const count = stored?.consumedPoints ?? 0;
+      if (counts.size < 100_000) counts.set(key, count);
+      return count;
+    });
   }
 
   #counter(rule: RateLimitRule): CoalescingCounter {
