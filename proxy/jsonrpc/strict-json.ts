@@ -11,6 +11,8 @@ const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
 const NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
 const HEX4 = /^[0-9a-fA-F]{4}$/;
 const utf8 = new TextDecoder('utf-8', { fatal: true });
+const [QUOTE, BACKSLASH, COMMA, COLON] = [0x22, 0x5c, 0x2c, 0x3a];
+const [OPEN_BRACE, CLOSE_BRACE, OPEN_BRACKET, CLOSE_BRACKET] = [0x7b, 0x7d, 0x5b, 0x5d];
 
 class JsonProblem extends Error {
   readonly problem: 'parse' | 'duplicate_key' | 'forbidden_key' | 'too_deep';
@@ -65,55 +67,58 @@ class Scanner {
   }
 
   #value(depth: number): void {
-    const c = this.#text[this.#i];
-    if (c === '{' || c === '[') {
+    const text = this.#text;
+    const c = text.charCodeAt(this.#i);
+    if (c === OPEN_BRACE || c === OPEN_BRACKET) {
       if (depth + 1 > this.#maxDepth) throw new JsonProblem('too_deep', `nesting deeper than ${this.#maxDepth}`);
-      if (c === '{') this.#object(depth + 1);
+      if (c === OPEN_BRACE) this.#object(depth + 1);
       else this.#array(depth + 1);
-    } else if (c === '"') {
-      this.#string();
-    } else if (c === 't' || c === 'f' || c === 'n') {
-      const word = c === 't' ? 'true' : c === 'f' ? 'false' : 'null';
-      if (!this.#text.startsWith(word, this.#i)) this.#fail('invalid literal');
+    } else if (c === QUOTE) {
+      this.#string(false);
+    } else if (c === 0x74 /* t */ || c === 0x66 /* f */ || c === 0x6e /* n */) {
+      const word = c === 0x74 ? 'true' : c === 0x66 ? 'false' : 'null';
+      if (!text.startsWith(word, this.#i)) this.#fail('invalid literal');
       this.#i += word.length;
     } else {
       NUMBER.lastIndex = this.#i;
-      if (!NUMBER.test(this.#text)) this.#fail('unexpected character');
+      if (!NUMBER.test(text)) this.#fail('unexpected character');
       this.#i = NUMBER.lastIndex;
     }
   }
 
   #object(depth: number): void {
+    const text = this.#text;
     this.#i++;
-    const keys = new Set<string>();
     this.#ws();
-    if (this.#text[this.#i] === '}') {
+    if (text.charCodeAt(this.#i) === CLOSE_BRACE) {
       this.#i++;
       return;
     }
+    const keys = new Set<string>();
     for (;;) {
       this.#ws();
-      if (this.#text[this.#i] !== '"') this.#fail('expected a key');
-      const key = this.#string();
+      if (text.charCodeAt(this.#i) !== QUOTE) this.#fail('expected a key');
+      const key = this.#string(true);
       if (FORBIDDEN_KEYS.has(key)) throw new JsonProblem('forbidden_key', `key '${key}' is not allowed`);
       if (keys.has(key)) throw new JsonProblem('duplicate_key', `key '${key.slice(0, 64)}' appears twice`);
       keys.add(key);
       this.#ws();
-      if (this.#text[this.#i] !== ':') this.#fail("expected ':'");
+      if (text.charCodeAt(this.#i) !== COLON) this.#fail("expected ':'");
       this.#i++;
       this.#ws();
       this.#value(depth);
       this.#ws();
-      const next = this.#text[this.#i++];
-      if (next === '}') return;
-      if (next !== ',') this.#fail("expected ',' or '}'");
+      const next = text.charCodeAt(this.#i++);
+      if (next === CLOSE_BRACE) return;
+      if (next !== COMMA) this.#fail("expected ',' or '}'");
     }
   }
 
   #array(depth: number): void {
+    const text = this.#text;
     this.#i++;
     this.#ws();
-    if (this.#text[this.#i] === ']') {
+    if (text.charCodeAt(this.#i) === CLOSE_BRACKET) {
       this.#i++;
       return;
     }
@@ -121,29 +126,29 @@ class Scanner {
       this.#ws();
       this.#value(depth);
       this.#ws();
-      const next = this.#text[this.#i++];
-      if (next === ']') return;
-      if (next !== ',') this.#fail("expected ',' or ']'");
+      const next = text.charCodeAt(this.#i++);
+      if (next === CLOSE_BRACKET) return;
+      if (next !== COMMA) this.#fail("expected ',' or ']'");
     }
   }
 
-  /** Scans a string starting at '"'; returns its decoded value. */
-  #string(): string {
+  /** Scans a string starting at '"'; returns its decoded value when `decode` (keys), else ''. */
+  #string(decode: boolean): string {
     const text = this.#text;
     const start = this.#i;
     let escaped = false;
     for (let i = start + 1; i < text.length; i++) {
       const c = text.charCodeAt(i);
-      if (c === 0x22) {
+      if (c === QUOTE) {
         this.#i = i + 1;
-        const raw = text.slice(start, i + 1);
-        return escaped ? (JSON.parse(raw) as string) : raw.slice(1, -1);
+        if (!decode) return '';
+        return escaped ? (JSON.parse(text.slice(start, i + 1)) as string) : text.slice(start + 1, i);
       }
       if (c < 0x20) {
         this.#i = i;
         this.#fail('control character in string');
       }
-      if (c === 0x5c) {
+      if (c === BACKSLASH) {
         escaped = true;
         const e = text[i + 1];
         if (e === 'u') {
