@@ -14,13 +14,18 @@ export interface NormalisedTarget {
 const FORBIDDEN_ENCODINGS = /%(2f|5c|2e|00|0[0-9a-f]|1[0-9a-f]|7f)/i;
 // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
 const RAW_FORBIDDEN = /[\\\u0000-\u001f\u007f#]/;
+// Already normal: non-empty segments of unreserved characters, none of them '.' or '..', no
+// trailing '/'. Such a path (nearly every request's) is its own normal form.
+const NORMAL_PATH = /^(?:\/(?!\.\.?(?:\/|$))[A-Za-z0-9._~-]+)+$/;
 
 export function normaliseTarget(target: string): NormalisedTarget | undefined {
   if (!target.startsWith('/')) return undefined;
   const queryAt = target.indexOf('?');
   const rawPath = queryAt === -1 ? target : target.slice(0, queryAt);
   const query = queryAt === -1 ? '' : target.slice(queryAt);
-  if (RAW_FORBIDDEN.test(target) || FORBIDDEN_ENCODINGS.test(rawPath)) return undefined;
+  if (RAW_FORBIDDEN.test(target)) return undefined;
+  if (NORMAL_PATH.test(rawPath)) return { path: rawPath, query };
+  if (FORBIDDEN_ENCODINGS.test(rawPath)) return undefined;
   let decoded: string;
   try {
     decoded = rawPath.includes('%') ? decodeURIComponent(rawPath) : rawPath;

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { parseStrictJson } from '../../proxy/jsonrpc/strict-json.js';
+import { normaliseTarget } from '../../proxy/http/path.js';
 import { readEnvelope } from '../../proxy/jsonrpc/envelope.js';
 import { decide } from '../../proxy/policy/decide.js';
 import { loadPolicy } from '../../proxy/policy/load.js';
@@ -52,6 +53,35 @@ describe('strict JSON reader (property-based)', () => {
       const result = readEnvelope(value, 0);
       if (result.ok) assert.equal(typeof result.call.method, 'string');
     }), { numRuns: 1000 });
+  });
+});
+
+describe('request-target normalisation (property-based)', () => {
+  const piece = fc.constantFrom('/', '/', '.', '..', 'a', 'Z9', '.well-known', 'x.json', '-_~', '%2e', '%2E%2e', '%41', '%2f', '%', '?', '?q=/../', '#', '\\', ' ', '\u0000', 'é');
+  const target = fc.array(piece, { maxLength: 14 }).map((pieces) => pieces.join(''));
+
+  it('yields a path with no empty, "." or ".." segment that normalises to itself', () => {
+    fc.assert(fc.property(target, (raw) => {
+      const result = normaliseTarget(raw);
+      if (result === undefined) return;
+      const segments = result.path.split('/').slice(1);
+      const trailing = result.path.length > 1 && result.path.endsWith('/');
+      for (const segment of trailing ? segments.slice(0, -1) : segments) {
+        if (result.path === '/') break;
+        assert.ok(segment !== '' && segment !== '.' && segment !== '..', `${JSON.stringify(raw)} → ${result.path}`);
+      }
+      assert.deepEqual(normaliseTarget(result.path + result.query), result, `${JSON.stringify(raw)} is not a fixed point`);
+    }), { numRuns: 5000 });
+  });
+
+  it('leaves an already normal path as it is and resolves dot segments in any other', () => {
+    assert.deepEqual(normaliseTarget('/.well-known/agent-card.json?x=1'), { path: '/.well-known/agent-card.json', query: '?x=1' });
+    assert.deepEqual(normaliseTarget('/message'), { path: '/message', query: '' });
+    assert.deepEqual(normaliseTarget('/health/../message'), { path: '/message', query: '' });
+    assert.deepEqual(normaliseTarget('//message/.'), { path: '/message', query: '' });
+    assert.deepEqual(normaliseTarget('/a/..b/c..'), { path: '/a/..b/c..', query: '' });
+    assert.equal(normaliseTarget('/../message'), undefined);
+    assert.equal(normaliseTarget('/%2e%2e/message'), undefined);
   });
 });
 
