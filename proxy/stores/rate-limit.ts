@@ -27,6 +27,41 @@ interface Consumed {
   readonly over: boolean;
 }
 
+/** Adds points to a key's counter; what the sliding window needs from a store. */
+interface PointCounter {
+  readonly counter: RateLimiterAbstract;
+  consume(key: string, cost: number): Promise<Consumed>;
+}
+
+/** The counter after a consume, whether rate-limiter-flexible resolved (under its cap) or rejected (over it). */
+function consumedFrom(outcome: RateLimiterRes, cap: number): Consumed {
+  return { consumedPoints: outcome.consumedPoints, over: outcome.consumedPoints > cap };
+}
+
+/**
+ * rate-limiter-flexible rejects with a RateLimiterRes when the counter is full, and with an
+ * Error when its store fails: the first is a value, the second must propagate.
+ */
+function fullCounter(rejection: unknown): RateLimiterRes {
+  if (rejection instanceof Error) throw rejection;
+  return rejection as RateLimiterRes;
+}
+
+/** An in-process counter: a consume is no round trip, so there is nothing to gather. */
+class DirectCounter implements PointCounter {
+  readonly counter: RateLimiterAbstract;
+  readonly #cap: number;
+
+  constructor(counter: RateLimiterAbstract, cap: number) {
+    this.counter = counter;
+    this.#cap = cap;
+  }
+
+  consume(key: string, cost: number): Promise<Consumed> {
+    return this.counter.consume(key, cost).catch(fullCounter).then((outcome) => consumedFrom(outcome, this.#cap));
+  }
+}
+
 interface Waiter {
   readonly cost: number;
   readonly resolve: (consumed: Consumed) => void;
@@ -40,7 +75,7 @@ interface Waiter {
  * earlier members' costs). Exact, since the store still adds every point atomically; on Redis a
  * burst of one caller's requests costs one command instead of one per request.
  */
-class CoalescingCounter {
+class CoalescingCounter implements PointCounter {
   readonly counter: RateLimiterAbstract;
   readonly #cap: number;
   /** Keys with a consume in flight, and who waits behind it. */
@@ -78,15 +113,10 @@ class CoalescingCounter {
     for (const waiter of batch) total += waiter.cost;
     let consumed: number;
     try {
-      consumed = (await this.counter.consume(key, total)).consumedPoints;
-    } catch (rejection) {
-      // rate-limiter-flexible rejects with a RateLimiterRes when the counter is full, and with an
-      // Error when its store fails: the first is a value, the second must propagate.
-      if (rejection instanceof Error) {
-        for (const waiter of batch) waiter.reject(rejection);
-        return;
-      }
-      consumed = (rejection as RateLimiterRes).consumedPoints;
+      consumed = (await this.counter.consume(key, total).catch(fullCounter)).consumedPoints;
+    } catch (error) {
+      for (const waiter of batch) waiter.reject(error);
+      return;
     }
     let position = consumed - total;
     for (const waiter of batch) {
@@ -102,10 +132,17 @@ class CoalescingCounter {
  * for two windows; estimate = previous × (1 − elapsed fraction) + current. Precise to within
  * the previous window's distribution, O(1) memory per principal, two reads on Redis (in parallel).
  */
+/** One budget (points per window): its counter, and the counts of its last finished window by principal key. */
+interface Budget {
+  readonly counter: PointCounter;
+  finished: { index: number; counts: Map<string, number> };
+}
+
 export class SlidingWindowRateLimit implements RateLimitStore {
-  readonly #counters = new Map<string, CoalescingCounter>();
-  /** Per rule: the counts of the last finished window, by principal key. */
-  readonly #finished = new Map<string, { index: number; counts: Map<string, number> }>();
+  /** By points and window, so a reloaded policy with the same budget keeps counting where it was. */
+  readonly #budgets = new Map<string, Budget>();
+  /** The same budgets by rule object (one per policy version): no key to build per request. */
+  #byRule = new WeakMap<RateLimitRule, Budget>();
   readonly #factory: CounterFactory;
   readonly #prefix: string;
   readonly #now: () => number;
@@ -117,13 +154,13 @@ export class SlidingWindowRateLimit implements RateLimitStore {
   }
 
   async consume(key: string, rule: RateLimitRule, cost: number): Promise<RateLimitOutcome> {
-    const counter = this.#counter(rule);
+    const budget = this.#budget(rule);
     const windowMs = rule.windowSeconds * 1000;
     const now = this.#now();
     const index = Math.floor(now / windowMs);
     const elapsed = (now - index * windowMs) / windowMs;
-    const previous = this.#previousCount(counter.counter, rule, key, index - 1);
-    const consumed = counter.consume(`${key}:${index}`, cost);
+    const previous = this.#previousCount(budget, key, index - 1);
+    const consumed = budget.counter.consume(`${key}:${index}`, cost);
     const [current, previousCount] = typeof previous === 'number' ? [await consumed, previous] : await Promise.all([consumed, previous]);
     const estimate = previousCount * (1 - elapsed) + current.consumedPoints;
     const allowed = !current.over && estimate <= rule.points;
@@ -143,37 +180,38 @@ export class SlidingWindowRateLimit implements RateLimitStore {
    * principal and window and then kept: one store round trip per request instead of two (and,
    * known, it is answered without a promise).
    */
-  #previousCount(counter: RateLimiterAbstract, rule: RateLimitRule, key: string, index: number): number | Promise<number> {
-    const id = `${rule.points}/${rule.windowSeconds}`;
-    let finished = this.#finished.get(id);
-    if (finished?.index !== index) {
-      finished = { index, counts: new Map() };
-      this.#finished.set(id, finished);
-    }
-    const known = finished.counts.get(key);
+  #previousCount(budget: Budget, key: string, index: number): number | Promise<number> {
+    if (budget.finished.index !== index) budget.finished = { index, counts: new Map() };
+    const counts = budget.finished.counts;
+    const known = counts.get(key);
     if (known !== undefined) return known;
-    const counts = finished.counts;
-    return counter.get(`${key}:${index}`).then((stored) => {
+    return budget.counter.counter.get(`${key}:${index}`).then((stored) => {
       const count = stored?.consumedPoints ?? 0;
       if (counts.size < 100_000) counts.set(key, count);
       return count;
     });
   }
 
-  #counter(rule: RateLimitRule): CoalescingCounter {
+  #budget(rule: RateLimitRule): Budget {
+    let budget = this.#byRule.get(rule);
+    if (budget !== undefined) return budget;
     const id = `${rule.points}/${rule.windowSeconds}`;
-    let counter = this.#counters.get(id);
-    if (!counter) {
+    budget = this.#budgets.get(id);
+    if (budget === undefined) {
       // points is generous on purpose: the sliding estimate decides; the counter only counts
       // (capped so a flood cannot grow one key without bound). Kept two windows for the estimate.
       const cap = rule.points * 2;
-      counter = new CoalescingCounter(this.#factory({ points: cap, duration: rule.windowSeconds * 2, keyPrefix: `${this.#prefix}:${id}` }), cap);
-      this.#counters.set(id, counter);
+      const limiter = this.#factory({ points: cap, duration: rule.windowSeconds * 2, keyPrefix: `${this.#prefix}:${id}` });
+      const counter = limiter instanceof RateLimiterMemory ? new DirectCounter(limiter, cap) : new CoalescingCounter(limiter, cap);
+      budget = { counter, finished: { index: Number.NaN, counts: new Map() } };
+      this.#budgets.set(id, budget);
     }
-    return counter;
+    this.#byRule.set(rule, budget);
+    return budget;
   }
 
   async close(): Promise<void> {
-    this.#counters.clear();
+    this.#budgets.clear();
+    this.#byRule = new WeakMap();
   }
 }

@@ -86,4 +86,14 @@ describe('sliding window', () => {
     now += 60_000; // one more window: only the previous window's 4 attempts weigh (4 × 0.75 + 1 = 4)
     assert.equal((await limiter.consume('k', rule, 1)).allowed, true);
   });
+
+  it('keeps counting a budget across policy versions that carry the same points and window', async () => {
+    const now = 60_000 * 1000;
+    const limiter = new SlidingWindowRateLimit(memoryCounters, 'sw-reload', () => now);
+    for (let i = 0; i < 3; i++) assert.equal((await limiter.consume('k', { points: 3, windowSeconds: 60 }, 1)).allowed, true);
+    // A reload builds new rule objects: the budget they describe is the one already spent.
+    const reloaded = { points: 3, windowSeconds: 60 };
+    assert.equal((await limiter.consume('k', reloaded, 1)).allowed, false);
+    assert.equal((await limiter.consume('k', { points: 4, windowSeconds: 60 }, 1)).allowed, true, 'another budget counts apart');
+  });
 });
