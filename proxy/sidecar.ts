@@ -192,7 +192,8 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
       for (const wouldDeny of ctx.wouldDeny) refuser.wouldDeny(ctx, wouldDeny);
       if (!ctx.isPublic) {
         if (current.policy.audit.granted) audit.granted(ctx);
-        for (const role of boundedRoles(ctx)) metrics.authzDecisions.inc({ service, method: methodLabel(ctx), role, decision: 'allow' });
+        const method = methodLabel(ctx);
+        for (const role of boundedRoles(ctx)) metrics.authzDecisions.tallyFor(`${method} ${role}`, () => ({ service, method, role, decision: 'allow' })).count++;
       }
       const upstreamStarted = performance.now();
       const failure = await current.forwarder.forward(ctx, res, () => {
@@ -205,7 +206,9 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
       status = res.statusCode;
     } finally {
       inFlight--;
-      metrics.requests.inc({ service, method: methodLabel(ctx), outcome, status: status || res.statusCode });
+      const method = methodLabel(ctx);
+      const code = status || res.statusCode;
+      metrics.requests.tallyFor(`${method} ${outcome} ${code}`, () => ({ service, method, outcome, status: code })).count++;
       metrics.requestDuration.observe({ service, outcome }, (performance.now() - started) / 1000);
     }
   };

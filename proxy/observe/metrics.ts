@@ -22,10 +22,22 @@ export class TalliedCounter<T extends string> extends Counter<T> {
     });
   }
 
+  readonly #byKey = new Map<string, Tally>();
+
   /** A tally for one label set; `tally.count++` then counts like `inc(labels)`. */
   tally(labels: LabelValues<T>): Tally {
     const tally = { count: 0 };
     this.#tallies.push({ labels, tally });
+    return tally;
+  }
+
+  /** The tally of a label set found by `key`, which the caller makes unique to it (cheaper than prom-client's hash). */
+  tallyFor(key: string, labels: () => LabelValues<T>): Tally {
+    let tally = this.#byKey.get(key);
+    if (tally === undefined) {
+      tally = this.tally(labels());
+      this.#byKey.set(key, tally);
+    }
     return tally;
   }
 
@@ -70,7 +82,7 @@ export function createSidecarMetrics(options: { collectProcess?: boolean } = {})
 
   return {
     registry,
-    requests: new Counter({
+    requests: new TalliedCounter({
       name: 'ca_a2a_requests_total',
       help: 'Requests handled by the sidecar, by service, JSON-RPC method, outcome and HTTP status.',
       labelNames: ['service', 'method', 'outcome', 'status'] as const,
@@ -108,7 +120,7 @@ export function createSidecarMetrics(options: { collectProcess?: boolean } = {})
       labelNames: ['service'] as const,
       registers,
     }),
-    authzDecisions: new Counter({
+    authzDecisions: new TalliedCounter({
       name: 'ca_a2a_authz_decisions_total',
       help: 'Authorization decisions by method, role and decision (allow, deny, would_deny in dry-run).',
       labelNames: ['service', 'method', 'role', 'decision'] as const,
