@@ -78,6 +78,9 @@ export class Forwarder {
   }
 }
 
+/** Up to this Content-Length an answer is not treated as a stream the client may walk away from. */
+const SMALL_ANSWER_BYTES = 64 * 1024;
+
 /**
  * One request to the upstream and its answer, written straight into the client's response as it
  * arrives (an undici dispatch handler: no intermediate stream, no per-request AsyncResource or
@@ -95,6 +98,9 @@ class Exchange implements Dispatcher.DispatchHandler {
   #timer: NodeJS.Timeout | undefined;
   #headersSent = false;
   #settled = false;
+  /** Body bytes still due by the upstream's Content-Length, or -1 when it sent none. */
+  #due = -1;
+  #ended = false;
 
   constructor(ctx: RequestContext, res: ServerResponse, onHeaders: () => void, resolve: (failure: Denial | undefined) => void, timeoutMs: number) {
     this.#ctx = ctx;
@@ -116,14 +122,28 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.#headersSent = true;
     this.#onHeaders();
     this.#res.writeHead(statusCode, responseHeaders(this.#ctx, headers));
-    // The client going away ends the exchange: a streamed answer (SSE) would otherwise run on.
-    this.#res.once('close', () => {
-      if (!this.#settled) this.#controller?.abort(new errors.RequestAbortedError('the client went away'));
-    });
+    const length = headers['content-length'];
+    this.#due = typeof length === 'string' && /^\d{1,15}$/.test(length) ? Number(length) : -1;
+    // The client going away ends the exchange: a streamed answer (SSE) would otherwise run on. A
+    // small answer of known length arrives in a moment anyway (and within the upstream timeout).
+    if (this.#due === -1 || this.#due > SMALL_ANSWER_BYTES) {
+      this.#res.once('close', () => {
+        if (!this.#settled) this.#controller?.abort(new errors.RequestAbortedError('the client went away'));
+      });
+    }
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     this.#timer?.refresh();
+    if (this.#due !== -1) {
+      this.#due -= chunk.length;
+      if (this.#due === 0) {
+        // The last byte the upstream announced: one end() writes headers and body at once.
+        this.#ended = true;
+        this.#res.end(chunk);
+        return;
+      }
+    }
     if (this.#res.write(chunk)) return;
     controller.pause();
     clearTimeout(this.#timer);
@@ -136,7 +156,7 @@ class Exchange implements Dispatcher.DispatchHandler {
 
   onResponseEnd(): void {
     this.#settle(undefined);
-    this.#res.end();
+    if (!this.#ended) this.#res.end();
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {

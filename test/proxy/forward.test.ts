@@ -162,6 +162,31 @@ describe('forwarding to the upstream', () => {
       }
     });
 
+    it('passes a small answer of known length that comes in two pieces whole, and serves the next request on the connection', async () => {
+      const answer = '{"jsonrpc":"2.0","id":9,"result":"in two pieces"}';
+      const upstream = await streamingUpstream((res) => {
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': answer.length });
+        res.write(answer.slice(0, 20));
+        setTimeout(() => res.end(answer.slice(20)), 50);
+      });
+      const side = await through(upstream);
+      try {
+        const body = JSON.stringify(call());
+        const token = await side.issuer.sign();
+        const one = `POST /message HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nAuthorization: Bearer ${token}\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+        const { text } = await rawRequest(side.sidecar.url, one + one, 1000);
+        const answers = text.split(/HTTP\/1\.1 /).filter(Boolean);
+        assert.equal(answers.length, 2, text);
+        for (const received of answers) {
+          assert.match(received, /^200 /);
+          assert.ok(received.endsWith(`\r\n\r\n${answer}`), received);
+        }
+      } finally {
+        await side.close();
+        await upstream.close();
+      }
+    });
+
     it('passes the final answer after an informational (1xx) one', async () => {
       const upstream = await streamingUpstream((res) => {
         res.writeEarlyHints({ link: '</style.css>; rel=preload; as=style' });
