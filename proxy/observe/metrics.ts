@@ -12,6 +12,7 @@ export interface Tally {
  */
 export class TalliedCounter<T extends string> extends Counter<T> {
   readonly #tallies: { readonly labels: LabelValues<T>; readonly tally: Tally }[] = [];
+  readonly #byKey = new Map<string, Tally>();
 
   constructor(configuration: CounterConfiguration<T>) {
     super({
@@ -21,8 +22,6 @@ export class TalliedCounter<T extends string> extends Counter<T> {
       },
     });
   }
-
-  readonly #byKey = new Map<string, Tally>();
 
   /** A tally for one label set; `tally.count++` then counts like `inc(labels)`. */
   tally(labels: LabelValues<T>): Tally {
