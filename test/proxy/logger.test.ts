@@ -15,7 +15,7 @@ function loggingProcess(then: string, lines = 1): ReturnType<typeof spawn> {
   const script = [
     `import { createLogger } from ${JSON.stringify(LOGGER)};`,
     "const logger = createLogger({ service: 'quiet' });",
-    `for (let i = 0; i < ${lines}; i++) logger.info({ event_type: 'authorization', granted: true, n: i, token: 'secret-token' }, 'request authorized');`,
+    `for (let i = 0; i < ${lines}; i++) logger.info({ event_type: 'authorization', granted: true, n: i, subject: 'zoë-漢字', token: 'secret-token' }, 'request authorized');`,
     then,
   ].join('\n');
   return spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -73,5 +73,6 @@ describe('the sidecar logger (buffered stdout)', () => {
     const { lines, code } = await outputAtExit(loggingProcess('', 2000));
     assert.equal(code, 0);
     assert.deepEqual(lines.map((line) => line.n), Array.from({ length: 2000 }, (_, i) => i));
+    assert.ok(lines.every((line) => line.subject === 'zoë-漢字'), 'multi-byte characters survive the batching');
   });
 });
