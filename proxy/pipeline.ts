@@ -61,8 +61,9 @@ export function buildPipeline(policy: ServicePolicy, deps: PipelineDeps): readon
 
 /** Runs the layers in order; the first verdict that is not "pass" ends the run. */
 export async function runPipeline(layers: readonly Layer[], ctx: RequestContext): Promise<Verdict> {
-  for (const layer of layers) {
-    let verdict = layer.check(ctx);
+  // Indexed: an iterator held across an await is allocated, with its results, on every request.
+  for (let i = 0; i < layers.length; i++) {
+    let verdict = (layers[i] as Layer).check(ctx);
     if (verdict instanceof Promise) verdict = await verdict;
     if (verdict !== undefined) return verdict;
   }

@@ -21,17 +21,21 @@ export function replayLayer(policy: ServicePolicy, deps: ReplayDeps): Layer {
   const onFailure = policy.integrity.replayStoreFailure;
   return {
     name: 'replay',
-    async check(ctx: RequestContext): Promise<Verdict> {
+    // No proof, nothing to burn: answered without a promise.
+    check(ctx: RequestContext): Verdict | Promise<Verdict> {
       const proof = ctx.proof;
-      if (proof === undefined) return undefined;
-      try {
-        const seen = await deps.ids.claim(`dpop:${proof.thumbprint}:${proof.jti}`, ttlSeconds);
-        return seen === 'new' ? undefined : denial('replay.duplicate_id');
-      } catch (error) {
-        if (!isStoreUnavailable(error)) throw error;
-        deps.onStoreError(error, onFailure);
-        return onFailure === 'allow' ? undefined : denial('replay.store_unavailable');
-      }
+      return proof === undefined ? undefined : claim(proof);
     },
   };
+
+  async function claim(proof: { readonly jti: string; readonly thumbprint: string }): Promise<Verdict> {
+    try {
+      const seen = await deps.ids.claim(`dpop:${proof.thumbprint}:${proof.jti}`, ttlSeconds);
+      return seen === 'new' ? undefined : denial('replay.duplicate_id');
+    } catch (error) {
+      if (!isStoreUnavailable(error)) throw error;
+      deps.onStoreError(error, onFailure);
+      return onFailure === 'allow' ? undefined : denial('replay.store_unavailable');
+    }
+  }
 }
