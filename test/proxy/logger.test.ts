@@ -24,8 +24,10 @@ function loggingProcess(then: string, lines = 1): ReturnType<typeof spawn> {
 /** Everything the process wrote to stdout, once it has exited, and its exit code. */
 async function outputAtExit(child: ReturnType<typeof spawn>): Promise<{ lines: Record<string, unknown>[]; code: number | null }> {
   let output = '';
-  child.stdout?.on('data', (chunk: Buffer) => {
-    output += chunk.toString('utf8');
+  // Decoded by the stream: a multi-byte character split between two reads stays whole.
+  child.stdout?.setEncoding('utf8');
+  child.stdout?.on('data', (chunk: string) => {
+    output += chunk;
   });
   child.stderr?.resume();
   // 'close' comes after the exit and after stdout has ended.
@@ -38,8 +40,9 @@ describe('the sidecar logger (buffered stdout)', () => {
     const child = loggingProcess('setInterval(() => {}, 60_000);');
     try {
       let output = '';
-      child.stdout?.on('data', (chunk: Buffer) => {
-        output += chunk.toString('utf8');
+      child.stdout?.setEncoding('utf8');
+      child.stdout?.on('data', (chunk: string) => {
+        output += chunk;
       });
       // A 4 KiB buffer alone would hold this line until exit; the periodic flush must deliver it.
       const deadline = Date.now() + 15_000;
