@@ -28,7 +28,7 @@ export function replayLayer(policy: ServicePolicy, deps: ReplayDeps): Layer {
     },
   };
 
-  async function claim(proof: { readonly jti: string; readonly thumbprint: string }): Promise<Verdict> {
+  async function claim(proof: NonNullable<RequestContext['proof']>): Promise<Verdict> {
     try {
       const seen = await deps.ids.claim(`dpop:${proof.thumbprint}:${proof.jti}`, ttlSeconds);
       return seen === 'new' ? undefined : denial('replay.duplicate_id');
