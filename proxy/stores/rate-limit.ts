@@ -126,18 +126,19 @@ class CoalescingCounter implements PointCounter {
   }
 }
 
-/**
- * A sliding-window counter (the weighted two-window estimate Cloudflare and nginx+ use) on top
- * of rate-limiter-flexible's atomic fixed-window counters: one counter per window index, kept
- * for two windows; estimate = previous × (1 − elapsed fraction) + current. Precise to within
- * the previous window's distribution, O(1) memory per principal, two reads on Redis (in parallel).
- */
 /** One budget (points per window): its counter, and the counts of its last finished window by principal key. */
 interface Budget {
   readonly counter: PointCounter;
   finished: { index: number; counts: Map<string, number> };
 }
 
+/**
+ * A sliding-window counter (the weighted two-window estimate Cloudflare and nginx+ use) on top
+ * of rate-limiter-flexible's atomic fixed-window counters: one counter per window index, kept
+ * for two windows; estimate = previous × (1 − elapsed fraction) + current. Precise to within
+ * the previous window's distribution, O(1) memory per principal, one Redis command per request
+ * (the finished window's count is read once per principal and window).
+ */
 export class SlidingWindowRateLimit implements RateLimitStore {
   /** By points and window, so a reloaded policy with the same budget keeps counting where it was. */
   readonly #budgets = new Map<string, Budget>();
