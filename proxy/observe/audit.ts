@@ -20,7 +20,8 @@ const WARN = 40;
 export class AuditLog {
   readonly #logger: Logger;
   readonly #service: string;
-  readonly #write: (line: string) => void;
+  /** The logger's destination: decision lines go where its other lines go, in order. */
+  readonly #destination: { write(line: string): void };
   readonly #time: () => string;
   /** `{"level":"info"` and the like, as pino's level formatter made them. */
   readonly #levels: Readonly<Record<number, string>>;
@@ -36,8 +37,7 @@ export class AuditLog {
     this.#logger = logger;
     this.#service = service;
     const parts = logger as unknown as Record<symbol, unknown>;
-    const stream = parts[symbols.streamSym] as { write(line: string): void };
-    this.#write = (line) => stream.write(line);
+    this.#destination = parts[symbols.streamSym] as { write(line: string): void };
     this.#time = parts[symbols.timeSym] as () => string;
     this.#levels = parts[symbols.lsCacheSym] as Record<number, string>;
     this.#bindings = parts[symbols.chindingsSym] as string;
@@ -66,7 +66,7 @@ export class AuditLog {
   /** pino's line layout: level, time, bindings (the caller's included), the fields, msg. */
   #line(level: number, ctx: RequestContext | undefined, decision: string, message: string): void {
     const request = ctx === undefined ? '' : requestFields(ctx);
-    this.#write(`${this.#levels[level]}${this.#time()}${this.#callerBindings(ctx)},${decision}${request},"msg":${json(message)}}\n`);
+    this.#destination.write(`${this.#levels[level]}${this.#time()}${this.#callerBindings(ctx)},${decision}${request},"msg":${json(message)}}\n`);
   }
 
   #callerBindings(ctx: RequestContext | undefined): string {
