@@ -209,7 +209,7 @@ function upstreamHeaders(ctx: RequestContext): Record<string, string> {
   const raw = ctx.req.rawHeaders;
   for (let i = 0; i < raw.length; i += 2) {
     const name = (raw[i] as string).toLowerCase();
-    if (DROPPED_REQUEST_HEADERS.has(name) || connectionListed?.has(name) || name.startsWith('x-ca-a2a-')) continue;
+    if (isOwnedOrHopByHop(name, connectionListed) || (name.includes('_') && isOwnedOrHopByHop(name.replaceAll('_', '-'), connectionListed))) continue;
     const value = raw[i + 1] as string;
     headers[name] = headers[name] === undefined ? value : `${headers[name]}, ${value}`;
   }
@@ -221,6 +221,16 @@ function upstreamHeaders(ctx: RequestContext): Record<string, string> {
     headers['x-ca-a2a-roles'] = principal.roles.join(',');
   }
   return headers;
+}
+
+/**
+ * A header the sidecar sets, owns or must not pass on. Asked again of a name with underscores read
+ * as dashes: CGI-style upstreams (WSGI, PHP, Rack) map `X_CA_A2A_Subject` and `X-CA-A2A-Subject`
+ * to the same variable, so either spelling from a client could stand in for the verified identity
+ * (the class of CVE-2025-64484 in oauth2-proxy; nginx and Caddy drop such names outright).
+ */
+function isOwnedOrHopByHop(name: string, connectionListed: Set<string> | undefined): boolean {
+  return DROPPED_REQUEST_HEADERS.has(name) || connectionListed?.has(name) === true || name.startsWith('x-ca-a2a-');
 }
 
 const PLAIN_CONNECTION = /^\s*(keep-alive|close)\s*$/i;

@@ -36,6 +36,21 @@ describe('authn layer', () => {
     assert.equal(seen?.headers.authorization, undefined, 'the token stays in the sidecar');
   });
 
+  it('drops underscore spellings of the headers it owns, which CGI-style upstreams (WSGI, PHP) read as the same header', async () => {
+    const token = await h.issuer.sign();
+    const res = await h.call(rpc('get_document', { document_id: DOC_ID }), {
+      token,
+      headers: { x_ca_a2a_subject: 'admin', 'X-CA-A2A_Roles': 'admin', 'x-ca_a2a-client-id': 'evil', proxy_authorization: 'Basic eA==', 'x-app_trace': 'kept' },
+    });
+    assert.equal(res.status, 200);
+    const seen = h.upstream.requests.at(-1);
+    for (const name of ['x_ca_a2a_subject', 'x-ca-a2a_roles', 'x-ca_a2a-client-id', 'proxy_authorization']) {
+      assert.equal(seen?.headers[name], undefined, `${name} must not reach the upstream`);
+    }
+    assert.equal(seen?.headers['x-ca-a2a-subject'], 'service-account-viewer');
+    assert.equal(seen?.headers['x-app_trace'], 'kept', 'an underscore alone is no reason to drop a header');
+  });
+
   it('refuses a missing token with 401 and -32010, audited and counted', async () => {
     const res = await h.call(rpc('get_document', { document_id: DOC_ID }));
     assert.equal(res.status, 401);
