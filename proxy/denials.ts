@@ -34,6 +34,7 @@ export const DENIALS = {
   'transport.method_not_allowed': { status: 405, rpcCode: -32600, event: 'transport_rejected', message: 'HTTP method not allowed on this path' },
   'transport.not_found': { status: 404, rpcCode: -32601, event: 'transport_rejected', message: 'no such endpoint' },
   'transport.timeout': { status: 408, rpcCode: -32600, event: 'transport_rejected', message: 'request not received in time' },
+  'transport.expectation_failed': { status: 417, rpcCode: -32600, event: 'transport_rejected', message: 'Expect header not supported' },
 
   'authn.token_missing': { status: 401, rpcCode: -32010, event: 'authentication_failure', message: 'missing bearer token' },
   'authn.token_malformed': { status: 401, rpcCode: -32010, event: 'authentication_failure', message: 'malformed token' },

@@ -10,6 +10,8 @@ import { filterToolsList, wantsToolsFilter } from './mcp-filter.js';
 const DROPPED_REQUEST_HEADERS = new Set([
   'connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection', 'te', 'trailer',
   'transfer-encoding', 'upgrade', 'host', 'content-length', 'authorization', 'dpop', 'x-original-url', 'x-rewrite-url',
+  // Expect: 100-continue is met by the sidecar (it reads the whole body before forwarding).
+  'expect',
 ]);
 const DROPPED_RESPONSE_HEADERS = new Set([
   'connection', 'keep-alive', 'proxy-authenticate', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade',

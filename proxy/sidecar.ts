@@ -222,6 +222,11 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     connectionsCheckingInterval: Math.min(1_000, limits.headersTimeoutMs),
     requireHostHeader: true,
   }, (req, res) => void handle(req, res));
+  // Expect: 100-continue is answered by Node before the request is handled; any other expectation
+  // is refused here like every other request, not with Node's bare 417.
+  server.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) => {
+    refuser.refuse(undefined, res, denial('transport.expectation_failed', 'only 100-continue is supported', { headers: { connection: 'close' } }));
+  });
   server.on('clientError', (error: { code?: string }, socket: Socket) => {
     const refusal = clientErrorDenial(error);
     if (!refusal) {

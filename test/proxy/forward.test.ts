@@ -4,7 +4,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
-import { rawRequest } from '../helpers/raw-http.js';
+import { rawJson, rawRequest } from '../helpers/raw-http.js';
 import { DOC_ID, RBAC_FILE, rpc, startHarness, writePolicy, type Harness } from '../helpers/harness.js';
 
 function policy(upstream: string): string {
@@ -42,6 +42,30 @@ describe('forwarding to the upstream', () => {
     assert.equal(seen?.headers['x-hop'], undefined, 'a header named in Connection is hop-by-hop');
     assert.equal(seen?.headers.te, undefined);
     h.upstream.respond(undefined);
+  });
+
+  it('answers a client that sends Expect: 100-continue, and forwards its request without the Expect header', async () => {
+    // curl sends it with larger bodies; the sidecar has the whole body before it forwards, so the
+    // expectation is met here and is not the upstream's to meet (undici refuses to send one).
+    const body = JSON.stringify(call());
+    const { text } = await rawRequest(h.sidecar.url, `POST /message HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nAuthorization: Bearer ${token}\r\nExpect: 100-continue\r\nContent-Length: ${body.length}\r\n\r\n${body}`, 500);
+    assert.match(text, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 /);
+    const seen = h.upstream.requests.at(-1);
+    assert.equal(seen?.body, body);
+    assert.equal(seen?.headers.expect, undefined);
+  });
+
+  it('refuses any other expectation with 417 and a JSON-RPC error, audited and counted, not forwarded', async () => {
+    const before = h.upstream.requests.length;
+    const body = JSON.stringify(call());
+    const { text, closed } = await rawRequest(h.sidecar.url, `POST /message HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nAuthorization: Bearer ${token}\r\nExpect: 200-ok\r\nContent-Length: ${body.length}\r\n\r\n${body}`, 1000);
+    assert.match(text, /^HTTP\/1\.1 417 /);
+    assert.equal(rawJson(text).error?.code, -32600);
+    assert.equal(rawJson(text).error?.data?.reason, 'transport.expectation_failed');
+    assert.ok(closed, 'the connection is closed');
+    assert.equal(h.upstream.requests.length, before, 'must not be forwarded');
+    assert.ok(h.audit.events('transport_rejected').some((line) => line.code === 'transport.expectation_failed'));
+    assert.equal(await h.metric('ca_a2a_denials_total', { reason: 'transport.expectation_failed', status: '417' }), 1);
   });
 
   it('forwards the exact body bytes', async () => {
