@@ -213,7 +213,8 @@ function upstreamHeaders(ctx: RequestContext): Record<string, string> {
     const name = (raw[i] as string).toLowerCase();
     if (isOwnedOrHopByHop(name, connectionListed) || (name.includes('_') && isOwnedOrHopByHop(name.replaceAll('_', '-'), connectionListed))) continue;
     const value = raw[i + 1] as string;
-    headers[name] = headers[name] === undefined ? value : `${headers[name]}, ${value}`;
+    // Repeated fields join with ', ' (RFC 9110 §5.3), cookies with '; ' (RFC 6265 §5.4).
+    headers[name] = headers[name] === undefined ? value : `${headers[name]}${name === 'cookie' ? '; ' : ', '}${value}`;
   }
   headers['x-ca-a2a-request-id'] = ctx.requestId;
   const principal = ctx.principal;

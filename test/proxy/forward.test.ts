@@ -68,6 +68,14 @@ describe('forwarding to the upstream', () => {
     assert.equal(await h.metric('ca_a2a_denials_total', { reason: 'transport.expectation_failed', status: '417' }), 1);
   });
 
+  it('joins repeated request headers into one field, cookies with a semicolon', async () => {
+    const body = JSON.stringify(call());
+    await rawRequest(h.sidecar.url, `POST /message HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nAuthorization: Bearer ${token}\r\nCookie: a=1\r\nX-Tag: one\r\nCookie: b=2\r\nX-Tag: two\r\nContent-Length: ${body.length}\r\n\r\n${body}`, 500);
+    const seen = h.upstream.requests.at(-1);
+    assert.equal(seen?.headers.cookie, 'a=1; b=2');
+    assert.equal(seen?.headers['x-tag'], 'one, two');
+  });
+
   it('forwards the exact body bytes', async () => {
     const body = `{"jsonrpc":"2.0","id":9,  "method":"get_document","params":{"document_id":"${DOC_ID}"}}`;
     await h.call(body, { token });
