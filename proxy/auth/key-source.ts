@@ -7,12 +7,16 @@ export class KeysUnavailableError extends Error {
   readonly code = 'CA_A2A_KEYS_UNAVAILABLE';
 }
 
+/** With no keys to fall back on, a failed fetch is retried after this long (Envoy's failed_refetch_duration). */
+const FAILED_REFETCH_MS = 1_000;
+
 /**
  * The issuer's signing keys: discovery (or an explicit jwks_uri), then jose's remote JWKS with
  * our cache age, cooldown and timeout. jose single-flights refetches and refetches on an
- * unknown kid at most once per cooldown. On top of it: when a refresh fails, the last good
- * keys keep verifying (an IdP outage must not log everyone out), and a failed refresh is not
- * retried before the cooldown so an outage cannot turn into a fetch per request.
+ * unknown kid at most once per cooldown. On top of it: when a fetch fails, the last good keys
+ * keep verifying (an IdP outage must not log everyone out) and the IdP is not asked again before
+ * the cooldown; with no good keys yet, it is asked again after a second at the soonest. Either
+ * way an outage, or a flood of forged tokens during one, cannot turn into a fetch per request.
  */
 export class KeySource {
   readonly #auth: AuthPolicy;
@@ -31,18 +35,24 @@ export class KeySource {
 
   /** The jose key resolver for jwtVerify. */
   readonly getKey: JWTVerifyGetKey = async (header, token) => {
-    const remote = this.#remote ?? (await this.#discover());
-    const inCooldown = Date.now() - this.#lastFailureAt < this.#auth.jwksCooldownSeconds * 1000;
-    if (inCooldown && this.#stale && !remote.fresh) return this.#stale.local(header, token);
+    const cooldownMs = this.#auth.jwksCooldownSeconds * 1000;
+    const sinceFailure = Date.now() - this.#lastFailureAt;
+    if (this.#stale && sinceFailure < cooldownMs) return this.#stale.local(header, token);
+    if (!this.#stale && sinceFailure < Math.min(FAILED_REFETCH_MS, cooldownMs)) {
+      throw new KeysUnavailableError('signing keys unavailable: the last fetch failed moments ago');
+    }
+    let remote: ReturnType<typeof createRemoteJWKSet> | undefined;
     try {
-      const key = await remote(header, token);
-      this.#remember(remote);
-      return key;
+      remote = this.#remote ?? (await this.#discover());
+      return await remote(header, token);
     } catch (error) {
       if (!isFetchFailure(error)) throw error;
       this.#lastFailureAt = Date.now();
       if (this.#stale) return this.#stale.local(header, token);
-      throw new KeysUnavailableError('signing keys unavailable', { cause: error });
+      throw error instanceof KeysUnavailableError ? error : new KeysUnavailableError('signing keys unavailable', { cause: error });
+    } finally {
+      // Whatever the token's fate, keys jose now holds are the last good ones.
+      if (remote) this.#remember(remote);
     }
   };
 
@@ -54,6 +64,7 @@ export class KeySource {
       this.#remember(remote);
       return undefined;
     } catch (error) {
+      if (isFetchFailure(error)) this.#lastFailureAt = Date.now();
       return error as Error;
     }
   }

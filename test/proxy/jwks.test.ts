@@ -45,6 +45,27 @@ describe('issuer keys (JWKS)', () => {
     assert.ok(harness.issuer.fetches.jwks - before <= 1, `fetched ${harness.issuer.fetches.jwks - before} times`);
   });
 
+  it('with no keys yet and the JWKS failing, asks the IdP at most once a second, however many tokens arrive', async (t) => {
+    const issuer = await startTestIssuer();
+    // Closed whatever happens: an open issuer would keep the test process alive past a failure.
+    t.after(() => issuer.close());
+    issuer.breakJwks('down');
+    h = await startHarness({ policyFile: writePolicy(policy('  jwks_cooldown_seconds: 60')), issuer });
+    const harness = h;
+    const started = Date.now();
+    const tokens = await Promise.all(Array.from({ length: 40 }, () => issuer.sign({}, { kid: randomUUID() })));
+    for (const token of tokens) {
+      const res = await harness.call(rpc('get_document', { document_id: DOC_ID }), { token });
+      assert.equal(res.json.error?.data?.reason, 'authn.jwks_unavailable');
+    }
+    const seconds = (Date.now() - started) / 1000;
+    // The sidecar's start-up fetch, then one per second at most.
+    assert.ok(issuer.fetches.jwks <= 2 + Math.ceil(seconds), `${issuer.fetches.jwks} JWKS fetches in ${seconds} s`);
+    issuer.breakJwks(undefined);
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    assert.equal((await harness.call(rpc('get_document', { document_id: DOC_ID }), { token: await issuer.sign() })).status, 200, 'recovers a second after the IdP does');
+  });
+
   it('keeps verifying with cached keys while the IdP is down, past the cache age', async () => {
     h = await startHarness({ policyFile: writePolicy(policy('  jwks_cache_max_age_seconds: 1\n  jwks_cooldown_seconds: 0')) });
     const token = await h.issuer.sign();
@@ -66,8 +87,9 @@ describe('issuer keys (JWKS)', () => {
     assert.equal(h.upstream.requests.length, 0);
   });
 
-  it('answers 401 jwks_unavailable when the JWKS is garbage, and recovers when it is fixed', async () => {
+  it('answers 401 jwks_unavailable when the JWKS is garbage, and recovers when it is fixed', async (t) => {
     const issuer = await startTestIssuer();
+    t.after(() => issuer.close());
     issuer.breakJwks('garbage');
     h = await startHarness({ policyFile: writePolicy(policy('  jwks_cooldown_seconds: 0')), issuer });
     const token = await issuer.sign();
@@ -75,6 +97,5 @@ describe('issuer keys (JWKS)', () => {
     assert.equal(res.json.error?.data?.reason, 'authn.jwks_unavailable');
     issuer.breakJwks(undefined);
     assert.equal((await h.call(rpc('get_document', { document_id: DOC_ID }), { token })).status, 200);
-    await issuer.close();
   });
 });
