@@ -38,6 +38,11 @@ export interface RevokerOptions {
 }
 
 const MAX_FUTURE_BEFORE_SECONDS = 60;
+/**
+ * A sidecar accepts a token up to its policy's clock tolerance past `exp` (300 s at most, the
+ * policy schema's bound): a revocation is kept that much longer than the tokens it matches live.
+ */
+const ACCEPTANCE_GRACE_SECONDS = 300;
 const MAX_TEXT = 500;
 
 /**
@@ -83,16 +88,16 @@ export class Revoker {
         if (!request.jti || request.jti.length > 200) throw new InvalidRevocationError('jti must be 1..200 characters');
         const expiresAt = request.expiresAt ?? now + this.#maxLifetime;
         if (!Number.isFinite(expiresAt)) throw new InvalidRevocationError('expires_at must be a time');
-        return { ...base, revocation: { kind: 'jti', jti: request.jti, expiresAt: Math.max(expiresAt, now + 1) } };
+        return { ...base, revocation: { kind: 'jti', jti: request.jti, expiresAt: Math.max(expiresAt, now + 1) + ACCEPTANCE_GRACE_SECONDS } };
       }
       case 'subject':
         if (!request.subject || request.subject.length > 200) throw new InvalidRevocationError('subject must be 1..200 characters');
-        return { ...base, revocation: { kind: 'subject', subject: request.subject, revokedAt: now, expiresAt: now + this.#maxLifetime } };
+        return { ...base, revocation: { kind: 'subject', subject: request.subject, revokedAt: now, expiresAt: now + this.#maxLifetime + ACCEPTANCE_GRACE_SECONDS } };
       case 'before':
         if (!Number.isFinite(request.before)) throw new InvalidRevocationError('before must be a time');
         // A cut-off far in the future would refuse every token issued until then: an outage, not a revocation.
         if (request.before > now + MAX_FUTURE_BEFORE_SECONDS) throw new InvalidRevocationError('before must not be in the future');
-        return { ...base, revocation: { kind: 'before', revokedAt: request.before, expiresAt: request.before + this.#maxLifetime } };
+        return { ...base, revocation: { kind: 'before', revokedAt: request.before, expiresAt: request.before + this.#maxLifetime + ACCEPTANCE_GRACE_SECONDS } };
     }
   }
 }

@@ -122,4 +122,26 @@ describe('durable revocation store', () => {
     await assert.rejects(revoker.revoke({ kind: 'subject', subject: 'x', reason: ' ', revokedBy: 'me' }), { code: 'INVALID_REVOCATION' });
     assert.equal((await s.active(0)).length, 0);
   });
+
+  it('keeps a revocation past its tokens\' exp for as long as any sidecar may still accept them (the largest clock tolerance)', async () => {
+    const s = new MemoryRevocationStore();
+    const now = 1_800_000_000;
+    const revoker = new Revoker({ store: s, now: () => now * 1000, maxTokenLifetimeSeconds: 300, bus: { publish: async () => undefined, subscribe: () => () => undefined, close: async () => undefined } });
+    // As the anomaly auto-revoke does: kept "until the token's exp", which authn accepts for up to 300 s more.
+    await revoker.revoke({ kind: 'jti', jti: 'stolen', expiresAt: now + 60, reason: 'r', revokedBy: 'me' });
+    await revoker.revoke({ kind: 'subject', subject: 'svc', reason: 'r', revokedBy: 'me' });
+    await revoker.revoke({ kind: 'before', before: now, reason: 'r', revokedBy: 'me' });
+    const kinds = async (at: number): Promise<string[]> => (await s.active(at)).map((revocation) => revocation.kind).sort();
+    assert.deepEqual(await kinds(now + 60 + 299), ['before', 'jti', 'subject'], 'the jti is still listed 299 s after the token\'s exp');
+    assert.deepEqual(await kinds(now + 60 + 301), ['before', 'subject']);
+    assert.deepEqual(await kinds(now + 300 + 299), ['before', 'subject'], 'subject and before outlive the longest token lifetime by the same margin');
+    assert.deepEqual(await kinds(now + 300 + 301), []);
+    // The in-process set prunes by the same times.
+    const set = new RevocationSet();
+    for (const revocation of await s.active(now)) set.add(revocation);
+    set.prune(now + 60 + 299);
+    assert.equal(set.size, 3);
+    set.prune(now + 300 + 301);
+    assert.equal(set.size, 0);
+  });
 });
