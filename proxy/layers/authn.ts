@@ -3,12 +3,13 @@ import type { Layer, Principal, RequestContext, Verdict } from '../context.js';
 import { denial, type Denial } from '../denials.js';
 import type { KeySource } from '../auth/key-source.js';
 import { principalFrom } from '../auth/principal.js';
+import { decodePercentRuns } from '../http/percent.js';
 import { TokenCache } from '../auth/token-cache.js';
 import type { ServicePolicy } from '../policy/model.js';
 
 // Headers that point at a key: a verifier that follows them lets the token choose its own key.
 const KEY_REFERENCE_HEADERS = ['jku', 'jwk', 'x5u', 'x5c'] as const;
-const TOKEN_IN_QUERY = /[?&](access_token|token|id_token)=/i;
+const TOKEN_PARAMETERS = new Set(['access_token', 'token', 'id_token']);
 
 export interface AuthnDeps {
   readonly keys: KeySource;
@@ -91,7 +92,7 @@ function readToken(ctx: RequestContext): { token: string; scheme: 'Bearer' | 'DP
   let count = 0;
   for (let i = 0; i < raw.length; i += 2) if ((raw[i] as string).length === 13 && (raw[i] as string).toLowerCase() === 'authorization') count++;
   if (count > 1) return denial('authn.token_location', 'more than one Authorization header');
-  if (TOKEN_IN_QUERY.test(ctx.query)) return denial('authn.token_location', 'token in the query string');
+  if (tokenInQuery(ctx.query)) return denial('authn.token_location', 'token in the query string');
   const header = ctx.req.headers.authorization;
   if (!header) return denial('authn.token_missing');
   const space = header.indexOf(' ');
@@ -99,6 +100,22 @@ function readToken(ctx: RequestContext): { token: string; scheme: 'Bearer' | 'DP
   const token = space === -1 ? '' : header.slice(space + 1).trim();
   if (!/^(bearer|dpop)$/i.test(scheme) || token.length === 0) return denial('authn.token_missing', 'expected Authorization: Bearer <token>');
   return { token, scheme: scheme.toLowerCase() === 'dpop' ? 'DPoP' : 'Bearer' };
+}
+
+/**
+ * A token parameter in the query, under any spelling a framework reads as one: percent-escaped
+ * (`access%5Ftoken`), any case, a PHP/Rails `[]` suffix, `;` as a separator, and PHP's `.`, space
+ * or `+` for `_` (`access.token`).
+ */
+function tokenInQuery(query: string): boolean {
+  if (query.length === 0) return false;
+  for (const parameter of query.slice(1).split(/[&;]/)) {
+    const end = parameter.indexOf('=');
+    const name = decodePercentRuns(end === -1 ? parameter : parameter.slice(0, end)).trim().toLowerCase();
+    const base = (name.endsWith('[]') ? name.slice(0, -2) : name).replace(/[ .+]/g, '_');
+    if (TOKEN_PARAMETERS.has(base)) return true;
+  }
+  return false;
 }
 
 /** The one mapping from jose (and key source) error codes to our denials; matched on .code. */

@@ -142,6 +142,20 @@ describe('authn layer', () => {
     assert.equal(res.json.error?.data?.reason, 'authn.token_location');
   });
 
+  it('refuses a token parameter under every spelling a framework reads as one, and lets other parameters through', async () => {
+    const token = await h.issuer.sign();
+    for (const query of ['access%5Ftoken=x', 'a=1&%61ccess_token=x', 'ACCESS_TOKEN[]=x', 'a=1;token=x', 'access.token=x', 'id+token=x', 'access_token%=x&access%5ftoken=y']) {
+      const before = h.upstream.requests.length;
+      const res = await h.call(rpc('get_document', { document_id: DOC_ID }), { token, path: `/message?${query}` });
+      assert.equal(res.json.error?.data?.reason, 'authn.token_location', query);
+      assert.equal(h.upstream.requests.length, before, `${query} must not be forwarded`);
+    }
+    for (const query of ['tokens=x', 'q=access_token', 'page=2&token_type=bearer']) {
+      const res = await h.call(rpc('get_document', { document_id: DOC_ID }), { token, path: `/message?${query}` });
+      assert.equal(res.status, 200, query);
+    }
+  });
+
   it('refuses a malformed token and a non-Bearer scheme', async () => {
     await refused('not-a-jwt', 'authn.token_malformed');
     const res = await h.call(rpc('get_document', { document_id: DOC_ID }), { headers: { authorization: 'Basic dXNlcjpwYXNz' } });
