@@ -1,3 +1,4 @@
+import { decodePercentRuns } from '../proxy/http/percent.js';
 import { ToolError } from './errors.js';
 
 /** Where S3 tools may read and write. */
@@ -17,18 +18,14 @@ const CONTROL = /[\u0000-\u001f\u007f-\u009f]/u;
 
 /**
  * The forms a key may take once something downstream decodes it: the key itself and up to three
- * rounds of percent-decoding, so `%2e%2e/` and `%252e%252e/` are judged like `../`.
+ * rounds of percent-decoding, so `%2e%2e/` and `%252e%252e/` are judged like `../`. Each run of
+ * escapes decodes on its own: a lone `%` elsewhere in the key does not keep the rest encoded.
  */
 function decodedForms(key: string): string[] {
   const forms = [key];
   let current = key;
   for (let i = 0; i < 3; i++) {
-    let next: string;
-    try {
-      next = decodeURIComponent(current);
-    } catch {
-      break; // a lone `%` is a literal character in an S3 key
-    }
+    const next = decodePercentRuns(current);
     if (next === current) break;
     forms.push(next);
     current = next;

@@ -94,6 +94,11 @@ for (const backend of backends) {
       ['percent-encoded traversal', 'uploads/%2e%2e/secret'],
       ['double-encoded traversal', 'uploads/%252e%252e/secret'],
       ['encoded slash traversal', 'uploads/..%2fsecret'],
+      ['encoded traversal behind a lone %', 'uploads/%2e%2e/archive/x%'],
+      ['encoded traversal behind an invalid byte', 'uploads/%2e%2e%2farchive%2fx%ff'],
+      ['encoded backslash behind a lone %', 'uploads/%5c..%5cx%'],
+      ['encoded CR LF behind a lone %', 'uploads/%0d%0aX-Injected:%201%'],
+      ['encoded NUL behind a lone %', 'uploads/%00evil%'],
       ['leading slash', '/uploads/a.txt'],
       ['control character', 'uploads/a\u0000b.txt'],
       ['newline', 'uploads/a\nb.txt'],
@@ -118,6 +123,15 @@ for (const backend of backends) {
         }
       });
     }
+
+    it('keeps a literal % and harmless escapes in a key', async () => {
+      for (const key of ['uploads/100% done.txt', 'uploads/r%C3%A9sum%C3%A9%.pdf']) {
+        const put = await callTool(gw.url, 's3_put_object', { key, content_base64: b64('x'), content_type: 'text/plain' });
+        assert.equal(put.status, 200, `${key}: ${JSON.stringify(put.body)}`);
+        const got = await callTool(gw.url, 's3_get_object', { key });
+        assert.equal(Buffer.from(String(got.body.content_base64), 'base64').toString(), 'x');
+      }
+    });
 
     it('refuses a listing prefix outside the allowed prefixes or with traversal', async () => {
       for (const prefix of ['', 'up', '/uploads/', 'uploads/../', 'archive/%2e%2e/']) {
