@@ -49,8 +49,8 @@ export interface RequestContext {
   principal: Principal | undefined;
   calls: readonly RpcCall[];
   batch: boolean;
-  /** The verified DPoP proof's jti and key thumbprint (set by integrity, used by replay). */
-  proof: { readonly jti: string; readonly thumbprint: string } | undefined;
+  /** The verified DPoP proof's jti, key thumbprint and iat in seconds (set by integrity, used by replay). */
+  proof: { readonly jti: string; readonly thumbprint: string; readonly issuedAt: number } | undefined;
   /** Refusals recorded instead of enforced (mode: dry-run). */
   wouldDeny: Denial[];
   /** Headers the sidecar adds to the response (RateLimit-*). */

@@ -90,7 +90,7 @@ export function integrityLayer(policy: ServicePolicy, deps: IntegrityDeps): Laye
     }
     const thumbprint = proofKey.thumbprint;
     if (principal.boundKeyThumbprint !== undefined && principal.boundKeyThumbprint !== thumbprint) return denial('integrity.key_mismatch');
-    ctx.proof = { jti, thumbprint };
+    ctx.proof = { jti, thumbprint, issuedAt: iat };
     return undefined;
   }
 }

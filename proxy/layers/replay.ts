@@ -30,7 +30,7 @@ export function replayLayer(policy: ServicePolicy, deps: ReplayDeps): Layer {
 
   async function claim(proof: NonNullable<RequestContext['proof']>): Promise<Verdict> {
     try {
-      const seen = await deps.ids.claim(`dpop:${proof.thumbprint}:${proof.jti}`, ttlSeconds);
+      const seen = await deps.ids.claim(`dpop:${proof.thumbprint}:${proof.jti}`, ttlSeconds, proof.issuedAt);
       return seen === 'new' ? undefined : denial('replay.duplicate_id');
     } catch (error) {
       if (!isStoreUnavailable(error)) throw error;

@@ -3,53 +3,64 @@ import { StoreUnavailableError } from './store-error.js';
 
 /**
  * Remembers ids that may be used once (DPoP proof jtis). `claim` answers 'new' the first time an
- * id is seen within its ttl and 'seen' afterwards. Failure policy: a store that cannot answer
- * throws an error with code 'STORE_UNAVAILABLE' and never guesses — the replay layer decides
- * (fail closed by default).
+ * id is seen within its ttl and 'seen' afterwards; `issuedAtSeconds` is when the id was minted
+ * (the proof's iat). Failure policy: a store that cannot answer throws an error with code
+ * 'STORE_UNAVAILABLE' and never guesses — the replay layer decides (fail closed by default).
  */
 export interface OneTimeIdStore {
-  claim(id: string, ttlSeconds: number): Promise<'new' | 'seen'>;
+  claim(id: string, ttlSeconds: number, issuedAtSeconds: number): Promise<'new' | 'seen'>;
   close(): Promise<void>;
 }
 
 /**
- * Per-process ids, for the embedded mode and single replicas. Bounded: when full, the entries
- * closest to expiry go first, so a flood of ids costs memory up to `maxEntries` and no more.
+ * Per-process ids, for the embedded mode and single replicas. Bounded: when full, the oldest
+ * claims go first, so a flood of ids costs memory up to `maxEntries` and no more. An id forgotten
+ * before its ttl could be replayed, so the store then also remembers the latest claim time it
+ * forgot early, and cannot answer (STORE_UNAVAILABLE) for an id minted at or before it: under a
+ * flood the window of acceptable proofs narrows to what memory holds, never wider.
  */
 export class MemoryOneTimeIds implements OneTimeIdStore {
   // Insertion order = claim order; with one ttl per caller, that is also expiry order.
-  readonly #expiries = new Map<string, number>();
+  readonly #claims = new Map<string, { readonly claimedAt: number; readonly expiresAt: number }>();
   readonly #maxEntries: number;
   readonly #now: () => number;
+  /** Milliseconds: an id claimed at or before this was forgotten while it was still live. */
+  #forgottenUpTo = -Infinity;
 
   constructor(options: { maxEntries?: number; now?: () => number } = {}) {
     this.#maxEntries = options.maxEntries ?? 100_000;
     this.#now = options.now ?? Date.now;
   }
 
-  async claim(id: string, ttlSeconds: number): Promise<'new' | 'seen'> {
+  async claim(id: string, ttlSeconds: number, issuedAtSeconds: number): Promise<'new' | 'seen'> {
     const now = this.#now();
-    const expiry = this.#expiries.get(id);
-    if (expiry !== undefined && expiry > now) return 'seen';
-    this.#expiries.delete(id);
+    const known = this.#claims.get(id);
+    if (known !== undefined && known.expiresAt > now) return 'seen';
+    this.#claims.delete(id);
     this.#evict(now);
-    this.#expiries.set(id, now + ttlSeconds * 1000);
+    if (issuedAtSeconds * 1000 <= this.#forgottenUpTo) {
+      throw new StoreUnavailableError('one-time-id', `full: ids minted before ${new Date(this.#forgottenUpTo).toISOString()} were forgotten early and can no longer be told from replays`);
+    }
+    this.#claims.set(id, { claimedAt: now, expiresAt: now + ttlSeconds * 1000 });
     return 'new';
   }
 
   #evict(now: number): void {
-    for (const [id, expiry] of this.#expiries) {
-      if (expiry > now && this.#expiries.size < this.#maxEntries) break;
-      this.#expiries.delete(id);
+    for (const [id, entry] of this.#claims) {
+      if (entry.expiresAt > now) {
+        if (this.#claims.size < this.#maxEntries) break;
+        this.#forgottenUpTo = Math.max(this.#forgottenUpTo, entry.claimedAt);
+      }
+      this.#claims.delete(id);
     }
   }
 
   get size(): number {
-    return this.#expiries.size;
+    return this.#claims.size;
   }
 
   async close(): Promise<void> {
-    this.#expiries.clear();
+    this.#claims.clear();
   }
 }
 
@@ -63,7 +74,8 @@ export class RedisOneTimeIds implements OneTimeIdStore {
     this.#prefix = prefix;
   }
 
-  async claim(id: string, ttlSeconds: number): Promise<'new' | 'seen'> {
+  // Redis keeps every id for its whole ttl, so when it was minted does not matter here.
+  async claim(id: string, ttlSeconds: number, _issuedAtSeconds: number): Promise<'new' | 'seen'> {
     let reply: string | null;
     try {
       reply = await this.#client.set(`${this.#prefix}:${id}`, '1', 'EX', Math.max(1, Math.ceil(ttlSeconds)), 'NX');

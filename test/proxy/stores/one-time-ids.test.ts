@@ -16,24 +16,39 @@ describe('one-time ids', () => {
   it('memory: new once, then seen until the ttl passes', async () => {
     let now = 1_000_000;
     const ids = new MemoryOneTimeIds({ now: () => now });
-    assert.equal(await ids.claim('a', 10), 'new');
-    assert.equal(await ids.claim('a', 10), 'seen');
+    assert.equal(await ids.claim('a', 10, now / 1000), 'new');
+    assert.equal(await ids.claim('a', 10, now / 1000), 'seen');
     now += 10_001;
-    assert.equal(await ids.claim('a', 10), 'new');
+    assert.equal(await ids.claim('a', 10, now / 1000), 'new');
   });
 
-  it('memory: stays bounded under a flood of ids', async () => {
-    const ids = new MemoryOneTimeIds({ maxEntries: 100 });
-    for (let i = 0; i < 1_000; i++) await ids.claim(`id-${i}`, 300);
+  it('memory: stays bounded under a flood of ids, and never takes back an id it forgot early', async () => {
+    let now = 1_000_000;
+    const ids = new MemoryOneTimeIds({ maxEntries: 100, now: () => now });
+    const victimIssuedAt = now / 1000 - 1;
+    assert.equal(await ids.claim('victim', 300, victimIssuedAt), 'new');
+    for (let i = 0; i < 1_000; i++) {
+      now += 10;
+      assert.equal(await ids.claim(`flood-${i}`, 300, now / 1000), 'new');
+    }
     assert.ok(ids.size <= 100);
-    assert.equal(await ids.claim('id-999', 300), 'seen');
+    assert.equal(await ids.claim('flood-999', 300, now / 1000), 'seen');
+    // The victim's id was forgotten within its ttl: its replay is not 'new', the store cannot tell.
+    await assert.rejects(ids.claim('victim', 300, victimIssuedAt), (error: { code?: string }) => error.code === 'STORE_UNAVAILABLE');
+    // Nor is any id minted before the last one forgotten early; a fresh proof still is new.
+    await assert.rejects(ids.claim('older', 300, (now - 2_000) / 1000), (error: { code?: string }) => error.code === 'STORE_UNAVAILABLE');
+    assert.equal(await ids.claim('fresh', 300, now / 1000), 'new');
+    // Ids forgotten at their expiry narrow nothing.
+    now += 301_000;
+    assert.equal(await ids.claim('later', 300, now / 1000), 'new');
   });
 
   it('redis: one claim wins across two stores (replicas)', async () => {
     await redisReady(client, 2_000);
     const a = new RedisOneTimeIds(client, `${prefix}:once`);
     const b = new RedisOneTimeIds(client, `${prefix}:once`);
-    const answers = await Promise.all([a.claim('proof-1', 60), b.claim('proof-1', 60), a.claim('proof-1', 60)]);
+    const iat = Date.now() / 1000;
+    const answers = await Promise.all([a.claim('proof-1', 60, iat), b.claim('proof-1', 60, iat), a.claim('proof-1', 60, iat)]);
     assert.deepEqual(answers.sort(), ['new', 'seen', 'seen']);
     assert.ok((await client.ttl(`${prefix}:once:proof-1`)) > 0);
   });
@@ -42,7 +57,7 @@ describe('one-time ids', () => {
     const dead = openRedis('redis://127.0.0.1:1');
     try {
       const started = Date.now();
-      await assert.rejects(new RedisOneTimeIds(dead, 'x').claim('proof', 60), (error: { code?: string }) => error.code === 'STORE_UNAVAILABLE');
+      await assert.rejects(new RedisOneTimeIds(dead, 'x').claim('proof', 60, Date.now() / 1000), (error: { code?: string }) => error.code === 'STORE_UNAVAILABLE');
       assert.ok(Date.now() - started < 1_000);
     } finally {
       await closeRedis(dead);
