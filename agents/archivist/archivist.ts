@@ -71,9 +71,12 @@ export function archivistHandlers(egress: EgressClient): Record<string, MethodHa
         throw new AgentError('conflict', `document ${documentId} is being processed; delete it once it is archived or failed`, { current_status: doc.status });
       }
       // Objects first: a failure leaves the row, so the delete can be retried and nothing is orphaned.
+      // The archive copy is the one this agent names (archiveKeyFor), whatever the row's
+      // archive_key says: a row written by another identity must not choose what gets deleted.
       const removed = [];
       if (await deleteIfPresent(egress, doc.s3_key)) removed.push(doc.s3_key);
-      if (doc.archive_key !== doc.s3_key && (await deleteIfPresent(egress, doc.archive_key))) removed.push(doc.archive_key);
+      const archiveKey = archiveKeyFor(doc);
+      if (archiveKey !== doc.s3_key && (await deleteIfPresent(egress, archiveKey))) removed.push(archiveKey);
       await egress.callTool('documents_delete', { document_id: documentId });
       return { document_id: documentId, deleted: true, objects_deleted: removed };
     }),

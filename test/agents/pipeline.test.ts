@@ -127,6 +127,19 @@ describe('the document pipeline through the MCP gateway (PostgreSQL, direct rout
     assert.equal(gone.error?.data?.['reason'], 'not_found');
   });
 
+  it('deletes only the objects that belong to the document, whatever key another identity wrote into its row', async () => {
+    const victim = await upload('victim.txt', 'text/plain', 'Owner: finance\n');
+    const victimKey = String((await stack.call('archivist', 'get_document', { document_id: victim }, 'viewer')).result?.['s3_key']);
+    const target = await upload('target.txt', 'text/plain', 'Owner: ops\n');
+    // What a role with documents_update could once do: point the row's archive copy at another object.
+    const planted = await callTool(stack.gateway.url, 'documents_update', { document_id: target, status: 'failed', archive_key: victimKey });
+    assert.equal(planted.status, 200, JSON.stringify(planted.body));
+    const deleted = await stack.call('archivist', 'delete_document', { document_id: target }, 'admin');
+    assert.equal(deleted.result?.['deleted'], true, JSON.stringify(deleted.error));
+    assert.ok(!(deleted.result?.['objects_deleted'] as string[]).includes(victimKey));
+    assert.equal((await callTool(stack.gateway.url, 's3_get_object', { key: victimKey })).status, 200, 'the other document\'s upload is still there');
+  });
+
   it('answers bad params, unknown methods and unknown documents with JSON-RPC errors', async () => {
     assert.equal((await stack.call('archivist', 'get_document', { document_id: 'nope' })).error?.code, -32602);
     assert.equal((await stack.call('archivist', 'list_documents', { limit: 101 })).error?.code, -32602);
