@@ -54,10 +54,14 @@ describe('matrix and explain agree with the running sidecar', () => {
             const body = row.kind === 'tool' ? rpc(perTool ?? 'tools/call', { name: row.name, arguments: {} }) : rpc(row.name, { document_id: DOC_ID });
             const res = await h.call(body, { token, path: jsonrpcPath });
             const refused = res.status === 403;
-            // allow-args cells are sent arguments no restriction accepts ({}): refused by design.
-            const expectRefused = !grants(cell) || cell === 'allow-args';
-            const explained = explain(policy, [role], row.kind === 'tool' ? { method: perTool ?? 'tools/call', tool: row.name } : { method: row.name });
-            if (refused !== expectRefused || explained.allowed === expectRefused && cell !== 'allow-args') {
+            // allow-args cells depend on the arguments sent ({} here): explain is asked about those
+            // arguments, schemas included, and must give the sidecar's status exactly.
+            const restricted = cell === 'allow-args';
+            const explained = restricted
+              ? explain(policy, [role], { method: perTool ?? 'tools/call', tool: row.name, params: {} })
+              : explain(policy, [role], row.kind === 'tool' ? { method: perTool ?? 'tools/call', tool: row.name } : { method: row.name });
+            const expectRefused = restricted ? explained.status === 403 : !grants(cell);
+            if (refused !== expectRefused || (restricted ? res.status !== explained.status : explained.allowed === expectRefused)) {
               mismatches.push(`${role} ${row.kind} ${row.name}: matrix ${cell}, explain ${explained.allowed ? 'allow' : explained.code}, sidecar ${res.status} ${String(res.json.error?.data?.reason ?? '')}`);
             }
             if (refused) assert.equal(res.json.error?.code, -32011, `${role} ${row.name}`);
