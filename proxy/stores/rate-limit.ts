@@ -126,6 +126,23 @@ class CoalescingCounter implements PointCounter {
   }
 }
 
+/**
+ * How long until the same request would pass, for Retry-After: the estimate must leave room for
+ * `cost` more points. Within this window only the previous window's weight shrinks; past it, this
+ * window's count becomes the previous one and shrinks in turn.
+ */
+function untilAdmitted(previous: number, current: number, elapsed: number, cost: number, points: number, windowMs: number): number {
+  const toNextWindowMs = (1 - elapsed) * windowMs;
+  if (current + cost <= points) {
+    // previous × (1 − elapsed − t/W) + current + cost ≤ points
+    const excess = previous * (1 - elapsed) + current + cost - points;
+    return previous > 0 ? Math.min(toNextWindowMs, (excess * windowMs) / previous) : 0;
+  }
+  // In the next window: current × (1 − t′/W) + cost ≤ points; a cost above points never fits.
+  if (cost >= points) return toNextWindowMs + windowMs;
+  return toNextWindowMs + ((current + cost - points) * windowMs) / current;
+}
+
 /** One budget (points per window): its counter, and the counts of its last finished window by principal key. */
 interface Budget {
   readonly counter: PointCounter;
@@ -168,11 +185,7 @@ export class SlidingWindowRateLimit implements RateLimitStore {
     const remaining = Math.max(0, Math.floor(rule.points - estimate));
     const toNextWindowMs = windowMs - (now - index * windowMs);
     let resetMs = toNextWindowMs;
-    if (!allowed && previousCount > 0 && current.consumedPoints < rule.points) {
-      // Time for the previous window's weight to shrink enough to admit one more request.
-      const excess = estimate + 1 - rule.points;
-      resetMs = Math.min(toNextWindowMs, (excess * windowMs) / previousCount);
-    }
+    if (!allowed) resetMs = untilAdmitted(previousCount, current.consumedPoints, elapsed, cost, rule.points, windowMs);
     return { allowed, limit: rule.points, remaining, resetSeconds: Math.max(1, Math.ceil(resetMs / 1000)) };
   }
 
