@@ -18,8 +18,10 @@ export interface JournalOptions {
  * appended and fsynced before `add` resolves. Every process on the machine may open the same
  * file (`ca-a2a revoke` beside a running `ca-a2a up`); writers serialise on a lock file made
  * with O_EXCL, readers need no lock because lines are only appended, and compaction replaces
- * the file by rename. A line cut short by a crash was never acknowledged: it is skipped, and the
- * next append starts on a fresh line. Any other unreadable line fails the read (fail closed).
+ * the file by rename. Only a line with its end was fsynced before `add` resolved, so bytes after
+ * the last line end (an append cut short by a crash, or NULs left by a power loss) were never
+ * acknowledged: readers skip them and the next append cuts them off before writing. Any other
+ * unreadable line fails the read (fail closed).
  */
 export class JournalRevocationStore implements RevocationStore {
   readonly #file: string;
@@ -35,13 +37,17 @@ export class JournalRevocationStore implements RevocationStore {
 
   async add(record: RevocationRecord): Promise<boolean> {
     return this.#locked(async () => {
-      const { text, records } = await this.#read();
+      const { records, complete, size } = await this.#read();
       const { revocation: r, revokedAt, revokedBy, reason } = record;
       if (r.kind === 'jti' && records.some((x) => x.revocation.kind === 'jti' && x.revocation.jti === r.jti)) return false;
-      const line = `${text.length > 0 && !text.endsWith('\n') ? '\n' : ''}${JSON.stringify({ revocation: r, revokedAt, revokedBy, reason })}\n`;
       const handle = await open(this.#file, 'a', 0o600);
       try {
-        await handle.appendFile(line);
+        // Left in place, a torn tail would become a complete line that no reader can parse.
+        if (complete < size) {
+          await handle.truncate(complete);
+          await handle.sync();
+        }
+        await handle.appendFile(`${JSON.stringify({ revocation: r, revokedAt, revokedBy, reason })}\n`);
         await handle.sync();
       } finally {
         await handle.close();
@@ -82,25 +88,29 @@ export class JournalRevocationStore implements RevocationStore {
     return (await this.#read()).records.filter((x) => x.revocation.expiresAt > nowSeconds);
   }
 
-  async #read(): Promise<{ text: string; records: RevocationRecord[] }> {
-    let text: string;
+  /** The records of the complete lines; `complete` is their length in bytes, `size` the file's. */
+  async #read(): Promise<{ records: RevocationRecord[]; complete: number; size: number }> {
+    let bytes: Buffer;
     try {
-      text = await readFile(this.#file, 'utf8');
+      bytes = await readFile(this.#file);
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { text: '', records: [] };
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { records: [], complete: 0, size: 0 };
       throw error;
     }
-    const lines = text.split('\n');
+    // Cut in bytes, not characters: `complete` is where `add` truncates, and 0x0a never occurs
+    // inside a multi-byte UTF-8 character.
+    const complete = bytes.lastIndexOf(0x0a) + 1;
+    const lines = bytes.toString('utf8', 0, complete).split('\n').slice(0, -1);
     const records: RevocationRecord[] = [];
     lines.forEach((line, index) => {
       if (line === '') return;
       const record = parseRecord(line);
       if (record) records.push(record);
-      else if (index < lines.length - 1 && !isTornLine(lines, index)) {
+      else if (!isTornLine(lines, index)) {
         throw new Error(`${this.#file}:${index + 1}: not a revocation record`);
       }
     });
-    return { text, records };
+    return { records, complete, size: bytes.length };
   }
 
   async #locked<T>(work: () => Promise<T>): Promise<T> {
@@ -138,8 +148,8 @@ export class JournalRevocationStore implements RevocationStore {
   }
 }
 
-// A crash mid-append leaves a line without its end; the next append starts a new line after it.
-// So a torn line is one that is a prefix of a record and is followed by a complete record line.
+// Journals written before `add` cut torn tails off have them mid-file: the next append started a
+// new line after one. Such a line is a prefix of a record and is followed by a complete record.
 function isTornLine(lines: readonly string[], index: number): boolean {
   const line = lines[index] ?? '';
   return line.startsWith('{"revocation":') && parseRecord(lines[index + 1] ?? '') !== undefined;
