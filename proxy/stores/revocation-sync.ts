@@ -31,7 +31,10 @@ export class RevocationSync {
   readonly #timers: NodeJS.Timeout[] = [];
   #unsubscribe: (() => void) | undefined;
   #retry: NodeJS.Timeout | undefined;
-  #loading: Promise<void> | undefined;
+  /** The last load started or queued; loads run one after another. */
+  #loading: Promise<void> = Promise.resolve();
+  /** A load queued behind the running one and not started yet. */
+  #queued: Promise<void> | undefined;
   #closed = false;
 
   constructor(options: RevocationSyncOptions) {
@@ -62,12 +65,21 @@ export class RevocationSync {
     return this.#o.set.loaded;
   }
 
-  /** Loads every active revocation from the durable store into the set (one load at a time). */
+  /**
+   * Loads every active revocation from the durable store into the set, one load at a time. A call
+   * during a load queues one more load after it, and calls until that one starts share it.
+   */
   reload(): Promise<void> {
-    this.#loading ??= this.#load().finally(() => {
-      this.#loading = undefined;
-    });
-    return this.#loading;
+    // Not the running load: it may have read the store before the event behind this call (a
+    // subscriber ready, a journal change), and the next resync would come too late.
+    if (this.#queued) return this.#queued;
+    const load = async (): Promise<void> => {
+      this.#queued = undefined;
+      await this.#load();
+    };
+    this.#loading = this.#loading.then(load, load);
+    this.#queued = this.#loading;
+    return this.#queued;
   }
 
   async #load(): Promise<void> {
