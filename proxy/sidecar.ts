@@ -264,9 +264,24 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     const path = runtime.policy.upstreamMetricsPath;
     return path === undefined ? undefined : `${new URL(runtime.policy.upstream).origin}${path}`;
   });
-  const egress = options.egressListen === undefined ? undefined : await startEgress(options.egressListen);
-  const address = await listen(server, options.listen ?? '127.0.0.1:0');
-  const adminAddress = await listen(adminServer, options.adminListen ?? '127.0.0.1:0');
+  let egress: Awaited<ReturnType<typeof startEgress>> | undefined;
+  let address: Awaited<ReturnType<typeof listen>>;
+  let adminAddress: Awaited<ReturnType<typeof listen>>;
+  try {
+    egress = options.egressListen === undefined ? undefined : await startEgress(options.egressListen);
+    address = await listen(server, options.listen ?? '127.0.0.1:0');
+    adminAddress = await listen(adminServer, options.adminListen ?? '127.0.0.1:0');
+  } catch (error) {
+    // A start that fails leaves nothing serving: no proxied port without its /ready and /metrics,
+    // no egress port handing out this service's tokens.
+    watcher?.close();
+    server.close();
+    adminServer.close();
+    await egress?.close();
+    await Promise.all([...forwarders.values()].map((forwarder) => forwarder.close()));
+    await stores.close();
+    throw error;
+  }
   void keySources.values().next().value?.warm().then((error) => {
     if (error) logger.warn({ event_type: 'jwks_unavailable', issuer: initial.auth.issuer, err: error.message }, 'issuer keys not fetched yet; tokens are refused until they are');
   });
