@@ -31,18 +31,18 @@ export class ShadowPolicySource {
     return this.#policy;
   }
 
-  /** Reloads; true when the candidate changed. A broken candidate is logged and the previous one kept. */
-  reload(): boolean {
+  /** Reloads the candidate. A broken one is logged and the previous one kept ('failed'). */
+  reload(): 'changed' | 'unchanged' | 'failed' {
     try {
       const next = this.#load();
-      if (next.version === this.#policy.version) return false;
+      if (next.version === this.#policy.version) return 'unchanged';
       this.#policy = next;
       this.#audit.event('shadow_policy_reloaded', { shadow_version: next.version }, 'shadow policy reloaded');
-      return true;
+      return 'changed';
     } catch (error) {
       const problems = isPolicyLoadError(error) ? error.problems.map(formatProblem) : [(error as Error).message];
       this.#audit.event('shadow_policy_reload_failed', { shadow_version: this.#policy.version, problems }, 'shadow policy reload refused; previous candidate kept', 'error');
-      return false;
+      return 'failed';
     }
   }
 

@@ -149,14 +149,15 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   const reload = async (): Promise<string> => {
     try {
       const next = loadPolicy(options.policyFile, overrides);
-      const shadowChanged = shadow?.reload() ?? false;
-      if (next.version !== runtime.policy.version || shadowChanged) {
+      const shadowOutcome = shadow?.reload() ?? 'unchanged';
+      if (next.version !== runtime.policy.version || shadowOutcome === 'changed') {
         runtime = build(next);
         watcher?.close();
         watcher = watchFiles(next);
         audit.event('policy_reloaded', { policy_version: next.version }, 'policy reloaded');
       }
-      metrics.policyReloads.inc({ service, result: 'success' });
+      // A broken shadow file is a failed reload too: the candidate in use is not the one on disk.
+      metrics.policyReloads.inc({ service, result: shadowOutcome === 'failed' ? 'failure' : 'success' });
     } catch (error) {
       metrics.policyReloads.inc({ service, result: 'failure' });
       const problems = isPolicyLoadError(error) ? error.problems.map(formatProblem) : [(error as Error).message];

@@ -35,9 +35,10 @@ const doc = { document_id: DOC_ID };
 describe('shadow policy (--shadow-policy)', () => {
   let issuer: TestIssuer;
   let h: Harness;
+  let shadowFile: string;
   before(async () => {
     issuer = await startTestIssuer();
-    const shadowFile = writePolicy(service('shadowed', candidateRbac()));
+    shadowFile = writePolicy(service('shadowed', candidateRbac()));
     h = await startHarness({ issuer, policyFile: writePolicy(service('shadowed', RBAC_FILE)), sidecar: { shadowPolicyFile: shadowFile } });
   });
   after(async () => {
@@ -87,6 +88,19 @@ describe('shadow policy (--shadow-policy)', () => {
     const requestLines = h.audit.lines.filter((line) => line.request_id !== undefined);
     assert.ok(requestLines.length >= 4);
     for (const line of requestLines) assert.equal(line.policy_version, h.sidecar.policy().version, JSON.stringify(line));
+  });
+
+  it('counts a broken candidate as a failed reload and keeps the previous one', async () => {
+    const candidate = h.audit.events('shadow_disagreement').at(-1)?.shadow_version;
+    const reloads = (result: string) => h.metric('ca_a2a_policy_reloads_total', { service: 'shadowed', result });
+    const [successes, failures] = [await reloads('success'), await reloads('failure')];
+    writeFileSync(shadowFile, 'service: shadowed\nrbac: [not, a, path]\n');
+    await h.sidecar.reload();
+    assert.equal(await reloads('failure'), failures + 1);
+    assert.equal(await reloads('success'), successes);
+    assert.ok(h.audit.events('shadow_policy_reload_failed').length >= 1);
+    await h.call(rpc('get_document', doc), { token: await as('viewer') });
+    assert.equal(h.audit.events('shadow_disagreement').at(-1)?.shadow_version, candidate, 'the previous candidate still decides');
   });
 
   it('refuses to start with a candidate for another service', async () => {
