@@ -1,3 +1,4 @@
+import { createSchemaCompiler } from '../policy/ajv.js';
 import type { RevokeRequest } from '../stores/revoker.js';
 
 /** A body the admin API refuses with 400; `message` is safe to show. */
@@ -33,15 +34,40 @@ function text(value: unknown, name: string): string {
   return value;
 }
 
-/** An ISO 8601 date-time with a zone (or epoch seconds) → epoch seconds. */
+// The admin sidecar checks these fields against `format: date-time` (RFC 3339 §5.6, ajv-formats);
+// the same compiler here makes the API accept exactly what the sidecar lets through.
+const isDateTime = createSchemaCompiler().compile<string>({ type: 'string', format: 'date-time' });
+// The parts of a value isDateTime accepted: T, t or whitespace between date and time (RFC 3339
+// §5.6 note), seconds up to 60 (a leap second, §5.7), a zone Z, z, ±hh, ±hhmm or ±hh:mm.
+const DATE_TIME_PARTS = /^(\d{4}-\d\d-\d\d)[t\s](\d\d:\d\d):(\d\d)(\.\d+)?(z|[+-]\d\d(?::?\d\d)?)$/i;
+
+// What the API and `ca-a2a revoke` took before: ISO 8601 with a zone, seconds optional.
+const ISO_8601 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/;
+
+/** An RFC 3339 date-time, or an ISO 8601 one with a zone (or epoch seconds) → epoch seconds. */
 export function time(value: unknown, name: string): number {
   if (typeof value === 'number' && Number.isFinite(value)) return value;
-  if (typeof value === 'string' && /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/.test(value)) {
+  if (typeof value === 'string' && ISO_8601.test(value)) {
     const ms = Date.parse(value);
     if (Number.isFinite(ms)) return ms / 1000;
   }
-  throw new BadRequest(`${name} must be an ISO 8601 date-time with a time zone, e.g. 2025-01-31T12:00:00Z`);
+  const parts = typeof value === 'string' && isDateTime(value) ? DATE_TIME_PARTS.exec(value) : null;
+  if (parts) {
+    const [, date, hoursMinutes, seconds, fraction = '', zone = ''] = parts;
+    // Date.parse knows no leap second: 23:59:60 is the instant after 23:59:59, as in POSIX time.
+    const leap = seconds === '60' ? 1000 : 0;
+    const ms = Date.parse(`${date}T${hoursMinutes}:${leap ? '59' : seconds}${fraction}${isoZone(zone)}`) + leap;
+    if (Number.isFinite(ms)) return ms / 1000;
+  }
+  throw new BadRequest(`${name} must be an RFC 3339 date-time with a time zone, e.g. 2025-01-31T12:00:00Z`);
 }
+
+function isoZone(zone: string): string {
+  if (zone.toUpperCase() === 'Z') return 'Z';
+  return `${zone.slice(0, 3)}:${zone.length > 3 ? zone.slice(-2) : '00'}`;
+}
+
+const MAX_REVOKED_BY = 200; // the revoker's limit (stores/revoker.ts)
 
 /** Who made the request, from the identity headers the sidecar sets (and strips from clients). */
 export function requester(headers: Record<string, string | string[] | undefined>): string {
@@ -51,6 +77,7 @@ export function requester(headers: Record<string, string | string[] | undefined>
   };
   const subject = one('x-ca-a2a-subject');
   const client = one('x-ca-a2a-client-id');
-  if (subject && client && client !== subject) return `${subject} (${client})`;
+  // Two 100-character names plus " ()" would exceed what the revoker stores.
+  if (subject && client && client !== subject) return `${subject} (${client})`.slice(0, MAX_REVOKED_BY);
   return subject ?? client ?? 'unknown';
 }

@@ -1,0 +1,82 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { startAdminApi, type AdminApi } from '../../proxy/admin-api/start.js';
+import { AuditCapture } from '../helpers/audit-capture.js';
+import { rpc, startHarness, type Harness } from '../helpers/harness.js';
+import { startTestIssuer, type TestIssuer } from '../helpers/test-issuer.js';
+
+const ADMIN = { sub: 'ops-alice', azp: 'ops-console', realm_access: { roles: ['admin'] } };
+
+describe('admin API behind the admin sidecar', () => {
+  let issuer: TestIssuer;
+  let api: AdminApi;
+  let apiAudit: AuditCapture;
+  let admin: Harness;
+
+  before(async () => {
+    const stores = { dataDir: mkdtempSync(join(tmpdir(), 'ca-a2a-admin-')) };
+    issuer = await startTestIssuer();
+    apiAudit = new AuditCapture();
+    api = await startAdminApi({ listen: '127.0.0.1:0', stores, logDestination: apiAudit });
+    admin = await startHarness({ service: 'admin', issuer, sidecar: { upstream: api.url, stores } });
+  });
+  after(async () => {
+    await admin?.close();
+    await api?.close();
+    await issuer?.close();
+  });
+
+  const revokedJtis = (): unknown[] => apiAudit.events('token_revoked').map((line) => line.jti);
+
+  it('refuses a batch of revocations at the sidecar with -32600 and revokes nothing', async () => {
+    const token = await issuer.sign(ADMIN);
+    const batch = [rpc('revoke_token', { jti: 'batch-a', reason: 'leak' }, 1), rpc('revoke_token', { jti: 'batch-b', reason: 'leak' }, 2)];
+    const res = await admin.call(batch, { token });
+    assert.equal(res.status, 400);
+    assert.equal(res.json.error?.code, -32600);
+    assert.equal(res.json.error?.data?.reason, 'jsonrpc.batch_too_large');
+    assert.deepEqual(revokedJtis().filter((jti) => String(jti).startsWith('batch-')), []);
+  });
+
+  it('answers a batch of one with invalid request, not method not found, and revokes nothing', async () => {
+    const token = await issuer.sign(ADMIN);
+    const res = await admin.call([rpc('revoke_token', { jti: 'batch-one', reason: 'leak' })], { token });
+    assert.equal(res.json.error?.code, -32600);
+    assert.match(res.json.error?.message ?? '', /one call per request/);
+    assert.ok(!revokedJtis().includes('batch-one'));
+  });
+
+  it('revokes for an admin whose subject and client id are both 100 characters, recording 200 of them', async () => {
+    const token = await issuer.sign({ ...ADMIN, sub: 's'.repeat(100), azp: 'c'.repeat(100) });
+    const res = await admin.call(rpc('revoke_token', { jti: 'long-names', reason: 'leak' }), { token });
+    const result = res.json.result as { revocation?: { revoked_by?: string } } | undefined;
+    assert.equal(res.json.error, undefined, JSON.stringify(res.json));
+    const revokedBy = result?.revocation?.revoked_by ?? '';
+    assert.equal(revokedBy.length, 200);
+    assert.ok(revokedBy.startsWith(`${'s'.repeat(100)} (ccc`));
+  });
+
+  it('accepts every date-time the sidecar accepts: lower-case t and z, a space, a leap second', async () => {
+    const token = await issuer.sign(ADMIN);
+    const cases = [
+      ['2025-01-31t12:00:00z', '2025-01-31T12:00:00.000Z'],
+      ['2025-01-31 12:00:00+01:00', '2025-01-31T11:00:00.000Z'],
+      ['2016-12-31T23:59:60Z', '2017-01-01T00:00:00.000Z'],
+    ] as const;
+    for (const [before, notAfter] of cases) {
+      const res = await admin.call({ before, reason: 'key rotated' }, { token, path: '/admin/revoke-before' });
+      assert.equal(res.status, 200, `${before}: ${JSON.stringify(res.json)}`);
+      assert.equal((res.json.revocation as { not_after?: string }).not_after, notAfter);
+    }
+  });
+
+  it('refuses at the sidecar a time that is not an RFC 3339 date-time', async () => {
+    const token = await issuer.sign(ADMIN);
+    const res = await admin.call({ before: '2025-01-31T12:00Z', reason: 'key rotated' }, { token, path: '/admin/revoke-before' });
+    assert.equal(res.status, 400);
+    assert.equal(res.json.error?.data?.reason, 'params.invalid');
+  });
+});
