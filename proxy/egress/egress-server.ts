@@ -31,14 +31,39 @@ export interface EgressDeps {
  * answer back unchanged. It never retries: the agent decides whether a call may be repeated.
  */
 export function createEgressServer(deps: EgressDeps): { server: Server; close(): Promise<void> } {
+  // undici fixes a pool's timeouts when it is built, so pools are keyed by origin and timeout:
+  // a reload that changes timeout_ms gets new pools instead of keeping the first policy's.
   const pools = new Map<string, Pool>();
+  const poolKey = (origin: string, timeoutMs: number): string => `${timeoutMs} ${origin}`;
   const poolFor = (origin: string, timeoutMs: number): Pool => {
-    let pool = pools.get(origin);
+    const key = poolKey(origin, timeoutMs);
+    let pool = pools.get(key);
     if (!pool) {
       pool = new Pool(origin, { connections: 64, keepAliveTimeout: 30_000, headersTimeout: timeoutMs, bodyTimeout: timeoutMs, connectTimeout: Math.min(timeoutMs, 5_000) });
-      pools.set(origin, pool);
+      pools.set(key, pool);
     }
     return pool;
+  };
+  const wantedKeys = new WeakMap<ServicePolicy, ReadonlySet<string>>();
+  const wantedBy = (policy: ServicePolicy): ReadonlySet<string> => {
+    let keys = wantedKeys.get(policy);
+    if (!keys) {
+      const egress = policy.egress;
+      keys = new Set(egress ? [...egress.targets.values()].map((target) => poolKey(new URL(target.url).origin, egress.timeoutMs)) : []);
+      wantedKeys.set(policy, keys);
+    }
+    return keys;
+  };
+  // Closes the pools the live policy no longer uses (a removed target, an old timeout). undici's
+  // close() lets requests already dispatched on a pool finish, and a pool is taken and used in
+  // one synchronous step, so no request is cut off.
+  const retireUnused = (policy: ServicePolicy): void => {
+    const wanted = wantedBy(policy);
+    for (const [key, pool] of pools) {
+      if (wanted.has(key)) continue;
+      pools.delete(key);
+      void pool.close();
+    }
   };
 
   // Built once per policy version, like the inbound pipeline.
@@ -54,6 +79,7 @@ export function createEgressServer(deps: EgressDeps): { server: Server; close():
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const policy = deps.policy();
+    retireUnused(policy);
     const service = policy.service;
     const ctx = createContext(req, policy, randomUUID(), req.socket.remoteAddress ?? '', performance.now());
     const refuse = (refusal: Denial, target: string): void => {
