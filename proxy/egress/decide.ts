@@ -23,6 +23,9 @@ export function egressCalls(target: EgressTarget, path: string, body: Buffer, ma
     calls.push(toolCall(0, undefined, 'tools/call', { name: tool, arguments: args }));
   } else {
     const items = Array.isArray(parsed.value) ? parsed.value : [parsed.value];
+    // JSON-RPC 2.0 §6: an empty batch is an invalid request; the target would refuse it anyway,
+    // so it must not leave the task with our token and a fresh proof.
+    if (items.length === 0) return denial('jsonrpc.invalid_request', 'empty batch');
     for (let index = 0; index < items.length; index++) {
       const envelope = readEnvelope(items[index], index);
       if (!envelope.ok) return denial('jsonrpc.invalid_request', envelope.detail);

@@ -55,7 +55,7 @@ describe('egress: an agent calls another service through its sidecar, holding no
 
   const post = async (path: string, body: unknown) => {
     const res = await request(`${orchestrator.egressUrl}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-    return { status: res.statusCode, json: (await res.body.json()) as { result?: unknown; error?: { data?: { reason?: string } } } };
+    return { status: res.statusCode, json: (await res.body.json()) as { result?: unknown; error?: { code?: number; data?: { reason?: string } } } };
   };
 
   it('delivers an allowed call with a DPoP-bound token and the caller identity', async () => {
@@ -95,6 +95,15 @@ describe('egress: an agent calls another service through its sidecar, holding no
     assert.equal(unknown.json.error?.data?.reason, 'authz.egress_denied');
     assert.equal(archivistAgent.requests.length, count);
     assert.ok(audit.events('authorization').some((line) => line.code === 'authz.egress_denied'));
+  });
+
+  it('refuses an empty batch locally with 400 and -32600, sending nothing to the target', async () => {
+    const count = wire.requests.length;
+    const res = await post('/validator/message', []);
+    assert.equal(res.status, 400);
+    assert.equal(res.json.error?.code, -32600);
+    assert.equal(res.json.error?.data?.reason, 'jsonrpc.invalid_request');
+    assert.equal(wire.requests.length, count);
   });
 
   it('returns the target’s JSON-RPC errors unchanged', async () => {
