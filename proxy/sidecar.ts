@@ -144,7 +144,6 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   let draining = false;
   let inFlight = 0;
   metrics.inFlight.sample({ service }, () => inFlight);
-  let watcher: PolicyWatcher | undefined;
 
   const reload = async (): Promise<string> => {
     try {
@@ -152,8 +151,6 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
       const shadowOutcome = shadow?.reload() ?? 'unchanged';
       if (next.version !== runtime.policy.version || shadowOutcome === 'changed') {
         runtime = build(next);
-        watcher?.close();
-        watcher = watchFiles(next);
         audit.event('policy_reloaded', { policy_version: next.version }, 'policy reloaded');
       }
       // A broken shadow file is a failed reload too: the candidate in use is not the one on disk.
@@ -163,11 +160,12 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
       const problems = isPolicyLoadError(error) ? error.problems.map(formatProblem) : [(error as Error).message];
       audit.event('policy_reload_failed', { policy_version: runtime.policy.version, problems }, 'policy reload refused; previous policy kept', 'error');
     }
+    // After every attempt, the directories of the policy in force (one swapped meanwhile, watched anew).
+    watcher?.update(watchedFiles(runtime.policy));
     return runtime.policy.version;
   };
-  const watchFiles = (policy: ServicePolicy): PolicyWatcher | undefined =>
-    options.watchPolicy === false ? undefined : new PolicyWatcher([...policy.files, ...(shadow?.files() ?? [])], () => void reload());
-  watcher = watchFiles(initial);
+  const watchedFiles = (policy: ServicePolicy): string[] => [...policy.files, ...(shadow?.files() ?? [])];
+  const watcher = options.watchPolicy === false ? undefined : new PolicyWatcher(watchedFiles(initial), () => void reload());
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const current = runtime;

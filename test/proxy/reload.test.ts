@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
 import { DOC_ID, RBAC_FILE, rpc, startHarness, writePolicy, type Harness } from '../helpers/harness.js';
@@ -61,5 +64,66 @@ describe('policy hot reload', () => {
     assert.ok(problems.some((problem) => /service\.yaml:\d+:\d+ .*parms/.test(problem)));
     assert.equal((await h.call(rpc('get_document', { document_id: DOC_ID }), { token: await h.issuer.sign() })).status, 200);
     writeFileSync(file, good);
+  });
+});
+
+describe('policy hot reload: edits the watcher must not miss', () => {
+  const listed = async (h: Harness): Promise<number> => (await h.call(rpc('list_documents', { limit: 5 }), { token: await h.issuer.sign() })).status;
+
+  it('applies a $ref schema file created after the reload that missed it', async () => {
+    const file = writePolicy(base);
+    const h = await startHarness({ policyFile: file, sidecar: { watchPolicy: true } });
+    try {
+      const failures = await h.metric('ca_a2a_policy_reloads_total', { result: 'failure' });
+      writeFileSync(file, `${base}  list_documents: { params: { $ref: ./list.json } }\n`);
+      await waitFor(async () => (await h.metric('ca_a2a_policy_reloads_total', { result: 'failure' })) > failures);
+      writeFileSync(join(file, '..', 'list.json'), JSON.stringify({ type: 'object', properties: { limit: { type: 'integer' } } }));
+      await waitFor(async () => (await listed(h)) === 200);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('applies an edit that lands while a reload is running', async () => {
+    // A large roles file makes the reload take a while (hundreds of ms); another process edits the
+    // service file while it runs, after the reload has read it.
+    const dir = mkdtempSync(join(tmpdir(), 'ca-a2a-reload-race-'));
+    const rbac = join(dir, 'rbac.yaml');
+    const filler = Array.from({ length: 3000 }, (_, i) => `  filler-${i}:\n    allow: [get_document, list_*]\n`).join('');
+    writeFileSync(rbac, `${readFileSync(RBAC_FILE, 'utf8')}${filler}`);
+    const file = join(dir, 'service.yaml');
+    writeFileSync(file, base.replace(`rbac: ${RBAC_FILE}`, 'rbac: ./rbac.yaml'));
+    const h = await startHarness({ policyFile: file, sidecar: { watchPolicy: true } });
+    try {
+      appendFileSync(rbac, '  extra:\n    allow: [get_document]\n');
+      const editor = spawn('sh', ['-c', `sleep 0.05; printf '  list_documents: {}\\n' >> '${file}'`], { stdio: 'ignore' });
+      await h.sidecar.reload();
+      await new Promise((resolve) => editor.once('exit', resolve));
+      assert.match(readFileSync(file, 'utf8'), /list_documents/);
+      await waitFor(async () => (await listed(h)) === 200);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('follows a policy directory swapped behind a symlink (a new release)', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'ca-a2a-reload-swap-'));
+    for (const [release, text] of [['release-1', base], ['release-2', `${base}  list_documents: {}\n`]] as const) {
+      mkdirSync(join(root, release));
+      writeFileSync(join(root, release, 'service.yaml'), text);
+    }
+    symlinkSync('release-1', join(root, 'current'));
+    const h = await startHarness({ policyFile: join(root, 'current', 'service.yaml'), sidecar: { watchPolicy: true } });
+    try {
+      assert.equal(await listed(h), 403);
+      symlinkSync('release-2', join(root, 'next'));
+      renameSync(join(root, 'next'), join(root, 'current'));
+      await waitFor(async () => (await listed(h)) === 200);
+      // And the new release's own edits are seen too.
+      writeFileSync(join(root, 'release-2', 'service.yaml'), base);
+      await waitFor(async () => (await listed(h)) === 403);
+    } finally {
+      await h.close();
+    }
   });
 });
