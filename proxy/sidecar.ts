@@ -148,6 +148,7 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   const reload = async (): Promise<string> => {
     try {
       const next = loadPolicy(options.policyFile, overrides);
+      if (options.egressListen !== undefined) refuseEgressIdentityChange(next);
       const shadowOutcome = shadow?.reload() ?? 'unchanged';
       if (next.version !== runtime.policy.version || shadowOutcome === 'changed') {
         runtime = build(next);
@@ -163,6 +164,12 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     // After every attempt, the directories of the policy in force (one swapped meanwhile, watched anew).
     watcher?.update(watchedFiles(runtime.policy));
     return runtime.policy.version;
+  };
+  // The egress token source is built once, for the client whose secret this process was given:
+  // a reload cannot move it to another client or issuer, and must not look as if it had.
+  const refuseEgressIdentityChange = (next: ServicePolicy): void => {
+    const [was, is] = [`${initial.egress?.clientId} at ${initial.auth.issuer}`, `${next.egress?.clientId} at ${next.auth.issuer}`];
+    if (is !== was) throw new Error(`egress calls as ${was} until a restart (the client secret belongs to that client); this edit would make it ${is}`);
   };
   const watchedFiles = (policy: ServicePolicy): string[] => [...policy.files, ...(shadow?.files() ?? [])];
   const watcher = options.watchPolicy === false ? undefined : new PolicyWatcher(watchedFiles(initial), () => void reload());

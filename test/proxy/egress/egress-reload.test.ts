@@ -84,6 +84,15 @@ describe('egress: a policy reload applies to outbound calls', () => {
     assert.equal(await extract(), 200);
   });
 
+  it('refuses a reload that would move egress to another client, keeping the policy in force', async () => {
+    await reloadWith(5_000);
+    const version = orchestrator.policy().version;
+    writeFileSync(policyFile, orchestratorPolicy(5_000).replace('  client_id: orchestrator\n', '  client_id: extractor\n'));
+    assert.equal(await orchestrator.reload(), version);
+    assert.equal(await orchestrator.metrics.registry.getSingleMetricAsString('ca_a2a_policy_reloads_total').then((text) => /result="failure"[^\n]* 1$/m.test(text)), true);
+    assert.equal(await extract(), 200, 'egress still calls as the orchestrator');
+  });
+
   it('after a reload back to 300 ms answers 504, lets a call in flight finish, and closes the old connections', async () => {
     await reloadWith(5_000);
     const arrived = once(arrivals, 'request');
