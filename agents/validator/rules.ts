@@ -44,7 +44,9 @@ function isIsoDate(value: string): boolean {
 const FORMATS: readonly { readonly name: string; readonly applies: RegExp; readonly valid: (value: string) => boolean }[] = [
   { name: 'date', applies: /(^|_)(date|due|issued)($|_)|_at$/, valid: isIsoDate },
   { name: 'amount', applies: /(^|_)(amount|total|price|cost|subtotal|tax)($|_)/, valid: (v) => /^-?\d{1,15}([.,]\d{1,4})?( ?[A-Z]{3}|€|\$)?$/.test(v.replace(/^[€$] ?/, '').replace(/(\d),(\d{3})/g, '$1$2')) },
-  { name: 'email', applies: /(^|_)e?mail($|_)/, valid: (v) => /^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(v) },
+  // Length first (RFC 5321 §4.5.3.1.3: a path is at most 256 octets): on a long value the pattern
+  // backtracks in time quadratic in its length, and an uploaded document decides that length.
+  { name: 'email', applies: /(^|_)e?mail($|_)/, valid: (v) => v.length <= 254 && /^[^\s@]+@[^\s@.]+(\.[^\s@.]+)+$/.test(v) },
 ];
 
 function str(value: unknown): string | undefined {
