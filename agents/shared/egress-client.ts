@@ -75,7 +75,14 @@ async function post(url: string, body: unknown, timeoutMs: number): Promise<{ st
     const cause = (error as { cause?: { code?: string } }).cause?.code ?? (error as Error).name;
     throw new EgressError('transport', 0, 'unreachable', `${new URL(url).pathname}: ${cause}`);
   }
-  const text = await response.text();
+  let text: string;
+  try {
+    text = await response.text();
+  } catch (error) {
+    // The answer stalled past the timeout or was cut mid-body: the hop failed, as above.
+    const cause = (error as { cause?: { code?: string } }).cause?.code ?? (error as Error).name;
+    throw new EgressError('transport', response.status, 'unreachable', `${new URL(url).pathname}: answer cut off (${cause})`);
+  }
   try {
     return { status: response.status, json: JSON.parse(text) as unknown };
   } catch {
