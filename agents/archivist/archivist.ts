@@ -71,10 +71,11 @@ export function archivistHandlers(egress: EgressClient): Record<string, MethodHa
         throw new AgentError('conflict', `document ${documentId} is being processed; delete it once it is archived or failed`, { current_status: doc.status });
       }
       // Objects first: a failure leaves the row, so the delete can be retried and nothing is orphaned.
-      // The archive copy is the one this agent names (archiveKeyFor), whatever the row's
-      // archive_key says: a row written by another identity must not choose what gets deleted.
+      // Only the document's own objects: its upload under uploads/<document_id>/ and the archive
+      // copy this agent names (archiveKeyFor), whatever keys the row holds. The row is written by
+      // other identities, and must not choose what gets deleted.
       const removed = [];
-      if (await deleteIfPresent(egress, doc.s3_key)) removed.push(doc.s3_key);
+      if (doc.s3_key.startsWith(`uploads/${documentId}/`) && (await deleteIfPresent(egress, doc.s3_key))) removed.push(doc.s3_key);
       const archiveKey = archiveKeyFor(doc);
       if (archiveKey !== doc.s3_key && (await deleteIfPresent(egress, archiveKey))) removed.push(archiveKey);
       await egress.callTool('documents_delete', { document_id: documentId });

@@ -138,6 +138,16 @@ describe('the document pipeline through the MCP gateway (PostgreSQL, direct rout
     assert.equal(deleted.result?.['deleted'], true, JSON.stringify(deleted.error));
     assert.ok(!(deleted.result?.['objects_deleted'] as string[]).includes(victimKey));
     assert.equal((await callTool(stack.gateway.url, 's3_get_object', { key: victimKey })).status, 200, 'the other document\'s upload is still there');
+
+    // A row whose upload key is another document's archive copy.
+    const archived = `archive/${victim}/victim.txt`;
+    assert.equal((await callTool(stack.gateway.url, 's3_put_object', { key: archived, content_base64: Buffer.from('kept').toString('base64'), content_type: 'text/plain' })).status, 200);
+    const forged = crypto.randomUUID();
+    const created = await callTool(stack.gateway.url, 'documents_create', { document_id: forged, filename: 'x.txt', content_type: 'text/plain', s3_key: archived, size_bytes: 4, sha256: '0'.repeat(64) });
+    assert.equal(created.status, 200, JSON.stringify(created.body));
+    const removed = await stack.call('archivist', 'delete_document', { document_id: forged }, 'admin');
+    assert.deepEqual(removed.result?.['objects_deleted'], []);
+    assert.equal((await callTool(stack.gateway.url, 's3_get_object', { key: archived })).status, 200, 'the other document\'s archive copy is still there');
   });
 
   it('answers bad params, unknown methods and unknown documents with JSON-RPC errors', async () => {
