@@ -196,9 +196,12 @@ function expire(exchange: Exchange): void {
 
 function responseHeaders(ctx: RequestContext, upstream: IncomingHttpHeaders): Record<string, string | string[]> {
   const headers: Record<string, string | string[]> = {};
+  // Headers the agent's Connection header names are hop-by-hop too (RFC 9110 §7.6.1).
+  const connection = upstream.connection;
+  const connectionListed = connectionListedHeaders(Array.isArray(connection) ? connection.join(',') : connection);
   for (const name in upstream) {
     const value = upstream[name];
-    if (value !== undefined && !DROPPED_RESPONSE_HEADERS.has(name)) headers[name] = value;
+    if (value !== undefined && !DROPPED_RESPONSE_HEADERS.has(name) && connectionListed?.has(name) !== true) headers[name] = value;
   }
   Object.assign(headers, ctx.responseHeaders);
   headers['x-ca-a2a-request-id'] = ctx.requestId;

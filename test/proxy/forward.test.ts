@@ -194,6 +194,28 @@ describe('forwarding to the upstream', () => {
       }
     });
 
+    it('drops the response headers the agent\'s Connection header names, as hop-by-hop', async () => {
+      const answer = '{"jsonrpc":"2.0","id":9,"result":{}}';
+      const upstream = await streamingUpstream((res) => {
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': answer.length, connection: 'keep-alive, X-Internal-Route', 'x-internal-route': 'pod-7', 'x-kept': 'yes' });
+        res.end(answer);
+      });
+      const side = await through(upstream);
+      try {
+        const response = await request(`${side.sidecar.url}/message`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${await side.issuer.sign()}` },
+          body: JSON.stringify(call()),
+        });
+        assert.equal(await response.body.text(), answer);
+        assert.equal(response.headers['x-internal-route'], undefined);
+        assert.equal(response.headers['x-kept'], 'yes');
+      } finally {
+        await side.close();
+        await upstream.close();
+      }
+    });
+
     it('passes a small answer of known length that comes in two pieces whole, and serves the next request on the connection', async () => {
       const answer = '{"jsonrpc":"2.0","id":9,"result":"in two pieces"}';
       const upstream = await streamingUpstream((res) => {
