@@ -3,7 +3,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { request } from 'undici';
+import { request, type Dispatcher } from 'undici';
 import { rawJson, rawRequest } from '../helpers/raw-http.js';
 import { DOC_ID, RBAC_FILE, rpc, startHarness, writePolicy, type Harness } from '../helpers/harness.js';
 
@@ -167,6 +167,15 @@ describe('forwarding to the upstream', () => {
       return startHarness({ policyFile: writePolicy(policy(upstream.url)), sidecar: { upstream: upstream.url } });
     }
 
+    /** One authenticated call through the sidecar, the answer left to the test to read. */
+    async function postCall(side: Harness): Promise<Dispatcher.ResponseData> {
+      return request(`${side.sidecar.url}/message`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${await side.issuer.sign()}` },
+        body: JSON.stringify(call()),
+      });
+    }
+
     it('passes a large answer through byte for byte, with a client slower than the upstream timeout', async () => {
       const payload = randomBytes(8 * 1024 * 1024);
       const upstream = await streamingUpstream((res) => {
@@ -202,11 +211,7 @@ describe('forwarding to the upstream', () => {
       });
       const side = await through(upstream);
       try {
-        const response = await request(`${side.sidecar.url}/message`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json', authorization: `Bearer ${await side.issuer.sign()}` },
-          body: JSON.stringify(call()),
-        });
+        const response = await postCall(side);
         assert.equal(await response.body.text(), answer);
         assert.equal(response.headers['x-internal-route'], undefined);
         assert.equal(response.headers['x-kept'], 'yes');
@@ -287,11 +292,7 @@ describe('forwarding to the upstream', () => {
       });
       const side = await through(upstream);
       try {
-        const response = await request(`${side.sidecar.url}/message`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json', authorization: `Bearer ${await side.issuer.sign()}` },
-          body: JSON.stringify(call()),
-        });
+        const response = await postCall(side);
         assert.equal(response.statusCode, 200);
         for await (const chunk of response.body) {
           assert.match(String(chunk), /data: tick/);
