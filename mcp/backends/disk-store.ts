@@ -57,7 +57,9 @@ export async function createDiskStore(dir: string): Promise<ObjectStore> {
     isTransient: () => false,
     head,
     async list(prefix, limit, continuation) {
-      const after = continuation ? Buffer.from(continuation, 'base64url').toString('utf8') : undefined;
+      // Keys compare as UTF-8 bytes, the order S3 lists in; JavaScript's < compares UTF-16 units,
+      // which puts U+E000..U+FFFF after the characters beyond U+FFFF.
+      const after = continuation ? Buffer.from(continuation, 'base64url') : undefined;
       const summaries: ObjectSummary[] = [];
       for (const entry of await readdir(dir)) {
         if (!entry.endsWith(SUFFIX)) continue;
@@ -65,10 +67,9 @@ export async function createDiskStore(dir: string): Promise<ObjectStore> {
           if (missing(err)) return undefined; // deleted while listing
           throw err;
         });
-        if (!h || !h.key.startsWith(prefix) || (after !== undefined && h.key <= after)) continue;
+        if (!h || !h.key.startsWith(prefix) || (after !== undefined && Buffer.compare(Buffer.from(h.key), after) <= 0)) continue;
         summaries.push({ key: h.key, size: h.size, last_modified: h.last_modified });
       }
-      // S3 lists in UTF-8 binary order; compare the same way rather than by locale.
       summaries.sort((a, b) => Buffer.compare(Buffer.from(a.key), Buffer.from(b.key)));
       const page = summaries.slice(0, limit);
       const last = page[page.length - 1];

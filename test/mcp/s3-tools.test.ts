@@ -69,6 +69,26 @@ for (const backend of backends) {
       assert.equal(second.body.next_continuation, undefined);
     });
 
+    // The local-disk bucket only: s3rver, the test's S3 server, compares keys as JavaScript strings
+    // and loses the same key; AWS S3 lists in UTF-8 binary order, and the S3 backend passes its
+    // continuation token through untouched.
+    if (!backend.s3) {
+      it('pages through keys beyond ASCII in UTF-8 byte order, losing none', async () => {
+        // ﬁ (U+FB01) sorts before 😀 (U+1F600) in UTF-8 bytes, after it in UTF-16 units.
+        const keys = ['uploads/utf8/a.txt', 'uploads/utf8/z.txt', 'uploads/utf8/\uFB01le.txt', 'uploads/utf8/\u{1F600}.txt'];
+        for (const key of keys) assert.equal((await callTool(gw.url, 's3_put_object', { key, content_base64: b64('x'), content_type: 'text/plain' })).status, 200);
+        const seen: string[] = [];
+        let continuation: unknown;
+        do {
+          const page = await callTool(gw.url, 's3_list_objects', { prefix: 'uploads/utf8/', limit: 1, ...(continuation === undefined ? {} : { continuation }) });
+          assert.equal(page.status, 200, JSON.stringify(page.body));
+          seen.push(...(page.body.objects as { key: string }[]).map((o) => o.key));
+          continuation = page.body.next_continuation;
+        } while (continuation !== undefined);
+        assert.deepEqual(seen, keys);
+      });
+    }
+
     it('deletes an object, then reports not_found for get and delete', async () => {
       await callTool(gw.url, 's3_put_object', { key: 'uploads/gone.txt', content_base64: b64('x'), content_type: 'text/plain' });
       const del = await callTool(gw.url, 's3_delete_object', { key: 'uploads/gone.txt' });
