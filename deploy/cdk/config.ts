@@ -29,6 +29,13 @@ export const EGRESS_PORT = 15001;
 export const KEYCLOAK_PORT = 8080;
 /** Keycloak's management interface (health), used by its container health check only. */
 export const KEYCLOAK_MANAGEMENT_PORT = 9000;
+/**
+ * Keycloak replicas talk to each other on these (the jdbc-ping JGroups stack, Keycloak ≥ 26.1):
+ * 7800 for cluster traffic, 57800 (7800 + 50000) for failure detection (FD_SOCK2).
+ */
+export const KEYCLOAK_CLUSTER_PORTS = [7800, 57800] as const;
+/** The realm's path under Keycloak's frontend URL: issuer = KC_HOSTNAME + REALM_PATH. */
+export const REALM_PATH = '/realms/ca-a2a';
 export const NAMESPACE = 'ca-a2a.local';
 
 /** Which Cloud Map / Service Connect name each sidecar is reached by. */
@@ -49,6 +56,7 @@ export interface DeployConfig {
   readonly logRetentionDays: number;
   readonly albIngressCidr: string;
   readonly publicUrl: string;
+  /** The sidecars' --issuer; Keycloak's KC_HOSTNAME is derived from it (see keycloakHostname). */
   readonly issuerUrl: string;
   /** An existing AWS Private CA in short-lived mode; unset → the stack creates one. */
   readonly serviceConnectCaArn: string | undefined;
@@ -90,16 +98,34 @@ export function readConfig(app: App): DeployConfig {
     availabilityZones: [azs[0] ?? '', azs[1] ?? ''],
     imageRepository: str('imageRepository', 'ca-a2a'),
     keycloakRepository: str('keycloakRepository', 'ca-a2a-keycloak'),
-    keycloakTag: str('keycloakTag', '26.0'),
+    // ≥ 26.4: the jdbc-ping cache stack (26.1) and DPoP as a supported, default-on feature (26.4).
+    keycloakTag: str('keycloakTag', '26.4'),
     desiredCounts,
     natGateways: int('natGateways', 2, 1),
     logRetentionDays: int('logRetentionDays', 30, 1),
     albIngressCidr: str('albIngressCidr', '0.0.0.0/0'),
     publicUrl: str('publicUrl', 'https://ca-a2a.example.com'),
     // Plain http at the application layer: Service Connect TLS encrypts the hop between tasks.
-    issuerUrl: str('issuerUrl', `http://${serviceDnsName('keycloak')}:${KEYCLOAK_PORT}/realms/ca-a2a`),
+    issuerUrl: issuerUrl(str('issuerUrl', `http://${serviceDnsName('keycloak')}:${KEYCLOAK_PORT}${REALM_PATH}`)),
     serviceConnectCaArn: typeof ctx('serviceConnectCaArn') === 'string' ? (ctx('serviceConnectCaArn') as string) : undefined,
     redisNodeType: str('redisNodeType', 'cache.t4g.small'),
     collectorImage: str('collectorImage', 'public.ecr.aws/aws-observability/aws-otel-collector:v0.43.3'),
   };
+}
+
+/** Refuses at synth an issuer Keycloak could not put in `iss`: it must be a frontend URL + REALM_PATH. */
+function issuerUrl(value: string): string {
+  const url = URL.canParse(value) ? new URL(value) : undefined;
+  const ok = url !== undefined && (url.protocol === 'https:' || url.protocol === 'http:') && url.search === '' && url.hash === ''
+    && url.username === '' && url.password === '' && value.endsWith(REALM_PATH);
+  if (!ok) throw new Error(`context issuerUrl must be http(s)://HOST[:PORT][/PATH]${REALM_PATH} (Keycloak's KC_HOSTNAME + the realm path), got ${value}`);
+  return value;
+}
+
+/**
+ * Keycloak's KC_HOSTNAME (its frontend URL) for an issuer: tokens carry KC_HOSTNAME + REALM_PATH as
+ * `iss`, so deriving it from the sidecars' --issuer keeps the two equal whatever the operator sets.
+ */
+export function keycloakHostname(issuer: string): string {
+  return issuer.slice(0, -REALM_PATH.length);
 }

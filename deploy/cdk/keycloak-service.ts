@@ -17,6 +17,8 @@ export interface KeycloakServiceProps {
   /** A pre-built image (`kc.sh build` done, realm under data/import): see docs/deploy.md. */
   readonly image: ecs.ContainerImage;
   readonly database: AuroraPostgres;
+  /** KC_HOSTNAME, the frontend URL: tokens carry it + /realms/ca-a2a as `iss` (config.keycloakHostname). */
+  readonly hostname: string;
   /** Client secrets, exposed to the realm import as CA_A2A_CLIENT_SECRET_<CLIENT>. */
   readonly clientSecrets: Readonly<Record<string, ecs.Secret>>;
   readonly desiredCount: number;
@@ -63,12 +65,14 @@ export class KeycloakService extends Construct {
         KC_DB_URL_DATABASE: 'keycloak',
         // pgjdbc's `require` encrypts without CA verification: the JVM does not ship the RDS CA.
         KC_DB_URL_PROPERTIES: '?sslmode=require',
-        // Tokens carry this as `iss`; sidecars are started with the same --issuer.
-        KC_HOSTNAME: `http://${serviceDnsName('keycloak')}:${KEYCLOAK_PORT}`,
+        // Tokens carry this + /realms/ca-a2a as `iss`: the sidecars' --issuer, from which it is derived.
+        KC_HOSTNAME: props.hostname,
         KC_HTTP_ENABLED: 'true',
         KC_HTTP_PORT: String(KEYCLOAK_PORT),
         KC_HEALTH_ENABLED: 'true',
         KC_METRICS_ENABLED: 'true',
+        // Replicas discover each other through the database (Keycloak ≥ 26.1) and talk on
+        // KEYCLOAK_CLUSTER_PORTS, which the keycloak security group admits from itself.
         KC_CACHE: 'ispn',
         KC_CACHE_STACK: 'jdbc-ping',
       },

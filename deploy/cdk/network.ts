@@ -1,4 +1,4 @@
-import { RemovalPolicy } from 'aws-cdk-lib';
+import { CfnResource, Fn, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
@@ -53,6 +53,7 @@ export class Network extends Construct {
     for (const subnet of this.vpc.publicSubnets) {
       (subnet.node.defaultChild as ec2.CfnSubnet).mapPublicIpOnLaunch = false;
     }
+    this.#restrictDefaultSgLogGroup(props.logRetention);
 
     this.endpointsSecurityGroup = new ec2.SecurityGroup(this, 'EndpointsSg', {
       vpc: this.vpc,
@@ -83,5 +84,25 @@ export class Network extends Construct {
         privateDnsEnabled: true,
       });
     }
+  }
+
+  /**
+   * `restrictDefaultSecurityGroup` runs a Lambda whose log group Lambda would create on first
+   * write, without retention; CDK's provider has no log group setting. Creating the group under
+   * the name Lambda uses, before the custom resource invokes the handler, gives it one.
+   */
+  #restrictDefaultSgLogGroup(retention: logs.RetentionDays): void {
+    const provider = Stack.of(this).node.tryFindChild('Custom::VpcRestrictDefaultSGCustomResourceProvider');
+    const handler = provider?.node.tryFindChild('Handler');
+    const restrict = this.vpc.node.tryFindChild('RestrictDefaultSecurityGroupCustomResource');
+    if (handler === undefined || !CfnResource.isCfnResource(handler) || restrict === undefined) {
+      throw new Error('restrictDefaultSecurityGroup: CDK no longer creates the handler this stack gives a log group to');
+    }
+    const handlerLogs = new logs.LogGroup(this, 'RestrictDefaultSgHandlerLogs', {
+      logGroupName: Fn.join('', ['/aws/lambda/', handler.ref]),
+      retention,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    restrict.node.addDependency(handlerLogs);
   }
 }

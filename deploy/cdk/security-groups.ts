@@ -5,6 +5,7 @@ import { Construct } from 'constructs';
 import {
   ADMIN_PORT,
   AGENTS,
+  KEYCLOAK_CLUSTER_PORTS,
   KEYCLOAK_PORT,
   SECURED_SERVICES,
   SERVICE_PORTS,
@@ -36,6 +37,7 @@ const PEER_RULES: readonly PeerRule[] = [
   ...AGENTS.map((from) => ({ from, to: 'mcp' as const, port: SERVICE_PORTS.mcp, why: `${from} reaches data only through the MCP sidecar` })),
   { from: 'mcp', to: 'documentsDb', port: 5432, why: 'the MCP gateway is the only holder of database access' },
   { from: 'keycloak', to: 'keycloakDb', port: 5432, why: 'Keycloak to its own database' },
+  ...KEYCLOAK_CLUSTER_PORTS.map((port) => ({ from: 'keycloak' as const, to: 'keycloak' as const, port, why: `Keycloak replicas form one cluster (JGroups jdbc-ping, tcp/${port})` })),
   ...SECURED_SERVICES.map((from) => ({ from, to: 'revocationsDb' as const, port: 5432, why: `${from} sidecar loads durable revocations (the admin API writes them); no documents there` })),
   ...SECURED_SERVICES.map((from) => ({ from, to: 'redis' as const, port: 6379, why: `${from} sidecar shares replay, rate-limit and revocation state` })),
   ...SECURED_SERVICES.map((from) => ({ from, to: 'keycloak' as const, port: KEYCLOAK_PORT, why: `${from} sidecar fetches JWKS and client_credentials tokens` })),
@@ -66,7 +68,10 @@ export class SecurityGroups extends Construct {
     this.groups = { ...groups, endpoints: props.endpointsSecurityGroup };
 
     for (const rule of PEER_RULES) {
-      this.groups[rule.from].connections.allowTo(this.groups[rule.to], ec2.Port.tcp(rule.port), rule.why);
+      const from = this.groups[rule.from].connections;
+      // allowTo on its own group would add the egress half only (CDK skips the mirrored ingress).
+      if (rule.from === rule.to) from.allowInternally(ec2.Port.tcp(rule.port), rule.why);
+      else from.allowTo(this.groups[rule.to], ec2.Port.tcp(rule.port), rule.why);
     }
 
     this.groups.alb.addIngressRule(ec2.Peer.ipv4(props.albIngressCidr), ec2.Port.tcp(443), 'HTTPS clients');

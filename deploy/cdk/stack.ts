@@ -1,11 +1,11 @@
-import { CfnParameter, Stack, type StackProps } from 'aws-cdk-lib';
+import { CfnOutput, CfnParameter, Fn, Stack, type StackProps } from 'aws-cdk-lib';
 import * as ecr from 'aws-cdk-lib/aws-ecr';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
 import { MeshCluster } from './cluster.js';
-import { EGRESS_PORT, UPSTREAM_PORT, type AgentName, type DeployConfig, type SecuredServiceName } from './config.js';
+import { EGRESS_PORT, UPSTREAM_PORT, keycloakHostname, type AgentName, type DeployConfig, type SecuredServiceName } from './config.js';
 import { Data } from './data.js';
 import { Ingress } from './ingress.js';
 import { KeycloakService } from './keycloak-service.js';
@@ -120,7 +120,8 @@ export class CaA2aStack extends Stack {
         sidecarSecrets: {
           REDIS_URL: redisUrl,
           DATABASE_URL: revocationsDbUrl,
-          ...(service === 'mcp' ? {} : { CA_A2A_CLIENT_SECRET: clientSecret(service) }),
+          // Only the egress listener asks for tokens: a sidecar without it never holds a client secret.
+          ...(extra.egress && service !== 'mcp' ? { CA_A2A_CLIENT_SECRET: clientSecret(service) } : {}),
         },
       });
     this.services = {
@@ -161,6 +162,7 @@ export class CaA2aStack extends Stack {
         config.keycloakTag,
       ),
       database: data.keycloakDb,
+      hostname: keycloakHostname(config.issuerUrl),
       clientSecrets: Object.fromEntries(Object.keys(data.clientSecrets).map((name) => [name, clientSecret(name as keyof typeof data.clientSecrets)])),
       desiredCount: config.desiredCounts.keycloak,
       logRetention,
@@ -178,6 +180,19 @@ export class CaA2aStack extends Stack {
       securityGroup: groups.alb,
       certificateArn: certificateArn.valueAsString,
       orchestrator: this.services.orchestrator.service,
+    });
+
+    // Revoking from an operator's shell (docs/runbooks.md): a one-off task of the admin task
+    // definition whose admin-api container runs `revoke …` instead of the API. It holds the
+    // revocations DATABASE_URL and REDIS_URL and its group reaches both; no port, shell or
+    // ECS Exec channel is opened for it.
+    new CfnOutput(this, 'ClusterName', { value: mesh.cluster.clusterName, description: 'ECS cluster (aws ecs run-task --cluster)' });
+    new CfnOutput(this, 'AdminTaskNetwork', {
+      description: 'aws ecs run-task --task-definition ca-a2a-admin --network-configuration <this>',
+      value: Fn.join('', [
+        'awsvpcConfiguration={subnets=[', Fn.join(',', network.vpc.privateSubnets.map((subnet) => subnet.subnetId)),
+        '],securityGroups=[', groups.admin.securityGroupId, '],assignPublicIp=DISABLED}',
+      ]),
     });
   }
 }

@@ -13,6 +13,13 @@ type Secured = keyof typeof SIDECAR_PORTS;
 const SECURED = Object.keys(SIDECAR_PORTS) as Secured[];
 const AGENTS = ['orchestrator', 'extractor', 'validator', 'archivist'] as const;
 const sg = (name: string): string => `ca-a2a ${name}`;
+const repoFile = (relative: string): string => readFileSync(fileURLToPath(new URL(`../../${relative}`, import.meta.url)), 'utf8');
+/** The Keycloak version deploy/keycloak/Dockerfile builds from (its KEYCLOAK_VERSION default). */
+const dockerfileKeycloakVersion = (): string | undefined => /^ARG KEYCLOAK_VERSION=(\S+)$/m.exec(repoFile('deploy/keycloak/Dockerfile'))?.[1];
+const atLeast = (version: string, major: number, minor: number): boolean => {
+  const [a = 0, b = 0] = version.split('.').map(Number);
+  return a > major || (a === major && b >= minor);
+};
 
 describe('deploy/cdk stack', () => {
   let outdir: string;
@@ -79,6 +86,7 @@ describe('deploy/cdk stack', () => {
       for (const from of AGENTS) allow(from, 'mcp', 8000);
       allow('mcp', 'documentsDb', 5432);
       allow('keycloak', 'keycloakDb', 5432);
+      for (const port of [7800, 57800]) allow('keycloak', 'keycloak', port);
       for (const from of SECURED) allow(from, 'revocationsDb', 5432);
       for (const from of SECURED) allow(from, 'redis', 6379);
       for (const from of SECURED) allow(from, 'keycloak', 8080);
@@ -163,6 +171,7 @@ describe('deploy/cdk stack', () => {
         if (egress !== undefined) assert.match(serviceUrls ?? '', /(^|,)mcp=http:\/\/mcp\.ca-a2a\.local:8000(,|$)/, `${service} egress finds targets by Service Connect name`);
         const secretNames = (sidecar.Secrets ?? []).map((secret) => secret.Name).sort();
         assert.deepEqual(secretNames.filter((name) => name !== 'CA_A2A_CLIENT_SECRET'), ['DATABASE_URL', 'REDIS_URL'], `${service} sidecar: revocations database and Redis`);
+        assert.equal(secretNames.includes('CA_A2A_CLIENT_SECRET'), egress !== undefined, `${service} sidecar holds a client secret only to call out`);
       }
     });
 
@@ -200,7 +209,7 @@ describe('deploy/cdk stack', () => {
       const secretsOf = (family: string, container: string): string[] =>
         (tasks.get(family)?.containers.find((c) => c.Name === container)?.Secrets ?? []).map((s) => s.Name).sort();
       for (const agent of AGENTS) assert.deepEqual(secretsOf(`ca-a2a-${agent}`, 'sidecar'), ['CA_A2A_CLIENT_SECRET', 'DATABASE_URL', 'REDIS_URL']);
-      assert.deepEqual(secretsOf('ca-a2a-admin', 'sidecar'), ['CA_A2A_CLIENT_SECRET', 'DATABASE_URL', 'REDIS_URL']);
+      assert.deepEqual(secretsOf('ca-a2a-admin', 'sidecar'), ['DATABASE_URL', 'REDIS_URL']);
       assert.deepEqual(secretsOf('ca-a2a-admin', 'admin-api'), ['DATABASE_URL', 'REDIS_URL']);
       assert.deepEqual(secretsOf('ca-a2a-mcp', 'sidecar'), ['DATABASE_URL', 'REDIS_URL']);
       assert.deepEqual(secretsOf('ca-a2a-mcp', 'mcp-gateway'), ['DATABASE_URL']);
@@ -226,6 +235,85 @@ describe('deploy/cdk stack', () => {
         assert.equal(connect.Enabled, true);
         assert.ok(connect.Services.length === 1 && connect.Services[0]?.Tls?.IssuerCertificateAuthority !== undefined, String(props(service)['ServiceName']));
       }
+    });
+  });
+
+  describe('keycloak', () => {
+    const keycloakEnv = (resourcesOf: Resources): Record<string, unknown> => Object.fromEntries(
+      (taskDefinitions(resourcesOf).get('ca-a2a-keycloak')?.containers.find((c) => c.Name === 'keycloak')?.Environment ?? []).map((e) => [e.Name, e.Value]),
+    );
+    const sidecarIssuers = (resourcesOf: Resources): unknown[] => SECURED.map((service) => {
+      const args = taskDefinitions(resourcesOf).get(`ca-a2a-${service}`)?.containers.find((c) => c.Name === 'sidecar')?.Command ?? [];
+      return args[args.indexOf('--issuer') + 1];
+    });
+
+    it('runs Keycloak 26.4 or later by default, the version deploy/keycloak/Dockerfile builds and compose runs', () => {
+      const container = taskDefinitions(resources).get('ca-a2a-keycloak')?.containers.find((c) => c.Name === 'keycloak') as { Image?: unknown } | undefined;
+      const tag = /\/ca-a2a-keycloak:([^"]+)"/.exec(JSON.stringify(container?.Image))?.[1];
+      assert.ok(tag !== undefined && atLeast(tag, 26, 4), `default keycloakTag ${String(tag)}: jdbc-ping needs 26.1, DPoP without --features 26.4`);
+      assert.equal(dockerfileKeycloakVersion(), tag);
+      assert.match(repoFile('deploy/compose.yaml'), new RegExp(`image: quay\\.io/keycloak/keycloak:${tag.replaceAll('.', '\\.')}\\s`));
+      assert.equal(keycloakEnv(resources)['KC_CACHE_STACK'], 'jdbc-ping');
+    });
+
+    it('issues tokens whose iss is every sidecar\'s --issuer, also for an issuer the operator sets', () => {
+      const kcIssuer = (resourcesOf: Resources): string => `${String(keycloakEnv(resourcesOf)['KC_HOSTNAME'])}/realms/ca-a2a`;
+      assert.deepEqual(new Set(sidecarIssuers(resources)), new Set([kcIssuer(resources)]));
+      const dir = mkdtempSync(path.join(tmpdir(), 'ca-a2a-cdk-issuer-'));
+      try {
+        const issuer = 'https://id.example.com/realms/ca-a2a';
+        const { stack } = createApp({ outdir: dir, context: { issuerUrl: issuer } });
+        const other = Template.fromStack(stack).toJSON()['Resources'] as Resources;
+        assert.equal(kcIssuer(other), issuer);
+        assert.deepEqual(new Set(sidecarIssuers(other)), new Set([issuer]));
+        for (const bad of ['https://id.example.com/realms/other', 'https://id.example.com/realms/ca-a2a?x=1', 'id.example.com/realms/ca-a2a']) {
+          assert.throws(() => createApp({ outdir: dir, context: { issuerUrl: bad } }), /context issuerUrl must be/, bad);
+        }
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
+    it('is built from deploy/keycloak as its own context, as docs/deploy.md shows', () => {
+      const dockerfile = repoFile('deploy/keycloak/Dockerfile');
+      const sources = [...dockerfile.matchAll(/^COPY (?!--from)(\S+)/gm)].map((m) => m[1] ?? '');
+      assert.ok(sources.length > 0);
+      for (const source of sources) {
+        assert.doesNotThrow(() => repoFile(`deploy/keycloak/${source}`), `COPY ${source}: not in the build context deploy/keycloak`);
+      }
+      assert.match(repoFile('docs/deploy.md'), /^docker build -t ca-a2a-keycloak:\S+ deploy\/keycloak$/m);
+    });
+  });
+
+  describe('operations', () => {
+    it('give an operator what a one-off revoke task of the admin task definition needs, and no ECS Exec', () => {
+      const outputs = template.toJSON()['Outputs'] as Record<string, { Value: unknown }>;
+      assert.equal(resources[referencedId(outputs['ClusterName']?.Value) ?? '']?.Type, 'AWS::ECS::Cluster');
+      const network = JSON.stringify(outputs['AdminTaskNetwork']?.Value);
+      const groupIds = new Map(ofType(resources, 'AWS::EC2::SecurityGroup').map(([id, g]) => [String(props(g)['GroupDescription']), id]));
+      assert.ok(network.includes(`"${groupIds.get(sg('admin')) ?? '?'}"`), 'the admin security group: revocations database and Redis');
+      const privateSubnets = ofType(resources, 'AWS::EC2::Subnet')
+        .filter(([, s]) => ['10.0.10.0/24', '10.0.20.0/24'].includes(String(props(s)['CidrBlock']))).map(([id]) => id);
+      assert.equal(privateSubnets.length, 2);
+      for (const id of privateSubnets) assert.ok(network.includes(`"${id}"`), `private subnet ${id}`);
+      assert.match(network, /assignPublicIp=DISABLED/);
+      const adminApi = taskDefinitions(resources).get('ca-a2a-admin')?.containers.find((c) => c.Name === 'admin-api');
+      assert.match(JSON.stringify(adminApi?.Secrets?.find((secret) => secret.Name === 'DATABASE_URL')?.ValueFrom), /RevocationsDbUrl/);
+      for (const [, service] of ofType(resources, 'AWS::ECS::Service')) assert.notEqual(props(service)['EnableExecuteCommand'], true);
+    });
+
+    it('give every Lambda function a log group with a retention, created before the function runs', () => {
+      const functions = ofType(resources, 'AWS::Lambda::Function').map(([id]) => id);
+      assert.ok(functions.length > 0);
+      const groups = ofType(resources, 'AWS::Logs::LogGroup');
+      for (const fn of functions) {
+        const group = groups.find(([, g]) => JSON.stringify(props(g)['LogGroupName'] ?? null).includes(`{"Ref":"${fn}"}`));
+        assert.ok(group, `${fn} has a log group`);
+        assert.equal(typeof props(group[1])['RetentionInDays'], 'number', `${fn} log group has a retention`);
+      }
+      const [[, restrict] = ['', { Type: '' }]] = ofType(resources, 'Custom::VpcRestrictDefaultSG');
+      const dependsOn = [restrict.DependsOn ?? []].flat();
+      assert.ok(dependsOn.some((id) => resources[id]?.Type === 'AWS::Logs::LogGroup'), 'the handler runs once its log group exists');
     });
   });
 

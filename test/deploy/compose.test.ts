@@ -69,7 +69,12 @@ describe('deploy/compose.yaml', () => {
       const env = services[`${service}-sidecar`]?.environment ?? {};
       assert.equal(env['CA_A2A_ISSUER'], ISSUER, service);
       assert.match(env['REDIS_URL'] ?? '', /^rediss?:\/\/:[^@]+@redis:6379$/, service);
-      if (service !== 'mcp') assert.match(env['CA_A2A_CLIENT_SECRET'] ?? '', /^\$\{CA_A2A_CLIENT_SECRET_[A-Z_]+:\?/, service);
+      // Only a sidecar that calls out (egress listener) asks for tokens, so only it holds a secret.
+      if (flag(services[`${service}-sidecar`]?.command, '--egress-listen') !== undefined) {
+        assert.match(env['CA_A2A_CLIENT_SECRET'] ?? '', /^\$\{CA_A2A_CLIENT_SECRET_[A-Z_]+:\?/, service);
+      } else {
+        assert.equal(env['CA_A2A_CLIENT_SECRET'], undefined, `${service} sidecar has no egress, so no client secret`);
+      }
     }
     const keycloak = services['keycloak'];
     assert.match(keycloak?.image ?? '', /^quay\.io\/keycloak\/keycloak:/);
