@@ -17,6 +17,8 @@ const HELP = `usage: ca-a2a sidecar (--service NAME | --policy FILE) [options]
   --egress-listen H:P    egress listener for the agent, loopback only (CA_A2A_EGRESS_LISTEN)
   --service-url N=URL    where target service N is, repeatable (CA_A2A_SERVICE_URLS, comma-separated)
                          the egress client secret comes from CA_A2A_CLIENT_SECRET or CA_A2A_CLIENT_SECRET_FILE
+  --allow-http-issuer    egress may get tokens from a plain-http issuer off this host, on a network
+                         that is trusted or encrypts (ECS Service Connect TLS) (CA_A2A_ALLOW_HTTP_ISSUER=1)
   --no-watch             do not hot-reload the policy files (CA_A2A_NO_WATCH=1)
   --shadow-policy FILE   evaluate a candidate policy beside the enforced one and count and log
                          each request they decide differently; never enforced (CA_A2A_SHADOW_POLICY)
@@ -57,6 +59,7 @@ export async function sidecarCommand(argv: string[]): Promise<number> {
         'egress-listen': { type: 'string', default: process.env.CA_A2A_EGRESS_LISTEN },
         'service-url': { type: 'string', multiple: true, default: process.env.CA_A2A_SERVICE_URLS?.split(',').filter(Boolean) },
         'no-watch': { type: 'boolean', default: process.env.CA_A2A_NO_WATCH === '1' },
+        'allow-http-issuer': { type: 'boolean', default: process.env.CA_A2A_ALLOW_HTTP_ISSUER === '1' },
         'shadow-policy': { type: 'string', default: process.env.CA_A2A_SHADOW_POLICY || undefined },
         help: { type: 'boolean', short: 'h' },
       },
@@ -94,6 +97,7 @@ export async function sidecarCommand(argv: string[]): Promise<number> {
       issuer: values.issuer,
       publicUrls: values['public-url'] ?? [],
       egressListen: values['egress-listen'],
+      allowHttpIssuer: values['allow-http-issuer'],
       clientSecret: readClientSecret(),
       serviceUrls: parseServiceUrls(values['service-url'] ?? []),
       watchPolicy: !values['no-watch'],

@@ -42,6 +42,8 @@ export interface SidecarOptions {
   readonly egressListen?: string;
   /** The egress client's secret (CA_A2A_CLIENT_SECRET); never from policy YAML. */
   readonly clientSecret?: string;
+  /** Egress may ask a plain-http issuer off this machine for tokens (--allow-http-issuer). */
+  readonly allowHttpIssuer?: boolean;
   /** Target service → base URL, overriding the policy's egress targets (CA_A2A_SERVICE_URLS). */
   readonly serviceUrls?: Readonly<Record<string, string>>;
   /** Watch the policy files and hot-reload them (default true). */
@@ -255,7 +257,11 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
       clientId: egressPolicy.clientId,
       clientSecret: options.clientSecret,
       dpopKey: { privateKey: key.privateKey, publicKey: key.publicKey },
+      allowPlainHttp: options.allowHttpIssuer,
     });
+    if (options.allowHttpIssuer && new URL(initial.auth.issuer).protocol === 'http:') {
+      logger.warn({ event_type: 'issuer_plain_http', issuer: initial.auth.issuer }, 'egress asks the issuer for tokens over plain http: the network must be trusted or encrypt');
+    }
     const egressServer = createEgressServer({ policy: () => runtime.policy, tokens, key, metrics, refuser, audit });
     const bound = await listen(egressServer.server, address);
     return { url: bound.url, close: egressServer.close };

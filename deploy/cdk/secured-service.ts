@@ -86,6 +86,8 @@ export class SecuredService extends Construct {
       '--admin-listen', `0.0.0.0:${ADMIN_PORT}`,
       '--issuer', props.issuerUrl,
       ...(props.egress ? ['--egress-listen', `127.0.0.1:${EGRESS_PORT}`] : []),
+      // Keycloak over http inside the VPC: Service Connect carries it (and encrypts it with TLS on).
+      ...(props.egress && props.issuerUrl.startsWith('http:') ? ['--allow-http-issuer'] : []),
       ...(props.publicUrls ?? []).flatMap((url) => ['--public-url', url]),
     ];
     this.sidecar = this.taskDefinition.addContainer('sidecar', {

@@ -28,6 +28,11 @@ export interface TokenSourceOptions {
   refreshSkewSeconds?: number;
   /** Timeout of each HTTP request to the issuer; default 5000. */
   fetchTimeoutMs?: number;
+  /**
+   * Plain http to an issuer off this machine, when the network itself is trusted or encrypts (ECS
+   * Service Connect TLS, a private compose network). Off: plain http on loopback only.
+   */
+  allowPlainHttp?: boolean;
 }
 
 /** Used when the issuer omits `expires_in` (RFC 6749 §5.1 only recommends it). */
@@ -40,7 +45,8 @@ const FALLBACK_LIFETIME_MS = 60_000;
  * Rejects with a {@link TokenSourceError}; throws one synchronously for unusable options.
  */
 export function createTokenSource(opts: TokenSourceOptions): TokenSource {
-  const issuerUrl = parseIssuer(opts.issuer);
+  const plainHttpOk = (url: URL): boolean => opts.allowPlainHttp === true || isLoopback(url);
+  const issuerUrl = parseIssuer(opts.issuer, plainHttpOk);
   const skewMs = (opts.refreshSkewSeconds ?? 30) * 1000;
   const timeoutMs = opts.fetchTimeoutMs ?? 5000;
   const client: oauth.Client = { client_id: opts.clientId };
@@ -58,7 +64,7 @@ export function createTokenSource(opts: TokenSourceOptions): TokenSource {
       const response = await oauth.discoveryRequest(issuerUrl, {
         algorithm: 'oidc',
         signal: AbortSignal.timeout(timeoutMs),
-        [oauth.allowInsecureRequests]: isLoopback(issuerUrl),
+        [oauth.allowInsecureRequests]: plainHttpOk(issuerUrl),
       });
       server = await oauth.processDiscoveryResponse(issuerUrl, response);
       return server;
@@ -73,7 +79,7 @@ export function createTokenSource(opts: TokenSourceOptions): TokenSource {
       const response = await oauth.clientCredentialsGrantRequest(as, client, clientAuth, new URLSearchParams(), {
         DPoP: dpop,
         signal: AbortSignal.timeout(timeoutMs),
-        [oauth.allowInsecureRequests]: endpoint !== undefined && isLoopback(endpoint),
+        [oauth.allowInsecureRequests]: endpoint !== undefined && plainHttpOk(endpoint),
       });
       return await oauth.processClientCredentialsResponse(as, client, response);
     } catch (err) {
@@ -122,15 +128,15 @@ export function createTokenSource(opts: TokenSourceOptions): TokenSource {
   };
 }
 
-function parseIssuer(issuer: string): URL {
+function parseIssuer(issuer: string, plainHttpOk: (url: URL) => boolean): URL {
   let url: URL;
   try {
     url = new URL(issuer);
   } catch {
     throw new TokenSourceError('INVALID_OPTIONS', `issuer '${issuer}' is not a URL`);
   }
-  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopback(url))) {
-    throw new TokenSourceError('INVALID_OPTIONS', `issuer ${issuer} must use https (plain http is allowed on loopback only)`);
+  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && plainHttpOk(url))) {
+    throw new TokenSourceError('INVALID_OPTIONS', `issuer ${issuer} must use https (plain http is allowed on loopback only, or with --allow-http-issuer)`);
   }
   return url;
 }

@@ -167,6 +167,8 @@ describe('deploy/cdk stack', () => {
         const egress = flag('--egress-listen');
         assert.ok(egress === undefined || egress.startsWith('127.0.0.1:'), `${service} egress listener stays inside the task`);
         assert.equal(egress !== undefined, (AGENTS as readonly string[]).includes(service));
+        // The default issuer is http inside the VPC: without the flag, egress would refuse it and the sidecar exit.
+        assert.equal(args.includes('--allow-http-issuer'), egress !== undefined, `${service}: --allow-http-issuer exactly where egress asks the http issuer for tokens`);
         const serviceUrls = sidecar.Environment?.find((entry) => entry.Name === 'CA_A2A_SERVICE_URLS')?.Value as string | undefined;
         if (egress !== undefined) assert.match(serviceUrls ?? '', /(^|,)mcp=http:\/\/mcp\.ca-a2a\.local:8000(,|$)/, `${service} egress finds targets by Service Connect name`);
         const secretNames = (sidecar.Secrets ?? []).map((secret) => secret.Name).sort();

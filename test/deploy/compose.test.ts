@@ -68,6 +68,8 @@ describe('deploy/compose.yaml', () => {
     for (const service of Object.keys(PORTS)) {
       const env = services[`${service}-sidecar`]?.environment ?? {};
       assert.equal(env['CA_A2A_ISSUER'], ISSUER, service);
+      // The issuer is plain http on compose's network: egress would refuse it without this.
+      assert.equal(env['CA_A2A_ALLOW_HTTP_ISSUER'], '1', service);
       assert.match(env['REDIS_URL'] ?? '', /^rediss?:\/\/:[^@]+@redis:6379$/, service);
       // Only a sidecar that calls out (egress listener) asks for tokens, so only it holds a secret.
       if (flag(services[`${service}-sidecar`]?.command, '--egress-listen') !== undefined) {

@@ -3,6 +3,7 @@ import { connect, createServer, type Server } from 'node:net';
 import { describe, it } from 'node:test';
 import { shippedPolicyFile } from '../../proxy/services.js';
 import { startSidecar } from '../../proxy/sidecar.js';
+import { AuditCapture } from '../helpers/audit-capture.js';
 
 const listening = (server: Server): Promise<number> =>
   new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as { port: number }).port)));
@@ -38,6 +39,20 @@ describe('sidecar start-up', () => {
       assert.equal(await refuses(proxied), true, 'the proxied port is closed again, not serving without /ready and /metrics');
     } finally {
       busy.close();
+    }
+  });
+
+  it('starts egress against a plain-http issuer off this host only when told to, and says so', async () => {
+    // The issuer of the AWS stack and of compose: a private name over http, TLS left to the network.
+    const base = { policyFile: shippedPolicyFile('orchestrator'), upstream: 'http://127.0.0.1:1', issuer: 'http://keycloak.invalid:8080/realms/ca-a2a', egressListen: '127.0.0.1:0', clientSecret: 'secret', watchPolicy: false };
+    await assert.rejects(startSidecar({ ...base, logDestination: new AuditCapture() }), (error: { code?: string }) => error.code === 'INVALID_OPTIONS');
+    const log = new AuditCapture();
+    const sidecar = await startSidecar({ ...base, allowHttpIssuer: true, logDestination: log });
+    try {
+      assert.match(String(sidecar.egressUrl), /^http:\/\/127\.0\.0\.1:\d+$/);
+      assert.equal(log.events('issuer_plain_http').length, 1);
+    } finally {
+      await sidecar.close();
     }
   });
 });
