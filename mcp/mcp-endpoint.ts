@@ -1,14 +1,85 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { CallToolRequestSchema, ErrorCode, ListToolsRequestSchema, McpError } from '@modelcontextprotocol/sdk/types.js';
-import type { Tool } from '@modelcontextprotocol/sdk/types.js';
-import { toWireError } from './errors.js';
-import { materialise } from './streamed-text.js';
+import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
+import { ToolError, toWireError } from './errors.js';
+import { StreamedText } from './streamed-text.js';
 import type { CallerIdentity, ToolRunner } from './tool-runner.js';
 
 /** Server name and version announced in the MCP initialize result. */
 export const SERVER_INFO = { name: 'ca-a2a-mcp-gateway', version: '0.1.0' } as const;
+
+/**
+ * Characters of result text one `POST /mcp` answers in all, across a batch: room for one object
+ * at the default 10 MiB cap as base64 (14 M characters) and the smaller results around it.
+ */
+export const MCP_RESULT_BUDGET = 16 * 1024 * 1024;
+
+/**
+ * The share of {@link MCP_RESULT_BUDGET} left to one request. The SDK frames the whole answer as
+ * one string, so without it a batch of object reads grows past V8's string limit and the answer
+ * is never sent. Objects are read one call at a time, so the first calls get theirs whole and
+ * a call past the budget stops reading at its first chunk.
+ */
+class ResultBudget {
+  #left = MCP_RESULT_BUDGET;
+  #turn: Promise<unknown> = Promise.resolve();
+
+  /** Takes `chars` from what is left; false, taking nothing, when they do not fit. */
+  take(chars: number): boolean {
+    if (chars > this.#left) return false;
+    this.#left -= chars;
+    return true;
+  }
+
+  /** The stream's text, or undefined when it runs past the budget. */
+  read(stream: Readable): Promise<string | undefined> {
+    const reading = this.#turn.then(async () => {
+      stream.setEncoding('utf8');
+      const parts: string[] = [];
+      for await (const part of stream as AsyncIterable<string>) {
+        // Leaving the loop destroys the stream: nothing more is read from the bucket.
+        if (!this.take(part.length)) return undefined;
+        parts.push(part);
+      }
+      return parts.join('');
+    });
+    this.#turn = reading.catch(() => undefined);
+    return reading;
+  }
+}
+
+function failure(error: ToolError): CallToolResult {
+  const result = { success: false, error: toWireError(error) };
+  return { content: [{ type: 'text', text: JSON.stringify(result) }], structuredContent: result, isError: true };
+}
+
+/**
+ * A successful call as a tools/call result. A streamed field (an object's bytes) is read in here,
+ * since the SDK frames whole messages, and sent once, in the JSON text of `content`: no tool
+ * declares an outputSchema, so `structuredContent` is optional (MCP spec, tools, "Structured
+ * Content") and repeating the object there would double the answer.
+ */
+async function success(result: Record<string, unknown>, budget: ResultBudget): Promise<CallToolResult> {
+  const tooLarge = () => failure(new ToolError('too_large', `results of one MCP request are limited to ${MCP_RESULT_BUDGET} characters; read this object in a request of its own`));
+  const streamed = Object.entries(result).find((entry): entry is [string, StreamedText] => entry[1] instanceof StreamedText);
+  if (!streamed) {
+    const answer = { success: true, ...result };
+    const text = JSON.stringify(answer);
+    return budget.take(text.length) ? { content: [{ type: 'text', text }], structuredContent: answer } : tooLarge();
+  }
+  const [name, field] = streamed;
+  const envelope = JSON.stringify({ success: true, ...result, [name]: '' });
+  if (!budget.take(envelope.length)) {
+    field.stream.destroy();
+    return tooLarge();
+  }
+  const value = await budget.read(field.stream);
+  if (value === undefined) return tooLarge();
+  return { content: [{ type: 'text', text: JSON.stringify({ success: true, ...result, [name]: value }) }] };
+}
 
 /**
  * Serves one `POST /mcp` request, statelessly: a fresh SDK Server and transport per request
@@ -27,19 +98,15 @@ export async function handleMcpRequest(
   const server = new Server(SERVER_INFO, { capabilities: { tools: {} } });
   // The definitions (built once) are name, description and a JSON Schema of type "object": a Tool.
   const tools = runner.definitions as readonly Tool[];
+  const budget = new ResultBudget();
 
   server.setRequestHandler(ListToolsRequestSchema, async () => ({ tools: [...tools] }));
   server.setRequestHandler(CallToolRequestSchema, async (request) => {
     const outcome = await runner.call(request.params.name, request.params.arguments ?? {}, caller, 'mcp');
-    if (outcome.ok) {
-      // The SDK frames whole messages: a streamed field (an object's bytes) is read in here.
-      const result = { success: true, ...(await materialise(outcome.result as Record<string, unknown>)) };
-      return { content: [{ type: 'text', text: JSON.stringify(result) }], structuredContent: result };
-    }
+    if (outcome.ok) return success(outcome.result as Record<string, unknown>, budget);
     // MCP spec (tools, "Error Handling"): an unknown tool is a protocol error, a failed call is a result.
     if (outcome.error.code === 'unknown_tool') throw new McpError(ErrorCode.InvalidParams, outcome.error.message);
-    const result = { success: false, error: toWireError(outcome.error) };
-    return { content: [{ type: 'text', text: JSON.stringify(result) }], structuredContent: result, isError: true };
+    return failure(outcome.error);
   });
 
   const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });

@@ -1,14 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import { Transform, type Readable } from 'node:stream';
-import { text } from 'node:stream/consumers';
 import { pipeline } from 'node:stream/promises';
 
 /**
  * A string field of a tool result whose text is still arriving: an object's bytes as base64,
  * read from the bucket as the response is written. `/call_tool` streams it into the JSON answer,
  * so the gateway never holds the object; the MCP transport, whose SDK frames whole messages,
- * reads it into a string first (`materialise`).
+ * reads it into a string first, within a budget per request (mcp-endpoint.ts).
  */
 export class StreamedText {
   readonly stream: Readable;
@@ -51,13 +50,6 @@ function streamedField(result: Readonly<Record<string, unknown>>): [string, Stre
     if (value instanceof StreamedText) return [name, value];
   }
   return undefined;
-}
-
-/** The result with every streamed field read into a string (for transports that need whole messages). */
-export async function materialise(result: Readonly<Record<string, unknown>>): Promise<Record<string, unknown>> {
-  const field = streamedField(result);
-  if (!field) return { ...result };
-  return { ...result, [field[0]]: await text(field[1].stream) };
 }
 
 /**

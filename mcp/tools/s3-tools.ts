@@ -16,7 +16,11 @@ function tooLarge(size: number, max: number): ToolError {
   return new ToolError('too_large', `object is ${size} bytes; the limit is ${max}`);
 }
 
-/** Runs a store call under the S3 policy, mapping the store's own refusals. */
+/**
+ * Runs a store call under the S3 policy, mapping the store's own refusals. Every store call is
+ * safe to repeat (a put writes the same bytes again, a delete of a deleted key succeeds), so
+ * every transient failure is retried.
+ */
 async function guarded<T>(deps: ToolDeps, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
   try {
     return await deps.s3.run(fn);

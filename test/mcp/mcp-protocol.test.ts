@@ -70,6 +70,32 @@ describe('MCP over Streamable HTTP, /call_tool and /health', () => {
     assert.equal(body.result.tools.length, TOOL_DEFINITIONS.length);
   });
 
+  it('answers a batch of object reads past the result budget: whole objects first, too_large after, each object once', async () => {
+    // Two 5 MiB objects as base64 (7 M characters each) fit in one request's results; a third does not.
+    const size = 5 * 1024 * 1024;
+    const put = await callTool(gw.url, 's3_put_object', { key: 'uploads/big.bin', content_base64: Buffer.alloc(size, 7).toString('base64'), content_type: 'application/octet-stream' });
+    assert.equal(put.status, 200);
+    const batch = [1, 2, 3, 4].map((id) => ({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 's3_get_object', arguments: { key: 'uploads/big.bin' } } }));
+    const res = await fetch(`${gw.url}/mcp`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2025-03-26' },
+      body: JSON.stringify(batch),
+      signal: AbortSignal.timeout(60_000),
+    });
+    assert.equal(res.status, 200);
+    type Result = { isError?: boolean; content: { text: string }[]; structuredContent?: { error?: { code: string } } };
+    const answers = (await res.json()) as { id: number; result: Result }[];
+    assert.deepEqual(answers.map((a) => a.id).sort(), [1, 2, 3, 4]);
+    const served = answers.filter((a) => a.result.isError !== true);
+    const refused = answers.filter((a) => a.result.isError === true);
+    assert.equal(served.length, 2);
+    for (const { result } of served) {
+      assert.equal(result.structuredContent, undefined, 'the object travels once, as text');
+      assert.equal(Buffer.from((JSON.parse(result.content[0]?.text ?? '{}') as { content_base64: string }).content_base64, 'base64').length, size);
+    }
+    assert.deepEqual(refused.map((a) => a.result.structuredContent?.error?.code), ['too_large', 'too_large']);
+  });
+
   it('refuses GET /mcp with 405 (stateless: no SSE stream) and malformed JSON with a parse error', async () => {
     const get = await fetch(`${gw.url}/mcp`, { headers: { accept: 'text/event-stream' } });
     assert.equal(get.status, 405);
