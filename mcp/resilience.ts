@@ -2,15 +2,16 @@ import {
   CircuitState,
   ConsecutiveBreaker,
   ExponentialBackoff,
+  TaskCancelledError,
   TimeoutStrategy,
   circuitBreaker,
   handleWhen,
   isBrokenCircuitError,
-  isTaskCancelledError,
   retry,
   timeout,
   wrap,
 } from 'cockatiel';
+import type { IPolicy } from 'cockatiel';
 import type { Logger } from 'pino';
 import { ToolError } from './errors.js';
 import type { GatewayMetrics } from './metrics.js';
@@ -37,6 +38,19 @@ export type BackendName = 'postgres' | 's3';
 /** Breaker state as reported by /health. */
 export type BreakerStateName = 'closed' | 'half_open' | 'open';
 
+/** A test of one failed try: true when it may be tried again. */
+export type RetryTest = (err: unknown) => boolean;
+
+/** Options of one {@link ResilientBackend.run} call. */
+export interface RunOptions {
+  /**
+   * Which transient failures of this call may be tried again; default all, timeouts included.
+   * A call whose effect must not happen twice passes a test that holds only when the failed try
+   * certainly did nothing. Pass a long-lived function: the policy is built once per test.
+   */
+  retryOn?: RetryTest;
+}
+
 /** One backend's resilience policy: breaker ∘ retry ∘ per-attempt timeout. */
 export interface ResilientBackend {
   readonly name: BackendName;
@@ -45,7 +59,7 @@ export interface ResilientBackend {
    * breaker become ToolErrors naming the backend; permanent errors are rethrown untouched for
    * the tool to map (NoSuchKey, constraint violations…).
    */
-  run<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T>;
+  run<T>(fn: (signal: AbortSignal) => Promise<T>, options?: RunOptions): Promise<T>;
   state(): BreakerStateName;
   dispose(): void;
 }
@@ -58,6 +72,12 @@ const STATE_NAMES: Record<CircuitState, BreakerStateName> = {
 };
 const STATE_VALUES: Record<BreakerStateName, number> = { closed: 0, half_open: 1, open: 2 };
 
+// cockatiel 3.2.1's isTaskCancelledError tests for 'isBulkheadRejectedError'
+// (dist/errors/Errors.js), so it never recognises a timeout; test the class it throws instead.
+const isTimeout = (err: unknown): err is TaskCancelledError => err instanceof TaskCancelledError;
+
+const ANY_TRANSIENT: RetryTest = () => true;
+
 /** Builds the policy of one backend; `isTransient` decides what is retried and counted as failure. */
 export function createResilientBackend(
   name: BackendName,
@@ -68,27 +88,38 @@ export function createResilientBackend(
 ): ResilientBackend {
   const halfOpenAfter = options.halfOpenAfterMs ?? 60_000;
   // Timeouts are transient too: the backend was too slow this time.
-  const transient = (err: unknown) => isTaskCancelledError(err) || isTransient(err);
+  const transient = (err: unknown) => isTimeout(err) || isTransient(err);
   const breaker = circuitBreaker(handleWhen(transient), {
     halfOpenAfter,
     breaker: new ConsecutiveBreaker(options.failureThreshold ?? 5),
   });
-  const retries = retry(handleWhen(transient), {
+  const retryOptions = {
     maxAttempts: (options.maxAttempts ?? 3) - 1,
     backoff: new ExponentialBackoff({
       initialDelay: options.initialDelayMs ?? 100,
       maxDelay: options.maxDelayMs ?? 2_000,
     }),
-  });
+  };
   // abortOnReturn off: an object body streams on after the attempt that opened it returned; the
   // timeout still aborts an attempt that takes too long to answer.
   const perAttempt = timeout(options.timeoutMs ?? 10_000, { strategy: TimeoutStrategy.Aggressive, abortOnReturn: false });
-  // Breaker outermost: it counts calls whose retries are exhausted, not single attempts.
-  const policy = wrap(breaker, retries, perAttempt);
+  // Breaker outermost: it counts calls whose retries are exhausted, not single attempts. Every
+  // chain shares the one breaker, so calls that may not be retried still count toward it.
+  const chains = new WeakMap<RetryTest, IPolicy>();
+  const policyFor = (retryOn: RetryTest = ANY_TRANSIENT): IPolicy => {
+    let policy = chains.get(retryOn);
+    if (!policy) {
+      policy = wrap(breaker, retry(handleWhen((err) => transient(err) && retryOn(err)), retryOptions), perAttempt);
+      chains.set(retryOn, policy);
+    }
+    return policy;
+  };
 
   let openedAt = 0;
   metrics.breakerState.set({ backend: name }, 0);
   const listeners = [
+    // A timed-out try never settles in time for the wrapper in run() to count it.
+    perAttempt.onTimeout(() => metrics.backendAttempts.inc({ backend: name, result: 'transient' })),
     breaker.onBreak(() => {
       openedAt = Date.now();
     }),
@@ -102,15 +133,15 @@ export function createResilientBackend(
 
   return {
     name,
-    async run<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    async run<T>(fn: (signal: AbortSignal) => Promise<T>, runOptions: RunOptions = {}): Promise<T> {
       try {
-        return await policy.execute(async ({ signal }) => {
+        return await policyFor(runOptions.retryOn).execute(async ({ signal }) => {
           try {
             const result = await fn(signal);
-            metrics.backendAttempts.inc({ backend: name, result: 'ok' });
+            if (!signal.aborted) metrics.backendAttempts.inc({ backend: name, result: 'ok' });
             return result;
           } catch (err) {
-            metrics.backendAttempts.inc({ backend: name, result: transient(err) ? 'transient' : 'permanent' });
+            if (!signal.aborted) metrics.backendAttempts.inc({ backend: name, result: transient(err) ? 'transient' : 'permanent' });
             throw err;
           }
         });
@@ -123,12 +154,13 @@ export function createResilientBackend(
             retry_after_seconds: retryAfter,
           });
         }
-        if (isTaskCancelledError(err)) {
+        if (isTimeout(err)) {
+          logger.warn({ event_type: 'mcp_backend_error', backend: name, err_code: 'timeout' }, 'backend call timed out');
           throw new ToolError('backend_error', `${name} did not answer in time`, { backend: name });
         }
         if (isTransient(err)) {
           logger.warn({ event_type: 'mcp_backend_error', backend: name, err_code: errorCode(err) }, 'backend call failed');
-          throw new ToolError('backend_error', `${name} failed after retries`, { backend: name });
+          throw new ToolError('backend_error', `${name} failed`, { backend: name });
         }
         throw err;
       }

@@ -10,6 +10,9 @@ export const SCHEMA = {
   status: { type: 'string', enum: DOCUMENT_STATUSES },
 } as const;
 
+/** A string pattern refusing U+0000, which PostgreSQL text cannot hold, for free-text arguments. */
+export const NO_NUL = '^[^\\u0000]*$';
+
 /**
  * The column list every document query returns. bigint and timestamps are cast so pg and PGlite
  * hand back the same JS types; created_at also travels as text for exact keyset cursors
@@ -70,13 +73,26 @@ export function encodeCursor(row: DocumentRow): string {
   return Buffer.from(JSON.stringify([row.created_cursor, row.document_id])).toString('base64url');
 }
 
-/** Decodes a cursor made by {@link encodeCursor}; undefined when it is not one. */
+// created_at::text in PostgreSQL's ISO output (DateStyle ISO, which pg assumes too), e.g.
+// 2024-05-01 12:34:56.123456+00 or …+05:30.
+const CURSOR_TIME = /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d{1,6})?[+-]\d{2}(:\d{2})?$/;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * Decodes a cursor made by {@link encodeCursor}; undefined when it is not one. Date.parse turns
+ * away a month 13 or an hour 25; a day the month lacks still reaches PostgreSQL, which refuses it
+ * as a data exception (invalid_arguments too).
+ */
 export function decodeCursor(cursor: string): [string, string] | undefined {
+  let v: unknown;
   try {
-    const v: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-    if (Array.isArray(v) && v.length === 2 && typeof v[0] === 'string' && typeof v[1] === 'string') return [v[0], v[1]];
+    v = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
   } catch {
-    // fall through: not a cursor of ours
+    return undefined;
   }
-  return undefined;
+  if (!Array.isArray(v) || v.length !== 2) return undefined;
+  const [time, id] = v as unknown[];
+  if (typeof time !== 'string' || !CURSOR_TIME.test(time) || Number.isNaN(Date.parse(time))) return undefined;
+  if (typeof id !== 'string' || !UUID.test(id)) return undefined;
+  return [time, id];
 }

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { ToolError } from '../errors.js';
 import { normaliseKey } from '../object-keys.js';
-import { DOCUMENT_COLUMNS, GET_DOCUMENT_SQL, SCHEMA, decodeCursor, encodeCursor, toDocument } from './document-rows.js';
+import { DOCUMENT_COLUMNS, GET_DOCUMENT_SQL, NO_NUL, SCHEMA, decodeCursor, encodeCursor, toDocument } from './document-rows.js';
 import type { DocumentRow, DocumentStatus } from './document-rows.js';
 import { sqlQuery } from './sql-run.js';
 import type { ToolDeps, ToolFamily } from './tool-types.js';
@@ -21,9 +21,20 @@ interface UpdateArgs {
 
 const idOnly = { type: 'object', additionalProperties: false, required: ['document_id'], properties: { document_id: SCHEMA.documentId } };
 
+// JSON.stringify writes U+0000 as the escape \u0000, which jsonb refuses; a backslash escaped
+// before "u0000" (\\u0000) is plain text and passes.
+const NUL_ESCAPE = /(?<!\\)(?:\\\\)*\\u0000/;
+
+/** The JSON text of an object argument for a jsonb column; invalid_arguments when it holds U+0000. */
+function jsonbText(name: string, value: object): string {
+  const text = JSON.stringify(value);
+  if (NUL_ESCAPE.test(text)) throw new ToolError('invalid_arguments', `${name} contains U+0000, which the database cannot store`);
+  return text;
+}
+
 /** Throws not_found or conflict (with the current status) after a conditional statement matched no row. */
 export async function explainMiss(deps: ToolDeps, id: string, expected: string): Promise<never> {
-  const rows = await sqlQuery<{ status: string }>(deps, 'SELECT status FROM documents WHERE document_id = $1', [id]);
+  const rows = await sqlQuery<{ status: string }>(deps, 'SELECT status FROM documents WHERE document_id = $1', [id], { idempotent: true });
   const current = rows[0]?.status;
   if (current === undefined) throw new ToolError('not_found', `no document ${id}`);
   throw new ToolError('conflict', `document ${id} is ${current}, expected ${expected}`, { current_status: current });
@@ -42,7 +53,7 @@ export const DOCUMENT_TOOLS: ToolFamily = {
         properties: {
           document_id: { ...SCHEMA.documentId, description: 'Optional id chosen by the caller; generated otherwise.' },
           filename: { type: 'string', minLength: 1, maxLength: 255, pattern: '^[^\\u0000-\\u001f\\u007f/\\\\]+$' },
-          content_type: { type: 'string', minLength: 3, maxLength: 255 },
+          content_type: { type: 'string', minLength: 3, maxLength: 255, pattern: NO_NUL },
           s3_key: { type: 'string', minLength: 1, maxLength: 1024 },
           size_bytes: { type: 'integer', minimum: 0 },
           sha256: { type: 'string', pattern: '^[0-9a-f]{64}$' },
@@ -65,7 +76,7 @@ export const DOCUMENT_TOOLS: ToolFamily = {
     definition: { name: 'documents_get', description: 'Read one document.', inputSchema: idOnly },
     async handler(args, deps) {
       const id = (args as unknown as IdArgs).document_id;
-      const rows = await sqlQuery<DocumentRow>(deps, GET_DOCUMENT_SQL, [id]);
+      const rows = await sqlQuery<DocumentRow>(deps, GET_DOCUMENT_SQL, [id], { idempotent: true });
       if (!rows[0]) throw new ToolError('not_found', `no document ${id}`);
       return toDocument(rows[0]);
     },
@@ -95,6 +106,7 @@ export const DOCUMENT_TOOLS: ToolFamily = {
            AND ($2::timestamptz IS NULL OR (created_at, document_id) > ($2::timestamptz, $3::uuid))
          ORDER BY created_at, document_id LIMIT $4`,
         [a.status ?? null, after?.[0] ?? null, after?.[1] ?? null, a.limit + 1],
+        { idempotent: true },
       );
       const page = rows.slice(0, a.limit);
       const last = page[page.length - 1];
@@ -124,7 +136,7 @@ export const DOCUMENT_TOOLS: ToolFamily = {
             required: ['score'],
             properties: { score: { type: 'number', minimum: 0, maximum: 1 }, failures: { type: 'array' } },
           },
-          error: { type: ['string', 'null'], maxLength: 2000, description: 'Failure reason; null clears it.' },
+          error: { type: ['string', 'null'], maxLength: 2000, pattern: NO_NUL, description: 'Failure reason; null clears it.' },
           archive_key: { type: 'string', minLength: 1, maxLength: 1024 },
         },
       },
@@ -139,8 +151,8 @@ export const DOCUMENT_TOOLS: ToolFamily = {
       };
       if (a.status !== undefined) set('status', a.status);
       if (a.status === 'processing') sets.push('claimed_at = clock_timestamp()', 'claim_count = claim_count + 1');
-      if (a.extracted !== undefined) set('extracted', JSON.stringify(a.extracted), '::jsonb');
-      if (a.validation !== undefined) set('validation', JSON.stringify(a.validation), '::jsonb');
+      if (a.extracted !== undefined) set('extracted', jsonbText('extracted', a.extracted), '::jsonb');
+      if (a.validation !== undefined) set('validation', jsonbText('validation', a.validation), '::jsonb');
       if (a.error !== undefined) set('error', a.error);
       if (a.archive_key !== undefined) set('archive_key', normaliseKey(a.archive_key, deps.keys));
       const expected = a.expected_status === undefined ? null : [a.expected_status].flat();

@@ -1,5 +1,5 @@
 import { ToolError } from '../errors.js';
-import { SCHEMA } from './document-rows.js';
+import { NO_NUL, SCHEMA } from './document-rows.js';
 import { sqlQuery } from './sql-run.js';
 import type { ToolFamily } from './tool-types.js';
 
@@ -35,7 +35,7 @@ export const PROCESSING_LOG_TOOLS: ToolFamily = {
           document_id: SCHEMA.documentId,
           step: { type: 'string', pattern: '^[a-z][a-z0-9_]{0,63}$', description: 'e.g. upload, extract, validate, archive.' },
           status: { type: 'string', enum: LOG_STATUSES },
-          message: { type: 'string', maxLength: 2000 },
+          message: { type: 'string', maxLength: 2000, pattern: NO_NUL },
         },
       },
     },
@@ -63,12 +63,13 @@ export const PROCESSING_LOG_TOOLS: ToolFamily = {
     },
     async handler(args, deps) {
       const a = args as unknown as ListArgs;
-      const exists = await sqlQuery(deps, 'SELECT 1 FROM documents WHERE document_id = $1', [a.document_id]);
+      const exists = await sqlQuery(deps, 'SELECT 1 FROM documents WHERE document_id = $1', [a.document_id], { idempotent: true });
       if (exists.length === 0) throw new ToolError('not_found', `no document ${a.document_id}`);
       const rows = await sqlQuery<LogRow>(
         deps,
         `SELECT ${LOG_COLUMNS} FROM processing_logs WHERE document_id = $1 ORDER BY log_id LIMIT $2`,
         [a.document_id, a.limit],
+        { idempotent: true },
       );
       return { entries: rows.map(toEntry) };
     },

@@ -16,6 +16,13 @@ const TRANSIENT_MESSAGES = [
   'Connection ended',
 ];
 
+// Failures that prove the statement did not run. A connection that could not be made (refused,
+// no such host, the pool's or the client's connect timeout, the server refusing a new session)
+// never carried it; serialization_failure and deadlock_detected roll it back. Anything else
+// (a connection cut, a timeout) may come after the server committed it.
+const UNSENT_CODES = new Set(['ECONNREFUSED', 'EAI_AGAIN', '57P03', '53300', '08004', '40001', '40P01']);
+const UNSENT_MESSAGES = ['timeout exceeded when trying to connect', 'Connection terminated due to connection timeout'];
+
 /** True for PostgreSQL errors worth retrying: connection failures, shutdowns, timeouts, serialisation. */
 export function isPgTransient(err: unknown): boolean {
   const code = errorCode(err);
@@ -26,26 +33,44 @@ export function isPgTransient(err: unknown): boolean {
   return TRANSIENT_MESSAGES.some((m) => message.includes(m));
 }
 
-/** Maps a permanent PostgreSQL error to a tool error; the detail stays in the server log. */
-function mapPgError(err: unknown): unknown {
-  switch (errorCode(err)) {
-    case '23505':
-      return new ToolError('conflict', 'a document with this id or s3_key already exists');
-    case '23503':
-      return new ToolError('not_found', 'no such document');
-    case '23514':
-    case '22P02':
-    case '22003':
-      return new ToolError('invalid_arguments', 'a value was refused by the database');
-    default:
-      return err;
-  }
+/** True when a failed statement certainly did not run, so even a write may be sent again. */
+export function isPgUnsent(err: unknown): boolean {
+  const code = errorCode(err);
+  if (code !== undefined) return UNSENT_CODES.has(code);
+  const message = err instanceof Error ? err.message : '';
+  return UNSENT_MESSAGES.some((m) => message.startsWith(m));
 }
 
-/** Runs one query under the PostgreSQL policy. */
-export async function sqlQuery<T>(deps: ToolDeps, text: string, params: unknown[] = []): Promise<T[]> {
+/** Maps a permanent PostgreSQL error to a tool error; the detail stays in the server log. */
+function mapPgError(err: unknown): unknown {
+  const code = errorCode(err);
+  if (code === '23505') return new ToolError('conflict', 'a document with this id or s3_key already exists');
+  if (code === '23503') return new ToolError('not_found', 'no such document');
+  // Check violations and class 22 (data exception: a bad date, uuid or number, U+0000 in text or
+  // jsonb…) are values the caller sent that the database refuses.
+  if (code === '23514' || code?.startsWith('22')) return new ToolError('invalid_arguments', 'a value was refused by the database');
+  return err;
+}
+
+/** How {@link sqlQuery} may repeat a statement. */
+export interface SqlRunOptions {
+  /**
+   * True when running the statement twice has the effect of running it once (a SELECT), so a
+   * failed try is repeated even when the statement may have run. Default false: only failures
+   * that prove it did not run are retried, and a timed-out try is not.
+   */
+  idempotent?: boolean;
+}
+
+/**
+ * Runs one query under the PostgreSQL policy. The SqlClient takes no abort signal, so a try the
+ * policy gave up on (a timeout) is not cancelled here: the pool's statement_timeout ends it on
+ * the server, and a statement that is not idempotent is never sent a second time meanwhile.
+ */
+export async function sqlQuery<T>(deps: ToolDeps, text: string, params: unknown[] = [], options: SqlRunOptions = {}): Promise<T[]> {
   try {
-    return await deps.db.run(async () => (await deps.sql.query<T>(text, params)).rows);
+    const run = async () => (await deps.sql.query<T>(text, params)).rows;
+    return await deps.db.run(run, options.idempotent ? {} : { retryOn: isPgUnsent });
   } catch (err) {
     throw mapPgError(err);
   }

@@ -81,6 +81,42 @@ for (const mode of modes) {
       }
     });
 
+    it('refuses a cursor that is not a timestamp and a uuid with 400 invalid_arguments', async () => {
+      const cursor = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
+      const zero = '00000000-0000-0000-0000-000000000000';
+      for (const v of [['garbage', zero], ['2024-13-45', zero], ['2024-01-01 00:00:00+00', 'x']]) {
+        const r = await callTool(gw.url, 'documents_list', { cursor: cursor(v) });
+        assert.equal(r.status, 400, `${JSON.stringify(v)}: ${JSON.stringify(r.body)}`);
+        assert.equal(r.body.error?.code, 'invalid_arguments');
+        assert.match(String(r.body.error?.message), /cursor/, 'refused before the query');
+      }
+      // The right shape, but a day February lacks: PostgreSQL refuses it (a data exception, class 22).
+      const feb30 = await callTool(gw.url, 'documents_list', { cursor: cursor(['2024-02-30 00:00:00+00', zero]) });
+      assert.equal(feb30.status, 400, JSON.stringify(feb30.body));
+      assert.equal(feb30.body.error?.code, 'invalid_arguments');
+    });
+
+    it('refuses U+0000 in free text and JSON, which PostgreSQL cannot store, naming the argument', async () => {
+      const doc = await create();
+      const schemaRefusals: [string, Record<string, unknown>, string][] = [
+        ['documents_create', { filename: 'a.pdf', content_type: 'app\u0000x', s3_key: `uploads/${randomUUID()}`, size_bytes: 1, sha256: sha }, '/content_type'],
+        ['documents_update', { document_id: doc.document_id, error: 'a\u0000b' }, '/error'],
+        ['processing_logs_append', { document_id: doc.document_id, step: 'extract', status: 'info', message: 'a\u0000b' }, '/message'],
+      ];
+      for (const [tool, args, path] of schemaRefusals) {
+        const r = await callTool(gw.url, tool, args);
+        assert.equal(r.status, 400, `${tool}: ${JSON.stringify(r.body)}`);
+        assert.ok((r.body.error as { errors?: { path: string }[] }).errors?.some((e) => e.path === path), JSON.stringify(r.body));
+      }
+      for (const args of [{ extracted: { text: 'a\u0000b' } }, { validation: { score: 1, failures: [{ ['k\u0000']: 1 }] } }]) {
+        const r = await callTool(gw.url, 'documents_update', { document_id: doc.document_id, ...args });
+        assert.equal(r.status, 400, JSON.stringify(r.body));
+        assert.match(String(r.body.error?.message), /U\+0000/);
+      }
+      const escaped = await callTool(gw.url, 'documents_update', { document_id: doc.document_id, extracted: { text: 'a\\u0000b' } });
+      assert.deepEqual(escaped.body.extracted, { text: 'a\\u0000b' }, 'a backslash before u0000 is only text');
+    });
+
     it('reports not_found for a document that does not exist', async () => {
       const id = randomUUID();
       for (const [tool, args] of [

@@ -96,6 +96,19 @@ export async function metricValue(baseUrl: string, name: string, labels: Record<
   return 0;
 }
 
+/** Tracks both ends of a relayed connection in `open`; either closing closes the other. */
+export function tieTogether(open: Set<Socket>, client: Socket, upstream: Socket): void {
+  for (const s of [client, upstream]) {
+    open.add(s);
+    s.on('error', () => undefined);
+    s.on('close', () => {
+      open.delete(s);
+      client.destroy();
+      upstream.destroy();
+    });
+  }
+}
+
 /**
  * A TCP relay in front of PostgreSQL that the test can cut (refusing new and killing open
  * connections) and restore on the same port; it also counts connections.
@@ -119,15 +132,7 @@ export class TcpRelay {
       this.maxOpen = Math.max(this.maxOpen, ++this.openClients);
       client.once('close', () => this.openClients--);
       const upstream = connect(this.targetPort, '127.0.0.1');
-      for (const s of [client, upstream]) {
-        this.sockets.add(s);
-        s.on('error', () => undefined);
-        s.on('close', () => {
-          this.sockets.delete(s);
-          client.destroy();
-          upstream.destroy();
-        });
-      }
+      tieTogether(this.sockets, client, upstream);
       client.pipe(upstream).pipe(client);
     });
     await new Promise<void>((ok) => server.listen(this.port, '127.0.0.1', () => ok()));

@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
 import { startMcpGateway } from '../../mcp/gateway.js';
 import type { McpGateway } from '../../mcp/gateway.js';
 import { PG_URL, TcpRelay, callTool, captureLogger, createTestSchema, metricValue, tempDir } from './helpers.js';
@@ -101,5 +102,69 @@ describe('PostgreSQL resilience: retries, circuit breaker, pool bounds', () => {
     assert.ok(relay.maxOpen <= 10, `opened ${relay.maxOpen} connections at once`);
     assert.ok(relay.maxOpen >= 1);
     assert.ok((await metricValue(gw.url, 'ca_a2a_mcp_pool_clients', { state: 'total' })) <= 10);
+  });
+});
+
+describe('PostgreSQL timeouts: a hung statement', () => {
+  let gw: McpGateway;
+  let locker: pg.Client;
+  let documentId: string;
+  const cleanups: (() => Promise<void>)[] = [];
+  const attempts = (result: string) => metricValue(gw.url, 'ca_a2a_mcp_backend_attempts_total', { backend: 'postgres', result });
+
+  before(async () => {
+    const schema = await createTestSchema();
+    cleanups.push(() => schema.drop());
+    const dataDir = await tempDir();
+    cleanups.push(() => rm(dataDir, { recursive: true, force: true }));
+    gw = await startMcpGateway({
+      port: 0,
+      dataDir,
+      databaseUrl: schema.urlFor(),
+      breaker: { timeoutMs: 300, failureThreshold: 2, halfOpenAfterMs: 60_000, initialDelayMs: 5, maxDelayMs: 20 },
+      logger: captureLogger().logger,
+    });
+    cleanups.unshift(() => gw.close());
+    const doc = { filename: 'a.pdf', content_type: 'application/pdf', s3_key: 'uploads/hung.pdf', size_bytes: 1, sha256: 'c'.repeat(64) };
+    documentId = String((await callTool(gw.url, 'documents_create', doc)).body.document_id);
+    // Another session holds the table: every statement on it (an INSERT of a log checks its
+    // document) waits, as on a hung server.
+    locker = new pg.Client({ connectionString: schema.urlFor() });
+    await locker.connect();
+    cleanups.unshift(() => locker.end());
+    await locker.query('BEGIN');
+    await locker.query('LOCK TABLE documents IN ACCESS EXCLUSIVE MODE');
+  });
+  after(async () => {
+    for (const c of cleanups) await c();
+  });
+
+  it('answers a timed-out write with 502 backend_error after one try, and never sends it again', async () => {
+    const before = await attempts('transient');
+    const r = await callTool(gw.url, 'processing_logs_append', { document_id: documentId, step: 'extract', status: 'started' });
+    assert.equal(r.status, 502, JSON.stringify(r.body));
+    assert.equal(r.body.error?.code, 'backend_error');
+    assert.equal(r.body.error?.backend, 'postgres');
+    assert.equal(await attempts('transient'), before + 1, 'the timed-out INSERT may still commit: it is not retried');
+  });
+
+  it('retries a timed-out read, counts it toward the breaker, then fails fast', async () => {
+    const before = await attempts('transient');
+    const r = await callTool(gw.url, 'documents_get', { document_id: documentId });
+    assert.equal(r.status, 502, JSON.stringify(r.body));
+    assert.equal(r.body.error?.code, 'backend_error');
+    assert.equal(await attempts('transient'), before + 3, 'three tries');
+    assert.equal(await metricValue(gw.url, 'ca_a2a_mcp_breaker_state', { backend: 'postgres' }), 2, 'two failed calls open it');
+    assert.equal((await callTool(gw.url, 'documents_get', { document_id: documentId })).body.error?.code, 'backend_unavailable');
+  });
+
+  it('leaves at most one row of the timed-out write once the tables are free', async () => {
+    await locker.query('COMMIT');
+    // A SHARE lock is granted only after the INSERTs queued before it have finished.
+    await locker.query('BEGIN');
+    await locker.query('LOCK TABLE processing_logs IN SHARE MODE');
+    const { rows } = await locker.query<{ n: number }>('SELECT count(*)::int AS n FROM processing_logs WHERE document_id = $1', [documentId]);
+    await locker.query('COMMIT');
+    assert.ok((rows[0]?.n ?? 0) <= 1, `${rows[0]?.n} rows`);
   });
 });
