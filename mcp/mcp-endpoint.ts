@@ -62,8 +62,12 @@ function failure(error: ToolError): CallToolResult {
  * declares an outputSchema, so `structuredContent` is optional (MCP spec, tools, "Structured
  * Content") and repeating the object there would double the answer.
  */
-async function success(result: Record<string, unknown>, budget: ResultBudget): Promise<CallToolResult> {
-  const tooLarge = () => failure(new ToolError('too_large', `results of one MCP request are limited to ${MCP_RESULT_BUDGET} characters; read this object in a request of its own`));
+async function success(result: Record<string, unknown>, budget: ResultBudget, refused: (error: ToolError) => void): Promise<CallToolResult> {
+  const tooLarge = (): CallToolResult => {
+    const error = new ToolError('too_large', `results of one MCP request are limited to ${MCP_RESULT_BUDGET} characters; read this object in a request of its own`);
+    refused(error);
+    return failure(error);
+  };
   const streamed = Object.entries(result).find((entry): entry is [string, StreamedText] => entry[1] instanceof StreamedText);
   if (!streamed) {
     const answer = { success: true, ...result };
@@ -103,7 +107,10 @@ export async function handleMcpRequest(
   server.setRequestHandler(ListToolsRequestSchema, async () => ({ tools: [...tools] }));
   server.setRequestHandler(CallToolRequestSchema, async (request) => {
     const outcome = await runner.call(request.params.name, request.params.arguments ?? {}, caller, 'mcp');
-    if (outcome.ok) return success(outcome.result as Record<string, unknown>, budget);
+    if (outcome.ok) {
+      const name = request.params.name;
+      return success(outcome.result as Record<string, unknown>, budget, (error) => runner.undelivered(name, caller, 'mcp', error));
+    }
     // MCP spec (tools, "Error Handling"): an unknown tool is a protocol error, a failed call is a result.
     if (outcome.error.code === 'unknown_tool') throw new McpError(ErrorCode.InvalidParams, outcome.error.message);
     return failure(outcome.error);

@@ -21,6 +21,8 @@ export type ToolOutcome = { ok: true; result: object } | { ok: false; error: Too
 export interface ToolRunner {
   readonly definitions: readonly ToolDefinition[];
   call(name: string, args: unknown, caller: CallerIdentity, transport: 'mcp' | 'rest'): Promise<ToolOutcome>;
+  /** A call that ran but whose result the transport did not deliver (`error` says why): counted and audited. */
+  undelivered(name: string, caller: CallerIdentity, transport: 'mcp' | 'rest', error: ToolError): void;
 }
 
 interface CompiledTool {
@@ -83,6 +85,21 @@ export function createToolRunner(tools: ToolFamily, deps: ToolDeps, metrics: Gat
         'tool call',
       );
       return outcome;
+    },
+    undelivered(name, caller, transport, error) {
+      const toolLabel = compiled.has(name) ? name : 'unknown';
+      metrics.toolErrors.inc({ tool: toolLabel, code: error.code });
+      logger.info(
+        {
+          event_type: 'mcp_tool_result_refused',
+          tool: toolLabel,
+          outcome: error.code,
+          transport,
+          caller: { subject: caller.subject, client_id: caller.client_id, roles: caller.roles },
+          request_id: caller.request_id,
+        },
+        'tool result not delivered',
+      );
     },
   };
 }

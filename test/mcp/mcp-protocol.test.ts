@@ -94,6 +94,8 @@ describe('MCP over Streamable HTTP, /call_tool and /health', () => {
       assert.equal(Buffer.from((JSON.parse(result.content[0]?.text ?? '{}') as { content_base64: string }).content_base64, 'base64').length, size);
     }
     assert.deepEqual(refused.map((a) => a.result.structuredContent?.error?.code), ['too_large', 'too_large']);
+    // The audit trail says so: the tool ran, its result was not delivered.
+    assert.equal(lines.filter((l) => l.event_type === 'mcp_tool_result_refused' && l.tool === 's3_get_object' && l.outcome === 'too_large').length, 2);
   });
 
   it('refuses GET /mcp with 405 (stateless: no SSE stream) and malformed JSON with a parse error', async () => {
