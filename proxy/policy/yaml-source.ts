@@ -27,10 +27,25 @@ export function readYamlSource(file: string, text = readFileSync(file, 'utf8')):
     path: '',
     message: error.message.split('\n')[0] ?? error.message,
   }));
+  // A %YAML 1.1 directive would bring back 1.1's merge keys (`<<`) whatever `merge: false` says:
+  // a grant merged in from elsewhere, invisible where the role is read.
+  const directive = doc.directives?.yaml;
+  if (directive?.explicit && directive.version !== '1.2') {
+    problems.push({ ...position(0), path: '', message: `YAML ${directive.version} documents are not accepted (merge keys): remove the %YAML directive` });
+  }
+  let data: unknown;
+  if (problems.length === 0) {
+    try {
+      data = doc.toJS({ maxAliasCount: 50 });
+    } catch (error) {
+      // An alias expansion bomb (maxAliasCount) or another refusal of the YAML library.
+      problems.push({ ...position(doc.contents?.range?.[0] ?? 0), path: '', message: (error as Error).message.split('\n')[0] ?? 'unreadable YAML' });
+    }
+  }
   return {
     file,
     text,
-    data: problems.length > 0 ? undefined : doc.toJS({ maxAliasCount: 50 }),
+    data,
     problems,
     locate: (path, key) => position(nodeOffset(doc, path, key)),
   };
