@@ -41,6 +41,12 @@ describe('policy diff', () => {
     ]);
   });
 
+  it('reports a loosened argument restriction, though the cell stays allow-args', () => {
+    const { before, after } = versions((rbac) => rbac.replace('key: { type: string, pattern: "^uploads/" }\n        documents_create:', 'key: { type: string }\n        documents_create:'));
+    const changes = diffServices(loadSide(before), loadSide(after)).map((c) => `${c.change} ${c.service} ${c.role} ${c.kind} ${c.name} ${c.old}→${c.new} ${c.detail ?? ''}`);
+    assert.deepEqual(changes, ['changed mcp orchestrator tool s3_put_object allow-args→allow-args arguments']);
+  });
+
   it('says the same for two rbac files, decided against the services that use the new one', () => {
     const { before, after } = versions(edit);
     const afterServices = loadSide(join(after, 'rbac.yaml'));

@@ -22,6 +22,8 @@ export interface GrantChange {
   readonly new: Cell;
   /** gained: now callable; lost: no longer callable; changed: still (not) callable, but differently. */
   readonly change: 'gained' | 'lost' | 'changed';
+  /** Set when the cell is the same on both sides but what it allows is not: `arguments` (allow-args). */
+  readonly detail?: 'arguments';
 }
 
 /** The grant changes between two sets of service policies, paired by service name. */
@@ -38,13 +40,25 @@ export function diffServices(before: readonly ServicePolicy[], after: readonly S
       for (const role of roles) {
         const oldCell = oldMatrix.cells.get(key)?.[role] ?? 'none';
         const newCell = newMatrix.cells.get(key)?.[role] ?? 'none';
-        if (oldCell === newCell) continue;
+        if (oldCell === newCell) {
+          // allow-args on both sides: the restriction itself may have changed (widened or narrowed).
+          if (oldCell === 'allow-args' && argumentsOf(before, service, role, name) !== argumentsOf(after, service, role, name)) {
+            changes.push({ service, role, kind, name, old: oldCell, new: newCell, change: 'changed', detail: 'arguments' });
+          }
+          continue;
+        }
         const change = grants(oldCell) === grants(newCell) ? 'changed' : grants(newCell) ? 'gained' : 'lost';
         changes.push({ service, role, kind, name, old: oldCell, new: newCell, change });
       }
     }
   }
   return changes;
+}
+
+/** The role's argument restriction on a tool, as JSON, for comparison. */
+function argumentsOf(policies: readonly ServicePolicy[], service: string, role: string, tool: string): string | undefined {
+  const validate = policies.find((policy) => policy.service === service)?.roles.get(role)?.toolArguments.get(tool);
+  return validate === undefined ? undefined : JSON.stringify(validate.schema);
 }
 
 function matrixOf(policy: ServicePolicy | undefined): { roles: readonly string[]; rows: { kind: 'method' | 'tool'; name: string }[]; cells: Map<string, Readonly<Record<string, Cell>>> } {
@@ -132,6 +146,6 @@ export function renderChanges(changes: readonly GrantChange[], format: 'text' | 
   const count = (kind: GrantChange['change']): number => changes.filter((change) => change.change === kind).length;
   const summary = `${changes.length} change${changes.length === 1 ? '' : 's'}: ${count('gained')} gained, ${count('lost')} lost, ${count('changed')} changed`;
   if (changes.length === 0) return 'no access changes\n';
-  const rows = changes.map((c) => [MARK[c.change], c.service, c.role, `${c.kind} ${c.name}`, `${SYMBOL[c.old]} → ${SYMBOL[c.new]}`]);
+  const rows = changes.map((c) => [MARK[c.change], c.service, c.role, `${c.kind} ${c.name}`, `${SYMBOL[c.old]} → ${SYMBOL[c.new]}${c.detail ? ` (${c.detail} changed)` : ''}`]);
   return renderTable(['', 'service', 'role', 'access', 'old → new'], rows, format === 'markdown' ? 'markdown' : 'table') + `${format === 'markdown' ? '\n' : ''}${summary}\n`;
 }
