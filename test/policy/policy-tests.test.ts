@@ -25,6 +25,27 @@ describe('policies/tests (ca-a2a policy test)', () => {
     assert.match(io.stdout, /FAIL: 2 cases on 1 services, 1 failed/);
   });
 
+  it('refuses cases that cannot test what they seem to, and a path that does not exist', () => {
+    const dir = policyDir({ extra: { 'tests/vague.yaml': [
+      'service: docs',
+      'cases:',
+      '  - { roles: [viewer], expect: deny }',
+      '  - { roles: [viewer], method: delet_document, expect: deny }',
+      '  - { roles: [viewer], method: get_document, tool: s3_get_object, expect: allow }',
+      '  - { roles: [viewer], method: delet_document, expect: deny, code: authz.method_unknown }',
+      '',
+    ].join('\n') } });
+    const run = runPolicyTests([join(dir, 'tests'), join(dir, 'no-such-tests')]);
+    assert.deepEqual(run.errors.map((e) => `${e.rule} ${e.line} ${e.message.slice(0, 40)}`), [
+      'test-file 1 no such file or directory',
+      'test-case 3 a case names a method or a tool',
+      "test-case 4 service docs serves no method 'delet_doc",
+      "test-case 5 tool 's3_get_object' is only read by too",
+    ]);
+    assert.equal(run.results.length, 1, 'the case that states its expected code runs');
+    assert.equal(run.results[0]?.passed, true);
+  });
+
   it('refuses a malformed test file with its position', async () => {
     const dir = policyDir();
     writeFileSync(join(dir, 'bad.yaml'), 'service: docs\ncases:\n  - { roles: [viewer], method: get_document, expected: allow }\n');

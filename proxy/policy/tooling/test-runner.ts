@@ -43,9 +43,12 @@ const validateTestFile = createSchemaCompiler().compile(JSON.parse(readFileSync(
 
 /** Runs every *.yaml test file under the paths. Decisions come from the sidecar's own evaluate(). */
 export function runPolicyTests(paths: readonly string[]): TestRun {
-  const files = paths.flatMap((path) => listTestFiles(resolve(path)));
   const results: CaseResult[] = [];
   const errors: Diagnostic[] = [];
+  for (const path of paths) {
+    if (!existsSync(resolve(path))) errors.push({ file: resolve(path), line: 1, column: 1, severity: 'error', rule: 'test-file', message: 'no such file or directory' });
+  }
+  const files = paths.flatMap((path) => listTestFiles(resolve(path)));
   const policies = new Map<string, ServicePolicy>();
   const covered = new Map<string, Set<string>>();
   for (const file of files) {
@@ -67,6 +70,11 @@ export function runPolicyTests(paths: readonly string[]): TestRun {
         errors.push({ file, line: at.line, column: at.column, severity: 'error', rule: 'test-policy', message });
         return;
       }
+      const misuse = caseMisuse(policy, testCase);
+      if (misuse !== undefined) {
+        errors.push({ file, line: at.line, column: at.column, severity: 'error', rule: 'test-case', message: misuse });
+        return;
+      }
       const result = runCase(policy, testCase, file, at);
       results.push(result);
       if (testCase.roles.length === 1) {
@@ -78,6 +86,24 @@ export function runPolicyTests(paths: readonly string[]): TestRun {
     });
   }
   return { results, errors, uncovered: uncoveredGrants(policies, covered) };
+}
+
+/**
+ * A case that cannot test what it seems to: no call at all, a tool on a method that does not read
+ * one, or a name the service does not serve expected to be refused for no stated reason (a typo
+ * would pass as a deny).
+ */
+function caseMisuse(policy: ServicePolicy, testCase: RawCase): string | undefined {
+  if (testCase.method === undefined && testCase.tool === undefined) return 'a case names a method or a tool';
+  const perTool = [...policy.methods.values()].find((method) => method.access === 'per_tool')?.name ?? 'tools/call';
+  if (testCase.tool !== undefined && testCase.method !== undefined && testCase.method !== perTool) {
+    return `tool '${testCase.tool}' is only read by ${perTool}, not by method '${testCase.method}'`;
+  }
+  if (testCase.expect === 'deny' && testCase.code === undefined) {
+    if (testCase.tool !== undefined && !policy.tools.has(testCase.tool)) return `service ${policy.service} serves no tool '${testCase.tool}': say code: authz.tool_denied if that refusal is the point`;
+    if (testCase.tool === undefined && testCase.method !== undefined && !policy.methods.has(testCase.method)) return `service ${policy.service} serves no method '${testCase.method}': say code: authz.method_unknown if that refusal is the point`;
+  }
+  return undefined;
 }
 
 function runCase(policy: ServicePolicy, testCase: RawCase, file: string, at: { line: number; column: number }): CaseResult {
