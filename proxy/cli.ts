@@ -49,8 +49,9 @@ export async function sidecarCommand(argv: string[]): Promise<number> {
     ({ values } = parseArgs({
       args: argv,
       options: {
-        service: { type: 'string', default: process.env.CA_A2A_SERVICE },
-        policy: { type: 'string', default: process.env.CA_A2A_POLICY },
+        // No environment defaults here: a flag must win over either variable (below).
+        service: { type: 'string' },
+        policy: { type: 'string' },
         listen: { type: 'string', default: process.env.CA_A2A_LISTEN },
         upstream: { type: 'string', default: process.env.CA_A2A_UPSTREAM },
         'admin-listen': { type: 'string', default: process.env.CA_A2A_ADMIN_LISTEN },
@@ -73,8 +74,11 @@ export async function sidecarCommand(argv: string[]): Promise<number> {
     process.stdout.write(HELP);
     return 0;
   }
-  const service = values.service;
-  if ((service === undefined) === (values.policy === undefined)) {
+  // --service or --policy on the command line wins over both CA_A2A_SERVICE and CA_A2A_POLICY.
+  const flagged = values.service !== undefined || values.policy !== undefined;
+  const service = flagged ? values.service : process.env.CA_A2A_SERVICE || undefined;
+  const policy = flagged ? values.policy : process.env.CA_A2A_POLICY || undefined;
+  if ((service === undefined) === (policy === undefined)) {
     process.stderr.write(`ca-a2a sidecar: give exactly one of --service or --policy\n\n${HELP}`);
     return 2;
   }
@@ -85,7 +89,7 @@ export async function sidecarCommand(argv: string[]): Promise<number> {
   const port = service !== undefined ? SHIPPED_SERVICES[service].port : 8080;
   const listen = values.listen ?? `127.0.0.1:${port}`;
   const listenPort = Number(listen.slice(listen.lastIndexOf(':') + 1));
-  const policyFile = service !== undefined ? shippedPolicyFile(service) : (values.policy as string);
+  const policyFile = service !== undefined ? shippedPolicyFile(service) : (policy as string);
 
   let sidecar;
   try {

@@ -1,4 +1,8 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { connect, createServer, type Server } from 'node:net';
 import { describe, it } from 'node:test';
 import { shippedPolicyFile } from '../../proxy/services.js';
@@ -53,6 +57,27 @@ describe('sidecar start-up', () => {
       assert.equal(log.events('issuer_plain_http').length, 1);
     } finally {
       await sidecar.close();
+    }
+  });
+});
+
+describe('ca-a2a sidecar (the command)', () => {
+  it('lets --policy on the command line win over CA_A2A_SERVICE in the environment', async () => {
+    const child = spawn(process.execPath, ['bin/ca-a2a.js', 'sidecar', '--policy', shippedPolicyFile('archivist'), '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--upstream', 'http://127.0.0.1:1', '--issuer', 'http://127.0.0.1:1/realms/test', '--no-watch'], {
+      env: { ...process.env, CA_A2A_SERVICE: 'orchestrator', CA_A2A_DATA_DIR: mkdtempSync(join(tmpdir(), 'ca-a2a-cli-')) },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    try {
+      let out = '';
+      child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+      child.stderr.on('data', (chunk: Buffer) => (out += chunk.toString()));
+      const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+      const ready = new Promise<void>((resolve) => child.stdout.on('data', () => out.includes('"sidecar_started"') && resolve()));
+      const first = await Promise.race([ready.then(() => 'ready'), exited.then((code) => `exited ${code}`)]);
+      assert.equal(first, 'ready', out);
+      assert.match(out, /"service":"archivist"/);
+    } finally {
+      child.kill();
     }
   });
 });
