@@ -46,8 +46,9 @@ export function rateLimitLayer(policy: ServicePolicy, deps: RateLimitDeps): Laye
   /** What each budget a batch spends from is charged: one point per call. */
   const batchCharges = (calls: RequestContext['calls'], roles: readonly string[]): Map<Budget, number> => {
     const charges = new Map<Budget, number>();
+    let caller: Budget | undefined;
     for (const call of calls) {
-      const budget = methodBudgets.get(call.method) ?? callerBudget(roles);
+      const budget = methodBudgets.get(call.method) ?? (caller ??= callerBudget(roles));
       charges.set(budget, (charges.get(budget) ?? 0) + 1);
     }
     return charges;
