@@ -26,7 +26,7 @@ export class PolicyWatcher {
   readonly #onChange: () => void;
   readonly #debounceMs: number;
   readonly #dirs = new Map<string, WatchedDir>();
-  /** A directory's parent, watched for the directory's own name: a swap of the directory. */
+  /** A directory's parent, watched for the directory's own name (a swap of it), by parent and names. */
   readonly #parents = new Map<string, FSWatcher>();
   #timer: NodeJS.Timeout | undefined;
 
@@ -55,11 +55,18 @@ export class PolicyWatcher {
       names.add(basename(dir));
       parents.set(dirname(dir), names);
     }
-    for (const watcher of this.#parents.values()) watcher.close();
-    this.#parents.clear();
-    for (const [parent, names] of parents) {
+    // Keyed by parent and the names watched in it: an unchanged watch is kept, not made anew, so
+    // no swap of a directory is missed while a reload runs (as for the directories above).
+    const wanted = new Map([...parents].map(([parent, names]) => [`${parent}\0${[...names].sort().join('\0')}`, { parent, names }]));
+    for (const [key, watcher] of this.#parents) {
+      if (wanted.has(key)) continue;
+      watcher.close();
+      this.#parents.delete(key);
+    }
+    for (const [key, { parent, names }] of wanted) {
+      if (this.#parents.has(key)) continue;
       const watcher = this.#watch(parent, (name) => name === null || names.has(name));
-      if (watcher) this.#parents.set(parent, watcher);
+      if (watcher) this.#parents.set(key, watcher);
     }
   }
 
