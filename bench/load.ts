@@ -16,6 +16,8 @@ interface LoadConfig {
   duration: number;
   rate?: number;
   proofs?: number;
+  /** At a fixed rate: `?n=I` on the I-th request's path, for bench/residence.ts to pair its legs. */
+  tag?: boolean;
 }
 
 const config = JSON.parse(process.argv[2] as string) as LoadConfig;
@@ -52,8 +54,10 @@ async function atRate(rate: number): Promise<Record<string, number>> {
   const total = Math.floor(rate * (config.duration + WARMUP_S));
   const inFlight = new Set<Promise<void>>();
   let sent = 0;
-  const send = (due: number): void => {
-    const p = pool.request({ path: url.pathname, method: 'POST', headers, body: config.body })
+  const send = (index: number): void => {
+    const due = started + (index * 1000) / rate;
+    const path = config.tag ? `${url.pathname}?n=${index}` : url.pathname;
+    const p = pool.request({ path, method: 'POST', headers, body: config.body })
       .then(async (res) => {
         await res.body.dump();
         if (res.statusCode < 200 || res.statusCode > 299) non2xx++;
@@ -66,7 +70,7 @@ async function atRate(rate: number): Promise<Record<string, number>> {
   };
   while (sent < total) {
     const now = performance.now();
-    while (sent < total && started + (sent * 1000) / rate <= now) send(started + (sent++ * 1000) / rate);
+    while (sent < total && started + (sent * 1000) / rate <= now) send(sent++);
     // A 1 ms timer, not a spin: the generator shares its core with the agent.
     await new Promise((resolve) => setTimeout(resolve, 1));
   }
@@ -75,7 +79,9 @@ async function atRate(rate: number): Promise<Record<string, number>> {
   const sorted = Float64Array.from(latencies).sort();
   const at = (p: number): number => Math.round((sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? Number.NaN) * 100) / 100;
   // `sent` counts the warm-up too: the proxy's CPU time covers every request this process sent.
-  return { rps: latencies.length / ((performance.now() - warm) / 1000), p50: at(0.5), p99: at(0.99), non2xx, errors, total: latencies.length, sent };
+  // The first request due after the warm-up: the first that bench/residence.ts counts.
+  const firstRecorded = Math.ceil(WARMUP_S * rate);
+  return { rps: latencies.length / ((performance.now() - warm) / 1000), p50: at(0.5), p99: at(0.99), non2xx, errors, total: latencies.length, sent, firstRecorded };
 }
 
 if (config.rate) {

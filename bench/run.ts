@@ -13,6 +13,7 @@ import { benchEgress } from './egress.js';
 import { haproxyArgv, haproxyVersion } from './haproxy.js';
 import { proofCosts } from './proof-cost.js';
 import { benchRevocation } from './revocation.js';
+import { captureAvailable, withResidence, type Residence } from './residence.js';
 
 /**
  * `npm run bench`: the same JSON-RPC load against the demo agent directly, through a bare Node
@@ -36,7 +37,7 @@ const pin = await exec('taskset', ['-c', '0', 'true']).then(() => true, () => fa
 const raisePriority = (await exec('nice', ['-n', '-15', 'nice']).catch(() => ({ stdout: '' }))).stdout.trim() === '-15';
 const children: ChildProcess[] = [];
 
-interface LoadResult { rps: number; p50: number; p99: number; non2xx: number; errors: number; total: number; sent?: number }
+interface LoadResult { rps: number; p50: number; p99: number; non2xx: number; errors: number; total: number; sent?: number; firstRecorded?: number }
 
 async function probeStores(): Promise<Record<string, string>> {
   const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -150,8 +151,21 @@ const median = (values: number[]): number => {
   return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
 };
 
-interface Added { name: string; p50: number; p99: number }
+interface Added { name: string; p50: number; p99: number; residence?: { p50: number; p99: number; max: number; unpaired: number } }
 interface HalfRate { rates: number[]; added: Added; directP99: number; throughP99: number; cpuUsPerRequest: number; busyPercent: number; others: Added[] }
+type AtRate = Measured & { residence?: Residence };
+
+// Each proxy's own share of the latency, read off the wire (bench/residence.ts), where tcpdump may capture.
+const capture = await captureAvailable();
+
+/** One run at a fixed `rate` through `target` (tagged requests), with its residence when captured. */
+async function atRate(target: Path, rate: number): Promise<AtRate> {
+  const run = (): Promise<Measured> => measure({ url: target.url, body, token: target.token, rate, tag: true }, target.pid);
+  if (!capture || target.pid === undefined) return run();
+  const options = { dir: dataDir, proxyPort: Number(new URL(target.url).port), upstreamPort, core: 1, firstCounted: (result: Measured) => result.firstRecorded ?? 0 };
+  const { result, residence } = await withResidence(options, run);
+  return { ...result, residence };
+}
 
 /**
  * Added latency at half the maximum rate, in rounds. This VM's speed drifts by 2-3× within
@@ -161,24 +175,35 @@ interface HalfRate { rates: number[]; added: Added; directP99: number; throughP9
  * (the bare Node hop, HAProxy) at half of it, back to back, `path` first or last in turn.
  */
 async function halfRate(path: Path, others: Path[]): Promise<HalfRate> {
-  const runs: { rate: number; direct: LoadResult; through: Measured; others: LoadResult[] }[] = [];
+  const runs: { rate: number; direct: LoadResult; through: AtRate; others: AtRate[] }[] = [];
   for (let round = 0; round < halfRateRounds; round++) {
     const max = await load({ url: path.url, body, token, duration });
     const rate = Math.max(100, Math.floor(max.rps / 2));
-    const direct = await load({ url: `${upstream}/message`, body, rate });
+    const direct = await atRate({ name: 'direct', url: `${upstream}/message` }, rate);
     // Right after its maximum-rate run the sidecar's heap is full of garbage, so a full collection
     // is likelier in the next window: it goes first in even rounds and last in odd ones.
-    const measureThrough = (): Promise<Measured> => measure({ url: path.url, body, token, rate }, path.pid);
-    const first = round % 2 === 0 ? await measureThrough() : undefined;
-    const results: LoadResult[] = [];
-    for (const other of others) results.push(await load({ url: other.url, body, token: other.token, rate }));
-    runs.push({ rate, direct, through: first ?? (await measureThrough()), others: results });
+    const first = round % 2 === 0 ? await atRate(path, rate) : undefined;
+    const results: AtRate[] = [];
+    for (const other of others) results.push(await atRate(other, rate));
+    runs.push({ rate, direct, through: first ?? (await atRate(path, rate)), others: results });
   }
-  const added = (name: string, result: (run: (typeof runs)[number]) => LoadResult): Added => ({
-    name,
-    p50: median(runs.map((run) => result(run).p50 - run.direct.p50)),
-    p99: median(runs.map((run) => result(run).p99 - run.direct.p99)),
-  });
+  const added = (name: string, result: (run: (typeof runs)[number]) => AtRate): Added => {
+    const residences = runs.flatMap((run) => result(run).residence ?? []);
+    return {
+      name,
+      p50: median(runs.map((run) => result(run).p50 - run.direct.p50)),
+      p99: median(runs.map((run) => result(run).p99 - run.direct.p99)),
+      ...(residences.length === runs.length ? {
+        residence: {
+          p50: median(residences.map((residence) => residence.p50)),
+          p99: median(residences.map((residence) => residence.p99)),
+          max: Math.max(...residences.map((residence) => residence.max)),
+          // Requests of the measured window whose four packets were not all captured.
+          unpaired: runs.reduce((sum, run) => sum + result(run).total, 0) - residences.reduce((sum, residence) => sum + residence.samples, 0),
+        },
+      } : {}),
+    };
+  };
   return {
     rates: runs.map((run) => run.rate),
     added: added(path.name, (run) => run.through),
@@ -213,8 +238,9 @@ function describeReady(times: number[]): string {
 
 function describeHalfRate(result: HalfRate): string {
   const signed = (ms: number): string => `${ms >= 0 ? '+' : ''}${ms.toFixed(2)}`;
-  const others = result.others.map((other) => `${other.name} p50 ${signed(other.p50)} ms, p99 ${signed(other.p99)} ms`).join('; ');
-  return `- ${result.added.name}, at ${result.rates.join(' / ')} req/s: p50 ${signed(result.added.p50)} ms, p99 ${signed(result.added.p99)} ms (direct p99 ${result.directP99} ms, through it ${result.throughP99} ms); it spent ${result.cpuUsPerRequest.toFixed(0)} µs of CPU per request, its core ${Math.round(result.busyPercent)} % busy.${others ? ` At the same rates: ${others}.` : ''}`;
+  const inside = ({ residence }: Added): string => (residence ? `; in the proxy itself p50 ${residence.p50.toFixed(2)} ms, p99 ${residence.p99.toFixed(2)} ms (longest ${residence.max.toFixed(1)} ms${residence.unpaired ? `, ${residence.unpaired} requests unpaired` : ''})` : '');
+  const others = result.others.map((other) => `${other.name} p50 ${signed(other.p50)} ms, p99 ${signed(other.p99)} ms${inside(other)}`).join('. ');
+  return `- ${result.added.name}, at ${result.rates.join(' / ')} req/s: end to end p50 ${signed(result.added.p50)} ms, p99 ${signed(result.added.p99)} ms (direct p99 ${result.directP99} ms, through it ${result.throughP99} ms)${inside(result.added)}; it spent ${result.cpuUsPerRequest.toFixed(0)} µs of CPU per request, its core ${Math.round(result.busyPercent)} % busy.${others ? ` At the same rates: ${others}.` : ''}`;
 }
 
 try {
@@ -309,7 +335,7 @@ try {
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',
     ...rows.map(({ name, result, runs, rssMb, readyMs, spread }) => `| ${name} | ${Math.round(result.rps)} | ${result.p50} | ${result.p99} | ${ratio(runs, direct)} | ${ratio(runs, bareRuns)} | ${ratio(runs, naiveRuns)} | ${result.cpuUsPerRequest?.toFixed(0) ?? '-'} | ${result.non2xx} | ${rssMb?.toFixed(0) ?? '-'} | ${readyMs ? describeReady(readyMs) : '-'} | ${spread.join(' / ')} |`),
     '',
-    `Added latency at half the sidecar's maximum rate (open loop on ${connections} connections, so a request never waits for a free connection in the generator; latency from each request's due time; in each of ${halfRateRounds} rounds the maximum is measured again right before, then direct, through the sidecar and through each reference at half of it; medians):`,
+    `Added latency at half the sidecar's maximum rate (open loop on ${connections} connections, so a request never waits for a free connection in the generator; latency from each request's due time; in each of ${halfRateRounds} rounds the maximum is measured again right before, then direct, through the sidecar and through each reference at half of it; medians). End to end is the p99 through the proxy less the p99 straight to the agent, two runs apart; in the proxy itself is each request's time in the proxy read off the wire (tcpdump on loopback: from the request's first byte in to the answer's last byte out, less the agent's part)${capture ? '' : ' — not measured here: tcpdump cannot capture on lo'}:`,
     '',
     ...halfRates,
   ];
