@@ -15,16 +15,18 @@ export interface OneTimeIdStore {
 /**
  * Per-process ids, for the embedded mode and single replicas. Bounded: when full, the oldest
  * claims go first, so a flood of ids costs memory up to `maxEntries` and no more. An id forgotten
- * before its ttl could be replayed, so the store then also remembers the latest claim time it
- * forgot early, and cannot answer (STORE_UNAVAILABLE) for an id minted at or before it: under a
- * flood the window of acceptable proofs narrows to what memory holds, never wider.
+ * before its ttl could be replayed, so the store then also remembers the latest mint time (iat)
+ * among the ids it forgot early, and cannot answer (STORE_UNAVAILABLE) for an id minted at or
+ * before it: under a flood the window of acceptable proofs narrows to what memory holds, never
+ * wider. The mint time, not the claim time: a proof may be minted up to the leeway after it is
+ * claimed (a client clock ahead), and its replay carries that same iat.
  */
 export class MemoryOneTimeIds implements OneTimeIdStore {
   // Insertion order = claim order; with one ttl per caller, that is also expiry order.
-  readonly #claims = new Map<string, { readonly claimedAt: number; readonly expiresAt: number }>();
+  readonly #claims = new Map<string, { readonly issuedAt: number; readonly expiresAt: number }>();
   readonly #maxEntries: number;
   readonly #now: () => number;
-  /** Milliseconds: an id claimed at or before this was forgotten while it was still live. */
+  /** Milliseconds: an id minted at or before this may have been forgotten while it was still live. */
   #forgottenUpTo = -Infinity;
 
   constructor(options: { maxEntries?: number; now?: () => number } = {}) {
@@ -41,7 +43,7 @@ export class MemoryOneTimeIds implements OneTimeIdStore {
     if (issuedAtSeconds * 1000 <= this.#forgottenUpTo) {
       throw new StoreUnavailableError('one-time-id', `full: ids minted before ${new Date(this.#forgottenUpTo).toISOString()} were forgotten early and can no longer be told from replays`);
     }
-    this.#claims.set(id, { claimedAt: now, expiresAt: now + ttlSeconds * 1000 });
+    this.#claims.set(id, { issuedAt: issuedAtSeconds * 1000, expiresAt: now + ttlSeconds * 1000 });
     return 'new';
   }
 
@@ -49,7 +51,7 @@ export class MemoryOneTimeIds implements OneTimeIdStore {
     for (const [id, entry] of this.#claims) {
       if (entry.expiresAt > now) {
         if (this.#claims.size < this.#maxEntries) break;
-        this.#forgottenUpTo = Math.max(this.#forgottenUpTo, entry.claimedAt);
+        this.#forgottenUpTo = Math.max(this.#forgottenUpTo, entry.issuedAt);
       }
       this.#claims.delete(id);
     }

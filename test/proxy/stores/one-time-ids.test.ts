@@ -43,6 +43,20 @@ describe('one-time ids', () => {
     assert.equal(await ids.claim('later', 300, now / 1000), 'new');
   });
 
+  it('memory: never takes back an id minted ahead of its clock (within the leeway) and forgotten early', async () => {
+    let now = 1_000_000;
+    const ids = new MemoryOneTimeIds({ maxEntries: 100, now: () => now });
+    // The client's clock runs 5 s ahead: the proof's iat is after the moment it is claimed.
+    const victimIssuedAt = now / 1000 + 5;
+    assert.equal(await ids.claim('victim', 310, victimIssuedAt), 'new');
+    for (let i = 0; i < 200; i++) {
+      now += 10;
+      assert.equal(await ids.claim(`flood-${i}`, 310, now / 1000 + 6), 'new');
+    }
+    // Forgotten 2 s after its claim, still inside its acceptance window: its replay is not 'new'.
+    await assert.rejects(ids.claim('victim', 310, victimIssuedAt), (error: { code?: string }) => error.code === 'STORE_UNAVAILABLE');
+  });
+
   it('redis: one claim wins across two stores (replicas)', async () => {
     await redisReady(client, 2_000);
     const a = new RedisOneTimeIds(client, `${prefix}:once`);
