@@ -61,14 +61,15 @@ export function integrityLayer(policy: ServicePolicy, deps: IntegrityDeps): Laye
     } catch {
       return denial('integrity.proof_invalid', 'not a JWS');
     }
-    const jwk = header.jwk as JWK | undefined;
-    if (header.typ !== 'dpop+jwt' || jwk === undefined) return denial('integrity.proof_invalid', "typ must be dpop+jwt with a 'jwk' header");
+    // The header is the client's JSON: 'jwk' may be null, a string or an array as well.
+    const jwk = header.jwk as unknown;
+    if (header.typ !== 'dpop+jwt' || typeof jwk !== 'object' || jwk === null || Array.isArray(jwk)) return denial('integrity.proof_invalid', "typ must be dpop+jwt with a 'jwk' object header");
     if (PRIVATE_JWK_MEMBERS.some((member) => (jwk as Record<string, unknown>)[member] !== undefined)) return denial('integrity.proof_invalid', 'jwk holds private key material');
     if (typeof header.alg !== 'string' || !settings.algorithms.includes(header.alg)) return denial('integrity.proof_invalid', 'algorithm not allowed');
     let payload;
     let proofKey;
     try {
-      proofKey = await keys.get(jwk, header.alg);
+      proofKey = await keys.get(jwk as JWK, header.alg);
       ({ payload } = await jwtVerify(proof, proofKey.key, verifyOptions));
     } catch (error) {
       const code = (error as { code?: string }).code;

@@ -105,6 +105,14 @@ describe('integrity layer (DPoP + Content-Digest) and replay layer', () => {
     await expectRefused({ dpop: jwt, 'content-digest': contentDigest(body) }, 'integrity.proof_invalid', 401);
   });
 
+  it('refuses a proof whose jwk header is not a JSON object as invalid (401), not as an internal error', async () => {
+    const claims = { jti: crypto.randomUUID(), htm: 'POST', htu: url, iat: Math.floor(Date.now() / 1000), ath: base64url.encode(sha256(token)), htd: base64url.encode(sha256(body)) };
+    for (const jwk of [null, 'key', [key.publicJwk]]) {
+      const dpop = await new SignJWT(claims).setProtectedHeader({ alg: 'ES256', typ: 'dpop+jwt', jwk } as unknown as JWTHeaderParameters).sign(key.privateKey);
+      await expectRefused({ dpop, 'content-digest': contentDigest(body) }, 'integrity.proof_invalid', 401);
+    }
+  });
+
   it('refuses two DPoP headers', async () => {
     const a = await createProof(key, { htm: 'POST', htu: url, accessToken: token, body });
     const b = await createProof(key, { htm: 'POST', htu: url, accessToken: token, body });
