@@ -81,6 +81,14 @@ describe('integrity layer (DPoP + Content-Digest) and replay layer', () => {
     await expectRefused({ dpop: get, 'content-digest': contentDigest(body) }, 'integrity.proof_mismatch', 401);
   });
 
+  it('refuses a proof for another path whatever the Host header carries (the expected htu is Host + the path requested)', async () => {
+    const host = new URL(h.sidecar.url).host;
+    for (const forged of [`${host}/other?`, `${host}/other#`, `x@${host}/other?`]) {
+      const dpop = await createProof(key, { htm: 'POST', htu: `http://${host}/other`, accessToken: token, body });
+      await expectRefused({ dpop, 'content-digest': contentDigest(body), host: forged }, 'integrity.proof_mismatch', 401);
+    }
+  });
+
   it('refuses a proof made for another access token (ath)', async () => {
     const dpop = await createProof(key, { htm: 'POST', htu: url, accessToken: await h.issuer.sign(), body });
     await expectRefused({ dpop, 'content-digest': contentDigest(body) }, 'integrity.proof_mismatch', 401);
