@@ -4,20 +4,29 @@ import type { ServicePolicy } from '../policy/model.js';
 import { isStoreUnavailable } from '../stores/store-error.js';
 import type { OneTimeIdStore } from '../stores/one-time-ids.js';
 
+/**
+ * How long after its iat any policy may accept a proof: the largest proof_max_age_seconds (300)
+ * plus the largest leeway_seconds (60) the policy schema allows.
+ */
+export const LONGEST_PROOF_LIFE_SECONDS = 300 + 60;
+
 export interface ReplayDeps {
   readonly ids: OneTimeIdStore;
+  /** Milliseconds since the epoch, the clock the integrity layer judges iat by. */
+  readonly now: () => number;
   /** Called when the store fails, with what the policy decided (deny or allow). */
   readonly onStoreError: (error: unknown, fallback: 'deny' | 'allow') => void;
 }
 
 /**
- * Layer 8, replay: a verified proof's jti is accepted once, for as long as a proof can be fresh
- * (acceptance window plus leeway), across every replica sharing the store. The key includes the
- * proof key's thumbprint: one client cannot burn another's ids. Store down: fail closed (503)
- * unless the policy says integrity.replay_store_failure: allow.
+ * Layer 8, replay: a verified proof's jti is accepted once, across every replica sharing the
+ * store, and remembered until its iat plus the longest window any policy accepts, not this
+ * policy's: a reload that widens the window, or a replica still on a wider policy, must not find
+ * a proof used under a narrower one fresh and unknown. The key includes the proof key's
+ * thumbprint: one client cannot burn another's ids. Store down: fail closed (503) unless the
+ * policy says integrity.replay_store_failure: allow.
  */
 export function replayLayer(policy: ServicePolicy, deps: ReplayDeps): Layer {
-  const ttlSeconds = policy.integrity.proofMaxAgeSeconds + 2 * policy.integrity.leewaySeconds;
   const onFailure = policy.integrity.replayStoreFailure;
   return {
     name: 'replay',
@@ -30,6 +39,7 @@ export function replayLayer(policy: ServicePolicy, deps: ReplayDeps): Layer {
 
   async function claim(proof: NonNullable<RequestContext['proof']>): Promise<Verdict> {
     try {
+      const ttlSeconds = Math.max(1, Math.ceil(proof.issuedAt + LONGEST_PROOF_LIFE_SECONDS - deps.now() / 1000));
       const seen = await deps.ids.claim(`dpop:${proof.thumbprint}:${proof.jti}`, ttlSeconds, proof.issuedAt);
       return seen === 'new' ? undefined : denial('replay.duplicate_id');
     } catch (error) {

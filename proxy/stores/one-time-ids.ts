@@ -22,7 +22,8 @@ export interface OneTimeIdStore {
  * claimed (a client clock ahead), and its replay carries that same iat.
  */
 export class MemoryOneTimeIds implements OneTimeIdStore {
-  // Insertion order = claim order; with one ttl per caller, that is also expiry order.
+  // Insertion order = claim order, and nearly expiry order (the replay layer keeps an id until its
+  // iat plus a fixed span); an expired id behind a live one goes when eviction reaches it.
   readonly #claims = new Map<string, { readonly issuedAt: number; readonly expiresAt: number }>();
   readonly #maxEntries: number;
   readonly #now: () => number;

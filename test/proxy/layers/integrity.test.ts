@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { base64url, calculateJwkThumbprint, exportJWK, generateKeyPair, SignJWT, type JWTHeaderParameters } from 'jose';
 import { contentDigest, sha256 } from '../../../proxy/integrity/digest.js';
 import { createProof, createProofKey, type ProofKey } from '../../../proxy/integrity/proof.js';
-import { DOC_ID, rpc, startHarness, type Harness } from '../../helpers/harness.js';
+import { LONGEST_PROOF_LIFE_SECONDS } from '../../../proxy/layers/replay.js';
+import { DOC_ID, RBAC_FILE, rpc, startHarness, writePolicy, type Harness } from '../../helpers/harness.js';
 
 describe('integrity layer (DPoP + Content-Digest) and replay layer', () => {
   let h: Harness;
@@ -170,5 +172,47 @@ describe('integrity behind a load balancer (--public-url)', () => {
     assert.equal(res.json.error?.data?.reason, 'integrity.proof_mismatch');
     const viaHost = await createProof(key, { htm: 'POST', htu: `${h.sidecar.url}/message`, accessToken: token, body });
     assert.equal((await h.call(body, { headers: { authorization: `Bearer ${token}`, dpop: viaHost, 'content-digest': digest } })).json.error?.data?.reason, 'integrity.proof_mismatch');
+  });
+});
+
+describe('replay across a reload that widens the proof window', () => {
+  const policy = (maxAge: number): string => `service: replay-window
+rbac: ${RBAC_FILE}
+upstream: http://127.0.0.1:1
+auth: { issuer: http://placeholder/realms/test, audience: ca-a2a-agents }
+integrity: { dpop: required, proof_max_age_seconds: ${maxAge}, leeway_seconds: 5 }
+methods:
+  get_document: {}
+`;
+
+  it('remembers an id for the longest window the policy schema allows', () => {
+    const schema = JSON.parse(readFileSync(new URL('../../../proxy/policy/schemas/service.schema.json', import.meta.url), 'utf8'));
+    const integrity = schema.properties.integrity.properties;
+    assert.equal(LONGEST_PROOF_LIFE_SECONDS, integrity.proof_max_age_seconds.maximum + integrity.leeway_seconds.maximum);
+  });
+
+  it('refuses a proof used under a 60 s window again after a reload to 300 s', async () => {
+    let offsetMs = 0;
+    const file = writePolicy(policy(60));
+    const h = await startHarness({ policyFile: file, sidecar: { publicUrls: [], now: () => Date.now() + offsetMs } });
+    try {
+      const key = await createProofKey();
+      const token = await h.issuer.sign();
+      const body = JSON.stringify(rpc('get_document', { document_id: DOC_ID }));
+      const headers = { authorization: `Bearer ${token}`, dpop: await createProof(key, { htm: 'POST', htu: `${h.sidecar.url}/message`, accessToken: token, body }), 'content-digest': contentDigest(body) };
+      assert.equal((await h.call(body, { headers })).status, 200);
+      // 100 s later the window is widened: the proof is fresh again under the new policy.
+      offsetMs = 100_000;
+      writeFileSync(file, policy(300));
+      await h.sidecar.reload();
+      assert.equal(h.sidecar.policy().integrity.proofMaxAgeSeconds, 300);
+      const count = h.upstream.requests.length;
+      const res = await h.call(body, { headers });
+      assert.equal(res.status, 409, JSON.stringify(res.json));
+      assert.equal(res.json.error?.data?.reason, 'replay.duplicate_id');
+      assert.equal(h.upstream.requests.length, count, 'never forwarded');
+    } finally {
+      await h.close();
+    }
   });
 });
