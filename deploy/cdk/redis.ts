@@ -12,7 +12,7 @@ export interface RedisProps {
 
 /**
  * The sidecars' shared state (replay ids, rate-limit windows, revocation cache): a two-node
- * ElastiCache Redis group with TLS in transit, encryption at rest and an AUTH token.
+ * ElastiCache Redis group with TLS in transit, encryption at rest, an AUTH token, and no eviction.
  */
 export class Redis extends Construct {
   readonly group: elasticache.CfnReplicationGroup;
@@ -33,10 +33,21 @@ export class Redis extends Construct {
       subnetIds: props.vpc.privateSubnets.map((subnet) => subnet.subnetId),
     });
 
+    // ElastiCache's default policy, volatile-lru, evicts keys that have a TTL when memory runs
+    // out, and every key the sidecars write has one: a full Redis would silently forget replay
+    // ids (a captured proof accepted again), rate-limit windows and revocations. With noeviction
+    // a full Redis refuses the write, and the sidecars answer 503 (fail closed).
+    const parameters = new elasticache.CfnParameterGroup(this, 'Parameters', {
+      description: 'ca-a2a Redis: refuse writes when full instead of evicting',
+      cacheParameterGroupFamily: 'redis7',
+      properties: { 'maxmemory-policy': 'noeviction' },
+    });
+
     this.group = new elasticache.CfnReplicationGroup(this, 'Group', {
       replicationGroupDescription: 'ca-a2a sidecar shared state',
       engine: 'redis',
       engineVersion: '7.1',
+      cacheParameterGroupName: parameters.ref,
       cacheNodeType: props.nodeType,
       numCacheClusters: 2,
       automaticFailoverEnabled: true,

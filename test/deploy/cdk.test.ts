@@ -362,6 +362,15 @@ describe('deploy/cdk stack', () => {
       assert.match(JSON.stringify(props(group)['AuthToken']), /\{\{resolve:secretsmanager:/);
     });
 
+    it('never lets Redis evict: a full Redis refuses writes (the sidecars fail closed) instead of forgetting replay ids', () => {
+      const [[, group] = ['', { Type: '' }]] = ofType(resources, 'AWS::ElastiCache::ReplicationGroup');
+      const parameters = resources[referencedId(props(group)['CacheParameterGroupName']) ?? ''];
+      assert.ok(parameters, 'the group names a parameter group of the stack');
+      assert.equal(parameters.Type, 'AWS::ElastiCache::ParameterGroup');
+      assert.equal(props(parameters)['CacheParameterGroupFamily'], 'redis7');
+      assert.deepEqual(props(parameters)['Properties'], { 'maxmemory-policy': 'noeviction' });
+    });
+
     it('keeps documents in a versioned, encrypted, private, TLS-only, access-logged bucket', () => {
       template.hasResourceProperties('AWS::S3::Bucket', {
         VersioningConfiguration: { Status: 'Enabled' },
