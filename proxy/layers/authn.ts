@@ -80,11 +80,22 @@ export function authnLayer(policy: ServicePolicy, deps: AuthnDeps): Layer {
       // jose checks iat only with maxTokenAge; a token issued in the future is refused here.
       if ((payload.iat as number) * 1000 > nowMs + toleranceMs) return denial('authn.claim_invalid', 'iat is in the future');
       if (typeof payload.jti !== 'string' || typeof payload.sub !== 'string') return denial('authn.claim_invalid', 'sub and jti must be strings');
+      // A token the issuer bound to its holder in a way this sidecar cannot check (an mTLS
+      // certificate, x5t#S256; a malformed jkt) is refused, not taken as a bearer token.
+      if (payload.cnf !== undefined && !isKeyThumbprintConfirmation(payload.cnf)) return denial('authn.claim_invalid', "'cnf' claim: only a DPoP key thumbprint (jkt) can be checked");
       return principalFrom(payload, auth.rolesClaim);
     } catch (error) {
       return joseDenial(error);
     }
   }
+}
+
+/** `cnf` as RFC 9449 §6.1 binds a DPoP key: `{ "jkt": <base64url SHA-256 thumbprint> }`, nothing else. */
+function isKeyThumbprintConfirmation(cnf: unknown): boolean {
+  if (typeof cnf !== 'object' || cnf === null || Array.isArray(cnf)) return false;
+  const members = Object.keys(cnf);
+  const { jkt } = cnf as { jkt?: unknown };
+  return members.length === 1 && typeof jkt === 'string' && /^[A-Za-z0-9_-]{43}$/.test(jkt);
 }
 
 function readToken(ctx: RequestContext): { token: string; scheme: 'Bearer' | 'DPoP' } | Denial {

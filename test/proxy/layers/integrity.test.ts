@@ -146,6 +146,18 @@ describe('integrity layer (DPoP + Content-Digest) and replay layer', () => {
       await expectRefused({ dpop, 'content-digest': contentDigest(body) }, 'integrity.key_mismatch', 401, body, 'DPoP', bound);
     });
 
+    it('refuses a token bound by a means it cannot check, rather than take it as a bearer token', async () => {
+      const thumbprint = await calculateJwkThumbprint(key.publicJwk, 'sha256');
+      for (const cnf of [{ 'x5t#S256': thumbprint }, { jkt: 42 }, { jkt: thumbprint, 'x5t#S256': thumbprint }, 'bound', null]) {
+        const other = await h.issuer.sign({ cnf });
+        for (const scheme of ['Bearer', 'DPoP']) {
+          const dpop = await createProof(key, { htm: 'POST', htu: url, accessToken: other, body });
+          const res = await expectRefused({ dpop, 'content-digest': contentDigest(body) }, 'authn.claim_invalid', 401, body, scheme, other);
+          assert.match(String(res.json.error?.message), /cnf/, JSON.stringify(cnf));
+        }
+      }
+    });
+
     it('refuses a bound token sent as Bearer (a stolen token is useless without the key)', async () => {
       const dpop = await createProof(key, { htm: 'POST', htu: url, accessToken: bound, body });
       await expectRefused({ dpop, 'content-digest': contentDigest(body) }, 'authn.dpop_required', 401, body, 'Bearer', bound);
