@@ -152,7 +152,10 @@ const median = (values: number[]): number => {
 };
 
 interface Added { name: string; p50: number; p99: number; residence?: { p50: number; p99: number; max: number; unpaired: number } }
-interface HalfRate { rates: number[]; added: Added; directP99: number; throughP99: number; cpuUsPerRequest: number; busyPercent: number; others: Added[] }
+interface HalfRate { rates: number[]; added: Added; directP99: number; throughP99: number; cpuUsPerRequest: number; busyPercent: number; others: Added[]; failed: { name: string; count: number }[] }
+
+/** Requests of a run that were not answered 2xx: refusals and transport errors alike. */
+const failedRequests = (result: LoadResult): number => result.non2xx + result.errors;
 type AtRate = Measured & { residence?: Residence };
 
 // Each proxy's own share of the latency, read off the wire (bench/residence.ts), where tcpdump may capture.
@@ -175,7 +178,7 @@ async function atRate(target: Path, rate: number): Promise<AtRate> {
  * (the bare Node hop, HAProxy) at half of it, back to back, `path` first or last in turn.
  */
 async function halfRate(path: Path, others: Path[]): Promise<HalfRate> {
-  const runs: { rate: number; direct: LoadResult; through: AtRate; others: AtRate[] }[] = [];
+  const runs: { rate: number; max: LoadResult; direct: LoadResult; through: AtRate; others: AtRate[] }[] = [];
   for (let round = 0; round < halfRateRounds; round++) {
     const max = await load({ url: path.url, body, token, duration });
     const rate = Math.max(100, Math.floor(max.rps / 2));
@@ -185,7 +188,7 @@ async function halfRate(path: Path, others: Path[]): Promise<HalfRate> {
     const first = round % 2 === 0 ? await atRate(path, rate) : undefined;
     const results: AtRate[] = [];
     for (const other of others) results.push(await atRate(other, rate));
-    runs.push({ rate, direct, through: first ?? (await atRate(path, rate)), others: results });
+    runs.push({ rate, max, direct, through: first ?? (await atRate(path, rate)), others: results });
   }
   const added = (name: string, result: (run: (typeof runs)[number]) => AtRate): Added => {
     const residences = runs.flatMap((run) => result(run).residence ?? []);
@@ -212,6 +215,13 @@ async function halfRate(path: Path, others: Path[]): Promise<HalfRate> {
     cpuUsPerRequest: median(runs.map((run) => run.through.cpuUsPerRequest ?? Number.NaN)),
     busyPercent: median(runs.map((run) => ((run.through.cpuUsPerRequest ?? Number.NaN) * run.rate) / 1e4)),
     others: others.map((other, index) => added(other.name, (run) => run.others[index] as LoadResult)),
+    // A refusal is answered fast and an error is not timed at all: every figure above is only
+    // worth reading with these at zero.
+    failed: [
+      { name: 'direct', count: runs.reduce((sum, run) => sum + failedRequests(run.direct), 0) },
+      { name: path.name, count: runs.reduce((sum, run) => sum + failedRequests(run.max) + failedRequests(run.through), 0) },
+      ...others.map((other, index) => ({ name: other.name, count: runs.reduce((sum, run) => sum + failedRequests(run.others[index] as LoadResult), 0) })),
+    ],
   };
 }
 
@@ -240,7 +250,9 @@ function describeHalfRate(result: HalfRate): string {
   const signed = (ms: number): string => `${ms >= 0 ? '+' : ''}${ms.toFixed(2)}`;
   const inside = ({ residence }: Added): string => (residence ? `; in the proxy itself p50 ${residence.p50.toFixed(2)} ms, p99 ${residence.p99.toFixed(2)} ms (longest ${residence.max.toFixed(1)} ms${residence.unpaired ? `, ${residence.unpaired} requests unpaired` : ''})` : '');
   const others = result.others.map((other) => `${other.name} p50 ${signed(other.p50)} ms, p99 ${signed(other.p99)} ms${inside(other)}`).join('. ');
-  return `- ${result.added.name}, at ${result.rates.join(' / ')} req/s: end to end p50 ${signed(result.added.p50)} ms, p99 ${signed(result.added.p99)} ms (direct p99 ${result.directP99} ms, through it ${result.throughP99} ms)${inside(result.added)}; it spent ${result.cpuUsPerRequest.toFixed(0)} µs of CPU per request, its core ${Math.round(result.busyPercent)} % busy.${others ? ` At the same rates: ${others}.` : ''}`;
+  const failed = result.failed.filter((path) => path.count > 0);
+  const answered = failed.length === 0 ? ' Every request of these runs answered 2xx.' : ` NOT ALL ANSWERED 2xx (non-2xx or errors): ${failed.map((path) => `${path.name} ${path.count}`).join(', ')}.`;
+  return `- ${result.added.name}, at ${result.rates.join(' / ')} req/s: end to end p50 ${signed(result.added.p50)} ms, p99 ${signed(result.added.p99)} ms (direct p99 ${result.directP99} ms, through it ${result.throughP99} ms)${inside(result.added)}; it spent ${result.cpuUsPerRequest.toFixed(0)} µs of CPU per request, its core ${Math.round(result.busyPercent)} % busy.${others ? ` At the same rates: ${others}.` : ''}${answered}`;
 }
 
 try {
@@ -331,9 +343,9 @@ try {
   const lines = [
     `Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}; proxy pinned to core 0: ${pin ? 'yes' : 'no (taskset unavailable)'}; agent at a raised priority on core 1: ${raisePriority ? 'yes' : 'no (not permitted)'}; ${connections} connections; ${rounds} rounds of ${duration} s per path, medians; ${new Date().toISOString().slice(0, 10)}`,
     '',
-    '| path | req/s | p50 ms | p99 ms | vs direct | vs bare hop | vs naive | proxy CPU µs/req | non-2xx | RSS MB | ready ms (median of 3 starts, range) | req/s per round |',
+    '| path | req/s | p50 ms | p99 ms | vs direct | vs bare hop | vs naive | proxy CPU µs/req | non-2xx / errors | RSS MB | ready ms (median of 3 starts, range) | req/s per round |',
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',
-    ...rows.map(({ name, result, runs, rssMb, readyMs, spread }) => `| ${name} | ${Math.round(result.rps)} | ${result.p50} | ${result.p99} | ${ratio(runs, direct)} | ${ratio(runs, bareRuns)} | ${ratio(runs, naiveRuns)} | ${result.cpuUsPerRequest?.toFixed(0) ?? '-'} | ${result.non2xx} | ${rssMb?.toFixed(0) ?? '-'} | ${readyMs ? describeReady(readyMs) : '-'} | ${spread.join(' / ')} |`),
+    ...rows.map(({ name, result, runs, rssMb, readyMs, spread }) => `| ${name} | ${Math.round(result.rps)} | ${result.p50} | ${result.p99} | ${ratio(runs, direct)} | ${ratio(runs, bareRuns)} | ${ratio(runs, naiveRuns)} | ${result.cpuUsPerRequest?.toFixed(0) ?? '-'} | ${result.non2xx} / ${result.errors} | ${rssMb?.toFixed(0) ?? '-'} | ${readyMs ? describeReady(readyMs) : '-'} | ${spread.join(' / ')} |`),
     '',
     `Added latency at half the sidecar's maximum rate (open loop on ${connections} connections, so a request never waits for a free connection in the generator; latency from each request's due time; in each of ${halfRateRounds} rounds the maximum is measured again right before, then direct, through the sidecar and through each reference at half of it; medians). End to end is the p99 through the proxy less the p99 straight to the agent, two runs apart; in the proxy itself is each request's time in the proxy read off the wire (tcpdump on loopback: from the request's first byte in to the answer's last byte out, less the agent's part)${capture ? '' : ' — not measured here: tcpdump cannot capture on lo'}:`,
     '',
