@@ -182,7 +182,7 @@ async function halfRate(path: Path, others: Path[]): Promise<HalfRate> {
   for (let round = 0; round < halfRateRounds; round++) {
     const max = await load({ url: path.url, body, token, duration });
     const rate = Math.max(100, Math.floor(max.rps / 2));
-    const direct = await atRate({ name: 'direct', url: `${upstream}/message` }, rate);
+    const direct = await atRate({ name: 'direct', url: `${upstream}/message`, token }, rate);
     // Right after its maximum-rate run the sidecar's heap is full of garbage, so a full collection
     // is likelier in the next window: it goes first in even rounds and last in odd ones.
     const first = round % 2 === 0 ? await atRate(path, rate) : undefined;
@@ -234,7 +234,7 @@ interface Stalls { rate: number; seconds: number; over1: number; over3: number; 
 async function machineStalls(rate: number): Promise<Stalls> {
   const args = ['--import', 'tsx', here('hiccups.ts'), String(duration)];
   const meter = exec(pin ? 'taskset' : process.execPath, pin ? ['-c', '0', process.execPath, ...args] : args);
-  await load({ url: `${upstream}/message`, body, rate });
+  await load({ url: `${upstream}/message`, body, token, rate });
   return { rate, ...(JSON.parse((await meter).stdout) as Omit<Stalls, 'rate'>) };
 }
 
@@ -265,9 +265,9 @@ try {
   const bare = await start([process.execPath, '--import', 'tsx', here('bare-proxy.ts'), String(barePort), upstream], 0, listening(barePort));
   const naivePort = await freePort();
   const naive = await start([process.execPath, '--import', 'tsx', here('naive-proxy.ts'), String(naivePort), upstream, issuer.issuer], 0, listening(naivePort));
-  const barePath: Path = { name: 'bare Node hop (node:http + undici)', url: `http://127.0.0.1:${barePort}/message`, pid: bare.child.pid };
+  const barePath: Path = { name: 'bare Node hop (node:http + undici)', url: `http://127.0.0.1:${barePort}/message`, token, pid: bare.child.pid };
   const paths: Path[] = [
-    { name: 'direct to the agent', url: `${upstream}/message` },
+    { name: 'direct to the agent', url: `${upstream}/message`, token },
     barePath,
     { name: 'naive proxy (jose jwtVerify per request)', url: `http://127.0.0.1:${naivePort}/message`, token, pid: naive.child.pid },
   ];
