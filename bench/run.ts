@@ -101,11 +101,6 @@ const issuer = await startBenchIssuer();
 const token = await issuer.sign();
 const body = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'get_document', params: { document_id: '6f1c1c8e-8a5a-4c53-9d0b-3c2a1e4f5a6b' } });
 const upstreamPort = await freePort();
-// The agent shares core 1 with the load generator. At a raised priority it answers as soon as a
-// request reaches it, instead of waiting out the generator's time slice: without that, the
-// proxied paths' p99 measured the scheduling of core 1 (the direct path never waits, since there
-// the generator itself hands the core to the agent when it waits for the answer).
-await start([process.execPath, '--import', 'tsx', here('upstream.ts'), String(upstreamPort)], 1, listening(upstreamPort), { urgent: true });
 const upstream = `http://127.0.0.1:${upstreamPort}`;
 
 interface Path {
@@ -256,6 +251,11 @@ function describeHalfRate(result: HalfRate): string {
 }
 
 try {
+  // The agent shares core 1 with the load generator. At a raised priority it answers as soon as a
+  // request reaches it, instead of waiting out the generator's time slice: without that, the
+  // proxied paths' p99 measured the scheduling of core 1 (the direct path never waits, since there
+  // the generator itself hands the core to the agent when it waits for the answer).
+  await start([process.execPath, '--import', 'tsx', here('upstream.ts'), String(upstreamPort)], 1, listening(upstreamPort), { urgent: true });
   // Every proxy starts first (all pinned to core 0, idle but for the one under load) and gets a
   // 2 s unmeasured warm-up (JIT, lazily compiled modules), then the paths are measured in rounds,
   // the order reversed every other round: this VM's speed drifts 2-3× within minutes, and one
