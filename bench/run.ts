@@ -98,7 +98,9 @@ async function rss(pid: number | undefined): Promise<number> {
 const sharedStores: Record<string, string> = await probeStores();
 const dataDir = mkdtempSync(join(tmpdir(), 'ca-a2a-bench-'));
 const issuer = await startBenchIssuer();
-const token = await issuer.sign();
+// One token for the whole run, valid for a day: with the default hour, a run with BENCH_DURATION
+// over about 30 s (some 100 × BENCH_DURATION seconds in all) outlived it, and every path refused.
+const token = await issuer.sign({ exp: Math.floor(Date.now() / 1000) + 86_400 });
 const body = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'get_document', params: { document_id: '6f1c1c8e-8a5a-4c53-9d0b-3c2a1e4f5a6b' } });
 const upstreamPort = await freePort();
 const upstream = `http://127.0.0.1:${upstreamPort}`;
