@@ -6,7 +6,7 @@ import type { DestinationStream } from 'pino';
 import { createAdminServer } from './admin-server.js';
 import { KeySource } from './auth/key-source.js';
 import { createContext, FORWARD, type Layer } from './context.js';
-import { denial } from './denials.js';
+import { denial, type Denial } from './denials.js';
 import { Forwarder } from './forward.js';
 import { clientErrorDenial, writeRawRefusal } from './http/client-error.js';
 import { createEgressServer } from './egress/egress-server.js';
@@ -176,6 +176,9 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   const watchedFiles = (policy: ServicePolicy): string[] => [...policy.files, ...(shadow?.files() ?? [])];
   const watcher = options.watchPolicy === false ? undefined : new PolicyWatcher(watchedFiles(initial), () => void reload());
 
+  /** Requests Node's parser refused while their body was being read: the refusal their handler reports. */
+  const cutOff = new WeakMap<IncomingMessage, Denial>();
+
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const current = runtime;
     const started = performance.now();
@@ -192,7 +195,8 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
         verdict = denial('internal.error');
       }
       if (verdict !== undefined && verdict !== FORWARD) {
-        refuser.refuse(ctx, res, verdict);
+        // A body the parser cut off was answered by clientError; this counts and logs that refusal.
+        refuser.refuse(ctx, res, cutOff.get(req) ?? verdict);
         outcome = 'refused';
         status = res.statusCode;
         return;
@@ -241,8 +245,15 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
       socket.destroy();
       return;
     }
-    refuser.count(undefined, refusal);
-    audit.denied(undefined, refusal);
+    // A request whose body is still being read (a timeout or bad chunking mid-body) has a handler,
+    // whose transport layer now sees the body cut off: it counts and logs this refusal, once, with
+    // the request's fields. Anything else the parser refused has no handler and is counted here.
+    const reading = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+    if (reading && !reading.headersSent && !reading.req.complete) cutOff.set(reading.req, refusal);
+    else {
+      refuser.count(undefined, refusal);
+      audit.denied(undefined, refusal);
+    }
     writeRawRefusal(socket, refusal);
   });
 

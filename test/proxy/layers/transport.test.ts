@@ -76,6 +76,41 @@ methods:
     assert.ok((await h.metric('ca_a2a_denials_total', { reason: 'transport.timeout' })) >= 1);
   });
 
+  /** Waits until no request is inside the sidecar: the handler of a cut-off request has finished. */
+  async function settled(): Promise<void> {
+    for (let i = 0; i < 200 && (await h.metric('ca_a2a_in_flight_requests')) > 0; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    assert.equal(await h.metric('ca_a2a_in_flight_requests'), 0);
+  }
+
+  // Node's parser gives up on these while the transport layer is still reading the body; the
+  // parser's refusal is the request's one refusal, not followed by a second for the cut body.
+  for (const [name, reason, payload] of [
+    ['a body that stops coming in time', 'transport.timeout', 'Content-Length: 100\r\n\r\n{"jsonrpc"'],
+    ['a chunked body with a malformed chunk', 'transport.bad_framing', 'Transfer-Encoding: chunked\r\n\r\n5\r\n{"jso\r\nzz\r\n'],
+  ] as const) {
+    it(`counts and logs ${name} once, as ${reason}, with the request's fields`, async () => {
+      const denials = async () => Promise.all(['transport.timeout', 'transport.bad_framing'].map((code) => h.metric('ca_a2a_denials_total', { reason: code })));
+      const before = await denials();
+      const status = reason === 'transport.timeout' ? '408' : '400';
+      const refused = await h.metric('ca_a2a_requests_total', { outcome: 'refused', status });
+      const lines = h.audit.events('transport_rejected').length;
+      const { text, closed } = await rawRequest(h.sidecar.url, `POST /message HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n${payload}`, 5000);
+      assert.ok(closed);
+      assert.match(text, new RegExp(`^HTTP/1\\.1 ${status} `));
+      assert.equal(rawJson(text).error?.data?.reason, reason);
+      await settled();
+      const after = await denials();
+      assert.deepEqual(after.map((value, i) => value - (before[i] as number)), reason === 'transport.timeout' ? [1, 0] : [0, 1]);
+      const logged = h.audit.events('transport_rejected').slice(lines);
+      assert.equal(logged.length, 1, JSON.stringify(logged));
+      assert.equal(logged[0]?.code, reason);
+      assert.match(String(logged[0]?.request_id), /^[0-9a-f-]{36}$/);
+      assert.equal(logged[0]?.source_ip, '127.0.0.1');
+      assert.equal(logged[0]?.policy_version, h.sidecar.policy().version);
+      assert.equal(await h.metric('ca_a2a_requests_total', { outcome: 'refused', status }), refused + 1, 'one request, refused with the parser\'s status');
+    });
+  }
+
   it('refuses other HTTP methods with 405', async () => {
     const res = await h.call(undefined, { token, method: 'PUT' });
     assert.equal(res.status, 405);
