@@ -84,3 +84,35 @@ describe('jsonrpc layer', () => {
     assert.equal(res.status, 400);
   });
 });
+
+describe('jsonrpc layer: tool names', () => {
+  let h: Harness;
+  let token: string;
+  before(async () => {
+    h = await startHarness({ service: 'mcp' });
+    token = await h.issuer.sign({ realm_access: { roles: ['admin'] } });
+  });
+  after(() => h.close());
+
+  // A name is echoed into the answer and written to the audit line (tool, reason): unbounded, one
+  // caller's 14 MiB body made lines of tens of MB that log pipelines split or drop (CloudWatch
+  // takes 256 KB per event), so the record of the refusal was lost.
+  it('refuses a tool name over 128 characters, on /mcp and /call_tool, with a short answer and audit line', async () => {
+    const name = 'x'.repeat(100_000);
+    for (const [path, body] of [
+      ['/mcp', { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name, arguments: {} } }],
+      ['/call_tool', { tool: name, arguments: {} }],
+    ] as const) {
+      const lines = h.audit.lines.length;
+      const res = await h.call(body, { token, path });
+      assert.equal(res.status, 400, path);
+      assert.equal(res.json.error?.data?.reason, 'jsonrpc.invalid_request', path);
+      assert.ok(JSON.stringify(res.json).length < 1_000, path);
+      const logged = h.audit.lines.slice(lines);
+      assert.equal(logged.length, 1, path);
+      assert.ok(JSON.stringify(logged[0]).length < 2_000, path);
+    }
+    const allowed = await h.call({ jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 's3_list_objects', arguments: { prefix: 'uploads/' } } }, { token, path: '/mcp' });
+    assert.equal(allowed.status, 200, 'a served tool still passes');
+  });
+});
