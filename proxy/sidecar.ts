@@ -179,7 +179,8 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   /** Requests Node's parser refused while their body was being read: the refusal their handler reports. */
   const cutOff = new WeakMap<IncomingMessage, Denial>();
 
-  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+  /** Handles a request; `refusal`, when given, is its verdict without running the layers. */
+  const handle = async (req: IncomingMessage, res: ServerResponse, refusal?: Denial): Promise<void> => {
     const current = runtime;
     const started = performance.now();
     inFlight++;
@@ -189,7 +190,7 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     try {
       let verdict;
       try {
-        verdict = await runPipeline(current.layers, ctx);
+        verdict = refusal ?? await runPipeline(current.layers, ctx);
       } catch (error) {
         logger.error({ event_type: 'internal_error', request_id: ctx.requestId, err: (error as Error).message }, 'layer failed');
         verdict = denial('internal.error');
@@ -236,8 +237,8 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   }, (req, res) => void handle(req, res));
   // Expect: 100-continue is answered by Node before the request is handled; any other expectation
   // is refused here like every other request, not with Node's bare 417.
-  server.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) => {
-    refuser.refuse(undefined, res, denial('transport.expectation_failed', 'only 100-continue is supported', { headers: { connection: 'close' } }));
+  server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+    void handle(req, res, denial('transport.expectation_failed', 'only 100-continue is supported', { headers: { connection: 'close' } }));
   });
   server.on('clientError', (error: { code?: string }, socket: Socket) => {
     const refusal = clientErrorDenial(error);
@@ -252,7 +253,7 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     if (reading && !reading.headersSent && !reading.req.complete) cutOff.set(reading.req, refusal);
     else {
       refuser.count(undefined, refusal);
-      audit.denied(undefined, refusal);
+      audit.deniedConnection(socket.remoteAddress ?? '', runtime.policy.version, refusal);
     }
     writeRawRefusal(socket, refusal);
   });

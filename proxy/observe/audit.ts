@@ -46,16 +46,19 @@ export class AuditLog {
   /** A refusal (or a dry-run would-be refusal when `enforced` is false). */
   denied(ctx: RequestContext | undefined, denial: Denial, enforced = true): void {
     if (!this.#logger.isLevelEnabled('warn')) return;
-    const row = DENIALS[denial.code];
-    const granted = row.event === 'authorization' ? ',"granted":false' : '';
-    const decision = `"event_type":${json(row.event)}${granted},"enforced":${enforced},"code":${json(denial.code)},"status":${row.status},"reason":${json(denial.detail ?? row.message)}`;
-    this.#line(WARN, ctx, decision, 'request refused');
+    this.#line(WARN, ctx, decisionFields(denial, enforced), 'request refused', ctx === undefined ? '' : requestFields(ctx));
+  }
+
+  /** A refusal of Node's HTTP parser, before any request existed: the connection's address and the policy in force. */
+  deniedConnection(sourceIp: string, policyVersion: string, denial: Denial): void {
+    if (!this.#logger.isLevelEnabled('warn')) return;
+    this.#line(WARN, undefined, decisionFields(denial, true), 'request refused', `,"source_ip":${json(sourceIp)},"policy_version":${json(policyVersion)}`);
   }
 
   /** An authorization that passed (the seed's `authorization` event with granted: true). */
   granted(ctx: RequestContext): void {
     if (!this.#logger.isLevelEnabled('info')) return;
-    this.#line(INFO, ctx, '"event_type":"authorization","granted":true', 'request authorized');
+    this.#line(INFO, ctx, '"event_type":"authorization","granted":true', 'request authorized', requestFields(ctx));
   }
 
   /** Any other security event (token_revoked, anomalous_token_usage, policy_reloaded…). */
@@ -64,8 +67,7 @@ export class AuditLog {
   }
 
   /** pino's line layout: level, time, bindings (the caller's included), the fields, msg. */
-  #line(level: number, ctx: RequestContext | undefined, decision: string, message: string): void {
-    const request = ctx === undefined ? '' : requestFields(ctx);
+  #line(level: number, ctx: RequestContext | undefined, decision: string, message: string, request: string): void {
     this.#destination.write(`${this.#levels[level]}${this.#time()}${this.#callerBindings(ctx)},${decision}${request},"msg":${json(message)}}\n`);
   }
 
@@ -82,6 +84,12 @@ export class AuditLog {
 }
 
 const json = JSON.stringify;
+
+function decisionFields(denial: Denial, enforced: boolean): string {
+  const row = DENIALS[denial.code];
+  const granted = row.event === 'authorization' ? ',"granted":false' : '';
+  return `"event_type":${json(row.event)}${granted},"enforced":${enforced},"code":${json(denial.code)},"status":${row.status},"reason":${json(denial.detail ?? row.message)}`;
+}
 
 /** The request's own fields, each preceded by a comma; absent ones are left out, as pino leaves out undefined. */
 function requestFields(ctx: RequestContext): string {

@@ -64,8 +64,13 @@ describe('forwarding to the upstream', () => {
     assert.equal(rawJson(text).error?.data?.reason, 'transport.expectation_failed');
     assert.ok(closed, 'the connection is closed');
     assert.equal(h.upstream.requests.length, before, 'must not be forwarded');
-    assert.ok(h.audit.events('transport_rejected').some((line) => line.code === 'transport.expectation_failed'));
+    const lines = h.audit.events('transport_rejected').filter((line) => line.code === 'transport.expectation_failed');
+    assert.equal(lines.length, 1);
+    assert.match(String(lines[0]?.request_id), /^[0-9a-f-]{36}$/);
+    assert.equal(lines[0]?.source_ip, '127.0.0.1');
+    assert.equal(lines[0]?.policy_version, h.sidecar.policy().version);
     assert.equal(await h.metric('ca_a2a_denials_total', { reason: 'transport.expectation_failed', status: '417' }), 1);
+    assert.equal(await h.metric('ca_a2a_requests_total', { outcome: 'refused', status: '417' }), 1, 'a request handled like any other');
   });
 
   it('joins repeated request headers into one field, cookies with a semicolon', async () => {

@@ -63,10 +63,16 @@ methods:
     assert.equal(h.upstream.requests.length, count);
   });
 
-  it('refuses two Content-Length headers with 400', async () => {
+  it('refuses two Content-Length headers with 400, logging where the request came from', async () => {
+    const lines = h.audit.events('transport_rejected').length;
     const { text } = await rawRequest(h.sidecar.url, `POST /message HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}`);
     assert.match(text, /^HTTP\/1\.1 400/);
     assert.equal(rawJson(text).error?.data?.reason, 'transport.bad_framing');
+    // Node's parser refused it before any request existed: the connection's address and the policy in force.
+    const logged = h.audit.events('transport_rejected').slice(lines);
+    assert.equal(logged.length, 1);
+    assert.equal(logged[0]?.source_ip, '127.0.0.1');
+    assert.equal(logged[0]?.policy_version, h.sidecar.policy().version);
   });
 
   it('cuts off a client that does not finish its headers in time (slowloris)', async () => {
