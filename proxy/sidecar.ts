@@ -233,12 +233,23 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     keepAliveTimeout: 5_000,
     // Check timeouts every second (default 30 s) so a slow client is cut off close to its limit.
     connectionsCheckingInterval: Math.min(1_000, limits.headersTimeoutMs),
-    requireHostHeader: true,
+    // Checked by the transport layer, which refuses like every other refusal; Node's own check
+    // answered a bare 400 that was neither counted nor logged.
+    requireHostHeader: false,
   }, (req, res) => void handle(req, res));
   // Expect: 100-continue is answered by Node before the request is handled; any other expectation
   // is refused here like every other request, not with Node's bare 417.
   server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
     void handle(req, res, denial('transport.expectation_failed', 'only 100-continue is supported', { headers: { connection: 'close' } }));
+  });
+  // CONNECT (a client taking the sidecar for a forward proxy): Node closed the connection without
+  // a word; it is refused like any other method this server does not serve.
+  server.on('connect', (req: IncomingMessage, socket: Socket) => {
+    const refusal = denial('transport.method_not_allowed', 'CONNECT is not served');
+    const ctx = createContext(req, runtime.policy, randomUUID(), socket.remoteAddress ?? '', performance.now());
+    refuser.count(ctx, refusal);
+    audit.denied(ctx, refusal);
+    writeRawRefusal(socket, refusal);
   });
   server.on('clientError', (error: { code?: string }, socket: Socket) => {
     const refusal = clientErrorDenial(error);

@@ -1,3 +1,4 @@
+import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import { DENIALS, denial, type Denial } from '../denials.js';
 
@@ -31,7 +32,7 @@ export function writeRawRefusal(socket: Socket, refusal: Denial): void {
   const body = JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: row.rpcCode, message, data: { reason: refusal.code } } });
   if (socket.writable) {
     socket.end(
-      `HTTP/1.1 ${row.status} ${row.status === 408 ? 'Request Timeout' : 'Bad Request'}\r\n`
+      `HTTP/1.1 ${row.status} ${STATUS_CODES[row.status] ?? 'Bad Request'}\r\n`
       + `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
     );
   }

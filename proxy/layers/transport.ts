@@ -50,12 +50,16 @@ export function transportLayer(policy: ServicePolicy): Layer {
 function framingProblem(req: IncomingMessage): string | undefined {
   let contentLengths = 0;
   let transferEncodings = 0;
+  let hosts = 0;
   const raw = req.rawHeaders;
   for (let i = 0; i < raw.length; i += 2) {
     const name = (raw[i] as string).toLowerCase();
     if (name === 'content-length') contentLengths++;
     else if (name === 'transfer-encoding') transferEncodings++;
+    else if (name === 'host') hosts++;
   }
+  // RFC 9112 §3.2: an HTTP/1.1 request without a Host, or with more than one, gets a 400.
+  if (hosts > 1 || (hosts === 0 && req.httpVersion === '1.1')) return 'an HTTP/1.1 request needs exactly one Host header';
   if (contentLengths > 1) return 'more than one Content-Length';
   if (contentLengths > 0 && transferEncodings > 0) return 'Content-Length with Transfer-Encoding';
   const te = req.headers['transfer-encoding'];

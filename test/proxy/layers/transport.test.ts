@@ -75,6 +75,30 @@ methods:
     assert.equal(logged[0]?.policy_version, h.sidecar.policy().version);
   });
 
+  // Node answered these itself: a bare 400 without a body, or a silently closed connection, and
+  // neither was counted or logged.
+  for (const [name, payload, status, reason] of [
+    ['an HTTP/1.1 request without a Host header', 'POST /message HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}', 400, 'transport.bad_framing'],
+    ['an HTTP/1.1 request with two Host headers', 'POST /message HTTP/1.1\r\nHost: a\r\nHost: b\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}', 400, 'transport.bad_framing'],
+    ['CONNECT', 'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n', 405, 'transport.method_not_allowed'],
+  ] as const) {
+    it(`refuses ${name} with ${status}, a JSON-RPC body, a count and an audit line`, async () => {
+      const count = h.upstream.requests.length;
+      const denied = await h.metric('ca_a2a_denials_total', { reason });
+      const lines = h.audit.events('transport_rejected').length;
+      const { text, closed } = await rawRequest(h.sidecar.url, payload);
+      assert.match(text, new RegExp(`^HTTP/1\\.1 ${status} `));
+      assert.equal(rawJson(text).error?.data?.reason, reason);
+      assert.ok(closed);
+      assert.equal(h.upstream.requests.length, count);
+      assert.equal(await h.metric('ca_a2a_denials_total', { reason }), denied + 1);
+      const logged = h.audit.events('transport_rejected').slice(lines);
+      assert.equal(logged.length, 1);
+      assert.equal(logged[0]?.code, reason);
+      assert.equal(logged[0]?.source_ip, '127.0.0.1');
+    });
+  }
+
   it('cuts off a client that does not finish its headers in time (slowloris)', async () => {
     const { text, closed } = await rawRequest(h.sidecar.url, 'POST /message HTTP/1.1\r\nHost: a\r\nX-Slow: 1\r\n', 5000);
     assert.ok(closed, 'connection must be closed by the sidecar');
