@@ -5,8 +5,8 @@ import { performance } from 'node:perf_hooks';
 import type { DestinationStream } from 'pino';
 import { createAdminServer } from './admin-server.js';
 import { KeySource } from './auth/key-source.js';
-import { createContext, FORWARD, type Layer } from './context.js';
-import { denial, type Denial } from './denials.js';
+import { createContext, FORWARD, type Layer, type Verdict } from './context.js';
+import { DENIALS, denial, type Denial } from './denials.js';
 import { Forwarder } from './forward.js';
 import { clientErrorDenial, writeRawRefusal } from './http/client-error.js';
 import { createEgressServer } from './egress/egress-server.js';
@@ -132,7 +132,6 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
       },
       shadow: shadow?.layerDeps(),
       onTokenVerified: (hit) => {
-        verified.count++;
         (hit ? cacheHits : cacheMisses).count++;
       },
     });
@@ -188,16 +187,21 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     let outcome = 'forwarded';
     let status = 0;
     try {
-      let verdict;
+      let verdict: Verdict;
       try {
         verdict = refusal ?? await runPipeline(current.layers, ctx);
       } catch (error) {
         logger.error({ event_type: 'internal_error', request_id: ctx.requestId, err: (error as Error).message }, 'layer failed');
         verdict = denial('internal.error');
       }
-      if (verdict !== undefined && verdict !== FORWARD) {
+      const denied = verdict === FORWARD ? undefined : verdict;
+      // Authenticated: a verified caller (authn sets one only for a token presented as it is bound)
+      // not then refused as an authentication failure (revoked). A request counts as a success or
+      // a failure of authentication, never both: their ratio is the auth success rate.
+      if (ctx.principal !== undefined && (denied === undefined || DENIALS[denied.code].event !== 'authentication_failure')) verified.count++;
+      if (denied !== undefined) {
         // A body the parser cut off was answered by clientError; this counts and logs that refusal.
-        refuser.refuse(ctx, res, cutOff.get(req) ?? verdict);
+        refuser.refuse(ctx, res, cutOff.get(req) ?? denied);
         outcome = 'refused';
         status = res.statusCode;
         return;

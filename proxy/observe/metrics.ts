@@ -115,7 +115,7 @@ export function createSidecarMetrics(options: { collectProcess?: boolean } = {})
     }),
     authnSuccesses: new TalliedCounter({
       name: 'ca_a2a_authn_success_total',
-      help: 'Requests whose token verified (cache hits included).',
+      help: 'Requests that authenticated: a verified token (cache hits included), presented as bound, not revoked.',
       labelNames: ['service'] as const,
       registers,
     }),

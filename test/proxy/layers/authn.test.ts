@@ -169,6 +169,30 @@ describe('authn layer', () => {
     assert.equal(await h.metric('ca_a2a_token_cache_total', { result: 'hit' }), hits + 2);
   });
 
+  // success / (success + failures) is the seed's auth success rate (CaA2aAuthSuccessRateLow): a
+  // request refused for its token must not count on both sides.
+  it('counts a token that verifies but is refused as an authentication failure only', async () => {
+    const body = rpc('get_document', { document_id: DOC_ID });
+    const successes = await h.metric('ca_a2a_authn_success_total');
+    const failures = await h.metric('ca_a2a_authn_failures_total', { reason: 'dpop_required' })
+      + await h.metric('ca_a2a_authn_failures_total', { reason: 'token_malformed' })
+      + await h.metric('ca_a2a_authn_failures_total', { reason: 'token_revoked' });
+    const bound = await h.issuer.sign({ cnf: { jkt: 'NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs' } });
+    assert.equal((await h.call(body, { token: bound, proof: false })).json.error?.data?.reason, 'authn.dpop_required');
+    const unbound = await h.issuer.sign();
+    assert.equal((await h.call(body, { headers: { authorization: `DPoP ${unbound}` } })).json.error?.data?.reason, 'authn.token_malformed');
+    const revoked = await h.issuer.sign();
+    const { jti } = JSON.parse(Buffer.from(revoked.split('.')[1] as string, 'base64url').toString()) as { jti: string };
+    await h.sidecar.revoker.revoke({ kind: 'jti', jti, reason: 'test', revokedBy: 'test' });
+    assert.equal((await h.call(body, { token: revoked })).json.error?.data?.reason, 'authn.token_revoked');
+    assert.equal(await h.metric('ca_a2a_authn_failures_total', { reason: 'dpop_required' })
+      + await h.metric('ca_a2a_authn_failures_total', { reason: 'token_malformed' })
+      + await h.metric('ca_a2a_authn_failures_total', { reason: 'token_revoked' }), failures + 3);
+    assert.equal(await h.metric('ca_a2a_authn_success_total'), successes, 'none of the three authenticated');
+    assert.equal((await h.call(body, { token: await h.issuer.sign() })).status, 200);
+    assert.equal(await h.metric('ca_a2a_authn_success_total'), successes + 1);
+  });
+
   it('never writes a whole token in a log line', async () => {
     const token = await h.issuer.sign({ exp: 1 });
     await h.call(rpc('get_document', { document_id: DOC_ID }), { token });
