@@ -97,7 +97,7 @@ describe('alert rules and dashboard', () => {
     const expectations: Array<[string, RegExp]> = [
       ['CaA2aAuthSuccessRateLow', /ca_a2a_authn_success_total[\s\S]*ca_a2a_authn_failures_total[\s\S]*< 0\.9/],
       ['CaA2aCircuitBreakerOpen', /ca_a2a_mcp_breaker_state[\s\S]*== 2/],
-      ['CaA2aAuthorizationViolations', /ca_a2a_authz_decisions_total\{decision="deny"\}\[5m\][\s\S]*> 20/],
+      ['CaA2aAuthorizationViolations', /ca_a2a_denials_total\{reason=~"authz\[\.\]\.\+"\}\[5m\][\s\S]*> 20/],
       ['CaA2aTokenUsedFromManyAddresses', /ca_a2a_anomalous_token_usage_total/],
     ];
     for (const [alert, pattern] of expectations) {
