@@ -247,17 +247,21 @@ function connectionListedHeaders(connection: string | undefined): Set<string> | 
   return new Set(connection.toLowerCase().split(',').map((name) => name.trim()));
 }
 
-/** The one mapping from undici and socket error codes to 502 / 504 (matched on .code). */
+/**
+ * The one mapping from undici and socket error codes to 502 / 504 (matched on .code). The code is
+ * the denial's detail: never on the wire (5xx), it tells the audit line's reader what failed.
+ */
 export function upstreamDenial(error: unknown): Denial {
-  const code = (error as { code?: string }).code;
+  const code = (error as { code?: unknown }).code;
+  const detail = typeof code === 'string' ? code.slice(0, 64) : (error as Error | undefined)?.name?.slice(0, 64);
   switch (code) {
     case 'UND_ERR_CONNECT_TIMEOUT':
     case 'UND_ERR_HEADERS_TIMEOUT':
     case 'UND_ERR_BODY_TIMEOUT':
     case 'ETIMEDOUT':
-      return denial('upstream.timeout');
+      return denial('upstream.timeout', detail);
     default:
       // ECONNREFUSED, ECONNRESET, UND_ERR_SOCKET, UND_ERR_CLOSED, EHOSTUNREACH, …
-      return denial('upstream.unavailable');
+      return denial('upstream.unavailable', detail);
   }
 }

@@ -93,6 +93,8 @@ describe('forwarding to the upstream', () => {
     assert.equal(res.status, 504);
     assert.equal(res.json.error?.data?.reason, 'upstream.timeout');
     assert.equal(res.json.id, 9);
+    assert.equal(res.json.error?.message, 'upstream timed out', '5xx carries no detail');
+    assert.equal(h.audit.events('upstream_failure').at(-1)?.reason, 'UND_ERR_HEADERS_TIMEOUT', 'the log has it');
     h.upstream.respond(undefined);
   });
 
@@ -104,6 +106,7 @@ describe('forwarding to the upstream', () => {
       assert.equal(res.json.error?.code, -32050);
       assert.equal(res.json.error?.message, 'upstream unavailable', '5xx carries no detail');
       assert.ok(dead.audit.events('upstream_failure').length === 1);
+      assert.equal(dead.audit.events('upstream_failure')[0]?.reason, 'ECONNREFUSED', 'the detail is in the log');
     } finally {
       await dead.close();
     }
