@@ -62,11 +62,11 @@ export class Forwarder {
     try {
       const timeout = this.#limits.upstreamTimeoutMs;
       response = await this.#pool.request({ ...options, headersTimeout: timeout, bodyTimeout: timeout });
+      onHeaders();
       body = Buffer.from(await response.body.arrayBuffer());
     } catch (error) {
       return upstreamDenial(error);
     }
-    onHeaders();
     const headers = responseHeaders(ctx, response.headers);
     const filtered = response.statusCode === 200 ? filterToolsList(ctx, body) : body;
     delete headers['content-length'];

@@ -291,6 +291,26 @@ describe('forwarding to the upstream', () => {
       }
     });
 
+    it('times a tools/list answer (read whole, to be filtered) to its headers, as every other answer', async () => {
+      // The headers come, the body never does: the wait for the body is not the upstream's latency.
+      const upstream = await streamingUpstream((res) => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.write('{"jsonrpc":"2.0",');
+      });
+      const side = await startHarness({
+        policyFile: writePolicy(`${policy(upstream.url)}  tools/list: { access: tool_holders }\ntools:\n  s3_list_objects: {}\n`),
+        sidecar: { upstream: upstream.url },
+      });
+      try {
+        const res = await side.call({ jsonrpc: '2.0', id: 1, method: 'tools/list' }, { token: await side.issuer.sign({ realm_access: { roles: ['admin'] } }) });
+        assert.equal(res.status, 504, JSON.stringify(res.json));
+        assert.equal(await side.metric('ca_a2a_upstream_duration_seconds_count'), 1, 'the headers arrived');
+      } finally {
+        await side.close();
+        await upstream.close();
+      }
+    });
+
     it('stops a streamed answer when the client goes away', async () => {
       let ticker: NodeJS.Timeout | undefined;
       const upstream = await streamingUpstream((res) => {
