@@ -200,6 +200,9 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
       // a failure of authentication, never both: their ratio is the auth success rate.
       if (ctx.principal !== undefined && (denied === undefined || DENIALS[denied.code].event !== 'authentication_failure')) verified.count++;
       if (denied !== undefined) {
+        // Refused before its whole body came: close the connection. Node would otherwise keep it
+        // for the rest of a body no one reads, and a client stalling it was refused again (408).
+        if (!req.complete) res.setHeader('connection', 'close');
         // A body the parser cut off was answered by clientError; this counts and logs that refusal.
         refuser.refuse(ctx, res, cutOff.get(req) ?? denied);
         outcome = 'refused';

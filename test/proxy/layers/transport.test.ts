@@ -141,6 +141,22 @@ methods:
     });
   }
 
+  // Refused before its body is read: the connection closes, instead of waiting for the rest of a
+  // body no one reads and then refusing the same request again when request_timeout_ms runs out.
+  for (const [name, payload, reason] of [
+    ['a wrong content type', 'POST /message HTTP/1.1\r\nHost: a\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n{"a"', 'transport.unsupported_media_type'],
+    ['a PUT', 'PUT /message HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n{"a"', 'transport.method_not_allowed'],
+    ['a bad path', 'POST /%2e%2e/x HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"a"', 'transport.bad_path'],
+  ] as const) {
+    it(`refuses ${name} whose body has not all come once, and closes the connection`, async () => {
+      const lines = h.audit.events('transport_rejected').length;
+      const { closed } = await rawRequest(h.sidecar.url, payload, 5000);
+      assert.ok(closed);
+      await settled();
+      assert.deepEqual(h.audit.events('transport_rejected').slice(lines).map((line) => line.code), [reason]);
+    });
+  }
+
   it('refuses other HTTP methods with 405', async () => {
     const res = await h.call(undefined, { token, method: 'PUT' });
     assert.equal(res.status, 405);
