@@ -91,7 +91,7 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   const service = initial.service;
   const logger = createLogger({ service, level: options.logLevel, destination: options.logDestination });
   const metrics = createSidecarMetrics();
-  const audit = new AuditLog(logger, service);
+  const audit = new AuditLog(logger);
   const refuser = new Refuser(metrics, audit, service);
   const now = options.now ?? Date.now;
   const shadow = options.shadowPolicyFile === undefined ? undefined : new ShadowPolicySource(options.shadowPolicyFile, overrides, { service, metrics, audit });

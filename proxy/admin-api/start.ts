@@ -25,7 +25,7 @@ export interface AdminApi {
 /** Starts the admin API on the stores the options select (the sidecars' stores). */
 export async function startAdminApi(options: AdminApiOptions): Promise<AdminApi> {
   const logger = createLogger({ service: 'admin-api', destination: options.logDestination });
-  const audit = new AuditLog(logger, 'admin-api');
+  const audit = new AuditLog(logger);
   const backend = await openRevocationBackend(options.stores, (store, error) => {
     logger.error({ event_type: 'store_failure', store, err: error.message }, `${store} error`);
   });

@@ -19,7 +19,6 @@ const WARN = 40;
  */
 export class AuditLog {
   readonly #logger: Logger;
-  readonly #service: string;
   /** The logger's destination: decision lines go where its other lines go, in order. */
   readonly #destination: { write(line: string): void };
   readonly #time: () => string;
@@ -33,9 +32,9 @@ export class AuditLog {
    */
   readonly #callers = new WeakMap<Principal, string>();
 
-  constructor(logger: Logger, service: string) {
+  /** `logger` names the service in its bindings, and so in every line written here. */
+  constructor(logger: Logger) {
     this.#logger = logger;
-    this.#service = service;
     const parts = logger as unknown as Record<symbol, unknown>;
     this.#destination = parts[symbols.streamSym] as { write(line: string): void };
     this.#time = parts[symbols.timeSym] as () => string;
@@ -63,7 +62,7 @@ export class AuditLog {
 
   /** Any other security event (token_revoked, anomalous_token_usage, policy_reloaded…). */
   event(eventType: string, fields: Record<string, unknown>, message: string, level: 'info' | 'warn' | 'error' = 'info'): void {
-    this.#logger[level]({ event_type: eventType, service: this.#service, ...fields }, message);
+    this.#logger[level]({ event_type: eventType, ...fields }, message);
   }
 
   /** pino's line layout: level, time, bindings (the caller's included), the fields, msg. */

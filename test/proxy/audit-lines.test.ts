@@ -6,6 +6,7 @@ import { describe, it } from 'node:test';
 import { createContext, type Principal, type RequestContext, type RpcCall } from '../../proxy/context.js';
 import { denial } from '../../proxy/denials.js';
 import { AuditLog } from '../../proxy/observe/audit.js';
+import { parseStrictJson } from '../../proxy/jsonrpc/strict-json.js';
 import { createLogger, type Logger } from '../../proxy/observe/logger.js';
 import { loadPolicy } from '../../proxy/policy/load.js';
 import { RBAC_FILE, writePolicy } from '../helpers/harness.js';
@@ -59,7 +60,7 @@ describe('audit decision lines', () => {
   it('writes an allowed request as the very bytes pino writes for the same fields, hostile strings included', () => {
     const out = new RawLines();
     const logger = createLogger({ service: 'audit-lines', destination: out });
-    const audit = new AuditLog(logger, 'audit-lines');
+    const audit = new AuditLog(logger);
     const cases = [
       context({ path: '/message', calls: [{}], principal: principal('alice') }),
       context({ path: '/a"b\\c\u0001d/ü/😀', calls: [{ method: 'tools/call', tool: 't\nool "x"' }, { method: 'get_document' }], principal: principal('o"brien\\\u001f') }),
@@ -83,7 +84,7 @@ describe('audit decision lines', () => {
   it('writes a refusal as pino does, with and without a caller, and keeps a lone surrogate as an escape', () => {
     const out = new RawLines();
     const logger = createLogger({ service: 'audit-lines', destination: out });
-    const audit = new AuditLog(logger, 'audit-lines');
+    const audit = new AuditLog(logger);
     const refused = context({ path: '/message', calls: [{}], principal: principal('alice') });
     audit.denied(refused, denial('authz.method_denied', 'role "viewer"\nmay not'), false);
     logger.child({ subject: 'alice', client_id: 'viewer', roles: ['viewer', 'r"ole'], jti: 'f3a1e0c2-1b6d-4d0e-8d0a-2a9a3c1b7e55' }).warn({
@@ -103,9 +104,24 @@ describe('audit decision lines', () => {
 
   it('writes nothing below the logger level', () => {
     const out = new RawLines();
-    const audit = new AuditLog(createLogger({ service: 'audit-lines', destination: out, level: 'error' }), 'audit-lines');
+    const audit = new AuditLog(createLogger({ service: 'audit-lines', destination: out, level: 'error' }));
     audit.granted(context({ path: '/message', calls: [{}], principal: principal('alice') }));
     audit.denied(undefined, denial('transport.bad_framing'));
     assert.deepEqual(out.lines, []);
+  });
+});
+
+describe('audit event lines', () => {
+  it('name each field once: the service is the logger\'s, not repeated (parsers such as Elasticsearch\'s refuse a duplicate key)', () => {
+    const out = new RawLines();
+    const audit = new AuditLog(createLogger({ service: 'audit-lines', destination: out }));
+    audit.event('policy_reloaded', { policy_version: policy.version }, 'policy reloaded');
+    audit.event('token_revoked', { kind: 'jti', jti: 'j' }, 'token revoked', 'warn');
+    assert.equal(out.lines.length, 2);
+    for (const line of out.lines) {
+      const parsed = parseStrictJson(Buffer.from(line), 64);
+      assert.ok(parsed.ok, `${line}: ${parsed.ok ? '' : parsed.detail}`);
+      assert.equal((parsed.value as Record<string, unknown>).service, 'audit-lines');
+    }
   });
 });
