@@ -8,7 +8,7 @@ import { KeySource } from './auth/key-source.js';
 import { createContext, FORWARD, type Layer, type Verdict } from './context.js';
 import { DENIALS, denial, type Denial } from './denials.js';
 import { Forwarder } from './forward.js';
-import { clientErrorDenial, writeRawRefusal } from './http/client-error.js';
+import { refuseClientErrors, writeRawRefusal } from './http/client-error.js';
 import { createEgressServer } from './egress/egress-server.js';
 import { createProofKey } from './integrity/proof.js';
 import { isLoopbackListen, listen } from './listen.js';
@@ -175,9 +175,6 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   const watchedFiles = (policy: ServicePolicy): string[] => [...policy.files, ...(shadow?.files() ?? [])];
   const watcher = options.watchPolicy === false ? undefined : new PolicyWatcher(watchedFiles(initial), () => void reload());
 
-  /** Requests Node's parser refused while their body was being read: the refusal their handler reports. */
-  const cutOff = new WeakMap<IncomingMessage, Denial>();
-
   /** Handles a request; `refusal`, when given, is its verdict without running the layers. */
   const handle = async (req: IncomingMessage, res: ServerResponse, refusal?: Denial): Promise<void> => {
     const current = runtime;
@@ -204,7 +201,7 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
         // for the rest of a body no one reads, and a client stalling it was refused again (408).
         if (!req.complete) res.setHeader('connection', 'close');
         // A body the parser cut off was answered by clientError; this counts and logs that refusal.
-        refuser.refuse(ctx, res, cutOff.get(req) ?? denied);
+        refuser.refuse(ctx, res, cutOffBy(req) ?? denied);
         outcome = 'refused';
         status = res.statusCode;
         return;
@@ -258,22 +255,9 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     audit.denied(ctx, refusal);
     writeRawRefusal(socket, refusal);
   });
-  server.on('clientError', (error: { code?: string }, socket: Socket) => {
-    const refusal = clientErrorDenial(error);
-    if (!refusal) {
-      socket.destroy();
-      return;
-    }
-    // A request whose body is still being read (a timeout or bad chunking mid-body) has a handler,
-    // whose transport layer now sees the body cut off: it counts and logs this refusal, once, with
-    // the request's fields. Anything else the parser refused has no handler and is counted here.
-    const reading = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
-    if (reading && !reading.headersSent && !reading.req.complete) cutOff.set(reading.req, refusal);
-    else {
-      refuser.count(undefined, refusal);
-      audit.deniedConnection(socket.remoteAddress ?? '', runtime.policy.version, refusal);
-    }
-    writeRawRefusal(socket, refusal);
+  const cutOffBy = refuseClientErrors(server, (refusal, socket) => {
+    refuser.count(undefined, refusal);
+    audit.deniedConnection(socket.remoteAddress ?? '', runtime.policy.version, refusal);
   });
 
   async function startEgress(address: string): Promise<{ url: string; close(): Promise<void> }> {

@@ -4,7 +4,8 @@ import { pipeline } from 'node:stream/promises';
 import { Pool } from 'undici';
 import { signedHeaders } from '../client/signed-headers.js';
 import { createContext, type Layer } from '../context.js';
-import { denial, type Denial } from '../denials.js';
+import { DENIALS, denial, type Denial } from '../denials.js';
+import { refuseClientErrors } from '../http/client-error.js';
 import { upstreamDenial } from '../forward.js';
 import type { ProofKey } from '../integrity/proof.js';
 import type { AuditLog } from '../observe/audit.js';
@@ -83,12 +84,14 @@ export function createEgressServer(deps: EgressDeps): { server: Server; close():
     const service = policy.service;
     const ctx = createContext(req, policy, randomUUID(), req.socket.remoteAddress ?? '', performance.now());
     const refuse = (refusal: Denial, target: string): void => {
+      // As inbound: refused before its whole body came, the connection closes.
+      if (!req.complete) res.setHeader('connection', 'close');
       deps.refuser.refuse(ctx, res, refusal);
       deps.metrics.egressRequests.inc({ service, target, outcome: 'refused', status: res.statusCode });
     };
     const egress = policy.egress;
     const transport = await transportFor(policy).check(ctx);
-    if (transport !== undefined && typeof transport === 'object') return refuse(transport, 'none');
+    if (transport !== undefined && typeof transport === 'object') return refuse(cutOffBy(req) ?? transport, 'none');
     const slash = ctx.path.indexOf('/', 1);
     const targetName = slash === -1 ? ctx.path.slice(1) : ctx.path.slice(1, slash);
     const target = egress?.targets.get(targetName);
@@ -130,7 +133,14 @@ export function createEgressServer(deps: EgressDeps): { server: Server; close():
     await pipeline(response.body, res).catch(() => res.destroy());
   };
 
-  const server = createServer({ headersTimeout: 30_000, requestTimeout: 60_000 }, (req, res) => void handle(req, res));
+  // The Host check is the transport layer's, refused like every other request.
+  const server = createServer({ headersTimeout: 30_000, requestTimeout: 60_000, requireHostHeader: false }, (req, res) => void handle(req, res));
+  // What Node's parser refuses is answered, counted and logged as on the inbound port.
+  const cutOffBy = refuseClientErrors(server, (refusal, socket) => {
+    deps.refuser.count(undefined, refusal);
+    deps.audit.deniedConnection(socket.remoteAddress ?? '', deps.policy().version, refusal);
+    deps.metrics.egressRequests.inc({ service: deps.policy().service, target: 'none', outcome: 'refused', status: DENIALS[refusal.code].status });
+  });
   return {
     server,
     async close() {

@@ -1,4 +1,4 @@
-import { STATUS_CODES } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { DENIALS, denial, type Denial } from '../denials.js';
 
@@ -37,4 +37,27 @@ export function writeRawRefusal(socket: Socket, refusal: Denial): void {
     );
   }
   socket.destroySoon();
+}
+
+/**
+ * Refuses what `server`'s HTTP parser refuses, on the wire as a JSON-RPC error. A refusal with no
+ * request behind it goes to `record` (count and log it). One that cuts off a request whose body
+ * its handler is still reading (a timeout or bad chunking mid-body) is left to that handler,
+ * which sees the body cut off: the returned function gives it this refusal to report, once and
+ * with its request's fields, instead of its own.
+ */
+export function refuseClientErrors(server: Server, record: (refusal: Denial, socket: Socket) => void): (req: IncomingMessage) => Denial | undefined {
+  const cutOff = new WeakMap<IncomingMessage, Denial>();
+  server.on('clientError', (error: { code?: string }, socket: Socket) => {
+    const refusal = clientErrorDenial(error);
+    if (!refusal) {
+      socket.destroy();
+      return;
+    }
+    const reading = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+    if (reading && !reading.headersSent && !reading.req.complete) cutOff.set(reading.req, refusal);
+    else record(refusal, socket);
+    writeRawRefusal(socket, refusal);
+  });
+  return (req) => cutOff.get(req);
 }

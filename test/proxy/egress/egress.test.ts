@@ -12,6 +12,7 @@ import { shippedPolicyFile } from '../../../proxy/services.js';
 import { startSidecar, type Sidecar } from '../../../proxy/sidecar.js';
 import { AuditCapture } from '../../helpers/audit-capture.js';
 import { DOC_ID, rpc } from '../../helpers/harness.js';
+import { rawJson, rawRequest } from '../../helpers/raw-http.js';
 import { startUpstream, type RecordingUpstream } from '../../helpers/upstream.js';
 
 describe('egress: an agent calls another service through its sidecar, holding no credential', () => {
@@ -111,6 +112,30 @@ describe('egress: an agent calls another service through its sidecar, holding no
     const res = await post('/extractor/message', rpc('extract_document', { document_id: DOC_ID }, 5));
     assert.deepEqual(res.json, { jsonrpc: '2.0', id: 5, error: { code: -32000, message: 'unsupported file' } });
     extractorAgent.respond(undefined);
+  });
+
+  // Node's parser refused these before the egress handler ran: a bare 400 or 408, never counted
+  // or logged. Now answered, counted and logged like the inbound port's.
+  it('refuses what Node\'s parser refuses, and a request without Host, with a JSON-RPC body, a count and one audit line each', async () => {
+    const metric = async (name: string, labels: string): Promise<number> => {
+      const text = await (await request(`${orchestrator.adminUrl}/metrics`)).body.text();
+      return Number(text.split('\n').find((line) => line.startsWith(`${name}{`) && line.includes(labels))?.split(' ').at(-1) ?? 0);
+    };
+    const denied = await metric('ca_a2a_denials_total', 'reason="transport.bad_framing"');
+    const refused = await metric('ca_a2a_egress_requests_total', 'target="none",outcome="refused",status="400"');
+    const lines = audit.events('transport_rejected').length;
+    for (const payload of [
+      'POST /extractor/message HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}',
+      'POST /extractor/message HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}',
+    ]) {
+      const { text, closed } = await rawRequest(orchestrator.egressUrl as string, payload);
+      assert.match(text, /^HTTP\/1\.1 400 /);
+      assert.equal(rawJson(text).error?.data?.reason, 'transport.bad_framing');
+      assert.ok(closed);
+    }
+    assert.equal(await metric('ca_a2a_denials_total', 'reason="transport.bad_framing"'), denied + 2);
+    assert.equal(await metric('ca_a2a_egress_requests_total', 'target="none",outcome="refused",status="400"'), refused + 2);
+    assert.equal(audit.events('transport_rejected').length, lines + 2);
   });
 
   it('binds the egress listener to loopback only', async () => {
