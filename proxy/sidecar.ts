@@ -122,10 +122,12 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
       onAnomaly: stores.onAnomaly,
       onTokenSourceStoreError: stores.onTokenSourceStoreError,
       publicUrls: options.publicUrls ?? [],
-      onReplayStoreError: (error, fallback) => {
+      onReplayStoreError: (error, fallback, first) => {
         metrics.storeErrors.inc({ service, store: 'replay', fallback });
-        logger.error({ event_type: 'store_failure', store: 'replay', fallback, err: (error as Error).message }, 'one-time-id store failed');
+        // One line per outage (each refused request has its own audit line), as for the other stores.
+        if (first) logger.error({ event_type: 'store_failure', store: 'replay', fallback, err: (error as Error).message }, 'one-time-id store failed');
       },
+      onReplayStoreRecovered: () => logger.info({ event_type: 'store_recovered', store: 'replay' }, 'one-time-id store answers again'),
       onRateLimitStoreError: (error) => {
         metrics.storeErrors.inc({ service, store: 'rate_limit', fallback: 'allow' });
         logger.error({ event_type: 'store_failure', store: 'rate_limit', err: (error as Error).message }, 'rate-limit store failed; request allowed');

@@ -14,8 +14,10 @@ export interface ReplayDeps {
   readonly ids: OneTimeIdStore;
   /** Milliseconds since the epoch, the clock the integrity layer judges iat by. */
   readonly now: () => number;
-  /** Called when the store fails, with what the policy decided (deny or allow). */
-  readonly onStoreError: (error: unknown, fallback: 'deny' | 'allow') => void;
+  /** Called when the store fails, with what the policy decided (deny or allow); `first` of an outage. */
+  readonly onStoreError: (error: unknown, fallback: 'deny' | 'allow', first: boolean) => void;
+  /** Called when the store answers again after failing. */
+  readonly onStoreRecovered?: () => void;
 }
 
 /**
@@ -28,6 +30,8 @@ export interface ReplayDeps {
  */
 export function replayLayer(policy: ServicePolicy, deps: ReplayDeps): Layer {
   const onFailure = policy.integrity.replayStoreFailure;
+  // Whether the store's last answer was a failure: an outage is reported once, and its end.
+  let failing = false;
   return {
     name: 'replay',
     // No proof, nothing to burn: answered without a promise.
@@ -41,10 +45,15 @@ export function replayLayer(policy: ServicePolicy, deps: ReplayDeps): Layer {
     try {
       const ttlSeconds = Math.max(1, Math.ceil(proof.issuedAt + LONGEST_PROOF_LIFE_SECONDS - deps.now() / 1000));
       const seen = await deps.ids.claim(`dpop:${proof.thumbprint}:${proof.jti}`, ttlSeconds, proof.issuedAt);
+      if (failing) {
+        failing = false;
+        deps.onStoreRecovered?.();
+      }
       return seen === 'new' ? undefined : denial('replay.duplicate_id');
     } catch (error) {
       if (!isStoreUnavailable(error)) throw error;
-      deps.onStoreError(error, onFailure);
+      deps.onStoreError(error, onFailure, !failing);
+      failing = true;
       return onFailure === 'allow' ? undefined : denial('replay.store_unavailable');
     }
   }

@@ -56,9 +56,15 @@ describe('replay protection on Redis', () => {
 
   it('fails closed with 503 and -32017 when Redis is unreachable, and recovers', async () => {
     await relay.stop();
+    const failures = () => viaRelay.audit.lines.filter((line) => line.event_type === 'store_failure' && line.store === 'replay');
+    const logged = failures().length;
+    for (let i = 0; i < 2; i++) assert.equal((await viaRelay.call(body, { headers: await signed(`${viaRelay.sidecar.url}/message`) })).status, 503);
     const headers = await signed(`${viaRelay.sidecar.url}/message`);
     const res = await viaRelay.call(body, { headers });
     assert.equal(res.status, 503);
+    // Each refusal has its own audit line; the outage has one store_failure line, not one per request.
+    assert.equal(failures().length, logged + 1);
+    assert.equal(await viaRelay.metric('ca_a2a_store_errors_total', { store: 'replay', fallback: 'deny' }), 3);
     assert.equal(res.json.error?.code, -32017);
     assert.equal(res.json.error?.data?.reason, 'replay.store_unavailable');
     assert.equal(res.json.error?.message, 'replay protection unavailable', '5xx carries no detail');
@@ -70,5 +76,6 @@ describe('replay protection on Redis', () => {
       status = (await viaRelay.call(body, { headers: await signed(`${viaRelay.sidecar.url}/message`) })).status;
     }
     assert.equal(status, 200);
+    assert.ok(viaRelay.audit.lines.some((line) => line.event_type === 'store_recovered' && line.store === 'replay'), 'the end of the outage is logged');
   });
 });
