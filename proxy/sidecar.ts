@@ -201,7 +201,7 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
       if (denied !== undefined) {
         // Refused before its whole body came: close the connection. Node would otherwise keep it
         // for the rest of a body no one reads, and a client stalling it was refused again (408).
-        if (!req.complete) res.setHeader('connection', 'close');
+        if (!req.complete && !res.headersSent) res.setHeader('connection', 'close');
         // A body the parser cut off was answered by clientError; this counts and logs that refusal.
         refuser.refuse(ctx, res, cutOffBy(req) ?? denied);
         outcome = 'refused';

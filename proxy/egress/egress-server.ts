@@ -85,7 +85,7 @@ export function createEgressServer(deps: EgressDeps): { server: Server; close():
     const ctx = createContext(req, policy, randomUUID(), req.socket.remoteAddress ?? '', performance.now());
     const refuse = (refusal: Denial, target: string): void => {
       // As inbound: refused before its whole body came, the connection closes.
-      if (!req.complete) res.setHeader('connection', 'close');
+      if (!req.complete && !res.headersSent) res.setHeader('connection', 'close');
       deps.refuser.refuse(ctx, res, refusal);
       deps.metrics.egressRequests.inc({ service, target, outcome: 'refused', status: res.statusCode });
     };
