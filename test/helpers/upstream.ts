@@ -8,31 +8,40 @@ export interface RecordedRequest {
   readonly body: string;
 }
 
+/** What the upstream answers; sent after `delayMs`, or once `after` settles. */
+export interface UpstreamAnswer {
+  readonly status?: number;
+  readonly body: unknown;
+  readonly delayMs?: number;
+  readonly after?: Promise<unknown>;
+}
+
 /** A real HTTP agent stand-in that records what reached it and answers a JSON-RPC result. */
 export interface RecordingUpstream {
   readonly url: string;
   readonly requests: RecordedRequest[];
-  /** Replace the answer (e.g. to be slow or to return a tools/list). */
-  respond(handler: ((request: RecordedRequest) => { status?: number; body: unknown; delayMs?: number }) | undefined): void;
+  /** Replace the answer (e.g. to be slow, to wait for `after`, or to return a tools/list). */
+  respond(handler: ((request: RecordedRequest) => UpstreamAnswer) | undefined): void;
   close(): Promise<void>;
 }
 
 export async function startUpstream(): Promise<RecordingUpstream> {
   const requests: RecordedRequest[] = [];
-  let handler: ((request: RecordedRequest) => { status?: number; body: unknown; delayMs?: number }) | undefined;
+  let handler: ((request: RecordedRequest) => UpstreamAnswer) | undefined;
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.on('end', () => {
       const recorded = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks).toString('utf8') };
       requests.push(recorded);
-      const answer = handler?.(recorded) ?? { body: { jsonrpc: '2.0', id: idOf(recorded.body), result: { ok: true } } };
+      const answer: UpstreamAnswer = handler?.(recorded) ?? { body: { jsonrpc: '2.0', id: idOf(recorded.body), result: { ok: true } } };
       const send = (): void => {
         if (res.destroyed) return;
         const text = JSON.stringify(answer.body);
         res.writeHead(answer.status ?? 200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) }).end(text);
       };
-      if (answer.delayMs) setTimeout(send, answer.delayMs);
+      if (answer.after) void answer.after.then(send, send);
+      else if (answer.delayMs) setTimeout(send, answer.delayMs);
       else send();
     });
   });

@@ -114,14 +114,15 @@ describe('forwarding to the upstream', () => {
 
   it('reports the requests inside it on the in-flight gauge, and each verified token on the authn counter', async () => {
     const verifiedBefore = await h.metric('ca_a2a_authn_success_total');
-    h.upstream.respond(() => ({ body: { jsonrpc: '2.0', id: 9, result: 'late' }, delayMs: 200 }));
+    let release: () => void = () => undefined;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    h.upstream.respond(() => ({ body: { jsonrpc: '2.0', id: 9, result: 'late' }, after: released }));
+    const arrived = h.upstream.requests.length;
     const pending = [h.call(call(), { token }), h.call(call(), { token })];
-    let during = 0;
-    for (let i = 0; i < 40 && during < 2; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 10));
-      during = await h.metric('ca_a2a_in_flight_requests');
-    }
-    assert.equal(during, 2, 'both requests are held at the upstream');
+    // Both held at the upstream until released: the gauge is read while they certainly are inside.
+    while (h.upstream.requests.length < arrived + 2) await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(await h.metric('ca_a2a_in_flight_requests'), 2, 'both requests are held at the upstream');
+    release();
     for (const res of await Promise.all(pending)) assert.equal(res.status, 200);
     h.upstream.respond(undefined);
     assert.equal(await h.metric('ca_a2a_in_flight_requests'), 0);
@@ -132,7 +133,8 @@ describe('forwarding to the upstream', () => {
     const slow = await startHarness({ policyFile: writePolicy(policy('http://127.0.0.1:1').replace('upstream_timeout_ms: 300', 'upstream_timeout_ms: 5000')) });
     slow.upstream.respond(() => ({ body: { jsonrpc: '2.0', id: 9, result: 'late' }, delayMs: 300 }));
     const pending = slow.call(call(), { token: await slow.issuer.sign() });
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    // Close once the request is held at the upstream, not after a guess at how long that takes.
+    while (slow.upstream.requests.length === 0) await new Promise((resolve) => setImmediate(resolve));
     const closing = slow.close();
     const res = await pending;
     await closing;
