@@ -131,7 +131,10 @@ describe('one principal\'s concurrent requests on Redis', () => {
       assert.equal(next.allowed, false);
       assert.equal(next.remaining, 0);
       assert.equal(insured, 0, 'Redis is up: the insurance limiter never answered');
-      await new Promise((resolve) => setTimeout(resolve, 100)); // MONITOR lines arrive after the replies
+      // MONITOR lines arrive after the replies, in the order Redis ran the commands: once this
+      // marker is seen, every command before it is.
+      await client.echo(`${prefix}:done`);
+      while (!commands.includes('echo')) await new Promise((resolve) => setImmediate(resolve));
       const increments = commands.filter((command) => command.startsWith('eval'));
       assert.ok(increments.length >= 2 && increments.length < 20, `${increments.length} counter updates for 51 requests`);
     } finally {
