@@ -57,11 +57,6 @@ export async function until(check: () => Promise<boolean>, timeoutMs = 5_000): P
   throw new Error(`condition not met within ${timeoutMs} ms`);
 }
 
-export function percentile(values: readonly number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? 0;
-}
-
 /**
  * A sidecar's revocation view on an embedded data directory of its own, as a running process has
  * it: the backend, a set fed by a sync whose periodic resync is a minute away (so only the journal

@@ -6,7 +6,7 @@ import { startSidecar, type Sidecar } from '../../../proxy/sidecar.js';
 import { DOC_ID, rpc, startHarness, type Harness } from '../../helpers/harness.js';
 import { startTestIssuer, type TestIssuer } from '../../helpers/test-issuer.js';
 import { AuditCapture } from '../../helpers/audit-capture.js';
-import { createTestSchema, dropPrefix, percentile, sharedStores, until, uniquePrefix } from './helpers.js';
+import { createTestSchema, dropPrefix, sharedStores, until, uniquePrefix } from './helpers.js';
 
 const ADMIN = { sub: 'ops-alice', azp: 'ops-console', realm_access: { roles: ['admin'] } };
 
@@ -43,9 +43,8 @@ describe('hybrid revocation on Redis + PostgreSQL', () => {
   const refusedEverywhere = async (token: string, harnesses: Harness[]) =>
     (await Promise.all(harnesses.map((h) => h.call(get(), { token })))).every((res) => res.status === 401 && res.json.error?.code === -32010);
 
-  it('refuses a token on two other running sidecars once one admin call revoked it, and measures how fast', async () => {
+  it('refuses a token on two other running sidecars once one admin call revoked it', async () => {
     const adminToken = await issuer.sign(ADMIN);
-    const timings: number[] = [];
     for (let i = 0; i < 5; i++) {
       const jti = `stolen-${i}-${prefix}`;
       const token = await viewerToken({ jti });
@@ -54,11 +53,11 @@ describe('hybrid revocation on Redis + PostgreSQL', () => {
       const res = await admin.call({ jti, reason: 'laptop stolen' }, { token: adminToken, path: '/admin/revoke-token' });
       assert.equal(res.status, 200, JSON.stringify(res.json));
       assert.equal(res.json.revoked, true);
-      timings.push(await until(() => refusedEverywhere(token, [a, b]), 1_000));
+      // Waited for, not timed: how fast is the bench's to measure (bench/revocation.ts).
+      await until(() => refusedEverywhere(token, [a, b]));
       const refused = await a.call(get(), { token });
       assert.equal(refused.json.error?.data?.reason, 'authn.token_revoked');
     }
-    console.log(`# propagation admin revoke → refusal on 2 sidecars: p50 ${percentile(timings, 50).toFixed(2)} ms, max ${Math.max(...timings).toFixed(2)} ms`);
     const line = apiAudit.events('token_revoked').at(-1);
     assert.equal(line?.revoked_by, 'ops-alice (ops-console)');
     assert.equal(line?.reason, 'laptop stolen');
@@ -90,7 +89,7 @@ describe('hybrid revocation on Redis + PostgreSQL', () => {
     const other = await viewerToken({ sub: 'stayer' });
     const res = await admin.call({ subject: 'leaver', reason: 'logout everywhere' }, { token: adminToken, path: '/admin/revoke-subject' });
     assert.equal(res.status, 200, JSON.stringify(res.json));
-    await until(() => refusedEverywhere(old, [a, b]), 1_000);
+    await until(() => refusedEverywhere(old, [a, b]));
     assert.equal((await a.call(get(), { token: other })).status, 200);
     // iat is whole seconds: a token issued after the revocation second is a new login.
     const fresh = await viewerToken({ sub: 'leaver', iat: Math.floor(Date.now() / 1000) + 2 });
@@ -106,7 +105,7 @@ describe('hybrid revocation on Redis + PostgreSQL', () => {
     const before = new Date((nowSeconds - 60) * 1000).toISOString();
     const res = await admin.call({ before, reason: 'signing key rotated' }, { token: adminToken, path: '/admin/revoke-before' });
     assert.equal(res.status, 200, JSON.stringify(res.json));
-    await until(() => refusedEverywhere(old, [a, b]), 1_000);
+    await until(() => refusedEverywhere(old, [a, b]));
     assert.equal((await a.call(get(), { token: newer })).status, 200);
     assert.equal((await b.call(get(), { token: newer })).status, 200);
   });
