@@ -16,7 +16,9 @@ describe('access matrix of the shipped policies', () => {
 
   it('matches the golden snapshot (UPDATE_SNAPSHOTS=1 rewrites it; review the diff like code)', () => {
     const text = `${JSON.stringify(matrices, null, 2)}\n`;
-    if (process.env.UPDATE_SNAPSHOTS === '1' || !existsSync(SNAPSHOT)) writeFileSync(SNAPSHOT, text);
+    if (process.env.UPDATE_SNAPSHOTS === '1') writeFileSync(SNAPSHOT, text);
+    // A missing snapshot is a failure, not a fresh golden file: otherwise deleting it passes.
+    assert.ok(existsSync(SNAPSHOT), 'no golden snapshot: UPDATE_SNAPSHOTS=1 writes it');
     assert.equal(text, readFileSync(SNAPSHOT, 'utf8'), 'access matrix changed: run `npx ca-a2a policy diff` to review, then UPDATE_SNAPSHOTS=1 npm test');
   });
 
