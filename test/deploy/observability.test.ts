@@ -122,8 +122,9 @@ describe('alert rules and dashboard', () => {
     for (const panel of dashboard.panels.filter((p) => p.type !== 'row')) assert.equal(panel.datasource?.uid, '${datasource}');
   });
 
-  const promtool = spawnSync('promtool', ['--version']).status === 0;
-  it('pass promtool check rules and the promtool unit tests', { skip: promtool ? false : 'promtool not installed (apt-get install -y prometheus)' }, () => {
+  it('pass promtool check rules and the promtool unit tests', () => {
+    // Not a skip: a run without promtool has not checked the rules (.ci/run installs it).
+    assert.equal(spawnSync('promtool', ['--version']).status, 0, 'promtool not installed (apt-get install -y prometheus)');
     execFileSync('promtool', ['check', 'rules', RULES], { stdio: 'pipe' });
     execFileSync('promtool', ['test', 'rules', RULE_TESTS], { stdio: 'pipe' });
   });
