@@ -15,7 +15,7 @@ export interface StackOptions {
   /** Client secrets, signing key, PGlite, revocation journal, local bucket (default ./.ca-a2a). */
   readonly dataDir: string;
   readonly ports: StackPorts;
-  /** REDIS_URL, DATABASE_URL, CA_A2A_S3_* select shared backends; unset → embedded. */
+  /** REDIS_URL, DATABASE_URL, CA_A2A_S3_* select shared backends; unset → embedded. CA_A2A_KEY_PREFIX names the Redis keys, as for one sidecar. */
   readonly env: NodeJS.ProcessEnv;
   /** Where every component's JSON logs go (the terminal shows progress and the summary only). */
   readonly logDestination: DestinationStream;
@@ -64,7 +64,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     closers.length = 0;
   };
   const logger = (service: string) => pino({ base: { service } }, opts.logDestination);
-  const stores = { redisUrl: env['REDIS_URL'] || undefined, databaseUrl: env['DATABASE_URL'] || undefined, dataDir };
+  const stores = { redisUrl: env['REDIS_URL'] || undefined, databaseUrl: env['DATABASE_URL'] || undefined, dataDir, keyPrefix: env['CA_A2A_KEY_PREFIX'] || undefined };
   const sidecars: Partial<Record<ShippedService, string>> = {};
   const agents = new Map<AgentName, RunningAgent>();
   const fronts = new Map<AgentName, { port: number; state: { egress?: string | undefined; url?: string | undefined } }>();
