@@ -1,5 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { signedHeaders } from '../../proxy/client/signed-headers.js';
@@ -9,6 +8,7 @@ import { startSidecar, type Sidecar, type SidecarOptions } from '../../proxy/sid
 import { AuditCapture } from './audit-capture.js';
 import { startTestIssuer, type TestIssuer } from './test-issuer.js';
 import { startUpstream, type RecordingUpstream } from './upstream.js';
+import { tempDirSync } from './temp-dir.js';
 
 export const RBAC_FILE = new URL('../../policies/rbac.yaml', import.meta.url).pathname;
 export const SCHEMAS_DIR = new URL('../../policies/schemas/', import.meta.url).pathname;
@@ -42,7 +42,7 @@ export interface CallResult {
 
 /** Writes a policy file in a temp dir; `rbac` and `$ref`s may use RBAC_FILE and SCHEMAS_DIR. */
 export function writePolicy(text: string): string {
-  const dir = mkdtempSync(join(tmpdir(), 'ca-a2a-policy-'));
+  const dir = tempDirSync('policy');
   const file = join(dir, 'service.yaml');
   writeFileSync(file, text);
   return file;

@@ -1,17 +1,17 @@
 import assert from 'node:assert/strict';
-import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { policyCommand } from '../../proxy/policy/cli.js';
 import { diffServices, loadSide } from '../../proxy/policy/tooling/diff.js';
 import { bufferIo } from '../../proxy/policy/tooling/io.js';
+import { tempDirSync } from '../helpers/temp-dir.js';
 
 const SHIPPED = new URL('../../policies/', import.meta.url).pathname;
 
 /** Two real versions of the shipped policy directory: as shipped, and with the edits applied. */
 function versions(edit: (rbac: string) => string): { before: string; after: string } {
-  const root = mkdtempSync(join(tmpdir(), 'ca-a2a-diff-'));
+  const root = tempDirSync('diff');
   const before = join(root, 'before');
   const after = join(root, 'after');
   cpSync(SHIPPED, before, { recursive: true });

@@ -1,6 +1,6 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { tempDirSync } from '../helpers/temp-dir.js';
 
 /** A small, clean policy directory every lint test starts from (policy check finds nothing in it). */
 export const CLEAN_RBAC = `roles:
@@ -47,7 +47,7 @@ tools:
 
 /** Writes a policy directory (rbac.yaml, services/docs.yaml, services/mcp.yaml) with optional replacements. */
 export function policyDir(files: { rbac?: string; service?: string; mcp?: string; extra?: Record<string, string> } = {}): string {
-  const dir = mkdtempSync(join(tmpdir(), 'ca-a2a-lint-'));
+  const dir = tempDirSync('lint');
   mkdirSync(join(dir, 'services'));
   writeFileSync(join(dir, 'rbac.yaml'), files.rbac ?? CLEAN_RBAC);
   writeFileSync(join(dir, 'services', 'docs.yaml'), files.service ?? CLEAN_SERVICE);

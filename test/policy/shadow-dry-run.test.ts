@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { RequestContext } from '../../proxy/context.js';
@@ -10,6 +9,7 @@ import { startSidecar } from '../../proxy/sidecar.js';
 import { AuditCapture } from '../helpers/audit-capture.js';
 import { DOC_ID, RBAC_FILE, SCHEMAS_DIR, rpc, startHarness, writePolicy, type Harness } from '../helpers/harness.js';
 import { startTestIssuer, type TestIssuer } from '../helpers/test-issuer.js';
+import { tempDirSync } from '../helpers/temp-dir.js';
 
 const service = (name: string, rbac: string, extra = ''): string => `service: ${name}
 rbac: ${rbac}
@@ -22,7 +22,7 @@ ${extra}methods:
 
 /** The candidate: the shipped rbac with the viewer's get_document moved to delete_document. */
 function candidateRbac(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'ca-a2a-shadow-'));
+  const dir = tempDirSync('shadow');
   const file = join(dir, 'rbac.yaml');
   const text = readFileSync(RBAC_FILE, 'utf8').replace('allow: [list_documents, get_document, check_status]', 'allow: [list_documents, delete_document, check_status]');
   assert.match(text, /allow: \[list_documents, delete_document, check_status\]/);

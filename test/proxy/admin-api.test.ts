@@ -1,12 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startAdminApi, type AdminApi } from '../../proxy/admin-api/start.js';
 import { AuditCapture } from '../helpers/audit-capture.js';
 import { rpc, startHarness, type Harness } from '../helpers/harness.js';
 import { startTestIssuer, type TestIssuer } from '../helpers/test-issuer.js';
+import { tempDirSync } from '../helpers/temp-dir.js';
 
 const ADMIN = { sub: 'ops-alice', azp: 'ops-console', realm_access: { roles: ['admin'] } };
 
@@ -17,7 +15,7 @@ describe('admin API behind the admin sidecar', () => {
   let admin: Harness;
 
   before(async () => {
-    const stores = { dataDir: mkdtempSync(join(tmpdir(), 'ca-a2a-admin-')) };
+    const stores = { dataDir: tempDirSync('admin') };
     issuer = await startTestIssuer();
     apiAudit = new AuditCapture();
     api = await startAdminApi({ listen: '127.0.0.1:0', stores, logDestination: apiAudit });

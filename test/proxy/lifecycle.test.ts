@@ -1,13 +1,11 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { connect, createServer, type Server } from 'node:net';
 import { describe, it } from 'node:test';
 import { shippedPolicyFile } from '../../proxy/services.js';
 import { startSidecar } from '../../proxy/sidecar.js';
 import { AuditCapture } from '../helpers/audit-capture.js';
+import { tempDirSync } from '../helpers/temp-dir.js';
 
 const listening = (server: Server): Promise<number> =>
   new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as { port: number }).port)));
@@ -64,7 +62,7 @@ describe('sidecar start-up', () => {
 describe('ca-a2a sidecar (the command)', () => {
   it('lets --policy on the command line win over CA_A2A_SERVICE in the environment', async () => {
     const child = spawn(process.execPath, ['bin/ca-a2a.js', 'sidecar', '--policy', shippedPolicyFile('archivist'), '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--upstream', 'http://127.0.0.1:1', '--issuer', 'http://127.0.0.1:1/realms/test', '--no-watch'], {
-      env: { ...process.env, CA_A2A_SERVICE: 'orchestrator', CA_A2A_DATA_DIR: mkdtempSync(join(tmpdir(), 'ca-a2a-cli-')) },
+      env: { ...process.env, CA_A2A_SERVICE: 'orchestrator', CA_A2A_DATA_DIR: tempDirSync('cli') },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     try {

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { appendFileSync, mkdirSync, readFileSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
 import { DOC_ID, RBAC_FILE, rpc, startHarness, writePolicy, type Harness } from '../helpers/harness.js';
+import { tempDirSync } from '../helpers/temp-dir.js';
 
 const base = `service: reload-test
 rbac: ${RBAC_FILE}
@@ -87,7 +87,7 @@ describe('policy hot reload: edits the watcher must not miss', () => {
   it('applies an edit that lands while a reload is running', async () => {
     // A large roles file makes the reload take a while (hundreds of ms); another process edits the
     // service file while it runs, after the reload has read it.
-    const dir = mkdtempSync(join(tmpdir(), 'ca-a2a-reload-race-'));
+    const dir = tempDirSync('reload-race');
     const rbac = join(dir, 'rbac.yaml');
     const filler = Array.from({ length: 3000 }, (_, i) => `  filler-${i}:\n    allow: [get_document, list_*]\n`).join('');
     writeFileSync(rbac, `${readFileSync(RBAC_FILE, 'utf8')}${filler}`);
@@ -107,7 +107,7 @@ describe('policy hot reload: edits the watcher must not miss', () => {
   });
 
   it('follows a policy directory swapped behind a symlink (a new release)', async () => {
-    const root = mkdtempSync(join(tmpdir(), 'ca-a2a-reload-swap-'));
+    const root = tempDirSync('reload-swap');
     for (const [release, text] of [['release-1', base], ['release-2', `${base}  list_documents: {}\n`]] as const) {
       mkdirSync(join(root, release));
       writeFileSync(join(root, release, 'service.yaml'), text);

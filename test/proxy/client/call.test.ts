@@ -1,8 +1,5 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { startIssuer, type DevIssuer } from '../../../deploy/dev-issuer/issuer.js';
@@ -11,6 +8,7 @@ import { startSidecar, type Sidecar } from '../../../proxy/sidecar.js';
 import { AuditCapture } from '../../helpers/audit-capture.js';
 import { DOC_ID } from '../../helpers/harness.js';
 import { startUpstream, type RecordingUpstream } from '../../helpers/upstream.js';
+import { tempDirSync } from '../../helpers/temp-dir.js';
 
 const run = promisify(execFile);
 const BIN = new URL('../../../bin/ca-a2a.js', import.meta.url).pathname;
@@ -21,7 +19,7 @@ describe('ca-a2a call', () => {
   let agent: RecordingUpstream;
   let sidecar: Sidecar;
   before(async () => {
-    dataDir = mkdtempSync(join(tmpdir(), 'ca-a2a-call-'));
+    dataDir = tempDirSync('call');
     issuer = await startIssuer({ port: 0, dataDir });
     agent = await startUpstream();
     sidecar = await startSidecar({ policyFile: shippedPolicyFile('archivist'), upstream: agent.url, issuer: issuer.issuer, watchPolicy: false, logDestination: new AuditCapture() });

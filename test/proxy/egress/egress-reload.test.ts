@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
 import { EventEmitter, once } from 'node:events';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
@@ -13,6 +12,7 @@ import { shippedPolicyFile } from '../../../proxy/services.js';
 import { startSidecar, type Sidecar } from '../../../proxy/sidecar.js';
 import { AuditCapture } from '../../helpers/audit-capture.js';
 import { DOC_ID, rpc } from '../../helpers/harness.js';
+import { tempDirSync } from '../../helpers/temp-dir.js';
 
 // undici checks headersTimeout on a coarse timer (about 1 s), so the target answers well after
 // a 300 ms timeout fires and well before a 5000 ms one would.
@@ -35,7 +35,7 @@ describe('egress: a policy reload applies to outbound calls', () => {
   const arrivals = new EventEmitter();
 
   before(async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), 'ca-a2a-egress-reload-'));
+    const dataDir = tempDirSync('egress-reload');
     issuer = await startIssuer({ port: 0, dataDir });
     const secrets = await loadClientSecrets(dataDir);
     target = createServer((req, res) => {
@@ -47,7 +47,7 @@ describe('egress: a policy reload applies to outbound calls', () => {
     target.keepAliveTimeout = 60_000;
     target.on('connection', (socket: Socket) => targetSockets.push(socket));
     await new Promise<void>((resolve) => target.listen(0, '127.0.0.1', resolve));
-    policyFile = join(mkdtempSync(join(tmpdir(), 'ca-a2a-policy-')), 'orchestrator.yaml');
+    policyFile = join(tempDirSync('policy'), 'orchestrator.yaml');
     writeFileSync(policyFile, orchestratorPolicy(300));
     orchestrator = await startSidecar({
       issuer: issuer.issuer,

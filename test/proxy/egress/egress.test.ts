@@ -1,7 +1,4 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { calculateJwkThumbprint, decodeJwt, decodeProtectedHeader, type JWK } from 'jose';
 import { contentDigest } from '../../../proxy/integrity/digest.js';
@@ -14,6 +11,7 @@ import { AuditCapture } from '../../helpers/audit-capture.js';
 import { DOC_ID, rpc } from '../../helpers/harness.js';
 import { rawJson, rawRequest } from '../../helpers/raw-http.js';
 import { startUpstream, type RecordingUpstream } from '../../helpers/upstream.js';
+import { tempDirSync } from '../../helpers/temp-dir.js';
 
 describe('egress: an agent calls another service through its sidecar, holding no credential', () => {
   let issuer: DevIssuer;
@@ -26,7 +24,7 @@ describe('egress: an agent calls another service through its sidecar, holding no
   const audit = new AuditCapture();
 
   before(async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), 'ca-a2a-egress-'));
+    const dataDir = tempDirSync('egress');
     issuer = await startIssuer({ port: 0, dataDir });
     const secrets = await loadClientSecrets(dataDir);
     extractorAgent = await startUpstream();

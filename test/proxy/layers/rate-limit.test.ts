@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { DOC_ID, RBAC_FILE, rpc, startHarness, writePolicy, type Harness } from '../../helpers/harness.js';
 import { memoryCounters, SlidingWindowRateLimit } from '../../../proxy/stores/rate-limit.js';
+import { tempDirSync } from '../../helpers/temp-dir.js';
 
 describe('rate-limit layer', () => {
   let h: Harness;
@@ -87,7 +87,7 @@ methods:
   });
 
   it('keeps principals apart when a role or subject holds a colon', async () => {
-    const rbac = join(mkdtempSync(join(tmpdir(), 'ca-a2a-rbac-')), 'rbac.yaml');
+    const rbac = join(tempDirSync('rbac'), 'rbac.yaml');
     writeFileSync(rbac, 'roles:\n  ops: { allow: [get_document] }\n  "ops:read": { allow: [get_document] }\n');
     const policyFile = writePolicy(`service: rl-colon
 rbac: ${rbac}
