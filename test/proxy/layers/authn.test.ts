@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { exportSPKI, generateKeyPair, importJWK, SignJWT, base64url, type CryptoKey } from 'jose';
-import { DOC_ID, rpc, startHarness, type Harness } from '../../helpers/harness.js';
+import { DOC_ID, RBAC_FILE, rpc, startHarness, writePolicy, type Harness } from '../../helpers/harness.js';
 
 const b64 = (value: unknown): string => base64url.encode(JSON.stringify(value));
 
@@ -199,5 +199,32 @@ describe('authn layer', () => {
     const signature = token.split('.')[2] as string;
     assert.ok(!h.audit.text().includes(signature));
     assert.ok(!h.audit.text().includes(token));
+  });
+});
+
+describe('authn layer: the verified-token cache', () => {
+  let h: Harness;
+  before(async () => {
+    h = await startHarness({ policyFile: writePolicy(`service: token-cache
+rbac: ${RBAC_FILE}
+upstream: http://127.0.0.1:1
+auth: { issuer: http://placeholder/realms/test, audience: ca-a2a-agents, clock_tolerance_seconds: 0 }
+methods:
+  get_document: {}
+`) });
+  });
+  after(() => h.close());
+
+  it('refuses a cached token once it has expired', async () => {
+    const exp = Math.ceil(Date.now() / 1000) + 2; // at least 2 s to verify and cache it
+    const token = await h.issuer.sign({ exp });
+    assert.equal((await h.call(rpc('get_document', { document_id: DOC_ID }), { token })).status, 200, 'verified and cached');
+    // Waits for the wall clock to pass exp (no leeway here), not for a guessed duration.
+    while (Date.now() < exp * 1000) await new Promise((resolve) => setTimeout(resolve, 50));
+    const before = h.upstream.requests.length;
+    const res = await h.call(rpc('get_document', { document_id: DOC_ID }), { token });
+    assert.equal(res.status, 401, JSON.stringify(res.json));
+    assert.equal(res.json.error?.data?.reason, 'authn.token_expired');
+    assert.equal(h.upstream.requests.length, before, 'must not be forwarded');
   });
 });
