@@ -39,7 +39,7 @@ describe('egress: an agent calls another service through its sidecar, holding no
       upstream: 'http://127.0.0.1:1',
       egressListen: '127.0.0.1:0',
       clientSecret: secrets.orchestrator,
-      serviceUrls: { extractor: extractor.url, archivist: archivist.url, validator: wire.url },
+      serviceUrls: { extractor: extractor.url, archivist: archivist.url, validator: wire.url, mcp: wire.url },
     });
   });
   after(async () => {
@@ -94,6 +94,22 @@ describe('egress: an agent calls another service through its sidecar, holding no
     assert.equal(unknown.json.error?.data?.reason, 'authz.egress_denied');
     assert.equal(archivistAgent.requests.length, count);
     assert.ok(audit.events('authorization').some((line) => line.code === 'authz.egress_denied'));
+  });
+
+  it('refuses locally an endpoint of the target it does not list, and a tool it is not granted', async () => {
+    const count = wire.requests.length;
+    const otherPath = await post('/validator/admin', rpc('validate_document', { document_id: DOC_ID }));
+    assert.equal(otherPath.status, 403);
+    assert.equal(otherPath.json.error?.data?.reason, 'authz.egress_denied', 'validator serves /message only');
+    const seedTool = await post('/mcp/call_tool', { tool: 's3_delete_object', arguments: { key: 'uploads/x' } });
+    assert.equal(seedTool.json.error?.data?.reason, 'authz.egress_denied', 'the orchestrator may not delete objects');
+    const mcpTool = await post('/mcp/mcp', rpc('tools/call', { name: 's3_delete_object', arguments: { key: 'uploads/x' } }));
+    assert.equal(mcpTool.json.error?.data?.reason, 'authz.egress_denied');
+    assert.equal(wire.requests.length, count, 'nothing left the task');
+    // The same endpoints with a granted tool do go out.
+    assert.equal((await post('/mcp/call_tool', { tool: 'documents_get', arguments: { document_id: DOC_ID } })).status, 200);
+    assert.equal((await post('/mcp/mcp', rpc('tools/call', { name: 'documents_get', arguments: { document_id: DOC_ID } }))).status, 200);
+    assert.deepEqual(wire.requests.slice(count).map((seen) => seen.url), ['/call_tool', '/mcp']);
   });
 
   it('refuses an empty batch locally with 400 and -32600, sending nothing to the target', async () => {
