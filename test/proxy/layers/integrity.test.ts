@@ -5,6 +5,7 @@ import { base64url, calculateJwkThumbprint, exportJWK, generateKeyPair, SignJWT,
 import { contentDigest, sha256 } from '../../../proxy/integrity/digest.js';
 import { createProof, createProofKey, type ProofKey } from '../../../proxy/integrity/proof.js';
 import { LONGEST_PROOF_LIFE_SECONDS } from '../../../proxy/layers/replay.js';
+import { signedHeaders } from '../../../proxy/client/signed-headers.js';
 import { DOC_ID, RBAC_FILE, rpc, startHarness, writePolicy, type Harness } from '../../helpers/harness.js';
 
 describe('integrity layer (DPoP + Content-Digest) and replay layer', () => {
@@ -226,5 +227,72 @@ methods:
     } finally {
       await h.close();
     }
+  });
+});
+
+describe('integrity modes set by the policy', () => {
+  const service = (integrity: string, methods = '  get_document: {}\n  delete_document: {}\n') => writePolicy(`service: integrity-modes
+rbac: ${RBAC_FILE}
+upstream: http://127.0.0.1:1
+auth: { issuer: http://placeholder/realms/test, audience: ca-a2a-agents }
+integrity: ${integrity}
+methods:
+${methods}`);
+  const get = rpc('get_document', { document_id: DOC_ID });
+  const del = rpc('delete_document', { document_id: DOC_ID });
+  const admin = { realm_access: { roles: ['admin'] } };
+  let off: Harness;
+  let optional: Harness;
+  let boundOnly: Harness;
+  before(async () => {
+    off = await startHarness({ policyFile: service('{ dpop: off }', '  get_document: {}\n  delete_document: { integrity: required }\n') });
+    optional = await startHarness({ policyFile: service('{ dpop: optional }'), issuer: off.issuer });
+    boundOnly = await startHarness({ policyFile: service('{ dpop: required, require_bound_tokens: true }'), issuer: off.issuer });
+  });
+  after(async () => {
+    await Promise.all([optional?.close(), boundOnly?.close()]);
+    await off?.close();
+  });
+
+  /** A body with the caller's own headers (no proof unless given), and the reason it was refused for. */
+  async function sent(h: Harness, body: unknown, headers: Record<string, string>): Promise<{ status: number; reason: unknown }> {
+    const res = await h.call(body, { headers });
+    return { status: res.status, reason: res.json.error?.data?.reason };
+  }
+
+  it('off: a call without a proof passes, but a method that requires one, alone or in a batch, does not', async () => {
+    const token = await off.issuer.sign(admin);
+    assert.deepEqual(await sent(off, get, { authorization: `Bearer ${token}` }), { status: 200, reason: undefined });
+    assert.deepEqual(await sent(off, del, { authorization: `Bearer ${token}` }), { status: 401, reason: 'integrity.proof_missing' });
+    assert.deepEqual(await sent(off, [get, { ...del, id: 2 }], { authorization: `Bearer ${token}` }), { status: 401, reason: 'integrity.proof_missing' }, 'the strictest mode of a batch applies');
+    assert.equal((await off.call(del, { token })).status, 200, 'with a proof it passes');
+  });
+
+  it('off: a token bound to a key still needs a proof from that key', async () => {
+    const key = await createProofKey();
+    const bound = await off.issuer.sign({ cnf: { jkt: await calculateJwkThumbprint(key.publicJwk, 'sha256') } });
+    assert.deepEqual(await sent(off, get, { authorization: `DPoP ${bound}` }), { status: 401, reason: 'integrity.proof_missing' });
+    const body = JSON.stringify(get);
+    const signed = await signedHeaders({ key, accessToken: bound, tokenType: 'DPoP', method: 'POST', url: `${off.sidecar.url}/message`, body });
+    assert.deepEqual(await sent(off, body, signed), { status: 200, reason: undefined });
+  });
+
+  it('optional: a call without a proof passes, a proof that is present is checked', async () => {
+    const token = await optional.issuer.sign();
+    assert.deepEqual(await sent(optional, get, { authorization: `Bearer ${token}` }), { status: 200, reason: undefined });
+    const body = JSON.stringify(get);
+    const elsewhere = await signedHeaders({ key: await createProofKey(), accessToken: token, tokenType: 'Bearer', method: 'POST', url: `${optional.sidecar.url}/other`, body });
+    assert.deepEqual(await sent(optional, body, elsewhere), { status: 401, reason: 'integrity.proof_mismatch' });
+  });
+
+  it('require_bound_tokens: a valid proof with an unbound token is refused', async () => {
+    const token = await boundOnly.issuer.sign();
+    const body = JSON.stringify(get);
+    const signed = await signedHeaders({ key: await createProofKey(), accessToken: token, tokenType: 'Bearer', method: 'POST', url: `${boundOnly.sidecar.url}/message`, body });
+    assert.deepEqual(await sent(boundOnly, body, signed), { status: 401, reason: 'integrity.key_mismatch' });
+    const key = await createProofKey();
+    const bound = await boundOnly.issuer.sign({ cnf: { jkt: await calculateJwkThumbprint(key.publicJwk, 'sha256') } });
+    const ok = await signedHeaders({ key, accessToken: bound, tokenType: 'DPoP', method: 'POST', url: `${boundOnly.sidecar.url}/message`, body });
+    assert.deepEqual(await sent(boundOnly, body, ok), { status: 200, reason: undefined });
   });
 });
