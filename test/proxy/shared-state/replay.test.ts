@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { contentDigest } from '../../../proxy/integrity/digest.js';
 import { createProof, createProofKey } from '../../../proxy/integrity/proof.js';
-import { DOC_ID, rpc, startHarness, type Harness } from '../../helpers/harness.js';
+import { DOC_ID, RBAC_FILE, rpc, startHarness, writePolicy, type Harness } from '../../helpers/harness.js';
 import { startTestIssuer, type TestIssuer } from '../../helpers/test-issuer.js';
 import { createTestSchema, dropPrefix, REDIS_URL, TcpRelay, uniquePrefix } from './helpers.js';
 
@@ -14,6 +14,7 @@ describe('replay protection on Redis', () => {
   let a: Harness;
   let b: Harness;
   let viaRelay: Harness;
+  let lenient: Harness;
 
   before(async () => {
     schema = await createTestSchema();
@@ -24,9 +25,18 @@ describe('replay protection on Redis', () => {
     relay = new TcpRelay(Number(new URL(REDIS_URL).port || 6379));
     await relay.start();
     viaRelay = await startHarness({ service: 'archivist', issuer, sidecar: { stores: { ...stores, redisUrl: `redis://127.0.0.1:${relay.port}` } } });
+    const allowPolicy = writePolicy(`service: replay-allow
+rbac: ${RBAC_FILE}
+upstream: http://127.0.0.1:1
+auth: { issuer: http://placeholder/realms/test, audience: ca-a2a-agents }
+integrity: { dpop: required, replay_store_failure: allow }
+methods:
+  get_document: {}
+`);
+    lenient = await startHarness({ policyFile: allowPolicy, issuer, sidecar: { stores: { ...stores, redisUrl: `redis://127.0.0.1:${relay.port}` } } });
   });
   after(async () => {
-    await Promise.all([a?.close(), b?.close(), viaRelay?.close()]);
+    await Promise.all([a?.close(), b?.close(), viaRelay?.close(), lenient?.close()]);
     await relay?.stop();
     await issuer?.close();
     await schema?.drop();
@@ -54,7 +64,7 @@ describe('replay protection on Redis', () => {
     assert.equal(b.upstream.requests.length, count, 'never forwarded');
   });
 
-  it('fails closed with 503 and -32017 when Redis is unreachable, and recovers', async () => {
+  it('fails closed with 503 and -32017 when Redis is unreachable (open only where the policy allows it), and recovers', async () => {
     await relay.stop();
     const failures = () => viaRelay.audit.lines.filter((line) => line.event_type === 'store_failure' && line.store === 'replay');
     const logged = failures().length;
@@ -69,6 +79,10 @@ describe('replay protection on Redis', () => {
     assert.equal(res.json.error?.data?.reason, 'replay.store_unavailable');
     assert.equal(res.json.error?.message, 'replay protection unavailable', '5xx carries no detail');
     assert.ok((await viaRelay.metric('ca_a2a_store_errors_total', { store: 'replay', fallback: 'deny' })) >= 1);
+    // A service whose policy says replay_store_failure: allow forwards instead, and counts it.
+    const allowed = await lenient.call(body, { headers: await signed(`${lenient.sidecar.url}/message`) });
+    assert.equal(allowed.status, 200, JSON.stringify(allowed.json));
+    assert.equal(await lenient.metric('ca_a2a_store_errors_total', { store: 'replay', fallback: 'allow' }), 1);
     await relay.start();
     let status = 0;
     for (let i = 0; i < 50 && status !== 200; i++) {
