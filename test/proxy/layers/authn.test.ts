@@ -25,10 +25,12 @@ describe('authn layer', () => {
     const token = await h.issuer.sign();
     const res = await h.call(rpc('get_document', { document_id: DOC_ID }), {
       token,
-      headers: { 'x-ca-a2a-subject': 'admin', 'x-ca-a2a-roles': 'admin', 'X-CA-A2A-Client-Id': 'evil' },
+      headers: { 'x-ca-a2a-subject': 'admin', 'x-ca-a2a-roles': 'admin', 'X-CA-A2A-Client-Id': 'evil', 'proxy-authorization': 'Basic eA==' },
     });
     assert.equal(res.status, 200);
     const seen = h.upstream.requests.at(-1);
+    assert.equal(seen?.headers.dpop, undefined, 'nor does the proof');
+    assert.equal(seen?.headers['proxy-authorization'], undefined);
     assert.equal(seen?.headers['x-ca-a2a-subject'], 'service-account-viewer');
     assert.equal(seen?.headers['x-ca-a2a-client-id'], 'viewer');
     assert.equal(seen?.headers['x-ca-a2a-roles'], 'viewer');
