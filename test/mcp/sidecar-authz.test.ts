@@ -120,6 +120,17 @@ describe('MCP gateway behind its sidecar with the shipped policy', () => {
     });
   }
 
+  it('cuts tools/list down to the caller\'s tools inside a batch too', async () => {
+    const body = JSON.stringify([1, 2].map((id) => ({ jsonrpc: '2.0', id, method: 'tools/list', params: {} })));
+    const url = `${sidecar.url}/mcp`;
+    const signed = await signedHeaders({ key: proofKey, accessToken: tokenFor('validator'), tokenType: 'Bearer', method: 'POST', url, body });
+    const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...signed }, body });
+    assert.equal(res.status, 200);
+    const answers = (await res.json()) as { id: number; result?: { tools: { name: string }[] } }[];
+    assert.deepEqual(answers.map((answer) => answer.id).sort(), [1, 2]);
+    for (const answer of answers) assert.deepEqual(answer.result?.tools.map((tool) => tool.name).sort(), grantedTools('validator'), `answer ${answer.id}`);
+  });
+
   it('hides s3_put_object and s3_delete_object from the validator, and shows admin every tool', async () => {
     const validator = (await (await connect('validator')).listTools()).tools.map((tool) => tool.name);
     assert.ok(validator.includes('s3_get_object'));
