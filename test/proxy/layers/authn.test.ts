@@ -126,6 +126,13 @@ describe('authn layer', () => {
     await refused(await h.issuer.sign({}, { omit: ['exp'] }), 'authn.claim_invalid');
   });
 
+  // Revocation and replay need the jti, revoke-subject and rate limits the sub, revoke-before the iat.
+  for (const claim of ['jti', 'sub', 'iat']) {
+    it(`refuses a token without ${claim}`, async () => {
+      await refused(await h.issuer.sign({}, { omit: [claim] }), 'authn.claim_invalid');
+    });
+  }
+
   it('refuses a token without roles with 403', async () => {
     await refused(await h.issuer.sign({ realm_access: undefined }), 'authz.no_roles', 403);
   });
