@@ -101,11 +101,13 @@ describe('hybrid revocation on Redis + PostgreSQL', () => {
     const adminToken = await issuer.sign(ADMIN);
     const nowSeconds = Math.floor(Date.now() / 1000);
     const old = await viewerToken({ sub: 'anyone', iat: nowSeconds - 120 });
+    const atTheTime = await viewerToken({ sub: 'anyone', iat: nowSeconds - 60 });
     const newer = await viewerToken({ sub: 'anyone', iat: nowSeconds - 10 });
     const before = new Date((nowSeconds - 60) * 1000).toISOString();
     const res = await admin.call({ before, reason: 'signing key rotated' }, { token: adminToken, path: '/admin/revoke-before' });
     assert.equal(res.status, 200, JSON.stringify(res.json));
     await until(() => refusedEverywhere(old, [a, b]));
+    assert.ok(await refusedEverywhere(atTheTime, [a, b]), 'a token issued at the very second is refused too');
     assert.equal((await a.call(get(), { token: newer })).status, 200);
     assert.equal((await b.call(get(), { token: newer })).status, 200);
   });
