@@ -18,7 +18,7 @@ export interface Harness {
   readonly issuer: TestIssuer;
   readonly upstream: RecordingUpstream;
   readonly audit: AuditCapture;
-  /** POSTs a JSON-RPC body (object or raw string) with a token. */
+  /** POSTs a JSON-RPC body (object, or raw string or bytes) with a token. */
   call(body: unknown, options?: CallOptions): Promise<CallResult>;
   /** Reads one metric sample's value from /metrics (0 when absent). */
   metric(name: string, labels?: Record<string, string>): Promise<number>;
@@ -66,7 +66,7 @@ export async function startHarness(options: { service?: ShippedService; policyFi
     sidecar, issuer, upstream, audit,
     async call(body, callOptions = {}) {
       const method = callOptions.method ?? 'POST';
-      const payload = method === 'POST' ? (typeof body === 'string' ? body : JSON.stringify(body)) : undefined;
+      const payload = method === 'POST' ? (typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body)) : undefined;
       const headers: Record<string, string | string[]> = { 'content-type': 'application/json' };
       if (callOptions.token !== undefined) {
         const path = (callOptions.path ?? '/message').split('?')[0] as string;

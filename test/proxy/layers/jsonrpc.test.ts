@@ -80,8 +80,15 @@ describe('jsonrpc layer', () => {
   });
 
   it('refuses invalid UTF-8', async () => {
-    const res = await h.call(Buffer.from([0x7b, 0x22, 0xff, 0x22, 0x3a, 0x31, 0x7d]).toString('latin1'), { token, headers: { 'content-type': 'application/json' } });
-    assert.equal(res.status, 400);
+    // The bytes themselves: a string body would be sent UTF-8 encoded, hence valid.
+    const envelope = Buffer.from(`{"jsonrpc":"2.0","id":1,"method":"get_document","params":{"document_id":"${DOC_ID}","x":"?"}}`);
+    envelope[envelope.lastIndexOf('?')] = 0xff;
+    const count = h.upstream.requests.length;
+    const res = await h.call(envelope, { token });
+    assert.equal(res.status, 400, JSON.stringify(res.json));
+    assert.equal(res.json.error?.code, -32700);
+    assert.equal(res.json.error?.data?.reason, 'jsonrpc.parse_error');
+    assert.equal(h.upstream.requests.length, count, 'never forwarded');
   });
 });
 
