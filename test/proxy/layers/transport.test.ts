@@ -157,6 +157,14 @@ methods:
     });
   }
 
+  it('cuts off a client that does not finish its body in time', async () => {
+    const count = h.upstream.requests.length;
+    const { text, closed } = await rawRequest(h.sidecar.url, `POST /message HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nAuthorization: Bearer ${token}\r\nContent-Length: 100\r\n\r\n{"jsonrpc":`, 5000);
+    assert.ok(closed, 'connection must be closed by the sidecar');
+    assert.match(text, /^HTTP\/1\.1 408/);
+    assert.equal(h.upstream.requests.length, count);
+  });
+
   it('refuses other HTTP methods with 405', async () => {
     const res = await h.call(undefined, { token, method: 'PUT' });
     assert.equal(res.status, 405);
