@@ -29,3 +29,19 @@ export function rawJson(text: string): { error?: { code: number; data?: { reason
   const at = text.indexOf('\r\n\r\n');
   return JSON.parse(text.slice(at + 4)) as { error?: { code: number; data?: { reason?: string } } };
 }
+
+/** Whether a TCP connection to host:port is accepted. */
+export function accepts(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host, port, timeout: 2_000 });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+    socket.once('timeout', () => {
+      socket.destroy();
+      resolve(false);
+    });
+  });
+}
