@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { startIssuer, type DevIssuer } from '../../../deploy/dev-issuer/issuer.js';
@@ -12,6 +14,7 @@ import { tempDirSync } from '../../helpers/temp-dir.js';
 
 const run = promisify(execFile);
 const BIN = new URL('../../../bin/ca-a2a.js', import.meta.url).pathname;
+const POLICIES_DIR = new URL('../../../policies/', import.meta.url).pathname;
 
 describe('ca-a2a call', () => {
   let dataDir: string;
@@ -22,7 +25,12 @@ describe('ca-a2a call', () => {
     dataDir = tempDirSync('call');
     issuer = await startIssuer({ port: 0, dataDir });
     agent = await startUpstream();
-    sidecar = await startSidecar({ policyFile: shippedPolicyFile('archivist'), upstream: agent.url, issuer: issuer.issuer, watchPolicy: false, logDestination: new AuditCapture() });
+    // The shipped archivist policy, taking DPoP-bound tokens only: the call must get one.
+    const policyFile = join(tempDirSync('call-policy'), 'archivist.yaml');
+    writeFileSync(policyFile, readFileSync(shippedPolicyFile('archivist'), 'utf8')
+      .replace(/(?<=: )\.\.\//g, POLICIES_DIR)
+      .replace(/^ {2}dpop: required.*$/m, '  dpop: required\n  require_bound_tokens: true'));
+    sidecar = await startSidecar({ policyFile, upstream: agent.url, issuer: issuer.issuer, watchPolicy: false, logDestination: new AuditCapture() });
   });
   after(async () => {
     await sidecar.close();
