@@ -77,6 +77,16 @@ describe('integrity layer (DPoP + Content-Digest) and replay layer', () => {
     assert.ok((await h.metric('ca_a2a_replays_total')) >= 1);
   });
 
+  it('keeps each proof key\'s ids apart: a jti another key already used is no replay', async () => {
+    const jti = crypto.randomUUID();
+    const proofWith = (signer: ProofKey) => new SignJWT({ jti, htm: 'POST', htu: url, iat: Math.floor(Date.now() / 1000), ath: base64url.encode(sha256(token)), htd: base64url.encode(sha256(body)) })
+      .setProtectedHeader({ typ: 'dpop+jwt', alg: 'ES256', jwk: signer.publicJwk }).sign(signer.privateKey);
+    const headers = async (signer: ProofKey) => ({ dpop: await proofWith(signer), 'content-digest': contentDigest(body) });
+    assert.equal((await send(await headers(await createProofKey()))).status, 200);
+    assert.equal((await send(await headers(key))).status, 200, 'another client cannot burn this key\'s ids');
+    await expectRefused(await headers(key), 'replay.duplicate_id', 409);
+  });
+
   it('refuses a proof for another URL or another method', async () => {
     const other = await createProof(key, { htm: 'POST', htu: `${h.sidecar.url}/other`, accessToken: token, body });
     await expectRefused({ dpop: other, 'content-digest': contentDigest(body) }, 'integrity.proof_mismatch', 401);
