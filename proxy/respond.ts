@@ -51,7 +51,10 @@ export class Refuser {
     const exposed = row.status < 500;
     const message = exposed && denial.detail ? `${row.message}: ${denial.detail}` : row.message;
     const error = exposed && denial.data ? { code: row.rpcCode, message, data: { reason: denial.code, ...denial.data } } : { code: row.rpcCode, message, data: { reason: denial.code } };
-    writeRpcError(res, row.status, ctx ? responseId(ctx) : null, error, denial.headers);
+    // The request id goes back with the refusal, as with a forwarded answer: the caller can quote
+    // it, and it finds the refusal's audit line.
+    const headers = ctx ? { ...denial.headers, 'x-ca-a2a-request-id': ctx.requestId } : denial.headers;
+    writeRpcError(res, row.status, ctx ? responseId(ctx) : null, error, headers);
     this.count(ctx, denial);
     this.#audit.denied(ctx, denial);
   }

@@ -61,6 +61,15 @@ describe('authn layer', () => {
     assert.ok((await h.metric('ca_a2a_authn_failures_total', { reason: 'token_missing' })) >= 1);
   });
 
+  it('names the request id of a refusal, as its audit line does, so a caller can quote it', async () => {
+    const res = await h.call(rpc('get_document', { document_id: DOC_ID }), { token: 'not-a-jwt' });
+    assert.equal(res.status, 401);
+    const id = res.headers['x-ca-a2a-request-id'];
+    assert.match(String(id), /^[0-9a-f-]{36}$/);
+    const line = h.audit.events('authentication_failure').find((candidate) => candidate.request_id === id);
+    assert.equal(line?.code, 'authn.token_malformed');
+  });
+
   it("refuses alg 'none'", async () => {
     const now = Math.floor(Date.now() / 1000);
     const token = `${b64({ alg: 'none', typ: 'JWT' })}.${b64({ iss: h.issuer.issuer, aud: 'ca-a2a-agents', sub: 'x', jti: 'j', iat: now, exp: now + 60, realm_access: { roles: ['admin'] } })}.`;
