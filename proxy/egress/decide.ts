@@ -1,6 +1,6 @@
 import type { RpcCall } from '../context.js';
 import { denial, type Denial } from '../denials.js';
-import { readEnvelope, toolCall } from '../jsonrpc/envelope.js';
+import { isToolName, readEnvelope, TOOL_NAME_RULE, toolCall } from '../jsonrpc/envelope.js';
 import { parseStrictJson } from '../jsonrpc/strict-json.js';
 import type { EgressTarget } from '../policy/model.js';
 
@@ -19,7 +19,8 @@ export function egressCalls(target: EgressTarget, path: string, body: Buffer, ma
   const calls: RpcCall[] = [];
   if (path === '/call_tool') {
     const { tool, arguments: args } = (parsed.value ?? {}) as { tool?: unknown; arguments?: unknown };
-    if (typeof tool !== 'string') return denial('jsonrpc.invalid_request', 'tool must be a string');
+    // Bounded as inbound: the name goes into the refusal and the audit line.
+    if (!isToolName(tool)) return denial('jsonrpc.invalid_request', TOOL_NAME_RULE);
     calls.push(toolCall(0, undefined, 'tools/call', { name: tool, arguments: args }));
   } else {
     const items = Array.isArray(parsed.value) ? parsed.value : [parsed.value];

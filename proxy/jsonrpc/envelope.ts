@@ -11,6 +11,12 @@ const ALLOWED_MEMBERS = new Set(['jsonrpc', 'method', 'params', 'id']);
  */
 export const MAX_NAME_LENGTH = 128;
 
+/** Whether a `/call_tool` body's `tool` can name a tool; refused otherwise with TOOL_NAME_RULE. */
+export function isToolName(tool: unknown): tool is string {
+  return typeof tool === 'string' && tool.length > 0 && tool.length <= MAX_NAME_LENGTH;
+}
+export const TOOL_NAME_RULE = `tool must be a non-empty string of at most ${MAX_NAME_LENGTH} characters`;
+
 export function readEnvelope(value: unknown, index: number): EnvelopeResult {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return { ok: false, detail: 'request must be an object' };
   const record = value as Record<string, unknown>;

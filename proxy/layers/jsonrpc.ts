@@ -1,6 +1,6 @@
 import type { Layer, RequestContext, RpcCall, Verdict } from '../context.js';
 import { denial } from '../denials.js';
-import { MAX_NAME_LENGTH, readEnvelope, toolCall } from '../jsonrpc/envelope.js';
+import { isToolName, readEnvelope, TOOL_NAME_RULE, toolCall } from '../jsonrpc/envelope.js';
 import { parseStrictJson } from '../jsonrpc/strict-json.js';
 import type { ServicePolicy } from '../policy/model.js';
 
@@ -67,7 +67,7 @@ function readCallTool(ctx: RequestContext, value: unknown): Verdict {
   const { tool, arguments: args, ...rest } = value as Record<string, unknown>;
   const extra = Object.keys(rest)[0];
   if (extra !== undefined) return denial('jsonrpc.invalid_request', `unexpected member '${extra.slice(0, 64)}'`);
-  if (typeof tool !== 'string' || tool.length === 0 || tool.length > MAX_NAME_LENGTH) return denial('jsonrpc.invalid_request', `tool must be a non-empty string of at most ${MAX_NAME_LENGTH} characters`);
+  if (!isToolName(tool)) return denial('jsonrpc.invalid_request', TOOL_NAME_RULE);
   if (args !== undefined && (typeof args !== 'object' || args === null || Array.isArray(args))) return denial('params.invalid', 'arguments must be an object');
   ctx.calls = [toolCall(0, undefined, 'tools/call', { name: tool, arguments: args ?? {} })];
   return undefined;

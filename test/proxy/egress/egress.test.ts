@@ -112,6 +112,15 @@ describe('egress: an agent calls another service through its sidecar, holding no
     assert.deepEqual(wire.requests.slice(count).map((seen) => seen.url), ['/call_tool', '/mcp']);
   });
 
+  it('refuses a /call_tool tool name over 128 characters locally, without copying it into the answer', async () => {
+    const count = wire.requests.length;
+    const res = await post('/mcp/call_tool', { tool: 'x'.repeat(100_000), arguments: {} });
+    assert.equal(res.status, 400);
+    assert.equal(res.json.error?.data?.reason, 'jsonrpc.invalid_request');
+    assert.ok(JSON.stringify(res.json).length < 1000, 'the name is not echoed');
+    assert.equal(wire.requests.length, count);
+  });
+
   it('refuses an empty batch locally with 400 and -32600, sending nothing to the target', async () => {
     const count = wire.requests.length;
     const res = await post('/validator/message', []);
