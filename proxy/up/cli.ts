@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
@@ -48,8 +48,16 @@ export async function upCommand(argv: string[]): Promise<number> {
   const ports = values['ephemeral-ports'] ? EPHEMERAL_PORTS : offset === 0 ? DEFAULT_PORTS : offsetPorts(offset);
   const dataDir = values['data-dir'];
   const logFile = logFileFor(dataDir);
-  mkdirSync(dirname(logFile), { recursive: true, mode: 0o700 });
-  const logDestination = pino.destination({ dest: logFile, sync: false, mkdir: true });
+  let logFd: number;
+  try {
+    mkdirSync(dirname(logFile), { recursive: true, mode: 0o700 });
+    // Opened here, not by pino: its asynchronous open reports a failure as an unhandled 'error' event.
+    logFd = openSync(logFile, 'a', 0o600);
+  } catch (error) {
+    process.stderr.write(`ca-a2a up: cannot write the log file in the data directory: ${(error as Error).message}\n`);
+    return 1;
+  }
+  const logDestination = pino.destination({ fd: logFd, sync: false });
   const progress = (line: string) => process.stdout.write(`• ${line}\n`);
   progress(`starting ca-a2a (logs: ${logFile})`);
 

@@ -1,0 +1,50 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+
+const BIN = new URL('../../bin/ca-a2a.js', import.meta.url).pathname;
+
+/** Runs `ca-a2a ...args` to its end; never rejects. */
+function run(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, timeout: 60_000 }, (error, stdout, stderr) => {
+      resolve({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : -1, stdout, stderr });
+    });
+  });
+}
+
+/** One line naming the cause, no stack trace. */
+function assertOneLine(stderr: string, pattern: RegExp): void {
+  const lines = stderr.trim().split('\n');
+  assert.equal(lines.length, 1, stderr);
+  assert.match(lines[0] ?? '', pattern);
+  assert.doesNotMatch(stderr, /^\s+at /m, stderr);
+}
+
+describe('a command that cannot start says why in one line and exits 1', () => {
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'ca-a2a-start-errors-'));
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('ca-a2a up with a data directory that is a file, or whose log file is a directory', async () => {
+    const file = join(dir, 'a-file');
+    writeFileSync(file, 'x');
+    const notADirectory = await run(['up', '--ephemeral-ports', '--no-samples', '--data-dir', file]);
+    assert.equal(notADirectory.code, 1);
+    assertOneLine(notADirectory.stderr, /^ca-a2a up: cannot write the log file in the data directory: ENOTDIR/);
+
+    const logIsADirectory = join(dir, 'log-is-a-dir');
+    mkdirSync(join(logIsADirectory, 'logs', 'ca-a2a.log'), { recursive: true });
+    const eisdir = await run(['up', '--ephemeral-ports', '--no-samples', '--data-dir', logIsADirectory]);
+    assert.equal(eisdir.code, 1);
+    assertOneLine(eisdir.stderr, /^ca-a2a up: cannot write the log file in the data directory: EISDIR/);
+  });
+});
