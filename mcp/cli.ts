@@ -61,7 +61,13 @@ export async function mcpGatewayCommand(argv: string[]): Promise<number> {
     process.stderr.write(`${(err as Error).message}\n${USAGE}\n`);
     return 2;
   }
-  const gateway = await startMcpGateway({ ...envOptions, ...listen, dataDir, logger });
+  let gateway;
+  try {
+    gateway = await startMcpGateway({ ...envOptions, ...listen, dataDir, logger });
+  } catch (err) {
+    process.stderr.write(`ca-a2a mcp-gateway: cannot start: ${describeError(err)}\n`);
+    return 1;
+  }
   const signal = await new Promise<string>((ok) => {
     process.once('SIGINT', () => ok('SIGINT'));
     process.once('SIGTERM', () => ok('SIGTERM'));
@@ -69,4 +75,11 @@ export async function mcpGatewayCommand(argv: string[]): Promise<number> {
   logger.info({ event_type: 'mcp_gateway_stopping', signal }, 'stopping');
   await gateway.close();
   return 0;
+}
+
+/** A readable cause, also for Node's AggregateError (several addresses refused), whose message is empty. */
+function describeError(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const inner = (err as { errors?: unknown[] }).errors?.[0];
+  return err.message || (inner instanceof Error ? inner.message : '') || String((err as { code?: unknown }).code ?? 'unknown error');
 }

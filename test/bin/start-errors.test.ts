@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -46,5 +47,22 @@ describe('a command that cannot start says why in one line and exits 1', () => {
     const eisdir = await run(['up', '--ephemeral-ports', '--no-samples', '--data-dir', logIsADirectory]);
     assert.equal(eisdir.code, 1);
     assertOneLine(eisdir.stderr, /^ca-a2a up: cannot write the log file in the data directory: EISDIR/);
+  });
+
+  it('ca-a2a mcp-gateway on a port in use, or with a database it cannot reach (its password not printed)', async () => {
+    const taken: Server = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (taken.address() as { port: number }).port;
+      const inUse = await run(['mcp-gateway', '--listen', `127.0.0.1:${port}`, '--data-dir', join(dir, 'gateway')]);
+      assert.equal(inUse.code, 1);
+      assertOneLine(inUse.stderr, /^ca-a2a mcp-gateway: cannot start: listen EADDRINUSE/);
+    } finally {
+      taken.close();
+    }
+    const unreachable = await run(['mcp-gateway', '--listen', '127.0.0.1:0'], { DATABASE_URL: 'postgres://gateway:s3cret-pw@localhost:1/db' });
+    assert.equal(unreachable.code, 1);
+    assertOneLine(unreachable.stderr, /^ca-a2a mcp-gateway: cannot start: connect ECONNREFUSED/);
+    assert.doesNotMatch(unreachable.stderr + unreachable.stdout, /s3cret-pw/);
   });
 });
