@@ -1,3 +1,6 @@
+import { resolve } from 'node:path';
+import { DEFAULT_ISSUER_URL } from '../../deploy/dev-issuer/realm.js';
+import { SHIPPED_SERVICES } from '../services.js';
 import type { Refusal, SampleOutcome } from './run-samples.js';
 
 /** The endpoints worth knowing once everything runs. */
@@ -25,7 +28,26 @@ export function formatSummary(outcomes: readonly SampleOutcome[], refusal: Refus
   lines.push(`  issuer        ${endpoints.issuer}`);
   for (const [name, url] of Object.entries(endpoints.services)) lines.push(`  ${name.padEnd(12)}  ${url}`);
   lines.push(`  data dir      ${endpoints.dataDir} (client secrets, database, bucket, logs)`);
-  lines.push('', 'Try: npx ca-a2a call --client viewer --service archivist --method list_documents --params \'{}\'');
+  lines.push('', `Try: ${tryCommand(endpoints)}`);
   lines.push('Ctrl-C stops everything.', '');
   return lines.join('\n');
+}
+
+/** A shell word: as is when plain, else single-quoted. */
+function shellWord(word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", "'\\''")}'`;
+}
+
+/**
+ * A `ca-a2a call` that works against this stack from another terminal in the same directory:
+ * `call` defaults to the documented ports and ./.ca-a2a, so anything else is spelt out.
+ */
+function tryCommand(endpoints: Endpoints): string {
+  const words = ['npx', 'ca-a2a', 'call', '--client', 'viewer'];
+  const archivist = endpoints.services['archivist'];
+  if (archivist === undefined || archivist === `http://127.0.0.1:${SHIPPED_SERVICES.archivist.port}`) words.push('--service', 'archivist');
+  else words.push('--url', `${archivist}/message`);
+  if (endpoints.issuer !== DEFAULT_ISSUER_URL) words.push('--issuer', endpoints.issuer);
+  if (resolve(endpoints.dataDir) !== resolve('.ca-a2a')) words.push('--data-dir', endpoints.dataDir);
+  return `${words.map(shellWord).join(' ')} --method list_documents --params '{}'`;
 }

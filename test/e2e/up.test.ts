@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { networkInterfaces } from 'node:os';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
 import type { UpResult } from '../../proxy/up/up.js';
 import { accepts } from '../helpers/raw-http.js';
 import { clientFor, startUp, tempDataDir } from './helpers.js';
@@ -32,6 +34,22 @@ describe('ca-a2a up: the whole system through sidecars and the development issue
     assert.equal(result.refusal?.who, 'viewer');
     assert.match(result.summary, /invoice-2024-001\.pdf\s+archived\s+score 1\.00/);
     assert.match(result.summary, /viewer → process_document: 403/);
+  });
+
+  it('prints a call command that works against this stack from another terminal', async () => {
+    const line = result.summary.split('\n').find((l) => l.startsWith('Try: npx ca-a2a call '));
+    assert.ok(line !== undefined, result.summary);
+    // As typed in another shell in another directory, with none of the stack's settings in its environment.
+    const command = line.slice('Try: '.length).replace(/^npx ca-a2a /, '"$NODE" "$BIN" ');
+    const env: NodeJS.ProcessEnv = { ...process.env, NODE: process.execPath, BIN: new URL('../../bin/ca-a2a.js', import.meta.url).pathname };
+    for (const name of ['CA_A2A_DATA_DIR', 'CA_A2A_ISSUER', 'CA_A2A_CLIENT_SECRET']) delete env[name];
+    const elsewhere = await tempDataDir();
+    try {
+      const { stdout } = await promisify(execFile)('/bin/sh', ['-c', command], { cwd: elsewhere.dir, env });
+      assert.ok(Array.isArray(JSON.parse(stdout).result.documents), stdout);
+    } finally {
+      await elsewhere.remove();
+    }
   });
 
   it('lets the viewer list and get documents but not process them', async () => {
