@@ -12,7 +12,7 @@ Runs the whole system on this machine until Ctrl-C: the development issuer (:808
 behind its sidecar (:8000), the four agents behind theirs (:8001-8004) and the admin API (:8005);
 then sends the sample documents of examples/documents through the pipeline and prints a summary.
   --data-dir DIR      secrets, database, bucket and logs (CA_A2A_DATA_DIR; default ./.ca-a2a)
-  --port-offset N     shift every port by N (a second stack beside the first)
+  --port-offset N     shift every port by N (a second stack beside the first, with its own --data-dir)
   --ephemeral-ports   let the system pick every port (tests)
   --no-samples        start only
 REDIS_URL, DATABASE_URL and CA_A2A_S3_BUCKET (+ CA_A2A_S3_ENDPOINT, AWS_*) select real backends.`;

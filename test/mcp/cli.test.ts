@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { describe, it } from 'node:test';
 import { gatewayOptionsFromEnv, parseListen } from '../../mcp/cli.js';
+import { openSqlClient } from '../../proxy/stores/sql/sql-client.js';
 import { tempDir } from './helpers.js';
 
 describe('ca-a2a mcp-gateway command', () => {
@@ -25,32 +27,65 @@ describe('ca-a2a mcp-gateway command', () => {
 
   it('serves until SIGTERM, then closes and exits 0', async () => {
     const dataDir = await tempDir();
-    const script = "import { mcpGatewayCommand } from './mcp/cli.ts'; process.exitCode = await mcpGatewayCommand(process.argv.slice(1));";
-    const env = { ...process.env, DATABASE_URL: '', CA_A2A_S3_BUCKET: '' };
-    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script, '--', '--listen', '127.0.0.1:0', '--data-dir', dataDir], {
-      cwd: new URL('../../', import.meta.url),
-      env,
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    const exited = new Promise<number | null>((ok) => child.on('exit', (code) => ok(code)));
+    const gateway = await gatewayProcess(dataDir);
     try {
-      let url: string | undefined;
-      for await (const line of createInterface({ input: child.stdout })) {
-        const entry = JSON.parse(line) as { event_type?: string; url?: string };
-        if (entry.event_type === 'mcp_gateway_started') {
-          url = entry.url;
-          break;
-        }
-      }
-      assert.ok(url, 'the gateway logged its URL');
-      const health = await fetch(`${url}/health`);
+      const health = await fetch(`${gateway.url}/health`);
       assert.equal(health.status, 200);
       assert.equal(((await health.json()) as { backends: { postgres: { kind: string } } }).backends.postgres.kind, 'pglite');
-      child.kill('SIGTERM');
-      assert.equal(await exited, 0);
+      gateway.child.kill('SIGTERM');
+      assert.equal(await gateway.exited, 0);
     } finally {
-      child.kill('SIGKILL');
+      gateway.child.kill('SIGKILL');
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses an embedded database another process holds, and takes over one whose holder died', async () => {
+    const dataDir = await tempDir();
+    const gateway = await gatewayProcess(dataDir);
+    try {
+      const pglite = join(dataDir, 'pglite');
+      assert.match(await openRefusal(pglite), new RegExp(`${pglite} is in use by process ${gateway.child.pid}`));
+      gateway.child.kill('SIGKILL');
+      await gateway.exited;
+      const db = await openSqlClient({ dataDir: pglite });
+      try {
+        assert.equal((await db.query<{ n: number }>('SELECT 1 AS n')).rows[0]?.n, 1);
+        // One process, one opener too.
+        assert.match(await openRefusal(pglite), /in use by process/);
+      } finally {
+        await db.close();
+      }
+      await (await openSqlClient({ dataDir: pglite })).close();
+    } finally {
+      gateway.child.kill('SIGKILL');
       await rm(dataDir, { recursive: true, force: true });
     }
   });
 });
+
+/** Why opening the PGlite database in dir was refused ('opened' when it was not). */
+function openRefusal(dir: string): Promise<string> {
+  return openSqlClient({ dataDir: dir }).then(async (db) => {
+    await db.close();
+    return 'opened';
+  }, (error: Error) => error.message);
+}
+
+/** `ca-a2a mcp-gateway` on PGlite in dataDir, once it has logged its URL. */
+async function gatewayProcess(dataDir: string): Promise<{ child: ChildProcess; url: string; exited: Promise<number | null> }> {
+  const script = "import { mcpGatewayCommand } from './mcp/cli.ts'; process.exitCode = await mcpGatewayCommand(process.argv.slice(1));";
+  const env = { ...process.env, DATABASE_URL: '', CA_A2A_S3_BUCKET: '' };
+  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script, '--', '--listen', '127.0.0.1:0', '--data-dir', dataDir], {
+    cwd: new URL('../../', import.meta.url),
+    env,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const exited = new Promise<number | null>((ok) => child.on('exit', (code) => ok(code)));
+  for await (const line of createInterface({ input: child.stdout })) {
+    const entry = JSON.parse(line) as { event_type?: string; url?: string };
+    if (entry.event_type === 'mcp_gateway_started' && entry.url !== undefined) return { child, url: entry.url, exited };
+  }
+  child.kill('SIGKILL');
+  throw new Error('the gateway exited without logging its URL');
+}

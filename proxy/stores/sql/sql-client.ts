@@ -1,5 +1,7 @@
 import { mkdirSync } from 'node:fs';
+import { resolve } from 'node:path';
 import pg from 'pg';
+import { lockDirectory } from './directory-lock.js';
 
 /** Anything that runs one parameterised statement. */
 export interface SqlQueryable {
@@ -113,9 +115,16 @@ function openPgClient(url: string, opts: SqlPoolOptions, onIdleError?: (err: Err
 
 async function openPgliteClient(dataDir: string): Promise<SqlClient> {
   mkdirSync(dataDir, { recursive: true });
-  // Loaded only here: a sidecar or a gateway on PostgreSQL never pays for PGlite's module.
-  const { PGlite } = await import('@electric-sql/pglite');
-  const db = await PGlite.create(dataDir);
+  const unlock = lockDirectory(resolve(dataDir));
+  let db;
+  try {
+    // Loaded only here: a sidecar or a gateway on PostgreSQL never pays for PGlite's module.
+    const { PGlite } = await import('@electric-sql/pglite');
+    db = await PGlite.create(dataDir);
+  } catch (err) {
+    unlock();
+    throw err;
+  }
   let closed = false;
   return {
     kind: 'pglite',
@@ -140,7 +149,11 @@ async function openPgliteClient(dataDir: string): Promise<SqlClient> {
     async close() {
       if (closed) return;
       closed = true;
-      await db.close();
+      try {
+        await db.close();
+      } finally {
+        unlock();
+      }
     },
   };
 }
