@@ -109,10 +109,18 @@ export async function startMcpGateway(opts: McpGatewayOptions = {}): Promise<Mcp
   server.requestTimeout = 120_000;
 
   const host = opts.host ?? '127.0.0.1';
-  await new Promise<void>((ok, fail) => {
-    server.once('error', fail);
-    server.listen(opts.port ?? 9000, host, () => ok());
-  });
+  try {
+    await new Promise<void>((ok, fail) => {
+      server.once('error', fail);
+      server.listen(opts.port ?? 9000, host, () => ok());
+    });
+  } catch (err) {
+    // Nothing serves: release the pool and the bucket client, whose connections would keep the process alive.
+    db.dispose();
+    s3.dispose();
+    await Promise.allSettled([sql.close(), store.close()]);
+    throw err;
+  }
   const port = (server.address() as AddressInfo).port;
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
   logger.info({ event_type: 'mcp_gateway_started', url, database: sql.kind, bucket: store.kind }, 'mcp gateway listening');

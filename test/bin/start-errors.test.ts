@@ -6,13 +6,15 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { createTestSchema } from '../mcp/helpers.js';
 
 const BIN = new URL('../../bin/ca-a2a.js', import.meta.url).pathname;
 
 /** Runs `ca-a2a ...args` to its end; never rejects. */
 function run(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, timeout: 60_000 }, (error, stdout, stderr) => {
+    // A command that does not end after its error counts as failed (killed: code -1).
+    execFile(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, timeout: 30_000 }, (error, stdout, stderr) => {
       resolve({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : -1, stdout, stderr });
     });
   });
@@ -49,16 +51,22 @@ describe('a command that cannot start says why in one line and exits 1', () => {
     assertOneLine(eisdir.stderr, /^ca-a2a up: cannot write the log file in the data directory: EISDIR/);
   });
 
-  it('ca-a2a mcp-gateway on a port in use, or with a database it cannot reach (its password not printed)', async () => {
+  it('ca-a2a mcp-gateway on a port in use (PGlite, PostgreSQL), or with a database it cannot reach (its password not printed)', async () => {
     const taken: Server = createServer();
     await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const schema = await createTestSchema();
     try {
       const port = (taken.address() as { port: number }).port;
-      const inUse = await run(['mcp-gateway', '--listen', `127.0.0.1:${port}`, '--data-dir', join(dir, 'gateway')]);
+      const inUse = await run(['mcp-gateway', '--listen', `127.0.0.1:${port}`, '--data-dir', join(dir, 'gateway')], { DATABASE_URL: '' });
       assert.equal(inUse.code, 1);
       assertOneLine(inUse.stderr, /^ca-a2a mcp-gateway: cannot start: listen EADDRINUSE/);
+      // The pool it had opened is closed again, so the process ends.
+      const onPostgres = await run(['mcp-gateway', '--listen', `127.0.0.1:${port}`], { DATABASE_URL: schema.urlFor() });
+      assert.equal(onPostgres.code, 1);
+      assertOneLine(onPostgres.stderr, /^ca-a2a mcp-gateway: cannot start: listen EADDRINUSE/);
     } finally {
       taken.close();
+      await schema.drop();
     }
     const unreachable = await run(['mcp-gateway', '--listen', '127.0.0.1:0'], { DATABASE_URL: 'postgres://gateway:s3cret-pw@localhost:1/db' });
     assert.equal(unreachable.code, 1);
