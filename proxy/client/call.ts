@@ -41,9 +41,11 @@ export async function createServiceClient(options: ServiceClientOptions): Promis
       const token = await tokens.getToken();
       const body = JSON.stringify({ jsonrpc: '2.0', id: randomUUID(), method, params });
       const headers = await signedHeaders({ key, accessToken: token.accessToken, tokenType: token.tokenType, method: 'POST', url, body });
+      // MCP Streamable HTTP (POST …/mcp) refuses a client that does not accept both; the gateway answers JSON.
+      const accept = new URL(url).pathname.endsWith('/mcp') ? 'application/json, text/event-stream' : 'application/json';
       const response = await request(url, {
         method: 'POST',
-        headers: { ...headers, 'content-type': 'application/json' },
+        headers: { ...headers, 'content-type': 'application/json', accept },
         body,
         headersTimeout: options.timeoutMs ?? 30_000,
         bodyTimeout: options.timeoutMs ?? 30_000,

@@ -1,14 +1,15 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { defaultDataDir, loadClientSecrets } from '../../deploy/dev-issuer/clients.js';
-import { isShippedService, SHIPPED_SERVICES } from '../services.js';
+import { isShippedService, SHIPPED_SERVICES, type ShippedService } from '../services.js';
 import { createServiceClient } from './call.js';
 
 const HELP = `usage: ca-a2a call --client NAME --service S --method M [--params JSON|@file] [options]
 
   --client NAME     OAuth client to call as (its secret: CA_A2A_CLIENT_SECRET, else the
                     development issuer's data directory)
-  --service S       ${Object.keys(SHIPPED_SERVICES).join(', ')} (its sidecar on 127.0.0.1:<port>/message)
+  --service S       ${Object.keys(SHIPPED_SERVICES).join(', ')} (its sidecar on 127.0.0.1:<port>/message;
+                    mcp: /mcp, MCP JSON-RPC such as tools/list or tools/call)
   --url URL         call this endpoint instead (e.g. https://orchestrator.example.com/message)
   --method M        JSON-RPC method
   --params JSON     params as JSON, or @file to read them from a file (default {})
@@ -17,6 +18,11 @@ const HELP = `usage: ca-a2a call --client NAME --service S --method M [--params 
 
 Prints the JSON-RPC response. Exit 0 on a result, 1 on a JSON-RPC error, 2 on a transport failure.
 `;
+
+/** Where `--service S` sends its call: the sidecar's JSON-RPC endpoint (the MCP gateway's is /mcp). */
+export function serviceUrl(service: ShippedService): string {
+  return `http://127.0.0.1:${SHIPPED_SERVICES[service].port}${service === 'mcp' ? '/mcp' : '/message'}`;
+}
 
 /** `ca-a2a call`: one signed JSON-RPC call from outside the mesh. */
 export async function callCommand(argv: string[]): Promise<number> {
@@ -60,7 +66,7 @@ export async function callCommand(argv: string[]): Promise<number> {
     process.stderr.write(`ca-a2a call: --params is not valid JSON: ${(error as Error).message}\n`);
     return 2;
   }
-  const url = values.url ?? `http://127.0.0.1:${SHIPPED_SERVICES[service as keyof typeof SHIPPED_SERVICES].port}/message`;
+  const url = values.url ?? serviceUrl(service as ShippedService);
   try {
     const secret = process.env.CA_A2A_CLIENT_SECRET || (await loadClientSecrets(values['data-dir']))[client];
     if (!secret) {

@@ -15,6 +15,21 @@ const EXPECTED: Record<string, string> = {
   'invalid-expenses.csv': 'failed',
 };
 
+/**
+ * Runs a command line as typed in another shell, in another directory, with none of the stack's
+ * settings in its environment; `npx ca-a2a` is this checkout's bin/ca-a2a.js. Rejects on a non-zero exit.
+ */
+async function shell(command: string): Promise<{ stdout: string }> {
+  const env: NodeJS.ProcessEnv = { ...process.env, NODE: process.execPath, BIN: new URL('../../bin/ca-a2a.js', import.meta.url).pathname };
+  for (const name of ['CA_A2A_DATA_DIR', 'CA_A2A_ISSUER', 'CA_A2A_CLIENT_SECRET']) delete env[name];
+  const elsewhere = await tempDataDir();
+  try {
+    return await promisify(execFile)('/bin/sh', ['-c', command.replace(/^npx ca-a2a /, '"$NODE" "$BIN" ')], { cwd: elsewhere.dir, env });
+  } finally {
+    await elsewhere.remove();
+  }
+}
+
 describe('ca-a2a up: the whole system through sidecars and the development issuer', () => {
   let data: Awaited<ReturnType<typeof tempDataDir>>;
   let result: UpResult;
@@ -39,17 +54,15 @@ describe('ca-a2a up: the whole system through sidecars and the development issue
   it('prints a call command that works against this stack from another terminal', async () => {
     const line = result.summary.split('\n').find((l) => l.startsWith('Try: npx ca-a2a call '));
     assert.ok(line !== undefined, result.summary);
-    // As typed in another shell in another directory, with none of the stack's settings in its environment.
-    const command = line.slice('Try: '.length).replace(/^npx ca-a2a /, '"$NODE" "$BIN" ');
-    const env: NodeJS.ProcessEnv = { ...process.env, NODE: process.execPath, BIN: new URL('../../bin/ca-a2a.js', import.meta.url).pathname };
-    for (const name of ['CA_A2A_DATA_DIR', 'CA_A2A_ISSUER', 'CA_A2A_CLIENT_SECRET']) delete env[name];
-    const elsewhere = await tempDataDir();
-    try {
-      const { stdout } = await promisify(execFile)('/bin/sh', ['-c', command], { cwd: elsewhere.dir, env });
-      assert.ok(Array.isArray(JSON.parse(stdout).result.documents), stdout);
-    } finally {
-      await elsewhere.remove();
-    }
+    const { stdout } = await shell(line.slice('Try: '.length));
+    assert.ok(Array.isArray(JSON.parse(stdout).result.documents), stdout);
+  });
+
+  it('ca-a2a call speaks MCP to the gateway through its sidecar (tools/list at /mcp)', async () => {
+    const { issuer, dataDir, sidecars } = result.stack;
+    const { stdout } = await shell(`npx ca-a2a call --client admin --url ${sidecars.mcp ?? ''}/mcp --issuer ${issuer} --data-dir ${dataDir} --method tools/list`);
+    const tools = (JSON.parse(stdout).result.tools as { name: string }[]).map((t) => t.name);
+    assert.ok(tools.includes('s3_put_object'), stdout);
   });
 
   it('lets the viewer list and get documents but not process them', async () => {

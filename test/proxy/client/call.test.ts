@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { startIssuer, type DevIssuer } from '../../../deploy/dev-issuer/issuer.js';
+import { serviceUrl } from '../../../proxy/client/cli.js';
 import { shippedPolicyFile } from '../../../proxy/services.js';
 import { startSidecar, type Sidecar } from '../../../proxy/sidecar.js';
 import { AuditCapture } from '../../helpers/audit-capture.js';
@@ -59,6 +60,12 @@ describe('ca-a2a call', () => {
     const { code, stdout } = await call('--client', 'viewer', '--method', 'delete_document', '--params', JSON.stringify({ document_id: DOC_ID }));
     assert.equal(code, 1);
     assert.equal(JSON.parse(stdout).error.code, -32011);
+  });
+
+  it('sends --service S to its sidecar on the documented port: /message, and /mcp for the MCP gateway', () => {
+    assert.equal(serviceUrl('archivist'), 'http://127.0.0.1:8004/message');
+    assert.equal(serviceUrl('admin'), 'http://127.0.0.1:8005/message');
+    assert.equal(serviceUrl('mcp'), 'http://127.0.0.1:8000/mcp');
   });
 
   it('exits 2 on a transport failure and on bad usage', async () => {
