@@ -73,4 +73,22 @@ async function main(argv: string[]): Promise<number> {
   return command(rest);
 }
 
+/**
+ * Under npm (`npx ca-a2a …`), npm runs the command through a shell that does not pass signals on,
+ * and even `npm start` (which execs) sometimes sees npm end at once on SIGTERM: either way npm is
+ * gone and this process would be left serving, orphaned. Once the
+ * process that started this one is gone, take it as that SIGTERM (every serving command stops on
+ * it). Outside npm a changed parent means nothing (nohup, a daemon), so this applies under npm only.
+ */
+function stopWhenOrphanedUnderNpm(): void {
+  if (process.env.npm_command === undefined) return;
+  const parent = process.ppid;
+  const watch = setInterval(() => {
+    if (process.ppid === parent) return;
+    clearInterval(watch);
+    process.kill(process.pid, 'SIGTERM');
+  }, 500).unref();
+}
+
+stopWhenOrphanedUnderNpm();
 process.exitCode = await main(process.argv.slice(2));
