@@ -42,6 +42,23 @@ function parseServiceUrls(entries: readonly string[]): Record<string, string> {
   return urls;
 }
 
+/** The first flag value that is not an http(s) URL, as a message; undefined when all are. */
+function badUrl(values: Readonly<Record<string, readonly (string | undefined)[]>>): string | undefined {
+  for (const [flag, urls] of Object.entries(values)) {
+    for (const url of urls) {
+      if (url === undefined) continue;
+      let protocol: string | undefined;
+      try {
+        protocol = new URL(url).protocol;
+      } catch {
+        protocol = undefined;
+      }
+      if (protocol !== 'http:' && protocol !== 'https:') return `${flag} must be an http(s) URL, got '${url}'`;
+    }
+  }
+  return undefined;
+}
+
 /** `ca-a2a sidecar`: runs until SIGINT/SIGTERM, then drains in-flight requests and exits. */
 export async function sidecarCommand(argv: string[]): Promise<number> {
   let values;
@@ -86,6 +103,24 @@ export async function sidecarCommand(argv: string[]): Promise<number> {
     process.stderr.write(`ca-a2a sidecar: unknown service '${service}' (shipped: ${Object.keys(SHIPPED_SERVICES).join(', ')}); use --policy FILE for others\n`);
     return 2;
   }
+  let serviceUrls: Record<string, string>;
+  try {
+    serviceUrls = parseServiceUrls(values['service-url'] ?? []);
+  } catch (error) {
+    process.stderr.write(`ca-a2a sidecar: ${(error as Error).message}\n`);
+    return 2;
+  }
+  // The policy file's URLs are checked when it loads; these replace them after that check.
+  const invalid = badUrl({
+    '--issuer': [values.issuer],
+    '--upstream': [values.upstream],
+    '--public-url': values['public-url'] ?? [],
+    '--service-url': Object.values(serviceUrls),
+  });
+  if (invalid !== undefined) {
+    process.stderr.write(`ca-a2a sidecar: ${invalid}\n`);
+    return 2;
+  }
   const port = service !== undefined ? SHIPPED_SERVICES[service].port : 8080;
   const listen = values.listen ?? `127.0.0.1:${port}`;
   const listenPort = Number(listen.slice(listen.lastIndexOf(':') + 1));
@@ -103,7 +138,7 @@ export async function sidecarCommand(argv: string[]): Promise<number> {
       egressListen: values['egress-listen'],
       allowHttpIssuer: values['allow-http-issuer'],
       clientSecret: readClientSecret(),
-      serviceUrls: parseServiceUrls(values['service-url'] ?? []),
+      serviceUrls,
       watchPolicy: !values['no-watch'],
       shadowPolicyFile: values['shadow-policy'],
       stores: storeOptionsFromEnv(),

@@ -78,4 +78,28 @@ describe('ca-a2a sidecar (the command)', () => {
       child.kill();
     }
   });
+
+  it('refuses a flag URL that is not http(s) in one line, exit 2, as the policy file would have been', async () => {
+    const cases: [string[], RegExp][] = [
+      [['--issuer', 'notaurl'], /^ca-a2a sidecar: --issuer must be an http\(s\) URL, got 'notaurl'$/],
+      [['--upstream', 'ftp://127.0.0.1/x'], /^ca-a2a sidecar: --upstream must be an http\(s\) URL/],
+      [['--public-url', 'archivist.example.com/message'], /^ca-a2a sidecar: --public-url must be an http\(s\) URL/],
+      [['--service-url', 'mcp=127.0.0.1:8000'], /^ca-a2a sidecar: --service-url must be an http\(s\) URL/],
+    ];
+    for (const [flags, message] of cases) {
+      const child = spawn(process.execPath, ['bin/ca-a2a.js', 'sidecar', '--service', 'archivist', '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--no-watch', ...flags], {
+        env: { ...process.env, CA_A2A_DATA_DIR: mkdtempSync(join(tmpdir(), 'ca-a2a-cli-')) },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+      child.stderr.on('data', (chunk: Buffer) => (out += chunk.toString()));
+      const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+      const started = new Promise<string>((resolve) => child.stdout.on('data', () => out.includes('"sidecar_started"') && resolve('started')));
+      const outcome = await Promise.race([exited, started]);
+      child.kill();
+      assert.equal(outcome, 2, `${flags.join(' ')}: ${out}`);
+      assert.match(out.trim(), message);
+    }
+  });
 });
