@@ -87,7 +87,8 @@ function parseSecrets(content: unknown, file: string): Record<string, string> {
   if (typeof content !== 'object' || content === null || Array.isArray(content)) {
     throw new Error(`${file} must hold a JSON object of client id → secret`);
   }
-  const secrets: Record<string, string> = {};
+  // No prototype: a client id such as 'toString' or '__proto__' must not find an inherited value.
+  const secrets: Record<string, string> = Object.create(null) as Record<string, string>;
   for (const [clientId, secret] of Object.entries(content)) {
     if (typeof secret !== 'string' || secret.length < 16) {
       throw new Error(`${file}: the secret of client '${clientId}' must be a string of at least 16 characters`);

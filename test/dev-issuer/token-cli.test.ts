@@ -75,11 +75,14 @@ describe('ca-a2a issuer and ca-a2a token', () => {
   });
 
   it('token exits 1 with a clear message for an unknown client, without printing a secret', async () => {
-    const { code, stdout, stderr } = await runCli(['token', '--client', 'nobody', '--issuer', issuerUrl], env());
-    assert.equal(code, 1);
-    assert.equal(stdout, '');
-    assert.match(stderr, /unknown client 'nobody'/);
-    for (const secret of Object.values(await loadClientSecrets(dir.path))) assert.ok(!stderr.includes(secret));
+    // Names an object has by inheritance are no clients either.
+    for (const name of ['nobody', 'toString', 'constructor']) {
+      const { code, stdout, stderr } = await runCli(['token', '--client', name, '--issuer', issuerUrl], env());
+      assert.equal(code, 1);
+      assert.equal(stdout, '');
+      assert.match(stderr, new RegExp(`unknown client '${name}'`));
+      for (const secret of Object.values(await loadClientSecrets(dir.path))) assert.ok(!stderr.includes(secret));
+    }
   });
 
   it('token exits 1 when the issuer is unreachable and 2 on a usage error', async () => {
