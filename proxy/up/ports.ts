@@ -23,8 +23,9 @@ export const DEFAULT_PORTS: StackPorts = {
 export const EPHEMERAL_PORTS: StackPorts = { issuer: 0, service: () => ({ sidecar: 0, admin: 0, upstream: 0 }) };
 
 /**
- * The documented layout shifted by `offset` (the issuer moves with it): `--port-offset 100` gives
- * sidecars 8100-8105 and the issuer 8180.
+ * The documented layout shifted by `offset` (the issuer moves with it): `--port-offset 200` gives
+ * sidecars 8200-8205 and the issuer 8280. Not 100 beside the default layout: its agents' ports
+ * 9100-9105 are the first stack's admin listeners (docs/agents.md lists the offsets that clash).
  */
 export function offsetPorts(offset: number): StackPorts {
   return {
