@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { SHIPPED_SERVICES } from '../proxy/services.js';
 import { AGENT_NAMES, isAgentName, startAgent } from './registry.js';
+import { stopSignal } from '../proxy/stop-signal.js';
 
 const USAGE = `usage: ca-a2a agent NAME --egress URL [--listen HOST:PORT] [--public-url URL] [--issuer URL]
 
@@ -67,10 +68,7 @@ export async function agentCommand(argv: string[]): Promise<number> {
     process.stderr.write(`ca-a2a agent: cannot start ${name}: ${(error as Error).message}\n`);
     return 1;
   }
-  const signal = await new Promise<string>((resolve) => {
-    process.once('SIGINT', () => resolve('SIGINT'));
-    process.once('SIGTERM', () => resolve('SIGTERM'));
-  });
+  const signal = await stopSignal();
   logger.info({ event_type: 'agent_stopping', signal }, 'stopping');
   await agent.close();
   return 0;

@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { startMcpGateway } from './gateway.js';
 import type { McpGatewayOptions } from './gateway.js';
+import { stopSignal } from '../proxy/stop-signal.js';
 
 const USAGE = 'usage: ca-a2a mcp-gateway [--listen HOST:PORT] [--data-dir DIR]';
 
@@ -68,10 +69,7 @@ export async function mcpGatewayCommand(argv: string[]): Promise<number> {
     process.stderr.write(`ca-a2a mcp-gateway: cannot start: ${describeError(err)}\n`);
     return 1;
   }
-  const signal = await new Promise<string>((ok) => {
-    process.once('SIGINT', () => ok('SIGINT'));
-    process.once('SIGTERM', () => ok('SIGTERM'));
-  });
+  const signal = await stopSignal();
   logger.info({ event_type: 'mcp_gateway_stopping', signal }, 'stopping');
   await gateway.close();
   return 0;

@@ -4,6 +4,7 @@ import { isPolicyLoadError, formatProblem } from './policy/errors.js';
 import { adminPortFor, isShippedService, SHIPPED_SERVICES, shippedPolicyFile } from './services.js';
 import { startSidecar } from './sidecar.js';
 import { storeOptionsFromEnv } from './stores/backends.js';
+import { stopSignal } from './stop-signal.js';
 
 const HELP = `usage: ca-a2a sidecar (--service NAME | --policy FILE) [options]
 
@@ -151,10 +152,8 @@ export async function sidecarCommand(argv: string[]): Promise<number> {
     process.stderr.write(`ca-a2a sidecar: ${(error as Error).message}\n`);
     return 1;
   }
-  const stop = new AbortController();
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => stop.abort());
   process.on('SIGHUP', () => void sidecar.reload());
-  await new Promise((resolve) => stop.signal.addEventListener('abort', resolve, { once: true }));
+  await stopSignal();
   await sidecar.close();
   return 0;
 }

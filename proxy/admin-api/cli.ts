@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { storeOptionsFromEnv } from '../stores/backends.js';
 import { startAdminApi } from './start.js';
+import { stopSignal } from '../stop-signal.js';
 
 const HELP = `usage: ca-a2a admin-api [--listen HOST:PORT]
 
@@ -42,9 +43,7 @@ export async function adminApiCommand(argv: string[]): Promise<number> {
     process.stderr.write(`ca-a2a admin-api: ${(error as Error).message}\n`);
     return 1;
   }
-  const stop = new AbortController();
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => stop.abort());
-  await new Promise((resolve) => stop.signal.addEventListener('abort', resolve, { once: true }));
+  await stopSignal();
   await api.close();
   return 0;
 }

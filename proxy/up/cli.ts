@@ -5,6 +5,7 @@ import { pino } from 'pino';
 import { DEFAULT_PORTS, EPHEMERAL_PORTS, offsetPorts } from './ports.js';
 import { logFileFor } from './stack.js';
 import { up } from './up.js';
+import { stopSignal } from '../stop-signal.js';
 
 const USAGE = `usage: ca-a2a up [--data-dir DIR] [--port-offset N | --ephemeral-ports] [--no-samples]
 
@@ -69,10 +70,7 @@ export async function upCommand(argv: string[]): Promise<number> {
     return 1;
   }
   process.stdout.write(result.summary);
-  const signal = await new Promise<string>((resolve) => {
-    process.once('SIGINT', () => resolve('SIGINT'));
-    process.once('SIGTERM', () => resolve('SIGTERM'));
-  });
+  const signal = await stopSignal();
   progress(`${signal}: stopping`);
   await result.stack.close();
   logDestination.flushSync();

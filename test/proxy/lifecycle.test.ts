@@ -5,6 +5,9 @@ import { describe, it } from 'node:test';
 import { shippedPolicyFile } from '../../proxy/services.js';
 import { startSidecar } from '../../proxy/sidecar.js';
 import { AuditCapture } from '../helpers/audit-capture.js';
+import { DOC_ID, RBAC_FILE, rpc, writePolicy } from '../helpers/harness.js';
+import { startTestIssuer } from '../helpers/test-issuer.js';
+import { startUpstream } from '../helpers/upstream.js';
 import { tempDirSync } from '../helpers/temp-dir.js';
 
 const listening = (server: Server): Promise<number> =>
@@ -79,6 +82,48 @@ describe('ca-a2a sidecar (the command)', () => {
     }
   });
 
+  it('drains in-flight requests through a second SIGTERM, instead of dying on it', async () => {
+    const [upstream, issuer, port] = await Promise.all([startUpstream(), startTestIssuer(), freePort()]);
+    const policy = writePolicy(`service: drain
+rbac: ${RBAC_FILE}
+upstream: ${upstream.url}
+auth: { issuer: ${issuer.issuer}, audience: ca-a2a-agents }
+integrity: { dpop: off }
+methods:
+  get_document: {}
+`);
+    const child = spawn(process.execPath, ['bin/ca-a2a.js', 'sidecar', '--policy', policy, '--listen', `127.0.0.1:${port}`, '--admin-listen', '127.0.0.1:0', '--no-watch'], {
+      env: { ...process.env, CA_A2A_DATA_DIR: tempDirSync('cli') },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    try {
+      let out = '';
+      child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+      child.stderr.on('data', (chunk: Buffer) => (out += chunk.toString()));
+      const exited = new Promise<[number | null, string | null]>((resolve) => child.once('exit', (code, signal) => resolve([code, signal])));
+      await new Promise<void>((resolve) => child.stdout.on('data', () => out.includes('"sidecar_started"') && resolve()));
+      let release: () => void = () => undefined;
+      upstream.respond((request) => ({ body: { jsonrpc: '2.0', id: 1, result: { url: request.url } }, after: new Promise<void>((resolve) => (release = resolve)) }));
+      const answer = fetch(`http://127.0.0.1:${port}/message`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${await issuer.sign()}` },
+        body: JSON.stringify(rpc('get_document', { document_id: DOC_ID })),
+      });
+      while (upstream.requests.length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+      child.kill('SIGTERM');
+      while (!(await refuses(port))) await new Promise((resolve) => setTimeout(resolve, 10));
+      // Draining now: npm forwarding the signal again, or a supervisor repeating it.
+      child.kill('SIGTERM');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      release();
+      assert.equal((await answer).status, 200, out);
+      assert.deepEqual(await exited, [0, null], out);
+    } finally {
+      child.kill('SIGKILL');
+      await Promise.all([upstream.close(), issuer.close()]);
+    }
+  });
+
   it('refuses a flag URL that is not http(s) in one line, exit 2, as the policy file would have been', async () => {
     const cases: [string[], RegExp][] = [
       [['--issuer', 'notaurl'], /^ca-a2a sidecar: --issuer must be an http\(s\) URL, got 'notaurl'$/],
@@ -88,7 +133,7 @@ describe('ca-a2a sidecar (the command)', () => {
     ];
     for (const [flags, message] of cases) {
       const child = spawn(process.execPath, ['bin/ca-a2a.js', 'sidecar', '--service', 'archivist', '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--no-watch', ...flags], {
-        env: { ...process.env, CA_A2A_DATA_DIR: mkdtempSync(join(tmpdir(), 'ca-a2a-cli-')) },
+        env: { ...process.env, CA_A2A_DATA_DIR: tempDirSync('cli') },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       let out = '';

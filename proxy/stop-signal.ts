@@ -1,0 +1,12 @@
+/**
+ * Resolves with the first SIGINT or SIGTERM. The listeners stay for the life of the process: a
+ * second signal while the command drains (npm forwarding SIGTERM as its own orphan check sends
+ * one, a supervisor repeating it, Ctrl-C pressed twice) is ignored, where a listener added with
+ * `once` would be gone and the signal's default action would kill the process mid-drain, losing
+ * the in-flight requests and the last log lines.
+ */
+export function stopSignal(): Promise<'SIGINT' | 'SIGTERM'> {
+  return new Promise((resolve) => {
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => resolve(signal));
+  });
+}
