@@ -26,6 +26,8 @@ const HELP = `usage: ca-a2a sidecar (--service NAME | --policy FILE) [options]
 
 environment: REDIS_URL (shared rate limits, replay ids, revocation push), DATABASE_URL (durable
 revocations); unset: embedded, CA_A2A_DATA_DIR/revocations.jsonl (default ./.ca-a2a).
+CA_A2A_KEY_PREFIX names this deployment's Redis keys (default ca-a2a): sidecars that share budgets,
+replay ids and revocations use the same one, separate deployments on one Redis each their own.
 `;
 
 function readClientSecret(): string | undefined {
