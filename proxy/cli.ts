@@ -28,6 +28,9 @@ environment: REDIS_URL (shared rate limits, replay ids, revocation push), DATABA
 revocations); unset: embedded, CA_A2A_DATA_DIR/revocations.jsonl (default ./.ca-a2a).
 CA_A2A_KEY_PREFIX names this deployment's Redis keys (default ca-a2a): sidecars that share budgets,
 replay ids and revocations use the same one, separate deployments on one Redis each their own.
+CA_A2A_LOG_LEVEL (default info): granted requests' audit lines are info, refusals' warn, so a
+level above warn drops the refusals' audit lines too (to drop only the granted ones, set
+audit: { granted: false } in the policy).
 `;
 
 function readClientSecret(): string | undefined {
