@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -56,6 +57,10 @@ describe('ca-a2a mcp-gateway command', () => {
       } finally {
         await db.close();
       }
+      await (await openSqlClient({ dataDir: pglite })).close();
+      // A lock naming this very pid, which this process never took: a container restarted on a
+      // kept volume runs as the same pid (1) as the one that died holding it.
+      writeFileSync(`${pglite}.lock`, `${process.pid}\n`);
       await (await openSqlClient({ dataDir: pglite })).close();
     } finally {
       gateway.child.kill('SIGKILL');

@@ -25,6 +25,9 @@ function holderOf(lockFile: string): number | undefined {
   }
 }
 
+/** The lock files this process holds: its own pid in one it does not hold is a previous life's. */
+const held = new Set<string>();
+
 /**
  * Takes `DIR.lock` (beside DIR) for this process, or throws when a running process holds it.
  * PGlite keeps no lock of its own: two processes on one data directory each kept their own copy
@@ -46,7 +49,10 @@ export function lockDirectory(dir: string): () => void {
         if (!isErrno(error, 'EEXIST') || attempt >= 2) throw error;
       }
       const holder = holderOf(lockFile);
-      if (holder !== undefined && isRunning(holder)) {
+      // A container restarted on a kept volume runs again as the same pid (often 1): a lock with
+      // this pid that this process did not take was left by the process it replaced.
+      const stale = holder === process.pid && !held.has(lockFile);
+      if (holder !== undefined && !stale && isRunning(holder)) {
         throw Object.assign(
           new Error(`the embedded database ${dir} is in use by process ${holder}: give this one a data directory of its own (--data-dir), or stop that process`),
           { code: 'DATA_DIR_IN_USE' },
@@ -62,10 +68,12 @@ export function lockDirectory(dir: string): () => void {
   } finally {
     unlinkSync(tmp);
   }
+  held.add(lockFile);
   let released = false;
   return () => {
     if (released) return;
     released = true;
+    held.delete(lockFile);
     try {
       if (readFileSync(lockFile, 'utf8') === mine) unlinkSync(lockFile);
     } catch {
