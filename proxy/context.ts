@@ -55,6 +55,11 @@ export interface RequestContext {
   wouldDeny: Denial[];
   /** Headers the sidecar adds to the response (RateLimit-*). */
   responseHeaders: Record<string, string>;
+  /**
+   * Set by the forwarder when the agent's answer stopped after its status line was passed on
+   * (the agent went away, or the next chunk did not come in time): what failed.
+   */
+  upstreamCutOff: string | undefined;
 }
 
 export function createContext(req: IncomingMessage, policy: ServicePolicy, requestId: string, sourceIp: string, startedAt: number): RequestContext {
@@ -62,7 +67,7 @@ export function createContext(req: IncomingMessage, policy: ServicePolicy, reque
     req, policy, requestId, sourceIp, startedAt,
     path: '', query: '', endpoint: undefined, isPublic: false, body: undefined,
     token: undefined, tokenScheme: undefined, principal: undefined,
-    calls: [], batch: false, proof: undefined, wouldDeny: [], responseHeaders: {},
+    calls: [], batch: false, proof: undefined, wouldDeny: [], responseHeaders: {}, upstreamCutOff: undefined,
   };
 }
 

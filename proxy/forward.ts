@@ -167,6 +167,8 @@ class Exchange implements Dispatcher.DispatchHandler {
       return;
     }
     // The upstream or the client went away mid-body: headers are sent, all we can do is close.
+    // The client leaving is its own choice; anything else cut the agent's answer short.
+    if (!(error instanceof errors.RequestAbortedError)) this.#ctx.upstreamCutOff = upstreamDenial(error).detail ?? 'unknown';
     this.#settle(undefined);
     this.#res.destroy();
   }

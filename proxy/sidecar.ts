@@ -221,6 +221,10 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
       if (failure) {
         refuser.refuse(ctx, res, failure);
         outcome = 'upstream_error';
+      } else if (ctx.upstreamCutOff !== undefined) {
+        // The status line went out before the answer broke off: the client saw the connection end.
+        outcome = 'upstream_error';
+        logger.warn({ event_type: 'upstream_cut_off', request_id: ctx.requestId, status: res.statusCode, err: ctx.upstreamCutOff }, "the agent's answer stopped before its end");
       }
       status = res.statusCode;
     } finally {

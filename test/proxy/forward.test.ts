@@ -286,7 +286,13 @@ describe('forwarding to the upstream', () => {
         assert.ok(text.endsWith('{"jsonrpc":"2.0",'), 'what arrived is passed on');
         assert.ok(closed, 'the sidecar closes the connection after the upstream timeout');
         await within(upstream.closed, 2000, 'the upstream connection closing');
-        assert.equal(await side.metric('ca_a2a_requests_total', { outcome: 'forwarded', status: '200' }), 1);
+        // Counted and logged as the agent's failure, not as a request served.
+        assert.equal(await side.metric('ca_a2a_requests_total', { outcome: 'upstream_error', status: '200' }), 1);
+        assert.equal(await side.metric('ca_a2a_requests_total', { outcome: 'forwarded', status: '200' }), 0);
+        const lines = side.audit.events('upstream_cut_off');
+        assert.equal(lines.length, 1);
+        assert.equal(lines[0]?.err, 'UND_ERR_BODY_TIMEOUT');
+        assert.match(String(lines[0]?.request_id), /^[0-9a-f-]{36}$/);
       } finally {
         await side.close();
         await upstream.close();
@@ -329,6 +335,7 @@ describe('forwarding to the upstream', () => {
           break; // leaving the loop destroys the body and the client's connection
         }
         await within(upstream.closed, 2000, 'the upstream stream stopping');
+        assert.deepEqual(side.audit.events('upstream_cut_off'), [], 'the client leaving is not the agent failing');
       } finally {
         clearInterval(ticker);
         await upstream.close();
