@@ -37,6 +37,11 @@ export interface RequestContext {
   readonly requestId: string;
   readonly sourceIp: string;
   readonly startedAt: number;
+  /**
+   * The client behind a trusted proxy (`anomaly.trusted_proxies`), as that proxy named it in
+   * X-Forwarded-For (set by transport); undefined when the peer is the client itself.
+   */
+  clientIp: string | undefined;
   /** Normalised path (set by transport). Decisions and forwarding use this, never req.url. */
   path: string;
   /** Raw query string including '?', or ''. Forwarded unchanged, never used for a decision. */
@@ -64,7 +69,7 @@ export interface RequestContext {
 
 export function createContext(req: IncomingMessage, policy: ServicePolicy, requestId: string, sourceIp: string, startedAt: number): RequestContext {
   return {
-    req, policy, requestId, sourceIp, startedAt,
+    req, policy, requestId, sourceIp, startedAt, clientIp: undefined,
     path: '', query: '', endpoint: undefined, isPublic: false, body: undefined,
     token: undefined, tokenScheme: undefined, principal: undefined,
     calls: [], batch: false, proof: undefined, wouldDeny: [], responseHeaders: {}, upstreamCutOff: undefined,

@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Layer, RequestContext, Verdict } from '../context.js';
 import { denial } from '../denials.js';
+import { compileCidrs, normaliseIp, sourceAddress } from '../http/cidr.js';
 import { normaliseTarget } from '../http/path.js';
 import type { ServicePolicy } from '../policy/model.js';
 
@@ -14,10 +15,16 @@ const JSON_TYPE = /^application\/json\s*(;\s*charset\s*=\s*"?utf-8"?\s*)?$/i;
  */
 export function transportLayer(policy: ServicePolicy): Layer {
   const maxBody = policy.limits.maxBodyBytes;
+  // Behind trusted proxies (a load balancer), the audit lines name the client they forwarded for.
+  const isTrusted = policy.anomaly.trustedProxies.length > 0 ? compileCidrs(policy.anomaly.trustedProxies) : undefined;
   return {
     name: 'transport',
     async check(ctx: RequestContext): Promise<Verdict> {
       const req = ctx.req;
+      if (isTrusted !== undefined) {
+        const client = sourceAddress(ctx.sourceIp, req.headers['x-forwarded-for'], isTrusted);
+        if (client !== normaliseIp(ctx.sourceIp)) ctx.clientIp = client;
+      }
       const target = normaliseTarget(req.url ?? '');
       if (!target) return denial('transport.bad_path');
       ctx.path = target.path;

@@ -75,6 +75,10 @@ describe('stolen-token detection (one jti from several source addresses)', () =>
     // The spoofer's source addresses went to the store before these, on the same connection: had
     // its header been believed, its alarm would be in by now.
     assert.ok(!watch.audit.events('anomalous_token_usage').some((l) => l.subject === 'spoofer'), 'one real peer, whatever the header says');
+    // The audit lines name the client a trusted proxy forwarded for, beside the peer; never the spoofer's claim.
+    const granted = (subject: string) => watch.audit.events('authorization').filter((l) => l.subject === subject);
+    assert.deepEqual(granted('behind-lb').map((l) => [l.source_ip, l.client_ip]), ['192.0.2.1', '192.0.2.2', '192.0.2.3', '192.0.2.4'].map((client) => ['127.0.0.9', client]));
+    assert.deepEqual(granted('spoofer').map((l) => [l.source_ip, l.client_ip]), Array.from({ length: 4 }, () => ['127.0.0.2', undefined]));
   });
 
   it('with auto_revoke revokes the token durably: every sidecar then refuses it', async () => {
