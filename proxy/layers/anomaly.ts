@@ -1,5 +1,5 @@
 import type { Layer, Principal, RequestContext, Verdict } from '../context.js';
-import { compileCidrs, sourceAddress } from '../http/cidr.js';
+import { normaliseIp } from '../http/cidr.js';
 import type { ServicePolicy } from '../policy/model.js';
 import type { TokenSourceStore } from '../stores/token-sources.js';
 
@@ -32,7 +32,6 @@ const SEEN_PAIRS_MAX = 20_000;
 export function anomalyLayer(policy: ServicePolicy, deps: AnomalyDeps): Layer | false {
   const config = policy.anomaly;
   if (!config.enabled) return false;
-  const isTrusted = compileCidrs(config.trustedProxies);
   const seen = new Set<string>();
   const alarmed = new Set<string>();
   return {
@@ -40,7 +39,8 @@ export function anomalyLayer(policy: ServicePolicy, deps: AnomalyDeps): Layer | 
     check(ctx: RequestContext): Verdict {
       const principal = ctx.principal;
       if (!principal) return undefined;
-      const source = sourceAddress(ctx.sourceIp, ctx.req.headers['x-forwarded-for'], isTrusted);
+      // Resolved once by transport, by anomaly.trusted_proxies: the client behind a trusted proxy, else the peer.
+      const source = ctx.clientIp ?? normaliseIp(ctx.sourceIp);
       const pair = `${principal.jti}\n${source}`;
       if (seen.has(pair)) return undefined;
       if (seen.size >= SEEN_PAIRS_MAX) seen.clear();

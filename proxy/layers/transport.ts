@@ -15,7 +15,8 @@ const JSON_TYPE = /^application\/json\s*(;\s*charset\s*=\s*"?utf-8"?\s*)?$/i;
  */
 export function transportLayer(policy: ServicePolicy): Layer {
   const maxBody = policy.limits.maxBodyBytes;
-  // Behind trusted proxies (a load balancer), the audit lines name the client they forwarded for.
+  // Behind trusted proxies (a load balancer): the client they forwarded for, for the audit lines
+  // and the anomaly check, resolved once here.
   const isTrusted = policy.anomaly.trustedProxies.length > 0 ? compileCidrs(policy.anomaly.trustedProxies) : undefined;
   return {
     name: 'transport',
