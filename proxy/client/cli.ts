@@ -16,7 +16,8 @@ const HELP = `usage: ca-a2a call --client NAME --service S --method M [--params 
   --issuer URL      OIDC issuer (CA_A2A_ISSUER; default http://127.0.0.1:8080/realms/ca-a2a)
   --data-dir DIR    development issuer data directory (CA_A2A_DATA_DIR; default ./.ca-a2a)
 
-Prints the JSON-RPC response. Exit 0 on a result, 1 on a JSON-RPC error, 2 on a transport failure.
+Prints the JSON-RPC response. Exit 0 on a result; 1 on a JSON-RPC error or when no answer came
+(issuer or service unreachable, no secret for the client); 2 on bad usage.
 `;
 
 /** Where `--service S` sends its call: the sidecar's JSON-RPC endpoint (the MCP gateway's is /mcp). */
@@ -71,7 +72,7 @@ export async function callCommand(argv: string[]): Promise<number> {
     const secret = process.env.CA_A2A_CLIENT_SECRET || (await loadClientSecrets(values['data-dir']))[client];
     if (!secret) {
       process.stderr.write(`ca-a2a call: no secret for client '${client}' in ${values['data-dir']}\n`);
-      return 2;
+      return 1;
     }
     const caller = await createServiceClient({ issuer: values.issuer, clientId: client, clientSecret: secret });
     const outcome = await caller.call(url, method, params);
@@ -79,6 +80,6 @@ export async function callCommand(argv: string[]): Promise<number> {
     return outcome.kind === 'result' ? 0 : 1;
   } catch (error) {
     process.stderr.write(`ca-a2a call: ${(error as Error).message}\n`);
-    return 2;
+    return 1;
   }
 }

@@ -68,9 +68,9 @@ describe('ca-a2a call', () => {
     assert.equal(serviceUrl('mcp'), 'http://127.0.0.1:8000/mcp');
   });
 
-  it('exits 2 on a transport failure and on bad usage', async () => {
+  it('exits 1 on a transport failure (interface.md: 1 on an error) and 2 on bad usage', async () => {
     const down = await run(process.execPath, [BIN, 'call', '--issuer', issuer.issuer, '--data-dir', dataDir, '--url', 'http://127.0.0.1:9/message', '--client', 'viewer', '--method', 'list_documents'], { env: { ...process.env, CA_A2A_CLIENT_SECRET: '' } }).catch((error: { code: number }) => error);
-    assert.equal((down as { code: number }).code, 2);
+    assert.equal((down as { code: number }).code, 1);
     assert.equal((await call('--client', 'viewer', '--method', 'x', '--params', '{nope')).code, 2);
   });
 });
