@@ -77,10 +77,8 @@ export class Refuser {
     if (denial.code === 'authn.token_revoked') this.#metrics.revokedRefused.inc({ service });
   }
 
+  /** Logs a dry-run refusal as not enforced; the request's one decision is counted where it is forwarded. */
   wouldDeny(ctx: RequestContext, denial: Denial): void {
-    for (const role of boundedRoles(ctx)) {
-      this.#metrics.authzDecisions.inc({ service: this.#service, method: methodLabel(ctx), role, decision: 'would_deny' });
-    }
     this.#audit.denied(ctx, denial, false);
   }
 }

@@ -211,8 +211,11 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
       for (const wouldDeny of ctx.wouldDeny) refuser.wouldDeny(ctx, wouldDeny);
       if (!ctx.isPublic) {
         if (current.policy.audit.granted) audit.granted(ctx);
+        // One decision per request and role: a dry-run request that enforce would refuse (for
+        // one reason or several) is would_deny, never also allow.
         const method = methodLabel(ctx);
-        for (const role of boundedRoles(ctx)) metrics.authzDecisions.tallyFor(`${method} ${role}`, () => ({ service, method, role, decision: 'allow' })).count++;
+        const decision = ctx.wouldDeny.length > 0 ? 'would_deny' : 'allow';
+        for (const role of boundedRoles(ctx)) metrics.authzDecisions.tallyFor(`${method} ${role} ${decision}`, () => ({ service, method, role, decision })).count++;
       }
       const upstreamStarted = performance.now();
       const failure = await current.forwarder.forward(ctx, res, () => {

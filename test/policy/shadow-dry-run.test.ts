@@ -152,9 +152,19 @@ describe('dry-run mode', () => {
     assert.equal(res.status, 200);
     assert.equal(h.upstream.requests.length, forwarded + 1);
     assert.equal(await h.metric('ca_a2a_authz_decisions_total', { service: 'dry', method: 'delete_document', role: 'viewer', decision: 'would_deny' }), 1);
+    assert.equal(await h.metric('ca_a2a_authz_decisions_total', { service: 'dry', method: 'delete_document', role: 'viewer', decision: 'allow' }), 0, 'a would-deny is not also an allow');
     const line = h.audit.lines.find((entry) => entry.enforced === false && entry.code === 'authz.method_denied');
     assert.ok(line, 'would-deny audit line');
     assert.equal(line.policy_version, h.sidecar.policy().version);
+  });
+
+  it('counts one decision for a request enforce would refuse twice (method denied, params invalid)', async () => {
+    const res = await h.call(rpc('delete_document', { document_id: 'not-a-uuid' }), { token: await as('viewer', 'lambda') });
+    assert.equal(res.status, 200);
+    for (const role of ['viewer', 'lambda']) {
+      assert.equal(await h.metric('ca_a2a_authz_decisions_total', { service: 'dry', method: 'delete_document', role, decision: 'would_deny' }), role === 'viewer' ? 2 : 1, role);
+    }
+    assert.equal(h.audit.lines.filter((entry) => entry.enforced === false && entry.method === 'delete_document' && entry.code === 'params.invalid').length, 1, 'each would-be refusal is still logged');
   });
 
   it('forwards invalid params as would_deny params.invalid', async () => {
