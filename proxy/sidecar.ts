@@ -262,11 +262,11 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     const ctx = createContext(req, runtime.policy, randomUUID(), socket.remoteAddress ?? '', performance.now());
     refuser.count(ctx, refusal);
     audit.denied(ctx, refusal);
-    writeRawRefusal(socket, refusal);
+    writeRawRefusal(socket, refusal, ctx.requestId);
   });
-  const cutOffBy = refuseClientErrors(server, (refusal, socket) => {
+  const cutOffBy = refuseClientErrors(server, (refusal, socket, requestId) => {
     refuser.count(undefined, refusal);
-    audit.deniedConnection(socket.remoteAddress ?? '', runtime.policy.version, refusal);
+    audit.deniedConnection(socket.remoteAddress ?? '', runtime.policy.version, refusal, requestId);
   });
 
   async function startEgress(address: string): Promise<{ url: string; close(): Promise<void> }> {

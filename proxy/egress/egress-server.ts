@@ -136,9 +136,9 @@ export function createEgressServer(deps: EgressDeps): { server: Server; close():
   // The Host check is the transport layer's, refused like every other request.
   const server = createServer({ headersTimeout: 30_000, requestTimeout: 60_000, requireHostHeader: false }, (req, res) => void handle(req, res));
   // What Node's parser refuses is answered, counted and logged as on the inbound port.
-  const cutOffBy = refuseClientErrors(server, (refusal, socket) => {
+  const cutOffBy = refuseClientErrors(server, (refusal, socket, requestId) => {
     deps.refuser.count(undefined, refusal);
-    deps.audit.deniedConnection(socket.remoteAddress ?? '', deps.policy().version, refusal);
+    deps.audit.deniedConnection(socket.remoteAddress ?? '', deps.policy().version, refusal, requestId);
     deps.metrics.egressRequests.inc({ service: deps.policy().service, target: 'none', outcome: 'refused', status: DENIALS[refusal.code].status });
   });
   return {

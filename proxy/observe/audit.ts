@@ -48,10 +48,10 @@ export class AuditLog {
     this.#line(WARN, ctx, decisionFields(denial, enforced), 'request refused', ctx === undefined ? '' : requestFields(ctx));
   }
 
-  /** A refusal of Node's HTTP parser, before any request existed: the connection's address and the policy in force. */
-  deniedConnection(sourceIp: string, policyVersion: string, denial: Denial): void {
+  /** A refusal of Node's HTTP parser, before any request existed: the connection's address, the policy in force and the id the answer carries. */
+  deniedConnection(sourceIp: string, policyVersion: string, denial: Denial, requestId: string): void {
     if (!this.#logger.isLevelEnabled('warn')) return;
-    this.#line(WARN, undefined, decisionFields(denial, true), 'request refused', `,"source_ip":${json(sourceIp)},"policy_version":${json(policyVersion)}`);
+    this.#line(WARN, undefined, decisionFields(denial, true), 'request refused', `,"request_id":${json(requestId)},"source_ip":${json(sourceIp)},"policy_version":${json(policyVersion)}`);
   }
 
   /** An authorization that passed (the seed's `authorization` event with granted: true). */

@@ -30,6 +30,11 @@ export function rawJson(text: string): { error?: { code: number; data?: { reason
   return JSON.parse(text.slice(at + 4)) as { error?: { code: number; data?: { reason?: string } } };
 }
 
+/** The x-ca-a2a-request-id header of a raw HTTP/1.1 response, if it has one. */
+export function rawRequestId(text: string): string | undefined {
+  return /^x-ca-a2a-request-id: *([^\r]*)\r$/im.exec(text.slice(0, text.indexOf('\r\n\r\n') + 2))?.[1];
+}
+
 /** Whether a TCP connection to host:port is accepted. */
 export function accepts(host: string, port: number): Promise<boolean> {
   return new Promise((resolve) => {

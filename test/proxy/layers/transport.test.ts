@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { DOC_ID, RBAC_FILE, rpc, startHarness, writePolicy, type Harness } from '../../helpers/harness.js';
-import { rawJson, rawRequest } from '../../helpers/raw-http.js';
+import { rawJson, rawRequest, rawRequestId } from '../../helpers/raw-http.js';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 describe('transport layer', () => {
   let h: Harness;
@@ -73,6 +75,8 @@ methods:
     assert.equal(logged.length, 1);
     assert.equal(logged[0]?.source_ip, '127.0.0.1');
     assert.equal(logged[0]?.policy_version, h.sidecar.policy().version);
+    assert.match(String(logged[0]?.request_id), UUID);
+    assert.equal(rawRequestId(text), logged[0]?.request_id, 'the answer names its audit line');
   });
 
   // Node answered these itself: a bare 400 without a body, or a silently closed connection, and
@@ -96,6 +100,8 @@ methods:
       assert.equal(logged.length, 1);
       assert.equal(logged[0]?.code, reason);
       assert.equal(logged[0]?.source_ip, '127.0.0.1');
+      assert.match(String(logged[0]?.request_id), UUID);
+      assert.equal(rawRequestId(text), logged[0]?.request_id, 'the answer names its audit line');
     });
   }
 
