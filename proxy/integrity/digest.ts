@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { parseDictionary } from 'structured-headers';
 
 /** SHA-256 of the exact bytes. */
 export function sha256(bytes: Buffer | string): Buffer {
@@ -11,17 +12,19 @@ export function contentDigest(body: Buffer | string): string {
 }
 
 /**
- * Reads the sha-256 member of a Content-Digest dictionary (RFC 9530 §2, RFC 8941 §3.2 byte
- * sequences). Other algorithms may be listed; sha-256 is the one we require. undefined when absent
- * or malformed.
+ * The sha-256 member of a Content-Digest field (RFC 9530 §2), read as an RFC 8941 dictionary by
+ * structured-headers: a field that is not a well-formed dictionary is malformed as a whole, the
+ * last of repeated members wins (§3.2), and the member must be a 32-byte byte sequence
+ * (parameters allowed). Other algorithms may be listed; sha-256 is the one we require. undefined
+ * when absent or malformed.
  */
 export function parseContentDigest(header: string): Buffer | undefined {
-  for (const member of header.split(',')) {
-    const match = /^\s*sha-256\s*=\s*:([A-Za-z0-9+/]+={0,2}):\s*$/.exec(member);
-    if (match) {
-      const bytes = Buffer.from(match[1] as string, 'base64');
-      return bytes.length === 32 ? bytes : undefined;
-    }
+  let members;
+  try {
+    members = parseDictionary(header);
+  } catch {
+    return undefined;
   }
-  return undefined;
+  const value = members.get('sha-256')?.[0];
+  return value instanceof ArrayBuffer && value.byteLength === 32 ? Buffer.from(value) : undefined;
 }

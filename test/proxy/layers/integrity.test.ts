@@ -60,6 +60,12 @@ describe('integrity layer (DPoP + Content-Digest) and replay layer', () => {
     await expectRefused({ dpop, 'content-digest': contentDigest(tampered) }, 'integrity.digest_mismatch', 400, tampered);
   });
 
+  it('reads a repeated sha-256 member as RFC 8941 does (the last wins): a last one not matching the body is refused', async () => {
+    const dpop = await createProof(key, { htm: 'POST', htu: url, accessToken: token, body });
+    const stale = contentDigest(body.replace(DOC_ID, '00000000-0000-4000-8000-000000000000'));
+    await expectRefused({ dpop, 'content-digest': `${contentDigest(body)}, ${stale}` }, 'integrity.digest_mismatch', 400);
+  });
+
   it('refuses a missing or malformed Content-Digest', async () => {
     const dpop = await createProof(key, { htm: 'POST', htu: url, accessToken: token, body });
     await expectRefused({ dpop }, 'integrity.digest_missing', 400);
