@@ -25,7 +25,7 @@ export function createAdminServer(registry: Registry, readiness: ReadinessSource
     } else if (path === '/metrics') {
       const own = await registry.metrics();
       const url = upstreamMetricsUrl();
-      const upstream = url === undefined ? '' : await fetchUpstreamMetrics(url);
+      const upstream = url === undefined ? '' : withoutOwnFamilies(await fetchUpstreamMetrics(url), registry);
       res.writeHead(200, { 'content-type': registry.contentType }).end(own + upstream);
     } else {
       sendJson(res, 404, { error: 'not found' });
@@ -38,18 +38,54 @@ function sendJson(res: import('node:http').ServerResponse, status: number, body:
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' }).end(text);
 }
 
+/** An upstream's exposition larger than this is not appended: a scrape must not cost the sidecar its memory. */
+export const UPSTREAM_METRICS_MAX_BYTES = 4 * 1024 * 1024;
+
 /**
  * The upstream's own metrics (e.g. the MCP gateway's breaker and pool), appended to ours so one
  * scrape of the admin listener covers the task: the upstream listens on 127.0.0.1 only. A failed
- * fetch never fails the scrape; it leaves a comment and the sidecar's own metrics.
+ * or oversized fetch never fails the scrape; it leaves a comment and the sidecar's own metrics.
  */
 async function fetchUpstreamMetrics(url: string): Promise<string> {
   try {
     const response = await fetch(url, { signal: AbortSignal.timeout(2_000) });
-    if (!response.ok) return `# upstream metrics unavailable: HTTP ${response.status}\n`;
-    const text = await response.text();
+    if (!response.ok || response.body === null) {
+      await response.body?.cancel();
+      return `# upstream metrics unavailable: HTTP ${response.status}\n`;
+    }
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    // Leaving the loop early cancels the body.
+    for await (const chunk of response.body) {
+      size += chunk.byteLength;
+      if (size > UPSTREAM_METRICS_MAX_BYTES) return `# upstream metrics unavailable: larger than ${UPSTREAM_METRICS_MAX_BYTES} bytes\n`;
+      chunks.push(chunk);
+    }
+    const text = Buffer.concat(chunks).toString('utf8');
     return text.endsWith('\n') ? text : `${text}\n`;
   } catch {
     return '# upstream metrics unavailable\n';
   }
+}
+
+// The series names one family exposes (prom-client, text format 0.0.4).
+const SAMPLE_SUFFIXES = ['', '_bucket', '_sum', '_count'];
+
+/**
+ * The upstream's exposition without any family the sidecar itself exposes: a family written twice
+ * makes Prometheus refuse the whole scrape, so an agent exporting, say, ca_a2a_requests_total
+ * would have hidden every sidecar metric. The dropped names are left in a comment.
+ */
+function withoutOwnFamilies(text: string, registry: Registry): string {
+  const own = new Set<string>();
+  for (const metric of registry.getMetricsAsArray()) for (const suffix of SAMPLE_SUFFIXES) own.add(`${metric.name}${suffix}`);
+  const dropped = new Set<string>();
+  const kept = text.split('\n').filter((line) => {
+    const name = /^(?:# (?:HELP|TYPE) )?([a-zA-Z_:][a-zA-Z0-9_:]*)/.exec(line)?.[1];
+    if (name === undefined || !own.has(name)) return true;
+    dropped.add(name);
+    return false;
+  });
+  if (dropped.size === 0) return text;
+  return `${kept.join('\n')}# upstream metrics dropped, names the sidecar exposes: ${[...dropped].join(' ')}\n`;
 }

@@ -1,0 +1,63 @@
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import { after, before, describe, it } from 'node:test';
+import { UPSTREAM_METRICS_MAX_BYTES } from '../../proxy/admin-server.js';
+import { startSidecar, type Sidecar } from '../../proxy/sidecar.js';
+import { AuditCapture } from '../helpers/audit-capture.js';
+import { RBAC_FILE, writePolicy } from '../helpers/harness.js';
+import { startTestIssuer, type TestIssuer } from '../helpers/test-issuer.js';
+
+/** The agent's /metrics, as the test sets it. */
+let exposition = '';
+
+describe("admin /metrics with the upstream's own metrics (upstream_metrics_path)", () => {
+  let issuer: TestIssuer;
+  let agent: Server;
+  let sidecar: Sidecar;
+  before(async () => {
+    issuer = await startTestIssuer();
+    agent = createServer((_req, res) => res.writeHead(200, { 'content-type': 'text/plain' }).end(exposition));
+    await new Promise<void>((resolve) => agent.listen(0, '127.0.0.1', resolve));
+    const port = (agent.address() as { port: number }).port;
+    sidecar = await startSidecar({
+      policyFile: writePolicy(`service: metered\nrbac: ${RBAC_FILE}\nupstream: http://127.0.0.1:${port}\nupstream_metrics_path: /metrics\nauth: { issuer: ${issuer.issuer}, audience: ca-a2a-agents }\nmethods:\n  list_documents: {}\n`),
+      issuer: issuer.issuer,
+      watchPolicy: false,
+      logDestination: new AuditCapture(),
+    });
+  });
+  after(async () => {
+    await sidecar.close();
+    agent.close();
+    await issuer.close();
+  });
+
+  const scrape = async (): Promise<string> => (await fetch(`${sidecar.adminUrl}/metrics`)).text();
+  const typeLines = (text: string, name: string): number => text.split('\n').filter((line) => line === `# TYPE ${name} counter`).length;
+
+  it("appends the agent's families", async () => {
+    exposition = '# HELP agent_jobs_total Jobs.\n# TYPE agent_jobs_total counter\nagent_jobs_total 3\n';
+    const text = await scrape();
+    assert.match(text, /^ca_a2a_requests_total|^# TYPE ca_a2a_requests_total counter$/m);
+    assert.match(text, /^agent_jobs_total 3$/m);
+  });
+
+  it('drops a family the sidecar exposes itself, which would make Prometheus refuse the whole scrape', async () => {
+    exposition = '# TYPE ca_a2a_requests_total counter\nca_a2a_requests_total{service="forged"} 1e9\n# TYPE agent_jobs_total counter\nagent_jobs_total 4\n'
+      + '# TYPE ca_a2a_request_duration_seconds histogram\nca_a2a_request_duration_seconds_bucket{le="+Inf"} 1\nca_a2a_request_duration_seconds_count 1\n';
+    const text = await scrape();
+    assert.equal(typeLines(text, 'ca_a2a_requests_total'), 1, 'one family of that name: the sidecar\'s');
+    assert.doesNotMatch(text, /service="forged"/);
+    assert.equal(text.split('\n').filter((line) => line.startsWith('ca_a2a_request_duration_seconds_count') && !line.includes('service=')).length, 0);
+    assert.match(text, /^agent_jobs_total 4$/m, 'the rest is kept');
+    assert.match(text, /^# upstream metrics dropped, names the sidecar exposes: ca_a2a_requests_total .*ca_a2a_request_duration_seconds_bucket/m);
+  });
+
+  it('leaves out an exposition larger than the cap, keeping its own metrics', async () => {
+    exposition = `# TYPE agent_big counter\n${'agent_big 1\n'.repeat(Math.ceil(UPSTREAM_METRICS_MAX_BYTES / 12) + 1)}`;
+    const text = await scrape();
+    assert.match(text, /^# upstream metrics unavailable: larger than \d+ bytes$/m);
+    assert.doesNotMatch(text, /^agent_big/m);
+    assert.equal(typeLines(text, 'ca_a2a_requests_total'), 1);
+  });
+});
