@@ -43,7 +43,7 @@ describe('policy diff', () => {
 
   it('reports a loosened argument restriction, though the cell stays allow-args', () => {
     const { before, after } = versions((rbac) => rbac.replace('key: { type: string, pattern: "^uploads/" }\n        documents_create:', 'key: { type: string }\n        documents_create:'));
-    const changes = diffServices(loadSide(before), loadSide(after)).map((c) => `${c.change} ${c.service} ${c.role} ${c.kind} ${c.name} ${c.old}→${c.new} ${c.detail ?? ''}`);
+    const changes = diffServices(loadSide(before), loadSide(after)).map((c) => `${c.change} ${c.service} ${c.role} ${c.kind} ${c.name} ${c.old}→${c.new} ${'detail' in c ? c.detail ?? '' : ''}`);
     assert.deepEqual(changes, ['changed mcp orchestrator tool s3_put_object allow-args→allow-args arguments']);
   });
 
@@ -65,6 +65,19 @@ describe('policy diff', () => {
     const same = bufferIo();
     assert.equal(await policyCommand(['diff', before, before, '--exit-code'], same), 0);
     assert.equal(same.stdout, 'no access changes\n');
+  });
+
+  it('reports a switch to dry-run as a gain for every role (what was refused is forwarded), and back as a loss', async () => {
+    const { before, after } = versions((rbac) => `${rbac}\n`);
+    const service = join(after, 'services', 'archivist.yaml');
+    writeFileSync(service, readFileSync(service, 'utf8').replace('mode: enforce', 'mode: dry-run'));
+    const changes = diffServices(loadSide(before), loadSide(after)).map((c) => `${c.change} ${c.service} ${c.role} ${c.kind} ${c.old}→${c.new}`);
+    assert.deepEqual(changes, ['gained archivist * mode enforce→dry-run']);
+    const io = bufferIo();
+    assert.equal(await policyCommand(['diff', before, after, '--exit-code'], io), 1, 'a switch to dry-run fails --exit-code');
+    assert.match(io.stdout, /^\+ +archivist +every role +mode +enforce → dry-run$/m);
+    assert.match(io.stdout, /1 change: 1 gained, 0 lost, 0 changed/);
+    assert.deepEqual(diffServices(loadSide(after), loadSide(before)).map((c) => `${c.change} ${c.kind} ${c.old}→${c.new}`), ['lost mode dry-run→enforce']);
   });
 
   it('reads a side at a git revision (REV:path)', async () => {

@@ -26,13 +26,34 @@ export interface GrantChange {
   readonly detail?: 'arguments';
 }
 
-/** The grant changes between two sets of service policies, paired by service name. */
-export function diffServices(before: readonly ServicePolicy[], after: readonly ServicePolicy[]): GrantChange[] {
-  const changes: GrantChange[] = [];
+/**
+ * A service switched between `enforce` and `dry-run`: to dry-run, every role gains every call the
+ * matrix refuses (it is forwarded), so the switch counts as a gain and fails --exit-code like one.
+ */
+export interface ModeChange {
+  readonly service: string;
+  readonly role: '*';
+  readonly kind: 'mode';
+  readonly name: 'mode';
+  readonly old: ServicePolicy['mode'];
+  readonly new: ServicePolicy['mode'];
+  readonly change: 'gained' | 'lost';
+}
+
+export type PolicyChange = GrantChange | ModeChange;
+
+/** The grant and mode changes between two sets of service policies, paired by service name. */
+export function diffServices(before: readonly ServicePolicy[], after: readonly ServicePolicy[]): PolicyChange[] {
+  const changes: PolicyChange[] = [];
   const names = [...new Set([...before, ...after].map((policy) => policy.service))].sort();
   for (const service of names) {
-    const oldMatrix = matrixOf(before.find((policy) => policy.service === service));
-    const newMatrix = matrixOf(after.find((policy) => policy.service === service));
+    const oldPolicy = before.find((policy) => policy.service === service);
+    const newPolicy = after.find((policy) => policy.service === service);
+    if (oldPolicy && newPolicy && oldPolicy.mode !== newPolicy.mode) {
+      changes.push({ service, role: '*', kind: 'mode', name: 'mode', old: oldPolicy.mode, new: newPolicy.mode, change: newPolicy.mode === 'dry-run' ? 'gained' : 'lost' });
+    }
+    const oldMatrix = matrixOf(oldPolicy);
+    const newMatrix = matrixOf(newPolicy);
     const rows = new Map<string, { kind: 'method' | 'tool'; name: string }>();
     for (const row of [...oldMatrix.rows, ...newMatrix.rows]) rows.set(`${row.kind} ${row.name}`, { kind: row.kind, name: row.name });
     const roles = [...new Set([...oldMatrix.roles, ...newMatrix.roles])];
@@ -109,7 +130,8 @@ function materialise(spec: string, temps: string[]): string {
 
 const HELP = `usage: ca-a2a policy diff OLD NEW [--format text|json|markdown] [--exit-code]
 
-Which role gains or loses which method or tool. OLD and NEW are two directories (every
+Which role gains or loses which method or tool, and which service switches between enforce
+and dry-run (to dry-run counts as a gain: what was refused is forwarded). OLD and NEW are two directories (every
 service under them, paired by name), two service policy files, or two rbac files (decided
 against the services that use NEW). Either may be REV:PATH to read PATH at a git revision,
 e.g. ca-a2a policy diff HEAD~1:policies policies.
@@ -126,7 +148,7 @@ export async function diffCommand(argv: string[], io: Io = processIo): Promise<n
   if (!format) return usageError(io, 'diff', `unknown format '${String(args.values.format)}'`, HELP);
   if (args.positionals.length !== 2) return usageError(io, 'diff', 'give OLD and NEW', HELP);
   const temps: string[] = [];
-  let changes: GrantChange[];
+  let changes: PolicyChange[];
   try {
     const [oldPath, newPath] = args.positionals.map((spec) => materialise(spec, temps)) as [string, string];
     const after = loadSide(newPath);
@@ -141,11 +163,13 @@ export async function diffCommand(argv: string[], io: Io = processIo): Promise<n
   return changes.length > 0 && args.values['exit-code'] === true ? 1 : 0;
 }
 
-export function renderChanges(changes: readonly GrantChange[], format: 'text' | 'json' | 'markdown'): string {
+export function renderChanges(changes: readonly PolicyChange[], format: 'text' | 'json' | 'markdown'): string {
   if (format === 'json') return `${JSON.stringify(changes, null, 2)}\n`;
-  const count = (kind: GrantChange['change']): number => changes.filter((change) => change.change === kind).length;
+  const count = (kind: PolicyChange['change']): number => changes.filter((change) => change.change === kind).length;
   const summary = `${changes.length} change${changes.length === 1 ? '' : 's'}: ${count('gained')} gained, ${count('lost')} lost, ${count('changed')} changed`;
   if (changes.length === 0) return 'no access changes\n';
-  const rows = changes.map((c) => [MARK[c.change], c.service, c.role, `${c.kind} ${c.name}`, `${SYMBOL[c.old]} → ${SYMBOL[c.new]}${c.detail ? ` (${c.detail} changed)` : ''}`]);
+  const rows = changes.map((c) => c.kind === 'mode'
+    ? [MARK[c.change], c.service, 'every role', 'mode', `${c.old} → ${c.new}`]
+    : [MARK[c.change], c.service, c.role, `${c.kind} ${c.name}`, `${SYMBOL[c.old]} → ${SYMBOL[c.new]}${c.detail ? ` (${c.detail} changed)` : ''}`]);
   return renderTable(['', 'service', 'role', 'access', 'old → new'], rows, format === 'markdown' ? 'markdown' : 'table') + `${format === 'markdown' ? '\n' : ''}${summary}\n`;
 }
