@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { before, describe, it } from 'node:test';
@@ -6,6 +7,8 @@ import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
 
 const COMPOSE = fileURLToPath(new URL('../../deploy/compose.yaml', import.meta.url));
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const repoFile = (relative: string): string => readFileSync(path.join(ROOT, relative), 'utf8');
 const PORTS = { mcp: 8000, orchestrator: 8001, extractor: 8002, validator: 8003, archivist: 8004, admin: 8005 } as const;
 type Secured = keyof typeof PORTS;
 /** Upstream container of each sidecar. */
@@ -126,5 +129,22 @@ describe('deploy/compose.yaml', () => {
       assert.equal(service.user, '10001:10001', name);
       assert.deepEqual(service.cap_drop, ['ALL'], name);
     }
+  });
+
+  it('names every variable it requires in docs/deploy.md, and keeps deploy/.env out of git and of the image context', () => {
+    const uncommented = repoFile('deploy/compose.yaml').split('\n').filter((line) => !line.trimStart().startsWith('#')).join('\n');
+    const required = [...new Set([...uncommented.matchAll(/\$\{([A-Z0-9_]+):\?/g)].map((m) => m[1] ?? ''))].sort();
+    assert.ok(required.length > 0);
+    // The paragraph that lists what goes into deploy/.env, with {A,B} written out.
+    const docs = repoFile('docs/deploy.md');
+    const paragraph = /Put these in `deploy\/\.env`[\s\S]*?\n\n/.exec(docs)?.[0] ?? '';
+    const named = new Set([...paragraph.matchAll(/`([A-Z0-9_]*)(?:\{([A-Z0-9_,]+)\})?`/g)]
+      .flatMap((m) => (m[2] === undefined ? [m[1] ?? ''] : m[2].split(',').map((part) => `${m[1] ?? ''}${part}`))));
+    assert.deepEqual(required.filter((name) => !named.has(name)), [], 'required by compose.yaml, not listed in docs/deploy.md');
+    // It holds every password of the stack: an `add -A` must not commit it.
+    assert.equal(spawnSync('git', ['check-ignore', '-q', '--no-index', 'deploy/.env'], { cwd: ROOT }).status, 0, 'deploy/.env is not git-ignored');
+    // .dockerignore patterns are anchored at the context root: `.env` alone does not match deploy/.env.
+    const dockerignore = repoFile('.dockerignore').split('\n').map((line) => line.trim());
+    assert.ok(dockerignore.includes('**/.env') && dockerignore.includes('**/.env.*'), '.dockerignore keeps every .env out of the build context');
   });
 });
