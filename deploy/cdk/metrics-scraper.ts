@@ -4,7 +4,9 @@ import * as aps from 'aws-cdk-lib/aws-aps';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
 import { stringify } from 'yaml';
 import { APP_USER, addScratch, hardenedLinux } from './container-defaults.js';
@@ -22,16 +24,29 @@ export interface MetricsScraperProps {
 /**
  * The only party allowed to reach a sidecar's admin listener: an ADOT collector that discovers
  * sidecar tasks through the ECS API (docker labels PROMETHEUS_EXPORTER_*), scrapes /metrics and
- * remote-writes to an Amazon Managed Prometheus workspace that evaluates deploy/prometheus rules.
+ * remote-writes to an Amazon Managed Prometheus workspace that evaluates deploy/prometheus rules
+ * and sends the alerts that fire to an SNS topic operators subscribe to.
  */
 export class MetricsScraper extends Construct {
   readonly workspace: aps.CfnWorkspace;
   readonly service: ecs.FargateService;
+  /** Where firing alerts go (the workspace's alert manager publishes here). */
+  readonly alertsTopic: sns.Topic;
 
   constructor(scope: Construct, id: string, props: MetricsScraperProps) {
     super(scope, id);
     const region = Stack.of(this).region;
-    this.workspace = new aps.CfnWorkspace(this, 'Workspace', { alias: 'ca-a2a' });
+    this.alertsTopic = new sns.Topic(this, 'Alerts', {
+      displayName: 'ca-a2a alerts',
+      masterKey: new kms.Key(this, 'AlertsKey', { description: 'ca-a2a alerts topic', enableKeyRotation: true }),
+      enforceSSL: true,
+    });
+    // Without an alert manager definition the workspace evaluates the rules and notifies no one.
+    this.workspace = new aps.CfnWorkspace(this, 'Workspace', {
+      alias: 'ca-a2a',
+      alertManagerDefinition: alertManagerConfig(this.alertsTopic.topicArn, region),
+    });
+    this.#letWorkspacePublish();
     new aps.CfnRuleGroupsNamespace(this, 'AlertRules', {
       workspace: this.workspace.attrArn,
       name: 'ca-a2a',
@@ -78,6 +93,47 @@ export class MetricsScraper extends Construct {
       minHealthyPercent: 0,
     });
   }
+
+  /** The workspace's alert manager, and nothing else, may publish to the topic and use its key. */
+  #letWorkspacePublish(): void {
+    const aps = new iam.ServicePrincipal('aps.amazonaws.com');
+    const { account, region, partition } = Stack.of(this);
+    this.alertsTopic.addToResourcePolicy(new iam.PolicyStatement({
+      principals: [aps],
+      actions: ['sns:Publish', 'sns:GetTopicAttributes'],
+      resources: [this.alertsTopic.topicArn],
+      conditions: { ArnEquals: { 'aws:SourceArn': this.workspace.attrArn }, StringEquals: { 'aws:SourceAccount': account } },
+    }));
+    // The key policy is part of the key, which the topic and so the workspace depend on: naming
+    // the workspace's own ARN here would be a cycle, so any workspace of this account and region.
+    this.alertsTopic.masterKey?.addToResourcePolicy(new iam.PolicyStatement({
+      principals: [aps],
+      actions: ['kms:GenerateDataKey*', 'kms:Decrypt'],
+      resources: ['*'],
+      conditions: { ArnLike: { 'aws:SourceArn': `arn:${partition}:aps:${region}:${account}:workspace/*` }, StringEquals: { 'aws:SourceAccount': account } },
+    }));
+  }
+}
+
+/**
+ * Amazon Managed Prometheus' alert manager format: `alertmanager_config` holds an Alertmanager
+ * configuration whose receivers may only be SNS topics (signed with the workspace's SigV4).
+ */
+function alertManagerConfig(topicArn: string, region: string): string {
+  const config = {
+    route: {
+      receiver: 'sns',
+      group_by: ['alertname', 'service', 'backend'],
+      group_wait: '30s',
+      group_interval: '5m',
+      repeat_interval: '4h',
+    },
+    receivers: [{
+      name: 'sns',
+      sns_configs: [{ topic_arn: topicArn, sigv4: { region } }],
+    }],
+  };
+  return stringify({ alertmanager_config: stringify(config, { lineWidth: 0 }) }, { lineWidth: 0 });
 }
 
 /** ADOT collector configuration; tokens (cluster name, endpoint) resolve at deploy time. */

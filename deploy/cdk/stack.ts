@@ -168,7 +168,7 @@ export class CaA2aStack extends Stack {
       logRetention,
     });
 
-    new MetricsScraper(this, 'Metrics', {
+    const metrics = new MetricsScraper(this, 'Metrics', {
       cluster: mesh.cluster,
       securityGroup: groups.scraper,
       logRetention,
@@ -186,6 +186,7 @@ export class CaA2aStack extends Stack {
     // definition whose admin-api container runs `revoke …` instead of the API. It holds the
     // revocations DATABASE_URL and REDIS_URL and its group reaches both; no port, shell or
     // ECS Exec channel is opened for it.
+    new CfnOutput(this, 'AlertsTopicArn', { value: metrics.alertsTopic.topicArn, description: 'SNS topic of the alerts (aws sns subscribe --topic-arn)' });
     new CfnOutput(this, 'ClusterName', { value: mesh.cluster.clusterName, description: 'ECS cluster (aws ecs run-task --cluster)' });
     new CfnOutput(this, 'AdminTaskNetwork', {
       description: 'aws ecs run-task --task-definition ca-a2a-admin --network-configuration <this>',

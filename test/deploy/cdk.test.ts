@@ -319,6 +319,32 @@ describe('deploy/cdk stack', () => {
     });
   });
 
+  describe('alerts', () => {
+    it('route the alert rules Amazon Managed Prometheus evaluates to an SNS topic that only that workspace may publish to, named in the outputs', () => {
+      const [[workspaceId, workspace] = ['', { Type: '' }]] = ofType(resources, 'AWS::APS::Workspace');
+      template.resourceCountIs('AWS::APS::RuleGroupsNamespace', 1);
+      // Without an alert manager definition the workspace evaluates the rules and tells no one.
+      const definition = JSON.stringify(props(workspace)['AlertManagerDefinition'] ?? null);
+      assert.match(definition, /alertmanager_config/);
+      const topics = ofType(resources, 'AWS::SNS::Topic').map(([id]) => id);
+      assert.equal(topics.length, 1);
+      const topicId = topics[0] ?? '';
+      assert.match(definition, new RegExp(`sns_configs[\\s\\S]*topic_arn[\\s\\S]*\\{"Ref":"${topicId}"\\}`), 'the receiver publishes to the stack\'s topic');
+      assert.match(definition, /route[\s\S]*receiver/);
+      assert.ok(props(resources[topicId] ?? { Type: '' })['KmsMasterKeyId'] !== undefined, 'the topic is encrypted');
+
+      const [[, topicPolicy] = ['', { Type: '' }]] = ofType(resources, 'AWS::SNS::TopicPolicy');
+      const statements = (props(topicPolicy)['PolicyDocument'] as { Statement: Array<Record<string, unknown>> }).Statement;
+      const aps = statements.filter((s) => s['Effect'] === 'Allow' && JSON.stringify(s['Principal']).includes('aps.amazonaws.com'));
+      assert.equal(aps.length, 1);
+      assert.match(JSON.stringify(aps[0]?.['Condition']), new RegExp(`"aws:SourceArn":\\{"Fn::GetAtt":\\["${workspaceId}","Arn"\\]\\}`), 'confused deputy: only this workspace');
+      assert.ok(statements.some((s) => s['Effect'] === 'Deny' && JSON.stringify(s['Condition']).includes('"aws:SecureTransport":"false"')), 'TLS only');
+
+      const outputs = template.toJSON()['Outputs'] as Record<string, { Value: unknown }>;
+      assert.equal(referencedId(outputs['AlertsTopicArn']?.Value), topicId);
+    });
+  });
+
   describe('ingress', () => {
     it('terminates HTTPS with the certificate parameter and forwards to the orchestrator sidecar only', () => {
       template.resourceCountIs('AWS::ElasticLoadBalancingV2::Listener', 1);
