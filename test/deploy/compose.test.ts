@@ -27,6 +27,7 @@ interface Service {
   read_only?: boolean;
   user?: string;
   cap_drop?: string[];
+  networks?: string[] | Record<string, unknown>;
 }
 
 const flag = (args: readonly string[] | undefined, name: string): string | undefined => {
@@ -146,5 +147,30 @@ describe('deploy/compose.yaml', () => {
     // .dockerignore patterns are anchored at the context root: `.env` alone does not match deploy/.env.
     const dockerignore = repoFile('.dockerignore').split('\n').map((line) => line.trim());
     assert.ok(dockerignore.includes('**/.env') && dockerignore.includes('**/.env.*'), '.dockerignore keeps every .env out of the build context');
+  });
+
+  it('puts the documents database and bucket on a network only the MCP sidecar joins, and Keycloak\'s database on Keycloak\'s', () => {
+    /** The networks a container is on: an upstream is on its sidecar's (network_mode: service:). */
+    const networksOf = (name: string): Set<string> => {
+      const service = services[name];
+      assert.ok(service, name);
+      const shared = /^service:(.+)$/.exec(service.network_mode ?? '')?.[1];
+      if (shared !== undefined) return networksOf(shared);
+      const networks = service.networks ?? ['default'];
+      return new Set(Array.isArray(networks) ? networks : Object.keys(networks));
+    };
+    const reaches = (from: string, to: string): boolean => [...networksOf(from)].some((network) => networksOf(to).has(network));
+    for (const name of Object.keys(services)) {
+      for (const data of ['postgres', 'minio']) {
+        assert.equal(reaches(name, data), ['postgres', 'minio', 'minio-init', 'mcp-sidecar', 'mcp-gateway'].includes(name), `${name} → ${data}`);
+      }
+      assert.equal(reaches(name, 'keycloak-db'), ['keycloak', 'keycloak-db'].includes(name), `${name} → keycloak-db`);
+    }
+    // What every sidecar still needs: Keycloak, Redis, the revocations database, the other sidecars.
+    for (const service of Object.keys(PORTS)) {
+      for (const target of ['keycloak', 'redis', 'revocations-db', ...Object.keys(PORTS).map((s) => `${s}-sidecar`)]) {
+        assert.ok(reaches(`${service}-sidecar`, target), `${service}-sidecar → ${target}`);
+      }
+    }
   });
 });
