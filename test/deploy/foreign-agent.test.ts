@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
+import { parse } from 'yaml';
 import { startSidecar, type Sidecar } from '../../proxy/sidecar.js';
 import { accepts } from '../helpers/raw-http.js';
 import { startTestIssuer, type TestIssuer } from '../helpers/test-issuer.js';
@@ -91,5 +94,32 @@ describe('the sidecar in front of a foreign agent (examples/foreign-agent)', () 
     assert.equal(ready.statusCode, 200);
     const health = await request(`${sidecar.url}/health`);
     assert.deepEqual(await health.body.json(), { status: 'ok' });
+  });
+
+  it('is what the ECS and Kubernetes fragments of docs/deploy.md run: the example\'s policy file, the shared revocations and Redis, no client secret without egress', () => {
+    const docs = readFileSync(fileURLToPath(new URL('../../docs/deploy.md', import.meta.url)), 'utf8');
+    const block = (heading: string, fence: string): string => {
+      const section = docs.slice(docs.indexOf(heading));
+      return new RegExp(`\`\`\`${fence}\\n([\\s\\S]*?)\`\`\``).exec(section)?.[1] ?? '';
+    };
+    type Env = Array<{ name: string }>;
+    const ecs = JSON.parse(block('### ECS task definition fragment', 'json')) as { containerDefinitions: Array<{ name: string; command?: string[]; secrets?: Env; environment?: Env }> };
+    const pod = parse(block('### Kubernetes pod fragment', 'yaml')) as { spec: { containers: Array<{ name: string; args?: string[]; env?: Env }> } };
+    const ecsSidecar = ecs.containerDefinitions.find((c) => c.name === 'sidecar');
+    const podSidecar = pod.spec.containers.find((c) => c.name === 'sidecar');
+    const fragments = [
+      { where: 'ECS', args: ecsSidecar?.command ?? [], env: [...(ecsSidecar?.secrets ?? []), ...(ecsSidecar?.environment ?? [])] },
+      { where: 'Kubernetes', args: podSidecar?.args ?? [], env: podSidecar?.env ?? [] },
+    ];
+    for (const { where, args, env } of fragments) {
+      const policy = args[args.indexOf('--policy') + 1] ?? '';
+      // The example's files keep their names where they are mounted or copied (policy.yaml, rbac.yaml).
+      assert.ok(existsSync(path.join(path.dirname(POLICY), path.basename(policy))), `${where}: --policy ${policy} is not a file of examples/foreign-agent`);
+      const names = env.map((e) => e.name).sort();
+      // Without DATABASE_URL a sidecar keeps revocations in its own /tmp: one started after a
+      // revocation accepts the revoked token.
+      assert.ok(names.includes('DATABASE_URL') && names.includes('REDIS_URL'), `${where}: ${names.join()}`);
+      assert.equal(names.includes('CA_A2A_CLIENT_SECRET'), args.includes('--egress-listen'), `${where}: a client secret only with an egress listener`);
+    }
   });
 });
