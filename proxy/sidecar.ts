@@ -19,7 +19,7 @@ import { createSidecarMetrics, type SidecarMetrics } from './observe/metrics.js'
 import { buildPipeline, runPipeline } from './pipeline.js';
 import { formatProblem, isPolicyLoadError } from './policy/errors.js';
 import { loadPolicy, type PolicyOverrides } from './policy/load.js';
-import type { ServicePolicy } from './policy/model.js';
+import type { LimitsPolicy, ServicePolicy } from './policy/model.js';
 import { PolicyWatcher } from './policy/watch.js';
 import { ShadowPolicySource } from './shadow.js';
 import { boundedRoles, methodLabel, Refuser } from './respond.js';
@@ -155,6 +155,7 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
       const shadowOutcome = shadow?.reload() ?? 'unchanged';
       if (next.version !== runtime.policy.version || shadowOutcome === 'changed') {
         runtime = build(next);
+        applyListenerLimits(next.limits);
         audit.event('policy_reloaded', { policy_version: next.version }, 'policy reloaded');
       }
       // A broken shadow file is a failed reload too: the candidate in use is not the one on disk.
@@ -243,7 +244,7 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   const server: Server = createServer({
     headersTimeout: limits.headersTimeoutMs,
     requestTimeout: limits.requestTimeoutMs,
-    keepAliveTimeout: 5_000,
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
     // Check timeouts every second (default 30 s) so a slow client is cut off close to its limit.
     connectionsCheckingInterval: Math.min(1_000, limits.headersTimeoutMs),
     // Checked by the transport layer, which refuses like every other refusal; Node's own check
@@ -255,6 +256,13 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
     void handle(req, res, denial('transport.expectation_failed', 'only 100-continue is supported', { headers: { connection: 'close' } }));
   });
+  // A reloaded policy's listener limits hold from then on: Node reads these at each timeout check
+  // and each finished response, for connections already open too.
+  function applyListenerLimits(next: LimitsPolicy): void {
+    server.headersTimeout = next.headersTimeoutMs;
+    server.requestTimeout = next.requestTimeoutMs;
+    server.keepAliveTimeout = next.keepAliveTimeoutMs;
+  }
   // CONNECT (a client taking the sidecar for a forward proxy): Node closed the connection without
   // a word; it is refused like any other method this server does not serve.
   server.on('connect', (req: IncomingMessage, socket: Socket) => {

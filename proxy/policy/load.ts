@@ -26,7 +26,7 @@ interface RawService {
   };
   limits: {
     max_body_bytes: number; max_depth: number; max_batch: number; headers_timeout_ms: number;
-    request_timeout_ms: number; upstream_connect_timeout_ms: number; upstream_timeout_ms: number;
+    request_timeout_ms: number; keep_alive_timeout_ms: number; upstream_connect_timeout_ms: number; upstream_timeout_ms: number;
   };
   rate_limit: { enabled: boolean; points: number; window_seconds: number; per_role?: Record<string, RawRule> };
   audit: { granted: boolean };
@@ -154,6 +154,7 @@ export function loadPolicy(file: string, overrides: PolicyOverrides = {}): Servi
       maxBatch: raw.limits.max_batch,
       headersTimeoutMs: raw.limits.headers_timeout_ms,
       requestTimeoutMs: raw.limits.request_timeout_ms,
+      keepAliveTimeoutMs: raw.limits.keep_alive_timeout_ms,
       upstreamConnectTimeoutMs: raw.limits.upstream_connect_timeout_ms,
       upstreamTimeoutMs: raw.limits.upstream_timeout_ms,
     },

@@ -118,6 +118,7 @@ export interface LimitsPolicy {
   readonly maxBatch: number;
   readonly headersTimeoutMs: number;
   readonly requestTimeoutMs: number;
+  readonly keepAliveTimeoutMs: number;
   readonly upstreamConnectTimeoutMs: number;
   readonly upstreamTimeoutMs: number;
 }
