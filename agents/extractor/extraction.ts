@@ -32,3 +32,7 @@ export interface Extraction extends ParsedContent {
 /** Stored text and rows are capped so a document row stays small; counts are of the whole file. */
 export const MAX_STORED_TEXT = 100_000;
 export const MAX_STORED_ROWS = 500;
+/** Stored rows stop earlier on a wide CSV: each row repeats every column name. */
+export const MAX_STORED_CELLS = 20_000;
+/** Widest CSV read: a row object per row has one key per column. */
+export const MAX_CSV_COLUMNS = 1_000;

@@ -1,12 +1,14 @@
 import { parse } from 'csv-parse/sync';
 import { AgentError } from '../shared/rpc-errors.js';
-import { MAX_STORED_ROWS, type ParsedContent } from './extraction.js';
+import { MAX_CSV_COLUMNS, MAX_STORED_CELLS, MAX_STORED_ROWS, type ParsedContent } from './extraction.js';
 import { decodeUtf8 } from './parse-text.js';
 import { fieldName } from './text-fields.js';
 
 /**
  * Header and rows of a CSV file. Rows whose column count differs from the header's are kept and
- * listed (the validator decides what they cost) instead of failing the whole extraction.
+ * listed (the validator decides what they cost) instead of failing the whole extraction. Only the
+ * rows that are stored become objects: a few kilobytes of header and one-cell rows would otherwise
+ * ask for columns x rows keys, enough to run the extractor out of memory.
  */
 export function parseCsv(bytes: Buffer): ParsedContent {
   const text = decodeUtf8(bytes);
@@ -18,18 +20,21 @@ export function parseCsv(bytes: Buffer): ParsedContent {
   }
   const [header, ...data] = records;
   if (header === undefined) throw new AgentError('corrupt_document', 'the CSV file is empty');
+  if (header.length > MAX_CSV_COLUMNS) {
+    throw new AgentError('unsupported_format', `the CSV has ${header.length} columns; at most ${MAX_CSV_COLUMNS} are read`);
+  }
   const columns = header.map((name, index) => fieldName(name) || `column_${index + 1}`);
   const inconsistent: number[] = [];
-  const rows = data.map((record, index) => {
-    if (record.length !== columns.length) inconsistent.push(index + 1);
-    return Object.fromEntries(columns.map((column, i) => [column, record[i] ?? '']));
+  data.forEach((record, index) => {
+    if (record.length !== columns.length && inconsistent.length < 100) inconsistent.push(index + 1);
   });
+  const stored = Math.min(MAX_STORED_ROWS, Math.floor(MAX_STORED_CELLS / columns.length));
   return {
     text,
     fields: { column_count: columns.length },
     columns,
-    row_count: rows.length,
-    rows: rows.slice(0, MAX_STORED_ROWS),
-    inconsistent_rows: inconsistent.slice(0, 100),
+    row_count: data.length,
+    rows: data.slice(0, stored).map((record) => Object.fromEntries(columns.map((column, i) => [column, record[i] ?? '']))),
+    inconsistent_rows: inconsistent,
   };
 }

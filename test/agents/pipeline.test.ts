@@ -69,6 +69,23 @@ describe('the document pipeline through the MCP gateway (PostgreSQL, direct rout
     assert.match(String((await processDoc(binary)).result?.['error']), /^extract: the file is not valid UTF-8 text/);
   });
 
+  // A few kilobytes of header and one-cell rows asked for columns x rows keys: 50 000 columns and
+  // 50 000 rows (a 350 KB upload) ran the extractor out of memory, and the sweep retook it forever.
+  it('refuses a CSV of more than 1000 columns, and stores at most 20 000 cells of a wide one', async () => {
+    const header = (n: number) => Array.from({ length: n }, (_, i) => `c${i}`).join(',');
+    const tooWide = await upload('wide.csv', 'text/csv', `${header(1001)}\n1\n`);
+    const refused = await processDoc(tooWide);
+    assert.equal(refused.result?.['status'], 'failed', JSON.stringify(refused));
+    assert.equal(refused.result?.['error'], 'extract: the CSV has 1001 columns; at most 1000 are read');
+
+    const wide = await upload('wide.csv', 'text/csv', `${header(1000)}\n${'1\n'.repeat(60)}`);
+    await processDoc(wide);
+    const extracted = (await stack.call('archivist', 'get_document', { document_id: wide }, 'viewer')).result?.['extracted'] as Record<string, unknown>;
+    assert.equal(extracted['row_count'], 60);
+    assert.equal((extracted['rows'] as unknown[]).length, 20);
+    assert.equal(extracted['rows_truncated'], true);
+  });
+
   it('processes an archived document again without a second archive entry', async () => {
     const id = await stack.uploadSample('transactions.csv', 'text/csv');
     assert.equal((await processDoc(id)).result?.['status'], 'archived');
