@@ -65,11 +65,16 @@ async function markFailed(deps: PipelineDeps, documentId: string, reason: string
  */
 export async function runPipeline(deps: PipelineDeps, documentId: string): Promise<PipelineOutcome> {
   let score: number | undefined;
+  const failed = async (step: Step, reason: string, recorded: boolean): Promise<PipelineOutcome> => {
+    if (!recorded) await markFailed(deps, documentId, reason);
+    await deps.log(documentId, step.step, 'failed', reason);
+    return { status: 'failed', failed_step: step.step, error: reason, ...(score === undefined ? {} : { validation_score: score }) };
+  };
   for (const step of STEPS) {
     await deps.log(documentId, step.step, 'started');
-    let result: Record<string, unknown>;
+    let result: unknown;
     try {
-      result = await withRetry(deps.retry, () => deps.egress.call<Record<string, unknown>>(step.service, step.method, { document_id: documentId }));
+      result = await withRetry(deps.retry, () => deps.egress.call<unknown>(step.service, step.method, { document_id: documentId }));
     } catch (error) {
       // conflict: someone else moved the document on (a sweep took it over); theirs is the run now.
       if (isEgressError(error) && error.kind === 'remote' && error.code === 'conflict') {
@@ -77,23 +82,21 @@ export async function runPipeline(deps: PipelineDeps, documentId: string): Promi
         return { status: 'interrupted', failed_step: step.step, error: reasonOf(error) };
       }
       const unreachable = isEgressError(error) && error.kind === 'transport';
-      const reason = unreachable
+      return failed(step, unreachable
         ? `${step.step}: ${step.service} unreachable after ${deps.retry.attempts} attempt(s) (${reasonOf(error)})`
-        : `${step.step}: ${reasonOf(error)}`;
-      await markFailed(deps, documentId, reason);
-      await deps.log(documentId, step.step, 'failed', reason);
-      return { status: 'failed', failed_step: step.step, error: reason, ...(score === undefined ? {} : { validation_score: score }) };
+        : `${step.step}: ${reasonOf(error)}`, false);
     }
-    if (typeof result['score'] === 'number') score = result['score'];
+    // Every agent answers an object; anything else is a broken hop, not a result to read fields of.
+    if (typeof result !== 'object' || result === null || Array.isArray(result)) {
+      return failed(step, `${step.step}: ${step.service} answered a result that is not an object`, false);
+    }
+    const answer = result as Record<string, unknown>;
+    if (typeof answer['score'] === 'number') score = answer['score'];
     // The validator records a rejection itself (status failed, with the rules that failed).
-    if (result['status'] === 'failed') {
-      const reason = String(result['error'] ?? `${step.step} rejected the document`);
-      await deps.log(documentId, step.step, 'failed', reason);
-      return { status: 'failed', failed_step: step.step, error: reason, ...(score === undefined ? {} : { validation_score: score }) };
-    }
-    await deps.log(documentId, step.step, 'succeeded', step.describe(result));
+    if (answer['status'] === 'failed') return failed(step, String(answer['error'] ?? `${step.step} rejected the document`), true);
+    await deps.log(documentId, step.step, 'succeeded', step.describe(answer));
     if (step.step === 'archive') {
-      return { status: 'archived', archive_key: String(result['archive_key']), ...(score === undefined ? {} : { validation_score: score }) };
+      return { status: 'archived', archive_key: String(answer['archive_key']), ...(score === undefined ? {} : { validation_score: score }) };
     }
   }
   return { status: 'failed', error: 'pipeline ended without archiving' };

@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { callTool } from '../mcp/helpers.js';
 import { startAgentStack, type AgentStack } from './helpers/agent-stack.js';
@@ -117,6 +119,30 @@ describe('the document pipeline through the MCP gateway (PostgreSQL, direct rout
     }
     const done = await processDoc(id);
     assert.equal(done.result?.['status'], 'archived', JSON.stringify(done));
+  });
+
+  it('fails a document whose extractor answers a result that is not an object, instead of leaving it processing', async () => {
+    // An extractor that answers each call with a well-formed JSON-RPC response holding `null`.
+    const broken = createServer((req, res) => {
+      let body = '';
+      req.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      req.on('end', () => {
+        const { id } = JSON.parse(body) as { id: string };
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ jsonrpc: '2.0', id, result: null }));
+      });
+    });
+    await new Promise<void>((resolve) => broken.listen(0, '127.0.0.1', resolve));
+    stack.routeTo('extractor', `http://127.0.0.1:${(broken.address() as AddressInfo).port}`);
+    try {
+      const id = await stack.uploadSample('meeting-notes.txt', 'text/plain');
+      const answer = await processDoc(id);
+      assert.equal(answer.result?.['status'], 'failed', JSON.stringify(answer));
+      assert.equal(answer.result?.['error'], 'extract: extractor answered a result that is not an object');
+      assert.equal(answer.result?.['failed_step'], 'extract');
+    } finally {
+      stack.routeTo('extractor', undefined);
+      broken.close();
+    }
   });
 
   it('lists documents page by page, lists pending ones, gets and deletes one', async () => {

@@ -23,6 +23,8 @@ export interface AgentStack {
   uploadSample(filename: string, contentType: string): Promise<string>;
   stopAgent(name: AgentName): Promise<void>;
   startAgent(name: AgentName): Promise<void>;
+  /** Sends the other agents' calls to `name` to this URL instead (undefined: back to the agent). */
+  routeTo(name: AgentName, url: string | undefined): void;
   close(): Promise<void>;
 }
 
@@ -37,7 +39,8 @@ export async function startAgentStack(options: { postgres?: boolean; orchestrato
   const gateway = await startMcpGateway({ port: 0, dataDir, databaseUrl: schema?.urlFor(), logger: quiet() });
   const agents = new Map<AgentName, RunningAgent>();
   const routers = new Map<AgentName, DirectRouter>();
-  const targets = { gatewayUrl: () => gateway.url, agentUrl: (s: string) => agents.get(s as AgentName)?.url };
+  const overrides = new Map<AgentName, string>();
+  const targets = { gatewayUrl: () => gateway.url, agentUrl: (s: string) => overrides.get(s as AgentName) ?? agents.get(s as AgentName)?.url };
   const launch = async (name: AgentName): Promise<void> => {
     let router = routers.get(name);
     if (!router) {
@@ -77,6 +80,10 @@ export async function startAgentStack(options: { postgres?: boolean; orchestrato
       agents.delete(name);
     },
     startAgent: launch,
+    routeTo(name, url) {
+      if (url === undefined) overrides.delete(name);
+      else overrides.set(name, url);
+    },
     async close() {
       for (const agent of agents.values()) await agent.close();
       for (const router of routers.values()) await router.close();
