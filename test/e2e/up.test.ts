@@ -4,6 +4,8 @@ import { networkInterfaces } from 'node:os';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
+import { loadClientSecrets } from '../../deploy/dev-issuer/clients.js';
+import { createServiceClient } from '../../proxy/client/call.js';
 import type { UpResult } from '../../proxy/up/up.js';
 import { accepts } from '../helpers/raw-http.js';
 import { clientFor, startUp, tempDataDir } from './helpers.js';
@@ -123,6 +125,18 @@ describe('ca-a2a up: the whole system through sidecars and the development issue
       answer = await lambda.call(orchestrator, 'process_document', { document_id: id });
     }
     assert.equal(answer.result?.['status'], 'archived', JSON.stringify(answer));
+  });
+
+  // A document costs the orchestrator identity 13 gateway calls (upload 3, process_document 10):
+  // on the default 300 a minute the pipeline stopped at about 23 documents a minute, each further
+  // upload refused with dependency_failed (ratelimit.exceeded) and runs cut short mid-step.
+  it('gives the agents\' identities a gateway budget a busy pipeline needs: 400 calls in a row are served', async () => {
+    const { issuer, dataDir, sidecars } = result.stack;
+    const secrets = await loadClientSecrets(dataDir);
+    const orchestrator = await createServiceClient({ issuer, clientId: 'orchestrator', clientSecret: secrets['orchestrator'] ?? '' });
+    const statuses = new Set<number>();
+    for (let i = 0; i < 400; i++) statuses.add((await orchestrator.call(`${sidecars.mcp ?? ''}/mcp`, 'ping', {})).status);
+    assert.deepEqual([...statuses], [200]);
   });
 
   it('adds no document when started a second time on the same data directory', async () => {
