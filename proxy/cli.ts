@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { parseCidr } from './http/cidr.js';
 import { isPolicyLoadError, formatProblem } from './policy/errors.js';
 import { adminPortFor, isShippedService, SHIPPED_SERVICES, shippedPolicyFile } from './services.js';
 import { startSidecar } from './sidecar.js';
@@ -17,6 +18,10 @@ const HELP = `usage: ca-a2a sidecar (--service NAME | --policy FILE) [options]
   --public-url URL       URL clients address this service by, repeatable (CA_A2A_PUBLIC_URL, comma-separated)
   --egress-listen H:P    egress listener for the agent, loopback only (CA_A2A_EGRESS_LISTEN)
   --service-url N=URL    where target service N is, repeatable (CA_A2A_SERVICE_URLS, comma-separated)
+  --trusted-proxy CIDR   a load balancer or proxy in front, repeatable, beside the policy's
+                         anomaly.trusted_proxies: the caller it names in X-Forwarded-For is the
+                         audit lines' client_ip and the stolen-token alarm's source
+                         (CA_A2A_TRUSTED_PROXIES, comma-separated)
                          the egress client secret comes from CA_A2A_CLIENT_SECRET or CA_A2A_CLIENT_SECRET_FILE
   --allow-http-issuer    egress may get tokens from a plain-http issuer off this host, on a network
                          that is trusted or encrypts (ECS Service Connect TLS) (CA_A2A_ALLOW_HTTP_ISSUER=1)
@@ -82,6 +87,7 @@ export async function sidecarCommand(argv: string[]): Promise<number> {
         'public-url': { type: 'string', multiple: true, default: process.env.CA_A2A_PUBLIC_URL?.split(',').filter(Boolean) },
         'egress-listen': { type: 'string', default: process.env.CA_A2A_EGRESS_LISTEN },
         'service-url': { type: 'string', multiple: true, default: process.env.CA_A2A_SERVICE_URLS?.split(',').filter(Boolean) },
+        'trusted-proxy': { type: 'string', multiple: true, default: process.env.CA_A2A_TRUSTED_PROXIES?.split(',').map((entry) => entry.trim()).filter(Boolean) },
         'no-watch': { type: 'boolean', default: process.env.CA_A2A_NO_WATCH === '1' },
         'allow-http-issuer': { type: 'boolean', default: process.env.CA_A2A_ALLOW_HTTP_ISSUER === '1' },
         'shadow-policy': { type: 'string', default: process.env.CA_A2A_SHADOW_POLICY || undefined },
@@ -127,6 +133,11 @@ export async function sidecarCommand(argv: string[]): Promise<number> {
     process.stderr.write(`ca-a2a sidecar: ${invalid}\n`);
     return 2;
   }
+  const notCidr = (values['trusted-proxy'] ?? []).find((entry) => parseCidr(entry) === undefined);
+  if (notCidr !== undefined) {
+    process.stderr.write(`ca-a2a sidecar: --trusted-proxy must be an IP address or CIDR, got '${notCidr}'\n`);
+    return 2;
+  }
   const port = service !== undefined ? SHIPPED_SERVICES[service].port : 8080;
   const listen = values.listen ?? `127.0.0.1:${port}`;
   const listenPort = Number(listen.slice(listen.lastIndexOf(':') + 1));
@@ -145,6 +156,7 @@ export async function sidecarCommand(argv: string[]): Promise<number> {
       allowHttpIssuer: values['allow-http-issuer'],
       clientSecret: readClientSecret(),
       serviceUrls,
+      trustedProxies: values['trusted-proxy'] ?? [],
       watchPolicy: !values['no-watch'],
       shadowPolicyFile: values['shadow-policy'],
       stores: storeOptionsFromEnv(),

@@ -46,6 +46,8 @@ export interface SidecarOptions {
   readonly allowHttpIssuer?: boolean;
   /** Target service → base URL, overriding the policy's egress targets (CA_A2A_SERVICE_URLS). */
   readonly serviceUrls?: Readonly<Record<string, string>>;
+  /** Proxies whose X-Forwarded-For is believed, beside the policy's anomaly.trusted_proxies (CA_A2A_TRUSTED_PROXIES). */
+  readonly trustedProxies?: readonly string[];
   /** Watch the policy files and hot-reload them (default true). */
   readonly watchPolicy?: boolean;
   readonly logDestination?: DestinationStream;
@@ -86,7 +88,7 @@ interface Runtime {
 
 /** Starts a sidecar: loads and compiles the policy, then listens. Throws on an invalid policy. */
 export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
-  const overrides: PolicyOverrides = { upstream: options.upstream, issuer: options.issuer, serviceUrls: options.serviceUrls };
+  const overrides: PolicyOverrides = { upstream: options.upstream, issuer: options.issuer, serviceUrls: options.serviceUrls, trustedProxies: options.trustedProxies };
   const initial = loadPolicy(options.policyFile, overrides);
   const service = initial.service;
   const logger = createLogger({ service, level: options.logLevel, destination: options.logDestination });

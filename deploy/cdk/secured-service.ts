@@ -35,6 +35,8 @@ export interface SecuredServiceProps {
   readonly egress: boolean;
   /** `--public-url` values: the URLs clients address this service by (DPoP `htu`). */
   readonly publicUrls?: readonly string[];
+  /** `--trusted-proxy` values: where the load balancer in front runs, whose X-Forwarded-For is believed. */
+  readonly trustedProxies?: readonly string[];
 }
 
 /**
@@ -89,6 +91,7 @@ export class SecuredService extends Construct {
       // Keycloak over http inside the VPC: Service Connect carries it (and encrypts it with TLS on).
       ...(props.egress && props.issuerUrl.startsWith('http:') ? ['--allow-http-issuer'] : []),
       ...(props.publicUrls ?? []).flatMap((url) => ['--public-url', url]),
+      ...(props.trustedProxies ?? []).flatMap((cidr) => ['--trusted-proxy', cidr]),
     ];
     this.sidecar = this.taskDefinition.addContainer('sidecar', {
       image: props.image,

@@ -10,7 +10,7 @@ import { Data } from './data.js';
 import { Ingress } from './ingress.js';
 import { KeycloakService } from './keycloak-service.js';
 import { MetricsScraper } from './metrics-scraper.js';
-import { Network } from './network.js';
+import { Network, PUBLIC_SUBNETS } from './network.js';
 import { SecuredService, type UpstreamSpec } from './secured-service.js';
 import { SecurityGroups } from './security-groups.js';
 
@@ -109,7 +109,7 @@ export class CaA2aStack extends Stack {
       issuerUrl: config.issuerUrl,
       logRetention,
     };
-    const make = (service: SecuredServiceName, extra: { egress: boolean; publicUrls?: readonly string[] }): SecuredService =>
+    const make = (service: SecuredServiceName, extra: { egress: boolean; publicUrls?: readonly string[]; trustedProxies?: readonly string[] }): SecuredService =>
       new SecuredService(this, `${service[0]?.toUpperCase()}${service.slice(1)}`, {
         ...common,
         ...extra,
@@ -125,7 +125,9 @@ export class CaA2aStack extends Stack {
         },
       });
     this.services = {
-      orchestrator: make('orchestrator', { egress: true, publicUrls: [config.publicUrl] }),
+      // Behind the ALB, whose nodes run in the public subnets: the caller is the one it names in
+      // X-Forwarded-For (audit client_ip, the stolen-token alarm), not the ALB node.
+      orchestrator: make('orchestrator', { egress: true, publicUrls: [config.publicUrl], trustedProxies: PUBLIC_SUBNETS }),
       extractor: make('extractor', { egress: true }),
       validator: make('validator', { egress: true }),
       archivist: make('archivist', { egress: true }),

@@ -51,6 +51,11 @@ export interface PolicyOverrides {
   readonly issuer?: string;
   /** Target service name → base URL, overriding the policy's egress targets (CA_A2A_SERVICE_URLS). */
   readonly serviceUrls?: Readonly<Record<string, string>>;
+  /**
+   * Proxies (IP or CIDR) believed beside the policy's anomaly.trusted_proxies (CA_A2A_TRUSTED_PROXIES):
+   * where a deployment's load balancer runs is the deployment's, not the shared policy's.
+   */
+  readonly trustedProxies?: readonly string[];
 }
 
 /**
@@ -118,7 +123,7 @@ export function loadPolicy(file: string, overrides: PolicyOverrides = {}): Servi
     });
   }
   checkEndpoints(raw, service, problems);
-  checkTrustedProxies(raw, service, problems);
+  checkTrustedProxies(raw, service, problems, overrides.trustedProxies ?? []);
   if (problems.length > 0) throw new PolicyLoadError(problems);
 
   const auth = raw.auth;
@@ -169,7 +174,7 @@ export function loadPolicy(file: string, overrides: PolicyOverrides = {}): Servi
     audit: { granted: raw.audit.granted },
     anomaly: {
       enabled: raw.anomaly.enabled,
-      trustedProxies: raw.anomaly.trusted_proxies,
+      trustedProxies: [...new Set([...raw.anomaly.trusted_proxies, ...(overrides.trustedProxies ?? [])])],
       maxSources: raw.anomaly.max_sources,
       windowSeconds: raw.anomaly.window_seconds,
       autoRevoke: raw.anomaly.auto_revoke,
@@ -266,12 +271,15 @@ function checkEndpoints(raw: RawService, source: YamlSource, problems: PolicyPro
   });
 }
 
-function checkTrustedProxies(raw: RawService, source: YamlSource, problems: PolicyProblem[]): void {
+function checkTrustedProxies(raw: RawService, source: YamlSource, problems: PolicyProblem[], overridden: readonly string[]): void {
   raw.anomaly.trusted_proxies.forEach((entry, index) => {
     if (parseCidr(entry) === undefined) {
       problems.push({ ...source.locate(['anomaly', 'trusted_proxies', index]), path: `/anomaly/trusted_proxies/${index}`, message: `'${entry}' is not an IP address or CIDR` });
     }
   });
+  for (const entry of overridden) {
+    if (parseCidr(entry) === undefined) problems.push({ ...source.locate(['anomaly']), path: '/anomaly/trusted_proxies', message: `--trusted-proxy '${entry}' is not an IP address or CIDR` });
+  }
 }
 
 /** Reads a file's bytes for hashing by callers that watch policy files. */

@@ -169,6 +169,9 @@ describe('deploy/cdk stack', () => {
         assert.equal(egress !== undefined, (AGENTS as readonly string[]).includes(service));
         // The default issuer is http inside the VPC: without the flag, egress would refuse it and the sidecar exit.
         assert.equal(args.includes('--allow-http-issuer'), egress !== undefined, `${service}: --allow-http-issuer exactly where egress asks the http issuer for tokens`);
+        // Only the orchestrator is behind the ALB: it believes the X-Forwarded-For of the public subnets' nodes, the others nobody's.
+        const trusted = args.flatMap((arg, i) => (args[i - 1] === '--trusted-proxy' ? [arg] : []));
+        assert.deepEqual(trusted, service === 'orchestrator' ? ['10.0.1.0/24', '10.0.2.0/24'] : [], `${service} --trusted-proxy`);
         const serviceUrls = sidecar.Environment?.find((entry) => entry.Name === 'CA_A2A_SERVICE_URLS')?.Value as string | undefined;
         if (egress !== undefined) assert.match(serviceUrls ?? '', /(^|,)mcp=http:\/\/mcp\.ca-a2a\.local:8000(,|$)/, `${service} egress finds targets by Service Connect name`);
         const secretNames = (sidecar.Secrets ?? []).map((secret) => secret.Name).sort();

@@ -130,6 +130,7 @@ methods:
       [['--upstream', 'ftp://127.0.0.1/x'], /^ca-a2a sidecar: --upstream must be an http\(s\) URL/],
       [['--public-url', 'archivist.example.com/message'], /^ca-a2a sidecar: --public-url must be an http\(s\) URL/],
       [['--service-url', 'mcp=127.0.0.1:8000'], /^ca-a2a sidecar: --service-url must be an http\(s\) URL/],
+      [['--trusted-proxy', '10.0.1.0/33'], /^ca-a2a sidecar: --trusted-proxy must be an IP address or CIDR, got '10\.0\.1\.0\/33'$/],
     ];
     for (const [flags, message] of cases) {
       const child = spawn(process.execPath, ['bin/ca-a2a.js', 'sidecar', '--service', 'archivist', '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--no-watch', ...flags], {

@@ -81,6 +81,20 @@ describe('stolen-token detection (one jti from several source addresses)', () =>
     assert.deepEqual(granted('spoofer').map((l) => [l.source_ip, l.client_ip]), Array.from({ length: 4 }, () => ['127.0.0.2', undefined]));
   });
 
+  it('believes a proxy named at start (--trusted-proxy, CA_A2A_TRUSTED_PROXIES) beside the policy, which names none', async () => {
+    const deployed = await startHarness({ policyFile: policy('{ max_sources: 3 }'), issuer, sidecar: { trustedProxies: ['127.0.0.8/31'] } });
+    try {
+      const token = await issuer.sign({ sub: 'through-alb' });
+      assert.equal(await postFrom(deployed.sidecar.url, '127.0.0.9', token, body, { 'x-forwarded-for': '198.51.100.7' }), 200);
+      assert.equal(await postFrom(deployed.sidecar.url, '127.0.0.2', token, body, { 'x-forwarded-for': '198.51.100.8' }), 200);
+      const lines = deployed.audit.events('authorization').filter((l) => l.subject === 'through-alb');
+      assert.deepEqual(lines.map((l) => [l.source_ip, l.client_ip]), [['127.0.0.9', '198.51.100.7'], ['127.0.0.2', undefined]]);
+      assert.deepEqual(deployed.sidecar.policy().anomaly.trustedProxies, ['127.0.0.8/31']);
+    } finally {
+      await deployed.close();
+    }
+  });
+
   it('with auto_revoke revokes the token durably: every sidecar then refuses it', async () => {
     const token = await issuer.sign({ sub: 'victim' });
     for (const source of ['127.0.0.2', '127.0.0.3', '127.0.0.4', '127.0.0.5']) assert.equal(await postFrom(revoking.sidecar.url, source, token, body), 200);
