@@ -17,7 +17,8 @@ const EXTERNAL = ['@electric-sql/pglite', 'pino', 'thread-stream', 'oidc-provide
 rmSync(outdir, { recursive: true, force: true });
 const result = await build({
   absWorkingDir: root,
-  entryPoints: { main: 'bin/main.ts' },
+  // The PDF reader's worker thread loads its own file: dist/pdf-worker.js, beside the chunks.
+  entryPoints: { main: 'bin/main.ts', 'pdf-worker': 'agents/extractor/pdf-worker.ts' },
   outdir,
   bundle: true,
   splitting: true,
