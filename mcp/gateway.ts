@@ -13,7 +13,7 @@ import type { S3StoreOptions } from './backends/s3-store.js';
 import { route } from './http-routes.js';
 import { createGatewayMetrics } from './metrics.js';
 import { DEFAULT_KEY_POLICY } from './object-keys.js';
-import { createResilientBackend } from './resilience.js';
+import { createResilientBackend, errorCode } from './resilience.js';
 import type { BreakerOptions } from './resilience.js';
 import { createToolRunner } from './tool-runner.js';
 import { isPgTransient } from './tools/sql-run.js';
@@ -69,6 +69,8 @@ export async function startMcpGateway(opts: McpGatewayOptions = {}): Promise<Mcp
     dataDir: join(dataDir, 'pglite'),
     pool: { applicationName: 'ca-a2a-mcp-gateway', ...opts.pool },
     onIdleError: (err) => logger.warn({ event_type: 'mcp_pool_error', err_message: err.message }, 'idle connection lost'),
+    onCancelError: (err) =>
+      logger.warn({ event_type: 'mcp_sql_cancel_failed', err_code: errorCode(err), err_message: err.message }, 'timed-out statement not cancelled'),
   });
   let store: ObjectStore | undefined;
   try {

@@ -63,13 +63,12 @@ export interface SqlRunOptions {
 }
 
 /**
- * Runs one query under the PostgreSQL policy. The SqlClient takes no abort signal, so a try the
- * policy gave up on (a timeout) is not cancelled here: the pool's statement_timeout ends it on
- * the server, and a statement that is not idempotent is never sent a second time meanwhile.
+ * Runs one query under the PostgreSQL policy. A try the policy gave up on (a timeout) is
+ * cancelled on the server, and its connection returns to the pool once it has stopped.
  */
 export async function sqlQuery<T>(deps: ToolDeps, text: string, params: unknown[] = [], options: SqlRunOptions = {}): Promise<T[]> {
   try {
-    const run = async () => (await deps.sql.query<T>(text, params)).rows;
+    const run = async (signal: AbortSignal) => (await deps.sql.query<T>(text, params, { signal })).rows;
     return await deps.db.run(run, options.idempotent ? {} : { retryOn: isPgUnsent });
   } catch (err) {
     throw mapPgError(err);

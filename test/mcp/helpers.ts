@@ -9,7 +9,7 @@ import pg from 'pg';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
 import S3rver from 's3rver';
-import { startMcpGateway, type McpGateway } from '../../mcp/gateway.js';
+import { startMcpGateway, type McpGateway, type McpGatewayOptions } from '../../mcp/gateway.js';
 
 export const PG_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
@@ -152,15 +152,18 @@ export class TcpRelay {
 
 /**
  * A real gateway on its own PostgreSQL schema and a temporary local-disk bucket, with its log
- * lines captured. `close()` stops it and removes both.
+ * lines captured and `options` (pool, breaker…) applied. `close()` stops it and removes both.
  */
-export async function startTestGateway(): Promise<{ gateway: McpGateway; lines: Record<string, unknown>[]; close(): Promise<void> }> {
+export async function startTestGateway(
+  options: Pick<McpGatewayOptions, 'pool' | 'breaker'> = {},
+): Promise<{ gateway: McpGateway; databaseUrl: string; lines: Record<string, unknown>[]; close(): Promise<void> }> {
   const schema = await createTestSchema();
   const dataDir = await tempDir();
   const captured = captureLogger();
-  const gateway = await startMcpGateway({ port: 0, dataDir, databaseUrl: schema.urlFor(), logger: captured.logger });
+  const gateway = await startMcpGateway({ ...options, port: 0, dataDir, databaseUrl: schema.urlFor(), logger: captured.logger });
   return {
     gateway,
+    databaseUrl: schema.urlFor(),
     lines: captured.lines,
     async close() {
       await gateway.close();

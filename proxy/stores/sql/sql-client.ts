@@ -13,6 +13,16 @@ export interface SqlTransaction extends SqlQueryable {
   exec(script: string): Promise<void>;
 }
 
+/** Options of one {@link SqlClient.query}. */
+export interface SqlQueryOptions {
+  /**
+   * Aborting it gives up on the statement: on PostgreSQL the server is asked to cancel it
+   * (pg_cancel_backend) and its connection returns to the pool only once it has stopped. PGlite
+   * cannot cancel: a statement it has begun runs to the end.
+   */
+  signal?: AbortSignal;
+}
+
 /** Connection counts of the client; PGlite reports one connection that is never waited on. */
 export interface SqlPoolStats {
   total: number;
@@ -27,6 +37,7 @@ export interface SqlPoolStats {
 export interface SqlClient extends SqlQueryable {
   /** `postgres` for a pg Pool, `pglite` for the embedded database. */
   readonly kind: 'postgres' | 'pglite';
+  query<T>(text: string, params?: unknown[], options?: SqlQueryOptions): Promise<{ rows: T[] }>;
   /** Runs `fn` inside BEGIN/COMMIT on one connection; rolls back when `fn` throws. */
   transaction<R>(fn: (tx: SqlTransaction) => Promise<R>): Promise<R>;
   stats(): SqlPoolStats;
@@ -51,35 +62,90 @@ export interface OpenSqlClientOptions {
   pool?: SqlPoolOptions;
   /** Called for errors on idle pooled connections (the server went away); they are otherwise harmless. */
   onIdleError?: (err: Error) => void;
+  /** Called when a statement given up on could not be cancelled; statement_timeout then ends it. */
+  onCancelError?: (err: Error) => void;
 }
 
 /** Opens a pg Pool-backed client when `databaseUrl` is set, else a PGlite database under `dataDir`. */
 export async function openSqlClient(options: OpenSqlClientOptions): Promise<SqlClient> {
-  if (options.databaseUrl) return openPgClient(options.databaseUrl, options.pool ?? {}, options.onIdleError);
+  if (options.databaseUrl) return openPgClient(options.databaseUrl, options.pool ?? {}, options);
   if (!options.dataDir) throw new Error('openSqlClient needs databaseUrl or dataDir');
   return openPgliteClient(options.dataDir);
 }
 
-function openPgClient(url: string, opts: SqlPoolOptions, onIdleError?: (err: Error) => void): SqlClient {
+function openPgClient(url: string, opts: SqlPoolOptions, hooks: Pick<OpenSqlClientOptions, 'onIdleError' | 'onCancelError'>): SqlClient {
   // The connection string carries sslmode=require / options=…; pg parses both.
-  const pool = new pg.Pool({
+  const connection = {
     connectionString: url,
+    connectionTimeoutMillis: opts.connectionTimeoutMs ?? 5_000,
+    application_name: opts.applicationName ?? 'ca-a2a',
+  };
+  const pool = new pg.Pool({
+    ...connection,
     min: opts.min ?? 2,
     max: opts.max ?? 10,
-    connectionTimeoutMillis: opts.connectionTimeoutMs ?? 5_000,
     idleTimeoutMillis: opts.idleTimeoutMs ?? 30_000,
     statement_timeout: opts.statementTimeoutMs ?? 10_000,
     // Client-side guard too: statement_timeout cannot fire when the server is unreachable.
     query_timeout: (opts.statementTimeoutMs ?? 10_000) + 1_000,
-    application_name: opts.applicationName ?? 'ca-a2a',
   });
   // Without a listener an idle client's socket error would crash the process.
-  pool.on('error', (err) => onIdleError?.(err));
+  pool.on('error', (err) => hooks.onIdleError?.(err));
+
+  // Asks the server to cancel what `conn` runs, from a connection of its own: the pool's may all
+  // be busy. A closed client socket does not stop a running statement, so this is the only way.
+  async function cancel(conn: pg.PoolClient): Promise<void> {
+    // processID is the backend pid pg reads from BackendKeyData; @types/pg does not declare it.
+    const pid = (conn as unknown as { processID?: number }).processID;
+    if (pid === undefined) return;
+    const canceller = new pg.Client(connection);
+    canceller.on('error', () => undefined);
+    try {
+      await canceller.connect();
+      await canceller.query('SELECT pg_cancel_backend($1)', [pid]);
+    } catch (err) {
+      hooks.onCancelError?.(err as Error);
+    } finally {
+      await canceller.end().catch(() => undefined);
+    }
+  }
+
   return {
     kind: 'postgres',
-    async query<T>(text: string, params?: unknown[]) {
-      const res = await pool.query(text, params);
-      return { rows: res.rows as T[] };
+    async query<T>(text: string, params?: unknown[], options: SqlQueryOptions = {}) {
+      const { signal } = options;
+      if (!signal) {
+        const res = await pool.query(text, params);
+        return { rows: res.rows as T[] };
+      }
+      signal.throwIfAborted();
+      const conn = await pool.connect();
+      if (signal.aborted) {
+        conn.release();
+        throw signal.reason;
+      }
+      let cancelled: Promise<void> | undefined;
+      const onAbort = () => (cancelled = cancel(conn));
+      signal.addEventListener('abort', onAbort, { once: true });
+      let failure: Error | undefined;
+      // A checked-out client emits 'error' when its socket dies (the query rejects too); without
+      // a listener that event would be an uncaught exception, as pool.query knows.
+      const onConnError = (err: Error) => (failure ??= err);
+      conn.on('error', onConnError);
+      try {
+        const res = await conn.query(text, params);
+        return { rows: res.rows as T[] };
+      } catch (err) {
+        failure = err as Error;
+        throw err;
+      } finally {
+        conn.off('error', onConnError);
+        signal.removeEventListener('abort', onAbort);
+        // Released only after the cancel was delivered, so it cannot hit the connection's next statement.
+        await cancelled;
+        // As pool.query does: a connection whose statement failed is discarded, not reused.
+        conn.release(failure);
+      }
     },
     async transaction<R>(fn: (tx: SqlTransaction) => Promise<R>): Promise<R> {
       const conn = await pool.connect();
@@ -128,7 +194,10 @@ async function openPgliteClient(dataDir: string): Promise<SqlClient> {
   let closed = false;
   return {
     kind: 'pglite',
-    async query<T>(text: string, params?: unknown[]) {
+    async query<T>(text: string, params?: unknown[], options: SqlQueryOptions = {}) {
+      // PGlite runs a statement on this thread to its end (statement_timeout does not fire in
+      // it either), so the signal can only keep one from starting.
+      options.signal?.throwIfAborted();
       const res = await db.query<T>(text, params);
       return { rows: res.rows };
     },
