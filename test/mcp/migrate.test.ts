@@ -1,11 +1,16 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import pg from 'pg';
 import { migrate } from '../../proxy/stores/sql/migrate.js';
 import { openSqlClient } from '../../proxy/stores/sql/sql-client.js';
 import type { SqlClient } from '../../proxy/stores/sql/sql-client.js';
 import { createTestSchema, tempDir } from './helpers.js';
+
+const HELD_LOCK = 914_273;
 
 describe('versioned migrations (proxy/stores/sql/migrate.ts)', () => {
   let dir: string;
@@ -30,6 +35,9 @@ describe('versioned migrations (proxy/stores/sql/migrate.ts)', () => {
     await mkdir(join(dir, 'bad'));
     await writeFile(join(dir, 'bad', '001_ok.sql'), 'CREATE TABLE half (id int);');
     await writeFile(join(dir, 'bad', '002_broken.sql'), 'CREATE TABLE nope (;');
+    await mkdir(join(dir, 'held'));
+    // Waits for an advisory lock the test holds: the run stops with schema_migrations created and uncommitted.
+    await writeFile(join(dir, 'held', '001_wait.sql'), `SELECT pg_advisory_xact_lock(${HELD_LOCK});`);
   });
   after(async () => {
     for (const c of clients) await c.close();
@@ -51,6 +59,37 @@ describe('versioned migrations (proxy/stores/sql/migrate.ts)', () => {
     const applied = await Promise.all([a, b, c].map((x) => migrate(x, { set: 'race', dir: join(dir, 'race') })));
     assert.deepEqual(applied.filter((v) => v.length > 0), [[1, 2]]);
     assert.equal((await a.query<{ n: number }>('SELECT count(*)::int AS n FROM raced')).rows[0]?.n, 1);
+  });
+
+  it('runs two sets at once on a fresh database: the second waits for the first, neither fails', async () => {
+    // The sidecar (set sidecar) and the gateway (set mcp) starting together on a new database.
+    const fresh = await createTestSchema();
+    const app = `ca-a2a-migrate-${randomBytes(4).toString('hex')}`;
+    const holder = new pg.Client({ connectionString: fresh.urlFor() });
+    await holder.connect();
+    const clients = await Promise.all(['a', 'b'].map((tag) => openSqlClient({ databaseUrl: fresh.urlFor(), pool: { max: 1, applicationName: `${app}-${tag}` } })));
+    const waiting = async (tag: string) => {
+      for (;;) {
+        const { rows } = await holder.query("SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'", [`${app}-${tag}`]);
+        if (rows.length > 0) return;
+        await nextTurn();
+      }
+    };
+    try {
+      await holder.query('SELECT pg_advisory_lock($1)', [HELD_LOCK]);
+      const first = migrate(clients[0] as SqlClient, { set: 'held', dir: join(dir, 'held') });
+      await waiting('a');
+      const second = migrate(clients[1] as SqlClient, { set: 'things', dir: join(dir, 'good') });
+      await waiting('b');
+      await holder.query('SELECT pg_advisory_unlock($1)', [HELD_LOCK]);
+      const [a, b] = await Promise.allSettled([first, second]);
+      assert.deepEqual(a, { status: 'fulfilled', value: [1] });
+      assert.deepEqual(b, { status: 'fulfilled', value: [1, 2] });
+    } finally {
+      for (const c of clients) await c.close();
+      await holder.end();
+      await fresh.drop();
+    }
   });
 
   it('rolls a failing run back completely', async () => {

@@ -37,16 +37,19 @@ export async function listMigrations(dir: string): Promise<MigrationFile[]> {
 /**
  * Applies the pending migrations of one set, in order, each exactly once, and records them in
  * `schema_migrations (set_name, version, name, applied_at)`. The whole run is one transaction
- * holding a transaction-scoped advisory lock keyed by the set, so concurrent processes starting
- * against one database serialise and the later ones find nothing left to do. PostgreSQL DDL is
- * transactional, so a failing file leaves the set exactly as it was.
+ * holding a transaction-scoped advisory lock, so concurrent processes starting against one
+ * database serialise and the later ones find nothing left to do. The lock is one for every set:
+ * all sets share `schema_migrations`, and two concurrent `CREATE TABLE IF NOT EXISTS` of it fail
+ * one of them (23505 on pg_type), so a sidecar and the gateway starting together on a new
+ * database would not both start. PostgreSQL DDL is transactional, so a failing file leaves the
+ * set exactly as it was.
  * @returns the versions applied by this call.
  */
 export async function migrate(client: SqlClient, options: MigrateOptions): Promise<number[]> {
   const files = await listMigrations(options.dir);
   const scripts = await Promise.all(files.map((f) => readFile(f.path, 'utf8')));
   return client.transaction(async (tx) => {
-    await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`ca_a2a_migrate:${options.set}`]);
+    await tx.query("SELECT pg_advisory_xact_lock(hashtext('ca_a2a_migrate'))");
     await tx.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
       set_name text NOT NULL,
       version integer NOT NULL,
