@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { startMcpGateway } from './gateway.js';
 import type { McpGatewayOptions } from './gateway.js';
+import { DEFAULT_KEY_POLICY, keyPolicy } from './object-keys.js';
 import { stopSignal } from '../proxy/stop-signal.js';
 
 const USAGE = 'usage: ca-a2a mcp-gateway [--listen HOST:PORT] [--data-dir DIR]';
@@ -21,6 +22,13 @@ export function parseListen(value: string): { host: string; port: number } {
  */
 export function gatewayOptionsFromEnv(env: NodeJS.ProcessEnv): McpGatewayOptions {
   const prefixes = env.CA_A2A_S3_PREFIXES?.split(',').map((p) => p.trim()).filter(Boolean);
+  if (prefixes?.length) {
+    try {
+      keyPolicy(prefixes, DEFAULT_KEY_POLICY.maxKeyLength);
+    } catch (err) {
+      throw new Error(`CA_A2A_S3_PREFIXES: ${(err as Error).message}`);
+    }
+  }
   const maxObject = env.CA_A2A_S3_MAX_OBJECT_BYTES ? Number(env.CA_A2A_S3_MAX_OBJECT_BYTES) : undefined;
   if (maxObject !== undefined && !(Number.isInteger(maxObject) && maxObject > 0)) {
     throw new Error('CA_A2A_S3_MAX_OBJECT_BYTES must be a positive integer');

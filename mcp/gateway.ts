@@ -12,7 +12,7 @@ import { createS3Store } from './backends/s3-store.js';
 import type { S3StoreOptions } from './backends/s3-store.js';
 import { route } from './http-routes.js';
 import { createGatewayMetrics } from './metrics.js';
-import { DEFAULT_KEY_POLICY } from './object-keys.js';
+import { DEFAULT_KEY_POLICY, keyPolicy } from './object-keys.js';
 import { createResilientBackend, errorCode } from './resilience.js';
 import type { BreakerOptions } from './resilience.js';
 import { createToolRunner } from './tool-runner.js';
@@ -22,7 +22,7 @@ import { projectPath } from '../proxy/paths.js';
 
 /** Bucket selection and object rules; without `bucket` the gateway uses a directory in the data dir. */
 export interface GatewayS3Options extends Partial<S3StoreOptions> {
-  /** Key prefixes the S3 tools may touch. Default `uploads/`, `archive/`. */
+  /** Key prefixes the S3 tools may touch, each ending with `/`. Default `uploads/`, `archive/`. */
   allowedPrefixes?: string[];
   /** Largest object put or get. Default 10 MiB. */
   maxObjectBytes?: number;
@@ -63,6 +63,10 @@ const DRAIN_MS = 10_000;
 /** Starts the MCP resource gateway: migrations, backends, tools, then the HTTP listener. */
 export async function startMcpGateway(opts: McpGatewayOptions = {}): Promise<McpGateway> {
   const logger = opts.logger ?? pino({ base: { service: 'mcp-gateway' } });
+  const keys = keyPolicy(
+    opts.s3?.allowedPrefixes ?? DEFAULT_KEY_POLICY.allowedPrefixes,
+    opts.s3?.maxKeyLength ?? DEFAULT_KEY_POLICY.maxKeyLength,
+  );
   const dataDir = resolve(opts.dataDir ?? '.ca-a2a');
   const sql = await openSqlClient({
     databaseUrl: opts.databaseUrl,
@@ -86,10 +90,6 @@ export async function startMcpGateway(opts: McpGatewayOptions = {}): Promise<Mcp
   const metrics = createGatewayMetrics(() => sql.stats());
   const db = createResilientBackend('postgres', isPgTransient, opts.breaker ?? {}, metrics, logger);
   const s3 = createResilientBackend('s3', store.isTransient, opts.breaker ?? {}, metrics, logger);
-  const keys = {
-    allowedPrefixes: s3opts.allowedPrefixes ?? DEFAULT_KEY_POLICY.allowedPrefixes,
-    maxKeyLength: s3opts.maxKeyLength ?? DEFAULT_KEY_POLICY.maxKeyLength,
-  };
   const runner = createToolRunner(ALL_TOOLS, { sql, db, store, s3, keys, maxObjectBytes }, metrics, logger);
   const backends = () => ({
     postgres: { kind: sql.kind, breaker: db.state() },

@@ -47,6 +47,24 @@ function problem(form: string, kind: 'key' | 'prefix'): string | undefined {
 }
 
 /**
+ * A key policy whose prefixes are checked: each must be a folder (end with `/`) that a key could
+ * legitimately start with, else `uploads` would also admit `uploads-private/…`. Throws naming
+ * the first bad prefix.
+ */
+export function keyPolicy(allowedPrefixes: readonly string[], maxKeyLength: number): KeyPolicy {
+  if (allowedPrefixes.length === 0) throw new Error('at least one allowed prefix is needed');
+  for (const prefix of allowedPrefixes) {
+    const why = !prefix.endsWith('/')
+      ? 'must end with /'
+      : prefix.normalize('NFC') !== prefix
+        ? 'must be in Unicode NFC'
+        : problem(prefix, 'prefix');
+    if (why) throw new Error(`allowed prefix ${JSON.stringify(prefix)} ${why}`);
+  }
+  return Object.freeze({ allowedPrefixes: Object.freeze([...allowedPrefixes]), maxKeyLength });
+}
+
+/**
  * Normalises (Unicode NFC) and confines an object key or listing prefix; throws `invalid_key`
  * naming the reason. A prefix may end with `/`; a key may not.
  */

@@ -2,10 +2,12 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { describe, it } from 'node:test';
 import { gatewayOptionsFromEnv, parseListen } from '../../mcp/cli.js';
+import { startMcpGateway } from '../../mcp/gateway.js';
 import { openSqlClient } from '../../proxy/stores/sql/sql-client.js';
 import { tempDir } from './helpers.js';
 
@@ -24,6 +26,13 @@ describe('ca-a2a mcp-gateway command', () => {
     assert.deepEqual(o.s3?.allowedPrefixes, ['in/', 'out/']);
     assert.equal(o.s3?.endpoint, 'http://minio:9000');
     assert.throws(() => gatewayOptionsFromEnv({ CA_A2A_S3_MAX_OBJECT_BYTES: '-1' }), /positive integer/);
+  });
+
+  it('refuses an allowed prefix that is not a folder: uploads would let uploads-private/ through', async () => {
+    for (const bad of ['uploads', 'uploads/,archive', '/uploads/', 'a/../b/', 'a//']) {
+      assert.throws(() => gatewayOptionsFromEnv({ CA_A2A_S3_PREFIXES: bad }), /CA_A2A_S3_PREFIXES/, bad);
+    }
+    await assert.rejects(startMcpGateway({ port: 0, dataDir: join(tmpdir(), 'never-made'), s3: { allowedPrefixes: ['uploads'] } }), /must end with \//);
   });
 
   it('serves until SIGTERM, then closes and exits 0', async () => {
