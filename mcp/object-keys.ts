@@ -15,6 +15,12 @@ export const DEFAULT_KEY_POLICY: KeyPolicy = { allowedPrefixes: ['uploads/', 'ar
 // C0, DEL and C1 controls: never part of a legitimate document key.
 // eslint-disable-next-line no-control-regex -- matching control characters is the point
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/u;
+// Bidirectional controls (Trojan Source, CVE-2021-42574): a key that reads as invoice.pdf in a
+// listing, a log or a console while it is invoice\u202efdp.exe.
+const BIDI = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/u;
+// A lone UTF-16 surrogate: no UTF-8 form, so the bucket would store U+FFFD in its place (two keys
+// naming one object) or the S3 client would fail to encode it.
+const LONE_SURROGATE = /\p{Cs}/u;
 
 /**
  * The forms a key may take once something downstream decodes it: the key itself and up to three
@@ -35,6 +41,7 @@ function decodedForms(key: string): string[] {
 
 function problem(form: string, kind: 'key' | 'prefix'): string | undefined {
   if (CONTROL.test(form)) return 'contains a control character';
+  if (BIDI.test(form)) return 'contains a bidirectional control character';
   if (form.includes('\\')) return 'contains a backslash';
   if (form.startsWith('/')) return 'starts with /';
   const segments = form.split('/');
@@ -72,6 +79,7 @@ export function normaliseKey(raw: string, policy: KeyPolicy, kind: 'key' | 'pref
   const key = raw.normalize('NFC');
   const refuse = (why: string) => new ToolError('invalid_key', `${kind} ${why}`);
   if (key.length === 0) throw refuse('is empty');
+  if (LONE_SURROGATE.test(key)) throw refuse('is not well-formed Unicode (a lone surrogate)');
   if (Buffer.byteLength(key) > policy.maxKeyLength) throw refuse(`is longer than ${policy.maxKeyLength} bytes`);
   for (const form of decodedForms(key)) {
     const why = problem(form, kind);

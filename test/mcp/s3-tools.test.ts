@@ -128,6 +128,8 @@ for (const backend of backends) {
       ['dot segment', 'uploads/./a.txt'],
       ['empty segment', 'uploads//a.txt'],
       ['over the length cap', `uploads/${'a'.repeat(1020)}`],
+      ['lone surrogate', 'uploads/a\ud800.txt'],
+      ['right-to-left override', 'uploads/invoice\u202efdp.exe'],
     ];
     for (const [what, key] of badKeys) {
       it(`refuses a key with ${what} (invalid_key) on every S3 tool`, async () => {
