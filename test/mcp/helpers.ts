@@ -4,6 +4,7 @@ import { createServer, connect } from 'node:net';
 import type { AddressInfo, Server, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { Writable } from 'node:stream';
 import pg from 'pg';
 import { pino } from 'pino';
@@ -186,4 +187,13 @@ export async function backendOptions(backend: { s3: boolean }, cleanups: (() => 
   const server = await startS3rver();
   cleanups.push(() => server.close());
   return { dataDir, databaseUrl: schema.urlFor(), s3: { endpoint: server.endpoint, bucket: server.bucket, accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } };
+}
+
+/** Resolves once a session tagged `applicationName` waits for a lock (as pg_stat_activity shows it). */
+export async function waitingOnLock(observer: pg.Client, applicationName: string): Promise<void> {
+  for (;;) {
+    const { rows } = await observer.query("SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'", [applicationName]);
+    if (rows.length > 0) return;
+    await nextTurn();
+  }
 }

@@ -3,12 +3,11 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { setImmediate as nextTurn } from 'node:timers/promises';
 import pg from 'pg';
 import { migrate } from '../../proxy/stores/sql/migrate.js';
 import { openSqlClient } from '../../proxy/stores/sql/sql-client.js';
 import type { SqlClient } from '../../proxy/stores/sql/sql-client.js';
-import { createTestSchema, tempDir } from './helpers.js';
+import { createTestSchema, tempDir, waitingOnLock } from './helpers.js';
 
 const HELD_LOCK = 914_273;
 
@@ -68,13 +67,7 @@ describe('versioned migrations (proxy/stores/sql/migrate.ts)', () => {
     const holder = new pg.Client({ connectionString: fresh.urlFor() });
     await holder.connect();
     const clients = await Promise.all(['a', 'b'].map((tag) => openSqlClient({ databaseUrl: fresh.urlFor(), pool: { max: 1, applicationName: `${app}-${tag}` } })));
-    const waiting = async (tag: string) => {
-      for (;;) {
-        const { rows } = await holder.query("SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'", [`${app}-${tag}`]);
-        if (rows.length > 0) return;
-        await nextTurn();
-      }
-    };
+    const waiting = (tag: string) => waitingOnLock(holder, `${app}-${tag}`);
     try {
       await holder.query('SELECT pg_advisory_lock($1)', [HELD_LOCK]);
       const first = migrate(clients[0] as SqlClient, { set: 'held', dir: join(dir, 'held') });
