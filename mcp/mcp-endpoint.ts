@@ -62,7 +62,11 @@ function failure(error: ToolError): CallToolResult {
  * declares an outputSchema, so `structuredContent` is optional (MCP spec, tools, "Structured
  * Content") and repeating the object there would double the answer.
  */
-async function success(result: Record<string, unknown>, budget: ResultBudget, refused: (error: ToolError) => void): Promise<CallToolResult> {
+async function success(
+  result: Record<string, unknown>,
+  budget: ResultBudget,
+  refused: (error: ToolError, cause?: unknown) => void,
+): Promise<CallToolResult> {
   const tooLarge = (): CallToolResult => {
     const error = new ToolError('too_large', `results of one MCP request are limited to ${MCP_RESULT_BUDGET} characters; read this object in a request of its own`);
     refused(error);
@@ -80,7 +84,16 @@ async function success(result: Record<string, unknown>, budget: ResultBudget, re
     field.stream.destroy();
     return tooLarge();
   }
-  const value = await budget.read(field.stream);
+  let value: string | undefined;
+  try {
+    value = await budget.read(field.stream);
+  } catch (cause) {
+    // The bucket failed or the object was shorter than its metadata: a failed call, not a
+    // JSON-RPC error carrying the stream's own message.
+    const error = new ToolError('backend_error', 'the object could not be read to its end', { backend: 's3' });
+    refused(error, cause);
+    return failure(error);
+  }
   if (value === undefined) return tooLarge();
   return { content: [{ type: 'text', text: JSON.stringify({ success: true, ...result, [name]: value }) }] };
 }
@@ -109,7 +122,7 @@ export async function handleMcpRequest(
     const outcome = await runner.call(request.params.name, request.params.arguments ?? {}, caller, 'mcp');
     if (outcome.ok) {
       const name = request.params.name;
-      return success(outcome.result as Record<string, unknown>, budget, (error) => runner.undelivered(name, caller, 'mcp', error));
+      return success(outcome.result as Record<string, unknown>, budget, (error, cause) => runner.undelivered(name, caller, 'mcp', error, cause));
     }
     // MCP spec (tools, "Error Handling"): an unknown tool is a protocol error, a failed call is a result.
     if (outcome.error.code === 'unknown_tool') throw new McpError(ErrorCode.InvalidParams, outcome.error.message);

@@ -21,8 +21,11 @@ export type ToolOutcome = { ok: true; result: object } | { ok: false; error: Too
 export interface ToolRunner {
   readonly definitions: readonly ToolDefinition[];
   call(name: string, args: unknown, caller: CallerIdentity, transport: 'mcp' | 'rest'): Promise<ToolOutcome>;
-  /** A call that ran but whose result the transport did not deliver (`error` says why): counted and audited. */
-  undelivered(name: string, caller: CallerIdentity, transport: 'mcp' | 'rest', error: ToolError): void;
+  /**
+   * A call that ran but whose result the transport did not deliver (`error` says why, `cause`
+   * what failed, for the log only): counted and audited.
+   */
+  undelivered(name: string, caller: CallerIdentity, transport: 'mcp' | 'rest', error: ToolError, cause?: unknown): void;
 }
 
 interface CompiledTool {
@@ -86,7 +89,7 @@ export function createToolRunner(tools: ToolFamily, deps: ToolDeps, metrics: Gat
       );
       return outcome;
     },
-    undelivered(name, caller, transport, error) {
+    undelivered(name, caller, transport, error, cause) {
       const toolLabel = compiled.has(name) ? name : 'unknown';
       metrics.toolErrors.inc({ tool: toolLabel, code: error.code });
       logger.info(
@@ -97,6 +100,8 @@ export function createToolRunner(tools: ToolFamily, deps: ToolDeps, metrics: Gat
           transport,
           caller: { subject: caller.subject, client_id: caller.client_id, roles: caller.roles },
           request_id: caller.request_id,
+          ...(error.details.backend ? { backend: error.details.backend } : {}),
+          ...(cause instanceof Error ? { err_message: cause.message } : {}),
         },
         'tool result not delivered',
       );

@@ -90,12 +90,17 @@ for (const backend of [{ name: 's3 (s3rver)', s3: true }, { name: 'local disk', 
       assert.ok(Buffer.from(String(again.body.content_base64), 'base64').equals(bytes));
     });
 
+    /** Puts `size` bytes under `key` in the local bucket, then cuts `missing` off its file: metadata and bytes disagree. */
+    const putShort = async (key: string, size: number, missing: number) => {
+      await callTool(gw.url, 's3_put_object', { key, content_base64: bytes.subarray(0, size).toString('base64'), content_type: 'application/octet-stream' });
+      const file = join(options.dataDir ?? '', 'bucket', `${createHash('sha256').update(key).digest('hex')}.obj`);
+      await truncate(file, (await stat(file)).size - missing);
+    };
+
     // The local bucket's metadata can disagree with its bytes (a damaged file); an S3 body is
     // framed by Content-Length, where a short one is a socket error instead.
     if (!backend.s3) it('cuts the answer off (never a whole JSON body with wrong bytes) and logs it when the stored object is shorter than its metadata', async () => {
-      await callTool(gw.url, 's3_put_object', { key: 'uploads/cut.bin', content_base64: bytes.subarray(0, 300_000).toString('base64'), content_type: 'application/octet-stream' });
-      const file = join(options.dataDir ?? '', 'bucket', `${createHash('sha256').update('uploads/cut.bin').digest('hex')}.obj`);
-      await truncate(file, (await stat(file)).size - 1000);
+      await putShort('uploads/cut.bin', 300_000, 1000);
       const res = await fetch(`${gw.url}/call_tool`, {
         method: 'POST',
         headers: { 'content-type': 'application/json', 'x-ca-a2a-request-id': 'req-cut' },
@@ -105,6 +110,22 @@ for (const backend of [{ name: 's3 (s3rver)', s3: true }, { name: 'local disk', 
       await assert.rejects(res.text(), 'the body ends in a reset, not in a complete answer');
       const line = log.lines.find((l) => l.event_type === 'mcp_stream_failed' && l.request_id === 'req-cut');
       assert.match(String(line?.err), /ended after 299000 of its 300000 bytes/);
+    });
+
+    if (!backend.s3) it('answers a short stored object over MCP with a backend_error tool result, counted and logged, no internal message', async () => {
+      await putShort('uploads/cut-mcp.bin', 3000, 10);
+      const res = await fetch(`${gw.url}/mcp`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'x-ca-a2a-request-id': 'req-cut-mcp' },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 's3_get_object', arguments: { key: 'uploads/cut-mcp.bin' } } }),
+      });
+      const answer = (await res.json()) as { error?: unknown; result?: { isError?: boolean; structuredContent?: { error?: { code: string; message: string } } } };
+      assert.equal(answer.error, undefined, JSON.stringify(answer));
+      assert.equal(answer.result?.isError, true);
+      assert.equal(answer.result?.structuredContent?.error?.code, 'backend_error');
+      assert.doesNotMatch(JSON.stringify(answer), /2990|ended after/);
+      const line = log.lines.find((l) => l.event_type === 'mcp_tool_result_refused' && l.request_id === 'req-cut-mcp');
+      assert.equal(line?.outcome, 'backend_error');
     });
 
     it('refuses an object over the limit before streaming any of it (413 too_large), and a missing key (404)', async () => {
