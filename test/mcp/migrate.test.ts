@@ -44,6 +44,22 @@ describe('versioned migrations (proxy/stores/sql/migrate.ts)', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
+  it('rejects a transaction whose connection is killed mid-way, without an uncaught exception, and serves the next one', async () => {
+    const c = await open();
+    const admin = new pg.Client({ connectionString: schema.urlFor() });
+    await admin.connect();
+    try {
+      await assert.rejects(c.transaction(async (tx) => {
+        const [row] = (await tx.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows;
+        await admin.query('SELECT pg_terminate_backend($1)', [row?.pid]);
+        await tx.query('SELECT 1');
+      }), /terminat|connection error/i);
+    } finally {
+      await admin.end();
+    }
+    assert.deepEqual(await c.transaction(async (tx) => (await tx.query<{ one: number }>('SELECT 1 AS one')).rows), [{ one: 1 }]);
+  });
+
   it('applies NNN_name.sql files in order, once, and records them per set', async () => {
     const c = await open();
     assert.deepEqual(await migrate(c, { set: 'things', dir: join(dir, 'good') }), [1, 2]);

@@ -150,6 +150,10 @@ function openPgClient(url: string, opts: SqlPoolOptions, hooks: Pick<OpenSqlClie
     async transaction<R>(fn: (tx: SqlTransaction) => Promise<R>): Promise<R> {
       const conn = await pool.connect();
       let broken: Error | undefined;
+      // As in query: a checked-out connection whose socket dies emits 'error' (its statement
+      // rejects too); unheard, that event is an uncaught exception that ends the process.
+      const onConnError = (err: Error) => (broken ??= err);
+      conn.on('error', onConnError);
       try {
         await conn.query('BEGIN');
         const tx: SqlTransaction = {
@@ -170,6 +174,7 @@ function openPgClient(url: string, opts: SqlPoolOptions, hooks: Pick<OpenSqlClie
         });
         throw err;
       } finally {
+        conn.off('error', onConnError);
         // A connection that could not roll back is discarded rather than reused mid-transaction.
         conn.release(broken);
       }
