@@ -7,6 +7,27 @@ import { stopSignal } from '../proxy/stop-signal.js';
 
 const USAGE = 'usage: ca-a2a mcp-gateway [--listen HOST:PORT] [--data-dir DIR]';
 
+const HELP = `${USAGE}
+
+The MCP resource gateway: the only component with database and bucket credentials. Run it on
+127.0.0.1 behind its sidecar (ca-a2a sidecar --service mcp).
+
+  --listen HOST:PORT  where it listens (CA_A2A_LISTEN; default 127.0.0.1:9000)
+  --data-dir DIR      embedded database (DIR/pglite) and local bucket (DIR/bucket) when the
+                      variables below are unset (CA_A2A_DATA_DIR; default ./.ca-a2a)
+
+environment:
+  DATABASE_URL                 PostgreSQL of the documents (else the embedded database)
+  CA_A2A_S3_BUCKET             S3 bucket of the documents (else the local bucket)
+  CA_A2A_S3_ENDPOINT           an S3-compatible endpoint (MinIO); unset: AWS
+  AWS_REGION                   the bucket's region (default us-east-1)
+  AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
+                               static credentials; unset: the AWS default chain (task role)
+  CA_A2A_S3_PREFIXES           the folders the S3 tools may touch, comma-separated, each ending
+                               in / (default uploads/,archive/)
+  CA_A2A_S3_MAX_OBJECT_BYTES   largest object read or written (default 10485760)
+`;
+
 /** Splits HOST:PORT (IPv6 as [::1]:PORT). */
 export function parseListen(value: string): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(value);
@@ -60,7 +81,7 @@ export async function mcpGatewayCommand(argv: string[]): Promise<number> {
       strict: true,
     });
     if (values.help) {
-      process.stdout.write(`${USAGE}\n`);
+      process.stdout.write(HELP);
       return 0;
     }
     listen = parseListen(values.listen ?? process.env.CA_A2A_LISTEN ?? '127.0.0.1:9000');
