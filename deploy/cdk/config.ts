@@ -55,7 +55,8 @@ export interface DeployConfig {
   readonly natGateways: number;
   readonly logRetentionDays: number;
   readonly albIngressCidr: string;
-  readonly publicUrl: string;
+  /** The default of the stack's PublicUrl parameter; unset, the parameter has none and a deploy must give it. */
+  readonly publicUrl: string | undefined;
   /** The sidecars' --issuer; Keycloak's KC_HOSTNAME is derived from it (see keycloakHostname). */
   readonly issuerUrl: string;
   /** An existing AWS Private CA in short-lived mode; unset → the stack creates one. */
@@ -104,13 +105,22 @@ export function readConfig(app: App): DeployConfig {
     natGateways: int('natGateways', 2, 1),
     logRetentionDays: int('logRetentionDays', 30, 1),
     albIngressCidr: str('albIngressCidr', '0.0.0.0/0'),
-    publicUrl: str('publicUrl', 'https://ca-a2a.example.com'),
+    publicUrl: typeof ctx('publicUrl') === 'string' ? publicUrl(ctx('publicUrl') as string) : undefined,
     // Plain http at the application layer: Service Connect TLS encrypts the hop between tasks.
     issuerUrl: issuerUrl(str('issuerUrl', `http://${serviceDnsName('keycloak')}:${KEYCLOAK_PORT}${REALM_PATH}`)),
     serviceConnectCaArn: typeof ctx('serviceConnectCaArn') === 'string' ? (ctx('serviceConnectCaArn') as string) : undefined,
     redisNodeType: str('redisNodeType', 'cache.t4g.small'),
     collectorImage: str('collectorImage', 'public.ecr.aws/aws-observability/aws-otel-collector:v0.43.3'),
   };
+}
+
+/** An https base URL (no query, fragment or credentials): what PUBLIC_URL_PATTERN accepts at deploy time. */
+export const PUBLIC_URL_PATTERN = '^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?$';
+
+/** Refuses at synth a publicUrl the PublicUrl parameter would refuse at deploy time. */
+function publicUrl(value: string): string {
+  if (!new RegExp(PUBLIC_URL_PATTERN).test(value)) throw new Error(`context publicUrl must be https://HOST[:PORT][/PATH], got ${value}`);
+  return value;
 }
 
 /** Refuses at synth an issuer Keycloak could not put in `iss`: it must be a frontend URL + REALM_PATH. */

@@ -5,7 +5,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
 import { MeshCluster } from './cluster.js';
-import { EGRESS_PORT, UPSTREAM_PORT, keycloakHostname, type AgentName, type DeployConfig, type SecuredServiceName } from './config.js';
+import { EGRESS_PORT, PUBLIC_URL_PATTERN, UPSTREAM_PORT, keycloakHostname, type AgentName, type DeployConfig, type SecuredServiceName } from './config.js';
 import { Data } from './data.js';
 import { Ingress } from './ingress.js';
 import { KeycloakService } from './keycloak-service.js';
@@ -37,6 +37,14 @@ export class CaA2aStack extends Stack {
       type: 'String',
       description: 'ACM certificate for the ALB HTTPS listener (no default: deploying needs a real one)',
       allowedPattern: '^arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]{12}:certificate/[A-Za-z0-9-]+$',
+    });
+    // No default unless -c publicUrl= gives one: the orchestrator's sidecar checks every DPoP proof's
+    // htu against it, so a placeholder left in place refuses every signed call through the ALB.
+    const publicUrl = new CfnParameter(this, 'PublicUrl', {
+      type: 'String',
+      description: 'URL clients reach the orchestrator by through the ALB, your DNS name (https://HOST): the DPoP htu its sidecar expects',
+      allowedPattern: PUBLIC_URL_PATTERN,
+      ...(config.publicUrl === undefined ? {} : { default: config.publicUrl }),
     });
     const imageTag = new CfnParameter(this, 'ImageTag', {
       type: 'String',
@@ -127,7 +135,7 @@ export class CaA2aStack extends Stack {
     this.services = {
       // Behind the ALB, whose nodes run in the public subnets: the caller is the one it names in
       // X-Forwarded-For (audit client_ip, the stolen-token alarm), not the ALB node.
-      orchestrator: make('orchestrator', { egress: true, publicUrls: [config.publicUrl], trustedProxies: PUBLIC_SUBNETS }),
+      orchestrator: make('orchestrator', { egress: true, publicUrls: [publicUrl.valueAsString], trustedProxies: PUBLIC_SUBNETS }),
       extractor: make('extractor', { egress: true }),
       validator: make('validator', { egress: true }),
       archivist: make('archivist', { egress: true }),

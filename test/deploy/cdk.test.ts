@@ -44,6 +44,8 @@ describe('deploy/cdk stack', () => {
     const json = JSON.stringify(template.toJSON());
     assert.match(json, /eu-west-3/);
     template.hasParameter('CertificateArn', { Type: 'String' });
+    // No placeholder: a deploy that does not say its public URL fails, instead of refusing every DPoP call.
+    template.hasParameter('PublicUrl', { Type: 'String', Default: Match.absent() });
     template.hasParameter('ImageTag', { Type: 'String', Default: Match.anyValue() });
   });
 
@@ -259,6 +261,24 @@ describe('deploy/cdk stack', () => {
       assert.equal(dockerfileKeycloakVersion(), tag);
       assert.match(repoFile('deploy/compose.yaml'), new RegExp(`image: quay\\.io/keycloak/keycloak:${tag.replaceAll('.', '\\.')}\\s`));
       assert.equal(keycloakEnv(resources)['KC_CACHE_STACK'], 'jdbc-ping');
+    });
+
+    it('gives the orchestrator\'s sidecar the PublicUrl parameter as --public-url, defaulted only by -c publicUrl=', () => {
+      const publicUrlOf = (resourcesOf: Resources): unknown => {
+        const args: unknown[] = taskDefinitions(resourcesOf).get('ca-a2a-orchestrator')?.containers.find((c) => c.Name === 'sidecar')?.Command ?? [];
+        return args[args.indexOf('--public-url') + 1];
+      };
+      assert.deepEqual(publicUrlOf(resources), { Ref: 'PublicUrl' });
+      const dir = mkdtempSync(path.join(tmpdir(), 'ca-a2a-cdk-public-'));
+      try {
+        const { stack } = createApp({ outdir: dir, context: { publicUrl: 'https://agents.acme.test' } });
+        Template.fromStack(stack).hasParameter('PublicUrl', { Default: 'https://agents.acme.test' });
+        for (const bad of ['http://agents.acme.test', 'agents.acme.test', 'https://agents.acme.test/?x=1']) {
+          assert.throws(() => createApp({ outdir: dir, context: { publicUrl: bad } }), /context publicUrl must be/, bad);
+        }
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
     });
 
     it('issues tokens whose iss is every sidecar\'s --issuer, also for an issuer the operator sets', () => {
