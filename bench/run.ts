@@ -14,6 +14,7 @@ import { haproxyArgv, haproxyVersion } from './haproxy.js';
 import { proofCosts } from './proof-cost.js';
 import { benchRevocation } from './revocation.js';
 import { captureAvailable, withResidence, type Residence } from './residence.js';
+import { moveToCore } from './store-affinity.js';
 
 /**
  * `npm run bench`: the same JSON-RPC load against the demo agent directly, through a bare Node
@@ -96,6 +97,8 @@ async function rss(pid: number | undefined): Promise<number> {
 
 // The production configuration: shared stores on Redis and PostgreSQL (this machine's, unless set).
 const sharedStores: Record<string, string> = await probeStores();
+// This machine's Redis and PostgreSQL stand in for servers of their own: off the proxy's core.
+const localStores = [sharedStores.REDIS_URL, sharedStores.DATABASE_URL].every((url) => url === undefined || ['127.0.0.1', 'localhost', '[::1]'].includes(new URL(url).hostname));
 const dataDir = mkdtempSync(join(tmpdir(), 'ca-a2a-bench-'));
 const issuer = await startBenchIssuer();
 // One token for the whole run, valid for a day: with the default hour, a run with BENCH_DURATION
@@ -252,6 +255,7 @@ function describeHalfRate(result: HalfRate): string {
   return `- ${result.added.name}, at ${result.rates.join(' / ')} req/s: end to end p50 ${signed(result.added.p50)} ms, p99 ${signed(result.added.p99)} ms (direct p99 ${result.directP99} ms, through it ${result.throughP99} ms)${inside(result.added)}; it spent ${result.cpuUsPerRequest.toFixed(0)} µs of CPU per request, its core ${Math.round(result.busyPercent)} % busy.${others ? ` At the same rates: ${others}.` : ''}${answered}`;
 }
 
+const storesMoved = pin && sharedStores.REDIS_URL && localStores ? await moveToCore(['redis-server', 'postgres'], 1) : undefined;
 try {
   // The agent shares core 1 with the load generator. At a raised priority it answers as soon as a
   // request reaches it, instead of waiting out the generator's time slice: without that, the
@@ -343,7 +347,7 @@ try {
     median(runs.map((run, round) => run.rps / (reference?.[round]?.rps ?? Number.NaN))).toFixed(2);
   const [direct, bareRuns, naiveRuns] = [rows[0]?.runs, rows[1]?.runs, rows[2]?.runs];
   const lines = [
-    `Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}; proxy pinned to core 0: ${pin ? 'yes' : 'no (taskset unavailable)'}; agent at a raised priority on core 1: ${raisePriority ? 'yes' : 'no (not permitted)'}; ${connections} connections; ${rounds} rounds of ${duration} s per path, medians; ${new Date().toISOString().slice(0, 10)}`,
+    `Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}; proxy pinned to core 0: ${pin ? 'yes' : 'no (taskset unavailable)'}; local stores moved to core 1: ${storesMoved?.names.length ? storesMoved.names.join(', ') : 'no'}; agent at a raised priority on core 1: ${raisePriority ? 'yes' : 'no (not permitted)'}; ${connections} connections; ${rounds} rounds of ${duration} s per path, medians; ${new Date().toISOString().slice(0, 10)}`,
     '',
     '| path | req/s | p50 ms | p99 ms | vs direct | vs bare hop | vs naive | proxy CPU µs/req | non-2xx / errors | RSS MB | ready ms (median of 3 starts, range) | req/s per round |',
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',
@@ -363,4 +367,5 @@ try {
 } finally {
   for (const child of children) child.kill();
   issuer.close();
+  await storesMoved?.restore();
 }
