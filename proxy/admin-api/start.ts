@@ -12,7 +12,6 @@ export interface AdminApiOptions {
   /** HOST:PORT (default 127.0.0.1:9005, where the admin sidecar's policy forwards). */
   readonly listen?: string;
   readonly stores: StoreOptions;
-  readonly maxTokenLifetimeSeconds?: number;
   readonly logDestination?: DestinationStream;
 }
 
@@ -32,7 +31,6 @@ export async function startAdminApi(options: AdminApiOptions): Promise<AdminApi>
   const revoker = new Revoker({
     store: backend.store,
     bus: backend.bus,
-    maxTokenLifetimeSeconds: options.maxTokenLifetimeSeconds,
     onRevoked: (result) => auditRevocation(audit, result),
     onPushError: (error) => logger.warn({ event_type: 'store_failure', store: 'revocation_push', err: (error as Error).message }, 'revocation durable but not pushed; sidecars pick it up at their next resync'),
   });

@@ -1,3 +1,4 @@
+import { MAX_TOKEN_LIFETIME_SECONDS } from '../auth/token-lifetime.js';
 import type { RevocationBus } from './revocation-bus.js';
 import type { Revocation } from './revocation-set.js';
 import type { RevocationRecord, RevocationStore } from './revocation-store.js';
@@ -26,11 +27,6 @@ export interface RevokerOptions {
   readonly store: RevocationStore;
   readonly bus: RevocationBus;
   readonly now?: () => number;
-  /**
-   * Longest lifetime of any access token the sidecars accept (default 24 h; the issuer's are
-   * 300 s). A revocation is kept this long when nothing better bounds the tokens it matches.
-   */
-  readonly maxTokenLifetimeSeconds?: number;
   /** Called once the revocation is durable (audit line, metric). */
   readonly onRevoked?: (result: RevokeResult) => void;
   /** Called when the push after the durable write failed. */
@@ -53,12 +49,10 @@ const MAX_TEXT = 500;
 export class Revoker {
   readonly #options: RevokerOptions;
   readonly #now: () => number;
-  readonly #maxLifetime: number;
 
   constructor(options: RevokerOptions) {
     this.#options = options;
     this.#now = options.now ?? Date.now;
-    this.#maxLifetime = options.maxTokenLifetimeSeconds ?? 24 * 3600;
   }
 
   async revoke(request: RevokeRequest): Promise<RevokeResult> {
@@ -86,18 +80,18 @@ export class Revoker {
     switch (request.kind) {
       case 'jti': {
         if (!request.jti || request.jti.length > 200) throw new InvalidRevocationError('jti must be 1..200 characters');
-        const expiresAt = request.expiresAt ?? now + this.#maxLifetime;
+        const expiresAt = request.expiresAt ?? now + MAX_TOKEN_LIFETIME_SECONDS;
         if (!Number.isFinite(expiresAt)) throw new InvalidRevocationError('expires_at must be a time');
         return { ...base, revocation: { kind: 'jti', jti: request.jti, expiresAt: Math.max(expiresAt, now + 1) + ACCEPTANCE_GRACE_SECONDS } };
       }
       case 'subject':
         if (!request.subject || request.subject.length > 200) throw new InvalidRevocationError('subject must be 1..200 characters');
-        return { ...base, revocation: { kind: 'subject', subject: request.subject, revokedAt: now, expiresAt: now + this.#maxLifetime + ACCEPTANCE_GRACE_SECONDS } };
+        return { ...base, revocation: { kind: 'subject', subject: request.subject, revokedAt: now, expiresAt: now + MAX_TOKEN_LIFETIME_SECONDS + ACCEPTANCE_GRACE_SECONDS } };
       case 'before':
         if (!Number.isFinite(request.before)) throw new InvalidRevocationError('before must be a time');
         // A cut-off far in the future would refuse every token issued until then: an outage, not a revocation.
         if (request.before > now + MAX_FUTURE_BEFORE_SECONDS) throw new InvalidRevocationError('before must not be in the future');
-        return { ...base, revocation: { kind: 'before', revokedAt: request.before, expiresAt: request.before + this.#maxLifetime + ACCEPTANCE_GRACE_SECONDS } };
+        return { ...base, revocation: { kind: 'before', revokedAt: request.before, expiresAt: request.before + MAX_TOKEN_LIFETIME_SECONDS + ACCEPTANCE_GRACE_SECONDS } };
     }
   }
 }

@@ -13,8 +13,6 @@ import { MemoryTokenSources, RedisTokenSources, type TokenSourceStore } from './
 
 /** Store options of one sidecar; see StoreOptions for the backend selection. */
 export interface SidecarStoreOptions extends StoreOptions {
-  /** Longest access-token lifetime, bounding how long revocations are kept (default 24 h). */
-  readonly maxTokenLifetimeSeconds?: number;
   /** Safety resync of revocations from the durable store (default 30 s). */
   readonly resyncIntervalMs?: number;
 }
@@ -95,7 +93,6 @@ export async function openSidecarStores(options: SidecarStoreOptions, o: Observe
     store: backend.store,
     bus: backend.bus,
     now,
-    maxTokenLifetimeSeconds: options.maxTokenLifetimeSeconds,
     onRevoked: (result) => auditRevocation(o.audit, result),
     onPushError: (error) => logger.warn({ event_type: 'store_failure', store: 'revocation_push', err: (error as Error).message }, 'revocation durable but not pushed; peers pick it up at their next resync'),
   });

@@ -10,6 +10,7 @@ import { RevocationSet } from '../../../proxy/stores/revocation-set.js';
 import { RevocationSync } from '../../../proxy/stores/revocation-sync.js';
 import { Revoker } from '../../../proxy/stores/revoker.js';
 import { openSqlClient } from '../../../proxy/stores/sql/sql-client.js';
+import { MAX_TOKEN_LIFETIME_SECONDS as DAY } from '../../../proxy/auth/token-lifetime.js';
 import { createTestSchema, until, withEmbeddedSidecarView } from '../shared-state/helpers.js';
 
 const principal = (over: Partial<{ jti: string; subject: string; issuedAt: number }> = {}) => ({
@@ -126,7 +127,7 @@ describe('durable revocation store', () => {
   it('keeps a revocation past its tokens\' exp for as long as any sidecar may still accept them (the largest clock tolerance)', async () => {
     const s = new MemoryRevocationStore();
     const now = 1_800_000_000;
-    const revoker = new Revoker({ store: s, now: () => now * 1000, maxTokenLifetimeSeconds: 300, bus: { publish: async () => undefined, subscribe: () => () => undefined, close: async () => undefined } });
+    const revoker = new Revoker({ store: s, now: () => now * 1000, bus: { publish: async () => undefined, subscribe: () => () => undefined, close: async () => undefined } });
     // As the anomaly auto-revoke does: kept "until the token's exp", which authn accepts for up to 300 s more.
     await revoker.revoke({ kind: 'jti', jti: 'stolen', expiresAt: now + 60, reason: 'r', revokedBy: 'me' });
     await revoker.revoke({ kind: 'subject', subject: 'svc', reason: 'r', revokedBy: 'me' });
@@ -134,14 +135,14 @@ describe('durable revocation store', () => {
     const kinds = async (at: number): Promise<string[]> => (await s.active(at)).map((revocation) => revocation.kind).sort();
     assert.deepEqual(await kinds(now + 60 + 299), ['before', 'jti', 'subject'], 'the jti is still listed 299 s after the token\'s exp');
     assert.deepEqual(await kinds(now + 60 + 301), ['before', 'subject']);
-    assert.deepEqual(await kinds(now + 300 + 299), ['before', 'subject'], 'subject and before outlive the longest token lifetime by the same margin');
-    assert.deepEqual(await kinds(now + 300 + 301), []);
+    assert.deepEqual(await kinds(now + DAY + 299), ['before', 'subject'], 'subject and before outlive the longest token lifetime (24 h) by the same margin');
+    assert.deepEqual(await kinds(now + DAY + 301), []);
     // The in-process set prunes by the same times.
     const set = new RevocationSet();
     for (const revocation of await s.active(now)) set.add(revocation);
     set.prune(now + 60 + 299);
     assert.equal(set.size, 3);
-    set.prune(now + 300 + 301);
+    set.prune(now + DAY + 301);
     assert.equal(set.size, 0);
   });
 });
