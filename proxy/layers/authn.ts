@@ -3,7 +3,7 @@ import type { Layer, Principal, RequestContext, Verdict } from '../context.js';
 import { denial, type Denial } from '../denials.js';
 import type { KeySource } from '../auth/key-source.js';
 import { principalFrom } from '../auth/principal.js';
-import { MAX_TOKEN_LIFETIME_SECONDS } from '../auth/token-lifetime.js';
+import { MAX_TOKEN_LIFETIME_SECONDS, unrevocableId } from '../auth/token-limits.js';
 import { decodePercentRuns } from '../http/percent.js';
 import { TokenCache } from '../auth/token-cache.js';
 import type { ServicePolicy } from '../policy/model.js';
@@ -81,6 +81,11 @@ export function authnLayer(policy: ServicePolicy, deps: AuthnDeps): Layer {
       // jose checks iat only with maxTokenAge; a token issued in the future is refused here.
       if ((payload.iat as number) * 1000 > nowMs + toleranceMs) return denial('authn.claim_invalid', 'iat is in the future');
       if (typeof payload.jti !== 'string' || typeof payload.sub !== 'string') return denial('authn.claim_invalid', 'sub and jti must be strings');
+      // A token no revocation could name is not accepted.
+      for (const claim of ['jti', 'sub'] as const) {
+        const why = unrevocableId(payload[claim] as string);
+        if (why !== undefined) return denial('authn.claim_invalid', `'${claim}' claim ${why}`);
+      }
       // Revocations are dropped that long after the tokens they match were issued.
       if ((payload.exp as number) - (payload.iat as number) > MAX_TOKEN_LIFETIME_SECONDS) return denial('authn.claim_invalid', "'exp' claim: the token lives longer than 24 h");
       // A token the issuer bound to its holder in a way this sidecar cannot check (an mTLS

@@ -1,4 +1,4 @@
-import { MAX_TOKEN_LIFETIME_SECONDS } from '../auth/token-lifetime.js';
+import { MAX_TOKEN_LIFETIME_SECONDS, unrevocableId } from '../auth/token-limits.js';
 import type { RevocationBus } from './revocation-bus.js';
 import type { Revocation } from './revocation-set.js';
 import type { RevocationRecord, RevocationStore } from './revocation-store.js';
@@ -72,26 +72,50 @@ export class Revoker {
 
   #record(request: RevokeRequest): RevocationRecord {
     const now = this.#now() / 1000;
-    const reason = request.reason.trim();
-    const revokedBy = request.revokedBy.trim();
-    if (!reason || reason.length > MAX_TEXT) throw new InvalidRevocationError(`reason must be 1..${MAX_TEXT} characters`);
-    if (!revokedBy || revokedBy.length > 200) throw new InvalidRevocationError('revoked_by must be 1..200 characters');
+    const reason = text(request.reason, 'reason', MAX_TEXT);
+    const revokedBy = text(request.revokedBy, 'revoked_by', 200);
     const base = { revokedAt: now, revokedBy, reason };
     switch (request.kind) {
       case 'jti': {
-        if (!request.jti || request.jti.length > 200) throw new InvalidRevocationError('jti must be 1..200 characters');
-        const expiresAt = request.expiresAt ?? now + MAX_TOKEN_LIFETIME_SECONDS;
-        if (!Number.isFinite(expiresAt)) throw new InvalidRevocationError('expires_at must be a time');
+        id(request.jti, 'jti');
+        // A token accepted until now was issued at most the leeway ahead of now, so it expires by
+        // this; a later expires_at would only keep the row longer.
+        const latestExp = now + MAX_TOKEN_LIFETIME_SECONDS + ACCEPTANCE_GRACE_SECONDS;
+        const expiresAt = Math.min(time(request.expiresAt ?? latestExp, 'expires_at'), latestExp);
         return { ...base, revocation: { kind: 'jti', jti: request.jti, expiresAt: Math.max(expiresAt, now + 1) + ACCEPTANCE_GRACE_SECONDS } };
       }
       case 'subject':
-        if (!request.subject || request.subject.length > 200) throw new InvalidRevocationError('subject must be 1..200 characters');
+        id(request.subject, 'subject');
         return { ...base, revocation: { kind: 'subject', subject: request.subject, revokedAt: now, expiresAt: now + MAX_TOKEN_LIFETIME_SECONDS + ACCEPTANCE_GRACE_SECONDS } };
-      case 'before':
-        if (!Number.isFinite(request.before)) throw new InvalidRevocationError('before must be a time');
+      case 'before': {
+        const before = time(request.before, 'before');
         // A cut-off far in the future would refuse every token issued until then: an outage, not a revocation.
-        if (request.before > now + MAX_FUTURE_BEFORE_SECONDS) throw new InvalidRevocationError('before must not be in the future');
-        return { ...base, revocation: { kind: 'before', revokedAt: request.before, expiresAt: request.before + MAX_TOKEN_LIFETIME_SECONDS + ACCEPTANCE_GRACE_SECONDS } };
+        if (before > now + MAX_FUTURE_BEFORE_SECONDS) throw new InvalidRevocationError('before must not be in the future');
+        return { ...base, revocation: { kind: 'before', revokedAt: before, expiresAt: before + MAX_TOKEN_LIFETIME_SECONDS + ACCEPTANCE_GRACE_SECONDS } };
+      }
     }
   }
+}
+
+/** Trimmed free text of 1..max characters; NUL is refused, as PostgreSQL text cannot hold it. */
+function text(value: string, name: string, max: number): string {
+  const trimmed = value.trim();
+  if (!trimmed || trimmed.length > max) throw new InvalidRevocationError(`${name} must be 1..${max} characters`);
+  if (trimmed.includes('\u0000')) throw new InvalidRevocationError(`${name} must not contain NUL`);
+  return trimmed;
+}
+
+/** A jti or subject as authn accepts them in tokens (auth/token-limits.ts). */
+function id(value: string, name: string): void {
+  const why = unrevocableId(value);
+  if (why !== undefined) throw new InvalidRevocationError(`${name} ${why}`);
+}
+
+// The instants an RFC 3339 date-time can name (years 0001..9999), all of which PostgreSQL stores.
+const EARLIEST = Date.parse('0001-01-01T00:00:00Z') / 1000;
+const LATEST = Date.parse('9999-12-31T23:59:59Z') / 1000 + 1; // a leap second is read as the next one
+
+function time(value: number, name: string): number {
+  if (!Number.isFinite(value) || value < EARLIEST || value > LATEST) throw new InvalidRevocationError(`${name} must be a time between the years 0001 and 9999`);
+  return value;
 }

@@ -151,6 +151,33 @@ describe('hybrid revocation on Redis + PostgreSQL', () => {
     assert.equal((await admin.call({ before: 'yesterday', reason: 'y' }, { token, path: '/admin/revoke-before' })).status, 400);
   });
 
+  it('refuses with 400, not 503, what PostgreSQL cannot store: a NUL in a jti, subject or reason, a time out of range', async () => {
+    const token = await issuer.sign(ADMIN);
+    const bodies: [string, Record<string, unknown>][] = [
+      ['/admin/revoke-token', { jti: 'a\u0000b', reason: 'leak' }],
+      ['/admin/revoke-subject', { subject: 'a\u0000b', reason: 'leak' }],
+      ['/admin/revoke-token', { jti: `nul-reason-${prefix}`, reason: 'le\u0000ak' }],
+    ];
+    for (const [path, body] of bodies) {
+      const res = await admin.call(body, { token, path });
+      assert.equal(res.status, 400, `${path} ${JSON.stringify(res.json)}`);
+      assert.match(String((res.json.error as unknown as { message: string }).message), /must not contain NUL/);
+    }
+    // Epoch seconds reach the API only past the sidecar (its schema wants a date-time).
+    const direct = (path: string, body: unknown) => request(`${api.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    for (const [path, body] of [['/admin/revoke-token', { jti: `far-${prefix}`, reason: 'r', expires_at: 1e300 }], ['/admin/revoke-before', { before: -1e300, reason: 'r' }]] as const) {
+      const res = await direct(path, body);
+      assert.equal(res.statusCode, 400, path);
+      assert.match(((await res.body.json()) as { error: { message: string } }).error.message, /between the years 0001 and 9999/);
+    }
+    // The latest exp of any token accepted so far bounds how long a jti is kept, whatever expires_at says.
+    const kept = await admin.call({ jti: `year-9999-${prefix}`, reason: 'r', expires_at: '9999-12-31T00:00:00Z' }, { token, path: '/admin/revoke-token' });
+    assert.equal(kept.status, 200, JSON.stringify(kept.json));
+    const expiresAt = Date.parse((kept.json.revocation as { expires_at: string }).expires_at) / 1000;
+    assert.ok(expiresAt <= Date.now() / 1000 + 24 * 3600 + 600, `kept until ${new Date(expiresAt * 1000).toISOString()}`);
+    assert.deepEqual(apiAudit.events('store_failure').filter((line) => line.store === 'revocation'), [], 'no input is taken for a store failure');
+  });
+
   it('with PostgreSQL down: a revocation fails with a clear 503, nothing is half-applied, and checks keep using the in-process set', async () => {
     const dead = sharedStores(prefix, schema.urlFor('127.0.0.1:1'));
     const deadApi = await startAdminApi({ listen: '127.0.0.1:0', stores: dead, logDestination: new AuditCapture() });

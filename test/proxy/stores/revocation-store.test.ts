@@ -10,7 +10,7 @@ import { RevocationSet } from '../../../proxy/stores/revocation-set.js';
 import { RevocationSync } from '../../../proxy/stores/revocation-sync.js';
 import { Revoker } from '../../../proxy/stores/revoker.js';
 import { openSqlClient } from '../../../proxy/stores/sql/sql-client.js';
-import { MAX_TOKEN_LIFETIME_SECONDS as DAY } from '../../../proxy/auth/token-lifetime.js';
+import { MAX_TOKEN_LIFETIME_SECONDS as DAY } from '../../../proxy/auth/token-limits.js';
 import { createTestSchema, until, withEmbeddedSidecarView } from '../shared-state/helpers.js';
 
 const principal = (over: Partial<{ jti: string; subject: string; issuedAt: number }> = {}) => ({

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { after, afterEach, before, describe, it } from 'node:test';
 import { DOC_ID, RBAC_FILE, rpc, startHarness, writePolicy, type Harness } from '../../helpers/harness.js';
 
 const DAY = 24 * 3600;
 
 // A revocation is kept for the longest token lifetime (24 h) after the tokens it matches were
 // issued, then dropped. A token living longer would be accepted again once it is dropped.
-describe('authn layer: tokens living longer than revocations are kept', () => {
+describe('authn layer: only tokens a revocation can name and outlive', () => {
   let clock = Date.now();
   let h: Harness;
   before(async () => {
@@ -22,6 +22,9 @@ methods:
     });
   });
   after(() => h.close());
+  afterEach(() => {
+    clock = Date.now();
+  });
 
   const get = (token: string) => h.call(rpc('get_document', { document_id: DOC_ID }), { token });
 
@@ -45,5 +48,28 @@ methods:
     assert.equal(long.json.error?.data?.reason, 'authn.claim_invalid');
     assert.match(long.json.error?.message ?? '', /'exp' claim: the token lives longer than 24 h/);
     assert.equal((await get(await h.issuer.sign({ iat, exp: iat + DAY }))).status, 200);
+  });
+
+  // The revoker takes a jti or subject of 1..200 characters without NUL (PostgreSQL text cannot
+  // hold one): a token it could not revoke is not accepted.
+  for (const [name, claims] of [
+    ['a 201-character jti', { jti: 'j'.repeat(201) }],
+    ['a 201-character sub', { sub: 's'.repeat(201) }],
+    ['a NUL in the jti', { jti: 'a\u0000b' }],
+    ['a NUL in the sub', { sub: 'a\u0000b' }],
+  ] as const) {
+    it(`refuses a token with ${name}, which no revocation could name`, async () => {
+      const res = await get(await h.issuer.sign(claims));
+      assert.equal(res.status, 401, JSON.stringify(res.json));
+      assert.equal(res.json.error?.data?.reason, 'authn.claim_invalid');
+      assert.match(res.json.error?.message ?? '', /'(jti|sub)' claim/);
+    });
+  }
+
+  it('accepts a jti and a sub of 200 characters, and revokes by each', async () => {
+    const token = await h.issuer.sign({ jti: 'j'.repeat(200), sub: 's'.repeat(200) });
+    assert.equal((await get(token)).status, 200);
+    await h.sidecar.revoker.revoke({ kind: 'jti', jti: 'j'.repeat(200), reason: 'r', revokedBy: 'test' });
+    assert.equal((await get(token)).status, 401);
   });
 });

@@ -1,0 +1,25 @@
+/**
+ * What a token must keep within for every revocation to be able to name and outlive it. One set
+ * of values for authn and every revoker (sidecars, admin API, `ca-a2a revoke`), which cannot know
+ * each sidecar's policy.
+ */
+
+/**
+ * The longest lifetime (`exp - iat`) of an access token any sidecar accepts, 24 h (the issuer's
+ * are 300 s). Revocations are kept this long past the tokens they match were issued, then
+ * dropped: a token living longer would be accepted again once the revocation that refused it is gone.
+ */
+export const MAX_TOKEN_LIFETIME_SECONDS = 24 * 3600;
+
+/** The longest `jti` or `sub`, in characters, that a revocation names (and a store keys by). */
+export const MAX_TOKEN_ID_LENGTH = 200;
+
+/**
+ * Why a `jti` or `sub` cannot be named by a revocation, or undefined when it can: 1..200
+ * characters, no NUL (PostgreSQL text cannot hold one).
+ */
+export function unrevocableId(value: string): string | undefined {
+  if (value.length === 0 || value.length > MAX_TOKEN_ID_LENGTH) return `must be 1..${MAX_TOKEN_ID_LENGTH} characters`;
+  if (value.includes('\u0000')) return 'must not contain NUL';
+  return undefined;
+}
