@@ -92,8 +92,10 @@ export async function revokeCommand(argv: string[]): Promise<number> {
     process.stdout.write(`revoked ${what}${result.created ? '' : ' (already revoked)'}; durable; kept until ${iso(r.expiresAt)}\n`);
     if (!options.redisUrl && options.databaseUrl) {
       process.stderr.write('ca-a2a revoke: REDIS_URL not set: running sidecars of other processes apply it at their next resync (30 s)\n');
-    } else if (!result.pushed) {
+    } else if (!result.pushed && options.databaseUrl) {
       process.stderr.write(`ca-a2a revoke: durable, but the push through Redis failed (${describe(pushError)}): sidecars apply it at their next resync (30 s)\n`);
+    } else if (!result.pushed) {
+      process.stderr.write(`ca-a2a revoke: in the journal, but the push through Redis failed (${describe(pushError)}): only sidecars on ${options.dataDir} apply it; repeat it once Redis is back\n`);
     }
     return 0;
   } finally {

@@ -3,7 +3,8 @@ import type { Redis } from 'ioredis';
 import { closeRedis, openRedis } from './redis.js';
 import { LocalRevocationBus, RedisRevocationBus, type RevocationBus } from './revocation-bus.js';
 import { JournalRevocationStore } from './revocation-journal.js';
-import { MemoryRevocationStore, SqlRevocationStore, type RevocationStore } from './revocation-store.js';
+import { MemoryRevocationStore, SqlRevocationStore, type RevocationRecord, type RevocationStore } from './revocation-store.js';
+import type { Revocation } from './revocation-set.js';
 import { openSqlClient } from './sql/sql-client.js';
 
 /**
@@ -84,9 +85,11 @@ export async function openRevocationBackend(options: StoreOptions, onError: Back
     if (redis) await closeRedis(redis);
     throw error;
   }
-  const bus = redis
-    ? new RedisRevocationBus(redis, keyPrefix, (error) => onError('redis', error))
-    : (localBus ?? new LocalRevocationBus());
+  const redisBus = redis ? new RedisRevocationBus(redis, keyPrefix, (error) => onError('redis', error)) : undefined;
+  const bus = redisBus ?? localBus ?? new LocalRevocationBus();
+  // Without PostgreSQL each host keeps its own journal: a sidecar also loads what Redis holds of
+  // the others' revocations, or one started after a revocation on another host would accept its token.
+  if (redisBus && !options.databaseUrl) store = new WithPushedRevocations(store, redisBus);
   return {
     store, bus, redis, keyPrefix,
     describe: { durable, shared: redis ? 'redis' : 'process' },
@@ -97,6 +100,42 @@ export async function openRevocationBackend(options: StoreOptions, onError: Back
       if (redis) await closeRedis(redis);
     },
   };
+}
+
+/**
+ * A host's own store (journal or memory), whose loads also hold every revocation pushed through
+ * Redis by any host. Loading fails when Redis cannot answer: the sidecar is then not ready (or,
+ * once loaded, keeps its last known set), as with PostgreSQL down.
+ */
+class WithPushedRevocations implements RevocationStore {
+  readonly #own: RevocationStore;
+  readonly #bus: RedisRevocationBus;
+
+  constructor(own: RevocationStore, bus: RedisRevocationBus) {
+    this.#own = own;
+    this.#bus = bus;
+  }
+
+  add(record: RevocationRecord): Promise<boolean> {
+    return this.#own.add(record);
+  }
+
+  async active(nowSeconds: number): Promise<Revocation[]> {
+    const [own, pushed] = await Promise.all([this.#own.active(nowSeconds), this.#bus.live(nowSeconds)]);
+    return [...own, ...pushed];
+  }
+
+  list(nowSeconds: number, limit: number): Promise<RevocationRecord[]> {
+    return this.#own.list(nowSeconds, limit);
+  }
+
+  deleteExpired(nowSeconds: number): Promise<number> {
+    return this.#own.deleteExpired(nowSeconds);
+  }
+
+  close(): Promise<void> {
+    return this.#own.close();
+  }
 }
 
 /** The data directory of the embedded mode: CA_A2A_DATA_DIR, default ./.ca-a2a. */

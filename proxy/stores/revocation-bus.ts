@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import type { Redis } from 'ioredis';
+import { redisReady } from './redis.js';
 import { toRevocation, type Revocation } from './revocation-set.js';
 
 /** What a subscriber hears: a new revocation, or "you may have missed some: reload". */
@@ -83,21 +84,25 @@ export class LocalRevocationBus implements RevocationBus {
 
 /**
  * Redis pub/sub on one channel per key prefix, plus a cache entry per revocation
- * (`PREFIX:revoked:KIND:ID`, expiring with it) for tools that look one up without PostgreSQL.
+ * (`PREFIX:revoked:KIND:ID`, expiring with it) for tools that look one up without PostgreSQL, and
+ * the set of live revocations (`PREFIX:revocations:live`, scored by expiry) that sidecars without
+ * PostgreSQL load, since each of them keeps only its own host's journal.
  * Pub/sub delivers at most once: every (re)subscription triggers `onResync`, so a sidecar that
- * lost its connection reloads from PostgreSQL instead of trusting it heard everything.
+ * lost its connection reloads from the durable store instead of trusting it heard everything.
  */
 export class RedisRevocationBus implements RevocationBus {
   readonly #client: Redis;
   readonly #subscriber: Redis;
   readonly #channel: string;
   readonly #prefix: string;
+  readonly #live: string;
   readonly #listeners = new Set<RevocationListener>();
 
   constructor(client: Redis, prefix: string, onError: (error: Error) => void) {
     this.#client = client;
     this.#prefix = prefix;
     this.#channel = `${prefix}:revocations`;
+    this.#live = `${prefix}:revocations:live`;
     // A subscriber connection is dedicated to SUBSCRIBE; its offline queue lets SUBSCRIBE wait
     // for the first connection, and ioredis re-subscribes by itself after a reconnect.
     this.#subscriber = client.duplicate({ enableOfflineQueue: true, connectionName: 'ca-a2a-revocations' });
@@ -119,10 +124,22 @@ export class RedisRevocationBus implements RevocationBus {
     const message = JSON.stringify(revocation);
     const results = await this.#client.multi()
       .set(`${this.#prefix}:revoked:${revocation.kind}:${id}`, message, 'EX', ttl)
+      .zadd(this.#live, revocation.expiresAt, message)
+      .zremrangebyscore(this.#live, '-inf', Date.now() / 1000)
       .publish(this.#channel, message)
       .exec();
     const failed = results?.find(([error]) => error !== null);
     if (!results || failed) throw failed?.[0] ?? new Error('Redis transaction aborted');
+  }
+
+  /**
+   * Every revocation pushed through this Redis and still in force at `nowSeconds`. Throws when
+   * Redis cannot answer (after waiting up to a second for a connection still being made).
+   */
+  async live(nowSeconds: number): Promise<Revocation[]> {
+    if (this.#client.status !== 'ready') await redisReady(this.#client, 1_000);
+    const members = await this.#client.zrangebyscore(this.#live, `(${nowSeconds}`, '+inf');
+    return members.map(parseRevocation).filter((revocation) => revocation !== undefined);
   }
 
   subscribe(listener: RevocationListener): () => void {

@@ -6,7 +6,8 @@ import { startSidecar, type Sidecar } from '../../../proxy/sidecar.js';
 import { DOC_ID, rpc, startHarness, type Harness } from '../../helpers/harness.js';
 import { startTestIssuer, type TestIssuer } from '../../helpers/test-issuer.js';
 import { AuditCapture } from '../../helpers/audit-capture.js';
-import { createTestSchema, dropPrefix, sharedStores, until, uniquePrefix } from './helpers.js';
+import { tempDirSync } from '../../helpers/temp-dir.js';
+import { createTestSchema, dropPrefix, REDIS_URL, sharedStores, until, uniquePrefix } from './helpers.js';
 
 const ADMIN = { sub: 'ops-alice', azp: 'ops-console', realm_access: { roles: ['admin'] } };
 
@@ -238,6 +239,40 @@ describe('a sidecar started while PostgreSQL is down', () => {
       await relay.stop();
       await issuer.close();
       await schema.drop();
+      await dropPrefix(prefix);
+    }
+  });
+});
+
+describe('Redis without PostgreSQL: each host its own journal', () => {
+  it('a sidecar started on another data directory after a revocation refuses the token, and is not ready while Redis is unreachable', async () => {
+    const issuer = await startTestIssuer();
+    const prefix = uniquePrefix();
+    const onHost = (name: string) => ({ redisUrl: REDIS_URL, keyPrefix: prefix, dataDir: tempDirSync(name) });
+    const first = await startHarness({ service: 'archivist', issuer, sidecar: { stores: onHost('host-a') } });
+    let later: Harness | undefined;
+    let cut: Sidecar | undefined;
+    try {
+      const token = await issuer.sign({ sub: 'viewer-1', jti: `elsewhere-${prefix}` });
+      await first.sidecar.revoker.revoke({ kind: 'jti', jti: `elsewhere-${prefix}`, reason: 'stolen', revokedBy: 'test' });
+      later = await startHarness({ service: 'archivist', issuer, sidecar: { stores: onHost('host-b') } });
+      const res = await later.call(rpc('get_document', { document_id: DOC_ID }), { token });
+      assert.equal(res.status, 401, JSON.stringify(res.json));
+      assert.equal(res.json.error?.data?.reason, 'authn.token_revoked');
+      // What it knows of other hosts' revocations is in Redis: without it, it cannot say.
+      const { shippedPolicyFile } = await import('../../../proxy/services.js');
+      cut = await startSidecar({
+        policyFile: shippedPolicyFile('archivist'), upstream: 'http://127.0.0.1:1', issuer: issuer.issuer, watchPolicy: false,
+        logDestination: new AuditCapture(), stores: { ...onHost('host-c'), redisUrl: 'redis://127.0.0.1:1' },
+      });
+      const ready = await request(`${cut.adminUrl}/ready`);
+      assert.equal(ready.statusCode, 503);
+      await ready.body.dump();
+    } finally {
+      await cut?.close();
+      await later?.close();
+      await first.close();
+      await issuer.close();
       await dropPrefix(prefix);
     }
   });
