@@ -1,14 +1,14 @@
-import type { DocumentRecord } from '../shared/documents.js';
+import type { DocumentRecord, ListedDocument } from '../shared/documents.js';
 import { isEgressError, type EgressClient } from '../shared/egress-client.js';
 import { AgentError } from '../shared/rpc-errors.js';
 
 /** Whether a document's current holder has shown no progress for longer than the stale window. */
-export function isStale(doc: DocumentRecord, staleAfterSeconds: number, now = Date.now()): boolean {
+export function isStale(doc: ListedDocument, staleAfterSeconds: number, now = Date.now()): boolean {
   const since = doc.status === 'processing' ? (doc.claimed_at ?? doc.updated_at) : doc.updated_at;
   return now - Date.parse(since) > staleAfterSeconds * 1000;
 }
 
-function conflict(doc: DocumentRecord, why: string): AgentError {
+function conflict(doc: ListedDocument, why: string): AgentError {
   return new AgentError('conflict', `document ${doc.document_id} ${why}`, { current_status: doc.status });
 }
 
@@ -18,7 +18,7 @@ function conflict(doc: DocumentRecord, why: string): AgentError {
  * when its holder went quiet for `staleAfterSeconds`. Each path is one conditional write, so of
  * two workers exactly one wins; the other gets `conflict`.
  */
-export async function claimDocument(egress: EgressClient, doc: DocumentRecord, staleAfterSeconds: number): Promise<DocumentRecord> {
+export async function claimDocument(egress: EgressClient, doc: ListedDocument, staleAfterSeconds: number): Promise<DocumentRecord> {
   try {
     switch (doc.status) {
       case 'pending':

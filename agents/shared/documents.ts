@@ -28,14 +28,17 @@ export interface StoredObject {
   readonly size: number;
 }
 
+/** A document as `documents_list` lists it: without its extraction (`documents_get` has it). */
+export type ListedDocument = Omit<DocumentRecord, 'extracted'>;
+
 /** The listing of `documents_list`. */
 export interface DocumentPage {
-  readonly documents: DocumentRecord[];
+  readonly documents: ListedDocument[];
   readonly next_cursor?: string;
 }
 
 /** The wire form of a document without its (possibly large) extracted content. */
-export function documentSummary(doc: DocumentRecord): Record<string, unknown> {
+export function documentSummary(doc: ListedDocument): Record<string, unknown> {
   const score = doc.validation?.['score'];
   return {
     document_id: doc.document_id,

@@ -22,6 +22,13 @@ export const DOCUMENT_COLUMNS = `document_id::text AS document_id, filename, con
   size_bytes::float8 AS size_bytes, sha256, status, extracted, validation, error, archive_key,
   claimed_at, claim_count, created_at, updated_at, created_at::text AS created_cursor`;
 
+/**
+ * The same without `extracted`, for listings: an extraction can be megabytes (a CSV's rows as the
+ * upload had them), and a page of 100 documents would have carried 100 of them into the gateway's
+ * memory and the answer. documents_get returns it.
+ */
+export const LISTED_DOCUMENT_COLUMNS = DOCUMENT_COLUMNS.replace(' extracted,', '');
+
 /** One document by id: the query of documents_get (and of the benchmark's direct baseline). */
 export const GET_DOCUMENT_SQL = `SELECT ${DOCUMENT_COLUMNS} FROM documents WHERE document_id = $1`;
 
@@ -47,6 +54,12 @@ export interface DocumentRow {
 
 const iso = (v: Date | string | null) => (v === null ? null : new Date(v).toISOString());
 
+/** The wire form of a document as listed: everything but `extracted`. */
+export function toListedDocument(row: Omit<DocumentRow, 'extracted'>) {
+  const { extracted: _extracted, ...listed } = toDocument({ ...row, extracted: null });
+  return listed;
+}
+
 /** The wire form of a document. */
 export function toDocument(row: DocumentRow) {
   return {
@@ -69,7 +82,7 @@ export function toDocument(row: DocumentRow) {
 }
 
 /** Encodes a keyset position as an opaque cursor. */
-export function encodeCursor(row: DocumentRow): string {
+export function encodeCursor(row: Pick<DocumentRow, 'created_cursor' | 'document_id'>): string {
   return Buffer.from(JSON.stringify([row.created_cursor, row.document_id])).toString('base64url');
 }
 

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { ToolError } from '../errors.js';
 import { normaliseKey } from '../object-keys.js';
-import { DOCUMENT_COLUMNS, GET_DOCUMENT_SQL, NO_NUL, SCHEMA, decodeCursor, encodeCursor, toDocument } from './document-rows.js';
+import { DOCUMENT_COLUMNS, GET_DOCUMENT_SQL, LISTED_DOCUMENT_COLUMNS, NO_NUL, SCHEMA, decodeCursor, encodeCursor, toDocument, toListedDocument } from './document-rows.js';
 import type { DocumentRow, DocumentStatus } from './document-rows.js';
 import { sqlQuery } from './sql-run.js';
 import type { ToolDeps, ToolFamily } from './tool-types.js';
@@ -84,7 +84,7 @@ export const DOCUMENT_TOOLS: ToolFamily = {
   documents_list: {
     definition: {
       name: 'documents_list',
-      description: 'Page through documents, oldest first (stable order: created_at, then id).',
+      description: 'Page through documents, oldest first (stable order: created_at, then id), each without its extracted content (documents_get has it).',
       inputSchema: {
         type: 'object',
         additionalProperties: false,
@@ -99,9 +99,9 @@ export const DOCUMENT_TOOLS: ToolFamily = {
       const a = args as unknown as ListArgs;
       const after = a.cursor === undefined ? undefined : decodeCursor(a.cursor);
       if (a.cursor !== undefined && !after) throw new ToolError('invalid_arguments', 'cursor is not one this gateway issued');
-      const rows = await sqlQuery<DocumentRow>(
+      const rows = await sqlQuery<Omit<DocumentRow, 'extracted'>>(
         deps,
-        `SELECT ${DOCUMENT_COLUMNS} FROM documents
+        `SELECT ${LISTED_DOCUMENT_COLUMNS} FROM documents
          WHERE ($1::text IS NULL OR status = $1)
            AND ($2::timestamptz IS NULL OR (created_at, document_id) > ($2::timestamptz, $3::uuid))
          ORDER BY created_at, document_id LIMIT $4`,
@@ -111,7 +111,7 @@ export const DOCUMENT_TOOLS: ToolFamily = {
       const page = rows.slice(0, a.limit);
       const last = page[page.length - 1];
       return {
-        documents: page.map(toDocument),
+        documents: page.map(toListedDocument),
         ...(rows.length > a.limit && last ? { next_cursor: encodeCursor(last) } : {}),
       };
     },

@@ -145,6 +145,7 @@ for (const mode of modes) {
         const docs = r.body.documents as Doc[];
         assert.ok(docs.length <= 2);
         assert.ok(docs.every((d) => d.status === 'pending'));
+        assert.ok(docs.every((d) => !Object.hasOwn(d, 'extracted')), 'a listing leaves the extraction out');
         seen.push(...docs.map((d) => d.document_id));
         cursor = r.body.next_cursor as string | undefined;
       } while (cursor);
