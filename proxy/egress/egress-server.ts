@@ -25,6 +25,16 @@ export interface EgressDeps {
   readonly audit: AuditLog;
 }
 
+// The agent addresses its sidecar by a loopback address. A web page in a browser on the same host
+// can reach 127.0.0.1 too, by DNS rebinding (its own name made to resolve to 127.0.0.1, so the
+// browser treats the listener as the page's origin and lets it read the answers); its requests
+// then carry that name in Host. HTTP/1.0 without Host is no browser's.
+const LOOPBACK_HOST = /^(?:localhost|127(?:\.\d{1,3}){3}|\[::1\])(?::\d{1,5})?$/i;
+
+function isLoopbackHost(host: string | undefined): boolean {
+  return host === undefined || LOOPBACK_HOST.test(host);
+}
+
 /**
  * The outbound half of the sidecar, for its agent only (bind it to 127.0.0.1): the agent posts a
  * plain request to /TARGET/PATH; the sidecar checks the policy allows that target and method,
@@ -92,6 +102,7 @@ export function createEgressServer(deps: EgressDeps): { server: Server; close():
     const egress = policy.egress;
     const transport = await transportFor(policy).check(ctx);
     if (transport !== undefined && typeof transport === 'object') return refuse(cutOffBy(req) ?? transport, 'none');
+    if (!isLoopbackHost(req.headers.host)) return refuse(denial('authz.egress_denied', 'the Host header must name a loopback address (127.0.0.1, localhost or [::1])'), 'none');
     const slash = ctx.path.indexOf('/', 1);
     const targetName = slash === -1 ? ctx.path.slice(1) : ctx.path.slice(1, slash);
     const target = egress?.targets.get(targetName);

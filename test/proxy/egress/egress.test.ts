@@ -112,6 +112,27 @@ describe('egress: an agent calls another service through its sidecar, holding no
     assert.deepEqual(wire.requests.slice(count).map((seen) => seen.url), ['/call_tool', '/mcp']);
   });
 
+  it('refuses a call whose Host is not a loopback address (a DNS-rebinding page) with 403, sending nothing', async () => {
+    const count = wire.requests.length;
+    const send = (host: string) => request(`${orchestrator.egressUrl}/mcp/call_tool`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', host },
+      body: JSON.stringify({ tool: 'documents_get', arguments: { document_id: DOC_ID } }),
+    });
+    for (const host of ['attacker.example:15001', 'attacker.example', '127.0.0.1.attacker.example', '10.0.0.5:15001']) {
+      const res = await send(host);
+      const json = (await res.body.json()) as { error?: { data?: { reason?: string } } };
+      assert.equal(res.statusCode, 403, host);
+      assert.equal(json.error?.data?.reason, 'authz.egress_denied', host);
+    }
+    assert.equal(wire.requests.length, count, 'nothing left the task');
+    for (const host of ['127.0.0.1:15001', 'localhost:15001', '[::1]:15001', 'LOCALHOST']) {
+      const res = await send(host);
+      await res.body.dump();
+      assert.equal(res.statusCode, 200, host);
+    }
+  });
+
   it('refuses a /call_tool tool name over 128 characters locally, without copying it into the answer', async () => {
     const count = wire.requests.length;
     const res = await post('/mcp/call_tool', { tool: 'x'.repeat(100_000), arguments: {} });
