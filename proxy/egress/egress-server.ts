@@ -35,6 +35,20 @@ function isLoopbackHost(host: string | undefined): boolean {
   return host === undefined || LOOPBACK_HOST.test(host);
 }
 
+// The agent's headers that go on: content negotiation and MCP Streamable HTTP's own (the target's
+// /mcp refuses 406 a client that does not accept both application/json and text/event-stream).
+// Everything else the agent sends, its Authorization and x-ca-a2a-* included, stays here.
+const FORWARDED_AGENT_HEADERS = ['accept', 'mcp-protocol-version', 'mcp-session-id'] as const;
+
+function agentHeaders(req: IncomingMessage): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const name of FORWARDED_AGENT_HEADERS) {
+    const value = req.headers[name];
+    if (typeof value === 'string') headers[name] = value;
+  }
+  return headers;
+}
+
 /**
  * The outbound half of the sidecar, for its agent only (bind it to 127.0.0.1): the agent posts a
  * plain request to /TARGET/PATH; the sidecar checks the policy allows that target and method,
@@ -122,7 +136,7 @@ export function createEgressServer(deps: EgressDeps): { server: Server; close():
       response = await poolFor(new URL(target.url).origin, egress.timeoutMs).request({
         method: 'POST',
         path: new URL(url).pathname,
-        headers: { ...headers, 'content-type': 'application/json' },
+        headers: { ...agentHeaders(req), ...headers, 'content-type': 'application/json' },
         body,
       });
     } catch (error) {

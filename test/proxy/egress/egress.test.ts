@@ -12,6 +12,7 @@ import { DOC_ID, rpc } from '../../helpers/harness.js';
 import { rawJson, rawRequest } from '../../helpers/raw-http.js';
 import { startUpstream, type RecordingUpstream } from '../../helpers/upstream.js';
 import { tempDirSync } from '../../helpers/temp-dir.js';
+import { startEgressSidecar } from './helpers.js';
 
 describe('egress: an agent calls another service through its sidecar, holding no credential', () => {
   let issuer: DevIssuer;
@@ -33,11 +34,9 @@ describe('egress: an agent calls another service through its sidecar, holding no
     const common = { issuer: issuer.issuer, watchPolicy: false, logDestination: audit };
     extractor = await startSidecar({ ...common, policyFile: shippedPolicyFile('extractor'), upstream: extractorAgent.url });
     archivist = await startSidecar({ ...common, policyFile: shippedPolicyFile('archivist'), upstream: archivistAgent.url });
-    orchestrator = await startSidecar({
-      ...common,
-      policyFile: shippedPolicyFile('orchestrator'),
-      upstream: 'http://127.0.0.1:1',
-      egressListen: '127.0.0.1:0',
+    orchestrator = await startEgressSidecar({
+      issuer: issuer.issuer,
+      logDestination: audit,
       clientSecret: secrets.orchestrator,
       serviceUrls: { extractor: extractor.url, archivist: archivist.url, validator: wire.url, mcp: wire.url },
     });
@@ -83,6 +82,26 @@ describe('egress: an agent calls another service through its sidecar, holding no
     assert.equal(seen?.headers['content-digest'], contentDigest(JSON.stringify(body)));
     const proof = decodeJwt(String(seen?.headers.dpop));
     assert.equal(proof.htu, `${wire.url}/message`);
+  });
+
+  it('passes on the agent\'s Accept and MCP headers only, never its Authorization, DPoP or x-ca-a2a-* headers', async () => {
+    const res = await request(`${orchestrator.egressUrl}/validator/message`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json', accept: 'application/json', 'mcp-protocol-version': '2025-03-26',
+        authorization: 'Bearer agent-token', dpop: 'agent-proof', 'x-ca-a2a-roles': 'admin', cookie: 'a=b',
+      },
+      body: JSON.stringify(rpc('validate_document', { document_id: DOC_ID })),
+    });
+    await res.body.dump();
+    assert.equal(res.statusCode, 200);
+    const seen = wire.requests.at(-1)?.headers;
+    assert.equal(seen?.accept, 'application/json');
+    assert.equal(seen?.['mcp-protocol-version'], '2025-03-26');
+    assert.match(String(seen?.authorization), /^DPoP ey/);
+    assert.match(String(seen?.dpop), /^ey/);
+    assert.equal(seen?.['x-ca-a2a-roles'], undefined);
+    assert.equal(seen?.cookie, undefined);
   });
 
   it('refuses locally, before anything leaves the task, a call the policy does not allow', async () => {
