@@ -50,6 +50,8 @@ export async function createServiceClient(options: ServiceClientOptions): Promis
         headersTimeout: options.timeoutMs ?? 30_000,
         bodyTimeout: options.timeoutMs ?? 30_000,
       });
+      // A refused token (revoked, or signed by a replaced key) must not go out again with the next call.
+      if (response.statusCode === 401) tokens.invalidate(token);
       const text = await response.body.text();
       let parsed: unknown;
       try {

@@ -129,8 +129,9 @@ export function createEgressServer(deps: EgressDeps): { server: Server; close():
 
     const started = performance.now();
     let response;
+    let token;
     try {
-      const token = await deps.tokens.getToken();
+      token = await deps.tokens.getToken();
       const url = `${target.url}${path}`;
       const headers = await signedHeaders({ key: deps.key, accessToken: token.accessToken, tokenType: token.tokenType, method: 'POST', url, body });
       response = await poolFor(new URL(target.url).origin, egress.timeoutMs).request({
@@ -147,6 +148,9 @@ export function createEgressServer(deps: EgressDeps): { server: Server; close():
       }
       return refuse(upstreamDenial(error), target.name);
     }
+    // RFC 6750 §3.1: a 401 says the token is not (or no longer) good: revoked, or signed by a key
+    // the issuer has replaced. Without this the same token went out until its refresh time.
+    if (response.statusCode === 401) deps.tokens.invalidate(token);
     deps.metrics.egressDuration.observe({ service, target: target.name }, (performance.now() - started) / 1000);
     deps.metrics.egressRequests.inc({ service, target: target.name, outcome: 'forwarded', status: response.statusCode });
     deps.audit.event('egress_call', { target: target.name, path, method: decided.calls.map((call) => call.tool ?? call.method).join(','), status: response.statusCode, request_id: ctx.requestId }, 'outbound call');

@@ -14,6 +14,12 @@ export interface AccessToken {
 /** Hands out a client's access token, fetching a new one only when needed. */
 export interface TokenSource {
   getToken(): Promise<AccessToken>;
+  /**
+   * Forgets `token` if it is the cached one, so the next getToken fetches a new one: for a token a
+   * resource server refused (401: revoked, or signed by a key the issuer has since replaced).
+   * A newer token cached meanwhile is kept.
+   */
+  invalidate(token: AccessToken): void;
 }
 
 /** Options of {@link createTokenSource}. */
@@ -124,6 +130,9 @@ export function createTokenSource(opts: TokenSourceOptions): TokenSource {
       if (cached !== undefined && Date.now() < cached.refreshAt) return Promise.resolve(cached.token);
       inFlight ??= refresh();
       return inFlight;
+    },
+    invalidate(token: AccessToken): void {
+      if (cached?.token === token) cached = undefined;
     },
   };
 }

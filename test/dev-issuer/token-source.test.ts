@@ -69,6 +69,19 @@ describe('client_credentials token source', () => {
     assert.equal(new Set(results.map((r) => r.accessToken)).size, 1);
   });
 
+  it('invalidate(token) forgets that token only: the next call fetches anew, a newer token stays cached', async () => {
+    const tokens = source('extractor', issuer);
+    const first = await tokens.getToken();
+    tokens.invalidate(first);
+    const before = hits.count;
+    const second = await tokens.getToken();
+    assert.equal(hits.count - before, 1);
+    assert.notEqual(second.accessToken, first.accessToken);
+    tokens.invalidate(first);
+    assert.equal((await tokens.getToken()).accessToken, second.accessToken);
+    assert.equal(hits.count - before, 1);
+  });
+
   it('fetches a new token once the refresh time is reached, and keeps the cached one if the issuer is gone', async () => {
     const tokens = source('archivist', shortIssuer, { refreshSkewSeconds: 1 });
     const before = shortHits.count;

@@ -5,6 +5,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { startIssuer, type DevIssuer } from '../../../deploy/dev-issuer/issuer.js';
+import { loadClientSecrets } from '../../../deploy/dev-issuer/clients.js';
+import { createServiceClient } from '../../../proxy/client/call.js';
 import { serviceUrl } from '../../../proxy/client/cli.js';
 import { shippedPolicyFile } from '../../../proxy/services.js';
 import { startSidecar, type Sidecar } from '../../../proxy/sidecar.js';
@@ -22,6 +24,7 @@ describe('ca-a2a call', () => {
   let issuer: DevIssuer;
   let agent: RecordingUpstream;
   let sidecar: Sidecar;
+  const audit = new AuditCapture();
   before(async () => {
     dataDir = tempDirSync('call');
     issuer = await startIssuer({ port: 0, dataDir });
@@ -31,7 +34,7 @@ describe('ca-a2a call', () => {
     writeFileSync(policyFile, readFileSync(shippedPolicyFile('archivist'), 'utf8')
       .replace(/(?<=: )\.\.\//g, POLICIES_DIR)
       .replace(/^ {2}dpop: required.*$/m, '  dpop: required\n  require_bound_tokens: true'));
-    sidecar = await startSidecar({ policyFile, upstream: agent.url, issuer: issuer.issuer, watchPolicy: false, logDestination: new AuditCapture() });
+    sidecar = await startSidecar({ policyFile, upstream: agent.url, issuer: issuer.issuer, watchPolicy: false, logDestination: audit });
   });
   after(async () => {
     await sidecar.close();
@@ -54,6 +57,20 @@ describe('ca-a2a call', () => {
     assert.equal(code, 0, stdout);
     assert.deepEqual(JSON.parse(stdout).result, { ok: true });
     assert.equal(agent.requests.at(-1)?.headers['x-ca-a2a-client-id'], 'viewer');
+  });
+
+  it('createServiceClient drops a token the service refused with 401 and calls next with a new one', async () => {
+    const secrets = await loadClientSecrets(dataDir);
+    const client = await createServiceClient({ issuer: issuer.issuer, clientId: 'viewer', clientSecret: secrets.viewer as string });
+    const url = `${sidecar.url}/message`;
+    assert.equal((await client.call(url, 'get_document', { document_id: DOC_ID })).kind, 'result');
+    const jti = String(audit.events('authorization').at(-1)?.jti);
+    await sidecar.revoker.revoke({ kind: 'jti', jti, reason: 'leaked', revokedBy: 'test' });
+    const refused = await client.call(url, 'get_document', { document_id: DOC_ID });
+    assert.equal(refused.status, 401);
+    const next = await client.call(url, 'get_document', { document_id: DOC_ID });
+    assert.equal(next.kind, 'result', JSON.stringify(next.response));
+    assert.notEqual(audit.events('authorization').at(-1)?.jti, jti);
   });
 
   it('prints the JSON-RPC error and exits 1 when the policy refuses', async () => {

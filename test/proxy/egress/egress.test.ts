@@ -104,6 +104,19 @@ describe('egress: an agent calls another service through its sidecar, holding no
     assert.equal(seen?.cookie, undefined);
   });
 
+  it('drops a token the target refused with 401, so the next call goes out with a new one', async () => {
+    await post('/validator/message', rpc('validate_document', { document_id: DOC_ID }));
+    const used = String(wire.requests.at(-1)?.headers.authorization).split(' ')[1] as string;
+    await extractor.revoker.revoke({ kind: 'jti', jti: String(decodeJwt(used).jti), reason: 'leaked', revokedBy: 'test' });
+    const refused = await post('/extractor/message', rpc('extract_document', { document_id: DOC_ID }));
+    assert.equal(refused.status, 401);
+    assert.equal(refused.json.error?.data?.reason, 'authn.token_revoked');
+    const next = await post('/extractor/message', rpc('extract_document', { document_id: DOC_ID }));
+    assert.equal(next.status, 200, JSON.stringify(next.json));
+    await post('/validator/message', rpc('validate_document', { document_id: DOC_ID }));
+    assert.notEqual(String(wire.requests.at(-1)?.headers.authorization).split(' ')[1], used);
+  });
+
   it('refuses locally, before anything leaves the task, a call the policy does not allow', async () => {
     const count = archivistAgent.requests.length;
     const res = await post('/archivist/message', rpc('delete_document', { document_id: DOC_ID }));
