@@ -59,11 +59,17 @@ export async function createServiceClient(options: ServiceClientOptions): Promis
       } catch {
         throw Object.assign(new Error(`HTTP ${response.statusCode} with a body that is not JSON`), { code: 'BAD_RESPONSE' });
       }
-      const message = parsed as { error?: unknown };
-      if (typeof message !== 'object' || message === null) throw Object.assign(new Error('not a JSON-RPC response'), { code: 'BAD_RESPONSE' });
-      return message.error !== undefined
-        ? { kind: 'error', status: response.statusCode, response: parsed as Extract<CallOutcome, { kind: 'error' }>['response'] }
-        : { kind: 'result', status: response.statusCode, response: parsed as Extract<CallOutcome, { kind: 'result' }>['response'] };
+      // JSON-RPC 2.0 §5: a response holds either result or error. Anything else (an agent's own
+      // {"detail": …} with HTTP 500) is no answer to the call, never a result.
+      const message = parsed as { jsonrpc?: unknown; result?: unknown; error?: unknown };
+      const isResponse = typeof message === 'object' && message !== null && !Array.isArray(message) && message.jsonrpc === '2.0';
+      if (isResponse && typeof message.error === 'object' && message.error !== null) {
+        return { kind: 'error', status: response.statusCode, response: parsed as Extract<CallOutcome, { kind: 'error' }>['response'] };
+      }
+      if (isResponse && Object.hasOwn(message, 'result')) {
+        return { kind: 'result', status: response.statusCode, response: parsed as Extract<CallOutcome, { kind: 'result' }>['response'] };
+      }
+      throw Object.assign(new Error(`HTTP ${response.statusCode} with a body that is not a JSON-RPC response`), { code: 'BAD_RESPONSE' });
     },
   };
 }

@@ -79,6 +79,17 @@ describe('ca-a2a call', () => {
     assert.equal(JSON.parse(stdout).error.code, -32011);
   });
 
+  it('exits 1 when the service answers JSON that is not a JSON-RPC response (an agent\'s own HTTP 500)', async () => {
+    agent.respond(() => ({ status: 500, body: { detail: 'Internal Server Error' } }));
+    try {
+      const { code, stderr } = await call('--client', 'viewer', '--method', 'get_document', '--params', JSON.stringify({ document_id: DOC_ID }));
+      assert.equal(code, 1);
+      assert.match(stderr, /HTTP 500 .*not a JSON-RPC response/);
+    } finally {
+      agent.respond(undefined);
+    }
+  });
+
   it('sends --service S to its sidecar on the documented port: /message, and /mcp for the MCP gateway', () => {
     assert.equal(serviceUrl('archivist'), 'http://127.0.0.1:8004/message');
     assert.equal(serviceUrl('admin'), 'http://127.0.0.1:8005/message');
