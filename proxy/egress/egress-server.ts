@@ -107,11 +107,11 @@ export function createEgressServer(deps: EgressDeps): { server: Server; close():
     retireUnused(policy);
     const service = policy.service;
     const ctx = createContext(req, policy, randomUUID(), req.socket.remoteAddress ?? '', performance.now());
-    const refuse = (refusal: Denial, target: string): void => {
+    const refuse = (refusal: Denial, target: string, outcome: 'refused' | 'no_token' = 'refused'): void => {
       // As inbound: refused before its whole body came, the connection closes.
       if (!req.complete && !res.headersSent) res.setHeader('connection', 'close');
       deps.refuser.refuse(ctx, res, refusal);
-      deps.metrics.egressRequests.inc({ service, target, outcome: 'refused', status: res.statusCode });
+      deps.metrics.egressRequests.inc({ service, target, outcome, status: res.statusCode });
     };
     const egress = policy.egress;
     const transport = await transportFor(policy).check(ctx);
@@ -143,13 +143,14 @@ export function createEgressServer(deps: EgressDeps): { server: Server; close():
     } catch (error) {
       const code = (error as { code?: string }).code;
       if (code !== undefined && /^(INVALID_CLIENT|ISSUER_|TOKEN_REQUEST|INVALID_OPTIONS)/.test(code)) {
-        deps.audit.event('egress_token_failure', { target: target.name, code }, 'could not obtain an access token', 'error');
-        return refuse(denial('upstream.unavailable'), target.name);
+        // A TokenSourceError's message names the issuer and the cause, never a secret or a token.
+        deps.audit.event('egress_token_failure', { target: target.name, code, detail: (error as Error).message }, 'could not obtain an access token', 'error');
+        return refuse(denial('upstream.unavailable', `no access token: ${code}`), target.name, 'no_token');
       }
       return refuse(upstreamDenial(error), target.name);
     }
     // RFC 6750 §3.1: a 401 says the token is not (or no longer) good: revoked, or signed by a key
-    // the issuer has replaced. Without this the same token went out until its refresh time.
+    // the issuer has replaced. The next call fetches a new one instead of sending this one again.
     if (response.statusCode === 401) deps.tokens.invalidate(token);
     deps.metrics.egressDuration.observe({ service, target: target.name }, (performance.now() - started) / 1000);
     deps.metrics.egressRequests.inc({ service, target: target.name, outcome: 'forwarded', status: response.statusCode });

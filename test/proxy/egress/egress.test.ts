@@ -51,6 +51,11 @@ describe('egress: an agent calls another service through its sidecar, holding no
     await issuer.close();
   });
 
+  const metricOf = async (sidecar: Sidecar, name: string, labels: string): Promise<number> => {
+    const text = await (await request(`${sidecar.adminUrl}/metrics`)).body.text();
+    return Number(text.split('\n').find((line) => line.startsWith(`${name}{`) && line.includes(labels))?.split(' ').at(-1) ?? 0);
+  };
+
   const post = async (path: string, body: unknown) => {
     const res = await request(`${orchestrator.egressUrl}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
     return { status: res.statusCode, json: (await res.body.json()) as { result?: unknown; error?: { code?: number; data?: { reason?: string } } } };
@@ -115,6 +120,27 @@ describe('egress: an agent calls another service through its sidecar, holding no
     assert.equal(next.status, 200, JSON.stringify(next.json));
     await post('/validator/message', rpc('validate_document', { document_id: DOC_ID }));
     assert.notEqual(String(wire.requests.at(-1)?.headers.authorization).split(' ')[1], used);
+  });
+
+  it('answers 502 when no token can be had, counts it as outcome no_token and logs the cause, sending nothing', async () => {
+    const gone = await startIssuer({ port: 0, dataDir: tempDirSync('egress-gone-issuer') });
+    await gone.close();
+    const lines = new AuditCapture();
+    const stranded = await startEgressSidecar({ issuer: gone.issuer, clientSecret: 'x'.repeat(32), serviceUrls: { validator: wire.url }, logDestination: lines });
+    try {
+      const count = wire.requests.length;
+      const res = await request(`${stranded.egressUrl}/validator/message`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(rpc('validate_document', { document_id: DOC_ID })) });
+      const json = (await res.body.json()) as { error?: { data?: { reason?: string } } };
+      assert.equal(res.statusCode, 502);
+      assert.equal(json.error?.data?.reason, 'upstream.unavailable');
+      assert.equal(wire.requests.length, count);
+      const line = lines.events('egress_token_failure').at(-1);
+      assert.equal(line?.code, 'ISSUER_UNREACHABLE');
+      assert.match(String(line?.detail), new RegExp(`${gone.issuer}.*ECONNREFUSED`));
+      assert.equal(await metricOf(stranded, 'ca_a2a_egress_requests_total', 'target="validator",outcome="no_token",status="502"'), 1);
+    } finally {
+      await stranded.close();
+    }
   });
 
   it('refuses locally, before anything leaves the task, a call the policy does not allow', async () => {
@@ -193,10 +219,7 @@ describe('egress: an agent calls another service through its sidecar, holding no
   // Node's parser refused these before the egress handler ran: a bare 400 or 408, never counted
   // or logged. Now answered, counted and logged like the inbound port's.
   it('refuses what Node\'s parser refuses, and a request without Host, with a JSON-RPC body, a count and one audit line each', async () => {
-    const metric = async (name: string, labels: string): Promise<number> => {
-      const text = await (await request(`${orchestrator.adminUrl}/metrics`)).body.text();
-      return Number(text.split('\n').find((line) => line.startsWith(`${name}{`) && line.includes(labels))?.split(' ').at(-1) ?? 0);
-    };
+    const metric = (name: string, labels: string): Promise<number> => metricOf(orchestrator, name, labels);
     const denied = await metric('ca_a2a_denials_total', 'reason="transport.bad_framing"');
     const refused = await metric('ca_a2a_egress_requests_total', 'target="none",outcome="refused",status="400"');
     const lines = audit.events('transport_rejected').length;
