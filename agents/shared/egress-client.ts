@@ -70,10 +70,17 @@ async function post(url: string, body: unknown, timeoutMs: number): Promise<{ st
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify(body),
       signal: AbortSignal.timeout(timeoutMs),
+      // A redirect is never followed: fetch would post the body again, straight to the Location,
+      // past the sidecar (no policy, no token, no audit line).
+      redirect: 'manual',
     });
   } catch (error) {
     const cause = (error as { cause?: { code?: string } }).cause?.code ?? (error as Error).name;
     throw new EgressError('transport', 0, 'unreachable', `${new URL(url).pathname}: ${cause}`);
+  }
+  if (response.status >= 300 && response.status < 400) {
+    await response.body?.cancel();
+    throw new EgressError('remote', response.status, 'redirect', `${new URL(url).pathname}: answered a redirect (HTTP ${response.status}), not followed`);
   }
   let text: string;
   try {

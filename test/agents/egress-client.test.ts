@@ -19,6 +19,30 @@ describe('agents: egress client', () => {
   });
   after(() => server.close());
 
+  it('never follows a redirect: the body is not posted anywhere past the sidecar', async () => {
+    const elsewhere: string[] = [];
+    const sink = createServer((req, res) => {
+      elsewhere.push(`${req.method} ${req.url}`);
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"success":true}');
+    });
+    await new Promise<void>((resolve) => sink.listen(0, '127.0.0.1', resolve));
+    const redirecting = createServer((_req, res) => res.writeHead(307, { location: `http://127.0.0.1:${(sink.address() as AddressInfo).port}/steal` }).end());
+    await new Promise<void>((resolve) => redirecting.listen(0, '127.0.0.1', resolve));
+    try {
+      const egress = createEgressClient({ baseUrl: `http://127.0.0.1:${(redirecting.address() as AddressInfo).port}` });
+      await assert.rejects(egress.callTool('documents_get', { document_id: 'x' }), (error: unknown) => {
+        assert.ok(isEgressError(error), String(error));
+        assert.equal(error.kind, 'remote');
+        assert.match(error.message, /redirect \(HTTP 307\), not followed/);
+        return true;
+      });
+      assert.deepEqual(elsewhere, []);
+    } finally {
+      sink.close();
+      redirecting.close();
+    }
+  });
+
   it('reports an answer cut off mid-body as a transport failure, which callers retry', async () => {
     const egress = createEgressClient({ baseUrl: url });
     await assert.rejects(egress.callTool('documents_get', { document_id: 'x' }), (error: unknown) => {
