@@ -196,15 +196,20 @@ function expire(exchange: Exchange): void {
   exchange.timedOut();
 }
 
-function responseHeaders(ctx: RequestContext, upstream: IncomingHttpHeaders): Record<string, string | string[]> {
+/** An answer's end-to-end headers: without the hop-by-hop ones, those its Connection header names included (RFC 9110 §7.6.1). */
+export function endToEndHeaders(upstream: IncomingHttpHeaders): Record<string, string | string[]> {
   const headers: Record<string, string | string[]> = {};
-  // Headers the agent's Connection header names are hop-by-hop too (RFC 9110 §7.6.1).
   const connection = upstream.connection;
   const connectionListed = connectionListedHeaders(Array.isArray(connection) ? connection.join(',') : connection);
   for (const name in upstream) {
     const value = upstream[name];
     if (value !== undefined && !DROPPED_RESPONSE_HEADERS.has(name) && connectionListed?.has(name) !== true) headers[name] = value;
   }
+  return headers;
+}
+
+function responseHeaders(ctx: RequestContext, upstream: IncomingHttpHeaders): Record<string, string | string[]> {
+  const headers = endToEndHeaders(upstream);
   Object.assign(headers, ctx.responseHeaders);
   headers['x-ca-a2a-request-id'] = ctx.requestId;
   return headers;

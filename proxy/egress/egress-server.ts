@@ -6,7 +6,7 @@ import { signedHeaders } from '../client/signed-headers.js';
 import { createContext, type Layer } from '../context.js';
 import { DENIALS, denial, type Denial } from '../denials.js';
 import { refuseClientErrors } from '../http/client-error.js';
-import { upstreamDenial } from '../forward.js';
+import { endToEndHeaders, upstreamDenial } from '../forward.js';
 import type { ProofKey } from '../integrity/proof.js';
 import type { AuditLog } from '../observe/audit.js';
 import type { SidecarMetrics } from '../observe/metrics.js';
@@ -155,11 +155,8 @@ export function createEgressServer(deps: EgressDeps): { server: Server; close():
     deps.metrics.egressDuration.observe({ service, target: target.name }, (performance.now() - started) / 1000);
     deps.metrics.egressRequests.inc({ service, target: target.name, outcome: 'forwarded', status: response.statusCode });
     deps.audit.event('egress_call', { target: target.name, path, method: decided.calls.map((call) => call.tool ?? call.method).join(','), status: response.statusCode, request_id: ctx.requestId }, 'outbound call');
-    const headers: Record<string, string | string[]> = {};
-    for (const [name, value] of Object.entries(response.headers)) {
-      if (value !== undefined && name !== 'connection' && name !== 'keep-alive' && name !== 'transfer-encoding') headers[name] = value;
-    }
-    res.writeHead(response.statusCode, headers);
+    // The target's hop-by-hop headers stop here, as the inbound side drops the agent's.
+    res.writeHead(response.statusCode, endToEndHeaders(response.headers));
     await pipeline(response.body, res).catch(() => res.destroy());
   };
 

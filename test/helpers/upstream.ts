@@ -12,6 +12,8 @@ export interface RecordedRequest {
 export interface UpstreamAnswer {
   readonly status?: number;
   readonly body: unknown;
+  /** Further response headers. */
+  readonly headers?: Readonly<Record<string, string>>;
   readonly delayMs?: number;
   readonly after?: Promise<unknown>;
 }
@@ -38,7 +40,7 @@ export async function startUpstream(): Promise<RecordingUpstream> {
       const send = (): void => {
         if (res.destroyed) return;
         const text = JSON.stringify(answer.body);
-        res.writeHead(answer.status ?? 200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) }).end(text);
+        res.writeHead(answer.status ?? 200, { ...answer.headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) }).end(text);
       };
       if (answer.after) void answer.after.then(send, send);
       else if (answer.delayMs) setTimeout(send, answer.delayMs);

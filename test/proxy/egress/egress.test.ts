@@ -109,6 +109,22 @@ describe('egress: an agent calls another service through its sidecar, holding no
     assert.equal(seen?.cookie, undefined);
   });
 
+  it("passes the target's end-to-end answer headers to the agent, not its hop-by-hop ones", async () => {
+    wire.respond((recorded) => ({
+      body: { jsonrpc: '2.0', id: JSON.parse(recorded.body).id, result: { ok: true } },
+      headers: { connection: 'keep-alive, x-hop', 'x-hop': 'named by Connection', 'proxy-authenticate': 'Basic realm="t"', upgrade: 'h2c', 'x-kept': 'end to end' },
+    }));
+    try {
+      const res = await request(`${orchestrator.egressUrl}/validator/message`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(rpc('validate_document', { document_id: DOC_ID })) });
+      await res.body.dump();
+      assert.equal(res.statusCode, 200);
+      assert.equal(res.headers['x-kept'], 'end to end');
+      for (const name of ['x-hop', 'proxy-authenticate', 'upgrade']) assert.equal(res.headers[name], undefined, name);
+    } finally {
+      wire.respond(undefined);
+    }
+  });
+
   it('drops a token the target refused with 401, so the next call goes out with a new one', async () => {
     await post('/validator/message', rpc('validate_document', { document_id: DOC_ID }));
     const used = String(wire.requests.at(-1)?.headers.authorization).split(' ')[1] as string;
