@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import type { Ajv, ValidateFunction } from 'ajv';
 import { createSchemaCompiler } from './ajv.js';
 import { PolicyLoadError, type PolicyProblem } from './errors.js';
@@ -82,7 +83,7 @@ export function loadPolicy(file: string, overrides: PolicyOverrides = {}): Servi
   const files = [serviceFile, rbacFile];
   const hash = createHash('sha256').update(service.text).update('\0').update(rbacSource.text);
   const ajv = createSchemaCompiler();
-  const schemaContext = { ajv, problems, files, hash, baseDir: dirname(serviceFile) };
+  const schemaContext = { ajv, problems, files, hash, baseDir: dirname(serviceFile), schemaFiles: new Map<string, boolean>() };
 
   const methods = new Map<string, MethodPolicy>();
   for (const [name, method] of Object.entries(raw.methods ?? {})) {
@@ -227,30 +228,68 @@ interface SchemaContext {
   readonly files: string[];
   readonly hash: ReturnType<typeof createHash>;
   readonly baseDir: string;
+  /** $ref'd schema files of this load, each given to ajv once: whether that worked. */
+  readonly schemaFiles: Map<string, boolean>;
 }
 
-/** Compiles an inline schema or a {$ref: "file"} pointing at a JSON/YAML schema file. */
+/**
+ * Compiles an inline schema or one whose top-level `$ref` names a JSON/YAML schema file
+ * (`file.json` or `file.json#/definitions/x`, relative to the policy file). The file is given to
+ * ajv under its file: URL and the `$ref` pointed there, so keys beside the `$ref` constrain too
+ * (they were dropped: a restriction written next to a shared schema silently did not apply).
+ */
 function compileSchema(context: SchemaContext, schema: Record<string, unknown>, source: YamlSource, path: string[]): ValidateFunction | undefined {
   let resolved = schema;
   const ref = schema.$ref;
   if (typeof ref === 'string' && !ref.startsWith('#')) {
-    const refFile = resolve(context.baseDir, ref);
-    const refSource = readSource(refFile, context.problems, source.locate([...path, '$ref']));
-    if (!refSource) return undefined;
-    if (!context.files.includes(refFile)) {
-      context.files.push(refFile);
-      context.hash.update('\0').update(refSource.text);
+    const at = { ...source.locate([...path, '$ref']), path: `/${[...path, '$ref'].join('/')}` };
+    if (/^[a-z][a-z\d+.-]*:/i.test(ref)) {
+      context.problems.push({ ...at, message: `$ref '${ref}' is not a file path: schemas are files relative to the policy, never fetched` });
+      return undefined;
     }
-    resolved = refSource.data as Record<string, unknown>;
+    const fragment = ref.indexOf('#');
+    const refFile = resolve(context.baseDir, fragment < 0 ? ref : ref.slice(0, fragment));
+    const key = pathToFileURL(refFile).href;
+    let added = context.schemaFiles.get(refFile);
+    if (added === undefined) {
+      added = addSchemaFile(context, refFile, key, at);
+      context.schemaFiles.set(refFile, added);
+    }
+    // A file that failed was reported where it was first referenced.
+    if (!added) return undefined;
+    resolved = { ...schema, $ref: fragment < 0 ? key : `${key}${ref.slice(fragment)}` };
   }
   try {
-    // $id and $schema are for editors; ajv would register the $id globally and refuse a reload.
-    const { $id, $schema, ...body } = resolved;
-    return context.ajv.compile(body);
+    return context.ajv.compile(schemaBody(resolved));
   } catch (error) {
     context.problems.push({ ...source.locate(path), path: `/${path.join('/')}`, message: `schema does not compile: ${(error as Error).message}` });
     return undefined;
   }
+}
+
+/** Reads a $ref'd schema file and gives it to ajv under its file: URL; false (and a problem) when it cannot. */
+function addSchemaFile(context: SchemaContext, file: string, key: string, at: SourceLocation & { readonly path: string }): boolean {
+  const source = readSource(file, context.problems, at);
+  if (!source) return false;
+  if (!context.files.includes(file)) {
+    context.files.push(file);
+    context.hash.update('\0').update(source.text);
+  }
+  try {
+    context.ajv.addSchema(schemaBody(source.data), key);
+    return true;
+  } catch (error) {
+    context.problems.push({ ...at, message: `schema does not compile: ${file}: ${(error as Error).message}` });
+    return false;
+  }
+}
+
+/** A schema without $id and $schema: they are for editors, and an $id would clash across files. */
+function schemaBody(schema: unknown): Record<string, unknown> | boolean {
+  if (typeof schema === 'boolean') return schema;
+  if (typeof schema !== 'object' || schema === null || Array.isArray(schema)) throw new Error('a schema is an object (or true or false)');
+  const { $id, $schema, ...body } = schema as Record<string, unknown>;
+  return body;
 }
 
 function checkEndpoints(raw: RawService, source: YamlSource, problems: PolicyProblem[]): void {
