@@ -259,12 +259,23 @@ function compileSchema(context: SchemaContext, schema: Record<string, unknown>, 
     if (!added) return undefined;
     resolved = { ...schema, $ref: fragment < 0 ? key : `${key}${ref.slice(fragment)}` };
   }
+  const at = { ...source.locate(path), path: `/${path.join('/')}` };
+  let validate: ValidateFunction;
   try {
-    return context.ajv.compile(schemaBody(resolved));
+    validate = context.ajv.compile(schemaBody(resolved));
   } catch (error) {
-    context.problems.push({ ...source.locate(path), path: `/${path.join('/')}`, message: `schema does not compile: ${(error as Error).message}` });
+    context.problems.push({ ...at, message: `schema does not compile: ${(error as Error).message}` });
     return undefined;
   }
+  try {
+    // A $ref cycle that checks nothing on the way ({$ref: self.json}, {$ref: '#'}) compiles, then
+    // overflows the stack on every call: found here rather than as a 500 on each request.
+    validate({});
+  } catch (error) {
+    context.problems.push({ ...at, message: `schema cannot be evaluated (a $ref cycle?): ${(error as Error).message}` });
+    return undefined;
+  }
+  return validate;
 }
 
 /** Reads a $ref'd schema file and gives it to ajv under its file: URL; false (and a problem) when it cannot. */

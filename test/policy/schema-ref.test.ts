@@ -76,3 +76,25 @@ describe('a schema given by $ref to a file', () => {
     assert.match(problems[1] ?? '', /^11:31 schema does not compile: can't resolve reference other\.json/);
   });
 });
+
+describe('a $ref cycle', () => {
+  it('is refused at load, not found as a stack overflow on every call', () => {
+    const service = CLEAN_SERVICE
+      .replace('get_document: { params: { type: object } }', 'get_document: { params: { $ref: ../schemas/cycle.json } }')
+      .replace('list_documents: { params: { type: object } }', 'list_documents: { params: { $ref: "#" } }');
+    const dir = policyDir({ service, extra: { 'schemas/cycle.json': '{ "$ref": "cycle.json" }\n' } });
+    const problems = problemsOf(join(dir, 'services', 'docs.yaml'));
+    assert.deepEqual(problems.map((p) => p.replace(/: Maximum .*/, '')), [
+      '10:27 schema cannot be evaluated (a $ref cycle?)',
+      '11:29 schema cannot be evaluated (a $ref cycle?)',
+    ]);
+  });
+
+  it('that descends into the data (a recursive schema) loads and validates', () => {
+    const service = CLEAN_SERVICE.replace('get_document: { params: { type: object } }', 'get_document: { params: { $ref: ../schemas/tree.json } }');
+    const dir = policyDir({ service, extra: { 'schemas/tree.json': '{ "type": "object", "properties": { "child": { "$ref": "tree.json" }, "n": { "type": "integer" } } }\n' } });
+    const policy = loadPolicy(join(dir, 'services', 'docs.yaml'));
+    assert.equal(evaluate(policy, ['viewer'], { method: 'get_document', params: { child: { child: { n: 1 } } } }).allowed, true);
+    assert.equal(evaluate(policy, ['viewer'], { method: 'get_document', params: { child: { child: { n: 'x' } } } }).allowed, false);
+  });
+});
