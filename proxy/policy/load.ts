@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Ajv, ValidateFunction } from 'ajv';
@@ -10,7 +9,7 @@ import type {
   EgressPolicy, EndpointKind, IntegrityMode, MethodPolicy, RateLimitRule, RolePolicy, ServicePolicy, SourceLocation, ToolPolicy,
 } from './model.js';
 import { validatePolicyFile } from './validate-file.js';
-import { readYamlSource, type YamlSource } from './yaml-source.js';
+import { readPolicyText, readYamlSource, type YamlSource } from './yaml-source.js';
 import { deepFreeze } from './freeze.js';
 import { parseCidr } from '../http/cidr.js';
 
@@ -212,12 +211,13 @@ function rule(raw: RawRule, fallback: { points: number; window_seconds: number }
 }
 
 function readSource(file: string, problems: PolicyProblem[], referencedFrom?: SourceLocation): YamlSource | undefined {
-  if (!existsSync(file)) {
-    const where = referencedFrom ?? { file, line: 1, column: 1 };
-    problems.push({ ...where, path: '', message: `file not found: ${file}` });
+  const read = readPolicyText(file);
+  if ('error' in read) {
+    // Reported where the file is named: a $ref or rbac path that is a directory or unreadable.
+    problems.push({ ...(referencedFrom ?? { file, line: 1, column: 1 }), path: '', message: read.error });
     return undefined;
   }
-  const source = readYamlSource(file);
+  const source = readYamlSource(file, read.text);
   problems.push(...source.problems);
   return source.problems.length > 0 ? undefined : source;
 }
@@ -330,9 +330,4 @@ function checkTrustedProxies(raw: RawService, source: YamlSource, problems: Poli
   for (const entry of overridden) {
     if (parseCidr(entry) === undefined) problems.push({ ...source.locate(['anomaly']), path: '/anomaly/trusted_proxies', message: `--trusted-proxy '${entry}' is not an IP address or CIDR` });
   }
-}
-
-/** Reads a file's bytes for hashing by callers that watch policy files. */
-export function readPolicyBytes(file: string): Buffer {
-  return readFileSync(file);
 }

@@ -13,7 +13,26 @@ export interface YamlSource {
   locate(path: readonly (string | number)[], key?: string): SourceLocation;
 }
 
-export function readYamlSource(file: string, text = readFileSync(file, 'utf8')): YamlSource {
+/** A file's text, or why it cannot be read: a bad path in a policy is a policy error, never a crash. */
+export function readPolicyText(file: string): { readonly text: string } | { readonly error: string } {
+  try {
+    return { text: readFileSync(file, 'utf8') };
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    return { error: code === 'ENOENT' ? `file not found: ${file}` : `cannot read ${file}: ${code ?? (error as Error).message}` };
+  }
+}
+
+export function readYamlSource(file: string, given?: string): YamlSource {
+  let text = given;
+  if (text === undefined) {
+    const read = readPolicyText(file);
+    if ('error' in read) {
+      const start = { file, line: 1, column: 1 };
+      return { file, text: '', data: undefined, problems: [{ ...start, path: '', message: read.error }], locate: () => start };
+    }
+    text = read.text;
+  }
   const lineCounter = new LineCounter();
   // uniqueKeys (the default) turns a duplicate key into an error: YAML's last-wins would
   // silently drop an earlier grant or deny.

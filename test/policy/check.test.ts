@@ -40,6 +40,8 @@ const RULES: { rule: string; severity: 'error' | 'warning'; files: Parameters<ty
   { rule: 'yaml-syntax', severity: 'error', files: { rbac: `${CLEAN_RBAC}# an alias expansion bomb\nx0: &a0 [1, 1, 1, 1, 1, 1, 1, 1]\nx1: &a1 [*a0, *a0, *a0, *a0, *a0, *a0, *a0, *a0]\nx2: &a2 [*a1, *a1, *a1, *a1, *a1, *a1, *a1, *a1]\nx3: [*a2, *a2, *a2, *a2, *a2, *a2, *a2, *a2]\n` }, at: 'rbac.yaml:1:1', message: /alias/i },
   { rule: 'duplicate-key', severity: 'error', files: { rbac: CLEAN_RBAC.replace('  tooler:', '  viewer:\n    allow: ["*"]\n  tooler:') }, at: 'rbac.yaml:8:3', message: /unique/i },
   { rule: 'yaml-syntax', severity: 'error', files: { service: CLEAN_SERVICE.replace('methods:', 'methods: [') }, at: 'services/docs.yaml', message: /./ },
+  { rule: 'file-not-found', severity: 'error', files: { service: CLEAN_SERVICE.replace('get_document: { params: { type: object } }', 'get_document: { params: { $ref: ../schemas/doc.json } }') }, at: 'services/docs.yaml:10:35', message: /file not found: .*schemas\/doc\.json/ },
+  { rule: 'file-not-found', severity: 'error', files: { service: CLEAN_SERVICE.replace('rbac: ../rbac.yaml', 'rbac: ../services') }, at: 'services/docs.yaml:2:7', message: /cannot read .*services: EISDIR/ },
   { rule: 'not-a-policy', severity: 'error', files: { extra: { 'notes.yaml': 'hello: world\n' } }, at: 'notes.yaml:1:1', message: /neither a service policy/ },
 ];
 

@@ -56,7 +56,8 @@ export function discoverPolicyFiles(paths: readonly string[]): PolicyFiles {
     const data = readYamlSource(file).data as { rbac?: unknown } | undefined;
     if (typeof data?.rbac === 'string') {
       const rbac = resolve(dirname(file), data.rbac);
-      if (existsSync(rbac)) rbacs.add(rbac);
+      // One that is missing or not a file is reported by the loader, where the service names it.
+      if (existsSync(rbac) && statSync(rbac).isFile()) rbacs.add(rbac);
     }
   }
   return { services: [...services], rbacs: [...rbacs], diagnostics };
