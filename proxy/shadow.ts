@@ -17,6 +17,8 @@ export class ShadowPolicySource {
   readonly #metrics: SidecarMetrics;
   readonly #audit: AuditLog;
   #policy: ServicePolicy;
+  /** The files a refused candidate read or looked for, watched until a reload succeeds. */
+  #looked: readonly string[] = [];
 
   constructor(file: string, overrides: PolicyOverrides, observe: { service: string; metrics: SidecarMetrics; audit: AuditLog }) {
     this.#file = file;
@@ -35,12 +37,14 @@ export class ShadowPolicySource {
   reload(): 'changed' | 'unchanged' | 'failed' {
     try {
       const next = this.#load();
+      this.#looked = [];
       if (next.version === this.#policy.version) return 'unchanged';
       this.#policy = next;
       this.#audit.event('shadow_policy_reloaded', { shadow_version: next.version }, 'shadow policy reloaded');
       return 'changed';
     } catch (error) {
       const problems = isPolicyLoadError(error) ? error.problems.map(formatProblem) : [(error as Error).message];
+      this.#looked = isPolicyLoadError(error) ? error.files : [];
       this.#audit.event('shadow_policy_reload_failed', { shadow_version: this.#policy.version, problems }, 'shadow policy reload refused; previous candidate kept', 'error');
       return 'failed';
     }
@@ -72,8 +76,9 @@ export class ShadowPolicySource {
     };
   }
 
+  /** The candidate's files, and those of a refused edit of it. */
   files(): readonly string[] {
-    return this.#policy.files;
+    return [...this.#policy.files, ...this.#looked];
   }
 
   #load(): ServicePolicy {

@@ -151,6 +151,8 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   metrics.inFlight.sample({ service }, () => inFlight);
 
   const reload = async (): Promise<string> => {
+    // A refused edit's files too: the $ref schema or rbac file it misses may be created next.
+    let looked: readonly string[] = [];
     try {
       const next = loadPolicy(options.policyFile, overrides);
       if (options.egressListen !== undefined) refuseEgressIdentityChange(next);
@@ -165,10 +167,11 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     } catch (error) {
       metrics.policyReloads.inc({ service, result: 'failure' });
       const problems = isPolicyLoadError(error) ? error.problems.map(formatProblem) : [(error as Error).message];
+      if (isPolicyLoadError(error)) looked = error.files;
       audit.event('policy_reload_failed', { policy_version: runtime.policy.version, problems }, 'policy reload refused; previous policy kept', 'error');
     }
     // After every attempt, the directories of the policy in force (one swapped meanwhile, watched anew).
-    watcher?.update(watchedFiles(runtime.policy));
+    watcher?.update([...watchedFiles(runtime.policy), ...looked]);
     return runtime.policy.version;
   };
   // The egress token source is built once, for the client whose secret this process was given:

@@ -12,11 +12,17 @@ export interface PolicyProblem {
 export class PolicyLoadError extends Error {
   readonly code = 'POLICY_INVALID';
   readonly problems: readonly PolicyProblem[];
+  /**
+   * Every file the load read or looked for, found or not: a watcher watches their directories,
+   * so creating the missing one (a $ref schema, the rbac file) causes the next reload.
+   */
+  readonly files: readonly string[];
 
-  constructor(problems: readonly PolicyProblem[]) {
+  constructor(problems: readonly PolicyProblem[], files: readonly string[] = []) {
     super(`policy invalid:\n${problems.map(formatProblem).join('\n')}`);
     this.name = 'PolicyLoadError';
     this.problems = problems;
+    this.files = files;
   }
 }
 

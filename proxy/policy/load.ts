@@ -66,23 +66,28 @@ export interface PolicyOverrides {
 export function loadPolicy(file: string, overrides: PolicyOverrides = {}): ServicePolicy {
   const serviceFile = resolve(file);
   const problems: PolicyProblem[] = [];
+  const schemaFiles = new Map<string, boolean>();
+  // The files read or looked for, so far: a refused load names them for the watcher.
+  const looked = [serviceFile];
+  const refused = (): PolicyLoadError => new PolicyLoadError(problems, [...looked, ...schemaFiles.keys()]);
   const service = readSource(serviceFile, problems);
-  if (!service) throw new PolicyLoadError(problems);
+  if (!service) throw refused();
   problems.push(...validatePolicyFile('service', service));
-  if (problems.length > 0) throw new PolicyLoadError(problems);
+  if (problems.length > 0) throw refused();
   const raw = service.data as RawService;
 
   const rbacFile = resolve(dirname(serviceFile), raw.rbac);
+  looked.push(rbacFile);
   const rbacSource = readSource(rbacFile, problems, service.locate(['rbac']));
-  if (!rbacSource) throw new PolicyLoadError(problems);
+  if (!rbacSource) throw refused();
   problems.push(...validatePolicyFile('rbac', rbacSource));
-  if (problems.length > 0) throw new PolicyLoadError(problems);
+  if (problems.length > 0) throw refused();
   const rbac = rbacSource.data as RawRbac;
 
   const files = [serviceFile, rbacFile];
   const hash = createHash('sha256').update(service.text).update('\0').update(rbacSource.text);
   const ajv = createSchemaCompiler();
-  const schemaContext = { ajv, problems, files, hash, baseDir: dirname(serviceFile), schemaFiles: new Map<string, boolean>() };
+  const schemaContext = { ajv, problems, files, hash, baseDir: dirname(serviceFile), schemaFiles };
 
   const methods = new Map<string, MethodPolicy>();
   for (const [name, method] of Object.entries(raw.methods ?? {})) {
@@ -124,7 +129,7 @@ export function loadPolicy(file: string, overrides: PolicyOverrides = {}): Servi
   }
   checkEndpoints(raw, service, problems);
   checkTrustedProxies(raw, service, problems, overrides.trustedProxies ?? []);
-  if (problems.length > 0) throw new PolicyLoadError(problems);
+  if (problems.length > 0) throw refused();
 
   const auth = raw.auth;
   const policy: ServicePolicy = {
@@ -228,7 +233,7 @@ interface SchemaContext {
   readonly files: string[];
   readonly hash: ReturnType<typeof createHash>;
   readonly baseDir: string;
-  /** $ref'd schema files of this load, each given to ajv once: whether that worked. */
+  /** $ref'd schema files of this load (found or not), each given to ajv once: whether that worked. */
   readonly schemaFiles: Map<string, boolean>;
 }
 

@@ -1,10 +1,10 @@
-import { realpathSync, watch, type FSWatcher } from 'node:fs';
-import { basename, dirname } from 'node:path';
+import { statSync, watch, type FSWatcher } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 
-/** One watched directory: its watcher, and the real directory it watches. */
+/** One watched directory: its watcher, and which directory (device and inode) it watches. */
 interface WatchedDir {
   readonly watcher: FSWatcher;
-  readonly real: string;
+  readonly identity: string | undefined;
 }
 
 // Names a policy may be made of: a file of it, or one it may come to need (a `$ref` schema created
@@ -21,6 +21,8 @@ const POLICY_FILE = /\.(ya?ml|json)$/i;
  *
  * Watchers live across reloads: `update` adds and drops directories as the policy's files
  * change, so an edit that lands while a reload runs is still seen and causes another reload.
+ * A watch made by `update` (a directory new to the policy, or one swapped for another) starts
+ * after the reload read its files, so it causes one more reload: an edit in between is not lost.
  */
 export class PolicyWatcher {
   readonly #onChange: () => void;
@@ -28,26 +30,47 @@ export class PolicyWatcher {
   readonly #dirs = new Map<string, WatchedDir>();
   /** A directory's parent, watched for the directory's own name (a swap of it), by parent and names. */
   readonly #parents = new Map<string, FSWatcher>();
+  /**
+   * Directories their parent saw deleted, made or renamed since the last update: watched anew,
+   * since a watch follows the directory deleted, not the one made again under its name (whose
+   * inode number may well be the same).
+   */
+  readonly #replaced = new Set<string>();
   #timer: NodeJS.Timeout | undefined;
 
   constructor(files: readonly string[], onChange: () => void, debounceMs = 100) {
     this.#onChange = onChange;
     this.#debounceMs = debounceMs;
-    this.update(files);
+    this.#update(files);
   }
 
-  /** Watches the directories of `files`, and only those; one swapped since it was watched is watched again. */
+  /**
+   * Watches the directories of `files`, and only those. One swapped since it was watched (another
+   * directory behind a symlink, or one deleted and made again under the same name) is watched anew.
+   */
   update(files: readonly string[]): void {
+    const added = this.#update(files);
+    if (added) this.#changed();
+  }
+
+  #update(files: readonly string[]): boolean {
+    let added = false;
     const dirs = new Set(files.map((file) => dirname(file)));
     for (const [dir, watched] of this.#dirs) {
-      if (dirs.has(dir) && realPath(dir) === watched.real) continue;
+      if (dirs.has(dir) && !this.#replaced.has(dir) && identity(dir) === watched.identity) continue;
       watched.watcher.close();
       this.#dirs.delete(dir);
     }
+    this.#replaced.clear();
     for (const dir of dirs) {
       if (this.#dirs.has(dir)) continue;
+      // Taken before the watch starts: a swap in between is then seen as one by the next update.
+      const watched = identity(dir);
       const watcher = this.#watch(dir, (name) => name === null || POLICY_FILE.test(name) || name.startsWith('..'));
-      if (watcher) this.#dirs.set(dir, { watcher, real: realPath(dir) });
+      if (watcher) {
+        this.#dirs.set(dir, { watcher, identity: watched });
+        added = true;
+      }
     }
     const parents = new Map<string, Set<string>>();
     for (const dir of dirs) {
@@ -65,9 +88,17 @@ export class PolicyWatcher {
     }
     for (const [key, { parent, names }] of wanted) {
       if (this.#parents.has(key)) continue;
-      const watcher = this.#watch(parent, (name) => name === null || names.has(name));
-      if (watcher) this.#parents.set(key, watcher);
+      const watcher = this.#watch(parent, (name) => {
+        const replaced = name === null ? [...names] : names.has(name) ? [name] : [];
+        for (const each of replaced) this.#replaced.add(join(parent, each));
+        return replaced.length > 0;
+      });
+      if (watcher) {
+        this.#parents.set(key, watcher);
+        added = true;
+      }
     }
+    return added;
   }
 
   close(): void {
@@ -78,14 +109,17 @@ export class PolicyWatcher {
     this.#parents.clear();
   }
 
+  #changed(): void {
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(this.#onChange, this.#debounceMs);
+  }
+
   /** Undefined when the directory cannot be watched now (gone mid-swap): the next update tries again. */
   #watch(dir: string, concerns: (name: string | null) => boolean): FSWatcher | undefined {
     let watcher: FSWatcher;
     try {
       watcher = watch(dir, { persistent: false }, (_event, name) => {
-        if (!concerns(name)) return;
-        clearTimeout(this.#timer);
-        this.#timer = setTimeout(this.#onChange, this.#debounceMs);
+        if (concerns(name)) this.#changed();
       });
     } catch {
       return undefined;
@@ -96,10 +130,12 @@ export class PolicyWatcher {
   }
 }
 
-function realPath(dir: string): string {
+/** The directory a path names now (device and inode, symlinks followed); undefined when there is none. */
+function identity(dir: string): string | undefined {
   try {
-    return realpathSync(dir);
+    const stat = statSync(dir);
+    return `${stat.dev}:${stat.ino}`;
   } catch {
-    return dir;
+    return undefined;
   }
 }

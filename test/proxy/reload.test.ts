@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { appendFileSync, mkdirSync, readFileSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
@@ -78,6 +78,78 @@ describe('policy hot reload: edits the watcher must not miss', () => {
       writeFileSync(file, `${base}  list_documents: { params: { $ref: ./list.json } }\n`);
       await waitFor(async () => (await h.metric('ca_a2a_policy_reloads_total', { result: 'failure' })) > failures);
       writeFileSync(join(file, '..', 'list.json'), JSON.stringify({ type: 'object', properties: { limit: { type: 'integer' } } }));
+      await waitFor(async () => (await listed(h)) === 200);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('applies a $ref schema created, with its directory, after the reload that missed it', async () => {
+    const root = tempDirSync('reload-ref-dir');
+    mkdirSync(join(root, 'services'));
+    const file = join(root, 'services', 'service.yaml');
+    writeFileSync(file, base);
+    const h = await startHarness({ policyFile: file, sidecar: { watchPolicy: true } });
+    try {
+      const failures = await h.metric('ca_a2a_policy_reloads_total', { result: 'failure' });
+      writeFileSync(file, `${base}  list_documents: { params: { $ref: ../schemas/list.json } }\n`);
+      await waitFor(async () => (await h.metric('ca_a2a_policy_reloads_total', { result: 'failure' })) > failures);
+      mkdirSync(join(root, 'schemas'));
+      writeFileSync(join(root, 'schemas', 'list.json'), JSON.stringify({ type: 'object', properties: { limit: { type: 'integer' } } }));
+      await waitFor(async () => (await listed(h)) === 200);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('keeps the policy while its file is deleted, and applies the file written again', async () => {
+    const file = writePolicy(base);
+    const h = await startHarness({ policyFile: file, sidecar: { watchPolicy: true } });
+    try {
+      const failures = await h.metric('ca_a2a_policy_reloads_total', { result: 'failure' });
+      unlinkSync(file);
+      await waitFor(async () => (await h.metric('ca_a2a_policy_reloads_total', { result: 'failure' })) > failures);
+      assert.equal((await h.call(rpc('get_document', { document_id: DOC_ID }), { token: await h.issuer.sign() })).status, 200);
+      writeFileSync(file, `${base}  list_documents: {}\n`);
+      await waitFor(async () => (await listed(h)) === 200);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('follows a policy directory deleted and made again under the same name', async () => {
+    const dir = join(tempDirSync('reload-remade'), 'policy');
+    mkdirSync(dir);
+    const file = join(dir, 'service.yaml');
+    writeFileSync(file, base);
+    const h = await startHarness({ policyFile: file, sidecar: { watchPolicy: true } });
+    try {
+      rmSync(dir, { recursive: true });
+      mkdirSync(dir);
+      writeFileSync(file, `${base}  list_documents: {}\n`);
+      await waitFor(async () => (await listed(h)) === 200);
+      // The new directory's own edits are seen too (its watch is not the deleted one's).
+      writeFileSync(file, base);
+      await waitFor(async () => (await listed(h)) === 403);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it("follows Kubernetes' ..data swap of a mounted ConfigMap", async () => {
+    const dir = tempDirSync('reload-configmap');
+    for (const [version, text] of [['..2024_01', base], ['..2024_02', `${base}  list_documents: {}\n`]] as const) {
+      mkdirSync(join(dir, version));
+      writeFileSync(join(dir, version, 'service.yaml'), text);
+    }
+    symlinkSync('..2024_01', join(dir, '..data'));
+    symlinkSync('..data/service.yaml', join(dir, 'service.yaml'));
+    const h = await startHarness({ policyFile: join(dir, 'service.yaml'), sidecar: { watchPolicy: true } });
+    try {
+      assert.equal(await listed(h), 403);
+      symlinkSync('..2024_02', join(dir, '..data_tmp'));
+      renameSync(join(dir, '..data_tmp'), join(dir, '..data'));
+      rmSync(join(dir, '..2024_01'), { recursive: true });
       await waitFor(async () => (await listed(h)) === 200);
     } finally {
       await h.close();
