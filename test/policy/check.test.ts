@@ -42,6 +42,7 @@ const RULES: { rule: string; severity: 'error' | 'warning'; files: Parameters<ty
   { rule: 'yaml-syntax', severity: 'error', files: { service: CLEAN_SERVICE.replace('methods:', 'methods: [') }, at: 'services/docs.yaml', message: /./ },
   { rule: 'file-not-found', severity: 'error', files: { service: CLEAN_SERVICE.replace('get_document: { params: { type: object } }', 'get_document: { params: { $ref: ../schemas/doc.json } }') }, at: 'services/docs.yaml:10:35', message: /file not found: .*schemas\/doc\.json/ },
   { rule: 'file-not-found', severity: 'error', files: { service: CLEAN_SERVICE.replace('rbac: ../rbac.yaml', 'rbac: ../services') }, at: 'services/docs.yaml:2:7', message: /cannot read .*services: EISDIR/ },
+  { rule: 'schema', severity: 'error', files: { mcp: CLEAN_MCP.replace('  tools/call:', '  call: { access: per_tool, params: { type: object } }\n  tools/call:') }, at: 'services/mcp.yaml:8:19', message: /per_tool is the access of tools\/call only.*not of 'call'/ },
   { rule: 'not-a-policy', severity: 'error', files: { extra: { 'notes.yaml': 'hello: world\n' } }, at: 'notes.yaml:1:1', message: /neither a service policy/ },
 ];
 

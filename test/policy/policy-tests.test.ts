@@ -46,6 +46,25 @@ describe('policies/tests (ca-a2a policy test)', () => {
     assert.equal(run.results[0]?.passed, true);
   });
 
+  it('decides a tool case given by params on what the sidecar reads from them: params.name and params.arguments', () => {
+    const dir = policyDir({ extra: { 'tests/mcp.yaml': [
+      'service: mcp',
+      'cases:',
+      '  - { roles: [tooler], tool: s3_get_object, params: { name: s3_get_object, arguments: { key: archive/a.pdf } }, expect: deny, code: authz.arguments_denied }',
+      '  - { roles: [tooler], tool: s3_get_object, params: { name: s3_get_object, arguments: { key: uploads/a.pdf } }, expect: allow }',
+      '  - { roles: [tooler], method: tools/call, params: { name: s3_get_object, arguments: { key: archive/a.pdf } }, expect: deny, code: authz.arguments_denied }',
+      '  - { roles: [tooler], tool: s3_get_object, params: { name: s3_put_object }, expect: deny }',
+      '  - { roles: [tooler], tool: s3_get_object, arguments: { key: uploads/a.pdf }, params: { name: s3_get_object }, expect: allow }',
+      '',
+    ].join('\n') } });
+    const run = runPolicyTests([join(dir, 'tests')]);
+    assert.deepEqual(run.results.map((result) => `${result.line} ${result.passed ? 'pass' : `${result.actual}`}`), ['3 pass', '4 pass', '5 pass']);
+    assert.deepEqual(run.errors.map((e) => `${e.rule} ${e.line} ${e.message}`), [
+      'test-case 6 params.name is the tool the sidecar decides on: it is "s3_put_object", not \'s3_get_object\'',
+      'test-case 7 a tool case gives arguments or params (the whole tools/call params), not both',
+    ]);
+  });
+
   it('refuses a malformed test file with its position', async () => {
     const dir = policyDir();
     writeFileSync(join(dir, 'bad.yaml'), 'service: docs\ncases:\n  - { roles: [viewer], method: get_document, expected: allow }\n');

@@ -7,6 +7,7 @@ import { evaluate } from '../evaluate.js';
 import { loadPolicy } from '../load.js';
 import type { ServicePolicy } from '../model.js';
 import { readYamlSource } from '../yaml-source.js';
+import { toolCall } from '../../jsonrpc/envelope.js';
 import { displayPath, type Diagnostic } from './diagnostics.js';
 import { parseCommandArgs, pickFormat, processIo, usageError, type Io } from './io.js';
 import { accessMatrix } from './matrix.js';
@@ -99,6 +100,11 @@ function caseMisuse(policy: ServicePolicy, testCase: RawCase): string | undefine
   if (testCase.tool !== undefined && testCase.method !== undefined && testCase.method !== perTool) {
     return `tool '${testCase.tool}' is only read by ${perTool}, not by method '${testCase.method}'`;
   }
+  if (testCase.tool !== undefined && testCase.params !== undefined) {
+    if (testCase.arguments !== undefined) return 'a tool case gives arguments or params (the whole tools/call params), not both';
+    const named = (testCase.params as { name?: unknown } | null)?.name;
+    if (named !== testCase.tool) return `params.name is the tool the sidecar decides on: it is ${JSON.stringify(named)}, not '${testCase.tool}'`;
+  }
   if (testCase.expect === 'deny' && testCase.code === undefined) {
     if (testCase.tool !== undefined && !policy.tools.has(testCase.tool)) return `service ${policy.service} serves no tool '${testCase.tool}': say code: authz.tool_denied if that refusal is the point`;
     if (testCase.tool === undefined && testCase.method !== undefined && !policy.methods.has(testCase.method)) return `service ${policy.service} serves no method '${testCase.method}': say code: authz.method_unknown if that refusal is the point`;
@@ -110,7 +116,9 @@ function runCase(policy: ServicePolicy, testCase: RawCase, file: string, at: { l
   const method = testCase.method ?? (testCase.tool !== undefined ? 'tools/call' : '');
   const tool = testCase.tool;
   const params = testCase.params ?? (tool !== undefined ? { name: tool, arguments: testCase.arguments ?? {} } : undefined);
-  const request = { method, tool, toolArguments: testCase.arguments, params };
+  // The call as the sidecar's parser makes it from these params: the tool and its arguments are
+  // what params name, whatever else the case says.
+  const request = toolCall(0, undefined, method, params);
   // Without params a case is about RBAC alone; with them the schemas are checked as the sidecar does.
   const decision: Decision = testCase.params !== undefined || testCase.arguments !== undefined ? evaluate(policy, testCase.roles, request) : decide(policy, testCase.roles, request);
   const actual = decision.allowed ? 'allow' : `deny ${decision.code}`;
