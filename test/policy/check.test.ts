@@ -57,6 +57,11 @@ describe('policy check: each rule fails on its example, at the right place', () 
       assert.equal(hit.severity, severity);
     });
   }
+  it('not-a-policy: a named directory with no policy file in it (a CI job checking the wrong path)', async () => {
+    const dir = policyDir({ extra: { 'elsewhere/notes.yaml': 'hello: world\n' } });
+    assert.deepEqual(checkPolicies([join(dir, 'elsewhere')]).diagnostics.map((d) => `${d.rule} ${d.line}:${d.column} ${d.message}`), ['not-a-policy 1:1 no policy file (a service policy or an rbac file) in this directory']);
+    assert.equal(await policyCommand(['check', join(dir, 'elsewhere')], bufferIo()), 1);
+  });
   it('does not walk schemas/ and tests/', () => {
     const dir = policyDir({ extra: { 'tests/cases.yaml': 'cases: []\n', 'schemas/x.yaml': 'type: object\n' } });
     assert.deepEqual(checkPolicies([dir]).diagnostics, []);

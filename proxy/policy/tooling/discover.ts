@@ -47,7 +47,10 @@ export function discoverPolicyFiles(paths: readonly string[]): PolicyFiles {
     if (!existsSync(path)) {
       diagnostics.push({ file: path, line: 1, column: 1, severity: 'error', rule: 'file-not-found', message: 'no such file or directory' });
     } else if (statSync(path).isDirectory()) {
+      const before = services.size + rbacs.size;
       walk(path);
+      // A CI job pointed at the wrong directory would otherwise pass, having checked nothing.
+      if (services.size + rbacs.size === before) diagnostics.push({ file: path, line: 1, column: 1, severity: 'error', rule: 'not-a-policy', message: 'no policy file (a service policy or an rbac file) in this directory' });
     } else {
       classify(path, true);
     }
