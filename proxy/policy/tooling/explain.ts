@@ -16,7 +16,7 @@ const HELP = `usage: ca-a2a policy explain (--service NAME | --policy FILE) --ro
 The decision the sidecar makes for a caller holding these roles, and the rule that made it,
 with its file:line:column. --tool implies --method tools/call. With --params, the params
 (or, for a tool, its arguments) are also checked against their schemas.
-Exit 0 when allowed, 1 when refused, 2 on a usage error.
+Exit 0 when allowed, 1 when refused, 2 on a usage error or a policy that does not load.
 `;
 
 export interface Explanation {
@@ -107,8 +107,9 @@ export async function explainCommand(argv: string[], io: Io = processIo): Promis
   try {
     policy = loadPolicy(servicePolicyFile({ service: stringOption(args, 'service'), policy: stringOption(args, 'policy'), dir: args.positionals[0] }));
   } catch (error) {
+    // Not 1: a script asserting a refusal (`! ca-a2a policy explain …`) must not pass on a broken policy.
     io.err(`ca-a2a policy explain: ${isPolicyLoadError(error) ? `policy invalid (run policy check):\n${error.problems.map(formatProblem).join('\n')}` : (error as Error).message}\n`);
-    return isPolicyLoadError(error) ? 1 : 2;
+    return 2;
   }
   const roles = rolesText.split(',').map((role) => role.trim()).filter(Boolean);
   const result = explain(policy, roles, { method, tool, params });

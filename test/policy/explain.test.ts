@@ -1,0 +1,32 @@
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { policyCommand } from '../../proxy/policy/cli.js';
+import { bufferIo } from '../../proxy/policy/tooling/io.js';
+import { CLEAN_SERVICE, policyDir } from './fixtures.js';
+
+describe('ca-a2a policy explain (command)', () => {
+  const explain = async (dir: string, method: string) => {
+    const io = bufferIo();
+    const status = await policyCommand(['explain', '--policy', join(dir, 'services', 'docs.yaml'), '--roles', 'viewer', '--method', method], io);
+    return { status, out: io.stdout, err: io.stderr };
+  };
+
+  it('exits 0 on an allow and 1 on a refusal, naming the rule and its line', async () => {
+    const dir = policyDir();
+    const allowed = await explain(dir, 'get_document');
+    assert.equal(allowed.status, 0);
+    assert.match(allowed.out, /^ALLOW\n[\s\S]*rule {4}allow 'get_document' of role 'viewer'\n {2}at {6}.*rbac\.yaml:7:13\n/);
+    const refused = await explain(dir, 'delete_document');
+    assert.equal(refused.status, 1);
+    assert.match(refused.out, /^DENY 403 authz\.method_unknown/);
+  });
+
+  it('exits 2, not 1, when the policy does not load: a script asserting a refusal must not pass on a broken file', async () => {
+    const dir = policyDir({ service: CLEAN_SERVICE.replace('audience:', 'audiense:') });
+    const result = await explain(dir, 'delete_document');
+    assert.equal(result.status, 2);
+    assert.equal(result.out, '');
+    assert.match(result.err, /policy invalid \(run policy check\):\n[\s\S]*docs\.yaml:4:51 \/auth: unknown key 'audiense'/);
+  });
+});
