@@ -9,8 +9,9 @@ export interface ProofKey {
   readonly publicJwk: JWK;
 }
 
+/** The private key cannot be exported: it signs in this process and never leaves it. */
 export async function createProofKey(): Promise<ProofKey> {
-  const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
+  const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: false });
   const { kty, crv, x, y } = await exportJWK(publicKey);
   return { privateKey, publicKey, publicJwk: { kty, crv, x, y } };
 }
