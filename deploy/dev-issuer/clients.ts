@@ -39,7 +39,7 @@ export function clientSecretsPath(dataDir: string): string {
 
 /**
  * Returns the client secrets for every dev client, generating the missing ones (256 random bits,
- * base64url) into `<dataDir>/client-secrets.json` (file 0600, directory 0700). Existing secrets are
+ * base64url) into `<dataDir>/client-secrets.json` (file 0600; the directory 0700 if made here). Existing secrets are
  * kept so that running clients and scripts keep working across issuer restarts.
  */
 export async function ensureClientSecrets(dataDir: string): Promise<Record<string, string>> {

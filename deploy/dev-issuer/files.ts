@@ -5,10 +5,15 @@ import path from 'node:path';
 const PRIVATE_DIR_MODE = 0o700;
 const PRIVATE_FILE_MODE = 0o600;
 
-/** Creates the data directory (0700) and tightens its mode if it already existed. */
+/**
+ * Creates the data directory, 0700. A directory that already exists keeps its mode: it may be
+ * shared (`--data-dir .`, the project; `/tmp`, where root would have locked every other user out),
+ * and the files written in it are 0600 whatever the directory allows.
+ */
 export async function ensurePrivateDir(dir: string): Promise<void> {
-  await mkdir(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
-  await chmod(dir, PRIVATE_DIR_MODE);
+  const created = await mkdir(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
+  // mkdir's mode goes through the umask; set it exactly on the directory made here.
+  if (created !== undefined) await chmod(dir, PRIVATE_DIR_MODE);
 }
 
 /** Reads a JSON file, or returns undefined when it does not exist. */

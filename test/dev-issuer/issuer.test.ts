@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { stat } from 'node:fs/promises';
+import { chmod, mkdir, stat } from 'node:fs/promises';
 import net from 'node:net';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createRemoteJWKSet, decodeJwt, jwtVerify } from 'jose';
-import { clientSecretsPath, DEV_CLIENTS, loadClientSecrets } from '../../deploy/dev-issuer/clients.js';
+import { clientSecretsPath, DEV_CLIENTS, ensureClientSecrets, loadClientSecrets } from '../../deploy/dev-issuer/clients.js';
+import { ensurePrivateDir } from '../../deploy/dev-issuer/files.js';
 import { startIssuer, type DevIssuer } from '../../deploy/dev-issuer/issuer.js';
 import { signingKeyPath } from '../../deploy/dev-issuer/signing-key.js';
 import { rawTokenRequest, tempDir } from './helpers.js';
@@ -100,6 +102,17 @@ describe('dev issuer', () => {
 
   it('writes the client secrets and the signing key with mode 0600 in a 0700 directory', async () => {
     assert.equal((await stat(dir.path)).mode & 0o777, 0o700);
+    // A directory of its own, made by the issuer: 0700 whatever the umask.
+    const made = join(dir.path, 'made-here');
+    await ensurePrivateDir(made);
+    assert.equal((await stat(made)).mode & 0o777, 0o700);
+    // One that existed, possibly shared (--data-dir .): its mode is left alone, the files are 0600.
+    const shared = join(dir.path, 'shared');
+    await mkdir(shared, { mode: 0o755 });
+    await chmod(shared, 0o755);
+    await ensureClientSecrets(shared);
+    assert.equal((await stat(shared)).mode & 0o777, 0o755);
+    assert.equal((await stat(clientSecretsPath(shared))).mode & 0o777, 0o600);
     assert.equal((await stat(clientSecretsPath(dir.path))).mode & 0o777, 0o600);
     assert.equal((await stat(signingKeyPath(dir.path))).mode & 0o777, 0o600);
     assert.deepEqual(Object.keys(secrets).sort(), Object.keys(DEV_CLIENTS).sort());
