@@ -37,7 +37,8 @@ export async function callCommand(argv: string[]): Promise<number> {
         url: { type: 'string' },
         method: { type: 'string' },
         params: { type: 'string', default: '{}' },
-        issuer: { type: 'string', default: process.env.CA_A2A_ISSUER ?? 'http://127.0.0.1:8080/realms/ca-a2a' },
+        // An exported-but-empty variable means unset, as for ca-a2a token.
+        issuer: { type: 'string', default: process.env.CA_A2A_ISSUER || 'http://127.0.0.1:8080/realms/ca-a2a' },
         'data-dir': { type: 'string', default: defaultDataDir() },
         help: { type: 'boolean', short: 'h' },
       },

@@ -101,4 +101,10 @@ describe('ca-a2a call', () => {
     assert.equal((down as { code: number }).code, 1);
     assert.equal((await call('--client', 'viewer', '--method', 'x', '--params', '{nope')).code, 2);
   });
+
+  it('reads an exported-but-empty CA_A2A_ISSUER as unset (the default issuer), as ca-a2a token does', async () => {
+    const failed = await run(process.execPath, [BIN, 'call', '--data-dir', dataDir, '--url', 'http://127.0.0.1:9/message', '--client', 'viewer', '--method', 'list_documents'], { env: { ...process.env, CA_A2A_ISSUER: '', CA_A2A_CLIENT_SECRET: '' } }).catch((error: { code: number; stderr: string }) => error);
+    assert.equal((failed as { code: number }).code, 1);
+    assert.doesNotMatch((failed as { stderr: string }).stderr, /is not a URL/);
+  });
 });
