@@ -47,7 +47,10 @@ const FALLBACK_LIFETIME_MS = 60_000;
 /**
  * Creates a client_credentials token source (RFC 6749 §4.4) on oauth4webapi: OIDC discovery once,
  * then a cached token that is refreshed before it expires. Concurrent callers share one in-flight
- * request. If a refresh fails while the cached token is still valid, the cached token is returned.
+ * request. Past its refresh time, a token with more than half the refresh margin left is handed
+ * out at once while the refresh runs behind it, so a slow or hung issuer holds up no call; nearer
+ * its expiry, callers wait for the refresh. If a refresh fails while the cached token is still
+ * valid, the cached token is returned.
  * Rejects with a {@link TokenSourceError}; throws one synchronously for unusable options.
  */
 export function createTokenSource(opts: TokenSourceOptions): TokenSource {
@@ -127,8 +130,14 @@ export function createTokenSource(opts: TokenSourceOptions): TokenSource {
 
   return {
     getToken(): Promise<AccessToken> {
-      if (cached !== undefined && Date.now() < cached.refreshAt) return Promise.resolve(cached.token);
+      const now = Date.now();
+      if (cached !== undefined && now < cached.refreshAt) return Promise.resolve(cached.token);
       inFlight ??= refresh();
+      if (cached !== undefined && now < cached.token.expiresAt - skewMs / 2) {
+        // Its failure is for a later caller to see (refresh keeps a still-valid token meanwhile).
+        inFlight.catch(() => undefined);
+        return Promise.resolve(cached.token);
+      }
       return inFlight;
     },
     invalidate(token: AccessToken): void {
