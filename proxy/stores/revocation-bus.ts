@@ -112,10 +112,16 @@ export class RedisRevocationBus implements RevocationBus {
       const revocation = parseRevocation(message);
       if (revocation) for (const listener of this.#listeners) listener.onRevocation(revocation);
     });
+    // A resync reads the durable store, so it must start only once the subscription is live: on
+    // 'ready' the SUBSCRIBE (ours, or ioredis's own after a reconnect) is not even sent yet, and a
+    // revocation published between that read and the subscription was heard by nobody until the
+    // next periodic resync. SUBSCRIBE again and resync on its answer (a repeated SUBSCRIBE is
+    // harmless; answers come in order, so ioredis's own has been answered too).
     this.#subscriber.on('ready', () => {
-      for (const listener of this.#listeners) listener.onResync();
+      this.#subscriber.subscribe(this.#channel).then(() => {
+        for (const listener of this.#listeners) listener.onResync();
+      }, onError);
     });
-    this.#subscriber.subscribe(this.#channel).catch(onError);
   }
 
   async publish(revocation: Revocation): Promise<void> {
