@@ -1,5 +1,6 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { isLoopbackHostname } from './http/loopback.js';
 
 /** Parses HOST:PORT (IPv6 in brackets); port 0 asks the OS for a free one. */
 export function parseListen(value: string): { host: string; port: number } {
@@ -25,6 +26,5 @@ export function listen(server: Server, address: string): Promise<{ host: string;
 
 /** True for 127.0.0.0/8, ::1 and localhost: addresses only this host (this task) can reach. */
 export function isLoopbackListen(value: string): boolean {
-  const { host } = parseListen(value);
-  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+  return isLoopbackHostname(parseListen(value).host);
 }

@@ -15,6 +15,7 @@ import type { ServicePolicy } from '../policy/model.js';
 import type { Refuser } from '../respond.js';
 import { transportLayer } from '../layers/transport.js';
 import { egressCalls } from './decide.js';
+import { isLoopbackHostname } from '../http/loopback.js';
 
 export interface EgressDeps {
   readonly policy: () => ServicePolicy;
@@ -29,10 +30,8 @@ export interface EgressDeps {
 // can reach 127.0.0.1 too, by DNS rebinding (its own name made to resolve to 127.0.0.1, so the
 // browser treats the listener as the page's origin and lets it read the answers); its requests
 // then carry that name in Host. HTTP/1.0 without Host is no browser's.
-const LOOPBACK_HOST = /^(?:localhost|127(?:\.\d{1,3}){3}|\[::1\])(?::\d{1,5})?$/i;
-
 function isLoopbackHost(host: string | undefined): boolean {
-  return host === undefined || LOOPBACK_HOST.test(host);
+  return host === undefined || isLoopbackHostname(host.replace(/:\d{1,5}$/, ''));
 }
 
 // The agent's headers that go on: content negotiation and MCP Streamable HTTP's own (the target's

@@ -1,6 +1,7 @@
 import type { webcrypto } from 'node:crypto';
 import * as oauth from 'oauth4webapi';
 import { TokenSourceError, toTokenSourceError } from './token-source-error.js';
+import { isLoopbackHostname } from '../http/loopback.js';
 
 /** An access token ready to put in an `Authorization: <tokenType> <accessToken>` header. */
 export interface AccessToken {
@@ -164,6 +165,5 @@ function parseIssuer(issuer: string, plainHttpOk: (url: URL) => boolean): URL {
  * machine (the dev issuer on 127.0.0.1), where no network attacker sits between client and server.
  */
 function isLoopback(url: URL): boolean {
-  const host = url.hostname;
-  return host === 'localhost' || host === '[::1]' || /^127(\.\d{1,3}){3}$/.test(host);
+  return isLoopbackHostname(url.hostname);
 }
