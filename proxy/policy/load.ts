@@ -92,6 +92,11 @@ export function loadPolicy(file: string, overrides: PolicyOverrides = {}): Servi
   const methods = new Map<string, MethodPolicy>();
   for (const [name, method] of Object.entries(raw.methods ?? {})) {
     const location = service.locate(['methods', name]);
+    // The sidecar reads a tool from tools/call (and /call_tool) only: any other per_tool method
+    // would be refused on every call while explain, matrix and test said it was granted.
+    if (method.access === 'per_tool' && name !== 'tools/call') {
+      problems.push({ ...service.locate(['methods', name, 'access']), path: `/methods/${name}/access`, message: `per_tool is the access of tools/call only (the one method whose tool the sidecar reads), not of '${name}'` });
+    }
     methods.set(name, {
       name,
       access: method.access,
@@ -128,13 +133,6 @@ export function loadPolicy(file: string, overrides: PolicyOverrides = {}): Servi
     });
   }
   checkEndpoints(raw, service, problems);
-  for (const [name, method] of Object.entries(raw.methods ?? {})) {
-    // The sidecar reads a tool from tools/call (and /call_tool) only: any other per_tool method
-    // would be refused on every call while explain, matrix and test said it was granted.
-    if (method.access === 'per_tool' && name !== 'tools/call') {
-      problems.push({ ...service.locate(['methods', name, 'access']), path: `/methods/${name}/access`, message: `per_tool is the access of tools/call only (the one method whose tool the sidecar reads), not of '${name}'` });
-    }
-  }
   checkTrustedProxies(raw, service, problems, overrides.trustedProxies ?? []);
   if (problems.length > 0) throw refused();
 
