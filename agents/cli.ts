@@ -61,6 +61,7 @@ export async function agentCommand(argv: string[]): Promise<number> {
     return 2;
   }
   const logger = pino({ base: { service: name } });
+  const stopping = stopSignal();
   let agent;
   try {
     agent = await startAgent(name, { ...listen, egressUrl: values.egress, logger, publicUrl: values['public-url'], issuer: values.issuer });
@@ -68,7 +69,7 @@ export async function agentCommand(argv: string[]): Promise<number> {
     process.stderr.write(`ca-a2a agent: cannot start ${name}: ${(error as Error).message}\n`);
     return 1;
   }
-  const signal = await stopSignal();
+  const signal = await stopping;
   logger.info({ event_type: 'agent_stopping', signal }, 'stopping');
   await agent.close();
   return 0;

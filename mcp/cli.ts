@@ -91,6 +91,7 @@ export async function mcpGatewayCommand(argv: string[]): Promise<number> {
     process.stderr.write(`${(err as Error).message}\n${USAGE}\n`);
     return 2;
   }
+  const stopping = stopSignal();
   let gateway;
   try {
     gateway = await startMcpGateway({ ...envOptions, ...listen, dataDir, logger });
@@ -98,7 +99,7 @@ export async function mcpGatewayCommand(argv: string[]): Promise<number> {
     process.stderr.write(`ca-a2a mcp-gateway: cannot start: ${describeError(err)}\n`);
     return 1;
   }
-  const signal = await stopSignal();
+  const signal = await stopping;
   logger.info({ event_type: 'mcp_gateway_stopping', signal }, 'stopping');
   await gateway.close();
   return 0;

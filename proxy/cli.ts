@@ -143,6 +143,7 @@ export async function sidecarCommand(argv: string[]): Promise<number> {
   const listenPort = Number(listen.slice(listen.lastIndexOf(':') + 1));
   const policyFile = service !== undefined ? shippedPolicyFile(service) : (policy as string);
 
+  const stopping = stopSignal();
   let sidecar;
   try {
     sidecar = await startSidecar({
@@ -170,7 +171,7 @@ export async function sidecarCommand(argv: string[]): Promise<number> {
     return 1;
   }
   process.on('SIGHUP', () => void sidecar.reload());
-  await stopSignal();
+  await stopping;
   await sidecar.close();
   return 0;
 }

@@ -350,14 +350,17 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
       watcher?.close();
       server.close();
       server.closeIdleConnections();
+      logger.info({ event_type: 'sidecar_draining', in_flight: inFlight }, 'stopping: no new connections, draining in-flight requests');
       const deadline = Date.now() + (options.drainTimeoutMs ?? 25_000);
       while (inFlight > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+      if (inFlight > 0) logger.warn({ event_type: 'sidecar_drain_timeout', in_flight: inFlight }, 'drain deadline passed: cutting the requests still in flight');
       server.closeAllConnections();
       await egress?.close();
       await new Promise<void>((resolve) => adminServer.close(() => resolve()));
       adminServer.closeAllConnections();
       await Promise.all([...forwarders.values()].map((forwarder) => forwarder.close()));
       await stores.close();
+      logger.info({ event_type: 'sidecar_stopped' }, 'sidecar stopped');
       await new Promise<void>((resolve) => logger.flush(() => resolve()));
     },
   };

@@ -1,6 +1,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
 import { createTokenSource } from '../../proxy/oauth/client-credentials.js';
+import { stopSignal } from '../../proxy/stop-signal.js';
 import { clientSecretsPath, defaultDataDir, loadClientSecrets } from './clients.js';
 import { startIssuer } from './issuer.js';
 import { DEFAULT_ISSUER_URL, DEFAULT_LISTEN } from './realm.js';
@@ -27,6 +28,7 @@ export async function issuerCommand(argv: string[]): Promise<number> {
   if (listen === undefined) return usageError('--listen must be HOST:PORT', ISSUER_USAGE);
   const dataDir = stringOption(args, 'data-dir') ?? defaultDataDir();
 
+  const stopping = stopSignal();
   let issuer;
   try {
     issuer = await startIssuer({ ...listen, dataDir });
@@ -35,7 +37,7 @@ export async function issuerCommand(argv: string[]): Promise<number> {
     return 1;
   }
   process.stdout.write(`ca-a2a issuer: ${issuer.issuer} (client secrets in ${clientSecretsPath(dataDir)})\n`);
-  await shutdownSignal();
+  await stopping;
   await issuer.close();
   return 0;
 }
@@ -107,18 +109,6 @@ function parseListen(value: string): { host: string; port: number } | undefined 
   const host = match?.[1] ?? match?.[2];
   if (host === undefined || !Number.isInteger(port) || port > 65535) return undefined;
   return { host, port };
-}
-
-function shutdownSignal(): Promise<void> {
-  return new Promise((resolve) => {
-    const stop = (): void => {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      resolve();
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-  });
 }
 
 function usageError(message: string, usage: string): number {

@@ -36,6 +36,7 @@ export async function adminApiCommand(argv: string[]): Promise<number> {
     process.stdout.write(HELP);
     return 0;
   }
+  const stopping = stopSignal();
   let api;
   try {
     api = await startAdminApi({ listen: values.listen, stores: storeOptionsFromEnv() });
@@ -43,7 +44,7 @@ export async function adminApiCommand(argv: string[]): Promise<number> {
     process.stderr.write(`ca-a2a admin-api: ${(error as Error).message}\n`);
     return 1;
   }
-  await stopSignal();
+  await stopping;
   await api.close();
   return 0;
 }

@@ -60,6 +60,7 @@ export async function upCommand(argv: string[]): Promise<number> {
   }
   const logDestination = pino.destination({ fd: logFd, sync: false });
   const progress = (line: string) => process.stdout.write(`• ${line}\n`);
+  const stopping = stopSignal();
   progress(`starting ca-a2a (logs: ${logFile})`);
 
   let result;
@@ -70,7 +71,7 @@ export async function upCommand(argv: string[]): Promise<number> {
     return 1;
   }
   process.stdout.write(result.summary);
-  const signal = await stopSignal();
+  const signal = await stopping;
   progress(`${signal}: stopping`);
   await result.stack.close();
   logDestination.flushSync();

@@ -57,6 +57,29 @@ describe('npm start and npx ca-a2a up stop the whole system on SIGTERM to npm', 
     assert.match(output, /• SIGTERM: stopping\n• stopped\n/);
   });
 
+  it('ca-a2a up: a SIGTERM while it starts is kept: the stack finishes starting, then stops, nothing left running', async () => {
+    // npm, a supervisor or a test sends SIGTERM as soon as it reads a line; the listener used to be
+    // added only after "Ctrl-C stops everything.", and a signal just before it killed the process
+    // with every component still holding its files (and, under npm start, orphaned).
+    const dataDir = await mkdtemp(join(tmpdir(), 'ca-a2a-launcher-'));
+    const child = spawn(process.execPath, ['bin/ca-a2a.js', 'up', '--ephemeral-ports', '--no-samples', '--data-dir', dataDir], { cwd: ROOT, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    try {
+      child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+      const exited = new Promise<[number | null, string | null]>((resolve) => child.once('exit', (code, signal) => resolve([code, signal])));
+      await new Promise<void>((resolve) => child.stdout.once('data', (chunk: Buffer) => resolve(void (output += chunk.toString()))));
+      assert.match(output, /^• starting ca-a2a/);
+      child.kill('SIGTERM');
+      child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+      assert.deepEqual(await exited, [0, null], output);
+      assert.match(output, /Ctrl-C stops everything\.\n• SIGTERM: stopping\n• stopped\n$/);
+      assert.equal(groupAlive(child.pid as number), false, 'no component outlived the command');
+    } finally {
+      if (groupAlive(child.pid as number)) process.kill(-(child.pid as number), 'SIGKILL');
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+
   it('npx ca-a2a up: the stack stops too, though npm runs it through a shell that does not pass the signal on', async () => {
     const { ended, output } = await sigtermLauncher('npx', ['ca-a2a', 'up']);
     assert.ok(ended, `the stack outlived npx:\n${output}`);

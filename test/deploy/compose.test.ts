@@ -28,6 +28,7 @@ interface Service {
   user?: string;
   cap_drop?: string[];
   networks?: string[] | Record<string, unknown>;
+  stop_grace_period?: string;
 }
 
 const flag = (args: readonly string[] | undefined, name: string): string | undefined => {
@@ -56,6 +57,10 @@ describe('deploy/compose.yaml', () => {
       assert.equal(flag(upstream.command, '--listen'), '127.0.0.1:9000', `${upstreamName} binds loopback only`);
       assert.equal(sidecar.environment?.['CA_A2A_UPSTREAM'], 'http://127.0.0.1:9000');
     }
+  });
+
+  it('gives every sidecar longer to stop than its 25 s drain, not compose\'s default 10 s', () => {
+    for (const service of Object.keys(PORTS)) assert.equal(services[`${service}-sidecar`]?.stop_grace_period, '30s', service);
   });
 
   it('publishes no port of an upstream, and no sidecar admin or egress port', () => {

@@ -140,6 +140,23 @@ describe('forwarding to the upstream', () => {
     await closing;
     assert.equal(res.status, 200);
     assert.equal(res.json.result, 'late');
+    assert.deepEqual(slow.audit.events('sidecar_draining').map((event) => event['in_flight']), [1]);
+    assert.equal(slow.audit.events('sidecar_drain_timeout').length, 0);
+    assert.equal(slow.audit.events('sidecar_stopped').length, 1);
+  });
+
+  it('cuts what is still in flight at the drain deadline, and logs how many it cut', async () => {
+    const slow = await startHarness({ policyFile: writePolicy(policy('http://127.0.0.1:1').replace('upstream_timeout_ms: 300', 'upstream_timeout_ms: 5000')), sidecar: { drainTimeoutMs: 100 } });
+    slow.upstream.respond(() => ({ body: { jsonrpc: '2.0', id: 9, result: 'late' }, delayMs: 3000 }));
+    const pending = slow.call(call(), { token: await slow.issuer.sign() }).then(
+      () => 'answered',
+      () => 'cut',
+    );
+    while (slow.upstream.requests.length === 0) await new Promise((resolve) => setImmediate(resolve));
+    await slow.close();
+    assert.equal(await pending, 'cut');
+    assert.deepEqual(slow.audit.events('sidecar_drain_timeout').map((event) => event['in_flight']), [1]);
+    assert.equal(slow.audit.events('sidecar_stopped').length, 1);
   });
 
   describe('streamed answers', { timeout: 15_000 }, () => {

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { open } from 'node:fs/promises';
 import { connect, createServer, type Server } from 'node:net';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { shippedPolicyFile } from '../../proxy/services.js';
 import { startSidecar } from '../../proxy/sidecar.js';
@@ -30,6 +32,19 @@ const refuses = (port: number): Promise<boolean> =>
     });
     socket.once('error', () => resolve(true));
   });
+
+/** Runs `ca-a2a sidecar --policy FILE` on PORT; `out()` is everything it wrote so far, stdout and stderr. */
+function spawnSidecar(policy: string, port: number, dataDir: string): { child: ChildProcess; out(): string; exited: Promise<[number | null, string | null]> } {
+  const child = spawn(process.execPath, ['bin/ca-a2a.js', 'sidecar', '--policy', policy, '--listen', `127.0.0.1:${port}`, '--admin-listen', '127.0.0.1:0', '--no-watch'], {
+    env: { ...process.env, CA_A2A_DATA_DIR: dataDir },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout?.on('data', (chunk: Buffer) => (out += chunk.toString()));
+  child.stderr?.on('data', (chunk: Buffer) => (out += chunk.toString()));
+  const exited = new Promise<[number | null, string | null]>((resolve) => child.once('exit', (code, signal) => resolve([code, signal])));
+  return { child, out: () => out, exited };
+}
 
 describe('sidecar start-up', () => {
   it('leaves nothing listening when a later listener cannot bind', async () => {
@@ -92,16 +107,9 @@ integrity: { dpop: off }
 methods:
   get_document: {}
 `);
-    const child = spawn(process.execPath, ['bin/ca-a2a.js', 'sidecar', '--policy', policy, '--listen', `127.0.0.1:${port}`, '--admin-listen', '127.0.0.1:0', '--no-watch'], {
-      env: { ...process.env, CA_A2A_DATA_DIR: tempDirSync('cli') },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const { child, out, exited } = spawnSidecar(policy, port, tempDirSync('cli'));
     try {
-      let out = '';
-      child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
-      child.stderr.on('data', (chunk: Buffer) => (out += chunk.toString()));
-      const exited = new Promise<[number | null, string | null]>((resolve) => child.once('exit', (code, signal) => resolve([code, signal])));
-      await new Promise<void>((resolve) => child.stdout.on('data', () => out.includes('"sidecar_started"') && resolve()));
+      await new Promise<void>((resolve) => child.stdout?.on('data', () => out().includes('"sidecar_started"') && resolve()));
       let release: () => void = () => undefined;
       upstream.respond((request) => ({ body: { jsonrpc: '2.0', id: 1, result: { url: request.url } }, after: new Promise<void>((resolve) => (release = resolve)) }));
       const answer = fetch(`http://127.0.0.1:${port}/message`, {
@@ -116,11 +124,37 @@ methods:
       child.kill('SIGTERM');
       await new Promise((resolve) => setTimeout(resolve, 100));
       release();
-      assert.equal((await answer).status, 200, out);
-      assert.deepEqual(await exited, [0, null], out);
+      assert.equal((await answer).status, 200, out());
+      assert.deepEqual(await exited, [0, null], out());
     } finally {
       child.kill('SIGKILL');
       await Promise.all([upstream.close(), issuer.close()]);
+    }
+  });
+
+  it('keeps a SIGTERM that arrives while it starts: it finishes starting, closes and exits 0, instead of dying on it', async () => {
+    // The policy file is a FIFO: the sidecar is held reading it, mid-start, until the test writes it.
+    const dir = tempDirSync('cli');
+    const policy = join(dir, 'policy.yaml');
+    execFileSync('mkfifo', [policy]);
+    const port = await freePort();
+    const { child, out, exited } = spawnSidecar(policy, port, dir);
+    try {
+      const writer = await open(policy, 'w'); // resolves once the sidecar has opened it to read
+      child.kill('SIGTERM');
+      await writer.writeFile(`service: starting
+rbac: ${RBAC_FILE}
+upstream: http://127.0.0.1:1
+auth: { issuer: http://127.0.0.1:1/realms/test, audience: ca-a2a-agents }
+methods:
+  get_document: {}
+`);
+      await writer.close();
+      assert.deepEqual(await exited, [0, null], out());
+      assert.match(out(), /"sidecar_started".*\n(.*\n)*.*"sidecar_draining".*\n(.*\n)*.*"sidecar_stopped"/, out());
+      assert.equal(await refuses(port), true);
+    } finally {
+      child.kill('SIGKILL');
     }
   });
 
