@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { TOOL_ERRORS, ToolError, toWireError } from './errors.js';
 import { handleMcpRequest } from './mcp-endpoint.js';
+import { parseTraceparent } from '../proxy/http/trace-context.js';
 import type { BreakerStateName } from './resilience.js';
 import { sendJsonStreaming } from './streamed-text.js';
 import type { CallerIdentity, ToolRunner } from './tool-runner.js';
@@ -38,6 +39,7 @@ export function callerFrom(req: IncomingMessage): CallerIdentity {
     client_id: header(req, 'x-ca-a2a-client-id'),
     roles: roles ? roles.split(',').map((r) => r.trim()).filter(Boolean).slice(0, 32) : undefined,
     request_id: header(req, 'x-ca-a2a-request-id'),
+    trace_id: parseTraceparent(req.headers.traceparent)?.traceId,
   };
 }
 
@@ -75,7 +77,7 @@ async function callTool(req: IncomingMessage, res: ServerResponse, deps: RouteDe
       await sendJsonStreaming(res, 200, { success: true, ...outcome.result });
     } catch (err) {
       // The answer was cut midway (bucket or client gone): the client sees a truncated body.
-      deps.logger.warn({ event_type: 'mcp_stream_failed', tool, request_id: caller.request_id, err: (err as Error).message }, 'result stream failed midway');
+      deps.logger.warn({ event_type: 'mcp_stream_failed', tool, request_id: caller.request_id, trace_id: caller.trace_id, err: (err as Error).message }, 'result stream failed midway');
     }
     return;
   }

@@ -12,6 +12,8 @@ export interface CallerIdentity {
   client_id?: string;
   roles?: string[];
   request_id?: string;
+  /** The trace id of the sidecar's `traceparent`: one document's calls at every hop share it. */
+  trace_id?: string;
 }
 
 /** What a tool call produced. */
@@ -83,6 +85,7 @@ export function createToolRunner(tools: ToolFamily, deps: ToolDeps, metrics: Gat
           transport,
           caller: { subject: caller.subject, client_id: caller.client_id, roles: caller.roles },
           request_id: caller.request_id,
+          trace_id: caller.trace_id,
           ...(outcome.ok ? {} : { backend: outcome.error.details.backend }),
         },
         'tool call',
@@ -100,6 +103,7 @@ export function createToolRunner(tools: ToolFamily, deps: ToolDeps, metrics: Gat
           transport,
           caller: { subject: caller.subject, client_id: caller.client_id, roles: caller.roles },
           request_id: caller.request_id,
+          trace_id: caller.trace_id,
           ...(error.details.backend ? { backend: error.details.backend } : {}),
           ...(cause instanceof Error ? { err_message: cause.message } : {}),
         },

@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Denial } from './denials.js';
 import type { EndpointPolicy, ServicePolicy } from './policy/model.js';
+import { traceContext, type TraceContext } from './http/trace-context.js';
 
 /** The verified caller, frozen once authentication passes. */
 export interface Principal {
@@ -35,6 +36,8 @@ export interface RequestContext {
   readonly req: IncomingMessage;
   readonly policy: ServicePolicy;
   readonly requestId: string;
+  /** The trace this request belongs to, continued from its `traceparent` or started here (ids from requestId). */
+  readonly trace: TraceContext;
   readonly sourceIp: string;
   readonly startedAt: number;
   /**
@@ -69,7 +72,7 @@ export interface RequestContext {
 
 export function createContext(req: IncomingMessage, policy: ServicePolicy, requestId: string, sourceIp: string, startedAt: number): RequestContext {
   return {
-    req, policy, requestId, sourceIp, startedAt, clientIp: undefined,
+    req, policy, requestId, trace: traceContext(req.headers, requestId), sourceIp, startedAt, clientIp: undefined,
     path: '', query: '', endpoint: undefined, isPublic: false, body: undefined,
     token: undefined, tokenScheme: undefined, principal: undefined,
     calls: [], batch: false, proof: undefined, wouldDeny: [], responseHeaders: {}, upstreamCutOff: undefined,

@@ -5,6 +5,7 @@ import type { RequestContext } from './context.js';
 import { denial, type Denial } from './denials.js';
 import type { LimitsPolicy } from './policy/model.js';
 import { filterToolsList, wantsToolsFilter } from './mcp-filter.js';
+import { traceHeaders } from './http/trace-context.js';
 
 // RFC 9110 §7.6.1 hop-by-hop fields, plus what the sidecar owns or must never pass on.
 const DROPPED_REQUEST_HEADERS = new Set([
@@ -12,6 +13,8 @@ const DROPPED_REQUEST_HEADERS = new Set([
   'transfer-encoding', 'upgrade', 'host', 'content-length', 'authorization', 'dpop', 'x-original-url', 'x-rewrite-url',
   // Expect: 100-continue is met by the sidecar (it reads the whole body before forwarding).
   'expect',
+  // Set by the sidecar, continuing the caller's trace when it named a valid one.
+  'traceparent', 'tracestate',
 ]);
 const DROPPED_RESPONSE_HEADERS = new Set([
   'connection', 'keep-alive', 'proxy-authenticate', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade',
@@ -227,6 +230,7 @@ function upstreamHeaders(ctx: RequestContext): Record<string, string> {
     headers[name] = headers[name] === undefined ? value : `${headers[name]}${name === 'cookie' ? '; ' : ', '}${value}`;
   }
   headers['x-ca-a2a-request-id'] = ctx.requestId;
+  Object.assign(headers, traceHeaders(ctx.trace));
   const principal = ctx.principal;
   if (principal) {
     headers['x-ca-a2a-subject'] = principal.subject;

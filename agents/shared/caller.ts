@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
+import { callTrace, type CallTrace } from './trace.js';
 
 /** Who called, as the agent's sidecar asserted it (the agent binds 127.0.0.1 only, so it trusts these). */
 export interface Caller {
@@ -6,6 +7,8 @@ export interface Caller {
   readonly clientId: string | undefined;
   readonly roles: readonly string[];
   readonly requestId: string | undefined;
+  /** The trace the sidecar passed on (`traceparent`), continued by every call out made while serving this one. */
+  readonly trace: CallTrace | undefined;
 }
 
 function single(headers: IncomingHttpHeaders, name: string): string | undefined {
@@ -13,7 +16,7 @@ function single(headers: IncomingHttpHeaders, name: string): string | undefined 
   return typeof value === 'string' && value !== '' ? value.slice(0, 256) : undefined;
 }
 
-/** Reads the x-ca-a2a-* identity headers. */
+/** Reads the x-ca-a2a-* identity headers and the trace headers. */
 export function callerFrom(headers: IncomingHttpHeaders): Caller {
   const roles = single(headers, 'x-ca-a2a-roles');
   return {
@@ -21,5 +24,6 @@ export function callerFrom(headers: IncomingHttpHeaders): Caller {
     clientId: single(headers, 'x-ca-a2a-client-id'),
     roles: roles === undefined ? [] : roles.split(',').map((role) => role.trim()).filter(Boolean),
     requestId: single(headers, 'x-ca-a2a-request-id'),
+    trace: callTrace(headers),
   };
 }

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { AgentError } from './rpc-errors.js';
+import { traceHeadersOfCurrentCall } from './trace.js';
 
 /** Why a call through the egress failed. */
 export type EgressFailureKind =
@@ -67,7 +68,7 @@ async function post(url: string, body: unknown, timeoutMs: number): Promise<{ st
   try {
     response = await fetch(url, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { ...traceHeadersOfCurrentCall(), 'content-type': 'application/json' },
       body: JSON.stringify(body),
       signal: AbortSignal.timeout(timeoutMs),
       // A redirect is never followed: fetch would post the body again, straight to the Location,

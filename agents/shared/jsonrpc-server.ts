@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { callerFrom, type Caller } from './caller.js';
 import { AGENT_ERRORS, AgentError, isAgentError, toRpcError } from './rpc-errors.js';
 import { describeParamsErrors, type ParamsValidators } from './params.js';
+import { withTrace } from './trace.js';
 
 /** A method handler: params already match the method's schema. */
 export type MethodHandler = (params: Record<string, unknown>, caller: Caller) => Promise<unknown>;
@@ -88,16 +89,16 @@ export async function startJsonRpcServer(opts: JsonRpcServerOptions): Promise<Js
       if (!validate(params) || !isRecord(params)) {
         throw new AgentError('invalid_params', `invalid params for ${method}`, { errors: describeParamsErrors(validate) });
       }
-      const result = await handler(params, caller);
+      const result = await withTrace(caller.trace, () => handler(params, caller));
       return isNotification ? undefined : { jsonrpc: '2.0', id, result };
     } catch (error) {
       outcome = isAgentError(error) ? error.code : 'internal';
-      if (!isAgentError(error)) logger.error({ event_type: 'agent_internal_error', method, request_id: caller.requestId, err: error }, 'method failed');
+      if (!isAgentError(error)) logger.error({ event_type: 'agent_internal_error', method, request_id: caller.requestId, trace_id: caller.trace?.traceId, err: error }, 'method failed');
       return isNotification ? undefined : { jsonrpc: '2.0', id, error: toRpcError(error) };
     } finally {
       logger.info({
         event_type: 'agent_call', method, outcome, duration_ms: Math.round(performance.now() - started),
-        request_id: caller.requestId, client_id: caller.clientId,
+        request_id: caller.requestId, trace_id: caller.trace?.traceId, client_id: caller.clientId,
       }, 'call');
     }
   };

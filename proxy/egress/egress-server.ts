@@ -16,6 +16,7 @@ import type { Refuser } from '../respond.js';
 import { transportLayer } from '../layers/transport.js';
 import { egressCalls } from './decide.js';
 import { isLoopbackHostname } from '../http/loopback.js';
+import { traceHeaders } from '../http/trace-context.js';
 
 export interface EgressDeps {
   readonly policy: () => ServicePolicy;
@@ -136,7 +137,7 @@ export function createEgressServer(deps: EgressDeps): { server: Server; close():
       response = await poolFor(new URL(target.url).origin, egress.timeoutMs).request({
         method: 'POST',
         path: new URL(url).pathname,
-        headers: { ...agentHeaders(req), ...headers, 'content-type': 'application/json' },
+        headers: { ...agentHeaders(req), ...traceHeaders(ctx.trace), ...headers, 'content-type': 'application/json' },
         body,
       });
     } catch (error) {
@@ -153,7 +154,7 @@ export function createEgressServer(deps: EgressDeps): { server: Server; close():
     if (response.statusCode === 401) deps.tokens.invalidate(token);
     deps.metrics.egressDuration.observe({ service, target: target.name }, (performance.now() - started) / 1000);
     deps.metrics.egressRequests.inc({ service, target: target.name, outcome: 'forwarded', status: response.statusCode });
-    deps.audit.event('egress_call', { target: target.name, path, method: decided.calls.map((call) => call.tool ?? call.method).join(','), status: response.statusCode, request_id: ctx.requestId }, 'outbound call');
+    deps.audit.event('egress_call', { target: target.name, path, method: decided.calls.map((call) => call.tool ?? call.method).join(','), status: response.statusCode, request_id: ctx.requestId, trace_id: ctx.trace.traceId }, 'outbound call');
     // The target's hop-by-hop headers stop here, as the inbound side drops the agent's.
     res.writeHead(response.statusCode, endToEndHeaders(response.headers));
     await pipeline(response.body, res).catch(() => res.destroy());

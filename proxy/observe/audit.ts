@@ -92,7 +92,7 @@ function decisionFields(denial: Denial, enforced: boolean): string {
 
 /** The request's own fields, each preceded by a comma; absent ones are left out, as pino leaves out undefined. */
 function requestFields(ctx: RequestContext): string {
-  let fields = `,"request_id":${json(ctx.requestId)},"source_ip":${json(ctx.sourceIp)},"policy_version":${json(ctx.policy.version)}`;
+  let fields = `,"request_id":${json(ctx.requestId)},"trace_id":"${ctx.trace.traceId}","source_ip":${json(ctx.sourceIp)},"policy_version":${json(ctx.policy.version)}`;
   if (ctx.clientIp !== undefined) fields += `,"client_ip":${json(ctx.clientIp)}`;
   if (ctx.req.method !== undefined) fields += `,"http_method":${json(ctx.req.method)}`;
   if (ctx.path) fields += `,"path":${json(ctx.path)}`;

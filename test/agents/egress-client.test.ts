@@ -3,6 +3,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { createEgressClient, isEgressError } from '../../agents/shared/egress-client.js';
+import { callTrace, withTrace } from '../../agents/shared/trace.js';
 
 describe('agents: egress client', () => {
   let server: Server;
@@ -18,6 +19,30 @@ describe('agents: egress client', () => {
     url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   });
   after(() => server.close());
+
+  it('passes on the trace of the call being served, and no trace outside one', async () => {
+    const seen: (string | undefined)[][] = [];
+    const sidecar = createServer((req, res) => {
+      seen.push([req.headers.traceparent as string | undefined, req.headers.tracestate as string | undefined]);
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"success":true,"result":{}}');
+    });
+    await new Promise<void>((resolve) => sidecar.listen(0, '127.0.0.1', resolve));
+    try {
+      const egress = createEgressClient({ baseUrl: `http://127.0.0.1:${(sidecar.address() as AddressInfo).port}` });
+      const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+      const trace = callTrace({ traceparent, tracestate: 'vendor=opaque' });
+      // Work started while serving the call (a timer included) keeps its trace.
+      await withTrace(trace, async () => {
+        await egress.callTool('documents_get', { document_id: 'x' });
+        await new Promise<void>((resolve) => setTimeout(() => void egress.callTool('documents_get', { document_id: 'y' }).then(() => resolve()), 1));
+      });
+      await egress.callTool('documents_get', { document_id: 'z' });
+      assert.deepEqual(seen, [[traceparent, 'vendor=opaque'], [traceparent, 'vendor=opaque'], [undefined, undefined]]);
+      assert.equal(callTrace({ traceparent: traceparent.toUpperCase() }), undefined);
+    } finally {
+      sidecar.close();
+    }
+  });
 
   it('never follows a redirect: the body is not posted anywhere past the sidecar', async () => {
     const elsewhere: string[] = [];

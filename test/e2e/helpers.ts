@@ -7,14 +7,14 @@ import { EPHEMERAL_PORTS } from '../../proxy/up/ports.js';
 import { createRpcClient, type RpcClient } from '../../proxy/up/rpc-client.js';
 import { up, type UpResult } from '../../proxy/up/up.js';
 
-/** `up` on ephemeral ports in a data directory of its own, with logs discarded. */
-export async function startUp(dataDir: string, progress: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<UpResult> {
+/** `up` on ephemeral ports in a data directory of its own, with logs discarded unless `logs` keeps them. */
+export async function startUp(dataDir: string, progress: string[] = [], env: NodeJS.ProcessEnv = {}, logs?: Writable): Promise<UpResult> {
   return up({
     dataDir,
     ports: EPHEMERAL_PORTS,
     // Embedded stores unless the test says otherwise: the run's own environment must not leak in.
     env,
-    logDestination: new Writable({ write: (_chunk, _enc, done) => done() }),
+    logDestination: logs ?? new Writable({ write: (_chunk, _enc, done) => done() }),
     progress: (line) => progress.push(line),
     orchestrator: { sweepIntervalMs: 0 },
   });

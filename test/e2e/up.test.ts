@@ -6,7 +6,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { loadClientSecrets } from '../../deploy/dev-issuer/clients.js';
 import { createServiceClient } from '../../proxy/client/call.js';
+import type { RpcClient } from '../../proxy/up/rpc-client.js';
 import type { UpResult } from '../../proxy/up/up.js';
+import { AuditCapture } from '../helpers/audit-capture.js';
 import { accepts } from '../helpers/raw-http.js';
 import { clientFor, startUp, tempDataDir } from './helpers.js';
 
@@ -35,9 +37,10 @@ async function shell(command: string): Promise<{ stdout: string }> {
 describe('ca-a2a up: the whole system through sidecars and the development issuer', () => {
   let data: Awaited<ReturnType<typeof tempDataDir>>;
   let result: UpResult;
+  const logs = new AuditCapture();
   before(async () => {
     data = await tempDataDir();
-    result = await startUp(data.dir);
+    result = await startUp(data.dir, [], {}, logs);
   });
   after(async () => {
     await result?.stack.close();
@@ -106,13 +109,18 @@ describe('ca-a2a up: the whole system through sidecars and the development issue
     }
   });
 
-  it('lets a document finish after the extractor was killed mid-run and started again', async () => {
+  /** Uploads a small text document as the lambda identity, through the orchestrator's sidecar. */
+  async function uploadAsLambda(filename: string): Promise<{ lambda: RpcClient; orchestrator: string; id: string }> {
     const lambda = await clientFor(result, 'lambda');
     const orchestrator = result.stack.sidecars.orchestrator ?? '';
     const uploaded = await lambda.call(orchestrator, 'upload_document', {
-      filename: 'late.txt', content_type: 'text/plain', content_base64: Buffer.from('Owner: e2e\nDate: 2024-05-01\n').toString('base64'),
+      filename, content_type: 'text/plain', content_base64: Buffer.from('Owner: e2e\nDate: 2024-05-01\n').toString('base64'),
     });
-    const id = String(uploaded.result?.['document_id']);
+    return { lambda, orchestrator, id: String(uploaded.result?.['document_id']) };
+  }
+
+  it('lets a document finish after the extractor was killed mid-run and started again', async () => {
+    const { lambda, orchestrator, id } = await uploadAsLambda('late.txt');
     await result.stack.stopAgent('extractor');
     const running = lambda.call(orchestrator, 'process_document', { document_id: id });
     await sleep(200);
@@ -125,6 +133,26 @@ describe('ca-a2a up: the whole system through sidecars and the development issue
       answer = await lambda.call(orchestrator, 'process_document', { document_id: id });
     }
     assert.equal(answer.result?.['status'], 'archived', JSON.stringify(answer));
+  });
+
+  it('follows one call across every hop: each sidecar, agent, egress and gateway line of a process_document has the caller\'s trace id', async () => {
+    const { lambda, orchestrator, id } = await uploadAsLambda('traced.txt');
+    const seen = logs.lines.length;
+    assert.equal((await lambda.call(orchestrator, 'process_document', { document_id: id })).result?.['status'], 'archived');
+    const lines = logs.lines.slice(seen);
+    const entry = lines.find((line) => line['service'] === 'orchestrator' && line['event_type'] === 'authorization' && line['method'] === 'process_document');
+    const traceId = String(entry?.['trace_id']);
+    assert.match(traceId, /^[0-9a-f]{32}$/);
+    const traced = lines.filter((line) => line['trace_id'] === traceId);
+    const where = new Set(traced.map((line) => `${String(line['service'])} ${String(line['event_type'])}`));
+    for (const hop of ['extractor', 'validator', 'archivist', 'mcp']) assert.ok(where.has(`${hop} authorization`), `${hop}'s sidecar: ${[...where].join(', ')}`);
+    for (const agent of ['orchestrator', 'extractor', 'validator', 'archivist']) assert.ok(where.has(`${agent} agent_call`), `${agent}: ${[...where].join(', ')}`);
+    assert.ok(where.has('orchestrator egress_call'), [...where].join(', '));
+    assert.ok(where.has('mcp-gateway mcp_tool_call'), [...where].join(', '));
+    // One trace, many hops: each line of a sidecar names a request of its own.
+    const requests = traced.filter((line) => line['event_type'] === 'authorization').map((line) => line['request_id']);
+    assert.equal(new Set(requests).size, requests.length);
+    assert.ok(requests.length >= 5, String(requests.length));
   });
 
   // A document costs the orchestrator identity 13 gateway calls (upload 3, process_document 10):

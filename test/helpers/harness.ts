@@ -40,6 +40,17 @@ export interface CallResult {
   readonly json: { jsonrpc?: string; id?: unknown; result?: unknown; error?: { code: number; message: string; data?: Record<string, unknown> } } & Record<string, unknown>;
 }
 
+/** The smallest policy: one method, get_document, the shared roles, an upstream nothing listens on (the harness replaces it). */
+export function minimalPolicy(service: string): string {
+  return `service: ${service}
+rbac: ${RBAC_FILE}
+upstream: http://127.0.0.1:1
+auth: { issuer: http://placeholder/realms/test, audience: ca-a2a-agents }
+methods:
+  get_document: {}
+`;
+}
+
 /** Writes a policy file in a temp dir; `rbac` and `$ref`s may use RBAC_FILE and SCHEMAS_DIR. */
 export function writePolicy(text: string): string {
   const dir = tempDirSync('policy');

@@ -9,7 +9,7 @@ import { AuditLog } from '../../proxy/observe/audit.js';
 import { parseStrictJson } from '../../proxy/jsonrpc/strict-json.js';
 import { createLogger, type Logger } from '../../proxy/observe/logger.js';
 import { loadPolicy } from '../../proxy/policy/load.js';
-import { RBAC_FILE, writePolicy } from '../helpers/harness.js';
+import { minimalPolicy, writePolicy } from '../helpers/harness.js';
 
 /** A pino destination that keeps the raw text of every line. */
 class RawLines extends Writable {
@@ -21,13 +21,7 @@ class RawLines extends Writable {
   }
 }
 
-const policy = loadPolicy(writePolicy(`service: audit-lines
-rbac: ${RBAC_FILE}
-upstream: http://127.0.0.1:1
-auth: { issuer: http://placeholder/realms/test, audience: ca-a2a-agents }
-methods:
-  get_document: {}
-`));
+const policy = loadPolicy(writePolicy(minimalPolicy('audit-lines')));
 
 function context(options: { path: string; calls: Partial<RpcCall>[]; principal?: Principal }): RequestContext {
   const req = new IncomingMessage(new Socket());
@@ -48,7 +42,7 @@ const principal = (subject: string): Principal => ({
 function pinoGranted(logger: Logger, ctx: RequestContext): void {
   const who = ctx.principal as Principal;
   logger.child({ subject: who.subject, client_id: who.clientId, roles: who.roles, jti: who.jti }).info({
-    event_type: 'authorization', granted: true, request_id: ctx.requestId, source_ip: ctx.sourceIp, policy_version: ctx.policy.version,
+    event_type: 'authorization', granted: true, request_id: ctx.requestId, trace_id: ctx.trace.traceId, source_ip: ctx.sourceIp, policy_version: ctx.policy.version,
     http_method: ctx.req.method, path: ctx.path || undefined, method: ctx.calls.map((call) => call.method).join(',') || undefined,
     tool: ctx.calls.find((call) => call.tool !== undefined)?.tool,
   }, 'request authorized');
@@ -89,7 +83,7 @@ describe('audit decision lines', () => {
     audit.denied(refused, denial('authz.method_denied', 'role "viewer"\nmay not'), false);
     logger.child({ subject: 'alice', client_id: 'viewer', roles: ['viewer', 'r"ole'], jti: 'f3a1e0c2-1b6d-4d0e-8d0a-2a9a3c1b7e55' }).warn({
       event_type: 'authorization', granted: false, enforced: false, code: 'authz.method_denied', status: 403, reason: 'role "viewer"\nmay not',
-      request_id: refused.requestId, source_ip: '203.0.113.7', policy_version: policy.version, http_method: 'POST', path: '/message', method: 'get_document',
+      request_id: refused.requestId, trace_id: refused.trace.traceId, source_ip: '203.0.113.7', policy_version: policy.version, http_method: 'POST', path: '/message', method: 'get_document',
     }, 'request refused');
     audit.denied(undefined, denial('transport.bad_framing'));
     logger.warn({ event_type: 'transport_rejected', enforced: true, code: 'transport.bad_framing', status: 400, reason: 'malformed HTTP framing' }, 'request refused');

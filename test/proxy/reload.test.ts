@@ -4,16 +4,10 @@ import { appendFileSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSyn
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
-import { DOC_ID, RBAC_FILE, rpc, startHarness, writePolicy, type Harness } from '../helpers/harness.js';
+import { DOC_ID, minimalPolicy, RBAC_FILE, rpc, startHarness, writePolicy, type Harness } from '../helpers/harness.js';
 import { tempDirSync } from '../helpers/temp-dir.js';
 
-const base = `service: reload-test
-rbac: ${RBAC_FILE}
-upstream: http://127.0.0.1:1
-auth: { issuer: http://placeholder/realms/test, audience: ca-a2a-agents }
-methods:
-  get_document: {}
-`;
+const base = minimalPolicy('reload-test');
 
 async function waitFor(predicate: () => Promise<boolean>): Promise<void> {
   for (let i = 0; i < 100; i++) {

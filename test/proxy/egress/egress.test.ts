@@ -56,8 +56,8 @@ describe('egress: an agent calls another service through its sidecar, holding no
     return Number(text.split('\n').find((line) => line.startsWith(`${name}{`) && line.includes(labels))?.split(' ').at(-1) ?? 0);
   };
 
-  const post = async (path: string, body: unknown) => {
-    const res = await request(`${orchestrator.egressUrl}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const post = async (path: string, body: unknown, headers: Record<string, string> = {}) => {
+    const res = await request(`${orchestrator.egressUrl}${path}`, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body: JSON.stringify(body) });
     return { status: res.statusCode, json: (await res.body.json()) as { result?: unknown; error?: { code?: number; data?: { reason?: string } } } };
   };
 
@@ -71,6 +71,31 @@ describe('egress: an agent calls another service through its sidecar, holding no
     assert.equal(seen?.body, JSON.stringify(rpc('extract_document', { document_id: DOC_ID })));
     const line = audit.events('egress_call').at(-1);
     assert.equal(line?.target, 'extractor');
+  });
+
+  it('continues the agent\'s trace: the target gets its trace id with the egress hop as parent, and every line of the call names it', async () => {
+    const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
+    const res = await post('/extractor/message', rpc('extract_document', { document_id: DOC_ID }), { traceparent: `00-${traceId}-00f067aa0ba902b7-01`, tracestate: 'vendor=opaque' });
+    assert.equal(res.status, 200);
+    const call = audit.events('egress_call').at(-1);
+    assert.equal(call?.['trace_id'], traceId);
+    const atTarget = audit.lines.filter((line) => line['service'] === 'extractor' && line['event_type'] === 'authorization').at(-1);
+    assert.equal(atTarget?.['trace_id'], traceId);
+    const seen = extractorAgent.requests.at(-1);
+    // The extractor's sidecar passed it on again, as the parent of its own hop.
+    assert.equal(seen?.headers['traceparent'], `00-${traceId}-${String(atTarget?.['request_id']).replaceAll('-', '').slice(0, 16)}-01`);
+    assert.equal(seen?.headers['tracestate'], 'vendor=opaque');
+    await post('/validator/message', rpc('validate_document', { document_id: DOC_ID }), { traceparent: `00-${traceId}-00f067aa0ba902b7-01` });
+    const direct = audit.events('egress_call').at(-1);
+    assert.equal(wire.requests.at(-1)?.headers['traceparent'], `00-${traceId}-${String(direct?.['request_id']).replaceAll('-', '').slice(0, 16)}-01`);
+  });
+
+  it('starts a trace for a call that names none, with the egress request id as its trace id', async () => {
+    await post('/validator/message', rpc('validate_document', { document_id: DOC_ID }));
+    const call = audit.events('egress_call').at(-1);
+    const hex = String(call?.['request_id']).replaceAll('-', '');
+    assert.equal(call?.['trace_id'], hex);
+    assert.equal(wire.requests.at(-1)?.headers['traceparent'], `00-${hex}-${hex.slice(0, 16)}-00`);
   });
 
   it('sends a DPoP-bound token, a proof from the same key and a Content-Digest of the exact body', async () => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it } from 'node:test';
-import { DOC_ID, RBAC_FILE, rpc, startHarness, writePolicy, type Harness } from '../../helpers/harness.js';
+import { DOC_ID, minimalPolicy, rpc, startHarness, writePolicy, type Harness } from '../../helpers/harness.js';
 
 const DAY = 24 * 3600;
 
@@ -11,13 +11,7 @@ describe('authn layer: only tokens a revocation can name and outlive', () => {
   let h: Harness;
   before(async () => {
     h = await startHarness({
-      policyFile: writePolicy(`service: token-lifetime
-rbac: ${RBAC_FILE}
-upstream: http://127.0.0.1:1
-auth: { issuer: http://placeholder/realms/test, audience: ca-a2a-agents }
-methods:
-  get_document: {}
-`),
+      policyFile: writePolicy(minimalPolicy('token-lifetime')),
       sidecar: { now: () => clock },
     });
   });
