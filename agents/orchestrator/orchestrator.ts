@@ -1,11 +1,10 @@
 import type { Logger } from 'pino';
 import { documentSummary, type DocumentPage, type DocumentRecord } from '../shared/documents.js';
-import { asAgentError, type EgressClient } from '../shared/egress-client.js';
+import { asAgentError, DEFAULT_RETRY, type EgressClient, type RetryOptions } from '../shared/egress-client.js';
 import type { MethodHandler } from '../shared/jsonrpc-server.js';
 import { claimDocument } from './claim.js';
 import { runPipeline, type PipelineDeps, type PipelineOutcome } from './pipeline.js';
 import { processLog } from './process-log.js';
-import { DEFAULT_RETRY, type RetryOptions } from './retry.js';
 import { claimStale } from './sweep.js';
 import { uploadDocument, type UploadParams } from './upload.js';
 

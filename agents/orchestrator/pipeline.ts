@@ -1,7 +1,6 @@
 import type { Logger } from 'pino';
-import { isEgressError, type EgressClient } from '../shared/egress-client.js';
+import { isEgressError, withRetry, type EgressClient, type RetryOptions } from '../shared/egress-client.js';
 import type { ProcessLog } from './process-log.js';
-import { withRetry, type RetryOptions } from './retry.js';
 
 /** One hop of the pipeline: which agent, which method, how to describe its answer in the log. */
 interface Step {

@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { AgentError } from './rpc-errors.js';
+import { isReadOnlyTool } from '../../mcp/tools/tool-hints.js';
 import { traceHeadersOfCurrentCall } from './trace.js';
 
 /** Why a call through the egress failed. */
@@ -35,6 +37,41 @@ export function isEgressError(error: unknown): error is EgressError {
   return error instanceof Error && error.name === 'EgressError';
 }
 
+/** Attempts and backoff of a step whose hop failed (sidecar or agent down, timeout). */
+export interface RetryOptions {
+  readonly attempts: number;
+  readonly initialDelayMs: number;
+  readonly maxDelayMs: number;
+}
+
+export const DEFAULT_RETRY: RetryOptions = { attempts: 4, initialDelayMs: 250, maxDelayMs: 4_000 };
+
+/**
+ * Of a read-only MCP tool call whose hop failed (the gateway restarting, its sidecar briefly
+ * unreachable, a 503 from an open breaker): a few quick attempts, so that a blip of a second does
+ * not fail a document step. A call that changes something is never repeated: its answer may have
+ * been lost after it took effect.
+ */
+export const DEFAULT_TOOL_RETRY: RetryOptions = { attempts: 3, initialDelayMs: 200, maxDelayMs: 1_000 };
+
+/**
+ * Retries transport failures only: an agent that answered (even with an error) has decided, and
+ * asking again would not change its mind. Each step is idempotent, so a retry after a lost answer
+ * is safe.
+ */
+export async function withRetry<T>(options: RetryOptions, call: () => Promise<T>): Promise<T> {
+  let delay = options.initialDelayMs;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await call();
+    } catch (error) {
+      if (attempt >= options.attempts || !isEgressError(error) || error.kind !== 'transport') throw error;
+      await sleep(delay);
+      delay = Math.min(delay * 2, options.maxDelayMs);
+    }
+  }
+}
+
 /** Options of {@link createEgressClient}. */
 export interface EgressClientOptions {
   /**
@@ -44,11 +81,16 @@ export interface EgressClientOptions {
   readonly baseUrl: string | (() => string);
   readonly toolTimeoutMs?: number;
   readonly callTimeoutMs?: number;
+  /** Retries of read-only tool calls whose hop failed (default {@link DEFAULT_TOOL_RETRY}). */
+  readonly toolRetry?: RetryOptions;
 }
 
 /** How an agent reaches the MCP gateway and the other agents: always through its own sidecar. */
 export interface EgressClient {
-  /** `POST {egress}/mcp/call_tool`; resolves the tool's result (without `success`). */
+  /**
+   * `POST {egress}/mcp/call_tool`; resolves the tool's result (without `success`). A read-only
+   * tool's call is made again when its hop failed (`toolRetry`).
+   */
   callTool<T>(tool: string, args: Record<string, unknown>): Promise<T>;
   /** `POST {egress}/SERVICE/message`; resolves the JSON-RPC `result`. */
   call<T>(service: string, method: string, params: Record<string, unknown>): Promise<T>;
@@ -113,19 +155,23 @@ export function createEgressClient(opts: EgressClientOptions): EgressClient {
   const base = (): string => (typeof opts.baseUrl === 'string' ? opts.baseUrl : opts.baseUrl()).replace(/\/+$/, '');
   const toolTimeout = opts.toolTimeoutMs ?? 30_000;
   const callTimeout = opts.callTimeoutMs ?? 120_000;
+  const toolRetry = opts.toolRetry ?? DEFAULT_TOOL_RETRY;
+  const callToolOnce = async <T>(tool: string, args: Record<string, unknown>): Promise<T> => {
+    const { status, json } = await post(`${base()}/mcp/call_tool`, { tool, arguments: args }, toolTimeout);
+    if (isRecord(json) && json['success'] === true) {
+      const { success: _success, ...result } = json;
+      return result as T;
+    }
+    if (isRecord(json) && json['success'] === false && isRecord(json['error'])) {
+      const { code, message, ...data } = json['error'];
+      const kind = TRANSPORT_STATUSES.has(status) ? 'transport' : 'remote';
+      throw new EgressError(kind, status, String(code), `${tool}: ${String(message)}`, data);
+    }
+    throw sidecarRefusal(status, json) ?? new EgressError('transport', status, 'bad_answer', `${tool}: unexpected answer (HTTP ${status})`);
+  };
   return {
-    async callTool<T>(tool: string, args: Record<string, unknown>): Promise<T> {
-      const { status, json } = await post(`${base()}/mcp/call_tool`, { tool, arguments: args }, toolTimeout);
-      if (isRecord(json) && json['success'] === true) {
-        const { success: _success, ...result } = json;
-        return result as T;
-      }
-      if (isRecord(json) && json['success'] === false && isRecord(json['error'])) {
-        const { code, message, ...data } = json['error'];
-        const kind = TRANSPORT_STATUSES.has(status) ? 'transport' : 'remote';
-        throw new EgressError(kind, status, String(code), `${tool}: ${String(message)}`, data);
-      }
-      throw sidecarRefusal(status, json) ?? new EgressError('transport', status, 'bad_answer', `${tool}: unexpected answer (HTTP ${status})`);
+    callTool<T>(tool: string, args: Record<string, unknown>): Promise<T> {
+      return isReadOnlyTool(tool) ? withRetry(toolRetry, () => callToolOnce<T>(tool, args)) : callToolOnce<T>(tool, args);
     },
     async call<T>(service: string, method: string, params: Record<string, unknown>): Promise<T> {
       const id = randomUUID();

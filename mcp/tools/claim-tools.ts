@@ -3,6 +3,7 @@ import type { DocumentRow } from './document-rows.js';
 import { explainMiss } from './document-tools.js';
 import { sqlQuery } from './sql-run.js';
 import type { ToolFamily } from './tool-types.js';
+import { TOOL_HINTS } from './tool-hints.js';
 
 interface ClaimArgs { document_id: string; stale_after_seconds?: number }
 interface SweepArgs { older_than_seconds: number; limit: number }
@@ -34,6 +35,7 @@ export const CLAIM_TOOLS: ToolFamily = {
   documents_claim: {
     definition: {
       name: 'documents_claim',
+      annotations: TOOL_HINTS.documents_claim,
       description:
         'Atomically move a pending or failed document to processing (stamping claimed_at); with stale_after_seconds also re-take one stuck in processing longer than that. conflict when another worker holds it.',
       inputSchema: {
@@ -56,6 +58,7 @@ export const CLAIM_TOOLS: ToolFamily = {
   documents_claim_stale: {
     definition: {
       name: 'documents_claim_stale',
+      annotations: TOOL_HINTS.documents_claim_stale,
       description:
         'Sweep: re-claim (refresh claimed_at) up to limit documents stuck in processing for longer than older_than_seconds, oldest claim first, and return them.',
       inputSchema: {

@@ -5,6 +5,7 @@ import { DOCUMENT_COLUMNS, GET_DOCUMENT_SQL, LISTED_DOCUMENT_COLUMNS, NO_NUL, SC
 import type { DocumentRow, DocumentStatus } from './document-rows.js';
 import { sqlQuery } from './sql-run.js';
 import type { ToolDeps, ToolFamily } from './tool-types.js';
+import { TOOL_HINTS } from './tool-hints.js';
 
 interface CreateArgs { filename: string; content_type: string; s3_key: string; size_bytes: number; sha256: string; document_id?: string }
 interface IdArgs { document_id: string }
@@ -45,6 +46,7 @@ export const DOCUMENT_TOOLS: ToolFamily = {
   documents_create: {
     definition: {
       name: 'documents_create',
+      annotations: TOOL_HINTS.documents_create,
       description: 'Record an uploaded document (status pending). conflict if the id or s3_key is already recorded.',
       inputSchema: {
         type: 'object',
@@ -73,7 +75,7 @@ export const DOCUMENT_TOOLS: ToolFamily = {
     },
   },
   documents_get: {
-    definition: { name: 'documents_get', description: 'Read one document.', inputSchema: idOnly },
+    definition: { name: 'documents_get', description: 'Read one document.', inputSchema: idOnly, annotations: TOOL_HINTS.documents_get },
     async handler(args, deps) {
       const id = (args as unknown as IdArgs).document_id;
       const rows = await sqlQuery<DocumentRow>(deps, GET_DOCUMENT_SQL, [id], { idempotent: true });
@@ -84,6 +86,7 @@ export const DOCUMENT_TOOLS: ToolFamily = {
   documents_list: {
     definition: {
       name: 'documents_list',
+      annotations: TOOL_HINTS.documents_list,
       description: 'Page through documents, oldest first (stable order: created_at, then id), each without its extracted content (documents_get has it).',
       inputSchema: {
         type: 'object',
@@ -119,6 +122,7 @@ export const DOCUMENT_TOOLS: ToolFamily = {
   documents_update: {
     definition: {
       name: 'documents_update',
+      annotations: TOOL_HINTS.documents_update,
       description:
         'Change a document; with expected_status the change applies only if the current status is one of them (else conflict). Setting status processing stamps claimed_at.',
       inputSchema: {
@@ -171,6 +175,7 @@ export const DOCUMENT_TOOLS: ToolFamily = {
   documents_delete: {
     definition: {
       name: 'documents_delete',
+      annotations: TOOL_HINTS.documents_delete,
       description: 'Delete a document and its processing logs (not its objects: delete those with s3_delete_object).',
       inputSchema: idOnly,
     },

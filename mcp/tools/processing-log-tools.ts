@@ -2,6 +2,7 @@ import { ToolError } from '../errors.js';
 import { NO_NUL, SCHEMA } from './document-rows.js';
 import { sqlQuery } from './sql-run.js';
 import type { ToolFamily } from './tool-types.js';
+import { TOOL_HINTS } from './tool-hints.js';
 
 /** Outcomes a pipeline step may log. */
 export const LOG_STATUSES = ['started', 'succeeded', 'failed', 'skipped', 'info'] as const;
@@ -26,6 +27,7 @@ export const PROCESSING_LOG_TOOLS: ToolFamily = {
   processing_logs_append: {
     definition: {
       name: 'processing_logs_append',
+      annotations: TOOL_HINTS.processing_logs_append,
       description: 'Append one entry to a document\'s processing log; not_found if the document does not exist.',
       inputSchema: {
         type: 'object',
@@ -53,6 +55,7 @@ export const PROCESSING_LOG_TOOLS: ToolFamily = {
   processing_logs_list: {
     definition: {
       name: 'processing_logs_list',
+      annotations: TOOL_HINTS.processing_logs_list,
       description: 'A document\'s processing log, oldest entry first.',
       inputSchema: {
         type: 'object',

@@ -5,6 +5,7 @@ import { normaliseKey } from '../object-keys.js';
 import { base64Of } from '../streamed-text.js';
 import { errorCode } from '../resilience.js';
 import type { ToolDeps, ToolFamily } from './tool-types.js';
+import { TOOL_HINTS } from './tool-hints.js';
 
 const key = { type: 'string', minLength: 1, maxLength: 1024, description: 'Object key under an allowed prefix (uploads/, archive/).' };
 
@@ -35,6 +36,7 @@ export const S3_TOOLS: ToolFamily = {
   s3_list_objects: {
     definition: {
       name: 's3_list_objects',
+      annotations: TOOL_HINTS.s3_list_objects,
       description: 'List objects whose key starts with prefix, in key order, one page at a time.',
       inputSchema: {
         type: 'object',
@@ -56,6 +58,7 @@ export const S3_TOOLS: ToolFamily = {
   s3_get_object: {
     definition: {
       name: 's3_get_object',
+      annotations: TOOL_HINTS.s3_get_object,
       description: 'Read one object; the result holds content_base64, content_type and size.',
       inputSchema: { type: 'object', additionalProperties: false, required: ['key'], properties: { key } },
     },
@@ -76,6 +79,7 @@ export const S3_TOOLS: ToolFamily = {
   s3_put_object: {
     definition: {
       name: 's3_put_object',
+      annotations: TOOL_HINTS.s3_put_object,
       description: 'Write one object (replacing any object with the same key); returns its size and SHA-256.',
       inputSchema: {
         type: 'object',
@@ -109,6 +113,7 @@ export const S3_TOOLS: ToolFamily = {
   s3_delete_object: {
     definition: {
       name: 's3_delete_object',
+      annotations: TOOL_HINTS.s3_delete_object,
       description: 'Delete one object; not_found when it does not exist.',
       inputSchema: { type: 'object', additionalProperties: false, required: ['key'], properties: { key } },
     },

@@ -2,6 +2,7 @@ import type { SqlClient } from '../../proxy/stores/sql/sql-client.js';
 import type { ObjectStore } from '../backends/object-store.js';
 import type { KeyPolicy } from '../object-keys.js';
 import type { ResilientBackend } from '../resilience.js';
+import type { ToolHints } from './tool-hints.js';
 
 /** A JSON Schema object as published in tools/list and compiled by ajv. */
 export type JsonSchema = Readonly<Record<string, unknown>>;
@@ -11,6 +12,7 @@ export interface ToolDefinition {
   readonly name: string;
   readonly description: string;
   readonly inputSchema: JsonSchema;
+  readonly annotations: ToolHints;
 }
 
 /** What a tool runs against, built once by the gateway. */

@@ -44,6 +44,41 @@ describe('agents: egress client', () => {
     }
   });
 
+  it('makes a read-only tool call again when its hop failed, and never one that changes something', async () => {
+    const tools: string[] = [];
+    // The next `failing` calls fail as a restarting gateway's sidecar answers: 503, or a dropped connection.
+    let failing = 2;
+    const sidecar = createServer((req, res) => {
+      let body = '';
+      req.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      req.on('end', () => {
+        tools.push((JSON.parse(body) as { tool: string }).tool);
+        if (failing-- > 0) {
+          if (failing % 2 === 1) return res.writeHead(503, { 'content-type': 'application/json' }).end('{"jsonrpc":"2.0","id":null,"error":{"code":-32003,"message":"upstream unavailable","data":{"reason":"upstream.unavailable"}}}');
+          return res.destroy();
+        }
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{"success":true,"document_id":"d"}');
+      });
+    });
+    await new Promise<void>((resolve) => sidecar.listen(0, '127.0.0.1', resolve));
+    try {
+      const egress = createEgressClient({ baseUrl: `http://127.0.0.1:${(sidecar.address() as AddressInfo).port}`, toolRetry: { attempts: 3, initialDelayMs: 1, maxDelayMs: 1 } });
+      assert.deepEqual(await egress.callTool('documents_get', { document_id: 'd' }), { document_id: 'd' });
+      assert.deepEqual(tools, ['documents_get', 'documents_get', 'documents_get']);
+      failing = 2;
+      tools.length = 0;
+      await assert.rejects(egress.callTool('documents_update', { document_id: 'd', status: 'failed' }), (error: unknown) => isEgressError(error) && error.kind === 'transport' && error.status === 503);
+      assert.deepEqual(tools, ['documents_update']);
+      // Past its attempts the hop failure is the caller's, as before.
+      failing = 10;
+      tools.length = 0;
+      await assert.rejects(egress.callTool('s3_get_object', { key: 'k' }), (error: unknown) => isEgressError(error) && error.kind === 'transport');
+      assert.equal(tools.length, 3);
+    } finally {
+      sidecar.close();
+    }
+  });
+
   it('never follows a redirect: the body is not posted anywhere past the sidecar', async () => {
     const elsewhere: string[] = [];
     const sink = createServer((req, res) => {

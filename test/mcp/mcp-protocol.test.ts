@@ -38,6 +38,12 @@ describe('MCP over Streamable HTTP, /call_tool and /health', () => {
       const { tools } = await client.listTools();
       assert.deepEqual(tools.map((t) => t.name), TOOL_DEFINITIONS.map((d) => d.name));
       assert.deepEqual(tools.find((t) => t.name === 's3_put_object')?.inputSchema.required, ['key', 'content_base64', 'content_type']);
+      // Tool annotations, as the SDK reads them: which tools only read, which overwrite.
+      const readOnly = tools.filter((t) => t.annotations?.readOnlyHint === true).map((t) => t.name).sort();
+      assert.deepEqual(readOnly, ['documents_get', 'documents_list', 'processing_logs_list', 's3_get_object', 's3_list_objects']);
+      assert.deepEqual(tools.find((t) => t.name === 's3_delete_object')?.annotations, { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false });
+      assert.equal(tools.find((t) => t.name === 'documents_update')?.annotations?.idempotentHint, false);
+      assert.ok(tools.every((t) => t.annotations?.openWorldHint === false));
 
       const put = await client.callTool({ name: 's3_put_object', arguments: { key: 'uploads/mcp.txt', content_base64: Buffer.from('hi').toString('base64'), content_type: 'text/plain' } });
       assert.notEqual(put.isError, true);
