@@ -73,7 +73,7 @@ export function createOrchestrator(opts: OrchestratorOptions): Orchestrator {
   timer?.unref();
 
   const handlers: Record<string, MethodHandler> = {
-    upload_document: (params) => guarded(() => uploadDocument(egress, log, params as unknown as UploadParams)),
+    upload_document: (params, caller) => guarded(() => uploadDocument(egress, log, params as unknown as UploadParams, caller)),
     process_document: (params) => guarded(async () => {
       const documentId = params['document_id'] as string;
       const doc = await egress.callTool<DocumentRecord>('documents_get', { document_id: documentId });

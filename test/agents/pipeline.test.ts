@@ -3,6 +3,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { callTool } from '../mcp/helpers.js';
+import { idempotentDocumentId } from '../../agents/orchestrator/upload.js';
 import { startAgentStack, type AgentStack } from './helpers/agent-stack.js';
 
 const SAMPLES = [
@@ -13,6 +14,18 @@ const SAMPLES = [
 ] as const;
 
 const b64 = (text: string | Buffer) => Buffer.from(text).toString('base64');
+
+describe('the document id of an upload with an idempotency key', () => {
+  it('is a version-8 UUID, the same for the same caller and key, another for another caller or key', () => {
+    const id = idempotentDocumentId('svc-lambda', 's3:bucket/key#1');
+    assert.match(id, /^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    assert.equal(idempotentDocumentId('svc-lambda', 's3:bucket/key#1'), id);
+    assert.notEqual(idempotentDocumentId('svc-other', 's3:bucket/key#1'), id);
+    assert.notEqual(idempotentDocumentId('svc-lambda', 's3:bucket/key#2'), id);
+    // The separator cannot be forged by moving characters between caller and key.
+    assert.notEqual(idempotentDocumentId('a\nb', 'c'), idempotentDocumentId('a', 'b\nc'));
+  });
+});
 
 describe('the document pipeline through the MCP gateway (PostgreSQL, direct routers)', () => {
   let stack: AgentStack;
@@ -203,6 +216,31 @@ describe('the document pipeline through the MCP gateway (PostgreSQL, direct rout
     assert.equal(missing.error?.data?.['reason'], 'not_found');
     const bad64 = await stack.call('orchestrator', 'upload_document', { filename: 'a.txt', content_type: 'text/plain', content_base64: 'abc' });
     assert.equal(bad64.error?.code, -32602);
+  });
+
+  it('makes an upload with an idempotency key once: the same file again is the same document, another file a conflict, another caller its own', async () => {
+    const send = (content: string, key: string, clientId = 'lambda') =>
+      stack.call('orchestrator', 'upload_document', { filename: 'event.txt', content_type: 'text/plain', content_base64: b64(content), idempotency_key: key }, clientId);
+    const key = `s3-event-${crypto.randomUUID()}`;
+    const first = await send('Note: once\n', key);
+    const id = String(first.result?.['document_id']);
+    assert.equal(first.result?.['reused'], undefined, JSON.stringify(first));
+    const again = await send('Note: once\n', key);
+    assert.deepEqual(again.result, { ...first.result, reused: true });
+    const status = await stack.call('orchestrator', 'check_status', { document_id: id }, 'viewer');
+    const uploads = (status.result?.['logs'] as { step: string }[]).filter((entry) => entry.step === 'upload');
+    assert.equal(uploads.length, 1, 'stored and logged once');
+    const other = await send('Note: another file\n', key);
+    assert.equal(other.error?.data?.['reason'], 'conflict', JSON.stringify(other));
+    assert.equal(other.error?.data?.['document_id'], id);
+    const elsewhere = await send('Note: once\n', key, 'admin');
+    assert.notEqual(elsewhere.result?.['document_id'], id, 'another caller\'s key names another document');
+    // Two sends racing: one stores, the other answers the same document.
+    const raced = `s3-event-${crypto.randomUUID()}`;
+    const both = await Promise.all([send('Note: raced\n', raced), send('Note: raced\n', raced)]);
+    assert.equal(both[0].result?.['document_id'], both[1].result?.['document_id'], JSON.stringify(both));
+    // Without a key, the same file twice is two documents, as before.
+    assert.notEqual(await upload('twice.txt', 'text/plain', 'x'), await upload('twice.txt', 'text/plain', 'x'));
   });
 
   it('refuses to extract a document nobody claimed', async () => {
