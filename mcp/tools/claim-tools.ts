@@ -19,15 +19,18 @@ const CLAIM_SQL = `UPDATE documents
              AND claimed_at < clock_timestamp() - make_interval(secs => $2::float8)))
   RETURNING ${DOCUMENT_COLUMNS}`;
 
-// SKIP LOCKED lets concurrent sweepers split the stale documents instead of queueing on them;
-// the outer condition is re-checked on the locked row version.
+// A run has stalled when its document shows no progress for the window: in processing since its
+// claim, or between steps (extracted, validated) since its last change. SKIP LOCKED lets concurrent
+// sweepers split the stalled documents instead of queueing on them, and the outer condition is
+// re-checked on the locked row version, so a run that moved on meanwhile is left alone.
+const STALLED = `(status = 'processing' AND claimed_at < clock_timestamp() - make_interval(secs => $1::float8))
+    OR (status IN ('extracted', 'validated') AND updated_at < clock_timestamp() - make_interval(secs => $1::float8))`;
 const SWEEP_SQL = `UPDATE documents
-  SET claimed_at = clock_timestamp(), claim_count = claim_count + 1, updated_at = clock_timestamp()
+  SET status = 'processing', claimed_at = clock_timestamp(), claim_count = claim_count + 1, updated_at = clock_timestamp()
   WHERE document_id IN (
-      SELECT document_id FROM documents
-      WHERE status = 'processing' AND claimed_at < clock_timestamp() - make_interval(secs => $1::float8)
-      ORDER BY claimed_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-    AND status = 'processing'
+      SELECT document_id FROM documents WHERE ${STALLED}
+      ORDER BY CASE WHEN status = 'processing' THEN claimed_at ELSE updated_at END LIMIT $2 FOR UPDATE SKIP LOCKED)
+    AND (${STALLED})
   RETURNING ${DOCUMENT_COLUMNS}`;
 
 /** Claims for the pipeline workers: take one document, or re-take documents whose claim went stale. */
@@ -60,7 +63,7 @@ export const CLAIM_TOOLS: ToolFamily = {
       name: 'documents_claim_stale',
       annotations: TOOL_HINTS.documents_claim_stale,
       description:
-        'Sweep: re-claim (refresh claimed_at) up to limit documents stuck in processing for longer than older_than_seconds, oldest claim first, and return them.',
+        'Sweep: re-claim up to limit documents whose run stalled for longer than older_than_seconds (in processing since their claim, or in extracted or validated since their last change), longest stalled first: each is moved to processing with a fresh claim and returned.',
       inputSchema: {
         type: 'object',
         additionalProperties: false,

@@ -42,6 +42,24 @@ describe('the stale-claim sweep', () => {
     assert.equal(outcomes?.[id]?.status, 'archived');
   });
 
+  it('finds a stalled run behind any number of live ones: the gateway picks the stalled documents, not the oldest in each status', async () => {
+    const moveToExtracted = async (id: string) => {
+      await callTool(stack.gateway.url, 'documents_claim', { document_id: id });
+      await callTool(stack.gateway.url, 'documents_update', { document_id: id, expected_status: 'processing', status: 'extracted', extracted: { text: '' } });
+    };
+    // Ten runs uploaded first but live (extracted a moment ago), one uploaded last and stalled.
+    const live = [];
+    for (let i = 0; i < 10; i++) live.push(await stack.uploadSample('meeting-notes.txt', 'text/plain'));
+    const stalled = await stack.uploadSample('meeting-notes.txt', 'text/plain');
+    await moveToExtracted(stalled);
+    await sleep(STALE_SECONDS * 1000 + 200);
+    for (const id of live) await moveToExtracted(id);
+    const outcomes = await stack.agents.get('orchestrator')?.sweep();
+    assert.deepEqual(Object.keys(outcomes ?? {}), [stalled]);
+    assert.equal(outcomes?.[stalled]?.status, 'archived');
+    for (const id of live) assert.equal(await statusOf(id), 'extracted', 'a live run is left alone');
+  });
+
   it('lets process_document take over a stale run itself', async () => {
     const id = await stack.uploadSample('invoice-2024-001.pdf', 'application/pdf');
     await callTool(stack.gateway.url, 'documents_claim', { document_id: id });

@@ -187,6 +187,19 @@ for (const mode of modes) {
       assert.ok(!(none.body.documents as Doc[]).some((d) => d.document_id === doc.document_id));
     });
 
+    it('sweeps a run stalled between steps back to processing with a fresh claim, and leaves a live one', async () => {
+      const doc = await create();
+      await callTool(gw.url, 'documents_claim', { document_id: doc.document_id });
+      await callTool(gw.url, 'documents_update', { document_id: doc.document_id, expected_status: 'processing', status: 'validated', validation: { score: 1 } });
+      const live = await callTool(gw.url, 'documents_claim_stale', { older_than_seconds: 3600, limit: 100 });
+      assert.ok(!(live.body.documents as Doc[]).some((d) => d.document_id === doc.document_id), 'changed a moment ago: live');
+      const swept = await callTool(gw.url, 'documents_claim_stale', { older_than_seconds: 0, limit: 100 });
+      const mine = (swept.body.documents as Doc[]).find((d) => d.document_id === doc.document_id);
+      assert.equal(mine?.status, 'processing');
+      assert.equal(mine?.claim_count, 2);
+      assert.ok(Date.parse(String(mine?.claimed_at)) > Date.parse(String(doc.created_at)));
+    });
+
     it('runs the pipeline: claim, extract, validate, archive idempotently, with a log per step', async () => {
       const doc = await create();
       const id = doc.document_id;
