@@ -188,6 +188,9 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     const current = runtime;
     const started = performance.now();
     inFlight++;
+    // Draining: serve what still comes on an open connection, then close it, so the client (a load
+    // balancer's pooled connection) goes to another task instead of keeping this one busy.
+    if (draining) res.shouldKeepAlive = false;
     const ctx = createContext(req, current.policy, randomUUID(), req.socket.remoteAddress ?? '', started);
     let outcome = 'forwarded';
     let status = 0;
@@ -352,7 +355,11 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
       server.closeIdleConnections();
       logger.info({ event_type: 'sidecar_draining', in_flight: inFlight }, 'stopping: no new connections, draining in-flight requests');
       const deadline = Date.now() + (options.drainTimeoutMs ?? 25_000);
-      while (inFlight > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+      while (inFlight > 0 && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        // A kept-alive connection whose request has just been answered is closed as soon as it is idle.
+        server.closeIdleConnections();
+      }
       if (inFlight > 0) logger.warn({ event_type: 'sidecar_drain_timeout', in_flight: inFlight }, 'drain deadline passed: cutting the requests still in flight');
       server.closeAllConnections();
       await egress?.close();

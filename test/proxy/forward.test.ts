@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { request, type Dispatcher } from 'undici';
 import { rawJson, rawRequest } from '../helpers/raw-http.js';
@@ -143,6 +143,64 @@ describe('forwarding to the upstream', () => {
     assert.deepEqual(slow.audit.events('sidecar_draining').map((event) => event['in_flight']), [1]);
     assert.equal(slow.audit.events('sidecar_drain_timeout').length, 0);
     assert.equal(slow.audit.events('sidecar_stopped').length, 1);
+  });
+
+  describe('connections while draining', () => {
+    let slow: Harness;
+    let token: string;
+    before(async () => {
+      slow = await startHarness({ policyFile: writePolicy(`${policy('http://127.0.0.1:1').replace('upstream_timeout_ms: 300', 'upstream_timeout_ms: 5000')}integrity: { dpop: off }\n`) });
+      token = await slow.issuer.sign();
+      // The JSON-RPC id says how long the agent takes, in ms.
+      slow.upstream.respond((request) => {
+        const id = (JSON.parse(request.body) as { id: number }).id;
+        return { body: { jsonrpc: '2.0', id, result: 'done' }, delayMs: id };
+      });
+    });
+    let closing: Promise<void> | undefined;
+    after(() => closing ?? slow.close());
+
+    /** A raw keep-alive connection to the sidecar: what it has read so far, and whether the sidecar closed it. */
+    async function connection(): Promise<{ send(id: number, part?: 'head' | 'rest'): void; text(): string; closed: Promise<void> }> {
+      const { port } = new URL(slow.sidecar.url);
+      const socket = connect(Number(port), '127.0.0.1');
+      await new Promise<void>((resolve) => socket.once('connect', resolve));
+      let text = '';
+      socket.on('data', (chunk: Buffer) => (text += chunk.toString()));
+      const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+      return {
+        send(id, part) {
+          const body = JSON.stringify(rpc('get_document', { document_id: DOC_ID }, id));
+          const request = `POST /message HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nAuthorization: Bearer ${token}\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+          const cut = request.indexOf('Authorization');
+          socket.write(part === 'head' ? request.slice(0, cut) : part === 'rest' ? request.slice(cut) : request);
+        },
+        text: () => text,
+        closed,
+      };
+    }
+
+    it('answers a request that comes on an open connection with Connection: close, closes idle connections at once, and ends when the last answer is sent', async () => {
+      // A request half sent when the drain starts (a connection in use is not idle), the rest after.
+      const late = await connection();
+      late.send(300, 'head');
+      // Another connection answered early in the drain, then idle, while a long request runs.
+      const early = await connection();
+      early.send(100);
+      const long = await connection();
+      long.send(1500);
+      while (slow.upstream.requests.length < 2) await new Promise((resolve) => setTimeout(resolve, 5));
+      closing = slow.close();
+      late.send(300, 'rest');
+      await early.closed;
+      assert.match(early.text(), /^HTTP\/1\.1 200 /);
+      assert.doesNotMatch(long.text(), /HTTP/, 'the idle connection was closed while a request still ran');
+      await late.closed;
+      assert.match(late.text(), /^HTTP\/1\.1 200 [^]*\r\nConnection: close\r\n/i);
+      await closing;
+      assert.match(long.text(), /^HTTP\/1\.1 200 /);
+      assert.equal(slow.audit.events('sidecar_drain_timeout').length, 0);
+    });
   });
 
   it('cuts what is still in flight at the drain deadline, and logs how many it cut', async () => {
