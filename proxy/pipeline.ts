@@ -45,7 +45,7 @@ export interface PipelineDeps {
 export function buildPipeline(policy: ServicePolicy, deps: PipelineDeps): readonly Layer[] {
   const table: readonly (readonly [Layer | false, string])[] = [
     [transportLayer(policy), 'first: nothing may look at a path or body that is not normalised, framed and bounded'],
-    [routeLayer(policy), 'public routes leave here and skip every check below; decided on the normalised path only'],
+    [routeLayer(policy, deps.revocations), 'public routes leave here and skip every check below; decided on the normalised path only'],
     [authnLayer(policy, { keys: deps.keys, now: deps.now, onVerified: deps.onTokenVerified }), 'every other request needs a verified caller'],
     [revocationLayer(deps.revocations), 'a revoked token is no authentication: checked right after it'],
     [anomalyLayer(policy, { store: deps.tokenSources, now: deps.now, onAnomaly: deps.onAnomaly, onStoreError: deps.onTokenSourceStoreError }), 'needs the verified jti and source; never refuses, so its place cannot change a verdict'],

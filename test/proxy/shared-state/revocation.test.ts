@@ -6,6 +6,7 @@ import { startSidecar, type Sidecar } from '../../../proxy/sidecar.js';
 import { DOC_ID, rpc, startHarness, type Harness } from '../../helpers/harness.js';
 import { startTestIssuer, type TestIssuer } from '../../helpers/test-issuer.js';
 import { AuditCapture } from '../../helpers/audit-capture.js';
+import { startUpstream } from '../../helpers/upstream.js';
 import { tempDirSync } from '../../helpers/temp-dir.js';
 import { createTestSchema, dropPrefix, REDIS_URL, sharedStores, until, uniquePrefix } from './helpers.js';
 
@@ -199,8 +200,9 @@ describe('hybrid revocation on Redis + PostgreSQL', () => {
 });
 
 describe('a sidecar started while PostgreSQL is down', () => {
-  it('is not ready and refuses tokens with 503 revocation.not_loaded until the revocations are loaded', async () => {
+  it('is not ready and refuses tokens, and its public routes, with 503 revocation.not_loaded until the revocations are loaded', async () => {
     const issuer = await startTestIssuer();
+    const upstream = await startUpstream();
     const prefix = uniquePrefix();
     const schema = await createTestSchema();
     const { TcpRelay } = await import('../../mcp/helpers.js');
@@ -213,10 +215,14 @@ describe('a sidecar started while PostgreSQL is down', () => {
     try {
       const { shippedPolicyFile } = await import('../../../proxy/services.js');
       sidecar = await startSidecar({
-        policyFile: shippedPolicyFile('archivist'), upstream: 'http://127.0.0.1:1', issuer: issuer.issuer, watchPolicy: false,
+        policyFile: shippedPolicyFile('archivist'), upstream: upstream.url, issuer: issuer.issuer, watchPolicy: false,
         logDestination: audit,
         stores: sharedStores(prefix, schema.urlFor(`127.0.0.1:${port}`)),
       });
+      // A load balancer's health check on the traffic port sees the sidecar is not ready.
+      const health = await request(`${sidecar.url}/health`);
+      assert.equal(health.statusCode, 503);
+      assert.equal(((await health.body.json()) as { error: { data: { reason: string } } }).error.data.reason, 'revocation.not_loaded');
       const ready = await request(`${sidecar.adminUrl}/ready`);
       assert.equal(ready.statusCode, 503);
       await ready.body.dump();
@@ -234,9 +240,14 @@ describe('a sidecar started while PostgreSQL is down', () => {
       relay.port = port;
       await relay.start();
       await until(async () => (await (await request(`${sidecar?.adminUrl}/ready`)).body.json() as { status: string }).status === 'ready', 5_000);
+      const served = await request(`${sidecar.url}/health`);
+      await served.body.dump();
+      assert.equal(served.statusCode, 200);
+      assert.equal(upstream.requests.length, 1, 'only the health check made once ready reached the agent');
     } finally {
       await sidecar?.close();
       await relay.stop();
+      await upstream.close();
       await issuer.close();
       await schema.drop();
       await dropPrefix(prefix);
