@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync } from 'node:fs';
 import { open, readFile, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -15,13 +15,13 @@ export interface JournalOptions {
 
 /**
  * The embedded durable store: one JSON line per revocation in a file of the data directory,
- * appended and fsynced before `add` resolves. Every process on the machine may open the same
- * file (`ca-a2a revoke` beside a running `ca-a2a up`); writers serialise on a lock file made
- * with O_EXCL, readers need no lock because lines are only appended, and compaction replaces
- * the file by rename. Only a line with its end was fsynced before `add` resolved, so bytes after
- * the last line end (an append cut short by a crash, or NULs left by a power loss) were never
- * acknowledged: readers skip them and the next append cuts them off before writing. Any other
- * unreadable line fails the read (fail closed).
+ * appended and fsynced (the file, then its directory) before `add` resolves. Every process on the
+ * machine may open the same file (`ca-a2a revoke` beside a running `ca-a2a up`); writers
+ * serialise on a lock file made with O_EXCL, readers need no lock because lines are only
+ * appended, and compaction replaces the file by rename. Only a line with its end was fsynced
+ * before `add` resolved, so bytes after the last line end (an append cut short by a crash, or
+ * NULs left by a power loss) were never acknowledged: readers skip them and the next append cuts
+ * them off before writing. Any other unreadable line fails the read (fail closed).
  */
 export class JournalRevocationStore implements RevocationStore {
   readonly #file: string;
@@ -29,7 +29,12 @@ export class JournalRevocationStore implements RevocationStore {
   readonly #staleLockMs: number;
 
   constructor(file: string, options: JournalOptions = {}) {
-    mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+    const dir = dirname(file);
+    const created = mkdirSync(dir, { recursive: true, mode: 0o700 });
+    // A directory just made is there after a power loss only once the one holding it is synced.
+    for (let made = dir; created !== undefined && made !== dirname(created); made = dirname(made)) {
+      syncDirectorySync(dirname(made));
+    }
     this.#file = file;
     this.#lockTimeoutMs = options.lockTimeoutMs ?? 5_000;
     this.#staleLockMs = options.staleLockMs ?? 30_000;
@@ -52,6 +57,8 @@ export class JournalRevocationStore implements RevocationStore {
       } finally {
         await handle.close();
       }
+      // The file may have just been created: its name must survive a power loss too.
+      await syncDirectory(dirname(this.#file));
       return true;
     });
   }
@@ -78,6 +85,9 @@ export class JournalRevocationStore implements RevocationStore {
         await handle.close();
       }
       await rename(next, this.#file);
+      // Unsynced, a power loss could bring the old file back after later appends to the new one
+      // were acknowledged, and lose them.
+      await syncDirectory(dirname(this.#file));
       return records.length - kept.length;
     });
   }
@@ -145,6 +155,24 @@ export class JournalRevocationStore implements RevocationStore {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return true;
       throw error;
     }
+  }
+}
+
+async function syncDirectory(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+function syncDirectorySync(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
   }
 }
 
