@@ -1,7 +1,8 @@
 import { closeSync, fsyncSync, mkdirSync, openSync } from 'node:fs';
-import { open, readFile, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { open, readFile, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { tryLock } from './lock-file.js';
 import { toRevocation, type Revocation } from './revocation-set.js';
 import type { RevocationRecord, RevocationStore } from './revocation-store.js';
 
@@ -17,11 +18,12 @@ export interface JournalOptions {
  * The embedded durable store: one JSON line per revocation in a file of the data directory,
  * appended and fsynced (the file, then its directory) before `add` resolves. Every process on the
  * machine may open the same file (`ca-a2a revoke` beside a running `ca-a2a up`); writers
- * serialise on a lock file made with O_EXCL, readers need no lock because lines are only
- * appended, and compaction replaces the file by rename. Only a line with its end was fsynced
- * before `add` resolved, so bytes after the last line end (an append cut short by a crash, or
- * NULs left by a power loss) were never acknowledged: readers skip them and the next append cuts
- * them off before writing. Any other unreadable line fails the read (fail closed).
+ * serialise on a lock file (`tryLock`: one writer alone takes over a lock older than
+ * `staleLockMs`), readers need no lock because lines are only appended, and compaction replaces
+ * the file by rename. Only a line with its end was fsynced before `add` resolved, so bytes after
+ * the last line end (an append cut short by a crash, or NULs left by a power loss) were never
+ * acknowledged: readers skip them and the next append cuts them off before writing. Any other
+ * unreadable line fails the read (fail closed).
  */
 export class JournalRevocationStore implements RevocationStore {
   readonly #file: string;
@@ -126,34 +128,17 @@ export class JournalRevocationStore implements RevocationStore {
   async #locked<T>(work: () => Promise<T>): Promise<T> {
     const lock = `${this.#file}.lock`;
     const deadline = Date.now() + this.#lockTimeoutMs;
-    let handle: FileHandle | undefined;
-    while (!handle) {
-      try {
-        handle = await open(lock, 'wx', 0o600);
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-        if (await this.#isStale(lock)) continue;
-        if (Date.now() > deadline) throw new Error(`${lock} held by another writer for over ${this.#lockTimeoutMs} ms`);
-        await sleep(10);
+    for (;;) {
+      const attempt = tryLock(lock, `${process.pid}\n`, (holder) => holder.ageMs >= this.#staleLockMs);
+      if ('release' in attempt) {
+        try {
+          return await work();
+        } finally {
+          attempt.release();
+        }
       }
-    }
-    try {
-      return await work();
-    } finally {
-      await handle.close();
-      await unlink(lock);
-    }
-  }
-
-  async #isStale(lock: string): Promise<boolean> {
-    try {
-      if (Date.now() - (await stat(lock)).mtimeMs < this.#staleLockMs) return false;
-      await unlink(lock);
-      return true;
-    } catch (error) {
-      // Gone between open and stat: the holder released it; try again at once.
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return true;
-      throw error;
+      if (Date.now() > deadline) throw new Error(`${lock} held by another writer for over ${this.#lockTimeoutMs} ms`);
+      await sleep(10);
     }
   }
 }
