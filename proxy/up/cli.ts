@@ -61,18 +61,29 @@ export async function upCommand(argv: string[]): Promise<number> {
   const logDestination = pino.destination({ fd: logFd, sync: false });
   const progress = (line: string) => process.stdout.write(`• ${line}\n`);
   const stopping = stopSignal();
+  // Ctrl-C while starting is answered at once: the components finish starting (so that each is
+  // then closed properly), the samples not yet sent are skipped, and the stack stops.
+  const startAborted = new AbortController();
+  let starting = true;
+  void stopping.then((signal) => {
+    if (starting) progress(`${signal}: stopping once the components have started`);
+    startAborted.abort();
+  });
   progress(`starting ca-a2a (logs: ${logFile})`);
 
   let result;
   try {
-    result = await up({ dataDir, ports, env: process.env, logDestination, progress, samplesDir: values['no-samples'] ? null : undefined });
+    result = await up({ dataDir, ports, env: process.env, logDestination, progress, samplesDir: values['no-samples'] ? null : undefined, signal: startAborted.signal });
   } catch (error) {
     process.stderr.write(`ca-a2a up: ${(error as Error).message}\n`);
     return 1;
+  } finally {
+    starting = false;
   }
-  process.stdout.write(result.summary);
+  const stoppedWhileStarting = startAborted.signal.aborted;
+  if (!stoppedWhileStarting) process.stdout.write(result.summary);
   const signal = await stopping;
-  progress(`${signal}: stopping`);
+  if (!stoppedWhileStarting) progress(`${signal}: stopping`);
   await result.stack.close();
   logDestination.flushSync();
   progress('stopped');

@@ -61,15 +61,18 @@ function outcomeOf(filename: string, result: Record<string, unknown>, reused: bo
 /**
  * Uploads (as `submitter`) each sample not already recorded, processes what is pending or failed,
  * and reports the final state of each. A sample is recognised by content hash and name, so a
- * second `up` on the same data directory adds no document.
+ * second `up` on the same data directory adds no document. Once `signal` is aborted, no further
+ * sample is started.
  */
 export async function runSamples(
   samples: readonly Sample[], targets: SampleTargets, clients: { submitter: RpcClient; reader: RpcClient },
-  progress: (line: string) => void,
+  progress: (line: string) => void, signal?: AbortSignal,
 ): Promise<SampleOutcome[]> {
   const known = await listAll(clients.reader, targets.archivist);
   const outcomes: SampleOutcome[] = [];
   for (const sample of samples) {
+    // Stopping: the sample under way finishes, no other starts.
+    if (signal?.aborted === true) break;
     const previous = known.find((doc) => doc.sha256 === sample.sha256 && doc.filename === sample.filename);
     let documentId = previous?.document_id;
     if (documentId === undefined) {

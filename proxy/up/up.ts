@@ -17,6 +17,8 @@ export interface UpOptions {
   /** Default examples/documents; `null` skips the samples. */
   readonly samplesDir?: string | null;
   readonly orchestrator?: StackOptions['orchestrator'];
+  /** Aborted (Ctrl-C while starting): the stack still starts whole, but no further sample is sent. */
+  readonly signal?: AbortSignal;
 }
 
 /** A running system with what happened to the samples. */
@@ -34,10 +36,11 @@ export interface UpResult {
  */
 export async function up(opts: UpOptions): Promise<UpResult> {
   const stack = await startStack(opts);
+  const stopping = (): boolean => opts.signal?.aborted === true;
   try {
     let outcomes: SampleOutcome[] = [];
     let refusal: Refusal | undefined;
-    if (opts.samplesDir !== null) {
+    if (opts.samplesDir !== null && !stopping()) {
       const secrets = await loadClientSecrets(stack.dataDir);
       const client = (clientId: string) => createRpcClient({ issuer: stack.issuer, clientId, clientSecret: secrets[clientId] ?? '' });
       const [lambda, admin, viewer] = await Promise.all([client('lambda'), client('admin'), client('viewer')]);
@@ -45,9 +48,9 @@ export async function up(opts: UpOptions): Promise<UpResult> {
       const archivist = stack.sidecars.archivist ?? '';
       const samples = await loadSamples(opts.samplesDir ?? SAMPLES_DIR);
       opts.progress(`samples         ${samples.length} in ${opts.samplesDir ?? SAMPLES_DIR}`);
-      outcomes = await runSamples(samples, { orchestrator, archivist }, { submitter: lambda, reader: admin }, (line) => opts.progress(`  ${line}`));
+      outcomes = await runSamples(samples, { orchestrator, archivist }, { submitter: lambda, reader: admin }, (line) => opts.progress(`  ${line}`), opts.signal);
       const target = outcomes.find((o) => o.documentId !== undefined)?.documentId;
-      if (target !== undefined) refusal = await demonstrateRefusal(viewer, orchestrator, 'process_document', { document_id: target });
+      if (target !== undefined && !stopping()) refusal = await demonstrateRefusal(viewer, orchestrator, 'process_document', { document_id: target });
     }
     const services = Object.fromEntries(Object.entries(stack.sidecars).map(([name, url]) => [name, url]));
     return { stack, outcomes, refusal, summary: formatSummary(outcomes, refusal, { issuer: stack.issuer, services, dataDir: stack.dataDir }) };

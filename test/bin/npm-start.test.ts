@@ -57,12 +57,12 @@ describe('npm start and npx ca-a2a up stop the whole system on SIGTERM to npm', 
     assert.match(output, /• SIGTERM: stopping\n• stopped\n/);
   });
 
-  it('ca-a2a up: a SIGTERM while it starts is kept: the stack finishes starting, then stops, nothing left running', async () => {
+  it('ca-a2a up: a SIGTERM while it starts is answered at once: the components finish starting, no sample is sent, the stack stops, nothing left running', async () => {
     // npm, a supervisor or a test sends SIGTERM as soon as it reads a line; the listener used to be
     // added only after "Ctrl-C stops everything.", and a signal just before it killed the process
     // with every component still holding its files (and, under npm start, orphaned).
     const dataDir = await mkdtemp(join(tmpdir(), 'ca-a2a-launcher-'));
-    const child = spawn(process.execPath, ['bin/ca-a2a.js', 'up', '--ephemeral-ports', '--no-samples', '--data-dir', dataDir], { cwd: ROOT, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['bin/ca-a2a.js', 'up', '--ephemeral-ports', '--data-dir', dataDir], { cwd: ROOT, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
     try {
       child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
@@ -72,7 +72,9 @@ describe('npm start and npx ca-a2a up stop the whole system on SIGTERM to npm', 
       child.kill('SIGTERM');
       child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
       assert.deepEqual(await exited, [0, null], output);
-      assert.match(output, /Ctrl-C stops everything\.\n• SIGTERM: stopping\n• stopped\n$/);
+      assert.match(output, /^• starting ca-a2a[^\n]*\n• SIGTERM: stopping once the components have started\n/);
+      assert.match(output, /• admin api [^\n]*\n• stopped\n$/, 'every component started, then the stack stopped');
+      assert.doesNotMatch(output, /samples|uploaded|Ctrl-C stops everything/, 'no sample sent, no summary');
       assert.equal(groupAlive(child.pid as number), false, 'no component outlived the command');
     } finally {
       if (groupAlive(child.pid as number)) process.kill(-(child.pid as number), 'SIGKILL');
