@@ -1,5 +1,5 @@
-import { readFileSync } from 'node:fs';
-import { LineCounter, isMap, isScalar, parseDocument, type Document, type Node } from 'yaml';
+import { closeSync, openSync, readSync } from 'node:fs';
+import { Lexer, LineCounter, Parser, isMap, isScalar, parseDocument, type Document, type Node } from 'yaml';
 import type { PolicyProblem } from './errors.js';
 import type { SourceLocation } from './model.js';
 
@@ -13,13 +13,43 @@ export interface YamlSource {
   locate(path: readonly (string | number)[], key?: string): SourceLocation;
 }
 
+/**
+ * The largest policy, rbac or schema file read: each is read and parsed in the sidecar's own
+ * thread, at start and at every reload, so a file of hundreds of MB (a wrong path, a generated
+ * file gone wrong) would stall every request. The shipped files are a few KB.
+ */
+export const MAX_POLICY_FILE_BYTES = 1024 * 1024;
+
+/**
+ * The deepest a policy, rbac or schema file may nest (the shipped ones: 10). yaml composes a
+ * document recursively, a few calls per level, and so does ajv compiling a schema: some hundreds of
+ * levels overflow the stack, and V8 then aborts the whole process, no exception to catch, when it
+ * compiles a regular expression that deep ("FATAL ERROR: RegExpCompiler Allocation failed", Node
+ * 20, a 20 KB file of nested "- " loaded a few times). So depth is measured before composing.
+ */
+export const MAX_POLICY_NESTING = 64;
+
 /** A file's text, or why it cannot be read: a bad path in a policy is a policy error, never a crash. */
 export function readPolicyText(file: string): { readonly text: string } | { readonly error: string } {
+  let fd: number | undefined;
   try {
-    return { text: readFileSync(file, 'utf8') };
+    fd = openSync(file, 'r');
+    // Read to one byte past the limit rather than trusting a size from stat: a FIFO, a device
+    // (/dev/zero) or a file still growing has no size that holds.
+    const buffer = Buffer.allocUnsafe(MAX_POLICY_FILE_BYTES + 1);
+    let length = 0;
+    while (length < buffer.length) {
+      const read = readSync(fd, buffer, length, buffer.length - length, null);
+      if (read === 0) break;
+      length += read;
+    }
+    if (length > MAX_POLICY_FILE_BYTES) return { error: `file too large: ${file} is over ${MAX_POLICY_FILE_BYTES / 1024 / 1024} MiB, the limit of a policy, rbac or schema file` };
+    return { text: buffer.toString('utf8', 0, length) };
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     return { error: code === 'ENOENT' ? `file not found: ${file}` : `cannot read ${file}: ${code ?? (error as Error).message}` };
+  } finally {
+    if (fd !== undefined) closeSync(fd);
   }
 }
 
@@ -27,11 +57,12 @@ export function readYamlSource(file: string, given?: string): YamlSource {
   let text = given;
   if (text === undefined) {
     const read = readPolicyText(file);
-    if ('error' in read) {
-      const start = { file, line: 1, column: 1 };
-      return { file, text: '', data: undefined, problems: [{ ...start, path: '', message: read.error }], locate: () => start };
-    }
+    if ('error' in read) return unreadable(file, '', { file, line: 1, column: 1 }, read.error);
     text = read.text;
+  }
+  const deepAt = nestingLimitExceededAt(text);
+  if (deepAt !== undefined) {
+    return unreadable(file, text, { file, ...deepAt }, `nested more than ${MAX_POLICY_NESTING} levels deep, the limit of a policy, rbac or schema file`);
   }
   const lineCounter = new LineCounter();
   // uniqueKeys (the default) turns a duplicate key into an error: YAML's last-wins would
@@ -68,6 +99,31 @@ export function readYamlSource(file: string, given?: string): YamlSource {
     problems,
     locate: (path, key) => position(nodeOffset(doc, path, key)),
   };
+}
+
+/** A file refused before it is parsed: one problem, and every path located where it is. */
+function unreadable(file: string, text: string, at: SourceLocation, message: string): YamlSource {
+  return { file, text, data: undefined, problems: [{ ...at, path: '', message }], locate: () => at };
+}
+
+/**
+ * Where the text first nests deeper than MAX_POLICY_NESTING, if it does. yaml's CST parser keeps
+ * its open collections in an explicit stack rather than recursing, so it measures any depth safely;
+ * fed one lexeme at a time, it stops at the limit instead of reading a deep file to its end.
+ */
+function nestingLimitExceededAt(text: string): { readonly line: number; readonly column: number } | undefined {
+  const lines = new LineCounter();
+  lines.addNewLine(0); // as Parser.parse() does before its first lexeme
+  const parser = new Parser(lines.addNewLine);
+  for (const lexeme of new Lexer().lex(text)) {
+    // What comes out are finished documents, composed again by parseDocument: only the depth matters here.
+    Array.from(parser.next(lexeme));
+    if (parser.stack.length > MAX_POLICY_NESTING) {
+      const { line, col } = lines.linePos(parser.offset);
+      return { line, column: col };
+    }
+  }
+  return undefined;
 }
 
 function nodeOffset(doc: Document, path: readonly (string | number)[], key: string | undefined): number {

@@ -21,7 +21,8 @@ export function fromProblem(problem: PolicyProblem): Diagnostic {
     : /would expose a JSON-RPC endpoint/.test(text) ? 'public-route-exposes-rpc'
       : /unique|duplicate/i.test(text) ? 'duplicate-key'
         : /^(file not found|cannot read)\b/.test(text) ? 'file-not-found'
-          : problem.path === '' ? 'yaml-syntax' : 'schema';
+          : /^file too large|^nested more than/.test(text) ? 'file-limit'
+            : problem.path === '' ? 'yaml-syntax' : 'schema';
   const message = problem.path && problem.path !== '/' ? `${problem.path}: ${text}` : text;
   return { file: problem.file, line: problem.line, column: problem.column, severity: 'error', rule, message };
 }
