@@ -5,9 +5,16 @@ import addFormats from 'ajv-formats';
  * An Ajv instance for schemas written by policy authors (method params, tool arguments).
  * strict: a misspelt keyword is a policy error rather than a schema that accepts everything.
  * One instance per policy version, so a reload never mixes old and new compiled schemas.
+ *
+ * allErrors stays off for schemas that check what callers send: with it, ajv goes on through
+ * every keyword after one failed and makes an error object for each failure, so one body could
+ * buy a million of them (an array of a million wrong items: 237 ms and 63 MB per MB of body, and
+ * the MCP service takes 14 MB bodies), and a maxLength did not keep a pattern from running over
+ * the string it had just refused. Without it, ajv stops at the first failure: a caller learns the
+ * first failing path. `allErrors: true` is for files an operator wrote (policy test files).
  */
-export function createSchemaCompiler(): Ajv {
-  const ajv = new Ajv({ strict: true, allErrors: true, coerceTypes: false, useDefaults: false, validateFormats: true });
+export function createSchemaCompiler(options: { readonly allErrors?: boolean } = {}): Ajv {
+  const ajv = new Ajv({ strict: true, allErrors: options.allErrors ?? false, coerceTypes: false, useDefaults: false, validateFormats: true });
   // ajv-formats is CommonJS; under NodeNext its plugin is the module's `default` export.
   addFormats.default(ajv);
   return ajv;

@@ -40,7 +40,8 @@ export interface TestRun {
   readonly uncovered: ReadonlyMap<string, ReadonlyMap<string, readonly string[]>>;
 }
 
-const validateTestFile = createSchemaCompiler().compile(JSON.parse(readFileSync(projectPath('proxy/policy/tooling/test-file.schema.json'), 'utf8')) as Record<string, unknown>);
+// Every problem of a test file at once: the operator wrote it, no caller can make it large.
+const validateTestFile = createSchemaCompiler({ allErrors: true }).compile(JSON.parse(readFileSync(projectPath('proxy/policy/tooling/test-file.schema.json'), 'utf8')) as Record<string, unknown>);
 
 /** Runs every *.yaml test file under the paths. Decisions come from the sidecar's own evaluate(). */
 export function runPolicyTests(paths: readonly string[]): TestRun {
