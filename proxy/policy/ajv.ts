@@ -1,5 +1,6 @@
-import { Ajv, type ErrorObject } from 'ajv';
+import { Ajv, type CodeOptions, type ErrorObject } from 'ajv';
 import addFormats from 'ajv-formats';
+import { whyPatternUnsafe } from './safe-pattern.js';
 
 /**
  * An Ajv instance for schemas written by policy authors (method params, tool arguments).
@@ -14,11 +15,25 @@ import addFormats from 'ajv-formats';
  * first failing path. `allErrors: true` is for files an operator wrote (policy test files).
  */
 export function createSchemaCompiler(options: { readonly allErrors?: boolean } = {}): Ajv {
-  const ajv = new Ajv({ strict: true, allErrors: options.allErrors ?? false, coerceTypes: false, useDefaults: false, validateFormats: true });
+  const ajv = new Ajv({
+    strict: true, allErrors: options.allErrors ?? false, coerceTypes: false, useDefaults: false, validateFormats: true,
+    code: { regExp: linearRegExp },
+  });
   // ajv-formats is CommonJS; under NodeNext its plugin is the module's `default` export.
   addFormats.default(ajv);
   return ajv;
 }
+
+/**
+ * How ajv makes the RegExp of every `pattern` and `patternProperties` key: refused unless
+ * safe-pattern.ts shows it runs in linear time. The loader reports each one first, where it is
+ * written (schema-patterns.ts); this holds for any schema compiled here, wherever the pattern sits.
+ */
+const linearRegExp: NonNullable<CodeOptions['regExp']> = Object.assign((source: string, flags: string): RegExp => {
+  const why = whyPatternUnsafe(source);
+  if (why !== undefined) throw new Error(`pattern '${source}' is refused: ${why}`);
+  return new RegExp(source, flags);
+}, { code: 'new RegExp' });
 
 /** Failing paths of a validation, short and safe to return to a 4xx caller. */
 export function describeErrors(errors: readonly ErrorObject[] | null | undefined, limit = 10): string[] {

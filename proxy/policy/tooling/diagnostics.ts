@@ -22,7 +22,8 @@ export function fromProblem(problem: PolicyProblem): Diagnostic {
       : /unique|duplicate/i.test(text) ? 'duplicate-key'
         : /^(file not found|cannot read)\b/.test(text) ? 'file-not-found'
           : /^file too large|^nested more than/.test(text) ? 'file-limit'
-            : problem.path === '' ? 'yaml-syntax' : 'schema';
+            : /^pattern '.*' is refused: /s.test(text) ? 'unsafe-pattern'
+              : problem.path === '' ? 'yaml-syntax' : 'schema';
   const message = problem.path && problem.path !== '/' ? `${problem.path}: ${text}` : text;
   return { file: problem.file, line: problem.line, column: problem.column, severity: 'error', rule, message };
 }
