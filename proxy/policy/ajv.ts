@@ -1,5 +1,5 @@
 import { Ajv, type CodeOptions, type ErrorObject } from 'ajv';
-import addFormats from 'ajv-formats';
+import addFormats, { type FormatName } from 'ajv-formats';
 import { whyPatternUnsafe } from './safe-pattern.js';
 
 /**
@@ -20,14 +20,26 @@ export function createSchemaCompiler(options: { readonly allErrors?: boolean } =
     code: { regExp: linearRegExp },
   });
   // ajv-formats is CommonJS; under NodeNext its plugin is the module's `default` export.
-  addFormats.default(ajv);
+  addFormats.default(ajv, [...POLICY_FORMATS]);
   return ajv;
 }
 
 /**
+ * The ajv-formats formats a policy schema may use, named one by one so that a new version of
+ * ajv-formats adds none unreviewed. Each checks a string in time linear in its length (measured on
+ * pumped strings of 10 000 and 80 000 characters). Not url: its regular expression took 0.19 s on
+ * 10 000 characters and 7.9 s on 80 000 ("http://" then colons).
+ */
+export const POLICY_FORMATS = [
+  'date', 'time', 'date-time', 'iso-time', 'iso-date-time', 'duration', 'uri', 'uri-reference', 'uri-template', 'email',
+  'hostname', 'ipv4', 'ipv6', 'regex', 'uuid', 'json-pointer', 'json-pointer-uri-fragment', 'relative-json-pointer', 'byte',
+  'int32', 'int64', 'float', 'double', 'password', 'binary',
+] as const satisfies readonly FormatName[];
+
+/**
  * How ajv makes the RegExp of every `pattern` and `patternProperties` key: refused unless
  * safe-pattern.ts shows it runs in linear time. The loader reports each one first, where it is
- * written (schema-patterns.ts); this holds for any schema compiled here, wherever the pattern sits.
+ * written (schema-matchers.ts); this holds for any schema compiled here, wherever the pattern sits.
  */
 const linearRegExp: NonNullable<CodeOptions['regExp']> = Object.assign((source: string, flags: string): RegExp => {
   const why = whyPatternUnsafe(source);

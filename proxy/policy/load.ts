@@ -11,7 +11,7 @@ import type {
 import { validatePolicyFile } from './validate-file.js';
 import { readPolicyText, readYamlSource, type YamlSource } from './yaml-source.js';
 import { deepFreeze } from './freeze.js';
-import { unsafePatterns } from './schema-patterns.js';
+import { unsafeMatchers } from './schema-matchers.js';
 import { parseCidr } from '../http/cidr.js';
 
 // Shapes after JSON-Schema validation with defaults applied (see schemas/*.schema.json).
@@ -250,7 +250,7 @@ interface SchemaContext {
  * (they were dropped: a restriction written next to a shared schema silently did not apply).
  */
 function compileSchema(context: SchemaContext, schema: Record<string, unknown>, source: YamlSource, path: string[]): ValidateFunction | undefined {
-  const unsafe = unsafePatterns(schema, source, path);
+  const unsafe = unsafeMatchers(schema, source, path);
   if (unsafe.length > 0) {
     context.problems.push(...unsafe);
     return undefined;
@@ -298,7 +298,7 @@ function compileSchema(context: SchemaContext, schema: Record<string, unknown>, 
 function addSchemaFile(context: SchemaContext, file: string, key: string, at: SourceLocation & { readonly path: string }): boolean {
   const source = readSource(file, context.problems, at);
   if (!source) return false;
-  const unsafe = unsafePatterns(source.data, source, []);
+  const unsafe = unsafeMatchers(source.data, source, []);
   if (unsafe.length > 0) {
     context.problems.push(...unsafe);
     return false;
