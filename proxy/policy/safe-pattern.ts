@@ -1,3 +1,5 @@
+import { ANY, DIGIT, DOT, SPACE, WORD, complement, overlap, single, union, type CharSet } from './char-set.js';
+
 /**
  * Is a JSON-Schema `pattern` safe to run on what a caller sends? ajv runs it as
  * `new RegExp(source, 'u')` on V8's backtracking engine, where `^(a+)+$` takes 1.4 s on 25
@@ -40,55 +42,6 @@ export function whyPatternUnsafe(source: string): string | undefined {
 }
 
 class Unsafe extends Error {}
-
-// Sets of code points: sorted, disjoint, inclusive ranges.
-type CharSet = readonly (readonly [number, number])[];
-
-const MAX_CODE_POINT = 0x10ffff;
-const ANY: CharSet = [[0, MAX_CODE_POINT]];
-const DIGIT: CharSet = [[0x30, 0x39]];
-// The u flag without i: \w is ASCII.
-const WORD = charSet([[0x30, 0x39], [0x41, 0x5a], [0x5f, 0x5f], [0x61, 0x7a]]);
-const SPACE = charSet([[0x09, 0x0d], [0x20, 0x20], [0xa0, 0xa0], [0x1680, 0x1680], [0x2000, 0x200a], [0x2028, 0x2029], [0x202f, 0x202f], [0x205f, 0x205f], [0x3000, 0x3000], [0xfeff, 0xfeff]]);
-const DOT = complement(charSet([[0x0a, 0x0a], [0x0d, 0x0d], [0x2028, 0x2029]]));
-
-function charSet(ranges: readonly (readonly [number, number])[]): CharSet {
-  const merged: [number, number][] = [];
-  for (const [low, high] of [...ranges].sort((a, b) => a[0] - b[0])) {
-    const last = merged.at(-1);
-    if (last && low <= last[1] + 1) last[1] = Math.max(last[1], high);
-    else merged.push([low, high]);
-  }
-  return merged;
-}
-
-function complement(set: CharSet): CharSet {
-  const result: [number, number][] = [];
-  let next = 0;
-  for (const [low, high] of set) {
-    if (low > next) result.push([next, low - 1]);
-    next = high + 1;
-  }
-  if (next <= MAX_CODE_POINT) result.push([next, MAX_CODE_POINT]);
-  return result;
-}
-
-function union(...sets: CharSet[]): CharSet {
-  return charSet(sets.flat());
-}
-
-function overlap(a: CharSet, b: CharSet): boolean {
-  let i = 0;
-  let j = 0;
-  while (i < a.length && j < b.length) {
-    const [aLow, aHigh] = a[i] as readonly [number, number];
-    const [bLow, bHigh] = b[j] as readonly [number, number];
-    if (aLow <= bHigh && bLow <= aHigh) return true;
-    if (aHigh < bHigh) i++;
-    else j++;
-  }
-  return false;
-}
 
 interface Chars { readonly kind: 'chars'; readonly set: CharSet }
 /** ^ (start), $ (end), \b and \B (neither): they match no character. */
@@ -296,11 +249,6 @@ class PatternParser {
   #text(start: number): string {
     return this.#chars.slice(start, this.#at).join('');
   }
-}
-
-function single(char: string): CharSet {
-  const code = char.codePointAt(0) as number;
-  return [[code, code]];
 }
 
 // Past this, a pattern is refused outright: the check walks it recursively, and the pattern's
