@@ -24,6 +24,12 @@ import { ANY, DIGIT, DOT, SPACE, WORD, complement, overlap, single, union, type 
  * a factor of the pattern's size. By 3 there is one attempt, not one per position. By 4 the
  * choices left to try one after the other multiply that by 16 at most: `(a|a)(a|a)…` would
  * otherwise double it with each group.
+ *
+ * Why not run the refused patterns on a linear-time engine (re2js, RE2's port) instead: RE2 reads
+ * the same text differently. Its `\s` is ASCII space only and its `.` matches U+2028, so
+ * `^[^\s]+$` would let a no-break space through that V8 refuses (checked with re2js 2.10), and
+ * re2js's translation reads `\k<name>` as the letters. A pattern must mean what the policy author
+ * tested: one engine, ECMAScript semantics, and a refusal when its cost cannot be bounded.
  */
 export function whyPatternUnsafe(source: string): string | undefined {
   if (Array.from(source).length > MAX_PATTERN_LENGTH) return `longer than ${MAX_PATTERN_LENGTH} characters`;
