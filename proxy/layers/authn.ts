@@ -1,4 +1,4 @@
-import { decodeProtectedHeader, jwtVerify } from 'jose';
+import { base64url, decodeProtectedHeader, jwtVerify } from 'jose';
 import type { Layer, Principal, RequestContext, Verdict } from '../context.js';
 import { denial, type Denial } from '../denials.js';
 import type { KeySource } from '../auth/key-source.js';
@@ -11,6 +11,9 @@ import type { ServicePolicy } from '../policy/model.js';
 // Headers that point at a key: a verifier that follows them lets the token choose its own key.
 const KEY_REFERENCE_HEADERS = ['jku', 'jwk', 'x5u', 'x5c'] as const;
 const TOKEN_PARAMETERS = new Set(['access_token', 'token', 'id_token']);
+// RFC 7515 §7.1: three base64url segments, unpadded (§2); the signature empty with alg none,
+// which jose then refuses as an algorithm not allowed.
+const COMPACT_JWS = /^[\w-]+\.[\w-]+\.[\w-]*$/;
 
 export interface AuthnDeps {
   readonly keys: KeySource;
@@ -67,6 +70,9 @@ export function authnLayer(policy: ServicePolicy, deps: AuthnDeps): Layer {
   }
 
   async function verify(token: string, nowMs: number) {
+    // jose decodes leniently (whitespace, padding, stray bits past the last byte): each such
+    // spelling of one token would verify and take a cache entry of its own.
+    if (!isCanonicalCompactJws(token)) return denial('authn.token_malformed');
     let header: ReturnType<typeof decodeProtectedHeader>;
     try {
       header = decodeProtectedHeader(token);
@@ -96,6 +102,17 @@ export function authnLayer(policy: ServicePolicy, deps: AuthnDeps): Layer {
       return joseDenial(error);
     }
   }
+}
+
+/**
+ * A compact JWS in its one spelling: base64url segments without padding, the signature's unused
+ * low bits zero (RFC 4648 §3.5). Only the signature can be respelled without breaking it; the
+ * other two segments are the signed bytes themselves.
+ */
+function isCanonicalCompactJws(token: string): boolean {
+  if (!COMPACT_JWS.test(token)) return false;
+  const signature = token.slice(token.lastIndexOf('.') + 1);
+  return base64url.encode(base64url.decode(signature)) === signature;
 }
 
 /** `cnf` as RFC 9449 §6.1 binds a DPoP key: `{ "jkt": <base64url SHA-256 thumbprint> }`, nothing else. */

@@ -245,4 +245,28 @@ methods:
     assert.equal(res.json.error?.data?.reason, 'authn.token_expired');
     assert.equal(h.upstream.requests.length, before, 'must not be forwarded');
   });
+
+  // jose decodes base64url leniently (whitespace, '=' padding, non-zero unused bits): without a
+  // check, each such spelling of one token verified and took a cache entry of its own, up to
+  // token_cache_size copies as long as the headers allow (16 KB each), pushing out every other
+  // caller's tokens.
+  it('accepts one spelling of a token: the same signature with whitespace, padding or stray low bits is refused, not cached anew', async () => {
+    const token = await h.issuer.sign();
+    assert.equal((await h.call(rpc('get_document', { document_id: DOC_ID }), { token })).status, 200);
+    const [header, payload, signature = ''] = token.split('.');
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+    const last = alphabet.indexOf(signature.at(-1) as string);
+    assert.equal(signature.length % 4, 2, 'an RS256 signature leaves 4 unused bits in its last character');
+    const spellings = {
+      whitespace: `${header}.${payload}.${signature.slice(0, 10)}${' '.repeat(1000)}${signature.slice(10)}`,
+      padding: `${token}==`,
+      'stray low bits': `${header}.${payload}.${signature.slice(0, -1)}${alphabet[last ^ 1]}`,
+    };
+    for (const [name, spelling] of Object.entries(spellings)) {
+      const before = h.upstream.requests.length;
+      const res = await h.call(rpc('get_document', { document_id: DOC_ID }), { token: spelling });
+      assert.equal(res.json.error?.data?.reason, 'authn.token_malformed', `${name}: ${JSON.stringify(res.json)}`);
+      assert.equal(h.upstream.requests.length, before, `${name}: must not be forwarded`);
+    }
+  });
 });
