@@ -24,8 +24,9 @@ export class KeySource {
   readonly #service: string;
   #remote: ReturnType<typeof createRemoteJWKSet> | undefined;
   #discovery: Promise<void> | undefined;
-  #stale: { jwks: JSONWebKeySet; local: JWTVerifyGetKey } | undefined;
+  #stale: { jwks: JSONWebKeySet; text: string; local: JWTVerifyGetKey } | undefined;
   #lastFailureAt = -Infinity;
+  #version = 0;
 
   constructor(auth: AuthPolicy, metrics: SidecarMetrics, service: string) {
     this.#auth = auth;
@@ -56,6 +57,15 @@ export class KeySource {
     }
   };
 
+  /**
+   * Changes when the keys in force do (a fetch that found other keys than the last), not on a
+   * fetch that found the same: what was verified under an older version may rest on a key the
+   * issuer has since withdrawn.
+   */
+  get version(): number {
+    return this.#version;
+  }
+
   /** Fetches discovery and keys now, so the first request does not pay for it. Never throws. */
   async warm(): Promise<Error | undefined> {
     try {
@@ -71,7 +81,10 @@ export class KeySource {
 
   #remember(remote: ReturnType<typeof createRemoteJWKSet>): void {
     const jwks = remote.jwks();
-    if (jwks && jwks !== this.#stale?.jwks) this.#stale = { jwks, local: createLocalJWKSet(jwks) };
+    if (!jwks || jwks === this.#stale?.jwks) return;
+    const text = JSON.stringify(jwks);
+    if (text !== this.#stale?.text) this.#version++;
+    this.#stale = { jwks, text, local: createLocalJWKSet(jwks) };
   }
 
   #discover(): Promise<ReturnType<typeof createRemoteJWKSet>> {

@@ -2,8 +2,9 @@ import type { Principal } from '../context.js';
 
 /**
  * Verified tokens, so that a token reused across requests is verified (RSA) once. Bounded: the
- * oldest entry goes first. An entry is good until the token's exp plus leeway; revocation is
- * checked by its own layer on every request, cache hit or not.
+ * oldest entry goes first. An entry is good until the token's exp plus leeway, or until the
+ * issuer's keys change (the authn layer clears it then); revocation is checked by its own layer
+ * on every request, cache hit or not.
  */
 export class TokenCache {
   readonly #entries = new Map<string, { principal: Principal; validUntilMs: number }>();
@@ -21,6 +22,10 @@ export class TokenCache {
       return undefined;
     }
     return entry.principal;
+  }
+
+  clear(): void {
+    this.#entries.clear();
   }
 
   set(token: string, principal: Principal, validUntilMs: number): void {

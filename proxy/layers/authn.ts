@@ -25,11 +25,15 @@ export interface AuthnDeps {
 /**
  * Layer 3, authentication: one Authorization header, scheme Bearer (or DPoP for bound tokens),
  * a JWT verified with jose against the issuer's keys: algorithm allow-list, iss, aud, exp (required),
- * nbf, iat with leeway. Results are cached per token until exp so reuse costs a Map lookup.
+ * nbf, iat with leeway. Results are cached per token until exp, or until the issuer's keys
+ * change, so reuse costs a Map lookup.
  */
 export function authnLayer(policy: ServicePolicy, deps: AuthnDeps): Layer {
   const auth = policy.auth;
   const cache = new TokenCache(auth.tokenCacheSize);
+  // The keys the cached verifications were made with: once the issuer's keys change (one withdrawn,
+  // perhaps for a leak), each token is verified again, not trusted until its exp.
+  let cachedUnderKeys = deps.keys.version;
   const toleranceMs = auth.clockToleranceSeconds * 1000;
   const verifyOptions = {
     algorithms: [...auth.algorithms],
@@ -50,11 +54,17 @@ export function authnLayer(policy: ServicePolicy, deps: AuthnDeps): Layer {
       ctx.tokenScheme = scheme;
 
       const nowMs = deps.now();
+      const keysVersion = deps.keys.version;
+      if (keysVersion !== cachedUnderKeys) {
+        cache.clear();
+        cachedUnderKeys = keysVersion;
+      }
       const cached = cache.get(token, nowMs);
       if (cached !== undefined) return admit(ctx, cached, true);
       return verify(token, nowMs).then((verified) => {
         if ('code' in verified) return verified;
-        cache.set(token, verified, verified.expiresAt * 1000 + toleranceMs);
+        // Keys fetched meanwhile: this verification may rest on the ones just replaced.
+        if (deps.keys.version === keysVersion) cache.set(token, verified, verified.expiresAt * 1000 + toleranceMs);
         return admit(ctx, verified, false);
       });
     },

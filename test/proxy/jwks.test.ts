@@ -34,6 +34,34 @@ describe('issuer keys (JWKS)', () => {
     assert.equal(h.issuer.fetches.jwks, before + 1);
   });
 
+  it('stops accepting a token verified earlier once the issuer no longer publishes the key that signed it', async () => {
+    h = await startHarness({ policyFile: writePolicy(policy('  jwks_cooldown_seconds: 0')) });
+    const body = rpc('get_document', { document_id: DOC_ID });
+    const old = await h.issuer.sign({ exp: Math.floor(Date.now() / 1000) + 3600 });
+    assert.equal((await h.call(body, { token: old })).status, 200, 'verified, and kept in the token cache');
+    await h.issuer.rotate({ dropOld: true });
+    assert.equal((await h.call(body, { token: await h.issuer.sign() })).status, 200, 'a token from the new key makes the sidecar fetch the keys again');
+    const before = h.upstream.requests.length;
+    const res = await h.call(body, { token: old });
+    assert.equal(res.json.error?.data?.reason, 'authn.unknown_key', JSON.stringify(res.json));
+    assert.equal(h.upstream.requests.length, before, 'must not be forwarded');
+  });
+
+  it('keeps its verified tokens across a refetch that finds the same keys (unknown kids cannot flush the cache)', async () => {
+    h = await startHarness({ policyFile: writePolicy(policy('  jwks_cooldown_seconds: 0')) });
+    const body = rpc('get_document', { document_id: DOC_ID });
+    const token = await h.issuer.sign();
+    // Twice: the first may race the start-up fetch of the keys, and a verification the keys
+    // changed under is not kept.
+    for (let i = 0; i < 2; i++) assert.equal((await h.call(body, { token })).status, 200);
+    const fetches = h.issuer.fetches.jwks;
+    assert.equal((await h.call(body, { token: await h.issuer.sign({}, { kid: randomUUID() }) })).json.error?.data?.reason, 'authn.unknown_key');
+    assert.ok(h.issuer.fetches.jwks > fetches, 'the unknown kid made the sidecar fetch the keys again');
+    const hits = await h.metric('ca_a2a_token_cache_total', { result: 'hit' });
+    assert.equal((await h.call(body, { token })).status, 200);
+    assert.equal(await h.metric('ca_a2a_token_cache_total', { result: 'hit' }), hits + 1);
+  });
+
   it('bounds fetches under a flood of random kids (single-flight plus cooldown)', async () => {
     h = await startHarness({ policyFile: writePolicy(policy('  jwks_cooldown_seconds: 60')) });
     const harness = h;
