@@ -8,6 +8,12 @@ import { expectedHtus, normaliseHtu } from '../integrity/htu.js';
 import type { IntegrityMode, ServicePolicy } from '../policy/model.js';
 
 const PRIVATE_JWK_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k', 'oth'] as const;
+// Checking an RSA signature costs more the longer the modulus and the public exponent, both the
+// client's choice (a 3072-bit exponent: about 7 ms, about 50 ES256 checks). Clients use 65537 and
+// at most 4096 bits; in base64url (RFC 7518 §6.3.1: no leading zeros) that is at most 683 and 6
+// characters, and a longer string cannot decode to less.
+const MAX_RSA_MODULUS_CHARS = Math.ceil(4096 / 6);
+const MAX_RSA_EXPONENT_CHARS = Math.ceil(32 / 6);
 const STRICTNESS: Record<IntegrityMode, number> = { off: 0, optional: 1, required: 2 };
 
 export interface IntegrityDeps {
@@ -66,6 +72,7 @@ export function integrityLayer(policy: ServicePolicy, deps: IntegrityDeps): Laye
     if (header.typ !== 'dpop+jwt' || typeof jwk !== 'object' || jwk === null || Array.isArray(jwk)) return denial('integrity.proof_invalid', "typ must be dpop+jwt with a 'jwk' object header");
     if (PRIVATE_JWK_MEMBERS.some((member) => (jwk as Record<string, unknown>)[member] !== undefined)) return denial('integrity.proof_invalid', 'jwk holds private key material');
     if (typeof header.alg !== 'string' || !settings.algorithms.includes(header.alg)) return denial('integrity.proof_invalid', 'algorithm not allowed');
+    if (isCostlyRsaKey(jwk)) return denial('integrity.proof_invalid', 'RSA proof keys are at most 4096 bits with a public exponent of at most 32 bits');
     let payload;
     let proofKey;
     try {
@@ -120,6 +127,12 @@ function headerValues(ctx: RequestContext, name: string): string[] {
   const raw = ctx.req.rawHeaders;
   for (let i = 0; i < raw.length; i += 2) if ((raw[i] as string).toLowerCase() === name) values.push(raw[i + 1] as string);
   return values;
+}
+
+function isCostlyRsaKey(jwk: object): boolean {
+  const { kty, n, e } = jwk as { kty?: unknown; n?: unknown; e?: unknown };
+  if (kty !== 'RSA') return false;
+  return typeof n !== 'string' || typeof e !== 'string' || n.length > MAX_RSA_MODULUS_CHARS || e.length > MAX_RSA_EXPONENT_CHARS;
 }
 
 function sameDigest(encoded: string, digest: Buffer): boolean {

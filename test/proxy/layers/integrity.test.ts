@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import { base64url, calculateJwkThumbprint, exportJWK, generateKeyPair, SignJWT, type JWTHeaderParameters } from 'jose';
+import { base64url, calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, SignJWT, type CryptoKey, type JWK, type JWTHeaderParameters } from 'jose';
 import { contentDigest, sha256 } from '../../../proxy/integrity/digest.js';
 import { createProof, createProofKey, type ProofKey } from '../../../proxy/integrity/proof.js';
 import { LONGEST_PROOF_LIFE_SECONDS } from '../../../proxy/layers/replay.js';
@@ -132,6 +133,28 @@ describe('integrity layer (DPoP + Content-Digest) and replay layer', () => {
     await expectRefused({ dpop: jwt, 'content-digest': contentDigest(body) }, 'integrity.proof_invalid', 401);
   });
 
+  // RSA verification costs grow with the modulus and the public exponent, both the client's
+  // choice: a 3072-bit key with a 3072-bit exponent takes about 7 ms to check, about 50 ES256
+  // proofs' worth, and a forged one costs as much to refuse.
+  it('refuses an RSA proof key with a public exponent past 32 bits or a modulus past 4096 bits, and accepts an ordinary one', async () => {
+    const proofWith = async (jwk: JWK, privateKey: CryptoKey | undefined): Promise<string> => {
+      const claims = { jti: crypto.randomUUID(), htm: 'POST', htu: url, iat: Math.floor(Date.now() / 1000), ath: base64url.encode(sha256(token)), htd: base64url.encode(sha256(body)) };
+      const header = { alg: 'RS256', typ: 'dpop+jwt', jwk };
+      if (privateKey) return new SignJWT(claims).setProtectedHeader(header).sign(privateKey);
+      return `${base64url.encode(JSON.stringify(header))}.${base64url.encode(JSON.stringify(claims))}.${base64url.encode(randomBytes(512))}`;
+    };
+    const ordinary = await generateKeyPair('RS256');
+    const ordinaryJwk = await exportJWK(ordinary.publicKey);
+    assert.equal((await send({ dpop: await proofWith(ordinaryJwk, ordinary.privateKey), 'content-digest': contentDigest(body) })).status, 200);
+
+    const bigExponent = await rsaKeyWithLargeExponent();
+    const res = await expectRefused({ dpop: await proofWith(bigExponent.publicJwk, bigExponent.privateKey), 'content-digest': contentDigest(body) }, 'integrity.proof_invalid', 401);
+    assert.match(String(res.json.error?.message), /RSA/);
+    const bigModulus = { kty: 'RSA', n: base64url.encode(Buffer.concat([Buffer.from([0xff]), randomBytes(512)])), e: 'AQAB' };
+    const large = await expectRefused({ dpop: await proofWith(bigModulus, undefined), 'content-digest': contentDigest(body) }, 'integrity.proof_invalid', 401);
+    assert.match(String(large.json.error?.message), /RSA/);
+  });
+
   it('refuses a proof whose jwk header is not a JSON object as invalid (401), not as an internal error', async () => {
     const claims = { jti: crypto.randomUUID(), htm: 'POST', htu: url, iat: Math.floor(Date.now() / 1000), ath: base64url.encode(sha256(token)), htd: base64url.encode(sha256(body)) };
     for (const jwk of [null, 'key', [key.publicJwk]]) {
@@ -181,6 +204,37 @@ describe('integrity layer (DPoP + Content-Digest) and replay layer', () => {
     });
   });
 });
+
+/** A working 2048-bit RSA key pair whose public exponent is about as long as its modulus. */
+async function rsaKeyWithLargeExponent(): Promise<{ publicJwk: JWK; privateKey: CryptoKey }> {
+  const { privateKey } = await generateKeyPair('RS256', { extractable: true });
+  const { n = '', p = '', q = '' } = await exportJWK(privateKey);
+  const [bigP, bigQ] = [toBigInt(p), toBigInt(q)];
+  const phi = (bigP - 1n) * (bigQ - 1n);
+  let e = (toBigInt(n) >> 1n) | 1n;
+  while (gcd(e, phi) !== 1n) e += 2n;
+  const d = inverse(e, phi);
+  const privateJwk = {
+    kty: 'RSA', n, e: fromBigInt(e), d: fromBigInt(d), p, q,
+    dp: fromBigInt(d % (bigP - 1n)), dq: fromBigInt(d % (bigQ - 1n)), qi: fromBigInt(inverse(bigQ, bigP)),
+  };
+  return { publicJwk: { kty: 'RSA', n, e: privateJwk.e }, privateKey: (await importJWK(privateJwk, 'RS256')) as CryptoKey };
+}
+
+const toBigInt = (value: string): bigint => BigInt(`0x${Buffer.from(value, 'base64url').toString('hex')}`);
+const fromBigInt = (value: bigint): string => {
+  const hex = value.toString(16);
+  return base64url.encode(Buffer.from(hex.length % 2 === 0 ? hex : `0${hex}`, 'hex'));
+};
+const gcd = (a: bigint, b: bigint): bigint => (b === 0n ? a : gcd(b, a % b));
+function inverse(value: bigint, modulus: bigint): bigint {
+  let [r0, r1, s0, s1] = [value % modulus, modulus, 1n, 0n];
+  while (r1 !== 0n) {
+    const quotient = r0 / r1;
+    [r0, r1, s0, s1] = [r1, r0 - quotient * r1, s1, s0 - quotient * s1];
+  }
+  return ((s0 % modulus) + modulus) % modulus;
+}
 
 describe('integrity behind a load balancer (--public-url)', () => {
   let h: Harness;
