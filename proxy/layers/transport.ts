@@ -41,6 +41,8 @@ export function transportLayer(policy: ServicePolicy): Layer {
       }
       if (method !== 'POST') return denial('transport.method_not_allowed', undefined, { headers: { allow: 'GET, HEAD, POST' } });
       if (!JSON_TYPE.test(req.headers['content-type'] ?? '')) return denial('transport.unsupported_media_type');
+      const recoded = recodingProblem(req);
+      if (recoded) return denial('transport.unsupported_media_type', recoded);
 
       const declared = req.headers['content-length'];
       if (declared !== undefined && Number(declared) > maxBody) {
@@ -73,6 +75,20 @@ function framingProblem(req: IncomingMessage): string | undefined {
   const te = req.headers['transfer-encoding'];
   if (te !== undefined && te.trim().toLowerCase() !== 'chunked') return 'unsupported Transfer-Encoding';
   return undefined;
+}
+
+/**
+ * Why an upstream could read the body otherwise than the sidecar does. Every later check (and
+ * Content-Digest) is of the bytes received, forwarded unchanged: with a Content-Encoding, or a
+ * second Content-Type (Node reads the first, the upstream gets both), an upstream that decodes
+ * bodies would read other bytes, or another charset, than those checked.
+ */
+function recodingProblem(req: IncomingMessage): string | undefined {
+  if (req.headers['content-encoding'] !== undefined) return 'no Content-Encoding: the body is checked as it comes';
+  let types = 0;
+  const raw = req.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) if ((raw[i] as string).toLowerCase() === 'content-type') types++;
+  return types > 1 ? 'one Content-Type header' : undefined;
 }
 
 function hasBody(req: IncomingMessage): boolean {

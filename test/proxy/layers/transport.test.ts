@@ -51,6 +51,21 @@ methods:
     assert.equal(res.json.error?.data?.reason, 'transport.unsupported_media_type');
   });
 
+  // The sidecar parses, authorises and digests the bytes as they came; it forwarded the
+  // client's Content-Encoding, and a second Content-Type joined to the first, so an upstream that
+  // decodes bodies (Express's body-parser inflates gzip, deflate and br) or reads the last type's
+  // charset would act on a request other than the one checked.
+  it('refuses a body with a Content-Encoding, or with two Content-Type headers, with 415, never forwarded', async () => {
+    const cases: Record<string, string | string[]>[] = [{ 'content-encoding': 'br' }, { 'content-encoding': 'identity' }, { 'content-type': ['application/json', 'text/plain; charset=utf-16le'] }];
+    for (const headers of cases) {
+      const count = h.upstream.requests.length;
+      const res = await h.call(call(), { token, headers });
+      assert.equal(res.status, 415, JSON.stringify(headers));
+      assert.equal(res.json.error?.data?.reason, 'transport.unsupported_media_type');
+      assert.equal(h.upstream.requests.length, count, 'never forwarded');
+    }
+  });
+
   it('accepts application/json with a utf-8 charset', async () => {
     assert.equal((await h.call(call(), { token, headers: { 'content-type': 'application/json; charset=utf-8' } })).status, 200);
   });
