@@ -122,16 +122,44 @@ export class KeySource {
     return document.jwks_uri;
   }
 
+  /**
+   * Every discovery and JWKS fetch: counted, and read whole here up to MAX_KEYS_DOCUMENT_BYTES, so
+   * that an issuer (or whoever answers in its place) cannot make the sidecar buffer and parse an
+   * endless answer; a longer one is a failed fetch (`too_large`), the last good keys stay in force.
+   */
   readonly #countedFetch = async (url: string, init: RequestInit): Promise<Response> => {
+    let response: Response;
+    let body: Uint8Array;
     try {
-      const response = await fetch(url, init);
-      this.#metrics.jwksFetches.inc({ service: this.#service, result: response.ok ? 'success' : 'http_error' });
-      return response;
+      response = await fetch(url, init);
+      body = await readAtMost(response, MAX_KEYS_DOCUMENT_BYTES);
     } catch (error) {
-      this.#metrics.jwksFetches.inc({ service: this.#service, result: 'network_error' });
+      this.#metrics.jwksFetches.inc({ service: this.#service, result: error instanceof TooLargeError ? 'too_large' : 'network_error' });
       throw error;
     }
+    this.#metrics.jwksFetches.inc({ service: this.#service, result: response.ok ? 'success' : 'http_error' });
+    return new Response(body, { status: response.status, statusText: response.statusText, headers: response.headers });
   };
+}
+
+/** A discovery document or JWKS larger than this is refused: Keycloak's, with a few keys, is about 3 KB. */
+const MAX_KEYS_DOCUMENT_BYTES = 1024 * 1024;
+
+class TooLargeError extends Error {}
+
+/** The response's body, or a TooLargeError once more than `limit` bytes came (the rest is not read). */
+async function readAtMost(response: Response, limit: number): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  if (response.body !== null) {
+    for await (const chunk of response.body) {
+      size += chunk.byteLength;
+      // Leaving the loop cancels the stream: the rest is never read.
+      if (size > limit) throw new TooLargeError(`answer larger than ${limit} bytes`);
+      chunks.push(chunk);
+    }
+  }
+  return Buffer.concat(chunks, size);
 }
 
 function isFetchFailure(error: unknown): boolean {

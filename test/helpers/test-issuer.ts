@@ -13,8 +13,8 @@ export interface TestIssuer {
   sign(claims?: JWTPayload, options?: { kid?: string; header?: Record<string, unknown>; key?: CryptoKey; omit?: string[] }): Promise<string>;
   /** Adds a new current key (the old one stays published unless `dropOld`). */
   rotate(options?: { dropOld?: boolean }): Promise<void>;
-  /** Make the JWKS endpoint fail (status) or answer garbage, or recover (undefined). */
-  breakJwks(mode: 'down' | 'garbage' | undefined): void;
+  /** Make the JWKS endpoint fail (status), answer garbage or its keys padded past 1 MiB, or recover (undefined). */
+  breakJwks(mode: 'down' | 'garbage' | 'huge' | undefined): void;
   publicJwk(): JWK;
   close(): Promise<void>;
 }
@@ -28,7 +28,7 @@ export async function startTestIssuer(): Promise<TestIssuer> {
   };
   await addKey();
   const fetches = { discovery: 0, jwks: 0 };
-  let broken: 'down' | 'garbage' | undefined;
+  let broken: 'down' | 'garbage' | 'huge' | undefined;
   let issuer = '';
   const server: Server = createServer((req, res) => {
     if (req.url === '/realms/test/.well-known/openid-configuration') {
@@ -38,6 +38,7 @@ export async function startTestIssuer(): Promise<TestIssuer> {
       fetches.jwks++;
       if (broken === 'down') res.writeHead(503).end();
       else if (broken === 'garbage') res.writeHead(200, { 'content-type': 'application/json' }).end('{"keys": "nope"');
+      else if (broken === 'huge') res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: keys.map((key) => key.jwk), padding: 'x'.repeat(1024 * 1024) }));
       else res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: keys.map((key) => key.jwk) }));
     } else {
       res.writeHead(404).end();

@@ -115,6 +115,21 @@ describe('issuer keys (JWKS)', () => {
     assert.equal(h.upstream.requests.length, 0);
   });
 
+  it('refuses a JWKS answer over 1 MiB unread past the limit, counted too_large, and recovers when it is fixed', async (t) => {
+    const issuer = await startTestIssuer();
+    t.after(() => issuer.close());
+    issuer.breakJwks('huge');
+    h = await startHarness({ policyFile: writePolicy(policy('  jwks_cooldown_seconds: 0')), issuer });
+    const token = await issuer.sign();
+    const res = await h.call(rpc('get_document', { document_id: DOC_ID }), { token });
+    assert.equal(res.json.error?.data?.reason, 'authn.jwks_unavailable');
+    assert.ok(await h.metric('ca_a2a_jwks_fetches_total', { result: 'too_large' }) >= 1);
+    assert.equal(h.upstream.requests.length, 0);
+    issuer.breakJwks(undefined);
+    await new Promise((resolve) => setTimeout(resolve, 1_100)); // past the one-a-second retry with no key cached
+    assert.equal((await h.call(rpc('get_document', { document_id: DOC_ID }), { token })).status, 200);
+  });
+
   it('answers 401 jwks_unavailable when the JWKS is garbage, and recovers when it is fixed', async (t) => {
     const issuer = await startTestIssuer();
     t.after(() => issuer.close());
