@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { parseArgs } from 'node:util';
 import { time } from '../admin-api/requests.js';
@@ -17,7 +18,8 @@ const HELP = `usage: ca-a2a revoke jti JTI --reason R [--expires-at ISO8601] [--
 Writes through the same code as the admin API. Exit 0 once the revocation is durable in
 DATABASE_URL, then pushed to every sidecar through REDIS_URL. Exit 1 when it could not be
 stored (nothing is applied), 2 on a usage error. Without DATABASE_URL: the embedded journal
-CA_A2A_DATA_DIR/revocations.jsonl, which running sidecars on that directory watch and reload.
+CA_A2A_DATA_DIR/revocations.jsonl, which running sidecars on that directory watch and reload;
+exit 1 if that directory (default ./.ca-a2a) does not exist, as no sidecar then reads it.
 `;
 
 /** `ca-a2a revoke KIND VALUE --reason R`. */
@@ -64,7 +66,15 @@ export async function revokeCommand(argv: string[]): Promise<number> {
   }
 
   const options = storeOptionsFromEnv();
-  if (!options.databaseUrl) process.stderr.write(`ca-a2a revoke: DATABASE_URL not set: using the embedded journal in ${options.dataDir}\n`);
+  if (!options.databaseUrl) {
+    // Every sidecar on a data directory has created it: a journal made here would be read by none,
+    // as when DATABASE_URL is missing from the shell or the command runs in the wrong directory.
+    if (!options.dataDir || !existsSync(options.dataDir)) {
+      process.stderr.write(`ca-a2a revoke: DATABASE_URL is not set and ${options.dataDir} does not exist, so no sidecar keeps its revocations there: set DATABASE_URL (and REDIS_URL) to the deployment's stores, or CA_A2A_DATA_DIR to the running stack's data directory; nothing was revoked\n`);
+      return 1;
+    }
+    process.stderr.write(`ca-a2a revoke: DATABASE_URL not set: using the embedded journal in ${options.dataDir}\n`);
+  }
   let backend;
   try {
     backend = await openRevocationBackend(options, () => undefined, { max: 1, connectionTimeoutMs: 3_000 });

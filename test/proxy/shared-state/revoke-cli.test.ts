@@ -1,8 +1,11 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { tempDirSync } from '../../helpers/temp-dir.js';
 import { createTestSchema, dropPrefix, REDIS_URL, uniquePrefix, until, withEmbeddedSidecarView } from './helpers.js';
 
 const BIN = fileURLToPath(new URL('../../../bin/ca-a2a.js', import.meta.url));
@@ -63,6 +66,15 @@ describe('ca-a2a revoke', () => {
       const token = { subject: 'mallory', clientId: 'c', roles: [], jti: 'j', issuedAt: Date.now() / 1000 - 10, expiresAt: Date.now() / 1000 + 60, boundKeyThumbprint: undefined };
       await until(async () => set.isRevoked(token));
     });
+  });
+
+  it('without DATABASE_URL, exits 1 and revokes nothing when the data directory does not exist (no sidecar keeps its revocations there)', async () => {
+    const missing = join(tempDirSync('revoke-cwd'), '.ca-a2a');
+    const res = await run(['jti', 'cli-jti-3', '--reason', 'leak'], { DATABASE_URL: '', REDIS_URL: '', CA_A2A_DATA_DIR: missing });
+    assert.equal(res.code, 1, res.stdout);
+    assert.match(res.stderr, /DATABASE_URL is not set and .* does not exist.*nothing was revoked/);
+    assert.equal(res.stdout, '');
+    assert.equal(existsSync(missing), false);
   });
 
   it('exits 2 on a usage error (missing reason, unknown kind, a time without a zone)', async () => {
