@@ -47,7 +47,7 @@ const ISO_8601 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d
 /** An RFC 3339 date-time, or an ISO 8601 one with a zone (or epoch seconds) → epoch seconds. */
 export function time(value: unknown, name: string): number {
   if (typeof value === 'number' && Number.isFinite(value)) return value;
-  if (typeof value === 'string' && ISO_8601.test(value)) {
+  if (typeof value === 'string' && ISO_8601.test(value) && dayExists(value)) {
     const ms = Date.parse(value);
     if (Number.isFinite(ms)) return ms / 1000;
   }
@@ -60,6 +60,14 @@ export function time(value: unknown, name: string): number {
     if (Number.isFinite(ms)) return ms / 1000;
   }
   throw new BadRequest(`${name} must be an RFC 3339 date-time with a time zone, e.g. 2025-01-31T12:00:00Z`);
+}
+
+// Date.parse rolls a day past the end of its month over into the next (2025-02-30 is March 2).
+function dayExists(value: string): boolean {
+  const [year, month, day] = value.slice(0, 10).split('-').map(Number) as [number, number, number];
+  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+  const length = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month - 1] ?? 0;
+  return day <= length;
 }
 
 function isoZone(zone: string): string {

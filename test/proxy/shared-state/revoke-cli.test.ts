@@ -77,6 +77,17 @@ describe('ca-a2a revoke', () => {
     assert.equal(existsSync(missing), false);
   });
 
+  it('exits 2 on a date that does not exist instead of reading 2025-02-30 as March 2', async () => {
+    for (const time of ['2025-02-30T10:00:00Z', '2025-02-29T10:00Z', '2025-04-31T10:00:00+02:00']) {
+      const res = await run(['before', time, '--reason', 'key rotation'], env);
+      assert.equal(res.code, 2, `${time}: ${res.stdout}`);
+      assert.match(res.stderr, /before must be/);
+    }
+    const leapDay = await run(['before', '2024-02-29T10:00:00Z', '--reason', 'key rotation'], env);
+    assert.equal(leapDay.code, 0, leapDay.stderr);
+    assert.match(leapDay.stdout, /at or before 2024-02-29T10:00:00.000Z/);
+  });
+
   it('exits 2 on a usage error (missing reason, unknown kind, a time without a zone)', async () => {
     assert.equal((await run(['jti', 'x'], env)).code, 2);
     assert.equal((await run(['everything', 'x', '--reason', 'r'], env)).code, 2);
