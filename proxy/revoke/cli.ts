@@ -1,10 +1,14 @@
 import { existsSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { parseArgs } from 'node:util';
+import { pino } from 'pino';
 import { time } from '../admin-api/requests.js';
+import { AuditLog } from '../observe/audit.js';
+import { createLogger } from '../observe/logger.js';
 import { openRevocationBackend, storeOptionsFromEnv } from '../stores/backends.js';
 import { redisReady } from '../stores/redis.js';
 import { Revoker, type RevokeRequest } from '../stores/revoker.js';
+import { auditRevocation } from '../stores/sidecar-stores.js';
 
 const HELP = `usage: ca-a2a revoke jti JTI --reason R [--expires-at ISO8601] [--by NAME]
        ca-a2a revoke subject SUB --reason R [--by NAME]
@@ -86,7 +90,14 @@ export async function revokeCommand(argv: string[]): Promise<number> {
     // The push needs a connected client (no offline queue); give Redis a moment, then go on without it.
     if (backend.redis) await redisReady(backend.redis, 2_000).catch(() => undefined);
     let pushError: unknown;
-    const revoker = new Revoker({ store: backend.store, bus: backend.bus, onPushError: (error) => { pushError = error; } });
+    // Every revocation's audit line, as the admin API writes it; on stderr, as stdout is the answer.
+    const audit = new AuditLog(createLogger({ service: 'revoke', destination: pino.destination({ dest: 2, sync: true }) }));
+    const revoker = new Revoker({
+      store: backend.store,
+      bus: backend.bus,
+      onRevoked: (result) => auditRevocation(audit, result),
+      onPushError: (error) => { pushError = error; },
+    });
     let result;
     try {
       result = await revoker.revoke(request);

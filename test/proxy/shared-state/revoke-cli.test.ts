@@ -51,6 +51,17 @@ describe('ca-a2a revoke', () => {
     assert.deepEqual((await rows(`SELECT kind, subject FROM revocation_rules ORDER BY id`)).map((r) => [r.kind, r.subject]), [['subject', 'bob'], ['before', null]]);
   });
 
+  it('writes the token_revoked audit line (who, what, why) on stderr, as the admin API does, and keeps stdout to its one line', async () => {
+    const res = await run(['jti', 'cli-jti-audit', '--reason', 'token in a ticket', '--by', 'oncall-bob'], env);
+    assert.equal(res.code, 0, res.stderr);
+    assert.equal(res.stdout.split('\n').filter(Boolean).length, 1);
+    const lines = res.stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as Record<string, unknown>);
+    const audit = lines.find((line) => line.event_type === 'token_revoked');
+    assert.ok(audit, res.stderr);
+    assert.equal(audit.service, 'revoke');
+    assert.deepEqual([audit.kind, audit.jti, audit.revoked_by, audit.reason, audit.created, audit.pushed], ['jti', 'cli-jti-audit', 'oncall-bob', 'token in a ticket', true, true]);
+  });
+
   it('exits 1 naming PostgreSQL when it is unreachable, and stores nothing', async () => {
     const res = await run(['jti', 'cli-jti-2', '--reason', 'x'], { ...env, DATABASE_URL: schema.urlFor('127.0.0.1:1') });
     assert.equal(res.code, 1);
