@@ -5,8 +5,8 @@ import { stopSignal } from '../stop-signal.js';
 
 const HELP = `usage: ca-a2a admin-api [--listen HOST:PORT]
 
-  --listen HOST:PORT   where to listen (CA_A2A_LISTEN; default 127.0.0.1:9005). Keep it on
-                       loopback: the admin sidecar (ca-a2a sidecar --service admin) is its only door.
+  --listen HOST:PORT   where to listen (CA_A2A_LISTEN; default 127.0.0.1:9005), a loopback
+                       address only: the admin sidecar (ca-a2a sidecar --service admin) is its only door.
 
 Routes: POST /admin/revoke-token {"jti","reason"[,"expires_at"]}, POST /admin/revoke-subject
 {"subject","reason"}, POST /admin/revoke-before {"before","reason"}, GET /admin/revocations,

@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { RevocationRecord } from '../stores/revocation-store.js';
 import type { Revoker, RevokeResult } from '../stores/revoker.js';
 import type { RevocationStore } from '../stores/revocation-store.js';
+import { isLoopbackHostname } from '../http/loopback.js';
 import { readRevokeRequest, requester } from './requests.js';
 
 export interface AdminApiDeps {
@@ -37,6 +38,10 @@ export function createAdminApi(deps: AdminApiDeps): Server {
 
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0] ?? '/';
+    // Its sidecar addresses it by a loopback address. A web page in a browser on this host can
+    // reach loopback too; by DNS rebinding (its own name resolving to 127.0.0.1) it may also read
+    // the answers, and its requests then name that host in Host.
+    if (!isLoopbackHost(req.headers.host)) return send(res, 403, { error: { code: 'forbidden', message: 'the Host header must name a loopback address: the admin API is reached through its sidecar' } });
     if (req.method === 'GET' && path === '/health') return send(res, 200, { status: 'ok' });
     if (req.method === 'GET' && (path === '/.well-known/agent-card.json' || path === '/card')) return send(res, 200, CARD);
     if (req.method === 'GET' && path === '/admin/revocations') {
@@ -89,7 +94,18 @@ const CARD = {
   skills: ['revoke_token', 'revoke_subject', 'revoke_before', 'list_revocations'],
 };
 
+// HTTP/1.0 without Host is no browser's; the port is the listener's own.
+function isLoopbackHost(host: string | undefined): boolean {
+  return host === undefined || isLoopbackHostname(host.replace(/:\d{1,5}$/, ''));
+}
+
 async function readJson(req: IncomingMessage, res: ServerResponse): Promise<unknown> {
+  // A form or a no-cors fetch from any web page can POST text/plain to loopback without a CORS
+  // preflight; only a page allowed to (none is) may send application/json.
+  if (!/^application\/json\s*(;|$)/i.test(req.headers['content-type'] ?? '')) {
+    send(res, 415, { error: { code: 'unsupported_media_type', message: 'the body must be Content-Type: application/json' } });
+    return undefined;
+  }
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {

@@ -1,6 +1,6 @@
 import type { Server } from 'node:http';
 import type { DestinationStream } from 'pino';
-import { listen } from '../listen.js';
+import { isLoopbackListen, listen } from '../listen.js';
 import { AuditLog } from '../observe/audit.js';
 import { createLogger } from '../observe/logger.js';
 import { openRevocationBackend, type StoreOptions } from '../stores/backends.js';
@@ -23,6 +23,9 @@ export interface AdminApi {
 
 /** Starts the admin API on the stores the options select (the sidecars' stores). */
 export async function startAdminApi(options: AdminApiOptions): Promise<AdminApi> {
+  const address = options.listen ?? '127.0.0.1:9005';
+  // Anyone who reaches it may revoke every token and name themselves in revoked_by.
+  if (!isLoopbackListen(address)) throw new Error(`the admin API must listen on a loopback address, not '${address}': its sidecar is its only door`);
   const logger = createLogger({ service: 'admin-api', destination: options.logDestination });
   const audit = new AuditLog(logger);
   const backend = await openRevocationBackend(options.stores, (store, error) => {
@@ -39,16 +42,16 @@ export async function startAdminApi(options: AdminApiOptions): Promise<AdminApi>
     store: backend.store,
     onError: (error, route) => logger.error({ event_type: 'store_failure', store: 'revocation', route, err: (error as Error).message }, 'revocation request failed'),
   });
-  let address;
+  let bound;
   try {
-    address = await listen(server, options.listen ?? '127.0.0.1:9005');
+    bound = await listen(server, address);
   } catch (error) {
     await backend.close();
     throw error;
   }
-  logger.info({ event_type: 'admin_api_started', listen: address.url, durable: backend.describe.durable, shared: backend.describe.shared }, 'admin API ready');
+  logger.info({ event_type: 'admin_api_started', listen: bound.url, durable: backend.describe.durable, shared: backend.describe.shared }, 'admin API ready');
   return {
-    url: address.url,
+    url: bound.url,
     revoker,
     async close() {
       await new Promise<void>((resolve) => {

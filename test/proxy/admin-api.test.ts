@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { request } from 'undici';
 import { startAdminApi, type AdminApi } from '../../proxy/admin-api/start.js';
 import { AuditCapture } from '../helpers/audit-capture.js';
 import { rpc, startHarness, type Harness } from '../helpers/harness.js';
@@ -69,6 +70,35 @@ describe('admin API behind the admin sidecar', () => {
       assert.equal(res.status, 200, `${before}: ${JSON.stringify(res.json)}`);
       assert.equal((res.json.revocation as { not_after?: string }).not_after, notAfter);
     }
+  });
+
+  it('refuses to start on an address other hosts reach: it has no security of its own', async () => {
+    const outcome = await startAdminApi({ listen: '0.0.0.0:0', stores: { dataDir: tempDirSync('admin-open') } }).then(
+      async (open) => {
+        await open.close();
+        return 'listening';
+      },
+      (error: Error) => error.message,
+    );
+    assert.match(outcome, /must listen on a loopback address/);
+  });
+
+  it('refuses what a web page on this host can send it: another Host (DNS rebinding) with 403, a body not typed JSON (a form, a no-cors fetch) with 415', async () => {
+    const direct = (path: string, headers: Record<string, string>, body?: unknown) =>
+      request(`${api.url}${path}`, { method: body === undefined ? 'GET' : 'POST', headers, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+    const rebound = { host: `attacker.example:${new URL(api.url).port}`, 'content-type': 'application/json' };
+    const plain = { 'content-type': 'text/plain' };
+    const answers = [
+      await direct('/admin/revoke-token', rebound, { jti: 'web-rebound', reason: 'x' }),
+      await direct('/admin/revocations', rebound),
+      await direct('/admin/revoke-token', plain, { jti: 'web-form', reason: 'x' }),
+      await direct('/message', plain, rpc('revoke_token', { jti: 'web-rpc', reason: 'x' })),
+    ];
+    const bodies = await Promise.all(answers.map(async (res) => ({ status: res.statusCode, json: (await res.body.json()) as { error?: { message?: string } } })));
+    assert.deepEqual(bodies.map((b) => b.status), [403, 403, 415, 415]);
+    assert.match(bodies[0]?.json.error?.message ?? '', /Host/);
+    assert.match(bodies[2]?.json.error?.message ?? '', /application\/json/);
+    assert.deepEqual(revokedJtis().filter((jti) => String(jti).startsWith('web-')), []);
   });
 
   it('refuses at the sidecar a time that is not an RFC 3339 date-time', async () => {
