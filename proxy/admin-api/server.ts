@@ -63,6 +63,7 @@ export function createAdminApi(deps: AdminApiDeps): Server {
     // One call per request: each revocation gets its own durable answer. The admin sidecar's
     // policy (limits.max_batch: 1) refuses longer batches; this covers a batch of one.
     if (Array.isArray(body)) return send(res, 200, { jsonrpc: '2.0', id: null, error: { code: -32600, message: 'batch requests are not supported: send one call per request' } });
+    if (typeof body !== 'object' || body === null) return send(res, 200, { jsonrpc: '2.0', id: null, error: { code: -32600, message: 'the body must be a JSON-RPC request object' } });
     const call = body as { id?: unknown; method?: unknown; params?: unknown };
     const id = typeof call.id === 'string' || typeof call.id === 'number' ? call.id : null;
     const reply = (result: unknown): void => send(res, 200, { jsonrpc: '2.0', id, result });

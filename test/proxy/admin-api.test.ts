@@ -101,6 +101,13 @@ describe('admin API behind the admin sidecar', () => {
     assert.deepEqual(revokedJtis().filter((jti) => String(jti).startsWith('web-')), []);
   });
 
+  it('answers a JSON-RPC body that is not an object with -32600, not a 500 logged as a store failure', async () => {
+    const res = await request(`${api.url}/message`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: 'null' });
+    assert.equal(res.statusCode, 200);
+    assert.equal(((await res.body.json()) as { error?: { code?: number } }).error?.code, -32600);
+    assert.deepEqual(apiAudit.events('store_failure'), []);
+  });
+
   it('refuses at the sidecar a time that is not an RFC 3339 date-time', async () => {
     const token = await issuer.sign(ADMIN);
     const res = await admin.call({ before: '2025-01-31T12:00Z', reason: 'key rotated' }, { token, path: '/admin/revoke-before' });
