@@ -17,7 +17,8 @@ const HELP = `usage: ca-a2a call --client NAME --service S --method M [--params 
   --data-dir DIR    development issuer data directory (CA_A2A_DATA_DIR; default ./.ca-a2a)
 
 Prints the JSON-RPC response. Exit 0 on a result; 1 on a JSON-RPC error or when no answer came
-(issuer or service unreachable, no secret for the client); 2 on bad usage.
+(issuer or service unreachable, no secret for the client, no complete answer within 30 s);
+2 on bad usage.
 `;
 
 /** Where `--service S` sends its call: the sidecar's JSON-RPC endpoint (the MCP gateway's is /mcp). */

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
@@ -77,6 +79,30 @@ describe('ca-a2a call', () => {
     const { code, stdout } = await call('--client', 'viewer', '--method', 'delete_document', '--params', JSON.stringify({ document_id: DOC_ID }));
     assert.equal(code, 1);
     assert.equal(JSON.parse(stdout).error.code, -32011);
+  });
+
+  it('gives up on a service that trickles its answer: the timeout bounds the whole call, not only the gaps between bytes', async () => {
+    const trickling = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write('{"jsonrpc":"2.0","result":');
+      // A byte every 50 ms for 3 s, then the end of a valid answer.
+      const drip = setInterval(() => res.write(' '), 50);
+      const finish = setTimeout(() => res.end('null}'), 3_000);
+      res.on('close', () => {
+        clearInterval(drip);
+        clearTimeout(finish);
+      });
+    });
+    await new Promise<void>((resolve) => trickling.listen(0, '127.0.0.1', resolve));
+    try {
+      const secrets = await loadClientSecrets(dataDir);
+      const client = await createServiceClient({ issuer: issuer.issuer, clientId: 'viewer', clientSecret: secrets.viewer as string, timeoutMs: 500 });
+      const url = `http://127.0.0.1:${(trickling.address() as AddressInfo).port}/message`;
+      await assert.rejects(client.call(url, 'get_document', { document_id: DOC_ID }), /no complete answer from .* within 500 ms/);
+    } finally {
+      trickling.closeAllConnections();
+      trickling.close();
+    }
   });
 
   it('exits 1 when the service answers JSON that is not a JSON-RPC response (an agent\'s own HTTP 500)', async () => {
