@@ -61,6 +61,10 @@ export async function callCommand(argv: string[]): Promise<number> {
     process.stderr.write(`ca-a2a call: unknown service '${service}'; use --url for others\n`);
     return 2;
   }
+  if (values.url !== undefined && !isHttpUrl(values.url)) {
+    process.stderr.write(`ca-a2a call: --url must be an http:// or https:// URL, e.g. https://orchestrator.example.com/message\n`);
+    return 2;
+  }
   let params: unknown;
   try {
     const text = values.params.startsWith('@') ? readFileSync(values.params.slice(1), 'utf8') : values.params;
@@ -84,4 +88,8 @@ export async function callCommand(argv: string[]): Promise<number> {
     process.stderr.write(`ca-a2a call: ${(error as Error).message}\n`);
     return 1;
   }
+}
+
+function isHttpUrl(value: string): boolean {
+  return URL.canParse(value) && ['http:', 'https:'].includes(new URL(value).protocol);
 }

@@ -126,6 +126,11 @@ describe('ca-a2a call', () => {
     const down = await run(process.execPath, [BIN, 'call', '--issuer', issuer.issuer, '--data-dir', dataDir, '--url', 'http://127.0.0.1:9/message', '--client', 'viewer', '--method', 'list_documents'], { env: { ...process.env, CA_A2A_CLIENT_SECRET: '' } }).catch((error: { code: number }) => error);
     assert.equal((down as { code: number }).code, 1);
     assert.equal((await call('--client', 'viewer', '--method', 'x', '--params', '{nope')).code, 2);
+    for (const url of ['127.0.0.1:8005/message', 'ftp://127.0.0.1/message']) {
+      const badUrl = await run(process.execPath, [BIN, 'call', '--issuer', issuer.issuer, '--data-dir', dataDir, '--url', url, '--client', 'viewer', '--method', 'x']).catch((error: { code: number; stderr: string }) => error);
+      assert.equal((badUrl as { code: number }).code, 2, url);
+      assert.match((badUrl as { stderr: string }).stderr, /--url must be an http:\/\/ or https:\/\/ URL/);
+    }
   });
 
   it('reads an exported-but-empty CA_A2A_ISSUER as unset (the default issuer), as ca-a2a token does', async () => {
