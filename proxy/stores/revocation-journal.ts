@@ -46,7 +46,10 @@ export class JournalRevocationStore implements RevocationStore {
     return this.#locked(async () => {
       const { records, complete, size } = await this.#read();
       const { revocation: r, revokedAt, revokedBy, reason } = record;
-      if (r.kind === 'jti' && records.some((x) => x.revocation.kind === 'jti' && x.revocation.jti === r.jti)) return false;
+      const known = r.kind === 'jti' ? records.find((x) => x.revocation.kind === 'jti' && x.revocation.jti === r.jti) : undefined;
+      // Known until as late or later: nothing to write. Known until earlier: a line with the later
+      // expiry, which readers take over the earlier one.
+      if (known !== undefined && known.revocation.expiresAt >= r.expiresAt) return false;
       const handle = await open(this.#file, 'a', 0o600);
       try {
         // Left in place, a torn tail would become a complete line that no reader can parse.
@@ -61,7 +64,7 @@ export class JournalRevocationStore implements RevocationStore {
       }
       // The file may have just been created: its name must survive a power loss too.
       await syncDirectory(dirname(this.#file));
-      return true;
+      return known === undefined;
     });
   }
 
@@ -122,7 +125,7 @@ export class JournalRevocationStore implements RevocationStore {
         throw new Error(`${this.#file}:${index + 1}: not a revocation record`);
       }
     });
-    return { records, complete, size: bytes.length };
+    return { records: laterPerJti(records), complete, size: bytes.length };
   }
 
   async #locked<T>(work: () => Promise<T>): Promise<T> {
@@ -181,4 +184,19 @@ function parseRecord(line: string): RevocationRecord | undefined {
   if (!revocation || typeof revokedAt !== 'number' || typeof revokedBy !== 'string') return undefined;
   if (reason !== undefined && typeof reason !== 'string') return undefined;
   return { revocation, revokedAt, revokedBy, reason };
+}
+
+/**
+ * The records in file order, a jti written more than once (revoked again until later) only at its
+ * line with the latest expiry.
+ */
+function laterPerJti(records: RevocationRecord[]): RevocationRecord[] {
+  const latest = new Map<string, RevocationRecord>();
+  for (const record of records) {
+    const r = record.revocation;
+    if (r.kind !== 'jti') continue;
+    const known = latest.get(r.jti);
+    if (known === undefined || known.revocation.expiresAt < r.expiresAt) latest.set(r.jti, record);
+  }
+  return records.filter((record) => record.revocation.kind !== 'jti' || latest.get(record.revocation.jti) === record);
 }

@@ -51,13 +51,16 @@ export class RevocationSet {
     return subject !== undefined && principal.issuedAt <= subject.revokedAt;
   }
 
-  /** Adds a revocation; returns false when it was already known (idempotent pushes). */
+  /** Adds a revocation; returns false when it was already known (idempotent pushes); a jti revoked until later is extended. */
   add(revocation: Revocation): boolean {
     switch (revocation.kind) {
-      case 'jti':
-        if (this.#jtis.has(revocation.jti)) return false;
+      case 'jti': {
+        // Revoked again until later: the revocation lasts until the later of the two.
+        const known = this.#jtis.get(revocation.jti);
+        if (known !== undefined && known >= revocation.expiresAt) return false;
         this.#jtis.set(revocation.jti, revocation.expiresAt);
         return true;
+      }
       case 'subject': {
         const known = this.#subjects.get(revocation.subject);
         if (known && known.revokedAt >= revocation.revokedAt) return false;

@@ -17,7 +17,10 @@ export interface RevocationRecord {
  * backend cannot answer; a revocation is acknowledged only after `add` resolved.
  */
 export interface RevocationStore {
-  /** Stores a revocation; resolves to false when an equal or stronger one was already there. */
+  /**
+   * Stores a revocation; resolves to false when one of the same jti was already there (it is then
+   * kept until the later of the two expiries: revoking a token again never shortens its revocation).
+   */
   add(record: RevocationRecord): Promise<boolean>;
   /** Every revocation still in force at `nowSeconds`. */
   active(nowSeconds: number): Promise<Revocation[]>;
@@ -34,7 +37,14 @@ export class MemoryRevocationStore implements RevocationStore {
 
   async add(record: RevocationRecord): Promise<boolean> {
     const r = record.revocation;
-    if (r.kind === 'jti' && this.#records.some((x) => x.revocation.kind === 'jti' && x.revocation.jti === r.jti)) return false;
+    if (r.kind === 'jti') {
+      const known = this.#records.findIndex((x) => x.revocation.kind === 'jti' && x.revocation.jti === r.jti);
+      const previous = this.#records[known];
+      if (previous !== undefined) {
+        if (previous.revocation.expiresAt < r.expiresAt) this.#records[known] = { ...previous, revocation: { ...previous.revocation, expiresAt: r.expiresAt } };
+        return false;
+      }
+    }
     this.#records.push(record);
     return true;
   }
@@ -105,12 +115,15 @@ export class SqlRevocationStore implements RevocationStore {
     await this.#ready();
     const r = record.revocation;
     if (r.kind === 'jti') {
-      const res = await this.#client.query<{ jti: string }>(
+      // Revoked again until later: extended. xmax is 0 on the row version an INSERT made.
+      const res = await this.#client.query<{ inserted: boolean }>(
         `INSERT INTO revoked_tokens (jti, revoked_at, revoked_by, reason, expires_at)
-         VALUES ($1, to_timestamp($2), $3, $4, to_timestamp($5)) ON CONFLICT (jti) DO NOTHING RETURNING jti`,
+         VALUES ($1, to_timestamp($2), $3, $4, to_timestamp($5))
+         ON CONFLICT (jti) DO UPDATE SET expires_at = EXCLUDED.expires_at WHERE revoked_tokens.expires_at < EXCLUDED.expires_at
+         RETURNING xmax = 0 AS inserted`,
         [r.jti, record.revokedAt, record.revokedBy, record.reason ?? null, r.expiresAt],
       );
-      return res.rows.length > 0;
+      return res.rows[0]?.inserted === true;
     }
     await this.#client.query(
       `INSERT INTO revocation_rules (kind, subject, revoked_at, revoked_by, reason, expires_at)

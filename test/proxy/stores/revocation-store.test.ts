@@ -39,7 +39,7 @@ describe('durable revocation store', () => {
     it(`${name}: stores the three kinds, lists the active ones, is idempotent per jti, deletes expired rows`, async () => {
       const s: RevocationStore = make();
       assert.equal(await s.add(record({ kind: 'jti', jti: 'a', expiresAt: 500 })), true);
-      assert.equal(await s.add(record({ kind: 'jti', jti: 'a', expiresAt: 900 })), false);
+      assert.equal(await s.add(record({ kind: 'jti', jti: 'a', expiresAt: 500 })), false);
       await s.add(record({ kind: 'subject', subject: 'bob', revokedAt: 100, expiresAt: 500 }));
       await s.add(record({ kind: 'before', revokedAt: 90, expiresAt: 200 }));
       assert.equal((await s.active(150)).length, 3);
@@ -47,6 +47,17 @@ describe('durable revocation store', () => {
       assert.equal((await s.list(150, 10))[0]?.revokedBy, 'ops');
       assert.equal(await s.deleteExpired(300), 1);
       assert.equal(await s.deleteExpired(600), 2);
+      assert.equal((await s.active(0)).length, 0);
+    });
+
+    it(`${name}: a jti revoked again until later is kept until the later expiry, never shortened`, async () => {
+      const s: RevocationStore = make();
+      assert.equal(await s.add(record({ kind: 'jti', jti: 'again', expiresAt: 5_000 })), true);
+      assert.equal(await s.add(record({ kind: 'jti', jti: 'again', expiresAt: 9_000 })), false);
+      assert.equal(await s.add(record({ kind: 'jti', jti: 'again', expiresAt: 7_000 })), false);
+      assert.deepEqual((await s.active(6_000)).filter((r) => r.kind === 'jti'), [{ kind: 'jti', jti: 'again', expiresAt: 9_000 }]);
+      assert.deepEqual((await s.list(1_000, 10)).filter((r) => r.revocation.kind === 'jti').map((r) => r.revocation.expiresAt), [9_000]);
+      await s.deleteExpired(10_000);
       assert.equal((await s.active(0)).length, 0);
     });
   }
@@ -144,5 +155,20 @@ describe('durable revocation store', () => {
     assert.equal(set.size, 3);
     set.prune(now + DAY + 301);
     assert.equal(set.size, 0);
+  });
+
+  it('extends a jti revoked again until later, pushed to a sidecar that already holds it (the in-process set too)', async () => {
+    const s = new MemoryRevocationStore();
+    const pushed = new RevocationSet();
+    const now = 1_800_000_000;
+    const revoker = new Revoker({ store: s, now: () => now * 1000, bus: { publish: async (revocation) => void pushed.add(revocation), subscribe: () => () => undefined, close: async () => undefined } });
+    const token = { subject: 'svc', clientId: 'svc', roles: [], jti: 'leaked', issuedAt: now - 10, expiresAt: now + DAY, boundKeyThumbprint: undefined };
+    // First with a mistaken expires_at ten seconds away, then again without one (until the longest token lifetime).
+    await revoker.revoke({ kind: 'jti', jti: 'leaked', expiresAt: now + 10, reason: 'r', revokedBy: 'me' });
+    const again = await revoker.revoke({ kind: 'jti', jti: 'leaked', reason: 'r', revokedBy: 'me' });
+    assert.equal(again.created, false);
+    pushed.prune(now + 3_600);
+    assert.equal(pushed.isRevoked(token), true, 'still revoked an hour later at the sidecar');
+    assert.deepEqual((await s.active(now + 3_600)).map((r) => r.kind === 'jti' && r.expiresAt), [again.record.revocation.expiresAt]);
   });
 });
