@@ -45,7 +45,8 @@ export function createAdminApi(deps: AdminApiDeps): Server {
     if (req.method === 'GET' && path === '/health') return send(res, 200, { status: 'ok' });
     if (req.method === 'GET' && (path === '/.well-known/agent-card.json' || path === '/card')) return send(res, 200, CARD);
     if (req.method === 'GET' && path === '/admin/revocations') {
-      return send(res, 200, { revocations: (await deps.store.list(now() / 1000, 1000)).map(recordJson) });
+      const listed = await listRevocations(path);
+      return listed === undefined ? send(res, 503, { error: STORE_UNAVAILABLE_TO_LIST }) : send(res, 200, listed);
     }
     const kind = Object.hasOwn(REST_ROUTES, path) ? REST_ROUTES[path as keyof typeof REST_ROUTES] : undefined;
     if (req.method === 'POST' && kind) {
@@ -68,10 +69,23 @@ export function createAdminApi(deps: AdminApiDeps): Server {
     const id = typeof call.id === 'string' || typeof call.id === 'number' ? call.id : null;
     const reply = (result: unknown): void => send(res, 200, { jsonrpc: '2.0', id, result });
     const fail = (code: number, message: string): void => send(res, 200, { jsonrpc: '2.0', id, error: { code, message } });
-    if (call.method === 'list_revocations') return reply({ revocations: (await deps.store.list(now() / 1000, 1000)).map(recordJson) });
+    if (call.method === 'list_revocations') {
+      const listed = await listRevocations('/message');
+      return listed === undefined ? fail(-32017, STORE_UNAVAILABLE_TO_LIST.message) : reply(listed);
+    }
     const kind = typeof call.method === 'string' && Object.hasOwn(RPC_METHODS, call.method) ? RPC_METHODS[call.method as keyof typeof RPC_METHODS] : undefined;
     if (!kind) return fail(-32601, 'method not found');
     return answer('/message', () => deps.revoker.revoke(readRevokeRequest(kind, call.params, requester(req.headers))), (result) => reply(resultJson(result)), (status, error) => fail(status === 400 ? -32602 : -32017, error.message));
+  }
+
+  /** The revocations in force, or undefined (logged) when the store cannot answer: a 503, as for a write. */
+  async function listRevocations(route: string): Promise<{ revocations: unknown[] } | undefined> {
+    try {
+      return { revocations: (await deps.store.list(now() / 1000, 1000)).map(recordJson) };
+    } catch (error) {
+      deps.onError?.(error, route);
+      return undefined;
+    }
   }
 
   async function answer(route: string, run: () => Promise<RevokeResult>, ok: (result: RevokeResult) => void, ko: (status: number, error: { code: string; message: string }) => void): Promise<void> {
@@ -88,6 +102,8 @@ export function createAdminApi(deps: AdminApiDeps): Server {
     ok(result);
   }
 }
+
+const STORE_UNAVAILABLE_TO_LIST = { code: 'store_unavailable', message: 'revocations not listed: the revocation store is unavailable; retry' } as const;
 
 const CARD = {
   name: 'ca-a2a admin',

@@ -193,6 +193,12 @@ describe('hybrid revocation on Redis + PostgreSQL', () => {
       assert.equal((await a.call(get(), { token })).status, 200);
       // Revoked tokens stay refused.
       assert.equal((await a.call(get(), { token: await viewerToken({ jti: `stolen-0-${prefix}` }) })).status, 401);
+      // Listing says the store is down as a write does: 503 store_unavailable (-32017), not a 500 internal error.
+      const listed = await request(`${deadApi.url}/admin/revocations`);
+      assert.equal(listed.statusCode, 503);
+      assert.equal(((await listed.body.json()) as { error: { code: string } }).error.code, 'store_unavailable');
+      const rpcListed = await request(`${deadApi.url}/message`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'list_revocations' }) });
+      assert.equal(((await rpcListed.body.json()) as { error: { code: number } }).error.code, -32017);
     } finally {
       await deadApi.close();
     }
