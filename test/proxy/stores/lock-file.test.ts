@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdir, mkdtemp, open, readdir, readFile, rm, unlink, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, open, readdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { tempDirSync } from '../../helpers/temp-dir.js';
 import { readLock, tryLock } from '../../../proxy/stores/lock-file.js';
 import { lockDirectory } from '../../../proxy/stores/sql/directory-lock.js';
 import { killed, nextMessage, scriptProcess } from './processes.js';
@@ -22,13 +22,7 @@ const locker = (dir: string) => scriptProcess([
 ].join('\n'));
 
 describe('lock files: taking over one left by a process that died', () => {
-  let base: string;
-  before(async () => {
-    base = await mkdtemp(join(tmpdir(), 'ca-a2a-lock-'));
-  });
-  after(async () => {
-    await rm(base, { recursive: true, force: true });
-  });
+  const base = tempDirSync('lock');
 
   it('of two processes that found the same stale lock, the one that acts second is refused and leaves the first one\'s lock in place', async () => {
     const dir = join(base, 'race');

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, utimes, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { tempDirSync } from '../../helpers/temp-dir.js';
 import { JournalRevocationStore } from '../../../proxy/stores/revocation-journal.js';
 import { killed, nextMessage, scriptProcess } from './processes.js';
 
@@ -35,13 +35,7 @@ const racer = () => scriptProcess([
 ].join('\n'));
 
 describe('revocation journal: writers in several processes', () => {
-  let dir: string;
-  before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'ca-a2a-journal-processes-'));
-  });
-  after(async () => {
-    await rm(dir, { recursive: true, force: true });
-  });
+  const dir = tempDirSync('journal-processes');
 
   it('writers that find the same stale lock at once take it over one at a time: no acknowledged revocation is lost to a compaction', async () => {
     const racers = [racer(), racer()];

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { tempDirSync } from '../../helpers/temp-dir.js';
 
 const JOURNAL = fileURLToPath(new URL('../../../proxy/stores/revocation-journal.ts', import.meta.url));
 const hasStrace = spawnSync('strace', ['-V']).status === 0;
@@ -47,13 +47,7 @@ function dirSyncedBetween(calls: readonly Call[], dir: string, from: number, to:
 }
 
 describe('revocation journal: what survives a power loss', () => {
-  let dir: string;
-  before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'ca-a2a-journal-sync-'));
-  });
-  after(async () => {
-    await rm(dir, { recursive: true, force: true });
-  });
+  const dir = tempDirSync('journal-sync');
 
   it('syncs the directories it creates, the journal\'s directory after creating the file and after compaction\'s rename, each before it answers', async () => {
     assert.ok(hasStrace, 'strace is needed to see the system calls: apt-get install strace (.ci/run installs it)');
