@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { closeSync, fstatSync, linkSync, openSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, fstatSync, linkSync, openSync, readFileSync, readlinkSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 
 /** A lock file as found on disk. */
 export interface LockHolder {
@@ -34,6 +35,43 @@ export function readLock(path: string): LockHolder | undefined {
     return { content: readFileSync(fd, 'utf8'), ageMs: Date.now() - Number(stat.mtimeMs), id: `${stat.ino}-${stat.mtimeNs}` };
   } finally {
     closeSync(fd);
+  }
+}
+
+/**
+ * The process table this process's pid is a number in: the boot, the pid namespace and the host
+ * name. Two processes can tell whether the other runs by its pid only when this is the same for
+ * both (not across containers, machines or a reboot). Undefined where /proc does not say.
+ */
+const PID_SPACE = ((): string | undefined => {
+  try {
+    return `${readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim()} ${readlinkSync('/proc/self/ns/pid')} ${hostname()}`;
+  } catch {
+    return undefined;
+  }
+})();
+
+/** What a lock's taker writes into it for `takerExited` to read: its pid, then its pid space. */
+export function takerContent(): string {
+  return `${process.pid}\n${PID_SPACE ?? ''}\n`;
+}
+
+/**
+ * Whether the process that wrote `takerContent` into this lock has exited. Only a taker in this
+ * process's pid space can be called exited, and only when no process has its pid: a lock from
+ * another container or machine, or with content of another shape, never is (its age decides). A
+ * dead taker's pid used again by a new process keeps the lock held until its age decides too.
+ */
+export function takerExited(holder: LockHolder): boolean {
+  const [pid, space] = holder.content.split('\n');
+  const id = Number(pid);
+  if (PID_SPACE === undefined || space !== PID_SPACE || !Number.isInteger(id) || id <= 0) return false;
+  try {
+    process.kill(id, 0);
+    return false;
+  } catch (error) {
+    // EPERM: it runs, as another user.
+    return isErrno(error, 'ESRCH');
   }
 }
 

@@ -2,7 +2,7 @@ import { closeSync, fsyncSync, mkdirSync, openSync } from 'node:fs';
 import { open, readFile, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { tryLock } from './lock-file.js';
+import { takerContent, takerExited, tryLock } from './lock-file.js';
 import { toRevocation, type Revocation } from './revocation-set.js';
 import type { RevocationRecord, RevocationStore } from './revocation-store.js';
 
@@ -10,7 +10,10 @@ import type { RevocationRecord, RevocationStore } from './revocation-store.js';
 export interface JournalOptions {
   /** How long a writer waits for the lock before the call fails (default 5 s). */
   readonly lockTimeoutMs?: number;
-  /** A lock file older than this was left by a crashed writer and is taken over (default 30 s). */
+  /**
+   * A lock file older than this was left by a crashed writer and is taken over (default 30 s).
+   * One whose writer ran on this machine and has exited is taken over at once.
+   */
   readonly staleLockMs?: number;
 }
 
@@ -18,8 +21,8 @@ export interface JournalOptions {
  * The embedded durable store: one JSON line per revocation in a file of the data directory,
  * appended and fsynced (the file, then its directory) before `add` resolves. Every process on the
  * machine may open the same file (`ca-a2a revoke` beside a running `ca-a2a up`); writers
- * serialise on a lock file (`tryLock`: one writer alone takes over a lock older than
- * `staleLockMs`), readers need no lock because lines are only appended, and compaction replaces
+ * serialise on a lock file (`tryLock`: one writer alone takes over a lock whose writer has exited
+ * or that is older than `staleLockMs`), readers need no lock because lines are only appended, and compaction replaces
  * the file by rename. Only a line with its end was fsynced before `add` resolved, so bytes after
  * the last line end (an append cut short by a crash, or NULs left by a power loss) were never
  * acknowledged: readers skip them and the next append cuts them off before writing. Any other
@@ -132,7 +135,7 @@ export class JournalRevocationStore implements RevocationStore {
     const lock = `${this.#file}.lock`;
     const deadline = Date.now() + this.#lockTimeoutMs;
     for (;;) {
-      const attempt = tryLock(lock, `${process.pid}\n`, (holder) => holder.ageMs >= this.#staleLockMs);
+      const attempt = tryLock(lock, takerContent(), (holder) => takerExited(holder) || holder.ageMs >= this.#staleLockMs);
       if ('release' in attempt) {
         try {
           return await work();

@@ -1,14 +1,18 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { tempDirSync } from '../../helpers/temp-dir.js';
+import { takerContent } from '../../../proxy/stores/lock-file.js';
 import { JournalRevocationStore } from '../../../proxy/stores/revocation-journal.js';
 import { killed, nextMessage, scriptProcess } from './processes.js';
 
 const JOURNAL = fileURLToPath(new URL('../../../proxy/stores/revocation-journal.ts', import.meta.url));
+const LOCK_FILE = fileURLToPath(new URL('../../../proxy/stores/lock-file.ts', import.meta.url));
 const FAR = 4_000_000_000;
 const line = (jti: string, expiresAt: number): string => `${JSON.stringify({ revocation: { kind: 'jti', jti, expiresAt }, revokedAt: 1, revokedBy: 'ops' })}\n`;
 const jtis = async (file: string): Promise<string[]> => (await new JournalRevocationStore(file).active(0)).map((r) => (r.kind === 'jti' ? r.jti : r.kind));
@@ -89,5 +93,45 @@ describe('revocation journal: writers in several processes', () => {
       assert.deepEqual(acknowledged.filter((jti) => !found.has(jti)), [], `life ${life}: every acknowledged revocation is there`);
     }
     assert.equal(await new JournalRevocationStore(file, { staleLockMs: 200 }).add({ revocation: { kind: 'jti', jti: 'after', expiresAt: FAR }, revokedAt: 1, revokedBy: 'ops', reason: 'r' }), true);
+  });
+
+  describe('a lock whose writer has exited', () => {
+    const add = (file: string, jti: string) => new JournalRevocationStore(file, { staleLockMs: 600_000, lockTimeoutMs: 300 })
+      .add({ revocation: { kind: 'jti', jti, expiresAt: FAR }, revokedAt: 1, revokedBy: 'ops', reason: 'r' });
+    /** A process that takes `file`'s lock as a writer does and never releases it; it exits when told to. */
+    const holder = (file: string) => scriptProcess([
+      `import { takerContent, tryLock } from ${JSON.stringify(LOCK_FILE)};`,
+      `tryLock(${JSON.stringify(`${file}.lock`)}, takerContent(), () => false);`,
+      'process.on("message", () => process.exit(0));',
+      'process.send("locked");',
+    ].join('\n'));
+
+    it('is taken over at once, long before it is stale by age, when that writer ran on this machine', async () => {
+      const file = join(dir, 'exited.jsonl');
+      const child = holder(file);
+      try {
+        await nextMessage(child);
+        await assert.rejects(add(file, 'while-held'), /held by another writer/);
+        const exited = once(child, 'exit');
+        child.send('exit');
+        await exited;
+        assert.equal(await add(file, 'after-exit'), true);
+        assert.deepEqual(await jtis(file), ['after-exit']);
+      } finally {
+        await killed(child);
+      }
+    });
+
+    it('is left alone when its writer ran in another pid space (another container, machine or boot): only its age decides', async () => {
+      const file = join(dir, 'elsewhere.jsonl');
+      const [pid, space] = takerContent().split('\n');
+      assert.ok(pid && space, 'this machine names its pid space');
+      const dead = spawnSync('true').pid ?? assert.fail('could not start true');
+      await writeFile(`${file}.lock`, `${dead}\nanother-boot ${space}\n`);
+      await assert.rejects(add(file, 'elsewhere'), /held by another writer/);
+      // The same dead pid in this pid space: taken over.
+      await writeFile(`${file}.lock`, `${dead}\n${space}\n`);
+      assert.equal(await add(file, 'here'), true);
+    });
   });
 });
