@@ -36,15 +36,16 @@ export function replayLayer(policy: ServicePolicy, deps: ReplayDeps): Layer {
     name: 'replay',
     // No proof, nothing to burn: answered without a promise.
     check(ctx: RequestContext): Verdict | Promise<Verdict> {
-      const proof = ctx.proof;
-      return proof === undefined ? undefined : claim(proof);
+      const { proof, principal } = ctx;
+      if (proof === undefined) return undefined;
+      return principal === undefined ? denial('internal.error', 'replay check without a principal') : claim(proof, principal.subject);
     },
   };
 
-  async function claim(proof: NonNullable<RequestContext['proof']>): Promise<Verdict> {
+  async function claim(proof: NonNullable<RequestContext['proof']>, caller: string): Promise<Verdict> {
     try {
       const ttlSeconds = Math.max(1, Math.ceil(proof.issuedAt + LONGEST_PROOF_LIFE_SECONDS - deps.now() / 1000));
-      const seen = await deps.ids.claim(`dpop:${proof.thumbprint}:${proof.jti}`, ttlSeconds, proof.issuedAt);
+      const seen = await deps.ids.claim(`dpop:${proof.thumbprint}:${proof.jti}`, ttlSeconds, proof.issuedAt, caller);
       if (failing) {
         failing = false;
         deps.onStoreRecovered?.();
