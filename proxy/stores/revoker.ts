@@ -91,6 +91,11 @@ export class Revoker {
         const before = time(request.before, 'before');
         // A cut-off far in the future would refuse every token issued until then: an outage, not a revocation.
         if (before > now + MAX_FUTURE_BEFORE_SECONDS) throw new InvalidRevocationError('before must not be in the future');
+        // Every token issued by a cut-off this old has expired: it would revoke nothing, and a
+        // mistyped year would read as done.
+        if (before + MAX_TOKEN_LIFETIME_SECONDS + ACCEPTANCE_GRACE_SECONDS <= now) {
+          throw new InvalidRevocationError('before is more than the max token lifetime (24 h) in the past: every token issued by then has expired, so it would revoke nothing');
+        }
         return { ...base, revocation: { kind: 'before', revokedAt: before, expiresAt: before + MAX_TOKEN_LIFETIME_SECONDS + ACCEPTANCE_GRACE_SECONDS } };
       }
     }

@@ -114,6 +114,14 @@ describe('hybrid revocation on Redis + PostgreSQL', () => {
     assert.equal((await b.call(get(), { token: newer })).status, 200);
   });
 
+  it('revoke-before a time every token issued by then has outlived is refused with 400', async () => {
+    const adminToken = await issuer.sign(ADMIN);
+    const before = new Date(Date.now() - 25 * 3600_000).toISOString();
+    const res = await admin.call({ before, reason: 'year mistyped' }, { token: adminToken, path: '/admin/revoke-before' });
+    assert.equal(res.status, 400, JSON.stringify(res.json));
+    assert.match(JSON.stringify(res.json), /would revoke nothing/);
+  });
+
   it('lists revocations to admins (GET /admin/revocations and JSON-RPC list_revocations)', async () => {
     const token = await issuer.sign(ADMIN);
     const res = await admin.call(undefined, { token, path: '/admin/revocations', method: 'GET' });
