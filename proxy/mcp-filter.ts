@@ -21,13 +21,19 @@ export function filterToolsList(ctx: RequestContext, body: Buffer): Buffer {
   }
   const listIds = new Set(ctx.calls.filter((call) => call.method === 'tools/list').map((call) => call.id));
   const filterOne = (message: unknown): unknown => {
-    if (typeof message !== 'object' || message === null) return message;
-    const record = message as { id?: unknown; result?: { tools?: unknown } };
-    if (!listIds.has(record.id as never) || record.result === undefined) return message;
-    const tools = Array.isArray(record.result.tools) ? record.result.tools : [];
-    const kept = tools.filter((tool: unknown) => typeof tool === 'object' && tool !== null && visible.has((tool as { name?: unknown }).name as string));
-    return { ...record, result: { ...record.result, tools: kept } };
+    if (!isObject(message)) return message;
+    if (!listIds.has(message.id as never) || !('result' in message)) return message;
+    // A result that is not an object (null, a list, text) is no tools/list result: it becomes an
+    // empty one rather than being passed on or read as one.
+    const result = isObject(message.result) ? message.result : {};
+    const tools = Array.isArray(result.tools) ? result.tools : [];
+    const kept = tools.filter((tool: unknown) => isObject(tool) && visible.has(tool.name as string));
+    return { ...message, result: { ...result, tools: kept } };
   };
   const filtered = Array.isArray(answer) ? answer.map(filterOne) : filterOne(answer);
   return Buffer.from(JSON.stringify(filtered));
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }

@@ -227,9 +227,16 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
         for (const role of boundedRoles(ctx)) metrics.authzDecisions.tallyFor(`${method} ${role} ${decision}`, () => ({ service, method, role, decision })).count++;
       }
       const upstreamStarted = performance.now();
-      const failure = await current.forwarder.forward(ctx, res, () => {
-        metrics.upstreamDuration.observe({ service }, (performance.now() - upstreamStarted) / 1000);
-      });
+      let failure: Denial | undefined;
+      try {
+        failure = await current.forwarder.forward(ctx, res, () => {
+          metrics.upstreamDuration.observe({ service }, (performance.now() - upstreamStarted) / 1000);
+        });
+      } catch (error) {
+        // A bug on the way back (handle() is not awaited: a rejection here would end the process).
+        logger.error({ event_type: 'internal_error', request_id: ctx.requestId, err: (error as Error).message }, 'forwarding failed');
+        failure = denial('internal.error');
+      }
       if (failure) {
         refuser.refuse(ctx, res, failure);
         outcome = 'upstream_error';
