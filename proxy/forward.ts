@@ -71,8 +71,10 @@ export class Forwarder {
       return upstreamDenial(error);
     }
     const headers = responseHeaders(ctx, response.headers);
-    const filtered = response.statusCode === 200 ? filterToolsList(ctx, body) : body;
+    // Every answer with a body, not only a 200: an MCP client shows the body of an error status to its user.
+    const filtered = body.length === 0 ? body : filterToolsList(ctx, body);
     delete headers['content-length'];
+    if (filtered !== body) headers['content-type'] = 'application/json';
     res.writeHead(response.statusCode, { ...headers, 'content-length': filtered.length });
     res.end(filtered);
     return undefined;

@@ -7,9 +7,9 @@ export function wantsToolsFilter(ctx: RequestContext): boolean {
 }
 
 /**
- * Removes from a tools/list result (single or batch answer) every tool the caller may not call,
- * so an MCP client never sees a tool it cannot use. An answer that cannot be read is replaced by
- * an empty list: failing closed means showing nothing.
+ * Removes from a tools/list result (single or batch answer, whatever its HTTP status) every tool
+ * the caller may not call, so an MCP client never sees a tool it cannot use. An answer that
+ * cannot be read is replaced by an internal error: failing closed means showing nothing.
  */
 export function filterToolsList(ctx: RequestContext, body: Buffer): Buffer {
   const visible = visibleTools(ctx.policy, ctx.principal?.roles ?? []);
@@ -19,10 +19,13 @@ export function filterToolsList(ctx: RequestContext, body: Buffer): Buffer {
   } catch {
     return Buffer.from(JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: -32603, message: 'internal error' } }));
   }
-  const listIds = new Set(ctx.calls.filter((call) => call.method === 'tools/list').map((call) => call.id));
+  // Left as they are: the answers to the request's other calls, found by id. Any other result (the
+  // list's own, or one whose id no call has: the upstream's mistake) is read as a tools/list one.
+  const otherIds = new Set(ctx.calls.filter((call) => call.method !== 'tools/list' && call.id !== undefined).map((call) => call.id));
+  for (const call of ctx.calls) if (call.method === 'tools/list') otherIds.delete(call.id);
   const filterOne = (message: unknown): unknown => {
     if (!isObject(message)) return message;
-    if (!listIds.has(message.id as never) || !('result' in message)) return message;
+    if (otherIds.has(message.id as never) || !('result' in message)) return message;
     // A result that is not an object (null, a list, text) is no tools/list result: it becomes an
     // empty one rather than being passed on or read as one.
     const result = isObject(message.result) ? message.result : {};

@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { RBAC_FILE, startHarness, writePolicy, type Harness } from '../helpers/harness.js';
 
@@ -46,4 +48,53 @@ describe('tools/list filtering of unexpected upstream answers', () => {
     h.upstream.respond(undefined);
   });
 
+  it('filters a tools/list answer whatever its HTTP status', async () => {
+    for (const status of [201, 203, 400, 500]) {
+      h.upstream.respond(() => ({ status, body: { jsonrpc: '2.0', id: 1, result: { tools: LISTED } } }));
+      const res = await h.call(list, { token });
+      assert.equal(res.status, status);
+      assert.deepEqual(res.json.result, { tools: [{ name: 's3_get_object' }] }, `status ${status}`);
+    }
+    h.upstream.respond(undefined);
+  });
+
+  it('filters an answer whose id is not the one asked, unless it answers another call of the batch', async () => {
+    for (const id of ['1', 2, null]) {
+      h.upstream.respond(() => ({ body: { jsonrpc: '2.0', id, result: { tools: LISTED } } }));
+      const res = await h.call(list, { token });
+      assert.deepEqual(res.json.result, { tools: [{ name: 's3_get_object' }] }, `id ${JSON.stringify(id)}`);
+    }
+    const call = { jsonrpc: '2.0', id: 'c', method: 'tools/call', params: { name: 's3_get_object', arguments: { key: 'uploads/a' } } };
+    h.upstream.respond(() => ({
+      body: [
+        { jsonrpc: '2.0', id: 'c', result: { tools: LISTED } },
+        { jsonrpc: '2.0', id: 'x', result: { tools: LISTED } },
+      ],
+    }));
+    const res = await h.call([list, call], { token });
+    const answers = res.json as unknown as { id: string; result: unknown }[];
+    assert.deepEqual(answers[0]?.result, { tools: LISTED }, "the tools/call's own answer is left as it is");
+    assert.deepEqual(answers[1]?.result, { tools: [{ name: 's3_get_object' }] }, 'an answer to no call is filtered');
+    h.upstream.respond(undefined);
+  });
+
+  it('answers an SSE tools/list answer, which it cannot filter, with a JSON internal error that names no tool', async () => {
+    const sse = `event: message\ndata: ${JSON.stringify({ jsonrpc: '2.0', id: 1, result: { tools: LISTED } })}\n\n`;
+    const upstream = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => res.writeHead(200, { 'content-type': 'text/event-stream' }).end(sse));
+    });
+    await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+    const side = await startHarness({ policyFile: writePolicy(POLICY), sidecar: { upstream: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}` }, issuer: h.issuer });
+    try {
+      const res = await side.call(list, { token });
+      assert.equal(res.status, 200);
+      assert.equal(res.headers['content-type'], 'application/json', 'the body is JSON, not an event stream');
+      assert.equal(res.json.error?.code, -32603);
+      assert.ok(!JSON.stringify(res.json).includes('s3_'), JSON.stringify(res.json));
+    } finally {
+      await side.close();
+      await new Promise((resolve) => upstream.close(resolve));
+    }
+  });
 });
