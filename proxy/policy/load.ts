@@ -98,6 +98,11 @@ export function loadPolicy(file: string, overrides: PolicyOverrides = {}): Servi
     if (method.access === 'per_tool' && name !== 'tools/call') {
       problems.push({ ...service.locate(['methods', name, 'access']), path: `/methods/${name}/access`, message: `per_tool is the access of tools/call only (the one method whose tool the sidecar reads), not of '${name}'` });
     }
+    // And the other way round: with rbac (the default) or tool_holders, the tool of a tools/call or
+    // /call_tool is never looked at, so a role allowing the method calls every tool, listed or not.
+    if (name === 'tools/call' && method.access !== 'per_tool') {
+      problems.push({ ...service.locate(['methods', name]), path: `/methods/${name}/access`, message: `tools/call must be per_tool: as ${method.access} its tool would go unchecked (any tool, listed under tools or not, to a role allowing the method)` });
+    }
     methods.set(name, {
       name,
       access: method.access,

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { DOC_ID, rpc, startHarness, type Harness } from '../../helpers/harness.js';
+import { isPolicyLoadError } from '../../../proxy/policy/errors.js';
+import { loadPolicy } from '../../../proxy/policy/load.js';
+import { DOC_ID, RBAC_FILE, rpc, startHarness, writePolicy, type Harness } from '../../helpers/harness.js';
 import { startTestIssuer, type TestIssuer } from '../../helpers/test-issuer.js';
 
 describe('authz layer (shipped policies)', () => {
@@ -88,5 +90,33 @@ describe('authz layer (shipped policies)', () => {
     const token = await as('lambda');
     assert.equal((await orchestrator.call(rpc('process_document', doc), { token })).status, 200);
     assert.equal((await orchestrator.call(rpc('check_status', doc), { token })).status, 403);
+  });
+});
+
+describe('authz layer: tools/call reads its tool only as per_tool', () => {
+  // With the default access (rbac) a role allowing tools/call (admin's '*') called any tool,
+  // named under tools or not, and /call_tool with it: the tool was never looked at.
+  const mcpPolicy = (access: string): string => `service: tools-access
+rbac: ${RBAC_FILE}
+upstream: http://127.0.0.1:1
+auth: { issuer: http://placeholder/realms/test, audience: ca-a2a-agents }
+endpoints: [{ path: /mcp, kind: jsonrpc }, { path: /call_tool, kind: call_tool }]
+methods:
+  tools/call: ${access}
+tools:
+  s3_get_object: {}
+`;
+
+  it('refuses to load a policy whose tools/call is not per_tool, naming where', () => {
+    for (const access of ['{}', '{ access: rbac }', '{ access: tool_holders }']) {
+      assert.throws(() => loadPolicy(writePolicy(mcpPolicy(access))), (error: unknown) => {
+        assert.ok(isPolicyLoadError(error), String(error));
+        const problem = error.problems.find((p) => p.path === '/methods/tools~1call/access' || p.path === '/methods/tools/call/access');
+        assert.ok(problem, JSON.stringify(error.problems));
+        assert.match(problem.message, /tools\/call must be per_tool/);
+        return true;
+      }, access);
+    }
+    assert.doesNotThrow(() => loadPolicy(writePolicy(mcpPolicy('{ access: per_tool }'))));
   });
 });
