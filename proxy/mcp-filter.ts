@@ -1,9 +1,9 @@
 import type { RequestContext } from './context.js';
 import { visibleTools } from './policy/decide.js';
 
-/** A tools/list answer must be cut down to what the caller's roles may call. */
+/** A tools/list answer must be cut down to what the caller's roles may call (none, where the policy names no tool). */
 export function wantsToolsFilter(ctx: RequestContext): boolean {
-  return ctx.policy.tools.size > 0 && ctx.calls.some((call) => call.method === 'tools/list');
+  return ctx.calls.some((call) => call.method === 'tools/list');
 }
 
 /**

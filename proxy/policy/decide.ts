@@ -89,6 +89,8 @@ function rule(role: RolePolicy, pattern: string, effect: 'allow' | 'deny'): Deci
 export function visibleTools(policy: ServicePolicy, roleNames: readonly string[]): Set<string> {
   const roles = roleNames.map((name) => policy.roles.get(name)).filter((role): role is RolePolicy => role !== undefined);
   const visible = new Set<string>();
+  // None, where tools/call itself is refused before its tool is looked at (decide()'s first steps).
+  if (!policy.methods.has('tools/call') || roles.some((role) => matchName(role.deny, 'tools/call') !== undefined)) return visible;
   for (const tool of policy.tools.keys()) {
     const denied = roles.some((role) => matchName(role.toolDeny, tool) !== undefined);
     if (!denied && roles.some((role) => matchName(role.toolAllow, tool) !== undefined)) visible.add(tool);

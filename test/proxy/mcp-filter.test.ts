@@ -2,7 +2,10 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { RBAC_FILE, startHarness, writePolicy, type Harness } from '../helpers/harness.js';
+import { tempDirSync } from '../helpers/temp-dir.js';
 
 /**
  * tools/list filtering (proxy/mcp-filter.ts) against an upstream that answers something other
@@ -97,4 +100,36 @@ describe('tools/list filtering of unexpected upstream answers', () => {
       await new Promise((resolve) => upstream.close(resolve));
     }
   });
+});
+
+describe('tools/list shows only tools a tools/call could reach', () => {
+  const rbac = join(tempDirSync('rbac'), 'rbac.yaml');
+  writeFileSync(rbac, `roles:
+  admin: { allow: ["*"], tools: { allow: ["*"] } }
+  lister: { allow: [tools/list], deny: [tools/call], tools: { allow: [s3_get_object] } }
+`);
+  const service = (methods: string, tools: string): string => `service: mcp-visible-test
+rbac: ${rbac}
+upstream: http://127.0.0.1:1
+auth: { issuer: http://placeholder/realms/test, audience: ca-a2a-agents }
+methods:
+${methods}${tools}`;
+  const cases: { name: string; policy: string; role: string }[] = [
+    { name: 'a role denied tools/call itself', role: 'lister', policy: service('  tools/list: { access: rbac }\n  tools/call: { access: per_tool }\n', 'tools:\n  s3_get_object: {}\n') },
+    { name: 'a service that does not serve tools/call', role: 'admin', policy: service('  tools/list: { access: rbac }\n', 'tools:\n  s3_get_object: {}\n') },
+    { name: 'a service that names no tool', role: 'admin', policy: service('  tools/list: { access: rbac }\n  tools/call: { access: per_tool }\n', '') },
+  ];
+  for (const { name, policy, role } of cases) {
+    it(`shows no tool to ${name}`, async () => {
+      const h = await startHarness({ policyFile: writePolicy(policy) });
+      try {
+        h.upstream.respond(() => ({ body: { jsonrpc: '2.0', id: 1, result: { tools: LISTED } } }));
+        const res = await h.call({ jsonrpc: '2.0', id: 1, method: 'tools/list' }, { token: await h.issuer.sign({ realm_access: { roles: [role] } }) });
+        assert.equal(res.status, 200, JSON.stringify(res.json));
+        assert.deepEqual(res.json.result, { tools: [] });
+      } finally {
+        await h.close();
+      }
+    });
+  }
 });
