@@ -59,17 +59,43 @@ export class Forwarder {
     });
   }
 
+  /**
+   * A tools/list answer is read whole before it is filtered: at most MAX_FILTERED_ANSWER_BYTES, all
+   * of it within the upstream timeout (a list, not a stream: an upstream still sending it then is
+   * cut off with 504), and no longer than the client waits for it.
+   */
   async #forwardFiltered(ctx: RequestContext, res: ServerResponse, options: Dispatcher.RequestOptions, onHeaders: () => void): Promise<Denial | undefined> {
+    const timeout = this.#limits.upstreamTimeoutMs;
+    const deadline = AbortSignal.timeout(timeout);
+    const clientGone = new AbortController();
+    const onClose = (): void => clientGone.abort();
+    res.once('close', onClose);
     let response;
-    let body: Buffer;
+    const chunks: Buffer[] = [];
+    let size = 0;
     try {
-      const timeout = this.#limits.upstreamTimeoutMs;
-      response = await this.#pool.request({ ...options, headersTimeout: timeout, bodyTimeout: timeout });
+      response = await this.#pool.request({ ...options, signal: AbortSignal.any([deadline, clientGone.signal]) });
       onHeaders();
-      body = Buffer.from(await response.body.arrayBuffer());
+      for await (const chunk of response.body as AsyncIterable<Buffer>) {
+        size += chunk.length;
+        if (size > MAX_FILTERED_ANSWER_BYTES) {
+          response.body.destroy();
+          return denial('upstream.unavailable', `tools/list answer over ${MAX_FILTERED_ANSWER_BYTES} bytes`);
+        }
+        chunks.push(chunk);
+      }
     } catch (error) {
+      if (deadline.aborted) return denial('upstream.timeout', `tools/list answer not complete within ${timeout} ms`);
+      // The client leaving is its own choice, as on a streamed answer: nothing to answer, nothing failed.
+      if (clientGone.signal.aborted) {
+        res.destroy();
+        return undefined;
+      }
       return upstreamDenial(error);
+    } finally {
+      res.off('close', onClose);
     }
+    const body = Buffer.concat(chunks, size);
     const headers = responseHeaders(ctx, response.headers);
     // Every answer with a body, not only a 200: an MCP client shows the body of an error status to its user.
     const filtered = body.length === 0 ? body : filterToolsList(ctx, body);
@@ -84,6 +110,9 @@ export class Forwarder {
     await this.#pool.close();
   }
 }
+
+/** The largest tools/list answer the sidecar reads to filter (502 above it): a list of thousands of tools. */
+const MAX_FILTERED_ANSWER_BYTES = 4 * 1024 * 1024;
 
 /** Up to this Content-Length an answer is not treated as a stream the client may walk away from. */
 const SMALL_ANSWER_BYTES = 64 * 1024;

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
-import { createServer } from 'node:http';
+import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -98,6 +99,61 @@ describe('tools/list filtering of unexpected upstream answers', () => {
     } finally {
       await side.close();
       await new Promise((resolve) => upstream.close(resolve));
+    }
+  });
+});
+
+describe('tools/list answers the sidecar must read whole to filter', () => {
+  const list = { jsonrpc: '2.0', id: 1, method: 'tools/list' };
+  /** A sidecar on POLICY (upstream timeout 1 s) in front of an upstream that answers tools/list with `answer`. */
+  async function behind(answer: (res: ServerResponse) => void): Promise<{ side: Harness; token: string; close: () => Promise<void> }> {
+    const upstream = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => answer(res));
+    });
+    await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+    const policy = POLICY.replace('methods:', 'limits: { upstream_timeout_ms: 1000 }\nmethods:');
+    const side = await startHarness({ policyFile: writePolicy(policy), sidecar: { upstream: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}` } });
+    const token = await side.issuer.sign({ realm_access: { roles: ['validator'] } });
+    return {
+      side,
+      token,
+      close: async () => {
+        upstream.closeAllConnections();
+        await side.close();
+        await new Promise((resolve) => upstream.close(resolve));
+      },
+    };
+  }
+
+  it('refuses an answer over 4 MiB with 502 instead of holding it all in memory', async () => {
+    const huge = JSON.stringify({ jsonrpc: '2.0', id: 1, result: { tools: LISTED, padding: 'x'.repeat(5 * 1024 * 1024) } });
+    const t = await behind((res) => res.writeHead(200, { 'content-type': 'application/json' }).end(huge));
+    try {
+      const res = await t.side.call(list, { token: t.token });
+      assert.equal(res.status, 502, JSON.stringify(res.json).slice(0, 200));
+      assert.equal(res.json.error?.code, -32050);
+      assert.ok(!JSON.stringify(res.json).includes('s3_'));
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('cuts off with 504 an answer still arriving after the upstream timeout, though each part came in time', async () => {
+    const t = await behind((res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write('{"jsonrpc":"2.0","id":1,"result":{"tools":[');
+      const drip = setInterval(() => res.write(' '), 100);
+      res.on('close', () => clearInterval(drip));
+    });
+    try {
+      // Without the cut-off the sidecar waits for the answer's end, which never comes.
+      const hung = sleep(20_000, undefined, { ref: false }).then(() => assert.fail('no answer within 20 s'));
+      const res = await Promise.race([t.side.call(list, { token: t.token }), hung]);
+      assert.equal(res.status, 504);
+      assert.equal(res.json.error?.code, -32051);
+    } finally {
+      await t.close();
     }
   });
 });
