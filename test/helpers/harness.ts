@@ -32,6 +32,8 @@ export interface CallOptions {
   readonly headers?: Record<string, string | string[]>;
   /** Sign with a DPoP proof and Content-Digest, as a real client does (default true when a token is given). */
   readonly proof?: boolean;
+  /** Aborts the call (the client going away). */
+  readonly signal?: AbortSignal;
 }
 
 export interface CallResult {
@@ -91,6 +93,7 @@ export async function startHarness(options: { service?: ShippedService; policyFi
         method,
         headers,
         body: payload,
+        ...(callOptions.signal ? { signal: callOptions.signal } : {}),
       });
       const text = await response.body.text();
       let json = {};

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -105,14 +106,14 @@ describe('tools/list filtering of unexpected upstream answers', () => {
 
 describe('tools/list answers the sidecar must read whole to filter', () => {
   const list = { jsonrpc: '2.0', id: 1, method: 'tools/list' };
-  /** A sidecar on POLICY (upstream timeout 1 s) in front of an upstream that answers tools/list with `answer`. */
-  async function behind(answer: (res: ServerResponse) => void): Promise<{ side: Harness; token: string; close: () => Promise<void> }> {
+  /** A sidecar on POLICY (upstream timeout 1 s unless told) in front of an upstream that answers tools/list with `answer`. */
+  async function behind(answer: (res: ServerResponse) => void, timeoutMs = 1000): Promise<{ side: Harness; token: string; close: () => Promise<void> }> {
     const upstream = createServer((req, res) => {
       req.resume();
       req.on('end', () => answer(res));
     });
     await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
-    const policy = POLICY.replace('methods:', 'limits: { upstream_timeout_ms: 1000 }\nmethods:');
+    const policy = POLICY.replace('methods:', `limits: { upstream_timeout_ms: ${timeoutMs} }\nmethods:`);
     const side = await startHarness({ policyFile: writePolicy(policy), sidecar: { upstream: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}` } });
     const token = await side.issuer.sign({ realm_access: { roles: ['validator'] } });
     return {
@@ -152,6 +153,28 @@ describe('tools/list answers the sidecar must read whole to filter', () => {
       const res = await Promise.race([t.side.call(list, { token: t.token }), hung]);
       assert.equal(res.status, 504);
       assert.equal(res.json.error?.code, -32051);
+    } finally {
+      await t.close();
+    }
+  });
+  it('stops reading the answer from the upstream once the client has gone', async () => {
+    let upstreamClosed: Promise<unknown> | undefined;
+    const t = await behind((res) => {
+      upstreamClosed = once(res, 'close');
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write('{"jsonrpc":"2.0","id":1,"result":{"tools":[');
+      const drip = setInterval(() => res.write(' '), 100);
+      res.on('close', () => clearInterval(drip));
+    }, 60_000);
+    try {
+      const client = new AbortController();
+      const call = t.side.call(list, { token: t.token, signal: client.signal }).catch(() => 'aborted');
+      while (upstreamClosed === undefined) await sleep(20);
+      client.abort();
+      assert.equal(await call, 'aborted');
+      // Within the 60 s upstream timeout: only the client leaving can end it.
+      const hung = sleep(20_000, undefined, { ref: false }).then(() => assert.fail('the upstream is still being read 20 s after the client left'));
+      await Promise.race([upstreamClosed, hung]);
     } finally {
       await t.close();
     }
