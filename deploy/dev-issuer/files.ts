@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { chmod, link, mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import { chmod, link, lstat, mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
 const PRIVATE_DIR_MODE = 0o700;
@@ -16,14 +16,19 @@ export async function ensurePrivateDir(dir: string): Promise<void> {
   if (created !== undefined) await chmod(dir, PRIVATE_DIR_MODE);
 }
 
-/** Reads a JSON file, or returns undefined when it does not exist. */
+/**
+ * Reads a JSON file, or returns undefined when it does not exist. A symbolic link to nothing is an
+ * error, not "missing": a new file cannot be created in its place (the name is taken), so treating
+ * it as missing would have the caller generate and retry forever.
+ */
 export async function readJsonIfExists(file: string): Promise<unknown> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
   } catch (err) {
-    if (isErrno(err, 'ENOENT')) return undefined;
-    throw err;
+    if (!isErrno(err, 'ENOENT')) throw err;
+    if (await nameTaken(file)) throw new Error(`${file} is a symbolic link to a file that does not exist; remove the link or restore its target`);
+    return undefined;
   }
   try {
     return JSON.parse(text) as unknown;
@@ -67,6 +72,16 @@ export async function tightenFileMode(file: string): Promise<void> {
 /** Node's system errors carry a string `code`; match on it rather than on the message. */
 export function isErrno(err: unknown, code: string): boolean {
   return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === code;
+}
+
+async function nameTaken(file: string): Promise<boolean> {
+  try {
+    await lstat(file);
+    return true;
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return false;
+    throw err;
+  }
 }
 
 function temporaryName(file: string): string {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { chmod, mkdir, stat } from 'node:fs/promises';
+import { chmod, mkdir, stat, symlink } from 'node:fs/promises';
 import net from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -167,6 +167,24 @@ describe('dev issuer restart', () => {
     } finally {
       await issuer.close();
       await dir.remove();
+    }
+  });
+});
+
+describe('dev issuer data directory trouble', () => {
+  it('refuses to start on a dangling symbolic link in place of a data file, naming it, instead of retrying forever', async () => {
+    for (const fileOf of [clientSecretsPath, signingKeyPath]) {
+      const dir = await tempDir('dangling');
+      try {
+        await symlink(join(dir.path, 'nowhere.json'), fileOf(dir.path));
+        await assert.rejects(startIssuer({ port: 0, dataDir: dir.path }), (err: Error) => {
+          assert.ok(err.message.includes(fileOf(dir.path)), err.message);
+          assert.match(err.message, /symbolic link/);
+          return true;
+        });
+      } finally {
+        await dir.remove();
+      }
     }
   });
 });
