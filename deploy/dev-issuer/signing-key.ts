@@ -1,4 +1,4 @@
-import { generateKeyPair } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPair, sign, verify } from 'node:crypto';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { calculateJwkThumbprint, type JWK } from 'jose';
@@ -45,6 +45,25 @@ function parseSigningKey(content: unknown, file: string): SigningJwk {
   const complete =
     typeof jwk === 'object' && jwk !== null && jwk.kty === 'RSA' && jwk.alg === 'RS256' &&
     typeof jwk.kid === 'string' && typeof jwk.d === 'string' && typeof jwk.n === 'string';
-  if (!complete) throw new Error(`${file} is not an RS256 private JWK; delete it to have a new key generated`);
+  if (!complete || !signsVerifiably(jwk as SigningJwk)) {
+    throw new Error(`${file} is not a usable RS256 private JWK (2048 bits or more, public and private parts of one key); delete it to have a new key generated`);
+  }
   return jwk as SigningJwk;
+}
+
+/**
+ * A damaged key file can still hold every member: oidc-provider would then start, publish the
+ * public half and fail every token request with a 500 (modulus too short), or sign tokens that the
+ * published half does not verify (modulus and primes of different keys). Sign once now instead.
+ */
+function signsVerifiably(jwk: SigningJwk): boolean {
+  try {
+    const privateKey = createPrivateKey({ key: { ...jwk }, format: 'jwk' });
+    if ((privateKey.asymmetricKeyDetails?.modulusLength ?? 0) < 2048) return false;
+    const publicKey = createPublicKey({ key: { kty: 'RSA', n: jwk.n, e: jwk.e }, format: 'jwk' });
+    const probe = Buffer.from('ca-a2a signing key check');
+    return verify('sha256', probe, publicKey, sign('sha256', probe, privateKey));
+  } catch {
+    return false;
+  }
 }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { chmod, mkdir, stat, symlink } from 'node:fs/promises';
+import { chmod, mkdir, readFile, stat, symlink, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -185,6 +185,32 @@ describe('dev issuer data directory trouble', () => {
       } finally {
         await dir.remove();
       }
+    }
+  });
+
+  it('refuses to start with a signing key that cannot sign verifiable tokens, naming the file, and leaves it in place', async () => {
+    const dir = await tempDir('bad-key');
+    try {
+      await ensureClientSecrets(dir.path);
+      const first = await startIssuer({ port: 0, dataDir: dir.path });
+      await first.close();
+      const key = JSON.parse(await readFile(signingKeyPath(dir.path), 'utf8')) as Record<string, string>;
+      const broken = [
+        { ...key, n: (key['n'] ?? '').slice(0, 40) },
+        { ...key, n: `${(key['n'] ?? '').slice(0, -4)}AAAA` },
+        { ...key, p: undefined },
+      ];
+      for (const variant of broken) {
+        const text = JSON.stringify(variant);
+        await writeFile(signingKeyPath(dir.path), text, { mode: 0o600 });
+        await assert.rejects(startIssuer({ port: 0, dataDir: dir.path }), (err: Error) => {
+          assert.ok(err.message.includes(signingKeyPath(dir.path)), err.message);
+          return true;
+        });
+        assert.equal(await readFile(signingKeyPath(dir.path), 'utf8'), text, 'the key file is not replaced behind the operator\'s back');
+      }
+    } finally {
+      await dir.remove();
     }
   });
 });
