@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { Provider } from 'oidc-provider';
 import { ensureClientSecrets } from './clients.js';
 import { buildProviderConfig } from './provider-config.js';
-import { DEFAULT_ACCESS_TOKEN_TTL_SECONDS, DEFAULT_LISTEN, REALM_PATH } from './realm.js';
+import { DEFAULT_ACCESS_TOKEN_TTL_SECONDS, DEFAULT_LISTEN, KEYCLOAK_ROUTES, REALM_PATH } from './realm.js';
 import { ensureSigningKey } from './signing-key.js';
 
 /** A running development issuer. */
@@ -64,19 +64,25 @@ export async function startIssuer(opts: StartIssuerOptions): Promise<DevIssuer> 
 }
 
 /**
+ * The realm paths served. oidc-provider always mounts its authorization and logout endpoints too:
+ * unreachable here, so that the issuer has no page and sets no session cookie, as documented.
+ */
+const SERVED_PATHS: ReadonlySet<string> = new Set(['/.well-known/openid-configuration', KEYCLOAK_ROUTES.jwks, KEYCLOAK_ROUTES.token]);
+
+/**
  * Serves `app` under `prefix` the way express mounts do: oidc-provider derives its endpoint URLs
- * from the difference between `originalUrl` and `url`. Anything outside the realm is 404.
+ * from the difference between `originalUrl` and `url`. Anything outside {@link SERVED_PATHS} is 404.
  */
 function mountAt(prefix: string, app: (req: IncomingMessage, res: ServerResponse) => void) {
   return (req: IncomingMessage & { originalUrl?: string }, res: ServerResponse): void => {
     const url = req.url ?? '/';
     const rest = url.slice(prefix.length);
-    if (!url.startsWith(prefix) || (rest !== '' && !rest.startsWith('/') && !rest.startsWith('?'))) {
+    if (!url.startsWith(prefix) || !SERVED_PATHS.has(rest.split('?', 1)[0] ?? '')) {
       res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not_found"}');
       return;
     }
     req.originalUrl = url;
-    req.url = rest.startsWith('/') ? rest : `/${rest}`;
+    req.url = rest;
     app(req, res);
   };
 }

@@ -58,6 +58,7 @@ declare module 'oidc-provider' {
       userinfo: FeatureToggle;
       registration: FeatureToggle;
       pushedAuthorizationRequests: FeatureToggle;
+      rpInitiatedLogout: FeatureToggle;
       dPoP: FeatureToggle & { allowReplay?: boolean };
       resourceIndicators: FeatureToggle & {
         defaultResource: (ctx: KoaContextWithOIDC) => Promise<string> | string;

@@ -44,6 +44,7 @@ export function buildProviderConfig(input: ProviderConfigInput): Partial<Configu
       userinfo: { enabled: false },
       registration: { enabled: false },
       pushedAuthorizationRequests: { enabled: false },
+      rpInitiatedLogout: { enabled: false },
       // RFC 9449: a token request carrying a DPoP proof gets a token bound to the proof's key.
       dPoP: { enabled: true },
       resourceIndicators: {

@@ -58,6 +58,25 @@ describe('dev issuer', () => {
     }
   });
 
+  it('answers 404 to the endpoints it does not serve (login, logout, userinfo…) and sets no cookie', async () => {
+    const paths = [
+      '/protocol/openid-connect/auth?client_id=viewer&response_type=none',
+      '/protocol/openid-connect/logout',
+      '/protocol/openid-connect/userinfo',
+      '/protocol/openid-connect/token/introspect',
+      '/protocol/openid-connect/revoke',
+    ];
+    for (const path of paths) {
+      for (const method of ['GET', 'POST']) {
+        const response = await fetch(`${issuer.issuer}${path}`, { method, headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: method === 'POST' ? 'logout=yes' : undefined });
+        await response.arrayBuffer();
+        assert.equal(response.status, 404, `${method} ${path}`);
+        assert.equal(response.headers.get('set-cookie'), null, `${method} ${path}`);
+      }
+    }
+    assert.equal((discovery as unknown as Record<string, unknown>)['end_session_endpoint'], undefined);
+  });
+
   it('issues every client an RS256 token that verifies against the JWKS with its roles, azp, sub, jti and a 300 s lifetime', async () => {
     const jwks = createRemoteJWKSet(new URL(discovery.jwks_uri));
     for (const [clientId, roles] of Object.entries(DEV_CLIENTS)) {
