@@ -15,13 +15,26 @@ class CountingInsurance extends RateLimiterMemory {
   }
 
   override consume(key: string | number, points?: number, options?: { [key: string]: unknown }): Promise<RateLimiterRes> {
-    this.#onUse();
+    this.#tell();
     return super.consume(key, points, options);
   }
 
   override get(key: string | number, options?: { [key: string]: unknown }): Promise<RateLimiterRes | null> {
-    this.#onUse();
+    this.#tell();
     return super.get(key, options);
+  }
+
+  /**
+   * rate-limiter-flexible calls the insurance from inside a promise callback and settles the
+   * caller's promise only from what the insurance returns: a throw here would leave the request,
+   * and every later one of its principal queued behind it, pending forever. Reporting is best effort.
+   */
+  #tell(): void {
+    try {
+      this.#onUse();
+    } catch {
+      // The limit is still enforced; only the report of the fallback is lost.
+    }
   }
 }
 

@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createServer, type AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { DOC_ID, RBAC_FILE, rpc, startHarness, writePolicy, type Harness } from '../../helpers/harness.js';
 import { startTestIssuer, type TestIssuer } from '../../helpers/test-issuer.js';
@@ -115,8 +117,7 @@ describe('one principal\'s concurrent requests on Redis', () => {
     try {
       // The client fails fast (no offline queue): a command sent before it is connected would fail.
       await redisReady(client, 5_000);
-      // Counted, not thrown: a throw inside rate-limiter-flexible's chain would leave the consumes
-      // unsettled and this file hanging instead of failing.
+      // Counted and asserted after: the insurance limiter must not answer while Redis is up.
       let insured = 0;
       const limiter = new SlidingWindowRateLimit(redisCounters(client, () => insured++), prefix);
       const rule = { points: 20, windowSeconds: 60 };
@@ -143,3 +144,27 @@ describe('one principal\'s concurrent requests on Redis', () => {
   });
 });
 
+
+describe('rate limits with Redis unreachable', () => {
+  it('answers from the insurance limiter even when the observer told of it throws, instead of never settling', async () => {
+    // A port nothing listens on: the client never becomes ready, so every consume goes to the insurance limiter.
+    const server = createServer().listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const port = (server.address() as AddressInfo).port;
+    await new Promise((resolve) => server.close(resolve));
+    const client = openRedis(`redis://127.0.0.1:${port}`);
+    try {
+      let told = 0;
+      const limiter = new SlidingWindowRateLimit(redisCounters(client, () => {
+        told++;
+        throw new Error('observer failed');
+      }), uniquePrefix());
+      const rule = { points: 2, windowSeconds: 60 };
+      const outcomes = await Promise.all([1, 2, 3].map(() => limiter.consume('svc:default:bob', rule, 1)));
+      assert.deepEqual(outcomes.map((outcome) => outcome.allowed), [true, true, false]);
+      assert.ok(told > 0);
+    } finally {
+      client.disconnect();
+    }
+  });
+});
