@@ -5,7 +5,11 @@ import type { RateLimitOutcome, RateLimitStore } from '../stores/rate-limit.js';
 
 export interface RateLimitDeps {
   readonly store: RateLimitStore;
-  /** Called when the store fails; the request is then let through (documented fail-open). */
+  /**
+   * Called when the store throws, which it does only if its in-memory insurance limiter failed too
+   * (Redis down alone is answered by that limiter): the request is then let through, counted as
+   * fallback="allow" (docs/policy.md).
+   */
   readonly onStoreError: (error: unknown) => void;
 }
 
