@@ -51,7 +51,7 @@ export function buildPipeline(policy: ServicePolicy, deps: PipelineDeps): readon
     [anomalyLayer(policy, { store: deps.tokenSources, now: deps.now, onAnomaly: deps.onAnomaly, onStoreError: deps.onTokenSourceStoreError }), 'needs the verified jti and source; never refuses, so its place cannot change a verdict'],
     [jsonrpcLayer(policy), 'only authenticated callers reach the parser'],
     [integrityLayer(policy, { publicUrls: deps.publicUrls, now: deps.now }), 'proof and body digest before any decision uses the body; after parsing since the mode can be per method; always on, since a key-bound token needs its proof whatever the mode'],
-    [replayLayer(policy, { ids: deps.oneTimeIds, now: deps.now, onStoreError: deps.onReplayStoreError, onStoreRecovered: deps.onReplayStoreRecovered }), 'burns a proof id only once the proof is known good, so forgeries cannot spend ids'],
+    [replayLayer(policy, { ids: deps.oneTimeIds, now: deps.now, onStoreError: deps.onReplayStoreError, onStoreRecovered: deps.onReplayStoreRecovered }), 'burns a proof id only once the proof is known good, so forgeries cannot spend ids; before the rate limit, so a captured proof replayed cannot spend its owner\'s budget'],
     [deps.shadow !== undefined && shadowLayer(policy, deps.shadow.policy, deps.shadow.onDisagreement), 'just before authz, so the requests authz refuses are compared too; never refuses, so it cannot change a verdict'],
     [authzLayer(policy), 'needs the roles (authn) and the methods and tools (jsonrpc)'],
     [paramsLayer(policy), 'after authz: a caller cannot probe the schemas of methods it may not call'],
