@@ -183,14 +183,27 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   const watchedFiles = (policy: ServicePolicy): string[] => [...policy.files, ...(shadow?.files() ?? [])];
   const watcher = options.watchPolicy === false ? undefined : new PolicyWatcher(watchedFiles(initial), () => void reload());
 
+  // Connections this sidecar closes after the answer to the request named here. A request
+  // pipelined behind that one is not processed (RFC 9112 §9.6), nor forwarded only to have its
+  // answer dropped with the connection: after a refused GET with a body or an oversized body, the
+  // bytes that follow may be another request to an intermediary that framed them otherwise. Such
+  // refusals are decided as soon as the refused request's head (or the end of its body) is parsed,
+  // before Node parses the next request on the connection.
+  const closing = new WeakMap<Socket, IncomingMessage>();
+
   /** Handles a request; `refusal`, when given, is its verdict without running the layers. */
   const handle = async (req: IncomingMessage, res: ServerResponse, refusal?: Denial): Promise<void> => {
+    const closedBy = closing.get(req.socket);
+    if (closedBy !== undefined && closedBy !== req) return;
     const current = runtime;
     const started = performance.now();
     inFlight++;
     // Draining: serve what still comes on an open connection, then close it, so the client (a load
     // balancer's pooled connection) goes to another task instead of keeping this one busy.
-    if (draining) res.shouldKeepAlive = false;
+    if (draining) {
+      res.shouldKeepAlive = false;
+      closing.set(req.socket, req);
+    }
     const ctx = createContext(req, current.policy, randomUUID(), req.socket.remoteAddress ?? '', started);
     let outcome = 'forwarded';
     let status = 0;
@@ -210,7 +223,9 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
       if (denied !== undefined) {
         // Refused before its whole body came: close the connection. Node would otherwise keep it
         // for the rest of a body no one reads, and a client stalling it was refused again (408).
-        if (!req.complete && !res.headersSent) res.setHeader('connection', 'close');
+        const midBody = !req.complete && !res.headersSent;
+        if (midBody) res.setHeader('connection', 'close');
+        if (midBody || denied.headers?.['connection'] === 'close') closing.set(req.socket, req);
         // A body the parser cut off was answered by clientError; this counts and logs that refusal.
         refuser.refuse(ctx, res, cutOffBy(req) ?? denied);
         outcome = 'refused';

@@ -203,6 +203,35 @@ describe('forwarding to the upstream', () => {
     });
   });
 
+  it('while draining, answers the first of two pipelined requests with Connection: close and does not forward the second', async () => {
+    const slow = await startHarness({ policyFile: writePolicy(policy('http://127.0.0.1:1')) });
+    const token = await slow.issuer.sign();
+    let release: () => void = () => undefined;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    slow.upstream.respond((request) => ({ body: { jsonrpc: '2.0', id: (JSON.parse(request.body) as { id: number }).id, result: 'done' }, after: request.headers['x-hold'] ? released : undefined }));
+    // Keeps the drain going while the pipelined pair comes.
+    const held = slow.call(call(), { token, headers: { 'x-hold': '1' } });
+    while (slow.upstream.requests.length === 0) await new Promise((resolve) => setImmediate(resolve));
+    const socket = connect(Number(new URL(slow.sidecar.url).port), '127.0.0.1');
+    await new Promise<void>((resolve) => socket.once('connect', resolve));
+    let text = '';
+    socket.on('data', (chunk: Buffer) => (text += chunk.toString()));
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    const closing = slow.close();
+    const one = (id: number): string => {
+      const body = JSON.stringify(rpc('get_document', { document_id: DOC_ID }, id));
+      return `POST /message HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nAuthorization: Bearer ${token}\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+    };
+    socket.write(one(1) + one(2));
+    await closed;
+    release();
+    await held;
+    await closing;
+    assert.match(text, /^HTTP\/1\.1 200 [^]*\r\nConnection: close\r\n/i);
+    assert.equal(text.match(/HTTP\/1\.1 /g)?.length, 1, 'one answer');
+    assert.deepEqual(slow.upstream.requests.map((request) => (JSON.parse(request.body) as { id: number }).id), [9, 1], 'the second never reached the agent');
+  });
+
   it('cuts what is still in flight at the drain deadline, and logs how many it cut', async () => {
     const slow = await startHarness({ policyFile: writePolicy(policy('http://127.0.0.1:1').replace('upstream_timeout_ms: 300', 'upstream_timeout_ms: 5000')), sidecar: { drainTimeoutMs: 100 } });
     slow.upstream.respond(() => ({ body: { jsonrpc: '2.0', id: 9, result: 'late' }, delayMs: 3000 }));

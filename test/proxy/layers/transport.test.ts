@@ -178,6 +178,26 @@ methods:
     });
   }
 
+  // RFC 9112 §9.6: after a response that closes the connection, no further request on it is
+  // processed. The bytes after a refused, suspect request (a GET with a body, a body over the
+  // limit) are not to be read as a request: an intermediary may frame them otherwise.
+  for (const [name, first, status] of [
+    ['a body over the limit', `POST /message HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 2000\r\n\r\n${'x'.repeat(2000)}`, 413],
+    ['a GET with a body', 'GET /health HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n{}', 400],
+  ] as const) {
+    it(`processes no request pipelined after ${name}, refused with the connection closed`, async () => {
+      const count = h.upstream.requests.length;
+      const body = JSON.stringify(call());
+      const next = `POST /message HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nAuthorization: Bearer ${token}\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+      const { text, closed } = await rawRequest(h.sidecar.url, first + next, 5000);
+      assert.ok(closed);
+      assert.match(text, new RegExp(`^HTTP/1\\.1 ${status} `));
+      assert.equal(text.match(/HTTP\/1\.1 /g)?.length, 1, 'one answer');
+      await settled();
+      assert.equal(h.upstream.requests.length, count, 'the pipelined request never reached the agent');
+    });
+  }
+
   it('cuts off a client that does not finish its body in time', async () => {
     const count = h.upstream.requests.length;
     const { text, closed } = await rawRequest(h.sidecar.url, `POST /message HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nAuthorization: Bearer ${token}\r\nContent-Length: 100\r\n\r\n{"jsonrpc":`, 5000);
