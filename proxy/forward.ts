@@ -132,7 +132,14 @@ class Exchange implements Dispatcher.DispatchHandler {
   #controller: Dispatcher.DispatchController | undefined;
   /** Runs while the status line, or the next body chunk, is awaited; stopped while the client is the slow side. */
   #timer: NodeJS.Timeout | undefined;
-  #headersSent = false;
+  /** The agent's status line has come. */
+  #headReceived = false;
+  /**
+   * The answer's status and headers, held until its first body byte or its end, as Node would
+   * hold them anyway: until then the agent failing is still answered with a 502 or 504.
+   */
+  #status = 0;
+  #headers: Record<string, string | string[]> | undefined;
   #settled = false;
   /** Body bytes still due by the upstream's Content-Length, or -1 when it sent none. */
   #due = -1;
@@ -155,9 +162,19 @@ class Exchange implements Dispatcher.DispatchHandler {
   onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
     if (statusCode < 200) return; // 1xx: not passed on; the final answer follows
     this.#timer?.refresh();
-    this.#headersSent = true;
+    this.#headReceived = true;
     this.#onHeaders();
-    this.#res.writeHead(statusCode, responseHeaders(this.#ctx, headers));
+    if (statusCode === 204 || statusCode === 304) {
+      // No content by definition (RFC 9110 §15.3.5, §15.4.5): complete with its head. A 304 may
+      // name the Content-Length of the representation (§8.6), which undici then reports as a
+      // body cut short.
+      this.#ended = true;
+      this.#res.writeHead(statusCode, responseHeaders(this.#ctx, headers)).end();
+      this.#settle(undefined);
+      return;
+    }
+    this.#status = statusCode;
+    this.#headers = responseHeaders(this.#ctx, headers);
     const length = headers['content-length'];
     this.#due = typeof length === 'string' && /^\d{1,15}$/.test(length) ? Number(length) : -1;
     // The client going away ends the exchange: a streamed answer (SSE) would otherwise run on. A
@@ -171,6 +188,7 @@ class Exchange implements Dispatcher.DispatchHandler {
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     this.#timer?.refresh();
+    if (this.#headers !== undefined) this.#writeHead(this.#headers);
     if (this.#due !== -1) {
       this.#due -= chunk.length;
       if (this.#due === 0) {
@@ -192,24 +210,40 @@ class Exchange implements Dispatcher.DispatchHandler {
 
   onResponseEnd(): void {
     this.#settle(undefined);
-    if (!this.#ended) this.#res.end();
+    if (this.#ended) return;
+    if (this.#headers !== undefined) this.#writeHead(this.#headers);
+    this.#res.end();
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
-    if (!this.#headersSent) {
+    if (this.#ended) {
+      // The client has the whole answer (a 304 undici finds short, say): nothing to cut.
+      this.#settle(undefined);
+      return;
+    }
+    // The client leaving is its own choice; anything else is the agent failing.
+    const clientLeft = error instanceof errors.RequestAbortedError;
+    if (!this.#headReceived || (this.#headers !== undefined && !clientLeft)) {
+      // Nothing of the answer has reached the client: it gets a 502 or 504 instead.
       this.#settle(upstreamDenial(error));
       return;
     }
-    // The upstream or the client went away mid-body: headers are sent, all we can do is close.
-    // The client leaving is its own choice; anything else cut the agent's answer short.
-    if (!(error instanceof errors.RequestAbortedError)) this.#ctx.upstreamCutOff = upstreamDenial(error).detail ?? 'unknown';
+    // Mid-body: the status line is sent, all we can do is close.
+    if (!clientLeft) this.#ctx.upstreamCutOff = upstreamDenial(error).detail ?? 'unknown';
+    if (this.#headers !== undefined) this.#writeHead(this.#headers); // the agent's status, for the request's count
     this.#settle(undefined);
     this.#res.destroy();
   }
 
   /** The upstream took longer than the timeout for the status line or the next chunk. */
   timedOut(): void {
-    this.#controller?.abort(this.#headersSent ? new errors.BodyTimeoutError() : new errors.HeadersTimeoutError());
+    this.#controller?.abort(this.#headReceived ? new errors.BodyTimeoutError() : new errors.HeadersTimeoutError());
+  }
+
+  /** Writes the held status and headers (sent with what the response writes next). */
+  #writeHead(headers: Record<string, string | string[]>): void {
+    this.#headers = undefined;
+    this.#res.writeHead(this.#status, headers);
   }
 
   /** (Re)starts the clock; a timer already running is replaced. */

@@ -376,6 +376,50 @@ describe('forwarding to the upstream', () => {
       }
     });
 
+    // Nothing of the answer had reached the client: the status line was held for the first body
+    // byte. The client got an empty reply, counted and logged as a 200 cut off.
+    it('answers 504 with a JSON-RPC error when the agent sends its status line and then nothing', async () => {
+      const upstream = await streamingUpstream((res) => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.flushHeaders();
+      });
+      const side = await through(upstream);
+      try {
+        const res = await side.call(call(), { token: await side.issuer.sign() });
+        assert.equal(res.status, 504, JSON.stringify(res.json));
+        assert.equal(res.json.error?.data?.reason, 'upstream.timeout');
+        assert.equal(res.json.id, 9);
+        assert.equal(side.audit.events('upstream_failure').at(-1)?.reason, 'UND_ERR_BODY_TIMEOUT');
+        assert.deepEqual(side.audit.events('upstream_cut_off'), []);
+        assert.equal(await side.metric('ca_a2a_requests_total', { outcome: 'upstream_error', status: '504' }), 1);
+      } finally {
+        await side.close();
+        await upstream.close();
+      }
+    });
+
+    // RFC 9110 §8.6: a 304 may carry the Content-Length of the representation it does not send.
+    // undici reads that as a body cut short, after the status line was taken: the client got nothing.
+    it('passes a 304 whose Content-Length is that of the representation, with no body', async () => {
+      const upstream = await streamingUpstream((res) => {
+        res.writeHead(304, { etag: '"v1"', 'content-length': 35 });
+        res.end();
+      });
+      const side = await through(upstream);
+      try {
+        const body = JSON.stringify(call());
+        const token = await side.issuer.sign();
+        const { text } = await rawRequest(side.sidecar.url, `POST /message HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nAuthorization: Bearer ${token}\r\nContent-Length: ${body.length}\r\n\r\n${body}`, 1000);
+        assert.match(text, /^HTTP\/1\.1 304 /);
+        assert.match(text, /\r\netag: "v1"\r\n/i);
+        assert.ok(text.endsWith('\r\n\r\n'), 'no body');
+        assert.deepEqual(side.audit.events('upstream_cut_off'), []);
+      } finally {
+        await side.close();
+        await upstream.close();
+      }
+    });
+
     it('cuts an answer that stops halfway: the client sees the connection end, never a hang', async () => {
       const upstream = await streamingUpstream((res) => {
         res.writeHead(200, { 'content-type': 'application/json', 'content-length': 100 });
