@@ -141,6 +141,7 @@ class Exchange implements Dispatcher.DispatchHandler {
   #status = 0;
   #headers: Record<string, string | string[]> | undefined;
   #settled = false;
+  #watchingClient = false;
   /** Body bytes still due by the upstream's Content-Length, or -1 when it sent none. */
   #due = -1;
   #ended = false;
@@ -178,12 +179,9 @@ class Exchange implements Dispatcher.DispatchHandler {
     const length = headers['content-length'];
     this.#due = typeof length === 'string' && /^\d{1,15}$/.test(length) ? Number(length) : -1;
     // The client going away ends the exchange: a streamed answer (SSE) would otherwise run on. A
-    // small answer of known length arrives in a moment anyway (and within the upstream timeout).
-    if (this.#due === -1 || this.#due > SMALL_ANSWER_BYTES) {
-      this.#res.once('close', () => {
-        if (!this.#settled) this.#controller?.abort(new errors.RequestAbortedError('the client went away'));
-      });
-    }
+    // small answer of known length arrives in a moment anyway (and within the upstream timeout),
+    // unless the client is slow to take it (below).
+    if (this.#due === -1 || this.#due > SMALL_ANSWER_BYTES) this.#watchClient();
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
@@ -199,8 +197,15 @@ class Exchange implements Dispatcher.DispatchHandler {
       }
     }
     if (this.#res.write(chunk)) return;
+    // Written to a response the client has closed: no 'drain' will come.
+    if (this.#res.destroyed) {
+      this.#clientLeft();
+      return;
+    }
     controller.pause();
     clearTimeout(this.#timer);
+    // No timer runs while the client is the slow side: its leaving must end the wait.
+    this.#watchClient();
     this.#res.once('drain', () => {
       if (this.#settled) return;
       this.#startTimer();
@@ -238,6 +243,16 @@ class Exchange implements Dispatcher.DispatchHandler {
   /** The upstream took longer than the timeout for the status line or the next chunk. */
   timedOut(): void {
     this.#controller?.abort(this.#headReceived ? new errors.BodyTimeoutError() : new errors.HeadersTimeoutError());
+  }
+
+  #watchClient(): void {
+    if (this.#watchingClient) return;
+    this.#watchingClient = true;
+    this.#res.once('close', () => this.#clientLeft());
+  }
+
+  #clientLeft(): void {
+    if (!this.#settled) this.#controller?.abort(new errors.RequestAbortedError('the client went away'));
   }
 
   /** Writes the held status and headers (sent with what the response writes next). */

@@ -467,6 +467,46 @@ describe('forwarding to the upstream', () => {
       }
     });
 
+    // A small answer of known length is not watched for the client leaving; its next piece found
+    // the response destroyed, waited for a 'drain' that never comes, and held the exchange, the
+    // request's in-flight count and the upstream connection (paused) forever.
+    it('ends the exchange when the client leaves during a small answer that comes in pieces', async () => {
+      let next: () => void = () => undefined;
+      const more = new Promise<void>((resolve) => (next = resolve));
+      const upstream = await streamingUpstream((res) => {
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': 3000 });
+        res.write('a'.repeat(1000));
+        void more.then(() => res.write('b'.repeat(1000))); // the last 1000 never come
+      });
+      const side = await startHarness({
+        policyFile: writePolicy(policy(upstream.url).replace('upstream_timeout_ms: 300', 'upstream_timeout_ms: 60000')),
+        sidecar: { upstream: upstream.url, drainTimeoutMs: 100 },
+      });
+      try {
+        const body = JSON.stringify(call());
+        const token = await side.issuer.sign();
+        const socket = connect(Number(new URL(side.sidecar.url).port), '127.0.0.1');
+        const left = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+        socket.once('data', () => socket.destroy());
+        socket.write(`POST /message HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nAuthorization: Bearer ${token}\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+        await left;
+        // The sidecar sees the connection end on its next turn; the next piece comes after that.
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        next();
+        await within(upstream.closed, 5000, 'the upstream connection closing');
+        let inFlight = 1;
+        for (let i = 0; i < 200 && inFlight > 0; i++) {
+          inFlight = await side.metric('ca_a2a_in_flight_requests');
+          if (inFlight > 0) await new Promise((resolve) => setTimeout(resolve, 10));
+        }
+        assert.equal(inFlight, 0);
+        assert.deepEqual(side.audit.events('upstream_cut_off'), [], 'the client leaving is not the agent failing');
+      } finally {
+        await side.close();
+        await upstream.close();
+      }
+    });
+
     it('stops a streamed answer when the client goes away', async () => {
       let ticker: NodeJS.Timeout | undefined;
       const upstream = await streamingUpstream((res) => {
