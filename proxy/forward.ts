@@ -306,8 +306,9 @@ function upstreamHeaders(ctx: RequestContext): Record<string, string> {
     const name = (raw[i] as string).toLowerCase();
     if (isOwnedOrHopByHop(name, connectionListed) || (name.includes('_') && isOwnedOrHopByHop(name.replaceAll('_', '-'), connectionListed))) continue;
     const value = raw[i + 1] as string;
-    // Repeated fields join with ', ' (RFC 9110 §5.3), cookies with '; ' (RFC 6265 §5.4).
-    headers[name] = headers[name] === undefined ? value : `${headers[name]}${name === 'cookie' ? '; ' : ', '}${value}`;
+    // Repeated fields join with ', ' (RFC 9110 §5.3), cookies with '; ' (RFC 6265 §5.4). Own
+    // properties only: 'constructor' is not a repeat of Object's.
+    headers[name] = Object.hasOwn(headers, name) ? `${headers[name]}${name === 'cookie' ? '; ' : ', '}${value}` : value;
   }
   headers['x-ca-a2a-request-id'] = ctx.requestId;
   Object.assign(headers, traceHeaders(ctx.trace));

@@ -81,6 +81,13 @@ describe('forwarding to the upstream', () => {
     assert.equal(seen?.headers['x-tag'], 'one, two');
   });
 
+  // Read as a repeat of the object's own 'constructor': forwarded as 'function Object() { [native code] }, v1'.
+  it('forwards a header named like an Object.prototype member as it came', async () => {
+    const body = JSON.stringify(call());
+    await rawRequest(h.sidecar.url, `POST /message HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nAuthorization: Bearer ${token}\r\nConstructor: v1\r\nContent-Length: ${body.length}\r\n\r\n${body}`, 500);
+    assert.equal(h.upstream.requests.at(-1)?.headers['constructor'], 'v1');
+  });
+
   it('forwards the exact body bytes', async () => {
     const body = `{"jsonrpc":"2.0","id":9,  "method":"get_document","params":{"document_id":"${DOC_ID}"}}`;
     await h.call(body, { token });
