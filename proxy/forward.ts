@@ -37,7 +37,7 @@ export class Forwarder {
   constructor(upstream: string, limits: LimitsPolicy) {
     this.#limits = limits;
     this.#pool = new Pool(new URL(upstream).origin, {
-      connections: 256,
+      connections: limits.upstreamMaxConnections,
       keepAliveTimeout: 30_000,
       connectTimeout: limits.upstreamConnectTimeoutMs,
       headersTimeout: 0,
@@ -152,12 +152,20 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.#onHeaders = onHeaders;
     this.#resolve = resolve;
     this.#timeoutMs = timeoutMs;
+    // From the dispatch: a request that finds every upstream connection busy waits in undici's
+    // queue, with no deadline of its own.
+    this.#timer = setTimeout(expire, timeoutMs, this);
   }
 
-  // Written to a connection (again, when undici retries it on another one): the clock starts.
+  // Written to a connection (again, when undici retries it on another one): the clock starts again.
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.#controller = controller;
-    this.#startTimer();
+    // Answered while it waited for a connection: it is not sent.
+    if (this.#settled) {
+      controller.abort(new errors.RequestAbortedError('no upstream connection came free in time'));
+      return;
+    }
+    this.#timer?.refresh();
   }
 
   onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
@@ -240,9 +248,13 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.#res.destroy();
   }
 
-  /** The upstream took longer than the timeout for the status line or the next chunk. */
+  /** The upstream took longer than the timeout for a free connection, the status line or the next chunk. */
   timedOut(): void {
-    this.#controller?.abort(this.#headReceived ? new errors.BodyTimeoutError() : new errors.HeadersTimeoutError());
+    if (this.#controller === undefined) {
+      this.#settle(denial('upstream.timeout', `no upstream connection free within ${this.#timeoutMs} ms`));
+      return;
+    }
+    this.#controller.abort(this.#headReceived ? new errors.BodyTimeoutError() : new errors.HeadersTimeoutError());
   }
 
   #watchClient(): void {

@@ -121,6 +121,7 @@ export interface LimitsPolicy {
   readonly keepAliveTimeoutMs: number;
   readonly upstreamConnectTimeoutMs: number;
   readonly upstreamTimeoutMs: number;
+  readonly upstreamMaxConnections: number;
 }
 
 export type EndpointKind = 'jsonrpc' | 'call_tool' | 'rest';

@@ -514,6 +514,41 @@ describe('forwarding to the upstream', () => {
       }
     });
 
+    it('answers 504 to a request that finds every upstream connection busy for longer than the upstream timeout, and never sends it', async () => {
+      let ticker: NodeJS.Timeout | undefined;
+      let answered = 0;
+      const upstream = await streamingUpstream((res) => {
+        answered++;
+        // The first answer streams on, a part well within each timeout: it keeps the one connection.
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        ticker = setInterval(() => res.write('data: tick\n\n'), 50);
+        res.on('close', () => clearInterval(ticker));
+      });
+      const side = await startHarness({
+        policyFile: writePolicy(policy(upstream.url).replace('upstream_timeout_ms: 300', 'upstream_timeout_ms: 500, upstream_max_connections: 1')),
+        sidecar: { upstream: upstream.url, drainTimeoutMs: 100 },
+      });
+      try {
+        const stream = await postCall(side);
+        assert.equal(stream.statusCode, 200);
+        const queued = postCall(side).then(async (res) => ({ status: res.statusCode, json: (await res.body.json()) as { error?: { code?: number; data?: { reason?: string } } } }));
+        const hung = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('no answer within 20 s')), 20_000));
+        const res = await Promise.race([queued, hung]);
+        assert.equal(res.status, 504);
+        assert.equal(res.json.error?.code, -32051);
+        assert.equal(res.json.error?.data?.reason, 'upstream.timeout');
+        stream.body.destroy();
+        await within(upstream.closed, 5000, 'the streamed answer ending');
+        // The connection is free again: the request that timed out in the queue was not sent after all.
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        assert.equal(answered, 1);
+      } finally {
+        clearInterval(ticker);
+        await side.close();
+        await upstream.close();
+      }
+    });
+
     it('stops a streamed answer when the client goes away', async () => {
       let ticker: NodeJS.Timeout | undefined;
       const upstream = await streamingUpstream((res) => {
