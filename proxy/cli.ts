@@ -22,15 +22,15 @@ const HELP = `usage: ca-a2a sidecar (--service NAME | --policy FILE) [options]
                          anomaly.trusted_proxies: the caller it names in X-Forwarded-For is the
                          audit lines' client_ip and the stolen-token alarm's source
                          (CA_A2A_TRUSTED_PROXIES, comma-separated)
-                         the egress client secret comes from CA_A2A_CLIENT_SECRET or CA_A2A_CLIENT_SECRET_FILE
   --allow-http-issuer    egress may get tokens from a plain-http issuer off this host, on a network
                          that is trusted or encrypts (ECS Service Connect TLS) (CA_A2A_ALLOW_HTTP_ISSUER=1)
-  --no-watch             do not hot-reload the policy files (CA_A2A_NO_WATCH=1)
+  --no-watch             do not hot-reload the policy files (CA_A2A_NO_WATCH=1); SIGHUP still reloads them
   --shadow-policy FILE   evaluate a candidate policy beside the enforced one and count and log
                          each request they decide differently; never enforced (CA_A2A_SHADOW_POLICY)
 
 environment: REDIS_URL (shared rate limits, replay ids, revocation push), DATABASE_URL (durable
 revocations); unset: embedded, CA_A2A_DATA_DIR/revocations.jsonl (default ./.ca-a2a).
+CA_A2A_CLIENT_SECRET or CA_A2A_CLIENT_SECRET_FILE: the secret of the policy's egress.client_id.
 CA_A2A_KEY_PREFIX names this deployment's Redis keys (default ca-a2a): sidecars that share budgets,
 replay ids and revocations use the same one, separate deployments on one Redis each their own.
 CA_A2A_LOG_LEVEL (default info): granted requests' audit lines are info, refusals' warn, so a
