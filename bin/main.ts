@@ -90,5 +90,17 @@ function stopWhenOrphanedUnderNpm(): void {
   }, 500).unref();
 }
 
+/**
+ * A reader that stops early (`ca-a2a policy test --verbose | head`) closes the pipe: what is left
+ * to print has nowhere to go, which is no failure of the command (git and coreutils end quietly
+ * on it too). Without a listener Node throws the EPIPE with its stack trace.
+ */
+function ignoreClosedStdout(): void {
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') throw error;
+  });
+}
+
 stopWhenOrphanedUnderNpm();
+ignoreClosedStdout();
 process.exitCode = await main(process.argv.slice(2));
