@@ -90,7 +90,7 @@ export class Revoker {
       case 'before': {
         const before = time(request.before, 'before');
         // A cut-off far in the future would refuse every token issued until then: an outage, not a revocation.
-        if (before > now + MAX_FUTURE_BEFORE_SECONDS) throw new InvalidRevocationError('before must not be in the future');
+        if (before > now + MAX_FUTURE_BEFORE_SECONDS) throw new InvalidRevocationError(`before must not be more than ${MAX_FUTURE_BEFORE_SECONDS} s in the future: it would refuse every token issued until then`);
         // Every token issued by a cut-off this old has expired: it would revoke nothing, and a
         // mistyped year would read as done.
         if (before + MAX_TOKEN_LIFETIME_SECONDS + ACCEPTANCE_GRACE_SECONDS <= now) {
