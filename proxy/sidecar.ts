@@ -281,6 +281,8 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     // answered a bare 400 that was neither counted nor logged.
     requireHostHeader: false,
   }, (req, res) => void handle(req, res));
+  // While a request is served: no listener for 'timeout', so Node destroys the idle connection.
+  server.timeout = limits.idleTimeoutMs;
   // Expect: 100-continue is answered by Node before the request is handled; any other expectation
   // is refused here like every other request, not with Node's bare 417.
   server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
@@ -292,6 +294,7 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     server.headersTimeout = next.headersTimeoutMs;
     server.requestTimeout = next.requestTimeoutMs;
     server.keepAliveTimeout = next.keepAliveTimeoutMs;
+    server.timeout = next.idleTimeoutMs;
   }
   // CONNECT (a client taking the sidecar for a forward proxy): Node closed the connection without
   // a word; it is refused like any other method this server does not serve.

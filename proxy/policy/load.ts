@@ -27,7 +27,7 @@ interface RawService {
   };
   limits: {
     max_body_bytes: number; max_depth: number; max_batch: number; headers_timeout_ms: number;
-    request_timeout_ms: number; keep_alive_timeout_ms: number; upstream_connect_timeout_ms: number; upstream_timeout_ms: number; upstream_max_connections: number;
+    request_timeout_ms: number; keep_alive_timeout_ms: number; upstream_connect_timeout_ms: number; upstream_timeout_ms: number; upstream_max_connections: number; idle_timeout_ms: number;
   };
   rate_limit: { enabled: boolean; points: number; window_seconds: number; per_role?: Record<string, RawRule> };
   audit: { granted: boolean };
@@ -89,6 +89,12 @@ export function loadPolicy(file: string, overrides: PolicyOverrides = {}): Servi
   const hash = createHash('sha256').update(service.text).update('\0').update(rbacSource.text);
   const ajv = createSchemaCompiler();
   const schemaContext = { ajv, problems, files, hash, baseDir: dirname(serviceFile), schemaFiles };
+
+  // The client's connection is idle while the upstream prepares its answer: a shorter idle timeout
+  // would cut answers the upstream timeout allows.
+  if (raw.limits.idle_timeout_ms <= raw.limits.upstream_timeout_ms) {
+    problems.push({ ...service.locate(['limits', 'idle_timeout_ms']), path: '/limits/idle_timeout_ms', message: `idle_timeout_ms (${raw.limits.idle_timeout_ms}) must be above upstream_timeout_ms (${raw.limits.upstream_timeout_ms}): the client's connection is idle while the upstream prepares its answer` });
+  }
 
   const methods = new Map<string, MethodPolicy>();
   for (const [name, method] of Object.entries(raw.methods ?? {})) {
@@ -179,6 +185,7 @@ export function loadPolicy(file: string, overrides: PolicyOverrides = {}): Servi
       upstreamConnectTimeoutMs: raw.limits.upstream_connect_timeout_ms,
       upstreamTimeoutMs: raw.limits.upstream_timeout_ms,
       upstreamMaxConnections: raw.limits.upstream_max_connections,
+      idleTimeoutMs: raw.limits.idle_timeout_ms,
     },
     rateLimit: {
       enabled: raw.rate_limit.enabled,

@@ -122,6 +122,8 @@ export interface LimitsPolicy {
   readonly upstreamConnectTimeoutMs: number;
   readonly upstreamTimeoutMs: number;
   readonly upstreamMaxConnections: number;
+  /** A client connection idle this long while a request is served is closed (Node's server.timeout). */
+  readonly idleTimeoutMs: number;
 }
 
 export type EndpointKind = 'jsonrpc' | 'call_tool' | 'rest';

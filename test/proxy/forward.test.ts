@@ -549,6 +549,35 @@ describe('forwarding to the upstream', () => {
       }
     });
 
+    it('closes the connection of a client that stops reading its answer once it has been idle for idle_timeout_ms, freeing the upstream connection', async () => {
+      const chunk = Buffer.alloc(64 * 1024, 'a');
+      const upstream = await streamingUpstream((res) => {
+        res.writeHead(200, { 'content-type': 'application/octet-stream' });
+        // As much as the sidecar takes: it stops taking once its client stops reading.
+        const pump = (): void => {
+          while (!res.destroyed && res.write(chunk));
+        };
+        res.on('drain', pump);
+        pump();
+      });
+      const side = await startHarness({
+        policyFile: writePolicy(policy(upstream.url).replace('upstream_timeout_ms: 300', 'upstream_timeout_ms: 300, idle_timeout_ms: 1000')),
+        sidecar: { upstream: upstream.url, drainTimeoutMs: 100 },
+      });
+      const socket = connect(Number(new URL(side.sidecar.url).port), '127.0.0.1');
+      try {
+        const body = JSON.stringify(call());
+        socket.pause();
+        socket.write(`POST /message HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nAuthorization: Bearer ${await side.issuer.sign()}\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+        // Without the idle timeout the answer waits on this client for ever, holding its upstream connection.
+        await within(upstream.closed, 10_000, 'the upstream connection closing');
+      } finally {
+        socket.destroy();
+        await side.close();
+        await upstream.close();
+      }
+    });
+
     it('stops a streamed answer when the client goes away', async () => {
       let ticker: NodeJS.Timeout | undefined;
       const upstream = await streamingUpstream((res) => {

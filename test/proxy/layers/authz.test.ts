@@ -107,6 +107,18 @@ tools:
   s3_get_object: {}
 `;
 
+  it('refuses to load a policy whose idle_timeout_ms is not above its upstream_timeout_ms, naming both', () => {
+    const limited = (limits: string): string => mcpPolicy('{ access: per_tool }').replace('methods:', `limits: { ${limits} }\nmethods:`);
+    assert.throws(() => loadPolicy(writePolicy(limited('upstream_timeout_ms: 60000, idle_timeout_ms: 60000'))), (error: unknown) => {
+      assert.ok(isPolicyLoadError(error), String(error));
+      assert.match(error.problems.map((p) => `${p.path} ${p.message}`).join('\n'), /\/limits\/idle_timeout_ms idle_timeout_ms \(60000\) must be above upstream_timeout_ms \(60000\)/);
+      return true;
+    });
+    // The default (300 s) against an upstream timeout above it.
+    assert.throws(() => loadPolicy(writePolicy(limited('upstream_timeout_ms: 400000'))), /must be above upstream_timeout_ms/);
+    assert.doesNotThrow(() => loadPolicy(writePolicy(limited('upstream_timeout_ms: 60000, idle_timeout_ms: 60001'))));
+  });
+
   it('refuses to load a policy whose tools/call is not per_tool, naming where', () => {
     for (const access of ['{}', '{ access: rbac }', '{ access: tool_holders }']) {
       assert.throws(() => loadPolicy(writePolicy(mcpPolicy(access))), (error: unknown) => {
