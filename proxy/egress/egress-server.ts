@@ -10,7 +10,7 @@ import { endToEndHeaders, upstreamDenial } from '../forward.js';
 import type { ProofKey } from '../integrity/proof.js';
 import type { AuditLog } from '../observe/audit.js';
 import type { SidecarMetrics } from '../observe/metrics.js';
-import type { TokenSource } from '../oauth/client-credentials.js';
+import type { AccessToken, TokenSource } from '../oauth/client-credentials.js';
 import type { ServicePolicy } from '../policy/model.js';
 import type { Refuser } from '../respond.js';
 import { transportLayer } from '../layers/transport.js';
@@ -53,7 +53,8 @@ function agentHeaders(req: IncomingMessage): Record<string, string> {
  * The outbound half of the sidecar, for its agent only (bind it to 127.0.0.1): the agent posts a
  * plain request to /TARGET/PATH; the sidecar checks the policy allows that target and method,
  * adds its service's token, a fresh DPoP proof and Content-Digest, and streams the target's
- * answer back unchanged. It never retries: the agent decides whether a call may be repeated.
+ * answer back unchanged. It retries only a call the target refused with 401, once, with a new
+ * token (a refused call was not served); any other repeat is the agent's to decide.
  */
 export function createEgressServer(deps: EgressDeps): { server: Server; close(): Promise<void> } {
   // undici fixes a pool's timeouts when it is built, so pools are keyed by origin and timeout:
@@ -128,18 +129,34 @@ export function createEgressServer(deps: EgressDeps): { server: Server; close():
     ctx.calls = decided.calls;
 
     const started = performance.now();
-    let response;
-    let token;
-    try {
-      token = await deps.tokens.getToken();
-      const url = `${target.url}${path}`;
+    const url = `${target.url}${path}`;
+    const send = async (token: AccessToken) => {
       const headers = await signedHeaders({ key: deps.key, accessToken: token.accessToken, tokenType: token.tokenType, method: 'POST', url, body });
-      response = await poolFor(new URL(target.url).origin, egress.timeoutMs).request({
+      return poolFor(new URL(target.url).origin, egress.timeoutMs).request({
         method: 'POST',
         path: new URL(url).pathname,
         headers: { ...agentHeaders(req), ...traceHeaders(ctx.trace), ...headers, 'content-type': 'application/json' },
         body,
       });
+    };
+    let response;
+    let renewed = false;
+    try {
+      const token = await deps.tokens.getToken();
+      response = await send(token);
+      // RFC 6750 §3.1: a 401 says the token is not (or no longer) good: revoked, or signed by a key
+      // the issuer has replaced. The request was refused, not served, so it goes once more with a
+      // new token; the one refused is dropped either way.
+      if (response.statusCode === 401) {
+        deps.tokens.invalidate(token);
+        const fresh = await deps.tokens.getToken();
+        if (fresh.accessToken !== token.accessToken) {
+          await response.body.dump();
+          renewed = true;
+          response = await send(fresh);
+          if (response.statusCode === 401) deps.tokens.invalidate(fresh);
+        }
+      }
     } catch (error) {
       const code = (error as { code?: string }).code;
       if (code !== undefined && /^(INVALID_CLIENT|ISSUER_|TOKEN_REQUEST|INVALID_OPTIONS)/.test(code)) {
@@ -149,12 +166,9 @@ export function createEgressServer(deps: EgressDeps): { server: Server; close():
       }
       return refuse(upstreamDenial(error), target.name);
     }
-    // RFC 6750 §3.1: a 401 says the token is not (or no longer) good: revoked, or signed by a key
-    // the issuer has replaced. The next call fetches a new one instead of sending this one again.
-    if (response.statusCode === 401) deps.tokens.invalidate(token);
     deps.metrics.egressDuration.observe({ service, target: target.name }, (performance.now() - started) / 1000);
     deps.metrics.egressRequests.inc({ service, target: target.name, outcome: 'forwarded', status: response.statusCode });
-    deps.audit.event('egress_call', { target: target.name, path, method: decided.calls.map((call) => call.tool ?? call.method).join(','), status: response.statusCode, request_id: ctx.requestId, trace_id: ctx.trace.traceId }, 'outbound call');
+    deps.audit.event('egress_call', { target: target.name, path, method: decided.calls.map((call) => call.tool ?? call.method).join(','), status: response.statusCode, ...(renewed ? { token_renewed: true } : {}), request_id: ctx.requestId, trace_id: ctx.trace.traceId }, 'outbound call');
     // The target's hop-by-hop headers stop here, as the inbound side drops the agent's.
     res.writeHead(response.statusCode, endToEndHeaders(response.headers));
     await pipeline(response.body, res).catch(() => res.destroy());

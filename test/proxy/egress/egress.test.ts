@@ -150,17 +150,31 @@ describe('egress: an agent calls another service through its sidecar, holding no
     }
   });
 
-  it('drops a token the target refused with 401, so the next call goes out with a new one', async () => {
+  it('sends a call the target refused with 401 once more with a new token, and drops the refused one', async () => {
     await post('/validator/message', rpc('validate_document', { document_id: DOC_ID }));
     const used = String(wire.requests.at(-1)?.headers.authorization).split(' ')[1] as string;
     await extractor.revoker.revoke({ kind: 'jti', jti: String(decodeJwt(used).jti), reason: 'leaked', revokedBy: 'test' });
-    const refused = await post('/extractor/message', rpc('extract_document', { document_id: DOC_ID }));
-    assert.equal(refused.status, 401);
-    assert.equal(refused.json.error?.data?.reason, 'authn.token_revoked');
-    const next = await post('/extractor/message', rpc('extract_document', { document_id: DOC_ID }));
-    assert.equal(next.status, 200, JSON.stringify(next.json));
+    const served = extractorAgent.requests.length;
+    const renewed = await post('/extractor/message', rpc('extract_document', { document_id: DOC_ID }));
+    assert.equal(renewed.status, 200, JSON.stringify(renewed.json));
+    assert.equal(extractorAgent.requests.length, served + 1, 'the agent is reached once');
+    assert.equal(audit.events('egress_call').at(-1)?.token_renewed, true);
     await post('/validator/message', rpc('validate_document', { document_id: DOC_ID }));
     assert.notEqual(String(wire.requests.at(-1)?.headers.authorization).split(' ')[1], used);
+  });
+
+  it('passes a second 401 on, sending the call twice at most', async () => {
+    const count = wire.requests.length;
+    wire.respond(() => ({ status: 401, body: { jsonrpc: '2.0', id: 1, error: { code: -32010, message: 'unauthorized' } } }));
+    try {
+      const refused = await post('/validator/message', rpc('validate_document', { document_id: DOC_ID }));
+      assert.equal(refused.status, 401);
+      assert.equal(wire.requests.length, count + 2);
+      const [first, second] = wire.requests.slice(count).map((r) => String(r.headers.authorization).split(' ')[1]);
+      assert.notEqual(first, second, 'the second goes with a new token');
+    } finally {
+      wire.respond(undefined);
+    }
   });
 
   it('answers 502 when no token can be had, counts it as outcome no_token and logs the cause, sending nothing', async () => {
