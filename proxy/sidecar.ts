@@ -283,8 +283,18 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   }, (req, res) => void handle(req, res));
   // While a request is served: no listener for 'timeout', so Node destroys the idle connection.
   server.timeout = limits.idleTimeoutMs;
-  // Expect: 100-continue is answered by Node before the request is handled; any other expectation
-  // is refused here like every other request, not with Node's bare 417.
+  // Expect: 100-continue invites the body: a body declared over the limit is refused instead,
+  // before the client sends it (Node would answer 100 Continue to every one).
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    const maxBody = runtime.policy.limits.maxBodyBytes;
+    if (Number(req.headers['content-length']) > maxBody) {
+      void handle(req, res, denial('transport.body_too_large', `limit is ${maxBody} bytes`, { headers: { connection: 'close' } }));
+      return;
+    }
+    res.writeContinue();
+    void handle(req, res);
+  });
+  // Any other expectation is refused here like every other request, not with Node's bare 417.
   server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
     void handle(req, res, denial('transport.expectation_failed', 'only 100-continue is supported', { headers: { connection: 'close' } }));
   });

@@ -55,6 +55,15 @@ describe('forwarding to the upstream', () => {
     assert.equal(seen?.headers.expect, undefined);
   });
 
+  it('refuses with 413, without inviting it by 100 Continue, a body declared over the limit with Expect: 100-continue', async () => {
+    const before = h.upstream.requests.length;
+    const { text } = await rawRequest(h.sidecar.url, `POST /message HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nAuthorization: Bearer ${token}\r\nExpect: 100-continue\r\nContent-Length: 2000000\r\n\r\n`, 1000);
+    assert.match(text, /^HTTP\/1\.1 413 /);
+    assert.doesNotMatch(text, /100 Continue/);
+    assert.equal(rawJson(text).error?.data?.reason, 'transport.body_too_large');
+    assert.equal(h.upstream.requests.length, before);
+  });
+
   it('refuses any other expectation with 417 and a JSON-RPC error, audited and counted, not forwarded', async () => {
     const before = h.upstream.requests.length;
     const body = JSON.stringify(call());
