@@ -83,7 +83,14 @@ export interface Sidecar {
 interface Runtime {
   readonly policy: ServicePolicy;
   readonly layers: readonly Layer[];
+  readonly forwarder: SharedForwarder;
+}
+
+/** A forwarder, shared by the policy versions with its upstream and limits, and its requests under way. */
+interface SharedForwarder {
+  readonly key: string;
   readonly forwarder: Forwarder;
+  users: number;
 }
 
 /** Starts a sidecar: loads and compiles the policy, then listens. Throws on an invalid policy. */
@@ -102,20 +109,26 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   const verified = metrics.authnSuccesses.tally({ service });
   const cacheHits = metrics.tokenCache.tally({ service, result: 'hit' });
   const cacheMisses = metrics.tokenCache.tally({ service, result: 'miss' });
-  const keySources = new Map<string, KeySource>();
-  const forwarders = new Map<string, Forwarder>();
+  // Those of the policy in force, kept across reloads that leave them as they were (the keys
+  // fetched, the upstream connections open). A replaced key source is left to the requests that
+  // hold it; a replaced forwarder is closed once the last request on it has its answer, so a
+  // reload that changes the upstream or its limits leaves no pool, nor its idle connections, behind.
+  let keySource: { readonly key: string; readonly keys: KeySource } | undefined;
+  const forwarders = new Map<string, SharedForwarder>();
+  const retire = (shared: SharedForwarder): void => {
+    if (shared.users > 0 || shared === runtime.forwarder || forwarders.get(shared.key) !== shared) return;
+    forwarders.delete(shared.key);
+    void shared.forwarder.close();
+  };
 
   const build = (policy: ServicePolicy): Runtime => {
     const keysKey = JSON.stringify(policy.auth);
-    let keys = keySources.get(keysKey);
-    if (!keys) {
-      keys = new KeySource(policy.auth, metrics, service);
-      keySources.set(keysKey, keys);
-    }
+    if (keySource?.key !== keysKey) keySource = { key: keysKey, keys: new KeySource(policy.auth, metrics, service) };
+    const keys = keySource.keys;
     const forwarderKey = `${policy.upstream} ${JSON.stringify(policy.limits)}`;
     let forwarder = forwarders.get(forwarderKey);
     if (!forwarder) {
-      forwarder = new Forwarder(policy.upstream, policy.limits);
+      forwarder = { key: forwarderKey, forwarder: new Forwarder(policy.upstream, policy.limits), users: 0 };
       forwarders.set(forwarderKey, forwarder);
     }
     const layers = buildPipeline(policy, {
@@ -158,7 +171,9 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
       if (options.egressListen !== undefined) refuseEgressIdentityChange(next);
       const shadowOutcome = shadow?.reload() ?? 'unchanged';
       if (next.version !== runtime.policy.version || shadowOutcome === 'changed') {
+        const replaced = runtime;
         runtime = build(next);
+        retire(replaced.forwarder);
         applyListenerLimits(next.limits);
         audit.event('policy_reloaded', { policy_version: next.version }, 'policy reloaded');
       }
@@ -198,6 +213,7 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     const current = runtime;
     const started = performance.now();
     inFlight++;
+    current.forwarder.users++;
     // Draining: serve what still comes on an open connection, then close it, so the client (a load
     // balancer's pooled connection) goes to another task instead of keeping this one busy.
     if (draining) {
@@ -244,7 +260,7 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
       const upstreamStarted = performance.now();
       let failure: Denial | undefined;
       try {
-        failure = await current.forwarder.forward(ctx, res, () => {
+        failure = await current.forwarder.forwarder.forward(ctx, res, () => {
           metrics.upstreamDuration.observe({ service }, (performance.now() - upstreamStarted) / 1000);
         });
       } catch (error) {
@@ -263,6 +279,8 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
       status = res.statusCode;
     } finally {
       inFlight--;
+      current.forwarder.users--;
+      retire(current.forwarder);
       const method = methodLabel(ctx);
       const code = status || res.statusCode;
       metrics.requests.tallyFor(`${method} ${outcome} ${code}`, () => ({ service, method, outcome, status: code })).count++;
@@ -364,11 +382,11 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     server.close();
     adminServer.close();
     await egress?.close();
-    await Promise.all([...forwarders.values()].map((forwarder) => forwarder.close()));
+    await Promise.all([...forwarders.values()].map((shared) => shared.forwarder.close()));
     await stores.close();
     throw error;
   }
-  void keySources.values().next().value?.warm().then((error) => {
+  void keySource?.keys.warm().then((error) => {
     if (error) logger.warn({ event_type: 'jwks_unavailable', issuer: initial.auth.issuer, err: error.message }, 'issuer keys not fetched yet; tokens are refused until they are');
   });
   logger.info({ event_type: 'sidecar_started', listen: address.url, admin: adminAddress.url, upstream: initial.upstream, policy_version: initial.version }, 'sidecar ready');
@@ -400,7 +418,7 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
       await egress?.close();
       await new Promise<void>((resolve) => adminServer.close(() => resolve()));
       adminServer.closeAllConnections();
-      await Promise.all([...forwarders.values()].map((forwarder) => forwarder.close()));
+      await Promise.all([...forwarders.values()].map((shared) => shared.forwarder.close()));
       await stores.close();
       logger.info({ event_type: 'sidecar_stopped' }, 'sidecar stopped');
       await new Promise<void>((resolve) => logger.flush(() => resolve()));

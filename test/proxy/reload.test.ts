@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { appendFileSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
@@ -190,6 +192,52 @@ describe('policy hot reload: edits the watcher must not miss', () => {
       await waitFor(async () => (await listed(h)) === 403);
     } finally {
       await h.close();
+    }
+  });
+});
+
+describe('policy hot reload: the upstream connections of a replaced policy', () => {
+  it('finishes a request in flight on the old limits, then closes the old connections', async () => {
+    // An upstream that keeps idle connections for long (the sidecar's pool would keep them 30 s),
+    // holds its first answer until released, and tracks which connections are open.
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const open = new Set<Socket>();
+    let answered = 0;
+    const agent = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        const send = (): void => void res.writeHead(200, { 'content-type': 'application/json' }).end('{"jsonrpc":"2.0","id":1,"result":{}}');
+        if (answered++ === 0) void held.then(send);
+        else send();
+      });
+    });
+    agent.keepAliveTimeout = 600_000;
+    agent.on('connection', (socket: Socket) => {
+      open.add(socket);
+      socket.on('close', () => open.delete(socket));
+    });
+    await new Promise<void>((resolve) => agent.listen(0, '127.0.0.1', resolve));
+    const file = writePolicy(base);
+    const h = await startHarness({ policyFile: file, sidecar: { upstream: `http://127.0.0.1:${(agent.address() as AddressInfo).port}` } });
+    try {
+      const token = await h.issuer.sign();
+      const inFlight = h.call(rpc('get_document', { document_id: DOC_ID }), { token });
+      await waitFor(async () => answered === 1);
+      const [old] = open;
+      writeFileSync(file, `${base}limits: { upstream_max_connections: 8 }\n`);
+      const before = h.sidecar.policy().version;
+      assert.notEqual(await h.sidecar.reload(), before);
+      assert.equal((await h.call(rpc('get_document', { document_id: DOC_ID }), { token })).status, 200, 'the new policy forwards on its own connections');
+      assert.equal(open.size, 2);
+      release();
+      assert.equal((await inFlight).status, 200, 'the request in flight on the old policy is answered');
+      await waitFor(async () => !open.has(old as Socket));
+      assert.equal(open.size, 1, 'the new policy keeps its connection');
+    } finally {
+      await h.close();
+      agent.closeAllConnections();
+      agent.close();
     }
   });
 });
