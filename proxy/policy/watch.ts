@@ -1,4 +1,4 @@
-import { statSync, watch, type FSWatcher } from 'node:fs';
+import { realpathSync, statSync, watch, type FSWatcher } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
 /** One watched directory: its watcher, and which directory (device and inode) it watches. */
@@ -14,7 +14,8 @@ const POLICY_FILE = /\.(ya?ml|json)$/i;
 
 /**
  * Calls `onChange` (debounced) when anything may have changed in the policy: a YAML or JSON
- * entry of a directory that holds one of its files (a file replaced by rename, as editors and
+ * entry of a directory that holds one of its files, or the file a symlink of it resolves to (a
+ * file edited in place, or replaced by rename, as editors and
  * `kubectl`-mounted ConfigMaps do, a `$ref` file created after the reload that missed it),
  * Kubernetes' `..data` symlink swap, or the directory itself swapped for another (a release
  * directory behind a symlink). The reload decides whether the content changed.
@@ -55,7 +56,7 @@ export class PolicyWatcher {
 
   #update(files: readonly string[]): boolean {
     let added = false;
-    const dirs = new Set(files.map((file) => dirname(file)));
+    const dirs = new Set(files.flatMap(directories));
     for (const [dir, watched] of this.#dirs) {
       if (dirs.has(dir) && !this.#replaced.has(dir) && identity(dir) === watched.identity) continue;
       watched.watcher.close();
@@ -127,6 +128,20 @@ export class PolicyWatcher {
     // A directory that disappears is seen by its parent's watch, then watched again by update.
     watcher.on('error', () => undefined);
     return watcher;
+  }
+}
+
+/**
+ * The directories whose entries make up a file: the one it is named in, and, when it is a symlink,
+ * the one it resolves into (an edit in place there is not an event of the link's directory).
+ */
+function directories(file: string): string[] {
+  const named = dirname(file);
+  try {
+    const resolved = dirname(realpathSync(file));
+    return resolved === named ? [named] : [named, resolved];
+  } catch {
+    return [named];
   }
 }
 

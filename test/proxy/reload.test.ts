@@ -174,6 +174,23 @@ describe('policy hot reload: edits the watcher must not miss', () => {
     }
   });
 
+  it('applies an in-place edit of a policy file that is a symlink into another directory', async () => {
+    // /etc/ca-a2a/service.yaml -> /srv/policies/service.yaml: the edit happens where the link points.
+    const root = tempDirSync('reload-linked-file');
+    mkdirSync(join(root, 'etc'));
+    mkdirSync(join(root, 'srv'));
+    writeFileSync(join(root, 'srv', 'service.yaml'), base);
+    symlinkSync(join(root, 'srv', 'service.yaml'), join(root, 'etc', 'service.yaml'));
+    const h = await startHarness({ policyFile: join(root, 'etc', 'service.yaml'), sidecar: { watchPolicy: true } });
+    try {
+      assert.equal(await listed(h), 403);
+      appendFileSync(join(root, 'srv', 'service.yaml'), '  list_documents: {}\n');
+      await waitFor(async () => (await listed(h)) === 200);
+    } finally {
+      await h.close();
+    }
+  });
+
   it('follows a policy directory swapped behind a symlink (a new release)', async () => {
     const root = tempDirSync('reload-swap');
     for (const [release, text] of [['release-1', base], ['release-2', `${base}  list_documents: {}\n`]] as const) {
