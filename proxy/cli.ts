@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import { parseCidr } from './http/cidr.js';
 import { isPolicyLoadError, formatProblem } from './policy/errors.js';
 import { adminPortFor, isShippedService, SHIPPED_SERVICES, shippedPolicyFile } from './services.js';
-import { startSidecar } from './sidecar.js';
+import { startSidecar, type Sidecar } from './sidecar.js';
 import { storeOptionsFromEnv } from './stores/backends.js';
 import { stopSignal } from './stop-signal.js';
 
@@ -144,7 +144,15 @@ export async function sidecarCommand(argv: string[]): Promise<number> {
   const policyFile = service !== undefined ? shippedPolicyFile(service) : (policy as string);
 
   const stopping = stopSignal();
-  let sidecar;
+  // Listened for before the start too, as the stop signals are: SIGHUP's default action ends the
+  // process. One that comes while the sidecar starts reloads once it has started, since the files
+  // may have changed after the start read them.
+  let sidecar: Sidecar | undefined;
+  let reloadOnceStarted = false;
+  process.on('SIGHUP', () => {
+    if (sidecar === undefined) reloadOnceStarted = true;
+    else void sidecar.reload();
+  });
   try {
     sidecar = await startSidecar({
       policyFile,
@@ -170,7 +178,7 @@ export async function sidecarCommand(argv: string[]): Promise<number> {
     process.stderr.write(`ca-a2a sidecar: ${(error as Error).message}\n`);
     return 1;
   }
-  process.on('SIGHUP', () => void sidecar.reload());
+  if (reloadOnceStarted) void sidecar.reload();
   await stopping;
   await sidecar.close();
   return 0;

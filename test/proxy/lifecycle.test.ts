@@ -158,6 +158,42 @@ methods:
     }
   });
 
+  it('keeps a SIGHUP that arrives while it starts: it finishes starting, then reloads, instead of dying on it', async () => {
+    // As above, the policy file is a FIFO: the sidecar reads it at the start, and again when it reloads.
+    const dir = tempDirSync('cli');
+    const policy = join(dir, 'policy.yaml');
+    execFileSync('mkfifo', [policy]);
+    const text = `service: hangup
+rbac: ${RBAC_FILE}
+upstream: http://127.0.0.1:1
+auth: { issuer: http://127.0.0.1:1/realms/test, audience: ca-a2a-agents }
+methods:
+  get_document: {}
+`;
+    const port = await freePort();
+    const { child, out, exited } = spawnSidecar(policy, port, dir);
+    let exit: [number | null, string | null] | undefined;
+    void exited.then((value) => (exit = value));
+    try {
+      const writer = await open(policy, 'w');
+      child.kill('SIGHUP'); // a config reloader that signals on every change, this one while the sidecar starts
+      await writer.writeFile(text);
+      await writer.close();
+      // Listening: the start has read the file (the reload then waits for the FIFO's next writer).
+      while (exit === undefined && (await refuses(port))) await new Promise((resolve) => setTimeout(resolve, 10));
+      assert.equal(exit, undefined, out());
+      // The signal's reload reads the file as it is now: the edit it was sent for.
+      const again = await open(policy, 'w');
+      await again.writeFile(`${text}  list_documents: {}\n`);
+      await again.close();
+      await new Promise<void>((resolve) => child.stdout?.on('data', () => out().includes('"policy_reloaded"') && resolve()));
+      child.kill('SIGTERM');
+      assert.deepEqual(await exited, [0, null], out());
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+
   it('refuses a flag URL that is not http(s) in one line, exit 2, as the policy file would have been', async () => {
     const cases: [string[], RegExp][] = [
       [['--issuer', 'notaurl'], /^ca-a2a sidecar: --issuer must be an http\(s\) URL, got 'notaurl'$/],
