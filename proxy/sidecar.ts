@@ -164,6 +164,10 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   metrics.inFlight.sample({ service }, () => inFlight);
 
   const reload = async (): Promise<string> => {
+    // Stopping (a SIGHUP while draining, a watch event before the watcher closed): the policy in force
+    // serves the last requests. A reload now would watch the files again after close() stopped
+    // watching them, and could open a pool after close() closed them.
+    if (draining) return runtime.policy.version;
     // A refused edit's files too: the $ref schema or rbac file it misses may be created next.
     let looked: readonly string[] = [];
     try {

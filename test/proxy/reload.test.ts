@@ -213,6 +213,18 @@ describe('policy hot reload: edits the watcher must not miss', () => {
   });
 });
 
+describe('policy hot reload: a stopped sidecar', () => {
+  it('does not reload once stopping (a SIGHUP while it drains): no watcher or pool is made again', async () => {
+    const file = writePolicy(base);
+    const h = await startHarness({ policyFile: file, sidecar: { watchPolicy: true } });
+    const version = h.sidecar.policy().version;
+    await h.close();
+    writeFileSync(file, `${base}  list_documents: {}\nlimits: { upstream_max_connections: 8 }\n`);
+    assert.equal(await h.sidecar.reload(), version);
+    assert.equal(h.audit.events('policy_reloaded').length, 0);
+  });
+});
+
 describe('policy hot reload: the upstream connections of a replaced policy', () => {
   it('finishes a request in flight on the old limits, then closes the old connections', async () => {
     // An upstream that keeps idle connections for long (the sidecar's pool would keep them 30 s),
