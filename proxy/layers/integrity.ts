@@ -14,6 +14,8 @@ const PRIVATE_JWK_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k', 'oth'] as con
 // characters, and a longer string cannot decode to less.
 const MAX_RSA_MODULUS_CHARS = Math.ceil(4096 / 6);
 const MAX_RSA_EXPONENT_CHARS = Math.ceil(32 / 6);
+const KEY_MEMBERS = ['x', 'y', 'n', 'e'] as const;
+const BASE64URL = /^[\w-]+$/;
 const STRICTNESS: Record<IntegrityMode, number> = { off: 0, optional: 1, required: 2 };
 
 export interface IntegrityDeps {
@@ -73,6 +75,7 @@ export function integrityLayer(policy: ServicePolicy, deps: IntegrityDeps): Laye
     if (PRIVATE_JWK_MEMBERS.some((member) => (jwk as Record<string, unknown>)[member] !== undefined)) return denial('integrity.proof_invalid', 'jwk holds private key material');
     if (typeof header.alg !== 'string' || !settings.algorithms.includes(header.alg)) return denial('integrity.proof_invalid', 'algorithm not allowed');
     if (isCostlyRsaKey(jwk)) return denial('integrity.proof_invalid', 'RSA proof keys are at most 4096 bits with a public exponent of at most 32 bits');
+    if (!hasCanonicalKeyMembers(jwk)) return denial('integrity.proof_invalid', 'jwk members must be unpadded base64url');
     let payload;
     let proofKey;
     try {
@@ -133,6 +136,29 @@ function isCostlyRsaKey(jwk: object): boolean {
   const { kty, n, e } = jwk as { kty?: unknown; n?: unknown; e?: unknown };
   if (kty !== 'RSA') return false;
   return typeof n !== 'string' || typeof e !== 'string' || n.length > MAX_RSA_MODULUS_CHARS || e.length > MAX_RSA_EXPONENT_CHARS;
+}
+
+/**
+ * The public key members in their one spelling (RFC 7518 §6.2.1, §6.3.1; RFC 8037 §2): unpadded
+ * base64url, unused low bits zero. Node's JWK import skips any other character, so one key had
+ * endless spellings, each with a thumbprint and a proof-key cache entry of its own, that entry as
+ * large as the header allows.
+ */
+function hasCanonicalKeyMembers(jwk: object): boolean {
+  for (const member of KEY_MEMBERS) {
+    const value = (jwk as Record<string, unknown>)[member];
+    if (value !== undefined && (typeof value !== 'string' || !isCanonicalBase64url(value))) return false;
+  }
+  return true;
+}
+
+function isCanonicalBase64url(value: string): boolean {
+  if (!BASE64URL.test(value)) return false;
+  try {
+    return base64url.encode(base64url.decode(value)) === value;
+  } catch {
+    return false;
+  }
 }
 
 function sameDigest(encoded: string, digest: Buffer): boolean {

@@ -155,6 +155,22 @@ describe('integrity layer (DPoP + Content-Digest) and replay layer', () => {
     assert.match(String(large.json.error?.message), /RSA/);
   });
 
+  // Node's JWK import skips characters outside base64url ('.', '=', '%', whitespace), so one key
+  // had endless spellings: each its own thumbprint and its own entry in the proof-key cache, as
+  // long as the header allows (about 11 KB), 10 000 of them per policy version.
+  it('refuses a proof key whose members are not in canonical base64url, whatever the key behind them', async () => {
+    const claims = () => ({ jti: crypto.randomUUID(), htm: 'POST', htu: url, iat: Math.floor(Date.now() / 1000), ath: base64url.encode(sha256(token)), htd: base64url.encode(sha256(body)) });
+    const { publicKey, privateKey } = await generateKeyPair('ES256', { extractable: true });
+    const { kty, crv, x, y } = await exportJWK(publicKey);
+    for (const jwk of [{ kty, crv, x: `${x}${'.'.repeat(8_000)}`, y }, { kty, crv, x, y: `${y}==` }, { kty, crv, x: ` ${x}`, y }]) {
+      const dpop = await new SignJWT(claims()).setProtectedHeader({ alg: 'ES256', typ: 'dpop+jwt', jwk }).sign(privateKey);
+      const res = await expectRefused({ dpop, 'content-digest': contentDigest(body) }, 'integrity.proof_invalid', 401);
+      assert.match(String(res.json.error?.message), /base64url/);
+    }
+    const canonical = await new SignJWT(claims()).setProtectedHeader({ alg: 'ES256', typ: 'dpop+jwt', jwk: { kty, crv, x, y } }).sign(privateKey);
+    assert.equal((await send({ dpop: canonical, 'content-digest': contentDigest(body) })).status, 200);
+  });
+
   it('refuses a proof whose jwk header is not a JSON object as invalid (401), not as an internal error', async () => {
     const claims = { jti: crypto.randomUUID(), htm: 'POST', htu: url, iat: Math.floor(Date.now() / 1000), ath: base64url.encode(sha256(token)), htd: base64url.encode(sha256(body)) };
     for (const jwk of [null, 'key', [key.publicJwk]]) {
