@@ -66,15 +66,25 @@ export class Forwarder {
    */
   async #forwardFiltered(ctx: RequestContext, res: ServerResponse, options: Dispatcher.RequestOptions, onHeaders: () => void): Promise<Denial | undefined> {
     const timeout = this.#limits.upstreamTimeoutMs;
-    const deadline = AbortSignal.timeout(timeout);
-    const clientGone = new AbortController();
-    const onClose = (): void => clientGone.abort();
+    // A timer cleared with the answer (not AbortSignal.timeout, whose timer nothing clears: it ran
+    // on for the whole timeout after every tools/list), and the client's leaving, abort one signal.
+    const abort = new AbortController();
+    let timedOut = false;
+    const deadline = setTimeout(() => {
+      timedOut = true;
+      abort.abort();
+    }, timeout);
+    let clientGone = false;
+    const onClose = (): void => {
+      clientGone = true;
+      abort.abort();
+    };
     res.once('close', onClose);
     let response;
     const chunks: Buffer[] = [];
     let size = 0;
     try {
-      response = await this.#pool.request({ ...options, signal: AbortSignal.any([deadline, clientGone.signal]) });
+      response = await this.#pool.request({ ...options, signal: abort.signal });
       onHeaders();
       for await (const chunk of response.body as AsyncIterable<Buffer>) {
         size += chunk.length;
@@ -85,14 +95,15 @@ export class Forwarder {
         chunks.push(chunk);
       }
     } catch (error) {
-      if (deadline.aborted) return denial('upstream.timeout', `tools/list answer not complete within ${timeout} ms`);
+      if (timedOut) return denial('upstream.timeout', `tools/list answer not complete within ${timeout} ms`);
       // The client leaving is its own choice, as on a streamed answer: nothing to answer, nothing failed.
-      if (clientGone.signal.aborted) {
+      if (clientGone) {
         res.destroy();
         return undefined;
       }
       return upstreamDenial(error);
     } finally {
+      clearTimeout(deadline);
       res.off('close', onClose);
     }
     const body = Buffer.concat(chunks, size);

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHook } from 'node:async_hooks';
 import { once } from 'node:events';
 import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -211,4 +212,37 @@ ${methods}${tools}`;
       }
     });
   }
+});
+
+describe('tools/list timers', () => {
+  it('leaves no timer of the upstream timeout running once a tools/list answer is sent', async () => {
+    // A distinctive upstream timeout, to tell the sidecar's deadline from every other timer.
+    const timeoutMs = 43_210;
+    const h = await startHarness({ policyFile: writePolicy(POLICY.replace('methods:', `limits: { upstream_timeout_ms: ${timeoutMs} }\nmethods:`)) });
+    const live = new Map<number, { _idleTimeout?: number }>();
+    const hook = createHook({
+      init(id, type, _trigger, resource) {
+        if (type === 'Timeout') live.set(id, resource as { _idleTimeout?: number });
+      },
+      destroy(id) {
+        live.delete(id);
+      },
+    });
+    try {
+      const token = await h.issuer.sign({ realm_access: { roles: ['validator'] } });
+      h.upstream.respond(() => ({ body: { jsonrpc: '2.0', id: 1, result: { tools: LISTED } } }));
+      hook.enable();
+      const res = await h.call({ jsonrpc: '2.0', id: 1, method: 'tools/list' }, { token });
+      assert.deepEqual(res.json.result, { tools: [{ name: 's3_get_object' }] });
+      // A cleared timer's destroy hook runs from the immediate queue.
+      await new Promise(setImmediate);
+      await new Promise(setImmediate);
+      const deadlines = [...live.values()].filter((timer) => timer._idleTimeout === timeoutMs);
+      // Before: AbortSignal.timeout's timer, which nothing can clear, ran on for 43 s after the answer.
+      assert.equal(deadlines.length, 0, 'the deadline timer outlived its request');
+    } finally {
+      hook.disable();
+      await h.close();
+    }
+  });
 });
