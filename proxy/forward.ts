@@ -53,7 +53,12 @@ export class Forwarder {
       headers: upstreamHeaders(ctx),
       body: ctx.body,
     };
-    if (wantsToolsFilter(ctx)) return this.#forwardFiltered(ctx, res, options, onHeaders);
+    if (wantsToolsFilter(ctx)) {
+      // The list is read as JSON to filter it: asked for uncompressed, whatever the client accepts
+      // (fetch accepts gzip, and compression middleware takes it up).
+      options.headers['accept-encoding'] = 'identity';
+      return this.#forwardFiltered(ctx, res, options, onHeaders);
+    }
     return new Promise((resolve) => {
       this.#pool.dispatch(options, new Exchange(ctx, res, onHeaders, resolve, this.#limits.upstreamTimeoutMs));
     });
@@ -111,7 +116,11 @@ export class Forwarder {
     // Every answer with a body, not only a 200: an MCP client shows the body of an error status to its user.
     const filtered = body.length === 0 ? body : filterToolsList(ctx, body);
     delete headers['content-length'];
-    if (filtered !== body) headers['content-type'] = 'application/json';
+    if (filtered !== body) {
+      // Written anew, uncompressed: an encoding the upstream applied anyway is not this body's.
+      headers['content-type'] = 'application/json';
+      delete headers['content-encoding'];
+    }
     res.writeHead(response.statusCode, { ...headers, 'content-length': filtered.length });
     res.end(filtered);
     return undefined;

@@ -7,6 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { RBAC_FILE, startHarness, writePolicy, type Harness } from '../helpers/harness.js';
 import { tempDirSync } from '../helpers/temp-dir.js';
 
@@ -243,6 +244,39 @@ describe('tools/list timers', () => {
     } finally {
       hook.disable();
       await h.close();
+    }
+  });
+});
+
+describe('tools/list from an upstream that compresses its answers', () => {
+  it('filters the list for a client that accepts gzip, as fetch does, and answers it uncompressed', async () => {
+    // As express's compression() does: gzip whenever the request accepts it.
+    const upstream = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        const body = Buffer.from(JSON.stringify({ jsonrpc: '2.0', id: 1, result: { tools: LISTED } }));
+        if (/\bgzip\b/.test(req.headers['accept-encoding'] ?? '') || req.headers['x-always-gzip'] !== undefined) res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip' }).end(gzipSync(body));
+        else res.writeHead(200, { 'content-type': 'application/json' }).end(body);
+      });
+    });
+    await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+    const side = await startHarness({ policyFile: writePolicy(POLICY), sidecar: { upstream: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}` } });
+    try {
+      const token = await side.issuer.sign({ realm_access: { roles: ['validator'] } });
+      const res = await side.call({ jsonrpc: '2.0', id: 1, method: 'tools/list' }, { token, headers: { 'accept-encoding': 'gzip, deflate, br' } });
+      assert.equal(res.status, 200);
+      // Before: the gzip bytes could not be read as JSON, so every such list was an internal error
+      // (sent with the upstream's Content-Encoding: gzip, which the client could not decode either).
+      assert.equal(res.headers['content-encoding'], undefined);
+      assert.deepEqual(res.json.result, { tools: [{ name: 's3_get_object' }] }, JSON.stringify(res.json));
+      // An upstream that compresses anyway: its list cannot be read, and the error is not labelled gzip.
+      const forced = await side.call({ jsonrpc: '2.0', id: 1, method: 'tools/list' }, { token, headers: { 'x-always-gzip': '1' } });
+      assert.equal(forced.headers['content-encoding'], undefined);
+      assert.equal(forced.json.error?.code, -32603);
+    } finally {
+      await side.close();
+      upstream.closeAllConnections();
+      await new Promise((resolve) => upstream.close(resolve));
     }
   });
 });
