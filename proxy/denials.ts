@@ -82,6 +82,7 @@ export const DENIALS = {
 
   'upstream.unavailable': { status: 502, rpcCode: -32050, event: 'upstream_failure', message: 'upstream unavailable' },
   'upstream.timeout': { status: 504, rpcCode: -32051, event: 'upstream_failure', message: 'upstream timed out' },
+  'upstream.saturated': { status: 503, rpcCode: -32052, event: 'upstream_failure', message: 'upstream busy' },
 
   'internal.error': { status: 500, rpcCode: -32603, event: 'dependency_failure', message: 'internal error' },
 } as const satisfies Record<string, DenialRow>;

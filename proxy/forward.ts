@@ -33,9 +33,19 @@ const DROPPED_RESPONSE_HEADERS = new Set([
 export class Forwarder {
   readonly #pool: Pool;
   readonly #limits: LimitsPolicy;
+  /**
+   * Requests handed to the pool that no connection has taken yet, those answered 504 while they
+   * waited included: undici cannot take one out of its queue, so it leaves only when a connection
+   * takes it (and drops it at once). Bounded, so that a busy upstream costs a quick 503 instead of
+   * a queue, each entry holding its body, that grows at the request rate.
+   */
+  #waiting = 0;
+  readonly #maxWaiting: number;
 
   constructor(upstream: string, limits: LimitsPolicy) {
     this.#limits = limits;
+    // As Envoy's max_pending_requests (1024) to its 256 connections by default.
+    this.#maxWaiting = 4 * limits.upstreamMaxConnections;
     this.#pool = new Pool(new URL(upstream).origin, {
       connections: limits.upstreamMaxConnections,
       keepAliveTimeout: 30_000,
@@ -53,14 +63,18 @@ export class Forwarder {
       headers: upstreamHeaders(ctx),
       body: ctx.body,
     };
+    if (this.#waiting >= this.#maxWaiting) {
+      return Promise.resolve(denial('upstream.saturated', `every upstream connection busy and ${this.#waiting} requests waiting for one`));
+    }
     if (wantsToolsFilter(ctx)) {
       // The list is read as JSON to filter it: asked for uncompressed, whatever the client accepts
       // (fetch accepts gzip, and compression middleware takes it up).
       options.headers['accept-encoding'] = 'identity';
       return this.#forwardFiltered(ctx, res, options, onHeaders);
     }
+    this.#waiting++;
     return new Promise((resolve) => {
-      this.#pool.dispatch(options, new Exchange(ctx, res, onHeaders, resolve, this.#limits.upstreamTimeoutMs));
+      this.#pool.dispatch(options, new Exchange(ctx, res, onHeaders, resolve, this.#limits.upstreamTimeoutMs, this.#taken));
     });
   }
 
@@ -126,6 +140,11 @@ export class Forwarder {
     return undefined;
   }
 
+  /** A connection took a waiting request, or the pool gave up on it. */
+  readonly #taken = (): void => {
+    this.#waiting--;
+  };
+
   async close(): Promise<void> {
     await this.#pool.close();
   }
@@ -165,8 +184,11 @@ class Exchange implements Dispatcher.DispatchHandler {
   /** Body bytes still due by the upstream's Content-Length, or -1 when it sent none. */
   #due = -1;
   #ended = false;
+  /** Tells the forwarder a connection took this request (or the pool gave up on it); called once. */
+  #taken: (() => void) | undefined;
 
-  constructor(ctx: RequestContext, res: ServerResponse, onHeaders: () => void, resolve: (failure: Denial | undefined) => void, timeoutMs: number) {
+  constructor(ctx: RequestContext, res: ServerResponse, onHeaders: () => void, resolve: (failure: Denial | undefined) => void, timeoutMs: number, taken: () => void) {
+    this.#taken = taken;
     this.#ctx = ctx;
     this.#res = res;
     this.#onHeaders = onHeaders;
@@ -179,6 +201,7 @@ class Exchange implements Dispatcher.DispatchHandler {
 
   // Written to a connection (again, when undici retries it on another one): the clock starts again.
   onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.#leaveQueue();
     this.#controller = controller;
     // Answered while it waited for a connection: it is not sent.
     if (this.#settled) {
@@ -249,6 +272,8 @@ class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+    // Given up on before a connection took it (the upstream unreachable, the pool closed).
+    this.#leaveQueue();
     if (this.#ended) {
       // The client has the whole answer (a 304 undici finds short, say): nothing to cut.
       this.#settle(undefined);
@@ -275,6 +300,11 @@ class Exchange implements Dispatcher.DispatchHandler {
       return;
     }
     this.#controller.abort(this.#headReceived ? new errors.BodyTimeoutError() : new errors.HeadersTimeoutError());
+  }
+
+  #leaveQueue(): void {
+    this.#taken?.();
+    this.#taken = undefined;
   }
 
   #watchClient(): void {

@@ -558,6 +558,43 @@ describe('forwarding to the upstream', () => {
       }
     });
 
+    it('refuses at once with 503 a request that would wait for a connection behind four times as many as there are', async () => {
+      let ticker: NodeJS.Timeout | undefined;
+      const upstream = await streamingUpstream((res) => {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        ticker = setInterval(() => res.write('data: tick\n\n'), 50);
+        res.on('close', () => clearInterval(ticker));
+      });
+      const side = await startHarness({
+        policyFile: writePolicy(policy(upstream.url).replace('upstream_timeout_ms: 300', 'upstream_timeout_ms: 20000, upstream_max_connections: 1')),
+        sidecar: { upstream: upstream.url, drainTimeoutMs: 100 },
+      });
+      const pending: Promise<unknown>[] = [];
+      try {
+        const stream = await postCall(side);
+        assert.equal(stream.statusCode, 200);
+        // Four wait for the one connection (and would, for the 20 s of the upstream timeout).
+        for (let i = 0; i < 4; i++) pending.push(postCall(side).then((res) => res.body.dump(), () => undefined));
+        for (let i = 0; i < 200 && (await side.metric('ca_a2a_in_flight_requests')) < 5; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+        assert.equal(await side.metric('ca_a2a_in_flight_requests'), 5);
+        const refused = await postCall(side);
+        const json = (await refused.body.json()) as { error?: { code?: number; data?: { reason?: string } } };
+        assert.equal(refused.statusCode, 503, JSON.stringify(json));
+        assert.equal(json.error?.code, -32052);
+        assert.equal(json.error?.data?.reason, 'upstream.saturated');
+        const line = side.audit.events('upstream_failure').at(-1);
+        assert.equal(line?.code, 'upstream.saturated');
+        assert.match(String(line?.reason), /every upstream connection busy and 4 requests waiting/);
+        assert.equal(await side.metric('ca_a2a_denials_total', { reason: 'upstream.saturated' }), 1);
+        stream.body.destroy();
+      } finally {
+        clearInterval(ticker);
+        await side.close();
+        await upstream.close();
+        await Promise.all(pending);
+      }
+    });
+
     it('closes the connection of a client that stops reading its answer once it has been idle for idle_timeout_ms, freeing the upstream connection', async () => {
       const chunk = Buffer.alloc(64 * 1024, 'a');
       const upstream = await streamingUpstream((res) => {
