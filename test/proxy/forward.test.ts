@@ -293,6 +293,24 @@ describe('forwarding to the upstream', () => {
       return Promise.race([promise, late]).finally(() => clearTimeout(timer));
     }
 
+    /**
+     * A sidecar with one upstream connection (and `limits`) in front of an upstream whose every
+     * answer streams a tick each 50 ms until its connection closes, calling `onAnswer` first.
+     */
+    async function oneConnection(limits: string, onAnswer: () => void = () => undefined): Promise<{ upstream: Awaited<ReturnType<typeof streamingUpstream>>; side: Harness }> {
+      const upstream = await streamingUpstream((res) => {
+        onAnswer();
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        const ticker = setInterval(() => res.write('data: tick\n\n'), 50);
+        res.on('close', () => clearInterval(ticker));
+      });
+      const side = await startHarness({
+        policyFile: writePolicy(policy(upstream.url).replace('upstream_timeout_ms: 300', `${limits}, upstream_max_connections: 1`)),
+        sidecar: { upstream: upstream.url, drainTimeoutMs: 100 },
+      });
+      return { upstream, side };
+    }
+
     async function through(upstream: { url: string }): Promise<Harness> {
       return startHarness({ policyFile: writePolicy(policy(upstream.url)), sidecar: { upstream: upstream.url } });
     }
@@ -524,19 +542,9 @@ describe('forwarding to the upstream', () => {
     });
 
     it('answers 504 to a request that finds every upstream connection busy for longer than the upstream timeout, and never sends it', async () => {
-      let ticker: NodeJS.Timeout | undefined;
       let answered = 0;
-      const upstream = await streamingUpstream((res) => {
-        answered++;
-        // The first answer streams on, a part well within each timeout: it keeps the one connection.
-        res.writeHead(200, { 'content-type': 'text/event-stream' });
-        ticker = setInterval(() => res.write('data: tick\n\n'), 50);
-        res.on('close', () => clearInterval(ticker));
-      });
-      const side = await startHarness({
-        policyFile: writePolicy(policy(upstream.url).replace('upstream_timeout_ms: 300', 'upstream_timeout_ms: 500, upstream_max_connections: 1')),
-        sidecar: { upstream: upstream.url, drainTimeoutMs: 100 },
-      });
+      // The first answer streams on, a part well within each timeout: it keeps the one connection.
+      const { upstream, side } = await oneConnection('upstream_timeout_ms: 500', () => answered++);
       try {
         const stream = await postCall(side);
         assert.equal(stream.statusCode, 200);
@@ -552,23 +560,13 @@ describe('forwarding to the upstream', () => {
         await new Promise((resolve) => setTimeout(resolve, 200));
         assert.equal(answered, 1);
       } finally {
-        clearInterval(ticker);
         await side.close();
         await upstream.close();
       }
     });
 
     it('refuses at once with 503 a request that would wait for a connection behind four times as many as there are', async () => {
-      let ticker: NodeJS.Timeout | undefined;
-      const upstream = await streamingUpstream((res) => {
-        res.writeHead(200, { 'content-type': 'text/event-stream' });
-        ticker = setInterval(() => res.write('data: tick\n\n'), 50);
-        res.on('close', () => clearInterval(ticker));
-      });
-      const side = await startHarness({
-        policyFile: writePolicy(policy(upstream.url).replace('upstream_timeout_ms: 300', 'upstream_timeout_ms: 20000, upstream_max_connections: 1')),
-        sidecar: { upstream: upstream.url, drainTimeoutMs: 100 },
-      });
+      const { upstream, side } = await oneConnection('upstream_timeout_ms: 20000');
       const pending: Promise<unknown>[] = [];
       try {
         const stream = await postCall(side);
@@ -588,7 +586,6 @@ describe('forwarding to the upstream', () => {
         assert.equal(await side.metric('ca_a2a_denials_total', { reason: 'upstream.saturated' }), 1);
         stream.body.destroy();
       } finally {
-        clearInterval(ticker);
         await side.close();
         await upstream.close();
         await Promise.all(pending);
