@@ -125,7 +125,9 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     const keysKey = JSON.stringify(policy.auth);
     if (keySource?.key !== keysKey) keySource = { key: keysKey, keys: new KeySource(policy.auth, metrics, service) };
     const keys = keySource.keys;
-    const forwarderKey = `${policy.upstream} ${JSON.stringify(policy.limits)}`;
+    // What the pool is built with: a reload that changes another limit keeps its connections.
+    const { upstreamConnectTimeoutMs, upstreamTimeoutMs, upstreamMaxConnections } = policy.limits;
+    const forwarderKey = `${policy.upstream} ${upstreamConnectTimeoutMs} ${upstreamTimeoutMs} ${upstreamMaxConnections}`;
     let forwarder = forwarders.get(forwarderKey);
     if (!forwarder) {
       forwarder = { key: forwarderKey, forwarder: new Forwarder(policy.upstream, policy.limits), users: 0 };

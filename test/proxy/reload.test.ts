@@ -226,6 +226,33 @@ describe('policy hot reload: a stopped sidecar', () => {
 });
 
 describe('policy hot reload: the upstream connections of a replaced policy', () => {
+  it('keeps its upstream connections through a reload that changes no limit of theirs', async () => {
+    const opened: Socket[] = [];
+    const agent = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => void res.writeHead(200, { 'content-type': 'application/json' }).end('{"jsonrpc":"2.0","id":1,"result":{}}'));
+    });
+    agent.keepAliveTimeout = 600_000;
+    agent.on('connection', (socket: Socket) => opened.push(socket));
+    await new Promise<void>((resolve) => agent.listen(0, '127.0.0.1', resolve));
+    const file = writePolicy(base);
+    const h = await startHarness({ policyFile: file, sidecar: { upstream: `http://127.0.0.1:${(agent.address() as AddressInfo).port}` } });
+    try {
+      const token = await h.issuer.sign();
+      assert.equal((await h.call(rpc('get_document', { document_id: DOC_ID }), { token })).status, 200);
+      writeFileSync(file, `${base}limits: { idle_timeout_ms: 120000, max_body_bytes: 2048 }\n`);
+      const before = h.sidecar.policy().version;
+      assert.notEqual(await h.sidecar.reload(), before);
+      assert.equal((await h.call(rpc('get_document', { document_id: DOC_ID }), { token })).status, 200);
+      assert.equal(opened.length, 1, 'the second request went on the first connection');
+      assert.equal(opened[0]?.destroyed, false);
+    } finally {
+      await h.close();
+      agent.closeAllConnections();
+      agent.close();
+    }
+  });
+
   it('finishes a request in flight on the old limits, then closes the old connections', async () => {
     // An upstream that keeps idle connections for long (the sidecar's pool would keep them 30 s),
     // holds its first answer until released, and tracks which connections are open.
