@@ -64,7 +64,9 @@ describe('durable revocation store', () => {
 
   it('journal: two processes\' writers on one file serialise on the lock, and each sees every record', async () => {
     const file = join(dir, 'shared.jsonl');
-    const [a, b] = [new JournalRevocationStore(file), new JournalRevocationStore(file)];
+    // Forty writers queue on one lock, each append fsynced: under a busy disk the last one waits
+    // longer than the default 5 s, which this test is not about.
+    const [a, b] = [new JournalRevocationStore(file, { lockTimeoutMs: 60_000 }), new JournalRevocationStore(file, { lockTimeoutMs: 60_000 })];
     const writes = Array.from({ length: 40 }, (_, i) => (i % 2 ? a : b).add(record({ kind: 'jti', jti: `t${i % 20}`, expiresAt: 500 })));
     const created = await Promise.all(writes);
     assert.equal(created.filter(Boolean).length, 20, 'each jti stored once whichever writer came first');
