@@ -149,7 +149,8 @@ export function createEgressServer(deps: EgressDeps): { server: Server; close():
       // new token; the one refused is dropped either way.
       if (response.statusCode === 401) {
         deps.tokens.invalidate(token);
-        const fresh = await deps.tokens.getToken();
+        // No new token to be had: the target's 401 is the answer, as it would have been.
+        const fresh = await deps.tokens.getToken().catch(() => token);
         if (fresh.accessToken !== token.accessToken) {
           await response.body.dump();
           renewed = true;

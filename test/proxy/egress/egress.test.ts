@@ -177,6 +177,26 @@ describe('egress: an agent calls another service through its sidecar, holding no
     }
   });
 
+  it('passes the target\'s 401 on when no new token can be had to send the call again', async () => {
+    const dataDir = tempDirSync('egress-401-issuer');
+    const own = await startIssuer({ port: 0, dataDir });
+    const egress = await startEgressSidecar({ issuer: own.issuer, clientSecret: (await loadClientSecrets(dataDir)).orchestrator, serviceUrls: { validator: wire.url }, logDestination: new AuditCapture() });
+    try {
+      const call = () => request(`${egress.egressUrl}/validator/message`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(rpc('validate_document', { document_id: DOC_ID })) });
+      assert.equal((await call()).statusCode, 200, 'a token is had and cached');
+      await own.close();
+      wire.respond(() => ({ status: 401, body: { jsonrpc: '2.0', id: 1, error: { code: -32010, message: 'unauthorized' } } }));
+      const count = wire.requests.length;
+      const refused = await call();
+      assert.equal(refused.statusCode, 401);
+      assert.equal(((await refused.body.json()) as { error?: { code?: number } }).error?.code, -32010);
+      assert.equal(wire.requests.length, count + 1, 'sent once: there was no new token to send it again with');
+    } finally {
+      wire.respond(undefined);
+      await egress.close();
+    }
+  });
+
   it('answers 502 when no token can be had, counts it as outcome no_token and logs the cause, sending nothing', async () => {
     const gone = await startIssuer({ port: 0, dataDir: tempDirSync('egress-gone-issuer') });
     await gone.close();
