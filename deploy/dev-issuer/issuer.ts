@@ -36,7 +36,12 @@ export interface StartIssuerOptions {
 export async function startIssuer(opts: StartIssuerOptions): Promise<DevIssuer> {
   const ttl = opts.accessTokenTtlSeconds ?? DEFAULT_ACCESS_TOKEN_TTL_SECONDS;
   if (!Number.isInteger(ttl) || ttl <= 0) throw new Error(`accessTokenTtlSeconds must be a positive integer, got ${ttl}`);
-  const [secrets, signingKey] = await Promise.all([ensureClientSecrets(opts.dataDir), ensureSigningKey(opts.dataDir)]);
+  // Both settled before a failure is reported: the other one still writing its file after the
+  // start has failed would race whoever cleans the directory up next.
+  const [secretsResult, keyResult] = await Promise.allSettled([ensureClientSecrets(opts.dataDir), ensureSigningKey(opts.dataDir)]);
+  if (secretsResult.status === 'rejected') throw secretsResult.reason;
+  if (keyResult.status === 'rejected') throw keyResult.reason;
+  const [secrets, signingKey] = [secretsResult.value, keyResult.value];
 
   // The issuer URL must carry the real port, so bind first and attach the provider afterwards.
   let handle: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
