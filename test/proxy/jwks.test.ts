@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { afterEach, describe, it } from 'node:test';
+import { afterEach, describe, it, type TestContext } from 'node:test';
 import { randomUUID } from 'node:crypto';
 import { DOC_ID, RBAC_FILE, rpc, startHarness, writePolicy, type Harness } from '../helpers/harness.js';
 import { startTestIssuer } from '../helpers/test-issuer.js';
@@ -115,30 +115,34 @@ describe('issuer keys (JWKS)', () => {
     assert.equal(h.upstream.requests.length, 0);
   });
 
-  it('refuses a JWKS answer over 1 MiB unread past the limit, counted too_large, and recovers when it is fixed', async (t) => {
+  /**
+   * Starts a sidecar (also `h`, closed after each test) whose issuer answers its JWKS `mode`, and
+   * checks a token of that issuer is refused jwks_unavailable; returns the issuer, token and sidecar.
+   */
+  async function withBrokenJwks(t: TestContext, mode: 'garbage' | 'huge') {
     const issuer = await startTestIssuer();
     t.after(() => issuer.close());
-    issuer.breakJwks('huge');
-    h = await startHarness({ policyFile: writePolicy(policy('  jwks_cooldown_seconds: 0')), issuer });
+    issuer.breakJwks(mode);
+    const side = await startHarness({ policyFile: writePolicy(policy('  jwks_cooldown_seconds: 0')), issuer });
+    h = side;
     const token = await issuer.sign();
-    const res = await h.call(rpc('get_document', { document_id: DOC_ID }), { token });
+    const res = await side.call(rpc('get_document', { document_id: DOC_ID }), { token });
     assert.equal(res.json.error?.data?.reason, 'authn.jwks_unavailable');
-    assert.ok(await h.metric('ca_a2a_jwks_fetches_total', { result: 'too_large' }) >= 1);
-    assert.equal(h.upstream.requests.length, 0);
+    return { issuer, token, side };
+  }
+
+  it('refuses a JWKS answer over 1 MiB unread past the limit, counted too_large, and recovers when it is fixed', async (t) => {
+    const { issuer, token, side } = await withBrokenJwks(t, 'huge');
+    assert.ok(await side.metric('ca_a2a_jwks_fetches_total', { result: 'too_large' }) >= 1);
+    assert.equal(side.upstream.requests.length, 0);
     issuer.breakJwks(undefined);
     await new Promise((resolve) => setTimeout(resolve, 1_100)); // past the one-a-second retry with no key cached
-    assert.equal((await h.call(rpc('get_document', { document_id: DOC_ID }), { token })).status, 200);
+    assert.equal((await side.call(rpc('get_document', { document_id: DOC_ID }), { token })).status, 200);
   });
 
   it('answers 401 jwks_unavailable when the JWKS is garbage, and recovers when it is fixed', async (t) => {
-    const issuer = await startTestIssuer();
-    t.after(() => issuer.close());
-    issuer.breakJwks('garbage');
-    h = await startHarness({ policyFile: writePolicy(policy('  jwks_cooldown_seconds: 0')), issuer });
-    const token = await issuer.sign();
-    const res = await h.call(rpc('get_document', { document_id: DOC_ID }), { token });
-    assert.equal(res.json.error?.data?.reason, 'authn.jwks_unavailable');
+    const { issuer, token, side } = await withBrokenJwks(t, 'garbage');
     issuer.breakJwks(undefined);
-    assert.equal((await h.call(rpc('get_document', { document_id: DOC_ID }), { token })).status, 200);
+    assert.equal((await side.call(rpc('get_document', { document_id: DOC_ID }), { token })).status, 200);
   });
 });
