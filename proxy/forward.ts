@@ -341,20 +341,30 @@ function expire(exchange: Exchange): void {
   exchange.timedOut();
 }
 
-/** An answer's end-to-end headers: without the hop-by-hop ones, those its Connection header names included (RFC 9110 §7.6.1). */
-export function endToEndHeaders(upstream: IncomingHttpHeaders): Record<string, string | string[]> {
+/**
+ * An answer's end-to-end headers: without the hop-by-hop ones, those its Connection header names
+ * included (RFC 9110 §7.6.1), and with `dropOwned` without any `x-ca-a2a-*` one.
+ */
+export function endToEndHeaders(upstream: IncomingHttpHeaders, dropOwned = false): Record<string, string | string[]> {
   const headers: Record<string, string | string[]> = {};
   const connection = upstream.connection;
   const connectionListed = connectionListedHeaders(Array.isArray(connection) ? connection.join(',') : connection);
   for (const name in upstream) {
     const value = upstream[name];
-    if (value !== undefined && !DROPPED_RESPONSE_HEADERS.has(name) && connectionListed?.has(name) !== true) headers[name] = value;
+    if (value === undefined || DROPPED_RESPONSE_HEADERS.has(name) || connectionListed?.has(name) === true) continue;
+    if (dropOwned && name.startsWith('x-ca-a2a-')) continue;
+    headers[name] = value;
   }
   return headers;
 }
 
+/**
+ * The agent's answer headers as the client gets them. The `x-ca-a2a-*` names are the sidecar's in
+ * both directions: an agent's own (a copied request header, a forged identity) are dropped, so a
+ * client reads in them only what this sidecar set.
+ */
 function responseHeaders(ctx: RequestContext, upstream: IncomingHttpHeaders): Record<string, string | string[]> {
-  const headers = endToEndHeaders(upstream);
+  const headers = endToEndHeaders(upstream, true);
   Object.assign(headers, ctx.responseHeaders);
   headers['x-ca-a2a-request-id'] = ctx.requestId;
   return headers;

@@ -44,6 +44,16 @@ describe('forwarding to the upstream', () => {
     h.upstream.respond(undefined);
   });
 
+  it("drops the agent's own x-ca-a2a-* answer headers, and sets its request id", async () => {
+    h.upstream.respond(() => ({ status: 200, headers: { 'x-ca-a2a-subject': 'admin', 'X-CA-A2A-Request-Id': 'forged', 'x-other': 'kept' }, body: { jsonrpc: '2.0', id: 9, result: {} } }));
+    const res = await h.call(call(), { token });
+    h.upstream.respond(undefined);
+    assert.equal(res.status, 200);
+    assert.equal(res.headers['x-ca-a2a-subject'], undefined);
+    assert.match(String(res.headers['x-ca-a2a-request-id']), /^[0-9a-f-]{36}$/);
+    assert.equal(res.headers['x-other'], 'kept');
+  });
+
   it('answers a client that sends Expect: 100-continue, and forwards its request without the Expect header', async () => {
     // curl sends it with larger bodies; the sidecar has the whole body before it forwards, so the
     // expectation is met here and is not the upstream's to meet (undici refuses to send one).
