@@ -5,6 +5,8 @@ import { formatProblem, isPolicyLoadError } from './policy/errors.js';
 import { loadPolicy, type PolicyOverrides } from './policy/load.js';
 import type { ServicePolicy } from './policy/model.js';
 
+const ENFORCED_VERB = { allow: 'allows', deny: 'denies', would_deny: 'would deny (dry-run: forwarded)' } as const;
+
 /**
  * The candidate policy of `--shadow-policy FILE`: loaded like the enforced one (an invalid file
  * refuses the start, so an operator notices), reloaded beside it, and on a failed reload kept
@@ -71,7 +73,7 @@ export class ShadowPolicySource {
           subject: principal?.subject,
           client_id: principal?.clientId,
           roles: principal?.roles,
-        }, `shadow policy would ${candidate.decision} what the enforced policy ${enforced.decision === 'allow' ? 'allows' : 'denies'}`, 'warn');
+        }, `shadow policy would ${candidate.decision} what the enforced policy ${ENFORCED_VERB[enforced.decision]}`, 'warn');
       },
     };
   }

@@ -3,9 +3,12 @@ import type { DenialCode } from '../denials.js';
 import { evaluate } from '../policy/evaluate.js';
 import type { ServicePolicy } from '../policy/model.js';
 
-/** One policy's answer for a whole request: allow, or the first refusing call's code. */
+/**
+ * One policy's answer for a whole request: allow, or the first refusing call's code; `would_deny`
+ * for the enforced policy's refusal in dry-run mode, where the request is forwarded all the same.
+ */
 export interface ShadowOutcome {
-  readonly decision: 'allow' | 'deny';
+  readonly decision: 'allow' | 'deny' | 'would_deny';
   readonly code: DenialCode | undefined;
   /** The refusing call's method (and tool), for the audit line. */
   readonly method: string | undefined;
@@ -21,6 +24,7 @@ export type ShadowDisagreement = (ctx: RequestContext, enforced: ShadowOutcome, 
  * passes and never throws: a candidate, however broken, cannot change what is enforced.
  */
 export function shadowLayer(policy: ServicePolicy, shadow: ServicePolicy, onDisagreement: ShadowDisagreement): Layer {
+  const dryRun = policy.mode === 'dry-run';
   return {
     name: 'shadow',
     check(ctx: RequestContext): Verdict {
@@ -28,7 +32,9 @@ export function shadowLayer(policy: ServicePolicy, shadow: ServicePolicy, onDisa
         const roles = ctx.principal?.roles ?? [];
         const enforced = outcome(policy, roles, ctx.calls);
         const candidate = outcome(shadow, roles, ctx.calls);
-        if (enforced.decision !== candidate.decision) onDisagreement(ctx, enforced, candidate);
+        if (enforced.decision !== candidate.decision) {
+          onDisagreement(ctx, dryRun && enforced.decision === 'deny' ? { ...enforced, decision: 'would_deny' } : enforced, candidate);
+        }
       } catch {
         // Observability only: a failing comparison is dropped, the request goes on unchanged.
       }

@@ -131,6 +131,19 @@ describe('shadow layer', () => {
     layer.check(ctx(['viewer'], 'delete_document'));
     assert.deepEqual(seen, ['allow/deny/authz.no_roles']);
   });
+
+  it('reports the enforced refusal of a dry-run policy as would_deny (it is forwarded), and agrees with a candidate that denies', () => {
+    const dryRun = { ...policy, mode: 'dry-run' } as typeof policy;
+    const denyAll = { ...policy, roles: new Map() } as typeof policy;
+    const seen: string[] = [];
+    shadowLayer(dryRun, policy, (_ctx, enforced, shadow) => seen.push(`${enforced.decision}/${shadow.decision}`)).check(ctx(['viewer'], 'delete_document'));
+    shadowLayer(dryRun, denyAll, (_ctx, enforced, shadow) => seen.push(`${enforced.decision}/${shadow.decision}`)).check(ctx(['viewer'], 'delete_document'));
+    shadowLayer(policy, dryRun, (_ctx, enforced, shadow) => seen.push(`${enforced.decision}/${shadow.decision}`)).check(ctx(['viewer'], 'delete_document'));
+    assert.deepEqual(seen, []);
+    const viewerDeletes = loadPolicy(writePolicy(service('unit', candidateRbac())));
+    shadowLayer(dryRun, viewerDeletes, (_ctx, enforced, shadow) => seen.push(`${enforced.decision}/${shadow.decision}`)).check(ctx(['viewer'], 'delete_document'));
+    assert.deepEqual(seen, ['would_deny/allow']);
+  });
 });
 
 describe('dry-run mode', () => {
