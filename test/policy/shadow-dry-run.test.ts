@@ -135,14 +135,15 @@ describe('shadow layer', () => {
   it('reports the enforced refusal of a dry-run policy as would_deny (it is forwarded), and agrees with a candidate that denies', () => {
     const dryRun = { ...policy, mode: 'dry-run' } as typeof policy;
     const denyAll = { ...policy, roles: new Map() } as typeof policy;
-    const seen: string[] = [];
-    shadowLayer(dryRun, policy, (_ctx, enforced, shadow) => seen.push(`${enforced.decision}/${shadow.decision}`)).check(ctx(['viewer'], 'delete_document'));
-    shadowLayer(dryRun, denyAll, (_ctx, enforced, shadow) => seen.push(`${enforced.decision}/${shadow.decision}`)).check(ctx(['viewer'], 'delete_document'));
-    shadowLayer(policy, dryRun, (_ctx, enforced, shadow) => seen.push(`${enforced.decision}/${shadow.decision}`)).check(ctx(['viewer'], 'delete_document'));
-    assert.deepEqual(seen, []);
-    const viewerDeletes = loadPolicy(writePolicy(service('unit', candidateRbac())));
-    shadowLayer(dryRun, viewerDeletes, (_ctx, enforced, shadow) => seen.push(`${enforced.decision}/${shadow.decision}`)).check(ctx(['viewer'], 'delete_document'));
-    assert.deepEqual(seen, ['would_deny/allow']);
+    const reported = (enforced: typeof policy, candidate: typeof policy): string[] => {
+      const seen: string[] = [];
+      shadowLayer(enforced, candidate, (_ctx, e, c) => seen.push(`${e.decision}/${c.decision}`)).check(ctx(['viewer'], 'delete_document'));
+      return seen;
+    };
+    assert.deepEqual(reported(dryRun, policy), []);
+    assert.deepEqual(reported(dryRun, denyAll), []);
+    assert.deepEqual(reported(policy, dryRun), []);
+    assert.deepEqual(reported(dryRun, loadPolicy(writePolicy(service('unit', candidateRbac())))), ['would_deny/allow']);
   });
 });
 
