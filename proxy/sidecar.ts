@@ -215,7 +215,10 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   /** Handles a request; `refusal`, when given, is its verdict without running the layers. */
   const handle = async (req: IncomingMessage, res: ServerResponse, refusal?: Denial): Promise<void> => {
     const closedBy = closing.get(req.socket);
-    if (closedBy !== undefined && closedBy !== req) return;
+    if (closedBy !== undefined && closedBy !== req) {
+      metrics.droppedRequests.inc({ service });
+      return;
+    }
     const current = runtime;
     const started = performance.now();
     inFlight++;

@@ -87,6 +87,12 @@ export function createSidecarMetrics(options: { collectProcess?: boolean } = {})
       labelNames: ['service', 'method', 'outcome', 'status'] as const,
       registers,
     }),
+    droppedRequests: new Counter({
+      name: 'ca_a2a_dropped_requests_total',
+      help: 'Requests pipelined behind one answered with Connection: close: not processed, not answered (RFC 9112 section 9.6).',
+      labelNames: ['service'] as const,
+      registers,
+    }),
     requestDuration: new Histogram({
       name: 'ca_a2a_request_duration_seconds',
       help: 'Whole request time in the sidecar, from first byte to response end.',

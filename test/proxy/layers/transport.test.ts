@@ -187,6 +187,7 @@ methods:
   ] as const) {
     it(`processes no request pipelined after ${name}, refused with the connection closed`, async () => {
       const count = h.upstream.requests.length;
+      const dropped = await h.metric('ca_a2a_dropped_requests_total');
       const body = JSON.stringify(call());
       const next = `POST /message HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nAuthorization: Bearer ${token}\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
       const { text, closed } = await rawRequest(h.sidecar.url, first + next, 5000);
@@ -195,6 +196,7 @@ methods:
       assert.equal(text.match(/HTTP\/1\.1 /g)?.length, 1, 'one answer');
       await settled();
       assert.equal(h.upstream.requests.length, count, 'the pipelined request never reached the agent');
+      assert.equal(await h.metric('ca_a2a_dropped_requests_total'), dropped + 1, 'and was counted as dropped');
     });
   }
 
