@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { parseCidr } from './http/cidr.js';
+import { parseListen } from './listen.js';
 import { isPolicyLoadError, formatProblem } from './policy/errors.js';
 import { adminPortFor, isShippedService, SHIPPED_SERVICES, shippedPolicyFile } from './services.js';
 import { startSidecar, type Sidecar } from './sidecar.js';
@@ -65,6 +66,19 @@ function badUrl(values: Readonly<Record<string, readonly (string | undefined)[]>
         protocol = undefined;
       }
       if (protocol !== 'http:' && protocol !== 'https:') return `${flag} must be an http(s) URL, got '${url}'`;
+    }
+  }
+  return undefined;
+}
+
+/** The first listen flag that is not HOST:PORT with a port up to 65535, as a message. */
+function badListen(values: Readonly<Record<string, string | undefined>>): string | undefined {
+  for (const [flag, address] of Object.entries(values)) {
+    if (address === undefined) continue;
+    try {
+      parseListen(address);
+    } catch (error) {
+      return `${flag}: ${(error as Error).message}`;
     }
   }
   return undefined;
@@ -140,6 +154,11 @@ export async function sidecarCommand(argv: string[]): Promise<number> {
   }
   const port = service !== undefined ? SHIPPED_SERVICES[service].port : 8080;
   const listen = values.listen ?? `127.0.0.1:${port}`;
+  const notAddress = badListen({ '--listen': values.listen, '--admin-listen': values['admin-listen'], '--egress-listen': values['egress-listen'] });
+  if (notAddress !== undefined) {
+    process.stderr.write(`ca-a2a sidecar: ${notAddress}\n`);
+    return 2;
+  }
   const listenPort = Number(listen.slice(listen.lastIndexOf(':') + 1));
   const policyFile = service !== undefined ? shippedPolicyFile(service) : (policy as string);
 

@@ -194,13 +194,16 @@ methods:
     }
   });
 
-  it('refuses a flag URL that is not http(s) in one line, exit 2, as the policy file would have been', async () => {
+  it('refuses a flag URL that is not http(s) or a listen address that is not HOST:PORT in one line, exit 2, as the policy file would have been', async () => {
     const cases: [string[], RegExp][] = [
       [['--issuer', 'notaurl'], /^ca-a2a sidecar: --issuer must be an http\(s\) URL, got 'notaurl'$/],
       [['--upstream', 'ftp://127.0.0.1/x'], /^ca-a2a sidecar: --upstream must be an http\(s\) URL/],
       [['--public-url', 'archivist.example.com/message'], /^ca-a2a sidecar: --public-url must be an http\(s\) URL/],
       [['--service-url', 'mcp=127.0.0.1:8000'], /^ca-a2a sidecar: --service-url must be an http\(s\) URL/],
       [['--trusted-proxy', '10.0.1.0/33'], /^ca-a2a sidecar: --trusted-proxy must be an IP address or CIDR, got '10\.0\.1\.0\/33'$/],
+      [['--listen', '127.0.0.1:99999'], /^ca-a2a sidecar: --listen: invalid port in '127\.0\.0\.1:99999'$/],
+      [['--admin-listen', 'localhost'], /^ca-a2a sidecar: --admin-listen: invalid listen address 'localhost': expected HOST:PORT$/],
+      [['--egress-listen', '127.0.0.1:'], /^ca-a2a sidecar: --egress-listen: invalid listen address/],
     ];
     for (const [flags, message] of cases) {
       const child = spawn(process.execPath, ['bin/ca-a2a.js', 'sidecar', '--service', 'archivist', '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--no-watch', ...flags], {
