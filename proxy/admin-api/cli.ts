@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { isLoopbackListen } from '../listen.js';
 import { storeOptionsFromEnv } from '../stores/backends.js';
 import { startAdminApi } from './start.js';
 import { stopSignal } from '../stop-signal.js';
@@ -35,6 +36,16 @@ export async function adminApiCommand(argv: string[]): Promise<number> {
   if (values.help) {
     process.stdout.write(HELP);
     return 0;
+  }
+  let usage: string | undefined;
+  try {
+    if (!isLoopbackListen(values.listen)) usage = `--listen must be a loopback address, not '${values.listen}': the admin sidecar is the admin API's only door`;
+  } catch (error) {
+    usage = `--listen: ${(error as Error).message}`;
+  }
+  if (usage !== undefined) {
+    process.stderr.write(`ca-a2a admin-api: ${usage}\n`);
+    return 2;
   }
   const stopping = stopSignal();
   let api;
