@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
+import { parseListen } from '../proxy/listen.js';
 import { SHIPPED_SERVICES } from '../proxy/services.js';
 import { AGENT_NAMES, isAgentName, startAgent } from './registry.js';
 import { stopSignal } from '../proxy/stop-signal.js';
@@ -13,13 +14,6 @@ Put its sidecar in front of it: the agent has no security of its own and listens
                       the MCP gateway and the other agents
   --public-url URL    the sidecar's /message URL, advertised in the agent card (CA_A2A_PUBLIC_URL)
   --issuer URL        the OIDC issuer advertised in the agent card (CA_A2A_ISSUER)`;
-
-function parseListen(value: string): { host: string; port: number } | undefined {
-  const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(value);
-  const port = Number(match?.[3]);
-  const host = match?.[1] ?? match?.[2];
-  return host === undefined || port > 65535 ? undefined : { host, port };
-}
 
 /** `ca-a2a agent NAME`: runs until SIGINT/SIGTERM, then closes; 2 on a usage error. */
 export async function agentCommand(argv: string[]): Promise<number> {
@@ -51,9 +45,11 @@ export async function agentCommand(argv: string[]): Promise<number> {
     process.stderr.write(`ca-a2a agent: give one agent name (${AGENT_NAMES.join(', ')})\n\n${USAGE}\n`);
     return 2;
   }
-  const listen = parseListen(values.listen ?? `127.0.0.1:${SHIPPED_SERVICES[name].upstreamPort}`);
-  if (listen === undefined) {
-    process.stderr.write(`ca-a2a agent: --listen must be HOST:PORT\n\n${USAGE}\n`);
+  let listen;
+  try {
+    listen = parseListen(values.listen ?? `127.0.0.1:${SHIPPED_SERVICES[name].upstreamPort}`, '--listen');
+  } catch (error) {
+    process.stderr.write(`ca-a2a agent: ${(error as Error).message}\n\n${USAGE}\n`);
     return 2;
   }
   if (values.egress === undefined) {

@@ -3,6 +3,7 @@ import { pino } from 'pino';
 import { startMcpGateway } from './gateway.js';
 import type { McpGatewayOptions } from './gateway.js';
 import { DEFAULT_KEY_POLICY, keyPolicy } from './object-keys.js';
+import { parseListen } from '../proxy/listen.js';
 import { stopSignal } from '../proxy/stop-signal.js';
 
 const USAGE = 'usage: ca-a2a mcp-gateway [--listen HOST:PORT] [--data-dir DIR]';
@@ -27,14 +28,6 @@ environment:
                                in / (default uploads/,archive/)
   CA_A2A_S3_MAX_OBJECT_BYTES   largest object read or written (default 10485760)
 `;
-
-/** Splits HOST:PORT (IPv6 as [::1]:PORT). */
-export function parseListen(value: string): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(value);
-  const port = Number(m?.[3]);
-  if (!m || port > 65535) throw new Error(`--listen must be HOST:PORT, got ${JSON.stringify(value)}`);
-  return { host: (m[1] ?? m[2]) as string, port };
-}
 
 /**
  * Gateway options from the environment: DATABASE_URL; CA_A2A_S3_BUCKET, CA_A2A_S3_ENDPOINT,
@@ -84,7 +77,7 @@ export async function mcpGatewayCommand(argv: string[]): Promise<number> {
       process.stdout.write(HELP);
       return 0;
     }
-    listen = parseListen(values.listen ?? process.env.CA_A2A_LISTEN ?? '127.0.0.1:9000');
+    listen = parseListen(values.listen ?? process.env.CA_A2A_LISTEN ?? '127.0.0.1:9000', '--listen');
     dataDir = values['data-dir'] ?? process.env.CA_A2A_DATA_DIR ?? '.ca-a2a';
     envOptions = gatewayOptionsFromEnv(process.env);
   } catch (err) {

@@ -76,9 +76,9 @@ function badListen(values: Readonly<Record<string, string | undefined>>): string
   for (const [flag, address] of Object.entries(values)) {
     if (address === undefined) continue;
     try {
-      parseListen(address);
+      parseListen(address, flag);
     } catch (error) {
-      return `${flag}: ${(error as Error).message}`;
+      return (error as Error).message;
     }
   }
   return undefined;

@@ -1,5 +1,6 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
+import { parseListen } from '../../proxy/listen.js';
 import { createTokenSource } from '../../proxy/oauth/client-credentials.js';
 import { stopSignal } from '../../proxy/stop-signal.js';
 import { clientSecretsPath, defaultDataDir, loadClientSecrets } from './clients.js';
@@ -24,8 +25,12 @@ Prints an access token for NAME (client_credentials), e.g. TOKEN=$(npx ca-a2a to
 export async function issuerCommand(argv: string[]): Promise<number> {
   const args = parse(argv, { listen: { type: 'string' }, 'data-dir': { type: 'string' } }, ISSUER_USAGE);
   if (typeof args === 'number') return args;
-  const listen = parseListen(stringOption(args, 'listen') ?? envVar('CA_A2A_ISSUER_LISTEN') ?? `${DEFAULT_LISTEN.host}:${DEFAULT_LISTEN.port}`);
-  if (listen === undefined) return usageError('--listen must be HOST:PORT', ISSUER_USAGE);
+  let listen;
+  try {
+    listen = parseListen(stringOption(args, 'listen') ?? envVar('CA_A2A_ISSUER_LISTEN') ?? `${DEFAULT_LISTEN.host}:${DEFAULT_LISTEN.port}`, '--listen');
+  } catch (error) {
+    return usageError(messageOf(error), ISSUER_USAGE);
+  }
   const dataDir = stringOption(args, 'data-dir') ?? defaultDataDir();
 
   const stopping = stopSignal();
@@ -100,15 +105,6 @@ function envVar(name: string): string | undefined {
 function stringOption(args: Parsed, name: string): string | undefined {
   const value = args.values[name];
   return typeof value === 'string' ? value : undefined;
-}
-
-/** HOST:PORT, with IPv6 hosts in brackets (`[::1]:8080`). */
-function parseListen(value: string): { host: string; port: number } | undefined {
-  const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(value);
-  const port = Number(match?.[3]);
-  const host = match?.[1] ?? match?.[2];
-  if (host === undefined || !Number.isInteger(port) || port > 65535) return undefined;
-  return { host, port };
 }
 
 function usageError(message: string, usage: string): number {

@@ -39,9 +39,9 @@ export async function adminApiCommand(argv: string[]): Promise<number> {
   }
   let usage: string | undefined;
   try {
-    if (!isLoopbackListen(values.listen)) usage = `--listen must be a loopback address, not '${values.listen}': the admin sidecar is the admin API's only door`;
+    if (!isLoopbackListen(values.listen, '--listen')) usage = `--listen must be a loopback address, not '${values.listen}': the admin sidecar is the admin API's only door`;
   } catch (error) {
-    usage = `--listen: ${(error as Error).message}`;
+    usage = (error as Error).message;
   }
   if (usage !== undefined) {
     process.stderr.write(`ca-a2a admin-api: ${usage}\n`);

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { gatewayOptionsFromEnv, parseListen } from '../../mcp/cli.js';
+import { gatewayOptionsFromEnv } from '../../mcp/cli.js';
 import { startMcpGateway } from '../../mcp/gateway.js';
 import { openSqlClient } from '../../proxy/stores/sql/sql-client.js';
 import { tempDir } from './helpers.js';
@@ -16,12 +16,6 @@ const run = promisify(execFile);
 const BIN = new URL('../../bin/ca-a2a.js', import.meta.url).pathname;
 
 describe('ca-a2a mcp-gateway command', () => {
-  it('parses --listen HOST:PORT, IPv6 in brackets, and refuses anything else', () => {
-    assert.deepEqual(parseListen('127.0.0.1:9000'), { host: '127.0.0.1', port: 9000 });
-    assert.deepEqual(parseListen('[::1]:0'), { host: '::1', port: 0 });
-    for (const bad of ['9000', 'host:', 'host:70000', ':80']) assert.throws(() => parseListen(bad), /--listen/);
-  });
-
   it('names in --help every variable it reads', async () => {
     const read = new Set<string>();
     const recorder = new Proxy({}, { get: (_target, name) => (typeof name === 'string' && read.add(name), undefined) }) as NodeJS.ProcessEnv;

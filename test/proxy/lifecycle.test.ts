@@ -201,9 +201,9 @@ methods:
       [['--public-url', 'archivist.example.com/message'], /^ca-a2a sidecar: --public-url must be an http\(s\) URL/],
       [['--service-url', 'mcp=127.0.0.1:8000'], /^ca-a2a sidecar: --service-url must be an http\(s\) URL/],
       [['--trusted-proxy', '10.0.1.0/33'], /^ca-a2a sidecar: --trusted-proxy must be an IP address or CIDR, got '10\.0\.1\.0\/33'$/],
-      [['--listen', '127.0.0.1:99999'], /^ca-a2a sidecar: --listen: invalid port in '127\.0\.0\.1:99999'$/],
-      [['--admin-listen', 'localhost'], /^ca-a2a sidecar: --admin-listen: invalid listen address 'localhost': expected HOST:PORT$/],
-      [['--egress-listen', '127.0.0.1:'], /^ca-a2a sidecar: --egress-listen: invalid listen address/],
+      [['--listen', '127.0.0.1:99999'], /^ca-a2a sidecar: --listen '127\.0\.0\.1:99999' is not HOST:PORT \(IPv6 in brackets, port 0 to 65535\)$/],
+      [['--admin-listen', 'localhost'], /^ca-a2a sidecar: --admin-listen 'localhost' is not HOST:PORT/],
+      [['--egress-listen', '127.0.0.1:'], /^ca-a2a sidecar: --egress-listen '127\.0\.0\.1:' is not HOST:PORT/],
     ];
     for (const [flags, message] of cases) {
       const child = spawn(process.execPath, ['bin/ca-a2a.js', 'sidecar', '--service', 'archivist', '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--no-watch', ...flags], {
