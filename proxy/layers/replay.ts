@@ -2,7 +2,7 @@ import type { Layer, RequestContext, Verdict } from '../context.js';
 import { denial } from '../denials.js';
 import type { ServicePolicy } from '../policy/model.js';
 import { isStoreUnavailable } from '../stores/store-error.js';
-import type { OneTimeIdStore } from '../stores/one-time-ids.js';
+import { ForgottenIdError, type OneTimeIdStore } from '../stores/one-time-ids.js';
 
 /**
  * How long after its iat any policy may accept a proof: the largest proof_max_age_seconds (300)
@@ -26,7 +26,8 @@ export interface ReplayDeps {
  * policy's: a reload that widens the window, or a replica still on a wider policy, must not find
  * a proof used under a narrower one fresh and unknown. The key includes the proof key's
  * thumbprint: one client cannot burn another's ids. Store down: fail closed (503) unless the
- * policy says integrity.replay_store_failure: allow.
+ * policy says integrity.replay_store_failure: allow. An in-memory store that forgot an id early
+ * and cannot tell its replay from a new one is no outage: refused (503) whatever the policy says.
  */
 export function replayLayer(policy: ServicePolicy, deps: ReplayDeps): Layer {
   const onFailure = policy.integrity.replayStoreFailure;
@@ -53,9 +54,10 @@ export function replayLayer(policy: ServicePolicy, deps: ReplayDeps): Layer {
       return seen === 'new' ? undefined : denial('replay.duplicate_id');
     } catch (error) {
       if (!isStoreUnavailable(error)) throw error;
-      deps.onStoreError(error, onFailure, !failing);
+      const fallback = error instanceof ForgottenIdError ? 'deny' : onFailure;
+      deps.onStoreError(error, fallback, !failing);
       failing = true;
-      return onFailure === 'allow' ? undefined : denial('replay.store_unavailable');
+      return fallback === 'allow' ? undefined : denial('replay.store_unavailable');
     }
   }
 }

@@ -7,11 +7,20 @@ import { StoreUnavailableError } from './store-error.js';
  * (the proof's iat), `caller` who presented it (the token's subject: a replay of a proof comes
  * with the token it was made for, so with the same caller). Failure policy: a store that cannot
  * answer throws an error with code 'STORE_UNAVAILABLE' and never guesses — the replay layer
- * decides (fail closed by default).
+ * decides (fail closed by default); one that cannot tell a replay from a new id throws a
+ * ForgottenIdError, which the replay layer always refuses.
  */
 export interface OneTimeIdStore {
   claim(id: string, ttlSeconds: number, issuedAtSeconds: number, caller: string): Promise<'new' | 'seen'>;
   close(): Promise<void>;
+}
+
+/**
+ * The in-memory store's answer for an id it may have forgotten early: it cannot say 'new', since
+ * the id may be a replay. Not an outage, so no policy's fallback lets it through.
+ */
+export class ForgottenIdError extends StoreUnavailableError {
+  readonly forgotten = true;
 }
 
 interface Claim {
@@ -71,7 +80,7 @@ export class MemoryOneTimeIds implements OneTimeIdStore {
     const issuedAt = issuedAtSeconds * 1000;
     const upTo = Math.max(own.forgottenUpTo, this.#forgottenByAllUpTo);
     if (issuedAt <= upTo) {
-      throw new StoreUnavailableError('one-time-id', `full: ids minted before ${new Date(upTo).toISOString()} were forgotten early and can no longer be told from replays`);
+      throw new ForgottenIdError('one-time-id', `full: ids minted before ${new Date(upTo).toISOString()} were forgotten early and can no longer be told from replays`);
     }
     const entry = { caller, issuedAt, expiresAt: now + ttlSeconds * 1000 };
     this.#claims.set(id, entry);
