@@ -106,11 +106,14 @@ export function integrityLayer(policy: ServicePolicy, deps: IntegrityDeps): Laye
   }
 }
 
+/** Each call's method's own mode, or the service's (methods.NAME.integrity overrides it either way); the strictest of a batch. */
 function effectiveMode(policy: ServicePolicy, ctx: RequestContext): IntegrityMode {
-  let mode = policy.integrity.dpop;
+  const service = policy.integrity.dpop;
+  if (ctx.calls.length === 0) return service;
+  let mode: IntegrityMode = 'off';
   for (const call of ctx.calls) {
-    const own = policy.methods.get(call.method)?.integrity;
-    if (own !== undefined && STRICTNESS[own] > STRICTNESS[mode]) mode = own;
+    const own = policy.methods.get(call.method)?.integrity ?? service;
+    if (STRICTNESS[own] > STRICTNESS[mode]) mode = own;
   }
   return mode;
 }

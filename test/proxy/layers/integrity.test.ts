@@ -330,13 +330,15 @@ ${methods}`);
   let off: Harness;
   let optional: Harness;
   let boundOnly: Harness;
+  let lowered: Harness;
   before(async () => {
     off = await startHarness({ policyFile: service('{ dpop: off }', '  get_document: {}\n  delete_document: { integrity: required }\n') });
     optional = await startHarness({ policyFile: service('{ dpop: optional }'), issuer: off.issuer });
     boundOnly = await startHarness({ policyFile: service('{ dpop: required, require_bound_tokens: true }'), issuer: off.issuer });
+    lowered = await startHarness({ policyFile: service('{ dpop: required }', '  get_document: { integrity: off }\n  delete_document: {}\n'), issuer: off.issuer });
   });
   after(async () => {
-    await Promise.all([optional?.close(), boundOnly?.close()]);
+    await Promise.all([optional?.close(), boundOnly?.close(), lowered?.close()]);
     await off?.close();
   });
 
@@ -352,6 +354,16 @@ ${methods}`);
     assert.deepEqual(await sent(off, del, { authorization: `Bearer ${token}` }), { status: 401, reason: 'integrity.proof_missing' });
     assert.deepEqual(await sent(off, [get, { ...del, id: 2 }], { authorization: `Bearer ${token}` }), { status: 401, reason: 'integrity.proof_missing' }, 'the strictest mode of a batch applies');
     assert.equal((await off.call(del, { token })).status, 200, 'with a proof it passes');
+  });
+
+  it('a method\'s own mode overrides the service\'s, also when it is less strict; a batch with another method gets the strictest', async () => {
+    const token = await lowered.issuer.sign(admin);
+    assert.deepEqual(await sent(lowered, get, { authorization: `Bearer ${token}` }), { status: 200, reason: undefined });
+    assert.deepEqual(await sent(lowered, del, { authorization: `Bearer ${token}` }), { status: 401, reason: 'integrity.proof_missing' });
+    assert.deepEqual(await sent(lowered, [get, { ...del, id: 2 }], { authorization: `Bearer ${token}` }), { status: 401, reason: 'integrity.proof_missing' }, 'the strictest mode of a batch applies');
+    const key = await createProofKey();
+    const bound = await lowered.issuer.sign({ ...admin, cnf: { jkt: await calculateJwkThumbprint(key.publicJwk, 'sha256') } });
+    assert.deepEqual(await sent(lowered, get, { authorization: `DPoP ${bound}` }), { status: 401, reason: 'integrity.proof_missing' }, 'a bound token still needs its proof');
   });
 
   it('off: a token bound to a key still needs a proof from that key', async () => {
