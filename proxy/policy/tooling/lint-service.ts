@@ -23,7 +23,11 @@ export function lintService(policy: ServicePolicy, source: YamlSource): Diagnost
     const decision = decide(policy, [role], { method: perTool.name, tool });
     return decision.allowed || decision.code === 'authz.arguments_denied';
   });
+  const strictness = { off: 0, optional: 1, required: 2 } as const;
   for (const method of policy.methods.values()) {
+    if (method.integrity !== undefined && strictness[method.integrity] < strictness[policy.integrity.dpop]) {
+      report(['methods', method.name, 'integrity'], 'warning', 'integrity-relaxed', `method '${method.name}' relaxes integrity.dpop '${policy.integrity.dpop}' to '${method.integrity}': a call without a proof is forwarded`);
+    }
     // tool_holders methods (MCP initialize, ping, tools/list) carry protocol params the sidecar does not own.
     if (method.access !== 'tool_holders' && method.validateParams === undefined) {
       report(['methods'], 'warning', 'method-without-params', `method '${method.name}' has no params schema: any params reach the agent`, method.name);
