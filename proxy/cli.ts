@@ -147,6 +147,13 @@ export async function sidecarCommand(argv: string[]): Promise<number> {
     process.stderr.write(`ca-a2a sidecar: ${invalid}\n`);
     return 2;
   }
+  // The expected htu is this URL joined with the request's path: a query, a fragment or a user in
+  // it would make every proof's htu mismatch, each refused as if the clients were wrong.
+  const notBase = (values['public-url'] ?? []).find((url) => /[?#@]/.test(url));
+  if (notBase !== undefined) {
+    process.stderr.write(`ca-a2a sidecar: --public-url is an origin with an optional path, without a query, fragment or user, got '${notBase}'\n`);
+    return 2;
+  }
   const notCidr = (values['trusted-proxy'] ?? []).find((entry) => parseCidr(entry) === undefined);
   if (notCidr !== undefined) {
     process.stderr.write(`ca-a2a sidecar: --trusted-proxy must be an IP address or CIDR, got '${notCidr}'\n`);

@@ -200,6 +200,8 @@ methods:
       [['--upstream', 'ftp://127.0.0.1/x'], /^ca-a2a sidecar: --upstream must be an http\(s\) URL/],
       [['--public-url', 'archivist.example.com/message'], /^ca-a2a sidecar: --public-url must be an http\(s\) URL/],
       [['--service-url', 'mcp=127.0.0.1:8000'], /^ca-a2a sidecar: --service-url must be an http\(s\) URL/],
+      [['--public-url', 'https://archivist.example.com/?tenant=a'], /^ca-a2a sidecar: --public-url is an origin with an optional path, without a query, fragment or user, got 'https:\/\/archivist\.example\.com\/\?tenant=a'$/],
+      [['--public-url', 'https://ops@archivist.example.com'], /^ca-a2a sidecar: --public-url is an origin with an optional path/],
       [['--trusted-proxy', '10.0.1.0/33'], /^ca-a2a sidecar: --trusted-proxy must be an IP address or CIDR, got '10\.0\.1\.0\/33'$/],
       [['--listen', '127.0.0.1:99999'], /^ca-a2a sidecar: --listen '127\.0\.0\.1:99999' is not HOST:PORT \(IPv6 in brackets, port 0 to 65535\)$/],
       [['--admin-listen', 'localhost'], /^ca-a2a sidecar: --admin-listen 'localhost' is not HOST:PORT/],
