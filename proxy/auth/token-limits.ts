@@ -14,12 +14,18 @@ export const MAX_TOKEN_LIFETIME_SECONDS = 24 * 3600;
 /** The longest `jti` or `sub`, in characters, that a revocation names (and a store keys by). */
 export const MAX_TOKEN_ID_LENGTH = 200;
 
+// With the u flag a pair is one code point: only a surrogate standing alone is in Cs.
+const UNPAIRED_SURROGATE = /\p{Cs}/u;
+
 /**
  * Why a `jti` or `sub` cannot be named by a revocation, or undefined when it can: 1..200
- * characters, no NUL (PostgreSQL text cannot hold one).
+ * characters, no NUL (PostgreSQL text cannot hold one), no unpaired surrogate (a JSON `\ud800`
+ * escape: PostgreSQL's UTF-8 text stores it as U+FFFD, so the revocation loaded back names
+ * another value).
  */
 export function unrevocableId(value: string): string | undefined {
   if (value.length === 0 || value.length > MAX_TOKEN_ID_LENGTH) return `must be 1..${MAX_TOKEN_ID_LENGTH} characters`;
   if (value.includes('\u0000')) return 'must not contain NUL';
+  if (UNPAIRED_SURROGATE.test(value)) return 'must not contain an unpaired surrogate';
   return undefined;
 }

@@ -51,6 +51,8 @@ describe('authn layer: only tokens a revocation can name and outlive', () => {
     ['a 201-character sub', { sub: 's'.repeat(201) }],
     ['a NUL in the jti', { jti: 'a\u0000b' }],
     ['a NUL in the sub', { sub: 'a\u0000b' }],
+    ['an unpaired surrogate in the jti', { jti: 'a\ud800b' }],
+    ['an unpaired surrogate in the sub', { sub: 'a\udc00' }],
   ] as const) {
     it(`refuses a token with ${name}, which no revocation could name`, async () => {
       const res = await get(await h.issuer.sign(claims));

@@ -85,6 +85,30 @@ describe('hybrid revocation on Redis + PostgreSQL', () => {
     }
   });
 
+  it('never accepts, after a restart, a token whose jti or sub PostgreSQL would read back otherwise (an unpaired surrogate)', async () => {
+    // A JSON \ud800 escape decodes to a lone surrogate, which PostgreSQL's UTF-8 text stores as U+FFFD:
+    // a revocation loaded back would name another token. Pushed, it matched; loaded, it must too.
+    const cases = [
+      { claims: { jti: `lone-\ud800-${prefix}` }, revoke: { kind: 'jti', jti: `lone-\ud800-${prefix}` } },
+      { claims: { sub: `lone-\udc00-${prefix}` }, revoke: { kind: 'subject', subject: `lone-\udc00-${prefix}` } },
+    ] as const;
+    const tokens = [];
+    for (const { claims, revoke } of cases) {
+      tokens.push(await viewerToken(claims));
+      try {
+        await a.sidecar.revoker.revoke({ ...revoke, reason: 'stolen', revokedBy: 'test' });
+      } catch (error) {
+        assert.equal((error as { code?: string }).code, 'INVALID_REVOCATION', (error as Error).message);
+      }
+    }
+    const fresh = await startHarness({ service: 'archivist', issuer, sidecar: { stores: sharedStores(prefix, schema.urlFor()) } });
+    try {
+      for (const token of tokens) assert.equal((await fresh.call(get(), { token })).status, 401);
+    } finally {
+      await fresh.close();
+    }
+  });
+
   it('revoke-subject refuses the subject\'s old tokens and accepts its new ones', async () => {
     const adminToken = await issuer.sign(ADMIN);
     const old = await viewerToken({ sub: 'leaver' });
