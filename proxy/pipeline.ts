@@ -29,7 +29,7 @@ export interface PipelineDeps {
   /** --shadow-policy: a candidate compared with this policy on every request; absent, no layer. */
   readonly shadow?: { readonly policy: ServicePolicy; readonly onDisagreement: ShadowDisagreement } | undefined;
   readonly tokenSources: TokenSourceStore;
-  readonly onAnomaly: (report: AnomalyReport) => void;
+  readonly onAnomaly: (report: AnomalyReport) => Promise<boolean>;
   readonly onTokenSourceStoreError: (error: unknown) => void;
   readonly oneTimeIds: OneTimeIdStore;
   readonly onReplayStoreError: (error: unknown, fallback: 'deny' | 'allow', first: boolean) => void;

@@ -15,7 +15,11 @@ export interface AnomalyReport {
 export interface AnomalyDeps {
   readonly store: TokenSourceStore;
   readonly now: () => number;
-  readonly onAnomaly: (report: AnomalyReport) => void;
+  /**
+   * Raises the alarm (and revokes, if the policy says so); resolves to false when the revocation
+   * failed, so that the token's next new address raises it again rather than never.
+   */
+  readonly onAnomaly: (report: AnomalyReport) => Promise<boolean>;
   readonly onStoreError: (error: unknown) => void;
 }
 
@@ -51,7 +55,9 @@ export function anomalyLayer(policy: ServicePolicy, deps: AnomalyDeps): Layer | 
         if (count <= config.maxSources || alarmed.has(principal.jti)) return;
         if (alarmed.size >= SEEN_PAIRS_MAX) alarmed.clear();
         alarmed.add(principal.jti);
-        deps.onAnomaly({ principal, source, sources: count, maxSources: config.maxSources, autoRevoke: config.autoRevoke });
+        void deps.onAnomaly({ principal, source, sources: count, maxSources: config.maxSources, autoRevoke: config.autoRevoke }).then((done) => {
+          if (!done) alarmed.delete(principal.jti);
+        });
       }, (error: unknown) => {
         // Let the next request from this address try again.
         seen.delete(pair);

@@ -26,8 +26,8 @@ export interface SidecarStores {
   readonly oneTimeIds: OneTimeIdStore;
   readonly tokenSources: TokenSourceStore;
   readonly backend: RevocationBackend;
-  /** What the sidecar does with a stolen-token alarm: audit, count, and revoke if the policy says so. */
-  onAnomaly(report: AnomalyReport): void;
+  /** What the sidecar does with a stolen-token alarm: audit, count, and revoke if the policy says so; false when that revocation failed. */
+  onAnomaly(report: AnomalyReport): Promise<boolean>;
   onTokenSourceStoreError(error: unknown): void;
   close(): Promise<void>;
 }
@@ -131,7 +131,7 @@ export function auditRevocation(audit: Pick<AuditLog, 'event'>, result: RevokeRe
   }, 'token revoked', 'warn');
 }
 
-function handleAnomaly(report: AnomalyReport, o: Observers, revoker: Revoker): void {
+function handleAnomaly(report: AnomalyReport, o: Observers, revoker: Revoker): Promise<boolean> {
   const { principal } = report;
   const fields = {
     jti: principal.jti, subject: principal.subject, client_id: principal.clientId, source_ip: report.source,
@@ -143,11 +143,17 @@ function handleAnomaly(report: AnomalyReport, o: Observers, revoker: Revoker): v
   };
   if (!report.autoRevoke) {
     raise('logged');
-    return;
+    return Promise.resolve(true);
   }
-  revoker.revoke({
+  return revoker.revoke({
     kind: 'jti', jti: principal.jti, expiresAt: principal.expiresAt,
     reason: `anomalous usage: seen from ${report.sources} source addresses (max ${report.maxSources})`,
     revokedBy: `sidecar:${o.service}`,
-  }).then(() => raise('revoked'), (error: unknown) => raise('revoke_failed', { err: (error as Error).message }));
+  }).then(() => {
+    raise('revoked');
+    return true;
+  }, (error: unknown) => {
+    raise('revoke_failed', { err: (error as Error).message });
+    return false;
+  });
 }

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { DOC_ID, RBAC_FILE, rpc, startHarness, writePolicy, type Harness } from '../../helpers/harness.js';
 import { startTestIssuer, type TestIssuer } from '../../helpers/test-issuer.js';
-import { createTestSchema, dropPrefix, postFrom, REDIS_URL, uniquePrefix, until } from './helpers.js';
+import { createTestSchema, dropPrefix, postFrom, REDIS_URL, TcpRelay, uniquePrefix, until } from './helpers.js';
 
 const policy = (anomaly: string) => writePolicy(`service: anomaly-test
 rbac: ${RBAC_FILE}
@@ -105,5 +105,31 @@ describe('stolen-token detection (one jti from several source addresses)', () =>
     const revoked = revoking.audit.events('token_revoked')[0];
     assert.equal(revoked?.revoked_by, 'sidecar:anomaly-test');
     assert.equal(await revoking.metric('ca_a2a_anomalous_token_usage_total', { action: 'revoked' }), 1);
+  });
+
+  it('with auto_revoke, tries again from the next new address after a revocation that failed (PostgreSQL down)', async () => {
+    // PostgreSQL through a relay the test cuts once the sidecar has loaded its revocations.
+    const relay = new TcpRelay(5432);
+    await relay.start();
+    const port = relay.port;
+    const stores = { redisUrl: REDIS_URL, databaseUrl: schema.urlFor(`127.0.0.1:${port}`), keyPrefix: prefix };
+    const cut = await startHarness({ policyFile: policy('{ max_sources: 3, auto_revoke: true }'), issuer, sidecar: { stores } });
+    try {
+      const token = await issuer.sign({ sub: 'during-outage' });
+      for (const source of ['127.0.0.2', '127.0.0.3', '127.0.0.4']) assert.equal(await postFrom(cut.sidecar.url, source, token, body), 200);
+      await relay.stop();
+      assert.equal(await postFrom(cut.sidecar.url, '127.0.0.5', token, body), 200);
+      await until(async () => cut.audit.events('anomalous_token_usage').some((line) => line.action === 'revoke_failed'));
+      relay.port = port;
+      await relay.start();
+      // Still in use from yet another address: the alarm stands and the token is revoked now.
+      assert.equal(await postFrom(cut.sidecar.url, '127.0.0.6', token, body), 200);
+      await until(async () => (await postFrom(cut.sidecar.url, '127.0.0.2', token, body)) === 401);
+      assert.deepEqual(cut.audit.events('anomalous_token_usage').map((line) => line.action), ['revoke_failed', 'revoked']);
+      assert.equal(await cut.metric('ca_a2a_anomalous_token_usage_total', { action: 'revoked' }), 1);
+    } finally {
+      await cut.close();
+      await relay.stop();
+    }
   });
 });
