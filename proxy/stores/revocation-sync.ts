@@ -14,7 +14,8 @@ export interface RevocationSyncOptions {
   /** Deletion of expired rows (default 10 min; 0 disables). */
   readonly cleanupIntervalMs?: number;
   readonly onApplied?: (revocation: Revocation, source: 'load' | 'push') => void;
-  readonly onLoaded?: (count: number) => void;
+  /** After every load that succeeded; `first` for the one that made the set loaded. */
+  readonly onLoaded?: (count: number, first: boolean) => void;
   readonly onError?: (error: unknown, during: 'load' | 'cleanup') => void;
 }
 
@@ -91,7 +92,7 @@ export class RevocationSync {
       this.#o.set.prune(nowSeconds);
       const first = !this.#o.set.loaded;
       this.#o.set.markLoaded();
-      if (first) this.#o.onLoaded?.(active.length);
+      this.#o.onLoaded?.(active.length, first);
     } catch (error) {
       this.#o.onError?.(error, 'load');
       if (!this.#o.set.loaded && !this.#closed && !this.#retry) {

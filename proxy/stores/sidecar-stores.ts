@@ -81,7 +81,12 @@ export async function openSidecarStores(options: SidecarStoreOptions, o: Observe
     now,
     resyncIntervalMs: options.resyncIntervalMs,
     onApplied: (revocation, source) => metrics.revocations.inc({ service, kind: revocation.kind, source }),
-    onLoaded: (count) => logger.info({ event_type: 'revocations_loaded', count, durable: backend.describe.durable }, 'revocations loaded'),
+    onLoaded: (count, first) => {
+      // The outage is over: the next one is logged as well.
+      if (down.postgres) logger.info({ event_type: 'store_recovered', store: 'revocation' }, 'revocation store answers again');
+      down.postgres = false;
+      if (first) logger.info({ event_type: 'revocations_loaded', count, durable: backend.describe.durable }, 'revocations loaded');
+    },
     onError: (error, during) => {
       metrics.storeErrors.inc({ service, store: 'revocation', fallback: during === 'load' && !revocations.loaded ? 'deny' : 'cached' });
       if (during === 'load' && down.postgres) return;

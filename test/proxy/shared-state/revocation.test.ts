@@ -8,7 +8,7 @@ import { startTestIssuer, type TestIssuer } from '../../helpers/test-issuer.js';
 import { AuditCapture } from '../../helpers/audit-capture.js';
 import { startUpstream } from '../../helpers/upstream.js';
 import { tempDirSync } from '../../helpers/temp-dir.js';
-import { createTestSchema, dropPrefix, REDIS_URL, sharedStores, until, uniquePrefix } from './helpers.js';
+import { createTestSchema, dropPrefix, REDIS_URL, sharedStores, TcpRelay, until, uniquePrefix } from './helpers.js';
 
 const ADMIN = { sub: 'ops-alice', azp: 'ops-console', realm_access: { roles: ['admin'] } };
 
@@ -286,6 +286,41 @@ describe('a sidecar started while PostgreSQL is down', () => {
       await sidecar?.close();
       await relay.stop();
       await upstream.close();
+      await issuer.close();
+      await schema.drop();
+      await dropPrefix(prefix);
+    }
+  });
+});
+
+describe('a running sidecar whose PostgreSQL goes away', () => {
+  it('logs each outage of the revocation store once, and its end', async () => {
+    const issuer = await startTestIssuer();
+    const prefix = uniquePrefix();
+    const schema = await createTestSchema();
+    const relay = new TcpRelay(5432);
+    await relay.start();
+    const port = relay.port;
+    const audit = new AuditCapture();
+    let sidecar: Sidecar | undefined;
+    // The first failure seen names the revocation store (a load) or PostgreSQL (a pooled connection dropped).
+    const lines = (event: string) => audit.events(event).filter((line) => (line.store === 'revocation' || line.store === 'postgres') && line.during !== 'cleanup');
+    try {
+      const { shippedPolicyFile } = await import('../../../proxy/services.js');
+      sidecar = await startSidecar({
+        policyFile: shippedPolicyFile('archivist'), upstream: 'http://127.0.0.1:1', issuer: issuer.issuer, watchPolicy: false,
+        logDestination: audit, stores: sharedStores(prefix, schema.urlFor(`127.0.0.1:${port}`), { resyncIntervalMs: 20 }),
+      });
+      for (let outage = 1; outage <= 2; outage++) {
+        await relay.stop();
+        await until(async () => lines('store_failure').length === outage);
+        relay.port = port;
+        await relay.start();
+        await until(async () => lines('store_recovered').length === outage);
+      }
+    } finally {
+      await sidecar?.close();
+      await relay.stop();
       await issuer.close();
       await schema.drop();
       await dropPrefix(prefix);
