@@ -34,22 +34,23 @@ export interface RevocationBackend {
   close(): Promise<void>;
 }
 
-// Every sidecar of one process (ca-a2a up) shares the push channel of its data directory, so a
-// revocation made through one is applied by all at once; the channel also watches the journal,
-// so one made by another process on the same directory is reloaded as soon as it is written.
-const embeddedBuses = new Map<string, { bus: LocalRevocationBus; refs: number }>();
+// Without Redis, every sidecar of one process (ca-a2a up) shares the push channel of its durable
+// store (a data directory, a database URL), so a revocation made through one is applied by all at
+// once. The channel of a data directory also watches the journal, so one made by another process
+// on the same directory is reloaded as soon as it is written.
+const processBuses = new Map<string, { bus: LocalRevocationBus; refs: number }>();
 
-function acquireEmbeddedBus(dir: string, journal: string): LocalRevocationBus {
-  const entry = embeddedBuses.get(dir) ?? { bus: new LocalRevocationBus({ watchFile: journal }), refs: 0 };
-  embeddedBuses.set(dir, entry);
+function acquireProcessBus(key: string, watchFile?: string): LocalRevocationBus {
+  const entry = processBuses.get(key) ?? { bus: new LocalRevocationBus(watchFile === undefined ? {} : { watchFile }), refs: 0 };
+  processBuses.set(key, entry);
   entry.refs++;
   return entry.bus;
 }
 
-async function releaseEmbeddedBus(dir: string): Promise<void> {
-  const entry = embeddedBuses.get(dir);
+async function releaseProcessBus(key: string): Promise<void> {
+  const entry = processBuses.get(key);
   if (!entry || --entry.refs > 0) return;
-  embeddedBuses.delete(dir);
+  processBuses.delete(key);
   await entry.bus.close();
 }
 
@@ -70,12 +71,17 @@ export async function openRevocationBackend(options: StoreOptions, onError: Back
       });
       store = new SqlRevocationStore(sql, { ownsClient: true });
       durable = 'postgres';
+      if (!redis) {
+        const key = `postgres ${options.databaseUrl}`;
+        localBus = acquireProcessBus(key);
+        release = () => releaseProcessBus(key);
+      }
     } else if (options.dataDir) {
       const dir = resolve(options.dataDir);
       const journal = join(dir, 'revocations.jsonl');
       store = new JournalRevocationStore(journal);
-      localBus = acquireEmbeddedBus(dir, journal);
-      release = () => releaseEmbeddedBus(dir);
+      localBus = acquireProcessBus(`journal ${dir}`, journal);
+      release = () => releaseProcessBus(`journal ${dir}`);
       durable = 'journal';
     } else {
       store = new MemoryRevocationStore();

@@ -116,6 +116,24 @@ describe('durable revocation store', () => {
     }
   });
 
+  it('PostgreSQL without Redis: sidecars of one process (ca-a2a up) apply a revocation made through another at once, not at the resync', async () => {
+    const databaseUrl = schema.urlFor();
+    const one = await openRevocationBackend({ databaseUrl }, () => undefined);
+    const two = await openRevocationBackend({ databaseUrl }, () => undefined);
+    const set = new RevocationSet({ loaded: false });
+    const sync = new RevocationSync({ set, store: two.store, bus: two.bus, cleanupIntervalMs: 0, resyncIntervalMs: 60_000 });
+    try {
+      await sync.start();
+      assert.equal(set.loaded, true);
+      await new Revoker({ store: one.store, bus: one.bus }).revoke({ kind: 'jti', jti: 'same-process', reason: 'r', revokedBy: 'me' });
+      assert.equal(set.isRevoked(principal({ jti: 'same-process' })), true, 'applied when the revocation is acknowledged');
+    } finally {
+      await sync.close();
+      await one.close();
+      await two.close();
+    }
+  });
+
   it('embedded mode: a revocation another process writes to the journal is applied at once, without waiting for the resync', async () => {
     await withEmbeddedSidecarView(async (dataDir, set) => {
       // Another process: its own store on the same file, and no bus in common.
