@@ -54,10 +54,15 @@ export function replayLayer(policy: ServicePolicy, deps: ReplayDeps): Layer {
       return seen === 'new' ? undefined : denial('replay.duplicate_id');
     } catch (error) {
       if (!isStoreUnavailable(error)) throw error;
-      const fallback = error instanceof ForgottenIdError ? 'deny' : onFailure;
-      deps.onStoreError(error, fallback, !failing);
+      // A forgotten id is one caller's narrowed window, not an outage: counted and refused, but
+      // neither starts nor ends one (a flooding caller would make the outage lines flap).
+      if (error instanceof ForgottenIdError) {
+        deps.onStoreError(error, 'deny', false);
+        return denial('replay.store_unavailable');
+      }
+      deps.onStoreError(error, onFailure, !failing);
       failing = true;
-      return fallback === 'allow' ? undefined : denial('replay.store_unavailable');
+      return onFailure === 'allow' ? undefined : denial('replay.store_unavailable');
     }
   }
 }

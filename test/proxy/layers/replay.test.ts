@@ -27,9 +27,12 @@ describe('replay layer', () => {
   // may well be a replay, and docs/integrity.md promises it is never accepted twice.
   it('refuses a proof the in-memory store forgot early even where the policy allows a failing store', async () => {
     let now = 1_000_000;
-    const errors: ('deny' | 'allow')[] = [];
+    const errors: string[] = [];
+    let recovered = 0;
     const ids = new MemoryOneTimeIds({ maxEntries: 100, maxPerCaller: 10, now: () => now });
-    const layer = replayLayer(policyWith('{ dpop: required, replay_store_failure: allow }'), { ids, now: () => now, onStoreError: (_error, fallback) => errors.push(fallback) });
+    const layer = replayLayer(policyWith('{ dpop: required, replay_store_failure: allow }'), {
+      ids, now: () => now, onStoreError: (_error, fallback, first) => errors.push(`${fallback}${first ? ' (outage)' : ''}`), onStoreRecovered: () => recovered++,
+    });
     const captured = request('victim-1', now / 1000, 'victim');
     assert.equal(await layer.check(captured), undefined);
     // The victim is busy: ten more proofs push its first id out of its share of memory.
@@ -41,5 +44,10 @@ describe('replay layer', () => {
     assert.equal(replayed?.code, 'replay.store_unavailable', 'the captured proof, replayed within its window, is not forwarded');
     assert.deepEqual(errors, ['deny']);
     assert.equal(await layer.check(request('victim-fresh', now / 1000, 'victim')), undefined, 'fresh proofs still pass');
+    // Counted, but no outage: replays of forgotten ids among fresh proofs start and end none.
+    assert.equal((await layer.check(captured) as Denial | undefined)?.code, 'replay.store_unavailable');
+    assert.equal(await layer.check(request('other-1', now / 1000, 'other')), undefined);
+    assert.deepEqual(errors, ['deny', 'deny']);
+    assert.equal(recovered, 0);
   });
 });
