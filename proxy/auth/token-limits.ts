@@ -19,12 +19,14 @@ const UNPAIRED_SURROGATE = /\p{Cs}/u;
 
 /**
  * Why a `jti` or `sub` cannot be named by a revocation, or undefined when it can: 1..200
- * characters, no NUL (PostgreSQL text cannot hold one), no unpaired surrogate (a JSON `\ud800`
+ * characters, not only whitespace, no NUL (PostgreSQL text cannot hold one), no unpaired surrogate (a JSON `\ud800`
  * escape: PostgreSQL's UTF-8 text stores it as U+FFFD, so the revocation loaded back names
  * another value).
  */
 export function unrevocableId(value: string): string | undefined {
   if (value.length === 0 || value.length > MAX_TOKEN_ID_LENGTH) return `must be 1..${MAX_TOKEN_ID_LENGTH} characters`;
+  // The admin API refuses a blank jti or subject (a mistake in a request, not a value to revoke).
+  if (value.trim().length === 0) return 'must not be blank';
   if (value.includes('\u0000')) return 'must not contain NUL';
   if (UNPAIRED_SURROGATE.test(value)) return 'must not contain an unpaired surrogate';
   return undefined;

@@ -53,6 +53,8 @@ describe('authn layer: only tokens a revocation can name and outlive', () => {
     ['a NUL in the sub', { sub: 'a\u0000b' }],
     ['an unpaired surrogate in the jti', { jti: 'a\ud800b' }],
     ['an unpaired surrogate in the sub', { sub: 'a\udc00' }],
+    ['a jti of whitespace only', { jti: ' \t ' }],
+    ['a sub of whitespace only', { sub: ' ' }],
   ] as const) {
     it(`refuses a token with ${name}, which no revocation could name`, async () => {
       const res = await get(await h.issuer.sign(claims));
