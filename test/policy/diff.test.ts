@@ -87,3 +87,50 @@ describe('policy diff', () => {
     assert.deepEqual(JSON.parse(io.stdout), []);
   });
 });
+
+describe('policy diff: what guards a call besides the roles', () => {
+  /** Two versions of the shipped directory whose service file NAME differs by the edit. */
+  function serviceVersions(name: string, edit: (text: string) => string): { before: string; after: string } {
+    const { before, after } = versions((rbac) => `${rbac}\n`);
+    const file = join(after, 'services', `${name}.yaml`);
+    const text = readFileSync(file, 'utf8');
+    assert.notEqual(edit(text), text, 'the edit must apply');
+    writeFileSync(file, edit(text));
+    return { before, after };
+  }
+  const lines = (before: string, after: string): string[] => diffServices(loadSide(before), loadSide(after)).map((c) => `${c.change} ${c.service} ${c.role} ${c.kind} ${c.name} ${c.old}→${c.new}`);
+
+  it('reports a params schema removed (any params now reach the agent) as a gain, added as a loss', async () => {
+    const { before, after } = serviceVersions('mcp', (text) => text.replace(/ {4}params:\n {6}type: object\n {6}required: \[name\]\n(?: {6,}.*\n)+/, ''));
+    assert.deepEqual(lines(before, after), ['gained mcp * params tools/call schema→none']);
+    assert.deepEqual(lines(after, before), ['lost mcp * params tools/call none→schema']);
+    const io = bufferIo();
+    assert.equal(await policyCommand(['diff', before, after, '--exit-code'], io), 1, io.stdout);
+    assert.match(io.stdout, /^\+ +mcp +every role +params tools\/call +schema → none$/m);
+  });
+
+  it('reports a params schema changed inside, in the service file or in the $ref\'d schema file', () => {
+    const inline = serviceVersions('mcp', (text) => text.replace('name: { type: string, minLength: 1 }', 'name: { type: string }'));
+    assert.deepEqual(lines(inline.before, inline.after), ['changed mcp * params tools/call schema→schema']);
+    const { before, after } = versions((rbac) => `${rbac}\n`);
+    const schema = join(after, 'schemas', 'document-ref.json');
+    const loosened = readFileSync(schema, 'utf8').replace('"additionalProperties": false', '"additionalProperties": true');
+    assert.notEqual(loosened, readFileSync(schema, 'utf8'));
+    writeFileSync(schema, loosened);
+    assert.ok(lines(before, after).includes('changed archivist * params get_document schema→schema'), lines(before, after).join('\n'));
+    // Unchanged $ref'd schemas read from two directories are not a change.
+    const same = versions((rbac) => `${rbac}\n`);
+    assert.deepEqual(lines(same.before, same.after), []);
+  });
+
+  it('reports a tool arguments schema removed, and a method integrity relaxed or tightened', () => {
+    const tool = serviceVersions('mcp', (text) => text.replace('s3_get_object: {}', 's3_get_object: { arguments: { type: object, required: [key], properties: { key: { type: string } } } }'));
+    assert.deepEqual(lines(tool.after, tool.before), ['gained mcp * arguments s3_get_object schema→none']);
+    const relaxed = serviceVersions('mcp', (text) => text.replace('initialize: { access: tool_holders,', 'initialize: { access: tool_holders, integrity: off,'));
+    assert.deepEqual(lines(relaxed.before, relaxed.after), ['gained mcp * integrity initialize required→off']);
+    assert.deepEqual(lines(relaxed.after, relaxed.before), ['lost mcp * integrity initialize off→required']);
+    // The service's mode, inherited by every method without its own.
+    const service = serviceVersions('archivist', (text) => text.replace('dpop: required', 'dpop: optional'));
+    assert.ok(lines(service.before, service.after).includes('gained archivist * integrity get_document required→optional'));
+  });
+});

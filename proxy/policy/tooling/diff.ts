@@ -2,9 +2,11 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { isPolicyLoadError, formatProblem } from '../errors.js';
 import { loadPolicy } from '../load.js';
-import type { ServicePolicy } from '../model.js';
+import type { ValidateFunction } from 'ajv';
+import type { IntegrityMode, ServicePolicy } from '../model.js';
 import { readYamlSource } from '../yaml-source.js';
 import { parseCommandArgs, pickFormat, processIo, usageError, type Io } from './io.js';
 import { loadRolesOnly, withRoles } from './load-roles.js';
@@ -40,7 +42,24 @@ export interface ModeChange {
   readonly change: 'gained' | 'lost';
 }
 
-export type PolicyChange = GrantChange | ModeChange;
+/**
+ * What guards a call besides the roles, changed for every role: a method's params schema, a
+ * tool's arguments schema (`schema` or `none`; removed is a gain: anything reaches the agent), or
+ * a method's integrity mode, its own or the service's it inherits (relaxed is a gain: a call
+ * without a proof is forwarded).
+ */
+export interface GuardChange {
+  readonly service: string;
+  readonly role: '*';
+  readonly kind: 'params' | 'arguments' | 'integrity';
+  /** The method (params, integrity) or the tool (arguments). */
+  readonly name: string;
+  readonly old: string;
+  readonly new: string;
+  readonly change: 'gained' | 'lost' | 'changed';
+}
+
+export type PolicyChange = GrantChange | ModeChange | GuardChange;
 
 /** The grant and mode changes between two sets of service policies, paired by service name. */
 export function diffServices(before: readonly ServicePolicy[], after: readonly ServicePolicy[]): PolicyChange[] {
@@ -52,6 +71,7 @@ export function diffServices(before: readonly ServicePolicy[], after: readonly S
     if (oldPolicy && newPolicy && oldPolicy.mode !== newPolicy.mode) {
       changes.push({ service, role: '*', kind: 'mode', name: 'mode', old: oldPolicy.mode, new: newPolicy.mode, change: newPolicy.mode === 'dry-run' ? 'gained' : 'lost' });
     }
+    if (oldPolicy && newPolicy) changes.push(...guardChanges(oldPolicy, newPolicy));
     const oldMatrix = matrixOf(oldPolicy);
     const newMatrix = matrixOf(newPolicy);
     const rows = new Map<string, { kind: 'method' | 'tool'; name: string }>();
@@ -78,8 +98,49 @@ export function diffServices(before: readonly ServicePolicy[], after: readonly S
 
 /** The role's argument restriction on a tool, as JSON, for comparison. */
 function argumentsOf(policies: readonly ServicePolicy[], service: string, role: string, tool: string): string | undefined {
-  const validate = policies.find((policy) => policy.service === service)?.roles.get(role)?.toolArguments.get(tool);
-  return validate === undefined ? undefined : JSON.stringify(validate.schema);
+  return schemaText(policies.find((policy) => policy.service === service)?.roles.get(role)?.toolArguments.get(tool));
+}
+
+const STRICTNESS: Record<IntegrityMode, number> = { off: 0, optional: 1, required: 2 };
+
+/** The params, arguments and integrity changes of the methods and tools both versions serve. */
+function guardChanges(before: ServicePolicy, after: ServicePolicy): GuardChange[] {
+  const changes: GuardChange[] = [];
+  const service = after.service;
+  const schema = (kind: 'params' | 'arguments', name: string, old: ValidateFunction | undefined, now: ValidateFunction | undefined): void => {
+    if (old === undefined && now === undefined) return;
+    if (old !== undefined && now !== undefined) {
+      if (schemaText(old) !== schemaText(now)) changes.push({ service, role: '*', kind, name, old: 'schema', new: 'schema', change: 'changed' });
+      return;
+    }
+    changes.push({ service, role: '*', kind, name, old: old ? 'schema' : 'none', new: now ? 'schema' : 'none', change: now ? 'lost' : 'gained' });
+  };
+  for (const [name, method] of after.methods) {
+    const old = before.methods.get(name);
+    if (!old) continue;
+    schema('params', name, old.validateParams, method.validateParams);
+    const oldMode = old.integrity ?? before.integrity.dpop;
+    const newMode = method.integrity ?? after.integrity.dpop;
+    if (oldMode !== newMode) changes.push({ service, role: '*', kind: 'integrity', name, old: oldMode, new: newMode, change: STRICTNESS[newMode] < STRICTNESS[oldMode] ? 'gained' : 'lost' });
+  }
+  for (const [name, tool] of after.tools) {
+    const old = before.tools.get(name);
+    if (old) schema('arguments', name, old.validateArguments, tool.validateArguments);
+  }
+  return changes;
+}
+
+/**
+ * A compiled schema as JSON, for comparison: a $ref'd schema file (a file: URL, different for
+ * the two versions' directories) is replaced by what that file holds.
+ */
+function schemaText(validate: ValidateFunction | undefined): string | undefined {
+  if (validate === undefined) return undefined;
+  return JSON.stringify(validate.schema, (key, value: unknown) => {
+    if (key !== '$ref' || typeof value !== 'string' || !value.startsWith('file:')) return value;
+    const hash = value.indexOf('#');
+    return { file: readYamlSource(fileURLToPath(hash < 0 ? value : value.slice(0, hash))).data, fragment: hash < 0 ? '' : value.slice(hash) };
+  });
 }
 
 function matrixOf(policy: ServicePolicy | undefined): { roles: readonly string[]; rows: { kind: 'method' | 'tool'; name: string }[]; cells: Map<string, Readonly<Record<string, Cell>>> } {
@@ -131,7 +192,9 @@ function materialise(spec: string, temps: string[]): string {
 const HELP = `usage: ca-a2a policy diff OLD NEW [--format text|json|markdown] [--exit-code]
 
 Which role gains or loses which method or tool, and which service switches between enforce
-and dry-run (to dry-run counts as a gain: what was refused is forwarded). OLD and NEW are two directories (every
+and dry-run (to dry-run counts as a gain: what was refused is forwarded), loses or gains a
+params or arguments schema, or relaxes or tightens a method's integrity mode (for every
+role). OLD and NEW are two directories (every
 service under them, paired by name), two service policy files, or two rbac files (decided
 against the services that use NEW). Either may be REV:PATH to read PATH at a git revision,
 e.g. ca-a2a policy diff HEAD~1:policies policies.
@@ -170,6 +233,8 @@ export function renderChanges(changes: readonly PolicyChange[], format: 'text' |
   if (changes.length === 0) return 'no access changes\n';
   const rows = changes.map((c) => c.kind === 'mode'
     ? [MARK[c.change], c.service, 'every role', 'mode', `${c.old} → ${c.new}`]
+    : c.kind !== 'method' && c.kind !== 'tool'
+    ? [MARK[c.change], c.service, 'every role', `${c.kind} ${c.name}`, `${c.old} → ${c.new}${c.change === 'changed' ? ' (changed)' : ''}`]
     : [MARK[c.change], c.service, c.role, `${c.kind} ${c.name}`, `${SYMBOL[c.old]} → ${SYMBOL[c.new]}${c.detail ? ` (${c.detail} changed)` : ''}`]);
   return renderTable(['', 'service', 'role', 'access', 'old → new'], rows, format === 'markdown' ? 'markdown' : 'table') + `${format === 'markdown' ? '\n' : ''}${summary}\n`;
 }
