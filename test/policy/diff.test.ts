@@ -3,6 +3,8 @@ import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { policyCommand } from '../../proxy/policy/cli.js';
+import { decide } from '../../proxy/policy/decide.js';
+import type { ServicePolicy } from '../../proxy/policy/model.js';
 import { diffServices, loadSide } from '../../proxy/policy/tooling/diff.js';
 import { bufferIo } from '../../proxy/policy/tooling/io.js';
 import { tempDirSync } from '../helpers/temp-dir.js';
@@ -24,7 +26,8 @@ function versions(edit: (rbac: string) => string): { before: string; after: stri
 }
 
 // The viewer gains delete_document; lambda loses process_document; the validator's tool deny of
-// s3_delete_object goes (still not granted: a change, not a gain).
+// s3_delete_object goes (not granted to the validator, but a caller holding validator and admin
+// gains it: a gain).
 const edit = (rbac: string): string => rbac
   .replace('allow: [list_documents, get_document, check_status]', 'allow: [list_documents, get_document, check_status, delete_document]')
   .replace('allow: [upload_document, process_document]', 'allow: [upload_document]')
@@ -35,8 +38,8 @@ describe('policy diff', () => {
     const { before, after } = versions(edit);
     const changes = diffServices(loadSide(before), loadSide(after)).map((c) => `${c.change} ${c.service} ${c.role} ${c.kind} ${c.name} ${c.old}→${c.new}`);
     assert.deepEqual(changes.sort(), [
-      'changed mcp validator tool s3_delete_object deny→none',
       'gained archivist viewer method delete_document none→allow',
+      'gained mcp validator tool s3_delete_object deny→none',
       'lost orchestrator lambda method process_document allow→none',
     ]);
   });
@@ -61,7 +64,8 @@ describe('policy diff', () => {
     assert.equal(await policyCommand(['diff', before, after, '--exit-code'], io), 1);
     assert.match(io.stdout, /^\+ +archivist +viewer +method delete_document +- → allow$/m);
     assert.match(io.stdout, /^- +orchestrator +lambda +method process_document +allow → -$/m);
-    assert.match(io.stdout, /3 changes: 1 gained, 1 lost, 1 changed/);
+    assert.match(io.stdout, /^\+ +mcp +validator +tool s3_delete_object +DENY → -$/m);
+    assert.match(io.stdout, /3 changes: 2 gained, 1 lost, 0 changed/);
     const same = bufferIo();
     assert.equal(await policyCommand(['diff', before, before, '--exit-code'], same), 0);
     assert.equal(same.stdout, 'no access changes\n');
@@ -132,5 +136,30 @@ describe('policy diff: what guards a call besides the roles', () => {
     // The service's mode, inherited by every method without its own.
     const service = serviceVersions('archivist', (text) => text.replace('dpop: required', 'dpop: optional'));
     assert.ok(lines(service.before, service.after).includes('gained archivist * integrity get_document required→optional'));
+  });
+});
+
+describe('policy diff: gains of a caller holding several roles', () => {
+  it('counts a removed deny as a gain when another role grants the call (a caller holding both gains it)', async () => {
+    const { before, after } = versions((rbac) => rbac.replace('deny: [delete_document, revoke_token]', 'deny: [revoke_token]'));
+    // What the sidecar decides for a token with both roles, before and after.
+    const [old] = loadSide(join(before, 'services', 'archivist.yaml'));
+    const [now] = loadSide(join(after, 'services', 'archivist.yaml'));
+    assert.equal(decide(old as ServicePolicy, ['orchestrator', 'admin'], { method: 'delete_document' }).allowed, false);
+    assert.equal(decide(now as ServicePolicy, ['orchestrator', 'admin'], { method: 'delete_document' }).allowed, true);
+    const changes = diffServices(loadSide(before), loadSide(after)).map((c) => `${c.change} ${c.service} ${c.role} ${c.kind} ${c.name} ${c.old}→${c.new}`);
+    assert.deepEqual(changes, ['gained archivist orchestrator method delete_document deny→none']);
+    const io = bufferIo();
+    await policyCommand(['diff', before, after], io);
+    assert.match(io.stdout, /1 change: 1 gained, 0 lost, 0 changed/);
+    // And added back: a loss for the holders of both.
+    assert.deepEqual(diffServices(loadSide(after), loadSide(before)).map((c) => c.change), ['lost']);
+  });
+
+  it('counts a removed argument restriction as a gain (any arguments now), an added one as a loss', () => {
+    const { before, after } = versions((rbac) => rbac.replace(/ {8}s3_put_object:\n {10}type: object\n {10}required: \[key\]\n {10}properties:\n {12}key: \{ type: string, pattern: "\^uploads\/" \}\n/, ''));
+    const changes = diffServices(loadSide(before), loadSide(after)).map((c) => `${c.change} ${c.service} ${c.role} ${c.kind} ${c.name} ${c.old}→${c.new}`);
+    assert.deepEqual(changes, ['gained mcp orchestrator tool s3_put_object allow-args→allow']);
+    assert.deepEqual(diffServices(loadSide(after), loadSide(before)).map((c) => c.change), ['lost']);
   });
 });

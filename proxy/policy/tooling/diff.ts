@@ -22,7 +22,10 @@ export interface GrantChange {
   readonly name: string;
   readonly old: Cell;
   readonly new: Cell;
-  /** gained: now callable; lost: no longer callable; changed: still (not) callable, but differently. */
+  /**
+   * gained: now callable, by the role alone or with another role (a deny removed), or with any
+   * arguments (a restriction removed); lost: the other way round; changed: neither, but differently.
+   */
   readonly change: 'gained' | 'lost' | 'changed';
   /** Set when the cell is the same on both sides but what it allows is not: `arguments` (allow-args). */
   readonly detail?: 'arguments';
@@ -88,12 +91,27 @@ export function diffServices(before: readonly ServicePolicy[], after: readonly S
           }
           continue;
         }
-        const change = grants(oldCell) === grants(newCell) ? 'changed' : grants(newCell) ? 'gained' : 'lost';
-        changes.push({ service, role, kind, name, old: oldCell, new: newCell, change });
+        // A deny also refuses the call to a caller holding another role that grants it.
+        const grantedByOther = (matrix: typeof oldMatrix): boolean => roles.some((other) => other !== role && grants(matrix.cells.get(key)?.[other] ?? 'none'));
+        changes.push({ service, role, kind, name, old: oldCell, new: newCell, change: cellChange(oldCell, newCell, grantedByOther(oldMatrix), grantedByOther(newMatrix)) });
       }
     }
   }
   return changes;
+}
+
+/**
+ * Gained: holders of the role may now make calls they could not: granted at all, or an argument
+ * restriction dropped, or a deny dropped while another role grants the call (a caller holding
+ * both was refused). Lost: the other way round. Changed: neither (a deny no role's grant met).
+ */
+function cellChange(old: Cell, now: Cell, grantedByOtherBefore: boolean, grantedByOtherAfter: boolean): GrantChange['change'] {
+  if (grants(old) !== grants(now)) return grants(now) ? 'gained' : 'lost';
+  if (old === 'allow-args' && now === 'allow') return 'gained';
+  if (old === 'allow' && now === 'allow-args') return 'lost';
+  if (old === 'deny' && grantedByOtherAfter) return 'gained';
+  if (now === 'deny' && grantedByOtherBefore) return 'lost';
+  return 'changed';
 }
 
 /** The role's argument restriction on a tool, as JSON, for comparison. */
