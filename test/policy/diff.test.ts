@@ -163,3 +163,22 @@ describe('policy diff: gains of a caller holding several roles', () => {
     assert.deepEqual(diffServices(loadSide(after), loadSide(before)).map((c) => c.change), ['lost']);
   });
 });
+
+describe('policy diff: a side that decides nothing', () => {
+  it('refuses (exit 2) an rbac file no service under its directory uses, rather than saying no access changes', async () => {
+    const { before, after } = versions(edit);
+    const shared = tempDirSync('diff-rbac');
+    cpSync(join(before, 'rbac.yaml'), join(shared, 'old.yaml'));
+    cpSync(join(after, 'rbac.yaml'), join(shared, 'new.yaml'));
+    const io = bufferIo();
+    assert.equal(await policyCommand(['diff', join(shared, 'old.yaml'), join(shared, 'new.yaml'), '--exit-code'], io), 2, io.stdout);
+    assert.match(io.stderr, /no service policy .* uses .*new\.yaml/);
+    assert.equal(io.stdout, '');
+  });
+
+  it('refuses (exit 2) a directory that holds no service policy, as policy check does', async () => {
+    const io = bufferIo();
+    assert.equal(await policyCommand(['diff', tempDirSync('diff-empty'), tempDirSync('diff-empty'), '--exit-code'], io), 2, io.stdout);
+    assert.match(io.stderr, /no service policy/);
+  });
+});

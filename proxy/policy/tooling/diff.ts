@@ -174,7 +174,12 @@ function matrixOf(policy: ServicePolicy | undefined): { roles: readonly string[]
  */
 export function loadSide(spec: string, services?: readonly ServicePolicy[]): ServicePolicy[] {
   const path = resolve(spec);
-  if (statSync(path).isDirectory()) return loadServices([path]);
+  if (statSync(path).isDirectory()) {
+    const services = loadServices([path]);
+    // A CI job pointed at the wrong directories would otherwise read 'no access changes'.
+    if (services.length === 0) throw new Error(`no service policy under ${path}`);
+    return services;
+  }
   const data = readYamlSource(path).data as { roles?: unknown } | undefined;
   if (data !== undefined && typeof data === 'object' && data !== null && 'roles' in data) {
     const roles = loadRolesOnly(path);
@@ -183,9 +188,12 @@ export function loadSide(spec: string, services?: readonly ServicePolicy[]): Ser
   return [loadPolicy(path)];
 }
 
-/** The service policies in the rbac file's directory tree that reference it. */
+/** The service policies in the rbac file's directory tree that reference it (at least one). */
 function servicesUsing(rbacFile: string): ServicePolicy[] {
-  return loadServices([dirname(rbacFile)]).filter((policy) => policy.files[1] === rbacFile);
+  const users = loadServices([dirname(rbacFile)]).filter((policy) => policy.files[1] === rbacFile);
+  // None would decide nothing and print 'no access changes', whatever the roles gained.
+  if (users.length === 0) throw new Error(`no service policy under ${dirname(rbacFile)} uses ${rbacFile}: diff the policy directories instead`);
+  return users;
 }
 
 /** `REV:path` → a temporary copy of path's top-level directory at that revision. */
