@@ -182,3 +182,14 @@ describe('policy diff: a side that decides nothing', () => {
     assert.match(io.stderr, /no service policy/);
   });
 });
+
+describe('policy diff: several files serving one service name', () => {
+  it('compares each with its counterpart (by file name), rather than the first of them only', () => {
+    const { before, after } = versions((rbac) => `${rbac}\n`);
+    for (const dir of [before, after]) cpSync(join(dir, 'services', 'mcp.yaml'), join(dir, 'services', 'mcp-eu.yaml'));
+    const file = join(after, 'services', 'mcp.yaml');
+    writeFileSync(file, readFileSync(file, 'utf8').replace('  s3_get_object: {}\n', '  s3_get_object: {}\n  secrets_dump: {}\n'));
+    const changes = diffServices(loadSide(before), loadSide(after)).map((c) => `${c.change} ${c.service} ${c.role} ${c.kind} ${c.name}`);
+    assert.deepEqual(changes, ['gained mcp (mcp.yaml) admin tool secrets_dump']);
+  });
+});

@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isPolicyLoadError, formatProblem } from '../errors.js';
 import { loadPolicy } from '../load.js';
@@ -64,17 +64,23 @@ export interface GuardChange {
 
 export type PolicyChange = GrantChange | ModeChange | GuardChange;
 
-/** The grant and mode changes between two sets of service policies, paired by service name. */
+/**
+ * The changes between two sets of service policies, paired by service name; several files of
+ * one side serving the same name are paired by file name, each shown as `service (file)`.
+ */
 export function diffServices(before: readonly ServicePolicy[], after: readonly ServicePolicy[]): PolicyChange[] {
   const changes: PolicyChange[] = [];
-  const names = [...new Set([...before, ...after].map((policy) => policy.service))].sort();
+  const key = (policy: ServicePolicy): string => [before, after].some((side) => side.filter((other) => other.service === policy.service).length > 1)
+    ? `${policy.service} (${basename(policy.files[0] ?? '')})`
+    : policy.service;
+  const names = [...new Set([...before, ...after].map(key))].sort();
   for (const service of names) {
-    const oldPolicy = before.find((policy) => policy.service === service);
-    const newPolicy = after.find((policy) => policy.service === service);
+    const oldPolicy = before.find((policy) => key(policy) === service);
+    const newPolicy = after.find((policy) => key(policy) === service);
     if (oldPolicy && newPolicy && oldPolicy.mode !== newPolicy.mode) {
       changes.push({ service, role: '*', kind: 'mode', name: 'mode', old: oldPolicy.mode, new: newPolicy.mode, change: newPolicy.mode === 'dry-run' ? 'gained' : 'lost' });
     }
-    if (oldPolicy && newPolicy) changes.push(...guardChanges(oldPolicy, newPolicy));
+    if (oldPolicy && newPolicy) changes.push(...guardChanges(service, oldPolicy, newPolicy));
     const oldMatrix = matrixOf(oldPolicy);
     const newMatrix = matrixOf(newPolicy);
     const rows = new Map<string, { kind: 'method' | 'tool'; name: string }>();
@@ -86,7 +92,7 @@ export function diffServices(before: readonly ServicePolicy[], after: readonly S
         const newCell = newMatrix.cells.get(key)?.[role] ?? 'none';
         if (oldCell === newCell) {
           // allow-args on both sides: the restriction itself may have changed (widened or narrowed).
-          if (oldCell === 'allow-args' && argumentsOf(before, service, role, name) !== argumentsOf(after, service, role, name)) {
+          if (oldCell === 'allow-args' && argumentsOf(oldPolicy, role, name) !== argumentsOf(newPolicy, role, name)) {
             changes.push({ service, role, kind, name, old: oldCell, new: newCell, change: 'changed', detail: 'arguments' });
           }
           continue;
@@ -115,16 +121,15 @@ function cellChange(old: Cell, now: Cell, grantedByOtherBefore: boolean, granted
 }
 
 /** The role's argument restriction on a tool, as JSON, for comparison. */
-function argumentsOf(policies: readonly ServicePolicy[], service: string, role: string, tool: string): string | undefined {
-  return schemaText(policies.find((policy) => policy.service === service)?.roles.get(role)?.toolArguments.get(tool));
+function argumentsOf(policy: ServicePolicy | undefined, role: string, tool: string): string | undefined {
+  return schemaText(policy?.roles.get(role)?.toolArguments.get(tool));
 }
 
 const STRICTNESS: Record<IntegrityMode, number> = { off: 0, optional: 1, required: 2 };
 
 /** The params, arguments and integrity changes of the methods and tools both versions serve. */
-function guardChanges(before: ServicePolicy, after: ServicePolicy): GuardChange[] {
+function guardChanges(service: string, before: ServicePolicy, after: ServicePolicy): GuardChange[] {
   const changes: GuardChange[] = [];
-  const service = after.service;
   const schema = (kind: 'params' | 'arguments', name: string, old: ValidateFunction | undefined, now: ValidateFunction | undefined): void => {
     if (old === undefined && now === undefined) return;
     if (old !== undefined && now !== undefined) {
