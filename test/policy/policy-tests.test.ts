@@ -72,4 +72,25 @@ describe('policies/tests (ca-a2a policy test)', () => {
     assert.equal(run.errors.length, 2);
     assert.equal(run.errors[0]?.line, 3);
   });
+
+  it('refuses a misspelt role in a case expected to be denied for no stated reason, and a code on an allow', async () => {
+    const dir = policyDir({ extra: { 'tests/roles.yaml': [
+      'service: docs',
+      'cases:',
+      '  - { roles: [viewr], method: get_document, expect: deny }',
+      '  - { roles: [admin, viewr], method: get_document, expect: deny }',
+      '  - { roles: [viewer], method: get_document, expect: allow, code: authz.method_denied }',
+      '  - { roles: [root], method: get_document, expect: deny, code: authz.no_roles }',
+      '',
+    ].join('\n') } });
+    const run = runPolicyTests([join(dir, 'tests')]);
+    assert.deepEqual(run.errors.map((e) => `${e.rule} ${e.line} ${e.message.slice(0, 44)}`), [
+      "test-case 3 the rbac file of docs defines no role 'viewr",
+      "test-case 4 the rbac file of docs defines no role 'viewr",
+      'test-case 5 code is the refusal a deny expects: say expe',
+    ]);
+    assert.deepEqual(run.results.map((result) => `${result.line} ${result.passed}`), ['6 true'], 'a case that states the refusal of unknown roles runs');
+    const io = bufferIo();
+    assert.equal(await policyCommand(['test', join(dir, 'tests')], io), 1);
+  });
 });

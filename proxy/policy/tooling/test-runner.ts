@@ -92,8 +92,8 @@ export function runPolicyTests(paths: readonly string[]): TestRun {
 
 /**
  * A case that cannot test what it seems to: no call at all, a tool on a method that does not read
- * one, or a name the service does not serve expected to be refused for no stated reason (a typo
- * would pass as a deny).
+ * one, a refusal code on an allow, or a role, method or tool the policy does not know expected to
+ * be refused for no stated reason (a typo would pass as a deny).
  */
 function caseMisuse(policy: ServicePolicy, testCase: RawCase): string | undefined {
   if (testCase.method === undefined && testCase.tool === undefined) return 'a case names a method or a tool';
@@ -106,7 +106,10 @@ function caseMisuse(policy: ServicePolicy, testCase: RawCase): string | undefine
     const named = (testCase.params as { name?: unknown } | null)?.name;
     if (named !== testCase.tool) return `params.name is the tool the sidecar decides on: it is ${JSON.stringify(named)}, not '${testCase.tool}'`;
   }
+  if (testCase.expect === 'allow' && testCase.code !== undefined) return `code is the refusal a deny expects: say expect: deny, or drop code: ${testCase.code}`;
   if (testCase.expect === 'deny' && testCase.code === undefined) {
+    const unknown = testCase.roles.find((role) => !policy.roles.has(role));
+    if (unknown !== undefined) return `the rbac file of ${policy.service} defines no role '${unknown}': a token's unknown roles are ignored, so the case would pass as a deny; say code: authz.no_roles if that refusal is the point`;
     if (testCase.tool !== undefined && !policy.tools.has(testCase.tool)) return `service ${policy.service} serves no tool '${testCase.tool}': say code: authz.tool_denied if that refusal is the point`;
     if (testCase.tool === undefined && testCase.method !== undefined && !policy.methods.has(testCase.method)) return `service ${policy.service} serves no method '${testCase.method}': say code: authz.method_unknown if that refusal is the point`;
   }
