@@ -29,4 +29,16 @@ describe('ca-a2a policy explain (command)', () => {
     assert.equal(result.out, '');
     assert.match(result.err, /policy invalid \(run policy check\):\n[\s\S]*docs\.yaml:4:51 \/auth: unknown key 'audiense'/);
   });
+
+  it('says when the service is in dry-run: the sidecar forwards the call it refuses', async () => {
+    const dir = policyDir({ service: CLEAN_SERVICE.replace('service: docs\n', 'service: docs\nmode: dry-run\n') });
+    const refused = await explain(dir, 'delete_document');
+    assert.equal(refused.status, 1);
+    assert.match(refused.out, /^ {2}mode {4}dry-run: the sidecar forwards this call all the same \(counted and logged as would_deny\)$/m);
+    const io = bufferIo();
+    await policyCommand(['explain', '--policy', join(dir, 'services', 'docs.yaml'), '--roles', 'viewer', '--method', 'delete_document', '--format', 'json'], io);
+    assert.equal((JSON.parse(io.stdout) as { mode: string }).mode, 'dry-run');
+    const enforced = await explain(policyDir(), 'delete_document');
+    assert.doesNotMatch(enforced.out, /dry-run/);
+  });
 });

@@ -16,12 +16,15 @@ const HELP = `usage: ca-a2a policy explain (--service NAME | --policy FILE) --ro
 The decision the sidecar makes for a caller holding these roles, and the rule that made it,
 with its file:line:column. --tool implies --method tools/call. With --params, the params
 (or, for a tool, its arguments) are also checked against their schemas.
-Exit 0 when allowed, 1 when refused, 2 on a usage error or a policy that does not load.
+Exit 0 when allowed, 1 when refused (in dry-run too, where the sidecar forwards it all the
+same, as the output says), 2 on a usage error or a policy that does not load.
 `;
 
 export interface Explanation {
   readonly service: string;
   readonly version: string;
+  /** dry-run: the sidecar forwards a call it refuses (counted and logged as would_deny). */
+  readonly mode: ServicePolicy['mode'];
   readonly roles: readonly string[];
   readonly method: string;
   readonly tool: string | undefined;
@@ -49,6 +52,7 @@ export function explain(policy: ServicePolicy, roles: readonly string[], request
   return {
     service: policy.service,
     version: policy.version,
+    mode: policy.mode,
     roles,
     method: request.method,
     tool: request.tool,
@@ -135,6 +139,7 @@ function formatExplanation(result: Explanation, policy: ServicePolicy): string {
   } else if (!result.allowed) {
     rows.push(['rule', result.code === 'params.invalid' ? 'the params schema' : 'none: deny by default (no rule grants it)']);
   }
+  if (!result.allowed && result.mode === 'dry-run') rows.push(['mode', 'dry-run: the sidecar forwards this call all the same (counted and logged as would_deny)']);
   const verdict = result.allowed ? 'ALLOW' : `DENY ${result.status} ${result.code ?? ''} (JSON-RPC ${DENIALS[result.code as keyof typeof DENIALS]?.rpcCode ?? ''})`;
   return `${verdict}\n${rows.map(([key, value]) => `  ${key.padEnd(7)} ${value}`).join('\n')}\n`;
 }
