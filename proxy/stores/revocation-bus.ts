@@ -89,7 +89,20 @@ export class LocalRevocationBus implements RevocationBus {
  * PostgreSQL load, since each of them keeps only its own host's journal.
  * Pub/sub delivers at most once: every (re)subscription triggers `onResync`, so a sidecar that
  * lost its connection reloads from the durable store instead of trusting it heard everything.
+ * A connection can also go silent without closing (a NAT or load balancer that forgot it, a
+ * failover): it still looks ready and hears nothing. The subscriber is therefore PINGed every
+ * {@link SUBSCRIBER_PING_INTERVAL_MS}; one unanswered within {@link SUBSCRIBER_PING_TIMEOUT_MS} is
+ * reported (`onError`, a {@link SubscriberSilentError}) and the connection dropped, and the
+ * reconnect that follows re-subscribes and resyncs as above.
  */
+export const SUBSCRIBER_PING_INTERVAL_MS = 2_000;
+export const SUBSCRIBER_PING_TIMEOUT_MS = 1_000;
+
+/** The subscriber connection did not answer a PING in time and is being replaced. Match on `.code`. */
+export class SubscriberSilentError extends Error {
+  readonly code = 'SUBSCRIBER_SILENT';
+}
+
 export class RedisRevocationBus implements RevocationBus {
   readonly #client: Redis;
   readonly #subscriber: Redis;
@@ -97,6 +110,8 @@ export class RedisRevocationBus implements RevocationBus {
   readonly #prefix: string;
   readonly #live: string;
   readonly #listeners = new Set<RevocationListener>();
+  readonly #ping: NodeJS.Timeout;
+  #pinging = false;
 
   constructor(client: Redis, prefix: string, onError: (error: Error) => void) {
     this.#client = client;
@@ -105,7 +120,9 @@ export class RedisRevocationBus implements RevocationBus {
     this.#live = `${prefix}:revocations:live`;
     // A subscriber connection is dedicated to SUBSCRIBE; its offline queue lets SUBSCRIBE wait
     // for the first connection, and ioredis re-subscribes by itself after a reconnect.
-    this.#subscriber = client.duplicate({ enableOfflineQueue: true, connectionName: 'ca-a2a-revocations' });
+    // Its commands (SUBSCRIBE, PING) may take up to the PING timeout, not the fail-fast one of the
+    // request path: a Redis slow for a moment must not cost every sidecar a reconnect and a reload.
+    this.#subscriber = client.duplicate({ enableOfflineQueue: true, connectionName: 'ca-a2a-revocations', commandTimeout: SUBSCRIBER_PING_TIMEOUT_MS });
     this.#subscriber.on('error', onError);
     this.#subscriber.on('message', (channel: string, message: string) => {
       if (channel !== this.#channel) return;
@@ -121,6 +138,25 @@ export class RedisRevocationBus implements RevocationBus {
       this.#subscriber.subscribe(this.#channel).then(() => {
         for (const listener of this.#listeners) listener.onResync();
       }, onError);
+    });
+    this.#ping = setInterval(() => this.#checkAlive(onError), SUBSCRIBER_PING_INTERVAL_MS);
+    this.#ping.unref();
+  }
+
+  // PING is allowed in subscribe mode. Only on a ready connection (one being made has its own
+  // timeouts), one at a time, and a failure is acted on only if that same connection is still in use.
+  #checkAlive(onError: (error: Error) => void): void {
+    const stream = this.#subscriber.stream;
+    if (this.#pinging || this.#subscriber.status !== 'ready') return;
+    this.#pinging = true;
+    this.#subscriber.ping().then(() => {
+      this.#pinging = false;
+    }, (error: Error) => {
+      this.#pinging = false;
+      if (this.#subscriber.status !== 'ready' || this.#subscriber.stream !== stream) return;
+      onError(new SubscriberSilentError(`the revocation subscriber connection did not answer PING within ${SUBSCRIBER_PING_TIMEOUT_MS} ms (${error.message}); reconnecting`));
+      // Destroyed, not ended: a FIN to a peer that is gone would wait for an answer that never comes.
+      stream.destroy();
     });
   }
 
@@ -154,6 +190,7 @@ export class RedisRevocationBus implements RevocationBus {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.#ping);
     this.#listeners.clear();
     this.#subscriber.disconnect();
   }

@@ -3,6 +3,7 @@ import type { AnomalyReport } from '../layers/anomaly.js';
 import type { AuditLog } from '../observe/audit.js';
 import type { SidecarMetrics } from '../observe/metrics.js';
 import { openRevocationBackend, type RevocationBackend, type StoreOptions } from './backends.js';
+import { SubscriberSilentError } from './revocation-bus.js';
 import { MemoryOneTimeIds, RedisOneTimeIds, type OneTimeIdStore } from './one-time-ids.js';
 import { memoryCounters, SlidingWindowRateLimit, type RateLimitStore } from './rate-limit.js';
 import { redisCounters } from './rate-limit-redis.js';
@@ -49,17 +50,24 @@ export async function openSidecarStores(options: SidecarStoreOptions, o: Observe
   // One log line per outage, not one per failed command; counted metrics carry the rest.
   const down = { redis: false, postgres: false };
   const backend = await openRevocationBackend(options, (store, error) => {
+    // Pushes were lost on a silent subscriber connection until it is replaced and the set reloaded.
+    if (error instanceof SubscriberSilentError) metrics.storeErrors.inc({ service, store: 'revocation', fallback: revocations.loaded ? 'cached' : 'deny' });
     if (down[store]) return;
     down[store] = true;
     logger.error({ event_type: 'store_failure', store, err: error.message }, `${store} unreachable`);
   });
   const redis = backend.redis;
   let insuranceLogged = false;
-  redis?.on('ready', () => {
+  const redisBack = (): void => {
     if (down.redis) logger.info({ event_type: 'store_recovered', store: 'redis' }, 'redis reachable again');
     down.redis = false;
+  };
+  redis?.on('ready', () => {
+    redisBack();
     insuranceLogged = false;
   });
+  // The subscriber connection, replaced alone when it went silent, is subscribed again.
+  const unsubscribeRecovery = backend.describe.shared === 'redis' ? backend.bus.subscribe({ onRevocation: () => undefined, onResync: redisBack }) : undefined;
   const prefix = backend.keyPrefix;
   const counters = redis
     ? redisCounters(redis, () => {
@@ -110,6 +118,7 @@ export async function openSidecarStores(options: SidecarStoreOptions, o: Observe
       logger.debug({ event_type: 'store_failure', store: 'token_sources', err: (error as Error).message }, 'stolen-token check skipped');
     },
     async close() {
+      unsubscribeRecovery?.();
       await sync.close();
       await rateLimits.close();
       await oneTimeIds.close();

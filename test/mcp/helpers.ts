@@ -112,7 +112,9 @@ export function tieTogether(open: Set<Socket>, client: Socket, upstream: Socket)
 
 /**
  * A TCP relay in front of PostgreSQL that the test can cut (refusing new and killing open
- * connections) and restore on the same port; it also counts connections.
+ * connections) and restore on the same port; it also counts connections. `freeze` makes the open
+ * connections go silent instead (a NAT that forgot them, a failover): nothing is forwarded any more
+ * and nothing is closed, while new connections are relayed as before.
  */
 export class TcpRelay {
   port = 0;
@@ -120,6 +122,7 @@ export class TcpRelay {
   maxOpen = 0;
   private server: Server | undefined;
   private readonly sockets = new Set<Socket>();
+  private readonly pairs = new Set<[Socket, Socket]>();
   private openClients = 0;
   private readonly targetPort: number;
 
@@ -134,11 +137,25 @@ export class TcpRelay {
       client.once('close', () => this.openClients--);
       const upstream = connect(this.targetPort, '127.0.0.1');
       tieTogether(this.sockets, client, upstream);
+      const pair: [Socket, Socket] = [client, upstream];
+      this.pairs.add(pair);
+      client.once('close', () => this.pairs.delete(pair));
       client.pipe(upstream).pipe(client);
     });
     await new Promise<void>((ok) => server.listen(this.port, '127.0.0.1', () => ok()));
     this.port = (server.address() as AddressInfo).port;
     this.server = server;
+  }
+
+  /** Stops forwarding on every open connection without closing it (no FIN, no RST either way). */
+  freeze(): void {
+    for (const [client, upstream] of this.pairs) {
+      client.unpipe(upstream);
+      upstream.unpipe(client);
+      client.pause();
+      upstream.pause();
+    }
+    this.pairs.clear();
   }
 
   async stop(): Promise<void> {

@@ -8,6 +8,8 @@ import { startTestIssuer, type TestIssuer } from '../../helpers/test-issuer.js';
 import { AuditCapture } from '../../helpers/audit-capture.js';
 import { startUpstream } from '../../helpers/upstream.js';
 import { tempDirSync } from '../../helpers/temp-dir.js';
+import { openRevocationBackend } from '../../../proxy/stores/backends.js';
+import { Revoker } from '../../../proxy/stores/revoker.js';
 import { createTestSchema, dropPrefix, REDIS_URL, sharedStores, TcpRelay, until, uniquePrefix } from './helpers.js';
 
 const ADMIN = { sub: 'ops-alice', azp: 'ops-console', realm_access: { roles: ['admin'] } };
@@ -320,6 +322,44 @@ describe('a running sidecar whose PostgreSQL goes away', () => {
       }
     } finally {
       await sidecar?.close();
+      await relay.stop();
+      await issuer.close();
+      await schema.drop();
+      await dropPrefix(prefix);
+    }
+  });
+});
+
+describe('a running sidecar whose Redis subscriber connection goes silent', () => {
+  it('notices it without the periodic resync, reconnects and catches up on what it missed, and logs and counts it', async () => {
+    const issuer = await startTestIssuer();
+    const prefix = uniquePrefix();
+    const schema = await createTestSchema();
+    // The sidecar's Redis connections go through a relay the test can silence; the admin's do not.
+    const relay = new TcpRelay(Number(new URL(REDIS_URL).port || 6379));
+    await relay.start();
+    // The periodic resync is ten minutes away: only noticing the silent link can explain a catch-up.
+    const stores = sharedStores(prefix, schema.urlFor(), { redisUrl: `redis://127.0.0.1:${relay.port}`, resyncIntervalMs: 600_000 });
+    const sidecar = await startHarness({ service: 'archivist', issuer, sidecar: { stores } });
+    const adminSide = await openRevocationBackend(sharedStores(prefix, schema.urlFor()), () => undefined);
+    const revoker = new Revoker({ store: adminSide.store, bus: adminSide.bus });
+    const revoked = (jti: string) => sidecar.sidecar.revocations.isRevoked({ subject: 'viewer-1', clientId: 'c', roles: [], jti, issuedAt: 0, expiresAt: 0, boundKeyThumbprint: undefined });
+    const redisLines = (event: string) => sidecar.audit.events(event).filter((line) => line.store === 'redis');
+    try {
+      // Subscribed: a push reaches it.
+      await revoker.revoke({ kind: 'jti', jti: `before-${prefix}`, reason: 'test', revokedBy: 'test' });
+      await until(async () => revoked(`before-${prefix}`));
+      // The link goes silent (no FIN, no RST): the connection still looks ready, the push is lost.
+      relay.freeze();
+      await revoker.revoke({ kind: 'jti', jti: `during-${prefix}`, reason: 'test', revokedBy: 'test' });
+      await until(async () => revoked(`during-${prefix}`), 15_000);
+      assert.match(String(redisLines('store_failure')[0]?.err), /PING/);
+      await until(async () => redisLines('store_recovered').length === 1);
+      assert.equal(redisLines('store_failure').length, 1);
+      assert.ok(await sidecar.metric('ca_a2a_store_errors_total', { store: 'revocation', fallback: 'cached' }) >= 1);
+    } finally {
+      await sidecar.close();
+      await adminSide.close();
       await relay.stop();
       await issuer.close();
       await schema.drop();
