@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import { closeRedis, openRedis } from './redis.js';
 import { LocalRevocationBus, RedisRevocationBus, type RevocationBus } from './revocation-bus.js';
 import { JournalRevocationStore } from './revocation-journal.js';
-import { MemoryRevocationStore, SqlRevocationStore, type RevocationRecord, type RevocationStore } from './revocation-store.js';
+import { MemoryRevocationStore, SqlRevocationStore, type AddResult, type RevocationRecord, type RevocationStore } from './revocation-store.js';
 import type { Revocation } from './revocation-set.js';
 import { openSqlClient } from './sql/sql-client.js';
 
@@ -122,8 +122,18 @@ class WithPushedRevocations implements RevocationStore {
     this.#bus = bus;
   }
 
-  add(record: RevocationRecord): Promise<boolean> {
-    return this.#own.add(record);
+  /**
+   * Into the host's own store. A jti another host revoked until later (its Redis cache entry) is
+   * kept until then by every sidecar, so that is the expiry reported and pushed. Redis not
+   * answering leaves the host's own answer (the push then fails too, and says so).
+   */
+  async add(record: RevocationRecord): Promise<AddResult> {
+    const own = await this.#own.add(record);
+    const r = own.revocation;
+    if (r.kind !== 'jti') return own;
+    const pushed = await this.#bus.pushedJti(r.jti).catch(() => undefined);
+    if (pushed === undefined || pushed.expiresAt <= r.expiresAt) return own;
+    return { created: false, revocation: { ...r, expiresAt: pushed.expiresAt } };
   }
 
   async active(nowSeconds: number): Promise<Revocation[]> {

@@ -184,6 +184,16 @@ export class RedisRevocationBus implements RevocationBus {
     return members.map(parseRevocation).filter((revocation) => revocation !== undefined);
   }
 
+  /**
+   * The revocation of `jti` last pushed through this Redis and not expired (its cache entry), or
+   * undefined. Throws when Redis cannot answer.
+   */
+  async pushedJti(jti: string): Promise<Revocation | undefined> {
+    if (this.#client.status !== 'ready') await redisReady(this.#client, 1_000);
+    const message = await this.#client.get(`${this.#prefix}:revoked:jti:${jti}`);
+    return message === null ? undefined : parseRevocation(message);
+  }
+
   subscribe(listener: RevocationListener): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);

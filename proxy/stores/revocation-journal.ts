@@ -4,7 +4,7 @@ import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { takerContent, takerExited, tryLock } from './lock-file.js';
 import { toRevocation, type Revocation } from './revocation-set.js';
-import type { RevocationRecord, RevocationStore } from './revocation-store.js';
+import type { AddResult, RevocationRecord, RevocationStore } from './revocation-store.js';
 
 /** Lock waits and staleness; tests shorten them. */
 export interface JournalOptions {
@@ -45,14 +45,14 @@ export class JournalRevocationStore implements RevocationStore {
     this.#staleLockMs = options.staleLockMs ?? 30_000;
   }
 
-  async add(record: RevocationRecord): Promise<boolean> {
+  async add(record: RevocationRecord): Promise<AddResult> {
     return this.#locked(async () => {
       const { records, complete, size } = await this.#read();
       const { revocation: r, revokedAt, revokedBy, reason } = record;
       const known = r.kind === 'jti' ? records.find((x) => x.revocation.kind === 'jti' && x.revocation.jti === r.jti) : undefined;
       // Known until as late or later: nothing to write. Known until earlier: a line with the later
       // expiry, which readers take over the earlier one.
-      if (known !== undefined && known.revocation.expiresAt >= r.expiresAt) return false;
+      if (known !== undefined && known.revocation.expiresAt >= r.expiresAt) return { created: false, revocation: known.revocation };
       const handle = await open(this.#file, 'a', 0o600);
       try {
         // Left in place, a torn tail would become a complete line that no reader can parse.
@@ -67,7 +67,7 @@ export class JournalRevocationStore implements RevocationStore {
       }
       // The file may have just been created: its name must survive a power loss too.
       await syncDirectory(dirname(this.#file));
-      return known === undefined;
+      return { created: known === undefined, revocation: r };
     });
   }
 

@@ -11,6 +11,12 @@ export interface RevocationRecord {
   readonly reason: string | undefined;
 }
 
+/** What {@link RevocationStore.add} kept. */
+export interface AddResult {
+  readonly created: boolean;
+  readonly revocation: Revocation;
+}
+
 /**
  * The durable side of revocation: the source of truth every sidecar loads from at start, on a
  * Redis reconnect and on each safety resync. Failure policy: every method throws when the
@@ -18,10 +24,11 @@ export interface RevocationRecord {
  */
 export interface RevocationStore {
   /**
-   * Stores a revocation; resolves to false when one of the same jti was already there (it is then
-   * kept until the later of the two expiries: revoking a token again never shortens its revocation).
+   * Stores a revocation. `created` is false when one of the same jti was already there: it is then
+   * kept until the later of the two expiries (revoking a token again never shortens its
+   * revocation), and `revocation` is the one kept, with that expiry: what to answer and push.
    */
-  add(record: RevocationRecord): Promise<boolean>;
+  add(record: RevocationRecord): Promise<AddResult>;
   /** Every revocation still in force at `nowSeconds`. */
   active(nowSeconds: number): Promise<Revocation[]>;
   /** The newest records still in force, for operators. */
@@ -35,18 +42,19 @@ export interface RevocationStore {
 export class MemoryRevocationStore implements RevocationStore {
   readonly #records: RevocationRecord[] = [];
 
-  async add(record: RevocationRecord): Promise<boolean> {
+  async add(record: RevocationRecord): Promise<AddResult> {
     const r = record.revocation;
     if (r.kind === 'jti') {
       const known = this.#records.findIndex((x) => x.revocation.kind === 'jti' && x.revocation.jti === r.jti);
       const previous = this.#records[known];
       if (previous !== undefined) {
-        if (previous.revocation.expiresAt < r.expiresAt) this.#records[known] = { ...previous, revocation: { ...previous.revocation, expiresAt: r.expiresAt } };
-        return false;
+        if (previous.revocation.expiresAt >= r.expiresAt) return { created: false, revocation: previous.revocation };
+        this.#records[known] = { ...previous, revocation: r };
+        return { created: false, revocation: r };
       }
     }
     this.#records.push(record);
-    return true;
+    return { created: true, revocation: r };
   }
 
   async active(nowSeconds: number): Promise<Revocation[]> {
@@ -111,26 +119,29 @@ export class SqlRevocationStore implements RevocationStore {
     return this.#migrated;
   }
 
-  async add(record: RevocationRecord): Promise<boolean> {
+  async add(record: RevocationRecord): Promise<AddResult> {
     await this.#ready();
     const r = record.revocation;
     if (r.kind === 'jti') {
-      // Revoked again until later: extended. xmax is 0 on the row version an INSERT made.
-      const res = await this.#client.query<{ inserted: boolean }>(
+      // Revoked again: kept until the later expiry (the row is always returned, so the one kept is
+      // known). xmax is 0 on the row version an INSERT made.
+      const res = await this.#client.query<{ inserted: boolean; ours: boolean; expires_at: number }>(
         `INSERT INTO revoked_tokens (jti, revoked_at, revoked_by, reason, expires_at)
          VALUES ($1, to_timestamp($2), $3, $4, to_timestamp($5))
-         ON CONFLICT (jti) DO UPDATE SET expires_at = EXCLUDED.expires_at WHERE revoked_tokens.expires_at < EXCLUDED.expires_at
-         RETURNING xmax = 0 AS inserted`,
+         ON CONFLICT (jti) DO UPDATE SET expires_at = greatest(revoked_tokens.expires_at, EXCLUDED.expires_at)
+         RETURNING xmax = 0 AS inserted, expires_at = to_timestamp($5) AS ours, extract(epoch FROM expires_at)::float8 AS expires_at`,
         [r.jti, record.revokedAt, record.revokedBy, record.reason ?? null, r.expiresAt],
       );
-      return res.rows[0]?.inserted === true;
+      const row = res.rows[0];
+      if (!row) throw new Error('revoked_tokens: the insert returned no row');
+      return { created: row.inserted, revocation: row.ours ? r : { ...r, expiresAt: Number(row.expires_at) } };
     }
     await this.#client.query(
       `INSERT INTO revocation_rules (kind, subject, revoked_at, revoked_by, reason, expires_at)
        VALUES ($1, $2, to_timestamp($3), $4, $5, to_timestamp($6))`,
       [r.kind, r.kind === 'subject' ? r.subject : null, r.revokedAt, record.revokedBy, record.reason ?? null, r.expiresAt],
     );
-    return true;
+    return { created: true, revocation: r };
   }
 
   async active(nowSeconds: number): Promise<Revocation[]> {

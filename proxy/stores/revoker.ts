@@ -11,6 +11,7 @@ export type RevokeRequest = { readonly reason: string; readonly revokedBy: strin
 );
 
 export interface RevokeResult {
+  /** As stored: a jti revoked already until later has that later expiry. */
   readonly record: RevocationRecord;
   /** False when the jti was already revoked (the request is idempotent). */
   readonly created: boolean;
@@ -56,8 +57,10 @@ export class Revoker {
   }
 
   async revoke(request: RevokeRequest): Promise<RevokeResult> {
-    const record = this.#record(request);
-    const created = await this.#options.store.add(record);
+    const asked = this.#record(request);
+    // A jti revoked already until later stays so: answer, push and audit the expiry kept.
+    const { created, revocation } = await this.#options.store.add(asked);
+    const record = { ...asked, revocation };
     let pushed = true;
     try {
       await this.#options.bus.publish(record.revocation);

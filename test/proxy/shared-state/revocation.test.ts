@@ -9,6 +9,7 @@ import { AuditCapture } from '../../helpers/audit-capture.js';
 import { startUpstream } from '../../helpers/upstream.js';
 import { tempDirSync } from '../../helpers/temp-dir.js';
 import { openRevocationBackend } from '../../../proxy/stores/backends.js';
+import { closeRedis, openRedis, redisReady } from '../../../proxy/stores/redis.js';
 import { Revoker } from '../../../proxy/stores/revoker.js';
 import { createTestSchema, dropPrefix, REDIS_URL, sharedStores, TcpRelay, until, uniquePrefix } from './helpers.js';
 
@@ -68,6 +69,27 @@ describe('hybrid revocation on Redis + PostgreSQL', () => {
     assert.equal(line?.kind, 'jti');
     assert.ok((await a.metric('ca_a2a_revocations_total', { kind: 'jti', source: 'push' })) >= 5);
     assert.ok((await a.metric('ca_a2a_revoked_token_refusals_total')) >= 5);
+  });
+
+  it('re-revoking a jti until earlier answers, audits and caches in Redis the later expiry it is kept until', async () => {
+    const adminToken = await issuer.sign(ADMIN);
+    const jti = `twice-${prefix}`;
+    const first = await admin.call({ jti, reason: 'leaked' }, { token: adminToken, path: '/admin/revoke-token' });
+    assert.equal(first.status, 200, JSON.stringify(first.json));
+    const keptUntil = (first.json.revocation as { expires_at: string }).expires_at;
+    const soon = new Date(Date.now() + 600_000).toISOString();
+    const again = await admin.call({ jti, reason: 'leaked', expires_at: soon }, { token: await issuer.sign(ADMIN), path: '/admin/revoke-token' });
+    assert.equal(again.status, 200, JSON.stringify(again.json));
+    assert.equal(again.json.created, false);
+    assert.equal((again.json.revocation as { expires_at: string }).expires_at, keptUntil);
+    assert.equal(apiAudit.events('token_revoked').at(-1)?.expires_at, keptUntil);
+    const redis = openRedis(REDIS_URL);
+    try {
+      await redisReady(redis, 2_000);
+      assert.ok(await redis.ttl(`${prefix}:revoked:jti:${jti}`) > 3_600);
+    } finally {
+      await closeRedis(redis);
+    }
   });
 
   it('keeps revocations across a sidecar restart: the new sidecar loads them before it is ready', async () => {

@@ -62,6 +62,19 @@ describe('ca-a2a revoke', () => {
     assert.deepEqual([audit.kind, audit.jti, audit.revoked_by, audit.reason, audit.created, audit.pushed], ['jti', 'cli-jti-audit', 'oncall-bob', 'token in a ticket', true, true]);
   });
 
+  it('revoking a jti again until earlier says, and audits, the later expiry it is kept until', async () => {
+    const first = await run(['jti', 'cli-jti-twice', '--reason', 'r'], env);
+    assert.equal(first.code, 0, first.stderr);
+    const keptUntil = /kept until (\S+)/.exec(first.stdout)?.[1];
+    assert.ok(keptUntil, first.stdout);
+    const soon = new Date(Date.now() + 600_000).toISOString();
+    const again = await run(['jti', 'cli-jti-twice', '--reason', 'r', '--expires-at', soon], env);
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stdout, new RegExp(`\\(already revoked\\); durable; kept until ${keptUntil}`));
+    const audit = again.stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as Record<string, unknown>).find((line) => line.event_type === 'token_revoked');
+    assert.equal(audit?.expires_at, keptUntil);
+  });
+
   it('exits 1 naming PostgreSQL when it is unreachable, and stores nothing', async () => {
     const res = await run(['jti', 'cli-jti-2', '--reason', 'x'], { ...env, DATABASE_URL: schema.urlFor('127.0.0.1:1') });
     assert.equal(res.code, 1);

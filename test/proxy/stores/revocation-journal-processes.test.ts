@@ -57,7 +57,7 @@ describe('revocation journal: writers in several processes', () => {
           return reply;
         }));
         const found = await jtis(file);
-        const acknowledged = ['kept', ...outcomes.flatMap((o, n) => (o.some((x) => x.ok && x.value === true) ? [`added-${n}`] : []))];
+        const acknowledged = ['kept', ...outcomes.flatMap((o, n) => (o.some((x) => x.ok && (x.value as { created?: boolean } | undefined)?.created === true) ? [`added-${n}`] : []))];
         assert.deepEqual(acknowledged.filter((jti) => !found.includes(jti)), [], `round ${round}: acknowledged revocations lost`);
         assert.deepEqual(outcomes.flat().filter((o) => !o.ok), [], `round ${round}: every write succeeds`);
       }
@@ -77,7 +77,7 @@ describe('revocation journal: writers in several processes', () => {
         `const store = new JournalRevocationStore(${JSON.stringify(file)}, { staleLockMs: 200 });`,
         'const add = (jti, expiresAt) => store.add({ revocation: { kind: "jti", jti, expiresAt }, revokedAt: 1, revokedBy: "ops" });',
         'for (let i = 0; ; i++) {',
-        `  if (await add("life-${life}-" + i, ${FAR})) process.send("life-${life}-" + i);`,
+        `  if ((await add("life-${life}-" + i, ${FAR})).created) process.send("life-${life}-" + i);`,
         '  await add("expired-" + i, 1);',
         '  await store.deleteExpired(100);',
         '}',
@@ -92,7 +92,7 @@ describe('revocation journal: writers in several processes', () => {
       const found = new Set(await jtis(file));
       assert.deepEqual(acknowledged.filter((jti) => !found.has(jti)), [], `life ${life}: every acknowledged revocation is there`);
     }
-    assert.equal(await new JournalRevocationStore(file, { staleLockMs: 200 }).add({ revocation: { kind: 'jti', jti: 'after', expiresAt: FAR }, revokedAt: 1, revokedBy: 'ops', reason: 'r' }), true);
+    assert.equal((await new JournalRevocationStore(file, { staleLockMs: 200 }).add({ revocation: { kind: 'jti', jti: 'after', expiresAt: FAR }, revokedAt: 1, revokedBy: 'ops', reason: 'r' })).created, true);
   });
 
   describe('a lock whose writer has exited', () => {
@@ -115,7 +115,7 @@ describe('revocation journal: writers in several processes', () => {
         const exited = once(child, 'exit');
         child.send('exit');
         await exited;
-        assert.equal(await add(file, 'after-exit'), true);
+        assert.equal((await add(file, 'after-exit')).created, true);
         assert.deepEqual(await jtis(file), ['after-exit']);
       } finally {
         await killed(child);
@@ -131,7 +131,7 @@ describe('revocation journal: writers in several processes', () => {
       await assert.rejects(add(file, 'elsewhere'), /held by another writer/);
       // The same dead pid in this pid space: taken over.
       await writeFile(`${file}.lock`, `${dead}\n${space}\n`);
-      assert.equal(await add(file, 'here'), true);
+      assert.equal((await add(file, 'here')).created, true);
     });
   });
 });

@@ -31,9 +31,9 @@ describe('revocation journal after a crash mid-append', () => {
       await store.add(record('a'));
       await appendFile(file, tail);
       assert.deepEqual(await jtis(store), ['a']);
-      assert.equal(await store.add(record('b')), true);
+      assert.equal((await store.add(record('b'))).created, true);
       assert.deepEqual(await jtis(store), ['a', 'b']);
-      assert.equal(await store.add(record('c')), true);
+      assert.equal((await store.add(record('c'))).created, true);
       assert.equal(await readFile(file, 'utf8'), line('a') + line('b') + line('c'));
     });
   }

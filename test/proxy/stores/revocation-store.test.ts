@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { appendFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { openRevocationBackend } from '../../../proxy/stores/backends.js';
+import { openRevocationBackend, type StoreOptions } from '../../../proxy/stores/backends.js';
 import { JournalRevocationStore } from '../../../proxy/stores/revocation-journal.js';
 import { SqlRevocationStore, MemoryRevocationStore, type RevocationRecord, type RevocationStore } from '../../../proxy/stores/revocation-store.js';
 import { RevocationSet } from '../../../proxy/stores/revocation-set.js';
@@ -11,7 +11,9 @@ import { RevocationSync } from '../../../proxy/stores/revocation-sync.js';
 import { Revoker } from '../../../proxy/stores/revoker.js';
 import { openSqlClient } from '../../../proxy/stores/sql/sql-client.js';
 import { MAX_TOKEN_LIFETIME_SECONDS as DAY } from '../../../proxy/auth/token-limits.js';
-import { createTestSchema, until, withEmbeddedSidecarView } from '../shared-state/helpers.js';
+import { closeRedis, openRedis, redisReady } from '../../../proxy/stores/redis.js';
+import type { Revocation } from '../../../proxy/stores/revocation-set.js';
+import { createTestSchema, dropPrefix, REDIS_URL, uniquePrefix, until, withEmbeddedSidecarView } from '../shared-state/helpers.js';
 
 const principal = (over: Partial<{ jti: string; subject: string; issuedAt: number }> = {}) => ({
   subject: 's', clientId: 'c', roles: [], jti: 'j', issuedAt: 1_000, expiresAt: 2_000, boundKeyThumbprint: undefined, ...over,
@@ -38,8 +40,8 @@ describe('durable revocation store', () => {
   for (const [name, make] of [['PostgreSQL', () => store], ['memory', () => new MemoryRevocationStore()], ['journal', journal]] as const) {
     it(`${name}: stores the three kinds, lists the active ones, is idempotent per jti, deletes expired rows`, async () => {
       const s: RevocationStore = make();
-      assert.equal(await s.add(record({ kind: 'jti', jti: 'a', expiresAt: 500 })), true);
-      assert.equal(await s.add(record({ kind: 'jti', jti: 'a', expiresAt: 500 })), false);
+      assert.equal((await s.add(record({ kind: 'jti', jti: 'a', expiresAt: 500 }))).created, true);
+      assert.equal((await s.add(record({ kind: 'jti', jti: 'a', expiresAt: 500 }))).created, false);
       await s.add(record({ kind: 'subject', subject: 'bob', revokedAt: 100, expiresAt: 500 }));
       await s.add(record({ kind: 'before', revokedAt: 90, expiresAt: 200 }));
       assert.equal((await s.active(150)).length, 3);
@@ -52,9 +54,10 @@ describe('durable revocation store', () => {
 
     it(`${name}: a jti revoked again until later is kept until the later expiry, never shortened`, async () => {
       const s: RevocationStore = make();
-      assert.equal(await s.add(record({ kind: 'jti', jti: 'again', expiresAt: 5_000 })), true);
-      assert.equal(await s.add(record({ kind: 'jti', jti: 'again', expiresAt: 9_000 })), false);
-      assert.equal(await s.add(record({ kind: 'jti', jti: 'again', expiresAt: 7_000 })), false);
+      assert.deepEqual(await s.add(record({ kind: 'jti', jti: 'again', expiresAt: 5_000 })), { created: true, revocation: { kind: 'jti', jti: 'again', expiresAt: 5_000 } });
+      assert.deepEqual(await s.add(record({ kind: 'jti', jti: 'again', expiresAt: 9_000 })), { created: false, revocation: { kind: 'jti', jti: 'again', expiresAt: 9_000 } });
+      // Revoked again until earlier: reported as kept, until the later expiry.
+      assert.deepEqual(await s.add(record({ kind: 'jti', jti: 'again', expiresAt: 7_000 })), { created: false, revocation: { kind: 'jti', jti: 'again', expiresAt: 9_000 } });
       assert.deepEqual((await s.active(6_000)).filter((r) => r.kind === 'jti'), [{ kind: 'jti', jti: 'again', expiresAt: 9_000 }]);
       assert.deepEqual((await s.list(1_000, 10)).filter((r) => r.revocation.kind === 'jti').map((r) => r.revocation.expiresAt), [9_000]);
       await s.deleteExpired(10_000);
@@ -69,7 +72,7 @@ describe('durable revocation store', () => {
     const [a, b] = [new JournalRevocationStore(file, { lockTimeoutMs: 60_000 }), new JournalRevocationStore(file, { lockTimeoutMs: 60_000 })];
     const writes = Array.from({ length: 40 }, (_, i) => (i % 2 ? a : b).add(record({ kind: 'jti', jti: `t${i % 20}`, expiresAt: 500 })));
     const created = await Promise.all(writes);
-    assert.equal(created.filter(Boolean).length, 20, 'each jti stored once whichever writer came first');
+    assert.equal(created.filter((x) => x.created).length, 20, 'each jti stored once whichever writer came first');
     assert.equal((await a.active(0)).length, 20);
     assert.deepEqual((await readFile(file, 'utf8')).split('\n').filter(Boolean).length, 20);
     assert.equal(await b.deleteExpired(600), 20);
@@ -92,7 +95,7 @@ describe('durable revocation store', () => {
     const file = join(dir, 'locked.jsonl');
     await writeFile(`${file}.lock`, '');
     await assert.rejects(new JournalRevocationStore(file, { lockTimeoutMs: 50 }).add(record({ kind: 'jti', jti: 'x', expiresAt: 500 })), /held by another writer/);
-    assert.equal(await new JournalRevocationStore(file, { staleLockMs: 0 }).add(record({ kind: 'jti', jti: 'x', expiresAt: 500 })), true);
+    assert.equal((await new JournalRevocationStore(file, { staleLockMs: 0 }).add(record({ kind: 'jti', jti: 'x', expiresAt: 500 }))).created, true);
   });
 
   it('embedded mode: sidecars of one process share one journal and the in-process push', async () => {
@@ -177,6 +180,58 @@ describe('durable revocation store', () => {
     assert.equal(set.size, 3);
     set.prune(now + DAY + 301);
     assert.equal(set.size, 0);
+  });
+
+  it('a jti revoked again until earlier reports, pushes and caches the expiry kept (the later one), on every backend', async () => {
+    const prefix = uniquePrefix();
+    const dataDir = (name: string) => join(dir, `${prefix}-${name}`);
+    const backends: [string, StoreOptions][] = [
+      ['PostgreSQL + Redis', { databaseUrl: schema.urlFor(), redisUrl: REDIS_URL, keyPrefix: `${prefix}-pg` }],
+      ['journal', { dataDir: dataDir('journal') }],
+      ['memory', {}],
+      ['journal + Redis', { dataDir: dataDir('host-a'), redisUrl: REDIS_URL, keyPrefix: `${prefix}-set` }],
+    ];
+    const redis = openRedis(REDIS_URL);
+    try {
+      await redisReady(redis, 2_000);
+      for (const [name, options] of backends) {
+        const backend = await openRevocationBackend(options, () => undefined);
+        const pushed: Revocation[] = [];
+        const unsubscribe = backend.bus.subscribe({ onRevocation: (r) => void pushed.push(r), onResync: () => undefined });
+        try {
+          const revoker = new Revoker({ store: backend.store, bus: backend.bus });
+          const first = await revoker.revoke({ kind: 'jti', jti: 'twice', reason: 'r', revokedBy: 'me' });
+          const now = Date.now() / 1000;
+          const again = await revoker.revoke({ kind: 'jti', jti: 'twice', expiresAt: now + 60, reason: 'r', revokedBy: 'me' });
+          assert.equal(again.created, false, name);
+          assert.equal(again.record.revocation.expiresAt, first.record.revocation.expiresAt, `${name}: the answer names the expiry kept`);
+          // (With Redis and no PostgreSQL a load reads it twice: from the journal and from Redis.)
+          assert.deepEqual([...new Set((await backend.store.active(now)).filter((r) => r.kind === 'jti' && r.jti === 'twice').map((r) => r.expiresAt))], [first.record.revocation.expiresAt], name);
+          if (options.redisUrl !== undefined) {
+            assert.ok(await redis.ttl(`${options.keyPrefix}:revoked:jti:twice`) > 3_600, `${name}: the cache entry keeps the later expiry`);
+            await until(async () => pushed.length === 2);
+            assert.equal(pushed[1]?.expiresAt, first.record.revocation.expiresAt, `${name}: the push names the expiry kept`);
+          }
+        } finally {
+          unsubscribe();
+          await backend.close();
+        }
+      }
+      // Redis without PostgreSQL: revoked until later from another host's journal, until earlier here.
+      const hostB = await openRevocationBackend({ dataDir: dataDir('host-b'), redisUrl: REDIS_URL, keyPrefix: `${prefix}-set` }, () => undefined);
+      try {
+        const again = await new Revoker({ store: hostB.store, bus: hostB.bus }).revoke({ kind: 'jti', jti: 'twice', expiresAt: Date.now() / 1000 + 60, reason: 'r', revokedBy: 'me' });
+        assert.equal(again.created, false, 'already revoked on another host');
+        assert.ok(again.record.revocation.expiresAt > Date.now() / 1000 + 3_600, 'the other host\'s later expiry is the one kept');
+        assert.ok(await redis.ttl(`${prefix}-set:revoked:jti:twice`) > 3_600);
+      } finally {
+        await hostB.close();
+      }
+    } finally {
+      await closeRedis(redis);
+      await dropPrefix(`${prefix}-pg`);
+      await dropPrefix(`${prefix}-set`);
+    }
   });
 
   it('extends a jti revoked again until later, pushed to a sidecar that already holds it (the in-process set too)', async () => {
