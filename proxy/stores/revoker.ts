@@ -85,6 +85,12 @@ export class Revoker {
         // this; a later expires_at would only keep the row longer.
         const latestExp = now + MAX_TOKEN_LIFETIME_SECONDS + ACCEPTANCE_GRACE_SECONDS;
         const expiresAt = Math.min(time(request.expiresAt ?? latestExp, 'expires_at'), latestExp);
+        // No sidecar accepts a token this long past its exp: it would revoke nothing, and a mistyped
+        // date would become a 5-minute revocation after which the live token works again. Within
+        // the grace it is a token's own exp (the anomaly auto-revoke passes one) and is kept.
+        if (expiresAt + ACCEPTANCE_GRACE_SECONDS < now) {
+          throw new InvalidRevocationError(`expires_at is more than ${ACCEPTANCE_GRACE_SECONDS} s in the past: no sidecar accepts a token that expired then, so it would revoke nothing; give the token's exp, or leave expires_at out`);
+        }
         return { ...base, revocation: { kind: 'jti', jti: request.jti, expiresAt: Math.max(expiresAt, now + 1) + ACCEPTANCE_GRACE_SECONDS } };
       }
       case 'subject':

@@ -160,7 +160,10 @@ function handleAnomaly(report: AnomalyReport, o: Observers, revoker: Revoker): P
     return Promise.resolve(true);
   }
   return revoker.revoke({
-    kind: 'jti', jti: principal.jti, expiresAt: principal.expiresAt,
+    // The token was just accepted, so its exp is at most the clock tolerance (≤ 300 s) past: never
+    // refused as long past, even when the revocation starts a moment later. The revocation is kept
+    // until now + 300 s at least either way.
+    kind: 'jti', jti: principal.jti, expiresAt: Math.max(principal.expiresAt, o.now() / 1000),
     reason: `anomalous usage: seen from ${report.sources} source addresses (max ${report.maxSources})`,
     revokedBy: `sidecar:${o.service}`,
   }).then(() => {

@@ -170,6 +170,23 @@ describe('hybrid revocation on Redis + PostgreSQL', () => {
     assert.match(JSON.stringify(res.json), /would revoke nothing/);
   });
 
+  it('revoke-token with an expires_at long past (a mistyped date) is refused with 400, over HTTP and JSON-RPC, and stores nothing', async () => {
+    const adminToken = await issuer.sign(ADMIN);
+    const jti = `mistyped-${prefix}`;
+    const expiresAt = new Date(Date.now() - 365 * 24 * 3600_000).toISOString();
+    const res = await admin.call({ jti, reason: 'year mistyped', expires_at: expiresAt }, { token: adminToken, path: '/admin/revoke-token' });
+    assert.equal(res.status, 400, JSON.stringify(res.json));
+    assert.equal((res.json.error as unknown as { code: string }).code, 'invalid_request');
+    assert.match(JSON.stringify(res.json), /expires_at is more than 300 s in the past/);
+    const viaRpc = await admin.call(rpc('revoke_token', { jti, reason: 'year mistyped', expires_at: expiresAt }), { token: await issuer.sign(ADMIN) });
+    assert.equal(viaRpc.json.error?.code, -32602, JSON.stringify(viaRpc.json));
+    const listed = await admin.call(undefined, { token: await issuer.sign(ADMIN), path: '/admin/revocations', method: 'GET' });
+    assert.equal(JSON.stringify(listed.json).includes(jti), false, 'nothing stored');
+    // Within the clock tolerance a sidecar grants past exp, a token's own exp is still accepted.
+    const recent = await admin.call({ jti, reason: 'just expired', expires_at: new Date(Date.now() - 120_000).toISOString() }, { token: await issuer.sign(ADMIN), path: '/admin/revoke-token' });
+    assert.equal(recent.status, 200, JSON.stringify(recent.json));
+  });
+
   it('lists revocations to admins (GET /admin/revocations and JSON-RPC list_revocations)', async () => {
     const token = await issuer.sign(ADMIN);
     const res = await admin.call(undefined, { token, path: '/admin/revocations', method: 'GET' });

@@ -114,6 +114,17 @@ describe('ca-a2a revoke', () => {
     assert.doesNotMatch(leapDay.stderr, /before must be/);
   });
 
+  it('exits 2 and revokes nothing on an --expires-at long past (a mistyped year would make it a 5-minute revocation)', async () => {
+    const lastYear = new Date(Date.now() - 365 * 24 * 3600_000).toISOString();
+    const res = await run(['jti', 'cli-jti-mistyped', '--reason', 'r', '--expires-at', lastYear], env);
+    assert.equal(res.code, 2, res.stdout);
+    assert.match(res.stderr, /expires_at is more than 300 s in the past/);
+    assert.equal(res.stdout, '');
+    // Another revocation makes sure the table exists, then: the refused one is not in it.
+    assert.equal((await run(['jti', 'cli-jti-after-mistyped', '--reason', 'r'], env)).code, 0);
+    assert.deepEqual(await rows(`SELECT jti FROM revoked_tokens WHERE jti LIKE 'cli-jti-%mistyped'`), [{ jti: 'cli-jti-after-mistyped' }]);
+  });
+
   it('exits 2 on a usage error (missing reason, unknown kind, a time without a zone)', async () => {
     assert.equal((await run(['jti', 'x'], env)).code, 2);
     assert.equal((await run(['everything', 'x', '--reason', 'r'], env)).code, 2);

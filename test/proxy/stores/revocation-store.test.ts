@@ -9,6 +9,12 @@ import { SqlRevocationStore, MemoryRevocationStore, type RevocationRecord, type 
 import { RevocationSet } from '../../../proxy/stores/revocation-set.js';
 import { RevocationSync } from '../../../proxy/stores/revocation-sync.js';
 import { Revoker } from '../../../proxy/stores/revoker.js';
+import { LocalRevocationBus } from '../../../proxy/stores/revocation-bus.js';
+import { openSidecarStores } from '../../../proxy/stores/sidecar-stores.js';
+import { createSidecarMetrics } from '../../../proxy/observe/metrics.js';
+import { AuditLog } from '../../../proxy/observe/audit.js';
+import { createLogger } from '../../../proxy/observe/logger.js';
+import { AuditCapture } from '../../helpers/audit-capture.js';
 import { openSqlClient } from '../../../proxy/stores/sql/sql-client.js';
 import { MAX_TOKEN_LIFETIME_SECONDS as DAY } from '../../../proxy/auth/token-limits.js';
 import { closeRedis, openRedis, redisReady } from '../../../proxy/stores/redis.js';
@@ -231,6 +237,28 @@ describe('durable revocation store', () => {
       await closeRedis(redis);
       await dropPrefix(`${prefix}-pg`);
       await dropPrefix(`${prefix}-set`);
+    }
+  });
+
+  it('refuses an expires_at more than the largest clock tolerance in the past; the anomaly auto-revoke of a token just accepted past its exp still revokes', async () => {
+    const now = 1_800_000_000;
+    const s = new MemoryRevocationStore();
+    const revoker = new Revoker({ store: s, now: () => now * 1000, bus: new LocalRevocationBus() });
+    await assert.rejects(revoker.revoke({ kind: 'jti', jti: 'mistyped', expiresAt: now - 365 * DAY, reason: 'r', revokedBy: 'me' }), { code: 'INVALID_REVOCATION', message: /expires_at is more than 300 s in the past/ });
+    await assert.rejects(revoker.revoke({ kind: 'jti', jti: 'mistyped', expiresAt: now - 301, reason: 'r', revokedBy: 'me' }), { code: 'INVALID_REVOCATION' });
+    assert.equal((await s.active(now)).length, 0, 'nothing stored');
+    assert.equal((await revoker.revoke({ kind: 'jti', jti: 'recent', expiresAt: now - 300, reason: 'r', revokedBy: 'me' })).created, true);
+    // A sidecar accepted a token 300 s past its exp (the largest clock tolerance) and raises the alarm a moment later.
+    const stores = await openSidecarStores({}, {
+      service: 'archivist', metrics: createSidecarMetrics(), audit: new AuditLog(createLogger({ service: 'archivist', destination: new AuditCapture() })),
+      logger: createLogger({ service: 'archivist', destination: new AuditCapture() }), now: () => (now + 0.5) * 1000,
+    });
+    try {
+      const principal = { subject: 'svc', clientId: 'svc', roles: [], jti: 'stolen-late', issuedAt: now - 600, expiresAt: now - 300, boundKeyThumbprint: undefined };
+      assert.equal(await stores.onAnomaly({ principal, source: '10.0.0.4', sources: 4, maxSources: 3, autoRevoke: true }), true);
+      assert.equal(stores.revocations.isRevoked(principal), true);
+    } finally {
+      await stores.close();
     }
   });
 
