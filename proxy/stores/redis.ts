@@ -6,8 +6,51 @@ export interface OpenRedisOptions {
   readonly commandTimeoutMs?: number;
   /** Connection name shown by CLIENT LIST. */
   readonly name?: string;
-  /** Connection errors (refused, reset); ioredis keeps reconnecting in the background. */
+  /**
+   * Connection errors (refused, reset, a {@link RedisSilentError}); ioredis keeps reconnecting in
+   * the background.
+   */
   readonly onError?: (error: Error) => void;
+}
+
+/** A connection that did not answer PING in time, being replaced. Match on `.code`. */
+export class RedisSilentError extends Error {
+  readonly code = 'REDIS_SILENT';
+}
+
+/** How often a ready connection is PINGed, and how many PINGs in a row may go unanswered. */
+const PING_INTERVAL_MS = 2_000;
+const PING_MISSES = 2;
+
+/**
+ * A connection can go silent without closing (a NAT or load balancer that forgot it, a failover
+ * that left it to a peer gone): ioredis still reports it ready, every command on it times out, and
+ * only the kernel gives up on it, after about 15 minutes of retransmissions. So a ready connection
+ * is PINGed every {@link PING_INTERVAL_MS}, one at a time; `misses` in a row unanswered within the
+ * client's command timeout are reported (`onSilent`) and the socket destroyed (not ended: a FIN
+ * to a peer that is gone would wait for an answer that never comes), and ioredis reconnects. A
+ * failure is acted on only if that same connection is still in use. Stops when the client ends.
+ */
+export function replaceWhenSilent(client: Redis, misses: number, onSilent: (detail: string) => void): void {
+  let pinging = false;
+  let missed = 0;
+  const timer = setInterval(() => {
+    const stream = client.stream;
+    if (pinging || client.status !== 'ready') return;
+    pinging = true;
+    client.ping().then(() => {
+      pinging = false;
+      missed = 0;
+    }, (error: Error) => {
+      pinging = false;
+      if (client.status !== 'ready' || client.stream !== stream || ++missed < misses) return;
+      missed = 0;
+      onSilent(`${misses === 1 ? 'a PING' : `${misses} PINGs in a row`} unanswered (${error.message}); reconnecting`);
+      stream.destroy();
+    });
+  }, PING_INTERVAL_MS);
+  timer.unref();
+  client.once('end', () => clearInterval(timer));
 }
 
 /**
@@ -29,6 +72,7 @@ export function openRedis(url: string, options: OpenRedisOptions = {}): Redis {
   const client = new Redis(url, redisOptions);
   // Without a listener ioredis prints every reconnect failure; the owner decides what to log.
   client.on('error', (error: Error) => options.onError?.(error));
+  replaceWhenSilent(client, PING_MISSES, (detail) => options.onError?.(new RedisSilentError(`the Redis connection went silent: ${detail}`)));
   return client;
 }
 

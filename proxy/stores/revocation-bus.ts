@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import type { Redis } from 'ioredis';
-import { redisReady } from './redis.js';
+import { redisReady, replaceWhenSilent } from './redis.js';
 import { toRevocation, type Revocation } from './revocation-set.js';
 
 /** What a subscriber hears: a new revocation, or "you may have missed some: reload". */
@@ -90,12 +90,11 @@ export class LocalRevocationBus implements RevocationBus {
  * Pub/sub delivers at most once: every (re)subscription triggers `onResync`, so a sidecar that
  * lost its connection reloads from the durable store instead of trusting it heard everything.
  * A connection can also go silent without closing (a NAT or load balancer that forgot it, a
- * failover): it still looks ready and hears nothing. The subscriber is therefore PINGed every
- * {@link SUBSCRIBER_PING_INTERVAL_MS}; one unanswered within {@link SUBSCRIBER_PING_TIMEOUT_MS} is
- * reported (`onError`, a {@link SubscriberSilentError}) and the connection dropped, and the
- * reconnect that follows re-subscribes and resyncs as above.
+ * failover): it still looks ready and hears nothing. The subscriber is therefore PINGed
+ * ({@link replaceWhenSilent}); one unanswered within {@link SUBSCRIBER_PING_TIMEOUT_MS} is reported
+ * (`onError`, a {@link SubscriberSilentError}) and the connection dropped, and the reconnect that
+ * follows re-subscribes and resyncs as above.
  */
-export const SUBSCRIBER_PING_INTERVAL_MS = 2_000;
 export const SUBSCRIBER_PING_TIMEOUT_MS = 1_000;
 
 /** The subscriber connection did not answer a PING in time and is being replaced. Match on `.code`. */
@@ -110,8 +109,6 @@ export class RedisRevocationBus implements RevocationBus {
   readonly #prefix: string;
   readonly #live: string;
   readonly #listeners = new Set<RevocationListener>();
-  readonly #ping: NodeJS.Timeout;
-  #pinging = false;
 
   constructor(client: Redis, prefix: string, onError: (error: Error) => void) {
     this.#client = client;
@@ -139,25 +136,8 @@ export class RedisRevocationBus implements RevocationBus {
         for (const listener of this.#listeners) listener.onResync();
       }, onError);
     });
-    this.#ping = setInterval(() => this.#checkAlive(onError), SUBSCRIBER_PING_INTERVAL_MS);
-    this.#ping.unref();
-  }
-
-  // PING is allowed in subscribe mode. Only on a ready connection (one being made has its own
-  // timeouts), one at a time, and a failure is acted on only if that same connection is still in use.
-  #checkAlive(onError: (error: Error) => void): void {
-    const stream = this.#subscriber.stream;
-    if (this.#pinging || this.#subscriber.status !== 'ready') return;
-    this.#pinging = true;
-    this.#subscriber.ping().then(() => {
-      this.#pinging = false;
-    }, (error: Error) => {
-      this.#pinging = false;
-      if (this.#subscriber.status !== 'ready' || this.#subscriber.stream !== stream) return;
-      onError(new SubscriberSilentError(`the revocation subscriber connection did not answer PING within ${SUBSCRIBER_PING_TIMEOUT_MS} ms (${error.message}); reconnecting`));
-      // Destroyed, not ended: a FIN to a peer that is gone would wait for an answer that never comes.
-      stream.destroy();
-    });
+    // PING is allowed in subscribe mode; one unanswered is enough here, its timeout being longer.
+    replaceWhenSilent(this.#subscriber, 1, (detail) => onError(new SubscriberSilentError(`the revocation subscriber connection went silent: ${detail}`)));
   }
 
   async publish(revocation: Revocation): Promise<void> {
@@ -200,7 +180,6 @@ export class RedisRevocationBus implements RevocationBus {
   }
 
   async close(): Promise<void> {
-    clearInterval(this.#ping);
     this.#listeners.clear();
     this.#subscriber.disconnect();
   }
