@@ -96,6 +96,12 @@ export function loadPolicy(file: string, overrides: PolicyOverrides = {}): Servi
     problems.push({ ...service.locate(['limits', 'idle_timeout_ms']), path: '/limits/idle_timeout_ms', message: `idle_timeout_ms (${raw.limits.idle_timeout_ms}) must be above upstream_timeout_ms (${raw.limits.upstream_timeout_ms}): the client's connection is idle while the upstream prepares its answer` });
   }
 
+  // Node's HTTP server refuses a headers timeout above the request timeout (ERR_OUT_OF_RANGE): the
+  // sidecar would not start on such a policy, and a reload would keep a limit that cannot apply.
+  if (raw.limits.headers_timeout_ms > raw.limits.request_timeout_ms) {
+    problems.push({ ...service.locate(['limits', 'headers_timeout_ms']), path: '/limits/headers_timeout_ms', message: `headers_timeout_ms (${raw.limits.headers_timeout_ms}) must not be above request_timeout_ms (${raw.limits.request_timeout_ms}): the headers are part of the request` });
+  }
+
   const methods = new Map<string, MethodPolicy>();
   for (const [name, method] of Object.entries(raw.methods ?? {})) {
     const location = service.locate(['methods', name]);

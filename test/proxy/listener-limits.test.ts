@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { isPolicyLoadError } from '../../proxy/policy/errors.js';
+import { loadPolicy } from '../../proxy/policy/load.js';
 import { RBAC_FILE, startHarness, writePolicy, type Harness } from '../helpers/harness.js';
 import { rawRequest } from '../helpers/raw-http.js';
 
@@ -52,5 +54,20 @@ describe('listener limits (keep-alive, header and request timeouts)', () => {
     const { text, closed } = await rawRequest(h.sidecar.url, 'POST /message HTTP/1.1\r\nHost: a\r\nX-Slow: 1\r\n', 10_000);
     assert.ok(closed, 'cut off by the sidecar');
     assert.match(text, /^HTTP\/1\.1 408/);
+  });
+});
+
+describe('listener limits: headers_timeout_ms against request_timeout_ms', () => {
+  // Node's createServer throws ERR_OUT_OF_RANGE when headersTimeout > requestTimeout: such a
+  // policy passed `policy validate`, then the sidecar failed to start on it.
+  it('refuses to load a policy whose headers_timeout_ms is above its request_timeout_ms, naming both', async () => {
+    assert.throws(() => loadPolicy(writePolicy(policy('headers_timeout_ms: 70000'))), (error: unknown) => {
+      assert.ok(isPolicyLoadError(error), String(error));
+      assert.match(error.problems.map((p) => `${p.path} ${p.message}`).join('\n'), /\/limits\/headers_timeout_ms headers_timeout_ms \(70000\) must not be above request_timeout_ms \(60000\)/);
+      return true;
+    });
+    assert.throws(() => loadPolicy(writePolicy(policy('request_timeout_ms: 20000'))), /must not be above request_timeout_ms/);
+    const h = await startHarness({ policyFile: writePolicy(policy('headers_timeout_ms: 5000, request_timeout_ms: 5000')) });
+    await h.close();
   });
 });
