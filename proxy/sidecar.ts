@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import type { DropArgument, Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { DestinationStream } from 'pino';
 import { createAdminServer } from './admin-server.js';
@@ -310,6 +310,22 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   }, (req, res) => void handle(req, res));
   // While a request is served: no listener for 'timeout', so Node destroys the idle connection.
   server.timeout = limits.idleTimeoutMs;
+  // A client opening connections without end (each one idle until headers_timeout_ms) would take
+  // every file descriptor, and with them the upstream's, Redis's and the issuer's connections. Past
+  // the limit Node closes each new connection as soon as it is accepted; the ones open are served.
+  server.maxConnections = limits.maxClientConnections;
+  let droppedSinceLog = 0;
+  let lastDropLog = Number.NEGATIVE_INFINITY;
+  server.on('drop', (peer?: DropArgument) => {
+    metrics.droppedConnections.inc({ service });
+    droppedSinceLog++;
+    // One line a second at most: a flood of connections must not become a flood of log lines.
+    const now = performance.now();
+    if (now - lastDropLog < 1_000) return;
+    logger.warn({ event_type: 'connections_dropped', dropped: droppedSinceLog, max_client_connections: server.maxConnections, source_ip: peer?.remoteAddress }, 'client connections over limits.max_client_connections closed unanswered');
+    lastDropLog = now;
+    droppedSinceLog = 0;
+  });
   // Expect: 100-continue invites the body: a body declared over the limit is refused instead,
   // before the client sends it (Node would answer 100 Continue to every one).
   server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
@@ -332,6 +348,7 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     server.requestTimeout = next.requestTimeoutMs;
     server.keepAliveTimeout = next.keepAliveTimeoutMs;
     server.timeout = next.idleTimeoutMs;
+    server.maxConnections = next.maxClientConnections;
   }
   // CONNECT (a client taking the sidecar for a forward proxy): Node closed the connection without
   // a word; it is refused like any other method this server does not serve.

@@ -93,6 +93,12 @@ export function createSidecarMetrics(options: { collectProcess?: boolean } = {})
       labelNames: ['service'] as const,
       registers,
     }),
+    droppedConnections: new Counter({
+      name: 'ca_a2a_connections_dropped_total',
+      help: 'Client connections closed unanswered as soon as accepted: the listener held limits.max_client_connections already.',
+      labelNames: ['service'] as const,
+      registers,
+    }),
     requestDuration: new Histogram({
       name: 'ca_a2a_request_duration_seconds',
       help: 'Whole request time in the sidecar, from first byte to response end.',

@@ -27,7 +27,7 @@ interface RawService {
   };
   limits: {
     max_body_bytes: number; max_depth: number; max_batch: number; headers_timeout_ms: number;
-    request_timeout_ms: number; keep_alive_timeout_ms: number; upstream_connect_timeout_ms: number; upstream_timeout_ms: number; upstream_max_connections: number; idle_timeout_ms: number;
+    request_timeout_ms: number; keep_alive_timeout_ms: number; max_client_connections: number; upstream_connect_timeout_ms: number; upstream_timeout_ms: number; upstream_max_connections: number; idle_timeout_ms: number;
   };
   rate_limit: { enabled: boolean; points: number; window_seconds: number; per_role?: Record<string, RawRule> };
   audit: { granted: boolean };
@@ -188,6 +188,7 @@ export function loadPolicy(file: string, overrides: PolicyOverrides = {}): Servi
       headersTimeoutMs: raw.limits.headers_timeout_ms,
       requestTimeoutMs: raw.limits.request_timeout_ms,
       keepAliveTimeoutMs: raw.limits.keep_alive_timeout_ms,
+      maxClientConnections: raw.limits.max_client_connections,
       upstreamConnectTimeoutMs: raw.limits.upstream_connect_timeout_ms,
       upstreamTimeoutMs: raw.limits.upstream_timeout_ms,
       upstreamMaxConnections: raw.limits.upstream_max_connections,

@@ -119,6 +119,8 @@ export interface LimitsPolicy {
   readonly headersTimeoutMs: number;
   readonly requestTimeoutMs: number;
   readonly keepAliveTimeoutMs: number;
+  /** Client connections the listener holds at once; Node closes one more as soon as it is accepted. */
+  readonly maxClientConnections: number;
   readonly upstreamConnectTimeoutMs: number;
   readonly upstreamTimeoutMs: number;
   readonly upstreamMaxConnections: number;

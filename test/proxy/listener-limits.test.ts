@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { isPolicyLoadError } from '../../proxy/policy/errors.js';
 import { loadPolicy } from '../../proxy/policy/load.js';
 import { RBAC_FILE, startHarness, writePolicy, type Harness } from '../helpers/harness.js';
-import { rawRequest } from '../helpers/raw-http.js';
+import { rawJson, rawRequest } from '../helpers/raw-http.js';
 
 const policy = (limits: string): string => `service: listener
 rbac: ${RBAC_FILE}
@@ -69,5 +69,107 @@ describe('listener limits: headers_timeout_ms against request_timeout_ms', () =>
     assert.throws(() => loadPolicy(writePolicy(policy('request_timeout_ms: 20000'))), /must not be above request_timeout_ms/);
     const h = await startHarness({ policyFile: writePolicy(policy('headers_timeout_ms: 5000, request_timeout_ms: 5000')) });
     await h.close();
+  });
+});
+
+/** A kept-alive client connection: each ask() sends one GET and resolves with its whole answer. */
+async function keptConnection(url: string): Promise<{ socket: Socket; ask(): Promise<string> }> {
+  const { hostname, port } = new URL(url);
+  const socket = connect(Number(port), hostname);
+  await new Promise((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+  let text = '';
+  let waiting: (() => void) | undefined;
+  socket.on('data', (chunk) => {
+    text += chunk.toString('utf8');
+    waiting?.();
+  });
+  return {
+    socket,
+    ask: () => new Promise((resolve, reject) => {
+      text = '';
+      socket.once('close', () => reject(new Error(`closed after ${JSON.stringify(text)}`)));
+      waiting = () => {
+        const end = text.indexOf('\r\n\r\n');
+        const length = /^content-length: *(\d+)\r$/im.exec(text)?.[1];
+        if (end < 0 || length === undefined || Buffer.byteLength(text) < end + 4 + Number(length)) return;
+        waiting = undefined;
+        socket.removeAllListeners('close');
+        resolve(text);
+      };
+      socket.write('GET /health HTTP/1.1\r\nHost: a\r\n\r\n');
+    }),
+  };
+}
+
+/** Connects, sends a request and resolves with what came back once the connection is closed (reset or not). */
+function droppedOrAnswered(url: string): Promise<string> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve) => {
+    const socket = connect(Number(port), hostname);
+    let text = '';
+    socket.on('data', (chunk) => {
+      text += chunk.toString('utf8');
+      // Answered: the sidecar keeps the connection; the test has what it needs.
+      if (text.includes('\r\n\r\n')) socket.destroy();
+    });
+    socket.on('error', () => undefined);
+    socket.on('close', () => resolve(text));
+    socket.write('GET /health HTTP/1.1\r\nHost: a\r\n\r\n');
+  });
+}
+
+describe('listener limits: a client connection that sends nothing', () => {
+  let h: Harness;
+  before(async () => {
+    h = await startHarness({ policyFile: writePolicy(policy('headers_timeout_ms: 300, request_timeout_ms: 600')) });
+  });
+  after(() => h.close());
+
+  it('is answered 408 transport.timeout and closed once headers_timeout_ms has passed, and counted', async () => {
+    // Node's headers timeout runs from the connection's start, not from its first byte.
+    const { text, closed } = await rawRequest(h.sidecar.url, '', 10_000);
+    assert.ok(closed, 'closed by the sidecar');
+    assert.match(text, /^HTTP\/1\.1 408 /);
+    assert.equal(rawJson(text).error?.data?.reason, 'transport.timeout');
+    assert.equal(await h.metric('ca_a2a_denials_total', { reason: 'transport.timeout' }), 1);
+  });
+});
+
+describe('listener limits: max_client_connections', () => {
+  let h: Harness;
+  let file: string;
+  const kept: Socket[] = [];
+  before(async () => {
+    file = writePolicy(policy('max_client_connections: 3'));
+    h = await startHarness({ policyFile: file });
+  });
+  after(async () => {
+    for (const socket of kept) socket.destroy();
+    await h.close();
+  });
+
+  it('closes a 4th connection unanswered while three are open, counts and logs it, and keeps serving the three', async () => {
+    const three = await Promise.all([1, 2, 3].map(() => keptConnection(h.sidecar.url)));
+    kept.push(...three.map((connection) => connection.socket));
+    // Each answered once: the sidecar has accepted all three before the 4th comes.
+    for (const answer of await Promise.all(three.map((connection) => connection.ask()))) assert.match(answer, /^HTTP\/1\.1 \d{3} /);
+
+    assert.equal(await droppedOrAnswered(h.sidecar.url), '', 'the 4th connection is closed without an answer');
+    assert.equal(await h.metric('ca_a2a_connections_dropped_total', { service: 'listener' }), 1);
+    const [line] = h.audit.events('connections_dropped');
+    assert.equal(line?.dropped, 1);
+    assert.equal(line?.max_client_connections, 3);
+    assert.equal(h.audit.events('connections_dropped').length, 1);
+
+    for (const answer of await Promise.all(three.map((connection) => connection.ask()))) assert.match(answer, /^HTTP\/1\.1 \d{3} /, 'the three open connections are still served');
+  });
+
+  it('lets a connection in once a reload raises the limit', async () => {
+    assert.equal(await droppedOrAnswered(h.sidecar.url), '', 'still three open: refused');
+    writeFileSync(file, policy('max_client_connections: 4'));
+    const version = h.sidecar.policy().version;
+    assert.notEqual(await h.sidecar.reload(), version);
+    assert.match(await droppedOrAnswered(h.sidecar.url), /^HTTP\/1\.1 \d{3} /, 'the 4th connection is served');
+    assert.equal(await h.metric('ca_a2a_connections_dropped_total', { service: 'listener' }), 2);
   });
 });
