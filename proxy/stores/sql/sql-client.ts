@@ -66,6 +66,9 @@ export interface OpenSqlClientOptions {
   onCancelError?: (err: Error) => void;
 }
 
+/** The error of a statement pg's query_timeout gave up on: no answer came (pg 8 names it no other way). */
+const PG_READ_TIMEOUT = 'Query read timeout';
+
 /** Opens a pg Pool-backed client when `databaseUrl` is set, else a PGlite database under `dataDir`. */
 export async function openSqlClient(options: OpenSqlClientOptions): Promise<SqlClient> {
   if (options.databaseUrl) return openPgClient(options.databaseUrl, options.pool ?? {}, options);
@@ -92,6 +95,27 @@ function openPgClient(url: string, opts: SqlPoolOptions, hooks: Pick<OpenSqlClie
   // Without a listener an idle client's socket error would crash the process.
   pool.on('error', (err) => hooks.onIdleError?.(err));
 
+  // A statement that got no answer at all, not even its statement_timeout error, went over a link
+  // that died without closing (a NAT or load balancer that forgot it, a failover): its connection is
+  // discarded, and so is every pooled one not heard from since, which went the same way. Reused
+  // one after another, each would cost one more query_timeout. `heardIn` holds the generation in
+  // which a connection last answered (or opened); a statement left unanswered starts a new one.
+  let generation = 0;
+  const heardIn = new WeakMap<object, number>();
+  pool.on('connect', (client) => heardIn.set(client, generation));
+  const unanswered = (err: unknown) => err instanceof Error && err.message === PG_READ_TIMEOUT;
+  function heard(conn: pg.PoolClient, failure: unknown): void {
+    if (unanswered(failure)) generation++;
+    else heardIn.set(conn, generation);
+  }
+  async function checkout(): Promise<pg.PoolClient> {
+    for (;;) {
+      const conn = await pool.connect();
+      if ((heardIn.get(conn) ?? generation) >= generation) return conn;
+      conn.release(new Error('not heard from since a statement went unanswered'));
+    }
+  }
+
   // Asks the server to cancel what `conn` runs, from a connection of its own: the pool's may all
   // be busy. A closed client socket does not stop a running statement, so this is the only way.
   async function cancel(conn: pg.PoolClient): Promise<void> {
@@ -114,19 +138,15 @@ function openPgClient(url: string, opts: SqlPoolOptions, hooks: Pick<OpenSqlClie
     kind: 'postgres',
     async query<T>(text: string, params?: unknown[], options: SqlQueryOptions = {}) {
       const { signal } = options;
-      if (!signal) {
-        const res = await pool.query(text, params);
-        return { rows: res.rows as T[] };
-      }
-      signal.throwIfAborted();
-      const conn = await pool.connect();
-      if (signal.aborted) {
+      signal?.throwIfAborted();
+      const conn = await checkout();
+      if (signal?.aborted) {
         conn.release();
         throw signal.reason;
       }
       let cancelled: Promise<void> | undefined;
       const onAbort = () => (cancelled = cancel(conn));
-      signal.addEventListener('abort', onAbort, { once: true });
+      signal?.addEventListener('abort', onAbort, { once: true });
       let failure: Error | undefined;
       // A checked-out client emits 'error' when its socket dies (the query rejects too); without
       // a listener that event would be an uncaught exception, as pool.query knows.
@@ -140,38 +160,50 @@ function openPgClient(url: string, opts: SqlPoolOptions, hooks: Pick<OpenSqlClie
         throw err;
       } finally {
         conn.off('error', onConnError);
-        signal.removeEventListener('abort', onAbort);
+        signal?.removeEventListener('abort', onAbort);
         // Released only after the cancel was delivered, so it cannot hit the connection's next statement.
         await cancelled;
+        heard(conn, failure);
         // As pool.query does: a connection whose statement failed is discarded, not reused.
         conn.release(failure);
       }
     },
     async transaction<R>(fn: (tx: SqlTransaction) => Promise<R>): Promise<R> {
-      const conn = await pool.connect();
+      const conn = await checkout();
       let broken: Error | undefined;
       // As in query: a checked-out connection whose socket dies emits 'error' (its statement
       // rejects too); unheard, that event is an uncaught exception that ends the process.
       const onConnError = (err: Error) => (broken ??= err);
       conn.on('error', onConnError);
+      const run = async <T>(text: string, params?: unknown[]): Promise<{ rows: T[] }> => {
+        try {
+          const res = await conn.query(text, params);
+          heard(conn, undefined);
+          return { rows: res.rows as T[] };
+        } catch (err) {
+          heard(conn, err);
+          // Unanswered, the connection is lost to the transaction: ROLLBACK would wait as long again.
+          if (unanswered(err)) broken ??= err as Error;
+          throw err;
+        }
+      };
       try {
-        await conn.query('BEGIN');
+        await run('BEGIN');
         const tx: SqlTransaction = {
-          async query<T>(text: string, params?: unknown[]) {
-            const res = await conn.query(text, params);
-            return { rows: res.rows as T[] };
-          },
+          query: <T>(text: string, params?: unknown[]) => run<T>(text, params),
           async exec(script: string) {
-            await conn.query(script);
+            await run(script);
           },
         };
         const result = await fn(tx);
-        await conn.query('COMMIT');
+        await run('COMMIT');
         return result;
       } catch (err) {
-        await conn.query('ROLLBACK').catch((rollbackErr: Error) => {
-          broken = rollbackErr;
-        });
+        if (!broken) {
+          await conn.query('ROLLBACK').catch((rollbackErr: Error) => {
+            broken = rollbackErr;
+          });
+        }
         throw err;
       } finally {
         conn.off('error', onConnError);

@@ -1,0 +1,54 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { openSqlClient, type SqlClient } from '../../../proxy/stores/sql/sql-client.js';
+import { PG_URL, TcpRelay } from '../../mcp/helpers.js';
+
+// A NAT or load balancer that forgets a connection, or a failover, leaves it open and silent:
+// nothing closes it, statements on it are never answered, while a new connection works.
+describe('PostgreSQL connections gone silent without closing', () => {
+  const through = (r: TcpRelay) => {
+    const url = new URL(PG_URL);
+    url.host = `127.0.0.1:${r.port}`;
+    return url.toString();
+  };
+  /** A client through its own relay with `open` connections in its pool, all idle. */
+  async function warmed(open: number): Promise<{ sql: SqlClient; relay: TcpRelay }> {
+    const relay = new TcpRelay(Number(new URL(PG_URL).port || 5432));
+    await relay.start();
+    // query_timeout is statement_timeout + 1 s.
+    const sql = await openSqlClient({ databaseUrl: through(relay), pool: { min: 0, max: open, statementTimeoutMs: 200 } });
+    await Promise.all(Array.from({ length: open }, () => sql.query('SELECT pg_sleep(0.05)')));
+    assert.equal(relay.accepted, open);
+    assert.deepEqual(sql.stats(), { total: open, idle: open, waiting: 0 });
+    return { sql, relay };
+  }
+
+  it('gives up on the pooled connections after the first unanswered statement: the next runs on a new one', async () => {
+    const { sql, relay: own } = await warmed(3);
+    try {
+      own.freeze();
+      await assert.rejects(sql.query('SELECT 1'), /Query read timeout/);
+      // The two other idle connections went silent too: reused, each would time out in turn.
+      const { rows } = await sql.query<{ n: number }>('SELECT 2 AS n');
+      assert.deepEqual(rows, [{ n: 2 }]);
+      assert.equal(own.accepted, 4);
+      assert.deepEqual(sql.stats(), { total: 1, idle: 1, waiting: 0 });
+    } finally {
+      await sql.close();
+      await own.stop();
+    }
+  });
+
+  it('does the same after an unanswered statement in a transaction, without waiting on a ROLLBACK', async () => {
+    const { sql, relay: own } = await warmed(2);
+    try {
+      own.freeze();
+      await assert.rejects(sql.transaction((tx) => tx.query('SELECT 1')), /Query read timeout/);
+      assert.equal(await sql.transaction(async (tx) => (await tx.query<{ n: number }>('SELECT 3 AS n')).rows[0]?.n), 3);
+      assert.equal(own.accepted, 3);
+    } finally {
+      await sql.close();
+      await own.stop();
+    }
+  });
+});
