@@ -124,6 +124,7 @@ export class TcpRelay {
   private readonly sockets = new Set<Socket>();
   private readonly pairs = new Set<[Socket, Socket]>();
   private openClients = 0;
+  private muteNextConnection = false;
   private readonly targetPort: number;
 
   constructor(targetPort: number) {
@@ -140,6 +141,16 @@ export class TcpRelay {
       const pair: [Socket, Socket] = [client, upstream];
       this.pairs.add(pair);
       client.once('close', () => this.pairs.delete(pair));
+      if (this.muteNextConnection) {
+        this.muteNextConnection = false;
+        // The client's first packet (PostgreSQL's startup message) goes through, nothing after it.
+        client.once('data', (first: Buffer) => {
+          upstream.write(first);
+          client.pause();
+        });
+        upstream.pipe(client);
+        return;
+      }
       client.pipe(upstream).pipe(client);
     });
     await new Promise<void>((ok) => server.listen(this.port, '127.0.0.1', () => ok()));
@@ -156,6 +167,14 @@ export class TcpRelay {
       upstream.pause();
     }
     this.pairs.clear();
+  }
+
+  /**
+   * The next connection goes silent once opened: its first packet is forwarded (a trusted
+   * PostgreSQL login then succeeds) and nothing the client sends after it; answers still come back.
+   */
+  muteNext(): void {
+    this.muteNextConnection = true;
   }
 
   async stop(): Promise<void> {

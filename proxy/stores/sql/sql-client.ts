@@ -122,7 +122,9 @@ function openPgClient(url: string, opts: SqlPoolOptions, hooks: Pick<OpenSqlClie
     // processID is the backend pid pg reads from BackendKeyData; @types/pg does not declare it.
     const pid = (conn as unknown as { processID?: number }).processID;
     if (pid === undefined) return;
-    const canceller = new pg.Client(connection);
+    // Bounded like its login: a cancel whose connection went silent too would hold `conn`, which
+    // is released only after it, for good.
+    const canceller = new pg.Client({ ...connection, query_timeout: connection.connectionTimeoutMillis });
     canceller.on('error', () => undefined);
     try {
       await canceller.connect();
@@ -130,7 +132,8 @@ function openPgClient(url: string, opts: SqlPoolOptions, hooks: Pick<OpenSqlClie
     } catch (err) {
       hooks.onCancelError?.(err as Error);
     } finally {
-      await canceller.end().catch(() => undefined);
+      // Not awaited: a goodbye on a connection gone silent is never acknowledged.
+      void canceller.end().catch(() => undefined);
     }
   }
 

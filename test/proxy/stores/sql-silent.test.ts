@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { openSqlClient, type SqlClient } from '../../../proxy/stores/sql/sql-client.js';
 import { PG_URL, TcpRelay } from '../../mcp/helpers.js';
 
@@ -49,6 +50,41 @@ describe('PostgreSQL connections gone silent without closing', () => {
     } finally {
       await sql.close();
       await own.stop();
+    }
+  });
+});
+
+describe('cancelling a statement on a connection gone silent', () => {
+  it('gives up on a cancel whose own connection goes silent, and frees the pooled connection', { timeout: 60_000 }, async () => {
+    const relay = new TcpRelay(Number(new URL(PG_URL).port || 5432));
+    await relay.start();
+    const url = new URL(PG_URL);
+    url.host = `127.0.0.1:${relay.port}`;
+    const cancelErrors: Error[] = [];
+    // One connection: held by a cancel that never ends, the next statement could not run.
+    const sql = await openSqlClient({
+      databaseUrl: url.toString(),
+      pool: { min: 0, max: 1, statementTimeoutMs: 200, connectionTimeoutMs: 1_000 },
+      onCancelError: (err) => cancelErrors.push(err),
+    });
+    try {
+      await sql.query('SELECT 1');
+      relay.freeze();
+      // The cancel's connection opens, then its pg_cancel_backend is never answered.
+      relay.muteNext();
+      const aborted = new AbortController();
+      const first = sql.query('SELECT 1', [], { signal: aborted.signal });
+      // Given up on once it runs: its connection checked out, the statement sent.
+      while (sql.stats().idle > 0) await nextTurn();
+      await nextTurn();
+      aborted.abort(new Error('given up'));
+      await assert.rejects(first, /Query read timeout/);
+      assert.equal(cancelErrors.length, 1);
+      assert.deepEqual((await sql.query<{ n: number }>('SELECT 4 AS n')).rows, [{ n: 4 }]);
+      assert.equal(relay.accepted, 3);
+    } finally {
+      await sql.close();
+      await relay.stop();
     }
   });
 });
