@@ -82,6 +82,11 @@ function openPgClient(url: string, opts: SqlPoolOptions, hooks: Pick<OpenSqlClie
     connectionString: url,
     connectionTimeoutMillis: opts.connectionTimeoutMs ?? 5_000,
     application_name: opts.applicationName ?? 'ca-a2a',
+    // TCP keepalive after 10 s idle: a NAT or load balancer does not forget a pooled connection
+    // that waits for work (their idle timeouts are minutes), and a dead peer is noticed by the
+    // kernel rather than by the next statement.
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
   };
   const pool = new pg.Pool({
     ...connection,

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
 import { describe, it } from 'node:test';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { openSqlClient, type SqlClient } from '../../../proxy/stores/sql/sql-client.js';
@@ -82,6 +83,33 @@ describe('cancelling a statement on a connection gone silent', () => {
       assert.equal(cancelErrors.length, 1);
       assert.deepEqual((await sql.query<{ n: number }>('SELECT 4 AS n')).rows, [{ n: 4 }]);
       assert.equal(relay.accepted, 3);
+    } finally {
+      await sql.close();
+      await relay.stop();
+    }
+  });
+});
+
+describe('pooled PostgreSQL connections waiting for work', () => {
+  /** The kernel's timer state (/proc/net/tcp `tr`) of each established connection to `port`. */
+  async function timersTo(port: number): Promise<string[]> {
+    const table = await readFile('/proc/net/tcp', 'utf8');
+    const remote = `:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+    // Fields: sl, local, remote, state (01 established), tx:rx queues, tr:when, ...
+    const rows = table.split('\n').slice(1).map((line) => line.trim().split(/\s+/));
+    return rows.filter((f) => f[2]?.endsWith(remote) && f[3] === '01').map((f) => f[5]?.split(':')[0] ?? '');
+  }
+
+  it('have TCP keepalive on, so a NAT or load balancer does not forget them', { skip: process.platform !== 'linux' }, async () => {
+    const relay = new TcpRelay(Number(new URL(PG_URL).port || 5432));
+    await relay.start();
+    const url = new URL(PG_URL);
+    url.host = `127.0.0.1:${relay.port}`;
+    const sql = await openSqlClient({ databaseUrl: url.toString(), pool: { min: 0, max: 2 } });
+    try {
+      await Promise.all([sql.query('SELECT pg_sleep(0.05)'), sql.query('SELECT pg_sleep(0.05)')]);
+      // Timer 2 is the keepalive timer; an idle connection without keepalive has none (0).
+      assert.deepEqual(await timersTo(relay.port), ['02', '02']);
     } finally {
       await sql.close();
       await relay.stop();
