@@ -100,7 +100,7 @@ describe('pooled PostgreSQL connections waiting for work', () => {
     return rows.filter((f) => f[2]?.endsWith(remote) && f[3] === '01').map((f) => f[5]?.split(':')[0] ?? '');
   }
 
-  it('have TCP keepalive on, so a NAT or load balancer does not forget them', { skip: process.platform !== 'linux' }, async () => {
+  it('have TCP keepalive on, so a NAT or load balancer does not forget them', { skip: process.platform !== 'linux' && 'reads the kernel timers in /proc/net/tcp, Linux only' }, async () => {
     const relay = new TcpRelay(Number(new URL(PG_URL).port || 5432));
     await relay.start();
     const url = new URL(PG_URL);
