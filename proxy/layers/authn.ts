@@ -122,7 +122,12 @@ export function authnLayer(policy: ServicePolicy, deps: AuthnDeps): Layer {
 function isCanonicalCompactJws(token: string): boolean {
   if (!COMPACT_JWS.test(token)) return false;
   const signature = token.slice(token.lastIndexOf('.') + 1);
-  return base64url.encode(base64url.decode(signature)) === signature;
+  try {
+    return base64url.encode(base64url.decode(signature)) === signature;
+  } catch {
+    // 4n+1 characters (a token cut short) are no base64url at all: jose throws.
+    return false;
+  }
 }
 
 /** `cnf` as RFC 9449 §6.1 binds a DPoP key: `{ "jkt": <base64url SHA-256 thumbprint> }`, nothing else. */

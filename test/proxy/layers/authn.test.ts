@@ -269,4 +269,22 @@ methods:
       assert.equal(h.upstream.requests.length, before, `${name}: must not be forwarded`);
     }
   });
+
+  // Found by test/proxy/fuzz.test.ts: a signature of 4n+1 characters is no base64url at all, and
+  // the spelling check's decode threw: a truncated token was a 500 internal error, logged as a bug.
+  it('refuses a token whose signature is cut to a length no base64url has as malformed, not as an internal error', async () => {
+    const token = await h.issuer.sign();
+    const signature = token.slice(token.lastIndexOf('.') + 1);
+    const cut = token.slice(0, token.length - ((signature.length % 4) + 3) % 4);
+    assert.equal(cut.slice(cut.lastIndexOf('.') + 1).length % 4, 1);
+    const errors = h.audit.events('internal_error').length;
+    for (const spelling of [cut, `${token.slice(0, token.lastIndexOf('.') + 1)}A`]) {
+      const before = h.upstream.requests.length;
+      const res = await h.call(rpc('get_document', { document_id: DOC_ID }), { token: spelling });
+      assert.equal(res.status, 401, JSON.stringify(res.json));
+      assert.equal(res.json.error?.data?.reason, 'authn.token_malformed');
+      assert.equal(h.upstream.requests.length, before, 'must not be forwarded');
+    }
+    assert.equal(h.audit.events('internal_error').length, errors, 'no internal error logged');
+  });
 });
