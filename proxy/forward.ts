@@ -405,10 +405,17 @@ function isOwnedOrHopByHop(name: string, connectionListed: Set<string> | undefin
 
 const PLAIN_CONNECTION = /^\s*(keep-alive|close)\s*$/i;
 
-/** Header names the client's Connection header makes hop-by-hop; none for the usual keep-alive or close. */
+/**
+ * Header names the client's Connection header makes hop-by-hop; none for the usual keep-alive or
+ * close. Never Content-Type: it is the one the transport layer checked, and a field meant for every
+ * recipient of the content is no connection option (RFC 9110 §7.6.1); dropped, the agent would get
+ * a POST with no type, to read otherwise than the sidecar did, or not at all.
+ */
 function connectionListedHeaders(connection: string | undefined): Set<string> | undefined {
   if (connection === undefined || PLAIN_CONNECTION.test(connection)) return undefined;
-  return new Set(connection.toLowerCase().split(',').map((name) => name.trim()));
+  const listed = new Set(connection.toLowerCase().split(',').map((name) => name.trim()));
+  listed.delete('content-type');
+  return listed;
 }
 
 /**

@@ -44,6 +44,19 @@ describe('forwarding to the upstream', () => {
     h.upstream.respond(undefined);
   });
 
+  // Found by test/proxy/fuzz.test.ts: the sidecar checked Content-Type: application/json, then
+  // dropped it as hop-by-hop because the client named it in Connection, so the agent got a POST
+  // with no Content-Type at all, a request the transport layer says it never forwards (an agent
+  // decoding by type reads the body otherwise, or not at all).
+  it('forwards the Content-Type it checked even when the client names it in Connection', async () => {
+    const body = JSON.stringify(call());
+    const before = h.upstream.requests.length;
+    const { text } = await rawRequest(h.sidecar.url, `POST /message HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nAuthorization: Bearer ${token}\r\nConnection: close, Content-Type\r\nContent-Length: ${body.length}\r\n\r\n${body}`, 500);
+    assert.match(text, /^HTTP\/1\.1 200/);
+    assert.equal(h.upstream.requests.length, before + 1);
+    assert.equal(h.upstream.requests.at(-1)?.headers['content-type'], 'application/json');
+  });
+
   it("drops the agent's own x-ca-a2a-* answer headers, and sets its request id", async () => {
     h.upstream.respond(() => ({ status: 200, headers: { 'x-ca-a2a-subject': 'admin', 'X-CA-A2A-Request-Id': 'forged', 'x-other': 'kept' }, body: { jsonrpc: '2.0', id: 9, result: {} } }));
     const res = await h.call(call(), { token });
