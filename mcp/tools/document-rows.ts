@@ -6,7 +6,8 @@ export type DocumentStatus = (typeof DOCUMENT_STATUSES)[number];
 
 /** Schema fragments shared by the document and log tools. */
 export const SCHEMA = {
-  documentId: { type: 'string', format: 'uuid', description: 'Document id (UUID).' },
+  // The uuid format alone also takes a urn:uuid: prefix, which PostgreSQL's uuid type refuses.
+  documentId: { type: 'string', format: 'uuid', pattern: '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$', description: 'Document id (UUID).' },
   status: { type: 'string', enum: DOCUMENT_STATUSES },
 } as const;
 

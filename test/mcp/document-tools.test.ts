@@ -67,6 +67,7 @@ for (const mode of modes) {
     it('refuses invalid arguments: non-UUID id, bad sha256, s3_key outside the prefixes', async () => {
       const cases: [string, unknown, string][] = [
         ['documents_get', { document_id: 'not-a-uuid' }, 'invalid_arguments'],
+        ['documents_get', { document_id: 'urn:uuid:123e4567-e89b-12d3-a456-426614174000' }, 'invalid_arguments'],
         ['documents_create', { filename: 'a', content_type: 'text/plain', s3_key: 'uploads/a', size_bytes: 1, sha256: 'xyz' }, 'invalid_arguments'],
         ['documents_create', { filename: 'a', content_type: 'text/plain', s3_key: '../etc/passwd', size_bytes: 1, sha256: sha }, 'invalid_key'],
         ['documents_list', { limit: 101 }, 'invalid_arguments'],

@@ -87,8 +87,8 @@ function mayCall(roles: readonly string[], method: string): boolean {
 }
 
 const isPlainObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
-// ajv-formats' uuid: an optional urn:uuid: prefix, hex of any case.
-const UUID_FORMAT = /^(?:urn:uuid:)?[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}$/i;
+// The shipped schema: ajv-formats' uuid (hex of any case) without its optional urn:uuid: prefix.
+const UUID_FORMAT = /^[0-9a-f]{8}-(?:[0-9a-f]{4}-){3}[0-9a-f]{12}$/i;
 
 function paramsValid(method: string, params: unknown): boolean {
   const value = params ?? {};

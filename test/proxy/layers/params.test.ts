@@ -18,7 +18,7 @@ describe('params layer (shipped schemas)', () => {
   });
 
   it('refuses a document_id that is not a UUID string, or missing, with 400 and -32602 and the failing path', async () => {
-    for (const params of [{ document_id: 'not-a-uuid' }, { document_id: 42 }, {}, undefined, { document_id: DOC_ID, extra: 1 }]) {
+    for (const params of [{ document_id: 'not-a-uuid' }, { document_id: `urn:uuid:${DOC_ID}` }, { document_id: 42 }, {}, undefined, { document_id: DOC_ID, extra: 1 }]) {
       const count = h.upstream.requests.length;
       const res = await h.call(rpc('get_document', params), { token });
       assert.equal(res.status, 400, JSON.stringify(params));
