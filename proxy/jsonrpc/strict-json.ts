@@ -10,7 +10,10 @@ export type StrictJsonResult =
 const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
 const NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
 const HEX4 = /^[0-9a-fA-F]{4}$/;
-const utf8 = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM keeps a leading byte order mark in the text, where the scanner refuses it: the
+// agent gets the bytes as they came, and a parser there that does not skip a BOM (JSON.parse)
+// would read another document than the one checked here. RFC 8259 §8.1: senders MUST NOT add one.
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 const [QUOTE, BACKSLASH, COMMA, COLON] = [0x22, 0x5c, 0x2c, 0x3a];
 const [OPEN_BRACE, CLOSE_BRACE, OPEN_BRACKET, CLOSE_BRACKET] = [0x7b, 0x7d, 0x5b, 0x5d];
 

@@ -866,13 +866,14 @@ describe(`hostile-input fuzz campaign: ${oracle.service} (seeded)`, () => {
     if (bodyBytes.length > 0 && digestHeader !== undefined && digestHeader !== `sha-256=:${createHash('sha256').update(bodyBytes).digest('base64')}:`) return `content-digest ${String(digestHeader)}`;
     let text: string;
     try {
-      text = new TextDecoder('utf-8', { fatal: true }).decode(bodyBytes);
+      text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bodyBytes);
     } catch {
       return 'body not UTF-8';
     }
-    const jsonProblem = strictJsonProblem(text.replace(/^\ufeff/, ''));
+    if (text.startsWith('\ufeff')) return 'body starts with a byte order mark';
+    const jsonProblem = strictJsonProblem(text);
     if (jsonProblem) return `body not strict JSON: ${jsonProblem}`;
-    const value = JSON.parse(text.replace(/^\ufeff/, '')) as unknown;
+    const value = JSON.parse(text) as unknown;
     if (kind === 'call_tool') {
       const element = callToolElement(value);
       return element === undefined ? `not a /call_tool body: ${text.slice(0, 200)}` : oracle.elementProblem(element, facts.roles);

@@ -30,6 +30,8 @@ describe('jsonrpc layer', () => {
     await refused('{"jsonrpc": "2.0", "method": ', 'jsonrpc.parse_error', -32700);
     await refused('{"a":1} trailing', 'jsonrpc.parse_error', -32700);
     await refused('', 'jsonrpc.parse_error', -32700);
+    // RFC 8259 §8.1: no byte order mark; forwarded as it came, the agent's JSON.parse would fail on it.
+    await refused(`\ufeff${JSON.stringify(rpc('get_document', { document_id: DOC_ID }))}`, 'jsonrpc.parse_error', -32700);
   });
 
   it('refuses duplicate method keys', async () => {
