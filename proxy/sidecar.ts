@@ -310,10 +310,6 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   }, (req, res) => void handle(req, res));
   // While a request is served: no listener for 'timeout', so Node destroys the idle connection.
   server.timeout = limits.idleTimeoutMs;
-  // A client that half-closes its side once its request is sent still gets the answer, then the
-  // connection closes (as HAProxy does without abortonclose). Node's default aborted the request
-  // and closed at once: the agent could still be called, and its answer went nowhere.
-  server.httpAllowHalfOpen = true;
   // A client opening connections without end (each one idle until headers_timeout_ms) would take
   // every file descriptor, and with them the upstream's, Redis's and the issuer's connections. Past
   // the limit Node closes each new connection as soon as it is accepted; the ones open are served.

@@ -242,21 +242,6 @@ describe('forwarding to the upstream', () => {
     });
   });
 
-  it('answers a client that half-closes its side once its request is sent (as HAProxy does without abortonclose), then closes', async () => {
-    const forwarded = h.upstream.requests.length;
-    const socket = connect(Number(new URL(h.sidecar.url).port), '127.0.0.1');
-    await new Promise<void>((resolve) => socket.once('connect', resolve));
-    let text = '';
-    socket.on('data', (chunk: Buffer) => (text += chunk.toString()));
-    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
-    const body = JSON.stringify(call());
-    socket.end(`POST /message HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nAuthorization: Bearer ${token}\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
-    await closed;
-    assert.equal(h.upstream.requests.length, forwarded + 1);
-    assert.match(text, /^HTTP\/1\.1 200 /, text);
-    assert.match(text, /"jsonrpc":"2\.0"/, 'the whole answer came');
-  });
-
   it('while draining, answers the first of two pipelined requests with Connection: close and does not forward the second', async () => {
     const slow = await startHarness({ policyFile: writePolicy(policy('http://127.0.0.1:1')) });
     const token = await slow.issuer.sign();
