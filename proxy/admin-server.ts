@@ -71,21 +71,65 @@ async function fetchUpstreamMetrics(url: string): Promise<string> {
 // The series names one family exposes (prom-client, text format 0.0.4).
 const SAMPLE_SUFFIXES = ['', '_bucket', '_sum', '_count'];
 
+// Text format 0.0.4 lines as Prometheus parses them, in the strict spelling exporters write:
+// a sample (name, labels without blanks, a float, an optional timestamp), or a HELP or TYPE line.
+const NAME = '[a-zA-Z_:][a-zA-Z0-9_:]*';
+const LABEL = '[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\\]|\\\\.)*"';
+const FLOAT = '[+-]?(?:\\d+(?:\\.\\d*)?|\\.\\d+)(?:[eE][+-]?\\d+)?|[+-]?Inf|NaN';
+const SAMPLE = new RegExp(`^(${NAME})(?:\\{((?:${LABEL}(?:,${LABEL})*,?)?)\\})?[ \\t]+(?:${FLOAT})(?:[ \\t]+\\d+)?[ \\t]*$`);
+const HELP = new RegExp(`^# HELP (${NAME}) `);
+const TYPE = new RegExp(`^# TYPE (${NAME}) (?:counter|gauge|histogram|summary|untyped)$`);
+/** What Prometheus reads as a HELP or TYPE line: `#`, blanks, the keyword, blanks. */
+const META = /^#[ \t]+(?:HELP|TYPE)[ \t]/;
+const LABEL_NAME = /([a-zA-Z_][a-zA-Z0-9_]*)="(?:[^"\\]|\\.)*"/g;
+
+/**
+ * The name a line of the upstream's exposition gives a family, '' for a line that names none (a
+ * blank line, a plain comment), undefined for one Prometheus could not parse.
+ */
+function lineName(line: string): string | undefined {
+  if (line === '') return '';
+  if (line.startsWith('#')) {
+    if (!META.test(line)) return '';
+    return (HELP.exec(line) ?? TYPE.exec(line))?.[1];
+  }
+  const sample = SAMPLE.exec(line);
+  if (sample === null) return undefined;
+  const labels = sample[2];
+  if (labels !== undefined) {
+    const names = [...labels.matchAll(LABEL_NAME)].map((match) => match[1]);
+    if (new Set(names).size !== names.length) return undefined;
+  }
+  return sample[1];
+}
+
 /**
  * The upstream's exposition without any family the sidecar itself exposes: a family written twice
  * makes Prometheus refuse the whole scrape, so an agent exporting, say, ca_a2a_requests_total
- * would have hidden every sidecar metric. The dropped names are left in a comment.
+ * would have hidden every sidecar metric, or forged samples of it. So would one line Prometheus
+ * cannot parse, which fails the whole scrape: such lines are dropped too (so is a line spelled in
+ * a way exporters do not write, e.g. with blanks before a sample, which Prometheus reads as a
+ * sample all the same). What was dropped is said in a comment.
  */
 function withoutOwnFamilies(text: string, registry: Registry): string {
   const own = new Set<string>();
   for (const metric of registry.getMetricsAsArray()) for (const suffix of SAMPLE_SUFFIXES) own.add(`${metric.name}${suffix}`);
   const dropped = new Set<string>();
-  const kept = text.split('\n').filter((line) => {
-    const name = /^(?:# (?:HELP|TYPE) )?([a-zA-Z_:][a-zA-Z0-9_:]*)/.exec(line)?.[1];
-    if (name === undefined || !own.has(name)) return true;
+  let malformed = 0;
+  const kept = text.split('\n').filter((line, index, lines) => {
+    // The last element is what follows the final newline: nothing.
+    if (index === lines.length - 1 && line === '') return false;
+    const name = lineName(line);
+    if (name === undefined) {
+      malformed++;
+      return false;
+    }
+    if (!own.has(name)) return true;
     dropped.add(name);
     return false;
   });
-  if (dropped.size === 0) return text;
-  return `${kept.join('\n')}# upstream metrics dropped, names the sidecar exposes: ${[...dropped].join(' ')}\n`;
+  let notes = '';
+  if (dropped.size > 0) notes += `# upstream metrics dropped, names the sidecar exposes: ${[...dropped].join(' ')}\n`;
+  if (malformed > 0) notes += `# upstream metrics dropped, ${malformed} lines Prometheus could not parse\n`;
+  return `${kept.map((line) => `${line}\n`).join('')}${notes}`;
 }

@@ -229,6 +229,7 @@ describe('MCP gateway behind its sidecar with the shipped policy', () => {
     assert.match(text, /^ca_a2a_requests_total\{/m, 'the sidecar metrics');
     assert.match(text, /^ca_a2a_mcp_breaker_state\{backend="postgres"\} 0$/m, 'the gateway breaker, closed');
     assert.match(text, /^# TYPE ca_a2a_mcp_tool_calls_total counter$/m);
+    assert.doesNotMatch(text, /^# upstream metrics dropped/m, 'every line of the gateway\'s is one Prometheus parses');
   });
 
   it('keeps the shipped mcp.yaml tools list equal to the tools the gateway serves', () => {

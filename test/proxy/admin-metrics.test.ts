@@ -53,6 +53,29 @@ describe("admin /metrics with the upstream's own metrics (upstream_metrics_path)
     assert.match(text, /^# upstream metrics dropped, names the sidecar exposes: ca_a2a_requests_total .*ca_a2a_request_duration_seconds_bucket/m);
   });
 
+  it('keeps out a sample of its own families however it is spelled: leading blanks, a tab after #', async () => {
+    // Prometheus skips blanks before a sample and reads `#<tab>TYPE` as a TYPE line: these are
+    // ca_a2a_requests_total samples and a second TYPE line of it all the same.
+    exposition = 'agent_jobs_total 5\n ca_a2a_requests_total{service="forged",method="x",outcome="forwarded",status="200"} 1e9\n'
+      + '\tca_a2a_anomalous_token_usage_total{service="forged",action="revoked"} 1\n#\tTYPE ca_a2a_requests_total counter\n';
+    const text = await scrape();
+    assert.doesNotMatch(text, /forged/);
+    assert.equal(text.split('\n').filter((line) => /^#[ \t]+TYPE[ \t]+ca_a2a_requests_total[ \t]/.test(line)).length, 1);
+    assert.match(text, /^agent_jobs_total 5$/m);
+  });
+
+  it("drops the agent's lines Prometheus cannot parse: one would fail the whole scrape, the sidecar's own metrics with it", async () => {
+    exposition = 'agent_jobs_total 6\nthis is not a metric\nagent_bad{le="1"} one\nagent_crlf 1\r\n# TYPE agent_x strange\n'
+      + 'agent_dup{a="1",a="2"} 1\n# TYPE 9bad counter\nagent_ok{a="b\\"c",le="+Inf",} 7 1700000000000\nagent_inf -Inf\n';
+    const text = await scrape();
+    for (const bad of [/^this is not/m, /agent_bad/, /\r/, /strange/, /agent_dup/, /9bad/]) assert.doesNotMatch(text, bad);
+    assert.match(text, /^agent_jobs_total 6$/m);
+    assert.match(text, /^agent_ok\{a="b\\"c",le="\+Inf",\} 7 1700000000000$/m);
+    assert.match(text, /^agent_inf -Inf$/m);
+    assert.match(text, /^# upstream metrics dropped, 6 lines Prometheus could not parse$/m);
+    assert.equal(typeLines(text, 'ca_a2a_requests_total'), 1);
+  });
+
   it('leaves out an exposition larger than the cap, keeping its own metrics', async () => {
     exposition = `# TYPE agent_big counter\n${'agent_big 1\n'.repeat(Math.ceil(UPSTREAM_METRICS_MAX_BYTES / 12) + 1)}`;
     const text = await scrape();
