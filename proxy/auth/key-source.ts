@@ -137,7 +137,8 @@ export class KeySource {
       this.#metrics.jwksFetches.inc({ service: this.#service, result: error instanceof TooLargeError ? 'too_large' : 'network_error' });
       throw error;
     }
-    this.#metrics.jwksFetches.inc({ service: this.#service, result: response.ok ? 'success' : 'http_error' });
+    const result = !response.ok ? 'http_error' : keysDocument(body) ? 'success' : 'invalid';
+    this.#metrics.jwksFetches.inc({ service: this.#service, result });
     return new Response(body, { status: response.status, statusText: response.statusText, headers: response.headers });
   };
 }
@@ -146,6 +147,21 @@ export class KeySource {
 const MAX_KEYS_DOCUMENT_BYTES = 1024 * 1024;
 
 class TooLargeError extends Error {}
+
+/**
+ * Whether a 200's body is what was asked for, a discovery document (`jwks_uri`) or a JWKS (`keys`),
+ * so that a fetch counted `success` gave the sidecar something to use: an issuer answering garbage
+ * with 200 is counted `invalid`, as the runbook's `result!="success"` expects.
+ */
+function keysDocument(body: Uint8Array): boolean {
+  try {
+    const document = JSON.parse(Buffer.from(body).toString('utf8')) as unknown;
+    if (typeof document !== 'object' || document === null) return false;
+    return Array.isArray((document as { keys?: unknown }).keys) || typeof (document as { jwks_uri?: unknown }).jwks_uri === 'string';
+  } catch {
+    return false;
+  }
+}
 
 /** The response's body, or a TooLargeError once more than `limit` bytes came (the rest is not read). */
 async function readAtMost(response: Response, limit: number): Promise<Uint8Array> {

@@ -140,8 +140,10 @@ describe('issuer keys (JWKS)', () => {
     assert.equal((await side.call(rpc('get_document', { document_id: DOC_ID }), { token })).status, 200);
   });
 
-  it('answers 401 jwks_unavailable when the JWKS is garbage, and recovers when it is fixed', async (t) => {
+  it('answers 401 jwks_unavailable when the JWKS is garbage, counted invalid, and recovers when it is fixed', async (t) => {
     const { issuer, token, side } = await withBrokenJwks(t, 'garbage');
+    assert.ok(await side.metric('ca_a2a_jwks_fetches_total', { result: 'invalid' }) >= 1, 'a 200 with garbage is no success');
+    assert.equal(await side.metric('ca_a2a_jwks_fetches_total', { result: 'success' }), 1, 'the discovery document only');
     issuer.breakJwks(undefined);
     assert.equal((await side.call(rpc('get_document', { document_id: DOC_ID }), { token })).status, 200);
   });
