@@ -1,11 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { pipeline } from 'node:stream/promises';
 import { Pool } from 'undici';
 import { signedHeaders } from '../client/signed-headers.js';
 import { createContext, type Layer } from '../context.js';
 import { DENIALS, denial, type Denial } from '../denials.js';
-import { refuseClientErrors } from '../http/client-error.js';
+import { refuseClientErrors, writeRawRefusal } from '../http/client-error.js';
 import { endToEndHeaders, upstreamDenial } from '../forward.js';
 import type { ProofKey } from '../integrity/proof.js';
 import type { AuditLog } from '../observe/audit.js';
@@ -103,7 +104,7 @@ export function createEgressServer(deps: EgressDeps): { server: Server; close():
     return layer;
   };
 
-  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+  const handle = async (req: IncomingMessage, res: ServerResponse, refusal?: Denial): Promise<void> => {
     const policy = deps.policy();
     retireUnused(policy);
     const service = policy.service;
@@ -114,6 +115,7 @@ export function createEgressServer(deps: EgressDeps): { server: Server; close():
       deps.refuser.refuse(ctx, res, refusal);
       deps.metrics.egressRequests.inc({ service, target, outcome, status: res.statusCode });
     };
+    if (refusal !== undefined) return refuse(refusal, 'none');
     const egress = policy.egress;
     const transport = await transportFor(policy).check(ctx);
     if (transport !== undefined && typeof transport === 'object') return refuse(cutOffBy(req) ?? transport, 'none');
@@ -177,6 +179,20 @@ export function createEgressServer(deps: EgressDeps): { server: Server; close():
 
   // The Host check is the transport layer's, refused like every other request.
   const server = createServer({ headersTimeout: 30_000, requestTimeout: 60_000, requireHostHeader: false }, (req, res) => void handle(req, res));
+  // As on the inbound port: Node would answer any Expect but 100-continue with a bare 417, and
+  // close a CONNECT without a word, neither counted nor logged.
+  server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+    void handle(req, res, denial('transport.expectation_failed', 'only 100-continue is supported', { headers: { connection: 'close' } }));
+  });
+  server.on('connect', (req: IncomingMessage, socket: Socket) => {
+    const refusal = denial('transport.method_not_allowed', 'CONNECT is not served');
+    const policy = deps.policy();
+    const ctx = createContext(req, policy, randomUUID(), socket.remoteAddress ?? '', performance.now());
+    deps.refuser.count(ctx, refusal);
+    deps.audit.denied(ctx, refusal);
+    deps.metrics.egressRequests.inc({ service: policy.service, target: 'none', outcome: 'refused', status: DENIALS[refusal.code].status });
+    writeRawRefusal(socket, refusal, ctx.requestId);
+  });
   // What Node's parser refuses is answered, counted and logged as on the inbound port.
   const cutOffBy = refuseClientErrors(server, (refusal, socket, requestId) => {
     deps.refuser.count(undefined, refusal);

@@ -312,6 +312,28 @@ describe('egress: an agent calls another service through its sidecar, holding no
     assert.equal(audit.events('transport_rejected').length, lines + 2);
   });
 
+  // Node closed a CONNECT without a word (no count, no line) and answered any other Expect with a
+  // bare 417 of its own: neither went through the refusal every other request gets.
+  it('refuses CONNECT with 405 and an Expect other than 100-continue with 417, each with a JSON-RPC body, a count and an audit line', async () => {
+    const count = wire.requests.length;
+    const body = JSON.stringify(rpc('validate_document', { document_id: DOC_ID }));
+    for (const [payload, status, reason] of [
+      ['CONNECT 127.0.0.1:1 HTTP/1.1\r\nHost: 127.0.0.1:1\r\n\r\n', 405, 'transport.method_not_allowed'],
+      [`POST /validator/message HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: 200-ok\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`, 417, 'transport.expectation_failed'],
+    ] as const) {
+      const lines = audit.events('transport_rejected').filter((line) => line.code === reason).length;
+      const refused = await metricOf(orchestrator, 'ca_a2a_egress_requests_total', `target="none",outcome="refused",status="${status}"`);
+      const { text, closed } = await rawRequest(orchestrator.egressUrl as string, payload);
+      assert.match(text, new RegExp(`^HTTP/1\\.1 ${status} `), payload);
+      assert.equal(rawJson(text).error?.code, -32600);
+      assert.equal(rawJson(text).error?.data?.reason, reason);
+      assert.ok(closed, 'the connection is closed');
+      assert.equal(audit.events('transport_rejected').filter((line) => line.code === reason).length, lines + 1);
+      assert.equal(await metricOf(orchestrator, 'ca_a2a_egress_requests_total', `target="none",outcome="refused",status="${status}"`), refused + 1);
+    }
+    assert.equal(wire.requests.length, count, 'nothing left the task');
+  });
+
   it('binds the egress listener to loopback only', async () => {
     assert.match(orchestrator.egressUrl ?? '', /^http:\/\/127\.0\.0\.1:/);
     await assert.rejects(startSidecar({ policyFile: shippedPolicyFile('orchestrator'), egressListen: '0.0.0.0:0', clientSecret: 'x', watchPolicy: false, logDestination: new AuditCapture() }), /loopback/);
