@@ -36,6 +36,11 @@ export interface TokenSourceOptions {
   /** Timeout of each HTTP request to the issuer; default 5000. */
   fetchTimeoutMs?: number;
   /**
+   * After a request to the issuer failed, callers get the same error (or the still-valid cached
+   * token) for this long without another request; default 1000.
+   */
+  retryAfterFailureMs?: number;
+  /**
    * Plain http to an issuer off this machine, when the network itself is trusted or encrypts (ECS
    * Service Connect TLS, a private compose network). Off: plain http on loopback only.
    */
@@ -51,7 +56,8 @@ const FALLBACK_LIFETIME_MS = 60_000;
  * request. Past its refresh time, a token with more than half the refresh margin left is handed
  * out at once while the refresh runs behind it, so a slow or hung issuer holds up no call; nearer
  * its expiry, callers wait for the refresh. If a refresh fails while the cached token is still
- * valid, the cached token is returned.
+ * valid, the cached token is returned. After a failure the issuer is not asked again for
+ * `retryAfterFailureMs`: an issuer refusing or failing fast is not asked as often as callers call.
  * Rejects with a {@link TokenSourceError}; throws one synchronously for unusable options.
  */
 export function createTokenSource(opts: TokenSourceOptions): TokenSource {
@@ -59,6 +65,7 @@ export function createTokenSource(opts: TokenSourceOptions): TokenSource {
   const issuerUrl = parseIssuer(opts.issuer, plainHttpOk);
   const skewMs = (opts.refreshSkewSeconds ?? 30) * 1000;
   const timeoutMs = opts.fetchTimeoutMs ?? 5000;
+  const retryAfterFailureMs = opts.retryAfterFailureMs ?? 1000;
   const client: oauth.Client = { client_id: opts.clientId };
   const clientAuth = oauth.ClientSecretBasic(opts.clientSecret);
   // One handle per source: it remembers the server's DPoP nonce between requests.
@@ -67,6 +74,7 @@ export function createTokenSource(opts: TokenSourceOptions): TokenSource {
   let server: oauth.AuthorizationServer | undefined;
   let cached: { token: AccessToken; refreshAt: number } | undefined;
   let inFlight: Promise<AccessToken> | undefined;
+  let failed: { error: unknown; until: number } | undefined;
 
   async function discover(): Promise<oauth.AuthorizationServer> {
     if (server !== undefined) return server;
@@ -119,8 +127,11 @@ export function createTokenSource(opts: TokenSourceOptions): TokenSource {
 
   async function refresh(): Promise<AccessToken> {
     try {
-      return await fetchToken();
+      const token = await fetchToken();
+      failed = undefined;
+      return token;
     } catch (err) {
+      failed = { error: err, until: Date.now() + retryAfterFailureMs };
       const stale = cached?.token;
       if (stale !== undefined && Date.now() < stale.expiresAt) return stale;
       throw err;
@@ -133,6 +144,9 @@ export function createTokenSource(opts: TokenSourceOptions): TokenSource {
     getToken(): Promise<AccessToken> {
       const now = Date.now();
       if (cached !== undefined && now < cached.refreshAt) return Promise.resolve(cached.token);
+      if (inFlight === undefined && failed !== undefined && now < failed.until) {
+        return cached !== undefined && now < cached.token.expiresAt ? Promise.resolve(cached.token) : Promise.reject(failed.error);
+      }
       inFlight ??= refresh();
       if (cached !== undefined && now < cached.token.expiresAt - skewMs / 2) {
         // Its failure is for a later caller to see (refresh keeps a still-valid token meanwhile).

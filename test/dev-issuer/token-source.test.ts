@@ -110,6 +110,16 @@ describe('client_credentials token source', () => {
     assert.equal(await rejectionCode(tokens.getToken()), 'ISSUER_UNREACHABLE');
   });
 
+  // Concurrent callers shared one request, but each caller after a failure sent another at once:
+  // an issuer refusing or failing fast (a wrong secret, a 503 under load) was asked as often as
+  // the agents called, the whole time it failed.
+  it('after a failed request, rejects at once with the same error for retryAfterFailureMs instead of asking the issuer again', async () => {
+    const wrongSecret = createTokenSource({ issuer: issuer.issuer, clientId: 'viewer', clientSecret: 'wrong-secret', retryAfterFailureMs: 60_000 });
+    const before = hits.count;
+    for (let i = 0; i < 5; i++) assert.equal(await rejectionCode(wrongSecret.getToken()), 'INVALID_CLIENT');
+    assert.equal(hits.count - before, 1, 'the issuer was asked once');
+  });
+
   it('requests a DPoP-bound token whose cnf.jkt is the RFC 7638 thumbprint of the key', async () => {
     const dpopKey = await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign', 'verify']);
     const token = await source('extractor', issuer, { dpopKey }).getToken();
