@@ -134,12 +134,24 @@ export function createEgressServer(deps: EgressDeps): { server: Server; close():
     const url = `${target.url}${path}`;
     const send = async (token: AccessToken) => {
       const headers = await signedHeaders({ key: deps.key, accessToken: token.accessToken, tokenType: token.tokenType, method: 'POST', url, body });
-      return poolFor(new URL(target.url).origin, egress.timeoutMs).request({
-        method: 'POST',
-        path: new URL(url).pathname,
-        headers: { ...agentHeaders(req), ...traceHeaders(ctx.trace), ...headers, 'content-type': 'application/json' },
-        body,
-      });
+      // undici's headers timeout starts when a connection takes the request: one waiting for a
+      // connection (every one busy with a long answer) would wait forever. timeout_ms counts from here.
+      const deadline = new AbortController();
+      const timer = setTimeout(() => deadline.abort(), egress.timeoutMs);
+      try {
+        return await poolFor(new URL(target.url).origin, egress.timeoutMs).request({
+          method: 'POST',
+          path: new URL(url).pathname,
+          headers: { ...agentHeaders(req), ...traceHeaders(ctx.trace), ...headers, 'content-type': 'application/json' },
+          body,
+          signal: deadline.signal,
+        });
+      } catch (error) {
+        if (deadline.signal.aborted) throw Object.assign(new Error(`no answer within ${egress.timeoutMs} ms`), { code: 'UND_ERR_HEADERS_TIMEOUT' });
+        throw error;
+      } finally {
+        clearTimeout(timer);
+      }
     };
     let response;
     let renewed = false;
