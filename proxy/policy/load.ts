@@ -152,6 +152,7 @@ export function loadPolicy(file: string, overrides: PolicyOverrides = {}): Servi
   }
   checkEndpoints(raw, service, problems);
   checkTrustedProxies(raw, service, problems, overrides.trustedProxies ?? []);
+  checkEgressTargets(raw, service, problems, overrides.serviceUrls ?? {});
   if (problems.length > 0) throw refused();
 
   const auth = raw.auth;
@@ -360,6 +361,36 @@ function checkEndpoints(raw: RawService, source: YamlSource, problems: PolicyPro
       problems.push({ ...source.locate(['public_routes', index]), path: `/public_routes/${index}`, message: `public route ${route} would expose a JSON-RPC endpoint without a token` });
     }
   });
+}
+
+/**
+ * Each egress target's URL, as the policy or --service-url gives it, is an http(s) origin with an
+ * optional path: the sidecar appends the path it sends to, and that joined URL is each proof's htu.
+ * A user (password included) would go into every proof while the request went without it, a query
+ * would swallow the path (the target would get '/', an endpoint the policy lists for no one), and
+ * the target would refuse each call, sent again with a new token.
+ */
+function checkEgressTargets(raw: RawService, source: YamlSource, problems: PolicyProblem[], overridden: Readonly<Record<string, string>>): void {
+  for (const [name, target] of Object.entries(raw.egress?.targets ?? {})) {
+    const override = overridden[name];
+    const url = override ?? target.url;
+    const problem = targetUrlProblem(url);
+    if (problem === undefined) continue;
+    const where = override === undefined ? url : `--service-url ${name}=${url}`;
+    problems.push({ ...source.locate(['egress', 'targets', name, 'url']), path: `/egress/targets/${name}/url`, message: `'${where}' ${problem}` });
+  }
+}
+
+function targetUrlProblem(url: string): string | undefined {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return 'is not a URL';
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') return 'must be an http(s) URL';
+  if (parsed.username !== '' || parsed.password !== '' || /^[a-z]+:\/\/[^/]*@/i.test(url) || /[?#]/.test(url)) return 'must be an origin with an optional path, without a user, query or fragment';
+  return undefined;
 }
 
 function checkTrustedProxies(raw: RawService, source: YamlSource, problems: PolicyProblem[], overridden: readonly string[]): void {
