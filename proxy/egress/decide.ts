@@ -12,9 +12,9 @@ const MCP_PROTOCOL_METHODS = new Set(['initialize', 'notifications/initialized',
  * must be listed under the target's methods, a tool under its tools. Decided before anything
  * leaves the task.
  */
-export function egressCalls(target: EgressTarget, path: string, body: Buffer, maxDepth: number): { calls: RpcCall[] } | Denial {
+export function egressCalls(target: EgressTarget, path: string, body: Buffer, limits: { readonly maxDepth: number; readonly maxBatch: number }): { calls: RpcCall[] } | Denial {
   if (!target.paths.has(path)) return denial('authz.egress_denied', `${target.name} ${path} is not an allowed endpoint`);
-  const parsed = parseStrictJson(body, maxDepth);
+  const parsed = parseStrictJson(body, limits.maxDepth);
   if (!parsed.ok) return denial('jsonrpc.parse_error', parsed.detail);
   const calls: RpcCall[] = [];
   if (path === '/call_tool') {
@@ -27,6 +27,8 @@ export function egressCalls(target: EgressTarget, path: string, body: Buffer, ma
     // JSON-RPC 2.0 §6: an empty batch is an invalid request; the target would refuse it anyway,
     // so it must not leave the task with our token and a fresh proof.
     if (items.length === 0) return denial('jsonrpc.invalid_request', 'empty batch');
+    // As inbound: a batch the target would refuse as too long does not leave the task either.
+    if (items.length > limits.maxBatch) return denial('jsonrpc.batch_too_large', `at most ${limits.maxBatch} calls per batch`);
     for (let index = 0; index < items.length; index++) {
       const envelope = readEnvelope(items[index], index);
       if (!envelope.ok) return denial('jsonrpc.invalid_request', envelope.detail);

@@ -126,7 +126,7 @@ export function createEgressServer(deps: EgressDeps): { server: Server; close():
     if (!egress || !target || req.method !== 'POST') return refuse(denial('authz.egress_denied', `no egress to '${targetName.slice(0, 64)}'`), 'none');
     const path = slash === -1 ? '/' : ctx.path.slice(slash);
     const body = ctx.body ?? Buffer.alloc(0);
-    const decided = egressCalls(target, path, body, policy.limits.maxDepth);
+    const decided = egressCalls(target, path, body, policy.limits);
     if ('code' in decided) return refuse(decided, target.name);
     ctx.calls = decided.calls;
 

@@ -284,6 +284,23 @@ describe('egress: an agent calls another service through its sidecar, holding no
     assert.equal(wire.requests.length, count);
   });
 
+  // The inbound side refuses a batch over limits.max_batch; the egress sent one of any length (a
+  // whole body of calls) with a token and a proof, to be refused there, and wrote every method
+  // name of it into the egress_call line.
+  it('refuses a batch over limits.max_batch locally with 400 jsonrpc.batch_too_large, sending nothing to the target', async () => {
+    const count = wire.requests.length;
+    const lines = audit.events('egress_call').length;
+    const max = orchestrator.policy().limits.maxBatch;
+    const res = await post('/validator/message', Array.from({ length: max + 1 }, (_, i) => rpc('validate_document', { document_id: DOC_ID }, i)));
+    assert.equal(res.status, 400);
+    assert.equal(res.json.error?.code, -32600);
+    assert.equal(res.json.error?.data?.reason, 'jsonrpc.batch_too_large');
+    assert.equal(wire.requests.length, count);
+    assert.equal(audit.events('egress_call').length, lines);
+    const full = await post('/validator/message', Array.from({ length: max }, (_, i) => rpc('validate_document', { document_id: DOC_ID }, i)));
+    assert.equal(full.status, 200, 'a batch of exactly the limit goes out');
+  });
+
   it('returns the target’s JSON-RPC errors unchanged', async () => {
     extractorAgent.respond(() => ({ body: { jsonrpc: '2.0', id: 5, error: { code: -32000, message: 'unsupported file' } } }));
     const res = await post('/extractor/message', rpc('extract_document', { document_id: DOC_ID }, 5));
