@@ -242,9 +242,10 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
       }
       const denied = verdict === FORWARD ? undefined : verdict;
       // Authenticated: a verified caller (authn sets one only for a token presented as it is bound)
-      // not then refused as an authentication failure (revoked). A request counts as a success or
-      // a failure of authentication, never both: their ratio is the auth success rate.
-      if (ctx.principal !== undefined && (denied === undefined || DENIALS[denied.code].event !== 'authentication_failure')) verified.count++;
+      // not then refused as an authentication failure (revoked), nor before the revocations are
+      // loaded (whether it is revoked is not known). A request counts as a success or a failure of
+      // authentication, never both: their ratio is the auth success rate.
+      if (ctx.principal !== undefined && (denied === undefined || (DENIALS[denied.code].event !== 'authentication_failure' && denied.code !== 'revocation.not_loaded'))) verified.count++;
       if (denied !== undefined) {
         // Refused before its whole body came: close the connection. Node would otherwise keep it
         // for the rest of a body no one reads, and a client stalling it was refused again (408).

@@ -315,6 +315,9 @@ describe('a sidecar started while PostgreSQL is down', () => {
       assert.equal(body.error.data.reason, 'revocation.not_loaded');
       assert.equal(body.error.code, -32018);
       assert.ok(audit.events('dependency_failure').length >= 1);
+      // Whether the token is revoked is not known: no authentication success to count.
+      const metrics = await (await request(`${sidecar.adminUrl}/metrics`)).body.text();
+      assert.doesNotMatch(metrics, /^ca_a2a_authn_success_total\{service="archivist"\} [1-9]/m);
       // PostgreSQL comes back (the relay listens again on the same port): the sidecar converges.
       relay.port = port;
       await relay.start();
