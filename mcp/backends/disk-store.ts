@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errorCode } from '../resilience.js';
@@ -18,6 +19,8 @@ function fileName(key: string): string {
   return createHash('sha256').update(key).digest('hex') + SUFFIX;
 }
 
+const missing = (err: unknown) => errorCode(err) === 'ENOENT';
+
 /** The object header (first line) of an open object file, and where the bytes start. */
 async function readHeader(fh: FileHandle): Promise<{ head: ObjectHead; bodyStart: number }> {
   const buf = Buffer.alloc(HEADER_PEEK);
@@ -27,8 +30,32 @@ async function readHeader(fh: FileHandle): Promise<{ head: ObjectHead; bodyStart
   return { head: JSON.parse(buf.subarray(0, nl).toString('utf8')) as ObjectHead, bodyStart: nl + 1 };
 }
 
-async function readHeaderOf(path: string): Promise<ObjectHead> {
-  const fh = await open(path, 'r');
+/**
+ * Opens an object file for reading, or undefined when there is none. Only a regular file is an
+ * object, as this store writes them: a symlink is not followed (a key never reads a file outside
+ * the bucket through one planted there), and a FIFO or device is opened without waiting for a
+ * writer, then refused like a directory.
+ */
+async function openObject(path: string): Promise<FileHandle | undefined> {
+  let fh: FileHandle;
+  try {
+    fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (err) {
+    if (missing(err) || errorCode(err) === 'ELOOP') return undefined;
+    throw err;
+  }
+  let regular = false;
+  try {
+    regular = (await fh.stat()).isFile();
+  } finally {
+    if (!regular) await fh.close();
+  }
+  return regular ? fh : undefined;
+}
+
+async function readHeaderOf(path: string): Promise<ObjectHead | undefined> {
+  const fh = await openObject(path);
+  if (!fh) return undefined;
   try {
     return (await readHeader(fh)).head;
   } finally {
@@ -36,19 +63,12 @@ async function readHeaderOf(path: string): Promise<ObjectHead> {
   }
 }
 
-const missing = (err: unknown) => errorCode(err) === 'ENOENT';
-
 /** An ObjectStore in a local directory: the embedded default when no S3 bucket is configured. */
 export async function createDiskStore(dir: string): Promise<ObjectStore> {
   await mkdir(dir, { recursive: true });
 
   async function head(key: string): Promise<ObjectHead | undefined> {
-    try {
-      return await readHeaderOf(join(dir, fileName(key)));
-    } catch (err) {
-      if (missing(err)) return undefined;
-      throw err;
-    }
+    return readHeaderOf(join(dir, fileName(key)));
   }
 
   return {
@@ -63,10 +83,7 @@ export async function createDiskStore(dir: string): Promise<ObjectStore> {
       const summaries: ObjectSummary[] = [];
       for (const entry of await readdir(dir)) {
         if (!entry.endsWith(SUFFIX)) continue;
-        const h = await readHeaderOf(join(dir, entry)).catch((err: unknown) => {
-          if (missing(err)) return undefined; // deleted while listing
-          throw err;
-        });
+        const h = await readHeaderOf(join(dir, entry)); // undefined when deleted while listing
         if (!h || !h.key.startsWith(prefix) || (after !== undefined && Buffer.compare(Buffer.from(h.key), after) <= 0)) continue;
         summaries.push({ key: h.key, size: h.size, last_modified: h.last_modified });
       }
@@ -80,13 +97,8 @@ export async function createDiskStore(dir: string): Promise<ObjectStore> {
     async get(key, maxBytes) {
       // One open file from header to last byte: a put that renames a new file over this one
       // while it streams does not change what this reader sees.
-      let fh: FileHandle;
-      try {
-        fh = await open(join(dir, fileName(key)), 'r');
-      } catch (err) {
-        if (missing(err)) return undefined;
-        throw err;
-      }
+      const fh = await openObject(join(dir, fileName(key)));
+      if (!fh) return undefined;
       try {
         const { head: meta, bodyStart } = await readHeader(fh);
         if (meta.size > maxBytes) throw new ObjectTooLargeError(meta.size);

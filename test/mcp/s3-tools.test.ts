@@ -1,4 +1,8 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startMcpGateway } from '../../mcp/gateway.js';
 import type { McpGateway } from '../../mcp/gateway.js';
@@ -15,10 +19,13 @@ const backends = [
 for (const backend of backends) {
   describe(`S3 tools on ${backend.name}`, () => {
     let gw: McpGateway;
+    let dataDir = '';
     const cleanups: (() => Promise<void>)[] = [];
 
     before(async () => {
-      const { dataDir, databaseUrl, s3 } = await backendOptions(backend, cleanups);
+      const options = await backendOptions(backend, cleanups);
+      const { databaseUrl, s3 } = options;
+      dataDir = options.dataDir;
       gw = await startMcpGateway({
         port: 0,
         dataDir,
@@ -86,6 +93,42 @@ for (const backend of backends) {
           continuation = page.body.next_continuation;
         } while (continuation !== undefined);
         assert.deepEqual(seen, keys);
+      });
+    }
+
+    // The local-disk bucket only: its directory is the gateway's, and an entry planted there under
+    // an object's file name (the SHA-256 of the key) must not make a key reach outside it.
+    if (!backend.s3) {
+      it('takes no symlink, FIFO or directory planted in the bucket for an object, and replaces it on put', async () => {
+        const bucket = join(dataDir, 'bucket');
+        const fileOf = (key: string) => join(bucket, createHash('sha256').update(key).digest('hex') + '.obj');
+        // Outside the bucket, a file laid out like an object of the key: a header line, then bytes.
+        const outside = join(dataDir, 'outside.obj');
+        const secret = JSON.stringify({ key: 'uploads/planted/link.txt', size: 7, content_type: 'text/plain', last_modified: new Date(0).toISOString(), etag: '"x"' }) + '\nSECRET!';
+        await writeFile(outside, secret);
+        await symlink(outside, fileOf('uploads/planted/link.txt'));
+        execFileSync('mkfifo', [fileOf('uploads/planted/fifo.txt')]);
+        await mkdir(fileOf('uploads/planted/dir.txt'));
+        for (const key of ['uploads/planted/link.txt', 'uploads/planted/fifo.txt', 'uploads/planted/dir.txt']) {
+          const got = await callTool(gw.url, 's3_get_object', { key });
+          assert.equal(got.status, 404, `${key}: ${JSON.stringify(got.body)}`);
+          assert.equal(got.body.error?.code, 'not_found');
+          const del = await callTool(gw.url, 's3_delete_object', { key });
+          assert.equal(del.body.error?.code, 'not_found', key);
+        }
+        const listed = await callTool(gw.url, 's3_list_objects', { prefix: 'uploads/planted/' });
+        assert.equal(listed.status, 200, JSON.stringify(listed.body));
+        assert.deepEqual(listed.body.objects, []);
+        // A put replaces the symlink itself; the file it pointed to is untouched.
+        const put = await callTool(gw.url, 's3_put_object', { key: 'uploads/planted/link.txt', content_base64: b64('mine'), content_type: 'text/plain' });
+        assert.equal(put.status, 200, JSON.stringify(put.body));
+        const got = await callTool(gw.url, 's3_get_object', { key: 'uploads/planted/link.txt' });
+        assert.equal(Buffer.from(String(got.body.content_base64), 'base64').toString(), 'mine');
+        assert.equal(await readFile(outside, 'utf8'), secret);
+        const overFifo = await callTool(gw.url, 's3_put_object', { key: 'uploads/planted/fifo.txt', content_base64: b64('fifo'), content_type: 'text/plain' });
+        assert.equal(overFifo.status, 200, JSON.stringify(overFifo.body));
+        const fifo = await callTool(gw.url, 's3_get_object', { key: 'uploads/planted/fifo.txt' });
+        assert.equal(Buffer.from(String(fifo.body.content_base64), 'base64').toString(), 'fifo');
       });
     }
 
