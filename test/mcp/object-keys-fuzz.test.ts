@@ -9,6 +9,7 @@ import { startMcpGateway } from '../../mcp/gateway.js';
 import type { McpGateway } from '../../mcp/gateway.js';
 import { callTool, captureLogger, createTestSchema } from './helpers.js';
 import type { ToolResponse } from './helpers.js';
+import { Rng } from '../helpers/rng.js';
 
 /**
  * A seeded fuzz campaign of hostile object keys against a real gateway on its local-disk bucket:
@@ -37,32 +38,6 @@ const MAX_OBJECT = 4096;
 const PREFIXES = ['uploads/', 'archive/'];
 const SCHEMA_MAX_CODE_POINTS = 1024;
 const MAX_KEY_BYTES = 1024;
-
-// ---------------------------------------------------------------- PRNG
-
-class Rng {
-  #state: number;
-  constructor(seed: number) {
-    this.#state = seed >>> 0;
-  }
-  /** mulberry32 */
-  next(): number {
-    this.#state = (this.#state + 0x6d2b79f5) >>> 0;
-    let t = this.#state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-  int(n: number): number {
-    return Math.floor(this.next() * n);
-  }
-  chance(p: number): boolean {
-    return this.next() < p;
-  }
-  pick<T>(items: readonly T[]): T {
-    return items[this.int(items.length)] as T;
-  }
-}
 
 // ---------------------------------------------------------------- the oracle: docs/mcp.md, "S3"
 

@@ -8,6 +8,7 @@ import { signedHeaders } from '../../proxy/client/signed-headers.js';
 import { createProofKey, type ProofKey } from '../../proxy/integrity/proof.js';
 import { startHarness, type Harness } from '../helpers/harness.js';
 import type { RecordedRequest } from '../helpers/upstream.js';
+import { Rng } from '../helpers/rng.js';
 
 /**
  * A hostile-input fuzz campaign against real sidecars (the shipped archivist and MCP gateway
@@ -34,32 +35,6 @@ const DEADLINE_MS = 10_000;
 const QUIET_MS = 250;
 const MAX_BODY = 1024 * 1024;
 const UUID = '6f1c1c8e-8a5a-4c53-9d0b-3c2a1e4f5a6b';
-
-// ---------------------------------------------------------------- PRNG
-
-class Rng {
-  #state: number;
-  constructor(seed: number) {
-    this.#state = seed >>> 0;
-  }
-  /** mulberry32 */
-  next(): number {
-    this.#state = (this.#state + 0x6d2b79f5) >>> 0;
-    let t = this.#state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-  int(n: number): number {
-    return Math.floor(this.next() * n);
-  }
-  chance(p: number): boolean {
-    return this.next() < p;
-  }
-  pick<T>(items: readonly T[]): T {
-    return items[this.int(items.length)] as T;
-  }
-}
 
 // ---------------------------------------------------------------- the documented errors (docs/errors.md)
 

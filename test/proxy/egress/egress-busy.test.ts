@@ -8,10 +8,10 @@ import { request } from 'undici';
 import { loadClientSecrets } from '../../../deploy/dev-issuer/clients.js';
 import { startIssuer, type DevIssuer } from '../../../deploy/dev-issuer/issuer.js';
 import { shippedPolicyFile } from '../../../proxy/services.js';
-import { startSidecar, type Sidecar } from '../../../proxy/sidecar.js';
-import { AuditCapture } from '../../helpers/audit-capture.js';
+import type { Sidecar } from '../../../proxy/sidecar.js';
 import { DOC_ID, rpc } from '../../helpers/harness.js';
 import { tempDirSync } from '../../helpers/temp-dir.js';
+import { startEgressSidecar } from './helpers.js';
 
 const POLICIES_DIR = new URL('../../../policies/', import.meta.url).pathname;
 // The egress keeps 64 connections per target.
@@ -46,13 +46,9 @@ describe('egress: a call waiting for a connection to a busy target', () => {
     writeFileSync(policyFile, readFileSync(shippedPolicyFile('orchestrator'), 'utf8')
       .replace(/(?<=: )\.\.\//g, POLICIES_DIR)
       .replace('  client_id: orchestrator\n', '  client_id: orchestrator\n  timeout_ms: 1000\n'));
-    orchestrator = await startSidecar({
+    orchestrator = await startEgressSidecar({
       issuer: issuer.issuer,
-      watchPolicy: false,
-      logDestination: new AuditCapture(),
       policyFile,
-      upstream: 'http://127.0.0.1:1',
-      egressListen: '127.0.0.1:0',
       clientSecret: secrets.orchestrator,
       serviceUrls: { extractor: `http://127.0.0.1:${(target.address() as AddressInfo).port}` },
     });

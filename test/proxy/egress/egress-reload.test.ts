@@ -9,10 +9,10 @@ import { request } from 'undici';
 import { loadClientSecrets } from '../../../deploy/dev-issuer/clients.js';
 import { startIssuer, type DevIssuer } from '../../../deploy/dev-issuer/issuer.js';
 import { shippedPolicyFile } from '../../../proxy/services.js';
-import { startSidecar, type Sidecar } from '../../../proxy/sidecar.js';
-import { AuditCapture } from '../../helpers/audit-capture.js';
+import type { Sidecar } from '../../../proxy/sidecar.js';
 import { DOC_ID, rpc } from '../../helpers/harness.js';
 import { tempDirSync } from '../../helpers/temp-dir.js';
+import { startEgressSidecar } from './helpers.js';
 
 // undici checks headersTimeout on a coarse timer (about 1 s), so the target answers well after
 // a 300 ms timeout fires and well before a 5000 ms one would.
@@ -49,13 +49,9 @@ describe('egress: a policy reload applies to outbound calls', () => {
     await new Promise<void>((resolve) => target.listen(0, '127.0.0.1', resolve));
     policyFile = join(tempDirSync('policy'), 'orchestrator.yaml');
     writeFileSync(policyFile, orchestratorPolicy(300));
-    orchestrator = await startSidecar({
+    orchestrator = await startEgressSidecar({
       issuer: issuer.issuer,
-      watchPolicy: false,
-      logDestination: new AuditCapture(),
       policyFile,
-      upstream: 'http://127.0.0.1:1',
-      egressListen: '127.0.0.1:0',
       clientSecret: secrets.orchestrator,
       serviceUrls: { extractor: `http://127.0.0.1:${(target.address() as AddressInfo).port}` },
     });
