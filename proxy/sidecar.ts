@@ -315,6 +315,8 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   // every file descriptor, and with them the upstream's, Redis's and the issuer's connections. Past
   // the limit Node closes each new connection as soon as it is accepted; the ones open are served.
   server.maxConnections = limits.maxClientConnections;
+  countConnections(server, 'inbound');
+  metrics.connectionLimit.sample({ service }, () => server.maxConnections);
   let droppedSinceLog = 0;
   let lastDropLog = Number.NEGATIVE_INFINITY;
   server.on('drop', (peer?: DropArgument) => {
@@ -327,6 +329,16 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     lastDropLog = now;
     droppedSinceLog = 0;
   });
+  // Open connections, next to the limit: the accepted ones until they close (those dropped over the
+  // limit are never 'connection's).
+  function countConnections(listener: Server, name: 'inbound' | 'egress'): void {
+    let open = 0;
+    listener.on('connection', (socket: Socket) => {
+      open++;
+      socket.once('close', () => open--);
+    });
+    metrics.openConnections.sample({ service, listener: name }, () => open);
+  }
   // Expect: 100-continue invites the body: a body declared over the limit is refused instead,
   // before the client sends it (Node would answer 100 Continue to every one).
   server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
@@ -382,6 +394,7 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
       logger.warn({ event_type: 'issuer_plain_http', issuer: initial.auth.issuer }, 'egress asks the issuer for tokens over plain http: the network must be trusted or encrypt');
     }
     const egressServer = createEgressServer({ policy: () => runtime.policy, tokens, key, metrics, refuser, audit });
+    countConnections(egressServer.server, 'egress');
     const bound = await listen(egressServer.server, address);
     return { url: bound.url, close: egressServer.close };
   }

@@ -216,6 +216,18 @@ export function createSidecarMetrics(options: { collectProcess?: boolean } = {})
       labelNames: ['service', 'store', 'fallback'] as const,
       registers,
     }),
+    openConnections: new SampledGauge({
+      name: 'ca_a2a_open_connections',
+      help: 'Client connections open now, busy or idle, by listener (inbound: the proxied port; egress: the agent\'s).',
+      labelNames: ['service', 'listener'] as const,
+      registers,
+    }),
+    connectionLimit: new SampledGauge({
+      name: 'ca_a2a_client_connections_limit',
+      help: 'limits.max_client_connections of the policy in force: the inbound listener closes connections past it unanswered.',
+      labelNames: ['service'] as const,
+      registers,
+    }),
     inFlight: new SampledGauge({
       name: 'ca_a2a_in_flight_requests',
       help: 'Requests currently inside the sidecar.',

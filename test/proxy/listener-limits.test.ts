@@ -173,3 +173,35 @@ describe('listener limits: max_client_connections', () => {
     assert.equal(await h.metric('ca_a2a_connections_dropped_total', { service: 'listener' }), 2);
   });
 });
+
+describe('listener limits: the open connections gauge', () => {
+  let h: Harness;
+  before(async () => {
+    h = await startHarness({ policyFile: writePolicy(policy('max_client_connections: 50')) });
+  });
+  after(() => h.close());
+
+  /** The inbound gauge's sample as scraped from the admin listener; undefined when the series is absent. */
+  const openInbound = async (): Promise<number | undefined> => {
+    const text = await (await fetch(`${h.sidecar.adminUrl}/metrics`)).text();
+    const sample = /^ca_a2a_open_connections\{service="listener",listener="inbound"\} (\d+)$/m.exec(text)?.[1];
+    return sample === undefined ? undefined : Number(sample);
+  };
+
+  it('counts the kept-alive client connections open on the proxied listener, beside the limit, and drops to 0 once they close', async () => {
+    const connections = await Promise.all([1, 2, 3, 4, 5].map(() => keptConnection(h.sidecar.url)));
+    // Each answered once: the sidecar has accepted all five.
+    for (const answer of await Promise.all(connections.map((connection) => connection.ask()))) assert.match(answer, /^HTTP\/1\.1 \d{3} /);
+    assert.equal(await openInbound(), 5, 'the admin listener\'s own scrape connection is not counted');
+    assert.equal(await h.metric('ca_a2a_client_connections_limit', { service: 'listener' }), 50);
+
+    for (const connection of connections) connection.socket.destroy();
+    // The sidecar sees each close once its side of the socket ends.
+    let open = await openInbound();
+    for (const deadline = Date.now() + 10_000; open !== 0 && Date.now() < deadline;) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      open = await openInbound();
+    }
+    assert.equal(open, 0);
+  });
+});
