@@ -98,8 +98,11 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   const overrides: PolicyOverrides = { upstream: options.upstream, issuer: options.issuer, serviceUrls: options.serviceUrls, trustedProxies: options.trustedProxies };
   const initial = loadPolicy(options.policyFile, overrides);
   const service = initial.service;
-  const logger = createLogger({ service, level: options.logLevel, destination: options.logDestination });
   const metrics = createSidecarMetrics();
+  // Present at 0 from the start, so the first drop is an increase a rule sees.
+  metrics.logLinesDropped.inc({ service }, 0);
+  const droppedLogLines = metrics.logLinesDropped.tally({ service });
+  const logger = createLogger({ service, level: options.logLevel, destination: options.logDestination, onDrop: () => droppedLogLines.count++ });
   const audit = new AuditLog(logger);
   const refuser = new Refuser(metrics, audit, service);
   const now = options.now ?? Date.now;

@@ -3,6 +3,13 @@ import { pino, type DestinationStream, type Logger } from 'pino';
 /** Longest a line waits in the buffer before it reaches stdout (Envoy flushes its access log the same way). */
 const FLUSH_EVERY_MS = 1000;
 
+/**
+ * Most bytes of lines held for stdout, written or not yet. A reader that stops reading (a full
+ * pipe, a stuck log driver) would otherwise leave every line in memory until the process ran out
+ * of it; past this, each new line is dropped whole, and counted, until stdout takes bytes again.
+ */
+export const STDOUT_BUFFER_MAX_BYTES = 16 * 1024 * 1024;
+
 let stampedAt = Number.NaN;
 let stamp = '';
 
@@ -26,8 +33,8 @@ function isoTime(): string {
  * one write per 4 KiB under load, and at least once a second when traffic is light, so an
  * operator tailing the logs sees every line within a second.
  */
-export function createLogger(options: { service: string; level?: string; destination?: DestinationStream }): Logger {
-  const destination = options.destination ?? bufferedStdout();
+export function createLogger(options: { service: string; level?: string; destination?: DestinationStream; onDrop?: () => void }): Logger {
+  const destination = options.destination ?? bufferedStdout(options.onDrop);
   return pino(
     {
       level: options.level ?? process.env.CA_A2A_LOG_LEVEL ?? 'info',
@@ -46,10 +53,12 @@ export function createLogger(options: { service: string; level?: string; destina
  * string mode sonic-boom appends every line to one growing string and measures that string's
  * byte length on each write, which flattens it: a copy of up to the whole 4 KiB buffer per line,
  * a sixth of all the sidecar allocated per request. Buffers are kept in a list and copied once,
- * when written. pino.destination keeps its flush at exit.
+ * when written. pino.destination keeps its flush at exit. `maxLength` bounds what is held: a line
+ * that would take it past the bound is not kept, and sonic-boom emits 'drop' for it (`onDrop`).
  */
-function bufferedStdout(): DestinationStream & { flush(callback: () => void): void } {
-  const stream = pino.destination({ dest: 1, sync: false, minLength: 4096, periodicFlush: FLUSH_EVERY_MS, contentMode: 'buffer' });
+function bufferedStdout(onDrop?: () => void): DestinationStream & { flush(callback: () => void): void } {
+  const stream = pino.destination({ dest: 1, sync: false, minLength: 4096, maxLength: STDOUT_BUFFER_MAX_BYTES, periodicFlush: FLUSH_EVERY_MS, contentMode: 'buffer' });
+  if (onDrop !== undefined) stream.on('drop', onDrop);
   return {
     // sonic-boom's types declare string only; in buffer mode it takes (and needs) a Buffer.
     write: (line: string) => stream.write(Buffer.from(line) as unknown as string),

@@ -228,6 +228,12 @@ export function createSidecarMetrics(options: { collectProcess?: boolean } = {})
       labelNames: ['service'] as const,
       registers,
     }),
+    logLinesDropped: new TalliedCounter({
+      name: 'ca_a2a_log_lines_dropped_total',
+      help: 'Log lines (audit lines included) dropped unwritten: stdout was not being read and 16 MiB of lines were waiting already.',
+      labelNames: ['service'] as const,
+      registers,
+    }),
     inFlight: new SampledGauge({
       name: 'ca_a2a_in_flight_requests',
       help: 'Requests currently inside the sidecar.',
