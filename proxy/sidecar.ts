@@ -93,6 +93,21 @@ interface SharedForwarder {
   users: number;
 }
 
+/**
+ * Whether a request whose token verified still counts as authenticated although refused. Not when
+ * refused as an authentication failure (revoked), nor before the revocations are loaded (whether
+ * it is revoked is not known), nor when its DPoP proof was refused (401: missing, invalid, for
+ * another request, stale, or from another key than the token's): the token was not shown to be
+ * presented by the key it is bound to. A body refused for its digest (400) was sent by a caller
+ * that did authenticate. A request counts as a success or a failure of authentication, never
+ * both: their ratio is the auth success rate.
+ */
+function authenticatedDespite(denied: Denial): boolean {
+  const row = DENIALS[denied.code];
+  if (row.event === 'integrity_failure') return row.status !== 401;
+  return row.event !== 'authentication_failure' && denied.code !== 'revocation.not_loaded';
+}
+
 /** Starts a sidecar: loads and compiles the policy, then listens. Throws on an invalid policy. */
 export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   const overrides: PolicyOverrides = { upstream: options.upstream, issuer: options.issuer, serviceUrls: options.serviceUrls, trustedProxies: options.trustedProxies };
@@ -244,11 +259,8 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
         verdict = denial('internal.error');
       }
       const denied = verdict === FORWARD ? undefined : verdict;
-      // Authenticated: a verified caller (authn sets one only for a token presented as it is bound)
-      // not then refused as an authentication failure (revoked), nor before the revocations are
-      // loaded (whether it is revoked is not known). A request counts as a success or a failure of
-      // authentication, never both: their ratio is the auth success rate.
-      if (ctx.principal !== undefined && (denied === undefined || (DENIALS[denied.code].event !== 'authentication_failure' && denied.code !== 'revocation.not_loaded'))) verified.count++;
+      // A verified caller: authn sets one only for a token presented with the scheme its binding asks.
+      if (ctx.principal !== undefined && (denied === undefined || authenticatedDespite(denied))) verified.count++;
       if (denied !== undefined) {
         // Refused before its whole body came: close the connection. Node would otherwise keep it
         // for the rest of a body no one reads, and a client stalling it was refused again (408).

@@ -127,7 +127,7 @@ export function createSidecarMetrics(options: { collectProcess?: boolean } = {})
     }),
     authnSuccesses: new TalliedCounter({
       name: 'ca_a2a_authn_success_total',
-      help: 'Requests that authenticated: a verified token (cache hits included), presented as bound, not revoked.',
+      help: 'Requests that authenticated: a verified token (cache hits included), presented as bound, its DPoP proof accepted when one is needed, not revoked.',
       labelNames: ['service'] as const,
       registers,
     }),
