@@ -92,18 +92,18 @@ describe('policy diff', () => {
   });
 });
 
-describe('policy diff: what guards a call besides the roles', () => {
-  /** Two versions of the shipped directory whose service file NAME differs by the edit. */
-  function serviceVersions(name: string, edit: (text: string) => string): { before: string; after: string } {
-    const { before, after } = versions((rbac) => `${rbac}\n`);
-    const file = join(after, 'services', `${name}.yaml`);
-    const text = readFileSync(file, 'utf8');
-    assert.notEqual(edit(text), text, 'the edit must apply');
-    writeFileSync(file, edit(text));
-    return { before, after };
-  }
-  const lines = (before: string, after: string): string[] => diffServices(loadSide(before), loadSide(after)).map((c) => `${c.change} ${c.service} ${c.role} ${c.kind} ${c.name} ${c.old}→${c.new}`);
+/** Two versions of the shipped directory whose service file NAME differs by the edit. */
+function serviceVersions(name: string, edit: (text: string) => string): { before: string; after: string } {
+  const { before, after } = versions((rbac) => `${rbac}\n`);
+  const file = join(after, 'services', `${name}.yaml`);
+  const text = readFileSync(file, 'utf8');
+  assert.notEqual(edit(text), text, 'the edit must apply');
+  writeFileSync(file, edit(text));
+  return { before, after };
+}
+const lines = (before: string, after: string): string[] => diffServices(loadSide(before), loadSide(after)).map((c) => `${c.change} ${c.service} ${c.role} ${c.kind} ${c.name} ${c.old}→${c.new}`);
 
+describe('policy diff: what guards a call besides the roles', () => {
   it('reports a params schema removed (any params now reach the agent) as a gain, added as a loss', async () => {
     const { before, after } = serviceVersions('mcp', (text) => text.replace(/ {4}params:\n {6}type: object\n {6}required: \[name\]\n(?: {6,}.*\n)+/, ''));
     assert.deepEqual(lines(before, after), ['gained mcp * params tools/call schema→none']);
@@ -136,6 +136,29 @@ describe('policy diff: what guards a call besides the roles', () => {
     // The service's mode, inherited by every method without its own.
     const service = serviceVersions('archivist', (text) => text.replace('dpop: required', 'dpop: optional'));
     assert.ok(lines(service.before, service.after).includes('gained archivist * integrity get_document required→optional'));
+  });
+});
+
+describe('policy diff: public routes', () => {
+  it('reports a route made public as a gain for callers without a token, made private again as a loss', async () => {
+    const { before, after } = serviceVersions('archivist', (text) => text.replace('  - GET /card\n', '  - GET /card\n  - GET /status\n'));
+    assert.deepEqual(lines(before, after), ['gained archivist anonymous public_route GET /status token→public']);
+    assert.deepEqual(lines(after, before), ['lost archivist anonymous public_route GET /status public→token']);
+    const io = bufferIo();
+    assert.equal(await policyCommand(['diff', before, after, '--exit-code'], io), 1, io.stdout);
+    assert.match(io.stdout, /^\+ +archivist +anonymous +public_route GET \/status +token → public$/m);
+    assert.match(io.stdout, /1 change: 1 gained, 0 lost, 0 changed/);
+    const back = bufferIo();
+    assert.equal(await policyCommand(['diff', after, before, '--exit-code'], back), 1, back.stdout);
+    assert.match(back.stdout, /^- +archivist +anonymous +public_route GET \/status +public → token$/m);
+  });
+
+  it('reports nothing for the same routes in another order, or a HEAD route beside its public GET (HEAD passes as GET)', async () => {
+    const { before, after } = serviceVersions('archivist', (text) => text.replace('  - GET /health\n  - GET /.well-known/agent-card.json\n  - GET /card\n', '  - GET /card\n  - HEAD /health\n  - GET /health\n  - GET /.well-known/agent-card.json\n'));
+    assert.deepEqual(lines(before, after), []);
+    const io = bufferIo();
+    assert.equal(await policyCommand(['diff', before, after, '--exit-code'], io), 0, io.stdout);
+    assert.equal(io.stdout, 'no access changes\n');
   });
 });
 

@@ -62,7 +62,22 @@ export interface GuardChange {
   readonly change: 'gained' | 'lost' | 'changed';
 }
 
-export type PolicyChange = GrantChange | ModeChange | GuardChange;
+/**
+ * A route added to or removed from `public_routes`: made public, it is forwarded without a
+ * token, so a caller holding none (anonymous) gains it; made private again, a loss.
+ */
+export interface PublicRouteChange {
+  readonly service: string;
+  readonly role: 'anonymous';
+  readonly kind: 'public_route';
+  /** 'GET /health'. */
+  readonly name: string;
+  readonly old: 'token' | 'public';
+  readonly new: 'token' | 'public';
+  readonly change: 'gained' | 'lost';
+}
+
+export type PolicyChange = GrantChange | ModeChange | GuardChange | PublicRouteChange;
 
 /**
  * The changes between two sets of service policies, paired by service name; several files of
@@ -80,7 +95,7 @@ export function diffServices(before: readonly ServicePolicy[], after: readonly S
     if (oldPolicy && newPolicy && oldPolicy.mode !== newPolicy.mode) {
       changes.push({ service, role: '*', kind: 'mode', name: 'mode', old: oldPolicy.mode, new: newPolicy.mode, change: newPolicy.mode === 'dry-run' ? 'gained' : 'lost' });
     }
-    if (oldPolicy && newPolicy) changes.push(...guardChanges(service, oldPolicy, newPolicy));
+    if (oldPolicy && newPolicy) changes.push(...publicRouteChanges(service, oldPolicy, newPolicy), ...guardChanges(service, oldPolicy, newPolicy));
     const oldMatrix = matrixOf(oldPolicy);
     const newMatrix = matrixOf(newPolicy);
     const rows = new Map<string, { kind: 'method' | 'tool'; name: string }>();
@@ -123,6 +138,19 @@ function cellChange(old: Cell, now: Cell, grantedByOtherBefore: boolean, granted
 /** The role's argument restriction on a tool, as JSON, for comparison. */
 function argumentsOf(policy: ServicePolicy | undefined, role: string, tool: string): string | undefined {
   return schemaText(policy?.roles.get(role)?.toolArguments.get(tool));
+}
+
+/**
+ * The routes made public (a gain for callers without a token) or private again (a loss). A HEAD
+ * request also passes as the GET route of its path (layers/route.ts), so `HEAD /p` listed or
+ * dropped beside a public `GET /p` changes nothing.
+ */
+function publicRouteChanges(service: string, before: ServicePolicy, after: ServicePolicy): PublicRouteChange[] {
+  const isPublic = (policy: ServicePolicy, route: string): boolean => policy.publicRoutes.has(route) || (route.startsWith('HEAD ') && policy.publicRoutes.has(`GET ${route.slice('HEAD '.length)}`));
+  const routes = [...new Set([...before.publicRoutes, ...after.publicRoutes])].sort();
+  return routes.filter((route) => isPublic(before, route) !== isPublic(after, route)).map((route) => isPublic(after, route)
+    ? { service, role: 'anonymous', kind: 'public_route', name: route, old: 'token', new: 'public', change: 'gained' }
+    : { service, role: 'anonymous', kind: 'public_route', name: route, old: 'public', new: 'token', change: 'lost' });
 }
 
 const STRICTNESS: Record<IntegrityMode, number> = { off: 0, optional: 1, required: 2 };
@@ -225,10 +253,10 @@ const HELP = `usage: ca-a2a policy diff OLD NEW [--format text|json|markdown] [-
 Which role gains or loses which method or tool, and which service switches between enforce
 and dry-run (to dry-run counts as a gain: what was refused is forwarded), loses or gains a
 params or arguments schema, or relaxes or tightens a method's integrity mode (for every
-role). OLD and NEW are two directories (every
-service under them, paired by name), two service policy files, or two rbac files (decided
-against the services that use NEW). Either may be REV:PATH to read PATH at a git revision,
-e.g. ca-a2a policy diff HEAD~1:policies policies.
+role), and which route is made public (a gain for callers without a token) or private again.
+OLD and NEW are two directories (every service under them, paired by name), two service
+policy files, or two rbac files (decided against the services that use NEW). Either may be
+REV:PATH to read PATH at a git revision, e.g. ca-a2a policy diff HEAD~1:policies policies.
 --exit-code: exit 1 when there are changes (as git diff --exit-code).
 `;
 
@@ -264,6 +292,8 @@ export function renderChanges(changes: readonly PolicyChange[], format: 'text' |
   if (changes.length === 0) return 'no access changes\n';
   const rows = changes.map((c) => c.kind === 'mode'
     ? [MARK[c.change], c.service, 'every role', 'mode', `${c.old} → ${c.new}`]
+    : c.kind === 'public_route'
+    ? [MARK[c.change], c.service, c.role, `${c.kind} ${c.name}`, `${c.old} → ${c.new}`]
     : c.kind !== 'method' && c.kind !== 'tool'
     ? [MARK[c.change], c.service, 'every role', `${c.kind} ${c.name}`, `${c.old} → ${c.new}${c.change === 'changed' ? ' (changed)' : ''}`]
     : [MARK[c.change], c.service, c.role, `${c.kind} ${c.name}`, `${SYMBOL[c.old]} → ${SYMBOL[c.new]}${c.detail ? ` (${c.detail} changed)` : ''}`]);
