@@ -162,6 +162,59 @@ describe('policy diff: public routes', () => {
   });
 });
 
+describe('policy diff: auth', () => {
+  const AUTH = '  algorithms: [RS256]\n  clock_tolerance_seconds: 30\n';
+
+  it('reports an algorithm added, a larger leeway or key cache age as gains (more tokens accepted), the reverse as losses', async () => {
+    const { before, after } = serviceVersions('mcp', (text) => text.replace(AUTH, '  algorithms: [RS256, PS256]\n  clock_tolerance_seconds: 120\n  jwks_cache_max_age_seconds: 86400\n'));
+    assert.deepEqual(lines(before, after), [
+      'gained mcp * auth algorithms PS256 refused→accepted',
+      'gained mcp * auth clock_tolerance_seconds 30→120',
+      'gained mcp * auth jwks_cache_max_age_seconds 3600→86400',
+    ]);
+    assert.deepEqual(lines(after, before), [
+      'lost mcp * auth algorithms PS256 accepted→refused',
+      'lost mcp * auth clock_tolerance_seconds 120→30',
+      'lost mcp * auth jwks_cache_max_age_seconds 86400→3600',
+    ]);
+    const io = bufferIo();
+    assert.equal(await policyCommand(['diff', before, after, '--exit-code'], io), 1, io.stdout);
+    assert.match(io.stdout, /^\+ +mcp +every role +auth algorithms PS256 +refused → accepted$/m);
+    assert.match(io.stdout, /^\+ +mcp +every role +auth clock_tolerance_seconds +30 → 120$/m);
+    assert.match(io.stdout, /3 changes: 3 gained, 0 lost, 0 changed/);
+    // One algorithm swapped for another: one line each way, not one 'changed' line hiding the gain.
+    const swapped = serviceVersions('mcp', (text) => text.replace('algorithms: [RS256]', 'algorithms: [ES256]'));
+    assert.deepEqual(lines(swapped.before, swapped.after), ['gained mcp * auth algorithms ES256 refused→accepted', 'lost mcp * auth algorithms RS256 accepted→refused']);
+  });
+
+  it('reports which tokens are accepted (issuer, audience, keys, roles claim) and key fetching and caching as changed', async () => {
+    const { before, after } = serviceVersions('mcp', (text) => text
+      .replace('  issuer: http://127.0.0.1:8080/realms/ca-a2a\n  audience: ca-a2a-agents\n', '  issuer: http://idp.example/realms/other\n  audience: other-agents\n  jwks_uri: http://idp.example/keys\n  jwks_cooldown_seconds: 60\n  jwks_timeout_ms: 1000\n  token_cache_size: 0\n')
+      .replace('roles_claim: realm_access.roles', 'roles_claim: groups'));
+    assert.deepEqual(lines(before, after), [
+      'changed mcp * auth issuer http://127.0.0.1:8080/realms/ca-a2a→http://idp.example/realms/other',
+      'changed mcp * auth audience ca-a2a-agents→other-agents',
+      'changed mcp * auth jwks_uri (discovery)→http://idp.example/keys',
+      'changed mcp * auth roles_claim realm_access.roles→groups',
+      'changed mcp * auth jwks_cooldown_seconds 30→60',
+      'changed mcp * auth jwks_timeout_ms 5000→1000',
+      'changed mcp * auth token_cache_size 10000→0',
+    ]);
+    const io = bufferIo();
+    assert.equal(await policyCommand(['diff', before, after, '--exit-code'], io), 1, io.stdout);
+    assert.match(io.stdout, /^~ +mcp +every role +auth issuer +http:\/\/127\.0\.0\.1:8080\/realms\/ca-a2a → http:\/\/idp\.example\/realms\/other \(changed\)$/m);
+    assert.match(io.stdout, /7 changes: 0 gained, 0 lost, 7 changed/);
+  });
+
+  it('reports nothing for an auth section that says the same (defaults written out or left out)', async () => {
+    const { before, after } = serviceVersions('mcp', (text) => text.replace(AUTH, '  jwks_cooldown_seconds: 30\n  token_cache_size: 10000\n'));
+    assert.deepEqual(lines(before, after), []);
+    const io = bufferIo();
+    assert.equal(await policyCommand(['diff', before, after, '--exit-code'], io), 0, io.stdout);
+    assert.equal(io.stdout, 'no access changes\n');
+  });
+});
+
 describe('policy diff: gains of a caller holding several roles', () => {
   it('counts a removed deny as a gain when another role grants the call (a caller holding both gains it)', async () => {
     const { before, after } = versions((rbac) => rbac.replace('deny: [delete_document, revoke_token]', 'deny: [revoke_token]'));

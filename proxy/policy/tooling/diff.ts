@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { isPolicyLoadError, formatProblem } from '../errors.js';
 import { loadPolicy } from '../load.js';
 import type { ValidateFunction } from 'ajv';
-import type { IntegrityMode, ServicePolicy } from '../model.js';
+import type { AuthPolicy, IntegrityMode, ServicePolicy } from '../model.js';
 import { readYamlSource } from '../yaml-source.js';
 import { parseCommandArgs, pickFormat, processIo, usageError, type Io } from './io.js';
 import { loadRolesOnly, withRoles } from './load-roles.js';
@@ -77,7 +77,26 @@ export interface PublicRouteChange {
   readonly change: 'gained' | 'lost';
 }
 
-export type PolicyChange = GrantChange | ModeChange | GuardChange | PublicRouteChange;
+/**
+ * A field of `auth` changed (name: its key in the policy), for every role. Gained: tokens are
+ * accepted that were refused: an algorithm added (one line per algorithm, `algorithms PS256`,
+ * refused → accepted), a larger clock_tolerance_seconds (expired tokens accepted longer) or
+ * jwks_cache_max_age_seconds (a key the issuer withdrew verifies longer). Lost: the other way
+ * round. Changed: which tokens are accepted, not how many (issuer, audience, jwks_uri,
+ * roles_claim), or how keys are fetched and tokens cached (jwks_cooldown_seconds,
+ * jwks_timeout_ms, token_cache_size: a cached token is still checked for revocation).
+ */
+export interface AuthChange {
+  readonly service: string;
+  readonly role: '*';
+  readonly kind: 'auth';
+  readonly name: string;
+  readonly old: string;
+  readonly new: string;
+  readonly change: 'gained' | 'lost' | 'changed';
+}
+
+export type PolicyChange = GrantChange | ModeChange | GuardChange | PublicRouteChange | AuthChange;
 
 /**
  * The changes between two sets of service policies, paired by service name; several files of
@@ -95,7 +114,9 @@ export function diffServices(before: readonly ServicePolicy[], after: readonly S
     if (oldPolicy && newPolicy && oldPolicy.mode !== newPolicy.mode) {
       changes.push({ service, role: '*', kind: 'mode', name: 'mode', old: oldPolicy.mode, new: newPolicy.mode, change: newPolicy.mode === 'dry-run' ? 'gained' : 'lost' });
     }
-    if (oldPolicy && newPolicy) changes.push(...publicRouteChanges(service, oldPolicy, newPolicy), ...guardChanges(service, oldPolicy, newPolicy));
+    if (oldPolicy && newPolicy) {
+      changes.push(...publicRouteChanges(service, oldPolicy, newPolicy), ...authChanges(service, oldPolicy.auth, newPolicy.auth), ...guardChanges(service, oldPolicy, newPolicy));
+    }
     const oldMatrix = matrixOf(oldPolicy);
     const newMatrix = matrixOf(newPolicy);
     const rows = new Map<string, { kind: 'method' | 'tool'; name: string }>();
@@ -151,6 +172,49 @@ function publicRouteChanges(service: string, before: ServicePolicy, after: Servi
   return routes.filter((route) => isPublic(before, route) !== isPublic(after, route)).map((route) => isPublic(after, route)
     ? { service, role: 'anonymous', kind: 'public_route', name: route, old: 'token', new: 'public', change: 'gained' }
     : { service, role: 'anonymous', kind: 'public_route', name: route, old: 'public', new: 'token', change: 'lost' });
+}
+
+type NumericAuthField = { [K in keyof AuthPolicy]: AuthPolicy[K] extends number ? K : never }[keyof AuthPolicy];
+
+/** The fields of `auth` that say which tokens are accepted, not how many: any change is `changed`. */
+const AUTH_IDENTITY: readonly { readonly field: 'issuer' | 'audience' | 'jwksUri' | 'rolesClaim'; readonly key: string }[] = [
+  { field: 'issuer', key: 'issuer' },
+  { field: 'audience', key: 'audience' },
+  { field: 'jwksUri', key: 'jwks_uri' },
+  { field: 'rolesClaim', key: 'roles_claim' },
+];
+
+/** The numeric fields of `auth`, and what a larger value is (a smaller one, the reverse). */
+const AUTH_NUMBERS: readonly { readonly field: NumericAuthField; readonly key: string; readonly larger: 'gained' | 'changed' }[] = [
+  { field: 'clockToleranceSeconds', key: 'clock_tolerance_seconds', larger: 'gained' },
+  { field: 'jwksCacheMaxAgeSeconds', key: 'jwks_cache_max_age_seconds', larger: 'gained' },
+  { field: 'jwksCooldownSeconds', key: 'jwks_cooldown_seconds', larger: 'changed' },
+  { field: 'jwksTimeoutMs', key: 'jwks_timeout_ms', larger: 'changed' },
+  { field: 'tokenCacheSize', key: 'token_cache_size', larger: 'changed' },
+];
+
+/** The `auth` changes: each algorithm added (a gain) or removed (a loss), then each other field. */
+function authChanges(service: string, before: AuthPolicy, after: AuthPolicy): AuthChange[] {
+  const changes: AuthChange[] = [];
+  for (const algorithm of [...new Set([...before.algorithms, ...after.algorithms])].sort()) {
+    const was = before.algorithms.includes(algorithm);
+    if (was === after.algorithms.includes(algorithm)) continue;
+    changes.push({ service, role: '*', kind: 'auth', name: `algorithms ${algorithm}`, old: was ? 'accepted' : 'refused', new: was ? 'refused' : 'accepted', change: was ? 'lost' : 'gained' });
+  }
+  const text = (value: string | readonly string[] | undefined): string => value === undefined ? '(discovery)' : typeof value === 'string' ? value : value.join('.');
+  for (const { field, key } of AUTH_IDENTITY) {
+    const old = text(before[field]);
+    const now = text(after[field]);
+    if (old !== now) changes.push({ service, role: '*', kind: 'auth', name: key, old, new: now, change: 'changed' });
+  }
+  for (const { field, key, larger } of AUTH_NUMBERS) {
+    const old = before[field];
+    const now = after[field];
+    if (old === now) continue;
+    const change = larger === 'changed' ? 'changed' : now > old ? 'gained' : 'lost';
+    changes.push({ service, role: '*', kind: 'auth', name: key, old: String(old), new: String(now), change });
+  }
+  return changes;
 }
 
 const STRICTNESS: Record<IntegrityMode, number> = { off: 0, optional: 1, required: 2 };
@@ -253,7 +317,8 @@ const HELP = `usage: ca-a2a policy diff OLD NEW [--format text|json|markdown] [-
 Which role gains or loses which method or tool, and which service switches between enforce
 and dry-run (to dry-run counts as a gain: what was refused is forwarded), loses or gains a
 params or arguments schema, or relaxes or tightens a method's integrity mode (for every
-role), and which route is made public (a gain for callers without a token) or private again.
+role), which route is made public (a gain for callers without a token) or private again, and
+what changed in auth (an algorithm added or a larger clock_tolerance_seconds is a gain).
 OLD and NEW are two directories (every service under them, paired by name), two service
 policy files, or two rbac files (decided against the services that use NEW). Either may be
 REV:PATH to read PATH at a git revision, e.g. ca-a2a policy diff HEAD~1:policies policies.
