@@ -215,6 +215,48 @@ describe('policy diff: auth', () => {
   });
 });
 
+describe('policy diff: endpoints', () => {
+  it('reports an endpoint added as a gain (calls to its path are forwarded, not 404), removed as a loss', async () => {
+    const { before, after } = serviceVersions('admin', (text) => text.replace('  - { path: /message, kind: jsonrpc }\n', '  - { path: /message, kind: jsonrpc }\n  - { path: /admin/revoke-all, kind: rest, method: revoke_before }\n'));
+    assert.deepEqual(lines(before, after), ['gained admin * endpoint /admin/revoke-all -→rest POST revoke_before']);
+    assert.deepEqual(lines(after, before), ['lost admin * endpoint /admin/revoke-all rest POST revoke_before→-']);
+    const io = bufferIo();
+    assert.equal(await policyCommand(['diff', before, after, '--exit-code'], io), 1, io.stdout);
+    assert.match(io.stdout, /^\+ +admin +every role +endpoint \/admin\/revoke-all +- → rest POST revoke_before$/m);
+    assert.match(io.stdout, /1 change: 1 gained, 0 lost, 0 changed/);
+  });
+
+  it('reports an endpoint that takes something else (kind, rest method, HTTP method) as changed', async () => {
+    const { before, after } = serviceVersions('admin', (text) => text
+      .replace('{ path: /admin/revoke-token, kind: rest, method: revoke_token }', '{ path: /admin/revoke-token, kind: rest, method: revoke_subject }')
+      .replace('{ path: /admin/revocations, kind: rest, method: list_revocations, http_method: GET }', '{ path: /admin/revocations, kind: rest, method: list_revocations }')
+      .replace('{ path: /message, kind: jsonrpc }', '{ path: /message, kind: call_tool }'));
+    assert.deepEqual(lines(before, after), [
+      'changed admin * endpoint /admin/revocations rest GET list_revocations→rest POST list_revocations',
+      'changed admin * endpoint /admin/revoke-token rest POST revoke_token→rest POST revoke_subject',
+      'changed admin * endpoint /message jsonrpc→call_tool',
+    ]);
+    const io = bufferIo();
+    assert.equal(await policyCommand(['diff', before, after, '--exit-code'], io), 1, io.stdout);
+    assert.match(io.stdout, /^~ +admin +every role +endpoint \/message +jsonrpc → call_tool \(changed\)$/m);
+  });
+
+  it('reports nothing for the same endpoints in another order, or the default (/message, jsonrpc) written out', async () => {
+    const { before, after } = serviceVersions('admin', (text) => text.replace(
+      '  - { path: /message, kind: jsonrpc }\n  - { path: /admin/revoke-token, kind: rest, method: revoke_token }\n',
+      '  - { path: /admin/revoke-token, kind: rest, method: revoke_token, http_method: POST }\n  - { path: /message }\n'));
+    const archivist = join(after, 'services', 'archivist.yaml');
+    const text = readFileSync(archivist, 'utf8');
+    assert.doesNotMatch(text, /^endpoints:/m);
+    writeFileSync(archivist, text.replace(/^methods:\n/m, 'endpoints:\n  - { path: /message, kind: jsonrpc }\nmethods:\n'));
+    assert.match(readFileSync(archivist, 'utf8'), /^endpoints:/m);
+    assert.deepEqual(lines(before, after), []);
+    const io = bufferIo();
+    assert.equal(await policyCommand(['diff', before, after, '--exit-code'], io), 0, io.stdout);
+    assert.equal(io.stdout, 'no access changes\n');
+  });
+});
+
 describe('policy diff: gains of a caller holding several roles', () => {
   it('counts a removed deny as a gain when another role grants the call (a caller holding both gains it)', async () => {
     const { before, after } = versions((rbac) => rbac.replace('deny: [delete_document, revoke_token]', 'deny: [revoke_token]'));

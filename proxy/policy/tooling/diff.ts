@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { isPolicyLoadError, formatProblem } from '../errors.js';
 import { loadPolicy } from '../load.js';
 import type { ValidateFunction } from 'ajv';
-import type { AuthPolicy, IntegrityMode, ServicePolicy } from '../model.js';
+import type { AuthPolicy, EndpointPolicy, IntegrityMode, ServicePolicy } from '../model.js';
 import { readYamlSource } from '../yaml-source.js';
 import { parseCommandArgs, pickFormat, processIo, usageError, type Io } from './io.js';
 import { loadRolesOnly, withRoles } from './load-roles.js';
@@ -96,7 +96,23 @@ export interface AuthChange {
   readonly change: 'gained' | 'lost' | 'changed';
 }
 
-export type PolicyChange = GrantChange | ModeChange | GuardChange | PublicRouteChange | AuthChange;
+/**
+ * An entry of `endpoints` (name: its path) added, removed or changed, for every role; old and new
+ * say what it takes (`jsonrpc`, `call_tool`, `rest POST get_document`) or `-` (none). Added: the
+ * path was refused (404) and now forwards calls to the agent, a gain; removed, a loss; what it
+ * takes changed (its kind, its rest method or HTTP method): changed.
+ */
+export interface EndpointChange {
+  readonly service: string;
+  readonly role: '*';
+  readonly kind: 'endpoint';
+  readonly name: string;
+  readonly old: string;
+  readonly new: string;
+  readonly change: 'gained' | 'lost' | 'changed';
+}
+
+export type PolicyChange = GrantChange | ModeChange | GuardChange | PublicRouteChange | AuthChange | EndpointChange;
 
 /**
  * The changes between two sets of service policies, paired by service name; several files of
@@ -115,7 +131,7 @@ export function diffServices(before: readonly ServicePolicy[], after: readonly S
       changes.push({ service, role: '*', kind: 'mode', name: 'mode', old: oldPolicy.mode, new: newPolicy.mode, change: newPolicy.mode === 'dry-run' ? 'gained' : 'lost' });
     }
     if (oldPolicy && newPolicy) {
-      changes.push(...publicRouteChanges(service, oldPolicy, newPolicy), ...authChanges(service, oldPolicy.auth, newPolicy.auth), ...guardChanges(service, oldPolicy, newPolicy));
+      changes.push(...publicRouteChanges(service, oldPolicy, newPolicy), ...authChanges(service, oldPolicy.auth, newPolicy.auth), ...endpointChanges(service, oldPolicy, newPolicy), ...guardChanges(service, oldPolicy, newPolicy));
     }
     const oldMatrix = matrixOf(oldPolicy);
     const newMatrix = matrixOf(newPolicy);
@@ -213,6 +229,19 @@ function authChanges(service: string, before: AuthPolicy, after: AuthPolicy): Au
     if (old === now) continue;
     const change = larger === 'changed' ? 'changed' : now > old ? 'gained' : 'lost';
     changes.push({ service, role: '*', kind: 'auth', name: key, old: String(old), new: String(now), change });
+  }
+  return changes;
+}
+
+/** The endpoints added (a gain: calls to the path are forwarded), removed (a loss) or changed. */
+function endpointChanges(service: string, before: ServicePolicy, after: ServicePolicy): EndpointChange[] {
+  const takes = (endpoint: EndpointPolicy | undefined): string => endpoint === undefined ? '-' : endpoint.kind === 'rest' ? `rest ${endpoint.httpMethod} ${endpoint.method ?? ''}` : endpoint.kind;
+  const changes: EndpointChange[] = [];
+  for (const path of [...new Set([...before.endpoints.keys(), ...after.endpoints.keys()])].sort()) {
+    const old = before.endpoints.get(path);
+    const now = after.endpoints.get(path);
+    if (takes(old) === takes(now)) continue;
+    changes.push({ service, role: '*', kind: 'endpoint', name: path, old: takes(old), new: takes(now), change: old === undefined ? 'gained' : now === undefined ? 'lost' : 'changed' });
   }
   return changes;
 }
@@ -317,8 +346,9 @@ const HELP = `usage: ca-a2a policy diff OLD NEW [--format text|json|markdown] [-
 Which role gains or loses which method or tool, and which service switches between enforce
 and dry-run (to dry-run counts as a gain: what was refused is forwarded), loses or gains a
 params or arguments schema, or relaxes or tightens a method's integrity mode (for every
-role), which route is made public (a gain for callers without a token) or private again, and
-what changed in auth (an algorithm added or a larger clock_tolerance_seconds is a gain).
+role), which route is made public (a gain for callers without a token) or private again,
+what changed in auth (an algorithm added or a larger clock_tolerance_seconds is a gain), and
+which endpoint is added (a gain), removed or takes something else.
 OLD and NEW are two directories (every service under them, paired by name), two service
 policy files, or two rbac files (decided against the services that use NEW). Either may be
 REV:PATH to read PATH at a git revision, e.g. ca-a2a policy diff HEAD~1:policies policies.
