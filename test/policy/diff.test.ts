@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { cpSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { policyCommand } from '../../proxy/policy/cli.js';
@@ -82,6 +82,18 @@ describe('policy diff', () => {
     assert.match(io.stdout, /^\+ +archivist +every role +mode +enforce → dry-run$/m);
     assert.match(io.stdout, /1 change: 1 gained, 0 lost, 0 changed/);
     assert.deepEqual(diffServices(loadSide(after), loadSide(before)).map((c) => `${c.change} ${c.kind} ${c.old}→${c.new}`), ['lost mode dry-run→enforce']);
+  });
+
+  it('reports no difference between each shipped policy (the directory, rbac.yaml, every service file) and a copy of it', async () => {
+    const copy = join(tempDirSync('diff-copy'), 'policies');
+    cpSync(SHIPPED, copy, { recursive: true });
+    const services = readdirSync(join(SHIPPED, 'services')).filter((file) => file.endsWith('.yaml')).map((file) => join('services', file));
+    assert.ok(services.length >= 6);
+    for (const file of ['.', 'rbac.yaml', ...services]) {
+      const io = bufferIo();
+      assert.equal(await policyCommand(['diff', join(SHIPPED, file), join(copy, file), '--exit-code'], io), 0, `${file}: ${io.stdout}${io.stderr}`);
+      assert.equal(io.stdout, 'no access changes\n', file);
+    }
   });
 
   it('reads a side at a git revision (REV:path)', async () => {
