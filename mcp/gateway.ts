@@ -76,18 +76,20 @@ export async function startMcpGateway(opts: McpGatewayOptions = {}): Promise<Mcp
     onCancelError: (err) =>
       logger.warn({ event_type: 'mcp_sql_cancel_failed', err_code: errorCode(err), err_message: err.message }, 'timed-out statement not cancelled'),
   });
+  const metrics = createGatewayMetrics(() => sql.stats());
   let store: ObjectStore | undefined;
   try {
     await migrate(sql, { set: 'mcp', dir: MIGRATIONS_DIR });
     const s3 = opts.s3 ?? {};
-    store = s3.bucket ? createS3Store({ ...s3, bucket: s3.bucket }) : await createDiskStore(join(dataDir, 'bucket'));
+    store = s3.bucket
+      ? createS3Store({ ...s3, bucket: s3.bucket })
+      : await createDiskStore(join(dataDir, 'bucket'), { logger, onUnreadable: (operation) => metrics.bucketUnreadable.inc({ operation }) });
   } catch (err) {
     await sql.close();
     throw err;
   }
   const s3opts = opts.s3 ?? {};
   const maxObjectBytes = s3opts.maxObjectBytes ?? DEFAULT_MAX_OBJECT;
-  const metrics = createGatewayMetrics(() => sql.stats());
   const db = createResilientBackend('postgres', isPgTransient, opts.breaker ?? {}, metrics, logger);
   const s3 = createResilientBackend('s3', store.isTransient, opts.breaker ?? {}, metrics, logger);
   const runner = createToolRunner(ALL_TOOLS, { sql, db, store, s3, keys, maxObjectBytes }, metrics, logger);

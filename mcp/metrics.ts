@@ -55,6 +55,12 @@ export function createGatewayMetrics(poolStats: () => SqlPoolStats) {
       labelNames: ['backend'] as const,
       registers,
     }),
+    bucketUnreadable: new Counter({
+      name: 'ca_a2a_mcp_bucket_unreadable_objects_total',
+      help: 'Object files of the local-disk bucket found unreadable, by the call that met one: list (left out), get or head (refused).',
+      labelNames: ['operation'] as const,
+      registers,
+    }),
     poolClients: new Gauge({
       name: 'ca_a2a_mcp_pool_clients',
       help: 'SQL pool connections: total, idle, and callers waiting for one.',

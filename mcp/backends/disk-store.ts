@@ -2,8 +2,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { Logger } from 'pino';
 import { errorCode } from '../resilience.js';
-import { ObjectTooLargeError } from './object-store.js';
+import { ObjectTooLargeError, UnreadableObjectError } from './object-store.js';
 import type { ObjectHead, ObjectStore, ObjectSummary } from './object-store.js';
 
 /*
@@ -21,20 +22,48 @@ function fileName(key: string): string {
 
 const missing = (err: unknown) => errorCode(err) === 'ENOENT';
 
-/** The object header (first line) of an open object file, and where the bytes start. */
-async function readHeader(fh: FileHandle): Promise<{ head: ObjectHead; bodyStart: number }> {
+const isHead = (v: unknown): v is ObjectHead =>
+  typeof v === 'object' &&
+  v !== null &&
+  'key' in v &&
+  typeof v.key === 'string' &&
+  'size' in v &&
+  typeof v.size === 'number' &&
+  Number.isSafeInteger(v.size) &&
+  v.size >= 0 &&
+  'content_type' in v &&
+  typeof v.content_type === 'string' &&
+  'last_modified' in v &&
+  typeof v.last_modified === 'string' &&
+  'etag' in v &&
+  typeof v.etag === 'string';
+
+/**
+ * The object header (first line) of an open object file, and where the bytes start. A file not
+ * laid out as put writes it (no header line, a header that is not an object's, or one naming a
+ * key whose file this is not) is refused.
+ */
+async function readHeader(fh: FileHandle, name: string): Promise<{ head: ObjectHead; bodyStart: number }> {
   const buf = Buffer.alloc(HEADER_PEEK);
   const { bytesRead } = await fh.read(buf, 0, HEADER_PEEK, 0);
   const nl = buf.subarray(0, bytesRead).indexOf(0x0a);
-  if (nl < 0) throw new Error('corrupt object file');
-  return { head: JSON.parse(buf.subarray(0, nl).toString('utf8')) as ObjectHead, bodyStart: nl + 1 };
+  if (nl < 0) throw new UnreadableObjectError('no_header');
+  let head: unknown;
+  try {
+    head = JSON.parse(buf.subarray(0, nl).toString('utf8'));
+  } catch {
+    throw new UnreadableObjectError('header_not_json');
+  }
+  if (!isHead(head)) throw new UnreadableObjectError('header_invalid');
+  if (fileName(head.key) !== name) throw new UnreadableObjectError('name_mismatch');
+  return { head, bodyStart: nl + 1 };
 }
 
 /**
  * Opens an object file for reading, or undefined when there is none. Only a regular file is an
  * object, as this store writes them: a symlink is not followed (a key never reads a file outside
  * the bucket through one planted there), and a FIFO or device is opened without waiting for a
- * writer, then refused like a directory.
+ * writer, then refused like a directory. A file this process may not open is unreadable.
  */
 async function openObject(path: string): Promise<FileHandle | undefined> {
   let fh: FileHandle;
@@ -42,6 +71,8 @@ async function openObject(path: string): Promise<FileHandle | undefined> {
     fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch (err) {
     if (missing(err) || errorCode(err) === 'ELOOP') return undefined;
+    const code = errorCode(err);
+    if (code === 'EACCES' || code === 'EPERM') throw new UnreadableObjectError(code);
     throw err;
   }
   let regular = false;
@@ -53,22 +84,53 @@ async function openObject(path: string): Promise<FileHandle | undefined> {
   return regular ? fh : undefined;
 }
 
-async function readHeaderOf(path: string): Promise<ObjectHead | undefined> {
-  const fh = await openObject(path);
+async function readHeaderOf(dir: string, name: string): Promise<ObjectHead | undefined> {
+  const fh = await openObject(join(dir, name));
   if (!fh) return undefined;
   try {
-    return (await readHeader(fh)).head;
+    return (await readHeader(fh, name)).head;
   } finally {
     await fh.close();
   }
 }
 
+/** A store call that reads object files, as counted when one is unreadable. */
+export type DiskReadOperation = 'list' | 'get' | 'head';
+
+/** Options of {@link createDiskStore}. */
+export interface DiskStoreOptions {
+  /** Where an unreadable object file is reported (one warning line each time a call meets one). */
+  logger?: Logger;
+  /** Called once each time a call meets an unreadable object file, for a metric. */
+  onUnreadable?: (operation: DiskReadOperation) => void;
+}
+
 /** An ObjectStore in a local directory: the embedded default when no S3 bucket is configured. */
-export async function createDiskStore(dir: string): Promise<ObjectStore> {
+export async function createDiskStore(dir: string, options: DiskStoreOptions = {}): Promise<ObjectStore> {
   await mkdir(dir, { recursive: true });
 
+  /**
+   * Reports an object file a call cannot read, by file name only (keys are arguments, never
+   * logged), and passes on any other error.
+   */
+  function unreadable(err: unknown, operation: DiskReadOperation, name: string): boolean {
+    if (errorCode(err) !== 'OBJECT_UNREADABLE') return false;
+    options.logger?.warn(
+      { event_type: 'mcp_bucket_object_unreadable', operation, file: name, reason: (err as UnreadableObjectError).reason },
+      'object file in the local bucket cannot be read',
+    );
+    options.onUnreadable?.(operation);
+    return true;
+  }
+
   async function head(key: string): Promise<ObjectHead | undefined> {
-    return readHeaderOf(join(dir, fileName(key)));
+    const name = fileName(key);
+    try {
+      return await readHeaderOf(dir, name);
+    } catch (err) {
+      unreadable(err, 'head', name);
+      throw err;
+    }
   }
 
   return {
@@ -83,7 +145,14 @@ export async function createDiskStore(dir: string): Promise<ObjectStore> {
       const summaries: ObjectSummary[] = [];
       for (const entry of await readdir(dir)) {
         if (!entry.endsWith(SUFFIX)) continue;
-        const h = await readHeaderOf(join(dir, entry)); // undefined when deleted while listing
+        let h: ObjectHead | undefined; // undefined when deleted while listing
+        try {
+          h = await readHeaderOf(dir, entry);
+        } catch (err) {
+          // One bad file does not hide the others: it is left out, and reported.
+          if (unreadable(err, 'list', entry)) continue;
+          throw err;
+        }
         if (!h || !h.key.startsWith(prefix) || (after !== undefined && Buffer.compare(Buffer.from(h.key), after) <= 0)) continue;
         summaries.push({ key: h.key, size: h.size, last_modified: h.last_modified });
       }
@@ -97,14 +166,17 @@ export async function createDiskStore(dir: string): Promise<ObjectStore> {
     async get(key, maxBytes) {
       // One open file from header to last byte: a put that renames a new file over this one
       // while it streams does not change what this reader sees.
-      const fh = await openObject(join(dir, fileName(key)));
-      if (!fh) return undefined;
+      const name = fileName(key);
+      let fh: FileHandle | undefined;
       try {
-        const { head: meta, bodyStart } = await readHeader(fh);
+        fh = await openObject(join(dir, name));
+        if (!fh) return undefined;
+        const { head: meta, bodyStart } = await readHeader(fh, name);
         if (meta.size > maxBytes) throw new ObjectTooLargeError(meta.size);
         return { head: meta, body: fh.createReadStream({ start: bodyStart, autoClose: true }) };
       } catch (err) {
-        await fh.close();
+        await fh?.close();
+        unreadable(err, 'get', name);
         throw err;
       }
     },

@@ -56,6 +56,21 @@ export class ObjectTooLargeError extends Error {
   }
 }
 
+/**
+ * Thrown by a store for an object it holds but cannot read: a file that is not laid out as the
+ * store writes them, or that it may not open. `reason` is a short fixed word, for logs.
+ */
+export class UnreadableObjectError extends Error {
+  readonly code = 'OBJECT_UNREADABLE';
+  readonly reason: string;
+
+  constructor(reason: string) {
+    super(`object file unreadable: ${reason}`);
+    this.name = 'UnreadableObjectError';
+    this.reason = reason;
+  }
+}
+
 /** Network-level error codes that mean "try again", shared by the S3 and SQL classifiers. */
 export const TRANSIENT_NETWORK_CODES: ReadonlySet<string> = new Set([
   'ECONNREFUSED',

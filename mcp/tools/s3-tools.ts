@@ -27,6 +27,8 @@ async function guarded<T>(deps: ToolDeps, fn: (signal: AbortSignal) => Promise<T
     return await deps.s3.run(fn);
   } catch (err) {
     if (errorCode(err) === 'OBJECT_TOO_LARGE') throw tooLarge((err as ObjectTooLargeError).size, deps.maxObjectBytes);
+    // The store has logged which file; the object stays refused until it is put again or deleted.
+    if (errorCode(err) === 'OBJECT_UNREADABLE') throw new ToolError('backend_error', 'the bucket holds this object but cannot read it', { backend: 's3' });
     throw err;
   }
 }
@@ -119,7 +121,16 @@ export const S3_TOOLS: ToolFamily = {
     },
     async handler(args, deps) {
       const k = normaliseKey((args as unknown as KeyArgs).key, deps.keys);
-      const existing = await guarded(deps, (signal) => deps.store.head(k, signal));
+      // An object the bucket cannot read still exists: deleting it is how it is cleared.
+      const existing = await guarded(deps, (signal) =>
+        deps.store.head(k, signal).then(
+          (h) => h !== undefined,
+          (err: unknown) => {
+            if (errorCode(err) === 'OBJECT_UNREADABLE') return true;
+            throw err;
+          },
+        ),
+      );
       if (!existing) throw new ToolError('not_found', `no object ${k}`);
       await guarded(deps, (signal) => deps.store.delete(k, signal));
       return { key: k, deleted: true };

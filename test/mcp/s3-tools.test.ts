@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startMcpGateway } from '../../mcp/gateway.js';
 import type { McpGateway } from '../../mcp/gateway.js';
-import { backendOptions, callTool, captureLogger } from './helpers.js';
+import { backendOptions, callTool, captureLogger, metricValue } from './helpers.js';
 
 const b64 = (s: string | Buffer) => Buffer.from(s).toString('base64');
 
@@ -20,6 +20,7 @@ for (const backend of backends) {
   describe(`S3 tools on ${backend.name}`, () => {
     let gw: McpGateway;
     let dataDir = '';
+    const log = captureLogger();
     const cleanups: (() => Promise<void>)[] = [];
 
     before(async () => {
@@ -31,7 +32,7 @@ for (const backend of backends) {
         dataDir,
         databaseUrl,
         s3: { ...s3, maxObjectBytes: 1024 },
-        logger: captureLogger().logger,
+        logger: log.logger,
       });
       cleanups.unshift(() => gw.close());
     });
@@ -129,6 +130,73 @@ for (const backend of backends) {
         assert.equal(overFifo.status, 200, JSON.stringify(overFifo.body));
         const fifo = await callTool(gw.url, 's3_get_object', { key: 'uploads/planted/fifo.txt' });
         assert.equal(Buffer.from(String(fifo.body.content_base64), 'base64').toString(), 'fifo');
+      });
+    }
+
+    // The local-disk bucket only: its files can be damaged (a disk error, a hand edit, a copy), and
+    // one bad file must not take the listing of every other object down with it.
+    if (!backend.s3) {
+      it('lists the objects it can read past a damaged file, refuses that one on get, and deletes it', async () => {
+        const bucket = join(dataDir, 'bucket');
+        const nameOf = (key: string) => createHash('sha256').update(key).digest('hex') + '.obj';
+        const keys = ['a', 'b', 'c', 'd', 'e', 'z'].map((k) => `uploads/damaged/${k}.txt`);
+        for (const key of keys) {
+          const put = await callTool(gw.url, 's3_put_object', { key, content_base64: b64(`bytes of ${key}`), content_type: 'text/plain' });
+          assert.equal(put.status, 200, JSON.stringify(put.body));
+        }
+        const [a, b, c, d, e, z] = keys as [string, string, string, string, string, string];
+        // b: its header line cut off; c: a header that is not JSON; d: JSON, but not an object's header.
+        await writeFile(join(bucket, nameOf(b)), `{"key":${JSON.stringify(b)},"si`);
+        await writeFile(join(bucket, nameOf(c)), 'not json\nbytes');
+        await writeFile(join(bucket, nameOf(d)), 'null\nbytes');
+        // e: a file this process may not open; root opens any file, so there a header of the wrong shape.
+        const root = process.getuid?.() === 0;
+        if (root) await writeFile(join(bucket, nameOf(e)), `${JSON.stringify({ key: e, size: '5' })}\nbytes`);
+        else await chmod(join(bucket, nameOf(e)), 0o000);
+        // A copy of a's file under another name: its header names a key whose file it is not.
+        const copy = `${'f'.repeat(64)}.obj`;
+        await copyFile(join(bucket, nameOf(a)), join(bucket, copy));
+        const expected: Record<string, string> = {
+          [nameOf(b)]: 'no_header',
+          [nameOf(c)]: 'header_not_json',
+          [nameOf(d)]: 'header_invalid',
+          [nameOf(e)]: root ? 'header_invalid' : 'EACCES',
+          [copy]: 'name_mismatch',
+        };
+        const unreadable = (operation: string) => metricValue(gw.url, 'ca_a2a_mcp_bucket_unreadable_objects_total', { operation });
+        const reported = (operation: string) =>
+          Object.fromEntries(
+            log.lines
+              .filter((l) => l.event_type === 'mcp_bucket_object_unreadable' && l.operation === operation && l.level === 40)
+              .map((l) => [String(l.file), String(l.reason)]),
+          );
+
+        const listedBefore = await unreadable('list');
+        const listed = await callTool(gw.url, 's3_list_objects', { prefix: 'uploads/damaged/' });
+        assert.equal(listed.status, 200, JSON.stringify(listed.body));
+        assert.deepEqual((listed.body.objects as { key: string }[]).map((o) => o.key), [a, z]);
+        assert.deepEqual(reported('list'), expected);
+        assert.equal((await unreadable('list')) - listedBefore, 5);
+
+        const gotBefore = await unreadable('get');
+        for (const key of [b, c, d, e]) {
+          const got = await callTool(gw.url, 's3_get_object', { key });
+          assert.equal(got.status, 502, `${key}: ${JSON.stringify(got.body)}`);
+          assert.deepEqual(got.body.error, { code: 'backend_error', message: 'the bucket holds this object but cannot read it', backend: 's3' });
+        }
+        assert.deepEqual(Object.keys(reported('get')).sort(), [nameOf(b), nameOf(c), nameOf(d), nameOf(e)].sort());
+        assert.equal((await unreadable('get')) - gotBefore, 4);
+        assert.doesNotMatch(JSON.stringify(log.lines.filter((l) => l.event_type === 'mcp_bucket_object_unreadable')), /damaged/, 'keys are not logged');
+        const good = await callTool(gw.url, 's3_get_object', { key: a });
+        assert.equal(Buffer.from(String(good.body.content_base64), 'base64').toString(), `bytes of ${a}`);
+
+        // Deleting a damaged object clears it; a put replaces one.
+        const del = await callTool(gw.url, 's3_delete_object', { key: b });
+        assert.equal(del.status, 200, JSON.stringify(del.body));
+        assert.equal((await callTool(gw.url, 's3_get_object', { key: b })).body.error?.code, 'not_found');
+        const put = await callTool(gw.url, 's3_put_object', { key: c, content_base64: b64('again'), content_type: 'text/plain' });
+        assert.equal(put.status, 200, JSON.stringify(put.body));
+        assert.equal(Buffer.from(String((await callTool(gw.url, 's3_get_object', { key: c })).body.content_base64), 'base64').toString(), 'again');
       });
     }
 
