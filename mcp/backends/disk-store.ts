@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { errorCode } from '../resilience.js';
@@ -14,6 +14,12 @@ import type { ObjectHead, ObjectStore, ObjectSummary } from './object-store.js';
  * and readers see the old or the new object, never a mix.
  */
 const SUFFIX = '.obj';
+const TEMP_PREFIX = '.tmp-';
+/**
+ * A temp file older than this was left by a gateway stopped between write and rename; a younger
+ * one may be a put in flight in another gateway sharing the directory (a put takes seconds).
+ */
+const STALE_TEMP_MS = 60 * 60 * 1000;
 const HEADER_PEEK = 16 * 1024;
 
 function fileName(key: string): string {
@@ -94,12 +100,36 @@ async function readHeaderOf(dir: string, name: string): Promise<ObjectHead | und
   }
 }
 
+/**
+ * Removes the temp files of puts that never reached their rename (the gateway was killed between
+ * the two). A file that cannot be removed is reported and left: the store opens anyway.
+ */
+async function removeStaleTemps(dir: string, logger: Logger | undefined): Promise<void> {
+  const now = Date.now();
+  for (const entry of await readdir(dir)) {
+    if (!entry.startsWith(TEMP_PREFIX)) continue;
+    try {
+      const stat = await lstat(join(dir, entry));
+      const age = now - stat.mtimeMs;
+      if (!stat.isFile() || age < STALE_TEMP_MS) continue;
+      await rm(join(dir, entry));
+      logger?.info({ event_type: 'mcp_bucket_temp_removed', file: entry, age_s: Math.round(age / 1000) }, 'stale temp file removed from the local bucket');
+    } catch (err) {
+      if (missing(err)) continue; // another gateway sharing the directory removed it first
+      logger?.warn({ event_type: 'mcp_bucket_temp_not_removed', file: entry, err_code: errorCode(err) }, 'stale temp file in the local bucket not removed');
+    }
+  }
+}
+
 /** A store call that reads object files, as counted when one is unreadable. */
 export type DiskReadOperation = 'list' | 'get' | 'head';
 
 /** Options of {@link createDiskStore}. */
 export interface DiskStoreOptions {
-  /** Where an unreadable object file is reported (one warning line each time a call meets one). */
+  /**
+   * Where an unreadable object file is reported (one warning line each time a call meets one),
+   * and stale temp files removed at open.
+   */
   logger?: Logger;
   /** Called once each time a call meets an unreadable object file, for a metric. */
   onUnreadable?: (operation: DiskReadOperation) => void;
@@ -108,6 +138,7 @@ export interface DiskStoreOptions {
 /** An ObjectStore in a local directory: the embedded default when no S3 bucket is configured. */
 export async function createDiskStore(dir: string, options: DiskStoreOptions = {}): Promise<ObjectStore> {
   await mkdir(dir, { recursive: true });
+  await removeStaleTemps(dir, options.logger);
 
   /**
    * Reports an object file a call cannot read, by file name only (keys are arguments, never
@@ -183,7 +214,7 @@ export async function createDiskStore(dir: string, options: DiskStoreOptions = {
     async put(key, body, contentType) {
       const etag = `"${createHash('md5').update(body).digest('hex')}"`;
       const meta: ObjectHead = { key, size: body.length, content_type: contentType, last_modified: new Date().toISOString(), etag };
-      const tmp = join(dir, `.tmp-${randomBytes(8).toString('hex')}`);
+      const tmp = join(dir, `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`);
       try {
         await writeFile(tmp, Buffer.concat([Buffer.from(JSON.stringify(meta) + '\n'), body]), { flush: true });
         await rename(tmp, join(dir, fileName(key)));

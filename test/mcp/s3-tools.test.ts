@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmod, copyFile, mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, readdir, readFile, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startMcpGateway } from '../../mcp/gateway.js';
@@ -20,13 +20,14 @@ for (const backend of backends) {
   describe(`S3 tools on ${backend.name}`, () => {
     let gw: McpGateway;
     let dataDir = '';
+    let databaseUrl = '';
     const log = captureLogger();
     const cleanups: (() => Promise<void>)[] = [];
 
     before(async () => {
       const options = await backendOptions(backend, cleanups);
-      const { databaseUrl, s3 } = options;
-      dataDir = options.dataDir;
+      const { s3 } = options;
+      ({ dataDir, databaseUrl } = options);
       gw = await startMcpGateway({
         port: 0,
         dataDir,
@@ -197,6 +198,42 @@ for (const backend of backends) {
         const put = await callTool(gw.url, 's3_put_object', { key: c, content_base64: b64('again'), content_type: 'text/plain' });
         assert.equal(put.status, 200, JSON.stringify(put.body));
         assert.equal(Buffer.from(String((await callTool(gw.url, 's3_get_object', { key: c })).body.content_base64), 'base64').toString(), 'again');
+      });
+    }
+
+    // The local-disk bucket only: a put writes a temp file then renames it, and a gateway killed
+    // between the two leaves the temp file behind.
+    if (!backend.s3) {
+      it('removes temp files left over an hour ago when a gateway opens the bucket, keeps younger ones, and never lists either', async () => {
+        const bucket = join(dataDir, 'bucket');
+        // Laid out like objects of keys under uploads/, as a put writes its temp file.
+        const tempOf = (key: string) => `${JSON.stringify({ key, size: 5, content_type: 'text/plain', last_modified: new Date().toISOString(), etag: '"x"' })}\nbytes`;
+        const stale = '.tmp-00000000000000aa';
+        const fresh = '.tmp-00000000000000bb';
+        await writeFile(join(bucket, stale), tempOf('uploads/temps/stale.txt'));
+        await writeFile(join(bucket, fresh), tempOf('uploads/temps/fresh.txt'));
+        const twoHoursAgo = new Date(Date.now() - 2 * 60 * 60 * 1000);
+        await utimes(join(bucket, stale), twoHoursAgo, twoHoursAgo);
+        const listed = await callTool(gw.url, 's3_list_objects', { prefix: 'uploads/temps/' });
+        assert.equal(listed.status, 200, JSON.stringify(listed.body));
+        assert.deepEqual(listed.body.objects, [], 'no temp file is listed');
+
+        // A second gateway opening the same bucket, as one restarted after being killed would.
+        const second = captureLogger();
+        const restarted = await startMcpGateway({ port: 0, dataDir, databaseUrl, logger: second.logger });
+        try {
+          const entries = await readdir(bucket);
+          assert.ok(!entries.includes(stale), 'the stale temp file is removed');
+          assert.ok(entries.includes(fresh), 'a temp file younger than an hour may be a put in flight: kept');
+          const removed = second.lines.filter((l) => l.event_type === 'mcp_bucket_temp_removed');
+          assert.deepEqual(removed.map((l) => l.file), [stale]);
+          for (const url of [gw.url, restarted.url]) {
+            const again = await callTool(url, 's3_list_objects', { prefix: 'uploads/temps/' });
+            assert.deepEqual(again.body.objects, [], 'no temp file is listed');
+          }
+        } finally {
+          await restarted.close();
+        }
       });
     }
 
