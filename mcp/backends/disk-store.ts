@@ -68,16 +68,17 @@ async function readHeader(fh: FileHandle, name: string): Promise<{ head: ObjectH
 /**
  * Opens an object file for reading, or undefined when there is none. Only a regular file is an
  * object, as this store writes them: a symlink is not followed (a key never reads a file outside
- * the bucket through one planted there), and a FIFO or device is opened without waiting for a
- * writer, then refused like a directory. A file this process may not open is unreadable.
+ * the bucket through one planted there), a FIFO or device is opened without waiting for a
+ * writer, then refused like a directory, and a socket, which cannot be opened (ENXIO), is absent
+ * too. A file this process may not open is unreadable.
  */
 async function openObject(path: string): Promise<FileHandle | undefined> {
   let fh: FileHandle;
   try {
     fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch (err) {
-    if (missing(err) || errorCode(err) === 'ELOOP') return undefined;
     const code = errorCode(err);
+    if (missing(err) || code === 'ELOOP' || code === 'ENXIO') return undefined;
     if (code === 'EACCES' || code === 'EPERM') throw new UnreadableObjectError(code);
     throw err;
   }

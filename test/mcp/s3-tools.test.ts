@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmod, copyFile, mkdir, readdir, readFile, symlink, utimes, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, readdir, readFile, rename, symlink, utimes, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startMcpGateway } from '../../mcp/gateway.js';
@@ -234,6 +236,31 @@ for (const backend of backends) {
         } finally {
           await restarted.close();
         }
+      });
+    }
+
+    // The local-disk bucket only: a UNIX socket under an object's name cannot be opened at all
+    // (ENXIO), unlike a FIFO; it is no object either, and must not take the listing down.
+    if (!backend.s3) {
+      it('takes no socket planted in the bucket for an object, lists the others past it, and replaces it on put', async () => {
+        const key = 'uploads/socket/s.txt';
+        const file = join(dataDir, 'bucket', createHash('sha256').update(key).digest('hex') + '.obj');
+        // Bound at a short path (a socket path is limited to 108 bytes), then moved into the bucket.
+        const bound = join(tmpdir(), `ca-a2a-sock-${process.pid}`);
+        const server = createServer();
+        await new Promise<void>((ok) => server.listen(bound, ok));
+        await rename(bound, file);
+        await new Promise<void>((ok) => server.close(() => ok()));
+        await callTool(gw.url, 's3_put_object', { key: 'uploads/socket/t.txt', content_base64: b64('t'), content_type: 'text/plain' });
+        const listed = await callTool(gw.url, 's3_list_objects', { prefix: 'uploads/socket/' });
+        assert.equal(listed.status, 200, JSON.stringify(listed.body));
+        assert.deepEqual((listed.body.objects as { key: string }[]).map((o) => o.key), ['uploads/socket/t.txt']);
+        const got = await callTool(gw.url, 's3_get_object', { key });
+        assert.equal(got.status, 404, JSON.stringify(got.body));
+        assert.equal((await callTool(gw.url, 's3_delete_object', { key })).body.error?.code, 'not_found');
+        const put = await callTool(gw.url, 's3_put_object', { key, content_base64: b64('mine'), content_type: 'text/plain' });
+        assert.equal(put.status, 200, JSON.stringify(put.body));
+        assert.equal(Buffer.from(String((await callTool(gw.url, 's3_get_object', { key })).body.content_base64), 'base64').toString(), 'mine');
       });
     }
 
