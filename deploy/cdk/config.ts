@@ -36,6 +36,11 @@ export const KEYCLOAK_MANAGEMENT_PORT = 9000;
 export const KEYCLOAK_CLUSTER_PORTS = [7800, 57800] as const;
 /** The realm's path under Keycloak's frontend URL: issuer = KC_HOSTNAME + REALM_PATH. */
 export const REALM_PATH = '/realms/ca-a2a';
+/**
+ * The folders of the documents bucket the MCP gateway's S3 tools may touch (its
+ * CA_A2A_S3_PREFIXES): the stack passes them to the gateway and scopes its task role to them.
+ */
+export const DOCUMENT_PREFIXES = ['uploads/', 'archive/'] as const;
 export const NAMESPACE = 'ca-a2a.local';
 
 /** Which Cloud Map / Service Connect name each sidecar is reached by. */

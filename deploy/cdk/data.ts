@@ -30,6 +30,8 @@ export interface DataProps {
  */
 export class Data extends Construct {
   readonly documentsBucket: s3.Bucket;
+  /** The documents bucket's KMS key (SSE-KMS with a bucket key). */
+  readonly documentsKey: kms.Key;
   readonly documentsDb: AuroraPostgres;
   /** DATABASE_URL of the MCP gateway. */
   readonly documentsDbUrl: secretsmanager.Secret;
@@ -55,14 +57,14 @@ export class Data extends Construct {
       removalPolicy: RemovalPolicy.RETAIN,
     });
 
-    const documentsKey = new kms.Key(this, 'DocumentsKey', {
+    this.documentsKey = new kms.Key(this, 'DocumentsKey', {
       description: 'ca-a2a documents bucket',
       enableKeyRotation: true,
       removalPolicy: RemovalPolicy.RETAIN,
     });
     this.documentsBucket = new s3.Bucket(this, 'Documents', {
       encryption: s3.BucketEncryption.KMS,
-      encryptionKey: documentsKey,
+      encryptionKey: this.documentsKey,
       bucketKeyEnabled: true,
       versioned: true,
       blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,

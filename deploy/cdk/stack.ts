@@ -5,7 +5,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
 import { MeshCluster } from './cluster.js';
-import { EGRESS_PORT, PUBLIC_URL_PATTERN, UPSTREAM_PORT, keycloakHostname, type AgentName, type DeployConfig, type SecuredServiceName } from './config.js';
+import { DOCUMENT_PREFIXES, EGRESS_PORT, PUBLIC_URL_PATTERN, UPSTREAM_PORT, keycloakHostname, type AgentName, type DeployConfig, type SecuredServiceName } from './config.js';
 import { Data } from './data.js';
 import { Ingress } from './ingress.js';
 import { KeycloakService } from './keycloak-service.js';
@@ -95,6 +95,8 @@ export class CaA2aStack extends Stack {
         command: ['mcp-gateway', '--listen', UPSTREAM_LISTEN],
         environment: {
           CA_A2A_S3_BUCKET: data.documentsBucket.bucketName,
+          // The folders its task role is granted (documentsAccess): set here so the two cannot drift.
+          CA_A2A_S3_PREFIXES: DOCUMENT_PREFIXES.join(','),
           AWS_REGION: this.region,
           CA_A2A_DATA_DIR: '/tmp/ca-a2a',
         },
@@ -146,8 +148,7 @@ export class CaA2aStack extends Stack {
     // "-75% IAM roles": the MCP task role is the only one granted the documents bucket; the
     // database URL secret reaches only the MCP task (through its execution role, as ECS secrets do).
     const mcpTaskRole = this.services.mcp.taskDefinition.taskRole;
-    data.documentsBucket.grantReadWrite(mcpTaskRole);
-    data.documentsBucket.grantDelete(mcpTaskRole);
+    for (const statement of documentsAccess(data, this.region)) mcpTaskRole.addToPrincipalPolicy(statement);
     network.s3Endpoint.addToPolicy(new iam.PolicyStatement({
       sid: 'EcrImageLayers',
       principals: [new iam.AnyPrincipal()],
@@ -157,8 +158,8 @@ export class CaA2aStack extends Stack {
     network.s3Endpoint.addToPolicy(new iam.PolicyStatement({
       sid: 'DocumentsBucketMcpOnly',
       principals: [new iam.ArnPrincipal(mcpTaskRole.roleArn)],
-      actions: ['s3:GetObject', 's3:PutObject', 's3:DeleteObject', 's3:ListBucket', 's3:GetBucketLocation', 's3:AbortMultipartUpload'],
-      resources: [data.documentsBucket.bucketArn, data.documentsBucket.arnForObjects('*')],
+      actions: [...DOCUMENT_OBJECT_ACTIONS, 's3:ListBucket'],
+      resources: [data.documentsBucket.bucketArn, ...DOCUMENT_PREFIXES.map((prefix) => data.documentsBucket.arnForObjects(`${prefix}*`))],
     }));
 
     new KeycloakService(this, 'Keycloak', {
@@ -206,6 +207,35 @@ export class CaA2aStack extends Stack {
       ]),
     });
   }
+}
+
+/** What the MCP gateway's S3 store calls: GetObject (and HeadObject), PutObject, DeleteObject. */
+const DOCUMENT_OBJECT_ACTIONS = ['s3:GetObject', 's3:PutObject', 's3:DeleteObject'] as const;
+
+/**
+ * The MCP gateway's access to the documents, action by action (grantReadWrite would add
+ * wildcards such as s3:DeleteObject*, which includes DeleteObjectVersion and so would let the
+ * gateway erase the versions versioning keeps, and s3:PutObjectRetention, s3:GetBucket*…):
+ * objects under DOCUMENT_PREFIXES only, and the bucket's key only through S3.
+ */
+function documentsAccess(data: Data, region: string): iam.PolicyStatement[] {
+  const bucket = data.documentsBucket;
+  return [
+    new iam.PolicyStatement({
+      sid: 'DocumentsObjects',
+      actions: [...DOCUMENT_OBJECT_ACTIONS],
+      resources: DOCUMENT_PREFIXES.map((prefix) => bucket.arnForObjects(`${prefix}*`)),
+    }),
+    // Listing (the gateway lists under its prefixes only); without it S3 answers 403, not 404,
+    // for a key that does not exist, and the gateway would report a missing object as an error.
+    new iam.PolicyStatement({ sid: 'DocumentsList', actions: ['s3:ListBucket'], resources: [bucket.bucketArn] }),
+    new iam.PolicyStatement({
+      sid: 'DocumentsKeyThroughS3',
+      actions: ['kms:GenerateDataKey', 'kms:Decrypt'],
+      resources: [data.documentsKey.keyArn],
+      conditions: { StringEquals: { 'kms:ViaService': `s3.${region}.amazonaws.com` } },
+    }),
+  ];
 }
 
 /** CloudWatch accepts only certain retention periods; refuse others at synth, not at deploy. */

@@ -471,6 +471,34 @@ describe('deploy/cdk stack', () => {
       assert.ok(keycloakDb.size > 0 && [...keycloakDb].every((role) => keycloak.has(role)), [...keycloakDb].join());
     });
 
+    it('names every action of every IAM policy: no wildcard actions', () => {
+      for (const [id, policy] of ofType(resources, 'AWS::IAM::Policy')) {
+        for (const statement of (props(policy)['PolicyDocument'] as { Statement: Array<Record<string, unknown>> }).Statement) {
+          for (const action of [statement['Action']].flat()) assert.doesNotMatch(String(action), /\*/, `${id}: ${String(action)}`);
+        }
+      }
+    });
+
+    it('grants the MCP task role the objects under its S3 prefixes only, no version deletes, and the key only through S3', () => {
+      const mcp = taskDefinitions(resources).get('ca-a2a-mcp');
+      const taskRole = referencedId(props(mcp?.resource ?? { Type: '' })['TaskRoleArn']);
+      const statements = ofType(resources, 'AWS::IAM::Policy')
+        .filter(([, policy]) => (props(policy)['Roles'] as unknown[]).some((role) => referencedId(role) === taskRole))
+        .flatMap(([, policy]) => (props(policy)['PolicyDocument'] as { Statement: Array<Record<string, unknown>> }).Statement);
+      const prefixes = mcp?.containers.find((c) => c.Name === 'mcp-gateway')?.Environment?.find((e) => e.Name === 'CA_A2A_S3_PREFIXES')?.Value;
+      assert.equal(prefixes, 'uploads/,archive/', 'the gateway is told the prefixes its role is scoped to');
+      const objectStatements = statements.filter((s) => [s['Action']].flat().some((a) => /^s3:.*Object/.test(String(a))));
+      assert.deepEqual(objectStatements.flatMap((s) => [s['Action']].flat()).sort(), ['s3:DeleteObject', 's3:GetObject', 's3:PutObject']);
+      const objectArns = objectStatements.flatMap((s) => [s['Resource']].flat()).map((r) => JSON.stringify(r)).sort();
+      assert.deepEqual(objectArns.map((arn) => /"(\/[^"]*)"\]\]\}$/.exec(arn)?.[1]), ['/archive/*', '/uploads/*']);
+      const kms = statements.filter((s) => [s['Action']].flat().some((a) => String(a).startsWith('kms:')));
+      assert.equal(kms.length, 1);
+      assert.deepEqual([kms[0]?.['Action']].flat().sort(), ['kms:Decrypt', 'kms:GenerateDataKey']);
+      assert.deepEqual(kms[0]?.['Condition'], { StringEquals: { 'kms:ViaService': 's3.eu-west-3.amazonaws.com' } });
+      const all = statements.flatMap((s) => [s['Action']].flat()).map(String);
+      assert.deepEqual(all.filter((a) => !['s3:GetObject', 's3:PutObject', 's3:DeleteObject', 's3:ListBucket', 'kms:Decrypt', 'kms:GenerateDataKey'].includes(a)), []);
+    });
+
     it('limits the S3 endpoint to ECR layers and, for the documents bucket, to the MCP task role', () => {
       const [endpoint] = ofType(resources, 'AWS::EC2::VPCEndpoint').filter(([, e]) => props(e)['VpcEndpointType'] === 'Gateway');
       const statements = (props(endpoint?.[1] ?? { Type: '' })['PolicyDocument'] as { Statement: Array<Record<string, unknown>> }).Statement;
