@@ -1,4 +1,4 @@
-import { RemovalPolicy } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as logs from 'aws-cdk-lib/aws-logs';
@@ -6,6 +6,11 @@ import type * as servicediscovery from 'aws-cdk-lib/aws-servicediscovery';
 import { Construct, type IDependable } from 'constructs';
 import { ADMIN_PORT, EGRESS_PORT, SERVICE_PORTS, UPSTREAM_PORT, serviceDnsName, type SecuredServiceName } from './config.js';
 import { APP_USER, addScratch, privateServiceDefaults, hardenedLinux, httpHealthCheck } from './container-defaults.js';
+
+/** How long the sidecar waits for in-flight requests after SIGTERM (docs/deploy.md, Stopping). */
+const SIDECAR_DRAIN = Duration.seconds(25);
+/** SIGTERM to SIGKILL: the drain, plus time to log `sidecar_stopped`, flush and exit. */
+const SIDECAR_STOP_TIMEOUT = SIDECAR_DRAIN.plus(Duration.seconds(5));
 
 /** What runs behind the sidecar on 127.0.0.1: an agent, the MCP gateway or the admin API. */
 export interface UpstreamSpec {
@@ -115,6 +120,9 @@ export class SecuredService extends Construct {
       },
       logging: ecs.LogDrivers.awsLogs({ logGroup, streamPrefix: 'sidecar' }),
       healthCheck: httpHealthCheck(`http://127.0.0.1:${ADMIN_PORT}/ready`, 10),
+      // On SIGTERM the sidecar drains for up to SIDECAR_DRAIN (25 s): said here rather than left
+      // to the launch type's default (Fargate 30 s, EC2 the agent's ECS_CONTAINER_STOP_TIMEOUT).
+      stopTimeout: SIDECAR_STOP_TIMEOUT,
     });
     addScratch(this.taskDefinition, this.sidecar, 'sidecar-tmp');
     this.sidecar.addContainerDependencies({ container: this.upstream, condition: ecs.ContainerDependencyCondition.HEALTHY });

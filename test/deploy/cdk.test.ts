@@ -159,6 +159,8 @@ describe('deploy/cdk stack', () => {
         assert.equal(sidecar.Essential, true);
         assert.match(sidecar.HealthCheck?.Command.join(' ') ?? '', /http:\/\/127\.0\.0\.1:9090\/ready/);
         assert.deepEqual(sidecar.DependsOn, [{ ContainerName: upstream.Name, Condition: 'HEALTHY' }]);
+        // Its 25 s drain ends before SIGKILL, whatever the launch type's default.
+        assert.ok((sidecar.StopTimeout ?? 0) > 25, `${service} sidecar stop timeout ${String(sidecar.StopTimeout)}`);
         const args = sidecar.Command ?? [];
         const flag = (name: string): string | undefined => { const i = args.indexOf(name); return i < 0 ? undefined : args[i + 1]; };
         assert.equal(flag('--service'), service);

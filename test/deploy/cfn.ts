@@ -79,6 +79,7 @@ export interface ContainerDef {
   readonly PortMappings?: Array<{ ContainerPort: number; Name?: string }>;
   readonly HealthCheck?: { Command: string[] };
   readonly DependsOn?: Array<{ ContainerName: string; Condition: string }>;
+  readonly StopTimeout?: number;
   readonly ReadonlyRootFilesystem?: boolean;
   readonly User?: string;
   readonly Privileged?: boolean;
