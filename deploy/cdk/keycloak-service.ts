@@ -25,6 +25,12 @@ export interface KeycloakServiceProps {
   readonly logRetention: logs.RetentionDays;
 }
 
+/**
+ * The RDS CA bundle deploy/keycloak/Dockerfile puts in the image: the JVM does not trust Aurora's
+ * server certificates otherwise, and pgjdbc reads a PEM file of several certificates as its root.
+ */
+export const KEYCLOAK_RDS_CA_BUNDLE = '/opt/keycloak/conf/rds-global-bundle.pem';
+
 /** The keycloak image's own user. */
 const KEYCLOAK_USER = '1000:0';
 
@@ -63,8 +69,9 @@ export class KeycloakService extends Construct {
         KC_DB_URL_HOST: endpoint.hostname,
         KC_DB_URL_PORT: Token.asString(endpoint.port),
         KC_DB_URL_DATABASE: 'keycloak',
-        // pgjdbc's `require` encrypts without CA verification: the JVM does not ship the RDS CA.
-        KC_DB_URL_PROPERTIES: '?sslmode=require',
+        // verify-full, as the MCP gateway's and the sidecars' DATABASE_URL: `require` would encrypt
+        // without checking who answers, and send the database password to whoever did.
+        KC_DB_URL_PROPERTIES: `?sslmode=verify-full&sslrootcert=${KEYCLOAK_RDS_CA_BUNDLE}`,
         // Tokens carry this + /realms/ca-a2a as `iss`: the sidecars' --issuer, from which it is derived.
         KC_HOSTNAME: props.hostname,
         KC_HTTP_ENABLED: 'true',

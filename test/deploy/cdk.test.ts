@@ -301,6 +301,16 @@ describe('deploy/cdk stack', () => {
       }
     });
 
+    it('verifies the Aurora server certificate against the RDS CA bundle its image carries', () => {
+      const properties = String(keycloakEnv(resources)['KC_DB_URL_PROPERTIES']);
+      const params = new URLSearchParams(properties.replace(/^\?/, ''));
+      assert.equal(params.get('sslmode'), 'verify-full', properties);
+      const bundle = params.get('sslrootcert') ?? '';
+      assert.ok(bundle.startsWith('/'), properties);
+      const installs = [...repoFile('deploy/keycloak/Dockerfile').matchAll(/^(?:ADD|COPY)\s.*\s(\S+)$/gm)].map((m) => m[1]);
+      assert.ok(installs.includes(bundle), `deploy/keycloak/Dockerfile installs ${bundle}: ${installs.join(', ')}`);
+    });
+
     it('is built from deploy/keycloak as its own context, as docs/deploy.md shows', () => {
       const dockerfile = repoFile('deploy/keycloak/Dockerfile');
       const sources = [...dockerfile.matchAll(/^COPY (?!--from)(\S+)/gm)].map((m) => m[1] ?? '');
