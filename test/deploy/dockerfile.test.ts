@@ -14,6 +14,20 @@ const instructions = readFileSync(fileURLToPath(new URL('../../deploy/Dockerfile
 const runtimeStage = instructions.slice(instructions.findLastIndex((line) => line.startsWith('FROM ')));
 
 describe('deploy/Dockerfile', () => {
+  it('builds from an exact Node release, the same in every stage', () => {
+    const args = new Map(instructions.filter((line) => line.startsWith('ARG ')).map((line) => {
+      const [name = '', value = ''] = line.slice(4).split('=');
+      return [name, value];
+    }));
+    const bases = instructions.filter((line) => line.startsWith('FROM ')).map((line) => {
+      const image = line.split(/\s+/)[1] ?? '';
+      return image.replace(/^\$\{(\w+)\}$/, (_, name: string) => args.get(name) ?? image);
+    });
+    assert.ok(bases.length >= 2);
+    for (const base of bases) assert.match(base, /^node:\d+\.\d+\.\d+-[a-z]+-slim(@sha256:[0-9a-f]{64})?$/, base);
+    assert.equal(new Set(bases).size, 1, 'every stage builds from the same Node');
+  });
+
   it('installs production dependencies only, with npm ci, and leaves no npm cache', () => {
     const install = instructions.find((line) => line.startsWith('RUN ') && line.includes('npm ci'));
     assert.ok(install, 'npm ci');
