@@ -68,6 +68,8 @@ describe('deploy/compose.yaml', () => {
     for (const service of Object.keys(PORTS)) {
       const sidecar = services[`${service}-sidecar`];
       for (const port of sidecar?.ports ?? []) assert.doesNotMatch(port, /:(9090|15001)$/, `${service}-sidecar publishes ${port}`);
+      // Compose runs no metrics scraper: nothing on `mesh` (another sidecar, an agent) reaches /metrics.
+      assert.match(sidecar?.environment?.['CA_A2A_ADMIN_LISTEN'] ?? '', /^127\.0\.0\.1:9090$/, `${service}-sidecar admin listener`);
       const egress = flag(sidecar?.command, '--egress-listen');
       assert.ok(egress === undefined || egress.startsWith('127.0.0.1:'));
     }
