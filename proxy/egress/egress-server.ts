@@ -50,6 +50,12 @@ function agentHeaders(req: IncomingMessage): Record<string, string> {
   return headers;
 }
 
+/** The agent closed its connection before its answer: the call to the target was not sent, or was abandoned. */
+class AgentLeft extends Error {}
+
+/** The status label of a call the agent abandoned (nginx's 499 Client Closed Request; never sent). */
+const CLIENT_CLOSED = 499;
+
 /**
  * The outbound half of the sidecar, for its agent only (bind it to 127.0.0.1): the agent posts a
  * plain request to /TARGET/PATH; the sidecar checks the policy allows that target and method,
@@ -132,25 +138,39 @@ export function createEgressServer(deps: EgressDeps): { server: Server; close():
 
     const started = performance.now();
     const url = `${target.url}${path}`;
+    // The agent leaving before its whole answer went back (its connection closed) ends the call:
+    // the target's answer would go nowhere, and waiting for it held a connection to the target
+    // until timeout_ms. Once the answer streams, pipeline() ends it the same way.
+    let agentLeft = false;
+    let sending: AbortController | undefined;
+    res.once('close', () => {
+      if (res.writableFinished) return;
+      agentLeft = true;
+      sending?.abort();
+    });
     const send = async (token: AccessToken) => {
       const headers = await signedHeaders({ key: deps.key, accessToken: token.accessToken, tokenType: token.tokenType, method: 'POST', url, body });
+      if (agentLeft) throw new AgentLeft();
       // undici's headers timeout starts when a connection takes the request: one waiting for a
       // connection (every one busy with a long answer) would wait forever. timeout_ms counts from here.
-      const deadline = new AbortController();
-      const timer = setTimeout(() => deadline.abort(), egress.timeoutMs);
+      const abort = new AbortController();
+      sending = abort;
+      const timer = setTimeout(() => abort.abort(), egress.timeoutMs);
       try {
         return await poolFor(new URL(target.url).origin, egress.timeoutMs).request({
           method: 'POST',
           path: new URL(url).pathname,
           headers: { ...agentHeaders(req), ...traceHeaders(ctx.trace), ...headers, 'content-type': 'application/json' },
           body,
-          signal: deadline.signal,
+          signal: abort.signal,
         });
       } catch (error) {
-        if (deadline.signal.aborted) throw Object.assign(new Error(`no answer within ${egress.timeoutMs} ms`), { code: 'UND_ERR_HEADERS_TIMEOUT' });
+        if (agentLeft) throw new AgentLeft();
+        if (abort.signal.aborted) throw Object.assign(new Error(`no answer within ${egress.timeoutMs} ms`), { code: 'UND_ERR_HEADERS_TIMEOUT' });
         throw error;
       } finally {
         clearTimeout(timer);
+        sending = undefined;
       }
     };
     let response;
@@ -173,6 +193,11 @@ export function createEgressServer(deps: EgressDeps): { server: Server; close():
         }
       }
     } catch (error) {
+      if (error instanceof AgentLeft) {
+        // Nothing to answer: counted as nginx counts a client that closed its request (499).
+        deps.metrics.egressRequests.inc({ service, target: target.name, outcome: 'client_closed', status: CLIENT_CLOSED });
+        return;
+      }
       const code = (error as { code?: string }).code;
       if (code !== undefined && /^(INVALID_CLIENT|ISSUER_|TOKEN_REQUEST|INVALID_OPTIONS)/.test(code)) {
         // A TokenSourceError's message names the issuer and the cause, never a secret or a token.
