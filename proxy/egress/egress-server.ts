@@ -4,7 +4,7 @@ import type { Socket } from 'node:net';
 import { pipeline } from 'node:stream/promises';
 import { Pool } from 'undici';
 import { signedHeaders } from '../client/signed-headers.js';
-import { createContext, type Layer } from '../context.js';
+import { createContext, type Layer, type RequestContext } from '../context.js';
 import { DENIALS, denial, type Denial } from '../denials.js';
 import { refuseClientErrors, writeRawRefusal } from '../http/client-error.js';
 import { endToEndHeaders, upstreamDenial } from '../forward.js';
@@ -48,6 +48,13 @@ function agentHeaders(req: IncomingMessage): Record<string, string> {
     if (typeof value === 'string') headers[name] = value;
   }
   return headers;
+}
+
+/** What an unexpected error was, for the log: its name and code, and its message cut short. */
+function bugDetail(error: unknown): string {
+  if (!(error instanceof Error)) return `non-error thrown: ${typeof error}`;
+  const code = (error as { code?: unknown }).code;
+  return `${error.name}${typeof code === 'string' ? ` ${code.slice(0, 64)}` : ''}: ${error.message.slice(0, 200)}`;
 }
 
 /** The agent closed its connection before its answer: the call to the target was not sent, or was abandoned. */
@@ -110,17 +117,35 @@ export function createEgressServer(deps: EgressDeps): { server: Server; close():
     return layer;
   };
 
+  const refuseWith = (ctx: RequestContext, res: ServerResponse, refusal: Denial, target: string, outcome: 'refused' | 'no_token' = 'refused'): void => {
+    // As inbound: refused before its whole body came, the connection closes.
+    if (!ctx.req.complete && !res.headersSent) res.setHeader('connection', 'close');
+    deps.refuser.refuse(ctx, res, refusal);
+    deps.metrics.egressRequests.inc({ service: ctx.policy.service, target, outcome, status: res.statusCode });
+  };
+
   const handle = async (req: IncomingMessage, res: ServerResponse, refusal?: Denial): Promise<void> => {
     const policy = deps.policy();
     retireUnused(policy);
-    const service = policy.service;
     const ctx = createContext(req, policy, randomUUID(), req.socket.remoteAddress ?? '', performance.now());
-    const refuse = (refusal: Denial, target: string, outcome: 'refused' | 'no_token' = 'refused'): void => {
-      // As inbound: refused before its whole body came, the connection closes.
-      if (!req.complete && !res.headersSent) res.setHeader('connection', 'close');
-      deps.refuser.refuse(ctx, res, refusal);
-      deps.metrics.egressRequests.inc({ service, target, outcome, status: res.statusCode });
-    };
+    try {
+      await exchange(ctx, res, refusal);
+    } catch (error) {
+      // A bug: handle() is not awaited, so a rejection would end the process, or leave the agent
+      // waiting. 500 internal.error, what failed logged as on the inbound side (a 5xx hides it).
+      try {
+        deps.audit.event('internal_error', { request_id: ctx.requestId, trace_id: ctx.trace.traceId, err: bugDetail(error) }, 'egress request failed', 'error');
+        refuseWith(ctx, res, denial('internal.error'), 'none');
+      } catch {
+        res.destroy();
+      }
+    }
+  };
+
+  const exchange = async (ctx: RequestContext, res: ServerResponse, refusal: Denial | undefined): Promise<void> => {
+    const { req, policy } = ctx;
+    const service = policy.service;
+    const refuse = (refusal: Denial, target: string, outcome: 'refused' | 'no_token' = 'refused'): void => refuseWith(ctx, res, refusal, target, outcome);
     if (refusal !== undefined) return refuse(refusal, 'none');
     const egress = policy.egress;
     const transport = await transportFor(policy).check(ctx);
