@@ -12,7 +12,7 @@ import type { ProofKey } from '../integrity/proof.js';
 import type { AuditLog } from '../observe/audit.js';
 import type { SidecarMetrics } from '../observe/metrics.js';
 import type { AccessToken, TokenSource } from '../oauth/client-credentials.js';
-import type { ServicePolicy } from '../policy/model.js';
+import type { EgressTarget, ServicePolicy } from '../policy/model.js';
 import type { Refuser } from '../respond.js';
 import { transportLayer } from '../layers/transport.js';
 import { egressCalls } from './decide.js';
@@ -57,6 +57,9 @@ function bugDetail(error: unknown): string {
   return `${error.name}${typeof code === 'string' ? ` ${code.slice(0, 64)}` : ''}: ${error.message.slice(0, 200)}`;
 }
 
+/** How long a target that refused a new token gets no other one for its 401s (unless the token changes). */
+const RENEWAL_HOLD_MS = 30_000;
+
 /** The agent closed its connection before its answer: the call to the target was not sent, or was abandoned. */
 class AgentLeft extends Error {}
 
@@ -68,7 +71,8 @@ const CLIENT_CLOSED = 499;
  * plain request to /TARGET/PATH; the sidecar checks the policy allows that target and method,
  * adds its service's token, a fresh DPoP proof and Content-Digest, and streams the target's
  * answer back unchanged. It retries only a call the target refused with 401, once, with a new
- * token (a refused call was not served); any other repeat is the agent's to decide.
+ * token (a refused call was not served), unless that target refused a new token too within
+ * RENEWAL_HOLD_MS; any other repeat is the agent's to decide.
  */
 export function createEgressServer(deps: EgressDeps): { server: Server; close(): Promise<void> } {
   // undici fixes a pool's timeouts when it is built, so pools are keyed by origin and timeout:
@@ -115,6 +119,24 @@ export function createEgressServer(deps: EgressDeps): { server: Server; close():
       transports.set(policy, layer);
     }
     return layer;
+  };
+
+  // Targets that refused a token fresh from the issuer too (401 twice in a row): the target (its
+  // clock, its keys, its audience), not the token, is the likelier cause, and renewing on each of
+  // its 401s asked the issuer for two tokens a call. That token is kept (other targets accept
+  // it), and this target's 401s with it are passed on without a renewal for RENEWAL_HOLD_MS, or
+  // until the token changes for another reason (its refresh, another target's 401).
+  const renewalHolds = new Map<string, { accessToken: string; until: number }>();
+  const holdKey = (target: EgressTarget): string => `${target.name} ${target.url}`;
+  const refusesToken = (target: EgressTarget, token: AccessToken): boolean => {
+    const hold = renewalHolds.get(holdKey(target));
+    return hold !== undefined && hold.accessToken === token.accessToken && performance.now() < hold.until;
+  };
+  const holdRenewal = (target: EgressTarget, token: AccessToken): void => {
+    const now = performance.now();
+    for (const [key, hold] of renewalHolds) if (hold.until <= now) renewalHolds.delete(key);
+    renewalHolds.set(holdKey(target), { accessToken: token.accessToken, until: now + RENEWAL_HOLD_MS });
+    deps.audit.event('egress_token_refused', { target: target.name, hold_ms: RENEWAL_HOLD_MS }, 'the target refused a new token too: its 401s are passed on without renewing the token for a while', 'warn');
   };
 
   const refuseWith = (ctx: RequestContext, res: ServerResponse, refusal: Denial, target: string, outcome: 'refused' | 'no_token' = 'refused'): void => {
@@ -205,8 +227,9 @@ export function createEgressServer(deps: EgressDeps): { server: Server; close():
       response = await send(token);
       // RFC 6750 §3.1: a 401 says the token is not (or no longer) good: revoked, or signed by a key
       // the issuer has replaced. The request was refused, not served, so it goes once more with a
-      // new token; the one refused is dropped either way.
-      if (response.statusCode === 401) {
+      // new token, and the one refused is dropped; unless this target has refused a new token
+      // already (below), when its 401 is the answer.
+      if (response.statusCode === 401 && !refusesToken(target, token)) {
         deps.tokens.invalidate(token);
         // No new token to be had: the target's 401 is the answer, as it would have been.
         const fresh = await deps.tokens.getToken().catch(() => token);
@@ -214,7 +237,7 @@ export function createEgressServer(deps: EgressDeps): { server: Server; close():
           await response.body.dump();
           renewed = true;
           response = await send(fresh);
-          if (response.statusCode === 401) deps.tokens.invalidate(fresh);
+          if (response.statusCode === 401) holdRenewal(target, fresh);
         }
       }
     } catch (error) {
