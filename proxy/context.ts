@@ -68,6 +68,8 @@ export interface RequestContext {
    * (the agent went away, or the next chunk did not come in time): what failed.
    */
   upstreamCutOff: string | undefined;
+  /** Set by the forwarder when the client went away before the agent's status line was passed on. */
+  clientLeft: boolean;
 }
 
 export function createContext(req: IncomingMessage, policy: ServicePolicy, requestId: string, sourceIp: string, startedAt: number): RequestContext {
@@ -75,7 +77,7 @@ export function createContext(req: IncomingMessage, policy: ServicePolicy, reque
     req, policy, requestId, trace: traceContext(req.headers, requestId), sourceIp, startedAt, clientIp: undefined,
     path: '', query: '', endpoint: undefined, isPublic: false, body: undefined,
     token: undefined, tokenScheme: undefined, principal: undefined,
-    calls: [], batch: false, proof: undefined, wouldDeny: [], responseHeaders: {}, upstreamCutOff: undefined,
+    calls: [], batch: false, proof: undefined, wouldDeny: [], responseHeaders: {}, upstreamCutOff: undefined, clientLeft: false,
   };
 }
 

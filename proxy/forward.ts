@@ -117,6 +117,7 @@ export class Forwarder {
       if (timedOut) return denial('upstream.timeout', `tools/list answer not complete within ${timeout} ms`);
       // The client leaving is its own choice, as on a streamed answer: nothing to answer, nothing failed.
       if (clientGone) {
+        ctx.clientLeft = true;
         res.destroy();
         return undefined;
       }
@@ -153,9 +154,6 @@ export class Forwarder {
 /** The largest tools/list answer the sidecar reads to filter (502 above it): a list of thousands of tools. */
 const MAX_FILTERED_ANSWER_BYTES = 4 * 1024 * 1024;
 
-/** Up to this Content-Length an answer is not treated as a stream the client may walk away from. */
-const SMALL_ANSWER_BYTES = 64 * 1024;
-
 /**
  * One request to the upstream and its answer, written straight into the client's response as it
  * arrives (an undici dispatch handler: no intermediate stream, no per-request AsyncResource or
@@ -180,7 +178,6 @@ class Exchange implements Dispatcher.DispatchHandler {
   #status = 0;
   #headers: Record<string, string | string[]> | undefined;
   #settled = false;
-  #watchingClient = false;
   /** Body bytes still due by the upstream's Content-Length, or -1 when it sent none. */
   #due = -1;
   #ended = false;
@@ -197,6 +194,9 @@ class Exchange implements Dispatcher.DispatchHandler {
     // From the dispatch: a request that finds every upstream connection busy waits in undici's
     // queue, with no deadline of its own.
     this.#timer = setTimeout(expire, timeoutMs, this);
+    // A client that leaves before the answer ends the call: the agent stops working for no one
+    // (waiting, it is never sent), as Envoy resets the upstream stream of a downstream that went away.
+    res.once('close', () => this.#clientLeft());
   }
 
   // Written to a connection (again, when undici retries it on another one): the clock starts again.
@@ -229,10 +229,6 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.#headers = responseHeaders(this.#ctx, headers);
     const length = headers['content-length'];
     this.#due = typeof length === 'string' && /^\d{1,15}$/.test(length) ? Number(length) : -1;
-    // The client going away ends the exchange: a streamed answer (SSE) would otherwise run on. A
-    // small answer of known length arrives in a moment anyway (and within the upstream timeout),
-    // unless the client is slow to take it (below).
-    if (this.#due === -1 || this.#due > SMALL_ANSWER_BYTES) this.#watchClient();
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
@@ -255,8 +251,7 @@ class Exchange implements Dispatcher.DispatchHandler {
     }
     controller.pause();
     clearTimeout(this.#timer);
-    // No timer runs while the client is the slow side: its leaving must end the wait.
-    this.#watchClient();
+    // No timer runs while the client is the slow side: its leaving ends the wait (watched from the start).
     this.#res.once('drain', () => {
       if (this.#settled) return;
       this.#startTimer();
@@ -281,7 +276,13 @@ class Exchange implements Dispatcher.DispatchHandler {
     }
     // The client leaving is its own choice; anything else is the agent failing.
     const clientLeft = error instanceof errors.RequestAbortedError;
-    if (!this.#headReceived || (this.#headers !== undefined && !clientLeft)) {
+    if (clientLeft && !this.#res.headersSent) {
+      // Nothing of the answer reached it: nothing to answer, nothing failed.
+      this.#ctx.clientLeft = true;
+      this.#settle(undefined);
+      return;
+    }
+    if (!this.#headReceived || this.#headers !== undefined) {
       // Nothing of the answer has reached the client: it gets a 502 or 504 instead.
       this.#settle(upstreamDenial(error));
       return;
@@ -307,14 +308,15 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.#taken = undefined;
   }
 
-  #watchClient(): void {
-    if (this.#watchingClient) return;
-    this.#watchingClient = true;
-    this.#res.once('close', () => this.#clientLeft());
-  }
-
   #clientLeft(): void {
-    if (!this.#settled) this.#controller?.abort(new errors.RequestAbortedError('the client went away'));
+    if (this.#settled) return;
+    if (this.#controller !== undefined) {
+      this.#controller.abort(new errors.RequestAbortedError('the client went away'));
+      return;
+    }
+    // Still waiting for a connection: settled now, it is not sent when one comes free.
+    this.#ctx.clientLeft = true;
+    this.#settle(undefined);
   }
 
   /** Writes the held status and headers (sent with what the response writes next). */

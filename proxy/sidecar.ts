@@ -93,6 +93,9 @@ interface SharedForwarder {
   users: number;
 }
 
+/** The status label of a request whose client left before its answer (nginx's 499; never sent). */
+const CLIENT_CLOSED = 499;
+
 /**
  * Whether a request whose token verified still counts as authenticated although refused. Not when
  * refused as an authentication failure (revoked), nor before the revocations are loaded (whether
@@ -296,12 +299,16 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
       if (failure) {
         refuser.refuse(ctx, res, failure);
         outcome = 'upstream_error';
+      } else if (ctx.clientLeft) {
+        // Gone before the agent's answer: the call to the agent was ended (or, waiting for a
+        // connection, never sent). Counted as nginx counts a client that closed its request.
+        outcome = 'client_closed';
       } else if (ctx.upstreamCutOff !== undefined) {
         // The status line went out before the answer broke off: the client saw the connection end.
         outcome = 'upstream_error';
         logger.warn({ event_type: 'upstream_cut_off', request_id: ctx.requestId, status: res.statusCode, err: ctx.upstreamCutOff }, "the agent's answer stopped before its end");
       }
-      status = res.statusCode;
+      status = ctx.clientLeft ? CLIENT_CLOSED : res.statusCode;
     } finally {
       inFlight--;
       current.forwarder.users--;

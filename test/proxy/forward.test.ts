@@ -644,6 +644,72 @@ describe('forwarding to the upstream', () => {
       }
     });
 
+    /** Sends one call on a raw connection and returns it, for a test to close before the answer. */
+    async function rawCall(side: Harness): Promise<{ gone: Promise<void>; leave(): void }> {
+      const body = JSON.stringify(call());
+      const socket = connect(Number(new URL(side.sidecar.url).port), '127.0.0.1');
+      const gone = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+      socket.write(`POST /message HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nAuthorization: Bearer ${await side.issuer.sign()}\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+      return { gone, leave: () => socket.destroy() };
+    }
+
+    /** Polls until the sidecar has no request inside it. */
+    async function settled(side: Harness): Promise<void> {
+      for (let i = 0; i < 200 && (await side.metric('ca_a2a_in_flight_requests')) > 0; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+      assert.equal(await side.metric('ca_a2a_in_flight_requests'), 0);
+    }
+
+    // The agent working on a call whose caller has gone (a caller's own timeout, a cancelled
+    // job) would otherwise keep its connection, and the agent its work, until upstream_timeout_ms.
+    it('ends the call to the agent when the client leaves before the agent has answered, counted as client_closed', async () => {
+      let received: () => void = () => undefined;
+      const arrived = new Promise<void>((resolve) => (received = resolve));
+      const upstream = await streamingUpstream(() => received()); // never answers
+      const side = await startHarness({
+        policyFile: writePolicy(policy(upstream.url).replace('upstream_timeout_ms: 300', 'upstream_timeout_ms: 600000, idle_timeout_ms: 600001')),
+        sidecar: { upstream: upstream.url, drainTimeoutMs: 100 },
+      });
+      try {
+        const client = await rawCall(side);
+        await within(arrived, 5000, 'the call reaching the agent');
+        client.leave();
+        await client.gone;
+        await within(upstream.closed, 5000, 'the call to the agent ending');
+        await settled(side);
+        assert.equal(await side.metric('ca_a2a_requests_total', { outcome: 'client_closed', status: '499' }), 1);
+        assert.equal(await side.metric('ca_a2a_requests_total', { outcome: 'upstream_error' }), 0, 'the client leaving is not the agent failing');
+        assert.deepEqual(side.audit.events('upstream_failure'), []);
+      } finally {
+        await side.close();
+        await upstream.close();
+      }
+    });
+
+    it('never sends a call whose client left while it waited for a free upstream connection', async () => {
+      let answered = 0;
+      const { upstream, side } = await oneConnection('upstream_timeout_ms: 600000, idle_timeout_ms: 600001', () => answered++);
+      try {
+        const stream = await postCall(side);
+        assert.equal(stream.statusCode, 200);
+        const queued = await rawCall(side);
+        for (let i = 0; i < 200 && (await side.metric('ca_a2a_in_flight_requests')) < 2; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+        queued.leave();
+        await queued.gone;
+        for (let i = 0; i < 200 && (await side.metric('ca_a2a_in_flight_requests')) > 1; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+        assert.equal(await side.metric('ca_a2a_in_flight_requests'), 1, 'the queued call is over');
+        stream.body.destroy();
+        await within(upstream.closed, 5000, 'the streamed answer ending');
+        await settled(side);
+        // The connection came free: the abandoned call was not sent on it.
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        assert.equal(answered, 1);
+        assert.equal(await side.metric('ca_a2a_requests_total', { outcome: 'client_closed', status: '499' }), 1);
+      } finally {
+        await side.close();
+        await upstream.close();
+      }
+    });
+
     it('stops a streamed answer when the client goes away', async () => {
       let ticker: NodeJS.Timeout | undefined;
       const upstream = await streamingUpstream((res) => {
