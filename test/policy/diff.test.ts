@@ -227,6 +227,39 @@ describe('policy diff: auth', () => {
   });
 });
 
+describe('policy diff: integrity besides the dpop mode', () => {
+  const DPOP = '  dpop: required           # every call carries a DPoP proof bound to token and body (docs/integrity.md)\n';
+
+  it('reports a proof algorithm added, a longer proof age or leeway, unbound tokens and replays let through while the store is down as gains, the reverse as losses', async () => {
+    const { before, after } = serviceVersions('mcp', (text) => text.replace(DPOP, `${DPOP}  algorithms: [ES256, ES384, EdDSA, PS256, RS256, ES512]\n  proof_max_age_seconds: 300\n  leeway_seconds: 30\n  replay_store_failure: allow\n`));
+    const strict = serviceVersions('mcp', (text) => text.replace(DPOP, `${DPOP}  require_bound_tokens: true\n  proof_max_age_seconds: 60\n`));
+    assert.deepEqual(lines(before, after), [
+      'gained mcp * dpop algorithms ES512 refused→accepted',
+      'gained mcp * dpop leeway_seconds 5→30',
+      'gained mcp * dpop replay_store_failure deny→allow',
+    ]);
+    assert.deepEqual(lines(after, before), [
+      'lost mcp * dpop algorithms ES512 accepted→refused',
+      'lost mcp * dpop leeway_seconds 30→5',
+      'lost mcp * dpop replay_store_failure allow→deny',
+    ]);
+    assert.deepEqual(lines(strict.before, strict.after), ['lost mcp * dpop proof_max_age_seconds 300→60', 'lost mcp * dpop require_bound_tokens false→true']);
+    assert.deepEqual(lines(strict.after, strict.before), ['gained mcp * dpop proof_max_age_seconds 60→300', 'gained mcp * dpop require_bound_tokens true→false']);
+    const io = bufferIo();
+    assert.equal(await policyCommand(['diff', before, after, '--exit-code'], io), 1, io.stdout);
+    assert.match(io.stdout, /^\+ +mcp +every role +dpop replay_store_failure +deny → allow$/m);
+    assert.match(io.stdout, /3 changes: 3 gained, 0 lost, 0 changed/);
+  });
+
+  it('reports nothing for an integrity section that says the same (defaults written out, algorithms in another order)', async () => {
+    const { before, after } = serviceVersions('mcp', (text) => text.replace(DPOP, `${DPOP}  algorithms: [RS256, PS256, EdDSA, ES384, ES256]\n  require_bound_tokens: false\n  leeway_seconds: 5\n  replay_store_failure: deny\n`));
+    assert.deepEqual(lines(before, after), []);
+    const io = bufferIo();
+    assert.equal(await policyCommand(['diff', before, after, '--exit-code'], io), 0, io.stdout);
+    assert.equal(io.stdout, 'no access changes\n');
+  });
+});
+
 describe('policy diff: endpoints', () => {
   it('reports an endpoint added as a gain (calls to its path are forwarded, not 404), removed as a loss', async () => {
     const { before, after } = serviceVersions('admin', (text) => text.replace('  - { path: /message, kind: jsonrpc }\n', '  - { path: /message, kind: jsonrpc }\n  - { path: /admin/revoke-all, kind: rest, method: revoke_before }\n'));

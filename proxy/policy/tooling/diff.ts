@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { isPolicyLoadError, formatProblem } from '../errors.js';
 import { loadPolicy } from '../load.js';
 import type { ValidateFunction } from 'ajv';
-import type { AuthPolicy, EndpointPolicy, IntegrityMode, ServicePolicy } from '../model.js';
+import type { AuthPolicy, EndpointPolicy, IntegrityMode, IntegrityPolicy, ServicePolicy } from '../model.js';
 import { readYamlSource } from '../yaml-source.js';
 import { parseCommandArgs, pickFormat, processIo, usageError, type Io } from './io.js';
 import { loadRolesOnly, withRoles } from './load-roles.js';
@@ -112,7 +112,32 @@ export interface EndpointChange {
   readonly change: 'gained' | 'lost' | 'changed';
 }
 
-export type PolicyChange = GrantChange | ModeChange | GuardChange | PublicRouteChange | AuthChange | EndpointChange;
+/**
+ * A field of a section of the service policy changed (kind: the section, name: the field's key
+ * there), for every role unless `role` names one. old and new are the values as the policy
+ * writes them, or say what an entry of a list does (`refused`, `accepted`).
+ */
+export interface SettingChange<Kind extends string, Role extends string = '*'> {
+  readonly service: string;
+  readonly role: Role;
+  readonly kind: Kind;
+  readonly name: string;
+  readonly old: string;
+  readonly new: string;
+  readonly change: 'gained' | 'lost' | 'changed';
+}
+
+/**
+ * A field of `integrity` besides `dpop` (compared per method, as GuardChange `integrity`).
+ * Gained: proofs or tokens are accepted that were refused: a proof algorithm added (one line per
+ * algorithm, `algorithms ES512`, refused → accepted), a larger proof_max_age_seconds or
+ * leeway_seconds, require_bound_tokens turned off (tokens without cnf.jkt accepted), or
+ * replay_store_failure `allow` (while the one-time-id store is down, a replayed proof is
+ * forwarded). Lost: the other way round.
+ */
+export type DpopChange = SettingChange<'dpop'>;
+
+export type PolicyChange = GrantChange | ModeChange | GuardChange | PublicRouteChange | AuthChange | EndpointChange | DpopChange;
 
 /**
  * The changes between two sets of service policies, paired by service name; several files of
@@ -131,7 +156,13 @@ export function diffServices(before: readonly ServicePolicy[], after: readonly S
       changes.push({ service, role: '*', kind: 'mode', name: 'mode', old: oldPolicy.mode, new: newPolicy.mode, change: newPolicy.mode === 'dry-run' ? 'gained' : 'lost' });
     }
     if (oldPolicy && newPolicy) {
-      changes.push(...publicRouteChanges(service, oldPolicy, newPolicy), ...authChanges(service, oldPolicy.auth, newPolicy.auth), ...endpointChanges(service, oldPolicy, newPolicy), ...guardChanges(service, oldPolicy, newPolicy));
+      changes.push(
+        ...publicRouteChanges(service, oldPolicy, newPolicy),
+        ...authChanges(service, oldPolicy.auth, newPolicy.auth),
+        ...endpointChanges(service, oldPolicy, newPolicy),
+        ...guardChanges(service, oldPolicy, newPolicy),
+        ...dpopChanges(service, oldPolicy.integrity, newPolicy.integrity),
+      );
     }
     const oldMatrix = matrixOf(oldPolicy);
     const newMatrix = matrixOf(newPolicy);
@@ -190,7 +221,47 @@ function publicRouteChanges(service: string, before: ServicePolicy, after: Servi
     : { service, role: 'anonymous', kind: 'public_route', name: route, old: 'public', new: 'token', change: 'lost' });
 }
 
-type NumericAuthField = { [K in keyof AuthPolicy]: AuthPolicy[K] extends number ? K : never }[keyof AuthPolicy];
+/** Where a SettingChange is: its service, role and section. */
+type Setting<Kind extends string, Role extends string> = Pick<SettingChange<Kind, Role>, 'service' | 'role' | 'kind'>;
+
+/** A numeric field of a section: its key in the policy, its value, and what a larger value is (a smaller one: the reverse). */
+interface NumberField<T> {
+  readonly key: string;
+  readonly value: (section: T) => number;
+  readonly larger: 'gained' | 'lost' | 'changed';
+}
+
+/** Each numeric field whose value differs, as a gain, a loss or a change by its `larger`. */
+function numberChanges<T, Kind extends string, Role extends string>(at: Setting<Kind, Role>, before: T, after: T, fields: readonly NumberField<T>[]): SettingChange<Kind, Role>[] {
+  const changes: SettingChange<Kind, Role>[] = [];
+  for (const { key, value, larger } of fields) {
+    const old = value(before);
+    const now = value(after);
+    if (old === now) continue;
+    const change = larger === 'changed' || now > old ? larger : larger === 'gained' ? 'lost' : 'gained';
+    changes.push({ ...at, name: key, old: String(old), new: String(now), change });
+  }
+  return changes;
+}
+
+/**
+ * One line per entry added to or removed from a list (name: `KEY ENTRY`, old and new the words
+ * for an entry absent and present): added is `added`, removed the reverse.
+ */
+function entryChanges<Kind extends string, Role extends string>(at: Setting<Kind, Role>, key: string, before: Iterable<string>, after: Iterable<string>, words: readonly [absent: string, present: string], added: 'gained' | 'lost'): SettingChange<Kind, Role>[] {
+  const was = new Set(before);
+  const is = new Set(after);
+  const [absent, present] = words;
+  return [...new Set([...was, ...is])].sort().filter((entry) => was.has(entry) !== is.has(entry)).map((entry) => is.has(entry)
+    ? { ...at, name: `${key} ${entry}`, old: absent, new: present, change: added }
+    : { ...at, name: `${key} ${entry}`, old: present, new: absent, change: added === 'gained' ? 'lost' : 'gained' });
+}
+
+/** A field whose value differs: a gain when it became `looser`, a loss when it was, else changed. */
+function valueChange<Kind extends string, Role extends string>(at: Setting<Kind, Role>, key: string, old: string, now: string, looser?: string): SettingChange<Kind, Role>[] {
+  if (old === now) return [];
+  return [{ ...at, name: key, old, new: now, change: looser === undefined ? 'changed' : now === looser ? 'gained' : old === looser ? 'lost' : 'changed' }];
+}
 
 /** The fields of `auth` that say which tokens are accepted, not how many: any change is `changed`. */
 const AUTH_IDENTITY: readonly { readonly field: 'issuer' | 'audience' | 'jwksUri' | 'rolesClaim'; readonly key: string }[] = [
@@ -200,37 +271,39 @@ const AUTH_IDENTITY: readonly { readonly field: 'issuer' | 'audience' | 'jwksUri
   { field: 'rolesClaim', key: 'roles_claim' },
 ];
 
-/** The numeric fields of `auth`, and what a larger value is (a smaller one, the reverse). */
-const AUTH_NUMBERS: readonly { readonly field: NumericAuthField; readonly key: string; readonly larger: 'gained' | 'changed' }[] = [
-  { field: 'clockToleranceSeconds', key: 'clock_tolerance_seconds', larger: 'gained' },
-  { field: 'jwksCacheMaxAgeSeconds', key: 'jwks_cache_max_age_seconds', larger: 'gained' },
-  { field: 'jwksCooldownSeconds', key: 'jwks_cooldown_seconds', larger: 'changed' },
-  { field: 'jwksTimeoutMs', key: 'jwks_timeout_ms', larger: 'changed' },
-  { field: 'tokenCacheSize', key: 'token_cache_size', larger: 'changed' },
+const AUTH_NUMBERS: readonly NumberField<AuthPolicy>[] = [
+  { key: 'clock_tolerance_seconds', value: (auth) => auth.clockToleranceSeconds, larger: 'gained' },
+  { key: 'jwks_cache_max_age_seconds', value: (auth) => auth.jwksCacheMaxAgeSeconds, larger: 'gained' },
+  { key: 'jwks_cooldown_seconds', value: (auth) => auth.jwksCooldownSeconds, larger: 'changed' },
+  { key: 'jwks_timeout_ms', value: (auth) => auth.jwksTimeoutMs, larger: 'changed' },
+  { key: 'token_cache_size', value: (auth) => auth.tokenCacheSize, larger: 'changed' },
 ];
 
 /** The `auth` changes: each algorithm added (a gain) or removed (a loss), then each other field. */
 function authChanges(service: string, before: AuthPolicy, after: AuthPolicy): AuthChange[] {
-  const changes: AuthChange[] = [];
-  for (const algorithm of [...new Set([...before.algorithms, ...after.algorithms])].sort()) {
-    const was = before.algorithms.includes(algorithm);
-    if (was === after.algorithms.includes(algorithm)) continue;
-    changes.push({ service, role: '*', kind: 'auth', name: `algorithms ${algorithm}`, old: was ? 'accepted' : 'refused', new: was ? 'refused' : 'accepted', change: was ? 'lost' : 'gained' });
-  }
+  const at = { service, role: '*', kind: 'auth' } as const;
   const text = (value: string | readonly string[] | undefined): string => value === undefined ? '(discovery)' : typeof value === 'string' ? value : value.join('.');
-  for (const { field, key } of AUTH_IDENTITY) {
-    const old = text(before[field]);
-    const now = text(after[field]);
-    if (old !== now) changes.push({ service, role: '*', kind: 'auth', name: key, old, new: now, change: 'changed' });
-  }
-  for (const { field, key, larger } of AUTH_NUMBERS) {
-    const old = before[field];
-    const now = after[field];
-    if (old === now) continue;
-    const change = larger === 'changed' ? 'changed' : now > old ? 'gained' : 'lost';
-    changes.push({ service, role: '*', kind: 'auth', name: key, old: String(old), new: String(now), change });
-  }
-  return changes;
+  return [
+    ...entryChanges(at, 'algorithms', before.algorithms, after.algorithms, ['refused', 'accepted'], 'gained'),
+    ...AUTH_IDENTITY.flatMap(({ field, key }) => valueChange(at, key, text(before[field]), text(after[field]))),
+    ...numberChanges(at, before, after, AUTH_NUMBERS),
+  ];
+}
+
+const DPOP_NUMBERS: readonly NumberField<IntegrityPolicy>[] = [
+  { key: 'proof_max_age_seconds', value: (integrity) => integrity.proofMaxAgeSeconds, larger: 'gained' },
+  { key: 'leeway_seconds', value: (integrity) => integrity.leewaySeconds, larger: 'gained' },
+];
+
+/** The `integrity` changes besides `dpop`: each proof algorithm added or removed, then each other field. */
+function dpopChanges(service: string, before: IntegrityPolicy, after: IntegrityPolicy): DpopChange[] {
+  const at = { service, role: '*', kind: 'dpop' } as const;
+  return [
+    ...entryChanges(at, 'algorithms', before.algorithms, after.algorithms, ['refused', 'accepted'], 'gained'),
+    ...numberChanges(at, before, after, DPOP_NUMBERS),
+    ...valueChange(at, 'require_bound_tokens', String(before.requireBoundTokens), String(after.requireBoundTokens), 'false'),
+    ...valueChange(at, 'replay_store_failure', before.replayStoreFailure, after.replayStoreFailure, 'allow'),
+  ];
 }
 
 /** The endpoints added (a gain: calls to the path are forwarded), removed (a loss) or changed. */
@@ -347,8 +420,9 @@ Which role gains or loses which method or tool, and which service switches betwe
 and dry-run (to dry-run counts as a gain: what was refused is forwarded), loses or gains a
 params or arguments schema, or relaxes or tightens a method's integrity mode (for every
 role), which route is made public (a gain for callers without a token) or private again,
-what changed in auth (an algorithm added or a larger clock_tolerance_seconds is a gain), and
-which endpoint is added (a gain), removed or takes something else.
+what changed in auth (an algorithm added or a larger clock_tolerance_seconds is a gain),
+which endpoint is added (a gain), removed or takes something else, and what changed in
+integrity besides the mode (a proof algorithm added or replay_store_failure: allow is a gain).
 OLD and NEW are two directories (every service under them, paired by name), two service
 policy files, or two rbac files (decided against the services that use NEW). Either may be
 REV:PATH to read PATH at a git revision, e.g. ca-a2a policy diff HEAD~1:policies policies.
