@@ -260,6 +260,77 @@ describe('policy diff: integrity besides the dpop mode', () => {
   });
 });
 
+describe('policy diff: rate limits', () => {
+  const PER_ROLE = 'rate_limit:\n  per_role:\n    orchestrator: { points: 6000, window_seconds: 60 }\n';
+
+  it('reports the limit turned off, a larger default, role or method budget as gains (more requests let through), the reverse as losses', async () => {
+    const { before, after } = serviceVersions('mcp', (text) => text
+      .replace(PER_ROLE, 'rate_limit:\n  enabled: false\n  points: 600\n  per_role:\n    viewer: { points: 1200 }\n    orchestrator: { points: 12000, window_seconds: 60 }\n')
+      .replace('tools/list: { access: tool_holders,', 'tools/list: { access: tool_holders, rate_limit: { points: 20000 },'));
+    assert.deepEqual(lines(before, after), [
+      'gained mcp * rate_limit enabled true→false',
+      'gained mcp * rate_limit default 300/60s→600/60s',
+      'gained mcp orchestrator rate_limit per_role 6000/60s→12000/60s',
+      'gained mcp viewer rate_limit per_role 300/60s (default)→1200/60s',
+      'gained mcp * rate_limit method tools/list (caller\'s budget)→20000/60s',
+    ]);
+    assert.deepEqual(lines(after, before), [
+      'lost mcp * rate_limit enabled false→true',
+      'lost mcp * rate_limit default 600/60s→300/60s',
+      'lost mcp orchestrator rate_limit per_role 12000/60s→6000/60s',
+      'lost mcp viewer rate_limit per_role 1200/60s→300/60s (default)',
+      'lost mcp * rate_limit method tools/list 20000/60s→(caller\'s budget)',
+    ]);
+    const io = bufferIo();
+    assert.equal(await policyCommand(['diff', before, after, '--exit-code'], io), 1, io.stdout);
+    assert.match(io.stdout, /^\+ +mcp +viewer +rate_limit per_role +300\/60s \(default\) → 1200\/60s$/m);
+    assert.match(io.stdout, /^\+ +mcp +every role +rate_limit default +300\/60s → 600\/60s$/m);
+    assert.match(io.stdout, /5 changes: 5 gained, 0 lost, 0 changed/);
+  });
+
+  it('reports an override removed as a gain when what the calls fall back to is larger, a loss when smaller', () => {
+    const { before, after } = serviceVersions('mcp', (text) => text
+      .replace(PER_ROLE, `${PER_ROLE}    viewer: { points: 100 }\n    lambda: { points: 9000 }\n`)
+      .replace('ping: { access: tool_holders }', 'ping: { access: tool_holders, rate_limit: { points: 10 } }'));
+    // after → before: each override removed; viewer and ping fall back to more, lambda to less.
+    assert.deepEqual(lines(after, before), [
+      'lost mcp lambda rate_limit per_role 9000/60s→300/60s (default)',
+      'gained mcp viewer rate_limit per_role 100/60s→300/60s (default)',
+      'gained mcp * rate_limit method ping 10/60s→(caller\'s budget)',
+    ]);
+  });
+
+  it('reports as changed a budget with more of points or rate and less of the other, a method budget between the callers\', or an override equal to the default', () => {
+    const { before, after } = serviceVersions('mcp', (text) => text
+      .replace(PER_ROLE, `rate_limit:\n  points: 600\n  window_seconds: 600\n  per_role:\n    viewer: { points: 300, window_seconds: 60 }\n    orchestrator: { points: 6000, window_seconds: 60 }\n`)
+      .replace('tools/list: { access: tool_holders,', 'tools/list: { access: tool_holders, rate_limit: { points: 1000, window_seconds: 60 },'));
+    assert.deepEqual(lines(before, after), [
+      'changed mcp * rate_limit default 300/60s→600/600s',
+      // Its own budget now, no longer the default's (counted apart, and chosen over it for a caller holding viewer and a role without one).
+      'changed mcp viewer rate_limit per_role 300/60s (default)→300/60s',
+      // More than the default's 300, less than the pipeline roles' 6000.
+      'changed mcp * rate_limit method tools/list (caller\'s budget)→1000/60s',
+    ]);
+  });
+
+  it('reports nothing for rate limits that say the same (defaults written out, roles in another order, a method budget\'s window left to the default)', async () => {
+    const { before, after } = versions((rbac) => `${rbac}\n`);
+    for (const [dir, budget] of [[before, '{ points: 100 }'], [after, '{ points: 100, window_seconds: 60 }']] as const) {
+      const file = join(dir, 'services', 'mcp.yaml');
+      writeFileSync(file, readFileSync(file, 'utf8').replace('ping: { access: tool_holders }', `ping: { access: tool_holders, rate_limit: ${budget} }`));
+    }
+    const file = join(after, 'services', 'mcp.yaml');
+    const text = readFileSync(file, 'utf8');
+    const reordered = text.replace(PER_ROLE, 'rate_limit:\n  enabled: true\n  points: 300\n  window_seconds: 60\n  per_role:\n    archivist: { points: 6000, window_seconds: 60 }\n    orchestrator: { points: 6000 }\n').replace('    archivist: { points: 6000, window_seconds: 60 }\nmethods:', 'methods:');
+    assert.notEqual(reordered, text);
+    writeFileSync(file, reordered);
+    assert.deepEqual(lines(before, after), []);
+    const io = bufferIo();
+    assert.equal(await policyCommand(['diff', before, after, '--exit-code'], io), 0, io.stdout);
+    assert.equal(io.stdout, 'no access changes\n');
+  });
+});
+
 describe('policy diff: endpoints', () => {
   it('reports an endpoint added as a gain (calls to its path are forwarded, not 404), removed as a loss', async () => {
     const { before, after } = serviceVersions('admin', (text) => text.replace('  - { path: /message, kind: jsonrpc }\n', '  - { path: /message, kind: jsonrpc }\n  - { path: /admin/revoke-all, kind: rest, method: revoke_before }\n'));

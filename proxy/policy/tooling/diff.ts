@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { isPolicyLoadError, formatProblem } from '../errors.js';
 import { loadPolicy } from '../load.js';
 import type { ValidateFunction } from 'ajv';
-import type { AuthPolicy, EndpointPolicy, IntegrityMode, IntegrityPolicy, ServicePolicy } from '../model.js';
+import type { AuthPolicy, EndpointPolicy, IntegrityMode, IntegrityPolicy, RateLimitRule, ServicePolicy } from '../model.js';
 import { readYamlSource } from '../yaml-source.js';
 import { parseCommandArgs, pickFormat, processIo, usageError, type Io } from './io.js';
 import { loadRolesOnly, withRoles } from './load-roles.js';
@@ -137,7 +137,20 @@ export interface SettingChange<Kind extends string, Role extends string = '*'> {
  */
 export type DpopChange = SettingChange<'dpop'>;
 
-export type PolicyChange = GrantChange | ModeChange | GuardChange | PublicRouteChange | AuthChange | EndpointChange | DpopChange;
+/**
+ * A field of `rate_limit` changed, or a method's own `rate_limit`. A budget reads
+ * `points/window_secondss` (`300/60s`). Gained: more requests let through: `enabled` turned
+ * off, or a budget with more points and no fewer a second over time (points ÷ window_seconds),
+ * or as many points and more a second; lost: fewer of both; changed: more of one, fewer of the
+ * other (`300/60s → 600/600s`). name: `enabled`, `default` (the service's points and
+ * window_seconds, the budget of every role without its own), `per_role` (role: the role; a role
+ * without one has the default's, `300/60s (default)`) or `method NAME` (for every role; without
+ * one the method's calls spend from the caller's budget, `(caller's budget)`, the gain or loss
+ * judged against the default and every per_role budget, changed unless all agree).
+ */
+export type RateLimitChange = SettingChange<'rate_limit', string>;
+
+export type PolicyChange = GrantChange | ModeChange | GuardChange | PublicRouteChange | AuthChange | EndpointChange | DpopChange | RateLimitChange;
 
 /**
  * The changes between two sets of service policies, paired by service name; several files of
@@ -162,6 +175,7 @@ export function diffServices(before: readonly ServicePolicy[], after: readonly S
         ...endpointChanges(service, oldPolicy, newPolicy),
         ...guardChanges(service, oldPolicy, newPolicy),
         ...dpopChanges(service, oldPolicy.integrity, newPolicy.integrity),
+        ...rateLimitChanges(service, oldPolicy, newPolicy),
       );
     }
     const oldMatrix = matrixOf(oldPolicy);
@@ -306,6 +320,53 @@ function dpopChanges(service: string, before: IntegrityPolicy, after: IntegrityP
   ];
 }
 
+const ruleText = (rule: RateLimitRule): string => `${rule.points}/${rule.windowSeconds}s`;
+const sameRule = (a: RateLimitRule | undefined, b: RateLimitRule | undefined): boolean => a?.points === b?.points && a?.windowSeconds === b?.windowSeconds;
+
+/** More points and no fewer a second over time: gained; fewer and no more: lost; else changed (the same rule too). */
+function ruleChange(old: RateLimitRule, now: RateLimitRule): SettingChange<string>['change'] {
+  const points = Math.sign(now.points - old.points);
+  const rate = Math.sign(now.points * old.windowSeconds - old.points * now.windowSeconds);
+  if (points >= 0 && rate >= 0 && points + rate > 0) return 'gained';
+  if (points <= 0 && rate <= 0 && points + rate < 0) return 'lost';
+  return 'changed';
+}
+
+/** The budgets a call without a method budget of its own may spend from: the default and each role's. */
+const callerBudgets = (policy: ServicePolicy): RateLimitRule[] => [policy.rateLimit.defaultRule, ...policy.rateLimit.perRole.values()];
+
+/** A change every caller makes alike: the one they all agree on, else changed. */
+const agreed = (changes: readonly SettingChange<string>['change'][]): SettingChange<string>['change'] => changes.every((change) => change === changes[0]) ? changes[0] ?? 'changed' : 'changed';
+
+/** The `rate_limit` changes: enabled, the default, each role's budget, then each method's (for the methods both versions serve). */
+function rateLimitChanges(service: string, before: ServicePolicy, after: ServicePolicy): RateLimitChange[] {
+  const at = { service, role: '*', kind: 'rate_limit' } as const;
+  const changes: RateLimitChange[] = [...valueChange(at, 'enabled', String(before.rateLimit.enabled), String(after.rateLimit.enabled), 'false')];
+  const [oldDefault, newDefault] = [before.rateLimit.defaultRule, after.rateLimit.defaultRule];
+  if (!sameRule(oldDefault, newDefault)) changes.push({ ...at, name: 'default', old: ruleText(oldDefault), new: ruleText(newDefault), change: ruleChange(oldDefault, newDefault) });
+  for (const role of [...new Set([...before.rateLimit.perRole.keys(), ...after.rateLimit.perRole.keys()])].sort()) {
+    const old = before.rateLimit.perRole.get(role);
+    const now = after.rateLimit.perRole.get(role);
+    if (sameRule(old, now)) continue;
+    const text = (rule: RateLimitRule | undefined, fallback: RateLimitRule): string => rule ? ruleText(rule) : `${ruleText(fallback)} (default)`;
+    changes.push({ ...at, role, name: 'per_role', old: text(old, oldDefault), new: text(now, newDefault), change: ruleChange(old ?? oldDefault, now ?? newDefault) });
+  }
+  for (const [name, method] of after.methods) {
+    if (!before.methods.has(name)) continue;
+    const old = before.methods.get(name)?.rateLimit;
+    const now = method.rateLimit;
+    if (sameRule(old, now)) continue;
+    // Without a budget of its own, the method's calls spend from the caller's: compared with each
+    // (old and now are not both absent: that is the same rule).
+    const change = old === undefined ? agreed(callerBudgets(before).map((budget) => ruleChange(budget, now as RateLimitRule)))
+      : now === undefined ? agreed(callerBudgets(after).map((budget) => ruleChange(old, budget)))
+      : ruleChange(old, now);
+    const text = (rule: RateLimitRule | undefined): string => rule ? ruleText(rule) : "(caller's budget)";
+    changes.push({ ...at, name: `method ${name}`, old: text(old), new: text(now), change });
+  }
+  return changes;
+}
+
 /** The endpoints added (a gain: calls to the path are forwarded), removed (a loss) or changed. */
 function endpointChanges(service: string, before: ServicePolicy, after: ServicePolicy): EndpointChange[] {
   const takes = (endpoint: EndpointPolicy | undefined): string => endpoint === undefined ? '-' : endpoint.kind === 'rest' ? `rest ${endpoint.httpMethod} ${endpoint.method ?? ''}` : endpoint.kind;
@@ -421,8 +482,9 @@ and dry-run (to dry-run counts as a gain: what was refused is forwarded), loses 
 params or arguments schema, or relaxes or tightens a method's integrity mode (for every
 role), which route is made public (a gain for callers without a token) or private again,
 what changed in auth (an algorithm added or a larger clock_tolerance_seconds is a gain),
-which endpoint is added (a gain), removed or takes something else, and what changed in
-integrity besides the mode (a proof algorithm added or replay_store_failure: allow is a gain).
+which endpoint is added (a gain), removed or takes something else, what changed in
+integrity besides the mode (a proof algorithm added or replay_store_failure: allow is a gain),
+and in rate_limit (turned off, or a larger default, role or method budget, is a gain).
 OLD and NEW are two directories (every service under them, paired by name), two service
 policy files, or two rbac files (decided against the services that use NEW). Either may be
 REV:PATH to read PATH at a git revision, e.g. ca-a2a policy diff HEAD~1:policies policies.
@@ -464,7 +526,7 @@ export function renderChanges(changes: readonly PolicyChange[], format: 'text' |
     : c.kind === 'public_route'
     ? [MARK[c.change], c.service, c.role, `${c.kind} ${c.name}`, `${c.old} → ${c.new}`]
     : c.kind !== 'method' && c.kind !== 'tool'
-    ? [MARK[c.change], c.service, 'every role', `${c.kind} ${c.name}`, `${c.old} → ${c.new}${c.change === 'changed' ? ' (changed)' : ''}`]
+    ? [MARK[c.change], c.service, c.role === '*' ? 'every role' : c.role, `${c.kind} ${c.name}`, `${c.old} → ${c.new}${c.change === 'changed' ? ' (changed)' : ''}`]
     : [MARK[c.change], c.service, c.role, `${c.kind} ${c.name}`, `${SYMBOL[c.old]} → ${SYMBOL[c.new]}${c.detail ? ` (${c.detail} changed)` : ''}`]);
   return renderTable(['', 'service', 'role', 'access', 'old → new'], rows, format === 'markdown' ? 'markdown' : 'table') + `${format === 'markdown' ? '\n' : ''}${summary}\n`;
 }
