@@ -331,6 +331,57 @@ describe('policy diff: rate limits', () => {
   });
 });
 
+describe('policy diff: limits', () => {
+  const PUBLIC = 'public_routes:\n';
+
+  it('reports a larger body, depth, batch or connection limit as a gain (more reaches the agent, more is held open), a smaller as a loss', async () => {
+    const { before, after } = serviceVersions('archivist', (text) => text.replace(PUBLIC, `limits:\n  max_body_bytes: 104857600\n  max_depth: 1000\n  max_batch: 100\n  max_client_connections: 100000\n${PUBLIC}`));
+    assert.deepEqual(lines(before, after), [
+      'gained archivist * limits max_body_bytes 1048576→104857600',
+      'gained archivist * limits max_depth 64→1000',
+      'gained archivist * limits max_batch 20→100',
+      'gained archivist * limits max_client_connections 10000→100000',
+    ]);
+    assert.deepEqual(lines(after, before), [
+      'lost archivist * limits max_body_bytes 104857600→1048576',
+      'lost archivist * limits max_depth 1000→64',
+      'lost archivist * limits max_batch 100→20',
+      'lost archivist * limits max_client_connections 100000→10000',
+    ]);
+    const io = bufferIo();
+    assert.equal(await policyCommand(['diff', before, after, '--exit-code'], io), 1, io.stdout);
+    assert.match(io.stdout, /^\+ +archivist +every role +limits max_body_bytes +1048576 → 104857600$/m);
+    assert.match(io.stdout, /4 changes: 4 gained, 0 lost, 0 changed/);
+  });
+
+  it('reports the timeouts and the upstream connections as changed, either way', async () => {
+    const edit = `limits:\n  headers_timeout_ms: 10000\n  request_timeout_ms: 120000\n  keep_alive_timeout_ms: 5000\n  upstream_connect_timeout_ms: 500\n  upstream_timeout_ms: 60000\n  idle_timeout_ms: 600000\n  upstream_max_connections: 16\n${PUBLIC}`;
+    const { before, after } = serviceVersions('archivist', (text) => text.replace(PUBLIC, edit));
+    const expected = [
+      'changed archivist * limits headers_timeout_ms 30000→10000',
+      'changed archivist * limits request_timeout_ms 60000→120000',
+      'changed archivist * limits keep_alive_timeout_ms 65000→5000',
+      'changed archivist * limits upstream_connect_timeout_ms 2000→500',
+      'changed archivist * limits upstream_timeout_ms 30000→60000',
+      'changed archivist * limits idle_timeout_ms 300000→600000',
+      'changed archivist * limits upstream_max_connections 256→16',
+    ];
+    assert.deepEqual(lines(before, after), expected);
+    assert.deepEqual(lines(after, before).map((line) => line.split(' ')[0]), expected.map(() => 'changed'));
+    const io = bufferIo();
+    assert.equal(await policyCommand(['diff', before, after, '--exit-code'], io), 1, io.stdout);
+    assert.match(io.stdout, /^~ +archivist +every role +limits upstream_timeout_ms +30000 → 60000 \(changed\)$/m);
+  });
+
+  it('reports nothing for limits that say the same (defaults written out)', async () => {
+    const { before, after } = serviceVersions('archivist', (text) => text.replace(PUBLIC, `limits:\n  max_body_bytes: 1048576\n  max_depth: 64\n  request_timeout_ms: 60000\n  upstream_max_connections: 256\n${PUBLIC}`));
+    assert.deepEqual(lines(before, after), []);
+    const io = bufferIo();
+    assert.equal(await policyCommand(['diff', before, after, '--exit-code'], io), 0, io.stdout);
+    assert.equal(io.stdout, 'no access changes\n');
+  });
+});
+
 describe('policy diff: endpoints', () => {
   it('reports an endpoint added as a gain (calls to its path are forwarded, not 404), removed as a loss', async () => {
     const { before, after } = serviceVersions('admin', (text) => text.replace('  - { path: /message, kind: jsonrpc }\n', '  - { path: /message, kind: jsonrpc }\n  - { path: /admin/revoke-all, kind: rest, method: revoke_before }\n'));

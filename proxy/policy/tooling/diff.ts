@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { isPolicyLoadError, formatProblem } from '../errors.js';
 import { loadPolicy } from '../load.js';
 import type { ValidateFunction } from 'ajv';
-import type { AuthPolicy, EndpointPolicy, IntegrityMode, IntegrityPolicy, RateLimitRule, ServicePolicy } from '../model.js';
+import type { AuthPolicy, EndpointPolicy, IntegrityMode, IntegrityPolicy, LimitsPolicy, RateLimitRule, ServicePolicy } from '../model.js';
 import { readYamlSource } from '../yaml-source.js';
 import { parseCommandArgs, pickFormat, processIo, usageError, type Io } from './io.js';
 import { loadRolesOnly, withRoles } from './load-roles.js';
@@ -150,7 +150,15 @@ export type DpopChange = SettingChange<'dpop'>;
  */
 export type RateLimitChange = SettingChange<'rate_limit', string>;
 
-export type PolicyChange = GrantChange | ModeChange | GuardChange | PublicRouteChange | AuthChange | EndpointChange | DpopChange | RateLimitChange;
+/**
+ * A field of `limits` changed, for every role. Gained: a larger max_body_bytes, max_depth,
+ * max_batch or max_client_connections (more reaches the agent, or more is held open at once);
+ * lost: smaller. Changed: the timeouts and upstream_max_connections, which say how long the
+ * sidecar waits and how many connections it opens to its agent rather than what it lets in.
+ */
+export type LimitsChange = SettingChange<'limits'>;
+
+export type PolicyChange = GrantChange | ModeChange | GuardChange | PublicRouteChange | AuthChange | EndpointChange | DpopChange | RateLimitChange | LimitsChange;
 
 /**
  * The changes between two sets of service policies, paired by service name; several files of
@@ -176,6 +184,7 @@ export function diffServices(before: readonly ServicePolicy[], after: readonly S
         ...guardChanges(service, oldPolicy, newPolicy),
         ...dpopChanges(service, oldPolicy.integrity, newPolicy.integrity),
         ...rateLimitChanges(service, oldPolicy, newPolicy),
+        ...numberChanges({ service, role: '*', kind: 'limits' }, oldPolicy.limits, newPolicy.limits, LIMITS),
       );
     }
     const oldMatrix = matrixOf(oldPolicy);
@@ -319,6 +328,21 @@ function dpopChanges(service: string, before: IntegrityPolicy, after: IntegrityP
     ...valueChange(at, 'replay_store_failure', before.replayStoreFailure, after.replayStoreFailure, 'allow'),
   ];
 }
+
+/** The fields of `limits`, in the schema's order. */
+const LIMITS: readonly NumberField<LimitsPolicy>[] = [
+  { key: 'max_body_bytes', value: (limits) => limits.maxBodyBytes, larger: 'gained' },
+  { key: 'max_depth', value: (limits) => limits.maxDepth, larger: 'gained' },
+  { key: 'max_batch', value: (limits) => limits.maxBatch, larger: 'gained' },
+  { key: 'headers_timeout_ms', value: (limits) => limits.headersTimeoutMs, larger: 'changed' },
+  { key: 'request_timeout_ms', value: (limits) => limits.requestTimeoutMs, larger: 'changed' },
+  { key: 'max_client_connections', value: (limits) => limits.maxClientConnections, larger: 'gained' },
+  { key: 'keep_alive_timeout_ms', value: (limits) => limits.keepAliveTimeoutMs, larger: 'changed' },
+  { key: 'upstream_connect_timeout_ms', value: (limits) => limits.upstreamConnectTimeoutMs, larger: 'changed' },
+  { key: 'upstream_timeout_ms', value: (limits) => limits.upstreamTimeoutMs, larger: 'changed' },
+  { key: 'idle_timeout_ms', value: (limits) => limits.idleTimeoutMs, larger: 'changed' },
+  { key: 'upstream_max_connections', value: (limits) => limits.upstreamMaxConnections, larger: 'changed' },
+];
 
 const ruleText = (rule: RateLimitRule): string => `${rule.points}/${rule.windowSeconds}s`;
 const sameRule = (a: RateLimitRule | undefined, b: RateLimitRule | undefined): boolean => a?.points === b?.points && a?.windowSeconds === b?.windowSeconds;
@@ -484,7 +508,8 @@ role), which route is made public (a gain for callers without a token) or privat
 what changed in auth (an algorithm added or a larger clock_tolerance_seconds is a gain),
 which endpoint is added (a gain), removed or takes something else, what changed in
 integrity besides the mode (a proof algorithm added or replay_store_failure: allow is a gain),
-and in rate_limit (turned off, or a larger default, role or method budget, is a gain).
+in rate_limit (turned off, or a larger default, role or method budget, is a gain), and in
+limits (a larger body, depth, batch or connection limit is a gain; timeouts changed).
 OLD and NEW are two directories (every service under them, paired by name), two service
 policy files, or two rbac files (decided against the services that use NEW). Either may be
 REV:PATH to read PATH at a git revision, e.g. ca-a2a policy diff HEAD~1:policies policies.
