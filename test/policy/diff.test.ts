@@ -382,6 +382,43 @@ describe('policy diff: limits', () => {
   });
 });
 
+describe('policy diff: the stolen-token alarm', () => {
+  const PUBLIC = 'public_routes:\n';
+
+  it('reports the alarm or auto-revoke turned off, a trusted proxy added, more sources or a shorter window as gains, the reverse as losses', async () => {
+    const { before, after } = serviceVersions('archivist', (text) => text.replace(PUBLIC, `anomaly:\n  auto_revoke: true\n  trusted_proxies: [10.0.0.0/8]\n  window_seconds: 7200\n${PUBLIC}`));
+    const loose = serviceVersions('archivist', (text) => text.replace(PUBLIC, `anomaly:\n  enabled: false\n  max_sources: 10\n${PUBLIC}`));
+    assert.deepEqual(lines(before, after), [
+      'gained archivist * anomaly trusted_proxies 10.0.0.0/8 untrusted→trusted',
+      'lost archivist * anomaly window_seconds 3600→7200',
+      'lost archivist * anomaly auto_revoke false→true',
+    ]);
+    assert.deepEqual(lines(after, before), [
+      'lost archivist * anomaly trusted_proxies 10.0.0.0/8 trusted→untrusted',
+      'gained archivist * anomaly window_seconds 7200→3600',
+      'gained archivist * anomaly auto_revoke true→false',
+    ]);
+    assert.deepEqual(lines(loose.before, loose.after), ['gained archivist * anomaly enabled true→false', 'gained archivist * anomaly max_sources 3→10']);
+    assert.deepEqual(lines(loose.after, loose.before), ['lost archivist * anomaly enabled false→true', 'lost archivist * anomaly max_sources 10→3']);
+    const io = bufferIo();
+    assert.equal(await policyCommand(['diff', loose.before, loose.after, '--exit-code'], io), 1, io.stdout);
+    assert.match(io.stdout, /^\+ +archivist +every role +anomaly enabled +true → false$/m);
+    assert.match(io.stdout, /2 changes: 2 gained, 0 lost, 0 changed/);
+  });
+
+  it('reports nothing for an alarm that says the same (defaults written out, proxies in another order)', async () => {
+    const { before, after } = versions((rbac) => `${rbac}\n`);
+    for (const [dir, section] of [[before, 'anomaly:\n  trusted_proxies: [10.0.0.0/8, 192.168.1.1]\n'], [after, 'anomaly:\n  enabled: true\n  trusted_proxies: [192.168.1.1, 10.0.0.0/8]\n  max_sources: 3\n  window_seconds: 3600\n  auto_revoke: false\n']] as const) {
+      const file = join(dir, 'services', 'archivist.yaml');
+      writeFileSync(file, readFileSync(file, 'utf8').replace(PUBLIC, `${section}${PUBLIC}`));
+    }
+    assert.deepEqual(lines(before, after), []);
+    const io = bufferIo();
+    assert.equal(await policyCommand(['diff', before, after, '--exit-code'], io), 0, io.stdout);
+    assert.equal(io.stdout, 'no access changes\n');
+  });
+});
+
 describe('policy diff: endpoints', () => {
   it('reports an endpoint added as a gain (calls to its path are forwarded, not 404), removed as a loss', async () => {
     const { before, after } = serviceVersions('admin', (text) => text.replace('  - { path: /message, kind: jsonrpc }\n', '  - { path: /message, kind: jsonrpc }\n  - { path: /admin/revoke-all, kind: rest, method: revoke_before }\n'));

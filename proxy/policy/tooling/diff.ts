@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { isPolicyLoadError, formatProblem } from '../errors.js';
 import { loadPolicy } from '../load.js';
 import type { ValidateFunction } from 'ajv';
-import type { AuthPolicy, EndpointPolicy, IntegrityMode, IntegrityPolicy, LimitsPolicy, RateLimitRule, ServicePolicy } from '../model.js';
+import type { AnomalyPolicy, AuthPolicy, EndpointPolicy, IntegrityMode, IntegrityPolicy, LimitsPolicy, RateLimitRule, ServicePolicy } from '../model.js';
 import { readYamlSource } from '../yaml-source.js';
 import { parseCommandArgs, pickFormat, processIo, usageError, type Io } from './io.js';
 import { loadRolesOnly, withRoles } from './load-roles.js';
@@ -158,7 +158,17 @@ export type RateLimitChange = SettingChange<'rate_limit', string>;
  */
 export type LimitsChange = SettingChange<'limits'>;
 
-export type PolicyChange = GrantChange | ModeChange | GuardChange | PublicRouteChange | AuthChange | EndpointChange | DpopChange | RateLimitChange | LimitsChange;
+/**
+ * A field of `anomaly` (the stolen-token alarm) changed, for every role. Gained: a stolen token
+ * goes unnoticed or unrevoked longer: the alarm turned off, auto_revoke turned off, a larger
+ * max_sources or a shorter window_seconds (fewer addresses seen together), or a trusted proxy
+ * added (one line per entry, `trusted_proxies 10.0.0.0/8`, untrusted → trusted: the
+ * X-Forwarded-For entries that peer passes on are believed, for the alarm and as client_ip in
+ * the audit). Lost: the other way round.
+ */
+export type AnomalyChange = SettingChange<'anomaly'>;
+
+export type PolicyChange = GrantChange | ModeChange | GuardChange | PublicRouteChange | AuthChange | EndpointChange | DpopChange | RateLimitChange | LimitsChange | AnomalyChange;
 
 /**
  * The changes between two sets of service policies, paired by service name; several files of
@@ -185,6 +195,7 @@ export function diffServices(before: readonly ServicePolicy[], after: readonly S
         ...dpopChanges(service, oldPolicy.integrity, newPolicy.integrity),
         ...rateLimitChanges(service, oldPolicy, newPolicy),
         ...numberChanges({ service, role: '*', kind: 'limits' }, oldPolicy.limits, newPolicy.limits, LIMITS),
+        ...anomalyChanges(service, oldPolicy.anomaly, newPolicy.anomaly),
       );
     }
     const oldMatrix = matrixOf(oldPolicy);
@@ -343,6 +354,23 @@ const LIMITS: readonly NumberField<LimitsPolicy>[] = [
   { key: 'idle_timeout_ms', value: (limits) => limits.idleTimeoutMs, larger: 'changed' },
   { key: 'upstream_max_connections', value: (limits) => limits.upstreamMaxConnections, larger: 'changed' },
 ];
+
+const ANOMALY_NUMBERS: readonly NumberField<AnomalyPolicy>[] = [
+  { key: 'max_sources', value: (anomaly) => anomaly.maxSources, larger: 'gained' },
+  // Addresses remembered longer: more of them seen together, the alarm raised sooner.
+  { key: 'window_seconds', value: (anomaly) => anomaly.windowSeconds, larger: 'lost' },
+];
+
+/** The `anomaly` changes: enabled, each trusted proxy added or removed, then the other fields. */
+function anomalyChanges(service: string, before: AnomalyPolicy, after: AnomalyPolicy): AnomalyChange[] {
+  const at = { service, role: '*', kind: 'anomaly' } as const;
+  return [
+    ...valueChange(at, 'enabled', String(before.enabled), String(after.enabled), 'false'),
+    ...entryChanges(at, 'trusted_proxies', before.trustedProxies, after.trustedProxies, ['untrusted', 'trusted'], 'gained'),
+    ...numberChanges(at, before, after, ANOMALY_NUMBERS),
+    ...valueChange(at, 'auto_revoke', String(before.autoRevoke), String(after.autoRevoke), 'false'),
+  ];
+}
 
 const ruleText = (rule: RateLimitRule): string => `${rule.points}/${rule.windowSeconds}s`;
 const sameRule = (a: RateLimitRule | undefined, b: RateLimitRule | undefined): boolean => a?.points === b?.points && a?.windowSeconds === b?.windowSeconds;
@@ -508,8 +536,9 @@ role), which route is made public (a gain for callers without a token) or privat
 what changed in auth (an algorithm added or a larger clock_tolerance_seconds is a gain),
 which endpoint is added (a gain), removed or takes something else, what changed in
 integrity besides the mode (a proof algorithm added or replay_store_failure: allow is a gain),
-in rate_limit (turned off, or a larger default, role or method budget, is a gain), and in
-limits (a larger body, depth, batch or connection limit is a gain; timeouts changed).
+in rate_limit (turned off, or a larger default, role or method budget, is a gain), in
+limits (a larger body, depth, batch or connection limit is a gain; timeouts changed), and in
+anomaly (the alarm or auto_revoke turned off, or a trusted proxy added, is a gain).
 OLD and NEW are two directories (every service under them, paired by name), two service
 policy files, or two rbac files (decided against the services that use NEW). Either may be
 REV:PATH to read PATH at a git revision, e.g. ca-a2a policy diff HEAD~1:policies policies.
