@@ -419,6 +419,29 @@ describe('policy diff: the stolen-token alarm', () => {
   });
 });
 
+describe('policy diff: upstream', () => {
+  it('reports another upstream, or its metrics served or no longer, as changed', async () => {
+    const { before, after } = serviceVersions('mcp', (text) => text
+      .replace('upstream: http://127.0.0.1:9000\n', 'upstream: http://10.0.0.5:9000\n')
+      .replace('upstream_metrics_path: /metrics\n', ''));
+    assert.deepEqual(lines(before, after), ['changed mcp * upstream upstream http://127.0.0.1:9000→http://10.0.0.5:9000', 'changed mcp * upstream_metrics_path upstream_metrics_path /metrics→-']);
+    assert.deepEqual(lines(after, before), ['changed mcp * upstream upstream http://10.0.0.5:9000→http://127.0.0.1:9000', 'changed mcp * upstream_metrics_path upstream_metrics_path -→/metrics']);
+    const io = bufferIo();
+    assert.equal(await policyCommand(['diff', before, after, '--exit-code'], io), 1, io.stdout);
+    assert.match(io.stdout, /^~ +mcp +every role +upstream +http:\/\/127\.0\.0\.1:9000 → http:\/\/10\.0\.0\.5:9000 \(changed\)$/m);
+    assert.match(io.stdout, /^~ +mcp +every role +upstream_metrics_path +\/metrics → - \(changed\)$/m);
+    assert.match(io.stdout, /2 changes: 0 gained, 0 lost, 2 changed/);
+  });
+
+  it('reports nothing for the same upstream, however written', async () => {
+    const { before, after } = serviceVersions('mcp', (text) => text.replace('upstream: http://127.0.0.1:9000\n', 'upstream: "http://127.0.0.1:9000"\n'));
+    assert.deepEqual(lines(before, after), []);
+    const io = bufferIo();
+    assert.equal(await policyCommand(['diff', before, after, '--exit-code'], io), 0, io.stdout);
+    assert.equal(io.stdout, 'no access changes\n');
+  });
+});
+
 describe('policy diff: endpoints', () => {
   it('reports an endpoint added as a gain (calls to its path are forwarded, not 404), removed as a loss', async () => {
     const { before, after } = serviceVersions('admin', (text) => text.replace('  - { path: /message, kind: jsonrpc }\n', '  - { path: /message, kind: jsonrpc }\n  - { path: /admin/revoke-all, kind: rest, method: revoke_before }\n'));

@@ -168,7 +168,14 @@ export type LimitsChange = SettingChange<'limits'>;
  */
 export type AnomalyChange = SettingChange<'anomaly'>;
 
-export type PolicyChange = GrantChange | ModeChange | GuardChange | PublicRouteChange | AuthChange | EndpointChange | DpopChange | RateLimitChange | LimitsChange | AnomalyChange;
+/**
+ * Where calls are forwarded (`upstream`) or whose metrics the admin /metrics also serves
+ * (`upstream_metrics_path`, `-` when absent) changed, for every role: neither lets more or less
+ * in, so always changed. name: the key, shown once.
+ */
+export type UpstreamChange = SettingChange<'upstream' | 'upstream_metrics_path'>;
+
+export type PolicyChange = GrantChange | ModeChange | GuardChange | PublicRouteChange | AuthChange | EndpointChange | DpopChange | RateLimitChange | LimitsChange | AnomalyChange | UpstreamChange;
 
 /**
  * The changes between two sets of service policies, paired by service name; several files of
@@ -196,6 +203,8 @@ export function diffServices(before: readonly ServicePolicy[], after: readonly S
         ...rateLimitChanges(service, oldPolicy, newPolicy),
         ...numberChanges({ service, role: '*', kind: 'limits' }, oldPolicy.limits, newPolicy.limits, LIMITS),
         ...anomalyChanges(service, oldPolicy.anomaly, newPolicy.anomaly),
+        ...valueChange({ service, role: '*', kind: 'upstream' }, 'upstream', oldPolicy.upstream, newPolicy.upstream),
+        ...valueChange({ service, role: '*', kind: 'upstream_metrics_path' }, 'upstream_metrics_path', oldPolicy.upstreamMetricsPath ?? '-', newPolicy.upstreamMetricsPath ?? '-'),
       );
     }
     const oldMatrix = matrixOf(oldPolicy);
@@ -537,8 +546,9 @@ what changed in auth (an algorithm added or a larger clock_tolerance_seconds is 
 which endpoint is added (a gain), removed or takes something else, what changed in
 integrity besides the mode (a proof algorithm added or replay_store_failure: allow is a gain),
 in rate_limit (turned off, or a larger default, role or method budget, is a gain), in
-limits (a larger body, depth, batch or connection limit is a gain; timeouts changed), and in
-anomaly (the alarm or auto_revoke turned off, or a trusted proxy added, is a gain).
+limits (a larger body, depth, batch or connection limit is a gain; timeouts changed), in
+anomaly (the alarm or auto_revoke turned off, or a trusted proxy added, is a gain), and
+whether upstream or upstream_metrics_path changed.
 OLD and NEW are two directories (every service under them, paired by name), two service
 policy files, or two rbac files (decided against the services that use NEW). Either may be
 REV:PATH to read PATH at a git revision, e.g. ca-a2a policy diff HEAD~1:policies policies.
@@ -580,7 +590,7 @@ export function renderChanges(changes: readonly PolicyChange[], format: 'text' |
     : c.kind === 'public_route'
     ? [MARK[c.change], c.service, c.role, `${c.kind} ${c.name}`, `${c.old} → ${c.new}`]
     : c.kind !== 'method' && c.kind !== 'tool'
-    ? [MARK[c.change], c.service, c.role === '*' ? 'every role' : c.role, `${c.kind} ${c.name}`, `${c.old} → ${c.new}${c.change === 'changed' ? ' (changed)' : ''}`]
+    ? [MARK[c.change], c.service, c.role === '*' ? 'every role' : c.role, c.name === c.kind ? c.kind : `${c.kind} ${c.name}`, `${c.old} → ${c.new}${c.change === 'changed' ? ' (changed)' : ''}`]
     : [MARK[c.change], c.service, c.role, `${c.kind} ${c.name}`, `${SYMBOL[c.old]} → ${SYMBOL[c.new]}${c.detail ? ` (${c.detail} changed)` : ''}`]);
   return renderTable(['', 'service', 'role', 'access', 'old → new'], rows, format === 'markdown' ? 'markdown' : 'table') + `${format === 'markdown' ? '\n' : ''}${summary}\n`;
 }
