@@ -442,6 +442,68 @@ describe('policy diff: upstream', () => {
   });
 });
 
+describe('policy diff: egress', () => {
+  const EXTRACTOR = '    extractor:\n      url: http://127.0.0.1:8002\n      methods: [extract_document]\n';
+
+  it('reports a target, path, method or tool the agent may now call out to as a gain, one no longer as a loss', async () => {
+    const { before, after } = serviceVersions('orchestrator', (text) => text
+      .replace(EXTRACTOR, '    extractor:\n      url: http://127.0.0.1:8002\n      paths: [/message, /call_tool]\n      methods: [extract_document, get_status]\n      tools: [s3_get_object]\n    admin:\n      url: http://127.0.0.1:8005\n      methods: [revoke_before]\n'));
+    assert.deepEqual(lines(before, after), [
+      'gained orchestrator agent egress admin -→http://127.0.0.1:8005',
+      'gained orchestrator agent egress admin path /message refused→allowed',
+      'gained orchestrator agent egress admin method revoke_before refused→allowed',
+      'gained orchestrator agent egress extractor path /call_tool refused→allowed',
+      'gained orchestrator agent egress extractor method get_status refused→allowed',
+      'gained orchestrator agent egress extractor tool s3_get_object refused→allowed',
+    ]);
+    assert.deepEqual(lines(after, before), [
+      'lost orchestrator agent egress admin http://127.0.0.1:8005→-',
+      'lost orchestrator agent egress admin path /message allowed→refused',
+      'lost orchestrator agent egress admin method revoke_before allowed→refused',
+      'lost orchestrator agent egress extractor path /call_tool allowed→refused',
+      'lost orchestrator agent egress extractor method get_status allowed→refused',
+      'lost orchestrator agent egress extractor tool s3_get_object allowed→refused',
+    ]);
+    const io = bufferIo();
+    assert.equal(await policyCommand(['diff', before, after, '--exit-code'], io), 1, io.stdout);
+    assert.match(io.stdout, /^\+ +orchestrator +agent +egress admin method revoke_before +refused → allowed$/m);
+    assert.match(io.stdout, /6 changes: 6 gained, 0 lost, 0 changed/);
+  });
+
+  it('reports another client, timeout or target url as changed, and an egress section added with its targets', async () => {
+    const { before, after } = serviceVersions('orchestrator', (text) => text
+      .replace('  client_id: orchestrator\n', '  client_id: orchestrator-2\n  timeout_ms: 5000\n')
+      .replace('url: http://127.0.0.1:8002', 'url: http://10.0.0.7:8002'));
+    assert.deepEqual(lines(before, after), [
+      'changed orchestrator agent egress client_id orchestrator→orchestrator-2',
+      'changed orchestrator agent egress timeout_ms 30000→5000',
+      'changed orchestrator agent egress extractor http://127.0.0.1:8002→http://10.0.0.7:8002',
+    ]);
+    const io = bufferIo();
+    assert.equal(await policyCommand(['diff', before, after, '--exit-code'], io), 1, io.stdout);
+    assert.match(io.stdout, /^~ +orchestrator +agent +egress extractor +http:\/\/127\.0\.0\.1:8002 → http:\/\/10\.0\.0\.7:8002 \(changed\)$/m);
+    const added = serviceVersions('admin', (text) => `${text}egress:\n  client_id: admin\n  targets:\n    mcp: { url: http://127.0.0.1:8000, paths: [/mcp], tools: [documents_list] }\n`);
+    assert.deepEqual(lines(added.before, added.after), [
+      'changed admin agent egress client_id -→admin',
+      'changed admin agent egress timeout_ms -→30000',
+      'gained admin agent egress mcp -→http://127.0.0.1:8000',
+      'gained admin agent egress mcp path /mcp refused→allowed',
+      'gained admin agent egress mcp tool documents_list refused→allowed',
+    ]);
+  });
+
+  it('reports nothing for egress that says the same (targets in another order, defaults written out, a trailing slash)', async () => {
+    const { before, after } = serviceVersions('orchestrator', (text) => text
+      .replace('  client_id: orchestrator\n  targets:\n', '  client_id: orchestrator\n  timeout_ms: 30000\n  targets:\n    mcp:\n      url: http://127.0.0.1:8000\n      paths: [/call_tool, /mcp]\n      tools: [s3_put_object, documents_create, documents_get, documents_list, documents_update, documents_claim, documents_claim_stale, processing_logs_append, processing_logs_list]\n')
+      .replace(/ {4}mcp:\n {6}url: http:\/\/127\.0\.0\.1:8000\n {6}paths: \[\/mcp, \/call_tool\]\n.*\n$/, '')
+      .replace(EXTRACTOR, '    extractor:\n      url: http://127.0.0.1:8002/\n      paths: [/message]\n      methods: [extract_document]\n      tools: []\n'));
+    assert.deepEqual(lines(before, after), []);
+    const io = bufferIo();
+    assert.equal(await policyCommand(['diff', before, after, '--exit-code'], io), 0, io.stdout);
+    assert.equal(io.stdout, 'no access changes\n');
+  });
+});
+
 describe('policy diff: endpoints', () => {
   it('reports an endpoint added as a gain (calls to its path are forwarded, not 404), removed as a loss', async () => {
     const { before, after } = serviceVersions('admin', (text) => text.replace('  - { path: /message, kind: jsonrpc }\n', '  - { path: /message, kind: jsonrpc }\n  - { path: /admin/revoke-all, kind: rest, method: revoke_before }\n'));

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { isPolicyLoadError, formatProblem } from '../errors.js';
 import { loadPolicy } from '../load.js';
 import type { ValidateFunction } from 'ajv';
-import type { AnomalyPolicy, AuthPolicy, EndpointPolicy, IntegrityMode, IntegrityPolicy, LimitsPolicy, RateLimitRule, ServicePolicy } from '../model.js';
+import type { AnomalyPolicy, AuthPolicy, EgressPolicy, EndpointPolicy, IntegrityMode, IntegrityPolicy, LimitsPolicy, RateLimitRule, ServicePolicy } from '../model.js';
 import { readYamlSource } from '../yaml-source.js';
 import { parseCommandArgs, pickFormat, processIo, usageError, type Io } from './io.js';
 import { loadRolesOnly, withRoles } from './load-roles.js';
@@ -175,7 +175,17 @@ export type AnomalyChange = SettingChange<'anomaly'>;
  */
 export type UpstreamChange = SettingChange<'upstream' | 'upstream_metrics_path'>;
 
-export type PolicyChange = GrantChange | ModeChange | GuardChange | PublicRouteChange | AuthChange | EndpointChange | DpopChange | RateLimitChange | LimitsChange | AnomalyChange | UpstreamChange;
+/**
+ * What the service's own agent may call out through its sidecar's egress listener changed (role
+ * `agent`: the caller is the agent behind the sidecar, not a role). name: `client_id` and
+ * `timeout_ms` (changed; `-` without an egress section), a target's name (its url: added, a
+ * gain; removed, a loss; another url, changed), then one line per path, method and tool it may
+ * call there (`extractor method extract_document`, refused → allowed): added (with its target
+ * too), a gain; removed, a loss.
+ */
+export type EgressChange = SettingChange<'egress', 'agent'>;
+
+export type PolicyChange = GrantChange | ModeChange | GuardChange | PublicRouteChange | AuthChange | EndpointChange | DpopChange | RateLimitChange | LimitsChange | AnomalyChange | UpstreamChange | EgressChange;
 
 /**
  * The changes between two sets of service policies, paired by service name; several files of
@@ -205,6 +215,7 @@ export function diffServices(before: readonly ServicePolicy[], after: readonly S
         ...anomalyChanges(service, oldPolicy.anomaly, newPolicy.anomaly),
         ...valueChange({ service, role: '*', kind: 'upstream' }, 'upstream', oldPolicy.upstream, newPolicy.upstream),
         ...valueChange({ service, role: '*', kind: 'upstream_metrics_path' }, 'upstream_metrics_path', oldPolicy.upstreamMetricsPath ?? '-', newPolicy.upstreamMetricsPath ?? '-'),
+        ...egressChanges(service, oldPolicy.egress, newPolicy.egress),
       );
     }
     const oldMatrix = matrixOf(oldPolicy);
@@ -381,6 +392,27 @@ function anomalyChanges(service: string, before: AnomalyPolicy, after: AnomalyPo
   ];
 }
 
+/** The `egress` changes: client_id, timeout_ms, then each target (by name): its url, and each path, method and tool it may be called for. */
+function egressChanges(service: string, before: EgressPolicy | undefined, after: EgressPolicy | undefined): EgressChange[] {
+  const at = { service, role: 'agent', kind: 'egress' } as const;
+  const changes: EgressChange[] = [
+    ...valueChange(at, 'client_id', before?.clientId ?? '-', after?.clientId ?? '-'),
+    ...valueChange(at, 'timeout_ms', String(before?.timeoutMs ?? '-'), String(after?.timeoutMs ?? '-')),
+  ];
+  const words = ['refused', 'allowed'] as const;
+  for (const name of [...new Set([...before?.targets.keys() ?? [], ...after?.targets.keys() ?? []])].sort()) {
+    const old = before?.targets.get(name);
+    const now = after?.targets.get(name);
+    if (old?.url !== now?.url) changes.push({ ...at, name, old: old?.url ?? '-', new: now?.url ?? '-', change: old === undefined ? 'gained' : now === undefined ? 'lost' : 'changed' });
+    changes.push(
+      ...entryChanges(at, `${name} path`, old?.paths ?? [], now?.paths ?? [], words, 'gained'),
+      ...entryChanges(at, `${name} method`, old?.methods ?? [], now?.methods ?? [], words, 'gained'),
+      ...entryChanges(at, `${name} tool`, old?.tools ?? [], now?.tools ?? [], words, 'gained'),
+    );
+  }
+  return changes;
+}
+
 const ruleText = (rule: RateLimitRule): string => `${rule.points}/${rule.windowSeconds}s`;
 const sameRule = (a: RateLimitRule | undefined, b: RateLimitRule | undefined): boolean => a?.points === b?.points && a?.windowSeconds === b?.windowSeconds;
 
@@ -547,8 +579,9 @@ which endpoint is added (a gain), removed or takes something else, what changed 
 integrity besides the mode (a proof algorithm added or replay_store_failure: allow is a gain),
 in rate_limit (turned off, or a larger default, role or method budget, is a gain), in
 limits (a larger body, depth, batch or connection limit is a gain; timeouts changed), in
-anomaly (the alarm or auto_revoke turned off, or a trusted proxy added, is a gain), and
-whether upstream or upstream_metrics_path changed.
+anomaly (the alarm or auto_revoke turned off, or a trusted proxy added, is a gain),
+whether upstream or upstream_metrics_path changed, and what the service's agent may call out
+through egress (a target, path, method or tool added is a gain).
 OLD and NEW are two directories (every service under them, paired by name), two service
 policy files, or two rbac files (decided against the services that use NEW). Either may be
 REV:PATH to read PATH at a git revision, e.g. ca-a2a policy diff HEAD~1:policies policies.
