@@ -419,6 +419,19 @@ describe('policy diff: the stolen-token alarm', () => {
   });
 });
 
+describe('policy diff: audit', () => {
+  it('reports the audit of granted calls turned off as a gain (what a caller was let do goes unrecorded), on again as a loss; the default written out as nothing', async () => {
+    const { before, after } = serviceVersions('archivist', (text) => text.replace('public_routes:\n', 'audit:\n  granted: false\npublic_routes:\n'));
+    assert.deepEqual(lines(before, after), ['gained archivist * audit granted true→false']);
+    assert.deepEqual(lines(after, before), ['lost archivist * audit granted false→true']);
+    const io = bufferIo();
+    assert.equal(await policyCommand(['diff', before, after, '--exit-code'], io), 1, io.stdout);
+    assert.match(io.stdout, /^\+ +archivist +every role +audit granted +true → false$/m);
+    const same = serviceVersions('archivist', (text) => text.replace('public_routes:\n', 'audit:\n  granted: true\npublic_routes:\n'));
+    assert.deepEqual(lines(same.before, same.after), []);
+  });
+});
+
 describe('policy diff: upstream', () => {
   it('reports another upstream, or its metrics served or no longer, as changed', async () => {
     const { before, after } = serviceVersions('mcp', (text) => text

@@ -185,7 +185,14 @@ export type UpstreamChange = SettingChange<'upstream' | 'upstream_metrics_path'>
  */
 export type EgressChange = SettingChange<'egress', 'agent'>;
 
-export type PolicyChange = GrantChange | ModeChange | GuardChange | PublicRouteChange | AuthChange | EndpointChange | DpopChange | RateLimitChange | LimitsChange | AnomalyChange | UpstreamChange | EgressChange;
+/**
+ * `audit.granted` changed, for every role: turned off, the calls a role was let through leave no
+ * audit line (refusals still do), so a caller's use of what it was granted goes unrecorded: a
+ * gain, as anomaly's alarm turned off is; turned on, a loss.
+ */
+export type AuditChange = SettingChange<'audit'>;
+
+export type PolicyChange = GrantChange | ModeChange | GuardChange | PublicRouteChange | AuthChange | EndpointChange | DpopChange | RateLimitChange | LimitsChange | AnomalyChange | AuditChange | UpstreamChange | EgressChange;
 
 /**
  * The changes between two sets of service policies, paired by service name; several files of
@@ -213,6 +220,7 @@ export function diffServices(before: readonly ServicePolicy[], after: readonly S
         ...rateLimitChanges(service, oldPolicy, newPolicy),
         ...numberChanges({ service, role: '*', kind: 'limits' }, oldPolicy.limits, newPolicy.limits, LIMITS),
         ...anomalyChanges(service, oldPolicy.anomaly, newPolicy.anomaly),
+        ...valueChange({ service, role: '*', kind: 'audit' }, 'granted', String(oldPolicy.audit.granted), String(newPolicy.audit.granted), 'false'),
         ...valueChange({ service, role: '*', kind: 'upstream' }, 'upstream', oldPolicy.upstream, newPolicy.upstream),
         ...valueChange({ service, role: '*', kind: 'upstream_metrics_path' }, 'upstream_metrics_path', oldPolicy.upstreamMetricsPath ?? '-', newPolicy.upstreamMetricsPath ?? '-'),
         ...egressChanges(service, oldPolicy.egress, newPolicy.egress),
@@ -579,8 +587,8 @@ which endpoint is added (a gain), removed or takes something else, what changed 
 integrity besides the mode (a proof algorithm added or replay_store_failure: allow is a gain),
 in rate_limit (turned off, or a larger default, role or method budget, is a gain), in
 limits (a larger body, depth, batch or connection limit is a gain; timeouts changed), in
-anomaly (the alarm or auto_revoke turned off, or a trusted proxy added, is a gain),
-whether upstream or upstream_metrics_path changed, and what the service's agent may call out
+anomaly (the alarm or auto_revoke turned off, or a trusted proxy added, is a gain), in
+audit (granted turned off is a gain), whether upstream or upstream_metrics_path changed, and what the service's agent may call out
 through egress (a target, path, method or tool added is a gain).
 OLD and NEW are two directories (every service under them, paired by name), two service
 policy files, or two rbac files (decided against the services that use NEW). Either may be
