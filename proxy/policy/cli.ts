@@ -7,7 +7,7 @@ const SUBCOMMANDS: Record<string, { readonly summary: string; readonly load: () 
   check: { summary: 'validate and lint policy files (file:line:col diagnostics)', load: async () => (await import('./tooling/check.js')).checkCommand },
   explain: { summary: 'the decision for roles × method/tool and the rule (file:line) that made it', load: async () => (await import('./tooling/explain.js')).explainCommand },
   matrix: { summary: 'the access matrix (methods and tools × roles) of one or every service', load: async () => (await import('./tooling/matrix-command.js')).matrixCommand },
-  diff: { summary: 'what a policy change grants or takes away (per role, public routes, auth, endpoints)', load: async () => (await import('./tooling/diff.js')).diffCommand },
+  diff: { summary: 'what a policy change grants or takes away (per role, and every section of a service)', load: async () => (await import('./tooling/diff.js')).diffCommand },
   test: { summary: 'run the policy test cases (default policies/tests)', load: async () => (await import('./tooling/test-runner.js')).testCommand },
   docs: { summary: 'print (or --write) the field reference generated from the JSON Schemas', load: async () => (await import('./tooling/docs.js')).docsCommand },
 };

@@ -578,18 +578,16 @@ function materialise(spec: string, temps: string[]): string {
 
 const HELP = `usage: ca-a2a policy diff OLD NEW [--format text|json|markdown] [--exit-code]
 
-Which role gains or loses which method or tool, and which service switches between enforce
-and dry-run (to dry-run counts as a gain: what was refused is forwarded), loses or gains a
-params or arguments schema, or relaxes or tightens a method's integrity mode (for every
-role), which route is made public (a gain for callers without a token) or private again,
-what changed in auth (an algorithm added or a larger clock_tolerance_seconds is a gain),
-which endpoint is added (a gain), removed or takes something else, what changed in
-integrity besides the mode (a proof algorithm added or replay_store_failure: allow is a gain),
-in rate_limit (turned off, or a larger default, role or method budget, is a gain), in
-limits (a larger body, depth, batch or connection limit is a gain; timeouts changed), in
-anomaly (the alarm or auto_revoke turned off, or a trusted proxy added, is a gain), in
-audit (granted turned off is a gain), whether upstream or upstream_metrics_path changed, and what the service's agent may call out
-through egress (a target, path, method or tool added is a gain).
+Which role gains or loses which method or tool and, for the services both versions hold, what
+else changed, each a gain (loosened), a loss (tightened) or a change: the mode (to dry-run, a
+gain), a method's params or a tool's arguments schema (removed, a gain), a method's integrity
+mode (relaxed, a gain), public_routes (a route made public, a gain for callers without a
+token), endpoints (added, a gain), auth and the rest of integrity (an algorithm added, a larger
+leeway or replay_store_failure: allow, a gain), rate_limit (turned off or a larger budget, a
+gain), limits (a larger body, depth, batch or connection limit, a gain; timeouts changed),
+anomaly (the alarm turned off or a trusted proxy added, a gain), audit (granted turned off, a
+gain), upstream (changed) and egress (a target, path, method or tool the agent may call out
+to, a gain).
 OLD and NEW are two directories (every service under them, paired by name), two service
 policy files, or two rbac files (decided against the services that use NEW). Either may be
 REV:PATH to read PATH at a git revision, e.g. ca-a2a policy diff HEAD~1:policies policies.
