@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
-import { pino } from 'pino';
 import { parseListen } from '../proxy/listen.js';
+import { createLogger } from '../proxy/observe/logger.js';
 import { SHIPPED_SERVICES } from '../proxy/services.js';
 import { AGENT_NAMES, isAgentName, startAgent } from './registry.js';
 import { stopSignal } from '../proxy/stop-signal.js';
@@ -56,7 +56,8 @@ export async function agentCommand(argv: string[]): Promise<number> {
     process.stderr.write(`ca-a2a agent: --egress URL (or CA_A2A_EGRESS_URL) is required: the agent reaches everything through its sidecar\n`);
     return 2;
   }
-  const logger = pino({ base: { service: name } });
+  // Bounded and buffered, as the sidecar's: a stdout nobody reads must not stop the agent.
+  const logger = createLogger({ service: name });
   const stopping = stopSignal();
   let agent;
   try {

@@ -1,4 +1,4 @@
-import { pino, type Logger } from 'pino';
+import { createLogger, type Logger } from '../proxy/observe/logger.js';
 import { archivistHandlers } from './archivist/archivist.js';
 import { extractorHandlers } from './extractor/extractor.js';
 import { createOrchestrator, type OrchestratorOptions } from './orchestrator/orchestrator.js';
@@ -33,6 +33,10 @@ export interface StartAgentOptions {
   readonly port: number;
   /** The agent's sidecar egress listener (CA_A2A_EGRESS_URL); a function is read per call. */
   readonly egressUrl: string | (() => string);
+  /**
+   * Where its lines go. Default: stdout through the sidecar's bounded, buffered logger (an agent
+   * has no metrics endpoint: lines past the bound are dropped uncounted).
+   */
   readonly logger?: Logger;
   /** The sidecar's `/message` URL, advertised in the agent card; a function is read per request. */
   readonly publicUrl?: string | (() => string | undefined);
@@ -48,6 +52,7 @@ export interface RunningAgent {
   readonly port: number;
   /** Orchestrator only: run the stale sweep now (tests, operators); other agents resolve {}. */
   sweep(): Promise<Record<string, PipelineOutcome>>;
+  /** Stops the sweep and the server, then flushes its log. */
   close(): Promise<void>;
 }
 
@@ -64,7 +69,7 @@ function handlersFor(name: Exclude<AgentName, 'orchestrator'>, egress: EgressCli
 
 /** Starts one agent on 127.0.0.1 (by default) with its egress client. */
 export async function startAgent(name: AgentName, opts: StartAgentOptions): Promise<RunningAgent> {
-  const logger = opts.logger ?? pino({ base: { service: name } });
+  const logger = opts.logger ?? createLogger({ service: name });
   const egress = createEgressClient({ baseUrl: opts.egressUrl });
   const orchestrator = name === 'orchestrator' ? createOrchestrator({ egress, logger, ...opts.orchestrator }) : undefined;
   const handlers = orchestrator?.handlers ?? handlersFor(name as Exclude<AgentName, 'orchestrator'>, egress);
@@ -87,6 +92,7 @@ export async function startAgent(name: AgentName, opts: StartAgentOptions): Prom
     async close() {
       orchestrator?.close();
       await server.close();
+      await new Promise<void>((resolve) => logger.flush(() => resolve()));
     },
   };
 }

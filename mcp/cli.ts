@@ -1,5 +1,4 @@
 import { parseArgs } from 'node:util';
-import { pino } from 'pino';
 import { startMcpGateway } from './gateway.js';
 import type { McpGatewayOptions } from './gateway.js';
 import { DEFAULT_KEY_POLICY, keyPolicy } from './object-keys.js';
@@ -63,7 +62,6 @@ export function gatewayOptionsFromEnv(env: NodeJS.ProcessEnv): McpGatewayOptions
 
 /** `ca-a2a mcp-gateway`: runs the gateway until SIGINT or SIGTERM, then closes it; resolves the exit code. */
 export async function mcpGatewayCommand(argv: string[]): Promise<number> {
-  const logger = pino({ base: { service: 'mcp-gateway' } });
   let listen: { host: string; port: number };
   let dataDir: string;
   let envOptions: McpGatewayOptions;
@@ -87,13 +85,13 @@ export async function mcpGatewayCommand(argv: string[]): Promise<number> {
   const stopping = stopSignal();
   let gateway;
   try {
-    gateway = await startMcpGateway({ ...envOptions, ...listen, dataDir, logger });
+    gateway = await startMcpGateway({ ...envOptions, ...listen, dataDir });
   } catch (err) {
     process.stderr.write(`ca-a2a mcp-gateway: cannot start: ${describeError(err)}\n`);
     return 1;
   }
   const signal = await stopping;
-  logger.info({ event_type: 'mcp_gateway_stopping', signal }, 'stopping');
+  gateway.logger.info({ event_type: 'mcp_gateway_stopping', signal }, 'stopping');
   await gateway.close();
   return 0;
 }

@@ -1,8 +1,7 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
-import { pino } from 'pino';
-import type { Logger } from 'pino';
+import { createLogger, type Logger } from '../proxy/observe/logger.js';
 import { migrate } from '../proxy/stores/sql/migrate.js';
 import { openSqlClient } from '../proxy/stores/sql/sql-client.js';
 import type { SqlPoolOptions } from '../proxy/stores/sql/sql-client.js';
@@ -44,6 +43,11 @@ export interface McpGatewayOptions {
   s3?: GatewayS3Options;
   /** Applied to each backend separately (one breaker for postgres, one for s3). */
   breaker?: BreakerOptions;
+  /**
+   * Where its lines go. Default: stdout through the sidecar's bounded, buffered logger, each line
+   * dropped past the bound counted in `ca_a2a_mcp_log_lines_dropped_total`; a logger given here
+   * is the caller's to bound.
+   */
   logger?: Logger;
 }
 
@@ -52,7 +56,9 @@ export interface McpGateway {
   /** Base URL, e.g. http://127.0.0.1:9000 (routes are /mcp, /call_tool, /health, /metrics). */
   readonly url: string;
   readonly port: number;
-  /** Stops accepting, lets in-flight calls finish (bounded), then closes sockets, pool and bucket client. */
+  /** The logger it writes to (the one given, or its own on stdout), for its command's lines. */
+  readonly logger: Logger;
+  /** Stops accepting, lets in-flight calls finish (bounded), closes sockets, pool and bucket client, then flushes its log. */
   close(): Promise<void>;
 }
 
@@ -62,7 +68,9 @@ const DRAIN_MS = 10_000;
 
 /** Starts the MCP resource gateway: migrations, backends, tools, then the HTTP listener. */
 export async function startMcpGateway(opts: McpGatewayOptions = {}): Promise<McpGateway> {
-  const logger = opts.logger ?? pino({ base: { service: 'mcp-gateway' } });
+  // Made first so that its counter can count the lines dropped from the start; the pool's stats are read at scrape time only.
+  const metrics = createGatewayMetrics(() => sql.stats());
+  const logger = opts.logger ?? createLogger({ service: 'mcp-gateway', onDrop: () => metrics.logLinesDropped.inc() });
   const keys = keyPolicy(
     opts.s3?.allowedPrefixes ?? DEFAULT_KEY_POLICY.allowedPrefixes,
     opts.s3?.maxKeyLength ?? DEFAULT_KEY_POLICY.maxKeyLength,
@@ -76,7 +84,6 @@ export async function startMcpGateway(opts: McpGatewayOptions = {}): Promise<Mcp
     onCancelError: (err) =>
       logger.warn({ event_type: 'mcp_sql_cancel_failed', err_code: errorCode(err), err_message: err.message }, 'timed-out statement not cancelled'),
   });
-  const metrics = createGatewayMetrics(() => sql.stats());
   let store: ObjectStore | undefined;
   try {
     await migrate(sql, { set: 'mcp', dir: MIGRATIONS_DIR });
@@ -133,6 +140,7 @@ export async function startMcpGateway(opts: McpGatewayOptions = {}): Promise<Mcp
   return {
     url,
     port,
+    logger,
     close() {
       closing ??= (async () => {
         const stopped = new Promise<void>((ok) => server.close(() => ok()));
@@ -149,6 +157,7 @@ export async function startMcpGateway(opts: McpGatewayOptions = {}): Promise<Mcp
         s3.dispose();
         await Promise.allSettled([sql.close(), store.close()]);
         logger.info({ event_type: 'mcp_gateway_stopped' }, 'mcp gateway stopped');
+        await new Promise<void>((ok) => logger.flush(() => ok()));
       })();
       return closing;
     },

@@ -61,6 +61,11 @@ export function createGatewayMetrics(poolStats: () => SqlPoolStats) {
       labelNames: ['operation'] as const,
       registers,
     }),
+    logLinesDropped: new Counter({
+      name: 'ca_a2a_mcp_log_lines_dropped_total',
+      help: 'Log lines, tool-call audit lines included, dropped unwritten because stdout was not being read (over 16 MiB held).',
+      registers,
+    }),
     poolClients: new Gauge({
       name: 'ca_a2a_mcp_pool_clients',
       help: 'SQL pool connections: total, idle, and callers waiting for one.',

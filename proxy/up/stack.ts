@@ -1,11 +1,12 @@
 import { join, resolve } from 'node:path';
-import { pino, type DestinationStream } from 'pino';
+import type { DestinationStream } from 'pino';
 import { startAgent, type AgentName, type RunningAgent } from '../../agents/registry.js';
 import { loadClientSecrets } from '../../deploy/dev-issuer/clients.js';
 import { startIssuer } from '../../deploy/dev-issuer/issuer.js';
 import { gatewayOptionsFromEnv } from '../../mcp/cli.js';
 import { startMcpGateway } from '../../mcp/gateway.js';
 import { startAdminApi } from '../admin-api/start.js';
+import { createLogger } from '../observe/logger.js';
 import { shippedPolicyFile, type ShippedService } from '../services.js';
 import { startSidecar, type Sidecar, type SidecarOptions } from '../sidecar.js';
 import type { StackPorts } from './ports.js';
@@ -63,7 +64,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     for (const closer of closers.reverse()) await closer().catch(() => undefined);
     closers.length = 0;
   };
-  const logger = (service: string) => pino({ base: { service } }, opts.logDestination);
+  const logger = (service: string) => createLogger({ service, destination: opts.logDestination });
   const stores = { redisUrl: env['REDIS_URL'] || undefined, databaseUrl: env['DATABASE_URL'] || undefined, dataDir, keyPrefix: env['CA_A2A_KEY_PREFIX'] || undefined };
   const sidecars: Partial<Record<ShippedService, string>> = {};
   const agents = new Map<AgentName, RunningAgent>();

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -10,7 +11,7 @@ import { promisify } from 'node:util';
 import { gatewayOptionsFromEnv } from '../../mcp/cli.js';
 import { startMcpGateway } from '../../mcp/gateway.js';
 import { openSqlClient } from '../../proxy/stores/sql/sql-client.js';
-import { tempDir } from './helpers.js';
+import { createTestSchema, tempDir } from './helpers.js';
 
 const run = promisify(execFile);
 const BIN = new URL('../../bin/ca-a2a.js', import.meta.url).pathname;
@@ -42,7 +43,7 @@ describe('ca-a2a mcp-gateway command', () => {
     await assert.rejects(startMcpGateway({ port: 0, dataDir: join(tmpdir(), 'never-made'), s3: { allowedPrefixes: ['uploads'] } }), /must end with \//);
   });
 
-  it('serves until SIGTERM, then closes and exits 0', async () => {
+  it('serves until SIGTERM, then closes, writes its last log lines and exits 0', async () => {
     const dataDir = await tempDir();
     const gateway = await gatewayProcess(dataDir);
     try {
@@ -51,6 +52,8 @@ describe('ca-a2a mcp-gateway command', () => {
       assert.equal(((await health.json()) as { backends: { postgres: { kind: string } } }).backends.postgres.kind, 'pglite');
       gateway.child.kill('SIGTERM');
       assert.equal(await gateway.exited, 0);
+      // Its last lines, still in the log's buffer when it stopped, are written before it exits.
+      assert.deepEqual(gateway.lines.slice(-2).map((line) => [line.event_type, line.service]), [['mcp_gateway_stopping', 'mcp-gateway'], ['mcp_gateway_stopped', 'mcp-gateway']]);
     } finally {
       gateway.child.kill('SIGKILL');
       await rm(dataDir, { recursive: true, force: true });
@@ -85,6 +88,60 @@ describe('ca-a2a mcp-gateway command', () => {
   });
 });
 
+describe('a gateway whose stdout is not read', () => {
+  it('keeps answering, drops the lines past its bound, counts them in ca_a2a_mcp_log_lines_dropped_total, and logs again once read', async () => {
+    const dataDir = await tempDir();
+    const schema = await createTestSchema();
+    const child = spawn(process.execPath, [BIN, 'mcp-gateway', '--listen', '127.0.0.1:0', '--data-dir', dataDir], {
+      env: { ...process.env, DATABASE_URL: schema.urlFor(), CA_A2A_S3_BUCKET: '' },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    try {
+      let out = '';
+      child.stdout.setEncoding('utf8');
+      child.stdout.on('data', (chunk: string) => {
+        out += chunk;
+      });
+      while (!out.includes('"mcp_gateway_started"') && child.exitCode === null) await new Promise((resolve) => setTimeout(resolve, 50));
+      const started = JSON.parse(out.split('\n').find((line) => line.includes('"mcp_gateway_started"')) as string) as { url: string };
+      const before = await (await fetch(`${started.url}/metrics`)).text();
+      assert.match(before, /^ca_a2a_mcp_log_lines_dropped_total 0$/m, 'exported at 0 from the start');
+      // The reader stops: once the pipe is full, the gateway's lines stay with it. pino's default
+      // stdout had no bound: it kept every line not yet taken, dropping none, until memory ran out.
+      child.stdout.pause();
+
+      // Each call is one mcp_tool_call audit line of about 1.3 KB (every caller header at its
+      // 256-character cap): 144 batches of 100 are some 18 MiB, past the 16 MiB bound and the pipe's
+      // own 64 KiB.
+      const headers = {
+        'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2025-03-26',
+        'x-ca-a2a-subject': 's'.repeat(256), 'x-ca-a2a-client-id': 'c'.repeat(256), 'x-ca-a2a-roles': 'r'.repeat(256), 'x-ca-a2a-request-id': 'q'.repeat(256),
+      };
+      const body = JSON.stringify(Array.from({ length: 100 }, (_, id) => ({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'no_such_tool', arguments: {} } })));
+      // Were its logging ever to block the gateway, each request gives up rather than hang the test.
+      const post = async () => (await fetch(`${started.url}/mcp`, { method: 'POST', headers, body, signal: AbortSignal.timeout(10_000) })).status;
+      for (let sent = 0; sent < 144; sent += 4) assert.deepEqual(await Promise.all([post(), post(), post(), post()]), [200, 200, 200, 200]);
+
+      assert.equal((await fetch(`${started.url}/health`, { signal: AbortSignal.timeout(10_000) })).status, 200);
+      const scraped = await (await fetch(`${started.url}/metrics`, { signal: AbortSignal.timeout(10_000) })).text();
+      const dropped = Number(/^ca_a2a_mcp_log_lines_dropped_total (\d+)$/m.exec(scraped)?.[1]);
+      assert.ok(dropped > 0, `dropped: ${dropped}`);
+
+      // The reader comes back: what was kept comes out, then new lines again.
+      child.stdout.resume();
+      await fetch(`${started.url}/call_tool`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-ca-a2a-request-id': 'after-the-block' }, body: JSON.stringify({ tool: 'no_such_tool' }) });
+      const deadline = Date.now() + 30_000;
+      while (!out.includes('"request_id":"after-the-block"') && Date.now() < deadline && child.exitCode === null) await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.match(out, /"request_id":"after-the-block"/);
+    } finally {
+      child.kill('SIGKILL');
+      if (child.exitCode === null) await once(child, 'exit');
+      await rm(dataDir, { recursive: true, force: true });
+      await schema.drop();
+    }
+  });
+});
+
 /** Why opening the PGlite database in dir was refused ('opened' when it was not). */
 function openRefusal(dir: string): Promise<string> {
   return openSqlClient({ dataDir: dir }).then(async (db) => {
@@ -93,8 +150,8 @@ function openRefusal(dir: string): Promise<string> {
   }, (error: Error) => error.message);
 }
 
-/** `ca-a2a mcp-gateway` on PGlite in dataDir, once it has logged its URL. */
-async function gatewayProcess(dataDir: string): Promise<{ child: ChildProcess; url: string; exited: Promise<number | null> }> {
+/** `ca-a2a mcp-gateway` on PGlite in dataDir, once it has logged its URL; `lines` keeps every line of its stdout. */
+async function gatewayProcess(dataDir: string): Promise<{ child: ChildProcess; url: string; exited: Promise<number | null>; lines: LogLine[] }> {
   const script = "import { mcpGatewayCommand } from './mcp/cli.ts'; process.exitCode = await mcpGatewayCommand(process.argv.slice(1));";
   const env = { ...process.env, DATABASE_URL: '', CA_A2A_S3_BUCKET: '' };
   const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script, '--', '--listen', '127.0.0.1:0', '--data-dir', dataDir], {
@@ -102,11 +159,21 @@ async function gatewayProcess(dataDir: string): Promise<{ child: ChildProcess; u
     env,
     stdio: ['ignore', 'pipe', 'inherit'],
   });
-  const exited = new Promise<number | null>((ok) => child.on('exit', (code) => ok(code)));
-  for await (const line of createInterface({ input: child.stdout })) {
-    const entry = JSON.parse(line) as { event_type?: string; url?: string };
-    if (entry.event_type === 'mcp_gateway_started' && entry.url !== undefined) return { child, url: entry.url, exited };
-  }
+  // 'close' comes once stdout has ended too: every line written by then is in `lines`.
+  const exited = new Promise<number | null>((ok) => child.on('close', (code) => ok(code)));
+  const lines: LogLine[] = [];
+  const url = await new Promise<string | undefined>((ok) => {
+    createInterface({ input: child.stdout })
+      .on('line', (line) => {
+        const entry = JSON.parse(line) as LogLine;
+        lines.push(entry);
+        if (entry.event_type === 'mcp_gateway_started' && entry.url !== undefined) ok(entry.url);
+      })
+      .on('close', () => ok(undefined));
+  });
+  if (url !== undefined) return { child, url, exited, lines };
   child.kill('SIGKILL');
   throw new Error('the gateway exited without logging its URL');
 }
+
+type LogLine = { event_type?: string; url?: string; service?: string };
