@@ -1,6 +1,7 @@
-import { Duration } from 'aws-cdk-lib';
+import { Duration, Size } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
+import type * as logs from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
 
 /** The uid:gid our image runs as (deploy/Dockerfile creates it). */
@@ -19,6 +20,31 @@ export function httpHealthCheck(url: string, startPeriodSeconds = 20): ecs.Healt
     retries: 3,
     startPeriod: Duration.seconds(startPeriodSeconds),
   };
+}
+
+/**
+ * awslogs for a container of our image (sidecar, MCP gateway, agents, admin API), in blocking
+ * mode, said rather than left to the account's default (non-blocking since mid-2025 unless the
+ * account setting says otherwise). Their logger never waits on stdout: it holds at most 16 MiB of
+ * lines and drops each line past that whole, counted by the sidecar and the gateway. Blocking
+ * lets a stuck driver's back-pressure reach that buffer, so lines are lost where they are counted
+ * and alerted on, not in the driver's buffer, where nothing of ours sees them.
+ */
+export function appLogs(logGroup: logs.ILogGroup, streamPrefix: string): ecs.LogDriver {
+  return ecs.LogDrivers.awsLogs({ logGroup, streamPrefix, mode: ecs.AwsLogDriverMode.BLOCKING });
+}
+
+/** What the driver holds for a container in non-blocking mode: as much as our processes hold themselves. */
+export const THIRD_PARTY_LOG_BUFFER = Size.mebibytes(16);
+
+/**
+ * awslogs for a container whose logging is not ours (Keycloak, the ADOT collector, the Service
+ * Connect proxy): non-blocking, lines past {@link THIRD_PARTY_LOG_BUFFER} dropped by the driver.
+ * Their writes to stdout wait on a blocking driver, so one stuck on CloudWatch Logs would stop
+ * Keycloak issuing tokens, the collector scraping, and the proxy carrying calls between services.
+ */
+export function thirdPartyLogs(logGroup: logs.ILogGroup, streamPrefix: string): ecs.LogDriver {
+  return ecs.LogDrivers.awsLogs({ logGroup, streamPrefix, mode: ecs.AwsLogDriverMode.NON_BLOCKING, maxBufferSize: THIRD_PARTY_LOG_BUFFER });
 }
 
 /**

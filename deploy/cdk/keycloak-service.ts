@@ -6,7 +6,7 @@ import type * as servicediscovery from 'aws-cdk-lib/aws-servicediscovery';
 import { Construct, type IDependable } from 'constructs';
 import type { AuroraPostgres } from './aurora.js';
 import { KEYCLOAK_MANAGEMENT_PORT, KEYCLOAK_PORT, serviceDnsName } from './config.js';
-import { addScratch, hardenedLinux, privateServiceDefaults } from './container-defaults.js';
+import { addScratch, hardenedLinux, privateServiceDefaults, thirdPartyLogs } from './container-defaults.js';
 
 export interface KeycloakServiceProps {
   readonly cluster: ecs.ICluster;
@@ -89,7 +89,7 @@ export class KeycloakService extends Construct {
         ...secretEnv,
       },
       portMappings: [{ name: 'keycloak', containerPort: KEYCLOAK_PORT, protocol: ecs.Protocol.TCP, appProtocol: ecs.AppProtocol.http }],
-      logging: ecs.LogDrivers.awsLogs({ logGroup, streamPrefix: 'keycloak' }),
+      logging: thirdPartyLogs(logGroup, 'keycloak'),
       // The image has bash but neither curl nor node.
       healthCheck: {
         command: [
@@ -115,7 +115,7 @@ export class KeycloakService extends Construct {
       serviceConnectConfiguration: {
         namespace: props.namespace.namespaceArn,
         services: [{ portMappingName: 'keycloak', dnsName: serviceDnsName('keycloak'), port: KEYCLOAK_PORT, tls: props.tls }],
-        logDriver: ecs.LogDrivers.awsLogs({ logGroup, streamPrefix: 'service-connect' }),
+        logDriver: thirdPartyLogs(logGroup, 'service-connect'),
       },
     });
     this.service.node.addDependency(props.tlsReady);

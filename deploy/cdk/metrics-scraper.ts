@@ -9,7 +9,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
 import { stringify } from 'yaml';
-import { APP_USER, addScratch, hardenedLinux } from './container-defaults.js';
+import { APP_USER, addScratch, hardenedLinux, thirdPartyLogs } from './container-defaults.js';
 
 /** The alert rules promtool checks and tests; Amazon Managed Prometheus evaluates the same file. */
 export const ALERT_RULES_FILE = new URL('../prometheus/alerts.yaml', import.meta.url);
@@ -77,7 +77,7 @@ export class MetricsScraper extends Construct {
       privileged: false,
       linuxParameters: hardenedLinux(this, 'Linux'),
       environment: { AOT_CONFIG_CONTENT: collectorConfig(props.cluster.clusterName, region, this.workspace.attrPrometheusEndpoint) },
-      logging: ecs.LogDrivers.awsLogs({ logGroup, streamPrefix: 'collector' }),
+      logging: thirdPartyLogs(logGroup, 'collector'),
     });
     addScratch(task, container, 'tmp');
 

@@ -5,7 +5,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as servicediscovery from 'aws-cdk-lib/aws-servicediscovery';
 import { Construct, type IDependable } from 'constructs';
 import { ADMIN_PORT, EGRESS_PORT, SERVICE_PORTS, UPSTREAM_PORT, serviceDnsName, type SecuredServiceName } from './config.js';
-import { APP_USER, addScratch, privateServiceDefaults, hardenedLinux, httpHealthCheck } from './container-defaults.js';
+import { APP_USER, addScratch, appLogs, privateServiceDefaults, hardenedLinux, httpHealthCheck, thirdPartyLogs } from './container-defaults.js';
 
 /** How long the sidecar waits for in-flight requests after SIGTERM (docs/deploy.md, Stopping). */
 const SIDECAR_DRAIN = Duration.seconds(25);
@@ -80,7 +80,7 @@ export class SecuredService extends Construct {
       linuxParameters: hardenedLinux(this, 'UpstreamLinux'),
       environment: { NODE_ENV: 'production', ...props.upstream.environment },
       secrets: { ...props.upstream.secrets },
-      logging: ecs.LogDrivers.awsLogs({ logGroup, streamPrefix: props.upstream.name }),
+      logging: appLogs(logGroup, props.upstream.name),
       healthCheck: httpHealthCheck(`http://127.0.0.1:${UPSTREAM_PORT}/health`),
     });
     addScratch(this.taskDefinition, this.upstream, 'upstream-tmp');
@@ -118,7 +118,7 @@ export class SecuredService extends Construct {
         PROMETHEUS_EXPORTER_PATH: '/metrics',
         PROMETHEUS_EXPORTER_JOB_NAME: 'ca-a2a-sidecar',
       },
-      logging: ecs.LogDrivers.awsLogs({ logGroup, streamPrefix: 'sidecar' }),
+      logging: appLogs(logGroup, 'sidecar'),
       healthCheck: httpHealthCheck(`http://127.0.0.1:${ADMIN_PORT}/ready`, 10),
       // On SIGTERM the sidecar drains for up to SIDECAR_DRAIN (25 s): said here rather than left
       // to the launch type's default (Fargate 30 s, EC2 the agent's ECS_CONTAINER_STOP_TIMEOUT).
@@ -138,7 +138,7 @@ export class SecuredService extends Construct {
       serviceConnectConfiguration: {
         namespace: props.namespace.namespaceArn,
         services: [{ portMappingName: props.service, dnsName: serviceDnsName(props.service), port, tls: props.tls }],
-        logDriver: ecs.LogDrivers.awsLogs({ logGroup, streamPrefix: 'service-connect' }),
+        logDriver: thirdPartyLogs(logGroup, 'service-connect'),
       },
     });
     this.service.node.addDependency(props.tlsReady);

@@ -204,6 +204,29 @@ describe('deploy/cdk stack', () => {
       }
     });
 
+    it("set every container's awslogs mode: blocking for our image, whose own bounded buffer drops and counts; non-blocking with a bounded buffer for Keycloak, the collector and the Service Connect proxies", () => {
+      const tasks = taskDefinitions(resources);
+      const ours = new Set(SECURED.map((s) => `ca-a2a-${s}`));
+      const blocking = { mode: 'blocking', 'max-buffer-size': undefined };
+      const nonBlocking = { mode: 'non-blocking', 'max-buffer-size': `${16 * 1024 * 1024}b` };
+      const modeOf = (options: Record<string, unknown> | undefined) => ({ mode: options?.['mode'], 'max-buffer-size': options?.['max-buffer-size'] });
+      let containers = 0;
+      for (const family of families) {
+        for (const c of tasks.get(family)?.containers ?? []) {
+          containers++;
+          assert.deepEqual(modeOf(c.LogConfiguration?.Options), ours.has(family) ? blocking : nonBlocking, `${family}/${c.Name}`);
+        }
+      }
+      // The sidecar and its upstream in each secured task, Keycloak, the collector.
+      assert.equal(containers, 2 * SECURED.length + 2);
+      const proxies = ofType(resources, 'AWS::ECS::Service').flatMap(([, service]) => {
+        const connect = props(service)['ServiceConnectConfiguration'] as { LogConfiguration?: { Options?: Record<string, unknown> } } | undefined;
+        return connect === undefined ? [] : [[props(service)['ServiceName'], modeOf(connect.LogConfiguration?.Options)]];
+      });
+      assert.equal(proxies.length, SECURED.length + 1, 'every service but the scraper runs a Service Connect proxy');
+      for (const [service, mode] of proxies) assert.deepEqual(mode, nonBlocking, `${String(service)} Service Connect proxy`);
+    });
+
     it('inject every credential as an ECS secret, never as a plain environment value', () => {
       const secretish = /(SECRET|PASSWORD|TOKEN|DATABASE_URL|REDIS_URL)/;
       const tasks = taskDefinitions(resources);
