@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { request } from 'undici';
 import { createProofKey, type ProofKey } from '../integrity/proof.js';
-import { createTokenSource, type TokenSource } from '../oauth/client-credentials.js';
+import { createTokenSource, type AccessToken, type TokenSource } from '../oauth/client-credentials.js';
 import { signedHeaders } from './signed-headers.js';
 
 /** What a JSON-RPC call answered: a result, or an error object (from the service or its sidecar). */
@@ -20,14 +20,18 @@ export interface ServiceClientOptions {
   readonly clientSecret: string;
   /** Defaults to a fresh ES256 key for this client. */
   readonly key?: ProofKey;
-  /** How long one call may take, from connecting to the last byte of the answer; default 30 000. */
+  /** How long one call may take, from connecting to the last byte of the answer (its retry after a 401 included); default 30 000. */
   readonly timeoutMs?: number;
 }
 
+/** How long a service that refused a new token gets no other one for its 401s (unless the token changes); as the egress. */
+const RENEWAL_HOLD_MS = 30_000;
+
 /**
  * Gets a DPoP-bound token by client_credentials, then signs every call with a fresh proof and a
- * Content-Digest (docs/integrity.md). Throws (with `.code`) only for transport failures: a
- * JSON-RPC error is a value.
+ * Content-Digest (docs/integrity.md). A call refused with 401 goes once more with a new token,
+ * unless its service refused a new token too within RENEWAL_HOLD_MS (the egress's rule,
+ * docs/integrity.md). Throws (with `.code`) only for transport failures: a JSON-RPC error is a value.
  */
 export async function createServiceClient(options: ServiceClientOptions): Promise<ServiceClient> {
   const key = options.key ?? (await createProofKey());
@@ -37,16 +41,49 @@ export async function createServiceClient(options: ServiceClientOptions): Promis
     clientSecret: options.clientSecret,
     dpopKey: { privateKey: key.privateKey, publicKey: key.publicKey },
   });
+  // Services (by origin) that refused a token fresh from the issuer too: the service (its clock,
+  // its keys, its audience), not the token, is the likelier cause, and renewing on each of its
+  // 401s cost a token request per call. That token is kept (other services accept it), and this
+  // service's 401s with it are the answer, without a renewal, for RENEWAL_HOLD_MS or until the
+  // token changes for another reason (its refresh, another service's 401).
+  const renewalHolds = new Map<string, { accessToken: string; until: number }>();
+  const refusesToken = (origin: string, token: AccessToken): boolean => {
+    const hold = renewalHolds.get(origin);
+    return hold !== undefined && hold.accessToken === token.accessToken && performance.now() < hold.until;
+  };
+  const holdRenewal = (origin: string, token: AccessToken): void => {
+    const now = performance.now();
+    for (const [held, hold] of renewalHolds) if (hold.until <= now) renewalHolds.delete(held);
+    renewalHolds.set(origin, { accessToken: token.accessToken, until: now + RENEWAL_HOLD_MS });
+  };
   return {
     async call(url, method, params) {
-      const token = await tokens.getToken();
       const body = JSON.stringify({ jsonrpc: '2.0', id: randomUUID(), method, params });
-      const headers = await signedHeaders({ key, accessToken: token.accessToken, tokenType: token.tokenType, method: 'POST', url, body });
+      const target = new URL(url);
       // MCP Streamable HTTP (POST …/mcp) refuses a client that does not accept both; the gateway answers JSON.
-      const accept = new URL(url).pathname.endsWith('/mcp') ? 'application/json, text/event-stream' : 'application/json';
-      const { status, text } = await exchange(url, { ...headers, 'content-type': 'application/json', accept }, body, options.timeoutMs ?? 30_000);
-      // A refused token (revoked, or signed by a replaced key) must not go out again with the next call.
-      if (status === 401) tokens.invalidate(token);
+      const accept = target.pathname.endsWith('/mcp') ? 'application/json, text/event-stream' : 'application/json';
+      const timeoutMs = options.timeoutMs ?? 30_000;
+      // One deadline for the call, from its first send: a retry after a 401 gets what is left.
+      let deadline: AbortSignal | undefined;
+      const send = async (token: AccessToken): Promise<{ status: number; text: string }> => {
+        const headers = await signedHeaders({ key, accessToken: token.accessToken, tokenType: token.tokenType, method: 'POST', url, body });
+        deadline ??= AbortSignal.timeout(timeoutMs);
+        return exchange(url, { ...headers, 'content-type': 'application/json', accept }, body, deadline, timeoutMs);
+      };
+      const token = await tokens.getToken();
+      let { status, text } = await send(token);
+      // RFC 6750 §3.1: a 401 says the token is not (or no longer) good: revoked, or signed by a key
+      // the issuer has replaced. The call was refused, not served, so it goes once more with a new
+      // token, and the refused one is dropped; unless this service refused a new token already.
+      if (status === 401 && !refusesToken(target.origin, token)) {
+        tokens.invalidate(token);
+        // No new token to be had: the service's 401 is the answer, as it would have been.
+        const fresh = await tokens.getToken().catch(() => token);
+        if (fresh.accessToken !== token.accessToken) {
+          ({ status, text } = await send(fresh));
+          if (status === 401) holdRenewal(target.origin, fresh);
+        }
+      }
       let parsed: unknown;
       try {
         parsed = JSON.parse(text);
@@ -69,11 +106,10 @@ export async function createServiceClient(options: ServiceClientOptions): Promis
 }
 
 /**
- * POSTs and reads the whole answer within one deadline: undici's headers and body timeouts bound
- * only the gaps between bytes, so a service trickling its answer would hold the caller forever.
+ * POSTs and reads the whole answer within the call's deadline: undici's headers and body timeouts
+ * bound only the gaps between bytes, so a service trickling its answer would hold the caller forever.
  */
-async function exchange(url: string, headers: Record<string, string>, body: string, timeoutMs: number): Promise<{ status: number; text: string }> {
-  const deadline = AbortSignal.timeout(timeoutMs);
+async function exchange(url: string, headers: Record<string, string>, body: string, deadline: AbortSignal, timeoutMs: number): Promise<{ status: number; text: string }> {
   try {
     const response = await request(url, { method: 'POST', headers, body, signal: deadline });
     return { status: response.statusCode, text: await response.body.text() };

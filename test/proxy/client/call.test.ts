@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { startIssuer, type DevIssuer } from '../../../deploy/dev-issuer/issuer.js';
 import { loadClientSecrets } from '../../../deploy/dev-issuer/clients.js';
-import { createServiceClient } from '../../../proxy/client/call.js';
+import { createServiceClient, type CallOutcome } from '../../../proxy/client/call.js';
 import { serviceUrl } from '../../../proxy/client/cli.js';
 import { shippedPolicyFile } from '../../../proxy/services.js';
 import { startSidecar, type Sidecar } from '../../../proxy/sidecar.js';
@@ -18,6 +18,41 @@ import { startUpstream, type RecordingUpstream } from '../../helpers/upstream.js
 import { tempDirSync } from '../../helpers/temp-dir.js';
 
 const run = promisify(execFile);
+
+/** A service that answers 401 to the tokens `refuses` says, a result to the others, and keeps the token of every call. */
+interface Target {
+  readonly url: string;
+  /** The access token of each call, in order. */
+  readonly tokens: string[];
+  close(): void;
+}
+
+async function startTarget(refuses: (token: string, seen: readonly string[]) => boolean): Promise<Target> {
+  const tokens: string[] = [];
+  const server = createServer((req, res) => {
+    const token = String(req.headers.authorization).split(' ')[1] ?? '';
+    const refused = refuses(token, tokens);
+    tokens.push(token);
+    req.resume();
+    req.on('end', () => {
+      const body = refused
+        ? { jsonrpc: '2.0', id: 1, error: { code: -32010, message: 'unauthorized' } }
+        : { jsonrpc: '2.0', id: 1, result: { ok: true } };
+      res.writeHead(refused ? 401 : 200, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    tokens,
+    close() {
+      server.closeAllConnections();
+      server.close();
+    },
+  };
+}
+
+const distinct = (tokens: readonly string[]): number => new Set(tokens).size;
 const BIN = new URL('../../../bin/ca-a2a.js', import.meta.url).pathname;
 const POLICIES_DIR = new URL('../../../policies/', import.meta.url).pathname;
 
@@ -61,18 +96,60 @@ describe('ca-a2a call', () => {
     assert.equal(agent.requests.at(-1)?.headers['x-ca-a2a-client-id'], 'viewer');
   });
 
-  it('createServiceClient drops a token the service refused with 401 and calls next with a new one', async () => {
+  it('createServiceClient sends a call the service refused with 401 (token revoked) once more, with a new token', async () => {
     const secrets = await loadClientSecrets(dataDir);
     const client = await createServiceClient({ issuer: issuer.issuer, clientId: 'viewer', clientSecret: secrets.viewer as string });
     const url = `${sidecar.url}/message`;
     assert.equal((await client.call(url, 'get_document', { document_id: DOC_ID })).kind, 'result');
     const jti = String(audit.events('authorization').at(-1)?.jti);
     await sidecar.revoker.revoke({ kind: 'jti', jti, reason: 'leaked', revokedBy: 'test' });
-    const refused = await client.call(url, 'get_document', { document_id: DOC_ID });
-    assert.equal(refused.status, 401);
-    const next = await client.call(url, 'get_document', { document_id: DOC_ID });
-    assert.equal(next.kind, 'result', JSON.stringify(next.response));
+    const retried = await client.call(url, 'get_document', { document_id: DOC_ID });
+    assert.equal(retried.kind, 'result', JSON.stringify(retried.response));
+    assert.equal(audit.events('authentication_failure').at(-1)?.jti, jti, 'the revoked token was refused first');
     assert.notEqual(audit.events('authorization').at(-1)?.jti, jti);
+  });
+
+  it('createServiceClient: a service that refuses every token costs a bounded number of new tokens, not one a call', async () => {
+    // Refuses every token (its clock, its keys or its audience wrong, say).
+    const refusing = await startTarget(() => true);
+    // Refuses the first token it sees (revoked, say) and accepts the next ones.
+    const revoking = await startTarget((token, seen) => token === (seen[0] ?? token));
+    try {
+      const secrets = await loadClientSecrets(dataDir);
+      const client = await createServiceClient({ issuer: issuer.issuer, clientId: 'viewer', clientSecret: secrets.viewer as string });
+      const call = (target: Target): Promise<CallOutcome> => client.call(`${target.url}/message`, 'get_document', { document_id: DOC_ID });
+
+      // The first 401: the call goes once more, with a new token, refused too.
+      assert.equal((await call(refusing)).status, 401);
+      assert.equal(refusing.tokens.length, 2);
+      assert.equal(distinct(refusing.tokens), 2, 'the second went with a new token');
+
+      // The next calls go once each, with the token the service already refused: no new token.
+      for (let i = 0; i < 10; i++) {
+        const refused = await call(refusing);
+        assert.equal(refused.kind, 'error');
+        assert.equal(refused.status, 401);
+      }
+      assert.equal(refusing.tokens.length, 12, 'each call sent once');
+      assert.equal(distinct(refusing.tokens), 2, 'no new token for these calls');
+
+      // Another service refusing that token (revoked) gets its one retry with a new token, and keeps it.
+      assert.equal((await call(revoking)).kind, 'result');
+      assert.equal(revoking.tokens.length, 2);
+      assert.equal(revoking.tokens[0], refusing.tokens.at(-1));
+      assert.notEqual(revoking.tokens[1], revoking.tokens[0]);
+      assert.equal((await call(revoking)).kind, 'result');
+      assert.equal(revoking.tokens.at(-1), revoking.tokens[1]);
+
+      // The token changed for another reason: the refusing service's next 401 gets one retry again.
+      assert.equal((await call(refusing)).status, 401);
+      assert.deepEqual(refusing.tokens.slice(12, 13), revoking.tokens.slice(1, 2));
+      assert.equal(refusing.tokens.length, 14);
+      assert.equal(distinct(refusing.tokens), 4);
+    } finally {
+      refusing.close();
+      revoking.close();
+    }
   });
 
   it('prints the JSON-RPC error and exits 1 when the policy refuses', async () => {
