@@ -185,3 +185,44 @@ describe('a sidecar whose stdout is not read', () => {
     }
   });
 });
+
+describe('a sidecar whose stdout is not read, stopping', () => {
+  it('exits on SIGTERM with its normal code, its last lines given up on once the flush bound passes', { timeout: 60_000 }, async () => {
+    const child = spawn(process.execPath, ['bin/ca-a2a.js', 'sidecar', '--policy', shippedPolicyFile('archivist'), '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--upstream', 'http://127.0.0.1:1', '--issuer', 'http://127.0.0.1:1/realms/test', '--no-watch'], {
+      env: { ...process.env, CA_A2A_DATA_DIR: tempDirSync('stuck-stdout-stop') },
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
+    let pool: Pool | undefined;
+    try {
+      let out = '';
+      child.stdout.setEncoding('utf8');
+      child.stdout.on('data', (chunk: string) => {
+        out += chunk;
+      });
+      while (!out.includes('"sidecar_started"') && child.exitCode === null) await new Promise((resolve) => setTimeout(resolve, 50));
+      const started = JSON.parse(out.split('\n').find((line) => line.includes('"sidecar_started"')) as string) as { listen: string };
+      // The reader stops: once the pipe is full, the sidecar's writes to stdout never complete.
+      child.stdout.pause();
+      // 400 refusals, each logged with its 12 KB path: about 5 MB of audit lines, far past what the pipe holds.
+      pool = new Pool(started.listen, { connections: 4 });
+      const long = `/${'a'.repeat(12_000)}`;
+      for (let sent = 0; sent < 400; sent += 50) {
+        await Promise.all(Array.from({ length: 50 }, async () => (await pool?.request({ method: 'GET', path: long }))?.body.text()));
+      }
+      await pool.close();
+      pool = undefined;
+      // Past its periodic flush: a write to the full pipe is under way, and never completes.
+      await new Promise((resolve) => setTimeout(resolve, 1_500));
+
+      child.kill('SIGTERM');
+      // Generous: the bound is 2 s. Without it the process waited for stdout until it was killed.
+      const outcome = await Promise.race([exited, new Promise<'still running'>((resolve) => setTimeout(() => resolve('still running'), 20_000))]);
+      assert.deepEqual(outcome, [0, null], 'exited by itself, with the exit code of a clean stop');
+    } finally {
+      await pool?.close();
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
+    }
+  });
+});
