@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { request } from 'undici';
 import { createProofKey, type ProofKey } from '../integrity/proof.js';
 import { createTokenSource, type AccessToken, type TokenSource } from '../oauth/client-credentials.js';
+import { RenewalHolds } from '../oauth/renewal-holds.js';
 import { signedHeaders } from './signed-headers.js';
 
 /** What a JSON-RPC call answered: a result, or an error object (from the service or its sidecar). */
@@ -24,8 +25,6 @@ export interface ServiceClientOptions {
   readonly timeoutMs?: number;
 }
 
-/** How long a service that refused a new token gets no other one for its 401s (unless the token changes); as the egress. */
-const RENEWAL_HOLD_MS = 30_000;
 
 /**
  * Gets a DPoP-bound token by client_credentials, then signs every call with a fresh proof and a
@@ -41,21 +40,10 @@ export async function createServiceClient(options: ServiceClientOptions): Promis
     clientSecret: options.clientSecret,
     dpopKey: { privateKey: key.privateKey, publicKey: key.publicKey },
   });
-  // Services (by origin) that refused a token fresh from the issuer too: the service (its clock,
-  // its keys, its audience), not the token, is the likelier cause, and renewing on each of its
-  // 401s cost a token request per call. That token is kept (other services accept it), and this
-  // service's 401s with it are the answer, without a renewal, for RENEWAL_HOLD_MS or until the
-  // token changes for another reason (its refresh, another service's 401).
-  const renewalHolds = new Map<string, { accessToken: string; until: number }>();
-  const refusesToken = (origin: string, token: AccessToken): boolean => {
-    const hold = renewalHolds.get(origin);
-    return hold !== undefined && hold.accessToken === token.accessToken && performance.now() < hold.until;
-  };
-  const holdRenewal = (origin: string, token: AccessToken): void => {
-    const now = performance.now();
-    for (const [held, hold] of renewalHolds) if (hold.until <= now) renewalHolds.delete(held);
-    renewalHolds.set(origin, { accessToken: token.accessToken, until: now + RENEWAL_HOLD_MS });
-  };
+  // By origin: the egress's rule (proxy/oauth/renewal-holds.ts).
+  const renewalHolds = new RenewalHolds();
+  const refusesToken = (origin: string, token: AccessToken): boolean => renewalHolds.refuses(origin, token);
+  const holdRenewal = (origin: string, token: AccessToken): void => renewalHolds.hold(origin, token);
   return {
     async call(url, method, params) {
       const body = JSON.stringify({ jsonrpc: '2.0', id: randomUUID(), method, params });

@@ -12,6 +12,7 @@ import type { ProofKey } from '../integrity/proof.js';
 import type { AuditLog } from '../observe/audit.js';
 import type { SidecarMetrics } from '../observe/metrics.js';
 import type { AccessToken, TokenSource } from '../oauth/client-credentials.js';
+import { RENEWAL_HOLD_MS, RenewalHolds } from '../oauth/renewal-holds.js';
 import type { EgressTarget, ServicePolicy } from '../policy/model.js';
 import type { Refuser } from '../respond.js';
 import { transportLayer } from '../layers/transport.js';
@@ -57,8 +58,6 @@ function bugDetail(error: unknown): string {
   return `${error.name}${typeof code === 'string' ? ` ${code.slice(0, 64)}` : ''}: ${error.message.slice(0, 200)}`;
 }
 
-/** How long a target that refused a new token gets no other one for its 401s (unless the token changes). */
-const RENEWAL_HOLD_MS = 30_000;
 
 /** The agent closed its connection before its answer: the call to the target was not sent, or was abandoned. */
 class AgentLeft extends Error {}
@@ -121,21 +120,11 @@ export function createEgressServer(deps: EgressDeps): { server: Server; close():
     return layer;
   };
 
-  // Targets that refused a token fresh from the issuer too (401 twice in a row): the target (its
-  // clock, its keys, its audience), not the token, is the likelier cause, and renewing on each of
-  // its 401s asked the issuer for two tokens a call. That token is kept (other targets accept
-  // it), and this target's 401s with it are passed on without a renewal for RENEWAL_HOLD_MS, or
-  // until the token changes for another reason (its refresh, another target's 401).
-  const renewalHolds = new Map<string, { accessToken: string; until: number }>();
+  const renewalHolds = new RenewalHolds();
   const holdKey = (target: EgressTarget): string => `${target.name} ${target.url}`;
-  const refusesToken = (target: EgressTarget, token: AccessToken): boolean => {
-    const hold = renewalHolds.get(holdKey(target));
-    return hold !== undefined && hold.accessToken === token.accessToken && performance.now() < hold.until;
-  };
+  const refusesToken = (target: EgressTarget, token: AccessToken): boolean => renewalHolds.refuses(holdKey(target), token);
   const holdRenewal = (target: EgressTarget, token: AccessToken): void => {
-    const now = performance.now();
-    for (const [key, hold] of renewalHolds) if (hold.until <= now) renewalHolds.delete(key);
-    renewalHolds.set(holdKey(target), { accessToken: token.accessToken, until: now + RENEWAL_HOLD_MS });
+    renewalHolds.hold(holdKey(target), token);
     deps.audit.event('egress_token_refused', { target: target.name, hold_ms: RENEWAL_HOLD_MS }, 'the target refused a new token too: its 401s are passed on without renewing the token for a while', 'warn');
   };
 
