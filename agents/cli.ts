@@ -24,10 +24,10 @@ export async function agentCommand(argv: string[]): Promise<number> {
       allowPositionals: true,
       strict: true,
       options: {
-        listen: { type: 'string', default: process.env['CA_A2A_LISTEN'] },
-        egress: { type: 'string', default: process.env['CA_A2A_EGRESS_URL'] },
-        'public-url': { type: 'string', default: process.env['CA_A2A_PUBLIC_URL'] },
-        issuer: { type: 'string', default: process.env['CA_A2A_ISSUER'] },
+        listen: { type: 'string', default: process.env['CA_A2A_LISTEN'] || undefined },
+        egress: { type: 'string', default: process.env['CA_A2A_EGRESS_URL'] || undefined },
+        'public-url': { type: 'string', default: process.env['CA_A2A_PUBLIC_URL'] || undefined },
+        issuer: { type: 'string', default: process.env['CA_A2A_ISSUER'] || undefined },
         help: { type: 'boolean', short: 'h' },
       },
     });

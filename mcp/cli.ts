@@ -75,8 +75,8 @@ export async function mcpGatewayCommand(argv: string[]): Promise<number> {
       process.stdout.write(HELP);
       return 0;
     }
-    listen = parseListen(values.listen ?? process.env.CA_A2A_LISTEN ?? '127.0.0.1:9000', '--listen');
-    dataDir = values['data-dir'] ?? process.env.CA_A2A_DATA_DIR ?? '.ca-a2a';
+    listen = parseListen(values.listen ?? (process.env.CA_A2A_LISTEN || '127.0.0.1:9000'), '--listen');
+    dataDir = values['data-dir'] ?? (process.env.CA_A2A_DATA_DIR || '.ca-a2a');
     envOptions = gatewayOptionsFromEnv(process.env);
   } catch (err) {
     process.stderr.write(`${(err as Error).message}\n${USAGE}\n`);

@@ -91,15 +91,16 @@ export async function sidecarCommand(argv: string[]): Promise<number> {
     ({ values } = parseArgs({
       args: argv,
       options: {
-        // No environment defaults here: a flag must win over either variable (below).
+        // An exported-but-empty variable means unset, as for every command. No environment
+        // defaults for --service and --policy: a flag must win over either variable (below).
         service: { type: 'string' },
         policy: { type: 'string' },
-        listen: { type: 'string', default: process.env.CA_A2A_LISTEN },
-        upstream: { type: 'string', default: process.env.CA_A2A_UPSTREAM },
-        'admin-listen': { type: 'string', default: process.env.CA_A2A_ADMIN_LISTEN },
-        issuer: { type: 'string', default: process.env.CA_A2A_ISSUER },
+        listen: { type: 'string', default: process.env.CA_A2A_LISTEN || undefined },
+        upstream: { type: 'string', default: process.env.CA_A2A_UPSTREAM || undefined },
+        'admin-listen': { type: 'string', default: process.env.CA_A2A_ADMIN_LISTEN || undefined },
+        issuer: { type: 'string', default: process.env.CA_A2A_ISSUER || undefined },
         'public-url': { type: 'string', multiple: true, default: process.env.CA_A2A_PUBLIC_URL?.split(',').filter(Boolean) },
-        'egress-listen': { type: 'string', default: process.env.CA_A2A_EGRESS_LISTEN },
+        'egress-listen': { type: 'string', default: process.env.CA_A2A_EGRESS_LISTEN || undefined },
         'service-url': { type: 'string', multiple: true, default: process.env.CA_A2A_SERVICE_URLS?.split(',').filter(Boolean) },
         'trusted-proxy': { type: 'string', multiple: true, default: process.env.CA_A2A_TRUSTED_PROXIES?.split(',').map((entry) => entry.trim()).filter(Boolean) },
         'no-watch': { type: 'boolean', default: process.env.CA_A2A_NO_WATCH === '1' },

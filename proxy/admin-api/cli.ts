@@ -24,7 +24,7 @@ export async function adminApiCommand(argv: string[]): Promise<number> {
     ({ values } = parseArgs({
       args: argv,
       options: {
-        listen: { type: 'string', default: process.env.CA_A2A_LISTEN ?? '127.0.0.1:9005' },
+        listen: { type: 'string', default: process.env.CA_A2A_LISTEN || '127.0.0.1:9005' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,

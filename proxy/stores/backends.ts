@@ -154,9 +154,9 @@ class WithPushedRevocations implements RevocationStore {
   }
 }
 
-/** The data directory of the embedded mode: CA_A2A_DATA_DIR, default ./.ca-a2a. */
+/** The data directory of the embedded mode: CA_A2A_DATA_DIR, default ./.ca-a2a (also when set empty). */
 export function defaultDataDir(env: NodeJS.ProcessEnv = process.env): string {
-  return env.CA_A2A_DATA_DIR ?? join('.', '.ca-a2a');
+  return env.CA_A2A_DATA_DIR || join('.', '.ca-a2a');
 }
 
 /** Store options from the environment (REDIS_URL, DATABASE_URL, CA_A2A_DATA_DIR). */
