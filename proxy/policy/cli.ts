@@ -21,9 +21,13 @@ function usage(): string {
 /** `ca-a2a policy <check|explain|matrix|diff|test|docs>`. */
 export async function policyCommand(argv: string[], io: Io = processIo): Promise<number> {
   const [name, ...rest] = argv;
-  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+  if (name === undefined) {
+    io.err(`ca-a2a policy: give a command\n\n${usage()}`);
+    return 2;
+  }
+  if (name === '--help' || name === '-h' || name === 'help') {
     io.out(usage());
-    return name === undefined ? 2 : 0;
+    return 0;
   }
   const entry = SUBCOMMANDS[name];
   if (!entry) {
