@@ -10,8 +10,9 @@ import { stopSignal } from './stop-signal.js';
 
 const HELP = `usage: ca-a2a sidecar (--service NAME | --policy FILE) [options]
 
-  --service NAME         a shipped service: ${Object.keys(SHIPPED_SERVICES).join(', ')}
-  --policy FILE          any other service, from its own policy file
+  --service NAME         a shipped service: ${Object.keys(SHIPPED_SERVICES).join(', ')} (CA_A2A_SERVICE)
+  --policy FILE          any other service, from its own policy file (CA_A2A_POLICY); either flag
+                         wins over both variables
   --listen HOST:PORT     proxied port (CA_A2A_LISTEN; default 127.0.0.1:<service port>, with --policy 127.0.0.1:8080)
   --upstream URL         the agent (CA_A2A_UPSTREAM; default: the policy's upstream)
   --admin-listen H:P     /ready, /healthz, /metrics (CA_A2A_ADMIN_LISTEN; default port + 1100)

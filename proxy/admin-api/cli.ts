@@ -14,7 +14,8 @@ Routes: POST /admin/revoke-token {"jti","reason"[,"expires_at"]}, POST /admin/re
 POST /message (JSON-RPC revoke_token, revoke_subject, revoke_before, list_revocations), GET /health.
 Environment: DATABASE_URL (durable store), REDIS_URL (push to sidecars); unset: the embedded
 journal CA_A2A_DATA_DIR/revocations.jsonl (default ./.ca-a2a), which every sidecar on that
-directory watches and reloads.
+directory watches and reloads. CA_A2A_KEY_PREFIX: the deployment's Redis key prefix (default
+ca-a2a), the same as its sidecars'.
 `;
 
 /** `ca-a2a admin-api`: runs until SIGINT/SIGTERM. */

@@ -24,6 +24,7 @@ DATABASE_URL, then pushed to every sidecar through REDIS_URL. Exit 1 when it cou
 stored (nothing is applied), 2 on a usage error. Without DATABASE_URL: the embedded journal
 CA_A2A_DATA_DIR/revocations.jsonl, which running sidecars on that directory watch and reload;
 exit 1 if that directory (default ./.ca-a2a) does not exist, as no sidecar then reads it.
+CA_A2A_KEY_PREFIX: the deployment's Redis key prefix (default ca-a2a), the same as its sidecars'.
 `;
 
 /** `ca-a2a revoke KIND VALUE --reason R`. */

@@ -16,7 +16,8 @@ then sends the sample documents of examples/documents through the pipeline and p
   --port-offset N     shift every port by N (a second stack beside the first, with its own --data-dir)
   --ephemeral-ports   let the system pick every port (tests)
   --no-samples        start only
-REDIS_URL, DATABASE_URL and CA_A2A_S3_BUCKET (+ CA_A2A_S3_ENDPOINT, AWS_*) select real backends.`;
+REDIS_URL, DATABASE_URL and CA_A2A_S3_BUCKET (+ CA_A2A_S3_ENDPOINT, AWS_*) select real backends;
+CA_A2A_KEY_PREFIX (default ca-a2a) keeps a second stack's Redis keys apart from the first's.`;
 
 /** `ca-a2a up`: 0 after a clean shutdown, 1 when the system could not start, 2 on a usage error. */
 export async function upCommand(argv: string[]): Promise<number> {
