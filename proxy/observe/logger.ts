@@ -37,7 +37,8 @@ export function createLogger(options: { service: string; level?: string; destina
   const destination = options.destination ?? bufferedStdout(options.onDrop);
   return pino(
     {
-      level: options.level ?? process.env.CA_A2A_LOG_LEVEL ?? 'info',
+      // Empty is unset, as for every other variable.
+      level: options.level ?? (process.env.CA_A2A_LOG_LEVEL || 'info'),
       base: { service: options.service },
       timestamp: isoTime,
       formatters: { level: (label) => ({ level: label }) },

@@ -44,7 +44,7 @@ describe('an exported-but-empty variable means unset, as if not exported at all'
     const cwd = tempDirSync('empty-env');
     const empty = {
       CA_A2A_UPSTREAM: '', CA_A2A_ISSUER: '', CA_A2A_ADMIN_LISTEN: '', CA_A2A_EGRESS_LISTEN: '', CA_A2A_PUBLIC_URL: '',
-      CA_A2A_DATA_DIR: '', REDIS_URL: '', DATABASE_URL: '',
+      CA_A2A_DATA_DIR: '', REDIS_URL: '', DATABASE_URL: '', CA_A2A_LOG_LEVEL: '',
     };
     const sidecar = await runUntil(['sidecar', '--policy', shippedPolicyFile('archivist'), '--listen', '127.0.0.1:0', '--no-watch'], cwd, empty, '"sidecar_started"');
     assert.equal(sidecar.started, true, sidecar.out);
