@@ -76,11 +76,12 @@ const SAMPLE_SUFFIXES = ['', '_bucket', '_sum', '_count'];
 const NAME = '[a-zA-Z_:][a-zA-Z0-9_:]*';
 const LABEL = '[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\\]|\\\\.)*"';
 const FLOAT = '[+-]?(?:\\d+(?:\\.\\d*)?|\\.\\d+)(?:[eE][+-]?\\d+)?|[+-]?Inf|NaN';
-const SAMPLE = new RegExp(`^(${NAME})(?:\\{((?:${LABEL}(?:,${LABEL})*,?)?)\\})?[ \\t]+(?:${FLOAT})(?:[ \\t]+\\d+)?[ \\t]*$`);
+const SAMPLE = new RegExp(`^(${NAME})(?:\\{((?:${LABEL}(?:,${LABEL})*,?)?)\\})?[ \\t]+(${FLOAT})(?:[ \\t]+(\\d+))?[ \\t]*$`);
 const HELP = new RegExp(`^# HELP (${NAME}) `);
 const TYPE = new RegExp(`^# TYPE (${NAME}) (?:counter|gauge|histogram|summary|untyped)$`);
 /** What Prometheus reads as a HELP or TYPE line: `#`, blanks, the keyword, blanks. */
 const META = /^#[ \t]+(?:HELP|TYPE)[ \t]/;
+const INT64_MAX = 2n ** 63n - 1n;
 const LABEL_NAME = /([a-zA-Z_][a-zA-Z0-9_]*)="(?:[^"\\]|\\.)*"/g;
 
 /**
@@ -95,12 +96,18 @@ function lineName(line: string): string | undefined {
   }
   const sample = SAMPLE.exec(line);
   if (sample === null) return undefined;
-  const labels = sample[2];
+  const [, name, labels, value = '', timestamp] = sample;
   if (labels !== undefined) {
-    const names = [...labels.matchAll(LABEL_NAME)].map((match) => match[1]);
-    if (new Set(names).size !== names.length) return undefined;
+    const names = [...labels.matchAll(LABEL_NAME)].map((match) => match[1] ?? '');
+    // A `__name__` label would rename the sample (into a family of the sidecar's, say), or fail
+    // the scrape as a second name: names with `__` are Prometheus's own, and no exporter writes them.
+    if (new Set(names).size !== names.length || names.some((label) => label.startsWith('__'))) return undefined;
   }
-  return sample[1];
+  // Prometheus fails the whole scrape on a value out of a float64's range (Go's ParseFloat: 1e999
+  // is an error, not +Inf) and on a timestamp past an int64.
+  if (!Number.isFinite(Number(value)) && !/Inf|NaN/.test(value)) return undefined;
+  if (timestamp !== undefined && BigInt(timestamp) > INT64_MAX) return undefined;
+  return name;
 }
 
 /**

@@ -76,6 +76,21 @@ describe("admin /metrics with the upstream's own metrics (upstream_metrics_path)
     assert.equal(typeLines(text, 'ca_a2a_requests_total'), 1);
   });
 
+  // Prometheus reads the value with Go's ParseFloat, which fails on 1e999 rather than give +Inf,
+  // and the timestamp as an int64: either error fails the scrape, the sidecar's metrics with it.
+  // A `__name__` label renames the sample: here into a family of the sidecar's.
+  it("drops the agent's samples whose value or timestamp Prometheus cannot hold, and those naming a `__` label", async () => {
+    exposition = 'agent_jobs_total 7\nagent_huge 1e999\nagent_long 1' + '0'.repeat(400) + '\nagent_ts 1 9223372036854775808\n'
+      + 'agent_x{__name__="ca_a2a_requests_total",service="forged"} 1e9\nagent_y{__meta="x"} 1\n'
+      + 'agent_tiny 1e-999\nagent_last_ts 1 9223372036854775807\nagent_pinf +Inf\nagent_nan NaN\n';
+    const text = await scrape();
+    for (const bad of [/agent_huge/, /agent_long/, /agent_ts/, /forged/, /agent_y/]) assert.doesNotMatch(text, bad);
+    for (const kept of ['agent_jobs_total 7', 'agent_tiny 1e-999', 'agent_last_ts 1 9223372036854775807', 'agent_pinf +Inf', 'agent_nan NaN']) {
+      assert.ok(text.split('\n').includes(kept), kept);
+    }
+    assert.match(text, /^# upstream metrics dropped, 5 lines Prometheus could not parse$/m);
+  });
+
   it('leaves out an exposition larger than the cap, keeping its own metrics', async () => {
     exposition = `# TYPE agent_big counter\n${'agent_big 1\n'.repeat(Math.ceil(UPSTREAM_METRICS_MAX_BYTES / 12) + 1)}`;
     const text = await scrape();
