@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { connect, type AddressInfo } from 'node:net';
+import { connect, createServer as createNetServer, type AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { request, type Dispatcher } from 'undici';
 import { rawJson, rawRequest } from '../helpers/raw-http.js';
@@ -731,6 +731,88 @@ describe('forwarding to the upstream', () => {
         clearInterval(ticker);
         await upstream.close();
         await side.close();
+      }
+    });
+  });
+
+  describe('answers an agent writes by hand', () => {
+    /** A sidecar in front of a raw TCP upstream that writes `answer(n)` for the n-th request it reads on a connection (0 first). */
+    async function rawUpstream(answer: (n: number) => string): Promise<{ side: Harness; close(): Promise<void> }> {
+      const server = createNetServer((socket) => {
+        let pending = '';
+        let served = 0;
+        socket.on('data', (data) => {
+          pending += data.toString('latin1');
+          for (;;) {
+            const end = pending.indexOf('\r\n\r\n');
+            if (end < 0) return;
+            const length = Number(/^content-length: *(\d+)/im.exec(pending.slice(0, end))?.[1] ?? 0);
+            if (pending.length < end + 4 + length) return;
+            pending = pending.slice(end + 4 + length);
+            socket.write(Buffer.from(answer(served++), 'latin1'));
+          }
+        });
+        socket.on('error', () => undefined);
+      });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const side = await startHarness({ policyFile: writePolicy(policy(url)), sidecar: { upstream: url } });
+      return {
+        side,
+        close: async () => {
+          await side.close();
+          await new Promise((resolve) => server.close(resolve));
+        },
+      };
+    }
+
+    /** Two calls pipelined on one client connection, and what came back on it. */
+    async function twoCalls(side: Harness): Promise<{ text: string; closed: boolean }> {
+      const body = JSON.stringify(call());
+      const one = `POST /message HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nAuthorization: Bearer ${await side.issuer.sign()}\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+      return rawRequest(side.sidecar.url, one + one, 1000);
+    }
+
+    // Each would let the client's connection, kept and reused, read the answer otherwise than the
+    // sidecar did (response smuggling), or carry a header split in two: none is passed on.
+    it('answers 502, on a client connection it keeps, an answer framed two ways, a header with a CR or a control character, a status not of three digits', async () => {
+      const heads = {
+        'two lengths': 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 9\r\n\r\n{}',
+        'length and chunked': 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n',
+        'a bare CR': 'HTTP/1.1 200 OK\r\nX-A: a\rSet-Cookie: s=1\r\nContent-Length: 2\r\n\r\n{}',
+        'a folded line': 'HTTP/1.1 200 OK\r\nX-A: a\r\n Set-Cookie: s=1\r\nContent-Length: 2\r\n\r\n{}',
+        'a control character': 'HTTP/1.1 200 OK\r\nX-A: a\x01b\r\nContent-Length: 2\r\n\r\n{}',
+        'status 099': 'HTTP/1.1 099 Early\r\nContent-Length: 2\r\n\r\n{}',
+        'status 1000': 'HTTP/1.1 1000 Big\r\nContent-Length: 2\r\n\r\n{}',
+        'no status line': '{"jsonrpc":"2.0","id":9,"result":{}}',
+      };
+      for (const [what, head] of Object.entries(heads)) {
+        const { side, close } = await rawUpstream(() => head);
+        try {
+          const { text, closed } = await twoCalls(side);
+          const answers = text.split(/(?=HTTP\/1\.1 )/);
+          assert.equal(answers.length, 2, `${what}: ${text}`);
+          for (const answer of answers) assert.equal(rawJson(answer).error?.data?.reason, 'upstream.unavailable', what);
+          assert.ok(!closed, `${what}: the client's connection is kept`);
+          assert.doesNotMatch(text, /set-cookie/i, what);
+        } finally {
+          await close();
+        }
+      }
+    });
+
+    it('never passes bytes the agent sent after its answer on as the answer to the next call', async () => {
+      const forged = 'HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n"FORGED"';
+      const { side, close } = await rawUpstream((n) => `HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n"${n}"${n === 0 ? forged : ''}`);
+      try {
+        const { text } = await twoCalls(side);
+        assert.doesNotMatch(text, /FORGED/);
+        const answers = text.split(/(?=HTTP\/1\.1 )/);
+        assert.equal(answers.length, 2, text);
+        // The connection that carried them is dropped: each call is the first on its own.
+        for (const answer of answers) assert.ok(answer.endsWith('\r\n\r\n"0"'), answer);
+      } finally {
+        await close();
       }
     });
   });
