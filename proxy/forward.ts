@@ -221,7 +221,11 @@ class Exchange implements Dispatcher.DispatchHandler {
       // name the Content-Length of the representation (§8.6), which undici then reports as a
       // body cut short.
       this.#ended = true;
-      this.#res.writeHead(statusCode, responseHeaders(this.#ctx, headers)).end();
+      const head = responseHeaders(this.#ctx, headers);
+      // Never in a 204 (§8.6): a client reading it as a length would take the next answer on its
+      // connection, kept and reused, for this one's body.
+      if (statusCode === 204) delete head['content-length'];
+      this.#res.writeHead(statusCode, head).end();
       this.#settle(undefined);
       return;
     }

@@ -815,5 +815,25 @@ describe('forwarding to the upstream', () => {
         await close();
       }
     });
+
+    // RFC 9110 §8.6: no Content-Length in a 204. A client or intermediary that reads one as the
+    // body's length takes the start of the next answer on its connection for this one's body.
+    it('passes a 204 on without the Content-Length the agent gave it', async () => {
+      const { side, close } = await rawUpstream(() => 'HTTP/1.1 204 No Content\r\nContent-Length: 35\r\nX-Kept: yes\r\n\r\n');
+      try {
+        const { text, closed } = await twoCalls(side);
+        const answers = text.split(/(?=HTTP\/1\.1 )/);
+        assert.equal(answers.length, 2, text);
+        for (const answer of answers) {
+          assert.match(answer, /^HTTP\/1\.1 204 /);
+          assert.match(answer, /\r\nx-kept: yes\r\n/);
+          assert.doesNotMatch(answer, /content-length/i);
+          assert.ok(answer.endsWith('\r\n\r\n'), 'no body');
+        }
+        assert.ok(!closed);
+      } finally {
+        await close();
+      }
+    });
   });
 });
