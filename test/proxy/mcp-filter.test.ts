@@ -129,6 +129,47 @@ describe('tools/list answers the sidecar must read whole to filter', () => {
     };
   }
 
+  // JSON.parse makes `__proto__` an own member, which the filter saw as no result; a client that
+  // copies the answer with Object.assign or a merge reads it as the prototype, its result as one.
+  it('shows no denied tool hidden under `__proto__` or in a batch within the batch', async () => {
+    const listed = JSON.stringify(LISTED);
+    const answers = [
+      `{"jsonrpc":"2.0","id":1,"__proto__":{"result":{"tools":${listed}}}}`,
+      `[{"jsonrpc":"2.0","id":1,"__proto__":{"result":{"tools":${listed}}}}]`,
+      `{"jsonrpc":"2.0","id":1,"result":{"__proto__":{"tools":${listed}},"tools":${listed}}}`,
+      `[[{"jsonrpc":"2.0","id":1,"result":{"tools":${listed}}}]]`,
+    ];
+    for (const answer of answers) {
+      const t = await behind((res) => res.writeHead(200, { 'content-type': 'application/json' }).end(answer));
+      try {
+        const res = await t.side.call(list, { token: t.token });
+        assert.equal(res.status, 200, answer);
+        const text = JSON.stringify(res.json);
+        assert.ok(!text.includes('s3_put_object'), `${answer} -> ${text}`);
+        assert.ok(!text.includes('__proto__'), `${answer} -> ${text}`);
+      } finally {
+        await t.close();
+      }
+    }
+  });
+
+  // Read whole, it could not be written again (the stack overflowed): a 500 and an internal_error
+  // line, as for a bug of the sidecar's, where it is the agent's answer that cannot be read.
+  it('answers a list nested deeper than it can read as one it cannot read: the JSON internal error, no 500', async () => {
+    const deep = `${'['.repeat(100_000)}${']'.repeat(100_000)}`;
+    const answer = `{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"s3_get_object","schema":${deep}},{"name":"s3_put_object"}]}}`;
+    const t = await behind((res) => res.writeHead(200, { 'content-type': 'application/json' }).end(answer));
+    try {
+      const res = await t.side.call(list, { token: t.token });
+      assert.equal(res.status, 200);
+      assert.equal(res.json.error?.code, -32603);
+      assert.ok(!JSON.stringify(res.json).includes('s3_'), JSON.stringify(res.json));
+      assert.deepEqual(t.side.audit.events('internal_error'), []);
+    } finally {
+      await t.close();
+    }
+  });
+
   it('refuses an answer over 4 MiB with 502 instead of holding it all in memory', async () => {
     const huge = JSON.stringify({ jsonrpc: '2.0', id: 1, result: { tools: LISTED, padding: 'x'.repeat(5 * 1024 * 1024) } });
     const t = await behind((res) => res.writeHead(200, { 'content-type': 'application/json' }).end(huge));
