@@ -104,6 +104,12 @@ export class Forwarder {
     let size = 0;
     try {
       response = await this.#pool.request({ ...options, signal: abort.signal });
+      const invalid = invalidStatus(response.statusCode);
+      if (invalid !== undefined) {
+        // Not read: destroyed, it emits an AbortError that, unheard, would end the process.
+        response.body.on('error', () => undefined).destroy();
+        return invalid;
+      }
       onHeaders();
       for await (const chunk of response.body as AsyncIterable<Buffer>) {
         size += chunk.length;
@@ -211,8 +217,15 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.#timer?.refresh();
   }
 
-  onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
     if (statusCode < 200) return; // 1xx: not passed on; the final answer follows
+    const invalid = invalidStatus(statusCode);
+    if (invalid !== undefined) {
+      this.#settle(invalid);
+      // Its connection, whose answers cannot be trusted to be HTTP, is closed with it.
+      controller.abort(new errors.ResponseError(invalid.detail ?? '', statusCode, {}));
+      return;
+    }
     this.#timer?.refresh();
     this.#headReceived = true;
     this.#onHeaders();
@@ -422,6 +435,15 @@ function connectionListedHeaders(connection: string | undefined): Set<string> | 
   const listed = new Set(connection.toLowerCase().split(',').map((name) => name.trim()));
   listed.delete('content-type');
   return listed;
+}
+
+/**
+ * An answer whose status is no HTTP status (RFC 9110 §15: 100 to 599; Node and undici take any
+ * three digits), which a client "SHOULD process as a 5xx": refused as such, not passed on as
+ * something a client may read as a success, nor counted as an answer the agent gave.
+ */
+function invalidStatus(status: number): Denial | undefined {
+  return status > 599 ? denial('upstream.unavailable', `status ${status}`) : undefined;
 }
 
 /**

@@ -835,5 +835,23 @@ describe('forwarding to the upstream', () => {
         await close();
       }
     });
+
+    // RFC 9110 §15: a status outside 100-599 is none, and a client "SHOULD process the response as
+    // if it had a 5xx". Passed on, a client library may read 600 as a success (requests does), and
+    // the sidecar counted it as an answer forwarded.
+    it('answers 502 to a status outside 100-599, and logs it as the agent failing', async () => {
+      for (const status of [600, 999]) {
+        const { side, close } = await rawUpstream(() => `HTTP/1.1 ${status} Odd\r\nContent-Length: 2\r\n\r\n{}`);
+        try {
+          const res = await side.call(call(), { token: await side.issuer.sign() });
+          assert.equal(res.status, 502, String(status));
+          assert.equal(res.json.error?.data?.reason, 'upstream.unavailable');
+          assert.equal(side.audit.events('upstream_failure').at(-1)?.reason, `status ${status}`);
+          assert.equal(await side.metric('ca_a2a_requests_total', { outcome: 'upstream_error', status: '502' }), 1);
+        } finally {
+          await close();
+        }
+      }
+    });
   });
 });

@@ -170,6 +170,17 @@ describe('tools/list answers the sidecar must read whole to filter', () => {
     }
   });
 
+  it('answers 502 to a tools/list answer whose status is outside 100-599', async () => {
+    const t = await behind((res) => res.writeHead(600, { 'content-type': 'application/json' }).end(JSON.stringify({ jsonrpc: '2.0', id: 1, result: { tools: LISTED } })));
+    try {
+      const res = await t.side.call(list, { token: t.token });
+      assert.equal(res.status, 502);
+      assert.equal(res.json.error?.data?.reason, 'upstream.unavailable');
+    } finally {
+      await t.close();
+    }
+  });
+
   it('refuses an answer over 4 MiB with 502 instead of holding it all in memory', async () => {
     const huge = JSON.stringify({ jsonrpc: '2.0', id: 1, result: { tools: LISTED, padding: 'x'.repeat(5 * 1024 * 1024) } });
     const t = await behind((res) => res.writeHead(200, { 'content-type': 'application/json' }).end(huge));
