@@ -11,6 +11,21 @@ export interface ReadinessSource {
  * nor agents can reach metrics through the service address.
  */
 export function createAdminServer(registry: Registry, readiness: ReadinessSource, upstreamMetricsUrl: () => string | undefined = () => undefined): Server {
+  // One fetch of the upstream's metrics at a time, shared by the scrapes that come while it runs:
+  // the agent, on the same loopback, scraping many times at once cannot make the sidecar hold
+  // its 4 MiB answer once per scrape.
+  let fetching: { readonly url: string; readonly text: Promise<string> } | undefined;
+  const upstreamMetrics = (url: string): Promise<string> => {
+    if (fetching?.url !== url) {
+      const shared = { url, text: fetchUpstreamMetrics(url).then((text) => withoutOwnFamilies(text, registry)) };
+      fetching = shared;
+      const done = (): void => {
+        if (fetching === shared) fetching = undefined;
+      };
+      shared.text.then(done, done);
+    }
+    return fetching.text;
+  };
   return createServer(async (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -25,7 +40,7 @@ export function createAdminServer(registry: Registry, readiness: ReadinessSource
     } else if (path === '/metrics') {
       const own = await registry.metrics();
       const url = upstreamMetricsUrl();
-      const upstream = url === undefined ? '' : withoutOwnFamilies(await fetchUpstreamMetrics(url), registry);
+      const upstream = url === undefined ? '' : await upstreamMetrics(url);
       res.writeHead(200, { 'content-type': registry.contentType }).end(own + upstream);
     } else {
       sendJson(res, 404, { error: 'not found' });

@@ -7,8 +7,10 @@ import { AuditCapture } from '../helpers/audit-capture.js';
 import { RBAC_FILE, writePolicy } from '../helpers/harness.js';
 import { startTestIssuer, type TestIssuer } from '../helpers/test-issuer.js';
 
-/** The agent's /metrics, as the test sets it. */
+/** The agent's /metrics, as the test sets it, and how long it waits before answering. */
 let exposition = '';
+let answerAfterMs = 0;
+let agentScrapes = 0;
 
 describe("admin /metrics with the upstream's own metrics (upstream_metrics_path)", () => {
   let issuer: TestIssuer;
@@ -16,7 +18,10 @@ describe("admin /metrics with the upstream's own metrics (upstream_metrics_path)
   let sidecar: Sidecar;
   before(async () => {
     issuer = await startTestIssuer();
-    agent = createServer((_req, res) => res.writeHead(200, { 'content-type': 'text/plain' }).end(exposition));
+    agent = createServer((_req, res) => {
+      agentScrapes++;
+      setTimeout(() => res.writeHead(200, { 'content-type': 'text/plain' }).end(exposition), answerAfterMs);
+    });
     await new Promise<void>((resolve) => agent.listen(0, '127.0.0.1', resolve));
     const port = (agent.address() as { port: number }).port;
     sidecar = await startSidecar({
@@ -34,6 +39,25 @@ describe("admin /metrics with the upstream's own metrics (upstream_metrics_path)
 
   const scrape = async (): Promise<string> => (await fetch(`${sidecar.adminUrl}/metrics`)).text();
   const typeLines = (text: string, name: string): number => text.split('\n').filter((line) => line === `# TYPE ${name} counter`).length;
+
+  // The agent shares the task's loopback: scraping the admin port many times at once, each scrape
+  // holding up to 4 MiB of the agent's answer, it could take the sidecar's memory.
+  it("fetches the agent's metrics once for scrapes that come while a fetch is under way", async () => {
+    exposition = '# TYPE agent_jobs_total counter\nagent_jobs_total 5\n';
+    answerAfterMs = 300;
+    agentScrapes = 0;
+    try {
+      const texts = await Promise.all(Array.from({ length: 20 }, () => scrape()));
+      for (const text of texts) assert.ok(text.split('\n').includes('agent_jobs_total 5'));
+      assert.equal(agentScrapes, 1);
+      // Once answered, the next scrape fetches anew.
+      exposition = '# TYPE agent_jobs_total counter\nagent_jobs_total 6\n';
+      assert.ok((await scrape()).split('\n').includes('agent_jobs_total 6'));
+      assert.equal(agentScrapes, 2);
+    } finally {
+      answerAfterMs = 0;
+    }
+  });
 
   it("appends the agent's families", async () => {
     exposition = '# HELP agent_jobs_total Jobs.\n# TYPE agent_jobs_total counter\nagent_jobs_total 3\n';
