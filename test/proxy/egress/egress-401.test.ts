@@ -1,6 +1,4 @@
 import assert from 'node:assert/strict';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
 import { loadClientSecrets } from '../../../deploy/dev-issuer/clients.js';
@@ -9,42 +7,9 @@ import type { Sidecar } from '../../../proxy/sidecar.js';
 import { AuditCapture } from '../../helpers/audit-capture.js';
 import { DOC_ID, rpc } from '../../helpers/harness.js';
 import { tempDirSync } from '../../helpers/temp-dir.js';
+import { distinct, startTarget, type Target } from '../../helpers/token-target.js';
 import { startEgressSidecar } from './helpers.js';
 
-/** A target that answers 401 to the tokens `refuses` says, 200 to the others, and keeps the token of every call. */
-interface Target {
-  readonly url: string;
-  /** The access token of each call, in order. */
-  readonly tokens: string[];
-  close(): void;
-}
-
-async function startTarget(refuses: (token: string, seen: readonly string[]) => boolean): Promise<Target> {
-  const tokens: string[] = [];
-  const server: Server = createServer((req, res) => {
-    const token = String(req.headers.authorization).split(' ')[1] ?? '';
-    const refused = refuses(token, tokens);
-    tokens.push(token);
-    req.resume();
-    req.on('end', () => {
-      const body = refused
-        ? { jsonrpc: '2.0', id: 1, error: { code: -32010, message: 'unauthorized' } }
-        : { jsonrpc: '2.0', id: 1, result: { ok: true } };
-      res.writeHead(refused ? 401 : 200, { 'content-type': 'application/json' }).end(JSON.stringify(body));
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    tokens,
-    close() {
-      server.closeAllConnections();
-      server.close();
-    },
-  };
-}
-
-const distinct = (tokens: readonly string[]): number => new Set(tokens).size;
 
 // On a 401 the egress drops its token, gets a new one and sends the call again. A target that
 // refuses every token (its clock, its keys or its audience wrong) so made each call ask the issuer
