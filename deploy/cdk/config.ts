@@ -60,6 +60,8 @@ export interface DeployConfig {
   readonly natGateways: number;
   readonly logRetentionDays: number;
   readonly albIngressCidr: string;
+  /** Requests one client address may send to the ALB in 5 minutes before WAF blocks it. */
+  readonly wafRateLimit: number;
   /** The default of the stack's PublicUrl parameter; unset, the parameter has none and a deploy must give it. */
   readonly publicUrl: string | undefined;
   /** The sidecars' --issuer; Keycloak's KC_HOSTNAME is derived from it (see keycloakHostname). */
@@ -110,6 +112,9 @@ export function readConfig(app: App): DeployConfig {
     natGateways: int('natGateways', 2, 1),
     logRetentionDays: int('logRetentionDays', 30, 1),
     albIngressCidr: str('albIngressCidr', '0.0.0.0/0'),
+    // 20 a second from one address, averaged over 5 minutes: 4 times the default per-caller
+    // budget of one sidecar (300 a minute), so a NAT shared by a few callers is not blocked.
+    wafRateLimit: int('wafRateLimit', 6000, 100),
     publicUrl: typeof ctx('publicUrl') === 'string' ? publicUrl(ctx('publicUrl') as string) : undefined,
     // Plain http at the application layer: Service Connect TLS encrypts the hop between tasks.
     issuerUrl: issuerUrl(str('issuerUrl', `http://${serviceDnsName('keycloak')}:${KEYCLOAK_PORT}${REALM_PATH}`)),

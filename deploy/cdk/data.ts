@@ -30,6 +30,8 @@ export interface DataProps {
  */
 export class Data extends Construct {
   readonly documentsBucket: s3.Bucket;
+  /** SSE-S3 bucket of the documents bucket's server access logs and the ALB's access logs. */
+  readonly accessLogsBucket: s3.Bucket;
   /** The documents bucket's KMS key (SSE-KMS with a bucket key). */
   readonly documentsKey: kms.Key;
   readonly documentsDb: AuroraPostgres;
@@ -46,7 +48,8 @@ export class Data extends Construct {
   constructor(scope: Construct, id: string, props: DataProps) {
     super(scope, id);
 
-    // S3 server access logs cannot be written to an SSE-KMS bucket, hence SSE-S3 here.
+    // Neither S3 server access logs nor ALB access logs can be written to an SSE-KMS bucket,
+    // hence SSE-S3 here.
     const accessLogs = new s3.Bucket(this, 'AccessLogs', {
       encryption: s3.BucketEncryption.S3_MANAGED,
       blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
@@ -56,6 +59,7 @@ export class Data extends Construct {
       lifecycleRules: [{ expiration: Duration.days(365) }],
       removalPolicy: RemovalPolicy.RETAIN,
     });
+    this.accessLogsBucket = accessLogs;
 
     this.documentsKey = new kms.Key(this, 'DocumentsKey', {
       description: 'ca-a2a documents bucket',

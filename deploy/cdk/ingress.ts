@@ -2,6 +2,8 @@ import { Duration } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import type * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
+import type * as s3 from 'aws-cdk-lib/aws-s3';
+import * as wafv2 from 'aws-cdk-lib/aws-wafv2';
 import { Construct } from 'constructs';
 import { SERVICE_PORTS } from './config.js';
 
@@ -10,12 +12,18 @@ export interface IngressProps {
   readonly securityGroup: ec2.ISecurityGroup;
   readonly certificateArn: string;
   readonly orchestrator: ecs.FargateService;
+  /** SSE-S3 bucket the ALB writes its access logs to (under `alb/`). */
+  readonly accessLogs: s3.IBucket;
+  /** Requests one client IP may send in 5 minutes before the web ACL blocks it. */
+  readonly wafRateLimit: number;
 }
 
 /**
  * The internet-facing ALB: HTTPS only, forwarding to the orchestrator sidecar and nothing else.
  * Its health check uses the public `GET /health` route on the traffic port, because the sidecar's
- * admin listener (/ready) is closed to the ALB by design.
+ * admin listener (/ready) is closed to the ALB by design. It logs every request to S3 and sits
+ * behind a WAF web ACL that drops known-bad sources and inputs and floods from one address before
+ * they cost a task anything; authentication, authorization and per-caller limits stay the sidecar's.
  */
 export class Ingress extends Construct {
   readonly loadBalancer: elbv2.ApplicationLoadBalancer;
@@ -31,6 +39,9 @@ export class Ingress extends Construct {
       dropInvalidHeaderFields: true,
       desyncMitigationMode: elbv2.DesyncMitigationMode.STRICTEST,
     });
+    this.loadBalancer.logAccessLogs(props.accessLogs, 'alb');
+    const acl = webAcl(this, props.wafRateLimit);
+    new wafv2.CfnWebACLAssociation(this, 'WebAclAssociation', { resourceArn: this.loadBalancer.loadBalancerArn, webAclArn: acl.attrArn });
 
     const targets = new elbv2.ApplicationTargetGroup(this, 'Orchestrator', {
       vpc: props.vpc,
@@ -52,4 +63,38 @@ export class Ingress extends Construct {
       defaultTargetGroups: [targets],
     });
   }
+}
+
+/**
+ * AWS's IP reputation and known-bad-inputs rule groups, then a per-address rate rule. Rule groups
+ * that inspect bodies by size or shape (the common rule set's 8 KB body limit, SQL injection
+ * patterns) are left out: JSON-RPC bodies up to the sidecar's 1 MiB limit are legitimate, and the
+ * sidecar validates every params object against its schema.
+ */
+function webAcl(scope: Construct, rateLimit: number): wafv2.CfnWebACL {
+  const visibility = (metricName: string): wafv2.CfnWebACL.VisibilityConfigProperty => ({ metricName, cloudWatchMetricsEnabled: true, sampledRequestsEnabled: true });
+  const managed = (name: string, priority: number): wafv2.CfnWebACL.RuleProperty => ({
+    name,
+    priority,
+    statement: { managedRuleGroupStatement: { vendorName: 'AWS', name } },
+    overrideAction: { none: {} },
+    visibilityConfig: visibility(name),
+  });
+  return new wafv2.CfnWebACL(scope, 'WebAcl', {
+    name: 'ca-a2a-ingress',
+    scope: 'REGIONAL',
+    defaultAction: { allow: {} },
+    visibilityConfig: visibility('ca-a2a-ingress'),
+    rules: [
+      managed('AWSManagedRulesAmazonIpReputationList', 0),
+      managed('AWSManagedRulesKnownBadInputsRuleSet', 1),
+      {
+        name: 'PerAddressRate',
+        priority: 2,
+        statement: { rateBasedStatement: { limit: rateLimit, evaluationWindowSec: 300, aggregateKeyType: 'IP' } },
+        action: { block: {} },
+        visibilityConfig: visibility('PerAddressRate'),
+      },
+    ],
+  });
 }

@@ -58,9 +58,16 @@ export class MetricsScraper extends Construct {
       actions: ['aps:RemoteWrite'],
       resources: [this.workspace.attrArn],
     }));
+    // ECS discovery. The describe calls that take a resource are held to this cluster's tasks,
+    // services and container instances (the long ARN format names the cluster).
+    const inCluster = (resource: string): string => Stack.of(this).formatArn({ service: 'ecs', resource, resourceName: `${props.cluster.clusterName}/*` });
     task.addToTaskRolePolicy(new iam.PolicyStatement({
-      // ECS discovery: these read-only calls do not support resource-level permissions.
-      actions: ['ecs:ListTasks', 'ecs:ListServices', 'ecs:DescribeServices', 'ecs:DescribeTasks', 'ecs:DescribeTaskDefinition', 'ecs:DescribeContainerInstances', 'ec2:DescribeInstances'],
+      actions: ['ecs:DescribeTasks', 'ecs:DescribeServices', 'ecs:DescribeContainerInstances'],
+      resources: ['task', 'service', 'container-instance'].map(inCluster),
+    }));
+    task.addToTaskRolePolicy(new iam.PolicyStatement({
+      // Listing (ARNs only) and reading task definitions and instances: no resource-level permissions.
+      actions: ['ecs:ListTasks', 'ecs:ListServices', 'ecs:DescribeTaskDefinition', 'ec2:DescribeInstances'],
       resources: ['*'],
     }));
 

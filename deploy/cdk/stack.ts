@@ -191,6 +191,8 @@ export class CaA2aStack extends Stack {
       securityGroup: groups.alb,
       certificateArn: certificateArn.valueAsString,
       orchestrator: this.services.orchestrator.service,
+      accessLogs: data.accessLogsBucket,
+      wafRateLimit: config.wafRateLimit,
     });
 
     // Revoking from an operator's shell (docs/runbooks.md): a one-off task of the admin task

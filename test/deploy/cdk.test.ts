@@ -420,6 +420,32 @@ describe('deploy/cdk stack', () => {
         if (props(service)['ServiceName'] !== 'ca-a2a-orchestrator') assert.deepEqual(props(service)['LoadBalancers'] ?? [], []);
       }
     });
+
+    it('logs every request to the SSE-S3 access-logs bucket, under alb/', () => {
+      const [[, alb] = ['', { Type: '' }]] = ofType(resources, 'AWS::ElasticLoadBalancingV2::LoadBalancer');
+      const attributes = new Map((props(alb)['LoadBalancerAttributes'] as Array<{ Key: string; Value: unknown }>).map((a) => [a.Key, a.Value]));
+      assert.equal(attributes.get('access_logs.s3.enabled'), 'true');
+      assert.equal(attributes.get('access_logs.s3.prefix'), 'alb');
+      const bucketId = referencedId(attributes.get('access_logs.s3.bucket'));
+      assert.ok(bucketId?.startsWith('DataAccessLogs'), String(bucketId));
+      const encryption = JSON.stringify(props(resources[bucketId ?? ''] ?? { Type: '' })['BucketEncryption']);
+      assert.match(encryption, /"SSEAlgorithm":"AES256"/, 'ALB access logs need SSE-S3');
+    });
+
+    it('puts a WAF web ACL in front of the ALB: IP reputation, known bad inputs, a per-address rate', () => {
+      const [[aclId, acl] = ['', { Type: '' }]] = ofType(resources, 'AWS::WAFv2::WebACL');
+      assert.equal(props(acl)['Scope'], 'REGIONAL');
+      assert.deepEqual(props(acl)['DefaultAction'], { Allow: {} });
+      const rules = props(acl)['Rules'] as Array<Record<string, unknown>>;
+      assert.deepEqual(rules.map((r) => r['Name']), ['AWSManagedRulesAmazonIpReputationList', 'AWSManagedRulesKnownBadInputsRuleSet', 'PerAddressRate']);
+      const rate = rules[2]?.['Statement'] as { RateBasedStatement: Record<string, unknown> };
+      assert.deepEqual(rate.RateBasedStatement, { Limit: 6000, EvaluationWindowSec: 300, AggregateKeyType: 'IP' });
+      assert.deepEqual(rules[2]?.['Action'], { Block: {} });
+      const [[, association] = ['', { Type: '' }]] = ofType(resources, 'AWS::WAFv2::WebACLAssociation');
+      const [[albId] = ['']] = ofType(resources, 'AWS::ElasticLoadBalancingV2::LoadBalancer');
+      assert.equal(referencedId(props(association)['ResourceArn']), albId);
+      assert.deepEqual(props(association)['WebACLArn'], { 'Fn::GetAtt': [aclId, 'Arn'] });
+    });
   });
 
   describe('data', () => {
@@ -506,6 +532,23 @@ describe('deploy/cdk stack', () => {
       assert.ok(keycloakDb.size > 0 && [...keycloakDb].every((role) => keycloak.has(role)), [...keycloakDb].join());
     });
 
+    it('holds the metrics scraper\'s describe calls to this cluster', () => {
+      const scraper = rolesOf('ca-a2a-metrics-scraper');
+      const statements = ofType(resources, 'AWS::IAM::Policy')
+        .filter(([, policy]) => (props(policy)['Roles'] as unknown[]).some((role) => scraper.has(referencedId(role) ?? '')))
+        .flatMap(([, policy]) => (props(policy)['PolicyDocument'] as { Statement: Array<Record<string, unknown>> }).Statement);
+      const describe = statements.filter((s) => [s['Action']].flat().some((a) => /^ecs:Describe(Tasks|Services|ContainerInstances)$/.test(String(a))));
+      assert.equal(describe.length, 1);
+      const arns = [describe[0]?.['Resource']].flat().map((r) => JSON.stringify(r));
+      assert.equal(arns.length, 3);
+      const [[clusterId] = ['']] = ofType(resources, 'AWS::ECS::Cluster');
+      for (const kind of ['task', 'service', 'container-instance']) {
+        assert.ok(arns.some((arn) => arn.includes(`:${kind}/",{"Ref":"${clusterId}"},"/*"]]}`)), `${kind}: ${arns.join(' ')}`);
+      }
+      const wildcard = statements.filter((s) => s['Resource'] === '*').flatMap((s) => [s['Action']].flat()).map(String).sort();
+      assert.deepEqual(wildcard, ['ec2:DescribeInstances', 'ecs:DescribeTaskDefinition', 'ecs:ListServices', 'ecs:ListTasks']);
+    });
+
     it('names every action of every IAM policy: no wildcard actions', () => {
       for (const [id, policy] of ofType(resources, 'AWS::IAM::Policy')) {
         for (const statement of (props(policy)['PolicyDocument'] as { Statement: Array<Record<string, unknown>> }).Statement) {
@@ -547,11 +590,12 @@ describe('deploy/cdk stack', () => {
   it('takes operator choices from context', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'ca-a2a-cdk-ctx-'));
     try {
-      const { stack } = createApp({ outdir: dir, context: { region: 'eu-central-1', 'desiredCount.orchestrator': '4', desiredCount: 1, imageRepository: 'acme/ca-a2a' } });
+      const { stack } = createApp({ outdir: dir, context: { region: 'eu-central-1', 'desiredCount.orchestrator': '4', desiredCount: 1, imageRepository: 'acme/ca-a2a', wafRateLimit: '1200' } });
       const other = Template.fromStack(stack);
       assert.equal(stack.region, 'eu-central-1');
       other.hasResourceProperties('AWS::ECS::Service', { ServiceName: 'ca-a2a-orchestrator', DesiredCount: 4 });
       other.hasResourceProperties('AWS::ECS::Service', { ServiceName: 'ca-a2a-extractor', DesiredCount: 1 });
+      other.hasResourceProperties('AWS::WAFv2::WebACL', { Rules: Match.arrayWith([Match.objectLike({ Statement: { RateBasedStatement: Match.objectLike({ Limit: 1200 }) } })]) });
       assert.match(JSON.stringify(other.toJSON()), /acme\/ca-a2a:/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
