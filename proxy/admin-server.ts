@@ -57,6 +57,13 @@ function sendJson(res: import('node:http').ServerResponse, status: number, body:
 export const UPSTREAM_METRICS_MAX_BYTES = 4 * 1024 * 1024;
 
 /**
+ * An upstream's exposition with more samples than this is not appended at all: 4 MiB of short
+ * lines is some 200 000 series, which every scrape would add to Prometheus. None rather than the
+ * first 10 000: a family cut short would read as true.
+ */
+export const UPSTREAM_METRICS_MAX_SAMPLES = 10_000;
+
+/**
  * The upstream's own metrics (e.g. the MCP gateway's breaker and pool), appended to ours so one
  * scrape of the admin listener covers the task: the upstream listens on 127.0.0.1 only. A failed
  * or oversized fetch never fails the scrape; it leaves a comment and the sidecar's own metrics.
@@ -131,25 +138,33 @@ function lineName(line: string): string | undefined {
  * would have hidden every sidecar metric, or forged samples of it. So would one line Prometheus
  * cannot parse, which fails the whole scrape: such lines are dropped too (so is a line spelled in
  * a way exporters do not write, e.g. with blanks before a sample, which Prometheus reads as a
- * sample all the same). What was dropped is said in a comment.
+ * sample all the same). What was dropped is said in a comment. Past UPSTREAM_METRICS_MAX_SAMPLES
+ * samples kept, nothing of the upstream's is, and a comment says why.
  */
 function withoutOwnFamilies(text: string, registry: Registry): string {
   const own = new Set<string>();
   for (const metric of registry.getMetricsAsArray()) for (const suffix of SAMPLE_SUFFIXES) own.add(`${metric.name}${suffix}`);
   const dropped = new Set<string>();
   let malformed = 0;
-  const kept = text.split('\n').filter((line, index, lines) => {
-    // The last element is what follows the final newline: nothing.
-    if (index === lines.length - 1 && line === '') return false;
+  let samples = 0;
+  const kept: string[] = [];
+  const lines = text.split('\n');
+  // The last element is what follows the final newline: nothing.
+  if (lines.at(-1) === '') lines.pop();
+  for (const line of lines) {
     const name = lineName(line);
     if (name === undefined) {
       malformed++;
-      return false;
+    } else if (own.has(name)) {
+      dropped.add(name);
+    } else {
+      // Every line kept but a blank one or a comment (HELP and TYPE lines included) is a sample.
+      if (line !== '' && !line.startsWith('#') && ++samples > UPSTREAM_METRICS_MAX_SAMPLES) {
+        return `# upstream metrics unavailable: more than ${UPSTREAM_METRICS_MAX_SAMPLES} samples\n`;
+      }
+      kept.push(line);
     }
-    if (!own.has(name)) return true;
-    dropped.add(name);
-    return false;
-  });
+  }
   let notes = '';
   if (dropped.size > 0) notes += `# upstream metrics dropped, names the sidecar exposes: ${[...dropped].join(' ')}\n`;
   if (malformed > 0) notes += `# upstream metrics dropped, ${malformed} lines Prometheus could not parse\n`;

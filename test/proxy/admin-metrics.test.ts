@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import { after, before, describe, it } from 'node:test';
-import { UPSTREAM_METRICS_MAX_BYTES } from '../../proxy/admin-server.js';
+import { UPSTREAM_METRICS_MAX_BYTES, UPSTREAM_METRICS_MAX_SAMPLES } from '../../proxy/admin-server.js';
 import { startSidecar, type Sidecar } from '../../proxy/sidecar.js';
 import { AuditCapture } from '../helpers/audit-capture.js';
 import { RBAC_FILE, writePolicy } from '../helpers/harness.js';
@@ -121,5 +121,39 @@ describe("admin /metrics with the upstream's own metrics (upstream_metrics_path)
     assert.match(text, /^# upstream metrics unavailable: larger than \d+ bytes$/m);
     assert.doesNotMatch(text, /^agent_big/m);
     assert.equal(typeLines(text, 'ca_a2a_requests_total'), 1);
+  });
+
+  // 4 MiB of short lines is some 200 000 series, added to Prometheus by every scrape.
+  it('keeps 10 000 samples of the agent and leaves out all of 10 001, keeping its own metrics', async () => {
+    assert.equal(UPSTREAM_METRICS_MAX_SAMPLES, 10_000);
+    const samples = (count: number): string => Array.from({ length: count }, (_, i) => `agent_series{i="${i}"} 1\n`).join('');
+    exposition = `# TYPE agent_series gauge\n${samples(10_000)}`;
+    let text = await scrape();
+    assert.equal(text.split('\n').filter((line) => line.startsWith('agent_series{')).length, 10_000);
+    assert.doesNotMatch(text, /^# upstream metrics unavailable/m);
+
+    exposition = `# TYPE agent_series gauge\n${samples(10_001)}`;
+    text = await scrape();
+    assert.match(text, /^# upstream metrics unavailable: more than 10000 samples$/m);
+    assert.doesNotMatch(text, /agent_series/, 'none of it: not the first 10 000, not its TYPE line');
+    assert.equal(typeLines(text, 'ca_a2a_requests_total'), 1);
+    assert.match(text, /^ca_a2a_policy_info\{/m);
+  });
+
+  it('counts neither HELP, TYPE nor comment lines, blank lines, dropped lines or its own families as samples', async () => {
+    // 5 000 families of two samples each, each with a HELP, a TYPE, a comment and a blank line;
+    // and lines that are not appended: a family of the sidecar's, a line Prometheus cannot parse.
+    const families = (count: number): string => Array.from({ length: count }, (_, i) => `# HELP agent_f${i} F.\n# TYPE agent_f${i} gauge\n# family ${i}\n\nagent_f${i}{a="1"} 1\nagent_f${i}{a="2"} 2\n`).join('');
+    const notKept = 'ca_a2a_requests_total{service="forged"} 1\nnot a sample\n'.repeat(100);
+    exposition = `${families(5_000)}${notKept}`;
+    let text = await scrape();
+    assert.equal(text.split('\n').filter((line) => line.startsWith('agent_f')).length, 10_000);
+    assert.ok(text.split('\n').includes('# HELP agent_f4999 F.'));
+    assert.doesNotMatch(text, /^# upstream metrics unavailable/m);
+
+    exposition = `${families(5_000)}agent_one_more 1\n${notKept}`;
+    text = await scrape();
+    assert.match(text, /^# upstream metrics unavailable: more than 10000 samples$/m);
+    assert.doesNotMatch(text, /agent_f|agent_one_more/);
   });
 });
