@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { cpSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { policyCommand } from '../../proxy/policy/cli.js';
@@ -611,5 +611,59 @@ describe('policy diff: several files serving one service name', () => {
     writeFileSync(file, readFileSync(file, 'utf8').replace('  s3_get_object: {}\n', '  s3_get_object: {}\n  secrets_dump: {}\n'));
     const changes = diffServices(loadSide(before), loadSide(after)).map((c) => `${c.change} ${c.service} ${c.role} ${c.kind} ${c.name}`);
     assert.deepEqual(changes, ['gained mcp (mcp.yaml) admin tool secrets_dump']);
+  });
+});
+
+describe('policy diff: a service only one version holds', () => {
+  /** The shipped directory as is, and without the archivist's policy file. */
+  function withoutArchivist(): { before: string; after: string } {
+    const { before, after } = versions((rbac) => `${rbac}\n`);
+    rmSync(join(after, 'services', 'archivist.yaml'));
+    return { before, after };
+  }
+
+  it('reports a service removed as a loss on a line of its own, then the public routes, endpoints and grants it took with it', async () => {
+    const { before, after } = withoutArchivist();
+    const changes = lines(before, after);
+    assert.deepEqual(changes.slice(0, 5), [
+      'lost archivist * service removed enforce→-',
+      'lost archivist anonymous public_route GET /.well-known/agent-card.json public→-',
+      'lost archivist anonymous public_route GET /card public→-',
+      'lost archivist anonymous public_route GET /health public→-',
+      'lost archivist * endpoint /message jsonrpc→-',
+    ]);
+    assert.ok(changes.includes('lost archivist agent egress mcp tool s3_delete_object allowed→refused'), changes.join('\n'));
+    assert.ok(changes.includes('lost archivist viewer method get_document allow→none'), changes.join('\n'));
+    assert.ok(changes.every((line) => line.split(' ')[1] === 'archivist'), changes.join('\n'));
+    const io = bufferIo();
+    assert.equal(await policyCommand(['diff', before, after, '--exit-code'], io), 1, io.stdout);
+    assert.match(io.stdout, /^- +archivist +every role +service removed +enforce → -$/m);
+    assert.match(io.stdout, /^- +archivist +anonymous +public_route GET \/health +public → -$/m);
+  });
+
+  it('reports a service added as a gain (a new surface: its public routes, endpoints and grants), in text and JSON, failing --exit-code', async () => {
+    const { before, after } = withoutArchivist();
+    const changes = lines(after, before);
+    assert.deepEqual(changes.slice(0, 5), [
+      'gained archivist * service added -→enforce',
+      'gained archivist anonymous public_route GET /.well-known/agent-card.json -→public',
+      'gained archivist anonymous public_route GET /card -→public',
+      'gained archivist anonymous public_route GET /health -→public',
+      'gained archivist * endpoint /message -→jsonrpc',
+    ]);
+    assert.ok(changes.includes('gained archivist viewer method get_document none→allow'), changes.join('\n'));
+    const io = bufferIo();
+    assert.equal(await policyCommand(['diff', after, before, '--exit-code'], io), 1, io.stdout);
+    assert.match(io.stdout, /^\+ +archivist +every role +service added +- → enforce$/m);
+    assert.match(io.stdout, /^\+ +archivist +anonymous +public_route GET \/card +- → public$/m);
+    const json = bufferIo();
+    assert.equal(await policyCommand(['diff', after, before, '--format', 'json', '--exit-code'], json), 1, json.stdout);
+    const entries = JSON.parse(json.stdout) as { service: string; role: string; kind: string; name: string; old: string; new: string; change: string }[];
+    assert.deepEqual(entries[0], { service: 'archivist', role: '*', kind: 'service', name: 'added', old: '-', new: 'enforce', change: 'gained' });
+    assert.deepEqual(entries.filter((entry) => entry.kind === 'service').length, 1);
+    // A service added in dry-run says so: every call it refuses would be forwarded.
+    const dryRun = join(before, 'services', 'archivist.yaml');
+    writeFileSync(dryRun, readFileSync(dryRun, 'utf8').replace('mode: enforce', 'mode: dry-run'));
+    assert.equal(lines(after, before)[0], 'gained archivist * service added -→dry-run');
   });
 });

@@ -63,8 +63,25 @@ export interface GuardChange {
 }
 
 /**
+ * A service only one version holds (a service policy added or removed), for every role; old and
+ * new are its mode or `-` (absent). Added, calls are forwarded to a service that was not served:
+ * a gain; removed, a loss. What it serves follows on lines of their own: its public routes,
+ * endpoints, egress and grants, each against nothing.
+ */
+export interface ServiceChange {
+  readonly service: string;
+  readonly role: '*';
+  readonly kind: 'service';
+  readonly name: 'added' | 'removed';
+  readonly old: ServicePolicy['mode'] | '-';
+  readonly new: ServicePolicy['mode'] | '-';
+  readonly change: 'gained' | 'lost';
+}
+
+/**
  * A route added to or removed from `public_routes`: made public, it is forwarded without a
- * token, so a caller holding none (anonymous) gains it; made private again, a loss.
+ * token, so a caller holding none (anonymous) gains it; made private again, a loss. `-`: the
+ * version does not hold the service.
  */
 export interface PublicRouteChange {
   readonly service: string;
@@ -72,8 +89,8 @@ export interface PublicRouteChange {
   readonly kind: 'public_route';
   /** 'GET /health'. */
   readonly name: string;
-  readonly old: 'token' | 'public';
-  readonly new: 'token' | 'public';
+  readonly old: 'token' | 'public' | '-';
+  readonly new: 'token' | 'public' | '-';
   readonly change: 'gained' | 'lost';
 }
 
@@ -192,7 +209,7 @@ export type EgressChange = SettingChange<'egress', 'agent'>;
  */
 export type AuditChange = SettingChange<'audit'>;
 
-export type PolicyChange = GrantChange | ModeChange | GuardChange | PublicRouteChange | AuthChange | EndpointChange | DpopChange | RateLimitChange | LimitsChange | AnomalyChange | AuditChange | UpstreamChange | EgressChange;
+export type PolicyChange = ServiceChange | GrantChange | ModeChange | GuardChange | PublicRouteChange | AuthChange | EndpointChange | DpopChange | RateLimitChange | LimitsChange | AnomalyChange | AuditChange | UpstreamChange | EgressChange;
 
 /**
  * The changes between two sets of service policies, paired by service name; several files of
@@ -209,6 +226,16 @@ export function diffServices(before: readonly ServicePolicy[], after: readonly S
     const newPolicy = after.find((policy) => key(policy) === service);
     if (oldPolicy && newPolicy && oldPolicy.mode !== newPolicy.mode) {
       changes.push({ service, role: '*', kind: 'mode', name: 'mode', old: oldPolicy.mode, new: newPolicy.mode, change: newPolicy.mode === 'dry-run' ? 'gained' : 'lost' });
+    }
+    if (!oldPolicy || !newPolicy) {
+      // One side only (the name came from a side): its settings have nothing to be compared
+      // with, what it lets in or reaches does.
+      changes.push(
+        { service, role: '*', kind: 'service', name: newPolicy ? 'added' : 'removed', old: oldPolicy?.mode ?? '-', new: newPolicy?.mode ?? '-', change: newPolicy ? 'gained' : 'lost' },
+        ...publicRouteChanges(service, oldPolicy, newPolicy),
+        ...endpointChanges(service, oldPolicy, newPolicy),
+        ...egressChanges(service, oldPolicy?.egress, newPolicy?.egress),
+      );
     }
     if (oldPolicy && newPolicy) {
       changes.push(
@@ -271,16 +298,18 @@ function argumentsOf(policy: ServicePolicy | undefined, role: string, tool: stri
 }
 
 /**
- * The routes made public (a gain for callers without a token) or private again (a loss). A HEAD
- * request also passes as the GET route of its path (layers/route.ts), so `HEAD /p` listed or
- * dropped beside a public `GET /p` changes nothing.
+ * The routes made public (a gain for callers without a token) or private again (a loss); a
+ * version without the service (undefined) has none, shown `-`. A HEAD request also passes as the
+ * GET route of its path (layers/route.ts), so `HEAD /p` listed or dropped beside a public
+ * `GET /p` changes nothing.
  */
-function publicRouteChanges(service: string, before: ServicePolicy, after: ServicePolicy): PublicRouteChange[] {
-  const isPublic = (policy: ServicePolicy, route: string): boolean => policy.publicRoutes.has(route) || (route.startsWith('HEAD ') && policy.publicRoutes.has(`GET ${route.slice('HEAD '.length)}`));
-  const routes = [...new Set([...before.publicRoutes, ...after.publicRoutes])].sort();
+function publicRouteChanges(service: string, before: ServicePolicy | undefined, after: ServicePolicy | undefined): PublicRouteChange[] {
+  const isPublic = (policy: ServicePolicy | undefined, route: string): boolean => policy !== undefined && (policy.publicRoutes.has(route) || (route.startsWith('HEAD ') && policy.publicRoutes.has(`GET ${route.slice('HEAD '.length)}`)));
+  const unlisted = (policy: ServicePolicy | undefined): 'token' | '-' => policy === undefined ? '-' : 'token';
+  const routes = [...new Set([...before?.publicRoutes ?? [], ...after?.publicRoutes ?? []])].sort();
   return routes.filter((route) => isPublic(before, route) !== isPublic(after, route)).map((route) => isPublic(after, route)
-    ? { service, role: 'anonymous', kind: 'public_route', name: route, old: 'token', new: 'public', change: 'gained' }
-    : { service, role: 'anonymous', kind: 'public_route', name: route, old: 'public', new: 'token', change: 'lost' });
+    ? { service, role: 'anonymous', kind: 'public_route', name: route, old: unlisted(before), new: 'public', change: 'gained' }
+    : { service, role: 'anonymous', kind: 'public_route', name: route, old: 'public', new: unlisted(after), change: 'lost' });
 }
 
 /** Where a SettingChange is: its service, role and section. */
@@ -468,13 +497,13 @@ function rateLimitChanges(service: string, before: ServicePolicy, after: Service
   return changes;
 }
 
-/** The endpoints added (a gain: calls to the path are forwarded), removed (a loss) or changed. */
-function endpointChanges(service: string, before: ServicePolicy, after: ServicePolicy): EndpointChange[] {
+/** The endpoints added (a gain: calls to the path are forwarded), removed (a loss) or changed; a version without the service (undefined) has none. */
+function endpointChanges(service: string, before: ServicePolicy | undefined, after: ServicePolicy | undefined): EndpointChange[] {
   const takes = (endpoint: EndpointPolicy | undefined): string => endpoint === undefined ? '-' : endpoint.kind === 'rest' ? `rest ${endpoint.httpMethod} ${endpoint.method ?? ''}` : endpoint.kind;
   const changes: EndpointChange[] = [];
-  for (const path of [...new Set([...before.endpoints.keys(), ...after.endpoints.keys()])].sort()) {
-    const old = before.endpoints.get(path);
-    const now = after.endpoints.get(path);
+  for (const path of [...new Set([...before?.endpoints.keys() ?? [], ...after?.endpoints.keys() ?? []])].sort()) {
+    const old = before?.endpoints.get(path);
+    const now = after?.endpoints.get(path);
     if (takes(old) === takes(now)) continue;
     changes.push({ service, role: '*', kind: 'endpoint', name: path, old: takes(old), new: takes(now), change: old === undefined ? 'gained' : now === undefined ? 'lost' : 'changed' });
   }
@@ -578,16 +607,18 @@ function materialise(spec: string, temps: string[]): string {
 
 const HELP = `usage: ca-a2a policy diff OLD NEW [--format text|json|markdown] [--exit-code]
 
-Which role gains or loses which method or tool and, for the services both versions hold, what
-else changed, each a gain (loosened), a loss (tightened) or a change: the mode (to dry-run, a
-gain), a method's params or a tool's arguments schema (removed, a gain), a method's integrity
-mode (relaxed, a gain), public_routes (a route made public, a gain for callers without a
-token), endpoints (added, a gain), auth and the rest of integrity (an algorithm added, a larger
-leeway or replay_store_failure: allow, a gain), rate_limit (turned off or a larger budget, a
-gain), limits (a larger body, depth, batch or connection limit, a gain; timeouts changed),
-anomaly (the alarm turned off or a trusted proxy added, a gain), audit (granted turned off, a
-gain), upstream (changed) and egress (a target, path, method or tool the agent may call out
-to, a gain).
+Which role gains or loses which method or tool; a service only one version holds, on a line
+of its own (added, a gain; removed, a loss) followed by the public routes, endpoints and egress
+it brings or takes away; and, for the services both versions hold, what else changed, each a
+gain (loosened), a loss (tightened) or a change: the mode (to dry-run, a gain), a method's
+params or a tool's arguments schema (removed, a gain), a method's integrity mode (relaxed, a
+gain), public_routes (a route made public, a gain for callers without a token), endpoints
+(added, a gain), auth and the rest of integrity (an algorithm added, a larger leeway or
+replay_store_failure: allow, a gain), rate_limit (turned off or a larger budget, a gain),
+limits (a larger body, depth, batch or connection limit, a gain; timeouts changed), anomaly
+(the alarm turned off or a trusted proxy added, a gain), audit (granted turned off, a gain),
+upstream (changed) and egress (a target, path, method or tool the agent may call out to, a
+gain).
 OLD and NEW are two directories (every service under them, paired by name), two service
 policy files, or two rbac files (decided against the services that use NEW). Either may be
 REV:PATH to read PATH at a git revision, e.g. ca-a2a policy diff HEAD~1:policies policies.
