@@ -44,12 +44,19 @@ const isHead = (v: unknown): v is ObjectHead =>
   'etag' in v &&
   typeof v.etag === 'string';
 
+/** An object file opened for reading, and its size in bytes when opened. */
+interface OpenObject {
+  fh: FileHandle;
+  fileSize: number;
+}
+
 /**
  * The object header (first line) of an open object file, and where the bytes start. A file not
- * laid out as put writes it (no header line, a header that is not an object's, or one naming a
- * key whose file this is not) is refused.
+ * laid out as put writes it (no header line, a header that is not an object's, one naming a key
+ * whose file this is not, or bytes fewer or more than the header's size: a write cut short by a
+ * crash, a damaged disk, a hand edit) is refused.
  */
-async function readHeader(fh: FileHandle, name: string): Promise<{ head: ObjectHead; bodyStart: number }> {
+async function readHeader({ fh, fileSize }: OpenObject, name: string): Promise<{ head: ObjectHead; bodyStart: number }> {
   const buf = Buffer.alloc(HEADER_PEEK);
   const { bytesRead } = await fh.read(buf, 0, HEADER_PEEK, 0);
   const nl = buf.subarray(0, bytesRead).indexOf(0x0a);
@@ -62,7 +69,11 @@ async function readHeader(fh: FileHandle, name: string): Promise<{ head: ObjectH
   }
   if (!isHead(head)) throw new UnreadableObjectError('header_invalid');
   if (fileName(head.key) !== name) throw new UnreadableObjectError('name_mismatch');
-  return { head, bodyStart: nl + 1 };
+  const bodyStart = nl + 1;
+  const bodySize = fileSize - bodyStart;
+  if (bodySize < head.size) throw new UnreadableObjectError('body_short');
+  if (bodySize > head.size) throw new UnreadableObjectError('body_long');
+  return { head, bodyStart };
 }
 
 /**
@@ -72,7 +83,7 @@ async function readHeader(fh: FileHandle, name: string): Promise<{ head: ObjectH
  * writer, then refused like a directory, and a socket, which cannot be opened (ENXIO), is absent
  * too. A file this process may not open is unreadable.
  */
-async function openObject(path: string): Promise<FileHandle | undefined> {
+async function openObject(path: string): Promise<OpenObject | undefined> {
   let fh: FileHandle;
   try {
     fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
@@ -82,22 +93,23 @@ async function openObject(path: string): Promise<FileHandle | undefined> {
     if (code === 'EACCES' || code === 'EPERM') throw new UnreadableObjectError(code);
     throw err;
   }
-  let regular = false;
+  let opened: OpenObject | undefined;
   try {
-    regular = (await fh.stat()).isFile();
+    const stat = await fh.stat();
+    if (stat.isFile()) opened = { fh, fileSize: stat.size };
   } finally {
-    if (!regular) await fh.close();
+    if (!opened) await fh.close();
   }
-  return regular ? fh : undefined;
+  return opened;
 }
 
 async function readHeaderOf(dir: string, name: string): Promise<ObjectHead | undefined> {
-  const fh = await openObject(join(dir, name));
-  if (!fh) return undefined;
+  const opened = await openObject(join(dir, name));
+  if (!opened) return undefined;
   try {
-    return (await readHeader(fh, name)).head;
+    return (await readHeader(opened, name)).head;
   } finally {
-    await fh.close();
+    await opened.fh.close();
   }
 }
 
@@ -199,15 +211,15 @@ export async function createDiskStore(dir: string, options: DiskStoreOptions = {
       // One open file from header to last byte: a put that renames a new file over this one
       // while it streams does not change what this reader sees.
       const name = fileName(key);
-      let fh: FileHandle | undefined;
+      let opened: OpenObject | undefined;
       try {
-        fh = await openObject(join(dir, name));
-        if (!fh) return undefined;
-        const { head: meta, bodyStart } = await readHeader(fh, name);
+        opened = await openObject(join(dir, name));
+        if (!opened) return undefined;
+        const { head: meta, bodyStart } = await readHeader(opened, name);
         if (meta.size > maxBytes) throw new ObjectTooLargeError(meta.size);
-        return { head: meta, body: fh.createReadStream({ start: bodyStart, autoClose: true }) };
+        return { head: meta, body: opened.fh.createReadStream({ start: bodyStart, autoClose: true }) };
       } catch (err) {
-        await fh?.close();
+        await opened?.fh.close();
         unreadable(err, 'get', name);
         throw err;
       }

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { stat, truncate } from 'node:fs/promises';
 import { request } from 'node:http';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
@@ -9,9 +10,43 @@ import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { startMcpGateway, type McpGateway } from '../../mcp/gateway.js';
 import { base64Of } from '../../mcp/streamed-text.js';
-import { backendOptions, callTool, captureLogger } from './helpers.js';
+import { backendOptions, callTool, captureLogger, tieTogether } from './helpers.js';
 
 const BIG = 1024 * 1024 + 1; // not a multiple of 3: the base64 tail is padded
+
+/**
+ * A TCP relay in front of the S3 server that ends each connection once `budget` bytes of answers
+ * have gone through it: a body cut off midway, as a dropped connection leaves it.
+ */
+async function cuttingRelay(endpoint: string, budget: number): Promise<{ endpoint: string; close(): Promise<void> }> {
+  const target = new URL(endpoint);
+  const sockets = new Set<Socket>();
+  const server = createServer((client) => {
+    const upstream = connect(Number(target.port), target.hostname);
+    tieTogether(sockets, client, upstream);
+    client.pipe(upstream);
+    let sent = 0;
+    upstream.on('data', (chunk: Buffer) => {
+      const room = budget - sent;
+      sent += chunk.length;
+      if (chunk.length < room) {
+        client.write(chunk);
+        return;
+      }
+      client.end(chunk.subarray(0, Math.max(room, 0)));
+      upstream.destroy();
+    });
+  });
+  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', () => ok()));
+  return {
+    endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    async close() {
+      const closed = new Promise<void>((ok) => server.close(() => ok()));
+      for (const s of sockets) s.destroy();
+      await closed;
+    },
+  };
+}
 
 describe('base64Of', () => {
   it('encodes any split of any bytes exactly as Buffer#toString("base64") of the whole', async () => {
@@ -90,43 +125,61 @@ for (const backend of [{ name: 's3 (s3rver)', s3: true }, { name: 'local disk', 
       assert.ok(Buffer.from(String(again.body.content_base64), 'base64').equals(bytes));
     });
 
-    /** Puts `size` bytes under `key` in the local bucket, then cuts `missing` off its file: metadata and bytes disagree. */
-    const putShort = async (key: string, size: number, missing: number) => {
-      await callTool(gw.url, 's3_put_object', { key, content_base64: bytes.subarray(0, size).toString('base64'), content_type: 'application/octet-stream' });
+    // A file of the local bucket holding fewer bytes than its header says (a write cut short, a
+    // damaged disk) is refused when opened, before any byte of the answer goes out.
+    if (!backend.s3) it('refuses a stored object shorter than its metadata with a whole 502 backend_error answer, never a cut-off one', async () => {
+      const key = 'uploads/cut.bin';
+      await callTool(gw.url, 's3_put_object', { key, content_base64: bytes.subarray(0, 300_000).toString('base64'), content_type: 'application/octet-stream' });
       const file = join(options.dataDir ?? '', 'bucket', `${createHash('sha256').update(key).digest('hex')}.obj`);
-      await truncate(file, (await stat(file)).size - missing);
-    };
-
-    // The local bucket's metadata can disagree with its bytes (a damaged file); an S3 body is
-    // framed by Content-Length, where a short one is a socket error instead.
-    if (!backend.s3) it('cuts the answer off (never a whole JSON body with wrong bytes) and logs it when the stored object is shorter than its metadata', async () => {
-      await putShort('uploads/cut.bin', 300_000, 1000);
-      const res = await fetch(`${gw.url}/call_tool`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', 'x-ca-a2a-request-id': 'req-cut' },
-        body: JSON.stringify({ tool: 's3_get_object', arguments: { key: 'uploads/cut.bin' } }),
-      });
-      assert.equal(res.status, 200, 'the headers went out before the shortfall was known');
-      await assert.rejects(res.text(), 'the body ends in a reset, not in a complete answer');
-      const line = log.lines.find((l) => l.event_type === 'mcp_stream_failed' && l.request_id === 'req-cut');
-      assert.match(String(line?.err), /ended after 299000 of its 300000 bytes/);
+      await truncate(file, (await stat(file)).size - 1000);
+      const got = await callTool(gw.url, 's3_get_object', { key });
+      assert.equal(got.status, 502);
+      assert.deepEqual(got.body.error, { code: 'backend_error', message: 'the bucket holds this object but cannot read it', backend: 's3' });
     });
 
-    if (!backend.s3) it('answers a short stored object over MCP with a backend_error tool result, counted and logged, no internal message', async () => {
-      await putShort('uploads/cut-mcp.bin', 3000, 10);
-      const res = await fetch(`${gw.url}/mcp`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'x-ca-a2a-request-id': 'req-cut-mcp' },
-        body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 's3_get_object', arguments: { key: 'uploads/cut-mcp.bin' } } }),
+    // An S3 answer whose connection drops midway: the headers (and a 200) went out before the
+    // body was known to be short, so the answer can only be cut off.
+    if (backend.s3) {
+      let cut: McpGateway;
+      let relay: { close(): Promise<void> } | undefined;
+      before(async () => {
+        await callTool(gw.url, 's3_put_object', { key: 'uploads/cut.bin', content_base64: bytes.subarray(0, 300_000).toString('base64'), content_type: 'application/octet-stream' });
+        const cutting = await cuttingRelay(String(options.s3?.endpoint), 100_000);
+        relay = cutting;
+        cut = await startMcpGateway({ ...options, s3: { ...options.s3, endpoint: cutting.endpoint } });
       });
-      const answer = (await res.json()) as { error?: unknown; result?: { isError?: boolean; structuredContent?: { error?: { code: string; message: string } } } };
-      assert.equal(answer.error, undefined, JSON.stringify(answer));
-      assert.equal(answer.result?.isError, true);
-      assert.equal(answer.result?.structuredContent?.error?.code, 'backend_error');
-      assert.doesNotMatch(JSON.stringify(answer), /2990|ended after/);
-      const line = log.lines.find((l) => l.event_type === 'mcp_tool_result_refused' && l.request_id === 'req-cut-mcp');
-      assert.equal(line?.outcome, 'backend_error');
-    });
+      after(async () => {
+        await cut?.close();
+        await relay?.close();
+      });
+
+      it('cuts the answer off (never a whole JSON body with wrong bytes) and logs it when the object ends short midway', async () => {
+        const res = await fetch(`${cut.url}/call_tool`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'x-ca-a2a-request-id': 'req-cut' },
+          body: JSON.stringify({ tool: 's3_get_object', arguments: { key: 'uploads/cut.bin' } }),
+        });
+        assert.equal(res.status, 200, 'the headers went out before the shortfall was known');
+        await assert.rejects(res.text(), 'the body ends in a reset, not in a complete answer');
+        const line = log.lines.find((l) => l.event_type === 'mcp_stream_failed' && l.request_id === 'req-cut');
+        assert.equal(line?.tool, 's3_get_object');
+      });
+
+      it('answers an object that ends short midway over MCP with a backend_error tool result, counted and logged, no internal message', async () => {
+        const res = await fetch(`${cut.url}/mcp`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'x-ca-a2a-request-id': 'req-cut-mcp' },
+          body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 's3_get_object', arguments: { key: 'uploads/cut.bin' } } }),
+        });
+        const answer = (await res.json()) as { error?: unknown; result?: { isError?: boolean; structuredContent?: { error?: { code: string; message: string } } } };
+        assert.equal(answer.error, undefined, JSON.stringify(answer));
+        assert.equal(answer.result?.isError, true);
+        assert.equal(answer.result?.structuredContent?.error?.code, 'backend_error');
+        assert.doesNotMatch(JSON.stringify(answer), /aborted|ECONNRESET|ended after|300000/);
+        const line = log.lines.find((l) => l.event_type === 'mcp_tool_result_refused' && l.request_id === 'req-cut-mcp');
+        assert.equal(line?.outcome, 'backend_error');
+      });
+    }
 
     it('refuses an object over the limit before streaming any of it (413 too_large), and a missing key (404)', async () => {
       const strict = await startMcpGateway({ ...options, s3: { ...(options.s3 ?? {}), maxObjectBytes: 1024 } });

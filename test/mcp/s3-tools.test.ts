@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmod, copyFile, mkdir, readdir, readFile, rename, symlink, utimes, writeFile } from 'node:fs/promises';
+import { appendFile, chmod, copyFile, mkdir, readdir, readFile, rename, stat, symlink, truncate, utimes, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -105,7 +105,8 @@ for (const backend of backends) {
     if (!backend.s3) {
       it('takes no symlink, FIFO or directory planted in the bucket for an object, and replaces it on put', async () => {
         const bucket = join(dataDir, 'bucket');
-        const fileOf = (key: string) => join(bucket, createHash('sha256').update(key).digest('hex') + '.obj');
+        const file = (key: string) => createHash('sha256').update(key).digest('hex') + '.obj';
+        const fileOf = (key: string) => join(bucket, file(key));
         // Outside the bucket, a file laid out like an object of the key: a header line, then bytes.
         const outside = join(dataDir, 'outside.obj');
         const secret = JSON.stringify({ key: 'uploads/planted/link.txt', size: 7, content_type: 'text/plain', last_modified: new Date(0).toISOString(), etag: '"x"' }) + '\nSECRET!';
@@ -200,6 +201,80 @@ for (const backend of backends) {
         const put = await callTool(gw.url, 's3_put_object', { key: c, content_base64: b64('again'), content_type: 'text/plain' });
         assert.equal(put.status, 200, JSON.stringify(put.body));
         assert.equal(Buffer.from(String((await callTool(gw.url, 's3_get_object', { key: c })).body.content_base64), 'base64').toString(), 'again');
+      });
+    }
+
+    // The local-disk bucket only: a file whose bytes do not match its header's size (a write cut
+    // short by a crash, a damaged disk, a hand edit) would be served cut off, or with bytes its
+    // size does not count.
+    if (!backend.s3) {
+      /** Puts four objects under `uploads/<dir>/`, then cuts one's body short, removes another's, lengthens a third. */
+      const missized = async (dir: string) => {
+        const bucket = join(dataDir, 'bucket');
+        const file = (key: string) => createHash('sha256').update(key).digest('hex') + '.obj';
+        const [short, emptied, long, whole] = ['short', 'emptied', 'long', 'whole'].map((k) => `uploads/${dir}/${k}.txt`) as [string, string, string, string];
+        for (const key of [short, emptied, long, whole]) {
+          const put = await callTool(gw.url, 's3_put_object', { key, content_base64: b64(`bytes of ${key}`), content_type: 'text/plain' });
+          assert.equal(put.status, 200, JSON.stringify(put.body));
+        }
+        const path = (key: string) => join(bucket, file(key));
+        await truncate(path(short), (await stat(path(short))).size - 3);
+        await truncate(path(emptied), (await readFile(path(emptied))).indexOf(0x0a) + 1);
+        await appendFile(path(long), 'more');
+        const expected = Object.fromEntries([[file(short), 'body_short'], [file(emptied), 'body_short'], [file(long), 'body_long']]);
+        // Sorted "file reason" pairs of the warnings this operation logged for these files: one per call.
+        const reported = (operation: string) =>
+          log.lines
+            .filter((l) => l.event_type === 'mcp_bucket_object_unreadable' && l.operation === operation && l.level === 40 && String(l.file) in expected)
+            .map((l) => `${String(l.file)} ${String(l.reason)}`)
+            .sort();
+        const reasons = Object.entries(expected).map(([f, r]) => `${f} ${r}`).sort();
+        return { missized: [short, emptied, long], whole, reported, reasons };
+      };
+      const unreadable = (operation: string) => metricValue(gw.url, 'ca_a2a_mcp_bucket_unreadable_objects_total', { operation });
+      const keysOf = (body: Record<string, unknown>) => (body.objects as { key: string }[]).map((o) => o.key);
+
+      it('leaves out of a listing an object whose file holds fewer or more bytes than its header says, and reports each', async () => {
+        const { whole, reported, reasons } = await missized('sized-list');
+        const before = await unreadable('list');
+        const linesBefore = log.lines.length;
+        const listed = await callTool(gw.url, 's3_list_objects', { prefix: 'uploads/sized-list/' });
+        assert.equal(listed.status, 200, JSON.stringify(listed.body));
+        assert.deepEqual(keysOf(listed.body), [whole]);
+        assert.deepEqual(reported('list'), reasons);
+        // A listing reads every file of the bucket: damaged files of the tests before are counted too.
+        const warned = log.lines.slice(linesBefore).filter((l) => l.event_type === 'mcp_bucket_object_unreadable' && l.operation === 'list');
+        assert.ok(warned.length >= 3);
+        assert.equal((await unreadable('list')) - before, warned.length);
+      });
+
+      it('refuses to get an object whose file holds fewer or more bytes than its header says, with backend_error, and reports each', async () => {
+        const { missized: keys, whole, reported, reasons } = await missized('sized-get');
+        const before = await unreadable('get');
+        for (const key of keys) {
+          const got = await callTool(gw.url, 's3_get_object', { key });
+          assert.equal(got.status, 502, `${key}: ${JSON.stringify(got.body)}`);
+          assert.deepEqual(got.body.error, { code: 'backend_error', message: 'the bucket holds this object but cannot read it', backend: 's3' });
+        }
+        assert.deepEqual(reported('get'), reasons);
+        assert.equal((await unreadable('get')) - before, 3);
+        assert.doesNotMatch(JSON.stringify(log.lines.filter((l) => l.event_type === 'mcp_bucket_object_unreadable')), /sized-get/, 'keys are not logged');
+        const good = await callTool(gw.url, 's3_get_object', { key: whole });
+        assert.equal(Buffer.from(String(good.body.content_base64), 'base64').toString(), `bytes of ${whole}`);
+      });
+
+      it('deletes an object whose file holds fewer or more bytes than its header says, reporting it on the check', async () => {
+        const { missized: keys, whole, reported, reasons } = await missized('sized-delete');
+        const before = await unreadable('head');
+        for (const key of keys) {
+          const del = await callTool(gw.url, 's3_delete_object', { key });
+          assert.equal(del.status, 200, `${key}: ${JSON.stringify(del.body)}`);
+          assert.equal((await callTool(gw.url, 's3_get_object', { key })).body.error?.code, 'not_found', key);
+        }
+        assert.deepEqual(reported('head'), reasons);
+        assert.equal((await unreadable('head')) - before, 3);
+        const listed = await callTool(gw.url, 's3_list_objects', { prefix: 'uploads/sized-delete/' });
+        assert.deepEqual(keysOf(listed.body), [whole]);
       });
     }
 
