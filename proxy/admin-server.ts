@@ -10,14 +10,30 @@ export interface ReadinessSource {
  * The admin listener: /ready, /healthz, /metrics. Never the proxied port, so neither clients
  * nor agents can reach metrics through the service address.
  */
-export function createAdminServer(registry: Registry, readiness: ReadinessSource, upstreamMetricsUrl: () => string | undefined = () => undefined): Server {
+/** How a fetch of the upstream's metrics ended: appended whole, or why not. */
+export type UpstreamMetricsResult = 'success' | 'http_error' | 'unreachable' | 'too_large' | 'too_many_samples';
+/** Why single lines of the upstream's metrics were left out while the rest was appended. */
+export type UpstreamLineDrop = 'own_family' | 'unparseable';
+
+/** Where the admin listener counts what became of the upstream's metrics. */
+export interface UpstreamMetricsRecorder {
+  fetched(result: UpstreamMetricsResult): void;
+  linesDropped(reason: UpstreamLineDrop, lines: number): void;
+}
+
+export function createAdminServer(
+  registry: Registry,
+  readiness: ReadinessSource,
+  upstreamMetricsUrl: () => string | undefined = () => undefined,
+  recorder?: UpstreamMetricsRecorder,
+): Server {
   // One fetch of the upstream's metrics at a time, shared by the scrapes that come while it runs:
   // the agent, on the same loopback, scraping many times at once cannot make the sidecar hold
   // its 4 MiB answer once per scrape.
   let fetching: { readonly url: string; readonly text: Promise<string> } | undefined;
   const upstreamMetrics = (url: string): Promise<string> => {
     if (fetching?.url !== url) {
-      const shared = { url, text: fetchUpstreamMetrics(url).then((text) => withoutOwnFamilies(text, registry)) };
+      const shared = { url, text: fetchUpstreamMetrics(url).then((fetched) => appendable(fetched, registry, recorder)) };
       fetching = shared;
       const done = (): void => {
         if (fetching === shared) fetching = undefined;
@@ -68,26 +84,39 @@ export const UPSTREAM_METRICS_MAX_SAMPLES = 10_000;
  * scrape of the admin listener covers the task: the upstream listens on 127.0.0.1 only. A failed
  * or oversized fetch never fails the scrape; it leaves a comment and the sidecar's own metrics.
  */
-async function fetchUpstreamMetrics(url: string): Promise<string> {
+async function fetchUpstreamMetrics(url: string): Promise<{ readonly result: UpstreamMetricsResult; readonly text: string }> {
   try {
     const response = await fetch(url, { signal: AbortSignal.timeout(2_000) });
     if (!response.ok || response.body === null) {
       await response.body?.cancel();
-      return `# upstream metrics unavailable: HTTP ${response.status}\n`;
+      return { result: 'http_error', text: `# upstream metrics unavailable: HTTP ${response.status}\n` };
     }
     const chunks: Uint8Array[] = [];
     let size = 0;
     // Leaving the loop early cancels the body.
     for await (const chunk of response.body) {
       size += chunk.byteLength;
-      if (size > UPSTREAM_METRICS_MAX_BYTES) return `# upstream metrics unavailable: larger than ${UPSTREAM_METRICS_MAX_BYTES} bytes\n`;
+      if (size > UPSTREAM_METRICS_MAX_BYTES) return { result: 'too_large', text: `# upstream metrics unavailable: larger than ${UPSTREAM_METRICS_MAX_BYTES} bytes\n` };
       chunks.push(chunk);
     }
     const text = Buffer.concat(chunks).toString('utf8');
-    return text.endsWith('\n') ? text : `${text}\n`;
+    return { result: 'success', text: text.endsWith('\n') ? text : `${text}\n` };
   } catch {
-    return '# upstream metrics unavailable\n';
+    return { result: 'unreachable', text: '# upstream metrics unavailable\n' };
   }
+}
+
+/** What of a fetch is appended to the sidecar's metrics, counted. */
+function appendable(fetched: { readonly result: UpstreamMetricsResult; readonly text: string }, registry: Registry, recorder: UpstreamMetricsRecorder | undefined): string {
+  if (fetched.result !== 'success') {
+    recorder?.fetched(fetched.result);
+    return fetched.text;
+  }
+  const filtered = withoutOwnFamilies(fetched.text, registry);
+  recorder?.fetched(filtered.result);
+  if (filtered.ownFamilyLines > 0) recorder?.linesDropped('own_family', filtered.ownFamilyLines);
+  if (filtered.unparseableLines > 0) recorder?.linesDropped('unparseable', filtered.unparseableLines);
+  return filtered.text;
 }
 
 // The series names one family exposes (prom-client, text format 0.0.4).
@@ -141,10 +170,11 @@ function lineName(line: string): string | undefined {
  * sample all the same). What was dropped is said in a comment. Past UPSTREAM_METRICS_MAX_SAMPLES
  * samples kept, nothing of the upstream's is, and a comment says why.
  */
-function withoutOwnFamilies(text: string, registry: Registry): string {
+function withoutOwnFamilies(text: string, registry: Registry): { result: 'success' | 'too_many_samples'; text: string; ownFamilyLines: number; unparseableLines: number } {
   const own = new Set<string>();
   for (const metric of registry.getMetricsAsArray()) for (const suffix of SAMPLE_SUFFIXES) own.add(`${metric.name}${suffix}`);
   const dropped = new Set<string>();
+  let ownFamilyLines = 0;
   let malformed = 0;
   let samples = 0;
   const kept: string[] = [];
@@ -157,10 +187,11 @@ function withoutOwnFamilies(text: string, registry: Registry): string {
       malformed++;
     } else if (own.has(name)) {
       dropped.add(name);
+      ownFamilyLines++;
     } else {
       // Every line kept but a blank one or a comment (HELP and TYPE lines included) is a sample.
       if (line !== '' && !line.startsWith('#') && ++samples > UPSTREAM_METRICS_MAX_SAMPLES) {
-        return `# upstream metrics unavailable: more than ${UPSTREAM_METRICS_MAX_SAMPLES} samples\n`;
+        return { result: 'too_many_samples', text: `# upstream metrics unavailable: more than ${UPSTREAM_METRICS_MAX_SAMPLES} samples\n`, ownFamilyLines: 0, unparseableLines: 0 };
       }
       kept.push(line);
     }
@@ -168,5 +199,5 @@ function withoutOwnFamilies(text: string, registry: Registry): string {
   let notes = '';
   if (dropped.size > 0) notes += `# upstream metrics dropped, names the sidecar exposes: ${[...dropped].join(' ')}\n`;
   if (malformed > 0) notes += `# upstream metrics dropped, ${malformed} lines Prometheus could not parse\n`;
-  return `${kept.map((line) => `${line}\n`).join('')}${notes}`;
+  return { result: 'success', text: `${kept.map((line) => `${line}\n`).join('')}${notes}`, ownFamilyLines, unparseableLines: malformed };
 }

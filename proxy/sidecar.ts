@@ -429,6 +429,9 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   }, () => {
     const path = runtime.policy.upstreamMetricsPath;
     return path === undefined ? undefined : `${new URL(runtime.policy.upstream).origin}${path}`;
+  }, {
+    fetched: (result) => metrics.upstreamMetricsFetches.inc({ service, result }),
+    linesDropped: (reason, lines) => metrics.upstreamMetricsLinesDropped.inc({ service, reason }, lines),
   });
   let egress: Awaited<ReturnType<typeof startEgress>> | undefined;
   let address: Awaited<ReturnType<typeof listen>>;

@@ -234,6 +234,18 @@ export function createSidecarMetrics(options: { collectProcess?: boolean } = {})
       labelNames: ['service'] as const,
       registers,
     }),
+    upstreamMetricsFetches: new Counter({
+      name: 'ca_a2a_upstream_metrics_fetches_total',
+      help: 'Fetches of the upstream\'s own metrics (upstream_metrics_path) for a scrape, by result: success (appended) or why none of it was (http_error, unreachable, too_large, too_many_samples).',
+      labelNames: ['service', 'result'] as const,
+      registers,
+    }),
+    upstreamMetricsLinesDropped: new Counter({
+      name: 'ca_a2a_upstream_metrics_lines_dropped_total',
+      help: 'Lines of the upstream\'s own metrics left out of an appended fetch, by reason: own_family (a name the sidecar exposes), unparseable (a line Prometheus would fail the scrape on).',
+      labelNames: ['service', 'reason'] as const,
+      registers,
+    }),
     inFlight: new SampledGauge({
       name: 'ca_a2a_in_flight_requests',
       help: 'Requests currently inside the sidecar.',

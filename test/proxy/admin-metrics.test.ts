@@ -11,6 +11,8 @@ import { startTestIssuer, type TestIssuer } from '../helpers/test-issuer.js';
 let exposition = '';
 let answerAfterMs = 0;
 let agentScrapes = 0;
+/** The agent's answer to a scrape: 200 with the exposition, another status, or its connection reset. */
+let agentAnswer: number | 'reset' = 200;
 
 describe("admin /metrics with the upstream's own metrics (upstream_metrics_path)", () => {
   let issuer: TestIssuer;
@@ -20,7 +22,12 @@ describe("admin /metrics with the upstream's own metrics (upstream_metrics_path)
     issuer = await startTestIssuer();
     agent = createServer((_req, res) => {
       agentScrapes++;
-      setTimeout(() => res.writeHead(200, { 'content-type': 'text/plain' }).end(exposition), answerAfterMs);
+      if (agentAnswer === 'reset') {
+        res.socket?.destroy();
+        return;
+      }
+      const status = agentAnswer;
+      setTimeout(() => res.writeHead(status, { 'content-type': 'text/plain' }).end(exposition), answerAfterMs);
     });
     await new Promise<void>((resolve) => agent.listen(0, '127.0.0.1', resolve));
     const port = (agent.address() as { port: number }).port;
@@ -56,6 +63,51 @@ describe("admin /metrics with the upstream's own metrics (upstream_metrics_path)
       assert.equal(agentScrapes, 2);
     } finally {
       answerAfterMs = 0;
+    }
+  });
+
+  // A sample of the sidecar's own metrics, 0 when absent; counted after the scrape's own metrics
+  // were read, a fetch shows in the next scrape.
+  const sample = (text: string, name: string, labels: string): number => {
+    const line = text.split('\n').find((l) => l.startsWith(`${name}{${labels}} `));
+    return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
+  };
+  const counted = async (): Promise<Record<string, number>> => {
+    const text = await scrape();
+    const fetches = (result: string): number => sample(text, 'ca_a2a_upstream_metrics_fetches_total', `service="metered",result="${result}"`);
+    const lines = (reason: string): number => sample(text, 'ca_a2a_upstream_metrics_lines_dropped_total', `service="metered",reason="${reason}"`);
+    return {
+      success: fetches('success'), http_error: fetches('http_error'), unreachable: fetches('unreachable'), too_large: fetches('too_large'),
+      too_many_samples: fetches('too_many_samples'), own_family: lines('own_family'), unparseable: lines('unparseable'),
+    };
+  };
+  const delta = (before: Record<string, number>, after: Record<string, number>): Record<string, number> =>
+    Object.fromEntries(Object.entries(after).map(([key, value]) => [key, value - (before[key] ?? 0)]).filter(([, d]) => d !== 0));
+
+  it('counts how each fetch of the agent\'s metrics ended, and the lines it dropped from appended ones', async () => {
+    try {
+      // Each `counted()` is a scrape, and so a fetch: the one before it shows in it.
+      exposition = 'agent_jobs_total 1\nca_a2a_requests_total{service="forged"} 1\nca_a2a_requests_total{service="forged2"} 1\nnot a sample\n';
+      const start = await counted();
+      const afterDrops = await counted();
+      assert.deepEqual(delta(start, afterDrops), { success: 1, own_family: 2, unparseable: 1 });
+      agentAnswer = 503;
+      await scrape();
+      agentAnswer = 'reset';
+      const afterHttp = await counted();
+      assert.deepEqual(delta(afterDrops, afterHttp), { success: 1, own_family: 2, unparseable: 1, http_error: 1 });
+      agentAnswer = 200;
+      exposition = `${'agent_many 1\n'.repeat(UPSTREAM_METRICS_MAX_SAMPLES + 1)}`;
+      const afterReset = await counted();
+      assert.deepEqual(delta(afterHttp, afterReset), { unreachable: 1 });
+      exposition = 'agent_big 1\n'.repeat(Math.ceil(UPSTREAM_METRICS_MAX_BYTES / 12) + 1);
+      const afterMany = await counted();
+      assert.deepEqual(delta(afterReset, afterMany), { too_many_samples: 1 });
+      exposition = 'agent_jobs_total 1\n';
+      const afterLarge = await counted();
+      assert.deepEqual(delta(afterMany, afterLarge), { too_large: 1 });
+    } finally {
+      agentAnswer = 200;
     }
   });
 
