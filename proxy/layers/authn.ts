@@ -2,7 +2,7 @@ import { base64url, decodeProtectedHeader, jwtVerify } from 'jose';
 import type { Layer, Principal, RequestContext, Verdict } from '../context.js';
 import { denial, type Denial } from '../denials.js';
 import type { KeySource } from '../auth/key-source.js';
-import { principalFrom } from '../auth/principal.js';
+import { principalFrom, unforwardable } from '../auth/principal.js';
 import { MAX_TOKEN_LIFETIME_SECONDS, unrevocableId } from '../auth/token-limits.js';
 import { decodePercentRuns } from '../http/percent.js';
 import { TokenCache } from '../auth/token-cache.js';
@@ -107,7 +107,9 @@ export function authnLayer(policy: ServicePolicy, deps: AuthnDeps): Layer {
       // A token the issuer bound to its holder in a way this sidecar cannot check (an mTLS
       // certificate, x5t#S256; a malformed jkt) is refused, not taken as a bearer token.
       if (payload.cnf !== undefined && !isKeyThumbprintConfirmation(payload.cnf)) return denial('authn.claim_invalid', "'cnf' claim: only a DPoP key thumbprint (jkt) can be checked");
-      return principalFrom(payload, auth.rolesClaim);
+      const principal = principalFrom(payload, auth.rolesClaim);
+      const why = unforwardable(principal, auth.rolesClaim);
+      return why === undefined ? principal : denial('authn.claim_invalid', why);
     } catch (error) {
       return joseDenial(error);
     }
