@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { flagOrEnv } from '../proxy/cli-options.js';
 import { parseListen } from '../proxy/listen.js';
 import { createLogger } from '../proxy/observe/logger.js';
 import { SHIPPED_SERVICES } from '../proxy/services.js';
@@ -24,7 +25,8 @@ export async function agentCommand(argv: string[]): Promise<number> {
       allowPositionals: true,
       strict: true,
       options: {
-        listen: { type: 'string', default: process.env['CA_A2A_LISTEN'] || undefined },
+        // Read below (flagOrEnv): a bad address is reported under the name it came from.
+        listen: { type: 'string' },
         egress: { type: 'string', default: process.env['CA_A2A_EGRESS_URL'] || undefined },
         'public-url': { type: 'string', default: process.env['CA_A2A_PUBLIC_URL'] || undefined },
         issuer: { type: 'string', default: process.env['CA_A2A_ISSUER'] || undefined },
@@ -47,7 +49,8 @@ export async function agentCommand(argv: string[]): Promise<number> {
   }
   let listen;
   try {
-    listen = parseListen(values.listen ?? `127.0.0.1:${SHIPPED_SERVICES[name].upstreamPort}`, '--listen');
+    const listenOption = flagOrEnv('--listen', values.listen, 'CA_A2A_LISTEN') ?? { value: `127.0.0.1:${SHIPPED_SERVICES[name].upstreamPort}`, name: '--listen' };
+    listen = parseListen(listenOption.value, listenOption.name);
   } catch (error) {
     process.stderr.write(`ca-a2a agent: ${(error as Error).message}\n\n${USAGE}\n`);
     return 2;

@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { startMcpGateway } from './gateway.js';
 import type { McpGatewayOptions } from './gateway.js';
 import { DEFAULT_KEY_POLICY, keyPolicy } from './object-keys.js';
+import { flagOrEnv } from '../proxy/cli-options.js';
 import { parseListen } from '../proxy/listen.js';
 import { stopSignal } from '../proxy/stop-signal.js';
 
@@ -75,11 +76,12 @@ export async function mcpGatewayCommand(argv: string[]): Promise<number> {
       process.stdout.write(HELP);
       return 0;
     }
-    listen = parseListen(values.listen ?? (process.env.CA_A2A_LISTEN || '127.0.0.1:9000'), '--listen');
+    const listenOption = flagOrEnv('--listen', values.listen, 'CA_A2A_LISTEN') ?? { value: '127.0.0.1:9000', name: '--listen' };
+    listen = parseListen(listenOption.value, listenOption.name);
     dataDir = values['data-dir'] ?? (process.env.CA_A2A_DATA_DIR || '.ca-a2a');
     envOptions = gatewayOptionsFromEnv(process.env);
   } catch (err) {
-    process.stderr.write(`${(err as Error).message}\n${USAGE}\n`);
+    process.stderr.write(`ca-a2a mcp-gateway: ${(err as Error).message}\n${USAGE}\n`);
     return 2;
   }
   const stopping = stopSignal();

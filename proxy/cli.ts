@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { parseCidr } from './http/cidr.js';
-import { parseListen } from './listen.js';
+import { badHttpUrl, badListen, flagOrEnv, flagsOrEnvList, type FlagOrEnv } from './cli-options.js';
 import { isPolicyLoadError, formatProblem } from './policy/errors.js';
 import { adminPortFor, isShippedService, SHIPPED_SERVICES, shippedPolicyFile } from './services.js';
 import { startSidecar, type Sidecar } from './sidecar.js';
@@ -45,44 +45,14 @@ function readClientSecret(): string | undefined {
   return file ? readFileSync(file, 'utf8').trim() : process.env.CA_A2A_CLIENT_SECRET;
 }
 
-function parseServiceUrls(entries: readonly string[]): Record<string, string> {
+function parseServiceUrls(option: FlagOrEnv<readonly string[]>): Record<string, string> {
   const urls: Record<string, string> = {};
-  for (const entry of entries) {
+  for (const entry of option.value) {
     const at = entry.indexOf('=');
-    if (at <= 0) throw new Error(`--service-url expects NAME=URL, got '${entry}'`);
+    if (at <= 0) throw new Error(`${option.name} expects NAME=URL, got '${entry}'`);
     urls[entry.slice(0, at)] = entry.slice(at + 1);
   }
   return urls;
-}
-
-/** The first flag value that is not an http(s) URL, as a message; undefined when all are. */
-function badUrl(values: Readonly<Record<string, readonly (string | undefined)[]>>): string | undefined {
-  for (const [flag, urls] of Object.entries(values)) {
-    for (const url of urls) {
-      if (url === undefined) continue;
-      let protocol: string | undefined;
-      try {
-        protocol = new URL(url).protocol;
-      } catch {
-        protocol = undefined;
-      }
-      if (protocol !== 'http:' && protocol !== 'https:') return `${flag} must be an http(s) URL, got '${url}'`;
-    }
-  }
-  return undefined;
-}
-
-/** The first listen flag that is not HOST:PORT with a port up to 65535, as a message. */
-function badListen(values: Readonly<Record<string, string | undefined>>): string | undefined {
-  for (const [flag, address] of Object.entries(values)) {
-    if (address === undefined) continue;
-    try {
-      parseListen(address, flag);
-    } catch (error) {
-      return (error as Error).message;
-    }
-  }
-  return undefined;
 }
 
 /** `ca-a2a sidecar`: runs until SIGINT/SIGTERM, then drains in-flight requests and exits. */
@@ -93,17 +63,19 @@ export async function sidecarCommand(argv: string[]): Promise<number> {
       args: argv,
       options: {
         // An exported-but-empty variable means unset, as for every command. No environment
-        // defaults for --service and --policy: a flag must win over either variable (below).
+        // defaults for the values checked below: they are read there (flagOrEnv), so that a bad
+        // one is reported under the name of the variable it came from. None for --service and
+        // --policy either: a flag must win over either variable (below).
         service: { type: 'string' },
         policy: { type: 'string' },
-        listen: { type: 'string', default: process.env.CA_A2A_LISTEN || undefined },
-        upstream: { type: 'string', default: process.env.CA_A2A_UPSTREAM || undefined },
-        'admin-listen': { type: 'string', default: process.env.CA_A2A_ADMIN_LISTEN || undefined },
-        issuer: { type: 'string', default: process.env.CA_A2A_ISSUER || undefined },
-        'public-url': { type: 'string', multiple: true, default: process.env.CA_A2A_PUBLIC_URL?.split(',').filter(Boolean) },
-        'egress-listen': { type: 'string', default: process.env.CA_A2A_EGRESS_LISTEN || undefined },
-        'service-url': { type: 'string', multiple: true, default: process.env.CA_A2A_SERVICE_URLS?.split(',').filter(Boolean) },
-        'trusted-proxy': { type: 'string', multiple: true, default: process.env.CA_A2A_TRUSTED_PROXIES?.split(',').map((entry) => entry.trim()).filter(Boolean) },
+        listen: { type: 'string' },
+        upstream: { type: 'string' },
+        'admin-listen': { type: 'string' },
+        issuer: { type: 'string' },
+        'public-url': { type: 'string', multiple: true },
+        'egress-listen': { type: 'string' },
+        'service-url': { type: 'string', multiple: true },
+        'trusted-proxy': { type: 'string', multiple: true },
         'no-watch': { type: 'boolean', default: process.env.CA_A2A_NO_WATCH === '1' },
         'allow-http-issuer': { type: 'boolean', default: process.env.CA_A2A_ALLOW_HTTP_ISSUER === '1' },
         'shadow-policy': { type: 'string', default: process.env.CA_A2A_SHADOW_POLICY || undefined },
@@ -131,43 +103,46 @@ export async function sidecarCommand(argv: string[]): Promise<number> {
     process.stderr.write(`ca-a2a sidecar: unknown service '${service}' (shipped: ${Object.keys(SHIPPED_SERVICES).join(', ')}); use --policy FILE for others\n`);
     return 2;
   }
+  const listenOption = flagOrEnv('--listen', values.listen, 'CA_A2A_LISTEN');
+  const upstream = flagOrEnv('--upstream', values.upstream, 'CA_A2A_UPSTREAM');
+  const adminListen = flagOrEnv('--admin-listen', values['admin-listen'], 'CA_A2A_ADMIN_LISTEN');
+  const issuer = flagOrEnv('--issuer', values.issuer, 'CA_A2A_ISSUER');
+  const egressListen = flagOrEnv('--egress-listen', values['egress-listen'], 'CA_A2A_EGRESS_LISTEN');
+  const publicUrls = flagsOrEnvList('--public-url', values['public-url'], 'CA_A2A_PUBLIC_URL');
+  const serviceUrlList = flagsOrEnvList('--service-url', values['service-url'], 'CA_A2A_SERVICE_URLS');
+  const trustedProxies = flagsOrEnvList('--trusted-proxy', values['trusted-proxy'], 'CA_A2A_TRUSTED_PROXIES');
   let serviceUrls: Record<string, string>;
   try {
-    serviceUrls = parseServiceUrls(values['service-url'] ?? []);
+    serviceUrls = parseServiceUrls(serviceUrlList);
   } catch (error) {
     process.stderr.write(`ca-a2a sidecar: ${(error as Error).message}\n`);
     return 2;
   }
   // The policy file's URLs are checked when it loads; these replace them after that check.
-  const invalid = badUrl({
-    '--issuer': [values.issuer],
-    '--upstream': [values.upstream],
-    '--public-url': values['public-url'] ?? [],
-    '--service-url': Object.values(serviceUrls),
-  });
+  const invalid = badHttpUrl([issuer, upstream, publicUrls, { ...serviceUrlList, value: Object.values(serviceUrls) }]);
   if (invalid !== undefined) {
     process.stderr.write(`ca-a2a sidecar: ${invalid}\n`);
     return 2;
   }
   // The expected htu is this URL joined with the request's path: a query, a fragment or a user in
   // it would make every proof's htu mismatch, each refused as if the clients were wrong.
-  const notBase = (values['public-url'] ?? []).find((url) => /[?#@]/.test(url));
+  const notBase = publicUrls.value.find((url) => /[?#@]/.test(url));
   if (notBase !== undefined) {
-    process.stderr.write(`ca-a2a sidecar: --public-url is an origin with an optional path, without a query, fragment or user, got '${notBase}'\n`);
+    process.stderr.write(`ca-a2a sidecar: ${publicUrls.name} is an origin with an optional path, without a query, fragment or user, got '${notBase}'\n`);
     return 2;
   }
-  const notCidr = (values['trusted-proxy'] ?? []).find((entry) => parseCidr(entry) === undefined);
+  const notCidr = trustedProxies.value.find((entry) => parseCidr(entry) === undefined);
   if (notCidr !== undefined) {
-    process.stderr.write(`ca-a2a sidecar: --trusted-proxy must be an IP address or CIDR, got '${notCidr}'\n`);
+    process.stderr.write(`ca-a2a sidecar: ${trustedProxies.name} must be an IP address or CIDR, got '${notCidr}'\n`);
     return 2;
   }
-  const port = service !== undefined ? SHIPPED_SERVICES[service].port : 8080;
-  const listen = values.listen ?? `127.0.0.1:${port}`;
-  const notAddress = badListen({ '--listen': values.listen, '--admin-listen': values['admin-listen'], '--egress-listen': values['egress-listen'] });
+  const notAddress = badListen([listenOption, adminListen, egressListen]);
   if (notAddress !== undefined) {
     process.stderr.write(`ca-a2a sidecar: ${notAddress}\n`);
     return 2;
   }
+  const port = service !== undefined ? SHIPPED_SERVICES[service].port : 8080;
+  const listen = listenOption?.value ?? `127.0.0.1:${port}`;
   const listenPort = Number(listen.slice(listen.lastIndexOf(':') + 1));
   const policyFile = service !== undefined ? shippedPolicyFile(service) : (policy as string);
 
@@ -185,15 +160,15 @@ export async function sidecarCommand(argv: string[]): Promise<number> {
     sidecar = await startSidecar({
       policyFile,
       listen,
-      adminListen: values['admin-listen'] ?? `${listen.slice(0, listen.lastIndexOf(':'))}:${listenPort === 0 ? 0 : adminPortFor(listenPort)}`,
-      upstream: values.upstream,
-      issuer: values.issuer,
-      publicUrls: values['public-url'] ?? [],
-      egressListen: values['egress-listen'],
+      adminListen: adminListen?.value ?? `${listen.slice(0, listen.lastIndexOf(':'))}:${listenPort === 0 ? 0 : adminPortFor(listenPort)}`,
+      upstream: upstream?.value,
+      issuer: issuer?.value,
+      publicUrls: [...publicUrls.value],
+      egressListen: egressListen?.value,
       allowHttpIssuer: values['allow-http-issuer'],
       clientSecret: readClientSecret(),
       serviceUrls,
-      trustedProxies: values['trusted-proxy'] ?? [],
+      trustedProxies: [...trustedProxies.value],
       watchPolicy: !values['no-watch'],
       shadowPolicyFile: values['shadow-policy'],
       stores: storeOptionsFromEnv(),

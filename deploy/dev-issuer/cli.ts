@@ -1,5 +1,6 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
+import { badHttpUrl, flagOrEnv } from '../../proxy/cli-options.js';
 import { parseListen } from '../../proxy/listen.js';
 import { createTokenSource } from '../../proxy/oauth/client-credentials.js';
 import { stopSignal } from '../../proxy/stop-signal.js';
@@ -23,13 +24,14 @@ Prints an access token for NAME (client_credentials), e.g. TOKEN=$(npx ca-a2a to
 
 /** `ca-a2a issuer`: runs the dev issuer until SIGINT/SIGTERM, then closes it and resolves 0. */
 export async function issuerCommand(argv: string[]): Promise<number> {
-  const args = parse(argv, { listen: { type: 'string' }, 'data-dir': { type: 'string' } }, ISSUER_USAGE);
+  const args = parse(argv, { listen: { type: 'string' }, 'data-dir': { type: 'string' } }, 'issuer', ISSUER_USAGE);
   if (typeof args === 'number') return args;
+  const listenOption = flagOrEnv('--listen', stringOption(args, 'listen'), 'CA_A2A_ISSUER_LISTEN');
   let listen;
   try {
-    listen = parseListen(stringOption(args, 'listen') ?? envVar('CA_A2A_ISSUER_LISTEN') ?? `${DEFAULT_LISTEN.host}:${DEFAULT_LISTEN.port}`, '--listen');
+    listen = listenOption === undefined ? DEFAULT_LISTEN : parseListen(listenOption.value, listenOption.name);
   } catch (error) {
-    return usageError(messageOf(error), ISSUER_USAGE);
+    return usageError('issuer', messageOf(error), ISSUER_USAGE);
   }
   const dataDir = stringOption(args, 'data-dir') ?? defaultDataDir();
 
@@ -55,11 +57,14 @@ export async function tokenCommand(argv: string[]): Promise<number> {
     'data-dir': { type: 'string' },
     decode: { type: 'boolean' },
   } as const;
-  const args = parse(argv, options, TOKEN_USAGE);
+  const args = parse(argv, options, 'token', TOKEN_USAGE);
   if (typeof args === 'number') return args;
   const clientId = stringOption(args, 'client');
-  if (clientId === undefined || clientId === '') return usageError('--client is required', TOKEN_USAGE);
-  const issuerUrl = stringOption(args, 'issuer') ?? envVar('CA_A2A_ISSUER') ?? DEFAULT_ISSUER_URL;
+  if (clientId === undefined || clientId === '') return usageError('token', '--client is required', TOKEN_USAGE);
+  const issuer = flagOrEnv('--issuer', stringOption(args, 'issuer'), 'CA_A2A_ISSUER');
+  const notUrl = badHttpUrl([issuer]);
+  if (notUrl !== undefined) return usageError('token', notUrl, TOKEN_USAGE);
+  const issuerUrl = issuer?.value ?? DEFAULT_ISSUER_URL;
   const dataDir = stringOption(args, 'data-dir') ?? defaultDataDir();
 
   try {
@@ -82,12 +87,12 @@ export async function tokenCommand(argv: string[]): Promise<number> {
 
 type Parsed = ReturnType<typeof parseArgs>;
 
-function parse(argv: string[], options: NonNullable<ParseArgsConfig['options']>, usage: string): Parsed | number {
+function parse(argv: string[], options: NonNullable<ParseArgsConfig['options']>, command: string, usage: string): Parsed | number {
   let parsed: Parsed;
   try {
     parsed = parseArgs({ args: argv, options: { ...options, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false });
   } catch (err) {
-    return usageError(messageOf(err), usage);
+    return usageError(command, messageOf(err), usage);
   }
   if (parsed.values['help'] === true) {
     process.stdout.write(`${usage}\n`);
@@ -96,19 +101,13 @@ function parse(argv: string[], options: NonNullable<ParseArgsConfig['options']>,
   return parsed;
 }
 
-/** An exported-but-empty variable (`CA_A2A_ISSUER=`) means unset, as in most CLIs. */
-function envVar(name: string): string | undefined {
-  const value = process.env[name];
-  return value === undefined || value === '' ? undefined : value;
-}
-
 function stringOption(args: Parsed, name: string): string | undefined {
   const value = args.values[name];
   return typeof value === 'string' ? value : undefined;
 }
 
-function usageError(message: string, usage: string): number {
-  process.stderr.write(`${message}\n\n${usage}\n`);
+function usageError(command: string, message: string, usage: string): number {
+  process.stderr.write(`ca-a2a ${command}: ${message}\n\n${usage}\n`);
   return 2;
 }
 

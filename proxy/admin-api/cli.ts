@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { flagOrEnv } from '../cli-options.js';
 import { isLoopbackListen } from '../listen.js';
 import { storeOptionsFromEnv } from '../stores/backends.js';
 import { startAdminApi } from './start.js';
@@ -25,7 +26,8 @@ export async function adminApiCommand(argv: string[]): Promise<number> {
     ({ values } = parseArgs({
       args: argv,
       options: {
-        listen: { type: 'string', default: process.env.CA_A2A_LISTEN || '127.0.0.1:9005' },
+        // Read below (flagOrEnv): a bad address is reported under the name it came from.
+        listen: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -38,9 +40,10 @@ export async function adminApiCommand(argv: string[]): Promise<number> {
     process.stdout.write(HELP);
     return 0;
   }
+  const listen = flagOrEnv('--listen', values.listen, 'CA_A2A_LISTEN') ?? { value: '127.0.0.1:9005', name: '--listen' };
   let usage: string | undefined;
   try {
-    if (!isLoopbackListen(values.listen, '--listen')) usage = `--listen must be a loopback address, not '${values.listen}': the admin sidecar is the admin API's only door`;
+    if (!isLoopbackListen(listen.value, listen.name)) usage = `${listen.name} must be a loopback address, not '${listen.value}': the admin sidecar is the admin API's only door`;
   } catch (error) {
     usage = (error as Error).message;
   }
@@ -51,7 +54,7 @@ export async function adminApiCommand(argv: string[]): Promise<number> {
   const stopping = stopSignal();
   let api;
   try {
-    api = await startAdminApi({ listen: values.listen, stores: storeOptionsFromEnv() });
+    api = await startAdminApi({ listen: listen.value, stores: storeOptionsFromEnv() });
   } catch (error) {
     process.stderr.write(`ca-a2a admin-api: ${(error as Error).message}\n`);
     return 1;

@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { defaultDataDir, loadClientSecrets } from '../../deploy/dev-issuer/clients.js';
+import { DEFAULT_ISSUER_URL } from '../../deploy/dev-issuer/realm.js';
+import { badHttpUrl, flagOrEnv, isHttpUrl } from '../cli-options.js';
 import { isShippedService, SHIPPED_SERVICES, type ShippedService } from '../services.js';
 import { createServiceClient } from './call.js';
 
@@ -12,7 +14,8 @@ const HELP = `usage: ca-a2a call --client NAME --service S --method M [--params 
                     mcp: /mcp, MCP JSON-RPC such as tools/list or tools/call)
   --url URL         call this endpoint instead (e.g. https://orchestrator.example.com/message)
   --method M        JSON-RPC method
-  --params JSON     params as JSON, or @file to read them from a file (default {})
+  --params JSON     params, a JSON object or array (JSON-RPC 2.0), or @file to read them
+                    from a file (default {})
   --issuer URL      OIDC issuer (CA_A2A_ISSUER; default http://127.0.0.1:8080/realms/ca-a2a)
   --data-dir DIR    development issuer data directory (CA_A2A_DATA_DIR; default ./.ca-a2a)
 
@@ -38,8 +41,8 @@ export async function callCommand(argv: string[]): Promise<number> {
         url: { type: 'string' },
         method: { type: 'string' },
         params: { type: 'string', default: '{}' },
-        // An exported-but-empty variable means unset, as for ca-a2a token.
-        issuer: { type: 'string', default: process.env.CA_A2A_ISSUER || 'http://127.0.0.1:8080/realms/ca-a2a' },
+        // Read below (flagOrEnv): a bad URL is reported under the name it came from.
+        issuer: { type: 'string' },
         'data-dir': { type: 'string', default: defaultDataDir() },
         help: { type: 'boolean', short: 'h' },
       },
@@ -65,12 +68,24 @@ export async function callCommand(argv: string[]): Promise<number> {
     process.stderr.write(`ca-a2a call: --url must be an http:// or https:// URL, e.g. https://orchestrator.example.com/message\n`);
     return 2;
   }
+  // An exported-but-empty variable means unset, as for ca-a2a token.
+  const issuer = flagOrEnv('--issuer', values.issuer, 'CA_A2A_ISSUER');
+  const notUrl = badHttpUrl([issuer]);
+  if (notUrl !== undefined) {
+    process.stderr.write(`ca-a2a call: ${notUrl}\n`);
+    return 2;
+  }
   let params: unknown;
   try {
     const text = values.params.startsWith('@') ? readFileSync(values.params.slice(1), 'utf8') : values.params;
     params = JSON.parse(text);
   } catch (error) {
     process.stderr.write(`ca-a2a call: --params is not valid JSON: ${(error as Error).message}\n`);
+    return 2;
+  }
+  // JSON-RPC 2.0 §4.2: params, when present, are an object (by name) or an array (by position).
+  if (typeof params !== 'object' || params === null) {
+    process.stderr.write(`ca-a2a call: --params must be a JSON object or array (JSON-RPC 2.0), got ${params === null ? 'null' : typeof params}\n`);
     return 2;
   }
   const url = values.url ?? serviceUrl(service as ShippedService);
@@ -80,7 +95,7 @@ export async function callCommand(argv: string[]): Promise<number> {
       process.stderr.write(`ca-a2a call: no secret for client '${client}' in ${values['data-dir']}\n`);
       return 1;
     }
-    const caller = await createServiceClient({ issuer: values.issuer, clientId: client, clientSecret: secret });
+    const caller = await createServiceClient({ issuer: issuer?.value ?? DEFAULT_ISSUER_URL, clientId: client, clientSecret: secret });
     const outcome = await caller.call(url, method, params);
     process.stdout.write(`${JSON.stringify(outcome.response, null, 2)}\n`);
     return outcome.kind === 'result' ? 0 : 1;
@@ -88,8 +103,4 @@ export async function callCommand(argv: string[]): Promise<number> {
     process.stderr.write(`ca-a2a call: ${(error as Error).message}\n`);
     return 1;
   }
-}
-
-function isHttpUrl(value: string): boolean {
-  return URL.canParse(value) && ['http:', 'https:'].includes(new URL(value).protocol);
 }

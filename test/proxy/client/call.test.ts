@@ -177,6 +177,28 @@ describe('ca-a2a call', () => {
     }
   });
 
+  it('refuses with exit 2 params that are JSON but neither an object nor an array (JSON-RPC 2.0 §4.2)', async () => {
+    for (const params of ['5', '"text"', 'true', 'null']) {
+      const refused = await call('--client', 'viewer', '--method', 'get_document', '--params', params);
+      assert.equal(refused.code, 2, params);
+      assert.equal(refused.stdout, '', params);
+      assert.match(refused.stderr, /^ca-a2a call: --params must be a JSON object or array \(JSON-RPC 2\.0\), got (number|string|boolean|null)\n$/, params);
+    }
+  });
+
+  it('refuses an issuer that is not an http(s) URL with exit 2, naming the flag or the variable it came from', async () => {
+    const cases: [string[], NodeJS.ProcessEnv, RegExp][] = [
+      [['--issuer', 'ftp://127.0.0.1/realms/ca-a2a'], {}, /^ca-a2a call: --issuer must be an http\(s\) URL, got 'ftp:\/\/127\.0\.0\.1\/realms\/ca-a2a'\n$/],
+      [[], { CA_A2A_ISSUER: '127.0.0.1:8080/realms/ca-a2a' }, /^ca-a2a call: CA_A2A_ISSUER must be an http\(s\) URL, got '127\.0\.0\.1:8080\/realms\/ca-a2a'\n$/],
+      [['--issuer', 'nonsense'], { CA_A2A_ISSUER: 'also-nonsense' }, /^ca-a2a call: --issuer must be an http\(s\) URL, got 'nonsense'\n$/],
+    ];
+    for (const [flags, env, message] of cases) {
+      const failed = await run(process.execPath, [BIN, 'call', '--data-dir', dataDir, '--url', `${sidecar.url}/message`, '--client', 'viewer', '--method', 'list_documents', ...flags], { env: { ...process.env, CA_A2A_CLIENT_SECRET: '', ...env } }).catch((error: { code: number; stderr: string }) => error);
+      assert.equal((failed as { code: number }).code, 2, flags.join(' '));
+      assert.match((failed as { stderr: string }).stderr, message);
+    }
+  });
+
   it('reads an exported-but-empty CA_A2A_ISSUER as unset (the default issuer), as ca-a2a token does', async () => {
     const failed = await run(process.execPath, [BIN, 'call', '--data-dir', dataDir, '--url', 'http://127.0.0.1:9/message', '--client', 'viewer', '--method', 'list_documents'], { env: { ...process.env, CA_A2A_ISSUER: '', CA_A2A_CLIENT_SECRET: '' } }).catch((error: { code: number; stderr: string }) => error);
     assert.equal((failed as { code: number }).code, 1);
