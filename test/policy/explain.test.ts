@@ -41,4 +41,32 @@ describe('ca-a2a policy explain (command)', () => {
     const enforced = await explain(policyDir(), 'delete_document');
     assert.doesNotMatch(enforced.out, /dry-run/);
   });
+
+  it('refuses a stray argument with exit 2, naming it, whether it is read as a path or cannot be one', async () => {
+    const dir = policyDir();
+    const call = ['--roles', 'viewer', '--method', 'get_document'];
+    const cases: [string[], RegExp][] = [
+      [['--policy', join(dir, 'services', 'docs.yaml'), ...call, 'stray'], /^ca-a2a policy explain: --policy FILE is the policy read: unexpected argument 'stray'/],
+      [[...call, 'stray'], /^ca-a2a policy explain: DIR\|FILE arguments go with --service NAME: unexpected argument 'stray'/],
+      [['--service', 'archivist', ...call, 'stray'], /^ca-a2a policy explain: .*stray: no such file or directory$/m],
+      [['--service', 'archivist', '--policy', join(dir, 'services', 'docs.yaml'), ...call], /^ca-a2a policy explain: give --service NAME or --policy FILE, not both/],
+    ];
+    for (const [args, message] of cases) {
+      const io = bufferIo();
+      assert.equal(await policyCommand(['explain', ...args], io), 2, args.join(' '));
+      assert.equal(io.stdout, '');
+      assert.match(io.stderr, message);
+    }
+  });
+
+  it('with DIR and --service NAME, explains the policy under DIR serving NAME, never the shipped one in its place', async () => {
+    const dir = policyDir({ extra: { 'services/archive.yaml': CLEAN_SERVICE.replace('service: docs', 'service: archivist') } });
+    const io = bufferIo();
+    assert.equal(await policyCommand(['explain', dir, '--service', 'archivist', '--roles', 'viewer', '--method', 'get_document'], io), 0, io.stderr);
+    assert.match(io.stdout, /^ {2}service archivist \(.*services\/archive\.yaml, version/m);
+    const missing = bufferIo();
+    assert.equal(await policyCommand(['explain', policyDir(), '--service', 'archivist', '--roles', 'viewer', '--method', 'get_document'], missing), 2);
+    assert.equal(missing.stdout, '');
+    assert.match(missing.stderr, /^ca-a2a policy explain: no policy under .* serves 'archivist' \(they serve: docs, mcp\)\n$/);
+  });
 });

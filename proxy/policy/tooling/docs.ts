@@ -1,6 +1,6 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { readPolicySchema } from '../validate-file.js';
-import { parseCommandArgs, processIo, stringOption, type Io } from './io.js';
+import { parseCommandArgs, processIo, stringOption, usageError, type Io } from './io.js';
 import { projectPath } from '../../paths.js';
 
 type Schema = Record<string, unknown> & {
@@ -94,11 +94,12 @@ when that section is out of date.
 `;
 
 export async function docsCommand(argv: string[], io: Io = processIo): Promise<number> {
-  const args = parseCommandArgs(argv, { write: { type: 'string' }, check: { type: 'string' } }, HELP, io, 'docs');
+  const args = parseCommandArgs(argv, { write: { type: 'string' }, check: { type: 'string' } }, HELP, io, 'docs', false);
   if ('exit' in args) return args.exit;
-  const section = renderFieldReference();
   const write = stringOption(args, 'write');
   const check = stringOption(args, 'check');
+  if (write !== undefined && check !== undefined) return usageError(io, 'docs', 'give --write FILE or --check FILE, not both', HELP);
+  const section = renderFieldReference();
   if (write !== undefined) {
     writeFileSync(write, spliceGenerated(readFileSync(write, 'utf8'), section));
     io.out(`${write}: field reference updated\n`);

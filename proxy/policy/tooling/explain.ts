@@ -8,14 +8,16 @@ import type { RolePolicy, ServicePolicy, SourceLocation } from '../model.js';
 import { readYamlSource } from '../yaml-source.js';
 import { displayPath } from './diagnostics.js';
 import { parseCommandArgs, pickFormat, processIo, stringOption, usageError, type Io } from './io.js';
-import { servicePolicyFile } from './services.js';
+import { selectionConflict, servicePolicyFile, servicesUnder } from './services.js';
 import { didYouMean } from './suggest.js';
 
-const HELP = `usage: ca-a2a policy explain (--service NAME | --policy FILE) --roles a,b --method M [--tool T] [--params JSON] [--format text|json]
+const HELP = `usage: ca-a2a policy explain ([DIR|FILE...] --service NAME | --policy FILE) --roles a,b --method M [--tool T] [--params JSON] [--format text|json]
 
 The decision the sidecar makes for a caller holding these roles, and the rule that made it,
-with its file:line:column. --tool implies --method tools/call. With --params, the params
-(or, for a tool, its arguments) are also checked against their schemas.
+with its file:line:column. --service NAME: the shipped service, or with DIR|FILE arguments the
+one policy under them serving NAME (as policy matrix finds it). --tool implies --method
+tools/call. With --params, the params (or, for a tool, its arguments) are also checked against
+their schemas.
 Exit 0 when allowed, 1 when refused (in dry-run too, where the sidecar forwards it all the
 same, as the output says), 2 on a usage error or a policy that does not load.
 `;
@@ -94,6 +96,11 @@ export async function explainCommand(argv: string[], io: Io = processIo): Promis
   if ('exit' in args) return args.exit;
   const format = pickFormat(args.values.format, ['text', 'json'] as const, 'text');
   if (!format) return usageError(io, 'explain', `unknown format '${String(args.values.format)}'`, HELP);
+  const service = stringOption(args, 'service');
+  const policyFile = stringOption(args, 'policy');
+  const conflict = selectionConflict(service, policyFile, args.positionals);
+  if (conflict !== undefined) return usageError(io, 'explain', conflict, HELP);
+  if (args.positionals.length > 0 && service === undefined) return usageError(io, 'explain', `DIR|FILE arguments go with --service NAME: unexpected argument '${args.positionals[0]}'`, HELP);
   const tool = stringOption(args, 'tool');
   const method = stringOption(args, 'method') ?? (tool !== undefined ? 'tools/call' : undefined);
   const rolesText = stringOption(args, 'roles');
@@ -109,7 +116,7 @@ export async function explainCommand(argv: string[], io: Io = processIo): Promis
   }
   let policy: ServicePolicy;
   try {
-    policy = loadPolicy(servicePolicyFile({ service: stringOption(args, 'service'), policy: stringOption(args, 'policy'), dir: args.positionals[0] }));
+    policy = args.positionals.length > 0 ? onePolicy(servicesUnder(args.positionals, service), service as string) : loadPolicy(servicePolicyFile({ service, policy: policyFile }));
   } catch (error) {
     // Not 1: a script asserting a refusal (`! ca-a2a policy explain …`) must not pass on a broken policy.
     io.err(`ca-a2a policy explain: ${isPolicyLoadError(error) ? `policy invalid (run policy check):\n${error.problems.map(formatProblem).join('\n')}` : (error as Error).message}\n`);
@@ -123,6 +130,13 @@ export async function explainCommand(argv: string[], io: Io = processIo): Promis
     io.out(formatExplanation(result, policy));
   }
   return result.allowed ? 0 : 1;
+}
+
+/** The one policy serving the name: explain decides for one service, never for whichever came first. */
+function onePolicy(policies: readonly ServicePolicy[], service: string): ServicePolicy {
+  const [first, ...others] = policies;
+  if (first === undefined || others.length > 0) throw new Error(`${policies.length} policies serve '${service}' (${policies.map((policy) => displayPath(policy.files[0] ?? '')).join(', ')}): give --policy FILE`);
+  return first;
 }
 
 function formatExplanation(result: Explanation, policy: ServicePolicy): string {

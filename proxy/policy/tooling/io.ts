@@ -29,10 +29,13 @@ export interface ParsedArgs {
   readonly positionals: readonly string[];
 }
 
-/** parseArgs with --help, or a usage error (exit 2) written to io. */
-export function parseCommandArgs(argv: string[], options: Options, help: string, io: Io, command: string): ParsedArgs | { readonly exit: number } {
+/**
+ * parseArgs with --help, or a usage error (exit 2) written to io; one naming the argument for a
+ * command that takes no positional arguments and is given one.
+ */
+export function parseCommandArgs(argv: string[], options: Options, help: string, io: Io, command: string, allowPositionals = true): ParsedArgs | { readonly exit: number } {
   try {
-    const parsed = parseArgs({ args: argv, options: { ...options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true });
+    const parsed = parseArgs({ args: argv, options: { ...options, help: { type: 'boolean', short: 'h' } }, allowPositionals, strict: true });
     if (parsed.values.help) {
       io.out(help);
       return { exit: 0 };

@@ -4,13 +4,18 @@ import type { ServicePolicy } from '../model.js';
 import { displayPath } from './diagnostics.js';
 import { parseCommandArgs, pickFormat, processIo, stringOption, usageError, type Io } from './io.js';
 import { accessMatrix, matrixJson, type AccessMatrix, type Cell } from './matrix.js';
-import { loadServices, servicePolicyFile } from './services.js';
+import { selectionConflict, servicePolicyFile, servicesUnder } from './services.js';
 import { renderTable } from './table.js';
 
 const HELP = `usage: ca-a2a policy matrix [DIR|FILE...] [--service NAME | --policy FILE] [--format table|csv|json|markdown]
 
-The access matrix of each service (default: every service under policies/): one row per
-method or tool, one column per role, computed with the sidecar's own decision function.
+The access matrix of each service: one row per method or tool, one column per role, computed
+with the sidecar's own decision function.
+  DIR|FILE...     every service policy under these paths (default: policies/)
+  --service NAME  only the policies among them serving NAME (their service: field, as policy
+                  diff pairs them); without DIR|FILE, the shipped service NAME
+  --policy FILE   that service policy alone (not with DIR|FILE)
+A path that holds no policy, or no policy serving NAME, is an error (exit 1).
   allow    granted            allow*  granted for arguments the role's schema accepts
   DENY     explicit deny      -       nothing grants it (deny by default)
 `;
@@ -22,13 +27,15 @@ export async function matrixCommand(argv: string[], io: Io = processIo): Promise
   if ('exit' in args) return args.exit;
   const format = pickFormat(args.values.format, ['table', 'csv', 'json', 'markdown'] as const, 'table');
   if (!format) return usageError(io, 'matrix', `unknown format '${String(args.values.format)}'`, HELP);
+  const service = stringOption(args, 'service');
+  const policy = stringOption(args, 'policy');
+  const conflict = selectionConflict(service, policy, args.positionals);
+  if (conflict !== undefined) return usageError(io, 'matrix', conflict, HELP);
   let policies: ServicePolicy[];
   try {
-    const service = stringOption(args, 'service');
-    const policy = stringOption(args, 'policy');
-    policies = service !== undefined || policy !== undefined
-      ? [loadPolicy(servicePolicyFile({ service, policy, dir: args.positionals[0] }))]
-      : loadServices(args.positionals.length > 0 ? args.positionals : ['policies']);
+    policies = args.positionals.length === 0 && (service !== undefined || policy !== undefined)
+      ? [loadPolicy(servicePolicyFile({ service, policy }))]
+      : servicesUnder(args.positionals.length > 0 ? args.positionals : ['policies'], service);
   } catch (error) {
     io.err(`ca-a2a policy matrix: ${isPolicyLoadError(error) ? `policy invalid (run policy check):\n${error.problems.map(formatProblem).join('\n')}` : (error as Error).message}\n`);
     return 1;
