@@ -80,19 +80,25 @@ export const REVOCATION_MIGRATIONS_DIR = projectPath('proxy/stores/migrations/')
 interface Row {
   kind: 'jti' | 'subject' | 'before';
   id: string;
+  /** The revocation's cut-off (subject, before); for a jti, when it was made. */
   revoked_at: number;
+  /** When it was made. */
+  recorded_at: number;
   revoked_by: string;
   reason: string | null;
   expires_at: number;
 }
 
-// One query for both tables, epochs as float8 so PGlite and pg return plain numbers.
+// One query for both tables, epochs as float8 so PGlite and pg return plain numbers. A rule
+// written before migration 002 has no recorded_at: its cut-off stands in.
 const SELECT_ACTIVE = `
-  SELECT 'jti' AS kind, jti AS id, extract(epoch FROM revoked_at)::float8 AS revoked_at, revoked_by, reason,
+  SELECT 'jti' AS kind, jti AS id, extract(epoch FROM revoked_at)::float8 AS revoked_at,
+         extract(epoch FROM revoked_at)::float8 AS recorded_at, revoked_by, reason,
          extract(epoch FROM expires_at)::float8 AS expires_at
     FROM revoked_tokens WHERE expires_at > to_timestamp($1)
   UNION ALL
-  SELECT kind, coalesce(subject, ''), extract(epoch FROM revoked_at)::float8, revoked_by, reason,
+  SELECT kind, coalesce(subject, ''), extract(epoch FROM revoked_at)::float8,
+         extract(epoch FROM coalesce(recorded_at, revoked_at))::float8, revoked_by, reason,
          extract(epoch FROM expires_at)::float8
     FROM revocation_rules WHERE expires_at > to_timestamp($1)`;
 
@@ -137,9 +143,9 @@ export class SqlRevocationStore implements RevocationStore {
       return { created: row.inserted, revocation: row.ours ? r : { ...r, expiresAt: Number(row.expires_at) } };
     }
     await this.#client.query(
-      `INSERT INTO revocation_rules (kind, subject, revoked_at, revoked_by, reason, expires_at)
-       VALUES ($1, $2, to_timestamp($3), $4, $5, to_timestamp($6))`,
-      [r.kind, r.kind === 'subject' ? r.subject : null, r.revokedAt, record.revokedBy, record.reason ?? null, r.expiresAt],
+      `INSERT INTO revocation_rules (kind, subject, revoked_at, recorded_at, revoked_by, reason, expires_at)
+       VALUES ($1, $2, to_timestamp($3), to_timestamp($4), $5, $6, to_timestamp($7))`,
+      [r.kind, r.kind === 'subject' ? r.subject : null, r.revokedAt, record.revokedAt, record.revokedBy, record.reason ?? null, r.expiresAt],
     );
     return { created: true, revocation: r };
   }
@@ -151,7 +157,7 @@ export class SqlRevocationStore implements RevocationStore {
 
   async list(nowSeconds: number, limit: number): Promise<RevocationRecord[]> {
     await this.#ready();
-    const rows = await this.#client.query<Row>(`${SELECT_ACTIVE} ORDER BY revoked_at DESC LIMIT $2`, [nowSeconds, limit]);
+    const rows = await this.#client.query<Row>(`${SELECT_ACTIVE} ORDER BY recorded_at DESC LIMIT $2`, [nowSeconds, limit]);
     return rows.rows.map(toRecord);
   }
 
@@ -177,5 +183,5 @@ function toRecord(row: Row): RevocationRecord {
     : row.kind === 'subject'
       ? { kind: 'subject', subject: row.id, revokedAt, expiresAt }
       : { kind: 'before', revokedAt, expiresAt };
-  return { revocation, revokedAt, revokedBy: row.revoked_by, reason: row.reason ?? undefined };
+  return { revocation, revokedAt: Number(row.recorded_at), revokedBy: row.revoked_by, reason: row.reason ?? undefined };
 }

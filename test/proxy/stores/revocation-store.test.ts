@@ -69,6 +69,16 @@ describe('durable revocation store', () => {
       await s.deleteExpired(10_000);
       assert.equal((await s.active(0)).length, 0);
     });
+
+    it(`${name}: lists a revoke-before with when it was made (revoked_at) apart from its cut-off, newest made first`, async () => {
+      const s: RevocationStore = make();
+      // A subject revoked at 4 000; at 5 000, every token issued by 1 000 (an incident found late).
+      await s.add(record({ kind: 'subject', subject: 'listed-order', revokedAt: 4_000, expiresAt: 90_000 }, 4_000));
+      await s.add(record({ kind: 'before', revokedAt: 1_000, expiresAt: 90_000 }, 5_000));
+      const listed = (await s.list(4_500, 10)).filter((r) => r.revocation.kind !== 'jti');
+      assert.deepEqual(listed.map((r) => [r.revocation.kind, r.revokedAt, r.revocation.kind === 'jti' ? undefined : r.revocation.revokedAt]), [['before', 5_000, 1_000], ['subject', 4_000, 4_000]]);
+      await s.deleteExpired(100_000);
+    });
   }
 
   it('journal: two processes\' writers on one file serialise on the lock, and each sees every record', async () => {
