@@ -14,6 +14,8 @@ export interface AdminApiDeps {
 }
 
 const MAX_BODY = 64 * 1024;
+/** Revocations in one listing, the most recently made first (an anomaly auto-revoke can make thousands). */
+const MAX_LISTED = 1000;
 const REST_ROUTES = {
   '/admin/revoke-token': 'jti',
   '/admin/revoke-subject': 'subject',
@@ -78,10 +80,15 @@ export function createAdminApi(deps: AdminApiDeps): Server {
     return answer('/message', () => deps.revoker.revoke(readRevokeRequest(kind, call.params, requester(req.headers))), (result) => reply(resultJson(result)), (status, error) => fail(status === 400 ? -32602 : -32017, error.message));
   }
 
-  /** The revocations in force, or undefined (logged) when the store cannot answer: a 503, as for a write. */
-  async function listRevocations(route: string): Promise<{ revocations: unknown[] } | undefined> {
+  /**
+   * The newest revocations in force, `truncated` when there are more; undefined (logged) when the
+   * store cannot answer: a 503, as for a write.
+   */
+  async function listRevocations(route: string): Promise<{ revocations: unknown[]; truncated: boolean } | undefined> {
     try {
-      return { revocations: (await deps.store.list(now() / 1000, 1000)).map(recordJson) };
+      // One more than shown tells whether any was left out.
+      const records = await deps.store.list(now() / 1000, MAX_LISTED + 1);
+      return { revocations: records.slice(0, MAX_LISTED).map(recordJson), truncated: records.length > MAX_LISTED };
     } catch (error) {
       deps.onError?.(error, route);
       return undefined;

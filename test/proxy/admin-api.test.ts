@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
 import { request } from 'undici';
 import { startAdminApi, type AdminApi } from '../../proxy/admin-api/start.js';
 import { AuditCapture } from '../helpers/audit-capture.js';
 import { rpc, startHarness, type Harness } from '../helpers/harness.js';
 import { startTestIssuer, type TestIssuer } from '../helpers/test-issuer.js';
 import { tempDirSync } from '../helpers/temp-dir.js';
+import { createTestSchema } from './shared-state/helpers.js';
 
 const ADMIN = { sub: 'ops-alice', azp: 'ops-console', realm_access: { roles: ['admin'] } };
 
@@ -120,5 +122,46 @@ describe('admin API behind the admin sidecar', () => {
     const res = await admin.call({ before: '2025-01-31T12:00Z', reason: 'key rotated' }, { token, path: '/admin/revoke-before' });
     assert.equal(res.status, 400);
     assert.equal(res.json.error?.data?.reason, 'params.invalid');
+  });
+});
+
+describe('admin API listing on PostgreSQL', () => {
+  let schema: Awaited<ReturnType<typeof createTestSchema>>;
+  let api: AdminApi;
+
+  before(async () => {
+    schema = await createTestSchema();
+    api = await startAdminApi({ listen: '127.0.0.1:0', stores: { databaseUrl: schema.urlFor() }, logDestination: new AuditCapture() });
+  });
+  after(async () => {
+    await api?.close();
+    await schema?.drop();
+  });
+
+  const list = async (): Promise<{ revocations: { jti?: string }[]; truncated?: unknown }> => {
+    const rest = await request(`${api.url}/admin/revocations`);
+    assert.equal(rest.statusCode, 200);
+    const viaRpc = await request(`${api.url}/message`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(rpc('list_revocations', {})) });
+    const listed = (await rest.body.json()) as { revocations: { jti?: string }[]; truncated?: unknown };
+    assert.deepEqual(((await viaRpc.body.json()) as { result: unknown }).result, listed);
+    return listed;
+  };
+
+  it('says when it lists only the newest 1000 revocations in force (an operator looking for one not shown knows to look elsewhere)', async () => {
+    assert.deepEqual(await list(), { revocations: [], truncated: false });
+    const client = new pg.Client({ connectionString: schema.urlFor() });
+    await client.connect();
+    try {
+      await client.query(`INSERT INTO revoked_tokens (jti, revoked_at, revoked_by, reason, expires_at)
+        SELECT 'bulk-' || n, now() - n * interval '1 second', 'anomaly', 'r', now() + interval '1 hour' FROM generate_series(1, $1::int) AS n`, [1000]);
+      const full = await list();
+      assert.deepEqual([full.revocations.length, full.truncated], [1000, false]);
+      await client.query(`INSERT INTO revoked_tokens (jti, revoked_by, reason, expires_at) VALUES ('bulk-newest', 'ops', 'r', now() + interval '1 hour')`);
+    } finally {
+      await client.end();
+    }
+    const over = await list();
+    assert.deepEqual([over.revocations.length, over.truncated, over.revocations[0]?.jti], [1000, true, 'bulk-newest']);
+    assert.ok(!over.revocations.some((r) => r.jti === 'bulk-1000'), 'the oldest is the one left out');
   });
 });
