@@ -24,6 +24,21 @@ export function flagsOrEnvList(flag: string, given: readonly string[] | undefine
   return { value: (env[variable] ?? '').split(',').map((entry) => entry.trim()).filter(Boolean), name: variable };
 }
 
+const ON = new Set(['1', 'true', 'yes', 'on']);
+const OFF = new Set(['0', 'false', 'no', 'off']);
+
+/**
+ * A switch an environment variable turns on (1, true, yes, on) or off (0, false, no, off, empty or
+ * unset), any case. Anything else is an error naming the variable: `CA_A2A_NO_WATCH=ture` must not
+ * quietly leave the switch off.
+ */
+export function envSwitch(variable: string, env: NodeJS.ProcessEnv = process.env): boolean | string {
+  const value = (env[variable] ?? '').trim().toLowerCase();
+  if (value === '' || OFF.has(value)) return false;
+  if (ON.has(value)) return true;
+  return `${variable} must be 1, true, yes or on (or 0, false, no, off), got '${env[variable] ?? ''}'`;
+}
+
 /** True for an absolute http:// or https:// URL. */
 export function isHttpUrl(value: string): boolean {
   return URL.canParse(value) && ['http:', 'https:'].includes(new URL(value).protocol);

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { parseCidr } from './http/cidr.js';
-import { badHttpUrl, badListen, flagOrEnv, flagsOrEnvList, type FlagOrEnv } from './cli-options.js';
+import { badHttpUrl, badListen, envSwitch, flagOrEnv, flagsOrEnvList, type FlagOrEnv } from './cli-options.js';
 import { isPolicyLoadError, formatProblem } from './policy/errors.js';
 import { adminPortFor, isShippedService, SHIPPED_SERVICES, shippedPolicyFile } from './services.js';
 import { startSidecar, type Sidecar } from './sidecar.js';
@@ -76,8 +76,8 @@ export async function sidecarCommand(argv: string[]): Promise<number> {
         'egress-listen': { type: 'string' },
         'service-url': { type: 'string', multiple: true },
         'trusted-proxy': { type: 'string', multiple: true },
-        'no-watch': { type: 'boolean', default: process.env.CA_A2A_NO_WATCH === '1' },
-        'allow-http-issuer': { type: 'boolean', default: process.env.CA_A2A_ALLOW_HTTP_ISSUER === '1' },
+        'no-watch': { type: 'boolean' },
+        'allow-http-issuer': { type: 'boolean' },
         'shadow-policy': { type: 'string', default: process.env.CA_A2A_SHADOW_POLICY || undefined },
         help: { type: 'boolean', short: 'h' },
       },
@@ -141,6 +141,15 @@ export async function sidecarCommand(argv: string[]): Promise<number> {
     process.stderr.write(`ca-a2a sidecar: ${notAddress}\n`);
     return 2;
   }
+  // A flag given wins; else the variable, which must read as on or off.
+  const noWatch = values['no-watch'] ?? envSwitch('CA_A2A_NO_WATCH');
+  const allowHttpIssuer = values['allow-http-issuer'] ?? envSwitch('CA_A2A_ALLOW_HTTP_ISSUER');
+  for (const bad of [noWatch, allowHttpIssuer]) {
+    if (typeof bad === 'string') {
+      process.stderr.write(`ca-a2a sidecar: ${bad}\n`);
+      return 2;
+    }
+  }
   const port = service !== undefined ? SHIPPED_SERVICES[service].port : 8080;
   const listen = listenOption?.value ?? `127.0.0.1:${port}`;
   const listenPort = Number(listen.slice(listen.lastIndexOf(':') + 1));
@@ -165,11 +174,11 @@ export async function sidecarCommand(argv: string[]): Promise<number> {
       issuer: issuer?.value,
       publicUrls: [...publicUrls.value],
       egressListen: egressListen?.value,
-      allowHttpIssuer: values['allow-http-issuer'],
+      allowHttpIssuer: allowHttpIssuer === true,
       clientSecret: readClientSecret(),
       serviceUrls,
       trustedProxies: [...trustedProxies.value],
-      watchPolicy: !values['no-watch'],
+      watchPolicy: noWatch !== true,
       shadowPolicyFile: values['shadow-policy'],
       stores: storeOptionsFromEnv(),
     });

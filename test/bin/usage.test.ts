@@ -94,6 +94,8 @@ describe('a bad value is reported under the name it came from: the variable, or 
     ['sidecar', ['sidecar', '--service', 'archivist'], { CA_A2A_SERVICE_URLS: 'mcp' }, /^ca-a2a sidecar: CA_A2A_SERVICE_URLS expects NAME=URL, got 'mcp'$/],
     ['sidecar', ['sidecar', '--service', 'archivist'], { CA_A2A_TRUSTED_PROXIES: '10.0.0.0/33' }, /^ca-a2a sidecar: CA_A2A_TRUSTED_PROXIES must be an IP address or CIDR, got '10\.0\.0\.0\/33'$/],
     ['sidecar', ['sidecar', '--service', 'archivist', '--listen', 'flagged'], { CA_A2A_LISTEN: 'nonsense' }, /^ca-a2a sidecar: --listen 'flagged' is not HOST:PORT/],
+    ['sidecar', ['sidecar', '--service', 'archivist'], { CA_A2A_NO_WATCH: 'ture' }, /^ca-a2a sidecar: CA_A2A_NO_WATCH must be 1, true, yes or on \(or 0, false, no, off\), got 'ture'$/],
+    ['sidecar', ['sidecar', '--service', 'archivist'], { CA_A2A_ALLOW_HTTP_ISSUER: 'maybe' }, /^ca-a2a sidecar: CA_A2A_ALLOW_HTTP_ISSUER must be 1, true, yes or on \(or 0, false, no, off\), got 'maybe'$/],
     ['issuer', ['issuer'], { CA_A2A_ISSUER_LISTEN: 'nonsense' }, /^ca-a2a issuer: CA_A2A_ISSUER_LISTEN 'nonsense' is not HOST:PORT/],
     ['issuer', ['issuer', '--listen', 'flagged'], { CA_A2A_ISSUER_LISTEN: 'nonsense' }, /^ca-a2a issuer: --listen 'flagged' is not HOST:PORT/],
     ['token', ['token', '--client', 'viewer'], { CA_A2A_ISSUER: 'nonsense' }, /^ca-a2a token: CA_A2A_ISSUER must be an http\(s\) URL, got 'nonsense'$/],
