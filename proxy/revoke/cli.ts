@@ -14,7 +14,8 @@ const HELP = `usage: ca-a2a revoke jti JTI --reason R [--expires-at ISO8601] [--
        ca-a2a revoke subject SUB --reason R [--by NAME]
        ca-a2a revoke before ISO8601 --reason R [--by NAME]
 
-  jti        one token (kept until --expires-at, the token's exp, else the max token lifetime)
+  jti        one token (kept until --expires-at, the token's exp, else the max token lifetime;
+             --expires-at is for jti only)
   subject    every token of that sub issued at or before now (logout)
   before     every token issued at or before the time (key rotation, incident)
   --by NAME  recorded as revoked_by (default: the OS user)
@@ -53,6 +54,9 @@ export async function revokeCommand(argv: string[]): Promise<number> {
   const [kind, value, ...extra] = positionals;
   if (extra.length > 0 || value === undefined) return usage('give a kind (jti, subject, before) and one value');
   if (!values.reason) return usage('--reason is required');
+  // A subject or before rule is kept for the longest token lifetime and has no expiry to give:
+  // an --expires-at taken silently would let an operator think it shortened or lengthened it.
+  if (kind !== 'jti' && values['expires-at'] !== undefined) return usage(`--expires-at applies to revoke jti only: a ${kind} revocation is kept for the longest token lifetime (24 h)`);
   const revokedBy = values.by ?? osUser();
   let request: RevokeRequest;
   try {

@@ -130,4 +130,16 @@ describe('ca-a2a revoke', () => {
     assert.equal((await run(['everything', 'x', '--reason', 'r'], env)).code, 2);
     assert.equal((await run(['before', '2025-01-01 10:00', '--reason', 'r'], env)).code, 2);
   });
+
+  it('exits 2 and revokes nothing on --expires-at with a subject or before revocation, which has no expiry to give', async () => {
+    const expiresAt = new Date(Date.now() + 3600_000).toISOString();
+    for (const args of [['subject', 'cli-sub-expiring'], ['before', new Date(Date.now() - 60_000).toISOString()]]) {
+      const res = await run([...args, '--reason', 'r', '--expires-at', expiresAt], env);
+      assert.equal(res.code, 2, res.stdout);
+      assert.match(res.stderr, /--expires-at applies to revoke jti only/);
+      assert.equal(res.stdout, '');
+    }
+    assert.equal((await run(['jti', 'cli-jti-after-expiring', '--reason', 'r'], env)).code, 0);
+    assert.deepEqual(await rows(`SELECT subject FROM revocation_rules WHERE subject = 'cli-sub-expiring'`), []);
+  });
 });
