@@ -1,7 +1,8 @@
-import { Duration } from 'aws-cdk-lib';
+import { ArnFormat, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import type * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
+import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import * as wafv2 from 'aws-cdk-lib/aws-wafv2';
 import { Construct } from 'constructs';
@@ -16,7 +17,12 @@ export interface IngressProps {
   readonly accessLogs: s3.IBucket;
   /** Requests one client IP may send in 5 minutes before the web ACL blocks it. */
   readonly wafRateLimit: number;
+  /** How long the web ACL's log of blocked requests is kept. */
+  readonly logRetention: logs.RetentionDays;
 }
+
+/** WAF writes only to a log group whose name starts with `aws-waf-logs-`. */
+export const WAF_LOG_GROUP = 'aws-waf-logs-ca-a2a-ingress';
 
 /**
  * The internet-facing ALB: HTTPS only, forwarding to the orchestrator sidecar and nothing else.
@@ -42,6 +48,7 @@ export class Ingress extends Construct {
     this.loadBalancer.logAccessLogs(props.accessLogs, 'alb');
     const acl = webAcl(this, props.wafRateLimit);
     new wafv2.CfnWebACLAssociation(this, 'WebAclAssociation', { resourceArn: this.loadBalancer.loadBalancerArn, webAclArn: acl.attrArn });
+    logBlocked(this, acl, props.logRetention);
 
     const targets = new elbv2.ApplicationTargetGroup(this, 'Orchestrator', {
       vpc: props.vpc,
@@ -97,4 +104,27 @@ function webAcl(scope: Construct, rateLimit: number): wafv2.CfnWebACL {
       },
     ],
   });
+}
+
+/**
+ * Logs what the web ACL blocked (or counted) to CloudWatch Logs, with the headers that carry
+ * credentials redacted: the ALB's access logs already have every request, but not which rule
+ * matched nor the headers. Allowed requests are dropped from this log to keep it small.
+ */
+function logBlocked(scope: Construct, acl: wafv2.CfnWebACL, retention: logs.RetentionDays): void {
+  const group = new logs.LogGroup(scope, 'WafLogs', { logGroupName: WAF_LOG_GROUP, retention, removalPolicy: RemovalPolicy.RETAIN });
+  // WAF wants the group's ARN without the `:*` suffix that LogGroup.logGroupArn carries.
+  const destination = Stack.of(scope).formatArn({ service: 'logs', resource: 'log-group', resourceName: WAF_LOG_GROUP, arnFormat: ArnFormat.COLON_RESOURCE_NAME });
+  const config = new wafv2.CfnLoggingConfiguration(scope, 'WafLogging', {
+    resourceArn: acl.attrArn,
+    logDestinationConfigs: [destination],
+    // A bearer token or a DPoP proof in a log would be a credential anyone with log access could replay.
+    redactedFields: ['authorization', 'dpop', 'cookie'].map((name) => ({ singleHeader: { Name: name } })),
+    // CloudFormation's own shape: the L1 type of this property is untyped.
+    loggingFilter: {
+      DefaultBehavior: 'DROP',
+      Filters: [{ Behavior: 'KEEP', Requirement: 'MEETS_ANY', Conditions: [{ ActionCondition: { Action: 'BLOCK' } }, { ActionCondition: { Action: 'COUNT' } }] }],
+    },
+  });
+  config.node.addDependency(group);
 }

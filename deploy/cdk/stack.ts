@@ -193,6 +193,7 @@ export class CaA2aStack extends Stack {
       orchestrator: this.services.orchestrator.service,
       accessLogs: data.accessLogsBucket,
       wafRateLimit: config.wafRateLimit,
+      logRetention,
     });
 
     // Revoking from an operator's shell (docs/runbooks.md): a one-off task of the admin task

@@ -446,6 +446,24 @@ describe('deploy/cdk stack', () => {
       assert.equal(referencedId(props(association)['ResourceArn']), albId);
       assert.deepEqual(props(association)['WebACLArn'], { 'Fn::GetAtt': [aclId, 'Arn'] });
     });
+
+    it('logs what the web ACL blocks to an aws-waf-logs- group, credentials redacted, allowed requests dropped', () => {
+      const [[aclId] = ['']] = ofType(resources, 'AWS::WAFv2::WebACL');
+      const [[groupId, group] = ['', { Type: '' }]] = ofType(resources, 'AWS::Logs::LogGroup').filter(([, g]) => String(props(g)['LogGroupName']).startsWith('aws-waf-logs-'));
+      assert.equal(props(group)['LogGroupName'], 'aws-waf-logs-ca-a2a-ingress');
+      assert.equal(props(group)['RetentionInDays'], 30);
+      const [[, logging] = ['', { Type: '' }]] = ofType(resources, 'AWS::WAFv2::LoggingConfiguration');
+      assert.deepEqual(props(logging)['ResourceArn'], { 'Fn::GetAtt': [aclId, 'Arn'] });
+      const destination = JSON.stringify(props(logging)['LogDestinationConfigs']);
+      assert.match(destination, /:log-group:aws-waf-logs-ca-a2a-ingress"/, 'the log group ARN, without the :* suffix WAF refuses');
+      assert.ok([logging.DependsOn ?? []].flat().includes(groupId), 'created after its log group');
+      const redacted = (props(logging)['RedactedFields'] as Array<{ SingleHeader: { Name: string } }>).map((f) => f.SingleHeader.Name);
+      assert.deepEqual(redacted.sort(), ['authorization', 'cookie', 'dpop']);
+      assert.deepEqual(props(logging)['LoggingFilter'], {
+        DefaultBehavior: 'DROP',
+        Filters: [{ Behavior: 'KEEP', Requirement: 'MEETS_ANY', Conditions: [{ ActionCondition: { Action: 'BLOCK' } }, { ActionCondition: { Action: 'COUNT' } }] }],
+      });
+    });
   });
 
   describe('data', () => {
