@@ -1,3 +1,4 @@
+import { discoveryUrl } from '../../proxy/auth/key-source.js';
 import type { MethodSpec } from './method-specs.js';
 
 /** What an agent says about itself; the rest of the card is the same for every agent. */
@@ -43,7 +44,7 @@ export function buildAgentCard(input: CardInput): Record<string, unknown> {
   }));
   const security = input.issuer === undefined ? {} : {
     securitySchemes: {
-      oidc: { type: 'openIdConnect', openIdConnectUrl: `${input.issuer}/.well-known/openid-configuration` },
+      oidc: { type: 'openIdConnect', openIdConnectUrl: discoveryUrl(input.issuer) },
     },
     security: [{ oidc: [] }],
   };

@@ -107,7 +107,7 @@ export class KeySource {
 
   async #resolveJwksUri(): Promise<string> {
     if (this.#auth.jwksUri) return this.#auth.jwksUri;
-    const url = `${this.#auth.issuer.replace(/\/$/, '')}/.well-known/openid-configuration`;
+    const url = discoveryUrl(this.#auth.issuer);
     let response: Response;
     try {
       response = await this.#countedFetch(url, { signal: AbortSignal.timeout(this.#auth.jwksTimeoutMs), redirect: 'manual' });
@@ -153,6 +153,14 @@ class TooLargeError extends Error {}
  * so that a fetch counted `success` gave the sidecar something to use: an issuer answering garbage
  * with 200 is counted `invalid`, as the runbook's `result!="success"` expects.
  */
+/**
+ * The issuer's OpenID discovery document: OIDC Discovery 1.0 §4 appends the path to the issuer
+ * with its trailing slash removed, so `…/realms/x/` and `…/realms/x` name the same document.
+ */
+export function discoveryUrl(issuer: string): string {
+  return `${issuer.replace(/\/$/, '')}/.well-known/openid-configuration`;
+}
+
 function keysDocument(body: Uint8Array): boolean {
   try {
     const document = JSON.parse(Buffer.from(body).toString('utf8')) as unknown;

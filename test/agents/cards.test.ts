@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { parse } from 'yaml';
+import { buildAgentCard } from '../../agents/shared/agent-card.js';
 import { AGENT_NAMES } from '../../agents/registry.js';
+import { startTestIssuer } from '../helpers/test-issuer.js';
 import { startAgentStack, type AgentStack } from './helpers/agent-stack.js';
 
 const POLICIES = new URL('../../policies/', import.meta.url);
@@ -53,6 +55,26 @@ describe('agent cards', () => {
       const answer = await stack.call(name, method, { document_id: crypto.randomUUID() });
       // Params are valid, so the agent looks the document up: not_found, never invalid params.
       assert.equal(answer.error?.data?.['reason'], 'not_found', `${name}.${method}: ${JSON.stringify(answer)}`);
+    }
+  });
+});
+
+describe('agent card security scheme', () => {
+  it('points at the issuer\'s discovery document whether the issuer is written with a trailing slash or not', async () => {
+    const idp = await startTestIssuer();
+    try {
+      for (const issuer of [idp.issuer, `${idp.issuer}/`]) {
+        const card = buildAgentCard({ name: 'x', description: 'x', url: 'http://127.0.0.1:1/message', methods: [], issuer }) as {
+          securitySchemes: { oidc: { openIdConnectUrl: string } };
+        };
+        const url = card.securitySchemes.oidc.openIdConnectUrl;
+        assert.equal(url, `${idp.issuer}/.well-known/openid-configuration`);
+        const res = await fetch(url);
+        assert.equal(res.status, 200);
+        assert.equal(((await res.json()) as { issuer: string }).issuer, idp.issuer);
+      }
+    } finally {
+      await idp.close();
     }
   });
 });
