@@ -6,6 +6,7 @@ export type ToolErrorCode =
   | 'invalid_key'
   | 'not_found'
   | 'conflict'
+  | 'claim_superseded'
   | 'too_large'
   | 'backend_unavailable'
   | 'backend_error'
@@ -19,6 +20,7 @@ export const TOOL_ERRORS = {
   invalid_key: { status: 400, expose: true },
   not_found: { status: 404, expose: true },
   conflict: { status: 409, expose: true },
+  claim_superseded: { status: 409, expose: true },
   too_large: { status: 413, expose: true },
   backend_unavailable: { status: 503, expose: true },
   backend_error: { status: 502, expose: true },
@@ -30,6 +32,7 @@ export interface ToolErrorDetails {
   backend?: string;
   retry_after_seconds?: number;
   current_status?: string;
+  current_claim_count?: number;
   errors?: { path: string; message: string }[];
 }
 

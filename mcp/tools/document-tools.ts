@@ -13,6 +13,7 @@ interface ListArgs { status?: DocumentStatus; limit: number; cursor?: string }
 interface UpdateArgs {
   document_id: string;
   expected_status?: DocumentStatus | DocumentStatus[];
+  expected_claim_count?: number;
   status?: DocumentStatus;
   extracted?: object;
   validation?: object;
@@ -33,12 +34,20 @@ function jsonbText(name: string, value: object): string {
   return text;
 }
 
-/** Throws not_found or conflict (with the current status) after a conditional statement matched no row. */
-export async function explainMiss(deps: ToolDeps, id: string, expected: string): Promise<never> {
-  const rows = await sqlQuery<{ status: string }>(deps, 'SELECT status FROM documents WHERE document_id = $1', [id], { idempotent: true });
-  const current = rows[0]?.status;
+/**
+ * Throws not_found, claim_superseded (when `expectedClaimCount` no longer matches) or conflict
+ * (with the current status) after a conditional statement matched no row.
+ */
+export async function explainMiss(deps: ToolDeps, id: string, expected: string, expectedClaimCount?: number): Promise<never> {
+  const rows = await sqlQuery<{ status: string; claim_count: number }>(deps, 'SELECT status, claim_count FROM documents WHERE document_id = $1', [id], { idempotent: true });
+  const current = rows[0];
   if (current === undefined) throw new ToolError('not_found', `no document ${id}`);
-  throw new ToolError('conflict', `document ${id} is ${current}, expected ${expected}`, { current_status: current });
+  if (expectedClaimCount !== undefined && current.claim_count !== expectedClaimCount) {
+    throw new ToolError('claim_superseded', `document ${id} was claimed again (claim ${current.claim_count}, expected ${expectedClaimCount})`, {
+      current_status: current.status, current_claim_count: current.claim_count,
+    });
+  }
+  throw new ToolError('conflict', `document ${id} is ${current.status}, expected ${expected}`, { current_status: current.status });
 }
 
 /** Document rows: create, read, page through, update conditionally, delete. */
@@ -124,7 +133,7 @@ export const DOCUMENT_TOOLS: ToolFamily = {
       name: 'documents_update',
       annotations: TOOL_HINTS.documents_update,
       description:
-        'Change a document; with expected_status the change applies only if the current status is one of them (else conflict). Setting status processing stamps claimed_at.',
+        'Change a document; with expected_status the change applies only if the current status is one of them (else conflict), with expected_claim_count only if the document has not been claimed again since (else claim_superseded). Setting status processing stamps claimed_at and counts a claim.',
       inputSchema: {
         type: 'object',
         additionalProperties: false,
@@ -133,6 +142,10 @@ export const DOCUMENT_TOOLS: ToolFamily = {
         properties: {
           document_id: SCHEMA.documentId,
           expected_status: { anyOf: [SCHEMA.status, { type: 'array', items: SCHEMA.status, minItems: 1, uniqueItems: true }] },
+          expected_claim_count: {
+            type: 'integer', minimum: 0, maximum: 2147483647,
+            description: 'claim_count of the claim the caller holds: the change applies only while it is still the current one.',
+          },
           status: SCHEMA.status,
           extracted: { type: 'object', description: 'Extracted text and fields (JSON).' },
           validation: {
@@ -160,15 +173,19 @@ export const DOCUMENT_TOOLS: ToolFamily = {
       if (a.error !== undefined) set('error', a.error);
       if (a.archive_key !== undefined) set('archive_key', normaliseKey(a.archive_key, deps.keys));
       const expected = a.expected_status === undefined ? null : [a.expected_status].flat();
-      params.push(expected);
+      params.push(expected, a.expected_claim_count ?? null);
+      const [statusParam, claimParam] = [params.length - 1, params.length];
+      // Both conditions sit in the one statement, so a claim taken between a check and the write
+      // cannot slip in: the WHERE sees the row as it is when the write locks it.
       const rows = await sqlQuery<DocumentRow>(
         deps,
         `UPDATE documents SET ${sets.join(', ')}
-         WHERE document_id = $1 AND ($${params.length}::text[] IS NULL OR status = ANY($${params.length}::text[]))
+         WHERE document_id = $1 AND ($${statusParam}::text[] IS NULL OR status = ANY($${statusParam}::text[]))
+           AND ($${claimParam}::integer IS NULL OR claim_count = $${claimParam}::integer)
          RETURNING ${DOCUMENT_COLUMNS}`,
         params,
       );
-      if (!rows[0]) return explainMiss(deps, a.document_id, (expected ?? []).join('|'));
+      if (!rows[0]) return explainMiss(deps, a.document_id, (expected ?? []).join('|'), a.expected_claim_count);
       return toDocument(rows[0]);
     },
   },

@@ -236,6 +236,47 @@ for (const mode of modes) {
       assert.equal(again.status, 200);
     });
 
+    it('applies an update with expected_claim_count only while that claim is the current one, and refuses a superseded one with claim_superseded, changing nothing', async () => {
+      const doc = await create();
+      const first = (await callTool(gw.url, 'documents_claim', { document_id: doc.document_id })).body as unknown as Doc;
+      assert.equal(first.claim_count, 1);
+      const held = await callTool(gw.url, 'documents_update', { document_id: doc.document_id, expected_claim_count: 1, status: 'extracted', extracted: { text: 'run 1' } });
+      assert.equal(held.status, 200, JSON.stringify(held.body));
+      assert.equal(held.body.status, 'extracted');
+
+      // The run stalls; another worker takes the document over (a second claim).
+      const taken = await callTool(gw.url, 'documents_update', { document_id: doc.document_id, expected_status: 'extracted', status: 'processing' });
+      assert.equal(taken.body.claim_count, 2);
+      const before = (await callTool(gw.url, 'documents_get', { document_id: doc.document_id })).body;
+
+      const stale = await callTool(gw.url, 'documents_update', {
+        document_id: doc.document_id, expected_status: ['processing', 'extracted', 'validated'], expected_claim_count: 1, status: 'failed', error: 'run 1 failed',
+      });
+      assert.equal(stale.status, 409, JSON.stringify(stale.body));
+      assert.deepEqual(stale.body.error, {
+        code: 'claim_superseded',
+        message: `document ${doc.document_id} was claimed again (claim 2, expected 1)`,
+        current_status: 'processing',
+        current_claim_count: 2,
+      });
+      const after = (await callTool(gw.url, 'documents_get', { document_id: doc.document_id })).body;
+      assert.deepEqual(after, before, 'the row is unchanged, updated_at included');
+
+      // A claim count ahead of the row's is not the current claim either.
+      assert.equal((await callTool(gw.url, 'documents_update', { document_id: doc.document_id, expected_claim_count: 3, error: 'x' })).body.error?.code, 'claim_superseded');
+      // The current claim still writes; a status mismatch under it stays a plain conflict.
+      const current = await callTool(gw.url, 'documents_update', { document_id: doc.document_id, expected_claim_count: 2, status: 'failed', error: 'run 2 failed' });
+      assert.equal(current.body.status, 'failed');
+      const wrongStatus = await callTool(gw.url, 'documents_update', { document_id: doc.document_id, expected_status: 'processing', expected_claim_count: 2, error: null });
+      assert.equal(wrongStatus.body.error?.code, 'conflict');
+      assert.equal(wrongStatus.body.error?.current_status, 'failed');
+      assert.equal((await callTool(gw.url, 'documents_update', { document_id: randomUUID(), expected_claim_count: 0, error: null })).body.error?.code, 'not_found');
+      for (const count of [-1, 1.5, '1', 2147483648]) {
+        const bad = await callTool(gw.url, 'documents_update', { document_id: doc.document_id, expected_claim_count: count, error: null });
+        assert.equal(bad.body.error?.code, 'invalid_arguments', JSON.stringify(count));
+      }
+    });
+
     it('deletes a document together with its processing logs', async () => {
       const doc = await create();
       await callTool(gw.url, 'processing_logs_append', { document_id: doc.document_id, step: 'extract', status: 'started' });
