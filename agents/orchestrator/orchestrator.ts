@@ -47,7 +47,7 @@ export function createOrchestrator(opts: OrchestratorOptions): Orchestrator {
 
   const run = async (doc: DocumentRecord, how: string): Promise<PipelineOutcome> => {
     await log(doc.document_id, 'claim', 'info', `${how} (claim ${doc.claim_count})`);
-    const outcome = await runPipeline(deps, doc.document_id);
+    const outcome = await runPipeline(deps, doc);
     logger.info({ event_type: 'pipeline_finished', document_id: doc.document_id, status: outcome.status, failed_step: outcome.failed_step }, 'pipeline finished');
     return outcome;
   };

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { DocumentRecord } from '../shared/documents.js';
 import { isEgressError, withRetry, type EgressClient, type RetryOptions } from '../shared/egress-client.js';
 import type { ProcessLog } from './process-log.js';
 
@@ -32,6 +33,9 @@ export interface PipelineOutcome {
   readonly archive_key?: string;
 }
 
+/** The claim a run holds: its document and the `claim_count` the claim gave it. */
+export type RunClaim = Pick<DocumentRecord, 'document_id' | 'claim_count'>;
+
 /** What a run needs. */
 export interface PipelineDeps {
   readonly egress: EgressClient;
@@ -46,26 +50,43 @@ function reasonOf(error: unknown): string {
 
 /**
  * Records a failure on the document. Conditional on a non-final status, so a document that another
- * worker archived meanwhile is not turned into a failure.
+ * worker archived meanwhile is not turned into a failure, and on the claim this run holds, so a run
+ * that another worker took over (its claim went stale) does not fail the run that took over.
+ * Resolves `taken_over` in that case.
  */
-async function markFailed(deps: PipelineDeps, documentId: string, reason: string): Promise<void> {
+async function markFailed(deps: PipelineDeps, documentId: string, claimCount: number, reason: string): Promise<'recorded' | 'taken_over' | 'not_recorded'> {
   try {
     await deps.egress.callTool('documents_update', {
       document_id: documentId, expected_status: ['processing', 'extracted', 'validated'], status: 'failed', error: reason.slice(0, 2000),
+      expected_claim_count: claimCount,
     });
+    return 'recorded';
   } catch (error) {
+    if (isEgressError(error) && error.kind === 'remote' && error.code === 'claim_superseded') {
+      deps.logger.warn({
+        event_type: 'run_taken_over', document_id: documentId, run_claim_count: claimCount, current_claim_count: error.data?.['current_claim_count'],
+      }, 'another worker took the document over; this run\'s failure is not recorded');
+      return 'taken_over';
+    }
     deps.logger.error({ event_type: 'mark_failed_failed', document_id: documentId, err: reasonOf(error) }, 'could not record the failure; the stale sweep will retake the document');
+    return 'not_recorded';
   }
 }
 
 /**
  * Runs extract → validate → archive on a document this worker has claimed (status processing).
- * Every step is logged; the first failure ends the run with the document `failed` and its reason.
+ * Every step is logged; the first failure ends the run with the document `failed` and its reason,
+ * unless another worker has claimed the document since: then the run is `interrupted` and the
+ * document left to the run that took it over.
  */
-export async function runPipeline(deps: PipelineDeps, documentId: string): Promise<PipelineOutcome> {
+export async function runPipeline(deps: PipelineDeps, claim: RunClaim): Promise<PipelineOutcome> {
+  const documentId = claim.document_id;
   let score: number | undefined;
   const failed = async (step: Step, reason: string, recorded: boolean): Promise<PipelineOutcome> => {
-    if (!recorded) await markFailed(deps, documentId, reason);
+    if (!recorded && await markFailed(deps, documentId, claim.claim_count, reason) === 'taken_over') {
+      await deps.log(documentId, step.step, 'skipped', `another worker took the document over; not recorded as failed: ${reason}`);
+      return { status: 'interrupted', failed_step: step.step, error: reason };
+    }
     await deps.log(documentId, step.step, 'failed', reason);
     return { status: 'failed', failed_step: step.step, error: reason, ...(score === undefined ? {} : { validation_score: score }) };
   };

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { readFile, rm } from 'node:fs/promises';
 import { Writable } from 'node:stream';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import { AGENT_NAMES, startAgent, type AgentName, type RunningAgent, type StartAgentOptions } from '../../../agents/registry.js';
 import { startMcpGateway, type McpGateway } from '../../../mcp/gateway.js';
 import { createTestSchema, tempDir } from '../../mcp/helpers.js';
@@ -32,8 +32,11 @@ export const SAMPLES_DIR = new URL('../../../examples/documents/', import.meta.u
 
 const quiet = () => pino({ level: 'warn' }, new Writable({ write: (_chunk, _enc, done) => done() }));
 
-/** Starts a gateway (PGlite, or PostgreSQL in its own schema) and the agents behind direct routers. */
-export async function startAgentStack(options: { postgres?: boolean; orchestrator?: StartAgentOptions['orchestrator'] } = {}): Promise<AgentStack> {
+/**
+ * Starts a gateway (PGlite, or PostgreSQL in its own schema) and the agents behind direct routers;
+ * the agents log to `logger` (default: nowhere).
+ */
+export async function startAgentStack(options: { postgres?: boolean; orchestrator?: StartAgentOptions['orchestrator']; logger?: Logger } = {}): Promise<AgentStack> {
   const dataDir = await tempDir();
   const schema = options.postgres ? await createTestSchema() : undefined;
   const gateway = await startMcpGateway({ port: 0, dataDir, databaseUrl: schema?.urlFor(), logger: quiet() });
@@ -49,7 +52,7 @@ export async function startAgentStack(options: { postgres?: boolean; orchestrato
     }
     const retry = { attempts: 2, initialDelayMs: 50, maxDelayMs: 100 };
     agents.set(name, await startAgent(name, {
-      port: 0, egressUrl: router.url, logger: quiet(),
+      port: 0, egressUrl: router.url, logger: options.logger ?? quiet(),
       orchestrator: { sweepIntervalMs: 0, retry, ...options.orchestrator },
     }));
   };
