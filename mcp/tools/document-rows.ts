@@ -11,8 +11,13 @@ export const SCHEMA = {
   status: { type: 'string', enum: DOCUMENT_STATUSES },
 } as const;
 
-/** A string pattern refusing U+0000, which PostgreSQL text cannot hold, for free-text arguments. */
-export const NO_NUL = '^[^\\u0000]*$';
+/**
+ * A string pattern for free-text arguments refusing what PostgreSQL text cannot hold as sent:
+ * U+0000 (refused by the server) and a lone UTF-16 surrogate (no UTF-8 form: the driver would
+ * store U+FFFD in its place, silently). ajv compiles patterns with the u flag, under which the
+ * surrogate range matches only unpaired halves, so an emoji passes.
+ */
+export const STORABLE_TEXT = '^[^\\u0000\\ud800-\\udfff]*$';
 
 /**
  * The column list every document query returns. bigint and timestamps are cast so pg and PGlite

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { ToolError } from '../errors.js';
 import { normaliseKey } from '../object-keys.js';
-import { DOCUMENT_COLUMNS, GET_DOCUMENT_SQL, LISTED_DOCUMENT_COLUMNS, NO_NUL, SCHEMA, decodeCursor, encodeCursor, toDocument, toListedDocument } from './document-rows.js';
+import { DOCUMENT_COLUMNS, GET_DOCUMENT_SQL, LISTED_DOCUMENT_COLUMNS, STORABLE_TEXT, SCHEMA, decodeCursor, encodeCursor, toDocument, toListedDocument } from './document-rows.js';
 import type { DocumentRow, DocumentStatus } from './document-rows.js';
 import { sqlQuery } from './sql-run.js';
 import type { ToolDeps, ToolFamily } from './tool-types.js';
@@ -23,14 +23,19 @@ interface UpdateArgs {
 
 const idOnly = { type: 'object', additionalProperties: false, required: ['document_id'], properties: { document_id: SCHEMA.documentId } };
 
-// JSON.stringify writes U+0000 as the escape \u0000, which jsonb refuses; a backslash escaped
-// before "u0000" (\\u0000) is plain text and passes.
+// JSON.stringify writes U+0000 and a lone surrogate as escapes (\u0000, \ud800; a paired one
+// goes out as the character itself), and jsonb refuses both; a backslash escaped before "u0000"
+// (\\u0000) is plain text and passes.
 const NUL_ESCAPE = /(?<!\\)(?:\\\\)*\\u0000/;
+const LONE_SURROGATE_ESCAPE = /(?<!\\)(?:\\\\)*\\ud[89a-f][0-9a-f]{2}/;
 
-/** The JSON text of an object argument for a jsonb column; invalid_arguments when it holds U+0000. */
+/** The JSON text of an object argument for a jsonb column; invalid_arguments when jsonb cannot hold it. */
 function jsonbText(name: string, value: object): string {
   const text = JSON.stringify(value);
   if (NUL_ESCAPE.test(text)) throw new ToolError('invalid_arguments', `${name} contains U+0000, which the database cannot store`);
+  if (LONE_SURROGATE_ESCAPE.test(text)) {
+    throw new ToolError('invalid_arguments', `${name} contains a lone UTF-16 surrogate (not valid Unicode), which the database cannot store`);
+  }
   return text;
 }
 
@@ -63,8 +68,8 @@ export const DOCUMENT_TOOLS: ToolFamily = {
         required: ['filename', 'content_type', 's3_key', 'size_bytes', 'sha256'],
         properties: {
           document_id: { ...SCHEMA.documentId, description: 'Optional id chosen by the caller; generated otherwise.' },
-          filename: { type: 'string', minLength: 1, maxLength: 255, pattern: '^[^\\u0000-\\u001f\\u007f/\\\\]+$' },
-          content_type: { type: 'string', minLength: 3, maxLength: 255, pattern: NO_NUL },
+          filename: { type: 'string', minLength: 1, maxLength: 255, pattern: '^[^\\u0000-\\u001f\\u007f/\\\\\\ud800-\\udfff]+$' },
+          content_type: { type: 'string', minLength: 3, maxLength: 255, pattern: STORABLE_TEXT },
           s3_key: { type: 'string', minLength: 1, maxLength: 1024 },
           size_bytes: { type: 'integer', minimum: 0 },
           sha256: { type: 'string', pattern: '^[0-9a-f]{64}$' },
@@ -153,7 +158,7 @@ export const DOCUMENT_TOOLS: ToolFamily = {
             required: ['score'],
             properties: { score: { type: 'number', minimum: 0, maximum: 1 }, failures: { type: 'array' } },
           },
-          error: { type: ['string', 'null'], maxLength: 2000, pattern: NO_NUL, description: 'Failure reason; null clears it.' },
+          error: { type: ['string', 'null'], maxLength: 2000, pattern: STORABLE_TEXT, description: 'Failure reason; null clears it.' },
           archive_key: { type: 'string', minLength: 1, maxLength: 1024 },
         },
       },

@@ -1,5 +1,5 @@
 import { ToolError } from '../errors.js';
-import { NO_NUL, SCHEMA } from './document-rows.js';
+import { STORABLE_TEXT, SCHEMA } from './document-rows.js';
 import { sqlQuery } from './sql-run.js';
 import type { ToolFamily } from './tool-types.js';
 import { TOOL_HINTS } from './tool-hints.js';
@@ -37,7 +37,7 @@ export const PROCESSING_LOG_TOOLS: ToolFamily = {
           document_id: SCHEMA.documentId,
           step: { type: 'string', pattern: '^[a-z][a-z0-9_]{0,63}$', description: 'e.g. upload, extract, validate, archive.' },
           status: { type: 'string', enum: LOG_STATUSES },
-          message: { type: 'string', maxLength: 2000, pattern: NO_NUL },
+          message: { type: 'string', maxLength: 2000, pattern: STORABLE_TEXT },
         },
       },
     },

@@ -97,6 +97,24 @@ for (const mode of modes) {
       assert.equal(feb30.body.error?.code, 'invalid_arguments');
     });
 
+    /** Each call is refused 400 by the tool's schema, naming the argument's path. */
+    const assertSchemaRefusals = async (refusals: [string, Record<string, unknown>, string][]): Promise<void> => {
+      for (const [tool, args, path] of refusals) {
+        const r = await callTool(gw.url, tool, args);
+        assert.equal(r.status, 400, `${tool}: ${JSON.stringify(r.body)}`);
+        assert.ok((r.body.error as { errors?: { path: string }[] }).errors?.some((e) => e.path === path), JSON.stringify(r.body));
+      }
+    };
+    /** Each documents_update of a jsonb column is refused 400 invalid_arguments with a message matching `why`. */
+    const assertJsonRefusals = async (id: string, updates: Record<string, unknown>[], why: RegExp): Promise<void> => {
+      for (const args of updates) {
+        const r = await callTool(gw.url, 'documents_update', { document_id: id, ...args });
+        assert.equal(r.status, 400, JSON.stringify(r.body));
+        assert.equal(r.body.error?.code, 'invalid_arguments');
+        assert.match(String(r.body.error?.message), why);
+      }
+    };
+
     it('refuses U+0000 in free text and JSON, which PostgreSQL cannot store, naming the argument', async () => {
       const doc = await create();
       const schemaRefusals: [string, Record<string, unknown>, string][] = [
@@ -104,18 +122,28 @@ for (const mode of modes) {
         ['documents_update', { document_id: doc.document_id, error: 'a\u0000b' }, '/error'],
         ['processing_logs_append', { document_id: doc.document_id, step: 'extract', status: 'info', message: 'a\u0000b' }, '/message'],
       ];
-      for (const [tool, args, path] of schemaRefusals) {
-        const r = await callTool(gw.url, tool, args);
-        assert.equal(r.status, 400, `${tool}: ${JSON.stringify(r.body)}`);
-        assert.ok((r.body.error as { errors?: { path: string }[] }).errors?.some((e) => e.path === path), JSON.stringify(r.body));
-      }
-      for (const args of [{ extracted: { text: 'a\u0000b' } }, { validation: { score: 1, failures: [{ ['k\u0000']: 1 }] } }]) {
-        const r = await callTool(gw.url, 'documents_update', { document_id: doc.document_id, ...args });
-        assert.equal(r.status, 400, JSON.stringify(r.body));
-        assert.match(String(r.body.error?.message), /U\+0000/);
-      }
+      await assertSchemaRefusals(schemaRefusals);
+      await assertJsonRefusals(doc.document_id, [{ extracted: { text: 'a\u0000b' } }, { validation: { score: 1, failures: [{ ['k\u0000']: 1 }] } }], /U\+0000/);
       const escaped = await callTool(gw.url, 'documents_update', { document_id: doc.document_id, extracted: { text: 'a\\u0000b' } });
       assert.deepEqual(escaped.body.extracted, { text: 'a\\u0000b' }, 'a backslash before u0000 is only text');
+    });
+
+    it('refuses a lone UTF-16 surrogate in free text and JSON, which the database would store as U+FFFD or refuse, and keeps an emoji', async () => {
+      const doc = await create();
+      const schemaRefusals: [string, Record<string, unknown>, string][] = [
+        ['documents_create', { filename: 'a\ud800.pdf', content_type: 'application/pdf', s3_key: `uploads/${randomUUID()}`, size_bytes: 1, sha256: sha }, '/filename'],
+        ['documents_create', { filename: 'a.pdf', content_type: 'app\udc00x', s3_key: `uploads/${randomUUID()}`, size_bytes: 1, sha256: sha }, '/content_type'],
+        ['documents_update', { document_id: doc.document_id, error: 'cut \ud83d' }, '/error'],
+        ['processing_logs_append', { document_id: doc.document_id, step: 'extract', status: 'info', message: '\udfff' }, '/message'],
+      ];
+      await assertSchemaRefusals(schemaRefusals);
+      await assertJsonRefusals(doc.document_id, [{ extracted: { text: 'a\ud800b' } }, { validation: { score: 1, failures: [{ ['k\udbff']: 1 }] } }], /lone UTF-16 surrogate/);
+      const unchanged = await callTool(gw.url, 'documents_get', { document_id: doc.document_id });
+      assert.equal(unchanged.body.error, null, 'nothing was written');
+      const kept = await callTool(gw.url, 'documents_update', { document_id: doc.document_id, error: 'r\u00e9sum\u00e9 \u{1F600}', extracted: { text: '\u{1F600} \\ud800' } });
+      assert.equal(kept.status, 200, JSON.stringify(kept.body));
+      assert.equal(kept.body.error, 'r\u00e9sum\u00e9 \u{1F600}');
+      assert.deepEqual(kept.body.extracted, { text: '\u{1F600} \\ud800' }, 'a pair is stored; a backslash before ud800 is only text');
     });
 
     it('reports not_found for a document that does not exist', async () => {
