@@ -31,8 +31,15 @@ export interface Extraction extends ParsedContent {
 
 /** Stored text and rows are capped so a document row stays small; counts are of the whole file. */
 export const MAX_STORED_TEXT = 100_000;
+/** Longest field value, metadata value or CSV cell stored (a JSON value can be the whole file). */
+export const MAX_STORED_VALUE = 2_000;
 export const MAX_STORED_ROWS = 500;
 /** Stored rows stop earlier on a wide CSV: each row repeats every column name. */
 export const MAX_STORED_CELLS = 20_000;
+/**
+ * Longest parser message quoted in a failure reason: the JSON and CSV parsers' messages quote the
+ * document's own text, which is attacker-controlled.
+ */
+export const MAX_PARSER_MESSAGE = 300;
 /** Widest CSV read: a row object per row has one key per column. */
 export const MAX_CSV_COLUMNS = 1_000;

@@ -3,8 +3,9 @@ import type { DocumentRecord, StoredObject } from '../shared/documents.js';
 import { asAgentError, type EgressClient } from '../shared/egress-client.js';
 import type { MethodHandler } from '../shared/jsonrpc-server.js';
 import { AgentError } from '../shared/rpc-errors.js';
+import { storableText } from '../shared/storable-text.js';
 import { detectFormat } from './detect-format.js';
-import { MAX_STORED_TEXT, type DocumentFormat, type Extraction, type ParsedContent } from './extraction.js';
+import { MAX_STORED_TEXT, MAX_STORED_VALUE, type DocumentFormat, type Extraction, type FieldValue, type ParsedContent } from './extraction.js';
 import { parseCsv } from './parse-csv.js';
 import { parseJson } from './parse-json.js';
 import { parsePdf } from './parse-pdf.js';
@@ -19,15 +20,37 @@ const PARSERS: Readonly<Record<DocumentFormat, (bytes: Buffer) => ParsedContent 
 
 const PREVIEW_CHARS = 500;
 
+/**
+ * The values of a record, storable (storableText) and capped. Keys are left as they are: every
+ * parser names fields and columns with fieldName (a-z, 0-9, _) or a fixed list.
+ */
+function storableValues<V extends FieldValue>(record: Record<string, V>): Record<string, V> {
+  return Object.fromEntries(Object.entries(record).map(([key, value]) => [key, typeof value === 'string' ? storableText(value, MAX_STORED_VALUE) as V : value]));
+}
+
+/**
+ * The parsed content as PostgreSQL can store it in the document's jsonb column: a document's text
+ * may hold NUL (a CSV, a PDF's text layer) or, through JSON escapes, unpaired surrogates, and the
+ * whole extraction would otherwise be refused.
+ */
+function storableContent(parsed: ParsedContent): ParsedContent {
+  return {
+    ...parsed,
+    text: storableText(parsed.text, MAX_STORED_TEXT),
+    fields: storableValues(parsed.fields),
+    ...(parsed.rows === undefined ? {} : { rows: parsed.rows.map((row) => storableValues(row)) }),
+    ...(parsed.metadata === undefined ? {} : { metadata: storableValues(parsed.metadata) }),
+  };
+}
+
 /** Extracts a file's bytes; throws corrupt_document or unsupported_format with the reason. */
 export async function extractBytes(bytes: Buffer, contentType: string, filename: string, now = new Date()): Promise<Extraction> {
   const format = detectFormat(contentType, filename);
   const parsed = await PARSERS[format](bytes);
   const rows = parsed.rows;
   return {
-    ...parsed,
+    ...storableContent(parsed),
     format,
-    text: parsed.text.slice(0, MAX_STORED_TEXT),
     content_hash: createHash('sha256').update(bytes).digest('hex'),
     size_bytes: bytes.length,
     char_count: parsed.text.length,
@@ -40,7 +63,7 @@ export async function extractBytes(bytes: Buffer, contentType: string, filename:
 /** The answer of extract_document: the extraction without the bulk (get_document has it all). */
 function extractionSummary(documentId: string, extraction: Extraction, reused: boolean): Record<string, unknown> {
   const { text, rows: _rows, ...rest } = extraction;
-  return { document_id: documentId, status: 'extracted', reused, ...rest, text_preview: text.slice(0, PREVIEW_CHARS) };
+  return { document_id: documentId, status: 'extracted', reused, ...rest, text_preview: storableText(text, PREVIEW_CHARS) };
 }
 
 /** The extractor's methods. */

@@ -1,6 +1,7 @@
 import { parse } from 'csv-parse/sync';
 import { AgentError } from '../shared/rpc-errors.js';
-import { MAX_CSV_COLUMNS, MAX_STORED_CELLS, MAX_STORED_ROWS, type ParsedContent } from './extraction.js';
+import { storableText } from '../shared/storable-text.js';
+import { MAX_CSV_COLUMNS, MAX_PARSER_MESSAGE, MAX_STORED_CELLS, MAX_STORED_ROWS, type ParsedContent } from './extraction.js';
 import { decodeUtf8 } from './parse-text.js';
 import { fieldName } from './text-fields.js';
 
@@ -16,7 +17,7 @@ export function parseCsv(bytes: Buffer): ParsedContent {
   try {
     records = parse(text, { bom: true, relax_column_count: true, skip_empty_lines: true, trim: true }) as string[][];
   } catch (error) {
-    throw new AgentError('corrupt_document', `the CSV cannot be parsed: ${(error as Error).message}`);
+    throw new AgentError('corrupt_document', `the CSV cannot be parsed: ${storableText((error as Error).message, MAX_PARSER_MESSAGE)}`);
   }
   const [header, ...data] = records;
   if (header === undefined) throw new AgentError('corrupt_document', 'the CSV file is empty');

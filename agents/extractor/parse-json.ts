@@ -1,5 +1,6 @@
 import { AgentError } from '../shared/rpc-errors.js';
-import type { FieldValue, ParsedContent } from './extraction.js';
+import { storableText } from '../shared/storable-text.js';
+import { MAX_PARSER_MESSAGE, type FieldValue, type ParsedContent } from './extraction.js';
 import { decodeUtf8 } from './parse-text.js';
 import { fieldName } from './text-fields.js';
 
@@ -12,7 +13,7 @@ export function parseJson(bytes: Buffer): ParsedContent {
   try {
     value = JSON.parse(text);
   } catch (error) {
-    throw new AgentError('corrupt_document', `the JSON cannot be parsed: ${(error as Error).message}`);
+    throw new AgentError('corrupt_document', `the JSON cannot be parsed: ${storableText((error as Error).message, MAX_PARSER_MESSAGE)}`);
   }
   const fields: Record<string, FieldValue> = {};
   if (Array.isArray(value)) return { text, fields: { item_count: value.length }, row_count: value.length };

@@ -1,6 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import { AgentError } from '../shared/rpc-errors.js';
-import type { FieldValue, ParsedContent } from './extraction.js';
+import { storableText } from '../shared/storable-text.js';
+import { MAX_PARSER_MESSAGE, type FieldValue, type ParsedContent } from './extraction.js';
 import type { PdfReply } from './pdf-worker.js';
 import { fieldsFromText } from './text-fields.js';
 
@@ -22,7 +23,7 @@ const MEMORY_CHECK_MS = 25;
 /** pdf.js names its exceptions; match on the name (they are not exported as classes we share). */
 function pdfFailure(name: string, message: string): AgentError {
   if (name === 'PasswordException') return new AgentError('unsupported_format', 'the PDF is encrypted; only unencrypted PDFs can be read');
-  return new AgentError('corrupt_document', `the PDF cannot be read: ${message}`);
+  return new AgentError('corrupt_document', `the PDF cannot be read: ${storableText(message, MAX_PARSER_MESSAGE)}`);
 }
 
 /** Text layer and info dictionary of a PDF (no OCR: a scanned page yields no text). */
@@ -35,7 +36,7 @@ export async function parsePdf(bytes: Buffer, limits: PdfLimits = PDF_LIMITS): P
   const metadata: Record<string, FieldValue> = {};
   for (const key of META_KEYS) {
     const value = reply.info[key];
-    if (typeof value === 'string' && value !== '') metadata[key.toLowerCase()] = value.slice(0, 500);
+    if (typeof value === 'string' && value !== '') metadata[key.toLowerCase()] = storableText(value, 500);
   }
   const joined = reply.text.join('\n\f\n');
   return { text: joined, fields: fieldsFromText(joined), page_count: reply.totalPages, metadata };

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { DocumentRecord } from '../shared/documents.js';
 import { isEgressError, withRetry, type EgressClient, type RetryOptions } from '../shared/egress-client.js';
+import { storableText } from '../shared/storable-text.js';
 import type { ProcessLog } from './process-log.js';
 
 /** One hop of the pipeline: which agent, which method, how to describe its answer in the log. */
@@ -57,7 +58,7 @@ function reasonOf(error: unknown): string {
 async function markFailed(deps: PipelineDeps, documentId: string, claimCount: number, reason: string): Promise<'recorded' | 'taken_over' | 'not_recorded'> {
   try {
     await deps.egress.callTool('documents_update', {
-      document_id: documentId, expected_status: ['processing', 'extracted', 'validated'], status: 'failed', error: reason.slice(0, 2000),
+      document_id: documentId, expected_status: ['processing', 'extracted', 'validated'], status: 'failed', error: storableText(reason, 2000),
       expected_claim_count: claimCount,
     });
     return 'recorded';

@@ -1,3 +1,4 @@
+import { storableText } from '../shared/storable-text.js';
 import { RULES, type Rule, type RuleInput } from './rules.js';
 
 /** A document passes when every required rule passes and the score reaches this. */
@@ -50,5 +51,5 @@ export function rejectionReason(report: ValidationReport): string {
   const cause = required.length > 0
     ? `required rule failed: ${required.map((f) => `${f.rule} (${f.message})`).join('; ')}`
     : `score ${report.score.toFixed(2)} below ${report.threshold.toFixed(2)}; failed: ${report.failures.map((f) => `${f.rule} (${f.message})`).join('; ')}`;
-  return `validation: ${cause}`.slice(0, 2000);
+  return storableText(`validation: ${cause}`, 2000);
 }

@@ -1,4 +1,5 @@
 import type { DocumentRecord } from '../shared/documents.js';
+import { storableText } from '../shared/storable-text.js';
 
 /** What a rule sees: the document row, its extraction and the stored object as read back now. */
 export interface RuleInput {
@@ -26,6 +27,13 @@ export const MAX_DOCUMENT_BYTES = 10 * 1024 * 1024;
 const PASS: RuleVerdict = { outcome: 'passed' };
 const SKIP: RuleVerdict = { outcome: 'skipped' };
 const fail = (message: string): RuleVerdict => ({ outcome: 'failed', message });
+
+/**
+ * A name or value from the document quoted in a message: JSON string syntax, so a newline or a
+ * quote in it cannot pass for the message's own text; storable (the report is jsonb) and bounded.
+ * The extraction is read back from the row, so even its field names are not trusted here.
+ */
+const quote = (text: string, maxChars: number): string => JSON.stringify(storableText(text, maxChars));
 
 const EXTENSIONS: Readonly<Record<string, readonly string[]>> = {
   pdf: ['pdf'], csv: ['csv'], json: ['json'], text: ['txt', 'text', 'md', 'log'],
@@ -111,7 +119,7 @@ export const RULES: readonly Rule[] = [
       const format = String(extracted['format']);
       const dot = document.filename.lastIndexOf('.');
       const extension = dot <= 0 ? '' : document.filename.slice(dot + 1).toLowerCase();
-      return (EXTENSIONS[format] ?? []).includes(extension) ? PASS : fail(`extension '.${extension}' does not fit format ${format}`);
+      return (EXTENSIONS[format] ?? []).includes(extension) ? PASS : fail(`extension ${quote(`.${extension}`, 20)} does not fit format ${format}`);
     },
   },
   {
@@ -171,7 +179,7 @@ export const RULES: readonly Rule[] = [
         const format = FORMATS.find((f) => f.applies.test(name));
         if (format === undefined) continue;
         checked++;
-        if (!format.valid(value)) problems.push(`${name}='${value.slice(0, 40)}' is not a valid ${format.name}`);
+        if (!format.valid(value)) problems.push(`${quote(name, 64)}=${quote(value, 40)} is not a valid ${format.name}`);
       }
       if (checked === 0) return SKIP;
       return problems.length === 0 ? PASS : fail(`${problems.length} malformed value(s): ${problems.slice(0, 3).join('; ')}`);

@@ -22,3 +22,30 @@ describe('validator: field formats', () => {
     for (const bad of ['a@b', 'a@b..c', 'a@.b.c', 'a b@c.d', `${'a'.repeat(64)}@${'b'.repeat(190)}.example`]) assert.equal(emailVerdict(bad), 'failed', bad.slice(0, 40));
   });
 });
+
+describe('validator: failure messages quoting the document', () => {
+  // The message put the name and 40 units of the value between bare quotes: a newline in either
+  // wrote a line of its own into the report and the failure reason, and a field name (the
+  // extraction is read back from the row) went in whole.
+  it('quotes a hostile field name and value as bounded JSON strings', () => {
+    const name = `email_\nrequired rule failed: hash_matches${'x'.repeat(5000)}`;
+    const value = `not-an-address'\n"${'y'.repeat(5000)}`;
+    const extracted = { format: 'json', fields: { [name]: value } };
+    const document = { sha256: 'x', size_bytes: 1, filename: 'a.json' } as DocumentRecord;
+    const report = evaluate({ document, extracted, objectSha256: 'x', objectSize: 1 });
+    const message = report.rules.find((result) => result.rule === 'field_formats')?.message ?? '';
+    assert.doesNotMatch(message, /[\n\r]/);
+    assert.ok(message.length < 200, `${message.length} characters`);
+    const quoted = /^1 malformed value\(s\): (".*")=(".*") is not a valid email$/.exec(message);
+    assert.ok(quoted, message);
+    assert.equal(JSON.parse(quoted[1] as string), `${name.slice(0, 63)}…`);
+    assert.equal(JSON.parse(quoted[2] as string), `${value.slice(0, 39)}…`);
+  });
+
+  it('quotes a hostile file extension as a bounded JSON string', () => {
+    const document = { sha256: 'x', size_bytes: 1, filename: `a.p'd\u2028f${'z'.repeat(300)}` } as DocumentRecord;
+    const report = evaluate({ document, extracted: { format: 'pdf' }, objectSha256: 'x', objectSize: 1 });
+    const message = report.rules.find((result) => result.rule === 'filename_matches_format')?.message ?? '';
+    assert.equal(message, `extension ${JSON.stringify(`.p'd\u2028f${'z'.repeat(13)}…`)} does not fit format pdf`);
+  });
+});
