@@ -3,14 +3,28 @@ import { documentSummary, type DocumentRecord } from '../shared/documents.js';
 import type { Caller } from '../shared/caller.js';
 import { isEgressError, type EgressClient } from '../shared/egress-client.js';
 import { AgentError } from '../shared/rpc-errors.js';
+import { storableText } from '../shared/storable-text.js';
 import type { ProcessLog } from './process-log.js';
 
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
-/** A file name safe as the last segment of an object key (the original name stays on the row). */
+const MAX_KEY_NAME = 200;
+const MAX_KEY_EXTENSION = 16;
+
+/**
+ * A file name safe as the last segment of an object key (the original name stays on the row):
+ * letters, digits, '.', '_' and '-' only (no '/', '%', control or bidi character), never '.' or
+ * '..', at most 200 UTF-16 units (600 bytes of UTF-8, well inside S3's 1024 with the prefix). A
+ * longer name is cut in its stem, keeping an extension of up to 16 characters, and never between
+ * the halves of a surrogate pair: the gateway refuses a key holding a lone one.
+ */
 export function keySafeName(filename: string): string {
-  const safe = filename.normalize('NFC').replace(/[^\p{L}\p{N}._-]+/gu, '_').slice(0, 200);
-  return /^\.*$/.test(safe) ? 'file' : safe;
+  const safe = filename.normalize('NFC').replace(/[^\p{L}\p{N}._-]+/gu, '_');
+  if (/^\.*$/.test(safe)) return 'file';
+  if (safe.length <= MAX_KEY_NAME) return safe;
+  const dot = safe.lastIndexOf('.');
+  const extension = dot > 0 && safe.length - dot <= MAX_KEY_EXTENSION ? safe.slice(dot) : '';
+  return `${storableText(safe.slice(0, safe.length - extension.length), MAX_KEY_NAME - extension.length)}${extension}`;
 }
 
 /** What upload_document receives (its schema is policies/schemas/upload-document.json). */
