@@ -10,6 +10,12 @@ export type EgressFailureKind =
   | 'transport'
   /** The sidecar refused the call (policy, token): not retryable. */
   | 'refused'
+  /**
+   * The target's sidecar refused the call with 429 (`ratelimit.exceeded`): nothing was forwarded.
+   * The client already waited and asked again where Retry-After allowed; `data.retry_after_seconds`
+   * says how long the sidecar asked to wait (absent when it gave no usable value).
+   */
+  | 'rate_limited'
   /** The target answered with an error of its own. */
   | 'remote';
 
@@ -72,6 +78,45 @@ export async function withRetry<T>(options: RetryOptions, call: () => Promise<T>
   }
 }
 
+/** Attempts of a call refused with 429, and the longest Retry-After the client waits for. */
+export interface RateLimitRetryOptions {
+  readonly attempts: number;
+  readonly maxRetryAfterSeconds: number;
+}
+
+/**
+ * A 429 from a sidecar's rate limit means the request was not forwarded, so asking again is safe for
+ * every call, a tool call that changes something included. A short wait is taken here; a longer
+ * one is the caller's to decide (a document step should fail and be retaken, not hold a worker).
+ */
+export const DEFAULT_RATE_LIMIT_RETRY: RateLimitRetryOptions = { attempts: 3, maxRetryAfterSeconds: 10 };
+
+/** RFC 9110 §10.2.3 delay-seconds (a non-negative decimal integer); an HTTP-date or anything else is not usable here. */
+export function retryAfterSeconds(header: string | null): number | undefined {
+  const value = header?.trim() ?? '';
+  return /^\d{1,9}$/.test(value) ? Number(value) : undefined;
+}
+
+/** Waits Retry-After and calls again on a rate-limit refusal, when the wait is short and attempts remain. */
+async function withRateLimitRetry<T>(options: RateLimitRetryOptions, call: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await call();
+    } catch (error) {
+      if (!isEgressError(error) || error.kind !== 'rate_limited') throw error;
+      const wait = error.data?.['retry_after_seconds'];
+      if (typeof wait !== 'number') throw withMessage(error, `${error.message} (no usable Retry-After; not retried)`);
+      if (wait > options.maxRetryAfterSeconds) throw withMessage(error, `${error.message} (retry after ${wait} s, longer than the ${options.maxRetryAfterSeconds} s this client waits)`);
+      if (attempt >= options.attempts) throw withMessage(error, `${error.message} (still after ${attempt} attempt(s); retry after ${wait} s)`);
+      await sleep(wait * 1000);
+    }
+  }
+}
+
+function withMessage(error: EgressError, message: string): EgressError {
+  return new EgressError(error.kind, error.status, error.code, message, error.data);
+}
+
 /** Options of {@link createEgressClient}. */
 export interface EgressClientOptions {
   /**
@@ -83,16 +128,19 @@ export interface EgressClientOptions {
   readonly callTimeoutMs?: number;
   /** Retries of read-only tool calls whose hop failed (default {@link DEFAULT_TOOL_RETRY}). */
   readonly toolRetry?: RetryOptions;
+  /** Retries of any call a sidecar refused with 429 (default {@link DEFAULT_RATE_LIMIT_RETRY}). */
+  readonly rateLimitRetry?: RateLimitRetryOptions;
 }
 
 /** How an agent reaches the MCP gateway and the other agents: always through its own sidecar. */
 export interface EgressClient {
   /**
    * `POST {egress}/mcp/call_tool`; resolves the tool's result (without `success`). A read-only
-   * tool's call is made again when its hop failed (`toolRetry`).
+   * tool's call is made again when its hop failed (`toolRetry`); any call is made again after a
+   * short Retry-After when a sidecar's rate limit refused it (`rateLimitRetry`).
    */
   callTool<T>(tool: string, args: Record<string, unknown>): Promise<T>;
-  /** `POST {egress}/SERVICE/message`; resolves the JSON-RPC `result`. */
+  /** `POST {egress}/SERVICE/message`; resolves the JSON-RPC `result`. Made again only after a rate-limit 429 (`rateLimitRetry`). */
   call<T>(service: string, method: string, params: Record<string, unknown>): Promise<T>;
 }
 
@@ -105,7 +153,13 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 /** 502/503/504 mean the hop, not the request, failed: the caller may retry. */
 const TRANSPORT_STATUSES = new Set([502, 503, 504]);
 
-async function post(url: string, body: unknown, timeoutMs: number): Promise<{ status: number; json: unknown }> {
+interface Answer {
+  readonly status: number;
+  readonly json: unknown;
+  readonly retryAfter: string | null;
+}
+
+async function post(url: string, body: unknown, timeoutMs: number): Promise<Answer> {
   let response: Response;
   try {
     response = await fetch(url, {
@@ -134,20 +188,24 @@ async function post(url: string, body: unknown, timeoutMs: number): Promise<{ st
     throw new EgressError('transport', response.status, 'unreachable', `${new URL(url).pathname}: answer cut off (${cause})`);
   }
   try {
-    return { status: response.status, json: JSON.parse(text) as unknown };
+    return { status: response.status, json: JSON.parse(text) as unknown, retryAfter: response.headers.get('retry-after') };
   } catch {
     throw new EgressError('transport', response.status, 'bad_answer', `${new URL(url).pathname}: answer is not JSON (HTTP ${response.status})`);
   }
 }
 
 /** A JSON-RPC error body coming from the sidecar rather than the target. */
-function sidecarRefusal(status: number, json: unknown): EgressError | undefined {
+function sidecarRefusal({ status, json, retryAfter }: Answer): EgressError | undefined {
   const error = (json as JsonRpcErrorBody).error;
   if (!isRecord(json) || json['jsonrpc'] !== '2.0' || !isRecord(error)) return undefined;
   const data = isRecord(error.data) ? error.data : undefined;
-  const kind = TRANSPORT_STATUSES.has(status) ? 'transport' : 'refused';
   const reason = typeof data?.['reason'] === 'string' ? data['reason'] : String(error.code);
-  return new EgressError(kind, status, reason, String(error.message ?? 'refused'), data);
+  const message = String(error.message ?? 'refused');
+  // Only the rate limit's own refusal (docs/errors.md) is known not to have been forwarded.
+  if (status === 429 && reason === 'ratelimit.exceeded') {
+    return new EgressError('rate_limited', status, reason, message, { ...data, retry_after_seconds: retryAfterSeconds(retryAfter) });
+  }
+  return new EgressError(TRANSPORT_STATUSES.has(status) ? 'transport' : 'refused', status, reason, message, data);
 }
 
 /** Creates the egress client of one agent. */
@@ -156,8 +214,10 @@ export function createEgressClient(opts: EgressClientOptions): EgressClient {
   const toolTimeout = opts.toolTimeoutMs ?? 30_000;
   const callTimeout = opts.callTimeoutMs ?? 120_000;
   const toolRetry = opts.toolRetry ?? DEFAULT_TOOL_RETRY;
+  const rateLimitRetry = opts.rateLimitRetry ?? DEFAULT_RATE_LIMIT_RETRY;
   const callToolOnce = async <T>(tool: string, args: Record<string, unknown>): Promise<T> => {
-    const { status, json } = await post(`${base()}/mcp/call_tool`, { tool, arguments: args }, toolTimeout);
+    const answer = await post(`${base()}/mcp/call_tool`, { tool, arguments: args }, toolTimeout);
+    const { status, json } = answer;
     if (isRecord(json) && json['success'] === true) {
       const { success: _success, ...result } = json;
       return result as T;
@@ -167,23 +227,29 @@ export function createEgressClient(opts: EgressClientOptions): EgressClient {
       const kind = TRANSPORT_STATUSES.has(status) ? 'transport' : 'remote';
       throw new EgressError(kind, status, String(code), `${tool}: ${String(message)}`, data);
     }
-    throw sidecarRefusal(status, json) ?? new EgressError('transport', status, 'bad_answer', `${tool}: unexpected answer (HTTP ${status})`);
+    throw sidecarRefusal(answer) ?? new EgressError('transport', status, 'bad_answer', `${tool}: unexpected answer (HTTP ${status})`);
+  };
+  const callOnce = async <T>(service: string, method: string, params: Record<string, unknown>): Promise<T> => {
+    const id = randomUUID();
+    const answer = await post(`${base()}/${encodeURIComponent(service)}/message`, { jsonrpc: '2.0', id, method, params }, callTimeout);
+    const { status, json } = answer;
+    // The target answers JSON-RPC with HTTP 200; any other status is the sidecar's (or a hop's) refusal.
+    if (status === 200 && isRecord(json) && json['jsonrpc'] === '2.0' && json['id'] === id) {
+      if (Object.hasOwn(json, 'result')) return json['result'] as T;
+      const error = (json as JsonRpcErrorBody).error;
+      const data = isRecord(error?.data) ? error.data : undefined;
+      throw new EgressError('remote', status, String(data?.['reason'] ?? error?.code), String(error?.message ?? 'error'), data);
+    }
+    throw sidecarRefusal(answer) ?? new EgressError('transport', status, 'bad_answer', `${service}.${method}: unexpected answer (HTTP ${status})`);
   };
   return {
     callTool<T>(tool: string, args: Record<string, unknown>): Promise<T> {
-      return isReadOnlyTool(tool) ? withRetry(toolRetry, () => callToolOnce<T>(tool, args)) : callToolOnce<T>(tool, args);
+      const once = (): Promise<T> => withRateLimitRetry(rateLimitRetry, () => callToolOnce<T>(tool, args));
+      return isReadOnlyTool(tool) ? withRetry(toolRetry, once) : once();
     },
-    async call<T>(service: string, method: string, params: Record<string, unknown>): Promise<T> {
-      const id = randomUUID();
-      const { status, json } = await post(`${base()}/${encodeURIComponent(service)}/message`, { jsonrpc: '2.0', id, method, params }, callTimeout);
-      // The target answers JSON-RPC with HTTP 200; any other status is the sidecar's (or a hop's) refusal.
-      if (status === 200 && isRecord(json) && json['jsonrpc'] === '2.0' && json['id'] === id) {
-        if (Object.hasOwn(json, 'result')) return json['result'] as T;
-        const error = (json as JsonRpcErrorBody).error;
-        const data = isRecord(error?.data) ? error.data : undefined;
-        throw new EgressError('remote', status, String(data?.['reason'] ?? error?.code), String(error?.message ?? 'error'), data);
-      }
-      throw sidecarRefusal(status, json) ?? new EgressError('transport', status, 'bad_answer', `${service}.${method}: unexpected answer (HTTP ${status})`);
+    call<T>(service: string, method: string, params: Record<string, unknown>): Promise<T> {
+      // A fresh JSON-RPC id per attempt: the first was refused before the target saw it.
+      return withRateLimitRetry(rateLimitRetry, () => callOnce<T>(service, method, params));
     },
   };
 }
@@ -194,5 +260,10 @@ export function asAgentError(error: unknown): unknown {
   if (error.kind === 'remote' && error.code === 'not_found') return new AgentError('not_found', error.message);
   if (error.kind === 'remote' && error.code === 'invalid_arguments') return new AgentError('invalid_params', error.message, error.data);
   if (error.kind === 'remote' && error.code === 'conflict') return new AgentError('conflict', error.message, error.data);
-  return new AgentError('dependency_failed', error.message, { dependency_reason: error.code, dependency_status: error.status });
+  const retryAfter = error.kind === 'rate_limited' ? error.data?.['retry_after_seconds'] : undefined;
+  return new AgentError('dependency_failed', error.message, {
+    dependency_reason: error.code,
+    dependency_status: error.status,
+    ...(typeof retryAfter === 'number' ? { dependency_retry_after_seconds: retryAfter } : {}),
+  });
 }

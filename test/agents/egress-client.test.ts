@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { createEgressClient, isEgressError } from '../../agents/shared/egress-client.js';
+import { asAgentError, createEgressClient, isEgressError, retryAfterSeconds } from '../../agents/shared/egress-client.js';
 import { callTrace, withTrace } from '../../agents/shared/trace.js';
 
 describe('agents: egress client', () => {
@@ -77,6 +77,107 @@ describe('agents: egress client', () => {
     } finally {
       sidecar.close();
     }
+  });
+
+  interface RateLimitingSidecar { url: string; seen: string[]; refuse: (next: number) => void; close: () => void }
+
+  /** A sidecar that refuses the next `refusals` requests as its rate limit does, with this Retry-After (none when undefined). */
+  async function rateLimitingSidecar(refusals: number, retryAfter: string | undefined): Promise<RateLimitingSidecar> {
+    const seen: string[] = [];
+    let left = refusals;
+    const sidecar = createServer((req, res) => {
+      let body = '';
+      req.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      req.on('end', () => {
+        const request = JSON.parse(body) as { id?: string; tool?: string };
+        seen.push(`${req.url} ${request.tool ?? request.id}`);
+        if (left-- > 0) {
+          const refusal = '{"jsonrpc":"2.0","id":null,"error":{"code":-32029,"message":"rate limit exceeded: 300 requests per 60 s","data":{"reason":"ratelimit.exceeded"}}}';
+          return res.writeHead(429, { 'content-type': 'application/json', ...(retryAfter === undefined ? {} : { 'retry-after': retryAfter }) }).end(refusal);
+        }
+        const answer = request.tool === undefined ? { jsonrpc: '2.0', id: request.id, result: { ok: true } } : { success: true, ok: true };
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(answer));
+      });
+    });
+    await new Promise<void>((resolve) => sidecar.listen(0, '127.0.0.1', resolve));
+    const refuse = (next: number): void => {
+      left = next;
+      seen.length = 0;
+    };
+    return { url: `http://127.0.0.1:${(sidecar.address() as AddressInfo).port}`, seen, refuse, close: () => sidecar.close() };
+  }
+
+  it('asks again after a rate-limit 429 with a short Retry-After, a call that changes something included, with a fresh JSON-RPC id', async () => {
+    const sidecar = await rateLimitingSidecar(1, '0');
+    try {
+      const egress = createEgressClient({ baseUrl: sidecar.url });
+      assert.deepEqual(await egress.call('extractor', 'extract_document', { document_id: 'd' }), { ok: true });
+      assert.equal(sidecar.seen.length, 2);
+      assert.notEqual(sidecar.seen[0], sidecar.seen[1]);
+      // 429 ratelimit.exceeded: the gateway's sidecar forwarded nothing, so a write is safe to repeat.
+      sidecar.refuse(2);
+      assert.deepEqual(await egress.callTool('documents_update', { document_id: 'd', status: 'failed' }), { ok: true });
+      assert.deepEqual(sidecar.seen, ['/mcp/call_tool documents_update', '/mcp/call_tool documents_update', '/mcp/call_tool documents_update']);
+    } finally {
+      sidecar.close();
+    }
+  });
+
+  it('gives up after its attempts when the 429s go on, with a rate_limited error carrying Retry-After', async () => {
+    const sidecar = await rateLimitingSidecar(100, '0');
+    try {
+      const egress = createEgressClient({ baseUrl: sidecar.url, rateLimitRetry: { attempts: 3, maxRetryAfterSeconds: 10 } });
+      await assert.rejects(egress.call('extractor', 'extract_document', { document_id: 'd' }), (error: unknown) => {
+        assert.ok(isEgressError(error), String(error));
+        assert.equal(error.kind, 'rate_limited');
+        assert.equal(error.code, 'ratelimit.exceeded');
+        assert.equal(error.data?.['retry_after_seconds'], 0);
+        assert.match(error.message, /still after 3 attempt\(s\)/);
+        return true;
+      });
+      assert.equal(sidecar.seen.length, 3);
+    } finally {
+      sidecar.close();
+    }
+  });
+
+  for (const [title, retryAfter, message] of [
+    ['a Retry-After over 10 s', '60', /retry after 60 s, longer than the 10 s this client waits/],
+    ['no Retry-After', undefined, /no usable Retry-After/],
+    ['a Retry-After that is not delay-seconds', 'soon', /no usable Retry-After/],
+  ] as const) {
+    it(`fails at once, one request, on a rate-limit 429 with ${title}`, async () => {
+      const sidecar = await rateLimitingSidecar(1, retryAfter);
+      try {
+        const egress = createEgressClient({ baseUrl: sidecar.url });
+        let failure: unknown;
+        await assert.rejects(egress.call('extractor', 'extract_document', { document_id: 'd' }), (error: unknown) => {
+          assert.ok(isEgressError(error), String(error));
+          assert.equal(error.kind, 'rate_limited');
+          assert.equal(error.status, 429);
+          assert.match(error.message, message);
+          failure = error;
+          return true;
+        });
+        assert.equal(sidecar.seen.length, 1);
+        // A read-only tool's transport retries do not turn it into more requests either.
+        sidecar.refuse(1);
+        await assert.rejects(createEgressClient({ baseUrl: sidecar.url }).callTool('documents_get', { document_id: 'd' }));
+        assert.equal(sidecar.seen.length, 1);
+        const agentError = asAgentError(failure) as { code: string; data: Record<string, unknown> };
+        assert.equal(agentError.code, 'dependency_failed');
+        assert.equal(agentError.data['dependency_reason'], 'ratelimit.exceeded');
+        assert.equal(agentError.data['dependency_retry_after_seconds'], retryAfter === '60' ? 60 : undefined);
+      } finally {
+        sidecar.close();
+      }
+    });
+  }
+
+  it('reads Retry-After as delay-seconds only', () => {
+    assert.equal(retryAfterSeconds('0'), 0);
+    assert.equal(retryAfterSeconds(' 7 '), 7);
+    for (const bad of [null, '', '1.5', '-1', 'Wed, 21 Oct 2015 07:28:00 GMT', '1e3', '0x10']) assert.equal(retryAfterSeconds(bad), undefined, String(bad));
   });
 
   it('never follows a redirect: the body is not posted anywhere past the sidecar', async () => {
