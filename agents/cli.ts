@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { flagOrEnv } from '../proxy/cli-options.js';
+import { badBaseUrl, flagOrEnv } from '../proxy/cli-options.js';
 import { parseListen } from '../proxy/listen.js';
 import { createLogger } from '../proxy/observe/logger.js';
 import { SHIPPED_SERVICES } from '../proxy/services.js';
@@ -14,7 +14,8 @@ Put its sidecar in front of it: the agent has no security of its own and listens
   --egress URL        its sidecar's egress listener (CA_A2A_EGRESS_URL), through which it calls
                       the MCP gateway and the other agents
   --public-url URL    the sidecar's /message URL, advertised in the agent card (CA_A2A_PUBLIC_URL)
-  --issuer URL        the OIDC issuer advertised in the agent card (CA_A2A_ISSUER)`;
+  --issuer URL        the OIDC issuer advertised in the agent card (CA_A2A_ISSUER)
+Each URL is http(s) without a user, query or fragment; anything else is refused at start (exit 2).`;
 
 /** `ca-a2a agent NAME`: runs until SIGINT/SIGTERM, then closes; 2 on a usage error. */
 export async function agentCommand(argv: string[]): Promise<number> {
@@ -25,11 +26,11 @@ export async function agentCommand(argv: string[]): Promise<number> {
       allowPositionals: true,
       strict: true,
       options: {
-        // Read below (flagOrEnv): a bad address is reported under the name it came from.
+        // Read below (flagOrEnv): a bad value is reported under the name it came from.
         listen: { type: 'string' },
-        egress: { type: 'string', default: process.env['CA_A2A_EGRESS_URL'] || undefined },
-        'public-url': { type: 'string', default: process.env['CA_A2A_PUBLIC_URL'] || undefined },
-        issuer: { type: 'string', default: process.env['CA_A2A_ISSUER'] || undefined },
+        egress: { type: 'string' },
+        'public-url': { type: 'string' },
+        issuer: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -55,8 +56,17 @@ export async function agentCommand(argv: string[]): Promise<number> {
     process.stderr.write(`ca-a2a agent: ${(error as Error).message}\n\n${USAGE}\n`);
     return 2;
   }
-  if (values.egress === undefined) {
+  const egress = flagOrEnv('--egress', values.egress, 'CA_A2A_EGRESS_URL');
+  const publicUrl = flagOrEnv('--public-url', values['public-url'], 'CA_A2A_PUBLIC_URL');
+  const issuer = flagOrEnv('--issuer', values.issuer, 'CA_A2A_ISSUER');
+  if (egress === undefined) {
     process.stderr.write(`ca-a2a agent: --egress URL (or CA_A2A_EGRESS_URL) is required: the agent reaches everything through its sidecar\n`);
+    return 2;
+  }
+  // Checked now: a typo would otherwise surface as the first call's obscure failure, or in the card.
+  const invalid = badBaseUrl([egress, publicUrl, issuer]);
+  if (invalid !== undefined) {
+    process.stderr.write(`ca-a2a agent: ${invalid}\n`);
     return 2;
   }
   // Bounded and buffered, as the sidecar's: a stdout nobody reads must not stop the agent.
@@ -64,7 +74,7 @@ export async function agentCommand(argv: string[]): Promise<number> {
   const stopping = stopSignal();
   let agent;
   try {
-    agent = await startAgent(name, { ...listen, egressUrl: values.egress, logger, publicUrl: values['public-url'], issuer: values.issuer });
+    agent = await startAgent(name, { ...listen, egressUrl: egress.value, logger, publicUrl: publicUrl?.value, issuer: issuer?.value });
   } catch (error) {
     process.stderr.write(`ca-a2a agent: cannot start ${name}: ${(error as Error).message}\n`);
     return 1;

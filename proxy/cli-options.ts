@@ -54,6 +54,32 @@ export function badHttpUrl(options: readonly (FlagOrEnv<string | readonly string
   return undefined;
 }
 
+/**
+ * The first value of these options that is not a base URL, as a message naming its option: an
+ * http(s) URL without a user, query or fragment. A path is appended to such a URL (an egress
+ * listener's `/SERVICE/message`, a sidecar's `/message`, an issuer's well-known document), which a
+ * query or fragment would break, and credentials in it would end up in logs and agent cards. The
+ * user and password are never repeated in the message.
+ */
+export function badBaseUrl(options: readonly (FlagOrEnv<string | readonly string[]> | undefined)[]): string | undefined {
+  const notUrl = badHttpUrl(options);
+  if (notUrl !== undefined) return notUrl;
+  for (const option of options) {
+    if (option === undefined) continue;
+    const bad = (typeof option.value === 'string' ? [option.value] : option.value).find((url) => /[?#@]/.test(url));
+    if (bad !== undefined) return `${option.name} is an origin with an optional path, without a query, fragment or user, got '${withoutUser(bad)}'`;
+  }
+  return undefined;
+}
+
+function withoutUser(value: string): string {
+  const url = new URL(value);
+  if (url.username === '' && url.password === '') return value;
+  url.username = '***';
+  url.password = '';
+  return url.href;
+}
+
 /** The first of these listen options that is not HOST:PORT with a port up to 65535, as a message naming it. */
 export function badListen(options: readonly (FlagOrEnv<string> | undefined)[]): string | undefined {
   for (const option of options) {

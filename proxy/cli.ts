@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { parseCidr } from './http/cidr.js';
-import { badHttpUrl, badListen, envSwitch, flagOrEnv, flagsOrEnvList, type FlagOrEnv } from './cli-options.js';
+import { badBaseUrl, badHttpUrl, badListen, envSwitch, flagOrEnv, flagsOrEnvList, type FlagOrEnv } from './cli-options.js';
 import { isPolicyLoadError, formatProblem } from './policy/errors.js';
 import { adminPortFor, isShippedService, SHIPPED_SERVICES, shippedPolicyFile } from './services.js';
 import { startSidecar, type Sidecar } from './sidecar.js';
@@ -126,9 +126,9 @@ export async function sidecarCommand(argv: string[]): Promise<number> {
   }
   // The expected htu is this URL joined with the request's path: a query, a fragment or a user in
   // it would make every proof's htu mismatch, each refused as if the clients were wrong.
-  const notBase = publicUrls.value.find((url) => /[?#@]/.test(url));
+  const notBase = badBaseUrl([publicUrls]);
   if (notBase !== undefined) {
-    process.stderr.write(`ca-a2a sidecar: ${publicUrls.name} is an origin with an optional path, without a query, fragment or user, got '${notBase}'\n`);
+    process.stderr.write(`ca-a2a sidecar: ${notBase}\n`);
     return 2;
   }
   const notCidr = trustedProxies.value.find((entry) => parseCidr(entry) === undefined);

@@ -101,6 +101,11 @@ describe('a bad value is reported under the name it came from: the variable, or 
     ['token', ['token', '--client', 'viewer'], { CA_A2A_ISSUER: 'nonsense' }, /^ca-a2a token: CA_A2A_ISSUER must be an http\(s\) URL, got 'nonsense'$/],
     ['mcp-gateway', ['mcp-gateway'], { CA_A2A_LISTEN: 'nonsense' }, /^ca-a2a mcp-gateway: CA_A2A_LISTEN 'nonsense' is not HOST:PORT/],
     ['agent', ['agent', 'extractor', '--egress', 'http://127.0.0.1:1'], { CA_A2A_LISTEN: 'nonsense' }, /^ca-a2a agent: CA_A2A_LISTEN 'nonsense' is not HOST:PORT/],
+    ['agent', ['agent', 'extractor'], { CA_A2A_EGRESS_URL: 'http//127.0.0.1:15001' }, /^ca-a2a agent: CA_A2A_EGRESS_URL must be an http\(s\) URL, got 'http\/\/127\.0\.0\.1:15001'$/],
+    ['agent', ['agent', 'extractor', '--egress', 'http://127.0.0.1:15001/?x=1'], { CA_A2A_EGRESS_URL: 'http://127.0.0.1:15001' }, /^ca-a2a agent: --egress is an origin with an optional path, without a query, fragment or user, got 'http:\/\/127\.0\.0\.1:15001\/\?x=1'$/],
+    ['agent', ['agent', 'extractor', '--egress', 'http://127.0.0.1:15001'], { CA_A2A_PUBLIC_URL: 'https://svc:s3cret@extractor.example.com/message' }, /^ca-a2a agent: CA_A2A_PUBLIC_URL is an origin with an optional path, without a query, fragment or user, got 'https:\/\/\*\*\*@extractor\.example\.com\/message'$/],
+    ['agent', ['agent', 'extractor', '--egress', 'http://127.0.0.1:15001', '--issuer', 'keycloak:8080/realms/ca-a2a'], {}, /^ca-a2a agent: --issuer must be an http\(s\) URL, got 'keycloak:8080\/realms\/ca-a2a'$/],
+    ['agent', ['agent', 'extractor', '--egress', 'http://127.0.0.1:15001'], { CA_A2A_ISSUER: 'https://kc.example.com/realms/ca-a2a#x' }, /^ca-a2a agent: CA_A2A_ISSUER is an origin with an optional path, without a query, fragment or user, got 'https:\/\/kc\.example\.com\/realms\/ca-a2a#x'$/],
     ['admin-api', ['admin-api'], { CA_A2A_LISTEN: 'nonsense' }, /^ca-a2a admin-api: CA_A2A_LISTEN 'nonsense' is not HOST:PORT/],
     ['admin-api', ['admin-api'], { CA_A2A_LISTEN: '0.0.0.0:0' }, /^ca-a2a admin-api: CA_A2A_LISTEN must be a loopback address, not '0\.0\.0\.0:0'/],
   ];

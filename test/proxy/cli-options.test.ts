@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { envSwitch } from '../../proxy/cli-options.js';
+import { badBaseUrl, envSwitch } from '../../proxy/cli-options.js';
 
 describe('envSwitch: an on/off environment variable', () => {
   it('reads 1, true, yes and on as on, in any case and with blanks around', () => {
@@ -16,5 +16,19 @@ describe('envSwitch: an on/off environment variable', () => {
     for (const value of ['ture', '2', 'enabled', 'y']) {
       assert.equal(envSwitch('CA_A2A_NO_WATCH', { CA_A2A_NO_WATCH: value }), `CA_A2A_NO_WATCH must be 1, true, yes or on (or 0, false, no, off), got '${value}'`);
     }
+  });
+});
+
+describe('badBaseUrl: a URL that a path is appended to', () => {
+  it('accepts http(s) origins with an optional path, and options not given', () => {
+    assert.equal(badBaseUrl([{ name: '--egress', value: 'http://127.0.0.1:15001' }, undefined, { name: 'X', value: ['https://a.example.com/realms/r', 'http://[::1]:8080/'] }]), undefined);
+  });
+
+  it('names the first option that is not one, the value shown without its password', () => {
+    assert.equal(badBaseUrl([{ name: '--egress', value: 'ftp://x' }]), "--egress must be an http(s) URL, got 'ftp://x'");
+    assert.equal(badBaseUrl([{ name: '--egress', value: 'http://ok' }, { name: 'Y', value: ['http://ok', 'http://h/p?q'] }]), "Y is an origin with an optional path, without a query, fragment or user, got 'http://h/p?q'");
+    const message = badBaseUrl([{ name: 'Z', value: 'https://user:hunter2@h.example.com/p' }]) ?? '';
+    assert.match(message, /^Z is an origin with an optional path, without a query, fragment or user, got 'https:\/\/\*\*\*@h\.example\.com\/p'$/);
+    assert.doesNotMatch(message, /hunter2|user:/);
   });
 });
