@@ -42,6 +42,20 @@ describe('ca-a2a policy explain (command)', () => {
     assert.doesNotMatch(enforced.out, /dry-run/);
   });
 
+  it('refuses --params that is not a structured value (JSON-RPC 2.0 §4.2) with exit 2, saying what it got', async () => {
+    const file = join(policyDir(), 'services', 'docs.yaml');
+    for (const [params, got] of [['42', 'number'], ['"x"', 'string'], ['null', 'null'], ['true', 'boolean']]) {
+      const io = bufferIo();
+      assert.equal(await policyCommand(['explain', '--policy', file, '--roles', 'viewer', '--method', 'get_document', '--params', params as string], io), 2, params);
+      assert.equal(io.stdout, '');
+      assert.match(io.stderr, new RegExp(`^ca-a2a policy explain: --params must be a JSON object or array \\(JSON-RPC 2\\.0 §4\\.2\\), got ${got}\n`));
+    }
+    for (const params of ['{}', '[]']) {
+      const io = bufferIo();
+      assert.notEqual(await policyCommand(['explain', '--policy', file, '--roles', 'viewer', '--method', 'get_document', '--params', params], io), 2, `${params}: ${io.stderr}`);
+    }
+  });
+
   it('refuses a stray argument with exit 2, naming it, whether it is read as a path or cannot be one', async () => {
     const dir = policyDir();
     const call = ['--roles', 'viewer', '--method', 'get_document'];
