@@ -49,7 +49,8 @@ export class JournalRevocationStore implements RevocationStore {
     return this.#locked(async () => {
       const { records, complete, size } = await this.#read();
       const { revocation: r, revokedAt, revokedBy, reason } = record;
-      const known = r.kind === 'jti' ? records.find((x) => x.revocation.kind === 'jti' && x.revocation.jti === r.jti) : undefined;
+      // One expired by now counts as absent (RevocationStore.add): the line written replaces it.
+      const known = r.kind === 'jti' ? records.find((x) => x.revocation.kind === 'jti' && x.revocation.jti === r.jti && x.revocation.expiresAt > revokedAt) : undefined;
       // Known until as late or later: nothing to write. Known until earlier: a line with the later
       // expiry, which readers take over the earlier one.
       if (known !== undefined && known.revocation.expiresAt >= r.expiresAt) return { created: false, revocation: known.revocation };

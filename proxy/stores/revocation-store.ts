@@ -24,9 +24,11 @@ export interface AddResult {
  */
 export interface RevocationStore {
   /**
-   * Stores a revocation. `created` is false when one of the same jti was already there: it is then
-   * kept until the later of the two expiries (revoking a token again never shortens its
+   * Stores a revocation. `created` is false when one of the same jti was already in force: it is
+   * then kept until the later of the two expiries (revoking a token again never shortens its
    * revocation), and `revocation` is the one kept, with that expiry: what to answer and push.
+   * One whose expiry had passed by `record.revokedAt` (a row not yet deleted) counts as absent:
+   * it is replaced, record and all, and `created` is true, on every backend alike.
    */
   add(record: RevocationRecord): Promise<AddResult>;
   /** Every revocation still in force at `nowSeconds`. */
@@ -47,11 +49,12 @@ export class MemoryRevocationStore implements RevocationStore {
     if (r.kind === 'jti') {
       const known = this.#records.findIndex((x) => x.revocation.kind === 'jti' && x.revocation.jti === r.jti);
       const previous = this.#records[known];
-      if (previous !== undefined) {
+      if (previous !== undefined && previous.revocation.expiresAt > record.revokedAt) {
         if (previous.revocation.expiresAt >= r.expiresAt) return { created: false, revocation: previous.revocation };
         this.#records[known] = { ...previous, revocation: r };
         return { created: false, revocation: r };
       }
+      if (previous !== undefined) this.#records.splice(known, 1);
     }
     this.#records.push(record);
     return { created: true, revocation: r };
@@ -129,15 +132,19 @@ export class SqlRevocationStore implements RevocationStore {
     await this.#ready();
     const r = record.revocation;
     if (r.kind === 'jti') {
-      // Revoked again: kept until the later expiry (the row is always returned, so the one kept is
-      // known). xmax is 0 on the row version an INSERT made.
-      const res = await this.#client.query<{ inserted: boolean; ours: boolean; expires_at: number }>(
-        `INSERT INTO revoked_tokens (jti, revoked_at, revoked_by, reason, expires_at)
-         VALUES ($1, to_timestamp($2), $3, $4, to_timestamp($5))
-         ON CONFLICT (jti) DO UPDATE SET expires_at = greatest(revoked_tokens.expires_at, EXCLUDED.expires_at)
-         RETURNING xmax = 0 AS inserted, expires_at = to_timestamp($5) AS ours, extract(epoch FROM expires_at)::float8 AS expires_at`,
-        [r.jti, record.revokedAt, record.revokedBy, record.reason ?? null, r.expiresAt],
-      );
+      // A row already expired (deleteExpired has not run yet) is gone first, so it counts as absent.
+      // Revoked again while in force: kept until the later expiry (the row is always returned, so
+      // the one kept is known). xmax is 0 on the row version an INSERT made.
+      const res = await this.#client.transaction(async (tx) => {
+        await tx.query('DELETE FROM revoked_tokens WHERE jti = $1 AND expires_at <= to_timestamp($2)', [r.jti, record.revokedAt]);
+        return tx.query<{ inserted: boolean; ours: boolean; expires_at: number }>(
+          `INSERT INTO revoked_tokens (jti, revoked_at, revoked_by, reason, expires_at)
+           VALUES ($1, to_timestamp($2), $3, $4, to_timestamp($5))
+           ON CONFLICT (jti) DO UPDATE SET expires_at = greatest(revoked_tokens.expires_at, EXCLUDED.expires_at)
+           RETURNING xmax = 0 AS inserted, expires_at = to_timestamp($5) AS ours, extract(epoch FROM expires_at)::float8 AS expires_at`,
+          [r.jti, record.revokedAt, record.revokedBy, record.reason ?? null, r.expiresAt],
+        );
+      });
       const row = res.rows[0];
       if (!row) throw new Error('revoked_tokens: the insert returned no row');
       return { created: row.inserted, revocation: row.ours ? r : { ...r, expiresAt: Number(row.expires_at) } };

@@ -18,12 +18,26 @@ import { AuditCapture } from '../../helpers/audit-capture.js';
 import { openSqlClient } from '../../../proxy/stores/sql/sql-client.js';
 import { MAX_TOKEN_LIFETIME_SECONDS as DAY } from '../../../proxy/auth/token-limits.js';
 import { closeRedis, openRedis, redisReady } from '../../../proxy/stores/redis.js';
+import type { Redis } from 'ioredis';
 import type { Revocation } from '../../../proxy/stores/revocation-set.js';
 import { createTestSchema, dropPrefix, REDIS_URL, uniquePrefix, until, withEmbeddedSidecarView } from '../shared-state/helpers.js';
 
 const principal = (over: Partial<{ jti: string; subject: string; issuedAt: number }> = {}) => ({
   subject: 's', clientId: 'c', roles: [], jti: 'j', issuedAt: 1_000, expiresAt: 2_000, boundKeyThumbprint: undefined, ...over,
 });
+
+/** A Redis client for assertions; afterwards closed, and the keys of `prefix`-pg and `prefix`-set dropped. */
+async function withRedis(prefix: string, run: (redis: Redis) => Promise<void>): Promise<void> {
+  const redis = openRedis(REDIS_URL);
+  try {
+    await redisReady(redis, 2_000);
+    await run(redis);
+  } finally {
+    await closeRedis(redis);
+    await dropPrefix(`${prefix}-pg`);
+    await dropPrefix(`${prefix}-set`);
+  }
+}
 
 const record = (revocation: RevocationRecord['revocation'], revokedAt = 100): RevocationRecord => ({ revocation, revokedAt, revokedBy: 'ops', reason: 'r' });
 
@@ -207,9 +221,7 @@ describe('durable revocation store', () => {
       ['memory', {}],
       ['journal + Redis', { dataDir: dataDir('host-a'), redisUrl: REDIS_URL, keyPrefix: `${prefix}-set` }],
     ];
-    const redis = openRedis(REDIS_URL);
-    try {
-      await redisReady(redis, 2_000);
+    await withRedis(prefix, async (redis) => {
       for (const [name, options] of backends) {
         const backend = await openRevocationBackend(options, () => undefined);
         const pushed: Revocation[] = [];
@@ -243,11 +255,42 @@ describe('durable revocation store', () => {
       } finally {
         await hostB.close();
       }
-    } finally {
-      await closeRedis(redis);
-      await dropPrefix(`${prefix}-pg`);
-      await dropPrefix(`${prefix}-set`);
-    }
+    });
+  });
+
+  it('a jti whose revocation has expired (its row not deleted yet) is revoked anew: created, with the new expiry and who and why, on every backend', async () => {
+    const prefix = uniquePrefix();
+    const backends: [string, StoreOptions][] = [
+      ['memory', {}],
+      ['journal', { dataDir: join(dir, `${prefix}-lapsed-journal`) }],
+      ['journal + Redis', { dataDir: join(dir, `${prefix}-lapsed-host`), redisUrl: REDIS_URL, keyPrefix: `${prefix}-set` }],
+      ['PostgreSQL', { databaseUrl: schema.urlFor() }],
+      ['PostgreSQL + Redis', { databaseUrl: schema.urlFor(), redisUrl: REDIS_URL, keyPrefix: `${prefix}-pg` }],
+    ];
+    await withRedis(prefix, async (redis) => {
+      for (const [index, [name, options]] of backends.entries()) {
+        const jti = `lapsed-${index}`;
+        const backend = await openRevocationBackend(options, () => undefined);
+        try {
+          // Revoked two days ago, until the longest token lifetime: expired a day ago, its row still there.
+          const then = Date.now() / 1000 - 2 * DAY;
+          const first = await new Revoker({ store: backend.store, bus: backend.bus, now: () => then * 1000 }).revoke({ kind: 'jti', jti, reason: 'first', revokedBy: 'ops-a' });
+          assert.equal(first.created, true, name);
+          const again = await new Revoker({ store: backend.store, bus: backend.bus }).revoke({ kind: 'jti', jti, reason: 'second', revokedBy: 'ops-b' });
+          const now = Date.now() / 1000;
+          assert.equal(again.created, true, `${name}: an expired revocation counts as absent`);
+          assert.ok(again.record.revocation.expiresAt > now + DAY, `${name}: the new expiry is answered`);
+          // (With Redis and no PostgreSQL a load reads it twice: from the journal and from Redis.)
+          const active = (await backend.store.active(now)).filter((r) => r.kind === 'jti' && r.jti === jti).map((r) => r.expiresAt);
+          assert.deepEqual([...new Set(active)], [again.record.revocation.expiresAt], `${name}: the new expiry is stored`);
+          const listed = (await backend.store.list(now, 100)).filter((r) => r.revocation.kind === 'jti' && r.revocation.jti === jti);
+          assert.deepEqual(listed.map((r) => [r.revokedBy, r.reason, r.revocation.expiresAt]), [['ops-b', 'second', again.record.revocation.expiresAt]], `${name}: the new record is listed`);
+          if (options.redisUrl !== undefined) assert.ok(await redis.ttl(`${options.keyPrefix}:revoked:jti:${jti}`) > 3_600, `${name}: the cache entry has the new expiry`);
+        } finally {
+          await backend.close();
+        }
+      }
+    });
   });
 
   it('refuses an expires_at more than the largest clock tolerance in the past; the anomaly auto-revoke of a token just accepted past its exp still revokes', async () => {
