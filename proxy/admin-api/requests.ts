@@ -13,19 +13,20 @@ type Kind = RevokeRequest['kind'];
  * front already validated it against the method's schema; this is the service's own check, so
  * the API stays safe when called some other way (tests, a misconfigured policy).
  */
-export function readRevokeRequest(kind: Kind, body: unknown, revokedBy: string): RevokeRequest {
+export function readRevokeRequest(kind: Kind, body: unknown, revokedBy: string, requestId: string): RevokeRequest {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new BadRequest('body must be a JSON object');
   const b = body as Record<string, unknown>;
   const reason = text(b.reason, 'reason');
+  const by = { reason, revokedBy, requestId };
   switch (kind) {
     case 'jti': {
       const expiresAt = b.expires_at === undefined ? undefined : time(b.expires_at, 'expires_at');
-      return { kind, jti: text(b.jti, 'jti'), reason, revokedBy, ...(expiresAt === undefined ? {} : { expiresAt }) };
+      return { kind, jti: text(b.jti, 'jti'), ...by, ...(expiresAt === undefined ? {} : { expiresAt }) };
     }
     case 'subject':
-      return { kind, subject: text(b.subject, 'subject'), reason, revokedBy };
+      return { kind, subject: text(b.subject, 'subject'), ...by };
     case 'before':
-      return { kind, before: time(b.before, 'before'), reason, revokedBy };
+      return { kind, before: time(b.before, 'before'), ...by };
   }
 }
 

@@ -1,16 +1,21 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
 import type { RevocationRecord } from '../stores/revocation-store.js';
-import type { Revoker, RevokeResult } from '../stores/revoker.js';
+import type { Revoker, RevokeRequest, RevokeResult } from '../stores/revoker.js';
 import type { RevocationStore } from '../stores/revocation-store.js';
 import { isLoopbackHostname } from '../http/loopback.js';
 import { readRevokeRequest, requester } from './requests.js';
+import { RequestLog, type Outcome } from './request-log.js';
 
 export interface AdminApiDeps {
   readonly revoker: Revoker;
   readonly store: RevocationStore;
   readonly now?: () => number;
-  /** Store failures (logged by the owner; the client gets a generic 503). */
-  readonly onError?: (error: unknown, route: string) => void;
+  /**
+   * Where each refusal (`admin_request_refused`, warn) and failure (`admin_request_failed`, error:
+   * the client gets a generic 5xx, the detail is here) is logged, with who asked what.
+   */
+  readonly logger?: Pick<Logger, 'warn' | 'error'>;
 }
 
 const MAX_BODY = 64 * 1024;
@@ -32,82 +37,116 @@ const RPC_METHODS = { revoke_token: 'jti', revoke_subject: 'subject', revoke_bef
 export function createAdminApi(deps: AdminApiDeps): Server {
   const now = deps.now ?? Date.now;
   return createServer((req, res) => {
-    void route(req, res).catch((error: unknown) => {
-      deps.onError?.(error, req.url ?? '');
-      if (!res.headersSent) send(res, 500, { error: { code: 'internal_error', message: 'internal error' } });
+    const log = new RequestLog(req, deps.logger);
+    void route(req, res, log).catch((error: unknown) => {
+      const outcome = { status: 500, code: 'internal_error', message: 'internal error' };
+      log.failed(outcome, error);
+      if (!res.headersSent) sendError(res, outcome);
     });
   });
 
-  async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  async function route(req: IncomingMessage, res: ServerResponse, log: RequestLog): Promise<void> {
     const path = (req.url ?? '/').split('?')[0] ?? '/';
+    const refuse = (outcome: Outcome): void => {
+      log.refused(outcome);
+      sendError(res, outcome);
+    };
     // Its sidecar addresses it by a loopback address. A web page in a browser on this host can
     // reach loopback too; by DNS rebinding (its own name resolving to 127.0.0.1) it may also read
     // the answers, and its requests then name that host in Host.
-    if (!isLoopbackHost(req.headers.host)) return send(res, 403, { error: { code: 'forbidden', message: 'the Host header must name a loopback address: the admin API is reached through its sidecar' } });
+    if (!isLoopbackHost(req.headers.host)) return refuse({ status: 403, code: 'forbidden', message: 'the Host header must name a loopback address: the admin API is reached through its sidecar' });
     if (req.method === 'GET' && path === '/health') return send(res, 200, { status: 'ok' });
     if (req.method === 'GET' && (path === '/.well-known/agent-card.json' || path === '/card')) return send(res, 200, CARD);
     if (req.method === 'GET' && path === '/admin/revocations') {
-      const listed = await listRevocations(path);
-      return listed === undefined ? send(res, 503, { error: STORE_UNAVAILABLE_TO_LIST }) : send(res, 200, listed);
+      const listed = await listRevocations(log, REST);
+      return isOutcome(listed) ? sendError(res, listed) : send(res, 200, listed);
     }
     const kind = Object.hasOwn(REST_ROUTES, path) ? REST_ROUTES[path as keyof typeof REST_ROUTES] : undefined;
     if (req.method === 'POST' && kind) {
-      const body = await readJson(req, res);
+      const body = await readJson(req, refuse);
       if (body === undefined) return;
-      return answer(path, () => deps.revoker.revoke(readRevokeRequest(kind, body, requester(req.headers))), (result) => send(res, 200, resultJson(result)), (status, error) => send(res, status, { error }));
+      log.target(body);
+      const answer = await revoke(log, REST, () => readRevokeRequest(kind, body, requester(req.headers), log.requestId));
+      return isOutcome(answer) ? sendError(res, answer) : send(res, 200, answer);
     }
-    if (req.method === 'POST' && path === '/message') return rpc(req, res);
-    send(res, 404, { error: { code: 'not_found', message: 'no such route' } });
+    if (req.method === 'POST' && path === '/message') return rpc(req, res, log, refuse);
+    refuse({ status: 404, code: 'not_found', message: 'no such route' });
   }
 
-  async function rpc(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const body = await readJson(req, res);
+  async function rpc(req: IncomingMessage, res: ServerResponse, log: RequestLog, refuseHttp: (outcome: Outcome) => void): Promise<void> {
+    const body = await readJson(req, refuseHttp);
     if (body === undefined) return;
+    const call = isObject(body) ? (body as { id?: unknown; method?: unknown; params?: unknown }) : {};
+    const id = typeof call.id === 'string' || typeof call.id === 'number' ? call.id : null;
+    const reply = (answer: object): void => {
+      send(res, 200, isOutcome(answer) ? { jsonrpc: '2.0', id, error: { code: answer.rpcCode, message: answer.message } } : { jsonrpc: '2.0', id, result: answer });
+    };
+    const refuse = (code: string, rpcCode: number, message: string): void => {
+      const outcome = { status: 200, code, rpcCode, message };
+      log.refused(outcome);
+      reply(outcome);
+    };
     // One call per request: each revocation gets its own durable answer. The admin sidecar's
     // policy (limits.max_batch: 1) refuses longer batches; this covers a batch of one.
-    if (Array.isArray(body)) return send(res, 200, { jsonrpc: '2.0', id: null, error: { code: -32600, message: 'batch requests are not supported: send one call per request' } });
-    if (typeof body !== 'object' || body === null) return send(res, 200, { jsonrpc: '2.0', id: null, error: { code: -32600, message: 'the body must be a JSON-RPC request object' } });
-    const call = body as { id?: unknown; method?: unknown; params?: unknown };
-    const id = typeof call.id === 'string' || typeof call.id === 'number' ? call.id : null;
-    const reply = (result: unknown): void => send(res, 200, { jsonrpc: '2.0', id, result });
-    const fail = (code: number, message: string): void => send(res, 200, { jsonrpc: '2.0', id, error: { code, message } });
-    if (call.method === 'list_revocations') {
-      const listed = await listRevocations('/message');
-      return listed === undefined ? fail(-32017, STORE_UNAVAILABLE_TO_LIST.message) : reply(listed);
-    }
+    if (Array.isArray(body)) return refuse('invalid_request', -32600, 'batch requests are not supported: send one call per request');
+    if (!isObject(body)) return refuse('invalid_request', -32600, 'the body must be a JSON-RPC request object');
+    log.method(call.method);
+    if (call.method === 'list_revocations') return reply(await listRevocations(log, RPC));
     const kind = typeof call.method === 'string' && Object.hasOwn(RPC_METHODS, call.method) ? RPC_METHODS[call.method as keyof typeof RPC_METHODS] : undefined;
-    if (!kind) return fail(-32601, 'method not found');
-    return answer('/message', () => deps.revoker.revoke(readRevokeRequest(kind, call.params, requester(req.headers))), (result) => reply(resultJson(result)), (status, error) => fail(status === 400 ? -32602 : -32017, error.message));
+    if (!kind) return refuse('method_not_found', -32601, 'method not found');
+    log.target(call.params);
+    reply(await revoke(log, RPC, () => readRevokeRequest(kind, call.params, requester(req.headers), log.requestId)));
   }
 
   /**
-   * The newest revocations in force, `truncated` when there are more; undefined (logged) when the
+   * The newest revocations in force, `truncated` when there are more; a failure (logged) when the
    * store cannot answer: a 503, as for a write.
    */
-  async function listRevocations(route: string): Promise<{ revocations: unknown[]; truncated: boolean } | undefined> {
+  async function listRevocations(log: RequestLog, form: Form): Promise<{ revocations: unknown[]; truncated: boolean } | Outcome> {
     try {
       // One more than shown tells whether any was left out.
       const records = await deps.store.list(now() / 1000, MAX_LISTED + 1);
       return { revocations: records.slice(0, MAX_LISTED).map(recordJson), truncated: records.length > MAX_LISTED };
     } catch (error) {
-      deps.onError?.(error, route);
-      return undefined;
+      const outcome = form.outcome(503, -32017, STORE_UNAVAILABLE_TO_LIST);
+      log.failed(outcome, error, 'revocation');
+      return outcome;
     }
   }
 
-  async function answer(route: string, run: () => Promise<RevokeResult>, ok: (result: RevokeResult) => void, ko: (status: number, error: { code: string; message: string }) => void): Promise<void> {
-    let result;
+  /** The revocation's wire answer, or the refusal or failure (logged here) to answer instead. */
+  async function revoke(log: RequestLog, form: Form, request: () => RevokeRequest): Promise<Record<string, unknown> | Outcome> {
     try {
-      result = await run();
+      return resultJson(await deps.revoker.revoke(request()));
     } catch (error) {
       const code = (error as { code?: unknown }).code;
-      if (code === 'invalid_request' || code === 'INVALID_REVOCATION') return ko(400, { code: 'invalid_request', message: (error as Error).message });
-      deps.onError?.(error, route);
+      if (code === 'invalid_request' || code === 'INVALID_REVOCATION') {
+        const outcome = form.outcome(400, -32602, { code: 'invalid_request', message: (error as Error).message });
+        log.refused(outcome);
+        return outcome;
+      }
       // 5xx: no detail on the wire; the log has it. Nothing was stored.
-      return ko(503, { code: 'store_unavailable', message: 'revocation not recorded: the revocation store is unavailable; retry' });
+      const outcome = form.outcome(503, -32017, { code: 'store_unavailable', message: 'revocation not recorded: the revocation store is unavailable; retry' });
+      log.failed(outcome, error, 'revocation');
+      return outcome;
     }
-    ok(result);
   }
+}
+
+/** How an outcome is answered: an HTTP status (REST), or a JSON-RPC error in a 200 (/message). */
+interface Form {
+  outcome(status: number, rpcCode: number, error: { readonly code: string; readonly message: string }): Outcome;
+}
+const REST: Form = { outcome: (status, _rpcCode, error) => ({ status, code: error.code, message: error.message }) };
+const RPC: Form = { outcome: (_status, rpcCode, error) => ({ status: 200, rpcCode, code: error.code, message: error.message }) };
+
+// An answer is a wire result (no `status` field) or the Outcome to answer instead.
+function isOutcome(answer: object): answer is Outcome {
+  return 'status' in answer;
+}
+
+function isObject(value: unknown): boolean {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 const STORE_UNAVAILABLE_TO_LIST = { code: 'store_unavailable', message: 'revocations not listed: the revocation store is unavailable; retry' } as const;
@@ -123,11 +162,12 @@ function isLoopbackHost(host: string | undefined): boolean {
   return host === undefined || isLoopbackHostname(host.replace(/:\d{1,5}$/, ''));
 }
 
-async function readJson(req: IncomingMessage, res: ServerResponse): Promise<unknown> {
+/** The JSON body, or undefined once `refuse` answered (415, 413, 400). */
+async function readJson(req: IncomingMessage, refuse: (outcome: Outcome) => void): Promise<unknown> {
   // A form or a no-cors fetch from any web page can POST text/plain to loopback without a CORS
   // preflight; only a page allowed to (none is) may send application/json.
   if (!/^application\/json\s*(;|$)/i.test(req.headers['content-type'] ?? '')) {
-    send(res, 415, { error: { code: 'unsupported_media_type', message: 'the body must be Content-Type: application/json' } });
+    refuse({ status: 415, code: 'unsupported_media_type', message: 'the body must be Content-Type: application/json' });
     return undefined;
   }
   const chunks: Buffer[] = [];
@@ -135,7 +175,7 @@ async function readJson(req: IncomingMessage, res: ServerResponse): Promise<unkn
   for await (const chunk of req as AsyncIterable<Buffer>) {
     size += chunk.length;
     if (size > MAX_BODY) {
-      send(res, 413, { error: { code: 'too_large', message: 'body too large' } });
+      refuse({ status: 413, code: 'too_large', message: 'body too large' });
       return undefined;
     }
     chunks.push(chunk);
@@ -143,7 +183,7 @@ async function readJson(req: IncomingMessage, res: ServerResponse): Promise<unkn
   try {
     return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
   } catch {
-    send(res, 400, { error: { code: 'invalid_request', message: 'body must be JSON' } });
+    refuse({ status: 400, code: 'invalid_request', message: 'body must be JSON' });
     return undefined;
   }
 }
@@ -168,6 +208,10 @@ export function recordJson(record: RevocationRecord): Record<string, unknown> {
 
 function resultJson(result: RevokeResult): Record<string, unknown> {
   return { revoked: true, created: result.created, pushed: result.pushed, revocation: recordJson(result.record) };
+}
+
+function sendError(res: ServerResponse, outcome: Outcome): void {
+  send(res, outcome.status, { error: { code: outcome.code, message: outcome.message } });
 }
 
 function send(res: ServerResponse, status: number, body: unknown): void {

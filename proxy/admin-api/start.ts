@@ -40,7 +40,7 @@ export async function startAdminApi(options: AdminApiOptions): Promise<AdminApi>
   const server: Server = createAdminApi({
     revoker,
     store: backend.store,
-    onError: (error, route) => logger.error({ event_type: 'store_failure', store: 'revocation', route, err: (error as Error).message }, 'revocation request failed'),
+    logger,
   });
   let bound;
   try {

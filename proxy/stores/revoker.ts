@@ -3,8 +3,11 @@ import type { RevocationBus } from './revocation-bus.js';
 import type { Revocation } from './revocation-set.js';
 import type { RevocationRecord, RevocationStore } from './revocation-store.js';
 
-/** What an operator asks to revoke. Times in epoch seconds. */
-export type RevokeRequest = { readonly reason: string; readonly revokedBy: string } & (
+/**
+ * What an operator asks to revoke. Times in epoch seconds. `requestId`: the admin API request
+ * that asked, for the audit line.
+ */
+export type RevokeRequest = { readonly reason: string; readonly revokedBy: string; readonly requestId?: string } & (
   | { readonly kind: 'jti'; readonly jti: string; readonly expiresAt?: number }
   | { readonly kind: 'subject'; readonly subject: string }
   | { readonly kind: 'before'; readonly before: number }
@@ -17,6 +20,8 @@ export interface RevokeResult {
   readonly created: boolean;
   /** False when the push failed: peers pick the revocation up at their next resync. */
   readonly pushed: boolean;
+  /** The request's `requestId`, when it had one. */
+  readonly requestId?: string;
 }
 
 /** A request the revoker refuses before touching any store. Match on `.code`. */
@@ -68,7 +73,7 @@ export class Revoker {
       pushed = false;
       this.#options.onPushError?.(error, record.revocation);
     }
-    const result = { record, created, pushed };
+    const result = { record, created, pushed, ...(request.requestId === undefined ? {} : { requestId: request.requestId }) };
     this.#options.onRevoked?.(result);
     return result;
   }

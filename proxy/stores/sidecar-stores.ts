@@ -133,6 +133,7 @@ export function auditRevocation(audit: Pick<AuditLog, 'event'>, result: RevokeRe
   const { record } = result;
   const r = record.revocation;
   audit.event('token_revoked', {
+    ...(result.requestId === undefined ? {} : { request_id: result.requestId }),
     kind: r.kind,
     ...(r.kind === 'jti' ? { jti: r.jti } : r.kind === 'subject' ? { subject: r.subject } : {}),
     revoked_at: new Date(record.revokedAt * 1000).toISOString(),

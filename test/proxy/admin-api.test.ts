@@ -9,6 +9,11 @@ import { startTestIssuer, type TestIssuer } from '../helpers/test-issuer.js';
 import { tempDirSync } from '../helpers/temp-dir.js';
 import { createTestSchema } from './shared-state/helpers.js';
 
+/** The named fields of a log line, those it has. */
+function pick(line: Record<string, unknown> | undefined, names: string[]): Record<string, unknown> {
+  return Object.fromEntries(names.filter((name) => line?.[name] !== undefined).map((name) => [name, line?.[name]]));
+}
+
 const ADMIN = { sub: 'ops-alice', azp: 'ops-console', realm_access: { roles: ['admin'] } };
 
 describe('admin API behind the admin sidecar', () => {
@@ -108,13 +113,66 @@ describe('admin API behind the admin sidecar', () => {
     assert.match(bodies[0]?.json.error?.message ?? '', /Host/);
     assert.match(bodies[2]?.json.error?.message ?? '', /application\/json/);
     assert.deepEqual(revokedJtis().filter((jti) => String(jti).startsWith('web-')), []);
+    const refused = apiAudit.events('admin_request_refused').slice(-4);
+    assert.deepEqual(refused.map((line) => [line.status, line.code, line.http_method, line.path]), [
+      [403, 'forbidden', 'POST', '/admin/revoke-token'], [403, 'forbidden', 'GET', '/admin/revocations'],
+      [415, 'unsupported_media_type', 'POST', '/admin/revoke-token'], [415, 'unsupported_media_type', 'POST', '/message'],
+    ]);
+    for (const line of refused) {
+      assert.match(String(line.request_id), /^[0-9a-f-]{36}$/, 'called without its sidecar, the request still has an id');
+      assert.equal(line.source_ip, '127.0.0.1');
+      assert.equal(line.level, 'warn');
+    }
   });
 
-  it('answers a JSON-RPC body that is not an object with -32600, not a 500 logged as a store failure', async () => {
+  it('answers a JSON-RPC body that is not an object with -32600, logged as a refusal, not as a failure', async () => {
     const res = await request(`${api.url}/message`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: 'null' });
     assert.equal(res.statusCode, 200);
     assert.equal(((await res.body.json()) as { error?: { code?: number } }).error?.code, -32600);
-    assert.deepEqual(apiAudit.events('store_failure'), []);
+    assert.deepEqual(apiAudit.events('admin_request_failed'), []);
+    assert.deepEqual(pick(apiAudit.events('admin_request_refused').at(-1), ['status', 'rpc_code', 'code', 'path']), { status: 200, rpc_code: -32600, code: 'invalid_request', path: '/message' });
+  });
+
+  it('logs each refusal of its own with who asked (caller, address, request id) and what (route, method, target), and the revocation with its request id', async () => {
+    const token = await issuer.sign(ADMIN);
+    const caller = { subject: 'ops-alice', client_id: 'ops-console', source_ip: '127.0.0.1' };
+    // REST: a cut-off from 2016 passes the sidecar's schema and is refused by the revoker.
+    const rest = await admin.call({ before: '2016-12-31T23:59:59Z', reason: 'key rotated' }, { token, path: '/admin/revoke-before' });
+    assert.equal(rest.status, 400);
+    assert.deepEqual(pick(apiAudit.events('admin_request_refused').at(-1), ['request_id', ...Object.keys(caller), 'http_method', 'path', 'target_before', 'status', 'code']), {
+      request_id: rest.headers['x-ca-a2a-request-id'], ...caller, http_method: 'POST', path: '/admin/revoke-before', target_before: '2016-12-31T23:59:59Z', status: 400, code: 'invalid_request',
+    });
+    // JSON-RPC: an expires_at a year gone.
+    const rpcRes = await admin.call(rpc('revoke_token', { jti: 'logged-target', reason: 'leak', expires_at: '2024-01-01T00:00:00Z' }), { token });
+    assert.equal(rpcRes.json.error?.code, -32602);
+    assert.deepEqual(pick(apiAudit.events('admin_request_refused').at(-1), ['request_id', ...Object.keys(caller), 'path', 'method', 'target_jti', 'status', 'rpc_code', 'code']), {
+      request_id: rpcRes.headers['x-ca-a2a-request-id'], ...caller, path: '/message', method: 'revoke_token', target_jti: 'logged-target', status: 200, rpc_code: -32602, code: 'invalid_request',
+    });
+    const done = await admin.call(rpc('revoke_token', { jti: 'logged-target', reason: 'leak' }), { token });
+    assert.equal(done.json.error, undefined);
+    const revoked = apiAudit.events('token_revoked').find((line) => line.jti === 'logged-target');
+    assert.equal(revoked?.request_id, done.headers['x-ca-a2a-request-id']);
+    assert.equal(typeof revoked?.request_id, 'string');
+    // Its own 404, -32601 and 413, asked directly.
+    const direct = (path: string, body: string) => request(`${api.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-ca-a2a-request-id': `direct-${path}` }, body });
+    await (await direct('/admin/nothing', '{}')).body.dump();
+    await (await direct('/message', JSON.stringify(rpc('drop_tables', {})))).body.dump();
+    await (await direct('/admin/revoke-subject', JSON.stringify({ subject: 'x'.repeat(70_000), reason: 'r' }))).body.dump();
+    assert.deepEqual(apiAudit.events('admin_request_refused').slice(-3).map((line) => pick(line, ['request_id', 'status', 'code', 'rpc_code', 'method'])), [
+      { request_id: 'direct-/admin/nothing', status: 404, code: 'not_found' },
+      { request_id: 'direct-/message', status: 200, code: 'method_not_found', rpc_code: -32601, method: 'drop_tables' },
+      { request_id: 'direct-/admin/revoke-subject', status: 413, code: 'too_large' },
+    ]);
+  });
+
+  it('never logs a token pasted where a jti belongs, nor the caller\'s token', async () => {
+    const token = await issuer.sign(ADMIN);
+    const res = await request(`${api.url}/admin/revoke-token`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: JSON.stringify({ jti: token, reason: 'pasted the wrong thing' }) });
+    assert.equal(res.statusCode, 400);
+    await res.body.dump();
+    assert.equal(apiAudit.events('admin_request_refused').at(-1)?.target_jti, '[token-shaped value not logged]');
+    const [header, payload] = token.split('.');
+    assert.ok(!apiAudit.text().includes(`${header}.${payload}`), 'no token in any line');
   });
 
   it('refuses at the sidecar a time that is not an RFC 3339 date-time', async () => {
@@ -122,6 +180,41 @@ describe('admin API behind the admin sidecar', () => {
     const res = await admin.call({ before: '2025-01-31T12:00Z', reason: 'key rotated' }, { token, path: '/admin/revoke-before' });
     assert.equal(res.status, 400);
     assert.equal(res.json.error?.data?.reason, 'params.invalid');
+  });
+});
+
+describe('admin API with its store down', () => {
+  let api: AdminApi;
+  let audit: AuditCapture;
+
+  before(async () => {
+    audit = new AuditCapture();
+    // Nothing listens on port 1: every statement fails with ECONNREFUSED.
+    api = await startAdminApi({ listen: '127.0.0.1:0', stores: { databaseUrl: 'postgres://postgres@127.0.0.1:1/test' }, logDestination: audit });
+  });
+  after(async () => {
+    await api?.close();
+  });
+
+  it('answers 503 and -32017 and logs each failure with who asked what, the store and the error', async () => {
+    const post = (path: string, body: unknown) => request(`${api.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-ca-a2a-request-id': `down-${path}`, 'x-ca-a2a-subject': 'ops-bob', 'x-ca-a2a-client-id': 'ops-console' }, body: JSON.stringify(body) });
+    const answers = [
+      await post('/admin/revoke-subject', { subject: 'svc-leaked', reason: 'r' }),
+      await post('/message', rpc('revoke_token', { jti: 'jti-down', reason: 'r' })),
+      await post('/message', rpc('list_revocations', {})),
+      await request(`${api.url}/admin/revocations`, { headers: { 'x-ca-a2a-request-id': 'down-list' } }),
+    ];
+    const bodies = await Promise.all(answers.map(async (res) => [res.statusCode, ((await res.body.json()) as { error?: { code?: unknown } }).error?.code]));
+    assert.deepEqual(bodies, [[503, 'store_unavailable'], [200, -32017], [200, -32017], [503, 'store_unavailable']]);
+    const failed = audit.events('admin_request_failed');
+    assert.deepEqual(failed.map((line) => pick(line, ['request_id', 'subject', 'http_method', 'path', 'method', 'target_subject', 'target_jti', 'status', 'rpc_code', 'code', 'store', 'level'])), [
+      { request_id: 'down-/admin/revoke-subject', subject: 'ops-bob', http_method: 'POST', path: '/admin/revoke-subject', target_subject: 'svc-leaked', status: 503, code: 'store_unavailable', store: 'revocation', level: 'error' },
+      { request_id: 'down-/message', subject: 'ops-bob', http_method: 'POST', path: '/message', method: 'revoke_token', target_jti: 'jti-down', status: 200, rpc_code: -32017, code: 'store_unavailable', store: 'revocation', level: 'error' },
+      { request_id: 'down-/message', subject: 'ops-bob', http_method: 'POST', path: '/message', method: 'list_revocations', status: 200, rpc_code: -32017, code: 'store_unavailable', store: 'revocation', level: 'error' },
+      { request_id: 'down-list', http_method: 'GET', path: '/admin/revocations', status: 503, code: 'store_unavailable', store: 'revocation', level: 'error' },
+    ]);
+    for (const line of failed) assert.match(String(line.err), /ECONNREFUSED|connect/);
+    assert.deepEqual(audit.events('admin_request_refused'), []);
   });
 });
 

@@ -250,7 +250,8 @@ describe('hybrid revocation on Redis + PostgreSQL', () => {
     assert.equal(kept.status, 200, JSON.stringify(kept.json));
     const expiresAt = Date.parse((kept.json.revocation as { expires_at: string }).expires_at) / 1000;
     assert.ok(expiresAt <= Date.now() / 1000 + 24 * 3600 + 600, `kept until ${new Date(expiresAt * 1000).toISOString()}`);
-    assert.deepEqual(apiAudit.events('store_failure').filter((line) => line.store === 'revocation'), [], 'no input is taken for a store failure');
+    assert.deepEqual(apiAudit.events('admin_request_failed'), [], 'no input is taken for a store failure');
+    assert.ok(apiAudit.events('admin_request_refused').some((line) => line.target_jti === 'a\u0000b' && line.status === 400), 'each is logged as a refusal');
   });
 
   it('with PostgreSQL down: a revocation fails with a clear 503, nothing is half-applied, and checks keep using the in-process set', async () => {
