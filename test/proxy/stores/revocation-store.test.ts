@@ -93,6 +93,37 @@ describe('durable revocation store', () => {
       assert.deepEqual(listed.map((r) => [r.revocation.kind, r.revokedAt, r.revocation.kind === 'jti' ? undefined : r.revocation.revokedAt]), [['before', 5_000, 1_000], ['subject', 4_000, 4_000]]);
       await s.deleteExpired(100_000);
     });
+
+    it(`${name}: revoke subject and revoke before retried are second rules (created: true), and the latest cut-off is the one enforced`, async () => {
+      const s: RevocationStore = make();
+      const at = 1_900_000_000;
+      let clock = at;
+      const revoker = new Revoker({ store: s, bus: new LocalRevocationBus(), now: () => clock * 1000 });
+      const subject = `retried-${name}`;
+      const first = await revoker.revoke({ kind: 'subject', subject, reason: 'left', revokedBy: 'ops' });
+      // Retried ten minutes later (say the first answer was lost): its cut-off is that later time.
+      clock = at + 600;
+      const again = await revoker.revoke({ kind: 'subject', subject, reason: 'left', revokedBy: 'ops' });
+      assert.deepEqual([first.created, again.created], [true, true]);
+      const cutOffs = async (kind: 'subject' | 'before'): Promise<number[]> => (await s.list(clock, 100))
+        .flatMap((r) => (r.revocation.kind === kind && (kind === 'before' || (r.revocation.kind === 'subject' && r.revocation.subject === subject)) ? [r.revocation.revokedAt] : []))
+        .sort((a, b) => a - b);
+      assert.deepEqual(await cutOffs('subject'), [at, at + 600], 'two rules, each listed');
+      // Retried with the same time, then with an earlier one.
+      const befores = [];
+      for (const before of [at + 500, at + 500, at + 100]) befores.push(await revoker.revoke({ kind: 'before', before, reason: 'key rotated', revokedBy: 'ops' }));
+      assert.deepEqual(befores.map((b) => b.created), [true, true, true]);
+      assert.deepEqual(await cutOffs('before'), [at + 100, at + 500, at + 500], 'three rules, each listed');
+      const set = new RevocationSet();
+      for (const revocation of await s.active(clock)) set.add(revocation);
+      // A token of the subject issued between the two (a new login) is refused too; one after, not.
+      assert.equal(set.isRevoked(principal({ subject, issuedAt: at + 300 })), true);
+      assert.equal(set.isRevoked(principal({ subject, issuedAt: at + 601 })), false);
+      // The earlier cut-off retried changes nothing: every token by the later one stays refused.
+      assert.equal(set.isRevoked(principal({ subject: 'other', issuedAt: at + 400 })), true);
+      assert.equal(set.isRevoked(principal({ subject: 'other', issuedAt: at + 501 })), false);
+      await s.deleteExpired(at + 3 * DAY);
+    });
   }
 
   it('journal: two processes\' writers on one file serialise on the lock, and each sees every record', async () => {
