@@ -1,4 +1,5 @@
 import { parseListen } from './listen.js';
+import { redactUrlUser } from './http/redact-url.js';
 
 /**
  * A command option that an environment variable can set too. A bad value is reported under the
@@ -44,12 +45,12 @@ export function isHttpUrl(value: string): boolean {
   return URL.canParse(value) && ['http:', 'https:'].includes(new URL(value).protocol);
 }
 
-/** The first value of these options that is not an http(s) URL, as a message naming its option. */
+/** The first value of these options that is not an http(s) URL, as a message naming its option (a user and password in it shown as ***). */
 export function badHttpUrl(options: readonly (FlagOrEnv<string | readonly string[]> | undefined)[]): string | undefined {
   for (const option of options) {
     if (option === undefined) continue;
     const bad = (typeof option.value === 'string' ? [option.value] : option.value).find((url) => !isHttpUrl(url));
-    if (bad !== undefined) return `${option.name} must be an http(s) URL, got '${bad}'`;
+    if (bad !== undefined) return `${option.name} must be an http(s) URL, got '${redactUrlUser(bad)}'`;
   }
   return undefined;
 }
@@ -67,18 +68,11 @@ export function badBaseUrl(options: readonly (FlagOrEnv<string | readonly string
   for (const option of options) {
     if (option === undefined) continue;
     const bad = (typeof option.value === 'string' ? [option.value] : option.value).find((url) => /[?#@]/.test(url));
-    if (bad !== undefined) return `${option.name} is an origin with an optional path, without a query, fragment or user, got '${withoutUser(bad)}'`;
+    if (bad !== undefined) return `${option.name} is an origin with an optional path, without a query, fragment or user, got '${redactUrlUser(bad)}'`;
   }
   return undefined;
 }
 
-function withoutUser(value: string): string {
-  const url = new URL(value);
-  if (url.username === '' && url.password === '') return value;
-  url.username = '***';
-  url.password = '';
-  return url.href;
-}
 
 /** The first of these listen options that is not HOST:PORT with a port up to 65535, as a message naming it. */
 export function badListen(options: readonly (FlagOrEnv<string> | undefined)[]): string | undefined {

@@ -13,6 +13,7 @@ import { readPolicyText, readYamlSource, type YamlSource } from './yaml-source.j
 import { deepFreeze } from './freeze.js';
 import { unsafeMatchers } from './schema-matchers.js';
 import { parseCidr } from '../http/cidr.js';
+import { redactUrlUser } from '../http/redact-url.js';
 
 // Shapes after JSON-Schema validation with defaults applied (see schemas/*.schema.json).
 interface RawRule { points?: number; window_seconds?: number }
@@ -153,6 +154,7 @@ export function loadPolicy(file: string, overrides: PolicyOverrides = {}): Servi
   checkEndpoints(raw, service, problems);
   checkTrustedProxies(raw, service, problems, overrides.trustedProxies ?? []);
   checkEgressTargets(raw, service, problems, overrides.serviceUrls ?? {});
+  checkUpstreamAndIssuer(raw, service, problems, overrides);
   if (problems.length > 0) throw refused();
 
   const auth = raw.auth;
@@ -376,12 +378,32 @@ function checkEgressTargets(raw: RawService, source: YamlSource, problems: Polic
     const url = override ?? target.url;
     const problem = targetUrlProblem(url);
     if (problem === undefined) continue;
-    const where = override === undefined ? url : `--service-url ${name}=${url}`;
+    const where = override === undefined ? redactUrlUser(url) : `--service-url ${name}=${redactUrlUser(url)}`;
     problems.push({ ...source.locate(['egress', 'targets', name, 'url']), path: `/egress/targets/${name}/url`, message: `'${where}' ${problem}` });
   }
 }
 
-function targetUrlProblem(url: string): string | undefined {
+/**
+ * The agent and the issuer, from the file or a flag. The forwarder keeps only the upstream's origin
+ * (scheme, host, port), so a path, query or user given there would be dropped without a word and
+ * every request sent somewhere else than the operator wrote. An issuer has no query, fragment or
+ * user (RFC 8414 §2; OIDC Discovery §4 appends its well-known path), and `iss` is compared with
+ * it as written, so one carrying them can match no token.
+ */
+function checkUpstreamAndIssuer(raw: RawService, source: YamlSource, problems: PolicyProblem[], overrides: PolicyOverrides): void {
+  const checks = [
+    { at: ['upstream'], flag: '--upstream', url: overrides.upstream ?? raw.upstream, overridden: overrides.upstream !== undefined, originOnly: true },
+    { at: ['auth', 'issuer'], flag: '--issuer', url: overrides.issuer ?? raw.auth.issuer, overridden: overrides.issuer !== undefined, originOnly: false },
+  ];
+  for (const { at, flag, url, overridden, originOnly } of checks) {
+    const problem = targetUrlProblem(url, originOnly);
+    if (problem === undefined) continue;
+    const where = overridden ? `${flag} ${redactUrlUser(url)}` : redactUrlUser(url);
+    problems.push({ ...source.locate(at), path: `/${at.join('/')}`, message: `'${where}' ${problem}` });
+  }
+}
+
+function targetUrlProblem(url: string, originOnly = false): string | undefined {
   let parsed: URL;
   try {
     parsed = new URL(url);
@@ -389,6 +411,7 @@ function targetUrlProblem(url: string): string | undefined {
     return 'is not a URL';
   }
   if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') return 'must be an http(s) URL';
+  if (originOnly && (parsed.pathname !== '/' || /[?#@]/.test(url))) return 'must be an origin (http(s)://HOST:PORT), without a path, query, fragment or user: only the origin is used';
   if (parsed.username !== '' || parsed.password !== '' || /^[a-z]+:\/\/[^/]*@/i.test(url) || /[?#]/.test(url)) return 'must be an origin with an optional path, without a user, query or fragment';
   return undefined;
 }

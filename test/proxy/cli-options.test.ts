@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { badBaseUrl, envSwitch } from '../../proxy/cli-options.js';
+import { badBaseUrl, badHttpUrl, envSwitch } from '../../proxy/cli-options.js';
 
 describe('envSwitch: an on/off environment variable', () => {
   it('reads 1, true, yes and on as on, in any case and with blanks around', () => {
@@ -30,5 +30,11 @@ describe('badBaseUrl: a URL that a path is appended to', () => {
     const message = badBaseUrl([{ name: 'Z', value: 'https://user:hunter2@h.example.com/p' }]) ?? '';
     assert.match(message, /^Z is an origin with an optional path, without a query, fragment or user, got 'https:\/\/\*\*\*@h\.example\.com\/p'$/);
     assert.doesNotMatch(message, /hunter2|user:/);
+  });
+
+  it('never repeats a password in a value that is not an http(s) URL either, parseable or not', () => {
+    assert.equal(badHttpUrl([{ name: '--issuer', value: 'ftp://op:hunter2@idp/realms/r' }]), "--issuer must be an http(s) URL, got 'ftp://***@idp/realms/r'");
+    assert.equal(badHttpUrl([{ name: '--upstream', value: 'http//op:hunter2@127.0.0.1:9000' }]), "--upstream must be an http(s) URL, got 'http//***@127.0.0.1:9000'");
+    assert.equal(badHttpUrl([{ name: '--upstream', value: 'http://op:hunter2@[127.0.0.1' }]), "--upstream must be an http(s) URL, got 'http://***@[127.0.0.1'");
   });
 });
