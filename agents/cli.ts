@@ -1,7 +1,6 @@
 import { parseArgs } from 'node:util';
 import { badBaseUrl, flagOrEnv } from '../proxy/cli-options.js';
 import { parseListen } from '../proxy/listen.js';
-import { createLogger } from '../proxy/observe/logger.js';
 import { SHIPPED_SERVICES } from '../proxy/services.js';
 import { AGENT_NAMES, isAgentName, startAgent } from './registry.js';
 import { stopSignal } from '../proxy/stop-signal.js';
@@ -69,18 +68,18 @@ export async function agentCommand(argv: string[]): Promise<number> {
     process.stderr.write(`ca-a2a agent: ${invalid}\n`);
     return 2;
   }
-  // Bounded and buffered, as the sidecar's: a stdout nobody reads must not stop the agent.
-  const logger = createLogger({ service: name });
   const stopping = stopSignal();
   let agent;
   try {
-    agent = await startAgent(name, { ...listen, egressUrl: egress.value, logger, publicUrl: publicUrl?.value, issuer: issuer?.value });
+    // Its own logger, bounded and buffered as the sidecar's (a stdout nobody reads must not stop
+    // the agent), each line dropped counted in its metrics.
+    agent = await startAgent(name, { ...listen, egressUrl: egress.value, publicUrl: publicUrl?.value, issuer: issuer?.value });
   } catch (error) {
     process.stderr.write(`ca-a2a agent: cannot start ${name}: ${(error as Error).message}\n`);
     return 1;
   }
   const signal = await stopping;
-  logger.info({ event_type: 'agent_stopping', signal }, 'stopping');
+  agent.logger.info({ event_type: 'agent_stopping', signal }, 'stopping');
   await agent.close();
   return 0;
 }

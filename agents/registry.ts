@@ -6,6 +6,7 @@ import type { PipelineOutcome } from './orchestrator/pipeline.js';
 import { serveAgent } from './shared/agent-server.js';
 import { createEgressClient, type EgressClient } from './shared/egress-client.js';
 import type { MethodHandler } from './shared/jsonrpc-server.js';
+import { createAgentMetrics } from './shared/metrics.js';
 import { validatorHandlers } from './validator/validator.js';
 
 /** The four pipeline agents. */
@@ -34,8 +35,9 @@ export interface StartAgentOptions {
   /** The agent's sidecar egress listener (CA_A2A_EGRESS_URL); a function is read per call. */
   readonly egressUrl: string | (() => string);
   /**
-   * Where its lines go. Default: stdout through the sidecar's bounded, buffered logger (an agent
-   * has no metrics endpoint: lines past the bound are dropped uncounted).
+   * Where its lines go. Default: stdout through the sidecar's bounded, buffered logger, each line
+   * dropped past the bound counted in `ca_a2a_agent_log_lines_dropped_total`; a logger given here
+   * is the caller's to bound.
    */
   readonly logger?: Logger;
   /** The sidecar's `/message` URL, advertised in the agent card; a function is read per request. */
@@ -50,6 +52,8 @@ export interface RunningAgent {
   readonly name: AgentName;
   readonly url: string;
   readonly port: number;
+  /** The logger it writes to (the one given, or its own on stdout), for its command's lines. */
+  readonly logger: Logger;
   /** Orchestrator only: run the stale sweep now (tests, operators); other agents resolve {}. */
   sweep(): Promise<Record<string, PipelineOutcome>>;
   /** Stops the sweep and the server, then flushes its log. */
@@ -69,14 +73,16 @@ function handlersFor(name: Exclude<AgentName, 'orchestrator'>, egress: EgressCli
 
 /** Starts one agent on 127.0.0.1 (by default) with its egress client. */
 export async function startAgent(name: AgentName, opts: StartAgentOptions): Promise<RunningAgent> {
-  const logger = opts.logger ?? createLogger({ service: name });
+  // Made first so that its counter can count the lines dropped from the start.
+  const metrics = createAgentMetrics(name);
+  const logger = opts.logger ?? createLogger({ service: name, onDrop: () => metrics.logLinesDropped.inc() });
   const egress = createEgressClient({ baseUrl: opts.egressUrl });
   const orchestrator = name === 'orchestrator' ? createOrchestrator({ egress, logger, ...opts.orchestrator }) : undefined;
   const handlers = orchestrator?.handlers ?? handlersFor(name as Exclude<AgentName, 'orchestrator'>, egress);
   let server;
   try {
     server = await serveAgent({
-      service: name, description: DESCRIPTIONS[name], handlers, logger,
+      service: name, description: DESCRIPTIONS[name], handlers, logger, metrics,
       host: opts.host ?? '127.0.0.1', port: opts.port, publicUrl: opts.publicUrl, issuer: opts.issuer,
     });
   } catch (error) {
@@ -88,6 +94,7 @@ export async function startAgent(name: AgentName, opts: StartAgentOptions): Prom
     name,
     url: server.url,
     port: server.port,
+    logger,
     sweep: () => orchestrator?.sweep() ?? Promise.resolve({}),
     async close() {
       orchestrator?.close();

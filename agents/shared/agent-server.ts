@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import { buildAgentCard } from './agent-card.js';
 import { startJsonRpcServer, type JsonRpcServer, type MethodHandler } from './jsonrpc-server.js';
 import { loadMethodSpecs } from './method-specs.js';
+import type { AgentMetrics } from './metrics.js';
 import { compileParams } from './params.js';
 
 /** Options of {@link serveAgent}. */
@@ -14,6 +15,7 @@ export interface ServeAgentOptions {
   readonly host: string;
   readonly port: number;
   readonly logger: Logger;
+  readonly metrics: AgentMetrics;
   /** The URL clients send JSON-RPC to (the sidecar's `/message`); default from the Host header. */
   readonly publicUrl?: string | (() => string | undefined) | undefined;
   readonly issuer?: string | undefined;
@@ -39,6 +41,7 @@ export async function serveAgent(opts: ServeAgentOptions): Promise<JsonRpcServer
     handlers: opts.handlers,
     validators: compileParams(specs),
     logger: opts.logger,
+    metrics: opts.metrics,
     health: opts.health ?? (() => ({})),
     card: (req) => buildAgentCard({
       name: opts.service,

@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { callerFrom, type Caller } from './caller.js';
+import type { AgentMetrics } from './metrics.js';
 import { AGENT_ERRORS, AgentError, isAgentError, toRpcError } from './rpc-errors.js';
 import { describeParamsErrors, type ParamsValidators } from './params.js';
 import { withTrace } from './trace.js';
@@ -21,6 +22,8 @@ export interface JsonRpcServerOptions {
   readonly card: (req: IncomingMessage) => Record<string, unknown>;
   readonly health: () => Record<string, unknown>;
   readonly logger: Logger;
+  /** Counted per call and served at `GET /metrics`. */
+  readonly metrics: AgentMetrics;
   /** Largest request body; the sidecar's own limit is lower for every shipped service. */
   readonly maxBodyBytes?: number;
 }
@@ -64,11 +67,12 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 
 /**
  * A minimal JSON-RPC 2.0 server for one agent: `POST /message` (single or batch), `GET /health`,
- * `GET /.well-known/agent-card.json` and `GET /card`. Security is the sidecar's job; this only
+ * `GET /.well-known/agent-card.json`, `GET /card` and `GET /metrics` (for its sidecar's
+ * `upstream_metrics_path`; the sidecar serves none of it on its public port). Security is the sidecar's job; this only
  * parses, checks params against the policy's schema, dispatches and answers.
  */
 export async function startJsonRpcServer(opts: JsonRpcServerOptions): Promise<JsonRpcServer> {
-  const { logger, handlers, validators } = opts;
+  const { logger, handlers, validators, metrics } = opts;
   const maxBody = opts.maxBodyBytes ?? DEFAULT_MAX_BODY;
 
   const invoke = async (message: unknown, caller: Caller): Promise<RpcResponse | undefined> => {
@@ -96,8 +100,13 @@ export async function startJsonRpcServer(opts: JsonRpcServerOptions): Promise<Js
       if (!isAgentError(error)) logger.error({ event_type: 'agent_internal_error', method, request_id: caller.requestId, trace_id: caller.trace?.traceId, err: error }, 'method failed');
       return isNotification ? undefined : { jsonrpc: '2.0', id, error: toRpcError(error) };
     } finally {
+      const seconds = (performance.now() - started) / 1000;
+      // A method the agent does not serve is counted as `unknown`: its name is the caller's.
+      const label = validators.has(method) ? method : 'unknown';
+      metrics.calls.inc({ method: label, outcome });
+      metrics.callDuration.observe({ method: label }, seconds);
       logger.info({
-        event_type: 'agent_call', method, outcome, duration_ms: Math.round(performance.now() - started),
+        event_type: 'agent_call', method, outcome, duration_ms: Math.round(seconds * 1000),
         request_id: caller.requestId, trace_id: caller.trace?.traceId, client_id: caller.clientId,
       }, 'call');
     }
@@ -147,6 +156,11 @@ export async function startJsonRpcServer(opts: JsonRpcServerOptions): Promise<Js
       case 'GET /.well-known/agent-card.json':
       case 'GET /card':
         return send(res, 200, opts.card(req));
+      case 'GET /metrics':
+        return done(metrics.registry.metrics().then((text) => {
+          res.writeHead(200, { 'content-type': metrics.registry.contentType, 'cache-control': 'no-store' });
+          res.end(text);
+        }));
       default:
         return send(res, 404, { error: { code: AGENT_ERRORS.not_found.rpcCode, message: 'no such route' } });
     }

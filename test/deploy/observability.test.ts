@@ -5,6 +5,7 @@ import { before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
 import { createSidecarMetrics } from '../../proxy/observe/metrics.js';
+import { createAgentMetrics } from '../../agents/shared/metrics.js';
 
 const root = (relative: string): string => fileURLToPath(new URL(`../../${relative}`, import.meta.url));
 const RULES = root('deploy/prometheus/alerts.yaml');
@@ -76,17 +77,19 @@ describe('alert rules and dashboard', () => {
     const mcp = mcpMetricNames();
     for (const name of mcp.names) known.add(name);
     mcpSource = mcp.source;
+    const agent = await createAgentMetrics('extractor').registry.getMetricsAsJSON();
+    for (const m of agent) for (const name of withHistogramSeries(m.name, String(m.type) === 'histogram')) known.add(name);
     const file = parse(readFileSync(RULES, 'utf8')) as { groups: Array<{ rules: Rule[] }> };
     rules = file.groups.flatMap((g) => g.rules);
     dashboard = JSON.parse(readFileSync(DASHBOARD, 'utf8')) as typeof dashboard;
   });
 
-  it('use only metrics the sidecar registers or the MCP gateway documents', () => {
+  it('use only metrics the sidecar or an agent registers, or the MCP gateway documents', () => {
     const used = new Map<string, string>();
     for (const rule of rules) for (const name of metricNames(rule.expr)) used.set(name, `rule ${rule.alert ?? rule.record ?? '?'}`);
     for (const expr of dashboardExprs(dashboard)) for (const name of metricNames(expr)) used.set(name, 'dashboard');
     const unknown = [...used].filter(([name]) => !known.has(name)).map(([name, where]) => `${name} (${where})`);
-    assert.deepEqual(unknown, [], `unknown to createSidecarMetrics() and ${mcpSource}`);
+    assert.deepEqual(unknown, [], `unknown to createSidecarMetrics(), createAgentMetrics() and ${mcpSource}`);
     assert.ok(used.size >= 15, 'the dashboard covers the metric families');
   });
 

@@ -12,6 +12,7 @@ import { gatewayOptionsFromEnv } from '../../mcp/cli.js';
 import { startMcpGateway } from '../../mcp/gateway.js';
 import { openSqlClient } from '../../proxy/stores/sql/sql-client.js';
 import { createTestSchema, tempDir } from './helpers.js';
+import { readChildStdout } from '../helpers/child-stdout.js';
 
 const run = promisify(execFile);
 const BIN = new URL('../../bin/ca-a2a.js', import.meta.url).pathname;
@@ -97,13 +98,8 @@ describe('a gateway whose stdout is not read', () => {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     try {
-      let out = '';
-      child.stdout.setEncoding('utf8');
-      child.stdout.on('data', (chunk: string) => {
-        out += chunk;
-      });
-      while (!out.includes('"mcp_gateway_started"') && child.exitCode === null) await new Promise((resolve) => setTimeout(resolve, 50));
-      const started = JSON.parse(out.split('\n').find((line) => line.includes('"mcp_gateway_started"')) as string) as { url: string };
+      const stdout = readChildStdout(child);
+      const started = await stdout.line<{ url: string }>('mcp_gateway_started');
       const before = await (await fetch(`${started.url}/metrics`)).text();
       assert.match(before, /^ca_a2a_mcp_log_lines_dropped_total 0$/m, 'exported at 0 from the start');
       // The reader stops: once the pipe is full, the gateway's lines stay with it. pino's default
@@ -131,8 +127,8 @@ describe('a gateway whose stdout is not read', () => {
       child.stdout.resume();
       await fetch(`${started.url}/call_tool`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-ca-a2a-request-id': 'after-the-block' }, body: JSON.stringify({ tool: 'no_such_tool' }) });
       const deadline = Date.now() + 30_000;
-      while (!out.includes('"request_id":"after-the-block"') && Date.now() < deadline && child.exitCode === null) await new Promise((resolve) => setTimeout(resolve, 50));
-      assert.match(out, /"request_id":"after-the-block"/);
+      while (!stdout.text().includes('"request_id":"after-the-block"') && Date.now() < deadline && child.exitCode === null) await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.match(stdout.text(), /"request_id":"after-the-block"/);
     } finally {
       child.kill('SIGKILL');
       if (child.exitCode === null) await once(child, 'exit');

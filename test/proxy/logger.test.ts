@@ -5,6 +5,7 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
 import { shippedPolicyFile } from '../../proxy/services.js';
+import { readChildStdout } from '../helpers/child-stdout.js';
 import { tempDirSync } from '../helpers/temp-dir.js';
 
 const LOGGER = fileURLToPath(new URL('../../proxy/observe/logger.ts', import.meta.url));
@@ -152,13 +153,8 @@ describe('a sidecar whose stdout is not read', () => {
     });
     let pool: Pool | undefined;
     try {
-      let out = '';
-      child.stdout.setEncoding('utf8');
-      child.stdout.on('data', (chunk: string) => {
-        out += chunk;
-      });
-      while (!out.includes('"sidecar_started"') && child.exitCode === null) await new Promise((resolve) => setTimeout(resolve, 50));
-      const started = JSON.parse(out.split('\n').find((line) => line.includes('"sidecar_started"')) as string) as { listen: string; admin: string };
+      const stdout = readChildStdout(child);
+      const started = await stdout.line<{ listen: string; admin: string }>('sidecar_started');
       // The reader stops: once the pipe is full, the sidecar's lines stay with it.
       child.stdout.pause();
 
@@ -176,8 +172,8 @@ describe('a sidecar whose stdout is not read', () => {
       child.stdout.resume();
       await pool.request({ method: 'GET', path: '/after-the-block' }).then((answer) => answer.body.text());
       const deadline = Date.now() + 30_000;
-      while (!out.includes('"path":"/after-the-block"') && Date.now() < deadline && child.exitCode === null) await new Promise((resolve) => setTimeout(resolve, 50));
-      assert.match(out, /"path":"\/after-the-block"/);
+      while (!stdout.text().includes('"path":"/after-the-block"') && Date.now() < deadline && child.exitCode === null) await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.match(stdout.text(), /"path":"\/after-the-block"/);
     } finally {
       await pool?.close();
       child.kill('SIGKILL');
@@ -195,13 +191,8 @@ describe('a sidecar whose stdout is not read, stopping', () => {
     const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
     let pool: Pool | undefined;
     try {
-      let out = '';
-      child.stdout.setEncoding('utf8');
-      child.stdout.on('data', (chunk: string) => {
-        out += chunk;
-      });
-      while (!out.includes('"sidecar_started"') && child.exitCode === null) await new Promise((resolve) => setTimeout(resolve, 50));
-      const started = JSON.parse(out.split('\n').find((line) => line.includes('"sidecar_started"')) as string) as { listen: string };
+      const stdout = readChildStdout(child);
+      const started = await stdout.line<{ listen: string }>('sidecar_started');
       // The reader stops: once the pipe is full, the sidecar's writes to stdout never complete.
       child.stdout.pause();
       // 400 refusals, each logged with its 12 KB path: about 5 MB of audit lines, far past what the pipe holds.

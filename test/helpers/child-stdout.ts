@@ -1,0 +1,29 @@
+import type { ChildProcessWithoutNullStreams, ChildProcess } from 'node:child_process';
+
+/** What a child process wrote to stdout so far, and its first log line of an event. */
+export interface ChildStdout {
+  /** Everything read so far. */
+  text(): string;
+  /** Resolves the first JSON line whose event_type is `event` once it is read (or throws if the child exits first). */
+  line<T = Record<string, unknown>>(event: string): Promise<T>;
+}
+
+/** Reads a child's stdout as text from now on (pause and resume `child.stdout` to play a stuck reader). */
+export function readChildStdout(child: ChildProcessWithoutNullStreams | ChildProcess): ChildStdout {
+  let out = '';
+  child.stdout?.setEncoding('utf8');
+  child.stdout?.on('data', (chunk: string) => {
+    out += chunk;
+  });
+  return {
+    text: () => out,
+    async line<T>(event: string): Promise<T> {
+      const marker = `"event_type":"${event}"`;
+      while (!out.includes(marker)) {
+        if (child.exitCode !== null) throw new Error(`the process exited (${child.exitCode}) before logging ${event}`);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      return JSON.parse(out.split('\n').find((l) => l.includes(marker)) as string) as T;
+    },
+  };
+}
