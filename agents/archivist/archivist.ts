@@ -2,6 +2,7 @@ import { documentSummary, type DocumentPage, type DocumentRecord, type StoredObj
 import { asAgentError, isEgressError, type EgressClient } from '../shared/egress-client.js';
 import type { MethodHandler } from '../shared/jsonrpc-server.js';
 import { AgentError } from '../shared/rpc-errors.js';
+import { assertClaimCurrent, claimFence, stepClaim } from '../shared/step-claim.js';
 
 const DEFAULT_PAGE = 20;
 
@@ -36,8 +37,10 @@ export function archivistHandlers(egress: EgressClient): Record<string, MethodHa
   const getDocument = (id: string) => egress.callTool<DocumentRecord>('documents_get', { document_id: id });
   return {
     archive_document: (params) => guarded(async () => {
-      const documentId = params['document_id'] as string;
+      const claim = stepClaim(params);
+      const { documentId } = claim;
       const doc = await getDocument(documentId);
+      assertClaimCurrent(claim, doc);
       if (doc.status === 'archived' && doc.archive_key !== null) {
         return { ...documentSummary(doc), reused: true };
       }
@@ -50,7 +53,7 @@ export function archivistHandlers(egress: EgressClient): Record<string, MethodHa
       // expected_status makes the final write conditional: a concurrent archive of the same
       // document lands on the same key and the same row, so there is still one archive entry.
       const archived = await egress.callTool<DocumentRecord>('documents_update', {
-        document_id: documentId, expected_status: ['validated', 'archived'], status: 'archived', archive_key: archiveKey, error: null,
+        document_id: documentId, expected_status: ['validated', 'archived'], ...claimFence(claim), status: 'archived', archive_key: archiveKey, error: null,
       });
       return { ...documentSummary(archived), reused: false };
     }),

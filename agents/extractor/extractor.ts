@@ -3,6 +3,7 @@ import type { DocumentRecord, StoredObject } from '../shared/documents.js';
 import { asAgentError, type EgressClient } from '../shared/egress-client.js';
 import type { MethodHandler } from '../shared/jsonrpc-server.js';
 import { AgentError } from '../shared/rpc-errors.js';
+import { assertClaimCurrent, claimFence, stepClaim } from '../shared/step-claim.js';
 import { storableText } from '../shared/storable-text.js';
 import { detectFormat } from './detect-format.js';
 import { MAX_STORED_TEXT, MAX_STORED_VALUE, type DocumentFormat, type Extraction, type FieldValue, type ParsedContent } from './extraction.js';
@@ -70,9 +71,11 @@ function extractionSummary(documentId: string, extraction: Extraction, reused: b
 export function extractorHandlers(egress: EgressClient): Record<string, MethodHandler> {
   return {
     async extract_document(params) {
-      const documentId = params['document_id'] as string;
+      const claim = stepClaim(params);
+      const { documentId } = claim;
       try {
         const doc = await egress.callTool<DocumentRecord>('documents_get', { document_id: documentId });
+        assertClaimCurrent(claim, doc);
         // A retry after the extraction was recorded gets the recorded one: extraction is idempotent.
         if (doc.status === 'extracted' && doc.extracted !== null) return extractionSummary(documentId, doc.extracted as unknown as Extraction, true);
         if (doc.status !== 'processing') {
@@ -81,7 +84,7 @@ export function extractorHandlers(egress: EgressClient): Record<string, MethodHa
         const object = await egress.callTool<StoredObject>('s3_get_object', { key: doc.s3_key });
         const extraction = await extractBytes(Buffer.from(object.content_base64, 'base64'), doc.content_type, doc.filename);
         await egress.callTool('documents_update', {
-          document_id: documentId, expected_status: 'processing', status: 'extracted', extracted: extraction, error: null,
+          document_id: documentId, expected_status: 'processing', ...claimFence(claim), status: 'extracted', extracted: extraction, error: null,
         });
         return extractionSummary(documentId, extraction, false);
       } catch (error) {

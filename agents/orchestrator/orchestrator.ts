@@ -82,7 +82,11 @@ export function createOrchestrator(opts: OrchestratorOptions): Orchestrator {
       const claimed = await claimDocument(egress, doc, staleAfter);
       const outcome = await run(claimed, doc.status === 'pending' ? 'claimed' : `claimed again from ${doc.status}`);
       const final = await egress.callTool<DocumentRecord>('documents_get', { document_id: documentId });
-      return { ...documentSummary(final), reused: false, ...(outcome.failed_step === undefined ? {} : { failed_step: outcome.failed_step }) };
+      // status is the document's now, whoever holds it; run_outcome is how this call's own run ended.
+      return {
+        ...documentSummary(final), reused: false, run_outcome: outcome.status,
+        ...(outcome.failed_step === undefined ? {} : { failed_step: outcome.failed_step }),
+      };
     }),
     check_status: (params) => guarded(async () => {
       const documentId = params['document_id'] as string;

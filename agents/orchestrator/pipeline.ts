@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { DocumentRecord } from '../shared/documents.js';
-import { isEgressError, withRetry, type EgressClient, type RetryOptions } from '../shared/egress-client.js';
+import { isEgressError, withRetry, type EgressClient, type EgressError, type RetryOptions } from '../shared/egress-client.js';
 import { storableText } from '../shared/storable-text.js';
 import type { ProcessLog } from './process-log.js';
 
@@ -49,44 +49,54 @@ function reasonOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
+/** Whether a write was refused because the document was claimed again since this run's claim. */
+function isClaimSuperseded(error: unknown): error is EgressError {
+  return isEgressError(error) && error.kind === 'remote' && error.code === 'claim_superseded';
+}
+
+/** What became of a failure this run tried to record. */
+type MarkFailedResult = { readonly outcome: 'recorded' | 'not_recorded' } | { readonly outcome: 'taken_over'; readonly current_claim_count: unknown };
+
 /**
  * Records a failure on the document. Conditional on a non-final status, so a document that another
  * worker archived meanwhile is not turned into a failure, and on the claim this run holds, so a run
  * that another worker took over (its claim went stale) does not fail the run that took over.
- * Resolves `taken_over` in that case.
  */
-async function markFailed(deps: PipelineDeps, documentId: string, claimCount: number, reason: string): Promise<'recorded' | 'taken_over' | 'not_recorded'> {
+async function markFailed(deps: PipelineDeps, claim: RunClaim, reason: string): Promise<MarkFailedResult> {
   try {
     await deps.egress.callTool('documents_update', {
-      document_id: documentId, expected_status: ['processing', 'extracted', 'validated'], status: 'failed', error: storableText(reason, 2000),
-      expected_claim_count: claimCount,
+      document_id: claim.document_id, expected_status: ['processing', 'extracted', 'validated'], status: 'failed', error: storableText(reason, 2000),
+      expected_claim_count: claim.claim_count,
     });
-    return 'recorded';
+    return { outcome: 'recorded' };
   } catch (error) {
-    if (isEgressError(error) && error.kind === 'remote' && error.code === 'claim_superseded') {
-      deps.logger.warn({
-        event_type: 'run_taken_over', document_id: documentId, run_claim_count: claimCount, current_claim_count: error.data?.['current_claim_count'],
-      }, 'another worker took the document over; this run\'s failure is not recorded');
-      return 'taken_over';
-    }
-    deps.logger.error({ event_type: 'mark_failed_failed', document_id: documentId, err: reasonOf(error) }, 'could not record the failure; the stale sweep will retake the document');
-    return 'not_recorded';
+    if (isClaimSuperseded(error)) return { outcome: 'taken_over', current_claim_count: error.data?.['current_claim_count'] };
+    deps.logger.error({ event_type: 'mark_failed_failed', document_id: claim.document_id, err: reasonOf(error) }, 'could not record the failure; the stale sweep will retake the document');
+    return { outcome: 'not_recorded' };
   }
 }
 
 /**
  * Runs extract → validate → archive on a document this worker has claimed (status processing).
- * Every step is logged; the first failure ends the run with the document `failed` and its reason,
- * unless another worker has claimed the document since: then the run is `interrupted` and the
- * document left to the run that took it over.
+ * Each step is called with the run's claim_count, so the step agent writes only while this run's
+ * claim is the document's current one. Every step is logged; the first failure ends the run with
+ * the document `failed` and its reason, unless another worker has claimed the document since: then
+ * the run is `interrupted`, writes nothing more and leaves the document to the run that took it over.
  */
 export async function runPipeline(deps: PipelineDeps, claim: RunClaim): Promise<PipelineOutcome> {
   const documentId = claim.document_id;
   let score: number | undefined;
+  const takenOver = async (step: Step, currentClaimCount: unknown, logMessage: string, reason: string): Promise<PipelineOutcome> => {
+    deps.logger.warn({
+      event_type: 'run_taken_over', document_id: documentId, step: step.step, run_claim_count: claim.claim_count, current_claim_count: currentClaimCount,
+    }, 'another worker took the document over; this run records nothing more');
+    await deps.log(documentId, step.step, 'skipped', logMessage);
+    return { status: 'interrupted', failed_step: step.step, error: reason };
+  };
   const failed = async (step: Step, reason: string, recorded: boolean): Promise<PipelineOutcome> => {
-    if (!recorded && await markFailed(deps, documentId, claim.claim_count, reason) === 'taken_over') {
-      await deps.log(documentId, step.step, 'skipped', `another worker took the document over; not recorded as failed: ${reason}`);
-      return { status: 'interrupted', failed_step: step.step, error: reason };
+    const marked = recorded ? undefined : await markFailed(deps, claim, reason);
+    if (marked?.outcome === 'taken_over') {
+      return takenOver(step, marked.current_claim_count, `another worker took the document over; not recorded as failed: ${reason}`, reason);
     }
     await deps.log(documentId, step.step, 'failed', reason);
     return { status: 'failed', failed_step: step.step, error: reason, ...(score === undefined ? {} : { validation_score: score }) };
@@ -95,8 +105,12 @@ export async function runPipeline(deps: PipelineDeps, claim: RunClaim): Promise<
     await deps.log(documentId, step.step, 'started');
     let result: unknown;
     try {
-      result = await withRetry(deps.retry, () => deps.egress.call<unknown>(step.service, step.method, { document_id: documentId }));
+      result = await withRetry(deps.retry, () => deps.egress.call<unknown>(step.service, step.method, { document_id: documentId, claim_count: claim.claim_count }));
     } catch (error) {
+      // claim_superseded: the step agent found the document claimed again and wrote nothing.
+      if (isClaimSuperseded(error)) {
+        return takenOver(step, error.data?.['current_claim_count'], `another worker took the document over; ${step.step} not recorded: ${reasonOf(error)}`, `${step.step}: ${reasonOf(error)}`);
+      }
       // conflict: someone else moved the document on (a sweep took it over); theirs is the run now.
       if (isEgressError(error) && error.kind === 'remote' && error.code === 'conflict') {
         await deps.log(documentId, step.step, 'skipped', `another worker holds the document: ${reasonOf(error)}`);
@@ -113,7 +127,8 @@ export async function runPipeline(deps: PipelineDeps, claim: RunClaim): Promise<
     }
     const answer = result as Record<string, unknown>;
     if (typeof answer['score'] === 'number') score = answer['score'];
-    // The validator records a rejection itself (status failed, with the rules that failed).
+    // The validator records a rejection itself (status failed, with the rules that failed), under
+    // this run's claim: a run taken over meanwhile gets claim_superseded above instead.
     if (answer['status'] === 'failed') return failed(step, String(answer['error'] ?? `${step.step} rejected the document`), true);
     await deps.log(documentId, step.step, 'succeeded', step.describe(answer));
     if (step.step === 'archive') {

@@ -254,12 +254,13 @@ export function createEgressClient(opts: EgressClientOptions): EgressClient {
   };
 }
 
-/** Turns a failed dependency call into the agent's own error; not_found and conflict keep their meaning. */
+/** Turns a failed dependency call into the agent's own error; not_found, conflict and claim_superseded keep their meaning. */
 export function asAgentError(error: unknown): unknown {
   if (!isEgressError(error)) return error;
   if (error.kind === 'remote' && error.code === 'not_found') return new AgentError('not_found', error.message);
   if (error.kind === 'remote' && error.code === 'invalid_arguments') return new AgentError('invalid_params', error.message, error.data);
   if (error.kind === 'remote' && error.code === 'conflict') return new AgentError('conflict', error.message, error.data);
+  if (error.kind === 'remote' && error.code === 'claim_superseded') return new AgentError('claim_superseded', error.message, error.data);
   const retryAfter = error.kind === 'rate_limited' ? error.data?.['retry_after_seconds'] : undefined;
   return new AgentError('dependency_failed', error.message, {
     dependency_reason: error.code,

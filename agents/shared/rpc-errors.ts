@@ -14,6 +14,7 @@ export const AGENT_ERRORS = {
   conflict: { rpcCode: -32021, status: 409 },
   unsupported_format: { rpcCode: -32022, status: 422 },
   corrupt_document: { rpcCode: -32023, status: 422 },
+  claim_superseded: { rpcCode: -32024, status: 409 },
   dependency_failed: { rpcCode: -32030, status: 502 },
 } as const satisfies Record<string, { rpcCode: number; status: number }>;
 

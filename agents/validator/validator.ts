@@ -3,15 +3,18 @@ import type { DocumentRecord, StoredObject } from '../shared/documents.js';
 import { asAgentError, type EgressClient } from '../shared/egress-client.js';
 import type { MethodHandler } from '../shared/jsonrpc-server.js';
 import { AgentError } from '../shared/rpc-errors.js';
+import { assertClaimCurrent, claimFence, stepClaim } from '../shared/step-claim.js';
 import { evaluate, rejectionReason, type ValidationReport } from './evaluate.js';
 
 /** The validator's methods. */
 export function validatorHandlers(egress: EgressClient): Record<string, MethodHandler> {
   return {
     async validate_document(params) {
-      const documentId = params['document_id'] as string;
+      const claim = stepClaim(params);
+      const { documentId } = claim;
       try {
         const doc = await egress.callTool<DocumentRecord>('documents_get', { document_id: documentId });
+        assertClaimCurrent(claim, doc);
         // A retry after the verdict was recorded gets the recorded verdict.
         if (doc.status === 'validated' && doc.validation !== null) {
           return { document_id: documentId, status: doc.status, reused: true, ...(doc.validation as unknown as ValidationReport) };
@@ -29,7 +32,7 @@ export function validatorHandlers(egress: EgressClient): Record<string, MethodHa
           objectSize: bytes.length,
         });
         const verdict = report.passed ? { status: 'validated' } : { status: 'failed', error: rejectionReason(report) };
-        await egress.callTool('documents_update', { document_id: documentId, expected_status: 'extracted', validation: report, ...verdict });
+        await egress.callTool('documents_update', { document_id: documentId, expected_status: 'extracted', ...claimFence(claim), validation: report, ...verdict });
         return { document_id: documentId, reused: false, ...verdict, ...report };
       } catch (error) {
         throw asAgentError(error);

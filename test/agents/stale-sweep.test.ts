@@ -71,10 +71,84 @@ describe('the stale-claim sweep', () => {
   });
 });
 
+/** A step call as the stand-in agent received it. */
+interface HeldCall {
+  readonly body: string;
+  readonly headers: Record<string, string>;
+  answer?: Promise<string>;
+}
+
+/** What the stand-in saw: both runs' answers, and what the first run's step was answered. */
+interface Takeover {
+  readonly first: RpcAnswer;
+  readonly second: RpcAnswer;
+  readonly firstStep: RpcAnswer;
+}
+
+const readBody = async (req: IncomingMessage) => {
+  let body = '';
+  for await (const chunk of req) body += (chunk as Buffer).toString();
+  return body;
+};
+
+/**
+ * Runs process_document on `id` with a stand-in for `service` on the orchestrator's route. The
+ * stand-in holds the first run's call to it and has a second process_document take the document
+ * over meanwhile (the stack's stale window is zero). When the second run's call arrives, the first
+ * run's call is answered with what `answerFirst` gives (`forward` sends a call on to the real agent,
+ * once); once the first run has ended, the second run's call is answered by the real agent.
+ */
+async function takeOver(
+  stack: AgentStack, id: string, service: 'extractor' | 'validator',
+  answerFirst: (calls: { first: HeldCall; second: HeldCall; forward: (call: HeldCall) => Promise<string> }) => Promise<string>,
+): Promise<Takeover> {
+  const real = stack.agents.get(service)?.url;
+  const forward = (call: HeldCall) => {
+    call.answer ??= fetch(`${String(real)}/message`, { method: 'POST', body: call.body, headers: call.headers }).then((res) => res.text());
+    return call.answer;
+  };
+  let firstRun: Promise<RpcAnswer> | undefined;
+  let secondRun: Promise<RpcAnswer> | undefined;
+  let held: (HeldCall & { res: ServerResponse }) | undefined;
+  let firstStep: string | undefined;
+  const reply = (res: ServerResponse, body: string) => res.writeHead(200, { 'content-type': 'application/json' }).end(body);
+  const standIn = createServer((req, res) => {
+    void (async () => {
+      const headers = Object.fromEntries(Object.entries(req.headers).filter(([k]) => k.startsWith('x-ca-a2a-') || k === 'content-type')) as Record<string, string>;
+      const call: HeldCall = { body: await readBody(req), headers };
+      if (held === undefined) {
+        held = { ...call, res };
+        // A zero window still needs the clock past the claim's (or the last step's) millisecond.
+        const doc = (await callTool(stack.gateway.url, 'documents_get', { document_id: id })).body;
+        const since = Math.max(Date.parse(String(doc['claimed_at'])), Date.parse(String(doc['updated_at'])));
+        while (Date.now() <= since) await nextTurn();
+        secondRun = stack.call('orchestrator', 'process_document', { document_id: id }, 'lambda');
+        return;
+      }
+      firstStep = await answerFirst({ first: held, second: call, forward });
+      reply(held.res, firstStep);
+      await firstRun;
+      reply(res, await forward(call));
+    })();
+  });
+  await new Promise<void>((resolve) => standIn.listen(0, '127.0.0.1', resolve));
+  stack.routeTo(service, `http://127.0.0.1:${(standIn.address() as AddressInfo).port}`);
+  try {
+    firstRun = stack.call('orchestrator', 'process_document', { document_id: id }, 'lambda');
+    const first = await firstRun;
+    const second = await secondRun;
+    assert.ok(second && firstStep !== undefined, 'the second run took over while the first run\'s step was held');
+    return { first, second, firstStep: JSON.parse(firstStep) as RpcAnswer };
+  } finally {
+    stack.routeTo(service, undefined);
+    standIn.close();
+  }
+}
+
 describe('a run taken over while a step of it is under way', () => {
   let stack: AgentStack;
   const captured = captureLogger();
-  // A zero stale window: a second process_document takes over a run in processing at once.
+  // A zero stale window: a second process_document takes over a run in flight at once.
   before(async () => {
     stack = await startAgentStack({ postgres: true, orchestrator: { staleAfterSeconds: 0 }, logger: captured.logger });
   });
@@ -82,66 +156,83 @@ describe('a run taken over while a step of it is under way', () => {
     await stack.close();
   });
 
-  const readBody = async (req: IncomingMessage) => {
-    let body = '';
-    for await (const chunk of req) body += (chunk as Buffer).toString();
-    return body;
+  const ofDoc = (id: string, event: string) => captured.lines.filter((l) => l['event_type'] === event && l['document_id'] === id);
+  const logsOf = async (id: string) => {
+    const status = await stack.call('orchestrator', 'check_status', { document_id: id }, 'viewer');
+    return status.result?.['logs'] as { step: string; status: string; message: string | null }[];
   };
-  const answer = (res: ServerResponse, body: string) => res.writeHead(200, { 'content-type': 'application/json' }).end(body);
+  const documentOf = async (id: string) => (await callTool(stack.gateway.url, 'documents_get', { document_id: id })).body;
 
   it('does not fail the run that took over when the first run fails afterwards: the document ends as the new run leaves it, the first run is interrupted', async () => {
     const id = await stack.uploadSample('meeting-notes.txt', 'text/plain');
-    const realExtractor = stack.agents.get('extractor')?.url;
-    let firstRun: Promise<RpcAnswer> | undefined;
-    let secondRun: Promise<RpcAnswer> | undefined;
-    let pendingFirst: { res: ServerResponse; id: unknown } | undefined;
-    // The extractor as the first run sees it: while the first run waits on its extraction, another
-    // worker takes the document over and its run extracts it (the real extractor); only then does
-    // the first run's extraction fail. The second run goes on once the first has finished.
-    const extractor = createServer((req, res) => {
-      void (async () => {
-        const body = await readBody(req);
-        if (pendingFirst === undefined) {
-          pendingFirst = { res, id: (JSON.parse(body) as { id: unknown }).id };
-          // A zero window still needs the clock past the claim's millisecond to call it stale.
-          const claimedAt = Date.parse(String((await callTool(stack.gateway.url, 'documents_get', { document_id: id })).body['claimed_at']));
-          while (Date.now() <= claimedAt) await nextTurn();
-          secondRun = stack.call('orchestrator', 'process_document', { document_id: id }, 'lambda');
-          return;
-        }
-        const identity = Object.entries(req.headers).filter(([k]) => k.startsWith('x-ca-a2a-') || k === 'content-type');
-        const extracted = await (await fetch(`${String(realExtractor)}/message`, { method: 'POST', body, headers: Object.fromEntries(identity) as Record<string, string> })).text();
-        answer(pendingFirst.res, JSON.stringify({ jsonrpc: '2.0', id: pendingFirst.id, error: { code: -32023, message: 'the file cannot be read', data: { reason: 'corrupt_document' } } }));
-        await firstRun;
-        answer(res, extracted);
-      })();
+    // The second run extracts the document (the real extractor); only then does the first run's
+    // extraction fail.
+    const { first, second } = await takeOver(stack, id, 'extractor', async ({ first: call, second: other, forward }) => {
+      await forward(other);
+      return JSON.stringify({ jsonrpc: '2.0', id: (JSON.parse(call.body) as { id: unknown }).id, error: { code: -32023, message: 'the file cannot be read', data: { reason: 'corrupt_document' } } });
     });
-    await new Promise<void>((resolve) => extractor.listen(0, '127.0.0.1', resolve));
-    stack.routeTo('extractor', `http://127.0.0.1:${(extractor.address() as AddressInfo).port}`);
-    try {
-      firstRun = stack.call('orchestrator', 'process_document', { document_id: id }, 'lambda');
-      const first = await firstRun;
-      assert.equal(first.result?.['status'], 'extracted', `the document is the second run's: ${JSON.stringify(first)}`);
-      assert.equal(first.result?.['error'], null);
-      const second = await secondRun;
-      assert.equal(second?.result?.['status'], 'archived', JSON.stringify(second));
-    } finally {
-      stack.routeTo('extractor', undefined);
-      extractor.close();
-    }
-    const doc = (await callTool(stack.gateway.url, 'documents_get', { document_id: id })).body;
+    assert.equal(first.result?.['status'], 'extracted', `the document is the second run's: ${JSON.stringify(first)}`);
+    assert.equal(first.result?.['error'], null);
+    assert.equal(first.result?.['run_outcome'], 'interrupted', 'the answer says this call\'s own run was interrupted');
+    assert.equal(second.result?.['status'], 'archived', JSON.stringify(second));
+    assert.equal(second.result?.['run_outcome'], 'archived');
+    const doc = await documentOf(id);
     assert.equal(doc['status'], 'archived');
     assert.equal(doc['error'], null);
     assert.equal(doc['claim_count'], 2);
 
-    const ofDoc = (event: string) => captured.lines.filter((l) => l['event_type'] === event && l['document_id'] === id);
-    assert.deepEqual(ofDoc('run_taken_over').map((l) => [l['run_claim_count'], l['current_claim_count']]), [[1, 2]]);
-    assert.deepEqual(ofDoc('pipeline_finished').map((l) => l['status']), ['interrupted', 'archived']);
-    const status = await stack.call('orchestrator', 'check_status', { document_id: id }, 'viewer');
-    const logs = (status.result?.['logs'] as { step: string; status: string; message: string | null }[]);
+    assert.deepEqual(ofDoc(id, 'run_taken_over').map((l) => [l['run_claim_count'], l['current_claim_count']]), [[1, 2]]);
+    assert.deepEqual(ofDoc(id, 'pipeline_finished').map((l) => l['status']), ['interrupted', 'archived']);
+    const logs = await logsOf(id);
     const skipped = logs.filter((l) => l.step === 'extract' && l.status === 'skipped');
     assert.equal(skipped.length, 1, JSON.stringify(logs));
     assert.match(String(skipped[0]?.message), /^another worker took the document over; not recorded as failed: extract: the file cannot be read/);
     assert.ok(!logs.some((l) => l.status === 'failed'), JSON.stringify(logs));
   });
+
+  it('refuses the first run\'s extraction arriving after the takeover (claim_superseded, nothing written), and the run that took over archives the document', async () => {
+    const id = await stack.uploadSample('meeting-notes.txt', 'text/plain');
+    // The first run's extraction reaches the real extractor only once the second run holds the claim.
+    const { first, second, firstStep } = await takeOver(stack, id, 'extractor', ({ first: call, forward }) => forward(call));
+    assert.equal(firstStep.error?.code, -32024, JSON.stringify(firstStep));
+    assert.deepEqual(firstStep.error?.data, { reason: 'claim_superseded', current_claim_count: 2, current_status: 'processing' });
+    assert.equal(first.result?.['run_outcome'], 'interrupted', JSON.stringify(first));
+    assert.equal(first.result?.['failed_step'], 'extract');
+    assert.equal(second.result?.['status'], 'archived', JSON.stringify(second));
+    assert.equal(second.result?.['run_outcome'], 'archived');
+    const doc = await documentOf(id);
+    assert.equal(doc['status'], 'archived');
+    assert.equal(doc['claim_count'], 2);
+
+    assert.deepEqual(ofDoc(id, 'run_taken_over').map((l) => [l['step'], l['run_claim_count'], l['current_claim_count']]), [['extract', 1, 2]]);
+    assert.deepEqual(ofDoc(id, 'pipeline_finished').map((l) => l['status']), ['interrupted', 'archived']);
+    const logs = (await logsOf(id)).map((l) => `${l.step}:${l.status}`);
+    assert.deepEqual(logs.filter((l) => l.startsWith('extract:')), ['extract:started', 'extract:started', 'extract:skipped', 'extract:succeeded']);
+    assert.deepEqual(logs.filter((l) => l.startsWith('archive:')), ['archive:started', 'archive:succeeded'], 'only the run that took over went on');
+  });
+
+  for (const sample of [
+    { file: 'meeting-notes.txt', type: 'text/plain', verdict: 'validated', end: 'archived' },
+    { file: 'invalid-expenses.csv', type: 'text/csv', verdict: 'failed', end: 'failed' },
+  ] as const) {
+    it(`does not let the first run's verdict land after the takeover (${sample.verdict} verdict): the run that took over ends the document ${sample.end}`, async () => {
+      const id = await stack.uploadSample(sample.file, sample.type);
+      const { first, second, firstStep } = await takeOver(stack, id, 'validator', ({ first: call, forward }) => forward(call));
+      assert.equal(firstStep.error?.data?.['reason'], 'claim_superseded', JSON.stringify(firstStep));
+      assert.equal(firstStep.error?.data?.['current_claim_count'], 2);
+      assert.equal(first.result?.['run_outcome'], 'interrupted', JSON.stringify(first));
+      assert.equal(first.result?.['failed_step'], 'validate');
+      assert.equal(second.result?.['status'], sample.end, JSON.stringify(second));
+      assert.equal(second.result?.['run_outcome'], sample.end);
+      const doc = await documentOf(id);
+      assert.equal(doc['status'], sample.end);
+      assert.equal(doc['claim_count'], 2);
+
+      assert.deepEqual(ofDoc(id, 'run_taken_over').map((l) => [l['step'], l['run_claim_count'], l['current_claim_count']]), [['validate', 1, 2]]);
+      assert.deepEqual(ofDoc(id, 'pipeline_finished').map((l) => l['status']), ['interrupted', sample.end]);
+      const logs = (await logsOf(id)).map((l) => `${l.step}:${l.status}`);
+      // One verdict recorded, the second run's; the first run's step is skipped, not failed.
+      assert.deepEqual(logs.filter((l) => l.startsWith('validate:')), ['validate:started', 'validate:started', 'validate:skipped', sample.verdict === 'validated' ? 'validate:succeeded' : 'validate:failed']);
+    });
+  }
 });
