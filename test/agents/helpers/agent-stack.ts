@@ -25,6 +25,8 @@ export interface AgentStack {
   startAgent(name: AgentName): Promise<void>;
   /** Sends the other agents' calls to `name` to this URL instead (undefined: back to the agent). */
   routeTo(name: AgentName, url: string | undefined): void;
+  /** Sends the agents' gateway calls to this URL instead (undefined: back to the gateway). */
+  routeGatewayTo(url: string | undefined): void;
   close(): Promise<void>;
 }
 
@@ -43,7 +45,8 @@ export async function startAgentStack(options: { postgres?: boolean; orchestrato
   const agents = new Map<AgentName, RunningAgent>();
   const routers = new Map<AgentName, DirectRouter>();
   const overrides = new Map<AgentName, string>();
-  const targets = { gatewayUrl: () => gateway.url, agentUrl: (s: string) => overrides.get(s as AgentName) ?? agents.get(s as AgentName)?.url };
+  let gatewayOverride: string | undefined;
+  const targets = { gatewayUrl: () => gatewayOverride ?? gateway.url, agentUrl: (s: string) => overrides.get(s as AgentName) ?? agents.get(s as AgentName)?.url };
   const launch = async (name: AgentName): Promise<void> => {
     let router = routers.get(name);
     if (!router) {
@@ -86,6 +89,9 @@ export async function startAgentStack(options: { postgres?: boolean; orchestrato
     routeTo(name, url) {
       if (url === undefined) overrides.delete(name);
       else overrides.set(name, url);
+    },
+    routeGatewayTo(url) {
+      gatewayOverride = url;
     },
     async close() {
       for (const agent of agents.values()) await agent.close();
