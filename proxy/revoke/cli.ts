@@ -115,7 +115,9 @@ export async function revokeCommand(argv: string[]): Promise<number> {
     }
     const r = result.record.revocation;
     const what = r.kind === 'jti' ? `jti ${r.jti}` : r.kind === 'subject' ? `subject ${r.subject} (tokens issued at or before ${iso(r.revokedAt)})` : `every token issued at or before ${iso(r.revokedAt)}`;
-    process.stdout.write(`revoked ${what}${result.created ? '' : ' (already revoked)'}; durable; kept until ${iso(r.expiresAt)}\n`);
+    // A jti revoked already keeps its first record: say whose it is, not this request's.
+    const kept = result.created ? '' : ` (already revoked by ${result.record.revokedBy} at ${iso(result.record.revokedAt)})`;
+    process.stdout.write(`revoked ${what}${kept}; durable; kept until ${iso(r.expiresAt)}\n`);
     if (!options.redisUrl && options.databaseUrl) {
       process.stderr.write('ca-a2a revoke: REDIS_URL not set: running sidecars of other processes apply it at their next resync (30 s)\n');
     } else if (!result.pushed && options.databaseUrl) {

@@ -124,16 +124,17 @@ class WithPushedRevocations implements RevocationStore {
 
   /**
    * Into the host's own store. A jti another host revoked until later (its Redis cache entry) is
-   * kept until then by every sidecar, so that is the expiry reported and pushed. Redis not
-   * answering leaves the host's own answer (the push then fails too, and says so).
+   * kept until then by every sidecar, so that is the expiry reported and pushed, with the host's
+   * own record (Redis holds no who or why). Redis not answering leaves the host's own answer (the
+   * push then fails too, and says so).
    */
   async add(record: RevocationRecord): Promise<AddResult> {
     const own = await this.#own.add(record);
-    const r = own.revocation;
+    const r = own.record.revocation;
     if (r.kind !== 'jti') return own;
     const pushed = await this.#bus.pushedJti(r.jti).catch(() => undefined);
     if (pushed === undefined || pushed.expiresAt <= r.expiresAt) return own;
-    return { created: false, revocation: { ...r, expiresAt: pushed.expiresAt } };
+    return { created: false, record: { ...own.record, revocation: { ...r, expiresAt: pushed.expiresAt } } };
   }
 
   async active(nowSeconds: number): Promise<Revocation[]> {

@@ -48,12 +48,14 @@ export class JournalRevocationStore implements RevocationStore {
   async add(record: RevocationRecord): Promise<AddResult> {
     return this.#locked(async () => {
       const { records, complete, size } = await this.#read();
-      const { revocation: r, revokedAt, revokedBy, reason } = record;
+      const r = record.revocation;
       // One expired by now counts as absent (RevocationStore.add): the line written replaces it.
-      const known = r.kind === 'jti' ? records.find((x) => x.revocation.kind === 'jti' && x.revocation.jti === r.jti && x.revocation.expiresAt > revokedAt) : undefined;
-      // Known until as late or later: nothing to write. Known until earlier: a line with the later
-      // expiry, which readers take over the earlier one.
-      if (known !== undefined && known.revocation.expiresAt >= r.expiresAt) return { created: false, revocation: known.revocation };
+      const known = r.kind === 'jti' ? records.find((x) => x.revocation.kind === 'jti' && x.revocation.jti === r.jti && x.revocation.expiresAt > record.revokedAt) : undefined;
+      // Known until as late or later: nothing to write. Known until earlier: a line of the known
+      // record (its who, when and why) with the later expiry, which readers take over the earlier.
+      if (known !== undefined && known.revocation.expiresAt >= r.expiresAt) return { created: false, record: known };
+      const kept = known === undefined ? record : { ...known, revocation: r };
+      const { revokedAt, revokedBy, reason } = kept;
       const handle = await open(this.#file, 'a', 0o600);
       try {
         // Left in place, a torn tail would become a complete line that no reader can parse.
@@ -68,7 +70,7 @@ export class JournalRevocationStore implements RevocationStore {
       }
       // The file may have just been created: its name must survive a power loss too.
       await syncDirectory(dirname(this.#file));
-      return { created: known === undefined, revocation: r };
+      return { created: known === undefined, record: kept };
     });
   }
 

@@ -14,7 +14,8 @@ export interface RevocationRecord {
 /** What {@link RevocationStore.add} kept. */
 export interface AddResult {
   readonly created: boolean;
-  readonly revocation: Revocation;
+  /** The record as the store now holds it: what to answer, audit and push. */
+  readonly record: RevocationRecord;
 }
 
 /**
@@ -24,11 +25,12 @@ export interface AddResult {
  */
 export interface RevocationStore {
   /**
-   * Stores a revocation. `created` is false when one of the same jti was already in force: it is
-   * then kept until the later of the two expiries (revoking a token again never shortens its
-   * revocation), and `revocation` is the one kept, with that expiry: what to answer and push.
-   * One whose expiry had passed by `record.revokedAt` (a row not yet deleted) counts as absent:
-   * it is replaced, record and all, and `created` is true, on every backend alike.
+   * Stores a revocation. `created` is false when one of the same jti was already in force: that
+   * one keeps its own `revokedAt`, `revokedBy` and `reason` (the first request's), and is kept
+   * until the later of the two expiries (revoking a token again never shortens its revocation);
+   * `record` is then that kept record, with that expiry. One whose expiry had passed by
+   * `record.revokedAt` (a row not yet deleted) counts as absent: it is replaced, record and all,
+   * and `created` is true. The same on every backend.
    */
   add(record: RevocationRecord): Promise<AddResult>;
   /** Every revocation still in force at `nowSeconds`. */
@@ -50,14 +52,15 @@ export class MemoryRevocationStore implements RevocationStore {
       const known = this.#records.findIndex((x) => x.revocation.kind === 'jti' && x.revocation.jti === r.jti);
       const previous = this.#records[known];
       if (previous !== undefined && previous.revocation.expiresAt > record.revokedAt) {
-        if (previous.revocation.expiresAt >= r.expiresAt) return { created: false, revocation: previous.revocation };
-        this.#records[known] = { ...previous, revocation: r };
-        return { created: false, revocation: r };
+        if (previous.revocation.expiresAt >= r.expiresAt) return { created: false, record: previous };
+        const kept = { ...previous, revocation: r };
+        this.#records[known] = kept;
+        return { created: false, record: kept };
       }
       if (previous !== undefined) this.#records.splice(known, 1);
     }
     this.#records.push(record);
-    return { created: true, revocation: r };
+    return { created: true, record };
   }
 
   async active(nowSeconds: number): Promise<Revocation[]> {
@@ -133,28 +136,34 @@ export class SqlRevocationStore implements RevocationStore {
     const r = record.revocation;
     if (r.kind === 'jti') {
       // A row already expired (deleteExpired has not run yet) is gone first, so it counts as absent.
-      // Revoked again while in force: kept until the later expiry (the row is always returned, so
-      // the one kept is known). xmax is 0 on the row version an INSERT made.
+      // Revoked again while in force: the row keeps its who, when and why, and the later expiry
+      // (the row is always returned, so the one kept is known). xmax is 0 on the row version an
+      // INSERT made.
       const res = await this.#client.transaction(async (tx) => {
         await tx.query('DELETE FROM revoked_tokens WHERE jti = $1 AND expires_at <= to_timestamp($2)', [r.jti, record.revokedAt]);
-        return tx.query<{ inserted: boolean; ours: boolean; expires_at: number }>(
+        return tx.query<{ inserted: boolean; ours: boolean } & Pick<Row, 'revoked_at' | 'revoked_by' | 'reason' | 'expires_at'>>(
           `INSERT INTO revoked_tokens (jti, revoked_at, revoked_by, reason, expires_at)
            VALUES ($1, to_timestamp($2), $3, $4, to_timestamp($5))
            ON CONFLICT (jti) DO UPDATE SET expires_at = greatest(revoked_tokens.expires_at, EXCLUDED.expires_at)
-           RETURNING xmax = 0 AS inserted, expires_at = to_timestamp($5) AS ours, extract(epoch FROM expires_at)::float8 AS expires_at`,
+           RETURNING xmax = 0 AS inserted, expires_at = to_timestamp($5) AS ours,
+                     extract(epoch FROM revoked_at)::float8 AS revoked_at, revoked_by, reason,
+                     extract(epoch FROM expires_at)::float8 AS expires_at`,
           [r.jti, record.revokedAt, record.revokedBy, record.reason ?? null, r.expiresAt],
         );
       });
       const row = res.rows[0];
       if (!row) throw new Error('revoked_tokens: the insert returned no row');
-      return { created: row.inserted, revocation: row.ours ? r : { ...r, expiresAt: Number(row.expires_at) } };
+      if (row.inserted) return { created: true, record };
+      // The times as asked where they are ours, so the answer and the push carry no rounding.
+      const revocation = row.ours ? r : { ...r, expiresAt: Number(row.expires_at) };
+      return { created: false, record: { revocation, revokedAt: Number(row.revoked_at), revokedBy: row.revoked_by, reason: row.reason ?? undefined } };
     }
     await this.#client.query(
       `INSERT INTO revocation_rules (kind, subject, revoked_at, recorded_at, revoked_by, reason, expires_at)
        VALUES ($1, $2, to_timestamp($3), to_timestamp($4), $5, $6, to_timestamp($7))`,
       [r.kind, r.kind === 'subject' ? r.subject : null, r.revokedAt, record.revokedAt, record.revokedBy, record.reason ?? null, r.expiresAt],
     );
-    return { created: true, revocation: r };
+    return { created: true, record };
   }
 
   async active(nowSeconds: number): Promise<Revocation[]> {

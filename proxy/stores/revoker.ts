@@ -14,8 +14,13 @@ export type RevokeRequest = { readonly reason: string; readonly revokedBy: strin
 );
 
 export interface RevokeResult {
-  /** As stored: a jti revoked already until later has that later expiry. */
+  /**
+   * As the store now holds it: a jti revoked already keeps its first `revokedAt`, `revokedBy` and
+   * `reason`, and the later of the two expiries.
+   */
   readonly record: RevocationRecord;
+  /** This request as validated: the same as `record` when `created`. */
+  readonly requested: RevocationRecord;
   /** False when the jti was already revoked (the request is idempotent). */
   readonly created: boolean;
   /** False when the push failed: peers pick the revocation up at their next resync. */
@@ -62,10 +67,9 @@ export class Revoker {
   }
 
   async revoke(request: RevokeRequest): Promise<RevokeResult> {
-    const asked = this.#record(request);
-    // A jti revoked already until later stays so: answer, push and audit the expiry kept.
-    const { created, revocation } = await this.#options.store.add(asked);
-    const record = { ...asked, revocation };
+    const requested = this.#record(request);
+    // A jti revoked already stays as stored: answer, push and audit the record kept.
+    const { created, record } = await this.#options.store.add(requested);
     let pushed = true;
     try {
       await this.#options.bus.publish(record.revocation);
@@ -73,7 +77,7 @@ export class Revoker {
       pushed = false;
       this.#options.onPushError?.(error, record.revocation);
     }
-    const result = { record, created, pushed, ...(request.requestId === undefined ? {} : { requestId: request.requestId }) };
+    const result = { record, requested, created, pushed, ...(request.requestId === undefined ? {} : { requestId: request.requestId }) };
     this.#options.onRevoked?.(result);
     return result;
   }

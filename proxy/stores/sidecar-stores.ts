@@ -128,9 +128,13 @@ export async function openSidecarStores(options: SidecarStoreOptions, o: Observe
   };
 }
 
-/** The audit line of a revocation, written once by the process that made it durable. */
+/**
+ * The audit line of a revocation, written once by the process that made it durable: the record
+ * as stored, and who asked this time (`requested_by`; on a retry that found one in force, its
+ * reason as well, which the store does not keep).
+ */
 export function auditRevocation(audit: Pick<AuditLog, 'event'>, result: RevokeResult): void {
-  const { record } = result;
+  const { record, requested } = result;
   const r = record.revocation;
   audit.event('token_revoked', {
     ...(result.requestId === undefined ? {} : { request_id: result.requestId }),
@@ -141,6 +145,8 @@ export function auditRevocation(audit: Pick<AuditLog, 'event'>, result: RevokeRe
     expires_at: new Date(r.expiresAt * 1000).toISOString(),
     revoked_by: record.revokedBy,
     reason: record.reason,
+    requested_by: requested.revokedBy,
+    ...(result.created ? {} : { requested_reason: requested.reason }),
     created: result.created,
     pushed: result.pushed,
   }, 'token revoked', 'warn');

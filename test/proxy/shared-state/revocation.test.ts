@@ -92,6 +92,36 @@ describe('hybrid revocation on Redis + PostgreSQL', () => {
     }
   });
 
+  it('re-revoking a jti revoked by another admin answers, lists and audits the first revocation (who, when, why), REST and JSON-RPC alike', async () => {
+    const jti = `alice-then-bob-${prefix}`;
+    const alice = await admin.call({ jti, reason: 'laptop stolen', expires_at: new Date(Date.now() + 600_000).toISOString() }, { token: await issuer.sign(ADMIN), path: '/admin/revoke-token' });
+    assert.equal(alice.status, 200, JSON.stringify(alice.json));
+    const bobToken = await issuer.sign({ ...ADMIN, sub: 'ops-bob' });
+    // Bob, over JSON-RPC: with the same expiry, then with a later one (until the longest token lifetime).
+    const answers = [];
+    for (const params of [{ jti, reason: 'seen in a log', expires_at: new Date(Date.now() + 600_000).toISOString() }, { jti, reason: 'seen in a log' }]) {
+      const res = await admin.call(rpc('revoke_token', params), { token: bobToken });
+      assert.equal(res.status, 200, JSON.stringify(res.json));
+      answers.push(res.json.result as { created: boolean; revocation: Record<string, unknown> });
+    }
+    const listed = await admin.call(undefined, { token: await issuer.sign(ADMIN), path: '/admin/revocations', method: 'GET' });
+    const stored = (listed.json.revocations as Record<string, unknown>[]).filter((r) => r.jti === jti);
+    assert.equal(stored.length, 1);
+    const first = alice.json.revocation as Record<string, unknown>;
+    const who = (r: Record<string, unknown> | undefined) => [r?.revoked_by, r?.reason, r?.revoked_at];
+    assert.deepEqual(who(stored[0]), ['ops-alice (ops-console)', 'laptop stolen', first.revoked_at]);
+    assert.deepEqual(answers.map((a) => [a.created, ...who(a.revocation)]), [[false, ...who(first)], [false, ...who(first)]]);
+    assert.equal(answers[1]?.revocation.expires_at, stored[0]?.expires_at, 'the later expiry, answered and stored');
+    assert.ok(Date.parse(String(stored[0]?.expires_at)) > Date.now() + 3_600_000);
+    const lines = apiAudit.events('token_revoked').filter((l) => l.jti === jti);
+    assert.deepEqual(lines.map((l) => [l.revoked_by, l.requested_by, l.requested_reason, l.created]), [
+      ['ops-alice (ops-console)', 'ops-alice (ops-console)', undefined, true],
+      ['ops-alice (ops-console)', 'ops-bob (ops-console)', 'seen in a log', false],
+      ['ops-alice (ops-console)', 'ops-bob (ops-console)', 'seen in a log', false],
+    ]);
+    assert.equal(new Set(lines.map((l) => l.request_id)).size, 3, 'each request audited under its own request id');
+  });
+
   it('keeps revocations across a sidecar restart: the new sidecar loads them before it is ready', async () => {
     const jti = `restart-${prefix}`;
     const token = await viewerToken({ jti });

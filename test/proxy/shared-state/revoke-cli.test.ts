@@ -62,17 +62,21 @@ describe('ca-a2a revoke', () => {
     assert.deepEqual([audit.kind, audit.jti, audit.revoked_by, audit.reason, audit.created, audit.pushed], ['jti', 'cli-jti-audit', 'oncall-bob', 'token in a ticket', true, true]);
   });
 
-  it('revoking a jti again until earlier says, and audits, the later expiry it is kept until', async () => {
-    const first = await run(['jti', 'cli-jti-twice', '--reason', 'r'], env);
+  it('revoking a jti again until earlier says, and audits, the first revocation (who, when, why) and the later expiry it is kept until', async () => {
+    const first = await run(['jti', 'cli-jti-twice', '--reason', 'phone lost', '--by', 'alice'], env);
     assert.equal(first.code, 0, first.stderr);
     const keptUntil = /kept until (\S+)/.exec(first.stdout)?.[1];
     assert.ok(keptUntil, first.stdout);
+    const auditOf = (stderr: string) => stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as Record<string, unknown>).find((line) => line.event_type === 'token_revoked');
+    const revokedAt = auditOf(first.stderr)?.revoked_at;
+    assert.equal(typeof revokedAt, 'string');
     const soon = new Date(Date.now() + 600_000).toISOString();
-    const again = await run(['jti', 'cli-jti-twice', '--reason', 'r', '--expires-at', soon], env);
+    const again = await run(['jti', 'cli-jti-twice', '--reason', 'seen in a log', '--by', 'bob', '--expires-at', soon], env);
     assert.equal(again.code, 0, again.stderr);
-    assert.match(again.stdout, new RegExp(`\\(already revoked\\); durable; kept until ${keptUntil}`));
-    const audit = again.stderr.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as Record<string, unknown>).find((line) => line.event_type === 'token_revoked');
-    assert.equal(audit?.expires_at, keptUntil);
+    assert.equal(again.stdout, `revoked jti cli-jti-twice (already revoked by alice at ${String(revokedAt)}); durable; kept until ${keptUntil}\n`);
+    const audit = auditOf(again.stderr);
+    assert.deepEqual([audit?.revoked_by, audit?.reason, audit?.revoked_at, audit?.expires_at, audit?.requested_by, audit?.requested_reason, audit?.created], ['alice', 'phone lost', revokedAt, keptUntil, 'bob', 'seen in a log', false]);
+    assert.deepEqual(await rows(`SELECT revoked_by, reason FROM revoked_tokens WHERE jti = 'cli-jti-twice'`), [{ revoked_by: 'alice', reason: 'phone lost' }]);
   });
 
   it('exits 1 naming PostgreSQL when it is unreachable, and stores nothing', async () => {

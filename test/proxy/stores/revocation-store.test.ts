@@ -10,7 +10,7 @@ import { RevocationSet } from '../../../proxy/stores/revocation-set.js';
 import { RevocationSync } from '../../../proxy/stores/revocation-sync.js';
 import { Revoker } from '../../../proxy/stores/revoker.js';
 import { LocalRevocationBus } from '../../../proxy/stores/revocation-bus.js';
-import { openSidecarStores } from '../../../proxy/stores/sidecar-stores.js';
+import { auditRevocation, openSidecarStores } from '../../../proxy/stores/sidecar-stores.js';
 import { createSidecarMetrics } from '../../../proxy/observe/metrics.js';
 import { AuditLog } from '../../../proxy/observe/audit.js';
 import { createLogger } from '../../../proxy/observe/logger.js';
@@ -74,10 +74,14 @@ describe('durable revocation store', () => {
 
     it(`${name}: a jti revoked again until later is kept until the later expiry, never shortened`, async () => {
       const s: RevocationStore = make();
-      assert.deepEqual(await s.add(record({ kind: 'jti', jti: 'again', expiresAt: 5_000 })), { created: true, revocation: { kind: 'jti', jti: 'again', expiresAt: 5_000 } });
-      assert.deepEqual(await s.add(record({ kind: 'jti', jti: 'again', expiresAt: 9_000 })), { created: false, revocation: { kind: 'jti', jti: 'again', expiresAt: 9_000 } });
+      const added = async (expiresAt: number) => {
+        const { created, record: kept } = await s.add(record({ kind: 'jti', jti: 'again', expiresAt }));
+        return { created, revocation: kept.revocation };
+      };
+      assert.deepEqual(await added(5_000), { created: true, revocation: { kind: 'jti', jti: 'again', expiresAt: 5_000 } });
+      assert.deepEqual(await added(9_000), { created: false, revocation: { kind: 'jti', jti: 'again', expiresAt: 9_000 } });
       // Revoked again until earlier: reported as kept, until the later expiry.
-      assert.deepEqual(await s.add(record({ kind: 'jti', jti: 'again', expiresAt: 7_000 })), { created: false, revocation: { kind: 'jti', jti: 'again', expiresAt: 9_000 } });
+      assert.deepEqual(await added(7_000), { created: false, revocation: { kind: 'jti', jti: 'again', expiresAt: 9_000 } });
       assert.deepEqual((await s.active(6_000)).filter((r) => r.kind === 'jti'), [{ kind: 'jti', jti: 'again', expiresAt: 9_000 }]);
       assert.deepEqual((await s.list(1_000, 10)).filter((r) => r.revocation.kind === 'jti').map((r) => r.revocation.expiresAt), [9_000]);
       await s.deleteExpired(10_000);
@@ -285,6 +289,57 @@ describe('durable revocation store', () => {
         assert.ok(await redis.ttl(`${prefix}-set:revoked:jti:twice`) > 3_600);
       } finally {
         await hostB.close();
+      }
+    });
+  });
+
+  it('a jti revoked again while in force keeps its first who, when and why; the answer, the audit line and a fresh listing agree, on every backend', async () => {
+    const prefix = uniquePrefix();
+    const backends: [string, StoreOptions][] = [
+      ['memory', {}],
+      ['memory + Redis', { redisUrl: REDIS_URL, keyPrefix: `${prefix}-set` }],
+      ['journal', { dataDir: join(dir, `${prefix}-kept-journal`) }],
+      ['journal + Redis', { dataDir: join(dir, `${prefix}-kept-host`), redisUrl: REDIS_URL, keyPrefix: `${prefix}-set` }],
+      ['PostgreSQL', { databaseUrl: schema.urlFor() }],
+      ['PostgreSQL + Redis', { databaseUrl: schema.urlFor(), redisUrl: REDIS_URL, keyPrefix: `${prefix}-pg` }],
+    ];
+    const iso = (seconds: number) => new Date(Math.round(seconds * 1000)).toISOString();
+    await withRedis(prefix, async () => {
+      for (const [index, [name, options]] of backends.entries()) {
+        const jti = `kept-${index}`;
+        const backend = await openRevocationBackend(options, () => undefined);
+        const lines: Record<string, unknown>[] = [];
+        const audit = { event: (_type: string, fields: Record<string, unknown>) => void lines.push(fields) };
+        const at = Date.now() / 1000;
+        let clock = at;
+        const revoker = new Revoker({ store: backend.store, bus: backend.bus, now: () => clock * 1000, onRevoked: (result) => auditRevocation(audit, result) });
+        try {
+          const first = await revoker.revoke({ kind: 'jti', jti, expiresAt: at + 600, reason: 'laptop stolen', revokedBy: 'alice', requestId: 'req-alice' });
+          assert.equal(first.created, true, name);
+          // Bob, a minute later: once with an earlier expiry (nothing to extend), then with a later one.
+          clock = at + 60;
+          const same = await revoker.revoke({ kind: 'jti', jti, expiresAt: at + 300, reason: 'seen in a log', revokedBy: 'bob', requestId: 'req-bob-1' });
+          const later = await revoker.revoke({ kind: 'jti', jti, expiresAt: at + 3_600, reason: 'seen in a log', revokedBy: 'bob', requestId: 'req-bob-2' });
+          const listed = (await backend.store.list(clock, 100)).filter((r) => r.revocation.kind === 'jti' && r.revocation.jti === jti);
+          assert.equal(listed.length, 1, name);
+          const stored = listed[0]!;
+          const who = (r: RevocationRecord) => [r.revokedBy, r.reason, iso(r.revokedAt)];
+          assert.deepEqual(who(stored), ['alice', 'laptop stolen', iso(at)], `${name}: the store keeps alice's record`);
+          assert.equal(stored.revocation.expiresAt, later.record.revocation.expiresAt, `${name}: the later expiry is stored`);
+          assert.ok(stored.revocation.expiresAt > at + 3_600, `${name}: extended to bob's later expiry`);
+          for (const [retry, expiresAt] of [[same, first.record.revocation.expiresAt], [later, stored.revocation.expiresAt]] as const) {
+            assert.equal(retry.created, false, name);
+            assert.deepEqual(who(retry.record), who(stored), `${name}: the answer says what is stored (alice's)`);
+            assert.equal(retry.record.revocation.expiresAt, expiresAt, name);
+          }
+          assert.deepEqual(lines.map((l) => [l.request_id, l.revoked_by, l.reason, l.revoked_at, l.requested_by, l.requested_reason, l.created]), [
+            ['req-alice', 'alice', 'laptop stolen', iso(at), 'alice', undefined, true],
+            ['req-bob-1', 'alice', 'laptop stolen', iso(at), 'bob', 'seen in a log', false],
+            ['req-bob-2', 'alice', 'laptop stolen', iso(at), 'bob', 'seen in a log', false],
+          ], `${name}: each request audited, with the record stored and who asked`);
+        } finally {
+          await backend.close();
+        }
       }
     });
   });
