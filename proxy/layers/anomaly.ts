@@ -6,6 +6,8 @@ import type { TokenSourceStore } from '../stores/token-sources.js';
 /** One raised alarm: a token seen from more addresses than the policy allows. */
 export interface AnomalyReport {
   readonly principal: Principal;
+  /** The request whose new source address raised it. */
+  readonly requestId: string;
   readonly source: string;
   readonly sources: number;
   readonly maxSources: number;
@@ -55,7 +57,7 @@ export function anomalyLayer(policy: ServicePolicy, deps: AnomalyDeps): Layer | 
         if (count <= config.maxSources || alarmed.has(principal.jti)) return;
         if (alarmed.size >= SEEN_PAIRS_MAX) alarmed.clear();
         alarmed.add(principal.jti);
-        void deps.onAnomaly({ principal, source, sources: count, maxSources: config.maxSources, autoRevoke: config.autoRevoke }).then((done) => {
+        void deps.onAnomaly({ principal, requestId: ctx.requestId, source, sources: count, maxSources: config.maxSources, autoRevoke: config.autoRevoke }).then((done) => {
           if (!done) alarmed.delete(principal.jti);
         });
       }, (error: unknown) => {

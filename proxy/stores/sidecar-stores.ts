@@ -155,7 +155,7 @@ export function auditRevocation(audit: Pick<AuditLog, 'event'>, result: RevokeRe
 function handleAnomaly(report: AnomalyReport, o: Observers, revoker: Revoker): Promise<boolean> {
   const { principal } = report;
   const fields = {
-    jti: principal.jti, subject: principal.subject, client_id: principal.clientId, source_ip: report.source,
+    request_id: report.requestId, jti: principal.jti, subject: principal.subject, client_id: principal.clientId, source_ip: report.source,
     sources: report.sources, max_sources: report.maxSources, auto_revoke: report.autoRevoke,
   };
   const raise = (action: 'logged' | 'revoked' | 'revoke_failed', extra: Record<string, unknown> = {}): void => {
@@ -173,6 +173,7 @@ function handleAnomaly(report: AnomalyReport, o: Observers, revoker: Revoker): P
     kind: 'jti', jti: principal.jti, expiresAt: Math.max(principal.expiresAt, o.now() / 1000),
     reason: `anomalous usage: seen from ${report.sources} source addresses (max ${report.maxSources})`,
     revokedBy: `sidecar:${o.service}`,
+    requestId: report.requestId,
   }).then(() => {
     raise('revoked');
     return true;

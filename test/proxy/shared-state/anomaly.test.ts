@@ -104,6 +104,10 @@ describe('stolen-token detection (one jti from several source addresses)', () =>
     assert.equal(line?.action, 'revoked');
     const revoked = revoking.audit.events('token_revoked')[0];
     assert.equal(revoked?.revoked_by, 'sidecar:anomaly-test');
+    // Both lines name the request that came from the 4th address, as its authorization line does.
+    const trigger = revoking.audit.events('authorization').find((l) => l.subject === 'victim' && l.source_ip === '127.0.0.5');
+    assert.equal(typeof trigger?.request_id, 'string');
+    assert.deepEqual([line?.request_id, revoked?.request_id], [trigger?.request_id, trigger?.request_id]);
     assert.equal(await revoking.metric('ca_a2a_anomalous_token_usage_total', { action: 'revoked' }), 1);
   });
 

@@ -394,7 +394,7 @@ describe('durable revocation store', () => {
     });
     try {
       const principal = { subject: 'svc', clientId: 'svc', roles: [], jti: 'stolen-late', issuedAt: now - 600, expiresAt: now - 300, boundKeyThumbprint: undefined };
-      assert.equal(await stores.onAnomaly({ principal, source: '10.0.0.4', sources: 4, maxSources: 3, autoRevoke: true }), true);
+      assert.equal(await stores.onAnomaly({ principal, requestId: 'req-late', source: '10.0.0.4', sources: 4, maxSources: 3, autoRevoke: true }), true);
       assert.equal(stores.revocations.isRevoked(principal), true);
     } finally {
       await stores.close();
