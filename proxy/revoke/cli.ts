@@ -116,7 +116,7 @@ export async function revokeCommand(argv: string[]): Promise<number> {
     const r = result.record.revocation;
     const what = r.kind === 'jti' ? `jti ${r.jti}` : r.kind === 'subject' ? `subject ${r.subject} (tokens issued at or before ${iso(r.revokedAt)})` : `every token issued at or before ${iso(r.revokedAt)}`;
     // A jti revoked already keeps its first record: say whose it is, not this request's.
-    const kept = result.created ? '' : ` (already revoked by ${result.record.revokedBy} at ${iso(result.record.revokedAt)})`;
+    const kept = result.created ? '' : ` (already revoked by ${printable(result.record.revokedBy)} at ${iso(result.record.revokedAt)})`;
     process.stdout.write(`revoked ${what}${kept}; durable; kept until ${iso(r.expiresAt)}\n`);
     if (!options.redisUrl && options.databaseUrl) {
       process.stderr.write('ca-a2a revoke: REDIS_URL not set: running sidecars of other processes apply it at their next resync (30 s)\n');
@@ -142,6 +142,11 @@ function osUser(): string {
   } catch {
     return process.env.USER ?? 'operator';
   }
+}
+
+// revoked_by is another operator's text (or an IdP's subject): no control character reaches the terminal.
+function printable(text: string): string {
+  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, '\ufffd');
 }
 
 function iso(seconds: number): string {

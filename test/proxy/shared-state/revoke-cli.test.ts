@@ -79,6 +79,14 @@ describe('ca-a2a revoke', () => {
     assert.deepEqual(await rows(`SELECT revoked_by, reason FROM revoked_tokens WHERE jti = 'cli-jti-twice'`), [{ revoked_by: 'alice', reason: 'phone lost' }]);
   });
 
+  it('prints the first revoker\'s name with its control characters replaced, so no escape sequence reaches the terminal', async () => {
+    assert.equal((await run(['jti', 'cli-jti-escape', '--reason', 'r', '--by', 'mallory\u001b[2J\u009b1m'], env)).code, 0);
+    const again = await run(['jti', 'cli-jti-escape', '--reason', 'r', '--by', 'bob'], env);
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stdout, /\(already revoked by mallory\ufffd\[2J\ufffd1m at /);
+    assert.doesNotMatch(again.stdout, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
+  });
+
   it('exits 1 naming PostgreSQL when it is unreachable, and stores nothing', async () => {
     const res = await run(['jti', 'cli-jti-2', '--reason', 'x'], { ...env, DATABASE_URL: schema.urlFor('127.0.0.1:1') });
     assert.equal(res.code, 1);
