@@ -146,7 +146,7 @@ function osUser(): string {
 
 // revoked_by is another operator's text (or an IdP's subject): no control character reaches the terminal.
 function printable(text: string): string {
-  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, '\ufffd');
+  return text.replace(/\p{Cc}/gu, '\ufffd');
 }
 
 function iso(seconds: number): string {
