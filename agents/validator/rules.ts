@@ -35,6 +35,13 @@ const fail = (message: string): RuleVerdict => ({ outcome: 'failed', message });
  */
 const quote = (text: string, maxChars: number): string => JSON.stringify(storableText(text, maxChars));
 
+/** A CSV may have 1 000 columns: a report names the first few, not 11 KB of them. */
+const MAX_LISTED_COLUMNS = 10;
+
+/** The first `max` items and how many more there are. */
+const listed = (items: readonly string[], max: number): string =>
+  items.length <= max ? items.join(', ') : `${items.slice(0, max).join(', ')} and ${items.length - max} more`;
+
 const EXTENSIONS: Readonly<Record<string, readonly string[]>> = {
   pdf: ['pdf'], csv: ['csv'], json: ['json'], text: ['txt', 'text', 'md', 'log'],
 };
@@ -145,7 +152,7 @@ export const RULES: readonly Rule[] = [
         case 'csv': {
           const columns = (extracted['columns'] ?? []) as string[];
           const unnamed = columns.filter((c) => /^column_\d+$/.test(c));
-          if (unnamed.length > 0) return fail(`unnamed columns: ${unnamed.join(', ')}`);
+          if (unnamed.length > 0) return fail(`unnamed columns: ${listed(unnamed, MAX_LISTED_COLUMNS)}`);
           if (new Set(columns).size !== columns.length) return fail('duplicate column names');
           return columns.length > 0 ? PASS : fail('no columns');
         }

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { MAX_CSV_COLUMNS } from '../../agents/extractor/extraction.js';
+import { parseCsv } from '../../agents/extractor/parse-csv.js';
 import { parseJson } from '../../agents/extractor/parse-json.js';
 import type { DocumentRecord } from '../../agents/shared/documents.js';
 import { evaluate } from '../../agents/validator/evaluate.js';
@@ -47,5 +49,31 @@ describe('validator: failure messages quoting the document', () => {
     const report = evaluate({ document, extracted: { format: 'pdf' }, objectSha256: 'x', objectSize: 1 });
     const message = report.rules.find((result) => result.rule === 'filename_matches_format')?.message ?? '';
     assert.equal(message, `extension ${JSON.stringify(`.p'd\u2028f${'z'.repeat(13)}…`)} does not fit format pdf`);
+  });
+});
+
+describe('validator: required_fields on a CSV', () => {
+  /** The required_fields message on a CSV whose header is `header`, with one data row. */
+  function requiredFieldsMessage(header: string[]): string | undefined {
+    const bytes = Buffer.from(`${header.join(',')}\n${header.map(() => '1').join(',')}\n`);
+    const extracted = { format: 'csv', ...parseCsv(bytes) } as Record<string, unknown>;
+    const document = { sha256: 'x', size_bytes: bytes.length, filename: 'a.csv' } as DocumentRecord;
+    const report = evaluate({ document, extracted, objectSha256: 'x', objectSize: bytes.length });
+    const result = report.rules.find((r) => r.rule === 'required_fields');
+    return result?.outcome === 'failed' ? result.message : undefined;
+  }
+
+  it('names every unnamed column up to ten', () => {
+    assert.equal(requiredFieldsMessage(['id', '', 'total', '']), 'unnamed columns: column_2, column_4');
+    const ten = Array.from({ length: 10 }, () => '');
+    assert.equal(requiredFieldsMessage(ten), `unnamed columns: ${ten.map((_, i) => `column_${i + 1}`).join(', ')}`);
+  });
+
+  // Every unnamed column was listed: 1 000 of them put 11 KB into the stored report.
+  it('names the first ten of 1 000 unnamed columns and counts the rest', () => {
+    const header = Array.from({ length: MAX_CSV_COLUMNS }, (_, i) => (i % 2 === 0 ? '' : '#'));
+    const first = Array.from({ length: 10 }, (_, i) => `column_${i + 1}`).join(', ');
+    assert.equal(MAX_CSV_COLUMNS, 1000);
+    assert.equal(requiredFieldsMessage(header), `unnamed columns: ${first} and 990 more`);
   });
 });
