@@ -56,6 +56,23 @@ describe('ca-a2a policy explain (command)', () => {
     }
   });
 
+  // An array was taken as the tool's arguments and judged (authz.arguments_denied), though MCP
+  // tools/call arguments are an object: no client can send such a call.
+  it('refuses an array --params with --tool with exit 2, naming --params, and reads an object as the arguments or the params', async () => {
+    const call = ['explain', '--service', 'mcp', '--roles', 'validator', '--tool', 's3_get_object', '--params'];
+    for (const params of ['[]', '["archive/x.pdf"]', '[{"key":"archive/x.pdf"}]']) {
+      const io = bufferIo();
+      assert.equal(await policyCommand([...call, params], io), 2, params);
+      assert.equal(io.stdout, '');
+      assert.match(io.stderr, /^ca-a2a policy explain: --params with --tool must be a JSON object \(the tool's arguments, or the tools\/call params \{"name", "arguments"\}\), got an array\n/);
+    }
+    for (const params of ['{"key":"archive/x.pdf"}', '{"name":"s3_get_object","arguments":{"key":"archive/x.pdf"}}']) {
+      const io = bufferIo();
+      assert.equal(await policyCommand([...call, params], io), 1, `${params}: ${io.stderr}`);
+      assert.match(io.stdout, /^DENY 403 authz\.arguments_denied/);
+    }
+  });
+
   it('refuses a stray argument with exit 2, naming it, whether it is read as a path or cannot be one', async () => {
     const dir = policyDir();
     const call = ['--roles', 'viewer', '--method', 'get_document'];

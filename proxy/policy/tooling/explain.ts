@@ -16,8 +16,8 @@ const HELP = `usage: ca-a2a policy explain ([DIR|FILE...] --service NAME | --pol
 The decision the sidecar makes for a caller holding these roles, and the rule that made it,
 with its file:line:column. --service NAME: the shipped service, or with DIR|FILE arguments the
 one policy under them serving NAME (as policy matrix finds it). --tool implies --method
-tools/call. With --params (a JSON object or array), the params (or, for a tool, its arguments)
-are also checked against their schemas.
+tools/call. With --params (a JSON object or array; with --tool an object: the tool's arguments
+or the tools/call params), the params or the arguments are also checked against their schemas.
 Exit 0 when allowed, 1 when refused (in dry-run too, where the sidecar forwards it all the
 same, as the output says), 2 on a usage error or a policy that does not load.
 `;
@@ -117,6 +117,11 @@ export async function explainCommand(argv: string[], io: Io = processIo): Promis
     // forward, so no decision about it is worth printing.
     if (typeof params !== 'object' || params === null) {
       return usageError(io, 'explain', `--params must be a JSON object or array (JSON-RPC 2.0 §4.2), got ${params === null ? 'null' : typeof params}`, HELP);
+    }
+    // MCP tools/call params and a tool's arguments are objects: an array would be judged as the
+    // arguments of a call no client can make.
+    if (tool !== undefined && Array.isArray(params)) {
+      return usageError(io, 'explain', '--params with --tool must be a JSON object (the tool\'s arguments, or the tools/call params {"name", "arguments"}), got an array', HELP);
     }
   }
   let policy: ServicePolicy;
