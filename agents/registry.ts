@@ -44,7 +44,7 @@ export interface StartAgentOptions {
   readonly publicUrl?: string | (() => string | undefined);
   readonly issuer?: string;
   /** Orchestrator only: stale window, sweep period, step retries. */
-  readonly orchestrator?: Omit<OrchestratorOptions, 'egress' | 'logger'>;
+  readonly orchestrator?: Omit<OrchestratorOptions, 'egress' | 'logger' | 'onRunFinished'>;
 }
 
 /** A running agent. */
@@ -77,7 +77,10 @@ export async function startAgent(name: AgentName, opts: StartAgentOptions): Prom
   const metrics = createAgentMetrics(name);
   const logger = opts.logger ?? createLogger({ service: name, onDrop: () => metrics.logLinesDropped.inc() });
   const egress = createEgressClient({ baseUrl: opts.egressUrl });
-  const orchestrator = name === 'orchestrator' ? createOrchestrator({ egress, logger, ...opts.orchestrator }) : undefined;
+  const orchestrator = name === 'orchestrator' ? createOrchestrator({
+    egress, logger, ...opts.orchestrator,
+    onRunFinished: (outcome, trigger) => metrics.pipelineRuns.inc({ outcome: outcome.status, trigger }),
+  }) : undefined;
   const handlers = orchestrator?.handlers ?? handlersFor(name as Exclude<AgentName, 'orchestrator'>, egress);
   let server;
   try {

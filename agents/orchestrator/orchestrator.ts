@@ -17,7 +17,12 @@ export interface OrchestratorOptions {
   /** How often the stale sweep runs; 0 turns the timer off (default 30000). */
   readonly sweepIntervalMs?: number;
   readonly retry?: RetryOptions;
+  /** Called as each run ends (the agent's metrics count them). */
+  readonly onRunFinished?: (outcome: PipelineOutcome, trigger: RunTrigger) => void;
 }
+
+/** What started a run: a process_document call, or the stale sweep taking an abandoned one over. */
+export type RunTrigger = 'process_document' | 'sweep';
 
 /** The orchestrator: its methods, and the sweep that finishes abandoned runs. */
 export interface Orchestrator {
@@ -45,10 +50,11 @@ export function createOrchestrator(opts: OrchestratorOptions): Orchestrator {
   const log = processLog(egress, logger);
   const deps: PipelineDeps = { egress, log, logger, retry: opts.retry ?? DEFAULT_RETRY };
 
-  const run = async (doc: DocumentRecord, how: string): Promise<PipelineOutcome> => {
+  const run = async (doc: DocumentRecord, trigger: RunTrigger, how: string): Promise<PipelineOutcome> => {
     await log(doc.document_id, 'claim', 'info', `${how} (claim ${doc.claim_count})`);
     const outcome = await runPipeline(deps, doc);
-    logger.info({ event_type: 'pipeline_finished', document_id: doc.document_id, status: outcome.status, failed_step: outcome.failed_step }, 'pipeline finished');
+    logger.info({ event_type: 'pipeline_finished', document_id: doc.document_id, status: outcome.status, failed_step: outcome.failed_step, trigger }, 'pipeline finished');
+    opts.onRunFinished?.(outcome, trigger);
     return outcome;
   };
 
@@ -58,7 +64,7 @@ export function createOrchestrator(opts: OrchestratorOptions): Orchestrator {
     sweeping ??= (async () => {
       const outcomes: Record<string, PipelineOutcome> = {};
       try {
-        for (const doc of await claimStale(egress, staleAfter)) outcomes[doc.document_id] = await run(doc, 'stale run taken over by the sweep');
+        for (const doc of await claimStale(egress, staleAfter)) outcomes[doc.document_id] = await run(doc, 'sweep', 'stale run taken over by the sweep');
       } catch (error) {
         logger.warn({ event_type: 'sweep_failed', err: (error as Error).message }, 'stale sweep failed; next tick retries');
       } finally {
@@ -80,7 +86,7 @@ export function createOrchestrator(opts: OrchestratorOptions): Orchestrator {
       // Processing an archived document again changes nothing: one archive entry, same answer.
       if (doc.status === 'archived') return { ...documentSummary(doc), reused: true };
       const claimed = await claimDocument(egress, doc, staleAfter);
-      const outcome = await run(claimed, doc.status === 'pending' ? 'claimed' : `claimed again from ${doc.status}`);
+      const outcome = await run(claimed, 'process_document', doc.status === 'pending' ? 'claimed' : `claimed again from ${doc.status}`);
       const final = await egress.callTool<DocumentRecord>('documents_get', { document_id: documentId });
       // status is the document's now, whoever holds it; run_outcome is how this call's own run ended.
       return {

@@ -28,6 +28,12 @@ export function createAgentMetrics(agent: string) {
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
       registers,
     }),
+    pipelineRuns: new Counter({
+      name: 'ca_a2a_agent_pipeline_runs_total',
+      help: 'Orchestrator only: pipeline runs ended, by outcome (archived, failed, interrupted) and trigger (process_document or sweep).',
+      labelNames: ['outcome', 'trigger'] as const,
+      registers,
+    }),
     logLinesDropped: new Counter({
       name: 'ca_a2a_agent_log_lines_dropped_total',
       help: 'Log lines dropped unwritten because stdout was not being read (over 16 MiB held).',

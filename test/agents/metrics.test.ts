@@ -5,10 +5,11 @@ import { readFile } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';
-import { startAgent, type RunningAgent } from '../../agents/registry.js';
+import { startAgent, type AgentName, type RunningAgent } from '../../agents/registry.js';
 import { createAgentMetrics } from '../../agents/shared/metrics.js';
 import { readChildStdout } from '../helpers/child-stdout.js';
 import { DOC_ID, rpc, startHarness, type Harness } from '../helpers/harness.js';
+import { startAgentStack, type AgentStack } from './helpers/agent-stack.js';
 
 const BIN = new URL('../../bin/ca-a2a.js', import.meta.url).pathname;
 
@@ -78,6 +79,31 @@ describe("an agent's metrics, on its loopback port and on its sidecar's admin /m
     const publicScrape = await harness.call(undefined, { method: 'GET', path: '/metrics', token });
     assert.notEqual(publicScrape.status, 200);
     assert.doesNotMatch(JSON.stringify(publicScrape.json), /ca_a2a_agent_calls_total/);
+  });
+});
+
+describe("the orchestrator's pipeline runs", () => {
+  let stack: AgentStack;
+  before(async () => {
+    stack = await startAgentStack();
+  });
+  after(async () => {
+    await stack?.close();
+  });
+
+  it('counts each run by outcome and trigger, and each step agent counts the call it answered', async () => {
+    for (const [file, type] of [['meeting-notes.txt', 'text/plain'], ['invalid-expenses.csv', 'text/csv']] as const) {
+      const id = await stack.uploadSample(file, type);
+      const answer = await stack.call('orchestrator', 'process_document', { document_id: id }, 'lambda');
+      assert.ok(answer.result, JSON.stringify(answer.error));
+    }
+    const scrape = async (name: AgentName) => (await fetch(`${stack.agents.get(name)?.url}/metrics`)).text();
+    const orchestrator = await scrape('orchestrator');
+    assert.equal(sample(orchestrator, 'ca_a2a_agent_pipeline_runs_total', 'outcome="archived",trigger="process_document",agent="orchestrator"'), 1, orchestrator);
+    assert.equal(sample(orchestrator, 'ca_a2a_agent_pipeline_runs_total', 'outcome="failed",trigger="process_document",agent="orchestrator"'), 1, orchestrator);
+    assert.equal(sample(orchestrator, 'ca_a2a_agent_calls_total', 'method="process_document",outcome="success",agent="orchestrator"'), 2);
+    assert.equal(sample(await scrape('extractor'), 'ca_a2a_agent_calls_total', 'method="extract_document",outcome="success",agent="extractor"'), 2);
+    assert.equal(sample(await scrape('archivist'), 'ca_a2a_agent_pipeline_runs_total', 'outcome="archived",trigger="process_document",agent="archivist"'), undefined, 'runs are the orchestrator\'s');
   });
 });
 
