@@ -21,7 +21,10 @@ export interface UpstreamAnswer {
 /** A real HTTP agent stand-in that records what reached it and answers a JSON-RPC result. */
 export interface RecordingUpstream {
   readonly url: string;
+  /** What the sidecar forwarded (its own fetches of the agent's metrics are not among them). */
   readonly requests: RecordedRequest[];
+  /** The sidecar's own fetches of GET /metrics (a shipped agent policy's upstream_metrics_path), answered empty. */
+  readonly metricsFetches: () => number;
   /** Replace the answer (e.g. to be slow, to wait for `after`, or to return a tools/list). */
   respond(handler: ((request: RecordedRequest) => UpstreamAnswer) | undefined): void;
   close(): Promise<void>;
@@ -29,8 +32,16 @@ export interface RecordingUpstream {
 
 export async function startUpstream(): Promise<RecordingUpstream> {
   const requests: RecordedRequest[] = [];
+  let metricsFetches = 0;
   let handler: ((request: RecordedRequest) => UpstreamAnswer) | undefined;
   const server: Server = createServer((req, res) => {
+    // A forwarded request always carries the sidecar's x-ca-a2a-request-id; an admin /metrics
+    // scrape's fetch of the agent's own metrics carries none, and is no client's traffic.
+    if (req.method === 'GET' && req.url === '/metrics' && req.headers['x-ca-a2a-request-id'] === undefined) {
+      metricsFetches++;
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end('');
+      return;
+    }
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.on('end', () => {
@@ -51,6 +62,7 @@ export async function startUpstream(): Promise<RecordingUpstream> {
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     requests,
+    metricsFetches: () => metricsFetches,
     respond: (next) => {
       handler = next;
     },

@@ -357,6 +357,7 @@ describe('a sidecar started while PostgreSQL is down', () => {
       await served.body.dump();
       assert.equal(served.statusCode, 200);
       assert.equal(upstream.requests.length, 1, 'only the health check made once ready reached the agent');
+      assert.ok(upstream.metricsFetches() >= 1, "the admin scrape fetched the agent's metrics (upstream_metrics_path), not counted as traffic");
     } finally {
       await sidecar?.close();
       await relay.stop();
