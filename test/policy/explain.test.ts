@@ -73,6 +73,38 @@ describe('ca-a2a policy explain (command)', () => {
     }
   });
 
+  // A "name" other than --tool was dropped without a word, and '{"arguments": null}' was judged as
+  // the arguments {"arguments": null}: each an answer about a call nobody sends.
+  it('refuses tools/call params with --tool whose "name" is another tool or whose "arguments" is no object, with exit 2 naming --params', async () => {
+    const call = ['explain', '--service', 'mcp', '--roles', 'validator', '--tool', 's3_get_object', '--params'];
+    const cases: [string, RegExp][] = [
+      ['{"name":"s3_put_object","arguments":{"key":"uploads/x.pdf"}}', /^ca-a2a policy explain: --params "name" is "s3_put_object" but --tool is 's3_get_object': leave "name" out or give the same tool\n/],
+      ['{"name":42,"arguments":{"key":"uploads/x.pdf"}}', /^ca-a2a policy explain: --params "name" is 42 but --tool is 's3_get_object'/],
+      ['{"arguments":null}', /^ca-a2a policy explain: --params "arguments" must be a JSON object \(MCP tools\/call\), got null\n/],
+      ['{"name":"s3_get_object","arguments":["uploads/x.pdf"]}', /^ca-a2a policy explain: --params "arguments" must be a JSON object \(MCP tools\/call\), got an array\n/],
+      ['{"arguments":"uploads/x.pdf"}', /^ca-a2a policy explain: --params "arguments" must be a JSON object \(MCP tools\/call\), got string\n/],
+    ];
+    for (const [params, message] of cases) {
+      const io = bufferIo();
+      assert.equal(await policyCommand([...call, params], io), 2, params);
+      assert.equal(io.stdout, '');
+      assert.match(io.stderr, message);
+    }
+    const decided: [string, number, RegExp][] = [
+      ['{"key":"uploads/x.pdf"}', 0, /^ALLOW\n/],
+      ['{"arguments":{"key":"uploads/x.pdf"}}', 0, /^ALLOW\n/],
+      ['{"name":"s3_get_object","arguments":{"key":"uploads/x.pdf"},"_meta":{}}', 0, /^ALLOW\n/],
+      // Read as the params, the keys beside "arguments" meet the tools/call params schema, as in the sidecar.
+      ['{"arguments":{"key":"uploads/x.pdf"},"stray":1}', 1, /^DENY 400 params\.invalid[\s\S]*params of 'tools\/call'/],
+      ['{"arguments":{"key":"archive/x.pdf"}}', 1, /^DENY 403 authz\.arguments_denied/],
+    ];
+    for (const [params, status, output] of decided) {
+      const io = bufferIo();
+      assert.equal(await policyCommand([...call, params], io), status, `${params}: ${io.stderr}`);
+      assert.match(io.stdout, output);
+    }
+  });
+
   it('refuses a stray argument with exit 2, naming it, whether it is read as a path or cannot be one', async () => {
     const dir = policyDir();
     const call = ['--roles', 'viewer', '--method', 'get_document'];

@@ -16,8 +16,9 @@ const HELP = `usage: ca-a2a policy explain ([DIR|FILE...] --service NAME | --pol
 The decision the sidecar makes for a caller holding these roles, and the rule that made it,
 with its file:line:column. --service NAME: the shipped service, or with DIR|FILE arguments the
 one policy under them serving NAME (as policy matrix finds it). --tool implies --method
-tools/call. With --params (a JSON object or array; with --tool an object: the tool's arguments
-or the tools/call params), the params or the arguments are also checked against their schemas.
+tools/call. With --params (a JSON object or array; with --tool an object: the tool's arguments,
+or the tools/call params when it has an "arguments" key, which must then be an object, and a
+"name", if any, the --tool), the params or the arguments are also checked against their schemas.
 Exit 0 when allowed, 1 when refused (in dry-run too, where the sidecar forwards it all the
 same, as the output says), 2 on a usage error or a policy that does not load.
 `;
@@ -41,10 +42,11 @@ export interface Explanation {
 
 /** Explains one call against a loaded policy; the rule location is the allow/deny entry itself. */
 export function explain(policy: ServicePolicy, roles: readonly string[], request: { method: string; tool?: string | undefined; params?: unknown }): Explanation {
-  const toolArguments = request.tool !== undefined ? (request.params as { arguments?: unknown } | undefined)?.arguments ?? request.params : undefined;
-  const params = request.tool !== undefined ? { name: request.tool, arguments: toolArguments ?? {} } : request.params;
+  const toolCall = request.tool === undefined ? { params: request.params, toolArguments: undefined } : readToolParams(request.tool, request.params);
+  // explainCommand refuses these shapes as usage errors; another caller passing one is a bug.
+  if (typeof toolCall === 'string') throw new TypeError(toolCall);
   // Without params the question is RBAC alone; with them, the schemas are checked as the sidecar does.
-  const call = { method: request.method, tool: request.tool, toolArguments, params };
+  const call = { method: request.method, tool: request.tool, ...toolCall };
   const decision = request.params === undefined ? decide(policy, roles, call) : evaluate(policy, roles, call);
   const known = [...policy.roles.keys()];
   let reason = decision.allowed ? `allowed by role '${decision.rule?.role ?? '?'}'` : decision.reason;
@@ -65,6 +67,31 @@ export function explain(policy: ServicePolicy, roles: readonly string[], request
     rule: decision.rule ? { ...decision.rule, location: entryLocation(decision.rule, isToolRule(policy, decision.rule, request.method), !decision.allowed && decision.code === 'authz.arguments_denied') } : undefined,
     unknownRoles: roles.filter((role) => !policy.roles.has(role)),
   };
+}
+
+/**
+ * --params with --tool, as the help and docs/policy.md say: the tools/call params when it has an
+ * "arguments" key, else the tool's arguments. Returns the problem, naming --params, for any other
+ * shape: each would otherwise be judged as a call nobody sends (MCP tools/call arguments are an
+ * object, and --tool is the one tool asked about).
+ */
+export function readToolParams(tool: string, given: unknown): { readonly params: Record<string, unknown>; readonly toolArguments: unknown } | string {
+  if (given === undefined) return { params: { name: tool, arguments: {} }, toolArguments: undefined };
+  if (!isJsonObject(given)) return `--params with --tool must be a JSON object (the tool's arguments, or the tools/call params {"name", "arguments"}), got ${describeJson(given)}`;
+  if (!Object.hasOwn(given, 'arguments')) return { params: { name: tool, arguments: given }, toolArguments: given };
+  if (given.name !== undefined && given.name !== tool) return `--params "name" is ${JSON.stringify(given.name)} but --tool is '${tool}': leave "name" out or give the same tool`;
+  if (!isJsonObject(given.arguments)) return `--params "arguments" must be a JSON object (MCP tools/call), got ${describeJson(given.arguments)}`;
+  // The params as given (a _meta, or a key the method's schema refuses, included), named by --tool.
+  return { params: { ...given, name: tool }, toolArguments: given.arguments };
+}
+
+function isJsonObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function describeJson(value: unknown): string {
+  if (Array.isArray(value)) return 'an array';
+  return value === null ? 'null' : typeof value;
 }
 
 /** Whether decide() matched a tools: entry (tool grants open tool_holders methods too) or a method entry. */
@@ -118,11 +145,8 @@ export async function explainCommand(argv: string[], io: Io = processIo): Promis
     if (typeof params !== 'object' || params === null) {
       return usageError(io, 'explain', `--params must be a JSON object or array (JSON-RPC 2.0 §4.2), got ${params === null ? 'null' : typeof params}`, HELP);
     }
-    // MCP tools/call params and a tool's arguments are objects: an array would be judged as the
-    // arguments of a call no client can make.
-    if (tool !== undefined && Array.isArray(params)) {
-      return usageError(io, 'explain', '--params with --tool must be a JSON object (the tool\'s arguments, or the tools/call params {"name", "arguments"}), got an array', HELP);
-    }
+    const problem = tool !== undefined ? readToolParams(tool, params) : undefined;
+    if (typeof problem === 'string') return usageError(io, 'explain', problem, HELP);
   }
   let policy: ServicePolicy;
   try {
