@@ -12,7 +12,7 @@ const MCP_PROTOCOL_METHODS = new Set(['initialize', 'notifications/initialized',
  * must be listed under the target's methods, a tool under its tools. Decided before anything
  * leaves the task.
  */
-export function egressCalls(target: EgressTarget, path: string, body: Buffer, limits: { readonly maxDepth: number; readonly maxBatch: number }): { calls: RpcCall[] } | Denial {
+export function egressCalls(target: EgressTarget, path: string, body: Buffer, limits: { readonly maxDepth: number; readonly maxBatch: number }): { calls: RpcCall[]; refusal?: Denial } | Denial {
   if (!target.paths.has(path)) return denial('authz.egress_denied', `${target.name} ${path} is not an allowed endpoint`);
   const parsed = parseStrictJson(body, limits.maxDepth);
   if (!parsed.ok) return denial('jsonrpc.parse_error', parsed.detail);
@@ -39,7 +39,8 @@ export function egressCalls(target: EgressTarget, path: string, body: Buffer, li
     const allowed = call.method === 'tools/call'
       ? call.tool !== undefined && target.tools.has(call.tool)
       : target.methods.has(call.method) || (target.tools.size > 0 && MCP_PROTOCOL_METHODS.has(call.method));
-    if (!allowed) return denial('authz.egress_denied', `${target.name}: ${call.tool ?? call.method}`);
+    // The calls were read: the refusal answers with the call's id and names its method, as inbound.
+    if (!allowed) return { calls, refusal: denial('authz.egress_denied', `${target.name}: ${call.tool ?? call.method}`) };
   }
   return { calls };
 }

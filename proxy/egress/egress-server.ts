@@ -171,6 +171,7 @@ export function createEgressServer(deps: EgressDeps): { server: Server; close():
     const decided = egressCalls(target, path, body, policy.limits);
     if ('code' in decided) return refuse(decided, target.name);
     ctx.calls = decided.calls;
+    if (decided.refusal !== undefined) return refuse(decided.refusal, target.name);
 
     const started = performance.now();
     const url = `${target.url}${path}`;

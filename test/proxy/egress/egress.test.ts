@@ -58,7 +58,7 @@ describe('egress: an agent calls another service through its sidecar, holding no
 
   const post = async (path: string, body: unknown, headers: Record<string, string> = {}) => {
     const res = await request(`${orchestrator.egressUrl}${path}`, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body: JSON.stringify(body) });
-    return { status: res.statusCode, json: (await res.body.json()) as { result?: unknown; error?: { code?: number; data?: { reason?: string } } } };
+    return { status: res.statusCode, json: (await res.body.json()) as { id?: unknown; result?: unknown; error?: { code?: number; data?: { reason?: string } } } };
   };
 
   it('delivers an allowed call with a DPoP-bound token and the caller identity', async () => {
@@ -218,11 +218,13 @@ describe('egress: an agent calls another service through its sidecar, holding no
     }
   });
 
-  it('refuses locally, before anything leaves the task, a call the policy does not allow', async () => {
+  it('refuses locally, before anything leaves the task, a call the policy does not allow, answering with its id', async () => {
     const count = archivistAgent.requests.length;
-    const res = await post('/archivist/message', rpc('delete_document', { document_id: DOC_ID }));
+    const res = await post('/archivist/message', rpc('delete_document', { document_id: DOC_ID }, 'del-7'));
     assert.equal(res.status, 403);
     assert.equal(res.json.error?.data?.reason, 'authz.egress_denied');
+    assert.equal(res.json.id, 'del-7', 'a single call read before the refusal gets its own id back (errors.md)');
+    assert.equal(audit.events('authorization').at(-1)?.method, 'delete_document');
     const unknown = await post('/billing/message', rpc('charge', {}));
     assert.equal(unknown.json.error?.data?.reason, 'authz.egress_denied');
     assert.equal(archivistAgent.requests.length, count);
