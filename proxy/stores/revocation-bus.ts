@@ -14,10 +14,11 @@ export interface RevocationListener {
 /**
  * Pushes durable revocations to every running sidecar. Failure policy: `publish` throws when the
  * push could not be sent; the revocation is durable already, so callers log it and peers catch
- * up from the durable store on their next resync.
+ * up from the durable store on their next resync. `nowSeconds`: the caller's clock (epoch
+ * seconds), which any expiry the bus computes follows.
  */
 export interface RevocationBus {
-  publish(revocation: Revocation): Promise<void>;
+  publish(revocation: Revocation, nowSeconds: number): Promise<void>;
   subscribe(listener: RevocationListener): () => void;
   close(): Promise<void>;
 }
@@ -140,14 +141,14 @@ export class RedisRevocationBus implements RevocationBus {
     replaceWhenSilent(this.#subscriber, 1, (detail) => onError(new SubscriberSilentError(`the revocation subscriber connection went silent: ${detail}`)));
   }
 
-  async publish(revocation: Revocation): Promise<void> {
-    const ttl = Math.max(1, Math.ceil(revocation.expiresAt - Date.now() / 1000));
+  async publish(revocation: Revocation, nowSeconds: number): Promise<void> {
+    const ttl = Math.max(1, Math.ceil(revocation.expiresAt - nowSeconds));
     const id = revocation.kind === 'jti' ? revocation.jti : revocation.kind === 'subject' ? revocation.subject : 'all';
     const message = JSON.stringify(revocation);
     const results = await this.#client.multi()
       .set(`${this.#prefix}:revoked:${revocation.kind}:${id}`, message, 'EX', ttl)
       .zadd(this.#live, revocation.expiresAt, message)
-      .zremrangebyscore(this.#live, '-inf', Date.now() / 1000)
+      .zremrangebyscore(this.#live, '-inf', nowSeconds)
       .publish(this.#channel, message)
       .exec();
     const failed = results?.find(([error]) => error !== null);

@@ -72,7 +72,7 @@ export class Revoker {
     const { created, record } = await this.#options.store.add(requested);
     let pushed = true;
     try {
-      await this.#options.bus.publish(record.revocation);
+      await this.#options.bus.publish(record.revocation, this.#now() / 1000);
     } catch (error) {
       pushed = false;
       this.#options.onPushError?.(error, record.revocation);
