@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { parseArgs } from 'node:util';
@@ -26,6 +27,7 @@ stored (nothing is applied), 2 on a usage error. Without DATABASE_URL: the embed
 CA_A2A_DATA_DIR/revocations.jsonl, which running sidecars on that directory watch and reload;
 exit 1 if that directory (default ./.ca-a2a) does not exist, as no sidecar then reads it.
 CA_A2A_KEY_PREFIX: the deployment's Redis key prefix (default ca-a2a), the same as its sidecars'.
+On stderr: the token_revoked audit line and "request id: ID", the request_id that line carries.
 `;
 
 /** `ca-a2a revoke KIND VALUE --reason R`. */
@@ -57,16 +59,17 @@ export async function revokeCommand(argv: string[]): Promise<number> {
   // A subject or before rule is kept for the longest token lifetime and has no expiry to give:
   // an --expires-at taken silently would let an operator think it shortened or lengthened it.
   if (kind !== 'jti' && values['expires-at'] !== undefined) return usage(`--expires-at applies to revoke jti only: a ${kind} revocation is kept for the longest token lifetime (24 h)`);
-  const revokedBy = values.by ?? osUser();
+  // One id per invocation, as the admin API has one per request: its token_revoked line carries it.
+  const asked = { reason: values.reason, revokedBy: values.by ?? osUser(), requestId: randomUUID() };
   let request: RevokeRequest;
   try {
     if (kind === 'jti') {
       const expiresAt = values['expires-at'] === undefined ? undefined : time(values['expires-at'], '--expires-at');
-      request = { kind, jti: value, reason: values.reason, revokedBy, ...(expiresAt === undefined ? {} : { expiresAt }) };
+      request = { kind, jti: value, ...asked, ...(expiresAt === undefined ? {} : { expiresAt }) };
     } else if (kind === 'subject') {
-      request = { kind, subject: value, reason: values.reason, revokedBy };
+      request = { kind, subject: value, ...asked };
     } else if (kind === 'before') {
-      request = { kind, before: time(value, 'before'), reason: values.reason, revokedBy };
+      request = { kind, before: time(value, 'before'), ...asked };
     } else {
       return usage(`unknown kind '${kind}': use jti, subject or before`);
     }
@@ -118,6 +121,7 @@ export async function revokeCommand(argv: string[]): Promise<number> {
     // A jti revoked already keeps its first record: say whose it is, not this request's.
     const kept = result.created ? '' : ` (already revoked by ${printable(result.record.revokedBy)} at ${iso(result.record.revokedAt)})`;
     process.stdout.write(`revoked ${what}${kept}; durable; kept until ${iso(r.expiresAt)}\n`);
+    process.stderr.write(`ca-a2a revoke: request id: ${asked.requestId} (the request_id of its token_revoked audit line)\n`);
     if (!options.redisUrl && options.databaseUrl) {
       process.stderr.write('ca-a2a revoke: REDIS_URL not set: running sidecars of other processes apply it at their next resync (30 s)\n');
     } else if (!result.pushed && options.databaseUrl) {

@@ -5,7 +5,7 @@ import type { RevocationRecord, RevocationStore } from './revocation-store.js';
 
 /**
  * What an operator asks to revoke. Times in epoch seconds. `requestId`: the admin API request
- * that asked, for the audit line.
+ * or `ca-a2a revoke` invocation that asked, for the audit line.
  */
 export type RevokeRequest = { readonly reason: string; readonly revokedBy: string; readonly requestId?: string } & (
   | { readonly kind: 'jti'; readonly jti: string; readonly expiresAt?: number }

@@ -51,7 +51,7 @@ describe('ca-a2a revoke', () => {
     assert.deepEqual((await rows(`SELECT kind, subject FROM revocation_rules ORDER BY id`)).map((r) => [r.kind, r.subject]), [['subject', 'bob'], ['before', null]]);
   });
 
-  it('writes the token_revoked audit line (who, what, why) on stderr, as the admin API does, and keeps stdout to its one line', async () => {
+  it('writes the token_revoked audit line (who, what, why, a request_id of its own) on stderr, as the admin API does, prints that request id, and keeps stdout to its one line', async () => {
     const res = await run(['jti', 'cli-jti-audit', '--reason', 'token in a ticket', '--by', 'oncall-bob'], env);
     assert.equal(res.code, 0, res.stderr);
     assert.equal(res.stdout.split('\n').filter(Boolean).length, 1);
@@ -60,6 +60,14 @@ describe('ca-a2a revoke', () => {
     assert.ok(audit, res.stderr);
     assert.equal(audit.service, 'revoke');
     assert.deepEqual([audit.kind, audit.jti, audit.revoked_by, audit.reason, audit.created, audit.pushed], ['jti', 'cli-jti-audit', 'oncall-bob', 'token in a ticket', true, true]);
+    const requestId = (stderr: string): string => /^ca-a2a revoke: request id: ([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}) /m.exec(stderr)?.[1] ?? '';
+    const printed = requestId(res.stderr);
+    assert.ok(printed, res.stderr);
+    assert.equal(audit.request_id, printed);
+    // Each invocation has its own.
+    const again = await run(['jti', 'cli-jti-audit', '--reason', 'token in a ticket'], env);
+    assert.ok(requestId(again.stderr), again.stderr);
+    assert.notEqual(requestId(again.stderr), printed);
   });
 
   it('revoking a jti again until earlier says, and audits, the first revocation (who, when, why) and the later expiry it is kept until', async () => {
