@@ -158,7 +158,7 @@ function handleAnomaly(report: AnomalyReport, o: Observers, revoker: Revoker): P
     request_id: report.requestId, jti: principal.jti, subject: principal.subject, client_id: principal.clientId, source_ip: report.source,
     sources: report.sources, max_sources: report.maxSources, auto_revoke: report.autoRevoke,
   };
-  const raise = (action: 'logged' | 'revoked' | 'revoke_failed', extra: Record<string, unknown> = {}): void => {
+  const raise = (action: 'logged' | 'revoked' | 'already_revoked' | 'revoke_failed', extra: Record<string, unknown> = {}): void => {
     o.metrics.anomalousTokenUsage.inc({ service: o.service, action });
     o.audit.event('anomalous_token_usage', { ...fields, action, ...extra }, 'token used from more source addresses than allowed', 'warn');
   };
@@ -174,8 +174,9 @@ function handleAnomaly(report: AnomalyReport, o: Observers, revoker: Revoker): P
     reason: `anomalous usage: seen from ${report.sources} source addresses (max ${report.maxSources})`,
     revokedBy: `sidecar:${o.service}`,
     requestId: report.requestId,
-  }).then(() => {
-    raise('revoked');
+  }).then((result) => {
+    // Revoked already (another replica's alarm, an operator): this alarm revoked nothing.
+    raise(result.created ? 'revoked' : 'already_revoked');
     return true;
   }, (error: unknown) => {
     raise('revoke_failed', { err: (error as Error).message });

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { openRevocationBackend } from '../../../proxy/stores/backends.js';
+import { Revoker } from '../../../proxy/stores/revoker.js';
 import { DOC_ID, RBAC_FILE, rpc, startHarness, writePolicy, type Harness } from '../../helpers/harness.js';
 import { startTestIssuer, type TestIssuer } from '../../helpers/test-issuer.js';
 import { createTestSchema, dropPrefix, postFrom, REDIS_URL, TcpRelay, uniquePrefix, until } from './helpers.js';
@@ -109,6 +111,31 @@ describe('stolen-token detection (one jti from several source addresses)', () =>
     assert.equal(typeof trigger?.request_id, 'string');
     assert.deepEqual([line?.request_id, revoked?.request_id], [trigger?.request_id, trigger?.request_id]);
     assert.equal(await revoking.metric('ca_a2a_anomalous_token_usage_total', { action: 'revoked' }), 1);
+  });
+
+  it('with auto_revoke, says already_revoked (line and metric), not revoked, for a jti revoked before the alarm, and the first record stays', async () => {
+    // A sidecar that does not reload on its own during the test, and a revocation it is not told of
+    // (PostgreSQL only, no push): as when another replica's alarm or an operator got there first.
+    const late = await startHarness({ policyFile: policy('{ max_sources: 3, auto_revoke: true }'), issuer, sidecar: { stores: { redisUrl: REDIS_URL, databaseUrl: schema.urlFor(), keyPrefix: prefix, resyncIntervalMs: 3_600_000 } } });
+    const quiet = await openRevocationBackend({ databaseUrl: schema.urlFor() }, () => undefined);
+    try {
+      const jti = 'anomaly-already-revoked';
+      const token = await issuer.sign({ sub: 'already', jti });
+      for (const source of ['127.0.0.2', '127.0.0.3', '127.0.0.4']) assert.equal(await postFrom(late.sidecar.url, source, token, body), 200);
+      assert.equal((await new Revoker({ store: quiet.store, bus: quiet.bus }).revoke({ kind: 'jti', jti, reason: 'by hand', revokedBy: 'oncall' })).created, true);
+      assert.equal(await postFrom(late.sidecar.url, '127.0.0.5', token, body), 200, 'this sidecar has not heard of it yet');
+      await until(async () => late.audit.events('anomalous_token_usage').length === 1 && late.audit.events('token_revoked').length === 1);
+      const line = late.audit.events('anomalous_token_usage')[0];
+      const revoked = late.audit.events('token_revoked')[0];
+      assert.equal(line?.action, 'already_revoked');
+      assert.deepEqual([revoked?.created, revoked?.revoked_by, revoked?.requested_by, revoked?.request_id], [false, 'oncall', 'sidecar:anomaly-test', line?.request_id]);
+      assert.deepEqual([await late.metric('ca_a2a_anomalous_token_usage_total', { action: 'already_revoked' }), await late.metric('ca_a2a_anomalous_token_usage_total', { action: 'revoked' })], [1, 0]);
+      // The record it pushed is applied.
+      await until(async () => (await postFrom(late.sidecar.url, '127.0.0.2', token, body)) === 401);
+    } finally {
+      await quiet.close();
+      await late.close();
+    }
   });
 
   it('with auto_revoke, tries again from the next new address after a revocation that failed (PostgreSQL down)', async () => {
