@@ -69,12 +69,18 @@ export function createAdminApi(deps: AdminApiDeps): Server {
       const answer = await revoke(log, REST, () => readRevokeRequest(kind, body, requester(req.headers), log.requestId));
       return isOutcome(answer) ? sendError(res, answer) : send(res, 200, answer);
     }
-    if (req.method === 'POST' && path === '/message') return rpc(req, res, log, refuse);
+    if (req.method === 'POST' && path === '/message') return rpc(req, res, log);
     refuse({ status: 404, code: 'not_found', message: 'no such route' });
   }
 
-  async function rpc(req: IncomingMessage, res: ServerResponse, log: RequestLog, refuseHttp: (outcome: Outcome) => void): Promise<void> {
-    const body = await readJson(req, refuseHttp);
+  async function rpc(req: IncomingMessage, res: ServerResponse, log: RequestLog): Promise<void> {
+    // A body refused before it could be read (415, 413, 400) is answered in JSON-RPC's form too,
+    // with the sidecar's codes for the same refusals, in its HTTP status.
+    const body = await readJson(req, (outcome) => {
+      const refused = { ...outcome, rpcCode: BODY_RPC_CODES[outcome.status] ?? -32600 };
+      log.refused(refused);
+      send(res, refused.status, { jsonrpc: '2.0', id: null, error: { code: refused.rpcCode, message: refused.message } });
+    });
     if (body === undefined) return;
     const call = isObject(body) ? (body as { id?: unknown; method?: unknown; params?: unknown }) : {};
     const id = typeof call.id === 'string' || typeof call.id === 'number' ? call.id : null;
@@ -148,6 +154,9 @@ function isOutcome(answer: object): answer is Outcome {
 function isObject(value: unknown): boolean {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
+
+/** The JSON-RPC code of a body refused before it was read, by HTTP status (docs/errors.md: the sidecar's). */
+const BODY_RPC_CODES: Readonly<Record<number, number>> = { 415: -32600, 413: -32012, 400: -32700 };
 
 const STORE_UNAVAILABLE_TO_LIST = { code: 'store_unavailable', message: 'revocations not listed: the revocation store is unavailable; retry' } as const;
 

@@ -125,6 +125,22 @@ describe('admin API behind the admin sidecar', () => {
     }
   });
 
+  it('answers a /message body it cannot read (not JSON-typed, too large, not JSON) in JSON-RPC form, in the refusal\'s HTTP status', async () => {
+    const cases: [Record<string, string>, string, number, number, string][] = [
+      [{ 'content-type': 'text/plain' }, JSON.stringify(rpc('revoke_token', { jti: 'x', reason: 'r' })), 415, -32600, 'unsupported_media_type'],
+      [{ 'content-type': 'application/json' }, JSON.stringify(rpc('revoke_token', { jti: 'x'.repeat(70_000), reason: 'r' })), 413, -32012, 'too_large'],
+      [{ 'content-type': 'application/json' }, '{"jsonrpc": "2.0", "id": 1,', 400, -32700, 'invalid_request'],
+    ];
+    for (const [headers, body, status, rpcCode, code] of cases) {
+      const res = await request(`${api.url}/message`, { method: 'POST', headers, body });
+      assert.equal(res.statusCode, status);
+      const json = (await res.body.json()) as { jsonrpc?: string; id?: unknown; error?: { code?: number; message?: string } };
+      assert.deepEqual([json.jsonrpc, json.id, json.error?.code], ['2.0', null, rpcCode], JSON.stringify(json));
+      assert.ok(json.error?.message);
+      assert.deepEqual(pick(apiAudit.events('admin_request_refused').at(-1), ['status', 'rpc_code', 'code', 'path']), { status, rpc_code: rpcCode, code, path: '/message' });
+    }
+  });
+
   it('answers a JSON-RPC body that is not an object with -32600, logged as a refusal, not as a failure', async () => {
     const res = await request(`${api.url}/message`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: 'null' });
     assert.equal(res.statusCode, 200);
