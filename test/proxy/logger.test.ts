@@ -170,10 +170,8 @@ describe('a sidecar whose stdout is not read', () => {
 
       // The reader comes back: what was kept comes out, then new lines again.
       child.stdout.resume();
-      await pool.request({ method: 'GET', path: '/after-the-block' }).then((answer) => answer.body.text());
-      const deadline = Date.now() + 30_000;
-      while (!stdout.text().includes('"path":"/after-the-block"') && Date.now() < deadline && child.exitCode === null) await new Promise((resolve) => setTimeout(resolve, 50));
-      assert.match(stdout.text(), /"path":"\/after-the-block"/);
+      const send = () => (pool as Pool).request({ method: 'GET', path: '/after-the-block' }).then((answer) => answer.body.text());
+      assert.ok(await stdout.sendUntilRead('"path":"/after-the-block"', send), 'a line logged once stdout is read again comes out');
     } finally {
       await pool?.close();
       child.kill('SIGKILL');
