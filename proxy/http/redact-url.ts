@@ -1,15 +1,11 @@
 /**
  * A URL as it may be repeated in an error message or a log line: a user and password in it are
- * shown as `***`. Works on text that is not a URL too (a typo is what such messages are about),
- * where anything between `//` and an `@` before the path is taken for credentials.
+ * shown as `***`. Works on text that is not a URL too (a typo is what such messages are about).
+ * Everything between the scheme and the last `@` is taken for credentials: a password typed as is
+ * may hold `/`, `?`, `#` or `@`, where a URL parser ends the user part early (and the URL then
+ * fails to parse, or parses with the password's tail as its path). An `@` in a path or query is
+ * masked with it, which loses detail but never a password.
  */
 export function redactUrlUser(value: string): string {
-  if (URL.canParse(value)) {
-    const url = new URL(value);
-    if (url.username === '' && url.password === '') return value;
-    url.username = '***';
-    url.password = '';
-    return url.href;
-  }
-  return value.replace(/^([^/?#]*\/\/)[^/?#]*@/, '$1***@');
+  return value.includes('@') ? value.replace(/^([^:/?#@]*:?\/*)[\s\S]*@/, '$1***@') : value;
 }

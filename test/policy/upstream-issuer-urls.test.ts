@@ -31,6 +31,14 @@ describe('policy: upstream and issuer URLs', () => {
     }
   });
 
+  it("never repeats a password holding '/', '#' or '@' that cut the URL short (the URL does not parse, or parses as another host)", () => {
+    for (const url of ['http://ops:s3/cret@127.0.0.1:9002', 'http://ops:s3#cret@127.0.0.1:9002', 'http://ops:1234/s3cret@127.0.0.1:9002']) {
+      const problems = [...problemsOf([UPSTREAM, `upstream: "${url}"`]), ...problemsOf(undefined, { upstream: url })];
+      assert.equal(problems.length, 2, `${url}: ${problems.join('; ')}`);
+      for (const problem of problems) assert.doesNotMatch(problem, /s3|cret|1234/, problem);
+    }
+  });
+
   it('refuses an issuer with a query, fragment or user, which no token\'s iss could match', () => {
     for (const url of ['http://127.0.0.1:8080/realms/ca-a2a?x=1', 'http://127.0.0.1:8080/realms/ca-a2a#f', 'http://u:s3cret@127.0.0.1:8080/realms/ca-a2a']) {
       const inFile = problemsOf([ISSUER, `issuer: "${url}"`]);

@@ -37,4 +37,14 @@ describe('badBaseUrl: a URL that a path is appended to', () => {
     assert.equal(badHttpUrl([{ name: '--upstream', value: 'http//op:hunter2@127.0.0.1:9000' }]), "--upstream must be an http(s) URL, got 'http//***@127.0.0.1:9000'");
     assert.equal(badHttpUrl([{ name: '--upstream', value: 'http://op:hunter2@[127.0.0.1' }]), "--upstream must be an http(s) URL, got 'http://***@[127.0.0.1'");
   });
+
+  // A password typed as is may hold '/', '?', '#' or '@', where a URL parser ends the user part (or
+  // the whole authority) early: everything up to the last '@' is taken for credentials.
+  it("never repeats a password holding '/', '?', '#' or '@', whether the URL parses or not", () => {
+    for (const url of ['http://op:hunt/er2@127.0.0.1:9000', 'http://op:hunt?er2@127.0.0.1:9000', 'http://op:hunt#er2@127.0.0.1:9000', 'ftp://op:hunt@er2@idp', 'ftp://op:1234/er2@idp/r', 'http:op:hunt/er2@127.0.0.1:9000']) {
+      const message = badHttpUrl([{ name: '--upstream', value: url }]) ?? badBaseUrl([{ name: '--upstream', value: url }]) ?? '';
+      assert.match(message, /^--upstream .*\*\*\*@/, url);
+      assert.doesNotMatch(message, /hunt|er2|1234/, url);
+    }
+  });
 });
