@@ -97,13 +97,19 @@ export function retryAfterSeconds(header: string | null): number | undefined {
   return /^\d{1,9}$/.test(value) ? Number(value) : undefined;
 }
 
-/** Waits Retry-After and calls again on a rate-limit refusal, when the wait is short and attempts remain. */
-async function withRateLimitRetry<T>(options: RateLimitRetryOptions, call: () => Promise<T>): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
+/**
+ * Waits Retry-After and calls again on a rate-limit refusal, when the wait is short and attempts
+ * remain. `refused` counts the refusals of one call across every loop it runs in: a read-only tool
+ * call's hop retries (withRetry) each start this loop again, and would otherwise each get their
+ * own attempts.
+ */
+async function withRateLimitRetry<T>(options: RateLimitRetryOptions, call: () => Promise<T>, refused = { count: 0 }): Promise<T> {
+  for (;;) {
     try {
       return await call();
     } catch (error) {
       if (!isEgressError(error) || error.kind !== 'rate_limited') throw error;
+      const attempt = ++refused.count;
       const wait = error.data?.['retry_after_seconds'];
       if (typeof wait !== 'number') throw withMessage(error, `${error.message} (no usable Retry-After; not retried)`);
       if (wait > options.maxRetryAfterSeconds) throw withMessage(error, `${error.message} (retry after ${wait} s, longer than the ${options.maxRetryAfterSeconds} s this client waits)`);
@@ -244,7 +250,8 @@ export function createEgressClient(opts: EgressClientOptions): EgressClient {
   };
   return {
     callTool<T>(tool: string, args: Record<string, unknown>): Promise<T> {
-      const once = (): Promise<T> => withRateLimitRetry(rateLimitRetry, () => callToolOnce<T>(tool, args));
+      const refused = { count: 0 };
+      const once = (): Promise<T> => withRateLimitRetry(rateLimitRetry, () => callToolOnce<T>(tool, args), refused);
       return isReadOnlyTool(tool) ? withRetry(toolRetry, once) : once();
     },
     call<T>(service: string, method: string, params: Record<string, unknown>): Promise<T> {

@@ -141,6 +141,38 @@ describe('agents: egress client', () => {
     }
   });
 
+  it('counts the 429s of one read-only tool call across its hop retries: 3 attempts in all, not 3 for each', async () => {
+    // A gateway both rate-limited and restarting: 429, 429, 503, over and over.
+    const answers: number[] = [];
+    const sidecar = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        const status = [429, 429, 503][answers.length % 3] as number;
+        answers.push(status);
+        const reason = status === 429 ? 'ratelimit.exceeded' : 'upstream.unavailable';
+        res.writeHead(status, { 'content-type': 'application/json', 'retry-after': '0' })
+          .end(JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: -32029, message: reason, data: { reason } } }));
+      });
+    });
+    await new Promise<void>((resolve) => sidecar.listen(0, '127.0.0.1', resolve));
+    try {
+      const egress = createEgressClient({
+        baseUrl: `http://127.0.0.1:${(sidecar.address() as AddressInfo).port}`,
+        toolRetry: { attempts: 3, initialDelayMs: 1, maxDelayMs: 1 }, rateLimitRetry: { attempts: 3, maxRetryAfterSeconds: 10 },
+      });
+      await assert.rejects(egress.callTool('documents_get', { document_id: 'd' }), (error: unknown) => {
+        assert.ok(isEgressError(error), String(error));
+        assert.equal(error.kind, 'rate_limited');
+        assert.match(error.message, /still after 3 attempt\(s\)/);
+        return true;
+      });
+      // Before, each hop retry started its own 3 attempts: 9 requests and 6 waits of Retry-After.
+      assert.deepEqual(answers, [429, 429, 503, 429]);
+    } finally {
+      sidecar.close();
+    }
+  });
+
   for (const [title, retryAfter, message] of [
     ['a Retry-After over 10 s', '60', /retry after 60 s, longer than the 10 s this client waits/],
     ['no Retry-After', undefined, /no usable Retry-After/],
