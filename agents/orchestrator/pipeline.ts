@@ -128,8 +128,9 @@ export async function runPipeline(deps: PipelineDeps, claim: RunClaim): Promise<
     const answer = result as Record<string, unknown>;
     if (typeof answer['score'] === 'number') score = answer['score'];
     // The validator records a rejection itself (status failed, with the rules that failed), under
-    // this run's claim: a run taken over meanwhile gets claim_superseded above instead.
-    if (answer['status'] === 'failed') return failed(step, String(answer['error'] ?? `${step.step} rejected the document`), true);
+    // this run's claim: a run taken over meanwhile gets claim_superseded above instead. Any other
+    // step saying failed has recorded nothing: the run records it.
+    if (answer['status'] === 'failed') return failed(step, String(answer['error'] ?? `${step.step} rejected the document`), step.step === 'validate');
     await deps.log(documentId, step.step, 'succeeded', step.describe(answer));
     if (step.step === 'archive') {
       return { status: 'archived', archive_key: String(answer['archive_key']), ...(score === undefined ? {} : { validation_score: score }) };

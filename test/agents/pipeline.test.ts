@@ -134,28 +134,47 @@ describe('the document pipeline through the MCP gateway (PostgreSQL, direct rout
     assert.equal(done.result?.['status'], 'archived', JSON.stringify(done));
   });
 
-  it('fails a document whose extractor answers a result that is not an object, instead of leaving it processing', async () => {
-    // An extractor that answers each call with a well-formed JSON-RPC response holding `null`.
-    const broken = createServer((req, res) => {
-      let body = '';
-      req.on('data', (chunk: Buffer) => (body += chunk.toString()));
+  /** Runs `body` with the orchestrator's extractor calls answered `result` by a stand-in. */
+  const withExtractorAnswering = async (result: unknown, body: () => Promise<void>): Promise<void> => {
+    const standIn = createServer((req, res) => {
+      let text = '';
+      req.on('data', (chunk: Buffer) => (text += chunk.toString()));
       req.on('end', () => {
-        const { id } = JSON.parse(body) as { id: string };
-        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ jsonrpc: '2.0', id, result: null }));
+        const { id } = JSON.parse(text) as { id: string };
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ jsonrpc: '2.0', id, result }));
       });
     });
-    await new Promise<void>((resolve) => broken.listen(0, '127.0.0.1', resolve));
-    stack.routeTo('extractor', `http://127.0.0.1:${(broken.address() as AddressInfo).port}`);
+    await new Promise<void>((resolve) => standIn.listen(0, '127.0.0.1', resolve));
+    stack.routeTo('extractor', `http://127.0.0.1:${(standIn.address() as AddressInfo).port}`);
     try {
+      await body();
+    } finally {
+      stack.routeTo('extractor', undefined);
+      standIn.close();
+    }
+  };
+
+  it('fails a document whose extractor answers a result that is not an object, instead of leaving it processing', async () => {
+    await withExtractorAnswering(null, async () => {
       const id = await stack.uploadSample('meeting-notes.txt', 'text/plain');
       const answer = await processDoc(id);
       assert.equal(answer.result?.['status'], 'failed', JSON.stringify(answer));
       assert.equal(answer.result?.['error'], 'extract: extractor answered a result that is not an object');
       assert.equal(answer.result?.['failed_step'], 'extract');
-    } finally {
-      stack.routeTo('extractor', undefined);
-      broken.close();
-    }
+    });
+  });
+
+  // Only the validator records a rejection itself: an answer saying failed from another step was
+  // taken as recorded, and the document was left processing until the stale sweep.
+  it('records the failure itself when a step other than the validator answers status failed', async () => {
+    await withExtractorAnswering({ status: 'failed', error: 'extractor gave up' }, async () => {
+      const id = await stack.uploadSample('meeting-notes.txt', 'text/plain');
+      const answer = await processDoc(id);
+      assert.equal(answer.result?.['run_outcome'], 'failed', JSON.stringify(answer));
+      const doc = await callTool(stack.gateway.url, 'documents_get', { document_id: id });
+      assert.equal(doc.body['status'], 'failed', JSON.stringify(doc.body));
+      assert.equal(doc.body['error'], 'extractor gave up');
+    });
   });
 
   it('lists documents page by page, lists pending ones, gets and deletes one', async () => {
