@@ -57,6 +57,15 @@ describe('durable revocation store', () => {
   });
 
   const journal = () => new JournalRevocationStore(join(dir, 'contract.jsonl'));
+  /** Every revocation backend a deployment can run, each alone and with Redis, under this test's prefix. */
+  const everyBackend = (prefix: string, tag: string): [string, StoreOptions][] => [
+    ['memory', {}],
+    ['memory + Redis', { redisUrl: REDIS_URL, keyPrefix: `${prefix}-set` }],
+    ['journal', { dataDir: join(dir, `${prefix}-${tag}-journal`) }],
+    ['journal + Redis', { dataDir: join(dir, `${prefix}-${tag}-host`), redisUrl: REDIS_URL, keyPrefix: `${prefix}-set` }],
+    ['PostgreSQL', { databaseUrl: schema.urlFor() }],
+    ['PostgreSQL + Redis', { databaseUrl: schema.urlFor(), redisUrl: REDIS_URL, keyPrefix: `${prefix}-pg` }],
+  ];
   for (const [name, make] of [['PostgreSQL', () => store], ['memory', () => new MemoryRevocationStore()], ['journal', journal]] as const) {
     it(`${name}: stores the three kinds, lists the active ones, is idempotent per jti, deletes expired rows`, async () => {
       const s: RevocationStore = make();
@@ -295,14 +304,7 @@ describe('durable revocation store', () => {
 
   it('a jti revoked again while in force keeps its first who, when and why; the answer, the audit line and a fresh listing agree, on every backend', async () => {
     const prefix = uniquePrefix();
-    const backends: [string, StoreOptions][] = [
-      ['memory', {}],
-      ['memory + Redis', { redisUrl: REDIS_URL, keyPrefix: `${prefix}-set` }],
-      ['journal', { dataDir: join(dir, `${prefix}-kept-journal`) }],
-      ['journal + Redis', { dataDir: join(dir, `${prefix}-kept-host`), redisUrl: REDIS_URL, keyPrefix: `${prefix}-set` }],
-      ['PostgreSQL', { databaseUrl: schema.urlFor() }],
-      ['PostgreSQL + Redis', { databaseUrl: schema.urlFor(), redisUrl: REDIS_URL, keyPrefix: `${prefix}-pg` }],
-    ];
+    const backends = everyBackend(prefix, 'kept');
     const iso = (seconds: number) => new Date(Math.round(seconds * 1000)).toISOString();
     await withRedis(prefix, async () => {
       for (const [index, [name, options]] of backends.entries()) {
@@ -346,13 +348,7 @@ describe('durable revocation store', () => {
 
   it('a jti whose revocation has expired (its row not deleted yet) is revoked anew: created, with the new expiry and who and why, on every backend', async () => {
     const prefix = uniquePrefix();
-    const backends: [string, StoreOptions][] = [
-      ['memory', {}],
-      ['journal', { dataDir: join(dir, `${prefix}-lapsed-journal`) }],
-      ['journal + Redis', { dataDir: join(dir, `${prefix}-lapsed-host`), redisUrl: REDIS_URL, keyPrefix: `${prefix}-set` }],
-      ['PostgreSQL', { databaseUrl: schema.urlFor() }],
-      ['PostgreSQL + Redis', { databaseUrl: schema.urlFor(), redisUrl: REDIS_URL, keyPrefix: `${prefix}-pg` }],
-    ];
+    const backends = everyBackend(prefix, 'lapsed');
     await withRedis(prefix, async (redis) => {
       for (const [index, [name, options]] of backends.entries()) {
         const jti = `lapsed-${index}`;
