@@ -63,7 +63,7 @@ describe('the build (bin/build.js, run by npm ci as "prepare")', () => {
     assert.equal(buildIsCurrent(pathToFileURL(ROOT)), true, 'npm ci built dist/ (the "prepare" script) and no source changed since');
     const viaBin = await node(['bin/ca-a2a.js', '--help']);
     const fromSource = await node(['bin/ca-a2a.js', '--help'], { CA_A2A_FROM_SOURCE: '1' });
-    assert.equal(viaBin.code, 0);
+    assert.equal(viaBin.code, 0, viaBin.stderr);
     assert.equal(viaBin.stdout, fromSource.stdout);
     assert.match(viaBin.stdout, /^usage: ca-a2a <command>/);
   });

@@ -19,14 +19,14 @@ describe('usage: stdout for what was asked, stderr for a usage error (exit 2)', 
     const name = ['ca-a2a', ...prefix].join(' ');
     it(`${name} without a command: exit 2, the usage on stderr, nothing on stdout`, async () => {
       const { code, stdout, stderr } = await run(prefix);
-      assert.equal(code, 2);
+      assert.equal(code, 2, `exit ${code}; stderr: ${stderr}`);
       assert.equal(stdout, '');
       assert.match(stderr, new RegExp(`usage: ${name} <command>`));
     });
 
     it(`${name} --help: exit 0, the usage on stdout`, async () => {
       const { code, stdout, stderr } = await run([...prefix, '--help']);
-      assert.equal(code, 0);
+      assert.equal(code, 0, `exit ${code}; stderr: ${stderr}`);
       assert.match(stdout, new RegExp(`^usage: ${name} <command>`));
       assert.equal(stderr, '');
     });

@@ -67,8 +67,8 @@ describe('ca-a2a issuer and ca-a2a token', () => {
   });
 
   it('token takes the issuer from CA_A2A_ISSUER and --decode prints the claims as JSON', async () => {
-    const { code, stdout } = await runCli(['token', '--client', 'admin', '--decode'], { ...env(), CA_A2A_ISSUER: issuerUrl });
-    assert.equal(code, 0);
+    const { code, stdout, stderr } = await runCli(['token', '--client', 'admin', '--decode'], { ...env(), CA_A2A_ISSUER: issuerUrl });
+    assert.equal(code, 0, stderr);
     const decoded = JSON.parse(stdout) as { header: { alg: string }; payload: { realm_access: { roles: string[] } } };
     assert.equal(decoded.header.alg, 'RS256');
     assert.deepEqual(decoded.payload.realm_access.roles, ['admin']);
