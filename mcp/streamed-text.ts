@@ -41,6 +41,11 @@ export function base64Of(source: Readable, expectedBytes: number): StreamedText 
     },
   });
   source.on('error', (error) => encoder.destroy(error));
+  // The text may fail before anyone reads it (over MCP a batch's later object waits its turn with
+  // its bucket connection open); unheard, that 'error' would be an uncaught exception ending the
+  // gateway. Its reader still gets the error: the stream stays errored, and for await and
+  // pipeline reject with it.
+  encoder.on('error', () => undefined);
   return new StreamedText(source.pipe(encoder));
 }
 

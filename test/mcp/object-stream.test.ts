@@ -5,6 +5,7 @@ import { request } from 'node:http';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import { setImmediate } from 'node:timers/promises';
 import { buffer } from 'node:stream/consumers';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
@@ -48,6 +49,58 @@ async function cuttingRelay(endpoint: string, budget: number): Promise<{ endpoin
   };
 }
 
+/**
+ * A TCP relay in front of the S3 server for an MCP batch of object reads: every answer stops
+ * after its first `budget` bytes and holds, the answer to the request naming `firstKey` before
+ * any other. `drop()` ends the held answers but that one, as a dropped connection would, and
+ * resolves once the gateway has closed their connections.
+ */
+async function holdingRelay(endpoint: string, firstKey: string, budget: number): Promise<{ endpoint: string; drop(): Promise<void>; close(): Promise<void> }> {
+  const target = new URL(endpoint);
+  const sockets = new Set<Socket>();
+  const held: Socket[] = [];
+  let firstBegun: () => void = () => undefined;
+  const begun = new Promise<void>((ok) => (firstBegun = ok));
+  const server = createServer((client) => {
+    const upstream = connect(Number(target.port), target.hostname);
+    tieTogether(sockets, client, upstream);
+    upstream.pause();
+    client.once('data', (request: Buffer) => {
+      const first = request.toString('latin1').includes(firstKey);
+      upstream.write(request);
+      client.pipe(upstream);
+      let sent = 0;
+      upstream.on('data', (chunk: Buffer) => {
+        const room = budget - sent;
+        sent += chunk.length;
+        if (chunk.length < room) return void client.write(chunk);
+        client.write(chunk.subarray(0, Math.max(room, 0)));
+        upstream.pause();
+        upstream.removeAllListeners('data');
+        if (first) firstBegun();
+        else held.push(client);
+      });
+      if (first) upstream.resume();
+      else void begun.then(() => upstream.resume());
+    });
+  });
+  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', () => ok()));
+  return {
+    endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    async drop() {
+      await Promise.all(held.map((client) => new Promise<void>((ok) => {
+        client.once('close', () => ok());
+        client.end();
+      })));
+    },
+    async close() {
+      const closed = new Promise<void>((ok) => server.close(() => ok()));
+      for (const s of sockets) s.destroy();
+      await closed;
+    },
+  };
+}
+
 describe('base64Of', () => {
   it('encodes any split of any bytes exactly as Buffer#toString("base64") of the whole', async () => {
     await fc.assert(fc.asyncProperty(fc.array(fc.uint8Array({ maxLength: 40 }), { maxLength: 12 }), async (chunks) => {
@@ -65,6 +118,15 @@ describe('base64Of', () => {
     source.push(Buffer.from('abcd'));
     source.destroy(new Error('bucket went away'));
     await assert.rejects(reading, /bucket went away/);
+  });
+
+  it('keeps a failure that comes before anyone reads for its reader, never an uncaught exception', async () => {
+    const source = new Readable({ read() {} });
+    const streamed = base64Of(source, 8);
+    source.push(Buffer.from('abcd'));
+    source.destroy(new Error('bucket went away'));
+    await setImmediate();
+    await assert.rejects(buffer(streamed.stream), /bucket went away/);
   });
 
   it('fails the text when the source ends short of, or runs past, the size the answer states', async () => {
@@ -180,6 +242,36 @@ for (const backend of [{ name: 's3 (s3rver)', s3: true }, { name: 'local disk', 
         assert.equal(line?.outcome, 'backend_error');
       });
     }
+
+    // Over MCP a batch's object reads are read one after the other: a later one waits its turn
+    // with its bucket connection open, and that connection may drop meanwhile.
+    if (backend.s3) it('answers an MCP batch whose waiting object read loses its connection with backend_error for both, and keeps serving', async () => {
+      for (const key of ['uploads/stuck.bin', 'uploads/dropped.bin']) {
+        const put = await callTool(gw.url, 's3_put_object', { key, content_base64: bytes.subarray(0, 300_000).toString('base64'), content_type: 'application/octet-stream' });
+        assert.equal(put.status, 200);
+      }
+      const relay = await holdingRelay(String(options.s3?.endpoint), '/uploads/stuck.bin', 5_000);
+      const batched = await startMcpGateway({ ...options, s3: { ...options.s3, endpoint: relay.endpoint } });
+      try {
+        const calls = ['stuck', 'dropped'].map((name, id) => ({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 's3_get_object', arguments: { key: `uploads/${name}.bin` } } }));
+        const answering = fetch(`${batched.url}/mcp`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'x-ca-a2a-request-id': 'req-batch-drop' },
+          body: JSON.stringify(calls),
+        });
+        // Both reads opened (their calls are audited once the object is open), the first one read.
+        while (log.lines.filter((l) => l.event_type === 'mcp_tool_call' && l.request_id === 'req-batch-drop').length < 2) await setImmediate();
+        await relay.drop();
+        // The stuck read fails too once the bucket's connections are gone: the answer can go out.
+        await relay.close();
+        const answers = (await (await answering).json()) as { id: number; result?: { isError?: boolean; structuredContent?: { error?: { code: string } } } }[];
+        assert.deepEqual(answers.map((a) => [a.id, a.result?.isError, a.result?.structuredContent?.error?.code]).sort(), [[0, true, 'backend_error'], [1, true, 'backend_error']]);
+        assert.equal((await fetch(`${batched.url}/health`)).status, 200);
+      } finally {
+        await batched.close();
+        await relay.close();
+      }
+    });
 
     it('refuses an object over the limit before streaming any of it (413 too_large), and a missing key (404)', async () => {
       const strict = await startMcpGateway({ ...options, s3: { ...(options.s3 ?? {}), maxObjectBytes: 1024 } });
