@@ -48,6 +48,15 @@ function isNotFound(err: unknown): boolean {
   return name === 'NoSuchKey' || name === 'NotFound' || httpStatus(err) === 404;
 }
 
+/**
+ * Sockets to the bucket without a cap. An object answer holds its connection at its reader's
+ * pace (/call_tool streams it); with the SDK's default of 50 sockets, 50 answers nobody reads
+ * held them all and every other bucket call waited for one until it timed out, as if S3 were
+ * down. The calls in flight, and so the sockets, are bounded by the sidecar in front
+ * (limits.upstream_max_connections).
+ */
+const AGENT_OPTIONS = { keepAlive: true, maxSockets: Infinity };
+
 /** An ObjectStore over @aws-sdk/client-s3; the SDK's own retries are off so ours are the only ones. */
 export function createS3Store(options: S3StoreOptions): ObjectStore {
   const client = new S3Client({
@@ -57,7 +66,7 @@ export function createS3Store(options: S3StoreOptions): ObjectStore {
       ? { credentials: { accessKeyId: options.accessKeyId, secretAccessKey: options.secretAccessKey } }
       : {}),
     maxAttempts: 1,
-    requestHandler: { connectionTimeout: 5_000, requestTimeout: 30_000 },
+    requestHandler: { connectionTimeout: 5_000, requestTimeout: 30_000, httpAgent: AGENT_OPTIONS, httpsAgent: AGENT_OPTIONS },
   });
   const Bucket = options.bucket;
 

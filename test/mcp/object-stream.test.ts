@@ -273,6 +273,36 @@ for (const backend of [{ name: 's3 (s3rver)', s3: true }, { name: 'local disk', 
       }
     });
 
+    // The S3 client's HTTP agent held 50 sockets by default: 50 answers their readers did not take
+    // held them all, and every other bucket call waited for one until it timed out (opening the
+    // breaker for every caller).
+    if (backend.s3) it('keeps answering other bucket calls, breaker closed, while 60 object answers wait for readers that do not read', async () => {
+      const large = await startMcpGateway({ ...options, s3: { ...options.s3, maxObjectBytes: 10 * 1024 * 1024 } });
+      const readers: Socket[] = [];
+      try {
+        const put = await callTool(large.url, 's3_put_object', { key: 'uploads/large.bin', content_base64: randomBytes(10 * 1024 * 1024).toString('base64'), content_type: 'application/octet-stream' });
+        assert.equal(put.status, 200);
+        const body = JSON.stringify({ tool: 's3_get_object', arguments: { key: 'uploads/large.bin' } });
+        for (let i = 0; i < 60; i++) {
+          const reader = connect(Number(new URL(large.url).port), '127.0.0.1');
+          reader.on('error', () => undefined);
+          reader.pause();
+          reader.write(`POST /call_tool HTTP/1.1\r\nhost: gateway\r\ncontent-type: application/json\r\nx-ca-a2a-request-id: req-unread\r\ncontent-length: ${body.length}\r\n\r\n${body}`);
+          readers.push(reader);
+        }
+        const opened = () => log.lines.filter((l) => l.event_type === 'mcp_tool_call' && l.request_id === 'req-unread');
+        while (opened().length < 60) await setImmediate();
+        assert.deepEqual(new Set(opened().map((l) => l.outcome)), new Set(['success']), 'each object was opened');
+        const other = await callTool(large.url, 's3_get_object', { key: 'uploads/cut.bin' });
+        assert.equal(other.status, 200, JSON.stringify(other.body));
+        const health = (await (await fetch(`${large.url}/health`)).json()) as { backends: { s3: { breaker: string } } };
+        assert.equal(health.backends.s3.breaker, 'closed');
+      } finally {
+        for (const reader of readers) reader.destroy();
+        await large.close();
+      }
+    });
+
     it('refuses an object over the limit before streaming any of it (413 too_large), and a missing key (404)', async () => {
       const strict = await startMcpGateway({ ...options, s3: { ...(options.s3 ?? {}), maxObjectBytes: 1024 } });
       try {
