@@ -43,9 +43,13 @@ export function isS3Transient(err: unknown): boolean {
   return status !== undefined && (status >= 500 || status === 429);
 }
 
+/**
+ * A missing key: NoSuchKey from GetObject, NotFound (a 404 without a body) from HeadObject. Not
+ * any 404: GetObject in a bucket that does not exist is 404 NoSuchBucket, the gateway's failure.
+ */
 function isNotFound(err: unknown): boolean {
   const name = errorName(err);
-  return name === 'NoSuchKey' || name === 'NotFound' || httpStatus(err) === 404;
+  return name === 'NoSuchKey' || name === 'NotFound';
 }
 
 /**

@@ -430,3 +430,37 @@ for (const backend of backends) {
     });
   });
 }
+
+// A bucket that is not there (a wrong CA_A2A_S3_BUCKET, a bucket deleted) is the gateway's
+// failure, not the caller's missing object: S3 answers GetObject with 404 NoSuchBucket.
+describe('S3 tools on a bucket that does not exist (s3rver)', () => {
+  let gw: McpGateway;
+  const log = captureLogger();
+  const cleanups: (() => Promise<void>)[] = [];
+
+  before(async () => {
+    const { dataDir, databaseUrl, s3 } = await backendOptions({ s3: true }, cleanups);
+    gw = await startMcpGateway({ port: 0, dataDir, databaseUrl, s3: { ...s3, bucket: 'no-such-bucket' }, logger: log.logger });
+    cleanups.unshift(() => gw.close());
+  });
+  after(async () => {
+    for (const c of cleanups) await c();
+  });
+
+  it('answers s3_get_object with 500 internal (counted as a permanent s3 failure, logged), never not_found', async () => {
+    const got = await callTool(gw.url, 's3_get_object', { key: 'uploads/a.txt' }, { 'x-ca-a2a-request-id': 'req-no-bucket' });
+    assert.equal(got.status, 500, JSON.stringify(got.body));
+    assert.deepEqual(got.body.error, { code: 'internal', message: 'internal error' });
+    assert.equal(await metricValue(gw.url, 'ca_a2a_mcp_backend_attempts_total', { backend: 's3', result: 'permanent' }), 1);
+    assert.equal(await metricValue(gw.url, 'ca_a2a_mcp_tool_calls_total', { tool: 's3_get_object', outcome: 'internal' }), 1);
+    const line = log.lines.find((l) => l.event_type === 'mcp_tool_error' && l.tool === 's3_get_object');
+    assert.equal((line?.err as { name?: string } | undefined)?.name, 'NoSuchBucket');
+  });
+
+  it('answers s3_put_object and s3_list_objects with 500 internal too', async () => {
+    const put = await callTool(gw.url, 's3_put_object', { key: 'uploads/a.txt', content_base64: b64('a'), content_type: 'text/plain' });
+    assert.equal(put.status, 500);
+    const listed = await callTool(gw.url, 's3_list_objects', { prefix: 'uploads/' });
+    assert.equal(listed.status, 500);
+  });
+});
