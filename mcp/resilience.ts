@@ -159,7 +159,7 @@ export function createResilientBackend(
           throw new ToolError('backend_error', `${name} did not answer in time`, { backend: name });
         }
         if (isTransient(err)) {
-          logger.warn({ event_type: 'mcp_backend_error', backend: name, err_code: errorCode(err) }, 'backend call failed');
+          logger.warn({ event_type: 'mcp_backend_error', backend: name, ...errorFields(err) }, 'backend call failed');
           throw new ToolError('backend_error', `${name} failed`, { backend: name });
         }
         throw err;
@@ -170,6 +170,18 @@ export function createResilientBackend(
       for (const l of listeners) l.dispose();
     },
   };
+}
+
+/**
+ * What a log line says of a backend failure. Many carry no `.code`: pg-pool's wait for a pooled
+ * connection ('timeout exceeded when trying to connect'), a statement left unanswered, an S3 5xx
+ * (SlowDown, InternalError) or the S3 client's own timeouts; their name and message (fixed text
+ * of the driver or the service, never a tool argument) tell a saturated pool from a server that
+ * is down.
+ */
+function errorFields(err: unknown): { err_code?: string; err_name?: string; err_message?: string } {
+  const code = errorCode(err);
+  return err instanceof Error ? { err_code: code, err_name: err.name, err_message: err.message.slice(0, 200) } : { err_code: code };
 }
 
 /** The `.code` of an error-like value, if any (pg, Node and AWS errors all set one). */

@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { startMcpGateway } from '../../mcp/gateway.js';
 import type { McpGateway } from '../../mcp/gateway.js';
-import { PG_URL, TcpRelay, callTool, captureLogger, createTestSchema, metricValue, tempDir } from './helpers.js';
+import { PG_URL, TcpRelay, callTool, captureLogger, createTestSchema, metricValue, tempDir, waitingOnLock } from './helpers.js';
 
 const HALF_OPEN_MS = 300;
 
@@ -166,5 +166,57 @@ describe('PostgreSQL timeouts: a hung statement', () => {
     const { rows } = await locker.query<{ n: number }>('SELECT count(*)::int AS n FROM processing_logs WHERE document_id = $1', [documentId]);
     await locker.query('COMMIT');
     assert.ok((rows[0]?.n ?? 0) <= 1, `${rows[0]?.n} rows`);
+  });
+});
+
+describe('PostgreSQL pool exhausted by a statement waiting on a lock', () => {
+  let gw: McpGateway;
+  let lines: Record<string, unknown>[];
+  let holder: pg.Client;
+  let observer: pg.Client;
+  let documentId = '';
+  const applicationName = `mcp-pool-${randomUUID().slice(0, 8)}`;
+  const cleanups: (() => Promise<void>)[] = [];
+
+  before(async () => {
+    const schema = await createTestSchema();
+    cleanups.push(() => schema.drop());
+    const dataDir = await tempDir();
+    cleanups.push(() => rm(dataDir, { recursive: true, force: true }));
+    const captured = captureLogger();
+    lines = captured.lines;
+    gw = await startMcpGateway({
+      port: 0,
+      dataDir,
+      databaseUrl: schema.urlFor(),
+      pool: { min: 0, max: 1, connectionTimeoutMs: 200, applicationName },
+      breaker: { initialDelayMs: 5, maxDelayMs: 20 },
+      logger: captured.logger,
+    });
+    cleanups.unshift(() => gw.close());
+    holder = new pg.Client({ connectionString: schema.urlFor() });
+    observer = new pg.Client({ connectionString: schema.urlFor() });
+    await holder.connect();
+    await observer.connect();
+    cleanups.unshift(() => holder.end(), () => observer.end());
+    const doc = { filename: 'a.pdf', content_type: 'application/pdf', s3_key: 'uploads/locked.pdf', size_bytes: 1, sha256: 'c'.repeat(64) };
+    documentId = String((await callTool(gw.url, 'documents_create', doc)).body.document_id);
+  });
+  after(async () => {
+    for (const c of cleanups) await c();
+  });
+
+  it('bounds the wait for a pooled connection: the other call answers 502 backend_error, logged as a pool wait', async () => {
+    await holder.query('BEGIN');
+    await holder.query('SELECT 1 FROM documents WHERE document_id = $1 FOR UPDATE', [documentId]);
+    const blocked = callTool(gw.url, 'documents_update', { document_id: documentId, error: 'held' });
+    await waitingOnLock(observer, applicationName);
+    const starved = await callTool(gw.url, 'documents_get', { document_id: documentId }, { 'x-ca-a2a-request-id': 'req-starved' });
+    assert.equal(starved.status, 502, JSON.stringify(starved.body));
+    assert.deepEqual(starved.body.error, { code: 'backend_error', message: 'postgres failed', backend: 'postgres' });
+    const line = lines.find((l) => l.event_type === 'mcp_backend_error' && l.backend === 'postgres');
+    assert.equal(line?.err_message, 'timeout exceeded when trying to connect', JSON.stringify(line));
+    await holder.query('ROLLBACK');
+    assert.equal((await blocked).status, 200);
   });
 });
