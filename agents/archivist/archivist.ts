@@ -49,12 +49,19 @@ export function archivistHandlers(egress: EgressClient): Record<string, MethodHa
       }
       const object = await egress.callTool<StoredObject>('s3_get_object', { key: doc.s3_key });
       const archiveKey = archiveKeyFor(doc);
+      // expected_status makes both writes conditional: a concurrent archive of the same document
+      // lands on the same key and the same row, so there is still one archive entry.
+      const fenced = { document_id: documentId, expected_status: ['validated', 'archived'], ...claimFence(claim), error: null };
+      // The claim once more, just before the copy (the step's one write outside the row), by a
+      // write under the final one's conditions: a run taken over while the object was read (a
+      // large file, a slow bucket) copies nothing. The bucket and the row share no transaction, so
+      // a takeover between this write and the copy still lets it through; but this write restarts
+      // the document's stale window (updated_at: nothing takes a validated document over before it
+      // has passed, 120 s by default), and such a late copy is what the run that took over writes
+      // to the same key.
+      await egress.callTool('documents_update', fenced);
       await egress.callTool('s3_put_object', { key: archiveKey, content_base64: object.content_base64, content_type: object.content_type });
-      // expected_status makes the final write conditional: a concurrent archive of the same
-      // document lands on the same key and the same row, so there is still one archive entry.
-      const archived = await egress.callTool<DocumentRecord>('documents_update', {
-        document_id: documentId, expected_status: ['validated', 'archived'], ...claimFence(claim), status: 'archived', archive_key: archiveKey, error: null,
-      });
+      const archived = await egress.callTool<DocumentRecord>('documents_update', { ...fenced, status: 'archived', archive_key: archiveKey });
       return { ...documentSummary(archived), reused: false };
     }),
     get_document: (params) => guarded(async () => getDocument(params['document_id'] as string)),

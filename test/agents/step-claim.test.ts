@@ -84,6 +84,10 @@ describe('a pipeline step called with the claim its run holds', () => {
       assert.equal(doc['status'], step.from);
       assert.equal(doc['claim_count'], 2);
       assert.equal(doc[step.untouched], null, `${step.untouched} not written`);
+      if (step.service === 'archivist') {
+        const copy = await callTool(stack.gateway.url, 's3_get_object', { key: `archive/${id}/meeting-notes.txt` });
+        assert.equal(copy.status, 404, 'no archive copy made under a superseded claim');
+      }
     });
 
     it(`${step.method}: does its work under the document's current claim, and without a claim_count`, async () => {
