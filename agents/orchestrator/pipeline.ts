@@ -76,6 +76,15 @@ async function markFailed(deps: PipelineDeps, claim: RunClaim, reason: string): 
   }
 }
 
+/** The document's claim_count now, for the log of a run taken over; null when it cannot be read. */
+async function currentClaimCount(deps: PipelineDeps, documentId: string): Promise<number | null> {
+  try {
+    return (await deps.egress.callTool<DocumentRecord>('documents_get', { document_id: documentId })).claim_count;
+  } catch {
+    return null;
+  }
+}
+
 /**
  * Runs extract → validate → archive on a document this worker has claimed (status processing).
  * Each step is called with the run's claim_count, so the step agent writes only while this run's
@@ -112,9 +121,9 @@ export async function runPipeline(deps: PipelineDeps, claim: RunClaim): Promise<
         return takenOver(step, error.data?.['current_claim_count'], `another worker took the document over; ${step.step} not recorded: ${reasonOf(error)}`, `${step.step}: ${reasonOf(error)}`);
       }
       // conflict: someone else moved the document on (a sweep took it over); theirs is the run now.
+      // A conflict carries no claim count: the document says which claim holds it now.
       if (isEgressError(error) && error.kind === 'remote' && error.code === 'conflict') {
-        await deps.log(documentId, step.step, 'skipped', `another worker holds the document: ${reasonOf(error)}`);
-        return { status: 'interrupted', failed_step: step.step, error: reasonOf(error) };
+        return takenOver(step, await currentClaimCount(deps, documentId), `another worker holds the document: ${reasonOf(error)}`, reasonOf(error));
       }
       const unreachable = isEgressError(error) && error.kind === 'transport';
       return failed(step, unreachable

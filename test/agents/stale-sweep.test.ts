@@ -190,6 +190,22 @@ describe('a run taken over while a step of it is under way', () => {
     assert.ok(!logs.some((l) => l.status === 'failed'), JSON.stringify(logs));
   });
 
+  it('logs run_taken_over once when the first run\'s step answers conflict after the takeover, as for claim_superseded', async () => {
+    const id = await stack.uploadSample('meeting-notes.txt', 'text/plain');
+    // A step agent that fences on the status alone (an operator's call, an older agent) answers conflict.
+    const { first, second } = await takeOver(stack, id, 'extractor', async ({ first: call, second: other, forward }) => {
+      await forward(other);
+      const error = { code: -32021, message: `document ${id} is extracted; only a claimed (processing) document is extracted`, data: { reason: 'conflict', current_status: 'extracted' } };
+      return JSON.stringify({ jsonrpc: '2.0', id: (JSON.parse(call.body) as { id: unknown }).id, error });
+    });
+    assert.equal(first.result?.['run_outcome'], 'interrupted', JSON.stringify(first));
+    assert.equal(second.result?.['run_outcome'], 'archived', JSON.stringify(second));
+    assert.deepEqual(ofDoc(id, 'run_taken_over').map((l) => [l['step'], l['run_claim_count'], l['current_claim_count']]), [['extract', 1, 2]]);
+    assert.deepEqual(ofDoc(id, 'pipeline_finished').map((l) => l['status']), ['interrupted', 'archived']);
+    const skipped = (await logsOf(id)).filter((l) => l.step === 'extract' && l.status === 'skipped');
+    assert.equal(skipped.length, 1);
+  });
+
   it('refuses the first run\'s extraction arriving after the takeover (claim_superseded, nothing written), and the run that took over archives the document', async () => {
     const id = await stack.uploadSample('meeting-notes.txt', 'text/plain');
     // The first run's extraction reaches the real extractor only once the second run holds the claim.
