@@ -25,9 +25,12 @@ export const STEPS: readonly Step[] = [
   { step: 'archive', service: 'archivist', method: 'archive_document', describe: (r) => `archived as ${String(r['archive_key'])}` },
 ];
 
-/** How a run ended. */
+/**
+ * How a run ended: `failed_unrecorded` is a failure the run could not write to the document (the
+ * gateway unreachable), which stays in flight until the stale sweep retakes it.
+ */
 export interface PipelineOutcome {
-  readonly status: 'archived' | 'failed' | 'interrupted';
+  readonly status: 'archived' | 'failed' | 'failed_unrecorded' | 'interrupted';
   readonly error?: string;
   readonly failed_step?: string;
   readonly validation_score?: number;
@@ -108,7 +111,8 @@ export async function runPipeline(deps: PipelineDeps, claim: RunClaim): Promise<
       return takenOver(step, marked.current_claim_count, `another worker took the document over; not recorded as failed: ${reason}`, reason);
     }
     await deps.log(documentId, step.step, 'failed', reason);
-    return { status: 'failed', failed_step: step.step, error: reason, ...(score === undefined ? {} : { validation_score: score }) };
+    const status = marked?.outcome === 'not_recorded' ? 'failed_unrecorded' : 'failed';
+    return { status, failed_step: step.step, error: reason, ...(score === undefined ? {} : { validation_score: score }) };
   };
   for (const step of STEPS) {
     await deps.log(documentId, step.step, 'started');

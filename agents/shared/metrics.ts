@@ -30,7 +30,7 @@ export function createAgentMetrics(agent: string) {
     }),
     pipelineRuns: new Counter({
       name: 'ca_a2a_agent_pipeline_runs_total',
-      help: 'Orchestrator only: pipeline runs ended, by outcome (archived, failed, interrupted) and trigger (process_document or sweep).',
+      help: 'Orchestrator only: pipeline runs ended, by outcome (archived, failed, failed_unrecorded, interrupted) and trigger (process_document or sweep).',
       labelNames: ['outcome', 'trigger'] as const,
       registers,
     }),

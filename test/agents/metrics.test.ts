@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { readFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';
@@ -104,6 +106,46 @@ describe("the orchestrator's pipeline runs", () => {
     assert.equal(sample(orchestrator, 'ca_a2a_agent_calls_total', 'method="process_document",outcome="success",agent="orchestrator"'), 2);
     assert.equal(sample(await scrape('extractor'), 'ca_a2a_agent_calls_total', 'method="extract_document",outcome="success",agent="extractor"'), 2);
     assert.equal(sample(await scrape('archivist'), 'ca_a2a_agent_pipeline_runs_total', 'outcome="archived",trigger="process_document",agent="archivist"'), undefined, 'runs are the orchestrator\'s');
+  });
+});
+
+describe("the orchestrator's pipeline runs whose failure cannot be recorded", () => {
+  let stack: AgentStack;
+  // Answers the orchestrator's extract_document with corrupt_document, after cutting the agents off
+  // the gateway: the run then cannot record the failure.
+  const extractorStandIn = createServer((req, res) => {
+    let text = '';
+    req.on('data', (chunk: Buffer) => (text += chunk.toString()));
+    req.on('end', () => {
+      stack.routeGatewayTo('http://127.0.0.1:1');
+      const { id } = JSON.parse(text) as { id: string };
+      res.writeHead(200, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ jsonrpc: '2.0', id, error: { code: -32023, message: 'the file cannot be read', data: { reason: 'corrupt_document' } } }));
+    });
+  });
+  before(async () => {
+    stack = await startAgentStack();
+    await new Promise<void>((resolve) => extractorStandIn.listen(0, '127.0.0.1', resolve));
+  });
+  after(async () => {
+    extractorStandIn.close();
+    await stack?.close();
+  });
+
+  it('counts a run whose failure could not be recorded as failed_unrecorded, not failed, and leaves the document to the sweep', async () => {
+    const id = await stack.uploadSample('meeting-notes.txt', 'text/plain');
+    stack.routeTo('extractor', `http://127.0.0.1:${(extractorStandIn.address() as AddressInfo).port}`);
+    try {
+      await stack.call('orchestrator', 'process_document', { document_id: id }, 'lambda');
+    } finally {
+      stack.routeTo('extractor', undefined);
+      stack.routeGatewayTo(undefined);
+    }
+    const doc = (await stack.call('archivist', 'get_document', { document_id: id }, 'viewer')).result;
+    assert.equal(doc?.['status'], 'processing', 'nothing recorded: the stale sweep retakes it');
+    const orchestrator = await (await fetch(`${stack.agents.get('orchestrator')?.url}/metrics`)).text();
+    assert.equal(sample(orchestrator, 'ca_a2a_agent_pipeline_runs_total', 'outcome="failed_unrecorded",trigger="process_document",agent="orchestrator"'), 1, orchestrator);
+    assert.equal(sample(orchestrator, 'ca_a2a_agent_pipeline_runs_total', 'outcome="failed",trigger="process_document",agent="orchestrator"'), undefined, orchestrator);
   });
 });
 
