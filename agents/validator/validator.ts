@@ -15,9 +15,15 @@ export function validatorHandlers(egress: EgressClient): Record<string, MethodHa
       try {
         const doc = await egress.callTool<DocumentRecord>('documents_get', { document_id: documentId });
         assertClaimCurrent(claim, doc);
-        // A retry after the verdict was recorded gets the recorded verdict.
-        if (doc.status === 'validated' && doc.validation !== null) {
-          return { document_id: documentId, status: doc.status, reused: true, ...(doc.validation as unknown as ValidationReport) };
+        // A retry after the verdict was recorded (its answer lost on the way) gets the recorded
+        // verdict, a rejection included: a conflict would tell the run someone else had moved the
+        // document on. A document failed with a passing report failed at a later step: not a verdict.
+        const recorded = doc.validation as unknown as ValidationReport | null;
+        if (doc.status === 'validated' && recorded !== null) {
+          return { document_id: documentId, status: doc.status, reused: true, ...recorded };
+        }
+        if (doc.status === 'failed' && recorded !== null && !recorded.passed) {
+          return { document_id: documentId, status: doc.status, error: doc.error, reused: true, ...recorded };
         }
         if (doc.status !== 'extracted' || doc.extracted === null) {
           throw new AgentError('conflict', `document ${documentId} is ${doc.status}; only an extracted document is validated`, { current_status: doc.status });

@@ -177,6 +177,40 @@ describe('the document pipeline through the MCP gateway (PostgreSQL, direct rout
     });
   });
 
+  // A verdict recorded whose answer was lost (the hop cut): the retry met the document failed, got
+  // conflict, and the run ended interrupted, as if another worker had taken the document over.
+  it('ends a run failed when the validator\'s answer of a rejection it recorded is lost and the retry reaches it', async () => {
+    const real = String(stack.agents.get('validator')?.url);
+    let calls = 0;
+    const standIn = createServer((req, res) => {
+      void (async () => {
+        let body = '';
+        for await (const chunk of req) body += (chunk as Buffer).toString();
+        const headers = Object.fromEntries(Object.entries(req.headers).filter(([k]) => k.startsWith('x-ca-a2a-') || k === 'content-type')) as Record<string, string>;
+        const answer = await (await fetch(`${real}/message`, { method: 'POST', body, headers })).text();
+        // The first answer never arrives: the validator has recorded its verdict all the same.
+        if (++calls === 1) return void res.destroy();
+        res.writeHead(200, { 'content-type': 'application/json' }).end(answer);
+      })();
+    });
+    await new Promise<void>((resolve) => standIn.listen(0, '127.0.0.1', resolve));
+    stack.routeTo('validator', `http://127.0.0.1:${(standIn.address() as AddressInfo).port}`);
+    try {
+      const id = await stack.uploadSample('invalid-expenses.csv', 'text/csv');
+      const answer = await processDoc(id);
+      assert.equal(calls, 2, 'the orchestrator asked again');
+      assert.equal(answer.result?.['run_outcome'], 'failed', JSON.stringify(answer));
+      assert.equal(answer.result?.['status'], 'failed');
+      assert.match(String(answer.result?.['error']), /^validation: score 0\.\d+ below 0\.80/);
+      const status = await stack.call('orchestrator', 'check_status', { document_id: id }, 'viewer');
+      const steps = (status.result?.['logs'] as { step: string; status: string }[]).map((l) => `${l.step}:${l.status}`);
+      assert.deepEqual(steps.slice(-2), ['validate:started', 'validate:failed']);
+    } finally {
+      stack.routeTo('validator', undefined);
+      standIn.close();
+    }
+  });
+
   it('lists documents page by page, lists pending ones, gets and deletes one', async () => {
     const pending = await upload('later.txt', 'text/plain', 'Owner: ops\n');
     const listed = await stack.call('orchestrator', 'list_pending_documents', { limit: 100 }, 'document-processor');
