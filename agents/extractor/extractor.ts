@@ -3,7 +3,7 @@ import type { DocumentRecord, StoredObject } from '../shared/documents.js';
 import { asAgentError, type EgressClient } from '../shared/egress-client.js';
 import type { MethodHandler } from '../shared/jsonrpc-server.js';
 import { AgentError } from '../shared/rpc-errors.js';
-import { assertClaimCurrent, claimFence, stepClaim } from '../shared/step-claim.js';
+import { assertClaimCurrent, claimFence, stepClaim, writeOrRecorded } from '../shared/step-claim.js';
 import { storableText } from '../shared/storable-text.js';
 import { detectFormat } from './detect-format.js';
 import { MAX_STORED_TEXT, MAX_STORED_VALUE, type DocumentFormat, type Extraction, type FieldValue, type ParsedContent } from './extraction.js';
@@ -77,16 +77,21 @@ export function extractorHandlers(egress: EgressClient): Record<string, MethodHa
         const doc = await egress.callTool<DocumentRecord>('documents_get', { document_id: documentId });
         assertClaimCurrent(claim, doc);
         // A retry after the extraction was recorded gets the recorded one: extraction is idempotent.
-        if (doc.status === 'extracted' && doc.extracted !== null) return extractionSummary(documentId, doc.extracted as unknown as Extraction, true);
+        const recorded = (now: DocumentRecord) => (now.status === 'extracted' && now.extracted !== null
+          ? extractionSummary(documentId, now.extracted as unknown as Extraction, true) : undefined);
+        const reused = recorded(doc);
+        if (reused !== undefined) return reused;
         if (doc.status !== 'processing') {
           throw new AgentError('conflict', `document ${documentId} is ${doc.status}; only a claimed (processing) document is extracted`, { current_status: doc.status });
         }
         const object = await egress.callTool<StoredObject>('s3_get_object', { key: doc.s3_key });
         const extraction = await extractBytes(Buffer.from(object.content_base64, 'base64'), doc.content_type, doc.filename);
-        await egress.callTool('documents_update', {
-          document_id: documentId, expected_status: 'processing', ...claimFence(claim), status: 'extracted', extracted: extraction, error: null,
-        });
-        return extractionSummary(documentId, extraction, false);
+        return await writeOrRecorded(egress, claim, async () => {
+          await egress.callTool('documents_update', {
+            document_id: documentId, expected_status: 'processing', ...claimFence(claim), status: 'extracted', extracted: extraction, error: null,
+          });
+          return extractionSummary(documentId, extraction, false);
+        }, recorded);
       } catch (error) {
         throw asAgentError(error);
       }

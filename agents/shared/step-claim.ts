@@ -1,4 +1,5 @@
-import type { ListedDocument } from './documents.js';
+import type { DocumentRecord, ListedDocument } from './documents.js';
+import { isEgressError, type EgressClient } from './egress-client.js';
 import { AgentError } from './rpc-errors.js';
 
 /**
@@ -32,4 +33,24 @@ export function assertClaimCurrent(claim: StepClaim, doc: Pick<ListedDocument, '
 /** The fence a step adds to its documents_update: the write applies only under the caller's claim. */
 export function claimFence(claim: StepClaim): { expected_claim_count?: number } {
   return claim.claimCount === undefined ? {} : { expected_claim_count: claim.claimCount };
+}
+
+/**
+ * Makes a step's final write. A `conflict` there, under the caller's claim, means another call of
+ * the same step wrote first: the orchestrator asks again when an answer is lost (a hop cut, a
+ * timeout) while the first call still runs, and both read the document before either wrote. The
+ * step then answers what that call recorded, as it does for a repeat that comes after the write,
+ * rather than a conflict the run would take for another worker moving the document on.
+ */
+export async function writeOrRecorded<T>(egress: EgressClient, claim: StepClaim, write: () => Promise<T>, recorded: (doc: DocumentRecord) => T | undefined): Promise<T> {
+  try {
+    return await write();
+  } catch (error) {
+    if (!isEgressError(error) || error.kind !== 'remote' || error.code !== 'conflict') throw error;
+    const doc = await egress.callTool<DocumentRecord>('documents_get', { document_id: claim.documentId });
+    assertClaimCurrent(claim, doc);
+    const answer = recorded(doc);
+    if (answer === undefined) throw error;
+    return answer;
+  }
 }

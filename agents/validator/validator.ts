@@ -3,8 +3,20 @@ import type { DocumentRecord, StoredObject } from '../shared/documents.js';
 import { asAgentError, type EgressClient } from '../shared/egress-client.js';
 import type { MethodHandler } from '../shared/jsonrpc-server.js';
 import { AgentError } from '../shared/rpc-errors.js';
-import { assertClaimCurrent, claimFence, stepClaim } from '../shared/step-claim.js';
+import { assertClaimCurrent, claimFence, stepClaim, writeOrRecorded } from '../shared/step-claim.js';
 import { evaluate, rejectionReason, type ValidationReport } from './evaluate.js';
+
+/**
+ * The verdict recorded on a document, a rejection included, for a repeat of validate_document. A
+ * document failed with a passing report failed at a later step: that is not a verdict.
+ */
+function recordedVerdict(doc: DocumentRecord): Record<string, unknown> | undefined {
+  const report = doc.validation as unknown as ValidationReport | null;
+  if (report === null) return undefined;
+  if (doc.status === 'validated') return { document_id: doc.document_id, status: doc.status, reused: true, ...report };
+  if (doc.status === 'failed' && !report.passed) return { document_id: doc.document_id, status: doc.status, error: doc.error, reused: true, ...report };
+  return undefined;
+}
 
 /** The validator's methods. */
 export function validatorHandlers(egress: EgressClient): Record<string, MethodHandler> {
@@ -17,14 +29,9 @@ export function validatorHandlers(egress: EgressClient): Record<string, MethodHa
         assertClaimCurrent(claim, doc);
         // A retry after the verdict was recorded (its answer lost on the way) gets the recorded
         // verdict, a rejection included: a conflict would tell the run someone else had moved the
-        // document on. A document failed with a passing report failed at a later step: not a verdict.
-        const recorded = doc.validation as unknown as ValidationReport | null;
-        if (doc.status === 'validated' && recorded !== null) {
-          return { document_id: documentId, status: doc.status, reused: true, ...recorded };
-        }
-        if (doc.status === 'failed' && recorded !== null && !recorded.passed) {
-          return { document_id: documentId, status: doc.status, error: doc.error, reused: true, ...recorded };
-        }
+        // document on.
+        const reused = recordedVerdict(doc);
+        if (reused !== undefined) return reused;
         if (doc.status !== 'extracted' || doc.extracted === null) {
           throw new AgentError('conflict', `document ${documentId} is ${doc.status}; only an extracted document is validated`, { current_status: doc.status });
         }
@@ -38,8 +45,10 @@ export function validatorHandlers(egress: EgressClient): Record<string, MethodHa
           objectSize: bytes.length,
         });
         const verdict = report.passed ? { status: 'validated' } : { status: 'failed', error: rejectionReason(report) };
-        await egress.callTool('documents_update', { document_id: documentId, expected_status: 'extracted', ...claimFence(claim), validation: report, ...verdict });
-        return { document_id: documentId, reused: false, ...verdict, ...report };
+        return await writeOrRecorded(egress, claim, async () => {
+          await egress.callTool('documents_update', { document_id: documentId, expected_status: 'extracted', ...claimFence(claim), validation: report, ...verdict });
+          return { document_id: documentId, reused: false, ...verdict, ...report };
+        }, recordedVerdict);
       } catch (error) {
         throw asAgentError(error);
       }

@@ -22,10 +22,27 @@ describe('a pipeline step called with the claim its run holds', () => {
   // Armed with a document id, the stand-in gateway claims that document again just before the next
   // step reads its object: after the step's own check of the claim, before its write.
   let reclaimBeforeRead: { id: string; status: string } | undefined;
+  // Armed with a document id, it holds the first documents_update of that document until a second
+  // one comes, and lets the first through before the second: two calls of one step that both read
+  // the document before either wrote.
+  let pairWrites: { id: string; release?: () => void; first?: Promise<void> } | undefined;
   const gatewayStandIn = createServer((req, res) => {
     void (async () => {
       const body = await readBody(req);
-      const call = JSON.parse(body) as { tool: string };
+      const call = JSON.parse(body) as { tool: string; arguments: { document_id?: string } };
+      const pair = pairWrites;
+      if (pair !== undefined && call.tool === 'documents_update' && call.arguments.document_id === pair.id) {
+        if (pair.release === undefined) {
+          let written!: () => void;
+          pair.first = new Promise<void>((resolve) => (written = resolve));
+          await new Promise<void>((resolve) => (pair.release = resolve));
+          res.on('finish', written);
+        } else {
+          pairWrites = undefined;
+          pair.release();
+          await pair.first;
+        }
+      }
       const target = reclaimBeforeRead;
       if (target !== undefined && call.tool === 's3_get_object') {
         reclaimBeforeRead = undefined;
@@ -88,6 +105,24 @@ describe('a pipeline step called with the claim its run holds', () => {
         const copy = await callTool(stack.gateway.url, 's3_get_object', { key: `archive/${id}/meeting-notes.txt` });
         assert.equal(copy.status, 404, 'no archive copy made under a superseded claim');
       }
+    });
+
+    it(`${step.method}: answers the recorded result when another call under the same claim wrote first (a retry whose first answer was lost)`, async () => {
+      const id = await documentIn(step.from);
+      pairWrites = { id };
+      stack.routeGatewayTo(`http://127.0.0.1:${(gatewayStandIn.address() as AddressInfo).port}`);
+      let answers;
+      try {
+        answers = await Promise.all([1, 2].map(() => stack.call(step.service, step.method, { document_id: id, claim_count: 1 }, 'orchestrator')));
+      } finally {
+        stack.routeGatewayTo(undefined);
+        pairWrites = undefined;
+      }
+      // Both archive calls copy and write (their final write accepts archived): one archive entry all the same.
+      assert.deepEqual(answers.map((a) => a.result?.['reused']).sort(), step.service === 'archivist' ? [false, false] : [false, true], JSON.stringify(answers));
+      const doc = await documentOf(id);
+      assert.notEqual(doc[step.untouched], null);
+      assert.equal(doc['claim_count'], 1);
     });
 
     it(`${step.method}: does its work under the document's current claim, and without a claim_count`, async () => {
