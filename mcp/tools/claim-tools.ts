@@ -22,14 +22,17 @@ const CLAIM_SQL = `UPDATE documents
 // A run has stalled when its document shows no progress for the window: in processing since its
 // claim, or between steps (extracted, validated) since its last change. SKIP LOCKED lets concurrent
 // sweepers split the stalled documents instead of queueing on them, and the outer condition is
-// re-checked on the locked row version, so a run that moved on meanwhile is left alone.
+// re-checked on the locked row version, so a run that moved on meanwhile is left alone. The pick is
+// a MATERIALIZED CTE, run once: as an IN subquery the planner could run it again per row, and SKIP
+// LOCKED then passed over the row just claimed and picked the next, past the limit.
 const STALLED = `(status = 'processing' AND claimed_at < clock_timestamp() - make_interval(secs => $1::float8))
     OR (status IN ('extracted', 'validated') AND updated_at < clock_timestamp() - make_interval(secs => $1::float8))`;
-const SWEEP_SQL = `UPDATE documents
-  SET status = 'processing', claimed_at = clock_timestamp(), claim_count = claim_count + 1, updated_at = clock_timestamp()
-  WHERE document_id IN (
+const SWEEP_SQL = `WITH picked AS MATERIALIZED (
       SELECT document_id FROM documents WHERE ${STALLED}
       ORDER BY CASE WHEN status = 'processing' THEN claimed_at ELSE updated_at END LIMIT $2 FOR UPDATE SKIP LOCKED)
+  UPDATE documents
+  SET status = 'processing', claimed_at = clock_timestamp(), claim_count = claim_count + 1, updated_at = clock_timestamp()
+  WHERE document_id IN (SELECT document_id FROM picked)
     AND (${STALLED})
   RETURNING ${DOCUMENT_COLUMNS}`;
 

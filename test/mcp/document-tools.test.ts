@@ -229,6 +229,18 @@ for (const mode of modes) {
       assert.ok(Date.parse(String(mine?.claimed_at)) > Date.parse(String(doc.created_at)));
     });
 
+    // The statement's subquery was run again for each row it matched, and SKIP LOCKED then skipped
+    // the row just claimed and picked the next: limit 1 claimed every stalled document.
+    it('re-claims no more than limit documents, and leaves the others as they were', async () => {
+      const docs = [await create(), await create(), await create()];
+      for (const doc of docs) await callTool(gw.url, 'documents_claim', { document_id: doc.document_id });
+      const swept = await callTool(gw.url, 'documents_claim_stale', { older_than_seconds: 0, limit: 1 });
+      assert.equal(swept.status, 200);
+      assert.equal((swept.body.documents as Doc[]).length, 1, JSON.stringify(swept.body));
+      const counts = await Promise.all(docs.map(async (doc) => (await callTool(gw.url, 'documents_get', { document_id: doc.document_id })).body['claim_count']));
+      assert.ok(counts.filter((count) => count === 2).length <= 1, `claims: ${counts.join()}`);
+    });
+
     it('runs the pipeline: claim, extract, validate, archive idempotently, with a log per step', async () => {
       const doc = await create();
       const id = doc.document_id;
