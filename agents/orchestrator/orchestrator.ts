@@ -5,7 +5,7 @@ import type { MethodHandler } from '../shared/jsonrpc-server.js';
 import { claimDocument } from './claim.js';
 import { runPipeline, type PipelineDeps, type PipelineOutcome } from './pipeline.js';
 import { processLog } from './process-log.js';
-import { claimStale } from './sweep.js';
+import { claimStale, SWEEP_BATCH } from './sweep.js';
 import { uploadDocument, type UploadParams } from './upload.js';
 
 /** Options of {@link createOrchestrator}. */
@@ -64,7 +64,11 @@ export function createOrchestrator(opts: OrchestratorOptions): Orchestrator {
     sweeping ??= (async () => {
       const outcomes: Record<string, PipelineOutcome> = {};
       try {
-        for (const doc of await claimStale(egress, staleAfter)) outcomes[doc.document_id] = await run(doc, 'sweep', 'stale run taken over by the sweep');
+        for (let taken = 0; taken < SWEEP_BATCH; taken++) {
+          const doc = await claimStale(egress, staleAfter);
+          if (doc === undefined) break;
+          outcomes[doc.document_id] = await run(doc, 'sweep', 'stale run taken over by the sweep');
+        }
       } catch (error) {
         logger.warn({ event_type: 'sweep_failed', err: (error as Error).message }, 'stale sweep failed; next tick retries');
       } finally {

@@ -2,18 +2,21 @@ import type { DocumentRecord } from '../shared/documents.js';
 import type { EgressClient } from '../shared/egress-client.js';
 
 /** Most documents one sweep takes over; the next sweep takes the rest, longest stalled first. */
-const SWEEP_BATCH = 10;
+export const SWEEP_BATCH = 10;
 
 /**
- * Finds documents whose pipeline run stopped (the orchestrator died, a step hung) and claims them
- * again, in one atomic call to the gateway (documents_claim_stale): stuck in `processing` since
- * their claim, or between steps (`extracted`, `validated`) since their last change. The gateway
- * picks the stalled ones among every document, so live runs, however many, never hide a stalled
- * one. Resolves the documents this worker now holds.
+ * Finds the document whose pipeline run has been stopped longest (the orchestrator died, a step
+ * hung) and claims it again, in one atomic call to the gateway (documents_claim_stale): stuck in
+ * `processing` since its claim, or between steps (`extracted`, `validated`) since its last change.
+ * The gateway picks among every document, so live runs, however many, never hide a stalled one.
+ * One at a time, as its run is about to start: a claim taken for a document still waiting behind
+ * other runs would age, and past the stale window another sweep (another replica's) would take it
+ * over from under this one. Resolves the document this worker now holds, or undefined when none
+ * has stalled.
  */
-export async function claimStale(egress: EgressClient, staleAfterSeconds: number): Promise<DocumentRecord[]> {
+export async function claimStale(egress: EgressClient, staleAfterSeconds: number): Promise<DocumentRecord | undefined> {
   const { documents } = await egress.callTool<{ documents: DocumentRecord[] }>('documents_claim_stale', {
-    older_than_seconds: staleAfterSeconds, limit: SWEEP_BATCH,
+    older_than_seconds: staleAfterSeconds, limit: 1,
   });
-  return documents;
+  return documents[0];
 }

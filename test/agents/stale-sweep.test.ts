@@ -44,6 +44,42 @@ describe('the stale-claim sweep', () => {
     assert.equal(outcomes?.[id]?.status, 'archived');
   });
 
+  // Ten claimed at once and run one after another: the last ones' claims aged while the first ran,
+  // and past the stale window another sweep (another replica's) took them over from under this one.
+  it('claims each stalled document only as its run starts, not the whole batch up front', async () => {
+    const ids = [await stack.uploadSample('meeting-notes.txt', 'text/plain'), await stack.uploadSample('meeting-notes.txt', 'text/plain')];
+    for (const id of ids) assert.equal((await callTool(stack.gateway.url, 'documents_claim', { document_id: id })).status, 200);
+    await sleep(STALE_SECONDS * 1000 + 200);
+    const real = String(stack.agents.get('extractor')?.url);
+    const othersDuringFirstRun: unknown[] = [];
+    const standIn = createServer((req, res) => {
+      void (async () => {
+        const body = await readBody(req);
+        const headers = Object.fromEntries(Object.entries(req.headers).filter(([k]) => k.startsWith('x-ca-a2a-') || k === 'content-type')) as Record<string, string>;
+        const running = (JSON.parse(body) as { params: { document_id: string } }).params.document_id;
+        if (running === ids[0] || running === ids[1]) {
+          if (othersDuringFirstRun.length === 0) {
+            const other = ids.find((id) => id !== running);
+            othersDuringFirstRun.push((await callTool(stack.gateway.url, 'documents_get', { document_id: other })).body['claim_count']);
+          }
+        }
+        const answer = await fetch(`${real}/message`, { method: 'POST', body, headers });
+        res.writeHead(answer.status, { 'content-type': 'application/json' }).end(await answer.text());
+      })();
+    });
+    await new Promise<void>((resolve) => standIn.listen(0, '127.0.0.1', resolve));
+    stack.routeTo('extractor', `http://127.0.0.1:${(standIn.address() as AddressInfo).port}`);
+    let outcomes;
+    try {
+      outcomes = await stack.agents.get('orchestrator')?.sweep();
+    } finally {
+      stack.routeTo('extractor', undefined);
+      standIn.close();
+    }
+    assert.deepEqual(othersDuringFirstRun, [1], `the other document was not claimed yet while the first ran: ${JSON.stringify(outcomes)}`);
+    for (const id of ids) assert.equal(outcomes?.[id]?.status, 'archived', JSON.stringify(outcomes));
+  });
+
   it('finds a stalled run behind any number of live ones: the gateway picks the stalled documents, not the oldest in each status', async () => {
     const moveToExtracted = async (id: string) => {
       await callTool(stack.gateway.url, 'documents_claim', { document_id: id });
