@@ -16,7 +16,8 @@ function conflict(doc: ListedDocument, why: string): AgentError {
  * Takes a document for a pipeline run, moving it to `processing` with a fresh claim. Pending and
  * failed documents are claimed outright; one in flight (processing, extracted, validated) only
  * when its holder went quiet for `staleAfterSeconds`. Each path is one conditional write, so of
- * two workers exactly one wins; the other gets `conflict`.
+ * two workers exactly one wins; the other gets `conflict`, as does one whose read of the document
+ * is older than a claim made since.
  */
 export async function claimDocument(egress: EgressClient, doc: ListedDocument, staleAfterSeconds: number): Promise<DocumentRecord> {
   try {
@@ -30,12 +31,16 @@ export async function claimDocument(egress: EgressClient, doc: ListedDocument, s
       case 'extracted':
       case 'validated':
         if (!isStale(doc, staleAfterSeconds)) throw conflict(doc, `is being processed (${doc.status} at ${doc.updated_at})`);
-        return await egress.callTool<DocumentRecord>('documents_update', { document_id: doc.document_id, expected_status: doc.status, status: 'processing' });
+        // On the claim it was read under too: re-claimed since (and taken on to the same status),
+        // it is another worker's live run, no longer the stale one.
+        return await egress.callTool<DocumentRecord>('documents_update', {
+          document_id: doc.document_id, expected_status: doc.status, expected_claim_count: doc.claim_count, status: 'processing',
+        });
       default:
         throw conflict(doc, `is ${doc.status}`);
     }
   } catch (error) {
-    if (isEgressError(error) && error.kind === 'remote' && error.code === 'conflict') throw conflict(doc, 'was taken by another worker');
+    if (isEgressError(error) && error.kind === 'remote' && (error.code === 'conflict' || error.code === 'claim_superseded')) throw conflict(doc, 'was taken by another worker');
     throw error;
   }
 }

@@ -105,6 +105,45 @@ describe('the stale-claim sweep', () => {
     const answer = await stack.call('orchestrator', 'process_document', { document_id: id }, 'lambda');
     assert.equal(answer.result?.['status'], 'archived', JSON.stringify(answer));
   });
+
+  // It read the document stale between steps, then moved it to processing on its status alone: a
+  // sweep that had re-claimed it meanwhile and taken it on to the same status lost its live run.
+  it('does not let process_document take over a document re-claimed since it read it stale', async () => {
+    const id = await stack.uploadSample('meeting-notes.txt', 'text/plain');
+    await callTool(stack.gateway.url, 'documents_claim', { document_id: id });
+    assert.equal((await stack.call('extractor', 'extract_document', { document_id: id }, 'orchestrator')).result?.['status'], 'extracted');
+    await sleep(STALE_SECONDS * 1000 + 200);
+    // Just before the orchestrator's claim lands, another worker re-claims the document and extracts it again.
+    let raced = false;
+    const gatewayStandIn = createServer((req, res) => {
+      void (async () => {
+        const body = await readBody(req);
+        const call = JSON.parse(body) as { tool: string; arguments: Record<string, unknown> };
+        if (!raced && call.tool === 'documents_update' && call.arguments['document_id'] === id && call.arguments['status'] === 'processing') {
+          raced = true;
+          assert.equal((await callTool(stack.gateway.url, 'documents_update', { document_id: id, expected_status: 'extracted', status: 'processing' })).status, 200);
+          assert.equal((await callTool(stack.gateway.url, 'documents_update', { document_id: id, expected_status: 'processing', status: 'extracted' })).status, 200);
+        }
+        const headers = Object.fromEntries(Object.entries(req.headers).filter(([k]) => k.startsWith('x-ca-a2a-') || k === 'content-type')) as Record<string, string>;
+        const answer = await fetch(`${stack.gateway.url}${req.url ?? '/call_tool'}`, { method: 'POST', body, headers });
+        res.writeHead(answer.status, { 'content-type': 'application/json' }).end(await answer.text());
+      })();
+    });
+    await new Promise<void>((resolve) => gatewayStandIn.listen(0, '127.0.0.1', resolve));
+    stack.routeGatewayTo(`http://127.0.0.1:${(gatewayStandIn.address() as AddressInfo).port}`);
+    let answer;
+    try {
+      answer = await stack.call('orchestrator', 'process_document', { document_id: id }, 'lambda');
+    } finally {
+      stack.routeGatewayTo(undefined);
+      gatewayStandIn.close();
+    }
+    assert.ok(raced, 'the other worker re-claimed the document');
+    assert.equal(answer.error?.data?.['reason'], 'conflict', JSON.stringify(answer));
+    const doc = (await callTool(stack.gateway.url, 'documents_get', { document_id: id })).body;
+    assert.equal(doc['claim_count'], 2, 'the other worker\'s claim is still the document\'s');
+    assert.equal(doc['status'], 'extracted');
+  });
 });
 
 /** A step call as the stand-in agent received it. */
