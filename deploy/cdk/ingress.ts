@@ -50,13 +50,19 @@ export class Ingress extends Construct {
     new wafv2.CfnWebACLAssociation(this, 'WebAclAssociation', { resourceArn: this.loadBalancer.loadBalancerArn, webAclArn: acl.attrArn });
     logBlocked(this, acl, props.logRetention);
 
+    // HTTPS to the target: with Service Connect TLS on, what answers on the orchestrator's port is
+    // its Service Connect proxy, which speaks TLS 1.3 only (it decrypts and hands the request to the
+    // sidecar in the task). Plain HTTP there, requests and health checks alike, would fail the
+    // handshake and leave every target unhealthy. The ALB does not verify a target's certificate;
+    // its TLS 1.3 listener policy (below) lets it speak TLS 1.3 to targets.
     const targets = new elbv2.ApplicationTargetGroup(this, 'Orchestrator', {
       vpc: props.vpc,
       targetType: elbv2.TargetType.IP,
-      protocol: elbv2.ApplicationProtocol.HTTP,
+      protocol: elbv2.ApplicationProtocol.HTTPS,
       port: SERVICE_PORTS.orchestrator,
       deregistrationDelay: Duration.seconds(30),
-      healthCheck: { path: '/health', healthyHttpCodes: '200', interval: Duration.seconds(15) },
+      // The health check's protocol is its own setting, HTTP unless said, whatever the group's.
+      healthCheck: { protocol: elbv2.Protocol.HTTPS, path: '/health', healthyHttpCodes: '200', interval: Duration.seconds(15) },
       targets: [props.orchestrator.loadBalancerTarget({ containerName: 'sidecar', containerPort: SERVICE_PORTS.orchestrator })],
     });
 
@@ -66,6 +72,8 @@ export class Ingress extends Construct {
       // SecurityGroups owns the ingress rule (and its CIDR); `open` would add 0.0.0.0/0 itself.
       open: false,
       certificates: [elbv2.ListenerCertificate.fromArn(props.certificateArn)],
+      // ELBSecurityPolicy-TLS13-1-2-2021-06: clients get TLS 1.2 or 1.3, the targets' TLS 1.3-only
+      // Service Connect proxies the TLS 1.3 they need.
       sslPolicy: elbv2.SslPolicy.RECOMMENDED_TLS,
       defaultTargetGroups: [targets],
     });

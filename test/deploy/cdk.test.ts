@@ -421,6 +421,20 @@ describe('deploy/cdk stack', () => {
       }
     });
 
+    it('speaks TLS to the orchestrator\'s port, requests and health checks, where Service Connect TLS puts a TLS 1.3-only proxy', () => {
+      const [[, orchestrator] = ['', { Type: '' }]] = ofType(resources, 'AWS::ECS::Service').filter(([, s]) => props(s)['ServiceName'] === 'ca-a2a-orchestrator');
+      const connect = props(orchestrator)['ServiceConnectConfiguration'] as { Services: Array<{ PortName: string; Tls?: unknown; IngressPortOverride?: unknown }> };
+      // The proxy answers on the container port itself (no ingress port override), with TLS on.
+      assert.deepEqual(connect.Services.map((s) => [s.PortName, s.Tls !== undefined, s.IngressPortOverride]), [['orchestrator', true, undefined]]);
+      const [[, group] = ['', { Type: '' }]] = ofType(resources, 'AWS::ElasticLoadBalancingV2::TargetGroup');
+      assert.equal(props(group)['Port'], 8001);
+      assert.equal(props(group)['Protocol'], 'HTTPS', 'plain HTTP to a TLS-only proxy fails every request');
+      // Not the group's protocol by default: ELBv2 health-checks an ALB target over HTTP unless told.
+      assert.equal(props(group)['HealthCheckProtocol'], 'HTTPS', 'plain HTTP health checks would fail, and ECS replace every task');
+      const [[, listener] = ['', { Type: '' }]] = ofType(resources, 'AWS::ElasticLoadBalancingV2::Listener');
+      assert.match(String(props(listener)['SslPolicy']), /^ELBSecurityPolicy-TLS13-/, 'a TLS 1.3 policy, which the ALB needs to reach TLS 1.3-only targets');
+    });
+
     it('logs every request to the SSE-S3 access-logs bucket, under alb/', () => {
       const [[, alb] = ['', { Type: '' }]] = ofType(resources, 'AWS::ElasticLoadBalancingV2::LoadBalancer');
       const attributes = new Map((props(alb)['LoadBalancerAttributes'] as Array<{ Key: string; Value: unknown }>).map((a) => [a.Key, a.Value]));
