@@ -107,7 +107,8 @@ export function readConfig(app: App): DeployConfig {
     imageRepository: str('imageRepository', 'ca-a2a'),
     keycloakRepository: str('keycloakRepository', 'ca-a2a-keycloak'),
     // ≥ 26.4: the jdbc-ping cache stack (26.1) and DPoP as a supported, default-on feature (26.4).
-    keycloakTag: str('keycloakTag', '26.4'),
+    // The exact release deploy/keycloak/Dockerfile builds from, which its image is tagged with.
+    keycloakTag: str('keycloakTag', '26.4.7'),
     desiredCounts,
     natGateways: int('natGateways', 2, 1),
     logRetentionDays: int('logRetentionDays', 30, 1),

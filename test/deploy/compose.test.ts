@@ -19,6 +19,8 @@ const ISSUER = 'http://keycloak:8080/realms/ca-a2a';
 
 interface Service {
   image?: string;
+  build?: unknown;
+  pull_policy?: string;
   command?: string[];
   environment?: Record<string, string>;
   ports?: string[];
@@ -136,6 +138,24 @@ describe('deploy/compose.yaml', () => {
       assert.equal(service?.read_only, true, name);
       assert.equal(service.user, '10001:10001', name);
       assert.deepEqual(service.cap_drop, ['ALL'], name);
+    }
+  });
+
+  it('pulls every image at an exact release: no latest, no major-only or minor-only line that moves under it', () => {
+    const pulled = Object.entries(services).filter(([, service]) => service.build === undefined && service.pull_policy !== 'never');
+    assert.ok(pulled.length > 0);
+    for (const [name, service] of pulled) {
+      const image = service.image ?? '';
+      const tag = /^[^@]+:([^:@/]+)(@sha256:[0-9a-f]{64})?$/.exec(image)?.[1] ?? '';
+      // PostgreSQL releases are MAJOR.MINOR; MinIO's are RELEASE.<UTC time>; everything else here is MAJOR.MINOR.PATCH.
+      const exact = image.startsWith('postgres:') ? /^\d+\.\d+(-[a-z0-9.]+)?$/ : /^(\d+\.\d+\.\d+(-[a-z0-9.]+)?|RELEASE\.\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z)$/;
+      assert.match(tag, exact, `${name}: ${image}`);
+    }
+    // The databases are the PostgreSQL release the Aurora clusters run (deploy/cdk/aurora.ts).
+    const aurora = /AuroraPostgresEngineVersion\.VER_(\d+)_(\d+)\b/.exec(repoFile('deploy/cdk/aurora.ts'));
+    assert.ok(aurora, 'deploy/cdk/aurora.ts names its engine version');
+    for (const name of ['postgres', 'revocations-db', 'keycloak-db']) {
+      assert.match(services[name]?.image ?? '', new RegExp(`^postgres:${aurora[1] ?? ''}\\.${aurora[2] ?? ''}-`), name);
     }
   });
 
