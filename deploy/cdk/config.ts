@@ -125,12 +125,16 @@ export function readConfig(app: App): DeployConfig {
   };
 }
 
-/** An https base URL (no query, fragment or credentials): what PUBLIC_URL_PATTERN accepts at deploy time. */
-export const PUBLIC_URL_PATTERN = '^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?$';
+/**
+ * An https base URL (no query, fragment, credentials or trailing slash): what PUBLIC_URL_PATTERN
+ * accepts at deploy time. The orchestrator's card says it + `/message`, which a trailing slash
+ * would turn into `//message`, a URL its sidecar's DPoP htu check does not expect.
+ */
+export const PUBLIC_URL_PATTERN = '^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*[A-Za-z0-9._~-])?$';
 
 /** Refuses at synth a publicUrl the PublicUrl parameter would refuse at deploy time. */
 function publicUrl(value: string): string {
-  if (!new RegExp(PUBLIC_URL_PATTERN).test(value)) throw new Error(`context publicUrl must be https://HOST[:PORT][/PATH], got ${value}`);
+  if (!new RegExp(PUBLIC_URL_PATTERN).test(value)) throw new Error(`context publicUrl must be https://HOST[:PORT][/PATH] without a trailing slash, got ${value}`);
   return value;
 }
 

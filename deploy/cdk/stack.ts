@@ -80,13 +80,16 @@ export class CaA2aStack extends Stack {
     const revocationsDbUrl = ecs.Secret.fromSecretsManager(data.revocationsDbUrl);
     const clientSecret = (name: keyof typeof data.clientSecrets): ecs.Secret => ecs.Secret.fromSecretsManager(data.clientSecrets[name]);
 
-    const agent = (name: AgentName): UpstreamSpec => ({
+    // Each agent's card (GET /.well-known/agent-card.json) names the issuer as its security scheme.
+    const agent = (name: AgentName, environment: Readonly<Record<string, string>> = {}): UpstreamSpec => ({
       name: 'agent',
       command: ['agent', name, '--listen', UPSTREAM_LISTEN],
-      environment: { CA_A2A_EGRESS_URL: `http://127.0.0.1:${EGRESS_PORT}` },
+      environment: { CA_A2A_EGRESS_URL: `http://127.0.0.1:${EGRESS_PORT}`, CA_A2A_ISSUER: config.issuerUrl, ...environment },
     });
     const upstreams: Record<SecuredServiceName, UpstreamSpec> = {
-      orchestrator: agent('orchestrator'),
+      // Its card is public through the ALB: without this it would say http://<Host>/message, a
+      // scheme the ALB does not serve (it ends TLS). The URL its sidecar checks DPoP htu against.
+      orchestrator: agent('orchestrator', { CA_A2A_PUBLIC_URL: Fn.join('', [publicUrl.valueAsString, '/message']) }),
       extractor: agent('extractor'),
       validator: agent('validator'),
       archivist: agent('archivist'),

@@ -306,6 +306,27 @@ describe('deploy/cdk stack', () => {
       }
     });
 
+    it('advertises in every agent\'s card the issuer its sidecar trusts, and in the orchestrator\'s the https URL callers reach it by', () => {
+      const envOf = (family: string): Record<string, unknown> => Object.fromEntries(
+        (taskDefinitions(resources).get(family)?.containers.find((c) => c.Name === 'agent')?.Environment ?? []).map((e) => [e.Name, e.Value]),
+      );
+      for (const agent of AGENTS) {
+        assert.equal(envOf(`ca-a2a-${agent}`)['CA_A2A_ISSUER'], 'http://keycloak.ca-a2a.local:8080/realms/ca-a2a', `${agent} card: the OIDC scheme`);
+      }
+      // Without it the card says http://<Host>/message: the ALB ended TLS, and serves no plain http.
+      assert.deepEqual(envOf('ca-a2a-orchestrator')['CA_A2A_PUBLIC_URL'], { 'Fn::Join': ['', [{ Ref: 'PublicUrl' }, '/message']] });
+      for (const agent of ['extractor', 'validator', 'archivist']) assert.equal(envOf(`ca-a2a-${agent}`)['CA_A2A_PUBLIC_URL'], undefined, agent);
+      // PublicUrl + /message must be the URL the sidecar expects in DPoP htu: a trailing slash would make it //message.
+      const dir = mkdtempSync(path.join(tmpdir(), 'ca-a2a-cdk-card-'));
+      try {
+        assert.throws(() => createApp({ outdir: dir, context: { publicUrl: 'https://agents.acme.test/' } }), /context publicUrl must be/);
+        assert.throws(() => createApp({ outdir: dir, context: { publicUrl: 'https://agents.acme.test/a2a/' } }), /context publicUrl must be/);
+        assert.doesNotThrow(() => createApp({ outdir: dir, context: { publicUrl: 'https://agents.acme.test/a2a' } }));
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
     it('issues tokens whose iss is every sidecar\'s --issuer, also for an issuer the operator sets', () => {
       const kcIssuer = (resourcesOf: Resources): string => `${String(keycloakEnv(resourcesOf)['KC_HOSTNAME'])}/realms/ca-a2a`;
       assert.deepEqual(new Set(sidecarIssuers(resources)), new Set([kcIssuer(resources)]));

@@ -61,6 +61,15 @@ describe('deploy/compose.yaml', () => {
     }
   });
 
+  it('advertises in every agent\'s card the issuer its sidecar trusts, and in the orchestrator\'s its published URL', () => {
+    for (const agent of ['orchestrator', 'extractor', 'validator', 'archivist']) {
+      assert.equal(services[agent]?.environment?.['CA_A2A_ISSUER'], ISSUER, agent);
+    }
+    const published = services['orchestrator-sidecar']?.environment?.['CA_A2A_PUBLIC_URL'];
+    assert.equal(published, 'http://localhost:8001');
+    assert.equal(services['orchestrator']?.environment?.['CA_A2A_PUBLIC_URL'], `${published}/message`);
+  });
+
   it('gives every sidecar longer to stop than its 25 s drain, not compose\'s default 10 s', () => {
     for (const service of Object.keys(PORTS)) assert.equal(services[`${service}-sidecar`]?.stop_grace_period, '30s', service);
   });
