@@ -60,6 +60,8 @@ export function hardenedLinux(scope: Construct, id: string): ecs.LinuxParameters
 /**
  * A task-local scratch volume (Fargate ephemeral storage) mounted into one container: with a
  * read-only root filesystem, this is the only writable path. `name` must be unique in the task.
+ * Fargate mounts it root-owned 0755 unless the image declares `path` a VOLUME, whose owner and
+ * mode it then takes: our images declare every path mounted here.
  */
 export function addScratch(task: ecs.TaskDefinition, container: ecs.ContainerDefinition, name: string, path = '/tmp'): void {
   task.addVolume({ name });

@@ -102,8 +102,10 @@ export class KeycloakService extends Construct {
         startPeriod: Duration.seconds(120),
       },
     });
+    // What Keycloak writes (deploy/keycloak/Dockerfile declares each a VOLUME, for its owner).
     addScratch(this.taskDefinition, container, 'tmp');
     addScratch(this.taskDefinition, container, 'kc-data-tmp', '/opt/keycloak/data/tmp');
+    addScratch(this.taskDefinition, container, 'kc-transaction-logs', '/opt/keycloak/data/transaction-logs');
 
     this.service = new ecs.FargateService(this, 'Service', {
       serviceName: 'ca-a2a-keycloak',

@@ -14,6 +14,15 @@ const SECURED = Object.keys(SIDECAR_PORTS) as Secured[];
 const AGENTS = ['orchestrator', 'extractor', 'validator', 'archivist'] as const;
 const sg = (name: string): string => `ca-a2a ${name}`;
 const repoFile = (relative: string): string => readFileSync(fileURLToPath(new URL(`../../${relative}`, import.meta.url)), 'utf8');
+/** The paths the last stage of a Dockerfile declares with VOLUME (exec or shell form). */
+const dockerVolumes = (relative: string): Set<string> => {
+  const lines = repoFile(relative).replaceAll(/\\\n/g, ' ').split('\n').map((line) => line.trim());
+  const last = lines.slice(lines.findLastIndex((line) => line.startsWith('FROM ')));
+  return new Set(last.filter((line) => line.startsWith('VOLUME ')).flatMap((line) => {
+    const args = line.slice('VOLUME '.length).trim();
+    return args.startsWith('[') ? (JSON.parse(args) as string[]) : args.split(/\s+/);
+  }));
+};
 /** The Keycloak version deploy/keycloak/Dockerfile builds from (its KEYCLOAK_VERSION default). */
 const dockerfileKeycloakVersion = (): string | undefined => /^ARG KEYCLOAK_VERSION=(\S+)$/m.exec(repoFile('deploy/keycloak/Dockerfile'))?.[1];
 const atLeast = (version: string, major: number, minor: number): boolean => {
@@ -202,6 +211,28 @@ describe('deploy/cdk stack', () => {
       for (const [id, group] of ofType(resources, 'AWS::Logs::LogGroup')) {
         assert.equal(typeof props(group)['RetentionInDays'], 'number', `${id} has a retention`);
       }
+    });
+
+    it('mount scratch only where the image declares a VOLUME, which Fargate mounts with that directory\'s owner and mode (else root 0755, which their non-root users cannot write)', () => {
+      const tasks = taskDefinitions(resources);
+      const images: Array<[string, string]> = [...SECURED.map((s): [string, string] => [`ca-a2a-${s}`, 'deploy/Dockerfile']), ['ca-a2a-keycloak', 'deploy/keycloak/Dockerfile']];
+      let mounts = 0;
+      for (const [family, dockerfile] of images) {
+        const declared = dockerVolumes(dockerfile);
+        for (const c of tasks.get(family)?.containers ?? []) {
+          for (const mount of c.MountPoints ?? []) {
+            mounts++;
+            assert.ok(declared.has(mount.ContainerPath), `${family}/${c.Name} mounts ${mount.ContainerPath}, which ${dockerfile} does not declare a VOLUME`);
+          }
+        }
+      }
+      assert.equal(mounts, 2 * SECURED.length + 3);
+      // Keycloak writes its temporary files and, with a read-only root, its transaction log
+      // (transaction recovery is on even without XA) under data/: without either it does not start.
+      const keycloak = tasks.get('ca-a2a-keycloak')?.containers.find((c) => c.Name === 'keycloak');
+      assert.deepEqual((keycloak?.MountPoints ?? []).map((m) => [m.ContainerPath, m.ReadOnly]).sort(), [
+        ['/opt/keycloak/data/tmp', false], ['/opt/keycloak/data/transaction-logs', false], ['/tmp', false],
+      ]);
     });
 
     it("set every container's awslogs mode: blocking for our image, whose own bounded buffer drops and counts; non-blocking with a bounded buffer for Keycloak, the collector and the Service Connect proxies", () => {

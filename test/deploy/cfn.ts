@@ -87,6 +87,7 @@ export interface ContainerDef {
   readonly LogConfiguration?: { LogDriver: string; Options: Record<string, unknown> };
   readonly Environment?: Array<{ Name: string; Value: unknown }>;
   readonly Secrets?: Array<{ Name: string; ValueFrom: unknown }>;
+  readonly MountPoints?: Array<{ ContainerPath: string; SourceVolume: string; ReadOnly?: boolean }>;
 }
 
 /** Task definitions by family (`ca-a2a-orchestrator` …). */
