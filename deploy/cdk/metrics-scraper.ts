@@ -9,7 +9,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
 import { stringify } from 'yaml';
-import { APP_USER, addScratch, hardenedLinux, thirdPartyLogs } from './container-defaults.js';
+import { APP_USER, addScratch, appLogs, hardenedLinux, thirdPartyLogs } from './container-defaults.js';
 
 /** The alert rules promtool checks and tests; Amazon Managed Prometheus evaluates the same file. */
 export const ALERT_RULES_FILE = new URL('../prometheus/alerts.yaml', import.meta.url);
@@ -19,6 +19,8 @@ export interface MetricsScraperProps {
   readonly securityGroup: ec2.ISecurityGroup;
   readonly logRetention: logs.RetentionDays;
   readonly collectorImage: string;
+  /** Our image (deploy/Dockerfile), which declares VOLUME /tmp: it opens the collector's scratch volume. */
+  readonly image: ecs.ContainerImage;
 }
 
 /**
@@ -87,6 +89,7 @@ export class MetricsScraper extends Construct {
       logging: thirdPartyLogs(logGroup, 'collector'),
     });
     addScratch(task, container, 'tmp');
+    this.#openScratch(task, container, props.image, logGroup);
 
     this.service = new ecs.FargateService(this, 'Service', {
       serviceName: 'ca-a2a-metrics-scraper',
@@ -99,6 +102,29 @@ export class MetricsScraper extends Construct {
       circuitBreaker: { rollback: true },
       minHealthyPercent: 0,
     });
+  }
+
+  /**
+   * The collector writes the tasks it discovers to /tmp, a scratch volume that Fargate mounts
+   * root-owned 0755 because its image declares no VOLUME there, so its user could not. A one-shot
+   * container of our image makes it world-writable (sticky) first: as root, because only the owner
+   * may change a directory's mode, and with no capability, because the owner needs none to.
+   */
+  #openScratch(task: ecs.TaskDefinition, collector: ecs.ContainerDefinition, image: ecs.ContainerImage, logGroup: logs.ILogGroup): void {
+    const init = task.addContainer('scratch-init', {
+      image,
+      // Both said: the image's CMD (--help) after `node -e …` would make node print its help instead.
+      entryPoint: ['node'],
+      command: ['-e', "require('node:fs').chmodSync('/tmp', 0o1777)"],
+      essential: false,
+      user: '0:0',
+      readonlyRootFilesystem: true,
+      privileged: false,
+      linuxParameters: hardenedLinux(this, 'InitLinux'),
+      logging: appLogs(logGroup, 'scratch-init'),
+    });
+    init.addMountPoints({ sourceVolume: 'tmp', containerPath: '/tmp', readOnly: false });
+    collector.addContainerDependencies({ container: init, condition: ecs.ContainerDependencyCondition.SUCCESS });
   }
 
   /** The workspace's alert manager, and nothing else, may publish to the topic and use its key. */

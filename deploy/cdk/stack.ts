@@ -187,6 +187,7 @@ export class CaA2aStack extends Stack {
       securityGroup: groups.scraper,
       logRetention,
       collectorImage: config.collectorImage,
+      image,
     });
 
     new Ingress(this, 'Ingress', {

@@ -12,6 +12,8 @@ const SIDECAR_PORTS = { mcp: 8000, orchestrator: 8001, extractor: 8002, validato
 type Secured = keyof typeof SIDECAR_PORTS;
 const SECURED = Object.keys(SIDECAR_PORTS) as Secured[];
 const AGENTS = ['orchestrator', 'extractor', 'validator', 'archivist'] as const;
+/** The metrics scraper's one-shot container that makes its scratch volume writable. */
+const SCRATCH_INIT = 'scratch-init';
 const sg = (name: string): string => `ca-a2a ${name}`;
 const repoFile = (relative: string): string => readFileSync(fileURLToPath(new URL(`../../${relative}`, import.meta.url)), 'utf8');
 /** The paths the last stage of a Dockerfile declares with VOLUME (exec or shell form). */
@@ -201,7 +203,8 @@ describe('deploy/cdk stack', () => {
         for (const c of task.containers) {
           const where = `${family}/${c.Name}`;
           assert.equal(c.ReadonlyRootFilesystem, true, where);
-          assert.ok(c.User !== undefined && !/^(0|root)(:|$)/.test(c.User), `${where} user ${String(c.User)}`);
+          // Root only for the scraper's one-shot scratch opener (its own test below), never a service.
+          if (c.Name !== SCRATCH_INIT) assert.ok(c.User !== undefined && !/^(0|root)(:|$)/.test(c.User), `${where} user ${String(c.User)}`);
           assert.equal(c.Privileged, false, where);
           assert.deepEqual(c.LinuxParameters?.Capabilities?.Drop, ['ALL'], where);
           assert.equal(c.LinuxParameters?.Capabilities?.Add, undefined, where);
@@ -227,6 +230,26 @@ describe('deploy/cdk stack', () => {
         }
       }
       assert.equal(mounts, 2 * SECURED.length + 3);
+      // The collector's image is not ours and declares none: a one-shot container of our image,
+      // whose VOLUME /tmp the same volume is, opens it up before the collector starts.
+      const scraper = tasks.get('ca-a2a-metrics-scraper')?.containers ?? [];
+      const collector = scraper.find((c) => c.Name === 'collector');
+      const init = scraper.find((c) => c.Name === SCRATCH_INIT);
+      assert.ok(collector && init, 'collector and its scratch opener');
+      assert.ok(dockerVolumes('deploy/Dockerfile').has('/tmp'));
+      assert.match(JSON.stringify(init.Image), /\/ca-a2a:/, 'our image');
+      assert.deepEqual(collector.MountPoints?.map((m) => [m.SourceVolume, m.ContainerPath]), [['tmp', '/tmp']]);
+      assert.deepEqual(init.MountPoints?.map((m) => [m.SourceVolume, m.ContainerPath, m.ReadOnly]), [['tmp', '/tmp', false]]);
+      assert.deepEqual(collector.DependsOn, [{ ContainerName: SCRATCH_INIT, Condition: 'SUCCESS' }]);
+      // Root, because only the owner of the root-owned mount may change its mode; that needs no
+      // capability, so it holds none, and it exits once done.
+      assert.equal(init.Essential, false);
+      assert.equal(init.User, '0:0');
+      assert.deepEqual(init.LinuxParameters?.Capabilities?.Drop, ['ALL']);
+      assert.deepEqual(init.EntryPoint, ['node'], 'not the image\'s ca-a2a entrypoint');
+      assert.equal(init.Command?.length, 2, 'its own command, not the image\'s CMD after it');
+      assert.equal(init.Command[0], '-e');
+      assert.match(init.Command[1] ?? '', /^require\('node:fs'\)\.chmodSync\('\/tmp', 0o1777\)$/);
       // Keycloak writes its temporary files and, with a read-only root, its transaction log
       // (transaction recovery is on even without XA) under data/: without either it does not start.
       const keycloak = tasks.get('ca-a2a-keycloak')?.containers.find((c) => c.Name === 'keycloak');
@@ -237,7 +260,7 @@ describe('deploy/cdk stack', () => {
 
     it("set every container's awslogs mode: blocking for our image, whose own bounded buffer drops and counts; non-blocking with a bounded buffer for Keycloak, the collector and the Service Connect proxies", () => {
       const tasks = taskDefinitions(resources);
-      const ours = new Set(SECURED.map((s) => `ca-a2a-${s}`));
+      const ours = (c: { Image?: unknown }): boolean => JSON.stringify(c.Image).includes('/ca-a2a:');
       const blocking = { mode: 'blocking', 'max-buffer-size': undefined };
       const nonBlocking = { mode: 'non-blocking', 'max-buffer-size': `${16 * 1024 * 1024}b` };
       const modeOf = (options: Record<string, unknown> | undefined) => ({ mode: options?.['mode'], 'max-buffer-size': options?.['max-buffer-size'] });
@@ -245,11 +268,11 @@ describe('deploy/cdk stack', () => {
       for (const family of families) {
         for (const c of tasks.get(family)?.containers ?? []) {
           containers++;
-          assert.deepEqual(modeOf(c.LogConfiguration?.Options), ours.has(family) ? blocking : nonBlocking, `${family}/${c.Name}`);
+          assert.deepEqual(modeOf(c.LogConfiguration?.Options), ours(c) ? blocking : nonBlocking, `${family}/${c.Name}`);
         }
       }
-      // The sidecar and its upstream in each secured task, Keycloak, the collector.
-      assert.equal(containers, 2 * SECURED.length + 2);
+      // The sidecar and its upstream in each secured task, Keycloak, the collector and its scratch opener.
+      assert.equal(containers, 2 * SECURED.length + 3);
       const proxies = ofType(resources, 'AWS::ECS::Service').flatMap(([, service]) => {
         const connect = props(service)['ServiceConnectConfiguration'] as { LogConfiguration?: { Options?: Record<string, unknown> } } | undefined;
         return connect === undefined ? [] : [[props(service)['ServiceName'], modeOf(connect.LogConfiguration?.Options)]];
@@ -630,7 +653,8 @@ describe('deploy/cdk stack', () => {
         assert.ok(arns.some((arn) => arn.includes(`:${kind}/",{"Ref":"${clusterId}"},"/*"]]}`)), `${kind}: ${arns.join(' ')}`);
       }
       const wildcard = statements.filter((s) => s['Resource'] === '*').flatMap((s) => [s['Action']].flat()).map(String).sort();
-      assert.deepEqual(wildcard, ['ec2:DescribeInstances', 'ecs:DescribeTaskDefinition', 'ecs:ListServices', 'ecs:ListTasks']);
+      // ecr:GetAuthorizationToken (no resource-level permission either): its execution role pulls our image, for the scratch opener.
+      assert.deepEqual(wildcard, ['ec2:DescribeInstances', 'ecr:GetAuthorizationToken', 'ecs:DescribeTaskDefinition', 'ecs:ListServices', 'ecs:ListTasks']);
     });
 
     it('names every action of every IAM policy: no wildcard actions', () => {

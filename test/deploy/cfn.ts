@@ -74,6 +74,8 @@ export function securityGroupFlows(resources: Resources): Flow[] {
 
 export interface ContainerDef {
   readonly Name: string;
+  readonly Image?: unknown;
+  readonly EntryPoint?: string[];
   readonly Command?: string[];
   readonly Essential?: boolean;
   readonly PortMappings?: Array<{ ContainerPort: number; Name?: string }>;
