@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import { createApp } from '../../deploy/cdk/app.js';
 import { ofType, props, referencedId, securityGroupFlows, taskDefinitions, type Resources } from './cfn.js';
+import { unknownToCommand } from './cli-help.js';
 
 const SIDECAR_PORTS = { mcp: 8000, orchestrator: 8001, extractor: 8002, validator: 8003, archivist: 8004, admin: 8005 } as const;
 type Secured = keyof typeof SIDECAR_PORTS;
@@ -193,6 +194,20 @@ describe('deploy/cdk stack', () => {
         assert.deepEqual(secretNames.filter((name) => name !== 'CA_A2A_CLIENT_SECRET'), ['DATABASE_URL', 'REDIS_URL'], `${service} sidecar: revocations database and Redis`);
         assert.equal(secretNames.includes('CA_A2A_CLIENT_SECRET'), egress !== undefined, `${service} sidecar holds a client secret only to call out`);
       }
+    });
+
+    it('give our containers only flags and variables their command names in its --help', () => {
+      const tasks = taskDefinitions(resources);
+      let checked = 0;
+      for (const service of SECURED) {
+        for (const c of tasks.get(`ca-a2a-${service}`)?.containers ?? []) {
+          const [command = '', ...args] = (c.Command ?? []).map(String);
+          const variables = [...(c.Environment ?? []), ...(c.Secrets ?? [])].map((entry) => entry.Name);
+          assert.deepEqual(unknownToCommand(command, args, variables), [], `ca-a2a-${service}/${c.Name}`);
+          checked++;
+        }
+      }
+      assert.equal(checked, 2 * SECURED.length);
     });
 
     it('harden every container: read-only root, non-root user, unprivileged, all capabilities dropped, CloudWatch logs', () => {

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
+import { unknownToCommand } from './cli-help.js';
 
 const COMPOSE = fileURLToPath(new URL('../../deploy/compose.yaml', import.meta.url));
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -68,6 +69,15 @@ describe('deploy/compose.yaml', () => {
     const published = services['orchestrator-sidecar']?.environment?.['CA_A2A_PUBLIC_URL'];
     assert.equal(published, 'http://localhost:8001');
     assert.equal(services['orchestrator']?.environment?.['CA_A2A_PUBLIC_URL'], `${published}/message`);
+  });
+
+  it('gives our containers only flags and variables their command names in its --help', () => {
+    const ours = Object.entries(services).filter(([, service]) => service.image === 'ca-a2a:local');
+    assert.equal(ours.length, 12);
+    for (const [name, service] of ours) {
+      const [command = '', ...args] = service.command ?? [];
+      assert.deepEqual(unknownToCommand(command, args, Object.keys(service.environment ?? {})), [], name);
+    }
   });
 
   it('gives every sidecar longer to stop than its 25 s drain, not compose\'s default 10 s', () => {
