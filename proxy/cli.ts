@@ -8,6 +8,9 @@ import { startSidecar, type Sidecar } from './sidecar.js';
 import { storeOptionsFromEnv } from './stores/backends.js';
 import { stopSignal } from './stop-signal.js';
 
+/** Longest drain a flag may ask for: ten minutes, well past any runtime's stop timeout (ECS allows 120 s). */
+const MAX_DRAIN_TIMEOUT_MS = 600_000;
+
 const HELP = `usage: ca-a2a sidecar (--service NAME | --policy FILE) [options]
 
   --service NAME         a shipped service: ${Object.keys(SHIPPED_SERVICES).join(', ')} (CA_A2A_SERVICE)
@@ -27,6 +30,9 @@ const HELP = `usage: ca-a2a sidecar (--service NAME | --policy FILE) [options]
   --allow-http-issuer    egress may get tokens from a plain-http issuer off this host, on a network
                          that is trusted or encrypts (ECS Service Connect TLS) (CA_A2A_ALLOW_HTTP_ISSUER=1)
   --no-watch             do not hot-reload the policy files (CA_A2A_NO_WATCH=1); SIGHUP still reloads them
+  --drain-timeout-ms MS  on SIGTERM, how long in-flight requests may take before they are cut
+                         (CA_A2A_DRAIN_TIMEOUT_MS; default 25000, at most 600000); keep it under
+                         the runtime's stop timeout (ECS stopTimeout, compose stop_grace_period)
   --shadow-policy FILE   evaluate a candidate policy beside the enforced one and count and log
                          each request they decide differently; never enforced (CA_A2A_SHADOW_POLICY)
 
@@ -77,6 +83,7 @@ export async function sidecarCommand(argv: string[]): Promise<number> {
         'service-url': { type: 'string', multiple: true },
         'trusted-proxy': { type: 'string', multiple: true },
         'no-watch': { type: 'boolean' },
+        'drain-timeout-ms': { type: 'string' },
         'allow-http-issuer': { type: 'boolean' },
         'shadow-policy': { type: 'string', default: process.env.CA_A2A_SHADOW_POLICY || undefined },
         help: { type: 'boolean', short: 'h' },
@@ -111,6 +118,7 @@ export async function sidecarCommand(argv: string[]): Promise<number> {
   const publicUrls = flagsOrEnvList('--public-url', values['public-url'], 'CA_A2A_PUBLIC_URL');
   const serviceUrlList = flagsOrEnvList('--service-url', values['service-url'], 'CA_A2A_SERVICE_URLS');
   const trustedProxies = flagsOrEnvList('--trusted-proxy', values['trusted-proxy'], 'CA_A2A_TRUSTED_PROXIES');
+  const drainTimeout = flagOrEnv('--drain-timeout-ms', values['drain-timeout-ms'], 'CA_A2A_DRAIN_TIMEOUT_MS');
   let serviceUrls: Record<string, string>;
   try {
     serviceUrls = parseServiceUrls(serviceUrlList);
@@ -139,6 +147,10 @@ export async function sidecarCommand(argv: string[]): Promise<number> {
   const notAddress = badListen([listenOption, adminListen, egressListen]);
   if (notAddress !== undefined) {
     process.stderr.write(`ca-a2a sidecar: ${notAddress}\n`);
+    return 2;
+  }
+  if (drainTimeout !== undefined && !(/^\d{1,6}$/.test(drainTimeout.value) && Number(drainTimeout.value) <= MAX_DRAIN_TIMEOUT_MS)) {
+    process.stderr.write(`ca-a2a sidecar: ${drainTimeout.name} must be a whole number of milliseconds from 0 to ${MAX_DRAIN_TIMEOUT_MS}, got '${drainTimeout.value}'\n`);
     return 2;
   }
   // A flag given wins; else the variable, which must read as on or off.
@@ -181,6 +193,7 @@ export async function sidecarCommand(argv: string[]): Promise<number> {
       watchPolicy: noWatch !== true,
       shadowPolicyFile: values['shadow-policy'],
       stores: storeOptionsFromEnv(),
+      drainTimeoutMs: drainTimeout === undefined ? undefined : Number(drainTimeout.value),
     });
   } catch (error) {
     if (isPolicyLoadError(error)) {

@@ -471,8 +471,9 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
       watcher?.close();
       server.close();
       server.closeIdleConnections();
-      logger.info({ event_type: 'sidecar_draining', in_flight: inFlight }, 'stopping: no new connections, draining in-flight requests');
-      const deadline = Date.now() + (options.drainTimeoutMs ?? 25_000);
+      const drainTimeoutMs = options.drainTimeoutMs ?? 25_000;
+      logger.info({ event_type: 'sidecar_draining', in_flight: inFlight, drain_timeout_ms: drainTimeoutMs }, 'stopping: no new connections, draining in-flight requests');
+      const deadline = Date.now() + drainTimeoutMs;
       while (inFlight > 0 && Date.now() < deadline) {
         await new Promise((resolve) => setTimeout(resolve, 20));
         // A kept-alive connection whose request has just been answered is closed as soon as it is idle.

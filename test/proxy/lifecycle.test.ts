@@ -34,9 +34,9 @@ const refuses = (port: number): Promise<boolean> =>
   });
 
 /** Runs `ca-a2a sidecar --policy FILE` on PORT; `out()` is everything it wrote so far, stdout and stderr. */
-function spawnSidecar(policy: string, port: number, dataDir: string): { child: ChildProcess; out(): string; exited: Promise<[number | null, string | null]> } {
+function spawnSidecar(policy: string, port: number, dataDir: string, env: NodeJS.ProcessEnv = {}): { child: ChildProcess; out(): string; exited: Promise<[number | null, string | null]> } {
   const child = spawn(process.execPath, ['bin/ca-a2a.js', 'sidecar', '--policy', policy, '--listen', `127.0.0.1:${port}`, '--admin-listen', '127.0.0.1:0', '--no-watch'], {
-    env: { ...process.env, CA_A2A_DATA_DIR: dataDir },
+    env: { ...process.env, CA_A2A_DATA_DIR: dataDir, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -45,6 +45,17 @@ function spawnSidecar(policy: string, port: number, dataDir: string): { child: C
   const exited = new Promise<[number | null, string | null]>((resolve) => child.once('exit', (code, signal) => resolve([code, signal])));
   return { child, out: () => out, exited };
 }
+
+/** A policy for one method, get_document, forwarded to UPSTREAM. */
+const drainPolicy = (upstream: string, issuer: string): string =>
+  writePolicy(`service: drain
+rbac: ${RBAC_FILE}
+upstream: ${upstream}
+auth: { issuer: ${issuer}, audience: ca-a2a-agents }
+integrity: { dpop: off }
+methods:
+  get_document: {}
+`);
 
 describe('sidecar start-up', () => {
   it('leaves nothing listening when a later listener cannot bind', async () => {
@@ -99,14 +110,7 @@ describe('ca-a2a sidecar (the command)', () => {
 
   it('drains in-flight requests through a second SIGTERM, instead of dying on it', async () => {
     const [upstream, issuer, port] = await Promise.all([startUpstream(), startTestIssuer(), freePort()]);
-    const policy = writePolicy(`service: drain
-rbac: ${RBAC_FILE}
-upstream: ${upstream.url}
-auth: { issuer: ${issuer.issuer}, audience: ca-a2a-agents }
-integrity: { dpop: off }
-methods:
-  get_document: {}
-`);
+    const policy = drainPolicy(upstream.url, issuer.issuer);
     const { child, out, exited } = spawnSidecar(policy, port, tempDirSync('cli'));
     try {
       await new Promise<void>((resolve) => child.stdout?.on('data', () => out().includes('"sidecar_started"') && resolve()));
@@ -126,6 +130,34 @@ methods:
       release();
       assert.equal((await answer).status, 200, out());
       assert.deepEqual(await exited, [0, null], out());
+    } finally {
+      child.kill('SIGKILL');
+      await Promise.all([upstream.close(), issuer.close()]);
+    }
+  });
+
+  it('cuts what is still in flight at the drain deadline CA_A2A_DRAIN_TIMEOUT_MS sets, logs it and exits 0', async () => {
+    const [upstream, issuer, port] = await Promise.all([startUpstream(), startTestIssuer(), freePort()]);
+    const policy = drainPolicy(upstream.url, issuer.issuer);
+    // The default (25 s) would outlast this test's timeout: exiting at all shows the variable is read.
+    const { child, out, exited } = spawnSidecar(policy, port, tempDirSync('cli'), { CA_A2A_DRAIN_TIMEOUT_MS: '300' });
+    try {
+      await new Promise<void>((resolve) => child.stdout?.on('data', () => out().includes('"sidecar_started"') && resolve()));
+      upstream.respond(() => ({ body: { jsonrpc: '2.0', id: 1, result: {} }, after: new Promise<void>(() => undefined) }));
+      const answer = fetch(`http://127.0.0.1:${port}/message`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${await issuer.sign()}` },
+        body: JSON.stringify(rpc('get_document', { document_id: DOC_ID })),
+      }).then(
+        (response) => response.text(),
+        (error: Error) => error.name,
+      );
+      while (upstream.requests.length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+      child.kill('SIGTERM');
+      assert.deepEqual(await exited, [0, null], out());
+      assert.match(out(), /"sidecar_draining".*"in_flight":1,"drain_timeout_ms":300/, out());
+      assert.match(out(), /"sidecar_drain_timeout".*"in_flight":1/, out());
+      assert.equal(await answer, 'TypeError', 'the request still in flight was cut');
     } finally {
       child.kill('SIGKILL');
       await Promise.all([upstream.close(), issuer.close()]);
@@ -206,6 +238,9 @@ methods:
       [['--listen', '127.0.0.1:99999'], /^ca-a2a sidecar: --listen '127\.0\.0\.1:99999' is not HOST:PORT \(IPv6 in brackets, port 0 to 65535\)$/],
       [['--admin-listen', 'localhost'], /^ca-a2a sidecar: --admin-listen 'localhost' is not HOST:PORT/],
       [['--egress-listen', '127.0.0.1:'], /^ca-a2a sidecar: --egress-listen '127\.0\.0\.1:' is not HOST:PORT/],
+      [['--drain-timeout-ms', '25s'], /^ca-a2a sidecar: --drain-timeout-ms must be a whole number of milliseconds from 0 to 600000, got '25s'$/],
+      [['--drain-timeout-ms', '600001'], /^ca-a2a sidecar: --drain-timeout-ms must be a whole number/],
+      [['--drain-timeout-ms=-1'], /^ca-a2a sidecar: --drain-timeout-ms must be a whole number/],
     ];
     for (const [flags, message] of cases) {
       const child = spawn(process.execPath, ['bin/ca-a2a.js', 'sidecar', '--service', 'archivist', '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--no-watch', ...flags], {
