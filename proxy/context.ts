@@ -52,6 +52,8 @@ export interface RequestContext {
   endpoint: EndpointPolicy | undefined;
   isPublic: boolean;
   body: Buffer | undefined;
+  /** Bytes of the body counted against the process's BodyBudget (set by transport, given back when the request ends). */
+  bodyBytesHeld: number;
   token: string | undefined;
   tokenScheme: 'Bearer' | 'DPoP' | undefined;
   principal: Principal | undefined;
@@ -75,7 +77,7 @@ export interface RequestContext {
 export function createContext(req: IncomingMessage, policy: ServicePolicy, requestId: string, sourceIp: string, startedAt: number): RequestContext {
   return {
     req, policy, requestId, trace: traceContext(req.headers, requestId), sourceIp, startedAt, clientIp: undefined,
-    path: '', query: '', endpoint: undefined, isPublic: false, body: undefined,
+    path: '', query: '', endpoint: undefined, isPublic: false, body: undefined, bodyBytesHeld: 0,
     token: undefined, tokenScheme: undefined, principal: undefined,
     calls: [], batch: false, proof: undefined, wouldDeny: [], responseHeaders: {}, upstreamCutOff: undefined, clientLeft: false,
   };

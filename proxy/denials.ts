@@ -35,6 +35,7 @@ export const DENIALS = {
   'transport.not_found': { status: 404, rpcCode: -32601, event: 'transport_rejected', message: 'no such endpoint' },
   'transport.timeout': { status: 408, rpcCode: -32600, event: 'transport_rejected', message: 'request not received in time' },
   'transport.expectation_failed': { status: 417, rpcCode: -32600, event: 'transport_rejected', message: 'Expect header not supported' },
+  'transport.overloaded': { status: 503, rpcCode: -32019, event: 'transport_rejected', message: 'too many request bytes in flight, retry later' },
 
   'authn.token_missing': { status: 401, rpcCode: -32010, event: 'authentication_failure', message: 'missing bearer token' },
   'authn.token_malformed': { status: 401, rpcCode: -32010, event: 'authentication_failure', message: 'malformed token' },

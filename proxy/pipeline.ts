@@ -11,7 +11,7 @@ import { replayLayer } from './layers/replay.js';
 import { revocationLayer } from './layers/revocation.js';
 import { shadowLayer, type ShadowDisagreement } from './layers/shadow.js';
 import { routeLayer } from './layers/route.js';
-import { transportLayer } from './layers/transport.js';
+import { transportLayer, type BodyBudget } from './layers/transport.js';
 import type { ServicePolicy } from './policy/model.js';
 import type { RateLimitStore } from './stores/rate-limit.js';
 import type { RevocationSet } from './stores/revocation-set.js';
@@ -36,6 +36,8 @@ export interface PipelineDeps {
   readonly onReplayStoreRecovered: () => void;
   /** --public-url values, for the DPoP htu check. */
   readonly publicUrls: readonly string[];
+  /** The request body bytes the process holds, shared by every policy version. */
+  readonly bodyBudget: BodyBudget;
 }
 
 /**
@@ -44,7 +46,7 @@ export interface PipelineDeps {
  */
 export function buildPipeline(policy: ServicePolicy, deps: PipelineDeps): readonly Layer[] {
   const table: readonly (readonly [Layer | false, string])[] = [
-    [transportLayer(policy), 'first: nothing may look at a path or body that is not normalised, framed and bounded'],
+    [transportLayer(policy, deps.bodyBudget), 'first: nothing may look at a path or body that is not normalised, framed and bounded'],
     [routeLayer(policy, deps.revocations), 'public routes leave here and skip every check below; decided on the normalised path only'],
     [authnLayer(policy, { keys: deps.keys, now: deps.now, onVerified: deps.onTokenVerified }), 'every other request needs a verified caller'],
     [revocationLayer(deps.revocations), 'a revoked token is no authentication: checked right after it'],

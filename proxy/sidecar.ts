@@ -17,6 +17,7 @@ import { AuditLog } from './observe/audit.js';
 import { createLogger, type Logger } from './observe/logger.js';
 import { createSidecarMetrics, type SidecarMetrics } from './observe/metrics.js';
 import { buildPipeline, runPipeline } from './pipeline.js';
+import { overBudget, overloaded, type BodyBudget } from './layers/transport.js';
 import { formatProblem, isPolicyLoadError } from './policy/errors.js';
 import { loadPolicy, type PolicyOverrides } from './policy/load.js';
 import type { LimitsPolicy, ServicePolicy } from './policy/model.js';
@@ -130,6 +131,8 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   const verified = metrics.authnSuccesses.tally({ service });
   const cacheHits = metrics.tokenCache.tally({ service, result: 'hit' });
   const cacheMisses = metrics.tokenCache.tally({ service, result: 'miss' });
+  const bodyBudget: BodyBudget = { held: 0 };
+  metrics.bufferedBodyBytes.sample({ service }, () => bodyBudget.held);
   // Those of the policy in force, kept across reloads that leave them as they were (the keys
   // fetched, the upstream connections open). A replaced key source is left to the requests that
   // hold it; a replaced forwarder is closed once the last request on it has its answer, so a
@@ -155,7 +158,7 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
       forwarders.set(forwarderKey, forwarder);
     }
     const layers = buildPipeline(policy, {
-      keys, now, revocations, rateLimits, oneTimeIds,
+      keys, now, revocations, rateLimits, oneTimeIds, bodyBudget,
       tokenSources: stores.tokenSources,
       onAnomaly: stores.onAnomaly,
       onTokenSourceStoreError: stores.onTokenSourceStoreError,
@@ -311,6 +314,7 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
       status = ctx.clientLeft ? CLIENT_CLOSED : res.statusCode;
     } finally {
       inFlight--;
+      bodyBudget.held -= ctx.bodyBytesHeld;
       current.forwarder.users--;
       retire(current.forwarder);
       const method = methodLabel(ctx);
@@ -339,6 +343,7 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   server.maxConnections = limits.maxClientConnections;
   countConnections(server, 'inbound');
   metrics.connectionLimit.sample({ service }, () => server.maxConnections);
+  metrics.bufferedBodyLimit.sample({ service }, () => runtime.policy.limits.maxBufferedBodyBytes);
   let droppedSinceLog = 0;
   let lastDropLog = Number.NEGATIVE_INFINITY;
   server.on('drop', (peer?: DropArgument) => {
@@ -367,6 +372,10 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     const maxBody = runtime.policy.limits.maxBodyBytes;
     if (Number(req.headers['content-length']) > maxBody) {
       void handle(req, res, denial('transport.body_too_large', `limit is ${maxBody} bytes`, { headers: { connection: 'close' } }));
+      return;
+    }
+    if (overBudget(bodyBudget, Number(req.headers['content-length']), runtime.policy)) {
+      void handle(req, res, overloaded());
       return;
     }
     res.writeContinue();
@@ -415,7 +424,7 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     if (options.allowHttpIssuer && new URL(initial.auth.issuer).protocol === 'http:') {
       logger.warn({ event_type: 'issuer_plain_http', issuer: initial.auth.issuer }, 'egress asks the issuer for tokens over plain http: the network must be trusted or encrypt');
     }
-    const egressServer = createEgressServer({ policy: () => runtime.policy, tokens, key, metrics, refuser, audit });
+    const egressServer = createEgressServer({ policy: () => runtime.policy, tokens, key, metrics, refuser, audit, bodyBudget });
     countConnections(egressServer.server, 'egress');
     const bound = await listen(egressServer.server, address);
     return { url: bound.url, close: egressServer.close };

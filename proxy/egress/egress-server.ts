@@ -15,7 +15,7 @@ import type { AccessToken, TokenSource } from '../oauth/client-credentials.js';
 import { RENEWAL_HOLD_MS, RenewalHolds } from '../oauth/renewal-holds.js';
 import type { EgressTarget, ServicePolicy } from '../policy/model.js';
 import type { Refuser } from '../respond.js';
-import { transportLayer } from '../layers/transport.js';
+import { transportLayer, type BodyBudget } from '../layers/transport.js';
 import { egressCalls } from './decide.js';
 import { isLoopbackHostname } from '../http/loopback.js';
 import { traceHeaders } from '../http/trace-context.js';
@@ -27,6 +27,8 @@ export interface EgressDeps {
   readonly metrics: SidecarMetrics;
   readonly refuser: Refuser;
   readonly audit: AuditLog;
+  /** The request body bytes the process holds, shared with the inbound side: one memory bound. */
+  readonly bodyBudget: BodyBudget;
 }
 
 // The agent addresses its sidecar by a loopback address. A web page in a browser on the same host
@@ -114,7 +116,7 @@ export function createEgressServer(deps: EgressDeps): { server: Server; close():
   const transportFor = (policy: ServicePolicy): Layer => {
     let layer = transports.get(policy);
     if (!layer) {
-      layer = transportLayer(policy);
+      layer = transportLayer(policy, deps.bodyBudget);
       transports.set(policy, layer);
     }
     return layer;
@@ -150,6 +152,8 @@ export function createEgressServer(deps: EgressDeps): { server: Server; close():
       } catch {
         res.destroy();
       }
+    } finally {
+      deps.bodyBudget.held -= ctx.bodyBytesHeld;
     }
   };
 

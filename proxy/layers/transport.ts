@@ -1,11 +1,30 @@
 import type { IncomingMessage } from 'node:http';
 import type { Layer, RequestContext, Verdict } from '../context.js';
-import { denial } from '../denials.js';
+import { denial, type Denial } from '../denials.js';
 import { compileCidrs, normaliseIp, sourceAddress } from '../http/cidr.js';
 import { normaliseTarget } from '../http/path.js';
 import type { ServicePolicy } from '../policy/model.js';
 
 const CLOSE = { headers: { connection: 'close' } };
+const OVERLOADED = { headers: { connection: 'close', 'retry-after': '1' } };
+
+/**
+ * The request bodies the process holds at once, summed over every request being read, checked or
+ * forwarded (limits.max_buffered_body_bytes): max_body_bytes bounds one request, not the
+ * max_client_connections that may each send one. One per process, across policy versions; the
+ * sidecar gives a request's bytes back when it ends (RequestContext.bodyBytesHeld).
+ */
+export interface BodyBudget {
+  held: number;
+}
+
+/** Whether a body of `bytes` would take the process past `policy`'s max_buffered_body_bytes. */
+export function overBudget(budget: BodyBudget, bytes: number, policy: ServicePolicy): boolean {
+  return budget.held + bytes > policy.limits.maxBufferedBodyBytes;
+}
+
+/** The refusal of a body that does not fit the budget now: 503, retry in a second. */
+export const overloaded = (): Denial => denial('transport.overloaded', undefined, OVERLOADED);
 const JSON_TYPE = /^application\/json\s*(;\s*charset\s*=\s*"?utf-8"?\s*)?$/i;
 
 /**
@@ -13,7 +32,7 @@ const JSON_TYPE = /^application\/json\s*(;\s*charset\s*=\s*"?utf-8"?\s*)?$/i;
  * before anything else looks at it. Node's parser already refuses most smuggling shapes (see
  * sidecar.ts clientError); these checks hold even if that ever changes.
  */
-export function transportLayer(policy: ServicePolicy): Layer {
+export function transportLayer(policy: ServicePolicy, budget: BodyBudget): Layer {
   const maxBody = policy.limits.maxBodyBytes;
   // Behind trusted proxies (a load balancer): the client they forwarded for, for the audit lines
   // and the anomaly check, resolved once here.
@@ -48,10 +67,14 @@ export function transportLayer(policy: ServicePolicy): Layer {
       if (declared !== undefined && Number(declared) > maxBody) {
         return denial('transport.body_too_large', `limit is ${maxBody} bytes`, CLOSE);
       }
-      const body = await readBody(req, maxBody);
+      // A declared length that cannot fit is refused before its body is read.
+      if (declared !== undefined && overBudget(budget, Number(declared), policy)) return overloaded();
+      const body = await readBody(req, maxBody, budget, policy);
       if (body === 'too_large') return denial('transport.body_too_large', `limit is ${maxBody} bytes`, CLOSE);
+      if (body === 'overloaded') return overloaded();
       if (body === 'aborted') return denial('transport.bad_framing', 'request body incomplete', CLOSE);
       ctx.body = body;
+      ctx.bodyBytesHeld = body.length;
       return undefined;
     },
   };
@@ -96,25 +119,32 @@ function hasBody(req: IncomingMessage): boolean {
   return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
 }
 
-/** Reads the whole body, refusing past `limit` bytes without buffering more than that. */
-function readBody(req: IncomingMessage, limit: number): Promise<Buffer | 'too_large' | 'aborted'> {
+/**
+ * Reads the whole body, refusing past `limit` bytes without buffering more than that, and past
+ * the process's budget. What it reads is counted in `budget.held`: kept there when it returns the
+ * body (the sidecar gives it back when the request ends), given back at once otherwise.
+ */
+function readBody(req: IncomingMessage, limit: number, budget: BodyBudget, policy: ServicePolicy): Promise<Buffer | 'too_large' | 'overloaded' | 'aborted'> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let size = 0;
-    const finish = (result: Buffer | 'too_large' | 'aborted'): void => {
+    const finish = (result: Buffer | 'too_large' | 'overloaded' | 'aborted'): void => {
       req.off('data', onData);
       req.off('end', onEnd);
       req.off('aborted', onAborted);
       req.off('error', onAborted);
+      if (!Buffer.isBuffer(result)) budget.held -= size;
       resolve(result);
     };
     const onData = (chunk: Buffer): void => {
-      size += chunk.length;
-      if (size > limit) {
+      const refused = size + chunk.length > limit ? 'too_large' : overBudget(budget, chunk.length, policy) ? 'overloaded' : undefined;
+      if (refused !== undefined) {
         req.pause();
-        finish('too_large');
+        finish(refused);
         return;
       }
+      size += chunk.length;
+      budget.held += chunk.length;
       chunks.push(chunk);
     };
     const onEnd = (): void => finish(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size));

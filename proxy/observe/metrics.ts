@@ -228,6 +228,18 @@ export function createSidecarMetrics(options: { collectProcess?: boolean } = {})
       labelNames: ['service'] as const,
       registers,
     }),
+    bufferedBodyBytes: new SampledGauge({
+      name: 'ca_a2a_buffered_body_bytes',
+      help: 'Bytes of request bodies the sidecar holds now, over every request being read, checked or forwarded.',
+      labelNames: ['service'] as const,
+      registers,
+    }),
+    bufferedBodyLimit: new SampledGauge({
+      name: 'ca_a2a_buffered_body_bytes_limit',
+      help: 'limits.max_buffered_body_bytes of the policy in force: a request whose body would take the sidecar past it gets 503 transport.overloaded.',
+      labelNames: ['service'] as const,
+      registers,
+    }),
     logLinesDropped: new TalliedCounter({
       name: 'ca_a2a_log_lines_dropped_total',
       help: 'Log lines (audit lines included) dropped unwritten: stdout was not being read and 16 MiB of lines were waiting already.',

@@ -15,6 +15,9 @@ import { unsafeMatchers } from './schema-matchers.js';
 import { parseCidr } from '../http/cidr.js';
 import { redactUrlUser } from '../http/redact-url.js';
 
+/** limits.max_buffered_body_bytes when unset (or max_body_bytes, when larger: one request must fit). */
+const DEFAULT_MAX_BUFFERED_BODY_BYTES = 64 * 1024 * 1024;
+
 // Shapes after JSON-Schema validation with defaults applied (see schemas/*.schema.json).
 interface RawRule { points?: number; window_seconds?: number }
 interface RawMethod { params?: Record<string, unknown>; access: MethodPolicy['access']; rate_limit?: RawRule; integrity?: IntegrityMode }
@@ -27,7 +30,7 @@ interface RawService {
     jwks_timeout_ms: number; token_cache_size: number;
   };
   limits: {
-    max_body_bytes: number; max_depth: number; max_batch: number; headers_timeout_ms: number;
+    max_body_bytes: number; max_buffered_body_bytes?: number; max_depth: number; max_batch: number; headers_timeout_ms: number;
     request_timeout_ms: number; keep_alive_timeout_ms: number; max_client_connections: number; upstream_connect_timeout_ms: number; upstream_timeout_ms: number; upstream_max_connections: number; idle_timeout_ms: number;
   };
   rate_limit: { enabled: boolean; points: number; window_seconds: number; per_role?: Record<string, RawRule> };
@@ -95,6 +98,11 @@ export function loadPolicy(file: string, overrides: PolicyOverrides = {}): Servi
   // would cut answers the upstream timeout allows.
   if (raw.limits.idle_timeout_ms <= raw.limits.upstream_timeout_ms) {
     problems.push({ ...service.locate(['limits', 'idle_timeout_ms']), path: '/limits/idle_timeout_ms', message: `idle_timeout_ms (${raw.limits.idle_timeout_ms}) must be above upstream_timeout_ms (${raw.limits.upstream_timeout_ms}): the client's connection is idle while the upstream prepares its answer` });
+  }
+
+  // One request of the largest size allowed must fit, or every such request would be refused 503.
+  if (raw.limits.max_buffered_body_bytes !== undefined && raw.limits.max_buffered_body_bytes < raw.limits.max_body_bytes) {
+    problems.push({ ...service.locate(['limits', 'max_buffered_body_bytes']), path: '/limits/max_buffered_body_bytes', message: `max_buffered_body_bytes (${raw.limits.max_buffered_body_bytes}) must not be below max_body_bytes (${raw.limits.max_body_bytes}): a request of the largest size allowed must fit` });
   }
 
   // Node's HTTP server refuses a headers timeout above the request timeout (ERR_OUT_OF_RANGE): the
@@ -186,6 +194,7 @@ export function loadPolicy(file: string, overrides: PolicyOverrides = {}): Servi
     }])),
     limits: {
       maxBodyBytes: raw.limits.max_body_bytes,
+      maxBufferedBodyBytes: raw.limits.max_buffered_body_bytes ?? Math.max(DEFAULT_MAX_BUFFERED_BODY_BYTES, raw.limits.max_body_bytes),
       maxDepth: raw.limits.max_depth,
       maxBatch: raw.limits.max_batch,
       headersTimeoutMs: raw.limits.headers_timeout_ms,

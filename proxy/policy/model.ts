@@ -114,6 +114,8 @@ export interface AuthPolicy {
 
 export interface LimitsPolicy {
   readonly maxBodyBytes: number;
+  /** Request body bytes the process holds at once, over every request (never below maxBodyBytes). */
+  readonly maxBufferedBodyBytes: number;
   readonly maxDepth: number;
   readonly maxBatch: number;
   readonly headersTimeoutMs: number;

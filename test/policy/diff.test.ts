@@ -338,12 +338,15 @@ describe('policy diff: limits', () => {
     const { before, after } = serviceVersions('archivist', (text) => text.replace(PUBLIC, `limits:\n  max_body_bytes: 104857600\n  max_depth: 1000\n  max_batch: 100\n  max_client_connections: 100000\n${PUBLIC}`));
     assert.deepEqual(lines(before, after), [
       'gained archivist * limits max_body_bytes 1048576→104857600',
+      // Unset, the budget of bodies held at once follows a max_body_bytes above 64 MiB.
+      'gained archivist * limits max_buffered_body_bytes 67108864→104857600',
       'gained archivist * limits max_depth 64→1000',
       'gained archivist * limits max_batch 20→100',
       'gained archivist * limits max_client_connections 10000→100000',
     ]);
     assert.deepEqual(lines(after, before), [
       'lost archivist * limits max_body_bytes 104857600→1048576',
+      'lost archivist * limits max_buffered_body_bytes 104857600→67108864',
       'lost archivist * limits max_depth 1000→64',
       'lost archivist * limits max_batch 100→20',
       'lost archivist * limits max_client_connections 100000→10000',
@@ -351,7 +354,7 @@ describe('policy diff: limits', () => {
     const io = bufferIo();
     assert.equal(await policyCommand(['diff', before, after, '--exit-code'], io), 1, io.stdout);
     assert.match(io.stdout, /^\+ +archivist +every role +limits max_body_bytes +1048576 → 104857600$/m);
-    assert.match(io.stdout, /4 changes: 4 gained, 0 lost, 0 changed/);
+    assert.match(io.stdout, /5 changes: 5 gained, 0 lost, 0 changed/);
   });
 
   it('reports the timeouts and the upstream connections as changed, either way', async () => {

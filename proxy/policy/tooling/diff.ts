@@ -400,6 +400,7 @@ function dpopChanges(service: string, before: IntegrityPolicy, after: IntegrityP
 /** The fields of `limits`, in the schema's order. */
 const LIMITS: readonly NumberField<LimitsPolicy>[] = [
   { key: 'max_body_bytes', value: (limits) => limits.maxBodyBytes, larger: 'gained' },
+  { key: 'max_buffered_body_bytes', value: (limits) => limits.maxBufferedBodyBytes, larger: 'gained' },
   { key: 'max_depth', value: (limits) => limits.maxDepth, larger: 'gained' },
   { key: 'max_batch', value: (limits) => limits.maxBatch, larger: 'gained' },
   { key: 'headers_timeout_ms', value: (limits) => limits.headersTimeoutMs, larger: 'changed' },
