@@ -17,7 +17,7 @@ import { AuditLog } from './observe/audit.js';
 import { createLogger, type Logger } from './observe/logger.js';
 import { createSidecarMetrics, type SidecarMetrics } from './observe/metrics.js';
 import { buildPipeline, runPipeline } from './pipeline.js';
-import { overBudget, overloaded, type BodyBudget } from './layers/transport.js';
+import { MAX_HEADER_FIELDS, overBudget, overloaded, type BodyBudget } from './layers/transport.js';
 import { formatProblem, isPolicyLoadError } from './policy/errors.js';
 import { loadPolicy, type PolicyOverrides } from './policy/load.js';
 import type { LimitsPolicy, ServicePolicy } from './policy/model.js';
@@ -335,6 +335,9 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     // answered a bare 400 that was neither counted nor logged.
     requireHostHeader: false,
   }, (req, res) => void handle(req, res));
+  // Node drops a request's fields past this count unseen: one more than the transport layer allows,
+  // so that a request with too many is refused rather than checked without its last fields.
+  server.maxHeadersCount = MAX_HEADER_FIELDS + 1;
   // While a request is served: no listener for 'timeout', so Node destroys the idle connection.
   server.timeout = limits.idleTimeoutMs;
   // A client opening connections without end (each one idle until headers_timeout_ms) would take

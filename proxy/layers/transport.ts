@@ -25,6 +25,15 @@ export function overBudget(budget: BodyBudget, bytes: number, policy: ServicePol
 
 /** The refusal of a body that does not fit the budget now: 503, retry in a second. */
 export const overloaded = (): Denial => denial('transport.overloaded', undefined, OVERLOADED);
+/**
+ * The most header fields a request may carry (Envoy's max_headers_count and Apache's
+ * LimitRequestFields default to 100). Node keeps about the first thousand of a request's fields
+ * and drops the rest unseen: past them the sidecar would decide without a second Host, a GET's
+ * body or a second Content-Type, and an agent (a Node server too) would not see the x-ca-a2a-*
+ * identity the sidecar appends after the client's fields. The listener keeps one more than this,
+ * so that a request over it is seen to be over it.
+ */
+export const MAX_HEADER_FIELDS = 100;
 const JSON_TYPE = /^application\/json\s*(;\s*charset\s*=\s*"?utf-8"?\s*)?$/i;
 
 /**
@@ -85,6 +94,7 @@ function framingProblem(req: IncomingMessage): string | undefined {
   let transferEncodings = 0;
   let hosts = 0;
   const raw = req.rawHeaders;
+  if (raw.length > 2 * MAX_HEADER_FIELDS) return `more than ${MAX_HEADER_FIELDS} header fields`;
   for (let i = 0; i < raw.length; i += 2) {
     const name = (raw[i] as string).toLowerCase();
     if (name === 'content-length') contentLengths++;

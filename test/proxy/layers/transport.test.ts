@@ -120,6 +120,37 @@ methods:
     });
   }
 
+  // Node kept about the first thousand fields and dropped the rest unseen: a second Host past them
+  // was never counted, and the agent (a Node server too) dropped the x-ca-a2a-* identity the
+  // sidecar appends after the client's fields, so it served a verified call as from no one.
+  it('refuses a request with more than 100 header fields with 400 and closes, never forwarded; 100 pass', async () => {
+    const body = JSON.stringify(call());
+    const head = (fields: number, extra = ''): string => {
+      const filler = Array.from({ length: fields - 4 }, (_, i) => `f${i}:\r\n`).join('');
+      return `POST /message HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nAuthorization: Bearer ${token}\r\nContent-Length: ${body.length}\r\n${filler}${extra}\r\n${body}`;
+    };
+    const count = h.upstream.requests.length;
+    const { text: hundred } = await rawRequest(h.sidecar.url, head(100), 1000);
+    assert.match(hundred, /^HTTP\/1\.1 200 /);
+    assert.equal(h.upstream.requests.at(-1)?.headers['x-ca-a2a-subject'], 'service-account-viewer');
+    assert.equal(h.upstream.requests.length, count + 1);
+
+    for (const payload of [head(101), head(1200, 'Host: b\r\n')]) {
+      const denied = await h.metric('ca_a2a_denials_total', { reason: 'transport.bad_framing' });
+      const lines = h.audit.events('transport_rejected').length;
+      const { text, closed } = await rawRequest(h.sidecar.url, payload);
+      assert.match(text, /^HTTP\/1\.1 400 /);
+      assert.equal(rawJson(text).error?.data?.reason, 'transport.bad_framing');
+      assert.ok(closed);
+      assert.equal(h.upstream.requests.length, count + 1, 'never forwarded');
+      assert.equal(await h.metric('ca_a2a_denials_total', { reason: 'transport.bad_framing' }), denied + 1);
+      const logged = h.audit.events('transport_rejected').slice(lines);
+      assert.equal(logged.length, 1);
+      assert.match(String(logged[0]?.reason), /more than 100 header fields/);
+      assert.equal(rawRequestId(text), logged[0]?.request_id);
+    }
+  });
+
   it('cuts off a client that does not finish its headers in time (slowloris)', async () => {
     const { text, closed } = await rawRequest(h.sidecar.url, 'POST /message HTTP/1.1\r\nHost: a\r\nX-Slow: 1\r\n', 5000);
     assert.ok(closed, 'connection must be closed by the sidecar');
