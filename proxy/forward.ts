@@ -63,6 +63,14 @@ export class Forwarder {
       headers: upstreamHeaders(ctx),
       body: ctx.body,
     };
+    // Gone while the layers checked its call (the issuer's keys or a store slow to answer): the
+    // call is not sent for no one, as one whose client leaves while it waits for a connection.
+    // The socket, not the response: Node marks only the answer under way destroyed, not one
+    // queued behind it for a pipelined request.
+    if (ctx.req.socket.destroyed) {
+      ctx.clientLeft = true;
+      return Promise.resolve(undefined);
+    }
     if (this.#waiting >= this.#maxWaiting) {
       return Promise.resolve(denial('upstream.saturated', `every upstream connection busy and ${this.#waiting} requests waiting for one`));
     }

@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { request, type Dispatcher } from 'undici';
 import { rawJson, rawRequest } from '../helpers/raw-http.js';
 import { DOC_ID, RBAC_FILE, rpc, startHarness, writePolicy, type Harness } from '../helpers/harness.js';
+import { startTestIssuer } from '../helpers/test-issuer.js';
 
 function policy(upstream: string): string {
   return `service: forward-test
@@ -707,6 +708,61 @@ describe('forwarding to the upstream', () => {
       } finally {
         await side.close();
         await upstream.close();
+      }
+    });
+
+    // A client gone while its call was still being checked (the issuer's keys on their way, a
+    // store slow to answer): its call was sent once the checks passed, and the answer, written to
+    // no one, was counted as forwarded with the agent's status.
+    it('never sends a call whose client left before the checks ended, counted as client_closed', async () => {
+      const issuer = await startTestIssuer();
+      let keysAsked: () => void = () => undefined;
+      const asked = new Promise<void>((resolve) => (keysAsked = resolve));
+      let release: () => void = () => undefined;
+      const released = new Promise<void>((resolve) => (release = resolve));
+      // In front of the issuer: the sidecar's first fetch of its keys waits for the test.
+      const gate = createServer((req: IncomingMessage, res: ServerResponse) => {
+        if (req.url?.endsWith('/.well-known/openid-configuration')) {
+          res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ issuer: gated, jwks_uri: `${gated}/certs` }));
+          return;
+        }
+        keysAsked();
+        void released.then(async () => {
+          const keys = await request(`${issuer.issuer}/protocol/openid-connect/certs`);
+          res.writeHead(200, { 'content-type': 'application/json' }).end(await keys.body.text());
+        });
+      });
+      await new Promise<void>((resolve) => gate.listen(0, '127.0.0.1', resolve));
+      const gated = `http://127.0.0.1:${(gate.address() as AddressInfo).port}/realms/test`;
+      let calls = 0;
+      const upstream = await streamingUpstream((res) => {
+        calls++;
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+      });
+      const side = await startHarness({
+        policyFile: writePolicy(policy(upstream.url)),
+        sidecar: { upstream: upstream.url, drainTimeoutMs: 100 },
+        issuer: { ...issuer, issuer: gated, sign: (claims, options) => issuer.sign({ iss: gated, ...claims }, options) },
+      });
+      try {
+        await within(asked, 5000, 'the sidecar asking for the keys');
+        const client = await rawCall(side);
+        for (let i = 0; i < 200 && (await side.metric('ca_a2a_in_flight_requests')) < 1; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+        client.leave();
+        await client.gone;
+        for (let i = 0; i < 200 && (await side.metric('ca_a2a_open_connections', { listener: 'inbound' })) > 0; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+        assert.equal(await side.metric('ca_a2a_open_connections', { listener: 'inbound' }), 0, 'the sidecar saw the client go');
+        release();
+        await settled(side);
+        assert.equal(calls, 0, 'never sent to the agent');
+        assert.equal(await side.metric('ca_a2a_requests_total', { outcome: 'client_closed', status: '499' }), 1);
+        assert.equal(await side.metric('ca_a2a_requests_total', { outcome: 'forwarded' }), 0);
+      } finally {
+        await side.close();
+        await upstream.close();
+        gate.closeAllConnections();
+        gate.close();
+        await issuer.close();
       }
     });
 
