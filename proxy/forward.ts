@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { IncomingHttpHeaders } from 'node:http';
+import type { Socket } from 'node:net';
 import { errors, Pool, type Dispatcher } from 'undici';
 import type { RequestContext } from './context.js';
 import { denial, type Denial } from './denials.js';
@@ -41,6 +42,8 @@ export class Forwarder {
    */
   #waiting = 0;
   readonly #maxWaiting: number;
+  /** The exchanges under way per client connection (see #underWay). */
+  readonly #open = new WeakMap<Socket, Set<Exchange>>();
 
   constructor(upstream: string, limits: LimitsPolicy) {
     this.#limits = limits;
@@ -82,8 +85,27 @@ export class Forwarder {
     }
     this.#waiting++;
     return new Promise((resolve) => {
-      this.#pool.dispatch(options, new Exchange(ctx, res, onHeaders, resolve, this.#limits.upstreamTimeoutMs, this.#taken));
+      this.#pool.dispatch(options, new Exchange(ctx, res, onHeaders, resolve, this.#limits.upstreamTimeoutMs, this.#taken, this.#underWay(ctx.req.socket)));
     });
+  }
+
+  /**
+   * The exchanges under way for one client connection, which its closing ends. Watched on the
+   * connection, not on each answer: Node closes only the answer it is writing, not the ones queued
+   * behind it for pipelined requests, whose calls went on for no one (an answer larger than the
+   * client's buffer then waited for ever for a drain, holding its upstream connection).
+   */
+  #underWay(socket: Socket): Set<Exchange> {
+    let open = this.#open.get(socket);
+    if (open === undefined) {
+      const exchanges = new Set<Exchange>();
+      socket.once('close', () => {
+        for (const exchange of exchanges) exchange.clientLeft();
+      });
+      this.#open.set(socket, exchanges);
+      open = exchanges;
+    }
+    return open;
   }
 
   /**
@@ -197,8 +219,12 @@ class Exchange implements Dispatcher.DispatchHandler {
   #ended = false;
   /** Tells the forwarder a connection took this request (or the pool gave up on it); called once. */
   #taken: (() => void) | undefined;
+  /** The exchanges under way on the client's connection, this one among them until it settles. */
+  readonly #open: Set<Exchange>;
 
-  constructor(ctx: RequestContext, res: ServerResponse, onHeaders: () => void, resolve: (failure: Denial | undefined) => void, timeoutMs: number, taken: () => void) {
+  constructor(
+    ctx: RequestContext, res: ServerResponse, onHeaders: () => void, resolve: (failure: Denial | undefined) => void, timeoutMs: number, taken: () => void, open: Set<Exchange>,
+  ) {
     this.#taken = taken;
     this.#ctx = ctx;
     this.#res = res;
@@ -210,7 +236,8 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.#timer = setTimeout(expire, timeoutMs, this);
     // A client that leaves before the answer ends the call: the agent stops working for no one
     // (waiting, it is never sent), as Envoy resets the upstream stream of a downstream that went away.
-    res.once('close', () => this.#clientLeft());
+    this.#open = open;
+    open.add(this);
   }
 
   // Written to a connection (again, when undici retries it on another one): the clock starts again.
@@ -271,7 +298,7 @@ class Exchange implements Dispatcher.DispatchHandler {
     if (this.#res.write(chunk)) return;
     // Written to a response the client has closed: no 'drain' will come.
     if (this.#res.destroyed) {
-      this.#clientLeft();
+      this.clientLeft();
       return;
     }
     controller.pause();
@@ -333,7 +360,8 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.#taken = undefined;
   }
 
-  #clientLeft(): void {
+  /** The client's connection closed (or its answer was written to a closed one). */
+  clientLeft(): void {
     if (this.#settled) return;
     if (this.#controller !== undefined) {
       this.#controller.abort(new errors.RequestAbortedError('the client went away'));
@@ -358,6 +386,7 @@ class Exchange implements Dispatcher.DispatchHandler {
 
   #settle(failure: Denial | undefined): void {
     this.#settled = true;
+    this.#open.delete(this);
     clearTimeout(this.#timer);
     this.#resolve(failure);
   }

@@ -766,6 +766,51 @@ describe('forwarding to the upstream', () => {
       }
     });
 
+    // Node tells only the answer under way that its client has gone, not one queued behind it for a
+    // pipelined request: that call went on for no one until the agent answered, and an answer past
+    // 16 KiB then waited for a drain that never came, holding its upstream connection for ever.
+    it('ends a pipelined call queued behind another when the client leaves, counted as client_closed', async () => {
+      let arrived = 0;
+      let bothArrived: () => void = () => undefined;
+      const both = new Promise<void>((resolve) => (bothArrived = resolve));
+      let ended = 0;
+      let bothEnded: () => void = () => undefined;
+      const freed = new Promise<void>((resolve) => (bothEnded = resolve));
+      // Never answers: each call ends only when the sidecar ends it.
+      const upstream = createServer((req: IncomingMessage, res: ServerResponse) => {
+        req.resume();
+        req.on('end', () => {
+          if (++arrived === 2) bothArrived();
+        });
+        res.on('close', () => {
+          if (++ended === 2) bothEnded();
+        });
+      });
+      await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+      const url = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`;
+      const side = await startHarness({
+        policyFile: writePolicy(policy(url).replace('upstream_timeout_ms: 300', 'upstream_timeout_ms: 600000, idle_timeout_ms: 600001')),
+        sidecar: { upstream: url, drainTimeoutMs: 100 },
+      });
+      try {
+        const body = JSON.stringify(call());
+        const one = `POST /message HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nAuthorization: Bearer ${await side.issuer.sign()}\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+        const socket = connect(Number(new URL(side.sidecar.url).port), '127.0.0.1');
+        socket.on('error', () => undefined);
+        socket.write(one + one);
+        await within(both, 5000, 'both calls reaching the agent');
+        socket.destroy();
+        await within(freed, 5000, 'both calls to the agent ending');
+        await settled(side);
+        assert.equal(await side.metric('ca_a2a_requests_total', { outcome: 'client_closed', status: '499' }), 2);
+      } finally {
+        // The agent's end first: with a call still held, the sidecar's pool would wait for it.
+        upstream.closeAllConnections();
+        upstream.close();
+        await side.close();
+      }
+    });
+
     it('stops a streamed answer when the client goes away', async () => {
       let ticker: NodeJS.Timeout | undefined;
       const upstream = await streamingUpstream((res) => {
