@@ -42,8 +42,8 @@ export class Forwarder {
    */
   #waiting = 0;
   readonly #maxWaiting: number;
-  /** The exchanges under way per client connection (see #underWay). */
-  readonly #open = new WeakMap<Socket, Set<Exchange>>();
+  /** The calls under way per client connection (see #underWay). */
+  readonly #open = new WeakMap<Socket, Set<UnderWay>>();
 
   constructor(upstream: string, limits: LimitsPolicy) {
     this.#limits = limits;
@@ -90,20 +90,20 @@ export class Forwarder {
   }
 
   /**
-   * The exchanges under way for one client connection, which its closing ends. Watched on the
+   * The calls under way for one client connection, which its closing ends. Watched on the
    * connection, not on each answer: Node closes only the answer it is writing, not the ones queued
    * behind it for pipelined requests, whose calls went on for no one (an answer larger than the
    * client's buffer then waited for ever for a drain, holding its upstream connection).
    */
-  #underWay(socket: Socket): Set<Exchange> {
+  #underWay(socket: Socket): Set<UnderWay> {
     let open = this.#open.get(socket);
     if (open === undefined) {
-      const exchanges = new Set<Exchange>();
+      const calls = new Set<UnderWay>();
       socket.once('close', () => {
-        for (const exchange of exchanges) exchange.clientLeft();
+        for (const call of calls) call.clientLeft();
       });
-      this.#open.set(socket, exchanges);
-      open = exchanges;
+      this.#open.set(socket, calls);
+      open = calls;
     }
     return open;
   }
@@ -124,11 +124,14 @@ export class Forwarder {
       abort.abort();
     }, timeout);
     let clientGone = false;
-    const onClose = (): void => {
-      clientGone = true;
-      abort.abort();
+    const underWay = {
+      clientLeft: (): void => {
+        clientGone = true;
+        abort.abort();
+      },
     };
-    res.once('close', onClose);
+    const open = this.#underWay(ctx.req.socket);
+    open.add(underWay);
     let response;
     const chunks: Buffer[] = [];
     let size = 0;
@@ -160,7 +163,7 @@ export class Forwarder {
       return upstreamDenial(error);
     } finally {
       clearTimeout(deadline);
-      res.off('close', onClose);
+      open.delete(underWay);
     }
     const body = Buffer.concat(chunks, size);
     const headers = responseHeaders(ctx, response.headers);
@@ -185,6 +188,11 @@ export class Forwarder {
   async close(): Promise<void> {
     await this.#pool.close();
   }
+}
+
+/** A call to the agent that its client's leaving ends. */
+interface UnderWay {
+  clientLeft(): void;
 }
 
 /** The largest tools/list answer the sidecar reads to filter (502 above it): a list of thousands of tools. */
@@ -219,11 +227,11 @@ class Exchange implements Dispatcher.DispatchHandler {
   #ended = false;
   /** Tells the forwarder a connection took this request (or the pool gave up on it); called once. */
   #taken: (() => void) | undefined;
-  /** The exchanges under way on the client's connection, this one among them until it settles. */
-  readonly #open: Set<Exchange>;
+  /** The calls under way on the client's connection, this one among them until it settles. */
+  readonly #open: Set<UnderWay>;
 
   constructor(
-    ctx: RequestContext, res: ServerResponse, onHeaders: () => void, resolve: (failure: Denial | undefined) => void, timeoutMs: number, taken: () => void, open: Set<Exchange>,
+    ctx: RequestContext, res: ServerResponse, onHeaders: () => void, resolve: (failure: Denial | undefined) => void, timeoutMs: number, taken: () => void, open: Set<UnderWay>,
   ) {
     this.#taken = taken;
     this.#ctx = ctx;
