@@ -3,10 +3,11 @@ import { startMcpGateway } from './gateway.js';
 import type { McpGatewayOptions } from './gateway.js';
 import { DEFAULT_KEY_POLICY, keyPolicy } from './object-keys.js';
 import { flagOrEnv } from '../proxy/cli-options.js';
+import type { FlagOrEnv } from '../proxy/cli-options.js';
 import { parseListen } from '../proxy/listen.js';
 import { stopSignal } from '../proxy/stop-signal.js';
 
-const USAGE = 'usage: ca-a2a mcp-gateway [--listen HOST:PORT] [--data-dir DIR]';
+const USAGE = 'usage: ca-a2a mcp-gateway [--listen HOST:PORT] [--data-dir DIR] [--db-per-caller N] [--db-per-caller-wait-ms MS]';
 
 const HELP = `${USAGE}
 
@@ -16,6 +17,14 @@ The MCP resource gateway: the only component with database and bucket credential
   --listen HOST:PORT  where it listens (CA_A2A_LISTEN; default 127.0.0.1:9000)
   --data-dir DIR      embedded database (DIR/pglite) and local bucket (DIR/bucket) when the
                       variables below are unset (CA_A2A_DATA_DIR; default ./.ca-a2a)
+  --db-per-caller N   database statements one caller (the client id its sidecar verified; calls
+                      without one share one bucket) may run at once; one over that waits for one
+                      of the caller's own to end, else answers 429 caller_busy
+                      (CA_A2A_DB_PER_CALLER; default 5, half the pool of 10; 1 on the embedded
+                      database)
+  --db-per-caller-wait-ms MS
+                      how long it waits at most (CA_A2A_DB_PER_CALLER_WAIT_MS; default 5000, the
+                      pool's connection timeout)
 
 environment:
   DATABASE_URL                 PostgreSQL of the documents (else the embedded database)
@@ -29,12 +38,19 @@ environment:
   CA_A2A_S3_MAX_OBJECT_BYTES   largest object read or written (default 10485760)
 `;
 
+/** The command's flags that a variable can set too; a flag given wins over its variable. */
+export interface GatewayFlags {
+  'db-per-caller'?: string;
+  'db-per-caller-wait-ms'?: string;
+}
+
 /**
  * Gateway options from the environment: DATABASE_URL; CA_A2A_S3_BUCKET, CA_A2A_S3_ENDPOINT,
  * AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY; CA_A2A_S3_PREFIXES (comma-separated),
- * CA_A2A_S3_MAX_OBJECT_BYTES. Unset variables leave the embedded defaults.
+ * CA_A2A_S3_MAX_OBJECT_BYTES; CA_A2A_DB_PER_CALLER and CA_A2A_DB_PER_CALLER_WAIT_MS, unless
+ * `flags` give them. Unset variables leave the embedded defaults.
  */
-export function gatewayOptionsFromEnv(env: NodeJS.ProcessEnv): McpGatewayOptions {
+export function gatewayOptionsFromEnv(env: NodeJS.ProcessEnv, flags: GatewayFlags = {}): McpGatewayOptions {
   const prefixes = env.CA_A2A_S3_PREFIXES?.split(',').map((p) => p.trim()).filter(Boolean);
   if (prefixes?.length) {
     try {
@@ -49,6 +65,10 @@ export function gatewayOptionsFromEnv(env: NodeJS.ProcessEnv): McpGatewayOptions
   }
   return {
     databaseUrl: env.DATABASE_URL || undefined,
+    perCaller: {
+      maxStatements: positiveInteger(flagOrEnv('--db-per-caller', flags['db-per-caller'], 'CA_A2A_DB_PER_CALLER', env)),
+      maxWaitMs: positiveInteger(flagOrEnv('--db-per-caller-wait-ms', flags['db-per-caller-wait-ms'], 'CA_A2A_DB_PER_CALLER_WAIT_MS', env)),
+    },
     s3: {
       bucket: env.CA_A2A_S3_BUCKET || undefined,
       endpoint: env.CA_A2A_S3_ENDPOINT || undefined,
@@ -61,6 +81,16 @@ export function gatewayOptionsFromEnv(env: NodeJS.ProcessEnv): McpGatewayOptions
   };
 }
 
+/** A positive integer from a flag or variable; undefined when neither is set; throws naming the one that was. */
+function positiveInteger(option: FlagOrEnv<string> | undefined): number | undefined {
+  if (option === undefined) return undefined;
+  const value = Number(option.value);
+  if (!(/^[0-9]+$/u.test(option.value.trim()) && Number.isSafeInteger(value) && value > 0)) {
+    throw new Error(`${option.name} must be a positive integer, got '${option.value}'`);
+  }
+  return value;
+}
+
 /** `ca-a2a mcp-gateway`: runs the gateway until SIGINT or SIGTERM, then closes it; resolves the exit code. */
 export async function mcpGatewayCommand(argv: string[]): Promise<number> {
   let listen: { host: string; port: number };
@@ -69,7 +99,13 @@ export async function mcpGatewayCommand(argv: string[]): Promise<number> {
   try {
     const { values } = parseArgs({
       args: argv,
-      options: { listen: { type: 'string' }, 'data-dir': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+      options: {
+        listen: { type: 'string' },
+        'data-dir': { type: 'string' },
+        'db-per-caller': { type: 'string' },
+        'db-per-caller-wait-ms': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
       strict: true,
     });
     if (values.help) {
@@ -79,7 +115,7 @@ export async function mcpGatewayCommand(argv: string[]): Promise<number> {
     const listenOption = flagOrEnv('--listen', values.listen, 'CA_A2A_LISTEN') ?? { value: '127.0.0.1:9000', name: '--listen' };
     listen = parseListen(listenOption.value, listenOption.name);
     dataDir = values['data-dir'] ?? (process.env.CA_A2A_DATA_DIR || '.ca-a2a');
-    envOptions = gatewayOptionsFromEnv(process.env);
+    envOptions = gatewayOptionsFromEnv(process.env, values);
   } catch (err) {
     process.stderr.write(`ca-a2a mcp-gateway: ${(err as Error).message}\n${USAGE}\n`);
     return 2;

@@ -8,6 +8,7 @@ export type ToolErrorCode =
   | 'conflict'
   | 'claim_superseded'
   | 'too_large'
+  | 'caller_busy'
   | 'backend_unavailable'
   | 'backend_error'
   | 'internal';
@@ -22,6 +23,7 @@ export const TOOL_ERRORS = {
   conflict: { status: 409, expose: true },
   claim_superseded: { status: 409, expose: true },
   too_large: { status: 413, expose: true },
+  caller_busy: { status: 429, expose: true },
   backend_unavailable: { status: 503, expose: true },
   backend_error: { status: 502, expose: true },
   internal: { status: 500, expose: false },

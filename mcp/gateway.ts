@@ -5,6 +5,7 @@ import { createLogger, type Logger } from '../proxy/observe/logger.js';
 import { migrate } from '../proxy/stores/sql/migrate.js';
 import { openSqlClient } from '../proxy/stores/sql/sql-client.js';
 import type { SqlPoolOptions } from '../proxy/stores/sql/sql-client.js';
+import { limitPerCaller } from './caller-limit.js';
 import { createDiskStore } from './backends/disk-store.js';
 import type { ObjectStore } from './backends/object-store.js';
 import { createS3Store } from './backends/s3-store.js';
@@ -43,12 +44,22 @@ export interface McpGatewayOptions {
   s3?: GatewayS3Options;
   /** Applied to each backend separately (one breaker for postgres, one for s3). */
   breaker?: BreakerOptions;
+  /** Each caller's bound on the database, by the client id the sidecar verified (see {@link PerCallerOptions}). */
+  perCaller?: PerCallerOptions;
   /**
    * Where its lines go. Default: stdout through the sidecar's bounded, buffered logger, each line
    * dropped past the bound counted in `ca_a2a_mcp_log_lines_dropped_total`; a logger given here
    * is the caller's to bound.
    */
   logger?: Logger;
+}
+
+/** How many database calls one caller may run at once, and how long one over that waits. */
+export interface PerCallerOptions {
+  /** Default half the pool (`pool.max`, 10 → 5), at least 1; 1 on PGlite, which runs one statement at a time. */
+  maxStatements?: number;
+  /** Default the pool's connection timeout (`pool.connectionTimeoutMs`, 5 000 ms). */
+  maxWaitMs?: number;
 }
 
 /** A running gateway. */
@@ -63,6 +74,8 @@ export interface McpGateway {
 }
 
 const DEFAULT_MAX_OBJECT = 10 * 1024 * 1024;
+const DEFAULT_POOL_MAX = 10;
+const DEFAULT_CONNECTION_TIMEOUT_MS = 5_000;
 const MIGRATIONS_DIR = projectPath('mcp/migrations/');
 const DRAIN_MS = 10_000;
 
@@ -76,10 +89,15 @@ export async function startMcpGateway(opts: McpGatewayOptions = {}): Promise<Mcp
     opts.s3?.maxKeyLength ?? DEFAULT_KEY_POLICY.maxKeyLength,
   );
   const dataDir = resolve(opts.dataDir ?? '.ca-a2a');
+  const poolMax = opts.pool?.max ?? DEFAULT_POOL_MAX;
+  for (const [name, value] of Object.entries(opts.perCaller ?? {})) {
+    // A bound of 0 would refuse every call; refused here rather than at the first call.
+    if (value !== undefined && !(Number.isInteger(value) && value > 0)) throw new Error(`perCaller.${name} must be a positive integer`);
+  }
   const sql = await openSqlClient({
     databaseUrl: opts.databaseUrl,
     dataDir: join(dataDir, 'pglite'),
-    pool: { applicationName: 'ca-a2a-mcp-gateway', ...opts.pool },
+    pool: { applicationName: 'ca-a2a-mcp-gateway', ...opts.pool, max: poolMax },
     onIdleError: (err) => logger.warn({ event_type: 'mcp_pool_error', err_message: err.message }, 'idle connection lost'),
     onCancelError: (err) =>
       logger.warn({ event_type: 'mcp_sql_cancel_failed', err_code: errorCode(err), err_message: err.message }, 'timed-out statement not cancelled'),
@@ -99,7 +117,18 @@ export async function startMcpGateway(opts: McpGatewayOptions = {}): Promise<Mcp
   const maxObjectBytes = s3opts.maxObjectBytes ?? DEFAULT_MAX_OBJECT;
   const db = createResilientBackend('postgres', isPgTransient, opts.breaker ?? {}, metrics, logger);
   const s3 = createResilientBackend('s3', store.isTransient, opts.breaker ?? {}, metrics, logger);
-  const runner = createToolRunner(ALL_TOOLS, { sql, db, store, s3, keys, maxObjectBytes }, metrics, logger);
+  // Half the pool per caller: one caller flooding long statements leaves the other half to everyone else.
+  const dbFor = limitPerCaller(
+    db,
+    {
+      maxConcurrent: opts.perCaller?.maxStatements ?? (sql.kind === 'pglite' ? 1 : Math.max(1, Math.floor(poolMax / 2))),
+      maxWaitMs: opts.perCaller?.maxWaitMs ?? opts.pool?.connectionTimeoutMs ?? DEFAULT_CONNECTION_TIMEOUT_MS,
+    },
+    metrics,
+    logger,
+  );
+  const deps = { sql, db, store, s3, keys, maxObjectBytes };
+  const runner = createToolRunner(ALL_TOOLS, (caller) => ({ ...deps, db: dbFor(caller) }), metrics, logger);
   const backends = () => ({
     postgres: { kind: sql.kind, breaker: db.state() },
     s3: { kind: store.kind, breaker: s3.state() },

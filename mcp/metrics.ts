@@ -55,6 +55,18 @@ export function createGatewayMetrics(poolStats: () => SqlPoolStats) {
       labelNames: ['backend'] as const,
       registers,
     }),
+    callerLimited: new Counter({
+      name: 'ca_a2a_mcp_caller_limited_total',
+      help: 'Calls refused (caller_busy) because their caller already ran its share of the backend at once and none of those ended in time.',
+      labelNames: ['backend'] as const,
+      registers,
+    }),
+    callerWaiting: new Gauge({
+      name: 'ca_a2a_mcp_caller_waiting',
+      help: 'Calls waiting for one of their own caller\'s calls to the backend to end (the caller is at its bound).',
+      labelNames: ['backend'] as const,
+      registers,
+    }),
     bucketUnreadable: new Counter({
       name: 'ca_a2a_mcp_bucket_unreadable_objects_total',
       help: 'Object files of the local-disk bucket found unreadable, by the call that met one: list (left out), get or head (refused).',

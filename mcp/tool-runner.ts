@@ -6,7 +6,7 @@ import { ToolError, asToolError } from './errors.js';
 import type { GatewayMetrics } from './metrics.js';
 import type { ToolDefinition, ToolDeps, ToolFamily, ToolHandler } from './tools/tool-types.js';
 
-/** Who called, as the sidecar in front asserted it; used for audit lines only. */
+/** Who called, as the sidecar in front asserted it: for audit lines, and its client id to bound its backend calls. */
 export interface CallerIdentity {
   subject?: string;
   client_id?: string;
@@ -35,8 +35,11 @@ interface CompiledTool {
   handler: ToolHandler;
 }
 
-/** Compiles every tool's schema once (ajv, strict, defaults applied) and returns the runner. */
-export function createToolRunner(tools: ToolFamily, deps: ToolDeps, metrics: GatewayMetrics, logger: Logger): ToolRunner {
+/**
+ * Compiles every tool's schema once (ajv, strict, defaults applied) and returns the runner.
+ * `depsFor` gives the backends as one caller sees them (bounded per caller).
+ */
+export function createToolRunner(tools: ToolFamily, depsFor: (caller: CallerIdentity) => ToolDeps, metrics: GatewayMetrics, logger: Logger): ToolRunner {
   // strictRequired off: documents_update says "at least one of these fields" with anyOf/required.
   const ajv = new Ajv({ strict: true, strictRequired: false, allowUnionTypes: true, useDefaults: true });
   addFormats.default(ajv, ['uuid']);
@@ -45,7 +48,7 @@ export function createToolRunner(tools: ToolFamily, deps: ToolDeps, metrics: Gat
     compiled.set(definition.name, { validate: ajv.compile(definition.inputSchema), handler });
   }
 
-  async function invoke(name: string, args: unknown): Promise<object> {
+  async function invoke(name: string, args: unknown, caller: CallerIdentity): Promise<object> {
     const tool = compiled.get(name);
     if (!tool) throw new ToolError('unknown_tool', `no tool named ${JSON.stringify(name.slice(0, 64))}`);
     // Arguments are a fresh parse of the request body, so ajv may fill defaults in place.
@@ -54,7 +57,7 @@ export function createToolRunner(tools: ToolFamily, deps: ToolDeps, metrics: Gat
       const errors = (tool.validate.errors ?? []).map((e) => ({ path: e.instancePath || '/', message: e.message ?? 'invalid' }));
       throw new ToolError('invalid_arguments', `arguments of ${name} are invalid`, { errors });
     }
-    return tool.handler(input as Record<string, unknown>, deps);
+    return tool.handler(input as Record<string, unknown>, depsFor(caller));
   }
 
   return {
@@ -64,7 +67,7 @@ export function createToolRunner(tools: ToolFamily, deps: ToolDeps, metrics: Gat
       const toolLabel = compiled.has(name) ? name : 'unknown';
       let outcome: ToolOutcome;
       try {
-        outcome = { ok: true, result: await invoke(name, args) };
+        outcome = { ok: true, result: await invoke(name, args, caller) };
       } catch (err) {
         const error = asToolError(err);
         if (error.code === 'internal') logger.error({ event_type: 'mcp_tool_error', tool: toolLabel, err }, 'tool failed');

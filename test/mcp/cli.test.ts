@@ -37,6 +37,17 @@ describe('ca-a2a mcp-gateway command', () => {
     assert.throws(() => gatewayOptionsFromEnv({ CA_A2A_S3_MAX_OBJECT_BYTES: '-1' }), /positive integer/);
   });
 
+  it('reads the per-caller database bound from its flag, else its variable, and names the one that is wrong', () => {
+    assert.deepEqual(gatewayOptionsFromEnv({}).perCaller, { maxStatements: undefined, maxWaitMs: undefined });
+    const env = { CA_A2A_DB_PER_CALLER: '3', CA_A2A_DB_PER_CALLER_WAIT_MS: '250' };
+    assert.deepEqual(gatewayOptionsFromEnv(env).perCaller, { maxStatements: 3, maxWaitMs: 250 });
+    assert.deepEqual(gatewayOptionsFromEnv(env, { 'db-per-caller': '7' }).perCaller, { maxStatements: 7, maxWaitMs: 250 });
+    for (const bad of ['0', '-1', '1.5', 'two', '1e3']) {
+      assert.throws(() => gatewayOptionsFromEnv({ CA_A2A_DB_PER_CALLER: bad }), /^Error: CA_A2A_DB_PER_CALLER must be a positive integer/, bad);
+      assert.throws(() => gatewayOptionsFromEnv(env, { 'db-per-caller-wait-ms': bad }), /^Error: --db-per-caller-wait-ms must be a positive integer/, bad);
+    }
+  });
+
   it('refuses an allowed prefix that is not a folder: uploads would let uploads-private/ through', async () => {
     for (const bad of ['uploads', 'uploads/,archive', '/uploads/', 'a/../b/', 'a//']) {
       assert.throws(() => gatewayOptionsFromEnv({ CA_A2A_S3_PREFIXES: bad }), /CA_A2A_S3_PREFIXES/, bad);

@@ -192,7 +192,7 @@ export class TcpRelay {
  * lines captured and `options` (pool, breaker…) applied. `close()` stops it and removes both.
  */
 export async function startTestGateway(
-  options: Pick<McpGatewayOptions, 'pool' | 'breaker'> = {},
+  options: Pick<McpGatewayOptions, 'pool' | 'breaker' | 'perCaller'> = {},
 ): Promise<{ gateway: McpGateway; databaseUrl: string; lines: Record<string, unknown>[]; close(): Promise<void> }> {
   const schema = await createTestSchema();
   const dataDir = await tempDir();

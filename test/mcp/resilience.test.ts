@@ -211,7 +211,8 @@ describe('PostgreSQL pool exhausted by a statement waiting on a lock', () => {
     await holder.query('SELECT 1 FROM documents WHERE document_id = $1 FOR UPDATE', [documentId]);
     const blocked = callTool(gw.url, 'documents_update', { document_id: documentId, error: 'held' });
     await waitingOnLock(observer, applicationName);
-    const starved = await callTool(gw.url, 'documents_get', { document_id: documentId }, { 'x-ca-a2a-request-id': 'req-starved' });
+    // Another caller: the same caller's call would wait behind its own, within its per-caller bound.
+    const starved = await callTool(gw.url, 'documents_get', { document_id: documentId }, { 'x-ca-a2a-request-id': 'req-starved', 'x-ca-a2a-client-id': 'other' });
     assert.equal(starved.status, 502, JSON.stringify(starved.body));
     assert.deepEqual(starved.body.error, { code: 'backend_error', message: 'postgres failed', backend: 'postgres' });
     const line = lines.find((l) => l.event_type === 'mcp_backend_error' && l.backend === 'postgres');

@@ -1,0 +1,118 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import pg from 'pg';
+import type { McpGateway } from '../../mcp/gateway.js';
+import { callTool, metricValue, startTestGateway, waitingOnLock } from './helpers.js';
+
+const FLOODER = { 'x-ca-a2a-client-id': 'agent-flood', 'x-ca-a2a-subject': 'svc-flood', 'x-ca-a2a-request-id': 'req-flood' };
+const OTHER = { 'x-ca-a2a-client-id': 'agent-other' };
+
+/** A gateway on a pool of 2, a document whose row another session holds, and an observer of who waits on it. */
+function lockedDocumentSuite(perCaller: { maxWaitMs?: number }) {
+  const applicationName = `mcp-caller-${randomUUID().slice(0, 8)}`;
+  const state = {} as { gw: McpGateway; lines: Record<string, unknown>[]; holder: pg.Client; observer: pg.Client; locked: string; free: string };
+  const cleanups: (() => Promise<void>)[] = [];
+  before(async () => {
+    const started = await startTestGateway({
+      // The pool's connection wait is short, so a caller starved of connections fails fast.
+      pool: { min: 0, max: 2, connectionTimeoutMs: 300, applicationName },
+      breaker: { initialDelayMs: 5, maxDelayMs: 20 },
+      perCaller,
+    });
+    cleanups.push(() => started.close());
+    state.gw = started.gateway;
+    state.lines = started.lines;
+    state.holder = new pg.Client({ connectionString: started.databaseUrl });
+    state.observer = new pg.Client({ connectionString: started.databaseUrl });
+    await state.holder.connect();
+    await state.observer.connect();
+    cleanups.unshift(() => state.holder.end(), () => state.observer.end());
+    const create = async (name: string) => {
+      const doc = { filename: `${name}.pdf`, content_type: 'application/pdf', s3_key: `uploads/${name}-${randomUUID()}.pdf`, size_bytes: 1, sha256: 'c'.repeat(64) };
+      const r = await callTool(state.gw.url, 'documents_create', doc);
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      return String(r.body.document_id);
+    };
+    state.locked = await create('locked');
+    state.free = await create('free');
+  });
+  after(async () => {
+    for (const c of cleanups) await c();
+  });
+  return { state, applicationName };
+}
+
+describe('per-caller bound on database calls: one caller flooding long statements', () => {
+  // Defaults: half the pool of 2 (one statement per caller), waiting at most the pool's connection timeout.
+  const { state, applicationName } = lockedDocumentSuite({});
+
+  it('refuses the flooding caller with 429 caller_busy, counted and logged, while other callers are served', async () => {
+    const { gw, holder, observer, lines } = state;
+    const big = { text: 'x'.repeat(256 * 1024) };
+    await holder.query('BEGIN');
+    await holder.query('SELECT 1 FROM documents WHERE document_id = $1 FOR UPDATE', [state.locked]);
+    const held = callTool(gw.url, 'documents_update', { document_id: state.locked, extracted: big }, FLOODER);
+    await waitingOnLock(observer, applicationName);
+
+    const flood = Promise.all(Array.from({ length: 10 }, () => callTool(gw.url, 'documents_update', { document_id: state.locked, extracted: big }, FLOODER)));
+    const during = await Promise.all([
+      callTool(gw.url, 'documents_get', { document_id: state.free }, OTHER),
+      callTool(gw.url, 'documents_update', { document_id: state.free, error: 'other caller' }, OTHER),
+      callTool(gw.url, 'documents_list', { limit: 5 }),
+    ]);
+    const refused = await flood;
+    // The flood is over; its first statement still holds a connection, waiting on the lock.
+    const afterwards = await Promise.all([
+      callTool(gw.url, 'documents_get', { document_id: state.free }, OTHER),
+      callTool(gw.url, 'processing_logs_append', { document_id: state.free, step: 'extract', status: 'info' }),
+    ]);
+    for (const r of [...during, ...afterwards]) assert.equal(r.status, 200, JSON.stringify(r.body));
+
+    for (const r of refused) {
+      assert.equal(r.status, 429, JSON.stringify(r.body));
+      assert.deepEqual(r.body.error, {
+        code: 'caller_busy',
+        message: "this caller's bound of 1 concurrent postgres calls is reached; ask again once one has ended",
+        backend: 'postgres',
+      });
+    }
+    assert.equal(await metricValue(gw.url, 'ca_a2a_mcp_caller_limited_total', { backend: 'postgres' }), 10);
+    assert.equal(await metricValue(gw.url, 'ca_a2a_mcp_tool_calls_total', { tool: 'documents_update', outcome: 'caller_busy' }), 10);
+    const limited = lines.filter((l) => l.event_type === 'mcp_caller_limited');
+    assert.equal(limited.length, 10);
+    assert.deepEqual(limited[0]?.caller, { subject: 'svc-flood', client_id: 'agent-flood' });
+    assert.equal(limited[0]?.request_id, 'req-flood');
+    assert.equal(limited[0]?.max_concurrent, 1);
+    assert.equal(lines.filter((l) => l.event_type === 'mcp_backend_error').length, 0, 'no caller met a pool wait');
+
+    await holder.query('ROLLBACK');
+    assert.equal((await held).status, 200);
+    // Its slot is free again.
+    assert.equal((await callTool(gw.url, 'documents_get', { document_id: state.locked }, FLOODER)).status, 200);
+  });
+});
+
+describe('per-caller bound on database calls: a call over the bound waits for its caller\'s own', () => {
+  const { state, applicationName } = lockedDocumentSuite({ maxWaitMs: 120_000 });
+
+  it('runs it, first come first served, once the caller\'s running call ends', async () => {
+    const { gw, holder, observer } = state;
+    await holder.query('BEGIN');
+    await holder.query('SELECT 1 FROM documents WHERE document_id = $1 FOR UPDATE', [state.locked]);
+    const held = callTool(gw.url, 'documents_update', { document_id: state.locked, error: 'first' }, FLOODER);
+    await waitingOnLock(observer, applicationName);
+    const queued = callTool(gw.url, 'documents_update', { document_id: state.locked, error: 'second' }, FLOODER);
+    while ((await metricValue(gw.url, 'ca_a2a_mcp_caller_waiting', { backend: 'postgres' })) !== 1) await nextTurn();
+    // Another caller is not behind the queued one.
+    assert.equal((await callTool(gw.url, 'documents_get', { document_id: state.free }, OTHER)).status, 200);
+    await holder.query('ROLLBACK');
+    assert.equal((await held).status, 200);
+    const second = await queued;
+    assert.equal(second.status, 200, JSON.stringify(second.body));
+    assert.equal(second.body.error, 'second');
+    assert.equal(await metricValue(gw.url, 'ca_a2a_mcp_caller_limited_total', { backend: 'postgres' }), 0);
+    assert.equal(await metricValue(gw.url, 'ca_a2a_mcp_caller_waiting', { backend: 'postgres' }), 0);
+  });
+});
