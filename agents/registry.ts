@@ -1,12 +1,12 @@
 import { createLogger, type Logger } from '../proxy/observe/logger.js';
 import { archivistHandlers } from './archivist/archivist.js';
-import { extractorHandlers } from './extractor/extractor.js';
+import { extractorHandlers, type ExtractorOptions } from './extractor/extractor.js';
 import { createOrchestrator, type OrchestratorOptions } from './orchestrator/orchestrator.js';
 import type { PipelineOutcome } from './orchestrator/pipeline.js';
 import { serveAgent } from './shared/agent-server.js';
 import { createEgressClient, type EgressClient } from './shared/egress-client.js';
 import type { MethodHandler } from './shared/jsonrpc-server.js';
-import { createAgentMetrics } from './shared/metrics.js';
+import { createAgentMetrics, type AgentMetrics } from './shared/metrics.js';
 import { validatorHandlers } from './validator/validator.js';
 
 /** The four pipeline agents. */
@@ -45,6 +45,8 @@ export interface StartAgentOptions {
   readonly issuer?: string;
   /** Orchestrator only: stale window, sweep period, step retries. */
   readonly orchestrator?: Omit<OrchestratorOptions, 'egress' | 'logger' | 'onRunFinished'>;
+  /** Extractor only: how many PDFs it holds at once. */
+  readonly extractor?: ExtractorOptions;
 }
 
 /** A running agent. */
@@ -60,10 +62,10 @@ export interface RunningAgent {
   close(): Promise<void>;
 }
 
-function handlersFor(name: Exclude<AgentName, 'orchestrator'>, egress: EgressClient): Record<string, MethodHandler> {
+function handlersFor(name: Exclude<AgentName, 'orchestrator'>, egress: EgressClient, metrics: AgentMetrics, opts: StartAgentOptions): Record<string, MethodHandler> {
   switch (name) {
     case 'extractor':
-      return extractorHandlers(egress);
+      return extractorHandlers(egress, metrics, opts.extractor);
     case 'validator':
       return validatorHandlers(egress);
     case 'archivist':
@@ -81,7 +83,7 @@ export async function startAgent(name: AgentName, opts: StartAgentOptions): Prom
     egress, logger, ...opts.orchestrator,
     onRunFinished: (outcome, trigger) => metrics.pipelineRuns.inc({ outcome: outcome.status, trigger }),
   }) : undefined;
-  const handlers = orchestrator?.handlers ?? handlersFor(name as Exclude<AgentName, 'orchestrator'>, egress);
+  const handlers = orchestrator?.handlers ?? handlersFor(name as Exclude<AgentName, 'orchestrator'>, egress, metrics, opts);
   let server;
   try {
     server = await serveAgent({

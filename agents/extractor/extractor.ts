@@ -11,6 +11,8 @@ import { parseCsv } from './parse-csv.js';
 import { parseJson } from './parse-json.js';
 import { parsePdf } from './parse-pdf.js';
 import { parseText } from './parse-text.js';
+import { DEFAULT_MAX_PDFS, PdfSlots } from './pdf-admission.js';
+import type { AgentMetrics } from '../shared/metrics.js';
 
 const PARSERS: Readonly<Record<DocumentFormat, (bytes: Buffer) => ParsedContent | Promise<ParsedContent>>> = {
   pdf: parsePdf,
@@ -67,8 +69,18 @@ function extractionSummary(documentId: string, extraction: Extraction, reused: b
   return { document_id: documentId, status: 'extracted', reused, ...rest, text_preview: storableText(text, PREVIEW_CHARS) };
 }
 
+/** Options of {@link extractorHandlers}. */
+export interface ExtractorOptions {
+  /**
+   * PDFs held at once, fetched and waiting for the reader or being read (default
+   * {@link DEFAULT_MAX_PDFS}); an extract_document of a PDF past it answers `busy`.
+   */
+  readonly maxPdfs?: number;
+}
+
 /** The extractor's methods. */
-export function extractorHandlers(egress: EgressClient): Record<string, MethodHandler> {
+export function extractorHandlers(egress: EgressClient, metrics: Pick<AgentMetrics, 'pdfAdmissions' | 'pdfsHeld'>, opts: ExtractorOptions = {}): Record<string, MethodHandler> {
+  const pdfs = new PdfSlots(opts.maxPdfs ?? DEFAULT_MAX_PDFS, metrics);
   return {
     async extract_document(params) {
       const claim = stepClaim(params);
@@ -84,8 +96,13 @@ export function extractorHandlers(egress: EgressClient): Record<string, MethodHa
         if (doc.status !== 'processing') {
           throw new AgentError('conflict', `document ${documentId} is ${doc.status}; only a claimed (processing) document is extracted`, { current_status: doc.status });
         }
-        const object = await egress.callTool<StoredObject>('s3_get_object', { key: doc.s3_key });
-        const extraction = await extractBytes(Buffer.from(object.content_base64, 'base64'), doc.content_type, doc.filename);
+        const extract = async (): Promise<Extraction> => {
+          const object = await egress.callTool<StoredObject>('s3_get_object', { key: doc.s3_key });
+          return extractBytes(Buffer.from(object.content_base64, 'base64'), doc.content_type, doc.filename);
+        };
+        // A PDF takes a slot before its object is fetched: the reader reads one at a time.
+        const extraction = detectFormat(doc.content_type, doc.filename) === 'pdf'
+          ? await pdfs.run(`${documentId}#${claim.claimCount ?? 'unfenced'}`, extract) : await extract();
         return await writeOrRecorded(egress, claim, async () => {
           await egress.callTool('documents_update', {
             document_id: documentId, expected_status: 'processing', ...claimFence(claim), status: 'extracted', extracted: extraction, error: null,

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { DocumentRecord } from '../shared/documents.js';
-import { isEgressError, withRetry, type EgressClient, type EgressError, type RetryOptions } from '../shared/egress-client.js';
+import { isEgressError, isTransportFailure, withRetry, type EgressClient, type EgressError, type RetryOptions } from '../shared/egress-client.js';
 import { storableText } from '../shared/storable-text.js';
 import type { ProcessLog } from './process-log.js';
 
@@ -55,6 +55,16 @@ function reasonOf(error: unknown): string {
 /** Whether a write was refused because the document was claimed again since this run's claim. */
 function isClaimSuperseded(error: unknown): error is EgressError {
   return isEgressError(error) && error.kind === 'remote' && error.code === 'claim_superseded';
+}
+
+/** The step's agent had no room for the document now (the extractor's PDF bound): it did nothing. */
+function isBusy(error: unknown): error is EgressError {
+  return isEgressError(error) && error.kind === 'remote' && error.code === 'busy';
+}
+
+/** A step is asked again when its hop failed or its agent was busy: neither did anything. */
+function isStepRetryable(error: unknown): boolean {
+  return isTransportFailure(error) || isBusy(error);
 }
 
 /** What became of a failure this run tried to record. */
@@ -118,7 +128,7 @@ export async function runPipeline(deps: PipelineDeps, claim: RunClaim): Promise<
     await deps.log(documentId, step.step, 'started');
     let result: unknown;
     try {
-      result = await withRetry(deps.retry, () => deps.egress.call<unknown>(step.service, step.method, { document_id: documentId, claim_count: claim.claim_count }));
+      result = await withRetry(deps.retry, () => deps.egress.call<unknown>(step.service, step.method, { document_id: documentId, claim_count: claim.claim_count }), isStepRetryable);
     } catch (error) {
       // claim_superseded: the step agent found the document claimed again and wrote nothing.
       if (isClaimSuperseded(error)) {
@@ -129,9 +139,9 @@ export async function runPipeline(deps: PipelineDeps, claim: RunClaim): Promise<
       if (isEgressError(error) && error.kind === 'remote' && error.code === 'conflict') {
         return takenOver(step, await currentClaimCount(deps, documentId), `another worker holds the document: ${reasonOf(error)}`, reasonOf(error));
       }
-      const unreachable = isEgressError(error) && error.kind === 'transport';
-      return failed(step, unreachable
-        ? `${step.step}: ${step.service} unreachable after ${deps.retry.attempts} attempt(s) (${reasonOf(error)})`
+      const why = isTransportFailure(error) ? 'unreachable' : isBusy(error) ? 'busy' : undefined;
+      return failed(step, why !== undefined
+        ? `${step.step}: ${step.service} ${why} after ${deps.retry.attempts} attempt(s) (${reasonOf(error)})`
         : `${step.step}: ${reasonOf(error)}`, false);
     }
     // Every agent answers an object; anything else is a broken hop, not a result to read fields of.

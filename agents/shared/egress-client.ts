@@ -60,18 +60,23 @@ export const DEFAULT_RETRY: RetryOptions = { attempts: 4, initialDelayMs: 250, m
  */
 export const DEFAULT_TOOL_RETRY: RetryOptions = { attempts: 3, initialDelayMs: 200, maxDelayMs: 1_000 };
 
+/** A hop that failed: no answer, or 502/503/504 from a sidecar. */
+export function isTransportFailure(error: unknown): boolean {
+  return isEgressError(error) && error.kind === 'transport';
+}
+
 /**
- * Retries transport failures only: an agent that answered (even with an error) has decided, and
- * asking again would not change its mind. Each step is idempotent, so a retry after a lost answer
- * is safe.
+ * Retries the failures `retryable` names, by default transport failures only: an agent that
+ * answered (even with an error) has decided, and asking again would not change its mind. Each
+ * step is idempotent, so a retry after a lost answer is safe.
  */
-export async function withRetry<T>(options: RetryOptions, call: () => Promise<T>): Promise<T> {
+export async function withRetry<T>(options: RetryOptions, call: () => Promise<T>, retryable: (error: unknown) => boolean = isTransportFailure): Promise<T> {
   let delay = options.initialDelayMs;
   for (let attempt = 1; ; attempt++) {
     try {
       return await call();
     } catch (error) {
-      if (attempt >= options.attempts || !isEgressError(error) || error.kind !== 'transport') throw error;
+      if (attempt >= options.attempts || !retryable(error)) throw error;
       await sleep(delay);
       delay = Math.min(delay * 2, options.maxDelayMs);
     }

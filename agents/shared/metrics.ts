@@ -1,4 +1,4 @@
-import { Counter, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 /**
  * Every metric of one agent, on its own registry (tests run several agents in one process), served
@@ -32,6 +32,17 @@ export function createAgentMetrics(agent: string) {
       name: 'ca_a2a_agent_pipeline_runs_total',
       help: 'Orchestrator only: pipeline runs ended, by outcome (archived, failed, failed_unrecorded, interrupted) and trigger (process_document or sweep).',
       labelNames: ['outcome', 'trigger'] as const,
+      registers,
+    }),
+    pdfAdmissions: new Counter({
+      name: 'ca_a2a_agent_pdf_admissions_total',
+      help: 'Extractor only: PDF extractions by admission (admitted: read in a slot of its own; joined: the same document and claim already held one; busy: every slot held, refused).',
+      labelNames: ['admission'] as const,
+      registers,
+    }),
+    pdfsHeld: new Gauge({
+      name: 'ca_a2a_agent_pdfs_held',
+      help: 'Extractor only: PDFs held now, fetched or waiting for the reader or being read.',
       registers,
     }),
     logLinesDropped: new Counter({

@@ -15,6 +15,7 @@ export const AGENT_ERRORS = {
   unsupported_format: { rpcCode: -32022, status: 422 },
   corrupt_document: { rpcCode: -32023, status: 422 },
   claim_superseded: { rpcCode: -32024, status: 409 },
+  busy: { rpcCode: -32025, status: 503 },
   dependency_failed: { rpcCode: -32030, status: 502 },
 } as const satisfies Record<string, { rpcCode: number; status: number }>;
 

@@ -38,7 +38,9 @@ const quiet = () => pino({ level: 'warn' }, new Writable({ write: (_chunk, _enc,
  * Starts a gateway (PGlite, or PostgreSQL in its own schema) and the agents behind direct routers;
  * the agents log to `logger` (default: nowhere).
  */
-export async function startAgentStack(options: { postgres?: boolean; orchestrator?: StartAgentOptions['orchestrator']; logger?: Logger } = {}): Promise<AgentStack> {
+export async function startAgentStack(options: {
+  postgres?: boolean; orchestrator?: StartAgentOptions['orchestrator']; extractor?: StartAgentOptions['extractor']; logger?: Logger;
+} = {}): Promise<AgentStack> {
   const dataDir = await tempDir();
   const schema = options.postgres ? await createTestSchema() : undefined;
   const gateway = await startMcpGateway({ port: 0, dataDir, databaseUrl: schema?.urlFor(), logger: quiet() });
@@ -56,7 +58,7 @@ export async function startAgentStack(options: { postgres?: boolean; orchestrato
     const retry = { attempts: 2, initialDelayMs: 50, maxDelayMs: 100 };
     agents.set(name, await startAgent(name, {
       port: 0, egressUrl: router.url, logger: options.logger ?? quiet(),
-      orchestrator: { sweepIntervalMs: 0, retry, ...options.orchestrator },
+      orchestrator: { sweepIntervalMs: 0, retry, ...options.orchestrator }, extractor: options.extractor,
     }));
   };
   for (const name of AGENT_NAMES) await launch(name);
