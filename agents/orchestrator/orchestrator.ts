@@ -35,6 +35,23 @@ export interface Orchestrator {
 const NOT_ARCHIVED = ['pending', 'processing', 'extracted', 'validated', 'failed'] as const;
 const DEFAULT_PAGE = 20;
 
+/**
+ * The summary of a document as its run left it, for when it cannot be read afterwards: the fixed
+ * fields from the claim, the state from the run. Only an archived run and a failure it recorded
+ * know the document's status; any other outcome leaves it null (check_status reads it later).
+ */
+function runSummary(claimed: DocumentRecord, outcome: PipelineOutcome): Record<string, unknown> {
+  const known = outcome.status === 'archived' || outcome.status === 'failed';
+  return {
+    ...documentSummary(claimed),
+    status: known ? outcome.status : null,
+    validation_score: outcome.validation_score ?? null,
+    error: outcome.error ?? null,
+    archive_key: outcome.archive_key ?? null,
+    updated_at: null,
+  };
+}
+
 async function guarded<T>(body: () => Promise<T>): Promise<T> {
   try {
     return await body();
@@ -91,12 +108,17 @@ export function createOrchestrator(opts: OrchestratorOptions): Orchestrator {
       if (doc.status === 'archived') return { ...documentSummary(doc), reused: true };
       const claimed = await claimDocument(egress, doc, staleAfter);
       const outcome = await run(claimed, 'process_document', doc.status === 'pending' ? 'claimed' : `claimed again from ${doc.status}`);
-      const final = await egress.callTool<DocumentRecord>('documents_get', { document_id: documentId });
+      const ran = { reused: false, run_outcome: outcome.status, ...(outcome.failed_step === undefined ? {} : { failed_step: outcome.failed_step }) };
+      let final: DocumentRecord;
+      try {
+        final = await egress.callTool<DocumentRecord>('documents_get', { document_id: documentId });
+      } catch (error) {
+        // The run is over and its outcome known: a failed read afterwards must not hide it.
+        logger.warn({ event_type: 'final_read_failed', document_id: documentId, run_outcome: outcome.status, err: (error as Error).message }, 'could not read the document after its run; answering the run outcome');
+        return { ...runSummary(claimed, outcome), ...ran, final_read_failed: true, final_read_error: (error as Error).message };
+      }
       // status is the document's now, whoever holds it; run_outcome is how this call's own run ended.
-      return {
-        ...documentSummary(final), reused: false, run_outcome: outcome.status,
-        ...(outcome.failed_step === undefined ? {} : { failed_step: outcome.failed_step }),
-      };
+      return { ...documentSummary(final), ...ran };
     }),
     check_status: (params) => guarded(async () => {
       const documentId = params['document_id'] as string;

@@ -5,6 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import { callTool } from '../mcp/helpers.js';
 import { idempotentDocumentId } from '../../agents/orchestrator/upload.js';
 import { startAgentStack, type AgentStack } from './helpers/agent-stack.js';
+import { startGatewayStandIn } from './helpers/gateway-stand-in.js';
 
 const SAMPLES = [
   { file: 'invoice-2024-001.pdf', type: 'application/pdf', status: 'archived' },
@@ -209,6 +210,37 @@ describe('the document pipeline through the MCP gateway (PostgreSQL, direct rout
       stack.routeTo('validator', undefined);
       standIn.close();
     }
+  });
+
+  // The run archived the document, then the read for the answer failed: the caller got
+  // dependency_failed, as if nothing had happened.
+  it('answers the run outcome, marked final_read_failed, when the document cannot be read after an archived run', async () => {
+    const id = await stack.uploadSample('meeting-notes.txt', 'text/plain');
+    let orchestratorReads = 0;
+    const standIn = await startGatewayStandIn(stack, (call, req, res) => {
+      // Every read of the orchestrator's after its first (the one before the claim) fails, retries included.
+      if (call.tool !== 'documents_get' || call.arguments['document_id'] !== id || req.headers['x-ca-a2a-client-id'] !== 'orchestrator' || ++orchestratorReads === 1) return false;
+      res.writeHead(503, { 'content-type': 'application/json' }).end(JSON.stringify({ success: false, error: { code: 'unavailable', message: 'database unreachable' } }));
+      return true;
+    });
+    stack.routeGatewayTo(standIn.url);
+    let answer;
+    try {
+      answer = await processDoc(id);
+    } finally {
+      stack.routeGatewayTo(undefined);
+      standIn.close();
+    }
+    assert.equal(orchestratorReads, 4, 'the final read was tried 3 times');
+    const result = answer.result ?? {};
+    assert.equal(result['run_outcome'], 'archived', JSON.stringify(answer));
+    assert.equal(result['status'], 'archived');
+    assert.equal(result['archive_key'], `archive/${id}/meeting-notes.txt`);
+    assert.equal(result['validation_score'], 1);
+    assert.equal(result['final_read_failed'], true);
+    assert.match(String(result['final_read_error']), /database unreachable/);
+    assert.equal(result['filename'], 'meeting-notes.txt');
+    assert.equal((await callTool(stack.gateway.url, 'documents_get', { document_id: id })).body['status'], 'archived');
   });
 
   it('lists documents page by page, lists pending ones, gets and deletes one', async () => {
