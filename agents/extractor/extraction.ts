@@ -12,8 +12,10 @@ export interface ParsedContent {
   readonly row_count?: number;
   readonly columns?: string[];
   readonly rows?: Record<string, string>[];
-  /** Rows whose column count differs from the header's (1-based line numbers of the data rows). */
+  /** Rows whose column count differs from the header's (1-based numbers of the data rows), the first {@link MAX_LISTED_INCONSISTENT_ROWS}. */
   readonly inconsistent_rows?: number[];
+  /** How many rows differ from the header's column count, all of them (inconsistent_rows lists the first). */
+  readonly inconsistent_row_count?: number;
   readonly metadata?: Record<string, FieldValue>;
 }
 
@@ -41,5 +43,7 @@ export const MAX_STORED_CELLS = 20_000;
  * document's own text, which is attacker-controlled.
  */
 export const MAX_PARSER_MESSAGE = 300;
+/** Inconsistent CSV rows listed by number (inconsistent_row_count counts every one). */
+export const MAX_LISTED_INCONSISTENT_ROWS = 100;
 /** Widest CSV read: a row object per row has one key per column. */
 export const MAX_CSV_COLUMNS = 1_000;

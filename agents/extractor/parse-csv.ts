@@ -1,7 +1,7 @@
 import { parse } from 'csv-parse/sync';
 import { AgentError } from '../shared/rpc-errors.js';
 import { storableText } from '../shared/storable-text.js';
-import { MAX_CSV_COLUMNS, MAX_PARSER_MESSAGE, MAX_STORED_CELLS, MAX_STORED_ROWS, type ParsedContent } from './extraction.js';
+import { MAX_CSV_COLUMNS, MAX_LISTED_INCONSISTENT_ROWS, MAX_PARSER_MESSAGE, MAX_STORED_CELLS, MAX_STORED_ROWS, type ParsedContent } from './extraction.js';
 import { decodeUtf8 } from './parse-text.js';
 import { fieldName } from './text-fields.js';
 
@@ -26,8 +26,11 @@ export function parseCsv(bytes: Buffer): ParsedContent {
   }
   const columns = header.map((name, index) => fieldName(name) || `column_${index + 1}`);
   const inconsistent: number[] = [];
+  let inconsistentCount = 0;
   data.forEach((record, index) => {
-    if (record.length !== columns.length && inconsistent.length < 100) inconsistent.push(index + 1);
+    if (record.length === columns.length) return;
+    inconsistentCount++;
+    if (inconsistent.length < MAX_LISTED_INCONSISTENT_ROWS) inconsistent.push(index + 1);
   });
   const stored = Math.min(MAX_STORED_ROWS, Math.floor(MAX_STORED_CELLS / columns.length));
   return {
@@ -37,5 +40,6 @@ export function parseCsv(bytes: Buffer): ParsedContent {
     row_count: data.length,
     rows: data.slice(0, stored).map((record) => Object.fromEntries(columns.map((column, i) => [column, record[i] ?? '']))),
     inconsistent_rows: inconsistent,
+    inconsistent_row_count: inconsistentCount,
   };
 }

@@ -77,3 +77,26 @@ describe('validator: required_fields on a CSV', () => {
     assert.equal(requiredFieldsMessage(header), `unnamed columns: ${first} and 990 more`);
   });
 });
+
+describe('validator: consistent_rows', () => {
+  /** The consistent_rows message for an extraction. */
+  const message = (extracted: Record<string, unknown>) => {
+    const document = { sha256: 'x', size_bytes: 1, filename: 'a.csv' } as DocumentRecord;
+    return evaluate({ document, extracted: { format: 'csv', ...extracted }, objectSha256: 'x', objectSize: 1 }).rules.find((r) => r.rule === 'consistent_rows')?.message;
+  };
+
+  // The extractor lists the first 100 bad rows only, and the message counted the list: 100.
+  it('counts every row with the wrong number of cells, past the 100 the extraction lists', () => {
+    const csv = ['a,b', ...Array.from({ length: 150 }, (_, i) => (i % 2 === 0 ? '1' : '1,2')), ...Array.from({ length: 90 }, () => '1,2,3')].join('\n');
+    const parsed = parseCsv(Buffer.from(csv));
+    assert.equal(parsed.inconsistent_rows?.length, 100);
+    assert.equal(parsed.inconsistent_row_count, 165);
+    assert.equal(message({ ...parsed }), '165 row(s) with the wrong number of cells (first rows 1, 3, 5, 7, 9)');
+    assert.equal(message({ ...parseCsv(Buffer.from('a,b\n1\n1,2\n')) }), '1 row(s) with the wrong number of cells (rows 1)');
+  });
+
+  it('says "at least" for an extraction recorded without the count whose list is full', () => {
+    assert.equal(message({ inconsistent_rows: Array.from({ length: 100 }, (_, i) => i + 1) }), 'at least 100 row(s) with the wrong number of cells (first rows 1, 2, 3, 4, 5)');
+    assert.equal(message({ inconsistent_rows: [4, 9] }), '2 row(s) with the wrong number of cells (rows 4, 9)');
+  });
+});
