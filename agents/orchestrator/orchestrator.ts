@@ -34,6 +34,8 @@ export interface Orchestrator {
 
 const NOT_ARCHIVED = ['pending', 'processing', 'extracted', 'validated', 'failed'] as const;
 const DEFAULT_PAGE = 20;
+/** Processing-log entries check_status shows, oldest first (the gateway lists them in that order). */
+const STATUS_LOGS = 200;
 
 /**
  * The summary of a document as its run left it, for when it cannot be read afterwards: the fixed
@@ -122,11 +124,16 @@ export function createOrchestrator(opts: OrchestratorOptions): Orchestrator {
     }),
     check_status: (params) => guarded(async () => {
       const documentId = params['document_id'] as string;
+      // One more than is shown: a full page says whether later entries were left out.
       const [doc, logs] = await Promise.all([
         egress.callTool<DocumentRecord>('documents_get', { document_id: documentId }),
-        egress.callTool<{ entries: Record<string, unknown>[] }>('processing_logs_list', { document_id: documentId, limit: 200 }),
+        egress.callTool<{ entries: Record<string, unknown>[] }>('processing_logs_list', { document_id: documentId, limit: STATUS_LOGS + 1 }),
       ]);
-      return { ...documentSummary(doc), claim_count: doc.claim_count, claimed_at: doc.claimed_at, logs: logs.entries.map(({ document_id: _id, ...entry }) => entry) };
+      return {
+        ...documentSummary(doc), claim_count: doc.claim_count, claimed_at: doc.claimed_at,
+        logs: logs.entries.slice(0, STATUS_LOGS).map(({ document_id: _id, ...entry }) => entry),
+        ...(logs.entries.length > STATUS_LOGS ? { logs_truncated: true } : {}),
+      };
     }),
     list_pending_documents: (params) => guarded(async () => {
       const limit = (params['limit'] as number | undefined) ?? DEFAULT_PAGE;

@@ -243,6 +243,22 @@ describe('the document pipeline through the MCP gateway (PostgreSQL, direct rout
     assert.equal((await callTool(stack.gateway.url, 'documents_get', { document_id: id })).body['status'], 'archived');
   });
 
+  // Past 200 entries check_status showed the first 200 as if they were the whole log.
+  it('says when check_status leaves processing-log entries out', async () => {
+    const id = await upload('busy-log.txt', 'text/plain', 'Owner: ops\n');
+    const status = async () => (await stack.call('orchestrator', 'check_status', { document_id: id }, 'viewer')).result ?? {};
+    for (let n = 2; n <= 200; n++) assert.equal((await callTool(stack.gateway.url, 'processing_logs_append', { document_id: id, step: 'note', status: 'info', message: `entry ${n}` })).status, 200);
+    const whole = await status();
+    assert.equal((whole['logs'] as unknown[]).length, 200);
+    assert.equal(whole['logs_truncated'], undefined);
+    await callTool(stack.gateway.url, 'processing_logs_append', { document_id: id, step: 'note', status: 'info', message: 'entry 201' });
+    const cut = await status();
+    const logs = cut['logs'] as { message: string }[];
+    assert.equal(logs.length, 200);
+    assert.equal(logs.at(-1)?.message, 'entry 200');
+    assert.equal(cut['logs_truncated'], true);
+  });
+
   it('lists documents page by page, lists pending ones, gets and deletes one', async () => {
     const pending = await upload('later.txt', 'text/plain', 'Owner: ops\n');
     const listed = await stack.call('orchestrator', 'list_pending_documents', { limit: 100 }, 'document-processor');
