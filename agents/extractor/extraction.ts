@@ -17,6 +17,8 @@ export interface ParsedContent {
   /** How many rows differ from the header's column count, all of them (inconsistent_rows lists the first). */
   readonly inconsistent_row_count?: number;
   readonly metadata?: Record<string, FieldValue>;
+  /** The whole text's length, when `text` is only its first {@link MAX_PARSED_TEXT} characters (a PDF's text layer). */
+  readonly char_count?: number;
 }
 
 /** The extraction stored on the document (`documents.extracted`) and returned by extract_document. */
@@ -33,6 +35,12 @@ export interface Extraction extends ParsedContent {
 
 /** Stored text and rows are capped so a document row stays small; counts are of the whole file. */
 export const MAX_STORED_TEXT = 100_000;
+/**
+ * Most of a PDF's text layer the reader hands over: within its memory limit a PDF can still decode
+ * to a hundred million characters, which the agent's own thread would then copy, join and scan.
+ * Stored text is cut far sooner; "Label: value" fields are looked for in this much.
+ */
+export const MAX_PARSED_TEXT = 1_000_000;
 /** Longest field value, metadata value or CSV cell stored (a JSON value can be the whole file). */
 export const MAX_STORED_VALUE = 2_000;
 export const MAX_STORED_ROWS = 500;

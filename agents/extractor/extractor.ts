@@ -56,8 +56,8 @@ export async function extractBytes(bytes: Buffer, contentType: string, filename:
     format,
     content_hash: createHash('sha256').update(bytes).digest('hex'),
     size_bytes: bytes.length,
-    char_count: parsed.text.length,
-    text_truncated: parsed.text.length > MAX_STORED_TEXT,
+    char_count: parsed.char_count ?? parsed.text.length,
+    text_truncated: (parsed.char_count ?? parsed.text.length) > MAX_STORED_TEXT,
     rows_truncated: rows !== undefined && (parsed.row_count ?? 0) > rows.length,
     extracted_at: now.toISOString(),
   };

@@ -38,8 +38,7 @@ export async function parsePdf(bytes: Buffer, limits: PdfLimits = PDF_LIMITS): P
     const value = reply.info[key];
     if (typeof value === 'string' && value !== '') metadata[key.toLowerCase()] = storableText(value, 500);
   }
-  const joined = reply.text.join('\n\f\n');
-  return { text: joined, fields: fieldsFromText(joined), page_count: reply.totalPages, metadata };
+  return { text: reply.text, char_count: reply.charCount, fields: fieldsFromText(reply.text), page_count: reply.totalPages, metadata };
 }
 
 /**

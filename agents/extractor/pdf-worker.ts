@@ -1,9 +1,14 @@
 import { parentPort } from 'node:worker_threads';
 import { extractText, getDocumentProxy, getMeta } from 'unpdf';
+import { MAX_PARSED_TEXT } from './extraction.js';
 
 /** What the PDF worker answers for one document. */
 export type PdfReply =
-  | { readonly id: number; readonly ok: true; readonly totalPages: number; readonly text: readonly string[]; readonly info: Record<string, unknown> }
+  | {
+    readonly id: number; readonly ok: true; readonly totalPages: number;
+    /** The text joined by PAGE_BREAK, cut at MAX_PARSED_TEXT characters; charCount is the whole one's length. */
+    readonly text: string; readonly charCount: number; readonly info: Record<string, unknown>;
+  }
   | { readonly id: number; readonly ok: false; readonly name: string; readonly message: string };
 
 /**
@@ -23,12 +28,27 @@ parentPort?.on('message', (request: { id: number; bytes: Uint8Array }) => {
   );
 });
 
-async function read(bytes: Uint8Array): Promise<{ totalPages: number; text: string[]; info: Record<string, unknown> }> {
+/** Between two pages' text. */
+const PAGE_BREAK = '\n\f\n';
+
+/** The pages' text joined, cut at `max` characters, and the whole join's length (never built). */
+function joinPages(pages: readonly string[], max: number): { text: string; charCount: number } {
+  const charCount = pages.reduce((sum, page) => sum + page.length, 0) + PAGE_BREAK.length * Math.max(0, pages.length - 1);
+  let text = '';
+  for (const [index, page] of pages.entries()) {
+    if (index > 0) text += PAGE_BREAK;
+    text += page.slice(0, Math.max(0, max - text.length));
+    if (text.length >= max) break;
+  }
+  return { text: text.slice(0, max), charCount };
+}
+
+async function read(bytes: Uint8Array): Promise<{ totalPages: number; text: string; charCount: number; info: Record<string, unknown> }> {
   const pdf = await getDocumentProxy(bytes, { verbosity: 0, isEvalSupported: false });
   try {
     const { totalPages, text } = await extractText(pdf, { mergePages: false });
     const { info } = await getMeta(pdf);
-    return { totalPages, text, info: { ...(info as Record<string, unknown>) } };
+    return { totalPages, ...joinPages(text, MAX_PARSED_TEXT), info: { ...(info as Record<string, unknown>) } };
   } finally {
     await pdf.destroy();
   }
