@@ -29,6 +29,7 @@ export interface Orchestrator {
   readonly handlers: Record<string, MethodHandler>;
   /** Takes over stale documents and runs their pipeline; resolves the outcome per document. */
   sweep(): Promise<Record<string, PipelineOutcome>>;
+  /** Stops the sweep timer; a sweep under way claims no more documents after the run it is in. */
   close(): void;
 }
 
@@ -78,12 +79,15 @@ export function createOrchestrator(opts: OrchestratorOptions): Orchestrator {
   };
 
   let sweeping: Promise<Record<string, PipelineOutcome>> | undefined;
+  // Once closed, a sweep under way finishes the run it started and claims nothing more.
+  let closed = false;
   const sweep = (): Promise<Record<string, PipelineOutcome>> => {
+    if (closed) return Promise.resolve({});
     // One sweep at a time: a slow one must not be joined by the next tick.
     sweeping ??= (async () => {
       const outcomes: Record<string, PipelineOutcome> = {};
       try {
-        for (let taken = 0; taken < SWEEP_BATCH; taken++) {
+        for (let taken = 0; taken < SWEEP_BATCH && !closed; taken++) {
           const doc = await claimStale(egress, staleAfter);
           if (doc === undefined) break;
           outcomes[doc.document_id] = await run(doc, 'sweep', 'stale run taken over by the sweep');
@@ -145,5 +149,12 @@ export function createOrchestrator(opts: OrchestratorOptions): Orchestrator {
       return { documents: documents.map(documentSummary) };
     }),
   };
-  return { handlers, sweep, close: () => clearInterval(timer) };
+  return {
+    handlers,
+    sweep,
+    close: () => {
+      closed = true;
+      clearInterval(timer);
+    },
+  };
 }
