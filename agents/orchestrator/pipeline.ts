@@ -26,8 +26,9 @@ export const STEPS: readonly Step[] = [
 ];
 
 /**
- * How a run ended: `failed_unrecorded` is a failure the run could not write to the document (the
- * gateway unreachable), which stays in flight until the stale sweep retakes it.
+ * How a run ended: `failed_unrecorded` is a failure the run could not write to the document: the
+ * gateway unreachable (the document stays in flight until the stale sweep retakes it), or the
+ * document deleted or moved on meanwhile.
  */
 export interface PipelineOutcome {
   readonly status: 'archived' | 'failed' | 'failed_unrecorded' | 'interrupted';
@@ -70,6 +71,19 @@ function isStepRetryable(error: unknown): boolean {
 /** What became of a failure this run tried to record. */
 type MarkFailedResult = { readonly outcome: 'recorded' | 'not_recorded' } | { readonly outcome: 'taken_over'; readonly current_claim_count: unknown };
 
+/** What becomes of a document whose failure this run could not record, for the log line. */
+function notRecordedBecause(error: unknown): string {
+  if (isEgressError(error) && error.kind === 'remote' && error.code === 'not_found') {
+    return 'could not record the failure: the document was deleted meanwhile; nothing is left to retake';
+  }
+  if (isEgressError(error) && error.kind === 'remote' && error.code === 'conflict') {
+    // Not in flight any more (archived, failed or pending again): the stale sweep does not take it.
+    const now = typeof error.data?.['current_status'] === 'string' ? error.data['current_status'] : 'no longer in flight';
+    return `could not record the failure: the document is ${now} now, moved on by another worker; the stale sweep leaves it`;
+  }
+  return 'could not record the failure; the stale sweep will retake the document';
+}
+
 /**
  * Records a failure on the document. Conditional on a non-final status, so a document that another
  * worker archived meanwhile is not turned into a failure, and on the claim this run holds, so a run
@@ -84,7 +98,7 @@ async function markFailed(deps: PipelineDeps, claim: RunClaim, reason: string): 
     return { outcome: 'recorded' };
   } catch (error) {
     if (isClaimSuperseded(error)) return { outcome: 'taken_over', current_claim_count: error.data?.['current_claim_count'] };
-    deps.logger.error({ event_type: 'mark_failed_failed', document_id: claim.document_id, err: reasonOf(error) }, 'could not record the failure; the stale sweep will retake the document');
+    deps.logger.error({ event_type: 'mark_failed_failed', document_id: claim.document_id, err: reasonOf(error) }, notRecordedBecause(error));
     return { outcome: 'not_recorded' };
   }
 }
