@@ -128,14 +128,15 @@ export function createOrchestrator(opts: OrchestratorOptions): Orchestrator {
     }),
     check_status: (params) => guarded(async () => {
       const documentId = params['document_id'] as string;
-      // One more than is shown: a full page says whether later entries were left out.
+      // The latest entries, one more than is shown: a full page says whether earlier ones were left out.
       const [doc, logs] = await Promise.all([
         egress.callTool<DocumentRecord>('documents_get', { document_id: documentId }),
-        egress.callTool<{ entries: Record<string, unknown>[] }>('processing_logs_list', { document_id: documentId, limit: STATUS_LOGS + 1 }),
+        egress.callTool<{ entries: Record<string, unknown>[] }>('processing_logs_list', { document_id: documentId, limit: STATUS_LOGS + 1, order: 'newest_first' }),
       ]);
       return {
         ...documentSummary(doc), claim_count: doc.claim_count, claimed_at: doc.claimed_at,
-        logs: logs.entries.slice(0, STATUS_LOGS).map(({ document_id: _id, ...entry }) => entry),
+        // Shown oldest first, as the log reads.
+        logs: logs.entries.slice(0, STATUS_LOGS).reverse().map(({ document_id: _id, ...entry }) => entry),
         ...(logs.entries.length > STATUS_LOGS ? { logs_truncated: true } : {}),
       };
     }),

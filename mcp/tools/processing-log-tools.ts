@@ -8,7 +8,7 @@ import { TOOL_HINTS } from './tool-hints.js';
 export const LOG_STATUSES = ['started', 'succeeded', 'failed', 'skipped', 'info'] as const;
 
 interface AppendArgs { document_id: string; step: string; status: string; message?: string }
-interface ListArgs { document_id: string; limit: number }
+interface ListArgs { document_id: string; limit: number; order: 'oldest_first' | 'newest_first' }
 interface LogRow { log_id: string | number; document_id: string; step: string; status: string; message: string | null; created_at: Date | string }
 
 const LOG_COLUMNS = 'log_id::float8 AS log_id, document_id::text AS document_id, step, status, message, created_at';
@@ -56,12 +56,16 @@ export const PROCESSING_LOG_TOOLS: ToolFamily = {
     definition: {
       name: 'processing_logs_list',
       annotations: TOOL_HINTS.processing_logs_list,
-      description: 'A document\'s processing log, oldest entry first.',
+      description: 'A document\'s processing log, oldest entry first; with order newest_first, the latest entries first (the last `limit` of a long log).',
       inputSchema: {
         type: 'object',
         additionalProperties: false,
         required: ['document_id'],
-        properties: { document_id: SCHEMA.documentId, limit: { type: 'integer', minimum: 1, maximum: 1000, default: 200 } },
+        properties: {
+          document_id: SCHEMA.documentId,
+          limit: { type: 'integer', minimum: 1, maximum: 1000, default: 200 },
+          order: { type: 'string', enum: ['oldest_first', 'newest_first'], default: 'oldest_first' },
+        },
       },
     },
     async handler(args, deps) {
@@ -70,7 +74,7 @@ export const PROCESSING_LOG_TOOLS: ToolFamily = {
       if (exists.length === 0) throw new ToolError('not_found', `no document ${a.document_id}`);
       const rows = await sqlQuery<LogRow>(
         deps,
-        `SELECT ${LOG_COLUMNS} FROM processing_logs WHERE document_id = $1 ORDER BY log_id LIMIT $2`,
+        `SELECT ${LOG_COLUMNS} FROM processing_logs WHERE document_id = $1 ORDER BY log_id ${a.order === 'newest_first' ? 'DESC' : 'ASC'} LIMIT $2`,
         [a.document_id, a.limit],
         { idempotent: true },
       );

@@ -243,8 +243,8 @@ describe('the document pipeline through the MCP gateway (PostgreSQL, direct rout
     assert.equal((await callTool(stack.gateway.url, 'documents_get', { document_id: id })).body['status'], 'archived');
   });
 
-  // Past 200 entries check_status showed the first 200 as if they were the whole log.
-  it('says when check_status leaves processing-log entries out', async () => {
+  // Past 200 entries check_status showed the first 200, so a long-lived document's latest runs were never seen.
+  it('shows the latest 200 processing-log entries in check_status, and says when earlier ones are left out', async () => {
     const id = await upload('busy-log.txt', 'text/plain', 'Owner: ops\n');
     const status = async () => (await stack.call('orchestrator', 'check_status', { document_id: id }, 'viewer')).result ?? {};
     for (let n = 2; n <= 200; n++) assert.equal((await callTool(stack.gateway.url, 'processing_logs_append', { document_id: id, step: 'note', status: 'info', message: `entry ${n}` })).status, 200);
@@ -255,7 +255,9 @@ describe('the document pipeline through the MCP gateway (PostgreSQL, direct rout
     const cut = await status();
     const logs = cut['logs'] as { message: string }[];
     assert.equal(logs.length, 200);
-    assert.equal(logs.at(-1)?.message, 'entry 200');
+    // The latest 200, oldest of them first: the upload's entry is the one left out.
+    assert.equal(logs[0]?.message, 'entry 2');
+    assert.equal(logs.at(-1)?.message, 'entry 201');
     assert.equal(cut['logs_truncated'], true);
   });
 

@@ -317,6 +317,21 @@ for (const mode of modes) {
       }
     });
 
+    it('lists a processing log oldest first by default, newest first with order newest_first, and refuses another order', async () => {
+      const doc = await create();
+      for (const message of ['one', 'two', 'three']) await callTool(gw.url, 'processing_logs_append', { document_id: doc.document_id, step: 'note', status: 'info', message });
+      const messages = async (args: Record<string, unknown>) =>
+        ((await callTool(gw.url, 'processing_logs_list', { document_id: doc.document_id, ...args })).body.entries as { message: string }[]).map((e) => e.message);
+      assert.deepEqual(await messages({ limit: 2 }), ['one', 'two']);
+      assert.deepEqual(await messages({ limit: 2, order: 'oldest_first' }), ['one', 'two']);
+      assert.deepEqual(await messages({ limit: 2, order: 'newest_first' }), ['three', 'two']);
+      for (const order of ['desc', 'NEWEST_FIRST', 1]) {
+        const bad = await callTool(gw.url, 'processing_logs_list', { document_id: doc.document_id, order });
+        assert.equal(bad.status, 400, JSON.stringify(order));
+        assert.equal(bad.body.error?.code, 'invalid_arguments');
+      }
+    });
+
     it('deletes a document together with its processing logs', async () => {
       const doc = await create();
       await callTool(gw.url, 'processing_logs_append', { document_id: doc.document_id, step: 'extract', status: 'started' });
