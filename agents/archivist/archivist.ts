@@ -88,7 +88,17 @@ export function archivistHandlers(egress: EgressClient): Record<string, MethodHa
       if (doc.s3_key.startsWith(`uploads/${documentId}/`) && (await deleteIfPresent(egress, doc.s3_key))) removed.push(doc.s3_key);
       const archiveKey = archiveKeyFor(doc);
       if (archiveKey !== doc.s3_key && (await deleteIfPresent(egress, archiveKey))) removed.push(archiveKey);
-      await egress.callTool('documents_delete', { document_id: documentId });
+      // Only as read above: a document claimed since (a pending one taken up by a run) is not
+      // deleted under that run; the caller is told what moved it on and which objects went.
+      try {
+        await egress.callTool('documents_delete', { document_id: documentId, expected_status: doc.status, expected_claim_count: doc.claim_count });
+      } catch (error) {
+        if (!isEgressError(error) || error.kind !== 'remote' || (error.code !== 'conflict' && error.code !== 'claim_superseded')) throw error;
+        const now = error.data?.['current_status'];
+        throw new AgentError('conflict', `document ${documentId} moved on while it was being deleted (now ${String(now)}); it was not deleted`, {
+          current_status: now, objects_deleted: removed,
+        });
+      }
       return { document_id: documentId, deleted: true, objects_deleted: removed };
     }),
   };

@@ -9,6 +9,7 @@ import { TOOL_HINTS } from './tool-hints.js';
 
 interface CreateArgs { filename: string; content_type: string; s3_key: string; size_bytes: number; sha256: string; document_id?: string }
 interface IdArgs { document_id: string }
+interface DeleteArgs { document_id: string; expected_status?: DocumentStatus | DocumentStatus[]; expected_claim_count?: number }
 interface ListArgs { status?: DocumentStatus; limit: number; cursor?: string }
 interface UpdateArgs {
   document_id: string;
@@ -22,6 +23,15 @@ interface UpdateArgs {
 }
 
 const idOnly = { type: 'object', additionalProperties: false, required: ['document_id'], properties: { document_id: SCHEMA.documentId } };
+
+/** The conditions of a write: a status or a list, and the claim the caller read or holds. */
+const EXPECTED = {
+  expected_status: { anyOf: [SCHEMA.status, { type: 'array', items: SCHEMA.status, minItems: 1, uniqueItems: true }] },
+  expected_claim_count: {
+    type: 'integer', minimum: 0, maximum: 2147483647,
+    description: 'claim_count of the claim the caller holds (or read): the write applies only while it is still the current one.',
+  },
+};
 
 // JSON.stringify writes U+0000 and a lone surrogate as escapes (\u0000, \ud800; a paired one
 // goes out as the character itself), and jsonb refuses both; a backslash escaped before "u0000"
@@ -146,11 +156,7 @@ export const DOCUMENT_TOOLS: ToolFamily = {
         anyOf: ['status', 'extracted', 'validation', 'error', 'archive_key'].map((f) => ({ required: [f] })),
         properties: {
           document_id: SCHEMA.documentId,
-          expected_status: { anyOf: [SCHEMA.status, { type: 'array', items: SCHEMA.status, minItems: 1, uniqueItems: true }] },
-          expected_claim_count: {
-            type: 'integer', minimum: 0, maximum: 2147483647,
-            description: 'claim_count of the claim the caller holds: the change applies only while it is still the current one.',
-          },
+          ...EXPECTED,
           status: SCHEMA.status,
           extracted: { type: 'object', description: 'Extracted text and fields (JSON).' },
           validation: {
@@ -198,14 +204,23 @@ export const DOCUMENT_TOOLS: ToolFamily = {
     definition: {
       name: 'documents_delete',
       annotations: TOOL_HINTS.documents_delete,
-      description: 'Delete a document and its processing logs (not its objects: delete those with s3_delete_object).',
-      inputSchema: idOnly,
+      description:
+        'Delete a document and its processing logs (not its objects: delete those with s3_delete_object); with expected_status only if the current status is one of them (else conflict), with expected_claim_count only if the document has not been claimed since (else claim_superseded).',
+      inputSchema: { ...idOnly, properties: { ...idOnly.properties, ...EXPECTED } },
     },
     async handler(args, deps) {
-      const id = (args as unknown as IdArgs).document_id;
-      const rows = await sqlQuery<{ document_id: string }>(deps, 'DELETE FROM documents WHERE document_id = $1 RETURNING document_id::text', [id]);
-      if (!rows[0]) throw new ToolError('not_found', `no document ${id}`);
-      return { document_id: id, deleted: true };
+      const a = args as unknown as DeleteArgs;
+      const expected = a.expected_status === undefined ? null : [a.expected_status].flat();
+      // The conditions sit in the statement, as in documents_update: a claim taken between the
+      // caller's read and this delete leaves the row in place.
+      const rows = await sqlQuery<{ document_id: string }>(
+        deps,
+        `DELETE FROM documents WHERE document_id = $1 AND ($2::text[] IS NULL OR status = ANY($2::text[])) AND ($3::integer IS NULL OR claim_count = $3::integer)
+         RETURNING document_id::text`,
+        [a.document_id, expected, a.expected_claim_count ?? null],
+      );
+      if (!rows[0]) return explainMiss(deps, a.document_id, (expected ?? []).join('|'), a.expected_claim_count);
+      return { document_id: a.document_id, deleted: true };
     },
   },
 };

@@ -286,6 +286,33 @@ describe('the document pipeline through the MCP gateway (PostgreSQL, direct rout
     assert.equal(gone.error?.data?.['reason'], 'not_found');
   });
 
+  // The archivist read the status, then deleted: a pending document claimed in between was deleted under its run.
+  it('does not delete a pending document claimed while delete_document runs: conflict, the row kept for the run', async () => {
+    const id = await upload('claimed-meanwhile.txt', 'text/plain', 'Owner: ops\n');
+    const standIn = await startGatewayStandIn(stack, async (call) => {
+      if (call.tool === 'documents_delete' && call.arguments['document_id'] === id) {
+        const claimed = await callTool(stack.gateway.url, 'documents_claim', { document_id: id });
+        assert.equal(claimed.status, 200, JSON.stringify(claimed.body));
+      }
+      return false;
+    });
+    stack.routeGatewayTo(standIn.url);
+    let answer;
+    try {
+      answer = await stack.call('archivist', 'delete_document', { document_id: id }, 'admin');
+    } finally {
+      stack.routeGatewayTo(undefined);
+      standIn.close();
+    }
+    assert.equal(answer.error?.data?.['reason'], 'conflict', JSON.stringify(answer));
+    assert.equal(answer.error?.data?.['current_status'], 'processing');
+    assert.equal((answer.error?.data?.['objects_deleted'] as string[]).length, 1, 'its upload, deleted before the row');
+    assert.match(String(answer.error?.message), /moved on while it was being deleted \(now processing\); it was not deleted/);
+    const kept = await callTool(stack.gateway.url, 'documents_get', { document_id: id });
+    assert.equal(kept.status, 200);
+    assert.equal(kept.body['status'], 'processing');
+  });
+
   it('deletes only the objects that belong to the document, whatever key another identity wrote into its row', async () => {
     const victim = await upload('victim.txt', 'text/plain', 'Owner: finance\n');
     const victimKey = String((await stack.call('archivist', 'get_document', { document_id: victim }, 'viewer')).result?.['s3_key']);

@@ -332,6 +332,30 @@ for (const mode of modes) {
       }
     });
 
+    it('deletes a document only while it has the expected status and claim, and refuses with conflict or claim_superseded otherwise, deleting nothing', async () => {
+      const doc = await create();
+      const id = doc.document_id;
+      const wrongStatus = await callTool(gw.url, 'documents_delete', { document_id: id, expected_status: ['archived', 'failed'] });
+      assert.equal(wrongStatus.status, 409, JSON.stringify(wrongStatus.body));
+      assert.deepEqual(wrongStatus.body.error, { code: 'conflict', message: `document ${id} is pending, expected archived|failed`, current_status: 'pending' });
+      // Claimed since the caller read it (claim_count 0).
+      assert.equal((await callTool(gw.url, 'documents_claim', { document_id: id })).status, 200);
+      const claimed = await callTool(gw.url, 'documents_delete', { document_id: id, expected_status: 'pending', expected_claim_count: 0 });
+      assert.equal(claimed.status, 409, JSON.stringify(claimed.body));
+      assert.equal(claimed.body.error?.code, 'claim_superseded');
+      assert.equal(claimed.body.error?.current_status, 'processing');
+      assert.equal((await callTool(gw.url, 'documents_get', { document_id: id })).status, 200, 'nothing was deleted');
+      for (const bad of [{ expected_status: 'gone' }, { expected_status: [] }, { expected_claim_count: -1 }, { expected_claim_count: '1' }]) {
+        const refused = await callTool(gw.url, 'documents_delete', { document_id: id, ...bad });
+        assert.equal(refused.body.error?.code, 'invalid_arguments', JSON.stringify(bad));
+      }
+      const done = await callTool(gw.url, 'documents_delete', { document_id: id, expected_status: ['processing'], expected_claim_count: 1 });
+      assert.equal(done.status, 200, JSON.stringify(done.body));
+      assert.deepEqual(done.body, { success: true, document_id: id, deleted: true });
+      const again = await callTool(gw.url, 'documents_delete', { document_id: id, expected_status: 'processing' });
+      assert.equal(again.body.error?.code, 'not_found');
+    });
+
     it('deletes a document together with its processing logs', async () => {
       const doc = await create();
       await callTool(gw.url, 'processing_logs_append', { document_id: doc.document_id, step: 'extract', status: 'started' });
