@@ -11,9 +11,11 @@ export type EgressFailureKind =
   /** The sidecar refused the call (policy, token): not retryable. */
   | 'refused'
   /**
-   * The target's sidecar refused the call with 429 (`ratelimit.exceeded`): nothing was forwarded.
-   * The client already waited and asked again where Retry-After allowed; `data.retry_after_seconds`
-   * says how long the sidecar asked to wait (absent when it gave no usable value).
+   * Refused before anything ran, by a bound that asks the caller to come back: a sidecar's rate
+   * limit (429 `ratelimit.exceeded`) or request-body budget (503 `transport.overloaded`), which
+   * forwarded nothing, or the gateway's per-caller bound (429 `caller_busy`), which ran nothing.
+   * The client already waited and asked again where the wait allowed; `data.retry_after_seconds`
+   * says how long it was asked to wait (absent when no usable value was given).
    */
   | 'rate_limited'
   /** The target answered with an error of its own. */
@@ -60,7 +62,7 @@ export const DEFAULT_RETRY: RetryOptions = { attempts: 4, initialDelayMs: 250, m
  */
 export const DEFAULT_TOOL_RETRY: RetryOptions = { attempts: 3, initialDelayMs: 200, maxDelayMs: 1_000 };
 
-/** A hop that failed: no answer, or 502/503/504 from a sidecar. */
+/** A hop that failed: no answer, or 502/503/504 from a sidecar (but 503 `transport.overloaded`, which is `rate_limited`). */
 export function isTransportFailure(error: unknown): boolean {
   return isEgressError(error) && error.kind === 'transport';
 }
@@ -83,18 +85,20 @@ export async function withRetry<T>(options: RetryOptions, call: () => Promise<T>
   }
 }
 
-/** Attempts of a call refused with 429, and the longest Retry-After the client waits for. */
+/** Attempts of a call refused as `rate_limited`, and the longest wait the client takes. */
 export interface RateLimitRetryOptions {
   readonly attempts: number;
   readonly maxRetryAfterSeconds: number;
+  /** The wait after the gateway's `caller_busy`, which carries no Retry-After (default 1). */
+  readonly callerBusyWaitSeconds?: number;
 }
 
 /**
- * A 429 from a sidecar's rate limit means the request was not forwarded, so asking again is safe for
- * every call, a tool call that changes something included. A short wait is taken here; a longer
- * one is the caller's to decide (a document step should fail and be retaken, not hold a worker).
+ * A `rate_limited` refusal means the request was not forwarded, or ran nothing, so asking again is
+ * safe for every call, a tool call that changes something included. A short wait is taken here; a
+ * longer one is the caller's to decide (a document step should fail and be retaken, not hold a worker).
  */
-export const DEFAULT_RATE_LIMIT_RETRY: RateLimitRetryOptions = { attempts: 3, maxRetryAfterSeconds: 10 };
+export const DEFAULT_RATE_LIMIT_RETRY: RateLimitRetryOptions = { attempts: 3, maxRetryAfterSeconds: 10, callerBusyWaitSeconds: 1 };
 
 /** RFC 9110 §10.2.3 delay-seconds (a non-negative decimal integer); an HTTP-date or anything else is not usable here. */
 export function retryAfterSeconds(header: string | null): number | undefined {
@@ -103,7 +107,7 @@ export function retryAfterSeconds(header: string | null): number | undefined {
 }
 
 /**
- * Waits Retry-After and calls again on a rate-limit refusal, when the wait is short and attempts
+ * Waits Retry-After and calls again on a `rate_limited` refusal, when the wait is short and attempts
  * remain. `refused` counts the refusals of one call across every loop it runs in: a read-only tool
  * call's hop retries (withRetry) each start this loop again, and would otherwise each get their
  * own attempts.
@@ -139,7 +143,7 @@ export interface EgressClientOptions {
   readonly callTimeoutMs?: number;
   /** Retries of read-only tool calls whose hop failed (default {@link DEFAULT_TOOL_RETRY}). */
   readonly toolRetry?: RetryOptions;
-  /** Retries of any call a sidecar refused with 429 (default {@link DEFAULT_RATE_LIMIT_RETRY}). */
+  /** Retries of any call refused as `rate_limited` (default {@link DEFAULT_RATE_LIMIT_RETRY}). */
   readonly rateLimitRetry?: RateLimitRetryOptions;
 }
 
@@ -148,10 +152,10 @@ export interface EgressClient {
   /**
    * `POST {egress}/mcp/call_tool`; resolves the tool's result (without `success`). A read-only
    * tool's call is made again when its hop failed (`toolRetry`); any call is made again after a
-   * short Retry-After when a sidecar's rate limit refused it (`rateLimitRetry`).
+   * short wait when it was refused as `rate_limited` (`rateLimitRetry`).
    */
   callTool<T>(tool: string, args: Record<string, unknown>): Promise<T>;
-  /** `POST {egress}/SERVICE/message`; resolves the JSON-RPC `result`. Made again only after a rate-limit 429 (`rateLimitRetry`). */
+  /** `POST {egress}/SERVICE/message`; resolves the JSON-RPC `result`. Made again only after a `rate_limited` refusal (`rateLimitRetry`). */
   call<T>(service: string, method: string, params: Record<string, unknown>): Promise<T>;
 }
 
@@ -212,8 +216,9 @@ function sidecarRefusal({ status, json, retryAfter }: Answer): EgressError | und
   const data = isRecord(error.data) ? error.data : undefined;
   const reason = typeof data?.['reason'] === 'string' ? data['reason'] : String(error.code);
   const message = String(error.message ?? 'refused');
-  // Only the rate limit's own refusal (docs/errors.md) is known not to have been forwarded.
-  if (status === 429 && reason === 'ratelimit.exceeded') {
+  // Only these refusals of the sidecar's own (docs/errors.md) are known not to have been forwarded:
+  // the rate limit's, and the body budget's (the transport layer, before any other).
+  if ((status === 429 && reason === 'ratelimit.exceeded') || (status === 503 && reason === 'transport.overloaded')) {
     return new EgressError('rate_limited', status, reason, message, { ...data, retry_after_seconds: retryAfterSeconds(retryAfter) });
   }
   return new EgressError(TRANSPORT_STATUSES.has(status) ? 'transport' : 'refused', status, reason, message, data);
@@ -226,15 +231,21 @@ export function createEgressClient(opts: EgressClientOptions): EgressClient {
   const callTimeout = opts.callTimeoutMs ?? 120_000;
   const toolRetry = opts.toolRetry ?? DEFAULT_TOOL_RETRY;
   const rateLimitRetry = opts.rateLimitRetry ?? DEFAULT_RATE_LIMIT_RETRY;
+  const callerBusyWait = rateLimitRetry.callerBusyWaitSeconds ?? DEFAULT_RATE_LIMIT_RETRY.callerBusyWaitSeconds;
   const callToolOnce = async <T>(tool: string, args: Record<string, unknown>): Promise<T> => {
     const answer = await post(`${base()}/mcp/call_tool`, { tool, arguments: args }, toolTimeout);
-    const { status, json } = answer;
+    const { status, json, retryAfter } = answer;
     if (isRecord(json) && json['success'] === true) {
       const { success: _success, ...result } = json;
       return result as T;
     }
     if (isRecord(json) && json['success'] === false && isRecord(json['error'])) {
       const { code, message, ...data } = json['error'];
+      // The gateway's per-caller bound, passed back by both sidecars as the gateway wrote it: the
+      // call waited for one of this caller's own and ran nothing (docs/mcp.md).
+      if (status === 429 && code === 'caller_busy') {
+        throw new EgressError('rate_limited', status, code, `${tool}: ${String(message)}`, { ...data, retry_after_seconds: retryAfterSeconds(retryAfter) ?? callerBusyWait });
+      }
       const kind = TRANSPORT_STATUSES.has(status) ? 'transport' : 'remote';
       throw new EgressError(kind, status, String(code), `${tool}: ${String(message)}`, data);
     }
