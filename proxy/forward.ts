@@ -60,10 +60,13 @@ export class Forwarder {
 
   /** Forwards; resolves to a Denial when the upstream failed before anything was sent back. */
   forward(ctx: RequestContext, res: ServerResponse, onHeaders: () => void): Promise<Denial | undefined> {
+    // The list is read as JSON to filter it: asked for uncompressed, whatever the client accepts
+    // (fetch accepts gzip, and compression middleware takes it up).
+    const filtered = wantsToolsFilter(ctx);
     const options = {
       method: (ctx.req.method ?? 'GET') as 'GET' | 'HEAD' | 'POST',
       path: ctx.path + ctx.query,
-      headers: upstreamHeaders(ctx),
+      headers: upstreamHeaders(ctx, filtered),
       body: ctx.body,
     };
     // Gone while the layers checked its call (the issuer's keys or a store slow to answer): the
@@ -77,10 +80,7 @@ export class Forwarder {
     if (this.#waiting >= this.#maxWaiting) {
       return Promise.resolve(denial('upstream.saturated', `every upstream connection busy and ${this.#waiting} requests waiting for one`));
     }
-    if (wantsToolsFilter(ctx)) {
-      // The list is read as JSON to filter it: asked for uncompressed, whatever the client accepts
-      // (fetch accepts gzip, and compression middleware takes it up).
-      options.headers['accept-encoding'] = 'identity';
+    if (filtered) {
       return this.#forwardFiltered(ctx, res, options, onHeaders);
     }
     this.#waiting++;
@@ -434,27 +434,34 @@ function responseHeaders(ctx: RequestContext, upstream: IncomingHttpHeaders): Re
   return headers;
 }
 
-function upstreamHeaders(ctx: RequestContext): Record<string, string> {
-  const headers: Record<string, string> = {};
+/**
+ * The request's header fields as the agent gets them, the sidecar's own first: a server that keeps
+ * only its first so many fields (Node's maxHeadersCount) must never lose the verified identity to a
+ * client's padding. A flat array, as undici writes it in order; an object would put a client's
+ * integer-like names ('0', '1', …) ahead of every other key. With `identityEncoding` the client's
+ * Accept-Encoding gives way to `identity`.
+ */
+function upstreamHeaders(ctx: RequestContext, identityEncoding: boolean): string[] {
+  const fields: string[] = [];
+  const principal = ctx.principal;
+  if (principal) fields.push('x-ca-a2a-subject', principal.subject, 'x-ca-a2a-client-id', principal.clientId, 'x-ca-a2a-roles', principal.roles.join(','));
+  fields.push('x-ca-a2a-request-id', ctx.requestId);
+  for (const [name, value] of Object.entries(traceHeaders(ctx.trace))) fields.push(name, value);
+  if (identityEncoding) fields.push('accept-encoding', 'identity');
+  const client = new Map<string, string>();
   const connectionListed = connectionListedHeaders(ctx.req.headers.connection);
   const raw = ctx.req.rawHeaders;
   for (let i = 0; i < raw.length; i += 2) {
     const name = (raw[i] as string).toLowerCase();
     if (isOwnedOrHopByHop(name, connectionListed) || (name.includes('_') && isOwnedOrHopByHop(name.replaceAll('_', '-'), connectionListed))) continue;
+    if (identityEncoding && name === 'accept-encoding') continue;
     const value = raw[i + 1] as string;
-    // Repeated fields join with ', ' (RFC 9110 §5.3), cookies with '; ' (RFC 6265 §5.4). Own
-    // properties only: 'constructor' is not a repeat of Object's.
-    headers[name] = Object.hasOwn(headers, name) ? `${headers[name]}${name === 'cookie' ? '; ' : ', '}${value}` : value;
+    const before = client.get(name);
+    // Repeated fields join with ', ' (RFC 9110 §5.3), cookies with '; ' (RFC 6265 §5.4).
+    client.set(name, before === undefined ? value : `${before}${name === 'cookie' ? '; ' : ', '}${value}`);
   }
-  headers['x-ca-a2a-request-id'] = ctx.requestId;
-  Object.assign(headers, traceHeaders(ctx.trace));
-  const principal = ctx.principal;
-  if (principal) {
-    headers['x-ca-a2a-subject'] = principal.subject;
-    headers['x-ca-a2a-client-id'] = principal.clientId;
-    headers['x-ca-a2a-roles'] = principal.roles.join(',');
-  }
-  return headers;
+  for (const [name, value] of client) fields.push(name, value);
+  return fields;
 }
 
 /**

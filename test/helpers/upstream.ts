@@ -5,6 +5,8 @@ export interface RecordedRequest {
   readonly method: string;
   readonly url: string;
   readonly headers: IncomingHttpHeaders;
+  /** The fields as they came, in order: name, value, name, value… */
+  readonly rawHeaders: readonly string[];
   readonly body: string;
 }
 
@@ -45,7 +47,7 @@ export async function startUpstream(): Promise<RecordingUpstream> {
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.on('end', () => {
-      const recorded = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks).toString('utf8') };
+      const recorded = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, rawHeaders: req.rawHeaders, body: Buffer.concat(chunks).toString('utf8') };
       requests.push(recorded);
       const answer: UpstreamAnswer = handler?.(recorded) ?? { body: { jsonrpc: '2.0', id: idOf(recorded.body), result: { ok: true } } };
       const send = (): void => {

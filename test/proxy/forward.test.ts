@@ -115,6 +115,22 @@ describe('forwarding to the upstream', () => {
   });
 
   // Read as a repeat of the object's own 'constructor': forwarded as 'function Object() { [native code] }, v1'.
+  // An agent keeps only its first so many fields (Node's maxHeadersCount): the identity the sidecar
+  // verified came after every one of the client's, so a client padding its request (or naming
+  // fields '0', '1'…, which a JS object puts first) could have it dropped.
+  it("sends the sidecar's identity fields ahead of all the client's", async () => {
+    const padding: Record<string, string> = { '7': 'x', 'x-ca-a2a-subject': 'forged' };
+    for (let i = 0; i < 80; i++) padding[`x-pad-${i}`] = String(i);
+    const res = await h.call(call(), { token, headers: padding });
+    assert.equal(res.status, 200);
+    const raw = h.upstream.requests.at(-1)?.rawHeaders ?? [];
+    const names = raw.filter((_, i) => i % 2 === 0).map((name) => name.toLowerCase());
+    assert.deepEqual(names.slice(0, 6), ['host', 'connection', 'x-ca-a2a-subject', 'x-ca-a2a-client-id', 'x-ca-a2a-roles', 'x-ca-a2a-request-id']);
+    assert.equal(raw[raw.findIndex((name) => name.toLowerCase() === 'x-ca-a2a-subject') + 1], 'service-account-viewer');
+    assert.equal(names.filter((name) => name === 'x-ca-a2a-subject').length, 1);
+    assert.ok(names.includes('7') && names.includes('x-pad-79'), 'the client\'s fields still go on');
+  });
+
   it('forwards a header named like an Object.prototype member as it came', async () => {
     const body = JSON.stringify(call());
     await rawRequest(h.sidecar.url, `POST /message HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nAuthorization: Bearer ${token}\r\nConstructor: v1\r\nContent-Length: ${body.length}\r\n\r\n${body}`, 500);
