@@ -175,7 +175,9 @@ export class Forwarder {
       headers['content-type'] = 'application/json';
       delete headers['content-encoding'];
     }
-    res.writeHead(response.statusCode, { ...headers, 'content-length': filtered.length });
+    // Never in a 204 (RFC 9110 §8.6), nor as 0 in a 304, where it would be the representation's.
+    if (response.statusCode !== 204 && response.statusCode !== 304) headers['content-length'] = String(filtered.length);
+    res.writeHead(response.statusCode, headers);
     res.end(filtered);
     return undefined;
   }

@@ -860,7 +860,7 @@ tools:
 
   describe('answers an agent writes by hand', () => {
     /** A sidecar in front of a raw TCP upstream that writes `answer(n)` for the n-th request it reads on a connection (0 first). */
-    async function rawUpstream(answer: (n: number) => string): Promise<{ side: Harness; close(): Promise<void> }> {
+    async function rawUpstream(answer: (n: number) => string, policyText = ''): Promise<{ side: Harness; close(): Promise<void> }> {
       const server = createNetServer((socket) => {
         let pending = '';
         let served = 0;
@@ -879,7 +879,7 @@ tools:
       });
       await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
       const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-      const side = await startHarness({ policyFile: writePolicy(policy(url)), sidecar: { upstream: url } });
+      const side = await startHarness({ policyFile: writePolicy(policy(url) + policyText), sidecar: { upstream: url } });
       return {
         side,
         close: async () => {
@@ -939,21 +939,39 @@ tools:
       }
     });
 
+    /** Two answers, each a 204 with the agent's X-Kept header, no Content-Length and no body, on a client connection kept. */
+    function assertBare204s({ text, closed }: { text: string; closed: boolean }): void {
+      const answers = text.split(/(?=HTTP\/1\.1 )/);
+      assert.equal(answers.length, 2, text);
+      for (const answer of answers) {
+        assert.match(answer, /^HTTP\/1\.1 204 /);
+        assert.match(answer, /\r\nx-kept: yes\r\n/);
+        assert.doesNotMatch(answer, /content-length/i);
+        assert.ok(answer.endsWith('\r\n\r\n'), 'no body');
+      }
+      assert.ok(!closed);
+    }
+
     // RFC 9110 §8.6: no Content-Length in a 204. A client or intermediary that reads one as the
     // body's length takes the start of the next answer on its connection for this one's body.
     it('passes a 204 on without the Content-Length the agent gave it', async () => {
       const { side, close } = await rawUpstream(() => 'HTTP/1.1 204 No Content\r\nContent-Length: 35\r\nX-Kept: yes\r\n\r\n');
       try {
-        const { text, closed } = await twoCalls(side);
-        const answers = text.split(/(?=HTTP\/1\.1 )/);
-        assert.equal(answers.length, 2, text);
-        for (const answer of answers) {
-          assert.match(answer, /^HTTP\/1\.1 204 /);
-          assert.match(answer, /\r\nx-kept: yes\r\n/);
-          assert.doesNotMatch(answer, /content-length/i);
-          assert.ok(answer.endsWith('\r\n\r\n'), 'no body');
-        }
-        assert.ok(!closed);
+        assertBare204s(await twoCalls(side));
+      } finally {
+        await close();
+      }
+    });
+
+    // The same for a tools/list, whose answer is read whole to be filtered and written anew: it
+    // went out with `content-length: 0`.
+    it('passes a 204 to a filtered tools/list on without a Content-Length', async () => {
+      const { side, close } = await rawUpstream(() => 'HTTP/1.1 204 No Content\r\nX-Kept: yes\r\n\r\n', '  tools/list: { access: tool_holders }\ntools:\n  s3_get_object: {}\n');
+      try {
+        const body = JSON.stringify(rpc('tools/list', {}, 10));
+        const token = await side.issuer.sign({ realm_access: { roles: ['viewer', 'validator'] } });
+        const one = `POST /message HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nAuthorization: Bearer ${token}\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+        assertBare204s(await rawRequest(side.sidecar.url, one + one, 1000));
       } finally {
         await close();
       }
