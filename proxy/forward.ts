@@ -1,12 +1,12 @@
 import type { ServerResponse } from 'node:http';
 import type { IncomingHttpHeaders } from 'node:http';
-import type { Socket } from 'node:net';
 import { errors, Pool, type Dispatcher } from 'undici';
 import type { RequestContext } from './context.js';
 import { denial, type Denial } from './denials.js';
 import type { LimitsPolicy } from './policy/model.js';
 import { filterToolsList, wantsToolsFilter } from './mcp-filter.js';
 import { traceHeaders } from './http/trace-context.js';
+import { ConnectionCalls, type UnderWay } from './http/connection-calls.js';
 
 // RFC 9110 §7.6.1 hop-by-hop fields, plus what the sidecar owns or must never pass on.
 const DROPPED_REQUEST_HEADERS = new Set([
@@ -42,8 +42,8 @@ export class Forwarder {
    */
   #waiting = 0;
   readonly #maxWaiting: number;
-  /** The calls under way per client connection (see #underWay). */
-  readonly #open = new WeakMap<Socket, Set<UnderWay>>();
+  /** The calls under way per client connection, which its closing ends. */
+  readonly #calls = new ConnectionCalls();
 
   constructor(upstream: string, limits: LimitsPolicy) {
     this.#limits = limits;
@@ -85,27 +85,8 @@ export class Forwarder {
     }
     this.#waiting++;
     return new Promise((resolve) => {
-      this.#pool.dispatch(options, new Exchange(ctx, res, onHeaders, resolve, this.#limits.upstreamTimeoutMs, this.#taken, this.#underWay(ctx.req.socket)));
+      this.#pool.dispatch(options, new Exchange(ctx, res, onHeaders, resolve, this.#limits.upstreamTimeoutMs, this.#taken, this.#calls.on(ctx.req.socket)));
     });
-  }
-
-  /**
-   * The calls under way for one client connection, which its closing ends. Watched on the
-   * connection, not on each answer: Node closes only the answer it is writing, not the ones queued
-   * behind it for pipelined requests, whose calls went on for no one (an answer larger than the
-   * client's buffer then waited for ever for a drain, holding its upstream connection).
-   */
-  #underWay(socket: Socket): Set<UnderWay> {
-    let open = this.#open.get(socket);
-    if (open === undefined) {
-      const calls = new Set<UnderWay>();
-      socket.once('close', () => {
-        for (const call of calls) call.clientLeft();
-      });
-      this.#open.set(socket, calls);
-      open = calls;
-    }
-    return open;
   }
 
   /**
@@ -130,7 +111,7 @@ export class Forwarder {
         abort.abort();
       },
     };
-    const open = this.#underWay(ctx.req.socket);
+    const open = this.#calls.on(ctx.req.socket);
     open.add(underWay);
     let response;
     const chunks: Buffer[] = [];
@@ -190,11 +171,6 @@ export class Forwarder {
   async close(): Promise<void> {
     await this.#pool.close();
   }
-}
-
-/** A call to the agent that its client's leaving ends. */
-interface UnderWay {
-  clientLeft(): void;
 }
 
 /** The largest tools/list answer the sidecar reads to filter (502 above it): a list of thousands of tools. */

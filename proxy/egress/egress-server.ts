@@ -17,6 +17,7 @@ import type { EgressTarget, ServicePolicy } from '../policy/model.js';
 import type { Refuser } from '../respond.js';
 import { transportLayer, type BodyBudget } from '../layers/transport.js';
 import { egressCalls } from './decide.js';
+import { ConnectionCalls, type UnderWay } from '../http/connection-calls.js';
 import { isLoopbackHostname } from '../http/loopback.js';
 import { traceHeaders } from '../http/trace-context.js';
 
@@ -66,6 +67,28 @@ class AgentLeft extends Error {}
 
 /** The status label of a call the agent abandoned (nginx's 499 Client Closed Request; never sent). */
 const CLIENT_CLOSED = 499;
+
+/**
+ * One call's watch on its agent's connection. The agent leaving before its whole answer went back
+ * ends the call: the target's answer would go nowhere, and waiting for it held a connection to the
+ * target until timeout_ms. Watched on the connection, as inbound: Node never tells a call
+ * pipelined behind another that its answer's client has gone.
+ */
+class AgentWatch implements UnderWay {
+  left: boolean;
+  /** Ends what is under way for the call: its request to the target, then its answer streaming back. */
+  end: (() => void) | undefined;
+
+  constructor(socket: Socket) {
+    // Gone already (while its body was read): the call is never sent.
+    this.left = socket.destroyed;
+  }
+
+  clientLeft(): void {
+    this.left = true;
+    this.end?.();
+  }
+}
 
 /**
  * The outbound half of the sidecar, for its agent only (bind it to 127.0.0.1): the agent posts a
@@ -137,12 +160,16 @@ export function createEgressServer(deps: EgressDeps): { server: Server; close():
     deps.metrics.egressRequests.inc({ service: ctx.policy.service, target, outcome, status: res.statusCode });
   };
 
+  const calls = new ConnectionCalls();
   const handle = async (req: IncomingMessage, res: ServerResponse, refusal?: Denial): Promise<void> => {
     const policy = deps.policy();
     retireUnused(policy);
     const ctx = createContext(req, policy, randomUUID(), req.socket.remoteAddress ?? '', performance.now());
+    const watch = new AgentWatch(req.socket);
+    const open = calls.on(req.socket);
+    open.add(watch);
     try {
-      await exchange(ctx, res, refusal);
+      await exchange(ctx, res, refusal, watch);
     } catch (error) {
       // A bug: handle() is not awaited, so a rejection would end the process, or leave the agent
       // waiting. 500 internal.error, what failed logged as on the inbound side (a 5xx hides it).
@@ -153,11 +180,12 @@ export function createEgressServer(deps: EgressDeps): { server: Server; close():
         res.destroy();
       }
     } finally {
+      open.delete(watch);
       deps.bodyBudget.held -= ctx.bodyBytesHeld;
     }
   };
 
-  const exchange = async (ctx: RequestContext, res: ServerResponse, refusal: Denial | undefined): Promise<void> => {
+  const exchange = async (ctx: RequestContext, res: ServerResponse, refusal: Denial | undefined, watch: AgentWatch): Promise<void> => {
     const { req, policy } = ctx;
     const service = policy.service;
     const refuse = (refusal: Denial, target: string, outcome: 'refused' | 'no_token' = 'refused'): void => refuseWith(ctx, res, refusal, target, outcome);
@@ -179,23 +207,13 @@ export function createEgressServer(deps: EgressDeps): { server: Server; close():
 
     const started = performance.now();
     const url = `${target.url}${path}`;
-    // The agent leaving before its whole answer went back (its connection closed) ends the call:
-    // the target's answer would go nowhere, and waiting for it held a connection to the target
-    // until timeout_ms. Once the answer streams, pipeline() ends it the same way.
-    let agentLeft = false;
-    let sending: AbortController | undefined;
-    res.once('close', () => {
-      if (res.writableFinished) return;
-      agentLeft = true;
-      sending?.abort();
-    });
     const send = async (token: AccessToken) => {
       const headers = await signedHeaders({ key: deps.key, accessToken: token.accessToken, tokenType: token.tokenType, method: 'POST', url, body });
-      if (agentLeft) throw new AgentLeft();
+      if (watch.left) throw new AgentLeft();
       // undici's headers timeout starts when a connection takes the request: one waiting for a
       // connection (every one busy with a long answer) would wait forever. timeout_ms counts from here.
       const abort = new AbortController();
-      sending = abort;
+      watch.end = () => abort.abort();
       const timer = setTimeout(() => abort.abort(), egress.timeoutMs);
       try {
         return await poolFor(new URL(target.url).origin, egress.timeoutMs).request({
@@ -206,12 +224,12 @@ export function createEgressServer(deps: EgressDeps): { server: Server; close():
           signal: abort.signal,
         });
       } catch (error) {
-        if (agentLeft) throw new AgentLeft();
+        if (watch.left) throw new AgentLeft();
         if (abort.signal.aborted) throw Object.assign(new Error(`no answer within ${egress.timeoutMs} ms`), { code: 'UND_ERR_HEADERS_TIMEOUT' });
         throw error;
       } finally {
         clearTimeout(timer);
-        sending = undefined;
+        watch.end = undefined;
       }
     };
     let response;
@@ -234,6 +252,11 @@ export function createEgressServer(deps: EgressDeps): { server: Server; close():
           if (response.statusCode === 401) holdRenewal(target, fresh);
         }
       }
+      if (watch.left) {
+        // Answered after the agent left, before the answer could stream: read by no one.
+        response.body.destroy();
+        throw new AgentLeft();
+      }
     } catch (error) {
       if (error instanceof AgentLeft) {
         // Nothing to answer: counted as nginx counts a client that closed its request (499).
@@ -253,7 +276,10 @@ export function createEgressServer(deps: EgressDeps): { server: Server; close():
     deps.audit.event('egress_call', { target: target.name, path, method: decided.calls.map((call) => call.tool ?? call.method).join(','), status: response.statusCode, ...(renewed ? { token_renewed: true } : {}), request_id: ctx.requestId, trace_id: ctx.trace.traceId }, 'outbound call');
     // The target's hop-by-hop headers stop here, as the inbound side drops the agent's.
     res.writeHead(response.statusCode, endToEndHeaders(response.headers));
-    await pipeline(response.body, res).catch(() => res.destroy());
+    const answer = response.body;
+    // A queued answer is never closed by Node: its agent's leaving is the watch's to tell.
+    watch.end = () => answer.destroy();
+    await pipeline(answer, res).catch(() => res.destroy());
   };
 
   // The Host check is the transport layer's, refused like every other request.
