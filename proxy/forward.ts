@@ -64,7 +64,10 @@ export class Forwarder {
     // (fetch accepts gzip, and compression middleware takes it up).
     const filtered = wantsToolsFilter(ctx);
     const options = {
-      method: (ctx.req.method ?? 'GET') as 'GET' | 'HEAD' | 'POST',
+      // A HEAD goes as a GET whose body is read for no one (see Exchange): undici closes the
+      // connection after every HEAD, so each one, unauthenticated on a public route, opened a new
+      // connection to the agent. nginx's proxy_cache_convert_head does the same.
+      method: (ctx.req.method === 'HEAD' ? 'GET' : ctx.req.method ?? 'GET') as 'GET' | 'POST',
       path: ctx.path + ctx.query,
       headers: upstreamHeaders(ctx, filtered),
       body: ctx.body,
@@ -173,6 +176,9 @@ export class Forwarder {
   }
 }
 
+/** The most of a GET's body read for no one after a HEAD's answer to keep its connection: undici's body.dump() bound. */
+const MAX_DISCARDED_BYTES = 128 * 1024;
+
 /** The largest tools/list answer the sidecar reads to filter (502 above it): a list of thousands of tools. */
 const MAX_FILTERED_ANSWER_BYTES = 4 * 1024 * 1024;
 
@@ -202,6 +208,8 @@ class Exchange implements Dispatcher.DispatchHandler {
   #settled = false;
   /** Body bytes still due by the upstream's Content-Length, or -1 when it sent none. */
   #due = -1;
+  /** For a client's HEAD, sent as GET: the body bytes still read for no one before the connection is dropped instead. */
+  #discardable = -1;
   #ended = false;
   /** Tells the forwarder a connection took this request (or the pool gave up on it); called once. */
   #taken: (() => void) | undefined;
@@ -263,6 +271,14 @@ class Exchange implements Dispatcher.DispatchHandler {
       this.#settle(undefined);
       return;
     }
+    if (this.#ctx.req.method === 'HEAD') {
+      // The GET's head is the HEAD's answer (RFC 9110 §9.3.2), Content-Length included; Node sends
+      // no body to a HEAD. The body is read to its end, so the connection is kept.
+      this.#ended = true;
+      this.#discardable = MAX_DISCARDED_BYTES;
+      this.#res.writeHead(statusCode, responseHeaders(this.#ctx, headers)).end();
+      return;
+    }
     this.#status = statusCode;
     this.#headers = responseHeaders(this.#ctx, headers);
     const length = headers['content-length'];
@@ -270,6 +286,14 @@ class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.#discardable !== -1) {
+      // Read for no one within one upstream timeout of the head (the timer is not refreshed: a
+      // stream would hold its connection for ever) and the bound: past either, dropping one
+      // connection costs less than reading on.
+      this.#discardable -= chunk.length;
+      if (this.#discardable < 0) controller.abort(new errors.RequestAbortedError('the body of a HEAD answer is over the bound'));
+      return;
+    }
     this.#timer?.refresh();
     if (this.#headers !== undefined) this.#writeHead(this.#headers);
     if (this.#due !== -1) {
@@ -348,7 +372,8 @@ class Exchange implements Dispatcher.DispatchHandler {
 
   /** The client's connection closed (or its answer was written to a closed one). */
   clientLeft(): void {
-    if (this.#settled) return;
+    // Answered whole (a HEAD whose GET body is still read): nothing to end.
+    if (this.#settled || this.#ended) return;
     if (this.#controller !== undefined) {
       this.#controller.abort(new errors.RequestAbortedError('the client went away'));
       return;

@@ -27,6 +27,8 @@ export interface RecordingUpstream {
   readonly requests: RecordedRequest[];
   /** The sidecar's own fetches of GET /metrics (a shipped agent policy's upstream_metrics_path), answered empty. */
   readonly metricsFetches: () => number;
+  /** The TCP connections the upstream has accepted. */
+  readonly connections: () => number;
   /** Replace the answer (e.g. to be slow, to wait for `after`, or to return a tools/list). */
   respond(handler: ((request: RecordedRequest) => UpstreamAnswer) | undefined): void;
   close(): Promise<void>;
@@ -60,11 +62,14 @@ export async function startUpstream(): Promise<RecordingUpstream> {
       else send();
     });
   });
+  let connections = 0;
+  server.on('connection', () => connections++);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     requests,
     metricsFetches: () => metricsFetches,
+    connections: () => connections,
     respond: (next) => {
       handler = next;
     },

@@ -137,6 +137,29 @@ describe('forwarding to the upstream', () => {
     assert.equal(h.upstream.requests.at(-1)?.headers['constructor'], 'v1');
   });
 
+  // undici closes its connection after every HEAD: each HEAD on a public route, no token needed,
+  // opened a new connection to the agent (500 left 500 sockets in TIME_WAIT on its side).
+  it('answers a HEAD on a public route with the GET\'s head and no body, on one kept upstream connection', async () => {
+    const side = await startHarness({ policyFile: writePolicy(`${policy('http://127.0.0.1:1')}public_routes: ['GET /card', 'HEAD /card']\n`) });
+    try {
+      side.upstream.respond(() => ({ body: { name: 'card' }, headers: { 'x-card': 'yes' } }));
+      const get = await request(`${side.sidecar.url}/card`);
+      assert.equal(await get.body.text(), '{"name":"card"}');
+      const before = side.upstream.connections();
+      for (let i = 0; i < 50; i++) {
+        const head = await request(`${side.sidecar.url}/card`, { method: 'HEAD' });
+        assert.equal(head.statusCode, 200);
+        assert.equal(head.headers['content-length'], get.headers['content-length']);
+        assert.equal(head.headers['content-type'], 'application/json');
+        assert.equal(head.headers['x-card'], 'yes');
+        assert.equal(await head.body.text(), '');
+      }
+      assert.ok(side.upstream.connections() - before <= 1, `${side.upstream.connections() - before} upstream connections for 50 HEADs`);
+    } finally {
+      await side.close();
+    }
+  });
+
   it('forwards the exact body bytes', async () => {
     const body = `{"jsonrpc":"2.0","id":9,  "method":"get_document","params":{"document_id":"${DOC_ID}"}}`;
     await h.call(body, { token });
@@ -323,6 +346,15 @@ describe('forwarding to the upstream', () => {
           server.close(() => resolve());
         }),
       };
+    }
+
+    /** An upstream whose every answer is an event stream, a tick every 20 ms until its connection closes. */
+    function tickingUpstream(): ReturnType<typeof streamingUpstream> {
+      return streamingUpstream((res) => {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        const ticker = setInterval(() => res.write('data: tick\n\n'), 20);
+        res.on('close', () => clearInterval(ticker));
+      });
     }
 
     function within(promise: Promise<void>, ms: number, what: string): Promise<void> {
@@ -833,13 +865,25 @@ tools:
       }
     });
 
+    // A HEAD goes to the agent as a GET whose body is read for no one: a stream would hold its
+    // upstream connection, and its place in flight, for ever.
+    it('answers a HEAD on a public route whose GET streams, and ends the stream read for no one', async () => {
+      const upstream = await tickingUpstream();
+      const side = await startHarness({ policyFile: writePolicy(`${policy(upstream.url)}public_routes: ['GET /events']\n`), sidecar: { upstream: upstream.url } });
+      try {
+        const head = await request(`${side.sidecar.url}/events`, { method: 'HEAD' });
+        assert.equal(head.statusCode, 200);
+        assert.equal(head.headers['content-type'], 'text/event-stream');
+        assert.equal(await head.body.text(), '');
+        await within(upstream.closed, 5000, 'the stream read for no one ending');
+      } finally {
+        await upstream.close();
+        await side.close();
+      }
+    });
+
     it('stops a streamed answer when the client goes away', async () => {
-      let ticker: NodeJS.Timeout | undefined;
-      const upstream = await streamingUpstream((res) => {
-        res.writeHead(200, { 'content-type': 'text/event-stream' });
-        ticker = setInterval(() => res.write('data: tick\n\n'), 20);
-        res.on('close', () => clearInterval(ticker));
-      });
+      const upstream = await tickingUpstream();
       const side = await through(upstream);
       try {
         const response = await postCall(side);
@@ -851,7 +895,6 @@ tools:
         await within(upstream.closed, 2000, 'the upstream stream stopping');
         assert.deepEqual(side.audit.events('upstream_cut_off'), [], 'the client leaving is not the agent failing');
       } finally {
-        clearInterval(ticker);
         await upstream.close();
         await side.close();
       }
