@@ -9,6 +9,7 @@ import { buffer } from 'node:stream/consumers';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { Pool } from 'undici';
+import { parseDocument } from 'yaml';
 import { createDiskStore } from '../mcp/backends/disk-store.js';
 import { GET_DOCUMENT_SQL } from '../mcp/tools/document-rows.js';
 import { signedHeaders } from '../proxy/client/signed-headers.js';
@@ -136,16 +137,21 @@ export async function benchMcp(options: BenchMcpOptions = {}): Promise<string> {
   const pools: Pool[] = [];
   let direct: pg.Pool | undefined;
   try {
-    // The shipped mcp policy, with only the rate limit raised so the limiter runs on every request without refusing.
-    const shipped = await readFile(shippedPolicyFile('mcp'), 'utf8');
+    // The shipped mcp policy, with only the rate limit raised so the limiter runs on every request
+    // without refusing. Edited as YAML: the shipped file has a rate_limit of its own (per role).
+    const policy = parseDocument(await readFile(shippedPolicyFile('mcp'), 'utf8'));
+    policy.set('rbac', here('../policies/rbac.yaml'));
+    policy.setIn(['rate_limit', 'points'], 100_000_000);
+    policy.setIn(['rate_limit', 'window_seconds'], 60);
     const policyFile = join(dataDir, 'mcp.yaml');
-    const rbac = here('../policies/rbac.yaml');
-    await writeFile(policyFile, `${shipped.replace(/^rbac: .*$/m, `rbac: ${rbac}`)}\nrate_limit:\n  points: 100000000\n  window_seconds: 60\n`);
+    await writeFile(policyFile, policy.toString());
 
     const gatewayPort = await freePort();
     const gatewayUrl = `http://127.0.0.1:${gatewayPort}`;
     const gateway = await startChild(
-      [here('../bin/ca-a2a.js'), 'mcp-gateway', '--listen', `127.0.0.1:${gatewayPort}`, '--data-dir', dataDir],
+      // One caller (the bench's) sends CONCURRENCY calls at once: its per-caller bound (half the
+      // pool by default) raised to that, so no call waits behind the bench's own.
+      [here('../bin/ca-a2a.js'), 'mcp-gateway', '--listen', `127.0.0.1:${gatewayPort}`, '--data-dir', dataDir, '--db-per-caller', String(CONCURRENCY)],
       { DATABASE_URL: schemaUrl.toString() },
       async () => (await fetch(`${gatewayUrl}/health`)).status === 200,
       children,
@@ -284,7 +290,7 @@ export async function benchMcp(options: BenchMcpOptions = {}): Promise<string> {
       '',
       `Machine: ${cpus().length} × ${cpu}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}; PostgreSQL on 127.0.0.1; gateway, sidecar, PostgreSQL and the load loop share the cores (no pinning). ` +
         `Closed loop (undici Pool, keep-alive; pg Pool), 1 s warm-up per path. ` +
-        'The sidecar runs the shipped `policies/services/mcp.yaml` with only the rate limit raised; every request through it carries a token (admin role), its own pre-signed DPoP proof and a Content-Digest.',
+        'The sidecar runs the shipped `policies/services/mcp.yaml` with only the rate limit raised, and the gateway with its per-caller bound raised to the 8 calls the benchmark sends at once; every request through it carries a token (admin role), its own pre-signed DPoP proof and a Content-Digest.',
       '',
       `\`documents_get\` of one existing document, ${CONCURRENCY} requests in flight, ${duration} s per path:`,
       '',
