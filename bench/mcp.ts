@@ -1,6 +1,7 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID, createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { benchMcpPolicy } from './mcp-policy.js';
 import { freePort } from './ports.js';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -9,12 +10,10 @@ import { buffer } from 'node:stream/consumers';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { Pool } from 'undici';
-import { parseDocument } from 'yaml';
 import { createDiskStore } from '../mcp/backends/disk-store.js';
 import { GET_DOCUMENT_SQL } from '../mcp/tools/document-rows.js';
 import { signedHeaders } from '../proxy/client/signed-headers.js';
 import { createProofKey } from '../proxy/integrity/proof.js';
-import { shippedPolicyFile } from '../proxy/services.js';
 import { startBenchIssuer } from './jwks.js';
 
 /**
@@ -137,14 +136,8 @@ export async function benchMcp(options: BenchMcpOptions = {}): Promise<string> {
   const pools: Pool[] = [];
   let direct: pg.Pool | undefined;
   try {
-    // The shipped mcp policy, with only the rate limit raised so the limiter runs on every request
-    // without refusing. Edited as YAML: the shipped file has a rate_limit of its own (per role).
-    const policy = parseDocument(await readFile(shippedPolicyFile('mcp'), 'utf8'));
-    policy.set('rbac', here('../policies/rbac.yaml'));
-    policy.setIn(['rate_limit', 'points'], 100_000_000);
-    policy.setIn(['rate_limit', 'window_seconds'], 60);
     const policyFile = join(dataDir, 'mcp.yaml');
-    await writeFile(policyFile, policy.toString());
+    await writeFile(policyFile, benchMcpPolicy(here('../policies/rbac.yaml')));
 
     const gatewayPort = await freePort();
     const gatewayUrl = `http://127.0.0.1:${gatewayPort}`;
