@@ -102,7 +102,8 @@ export function limitPerCaller(
     return new ToolError(
       'caller_busy',
       `this caller's bound of ${options.maxConcurrent} concurrent ${backend.name} calls is reached; ask again once one has ended`,
-      { backend: backend.name },
+      // One of the caller's own calls ending is what frees it: a second is a fair first wait.
+      { backend: backend.name, retry_after_seconds: 1 },
     );
   }
 

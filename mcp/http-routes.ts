@@ -23,6 +23,12 @@ function sendJson(res: ServerResponse, status: number, body: unknown, headers: R
   res.end(text);
 }
 
+/** A tool error's answer: its status and wire form, and `Retry-After` when it says when to ask again. */
+function sendError(res: ServerResponse, error: ToolError): void {
+  const retryAfter = error.details.retry_after_seconds;
+  sendJson(res, TOOL_ERRORS[error.code].status, { success: false, error: toWireError(error) }, retryAfter === undefined ? {} : { 'retry-after': String(retryAfter) });
+}
+
 function header(req: IncomingMessage, name: string): string | undefined {
   const v = req.headers[name];
   if (typeof v !== 'string' || v.length === 0) return undefined;
@@ -81,7 +87,7 @@ async function callTool(req: IncomingMessage, res: ServerResponse, deps: RouteDe
     }
     return;
   }
-  sendJson(res, TOOL_ERRORS[outcome.error.code].status, { success: false, error: toWireError(outcome.error) });
+  sendError(res, outcome.error);
 }
 
 async function mcp(req: IncomingMessage, res: ServerResponse, deps: RouteDeps): Promise<void> {
@@ -123,7 +129,7 @@ export async function route(req: IncomingMessage, res: ServerResponse, deps: Rou
     const known = err instanceof Error && err.name === 'ToolError' ? (err as ToolError) : undefined;
     if (!known) deps.logger.error({ event_type: 'mcp_http_error', err }, 'request failed');
     const error = known ?? new ToolError('internal', 'internal error');
-    if (!res.headersSent) sendJson(res, TOOL_ERRORS[error.code].status, { success: false, error: toWireError(error) });
+    if (!res.headersSent) sendError(res, error);
     else res.destroy();
   }
 }

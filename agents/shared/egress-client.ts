@@ -89,7 +89,7 @@ export async function withRetry<T>(options: RetryOptions, call: () => Promise<T>
 export interface RateLimitRetryOptions {
   readonly attempts: number;
   readonly maxRetryAfterSeconds: number;
-  /** The wait after the gateway's `caller_busy`, which carries no Retry-After (default 1). */
+  /** The wait after the gateway's `caller_busy` when it carries no Retry-After (default 1). */
   readonly callerBusyWaitSeconds?: number;
 }
 

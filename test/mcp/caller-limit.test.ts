@@ -76,7 +76,9 @@ describe('per-caller bound on database calls: one caller flooding long statement
         code: 'caller_busy',
         message: "this caller's bound of 1 concurrent postgres calls is reached; ask again once one has ended",
         backend: 'postgres',
+        retry_after_seconds: 1,
       });
+      assert.equal(r.retryAfter, '1');
     }
     assert.equal(await metricValue(gw.url, 'ca_a2a_mcp_caller_limited_total', { backend: 'postgres' }), 10);
     assert.equal(await metricValue(gw.url, 'ca_a2a_mcp_tool_calls_total', { tool: 'documents_update', outcome: 'caller_busy' }), 10);

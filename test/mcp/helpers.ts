@@ -71,6 +71,8 @@ export function captureLogger(): { logger: Logger; lines: Record<string, unknown
 
 export interface ToolResponse {
   status: number;
+  /** The Retry-After header, null when absent. */
+  retryAfter: string | null;
   body: Record<string, unknown> & { success: boolean; error?: { code: string; message: string; backend?: string; retry_after_seconds?: number; current_status?: string } };
 }
 
@@ -81,7 +83,7 @@ export async function callTool(baseUrl: string, tool: string, args: unknown, hea
     headers: { 'content-type': 'application/json', ...headers },
     body: JSON.stringify({ tool, arguments: args }),
   });
-  return { status: res.status, body: (await res.json()) as ToolResponse['body'] };
+  return { status: res.status, retryAfter: res.headers.get('retry-after'), body: (await res.json()) as ToolResponse['body'] };
 }
 
 /** Reads one sample of a metric from the gateway's /metrics (0 when absent). */

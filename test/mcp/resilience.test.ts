@@ -70,6 +70,7 @@ describe('PostgreSQL resilience: retries, circuit breaker, pool bounds', () => {
     assert.equal(fast.body.error?.backend, 'postgres');
     assert.match(String(fast.body.error?.message), /postgres/);
     assert.ok(Number(fast.body.error?.retry_after_seconds) >= 1);
+    assert.equal(fast.retryAfter, String(fast.body.error?.retry_after_seconds), 'the header says the same as the body');
     assert.equal(await attempts('transient'), transientBefore + 15, 'an open breaker makes no attempt');
     assert.equal(await metricValue(gw.url, 'ca_a2a_mcp_breaker_rejections_total', { backend: 'postgres' }), 1);
     const degraded = await health();
