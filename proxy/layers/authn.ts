@@ -6,6 +6,7 @@ import { principalFrom, unforwardable } from '../auth/principal.js';
 import { MAX_TOKEN_LIFETIME_SECONDS, unrevocableId } from '../auth/token-limits.js';
 import { decodePercentRuns } from '../http/percent.js';
 import { TokenCache } from '../auth/token-cache.js';
+import { notAnAccessToken } from '../auth/token-type.js';
 import type { ServicePolicy } from '../policy/model.js';
 
 // Headers that point at a key: a verifier that follows them lets the token choose its own key.
@@ -25,7 +26,7 @@ export interface AuthnDeps {
 /**
  * Layer 3, authentication: one Authorization header, scheme Bearer (or DPoP for bound tokens),
  * a JWT verified with jose against the issuer's keys: algorithm allow-list, iss, aud, exp (required),
- * nbf, iat with leeway. Results are cached per token until exp, or until the issuer's keys
+ * nbf, iat with leeway, and typed as an access token (auth.token_types). Results are cached per token until exp, or until the issuer's keys
  * change, so reuse costs a Map lookup.
  */
 export function authnLayer(policy: ServicePolicy, deps: AuthnDeps): Layer {
@@ -93,7 +94,10 @@ export function authnLayer(policy: ServicePolicy, deps: AuthnDeps): Layer {
       if (header[name] !== undefined) return denial('authn.header_not_allowed', `'${name}' header`);
     }
     try {
-      const { payload } = await jwtVerify(token, deps.keys.getKey, { ...verifyOptions, currentDate: new Date(nowMs) });
+      const { payload, protectedHeader } = await jwtVerify(token, deps.keys.getKey, { ...verifyOptions, currentDate: new Date(nowMs) });
+      // Before anything is cached: an ID or refresh token of the same issuer is never admitted.
+      const notAccess = notAnAccessToken(protectedHeader, payload, auth.tokenTypes);
+      if (notAccess !== undefined) return denial('authn.claim_invalid', notAccess);
       // jose checks iat only with maxTokenAge; a token issued in the future is refused here.
       if ((payload.iat as number) * 1000 > nowMs + toleranceMs) return denial('authn.claim_invalid', 'iat is in the future');
       if (typeof payload.jti !== 'string' || typeof payload.sub !== 'string') return denial('authn.claim_invalid', 'sub and jti must be strings');

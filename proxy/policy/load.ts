@@ -11,6 +11,7 @@ import type {
 import { validatePolicyFile } from './validate-file.js';
 import { readPolicyText, readYamlSource, type YamlSource } from './yaml-source.js';
 import { deepFreeze } from './freeze.js';
+import { mediaType } from '../auth/token-type.js';
 import { unsafeMatchers } from './schema-matchers.js';
 import { parseCidr } from '../http/cidr.js';
 import { redactUrlUser } from '../http/redact-url.js';
@@ -26,7 +27,7 @@ interface RawService {
   public_routes: string[]; endpoints: { path: string; kind: EndpointKind; method?: string; http_method: 'GET' | 'POST' }[];
   auth: {
     issuer: string; audience: string; jwks_uri?: string; algorithms: string[]; clock_tolerance_seconds: number;
-    roles_claim: string; jwks_cache_max_age_seconds: number; jwks_cooldown_seconds: number;
+    roles_claim: string; token_types: { header: string[]; claim: string[] }; jwks_cache_max_age_seconds: number; jwks_cooldown_seconds: number;
     jwks_timeout_ms: number; token_cache_size: number;
   };
   limits: {
@@ -105,6 +106,11 @@ export function loadPolicy(file: string, overrides: PolicyOverrides = {}): Servi
     problems.push({ ...service.locate(['limits', 'max_buffered_body_bytes']), path: '/limits/max_buffered_body_bytes', message: `max_buffered_body_bytes (${raw.limits.max_buffered_body_bytes}) must not be below max_body_bytes (${raw.limits.max_body_bytes}): a request of the largest size allowed must fit` });
   }
 
+  // Fail closed, but not by accident: lists that admit no token would refuse every caller.
+  if (raw.auth.token_types.header.length === 0 && raw.auth.token_types.claim.length === 0) {
+    problems.push({ ...service.locate(['auth', 'token_types']), path: '/auth/token_types', message: 'token_types lists no header typ and no typ claim: no token would be accepted' });
+  }
+
   // Node's HTTP server refuses a headers timeout above the request timeout (ERR_OUT_OF_RANGE): the
   // sidecar would not start on such a policy, and a reload would keep a limit that cannot apply.
   if (raw.limits.headers_timeout_ms > raw.limits.request_timeout_ms) {
@@ -180,6 +186,7 @@ export function loadPolicy(file: string, overrides: PolicyOverrides = {}): Servi
       algorithms: auth.algorithms,
       clockToleranceSeconds: auth.clock_tolerance_seconds,
       rolesClaim: auth.roles_claim.split('.'),
+      tokenTypes: { header: [...new Set(auth.token_types.header.map(mediaType))], claim: auth.token_types.claim },
       jwksCacheMaxAgeSeconds: auth.jwks_cache_max_age_seconds,
       jwksCooldownSeconds: auth.jwks_cooldown_seconds,
       jwksTimeoutMs: auth.jwks_timeout_ms,

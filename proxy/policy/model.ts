@@ -106,10 +106,21 @@ export interface AuthPolicy {
   readonly algorithms: readonly string[];
   readonly clockToleranceSeconds: number;
   readonly rolesClaim: readonly string[];
+  /** What marks a verified token as an access token (auth.token_types). */
+  readonly tokenTypes: TokenTypes;
   readonly jwksCacheMaxAgeSeconds: number;
   readonly jwksCooldownSeconds: number;
   readonly jwksTimeoutMs: number;
   readonly tokenCacheSize: number;
+}
+
+/**
+ * Header typ values as media types (lower case, `application/` prepended when there is no
+ * slash: RFC 7515 §4.1.9), and typ claim values as written.
+ */
+export interface TokenTypes {
+  readonly header: readonly string[];
+  readonly claim: readonly string[];
 }
 
 export interface LimitsPolicy {

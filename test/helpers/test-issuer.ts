@@ -6,6 +6,8 @@ import { exportJWK, generateKeyPair, SignJWT, type JWK, type JWTPayload, type Cr
 /**
  * A JWKS and discovery document served by the test on port 0, with a signer, for the tests that
  * need tokens the real issuer never makes (expired, wrong aud, alg games). Counts fetches.
+ * Tokens are access tokens as the dev issuer makes them (RFC 9068: header typ at+jwt); pass
+ * `header: { typ: 'JWT' }` and a `typ` claim for Keycloak's shape (typ Bearer, ID, Refresh…).
  */
 export interface TestIssuer {
   readonly issuer: string;
@@ -59,7 +61,7 @@ export async function startTestIssuer(): Promise<TestIssuer> {
       };
       for (const name of options.omit ?? []) delete payload[name];
       return new SignJWT(payload)
-        .setProtectedHeader({ alg: 'RS256', typ: 'JWT', kid: options.kid ?? current.kid, ...options.header })
+        .setProtectedHeader({ alg: 'RS256', typ: 'at+jwt', kid: options.kid ?? current.kid, ...options.header })
         .sign(options.key ?? current.privateKey);
     },
     async rotate({ dropOld = false } = {}) {

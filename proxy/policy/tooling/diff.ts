@@ -97,7 +97,8 @@ export interface PublicRouteChange {
 /**
  * A field of `auth` changed (name: its key in the policy), for every role. Gained: tokens are
  * accepted that were refused: an algorithm added (one line per algorithm, `algorithms PS256`,
- * refused → accepted), a larger clock_tolerance_seconds (expired tokens accepted longer) or
+ * refused → accepted), a token type added (`token_types.header application/jwt`,
+ * `token_types.claim Bearer`), a larger clock_tolerance_seconds (expired tokens accepted longer) or
  * jwks_cache_max_age_seconds (a key the issuer withdrew verifies longer). Lost: the other way
  * round. Changed: which tokens are accepted, not how many (issuer, audience, jwks_uri,
  * roles_claim), or how keys are fetched and tokens cached (jwks_cooldown_seconds,
@@ -370,12 +371,14 @@ const AUTH_NUMBERS: readonly NumberField<AuthPolicy>[] = [
   { key: 'token_cache_size', value: (auth) => auth.tokenCacheSize, larger: 'changed' },
 ];
 
-/** The `auth` changes: each algorithm added (a gain) or removed (a loss), then each other field. */
+/** The `auth` changes: each algorithm or token type added (a gain) or removed (a loss), then each other field. */
 function authChanges(service: string, before: AuthPolicy, after: AuthPolicy): AuthChange[] {
   const at = { service, role: '*', kind: 'auth' } as const;
   const text = (value: string | readonly string[] | undefined): string => value === undefined ? '(discovery)' : typeof value === 'string' ? value : value.join('.');
   return [
     ...entryChanges(at, 'algorithms', before.algorithms, after.algorithms, ['refused', 'accepted'], 'gained'),
+    ...entryChanges(at, 'token_types.header', before.tokenTypes.header, after.tokenTypes.header, ['refused', 'accepted'], 'gained'),
+    ...entryChanges(at, 'token_types.claim', before.tokenTypes.claim, after.tokenTypes.claim, ['refused', 'accepted'], 'gained'),
     ...AUTH_IDENTITY.flatMap(({ field, key }) => valueChange(at, key, text(before[field]), text(after[field]))),
     ...numberChanges(at, before, after, AUTH_NUMBERS),
   ];
