@@ -30,6 +30,9 @@ export class TokenCache {
 
   set(token: string, principal: Principal, validUntilMs: number): void {
     if (this.#max === 0) return;
+    // A token verified twice at once (an agent's parallel calls on a token it just got) is set
+    // twice: the second replaces its entry, and must not push another caller's out to make room.
+    this.#entries.delete(token);
     if (this.#entries.size >= this.#max) {
       const oldest = this.#entries.keys().next().value;
       if (oldest !== undefined) this.#entries.delete(oldest);
