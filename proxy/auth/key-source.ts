@@ -25,19 +25,25 @@ export class KeySource {
   #remote: ReturnType<typeof createRemoteJWKSet> | undefined;
   #discovery: Promise<void> | undefined;
   #stale: { jwks: JSONWebKeySet; text: string; local: JWTVerifyGetKey } | undefined;
+  readonly #clock: () => number;
   #lastFailureAt = -Infinity;
   #version = 0;
 
-  constructor(auth: AuthPolicy, metrics: SidecarMetrics, service: string) {
+  /**
+   * `clock` times the waits after a failed fetch, in milliseconds: monotonic, so that the wall
+   * clock stepped back (NTP correcting a clock that ran ahead) cannot stretch them by the step.
+   */
+  constructor(auth: AuthPolicy, metrics: SidecarMetrics, service: string, clock: () => number = () => performance.now()) {
     this.#auth = auth;
     this.#metrics = metrics;
     this.#service = service;
+    this.#clock = clock;
   }
 
   /** The jose key resolver for jwtVerify. */
   readonly getKey: JWTVerifyGetKey = async (header, token) => {
     const cooldownMs = this.#auth.jwksCooldownSeconds * 1000;
-    const sinceFailure = Date.now() - this.#lastFailureAt;
+    const sinceFailure = this.#clock() - this.#lastFailureAt;
     if (this.#stale && sinceFailure < cooldownMs) return this.#stale.local(header, token);
     if (!this.#stale && sinceFailure < Math.min(FAILED_REFETCH_MS, cooldownMs)) {
       throw new KeysUnavailableError('signing keys unavailable: the last fetch failed moments ago');
@@ -48,7 +54,7 @@ export class KeySource {
       return await remote(header, token);
     } catch (error) {
       if (!isFetchFailure(error)) throw error;
-      this.#lastFailureAt = Date.now();
+      this.#lastFailureAt = this.#clock();
       if (this.#stale) return this.#stale.local(header, token);
       throw error instanceof KeysUnavailableError ? error : new KeysUnavailableError('signing keys unavailable', { cause: error });
     } finally {
@@ -74,7 +80,7 @@ export class KeySource {
       this.#remember(remote);
       return undefined;
     } catch (error) {
-      if (isFetchFailure(error)) this.#lastFailureAt = Date.now();
+      if (isFetchFailure(error)) this.#lastFailureAt = this.#clock();
       return error as Error;
     }
   }
