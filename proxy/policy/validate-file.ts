@@ -24,6 +24,7 @@ const RENAMED_KEYS: Readonly<Record<string, string>> = {
   rate_limits: 'rate_limit',
   ratelimit: 'rate_limit',
   leeway: 'clock_tolerance_seconds',
+  token_type: 'token_types',
   permissions: 'allow',
   allowed: 'allow',
   denied: 'deny',

@@ -132,6 +132,15 @@ describe('authn layer: auth.token_types', () => {
     });
   });
 
+  it('points a misspelt token_type at token_types', () => {
+    const file = writePolicy(`service: token-types
+rbac: ${RBAC_FILE}
+upstream: http://127.0.0.1:1
+auth: { issuer: http://placeholder/realms/test, audience: ca-a2a-agents, token_type: [at+jwt] }
+`);
+    assert.throws(() => loadPolicy(file), (error: unknown) => isPolicyLoadError(error) && error.message.includes("unknown key 'token_type' (did you mean 'token_types'?)"));
+  });
+
   it('is reported by policy diff: a type added is a gain, one removed a loss', () => {
     const before = loadPolicy(policyWith(''));
     const after = loadPolicy(policyWith('{ header: [AT+JWT, JWT], claim: [Bearer] }'));
