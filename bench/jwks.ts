@@ -24,7 +24,7 @@ export async function startBenchIssuer(): Promise<{ issuer: string; publicKeyPem
     sign: (claims = {}) => {
       const now = Math.floor(Date.now() / 1000);
       return new SignJWT({ iss: issuer, aud: 'ca-a2a-agents', sub: 'bench', azp: 'viewer', jti: randomUUID(), iat: now, exp: now + 3600, realm_access: { roles: ['viewer'] }, ...claims })
-        .setProtectedHeader({ alg: 'RS256', kid })
+        .setProtectedHeader({ alg: 'RS256', typ: 'at+jwt', kid })
         .sign(privateKey);
     },
     close: () => server.close(),

@@ -12,6 +12,7 @@ import { startBenchIssuer } from './jwks.js';
 import { benchEgress } from './egress.js';
 import { haproxyArgv, haproxyVersion } from './haproxy.js';
 import { proofCosts } from './proof-cost.js';
+import { tokenCosts } from './token-cost.js';
 import { benchRevocation } from './revocation.js';
 import { captureAvailable, withResidence, type Residence } from './residence.js';
 import { moveToCore } from './store-affinity.js';
@@ -358,6 +359,7 @@ try {
     ...halfRates,
   ];
   lines.push('', await proofCosts());
+  lines.push('', await tokenCosts());
   lines.push('', await benchEgress(Math.min(duration, 5)));
   if (sharedStores.REDIS_URL) {
     const revocation = await benchRevocation({ redisUrl: sharedStores.REDIS_URL, databaseUrl: sharedStores.DATABASE_URL });

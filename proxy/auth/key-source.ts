@@ -1,4 +1,4 @@
-import { createLocalJWKSet, createRemoteJWKSet, customFetch, type JWTVerifyGetKey, type JSONWebKeySet } from 'jose';
+import { createLocalJWKSet, createRemoteJWKSet, customFetch, jwksCache, type ExportedJWKSCache, type JWTVerifyGetKey, type JSONWebKeySet } from 'jose';
 import type { AuthPolicy } from '../policy/model.js';
 import type { SidecarMetrics } from '../observe/metrics.js';
 
@@ -25,6 +25,12 @@ export class KeySource {
   #remote: ReturnType<typeof createRemoteJWKSet> | undefined;
   #discovery: Promise<void> | undefined;
   #stale: { jwks: JSONWebKeySet; text: string; local: JWTVerifyGetKey } | undefined;
+  /**
+   * Where jose puts each key set it fetches, the very object it parsed: seeing a new one costs a
+   * comparison. (`remote.jwks()` returns a fresh copy on every call, so comparing those rebuilt the
+   * last good keys, their imported public keys included, on every token not yet cached.)
+   */
+  readonly #fetched: Partial<ExportedJWKSCache> = {};
   readonly #clock: () => number;
   #lastFailureAt = -Infinity;
   #version = 0;
@@ -59,7 +65,7 @@ export class KeySource {
       throw error instanceof KeysUnavailableError ? error : new KeysUnavailableError('signing keys unavailable', { cause: error });
     } finally {
       // Whatever the token's fate, keys jose now holds are the last good ones.
-      if (remote) this.#remember(remote);
+      this.#remember();
     }
   };
 
@@ -77,7 +83,7 @@ export class KeySource {
     try {
       const remote = this.#remote ?? (await this.#discover());
       await remote.reload();
-      this.#remember(remote);
+      this.#remember();
       return undefined;
     } catch (error) {
       if (isFetchFailure(error)) this.#lastFailureAt = this.#clock();
@@ -85,8 +91,8 @@ export class KeySource {
     }
   }
 
-  #remember(remote: ReturnType<typeof createRemoteJWKSet>): void {
-    const jwks = remote.jwks();
+  #remember(): void {
+    const jwks = this.#fetched.jwks;
     if (!jwks || jwks === this.#stale?.jwks) return;
     const text = JSON.stringify(jwks);
     if (text !== this.#stale?.text) this.#version++;
@@ -101,6 +107,7 @@ export class KeySource {
           cooldownDuration: this.#auth.jwksCooldownSeconds * 1000,
           timeoutDuration: this.#auth.jwksTimeoutMs,
           [customFetch]: this.#countedFetch,
+          [jwksCache]: this.#fetched as ExportedJWKSCache,
         });
       },
       (error: unknown) => {
