@@ -17,7 +17,7 @@ import { AuditLog } from './observe/audit.js';
 import { createLogger, type Logger } from './observe/logger.js';
 import { createSidecarMetrics, type SidecarMetrics } from './observe/metrics.js';
 import { buildPipeline, runPipeline } from './pipeline.js';
-import { MAX_HEADER_FIELDS, overBudget, overloaded, type BodyBudget } from './layers/transport.js';
+import { MAX_HEADER_FIELDS, refusedBeforeBody, type BodyBudget } from './layers/transport.js';
 import { formatProblem, isPolicyLoadError } from './policy/errors.js';
 import { loadPolicy, type PolicyOverrides } from './policy/load.js';
 import type { LimitsPolicy, ServicePolicy } from './policy/model.js';
@@ -369,16 +369,13 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     });
     metrics.openConnections.sample({ service, listener: name }, () => open);
   }
-  // Expect: 100-continue invites the body: a body declared over the limit is refused instead,
-  // before the client sends it (Node would answer 100 Continue to every one).
+  // Expect: 100-continue invites the body: a request the transport layer refuses from its head
+  // (too many fields, a second Content-Length, a body declared over the limit, the wrong type…) is
+  // refused instead, before the client sends its body (Node would answer 100 Continue to every one).
   server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
-    const maxBody = runtime.policy.limits.maxBodyBytes;
-    if (Number(req.headers['content-length']) > maxBody) {
-      void handle(req, res, denial('transport.body_too_large', `limit is ${maxBody} bytes`, { headers: { connection: 'close' } }));
-      return;
-    }
-    if (overBudget(bodyBudget, Number(req.headers['content-length']), runtime.policy)) {
-      void handle(req, res, overloaded());
+    const refused = refusedBeforeBody(req, runtime.policy, bodyBudget);
+    if (refused !== undefined) {
+      void handle(req, res, refused);
       return;
     }
     res.writeContinue();

@@ -19,12 +19,12 @@ export interface BodyBudget {
 }
 
 /** Whether a body of `bytes` would take the process past `policy`'s max_buffered_body_bytes. */
-export function overBudget(budget: BodyBudget, bytes: number, policy: ServicePolicy): boolean {
+function overBudget(budget: BodyBudget, bytes: number, policy: ServicePolicy): boolean {
   return budget.held + bytes > policy.limits.maxBufferedBodyBytes;
 }
 
 /** The refusal of a body that does not fit the budget now: 503, retry in a second. */
-export const overloaded = (): Denial => denial('transport.overloaded', undefined, OVERLOADED);
+const overloaded = (): Denial => denial('transport.overloaded', undefined, OVERLOADED);
 /**
  * The most header fields a request may carry (Envoy's max_headers_count and Apache's
  * LimitRequestFields default to 100). Node keeps about the first thousand of a request's fields
@@ -59,25 +59,10 @@ export function transportLayer(policy: ServicePolicy, budget: BodyBudget): Layer
       ctx.path = target.path;
       ctx.query = target.query;
 
-      const framing = framingProblem(req);
-      if (framing) return denial('transport.bad_framing', framing, CLOSE);
-
-      const method = req.method ?? '';
-      if (method === 'GET' || method === 'HEAD') {
-        if (hasBody(req)) return denial('transport.bad_framing', `${method} request with a body`, CLOSE);
-        return undefined;
-      }
-      if (method !== 'POST') return denial('transport.method_not_allowed', undefined, { headers: { allow: 'GET, HEAD, POST' } });
-      if (!JSON_TYPE.test(req.headers['content-type'] ?? '')) return denial('transport.unsupported_media_type');
-      const recoded = recodingProblem(req);
-      if (recoded) return denial('transport.unsupported_media_type', recoded);
-
-      const declared = req.headers['content-length'];
-      if (declared !== undefined && Number(declared) > maxBody) {
-        return denial('transport.body_too_large', `limit is ${maxBody} bytes`, CLOSE);
-      }
-      // A declared length that cannot fit is refused before its body is read.
-      if (declared !== undefined && overBudget(budget, Number(declared), policy)) return overloaded();
+      const refused = headRefusal(req, policy, budget);
+      if (refused) return refused;
+      const method = req.method;
+      if (method === 'GET' || method === 'HEAD') return undefined;
       const body = await readBody(req, maxBody, budget, policy);
       if (body === 'too_large') return denial('transport.body_too_large', `limit is ${maxBody} bytes`, CLOSE);
       if (body === 'overloaded') return overloaded();
@@ -87,6 +72,40 @@ export function transportLayer(policy: ServicePolicy, budget: BodyBudget): Layer
       return undefined;
     },
   };
+}
+
+/**
+ * What the transport layer refuses from the request's head alone, before a byte of its body is
+ * read: for a client sending `Expect: 100-continue` (sidecar.ts checkContinue), the same refusal
+ * comes instead of an invitation to send the body (RFC 9110 §10.1.1).
+ */
+export function refusedBeforeBody(req: IncomingMessage, policy: ServicePolicy, budget: BodyBudget): Denial | undefined {
+  if (!normaliseTarget(req.url ?? '')) return denial('transport.bad_path');
+  return headRefusal(req, policy, budget);
+}
+
+/** The head's framing, method, type and declared length: everything but the path and the body. */
+function headRefusal(req: IncomingMessage, policy: ServicePolicy, budget: BodyBudget): Denial | undefined {
+  const framing = framingProblem(req);
+  if (framing) return denial('transport.bad_framing', framing, CLOSE);
+
+  const method = req.method ?? '';
+  if (method === 'GET' || method === 'HEAD') {
+    return hasBody(req) ? denial('transport.bad_framing', `${method} request with a body`, CLOSE) : undefined;
+  }
+  if (method !== 'POST') return denial('transport.method_not_allowed', undefined, { headers: { allow: 'GET, HEAD, POST' } });
+  if (!JSON_TYPE.test(req.headers['content-type'] ?? '')) return denial('transport.unsupported_media_type');
+  const recoded = recodingProblem(req);
+  if (recoded) return denial('transport.unsupported_media_type', recoded);
+
+  const declared = req.headers['content-length'];
+  const maxBody = policy.limits.maxBodyBytes;
+  if (declared !== undefined && Number(declared) > maxBody) {
+    return denial('transport.body_too_large', `limit is ${maxBody} bytes`, CLOSE);
+  }
+  // A declared length that cannot fit is refused before its body is read.
+  if (declared !== undefined && overBudget(budget, Number(declared), policy)) return overloaded();
+  return undefined;
 }
 
 function framingProblem(req: IncomingMessage): string | undefined {

@@ -151,6 +151,34 @@ methods:
     }
   });
 
+  // Node answered 100 Continue to every Expect: 100-continue whose declared length fitted, so a
+  // request the transport layer refuses from its head alone invited its body first.
+  it('refuses with Expect: 100-continue, before inviting the body, what its head alone refuses', async () => {
+    const body = JSON.stringify(call());
+    const filler = Array.from({ length: 97 }, (_, i) => `f${i}:\r\n`).join('');
+    const cases: [string, string, number, string][] = [
+      ['101 fields', `POST /message HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: ${body.length}\r\n${filler}\r\n`, 400, 'transport.bad_framing'],
+      ['two Hosts', `POST /message HTTP/1.1\r\nHost: a\r\nHost: b\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: ${body.length}\r\n\r\n`, 400, 'transport.bad_framing'],
+      ['a wrong type', `POST /message HTTP/1.1\r\nHost: a\r\nContent-Type: text/plain\r\nExpect: 100-continue\r\nContent-Length: ${body.length}\r\n\r\n`, 415, 'transport.unsupported_media_type'],
+      ['a GET with a body', `GET /health HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: ${body.length}\r\n\r\n`, 400, 'transport.bad_framing'],
+      ['a PUT', `PUT /message HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: ${body.length}\r\n\r\n`, 405, 'transport.method_not_allowed'],
+      ['a path that climbs', `POST /../message HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: ${body.length}\r\n\r\n`, 400, 'transport.bad_path'],
+    ];
+    const count = h.upstream.requests.length;
+    for (const [what, head, status, reason] of cases) {
+      const { text, closed } = await rawRequest(h.sidecar.url, head, 2000);
+      assert.doesNotMatch(text, /100 Continue/, what);
+      assert.match(text, new RegExp(`^HTTP/1\\.1 ${status} `), what);
+      assert.equal(rawJson(text).error?.data?.reason, reason, what);
+      assert.ok(closed, `${what}: closed, its body never read`);
+    }
+    assert.equal(h.upstream.requests.length, count, 'never forwarded');
+    // 100 fields, the bound: invited, then served.
+    const { text } = await rawRequest(h.sidecar.url, `POST /message HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nAuthorization: Bearer ${token}\r\nExpect: 100-continue\r\nContent-Length: ${body.length}\r\n${filler.slice(0, -'f95:\r\nf96:\r\n'.length)}\r\n${body}`, 1000);
+    assert.match(text, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 /);
+    assert.equal(h.upstream.requests.length, count + 1);
+  });
+
   it('cuts off a client that does not finish its headers in time (slowloris)', async () => {
     const { text, closed } = await rawRequest(h.sidecar.url, 'POST /message HTTP/1.1\r\nHost: a\r\nX-Slow: 1\r\n', 5000);
     assert.ok(closed, 'connection must be closed by the sidecar');
