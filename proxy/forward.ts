@@ -410,7 +410,7 @@ function expire(exchange: Exchange): void {
 
 /**
  * An answer's end-to-end headers: without the hop-by-hop ones, those its Connection header names
- * included (RFC 9110 §7.6.1), and with `dropOwned` without any `x-ca-a2a-*` one.
+ * included (RFC 9110 §7.6.1), and with `dropOwned` without any `x-ca-a2a-*` one, in either spelling.
  */
 export function endToEndHeaders(upstream: IncomingHttpHeaders, dropOwned = false): Record<string, string | string[]> {
   const headers: Record<string, string | string[]> = {};
@@ -419,16 +419,29 @@ export function endToEndHeaders(upstream: IncomingHttpHeaders, dropOwned = false
   for (const name in upstream) {
     const value = upstream[name];
     if (value === undefined || DROPPED_RESPONSE_HEADERS.has(name) || connectionListed?.has(name) === true) continue;
-    if (dropOwned && name.startsWith('x-ca-a2a-')) continue;
+    if (dropOwned && isOwnedName(name)) continue;
     headers[name] = value;
   }
   return headers;
 }
 
 /**
+ * A name in the sidecar's `x-ca-a2a-*` namespace, spelled with dashes or underscores: whatever
+ * reads headers CGI-style (WSGI, PHP, Rack, and clients and gateways built on them) takes
+ * `x_ca_a2a_subject` for `x-ca-a2a-subject`.
+ */
+function isOwnedName(name: string): boolean {
+  return name.startsWith('x-ca-a2a-') || (name.includes('_') && name.replaceAll('_', '-').startsWith('x-ca-a2a-'));
+}
+
+/**
  * The agent's answer headers as the client gets them. The `x-ca-a2a-*` names are the sidecar's in
- * both directions: an agent's own (a copied request header, a forged identity) are dropped, so a
- * client reads in them only what this sidecar set.
+ * both directions: an agent's own (a copied request header, a forged identity, in either spelling)
+ * are dropped, so a client reads in them only what this sidecar set.
+ *
+ * Everything else end to end passes, Set-Cookie included: a cookie is the agent's content (a
+ * session of its own, a load balancer's stickiness), and it grants nothing here, where every call
+ * is decided on its token alone; the client's Cookie reaches the agent as it came.
  */
 function responseHeaders(ctx: RequestContext, upstream: IncomingHttpHeaders): Record<string, string | string[]> {
   const headers = endToEndHeaders(upstream, true);
