@@ -121,7 +121,7 @@ export class Forwarder {
     let size = 0;
     try {
       response = await this.#pool.request({ ...options, signal: abort.signal });
-      const invalid = invalidStatus(response.statusCode);
+      const invalid = invalidAnswer(response.statusCode, response.headers);
       if (invalid !== undefined) {
         // Not read: destroyed, it emits an AbortError that, unheard, would end the process.
         response.body.on('error', () => undefined).destroy();
@@ -248,7 +248,7 @@ class Exchange implements Dispatcher.DispatchHandler {
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
     if (statusCode < 200) return; // 1xx: not passed on; the final answer follows
-    const invalid = invalidStatus(statusCode);
+    const invalid = invalidAnswer(statusCode, headers);
     if (invalid !== undefined) {
       this.#settle(invalid);
       // Its connection, whose answers cannot be trusted to be HTTP, is closed with it.
@@ -512,6 +512,21 @@ function connectionListedHeaders(connection: string | undefined): Set<string> | 
  */
 function invalidStatus(status: number): Denial | undefined {
   return status > 599 ? denial('upstream.unavailable', `status ${status}`) : undefined;
+}
+
+/**
+ * An answer the client could not be given as it came: a status that is none (above), or a body in
+ * a transfer coding besides chunked (`gzip, chunked`), which undici unchunks and leaves coded: with
+ * Transfer-Encoding dropped as hop-by-hop, the client would take the coded bytes for the body.
+ * nginx answers such an upstream 502 too ("upstream sent unknown Transfer-Encoding").
+ */
+function invalidAnswer(status: number, headers: IncomingHttpHeaders): Denial | undefined {
+  const invalid = invalidStatus(status);
+  if (invalid !== undefined) return invalid;
+  const coding = headers['transfer-encoding'];
+  if (coding === undefined || status === 204 || status === 304) return undefined;
+  const codings = Array.isArray(coding) ? coding.join(',') : coding;
+  return codings.trim().toLowerCase() === 'chunked' ? undefined : denial('upstream.unavailable', 'a transfer coding other than chunked');
 }
 
 /**

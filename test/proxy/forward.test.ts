@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { connect, createServer as createNetServer, type AddressInfo } from 'node:net';
+import { gzipSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
 import { request, type Dispatcher } from 'undici';
 import { rawJson, rawRequest } from '../helpers/raw-http.js';
@@ -941,7 +942,8 @@ tools:
 
     // Each would let the client's connection, kept and reused, read the answer otherwise than the
     // sidecar did (response smuggling), or carry a header split in two: none is passed on.
-    it('answers 502, on a client connection it keeps, an answer framed two ways, a header with a CR or a control character, a status not of three digits', async () => {
+    it('answers 502, on a client connection it keeps, an answer framed two ways, a header with a CR or a control character, a status not of three digits, a transfer coding besides chunked', async () => {
+      const gzipped = gzipSync('{"jsonrpc":"2.0","id":9,"result":{}}');
       const heads = {
         'two lengths': 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 9\r\n\r\n{}',
         'length and chunked': 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n',
@@ -951,6 +953,8 @@ tools:
         'status 099': 'HTTP/1.1 099 Early\r\nContent-Length: 2\r\n\r\n{}',
         'status 1000': 'HTTP/1.1 1000 Big\r\nContent-Length: 2\r\n\r\n{}',
         'no status line': '{"jsonrpc":"2.0","id":9,"result":{}}',
+        // Unchunked by undici, then passed on as if it were the body, still gzip-coded.
+        'a transfer coding besides chunked': `HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n${gzipped.length.toString(16)}\r\n${gzipped.toString('latin1')}\r\n0\r\n\r\n`,
       };
       for (const [what, head] of Object.entries(heads)) {
         const { side, close } = await rawUpstream(() => head);
