@@ -15,7 +15,7 @@ import type { AccessToken, TokenSource } from '../oauth/client-credentials.js';
 import { RENEWAL_HOLD_MS, RenewalHolds } from '../oauth/renewal-holds.js';
 import type { EgressTarget, ServicePolicy } from '../policy/model.js';
 import type { Refuser } from '../respond.js';
-import { transportLayer, type BodyBudget } from '../layers/transport.js';
+import { refusedBeforeBody, transportLayer, type BodyBudget } from '../layers/transport.js';
 import { egressCalls } from './decide.js';
 import { ConnectionCalls, type UnderWay } from '../http/connection-calls.js';
 import { isLoopbackHostname } from '../http/loopback.js';
@@ -284,8 +284,14 @@ export function createEgressServer(deps: EgressDeps): { server: Server; close():
 
   // The Host check is the transport layer's, refused like every other request.
   const server = createServer({ headersTimeout: 30_000, requestTimeout: 60_000, requireHostHeader: false }, (req, res) => void handle(req, res));
-  // As on the inbound port: Node would answer any Expect but 100-continue with a bare 417, and
-  // close a CONNECT without a word, neither counted nor logged.
+  // As on the inbound port: a request the transport layer refuses from its head is refused before
+  // Node's 100 Continue invites its body; Node would answer any Expect but 100-continue with a
+  // bare 417, and close a CONNECT without a word, neither counted nor logged.
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    const refused = refusedBeforeBody(req, deps.policy(), deps.bodyBudget);
+    if (refused === undefined) res.writeContinue();
+    void handle(req, res, refused);
+  });
   server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
     void handle(req, res, denial('transport.expectation_failed', 'only 100-continue is supported', { headers: { connection: 'close' } }));
   });

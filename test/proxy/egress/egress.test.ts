@@ -353,6 +353,27 @@ describe('egress: an agent calls another service through its sidecar, holding no
     assert.equal(wire.requests.length, count, 'nothing left the task');
   });
 
+  // Node answered 100 Continue to every Expect: 100-continue on the egress port, so an agent was
+  // invited to send a body its sidecar then refused unread.
+  it('refuses with Expect: 100-continue, before inviting the body, a body declared over the limit or a wrong type', async () => {
+    const count = wire.requests.length;
+    for (const [head, status, reason] of [
+      ['POST /validator/message HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: 100-continue\r\nContent-Type: application/json\r\nContent-Length: 99000000\r\n\r\n', 413, 'transport.body_too_large'],
+      ['POST /validator/message HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: 100-continue\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n\r\n', 415, 'transport.unsupported_media_type'],
+    ] as const) {
+      const { text, closed } = await rawRequest(orchestrator.egressUrl as string, head);
+      assert.doesNotMatch(text, /100 Continue/, reason);
+      assert.match(text, new RegExp(`^HTTP/1\\.1 ${status} `), reason);
+      assert.equal(rawJson(text).error?.data?.reason, reason);
+      assert.ok(closed, 'closed, the body never read');
+    }
+    assert.equal(wire.requests.length, count, 'nothing left the task');
+    const body = JSON.stringify(rpc('validate_document', { document_id: DOC_ID }));
+    const { text } = await rawRequest(orchestrator.egressUrl as string, `POST /validator/message HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: 100-continue\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`, 3000);
+    assert.match(text, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 /);
+    assert.equal(wire.requests.length, count + 1);
+  });
+
   it('binds the egress listener to loopback only', async () => {
     assert.match(orchestrator.egressUrl ?? '', /^http:\/\/127\.0\.0\.1:/);
     await assert.rejects(startSidecar({ policyFile: shippedPolicyFile('orchestrator'), egressListen: '0.0.0.0:0', clientSecret: 'x', watchPolicy: false, logDestination: new AuditCapture() }), /loopback/);
