@@ -515,12 +515,13 @@ function invalidStatus(status: number): Denial | undefined {
 }
 
 /**
- * An answer the client could not be given as it came: a status that is none (above), or a body in
- * a transfer coding besides chunked (`gzip, chunked`), which undici unchunks and leaves coded: with
- * Transfer-Encoding dropped as hop-by-hop, the client would take the coded bytes for the body.
- * nginx answers such an upstream 502 too ("upstream sent unknown Transfer-Encoding").
+ * An answer that cannot be passed on as it came (the agent's to a client, or an egress target's to
+ * the agent): a status that is none (above), or a body in a transfer coding besides chunked
+ * (`gzip, chunked`), which undici unchunks and leaves coded: with Transfer-Encoding dropped as
+ * hop-by-hop, the client would take the coded bytes for the body. nginx answers such an upstream
+ * 502 too ("upstream sent unknown Transfer-Encoding").
  */
-function invalidAnswer(status: number, headers: IncomingHttpHeaders): Denial | undefined {
+export function invalidAnswer(status: number, headers: IncomingHttpHeaders): Denial | undefined {
   const invalid = invalidStatus(status);
   if (invalid !== undefined) return invalid;
   const coding = headers['transfer-encoding'];

@@ -7,7 +7,7 @@ import { signedHeaders } from '../client/signed-headers.js';
 import { createContext, type Layer, type RequestContext } from '../context.js';
 import { DENIALS, denial, type Denial } from '../denials.js';
 import { refuseClientErrors, writeRawRefusal } from '../http/client-error.js';
-import { endToEndHeaders, upstreamDenial } from '../forward.js';
+import { endToEndHeaders, invalidAnswer, upstreamDenial } from '../forward.js';
 import type { ProofKey } from '../integrity/proof.js';
 import type { AuditLog } from '../observe/audit.js';
 import type { SidecarMetrics } from '../observe/metrics.js';
@@ -270,6 +270,12 @@ export function createEgressServer(deps: EgressDeps): { server: Server; close():
         return refuse(denial('upstream.unavailable', `no access token: ${code}`), target.name, 'no_token');
       }
       return refuse(upstreamDenial(error), target.name);
+    }
+    const invalid = invalidAnswer(response.statusCode, response.headers);
+    if (invalid !== undefined) {
+      // Not read: destroyed, it emits an error that, unheard, would end the process.
+      response.body.on('error', () => undefined).destroy();
+      return refuse(invalid, target.name);
     }
     deps.metrics.egressDuration.observe({ service, target: target.name }, (performance.now() - started) / 1000);
     deps.metrics.egressRequests.inc({ service, target: target.name, outcome: 'forwarded', status: response.statusCode });
