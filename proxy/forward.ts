@@ -6,6 +6,7 @@ import { denial, type Denial } from './denials.js';
 import type { LimitsPolicy } from './policy/model.js';
 import { filterToolsList, wantsToolsFilter } from './mcp-filter.js';
 import { traceHeaders } from './http/trace-context.js';
+import { normaliseIp } from './http/cidr.js';
 import { ConnectionCalls, type UnderWay } from './http/connection-calls.js';
 
 // RFC 9110 §7.6.1 hop-by-hop fields, plus what the sidecar owns or must never pass on.
@@ -469,12 +470,21 @@ function upstreamHeaders(ctx: RequestContext, identityEncoding: boolean): string
   const raw = ctx.req.rawHeaders;
   for (let i = 0; i < raw.length; i += 2) {
     const name = (raw[i] as string).toLowerCase();
-    if (isOwnedOrHopByHop(name, connectionListed) || (name.includes('_') && isOwnedOrHopByHop(name.replaceAll('_', '-'), connectionListed))) continue;
+    if (isOwnedOrHopByHop(name, connectionListed) || (name.includes('_') && isOwnedOrHopByHop(name.replaceAll('_', '-'), connectionListed, true))) continue;
     if (identityEncoding && name === 'accept-encoding') continue;
     const value = raw[i + 1] as string;
     const before = client.get(name);
     // Repeated fields join with ', ' (RFC 9110 §5.3), cookies with '; ' (RFC 6265 §5.4).
     client.set(name, before === undefined ? value : `${before}${name === 'cookie' ? '; ' : ', '}${value}`);
+  }
+  // The peer this sidecar saw ends X-Forwarded-For, as Envoy and Go's ReverseProxy (oauth2-proxy)
+  // append it: an agent's framework that believes its loopback proxy (Rails by default, Express
+  // with 'trust proxy' loopback) takes the right-most entry it does not trust for the client, which
+  // was otherwise whatever the client wrote there.
+  const peer = normaliseIp(ctx.sourceIp);
+  if (peer !== '') {
+    const before = client.get('x-forwarded-for');
+    client.set('x-forwarded-for', before === undefined ? peer : `${before}, ${peer}`);
   }
   for (const [name, value] of client) fields.push(name, value);
   return fields;
@@ -486,8 +496,10 @@ function upstreamHeaders(ctx: RequestContext, identityEncoding: boolean): string
  * to the same variable, so either spelling from a client could stand in for the verified identity
  * (the class of CVE-2025-64484 in oauth2-proxy; nginx and Caddy drop such names outright).
  */
-function isOwnedOrHopByHop(name: string, connectionListed: Set<string> | undefined): boolean {
-  return DROPPED_REQUEST_HEADERS.has(name) || connectionListed?.has(name) === true || name.startsWith('x-ca-a2a-');
+function isOwnedOrHopByHop(name: string, connectionListed: Set<string> | undefined, respelled = false): boolean {
+  // X-Forwarded-For is the client's, but the sidecar ends it (upstreamHeaders): spelled otherwise,
+  // it would be a second one to such an upstream, without the peer the sidecar saw.
+  return DROPPED_REQUEST_HEADERS.has(name) || connectionListed?.has(name) === true || name.startsWith('x-ca-a2a-') || (respelled && name === 'x-forwarded-for');
 }
 
 const PLAIN_CONNECTION = /^\s*(keep-alive|close)\s*$/i;
