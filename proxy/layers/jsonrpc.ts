@@ -44,6 +44,8 @@ export function jsonrpcLayer(policy: ServicePolicy): Layer {
       if (!Array.isArray(value)) {
         const envelope = readEnvelope(value, 0);
         if (!envelope.ok) return denial('jsonrpc.invalid_request', envelope.detail);
+        const respelled = respelledToolMember(envelope.call);
+        if (respelled !== undefined) return denial('jsonrpc.invalid_request', respelled);
         ctx.calls = [envelope.call];
         return undefined;
       }
@@ -53,7 +55,8 @@ export function jsonrpcLayer(policy: ServicePolicy): Layer {
       const calls: RpcCall[] = [];
       for (let index = 0; index < value.length; index++) {
         const envelope = readEnvelope(value[index], index);
-        if (!envelope.ok) return denial('jsonrpc.invalid_request', `batch element ${index}: ${envelope.detail}`, { data: { element: index } });
+        const problem = envelope.ok ? respelledToolMember(envelope.call) : envelope.detail;
+        if (problem !== undefined || !envelope.ok) return denial('jsonrpc.invalid_request', `batch element ${index}: ${problem}`, { data: { element: index } });
         calls.push(envelope.call);
       }
       ctx.calls = calls;
@@ -70,5 +73,26 @@ function readCallTool(ctx: RequestContext, value: unknown): Verdict {
   if (!isToolName(tool)) return denial('jsonrpc.invalid_request', TOOL_NAME_RULE);
   if (args !== undefined && (typeof args !== 'object' || args === null || Array.isArray(args))) return denial('params.invalid', 'arguments must be an object');
   ctx.calls = [toolCall(0, undefined, 'tools/call', { name: tool, arguments: args ?? {} })];
+  return undefined;
+}
+
+/** The members of tools/call params the sidecar reads (the tool) or checks (its arguments, per tool). */
+const TOOL_MEMBERS = new Set(['name', 'arguments', '_meta']);
+
+/**
+ * Why a tools/call's params are ambiguous: a second spelling of `name`, `arguments` or `_meta`
+ * (`Name`, `ARGUMENTS`, `argumentſ` with U+017F). The sidecar authorises `name` and checks
+ * `arguments`; an MCP server on Go's encoding/json (mcp-go) matches keys case-insensitively, with
+ * Unicode folding (ſ is s, K U+212A is k), and keeps the last match, so it would run the tool
+ * and the arguments the respelled member names. Refused whatever the method's params schema says.
+ */
+function respelledToolMember(call: RpcCall): string | undefined {
+  const params = call.params;
+  if (call.method !== 'tools/call' || typeof params !== 'object' || params === null || Array.isArray(params)) return undefined;
+  for (const key in params) {
+    if (TOOL_MEMBERS.has(key)) continue;
+    // toLowerCase maps K (U+212A) to k; ſ (U+017F) is lower case already.
+    if (TOOL_MEMBERS.has(key.toLowerCase().replaceAll('\u017f', 's'))) return `tools/call params member '${key.slice(0, 64)}' is another spelling of one the sidecar reads`;
+  }
   return undefined;
 }

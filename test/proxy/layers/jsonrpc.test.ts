@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { DOC_ID, rpc, startHarness, type Harness } from '../../helpers/harness.js';
+import { DOC_ID, RBAC_FILE, rpc, startHarness, writePolicy, type Harness } from '../../helpers/harness.js';
 
 describe('jsonrpc layer', () => {
   let h: Harness;
@@ -123,5 +123,51 @@ describe('jsonrpc layer: tool names', () => {
     }
     const allowed = await h.call({ jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 's3_list_objects', arguments: { prefix: 'uploads/' } } }, { token, path: '/mcp' });
     assert.equal(allowed.status, 200, 'a served tool still passes');
+  });
+});
+
+// The sidecar authorised params.name and checked params.arguments; an MCP server on Go's
+// encoding/json (mcp-go) matches keys case-insensitively, with Unicode folding, and keeps the last,
+// so {"name":"s3_get_object","Name":"s3_delete_object"} ran the tool the validator is denied,
+// wherever a policy's tools/call has no params schema to refuse the extra member.
+const NO_PARAMS_SCHEMA = `service: respelled-test
+rbac: ${RBAC_FILE}
+upstream: http://127.0.0.1:1
+auth: { issuer: http://placeholder/realms/test, audience: ca-a2a-agents }
+integrity: { dpop: off }
+methods:
+  tools/call: { access: per_tool }
+tools:
+  s3_get_object: {}
+  s3_delete_object: {}
+`;
+
+describe('jsonrpc layer: tools/call params spelled twice', () => {
+  let h: Harness;
+  before(async () => {
+    h = await startHarness({ policyFile: writePolicy(NO_PARAMS_SCHEMA) });
+  });
+  after(() => h.close());
+
+  it('refuses a second spelling of name, arguments or _meta, single or in a batch, never forwarded', async () => {
+    const token = await h.issuer.sign({ realm_access: { roles: ['validator'] } });
+    const allowed = { name: 's3_get_object', arguments: { key: 'uploads/a' } };
+    const count = h.upstream.requests.length;
+    for (const params of [
+      { ...allowed, Name: 's3_delete_object' },
+      { ...allowed, NAME: 's3_delete_object' },
+      { ...allowed, ARGUMENTS: { key: 'archive/b' } },
+      { ...allowed, 'argument\u017f': { key: 'archive/b' } },
+      { ...allowed, _META: {} },
+    ]) {
+      for (const body of [rpc('tools/call', params), [rpc('tools/call', allowed, 1), rpc('tools/call', params, 2)]]) {
+        const res = await h.call(body, { token });
+        assert.equal(res.status, 400, JSON.stringify(body));
+        assert.equal(res.json.error?.data?.reason, 'jsonrpc.invalid_request');
+        assert.match(res.json.error?.message ?? '', /another spelling/);
+      }
+    }
+    assert.equal(h.upstream.requests.length, count, 'never forwarded');
+    assert.equal((await h.call(rpc('tools/call', { ...allowed, _meta: { progressToken: 1 }, other: 1 }), { token })).status, 200, 'other members pass to the schema, if any');
   });
 });
