@@ -70,8 +70,13 @@ export interface RequestContext {
    * (the agent went away, or the next chunk did not come in time): what failed.
    */
   upstreamCutOff: string | undefined;
-  /** Set by the forwarder when the client went away before the agent's status line was passed on. */
+  /** Set when the client went away before the agent's status line was passed on (the forwarder), or before its body was read (bodyLayer). */
   clientLeft: boolean;
+  /**
+   * Sends `100 Continue` to a client that asked for it before sending its body, when the body is
+   * about to be read (bodyLayer), so a caller refused before then is never invited; once only.
+   */
+  invite: (() => void) | undefined;
 }
 
 export function createContext(req: IncomingMessage, policy: ServicePolicy, requestId: string, sourceIp: string, startedAt: number): RequestContext {
@@ -79,7 +84,7 @@ export function createContext(req: IncomingMessage, policy: ServicePolicy, reque
     req, policy, requestId, trace: traceContext(req.headers, requestId), sourceIp, startedAt, clientIp: undefined,
     path: '', query: '', endpoint: undefined, isPublic: false, body: undefined, bodyBytesHeld: 0,
     token: undefined, tokenScheme: undefined, principal: undefined,
-    calls: [], batch: false, proof: undefined, wouldDeny: [], responseHeaders: {}, upstreamCutOff: undefined, clientLeft: false,
+    calls: [], batch: false, proof: undefined, wouldDeny: [], responseHeaders: {}, upstreamCutOff: undefined, clientLeft: false, invite: undefined,
   };
 }
 

@@ -11,7 +11,7 @@ import { replayLayer } from './layers/replay.js';
 import { revocationLayer } from './layers/revocation.js';
 import { shadowLayer, type ShadowDisagreement } from './layers/shadow.js';
 import { routeLayer } from './layers/route.js';
-import { transportLayer, type BodyBudget } from './layers/transport.js';
+import { bodyLayer, transportLayer, type BodyBudget } from './layers/transport.js';
 import type { ServicePolicy } from './policy/model.js';
 import type { RateLimitStore } from './stores/rate-limit.js';
 import type { RevocationSet } from './stores/revocation-set.js';
@@ -46,10 +46,11 @@ export interface PipelineDeps {
  */
 export function buildPipeline(policy: ServicePolicy, deps: PipelineDeps): readonly Layer[] {
   const table: readonly (readonly [Layer | false, string])[] = [
-    [transportLayer(policy, deps.bodyBudget), 'first: nothing may look at a path or body that is not normalised, framed and bounded'],
+    [transportLayer(policy, deps.bodyBudget), 'first: nothing may look at a path or a head that is not normalised, framed and bounded'],
     [routeLayer(policy, deps.revocations), 'public routes leave here and skip every check below; decided on the normalised path only'],
     [authnLayer(policy, { keys: deps.keys, now: deps.now, onVerified: deps.onTokenVerified }), 'every other request needs a verified caller'],
     [revocationLayer(deps.revocations), 'a revoked token is no authentication: checked right after it'],
+    [bodyLayer(policy, deps.bodyBudget), 'read only for a caller authenticated and not revoked: a client without a valid token cannot make the sidecar hold its bytes'],
     [anomalyLayer(policy, { store: deps.tokenSources, now: deps.now, onAnomaly: deps.onAnomaly, onStoreError: deps.onTokenSourceStoreError }), 'needs the verified jti and source; never refuses, so its place cannot change a verdict'],
     [jsonrpcLayer(policy), 'only authenticated callers reach the parser'],
     [integrityLayer(policy, { publicUrls: deps.publicUrls, now: deps.now }), 'proof and body digest before any decision uses the body; after parsing since the mode can be per method; always on, since a key-bound token needs its proof whatever the mode'],

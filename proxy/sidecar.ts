@@ -236,8 +236,11 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   // before Node parses the next request on the connection.
   const closing = new WeakMap<Socket, IncomingMessage>();
 
-  /** Handles a request; `refusal`, when given, is its verdict without running the layers. */
-  const handle = async (req: IncomingMessage, res: ServerResponse, refusal?: Denial): Promise<void> => {
+  /**
+   * Handles a request; `refusal`, when given, is its verdict without running the layers.
+   * `expectsContinue`: the client waits for 100 Continue, sent when its body is about to be read.
+   */
+  const handle = async (req: IncomingMessage, res: ServerResponse, refusal?: Denial, expectsContinue = false): Promise<void> => {
     const closedBy = closing.get(req.socket);
     if (closedBy !== undefined && closedBy !== req) {
       metrics.droppedRequests.inc({ service });
@@ -254,6 +257,12 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
       closing.set(req.socket, req);
     }
     const ctx = createContext(req, current.policy, randomUUID(), req.socket.remoteAddress ?? '', started);
+    if (expectsContinue) {
+      ctx.invite = () => {
+        ctx.invite = undefined;
+        if (!res.headersSent) res.writeContinue();
+      };
+    }
     let outcome = 'forwarded';
     let status = 0;
     try {
@@ -267,6 +276,12 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
       const denied = verdict === FORWARD ? undefined : verdict;
       // A verified caller: authn sets one only for a token presented with the scheme its binding asks.
       if (ctx.principal !== undefined && (denied === undefined || authenticatedDespite(denied))) verified.count++;
+      if (denied !== undefined && ctx.clientLeft) {
+        // Gone while its call was checked: there is no one to refuse, and nothing was sent.
+        outcome = 'client_closed';
+        status = CLIENT_CLOSED;
+        return;
+      }
       if (denied !== undefined) {
         // Refused before its whole body came: close the connection. Node would otherwise keep it
         // for the rest of a body no one reads, and a client stalling it was refused again (408).
@@ -373,13 +388,9 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   // (too many fields, a second Content-Length, a body declared over the limit, the wrong type…) is
   // refused instead, before the client sends its body (Node would answer 100 Continue to every one).
   server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
-    const refused = refusedBeforeBody(req, runtime.policy, bodyBudget);
-    if (refused !== undefined) {
-      void handle(req, res, refused);
-      return;
-    }
-    res.writeContinue();
-    void handle(req, res);
+    // Refused from its head, or later by any layer before the body's (an unknown or revoked
+    // caller): the client is never invited to send a body no one will read.
+    void handle(req, res, refusedBeforeBody(req, runtime.policy, bodyBudget), true);
   });
   // Any other expectation is refused here like every other request, not with Node's bare 417.
   server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {

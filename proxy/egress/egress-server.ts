@@ -15,7 +15,8 @@ import type { AccessToken, TokenSource } from '../oauth/client-credentials.js';
 import { RENEWAL_HOLD_MS, RenewalHolds } from '../oauth/renewal-holds.js';
 import type { EgressTarget, ServicePolicy } from '../policy/model.js';
 import type { Refuser } from '../respond.js';
-import { refusedBeforeBody, transportLayer, type BodyBudget } from '../layers/transport.js';
+import { bodyLayer, refusedBeforeBody, transportLayer, type BodyBudget } from '../layers/transport.js';
+import { runPipeline } from '../pipeline.js';
 import { egressCalls } from './decide.js';
 import { ConnectionCalls, type UnderWay } from '../http/connection-calls.js';
 import { isLoopbackHostname } from '../http/loopback.js';
@@ -135,14 +136,15 @@ export function createEgressServer(deps: EgressDeps): { server: Server; close():
   };
 
   // Built once per policy version, like the inbound pipeline.
-  const transports = new WeakMap<ServicePolicy, Layer>();
-  const transportFor = (policy: ServicePolicy): Layer => {
-    let layer = transports.get(policy);
-    if (!layer) {
-      layer = transportLayer(policy, deps.bodyBudget);
-      transports.set(policy, layer);
+  const transports = new WeakMap<ServicePolicy, readonly Layer[]>();
+  const transportFor = (policy: ServicePolicy): readonly Layer[] => {
+    let layers = transports.get(policy);
+    if (!layers) {
+      // The agent beside it is the only caller: its body is read at once, as its head is checked.
+      layers = [transportLayer(policy, deps.bodyBudget), bodyLayer(policy, deps.bodyBudget)];
+      transports.set(policy, layers);
     }
-    return layer;
+    return layers;
   };
 
   const renewalHolds = new RenewalHolds();
@@ -191,7 +193,7 @@ export function createEgressServer(deps: EgressDeps): { server: Server; close():
     const refuse = (refusal: Denial, target: string, outcome: 'refused' | 'no_token' = 'refused'): void => refuseWith(ctx, res, refusal, target, outcome);
     if (refusal !== undefined) return refuse(refusal, 'none');
     const egress = policy.egress;
-    const transport = await transportFor(policy).check(ctx);
+    const transport = await runPipeline(transportFor(policy), ctx);
     if (transport !== undefined && typeof transport === 'object') return refuse(cutOffBy(req) ?? transport, 'none');
     if (!isLoopbackHost(req.headers.host)) return refuse(denial('authz.egress_denied', 'the Host header must name a loopback address (127.0.0.1, localhost or [::1])'), 'none');
     const slash = ctx.path.indexOf('/', 1);

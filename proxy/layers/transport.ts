@@ -39,16 +39,16 @@ const JSON_TYPE = /^application\/json\s*(;\s*charset\s*=\s*"?utf-8"?\s*)?$/i;
 /**
  * Layer 1, transport: the request must be well-framed, bounded and addressed by a normal path
  * before anything else looks at it. Node's parser already refuses most smuggling shapes (see
- * sidecar.ts clientError); these checks hold even if that ever changes.
+ * sidecar.ts clientError); these checks hold even if that ever changes. Decided on the head
+ * alone: the body is read by bodyLayer, once the caller is known.
  */
 export function transportLayer(policy: ServicePolicy, budget: BodyBudget): Layer {
-  const maxBody = policy.limits.maxBodyBytes;
   // Behind trusted proxies (a load balancer): the client they forwarded for, for the audit lines
   // and the anomaly check, resolved once here.
   const isTrusted = policy.anomaly.trustedProxies.length > 0 ? compileCidrs(policy.anomaly.trustedProxies) : undefined;
   return {
     name: 'transport',
-    async check(ctx: RequestContext): Promise<Verdict> {
+    check(ctx: RequestContext): Verdict {
       const req = ctx.req;
       if (isTrusted !== undefined) {
         const client = sourceAddress(ctx.sourceIp, req.headers['x-forwarded-for'], isTrusted);
@@ -58,11 +58,31 @@ export function transportLayer(policy: ServicePolicy, budget: BodyBudget): Layer
       if (!target) return denial('transport.bad_path');
       ctx.path = target.path;
       ctx.query = target.query;
+      return headRefusal(req, policy, budget);
+    },
+  };
+}
 
-      const refused = headRefusal(req, policy, budget);
-      if (refused) return refused;
-      const method = req.method;
-      if (method === 'GET' || method === 'HEAD') return undefined;
+/**
+ * The body of a POST, read whole within limits.max_body_bytes and the process's budget. Inbound it
+ * runs once the caller is authenticated and not revoked: a client with no valid token cannot make
+ * the sidecar hold its bytes (and, sending `Expect: 100-continue`, is refused before it is invited
+ * to send them, RequestContext.invite). GET and HEAD carry none (the transport layer refuses one that does).
+ */
+export function bodyLayer(policy: ServicePolicy, budget: BodyBudget): Layer {
+  const maxBody = policy.limits.maxBodyBytes;
+  return {
+    name: 'body',
+    async check(ctx: RequestContext): Promise<Verdict> {
+      const req = ctx.req;
+      if (req.method === 'GET' || req.method === 'HEAD') return undefined;
+      // Gone while the caller was checked: what it sent went with it (a body not read before its
+      // socket closed is dropped, and would never end).
+      if (req.socket.destroyed) {
+        ctx.clientLeft = true;
+        return denial('transport.bad_framing', 'the client left before its body was read', CLOSE);
+      }
+      ctx.invite?.();
       const body = await readBody(req, maxBody, budget, policy);
       if (body === 'too_large') return denial('transport.body_too_large', `limit is ${maxBody} bytes`, CLOSE);
       if (body === 'overloaded') return overloaded();

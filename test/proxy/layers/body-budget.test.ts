@@ -75,6 +75,38 @@ describe('limits.max_buffered_body_bytes: the request bodies the sidecar holds a
     assert.equal(await h.metric('ca_a2a_buffered_body_bytes'), 0);
   });
 
+  // The body is read once the caller is authenticated and not revoked: before, clients with no
+  // token each holding a body short of its end kept every verified call out with 503s.
+  it('holds no body of a caller without a valid token: refused from its head, never invited to send it', async () => {
+    const chunk = 'x'.repeat(700);
+    const unfinished = (authorization: string): string =>
+      `POST /message HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n${authorization}Transfer-Encoding: chunked\r\n\r\n${chunk.length.toString(16)}\r\n${chunk}\r\n`;
+    const audited = h.audit.events('authentication_failure').length;
+    const anonymous = await Promise.all([
+      rawRequest(h.sidecar.url, unfinished('')),
+      rawRequest(h.sidecar.url, unfinished('Authorization: Bearer not.a-token.at-all\r\n')),
+    ]);
+    for (const { text, closed } of anonymous) {
+      assert.match(text, /^HTTP\/1\.1 401 /);
+      assert.equal(rawJson(text).error?.code, -32010);
+      assert.ok(closed, 'the connection closes: its body is never read');
+    }
+    assert.deepEqual(h.audit.events('authentication_failure').slice(audited).map((line) => line.code).sort(), ['authn.token_malformed', 'authn.token_missing']);
+    assert.equal(await h.metric('ca_a2a_buffered_body_bytes'), 0);
+
+    // Waiting for 100 Continue with no token: a 401, and no invitation to send the body.
+    const expecting = await rawRequest(h.sidecar.url, 'POST /message HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 800\r\nExpect: 100-continue\r\n\r\n');
+    assert.match(expecting.text, /^HTTP\/1\.1 401 /);
+    assert.doesNotMatch(expecting.text, /100 Continue/);
+
+    // A verified caller waiting for it is invited, and served.
+    const invited = await rawRequest(h.sidecar.url, `POST /message HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nAuthorization: Bearer ${token}\r\nContent-Length: 800\r\nExpect: 100-continue\r\n\r\n`, 500);
+    assert.match(invited.text, /^HTTP\/1\.1 100 Continue\r\n\r\n$/);
+    const count = h.upstream.requests.length;
+    assert.equal((await h.call(body(), { token })).status, 200);
+    assert.equal(h.upstream.requests.length, count + 1);
+  });
+
   it('refuses, at load, a budget smaller than one request of the largest size allowed; unset, it is 64 MiB or max_body_bytes when larger', () => {
     assert.equal(loadPolicy(policy('{}')).limits.maxBufferedBodyBytes, 64 * 1024 * 1024);
     // A policy written before the budget existed, with bodies over 64 MiB, still loads.

@@ -192,8 +192,9 @@ methods:
     assert.equal(await h.metric('ca_a2a_in_flight_requests'), 0);
   }
 
-  // Node's parser gives up on these while the transport layer is still reading the body; the
-  // parser's refusal is the request's one refusal, not followed by a second for the cut body.
+  // Node's parser gives up on these while the sidecar is still reading the body (an authenticated
+  // caller's: no other body is read); the parser's refusal is the request's one refusal, not
+  // followed by a second for the cut body.
   for (const [name, reason, payload] of [
     ['a body that stops coming in time', 'transport.timeout', 'Content-Length: 100\r\n\r\n{"jsonrpc"'],
     ['a chunked body with a malformed chunk', 'transport.bad_framing', 'Transfer-Encoding: chunked\r\n\r\n5\r\n{"jso\r\nzz\r\n'],
@@ -204,7 +205,7 @@ methods:
       const status = reason === 'transport.timeout' ? '408' : '400';
       const refused = await h.metric('ca_a2a_requests_total', { outcome: 'refused', status });
       const lines = h.audit.events('transport_rejected').length;
-      const { text, closed } = await rawRequest(h.sidecar.url, `POST /message HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n${payload}`, 5000);
+      const { text, closed } = await rawRequest(h.sidecar.url, `POST /message HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\n${payload}`, 5000);
       assert.ok(closed);
       assert.match(text, new RegExp(`^HTTP/1\\.1 ${status} `));
       assert.equal(rawJson(text).error?.data?.reason, reason);
