@@ -9,17 +9,27 @@ import { createLogger } from '../observe/logger.js';
 import { openRevocationBackend, storeOptionsFromEnv } from '../stores/backends.js';
 import { redisReady } from '../stores/redis.js';
 import { Revoker, type RevokeRequest } from '../stores/revoker.js';
+import { setUpRevocationDatabase } from '../stores/revocation-schema.js';
 import { auditRevocation } from '../stores/sidecar-stores.js';
+import { openSqlClient } from '../stores/sql/sql-client.js';
 
 const HELP = `usage: ca-a2a revoke jti JTI --reason R [--expires-at ISO8601] [--by NAME]
        ca-a2a revoke subject SUB --reason R [--by NAME]
        ca-a2a revoke before ISO8601 --reason R [--by NAME]
+       ca-a2a revoke migrate
 
   jti        one token (kept until --expires-at, the token's exp, else the max token lifetime;
              --expires-at is for jti only)
   subject    every token of that sub issued at or before now (logout)
   before     every token issued at or before the time (key rotation, incident)
   --by NAME  recorded as revoked_by (default: the OS user)
+  migrate    creates or migrates the revocation tables in DATABASE_URL, whose role must be
+             allowed to create them (the writer's: the admin API's); with
+             CA_A2A_REVOCATIONS_READER_URL, also makes that URL's user a login role with that
+             URL's password and SELECT on the tables sidecars read, nothing else: sidecars run
+             on that URL, and one whose tables are not migrated is not ready (refuses every
+             request) until this has run. Exit 0 when done, 1 when it could not be, 2 without
+             DATABASE_URL.
 
 Writes through the same code as the admin API. Exit 0 once the revocation is durable in
 DATABASE_URL, then pushed to every sidecar through REDIS_URL. Exit 1 when it could not be
@@ -54,6 +64,10 @@ export async function revokeCommand(argv: string[]): Promise<number> {
     return 0;
   }
   const [kind, value, ...extra] = positionals;
+  if (kind === 'migrate') {
+    if (value !== undefined || values.reason !== undefined || values.by !== undefined || values['expires-at'] !== undefined) return usage('migrate takes no value and no option');
+    return migrateCommand();
+  }
   if (extra.length > 0 || value === undefined) return usage('give a kind (jti, subject, before) and one value');
   if (!values.reason) return usage('--reason is required');
   // A subject or before rule is kept for the longest token lifetime and has no expiry to give:
@@ -132,6 +146,26 @@ export async function revokeCommand(argv: string[]): Promise<number> {
     return 0;
   } finally {
     await backend.close().catch(() => undefined);
+  }
+}
+
+/** `ca-a2a revoke migrate`: the writer's schema, and the sidecars' read-only role. */
+async function migrateCommand(): Promise<number> {
+  const databaseUrl = process.env.DATABASE_URL || undefined;
+  if (databaseUrl === undefined) return usage('migrate needs DATABASE_URL: the revocations database, as its owner');
+  let sql;
+  try {
+    sql = await openSqlClient({ databaseUrl, pool: { min: 0, max: 1, connectionTimeoutMs: 10_000, applicationName: 'ca-a2a-migrate' } });
+    const result = await setUpRevocationDatabase(sql, { readerUrl: process.env.CA_A2A_REVOCATIONS_READER_URL || undefined });
+    const applied = result.applied.length === 0 ? 'revocation tables current' : `revocation migrations applied: ${result.applied.join(', ')}`;
+    const reader = result.reader === undefined ? '' : `; read-only role ${result.reader.role} ${result.reader.created ? 'created' : 'updated'}`;
+    process.stdout.write(`${applied}${reader} in ${redactUrl(databaseUrl)}\n`);
+    return 0;
+  } catch (error) {
+    process.stderr.write(`ca-a2a revoke migrate: ${describe(error)}\n`);
+    return 1;
+  } finally {
+    await sql?.close().catch(() => undefined);
   }
 }
 

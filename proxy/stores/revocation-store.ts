@@ -1,6 +1,6 @@
 import type { Revocation } from './revocation-set.js';
-import { migrate } from './sql/migrate.js';
-import type { SqlClient } from './sql/sql-client.js';
+import { listMigrations, migrate } from './sql/migrate.js';
+import type { SqlClient, SqlQueryable } from './sql/sql-client.js';
 import { projectPath } from '../paths.js';
 
 /** A revocation with who made it and why, as listed by the admin API. Times in epoch seconds. */
@@ -108,15 +108,69 @@ const SELECT_ACTIVE = `
          extract(epoch FROM expires_at)::float8
     FROM revocation_rules WHERE expires_at > to_timestamp($1)`;
 
+/** The migration set of the revocation tables in `schema_migrations`. */
+export const REVOCATION_MIGRATION_SET = 'sidecar';
+
 /**
- * PostgreSQL (pg Pool) or PGlite, through the shared SqlClient. The schema is created by the
- * versioned migrations of set 'sidecar' on first use, retried on the next call if the database
- * was down, so a sidecar started before PostgreSQL comes up converges without a restart.
+ * The tables a sidecar reads (SELECT, nothing else): what `ca-a2a revoke migrate` grants a
+ * read-only role. A migration adding a table the sidecar reads adds it here.
+ */
+export const REVOCATION_READ_TABLES = ['revoked_tokens', 'revocation_rules', 'schema_migrations'] as const;
+
+/**
+ * The revocation tables are not (all) there and this role may not create them: a sidecar on a
+ * read-only role waits for the writer's migration. Its store is not loaded until then, so the
+ * sidecar is not ready and refuses every request (fail closed).
+ */
+export class RevocationSchemaMissingError extends Error {
+  readonly code = 'REVOCATION_SCHEMA_MISSING';
+
+  constructor(pending: readonly number[], cause: unknown) {
+    super(`the revocation tables are not migrated (set '${REVOCATION_MIGRATION_SET}' lacks version ${pending.join(', ')}) and this DATABASE_URL's role may not create them: `
+      + "run 'ca-a2a revoke migrate' with the database owner's DATABASE_URL (in deploy/cdk, the admin task's revocations-migrate container does at each start)", { cause });
+    this.name = 'RevocationSchemaMissingError';
+  }
+}
+
+/** A write asked of a store whose role may only read. */
+export class RevocationStoreReadOnlyError extends Error {
+  readonly code = 'REVOCATION_STORE_READ_ONLY';
+
+  constructor() {
+    super("this DATABASE_URL's role may only read revocations: revoke through the admin API or 'ca-a2a revoke' (a sidecar whose policy sets anomaly.auto_revoke needs a role that may write)");
+    this.name = 'RevocationStoreReadOnlyError';
+  }
+}
+
+/** The revocation migrations not yet applied to the client's database (all of them when it has none). */
+export async function pendingRevocationMigrations(client: SqlQueryable): Promise<number[]> {
+  const files = await listMigrations(REVOCATION_MIGRATIONS_DIR);
+  let applied: Set<number>;
+  try {
+    const rows = await client.query<{ version: number }>('SELECT version FROM schema_migrations WHERE set_name = $1', [REVOCATION_MIGRATION_SET]);
+    applied = new Set(rows.rows.map((row) => Number(row.version)));
+  } catch (error) {
+    // 42P01 undefined_table: a database nothing was ever migrated in.
+    if ((error as { code?: unknown }).code !== '42P01') throw error;
+    applied = new Set();
+  }
+  return files.map((file) => file.version).filter((version) => !applied.has(version));
+}
+
+/**
+ * PostgreSQL (pg Pool) or PGlite, through the shared SqlClient. On first use the store checks
+ * the schema: current, it only reads which writes its role may make; behind, it applies the
+ * versioned migrations of set 'sidecar' (retried on the next call if the database was down, so a
+ * sidecar started before PostgreSQL comes up converges without a restart). A role that may only
+ * read (the sidecars' in deploy/cdk) therefore runs no DDL, fails with
+ * {@link RevocationSchemaMissingError} while the schema is behind, never deletes expired rows (the
+ * writer's `add` does) and refuses `add` with {@link RevocationStoreReadOnlyError}.
  */
 export class SqlRevocationStore implements RevocationStore {
   readonly #client: SqlClient;
   readonly #ownsClient: boolean;
   #migrated: Promise<void> | undefined;
+  #writable = false;
 
   constructor(client: SqlClient, options: { ownsClient: boolean }) {
     this.#client = client;
@@ -124,23 +178,44 @@ export class SqlRevocationStore implements RevocationStore {
   }
 
   #ready(): Promise<void> {
-    this.#migrated ??= migrate(this.#client, { set: 'sidecar', dir: REVOCATION_MIGRATIONS_DIR }).then(() => undefined, (error: unknown) => {
+    this.#migrated ??= this.#prepare().then(() => undefined, (error: unknown) => {
       this.#migrated = undefined;
       throw error;
     });
     return this.#migrated;
   }
 
+  async #prepare(): Promise<void> {
+    // Checked before migrate(), whose first statement (CREATE TABLE IF NOT EXISTS) needs CREATE on
+    // the schema even when the table exists: a read-only role would never get past it.
+    const pending = await pendingRevocationMigrations(this.#client);
+    if (pending.length > 0) {
+      try {
+        await migrate(this.#client, { set: REVOCATION_MIGRATION_SET, dir: REVOCATION_MIGRATIONS_DIR });
+      } catch (error) {
+        // 42501 insufficient_privilege: a role meant to read only.
+        if ((error as { code?: unknown }).code === '42501') throw new RevocationSchemaMissingError(pending, error);
+        throw error;
+      }
+    }
+    const may = await this.#client.query<{ writable: boolean }>(
+      `SELECT has_table_privilege('revoked_tokens', 'INSERT') AND has_table_privilege('revoked_tokens', 'DELETE')
+          AND has_table_privilege('revocation_rules', 'INSERT') AND has_table_privilege('revocation_rules', 'DELETE') AS writable`,
+    );
+    this.#writable = may.rows[0]?.writable === true;
+  }
+
   async add(record: RevocationRecord): Promise<AddResult> {
     await this.#ready();
+    if (!this.#writable) throw new RevocationStoreReadOnlyError();
     const r = record.revocation;
     if (r.kind === 'jti') {
-      // A row already expired (deleteExpired has not run yet) is gone first, so it counts as absent.
+      // Rows already expired are gone first (so a jti whose revocation expired counts as absent).
       // Revoked again while in force: the row keeps its who, when and why, and the later expiry
       // (the row is always returned, so the one kept is known). xmax is 0 on the row version an
       // INSERT made.
       const res = await this.#client.transaction(async (tx) => {
-        await tx.query('DELETE FROM revoked_tokens WHERE jti = $1 AND expires_at <= to_timestamp($2)', [r.jti, record.revokedAt]);
+        await deleteExpiredRows(tx, record.revokedAt);
         return tx.query<{ inserted: boolean; ours: boolean } & Pick<Row, 'revoked_at' | 'revoked_by' | 'reason' | 'expires_at'>>(
           `INSERT INTO revoked_tokens (jti, revoked_at, revoked_by, reason, expires_at)
            VALUES ($1, to_timestamp($2), $3, $4, to_timestamp($5))
@@ -158,11 +233,14 @@ export class SqlRevocationStore implements RevocationStore {
       const revocation = row.ours ? r : { ...r, expiresAt: Number(row.expires_at) };
       return { created: false, record: { revocation, revokedAt: Number(row.revoked_at), revokedBy: row.revoked_by, reason: row.reason ?? undefined } };
     }
-    await this.#client.query(
-      `INSERT INTO revocation_rules (kind, subject, revoked_at, recorded_at, revoked_by, reason, expires_at)
-       VALUES ($1, $2, to_timestamp($3), to_timestamp($4), $5, $6, to_timestamp($7))`,
-      [r.kind, r.kind === 'subject' ? r.subject : null, r.revokedAt, record.revokedAt, record.revokedBy, record.reason ?? null, r.expiresAt],
-    );
+    await this.#client.transaction(async (tx) => {
+      await deleteExpiredRows(tx, record.revokedAt);
+      await tx.query(
+        `INSERT INTO revocation_rules (kind, subject, revoked_at, recorded_at, revoked_by, reason, expires_at)
+         VALUES ($1, $2, to_timestamp($3), to_timestamp($4), $5, $6, to_timestamp($7))`,
+        [r.kind, r.kind === 'subject' ? r.subject : null, r.revokedAt, record.revokedAt, record.revokedBy, record.reason ?? null, r.expiresAt],
+      );
+    });
     return { created: true, record };
   }
 
@@ -177,18 +255,27 @@ export class SqlRevocationStore implements RevocationStore {
     return rows.rows.map(toRecord);
   }
 
+  /** A role that may only read deletes nothing (resolves 0): expired rows are the writer's to delete. */
   async deleteExpired(nowSeconds: number): Promise<number> {
     await this.#ready();
-    return this.#client.transaction(async (tx) => {
-      const tokens = await tx.query('DELETE FROM revoked_tokens WHERE expires_at <= to_timestamp($1) RETURNING 1', [nowSeconds]);
-      const rules = await tx.query('DELETE FROM revocation_rules WHERE expires_at <= to_timestamp($1) RETURNING 1', [nowSeconds]);
-      return tokens.rows.length + rules.rows.length;
-    });
+    if (!this.#writable) return 0;
+    return this.#client.transaction((tx) => deleteExpiredRows(tx, nowSeconds));
   }
 
   async close(): Promise<void> {
     if (this.#ownsClient) await this.#client.close();
   }
+}
+
+/**
+ * Deletes the rows of both tables whose tokens have all expired; resolves to how many. Run by
+ * every write too: sidecars on a read-only role never delete, so the writer keeps the tables to
+ * what is in force (and what expired since the last revocation).
+ */
+async function deleteExpiredRows(tx: SqlQueryable, nowSeconds: number): Promise<number> {
+  const tokens = await tx.query('DELETE FROM revoked_tokens WHERE expires_at <= to_timestamp($1) RETURNING 1', [nowSeconds]);
+  const rules = await tx.query('DELETE FROM revocation_rules WHERE expires_at <= to_timestamp($1) RETURNING 1', [nowSeconds]);
+  return tokens.rows.length + rules.rows.length;
 }
 
 function toRecord(row: Row): RevocationRecord {
