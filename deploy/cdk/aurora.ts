@@ -63,18 +63,37 @@ export class AuroraPostgres extends Construct {
 }
 
 /**
+ * A login role of `db` that is not its master user, with a generated password: the secret holds
+ * `postgres://role:password@host:port/db?sslmode=verify-full`. CloudFormation creates neither the
+ * role nor its grants; whoever owns the schema does, from this very URL (for the revocations
+ * database, `ca-a2a revoke migrate` in the admin task).
+ */
+export function roleUrlSecret(scope: Construct, id: string, db: AuroraPostgres, role: string, purpose: string): secretsmanager.Secret {
+  const password = new secretsmanager.Secret(scope, `${id}Password`, {
+    description: `password of ${role} on ${db.databaseName}`,
+    generateSecretString: { passwordLength: 40, excludeCharacters: URL_UNSAFE },
+  });
+  return urlSecret(scope, id, db, role, password.secretValue.unsafeUnwrap(), purpose);
+}
+
+/**
  * A secret holding `postgres://user:password@host:port/db?sslmode=verify-full` for DATABASE_URL.
  * CloudFormation resolves the dynamic reference when it writes the secret; the template only
  * ever holds the reference, never the password.
  */
 export function databaseUrlSecret(scope: Construct, id: string, db: AuroraPostgres): secretsmanager.Secret {
+  return urlSecret(scope, id, db, db.username, db.credentials.secretValueFromJson('password').unsafeUnwrap(), db.databaseName);
+}
+
+function urlSecret(scope: Construct, id: string, db: AuroraPostgres, user: string, password: string, purpose: string): secretsmanager.Secret {
+  // The cluster (writer) endpoint, also for a role that only reads: a sidecar loading from a
+  // lagging replica could miss a revocation acknowledged just before, whose push it also missed.
   const endpoint = db.cluster.clusterEndpoint;
   return new secretsmanager.Secret(scope, id, {
-    description: `DATABASE_URL for ${db.databaseName}`,
+    description: `DATABASE_URL for ${purpose}`,
     secretStringValue: SecretValue.unsafePlainText(
       Fn.join('', [
-        `postgres://${db.username}:`,
-        db.credentials.secretValueFromJson('password').unsafeUnwrap(),
+        `postgres://${user}:`, password,
         '@', endpoint.hostname, ':', Token.asString(endpoint.port), `/${db.databaseName}?sslmode=verify-full`,
       ]),
     ),

@@ -4,7 +4,7 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
-import { AuroraPostgres, databaseUrlSecret } from './aurora.js';
+import { AuroraPostgres, databaseUrlSecret, roleUrlSecret } from './aurora.js';
 import { Redis } from './redis.js';
 
 /**
@@ -13,6 +13,9 @@ import { Redis } from './redis.js';
  */
 export const CLIENTS = ['orchestrator', 'extractor', 'validator', 'archivist', 'admin', 'lambda', 'viewer', 'document-processor'] as const;
 export type ClientName = (typeof CLIENTS)[number];
+
+/** The sidecars' role on the revocations database: SELECT on its tables (ca-a2a revoke migrate creates it). */
+export const REVOCATIONS_READER = 'revocations_reader';
 
 export interface DataProps {
   readonly vpc: ec2.IVpc;
@@ -40,8 +43,10 @@ export class Data extends Construct {
   readonly keycloakDb: AuroraPostgres;
   /** Durable token revocations: read by every sidecar, written by the admin API; holds no documents. */
   readonly revocationsDb: AuroraPostgres;
-  /** DATABASE_URL of the sidecars and the admin API. */
+  /** DATABASE_URL of the admin API and its migrate step: the master user, who owns the tables. */
   readonly revocationsDbUrl: secretsmanager.Secret;
+  /** DATABASE_URL of every sidecar: {@link REVOCATIONS_READER}, which may only SELECT. */
+  readonly revocationsReaderUrl: secretsmanager.Secret;
   readonly redis: Redis;
   readonly clientSecrets: Readonly<Record<ClientName, secretsmanager.Secret>>;
 
@@ -101,6 +106,7 @@ export class Data extends Construct {
       username: 'revocations',
     });
     this.revocationsDbUrl = databaseUrlSecret(this, 'RevocationsDbUrl', this.revocationsDb);
+    this.revocationsReaderUrl = roleUrlSecret(this, 'RevocationsDbReaderUrl', this.revocationsDb, REVOCATIONS_READER, 'revocations, read-only (the sidecars)');
     this.redis = new Redis(this, 'Redis', {
       vpc: props.vpc,
       securityGroup: props.redisSecurityGroup,

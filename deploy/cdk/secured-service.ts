@@ -20,6 +20,11 @@ export interface UpstreamSpec {
   readonly command: readonly string[];
   readonly environment?: Readonly<Record<string, string>>;
   readonly secrets?: Readonly<Record<string, ecs.Secret>>;
+  /**
+   * A one-shot container of the same image run to completion before the upstream starts (the
+   * admin API's schema migration); the upstream does not start if it fails.
+   */
+  readonly before?: { readonly name: string; readonly command: readonly string[]; readonly secrets: Readonly<Record<string, ecs.Secret>> };
 }
 
 export interface SecuredServiceProps {
@@ -84,6 +89,22 @@ export class SecuredService extends Construct {
       healthCheck: httpHealthCheck(`http://127.0.0.1:${UPSTREAM_PORT}/health`),
     });
     addScratch(this.taskDefinition, this.upstream, 'upstream-tmp');
+    const before = props.upstream.before;
+    if (before !== undefined) {
+      const step = this.taskDefinition.addContainer(before.name, {
+        image: props.image,
+        command: [...before.command],
+        essential: false,
+        user: APP_USER,
+        readonlyRootFilesystem: true,
+        privileged: false,
+        linuxParameters: hardenedLinux(this, 'BeforeLinux'),
+        environment: { NODE_ENV: 'production' },
+        secrets: { ...before.secrets },
+        logging: appLogs(logGroup, before.name),
+      });
+      this.upstream.addContainerDependencies({ container: step, condition: ecs.ContainerDependencyCondition.SUCCESS });
+    }
 
     const sidecarArgs = [
       'sidecar',

@@ -78,6 +78,7 @@ export class CaA2aStack extends Stack {
     );
     const redisUrl = ecs.Secret.fromSecretsManager(data.redis.urlSecret);
     const revocationsDbUrl = ecs.Secret.fromSecretsManager(data.revocationsDbUrl);
+    const revocationsReaderUrl = ecs.Secret.fromSecretsManager(data.revocationsReaderUrl);
     const clientSecret = (name: keyof typeof data.clientSecrets): ecs.Secret => ecs.Secret.fromSecretsManager(data.clientSecrets[name]);
 
     // Each agent's card (GET /.well-known/agent-card.json) names the issuer as its security scheme.
@@ -110,6 +111,14 @@ export class CaA2aStack extends Stack {
         command: ['admin-api', '--listen', UPSTREAM_LISTEN],
         // Writes revocations durably, then pushes them to every sidecar through Redis.
         secrets: { DATABASE_URL: revocationsDbUrl, REDIS_URL: redisUrl },
+        // The tables' owner migrates them and keeps the sidecars' read-only role (its password
+        // from the reader URL's secret, SELECT only) at every start of an admin task, before the
+        // API starts. Sidecars started earlier are not ready until it has run (docs/deploy.md).
+        before: {
+          name: 'revocations-migrate',
+          command: ['revoke', 'migrate'],
+          secrets: { DATABASE_URL: revocationsDbUrl, CA_A2A_REVOCATIONS_READER_URL: revocationsReaderUrl },
+        },
       },
     };
 
@@ -132,7 +141,8 @@ export class CaA2aStack extends Stack {
         upstream: upstreams[service],
         sidecarSecrets: {
           REDIS_URL: redisUrl,
-          DATABASE_URL: revocationsDbUrl,
+          // Sidecars only read revocations: SELECT, no DDL, no writes (the admin API writes).
+          DATABASE_URL: revocationsReaderUrl,
           // Only the egress listener asks for tokens: a sidecar without it never holds a client secret.
           ...(extra.egress && service !== 'mcp' ? { CA_A2A_CLIENT_SECRET: clientSecret(service) } : {}),
         },

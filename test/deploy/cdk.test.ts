@@ -158,9 +158,12 @@ describe('deploy/cdk stack', () => {
       for (const service of SECURED) {
         const task = tasks.get(`ca-a2a-${service}`);
         assert.ok(task, service);
-        assert.equal(task.containers.length, 2, service);
-        const sidecar = task.containers.find((c) => c.Name === 'sidecar');
-        const upstream = task.containers.find((c) => c.Name !== 'sidecar');
+        // The admin task also runs its one-shot revocations-migrate before the API (its own test below).
+        const running = task.containers.filter((c) => c.Essential !== false);
+        assert.equal(running.length, 2, service);
+        assert.equal(task.containers.length, service === 'admin' ? 3 : 2, service);
+        const sidecar = running.find((c) => c.Name === 'sidecar');
+        const upstream = running.find((c) => c.Name !== 'sidecar');
         assert.ok(sidecar && upstream, service);
 
         assert.equal(upstream.PortMappings, undefined, `${service} upstream publishes no port`);
@@ -207,7 +210,8 @@ describe('deploy/cdk stack', () => {
           checked++;
         }
       }
-      assert.equal(checked, 2 * SECURED.length);
+      // The sidecar and its upstream in each secured task, and the admin task's revocations-migrate.
+      assert.equal(checked, 2 * SECURED.length + 1);
     });
 
     it('harden every container: read-only root, non-root user, unprivileged, all capabilities dropped, CloudWatch logs', () => {
@@ -286,8 +290,9 @@ describe('deploy/cdk stack', () => {
           assert.deepEqual(modeOf(c.LogConfiguration?.Options), ours(c) ? blocking : nonBlocking, `${family}/${c.Name}`);
         }
       }
-      // The sidecar and its upstream in each secured task, Keycloak, the collector and its scratch opener.
-      assert.equal(containers, 2 * SECURED.length + 3);
+      // The sidecar and its upstream in each secured task, the admin task's revocations-migrate,
+      // Keycloak, the collector and its scratch opener.
+      assert.equal(containers, 2 * SECURED.length + 4);
       const proxies = ofType(resources, 'AWS::ECS::Service').flatMap(([, service]) => {
         const connect = props(service)['ServiceConnectConfiguration'] as { LogConfiguration?: { Options?: Record<string, unknown> } } | undefined;
         return connect === undefined ? [] : [[props(service)['ServiceName'], modeOf(connect.LogConfiguration?.Options)]];
@@ -312,12 +317,13 @@ describe('deploy/cdk stack', () => {
       for (const agent of AGENTS) assert.deepEqual(secretsOf(`ca-a2a-${agent}`, 'sidecar'), ['CA_A2A_CLIENT_SECRET', 'DATABASE_URL', 'REDIS_URL']);
       assert.deepEqual(secretsOf('ca-a2a-admin', 'sidecar'), ['DATABASE_URL', 'REDIS_URL']);
       assert.deepEqual(secretsOf('ca-a2a-admin', 'admin-api'), ['DATABASE_URL', 'REDIS_URL']);
+      assert.deepEqual(secretsOf('ca-a2a-admin', 'revocations-migrate'), ['CA_A2A_REVOCATIONS_READER_URL', 'DATABASE_URL']);
       assert.deepEqual(secretsOf('ca-a2a-mcp', 'sidecar'), ['DATABASE_URL', 'REDIS_URL']);
       assert.deepEqual(secretsOf('ca-a2a-mcp', 'mcp-gateway'), ['DATABASE_URL']);
       // Same variable, different databases: the sidecar's is the revocations cluster, never documents.
       const databaseSecret = (family: string, container: string): string =>
         JSON.stringify(tasks.get(family)?.containers.find((c) => c.Name === container)?.Secrets?.find((secret) => secret.Name === 'DATABASE_URL')?.ValueFrom);
-      assert.match(databaseSecret('ca-a2a-mcp', 'sidecar'), /RevocationsDbUrl/);
+      assert.match(databaseSecret('ca-a2a-mcp', 'sidecar'), /RevocationsDbReaderUrl/);
       assert.match(databaseSecret('ca-a2a-mcp', 'mcp-gateway'), /DocumentsDbUrl/);
       assert.ok(secretsOf('ca-a2a-keycloak', 'keycloak').includes('KC_DB_PASSWORD'));
       // Keycloak's realm import substitutes ${CA_A2A_CLIENT_SECRET_*}: each one must be injected.
@@ -641,6 +647,34 @@ describe('deploy/cdk stack', () => {
       const roles = rolesTouching(bucketOrKey);
       const mcpTaskRole = referencedId(props(taskDefinitions(resources).get('ca-a2a-mcp')?.resource ?? { Type: '' })['TaskRoleArn']);
       assert.deepEqual([...roles], [mcpTaskRole]);
+    });
+
+    it('gives every sidecar the revocations database as revocations_reader, and its owner\'s URL only to the admin API and the migrate step that runs before it', () => {
+      const tasks = taskDefinitions(resources);
+      const secretOf = (family: string, container: string, name: string): string | undefined =>
+        referencedId(tasks.get(family)?.containers.find((c) => c.Name === container)?.Secrets?.find((secret) => secret.Name === name)?.ValueFrom);
+      const reader = secretOf('ca-a2a-admin', 'revocations-migrate', 'CA_A2A_REVOCATIONS_READER_URL');
+      const owner = secretOf('ca-a2a-admin', 'revocations-migrate', 'DATABASE_URL');
+      assert.ok(reader && owner && reader !== owner);
+      for (const service of SECURED) assert.equal(secretOf(`ca-a2a-${service}`, 'sidecar', 'DATABASE_URL'), reader, `${service} sidecar`);
+      assert.equal(secretOf('ca-a2a-admin', 'admin-api', 'DATABASE_URL'), owner);
+      const url = (id: string): string => JSON.stringify(props(resources[id] ?? { Type: '' })['SecretString']);
+      assert.match(url(reader), /postgres:\/\/revocations_reader:.*\/revocations\?sslmode=verify-full/);
+      assert.match(url(owner), /postgres:\/\/revocations:/);
+      // Run to completion before the admin API starts, which does not start if it failed.
+      const admin = tasks.get('ca-a2a-admin')?.containers ?? [];
+      const migrate = admin.find((c) => c.Name === 'revocations-migrate');
+      assert.equal(migrate?.Essential, false);
+      assert.deepEqual(migrate?.Command, ['revoke', 'migrate']);
+      assert.match(JSON.stringify(migrate?.Image), /\/ca-a2a:/);
+      assert.deepEqual(admin.find((c) => c.Name === 'admin-api')?.DependsOn, [{ ContainerName: 'revocations-migrate', Condition: 'SUCCESS' }]);
+      // Only the admin task's roles may read the owner's URL and the master secret.
+      const ownerSecrets = (id: string): boolean => id === owner
+        || (resources[id]?.Type === 'AWS::SecretsManager::Secret' && /^DataRevocationsDbCluster/.test(id))
+        || (resources[id]?.Type === 'AWS::SecretsManager::SecretTargetAttachment' && /^DataRevocationsDb/.test(id));
+      const touching = rolesTouching(ownerSecrets);
+      const adminRoles = rolesOf('ca-a2a-admin');
+      assert.ok(touching.size > 0 && [...touching].every((role) => adminRoles.has(role)), [...touching].join());
     });
 
     it('lets only the MCP task read the documents database secrets, and only Keycloak its own', () => {
