@@ -3,6 +3,7 @@ import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as elasticache from 'aws-cdk-lib/aws-elasticache';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
+import { redisAclRules, type RedisUser } from './redis-acl.js';
 
 export interface RedisProps {
   readonly vpc: ec2.IVpc;
@@ -12,22 +13,21 @@ export interface RedisProps {
 
 /**
  * The sidecars' shared state (replay ids, rate-limit windows, revocation cache): a two-node
- * ElastiCache Redis group with TLS in transit, encryption at rest, an AUTH token, and no eviction.
+ * ElastiCache Redis group with TLS in transit, encryption at rest, no eviction, and one ACL user
+ * per party (RBAC user group): the sidecars and the admin API each get only the commands and
+ * keys of deploy/cdk/redis-acl.ts, where one AUTH token gave every holder all of Redis.
  */
 export class Redis extends Construct {
   readonly group: elasticache.CfnReplicationGroup;
-  readonly authToken: secretsmanager.Secret;
-  /** `rediss://:TOKEN@primary:6379`, for REDIS_URL. */
-  readonly urlSecret: secretsmanager.Secret;
+  readonly userGroup: elasticache.CfnUserGroup;
+  readonly users: Readonly<Record<RedisUser, elasticache.CfnUser>>;
+  /** `rediss://ca-a2a-sidecar:PASSWORD@primary:6379`, REDIS_URL of every sidecar. */
+  readonly sidecarUrl: secretsmanager.Secret;
+  /** `rediss://ca-a2a-admin:PASSWORD@primary:6379`, REDIS_URL of the admin API (revocation pushes). */
+  readonly adminUrl: secretsmanager.Secret;
 
   constructor(scope: Construct, id: string, props: RedisProps) {
     super(scope, id);
-    // ElastiCache AUTH tokens allow only printable characters other than @, " and /.
-    this.authToken = new secretsmanager.Secret(this, 'AuthToken', {
-      description: 'ca-a2a Redis AUTH token',
-      generateSecretString: { passwordLength: 64, excludePunctuation: true },
-    });
-
     const subnets = new elasticache.CfnSubnetGroup(this, 'Subnets', {
       description: 'ca-a2a Redis, private subnets',
       subnetIds: props.vpc.privateSubnets.map((subnet) => subnet.subnetId),
@@ -41,6 +41,18 @@ export class Redis extends Construct {
       description: 'ca-a2a Redis: refuse writes when full instead of evicting',
       cacheParameterGroupFamily: 'redis7',
       properties: { 'maxmemory-policy': 'noeviction' },
+    });
+
+    // A user group must hold a user named `default`, which is who a connection is before AUTH:
+    // switched off, with no command, and a password nobody is given.
+    const nobody = this.#user('Default', 'ca-a2a-default', 'default', ['off', '-@all']);
+    const sidecar = this.#user('Sidecar', 'ca-a2a-sidecar', 'ca-a2a-sidecar', redisAclRules('sidecar'));
+    const admin = this.#user('Admin', 'ca-a2a-admin', 'ca-a2a-admin', redisAclRules('admin'));
+    this.users = { sidecar: sidecar.user, admin: admin.user };
+    this.userGroup = new elasticache.CfnUserGroup(this, 'Users', {
+      engine: 'redis',
+      userGroupId: 'ca-a2a',
+      userIds: [nobody.user.ref, sidecar.user.ref, admin.user.ref],
     });
 
     this.group = new elasticache.CfnReplicationGroup(this, 'Group', {
@@ -57,15 +69,36 @@ export class Redis extends Construct {
       transitEncryptionEnabled: true,
       transitEncryptionMode: 'required',
       atRestEncryptionEnabled: true,
-      authToken: this.authToken.secretValue.unsafeUnwrap(),
+      userGroupIds: [this.userGroup.ref],
       port: 6379,
     });
 
-    this.urlSecret = new secretsmanager.Secret(this, 'Url', {
-      description: 'REDIS_URL for the ca-a2a sidecars',
+    this.sidecarUrl = this.#url('SidecarUrl', 'REDIS_URL for the ca-a2a sidecars', sidecar);
+    this.adminUrl = this.#url('AdminUrl', 'REDIS_URL for the ca-a2a admin API', admin);
+  }
+
+  #user(id: string, userId: string, userName: string, rules: readonly string[]): { user: elasticache.CfnUser; password: secretsmanager.Secret } {
+    // ElastiCache passwords: 16 to 128 printable characters, none of , " / @ (and none that a URL would need escaped).
+    const password = new secretsmanager.Secret(this, `${id}Password`, {
+      description: `ca-a2a Redis password of ${userName}`,
+      generateSecretString: { passwordLength: 64, excludePunctuation: true },
+    });
+    const user = new elasticache.CfnUser(this, `${id}User`, {
+      engine: 'redis',
+      userId,
+      userName,
+      accessString: rules.join(' '),
+      passwords: [password.secretValue.unsafeUnwrap()],
+    });
+    return { user, password };
+  }
+
+  #url(id: string, description: string, party: { user: elasticache.CfnUser; password: secretsmanager.Secret }): secretsmanager.Secret {
+    return new secretsmanager.Secret(this, id, {
+      description,
       secretStringValue: SecretValue.unsafePlainText(
         Fn.join('', [
-          'rediss://:', this.authToken.secretValue.unsafeUnwrap(),
+          `rediss://${party.user.userName}:`, party.password.secretValue.unsafeUnwrap(),
           '@', this.group.attrPrimaryEndPointAddress, ':', this.group.attrPrimaryEndPointPort,
         ]),
       ),

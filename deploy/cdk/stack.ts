@@ -76,7 +76,9 @@ export class CaA2aStack extends Stack {
       ecr.Repository.fromRepositoryName(this, 'ImageRepository', config.imageRepository),
       imageTag.valueAsString,
     );
-    const redisUrl = ecs.Secret.fromSecretsManager(data.redis.urlSecret);
+    // One Redis user per party (redis-acl.ts): the sidecars' may not push revocations, the admin API's may only push them.
+    const redisUrl = ecs.Secret.fromSecretsManager(data.redis.sidecarUrl);
+    const adminRedisUrl = ecs.Secret.fromSecretsManager(data.redis.adminUrl);
     const revocationsDbUrl = ecs.Secret.fromSecretsManager(data.revocationsDbUrl);
     const revocationsReaderUrl = ecs.Secret.fromSecretsManager(data.revocationsReaderUrl);
     const clientSecret = (name: keyof typeof data.clientSecrets): ecs.Secret => ecs.Secret.fromSecretsManager(data.clientSecrets[name]);
@@ -110,7 +112,7 @@ export class CaA2aStack extends Stack {
         name: 'admin-api',
         command: ['admin-api', '--listen', UPSTREAM_LISTEN],
         // Writes revocations durably, then pushes them to every sidecar through Redis.
-        secrets: { DATABASE_URL: revocationsDbUrl, REDIS_URL: redisUrl },
+        secrets: { DATABASE_URL: revocationsDbUrl, REDIS_URL: adminRedisUrl },
         // The tables' owner migrates them and keeps the sidecars' read-only role (its password
         // from the reader URL's secret, SELECT only) at every start of an admin task, before the
         // API starts. Sidecars started earlier are not ready until it has run (docs/deploy.md).

@@ -8,6 +8,7 @@ import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import { createApp } from '../../deploy/cdk/app.js';
 import { ofType, props, referencedId, securityGroupFlows, taskDefinitions, type Resources } from './cfn.js';
 import { unknownToCommand } from './cli-help.js';
+import { redisAclRules } from '../../deploy/cdk/redis-acl.js';
 
 const SIDECAR_PORTS = { mcp: 8000, orchestrator: 8001, extractor: 8002, validator: 8003, archivist: 8004, admin: 8005 } as const;
 type Secured = keyof typeof SIDECAR_PORTS;
@@ -590,14 +591,35 @@ describe('deploy/cdk stack', () => {
       assert.deepEqual(groups.sort(), [sg('documentsDb'), sg('keycloakDb'), sg('revocationsDb')].sort());
     });
 
-    it('runs Redis with TLS, encryption at rest and an AUTH token from Secrets Manager', () => {
+    it('runs Redis with TLS and encryption at rest, and one ACL user per party instead of one AUTH token for all', () => {
       template.hasResourceProperties('AWS::ElastiCache::ReplicationGroup', {
         TransitEncryptionEnabled: true,
         TransitEncryptionMode: 'required',
         AtRestEncryptionEnabled: true,
       });
       const [[, group] = ['', { Type: '' }]] = ofType(resources, 'AWS::ElastiCache::ReplicationGroup');
-      assert.match(JSON.stringify(props(group)['AuthToken']), /\{\{resolve:secretsmanager:/);
+      assert.equal(props(group)['AuthToken'], undefined, 'no token that opens every command');
+      const userGroups = props(group)['UserGroupIds'] as unknown[];
+      assert.equal(userGroups.length, 1);
+      const userGroup = resources[referencedId(userGroups[0]) ?? ''];
+      assert.equal(userGroup?.Type, 'AWS::ElastiCache::UserGroup');
+      const members = (props(userGroup ?? { Type: '' })['UserIds'] as unknown[]).map((ref) => resources[referencedId(ref) ?? '']);
+      const byName = new Map(members.map((user) => [String(props(user ?? { Type: '' })['UserName']), props(user ?? { Type: '' })]));
+      assert.deepEqual([...byName.keys()].sort(), ['ca-a2a-admin', 'ca-a2a-sidecar', 'default']);
+      // Exactly the rules test/deploy/redis-acl.test.ts runs the real stores on.
+      assert.equal(byName.get('ca-a2a-sidecar')?.['AccessString'], redisAclRules('sidecar').join(' '));
+      assert.equal(byName.get('ca-a2a-admin')?.['AccessString'], redisAclRules('admin').join(' '));
+      assert.equal(byName.get('default')?.['AccessString'], 'off -@all');
+      for (const user of byName.values()) assert.match(JSON.stringify(user['Passwords']), /\{\{resolve:secretsmanager:/);
+      // Every sidecar on the sidecar user; the admin API, alone, on the admin user.
+      const tasks = taskDefinitions(resources);
+      const redisSecret = (family: string, container: string): string | undefined =>
+        referencedId(tasks.get(family)?.containers.find((c) => c.Name === container)?.Secrets?.find((secret) => secret.Name === 'REDIS_URL')?.ValueFrom);
+      const url = (id: string | undefined): string => JSON.stringify(props(resources[id ?? ''] ?? { Type: '' })['SecretString']);
+      for (const service of SECURED) assert.match(url(redisSecret(`ca-a2a-${service}`, 'sidecar')), /"rediss:\/\/ca-a2a-sidecar:/, service);
+      assert.match(url(redisSecret('ca-a2a-admin', 'admin-api')), /"rediss:\/\/ca-a2a-admin:/);
+      const holders = [...tasks.values()].flatMap((task) => task.containers.filter((c) => (c.Secrets ?? []).some((secret) => referencedId(secret.ValueFrom) === redisSecret('ca-a2a-admin', 'admin-api'))).map((c) => c.Name));
+      assert.deepEqual(holders, ['admin-api']);
     });
 
     it('never lets Redis evict: a full Redis refuses writes (the sidecars fail closed) instead of forgetting replay ids', () => {
