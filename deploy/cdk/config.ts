@@ -121,8 +121,22 @@ export function readConfig(app: App): DeployConfig {
     issuerUrl: issuerUrl(str('issuerUrl', `http://${serviceDnsName('keycloak')}:${KEYCLOAK_PORT}${REALM_PATH}`)),
     serviceConnectCaArn: typeof ctx('serviceConnectCaArn') === 'string' ? (ctx('serviceConnectCaArn') as string) : undefined,
     redisNodeType: str('redisNodeType', 'cache.t4g.small'),
-    collectorImage: str('collectorImage', 'public.ecr.aws/aws-observability/aws-otel-collector:v0.43.3'),
+    collectorImage: collectorImage(str('collectorImage', 'public.ecr.aws/aws-observability/aws-otel-collector:v0.43.3')),
   };
+}
+
+/** Where the stack's ECR pull-through cache rule keeps images of Amazon ECR Public. */
+export const ECR_PUBLIC_CACHE_PREFIX = 'ca-a2a-ecr-public';
+
+/**
+ * The collector image on Amazon ECR Public, `public.ecr.aws/REPOSITORY:TAG`: the scraper has no
+ * way to the internet and pulls it through the account's ECR (pull-through cache, VPC endpoints).
+ */
+function collectorImage(value: string): string {
+  if (!/^public\.ecr\.aws\/[a-z0-9._/-]+:[A-Za-z0-9._-]+$/.test(value)) {
+    throw new Error(`context collectorImage must be public.ecr.aws/REPOSITORY:TAG (pulled through this account's ECR: the scraper has no internet egress), got ${value}`);
+  }
+  return value;
 }
 
 /**

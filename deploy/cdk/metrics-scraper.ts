@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as aps from 'aws-cdk-lib/aws-aps';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as ecr from 'aws-cdk-lib/aws-ecr';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
@@ -9,6 +10,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
 import { stringify } from 'yaml';
+import { ECR_PUBLIC_CACHE_PREFIX } from './config.js';
 import { APP_USER, addScratch, appLogs, hardenedLinux, thirdPartyLogs } from './container-defaults.js';
 
 /** The alert rules promtool checks and tests; Amazon Managed Prometheus evaluates the same file. */
@@ -18,6 +20,7 @@ export interface MetricsScraperProps {
   readonly cluster: ecs.ICluster;
   readonly securityGroup: ec2.ISecurityGroup;
   readonly logRetention: logs.RetentionDays;
+  /** `public.ecr.aws/REPOSITORY:TAG` (config.ts checks it), pulled through this account's ECR. */
   readonly collectorImage: string;
   /** Our image (deploy/Dockerfile), which declares VOLUME /tmp: it opens the collector's scratch volume. */
   readonly image: ecs.ContainerImage;
@@ -79,7 +82,7 @@ export class MetricsScraper extends Construct {
       removalPolicy: RemovalPolicy.RETAIN,
     });
     const container = task.addContainer('collector', {
-      image: ecs.ContainerImage.fromRegistry(props.collectorImage),
+      image: this.#throughPullCache(props.collectorImage, task),
       essential: true,
       user: APP_USER,
       readonlyRootFilesystem: true,
@@ -125,6 +128,29 @@ export class MetricsScraper extends Construct {
     });
     init.addMountPoints({ sourceVolume: 'tmp', containerPath: '/tmp', readOnly: false });
     collector.addContainerDependencies({ container: init, condition: ecs.ContainerDependencyCondition.SUCCESS });
+  }
+
+  /**
+   * The collector's image from Amazon ECR Public, pulled through this account's ECR (a
+   * pull-through cache rule under ECR_PUBLIC_CACHE_PREFIX), so over the ECR and S3 endpoints
+   * every task uses: the scraper has no way to the internet. The first pull creates the cached
+   * repository, for which the execution role needs CreateRepository and BatchImportUpstreamImage.
+   */
+  #throughPullCache(publicImage: string, task: ecs.TaskDefinition): ecs.ContainerImage {
+    const [repository = '', tag = ''] = publicImage.slice('public.ecr.aws/'.length).split(':');
+    const rule = new ecr.CfnPullThroughCacheRule(this, 'EcrPublicCache', {
+      ecrRepositoryPrefix: ECR_PUBLIC_CACHE_PREFIX,
+      upstreamRegistry: 'ecr-public',
+      upstreamRegistryUrl: 'public.ecr.aws',
+    });
+    const cached = `${ECR_PUBLIC_CACHE_PREFIX}/${repository}`;
+    task.obtainExecutionRole().addToPrincipalPolicy(new iam.PolicyStatement({
+      actions: ['ecr:CreateRepository', 'ecr:BatchImportUpstreamImage'],
+      resources: [Stack.of(this).formatArn({ service: 'ecr', resource: 'repository', resourceName: cached })],
+    }));
+    const image = ecs.ContainerImage.fromEcrRepository(ecr.Repository.fromRepositoryName(this, 'CollectorRepository', cached), tag);
+    task.node.addDependency(rule);
+    return image;
   }
 
   /** The workspace's alert manager, and nothing else, may publish to the topic and use its key. */

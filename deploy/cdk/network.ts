@@ -24,6 +24,8 @@ export class Network extends Construct {
   /** Guards the interface endpoints; task security groups are let in by SecurityGroups. */
   readonly endpointsSecurityGroup: ec2.SecurityGroup;
   readonly s3Endpoint: ec2.GatewayVpcEndpoint;
+  /** Guards the endpoints only the metrics scraper uses (ECS API, Amazon Managed Prometheus). */
+  readonly scraperEndpointsSecurityGroup: ec2.SecurityGroup;
 
   constructor(scope: Construct, id: string, props: NetworkProps) {
     super(scope, id);
@@ -74,15 +76,28 @@ export class Network extends Construct {
       Logs: ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS,
       SecretsManager: ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER,
     };
-    for (const [name, service] of Object.entries(interfaceEndpoints)) {
-      this.vpc.addInterfaceEndpoint(name, {
-        service,
-        subnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
-        securityGroups: [this.endpointsSecurityGroup],
-        // `open` would admit the whole VPC CIDR; only task security groups are admitted.
-        open: false,
-        privateDnsEnabled: true,
-      });
+    // The metrics scraper's only ways out: discovery through the ECS API and remote write to Amazon
+    // Managed Prometheus, each through an endpoint of its own group, which admits the scraper alone.
+    this.scraperEndpointsSecurityGroup = new ec2.SecurityGroup(this, 'ScraperEndpointsSg', {
+      vpc: this.vpc,
+      description: 'ca-a2a scraper endpoints',
+      allowAllOutbound: false,
+    });
+    const scraperEndpoints = {
+      Ecs: ec2.InterfaceVpcEndpointAwsService.ECS,
+      PrometheusWorkspaces: ec2.InterfaceVpcEndpointAwsService.PROMETHEUS_WORKSPACES,
+    };
+    for (const [endpoints, group] of [[interfaceEndpoints, this.endpointsSecurityGroup], [scraperEndpoints, this.scraperEndpointsSecurityGroup]] as const) {
+      for (const [name, service] of Object.entries(endpoints)) {
+        this.vpc.addInterfaceEndpoint(name, {
+          service,
+          subnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
+          securityGroups: [group],
+          // `open` would admit the whole VPC CIDR; only task security groups are admitted.
+          open: false,
+          privateDnsEnabled: true,
+        });
+      }
     }
   }
 

@@ -13,7 +13,7 @@ import {
 } from './config.js';
 
 /** Every party that owns a security group. */
-export type Party = SecuredServiceName | 'alb' | 'keycloak' | 'scraper' | 'redis' | 'documentsDb' | 'keycloakDb' | 'revocationsDb' | 'endpoints';
+export type Party = SecuredServiceName | 'alb' | 'keycloak' | 'scraper' | 'redis' | 'documentsDb' | 'keycloakDb' | 'revocationsDb' | 'endpoints' | 'scraperEndpoints';
 
 /** Tasks that pull images, write logs and read secrets through the VPC endpoints. */
 const TASKS = [...SECURED_SERVICES, 'keycloak', 'scraper'] as const;
@@ -43,11 +43,13 @@ const PEER_RULES: readonly PeerRule[] = [
   ...SECURED_SERVICES.map((from) => ({ from, to: 'keycloak' as const, port: KEYCLOAK_PORT, why: `${from} sidecar fetches JWKS and client_credentials tokens` })),
   ...SECURED_SERVICES.map((to) => ({ from: 'scraper' as const, to, port: ADMIN_PORT, why: `metrics and readiness of the ${to} sidecar, scraper only` })),
   ...TASKS.map((from) => ({ from, to: 'endpoints' as const, port: 443, why: `${from} task pulls images, writes logs, reads secrets` })),
+  { from: 'scraper', to: 'scraperEndpoints', port: 443, why: 'the collector discovers tasks (ECS API) and remote-writes to Amazon Managed Prometheus' },
 ];
 
 export interface SecurityGroupsProps {
   readonly vpc: ec2.IVpc;
   readonly endpointsSecurityGroup: ec2.SecurityGroup;
+  readonly scraperEndpointsSecurityGroup: ec2.SecurityGroup;
   readonly albIngressCidr: string;
 }
 
@@ -57,15 +59,15 @@ export class SecurityGroups extends Construct {
 
   constructor(scope: Construct, id: string, props: SecurityGroupsProps) {
     super(scope, id);
-    const make = (party: Exclude<Party, 'endpoints'>): ec2.SecurityGroup =>
+    const make = (party: Exclude<Party, 'endpoints' | 'scraperEndpoints'>): ec2.SecurityGroup =>
       new ec2.SecurityGroup(this, `${party}Sg`, {
         vpc: props.vpc,
         description: `ca-a2a ${party}`,
         allowAllOutbound: false,
       });
     const parties = [...SECURED_SERVICES, 'alb', 'keycloak', 'scraper', 'redis', 'documentsDb', 'keycloakDb', 'revocationsDb'] as const;
-    const groups = Object.fromEntries(parties.map((party) => [party, make(party)])) as Record<Exclude<Party, 'endpoints'>, ec2.SecurityGroup>;
-    this.groups = { ...groups, endpoints: props.endpointsSecurityGroup };
+    const groups = Object.fromEntries(parties.map((party) => [party, make(party)])) as Record<Exclude<Party, 'endpoints' | 'scraperEndpoints'>, ec2.SecurityGroup>;
+    this.groups = { ...groups, endpoints: props.endpointsSecurityGroup, scraperEndpoints: props.scraperEndpointsSecurityGroup };
 
     for (const rule of PEER_RULES) {
       const from = this.groups[rule.from].connections;
@@ -83,9 +85,6 @@ export class SecurityGroups extends Construct {
       this.groups[task].addEgressRule(s3PrefixList, ec2.Port.tcp(443), 'S3 gateway endpoint (ECR image layers)');
     }
 
-    // The collector discovers tasks through the ECS API and remote-writes to Amazon Managed
-    // Prometheus through NAT; it runs no agent code and holds no data credentials.
-    this.groups.scraper.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), 'ECS API and Amazon Managed Prometheus');
   }
 
   /** Prefix list ids differ per region and CloudFormation has no intrinsic for them. */

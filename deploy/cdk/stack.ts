@@ -60,6 +60,7 @@ export class CaA2aStack extends Stack {
     const { groups } = new SecurityGroups(this, 'SecurityGroups', {
       vpc: network.vpc,
       endpointsSecurityGroup: network.endpointsSecurityGroup,
+      scraperEndpointsSecurityGroup: network.scraperEndpointsSecurityGroup,
       albIngressCidr: config.albIngressCidr,
     });
     const data = new Data(this, 'Data', {

@@ -76,11 +76,18 @@ describe('deploy/cdk stack', () => {
       assert.equal(ofType(resources, 'AWS::EC2::NatGateway').length, 2);
     });
 
-    it('has an S3 gateway endpoint and ECR, Logs and Secrets Manager interface endpoints', () => {
+    it('has an S3 gateway endpoint and ECR, Logs and Secrets Manager interface endpoints, and ECS and Prometheus ones for the scraper alone', () => {
       const services = ofType(resources, 'AWS::EC2::VPCEndpoint').map(([, e]) => `${String(props(e)['VpcEndpointType'])} ${JSON.stringify(props(e)['ServiceName'])}`);
-      const wanted: ReadonlyArray<readonly [string, string]> = [['Gateway', '.s3"'], ['Interface', '.ecr.api"'], ['Interface', '.ecr.dkr"'], ['Interface', '.logs"'], ['Interface', '.secretsmanager"']];
+      const wanted: ReadonlyArray<readonly [string, string]> = [['Gateway', '.s3"'], ['Interface', '.ecr.api"'], ['Interface', '.ecr.dkr"'], ['Interface', '.logs"'], ['Interface', '.secretsmanager"'], ['Interface', '.ecs"'], ['Interface', '.aps-workspaces"']];
       for (const [type, suffix] of wanted) {
         assert.ok(services.some((s) => s.startsWith(`${type} `) && s.includes(suffix)), `${type} endpoint ${suffix}: ${services.join(', ')}`);
+      }
+      const names = new Map(ofType(resources, 'AWS::EC2::SecurityGroup').map(([id, g]) => [id, String(props(g)['GroupDescription'])]));
+      for (const [, endpoint] of ofType(resources, 'AWS::EC2::VPCEndpoint')) {
+        const service = JSON.stringify(props(endpoint)['ServiceName']);
+        const groups = ((props(endpoint)['SecurityGroupIds'] as unknown[] | undefined) ?? []).map((g) => names.get(referencedId(g) ?? ''));
+        if (/\.(ecs|aps-workspaces)"/.test(service)) assert.deepEqual(groups, [sg('scraper endpoints')], service);
+        else if (props(endpoint)['VpcEndpointType'] === 'Interface') assert.deepEqual(groups, [sg('interface endpoints')], service);
       }
     });
 
@@ -107,6 +114,7 @@ describe('deploy/cdk stack', () => {
       for (const from of SECURED) allow(from, 'keycloak', 8080);
       for (const to of SECURED) allow('scraper', to, 9090);
       for (const from of [...SECURED, 'keycloak', 'scraper']) allow(from, 'interface endpoints', 443);
+      allow('scraper', 'scraper endpoints', 443);
 
       const actual = new Set(securityGroupFlows(resources)
         .filter((f) => f.peer.startsWith('ca-a2a '))
@@ -115,9 +123,14 @@ describe('deploy/cdk stack', () => {
       assert.deepEqual([...expected].filter((x) => !actual.has(x)).sort(), [], 'missing flows');
     });
 
-    it('open 0.0.0.0/0 only on the ALB (HTTPS in) and the scraper (HTTPS out), never on an agent', () => {
+    it('open 0.0.0.0/0 only as the ALB\'s HTTPS ingress: nothing reaches out to the internet, the scraper included', () => {
       const world = securityGroupFlows(resources).filter((f) => f.peer === '0.0.0.0/0' || f.peer === '::/0');
-      assert.deepEqual(world.map((f) => `${f.direction} ${f.group} ${f.port}`).sort(), ['egress ca-a2a scraper tcp/443', 'ingress ca-a2a alb tcp/443']);
+      assert.deepEqual(world.map((f) => `${f.direction} ${f.group} ${f.port}`).sort(), ['ingress ca-a2a alb tcp/443']);
+      // What is left of the scraper's egress: the sidecars' admin port, its endpoints and S3's prefix list.
+      const scraper = securityGroupFlows(resources).filter((f) => f.direction === 'egress' && f.group === sg('scraper'));
+      assert.deepEqual([...new Set(scraper.map((f) => `${f.peer} ${f.port}`))].sort(), [
+        ...SECURED.map((s) => `${sg(s)} tcp/9090`), `${sg('interface endpoints')} tcp/443`, `${sg('scraper endpoints')} tcp/443`, 'prefix-list tcp/443',
+      ].sort());
     });
 
     it('leave no group with default allow-all egress', () => {
@@ -708,6 +721,27 @@ describe('deploy/cdk stack', () => {
       const keycloak = rolesOf('ca-a2a-keycloak');
       const keycloakDb = rolesTouching(secret('DataKeycloakDb'));
       assert.ok(keycloakDb.size > 0 && [...keycloakDb].every((role) => keycloak.has(role)), [...keycloakDb].join());
+    });
+
+    it('pulls the collector image from ECR Public through this account\'s ECR (a pull-through cache rule), whose repository alone the scraper may create', () => {
+      const [[, rule] = ['', { Type: '' }], ...more] = ofType(resources, 'AWS::ECR::PullThroughCacheRule');
+      assert.equal(more.length, 0);
+      assert.deepEqual([props(rule)['UpstreamRegistryUrl'], props(rule)['EcrRepositoryPrefix']], ['public.ecr.aws', 'ca-a2a-ecr-public']);
+      const collector = taskDefinitions(resources).get('ca-a2a-metrics-scraper')?.containers.find((c) => c.Name === 'collector');
+      const image = JSON.stringify(collector?.Image);
+      assert.match(image, /\.dkr\.ecr\..*\/ca-a2a-ecr-public\/aws-observability\/aws-otel-collector:v0\.43\.3/);
+      assert.doesNotMatch(image, /"public\.ecr\.aws/);
+      const imports = ofType(resources, 'AWS::IAM::Policy').flatMap(([, policy]) =>
+        (props(policy)['PolicyDocument'] as { Statement: Array<{ Action: unknown; Resource: unknown }> }).Statement
+          .filter((statement) => JSON.stringify(statement.Action).includes('ecr:BatchImportUpstreamImage')));
+      assert.equal(imports.length, 1);
+      assert.match(JSON.stringify(imports[0]?.Resource), /repository\/ca-a2a-ecr-public\/aws-observability\/aws-otel-collector"/);
+      const dir = mkdtempSync(path.join(tmpdir(), 'ca-a2a-cdk-collector-'));
+      try {
+        assert.throws(() => createApp({ outdir: dir, context: { collectorImage: 'otel/opentelemetry-collector:0.1' } }), /context collectorImage must be public\.ecr\.aws/);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
     });
 
     it('holds the metrics scraper\'s describe calls to this cluster', () => {
