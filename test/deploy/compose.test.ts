@@ -32,6 +32,8 @@ interface Service {
   cap_drop?: string[];
   networks?: string[] | Record<string, unknown>;
   stop_grace_period?: string;
+  restart?: string;
+  depends_on?: Record<string, unknown>;
 }
 
 const flag = (args: readonly string[] | undefined, name: string): string | undefined => {
@@ -73,7 +75,7 @@ describe('deploy/compose.yaml', () => {
 
   it('gives our containers only flags and variables their command names in its --help', () => {
     const ours = Object.entries(services).filter(([, service]) => service.image === 'ca-a2a:local');
-    assert.equal(ours.length, 12);
+    assert.equal(ours.length, 13);
     for (const [name, service] of ours) {
       const [command = '', ...args] = service.command ?? [];
       assert.deepEqual(unknownToCommand(command, args, Object.keys(service.environment ?? {})), [], name);
@@ -146,8 +148,21 @@ describe('deploy/compose.yaml', () => {
     for (const name of [...Object.keys(PORTS).map((s) => `${s}-sidecar`), 'admin-api']) {
       const env = services[name]?.environment ?? {};
       assert.match(env['DATABASE_URL'] ?? '', /@revocations-db:5432\/revocations$/, name);
+      // Sidecars read revocations as the read-only role; the admin API writes them as the owner.
+      assert.match(env['DATABASE_URL'] ?? '', name === 'admin-api' ? /^postgres:\/\/revocations:/ : /^postgres:\/\/revocations_reader:/, name);
       assert.match(env['REDIS_URL'] ?? '', /@redis:6379$/, name);
       if (name !== 'admin-api') assert.match(env['CA_A2A_SERVICE_URLS'] ?? '', /extractor=http:\/\/extractor-sidecar:8002/, name);
+    }
+  });
+
+  it('creates the sidecars\' read-only role, as the owner, before any sidecar starts', () => {
+    const migrate = services['revocations-migrate'];
+    assert.deepEqual(migrate?.command, ['revoke', 'migrate']);
+    assert.equal(migrate.restart, 'no');
+    assert.match(migrate.environment?.['DATABASE_URL'] ?? '', /^postgres:\/\/revocations:/);
+    assert.equal(migrate.environment?.['CA_A2A_REVOCATIONS_READER_URL'], services['admin-sidecar']?.environment?.['DATABASE_URL']);
+    for (const name of Object.keys(PORTS).map((s) => `${s}-sidecar`)) {
+      assert.deepEqual(services[name]?.depends_on?.['revocations-migrate'], { condition: 'service_completed_successfully' }, name);
     }
   });
 
