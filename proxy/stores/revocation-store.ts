@@ -150,8 +150,13 @@ export async function pendingRevocationMigrations(client: SqlQueryable): Promise
     const rows = await client.query<{ version: number }>('SELECT version FROM schema_migrations WHERE set_name = $1', [REVOCATION_MIGRATION_SET]);
     applied = new Set(rows.rows.map((row) => Number(row.version)));
   } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    // 42501 insufficient_privilege: a reader role made by hand, without what migrate grants.
+    if (code === '42501') {
+      throw Object.assign(new Error("this DATABASE_URL's role may not read schema_migrations, so the sidecar cannot tell whether the revocation tables are current: grant it SELECT there ('ca-a2a revoke migrate' with CA_A2A_REVOCATIONS_READER_URL does)", { cause: error }), { code: 'REVOCATION_SCHEMA_UNREADABLE' });
+    }
     // 42P01 undefined_table: a database nothing was ever migrated in.
-    if ((error as { code?: unknown }).code !== '42P01') throw error;
+    if (code !== '42P01') throw error;
     applied = new Set();
   }
   return files.map((file) => file.version).filter((version) => !applied.has(version));

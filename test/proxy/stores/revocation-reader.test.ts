@@ -100,6 +100,12 @@ describe('sidecars on a read-only revocations role', () => {
     await assert.rejects(sql('DELETE FROM revocation_rules', [], w.readerUrl), { code: '42501' });
     await assert.rejects(sql('CREATE TABLE t (x int)', [], w.readerUrl), { code: '42501' });
 
+    // A reader role made by hand without SELECT on schema_migrations is told what it lacks.
+    await sql(`REVOKE SELECT ON schema_migrations FROM ${pg.escapeIdentifier(w.role)}`, [], w.ownerUrl);
+    const handMade = await openRevocationBackend({ databaseUrl: w.readerUrl }, () => undefined);
+    cleanup.push(() => handMade.close());
+    await assert.rejects(handMade.store.active(now()), (error: Error & { code?: string }) => error.code === 'REVOCATION_SCHEMA_UNREADABLE' && /grant it SELECT there/.test(error.message));
+
     // The writer's next revocation deletes the expired row.
     await writer.add({ revocation: { kind: 'before', revokedAt: now() - 60, expiresAt: now() + DAY }, revokedAt: now(), revokedBy: 'ops', reason: 'r' });
     assert.equal((await sql("SELECT 1 FROM revoked_tokens WHERE jti = 'old'", [], w.ownerUrl)).length, 0);
