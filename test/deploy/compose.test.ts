@@ -5,6 +5,7 @@ import path from 'node:path';
 import { before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
+import { redisAclRules } from '../../deploy/cdk/redis-acl.js';
 import { unknownToCommand } from './cli-help.js';
 
 const COMPOSE = fileURLToPath(new URL('../../deploy/compose.yaml', import.meta.url));
@@ -104,7 +105,7 @@ describe('deploy/compose.yaml', () => {
       assert.equal(env['CA_A2A_ISSUER'], ISSUER, service);
       // The issuer is plain http on compose's network: egress would refuse it without this.
       assert.equal(env['CA_A2A_ALLOW_HTTP_ISSUER'], '1', service);
-      assert.match(env['REDIS_URL'] ?? '', /^rediss?:\/\/:[^@]+@redis:6379$/, service);
+      assert.match(env['REDIS_URL'] ?? '', /^redis:\/\/ca-a2a-sidecar:[^@]+@redis:6379$/, service);
       // Only a sidecar that calls out (egress listener) asks for tokens, so only it holds a secret.
       if (flag(services[`${service}-sidecar`]?.command, '--egress-listen') !== undefined) {
         assert.match(env['CA_A2A_CLIENT_SECRET'] ?? '', /^\$\{CA_A2A_CLIENT_SECRET_[A-Z_]+:\?/, service);
@@ -153,6 +154,28 @@ describe('deploy/compose.yaml', () => {
       assert.match(env['REDIS_URL'] ?? '', /@redis:6379$/, name);
       if (name !== 'admin-api') assert.match(env['CA_A2A_SERVICE_URLS'] ?? '', /extractor=http:\/\/extractor-sidecar:8002/, name);
     }
+  });
+
+  it('runs Redis with the AWS stack\'s ACL users: default off, the sidecars on theirs, the admin API alone on its own', () => {
+    const args = services['redis']?.command ?? [];
+    const users = new Map<string, string[]>();
+    args.forEach((arg, i) => {
+      if (arg !== '--user') return;
+      const end = args.findIndex((next, j) => j > i && next.startsWith('--'));
+      const [name = '', ...rules] = args.slice(i + 1, end < 0 ? undefined : end);
+      users.set(name, rules);
+    });
+    assert.deepEqual([...users.keys()].sort(), ['ca-a2a-admin', 'ca-a2a-sidecar', 'default']);
+    assert.deepEqual(users.get('default'), ['off']);
+    assert.ok(!args.includes('--requirepass'), 'no password that opens everything');
+    for (const user of ['sidecar', 'admin'] as const) {
+      const [password = '', ...rules] = users.get(`ca-a2a-${user}`) ?? [];
+      assert.match(password, /^>\$\{REDIS_[A-Z]+_PASSWORD:\?/, user);
+      assert.deepEqual(rules, redisAclRules(user), user);
+    }
+    assert.match(services['admin-api']?.environment?.['REDIS_URL'] ?? '', /^redis:\/\/ca-a2a-admin:\$\{REDIS_ADMIN_PASSWORD:\?[^}]+\}@redis:6379$/);
+    const holders = Object.entries(services).filter(([, service]) => (service.environment?.['REDIS_URL'] ?? '').includes('ca-a2a-admin')).map(([name]) => name);
+    assert.deepEqual(holders, ['admin-api']);
   });
 
   it('creates the sidecars\' read-only role, as the owner, before any sidecar starts', () => {
