@@ -55,22 +55,31 @@ async function ensureReader(tx: SqlQueryable, role: string, password: string): P
   if (schema === null) throw new Error('no current schema (search_path names none that exists) to grant');
   // The same user in both URLs would give the owner a new password and no fewer rights.
   if (me === role) throw new Error(`the reader URL names the owner's own role '${role}': give the sidecars a role of their own`);
-  const found = await tx.query<{ members: string[] }>(
-    `SELECT coalesce(array_agg(g.rolname::text) FILTER (WHERE g.rolname IS NOT NULL), '{}') AS members
-       FROM pg_roles r LEFT JOIN pg_auth_members m ON m.member = r.oid LEFT JOIN pg_roles g ON g.oid = m.roleid
-      WHERE r.rolname = $1 GROUP BY r.oid`,
+  const found = await tx.query<{ members: string[]; powers: string[] }>(
+    `SELECT ARRAY(SELECT g.rolname::text FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid WHERE m.member = r.oid) AS members,
+            array_remove(ARRAY[CASE WHEN r.rolsuper THEN 'SUPERUSER' END, CASE WHEN r.rolcreatedb THEN 'CREATEDB' END,
+                               CASE WHEN r.rolcreaterole THEN 'CREATEROLE' END, CASE WHEN r.rolreplication THEN 'REPLICATION' END,
+                               CASE WHEN r.rolbypassrls THEN 'BYPASSRLS' END]::text[], NULL) AS powers
+       FROM pg_roles r WHERE r.rolname = $1`,
     [role],
   );
   const existing = found.rows[0];
-  // Membership would hand the role every right of the other: not read-only, whatever we grant.
+  // Membership would hand the role every right of the other, an attribute rights past any
+  // grant: not read-only, whatever we grant. Refused rather than altered: the owner of an RDS
+  // database is no superuser, and PostgreSQL lets only a superuser name SUPERUSER (even NO…),
+  // REPLICATION or BYPASSRLS in ALTER ROLE.
   if (existing !== undefined && existing.members.length > 0) {
     throw new Error(`role '${role}' is a member of ${existing.members.join(', ')}: not a read-only role; revoke those memberships first`);
+  }
+  if (existing !== undefined && existing.powers.length > 0) {
+    throw new Error(`role '${role}' has ${existing.powers.join(', ')}: not a read-only role; take ${existing.powers.length === 1 ? 'it' : 'them'} back first (ALTER ROLE … NO…)`);
   }
   const name = pg.escapeIdentifier(role);
   // The verifier, not the password, goes to the server: a statement log never holds it.
   const secret = pg.escapeLiteral(scramVerifier(password));
-  const attributes = 'LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS';
-  await tx.query(existing === undefined ? `CREATE ROLE ${name} ${attributes} PASSWORD ${secret}` : `ALTER ROLE ${name} ${attributes} PASSWORD ${secret}`);
+  await tx.query(existing === undefined
+    ? `CREATE ROLE ${name} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD ${secret}`
+    : `ALTER ROLE ${name} LOGIN PASSWORD ${secret}`);
   await tx.query(`GRANT CONNECT ON DATABASE ${pg.escapeIdentifier(db)} TO ${name}`);
   await tx.query(`GRANT USAGE ON SCHEMA ${pg.escapeIdentifier(schema)} TO ${name}`);
   const tables = REVOCATION_READ_TABLES.map((table) => pg.escapeIdentifier(table)).join(', ');

@@ -156,6 +156,35 @@ describe('sidecars on a read-only revocations role', () => {
     assert.deepEqual(grants.map((g) => g.privilege_type), ['SELECT']);
   });
 
+  it('ca-a2a revoke migrate works as an owner that is no superuser (as RDS\'s master user), again at the next start, and refuses a reader holding a role attribute', async () => {
+    const w = await readerWorld(cleanup);
+    const owner = `ca_a2a_test_owner_${randomBytes(5).toString('hex')}`;
+    await sql(`CREATE ROLE ${pg.escapeIdentifier(owner)} LOGIN CREATEROLE CREATEDB`);
+    cleanup.push(async () => {
+      await sql(`DROP OWNED BY ${pg.escapeIdentifier(owner)}`);
+      await sql(`DROP ROLE ${pg.escapeIdentifier(owner)}`);
+    });
+    await sql(`ALTER SCHEMA ${pg.escapeIdentifier(w.schema.schema)} OWNER TO ${pg.escapeIdentifier(owner)}`);
+    await sql(`GRANT CONNECT ON DATABASE test TO ${pg.escapeIdentifier(owner)} WITH GRANT OPTION`);
+    const ownerUrl = new URL(w.ownerUrl);
+    ownerUrl.username = owner;
+    const env = { DATABASE_URL: ownerUrl.toString(), CA_A2A_REVOCATIONS_READER_URL: w.readerUrl };
+    const first = await migrateCli(env);
+    assert.equal(first.code, 0, first.stderr);
+    assert.match(first.stdout, /created/);
+    // The next admin task's start: the role exists, its password is set again.
+    const second = await migrateCli(env);
+    assert.equal(second.code, 0, second.stderr);
+    assert.match(second.stdout, /updated/);
+    const backend = await openRevocationBackend({ databaseUrl: w.readerUrl }, () => undefined);
+    cleanup.push(() => backend.close());
+    assert.deepEqual(await backend.store.active(now()), []);
+    await sql(`ALTER ROLE ${pg.escapeIdentifier(w.role)} CREATEDB`);
+    const refused = await migrateCli(env);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /has CREATEDB: not a read-only role/);
+  });
+
   it('computes the verifier PostgreSQL computes for the same password and salt', async () => {
     const w = await readerWorld(cleanup);
     const client = new pg.Client({ connectionString: PG_URL });
