@@ -4,19 +4,36 @@ import type { GatewayMetrics } from './metrics.js';
 import type { ResilientBackend } from './resilience.js';
 import type { CallerIdentity } from './tool-runner.js';
 
-/** How much of one backend a single caller may hold at once. */
+/** How much of one backend a single caller may hold at once, and how its pool is shared. */
 export interface CallerLimitOptions {
   /** Calls of one caller running against the backend at once (each holds a pooled connection or waits for one). */
   maxConcurrent: number;
-  /** How long a call over that waits for one of its caller's own calls to end before it is refused. */
+  /** How long a call over that waits for a slot before it is refused. */
   maxWaitMs: number;
+  /** Connections of the backend's pool. */
+  poolSize: number;
+  /**
+   * Pooled connections a caller's second and later calls may not take: they are kept for the
+   * first call of a caller with nothing in flight. 0 turns sharing off (only `maxConcurrent` holds).
+   */
+  reserved: number;
 }
 
-/** One caller's running calls and, in arrival order, the calls waiting for one of them to end. */
+/** One caller's calls holding a slot, and how many of its calls wait for one. */
 interface Slots {
   active: number;
-  readonly waiting: Set<() => void>;
+  waiting: number;
 }
+
+/** A call waiting for a slot; `admit` hands it one. */
+interface Waiter {
+  readonly key: string;
+  readonly slots: Slots;
+  readonly admit: () => void;
+}
+
+/** Why a call waited, for the refusal's message and log line. */
+type WaitReason = 'caller_bound' | 'pool_share';
 
 /**
  * The caller a call is counted against: the client id the sidecar verified, or one shared
@@ -28,11 +45,18 @@ function callerKey(caller: CallerIdentity): string {
 }
 
 /**
- * Bounds each caller's calls against one backend, so that one caller (a compromised or looping
- * agent) cannot take every pooled connection and leave the others waiting until they fail. A
- * call over its caller's bound waits, first come first served, for one of that caller's own to
- * end, at most `maxWaitMs`; then it is refused with `caller_busy` without touching the backend,
- * so neither the retries nor the breaker count it. Returns the backend as one caller sees it.
+ * Shares one backend's pool among callers, so that neither one caller nor a few (compromised or
+ * looping agents) can take every pooled connection and leave the others waiting until they fail.
+ * Three rules, each a bound in calls held from first try to last:
+ *
+ * 1. A caller with nothing in flight is always let through: its one call is never held back.
+ * 2. A caller's further call goes only while the caller holds fewer than `maxConcurrent`, and
+ *    while the calls in flight leave `reserved` of the pool to rule 1.
+ * 3. A call held back waits; a slot freed goes to the waiting call whose caller holds fewest
+ *    (first come first served among equals), so flooding callers end with equal shares.
+ *
+ * A call still waiting after `maxWaitMs` is refused with `caller_busy` without touching the
+ * backend, so neither the retries nor the breaker count it. Returns the backend as one caller sees it.
  */
 export function limitPerCaller(
   backend: ResilientBackend,
@@ -42,56 +66,105 @@ export function limitPerCaller(
 ): (caller: CallerIdentity) => ResilientBackend {
   // Only callers with a call running or waiting have an entry: the map is as large as the calls in flight.
   const callers = new Map<string, Slots>();
+  // In arrival order; as long as the calls in flight (the sidecar bounds those).
+  const waiters: Waiter[] = [];
+  const shared = Math.max(0, options.poolSize - options.reserved);
+  let inFlight = 0;
   // Present at 0 from the start, so an alert on them has a series to read.
   metrics.callerWaiting.set({ backend: backend.name }, 0);
   metrics.callerLimited.inc({ backend: backend.name }, 0);
 
-  /** The caller's slots once one is its call's, or undefined when the wait ran out. */
-  function acquire(key: string): Slots | Promise<Slots | undefined> {
+  function blockedBy(slots: Slots): WaitReason | undefined {
+    if (slots.active === 0) return undefined;
+    if (slots.active >= options.maxConcurrent) return 'caller_bound';
+    return inFlight < shared ? undefined : 'pool_share';
+  }
+
+  function take(slots: Slots): void {
+    slots.active++;
+    inFlight++;
+  }
+
+  /** Hands freed slots to waiting calls, the caller holding fewest first, until none may take one. */
+  function dispatch(): void {
+    for (;;) {
+      let best = -1;
+      for (let i = 0; i < waiters.length; i++) {
+        const w = waiters[i] as Waiter;
+        if (blockedBy(w.slots) !== undefined) continue;
+        if (best < 0 || w.slots.active < (waiters[best] as Waiter).slots.active) best = i;
+      }
+      if (best < 0) return;
+      const [chosen] = waiters.splice(best, 1) as [Waiter];
+      chosen.slots.waiting--;
+      take(chosen.slots);
+      chosen.admit();
+    }
+  }
+
+  function slotsOf(key: string): Slots {
     let slots = callers.get(key);
     if (!slots) {
-      slots = { active: 0, waiting: new Set() };
+      slots = { active: 0, waiting: 0 };
       callers.set(key, slots);
     }
-    if (slots.active < options.maxConcurrent) {
-      slots.active++;
+    return slots;
+  }
+
+  function forget(key: string, slots: Slots): void {
+    if (slots.active === 0 && slots.waiting === 0) callers.delete(key);
+  }
+
+  /** Resolves once the call holds a slot; rejects with `caller_busy` when the wait ran out. */
+  function acquire(key: string, caller: CallerIdentity): Slots | Promise<Slots> {
+    const slots = slotsOf(key);
+    const reason = blockedBy(slots);
+    if (reason === undefined) {
+      take(slots);
       return slots;
     }
-    const held = slots;
+    const started = Date.now();
+    slots.waiting++;
     metrics.callerWaiting.inc({ backend: backend.name });
-    return new Promise<Slots | undefined>((resolve) => {
+    return new Promise<Slots>((resolve, reject) => {
+      const waiter: Waiter = {
+        key,
+        slots,
+        admit() {
+          clearTimeout(timer);
+          metrics.callerWaiting.dec({ backend: backend.name });
+          resolve(slots);
+        },
+      };
       const timer = setTimeout(() => {
-        held.waiting.delete(wake);
+        waiters.splice(waiters.indexOf(waiter), 1);
+        slots.waiting--;
         metrics.callerWaiting.dec({ backend: backend.name });
-        resolve(undefined);
+        // What holds it back now, which may differ from what did when it arrived.
+        const now = blockedBy(slots) ?? reason;
+        forget(key, slots);
+        reject(refuse(caller, slots.active, now, Date.now() - started));
       }, options.maxWaitMs);
-      function wake(): void {
-        clearTimeout(timer);
-        metrics.callerWaiting.dec({ backend: backend.name });
-        resolve(held);
-      }
-      held.waiting.add(wake);
+      waiters.push(waiter);
     });
   }
 
   function release(key: string, slots: Slots): void {
-    const next = slots.waiting.values().next();
-    if (!next.done) {
-      // The ending call's slot passes to the caller's longest waiting call.
-      slots.waiting.delete(next.value);
-      next.value();
-      return;
-    }
-    if (--slots.active === 0) callers.delete(key);
+    slots.active--;
+    inFlight--;
+    dispatch();
+    forget(key, slots);
   }
 
-  function refuse(caller: CallerIdentity, waitedMs: number): ToolError {
+  function refuse(caller: CallerIdentity, held: number, reason: WaitReason, waitedMs: number): ToolError {
     metrics.callerLimited.inc({ backend: backend.name });
     logger.warn(
       {
         event_type: 'mcp_caller_limited',
         backend: backend.name,
         caller: { subject: caller.subject, client_id: caller.client_id, roles: caller.roles },
+        reason,
+        held,
         max_concurrent: options.maxConcurrent,
         waited_ms: waitedMs,
         request_id: caller.request_id,
@@ -99,12 +172,12 @@ export function limitPerCaller(
       },
       'caller over its concurrent backend calls',
     );
-    return new ToolError(
-      'caller_busy',
-      `this caller's bound of ${options.maxConcurrent} concurrent ${backend.name} calls is reached; ask again once one has ended`,
-      // One of the caller's own calls ending is what frees it: a second is a fair first wait.
-      { backend: backend.name, retry_after_seconds: 1 },
-    );
+    const message =
+      reason === 'caller_bound'
+        ? `this caller's bound of ${options.maxConcurrent} concurrent ${backend.name} calls is reached; ask again once one has ended`
+        : `this caller already runs ${held} ${backend.name} calls and the rest of the pool is kept for other callers; ask again once one has ended`;
+    // One of the caller's own calls ending is what frees it: a second is a fair first wait.
+    return new ToolError('caller_busy', message, { backend: backend.name, retry_after_seconds: 1 });
   }
 
   return (caller) => {
@@ -112,9 +185,7 @@ export function limitPerCaller(
     return {
       ...backend,
       async run(fn, runOptions) {
-        const started = Date.now();
-        const slots = await acquire(key);
-        if (!slots) throw refuse(caller, Date.now() - started);
+        const slots = await acquire(key, caller);
         try {
           return await backend.run(fn, runOptions);
         } finally {

@@ -7,7 +7,7 @@ import type { FlagOrEnv } from '../proxy/cli-options.js';
 import { parseListen } from '../proxy/listen.js';
 import { stopSignal } from '../proxy/stop-signal.js';
 
-const USAGE = 'usage: ca-a2a mcp-gateway [--listen HOST:PORT] [--data-dir DIR] [--db-per-caller N] [--db-per-caller-wait-ms MS]';
+const USAGE = 'usage: ca-a2a mcp-gateway [--listen HOST:PORT] [--data-dir DIR] [--db-per-caller N] [--db-per-caller-wait-ms MS] [--db-reserved N]';
 
 const HELP = `${USAGE}
 
@@ -25,6 +25,10 @@ The MCP resource gateway: the only component with database and bucket credential
   --db-per-caller-wait-ms MS
                       how long it waits at most (CA_A2A_DB_PER_CALLER_WAIT_MS; default 5000, the
                       pool's connection timeout)
+  --db-reserved N     pooled connections a caller's second and later statements may not take,
+                      kept for callers with nothing in flight, so several callers flooding at
+                      once cannot take the whole pool (CA_A2A_DB_RESERVED; 0 to less than the
+                      pool; default 2, a fifth of the pool of 10; unused on the embedded database)
 
 environment:
   DATABASE_URL                 PostgreSQL of the documents (else the embedded database)
@@ -42,12 +46,13 @@ environment:
 export interface GatewayFlags {
   'db-per-caller'?: string;
   'db-per-caller-wait-ms'?: string;
+  'db-reserved'?: string;
 }
 
 /**
  * Gateway options from the environment: DATABASE_URL; CA_A2A_S3_BUCKET, CA_A2A_S3_ENDPOINT,
  * AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY; CA_A2A_S3_PREFIXES (comma-separated),
- * CA_A2A_S3_MAX_OBJECT_BYTES; CA_A2A_DB_PER_CALLER and CA_A2A_DB_PER_CALLER_WAIT_MS, unless
+ * CA_A2A_S3_MAX_OBJECT_BYTES; CA_A2A_DB_PER_CALLER, CA_A2A_DB_PER_CALLER_WAIT_MS and CA_A2A_DB_RESERVED, unless
  * `flags` give them. Unset variables leave the embedded defaults.
  */
 export function gatewayOptionsFromEnv(env: NodeJS.ProcessEnv, flags: GatewayFlags = {}): McpGatewayOptions {
@@ -68,6 +73,7 @@ export function gatewayOptionsFromEnv(env: NodeJS.ProcessEnv, flags: GatewayFlag
     perCaller: {
       maxStatements: positiveInteger(flagOrEnv('--db-per-caller', flags['db-per-caller'], 'CA_A2A_DB_PER_CALLER', env)),
       maxWaitMs: positiveInteger(flagOrEnv('--db-per-caller-wait-ms', flags['db-per-caller-wait-ms'], 'CA_A2A_DB_PER_CALLER_WAIT_MS', env)),
+      reservedConnections: wholeNumber(flagOrEnv('--db-reserved', flags['db-reserved'], 'CA_A2A_DB_RESERVED', env), 0),
     },
     s3: {
       bucket: env.CA_A2A_S3_BUCKET || undefined,
@@ -83,10 +89,15 @@ export function gatewayOptionsFromEnv(env: NodeJS.ProcessEnv, flags: GatewayFlag
 
 /** A positive integer from a flag or variable; undefined when neither is set; throws naming the one that was. */
 function positiveInteger(option: FlagOrEnv<string> | undefined): number | undefined {
+  return wholeNumber(option, 1);
+}
+
+/** An integer of at least `least` (0 or 1) from a flag or variable, as {@link positiveInteger}. */
+function wholeNumber(option: FlagOrEnv<string> | undefined, least: 0 | 1): number | undefined {
   if (option === undefined) return undefined;
   const value = Number(option.value);
-  if (!(/^[0-9]+$/u.test(option.value.trim()) && Number.isSafeInteger(value) && value > 0)) {
-    throw new Error(`${option.name} must be a positive integer, got '${option.value}'`);
+  if (!(/^[0-9]+$/u.test(option.value.trim()) && Number.isSafeInteger(value) && value >= least)) {
+    throw new Error(`${option.name} must be a ${least === 1 ? 'positive' : 'non-negative'} integer, got '${option.value}'`);
   }
   return value;
 }
@@ -104,6 +115,7 @@ export async function mcpGatewayCommand(argv: string[]): Promise<number> {
         'data-dir': { type: 'string' },
         'db-per-caller': { type: 'string' },
         'db-per-caller-wait-ms': { type: 'string' },
+        'db-reserved': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,

@@ -54,12 +54,18 @@ export interface McpGatewayOptions {
   logger?: Logger;
 }
 
-/** How many database calls one caller may run at once, and how long one over that waits. */
+/** How many database calls one caller may run at once, how much of the pool is kept for the others, and how long one over that waits. */
 export interface PerCallerOptions {
   /** Default half the pool (`pool.max`, 10 → 5), at least 1; 1 on PGlite, which runs one statement at a time. */
   maxStatements?: number;
   /** Default the pool's connection timeout (`pool.connectionTimeoutMs`, 5 000 ms). */
   maxWaitMs?: number;
+  /**
+   * Pooled connections a caller's second and later calls may not take, kept for callers with
+   * nothing in flight; 0 to less than `pool.max`. Default a fifth of the pool (10 → 2), at least 1;
+   * unused on PGlite.
+   */
+  reservedConnections?: number;
 }
 
 /** A running gateway. */
@@ -92,8 +98,12 @@ export async function startMcpGateway(opts: McpGatewayOptions = {}): Promise<Mcp
   const poolMax = opts.pool?.max ?? DEFAULT_POOL_MAX;
   for (const [name, value] of Object.entries(opts.perCaller ?? {})) {
     // A bound of 0 would refuse every call; refused here rather than at the first call.
-    if (value !== undefined && !(Number.isInteger(value) && value > 0)) throw new Error(`perCaller.${name} must be a positive integer`);
+    const [least, what] = name === 'reservedConnections' ? [0, 'a non-negative'] : [1, 'a positive'];
+    if (value !== undefined && !(Number.isInteger(value) && value >= least)) throw new Error(`perCaller.${name} must be ${what} integer`);
   }
+  const reserved = opts.perCaller?.reservedConnections;
+  // Reserving the whole pool would hold every caller to one call: that is maxStatements 1.
+  if (reserved !== undefined && reserved >= poolMax) throw new Error(`perCaller.reservedConnections must be less than the pool's ${poolMax} connections`);
   const sql = await openSqlClient({
     databaseUrl: opts.databaseUrl,
     dataDir: join(dataDir, 'pglite'),
@@ -117,12 +127,17 @@ export async function startMcpGateway(opts: McpGatewayOptions = {}): Promise<Mcp
   const maxObjectBytes = s3opts.maxObjectBytes ?? DEFAULT_MAX_OBJECT;
   const db = createResilientBackend('postgres', isPgTransient, opts.breaker ?? {}, metrics, logger);
   const s3 = createResilientBackend('s3', store.isTransient, opts.breaker ?? {}, metrics, logger);
-  // Half the pool per caller: one caller flooding long statements leaves the other half to everyone else.
+  // Half the pool per caller: one caller flooding long statements leaves the other half to everyone
+  // else; a fifth kept for callers with nothing in flight, so two or more flooding do not take it all.
+  const pglite = sql.kind === 'pglite';
   const dbFor = limitPerCaller(
     db,
     {
-      maxConcurrent: opts.perCaller?.maxStatements ?? (sql.kind === 'pglite' ? 1 : Math.max(1, Math.floor(poolMax / 2))),
+      maxConcurrent: opts.perCaller?.maxStatements ?? (pglite ? 1 : Math.max(1, Math.floor(poolMax / 2))),
       maxWaitMs: opts.perCaller?.maxWaitMs ?? opts.pool?.connectionTimeoutMs ?? DEFAULT_CONNECTION_TIMEOUT_MS,
+      // PGlite runs one statement at a time: there is no pool to share.
+      poolSize: pglite ? 1 : poolMax,
+      reserved: pglite ? 0 : (reserved ?? Math.max(1, Math.floor(poolMax / 5))),
     },
     metrics,
     logger,

@@ -9,15 +9,15 @@ import { callTool, metricValue, startTestGateway, waitingOnLock } from './helper
 const FLOODER = { 'x-ca-a2a-client-id': 'agent-flood', 'x-ca-a2a-subject': 'svc-flood', 'x-ca-a2a-request-id': 'req-flood' };
 const OTHER = { 'x-ca-a2a-client-id': 'agent-other' };
 
-/** A gateway on a pool of 2, a document whose row another session holds, and an observer of who waits on it. */
-function lockedDocumentSuite(perCaller: { maxWaitMs?: number }) {
+/** A gateway on a pool of `poolMax` (2), a document whose row another session holds, and an observer of who waits on it. */
+function lockedDocumentSuite(perCaller: { maxWaitMs?: number }, poolMax = 2) {
   const applicationName = `mcp-caller-${randomUUID().slice(0, 8)}`;
   const state = {} as { gw: McpGateway; lines: Record<string, unknown>[]; holder: pg.Client; observer: pg.Client; locked: string; free: string };
   const cleanups: (() => Promise<void>)[] = [];
   before(async () => {
     const started = await startTestGateway({
       // The pool's connection wait is short, so a caller starved of connections fails fast.
-      pool: { min: 0, max: 2, connectionTimeoutMs: 300, applicationName },
+      pool: { min: 0, max: poolMax, connectionTimeoutMs: 300, applicationName },
       breaker: { initialDelayMs: 5, maxDelayMs: 20 },
       perCaller,
     });
@@ -116,5 +116,62 @@ describe('per-caller bound on database calls: a call over the bound waits for it
     assert.equal(second.body.error, 'second');
     assert.equal(await metricValue(gw.url, 'ca_a2a_mcp_caller_limited_total', { backend: 'postgres' }), 0);
     assert.equal(await metricValue(gw.url, 'ca_a2a_mcp_caller_waiting', { backend: 'postgres' }), 0);
+  });
+});
+
+/** Resolves once `count` sessions tagged `applicationName` wait for a lock. */
+async function sessionsOnLock(observer: pg.Client, applicationName: string, count: number): Promise<void> {
+  for (;;) {
+    const { rows } = await observer.query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'",
+      [applicationName],
+    );
+    if (rows[0]?.n === count) return;
+    await nextTurn();
+  }
+}
+
+describe('pool sharing: two callers flooding long statements at once', () => {
+  // Defaults on the seed's pool of 10: 5 per caller, 2 connections kept for callers with nothing in flight.
+  const { state, applicationName } = lockedDocumentSuite({}, 10);
+
+  it('leaves two connections to other callers, whose calls run while both flooders wait on a lock', async () => {
+    const { gw, holder, observer, lines } = state;
+    await holder.query('BEGIN');
+    await holder.query('SELECT 1 FROM documents WHERE document_id = $1 FOR UPDATE', [state.locked]);
+    const flood = (clientId: string) =>
+      Array.from({ length: 10 }, (_, i) => callTool(gw.url, 'documents_update', { document_id: state.locked, error: `${clientId} ${i}` }, { 'x-ca-a2a-client-id': clientId }));
+    const flooding = Promise.all([...flood('agent-flood-a'), ...flood('agent-flood-b')]);
+    // Eight of the pool's ten connections wait on the lock; the flooders' other calls wait in the gateway.
+    await sessionsOnLock(observer, applicationName, 8);
+
+    const others = await Promise.all([
+      callTool(gw.url, 'documents_get', { document_id: state.free }, { 'x-ca-a2a-client-id': 'agent-third' }),
+      callTool(gw.url, 'documents_update', { document_id: state.free, error: 'fourth' }, { 'x-ca-a2a-client-id': 'agent-fourth' }),
+    ]);
+    for (const r of others) assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.equal(lines.filter((l) => l.event_type === 'mcp_backend_error').length, 0, 'no caller met a pool wait');
+
+    // The twelve flooding calls held back run out their wait (the pool's 300 ms) before the lock goes.
+    while ((await metricValue(gw.url, 'ca_a2a_mcp_caller_limited_total', { backend: 'postgres' })) !== 12) await nextTurn();
+    await sessionsOnLock(observer, applicationName, 8);
+    await holder.query('ROLLBACK');
+    const results = await flooding;
+    assert.equal(results.filter((r) => r.status === 200).length, 8);
+    const refused = results.filter((r) => r.status === 429);
+    assert.equal(refused.length, 12);
+    for (const r of refused) {
+      assert.equal(r.body.error?.code, 'caller_busy');
+      assert.match(
+        r.body.error?.message ?? '',
+        /^(this caller's bound of 5 concurrent postgres calls is reached|this caller already runs [1-4] postgres calls and the rest of the pool is kept for other callers); ask again once one has ended$/,
+      );
+    }
+    const limited = lines.filter((l) => l.event_type === 'mcp_caller_limited');
+    assert.equal(limited.length, 12);
+    // Each flooder held one to five calls, eight in all.
+    const held = new Map(limited.map((l) => [(l.caller as { client_id: string }).client_id, l.held as number]));
+    assert.equal((held.get('agent-flood-a') ?? 0) + (held.get('agent-flood-b') ?? 0), 8);
+    for (const l of limited) assert.ok(l.reason === 'caller_bound' || l.reason === 'pool_share', String(l.reason));
   });
 });

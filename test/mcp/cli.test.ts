@@ -38,14 +38,24 @@ describe('ca-a2a mcp-gateway command', () => {
   });
 
   it('reads the per-caller database bound from its flag, else its variable, and names the one that is wrong', () => {
-    assert.deepEqual(gatewayOptionsFromEnv({}).perCaller, { maxStatements: undefined, maxWaitMs: undefined });
-    const env = { CA_A2A_DB_PER_CALLER: '3', CA_A2A_DB_PER_CALLER_WAIT_MS: '250' };
-    assert.deepEqual(gatewayOptionsFromEnv(env).perCaller, { maxStatements: 3, maxWaitMs: 250 });
-    assert.deepEqual(gatewayOptionsFromEnv(env, { 'db-per-caller': '7' }).perCaller, { maxStatements: 7, maxWaitMs: 250 });
+    assert.deepEqual(gatewayOptionsFromEnv({}).perCaller, { maxStatements: undefined, maxWaitMs: undefined, reservedConnections: undefined });
+    const env = { CA_A2A_DB_PER_CALLER: '3', CA_A2A_DB_PER_CALLER_WAIT_MS: '250', CA_A2A_DB_RESERVED: '0' };
+    assert.deepEqual(gatewayOptionsFromEnv(env).perCaller, { maxStatements: 3, maxWaitMs: 250, reservedConnections: 0 });
+    assert.deepEqual(gatewayOptionsFromEnv(env, { 'db-per-caller': '7', 'db-reserved': '4' }).perCaller, { maxStatements: 7, maxWaitMs: 250, reservedConnections: 4 });
     for (const bad of ['0', '-1', '1.5', 'two', '1e3']) {
       assert.throws(() => gatewayOptionsFromEnv({ CA_A2A_DB_PER_CALLER: bad }), /^Error: CA_A2A_DB_PER_CALLER must be a positive integer/, bad);
       assert.throws(() => gatewayOptionsFromEnv(env, { 'db-per-caller-wait-ms': bad }), /^Error: --db-per-caller-wait-ms must be a positive integer/, bad);
+      if (bad !== '0') assert.throws(() => gatewayOptionsFromEnv(env, { 'db-reserved': bad }), /^Error: --db-reserved must be a non-negative integer/, bad);
     }
+  });
+
+  it('refuses to keep back the whole pool, which would hold every caller to one call', async () => {
+    const dataDir = join(tmpdir(), 'never-made');
+    await assert.rejects(
+      startMcpGateway({ port: 0, dataDir, pool: { max: 4 }, perCaller: { reservedConnections: 4 } }),
+      /^Error: perCaller.reservedConnections must be less than the pool's 4 connections$/,
+    );
+    await assert.rejects(startMcpGateway({ port: 0, dataDir, perCaller: { reservedConnections: -1 } }), /^Error: perCaller.reservedConnections must be a non-negative integer$/);
   });
 
   it('refuses an allowed prefix that is not a folder: uploads would let uploads-private/ through', async () => {
