@@ -49,17 +49,34 @@ export function callerFrom(req: IncomingMessage): CallerIdentity {
   };
 }
 
-/** Reads and parses a JSON body up to `limit` bytes; a ToolError says why it could not. */
-async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
+/**
+ * Reads a body of at most `limit` bytes into one buffer. With a Content-Length (Node's parser
+ * holds the body to it) the buffer is made once at that size and filled as chunks arrive, so an
+ * upload is never held twice, as chunks and joined; a chunked body is joined at its end.
+ */
+async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  const length = Number(req.headers['content-length'] ?? Number.NaN);
+  const declared = Number.isSafeInteger(length) && length >= 0 ? length : undefined;
+  if (declared !== undefined && declared > limit) throw new ToolError('too_large', `body is over ${limit} bytes`);
+  const whole = declared === undefined ? undefined : Buffer.allocUnsafe(declared);
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > limit) throw new ToolError('too_large', `body is over ${limit} bytes`);
-    chunks.push(chunk as Buffer);
+    const part = chunk as Buffer;
+    if (size + part.length > limit) throw new ToolError('too_large', `body is over ${limit} bytes`);
+    if (whole) part.copy(whole, size);
+    else chunks.push(part);
+    size += part.length;
   }
+  // A body cut short fails the loop above (aborted); still, never parse bytes never written.
+  return whole ? whole.subarray(0, Math.min(size, whole.length)) : Buffer.concat(chunks, size);
+}
+
+/** Reads and parses a JSON body up to `limit` bytes; a ToolError says why it could not. */
+async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
+  const body = await readBody(req, limit);
   try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    return JSON.parse(body.toString('utf8'));
   } catch {
     throw new ToolError('invalid_request', 'body is not valid JSON');
   }

@@ -229,7 +229,8 @@ export async function createDiskStore(dir: string, options: DiskStoreOptions = {
       const meta: ObjectHead = { key, size: body.length, content_type: contentType, last_modified: new Date().toISOString(), etag };
       const tmp = join(dir, `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`);
       try {
-        await writeFile(tmp, Buffer.concat([Buffer.from(JSON.stringify(meta) + '\n'), body]), { flush: true });
+        // Header and body written one after the other: no copy of the object to join them.
+        await writeFile(tmp, [Buffer.from(JSON.stringify(meta) + '\n'), body], { flush: true });
         await rename(tmp, join(dir, fileName(key)));
       } catch (err) {
         await rm(tmp, { force: true });

@@ -102,6 +102,9 @@ export const S3_TOOLS: ToolFamily = {
       const size = (a.content_base64.length / 4) * 3 - (a.content_base64.match(/=+$/)?.[0].length ?? 0);
       if (size > deps.maxObjectBytes) throw tooLarge(size, deps.maxObjectBytes);
       const body = Buffer.from(a.content_base64, 'base64');
+      // The arguments are this call's own parse (tool-runner.ts): dropping the text, 4/3 of the
+      // object on the V8 heap, leaves only the bytes held while the bucket takes them.
+      delete args.content_base64;
       const head = await guarded(deps, (signal) => deps.store.put(k, body, a.content_type, signal));
       return {
         key: k,

@@ -1,0 +1,118 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { connect } from 'node:net';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { createDiskStore } from '../../mcp/backends/disk-store.js';
+import type { ObjectStore } from '../../mcp/backends/object-store.js';
+import { startMcpGateway } from '../../mcp/gateway.js';
+import type { McpGateway } from '../../mcp/gateway.js';
+import { createGatewayMetrics } from '../../mcp/metrics.js';
+import { DEFAULT_KEY_POLICY } from '../../mcp/object-keys.js';
+import { createResilientBackend } from '../../mcp/resilience.js';
+import { S3_TOOLS } from '../../mcp/tools/s3-tools.js';
+import type { ToolDeps } from '../../mcp/tools/tool-types.js';
+import { backendOptions, captureLogger, tempDir } from './helpers.js';
+
+/** Sends `head` then each of `parts` on one connection, and resolves the raw answer once it is whole (or the server closes). */
+function rawRequest(port: number, head: string, parts: (string | Buffer)[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1');
+    let answer = '';
+    socket.on('data', (d: Buffer) => {
+      answer += d.toString('latin1');
+      // One answer with a Content-Length is whole once its body is in.
+      const m = /\r\ncontent-length: (\d+)\r\n[\s\S]*?\r\n\r\n([\s\S]*)$/i.exec(answer);
+      if (m && Buffer.byteLength(m[2] ?? '', 'latin1') >= Number(m[1])) {
+        socket.destroy();
+        resolve(answer);
+      }
+    });
+    socket.on('error', reject);
+    socket.on('close', () => resolve(answer));
+    void (async () => {
+      socket.write(head);
+      for (const p of parts) {
+        // Each part its own packet: the gateway gets the body in several chunks.
+        await new Promise<void>((ok) => socket.write(p, () => ok()));
+        await new Promise<void>((ok) => setImmediate(ok));
+      }
+    })();
+  });
+}
+
+describe('s3_put_object and the arguments it is given', () => {
+  let dir = '';
+  let store: ObjectStore;
+  const { logger } = captureLogger();
+  const metrics = createGatewayMetrics(() => ({ total: 0, idle: 0, waiting: 0 }));
+  const s3 = createResilientBackend('s3', () => false, {}, metrics, logger);
+  before(async () => {
+    dir = await tempDir();
+    store = await createDiskStore(join(dir, 'bucket'), { logger });
+  });
+  after(async () => {
+    s3.dispose();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('lets go of the base64 text before the bucket takes the bytes, and stores them whole', async () => {
+    const bytes = Buffer.from('%PDF-1.7 '.repeat(1000));
+    const args: Record<string, unknown> = { key: 'uploads/held.pdf', content_base64: bytes.toString('base64'), content_type: 'application/pdf' };
+    const seen: boolean[] = [];
+    // The real store, watched: what the call still holds when the bucket is asked.
+    const watched: ObjectStore = { ...store, put: (...put) => (seen.push('content_base64' in args), store.put(...put)) };
+    const deps = { store: watched, s3, keys: DEFAULT_KEY_POLICY, maxObjectBytes: 1 << 20 } as unknown as ToolDeps;
+    const result = (await S3_TOOLS.s3_put_object!.handler(args, deps)) as { size: number; sha256: string };
+    assert.deepEqual(seen, [false]);
+    assert.equal(result.size, bytes.length);
+    assert.equal(result.sha256, createHash('sha256').update(bytes).digest('hex'));
+    const got = await store.get('uploads/held.pdf', 1 << 20, new AbortController().signal);
+    const chunks: Buffer[] = [];
+    for await (const c of got!.body) chunks.push(c as Buffer);
+    assert.deepEqual(Buffer.concat(chunks), bytes);
+  });
+});
+
+describe('request bodies of /call_tool', () => {
+  let gw: McpGateway;
+  const cleanups: (() => Promise<void>)[] = [];
+  before(async () => {
+    const options = await backendOptions({ s3: false }, cleanups);
+    // Bodies up to 4/3 of 3 KiB plus 64 KiB.
+    gw = await startMcpGateway({ port: 0, ...options, s3: { maxObjectBytes: 3 * 1024 }, logger: captureLogger().logger });
+    cleanups.unshift(() => gw.close());
+  });
+  after(async () => {
+    for (const c of cleanups) await c();
+  });
+
+  const bytes = Buffer.from('0123456789abcdef'.repeat(150));
+  const body = Buffer.from(JSON.stringify({ tool: 's3_put_object', arguments: { key: 'uploads/parts.bin', content_base64: bytes.toString('base64'), content_type: 'application/octet-stream' } }));
+  const parts = [body.subarray(0, 7), body.subarray(7, 1000), body.subarray(1000, 1001), body.subarray(1001)];
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
+
+  it('puts an object whose body came with a Content-Length in several chunks, byte for byte', async () => {
+    const head = `POST /call_tool HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n`;
+    const answer = await rawRequest(gw.port, head, parts);
+    assert.match(answer, /^HTTP\/1.1 200 /);
+    assert.ok(answer.includes(`"sha256":"${sha256}"`), answer);
+  });
+
+  it('puts an object whose body came chunked, byte for byte', async () => {
+    const head = 'POST /call_tool HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n';
+    const chunked = [...parts.map((p) => Buffer.concat([Buffer.from(`${p.length.toString(16)}\r\n`), p, Buffer.from('\r\n')])), '0\r\n\r\n'];
+    const answer = await rawRequest(gw.port, head, chunked);
+    assert.match(answer, /^HTTP\/1.1 200 /);
+    assert.ok(answer.includes(`"sha256":"${sha256}"`), answer);
+  });
+
+  it('refuses a body whose Content-Length is over the cap with 413 before any of it arrives', async () => {
+    const head = `POST /call_tool HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${70 * 1024}\r\n\r\n`;
+    // The body never comes: the answer is owed to the header alone.
+    const answer = await rawRequest(gw.port, head, ['{"tool":']);
+    assert.match(answer, /^HTTP\/1.1 413 /);
+    assert.match(answer, /"code":"too_large"/);
+  });
+});
