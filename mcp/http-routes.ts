@@ -50,26 +50,22 @@ export function callerFrom(req: IncomingMessage): CallerIdentity {
 }
 
 /**
- * Reads a body of at most `limit` bytes into one buffer. With a Content-Length (Node's parser
- * holds the body to it) the buffer is made once at that size and filled as chunks arrive, so an
- * upload is never held twice, as chunks and joined; a chunked body is joined at its end.
+ * Reads a body of at most `limit` bytes. One that declares more (Content-Length) is refused
+ * before any of it is read. What is held grows with the bytes that arrived, never with the length
+ * declared: a buffer made at that size up front would let slow clients declaring the cap each
+ * take it while sending nothing.
  */
 async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
-  const length = Number(req.headers['content-length'] ?? Number.NaN);
-  const declared = Number.isSafeInteger(length) && length >= 0 ? length : undefined;
-  if (declared !== undefined && declared > limit) throw new ToolError('too_large', `body is over ${limit} bytes`);
-  const whole = declared === undefined ? undefined : Buffer.allocUnsafe(declared);
+  const declared = Number(req.headers['content-length'] ?? 0);
+  if (declared > limit) throw new ToolError('too_large', `body is over ${limit} bytes`);
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req) {
-    const part = chunk as Buffer;
-    if (size + part.length > limit) throw new ToolError('too_large', `body is over ${limit} bytes`);
-    if (whole) part.copy(whole, size);
-    else chunks.push(part);
-    size += part.length;
+    size += (chunk as Buffer).length;
+    if (size > limit) throw new ToolError('too_large', `body is over ${limit} bytes`);
+    chunks.push(chunk as Buffer);
   }
-  // A body cut short fails the loop above (aborted); still, never parse bytes never written.
-  return whole ? whole.subarray(0, Math.min(size, whole.length)) : Buffer.concat(chunks, size);
+  return chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size);
 }
 
 /** Reads and parses a JSON body up to `limit` bytes; a ToolError says why it could not. */
