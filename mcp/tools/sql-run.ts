@@ -4,7 +4,10 @@ import { errorCode } from '../resilience.js';
 import type { ToolDeps } from './tool-types.js';
 
 // SQLSTATEs that say "the server or connection could not do it now", not "the request is wrong".
-const TRANSIENT_SQLSTATES = new Set(['57P01', '57P02', '57P03', '53300', '40001', '40P01', '57014']);
+// 25006 (read_only_sql_transaction) is a write that reached a standby: after a failover, a pooled
+// connection (or a DNS answer not yet expired) still leads to the demoted primary; the failed
+// connection is discarded and the next try opens one that may reach the new primary.
+const TRANSIENT_SQLSTATES = new Set(['57P01', '57P02', '57P03', '53300', '40001', '40P01', '57014', '25006']);
 
 // pg raises these without a code (pool and client-side timeouts, a socket closed under a query),
 // so they are matched by message; each is a fixed string in pg / pg-pool.
@@ -18,9 +21,10 @@ const TRANSIENT_MESSAGES = [
 
 // Failures that prove the statement did not run. A connection that could not be made (refused,
 // no such host, the pool's or the client's connect timeout, the server refusing a new session)
-// never carried it; serialization_failure and deadlock_detected roll it back. Anything else
-// (a connection cut, a timeout) may come after the server committed it.
-const UNSENT_CODES = new Set(['ECONNREFUSED', 'EAI_AGAIN', '57P03', '53300', '08004', '40001', '40P01']);
+// never carried it; serialization_failure and deadlock_detected roll it back; a read-only
+// server refuses a write before running it. Anything else (a connection cut, a timeout) may come
+// after the server committed it.
+const UNSENT_CODES = new Set(['ECONNREFUSED', 'EAI_AGAIN', '57P03', '53300', '08004', '40001', '40P01', '25006']);
 const UNSENT_MESSAGES = ['timeout exceeded when trying to connect', 'Connection terminated due to connection timeout'];
 
 /** True for PostgreSQL errors worth retrying: connection failures, shutdowns, timeouts, serialisation. */
