@@ -135,8 +135,9 @@ export async function startMcpGateway(opts: McpGatewayOptions = {}): Promise<Mcp
     {
       maxConcurrent: opts.perCaller?.maxStatements ?? (pglite ? 1 : Math.max(1, Math.floor(poolMax / 2))),
       maxWaitMs: opts.perCaller?.maxWaitMs ?? opts.pool?.connectionTimeoutMs ?? DEFAULT_CONNECTION_TIMEOUT_MS,
-      // PGlite runs one statement at a time: there is no pool to share.
-      poolSize: pglite ? 1 : poolMax,
+      // PGlite runs one statement at a time and queues the rest itself: no pool to share, only
+      // each caller's bound.
+      poolSize: pglite ? Number.MAX_SAFE_INTEGER : poolMax,
       reserved: pglite ? 0 : (reserved ?? Math.max(1, Math.floor(poolMax / 5))),
     },
     metrics,
