@@ -137,7 +137,10 @@ export function limitPerCaller(
         },
       };
       const timer = setTimeout(() => {
-        waiters.splice(waiters.indexOf(waiter), 1);
+        // Still queued (an admitted call's timer is cleared on admission); checked all the same,
+        // since splice(-1) would drop another call's place.
+        const at = waiters.indexOf(waiter);
+        if (at >= 0) waiters.splice(at, 1);
         slots.waiting--;
         metrics.callerWaiting.dec({ backend: backend.name });
         // What holds it back now, which may differ from what did when it arrived.
