@@ -20,13 +20,24 @@ export const SCHEMA = {
 export const STORABLE_TEXT = '^[^\\u0000\\ud800-\\udfff]*$';
 
 /**
- * The column list every document query returns. bigint and timestamps are cast so pg and PGlite
- * hand back the same JS types; created_at also travels as text for exact keyset cursors
- * (a JS Date would drop the microseconds).
+ * A timestamptz column as ISO 8601 text in UTC, to the millisecond (what Date#toISOString
+ * writes), whatever the session's DateStyle and TimeZone: those are the server's, the database's
+ * or the role's to set, and under another DateStyle (SQL, German…) the driver's own parser
+ * reads nothing and answers null.
+ */
+export function isoText(column: string, as = column): string {
+  return `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS ${as}`;
+}
+
+/**
+ * The column list every document query returns. bigint is cast so pg and PGlite hand back the
+ * same JS type, timestamps are ISO text ({@link isoText}); created_at also travels to the
+ * microsecond, in UTC and DateStyle ISO whatever the session's, for exact keyset cursors.
  */
 export const DOCUMENT_COLUMNS = `document_id::text AS document_id, filename, content_type, s3_key,
   size_bytes::float8 AS size_bytes, sha256, status, extracted, validation, error, archive_key,
-  claimed_at, claim_count, created_at, updated_at, created_at::text AS created_cursor`;
+  ${isoText('claimed_at')}, claim_count, ${isoText('created_at')}, ${isoText('updated_at')},
+  to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00' AS created_cursor`;
 
 /**
  * The same without `extracted`, for listings: an extraction can be megabytes (a CSV's rows as the
@@ -51,14 +62,13 @@ export interface DocumentRow {
   validation: unknown;
   error: string | null;
   archive_key: string | null;
-  claimed_at: Date | string | null;
+  /** ISO 8601 UTC text ({@link isoText}), as the three timestamps below. */
+  claimed_at: string | null;
   claim_count: number;
-  created_at: Date | string;
-  updated_at: Date | string;
+  created_at: string;
+  updated_at: string;
   created_cursor: string;
 }
-
-const iso = (v: Date | string | null) => (v === null ? null : new Date(v).toISOString());
 
 /** The wire form of a document as listed: everything but `extracted`. */
 export function toListedDocument(row: Omit<DocumentRow, 'extracted'>) {
@@ -80,10 +90,10 @@ export function toDocument(row: DocumentRow) {
     validation: row.validation ?? null,
     error: row.error,
     archive_key: row.archive_key,
-    claimed_at: iso(row.claimed_at),
+    claimed_at: row.claimed_at,
     claim_count: row.claim_count,
-    created_at: iso(row.created_at),
-    updated_at: iso(row.updated_at),
+    created_at: row.created_at,
+    updated_at: row.updated_at,
   };
 }
 
@@ -92,8 +102,8 @@ export function encodeCursor(row: Pick<DocumentRow, 'created_cursor' | 'document
   return Buffer.from(JSON.stringify([row.created_cursor, row.document_id])).toString('base64url');
 }
 
-// created_at::text in PostgreSQL's ISO output (DateStyle ISO, which pg assumes too), e.g.
-// 2024-05-01 12:34:56.123456+00 or …+05:30.
+// created_at in PostgreSQL's ISO output, as created_cursor writes it (2024-05-01 12:34:56.123456+00)
+// or as created_at::text wrote it before, in the session's time zone (…+05:30).
 const CURSOR_TIME = /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d{1,6})?[+-]\d{2}(:\d{2})?$/;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 

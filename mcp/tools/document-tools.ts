@@ -124,6 +124,8 @@ export const DOCUMENT_TOOLS: ToolFamily = {
     },
     async handler(args, deps) {
       const a = args as unknown as ListArgs;
+      // ORDER BY names the table's columns: a bare name would be the output column of that name,
+      // the text forms of DOCUMENT_COLUMNS, not the keyset the cursor compares against.
       const after = a.cursor === undefined ? undefined : decodeCursor(a.cursor);
       if (a.cursor !== undefined && !after) throw new ToolError('invalid_arguments', 'cursor is not one this gateway issued');
       const rows = await sqlQuery<Omit<DocumentRow, 'extracted'>>(
@@ -131,7 +133,7 @@ export const DOCUMENT_TOOLS: ToolFamily = {
         `SELECT ${LISTED_DOCUMENT_COLUMNS} FROM documents
          WHERE ($1::text IS NULL OR status = $1)
            AND ($2::timestamptz IS NULL OR (created_at, document_id) > ($2::timestamptz, $3::uuid))
-         ORDER BY created_at, document_id LIMIT $4`,
+         ORDER BY documents.created_at, documents.document_id LIMIT $4`,
         [a.status ?? null, after?.[0] ?? null, after?.[1] ?? null, a.limit + 1],
         { idempotent: true },
       );

@@ -1,5 +1,5 @@
 import { ToolError } from '../errors.js';
-import { STORABLE_TEXT, SCHEMA } from './document-rows.js';
+import { STORABLE_TEXT, SCHEMA, isoText } from './document-rows.js';
 import { sqlQuery } from './sql-run.js';
 import type { ToolFamily } from './tool-types.js';
 import { TOOL_HINTS } from './tool-hints.js';
@@ -9,9 +9,9 @@ export const LOG_STATUSES = ['started', 'succeeded', 'failed', 'skipped', 'info'
 
 interface AppendArgs { document_id: string; step: string; status: string; message?: string }
 interface ListArgs { document_id: string; limit: number; order: 'oldest_first' | 'newest_first' }
-interface LogRow { log_id: string | number; document_id: string; step: string; status: string; message: string | null; created_at: Date | string }
+interface LogRow { log_id: string | number; document_id: string; step: string; status: string; message: string | null; created_at: string }
 
-const LOG_COLUMNS = 'log_id::float8 AS log_id, document_id::text AS document_id, step, status, message, created_at';
+const LOG_COLUMNS = `log_id::float8 AS log_id, document_id::text AS document_id, step, status, message, ${isoText('created_at')}`;
 
 const toEntry = (r: LogRow) => ({
   log_id: Number(r.log_id),
@@ -19,7 +19,7 @@ const toEntry = (r: LogRow) => ({
   step: r.step,
   status: r.status,
   message: r.message,
-  created_at: new Date(r.created_at).toISOString(),
+  created_at: r.created_at,
 });
 
 /** The append-only processing log of each document. */
