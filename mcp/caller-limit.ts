@@ -27,7 +27,6 @@ interface Slots {
 
 /** A call waiting for a slot; `admit` hands it one. */
 interface Waiter {
-  readonly key: string;
   readonly slots: Slots;
   readonly admit: () => void;
 }
@@ -128,7 +127,6 @@ export function limitPerCaller(
     metrics.callerWaiting.inc({ backend: backend.name });
     return new Promise<Slots>((resolve, reject) => {
       const waiter: Waiter = {
-        key,
         slots,
         admit() {
           clearTimeout(timer);

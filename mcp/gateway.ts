@@ -103,7 +103,7 @@ export async function startMcpGateway(opts: McpGatewayOptions = {}): Promise<Mcp
   }
   const reserved = opts.perCaller?.reservedConnections;
   // Reserving the whole pool would hold every caller to one call: that is maxStatements 1.
-  if (reserved !== undefined && reserved >= poolMax) throw new Error(`perCaller.reservedConnections must be less than the pool's ${poolMax} connections`);
+  if (reserved !== undefined && reserved >= poolMax) throw new Error(`perCaller.reservedConnections (--db-reserved) must be less than the pool's ${poolMax} connections`);
   const sql = await openSqlClient({
     databaseUrl: opts.databaseUrl,
     dataDir: join(dataDir, 'pglite'),

@@ -53,7 +53,7 @@ describe('ca-a2a mcp-gateway command', () => {
     const dataDir = join(tmpdir(), 'never-made');
     await assert.rejects(
       startMcpGateway({ port: 0, dataDir, pool: { max: 4 }, perCaller: { reservedConnections: 4 } }),
-      /^Error: perCaller.reservedConnections must be less than the pool's 4 connections$/,
+      /^Error: perCaller.reservedConnections \(--db-reserved\) must be less than the pool's 4 connections$/,
     );
     await assert.rejects(startMcpGateway({ port: 0, dataDir, perCaller: { reservedConnections: -1 } }), /^Error: perCaller.reservedConnections must be a non-negative integer$/);
   });
