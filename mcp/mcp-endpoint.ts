@@ -3,7 +3,7 @@ import type { Readable } from 'node:stream';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { CallToolRequestSchema, ErrorCode, ListToolsRequestSchema, McpError } from '@modelcontextprotocol/sdk/types.js';
-import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
+import type { CallToolRequest, CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
 import { ToolError, toWireError } from './errors.js';
 import { StreamedText } from './streamed-text.js';
 import type { CallerIdentity, ToolRunner } from './tool-runner.js';
@@ -99,6 +99,42 @@ async function success(
 }
 
 /**
+ * tools/call as registered: the method alone. The SDK parses a request with the schema a handler
+ * is registered with before its own tools/call check (Server.setRequestHandler) runs, and answers
+ * that parse's failure as -32603 internal error, so a malformed call (no name, arguments not an
+ * object) read as the gateway's fault. Registered on the method only, the SDK's check refuses it as
+ * -32602 invalid params (JSON-RPC 2.0 §5.1) naming the field, and the handler gets requests it passed.
+ */
+const TOOLS_CALL = CallToolRequestSchema.pick({ method: true }).loose();
+
+/** A JSON-RPC request id, as the SDK hands it to a request handler. */
+type RequestId = string | number;
+
+/**
+ * Takes the arguments object out of each `tools/call` request of the parsed body, by request id,
+ * leaving `{}` in its place. The SDK holds the parsed body and its copies of each message until
+ * the request is answered, so an argument it held (an upload's base64 text, 4/3 of the object on
+ * the V8 heap) would stay there that long whatever the tool let go of. Only a plain object under
+ * an id no other message of the body shares is taken: anything else the SDK judges as sent.
+ */
+function takeToolArguments(body: unknown): Map<RequestId, Record<string, unknown>> {
+  const messages = (Array.isArray(body) ? body : [body]) as { method?: unknown; id?: unknown; params?: unknown }[];
+  const ids = messages.map((m) => (typeof m === 'object' && m !== null ? m.id : undefined));
+  const taken = new Map<RequestId, Record<string, unknown>>();
+  for (const [i, message] of messages.entries()) {
+    if (typeof message !== 'object' || message === null || message.method !== 'tools/call') continue;
+    const id = ids[i];
+    if ((typeof id !== 'string' && typeof id !== 'number') || ids.indexOf(id) !== ids.lastIndexOf(id)) continue;
+    const params = message.params as { arguments?: unknown } | undefined;
+    const args = typeof params === 'object' && params !== null ? params.arguments : undefined;
+    if (typeof args !== 'object' || args === null || Array.isArray(args)) continue;
+    taken.set(id, args as Record<string, unknown>);
+    (params as { arguments: unknown }).arguments = {};
+  }
+  return taken;
+}
+
+/**
  * Serves one `POST /mcp` request, statelessly: a fresh SDK Server and transport per request
  * (the SDK's stateless mode requires it), no session id, JSON responses rather than SSE so the
  * sidecar in front can filter a tools/list result by rewriting its JSON body. Stateless suits a
@@ -116,12 +152,18 @@ export async function handleMcpRequest(
   // The definitions (built once) are name, description and a JSON Schema of type "object": a Tool.
   const tools = runner.definitions as readonly Tool[];
   const budget = new ResultBudget();
+  const toolArguments = takeToolArguments(body);
 
   server.setRequestHandler(ListToolsRequestSchema, async () => ({ tools: [...tools] }));
-  server.setRequestHandler(CallToolRequestSchema, async (request) => {
-    const outcome = await runner.call(request.params.name, request.params.arguments ?? {}, caller, 'mcp');
+  server.setRequestHandler(TOOLS_CALL, async (request, extra) => {
+    // The SDK checked it against CallToolRequestSchema before calling this handler.
+    const { params } = request as unknown as CallToolRequest;
+    // Taken once: the tool's own parse of them, which it may let go of.
+    const args = toolArguments.get(extra.requestId) ?? params.arguments ?? {};
+    toolArguments.delete(extra.requestId);
+    const outcome = await runner.call(params.name, args, caller, 'mcp');
     if (outcome.ok) {
-      const name = request.params.name;
+      const name = params.name;
       return success(outcome.result as Record<string, unknown>, budget, (error, cause) => runner.undelivered(name, caller, 'mcp', error, cause));
     }
     // MCP spec (tools, "Error Handling"): an unknown tool is a protocol error, a failed call is a result.

@@ -62,6 +62,42 @@ describe('MCP over Streamable HTTP, /call_tool and /health', () => {
     }
   });
 
+  it('gives each tools/call of a batch its own arguments, under shared ids too, and refuses a malformed one as invalid params (-32602)', async () => {
+    const put = (id: number | string, key: string, text: string) => ({
+      jsonrpc: '2.0', id, method: 'tools/call',
+      params: { name: 's3_put_object', arguments: { key, content_base64: Buffer.from(text).toString('base64'), content_type: 'text/plain' } },
+    });
+    const res = await fetch(`${gw.url}/mcp`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+      body: JSON.stringify([
+        put('a', 'uploads/batch-a.txt', 'one'),
+        put(2, 'uploads/batch-2.txt', 'two'),
+        put(2, 'uploads/batch-2b.txt', 'three'),
+        { jsonrpc: '2.0', id: 3, method: 'tools/call', params: { name: 'documents_list', arguments: [1, 2] } },
+        { jsonrpc: '2.0', id: 4, method: 'tools/call', params: { arguments: {} } },
+      ]),
+    });
+    assert.equal(res.status, 200);
+    const answers = (await res.json()) as { id: unknown; result?: { isError?: boolean }; error?: { code: number; message: string } }[];
+    // The caller's mistakes: invalid params naming the field, not an internal error.
+    for (const [id, field] of [[3, 'arguments'], [4, 'name']] as const) {
+      const error = answers.find((a) => a.id === id)?.error;
+      assert.equal(error?.code, -32602, JSON.stringify(error));
+      assert.match(error?.message ?? '', /^MCP error -32602: Invalid tools\/call request: /);
+      assert.ok(error?.message.includes(`"${field}"`), error?.message);
+    }
+    assert.equal(answers.find((a) => a.id === 'a')?.result?.isError, undefined);
+    // Two answers under one id are one to the SDK's transport, which may answer before the second
+    // call ends: each object is waited for, then read.
+    for (const [key, text] of [['uploads/batch-a.txt', 'one'], ['uploads/batch-2.txt', 'two'], ['uploads/batch-2b.txt', 'three']] as const) {
+      let got = await callTool(gw.url, 's3_get_object', { key });
+      while (got.status === 404) got = await callTool(gw.url, 's3_get_object', { key });
+      assert.equal(got.status, 200, key);
+      assert.equal(Buffer.from(String(got.body.content_base64), 'base64').toString(), text, key);
+    }
+  });
+
   it('answers tools/list as a JSON body (not SSE), without a session id', async () => {
     const res = await fetch(`${gw.url}/mcp`, {
       method: 'POST',
