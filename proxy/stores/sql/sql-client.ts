@@ -69,6 +69,20 @@ export interface OpenSqlClientOptions {
 /** The error of a statement pg's query_timeout gave up on: no answer came (pg 8 names it no other way). */
 const PG_READ_TIMEOUT = 'Query read timeout';
 
+/**
+ * SQLSTATE classes of a statement the server refused on its own merits, after which its session
+ * is as before (outside a transaction): 22 data exception, 23 integrity constraint violation, 40
+ * transaction rollback (a serialization failure, a deadlock), 42 syntax error or access rule
+ * violation, P0 a PL/pgSQL RAISE. Not 08 (connection), 25 (a read-only session: a demoted
+ * primary, the next connection may reach the new one), 53 (resources), 57 (a cancel, a shutdown).
+ */
+const SESSION_INTACT_CLASSES = new Set(['22', '23', '40', '42', 'P0']);
+
+function refusedByServer(failure: Error | undefined): boolean {
+  const code = (failure as { code?: unknown } | undefined)?.code;
+  return failure instanceof pg.DatabaseError && typeof code === 'string' && SESSION_INTACT_CLASSES.has(code.slice(0, 2));
+}
+
 /** Opens a pg Pool-backed client when `databaseUrl` is set, else a PGlite database under `dataDir`. */
 export async function openSqlClient(options: OpenSqlClientOptions): Promise<SqlClient> {
   if (options.databaseUrl) return openPgClient(options.databaseUrl, options.pool ?? {}, options);
@@ -172,8 +186,10 @@ function openPgClient(url: string, opts: SqlPoolOptions, hooks: Pick<OpenSqlClie
         // Released only after the cancel was delivered, so it cannot hit the connection's next statement.
         await cancelled;
         heard(conn, failure);
-        // As pool.query does: a connection whose statement failed is discarded, not reused.
-        conn.release(failure);
+        // A statement the server refused for what it asked (a duplicate, a bad value, a missing
+        // privilege) leaves its connection as it was: kept, or every caller sending bad values
+        // would cost one more PostgreSQL login. Any other failure discards it, as pool.query does.
+        conn.release(refusedByServer(failure) ? undefined : failure);
       }
     },
     async transaction<R>(fn: (tx: SqlTransaction) => Promise<R>): Promise<R> {
