@@ -2,11 +2,11 @@ import { parseArgs } from 'node:util';
 import { badBaseUrl, flagOrEnv } from '../proxy/cli-options.js';
 import { parseListen } from '../proxy/listen.js';
 import { SHIPPED_SERVICES } from '../proxy/services.js';
-import { DEFAULT_MAX_PDFS } from './extractor/pdf-admission.js';
+import { NUMBER_FLAG_OPTIONS, numberSettingsUsage, readNumberSettings } from './agent-options.js';
 import { AGENT_NAMES, isAgentName, startAgent } from './registry.js';
 import { stopSignal } from '../proxy/stop-signal.js';
 
-const USAGE = `usage: ca-a2a agent NAME --egress URL [--listen HOST:PORT] [--public-url URL] [--issuer URL] [--max-pdfs N]
+const USAGE = `usage: ca-a2a agent NAME --egress URL [--listen HOST:PORT] [--public-url URL] [--issuer URL] [--max-pdfs N | --max-documents N]
 
 Runs one pipeline agent as a plain JSON-RPC service: ${AGENT_NAMES.join(', ')}.
 Put its sidecar in front of it: the agent has no security of its own and listens on 127.0.0.1.
@@ -15,8 +15,8 @@ Put its sidecar in front of it: the agent has no security of its own and listens
                       the MCP gateway and the other agents
   --public-url URL    the sidecar's /message URL, advertised in the agent card (CA_A2A_PUBLIC_URL)
   --issuer URL        the OIDC issuer advertised in the agent card (CA_A2A_ISSUER)
-  --max-pdfs N        extractor only: PDFs held at once, waiting for the reader or being read
-                      (CA_A2A_MAX_PDFS; default ${DEFAULT_MAX_PDFS}); past it extract_document answers busy
+${numberSettingsUsage()}
+A setting's variable is read only by the agents it names; its flag on another agent is refused at start (exit 2).
 Each URL is http(s) without a user, query or fragment; anything else is refused at start (exit 2).`;
 
 /** `ca-a2a agent NAME`: runs until SIGINT/SIGTERM, then closes; 2 on a usage error. */
@@ -33,7 +33,7 @@ export async function agentCommand(argv: string[]): Promise<number> {
         egress: { type: 'string' },
         'public-url': { type: 'string' },
         issuer: { type: 'string' },
-        'max-pdfs': { type: 'string' },
+        ...NUMBER_FLAG_OPTIONS,
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -66,16 +66,12 @@ export async function agentCommand(argv: string[]): Promise<number> {
     process.stderr.write(`ca-a2a agent: --egress URL (or CA_A2A_EGRESS_URL) is required: the agent reaches everything through its sidecar\n`);
     return 2;
   }
-  const maxPdfs = flagOrEnv('--max-pdfs', values['max-pdfs'], 'CA_A2A_MAX_PDFS');
-  if (maxPdfs?.name === '--max-pdfs' && name !== 'extractor') {
-    process.stderr.write(`ca-a2a agent: --max-pdfs is the extractor's; ${name} reads no PDFs\n`);
+  const read = readNumberSettings(name, values);
+  if ('error' in read) {
+    process.stderr.write(`ca-a2a agent: ${read.error}\n`);
     return 2;
   }
-  // The variable may be set for every agent of a deployment: only the extractor reads it.
-  if (maxPdfs !== undefined && name === 'extractor' && !/^[1-9]\d{0,5}$/.test(maxPdfs.value)) {
-    process.stderr.write(`ca-a2a agent: ${maxPdfs.name} must be a whole number from 1 to 999999, not '${maxPdfs.value.slice(0, 40)}'\n`);
-    return 2;
-  }
+  const { settings } = read;
   // Checked now: a typo would otherwise surface as the first call's obscure failure, or in the card.
   const invalid = badBaseUrl([egress, publicUrl, issuer]);
   if (invalid !== undefined) {
@@ -89,7 +85,9 @@ export async function agentCommand(argv: string[]): Promise<number> {
     // the agent), each line dropped counted in its metrics.
     agent = await startAgent(name, {
       ...listen, egressUrl: egress.value, publicUrl: publicUrl?.value, issuer: issuer?.value,
-      ...(maxPdfs === undefined ? {} : { extractor: { maxPdfs: Number(maxPdfs.value) } }),
+      extractor: { maxPdfs: settings['max-pdfs'] },
+      validator: { maxDocuments: settings['max-documents'] },
+      archivist: { maxDocuments: settings['max-documents'] },
     });
   } catch (error) {
     process.stderr.write(`ca-a2a agent: cannot start ${name}: ${(error as Error).message}\n`);

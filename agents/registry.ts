@@ -6,6 +6,7 @@ import type { PipelineOutcome } from './orchestrator/pipeline.js';
 import { serveAgent } from './shared/agent-server.js';
 import { createEgressClient, type EgressClient } from './shared/egress-client.js';
 import type { MethodHandler } from './shared/jsonrpc-server.js';
+import type { DocumentHolderOptions } from './shared/document-slots.js';
 import { createAgentMetrics, type AgentMetrics } from './shared/metrics.js';
 import { validatorHandlers } from './validator/validator.js';
 
@@ -47,6 +48,10 @@ export interface StartAgentOptions {
   readonly orchestrator?: Omit<OrchestratorOptions, 'egress' | 'logger' | 'onRunFinished'>;
   /** Extractor only: how many PDFs it holds at once. */
   readonly extractor?: ExtractorOptions;
+  /** Validator only: how many documents it holds at once. */
+  readonly validator?: DocumentHolderOptions;
+  /** Archivist only: how many documents it holds at once. */
+  readonly archivist?: DocumentHolderOptions;
 }
 
 /** A running agent. */
@@ -67,9 +72,9 @@ function handlersFor(name: Exclude<AgentName, 'orchestrator'>, egress: EgressCli
     case 'extractor':
       return extractorHandlers(egress, metrics, opts.extractor);
     case 'validator':
-      return validatorHandlers(egress);
+      return validatorHandlers(egress, metrics, opts.validator);
     case 'archivist':
-      return archivistHandlers(egress);
+      return archivistHandlers(egress, metrics, opts.archivist);
   }
 }
 

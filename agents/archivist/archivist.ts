@@ -3,6 +3,9 @@ import { asAgentError, isEgressError, type EgressClient } from '../shared/egress
 import type { MethodHandler } from '../shared/jsonrpc-server.js';
 import { AgentError } from '../shared/rpc-errors.js';
 import { assertClaimCurrent, claimFence, stepClaim } from '../shared/step-claim.js';
+import { stepKey } from '../shared/admission.js';
+import { DEFAULT_MAX_DOCUMENTS, documentSlots, type DocumentHolderOptions } from '../shared/document-slots.js';
+import type { AgentMetrics } from '../shared/metrics.js';
 
 const DEFAULT_PAGE = 20;
 
@@ -33,7 +36,8 @@ async function guarded<T>(body: () => Promise<T>): Promise<T> {
 }
 
 /** The archivist's methods. */
-export function archivistHandlers(egress: EgressClient): Record<string, MethodHandler> {
+export function archivistHandlers(egress: EgressClient, metrics: Pick<AgentMetrics, 'documentAdmissions' | 'documentsHeld'>, opts: DocumentHolderOptions = {}): Record<string, MethodHandler> {
+  const slots = documentSlots('archivist', opts.maxDocuments ?? DEFAULT_MAX_DOCUMENTS, metrics);
   const getDocument = (id: string) => egress.callTool<DocumentRecord>('documents_get', { document_id: id });
   return {
     archive_document: (params) => guarded(async () => {
@@ -47,22 +51,25 @@ export function archivistHandlers(egress: EgressClient): Record<string, MethodHa
       if (doc.status !== 'validated') {
         throw new AgentError('conflict', `document ${documentId} is ${doc.status}; only a validated document is archived`, { current_status: doc.status });
       }
-      const object = await egress.callTool<StoredObject>('s3_get_object', { key: doc.s3_key });
-      const archiveKey = archiveKeyFor(doc);
-      // expected_status makes both writes conditional: a concurrent archive of the same document
-      // lands on the same key and the same row, so there is still one archive entry.
-      const fenced = { document_id: documentId, expected_status: ['validated', 'archived'], ...claimFence(claim), error: null };
-      // The claim once more, just before the copy (the step's one write outside the row), by a
-      // write under the final one's conditions: a run taken over while the object was read (a
-      // large file, a slow bucket) copies nothing. The bucket and the row share no transaction, so
-      // a takeover between this write and the copy still lets it through; but this write restarts
-      // the document's stale window (updated_at: nothing takes a validated document over before it
-      // has passed, 120 s by default), and such a late copy is what the run that took over writes
-      // to the same key.
-      await egress.callTool('documents_update', fenced);
-      await egress.callTool('s3_put_object', { key: archiveKey, content_base64: object.content_base64, content_type: object.content_type });
-      const archived = await egress.callTool<DocumentRecord>('documents_update', { ...fenced, status: 'archived', archive_key: archiveKey });
-      return { ...documentSummary(archived), reused: false };
+      // A slot is taken before the object is fetched: its copies are what the bound holds.
+      return slots.run(stepKey(documentId, claim.claimCount), async () => {
+        const object = await egress.callTool<StoredObject>('s3_get_object', { key: doc.s3_key });
+        const archiveKey = archiveKeyFor(doc);
+        // expected_status makes both writes conditional: a concurrent archive of the same document
+        // lands on the same key and the same row, so there is still one archive entry.
+        const fenced = { document_id: documentId, expected_status: ['validated', 'archived'], ...claimFence(claim), error: null };
+        // The claim once more, just before the copy (the step's one write outside the row), by a
+        // write under the final one's conditions: a run taken over while the object was read (a
+        // large file, a slow bucket) copies nothing. The bucket and the row share no transaction, so
+        // a takeover between this write and the copy still lets it through; but this write restarts
+        // the document's stale window (updated_at: nothing takes a validated document over before it
+        // has passed, 120 s by default), and such a late copy is what the run that took over writes
+        // to the same key.
+        await egress.callTool('documents_update', fenced);
+        await egress.callTool('s3_put_object', { key: archiveKey, content_base64: object.content_base64, content_type: object.content_type });
+        const archived = await egress.callTool<DocumentRecord>('documents_update', { ...fenced, status: 'archived', archive_key: archiveKey });
+        return { ...documentSummary(archived), reused: false };
+      });
     }),
     get_document: (params) => guarded(async () => getDocument(params['document_id'] as string)),
     list_documents: (params) => guarded(async () => {

@@ -11,7 +11,8 @@ import { parseCsv } from './parse-csv.js';
 import { parseJson } from './parse-json.js';
 import { parsePdf } from './parse-pdf.js';
 import { parseText } from './parse-text.js';
-import { DEFAULT_MAX_PDFS, PdfSlots } from './pdf-admission.js';
+import { DEFAULT_MAX_PDFS, pdfSlots } from './pdf-admission.js';
+import { stepKey } from '../shared/admission.js';
 import type { AgentMetrics } from '../shared/metrics.js';
 
 const PARSERS: Readonly<Record<DocumentFormat, (bytes: Buffer) => ParsedContent | Promise<ParsedContent>>> = {
@@ -80,7 +81,7 @@ export interface ExtractorOptions {
 
 /** The extractor's methods. */
 export function extractorHandlers(egress: EgressClient, metrics: Pick<AgentMetrics, 'pdfAdmissions' | 'pdfsHeld'>, opts: ExtractorOptions = {}): Record<string, MethodHandler> {
-  const pdfs = new PdfSlots(opts.maxPdfs ?? DEFAULT_MAX_PDFS, metrics);
+  const pdfs = pdfSlots(opts.maxPdfs ?? DEFAULT_MAX_PDFS, metrics);
   return {
     async extract_document(params) {
       const claim = stepClaim(params);
@@ -102,7 +103,7 @@ export function extractorHandlers(egress: EgressClient, metrics: Pick<AgentMetri
         };
         // A PDF takes a slot before its object is fetched: the reader reads one at a time.
         const extraction = detectFormat(doc.content_type, doc.filename) === 'pdf'
-          ? await pdfs.run(`${documentId}#${claim.claimCount ?? 'unfenced'}`, extract) : await extract();
+          ? await pdfs.run(stepKey(documentId, claim.claimCount), extract) : await extract();
         return await writeOrRecorded(egress, claim, async () => {
           await egress.callTool('documents_update', {
             document_id: documentId, expected_status: 'processing', ...claimFence(claim), status: 'extracted', extracted: extraction, error: null,

@@ -45,6 +45,17 @@ export function createAgentMetrics(agent: string) {
       help: 'Extractor only: PDFs held now, fetched or waiting for the reader or being read.',
       registers,
     }),
+    documentAdmissions: new Counter({
+      name: 'ca_a2a_agent_document_admissions_total',
+      help: 'Validator and archivist only: document steps by admission (admitted: a slot of its own; joined: the same document and claim already held one; busy: every slot held, refused).',
+      labelNames: ['admission'] as const,
+      registers,
+    }),
+    documentsHeld: new Gauge({
+      name: 'ca_a2a_agent_documents_held',
+      help: 'Validator and archivist only: documents held now, from before their object is fetched until the step answers.',
+      registers,
+    }),
     logLinesDropped: new Counter({
       name: 'ca_a2a_agent_log_lines_dropped_total',
       help: 'Log lines dropped unwritten because stdout was not being read (over 16 MiB held).',

@@ -5,6 +5,9 @@ import type { MethodHandler } from '../shared/jsonrpc-server.js';
 import { AgentError } from '../shared/rpc-errors.js';
 import { assertClaimCurrent, claimFence, stepClaim, writeOrRecorded } from '../shared/step-claim.js';
 import { evaluate, rejectionReason, type ValidationReport } from './evaluate.js';
+import { stepKey } from '../shared/admission.js';
+import { DEFAULT_MAX_DOCUMENTS, documentSlots, type DocumentHolderOptions } from '../shared/document-slots.js';
+import type { AgentMetrics } from '../shared/metrics.js';
 
 /**
  * The verdict recorded on a document, a rejection included, for a repeat of validate_document. A
@@ -19,7 +22,8 @@ function recordedVerdict(doc: DocumentRecord): Record<string, unknown> | undefin
 }
 
 /** The validator's methods. */
-export function validatorHandlers(egress: EgressClient): Record<string, MethodHandler> {
+export function validatorHandlers(egress: EgressClient, metrics: Pick<AgentMetrics, 'documentAdmissions' | 'documentsHeld'>, opts: DocumentHolderOptions = {}): Record<string, MethodHandler> {
+  const slots = documentSlots('validator', opts.maxDocuments ?? DEFAULT_MAX_DOCUMENTS, metrics);
   return {
     async validate_document(params) {
       const claim = stepClaim(params);
@@ -35,20 +39,24 @@ export function validatorHandlers(egress: EgressClient): Record<string, MethodHa
         if (doc.status !== 'extracted' || doc.extracted === null) {
           throw new AgentError('conflict', `document ${documentId} is ${doc.status}; only an extracted document is validated`, { current_status: doc.status });
         }
-        // Read the object back: the hash rule compares what is stored now with what was uploaded.
-        const object = await egress.callTool<StoredObject>('s3_get_object', { key: doc.s3_key });
-        const bytes = Buffer.from(object.content_base64, 'base64');
-        const report = evaluate({
-          document: doc,
-          extracted: doc.extracted,
-          objectSha256: createHash('sha256').update(bytes).digest('hex'),
-          objectSize: bytes.length,
+        const extracted = doc.extracted;
+        // A slot is taken before the object is fetched: its bytes are what the bound holds.
+        return await slots.run(stepKey(documentId, claim.claimCount), async () => {
+          // Read the object back: the hash rule compares what is stored now with what was uploaded.
+          const object = await egress.callTool<StoredObject>('s3_get_object', { key: doc.s3_key });
+          const bytes = Buffer.from(object.content_base64, 'base64');
+          const report = evaluate({
+            document: doc,
+            extracted,
+            objectSha256: createHash('sha256').update(bytes).digest('hex'),
+            objectSize: bytes.length,
+          });
+          const verdict = report.passed ? { status: 'validated' } : { status: 'failed', error: rejectionReason(report) };
+          return await writeOrRecorded(egress, claim, async () => {
+            await egress.callTool('documents_update', { document_id: documentId, expected_status: 'extracted', ...claimFence(claim), validation: report, ...verdict });
+            return { document_id: documentId, reused: false, ...verdict, ...report };
+          }, recordedVerdict);
         });
-        const verdict = report.passed ? { status: 'validated' } : { status: 'failed', error: rejectionReason(report) };
-        return await writeOrRecorded(egress, claim, async () => {
-          await egress.callTool('documents_update', { document_id: documentId, expected_status: 'extracted', ...claimFence(claim), validation: report, ...verdict });
-          return { document_id: documentId, reused: false, ...verdict, ...report };
-        }, recordedVerdict);
       } catch (error) {
         throw asAgentError(error);
       }

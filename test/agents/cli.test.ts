@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { after, before, describe, it } from 'node:test';
 import { callTool } from '../mcp/helpers.js';
 import { startAgentStack, type AgentStack } from './helpers/agent-stack.js';
 import { startDirectRouter } from './helpers/direct-router.js';
-import { startGatewayStandIn } from './helpers/gateway-stand-in.js';
+import { startHoldingGateway } from './helpers/held-reads.js';
 
 const BIN = new URL('../../bin/ca-a2a.js', import.meta.url).pathname;
 
@@ -64,45 +64,89 @@ describe('ca-a2a agent extractor --max-pdfs', () => {
   });
 
   it('holds at most that many PDFs: past it, extract_document answers busy', async () => {
-    // The first PDF's object read is held at the gateway: its slot stays taken.
-    let reached!: () => void;
-    let release!: () => void;
-    const asked = new Promise<void>((resolve) => (reached = resolve));
-    const released = new Promise<void>((resolve) => (release = resolve));
-    const gateway = await startGatewayStandIn(stack, async (call) => {
-      if (call.tool === 's3_get_object') {
-        reached();
-        await released;
-      }
-      return false;
-    });
-    const router = await startDirectRouter('extractor', { gatewayUrl: () => gateway.url, agentUrl: () => undefined });
-    const child = spawn(process.execPath, [BIN, 'agent', 'extractor', '--listen', '127.0.0.1:0', '--egress', router.url, '--max-pdfs', '1'], { stdio: ['ignore', 'pipe', 'inherit'] });
-    try {
-      const url = await new Promise<string | undefined>((resolve) => {
-        createInterface({ input: child.stdout })
-          .on('line', (line) => {
-            const entry = JSON.parse(line) as { event_type?: string; url?: string };
-            if (entry.event_type === 'agent_started') resolve(entry.url);
-          })
-          .on('close', () => resolve(undefined));
-      });
-      assert.ok(url !== undefined);
-      const ids = [await stack.uploadSample('invoice-2024-001.pdf', 'application/pdf'), await stack.uploadSample('invoice-2024-001.pdf', 'application/pdf')];
-      for (const id of ids) assert.equal((await callTool(stack.gateway.url, 'documents_claim', { document_id: id })).status, 200);
-      const extract = async (id: string | undefined) => (await fetch(`${url}/message`, {
-        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'extract_document', params: { document_id: id } }),
-      }).then((res) => res.json())) as { result?: Record<string, unknown>; error?: { data?: Record<string, unknown> } };
-      const first = extract(ids[0]);
-      await asked;
-      assert.deepEqual((await extract(ids[1])).error?.data, { reason: 'busy', max_pdfs: 1 });
-      release();
-      assert.equal((await first).result?.['status'], 'extracted');
-    } finally {
-      release();
-      child.kill('SIGKILL');
-      await router.close();
-      gateway.close();
-    }
+    const answers = await pastTheBound(stack, 'extractor', ['--max-pdfs', '1'], {}, 'extract_document', async (id) => {
+      assert.equal((await callTool(stack.gateway.url, 'documents_claim', { document_id: id })).status, 200);
+    }, 'invoice-2024-001.pdf', 'application/pdf');
+    assert.deepEqual(answers.refused.error?.data, { reason: 'busy', max_pdfs: 1, retry_after_seconds: 1 });
+    assert.equal(answers.first.result?.['status'], 'extracted');
+  });
+});
+
+type Answer = { result?: Record<string, unknown>; error?: { data?: Record<string, unknown> } };
+
+/**
+ * Starts `ca-a2a agent NAME` with a bound of one, calls `method` on two documents made ready by
+ * `prepare`, the first one's stored file read held at a stand-in gateway so that it keeps its slot:
+ * resolves the second one's answer, then the first's once its read is let through.
+ */
+async function pastTheBound(stack: AgentStack, name: string, args: string[], env: NodeJS.ProcessEnv, method: string, prepare: (id: string) => Promise<void>, sample: string, type: string): Promise<{ first: Answer; refused: Answer }> {
+  const gateway = await startHoldingGateway(stack);
+  const held = gateway.hold();
+  const router = await startDirectRouter(name, { gatewayUrl: () => gateway.url, agentUrl: () => undefined });
+  let child: ChildProcess | undefined;
+  try {
+    const agent = await runningAgent([name, '--listen', '127.0.0.1:0', '--egress', router.url, ...args], env);
+    child = agent.child;
+    const ids = [await stack.uploadSample(sample, type), await stack.uploadSample(sample, type)];
+    for (const id of ids) await prepare(id);
+    const call = async (id: string | undefined) => (await fetch(`${agent.url}/message`, {
+      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method, params: { document_id: id } }),
+    }).then((res) => res.json())) as Answer;
+    const first = call(ids[0]);
+    await held.asked;
+    const refused = await call(ids[1]);
+    held.release();
+    return { first: await first, refused };
+  } finally {
+    held.release();
+    child?.kill('SIGKILL');
+    await router.close();
+    gateway.close();
+  }
+}
+
+/** Starts `ca-a2a agent ARGS`; resolves the child and the URL it logged, once listening. */
+async function runningAgent(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, [BIN, 'agent', ...args], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } });
+  const url = await new Promise<string | undefined>((resolve) => {
+    createInterface({ input: child.stdout })
+      .on('line', (line) => {
+        const entry = JSON.parse(line) as { event_type?: string; url?: string };
+        if (entry.event_type === 'agent_started') resolve(entry.url);
+      })
+      .on('close', () => resolve(undefined));
+  });
+  if (url === undefined) {
+    child.kill('SIGKILL');
+    throw new Error('the agent did not start');
+  }
+  return { child, url };
+}
+
+describe('ca-a2a agent validator|archivist --max-documents', () => {
+  let stack: AgentStack;
+  before(async () => {
+    stack = await startAgentStack();
+  });
+  after(async () => {
+    await stack.close();
+  });
+
+  it('refuses a bound that is not a whole number from 1 to 999999, from the flag or the variable, and the flag on another agent', async () => {
+    const egress = ['--egress', 'http://127.0.0.1:9'];
+    assert.deepEqual(await agentExit(['validator', ...egress, '--max-documents', '0']), { code: 2, stderr: "ca-a2a agent: --max-documents must be a whole number from 1 to 999999, not '0'\n" });
+    assert.deepEqual(await agentExit(['archivist', ...egress], { CA_A2A_MAX_DOCUMENTS: '1e3' }), { code: 2, stderr: "ca-a2a agent: CA_A2A_MAX_DOCUMENTS must be a whole number from 1 to 999999, not '1e3'\n" });
+    assert.deepEqual(await agentExit(['archivist', ...egress, '--max-documents', '1000000']), { code: 2, stderr: "ca-a2a agent: --max-documents must be a whole number from 1 to 999999, not '1000000'\n" });
+    assert.deepEqual(await agentExit(['extractor', ...egress, '--max-documents', '3']), { code: 2, stderr: "ca-a2a agent: --max-documents is the validator's and the archivist's; extractor has --max-pdfs\n" });
+    assert.deepEqual(await agentExit(['orchestrator', ...egress, '--max-documents', '3']), { code: 2, stderr: "ca-a2a agent: --max-documents is the validator's and the archivist's; orchestrator holds no stored file\n" });
+  });
+
+  it('a validator started with CA_A2A_MAX_DOCUMENTS=1 holds one document: past it, validate_document answers busy', async () => {
+    const answers = await pastTheBound(stack, 'validator', [], { CA_A2A_MAX_DOCUMENTS: '1' }, 'validate_document', async (id) => {
+      assert.equal((await callTool(stack.gateway.url, 'documents_claim', { document_id: id })).status, 200);
+      assert.equal((await stack.call('extractor', 'extract_document', { document_id: id }, 'orchestrator')).result?.['status'], 'extracted');
+    }, 'meeting-notes.txt', 'text/plain');
+    assert.deepEqual(answers.refused.error?.data, { reason: 'busy', max_documents: 1, retry_after_seconds: 1 });
+    assert.equal(answers.first.result?.['status'], 'validated');
   });
 });

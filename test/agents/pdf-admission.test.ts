@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { callTool, metricValue } from '../mcp/helpers.js';
 import { startAgentStack, type AgentStack, type RpcAnswer } from './helpers/agent-stack.js';
+import { startHoldingGateway, until, type HoldingGateway } from './helpers/held-reads.js';
 
 const readBody = async (req: IncomingMessage) => {
   let body = '';
@@ -14,60 +14,22 @@ const readBody = async (req: IncomingMessage) => {
 
 const urlOf = (server: Server) => `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 
-/** Resolves once `condition` holds, or rejects with what `answered` resolved to first (it must not have). */
-async function until(condition: () => Promise<boolean>, answered: Promise<RpcAnswer>): Promise<void> {
-  let early: RpcAnswer | undefined;
-  void answered.then((a) => (early = a));
-  while (!(await condition())) {
-    if (early !== undefined) throw new Error(`answered before it should have: ${JSON.stringify(early)}`);
-    await sleep(10);
-  }
-}
-
 describe('the extractor holds a bounded number of PDFs', () => {
   let stack: AgentStack;
-  // The stand-in gateway holds the s3_get_object of `hold.key` until released: that PDF's slot stays taken.
-  let hold: { key: string; reached: () => void; release: Promise<void> } | undefined;
-  const objectReads = new Map<string, number>();
-  const gatewayStandIn = createServer((req, res) => {
-    void (async () => {
-      const body = await readBody(req);
-      const call = JSON.parse(body) as { tool: string; arguments: { key?: string } };
-      if (call.tool === 's3_get_object' && call.arguments.key !== undefined) {
-        objectReads.set(call.arguments.key, (objectReads.get(call.arguments.key) ?? 0) + 1);
-        const held = hold;
-        if (held !== undefined && held.key === call.arguments.key) {
-          held.reached();
-          await held.release;
-        }
-      }
-      const headers = Object.fromEntries(Object.entries(req.headers).filter(([k]) => k.startsWith('x-ca-a2a-') || k === 'content-type')) as Record<string, string>;
-      const answer = await fetch(`${stack.gateway.url}${req.url ?? '/call_tool'}`, { method: 'POST', body, headers });
-      res.writeHead(answer.status, { 'content-type': 'application/json' }).end(await answer.text());
-    })();
-  });
+  let gateway: HoldingGateway;
 
   before(async () => {
     stack = await startAgentStack({ extractor: { maxPdfs: 1 } });
-    await new Promise<void>((resolve) => gatewayStandIn.listen(0, '127.0.0.1', resolve));
-    stack.routeGatewayTo(urlOf(gatewayStandIn));
+    gateway = await startHoldingGateway(stack);
+    stack.routeGatewayTo(gateway.url);
   });
   after(async () => {
-    gatewayStandIn.close();
+    gateway.close();
     await stack.close();
   });
 
   const extractorMetric = (name: string, labels: Record<string, string> = {}) => metricValue(stack.agents.get('extractor')?.url ?? '', name, labels);
   const documentOf = async (id: string) => (await callTool(stack.gateway.url, 'documents_get', { document_id: id })).body;
-  /** Holds the object read of a document's PDF; resolves once the extractor asked for it. */
-  const holdObjectOf = async (id: string) => {
-    const key = String((await documentOf(id))['s3_key']);
-    let reached!: () => void;
-    let release!: () => void;
-    const asked = new Promise<void>((resolve) => (reached = resolve));
-    hold = { key, reached, release: new Promise<void>((resolve) => (release = resolve)) };
-    return { key, asked, release: () => { hold = undefined; release(); } };
-  };
   const claimedPdf = async () => {
     const id = await stack.uploadSample('invoice-2024-001.pdf', 'application/pdf');
     assert.equal((await callTool(stack.gateway.url, 'documents_claim', { document_id: id })).status, 200);
@@ -76,13 +38,13 @@ describe('the extractor holds a bounded number of PDFs', () => {
 
   it('refuses a PDF past the bound with busy (-32025) and counts it; the same document and claim joins the read under way', async () => {
     const [first, second] = [await claimedPdf(), await claimedPdf()];
-    const held = await holdObjectOf(first);
+    const held = await gateway.holdObjectOf(first);
     const firstCall = stack.call('extractor', 'extract_document', { document_id: first, claim_count: 1 }, 'orchestrator');
     await held.asked;
 
     const refused = await stack.call('extractor', 'extract_document', { document_id: second, claim_count: 1 }, 'orchestrator');
     assert.equal(refused.error?.code, -32025, JSON.stringify(refused));
-    assert.deepEqual(refused.error?.data, { reason: 'busy', max_pdfs: 1 });
+    assert.deepEqual(refused.error?.data, { reason: 'busy', max_pdfs: 1, retry_after_seconds: 1 });
     assert.equal((await documentOf(second))['status'], 'processing', 'nothing written for the refused one');
     assert.equal(await extractorMetric('ca_a2a_agent_pdf_admissions_total', { admission: 'busy' }), 1);
     assert.equal(await extractorMetric('ca_a2a_agent_calls_total', { method: 'extract_document', outcome: 'busy' }), 1);
@@ -94,7 +56,7 @@ describe('the extractor holds a bounded number of PDFs', () => {
     held.release();
     const answers = await Promise.all([firstCall, retry]);
     assert.deepEqual(answers.map((a) => a.result?.['reused']).sort(), [false, true], JSON.stringify(answers));
-    assert.equal(objectReads.get(held.key), 1, 'the PDF was fetched and read once');
+    assert.equal(gateway.reads.get(held.key), 1, 'the PDF was fetched and read once');
     assert.equal((await documentOf(first))['status'], 'extracted');
     assert.equal(await extractorMetric('ca_a2a_agent_pdfs_held'), 0);
 
@@ -107,7 +69,7 @@ describe('the extractor holds a bounded number of PDFs', () => {
   it("the orchestrator asks a busy extractor again: the document is archived", async () => {
     const blocker = await claimedPdf();
     const id = await stack.uploadSample('invoice-2024-001.pdf', 'application/pdf');
-    const held = await holdObjectOf(blocker);
+    const held = await gateway.holdObjectOf(blocker);
     const blockerCall = stack.call('extractor', 'extract_document', { document_id: blocker, claim_count: 1 }, 'orchestrator');
     await held.asked;
     // Between the orchestrator and the extractor: the extractor's first busy answer is passed on

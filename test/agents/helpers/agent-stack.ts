@@ -39,7 +39,8 @@ const quiet = () => pino({ level: 'warn' }, new Writable({ write: (_chunk, _enc,
  * the agents log to `logger` (default: nowhere).
  */
 export async function startAgentStack(options: {
-  postgres?: boolean; orchestrator?: StartAgentOptions['orchestrator']; extractor?: StartAgentOptions['extractor']; logger?: Logger;
+  postgres?: boolean; orchestrator?: StartAgentOptions['orchestrator']; extractor?: StartAgentOptions['extractor'];
+  validator?: StartAgentOptions['validator']; archivist?: StartAgentOptions['archivist']; logger?: Logger;
 } = {}): Promise<AgentStack> {
   const dataDir = await tempDir();
   const schema = options.postgres ? await createTestSchema() : undefined;
@@ -58,7 +59,8 @@ export async function startAgentStack(options: {
     const retry = { attempts: 2, initialDelayMs: 50, maxDelayMs: 100 };
     agents.set(name, await startAgent(name, {
       port: 0, egressUrl: router.url, logger: options.logger ?? quiet(),
-      orchestrator: { sweepIntervalMs: 0, retry, ...options.orchestrator }, extractor: options.extractor,
+      orchestrator: { sweepIntervalMs: 0, retry, ...options.orchestrator },
+      extractor: options.extractor, validator: options.validator, archivist: options.archivist,
     }));
   };
   for (const name of AGENT_NAMES) await launch(name);
