@@ -5,6 +5,7 @@ import type { MethodHandler } from '../shared/jsonrpc-server.js';
 import { claimDocument } from './claim.js';
 import { runPipeline, type PipelineDeps, type PipelineOutcome } from './pipeline.js';
 import { processLog } from './process-log.js';
+import { DEFAULT_BUSY_RETRY, type BusyRetryOptions } from './step-call.js';
 import { claimStale, SWEEP_BATCH } from './sweep.js';
 import { uploadDocument, type UploadParams } from './upload.js';
 
@@ -16,7 +17,10 @@ export interface OrchestratorOptions {
   readonly staleAfterSeconds?: number;
   /** How often the stale sweep runs; 0 turns the timer off (default 30000). */
   readonly sweepIntervalMs?: number;
+  /** Attempts and backoff of a step whose hop failed (default {@link DEFAULT_RETRY}). */
   readonly retry?: RetryOptions;
+  /** How long a step waits for a busy agent before the run defers the document to the sweep (default {@link DEFAULT_BUSY_RETRY}). */
+  readonly busyRetry?: BusyRetryOptions;
   /** Called as each run ends (the agent's metrics count them). */
   readonly onRunFinished?: (outcome: PipelineOutcome, trigger: RunTrigger) => void;
 }
@@ -68,7 +72,7 @@ export function createOrchestrator(opts: OrchestratorOptions): Orchestrator {
   const { egress, logger } = opts;
   const staleAfter = opts.staleAfterSeconds ?? 120;
   const log = processLog(egress, logger);
-  const deps: PipelineDeps = { egress, log, logger, retry: opts.retry ?? DEFAULT_RETRY };
+  const deps: PipelineDeps = { egress, log, logger, retry: opts.retry ?? DEFAULT_RETRY, busyRetry: opts.busyRetry ?? DEFAULT_BUSY_RETRY };
 
   const run = async (doc: DocumentRecord, trigger: RunTrigger, how: string): Promise<PipelineOutcome> => {
     await log(doc.document_id, 'claim', 'info', `${how} (claim ${doc.claim_count})`);
@@ -90,7 +94,11 @@ export function createOrchestrator(opts: OrchestratorOptions): Orchestrator {
         for (let taken = 0; taken < SWEEP_BATCH && !closed; taken++) {
           const doc = await claimStale(egress, staleAfter);
           if (doc === undefined) break;
-          outcomes[doc.document_id] = await run(doc, 'sweep', 'stale run taken over by the sweep');
+          const outcome = await run(doc, 'sweep', 'stale run taken over by the sweep');
+          outcomes[doc.document_id] = outcome;
+          // A step agent stayed busy: the next stalled document would wait on it too, and be
+          // claimed again for nothing. The next tick goes on.
+          if (outcome.status === 'deferred') break;
         }
       } catch (error) {
         logger.warn({ event_type: 'sweep_failed', err: (error as Error).message }, 'stale sweep failed; next tick retries');

@@ -1,8 +1,9 @@
 import type { Logger } from 'pino';
 import type { DocumentRecord } from '../shared/documents.js';
-import { isEgressError, isTransportFailure, withRetry, type EgressClient, type EgressError, type RetryOptions } from '../shared/egress-client.js';
+import { isEgressError, isTransportFailure, type EgressClient, type EgressError, type RetryOptions } from '../shared/egress-client.js';
 import { storableText } from '../shared/storable-text.js';
 import type { ProcessLog } from './process-log.js';
+import { callStep, type BusyRetryOptions } from './step-call.js';
 
 /** One hop of the pipeline: which agent, which method, how to describe its answer in the log. */
 interface Step {
@@ -28,10 +29,11 @@ export const STEPS: readonly Step[] = [
 /**
  * How a run ended: `failed_unrecorded` is a failure the run could not write to the document: the
  * gateway unreachable (the document stays in flight until the stale sweep retakes it), or the
- * document deleted or moved on meanwhile.
+ * document deleted or moved on meanwhile. `deferred`: a step's agent stayed busy for the whole
+ * busy wait; the document is left in flight, unfailed, for the stale sweep to retake.
  */
 export interface PipelineOutcome {
-  readonly status: 'archived' | 'failed' | 'failed_unrecorded' | 'interrupted';
+  readonly status: 'archived' | 'failed' | 'failed_unrecorded' | 'interrupted' | 'deferred';
   readonly error?: string;
   readonly failed_step?: string;
   readonly validation_score?: number;
@@ -47,6 +49,7 @@ export interface PipelineDeps {
   readonly log: ProcessLog;
   readonly logger: Logger;
   readonly retry: RetryOptions;
+  readonly busyRetry: BusyRetryOptions;
 }
 
 function reasonOf(error: unknown): string {
@@ -56,16 +59,6 @@ function reasonOf(error: unknown): string {
 /** Whether a write was refused because the document was claimed again since this run's claim. */
 function isClaimSuperseded(error: unknown): error is EgressError {
   return isEgressError(error) && error.kind === 'remote' && error.code === 'claim_superseded';
-}
-
-/** The step's agent had no room for the document now (the extractor's PDF bound): it did nothing. */
-function isBusy(error: unknown): error is EgressError {
-  return isEgressError(error) && error.kind === 'remote' && error.code === 'busy';
-}
-
-/** A step is asked again when its hop failed or its agent was busy: neither did anything. */
-function isStepRetryable(error: unknown): boolean {
-  return isTransportFailure(error) || isBusy(error);
 }
 
 /** What became of a failure this run tried to record. */
@@ -142,7 +135,18 @@ export async function runPipeline(deps: PipelineDeps, claim: RunClaim): Promise<
     await deps.log(documentId, step.step, 'started');
     let result: unknown;
     try {
-      result = await withRetry(deps.retry, () => deps.egress.call<unknown>(step.service, step.method, { document_id: documentId, claim_count: claim.claim_count }), isStepRetryable);
+      const answer = await callStep(deps.egress, deps.retry, deps.busyRetry, step.service, step.method, { document_id: documentId, claim_count: claim.claim_count });
+      if ('busy' in answer) {
+        // Busy is the agents' back-pressure, not the document's fault: failing it would need an
+        // operator to process it again. Left as it is, it is retaken by the stale sweep.
+        const waited = `${step.service} busy for ${(answer.waitedMs / 1000).toFixed(1)} s (${answer.attempts} attempt(s))`;
+        deps.logger.warn({
+          event_type: 'step_deferred', document_id: documentId, step: step.step, attempts: answer.attempts, waited_ms: Math.round(answer.waitedMs),
+        }, 'step agent still busy; the document is left in flight for the stale sweep');
+        await deps.log(documentId, step.step, 'skipped', `${waited}: left in flight for the stale sweep to retake`);
+        return { status: 'deferred', failed_step: step.step, error: `${step.step}: ${waited}`, ...(score === undefined ? {} : { validation_score: score }) };
+      }
+      result = answer.result;
     } catch (error) {
       // claim_superseded: the step agent found the document claimed again and wrote nothing.
       if (isClaimSuperseded(error)) {
@@ -153,9 +157,8 @@ export async function runPipeline(deps: PipelineDeps, claim: RunClaim): Promise<
       if (isEgressError(error) && error.kind === 'remote' && error.code === 'conflict') {
         return takenOver(step, await currentClaimCount(deps, documentId), `another worker holds the document: ${reasonOf(error)}`, reasonOf(error));
       }
-      const why = isTransportFailure(error) ? 'unreachable' : isBusy(error) ? 'busy' : undefined;
-      return failed(step, why !== undefined
-        ? `${step.step}: ${step.service} ${why} after ${deps.retry.attempts} attempt(s) (${reasonOf(error)})`
+      return failed(step, isTransportFailure(error)
+        ? `${step.step}: ${step.service} unreachable after ${deps.retry.attempts} attempt(s) (${reasonOf(error)})`
         : `${step.step}: ${reasonOf(error)}`, false);
     }
     // Every agent answers an object; anything else is a broken hop, not a result to read fields of.

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { callTool, metricValue } from '../mcp/helpers.js';
-import { startAgentStack, type AgentStack } from './helpers/agent-stack.js';
-import { startHoldingGateway, until, type HoldingGateway } from './helpers/held-reads.js';
+import type { AgentStack } from './helpers/agent-stack.js';
+import { startHoldingStack, until, type HoldingGateway } from './helpers/held-reads.js';
 
 const STEPS = [
   { agent: 'validator', method: 'validate_document', before: ['extractor'], after: 'validated' },
@@ -14,15 +14,13 @@ const PRIOR_METHOD = { extractor: 'extract_document', validator: 'validate_docum
 describe('the validator and the archivist hold a bounded number of documents (real PostgreSQL)', () => {
   let stack: AgentStack;
   let gateway: HoldingGateway;
+  let close: () => Promise<void>;
 
   before(async () => {
-    stack = await startAgentStack({ postgres: true, validator: { maxDocuments: 1 }, archivist: { maxDocuments: 1 } });
-    gateway = await startHoldingGateway(stack);
-    stack.routeGatewayTo(gateway.url);
+    ({ stack, gateway, close } = await startHoldingStack({ postgres: true, validator: { maxDocuments: 1 }, archivist: { maxDocuments: 1 } }));
   });
   after(async () => {
-    gateway.close();
-    await stack.close();
+    await close();
   });
 
   const documentOf = async (id: string) => (await callTool(stack.gateway.url, 'documents_get', { document_id: id })).body;

@@ -3,8 +3,8 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { callTool, metricValue } from '../mcp/helpers.js';
-import { startAgentStack, type AgentStack, type RpcAnswer } from './helpers/agent-stack.js';
-import { startHoldingGateway, until, type HoldingGateway } from './helpers/held-reads.js';
+import type { AgentStack, RpcAnswer } from './helpers/agent-stack.js';
+import { startHoldingStack, until, type HoldingGateway } from './helpers/held-reads.js';
 
 const readBody = async (req: IncomingMessage) => {
   let body = '';
@@ -17,15 +17,13 @@ const urlOf = (server: Server) => `http://127.0.0.1:${(server.address() as Addre
 describe('the extractor holds a bounded number of PDFs', () => {
   let stack: AgentStack;
   let gateway: HoldingGateway;
+  let close: () => Promise<void>;
 
   before(async () => {
-    stack = await startAgentStack({ extractor: { maxPdfs: 1 } });
-    gateway = await startHoldingGateway(stack);
-    stack.routeGatewayTo(gateway.url);
+    ({ stack, gateway, close } = await startHoldingStack({ extractor: { maxPdfs: 1 } }));
   });
   after(async () => {
-    gateway.close();
-    await stack.close();
+    await close();
   });
 
   const extractorMetric = (name: string, labels: Record<string, string> = {}) => metricValue(stack.agents.get('extractor')?.url ?? '', name, labels);

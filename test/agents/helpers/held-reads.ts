@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { callTool } from '../../mcp/helpers.js';
-import type { AgentStack, RpcAnswer } from './agent-stack.js';
+import { startAgentStack, type AgentStack, type RpcAnswer } from './agent-stack.js';
 import { startGatewayStandIn } from './gateway-stand-in.js';
 
 /** One held object read: resolves `asked` once an agent asked for it; `release()` lets it through. */
@@ -52,6 +52,21 @@ export async function startHoldingGateway(stack: AgentStack): Promise<HoldingGat
       return { key, ...hold(key) };
     },
     close: () => gateway.close(),
+  };
+}
+
+/** An agent stack whose agents reach the gateway through a {@link HoldingGateway}. */
+export async function startHoldingStack(options: Parameters<typeof startAgentStack>[0]): Promise<{ stack: AgentStack; gateway: HoldingGateway; close(): Promise<void> }> {
+  const stack = await startAgentStack(options);
+  const gateway = await startHoldingGateway(stack);
+  stack.routeGatewayTo(gateway.url);
+  return {
+    stack,
+    gateway,
+    async close() {
+      gateway.close();
+      await stack.close();
+    },
   };
 }
 
