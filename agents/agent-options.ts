@@ -1,6 +1,9 @@
 import { flagOrEnv } from '../proxy/cli-options.js';
 import { DEFAULT_MAX_PDFS } from './extractor/pdf-admission.js';
 import { DEFAULT_MAX_DOCUMENTS } from './shared/document-slots.js';
+import { DEFAULT_STALE_AFTER_SECONDS, DEFAULT_SWEEP_INTERVAL_MS, type OrchestratorOptions } from './orchestrator/orchestrator.js';
+import { DEFAULT_BUSY_RETRY } from './orchestrator/step-call.js';
+import { DEFAULT_RETRY } from './shared/egress-client.js';
 import type { AgentName } from './registry.js';
 
 /** A whole-number setting of `ca-a2a agent`, for some agents only. */
@@ -9,6 +12,8 @@ interface NumberSetting {
   readonly agents: readonly AgentName[];
   readonly min: number;
   readonly max: number;
+  /** What the usage line calls the value. */
+  readonly unit: 'N' | 'SECONDS';
   readonly help: string;
   /** Why the flag makes no sense on another agent. */
   readonly elsewhere: (agent: AgentName) => string;
@@ -21,14 +26,34 @@ interface NumberSetting {
  */
 export const NUMBER_SETTINGS = {
   'max-pdfs': {
-    variable: 'CA_A2A_MAX_PDFS', agents: ['extractor'], min: 1, max: 999_999,
+    variable: 'CA_A2A_MAX_PDFS', agents: ['extractor'], min: 1, max: 999_999, unit: 'N',
     help: `extractor only: PDFs held at once, waiting for the reader or being read (default ${DEFAULT_MAX_PDFS}); past it extract_document answers busy`,
     elsewhere: (agent) => `--max-pdfs is the extractor's; ${agent} reads no PDFs`,
   },
   'max-documents': {
-    variable: 'CA_A2A_MAX_DOCUMENTS', agents: ['validator', 'archivist'], min: 1, max: 999_999,
+    variable: 'CA_A2A_MAX_DOCUMENTS', agents: ['validator', 'archivist'], min: 1, max: 999_999, unit: 'N',
     help: `validator and archivist: documents held at once, from the read of the stored file to the step's answer (default ${DEFAULT_MAX_DOCUMENTS}); past it the step answers busy`,
     elsewhere: (agent) => `--max-documents is the validator's and the archivist's; ${agent} ${agent === 'extractor' ? 'has --max-pdfs' : 'holds no stored file'}`,
+  },
+  'stale-after-seconds': {
+    variable: 'CA_A2A_STALE_AFTER_SECONDS', agents: ['orchestrator'], min: 1, max: 86_400, unit: 'SECONDS',
+    help: `orchestrator only: a run that showed no progress for this long is taken over by the stale sweep or a process_document (default ${DEFAULT_STALE_AFTER_SECONDS})`,
+    elsewhere: (agent) => `--stale-after-seconds is the orchestrator's; ${agent} runs no pipeline`,
+  },
+  'sweep-interval-seconds': {
+    variable: 'CA_A2A_SWEEP_INTERVAL_SECONDS', agents: ['orchestrator'], min: 0, max: 86_400, unit: 'SECONDS',
+    help: `orchestrator only: how often the stale sweep runs, 0 for never (default ${DEFAULT_SWEEP_INTERVAL_MS / 1000})`,
+    elsewhere: (agent) => `--sweep-interval-seconds is the orchestrator's; ${agent} runs no pipeline`,
+  },
+  'step-attempts': {
+    variable: 'CA_A2A_STEP_ATTEMPTS', agents: ['orchestrator'], min: 1, max: 20, unit: 'N',
+    help: `orchestrator only: attempts of a step whose hop failed (agent down, 502/503/504), 0.25 s doubled up to 4 s apart, before the step fails (default ${DEFAULT_RETRY.attempts})`,
+    elsewhere: (agent) => `--step-attempts is the orchestrator's; ${agent} runs no pipeline`,
+  },
+  'busy-wait-seconds': {
+    variable: 'CA_A2A_BUSY_WAIT_SECONDS', agents: ['orchestrator'], min: 0, max: 86_399, unit: 'SECONDS',
+    help: `orchestrator only: how long a step asks a busy agent again before the document is left in flight for the stale sweep; below the stale window (default ${DEFAULT_BUSY_RETRY.maxWaitMs / 1000}, at most a quarter of the window)`,
+    elsewhere: (agent) => `--busy-wait-seconds is the orchestrator's; ${agent} runs no pipeline`,
   },
 } as const satisfies Record<string, NumberSetting>;
 
@@ -57,7 +82,10 @@ function wrap(text: string, indent: number, width = 100): string[] {
 export function numberSettingsUsage(): string {
   return Object.entries(NUMBER_SETTINGS).map(([flag, setting]: [string, NumberSetting]) => {
     const [first, ...rest] = wrap(`${setting.help} (${setting.variable}; ${setting.min} to ${setting.max})`, 22);
-    return [`${`  --${flag} N`.padEnd(22)}${first ?? ''}`, ...rest.map((line) => `${' '.repeat(22)}${line}`)].join('\n');
+    const head = `  --${flag} ${setting.unit}`;
+    // A long flag gets its text on the next line.
+    const lines = head.length < 22 ? [`${head.padEnd(22)}${first ?? ''}`] : [head, `${' '.repeat(22)}${first ?? ''}`];
+    return [...lines, ...rest.map((line) => `${' '.repeat(22)}${line}`)].join('\n');
   }).join('\n');
 }
 
@@ -81,4 +109,33 @@ export function readNumberSettings(agent: AgentName, given: Partial<Record<Numbe
     settings[flag] = value;
   }
   return { settings };
+}
+
+/**
+ * The orchestrator's options from its settings, or a message naming what is wrong: a busy wait at
+ * or past the stale window would have a run that waits on a busy agent taken over as stalled.
+ * Without a busy wait, the orchestrator's default applies (30 s, at most a quarter of the window).
+ */
+export function orchestratorOptions(settings: Partial<Record<NumberFlag, number>>, given: Partial<Record<NumberFlag, string>>, env: NodeJS.ProcessEnv = process.env): { options: Omit<OrchestratorOptions, 'egress' | 'logger' | 'onRunFinished'> } | { error: string } {
+  const staleAfter = settings['stale-after-seconds'];
+  const busyWait = settings['busy-wait-seconds'];
+  if (busyWait !== undefined && busyWait >= (staleAfter ?? DEFAULT_STALE_AFTER_SECONDS)) {
+    const source = (flag: NumberFlag) => {
+      const option = flagOrEnv(`--${flag}`, given[flag], NUMBER_SETTINGS[flag].variable, env);
+      return option === undefined ? `the default ${DEFAULT_STALE_AFTER_SECONDS}` : `${option.name} ${option.value}`;
+    };
+    return {
+      error: `the busy wait (${source('busy-wait-seconds')}) must be below the stale window (${source('stale-after-seconds')}): a run waiting on a busy agent would be taken over as stalled`,
+    };
+  }
+  const sweepInterval = settings['sweep-interval-seconds'];
+  const attempts = settings['step-attempts'];
+  return {
+    options: {
+      ...(staleAfter === undefined ? {} : { staleAfterSeconds: staleAfter }),
+      ...(busyWait === undefined ? {} : { busyRetry: { ...DEFAULT_BUSY_RETRY, maxWaitMs: busyWait * 1000 } }),
+      ...(sweepInterval === undefined ? {} : { sweepIntervalMs: sweepInterval * 1000 }),
+      ...(attempts === undefined ? {} : { retry: { ...DEFAULT_RETRY, attempts } }),
+    },
+  };
 }

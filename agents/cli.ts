@@ -2,11 +2,11 @@ import { parseArgs } from 'node:util';
 import { badBaseUrl, flagOrEnv } from '../proxy/cli-options.js';
 import { parseListen } from '../proxy/listen.js';
 import { SHIPPED_SERVICES } from '../proxy/services.js';
-import { NUMBER_FLAG_OPTIONS, numberSettingsUsage, readNumberSettings } from './agent-options.js';
+import { NUMBER_FLAG_OPTIONS, numberSettingsUsage, orchestratorOptions, readNumberSettings } from './agent-options.js';
 import { AGENT_NAMES, isAgentName, startAgent } from './registry.js';
 import { stopSignal } from '../proxy/stop-signal.js';
 
-const USAGE = `usage: ca-a2a agent NAME --egress URL [--listen HOST:PORT] [--public-url URL] [--issuer URL] [--max-pdfs N | --max-documents N]
+const USAGE = `usage: ca-a2a agent NAME --egress URL [--listen HOST:PORT] [--public-url URL] [--issuer URL] [SETTINGS]
 
 Runs one pipeline agent as a plain JSON-RPC service: ${AGENT_NAMES.join(', ')}.
 Put its sidecar in front of it: the agent has no security of its own and listens on 127.0.0.1.
@@ -72,6 +72,11 @@ export async function agentCommand(argv: string[]): Promise<number> {
     return 2;
   }
   const { settings } = read;
+  const orchestrator = name === 'orchestrator' ? orchestratorOptions(settings, values) : undefined;
+  if (orchestrator !== undefined && 'error' in orchestrator) {
+    process.stderr.write(`ca-a2a agent: ${orchestrator.error}\n`);
+    return 2;
+  }
   // Checked now: a typo would otherwise surface as the first call's obscure failure, or in the card.
   const invalid = badBaseUrl([egress, publicUrl, issuer]);
   if (invalid !== undefined) {
@@ -85,6 +90,7 @@ export async function agentCommand(argv: string[]): Promise<number> {
     // the agent), each line dropped counted in its metrics.
     agent = await startAgent(name, {
       ...listen, egressUrl: egress.value, publicUrl: publicUrl?.value, issuer: issuer?.value,
+      orchestrator: orchestrator?.options,
       extractor: { maxPdfs: settings['max-pdfs'] },
       validator: { maxDocuments: settings['max-documents'] },
       archivist: { maxDocuments: settings['max-documents'] },

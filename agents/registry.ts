@@ -6,7 +6,8 @@ import type { PipelineOutcome } from './orchestrator/pipeline.js';
 import { serveAgent } from './shared/agent-server.js';
 import { createEgressClient, type EgressClient } from './shared/egress-client.js';
 import type { MethodHandler } from './shared/jsonrpc-server.js';
-import type { DocumentHolderOptions } from './shared/document-slots.js';
+import { DEFAULT_MAX_DOCUMENTS, type DocumentHolderOptions } from './shared/document-slots.js';
+import { DEFAULT_MAX_PDFS } from './extractor/pdf-admission.js';
 import { createAgentMetrics, type AgentMetrics } from './shared/metrics.js';
 import { validatorHandlers } from './validator/validator.js';
 
@@ -78,6 +79,18 @@ function handlersFor(name: Exclude<AgentName, 'orchestrator'>, egress: EgressCli
   }
 }
 
+/** The bound a step agent runs with, defaults included, for its start line. */
+function boundsOf(name: Exclude<AgentName, 'orchestrator'>, opts: StartAgentOptions): Record<string, number> {
+  switch (name) {
+    case 'extractor':
+      return { max_pdfs: opts.extractor?.maxPdfs ?? DEFAULT_MAX_PDFS };
+    case 'validator':
+      return { max_documents: opts.validator?.maxDocuments ?? DEFAULT_MAX_DOCUMENTS };
+    case 'archivist':
+      return { max_documents: opts.archivist?.maxDocuments ?? DEFAULT_MAX_DOCUMENTS };
+  }
+}
+
 /** Starts one agent on 127.0.0.1 (by default) with its egress client. */
 export async function startAgent(name: AgentName, opts: StartAgentOptions): Promise<RunningAgent> {
   // Made first so that its counter can count the lines dropped from the start.
@@ -99,7 +112,7 @@ export async function startAgent(name: AgentName, opts: StartAgentOptions): Prom
     orchestrator?.close();
     throw error;
   }
-  logger.info({ event_type: 'agent_started', agent: name, url: server.url }, 'agent listening');
+  logger.info({ event_type: 'agent_started', agent: name, url: server.url, settings: orchestrator?.settings ?? boundsOf(name as Exclude<AgentName, 'orchestrator'>, opts) }, 'agent listening');
   return {
     name,
     url: server.url,

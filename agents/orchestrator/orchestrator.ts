@@ -9,17 +9,26 @@ import { DEFAULT_BUSY_RETRY, type BusyRetryOptions } from './step-call.js';
 import { claimStale, SWEEP_BATCH } from './sweep.js';
 import { uploadDocument, type UploadParams } from './upload.js';
 
+/** A run that showed no progress for this long is taken over, unless told otherwise. */
+export const DEFAULT_STALE_AFTER_SECONDS = 120;
+/** How often the stale sweep runs, unless told otherwise. */
+export const DEFAULT_SWEEP_INTERVAL_MS = 30_000;
+
 /** Options of {@link createOrchestrator}. */
 export interface OrchestratorOptions {
   readonly egress: EgressClient;
   readonly logger: Logger;
-  /** A run that showed no progress for this long is taken over (default 120). */
+  /** A run that showed no progress for this long is taken over (default {@link DEFAULT_STALE_AFTER_SECONDS}). */
   readonly staleAfterSeconds?: number;
-  /** How often the stale sweep runs; 0 turns the timer off (default 30000). */
+  /** How often the stale sweep runs; 0 turns the timer off (default {@link DEFAULT_SWEEP_INTERVAL_MS}). */
   readonly sweepIntervalMs?: number;
   /** Attempts and backoff of a step whose hop failed (default {@link DEFAULT_RETRY}). */
   readonly retry?: RetryOptions;
-  /** How long a step waits for a busy agent before the run defers the document to the sweep (default {@link DEFAULT_BUSY_RETRY}). */
+  /**
+   * How long a step waits for a busy agent before the run defers the document to the sweep
+   * (default {@link DEFAULT_BUSY_RETRY}, its wait at most a quarter of the stale window); the
+   * wait must be below the stale window.
+   */
   readonly busyRetry?: BusyRetryOptions;
   /** Called as each run ends (the agent's metrics count them). */
   readonly onRunFinished?: (outcome: PipelineOutcome, trigger: RunTrigger) => void;
@@ -31,6 +40,8 @@ export type RunTrigger = 'process_document' | 'sweep';
 /** The orchestrator: its methods, and the sweep that finishes abandoned runs. */
 export interface Orchestrator {
   readonly handlers: Record<string, MethodHandler>;
+  /** The settings in effect, defaults included, for the agent's start line. */
+  readonly settings: Readonly<Record<string, number>>;
   /** Takes over stale documents and runs their pipeline; resolves the outcome per document. */
   sweep(): Promise<Record<string, PipelineOutcome>>;
   /** Stops the sweep timer; a sweep under way claims no more documents after the run it is in. */
@@ -70,9 +81,17 @@ async function guarded<T>(body: () => Promise<T>): Promise<T> {
 /** Creates the orchestrator and starts its sweep timer. */
 export function createOrchestrator(opts: OrchestratorOptions): Orchestrator {
   const { egress, logger } = opts;
-  const staleAfter = opts.staleAfterSeconds ?? 120;
+  const staleAfter = opts.staleAfterSeconds ?? DEFAULT_STALE_AFTER_SECONDS;
+  const retry = opts.retry ?? DEFAULT_RETRY;
+  // By default at most a quarter of the stale window: a short window set alone still holds.
+  const busyRetry = opts.busyRetry ?? { ...DEFAULT_BUSY_RETRY, maxWaitMs: Math.min(DEFAULT_BUSY_RETRY.maxWaitMs, staleAfter * 250) };
+  // A run waiting on a busy agent shows no progress: past the stale window it would be taken over
+  // (a zero window, which tests use to take runs over at once, allows only no wait at all).
+  if (busyRetry.maxWaitMs > 0 && !(busyRetry.maxWaitMs < staleAfter * 1000)) {
+    throw new Error(`the busy wait (${busyRetry.maxWaitMs} ms) must be below the stale window (${staleAfter} s)`);
+  }
   const log = processLog(egress, logger);
-  const deps: PipelineDeps = { egress, log, logger, retry: opts.retry ?? DEFAULT_RETRY, busyRetry: opts.busyRetry ?? DEFAULT_BUSY_RETRY };
+  const deps: PipelineDeps = { egress, log, logger, retry, busyRetry };
 
   const run = async (doc: DocumentRecord, trigger: RunTrigger, how: string): Promise<PipelineOutcome> => {
     await log(doc.document_id, 'claim', 'info', `${how} (claim ${doc.claim_count})`);
@@ -109,7 +128,7 @@ export function createOrchestrator(opts: OrchestratorOptions): Orchestrator {
     })();
     return sweeping;
   };
-  const interval = opts.sweepIntervalMs ?? 30_000;
+  const interval = opts.sweepIntervalMs ?? DEFAULT_SWEEP_INTERVAL_MS;
   const timer = interval > 0 ? setInterval(() => void sweep(), interval) : undefined;
   timer?.unref();
 
@@ -160,6 +179,9 @@ export function createOrchestrator(opts: OrchestratorOptions): Orchestrator {
   };
   return {
     handlers,
+    settings: {
+      stale_after_seconds: staleAfter, sweep_interval_seconds: interval / 1000, step_attempts: retry.attempts, busy_wait_seconds: busyRetry.maxWaitMs / 1000,
+    },
     sweep,
     close: () => {
       closed = true;

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { createInterface } from 'node:readline';
 import { after, before, describe, it } from 'node:test';
 import { callTool } from '../mcp/helpers.js';
@@ -106,21 +107,21 @@ async function pastTheBound(stack: AgentStack, name: string, args: string[], env
 }
 
 /** Starts `ca-a2a agent ARGS`; resolves the child and the URL it logged, once listening. */
-async function runningAgent(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ child: ChildProcess; url: string }> {
+async function runningAgent(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ child: ChildProcess; url: string; settings: unknown }> {
   const child = spawn(process.execPath, [BIN, 'agent', ...args], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } });
-  const url = await new Promise<string | undefined>((resolve) => {
+  const started = await new Promise<{ url?: string; settings?: unknown } | undefined>((resolve) => {
     createInterface({ input: child.stdout })
       .on('line', (line) => {
-        const entry = JSON.parse(line) as { event_type?: string; url?: string };
-        if (entry.event_type === 'agent_started') resolve(entry.url);
+        const entry = JSON.parse(line) as { event_type?: string; url?: string; settings?: unknown };
+        if (entry.event_type === 'agent_started') resolve(entry);
       })
       .on('close', () => resolve(undefined));
   });
-  if (url === undefined) {
+  if (started?.url === undefined) {
     child.kill('SIGKILL');
     throw new Error('the agent did not start');
   }
-  return { child, url };
+  return { child, url: started.url, settings: started.settings };
 }
 
 describe('ca-a2a agent validator|archivist --max-documents', () => {
@@ -148,5 +149,60 @@ describe('ca-a2a agent validator|archivist --max-documents', () => {
     }, 'meeting-notes.txt', 'text/plain');
     assert.deepEqual(answers.refused.error?.data, { reason: 'busy', max_documents: 1, retry_after_seconds: 1 });
     assert.equal(answers.first.result?.['status'], 'validated');
+  });
+});
+
+describe('ca-a2a agent orchestrator settings', () => {
+  let stack: AgentStack;
+  before(async () => {
+    stack = await startAgentStack({ postgres: true });
+  });
+  after(async () => {
+    await stack.close();
+  });
+
+  it('refuses a setting out of range, from the flag or the variable, a busy wait not below the stale window, and the flags on another agent', async () => {
+    const egress = ['--egress', 'http://127.0.0.1:9'];
+    const refusal = (message: string) => ({ code: 2, stderr: `ca-a2a agent: ${message}\n` });
+    assert.deepEqual(await agentExit(['orchestrator', ...egress, '--stale-after-seconds', '0']), refusal("--stale-after-seconds must be a whole number from 1 to 86400, not '0'"));
+    assert.deepEqual(await agentExit(['orchestrator', ...egress], { CA_A2A_SWEEP_INTERVAL_SECONDS: '-1' }), refusal("CA_A2A_SWEEP_INTERVAL_SECONDS must be a whole number from 0 to 86400, not '-1'"));
+    assert.deepEqual(await agentExit(['orchestrator', ...egress, '--step-attempts', '21']), refusal("--step-attempts must be a whole number from 1 to 20, not '21'"));
+    assert.deepEqual(await agentExit(['orchestrator', ...egress], { CA_A2A_STEP_ATTEMPTS: ' 3' }), refusal("CA_A2A_STEP_ATTEMPTS must be a whole number from 1 to 20, not ' 3'"));
+    assert.deepEqual(await agentExit(['orchestrator', ...egress, '--busy-wait-seconds', '60', '--stale-after-seconds', '60']),
+      refusal('the busy wait (--busy-wait-seconds 60) must be below the stale window (--stale-after-seconds 60): a run waiting on a busy agent would be taken over as stalled'));
+    assert.deepEqual(await agentExit(['orchestrator', ...egress], { CA_A2A_BUSY_WAIT_SECONDS: '120' }),
+      refusal('the busy wait (CA_A2A_BUSY_WAIT_SECONDS 120) must be below the stale window (the default 120): a run waiting on a busy agent would be taken over as stalled'));
+    assert.deepEqual(await agentExit(['extractor', ...egress, '--step-attempts', '3']), refusal("--step-attempts is the orchestrator's; extractor runs no pipeline"));
+    assert.deepEqual(await agentExit(['archivist', ...egress, '--stale-after-seconds', '30']), refusal("--stale-after-seconds is the orchestrator's; archivist runs no pipeline"));
+  });
+
+  it('runs with the settings given: its start line says them, and its own sweep timer retakes a stalled document', async () => {
+    const router = await startDirectRouter('orchestrator', { gatewayUrl: () => stack.gateway.url, agentUrl: (service) => stack.agents.get(service as 'extractor')?.url });
+    let child: ChildProcess | undefined;
+    try {
+      // A worker claimed the document and died before any step.
+      const id = await stack.uploadSample('meeting-notes.txt', 'text/plain');
+      assert.equal((await callTool(stack.gateway.url, 'documents_claim', { document_id: id })).status, 200);
+      const agent = await runningAgent(['orchestrator', '--listen', '127.0.0.1:0', '--egress', router.url, '--stale-after-seconds', '1', '--sweep-interval-seconds', '1'], {
+        CA_A2A_STEP_ATTEMPTS: '2', CA_A2A_BUSY_WAIT_SECONDS: '0',
+      });
+      child = agent.child;
+      assert.deepEqual(agent.settings, { stale_after_seconds: 1, sweep_interval_seconds: 1, step_attempts: 2, busy_wait_seconds: 0 });
+      // No call asks for a sweep: only the timer of one second can take it over (the default is 30 s, of 120 s stale).
+      while ((await callTool(stack.gateway.url, 'documents_get', { document_id: id })).body['status'] !== 'archived') await sleep(100);
+      assert.equal((await callTool(stack.gateway.url, 'documents_get', { document_id: id })).body['claim_count'], 2);
+    } finally {
+      child?.kill('SIGKILL');
+      await router.close();
+    }
+  });
+
+  it('starts with the defaults when given nothing, a busy wait of at most a quarter of a short stale window', async () => {
+    const defaults = await runningAgent(['orchestrator', '--listen', '127.0.0.1:0', '--egress', 'http://127.0.0.1:9']);
+    defaults.child.kill('SIGKILL');
+    assert.deepEqual(defaults.settings, { stale_after_seconds: 120, sweep_interval_seconds: 30, step_attempts: 4, busy_wait_seconds: 30 });
+    const short = await runningAgent(['orchestrator', '--listen', '127.0.0.1:0', '--egress', 'http://127.0.0.1:9'], { CA_A2A_STALE_AFTER_SECONDS: '20' });
+    short.child.kill('SIGKILL');
+    assert.deepEqual(short.settings, { stale_after_seconds: 20, sweep_interval_seconds: 30, step_attempts: 4, busy_wait_seconds: 5 });
   });
 });
