@@ -31,9 +31,9 @@ export const NUMBER_SETTINGS = {
     elsewhere: (agent) => `--max-pdfs is the extractor's; ${agent} reads no PDFs`,
   },
   'max-documents': {
-    variable: 'CA_A2A_MAX_DOCUMENTS', agents: ['validator', 'archivist'], min: 1, max: 999_999, unit: 'N',
-    help: `validator and archivist: documents held at once, from the read of the stored file to the step's answer (default ${DEFAULT_MAX_DOCUMENTS}); past it the step answers busy`,
-    elsewhere: (agent) => `--max-documents is the validator's and the archivist's; ${agent} ${agent === 'extractor' ? 'has --max-pdfs' : 'holds no stored file'}`,
+    variable: 'CA_A2A_MAX_DOCUMENTS', agents: ['extractor', 'validator', 'archivist'], min: 1, max: 999_999, unit: 'N',
+    help: `extractor (other than PDFs), validator and archivist: documents held at once, from the read of the stored file to the step's answer (default ${DEFAULT_MAX_DOCUMENTS}); past it the step answers busy`,
+    elsewhere: (agent) => `--max-documents is the step agents'; ${agent} holds no stored file`,
   },
   'stale-after-seconds': {
     variable: 'CA_A2A_STALE_AFTER_SECONDS', agents: ['orchestrator'], min: 1, max: 86_400, unit: 'SECONDS',

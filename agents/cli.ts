@@ -91,7 +91,7 @@ export async function agentCommand(argv: string[]): Promise<number> {
     agent = await startAgent(name, {
       ...listen, egressUrl: egress.value, publicUrl: publicUrl?.value, issuer: issuer?.value,
       orchestrator: orchestrator?.options,
-      extractor: { maxPdfs: settings['max-pdfs'] },
+      extractor: { maxPdfs: settings['max-pdfs'], maxDocuments: settings['max-documents'] },
       validator: { maxDocuments: settings['max-documents'] },
       archivist: { maxDocuments: settings['max-documents'] },
     });

@@ -47,7 +47,7 @@ export interface StartAgentOptions {
   readonly issuer?: string;
   /** Orchestrator only: stale window, sweep period, step retries. */
   readonly orchestrator?: Omit<OrchestratorOptions, 'egress' | 'logger' | 'onRunFinished'>;
-  /** Extractor only: how many PDFs it holds at once. */
+  /** Extractor only: how many PDFs, and how many other documents, it holds at once. */
   readonly extractor?: ExtractorOptions;
   /** Validator only: how many documents it holds at once. */
   readonly validator?: DocumentHolderOptions;
@@ -83,7 +83,7 @@ function handlersFor(name: Exclude<AgentName, 'orchestrator'>, egress: EgressCli
 function boundsOf(name: Exclude<AgentName, 'orchestrator'>, opts: StartAgentOptions): Record<string, number> {
   switch (name) {
     case 'extractor':
-      return { max_pdfs: opts.extractor?.maxPdfs ?? DEFAULT_MAX_PDFS };
+      return { max_pdfs: opts.extractor?.maxPdfs ?? DEFAULT_MAX_PDFS, max_documents: opts.extractor?.maxDocuments ?? DEFAULT_MAX_DOCUMENTS };
     case 'validator':
       return { max_documents: opts.validator?.maxDocuments ?? DEFAULT_MAX_DOCUMENTS };
     case 'archivist':

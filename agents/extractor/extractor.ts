@@ -12,6 +12,7 @@ import { parseJson } from './parse-json.js';
 import { parsePdf } from './parse-pdf.js';
 import { parseText } from './parse-text.js';
 import { DEFAULT_MAX_PDFS, pdfSlots } from './pdf-admission.js';
+import { DEFAULT_MAX_DOCUMENTS, documentSlots, type DocumentHolderOptions } from '../shared/document-slots.js';
 import { stepKey } from '../shared/admission.js';
 import type { AgentMetrics } from '../shared/metrics.js';
 
@@ -71,7 +72,7 @@ function extractionSummary(documentId: string, extraction: Extraction, reused: b
 }
 
 /** Options of {@link extractorHandlers}. */
-export interface ExtractorOptions {
+export interface ExtractorOptions extends DocumentHolderOptions {
   /**
    * PDFs held at once, fetched and waiting for the reader or being read (default
    * {@link DEFAULT_MAX_PDFS}); an extract_document of a PDF past it answers `busy`.
@@ -80,8 +81,10 @@ export interface ExtractorOptions {
 }
 
 /** The extractor's methods. */
-export function extractorHandlers(egress: EgressClient, metrics: Pick<AgentMetrics, 'pdfAdmissions' | 'pdfsHeld'>, opts: ExtractorOptions = {}): Record<string, MethodHandler> {
+export function extractorHandlers(egress: EgressClient, metrics: Pick<AgentMetrics, 'pdfAdmissions' | 'pdfsHeld' | 'documentAdmissions' | 'documentsHeld'>, opts: ExtractorOptions = {}): Record<string, MethodHandler> {
   const pdfs = pdfSlots(opts.maxPdfs ?? DEFAULT_MAX_PDFS, metrics);
+  // Any other format is parsed on the agent's own thread, but its file is held from the fetch on.
+  const others = documentSlots('extractor', opts.maxDocuments ?? DEFAULT_MAX_DOCUMENTS, metrics);
   return {
     async extract_document(params) {
       const claim = stepClaim(params);
@@ -101,9 +104,9 @@ export function extractorHandlers(egress: EgressClient, metrics: Pick<AgentMetri
           const object = await egress.callTool<StoredObject>('s3_get_object', { key: doc.s3_key });
           return extractBytes(Buffer.from(object.content_base64, 'base64'), doc.content_type, doc.filename);
         };
-        // A PDF takes a slot before its object is fetched: the reader reads one at a time.
-        const extraction = detectFormat(doc.content_type, doc.filename) === 'pdf'
-          ? await pdfs.run(stepKey(documentId, claim.claimCount), extract) : await extract();
+        // A slot is taken before the object is fetched: a PDF's (the reader reads one at a time), or a document's.
+        const slots = detectFormat(doc.content_type, doc.filename) === 'pdf' ? pdfs : others;
+        const extraction = await slots.run(stepKey(documentId, claim.claimCount), extract);
         return await writeOrRecorded(egress, claim, async () => {
           await egress.callTool('documents_update', {
             document_id: documentId, expected_status: 'processing', ...claimFence(claim), status: 'extracted', extracted: extraction, error: null,

@@ -47,13 +47,13 @@ export function createAgentMetrics(agent: string) {
     }),
     documentAdmissions: new Counter({
       name: 'ca_a2a_agent_document_admissions_total',
-      help: 'Validator and archivist only: document steps by admission (admitted: a slot of its own; joined: the same document and claim already held one; busy: every slot held, refused).',
+      help: 'Extractor (other than PDFs), validator and archivist: document steps by admission (admitted: a slot of its own; joined: the same document and claim already held one; busy: every slot held, refused).',
       labelNames: ['admission'] as const,
       registers,
     }),
     documentsHeld: new Gauge({
       name: 'ca_a2a_agent_documents_held',
-      help: 'Validator and archivist only: documents held now, from before their object is fetched until the step answers.',
+      help: 'Extractor (other than PDFs), validator and archivist: documents held now, from before their object is fetched until the step answers.',
       registers,
     }),
     logLinesDropped: new Counter({

@@ -124,7 +124,7 @@ async function runningAgent(args: string[], env: NodeJS.ProcessEnv = {}): Promis
   return { child, url: started.url, settings: started.settings };
 }
 
-describe('ca-a2a agent validator|archivist --max-documents', () => {
+describe('ca-a2a agent extractor|validator|archivist --max-documents', () => {
   let stack: AgentStack;
   before(async () => {
     stack = await startAgentStack();
@@ -138,8 +138,7 @@ describe('ca-a2a agent validator|archivist --max-documents', () => {
     assert.deepEqual(await agentExit(['validator', ...egress, '--max-documents', '0']), { code: 2, stderr: "ca-a2a agent: --max-documents must be a whole number from 1 to 999999, not '0'\n" });
     assert.deepEqual(await agentExit(['archivist', ...egress], { CA_A2A_MAX_DOCUMENTS: '1e3' }), { code: 2, stderr: "ca-a2a agent: CA_A2A_MAX_DOCUMENTS must be a whole number from 1 to 999999, not '1e3'\n" });
     assert.deepEqual(await agentExit(['archivist', ...egress, '--max-documents', '1000000']), { code: 2, stderr: "ca-a2a agent: --max-documents must be a whole number from 1 to 999999, not '1000000'\n" });
-    assert.deepEqual(await agentExit(['extractor', ...egress, '--max-documents', '3']), { code: 2, stderr: "ca-a2a agent: --max-documents is the validator's and the archivist's; extractor has --max-pdfs\n" });
-    assert.deepEqual(await agentExit(['orchestrator', ...egress, '--max-documents', '3']), { code: 2, stderr: "ca-a2a agent: --max-documents is the validator's and the archivist's; orchestrator holds no stored file\n" });
+    assert.deepEqual(await agentExit(['orchestrator', ...egress, '--max-documents', '3']), { code: 2, stderr: "ca-a2a agent: --max-documents is the step agents'; orchestrator holds no stored file\n" });
   });
 
   it('a validator started with CA_A2A_MAX_DOCUMENTS=1 holds one document: past it, validate_document answers busy', async () => {

@@ -5,19 +5,20 @@ import type { AgentStack } from './helpers/agent-stack.js';
 import { startHoldingStack, until, type HoldingGateway } from './helpers/held-reads.js';
 
 const STEPS = [
+  { agent: 'extractor', method: 'extract_document', before: [], after: 'extracted' },
   { agent: 'validator', method: 'validate_document', before: ['extractor'], after: 'validated' },
   { agent: 'archivist', method: 'archive_document', before: ['extractor', 'validator'], after: 'archived' },
 ] as const;
 
 const PRIOR_METHOD = { extractor: 'extract_document', validator: 'validate_document' } as const;
 
-describe('the validator and the archivist hold a bounded number of documents (real PostgreSQL)', () => {
+describe('the step agents hold a bounded number of documents (real PostgreSQL)', () => {
   let stack: AgentStack;
   let gateway: HoldingGateway;
   let close: () => Promise<void>;
 
   before(async () => {
-    ({ stack, gateway, close } = await startHoldingStack({ postgres: true, validator: { maxDocuments: 1 }, archivist: { maxDocuments: 1 } }));
+    ({ stack, gateway, close } = await startHoldingStack({ postgres: true, extractor: { maxDocuments: 1 }, validator: { maxDocuments: 1 }, archivist: { maxDocuments: 1 } }));
   });
   after(async () => {
     await close();
@@ -71,8 +72,24 @@ describe('the validator and the archivist hold a bounded number of documents (re
     });
   }
 
+  it("the extractor's PDFs have a bound of their own: a PDF is read while a text file holds the one document slot", async () => {
+    const text = await readyFor(STEPS[0]);
+    const held = await gateway.holdObjectOf(text);
+    const holding = stack.call('extractor', 'extract_document', { document_id: text, claim_count: 1 }, 'orchestrator');
+    await held.asked;
+    try {
+      const pdf = await stack.uploadSample('invoice-2024-001.pdf', 'application/pdf');
+      assert.equal((await callTool(stack.gateway.url, 'documents_claim', { document_id: pdf })).status, 200);
+      const answer = await stack.call('extractor', 'extract_document', { document_id: pdf, claim_count: 1 }, 'orchestrator');
+      assert.equal(answer.result?.['status'], 'extracted', JSON.stringify(answer));
+    } finally {
+      held.release();
+    }
+    assert.equal((await holding).result?.['status'], 'extracted');
+  });
+
   it('an archivist holding its bound still serves get_document and list_documents', async () => {
-    const step = STEPS[1];
+    const step = STEPS[2];
     const id = await readyFor(step);
     const held = await gateway.holdObjectOf(id);
     const archiving = stack.call('archivist', 'archive_document', { document_id: id, claim_count: 1 }, 'orchestrator');
