@@ -145,6 +145,8 @@ export interface EgressClientOptions {
   readonly toolRetry?: RetryOptions;
   /** Retries of any call refused as `rate_limited` (default {@link DEFAULT_RATE_LIMIT_RETRY}). */
   readonly rateLimitRetry?: RateLimitRetryOptions;
+  /** The largest answer read (default {@link DEFAULT_MAX_ANSWER_BYTES}); a larger one fails the call, `answer_too_large`. */
+  readonly maxAnswerBytes?: number;
 }
 
 /** How an agent reaches the MCP gateway and the other agents: always through its own sidecar. */
@@ -174,7 +176,39 @@ interface Answer {
   readonly retryAfter: string | null;
 }
 
-async function post(url: string, body: unknown, timeoutMs: number): Promise<Answer> {
+/**
+ * The largest answer read: the gateway's largest object (10 MiB) is 14 MiB of base64, and a
+ * document's row with its extraction (100 000 characters of text, up to 20 000 cells of 2 000)
+ * can be a few tens of MiB of JSON. Past it the answer is not read on: a broken or hostile hop
+ * must not fill the agent's memory.
+ */
+export const DEFAULT_MAX_ANSWER_BYTES = 64 * 1024 * 1024;
+
+/** The body of an answer, read up to `limit` bytes; an EgressError `answer_too_large` past it. */
+async function readCapped(response: Response, limit: number, path: string): Promise<string> {
+  const tooLarge = () => new EgressError('remote', response.status, 'answer_too_large', `${path}: answer over ${limit} bytes, not read`);
+  if (Number(response.headers.get('content-length')) > limit) {
+    await response.body?.cancel();
+    throw tooLarge();
+  }
+  if (response.body === null) return '';
+  const reader = response.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > limit) {
+      await reader.cancel();
+      throw tooLarge();
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+async function post(url: string, body: unknown, timeoutMs: number, maxAnswerBytes: number): Promise<Answer> {
   let response: Response;
   try {
     response = await fetch(url, {
@@ -196,8 +230,9 @@ async function post(url: string, body: unknown, timeoutMs: number): Promise<Answ
   }
   let text: string;
   try {
-    text = await response.text();
+    text = await readCapped(response, maxAnswerBytes, new URL(url).pathname);
   } catch (error) {
+    if (isEgressError(error)) throw error;
     // The answer stalled past the timeout or was cut mid-body: the hop failed, as above.
     const cause = (error as { cause?: { code?: string } }).cause?.code ?? (error as Error).name;
     throw new EgressError('transport', response.status, 'unreachable', `${new URL(url).pathname}: answer cut off (${cause})`);
@@ -232,8 +267,9 @@ export function createEgressClient(opts: EgressClientOptions): EgressClient {
   const toolRetry = opts.toolRetry ?? DEFAULT_TOOL_RETRY;
   const rateLimitRetry = opts.rateLimitRetry ?? DEFAULT_RATE_LIMIT_RETRY;
   const callerBusyWait = rateLimitRetry.callerBusyWaitSeconds ?? DEFAULT_RATE_LIMIT_RETRY.callerBusyWaitSeconds;
+  const maxAnswer = opts.maxAnswerBytes ?? DEFAULT_MAX_ANSWER_BYTES;
   const callToolOnce = async <T>(tool: string, args: Record<string, unknown>): Promise<T> => {
-    const answer = await post(`${base()}/mcp/call_tool`, { tool, arguments: args }, toolTimeout);
+    const answer = await post(`${base()}/mcp/call_tool`, { tool, arguments: args }, toolTimeout, maxAnswer);
     const { status, json, retryAfter } = answer;
     if (isRecord(json) && json['success'] === true) {
       const { success: _success, ...result } = json;
@@ -253,7 +289,7 @@ export function createEgressClient(opts: EgressClientOptions): EgressClient {
   };
   const callOnce = async <T>(service: string, method: string, params: Record<string, unknown>): Promise<T> => {
     const id = randomUUID();
-    const answer = await post(`${base()}/${encodeURIComponent(service)}/message`, { jsonrpc: '2.0', id, method, params }, callTimeout);
+    const answer = await post(`${base()}/${encodeURIComponent(service)}/message`, { jsonrpc: '2.0', id, method, params }, callTimeout, maxAnswer);
     const { status, json } = answer;
     // The target answers JSON-RPC with HTTP 200; any other status is the sidecar's (or a hop's) refusal.
     if (status === 200 && isRecord(json) && json['jsonrpc'] === '2.0' && json['id'] === id) {

@@ -44,6 +44,45 @@ describe('agents: egress client', () => {
     }
   });
 
+  it('stops reading an answer past maxAnswerBytes, announced or streamed without end: answer_too_large, not asked again', async () => {
+    let requests = 0;
+    let streamClosed!: () => void;
+    const closed = new Promise<void>((resolve) => (streamClosed = resolve));
+    const sidecar = createServer((req, res) => {
+      requests++;
+      if (req.url === '/mcp/call_tool') {
+        // Chunked, without end: only the reader stopping ends it.
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.write('{"success":true,"text":"');
+        const chunk = 'a'.repeat(64 * 1024);
+        const more = () => {
+          while (!res.destroyed && res.write(chunk));
+          if (!res.destroyed) res.once('drain', more);
+        };
+        res.on('close', () => streamClosed());
+        more();
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(2 * 1024 * 1024) }).end('{'.padEnd(2 * 1024 * 1024, ' '));
+    });
+    await new Promise<void>((resolve) => sidecar.listen(0, '127.0.0.1', resolve));
+    try {
+      const egress = createEgressClient({ baseUrl: `http://127.0.0.1:${(sidecar.address() as AddressInfo).port}`, maxAnswerBytes: 1024 * 1024 });
+      const streamed = await egress.callTool('documents_get', { document_id: 'x' }).then(() => undefined, (error: unknown) => error);
+      assert.ok(isEgressError(streamed), String(streamed));
+      assert.deepEqual([streamed.kind, streamed.code, streamed.message], ['remote', 'answer_too_large', '/mcp/call_tool: answer over 1048576 bytes, not read']);
+      await closed;
+      assert.equal(requests, 1, 'a read-only call is not asked again: the answer would be as large');
+      const announced = await egress.call('extractor', 'extract_document', { document_id: 'x' }).then(() => undefined, (error: unknown) => error);
+      assert.ok(isEgressError(announced));
+      assert.equal(announced.code, 'answer_too_large');
+      assert.deepEqual((asAgentError(announced) as { code: string; data: unknown }).data, { dependency_reason: 'answer_too_large', dependency_status: 200 });
+    } finally {
+      sidecar.closeAllConnections();
+      sidecar.close();
+    }
+  });
+
   it('makes a read-only tool call again when its hop failed, and never one that changes something', async () => {
     const tools: string[] = [];
     // The next `failing` calls fail as a restarting gateway's sidecar answers: 503, or a dropped connection.
