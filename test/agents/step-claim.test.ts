@@ -3,7 +3,9 @@ import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { callTool } from '../mcp/helpers.js';
-import { startAgentStack, type AgentStack } from './helpers/agent-stack.js';
+import { startAgent } from '../../agents/registry.js';
+import { startAgentStack, type AgentStack, type RpcAnswer } from './helpers/agent-stack.js';
+import { startDirectRouter } from './helpers/direct-router.js';
 
 const STEPS = [
   { service: 'extractor', method: 'extract_document', from: 'processing', untouched: 'extracted' },
@@ -107,16 +109,27 @@ describe('a pipeline step called with the claim its run holds', () => {
       }
     });
 
-    it(`${step.method}: answers the recorded result when another call under the same claim wrote first (a retry whose first answer was lost)`, async () => {
+    // Two replicas of the step agent: within one, a second call under the same claim joins the
+    // first one's slot (document-admission.test.ts) and reads nothing of its own.
+    it(`${step.method}: answers the recorded result when another call under the same claim wrote first (a retry whose first answer was lost, at another replica)`, async () => {
       const id = await documentIn(step.from);
       pairWrites = { id };
-      stack.routeGatewayTo(`http://127.0.0.1:${(gatewayStandIn.address() as AddressInfo).port}`);
+      const standIn = `http://127.0.0.1:${(gatewayStandIn.address() as AddressInfo).port}`;
+      stack.routeGatewayTo(standIn);
+      const router = await startDirectRouter(step.service, { gatewayUrl: () => standIn, agentUrl: () => undefined });
+      const replica = await startAgent(step.service, { port: 0, egressUrl: router.url, logger: stack.agents.get(step.service)?.logger });
+      const atReplica = async (): Promise<RpcAnswer> => (await (await fetch(`${replica.url}/message`, {
+        method: 'POST', headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: step.method, params: { document_id: id, claim_count: 1 } }),
+      })).json()) as RpcAnswer;
       let answers;
       try {
-        answers = await Promise.all([1, 2].map(() => stack.call(step.service, step.method, { document_id: id, claim_count: 1 }, 'orchestrator')));
+        answers = await Promise.all([stack.call(step.service, step.method, { document_id: id, claim_count: 1 }, 'orchestrator'), atReplica()]);
       } finally {
         stack.routeGatewayTo(undefined);
         pairWrites = undefined;
+        await replica.close();
+        await router.close();
       }
       // Both archive calls copy and write (their final write accepts archived): one archive entry all the same.
       assert.deepEqual(answers.map((a) => a.result?.['reused']).sort(), step.service === 'archivist' ? [false, false] : [false, true], JSON.stringify(answers));
