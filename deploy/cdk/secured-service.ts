@@ -47,6 +47,8 @@ export interface SecuredServiceProps {
   readonly publicUrls?: readonly string[];
   /** `--trusted-proxy` values: where the load balancer in front runs, whose X-Forwarded-For is believed. */
   readonly trustedProxies?: readonly string[];
+  /** The task's memory, shared by the sidecar and its upstream: 1024 MiB unless the upstream needs more. */
+  readonly memoryLimitMiB?: number;
 }
 
 /**
@@ -72,7 +74,7 @@ export class SecuredService extends Construct {
     this.taskDefinition = new ecs.FargateTaskDefinition(this, 'Task', {
       family: `ca-a2a-${props.service}`,
       cpu: 512,
-      memoryLimitMiB: 1024,
+      memoryLimitMiB: props.memoryLimitMiB ?? 1024,
     });
 
     this.upstream = this.taskDefinition.addContainer(props.upstream.name, {

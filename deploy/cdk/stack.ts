@@ -134,7 +134,7 @@ export class CaA2aStack extends Stack {
       issuerUrl: config.issuerUrl,
       logRetention,
     };
-    const make = (service: SecuredServiceName, extra: { egress: boolean; publicUrls?: readonly string[]; trustedProxies?: readonly string[] }): SecuredService =>
+    const make = (service: SecuredServiceName, extra: { egress: boolean; publicUrls?: readonly string[]; trustedProxies?: readonly string[]; memoryLimitMiB?: number }): SecuredService =>
       new SecuredService(this, `${service[0]?.toUpperCase()}${service.slice(1)}`, {
         ...common,
         ...extra,
@@ -154,7 +154,9 @@ export class CaA2aStack extends Stack {
       // Behind the ALB, whose nodes run in the public subnets: the caller is the one it names in
       // X-Forwarded-For (audit client_ip, the stolen-token alarm), not the ALB node.
       orchestrator: make('orchestrator', { egress: true, publicUrls: [publicUrl.valueAsString], trustedProxies: PUBLIC_SUBNETS }),
-      extractor: make('extractor', { egress: true }),
+      // Its PDF reader (one PDF at a time, up to 384 MiB) beside its 8 PDFs and 8 other documents
+      // held (about 40 MiB each at most: agents/shared/admission.ts) and the sidecar: about 1 GiB at worst.
+      extractor: make('extractor', { egress: true, memoryLimitMiB: 2048 }),
       validator: make('validator', { egress: true }),
       archivist: make('archivist', { egress: true }),
       mcp: make('mcp', { egress: false }),

@@ -213,6 +213,18 @@ describe('deploy/cdk stack', () => {
       }
     });
 
+    // The extractor's worst case (its PDF reader, 8 PDFs and 8 other documents held, the sidecar)
+    // is about 1 GiB: in a 1 GiB task a burst of large files would end it out of memory.
+    it('size each secured task for its upstream: 2 GiB for the extractor, 1 GiB for the others', () => {
+      for (const [, task] of ofType(resources, 'AWS::ECS::TaskDefinition')) {
+        const family = String(props(task)['Family']);
+        const service = family.replace(/^ca-a2a-/, '');
+        if (!(SECURED as readonly string[]).includes(service)) continue;
+        assert.equal(props(task)['Memory'], service === 'extractor' ? '2048' : '1024', family);
+        assert.equal(props(task)['Cpu'], '512', family);
+      }
+    });
+
     it('give our containers only flags and variables their command names in its --help', () => {
       const tasks = taskDefinitions(resources);
       let checked = 0;
