@@ -1,11 +1,11 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { freePort } from './ports.js';
+import { cpuSeconds } from './cpu.js';
 import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { mkdtempSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startBenchIssuer } from './jwks.js';
@@ -76,13 +76,6 @@ async function measure(config: Record<string, unknown>, pid?: number): Promise<L
   const result = await load(config);
   if (pid === undefined || result.total === 0) return result;
   return { ...result, cpuUsPerRequest: ((await cpuSeconds(pid)) - before) * 1e6 / (result.sent ?? result.total) };
-}
-
-/** User + system CPU seconds of a process so far (/proc/PID/stat fields 14 and 15, in clock ticks of 10 ms). */
-async function cpuSeconds(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 async function load(config: Record<string, unknown>): Promise<LoadResult> {
