@@ -1,9 +1,9 @@
 import { Duration, Fn, RemovalPolicy, SecretValue, Token } from 'aws-cdk-lib';
 import type * as ec2 from 'aws-cdk-lib/aws-ec2';
-import { SubnetType } from 'aws-cdk-lib/aws-ec2';
 import * as rds from 'aws-cdk-lib/aws-rds';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
+import { PRIVATE_SUBNET_SELECTION } from './network.js';
 
 export interface AuroraPostgresProps {
   readonly vpc: ec2.IVpc;
@@ -49,7 +49,7 @@ export class AuroraPostgres extends Construct {
       serverlessV2MinCapacity: 0.5,
       serverlessV2MaxCapacity: 8,
       vpc: props.vpc,
-      vpcSubnets: { subnetType: SubnetType.PRIVATE_WITH_EGRESS },
+      vpcSubnets: PRIVATE_SUBNET_SELECTION,
       securityGroups: [props.securityGroup],
       storageEncrypted: true,
       backup: { retention: Duration.days(7) },

@@ -57,7 +57,6 @@ export interface DeployConfig {
   readonly keycloakRepository: string;
   readonly keycloakTag: string;
   readonly desiredCounts: Readonly<Record<SecuredServiceName | 'keycloak', number>>;
-  readonly natGateways: number;
   readonly logRetentionDays: number;
   readonly albIngressCidr: string;
   /** Requests one client address may send to the ALB in 5 minutes before WAF blocks it. */
@@ -90,6 +89,10 @@ export function readConfig(app: App): DeployConfig {
     return value;
   };
 
+  // Said rather than ignored: an operator who sets it expects NAT gateways, which this stack no longer builds.
+  if (ctx('natGateways') !== undefined) {
+    throw new Error('context natGateways is gone: the stack builds no NAT gateway, since no task has a way to the internet (docs/deploy.md, "Network and its cost")');
+  }
   const region = str('region', DEFAULT_REGION);
   const azs = str('availabilityZones', `${region}a,${region}b`).split(',').map((az) => az.trim());
   if (azs.length !== 2 || azs.some((az) => az === '')) throw new Error('context availabilityZones must name exactly two zones');
@@ -110,7 +113,6 @@ export function readConfig(app: App): DeployConfig {
     // The exact release deploy/keycloak/Dockerfile builds from, which its image is tagged with.
     keycloakTag: str('keycloakTag', '26.4.7'),
     desiredCounts,
-    natGateways: int('natGateways', 2, 1),
     logRetentionDays: int('logRetentionDays', 30, 1),
     albIngressCidr: str('albIngressCidr', '0.0.0.0/0'),
     // 20 a second from one address, averaged over 5 minutes: 4 times the default per-caller

@@ -1,8 +1,8 @@
 import { Duration, Size } from 'aws-cdk-lib';
-import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import type * as logs from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
+import { PRIVATE_SUBNET_SELECTION } from './network.js';
 
 /** The uid:gid our image runs as (deploy/Dockerfile creates it). */
 export const APP_USER = '10001:10001';
@@ -68,10 +68,10 @@ export function addScratch(task: ecs.TaskDefinition, container: ecs.ContainerDef
   container.addMountPoints({ sourceVolume: name, containerPath: path, readOnly: false });
 }
 
-/** How every service of the stack runs: private subnets, no public IP, rolling with rollback. */
+/** How every service of the stack runs: private subnets (no route out of the VPC), no public IP, rolling with rollback. */
 export function privateServiceDefaults() {
   return {
-    vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
+    vpcSubnets: PRIVATE_SUBNET_SELECTION,
     assignPublicIp: false,
     minHealthyPercent: 100,
     maxHealthyPercent: 200,

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as aps from 'aws-cdk-lib/aws-aps';
-import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecr from 'aws-cdk-lib/aws-ecr';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -12,6 +12,7 @@ import { Construct } from 'constructs';
 import { stringify } from 'yaml';
 import { ECR_PUBLIC_CACHE_PREFIX } from './config.js';
 import { APP_USER, addScratch, appLogs, hardenedLinux, thirdPartyLogs } from './container-defaults.js';
+import { PRIVATE_SUBNET_SELECTION } from './network.js';
 
 /** The alert rules promtool checks and tests; Amazon Managed Prometheus evaluates the same file. */
 export const ALERT_RULES_FILE = new URL('../prometheus/alerts.yaml', import.meta.url);
@@ -100,7 +101,7 @@ export class MetricsScraper extends Construct {
       taskDefinition: task,
       desiredCount: 1,
       securityGroups: [props.securityGroup],
-      vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
+      vpcSubnets: PRIVATE_SUBNET_SELECTION,
       assignPublicIp: false,
       circuitBreaker: { rollback: true },
       minHealthyPercent: 0,

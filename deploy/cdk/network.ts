@@ -6,18 +6,20 @@ import { FixedSubnetCidrs } from './fixed-subnets.js';
 
 export interface NetworkProps {
   readonly availabilityZones: readonly string[];
-  readonly natGateways: number;
   readonly logRetention: logs.RetentionDays;
 }
 
 export const VPC_CIDR = '10.0.0.0/16';
 export const PUBLIC_SUBNETS = ['10.0.1.0/24', '10.0.2.0/24'] as const;
 export const PRIVATE_SUBNETS = ['10.0.10.0/24', '10.0.20.0/24'] as const;
+/** Where every task, data store and interface endpoint of the stack lives: the private subnets. */
+export const PRIVATE_SUBNET_SELECTION = { subnetType: ec2.SubnetType.PRIVATE_ISOLATED } as const satisfies ec2.SubnetSelection;
 
 /**
- * The VPC: the ALB and NAT gateways in the public subnets, every task and data store in the
- * private ones. AWS APIs the tasks need (image pulls, logs, secrets, the documents bucket) are
- * VPC endpoints, so agent security groups never need a route to the internet.
+ * The VPC: the ALB in the public subnets, every task and data store in the private ones, which
+ * have no route out of the VPC. AWS APIs the tasks call (image pulls, logs, secrets, the documents
+ * bucket, the scraper's ECS API and Amazon Managed Prometheus) are VPC endpoints and no task's
+ * security group allows the internet, so a NAT gateway would carry nothing and is not built.
  */
 export class Network extends Construct {
   readonly vpc: ec2.Vpc;
@@ -38,11 +40,12 @@ export class Network extends Construct {
     this.vpc = new ec2.Vpc(this, 'Vpc', {
       ipAddresses: new FixedSubnetCidrs(VPC_CIDR, { public: PUBLIC_SUBNETS, private: PRIVATE_SUBNETS }),
       availabilityZones: [...props.availabilityZones],
-      natGateways: props.natGateways,
-      natGatewaySubnets: { subnetGroupName: 'public' },
+      natGateways: 0,
       subnetConfiguration: [
         { name: 'public', subnetType: ec2.SubnetType.PUBLIC, cidrMask: 24 },
-        { name: 'private', subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS, cidrMask: 24 },
+        // Isolated: no default route. The group keeps its name, so the subnets and their route
+        // tables keep their logical ids and an update from a stack with NAT gateways replaces neither.
+        { name: 'private', subnetType: PRIVATE_SUBNET_SELECTION.subnetType, cidrMask: 24 },
       ],
       restrictDefaultSecurityGroup: true,
       flowLogs: {
@@ -67,7 +70,7 @@ export class Network extends Construct {
     // policy (set by the stack) limits the documents bucket to the MCP task role.
     this.s3Endpoint = this.vpc.addGatewayEndpoint('S3', {
       service: ec2.GatewayVpcEndpointAwsService.S3,
-      subnets: [{ subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS }],
+      subnets: [PRIVATE_SUBNET_SELECTION],
     });
 
     const interfaceEndpoints = {
@@ -91,7 +94,7 @@ export class Network extends Construct {
       for (const [name, service] of Object.entries(endpoints)) {
         this.vpc.addInterfaceEndpoint(name, {
           service,
-          subnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
+          subnets: PRIVATE_SUBNET_SELECTION,
           securityGroups: [group],
           // `open` would admit the whole VPC CIDR; only task security groups are admitted.
           open: false,

@@ -3,6 +3,7 @@ import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as elasticache from 'aws-cdk-lib/aws-elasticache';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
+import { PRIVATE_SUBNET_SELECTION } from './network.js';
 import { redisAclRules, type RedisUser } from './redis-acl.js';
 
 export interface RedisProps {
@@ -30,7 +31,7 @@ export class Redis extends Construct {
     super(scope, id);
     const subnets = new elasticache.CfnSubnetGroup(this, 'Subnets', {
       description: 'ca-a2a Redis, private subnets',
-      subnetIds: props.vpc.privateSubnets.map((subnet) => subnet.subnetId),
+      subnetIds: props.vpc.selectSubnets(PRIVATE_SUBNET_SELECTION).subnetIds,
     });
 
     // ElastiCache's default policy, volatile-lru, evicts keys that have a TTL when memory runs

@@ -10,7 +10,7 @@ import { Data } from './data.js';
 import { Ingress } from './ingress.js';
 import { KeycloakService } from './keycloak-service.js';
 import { MetricsScraper } from './metrics-scraper.js';
-import { Network, PUBLIC_SUBNETS } from './network.js';
+import { Network, PRIVATE_SUBNET_SELECTION, PUBLIC_SUBNETS } from './network.js';
 import { SecuredService, type UpstreamSpec } from './secured-service.js';
 import { SecurityGroups } from './security-groups.js';
 
@@ -54,7 +54,6 @@ export class CaA2aStack extends Stack {
 
     const network = new Network(this, 'Network', {
       availabilityZones: config.availabilityZones,
-      natGateways: config.natGateways,
       logRetention,
     });
     const { groups } = new SecurityGroups(this, 'SecurityGroups', {
@@ -224,7 +223,7 @@ export class CaA2aStack extends Stack {
     new CfnOutput(this, 'AdminTaskNetwork', {
       description: 'aws ecs run-task --task-definition ca-a2a-admin --network-configuration <this>',
       value: Fn.join('', [
-        'awsvpcConfiguration={subnets=[', Fn.join(',', network.vpc.privateSubnets.map((subnet) => subnet.subnetId)),
+        'awsvpcConfiguration={subnets=[', Fn.join(',', network.vpc.selectSubnets(PRIVATE_SUBNET_SELECTION).subnetIds),
         '],securityGroups=[', groups.admin.securityGroupId, '],assignPublicIp=DISABLED}',
       ]),
     });

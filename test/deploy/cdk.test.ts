@@ -62,40 +62,6 @@ describe('deploy/cdk stack', () => {
     template.hasParameter('ImageTag', { Type: 'String', Default: Match.anyValue() });
   });
 
-  describe('network', () => {
-    it('is 10.0.0.0/16 with public 10.0.1.0/24, 10.0.2.0/24 and private 10.0.10.0/24, 10.0.20.0/24', () => {
-      template.hasResourceProperties('AWS::EC2::VPC', { CidrBlock: '10.0.0.0/16' });
-      const subnets = ofType(resources, 'AWS::EC2::Subnet').map(([, s]) => ({
-        cidr: props(s)['CidrBlock'],
-        public: (props(s)['Tags'] as Array<{ Key: string; Value: string }>).some((t) => t.Key === 'aws-cdk:subnet-type' && t.Value === 'Public'),
-        mapPublicIp: props(s)['MapPublicIpOnLaunch'],
-      }));
-      assert.deepEqual(subnets.filter((s) => s.public).map((s) => s.cidr).sort(), ['10.0.1.0/24', '10.0.2.0/24']);
-      assert.deepEqual(subnets.filter((s) => !s.public).map((s) => s.cidr).sort(), ['10.0.10.0/24', '10.0.20.0/24']);
-      assert.ok(subnets.every((s) => s.mapPublicIp === false), 'no subnet hands out public IPs');
-      assert.equal(ofType(resources, 'AWS::EC2::NatGateway').length, 2);
-    });
-
-    it('has an S3 gateway endpoint and ECR, Logs and Secrets Manager interface endpoints, and ECS and Prometheus ones for the scraper alone', () => {
-      const services = ofType(resources, 'AWS::EC2::VPCEndpoint').map(([, e]) => `${String(props(e)['VpcEndpointType'])} ${JSON.stringify(props(e)['ServiceName'])}`);
-      const wanted: ReadonlyArray<readonly [string, string]> = [['Gateway', '.s3"'], ['Interface', '.ecr.api"'], ['Interface', '.ecr.dkr"'], ['Interface', '.logs"'], ['Interface', '.secretsmanager"'], ['Interface', '.ecs"'], ['Interface', '.aps-workspaces"']];
-      for (const [type, suffix] of wanted) {
-        assert.ok(services.some((s) => s.startsWith(`${type} `) && s.includes(suffix)), `${type} endpoint ${suffix}: ${services.join(', ')}`);
-      }
-      const names = new Map(ofType(resources, 'AWS::EC2::SecurityGroup').map(([id, g]) => [id, String(props(g)['GroupDescription'])]));
-      for (const [, endpoint] of ofType(resources, 'AWS::EC2::VPCEndpoint')) {
-        const service = JSON.stringify(props(endpoint)['ServiceName']);
-        const groups = ((props(endpoint)['SecurityGroupIds'] as unknown[] | undefined) ?? []).map((g) => names.get(referencedId(g) ?? ''));
-        if (/\.(ecs|aps-workspaces)"/.test(service)) assert.deepEqual(groups, [sg('scraper endpoints')], service);
-        else if (props(endpoint)['VpcEndpointType'] === 'Interface') assert.deepEqual(groups, [sg('interface endpoints')], service);
-      }
-    });
-
-    it('logs all VPC traffic', () => {
-      template.hasResourceProperties('AWS::EC2::FlowLog', { ResourceType: 'VPC', TrafficType: 'ALL', LogDestinationType: 'cloud-watch-logs' });
-    });
-  });
-
   describe('security groups', () => {
     it('allow exactly the planned flows between groups and nothing else', () => {
       const expected = new Set<string>();
