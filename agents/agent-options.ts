@@ -3,6 +3,7 @@ import { DEFAULT_MAX_PDFS } from './extractor/pdf-admission.js';
 import { DEFAULT_MAX_DOCUMENTS } from './shared/document-slots.js';
 import { DEFAULT_STALE_AFTER_SECONDS, DEFAULT_SWEEP_INTERVAL_MS, type OrchestratorOptions } from './orchestrator/orchestrator.js';
 import { DEFAULT_BUSY_RETRY } from './orchestrator/step-call.js';
+import { DEFAULT_SWEEP_BATCH } from './orchestrator/sweep.js';
 import { DEFAULT_RETRY } from './shared/egress-client.js';
 import type { AgentName } from './registry.js';
 
@@ -44,6 +45,11 @@ export const NUMBER_SETTINGS = {
     variable: 'CA_A2A_SWEEP_INTERVAL_SECONDS', agents: ['orchestrator'], min: 0, max: 86_400, unit: 'SECONDS',
     help: `orchestrator only: how often the stale sweep runs, 0 for never (default ${DEFAULT_SWEEP_INTERVAL_MS / 1000})`,
     elsewhere: (agent) => `--sweep-interval-seconds is the orchestrator's; ${agent} runs no pipeline`,
+  },
+  'sweep-batch': {
+    variable: 'CA_A2A_SWEEP_BATCH', agents: ['orchestrator'], min: 1, max: 999_999, unit: 'N',
+    help: `orchestrator only: most stalled documents one sweep takes over, one after another; the next sweep takes the rest (default ${DEFAULT_SWEEP_BATCH})`,
+    elsewhere: (agent) => `--sweep-batch is the orchestrator's; ${agent} runs no pipeline`,
   },
   'step-attempts': {
     variable: 'CA_A2A_STEP_ATTEMPTS', agents: ['orchestrator'], min: 1, max: 20, unit: 'N',
@@ -129,12 +135,14 @@ export function orchestratorOptions(settings: Partial<Record<NumberFlag, number>
     };
   }
   const sweepInterval = settings['sweep-interval-seconds'];
+  const sweepBatch = settings['sweep-batch'];
   const attempts = settings['step-attempts'];
   return {
     options: {
       ...(staleAfter === undefined ? {} : { staleAfterSeconds: staleAfter }),
       ...(busyWait === undefined ? {} : { busyRetry: { ...DEFAULT_BUSY_RETRY, maxWaitMs: busyWait * 1000 } }),
       ...(sweepInterval === undefined ? {} : { sweepIntervalMs: sweepInterval * 1000 }),
+      ...(sweepBatch === undefined ? {} : { sweepBatch }),
       ...(attempts === undefined ? {} : { retry: { ...DEFAULT_RETRY, attempts } }),
     },
   };

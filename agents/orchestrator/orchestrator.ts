@@ -6,7 +6,7 @@ import { claimDocument } from './claim.js';
 import { runPipeline, type PipelineDeps, type PipelineOutcome } from './pipeline.js';
 import { processLog } from './process-log.js';
 import { DEFAULT_BUSY_RETRY, type BusyRetryOptions } from './step-call.js';
-import { claimStale, SWEEP_BATCH } from './sweep.js';
+import { claimStale, DEFAULT_SWEEP_BATCH } from './sweep.js';
 import { uploadDocument, type UploadParams } from './upload.js';
 
 /** A run that showed no progress for this long is taken over, unless told otherwise. */
@@ -22,6 +22,8 @@ export interface OrchestratorOptions {
   readonly staleAfterSeconds?: number;
   /** How often the stale sweep runs; 0 turns the timer off (default {@link DEFAULT_SWEEP_INTERVAL_MS}). */
   readonly sweepIntervalMs?: number;
+  /** Most documents one sweep takes over, a whole number of at least 1 (default {@link DEFAULT_SWEEP_BATCH}). */
+  readonly sweepBatch?: number;
   /** Attempts and backoff of a step whose hop failed (default {@link DEFAULT_RETRY}). */
   readonly retry?: RetryOptions;
   /**
@@ -83,6 +85,9 @@ export function createOrchestrator(opts: OrchestratorOptions): Orchestrator {
   const { egress, logger } = opts;
   const staleAfter = opts.staleAfterSeconds ?? DEFAULT_STALE_AFTER_SECONDS;
   const retry = opts.retry ?? DEFAULT_RETRY;
+  const sweepBatch = opts.sweepBatch ?? DEFAULT_SWEEP_BATCH;
+  // Below 1 the sweep would take nothing over and stalled runs would wait for a process_document.
+  if (!Number.isInteger(sweepBatch) || sweepBatch < 1) throw new Error(`the sweep batch must be a whole number of at least 1, not ${sweepBatch}`);
   // By default at most a quarter of the stale window: a short window set alone still holds.
   const busyRetry = opts.busyRetry ?? { ...DEFAULT_BUSY_RETRY, maxWaitMs: Math.min(DEFAULT_BUSY_RETRY.maxWaitMs, staleAfter * 250) };
   // A run waiting on a busy agent shows no progress: past the stale window it would be taken over
@@ -110,7 +115,7 @@ export function createOrchestrator(opts: OrchestratorOptions): Orchestrator {
     sweeping ??= (async () => {
       const outcomes: Record<string, PipelineOutcome> = {};
       try {
-        for (let taken = 0; taken < SWEEP_BATCH && !closed; taken++) {
+        for (let taken = 0; taken < sweepBatch && !closed; taken++) {
           const doc = await claimStale(egress, staleAfter);
           if (doc === undefined) break;
           const outcome = await run(doc, 'sweep', 'stale run taken over by the sweep');
@@ -180,7 +185,7 @@ export function createOrchestrator(opts: OrchestratorOptions): Orchestrator {
   return {
     handlers,
     settings: {
-      stale_after_seconds: staleAfter, sweep_interval_seconds: interval / 1000, step_attempts: retry.attempts, busy_wait_seconds: busyRetry.maxWaitMs / 1000,
+      stale_after_seconds: staleAfter, sweep_interval_seconds: interval / 1000, sweep_batch: sweepBatch, step_attempts: retry.attempts, busy_wait_seconds: busyRetry.maxWaitMs / 1000,
     },
     sweep,
     close: () => {

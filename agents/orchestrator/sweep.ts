@@ -1,8 +1,8 @@
 import type { DocumentRecord } from '../shared/documents.js';
 import type { EgressClient } from '../shared/egress-client.js';
 
-/** Most documents one sweep takes over; the next sweep takes the rest, longest stalled first. */
-export const SWEEP_BATCH = 10;
+/** Most documents one sweep takes over, unless told otherwise; the next sweep takes the rest, longest stalled first. */
+export const DEFAULT_SWEEP_BATCH = 10;
 
 /**
  * Finds the document whose pipeline run has been stopped longest (the orchestrator died, a step

@@ -172,6 +172,10 @@ describe('ca-a2a agent orchestrator settings', () => {
     assert.deepEqual(await agentExit(['orchestrator', ...egress], { CA_A2A_BUSY_WAIT_SECONDS: '120' }),
       refusal('the busy wait (CA_A2A_BUSY_WAIT_SECONDS 120) must be below the stale window (the default 120): a run waiting on a busy agent would be taken over as stalled'));
     assert.deepEqual(await agentExit(['extractor', ...egress, '--step-attempts', '3']), refusal("--step-attempts is the orchestrator's; extractor runs no pipeline"));
+    assert.deepEqual(await agentExit(['orchestrator', ...egress, '--sweep-batch', '0']), refusal("--sweep-batch must be a whole number from 1 to 999999, not '0'"));
+    assert.deepEqual(await agentExit(['orchestrator', ...egress], { CA_A2A_SWEEP_BATCH: '-5' }), refusal("CA_A2A_SWEEP_BATCH must be a whole number from 1 to 999999, not '-5'"));
+    assert.deepEqual(await agentExit(['orchestrator', ...egress, '--sweep-batch', '2.5']), refusal("--sweep-batch must be a whole number from 1 to 999999, not '2.5'"));
+    assert.deepEqual(await agentExit(['validator', ...egress, '--sweep-batch', '5']), refusal("--sweep-batch is the orchestrator's; validator runs no pipeline"));
     assert.deepEqual(await agentExit(['archivist', ...egress, '--stale-after-seconds', '30']), refusal("--stale-after-seconds is the orchestrator's; archivist runs no pipeline"));
   });
 
@@ -183,10 +187,10 @@ describe('ca-a2a agent orchestrator settings', () => {
       const id = await stack.uploadSample('meeting-notes.txt', 'text/plain');
       assert.equal((await callTool(stack.gateway.url, 'documents_claim', { document_id: id })).status, 200);
       const agent = await runningAgent(['orchestrator', '--listen', '127.0.0.1:0', '--egress', router.url, '--stale-after-seconds', '1', '--sweep-interval-seconds', '1'], {
-        CA_A2A_STEP_ATTEMPTS: '2', CA_A2A_BUSY_WAIT_SECONDS: '0',
+        CA_A2A_STEP_ATTEMPTS: '2', CA_A2A_BUSY_WAIT_SECONDS: '0', CA_A2A_SWEEP_BATCH: '3',
       });
       child = agent.child;
-      assert.deepEqual(agent.settings, { stale_after_seconds: 1, sweep_interval_seconds: 1, step_attempts: 2, busy_wait_seconds: 0 });
+      assert.deepEqual(agent.settings, { stale_after_seconds: 1, sweep_interval_seconds: 1, sweep_batch: 3, step_attempts: 2, busy_wait_seconds: 0 });
       // No call asks for a sweep: only the timer of one second can take it over (the default is 30 s, of 120 s stale).
       while ((await callTool(stack.gateway.url, 'documents_get', { document_id: id })).body['status'] !== 'archived') await sleep(100);
       assert.equal((await callTool(stack.gateway.url, 'documents_get', { document_id: id })).body['claim_count'], 2);
@@ -199,9 +203,9 @@ describe('ca-a2a agent orchestrator settings', () => {
   it('starts with the defaults when given nothing, a busy wait of at most a quarter of a short stale window', async () => {
     const defaults = await runningAgent(['orchestrator', '--listen', '127.0.0.1:0', '--egress', 'http://127.0.0.1:9']);
     defaults.child.kill('SIGKILL');
-    assert.deepEqual(defaults.settings, { stale_after_seconds: 120, sweep_interval_seconds: 30, step_attempts: 4, busy_wait_seconds: 30 });
+    assert.deepEqual(defaults.settings, { stale_after_seconds: 120, sweep_interval_seconds: 30, sweep_batch: 10, step_attempts: 4, busy_wait_seconds: 30 });
     const short = await runningAgent(['orchestrator', '--listen', '127.0.0.1:0', '--egress', 'http://127.0.0.1:9'], { CA_A2A_STALE_AFTER_SECONDS: '20' });
     short.child.kill('SIGKILL');
-    assert.deepEqual(short.settings, { stale_after_seconds: 20, sweep_interval_seconds: 30, step_attempts: 4, busy_wait_seconds: 5 });
+    assert.deepEqual(short.settings, { stale_after_seconds: 20, sweep_interval_seconds: 30, sweep_batch: 10, step_attempts: 4, busy_wait_seconds: 5 });
   });
 });

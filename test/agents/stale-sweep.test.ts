@@ -329,3 +329,28 @@ describe('a run taken over while a step of it is under way', () => {
     });
   }
 });
+
+describe('the stale sweep with a batch set (--sweep-batch)', () => {
+  let stack: AgentStack;
+  before(async () => {
+    stack = await startAgentStack({ postgres: true, orchestrator: { staleAfterSeconds: STALE_SECONDS, sweepBatch: 2 } });
+  });
+  after(async () => {
+    await stack.close();
+  });
+
+  it('takes over at most that many stalled documents per sweep; the next sweep takes the rest', async () => {
+    const ids = [];
+    for (let i = 0; i < 3; i++) {
+      const id = await stack.uploadSample('meeting-notes.txt', 'text/plain');
+      assert.equal((await callTool(stack.gateway.url, 'documents_claim', { document_id: id })).status, 200);
+      ids.push(id);
+    }
+    await sleep(STALE_SECONDS * 1000 + 200);
+    const first = await stack.agents.get('orchestrator')?.sweep();
+    assert.equal(Object.keys(first ?? {}).length, 2, JSON.stringify(first));
+    const second = await stack.agents.get('orchestrator')?.sweep();
+    assert.deepEqual(Object.keys({ ...first, ...second }).sort(), [...ids].sort(), JSON.stringify(second));
+    assert.ok(Object.values({ ...first, ...second }).every((outcome) => outcome.status === 'archived'), JSON.stringify({ first, second }));
+  });
+});
