@@ -26,6 +26,8 @@ export interface JsonRpcServerOptions {
   readonly metrics: AgentMetrics;
   /** Largest request body; the sidecar's own limit is lower for every shipped service. */
   readonly maxBodyBytes?: number;
+  /** Most calls in one batch (default {@link DEFAULT_MAX_BATCH}); a longer batch is refused whole. */
+  readonly maxBatch?: number;
 }
 
 /** A listening JSON-RPC server. */
@@ -39,6 +41,14 @@ type RpcId = string | number | null;
 interface RpcResponse { jsonrpc: '2.0'; id: RpcId; result?: unknown; error?: ReturnType<typeof toRpcError> }
 
 const DEFAULT_MAX_BODY = 16 * 1024 * 1024;
+
+/**
+ * Most calls in one batch, unless told otherwise: the sidecar's default `limits.max_batch`
+ * (proxy/policy/schemas/service.schema.json), which no shipped agent policy changes. The agent runs
+ * a batch's calls one after another, so without a bound one request of thousands of calls (from
+ * anything that reaches it past its sidecar) would hold it for all of them.
+ */
+export const DEFAULT_MAX_BATCH = 20;
 
 function send(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
@@ -74,6 +84,7 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 export async function startJsonRpcServer(opts: JsonRpcServerOptions): Promise<JsonRpcServer> {
   const { logger, handlers, validators, metrics } = opts;
   const maxBody = opts.maxBodyBytes ?? DEFAULT_MAX_BODY;
+  const maxBatch = opts.maxBatch ?? DEFAULT_MAX_BATCH;
 
   const invoke = async (message: unknown, caller: Caller): Promise<RpcResponse | undefined> => {
     if (!isRecord(message) || message['jsonrpc'] !== '2.0' || typeof message['method'] !== 'string') {
@@ -125,6 +136,10 @@ export async function startJsonRpcServer(opts: JsonRpcServerOptions): Promise<Js
     const caller = callerFrom(req.headers);
     if (Array.isArray(body)) {
       if (body.length === 0) return send(res, 400, rpcFailure(null, new AgentError('invalid_request', 'empty batch')));
+      // Refused whole, before any call runs, as the sidecar does (jsonrpc.batch_too_large).
+      if (body.length > maxBatch) {
+        return send(res, 400, rpcFailure(null, new AgentError('invalid_request', `batch of ${body.length} calls: at most ${maxBatch} calls per batch`, { max_batch: maxBatch })));
+      }
       // Sequentially: a batch is small and its calls may depend on each other's effects.
       const answers: RpcResponse[] = [];
       for (const item of body) {

@@ -8,6 +8,7 @@ import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';
 import { startAgent, type AgentName, type RunningAgent } from '../../agents/registry.js';
+import { DEFAULT_MAX_BATCH } from '../../agents/shared/jsonrpc-server.js';
 import { createAgentMetrics } from '../../agents/shared/metrics.js';
 import { readChildStdout } from '../helpers/child-stdout.js';
 import { DOC_ID, rpc, startHarness, type Harness } from '../helpers/harness.js';
@@ -162,11 +163,11 @@ describe('an agent whose stdout is not read', () => {
       child.stdout.pause();
 
       // Each call is one agent_call line of about 1 KB (request and client ids at their caps):
-      // 24 batches of 1 000 are some 24 MiB, past the 16 MiB bound and the pipe's 64 KiB.
+      // 1 200 batches of the agent's most, 20, are some 24 MiB, past the 16 MiB bound and the pipe's 64 KiB.
       const headers = { 'content-type': 'application/json', 'x-ca-a2a-request-id': 'q'.repeat(256), 'x-ca-a2a-client-id': 'c'.repeat(256), 'x-ca-a2a-subject': 's'.repeat(256) };
-      const body = JSON.stringify(Array.from({ length: 1000 }, (_, id) => ({ jsonrpc: '2.0', id, method: 'no_such_method' })));
+      const body = JSON.stringify(Array.from({ length: DEFAULT_MAX_BATCH }, (_, id) => ({ jsonrpc: '2.0', id, method: 'no_such_method' })));
       const post = async () => (await fetch(`${started.url}/message`, { method: 'POST', headers, body, signal: AbortSignal.timeout(10_000) })).status;
-      for (let sent = 0; sent < 24; sent += 2) assert.deepEqual(await Promise.all([post(), post()]), [200, 200]);
+      for (let sent = 0; sent < 24_000; sent += 4 * DEFAULT_MAX_BATCH) assert.deepEqual(await Promise.all([post(), post(), post(), post()]), [200, 200, 200, 200]);
 
       const scraped = await (await fetch(`${started.url}/metrics`, { signal: AbortSignal.timeout(10_000) })).text();
       const dropped = Number(/^ca_a2a_agent_log_lines_dropped_total\{agent="extractor"\} (\d+)$/m.exec(scraped)?.[1]);
