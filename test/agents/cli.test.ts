@@ -5,6 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createInterface } from 'node:readline';
 import { after, before, describe, it } from 'node:test';
 import { callTool } from '../mcp/helpers.js';
+import { startAgentProcess } from './helpers/agent-process.js';
 import { startAgentStack, type AgentStack } from './helpers/agent-stack.js';
 import { startDirectRouter } from './helpers/direct-router.js';
 import { startHoldingGateway } from './helpers/held-reads.js';
@@ -86,7 +87,7 @@ async function pastTheBound(stack: AgentStack, name: string, args: string[], env
   const router = await startDirectRouter(name, { gatewayUrl: () => gateway.url, agentUrl: () => undefined });
   let child: ChildProcess | undefined;
   try {
-    const agent = await runningAgent([name, '--listen', '127.0.0.1:0', '--egress', router.url, ...args], env);
+    const agent = await startAgentProcess([name, '--listen', '127.0.0.1:0', '--egress', router.url, ...args], env);
     child = agent.child;
     const ids = [await stack.uploadSample(sample, type), await stack.uploadSample(sample, type)];
     for (const id of ids) await prepare(id);
@@ -104,24 +105,6 @@ async function pastTheBound(stack: AgentStack, name: string, args: string[], env
     await router.close();
     gateway.close();
   }
-}
-
-/** Starts `ca-a2a agent ARGS`; resolves the child and the URL it logged, once listening. */
-async function runningAgent(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ child: ChildProcess; url: string; settings: unknown }> {
-  const child = spawn(process.execPath, [BIN, 'agent', ...args], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } });
-  const started = await new Promise<{ url?: string; settings?: unknown } | undefined>((resolve) => {
-    createInterface({ input: child.stdout })
-      .on('line', (line) => {
-        const entry = JSON.parse(line) as { event_type?: string; url?: string; settings?: unknown };
-        if (entry.event_type === 'agent_started') resolve(entry);
-      })
-      .on('close', () => resolve(undefined));
-  });
-  if (started?.url === undefined) {
-    child.kill('SIGKILL');
-    throw new Error('the agent did not start');
-  }
-  return { child, url: started.url, settings: started.settings };
 }
 
 describe('ca-a2a agent extractor|validator|archivist --max-documents', () => {
@@ -186,7 +169,7 @@ describe('ca-a2a agent orchestrator settings', () => {
       // A worker claimed the document and died before any step.
       const id = await stack.uploadSample('meeting-notes.txt', 'text/plain');
       assert.equal((await callTool(stack.gateway.url, 'documents_claim', { document_id: id })).status, 200);
-      const agent = await runningAgent(['orchestrator', '--listen', '127.0.0.1:0', '--egress', router.url, '--stale-after-seconds', '1', '--sweep-interval-seconds', '1'], {
+      const agent = await startAgentProcess(['orchestrator', '--listen', '127.0.0.1:0', '--egress', router.url, '--stale-after-seconds', '1', '--sweep-interval-seconds', '1'], {
         CA_A2A_STEP_ATTEMPTS: '2', CA_A2A_BUSY_WAIT_SECONDS: '0', CA_A2A_SWEEP_BATCH: '3',
       });
       child = agent.child;
@@ -201,10 +184,10 @@ describe('ca-a2a agent orchestrator settings', () => {
   });
 
   it('starts with the defaults when given nothing, a busy wait of at most a quarter of a short stale window', async () => {
-    const defaults = await runningAgent(['orchestrator', '--listen', '127.0.0.1:0', '--egress', 'http://127.0.0.1:9']);
+    const defaults = await startAgentProcess(['orchestrator', '--listen', '127.0.0.1:0', '--egress', 'http://127.0.0.1:9']);
     defaults.child.kill('SIGKILL');
     assert.deepEqual(defaults.settings, { stale_after_seconds: 120, sweep_interval_seconds: 30, sweep_batch: 10, step_attempts: 4, busy_wait_seconds: 30 });
-    const short = await runningAgent(['orchestrator', '--listen', '127.0.0.1:0', '--egress', 'http://127.0.0.1:9'], { CA_A2A_STALE_AFTER_SECONDS: '20' });
+    const short = await startAgentProcess(['orchestrator', '--listen', '127.0.0.1:0', '--egress', 'http://127.0.0.1:9'], { CA_A2A_STALE_AFTER_SECONDS: '20' });
     short.child.kill('SIGKILL');
     assert.deepEqual(short.settings, { stale_after_seconds: 20, sweep_interval_seconds: 30, sweep_batch: 10, step_attempts: 4, busy_wait_seconds: 5 });
   });

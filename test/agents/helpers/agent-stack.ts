@@ -36,7 +36,8 @@ const quiet = () => pino({ level: 'warn' }, new Writable({ write: (_chunk, _enc,
 
 /**
  * Starts a gateway (PGlite, or PostgreSQL in its own schema) and the agents behind direct routers;
- * the agents log to `logger` (default: nowhere).
+ * the agents log to `logger` (default: nowhere). An agent that cannot start rejects the whole
+ * stack, naming it and why, once everything started before it is closed.
  */
 export async function startAgentStack(options: {
   postgres?: boolean; orchestrator?: StartAgentOptions['orchestrator']; extractor?: StartAgentOptions['extractor'];
@@ -63,7 +64,23 @@ export async function startAgentStack(options: {
       extractor: options.extractor, validator: options.validator, archivist: options.archivist,
     }));
   };
-  for (const name of AGENT_NAMES) await launch(name);
+  const closeAll = async (): Promise<void> => {
+    for (const agent of agents.values()) await agent.close();
+    for (const router of routers.values()) await router.close();
+    await gateway.close();
+    await schema?.drop();
+    await rm(dataDir, { recursive: true, force: true });
+  };
+  for (const name of AGENT_NAMES) {
+    try {
+      await launch(name);
+    } catch (error) {
+      // What did start is closed: left open, the gateway and the routers would keep the test
+      // file's process alive after its tests, and the run would hang instead of failing.
+      await closeAll();
+      throw new Error(`the agent stack did not start: ${name}: ${(error as Error).message}`, { cause: error });
+    }
+  }
 
   const call = async (service: AgentName, method: string, params: unknown, clientId = 'admin'): Promise<RpcAnswer> => {
     const agent = agents.get(service);
@@ -97,12 +114,6 @@ export async function startAgentStack(options: {
     routeGatewayTo(url) {
       gatewayOverride = url;
     },
-    async close() {
-      for (const agent of agents.values()) await agent.close();
-      for (const router of routers.values()) await router.close();
-      await gateway.close();
-      await schema?.drop();
-      await rm(dataDir, { recursive: true, force: true });
-    },
+    close: closeAll,
   };
 }
