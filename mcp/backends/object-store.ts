@@ -34,7 +34,8 @@ export interface ObjectStore {
   /**
    * Opens an object for reading: its metadata and a stream of its bytes, which the caller must
    * consume or destroy. undefined when the key does not exist; an object over `maxBytes` is
-   * refused (ObjectTooLargeError) before any of its bytes are read.
+   * refused (ObjectTooLargeError) before any of its bytes are handed out: on its stated size, or,
+   * when the bucket states none, once more than `maxBytes` of it were read.
    */
   get(key: string, maxBytes: number, signal: AbortSignal): Promise<{ head: ObjectHead; body: Readable } | undefined>;
   put(key: string, body: Buffer, contentType: string, signal: AbortSignal): Promise<ObjectHead>;
@@ -44,15 +45,20 @@ export interface ObjectStore {
   close(): Promise<void>;
 }
 
-/** Thrown by a store when an object is bigger than the caller allows. */
+/**
+ * Thrown by a store when an object is bigger than the caller allows. `atLeast`: the object's size
+ * was not stated, and `size` is what was read of it before the bound was passed.
+ */
 export class ObjectTooLargeError extends Error {
   readonly code = 'OBJECT_TOO_LARGE';
   readonly size: number;
+  readonly atLeast: boolean;
 
-  constructor(size: number) {
-    super(`object is ${size} bytes`);
+  constructor(size: number, options: { atLeast?: boolean } = {}) {
+    super(`object is ${options.atLeast ? 'over ' : ''}${size} bytes`);
     this.name = 'ObjectTooLargeError';
     this.size = size;
+    this.atLeast = options.atLeast ?? false;
   }
 }
 

@@ -61,6 +61,22 @@ function isNotFound(err: unknown): boolean {
  */
 const AGENT_OPTIONS = { keepAlive: true, maxSockets: Infinity };
 
+/**
+ * Reads `stream` to its end, at most `maxBytes` of it; past that it is destroyed (nothing more is
+ * read from the bucket) and the object refused as too large, its size a lower bound.
+ */
+async function readBounded(stream: Readable, maxBytes: number): Promise<{ body: Readable; size: number }> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of stream) {
+    size += (chunk as Buffer).length;
+    // Leaving the loop by the throw destroys the stream.
+    if (size > maxBytes) throw new ObjectTooLargeError(size, { atLeast: true });
+    chunks.push(chunk as Buffer);
+  }
+  return { body: Readable.from(chunks.length === 0 ? [] : [Buffer.concat(chunks, size)]), size };
+}
+
 /** An ObjectStore over @aws-sdk/client-s3; the SDK's own retries are off so ours are the only ones. */
 export function createS3Store(options: S3StoreOptions): ObjectStore {
   const client = new S3Client({
@@ -120,13 +136,16 @@ export function createS3Store(options: S3StoreOptions): ObjectStore {
       }
       // In Node the SDK's body is the HTTP response stream; refused on its Content-Length before
       // a byte of an oversized object is read.
-      const body = res.Body;
-      if (!(body instanceof Readable)) throw new Error('S3 answered GetObject without a body stream');
-      const size = res.ContentLength ?? 0;
-      if (size > maxBytes) {
-        body.destroy();
-        throw new ObjectTooLargeError(size);
+      const stream = res.Body;
+      if (!(stream instanceof Readable)) throw new Error('S3 answered GetObject without a body stream');
+      if (res.ContentLength !== undefined && res.ContentLength > maxBytes) {
+        stream.destroy();
+        throw new ObjectTooLargeError(res.ContentLength);
       }
+      // An answer without a Content-Length (chunked, from some S3-compatible servers) says nothing
+      // of its size up front: it is read here, up to the bound, so that the size the tool answers
+      // with is the object's and an object over the bound is still refused before any of it is sent.
+      const { body, size } = res.ContentLength === undefined ? await readBounded(stream, maxBytes) : { body: stream, size: res.ContentLength };
       const head: ObjectHead = {
         key,
         size,

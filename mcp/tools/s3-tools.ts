@@ -13,8 +13,8 @@ interface ListArgs { prefix: string; limit: number; continuation?: string }
 interface KeyArgs { key: string }
 interface PutArgs { key: string; content_base64: string; content_type: string }
 
-function tooLarge(size: number, max: number): ToolError {
-  return new ToolError('too_large', `object is ${size} bytes; the limit is ${max}`);
+function tooLarge(size: number, max: number, atLeast = false): ToolError {
+  return new ToolError('too_large', atLeast ? `object is over the limit of ${max} bytes` : `object is ${size} bytes; the limit is ${max}`);
 }
 
 /**
@@ -26,7 +26,10 @@ async function guarded<T>(deps: ToolDeps, fn: (signal: AbortSignal) => Promise<T
   try {
     return await deps.s3.run(fn);
   } catch (err) {
-    if (errorCode(err) === 'OBJECT_TOO_LARGE') throw tooLarge((err as ObjectTooLargeError).size, deps.maxObjectBytes);
+    if (errorCode(err) === 'OBJECT_TOO_LARGE') {
+      const { size, atLeast } = err as ObjectTooLargeError;
+      throw tooLarge(size, deps.maxObjectBytes, atLeast);
+    }
     // The store has logged which file; the object stays refused until it is put again or deleted.
     if (errorCode(err) === 'OBJECT_UNREADABLE') throw new ToolError('backend_error', 'the bucket holds this object but cannot read it', { backend: 's3' });
     throw err;

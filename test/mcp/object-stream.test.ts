@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { stat, truncate } from 'node:fs/promises';
-import { request } from 'node:http';
+import { createServer as createHttpServer, request } from 'node:http';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -96,6 +96,32 @@ async function holdingRelay(endpoint: string, firstKey: string, budget: number):
     async close() {
       const closed = new Promise<void>((ok) => server.close(() => ok()));
       for (const s of sockets) s.destroy();
+      await closed;
+    },
+  };
+}
+
+/**
+ * An HTTP relay in front of the S3 server that sends every answer on chunked, without its
+ * Content-Length, as some S3-compatible servers and proxies answer GetObject.
+ */
+async function chunkingRelay(endpoint: string): Promise<{ endpoint: string; close(): Promise<void> }> {
+  const target = new URL(endpoint);
+  const server = createHttpServer((req, res) => {
+    const upstream = request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
+      const { 'content-length': _length, ...headers } = answer.headers;
+      res.writeHead(answer.statusCode ?? 502, req.method === 'HEAD' ? answer.headers : { ...headers, 'transfer-encoding': 'chunked' });
+      answer.pipe(res);
+    });
+    upstream.on('error', () => res.destroy());
+    req.pipe(upstream);
+  });
+  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', () => ok()));
+  return {
+    endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    async close() {
+      const closed = new Promise<void>((ok) => server.close(() => ok()));
+      server.closeAllConnections();
       await closed;
     },
   };
@@ -300,6 +326,32 @@ for (const backend of [{ name: 's3 (s3rver)', s3: true }, { name: 'local disk', 
       } finally {
         for (const reader of readers) reader.destroy();
         await large.close();
+      }
+    });
+
+    // Without a Content-Length the object's size was taken as 0: the answer said size 0 and was
+    // cut off at the first byte, and no object was ever refused as too large.
+    if (backend.s3) it('reads an object the bucket answers chunked, without a Content-Length, whole; refuses one over the limit with 413', async () => {
+      const relay = await chunkingRelay(String(options.s3?.endpoint));
+      const chunked = await startMcpGateway({ ...options, s3: { ...options.s3, endpoint: relay.endpoint } });
+      const strict = await startMcpGateway({ ...options, s3: { ...options.s3, endpoint: relay.endpoint, maxObjectBytes: 1024 } });
+      try {
+        const got = await callTool(chunked.url, 's3_get_object', { key: 'uploads/big.bin' });
+        assert.equal(got.status, 200, JSON.stringify(got.body).slice(0, 300));
+        assert.equal(got.body.size, BIG);
+        assert.ok(Buffer.from(String(got.body.content_base64), 'base64').equals(bytes));
+        const tooBig = await callTool(strict.url, 's3_get_object', { key: 'uploads/big.bin' });
+        assert.equal(tooBig.status, 413);
+        assert.deepEqual(tooBig.body.error, { code: 'too_large', message: 'object is over the limit of 1024 bytes' });
+        const small = Buffer.from('a small object');
+        const put = await callTool(strict.url, 's3_put_object', { key: 'uploads/small.txt', content_base64: small.toString('base64'), content_type: 'text/plain' });
+        assert.equal(put.status, 200);
+        const smallGot = await callTool(strict.url, 's3_get_object', { key: 'uploads/small.txt' });
+        assert.equal(smallGot.body.size, small.length);
+        assert.equal(Buffer.from(String(smallGot.body.content_base64), 'base64').toString(), 'a small object');
+      } finally {
+        await Promise.all([chunked.close(), strict.close()]);
+        await relay.close();
       }
     });
 
