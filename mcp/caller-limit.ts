@@ -25,10 +25,22 @@ interface Slots {
   waiting: number;
 }
 
-/** A call waiting for a slot; `admit` hands it one. */
+/** A call waiting for a slot; `admit` hands it one, `cancel` refuses it with `error`. */
 interface Waiter {
   readonly slots: Slots;
   readonly admit: () => void;
+  readonly cancel: (error: ToolError) => void;
+}
+
+/** The backend as each caller sees it, and the end of all waiting. */
+export interface CallerLimiter {
+  forCaller(caller: CallerIdentity): ResilientBackend;
+  /**
+   * Refuses every call still waiting for a slot, and every call after, with `backend_unavailable`:
+   * the gateway is stopping. Calls holding a slot run on. The gateway calls it once its drain is
+   * over, before it closes the pool those calls would have run on.
+   */
+  close(): void;
 }
 
 /** Why a call waited, for the refusal's message and log line. */
@@ -55,20 +67,22 @@ function callerKey(caller: CallerIdentity): string {
  *    (first come first served among equals), so flooding callers end with equal shares.
  *
  * A call still waiting after `maxWaitMs` is refused with `caller_busy` without touching the
- * backend, so neither the retries nor the breaker count it. Returns the backend as one caller sees it.
+ * backend, so neither the retries nor the breaker count it. A wait's timer does not keep the
+ * process alive, and `close()` ends every wait at once.
  */
 export function limitPerCaller(
   backend: ResilientBackend,
   options: CallerLimitOptions,
   metrics: GatewayMetrics,
   logger: Logger,
-): (caller: CallerIdentity) => ResilientBackend {
+): CallerLimiter {
   // Only callers with a call running or waiting have an entry: the map is as large as the calls in flight.
   const callers = new Map<string, Slots>();
   // In arrival order; as long as the calls in flight (the sidecar bounds those).
   const waiters: Waiter[] = [];
   const shared = Math.max(0, options.poolSize - options.reserved);
   let inFlight = 0;
+  let closed = false;
   // Present at 0 from the start, so an alert on them has a series to read.
   metrics.callerWaiting.set({ backend: backend.name }, 0);
   metrics.callerLimited.inc({ backend: backend.name }, 0);
@@ -114,8 +128,9 @@ export function limitPerCaller(
     if (slots.active === 0 && slots.waiting === 0) callers.delete(key);
   }
 
-  /** Resolves once the call holds a slot; rejects with `caller_busy` when the wait ran out. */
+  /** Resolves once the call holds a slot; rejects with `caller_busy` when the wait ran out, `backend_unavailable` once closed. */
   function acquire(key: string, caller: CallerIdentity): Slots | Promise<Slots> {
+    if (closed) throw stopping();
     const slots = slotsOf(key);
     const reason = blockedBy(slots);
     if (reason === undefined) {
@@ -126,6 +141,19 @@ export function limitPerCaller(
     slots.waiting++;
     metrics.callerWaiting.inc({ backend: backend.name });
     return new Promise<Slots>((resolve, reject) => {
+      /** Takes the call out of the queue and the counts; what holds it back now, which may differ from what did when it arrived. */
+      const leave = (): WaitReason => {
+        clearTimeout(timer);
+        // Still queued (an admitted call's timer is cleared on admission); checked all the same,
+        // since splice(-1) would drop another call's place.
+        const at = waiters.indexOf(waiter);
+        if (at >= 0) waiters.splice(at, 1);
+        slots.waiting--;
+        metrics.callerWaiting.dec({ backend: backend.name });
+        const now = blockedBy(slots) ?? reason;
+        forget(key, slots);
+        return now;
+      };
       const waiter: Waiter = {
         slots,
         admit() {
@@ -133,19 +161,18 @@ export function limitPerCaller(
           metrics.callerWaiting.dec({ backend: backend.name });
           resolve(slots);
         },
+        cancel(error) {
+          leave();
+          reject(error);
+        },
       };
       const timer = setTimeout(() => {
-        // Still queued (an admitted call's timer is cleared on admission); checked all the same,
-        // since splice(-1) would drop another call's place.
-        const at = waiters.indexOf(waiter);
-        if (at >= 0) waiters.splice(at, 1);
-        slots.waiting--;
-        metrics.callerWaiting.dec({ backend: backend.name });
-        // What holds it back now, which may differ from what did when it arrived.
-        const now = blockedBy(slots) ?? reason;
-        forget(key, slots);
+        const now = leave();
         reject(refuse(caller, slots.active, now, Date.now() - started));
       }, options.maxWaitMs);
+      // A wait is part of a request in flight, whose socket keeps the process alive while it
+      // matters; once the gateway has stopped, a wait left over must not hold it up for maxWaitMs.
+      timer.unref();
       waiters.push(waiter);
     });
   }
@@ -181,18 +208,28 @@ export function limitPerCaller(
     return new ToolError('caller_busy', message, { backend: backend.name, retry_after_seconds: 1 });
   }
 
-  return (caller) => {
-    const key = callerKey(caller);
-    return {
-      ...backend,
-      async run(fn, runOptions) {
-        const slots = await acquire(key, caller);
-        try {
-          return await backend.run(fn, runOptions);
-        } finally {
-          release(key, slots);
-        }
-      },
-    };
+  function stopping(): ToolError {
+    return new ToolError('backend_unavailable', `the gateway is stopping; ${backend.name} calls are no longer taken`, { backend: backend.name, retry_after_seconds: 1 });
+  }
+
+  return {
+    forCaller(caller) {
+      const key = callerKey(caller);
+      return {
+        ...backend,
+        async run(fn, runOptions) {
+          const slots = await acquire(key, caller);
+          try {
+            return await backend.run(fn, runOptions);
+          } finally {
+            release(key, slots);
+          }
+        },
+      };
+    },
+    close() {
+      closed = true;
+      for (const waiter of [...waiters]) waiter.cancel(stopping());
+    },
   };
 }

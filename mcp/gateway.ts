@@ -130,7 +130,7 @@ export async function startMcpGateway(opts: McpGatewayOptions = {}): Promise<Mcp
   // Half the pool per caller: one caller flooding long statements leaves the other half to everyone
   // else; a fifth kept for callers with nothing in flight, so two or more flooding do not take it all.
   const pglite = sql.kind === 'pglite';
-  const dbFor = limitPerCaller(
+  const dbLimit = limitPerCaller(
     db,
     {
       maxConcurrent: opts.perCaller?.maxStatements ?? (pglite ? 1 : Math.max(1, Math.floor(poolMax / 2))),
@@ -144,7 +144,7 @@ export async function startMcpGateway(opts: McpGatewayOptions = {}): Promise<Mcp
     logger,
   );
   const deps = { sql, db, store, s3, keys, maxObjectBytes };
-  const runner = createToolRunner(ALL_TOOLS, (caller) => ({ ...deps, db: dbFor(caller) }), metrics, logger);
+  const runner = createToolRunner(ALL_TOOLS, (caller) => ({ ...deps, db: dbLimit.forCaller(caller) }), metrics, logger);
   const backends = () => ({
     postgres: { kind: sql.kind, breaker: db.state() },
     s3: { kind: store.kind, breaker: s3.state() },
@@ -198,6 +198,8 @@ export async function startMcpGateway(opts: McpGatewayOptions = {}): Promise<Mcp
         }
         server.closeAllConnections();
         await stopped;
+        // Calls still waiting for a slot would otherwise run on the closed pool, or wait out their time.
+        dbLimit.close();
         db.dispose();
         s3.dispose();
         await Promise.allSettled([sql.close(), store.close()]);

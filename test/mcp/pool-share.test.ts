@@ -18,13 +18,13 @@ function limiter(options: CallerLimitOptions) {
   const metrics = createGatewayMetrics(() => ({ total: 0, idle: 0, waiting: 0 }));
   const { logger, lines } = captureLogger();
   const backend = createResilientBackend('postgres', () => false, { timeoutMs: 600_000 }, metrics, logger);
-  const forCaller = limitPerCaller(backend, options, metrics, logger);
+  const limit = limitPerCaller(backend, options, metrics, logger);
   const call = (clientId: string, name: string): HeldCall => {
     let markStarted!: (name: string) => void;
     let end!: () => void;
     const started = new Promise<string>((ok) => (markStarted = ok));
     const ended = new Promise<void>((ok) => (end = ok));
-    const done = forCaller({ client_id: clientId }).run(async () => {
+    const done = limit.forCaller({ client_id: clientId }).run(async () => {
       markStarted(name);
       await ended;
       return name;
@@ -33,7 +33,7 @@ function limiter(options: CallerLimitOptions) {
     done.catch(() => undefined);
     return { started, done, end };
   };
-  return { call, lines, metrics, dispose: () => backend.dispose() };
+  return { call, lines, metrics, close: () => limit.close(), dispose: () => backend.dispose() };
 }
 
 describe('pool sharing among callers (limitPerCaller)', () => {
@@ -95,5 +95,36 @@ describe('pool sharing among callers: a call held back by the shared part of the
     assert.deepEqual(await Promise.all(again.map((c) => c.started)), ['a1', 'a2']);
     for (const c of again) c.end();
     await Promise.all(again.map((c) => c.done));
+  });
+});
+
+/** Timers that keep the process alive (an unref'd one is not listed). */
+const liveTimers = () => process.getActiveResourcesInfo().filter((resource) => resource === 'Timeout').length;
+
+describe('pool sharing among callers: calls still waiting when the gateway stops', () => {
+  const l = limiter({ maxConcurrent: 1, maxWaitMs: 600_000, poolSize: 10, reserved: 0 });
+  after(() => l.dispose());
+
+  it('holds no timer that keeps the process alive; close() refuses them and every later call, and lets running calls end', async () => {
+    const a1 = l.call('a', 'a1');
+    await a1.started;
+    const before = liveTimers();
+    const a2 = l.call('a', 'a2');
+    const a3 = l.call('a', 'a3');
+    assert.equal(liveTimers(), before, 'a wait of 10 minutes would hold a stopping process that long');
+    assert.equal((await l.metrics.callerWaiting.get()).values[0]?.value, 2);
+    l.close();
+    for (const waiting of [a2, a3]) {
+      await assert.rejects(waiting.done, (err: { code: string; message: string; details: Record<string, unknown> }) => {
+        assert.equal(err.code, 'backend_unavailable');
+        assert.equal(err.message, 'the gateway is stopping; postgres calls are no longer taken');
+        assert.deepEqual(err.details, { backend: 'postgres', retry_after_seconds: 1 });
+        return true;
+      });
+    }
+    await assert.rejects(l.call('b', 'b1').done, { code: 'backend_unavailable' });
+    assert.equal((await l.metrics.callerWaiting.get()).values[0]?.value, 0);
+    a1.end();
+    assert.equal(await a1.done, 'a1');
   });
 });
