@@ -68,9 +68,20 @@ async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   return chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size);
 }
 
-/** Reads and parses a JSON body up to `limit` bytes; a ToolError says why it could not. */
-async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
-  const body = await readBody(req, limit);
+/**
+ * Reads and parses a JSON body up to `limit` bytes; a ToolError says why it could not. A body
+ * refused unread closes the connection once the refusal is sent (RFC 9112 §9.6): the rest of it
+ * may still be on its way, and on a connection kept alive the server would take the client's
+ * next request as more of the refused body, or (had it stopped reading) the body as a request.
+ */
+async function readJson(req: IncomingMessage, res: ServerResponse, limit: number): Promise<unknown> {
+  let body: Buffer;
+  try {
+    body = await readBody(req, limit);
+  } catch (err) {
+    res.setHeader('connection', 'close');
+    throw err;
+  }
   try {
     return JSON.parse(body.toString('utf8'));
   } catch {
@@ -84,7 +95,7 @@ function isJsonContent(req: IncomingMessage): boolean {
 
 async function callTool(req: IncomingMessage, res: ServerResponse, deps: RouteDeps): Promise<void> {
   if (!isJsonContent(req)) throw new ToolError('invalid_request', 'content-type must be application/json');
-  const body = await readJson(req, deps.maxBodyBytes);
+  const body = await readJson(req, res, deps.maxBodyBytes);
   if (typeof body !== 'object' || body === null || Array.isArray(body) || typeof (body as { tool?: unknown }).tool !== 'string') {
     throw new ToolError('invalid_request', 'body must be {"tool": string, "arguments": object}');
   }
@@ -106,7 +117,7 @@ async function callTool(req: IncomingMessage, res: ServerResponse, deps: RouteDe
 async function mcp(req: IncomingMessage, res: ServerResponse, deps: RouteDeps): Promise<void> {
   let body: unknown;
   try {
-    body = await readJson(req, deps.maxBodyBytes);
+    body = await readJson(req, res, deps.maxBodyBytes);
   } catch (err) {
     const tooLarge = (err as ToolError).code === 'too_large';
     const error = tooLarge ? { code: -32600, message: 'request too large' } : { code: -32700, message: 'parse error' };

@@ -42,6 +42,29 @@ function rawRequest(port: number, head: string, parts: (string | Buffer)[]): Pro
   });
 }
 
+/**
+ * Writes `bytes` on one keep-alive connection and collects every answer until the gateway closes
+ * it. A first answer that does not say `connection: close` ends the exchange there: a connection
+ * kept open would never close.
+ */
+function exchange(port: number, bytes: string): Promise<{ answer: string; closedByServer: boolean }> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    let answer = '';
+    let closedByServer = false;
+    socket.on('data', (d: Buffer) => {
+      answer += d.toString('latin1');
+      const head = answer.split('\r\n\r\n')[0] ?? '';
+      if (answer.includes('\r\n\r\n') && !/\r\nconnection: close\r\n/i.test(head)) socket.destroy();
+    });
+    socket.on('end', () => (closedByServer = true));
+    // The server may reset what it did not read; what it answered before is in `answer`.
+    socket.on('error', () => undefined);
+    socket.on('close', () => resolve({ answer, closedByServer }));
+    socket.write(bytes);
+  });
+}
+
 describe('s3_put_object and the arguments it is given', () => {
   let dir = '';
   let store: ObjectStore;
@@ -106,6 +129,48 @@ describe('request bodies of /call_tool', () => {
     const answer = await rawRequest(gw.port, head, chunked);
     assert.match(answer, /^HTTP\/1.1 200 /);
     assert.ok(answer.includes(`"sha256":"${sha256}"`), answer);
+  });
+
+  // A request the client sends after its refused body, or inside it, must not be answered: on a
+  // connection kept open the gateway would read one as the other.
+  const health = 'GET /health HTTP/1.1\r\nhost: x\r\n\r\n';
+
+  it('closes the connection after refusing a body whose Content-Length is over the cap; a request inside the body is never answered', async () => {
+    const head = `POST /call_tool HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${70 * 1024}\r\n\r\n`;
+    const { answer, closedByServer } = await exchange(gw.port, head + health);
+    assert.match(answer, /^HTTP\/1.1 413 /);
+    assert.match(answer, /\r\nconnection: close\r\n/i);
+    assert.match(answer, /"code":"too_large"/);
+    assert.equal(answer.match(/HTTP\/1.1 /g)?.length, 1, answer);
+    assert.equal(closedByServer, true);
+  });
+
+  it('closes the connection after refusing a chunked body past the cap; the request sent after it is never answered', async () => {
+    const head = 'POST /call_tool HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n';
+    const big = 'y'.repeat(70 * 1024);
+    const { answer, closedByServer } = await exchange(gw.port, `${head}${big.length.toString(16)}\r\n${big}\r\n0\r\n\r\n${health}`);
+    assert.match(answer, /^HTTP\/1.1 413 /);
+    assert.match(answer, /\r\nconnection: close\r\n/i);
+    assert.equal(answer.match(/HTTP\/1.1 /g)?.length, 1, answer);
+    assert.equal(closedByServer, true);
+  });
+
+  it('closes the connection after refusing an MCP body over the cap (JSON-RPC -32600)', async () => {
+    const head = `POST /mcp HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\naccept: application/json, text/event-stream\r\ncontent-length: ${70 * 1024}\r\n\r\n`;
+    const { answer, closedByServer } = await exchange(gw.port, head + health);
+    assert.match(answer, /^HTTP\/1.1 413 /);
+    assert.match(answer, /\r\nconnection: close\r\n/i);
+    assert.match(answer, /"code":-32600/);
+    assert.equal(answer.match(/HTTP\/1.1 /g)?.length, 1, answer);
+    assert.equal(closedByServer, true);
+  });
+
+  it('keeps the connection of a request whose whole body was read, even when the call itself is refused 413', async () => {
+    const body = JSON.stringify({ tool: 's3_put_object', arguments: { key: 'uploads/big.bin', content_base64: Buffer.alloc(4 * 1024).toString('base64'), content_type: 'application/octet-stream' } });
+    const head = `POST /call_tool HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n`;
+    const { answer } = await exchange(gw.port, head + body);
+    assert.match(answer, /^HTTP\/1.1 413 /);
+    assert.doesNotMatch(answer, /\r\nconnection: close\r\n/i);
   });
 
   it('refuses a body whose Content-Length is over the cap with 413 before any of it arrives', async () => {
