@@ -7,7 +7,8 @@ import type { FlagOrEnv } from '../proxy/cli-options.js';
 import { parseListen } from '../proxy/listen.js';
 import { stopSignal } from '../proxy/stop-signal.js';
 
-const USAGE = 'usage: ca-a2a mcp-gateway [--listen HOST:PORT] [--data-dir DIR] [--db-per-caller N] [--db-per-caller-wait-ms MS] [--db-reserved N]';
+const USAGE =
+  'usage: ca-a2a mcp-gateway [--listen HOST:PORT] [--data-dir DIR] [--db-per-caller N] [--db-per-caller-wait-ms MS] [--db-reserved N] [--s3-upload-timeout-seconds S]';
 
 const HELP = `${USAGE}
 
@@ -29,6 +30,12 @@ The MCP resource gateway: the only component with database and bucket credential
                       kept for callers with nothing in flight, so several callers flooding at
                       once cannot take the whole pool (CA_A2A_DB_RESERVED; 0 to less than the
                       pool; default 2, a fifth of the pool of 10; unused on the embedded database)
+  --s3-upload-timeout-seconds S
+                      how long each try of an upload (s3_put_object) may take before it is given
+                      up, in place of the 10 s of other backend calls: an upload's time grows
+                      with its size and the link (CA_A2A_S3_UPLOAD_TIMEOUT_SECONDS; 1 to 3600;
+                      default 30, a 10 MiB object at 2.8 Mbit/s; the sidecar's
+                      limits.upstream_timeout_ms and the caller's own timeout bound it too)
 
 environment:
   DATABASE_URL                 PostgreSQL of the documents (else the embedded database)
@@ -47,13 +54,14 @@ export interface GatewayFlags {
   'db-per-caller'?: string;
   'db-per-caller-wait-ms'?: string;
   'db-reserved'?: string;
+  's3-upload-timeout-seconds'?: string;
 }
 
 /**
  * Gateway options from the environment: DATABASE_URL; CA_A2A_S3_BUCKET, CA_A2A_S3_ENDPOINT,
  * AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY; CA_A2A_S3_PREFIXES (comma-separated),
- * CA_A2A_S3_MAX_OBJECT_BYTES; CA_A2A_DB_PER_CALLER, CA_A2A_DB_PER_CALLER_WAIT_MS and CA_A2A_DB_RESERVED, unless
- * `flags` give them. Unset variables leave the embedded defaults.
+ * CA_A2A_S3_MAX_OBJECT_BYTES; CA_A2A_DB_PER_CALLER, CA_A2A_DB_PER_CALLER_WAIT_MS, CA_A2A_DB_RESERVED and
+ * CA_A2A_S3_UPLOAD_TIMEOUT_SECONDS, unless `flags` give them. Unset variables leave the embedded defaults.
  */
 export function gatewayOptionsFromEnv(env: NodeJS.ProcessEnv, flags: GatewayFlags = {}): McpGatewayOptions {
   const prefixes = env.CA_A2A_S3_PREFIXES?.split(',').map((p) => p.trim()).filter(Boolean);
@@ -68,6 +76,7 @@ export function gatewayOptionsFromEnv(env: NodeJS.ProcessEnv, flags: GatewayFlag
   if (maxObject !== undefined && !(Number.isInteger(maxObject) && maxObject > 0)) {
     throw new Error('CA_A2A_S3_MAX_OBJECT_BYTES must be a positive integer');
   }
+  const uploadTimeoutSeconds = wholeNumber(flagOrEnv('--s3-upload-timeout-seconds', flags['s3-upload-timeout-seconds'], 'CA_A2A_S3_UPLOAD_TIMEOUT_SECONDS', env), 1, MAX_UPLOAD_TIMEOUT_SECONDS);
   return {
     databaseUrl: env.DATABASE_URL || undefined,
     perCaller: {
@@ -83,20 +92,28 @@ export function gatewayOptionsFromEnv(env: NodeJS.ProcessEnv, flags: GatewayFlag
       secretAccessKey: env.AWS_SECRET_ACCESS_KEY || undefined,
       allowedPrefixes: prefixes?.length ? prefixes : undefined,
       maxObjectBytes: maxObject,
+      uploadTimeoutMs: uploadTimeoutSeconds === undefined ? undefined : uploadTimeoutSeconds * 1000,
     },
   };
 }
+
+/** An hour: a longer bound would outlast every caller's wait; Node also fires a timer past 2^31 ms at once. */
+const MAX_UPLOAD_TIMEOUT_SECONDS = 3600;
 
 /** A positive integer from a flag or variable; undefined when neither is set; throws naming the one that was. */
 function positiveInteger(option: FlagOrEnv<string> | undefined): number | undefined {
   return wholeNumber(option, 1);
 }
 
-/** An integer of at least `least` (0 or 1) from a flag or variable, as {@link positiveInteger}. */
-function wholeNumber(option: FlagOrEnv<string> | undefined, least: 0 | 1): number | undefined {
+/** An integer of at least `least` (0 or 1), and at most `most` when given, from a flag or variable, as {@link positiveInteger}. */
+function wholeNumber(option: FlagOrEnv<string> | undefined, least: 0 | 1, most?: number): number | undefined {
   if (option === undefined) return undefined;
   const value = Number(option.value);
-  if (!(/^[0-9]+$/u.test(option.value.trim()) && Number.isSafeInteger(value) && value >= least)) {
+  const whole = /^[0-9]+$/u.test(option.value.trim()) && Number.isSafeInteger(value);
+  if (most !== undefined && !(whole && value >= least && value <= most)) {
+    throw new Error(`${option.name} must be an integer from ${least} to ${most}, got '${option.value}'`);
+  }
+  if (!(whole && value >= least)) {
     throw new Error(`${option.name} must be a ${least === 1 ? 'positive' : 'non-negative'} integer, got '${option.value}'`);
   }
   return value;
@@ -116,6 +133,7 @@ export async function mcpGatewayCommand(argv: string[]): Promise<number> {
         'db-per-caller': { type: 'string' },
         'db-per-caller-wait-ms': { type: 'string' },
         'db-reserved': { type: 'string' },
+        's3-upload-timeout-seconds': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,

@@ -28,6 +28,11 @@ export interface GatewayS3Options extends Partial<S3StoreOptions> {
   maxObjectBytes?: number;
   /** Longest key in UTF-8 bytes. Default 1024. */
   maxKeyLength?: number;
+  /**
+   * Timeout of each try of an upload (s3_put_object), in place of `breaker.timeoutMs`: an
+   * upload's time grows with its size and the link. Default 30 000 ms.
+   */
+  uploadTimeoutMs?: number;
 }
 
 /** Options of {@link startMcpGateway}; every field has an embedded default. */
@@ -80,6 +85,7 @@ export interface McpGateway {
 }
 
 const DEFAULT_MAX_OBJECT = 10 * 1024 * 1024;
+const DEFAULT_UPLOAD_TIMEOUT_MS = 30_000;
 const DEFAULT_POOL_MAX = 10;
 const DEFAULT_CONNECTION_TIMEOUT_MS = 5_000;
 const MIGRATIONS_DIR = projectPath('mcp/migrations/');
@@ -143,7 +149,7 @@ export async function startMcpGateway(opts: McpGatewayOptions = {}): Promise<Mcp
     metrics,
     logger,
   );
-  const deps = { sql, db, store, s3, keys, maxObjectBytes };
+  const deps = { sql, db, store, s3, keys, maxObjectBytes, uploadTimeoutMs: s3opts.uploadTimeoutMs ?? DEFAULT_UPLOAD_TIMEOUT_MS };
   const runner = createToolRunner(ALL_TOOLS, (caller) => ({ ...deps, db: dbLimit.forCaller(caller) }), metrics, logger);
   const backends = () => ({
     postgres: { kind: sql.kind, breaker: db.state() },

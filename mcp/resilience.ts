@@ -28,7 +28,7 @@ export interface BreakerOptions {
   initialDelayMs?: number;
   /** Backoff ceiling. Default 2 000 ms. */
   maxDelayMs?: number;
-  /** Timeout of one attempt. Default 10 000 ms. */
+  /** Timeout of one attempt. Default 10 000 ms; a call may set its own ({@link RunOptions.timeoutMs}). */
   timeoutMs?: number;
 }
 
@@ -49,6 +49,11 @@ export interface RunOptions {
    * certainly did nothing. Pass a long-lived function: the policy is built once per test.
    */
   retryOn?: RetryTest;
+  /**
+   * The timeout of each of this call's tries, when it is not the backend's (an upload, whose time
+   * grows with its size). Pass a value fixed at start: a policy is built once per value.
+   */
+  timeoutMs?: number;
 }
 
 /** One backend's resilience policy: breaker ∘ retry ∘ per-attempt timeout. */
@@ -100,26 +105,35 @@ export function createResilientBackend(
       maxDelay: options.maxDelayMs ?? 2_000,
     }),
   };
-  // abortOnReturn off: an object body streams on after the attempt that opened it returned; the
-  // timeout still aborts an attempt that takes too long to answer.
-  const perAttempt = timeout(options.timeoutMs ?? 10_000, { strategy: TimeoutStrategy.Aggressive, abortOnReturn: false });
-  // Breaker outermost: it counts calls whose retries are exhausted, not single attempts. Every
-  // chain shares the one breaker, so calls that may not be retried still count toward it.
-  const chains = new WeakMap<RetryTest, IPolicy>();
-  const policyFor = (retryOn: RetryTest = ANY_TRANSIENT): IPolicy => {
-    let policy = chains.get(retryOn);
+  const defaultTimeoutMs = options.timeoutMs ?? 10_000;
+  const listeners: { dispose(): void }[] = [];
+  // One timeout policy per bound, each with its own chains, built on first use.
+  const byTimeout = new Map<number, { perAttempt: IPolicy; chains: WeakMap<RetryTest, IPolicy> }>();
+  const policyFor = (retryOn: RetryTest = ANY_TRANSIENT, timeoutMs = defaultTimeoutMs): IPolicy => {
+    let bound = byTimeout.get(timeoutMs);
+    if (!bound) {
+      // abortOnReturn off: an object body streams on after the attempt that opened it returned;
+      // the timeout still aborts an attempt that takes too long to answer.
+      const perAttempt = timeout(timeoutMs, { strategy: TimeoutStrategy.Aggressive, abortOnReturn: false });
+      // A timed-out try never settles in time for the wrapper in run() to count it.
+      listeners.push(perAttempt.onTimeout(() => metrics.backendAttempts.inc({ backend: name, result: 'transient' })));
+      bound = { perAttempt, chains: new WeakMap() };
+      byTimeout.set(timeoutMs, bound);
+    }
+    let policy = bound.chains.get(retryOn);
     if (!policy) {
-      policy = wrap(breaker, retry(handleWhen((err) => transient(err) && retryOn(err)), retryOptions), perAttempt);
-      chains.set(retryOn, policy);
+      // Breaker outermost: it counts calls whose retries are exhausted, not single attempts. Every
+      // chain shares the one breaker, so calls that may not be retried, or bounded otherwise,
+      // still count toward it.
+      policy = wrap(breaker, retry(handleWhen((err) => transient(err) && retryOn(err)), retryOptions), bound.perAttempt);
+      bound.chains.set(retryOn, policy);
     }
     return policy;
   };
 
   let openedAt = 0;
   metrics.breakerState.set({ backend: name }, 0);
-  const listeners = [
-    // A timed-out try never settles in time for the wrapper in run() to count it.
-    perAttempt.onTimeout(() => metrics.backendAttempts.inc({ backend: name, result: 'transient' })),
+  listeners.push(
     breaker.onBreak(() => {
       openedAt = Date.now();
     }),
@@ -129,13 +143,13 @@ export function createResilientBackend(
       metrics.breakerTransitions.inc({ backend: name, state: stateName });
       logger.warn({ event_type: 'mcp_breaker_state', backend: name, state: stateName }, 'breaker state changed');
     }),
-  ];
+  );
 
   return {
     name,
     async run<T>(fn: (signal: AbortSignal) => Promise<T>, runOptions: RunOptions = {}): Promise<T> {
       try {
-        return await policyFor(runOptions.retryOn).execute(async ({ signal }) => {
+        return await policyFor(runOptions.retryOn, runOptions.timeoutMs).execute(async ({ signal }) => {
           try {
             const result = await fn(signal);
             if (!signal.aborted) metrics.backendAttempts.inc({ backend: name, result: 'ok' });

@@ -4,6 +4,7 @@ import { ToolError } from '../errors.js';
 import { normaliseKey } from '../object-keys.js';
 import { base64Of } from '../streamed-text.js';
 import { errorCode } from '../resilience.js';
+import type { RunOptions } from '../resilience.js';
 import type { ToolDeps, ToolFamily } from './tool-types.js';
 import { TOOL_HINTS } from './tool-hints.js';
 
@@ -22,9 +23,9 @@ function tooLarge(size: number, max: number, atLeast = false): ToolError {
  * safe to repeat (a put writes the same bytes again, a delete of a deleted key succeeds), so
  * every transient failure is retried.
  */
-async function guarded<T>(deps: ToolDeps, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+async function guarded<T>(deps: ToolDeps, fn: (signal: AbortSignal) => Promise<T>, options?: RunOptions): Promise<T> {
   try {
-    return await deps.s3.run(fn);
+    return await deps.s3.run(fn, options);
   } catch (err) {
     if (errorCode(err) === 'OBJECT_TOO_LARGE') {
       const { size, atLeast } = err as ObjectTooLargeError;
@@ -108,7 +109,9 @@ export const S3_TOOLS: ToolFamily = {
       // The arguments are this call's own parse (tool-runner.ts): dropping the text, 4/3 of the
       // object on the V8 heap, leaves only the bytes held while the bucket takes them.
       delete args.content_base64;
-      const head = await guarded(deps, (signal) => deps.store.put(k, body, a.content_type, signal));
+      // Its own bound: an upload's time grows with its size and the link, a 10 MiB put on a slow
+      // link takes far longer than any other bucket call should.
+      const head = await guarded(deps, (signal) => deps.store.put(k, body, a.content_type, signal), { timeoutMs: deps.uploadTimeoutMs });
       return {
         key: k,
         size: body.length,

@@ -23,6 +23,8 @@ export interface ToolDeps {
   readonly s3: ResilientBackend;
   readonly keys: KeyPolicy;
   readonly maxObjectBytes: number;
+  /** The timeout of each try of an upload (s3_put_object), in place of the backend's. */
+  readonly uploadTimeoutMs: number;
 }
 
 /**

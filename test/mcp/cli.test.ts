@@ -49,6 +49,17 @@ describe('ca-a2a mcp-gateway command', () => {
     }
   });
 
+  it('reads the upload timeout in seconds from its flag, else its variable, 1 to 3600, and names the one that is wrong', () => {
+    assert.equal(gatewayOptionsFromEnv({}).s3?.uploadTimeoutMs, undefined);
+    const env = { CA_A2A_S3_UPLOAD_TIMEOUT_SECONDS: '90' };
+    assert.equal(gatewayOptionsFromEnv(env).s3?.uploadTimeoutMs, 90_000);
+    assert.equal(gatewayOptionsFromEnv(env, { 's3-upload-timeout-seconds': '3600' }).s3?.uploadTimeoutMs, 3_600_000);
+    for (const bad of ['0', '-1', '1.5', 'two', '1e3', '3601']) {
+      assert.throws(() => gatewayOptionsFromEnv({ CA_A2A_S3_UPLOAD_TIMEOUT_SECONDS: bad }), new RegExp(`^Error: CA_A2A_S3_UPLOAD_TIMEOUT_SECONDS must be an integer from 1 to 3600, got '${bad}'$`), bad);
+      assert.throws(() => gatewayOptionsFromEnv(env, { 's3-upload-timeout-seconds': bad }), /^Error: --s3-upload-timeout-seconds must be an integer from 1 to 3600/, bad);
+    }
+  });
+
   it('refuses to keep back the whole pool, which would hold every caller to one call', async () => {
     const dataDir = join(tmpdir(), 'never-made');
     await assert.rejects(
