@@ -1,6 +1,7 @@
 import { DOCUMENT_COLUMNS, SCHEMA, toDocument } from './document-rows.js';
 import type { DocumentRow } from './document-rows.js';
-import { explainMiss } from './document-tools.js';
+import { decidedWrite, writtenOrExplained } from './document-tools.js';
+import type { DecidedWrite } from './document-tools.js';
 import { sqlQuery } from './sql-run.js';
 import type { ToolFamily } from './tool-types.js';
 import { TOOL_HINTS } from './tool-hints.js';
@@ -9,15 +10,16 @@ interface ClaimArgs { document_id: string; stale_after_seconds?: number }
 interface SweepArgs { older_than_seconds: number; limit: number }
 
 // One statement decides and writes, so of two workers racing for a document exactly one gets
-// the row back; the other sees zero rows and a conflict.
-const CLAIM_SQL = `UPDATE documents
+// the row back; the other gets the status that refused it, in a conflict.
+const CLAIM_SQL = decidedWrite(`UPDATE documents
   SET status = 'processing', claimed_at = clock_timestamp(), claim_count = claim_count + 1,
       updated_at = clock_timestamp()
-  WHERE document_id = $1
-    AND (status IN ('pending', 'failed')
-         OR ($2::float8 IS NOT NULL AND status = 'processing'
-             AND claimed_at < clock_timestamp() - make_interval(secs => $2::float8)))
-  RETURNING ${DOCUMENT_COLUMNS}`;
+  FROM cur
+  WHERE documents.document_id = cur_id
+    AND (cur_status IN ('pending', 'failed')
+         OR ($2::float8 IS NOT NULL AND cur_status = 'processing'
+             AND cur_claimed_at < clock_timestamp() - make_interval(secs => $2::float8)))
+  RETURNING ${DOCUMENT_COLUMNS}`);
 
 // A run has stalled when its document shows no progress for the window: in processing since its
 // claim, or between steps (extracted, validated) since its last change. SKIP LOCKED lets concurrent
@@ -56,9 +58,8 @@ export const CLAIM_TOOLS: ToolFamily = {
     },
     async handler(args, deps) {
       const a = args as unknown as ClaimArgs;
-      const rows = await sqlQuery<DocumentRow>(deps, CLAIM_SQL, [a.document_id, a.stale_after_seconds ?? null]);
-      if (!rows[0]) return explainMiss(deps, a.document_id, 'pending|failed');
-      return toDocument(rows[0]);
+      const rows = await sqlQuery<DecidedWrite<DocumentRow>>(deps, CLAIM_SQL, [a.document_id, a.stale_after_seconds ?? null]);
+      return toDocument(writtenOrExplained(rows[0], a.document_id, 'pending|failed'));
     },
   },
   documents_claim_stale: {

@@ -4,7 +4,7 @@ import { normaliseKey } from '../object-keys.js';
 import { DOCUMENT_COLUMNS, GET_DOCUMENT_SQL, LISTED_DOCUMENT_COLUMNS, STORABLE_TEXT, SCHEMA, decodeCursor, encodeCursor, toDocument, toListedDocument } from './document-rows.js';
 import type { DocumentRow, DocumentStatus } from './document-rows.js';
 import { sqlQuery } from './sql-run.js';
-import type { ToolDeps, ToolFamily } from './tool-types.js';
+import type { ToolFamily } from './tool-types.js';
 import { TOOL_HINTS } from './tool-hints.js';
 
 interface CreateArgs { filename: string; content_type: string; s3_key: string; size_bytes: number; sha256: string; document_id?: string }
@@ -50,19 +50,47 @@ function jsonbText(name: string, value: object): string {
 }
 
 /**
- * Throws not_found, claim_superseded (when `expectedClaimCount` no longer matches) or conflict
- * (with the current status) after a conditional statement matched no row.
+ * The row a conditional write decides on, `$1` its id, locked (FOR UPDATE) for the statement: its
+ * latest committed version, which no other write can change until the statement ends. The write
+ * tests its conditions on these columns, so that what decides the write and what explains a miss
+ * are the same version of the row.
  */
-export async function explainMiss(deps: ToolDeps, id: string, expected: string, expectedClaimCount?: number): Promise<never> {
-  const rows = await sqlQuery<{ status: string; claim_count: number }>(deps, 'SELECT status, claim_count FROM documents WHERE document_id = $1', [id], { idempotent: true });
-  const current = rows[0];
-  if (current === undefined) throw new ToolError('not_found', `no document ${id}`);
-  if (expectedClaimCount !== undefined && current.claim_count !== expectedClaimCount) {
-    throw new ToolError('claim_superseded', `document ${id} was claimed again (claim ${current.claim_count}, expected ${expectedClaimCount})`, {
-      current_status: current.status, current_claim_count: current.claim_count,
+const LOCKED_ROW = `cur AS MATERIALIZED (
+    SELECT document_id AS cur_id, status AS cur_status, claim_count AS cur_claim_count, claimed_at AS cur_claimed_at
+    FROM documents WHERE document_id = $1 FOR UPDATE)`;
+
+/** What a {@link decidedWrite} statement returns: the written row when it wrote, and the locked row's status and claim (null: no such document). */
+export interface DecidedWrite<T> {
+  written: T | null;
+  cur_status: string | null;
+  cur_claim_count: number | null;
+}
+
+/**
+ * One statement of a conditional write of the document `$1` and of the row it decided on:
+ * `write` is an UPDATE or DELETE of documents `FROM`/`USING cur`, matching `documents.document_id
+ * = cur_id` and testing its conditions on `cur_*`, whose RETURNING comes back as `written`. A
+ * miss is then explained by the row as the write saw it, never by one another worker wrote after.
+ */
+export function decidedWrite(write: string): string {
+  return `WITH ${LOCKED_ROW}, changed AS (${write})
+  SELECT (SELECT to_jsonb(changed) FROM changed) AS written, cur_status, cur_claim_count FROM (VALUES (1)) AS one LEFT JOIN cur ON true`;
+}
+
+/**
+ * The answer of a {@link decidedWrite}: the written row, or not_found, claim_superseded (when
+ * `expectedClaimCount` no longer matched) or conflict (with the current status) thrown.
+ */
+export function writtenOrExplained<T>(outcome: DecidedWrite<T> | undefined, id: string, expected: string, expectedClaimCount?: number): T {
+  if (outcome?.written) return outcome.written;
+  if (!outcome || outcome.cur_status === null || outcome.cur_claim_count === null) throw new ToolError('not_found', `no document ${id}`);
+  const { cur_status: status, cur_claim_count: claimCount } = outcome;
+  if (expectedClaimCount !== undefined && claimCount !== expectedClaimCount) {
+    throw new ToolError('claim_superseded', `document ${id} was claimed again (claim ${claimCount}, expected ${expectedClaimCount})`, {
+      current_status: status, current_claim_count: claimCount,
     });
   }
-  throw new ToolError('conflict', `document ${id} is ${current.status}, expected ${expected}`, { current_status: current.status });
+  throw new ToolError('conflict', `document ${id} is ${status}, expected ${expected}`, { current_status: status });
 }
 
 /** Document rows: create, read, page through, update conditionally, delete. */
@@ -189,17 +217,16 @@ export const DOCUMENT_TOOLS: ToolFamily = {
       params.push(expected, a.expected_claim_count ?? null);
       const [statusParam, claimParam] = [params.length - 1, params.length];
       // Both conditions sit in the one statement, so a claim taken between a check and the write
-      // cannot slip in: the WHERE sees the row as it is when the write locks it.
-      const rows = await sqlQuery<DocumentRow>(
+      // cannot slip in, and a miss is explained by the row the conditions were tested on.
+      const rows = await sqlQuery<DecidedWrite<DocumentRow>>(
         deps,
-        `UPDATE documents SET ${sets.join(', ')}
-         WHERE document_id = $1 AND ($${statusParam}::text[] IS NULL OR status = ANY($${statusParam}::text[]))
-           AND ($${claimParam}::integer IS NULL OR claim_count = $${claimParam}::integer)
-         RETURNING ${DOCUMENT_COLUMNS}`,
+        decidedWrite(`UPDATE documents SET ${sets.join(', ')} FROM cur
+         WHERE documents.document_id = cur_id AND ($${statusParam}::text[] IS NULL OR cur_status = ANY($${statusParam}::text[]))
+           AND ($${claimParam}::integer IS NULL OR cur_claim_count = $${claimParam}::integer)
+         RETURNING ${DOCUMENT_COLUMNS}`),
         params,
       );
-      if (!rows[0]) return explainMiss(deps, a.document_id, (expected ?? []).join('|'), a.expected_claim_count);
-      return toDocument(rows[0]);
+      return toDocument(writtenOrExplained(rows[0], a.document_id, (expected ?? []).join('|'), a.expected_claim_count));
     },
   },
   documents_delete: {
@@ -215,13 +242,14 @@ export const DOCUMENT_TOOLS: ToolFamily = {
       const expected = a.expected_status === undefined ? null : [a.expected_status].flat();
       // The conditions sit in the statement, as in documents_update: a claim taken between the
       // caller's read and this delete leaves the row in place.
-      const rows = await sqlQuery<{ document_id: string }>(
+      const rows = await sqlQuery<DecidedWrite<{ document_id: string }>>(
         deps,
-        `DELETE FROM documents WHERE document_id = $1 AND ($2::text[] IS NULL OR status = ANY($2::text[])) AND ($3::integer IS NULL OR claim_count = $3::integer)
-         RETURNING document_id::text`,
+        decidedWrite(`DELETE FROM documents USING cur
+         WHERE documents.document_id = cur_id AND ($2::text[] IS NULL OR cur_status = ANY($2::text[])) AND ($3::integer IS NULL OR cur_claim_count = $3::integer)
+         RETURNING document_id::text AS document_id`),
         [a.document_id, expected, a.expected_claim_count ?? null],
       );
-      if (!rows[0]) return explainMiss(deps, a.document_id, (expected ?? []).join('|'), a.expected_claim_count);
+      writtenOrExplained(rows[0], a.document_id, (expected ?? []).join('|'), a.expected_claim_count);
       return { document_id: a.document_id, deleted: true };
     },
   },

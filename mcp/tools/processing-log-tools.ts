@@ -11,6 +11,9 @@ interface AppendArgs { document_id: string; step: string; status: string; messag
 interface ListArgs { document_id: string; limit: number; order: 'oldest_first' | 'newest_first' }
 interface LogRow { log_id: string | number; document_id: string; step: string; status: string; message: string | null; created_at: string }
 
+/** A row of a LEFT JOIN that matched nothing. */
+type NullRow<T> = { [K in keyof T]: null };
+
 const LOG_COLUMNS = `log_id::float8 AS log_id, document_id::text AS document_id, step, status, message, ${isoText('created_at')}`;
 
 const toEntry = (r: LogRow) => ({
@@ -70,15 +73,21 @@ export const PROCESSING_LOG_TOOLS: ToolFamily = {
     },
     async handler(args, deps) {
       const a = args as unknown as ListArgs;
-      const exists = await sqlQuery(deps, 'SELECT 1 FROM documents WHERE document_id = $1', [a.document_id], { idempotent: true });
-      if (exists.length === 0) throw new ToolError('not_found', `no document ${a.document_id}`);
-      const rows = await sqlQuery<LogRow>(
+      const order = a.order === 'newest_first' ? 'DESC' : 'ASC';
+      // One statement finds the document and reads its log, from one snapshot: no row, no
+      // document; a row of nulls, a document with an empty log. Two statements would answer an
+      // empty log for a document deleted between them.
+      const rows = await sqlQuery<LogRow | NullRow<LogRow>>(
         deps,
-        `SELECT ${LOG_COLUMNS} FROM processing_logs WHERE document_id = $1 ORDER BY log_id ${a.order === 'newest_first' ? 'DESC' : 'ASC'} LIMIT $2`,
+        `SELECT entry.* FROM documents
+         LEFT JOIN LATERAL (SELECT ${LOG_COLUMNS} FROM processing_logs
+           WHERE processing_logs.document_id = documents.document_id ORDER BY log_id ${order} LIMIT $2) AS entry ON true
+         WHERE documents.document_id = $1 ORDER BY entry.log_id ${order}`,
         [a.document_id, a.limit],
         { idempotent: true },
       );
-      return { entries: rows.map(toEntry) };
+      if (rows.length === 0) throw new ToolError('not_found', `no document ${a.document_id}`);
+      return { entries: rows.filter((r): r is LogRow => r.log_id !== null).map(toEntry) };
     },
   },
 };
