@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { IncomingHttpHeaders } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { errors, Pool, type Dispatcher } from 'undici';
 import type { RequestContext } from './context.js';
 import { denial, type Denial } from './denials.js';
@@ -34,6 +35,8 @@ const DROPPED_RESPONSE_HEADERS = new Set([
  */
 export class Forwarder {
   readonly #pool: Pool;
+  /** The pool, for a filtered tools/list: its request too counts among those waiting until a connection takes it. */
+  readonly #countedPool: Dispatcher;
   readonly #limits: LimitsPolicy;
   /**
    * Requests handed to the pool that no connection has taken yet, those answered 504 while they
@@ -57,6 +60,7 @@ export class Forwarder {
       headersTimeout: 0,
       bodyTimeout: 0,
     });
+    this.#countedPool = this.#pool.compose((dispatch) => (options, handler) => dispatch(options, new Waiting(handler, this.#taken)));
   }
 
   /** Forwards; resolves to a Denial when the upstream failed before anything was sent back. */
@@ -84,10 +88,10 @@ export class Forwarder {
     if (this.#waiting >= this.#maxWaiting) {
       return Promise.resolve(denial('upstream.saturated', `every upstream connection busy and ${this.#waiting} requests waiting for one`));
     }
+    this.#waiting++;
     if (filtered) {
       return this.#forwardFiltered(ctx, res, options, onHeaders);
     }
-    this.#waiting++;
     return new Promise((resolve) => {
       this.#pool.dispatch(options, new Exchange(ctx, res, onHeaders, resolve, this.#limits.upstreamTimeoutMs, this.#taken, this.#calls.on(ctx.req.socket)));
     });
@@ -121,7 +125,7 @@ export class Forwarder {
     const chunks: Buffer[] = [];
     let size = 0;
     try {
-      response = await this.#pool.request({ ...options, signal: abort.signal });
+      response = await this.#countedPool.request({ ...options, signal: abort.signal });
       const invalid = invalidAnswer(response.statusCode, response.headers);
       if (invalid !== undefined) {
         // Not read: destroyed, it emits an AbortError that, unheard, would end the process.
@@ -174,6 +178,51 @@ export class Forwarder {
 
   async close(): Promise<void> {
     await this.#pool.close();
+  }
+}
+
+/**
+ * Passes a request's events on to `handler`, and tells the forwarder once that it left the queue:
+ * a connection took it (and sent it, or dropped it when it was answered meanwhile), or the pool gave up on it.
+ */
+class Waiting implements Dispatcher.DispatchHandler {
+  readonly #handler: Dispatcher.DispatchHandler;
+  #taken: (() => void) | undefined;
+
+  constructor(handler: Dispatcher.DispatchHandler, taken: () => void) {
+    this.#handler = handler;
+    this.#taken = taken;
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController, context: unknown): void {
+    this.#leaveQueue();
+    this.#handler.onRequestStart?.(controller, context);
+  }
+
+  onRequestUpgrade(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders, socket: Duplex): void {
+    this.#handler.onRequestUpgrade?.(controller, statusCode, headers, socket);
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
+    this.#handler.onResponseStart?.(controller, statusCode, headers, statusMessage);
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.#handler.onResponseData?.(controller, chunk);
+  }
+
+  onResponseEnd(controller: Dispatcher.DispatchController, trailers: IncomingHttpHeaders): void {
+    this.#handler.onResponseEnd?.(controller, trailers);
+  }
+
+  onResponseError(controller: Dispatcher.DispatchController, error: Error): void {
+    this.#leaveQueue();
+    this.#handler.onResponseError?.(controller, error);
+  }
+
+  #leaveQueue(): void {
+    this.#taken?.();
+    this.#taken = undefined;
   }
 }
 
