@@ -51,7 +51,7 @@ export class KeySource {
     const cooldownMs = this.#auth.jwksCooldownSeconds * 1000;
     const sinceFailure = this.#clock() - this.#lastFailureAt;
     if (this.#stale && sinceFailure < cooldownMs) return this.#stale.local(header, token);
-    if (!this.#stale && sinceFailure < Math.min(FAILED_REFETCH_MS, cooldownMs)) {
+    if (!this.#stale && sinceFailure < FAILED_REFETCH_MS) {
       throw new KeysUnavailableError('signing keys unavailable: the last fetch failed moments ago');
     }
     let remote: ReturnType<typeof createRemoteJWKSet> | undefined;

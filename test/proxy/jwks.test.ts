@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it, type TestContext } from 'node:test';
 import { randomUUID } from 'node:crypto';
+import { formatProblem, isPolicyLoadError } from '../../proxy/policy/errors.js';
+import { loadPolicy } from '../../proxy/policy/load.js';
 import { DOC_ID, RBAC_FILE, rpc, startHarness, writePolicy, type Harness } from '../helpers/harness.js';
 import { startTestIssuer } from '../helpers/test-issuer.js';
 
@@ -17,6 +19,9 @@ methods:
 `;
 }
 
+/** Past the shortest cooldown (1 s) since the last fetch: a token with an unknown kid makes the sidecar fetch the keys again. */
+const pastCooldown = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 1_100));
+
 describe('issuer keys (JWKS)', () => {
   let h: Harness | undefined;
   afterEach(async () => {
@@ -24,22 +29,33 @@ describe('issuer keys (JWKS)', () => {
     h = undefined;
   });
 
+  it('refuses a policy with jwks_cooldown_seconds: 0, under which every token with a forged kid would fetch the keys again', () => {
+    const file = writePolicy(policy('  jwks_cooldown_seconds: 0'));
+    assert.throws(() => loadPolicy(file), (error: unknown) => {
+      assert.ok(isPolicyLoadError(error));
+      assert.deepEqual(error.problems.map(formatProblem), [`${file}:7:26 /auth/jwks_cooldown_seconds: must be >= 1`]);
+      return true;
+    });
+  });
+
   it('follows a key rotation: a token from the new key triggers one refetch and verifies', async () => {
-    h = await startHarness({ policyFile: writePolicy(policy('  jwks_cooldown_seconds: 0')) });
+    h = await startHarness({ policyFile: writePolicy(policy('  jwks_cooldown_seconds: 1')) });
     assert.equal((await h.call(rpc('get_document', { document_id: DOC_ID }), { token: await h.issuer.sign() })).status, 200);
     const before = h.issuer.fetches.jwks;
     await h.issuer.rotate({ dropOld: true });
+    await pastCooldown();
     const res = await h.call(rpc('get_document', { document_id: DOC_ID }), { token: await h.issuer.sign() });
     assert.equal(res.status, 200, JSON.stringify(res.json));
     assert.equal(h.issuer.fetches.jwks, before + 1);
   });
 
   it('stops accepting a token verified earlier once the issuer no longer publishes the key that signed it', async () => {
-    h = await startHarness({ policyFile: writePolicy(policy('  jwks_cooldown_seconds: 0')) });
+    h = await startHarness({ policyFile: writePolicy(policy('  jwks_cooldown_seconds: 1')) });
     const body = rpc('get_document', { document_id: DOC_ID });
     const old = await h.issuer.sign({ exp: Math.floor(Date.now() / 1000) + 3600 });
     assert.equal((await h.call(body, { token: old })).status, 200, 'verified, and kept in the token cache');
     await h.issuer.rotate({ dropOld: true });
+    await pastCooldown();
     assert.equal((await h.call(body, { token: await h.issuer.sign() })).status, 200, 'a token from the new key makes the sidecar fetch the keys again');
     const before = h.upstream.requests.length;
     const res = await h.call(body, { token: old });
@@ -48,13 +64,14 @@ describe('issuer keys (JWKS)', () => {
   });
 
   it('keeps its verified tokens across a refetch that finds the same keys (unknown kids cannot flush the cache)', async () => {
-    h = await startHarness({ policyFile: writePolicy(policy('  jwks_cooldown_seconds: 0')) });
+    h = await startHarness({ policyFile: writePolicy(policy('  jwks_cooldown_seconds: 1')) });
     const body = rpc('get_document', { document_id: DOC_ID });
     const token = await h.issuer.sign();
     // Twice: the first may race the start-up fetch of the keys, and a verification the keys
     // changed under is not kept.
     for (let i = 0; i < 2; i++) assert.equal((await h.call(body, { token })).status, 200);
     const fetches = h.issuer.fetches.jwks;
+    await pastCooldown();
     assert.equal((await h.call(body, { token: await h.issuer.sign({}, { kid: randomUUID() }) })).json.error?.data?.reason, 'authn.unknown_key');
     assert.ok(h.issuer.fetches.jwks > fetches, 'the unknown kid made the sidecar fetch the keys again');
     const hits = await h.metric('ca_a2a_token_cache_total', { result: 'hit' });
@@ -95,7 +112,7 @@ describe('issuer keys (JWKS)', () => {
   });
 
   it('keeps verifying with cached keys while the IdP is down, past the cache age', async () => {
-    h = await startHarness({ policyFile: writePolicy(policy('  jwks_cache_max_age_seconds: 1\n  jwks_cooldown_seconds: 0')) });
+    h = await startHarness({ policyFile: writePolicy(policy('  jwks_cache_max_age_seconds: 1\n  jwks_cooldown_seconds: 1')) });
     const token = await h.issuer.sign();
     assert.equal((await h.call(rpc('get_document', { document_id: DOC_ID }), { token })).status, 200);
     h.issuer.breakJwks('down');
@@ -123,7 +140,7 @@ describe('issuer keys (JWKS)', () => {
     const issuer = await startTestIssuer();
     t.after(() => issuer.close());
     issuer.breakJwks(mode);
-    const side = await startHarness({ policyFile: writePolicy(policy('  jwks_cooldown_seconds: 0')), issuer });
+    const side = await startHarness({ policyFile: writePolicy(policy('  jwks_cooldown_seconds: 1')), issuer });
     h = side;
     const token = await issuer.sign();
     const res = await side.call(rpc('get_document', { document_id: DOC_ID }), { token });
@@ -136,7 +153,7 @@ describe('issuer keys (JWKS)', () => {
     assert.ok(await side.metric('ca_a2a_jwks_fetches_total', { result: 'too_large' }) >= 1);
     assert.equal(side.upstream.requests.length, 0);
     issuer.breakJwks(undefined);
-    await new Promise((resolve) => setTimeout(resolve, 1_100)); // past the one-a-second retry with no key cached
+    await pastCooldown(); // past the one-a-second retry with no key cached
     assert.equal((await side.call(rpc('get_document', { document_id: DOC_ID }), { token })).status, 200);
   });
 
@@ -145,6 +162,7 @@ describe('issuer keys (JWKS)', () => {
     assert.ok(await side.metric('ca_a2a_jwks_fetches_total', { result: 'invalid' }) >= 1, 'a 200 with garbage is no success');
     assert.equal(await side.metric('ca_a2a_jwks_fetches_total', { result: 'success' }), 1, 'the discovery document only');
     issuer.breakJwks(undefined);
+    await pastCooldown(); // past the one-a-second retry with no key cached
     assert.equal((await side.call(rpc('get_document', { document_id: DOC_ID }), { token })).status, 200);
   });
 });
