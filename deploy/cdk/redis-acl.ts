@@ -11,9 +11,9 @@
  *   SUBSCRIBE to the revocations channel. It may not PUBLISH there (no forged pushes) nor touch the
  *   revocation cache.
  * - `admin`: the admin API and `ca-a2a revoke`, pushing a revocation: MULTI, SET
- *   `PREFIX:revoked:*`, ZADD and ZREMRANGEBYSCORE `PREFIX:revocations:live`, PUBLISH, EXEC (and the
- *   SUBSCRIBE every revocation bus opens). It may not read or reset rate limits, replay ids or
- *   token sources.
+ *   `PREFIX:revoked:*`, ZADD and ZREMRANGEBYSCORE `PREFIX:revocations:live`, PUBLISH, EXEC. It
+ *   may not SUBSCRIBE (they never listen, so their revocation bus opens no subscriber), nor read
+ *   or reset rate limits, replay ids or token sources.
  *
  * Both: PING (the liveness probe of every connection), INFO (ioredis's ready check), CLIENT
  * SETNAME (connection names in CLIENT LIST), QUIT (a clean close). Lua runs with its caller's
@@ -35,6 +35,6 @@ export function redisAclRules(user: RedisUser, prefix = 'ca-a2a'): string[] {
   }
   return [
     'on', `~${prefix}:revoked:*`, `~${prefix}:revocations:live`, channel, '-@all', ...CONNECTION,
-    '+multi', '+exec', '+set', '+zadd', '+zremrangebyscore', '+publish', '+subscribe',
+    '+multi', '+exec', '+set', '+zadd', '+zremrangebyscore', '+publish',
   ];
 }

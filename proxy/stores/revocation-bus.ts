@@ -105,7 +105,12 @@ export class SubscriberSilentError extends Error {
 
 export class RedisRevocationBus implements RevocationBus {
   readonly #client: Redis;
-  readonly #subscriber: Redis;
+  /**
+   * Opened by the first subscribe(): the admin API and `ca-a2a revoke` only publish, and a
+   * connection they never read would need SUBSCRIBE in their Redis user's rights (redis-acl.ts).
+   */
+  #subscriber: Redis | undefined;
+  readonly #onError: (error: Error) => void;
   readonly #channel: string;
   readonly #prefix: string;
   readonly #live: string;
@@ -114,15 +119,20 @@ export class RedisRevocationBus implements RevocationBus {
   constructor(client: Redis, prefix: string, onError: (error: Error) => void) {
     this.#client = client;
     this.#prefix = prefix;
+    this.#onError = onError;
     this.#channel = `${prefix}:revocations`;
     this.#live = `${prefix}:revocations:live`;
+  }
+
+  #openSubscriber(): Redis {
+    const onError = this.#onError;
     // A subscriber connection is dedicated to SUBSCRIBE; its offline queue lets SUBSCRIBE wait
     // for the first connection, and ioredis re-subscribes by itself after a reconnect.
     // Its commands (SUBSCRIBE, PING) may take up to the PING timeout, not the fail-fast one of the
     // request path: a Redis slow for a moment must not cost every sidecar a reconnect and a reload.
-    this.#subscriber = client.duplicate({ enableOfflineQueue: true, connectionName: 'ca-a2a-revocations', commandTimeout: SUBSCRIBER_PING_TIMEOUT_MS });
-    this.#subscriber.on('error', onError);
-    this.#subscriber.on('message', (channel: string, message: string) => {
+    const subscriber = this.#client.duplicate({ enableOfflineQueue: true, connectionName: 'ca-a2a-revocations', commandTimeout: SUBSCRIBER_PING_TIMEOUT_MS });
+    subscriber.on('error', onError);
+    subscriber.on('message', (channel: string, message: string) => {
       if (channel !== this.#channel) return;
       const revocation = parseRevocation(message);
       if (revocation) for (const listener of this.#listeners) listener.onRevocation(revocation);
@@ -132,13 +142,14 @@ export class RedisRevocationBus implements RevocationBus {
     // revocation published between that read and the subscription was heard by nobody until the
     // next periodic resync. SUBSCRIBE again and resync on its answer (a repeated SUBSCRIBE is
     // harmless; answers come in order, so ioredis's own has been answered too).
-    this.#subscriber.on('ready', () => {
-      this.#subscriber.subscribe(this.#channel).then(() => {
+    subscriber.on('ready', () => {
+      subscriber.subscribe(this.#channel).then(() => {
         for (const listener of this.#listeners) listener.onResync();
       }, onError);
     });
     // PING is allowed in subscribe mode; one unanswered is enough here, its timeout being longer.
-    replaceWhenSilent(this.#subscriber, 1, (detail) => onError(new SubscriberSilentError(`the revocation subscriber connection went silent: ${detail}`)));
+    replaceWhenSilent(subscriber, 1, (detail) => onError(new SubscriberSilentError(`the revocation subscriber connection went silent: ${detail}`)));
+    return subscriber;
   }
 
   async publish(revocation: Revocation, nowSeconds: number): Promise<void> {
@@ -177,12 +188,13 @@ export class RedisRevocationBus implements RevocationBus {
 
   subscribe(listener: RevocationListener): () => void {
     this.#listeners.add(listener);
+    this.#subscriber ??= this.#openSubscriber();
     return () => this.#listeners.delete(listener);
   }
 
   async close(): Promise<void> {
     this.#listeners.clear();
-    this.#subscriber.disconnect();
+    this.#subscriber?.disconnect();
   }
 }
 

@@ -60,6 +60,11 @@ describe('Redis ACL users of a deployment (deploy/cdk/redis-acl.ts) on a real Re
 
   const deniedTo = async (user: RedisUser): Promise<Array<Record<string, unknown>>> =>
     aclLog(await root.call('ACL', 'LOG', '1000')).filter((entry) => entry['username'] === users[user].name);
+  /** The names of the connections open as `user`, sorted. */
+  const connectionsOf = async (user: RedisUser): Promise<string[]> => {
+    const list = String(await root.call('CLIENT', 'LIST'));
+    return list.split('\n').filter((line) => line.includes(` user=${users[user].name} `)).map((line) => /(?:^| )name=(\S*)/.exec(line)?.[1] ?? '').sort();
+  };
   const connect = async (user: RedisUser): Promise<Redis> => {
     const client = openRedis(users[user].url, { commandTimeoutMs: 2_000 });
     clients.push(client);
@@ -98,6 +103,8 @@ describe('Redis ACL users of a deployment (deploy/cdk/redis-acl.ts) on a real Re
     // Counted in Redis, not by the in-memory insurance limiter a refused script would fall back to.
     const [, counters] = await root.scan('0', 'MATCH', `${prefix}:rl:*`, 'COUNT', 1000);
     assert.ok(counters.length > 0, 'rate-limit counters in Redis');
+    // The admin API only pushes: one connection, no subscriber (which its user may not SUBSCRIBE on).
+    assert.deepEqual(await connectionsOf('admin'), ['ca-a2a']);
     assert.deepEqual(await deniedTo('sidecar'), []);
     assert.deepEqual(await deniedTo('admin'), []);
   });
@@ -128,9 +135,9 @@ describe('Redis ACL users of a deployment (deploy/cdk/redis-acl.ts) on a real Re
     }
   });
 
-  it('the admin API may not read or reset rate limits, replay ids or token sources', async () => {
+  it('the admin API may not subscribe to the revocations, nor read or reset rate limits, replay ids or token sources', async () => {
     const client = await connect('admin');
-    for (const [command = '', ...args] of [['GET', `${prefix}:rl:principal`], ['DEL', `${prefix}:once:proof-1`], ['SET', `${prefix}:sources:jti-1`, 'x'], ['EVAL', 'return 1', '0'], ['FLUSHALL']]) {
+    for (const [command = '', ...args] of [['SUBSCRIBE', `${prefix}:revocations`], ['GET', `${prefix}:rl:principal`], ['DEL', `${prefix}:once:proof-1`], ['SET', `${prefix}:sources:jti-1`, 'x'], ['EVAL', 'return 1', '0'], ['FLUSHALL']]) {
       await assert.rejects(client.call(command, ...args), /NOPERM/, `${command} ${args.join(' ')}`);
     }
   });
