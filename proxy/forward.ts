@@ -24,6 +24,13 @@ const DROPPED_RESPONSE_HEADERS = new Set([
 ]);
 
 /**
+ * How long a connection to the agent is kept idle when the agent gives no Keep-Alive hint: below
+ * the shortest idle timeout of common servers (gunicorn's 2 s; Node's 5 s, uvicorn's 5 s). A new
+ * connection to an agent beside the sidecar costs far less than a lost request.
+ */
+const UPSTREAM_IDLE_MS = 1_000;
+
+/**
  * The way out to the agent: one undici Pool per upstream, created once, keep-alive. Forwards the
  * normalised path, the verified identity as x-ca-a2a-* headers (any the client sent are dropped),
  * streams the answer back.
@@ -55,7 +62,12 @@ export class Forwarder {
     this.#maxWaiting = 4 * limits.upstreamMaxConnections;
     this.#pool = new Pool(new URL(upstream).origin, {
       connections: limits.upstreamMaxConnections,
-      keepAliveTimeout: 30_000,
+      // An idle connection is closed by the sidecar before the agent closes it: a request written
+      // as the agent closes its end is lost (reset, answered 502), and it may not be sent again
+      // (a POST that may have reached the agent). An agent that says how long it keeps one
+      // (Keep-Alive: timeout=N, Node's servers) is believed, less 2 s, up to keepAliveMaxTimeout.
+      keepAliveTimeout: UPSTREAM_IDLE_MS,
+      keepAliveMaxTimeout: 30_000,
       connectTimeout: limits.upstreamConnectTimeoutMs,
       headersTimeout: 0,
       bodyTimeout: 0,
