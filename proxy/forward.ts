@@ -136,8 +136,13 @@ export class Forwarder {
     let response;
     const chunks: Buffer[] = [];
     let size = 0;
+    // Waiting for a connection, the request leaves undici's queue only when one takes it (and drops
+    // it then, its signal aborted): the deadline, or the client's leaving, ends the wait now, as an Exchange's does.
+    const abandoned = new Promise<never>((_, reject) => {
+      abort.signal.addEventListener('abort', () => reject(new errors.RequestAbortedError()), { once: true });
+    });
     try {
-      response = await this.#countedPool.request({ ...options, signal: abort.signal });
+      response = await Promise.race([this.#countedPool.request({ ...options, signal: abort.signal }), abandoned]);
       const invalid = invalidAnswer(response.statusCode, response.headers);
       if (invalid !== undefined) {
         // Not read: destroyed, it emits an AbortError that, unheard, would end the process.

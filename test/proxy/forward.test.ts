@@ -385,16 +385,20 @@ describe('forwarding to the upstream', () => {
       return { upstream, side };
     }
 
+    /** The methods lines of a policy that also serves a tools/list, filtered per caller. */
+    const TOOLS_LIST = '  tools/list: { access: tool_holders }\ntools:\n  s3_get_object: {}\n';
+
     async function through(upstream: { url: string }): Promise<Harness> {
       return startHarness({ policyFile: writePolicy(policy(upstream.url)), sidecar: { upstream: upstream.url } });
     }
 
-    /** One authenticated call through the sidecar, the answer left to the test to read. */
-    async function postCall(side: Harness): Promise<Dispatcher.ResponseData> {
+    /** One authenticated call through the sidecar (a get_document, or `method` by roles that may list tools), the answer left to the test to read. */
+    async function postCall(side: Harness, method: 'get_document' | 'tools/list' = 'get_document'): Promise<Dispatcher.ResponseData> {
+      const token = method === 'tools/list' ? await side.issuer.sign({ realm_access: { roles: ['viewer', 'validator'] } }) : await side.issuer.sign();
       return request(`${side.sidecar.url}/message`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', authorization: `Bearer ${await side.issuer.sign()}` },
-        body: JSON.stringify(call()),
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+        body: JSON.stringify(method === 'tools/list' ? rpc(method, {}, 9) : call()),
       });
     }
 
@@ -615,14 +619,16 @@ describe('forwarding to the upstream', () => {
       }
     });
 
-    it('answers 504 to a request that finds every upstream connection busy for longer than the upstream timeout, and never sends it', async () => {
+    // A tools/list (read whole to be filtered) waited in undici's queue until a connection came free,
+    // unanswered past its deadline: undici drops a request whose signal aborted only then.
+    for (const queuedCall of ['get_document', 'tools/list'] as const) it(`answers 504 to a request (${queuedCall}) that finds every upstream connection busy for longer than the upstream timeout, and never sends it`, async () => {
       let answered = 0;
       // The first answer streams on, a part well within each timeout: it keeps the one connection.
-      const { upstream, side } = await oneConnection('upstream_timeout_ms: 500', () => answered++);
+      const { upstream, side } = await oneConnection('upstream_timeout_ms: 500', () => answered++, TOOLS_LIST);
       try {
         const stream = await postCall(side);
         assert.equal(stream.statusCode, 200);
-        const queued = postCall(side).then(async (res) => ({ status: res.statusCode, json: (await res.body.json()) as { error?: { code?: number; data?: { reason?: string } } } }));
+        const queued = postCall(side, queuedCall).then(async (res) => ({ status: res.statusCode, json: (await res.body.json()) as { error?: { code?: number; data?: { reason?: string } } } }));
         const hung = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('no answer within 20 s')), 20_000));
         const res = await Promise.race([queued, hung]);
         assert.equal(res.status, 504);
@@ -642,7 +648,7 @@ describe('forwarding to the upstream', () => {
     // A tools/list is read whole to be filtered, by another path than every other call: its calls
     // waiting for a connection were not counted, so any number of them queued past the bound.
     for (const waiting of ['get_document', 'tools/list'] as const) it(`refuses at once with 503 a request that would wait for a connection behind four times as many (${waiting}) as there are`, async () => {
-      const { upstream, side } = await oneConnection('upstream_timeout_ms: 20000', () => undefined, '  tools/list: { access: tool_holders }\ntools:\n  s3_get_object: {}\n');
+      const { upstream, side } = await oneConnection('upstream_timeout_ms: 20000', () => undefined, TOOLS_LIST);
       const pending: Promise<unknown>[] = [];
       try {
         const stream = await postCall(side);
