@@ -4,6 +4,7 @@ import type { AuditLog } from '../observe/audit.js';
 import type { SidecarMetrics } from '../observe/metrics.js';
 import { openRevocationBackend, type RevocationBackend, type StoreOptions } from './backends.js';
 import { SubscriberSilentError } from './revocation-bus.js';
+import { OutageLog } from './outage-log.js';
 import { MemoryOneTimeIds, RedisOneTimeIds, type OneTimeIdStore } from './one-time-ids.js';
 import { memoryCounters, SlidingWindowRateLimit, type RateLimitStore } from './rate-limit.js';
 import { redisCounters } from './rate-limit-redis.js';
@@ -47,20 +48,18 @@ interface Observers {
  */
 export async function openSidecarStores(options: SidecarStoreOptions, o: Observers): Promise<SidecarStores> {
   const { service, metrics, logger, now } = o;
-  // One log line per outage, not one per failed command; counted metrics carry the rest.
-  const down = { redis: false, postgres: false };
+  // A log line per outage and per change of its cause, not one per failed command; counted metrics carry the rest.
+  const down = { redis: new OutageLog(now), postgres: new OutageLog(now) };
   const backend = await openRevocationBackend(options, (store, error) => {
     // Pushes were lost on a silent subscriber connection until it is replaced and the set reloaded.
     if (error instanceof SubscriberSilentError) metrics.storeErrors.inc({ service, store: 'revocation', fallback: revocations.loaded ? 'cached' : 'deny' });
-    if (down[store]) return;
-    down[store] = true;
+    if (!down[store].failed(error.message)) return;
     logger.error({ event_type: 'store_failure', store, err: error.message }, `${store} unreachable`);
   });
   const redis = backend.redis;
   let insuranceLogged = false;
   const redisBack = (): void => {
-    if (down.redis) logger.info({ event_type: 'store_recovered', store: 'redis' }, 'redis reachable again');
-    down.redis = false;
+    if (down.redis.recovered()) logger.info({ event_type: 'store_recovered', store: 'redis' }, 'redis reachable again');
   };
   redis?.on('ready', () => {
     redisBack();
@@ -91,14 +90,12 @@ export async function openSidecarStores(options: SidecarStoreOptions, o: Observe
     onApplied: (revocation, source) => metrics.revocations.inc({ service, kind: revocation.kind, source }),
     onLoaded: (count, first) => {
       // The outage is over: the next one is logged as well.
-      if (down.postgres) logger.info({ event_type: 'store_recovered', store: 'revocation' }, 'revocation store answers again');
-      down.postgres = false;
+      if (down.postgres.recovered()) logger.info({ event_type: 'store_recovered', store: 'revocation' }, 'revocation store answers again');
       if (first) logger.info({ event_type: 'revocations_loaded', count, durable: backend.describe.durable }, 'revocations loaded');
     },
     onError: (error, during) => {
       metrics.storeErrors.inc({ service, store: 'revocation', fallback: during === 'load' && !revocations.loaded ? 'deny' : 'cached' });
-      if (during === 'load' && down.postgres) return;
-      if (during === 'load') down.postgres = true;
+      if (during === 'load' && !down.postgres.failed((error as Error).message)) return;
       logger.error({ event_type: 'store_failure', store: 'revocation', during, err: (error as Error).message }, revocations.loaded ? 'revocation store unreachable; the in-process set keeps being enforced' : 'revocations not loaded yet; requests are refused until they are');
     },
   });

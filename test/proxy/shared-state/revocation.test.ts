@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createServer } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { request } from 'undici';
 import { startAdminApi, type AdminApi } from '../../../proxy/admin-api/start.js';
@@ -370,39 +371,91 @@ describe('a sidecar started while PostgreSQL is down', () => {
 });
 
 describe('a running sidecar whose PostgreSQL goes away', () => {
-  it('logs each outage of the revocation store once, and its end', async () => {
+  /**
+   * An archivist sidecar whose PostgreSQL is reached through a relay the test can cut, resyncing
+   * every 20 ms, on the clock `now`; `failures` and `recoveries` are its log lines about the
+   * revocation store (a failed load names the store, a dropped pooled connection PostgreSQL).
+   */
+  async function relayedSidecar(now: () => number = Date.now) {
     const issuer = await startTestIssuer();
     const prefix = uniquePrefix();
     const schema = await createTestSchema();
     const relay = new TcpRelay(5432);
     await relay.start();
-    const port = relay.port;
     const audit = new AuditCapture();
-    let sidecar: Sidecar | undefined;
-    // The first failure seen names the revocation store (a load) or PostgreSQL (a pooled connection dropped).
     const lines = (event: string) => audit.events(event).filter((line) => (line.store === 'revocation' || line.store === 'postgres') && line.during !== 'cleanup');
+    const { shippedPolicyFile } = await import('../../../proxy/services.js');
+    const sidecar = await startSidecar({
+      policyFile: shippedPolicyFile('archivist'), upstream: 'http://127.0.0.1:1', issuer: issuer.issuer, watchPolicy: false, now,
+      logDestination: audit, stores: sharedStores(prefix, schema.urlFor(`127.0.0.1:${relay.port}`), { resyncIntervalMs: 20 }),
+    });
+    return {
+      relay,
+      port: relay.port,
+      failures: () => lines('store_failure'),
+      recoveries: () => lines('store_recovered'),
+      async close() {
+        await sidecar.close();
+        await relay.stop();
+        await issuer.close();
+        await schema.drop();
+        await dropPrefix(prefix);
+      },
+    };
+  }
+
+  it('logs each outage of the revocation store once, and its end', async () => {
+    const { relay, port, failures, recoveries, close } = await relayedSidecar();
     try {
-      const { shippedPolicyFile } = await import('../../../proxy/services.js');
-      sidecar = await startSidecar({
-        policyFile: shippedPolicyFile('archivist'), upstream: 'http://127.0.0.1:1', issuer: issuer.issuer, watchPolicy: false,
-        logDestination: audit, stores: sharedStores(prefix, schema.urlFor(`127.0.0.1:${port}`), { resyncIntervalMs: 20 }),
-      });
       for (let outage = 1; outage <= 2; outage++) {
         await relay.stop();
-        await until(async () => lines('store_failure').length === outage);
+        await until(async () => failures().length === outage);
         relay.port = port;
         await relay.start();
-        await until(async () => lines('store_recovered').length === outage);
+        await until(async () => recoveries().length === outage);
       }
     } finally {
-      await sidecar?.close();
+      await close();
+    }
+  });
+
+  it('logs a new cause during an outage, at most once a minute, so a fixed first cause does not hide the next', async () => {
+    let clock = Date.now();
+    const { relay, port, failures, close } = await relayedSidecar(() => clock);
+    // Then a server on the same address that refuses every login: PostgreSQL back, but full.
+    let logins = 0;
+    const refusing = createServer((socket) => {
+      socket.on('error', () => undefined);
+      socket.once('data', () => {
+        logins++;
+        socket.end(pgError('53300', 'sorry, too many clients already'));
+      });
+    });
+    try {
       await relay.stop();
-      await issuer.close();
-      await schema.drop();
-      await dropPrefix(prefix);
+      await until(async () => failures().length === 1);
+      await new Promise<void>((listening) => refusing.listen(port, '127.0.0.1', listening));
+      await until(async () => logins >= 3);
+      assert.equal(failures().length, 1, 'a new cause within a minute of the last line is not logged yet');
+      clock += 61_000;
+      await until(async () => failures().length === 2);
+      assert.match(String(failures()[1]?.err), /too many clients/);
+      assert.doesNotMatch(String(failures()[0]?.err), /too many clients/);
+    } finally {
+      await close();
+      await new Promise((closed) => refusing.close(closed));
     }
   });
 });
+
+/** A PostgreSQL ErrorResponse message (protocol v3): severity FATAL, `code`, `message`. */
+function pgError(code: string, message: string): Buffer {
+  const fields = Buffer.from(`SFATAL\0C${code}\0M${message}\0\0`);
+  const head = Buffer.alloc(5);
+  head.write('E');
+  head.writeInt32BE(fields.length + 4, 1);
+  return Buffer.concat([head, fields]);
+}
 
 describe('a running sidecar whose Redis subscriber connection goes silent', () => {
   it('notices it without the periodic resync, reconnects and catches up on what it missed, and logs and counts it', async () => {
