@@ -18,8 +18,9 @@ export interface AnomalyDeps {
   readonly store: TokenSourceStore;
   readonly now: () => number;
   /**
-   * Raises the alarm (and revokes, if the policy says so); resolves to false when the revocation
-   * failed, so that the token's next new address raises it again rather than never.
+   * Raises the alarm (and revokes, if the policy says so); resolves to false when the durable
+   * revocation failed, so that a request already past the revocation layer (the sidecar revoked
+   * the jti locally then) raises it again rather than never.
    */
   readonly onAnomaly: (report: AnomalyReport) => Promise<boolean>;
   readonly onStoreError: (error: unknown) => void;

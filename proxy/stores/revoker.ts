@@ -90,17 +90,14 @@ export class Revoker {
     switch (request.kind) {
       case 'jti': {
         id(request.jti, 'jti');
-        // A token accepted until now was issued at most the leeway ahead of now, so it expires by
-        // this; a later expires_at would only keep the row longer.
-        const latestExp = now + MAX_TOKEN_LIFETIME_SECONDS + ACCEPTANCE_GRACE_SECONDS;
-        const expiresAt = Math.min(time(request.expiresAt ?? latestExp, 'expires_at'), latestExp);
+        const exp = request.expiresAt === undefined ? Infinity : time(request.expiresAt, 'expires_at');
         // No sidecar accepts a token this long past its exp: it would revoke nothing, and a mistyped
         // date would become a 5-minute revocation after which the live token works again. Within
         // the grace it is a token's own exp (the anomaly auto-revoke passes one) and is kept.
-        if (expiresAt + ACCEPTANCE_GRACE_SECONDS < now) {
+        if (exp + ACCEPTANCE_GRACE_SECONDS < now) {
           throw new InvalidRevocationError(`expires_at is more than ${ACCEPTANCE_GRACE_SECONDS} s in the past: no sidecar accepts a token that expired then, so it would revoke nothing; give the token's exp, or leave expires_at out`);
         }
-        return { ...base, revocation: { kind: 'jti', jti: request.jti, expiresAt: Math.max(expiresAt, now + 1) + ACCEPTANCE_GRACE_SECONDS } };
+        return { ...base, revocation: { kind: 'jti', jti: request.jti, expiresAt: jtiRevokedUntil(exp, now) } };
       }
       case 'subject':
         id(request.subject, 'subject');
@@ -118,6 +115,18 @@ export class Revoker {
       }
     }
   }
+}
+
+/**
+ * Until when a jti is kept revoked, given the token's exp (Infinity when unknown): that exp, at
+ * most the longest a token accepted now can live, plus the clock tolerance a sidecar grants past
+ * it. The durable write and the anomaly alarm's local fallback both keep a jti this long.
+ */
+export function jtiRevokedUntil(exp: number, nowSeconds: number): number {
+  // A token accepted until now was issued at most the leeway ahead of now, so it expires by this;
+  // a later exp would only keep the revocation longer.
+  const latestExp = nowSeconds + MAX_TOKEN_LIFETIME_SECONDS + ACCEPTANCE_GRACE_SECONDS;
+  return Math.max(Math.min(exp, latestExp), nowSeconds + 1) + ACCEPTANCE_GRACE_SECONDS;
 }
 
 /** Trimmed free text of 1..max characters; NUL is refused, as PostgreSQL text cannot hold it. */

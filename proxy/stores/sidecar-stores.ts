@@ -10,7 +10,7 @@ import { memoryCounters, SlidingWindowRateLimit, type RateLimitStore } from './r
 import { redisCounters } from './rate-limit-redis.js';
 import { RevocationSet } from './revocation-set.js';
 import { RevocationSync } from './revocation-sync.js';
-import { Revoker, type RevokeResult } from './revoker.js';
+import { jtiRevokedUntil, Revoker, type RevokeResult } from './revoker.js';
 import { MemoryTokenSources, RedisTokenSources, type TokenSourceStore } from './token-sources.js';
 
 /** Store options of one sidecar; see StoreOptions for the backend selection. */
@@ -28,7 +28,10 @@ export interface SidecarStores {
   readonly oneTimeIds: OneTimeIdStore;
   readonly tokenSources: TokenSourceStore;
   readonly backend: RevocationBackend;
-  /** What the sidecar does with a stolen-token alarm: audit, count, and revoke if the policy says so; false when that revocation failed. */
+  /**
+   * What the sidecar does with a stolen-token alarm: audit, count, and revoke if the policy says so;
+   * false when the durable revocation failed (this sidecar then revoked the jti locally).
+   */
   onAnomaly(report: AnomalyReport): Promise<boolean>;
   onTokenSourceStoreError(error: unknown): void;
   close(): Promise<void>;
@@ -109,7 +112,7 @@ export async function openSidecarStores(options: SidecarStoreOptions, o: Observe
   await sync.start();
   return {
     revocations, revoker, sync, rateLimits, oneTimeIds, tokenSources, backend,
-    onAnomaly: (report) => handleAnomaly(report, o, revoker),
+    onAnomaly: (report) => handleAnomaly(report, o, revoker, revocations),
     onTokenSourceStoreError: (error) => {
       metrics.storeErrors.inc({ service, store: 'token_sources', fallback: 'skip' });
       logger.debug({ event_type: 'store_failure', store: 'token_sources', err: (error as Error).message }, 'stolen-token check skipped');
@@ -149,13 +152,17 @@ export function auditRevocation(audit: Pick<AuditLog, 'event'>, result: RevokeRe
   }, 'token revoked', 'warn');
 }
 
-function handleAnomaly(report: AnomalyReport, o: Observers, revoker: Revoker): Promise<boolean> {
+/** The values of `action` on `ca_a2a_anomalous_token_usage_total` and the `anomalous_token_usage` line. */
+export const ANOMALY_ACTIONS = ['logged', 'revoked', 'already_revoked', 'revoked_locally'] as const;
+export type AnomalyAction = (typeof ANOMALY_ACTIONS)[number];
+
+function handleAnomaly(report: AnomalyReport, o: Observers, revoker: Revoker, revocations: RevocationSet): Promise<boolean> {
   const { principal } = report;
   const fields = {
     request_id: report.requestId, jti: principal.jti, subject: principal.subject, client_id: principal.clientId, source_ip: report.source,
     sources: report.sources, max_sources: report.maxSources, auto_revoke: report.autoRevoke,
   };
-  const raise = (action: 'logged' | 'revoked' | 'already_revoked' | 'revoke_failed', extra: Record<string, unknown> = {}): void => {
+  const raise = (action: AnomalyAction, extra: Record<string, unknown> = {}): void => {
     o.metrics.anomalousTokenUsage.inc({ service: o.service, action });
     o.audit.event('anomalous_token_usage', { ...fields, action, ...extra }, 'token used from more source addresses than allowed', 'warn');
   };
@@ -163,11 +170,12 @@ function handleAnomaly(report: AnomalyReport, o: Observers, revoker: Revoker): P
     raise('logged');
     return Promise.resolve(true);
   }
+  // The token was just accepted, so its exp is at most the clock tolerance (≤ 300 s) past: never
+  // refused as long past, even when the revocation starts a moment later. The revocation is kept
+  // until now + 300 s at least either way.
+  const expiresAt = Math.max(principal.expiresAt, o.now() / 1000);
   return revoker.revoke({
-    // The token was just accepted, so its exp is at most the clock tolerance (≤ 300 s) past: never
-    // refused as long past, even when the revocation starts a moment later. The revocation is kept
-    // until now + 300 s at least either way.
-    kind: 'jti', jti: principal.jti, expiresAt: Math.max(principal.expiresAt, o.now() / 1000),
+    kind: 'jti', jti: principal.jti, expiresAt,
     reason: `anomalous usage: seen from ${report.sources} source addresses (max ${report.maxSources})`,
     revokedBy: `sidecar:${o.service}`,
     requestId: report.requestId,
@@ -176,7 +184,14 @@ function handleAnomaly(report: AnomalyReport, o: Observers, revoker: Revoker): P
     raise(result.created ? 'revoked' : 'already_revoked');
     return true;
   }, (error: unknown) => {
-    raise('revoke_failed', { err: (error as Error).message });
+    // Fail closed here at least: a read-only role (the AWS stack's revocations_reader) or
+    // PostgreSQL down leaves the token valid elsewhere, but this sidecar stops honouring it, for
+    // as long as the durable path would have kept it. The set's loads only add and prune expired
+    // entries, so a resync does not drop it. Every replica that sees the token from then on finds
+    // the shared source count past the limit and does the same.
+    const until = jtiRevokedUntil(expiresAt, o.now() / 1000);
+    revocations.add({ kind: 'jti', jti: principal.jti, expiresAt: until });
+    raise('revoked_locally', { err: (error as Error).message, expires_at: new Date(until * 1000).toISOString() });
     return false;
   });
 }

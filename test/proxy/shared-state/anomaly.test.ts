@@ -4,7 +4,7 @@ import { openRevocationBackend } from '../../../proxy/stores/backends.js';
 import { Revoker } from '../../../proxy/stores/revoker.js';
 import { DOC_ID, RBAC_FILE, rpc, startHarness, writePolicy, type Harness } from '../../helpers/harness.js';
 import { startTestIssuer, type TestIssuer } from '../../helpers/test-issuer.js';
-import { createTestSchema, dropPrefix, postFrom, REDIS_URL, TcpRelay, uniquePrefix, until } from './helpers.js';
+import { answerFrom, createTestSchema, dropPrefix, postFrom, readOnlyRevocationRole, REDIS_URL, TcpRelay, uniquePrefix, until } from './helpers.js';
 
 const policy = (anomaly: string) => writePolicy(`service: anomaly-test
 rbac: ${RBAC_FILE}
@@ -138,7 +138,59 @@ describe('stolen-token detection (one jti from several source addresses)', () =>
     }
   });
 
-  it('with auto_revoke, tries again from the next new address after a revocation that failed (PostgreSQL down)', async () => {
+  it('with auto_revoke on a read-only revocations role (the AWS stack), revokes locally: the alarming sidecar refuses the token as revoked, across resyncs, and so does a second sidecar sharing Redis from its next sight of it', async () => {
+    const reader = await readOnlyRevocationRole(schema.urlFor());
+    // Resyncs every 100 ms: the local revocations must outlive many loads from PostgreSQL.
+    const stores = { redisUrl: REDIS_URL, databaseUrl: reader.readerUrl, keyPrefix: prefix, resyncIntervalMs: 100 };
+    const file = policy('{ max_sources: 3, auto_revoke: true }');
+    const first = await startHarness({ policyFile: file, issuer, sidecar: { stores } });
+    const second = await startHarness({ policyFile: file, issuer, sidecar: { stores } });
+    const owner = await openRevocationBackend({ databaseUrl: schema.urlFor() }, () => undefined);
+    try {
+      const jti = 'anomaly-read-only';
+      const exp = Math.floor(Date.now() / 1000) + 120;
+      const token = await issuer.sign({ sub: 'copied', jti, exp });
+      for (const source of ['127.0.0.2', '127.0.0.3', '127.0.0.4', '127.0.0.5']) assert.equal(await postFrom(first.sidecar.url, source, token, body), 200);
+      await until(async () => first.audit.events('anomalous_token_usage').length === 1);
+      const line = first.audit.events('anomalous_token_usage')[0];
+      assert.equal(line?.action, 'revoked_locally');
+      assert.match(String(line?.err), /may only read revocations/);
+      // Kept as the durable path keeps a jti: the token's exp plus the clock tolerance a sidecar grants.
+      assert.equal(line?.expires_at, new Date((exp + 300) * 1000).toISOString());
+      // The refusal of any revoked token, from every address, the alarm's own included.
+      for (const source of ['127.0.0.2', '127.0.0.5']) assert.deepEqual(await answerFrom(first.sidecar.url, source, token, body), { status: 401, reason: 'authn.token_revoked' });
+      assert.deepEqual([
+        await first.metric('ca_a2a_anomalous_token_usage_total', { action: 'revoked_locally' }),
+        await first.metric('ca_a2a_anomalous_token_usage_total', { action: 'revoked' }),
+        await first.metric('ca_a2a_revoked_token_refusals_total'),
+      ], [1, 0, 2]);
+      // Nothing durable: no token_revoked line, no row.
+      assert.equal(first.audit.events('token_revoked').length, 0);
+      assert.ok(!(await owner.store.active(Date.now() / 1000)).some((r) => r.kind === 'jti' && r.jti === jti));
+
+      // The source count is shared: the second sidecar's first request with the token finds it past
+      // the limit. That request is served (the alarm never holds one up); the next ones are refused.
+      assert.equal(await postFrom(second.sidecar.url, '127.0.0.2', token, body), 200);
+      await until(async () => (await answerFrom(second.sidecar.url, '127.0.0.2', token, body)).reason === 'authn.token_revoked');
+      const secondLine = second.audit.events('anomalous_token_usage')[0];
+      assert.deepEqual([secondLine?.action, secondLine?.sources, secondLine?.expires_at], ['revoked_locally', 4, line?.expires_at]);
+
+      // Another jti revoked in PostgreSQL only (no push): once a sidecar refuses it, it has reloaded
+      // since, and its local revocation still stands.
+      const other = 'anomaly-read-only-other';
+      const otherToken = await issuer.sign({ sub: 'by-hand', jti: other });
+      await new Revoker({ store: owner.store, bus: owner.bus }).revoke({ kind: 'jti', jti: other, reason: 'by hand', revokedBy: 'oncall' });
+      for (const sidecar of [first, second]) {
+        await until(async () => (await postFrom(sidecar.sidecar.url, '127.0.0.3', otherToken, body)) === 401);
+        assert.deepEqual(await answerFrom(sidecar.sidecar.url, '127.0.0.3', token, body), { status: 401, reason: 'authn.token_revoked' });
+      }
+    } finally {
+      await Promise.all([first.close(), second.close(), owner.close()]);
+      await reader.drop();
+    }
+  });
+
+  it('with auto_revoke and PostgreSQL down, revokes locally and refuses the token as revoked; once PostgreSQL is back, the next replica to see it revokes it durably', async () => {
     // PostgreSQL through a relay the test cuts once the sidecar has loaded its revocations.
     const relay = new TcpRelay(5432);
     await relay.start();
@@ -150,14 +202,17 @@ describe('stolen-token detection (one jti from several source addresses)', () =>
       for (const source of ['127.0.0.2', '127.0.0.3', '127.0.0.4']) assert.equal(await postFrom(cut.sidecar.url, source, token, body), 200);
       await relay.stop();
       assert.equal(await postFrom(cut.sidecar.url, '127.0.0.5', token, body), 200);
-      await until(async () => cut.audit.events('anomalous_token_usage').some((line) => line.action === 'revoke_failed'));
+      await until(async () => cut.audit.events('anomalous_token_usage').some((line) => line.action === 'revoked_locally'));
+      assert.deepEqual(await answerFrom(cut.sidecar.url, '127.0.0.2', token, body), { status: 401, reason: 'authn.token_revoked' });
+      assert.equal(await postFrom(watch.sidecar.url, '127.0.0.2', token, body), 200, 'local to the sidecar that raised the alarm');
       relay.port = port;
       await relay.start();
-      // Still in use from yet another address: the alarm stands and the token is revoked now.
-      assert.equal(await postFrom(cut.sidecar.url, '127.0.0.6', token, body), 200);
-      await until(async () => (await postFrom(cut.sidecar.url, '127.0.0.2', token, body)) === 401);
-      assert.deepEqual(cut.audit.events('anomalous_token_usage').map((line) => line.action), ['revoke_failed', 'revoked']);
-      assert.equal(await cut.metric('ca_a2a_anomalous_token_usage_total', { action: 'revoked' }), 1);
+      // Another replica with auto_revoke, on PostgreSQL: its alarm revokes the jti for every sidecar.
+      assert.equal(await postFrom(revoking.sidecar.url, '127.0.0.6', token, body), 200);
+      await until(async () => (await postFrom(watch.sidecar.url, '127.0.0.2', token, body)) === 401);
+      assert.deepEqual(revoking.audit.events('anomalous_token_usage').filter((line) => line.subject === 'during-outage').map((line) => line.action), ['revoked']);
+      assert.deepEqual(cut.audit.events('anomalous_token_usage').map((line) => line.action), ['revoked_locally']);
+      assert.equal(await postFrom(cut.sidecar.url, '127.0.0.2', token, body), 401);
     } finally {
       await cut.close();
       await relay.stop();

@@ -3,7 +3,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request as httpRequest } from 'node:http';
-import { createTestSchema, TcpRelay } from '../../mcp/helpers.js';
+import pg from 'pg';
+import { createTestSchema, PG_URL, TcpRelay } from '../../mcp/helpers.js';
+import { setUpRevocationDatabase } from '../../../proxy/stores/revocation-schema.js';
+import { openSqlClient } from '../../../proxy/stores/sql/sql-client.js';
 import { openRevocationBackend } from '../../../proxy/stores/backends.js';
 import { dropKeysWithPrefix } from '../../../proxy/stores/redis.js';
 import { RevocationSet } from '../../../proxy/stores/revocation-set.js';
@@ -30,7 +33,12 @@ export function sharedStores(prefix: string, databaseUrl: string, extra: Partial
 }
 
 /** POSTs a JSON body from a chosen local address (127.0.0.x), so the sidecar sees that peer. */
-export function postFrom(url: string, localAddress: string, token: string, body: unknown, headers: Record<string, string> = {}): Promise<number> {
+export async function postFrom(url: string, localAddress: string, token: string, body: unknown, headers: Record<string, string> = {}): Promise<number> {
+  return (await answerFrom(url, localAddress, token, body, headers)).status;
+}
+
+/** As {@link postFrom}, with the refusal's reason (`error.data.reason`) when there is one. */
+export function answerFrom(url: string, localAddress: string, token: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; reason: unknown }> {
   const text = JSON.stringify(body);
   return new Promise((resolve, reject) => {
     const req = httpRequest(`${url}/message`, {
@@ -39,12 +47,53 @@ export function postFrom(url: string, localAddress: string, token: string, body:
       agent: false,
       headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), authorization: `Bearer ${token}`, ...headers },
     }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () => {
+        let reason: unknown;
+        try {
+          reason = (JSON.parse(Buffer.concat(chunks).toString('utf8')) as { error?: { data?: { reason?: unknown } } }).error?.data?.reason;
+        } catch {
+          reason = undefined;
+        }
+        resolve({ status: res.statusCode ?? 0, reason });
+      });
     });
     req.on('error', reject);
     req.end(text);
   });
+}
+
+/**
+ * The shipped AWS sidecars' PostgreSQL access to a test schema: the revocation tables migrated by
+ * the owner, and a role of its own (roles are cluster-wide) granted SELECT only, as
+ * `ca-a2a revoke migrate` grants revocations_reader. `drop` removes the role (after the schema).
+ */
+export async function readOnlyRevocationRole(ownerUrl: string): Promise<{ readerUrl: string; drop(): Promise<void> }> {
+  const role = `ca_a2a_test_reader_${randomBytes(5).toString('hex')}`;
+  const url = new URL(ownerUrl);
+  url.username = role;
+  url.password = randomBytes(24).toString('hex');
+  const owner = await openSqlClient({ databaseUrl: ownerUrl, pool: { max: 1 } });
+  try {
+    await setUpRevocationDatabase(owner, { readerUrl: url.toString() });
+  } finally {
+    await owner.close();
+  }
+  return {
+    readerUrl: url.toString(),
+    async drop() {
+      const admin = new pg.Client({ connectionString: PG_URL });
+      await admin.connect();
+      try {
+        // DROP OWNED BY also revokes what was granted to the role in this database (CONNECT included).
+        await admin.query(`DROP OWNED BY ${pg.escapeIdentifier(role)}`);
+        await admin.query(`DROP ROLE ${pg.escapeIdentifier(role)}`);
+      } finally {
+        await admin.end();
+      }
+    },
+  };
 }
 
 /** Polls until `check` is true; resolves to the elapsed milliseconds (rejects after `timeoutMs`). */
