@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { createSidecarMetrics } from '../../proxy/observe/metrics.js';
+import { ANOMALY_ACTIONS } from '../../proxy/stores/sidecar-stores.js';
 
 const doc = readFileSync(new URL('../../docs/metrics.md', import.meta.url), 'utf8');
 const documented = new Map<string, { type: string; labels: string[] }>();
@@ -21,5 +22,13 @@ describe('docs/metrics.md', () => {
       assert.deepEqual(entry?.labels, labels, metric.name);
       assert.equal(entry?.type, metric.type, metric.name);
     }
+  });
+
+  it('lists every action of the stolen-token alarm, and no other', () => {
+    const row = doc.split('\n').find((line) => line.startsWith('| `ca_a2a_anomalous_token_usage_total` |')) ?? '';
+    // The values are the code spans of the description after `action`.
+    const description = row.split(' | ').at(-1) ?? '';
+    const values = [...description.split('`action`')[1]?.matchAll(/`([a-z_]+)`/g) ?? []].map((match) => match[1]);
+    assert.deepEqual(values.sort(), [...ANOMALY_ACTIONS].sort());
   });
 });
