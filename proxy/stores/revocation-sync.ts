@@ -24,7 +24,9 @@ export interface RevocationSyncOptions {
  * the sidecar is ready, pushes as they come, a reload after every bus reconnect, and a periodic
  * resync. Failure policy: until the first load succeeds the set says it is not loaded (the
  * revocation layer refuses and /ready is 503); afterwards a failing store leaves the set as it
- * was — the last known revocations keep being enforced.
+ * was — the last known revocations keep being enforced. A load adds and prunes what expired, and
+ * never removes anything else: a jti the set holds alone (the stolen-token alarm's local
+ * revocation, when the durable one failed) stays until its expiry.
  */
 export class RevocationSync {
   readonly #o: RevocationSyncOptions;
