@@ -56,7 +56,8 @@ function jsonbText(name: string, value: object): string {
  * are the same version of the row.
  */
 const LOCKED_ROW = `cur AS MATERIALIZED (
-    SELECT document_id AS cur_id, status AS cur_status, claim_count AS cur_claim_count, claimed_at AS cur_claimed_at
+    SELECT document_id AS cur_id, status AS cur_status, claim_count AS cur_claim_count, claimed_at AS cur_claimed_at,
+      updated_at AS cur_updated_at
     FROM documents WHERE document_id = $1 FOR UPDATE)`;
 
 /** What a {@link decidedWrite} statement returns: the written row when it wrote, and the locked row's status and claim (null: no such document). */

@@ -229,6 +229,33 @@ for (const mode of modes) {
       assert.ok(Date.parse(String(mine?.claimed_at)) > Date.parse(String(doc.created_at)));
     });
 
+    it('re-takes a run stalled between steps (extracted, validated) by claim with stale_after_seconds, by its last change, and leaves a live one', async () => {
+      for (const [status, result] of [['extracted', { extracted: { text: 'x' } }], ['validated', { validation: { score: 1 } }]] as const) {
+        const doc = await create();
+        await callTool(gw.url, 'documents_claim', { document_id: doc.document_id });
+        const moved = await callTool(gw.url, 'documents_update', { document_id: doc.document_id, expected_status: 'processing', status, ...result });
+        assert.equal(moved.status, 200, JSON.stringify(moved.body));
+        const live = await callTool(gw.url, 'documents_claim', { document_id: doc.document_id, stale_after_seconds: 3600 });
+        assert.equal(live.status, 409, `${status}: changed a moment ago, live`);
+        assert.equal(live.body.error?.code, 'conflict');
+        assert.equal(live.body.error?.current_status, status);
+        assert.match(String(live.body.error?.message), new RegExp(`is ${status}, expected pending\\|failed or stalled for 3600 s`));
+        const retaken = await callTool(gw.url, 'documents_claim', { document_id: doc.document_id, stale_after_seconds: 0 });
+        assert.equal(retaken.status, 200, `${status}: ${JSON.stringify(retaken.body)}`);
+        assert.deepEqual([retaken.body.status, retaken.body.claim_count], ['processing', 2]);
+      }
+    });
+
+    it('claims an archived document neither outright nor as stale', async () => {
+      const doc = await create();
+      await callTool(gw.url, 'documents_update', { document_id: doc.document_id, status: 'archived' });
+      for (const args of [{}, { stale_after_seconds: 0 }]) {
+        const r = await callTool(gw.url, 'documents_claim', { document_id: doc.document_id, ...args });
+        assert.equal(r.body.error?.code, 'conflict', JSON.stringify(args));
+        assert.equal(r.body.error?.current_status, 'archived');
+      }
+    });
+
     // The statement's subquery was run again for each row it matched, and SKIP LOCKED then skipped
     // the row just claimed and picked the next: limit 1 claimed every stalled document.
     it('re-claims no more than limit documents, and leaves the others as they were', async () => {
