@@ -2,13 +2,9 @@ import type { DocumentRecord, ListedDocument } from '../shared/documents.js';
 import { isEgressError, type EgressClient } from '../shared/egress-client.js';
 import { AgentError } from '../shared/rpc-errors.js';
 
-/**
- * Whether a document between steps has shown no progress for longer than the stale window, by the
- * orchestrator's clock against the database's timestamp: only for the two statuses whose takeover
- * the gateway cannot yet decide in its statement (see {@link claimDocument}).
- */
-function isStaleBetweenSteps(doc: ListedDocument, staleAfterSeconds: number, now = Date.now()): boolean {
-  return now - Date.parse(doc.updated_at) > staleAfterSeconds * 1000;
+/** The progress the stale window runs from, as the document was read. */
+function lastProgress(doc: ListedDocument): string {
+  return doc.status === 'processing' ? `claimed at ${doc.claimed_at ?? '?'}` : `${doc.status} at ${doc.updated_at}`;
 }
 
 function conflict(doc: ListedDocument, why: string): AgentError {
@@ -18,15 +14,15 @@ function conflict(doc: ListedDocument, why: string): AgentError {
 /**
  * Takes a document for a pipeline run, moving it to `processing` with a fresh claim. Pending and
  * failed documents are claimed outright; one in flight (processing, extracted, validated) only
- * when its holder went quiet for `staleAfterSeconds`. Each path is one conditional write, so of
- * two workers exactly one wins; the other gets `conflict`, as does one whose read of the document
- * is older than a claim made since.
+ * when its run went quiet for `staleAfterSeconds`. Each path is one conditional write, so of two
+ * workers exactly one wins; the other gets `conflict`.
  *
- * A claim in `processing` goes stale by the database's clock alone: documents_claim compares
- * `claimed_at` with the database's time in the statement that takes it, as the sweep does. The
- * orchestrator's own clock, compared with timestamps the database wrote, would refuse a stale run
- * when it runs behind. Between steps, documents_update has no such condition yet, so that check is
- * still the orchestrator's.
+ * A run in flight goes stale by the database's clock alone, as the sweep judges it: documents_claim
+ * compares `claimed_at` (in processing) or `updated_at` (between steps) with the database's time,
+ * in the statement that takes the document and on the row as it then is. The orchestrator's own
+ * clock, compared with timestamps the database wrote, would take a live run over when it runs
+ * ahead and refuse a stale one when it runs behind; and its read would miss a write the live run
+ * made since (the archivist's claim re-check), which the statement sees.
  */
 export async function claimDocument(egress: EgressClient, doc: ListedDocument, staleAfterSeconds: number): Promise<DocumentRecord> {
   try {
@@ -35,26 +31,20 @@ export async function claimDocument(egress: EgressClient, doc: ListedDocument, s
       case 'failed':
         return await egress.callTool<DocumentRecord>('documents_claim', { document_id: doc.document_id });
       case 'processing':
+      case 'extracted':
+      case 'validated':
         try {
           return await egress.callTool<DocumentRecord>('documents_claim', { document_id: doc.document_id, stale_after_seconds: staleAfterSeconds });
         } catch (error) {
           // Not stale by the database's clock, or taken on by its holder or another worker meanwhile.
-          if (isEgressError(error) && error.kind === 'remote' && error.code === 'conflict') throw conflict(doc, `is being processed (claimed at ${doc.claimed_at ?? '?'})`);
+          if (isEgressError(error) && error.kind === 'remote' && error.code === 'conflict') throw conflict(doc, `is being processed (${lastProgress(doc)})`);
           throw error;
         }
-      case 'extracted':
-      case 'validated':
-        if (!isStaleBetweenSteps(doc, staleAfterSeconds)) throw conflict(doc, `is being processed (${doc.status} at ${doc.updated_at})`);
-        // On the claim it was read under too: re-claimed since (and taken on to the same status),
-        // it is another worker's live run, no longer the stale one.
-        return await egress.callTool<DocumentRecord>('documents_update', {
-          document_id: doc.document_id, expected_status: doc.status, expected_claim_count: doc.claim_count, status: 'processing',
-        });
       default:
         throw conflict(doc, `is ${doc.status}`);
     }
   } catch (error) {
-    if (isEgressError(error) && error.kind === 'remote' && (error.code === 'conflict' || error.code === 'claim_superseded')) throw conflict(doc, 'was taken by another worker');
+    if (isEgressError(error) && error.kind === 'remote' && error.code === 'conflict') throw conflict(doc, 'was taken by another worker');
     throw error;
   }
 }

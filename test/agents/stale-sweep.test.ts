@@ -108,8 +108,8 @@ describe('the stale-claim sweep', () => {
     assert.equal(answer.result?.['status'], 'archived', JSON.stringify(answer));
   });
 
-  // It read the document stale between steps, then moved it to processing on its status alone: a
-  // sweep that had re-claimed it meanwhile and taken it on to the same status lost its live run.
+  // It reads the document stale between steps; a sweep that re-claimed it meanwhile and took it on
+  // to the same status has a live run, which the takeover must leave alone.
   it('does not let process_document take over a document re-claimed since it read it stale', async () => {
     const id = await stack.uploadSample('meeting-notes.txt', 'text/plain');
     await callTool(stack.gateway.url, 'documents_claim', { document_id: id });
@@ -121,7 +121,7 @@ describe('the stale-claim sweep', () => {
       void (async () => {
         const body = await readBody(req);
         const call = JSON.parse(body) as { tool: string; arguments: Record<string, unknown> };
-        if (!raced && call.tool === 'documents_update' && call.arguments['document_id'] === id && call.arguments['status'] === 'processing') {
+        if (!raced && call.tool === 'documents_claim' && call.arguments['document_id'] === id) {
           raced = true;
           assert.equal((await callTool(stack.gateway.url, 'documents_update', { document_id: id, expected_status: 'extracted', status: 'processing' })).status, 200);
           assert.equal((await callTool(stack.gateway.url, 'documents_update', { document_id: id, expected_status: 'processing', status: 'extracted' })).status, 200);

@@ -17,6 +17,8 @@ export interface RpcAnswer {
 export interface AgentStack {
   readonly gateway: McpGateway;
   readonly agents: Map<AgentName, RunningAgent>;
+  /** The gateway's PostgreSQL (its own schema) when started with `postgres`, for a test to set up rows. */
+  readonly databaseUrl: string | undefined;
   /** POSTs JSON-RPC straight to an agent's /message, as its sidecar would (identity headers set). */
   call(service: AgentName, method: string, params: unknown, clientId?: string): Promise<RpcAnswer>;
   /** upload_document of a file of examples/documents/. */
@@ -95,6 +97,7 @@ export async function startAgentStack(options: {
   return {
     gateway,
     agents,
+    databaseUrl: schema?.urlFor(),
     call,
     async uploadSample(filename, contentType) {
       const bytes = await readFile(new URL(filename, SAMPLES_DIR));
