@@ -12,6 +12,7 @@ import {
   wrap,
 } from 'cockatiel';
 import type { IPolicy } from 'cockatiel';
+import { setMaxListeners } from 'node:events';
 import type { Logger } from 'pino';
 import { ToolError } from './errors.js';
 import type { GatewayMetrics } from './metrics.js';
@@ -66,6 +67,10 @@ export interface ResilientBackend {
    */
   run<T>(fn: (signal: AbortSignal) => Promise<T>, options?: RunOptions): Promise<T>;
   state(): BreakerStateName;
+  /**
+   * Stops the backend: the tries still running are given up (their signal aborted, their timers
+   * cleared) and none is started after, each such call refused with backend_unavailable.
+   */
   dispose(): void;
 }
 
@@ -107,6 +112,15 @@ export function createResilientBackend(
   };
   const defaultTimeoutMs = options.timeoutMs ?? 10_000;
   const listeners: { dispose(): void }[] = [];
+  // Aborted by dispose(), once the gateway's connections are closed and nobody waits for an answer.
+  // A try running then (a bucket that went silent) would otherwise hold the stopping process for
+  // its bound, up to an hour for an upload, by its timer and its socket, and a try cut off when the
+  // bucket client closes would be tried again on a new connection. Each try's timeout derives from it.
+  const stopping = new AbortController();
+  // One listener per try in flight, however many: no leak warning past Node's default of 10.
+  setMaxListeners(0, stopping.signal);
+  const stopped = () =>
+    new ToolError('backend_unavailable', `the gateway is stopping; ${name} calls are no longer taken`, { backend: name, retry_after_seconds: 1 });
   // One timeout policy per bound, each with its own chains, built on first use.
   const byTimeout = new Map<number, { perAttempt: IPolicy; chains: WeakMap<RetryTest, IPolicy> }>();
   const policyFor = (retryOn: RetryTest = ANY_TRANSIENT, timeoutMs = defaultTimeoutMs): IPolicy => {
@@ -148,8 +162,11 @@ export function createResilientBackend(
   return {
     name,
     async run<T>(fn: (signal: AbortSignal) => Promise<T>, runOptions: RunOptions = {}): Promise<T> {
+      if (stopping.signal.aborted) throw stopped();
       try {
         return await policyFor(runOptions.retryOn, runOptions.timeoutMs).execute(async ({ signal }) => {
+          // A retry whose backoff ended after the stop.
+          signal.throwIfAborted();
           try {
             const result = await fn(signal);
             if (!signal.aborted) metrics.backendAttempts.inc({ backend: name, result: 'ok' });
@@ -158,8 +175,9 @@ export function createResilientBackend(
             if (!signal.aborted) metrics.backendAttempts.inc({ backend: name, result: transient(err) ? 'transient' : 'permanent' });
             throw err;
           }
-        });
+        }, stopping.signal);
       } catch (err) {
+        if (stopping.signal.aborted) throw stopped();
         if (isBrokenCircuitError(err)) {
           metrics.breakerRejections.inc({ backend: name });
           const retryAfter = Math.max(1, Math.ceil((openedAt + halfOpenAfter - Date.now()) / 1000));
@@ -182,6 +200,7 @@ export function createResilientBackend(
     state: () => STATE_NAMES[breaker.state],
     dispose() {
       for (const l of listeners) l.dispose();
+      stopping.abort();
     },
   };
 }

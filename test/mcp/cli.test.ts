@@ -4,6 +4,7 @@ import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { describe, it } from 'node:test';
@@ -93,6 +94,51 @@ describe('ca-a2a mcp-gateway command', () => {
     }
   });
 
+  // Its tries' timers and sockets held the process for the try's bound (here an hour) once the
+  // connections were closed, and a try cut off by the closed bucket client was sent again.
+  it('exits 0 on SIGTERM with an upload still running on a bucket that never answers, and sends it no other try', async (t) => {
+    const dataDir = await tempDir();
+    const requests: Socket[] = [];
+    let requested: () => void;
+    const firstRequest = new Promise<void>((ok) => (requested = ok));
+    const silent = createServer((socket) => {
+      socket.on('error', () => undefined);
+      socket.once('data', () => {
+        requests.push(socket);
+        requested();
+      });
+    });
+    await new Promise<void>((ok) => silent.listen(0, '127.0.0.1', ok));
+    const endpoint = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
+    const gateway = await gatewayProcess(dataDir, {
+      env: { CA_A2A_S3_BUCKET: 'documents', CA_A2A_S3_ENDPOINT: endpoint, AWS_ACCESS_KEY_ID: 'test', AWS_SECRET_ACCESS_KEY: 'test' },
+      args: ['--s3-upload-timeout-seconds', '3600'],
+    });
+    // Also when the test times out waiting for the exit: left alive, the child would hold this run.
+    t.after(() => gateway.child.kill('SIGKILL'));
+    try {
+      const caller = new AbortController();
+      const upload = fetch(`${gateway.url}/call_tool`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-ca-a2a-client-id': 'admin' },
+        body: JSON.stringify({ tool: 's3_put_object', arguments: { key: 'uploads/silent.txt', content_base64: Buffer.from('hello').toString('base64'), content_type: 'text/plain' } }),
+        signal: caller.signal,
+      });
+      upload.catch(() => undefined);
+      await firstRequest;
+      // The caller gone, nothing is in flight for the drain to wait for: only the try runs on.
+      caller.abort();
+      gateway.child.kill('SIGTERM');
+      assert.equal(await gateway.exited, 0);
+      assert.equal(requests.length, 1, 'no try after the stop');
+      assert.equal(gateway.lines.at(-1)?.event_type, 'mcp_gateway_stopped');
+    } finally {
+      for (const socket of requests) socket.destroy();
+      silent.close();
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+
   it('refuses an embedded database another process holds, and takes over one whose holder died', async () => {
     const dataDir = await tempDir();
     const gateway = await gatewayProcess(dataDir);
@@ -176,11 +222,14 @@ function openRefusal(dir: string): Promise<string> {
   }, (error: Error) => error.message);
 }
 
-/** `ca-a2a mcp-gateway` on PGlite in dataDir, once it has logged its URL; `lines` keeps every line of its stdout. */
-async function gatewayProcess(dataDir: string): Promise<{ child: ChildProcess; url: string; exited: Promise<number | null>; lines: LogLine[] }> {
+/**
+ * `ca-a2a mcp-gateway` on PGlite in dataDir (its local bucket unless `env` names one, and `args`
+ * added), once it has logged its URL; `lines` keeps every line of its stdout.
+ */
+async function gatewayProcess(dataDir: string, more: { env?: Record<string, string>; args?: string[] } = {}): Promise<{ child: ChildProcess; url: string; exited: Promise<number | null>; lines: LogLine[] }> {
   const script = "import { mcpGatewayCommand } from './mcp/cli.ts'; process.exitCode = await mcpGatewayCommand(process.argv.slice(1));";
-  const env = { ...process.env, DATABASE_URL: '', CA_A2A_S3_BUCKET: '' };
-  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script, '--', '--listen', '127.0.0.1:0', '--data-dir', dataDir], {
+  const env = { ...process.env, DATABASE_URL: '', CA_A2A_S3_BUCKET: '', ...more.env };
+  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script, '--', '--listen', '127.0.0.1:0', '--data-dir', dataDir, ...(more.args ?? [])], {
     cwd: new URL('../../', import.meta.url),
     env,
     stdio: ['ignore', 'pipe', 'inherit'],

@@ -2,10 +2,12 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { setImmediate, setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { startMcpGateway } from '../../mcp/gateway.js';
 import type { McpGateway } from '../../mcp/gateway.js';
+import { createGatewayMetrics } from '../../mcp/metrics.js';
+import { createResilientBackend } from '../../mcp/resilience.js';
 import { PG_URL, TcpRelay, callTool, captureLogger, createTestSchema, metricValue, tempDir, waitingOnLock } from './helpers.js';
 
 const HALF_OPEN_MS = 300;
@@ -220,5 +222,36 @@ describe('PostgreSQL pool exhausted by a statement waiting on a lock', () => {
     assert.equal(line?.err_message, 'timeout exceeded when trying to connect', JSON.stringify(line));
     await holder.query('ROLLBACK');
     assert.equal((await blocked).status, 200);
+  });
+});
+
+describe('a backend being stopped (dispose)', () => {
+  it('gives up the tries still running (their signals aborted, none tried again), refuses later calls backend_unavailable, and warns of no listener leak', async () => {
+    const metrics = createGatewayMetrics(() => ({ total: 0, idle: 0, waiting: 0 }));
+    const backend = createResilientBackend('s3', () => true, { timeoutMs: 600_000 }, metrics, captureLogger().logger);
+    const warnings: string[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning.name);
+    process.on('warning', onWarning);
+    try {
+      // More than Node's default of 10 listeners on one signal.
+      const signals: AbortSignal[] = [];
+      const calls = Array.from({ length: 20 }, () => backend.run((signal) => {
+        signals.push(signal);
+        return new Promise<never>(() => undefined);
+      }));
+      while (signals.length < calls.length) await setImmediate();
+      backend.dispose();
+      const stopping = { code: 'backend_unavailable', message: 'the gateway is stopping; s3 calls are no longer taken', details: { backend: 's3', retry_after_seconds: 1 } };
+      for (const call of calls) await assert.rejects(call, stopping);
+      assert.equal(signals.length, calls.length, 'no try after the stop');
+      assert.ok(signals.every((signal) => signal.aborted));
+      let ran = false;
+      await assert.rejects(backend.run(async () => (ran = true)), stopping);
+      assert.equal(ran, false);
+      await setImmediate();
+      assert.deepEqual(warnings, []);
+    } finally {
+      process.off('warning', onWarning);
+    }
   });
 });
