@@ -167,21 +167,19 @@ export async function createDiskStore(dir: string, options: DiskStoreOptions = {
     return true;
   }
 
-  async function head(key: string): Promise<ObjectHead | undefined> {
-    const name = fileName(key);
-    try {
-      return await readHeaderOf(dir, name);
-    } catch (err) {
-      unreadable(err, 'head', name);
-      throw err;
-    }
-  }
-
   return {
     kind: 'disk',
     // Local disk has no transient failures worth retrying; every error is reported as is.
     isTransient: () => false,
-    head,
+    async exists(key) {
+      const name = fileName(key);
+      try {
+        return (await readHeaderOf(dir, name)) !== undefined;
+      } catch (err) {
+        unreadable(err, 'head', name);
+        throw err;
+      }
+    },
     async list(prefix, limit, continuation) {
       // Keys compare as UTF-8 bytes, the order S3 lists in; JavaScript's < compares UTF-16 units,
       // which puts U+E000..U+FFFF after the characters beyond U+FFFF.

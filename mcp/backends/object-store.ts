@@ -29,8 +29,11 @@ export interface ObjectPage {
 export interface ObjectStore {
   readonly kind: 's3' | 'disk';
   list(prefix: string, limit: number, continuation: string | undefined, signal: AbortSignal): Promise<ObjectPage>;
-  /** undefined when the key does not exist. */
-  head(key: string, signal: AbortSignal): Promise<ObjectHead | undefined>;
+  /**
+   * Whether the key names an object. Only that: a HEAD answer need not state a size (a chunked
+   * answer has none), and no caller needs one.
+   */
+  exists(key: string, signal: AbortSignal): Promise<boolean>;
   /**
    * Opens an object for reading: its metadata and a stream of its bytes, which the caller must
    * consume or destroy. undefined when the key does not exist; an object over `maxBytes` is

@@ -90,26 +90,18 @@ export function createS3Store(options: S3StoreOptions): ObjectStore {
   });
   const Bucket = options.bucket;
 
-  async function head(key: string, signal: AbortSignal): Promise<ObjectHead | undefined> {
-    try {
-      const res = await client.send(new HeadObjectCommand({ Bucket, Key: key }), { abortSignal: signal });
-      return {
-        key,
-        size: res.ContentLength ?? 0,
-        content_type: res.ContentType ?? 'application/octet-stream',
-        last_modified: (res.LastModified ?? new Date(0)).toISOString(),
-        etag: res.ETag ?? '',
-      };
-    } catch (err) {
-      if (isNotFound(err)) return undefined;
-      throw err;
-    }
-  }
-
   return {
     kind: 's3',
     isTransient: isS3Transient,
-    head,
+    async exists(key, signal) {
+      try {
+        await client.send(new HeadObjectCommand({ Bucket, Key: key }), { abortSignal: signal });
+        return true;
+      } catch (err) {
+        if (isNotFound(err)) return false;
+        throw err;
+      }
+    },
     async list(prefix, limit, continuation, signal) {
       // ListObjects (v1) with Marker = the last key of the previous page: the continuation then has
       // the same form on S3 and on the local-disk bucket, and works on S3-compatible servers whose

@@ -132,13 +132,10 @@ export const S3_TOOLS: ToolFamily = {
       const k = normaliseKey((args as unknown as KeyArgs).key, deps.keys);
       // An object the bucket cannot read still exists: deleting it is how it is cleared.
       const existing = await guarded(deps, (signal) =>
-        deps.store.head(k, signal).then(
-          (h) => h !== undefined,
-          (err: unknown) => {
-            if (errorCode(err) === 'OBJECT_UNREADABLE') return true;
-            throw err;
-          },
-        ),
+        deps.store.exists(k, signal).catch((err: unknown) => {
+          if (errorCode(err) === 'OBJECT_UNREADABLE') return true;
+          throw err;
+        }),
       );
       if (!existing) throw new ToolError('not_found', `no object ${k}`);
       await guarded(deps, (signal) => deps.store.delete(k, signal));
