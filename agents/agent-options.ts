@@ -4,8 +4,8 @@ import { DEFAULT_MAX_DOCUMENTS } from './shared/document-slots.js';
 import { DEFAULT_STALE_AFTER_SECONDS, DEFAULT_SWEEP_INTERVAL_MS, type OrchestratorOptions } from './orchestrator/orchestrator.js';
 import { DEFAULT_BUSY_RETRY } from './orchestrator/step-call.js';
 import { DEFAULT_SWEEP_BATCH } from './orchestrator/sweep.js';
-import { DEFAULT_RETRY } from './shared/egress-client.js';
-import type { AgentName } from './registry.js';
+import { DEFAULT_RETRY, DEFAULT_TOOL_TIMEOUT_MS } from './shared/egress-client.js';
+import { AGENT_NAMES, type AgentName } from './registry.js';
 
 /** A whole-number setting of `ca-a2a agent`, for some agents only. */
 interface NumberSetting {
@@ -16,8 +16,8 @@ interface NumberSetting {
   /** What the usage line calls the value. */
   readonly unit: 'N' | 'SECONDS';
   readonly help: string;
-  /** Why the flag makes no sense on another agent. */
-  readonly elsewhere: (agent: AgentName) => string;
+  /** Why the flag makes no sense on another agent; none for a setting of every agent. */
+  readonly elsewhere?: (agent: AgentName) => string;
 }
 
 /**
@@ -26,6 +26,10 @@ interface NumberSetting {
  * set for every agent of a deployment and is read only by the agents it names.
  */
 export const NUMBER_SETTINGS = {
+  'tool-timeout-seconds': {
+    variable: 'CA_A2A_TOOL_TIMEOUT_SECONDS', agents: AGENT_NAMES, min: 1, max: 86_400, unit: 'SECONDS',
+    help: `every agent: how long one MCP tool call may take, its answer read whole, before the agent gives up on it (default ${DEFAULT_TOOL_TIMEOUT_MS / 1000}); for uploads past 30 s raise it with the gateway's --s3-upload-timeout-seconds and the sidecars' timeouts`,
+  },
   'max-pdfs': {
     variable: 'CA_A2A_MAX_PDFS', agents: ['extractor'], min: 1, max: 999_999, unit: 'N',
     help: `extractor only: PDFs held at once, waiting for the reader or being read (default ${DEFAULT_MAX_PDFS}); past it extract_document answers busy`,
@@ -105,7 +109,7 @@ export function readNumberSettings(agent: AgentName, given: Partial<Record<Numbe
     const option = flagOrEnv(`--${flag}`, given[flag], setting.variable, env);
     if (option === undefined) continue;
     if (!setting.agents.includes(agent)) {
-      if (option.name.startsWith('--')) return { error: setting.elsewhere(agent) };
+      if (option.name.startsWith('--')) return { error: setting.elsewhere?.(agent) ?? `--${flag} is not ${agent}'s` };
       continue;
     }
     const value = /^\d{1,9}$/.test(option.value) ? Number(option.value) : NaN;

@@ -90,6 +90,7 @@ export async function agentCommand(argv: string[]): Promise<number> {
     // the agent), each line dropped counted in its metrics.
     agent = await startAgent(name, {
       ...listen, egressUrl: egress.value, publicUrl: publicUrl?.value, issuer: issuer?.value,
+      toolTimeoutMs: settings['tool-timeout-seconds'] === undefined ? undefined : settings['tool-timeout-seconds'] * 1000,
       orchestrator: orchestrator?.options,
       extractor: { maxPdfs: settings['max-pdfs'], maxDocuments: settings['max-documents'] },
       validator: { maxDocuments: settings['max-documents'] },

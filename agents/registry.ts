@@ -4,7 +4,7 @@ import { extractorHandlers, type ExtractorOptions } from './extractor/extractor.
 import { createOrchestrator, type OrchestratorOptions } from './orchestrator/orchestrator.js';
 import type { PipelineOutcome } from './orchestrator/pipeline.js';
 import { serveAgent } from './shared/agent-server.js';
-import { createEgressClient, type EgressClient } from './shared/egress-client.js';
+import { createEgressClient, DEFAULT_TOOL_TIMEOUT_MS, type EgressClient } from './shared/egress-client.js';
 import type { MethodHandler } from './shared/jsonrpc-server.js';
 import { DEFAULT_MAX_DOCUMENTS, type DocumentHolderOptions } from './shared/document-slots.js';
 import { DEFAULT_MAX_PDFS } from './extractor/pdf-admission.js';
@@ -45,6 +45,8 @@ export interface StartAgentOptions {
   /** The sidecar's `/message` URL, advertised in the agent card; a function is read per request. */
   readonly publicUrl?: string | (() => string | undefined);
   readonly issuer?: string;
+  /** How long one try of an MCP tool call may take, its answer read whole (default {@link DEFAULT_TOOL_TIMEOUT_MS}). */
+  readonly toolTimeoutMs?: number;
   /** Orchestrator only: stale window, sweep period, step retries. */
   readonly orchestrator?: Omit<OrchestratorOptions, 'egress' | 'logger' | 'onRunFinished'>;
   /** Extractor only: how many PDFs, and how many other documents, it holds at once. */
@@ -96,7 +98,8 @@ export async function startAgent(name: AgentName, opts: StartAgentOptions): Prom
   // Made first so that its counter can count the lines dropped from the start.
   const metrics = createAgentMetrics(name);
   const logger = opts.logger ?? createLogger({ service: name, onDrop: () => metrics.logLinesDropped.inc() });
-  const egress = createEgressClient({ baseUrl: opts.egressUrl });
+  const toolTimeoutMs = opts.toolTimeoutMs ?? DEFAULT_TOOL_TIMEOUT_MS;
+  const egress = createEgressClient({ baseUrl: opts.egressUrl, toolTimeoutMs });
   const orchestrator = name === 'orchestrator' ? createOrchestrator({
     egress, logger, ...opts.orchestrator,
     onRunFinished: (outcome, trigger) => metrics.pipelineRuns.inc({ outcome: outcome.status, trigger }),
@@ -112,7 +115,8 @@ export async function startAgent(name: AgentName, opts: StartAgentOptions): Prom
     orchestrator?.close();
     throw error;
   }
-  logger.info({ event_type: 'agent_started', agent: name, url: server.url, settings: orchestrator?.settings ?? boundsOf(name as Exclude<AgentName, 'orchestrator'>, opts) }, 'agent listening');
+  const settings = { ...(orchestrator?.settings ?? boundsOf(name as Exclude<AgentName, 'orchestrator'>, opts)), tool_timeout_seconds: toolTimeoutMs / 1000 };
+  logger.info({ event_type: 'agent_started', agent: name, url: server.url, settings }, 'agent listening');
   return {
     name,
     url: server.url,

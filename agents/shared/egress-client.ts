@@ -132,6 +132,13 @@ function withMessage(error: EgressError, message: string): EgressError {
   return new EgressError(error.kind, error.status, error.code, message, error.data);
 }
 
+/**
+ * How long one try of an MCP tool call may take, its answer read whole, unless told otherwise: the
+ * sidecars' own bounds (`egress.timeout_ms`, `limits.upstream_timeout_ms`) and the gateway's upload
+ * bound are 30 s by default too.
+ */
+export const DEFAULT_TOOL_TIMEOUT_MS = 30_000;
+
 /** Options of {@link createEgressClient}. */
 export interface EgressClientOptions {
   /**
@@ -139,6 +146,7 @@ export interface EgressClientOptions {
    * is read per call: `ca-a2a up` on port 0 learns the sidecar's port after the agent started.
    */
   readonly baseUrl: string | (() => string);
+  /** How long one try of a tool call may take, its answer read whole (default {@link DEFAULT_TOOL_TIMEOUT_MS}). */
   readonly toolTimeoutMs?: number;
   readonly callTimeoutMs?: number;
   /** Retries of read-only tool calls whose hop failed (default {@link DEFAULT_TOOL_RETRY}). */
@@ -262,7 +270,7 @@ function sidecarRefusal({ status, json, retryAfter }: Answer): EgressError | und
 /** Creates the egress client of one agent. */
 export function createEgressClient(opts: EgressClientOptions): EgressClient {
   const base = (): string => (typeof opts.baseUrl === 'string' ? opts.baseUrl : opts.baseUrl()).replace(/\/+$/, '');
-  const toolTimeout = opts.toolTimeoutMs ?? 30_000;
+  const toolTimeout = opts.toolTimeoutMs ?? DEFAULT_TOOL_TIMEOUT_MS;
   const callTimeout = opts.callTimeoutMs ?? 120_000;
   const toolRetry = opts.toolRetry ?? DEFAULT_TOOL_RETRY;
   const rateLimitRetry = opts.rateLimitRetry ?? DEFAULT_RATE_LIMIT_RETRY;

@@ -20,7 +20,7 @@ describe('the agent test helpers', () => {
     const agent = await startAgentProcess(['validator', '--listen', '127.0.0.1:0', '--egress', 'http://127.0.0.1:9']);
     try {
       assert.equal((await fetch(`${agent.url}/health`)).status, 200);
-      assert.deepEqual(agent.settings, { max_documents: 8 });
+      assert.deepEqual(agent.settings, { max_documents: 8, tool_timeout_seconds: 30 });
     } finally {
       agent.child.kill('SIGKILL');
     }

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createInterface } from 'node:readline';
 import { after, before, describe, it } from 'node:test';
@@ -173,7 +175,7 @@ describe('ca-a2a agent orchestrator settings', () => {
         CA_A2A_STEP_ATTEMPTS: '2', CA_A2A_BUSY_WAIT_SECONDS: '0', CA_A2A_SWEEP_BATCH: '3',
       });
       child = agent.child;
-      assert.deepEqual(agent.settings, { stale_after_seconds: 1, sweep_interval_seconds: 1, sweep_batch: 3, step_attempts: 2, busy_wait_seconds: 0 });
+      assert.deepEqual(agent.settings, { stale_after_seconds: 1, sweep_interval_seconds: 1, sweep_batch: 3, step_attempts: 2, busy_wait_seconds: 0, tool_timeout_seconds: 30 });
       // No call asks for a sweep: only the timer of one second can take it over (the default is 30 s, of 120 s stale).
       while ((await callTool(stack.gateway.url, 'documents_get', { document_id: id })).body['status'] !== 'archived') await sleep(100);
       assert.equal((await callTool(stack.gateway.url, 'documents_get', { document_id: id })).body['claim_count'], 2);
@@ -186,9 +188,50 @@ describe('ca-a2a agent orchestrator settings', () => {
   it('starts with the defaults when given nothing, a busy wait of at most a quarter of a short stale window', async () => {
     const defaults = await startAgentProcess(['orchestrator', '--listen', '127.0.0.1:0', '--egress', 'http://127.0.0.1:9']);
     defaults.child.kill('SIGKILL');
-    assert.deepEqual(defaults.settings, { stale_after_seconds: 120, sweep_interval_seconds: 30, sweep_batch: 10, step_attempts: 4, busy_wait_seconds: 30 });
+    assert.deepEqual(defaults.settings, { stale_after_seconds: 120, sweep_interval_seconds: 30, sweep_batch: 10, step_attempts: 4, busy_wait_seconds: 30, tool_timeout_seconds: 30 });
     const short = await startAgentProcess(['orchestrator', '--listen', '127.0.0.1:0', '--egress', 'http://127.0.0.1:9'], { CA_A2A_STALE_AFTER_SECONDS: '20' });
     short.child.kill('SIGKILL');
-    assert.deepEqual(short.settings, { stale_after_seconds: 20, sweep_interval_seconds: 30, sweep_batch: 10, step_attempts: 4, busy_wait_seconds: 5 });
+    assert.deepEqual(short.settings, { stale_after_seconds: 20, sweep_interval_seconds: 30, sweep_batch: 10, step_attempts: 4, busy_wait_seconds: 5, tool_timeout_seconds: 30 });
+  });
+});
+
+describe('ca-a2a agent --tool-timeout-seconds', () => {
+  it('refuses a timeout that is not a whole number of seconds from 1 to 86400, from the flag or the variable', async () => {
+    const egress = ['--egress', 'http://127.0.0.1:9'];
+    const refusal = (message: string) => ({ code: 2, stderr: `ca-a2a agent: ${message}\n` });
+    assert.deepEqual(await agentExit(['archivist', ...egress, '--tool-timeout-seconds', '0']), refusal("--tool-timeout-seconds must be a whole number from 1 to 86400, not '0'"));
+    assert.deepEqual(await agentExit(['orchestrator', ...egress], { CA_A2A_TOOL_TIMEOUT_SECONDS: '1.5' }), refusal("CA_A2A_TOOL_TIMEOUT_SECONDS must be a whole number from 1 to 86400, not '1.5'"));
+    assert.deepEqual(await agentExit(['extractor', ...egress, '--tool-timeout-seconds', '86401']), refusal("--tool-timeout-seconds must be a whole number from 1 to 86400, not '86401'"));
+  });
+
+  it('gives up a tool call that outlasts it: its start line says the timeout, and each try is closed by the agent, then answered dependency_failed', async () => {
+    // A gateway, as the agent's sidecar would pass it on, that never answers a tool call.
+    const tries: Promise<unknown>[] = [];
+    const silent = createServer((req) => {
+      if (req.url === '/mcp/call_tool') tries.push(once(req.socket, 'close'));
+    });
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    let child: ChildProcess | undefined;
+    try {
+      const agent = await startAgentProcess(['archivist', '--listen', '127.0.0.1:0', '--egress', `http://127.0.0.1:${(silent.address() as AddressInfo).port}`, '--tool-timeout-seconds', '1']);
+      child = agent.child;
+      assert.deepEqual(agent.settings, { max_documents: 8, tool_timeout_seconds: 1 });
+      const res = await fetch(`${agent.url}/message`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-ca-a2a-client-id': 'admin', 'x-ca-a2a-roles': 'admin', 'x-ca-a2a-request-id': 'req-tool-timeout' },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'get_document', params: { document_id: '00000000-0000-4000-8000-000000000000' } }),
+      });
+      const answer = (await res.json()) as { error?: { message: string; data?: Record<string, unknown> } };
+      assert.equal(answer.error?.data?.['reason'], 'dependency_failed', JSON.stringify(answer));
+      assert.equal(answer.error?.data?.['dependency_reason'], 'unreachable');
+      assert.match(String(answer.error?.message), /TimeoutError/);
+      // documents_get is read-only: asked 3 times, each given up by the agent.
+      assert.equal(tries.length, 3);
+      await Promise.all(tries);
+    } finally {
+      child?.kill('SIGKILL');
+      silent.closeAllConnections();
+      silent.close();
+    }
   });
 });
