@@ -2,12 +2,14 @@ import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { callTool, captureLogger } from '../mcp/helpers.js';
 import { startAgentStack, type AgentStack, type RpcAnswer } from './helpers/agent-stack.js';
 
-// A one-second stale window: long enough for a live step, short enough to wait out in a test.
-const STALE_SECONDS = 1;
+// Long enough that nothing a test does in between ages a row past it, however loaded the machine:
+// a claim or a run is made stale by moving its timestamps back an hour in the database, never by
+// waiting (stack.ageDocuments).
+const STALE_SECONDS = 60;
 
 describe('the stale-claim sweep', () => {
   let stack: AgentStack;
@@ -26,7 +28,7 @@ describe('the stale-claim sweep', () => {
     assert.equal((await callTool(stack.gateway.url, 'documents_claim', { document_id: id })).status, 200);
     const early = await stack.call('orchestrator', 'process_document', { document_id: id }, 'lambda');
     assert.equal(early.error?.data?.['reason'], 'conflict', 'a fresh claim is respected');
-    await sleep(STALE_SECONDS * 1000 + 200);
+    await stack.ageDocuments(id);
     const outcomes = await stack.agents.get('orchestrator')?.sweep();
     assert.equal(outcomes?.[id]?.status, 'archived');
     assert.equal(await statusOf(id), 'archived');
@@ -39,7 +41,7 @@ describe('the stale-claim sweep', () => {
     await callTool(stack.gateway.url, 'documents_claim', { document_id: id });
     const extracted = await stack.call('extractor', 'extract_document', { document_id: id }, 'orchestrator');
     assert.equal(extracted.result?.['status'], 'extracted');
-    await sleep(STALE_SECONDS * 1000 + 200);
+    await stack.ageDocuments(id);
     const outcomes = await stack.agents.get('orchestrator')?.sweep();
     assert.equal(outcomes?.[id]?.status, 'archived');
   });
@@ -49,7 +51,7 @@ describe('the stale-claim sweep', () => {
   it('claims each stalled document only as its run starts, not the whole batch up front', async () => {
     const ids = [await stack.uploadSample('meeting-notes.txt', 'text/plain'), await stack.uploadSample('meeting-notes.txt', 'text/plain')];
     for (const id of ids) assert.equal((await callTool(stack.gateway.url, 'documents_claim', { document_id: id })).status, 200);
-    await sleep(STALE_SECONDS * 1000 + 200);
+    await stack.ageDocuments(...ids);
     const real = String(stack.agents.get('extractor')?.url);
     const othersDuringFirstRun: unknown[] = [];
     const standIn = createServer((req, res) => {
@@ -90,11 +92,9 @@ describe('the stale-claim sweep', () => {
     for (let i = 0; i < 10; i++) live.push(await stack.uploadSample('meeting-notes.txt', 'text/plain'));
     const stalled = await stack.uploadSample('meeting-notes.txt', 'text/plain');
     await moveToExtracted(stalled);
-    await sleep(STALE_SECONDS * 1000 + 200);
+    await stack.ageDocuments(stalled);
     for (const id of live) await moveToExtracted(id);
-    // The sweep's own call (agents/orchestrator/sweep.ts claimStale). A whole sweep runs the stalled
-    // document's three steps, which can outlast the 1 s stale window on a loaded machine, and then
-    // rightly takes the live runs that went stale meanwhile: its pick is what is checked here.
+    // The sweep's own call (agents/orchestrator/sweep.ts claimStale): its pick is what is checked here.
     const claimed = await callTool(stack.gateway.url, 'documents_claim_stale', { older_than_seconds: STALE_SECONDS, limit: 1 });
     assert.deepEqual((claimed.body['documents'] as { document_id: string }[]).map((doc) => doc.document_id), [stalled]);
     for (const id of live) assert.equal(await statusOf(id), 'extracted', 'a live run is left alone');
@@ -103,7 +103,7 @@ describe('the stale-claim sweep', () => {
   it('lets process_document take over a stale run itself', async () => {
     const id = await stack.uploadSample('invoice-2024-001.pdf', 'application/pdf');
     await callTool(stack.gateway.url, 'documents_claim', { document_id: id });
-    await sleep(STALE_SECONDS * 1000 + 200);
+    await stack.ageDocuments(id);
     const answer = await stack.call('orchestrator', 'process_document', { document_id: id }, 'lambda');
     assert.equal(answer.result?.['status'], 'archived', JSON.stringify(answer));
   });
@@ -114,7 +114,7 @@ describe('the stale-claim sweep', () => {
     const id = await stack.uploadSample('meeting-notes.txt', 'text/plain');
     await callTool(stack.gateway.url, 'documents_claim', { document_id: id });
     assert.equal((await stack.call('extractor', 'extract_document', { document_id: id }, 'orchestrator')).result?.['status'], 'extracted');
-    await sleep(STALE_SECONDS * 1000 + 200);
+    await stack.ageDocuments(id);
     // Just before the orchestrator's claim lands, another worker re-claims the document and extracts it again.
     let raced = false;
     const gatewayStandIn = createServer((req, res) => {
@@ -346,7 +346,7 @@ describe('the stale sweep with a batch set (--sweep-batch)', () => {
       assert.equal((await callTool(stack.gateway.url, 'documents_claim', { document_id: id })).status, 200);
       ids.push(id);
     }
-    await sleep(STALE_SECONDS * 1000 + 200);
+    await stack.ageDocuments(...ids);
     const first = await stack.agents.get('orchestrator')?.sweep();
     assert.equal(Object.keys(first ?? {}).length, 2, JSON.stringify(first));
     const second = await stack.agents.get('orchestrator')?.sweep();

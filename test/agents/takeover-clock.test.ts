@@ -1,13 +1,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
-import pg from 'pg';
 import { callTool } from '../mcp/helpers.js';
 import type { AgentStack, RpcAnswer } from './helpers/agent-stack.js';
 import { startAgentStack } from './helpers/agent-stack.js';
 import { startGatewayStandIn } from './helpers/gateway-stand-in.js';
 
-const STALE_SECONDS = 1;
+// Long enough that nothing a test does in between ages a row past it, however loaded the machine:
+// a claim or a run is made stale by moving its timestamps back an hour in the database, never by
+// waiting (stack.ageDocuments).
+const WINDOW_SECONDS = 60;
 const HOUR_MS = 3_600_000;
 
 /**
@@ -39,7 +40,7 @@ async function processWithSkew(stack: AgentStack, id: string, skewMs: number, me
 describe('process_document takes over a stale claim by the database\'s clock (PostgreSQL)', () => {
   let stack: AgentStack;
   before(async () => {
-    stack = await startAgentStack({ postgres: true, orchestrator: { staleAfterSeconds: STALE_SECONDS } });
+    stack = await startAgentStack({ postgres: true, orchestrator: { staleAfterSeconds: WINDOW_SECONDS } });
   });
   after(async () => {
     await stack.close();
@@ -49,9 +50,9 @@ describe('process_document takes over a stale claim by the database\'s clock (Po
 
   it('takes over a claim stale by the database\'s clock although the orchestrator\'s clock, an hour behind, calls it fresh', async () => {
     const id = await stack.uploadSample('meeting-notes.txt', 'text/plain');
-    // A worker claimed the document and died before any step.
+    // A worker claimed the document an hour ago and died before any step.
     assert.equal((await callTool(stack.gateway.url, 'documents_claim', { document_id: id })).status, 200);
-    await sleep(STALE_SECONDS * 1000 + 200);
+    await stack.ageDocuments(id);
     const answer = await processWithSkew(stack, id, -HOUR_MS);
     assert.equal(answer.result?.['status'], 'archived', JSON.stringify(answer));
     assert.equal((await documentOf(id))['claim_count'], 2);
@@ -69,18 +70,11 @@ describe('process_document takes over a stale claim by the database\'s clock (Po
 });
 
 describe('process_document takes over a run stalled between steps by the database\'s clock (PostgreSQL)', () => {
-  // Long enough that nothing a test does in between ages a row past it: a run is made stale by
-  // moving its updated_at back an hour in the database, never by waiting.
-  const WINDOW_SECONDS = 60;
   let stack: AgentStack;
-  let db: pg.Client;
   before(async () => {
     stack = await startAgentStack({ postgres: true, orchestrator: { staleAfterSeconds: WINDOW_SECONDS } });
-    db = new pg.Client({ connectionString: stack.databaseUrl });
-    await db.connect();
   });
   after(async () => {
-    await db.end();
     await stack.close();
   });
 
@@ -95,7 +89,7 @@ describe('process_document takes over a run stalled between steps by the databas
       const moved = await callTool(stack.gateway.url, 'documents_update', { document_id: id, expected_claim_count: 1, ...step });
       assert.equal(moved.status, 200, JSON.stringify(moved.body));
     }
-    if (idle) await db.query(`UPDATE documents SET updated_at = updated_at - interval '1 hour' WHERE document_id = $1`, [id]);
+    if (idle) await stack.ageDocuments(id);
     return id;
   };
 

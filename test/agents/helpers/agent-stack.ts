@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { readFile, rm } from 'node:fs/promises';
 import { Writable } from 'node:stream';
+import pg from 'pg';
 import { pino, type Logger } from 'pino';
 import { AGENT_NAMES, startAgent, type AgentName, type RunningAgent, type StartAgentOptions } from '../../../agents/registry.js';
 import { startMcpGateway, type McpGateway } from '../../../mcp/gateway.js';
@@ -21,6 +22,12 @@ export interface AgentStack {
   readonly databaseUrl: string | undefined;
   /** POSTs JSON-RPC straight to an agent's /message, as its sidecar would (identity headers set). */
   call(service: AgentName, method: string, params: unknown, clientId?: string): Promise<RpcAnswer>;
+  /**
+   * Moves the documents' claimed_at and updated_at an hour back in the gateway's PostgreSQL (a
+   * stack started with `postgres`): by the database's clock their claim and their last step are
+   * an hour old, stale to any window under that, with no test waiting a window out.
+   */
+  ageDocuments(...ids: string[]): Promise<void>;
   /** upload_document of a file of examples/documents/. */
   uploadSample(filename: string, contentType: string): Promise<string>;
   stopAgent(name: AgentName): Promise<void>;
@@ -99,6 +106,20 @@ export async function startAgentStack(options: {
     agents,
     databaseUrl: schema?.urlFor(),
     call,
+    async ageDocuments(...ids) {
+      if (!schema) throw new Error('ageDocuments needs a stack started with postgres');
+      const db = new pg.Client({ connectionString: schema.urlFor() });
+      await db.connect();
+      try {
+        const aged = await db.query(
+          `UPDATE documents SET claimed_at = claimed_at - interval '1 hour', updated_at = updated_at - interval '1 hour' WHERE document_id = ANY($1)`,
+          [ids],
+        );
+        if (aged.rowCount !== new Set(ids).size) throw new Error(`aged ${aged.rowCount} of the documents ${ids.join(', ')}`);
+      } finally {
+        await db.end();
+      }
+    },
     async uploadSample(filename, contentType) {
       const bytes = await readFile(new URL(filename, SAMPLES_DIR));
       const answer = await call('orchestrator', 'upload_document', { filename, content_type: contentType, content_base64: bytes.toString('base64') }, 'lambda');
