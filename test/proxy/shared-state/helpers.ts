@@ -64,28 +64,45 @@ export function answerFrom(url: string, localAddress: string, token: string, bod
   });
 }
 
+/** A read-only revocations role of a test's own: its name, the password its URL carries, and that URL. */
+export interface RevocationReaderRole {
+  readonly role: string;
+  readonly password: string;
+  /** The owner's URL (same database and schema) with the role's name and password. */
+  readonly readerUrl: string;
+  /** Removes the role and what was granted to it, if it was made (run after dropping the schema). */
+  drop(): Promise<void>;
+}
+
 /**
  * The shipped AWS sidecars' PostgreSQL access to a test schema: the revocation tables migrated by
  * the owner, and a role of its own (roles are cluster-wide) granted SELECT only, as
- * `ca-a2a revoke migrate` grants revocations_reader. `drop` removes the role (after the schema).
+ * `ca-a2a revoke migrate` grants revocations_reader. With `setUp: false`, only the role's name and
+ * URL, nothing made yet: for a test that migrates (or makes the role) itself.
  */
-export async function readOnlyRevocationRole(ownerUrl: string): Promise<{ readerUrl: string; drop(): Promise<void> }> {
+export async function readOnlyRevocationRole(ownerUrl: string, { setUp = true }: { setUp?: boolean } = {}): Promise<RevocationReaderRole> {
   const role = `ca_a2a_test_reader_${randomBytes(5).toString('hex')}`;
+  const password = randomBytes(24).toString('hex');
   const url = new URL(ownerUrl);
   url.username = role;
-  url.password = randomBytes(24).toString('hex');
-  const owner = await openSqlClient({ databaseUrl: ownerUrl, pool: { max: 1 } });
-  try {
-    await setUpRevocationDatabase(owner, { readerUrl: url.toString() });
-  } finally {
-    await owner.close();
+  url.password = password;
+  if (setUp) {
+    const owner = await openSqlClient({ databaseUrl: ownerUrl, pool: { max: 1 } });
+    try {
+      await setUpRevocationDatabase(owner, { readerUrl: url.toString() });
+    } finally {
+      await owner.close();
+    }
   }
   return {
+    role,
+    password,
     readerUrl: url.toString(),
     async drop() {
       const admin = new pg.Client({ connectionString: PG_URL });
       await admin.connect();
       try {
+        if ((await admin.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [role])).rowCount === 0) return;
         // DROP OWNED BY also revokes what was granted to the role in this database (CONNECT included).
         await admin.query(`DROP OWNED BY ${pg.escapeIdentifier(role)}`);
         await admin.query(`DROP ROLE ${pg.escapeIdentifier(role)}`);

@@ -11,7 +11,7 @@ import { SqlRevocationStore } from '../../../proxy/stores/revocation-store.js';
 import { RevocationSync } from '../../../proxy/stores/revocation-sync.js';
 import { openSqlClient } from '../../../proxy/stores/sql/sql-client.js';
 import { PG_URL } from '../../mcp/helpers.js';
-import { createTestSchema, until } from '../shared-state/helpers.js';
+import { createTestSchema, readOnlyRevocationRole, until } from '../shared-state/helpers.js';
 
 const BIN = fileURLToPath(new URL('../../../bin/ca-a2a.js', import.meta.url));
 
@@ -34,25 +34,17 @@ function migrateCli(env: Record<string, string>): Promise<{ code: number; stdout
 }
 
 /**
- * A schema of its own and a role name of its own (roles are cluster-wide), both dropped after.
+ * A schema of its own and a read-only role name of its own (nothing made yet), both dropped after.
  * `readerUrl` connects as that role to that schema.
  */
 async function readerWorld(cleanup: Array<() => Promise<void>>) {
   const schema = await createTestSchema();
-  const role = `ca_a2a_test_reader_${randomBytes(5).toString('hex')}`;
-  const password = randomBytes(24).toString('hex');
+  const reader = await readOnlyRevocationRole(schema.urlFor(), { setUp: false });
   cleanup.push(async () => {
     await schema.drop();
-    // DROP OWNED BY also revokes what was granted to the role in this database (CONNECT included).
-    if ((await sql('SELECT 1 FROM pg_roles WHERE rolname = $1', [role])).length > 0) {
-      await sql(`DROP OWNED BY ${pg.escapeIdentifier(role)}`);
-      await sql(`DROP ROLE ${pg.escapeIdentifier(role)}`);
-    }
+    await reader.drop();
   });
-  const url = new URL(schema.urlFor());
-  url.username = role;
-  url.password = password;
-  return { schema, role, password, ownerUrl: schema.urlFor(), readerUrl: url.toString() };
+  return { schema, role: reader.role, password: reader.password, ownerUrl: schema.urlFor(), readerUrl: reader.readerUrl };
 }
 
 const DAY = 86_400;
