@@ -4,7 +4,7 @@ import { Writable } from 'node:stream';
 import pg from 'pg';
 import { pino, type Logger } from 'pino';
 import { AGENT_NAMES, startAgent, type AgentName, type RunningAgent, type StartAgentOptions } from '../../../agents/registry.js';
-import { startMcpGateway, type McpGateway } from '../../../mcp/gateway.js';
+import { startMcpGateway, type McpGateway, type McpGatewayOptions } from '../../../mcp/gateway.js';
 import { createTestSchema, tempDir } from '../../mcp/helpers.js';
 import { startDirectRouter, type DirectRouter } from './direct-router.js';
 
@@ -44,17 +44,28 @@ export const SAMPLES_DIR = new URL('../../../examples/documents/', import.meta.u
 const quiet = () => pino({ level: 'warn' }, new Writable({ write: (_chunk, _enc, done) => done() }));
 
 /**
- * Starts a gateway (PGlite, or PostgreSQL in its own schema) and the agents behind direct routers;
- * the agents log to `logger` (default: nowhere). An agent that cannot start rejects the whole
- * stack, naming it and why, once everything started before it is closed.
+ * Starts a gateway (PGlite, or PostgreSQL in its own schema; `gateway` adds to its options) and
+ * the agents behind direct routers; the agents log to `logger` (default: nowhere). A gateway or an
+ * agent that cannot start rejects the whole stack, naming it and why, once everything made before
+ * it is closed and removed (the schema, the data directory).
  */
 export async function startAgentStack(options: {
   postgres?: boolean; orchestrator?: StartAgentOptions['orchestrator']; extractor?: StartAgentOptions['extractor'];
   validator?: StartAgentOptions['validator']; archivist?: StartAgentOptions['archivist']; logger?: Logger;
+  gateway?: Omit<McpGatewayOptions, 'port' | 'dataDir' | 'databaseUrl' | 'logger'>;
 } = {}): Promise<AgentStack> {
   const dataDir = await tempDir();
-  const schema = options.postgres ? await createTestSchema() : undefined;
-  const gateway = await startMcpGateway({ port: 0, dataDir, databaseUrl: schema?.urlFor(), logger: quiet() });
+  let schema: Awaited<ReturnType<typeof createTestSchema>> | undefined;
+  let gateway: McpGateway;
+  try {
+    schema = options.postgres ? await createTestSchema() : undefined;
+    gateway = await startMcpGateway({ ...options.gateway, port: 0, dataDir, databaseUrl: schema?.urlFor(), logger: quiet() });
+  } catch (error) {
+    // Left behind, each failed start would add a schema and a directory that no run removes.
+    await schema?.drop();
+    await rm(dataDir, { recursive: true, force: true });
+    throw new Error(`the agent stack did not start: the gateway: ${(error as Error).message}`, { cause: error });
+  }
   const agents = new Map<AgentName, RunningAgent>();
   const routers = new Map<AgentName, DirectRouter>();
   const overrides = new Map<AgentName, string>();
