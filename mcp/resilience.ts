@@ -7,12 +7,11 @@ import {
   circuitBreaker,
   handleWhen,
   isBrokenCircuitError,
-  retry,
   timeout,
-  wrap,
 } from 'cockatiel';
-import type { IPolicy } from 'cockatiel';
+import type { IBackoff, TimeoutPolicy } from 'cockatiel';
 import { setMaxListeners } from 'node:events';
+import { setTimeout as wait } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { ToolError } from './errors.js';
 import type { GatewayMetrics } from './metrics.js';
@@ -47,7 +46,7 @@ export interface RunOptions {
   /**
    * Which transient failures of this call may be tried again; default all, timeouts included.
    * A call whose effect must not happen twice passes a test that holds only when the failed try
-   * certainly did nothing. Pass a long-lived function: the policy is built once per test.
+   * certainly did nothing.
    */
   retryOn?: RetryTest;
   /**
@@ -103,13 +102,11 @@ export function createResilientBackend(
     halfOpenAfter,
     breaker: new ConsecutiveBreaker(options.failureThreshold ?? 5),
   });
-  const retryOptions = {
-    maxAttempts: (options.maxAttempts ?? 3) - 1,
-    backoff: new ExponentialBackoff({
-      initialDelay: options.initialDelayMs ?? 100,
-      maxDelay: options.maxDelayMs ?? 2_000,
-    }),
-  };
+  const retries = (options.maxAttempts ?? 3) - 1;
+  const backoff = new ExponentialBackoff({
+    initialDelay: options.initialDelayMs ?? 100,
+    maxDelay: options.maxDelayMs ?? 2_000,
+  });
   const defaultTimeoutMs = options.timeoutMs ?? 10_000;
   const listeners: { dispose(): void }[] = [];
   // Aborted by dispose(), once the gateway's connections are closed and nobody waits for an answer.
@@ -121,28 +118,34 @@ export function createResilientBackend(
   setMaxListeners(0, stopping.signal);
   const stopped = () =>
     new ToolError('backend_unavailable', `the gateway is stopping; ${name} calls are no longer taken`, { backend: name, retry_after_seconds: 1 });
-  // One timeout policy per bound, each with its own chains, built on first use.
-  const byTimeout = new Map<number, { perAttempt: IPolicy; chains: WeakMap<RetryTest, IPolicy> }>();
-  const policyFor = (retryOn: RetryTest = ANY_TRANSIENT, timeoutMs = defaultTimeoutMs): IPolicy => {
-    let bound = byTimeout.get(timeoutMs);
-    if (!bound) {
+  // One timeout policy per bound, built on first use.
+  const byTimeout = new Map<number, TimeoutPolicy>();
+  const timeoutFor = (timeoutMs: number): TimeoutPolicy => {
+    let perAttempt = byTimeout.get(timeoutMs);
+    if (!perAttempt) {
       // abortOnReturn off: an object body streams on after the attempt that opened it returned;
       // the timeout still aborts an attempt that takes too long to answer.
-      const perAttempt = timeout(timeoutMs, { strategy: TimeoutStrategy.Aggressive, abortOnReturn: false });
+      perAttempt = timeout(timeoutMs, { strategy: TimeoutStrategy.Aggressive, abortOnReturn: false });
       // A timed-out try never settles in time for the wrapper in run() to count it.
       listeners.push(perAttempt.onTimeout(() => metrics.backendAttempts.inc({ backend: name, result: 'transient' })));
-      bound = { perAttempt, chains: new WeakMap() };
-      byTimeout.set(timeoutMs, bound);
+      byTimeout.set(timeoutMs, perAttempt);
     }
-    let policy = bound.chains.get(retryOn);
-    if (!policy) {
-      // Breaker outermost: it counts calls whose retries are exhausted, not single attempts. Every
-      // chain shares the one breaker, so calls that may not be retried, or bounded otherwise,
-      // still count toward it.
-      policy = wrap(breaker, retry(handleWhen((err) => transient(err) && retryOn(err)), retryOptions), bound.perAttempt);
-      bound.chains.set(retryOn, policy);
+    return perAttempt;
+  };
+  // Retry, between the breaker and the per-attempt timeout. Not cockatiel's retry(): its backoff
+  // waits on a timer no signal clears, so a call stopped between tries would hold the stopping
+  // process up to maxDelayMs; here the stop ends the wait and clears its timer.
+  const retrying = async <T>(tryOnce: (signal: AbortSignal) => Promise<T>, retryOn: RetryTest, signal: AbortSignal): Promise<T> => {
+    let delay: IBackoff<unknown> | undefined;
+    for (let retried = 0; ; retried++) {
+      try {
+        return await tryOnce(signal);
+      } catch (err) {
+        if (retried >= retries || !transient(err) || !retryOn(err)) throw err;
+        delay = delay ? delay.next(undefined) : backoff.next();
+        await wait(delay.duration, undefined, { signal });
+      }
     }
-    return policy;
   };
 
   let openedAt = 0;
@@ -163,19 +166,26 @@ export function createResilientBackend(
     name,
     async run<T>(fn: (signal: AbortSignal) => Promise<T>, runOptions: RunOptions = {}): Promise<T> {
       if (stopping.signal.aborted) throw stopped();
+      const perAttempt = timeoutFor(runOptions.timeoutMs ?? defaultTimeoutMs);
+      const attempt = async ({ signal }: { signal: AbortSignal }): Promise<T> => {
+        try {
+          const result = await fn(signal);
+          if (!signal.aborted) metrics.backendAttempts.inc({ backend: name, result: 'ok' });
+          return result;
+        } catch (err) {
+          if (!signal.aborted) metrics.backendAttempts.inc({ backend: name, result: transient(err) ? 'transient' : 'permanent' });
+          throw err;
+        }
+      };
       try {
-        return await policyFor(runOptions.retryOn, runOptions.timeoutMs).execute(async ({ signal }) => {
-          // A retry whose backoff ended after the stop.
-          signal.throwIfAborted();
-          try {
-            const result = await fn(signal);
-            if (!signal.aborted) metrics.backendAttempts.inc({ backend: name, result: 'ok' });
-            return result;
-          } catch (err) {
-            if (!signal.aborted) metrics.backendAttempts.inc({ backend: name, result: transient(err) ? 'transient' : 'permanent' });
-            throw err;
-          }
-        }, stopping.signal);
+        // Breaker outermost: it counts calls whose retries are exhausted, not single attempts, and
+        // every call shares it, so calls that may not be retried, or bounded otherwise, count too.
+        // The stop signal is passed in directly: a call that queued behind a half-open trial is run
+        // again by cockatiel 3.2.1 without the signal it was given (CircuitBreakerPolicy.execute).
+        return await breaker.execute(
+          () => retrying((signal) => perAttempt.execute(attempt, signal), runOptions.retryOn ?? ANY_TRANSIENT, stopping.signal),
+          stopping.signal,
+        );
       } catch (err) {
         if (stopping.signal.aborted) throw stopped();
         if (isBrokenCircuitError(err)) {

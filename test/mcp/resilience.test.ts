@@ -254,4 +254,29 @@ describe('a backend being stopped (dispose)', () => {
       process.off('warning', onWarning);
     }
   });
+
+  it('ends a backoff wait at once: a call stopped between its tries is refused backend_unavailable, tried no more, and leaves no timer holding the process', async () => {
+    const metrics = createGatewayMetrics(() => ({ total: 0, idle: 0, waiting: 0 }));
+    // A backoff of minutes: only the stop can end it while the test runs.
+    const backend = createResilientBackend('s3', () => true, { initialDelayMs: 600_000, maxDelayMs: 600_000 }, metrics, captureLogger().logger);
+    // Node lists only the timers that keep the event loop alive.
+    const timers = () => process.getActiveResourcesInfo().filter((resource) => resource === 'Timeout').length;
+    const idle = timers();
+    let tries = 0;
+    const call = backend.run(async () => {
+      tries += 1;
+      throw new Error('connection reset');
+    });
+    const outcome = call.then(() => 'answered', () => 'refused');
+    // The first try's own timer is there until its failure has gone through the policy.
+    do await setImmediate();
+    while (timers() === idle);
+    assert.equal(tries, 1, 'waiting before the second try');
+    backend.dispose();
+    assert.equal(timers(), idle, 'the backoff timer is cleared by the stop');
+    // Settled before the next turn of the event loop, not when the backoff would have ended.
+    assert.equal(await Promise.race([outcome, setImmediate('still waiting')]), 'refused');
+    await assert.rejects(call, { code: 'backend_unavailable', message: 'the gateway is stopping; s3 calls are no longer taken' });
+    assert.equal(tries, 1);
+  });
 });
