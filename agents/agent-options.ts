@@ -4,7 +4,7 @@ import { DEFAULT_MAX_DOCUMENTS } from './shared/document-slots.js';
 import { DEFAULT_STALE_AFTER_SECONDS, DEFAULT_SWEEP_INTERVAL_MS, type OrchestratorOptions } from './orchestrator/orchestrator.js';
 import { DEFAULT_BUSY_RETRY } from './orchestrator/step-call.js';
 import { DEFAULT_SWEEP_BATCH } from './orchestrator/sweep.js';
-import { DEFAULT_RETRY, DEFAULT_TOOL_TIMEOUT_MS } from './shared/egress-client.js';
+import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_RETRY, DEFAULT_TOOL_TIMEOUT_MS } from './shared/egress-client.js';
 import { AGENT_NAMES, type AgentName } from './registry.js';
 
 /** A whole-number setting of `ca-a2a agent`, for some agents only. */
@@ -59,6 +59,11 @@ export const NUMBER_SETTINGS = {
     variable: 'CA_A2A_STEP_ATTEMPTS', agents: ['orchestrator'], min: 1, max: 20, unit: 'N',
     help: `orchestrator only: attempts of a step whose hop failed (agent down, 502/503/504), 0.25 s doubled up to 4 s apart, before the step fails (default ${DEFAULT_RETRY.attempts})`,
     elsewhere: (agent) => `--step-attempts is the orchestrator's; ${agent} runs no pipeline`,
+  },
+  'step-timeout-seconds': {
+    variable: 'CA_A2A_STEP_TIMEOUT_SECONDS', agents: ['orchestrator'], min: 1, max: 86_400, unit: 'SECONDS',
+    help: `orchestrator only: how long one attempt of a step (extract_document, validate_document, archive_document) may take, its answer read whole, before it counts as a failed hop (default ${DEFAULT_CALL_TIMEOUT_MS / 1000}); a step runs several tool calls, each within the step agent's --tool-timeout-seconds: raise this with it`,
+    elsewhere: (agent) => `--step-timeout-seconds is the orchestrator's; ${agent} runs no pipeline`,
   },
   'busy-wait-seconds': {
     variable: 'CA_A2A_BUSY_WAIT_SECONDS', agents: ['orchestrator'], min: 0, max: 86_399, unit: 'SECONDS',

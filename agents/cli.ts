@@ -91,6 +91,7 @@ export async function agentCommand(argv: string[]): Promise<number> {
     agent = await startAgent(name, {
       ...listen, egressUrl: egress.value, publicUrl: publicUrl?.value, issuer: issuer?.value,
       toolTimeoutMs: settings['tool-timeout-seconds'] === undefined ? undefined : settings['tool-timeout-seconds'] * 1000,
+      stepTimeoutMs: settings['step-timeout-seconds'] === undefined ? undefined : settings['step-timeout-seconds'] * 1000,
       orchestrator: orchestrator?.options,
       extractor: { maxPdfs: settings['max-pdfs'], maxDocuments: settings['max-documents'] },
       validator: { maxDocuments: settings['max-documents'] },

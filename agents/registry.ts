@@ -4,7 +4,7 @@ import { extractorHandlers, type ExtractorOptions } from './extractor/extractor.
 import { createOrchestrator, type OrchestratorOptions } from './orchestrator/orchestrator.js';
 import type { PipelineOutcome } from './orchestrator/pipeline.js';
 import { serveAgent } from './shared/agent-server.js';
-import { createEgressClient, DEFAULT_TOOL_TIMEOUT_MS, type EgressClient } from './shared/egress-client.js';
+import { createEgressClient, DEFAULT_CALL_TIMEOUT_MS, DEFAULT_TOOL_TIMEOUT_MS, type EgressClient } from './shared/egress-client.js';
 import type { MethodHandler } from './shared/jsonrpc-server.js';
 import { DEFAULT_MAX_DOCUMENTS, type DocumentHolderOptions } from './shared/document-slots.js';
 import { DEFAULT_MAX_PDFS } from './extractor/pdf-admission.js';
@@ -47,6 +47,11 @@ export interface StartAgentOptions {
   readonly issuer?: string;
   /** How long one try of an MCP tool call may take, its answer read whole (default {@link DEFAULT_TOOL_TIMEOUT_MS}). */
   readonly toolTimeoutMs?: number;
+  /**
+   * Orchestrator only: how long one attempt of a step, a call to a step agent, may take, its answer
+   * read whole (default {@link DEFAULT_CALL_TIMEOUT_MS}).
+   */
+  readonly stepTimeoutMs?: number;
   /** Orchestrator only: stale window, sweep period, step retries. */
   readonly orchestrator?: Omit<OrchestratorOptions, 'egress' | 'logger' | 'onRunFinished'>;
   /** Extractor only: how many PDFs, and how many other documents, it holds at once. */
@@ -99,7 +104,9 @@ export async function startAgent(name: AgentName, opts: StartAgentOptions): Prom
   const metrics = createAgentMetrics(name);
   const logger = opts.logger ?? createLogger({ service: name, onDrop: () => metrics.logLinesDropped.inc() });
   const toolTimeoutMs = opts.toolTimeoutMs ?? DEFAULT_TOOL_TIMEOUT_MS;
-  const egress = createEgressClient({ baseUrl: opts.egressUrl, toolTimeoutMs });
+  // Only the orchestrator calls other agents.
+  const stepTimeoutMs = opts.stepTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
+  const egress = createEgressClient({ baseUrl: opts.egressUrl, toolTimeoutMs, callTimeoutMs: stepTimeoutMs });
   const orchestrator = name === 'orchestrator' ? createOrchestrator({
     egress, logger, ...opts.orchestrator,
     onRunFinished: (outcome, trigger) => metrics.pipelineRuns.inc({ outcome: outcome.status, trigger }),
@@ -115,7 +122,8 @@ export async function startAgent(name: AgentName, opts: StartAgentOptions): Prom
     orchestrator?.close();
     throw error;
   }
-  const settings = { ...(orchestrator?.settings ?? boundsOf(name as Exclude<AgentName, 'orchestrator'>, opts)), tool_timeout_seconds: toolTimeoutMs / 1000 };
+  const own = orchestrator ? { ...orchestrator.settings, step_timeout_seconds: stepTimeoutMs / 1000 } : boundsOf(name as Exclude<AgentName, 'orchestrator'>, opts);
+  const settings = { ...own, tool_timeout_seconds: toolTimeoutMs / 1000 };
   logger.info({ event_type: 'agent_started', agent: name, url: server.url, settings }, 'agent listening');
   return {
     name,

@@ -139,6 +139,12 @@ function withMessage(error: EgressError, message: string): EgressError {
  */
 export const DEFAULT_TOOL_TIMEOUT_MS = 30_000;
 
+/**
+ * How long one try of a call to another agent may take, its answer read whole, unless told
+ * otherwise: a step agent's method runs several tool calls of its own, each within its tool timeout.
+ */
+export const DEFAULT_CALL_TIMEOUT_MS = 120_000;
+
 /** Options of {@link createEgressClient}. */
 export interface EgressClientOptions {
   /**
@@ -148,6 +154,7 @@ export interface EgressClientOptions {
   readonly baseUrl: string | (() => string);
   /** How long one try of a tool call may take, its answer read whole (default {@link DEFAULT_TOOL_TIMEOUT_MS}). */
   readonly toolTimeoutMs?: number;
+  /** How long one try of a call to another agent may take, its answer read whole (default {@link DEFAULT_CALL_TIMEOUT_MS}). */
   readonly callTimeoutMs?: number;
   /** Retries of read-only tool calls whose hop failed (default {@link DEFAULT_TOOL_RETRY}). */
   readonly toolRetry?: RetryOptions;
@@ -271,7 +278,7 @@ function sidecarRefusal({ status, json, retryAfter }: Answer): EgressError | und
 export function createEgressClient(opts: EgressClientOptions): EgressClient {
   const base = (): string => (typeof opts.baseUrl === 'string' ? opts.baseUrl : opts.baseUrl()).replace(/\/+$/, '');
   const toolTimeout = opts.toolTimeoutMs ?? DEFAULT_TOOL_TIMEOUT_MS;
-  const callTimeout = opts.callTimeoutMs ?? 120_000;
+  const callTimeout = opts.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
   const toolRetry = opts.toolRetry ?? DEFAULT_TOOL_RETRY;
   const rateLimitRetry = opts.rateLimitRetry ?? DEFAULT_RATE_LIMIT_RETRY;
   const callerBusyWait = rateLimitRetry.callerBusyWaitSeconds ?? DEFAULT_RATE_LIMIT_RETRY.callerBusyWaitSeconds;

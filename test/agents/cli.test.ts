@@ -162,6 +162,10 @@ describe('ca-a2a agent orchestrator settings', () => {
     assert.deepEqual(await agentExit(['orchestrator', ...egress, '--sweep-batch', '2.5']), refusal("--sweep-batch must be a whole number from 1 to 999999, not '2.5'"));
     assert.deepEqual(await agentExit(['validator', ...egress, '--sweep-batch', '5']), refusal("--sweep-batch is the orchestrator's; validator runs no pipeline"));
     assert.deepEqual(await agentExit(['archivist', ...egress, '--stale-after-seconds', '30']), refusal("--stale-after-seconds is the orchestrator's; archivist runs no pipeline"));
+    assert.deepEqual(await agentExit(['orchestrator', ...egress, '--step-timeout-seconds', '0']), refusal("--step-timeout-seconds must be a whole number from 1 to 86400, not '0'"));
+    assert.deepEqual(await agentExit(['orchestrator', ...egress], { CA_A2A_STEP_TIMEOUT_SECONDS: '90s' }), refusal("CA_A2A_STEP_TIMEOUT_SECONDS must be a whole number from 1 to 86400, not '90s'"));
+    assert.deepEqual(await agentExit(['orchestrator', ...egress, '--step-timeout-seconds', '86401']), refusal("--step-timeout-seconds must be a whole number from 1 to 86400, not '86401'"));
+    assert.deepEqual(await agentExit(['archivist', ...egress, '--step-timeout-seconds', '600']), refusal("--step-timeout-seconds is the orchestrator's; archivist runs no pipeline"));
   });
 
   it('runs with the settings given: its start line says them, and its own sweep timer retakes a stalled document', async () => {
@@ -175,7 +179,7 @@ describe('ca-a2a agent orchestrator settings', () => {
         CA_A2A_STEP_ATTEMPTS: '2', CA_A2A_BUSY_WAIT_SECONDS: '0', CA_A2A_SWEEP_BATCH: '3',
       });
       child = agent.child;
-      assert.deepEqual(agent.settings, { stale_after_seconds: 1, sweep_interval_seconds: 1, sweep_batch: 3, step_attempts: 2, busy_wait_seconds: 0, tool_timeout_seconds: 30 });
+      assert.deepEqual(agent.settings, { stale_after_seconds: 1, sweep_interval_seconds: 1, sweep_batch: 3, step_attempts: 2, busy_wait_seconds: 0, step_timeout_seconds: 120, tool_timeout_seconds: 30 });
       // No call asks for a sweep: only the timer of one second can take it over (the default is 30 s, of 120 s stale).
       while ((await callTool(stack.gateway.url, 'documents_get', { document_id: id })).body['status'] !== 'archived') await sleep(100);
       assert.equal((await callTool(stack.gateway.url, 'documents_get', { document_id: id })).body['claim_count'], 2);
@@ -188,10 +192,46 @@ describe('ca-a2a agent orchestrator settings', () => {
   it('starts with the defaults when given nothing, a busy wait of at most a quarter of a short stale window', async () => {
     const defaults = await startAgentProcess(['orchestrator', '--listen', '127.0.0.1:0', '--egress', 'http://127.0.0.1:9']);
     defaults.child.kill('SIGKILL');
-    assert.deepEqual(defaults.settings, { stale_after_seconds: 120, sweep_interval_seconds: 30, sweep_batch: 10, step_attempts: 4, busy_wait_seconds: 30, tool_timeout_seconds: 30 });
+    assert.deepEqual(defaults.settings, { stale_after_seconds: 120, sweep_interval_seconds: 30, sweep_batch: 10, step_attempts: 4, busy_wait_seconds: 30, step_timeout_seconds: 120, tool_timeout_seconds: 30 });
     const short = await startAgentProcess(['orchestrator', '--listen', '127.0.0.1:0', '--egress', 'http://127.0.0.1:9'], { CA_A2A_STALE_AFTER_SECONDS: '20' });
     short.child.kill('SIGKILL');
-    assert.deepEqual(short.settings, { stale_after_seconds: 20, sweep_interval_seconds: 30, sweep_batch: 10, step_attempts: 4, busy_wait_seconds: 5, tool_timeout_seconds: 30 });
+    assert.deepEqual(short.settings, { stale_after_seconds: 20, sweep_interval_seconds: 30, sweep_batch: 10, step_attempts: 4, busy_wait_seconds: 5, step_timeout_seconds: 120, tool_timeout_seconds: 30 });
+  });
+
+  it('gives up a step that outlasts --step-timeout-seconds: its start line says it, and a run whose archive_document never answers fails naming the hop, after one call', async () => {
+    // An archivist, as its sidecar would pass it on, that never answers archive_document.
+    let calls = 0;
+    const silent = createServer((req) => {
+      if (req.url === '/message') calls += 1;
+    });
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    // The orchestrator's egress: the real gateway and agents, but the silent archivist.
+    const router = await startDirectRouter('orchestrator', {
+      gatewayUrl: () => stack.gateway.url,
+      agentUrl: (service) => (service === 'archivist' ? `http://127.0.0.1:${(silent.address() as AddressInfo).port}` : stack.agents.get(service as 'extractor')?.url),
+    });
+    let child: ChildProcess | undefined;
+    try {
+      const id = await stack.uploadSample('meeting-notes.txt', 'text/plain');
+      const agent = await startAgentProcess(['orchestrator', '--listen', '127.0.0.1:0', '--egress', router.url, '--step-attempts', '1'], { CA_A2A_STEP_TIMEOUT_SECONDS: '1' });
+      child = agent.child;
+      assert.deepEqual(agent.settings, { stale_after_seconds: 120, sweep_interval_seconds: 30, sweep_batch: 10, step_attempts: 1, busy_wait_seconds: 30, step_timeout_seconds: 1, tool_timeout_seconds: 30 });
+      const res = await fetch(`${agent.url}/message`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-ca-a2a-client-id': 'admin', 'x-ca-a2a-roles': 'admin', 'x-ca-a2a-request-id': 'req-step-timeout' },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'process_document', params: { document_id: id } }),
+      });
+      const answer = (await res.json()) as { result?: Record<string, unknown> };
+      assert.equal(answer.result?.['status'], 'failed', JSON.stringify(answer));
+      assert.match(String(answer.result?.['error']), /^archive: archivist unreachable after 1 attempt\(s\) \(.*TimeoutError\)$/);
+      assert.equal(calls, 1);
+      assert.equal((await callTool(stack.gateway.url, 'documents_get', { document_id: id })).body['status'], 'failed');
+    } finally {
+      child?.kill('SIGKILL');
+      await router.close();
+      silent.closeAllConnections();
+      silent.close();
+    }
   });
 });
 
