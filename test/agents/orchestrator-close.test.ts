@@ -2,16 +2,17 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { callTool } from '../mcp/helpers.js';
 import { startAgentStack, type AgentStack } from './helpers/agent-stack.js';
 
-const STALE_SECONDS = 1;
+// Long enough that the run the sweep starts never goes stale under a loaded machine: the two
+// documents are made stale by moving their claims back an hour (stack.ageDocuments), not by waiting.
+const STALE_SECONDS = 60;
 
-describe('an orchestrator that is stopped while its sweep runs', () => {
+describe('an orchestrator that is stopped while its sweep runs (PostgreSQL)', () => {
   let stack: AgentStack;
   before(async () => {
-    stack = await startAgentStack({ orchestrator: { staleAfterSeconds: STALE_SECONDS } });
+    stack = await startAgentStack({ postgres: true, orchestrator: { staleAfterSeconds: STALE_SECONDS } });
   });
   after(async () => {
     await stack.close();
@@ -22,7 +23,7 @@ describe('an orchestrator that is stopped while its sweep runs', () => {
   it('finishes the run it is in and claims no other stalled document', async () => {
     const ids = [await stack.uploadSample('meeting-notes.txt', 'text/plain'), await stack.uploadSample('meeting-notes.txt', 'text/plain')];
     for (const id of ids) assert.equal((await callTool(stack.gateway.url, 'documents_claim', { document_id: id })).status, 200);
-    await sleep(STALE_SECONDS * 1000 + 200);
+    await stack.ageDocuments(...ids);
     // The first run's extraction waits until the orchestrator has been stopped.
     let reached!: () => void;
     let release!: () => void;
@@ -45,7 +46,9 @@ describe('an orchestrator that is stopped while its sweep runs', () => {
     try {
       const orchestrator = stack.agents.get('orchestrator');
       const sweeping = orchestrator?.sweep();
-      await extracting;
+      // A sweep that found nothing stalled ends without reaching the extractor.
+      const first = await Promise.race([extracting.then(() => 'extracting'), sweeping]);
+      assert.equal(first, 'extracting', `the sweep ended without taking a stalled document over: ${JSON.stringify(first)}`);
       await stack.stopAgent('orchestrator');
       release();
       outcomes = await sweeping;
