@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { callTool, captureLogger, metricValue } from '../mcp/helpers.js';
 import type { AgentStack } from './helpers/agent-stack.js';
 import { startHoldingStack, type HoldingGateway } from './helpers/held-reads.js';
 
-// Long enough for a live step, short enough to wait out in a test.
-const STALE_SECONDS = 2;
+// Long enough that no live run or fresh claim goes stale under a loaded machine: a document is
+// made stale by moving its claim back an hour (stack.ageDocuments), never by waiting the window out.
+const STALE_SECONDS = 60;
 
 describe("the orchestrator's handling of a busy step agent (real PostgreSQL)", () => {
   let stack: AgentStack;
@@ -64,7 +64,7 @@ describe("the orchestrator's handling of a busy step agent (real PostgreSQL)", (
     assert.equal(`${last?.step}:${last?.status}`, 'extract:skipped');
     assert.match(last?.message ?? '', /^extractor busy for \d+\.\d s \(1 attempt\(s\)\): left in flight for the stale sweep to retake$/);
 
-    await sleep(STALE_SECONDS * 1000 + 200);
+    await stack.ageDocuments(id);
     const outcomes = await stack.agents.get('orchestrator')?.sweep();
     assert.equal(outcomes?.[id]?.status, 'archived', JSON.stringify(outcomes));
     assert.equal((await documentOf(id))['claim_count'], 2);
@@ -73,7 +73,7 @@ describe("the orchestrator's handling of a busy step agent (real PostgreSQL)", (
   it('a sweep whose run is deferred claims no more stalled documents this tick', async () => {
     const ids = [await stack.uploadSample('invoice-2024-001.pdf', 'application/pdf'), await stack.uploadSample('invoice-2024-001.pdf', 'application/pdf')];
     for (const id of ids) assert.equal((await callTool(stack.gateway.url, 'documents_claim', { document_id: id })).status, 200);
-    await sleep(STALE_SECONDS * 1000 + 200);
+    await stack.ageDocuments(...ids);
     // Claimed now: fresh, so the sweep does not take the blocker itself.
     const release = await occupyTheExtractor();
     let outcomes;
@@ -85,8 +85,9 @@ describe("the orchestrator's handling of a busy step agent (real PostgreSQL)", (
     assert.deepEqual(Object.values(outcomes ?? {}).map((o) => o.status), ['deferred'], JSON.stringify(outcomes));
     const claimCounts = await Promise.all(ids.map(async (id) => (await documentOf(id))['claim_count']));
     assert.deepEqual(claimCounts.sort(), [1, 2], 'one retaken and deferred, the other left for the next tick');
-    // The next sweep takes both: the stale window of the deferred one started again at its claim.
-    await sleep(STALE_SECONDS * 1000 + 200);
+    // The deferred one was claimed again, its stale window started anew: once both are stale
+    // again, the next sweep takes both.
+    await stack.ageDocuments(...ids);
     const next = await stack.agents.get('orchestrator')?.sweep();
     for (const id of ids) assert.equal(next?.[id]?.status, 'archived', JSON.stringify(next));
   });
