@@ -37,7 +37,7 @@ async function processWithSkew(stack: AgentStack, id: string, skewMs: number, me
   }
 }
 
-describe('process_document takes over a stale claim by the database\'s clock (PostgreSQL)', () => {
+describe('process_document decides whether a run is stale by the database\'s clock (PostgreSQL)', () => {
   let stack: AgentStack;
   before(async () => {
     stack = await startAgentStack({ postgres: true, orchestrator: { staleAfterSeconds: WINDOW_SECONDS } });
@@ -48,78 +48,70 @@ describe('process_document takes over a stale claim by the database\'s clock (Po
 
   const documentOf = async (id: string) => (await callTool(stack.gateway.url, 'documents_get', { document_id: id })).body;
 
-  it('takes over a claim stale by the database\'s clock although the orchestrator\'s clock, an hour behind, calls it fresh', async () => {
-    const id = await stack.uploadSample('meeting-notes.txt', 'text/plain');
-    // A worker claimed the document an hour ago and died before any step.
-    assert.equal((await callTool(stack.gateway.url, 'documents_claim', { document_id: id })).status, 200);
-    await stack.ageDocuments(id);
-    const answer = await processWithSkew(stack, id, -HOUR_MS);
-    assert.equal(answer.result?.['status'], 'archived', JSON.stringify(answer));
-    assert.equal((await documentOf(id))['claim_count'], 2);
+  describe('a stale claim', () => {
+    it('takes over a claim stale by the database\'s clock although the orchestrator\'s clock, an hour behind, calls it fresh', async () => {
+      const id = await stack.uploadSample('meeting-notes.txt', 'text/plain');
+      // A worker claimed the document an hour ago and died before any step.
+      assert.equal((await callTool(stack.gateway.url, 'documents_claim', { document_id: id })).status, 200);
+      await stack.ageDocuments(id);
+      const answer = await processWithSkew(stack, id, -HOUR_MS);
+      assert.equal(answer.result?.['status'], 'archived', JSON.stringify(answer));
+      assert.equal((await documentOf(id))['claim_count'], 2);
+    });
+
+    it('leaves a claim fresh by the database\'s clock to its holder although the orchestrator\'s clock, an hour ahead, calls it stale', async () => {
+      const id = await stack.uploadSample('meeting-notes.txt', 'text/plain');
+      assert.equal((await callTool(stack.gateway.url, 'documents_claim', { document_id: id })).status, 200);
+      const answer = await processWithSkew(stack, id, HOUR_MS);
+      assert.equal(answer.error?.data?.['reason'], 'conflict', JSON.stringify(answer));
+      assert.match(String(answer.error?.message), /is being processed/);
+      const doc = await documentOf(id);
+      assert.deepEqual([doc['status'], doc['claim_count']], ['processing', 1]);
+    });
   });
 
-  it('leaves a claim fresh by the database\'s clock to its holder although the orchestrator\'s clock, an hour ahead, calls it stale', async () => {
-    const id = await stack.uploadSample('meeting-notes.txt', 'text/plain');
-    assert.equal((await callTool(stack.gateway.url, 'documents_claim', { document_id: id })).status, 200);
-    const answer = await processWithSkew(stack, id, HOUR_MS);
-    assert.equal(answer.error?.data?.['reason'], 'conflict', JSON.stringify(answer));
-    assert.match(String(answer.error?.message), /is being processed/);
-    const doc = await documentOf(id);
-    assert.deepEqual([doc['status'], doc['claim_count']], ['processing', 1]);
-  });
-});
-
-describe('process_document takes over a run stalled between steps by the database\'s clock (PostgreSQL)', () => {
-  let stack: AgentStack;
-  before(async () => {
-    stack = await startAgentStack({ postgres: true, orchestrator: { staleAfterSeconds: WINDOW_SECONDS } });
-  });
-  after(async () => {
-    await stack.close();
-  });
-
-  const documentOf = async (id: string) => (await callTool(stack.gateway.url, 'documents_get', { document_id: id })).body;
-
-  /** A document whose run (claim 1) moved it on to `status`; with `idle`, its last change an hour ago by the database's clock. */
-  const leftIn = async (status: 'extracted' | 'validated', idle = false): Promise<string> => {
-    const id = await stack.uploadSample('meeting-notes.txt', 'text/plain');
-    assert.equal((await callTool(stack.gateway.url, 'documents_claim', { document_id: id })).status, 200);
-    const steps = [{ status: 'extracted', extracted: { text: 'notes' } }, { status: 'validated', validation: { score: 1 } }];
-    for (const step of steps.slice(0, status === 'extracted' ? 1 : 2)) {
-      const moved = await callTool(stack.gateway.url, 'documents_update', { document_id: id, expected_claim_count: 1, ...step });
-      assert.equal(moved.status, 200, JSON.stringify(moved.body));
-    }
-    if (idle) await stack.ageDocuments(id);
-    return id;
-  };
-
-  it('takes over a validated run stalled by the database\'s clock although the orchestrator\'s clock, an hour behind, calls it live', async () => {
-    const id = await leftIn('validated', true);
-    const answer = await processWithSkew(stack, id, -HOUR_MS);
-    assert.equal(answer.result?.['status'], 'archived', JSON.stringify(answer));
-    assert.equal((await documentOf(id))['claim_count'], 2);
-  });
-
-  it('leaves an extracted run live by the database\'s clock to its holder although the orchestrator\'s clock, an hour ahead, calls it stale', async () => {
-    const id = await leftIn('extracted');
-    const answer = await processWithSkew(stack, id, HOUR_MS);
-    assert.equal(answer.error?.data?.['reason'], 'conflict', JSON.stringify(answer));
-    assert.match(String(answer.error?.message), /is being processed \(extracted at /);
-    const doc = await documentOf(id);
-    assert.deepEqual([doc['status'], doc['claim_count']], ['extracted', 1]);
-  });
-
-  // The archivist's claim re-check writes the row under its claim without changing the status:
-  // made after the orchestrator read the document as stale, it is progress the takeover must see.
-  it('leaves a validated run to its archivist whose claim re-check lands after the orchestrator read the run as stalled', async () => {
-    const id = await leftIn('validated', true);
-    const recheck = async () => {
-      const written = await callTool(stack.gateway.url, 'documents_update', { document_id: id, expected_status: ['validated', 'archived'], expected_claim_count: 1, error: null });
-      assert.equal(written.status, 200, JSON.stringify(written.body));
+  describe('a run stalled between steps', () => {
+    /** A document whose run (claim 1) moved it on to `status`; with `idle`, its last change an hour ago by the database's clock. */
+    const leftIn = async (status: 'extracted' | 'validated', idle = false): Promise<string> => {
+      const id = await stack.uploadSample('meeting-notes.txt', 'text/plain');
+      assert.equal((await callTool(stack.gateway.url, 'documents_claim', { document_id: id })).status, 200);
+      const steps = [{ status: 'extracted', extracted: { text: 'notes' } }, { status: 'validated', validation: { score: 1 } }];
+      for (const step of steps.slice(0, status === 'extracted' ? 1 : 2)) {
+        const moved = await callTool(stack.gateway.url, 'documents_update', { document_id: id, expected_claim_count: 1, ...step });
+        assert.equal(moved.status, 200, JSON.stringify(moved.body));
+      }
+      if (idle) await stack.ageDocuments(id);
+      return id;
     };
-    const answer = await processWithSkew(stack, id, 0, recheck);
-    assert.equal(answer.error?.data?.['reason'], 'conflict', JSON.stringify(answer));
-    const doc = await documentOf(id);
-    assert.deepEqual([doc['status'], doc['claim_count']], ['validated', 1]);
+
+    it('takes over a validated run stalled by the database\'s clock although the orchestrator\'s clock, an hour behind, calls it live', async () => {
+      const id = await leftIn('validated', true);
+      const answer = await processWithSkew(stack, id, -HOUR_MS);
+      assert.equal(answer.result?.['status'], 'archived', JSON.stringify(answer));
+      assert.equal((await documentOf(id))['claim_count'], 2);
+    });
+
+    it('leaves an extracted run live by the database\'s clock to its holder although the orchestrator\'s clock, an hour ahead, calls it stale', async () => {
+      const id = await leftIn('extracted');
+      const answer = await processWithSkew(stack, id, HOUR_MS);
+      assert.equal(answer.error?.data?.['reason'], 'conflict', JSON.stringify(answer));
+      assert.match(String(answer.error?.message), /is being processed \(extracted at /);
+      const doc = await documentOf(id);
+      assert.deepEqual([doc['status'], doc['claim_count']], ['extracted', 1]);
+    });
+
+    // The archivist's claim re-check writes the row under its claim without changing the status:
+    // made after the orchestrator read the document as stale, it is progress the takeover must see.
+    it('leaves a validated run to its archivist whose claim re-check lands after the orchestrator read the run as stalled', async () => {
+      const id = await leftIn('validated', true);
+      const recheck = async () => {
+        const written = await callTool(stack.gateway.url, 'documents_update', { document_id: id, expected_status: ['validated', 'archived'], expected_claim_count: 1, error: null });
+        assert.equal(written.status, 200, JSON.stringify(written.body));
+      };
+      const answer = await processWithSkew(stack, id, 0, recheck);
+      assert.equal(answer.error?.data?.['reason'], 'conflict', JSON.stringify(answer));
+      const doc = await documentOf(id);
+      assert.deepEqual([doc['status'], doc['claim_count']], ['validated', 1]);
+    });
   });
 });
