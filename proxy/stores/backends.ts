@@ -1,7 +1,7 @@
 import { join, resolve } from 'node:path';
 import type { Redis } from 'ioredis';
 import { closeRedis, openRedis } from './redis.js';
-import { LocalRevocationBus, RedisRevocationBus, type RevocationBus } from './revocation-bus.js';
+import { LocalRevocationBus, RedisRevocationBus, type RevocationBus, type RevocationListener } from './revocation-bus.js';
 import { JournalRevocationStore } from './revocation-journal.js';
 import { MemoryRevocationStore, SqlRevocationStore, type AddResult, type RevocationRecord, type RevocationStore } from './revocation-store.js';
 import type { Revocation } from './revocation-set.js';
@@ -27,6 +27,11 @@ export type BackendErrorHandler = (store: 'redis' | 'postgres', error: Error) =>
 export interface RevocationBackend {
   readonly store: RevocationStore;
   readonly bus: RevocationBus;
+  /**
+   * The Redis part of `bus` alone, when there is Redis: its resyncs mean the subscriber connection
+   * is subscribed (again), which `bus`'s do not (with a journal they also follow its changes).
+   */
+  readonly redisBus: RedisRevocationBus | undefined;
   readonly redis: Redis | undefined;
   readonly keyPrefix: string;
   /** For logs and /ready: which backend each part uses. */
@@ -60,7 +65,7 @@ export async function openRevocationBackend(options: StoreOptions, onError: Back
   const redis = options.redisUrl ? openRedis(options.redisUrl, { name: 'ca-a2a', onError: (error) => onError('redis', error) }) : undefined;
   let store: RevocationStore;
   let durable: RevocationBackend['describe']['durable'];
-  let localBus: RevocationBus | undefined;
+  let localBus: LocalRevocationBus | undefined;
   let release = async (): Promise<void> => {};
   try {
     if (options.databaseUrl) {
@@ -92,20 +97,68 @@ export async function openRevocationBackend(options: StoreOptions, onError: Back
     throw error;
   }
   const redisBus = redis ? new RedisRevocationBus(redis, keyPrefix, (error) => onError('redis', error)) : undefined;
-  const bus = redisBus ?? localBus ?? new LocalRevocationBus();
+  // With Redis and a journal, a revocation in the journal whose push failed (Redis refusing
+  // writes, a `ca-a2a revoke` whose user may not write) still reaches this host's sidecars at once.
+  const bus = redisBus && localBus ? new RedisAndProcessBus(redisBus, localBus) : redisBus ?? localBus ?? new LocalRevocationBus();
   // Without PostgreSQL each host keeps its own journal: a sidecar also loads what Redis holds of
   // the others' revocations, or one started after a revocation on another host would accept its token.
   if (redisBus && !options.databaseUrl) store = new WithPushedRevocations(store, redisBus);
+  let closed: Promise<void> | undefined;
   return {
-    store, bus, redis, keyPrefix,
+    store, bus, redisBus, redis, keyPrefix,
     describe: { durable, shared: redis ? 'redis' : 'process' },
-    async close() {
-      if (bus !== localBus) await bus.close();
-      await store.close();
-      await release();
-      if (redis) await closeRedis(redis);
+    // Once only: a second release would take the shared process bus from another backend.
+    close() {
+      closed ??= (async () => {
+        if (bus !== localBus) await bus.close();
+        await store.close();
+        await release();
+        if (redis) await closeRedis(redis);
+      })();
+      return closed;
     },
   };
+}
+
+/**
+ * Redis push plus the process bus of a data directory (shared, released by the backend): a
+ * subscriber hears Redis pushes, this process's publishes and the journal watch's resyncs. A
+ * publish reaches this process's subscribers first, then Redis; it throws when the Redis push
+ * fails, as callers report that. This process's subscribers may hear a revocation twice (applying
+ * one is idempotent).
+ */
+class RedisAndProcessBus implements RevocationBus {
+  readonly #redis: RedisRevocationBus;
+  readonly #process: LocalRevocationBus;
+  /** Listeners of this backend on the shared process bus, removed at close. */
+  readonly #offProcess = new Set<() => void>();
+
+  constructor(redis: RedisRevocationBus, processBus: LocalRevocationBus) {
+    this.#redis = redis;
+    this.#process = processBus;
+  }
+
+  async publish(revocation: Revocation, nowSeconds: number): Promise<void> {
+    await this.#process.publish(revocation);
+    await this.#redis.publish(revocation, nowSeconds);
+  }
+
+  subscribe(listener: RevocationListener): () => void {
+    const offProcess = this.#process.subscribe(listener);
+    this.#offProcess.add(offProcess);
+    const offRedis = this.#redis.subscribe(listener);
+    return () => {
+      offRedis();
+      offProcess();
+      this.#offProcess.delete(offProcess);
+    };
+  }
+
+  async close(): Promise<void> {
+    for (const off of this.#offProcess) off();
+    this.#offProcess.clear();
+    await this.#redis.close();
+  }
 }
 
 /**

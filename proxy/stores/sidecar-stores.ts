@@ -68,8 +68,9 @@ export async function openSidecarStores(options: SidecarStoreOptions, o: Observe
     redisBack();
     insuranceLogged = false;
   });
-  // The subscriber connection, replaced alone when it went silent, is subscribed again.
-  const unsubscribeRecovery = backend.describe.shared === 'redis' ? backend.bus.subscribe({ onRevocation: () => undefined, onResync: redisBack }) : undefined;
+  // The subscriber connection, replaced alone when it went silent, is subscribed again. (Not
+  // backend.bus: with a journal it also resyncs on the journal's changes, Redis down or not.)
+  const unsubscribeRecovery = backend.redisBus?.subscribe({ onRevocation: () => undefined, onResync: redisBack });
   const prefix = backend.keyPrefix;
   const counters = redis
     ? redisCounters(redis, () => {
