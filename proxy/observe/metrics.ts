@@ -151,7 +151,7 @@ export function createSidecarMetrics(options: { collectProcess?: boolean } = {})
     }),
     revocations: new Counter({
       name: 'ca_a2a_revocations_total',
-      help: 'Revocations applied to this sidecar\'s in-process set, by kind (jti, subject, before) and source (push, load).',
+      help: 'Revocations applied to this sidecar\'s in-process set, by kind (jti, subject, before) and source (push, load, local: the stolen-token alarm\'s own when the durable revocation failed).',
       labelNames: ['service', 'kind', 'source'] as const,
       registers,
     }),

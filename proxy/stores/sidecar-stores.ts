@@ -191,7 +191,7 @@ function handleAnomaly(report: AnomalyReport, o: Observers, revoker: Revoker, re
     // entries, so a resync does not drop it. Every replica that sees the token from then on finds
     // the shared source count past the limit and does the same.
     const until = jtiRevokedUntil(expiresAt, o.now() / 1000);
-    revocations.add({ kind: 'jti', jti: principal.jti, expiresAt: until });
+    if (revocations.add({ kind: 'jti', jti: principal.jti, expiresAt: until })) o.metrics.revocations.inc({ service: o.service, kind: 'jti', source: 'local' });
     raise('revoked_locally', { err: (error as Error).message, expires_at: new Date(until * 1000).toISOString() });
     return false;
   });

@@ -163,7 +163,9 @@ describe('stolen-token detection (one jti from several source addresses)', () =>
         await first.metric('ca_a2a_anomalous_token_usage_total', { action: 'revoked_locally' }),
         await first.metric('ca_a2a_anomalous_token_usage_total', { action: 'revoked' }),
         await first.metric('ca_a2a_revoked_token_refusals_total'),
-      ], [1, 0, 2]);
+        // Applied to its set by the alarm itself, neither loaded nor pushed.
+        await first.metric('ca_a2a_revocations_total', { kind: 'jti', source: 'local' }),
+      ], [1, 0, 2, 1]);
       // Nothing durable: no token_revoked line, no row.
       assert.equal(first.audit.events('token_revoked').length, 0);
       assert.ok(!(await owner.store.active(Date.now() / 1000)).some((r) => r.kind === 'jti' && r.jti === jti));
@@ -174,6 +176,7 @@ describe('stolen-token detection (one jti from several source addresses)', () =>
       await until(async () => (await answerFrom(second.sidecar.url, '127.0.0.2', token, body)).reason === 'authn.token_revoked');
       const secondLine = second.audit.events('anomalous_token_usage')[0];
       assert.deepEqual([secondLine?.action, secondLine?.sources, secondLine?.expires_at], ['revoked_locally', 4, line?.expires_at]);
+      assert.equal(await second.metric('ca_a2a_revocations_total', { kind: 'jti', source: 'local' }), 1);
 
       // Another jti revoked in PostgreSQL only (no push): once a sidecar refuses it, it has reloaded
       // since, and its local revocation still stands.
