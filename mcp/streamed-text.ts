@@ -41,6 +41,10 @@ export function base64Of(source: Readable, expectedBytes: number): StreamedText 
     },
   });
   source.on('error', (error) => encoder.destroy(error));
+  // A text destroyed before its end (its client hung up, it ran past an MCP request's budget)
+  // must let go of its source: pipe only unpipes, and the source stayed open, paused, for good,
+  // holding a file handle or a bucket connection per client gone. After a whole read it is a no-op.
+  encoder.on('close', () => source.destroy());
   // The text may fail before anyone reads it (over MCP a batch's later object waits its turn with
   // its bucket connection open); unheard, that 'error' would be an uncaught exception ending the
   // gateway. Its reader still gets the error: the stream stays errored, and for await and

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { stat, truncate } from 'node:fs/promises';
+import { readdir, readlink, stat, truncate } from 'node:fs/promises';
 import { createServer as createHttpServer, request } from 'node:http';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { setImmediate } from 'node:timers/promises';
+import { setImmediate, setTimeout as sleep } from 'node:timers/promises';
 import { buffer } from 'node:stream/consumers';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
@@ -155,6 +155,15 @@ describe('base64Of', () => {
     await assert.rejects(buffer(streamed.stream), /bucket went away/);
   });
 
+  it('lets go of its source when the text is destroyed before its end (a reader gone, a budget passed)', async () => {
+    const source = new Readable({ read() {} });
+    const streamed = base64Of(source, 8);
+    source.push(Buffer.from('abcd'));
+    streamed.stream.destroy();
+    await setImmediate();
+    assert.equal(source.destroyed, true);
+  });
+
   it('fails the text when the source ends short of, or runs past, the size the answer states', async () => {
     await assert.rejects(buffer(base64Of(Readable.from([Buffer.from('abc')]), 4).stream), /ended after 3 of its 4 bytes/);
     await assert.rejects(buffer(base64Of(Readable.from([Buffer.from('abcde')]), 4).stream), /longer than its 4 bytes/);
@@ -197,8 +206,9 @@ for (const backend of [{ name: 's3 (s3rver)', s3: true }, { name: 'local disk', 
       assert.ok(Buffer.from(String(body.content_base64), 'base64').equals(bytes));
     });
 
-    it('a client that hangs up midway costs nothing: the gateway answers the next call whole', async () => {
-      await new Promise<void>((resolve, reject) => {
+    /** Asks for the big object and hangs up at the first bytes of the answer. */
+    const hangUpMidway = () =>
+      new Promise<void>((resolve, reject) => {
         const req = request(`${gw.url}/call_tool`, { method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
           res.once('data', () => {
             req.destroy();
@@ -208,9 +218,25 @@ for (const backend of [{ name: 's3 (s3rver)', s3: true }, { name: 'local disk', 
         req.on('error', (error) => ((error as NodeJS.ErrnoException).code === 'ECONNRESET' ? resolve() : reject(error)));
         req.end(JSON.stringify({ tool: 's3_get_object', arguments: { key: 'uploads/big.bin' } }));
       });
+
+    it('a client that hangs up midway costs nothing: the gateway answers the next call whole', async () => {
+      await hangUpMidway();
       const again = await callTool(gw.url, 's3_get_object', { key: 'uploads/big.bin' });
       assert.equal(again.status, 200);
       assert.ok(Buffer.from(String(again.body.content_base64), 'base64').equals(bytes));
+    });
+
+    // The answer's source stays open, paused, unless the text's end lets go of it: a file handle
+    // (or a bucket connection) per client gone, until the process runs out of them.
+    if (!backend.s3) it('closes the object file of an answer whose client hung up midway', { timeout: 30_000 }, async () => {
+      const bucket = join(options.dataDir ?? '', 'bucket');
+      const openInBucket = async () => {
+        const targets = await Promise.all((await readdir('/proc/self/fd')).map((fd) => readlink(`/proc/self/fd/${fd}`).catch(() => '')));
+        return targets.filter((t) => t.startsWith(bucket)).length;
+      };
+      for (let i = 0; i < 3; i++) await hangUpMidway();
+      // Each hang-up reaches the gateway on its own turn; the files close once it has seen them all.
+      while ((await openInBucket()) > 0) await sleep(20);
     });
 
     // A file of the local bucket holding fewer bytes than its header says (a write cut short, a
