@@ -106,6 +106,13 @@ async function callTool(req: IncomingMessage, res: ServerResponse, deps: RouteDe
     try {
       await sendJsonStreaming(res, 200, { success: true, ...outcome.result });
     } catch (err) {
+      if (!res.headersSent) {
+        // The result could not be written as JSON at all (a jsonb value nested past what
+        // JSON.stringify can walk): an error answer, never a request left without one.
+        const error = new ToolError('internal', 'internal error');
+        deps.runner.undelivered(tool, caller, 'rest', error, err);
+        return sendError(res, error);
+      }
       // The answer was cut midway (bucket or client gone): the client sees a truncated body.
       deps.logger.warn({ event_type: 'mcp_stream_failed', tool, request_id: caller.request_id, trace_id: caller.trace_id, err: (err as Error).message }, 'result stream failed midway');
     }

@@ -75,7 +75,16 @@ async function success(
   const streamed = Object.entries(result).find((entry): entry is [string, StreamedText] => entry[1] instanceof StreamedText);
   if (!streamed) {
     const answer = { success: true, ...result };
-    const text = JSON.stringify(answer);
+    let text: string;
+    try {
+      text = JSON.stringify(answer);
+    } catch (cause) {
+      // Nested past what JSON.stringify can walk (a jsonb value written around the gateway): a
+      // failed call, not a JSON-RPC error carrying V8's own message.
+      const error = new ToolError('internal', 'internal error');
+      refused(error, cause);
+      return failure(error);
+    }
     return budget.take(text.length) ? { content: [{ type: 'text', text }], structuredContent: answer } : tooLarge();
   }
   const [name, field] = streamed;

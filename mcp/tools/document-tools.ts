@@ -39,8 +39,29 @@ const EXPECTED = {
 const NUL_ESCAPE = /(?<!\\)(?:\\\\)*\\u0000/;
 const LONE_SURROGATE_ESCAPE = /(?<!\\)(?:\\\\)*\\ud[89a-f][0-9a-f]{2}/;
 
+/**
+ * Deepest nesting of objects and arrays in `extracted` or `validation` (the agents write 3 levels).
+ * The request's JSON.parse takes any depth, but V8's JSON.stringify overflows its stack a few
+ * thousand levels down: deeper, the write failed as an internal error, and a row written deeper
+ * by other means could not be answered at all.
+ */
+export const MAX_JSON_DEPTH = 64;
+
+/** Whether objects and arrays nest in `value` deeper than `max` levels; walked without recursion. */
+function nestedDeeperThan(value: object, max: number): boolean {
+  const pending: [unknown, number][] = [[value, 1]];
+  for (let next = pending.pop(); next; next = pending.pop()) {
+    const [item, depth] = next;
+    if (typeof item !== 'object' || item === null) continue;
+    if (depth > max) return true;
+    for (const child of Object.values(item)) pending.push([child, depth + 1]);
+  }
+  return false;
+}
+
 /** The JSON text of an object argument for a jsonb column; invalid_arguments when jsonb cannot hold it. */
 function jsonbText(name: string, value: object): string {
+  if (nestedDeeperThan(value, MAX_JSON_DEPTH)) throw new ToolError('invalid_arguments', `${name} nests objects and arrays deeper than ${MAX_JSON_DEPTH} levels`);
   const text = JSON.stringify(value);
   if (NUL_ESCAPE.test(text)) throw new ToolError('invalid_arguments', `${name} contains U+0000, which the database cannot store`);
   if (LONE_SURROGATE_ESCAPE.test(text)) {

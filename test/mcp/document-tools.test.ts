@@ -2,8 +2,10 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
 import { startMcpGateway } from '../../mcp/gateway.js';
 import type { McpGateway } from '../../mcp/gateway.js';
+import { MAX_JSON_DEPTH } from '../../mcp/tools/document-tools.js';
 import { callTool, captureLogger, createTestSchema, tempDir } from './helpers.js';
 
 const sha = 'a'.repeat(64);
@@ -19,6 +21,8 @@ for (const mode of modes) {
   describe(`document and processing-log tools on ${mode.name}`, () => {
     let gw: McpGateway;
     const cleanups: (() => Promise<void>)[] = [];
+    let databaseUrl: string | undefined;
+    const log = captureLogger();
     let n = 0;
     const create = async (extra: Record<string, unknown> = {}) => {
       const r = await callTool(gw.url, 'documents_create', {
@@ -31,13 +35,12 @@ for (const mode of modes) {
     before(async () => {
       const dataDir = await tempDir();
       cleanups.push(() => rm(dataDir, { recursive: true, force: true }));
-      let databaseUrl: string | undefined;
       if (!mode.embedded) {
         const schema = await createTestSchema();
         cleanups.push(() => schema.drop());
         databaseUrl = schema.urlFor();
       }
-      gw = await startMcpGateway({ port: 0, dataDir, databaseUrl, logger: captureLogger().logger });
+      gw = await startMcpGateway({ port: 0, dataDir, databaseUrl, logger: log.logger });
       cleanups.unshift(() => gw.close());
     });
     after(async () => {
@@ -144,6 +147,62 @@ for (const mode of modes) {
       assert.equal(kept.status, 200, JSON.stringify(kept.body));
       assert.equal(kept.body.error, 'r\u00e9sum\u00e9 \u{1F600}');
       assert.deepEqual(kept.body.extracted, { text: '\u{1F600} \\ud800' }, 'a pair is stored; a backslash before ud800 is only text');
+    });
+
+    /** JSON text of `{"a": … 1 …}`, objects nested `depth` deep: JSON.stringify cannot write it past a few thousand. */
+    const nestedJson = (depth: number) => '{"a":'.repeat(depth) + '1' + '}'.repeat(depth);
+    /** POST /call_tool with `argsJson` as the arguments' JSON text, sent as is. */
+    const callWithJson = async (tool: string, argsJson: string) => {
+      const res = await fetch(`${gw.url}/call_tool`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: `{"tool":"${tool}","arguments":${argsJson}}` });
+      return { status: res.status, body: (await res.json()) as { error?: { code: string; message: string }; extracted?: unknown } };
+    };
+
+    it(`stores extracted and validation nested up to ${MAX_JSON_DEPTH} levels, and refuses deeper as invalid_arguments, writing nothing`, async () => {
+      const doc = await create();
+      const deepest = await callWithJson('documents_update', `{"document_id":"${doc.document_id}","extracted":${nestedJson(MAX_JSON_DEPTH)}}`);
+      assert.equal(deepest.status, 200, JSON.stringify(deepest.body));
+      assert.deepEqual(deepest.body.extracted, JSON.parse(nestedJson(MAX_JSON_DEPTH)));
+      // 10 000 levels: past what JSON.stringify can walk, once a 500 internal error.
+      for (const depth of [MAX_JSON_DEPTH + 1, 10_000]) {
+        const r = await callWithJson('documents_update', `{"document_id":"${doc.document_id}","status":"failed","extracted":${nestedJson(depth)}}`);
+        assert.equal(r.status, 400, `${depth}: ${JSON.stringify(r.body)}`);
+        assert.equal(r.body.error?.code, 'invalid_arguments');
+        assert.match(String(r.body.error?.message), new RegExp(`extracted nests objects and arrays deeper than ${MAX_JSON_DEPTH} levels`));
+      }
+      const validation = await callWithJson('documents_update', `{"document_id":"${doc.document_id}","validation":{"score":1,"failures":[${nestedJson(MAX_JSON_DEPTH)}]}}`);
+      assert.equal(validation.status, 400, JSON.stringify(validation.body));
+      assert.match(String(validation.body.error?.message), /^validation nests/);
+      const unchanged = await callTool(gw.url, 'documents_get', { document_id: doc.document_id });
+      assert.equal(unchanged.body.status, 'pending', 'nothing was written');
+      assert.deepEqual(unchanged.body.extracted, JSON.parse(nestedJson(MAX_JSON_DEPTH)));
+    });
+
+    // A row written around the gateway (PostgreSQL's jsonb takes about 10 000 levels) that
+    // JSON.stringify cannot write: /call_tool left the request without an answer.
+    if (!mode.embedded) it('answers a document nested too deep to write as JSON with 500 internal on /call_tool and over MCP, audited, never a request left open', { timeout: 60_000 }, async () => {
+      const doc = await create();
+      const client = new pg.Client({ connectionString: databaseUrl });
+      await client.connect();
+      try {
+        await client.query('UPDATE documents SET extracted = $1::jsonb WHERE document_id = $2', [nestedJson(9_000), doc.document_id]);
+      } finally {
+        await client.end();
+      }
+      const rest = await callTool(gw.url, 'documents_get', { document_id: doc.document_id }, { 'x-ca-a2a-request-id': 'req-deep-rest' });
+      assert.equal(rest.status, 500);
+      assert.deepEqual(rest.body.error, { code: 'internal', message: 'internal error' });
+      const res = await fetch(`${gw.url}/mcp`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'x-ca-a2a-request-id': 'req-deep-mcp' },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'documents_get', arguments: { document_id: doc.document_id } } }),
+      });
+      const answer = (await res.json()) as { result?: { isError?: boolean; structuredContent?: { error?: unknown } } };
+      assert.equal(answer.result?.isError, true, JSON.stringify(answer));
+      assert.deepEqual(answer.result?.structuredContent?.error, { code: 'internal', message: 'internal error' });
+      for (const request_id of ['req-deep-rest', 'req-deep-mcp']) {
+        const line = log.lines.find((l) => l.event_type === 'mcp_tool_result_refused' && l.request_id === request_id);
+        assert.equal(line?.outcome, 'internal', request_id);
+      }
     });
 
     it('reports not_found for a document that does not exist', async () => {
