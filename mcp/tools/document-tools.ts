@@ -131,7 +131,9 @@ export const DOCUMENT_TOOLS: ToolFamily = {
           filename: { type: 'string', minLength: 1, maxLength: 255, pattern: '^[^\\u0000-\\u001f\\u007f/\\\\\\ud800-\\udfff]+$' },
           content_type: { type: 'string', minLength: 3, maxLength: 255, pattern: STORABLE_TEXT },
           s3_key: { type: 'string', minLength: 1, maxLength: 1024 },
-          size_bytes: { type: 'integer', minimum: 0 },
+          // JSON numbers are doubles: past 2^53 the value parsed is not the one sent (…993 reads as
+          // …992), and would be stored as if it were.
+          size_bytes: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
           sha256: { type: 'string', pattern: '^[0-9a-f]{64}$' },
         },
       },

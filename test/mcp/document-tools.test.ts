@@ -85,6 +85,27 @@ for (const mode of modes) {
       }
     });
 
+    /** JSON text of `{"a": … 1 …}`, objects nested `depth` deep: JSON.stringify cannot write it past a few thousand. */
+    const nestedJson = (depth: number) => '{"a":'.repeat(depth) + '1' + '}'.repeat(depth);
+    /** POST /call_tool with `argsJson` as the arguments' JSON text, sent as is. */
+    const callWithJson = async (tool: string, argsJson: string) => {
+      const res = await fetch(`${gw.url}/call_tool`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: `{"tool":"${tool}","arguments":${argsJson}}` });
+      return { status: res.status, body: (await res.json()) as { error?: { code: string; message: string; errors?: { path: string }[] }; extracted?: unknown; size_bytes?: number } };
+    };
+
+    it('refuses a size_bytes past 2^53 - 1 by its schema, rather than store a number other than the one sent', async () => {
+      const args = (size: string) => `{"filename":"a.pdf","content_type":"application/pdf","s3_key":"uploads/${randomUUID()}","size_bytes":${size},"sha256":"${sha}"}`;
+      // 9007199254740993 parses as 9007199254740992, which PostgreSQL's bigint would have taken.
+      for (const size of ['9007199254740993', '9223372036854775807', '1e30']) {
+        const r = await callWithJson('documents_create', args(size));
+        assert.equal(r.status, 400, `${size}: ${JSON.stringify(r.body)}`);
+        assert.ok(r.body.error?.errors?.some((e) => e.path === '/size_bytes'), `${size}: ${JSON.stringify(r.body)}`);
+      }
+      const largest = await callWithJson('documents_create', args(String(Number.MAX_SAFE_INTEGER)));
+      assert.equal(largest.status, 200, JSON.stringify(largest.body));
+      assert.equal(largest.body.size_bytes, Number.MAX_SAFE_INTEGER);
+    });
+
     it('refuses a cursor that is not a timestamp and a uuid with 400 invalid_arguments', async () => {
       const cursor = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
       const zero = '00000000-0000-0000-0000-000000000000';
@@ -148,14 +169,6 @@ for (const mode of modes) {
       assert.equal(kept.body.error, 'r\u00e9sum\u00e9 \u{1F600}');
       assert.deepEqual(kept.body.extracted, { text: '\u{1F600} \\ud800' }, 'a pair is stored; a backslash before ud800 is only text');
     });
-
-    /** JSON text of `{"a": … 1 …}`, objects nested `depth` deep: JSON.stringify cannot write it past a few thousand. */
-    const nestedJson = (depth: number) => '{"a":'.repeat(depth) + '1' + '}'.repeat(depth);
-    /** POST /call_tool with `argsJson` as the arguments' JSON text, sent as is. */
-    const callWithJson = async (tool: string, argsJson: string) => {
-      const res = await fetch(`${gw.url}/call_tool`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: `{"tool":"${tool}","arguments":${argsJson}}` });
-      return { status: res.status, body: (await res.json()) as { error?: { code: string; message: string }; extracted?: unknown } };
-    };
 
     it(`stores extracted and validation nested up to ${MAX_JSON_DEPTH} levels, and refuses deeper as invalid_arguments, writing nothing`, async () => {
       const doc = await create();
