@@ -1,4 +1,4 @@
-import { DOCUMENT_COLUMNS, SCHEMA, toDocument } from './document-rows.js';
+import { DOCUMENT_COLUMNS, LISTED_DOCUMENT_COLUMNS, SCHEMA, toDocument, toListedDocument } from './document-rows.js';
 import type { DocumentRow } from './document-rows.js';
 import { decidedWrite, writtenOrExplained } from './document-tools.js';
 import type { DecidedWrite } from './document-tools.js';
@@ -38,6 +38,9 @@ const CLAIM_SQL = decidedWrite(`UPDATE documents
 // meanwhile is left alone. The pick is a MATERIALIZED CTE, run once: as an IN subquery the
 // planner could run it again per row, and SKIP LOCKED then passed over the row just claimed and
 // picked the next, past the limit.
+// Each document is returned without `extracted`, as documents_list does: a run stalled between
+// steps holds its extraction (up to the request body cap, 14 MiB by default), and a sweep of 100
+// carried them all into the gateway's memory at once.
 const STALLED = stalled('$1');
 const SWEEP_SQL = `WITH picked AS MATERIALIZED (
       SELECT document_id FROM documents WHERE ${STALLED}
@@ -46,7 +49,7 @@ const SWEEP_SQL = `WITH picked AS MATERIALIZED (
   SET status = 'processing', claimed_at = clock_timestamp(), claim_count = claim_count + 1, updated_at = clock_timestamp()
   WHERE document_id IN (SELECT document_id FROM picked)
     AND (${STALLED})
-  RETURNING ${DOCUMENT_COLUMNS}`;
+  RETURNING ${LISTED_DOCUMENT_COLUMNS}`;
 
 /** Claims for the pipeline workers: take one document, or re-take documents whose claim went stale. */
 export const CLAIM_TOOLS: ToolFamily = {
@@ -78,7 +81,7 @@ export const CLAIM_TOOLS: ToolFamily = {
       name: 'documents_claim_stale',
       annotations: TOOL_HINTS.documents_claim_stale,
       description:
-        'Sweep: re-claim up to limit documents whose run stalled for longer than older_than_seconds (in processing since their claim, or in extracted or validated since their last change), longest stalled first: each is moved to processing with a fresh claim and returned.',
+        'Sweep: re-claim up to limit documents whose run stalled for longer than older_than_seconds (in processing since their claim, or in extracted or validated since their last change), longest stalled first: each is moved to processing with a fresh claim and returned without its extracted content (documents_get has it).',
       inputSchema: {
         type: 'object',
         additionalProperties: false,
@@ -91,8 +94,8 @@ export const CLAIM_TOOLS: ToolFamily = {
     },
     async handler(args, deps) {
       const a = args as unknown as SweepArgs;
-      const rows = await sqlQuery<DocumentRow>(deps, SWEEP_SQL, [a.older_than_seconds, a.limit]);
-      return { documents: rows.map(toDocument) };
+      const rows = await sqlQuery<Omit<DocumentRow, 'extracted'>>(deps, SWEEP_SQL, [a.older_than_seconds, a.limit]);
+      return { documents: rows.map(toListedDocument) };
     },
   },
 };

@@ -318,6 +318,20 @@ for (const mode of modes) {
       }
     });
 
+    // A run stalled between steps holds its extraction; a sweep of 100 carried them all at once.
+    it('answers the sweep with each document as documents_list does, without extracted, which documents_get still has', async () => {
+      const doc = await create();
+      await callTool(gw.url, 'documents_claim', { document_id: doc.document_id });
+      await callTool(gw.url, 'documents_update', { document_id: doc.document_id, expected_status: 'processing', status: 'extracted', extracted: { text: 'x'.repeat(1000) } });
+      const swept = await callTool(gw.url, 'documents_claim_stale', { older_than_seconds: 0, limit: 100 });
+      assert.equal(swept.status, 200, JSON.stringify(swept.body));
+      const mine = (swept.body.documents as Doc[]).find((d) => d.document_id === doc.document_id);
+      assert.deepEqual([mine?.status, mine?.claim_count, mine?.s3_key], ['processing', 2, doc.s3_key]);
+      assert.ok(mine && !('extracted' in mine), JSON.stringify(mine));
+      const got = await callTool(gw.url, 'documents_get', { document_id: doc.document_id });
+      assert.deepEqual(got.body.extracted, { text: 'x'.repeat(1000) });
+    });
+
     it('claims an archived document neither outright nor as stale', async () => {
       const doc = await create();
       await callTool(gw.url, 'documents_update', { document_id: doc.document_id, status: 'archived' });
