@@ -144,6 +144,20 @@ function takeToolArguments(body: unknown): Map<RequestId, Record<string, unknown
 }
 
 /**
+ * The body without its `notifications/cancelled`, when it is a batch that holds other messages.
+ * The SDK answers nothing for a request that a cancellation in its batch names (in either order:
+ * notifications are handled after the batch's requests have started), while the transport, which
+ * answers in JSON, waits for an answer to every request: such a POST was never answered. A request
+ * here lives only as long as its own POST (a fresh server each), so no other cancellation can name
+ * one; the MCP spec lets a receiver ignore a cancellation of a request it cannot cancel.
+ */
+function withoutCancellations(body: unknown): unknown {
+  if (!Array.isArray(body)) return body;
+  const kept = body.filter((m) => !(typeof m === 'object' && m !== null && (m as { method?: unknown }).method === 'notifications/cancelled'));
+  return kept.length > 0 ? kept : body;
+}
+
+/**
  * Serves one `POST /mcp` request, statelessly: a fresh SDK Server and transport per request
  * (the SDK's stateless mode requires it), no session id, JSON responses rather than SSE so the
  * sidecar in front can filter a tools/list result by rewriting its JSON body. Stateless suits a
@@ -153,10 +167,11 @@ function takeToolArguments(body: unknown): Map<RequestId, Record<string, unknown
 export async function handleMcpRequest(
   req: IncomingMessage,
   res: ServerResponse,
-  body: unknown,
+  parsed: unknown,
   runner: ToolRunner,
   caller: CallerIdentity,
 ): Promise<void> {
+  const body = withoutCancellations(parsed);
   const server = new Server(SERVER_INFO, { capabilities: { tools: {} } });
   // The definitions (built once) are name, description and a JSON Schema of type "object": a Tool.
   const tools = runner.definitions as readonly Tool[];

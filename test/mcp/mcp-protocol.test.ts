@@ -98,6 +98,34 @@ describe('MCP over Streamable HTTP, /call_tool and /health', () => {
     }
   });
 
+  // The SDK answered nothing for a request its batch cancelled, and the transport waited for that
+  // answer: the POST was never answered.
+  it('answers every request of a batch that also cancels them, the cancellation before or after', { timeout: 60_000 }, async () => {
+    const cancel = (requestId: number) => ({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId, reason: 'test' } });
+    const batches: [number, object[]][] = [
+      [1, [{ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'documents_list', arguments: { limit: 1 } } }, cancel(1)]],
+      [2, [cancel(2), { jsonrpc: '2.0', id: 2, method: 'tools/list', params: {} }]],
+    ];
+    for (const [id, batch] of batches) {
+      const res = await fetch(`${gw.url}/mcp`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+        body: JSON.stringify(batch),
+      });
+      assert.equal(res.status, 200);
+      // The SDK answers a batch of one request with that answer alone, not in an array.
+      const answer = (await res.json()) as { id: number; result?: object };
+      assert.deepEqual([answer.id, typeof answer.result], [id, 'object'], JSON.stringify(answer));
+    }
+    // A cancellation alone is a notification like any other.
+    const alone = await fetch(`${gw.url}/mcp`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+      body: JSON.stringify([cancel(3)]),
+    });
+    assert.equal(alone.status, 202);
+  });
+
   it('answers tools/list as a JSON body (not SSE), without a session id', async () => {
     const res = await fetch(`${gw.url}/mcp`, {
       method: 'POST',
