@@ -15,9 +15,13 @@ export const DEFAULT_KEY_POLICY: KeyPolicy = { allowedPrefixes: ['uploads/', 'ar
 // C0, DEL and C1 controls: never part of a legitimate document key.
 // eslint-disable-next-line no-control-regex -- matching control characters is the point
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/u;
-// Bidirectional controls (Trojan Source, CVE-2021-42574): a key that reads as invoice.pdf in a
-// listing, a log or a console while it is invoice\u202efdp.exe.
-const BIDI = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/u;
+/**
+ * Bidirectional controls (Trojan Source, CVE-2021-42574), as the inside of a character class: a
+ * name that reads as invoice.pdf in a listing, a log or a console while it is
+ * invoice\u202efdp.exe. Refused in keys here and in document file names (document-tools.ts).
+ */
+export const BIDI_CONTROLS = '\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069';
+const BIDI = new RegExp(`[${BIDI_CONTROLS}]`, 'u');
 // A lone UTF-16 surrogate: no UTF-8 form, so the bucket would store U+FFFD in its place (two keys
 // naming one object) or the S3 client would fail to encode it.
 const LONE_SURROGATE = /\p{Cs}/u;

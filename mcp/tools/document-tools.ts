@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { ToolError } from '../errors.js';
-import { normaliseKey } from '../object-keys.js';
+import { BIDI_CONTROLS, normaliseKey } from '../object-keys.js';
 import { DOCUMENT_COLUMNS, GET_DOCUMENT_SQL, LISTED_DOCUMENT_COLUMNS, STORABLE_TEXT, SCHEMA, decodeCursor, encodeCursor, toDocument, toListedDocument } from './document-rows.js';
 import type { DocumentRow, DocumentStatus } from './document-rows.js';
 import { sqlQuery } from './sql-run.js';
@@ -21,6 +21,13 @@ interface UpdateArgs {
   error?: string | null;
   archive_key?: string;
 }
+
+/**
+ * A document's file name: no path separator, no control character (C0, DEL and C1, as U+009B,
+ * the 8-bit CSI that opens a terminal escape), no bidirectional control (the name people read in
+ * listings and summaries: invoice\u202efdp.exe shows as invoicexe.pdf), no lone surrogate.
+ */
+const FILENAME = `^[^\\u0000-\\u001f\\u007f-\\u009f${BIDI_CONTROLS}/\\\\\\ud800-\\udfff]+$`;
 
 const idOnly = { type: 'object', additionalProperties: false, required: ['document_id'], properties: { document_id: SCHEMA.documentId } };
 
@@ -128,7 +135,7 @@ export const DOCUMENT_TOOLS: ToolFamily = {
         required: ['filename', 'content_type', 's3_key', 'size_bytes', 'sha256'],
         properties: {
           document_id: { ...SCHEMA.documentId, description: 'Optional id chosen by the caller; generated otherwise.' },
-          filename: { type: 'string', minLength: 1, maxLength: 255, pattern: '^[^\\u0000-\\u001f\\u007f/\\\\\\ud800-\\udfff]+$' },
+          filename: { type: 'string', minLength: 1, maxLength: 255, pattern: FILENAME },
           content_type: { type: 'string', minLength: 3, maxLength: 255, pattern: STORABLE_TEXT },
           s3_key: { type: 'string', minLength: 1, maxLength: 1024 },
           // JSON numbers are doubles: past 2^53 the value parsed is not the one sent (…993 reads as

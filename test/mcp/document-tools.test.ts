@@ -218,6 +218,18 @@ for (const mode of modes) {
       }
     });
 
+    // Docs: filename "refuses every control character"; C1 (U+0080..U+009F) and the bidi controls
+    // refused in keys (Trojan Source) were stored.
+    it('refuses a filename with a C1 or bidirectional control, as keys, and keeps right-to-left letters', async () => {
+      const named = (filename: string): [string, Record<string, unknown>, string] =>
+        ['documents_create', { filename, content_type: 'application/pdf', s3_key: `uploads/${randomUUID()}`, size_bytes: 1, sha256: sha }, '/filename'];
+      await assertSchemaRefusals(['a\u0085b.pdf', 'a\u009b31m.pdf', 'invoice\u202efdp.exe', 'a\u200fb.pdf', 'a\u2066b.pdf', 'a\u061cb.pdf'].map(named));
+      for (const filename of ['\u0641\u0627\u062a\u0648\u0631\u0629.pdf', '\u05d7\u05e9\u05d1\u05d5\u05e0\u05d9\u05ea.pdf', 'caf\u00e9\u00a0\u{1F600}.pdf']) {
+        const doc = await create({ filename });
+        assert.equal(doc.filename, filename);
+      }
+    });
+
     it('reports not_found for a document that does not exist', async () => {
       const id = randomUUID();
       for (const [tool, args] of [
