@@ -42,7 +42,7 @@ export const NUMBER_SETTINGS = {
   },
   'stale-after-seconds': {
     variable: 'CA_A2A_STALE_AFTER_SECONDS', agents: ['orchestrator'], min: 1, max: 86_400, unit: 'SECONDS',
-    help: `orchestrator only: a run that showed no progress for this long is taken over by the stale sweep or a process_document (default ${DEFAULT_STALE_AFTER_SECONDS})`,
+    help: `orchestrator only: a run that showed no progress for this long is taken over by the stale sweep or a process_document; above the step timeout and the busy wait (default ${DEFAULT_STALE_AFTER_SECONDS})`,
     elsewhere: (agent) => `--stale-after-seconds is the orchestrator's; ${agent} runs no pipeline`,
   },
   'sweep-interval-seconds': {
@@ -62,7 +62,7 @@ export const NUMBER_SETTINGS = {
   },
   'step-timeout-seconds': {
     variable: 'CA_A2A_STEP_TIMEOUT_SECONDS', agents: ['orchestrator'], min: 1, max: 86_400, unit: 'SECONDS',
-    help: `orchestrator only: how long one attempt of a step (extract_document, validate_document, archive_document) may take, its answer read whole, before it counts as a failed hop (default ${DEFAULT_CALL_TIMEOUT_MS / 1000}); a step runs several tool calls, each within the step agent's --tool-timeout-seconds: raise this with it`,
+    help: `orchestrator only: how long one attempt of a step (extract_document, validate_document, archive_document) may take, its answer read whole, before it counts as a failed hop; below the stale window (default ${DEFAULT_CALL_TIMEOUT_MS / 1000}); a step runs several tool calls, each within the step agent's --tool-timeout-seconds: raise this with it, and --stale-after-seconds above this`,
     elsewhere: (agent) => `--step-timeout-seconds is the orchestrator's; ${agent} runs no pipeline`,
   },
   'busy-wait-seconds': {
@@ -127,20 +127,31 @@ export function readNumberSettings(agent: AgentName, given: Partial<Record<Numbe
 }
 
 /**
- * The orchestrator's options from its settings, or a message naming what is wrong: a busy wait at
- * or past the stale window would have a run that waits on a busy agent taken over as stalled.
- * Without a busy wait, the orchestrator's default applies (30 s, at most a quarter of the window).
+ * The orchestrator's options from its settings, or a message naming what is wrong. Each bound on a
+ * run's silence must be below the stale window, or a live run is taken over as stalled: a busy wait
+ * (a run waiting on a busy agent writes nothing), and one attempt of a step (the step agent writes
+ * only once its work is done). Without a busy wait, the orchestrator's default applies (30 s, at
+ * most a quarter of the window); the step timeout's default (90 s) is compared as given.
  */
 export function orchestratorOptions(settings: Partial<Record<NumberFlag, number>>, given: Partial<Record<NumberFlag, string>>, env: NodeJS.ProcessEnv = process.env): { options: Omit<OrchestratorOptions, 'egress' | 'logger' | 'onRunFinished'> } | { error: string } {
   const staleAfter = settings['stale-after-seconds'];
   const busyWait = settings['busy-wait-seconds'];
-  if (busyWait !== undefined && busyWait >= (staleAfter ?? DEFAULT_STALE_AFTER_SECONDS)) {
-    const source = (flag: NumberFlag) => {
-      const option = flagOrEnv(`--${flag}`, given[flag], NUMBER_SETTINGS[flag].variable, env);
-      return option === undefined ? `the default ${DEFAULT_STALE_AFTER_SECONDS}` : `${option.name} ${option.value}`;
-    };
+  const stepTimeout = settings['step-timeout-seconds'];
+  const window = staleAfter ?? DEFAULT_STALE_AFTER_SECONDS;
+  // Where a value came from, as the operator wrote it, or the default it fell back to.
+  const source = (flag: NumberFlag, fallback: number) => {
+    const option = flagOrEnv(`--${flag}`, given[flag], NUMBER_SETTINGS[flag].variable, env);
+    return option === undefined ? `the default ${fallback}` : `${option.name} ${option.value}`;
+  };
+  if (busyWait !== undefined && busyWait >= window) {
     return {
-      error: `the busy wait (${source('busy-wait-seconds')}) must be below the stale window (${source('stale-after-seconds')}): a run waiting on a busy agent would be taken over as stalled`,
+      error: `the busy wait (${source('busy-wait-seconds', busyWait)}) must be below the stale window (${source('stale-after-seconds', window)}): a run waiting on a busy agent would be taken over as stalled`,
+    };
+  }
+  const step = stepTimeout ?? DEFAULT_CALL_TIMEOUT_MS / 1000;
+  if (step >= window) {
+    return {
+      error: `the step timeout (${source('step-timeout-seconds', step)}) must be below the stale window (${source('stale-after-seconds', window)}): a step still running past the window would have its document taken over by another orchestrator while it is being worked on`,
     };
   }
   const sweepInterval = settings['sweep-interval-seconds'];

@@ -142,8 +142,10 @@ export const DEFAULT_TOOL_TIMEOUT_MS = 30_000;
 /**
  * How long one try of a call to another agent may take, its answer read whole, unless told
  * otherwise: a step agent's method runs several tool calls of its own, each within its tool timeout.
+ * Below the orchestrator's default stale window (120 s): a step still running when the window ends
+ * would have its document taken over while it is being worked on.
  */
-export const DEFAULT_CALL_TIMEOUT_MS = 120_000;
+export const DEFAULT_CALL_TIMEOUT_MS = 90_000;
 
 /** Options of {@link createEgressClient}. */
 export interface EgressClientOptions {

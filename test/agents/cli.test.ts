@@ -42,11 +42,18 @@ describe('ca-a2a agent command', () => {
   });
 });
 
-/** Runs `ca-a2a agent ARGS` to its exit: status and stderr. */
+/**
+ * Runs `ca-a2a agent ARGS` to its exit: status and stderr. An agent that starts instead of refusing
+ * is killed as soon as it logs its start line (code null), so a refusal that regressed fails at once
+ * rather than leaving the test waiting on an agent that runs until stopped.
+ */
 async function agentExit(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stderr: string }> {
-  const child = spawn(process.execPath, [BIN, 'agent', ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
+  const child = spawn(process.execPath, [BIN, 'agent', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   let stderr = '';
   child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  createInterface({ input: child.stdout }).on('line', (line) => {
+    if (line.includes('"agent_started"')) child.kill('SIGKILL');
+  });
   const [code] = (await once(child, 'close')) as [number | null];
   return { code, stderr };
 }
@@ -168,19 +175,35 @@ describe('ca-a2a agent orchestrator settings', () => {
     assert.deepEqual(await agentExit(['archivist', ...egress, '--step-timeout-seconds', '600']), refusal("--step-timeout-seconds is the orchestrator's; archivist runs no pipeline"));
   });
 
+  it('refuses a step timeout not below the stale window, from the flags, the variables or a default, naming both values', async () => {
+    const egress = ['--egress', 'http://127.0.0.1:9'];
+    const refusal = (step: string, window: string) => ({
+      code: 2,
+      stderr: `ca-a2a agent: the step timeout (${step}) must be below the stale window (${window}): a step still running past the window would have its document taken over by another orchestrator while it is being worked on\n`,
+    });
+    assert.deepEqual(await agentExit(['orchestrator', ...egress, '--step-timeout-seconds', '60', '--stale-after-seconds', '60']), refusal('--step-timeout-seconds 60', '--stale-after-seconds 60'));
+    assert.deepEqual(await agentExit(['orchestrator', ...egress, '--step-timeout-seconds', '600', '--stale-after-seconds', '300']), refusal('--step-timeout-seconds 600', '--stale-after-seconds 300'));
+    assert.deepEqual(await agentExit(['orchestrator', ...egress], { CA_A2A_STEP_TIMEOUT_SECONDS: '300', CA_A2A_STALE_AFTER_SECONDS: '200' }), refusal('CA_A2A_STEP_TIMEOUT_SECONDS 300', 'CA_A2A_STALE_AFTER_SECONDS 200'));
+    // The flag wins over its variable, and is what the message names.
+    assert.deepEqual(await agentExit(['orchestrator', ...egress, '--stale-after-seconds', '40'], { CA_A2A_STEP_TIMEOUT_SECONDS: '40', CA_A2A_STALE_AFTER_SECONDS: '600' }), refusal('CA_A2A_STEP_TIMEOUT_SECONDS 40', '--stale-after-seconds 40'));
+    assert.deepEqual(await agentExit(['orchestrator', ...egress], { CA_A2A_STEP_TIMEOUT_SECONDS: '120' }), refusal('CA_A2A_STEP_TIMEOUT_SECONDS 120', 'the default 120'));
+    assert.deepEqual(await agentExit(['orchestrator', ...egress, '--stale-after-seconds', '90']), refusal('the default 90', '--stale-after-seconds 90'));
+  });
+
   it('runs with the settings given: its start line says them, and its own sweep timer retakes a stalled document', async () => {
     const router = await startDirectRouter('orchestrator', { gatewayUrl: () => stack.gateway.url, agentUrl: (service) => stack.agents.get(service as 'extractor')?.url });
     let child: ChildProcess | undefined;
     try {
-      // A worker claimed the document and died before any step.
+      // A worker claimed the document and died before any step, an hour ago.
       const id = await stack.uploadSample('meeting-notes.txt', 'text/plain');
       assert.equal((await callTool(stack.gateway.url, 'documents_claim', { document_id: id })).status, 200);
-      const agent = await startAgentProcess(['orchestrator', '--listen', '127.0.0.1:0', '--egress', router.url, '--stale-after-seconds', '1', '--sweep-interval-seconds', '1'], {
-        CA_A2A_STEP_ATTEMPTS: '2', CA_A2A_BUSY_WAIT_SECONDS: '0', CA_A2A_SWEEP_BATCH: '3',
+      await stack.ageDocuments(id);
+      const agent = await startAgentProcess(['orchestrator', '--listen', '127.0.0.1:0', '--egress', router.url, '--stale-after-seconds', '60', '--sweep-interval-seconds', '1'], {
+        CA_A2A_STEP_ATTEMPTS: '2', CA_A2A_BUSY_WAIT_SECONDS: '0', CA_A2A_SWEEP_BATCH: '3', CA_A2A_STEP_TIMEOUT_SECONDS: '50',
       });
       child = agent.child;
-      assert.deepEqual(agent.settings, { stale_after_seconds: 1, sweep_interval_seconds: 1, sweep_batch: 3, step_attempts: 2, busy_wait_seconds: 0, step_timeout_seconds: 120, tool_timeout_seconds: 30 });
-      // No call asks for a sweep: only the timer of one second can take it over (the default is 30 s, of 120 s stale).
+      assert.deepEqual(agent.settings, { stale_after_seconds: 60, sweep_interval_seconds: 1, sweep_batch: 3, step_attempts: 2, busy_wait_seconds: 0, step_timeout_seconds: 50, tool_timeout_seconds: 30 });
+      // No call asks for a sweep: only the timer of one second can take it over (the default is 30 s).
       while ((await callTool(stack.gateway.url, 'documents_get', { document_id: id })).body['status'] !== 'archived') await sleep(100);
       assert.equal((await callTool(stack.gateway.url, 'documents_get', { document_id: id })).body['claim_count'], 2);
     } finally {
@@ -189,13 +212,13 @@ describe('ca-a2a agent orchestrator settings', () => {
     }
   });
 
-  it('starts with the defaults when given nothing, a busy wait of at most a quarter of a short stale window', async () => {
+  it('starts with the defaults when given nothing, a step timeout below the stale window and a busy wait of at most a quarter of a short one', async () => {
     const defaults = await startAgentProcess(['orchestrator', '--listen', '127.0.0.1:0', '--egress', 'http://127.0.0.1:9']);
     defaults.child.kill('SIGKILL');
-    assert.deepEqual(defaults.settings, { stale_after_seconds: 120, sweep_interval_seconds: 30, sweep_batch: 10, step_attempts: 4, busy_wait_seconds: 30, step_timeout_seconds: 120, tool_timeout_seconds: 30 });
-    const short = await startAgentProcess(['orchestrator', '--listen', '127.0.0.1:0', '--egress', 'http://127.0.0.1:9'], { CA_A2A_STALE_AFTER_SECONDS: '20' });
+    assert.deepEqual(defaults.settings, { stale_after_seconds: 120, sweep_interval_seconds: 30, sweep_batch: 10, step_attempts: 4, busy_wait_seconds: 30, step_timeout_seconds: 90, tool_timeout_seconds: 30 });
+    const short = await startAgentProcess(['orchestrator', '--listen', '127.0.0.1:0', '--egress', 'http://127.0.0.1:9'], { CA_A2A_STALE_AFTER_SECONDS: '20', CA_A2A_STEP_TIMEOUT_SECONDS: '19' });
     short.child.kill('SIGKILL');
-    assert.deepEqual(short.settings, { stale_after_seconds: 20, sweep_interval_seconds: 30, sweep_batch: 10, step_attempts: 4, busy_wait_seconds: 5, step_timeout_seconds: 120, tool_timeout_seconds: 30 });
+    assert.deepEqual(short.settings, { stale_after_seconds: 20, sweep_interval_seconds: 30, sweep_batch: 10, step_attempts: 4, busy_wait_seconds: 5, step_timeout_seconds: 19, tool_timeout_seconds: 30 });
   });
 
   it('gives up a step that outlasts --step-timeout-seconds: its start line says it, and a run whose archive_document never answers fails naming the hop, after one call', async () => {
