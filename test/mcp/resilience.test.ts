@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
 import { rm } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { setImmediate, setTimeout as sleep } from 'node:timers/promises';
@@ -255,28 +258,45 @@ describe('a backend being stopped (dispose)', () => {
     }
   });
 
-  it('ends a backoff wait at once: a call stopped between its tries is refused backend_unavailable, tried no more, and leaves no timer holding the process', async () => {
-    const metrics = createGatewayMetrics(() => ({ total: 0, idle: 0, waiting: 0 }));
-    // A backoff of minutes: only the stop can end it while the test runs.
-    const backend = createResilientBackend('s3', () => true, { initialDelayMs: 600_000, maxDelayMs: 600_000 }, metrics, captureLogger().logger);
-    // Node lists only the timers that keep the event loop alive.
-    const timers = () => process.getActiveResourcesInfo().filter((resource) => resource === 'Timeout').length;
-    const idle = timers();
-    let tries = 0;
-    const call = backend.run(async () => {
-      tries += 1;
-      throw new Error('connection reset');
+  // Run in a process of its own, which must then end by itself: a timer left behind by the stop
+  // would hold it for the 10 minutes of the backoff, as it would hold a stopping gateway.
+  it('ends a backoff wait at once: a call stopped between its tries is refused backend_unavailable, tried no more, and leaves no timer holding the process', { timeout: 60_000 }, async (t) => {
+    const script = `
+      import { setImmediate } from 'node:timers/promises';
+      import { pino } from 'pino';
+      import { createGatewayMetrics } from './mcp/metrics.ts';
+      import { createResilientBackend } from './mcp/resilience.ts';
+      const metrics = createGatewayMetrics(() => ({ total: 0, idle: 0, waiting: 0 }));
+      // A backoff of minutes: only the stop can end it.
+      const backend = createResilientBackend('s3', () => true, { initialDelayMs: 600_000, maxDelayMs: 600_000 }, metrics, pino({ level: 'silent' }));
+      let tries = 0;
+      const call = backend.run(async () => {
+        tries += 1;
+        throw new Error('connection reset');
+      });
+      const outcome = call.then(() => ({ answered: true }), (error) => ({ code: error.code, message: error.message }));
+      // The failed try goes through the policy to the backoff wait within this turn of the loop.
+      await setImmediate();
+      const triesBeforeStop = tries;
+      backend.dispose();
+      // Settled before the next turn of the event loop, not when the backoff would have ended.
+      const settled = await Promise.race([outcome, setImmediate('still waiting')]);
+      console.log(JSON.stringify({ triesBeforeStop, settled, tries }));`;
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      cwd: new URL('../../', import.meta.url).pathname, stdio: ['ignore', 'pipe', 'inherit'], signal: t.signal,
     });
-    const outcome = call.then(() => 'answered', () => 'refused');
-    // The first try's own timer is there until its failure has gone through the policy.
-    do await setImmediate();
-    while (timers() === idle);
-    assert.equal(tries, 1, 'waiting before the second try');
-    backend.dispose();
-    assert.equal(timers(), idle, 'the backoff timer is cleared by the stop');
-    // Settled before the next turn of the event loop, not when the backoff would have ended.
-    assert.equal(await Promise.race([outcome, setImmediate('still waiting')]), 'refused');
-    await assert.rejects(call, { code: 'backend_unavailable', message: 'the gateway is stopping; s3 calls are no longer taken' });
-    assert.equal(tries, 1);
+    try {
+      const closed = once(child, 'close');
+      // Read as soon as it is written: a call still waiting fails the test then, not at its timeout.
+      const [line] = (await once(createInterface({ input: child.stdout }), 'line')) as [string];
+      assert.deepEqual(JSON.parse(line), {
+        triesBeforeStop: 1, tries: 1,
+        settled: { code: 'backend_unavailable', message: 'the gateway is stopping; s3 calls are no longer taken' },
+      });
+      const [code] = (await closed) as [number | null];
+      assert.equal(code, 0, 'the process ended by itself: no timer of the backoff was left');
+    } finally {
+      child.kill('SIGKILL');
+    }
   });
 });
