@@ -41,7 +41,8 @@ export const NUMBER_SETTINGS = {
     elsewhere: (agent) => `--max-documents is the step agents'; ${agent} holds no stored file`,
   },
   'stale-after-seconds': {
-    variable: 'CA_A2A_STALE_AFTER_SECONDS', agents: ['orchestrator'], min: 1, max: 86_400, unit: 'SECONDS',
+    // At least 2: the step timeout, at least 1, must be below it.
+    variable: 'CA_A2A_STALE_AFTER_SECONDS', agents: ['orchestrator'], min: 2, max: 86_400, unit: 'SECONDS',
     help: `orchestrator only: a run that showed no progress for this long is taken over by the stale sweep or a process_document; above the step timeout and the busy wait (default ${DEFAULT_STALE_AFTER_SECONDS})`,
     elsewhere: (agent) => `--stale-after-seconds is the orchestrator's; ${agent} runs no pipeline`,
   },

@@ -155,7 +155,9 @@ describe('ca-a2a agent orchestrator settings', () => {
   it('refuses a setting out of range, from the flag or the variable, a busy wait not below the stale window, and the flags on another agent', async () => {
     const egress = ['--egress', 'http://127.0.0.1:9'];
     const refusal = (message: string) => ({ code: 2, stderr: `ca-a2a agent: ${message}\n` });
-    assert.deepEqual(await agentExit(['orchestrator', ...egress, '--stale-after-seconds', '0']), refusal("--stale-after-seconds must be a whole number from 1 to 86400, not '0'"));
+    assert.deepEqual(await agentExit(['orchestrator', ...egress, '--stale-after-seconds', '0']), refusal("--stale-after-seconds must be a whole number from 2 to 86400, not '0'"));
+    // A window of 1 s leaves no step timeout below it (the step timeout is at least 1 s).
+    assert.deepEqual(await agentExit(['orchestrator', ...egress, '--step-timeout-seconds', '1'], { CA_A2A_STALE_AFTER_SECONDS: '1' }), refusal("CA_A2A_STALE_AFTER_SECONDS must be a whole number from 2 to 86400, not '1'"));
     assert.deepEqual(await agentExit(['orchestrator', ...egress], { CA_A2A_SWEEP_INTERVAL_SECONDS: '-1' }), refusal("CA_A2A_SWEEP_INTERVAL_SECONDS must be a whole number from 0 to 86400, not '-1'"));
     assert.deepEqual(await agentExit(['orchestrator', ...egress, '--step-attempts', '21']), refusal("--step-attempts must be a whole number from 1 to 20, not '21'"));
     assert.deepEqual(await agentExit(['orchestrator', ...egress], { CA_A2A_STEP_ATTEMPTS: ' 3' }), refusal("CA_A2A_STEP_ATTEMPTS must be a whole number from 1 to 20, not ' 3'"));
