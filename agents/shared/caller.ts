@@ -11,16 +11,19 @@ export interface Caller {
   readonly trace: CallTrace | undefined;
 }
 
-function single(headers: IncomingHttpHeaders, name: string): string | undefined {
+/** A header's value, cut to 256 characters unless `whole`. */
+function single(headers: IncomingHttpHeaders, name: string, whole = false): string | undefined {
   const value = headers[name];
-  return typeof value === 'string' && value !== '' ? value.slice(0, 256) : undefined;
+  return typeof value === 'string' && value !== '' ? (whole ? value : value.slice(0, 256)) : undefined;
 }
 
 /** Reads the x-ca-a2a-* identity headers and the trace headers. */
 export function callerFrom(headers: IncomingHttpHeaders): Caller {
   const roles = single(headers, 'x-ca-a2a-roles');
   return {
-    subject: single(headers, 'x-ca-a2a-subject'),
+    // Whole (Node bounds a request's headers, 16 KiB): it names whose idempotency keys an upload
+    // uses, and two subjects cut to a common prefix would share them.
+    subject: single(headers, 'x-ca-a2a-subject', true),
     clientId: single(headers, 'x-ca-a2a-client-id'),
     roles: roles === undefined ? [] : roles.split(',').map((role) => role.trim()).filter(Boolean),
     requestId: single(headers, 'x-ca-a2a-request-id'),

@@ -373,6 +373,25 @@ describe('the document pipeline through the MCP gateway (PostgreSQL, direct rout
     assert.notEqual(await upload('twice.txt', 'text/plain', 'x'), await upload('twice.txt', 'text/plain', 'x'));
   });
 
+  it('keeps the idempotency keys of two subjects apart however long they are, alike in their first 300 characters', async () => {
+    const prefix = `https://idp.example/${'tenant/'.repeat(40)}`;
+    const key = `s3-event-${crypto.randomUUID()}`;
+    // As the sidecar passes the verified subject on: whole.
+    const send = async (subject: string, content: string) => {
+      const res = await fetch(`${String(stack.agents.get('orchestrator')?.url)}/message`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-ca-a2a-subject': subject, 'x-ca-a2a-client-id': 'lambda', 'x-ca-a2a-roles': 'lambda' },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'upload_document', params: { filename: 'event.txt', content_type: 'text/plain', content_base64: b64(content), idempotency_key: key } }),
+      });
+      return (await res.json()) as { result?: Record<string, unknown>; error?: unknown };
+    };
+    const alice = await send(`${prefix}alice`, 'Note: alice\n');
+    const bob = await send(`${prefix}bob`, 'Note: bob\n');
+    assert.ok(alice.result !== undefined && bob.result !== undefined, JSON.stringify([alice, bob]));
+    assert.notEqual(bob.result['document_id'], alice.result['document_id'], 'another subject\'s key names another document');
+    assert.equal(bob.result['reused'], undefined);
+  });
+
   it('refuses to extract a document nobody claimed', async () => {
     const id = await upload('unclaimed.txt', 'text/plain', 'Note: hello\n');
     const answer = await stack.call('extractor', 'extract_document', { document_id: id }, 'orchestrator');
