@@ -3,7 +3,7 @@ import { documentSummary, type DocumentPage, type DocumentRecord } from '../shar
 import { asAgentError, DEFAULT_RETRY, type EgressClient, type RetryOptions } from '../shared/egress-client.js';
 import type { MethodHandler } from '../shared/jsonrpc-server.js';
 import { claimDocument } from './claim.js';
-import { runPipeline, type PipelineDeps, type PipelineOutcome } from './pipeline.js';
+import { runPipeline, type PipelineDeps, type PipelineOutcome, type RunClaim } from './pipeline.js';
 import { processLog } from './process-log.js';
 import { DEFAULT_BUSY_RETRY, type BusyRetryOptions } from './step-call.js';
 import { claimStale, DEFAULT_SWEEP_BATCH } from './sweep.js';
@@ -98,7 +98,7 @@ export function createOrchestrator(opts: OrchestratorOptions): Orchestrator {
   const log = processLog(egress, logger);
   const deps: PipelineDeps = { egress, log, logger, retry, busyRetry };
 
-  const run = async (doc: DocumentRecord, trigger: RunTrigger, how: string): Promise<PipelineOutcome> => {
+  const run = async (doc: RunClaim, trigger: RunTrigger, how: string): Promise<PipelineOutcome> => {
     await log(doc.document_id, 'claim', 'info', `${how} (claim ${doc.claim_count})`);
     const outcome = await runPipeline(deps, doc);
     logger.info({ event_type: 'pipeline_finished', document_id: doc.document_id, status: outcome.status, failed_step: outcome.failed_step, trigger }, 'pipeline finished');

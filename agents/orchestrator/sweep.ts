@@ -1,4 +1,4 @@
-import type { DocumentRecord } from '../shared/documents.js';
+import type { ListedDocument } from '../shared/documents.js';
 import type { EgressClient } from '../shared/egress-client.js';
 
 /** Most documents one sweep takes over, unless told otherwise; the next sweep takes the rest, longest stalled first. */
@@ -11,11 +11,11 @@ export const DEFAULT_SWEEP_BATCH = 10;
  * The gateway picks among every document, so live runs, however many, never hide a stalled one.
  * One at a time, as its run is about to start: a claim taken for a document still waiting behind
  * other runs would age, and past the stale window another sweep (another replica's) would take it
- * over from under this one. Resolves the document this worker now holds, or undefined when none
- * has stalled.
+ * over from under this one. Resolves the document this worker now holds (as documents_list
+ * answers it, without its extracted content), or undefined when none has stalled.
  */
-export async function claimStale(egress: EgressClient, staleAfterSeconds: number): Promise<DocumentRecord | undefined> {
-  const { documents } = await egress.callTool<{ documents: DocumentRecord[] }>('documents_claim_stale', {
+export async function claimStale(egress: EgressClient, staleAfterSeconds: number): Promise<ListedDocument | undefined> {
+  const { documents } = await egress.callTool<{ documents: ListedDocument[] }>('documents_claim_stale', {
     older_than_seconds: staleAfterSeconds, limit: 1,
   });
   return documents[0];
