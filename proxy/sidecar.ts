@@ -252,7 +252,11 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     current.forwarder.users++;
     // Draining: serve what still comes on an open connection, then close it, so the client (a load
     // balancer's pooled connection) goes to another task instead of keeping this one busy.
-    if (draining) {
+    // Asked to upgrade (h2c, websocket): served as HTTP/1.1 (RFC 9110 §7.8), but Node's parser stops
+    // at the end of such a request and drops, unseen, what came behind it in the same read; closed
+    // after its answer, the client sends a pipelined request again on another connection instead
+    // of waiting for its answer until the keep-alive timeout.
+    if (draining || req.headers.upgrade !== undefined) {
       res.shouldKeepAlive = false;
       closing.set(req.socket, req);
     }
