@@ -29,6 +29,10 @@ export function clientErrorDenial(error: { code?: string }): Denial | undefined 
 
 /** Answers on the bare socket and closes it; `requestId`, when given, is the refusal's audit line's. */
 export function writeRawRefusal(socket: Socket, refusal: Denial, requestId?: string): void {
+  // Node hands a CONNECT's socket over without its error listener: a client that resets the
+  // connection before this answer is written would raise an 'error' no one hears, which ends the
+  // process. Nothing is left to do on a socket being closed anyway.
+  socket.on('error', ignoreError);
   const row = DENIALS[refusal.code];
   const message = refusal.detail ? `${row.message}: ${refusal.detail}` : row.message;
   const body = JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: row.rpcCode, message, data: { reason: refusal.code } } });
@@ -41,6 +45,8 @@ export function writeRawRefusal(socket: Socket, refusal: Denial, requestId?: str
   }
   socket.destroySoon();
 }
+
+function ignoreError(): void {}
 
 /**
  * Refuses what `server`'s HTTP parser refuses, on the wire as a JSON-RPC error. A refusal with no

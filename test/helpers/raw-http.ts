@@ -24,6 +24,19 @@ export function rawRequest(url: string, payload: string, waitMs = 2000): Promise
   });
 }
 
+/** Sends raw bytes to host:port and resets the connection at once (RST), as a client that goes away abruptly. */
+export function sendAndReset(url: string, payload: string): Promise<void> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(port), hostname, () => {
+      socket.write(payload);
+      socket.resetAndDestroy();
+      resolve();
+    });
+    socket.once('error', reject);
+  });
+}
+
 /** The JSON body of a raw HTTP/1.1 response. */
 export function rawJson(text: string): { error?: { code: number; data?: { reason?: string } } } {
   const at = text.indexOf('\r\n\r\n');

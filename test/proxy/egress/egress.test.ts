@@ -9,7 +9,8 @@ import { shippedPolicyFile } from '../../../proxy/services.js';
 import { startSidecar, type Sidecar } from '../../../proxy/sidecar.js';
 import { AuditCapture } from '../../helpers/audit-capture.js';
 import { DOC_ID, rpc } from '../../helpers/harness.js';
-import { rawJson, rawRequest } from '../../helpers/raw-http.js';
+import { rawJson, rawRequest, sendAndReset } from '../../helpers/raw-http.js';
+import { uncaughtDuring } from '../../helpers/uncaught.js';
 import { startUpstream, type RecordingUpstream } from '../../helpers/upstream.js';
 import { tempDirSync } from '../../helpers/temp-dir.js';
 import { startEgressSidecar } from './helpers.js';
@@ -351,6 +352,19 @@ describe('egress: an agent calls another service through its sidecar, holding no
       assert.equal(await metricOf(orchestrator, 'ca_a2a_egress_requests_total', `target="none",outcome="refused",status="${status}"`), refused + 1);
     }
     assert.equal(wire.requests.length, count, 'nothing left the task');
+  });
+
+  // Node hands a CONNECT's socket over without its error listener: a client resetting the
+  // connection at once made writing the refusal raise an 'error' no one heard, which ended the process.
+  it('survives a CONNECT whose client resets the connection at once, refused and logged', async () => {
+    const lines = audit.events('transport_rejected').length;
+    const uncaught = await uncaughtDuring(async () => {
+      await sendAndReset(orchestrator.egressUrl as string, 'CONNECT 127.0.0.1:1 HTTP/1.1\r\nHost: 127.0.0.1:1\r\n\r\n');
+      while (audit.events('transport_rejected').length === lines) await new Promise((resolve) => setTimeout(resolve, 20));
+      const { text } = await rawRequest(orchestrator.egressUrl as string, 'CONNECT 127.0.0.1:1 HTTP/1.1\r\nHost: 127.0.0.1:1\r\n\r\n');
+      assert.match(text, /^HTTP\/1\.1 405 /, 'still serving');
+    });
+    assert.deepEqual(uncaught, []);
   });
 
   // Node answered 100 Continue to every Expect: 100-continue on the egress port, so an agent was

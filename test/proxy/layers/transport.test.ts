@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { DOC_ID, RBAC_FILE, rpc, startHarness, writePolicy, type Harness } from '../../helpers/harness.js';
-import { rawJson, rawRequest, rawRequestId } from '../../helpers/raw-http.js';
+import { rawJson, rawRequest, rawRequestId, sendAndReset } from '../../helpers/raw-http.js';
+import { uncaughtDuring } from '../../helpers/uncaught.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -119,6 +120,21 @@ methods:
       assert.equal(rawRequestId(text), logged[0]?.request_id, 'the answer names its audit line');
     });
   }
+
+  // Node hands a CONNECT's socket over without its error listener: the client resetting the
+  // connection made writing the refusal fail with an 'error' no one heard, which ended the process
+  // (one unauthenticated packet pair stopped the sidecar).
+  it('survives CONNECTs whose clients reset the connection at once, each refused, counted and logged', async () => {
+    const denied = await h.metric('ca_a2a_denials_total', { reason: 'transport.method_not_allowed' });
+    const lines = h.audit.events('transport_rejected').length;
+    const uncaught = await uncaughtDuring(async () => {
+      for (let i = 0; i < 5; i++) await sendAndReset(h.sidecar.url, 'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n');
+      while (h.audit.events('transport_rejected').length < lines + 5) await new Promise((resolve) => setTimeout(resolve, 20));
+      assert.equal(await h.metric('ca_a2a_denials_total', { reason: 'transport.method_not_allowed' }), denied + 5);
+      assert.equal((await h.call(undefined, { method: 'GET', path: '/health' })).status, 200, 'still serving');
+    });
+    assert.deepEqual(uncaught, []);
+  });
 
   // Node kept about the first thousand fields and dropped the rest unseen: a second Host past them
   // was never counted, and the agent (a Node server too) dropped the x-ca-a2a-* identity the
