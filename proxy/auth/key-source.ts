@@ -128,8 +128,10 @@ export class KeySource {
       throw new KeysUnavailableError(`discovery failed: ${url}`, { cause: error });
     }
     const document = (await response.json().catch(() => undefined)) as { issuer?: unknown; jwks_uri?: unknown } | undefined;
-    // OpenID Connect Discovery §4.3: the document's issuer must be exactly the one configured.
-    if (!response.ok || document?.issuer !== this.#auth.issuer || typeof document.jwks_uri !== 'string') {
+    // OpenID Connect Discovery §4.3: the document's issuer must be exactly the one configured. A
+    // jwks_uri that is no absolute URL (a path) is refused here, as a failed discovery asked again
+    // later: thrown once discovery had succeeded, it was kept, and every token refused as malformed.
+    if (!response.ok || document?.issuer !== this.#auth.issuer || typeof document.jwks_uri !== 'string' || !URL.canParse(document.jwks_uri)) {
       throw new KeysUnavailableError(`discovery document at ${url} unusable (status ${response.status})`);
     }
     return document.jwks_uri;

@@ -17,6 +17,8 @@ export interface TestIssuer {
   rotate(options?: { dropOld?: boolean }): Promise<void>;
   /** Make the JWKS endpoint fail (status), answer garbage or its keys padded past 1 MiB, or recover (undefined). */
   breakJwks(mode: 'down' | 'garbage' | 'huge' | undefined): void;
+  /** Make the discovery document name its jwks_uri as a path, no absolute URL (`relative`), or recover (undefined). */
+  breakDiscovery(mode: 'relative' | undefined): void;
   publicJwk(): JWK;
   close(): Promise<void>;
 }
@@ -31,11 +33,13 @@ export async function startTestIssuer(): Promise<TestIssuer> {
   await addKey();
   const fetches = { discovery: 0, jwks: 0 };
   let broken: 'down' | 'garbage' | 'huge' | undefined;
+  let brokenDiscovery: 'relative' | undefined;
   let issuer = '';
   const server: Server = createServer((req, res) => {
     if (req.url === '/realms/test/.well-known/openid-configuration') {
       fetches.discovery++;
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ issuer, jwks_uri: `${issuer}/protocol/openid-connect/certs` }));
+      const jwksUri = brokenDiscovery === 'relative' ? '/realms/test/protocol/openid-connect/certs' : `${issuer}/protocol/openid-connect/certs`;
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ issuer, jwks_uri: jwksUri }));
     } else if (req.url === '/realms/test/protocol/openid-connect/certs') {
       fetches.jwks++;
       if (broken === 'down') res.writeHead(503).end();
@@ -70,6 +74,9 @@ export async function startTestIssuer(): Promise<TestIssuer> {
     },
     breakJwks(mode) {
       broken = mode;
+    },
+    breakDiscovery(mode) {
+      brokenDiscovery = mode;
     },
     publicJwk: () => (keys[keys.length - 1] as (typeof keys)[number]).jwk,
     close: () => new Promise((resolve) => {

@@ -157,6 +157,23 @@ describe('issuer keys (JWKS)', () => {
     assert.equal((await side.call(rpc('get_document', { document_id: DOC_ID }), { token })).status, 200);
   });
 
+  // The discovery promise was reset only when fetching the document failed: a jwks_uri that is no
+  // URL threw after it, so that failed discovery was kept and every token refused until a restart.
+  it('answers 401 jwks_unavailable while discovery names no absolute jwks_uri, and recovers when it is fixed', async (t) => {
+    const issuer = await startTestIssuer();
+    t.after(() => issuer.close());
+    issuer.breakDiscovery('relative');
+    h = await startHarness({ policyFile: writePolicy(policy('  jwks_cooldown_seconds: 1')), issuer });
+    const token = await issuer.sign();
+    const res = await h.call(rpc('get_document', { document_id: DOC_ID }), { token });
+    assert.equal(res.json.error?.data?.reason, 'authn.jwks_unavailable');
+    assert.equal(issuer.fetches.jwks, 0);
+    issuer.breakDiscovery(undefined);
+    await pastCooldown(); // past the one-a-second retry with no key cached
+    assert.equal((await h.call(rpc('get_document', { document_id: DOC_ID }), { token })).status, 200);
+    assert.equal(h.upstream.requests.length, 1);
+  });
+
   it('answers 401 jwks_unavailable when the JWKS is garbage, counted invalid, and recovers when it is fixed', async (t) => {
     const { issuer, token, side } = await withBrokenJwks(t, 'garbage');
     assert.ok(await side.metric('ca_a2a_jwks_fetches_total', { result: 'invalid' }) >= 1, 'a 200 with garbage is no success');
