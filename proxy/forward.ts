@@ -16,6 +16,9 @@ const DROPPED_REQUEST_HEADERS = new Set([
   'transfer-encoding', 'upgrade', 'host', 'content-length', 'authorization', 'dpop', 'x-original-url', 'x-rewrite-url',
   // Expect: 100-continue is met by the sidecar (it reads the whole body before forwarding).
   'expect',
+  // A method other than the one checked, to frameworks that honour them (Rails' Rack::MethodOverride
+  // by default, Express's method-override), as X-Original-URL names another path.
+  'x-http-method-override', 'x-http-method', 'x-method-override',
   // Set by the sidecar, continuing the caller's trace when it named a valid one.
   'traceparent', 'tracestate',
 ]);

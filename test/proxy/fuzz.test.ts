@@ -624,7 +624,7 @@ const HOSTILE_HEADERS: [string, string][] = [
   ['X-CA-A2A-Subject', 'service-account-admin'], ['x-ca-a2a-roles', 'admin'], ['X_CA_A2A_ROLES', 'admin'], ['x_ca-a2a_subject', 'root'],
   ['X-Ca-A2a-Client-Id', 'admin'], ['x-ca-a2a-request-id', 'forged'], ['x-ca-a2a-anything', '1'], ['X-CA-A2A_Roles', 'admin'],
   ['Connection', 'x-ca-a2a-subject, close'], ['Connection', 'keep-alive, Authorization'], ['Connection', 'content-digest'], ['Connection', 'Content-Type'], ['Connection', 'close, content-type, x-ca-a2a-roles'], ['Connection', 'host'], ['X-Original-URL', '/admin'],
-  ['X-Rewrite-URL', '/admin'], ['Proxy-Authorization', 'Bearer x'], ['Upgrade', 'h2c'], ['TE', 'trailers'], ['Expect', '100-continue'], ['Expect', 'x-fancy'],
+  ['X-Rewrite-URL', '/admin'], ['X-HTTP-Method-Override', 'DELETE'], ['X_HTTP_Method', 'PUT'], ['Proxy-Authorization', 'Bearer x'], ['Upgrade', 'h2c'], ['TE', 'trailers'], ['Expect', '100-continue'], ['Expect', 'x-fancy'],
   ['Content-Encoding', 'gzip'], ['Content-Encoding', 'identity'], ['Transfer-Encoding', 'chunked'], ['Transfer-Encoding', 'gzip, chunked'],
   ['Transfer-Encoding', 'identity'], ['Content-Length', '5'], ['Content-Length', '+5'], ['Content-Length', '-1'], ['Content_Length', '0'],
   ['Transfer_Encoding', 'chunked'], ['traceparent', '00-00000000000000000000000000000000-0000000000000000-01'], ['traceparent', 'junk'],
@@ -800,7 +800,7 @@ describe(`hostile-input fuzz campaign: ${oracle.service} (seeded)`, () => {
     for (const name of Object.keys(headers)) {
       const dashed = name.toLowerCase().replaceAll('_', '-');
       if (dashed.startsWith('x-ca-a2a-') && !(owned.has(name) && name === dashed)) return `client header ${name} forwarded`;
-      if (['authorization', 'dpop', 'proxy-authorization', 'x-original-url', 'x-rewrite-url', 'expect', 'upgrade', 'te'].includes(name)) return `header ${name} forwarded`;
+      if (['authorization', 'dpop', 'proxy-authorization', 'x-original-url', 'x-rewrite-url', 'x-http-method-override', 'x-http-method', 'x-method-override', 'expect', 'upgrade', 'te'].includes(name.replaceAll('_', '-'))) return `header ${name} forwarded`;
       // The body is checked as the bytes that came: none may say it is to be decoded.
       if (name === 'content-encoding' && recorded.method === 'POST') return 'content-encoding forwarded with a body';
     }

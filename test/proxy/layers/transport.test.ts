@@ -357,6 +357,17 @@ methods:
     assert.equal(h.upstream.requests.at(-1)?.headers['x-original-url'], undefined, 'never passed on to the agent');
   });
 
+  // Rails (Rack::MethodOverride, on by default), Express's method-override and others run a POST
+  // carrying one of these as the method it names: the agent would serve a DELETE or PUT where the
+  // sidecar checked a POST, as X-Original-URL would have it serve another path.
+  it('passes no method-override header on to the agent, in any spelling', async () => {
+    const names = ['X-HTTP-Method-Override', 'X-HTTP-Method', 'X-Method-Override', 'X_HTTP_Method_Override'];
+    const res = await h.call(call(), { token, headers: Object.fromEntries(names.map((name) => [name, 'DELETE'])) });
+    assert.equal(res.status, 200);
+    const forwarded = h.upstream.requests.at(-1)?.rawHeaders.filter((_, i) => i % 2 === 0).map((name) => name.toLowerCase()) ?? [];
+    for (const name of names) assert.ok(!forwarded.includes(name.toLowerCase()), `${name} passed on`);
+  });
+
   it('answers 404 for an unknown endpoint only after authentication', async () => {
     assert.equal((await h.call(call(), { path: '/admin' })).status, 401);
     const res = await h.call(call(), { token, path: '/admin' });
