@@ -280,7 +280,10 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
       const denied = verdict === FORWARD ? undefined : verdict;
       // A verified caller: authn sets one only for a token presented with the scheme its binding asks.
       if (ctx.principal !== undefined && (denied === undefined || authenticatedDespite(denied))) verified.count++;
-      if (denied !== undefined && ctx.clientLeft) {
+      // A body the parser cut off (too slow, bad chunking) was answered by clientError: that answer
+      // is this request's refusal, counted and logged here, also when the client has gone since.
+      const cutOff = cutOffBy(req);
+      if (denied !== undefined && ctx.clientLeft && cutOff === undefined) {
         // Gone while its call was checked: there is no one to refuse, and nothing was sent.
         outcome = 'client_closed';
         status = CLIENT_CLOSED;
@@ -292,8 +295,7 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
         const midBody = !req.complete && !res.headersSent;
         if (midBody) res.setHeader('connection', 'close');
         if (midBody || denied.headers?.['connection'] === 'close') closing.set(req.socket, req);
-        // A body the parser cut off was answered by clientError; this counts and logs that refusal.
-        refuser.refuse(ctx, res, cutOffBy(req) ?? denied);
+        refuser.refuse(ctx, res, cutOff ?? denied);
         outcome = 'refused';
         status = res.statusCode;
         return;

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { exportJWK, generateKeyPair, SignJWT, type JWK, type JWTPayload, type CryptoKey } from 'jose';
 
@@ -19,6 +19,8 @@ export interface TestIssuer {
   breakJwks(mode: 'down' | 'garbage' | 'huge' | undefined): void;
   /** Make the discovery document name its jwks_uri as a path, no absolute URL (`relative`), or recover (undefined). */
   breakDiscovery(mode: 'relative' | undefined): void;
+  /** Hold every JWKS answer from now until the returned function is called (an issuer slow to answer). */
+  holdJwks(): () => void;
   publicJwk(): JWK;
   close(): Promise<void>;
 }
@@ -34,6 +36,7 @@ export async function startTestIssuer(): Promise<TestIssuer> {
   const fetches = { discovery: 0, jwks: 0 };
   let broken: 'down' | 'garbage' | 'huge' | undefined;
   let brokenDiscovery: 'relative' | undefined;
+  let held: Promise<void> | undefined;
   let issuer = '';
   const server: Server = createServer((req, res) => {
     if (req.url === '/realms/test/.well-known/openid-configuration') {
@@ -42,14 +45,18 @@ export async function startTestIssuer(): Promise<TestIssuer> {
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ issuer, jwks_uri: jwksUri }));
     } else if (req.url === '/realms/test/protocol/openid-connect/certs') {
       fetches.jwks++;
-      if (broken === 'down') res.writeHead(503).end();
-      else if (broken === 'garbage') res.writeHead(200, { 'content-type': 'application/json' }).end('{"keys": "nope"');
-      else if (broken === 'huge') res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: keys.map((key) => key.jwk), padding: 'x'.repeat(1024 * 1024) }));
-      else res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: keys.map((key) => key.jwk) }));
+      if (held !== undefined) void held.then(() => answerJwks(res));
+      else answerJwks(res);
     } else {
       res.writeHead(404).end();
     }
   });
+  const answerJwks = (res: ServerResponse): void => {
+    if (broken === 'down') res.writeHead(503).end();
+    else if (broken === 'garbage') res.writeHead(200, { 'content-type': 'application/json' }).end('{"keys": "nope"');
+    else if (broken === 'huge') res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: keys.map((key) => key.jwk), padding: 'x'.repeat(1024 * 1024) }));
+    else res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: keys.map((key) => key.jwk) }));
+  };
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   issuer = `http://127.0.0.1:${(server.address() as AddressInfo).port}/realms/test`;
 
@@ -77,6 +84,16 @@ export async function startTestIssuer(): Promise<TestIssuer> {
     },
     breakDiscovery(mode) {
       brokenDiscovery = mode;
+    },
+    holdJwks() {
+      let release = (): void => undefined;
+      held = new Promise((resolve) => {
+        release = () => {
+          held = undefined;
+          resolve();
+        };
+      });
+      return release;
     },
     publicJwk: () => (keys[keys.length - 1] as (typeof keys)[number]).jwk,
     close: () => new Promise((resolve) => {

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { DOC_ID, RBAC_FILE, rpc, startHarness, writePolicy, type Harness } from '../../helpers/harness.js';
 import { rawJson, rawRequest, rawRequestId, sendAndReset } from '../../helpers/raw-http.js';
+import { startTestIssuer } from '../../helpers/test-issuer.js';
 import { uncaughtDuring } from '../../helpers/uncaught.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -373,5 +374,47 @@ methods:
     const res = await h.call(call(), { token, path: '/admin' });
     assert.equal(res.status, 404);
     assert.equal(res.json.error?.data?.reason, 'transport.not_found');
+  });
+});
+
+// The parser cut off a body that stopped coming while the caller was still being checked (the
+// issuer's keys slow to come): its 408 went out, but the sidecar then found the client gone and
+// counted the request as closed by the client, so that refusal had no count and no audit line.
+describe('transport layer: a body cut off while its caller is checked', () => {
+  it('counts and logs the parser\'s refusal with the request\'s fields', async () => {
+    const issuer = await startTestIssuer();
+    const release = issuer.holdJwks();
+    const h = await startHarness({
+      issuer,
+      policyFile: writePolicy(`service: transport-test
+rbac: ${RBAC_FILE}
+upstream: http://127.0.0.1:1
+auth: { issuer: http://placeholder/realms/test, audience: ca-a2a-agents, jwks_timeout_ms: 60000 }
+limits: { headers_timeout_ms: 300, request_timeout_ms: 1000 }
+methods:
+  get_document: {}
+`),
+    });
+    try {
+      const token = await issuer.sign();
+      const answer = rawRequest(h.sidecar.url, `POST /message HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"jsonrpc"`, 10_000);
+      const { text, closed } = await answer;
+      assert.ok(closed);
+      assert.match(text, /^HTTP\/1\.1 408 /);
+      assert.equal(await h.metric('ca_a2a_in_flight_requests'), 1, 'still waiting for the issuer\'s keys');
+      release();
+      while ((await h.metric('ca_a2a_in_flight_requests')) > 0) await new Promise((resolve) => setTimeout(resolve, 20));
+      assert.equal(await h.metric('ca_a2a_denials_total', { reason: 'transport.timeout' }), 1);
+      assert.equal(await h.metric('ca_a2a_requests_total', { outcome: 'refused', status: '408' }), 1);
+      const logged = h.audit.events('transport_rejected');
+      assert.equal(logged.length, 1, JSON.stringify(logged));
+      assert.equal(logged[0]?.code, 'transport.timeout');
+      assert.equal(logged[0]?.path, '/message');
+      assert.equal(h.upstream.requests.length, 0);
+    } finally {
+      release();
+      await h.close();
+      await issuer.close();
+    }
   });
 });
