@@ -356,11 +356,13 @@ describe('egress: an agent calls another service through its sidecar, holding no
 
   // Node hands a CONNECT's socket over without its error listener: a client resetting the
   // connection at once made writing the refusal raise an 'error' no one heard, which ended the process.
-  it('survives a CONNECT whose client resets the connection at once, refused and logged', async () => {
+  it('survives CONNECTs whose clients reset the connection at once, refused and logged', async () => {
     const lines = audit.events('transport_rejected').length;
     const uncaught = await uncaughtDuring(async () => {
-      await sendAndReset(orchestrator.egressUrl as string, 'CONNECT 127.0.0.1:1 HTTP/1.1\r\nHost: 127.0.0.1:1\r\n\r\n');
-      while (audit.events('transport_rejected').length === lines) await new Promise((resolve) => setTimeout(resolve, 20));
+      for (let i = 0; i < 3; i++) await sendAndReset(orchestrator.egressUrl as string, 'CONNECT 127.0.0.1:1 HTTP/1.1\r\nHost: 127.0.0.1:1\r\n\r\n');
+      // A CONNECT whose reset overtook its bytes never reaches the listener: not waited for.
+      for (let i = 0; i < 250 && audit.events('transport_rejected').length < lines + 3; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+      assert.ok(audit.events('transport_rejected').length > lines, 'a CONNECT reached the listener');
       const { text } = await rawRequest(orchestrator.egressUrl as string, 'CONNECT 127.0.0.1:1 HTTP/1.1\r\nHost: 127.0.0.1:1\r\n\r\n');
       assert.match(text, /^HTTP\/1\.1 405 /, 'still serving');
     });
