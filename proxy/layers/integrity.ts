@@ -49,7 +49,10 @@ export function integrityLayer(policy: ServicePolicy, deps: IntegrityDeps): Laye
       if (proofs.length > 1) return denial('integrity.proof_missing', 'exactly one DPoP header');
       const proof = proofs[0];
       // A bound token is never usable without its key, whatever the mode (RFC 9449 §7.1).
-      if (proof === undefined) return mode === 'required' || principal.boundKeyThumbprint !== undefined ? denial('integrity.proof_missing') : undefined;
+      if (proof === undefined && (mode === 'required' || principal.boundKeyThumbprint !== undefined)) return denial('integrity.proof_missing');
+      // Optional without a proof: a Content-Digest that was sent still holds, or the agent would
+      // read a digest of other bytes as the sidecar's word on this body.
+      if (proof === undefined) return mode === 'optional' ? checkContentDigest(ctx, mode, bodyDigestOf(ctx)) : undefined;
       if (mode === 'off' && principal.boundKeyThumbprint === undefined) return undefined;
       return verifyProof(ctx, mode, principal, proof);
     },
@@ -58,8 +61,7 @@ export function integrityLayer(policy: ServicePolicy, deps: IntegrityDeps): Laye
   async function verifyProof(ctx: RequestContext, mode: IntegrityMode, principal: Principal, proof: string): Promise<Verdict> {
     // Hashed once: both Content-Digest and the proof's htd are checked against it (a 1 MiB body
     // costs about 0.5 ms to hash here).
-    const body = ctx.body;
-    const bodyDigest = body !== undefined && body.length > 0 ? sha256(body) : undefined;
+    const bodyDigest = bodyDigestOf(ctx);
     const digestRefusal = checkContentDigest(ctx, mode, bodyDigest);
     if (digestRefusal) return digestRefusal;
 
@@ -116,6 +118,12 @@ function effectiveMode(policy: ServicePolicy, ctx: RequestContext): IntegrityMod
     if (STRICTNESS[own] > STRICTNESS[mode]) mode = own;
   }
   return mode;
+}
+
+/** SHA-256 of the body, undefined when there is no body. */
+function bodyDigestOf(ctx: RequestContext): Buffer | undefined {
+  const body = ctx.body;
+  return body !== undefined && body.length > 0 ? sha256(body) : undefined;
 }
 
 /** `bodyDigest`: SHA-256 of the body, undefined when there is no body. */

@@ -383,6 +383,17 @@ ${methods}`);
     assert.deepEqual(await sent(optional, body, elsewhere), { status: 401, reason: 'integrity.proof_mismatch' });
   });
 
+  it('optional: a Content-Digest sent without a proof is checked all the same, and a wrong one is never forwarded', async () => {
+    const token = await optional.issuer.sign();
+    const body = JSON.stringify(get);
+    const bearer = { authorization: `Bearer ${token}` };
+    const count = optional.upstream.requests.length;
+    assert.deepEqual(await sent(optional, body, { ...bearer, 'content-digest': contentDigest('{"another":"body"}') }), { status: 400, reason: 'integrity.digest_mismatch' });
+    assert.deepEqual(await sent(optional, body, { ...bearer, 'content-digest': 'sha-256=abc' }), { status: 400, reason: 'integrity.digest_missing' });
+    assert.equal(optional.upstream.requests.length, count, 'never forwarded');
+    assert.deepEqual(await sent(optional, body, { ...bearer, 'content-digest': contentDigest(body) }), { status: 200, reason: undefined });
+  });
+
   it('require_bound_tokens: a valid proof with an unbound token is refused', async () => {
     const token = await boundOnly.issuer.sign();
     const body = JSON.stringify(get);
