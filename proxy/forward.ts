@@ -539,7 +539,7 @@ function upstreamHeaders(ctx: RequestContext, identityEncoding: boolean): string
   const raw = ctx.req.rawHeaders;
   for (let i = 0; i < raw.length; i += 2) {
     const name = (raw[i] as string).toLowerCase();
-    if (isOwnedOrHopByHop(name, connectionListed) || (name.includes('_') && isOwnedOrHopByHop(name.replaceAll('_', '-'), connectionListed, true))) continue;
+    if (isDroppedRequestHeader(name, connectionListed)) continue;
     if (identityEncoding && name === 'accept-encoding') continue;
     const value = raw[i + 1] as string;
     const before = client.get(name);
@@ -560,15 +560,19 @@ function upstreamHeaders(ctx: RequestContext, identityEncoding: boolean): string
 }
 
 /**
- * A header the sidecar sets, owns or must not pass on. Asked again of a name with underscores read
- * as dashes: CGI-style upstreams (WSGI, PHP, Rack) map `X_CA_A2A_Subject` and `X-CA-A2A-Subject`
- * to the same variable, so either spelling from a client could stand in for the verified identity
- * (the class of CVE-2025-64484 in oauth2-proxy; nginx and Caddy drop such names outright).
+ * A header the sidecar sets, owns or must not pass on: the `x-ca-a2a-*` names in either spelling
+ * (isOwnedName), and the hop-by-hop and dropped ones also with underscores read as dashes.
+ * CGI-style upstreams (WSGI, PHP, Rack) map `X_Original_URL` and `X-Original-URL` to the same
+ * variable, so either spelling from a client could stand in for the other (the class of
+ * CVE-2025-64484 in oauth2-proxy; nginx and Caddy drop such names outright).
  */
-function isOwnedOrHopByHop(name: string, connectionListed: Set<string> | undefined, respelled = false): boolean {
+function isDroppedRequestHeader(name: string, connectionListed: Set<string> | undefined): boolean {
+  if (isOwnedName(name) || DROPPED_REQUEST_HEADERS.has(name) || connectionListed?.has(name) === true) return true;
+  if (!name.includes('_')) return false;
+  const respelled = name.replaceAll('_', '-');
   // X-Forwarded-For is the client's, but the sidecar ends it (upstreamHeaders): spelled otherwise,
   // it would be a second one to such an upstream, without the peer the sidecar saw.
-  return DROPPED_REQUEST_HEADERS.has(name) || connectionListed?.has(name) === true || name.startsWith('x-ca-a2a-') || (respelled && name === 'x-forwarded-for');
+  return DROPPED_REQUEST_HEADERS.has(respelled) || connectionListed?.has(respelled) === true || respelled === 'x-forwarded-for';
 }
 
 const PLAIN_CONNECTION = /^\s*(keep-alive|close)\s*$/i;
