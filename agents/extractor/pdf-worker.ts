@@ -1,6 +1,14 @@
 import { parentPort } from 'node:worker_threads';
 import { extractText, getDocumentProxy, getMeta } from 'unpdf';
 import { MAX_PARSED_TEXT } from './extraction.js';
+import { meterArrayBuffers } from './pdf-memory.js';
+
+/** What the reader asks the worker: one PDF, and the memory this thread may use to read it. */
+export interface PdfRequest {
+  readonly id: number;
+  readonly bytes: Uint8Array;
+  readonly maxMemoryBytes: number;
+}
 
 /** What the PDF worker answers for one document. */
 export type PdfReply =
@@ -14,9 +22,12 @@ export type PdfReply =
 /**
  * pdf.js in a worker thread (agents/extractor/parse-pdf.ts): the thread that decodes a PDF's
  * streams can be stopped mid-decode when it takes too long or too much memory, which a decode on
- * the agent's own thread could not.
+ * the agent's own thread could not. It stops itself past its memory budget (pdf-memory.ts); the
+ * reader stops it past the time limit.
  */
-parentPort?.on('message', (request: { id: number; bytes: Uint8Array }) => {
+const meter = parentPort ? meterArrayBuffers() : undefined;
+parentPort?.on('message', (request: PdfRequest) => {
+  meter?.setBudget(request.maxMemoryBytes);
   void read(request.bytes).then(
     (result) => parentPort?.postMessage({ id: request.id, ok: true, ...result } satisfies PdfReply),
     (error: unknown) => parentPort?.postMessage({
