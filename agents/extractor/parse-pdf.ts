@@ -105,7 +105,6 @@ export class PdfReader {
       };
       const onExit = (code: number): void => {
         finish();
-        this.#forget(worker);
         const heapFull = typeof failure === 'object' && failure !== null && 'code' in failure && failure.code === 'ERR_WORKER_OUT_OF_MEMORY';
         reject(code === OVER_MEMORY_EXIT_CODE || heapFull ? overMemory(limits) : new AgentError('corrupt_document', 'the PDF cannot be read: its reader stopped'));
       };
@@ -134,6 +133,8 @@ export class PdfReader {
     thread.on('error', () => {
       // Reported to the waiting read as an exit.
     });
+    // A worker that ends while idle is forgotten, or the next PDF would wait on it until timed out.
+    thread.on('exit', () => this.#forget(thread));
     this.#worker = { thread, maxMemoryBytes: limits.maxMemoryBytes };
     return thread;
   }

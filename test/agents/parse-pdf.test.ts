@@ -101,6 +101,22 @@ describe('parsePdf (pdf.js in a worker thread, within limits)', () => {
     await assert.rejects(parsePdf(BOMB()), (error: unknown) => isAgentError(error) && error.code === 'unsupported_format' && /^the PDF needs more than 384 MiB to read/.test(error.message));
   });
 
+  it('forgets a reader thread that ended while idle: the next PDF starts a new one', async () => {
+    const started: Worker[] = [];
+    const reader = new PdfReader((limits) => {
+      const worker = startPdfWorker(limits);
+      started.push(worker);
+      return worker;
+    });
+    assert.equal((await reader.read(INVOICE, PDF_LIMITS)).ok, true);
+    assert.equal(started.length, 1);
+    // Ended as a crash would end it: its exit comes while no read waits on it.
+    await started[0]?.terminate();
+    assert.equal((await reader.read(INVOICE, PDF_LIMITS)).ok, true);
+    assert.equal(started.length, 2);
+    await started[1]?.terminate();
+  });
+
   it('answers unsupported_format when the reader thread runs out of heap, and reads the next PDF', async () => {
     const hog = 'const held = []; require("node:worker_threads").parentPort.on("message", () => { for (;;) held.push({ at: held.length }); });';
     const started: Worker[] = [];
