@@ -51,6 +51,25 @@ export class ToolError extends Error {
   }
 }
 
+/**
+ * The client closed its connection before its request body was read whole (`request`) or its
+ * answer written whole (`answer`): nothing is owed to anyone, and nothing of the gateway failed.
+ */
+export class ClientClosed extends Error {
+  readonly stage: 'request' | 'answer';
+
+  constructor(stage: 'request' | 'answer') {
+    super(`the client closed its connection before its ${stage} was whole`);
+    this.name = 'ClientClosed';
+    this.stage = stage;
+  }
+}
+
+/** An object read that failed midway (the bucket, or an object shorter than its metadata), on either transport. */
+export function objectCutShort(): ToolError {
+  return new ToolError('backend_error', 'the object could not be read to its end', { backend: 's3' });
+}
+
 /** The wire form of an error: `{ code, message, ...details }`, with 5xx detail hidden. */
 export interface WireError extends ToolErrorDetails {
   code: ToolErrorCode;

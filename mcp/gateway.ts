@@ -157,6 +157,8 @@ export async function startMcpGateway(opts: McpGatewayOptions = {}): Promise<Mcp
   });
   // base64 grows 4/3; the rest of a tool call envelope is small.
   const maxBodyBytes = Math.ceil(maxObjectBytes / 3) * 4 + 64 * 1024;
+  // Present at 0 from the start: the ways a client can leave (MCP answers are not streamed).
+  for (const [transport, stage] of [['mcp', 'request'], ['rest', 'request'], ['rest', 'answer']]) metrics.clientClosed.inc({ transport, stage }, 0);
 
   let inFlight = 0;
   let drained: (() => void) | undefined;
@@ -165,7 +167,7 @@ export async function startMcpGateway(opts: McpGatewayOptions = {}): Promise<Mcp
     res.on('close', () => {
       if (--inFlight === 0) drained?.();
     });
-    void route(req, res, { runner, registry: metrics.registry, logger, maxBodyBytes, backends });
+    void route(req, res, { runner, registry: metrics.registry, logger, maxBodyBytes, clientClosed: metrics.clientClosed, backends });
   });
   server.headersTimeout = 30_000;
   server.requestTimeout = 120_000;

@@ -1,8 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import { TOOL_ERRORS, ToolError, toWireError } from './errors.js';
+import { ClientClosed, TOOL_ERRORS, ToolError, objectCutShort, toWireError } from './errors.js';
 import { handleMcpRequest } from './mcp-endpoint.js';
+import type { GatewayMetrics } from './metrics.js';
 import { parseTraceparent } from '../proxy/http/trace-context.js';
 import type { BreakerStateName } from './resilience.js';
 import { sendJsonStreaming } from './streamed-text.js';
@@ -14,6 +15,7 @@ export interface RouteDeps {
   registry: Registry;
   logger: Logger;
   maxBodyBytes: number;
+  clientClosed: GatewayMetrics['clientClosed'];
   backends: () => Record<string, { kind: string; breaker: BreakerStateName }>;
 }
 
@@ -53,18 +55,24 @@ export function callerFrom(req: IncomingMessage): CallerIdentity {
  * Reads a body of at most `limit` bytes. One that declares more (Content-Length) is refused
  * before any of it is read. What is held grows with the bytes that arrived, never with the length
  * declared: a buffer made at that size up front would let slow clients declaring the cap each
- * take it while sending nothing.
+ * take it while sending nothing. The request stream fails only when its connection ends before
+ * the body does: {@link ClientClosed}.
  */
 async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   const declared = Number(req.headers['content-length'] ?? 0);
   if (declared > limit) throw new ToolError('too_large', `body is over ${limit} bytes`);
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > limit) throw new ToolError('too_large', `body is over ${limit} bytes`);
-    chunks.push(chunk as Buffer);
+  try {
+    for await (const chunk of req) {
+      size += (chunk as Buffer).length;
+      if (size > limit) break;
+      chunks.push(chunk as Buffer);
+    }
+  } catch {
+    throw new ClientClosed('request');
   }
+  if (size > limit) throw new ToolError('too_large', `body is over ${limit} bytes`);
   return chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size);
 }
 
@@ -113,8 +121,10 @@ async function callTool(req: IncomingMessage, res: ServerResponse, deps: RouteDe
         deps.runner.undelivered(tool, caller, 'rest', error, err);
         return sendError(res, error);
       }
-      // The answer was cut midway (bucket or client gone): the client sees a truncated body.
-      deps.logger.warn({ event_type: 'mcp_stream_failed', tool, request_id: caller.request_id, trace_id: caller.trace_id, err: (err as Error).message }, 'result stream failed midway');
+      if (err instanceof ClientClosed) return clientClosed(req, res, deps, 'rest', err.stage, tool);
+      // The bucket failed midway: the client sees a truncated body. Counted and audited as the
+      // same failure is over MCP, where it answers a failed call.
+      deps.runner.undelivered(tool, caller, 'rest', objectCutShort(), err);
     }
     return;
   }
@@ -126,11 +136,27 @@ async function mcp(req: IncomingMessage, res: ServerResponse, deps: RouteDeps): 
   try {
     body = await readJson(req, res, deps.maxBodyBytes);
   } catch (err) {
+    if (err instanceof ClientClosed) throw err;
     const tooLarge = (err as ToolError).code === 'too_large';
     const error = tooLarge ? { code: -32600, message: 'request too large' } : { code: -32700, message: 'parse error' };
     return sendJson(res, tooLarge ? 413 : 400, { jsonrpc: '2.0', id: null, error });
   }
   await handleMcpRequest(req, res, body, deps.runner, callerFrom(req));
+}
+
+/**
+ * A client that left before its request or its answer was whole: nothing to answer, and no
+ * failure of the gateway (an error line would let any client write them), so a metric and an
+ * info line without stack.
+ */
+function clientClosed(req: IncomingMessage, res: ServerResponse, deps: RouteDeps, transport: 'mcp' | 'rest', stage: ClientClosed['stage'], tool?: string): void {
+  deps.clientClosed.inc({ transport, stage });
+  const caller = callerFrom(req);
+  deps.logger.info(
+    { event_type: 'mcp_client_closed', transport, stage, ...(tool === undefined ? {} : { tool }), request_id: caller.request_id, trace_id: caller.trace_id },
+    'client closed its connection',
+  );
+  res.destroy();
 }
 
 /** Dispatches one HTTP request to /mcp, /call_tool, /health or /metrics. */
@@ -157,6 +183,7 @@ export async function route(req: IncomingMessage, res: ServerResponse, deps: Rou
     }
     sendJson(res, 404, { success: false, error: { code: 'not_found', message: 'no such route' } });
   } catch (err) {
+    if (err instanceof ClientClosed) return clientClosed(req, res, deps, path === '/mcp' ? 'mcp' : 'rest', err.stage);
     const known = err instanceof Error && err.name === 'ToolError' ? (err as ToolError) : undefined;
     if (!known) deps.logger.error({ event_type: 'mcp_http_error', err }, 'request failed');
     const error = known ?? new ToolError('internal', 'internal error');

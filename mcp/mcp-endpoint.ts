@@ -4,7 +4,7 @@ import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { CallToolRequestSchema, ErrorCode, ListToolsRequestSchema, McpError } from '@modelcontextprotocol/sdk/types.js';
 import type { CallToolRequest, CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
-import { ToolError, toWireError } from './errors.js';
+import { ToolError, objectCutShort, toWireError } from './errors.js';
 import { StreamedText } from './streamed-text.js';
 import type { CallerIdentity, ToolRunner } from './tool-runner.js';
 
@@ -99,7 +99,7 @@ async function success(
   } catch (cause) {
     // The bucket failed or the object was shorter than its metadata: a failed call, not a
     // JSON-RPC error carrying the stream's own message.
-    const error = new ToolError('backend_error', 'the object could not be read to its end', { backend: 's3' });
+    const error = objectCutShort();
     refused(error, cause);
     return failure(error);
   }

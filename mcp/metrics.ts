@@ -4,7 +4,8 @@ import type { SqlPoolStats } from '../proxy/stores/sql/sql-client.js';
 /**
  * Every metric of one gateway instance, on its own registry (tests run several gateways in one
  * process). Labels are bounded: tool is a defined tool name or `unknown`, outcome is `success`
- * or a ToolErrorCode, backend is `postgres` or `s3`. docs/mcp.md "Metrics" lists each name and
+ * or a ToolErrorCode, backend is `postgres` or `s3`, transport is `mcp` or `rest`, stage is
+ * `request` or `answer`. docs/mcp.md "Metrics" lists each name and
  * test/mcp/metrics-docs.test.ts keeps the two in step.
  */
 export function createGatewayMetrics(poolStats: () => SqlPoolStats) {
@@ -71,6 +72,12 @@ export function createGatewayMetrics(poolStats: () => SqlPoolStats) {
       name: 'ca_a2a_mcp_bucket_unreadable_objects_total',
       help: 'Object files of the local-disk bucket found unreadable, by the call that met one: list (left out), get or head (refused).',
       labelNames: ['operation'] as const,
+      registers,
+    }),
+    clientClosed: new Counter({
+      name: 'ca_a2a_mcp_client_closed_total',
+      help: 'Requests whose client closed its connection before their body was read whole (stage request) or their answer written whole (stage answer), by transport (mcp or rest).',
+      labelNames: ['transport', 'stage'] as const,
       registers,
     }),
     logLinesDropped: new Counter({

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { ClientClosed } from './errors.js';
 
 /**
  * A string field of a tool result whose text is still arriving: an object's bytes as base64,
@@ -64,7 +65,8 @@ function streamedField(result: Readonly<Record<string, unknown>>): [string, Stre
 /**
  * Writes `body` as a JSON answer. A streamed field goes out as it arrives (chunked transfer, no
  * Content-Length); if its source fails midway the response is cut, never completed with wrong
- * data, and the promise rejects so the caller can log it.
+ * data, and the promise rejects with the source's error so the caller can count and log it, or
+ * with {@link ClientClosed} when the client closed its connection first.
  */
 export async function sendJsonStreaming(res: ServerResponse, status: number, body: Readonly<Record<string, unknown>>): Promise<void> {
   const field = streamedField(body);
@@ -80,11 +82,17 @@ export async function sendJsonStreaming(res: ServerResponse, status: number, bod
   const [before, after] = JSON.stringify({ ...body, [name]: JSON.parse(placeholder) as string }).split(placeholder) as [string, string];
   res.writeHead(status, { 'content-type': 'application/json' });
   res.write(`${before}"`);
+  // Whichever end failed first: the pipeline destroys the source when the client leaves, and the
+  // response when the source fails, so both fail in either case. Listened to before the pipeline
+  // listens, so each is heard before the pipeline destroys the other end.
+  let clientFirst: boolean | undefined;
+  res.once('close', () => (clientFirst ??= true));
+  streamed.stream.once('error', () => (clientFirst ??= false));
   try {
     await pipeline(streamed.stream, res, { end: false });
   } catch (error) {
     res.destroy();
-    throw error;
+    throw clientFirst === true ? new ClientClosed('answer') : error;
   }
   res.end(`"${after}`);
 }

@@ -11,7 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { startMcpGateway, type McpGateway } from '../../mcp/gateway.js';
 import { base64Of } from '../../mcp/streamed-text.js';
-import { backendOptions, callTool, captureLogger, tieTogether } from './helpers.js';
+import { backendOptions, callTool, captureLogger, metricValue, tieTogether } from './helpers.js';
 
 const BIG = 1024 * 1024 + 1; // not a multiple of 3: the base64 tail is padded
 
@@ -267,7 +267,11 @@ for (const backend of [{ name: 's3 (s3rver)', s3: true }, { name: 'local disk', 
         await relay?.close();
       });
 
-      it('cuts the answer off (never a whole JSON body with wrong bytes) and logs it when the object ends short midway', async () => {
+      // Counted and audited as the same failure is over MCP (below): an object read that failed
+      // midway was only a warning on /call_tool, in no metric.
+      it('cuts the answer off (never a whole JSON body with wrong bytes), counts and logs it when the object ends short midway', async () => {
+        const failed = { tool: 's3_get_object', code: 'backend_error' };
+        const before = await metricValue(cut.url, 'ca_a2a_mcp_tool_errors_total', failed);
         const res = await fetch(`${cut.url}/call_tool`, {
           method: 'POST',
           headers: { 'content-type': 'application/json', 'x-ca-a2a-request-id': 'req-cut' },
@@ -275,8 +279,13 @@ for (const backend of [{ name: 's3 (s3rver)', s3: true }, { name: 'local disk', 
         });
         assert.equal(res.status, 200, 'the headers went out before the shortfall was known');
         await assert.rejects(res.text(), 'the body ends in a reset, not in a complete answer');
-        const line = log.lines.find((l) => l.event_type === 'mcp_stream_failed' && l.request_id === 'req-cut');
-        assert.equal(line?.tool, 's3_get_object');
+        assert.equal(await metricValue(cut.url, 'ca_a2a_mcp_tool_errors_total', failed), before + 1);
+        const lines = log.lines.filter((l) => l.request_id === 'req-cut' && l.event_type !== 'mcp_tool_call');
+        assert.deepEqual(
+          lines.map((l) => [l.event_type, l.level, l.tool, l.transport, l.outcome, l.backend]),
+          [['mcp_tool_result_refused', 30, 's3_get_object', 'rest', 'backend_error', 's3']],
+        );
+        assert.equal(await metricValue(cut.url, 'ca_a2a_mcp_client_closed_total', { transport: 'rest', stage: 'answer' }), 0, 'the bucket failed, not the client');
       });
 
       it('answers an object that ends short midway over MCP with a backend_error tool result, counted and logged, no internal message', async () => {
@@ -294,6 +303,34 @@ for (const backend of [{ name: 's3 (s3rver)', s3: true }, { name: 'local disk', 
         assert.equal(line?.outcome, 'backend_error');
       });
     }
+
+    // A client that leaves while an object streams to it is no failure of the gateway nor of the
+    // bucket: it was a warning (mcp_stream_failed) that any client could write. The bucket's
+    // answer is held after its first bytes, so the gateway's answer is midway when the client goes.
+    if (backend.s3) it('counts and logs at info a client that leaves while its object streams, as no backend failure', async () => {
+      const relay = await holdingRelay(String(options.s3?.endpoint), '/uploads/big.bin', 20_000);
+      const held = await startMcpGateway({ ...options, s3: { ...options.s3, endpoint: relay.endpoint } });
+      try {
+        await new Promise<void>((resolve, reject) => {
+          const req = request(`${held.url}/call_tool`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-ca-a2a-request-id': 'req-gone' } }, (res) => {
+            res.once('data', () => {
+              req.destroy();
+              resolve();
+            });
+          });
+          req.on('error', (error) => ((error as NodeJS.ErrnoException).code === 'ECONNRESET' ? resolve() : reject(error)));
+          req.end(JSON.stringify({ tool: 's3_get_object', arguments: { key: 'uploads/big.bin' } }));
+        });
+        const said = () => log.lines.filter((l) => l.request_id === 'req-gone' && l.event_type !== 'mcp_tool_call');
+        while (said().length === 0) await setImmediate();
+        assert.deepEqual(said().map((l) => [l.event_type, l.level, l.transport, l.stage, l.tool, 'err' in l]), [['mcp_client_closed', 30, 'rest', 'answer', 's3_get_object', false]]);
+        assert.equal(await metricValue(held.url, 'ca_a2a_mcp_client_closed_total', { transport: 'rest', stage: 'answer' }), 1);
+        assert.equal(await metricValue(held.url, 'ca_a2a_mcp_tool_errors_total', { tool: 's3_get_object', code: 'backend_error' }), 0);
+      } finally {
+        await held.close();
+        await relay.close();
+      }
+    });
 
     // Over MCP a batch's object reads are read one after the other: a later one waits its turn
     // with its bucket connection open, and that connection may drop meanwhile.

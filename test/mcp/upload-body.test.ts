@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { connect } from 'node:net';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { createDiskStore } from '../../mcp/backends/disk-store.js';
 import type { ObjectStore } from '../../mcp/backends/object-store.js';
@@ -13,7 +14,7 @@ import { DEFAULT_KEY_POLICY } from '../../mcp/object-keys.js';
 import { createResilientBackend } from '../../mcp/resilience.js';
 import { S3_TOOLS } from '../../mcp/tools/s3-tools.js';
 import type { ToolDeps } from '../../mcp/tools/tool-types.js';
-import { backendOptions, captureLogger, tempDir } from './helpers.js';
+import { backendOptions, captureLogger, metricValue, tempDir } from './helpers.js';
 
 /** Sends `head` then each of `parts` on one connection, and resolves the raw answer once it is whole (or the server closes). */
 function rawRequest(port: number, head: string, parts: (string | Buffer)[]): Promise<string> {
@@ -101,10 +102,11 @@ describe('s3_put_object and the arguments it is given', () => {
 describe('request bodies of /call_tool', () => {
   let gw: McpGateway;
   const cleanups: (() => Promise<void>)[] = [];
+  const log = captureLogger();
   before(async () => {
     const options = await backendOptions({ s3: false }, cleanups);
     // Bodies up to 4/3 of 3 KiB plus 64 KiB.
-    gw = await startMcpGateway({ port: 0, ...options, s3: { maxObjectBytes: 3 * 1024 }, logger: captureLogger().logger });
+    gw = await startMcpGateway({ port: 0, ...options, s3: { maxObjectBytes: 3 * 1024 }, logger: log.logger });
     cleanups.unshift(() => gw.close());
   });
   after(async () => {
@@ -172,6 +174,24 @@ describe('request bodies of /call_tool', () => {
     assert.match(answer, /^HTTP\/1.1 413 /);
     assert.doesNotMatch(answer, /\r\nconnection: close\r\n/i);
   });
+
+  // Any client may leave mid-upload: no failure of the gateway, and no way for a client to write
+  // error lines. /call_tool logged it as mcp_http_error with a stack; /mcp, nothing.
+  for (const [path, transport] of [['/call_tool', 'rest'], ['/mcp', 'mcp']] as const) {
+    it(`counts and logs at info, without a stack, a client that leaves mid-body on ${path}`, async () => {
+      const requestId = `req-gone-${transport}`;
+      const seen = log.lines.length;
+      const socket = connect(gw.port, '127.0.0.1');
+      socket.on('error', () => undefined);
+      const head = `POST ${path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\naccept: application/json, text/event-stream\r\nx-ca-a2a-request-id: ${requestId}\r\ncontent-length: 1000\r\n\r\n`;
+      await new Promise<void>((ok) => socket.write(`${head}{"tool":`, () => ok()));
+      socket.destroy();
+      while (log.lines.length === seen) await nextTurn();
+      const said = log.lines.slice(seen);
+      assert.deepEqual(said.map((l) => [l.event_type, l.level, l.transport, l.stage, l.request_id, 'err' in l]), [['mcp_client_closed', 30, transport, 'request', requestId, false]]);
+      assert.equal(await metricValue(gw.url, 'ca_a2a_mcp_client_closed_total', { transport, stage: 'request' }), 1);
+    });
+  }
 
   it('refuses a body whose Content-Length is over the cap with 413 before any of it arrives', async () => {
     const head = `POST /call_tool HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${70 * 1024}\r\n\r\n`;
