@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { startMcpGateway } from './gateway.js';
+import { MAX_OBJECT_BYTES_LIMIT, startMcpGateway } from './gateway.js';
 import type { McpGatewayOptions } from './gateway.js';
 import { DEFAULT_KEY_POLICY, keyPolicy } from './object-keys.js';
 import { flagOrEnv } from '../proxy/cli-options.js';
@@ -46,7 +46,8 @@ environment:
                                static credentials; unset: the AWS default chain (task role)
   CA_A2A_S3_PREFIXES           the folders the S3 tools may touch, comma-separated, each ending
                                in / (default uploads/,archive/)
-  CA_A2A_S3_MAX_OBJECT_BYTES   largest object read or written (default 10485760)
+  CA_A2A_S3_MAX_OBJECT_BYTES   largest object read or written (1 to 268435456; default 10485760);
+                               request bodies are capped at 4/3 of it plus 64 KiB
 `;
 
 /** The command's flags that a variable can set too; a flag given wins over its variable. */
@@ -72,10 +73,8 @@ export function gatewayOptionsFromEnv(env: NodeJS.ProcessEnv, flags: GatewayFlag
       throw new Error(`CA_A2A_S3_PREFIXES: ${(err as Error).message}`);
     }
   }
-  const maxObject = env.CA_A2A_S3_MAX_OBJECT_BYTES ? Number(env.CA_A2A_S3_MAX_OBJECT_BYTES) : undefined;
-  if (maxObject !== undefined && !(Number.isInteger(maxObject) && maxObject > 0)) {
-    throw new Error('CA_A2A_S3_MAX_OBJECT_BYTES must be a positive integer');
-  }
+  const maxObjectVariable = env.CA_A2A_S3_MAX_OBJECT_BYTES;
+  const maxObject = wholeNumber(maxObjectVariable ? { value: maxObjectVariable, name: 'CA_A2A_S3_MAX_OBJECT_BYTES' } : undefined, 1, MAX_OBJECT_BYTES_LIMIT);
   const uploadTimeoutSeconds = wholeNumber(flagOrEnv('--s3-upload-timeout-seconds', flags['s3-upload-timeout-seconds'], 'CA_A2A_S3_UPLOAD_TIMEOUT_SECONDS', env), 1, MAX_UPLOAD_TIMEOUT_SECONDS);
   return {
     databaseUrl: env.DATABASE_URL || undefined,

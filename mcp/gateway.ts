@@ -91,6 +91,23 @@ const DEFAULT_CONNECTION_TIMEOUT_MS = 5_000;
 const MIGRATIONS_DIR = projectPath('mcp/migrations/');
 const DRAIN_MS = 10_000;
 
+/**
+ * The largest object cap taken (`s3.maxObjectBytes`, CA_A2A_S3_MAX_OBJECT_BYTES): 256 MiB, the
+ * largest power of two whose upload body ({@link bodyLimit}, 341 MiB) is still below V8's longest
+ * string (2^29 - 24 characters, 512 MiB), which the body is parsed as. Past that no upload near
+ * the cap could be parsed; well before it, the memory an upload holds while it is parsed is the
+ * bound: about four times the object (the body, its text, the base64 text parsed from it).
+ */
+export const MAX_OBJECT_BYTES_LIMIT = 256 * 1024 * 1024;
+
+/**
+ * The request body cap for an object cap: an upload's body carries the object as base64 (4/3 of
+ * it) and a small envelope (key, content type) within the 64 KiB of slack.
+ */
+export function bodyLimit(maxObjectBytes: number): number {
+  return Math.ceil(maxObjectBytes / 3) * 4 + 64 * 1024;
+}
+
 /** Starts the MCP resource gateway: migrations, backends, tools, then the HTTP listener. */
 export async function startMcpGateway(opts: McpGatewayOptions = {}): Promise<McpGateway> {
   // Made first so that its counter can count the lines dropped from the start; the pool's stats are read at scrape time only.
@@ -110,6 +127,10 @@ export async function startMcpGateway(opts: McpGatewayOptions = {}): Promise<Mcp
   const reserved = opts.perCaller?.reservedConnections;
   // Reserving the whole pool would hold every caller to one call: that is maxStatements 1.
   if (reserved !== undefined && reserved >= poolMax) throw new Error(`perCaller.reservedConnections (--db-reserved) must be less than the pool's ${poolMax} connections`);
+  const maxObjectBytes = opts.s3?.maxObjectBytes ?? DEFAULT_MAX_OBJECT;
+  if (!(Number.isInteger(maxObjectBytes) && maxObjectBytes >= 1 && maxObjectBytes <= MAX_OBJECT_BYTES_LIMIT)) {
+    throw new Error(`s3.maxObjectBytes (CA_A2A_S3_MAX_OBJECT_BYTES) must be an integer from 1 to ${MAX_OBJECT_BYTES_LIMIT}`);
+  }
   const sql = await openSqlClient({
     databaseUrl: opts.databaseUrl,
     dataDir: join(dataDir, 'pglite'),
@@ -130,7 +151,6 @@ export async function startMcpGateway(opts: McpGatewayOptions = {}): Promise<Mcp
     throw err;
   }
   const s3opts = opts.s3 ?? {};
-  const maxObjectBytes = s3opts.maxObjectBytes ?? DEFAULT_MAX_OBJECT;
   const db = createResilientBackend('postgres', isPgTransient, opts.breaker ?? {}, metrics, logger);
   const s3 = createResilientBackend('s3', store.isTransient, opts.breaker ?? {}, metrics, logger);
   // Half the pool per caller: one caller flooding long statements leaves the other half to everyone
@@ -155,8 +175,7 @@ export async function startMcpGateway(opts: McpGatewayOptions = {}): Promise<Mcp
     postgres: { kind: sql.kind, breaker: db.state() },
     s3: { kind: store.kind, breaker: s3.state() },
   });
-  // base64 grows 4/3; the rest of a tool call envelope is small.
-  const maxBodyBytes = Math.ceil(maxObjectBytes / 3) * 4 + 64 * 1024;
+  const maxBodyBytes = bodyLimit(maxObjectBytes);
   // Present at 0 from the start: the ways a client can leave (MCP answers are not streamed).
   for (const [transport, stage] of [['mcp', 'request'], ['rest', 'request'], ['rest', 'answer']]) metrics.clientClosed.inc({ transport, stage }, 0);
 

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { constants } from 'node:buffer';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
@@ -10,7 +11,7 @@ import { createInterface } from 'node:readline';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { gatewayOptionsFromEnv } from '../../mcp/cli.js';
-import { startMcpGateway } from '../../mcp/gateway.js';
+import { MAX_OBJECT_BYTES_LIMIT, bodyLimit, startMcpGateway } from '../../mcp/gateway.js';
 import { openSqlClient } from '../../proxy/stores/sql/sql-client.js';
 import { createTestSchema, tempDir } from './helpers.js';
 import { readChildStdout } from '../helpers/child-stdout.js';
@@ -35,7 +36,31 @@ describe('ca-a2a mcp-gateway command', () => {
     assert.equal(o.databaseUrl, 'postgres://x/db');
     assert.deepEqual(o.s3?.allowedPrefixes, ['in/', 'out/']);
     assert.equal(o.s3?.endpoint, 'http://minio:9000');
-    assert.throws(() => gatewayOptionsFromEnv({ CA_A2A_S3_MAX_OBJECT_BYTES: '-1' }), /positive integer/);
+  });
+
+  // Any size was taken: one whose upload body (4/3 of it, as base64) no V8 string can hold could
+  // never be parsed, and well before that one upload's copies would take the gateway's memory.
+  it('reads the object cap from CA_A2A_S3_MAX_OBJECT_BYTES, 1 to 256 MiB, and refuses any other value naming the variable', async () => {
+    assert.equal(gatewayOptionsFromEnv({}).s3?.maxObjectBytes, undefined);
+    assert.equal(gatewayOptionsFromEnv({ CA_A2A_S3_MAX_OBJECT_BYTES: '268435456' }).s3?.maxObjectBytes, 268435456);
+    for (const bad of ['0', '-1', '1.5', 'ten', '1e7', '0x100', '268435457', '1099511627776']) {
+      assert.throws(() => gatewayOptionsFromEnv({ CA_A2A_S3_MAX_OBJECT_BYTES: bad }), new RegExp(`^Error: CA_A2A_S3_MAX_OBJECT_BYTES must be an integer from 1 to 268435456, got '${bad}'$`), bad);
+    }
+    assert.ok(bodyLimit(MAX_OBJECT_BYTES_LIMIT) <= constants.MAX_STRING_LENGTH, 'an upload at the largest cap can still be parsed');
+    assert.ok(bodyLimit(2 * MAX_OBJECT_BYTES_LIMIT) > constants.MAX_STRING_LENGTH, 'the cap is the largest power of two that can');
+    for (const bad of [0, 1.5, MAX_OBJECT_BYTES_LIMIT + 1]) {
+      await assert.rejects(
+        startMcpGateway({ port: 0, dataDir: join(tmpdir(), 'never-made'), s3: { maxObjectBytes: bad } }),
+        /^Error: s3.maxObjectBytes \(CA_A2A_S3_MAX_OBJECT_BYTES\) must be an integer from 1 to 268435456$/,
+        String(bad),
+      );
+    }
+    const { code, stderr } = await run(process.execPath, [BIN, 'mcp-gateway'], { env: { ...process.env, CA_A2A_S3_MAX_OBJECT_BYTES: '1099511627776' } }).then(
+      () => ({ code: 0, stderr: '' }),
+      (err: { code: number; stderr: string }) => err,
+    );
+    assert.equal(code, 2);
+    assert.match(stderr, /^ca-a2a mcp-gateway: CA_A2A_S3_MAX_OBJECT_BYTES must be an integer from 1 to 268435456, got '1099511627776'\nusage:/);
   });
 
   it('reads the per-caller database bound from its flag, else its variable, and names the one that is wrong', () => {
