@@ -102,7 +102,8 @@ export const MAX_OBJECT_BYTES_LIMIT = 256 * 1024 * 1024;
 
 /**
  * The request body cap for an object cap: an upload's body carries the object as base64 (4/3 of
- * it) and a small envelope (key, content type) within the 64 KiB of slack.
+ * it) and a small envelope (key, content type) within the 64 KiB of slack. The base64 text is
+ * counted as sent, unescaped: docs/mcp.md (S3) says why a client escaping its `/` is not made room for.
  */
 export function bodyLimit(maxObjectBytes: number): number {
   return Math.ceil(maxObjectBytes / 3) * 4 + 64 * 1024;

@@ -7,7 +7,7 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { createDiskStore } from '../../mcp/backends/disk-store.js';
 import type { ObjectStore } from '../../mcp/backends/object-store.js';
-import { startMcpGateway } from '../../mcp/gateway.js';
+import { bodyLimit, startMcpGateway } from '../../mcp/gateway.js';
 import type { McpGateway } from '../../mcp/gateway.js';
 import { createGatewayMetrics } from '../../mcp/metrics.js';
 import { DEFAULT_KEY_POLICY } from '../../mcp/object-keys.js';
@@ -199,5 +199,40 @@ describe('request bodies of /call_tool', () => {
     const answer = await rawRequest(gw.port, head, ['{"tool":']);
     assert.match(answer, /^HTTP\/1.1 413 /);
     assert.match(answer, /"code":"too_large"/);
+  });
+});
+
+// The body cap counts an upload's base64 as sent plain: a client escaping its `/` as `\/` (PHP's
+// json_encode by default) is refused near the cap rather than the cap doubled for every request
+// (docs/mcp.md, S3). An object of 0xFF bytes is `/` throughout in base64: the worst case.
+describe('the body cap and an upload at the object cap', () => {
+  let gw: McpGateway;
+  const cleanups: (() => Promise<void>)[] = [];
+  // Large enough that the base64 text, not the 64 KiB of slack, makes the body cap.
+  const cap = 384 * 1024;
+  before(async () => {
+    const options = await backendOptions({ s3: false }, cleanups);
+    gw = await startMcpGateway({ port: 0, ...options, s3: { maxObjectBytes: cap }, logger: captureLogger().logger });
+    cleanups.unshift(() => gw.close());
+  });
+  after(async () => {
+    for (const c of cleanups) await c();
+  });
+
+  const put = (body: string) => fetch(`${gw.url}/call_tool`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+  const plain = JSON.stringify({ tool: 's3_put_object', arguments: { key: 'uploads/cap.bin', content_base64: Buffer.alloc(cap, 0xff).toString('base64'), content_type: 'application/octet-stream' } });
+
+  it('takes an upload at the cap written plain', async () => {
+    const res = await put(plain);
+    assert.equal(res.status, 200, await res.text());
+  });
+
+  it('refuses it 413 too_large with every / escaped, the body then past the cap', async () => {
+    const escaped = plain.replaceAll('/', '\\/');
+    assert.equal(JSON.stringify(JSON.parse(escaped)), plain, 'the same JSON value');
+    assert.ok(Buffer.byteLength(escaped) > bodyLimit(cap));
+    const res = await put(escaped);
+    assert.equal(res.status, 413);
+    assert.equal(((await res.json()) as { error: { code: string } }).error.code, 'too_large');
   });
 });
