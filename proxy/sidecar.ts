@@ -17,7 +17,7 @@ import { AuditLog } from './observe/audit.js';
 import { createLogger, type Logger } from './observe/logger.js';
 import { createSidecarMetrics, type SidecarMetrics } from './observe/metrics.js';
 import { buildPipeline, runPipeline } from './pipeline.js';
-import { MAX_HEADER_FIELDS, refusedBeforeBody, type BodyBudget } from './layers/transport.js';
+import { describeRequest, inviteBody, MAX_HEADER_FIELDS, type BodyBudget } from './layers/transport.js';
 import { formatProblem, isPolicyLoadError } from './policy/errors.js';
 import { loadPolicy, type PolicyOverrides } from './policy/load.js';
 import type { LimitsPolicy, ServicePolicy } from './policy/model.js';
@@ -261,12 +261,9 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
       closing.set(req.socket, req);
     }
     const ctx = createContext(req, current.policy, randomUUID(), req.socket.remoteAddress ?? '', started);
-    if (expectsContinue) {
-      ctx.invite = () => {
-        ctx.invite = undefined;
-        if (!res.headersSent) res.writeContinue();
-      };
-    }
+    if (expectsContinue) inviteBody(ctx, res);
+    // Refused without the layers: its audit line names the client and path all the same.
+    if (refusal !== undefined) describeRequest(ctx);
     let outcome = 'forwarded';
     let status = 0;
     try {
@@ -390,14 +387,12 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     });
     metrics.openConnections.sample({ service, listener: name }, () => open);
   }
-  // Expect: 100-continue invites the body: a request the transport layer refuses from its head
-  // (too many fields, a second Content-Length, a body declared over the limit, the wrong type…) is
-  // refused instead, before the client sends its body (Node would answer 100 Continue to every one).
-  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
-    // Refused from its head, or later by any layer before the body's (an unknown or revoked
-    // caller): the client is never invited to send a body no one will read.
-    void handle(req, res, refusedBeforeBody(req, runtime.policy, bodyBudget), true);
-  });
+  // Expect: 100-continue invites the body, but only when the body layer is about to read it: a
+  // request refused before then, from its head by the transport layer (too many fields, a second
+  // Content-Length, a body declared over the limit, the wrong type…) or by any layer before the
+  // body's (an unknown or revoked caller), is refused instead of invited (Node would answer
+  // 100 Continue to every one), by the same layers and with the same audit line as without Expect.
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => void handle(req, res, undefined, true));
   // Any other expectation is refused here like every other request, not with Node's bare 417.
   server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
     void handle(req, res, denial('transport.expectation_failed', 'only 100-continue is supported', { headers: { connection: 'close' } }));
@@ -416,6 +411,7 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
   server.on('connect', (req: IncomingMessage, socket: Socket) => {
     const refusal = denial('transport.method_not_allowed', 'CONNECT is not served');
     const ctx = createContext(req, runtime.policy, randomUUID(), socket.remoteAddress ?? '', performance.now());
+    describeRequest(ctx);
     refuser.count(ctx, refusal);
     audit.denied(ctx, refusal);
     writeRawRefusal(socket, refusal, ctx.requestId);

@@ -15,7 +15,7 @@ import type { AccessToken, TokenSource } from '../oauth/client-credentials.js';
 import { RENEWAL_HOLD_MS, RenewalHolds } from '../oauth/renewal-holds.js';
 import type { EgressTarget, ServicePolicy } from '../policy/model.js';
 import type { Refuser } from '../respond.js';
-import { bodyLayer, refusedBeforeBody, transportLayer, type BodyBudget } from '../layers/transport.js';
+import { bodyLayer, describeRequest, inviteBody, transportLayer, type BodyBudget } from '../layers/transport.js';
 import { runPipeline } from '../pipeline.js';
 import { egressCalls } from './decide.js';
 import { ConnectionCalls, type UnderWay } from '../http/connection-calls.js';
@@ -163,10 +163,12 @@ export function createEgressServer(deps: EgressDeps): { server: Server; close():
   };
 
   const calls = new ConnectionCalls();
-  const handle = async (req: IncomingMessage, res: ServerResponse, refusal?: Denial): Promise<void> => {
+  /** `refusal`, when given, is the request's verdict; `expectsContinue`: invited when its body is read. */
+  const handle = async (req: IncomingMessage, res: ServerResponse, refusal?: Denial, expectsContinue = false): Promise<void> => {
     const policy = deps.policy();
     retireUnused(policy);
     const ctx = createContext(req, policy, randomUUID(), req.socket.remoteAddress ?? '', performance.now());
+    if (expectsContinue) inviteBody(ctx, res);
     const watch = new AgentWatch(req.socket);
     const open = calls.on(req.socket);
     open.add(watch);
@@ -191,7 +193,11 @@ export function createEgressServer(deps: EgressDeps): { server: Server; close():
     const { req, policy } = ctx;
     const service = policy.service;
     const refuse = (refusal: Denial, target: string, outcome: 'refused' | 'no_token' = 'refused'): void => refuseWith(ctx, res, refusal, target, outcome);
-    if (refusal !== undefined) return refuse(refusal, 'none');
+    if (refusal !== undefined) {
+      // Refused without the transport layer: its audit line names the path all the same.
+      describeRequest(ctx);
+      return refuse(refusal, 'none');
+    }
     const egress = policy.egress;
     const transport = await runPipeline(transportFor(policy), ctx);
     if (transport !== undefined && typeof transport === 'object') return refuse(cutOffBy(req) ?? transport, 'none');
@@ -295,11 +301,7 @@ export function createEgressServer(deps: EgressDeps): { server: Server; close():
   // As on the inbound port: a request the transport layer refuses from its head is refused before
   // Node's 100 Continue invites its body; Node would answer any Expect but 100-continue with a
   // bare 417, and close a CONNECT without a word, neither counted nor logged.
-  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
-    const refused = refusedBeforeBody(req, deps.policy(), deps.bodyBudget);
-    if (refused === undefined) res.writeContinue();
-    void handle(req, res, refused);
-  });
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => void handle(req, res, undefined, true));
   server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
     void handle(req, res, denial('transport.expectation_failed', 'only 100-continue is supported', { headers: { connection: 'close' } }));
   });
@@ -307,6 +309,7 @@ export function createEgressServer(deps: EgressDeps): { server: Server; close():
     const refusal = denial('transport.method_not_allowed', 'CONNECT is not served');
     const policy = deps.policy();
     const ctx = createContext(req, policy, randomUUID(), socket.remoteAddress ?? '', performance.now());
+    describeRequest(ctx);
     deps.refuser.count(ctx, refusal);
     deps.audit.denied(ctx, refusal);
     deps.metrics.egressRequests.inc({ service: policy.service, target: 'none', outcome: 'refused', status: DENIALS[refusal.code].status });

@@ -1,4 +1,4 @@
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Layer, RequestContext, Verdict } from '../context.js';
 import { denial, type Denial } from '../denials.js';
 import { compileCidrs, normaliseIp, sourceAddress } from '../http/cidr.js';
@@ -36,30 +36,60 @@ const overloaded = (): Denial => denial('transport.overloaded', undefined, OVERL
 export const MAX_HEADER_FIELDS = 100;
 const JSON_TYPE = /^application\/json\s*(;\s*charset\s*=\s*"?utf-8"?\s*)?$/i;
 
+/** Per policy version, its trusted proxies as a membership test; undefined when it names none. */
+const trustedProxies = new WeakMap<ServicePolicy, ((ip: string) => boolean) | undefined>();
+
+/**
+ * What every audit line of a request names beside its verdict: the client behind trusted proxies
+ * (a load balancer; for the anomaly check too) and the normalised path. Set by the transport
+ * layer, and before any refusal decided without it (an expectation not served, CONNECT), so that
+ * a refusal's line carries the same fields whatever decided it. False when the path does not
+ * normalise (ctx.path stays '').
+ */
+export function describeRequest(ctx: RequestContext): boolean {
+  const policy = ctx.policy;
+  if (!trustedProxies.has(policy)) {
+    trustedProxies.set(policy, policy.anomaly.trustedProxies.length > 0 ? compileCidrs(policy.anomaly.trustedProxies) : undefined);
+  }
+  const isTrusted = trustedProxies.get(policy);
+  const req = ctx.req;
+  if (isTrusted !== undefined) {
+    const client = sourceAddress(ctx.sourceIp, req.headers['x-forwarded-for'], isTrusted);
+    if (client !== normaliseIp(ctx.sourceIp)) ctx.clientIp = client;
+  }
+  const target = normaliseTarget(req.url ?? '');
+  if (!target) return false;
+  ctx.path = target.path;
+  ctx.query = target.query;
+  return true;
+}
+
 /**
  * Layer 1, transport: the request must be well-framed, bounded and addressed by a normal path
  * before anything else looks at it. Node's parser already refuses most smuggling shapes (see
  * sidecar.ts clientError); these checks hold even if that ever changes. Decided on the head
- * alone: the body is read by bodyLayer, once the caller is known.
+ * alone: the body is read by bodyLayer, once the caller is known. Under `Expect: 100-continue`
+ * its refusals come before the client is invited to send a body (RFC 9110 §10.1.1): the
+ * invitation is bodyLayer's (RequestContext.invite).
  */
 export function transportLayer(policy: ServicePolicy, budget: BodyBudget): Layer {
-  // Behind trusted proxies (a load balancer): the client they forwarded for, for the audit lines
-  // and the anomaly check, resolved once here.
-  const isTrusted = policy.anomaly.trustedProxies.length > 0 ? compileCidrs(policy.anomaly.trustedProxies) : undefined;
   return {
     name: 'transport',
     check(ctx: RequestContext): Verdict {
-      const req = ctx.req;
-      if (isTrusted !== undefined) {
-        const client = sourceAddress(ctx.sourceIp, req.headers['x-forwarded-for'], isTrusted);
-        if (client !== normaliseIp(ctx.sourceIp)) ctx.clientIp = client;
-      }
-      const target = normaliseTarget(req.url ?? '');
-      if (!target) return denial('transport.bad_path');
-      ctx.path = target.path;
-      ctx.query = target.query;
-      return headRefusal(req, policy, budget);
+      if (!describeRequest(ctx)) return denial('transport.bad_path');
+      return headRefusal(ctx.req, policy, budget);
     },
+  };
+}
+
+/**
+ * A client that sent `Expect: 100-continue` is invited to send its body when bodyLayer is about
+ * to read it (once), so a request refused before then, by any layer, is never invited.
+ */
+export function inviteBody(ctx: RequestContext, res: ServerResponse): void {
+  ctx.invite = () => {
+    ctx.invite = undefined;
+    if (!res.headersSent) res.writeContinue();
   };
 }
 
@@ -92,16 +122,6 @@ export function bodyLayer(policy: ServicePolicy, budget: BodyBudget): Layer {
       return undefined;
     },
   };
-}
-
-/**
- * What the transport layer refuses from the request's head alone, before a byte of its body is
- * read: for a client sending `Expect: 100-continue` (sidecar.ts checkContinue), the same refusal
- * comes instead of an invitation to send the body (RFC 9110 §10.1.1).
- */
-export function refusedBeforeBody(req: IncomingMessage, policy: ServicePolicy, budget: BodyBudget): Denial | undefined {
-  if (!normaliseTarget(req.url ?? '')) return denial('transport.bad_path');
-  return headRefusal(req, policy, budget);
 }
 
 /** The head's framing, method, type and declared length: everything but the path and the body. */

@@ -7,9 +7,9 @@ import { loadClientSecrets } from '../../../deploy/dev-issuer/clients.js';
 import { startIssuer, type DevIssuer } from '../../../deploy/dev-issuer/issuer.js';
 import { shippedPolicyFile } from '../../../proxy/services.js';
 import { startSidecar, type Sidecar } from '../../../proxy/sidecar.js';
-import { AuditCapture } from '../../helpers/audit-capture.js';
+import { AuditCapture, sharedFields } from '../../helpers/audit-capture.js';
 import { DOC_ID, rpc } from '../../helpers/harness.js';
-import { rawJson, rawRequest, sendAndReset } from '../../helpers/raw-http.js';
+import { rawJson, rawRequest, rawRequestId, sendAndReset } from '../../helpers/raw-http.js';
 import { uncaughtDuring } from '../../helpers/uncaught.js';
 import { startUpstream, type RecordingUpstream } from '../../helpers/upstream.js';
 import { tempDirSync } from '../../helpers/temp-dir.js';
@@ -384,6 +384,12 @@ describe('egress: an agent calls another service through its sidecar, holding no
       assert.ok(closed, 'closed, the body never read');
     }
     assert.equal(wire.requests.length, count, 'nothing left the task');
+    // Refused from its head, the audit line is the one the same refusal has without Expect (it had no path).
+    const lineOf = async (payload: string) => sharedFields((await audit.byRequestId(rawRequestId((await rawRequest(orchestrator.egressUrl as string, payload)).text))) ?? {});
+    const wrongType = (expect: string) => `POST /validator/message HTTP/1.1\r\nHost: 127.0.0.1\r\n${expect}Content-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\n`;
+    const normal = await lineOf(`${wrongType('')}{}`);
+    assert.equal(normal.path, '/validator/message');
+    assert.deepEqual(await lineOf(wrongType('Expect: 100-continue\r\n')), normal);
     const body = JSON.stringify(rpc('validate_document', { document_id: DOC_ID }));
     const { text } = await rawRequest(orchestrator.egressUrl as string, `POST /validator/message HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: 100-continue\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`, 3000);
     assert.match(text, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 /);

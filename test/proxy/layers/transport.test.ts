@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { sharedFields } from '../../helpers/audit-capture.js';
 import { DOC_ID, RBAC_FILE, rpc, startHarness, writePolicy, type Harness } from '../../helpers/harness.js';
 import { rawJson, rawRequest, rawRequestId, sendAndReset } from '../../helpers/raw-http.js';
 import { startTestIssuer } from '../../helpers/test-issuer.js';
@@ -419,5 +420,60 @@ methods:
       await h.close();
       await issuer.close();
     }
+  });
+});
+
+// A refusal decided from the request's head under Expect: 100-continue (before its body is read)
+// skipped the transport layer, and its audit line had no path, nor, behind a trusted proxy, the
+// client's address; so had a refused expectation's and a CONNECT's. Every refusal's line carries
+// the same fields, whichever way it was decided.
+describe('transport layer: the audit line of a refusal decided from the head', () => {
+  let h: Harness;
+  before(async () => {
+    h = await startHarness({
+      policyFile: writePolicy(`service: transport-test
+rbac: ${RBAC_FILE}
+upstream: http://127.0.0.1:1
+auth: { issuer: http://placeholder/realms/test, audience: ca-a2a-agents }
+anomaly: { trusted_proxies: [127.0.0.1] }
+methods:
+  get_document: {}
+`),
+    });
+  });
+  after(() => h.close());
+
+  /** The refusal line of `payload`'s request (the one its answer's request id names), without its own ids. */
+  async function refusalLine(payload: string): Promise<Record<string, unknown>> {
+    const { text, closed } = await rawRequest(h.sidecar.url, payload, 5000);
+    assert.ok(closed, 'answered and closed');
+    const line = await h.audit.byRequestId(rawRequestId(text));
+    assert.ok(line, `an audit line with the answer's request id: ${text}`);
+    return sharedFields(line);
+  }
+
+  const head = (method: string, expect: string): string =>
+    `${method} /message?q=1 HTTP/1.1\r\nHost: a\r\nContent-Type: text/plain\r\nX-Forwarded-For: 198.51.100.1, 203.0.113.9\r\n${expect}Content-Length: 7\r\nConnection: close\r\n\r\n`;
+
+  for (const [name, method] of [['a wrong type', 'POST'], ['a PUT', 'PUT']] as const) {
+    it(`is the same for ${name} with Expect: 100-continue as without`, async () => {
+      const normal = await refusalLine(`${head(method, '')}{"a":1}`);
+      assert.equal(normal.path, '/message');
+      assert.equal(normal.client_ip, '203.0.113.9', 'the right-most address no trusted proxy added');
+      assert.equal(normal.source_ip, '127.0.0.1');
+      assert.equal(normal.http_method, method);
+      assert.deepEqual(await refusalLine(head(method, 'Expect: 100-continue\r\n')), normal);
+    });
+  }
+
+  it('names the path and the client of a refused expectation, and the client of a CONNECT', async () => {
+    const expectation = await refusalLine(head('POST', 'Expect: tea\r\n'));
+    assert.equal(expectation.code, 'transport.expectation_failed');
+    assert.equal(expectation.path, '/message');
+    assert.equal(expectation.client_ip, '203.0.113.9');
+    const connect = await refusalLine('CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\nX-Forwarded-For: 203.0.113.9\r\n\r\n');
+    assert.equal(connect.code, 'transport.method_not_allowed');
+    assert.equal(connect.client_ip, '203.0.113.9');
+    assert.equal(connect.http_method, 'CONNECT');
   });
 });
