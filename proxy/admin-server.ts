@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { Registry } from 'prom-client';
+import { closeAfterUpgradeRequest } from './http/upgrade.js';
 
 /** What /ready reports; readiness is false while starting, draining, or a gate is closed. */
 export interface ReadinessSource {
@@ -43,6 +44,7 @@ export function createAdminServer(
     return fetching.text;
   };
   return createServer(async (req, res) => {
+    closeAfterUpgradeRequest(req, res);
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD' }).end();

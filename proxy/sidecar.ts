@@ -9,6 +9,7 @@ import { createContext, FORWARD, type Layer, type Verdict } from './context.js';
 import { DENIALS, denial, type Denial } from './denials.js';
 import { Forwarder } from './forward.js';
 import { refuseClientErrors, writeRawRefusal } from './http/client-error.js';
+import { closeAfterUpgradeRequest } from './http/upgrade.js';
 import { createEgressServer } from './egress/egress-server.js';
 import { createProofKey } from './integrity/proof.js';
 import { isLoopbackListen, listen } from './listen.js';
@@ -252,14 +253,8 @@ export async function startSidecar(options: SidecarOptions): Promise<Sidecar> {
     current.forwarder.users++;
     // Draining: serve what still comes on an open connection, then close it, so the client (a load
     // balancer's pooled connection) goes to another task instead of keeping this one busy.
-    // Asked to upgrade (h2c, websocket): served as HTTP/1.1 (RFC 9110 §7.8), but Node's parser stops
-    // at the end of such a request and drops, unseen, what came behind it in the same read; closed
-    // after its answer, the client sends a pipelined request again on another connection instead
-    // of waiting for its answer until the keep-alive timeout.
-    if (draining || req.headers.upgrade !== undefined) {
-      res.shouldKeepAlive = false;
-      closing.set(req.socket, req);
-    }
+    if (draining) res.shouldKeepAlive = false;
+    if (closeAfterUpgradeRequest(req, res) || draining) closing.set(req.socket, req);
     const ctx = createContext(req, current.policy, randomUUID(), req.socket.remoteAddress ?? '', started);
     if (expectsContinue) inviteBody(ctx, res);
     // Refused without the layers: its audit line names the client and path all the same.

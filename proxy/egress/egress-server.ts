@@ -20,6 +20,7 @@ import { runPipeline } from '../pipeline.js';
 import { egressCalls } from './decide.js';
 import { ConnectionCalls, type UnderWay } from '../http/connection-calls.js';
 import { isLoopbackHostname } from '../http/loopback.js';
+import { closeAfterUpgradeRequest } from '../http/upgrade.js';
 import { traceHeaders } from '../http/trace-context.js';
 
 export interface EgressDeps {
@@ -167,6 +168,7 @@ export function createEgressServer(deps: EgressDeps): { server: Server; close():
   const handle = async (req: IncomingMessage, res: ServerResponse, refusal?: Denial, expectsContinue = false): Promise<void> => {
     const policy = deps.policy();
     retireUnused(policy);
+    closeAfterUpgradeRequest(req, res);
     const ctx = createContext(req, policy, randomUUID(), req.socket.remoteAddress ?? '', performance.now());
     if (expectsContinue) inviteBody(ctx, res);
     const watch = new AgentWatch(req.socket);

@@ -396,6 +396,20 @@ describe('egress: an agent calls another service through its sidecar, holding no
     assert.equal(wire.requests.length, count + 1);
   });
 
+  // As on the proxied and admin ports: Node's parser drops what was pipelined behind a request
+  // asking to upgrade, and the agent waited for that answer until the keep-alive timeout.
+  it('serves a request asking to upgrade as HTTP/1.1 and closes the connection after it, leaving no request pipelined behind it unanswered', async () => {
+    const count = wire.requests.length;
+    const body = JSON.stringify(rpc('validate_document', { document_id: DOC_ID }));
+    const call = `POST /validator/message HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n`;
+    const { text, closed } = await rawRequest(orchestrator.egressUrl as string, `${call}Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n${body}${call}\r\n${body}`, 10_000);
+    assert.match(text, /^HTTP\/1\.1 200 /);
+    assert.match(text, /\r\nconnection: close\r\n/i, 'the agent is told to send the rest on another connection');
+    assert.equal(text.match(/HTTP\/1\.1 /g)?.length, 1, 'one answer');
+    assert.ok(closed);
+    assert.equal(wire.requests.length, count + 1);
+  });
+
   it('binds the egress listener to loopback only', async () => {
     assert.match(orchestrator.egressUrl ?? '', /^http:\/\/127\.0\.0\.1:/);
     await assert.rejects(startSidecar({ policyFile: shippedPolicyFile('orchestrator'), egressListen: '0.0.0.0:0', clientSecret: 'x', watchPolicy: false, logDestination: new AuditCapture() }), /loopback/);

@@ -301,6 +301,18 @@ methods:
     });
   }
 
+  // The admin listener had the same hang: a probe or scraper asking to upgrade with a request
+  // pipelined behind it waited for that answer until the keep-alive timeout.
+  it('closes the admin listener\'s connection after a request asking to upgrade, leaving no request pipelined behind it unanswered', async () => {
+    for (const upgrade of ['Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA', 'Connection: Upgrade\r\nUpgrade: websocket']) {
+      const { text, closed } = await rawRequest(h.sidecar.adminUrl, `GET /ready HTTP/1.1\r\nHost: a\r\n${upgrade}\r\n\r\nGET /metrics HTTP/1.1\r\nHost: a\r\n\r\n`, 10_000);
+      assert.match(text, /^HTTP\/1\.1 200 /, upgrade);
+      assert.match(text, /\r\nconnection: close\r\n/i, `${upgrade}: the client is told to send the rest on another connection`);
+      assert.equal(text.match(/HTTP\/1\.1 /g)?.length, 1, 'one answer');
+      assert.ok(closed);
+    }
+  });
+
   it('cuts off a client that does not finish its body in time', async () => {
     const count = h.upstream.requests.length;
     const { text, closed } = await rawRequest(h.sidecar.url, `POST /message HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nAuthorization: Bearer ${token}\r\nContent-Length: 100\r\n\r\n{"jsonrpc":`, 5000);
