@@ -8,7 +8,7 @@ import type { LimitsPolicy } from './policy/model.js';
 import { filterToolsList, wantsToolsFilter } from './mcp-filter.js';
 import { traceHeaders } from './http/trace-context.js';
 import { normaliseIp } from './http/cidr.js';
-import { ConnectionCalls, type UnderWay } from './http/connection-calls.js';
+import { clientGone, ConnectionCalls, type UnderWay } from './http/connection-calls.js';
 
 // RFC 9110 §7.6.1 hop-by-hop fields, plus what the sidecar owns or must never pass on.
 const DROPPED_REQUEST_HEADERS = new Set([
@@ -95,8 +95,8 @@ export class Forwarder {
     // Gone while the layers checked its call (the issuer's keys or a store slow to answer): the
     // call is not sent for no one, as one whose client leaves while it waits for a connection.
     // The socket, not the response: Node marks only the answer under way destroyed, not one
-    // queued behind it for a pipelined request.
-    if (ctx.req.socket.destroyed) {
+    // queued behind it for a pipelined request. A client that sent its FIN has left too.
+    if (clientGone(ctx.req.socket)) {
       ctx.clientLeft = true;
       return Promise.resolve(undefined);
     }

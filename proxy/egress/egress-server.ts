@@ -18,7 +18,7 @@ import type { Refuser } from '../respond.js';
 import { bodyLayer, describeRequest, inviteBody, transportLayer, type BodyBudget } from '../layers/transport.js';
 import { runPipeline } from '../pipeline.js';
 import { egressCalls } from './decide.js';
-import { ConnectionCalls, type UnderWay } from '../http/connection-calls.js';
+import { clientGone, ConnectionCalls, type UnderWay } from '../http/connection-calls.js';
 import { isLoopbackHostname } from '../http/loopback.js';
 import { closeAfterUpgradeRequest } from '../http/upgrade.js';
 import { traceHeaders } from '../http/trace-context.js';
@@ -82,8 +82,8 @@ class AgentWatch implements UnderWay {
   end: (() => void) | undefined;
 
   constructor(socket: Socket) {
-    // Gone already (while its body was read): the call is never sent.
-    this.left = socket.destroyed;
+    // Gone already (while its body was read; closed, or its FIN sent): the call is never sent.
+    this.left = clientGone(socket);
   }
 
   clientLeft(): void {

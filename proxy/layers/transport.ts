@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Layer, RequestContext, Verdict } from '../context.js';
 import { denial, type Denial } from '../denials.js';
 import { compileCidrs, normaliseIp, sourceAddress } from '../http/cidr.js';
+import { clientGone } from '../http/connection-calls.js';
 import { normaliseTarget } from '../http/path.js';
 import type { ServicePolicy } from '../policy/model.js';
 
@@ -106,9 +107,9 @@ export function bodyLayer(policy: ServicePolicy, budget: BodyBudget): Layer {
     async check(ctx: RequestContext): Promise<Verdict> {
       const req = ctx.req;
       if (req.method === 'GET' || req.method === 'HEAD') return undefined;
-      // Gone while the caller was checked: what it sent went with it (a body not read before its
-      // socket closed is dropped, and would never end).
-      if (req.socket.destroyed) {
+      // Gone while the caller was checked (closed, or its FIN sent): no answer can reach it, and
+      // a body not read before its socket closed is dropped, and would never end.
+      if (clientGone(req.socket)) {
         ctx.clientLeft = true;
         return denial('transport.bad_framing', 'the client left before its body was read', CLOSE);
       }

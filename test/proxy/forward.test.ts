@@ -825,6 +825,105 @@ describe('forwarding to the upstream', () => {
       }
     });
 
+    // A client that sends its whole request and then half-closes (shutdown(SHUT_WR), as some
+    // clients and health checkers do) has left: Node ends the connection at its FIN, so no answer
+    // can reach it. Its call is never sent when the FIN came first; 6 of 20 were, while the
+    // socket Node was closing was not yet destroyed, and their answers went nowhere.
+    it('never sends, nor answers, a call whose client half-closed while it was checked, counted as client_closed', async () => {
+      const issuer = await startTestIssuer();
+      const release = issuer.holdJwks();
+      let calls = 0;
+      const upstream = await streamingUpstream((res) => {
+        calls++;
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+      });
+      const side = await startHarness({
+        issuer,
+        policyFile: writePolicy(policy(upstream.url).replace('audience: ca-a2a-agents', 'audience: ca-a2a-agents, jwks_timeout_ms: 60000')),
+        sidecar: { upstream: upstream.url, drainTimeoutMs: 100 },
+      });
+      try {
+        const body = JSON.stringify(call());
+        const socket = connect(Number(new URL(side.sidecar.url).port), '127.0.0.1');
+        let answer = '';
+        socket.on('data', (chunk: Buffer) => (answer += chunk.toString()));
+        const gone = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+        socket.end(`POST /message HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nAuthorization: Bearer ${await issuer.sign()}\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+        await within(gone, 5000, 'the sidecar ending the connection at the FIN');
+        assert.equal(await side.metric('ca_a2a_in_flight_requests'), 1, 'still waiting for the issuer\'s keys');
+        release();
+        await settled(side);
+        assert.equal(answer, '', 'no answer');
+        assert.equal(calls, 0, 'never sent to the agent');
+        assert.equal(await side.metric('ca_a2a_requests_total', { outcome: 'client_closed', status: '499' }), 1);
+        assert.equal(await side.metric('ca_a2a_requests_total', { outcome: 'forwarded' }), 0);
+      } finally {
+        release();
+        await side.close();
+        await upstream.close();
+        await issuer.close();
+      }
+    });
+
+    // The FIN ends what is under way at once, and nothing is sent after it. The call was ended
+    // only when the connection closed, and Node's end of it waits behind the answer bytes queued
+    // for a client that reads nothing: the call to the agent went on, holding its upstream
+    // connection, until idle_timeout_ms, and a call pipelined behind it was sent once checked.
+    it('ends the call to the agent when its client half-closes while its answer waits for it, and sends none pipelined behind it', async () => {
+      const issuer = await startTestIssuer();
+      const release = issuer.holdJwks();
+      let written = 0;
+      let posts = 0;
+      const upstream = await streamingUpstream((res) => {
+        if (res.req.method === 'POST') {
+          posts++;
+          res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+          return;
+        }
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        const chunk = `data: ${'x'.repeat(64 * 1024)}\n\n`;
+        const pump = (): void => {
+          for (let more = true; more && !res.destroyed; written += chunk.length) more = res.write(chunk);
+          if (!res.destroyed) res.once('drain', pump);
+        };
+        pump();
+      });
+      const side = await startHarness({
+        issuer,
+        policyFile: writePolicy(`${policy(upstream.url).replace('upstream_timeout_ms: 300', 'upstream_timeout_ms: 600000, idle_timeout_ms: 600001').replace('audience: ca-a2a-agents', 'audience: ca-a2a-agents, jwks_timeout_ms: 60000')}public_routes: ['GET /events']\n`),
+        sidecar: { upstream: upstream.url, drainTimeoutMs: 100 },
+      });
+      const socket = connect(Number(new URL(side.sidecar.url).port), '127.0.0.1');
+      socket.on('error', () => undefined);
+      try {
+        const body = JSON.stringify(call());
+        socket.pause();
+        // The stream, and a call checked while the issuer's keys are held.
+        socket.write(`GET /events HTTP/1.1\r\nHost: a\r\n\r\nPOST /message HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nAuthorization: Bearer ${await issuer.sign()}\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+        // Every buffer between the agent and this client that reads nothing is full when the agent
+        // can write no more: the sidecar holds answer bytes it cannot send.
+        let seen = -1;
+        for (let still = 0; still < 5; ) {
+          await new Promise((resolve) => setTimeout(resolve, 100));
+          still = written > 0 && written === seen ? still + 1 : 0;
+          seen = written;
+        }
+        socket.end();
+        await within(upstream.closed, 10_000, 'the call to the agent ending at the client\'s FIN');
+        release();
+        await settled(side);
+        assert.equal(posts, 0, 'the call pipelined behind it never sent');
+        // Gone before its body was read: no JSON-RPC method known.
+        assert.equal(await side.metric('ca_a2a_requests_total', { method: 'none', outcome: 'client_closed', status: '499' }), 1);
+      } finally {
+        release();
+        socket.destroy();
+        await side.close();
+        await upstream.close();
+        await issuer.close();
+      }
+    });
+
     // Node tells only the answer under way that its client has gone, not one queued behind it for a
     // pipelined request: that call went on for no one until the agent answered, and an answer past
     // 16 KiB then waited for a drain that never came, holding its upstream connection for ever.
