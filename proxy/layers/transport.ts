@@ -37,8 +37,8 @@ const overloaded = (): Denial => denial('transport.overloaded', undefined, OVERL
 export const MAX_HEADER_FIELDS = 100;
 const JSON_TYPE = /^application\/json\s*(;\s*charset\s*=\s*"?utf-8"?\s*)?$/i;
 
-/** Per policy version, its trusted proxies as a membership test; undefined when it names none. */
-const trustedProxies = new WeakMap<ServicePolicy, ((ip: string) => boolean) | undefined>();
+/** Per policy version, its trusted proxies as a membership test, compiled once; false when it names none. */
+const trustedProxies = new WeakMap<ServicePolicy, ((ip: string) => boolean) | false>();
 
 /**
  * What every audit line of a request names beside its verdict: the client behind trusted proxies
@@ -49,12 +49,13 @@ const trustedProxies = new WeakMap<ServicePolicy, ((ip: string) => boolean) | un
  */
 export function describeRequest(ctx: RequestContext): boolean {
   const policy = ctx.policy;
-  if (!trustedProxies.has(policy)) {
-    trustedProxies.set(policy, policy.anomaly.trustedProxies.length > 0 ? compileCidrs(policy.anomaly.trustedProxies) : undefined);
+  let isTrusted = trustedProxies.get(policy);
+  if (isTrusted === undefined) {
+    isTrusted = policy.anomaly.trustedProxies.length > 0 && compileCidrs(policy.anomaly.trustedProxies);
+    trustedProxies.set(policy, isTrusted);
   }
-  const isTrusted = trustedProxies.get(policy);
   const req = ctx.req;
-  if (isTrusted !== undefined) {
+  if (isTrusted !== false) {
     const client = sourceAddress(ctx.sourceIp, req.headers['x-forwarded-for'], isTrusted);
     if (client !== normaliseIp(ctx.sourceIp)) ctx.clientIp = client;
   }
