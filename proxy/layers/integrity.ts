@@ -130,7 +130,9 @@ function bodyDigestOf(ctx: RequestContext): Buffer | undefined {
 function checkContentDigest(ctx: RequestContext, mode: IntegrityMode, bodyDigest: Buffer | undefined): Denial | undefined {
   if (bodyDigest === undefined) return undefined;
   const values = headerValues(ctx, 'content-digest');
-  if (values.length !== 1) return mode === 'required' ? denial('integrity.digest_missing') : undefined;
+  if (values.length === 0) return mode === 'required' ? denial('integrity.digest_missing') : undefined;
+  // Two field lines would be checked here as one and read by the agent as it reads them.
+  if (values.length > 1) return denial('integrity.digest_missing', 'exactly one Content-Digest field line');
   const declared = parseContentDigest(values[0] as string);
   if (!declared) return denial('integrity.digest_missing', 'no well-formed sha-256 member');
   return timingSafeEqual(declared, bodyDigest) ? undefined : denial('integrity.digest_mismatch', 'Content-Digest does not match the body');

@@ -343,7 +343,7 @@ ${methods}`);
   });
 
   /** A body with the caller's own headers (no proof unless given), and the reason it was refused for. */
-  async function sent(h: Harness, body: unknown, headers: Record<string, string>): Promise<{ status: number; reason: unknown }> {
+  async function sent(h: Harness, body: unknown, headers: Record<string, string | string[]>): Promise<{ status: number; reason: unknown }> {
     const res = await h.call(body, { headers });
     return { status: res.status, reason: res.json.error?.data?.reason };
   }
@@ -390,6 +390,10 @@ ${methods}`);
     const count = optional.upstream.requests.length;
     assert.deepEqual(await sent(optional, body, { ...bearer, 'content-digest': contentDigest('{"another":"body"}') }), { status: 400, reason: 'integrity.digest_mismatch' });
     assert.deepEqual(await sent(optional, body, { ...bearer, 'content-digest': 'sha-256=abc' }), { status: 400, reason: 'integrity.digest_missing' });
+    const twoLines = [contentDigest('{"another":"body"}'), contentDigest(body)];
+    assert.deepEqual(await sent(optional, body, { ...bearer, 'content-digest': twoLines }), { status: 400, reason: 'integrity.digest_missing' }, 'two field lines');
+    const signed = await signedHeaders({ key: await createProofKey(), accessToken: token, tokenType: 'Bearer', method: 'POST', url: `${optional.sidecar.url}/message`, body });
+    assert.deepEqual(await sent(optional, body, { ...signed, 'content-digest': twoLines }), { status: 400, reason: 'integrity.digest_missing' }, 'two field lines beside a valid proof');
     assert.equal(optional.upstream.requests.length, count, 'never forwarded');
     assert.deepEqual(await sent(optional, body, { ...bearer, 'content-digest': contentDigest(body) }), { status: 200, reason: undefined });
   });
