@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { documentSummary, type DocumentPage, type DocumentRecord } from '../shared/documents.js';
 import { asAgentError, DEFAULT_RETRY, type EgressClient, type RetryOptions } from '../shared/egress-client.js';
@@ -13,6 +14,17 @@ import { uploadDocument, type UploadParams } from './upload.js';
 export const DEFAULT_STALE_AFTER_SECONDS = 120;
 /** How often the stale sweep runs, unless told otherwise. */
 export const DEFAULT_SWEEP_INTERVAL_MS = 30_000;
+
+/**
+ * The share of the stale window a step may take, from the run's last progress as the orchestrator
+ * learned it (the claim's answer, the step before's). The tenth kept back (12 s of the default 120 s)
+ * covers what the orchestrator's clock does not see: the way back of the answer that carried the
+ * progress, written before it was sent, and, when the deadline cuts a step, recording the outcome
+ * (one documents_update) before another orchestrator may take the document over. Each of these is
+ * a round trip through two sidecars, milliseconds on a healthy stack: a tenth leaves room for a slow
+ * one, and shrinks with the window a test sets short.
+ */
+export const STEP_SHARE_OF_STALE_WINDOW = 0.9;
 
 /** Options of {@link createOrchestrator}. */
 export interface OrchestratorOptions {
@@ -96,11 +108,16 @@ export function createOrchestrator(opts: OrchestratorOptions): Orchestrator {
     throw new Error(`the busy wait (${busyRetry.maxWaitMs} ms) must be below the stale window (${staleAfter} s)`);
   }
   const log = processLog(egress, logger);
-  const deps: PipelineDeps = { egress, log, logger, retry, busyRetry };
+  // A zero window (tests: every run in flight is taken over at once) leaves a step no time at
+  // all: it sets no deadline instead.
+  const stepWindowMs = staleAfter > 0 ? staleAfter * 1000 * STEP_SHARE_OF_STALE_WINDOW : Infinity;
+  const deps: PipelineDeps = { egress, log, logger, retry, busyRetry, stepWindowMs };
 
+  // Called as soon as the claim is taken: the first step's deadline runs from here.
   const run = async (doc: RunClaim, trigger: RunTrigger, how: string): Promise<PipelineOutcome> => {
+    const claimedAt = performance.now();
     await log(doc.document_id, 'claim', 'info', `${how} (claim ${doc.claim_count})`);
-    const outcome = await runPipeline(deps, doc);
+    const outcome = await runPipeline(deps, doc, claimedAt);
     logger.info({ event_type: 'pipeline_finished', document_id: doc.document_id, status: outcome.status, failed_step: outcome.failed_step, trigger }, 'pipeline finished');
     opts.onRunFinished?.(outcome, trigger);
     return outcome;

@@ -1,6 +1,7 @@
+import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { DocumentRecord } from '../shared/documents.js';
-import { isEgressError, isTransportFailure, type EgressClient, type EgressError, type RetryOptions } from '../shared/egress-client.js';
+import { isEgressError, type EgressClient, type EgressError, type RetryOptions } from '../shared/egress-client.js';
 import { storableText } from '../shared/storable-text.js';
 import type { ProcessLog } from './process-log.js';
 import { callStep, type BusyRetryOptions } from './step-call.js';
@@ -30,7 +31,8 @@ export const STEPS: readonly Step[] = [
  * How a run ended: `failed_unrecorded` is a failure the run could not write to the document: the
  * gateway unreachable (the document stays in flight until the stale sweep retakes it), or the
  * document deleted or moved on meanwhile. `deferred`: a step's agent stayed busy for the whole
- * busy wait; the document is left in flight, unfailed, for the stale sweep to retake.
+ * busy wait, or while the step had time (its deadline), or the step had no time left to start;
+ * the document is left in flight, unfailed, for the stale sweep to retake.
  */
 export interface PipelineOutcome {
   readonly status: 'archived' | 'failed' | 'failed_unrecorded' | 'interrupted' | 'deferred';
@@ -50,6 +52,12 @@ export interface PipelineDeps {
   readonly logger: Logger;
   readonly retry: RetryOptions;
   readonly busyRetry: BusyRetryOptions;
+  /**
+   * How long a step may go on, its attempts, busy waits and backoffs included, from the run's
+   * last progress (its claim, or the answer of the step before, whose write restarted the stale
+   * clock): the stale window less a margin (orchestrator.ts); Infinity for none.
+   */
+  readonly stepWindowMs: number;
 }
 
 function reasonOf(error: unknown): string {
@@ -111,10 +119,13 @@ async function currentClaimCount(deps: PipelineDeps, documentId: string): Promis
  * claim is the document's current one. Every step is logged; the first failure ends the run with
  * the document `failed` and its reason, unless another worker has claimed the document since: then
  * the run is `interrupted`, writes nothing more and leaves the document to the run that took it over.
+ * `claimedAt` is when the claim was taken, on performance.now()'s clock: the first step's deadline
+ * runs from it, each next one's from the answer of the step before.
  */
-export async function runPipeline(deps: PipelineDeps, claim: RunClaim): Promise<PipelineOutcome> {
+export async function runPipeline(deps: PipelineDeps, claim: RunClaim, claimedAt: number): Promise<PipelineOutcome> {
   const documentId = claim.document_id;
   let score: number | undefined;
+  let progressAt = claimedAt;
   const takenOver = async (step: Step, currentClaimCount: unknown, logMessage: string, reason: string): Promise<PipelineOutcome> => {
     deps.logger.warn({
       event_type: 'run_taken_over', document_id: documentId, step: step.step, run_claim_count: claim.claim_count, current_claim_count: currentClaimCount,
@@ -131,22 +142,36 @@ export async function runPipeline(deps: PipelineDeps, claim: RunClaim): Promise<
     const status = marked?.outcome === 'not_recorded' ? 'failed_unrecorded' : 'failed';
     return { status, failed_step: step.step, error: reason, ...(score === undefined ? {} : { validation_score: score }) };
   };
+  // Busy is the agents' back-pressure, not the document's fault: failing it would need an operator
+  // to process it again. Left as it is, it is retaken by the stale sweep. So is a step that had no
+  // time left to start: nothing was asked, and its claim is about to go stale anyway.
+  const deferred = async (step: Step, why: string, attempts: number, waitedMs: number, outOfTime: boolean): Promise<PipelineOutcome> => {
+    deps.logger.warn({
+      event_type: 'step_deferred', document_id: documentId, step: step.step, attempts, waited_ms: Math.round(waitedMs), out_of_time: outOfTime,
+    }, 'step agent still busy or out of time; the document is left in flight for the stale sweep');
+    await deps.log(documentId, step.step, 'skipped', `${why}: left in flight for the stale sweep to retake`);
+    return { status: 'deferred', failed_step: step.step, error: `${step.step}: ${why}`, ...(score === undefined ? {} : { validation_score: score }) };
+  };
   for (const step of STEPS) {
+    const deadline = progressAt + deps.stepWindowMs;
     await deps.log(documentId, step.step, 'started');
     let result: unknown;
     try {
-      const answer = await callStep(deps.egress, deps.retry, deps.busyRetry, step.service, step.method, { document_id: documentId, claim_count: claim.claim_count });
+      const answer = await callStep(deps.egress, deps.retry, deps.busyRetry, deadline, step.service, step.method, { document_id: documentId, claim_count: claim.claim_count });
+      if ('notAsked' in answer) return deferred(step, `no time left to ask ${step.service} before the claim would go stale`, 0, 0, true);
       if ('busy' in answer) {
-        // Busy is the agents' back-pressure, not the document's fault: failing it would need an
-        // operator to process it again. Left as it is, it is retaken by the stale sweep.
-        const waited = `${step.service} busy for ${(answer.waitedMs / 1000).toFixed(1)} s (${answer.attempts} attempt(s))`;
-        deps.logger.warn({
-          event_type: 'step_deferred', document_id: documentId, step: step.step, attempts: answer.attempts, waited_ms: Math.round(answer.waitedMs),
-        }, 'step agent still busy; the document is left in flight for the stale sweep');
-        await deps.log(documentId, step.step, 'skipped', `${waited}: left in flight for the stale sweep to retake`);
-        return { status: 'deferred', failed_step: step.step, error: `${step.step}: ${waited}`, ...(score === undefined ? {} : { validation_score: score }) };
+        const cut = answer.outOfTime ? ', no time for another ask before the claim would go stale' : '';
+        return deferred(step, `${step.service} busy for ${(answer.waitedMs / 1000).toFixed(1)} s (${answer.attempts} attempt(s))${cut}`, answer.attempts, answer.waitedMs, answer.outOfTime);
+      }
+      // A hop that keeps failing is the step's failure, as when its attempts run out: the deadline
+      // only leaves it fewer. Deferred instead, it would be retaken and cut again every window,
+      // and never show as failed.
+      if ('unreachable' in answer) {
+        const cut = answer.outOfTime ? ', all the time before the claim would go stale allowed' : '';
+        return failed(step, `${step.step}: ${step.service} unreachable after ${answer.attempts} attempt(s)${cut} (${reasonOf(answer.unreachable)})`, false);
       }
       result = answer.result;
+      progressAt = performance.now();
     } catch (error) {
       // claim_superseded: the step agent found the document claimed again and wrote nothing.
       if (isClaimSuperseded(error)) {
@@ -157,9 +182,7 @@ export async function runPipeline(deps: PipelineDeps, claim: RunClaim): Promise<
       if (isEgressError(error) && error.kind === 'remote' && error.code === 'conflict') {
         return takenOver(step, await currentClaimCount(deps, documentId), `another worker holds the document: ${reasonOf(error)}`, reasonOf(error));
       }
-      return failed(step, isTransportFailure(error)
-        ? `${step.step}: ${step.service} unreachable after ${deps.retry.attempts} attempt(s) (${reasonOf(error)})`
-        : `${step.step}: ${reasonOf(error)}`, false);
+      return failed(step, `${step.step}: ${reasonOf(error)}`, false);
     }
     // Every agent answers an object; anything else is a broken hop, not a result to read fields of.
     if (typeof result !== 'object' || result === null || Array.isArray(result)) {

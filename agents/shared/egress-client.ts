@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AgentError } from './rpc-errors.js';
 import { isReadOnlyTool } from '../../mcp/tools/tool-hints.js';
@@ -63,22 +64,28 @@ export const DEFAULT_RETRY: RetryOptions = { attempts: 4, initialDelayMs: 250, m
 export const DEFAULT_TOOL_RETRY: RetryOptions = { attempts: 3, initialDelayMs: 200, maxDelayMs: 1_000 };
 
 /** A hop that failed: no answer, or 502/503/504 from a sidecar (but 503 `transport.overloaded`, which is `rate_limited`). */
-export function isTransportFailure(error: unknown): boolean {
+export function isTransportFailure(error: unknown): error is EgressError {
   return isEgressError(error) && error.kind === 'transport';
+}
+
+/** Whether a wait of `ms` from now ends before `deadline` (a time on performance.now()'s clock). */
+function endsBefore(ms: number, deadline: number): boolean {
+  return performance.now() + ms < deadline;
 }
 
 /**
  * Retries the failures `retryable` names, by default transport failures only: an agent that
  * answered (even with an error) has decided, and asking again would not change its mind. Each
- * step is idempotent, so a retry after a lost answer is safe.
+ * step is idempotent, so a retry after a lost answer is safe. No retry starts whose backoff
+ * would end past `deadline` (performance.now()'s clock).
  */
-export async function withRetry<T>(options: RetryOptions, call: () => Promise<T>, retryable: (error: unknown) => boolean = isTransportFailure): Promise<T> {
+export async function withRetry<T>(options: RetryOptions, call: () => Promise<T>, retryable: (error: unknown) => boolean = isTransportFailure, deadline = Infinity): Promise<T> {
   let delay = options.initialDelayMs;
   for (let attempt = 1; ; attempt++) {
     try {
       return await call();
     } catch (error) {
-      if (attempt >= options.attempts || !retryable(error)) throw error;
+      if (attempt >= options.attempts || !retryable(error) || !endsBefore(delay, deadline)) throw error;
       await sleep(delay);
       delay = Math.min(delay * 2, options.maxDelayMs);
     }
@@ -107,12 +114,12 @@ export function retryAfterSeconds(header: string | null): number | undefined {
 }
 
 /**
- * Waits Retry-After and calls again on a `rate_limited` refusal, when the wait is short and attempts
- * remain. `refused` counts the refusals of one call across every loop it runs in: a read-only tool
- * call's hop retries (withRetry) each start this loop again, and would otherwise each get their
- * own attempts.
+ * Waits Retry-After and calls again on a `rate_limited` refusal, when the wait is short, ends
+ * before `deadline` and attempts remain. `refused` counts the refusals of one call across every
+ * loop it runs in: a read-only tool call's hop retries (withRetry) each start this loop again, and
+ * would otherwise each get their own attempts.
  */
-async function withRateLimitRetry<T>(options: RateLimitRetryOptions, call: () => Promise<T>, refused = { count: 0 }): Promise<T> {
+async function withRateLimitRetry<T>(options: RateLimitRetryOptions, call: () => Promise<T>, refused = { count: 0 }, deadline = Infinity): Promise<T> {
   for (;;) {
     try {
       return await call();
@@ -123,6 +130,7 @@ async function withRateLimitRetry<T>(options: RateLimitRetryOptions, call: () =>
       if (typeof wait !== 'number') throw withMessage(error, `${error.message} (no usable Retry-After; not retried)`);
       if (wait > options.maxRetryAfterSeconds) throw withMessage(error, `${error.message} (retry after ${wait} s, longer than the ${options.maxRetryAfterSeconds} s this client waits)`);
       if (attempt >= options.attempts) throw withMessage(error, `${error.message} (still after ${attempt} attempt(s); retry after ${wait} s)`);
+      if (!endsBefore(wait * 1000, deadline)) throw withMessage(error, `${error.message} (retry after ${wait} s, past the call's deadline)`);
       await sleep(wait * 1000);
     }
   }
@@ -166,6 +174,16 @@ export interface EgressClientOptions {
   readonly maxAnswerBytes?: number;
 }
 
+/** Options of one call to another agent. */
+export interface CallOptions {
+  /**
+   * When the call must be over, on performance.now()'s clock: each try is cut at it (its timeout
+   * the call timeout or what is left, the shorter), and no wait after a `rate_limited` refusal
+   * runs past it. Called with no time left, the call sends nothing and fails as a timed-out hop.
+   */
+  readonly deadline?: number;
+}
+
 /** How an agent reaches the MCP gateway and the other agents: always through its own sidecar. */
 export interface EgressClient {
   /**
@@ -175,7 +193,7 @@ export interface EgressClient {
    */
   callTool<T>(tool: string, args: Record<string, unknown>): Promise<T>;
   /** `POST {egress}/SERVICE/message`; resolves the JSON-RPC `result`. Made again only after a `rate_limited` refusal (`rateLimitRetry`). */
-  call<T>(service: string, method: string, params: Record<string, unknown>): Promise<T>;
+  call<T>(service: string, method: string, params: Record<string, unknown>, options?: CallOptions): Promise<T>;
 }
 
 interface JsonRpcErrorBody { error?: { code?: unknown; message?: unknown; data?: unknown } }
@@ -304,9 +322,13 @@ export function createEgressClient(opts: EgressClientOptions): EgressClient {
     }
     throw sidecarRefusal(answer) ?? new EgressError('transport', status, 'bad_answer', `${tool}: unexpected answer (HTTP ${status})`);
   };
-  const callOnce = async <T>(service: string, method: string, params: Record<string, unknown>): Promise<T> => {
+  const callOnce = async <T>(service: string, method: string, params: Record<string, unknown>, deadline: number): Promise<T> => {
+    // Whole milliseconds, as AbortSignal.timeout takes them.
+    const timeout = Math.min(callTimeout, Math.ceil(deadline - performance.now()));
+    const path = `/${encodeURIComponent(service)}/message`;
+    if (!(timeout > 0)) throw new EgressError('transport', 0, 'unreachable', `${path}: TimeoutError (no time left before the call's deadline; not sent)`);
     const id = randomUUID();
-    const answer = await post(`${base()}/${encodeURIComponent(service)}/message`, { jsonrpc: '2.0', id, method, params }, callTimeout, maxAnswer);
+    const answer = await post(`${base()}${path}`, { jsonrpc: '2.0', id, method, params }, timeout, maxAnswer);
     const { status, json } = answer;
     // The target answers JSON-RPC with HTTP 200; any other status is the sidecar's (or a hop's) refusal.
     if (status === 200 && isRecord(json) && json['jsonrpc'] === '2.0' && json['id'] === id) {
@@ -323,9 +345,10 @@ export function createEgressClient(opts: EgressClientOptions): EgressClient {
       const once = (): Promise<T> => withRateLimitRetry(rateLimitRetry, () => callToolOnce<T>(tool, args), refused);
       return isReadOnlyTool(tool) ? withRetry(toolRetry, once) : once();
     },
-    call<T>(service: string, method: string, params: Record<string, unknown>): Promise<T> {
+    call<T>(service: string, method: string, params: Record<string, unknown>, options: CallOptions = {}): Promise<T> {
+      const deadline = options.deadline ?? Infinity;
       // A fresh JSON-RPC id per attempt: the first was refused before the target saw it.
-      return withRateLimitRetry(rateLimitRetry, () => callOnce<T>(service, method, params));
+      return withRateLimitRetry(rateLimitRetry, () => callOnce<T>(service, method, params, deadline), { count: 0 }, deadline);
     },
   };
 }

@@ -50,7 +50,7 @@ const quiet = () => pino({ level: 'warn' }, new Writable({ write: (_chunk, _enc,
  * it is closed and removed (the schema, the data directory).
  */
 export async function startAgentStack(options: {
-  postgres?: boolean; orchestrator?: StartAgentOptions['orchestrator']; extractor?: StartAgentOptions['extractor'];
+  postgres?: boolean; orchestrator?: StartAgentOptions['orchestrator']; stepTimeoutMs?: number; extractor?: StartAgentOptions['extractor'];
   validator?: StartAgentOptions['validator']; archivist?: StartAgentOptions['archivist']; logger?: Logger;
   gateway?: Omit<McpGatewayOptions, 'port' | 'dataDir' | 'databaseUrl' | 'logger'>;
 } = {}): Promise<AgentStack> {
@@ -79,7 +79,7 @@ export async function startAgentStack(options: {
     }
     const retry = { attempts: 2, initialDelayMs: 50, maxDelayMs: 100 };
     agents.set(name, await startAgent(name, {
-      port: 0, egressUrl: router.url, logger: options.logger ?? quiet(),
+      port: 0, egressUrl: router.url, logger: options.logger ?? quiet(), stepTimeoutMs: options.stepTimeoutMs,
       orchestrator: { sweepIntervalMs: 0, retry, ...options.orchestrator },
       extractor: options.extractor, validator: options.validator, archivist: options.archivist,
     }));

@@ -60,7 +60,11 @@ export async function startDirectRouter(identity: string, targets: RouterTargets
         return rpcError(res, 502, 'upstream.unavailable', 'upstream unavailable');
       }
       const text = Buffer.from(await answer.arrayBuffer());
-      res.writeHead(answer.status, { 'content-type': answer.headers.get('content-type') ?? 'application/json' }).end(text);
+      // Retry-After passes, as a sidecar passes it: the agents' clients honour it.
+      const retryAfter = answer.headers.get('retry-after');
+      res.writeHead(answer.status, {
+        'content-type': answer.headers.get('content-type') ?? 'application/json', ...(retryAfter === null ? {} : { 'retry-after': retryAfter }),
+      }).end(text);
     })().catch(() => res.destroy());
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
