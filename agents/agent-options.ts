@@ -1,7 +1,7 @@
 import { flagOrEnv } from '../proxy/cli-options.js';
 import { DEFAULT_MAX_PDFS } from './extractor/pdf-admission.js';
 import { DEFAULT_MAX_DOCUMENTS } from './shared/document-slots.js';
-import { DEFAULT_STALE_AFTER_SECONDS, DEFAULT_SWEEP_INTERVAL_MS, type OrchestratorOptions } from './orchestrator/orchestrator.js';
+import { DEFAULT_STALE_AFTER_SECONDS, DEFAULT_SWEEP_INTERVAL_MS, STEP_SHARE_OF_STALE_WINDOW, type OrchestratorOptions } from './orchestrator/orchestrator.js';
 import { DEFAULT_BUSY_RETRY } from './orchestrator/step-call.js';
 import { DEFAULT_SWEEP_BATCH } from './orchestrator/sweep.js';
 import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_RETRY, DEFAULT_TOOL_TIMEOUT_MS } from './shared/egress-client.js';
@@ -63,7 +63,7 @@ export const NUMBER_SETTINGS = {
   },
   'step-timeout-seconds': {
     variable: 'CA_A2A_STEP_TIMEOUT_SECONDS', agents: ['orchestrator'], min: 1, max: 86_400, unit: 'SECONDS',
-    help: `orchestrator only: how long one attempt of a step (extract_document, validate_document, archive_document) may take, its answer read whole, before it counts as a failed hop; below the stale window (default ${DEFAULT_CALL_TIMEOUT_MS / 1000}); a step runs several tool calls, each within the step agent's --tool-timeout-seconds: raise this with it, and --stale-after-seconds above this`,
+    help: `orchestrator only: how long one attempt of a step (extract_document, validate_document, archive_document) may take, its answer read whole, before it counts as a failed hop; below nine tenths of the stale window, the step's deadline (default ${DEFAULT_CALL_TIMEOUT_MS / 1000}); a step runs several tool calls, each within the step agent's --tool-timeout-seconds: raise this with it, and --stale-after-seconds above this`,
     elsewhere: (agent) => `--step-timeout-seconds is the orchestrator's; ${agent} runs no pipeline`,
   },
   'busy-wait-seconds': {
@@ -131,7 +131,7 @@ export function readNumberSettings(agent: AgentName, given: Partial<Record<Numbe
  * The orchestrator's options from its settings, or a message naming what is wrong. Each bound on a
  * run's silence must be below the stale window, or a live run is taken over as stalled: a busy wait
  * (a run waiting on a busy agent writes nothing), and one attempt of a step (the step agent writes
- * only once its work is done). Without a busy wait, the orchestrator's default applies (30 s, at
+ * only once its work is done), which must also fit in the step's deadline (nine tenths of it). Without a busy wait, the orchestrator's default applies (30 s, at
  * most a quarter of the window); the step timeout's default (90 s) is compared as given.
  */
 export function orchestratorOptions(settings: Partial<Record<NumberFlag, number>>, given: Partial<Record<NumberFlag, string>>, env: NodeJS.ProcessEnv = process.env): { options: Omit<OrchestratorOptions, 'egress' | 'logger' | 'onRunFinished'> } | { error: string } {
@@ -150,9 +150,11 @@ export function orchestratorOptions(settings: Partial<Record<NumberFlag, number>
     };
   }
   const step = stepTimeout ?? DEFAULT_CALL_TIMEOUT_MS / 1000;
-  if (step >= window) {
+  // A step is cut at its deadline, nine tenths of the window after its last progress: an attempt
+  // allowed longer would be cut before its own timeout, a bound the operator set and never gets.
+  if (step >= window * STEP_SHARE_OF_STALE_WINDOW) {
     return {
-      error: `the step timeout (${source('step-timeout-seconds', step)}) must be below the stale window (${source('stale-after-seconds', window)}): a step still running past the window would have its document taken over by another orchestrator while it is being worked on`,
+      error: `the step timeout (${source('step-timeout-seconds', step)}) must be below nine tenths of the stale window (${source('stale-after-seconds', window)}): a step is cut at that point, so its document is not taken over by another orchestrator while it is being worked on`,
     };
   }
   const sweepInterval = settings['sweep-interval-seconds'];

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 
 const BIN = new URL('../../../bin/ca-a2a.js', import.meta.url).pathname;
@@ -49,4 +50,20 @@ export async function startAgentProcess(args: string[], env: NodeJS.ProcessEnv =
     throw new Error(`ca-a2a agent ${args.join(' ')} logged agent_started without a url`);
   }
   return { child, url: started.url, settings: started.settings, stderr: () => stderr };
+}
+
+/**
+ * Runs `ca-a2a agent ARGS` to its exit: status and stderr. An agent that starts instead of refusing
+ * is killed as soon as it logs its start line (code null), so a refusal that regressed fails at once
+ * rather than leaving the test waiting on an agent that runs until stopped.
+ */
+export async function agentExit(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stderr: string }> {
+  const child = spawn(process.execPath, [BIN, 'agent', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  createInterface({ input: child.stdout }).on('line', (line) => {
+    if (line.includes('"agent_started"')) child.kill('SIGKILL');
+  });
+  const [code] = (await once(child, 'close')) as [number | null];
+  return { code, stderr };
 }
