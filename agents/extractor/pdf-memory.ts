@@ -44,13 +44,18 @@ export function meterArrayBuffers(): { setBudget(bytes: number): void } {
     // process.exit ends this thread only, and pdf.js cannot catch it as it could an exception.
     if (heapUsed + external + bytes > budget) process.exit(OVER_MEMORY_EXIT_CODE);
   };
-  const metered = <T extends abstract new (...args: never[]) => unknown>(constructor: T, bytes: (args: unknown[]) => number): T =>
-    new Proxy(constructor, {
+  const metered = <T extends abstract new (...args: never[]) => unknown>(constructor: T, bytes: (args: unknown[]) => number): T => {
+    const proxy: T = new Proxy(constructor, {
       construct(target, args: unknown[], newTarget: new (...args: never[]) => unknown) {
         asked(bytes(args));
-        return Reflect.construct(target, args, newTarget) as object;
+        // `new Uint8Array(n)` itself is constructed with the real constructor as new.target: with
+        // the proxy there, V8 reads its prototype through the proxy on every array, which made
+        // pdf.js read a text-heavy PDF two to three times slower (same prototype either way).
+        return Reflect.construct(target, args, (newTarget as unknown) === proxy ? target : newTarget) as object;
       },
     });
+    return proxy;
+  };
   const global = globalThis as Record<string, unknown>;
   for (const constructor of TYPED_ARRAYS) {
     global[constructor.name] = metered(constructor, (args) => typedArrayBytes(args[0], constructor.BYTES_PER_ELEMENT));
