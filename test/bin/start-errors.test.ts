@@ -20,12 +20,15 @@ function run(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: numbe
   });
 }
 
-/** One line naming the cause, no stack trace. */
-function assertOneLine(stderr: string, pattern: RegExp): void {
+type Run = Awaited<ReturnType<typeof run>>;
+
+/** One line naming the cause, no stack trace. A failure quotes the exit code and stdout's tail: why it ended otherwise. */
+function assertOneLine({ code, stdout, stderr }: Run, pattern: RegExp): void {
+  const context = `exit ${code}; stderr: ${JSON.stringify(stderr)}; stdout ends: ${JSON.stringify(stdout.slice(-2000))}`;
   const lines = stderr.trim().split('\n');
-  assert.equal(lines.length, 1, stderr);
-  assert.match(lines[0] ?? '', pattern);
-  assert.doesNotMatch(stderr, /^\s+at /m, stderr);
+  assert.equal(lines.length, 1, context);
+  assert.match(lines[0] ?? '', pattern, context);
+  assert.doesNotMatch(stderr, /^\s+at /m, context);
 }
 
 describe('a command that cannot start says why in one line and exits 1', () => {
@@ -41,14 +44,14 @@ describe('a command that cannot start says why in one line and exits 1', () => {
     const file = join(dir, 'a-file');
     writeFileSync(file, 'x');
     const notADirectory = await run(['up', '--ephemeral-ports', '--no-samples', '--data-dir', file]);
-    assert.equal(notADirectory.code, 1);
-    assertOneLine(notADirectory.stderr, /^ca-a2a up: cannot write the log file in the data directory: ENOTDIR/);
+    assert.equal(notADirectory.code, 1, notADirectory.stderr || notADirectory.stdout.slice(-2000));
+    assertOneLine(notADirectory, /^ca-a2a up: cannot write the log file in the data directory: ENOTDIR/);
 
     const logIsADirectory = join(dir, 'log-is-a-dir');
     mkdirSync(join(logIsADirectory, 'logs', 'ca-a2a.log'), { recursive: true });
     const eisdir = await run(['up', '--ephemeral-ports', '--no-samples', '--data-dir', logIsADirectory]);
-    assert.equal(eisdir.code, 1);
-    assertOneLine(eisdir.stderr, /^ca-a2a up: cannot write the log file in the data directory: EISDIR/);
+    assert.equal(eisdir.code, 1, eisdir.stderr || eisdir.stdout.slice(-2000));
+    assertOneLine(eisdir, /^ca-a2a up: cannot write the log file in the data directory: EISDIR/);
   });
 
   it('ca-a2a mcp-gateway on a port in use (PGlite, PostgreSQL), or with a database it cannot reach (its password not printed)', async () => {
@@ -58,19 +61,19 @@ describe('a command that cannot start says why in one line and exits 1', () => {
     try {
       const port = (taken.address() as { port: number }).port;
       const inUse = await run(['mcp-gateway', '--listen', `127.0.0.1:${port}`, '--data-dir', join(dir, 'gateway')], { DATABASE_URL: '' });
-      assert.equal(inUse.code, 1);
-      assertOneLine(inUse.stderr, /^ca-a2a mcp-gateway: cannot start: listen EADDRINUSE/);
+      assert.equal(inUse.code, 1, inUse.stderr || inUse.stdout.slice(-2000));
+      assertOneLine(inUse, /^ca-a2a mcp-gateway: cannot start: listen EADDRINUSE/);
       // The pool it had opened is closed again, so the process ends.
       const onPostgres = await run(['mcp-gateway', '--listen', `127.0.0.1:${port}`], { DATABASE_URL: schema.urlFor() });
-      assert.equal(onPostgres.code, 1);
-      assertOneLine(onPostgres.stderr, /^ca-a2a mcp-gateway: cannot start: listen EADDRINUSE/);
+      assert.equal(onPostgres.code, 1, onPostgres.stderr || onPostgres.stdout.slice(-2000));
+      assertOneLine(onPostgres, /^ca-a2a mcp-gateway: cannot start: listen EADDRINUSE/);
     } finally {
       taken.close();
       await schema.drop();
     }
     const unreachable = await run(['mcp-gateway', '--listen', '127.0.0.1:0'], { DATABASE_URL: 'postgres://gateway:s3cret-pw@localhost:1/db' });
-    assert.equal(unreachable.code, 1);
-    assertOneLine(unreachable.stderr, /^ca-a2a mcp-gateway: cannot start: connect ECONNREFUSED/);
+    assert.equal(unreachable.code, 1, unreachable.stderr || unreachable.stdout.slice(-2000));
+    assertOneLine(unreachable, /^ca-a2a mcp-gateway: cannot start: connect ECONNREFUSED/);
     assert.doesNotMatch(unreachable.stderr + unreachable.stdout, /s3cret-pw/);
   });
 });
@@ -79,9 +82,9 @@ describe('a usage error says why in one line and exits 2, before anything starts
   it('ca-a2a admin-api with a listen address that is not HOST:PORT, or not loopback', async () => {
     const noPort = await run(['admin-api', '--listen', 'nope'], { DATABASE_URL: '', REDIS_URL: '' });
     assert.equal(noPort.code, 2, noPort.stderr);
-    assertOneLine(noPort.stderr, /^ca-a2a admin-api: --listen 'nope' is not HOST:PORT/);
+    assertOneLine(noPort, /^ca-a2a admin-api: --listen 'nope' is not HOST:PORT/);
     const open = await run(['admin-api', '--listen', '0.0.0.0:0'], { DATABASE_URL: '', REDIS_URL: '' });
     assert.equal(open.code, 2, open.stderr);
-    assertOneLine(open.stderr, /^ca-a2a admin-api: --listen must be a loopback address, not '0\.0\.0\.0:0'/);
+    assertOneLine(open, /^ca-a2a admin-api: --listen must be a loopback address, not '0\.0\.0\.0:0'/);
   });
 });
