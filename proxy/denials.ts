@@ -99,10 +99,15 @@ export interface Denial {
   readonly data?: Record<string, unknown>;
   /** Extra response headers (Retry-After, RateLimit-*). */
   readonly headers?: Record<string, string>;
+  /**
+   * Why a dependency failed, for the audit line only (its `cause`), never on the wire: it may name
+   * internal addresses (the issuer's discovery URL, a connection error) an anonymous caller must not see.
+   */
+  readonly cause?: string;
 }
 
 /** Builds a denial; the one way layers refuse. */
-export function denial(code: DenialCode, detail?: string, extra?: Pick<Denial, 'data' | 'headers'>): Denial {
+export function denial(code: DenialCode, detail?: string, extra?: Pick<Denial, 'data' | 'headers' | 'cause'>): Denial {
   return { code, detail, ...extra };
 }
 

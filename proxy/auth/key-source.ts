@@ -33,6 +33,8 @@ export class KeySource {
   readonly #fetched: Partial<ExportedJWKSCache> = {};
   readonly #clock: () => number;
   #lastFailureAt = -Infinity;
+  /** What that failure was: the refusals it causes until the next fetch name it. */
+  #lastFailure: Error | undefined;
   #version = 0;
 
   /**
@@ -52,7 +54,7 @@ export class KeySource {
     const sinceFailure = this.#clock() - this.#lastFailureAt;
     if (this.#stale && sinceFailure < cooldownMs) return this.#stale.local(header, token);
     if (!this.#stale && sinceFailure < FAILED_REFETCH_MS) {
-      throw new KeysUnavailableError('signing keys unavailable: the last fetch failed moments ago');
+      throw new KeysUnavailableError('signing keys unavailable: the last fetch failed moments ago', { cause: this.#lastFailure });
     }
     let remote: ReturnType<typeof createRemoteJWKSet> | undefined;
     try {
@@ -60,7 +62,7 @@ export class KeySource {
       return await remote(header, token);
     } catch (error) {
       if (!isFetchFailure(error)) throw error;
-      this.#lastFailureAt = this.#clock();
+      this.#failed(error as Error);
       if (this.#stale) return this.#stale.local(header, token);
       throw error instanceof KeysUnavailableError ? error : new KeysUnavailableError('signing keys unavailable', { cause: error });
     } finally {
@@ -86,9 +88,14 @@ export class KeySource {
       this.#remember();
       return undefined;
     } catch (error) {
-      if (isFetchFailure(error)) this.#lastFailureAt = this.#clock();
+      if (isFetchFailure(error)) this.#failed(error as Error);
       return error as Error;
     }
+  }
+
+  #failed(error: Error): void {
+    this.#lastFailureAt = this.#clock();
+    this.#lastFailure = error;
   }
 
   #remember(): void {

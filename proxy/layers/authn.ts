@@ -191,9 +191,18 @@ export function joseDenial(error: unknown): Denial {
     case 'ERR_JWT_CLAIM_VALIDATION_FAILED':
       return denial('authn.claim_invalid', claim ? `'${claim}' claim` : undefined);
     case 'CA_A2A_KEYS_UNAVAILABLE':
-      return denial('authn.jwks_unavailable');
+      return denial('authn.jwks_unavailable', undefined, { cause: keysUnavailableCause(error as Error) });
     default:
       // ERR_JWS_INVALID, ERR_JWT_INVALID, ERR_JOSE_NOT_SUPPORTED (e.g. alg none) and anything else.
       return denial('authn.token_malformed');
   }
+}
+
+/** What the keys' fetch said and what it met (a refused connection, a timeout), for the audit line. */
+function keysUnavailableCause(error: Error): string {
+  const said: string[] = [];
+  for (let at: unknown = error; at instanceof Error && said.length < 5; at = at.cause) {
+    if (at.message !== '' && !said.includes(at.message)) said.push(at.message);
+  }
+  return said.join(': ').slice(0, 300);
 }

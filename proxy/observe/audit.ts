@@ -87,7 +87,8 @@ const json = JSON.stringify;
 function decisionFields(denial: Denial, enforced: boolean): string {
   const row = DENIALS[denial.code];
   const granted = row.event === 'authorization' ? ',"granted":false' : '';
-  return `"event_type":${json(row.event)}${granted},"enforced":${enforced},"code":${json(denial.code)},"status":${row.status},"reason":${json(denial.detail ?? row.message)}`;
+  const cause = denial.cause === undefined ? '' : `,"cause":${json(denial.cause)}`;
+  return `"event_type":${json(row.event)}${granted},"enforced":${enforced},"code":${json(denial.code)},"status":${row.status},"reason":${json(denial.detail ?? row.message)}${cause}`;
 }
 
 /** The request's own fields, each preceded by a comma; absent ones are left out, as pino leaves out undefined. */

@@ -130,6 +130,10 @@ describe('issuer keys (JWKS)', () => {
     assert.equal(await h.metric('ca_a2a_authn_failures_total', { reason: 'jwks_unavailable' }), 1);
     assert.equal(await h.metric('ca_a2a_authn_failures_total', { reason: 'bad_signature' }), 0);
     assert.equal(h.upstream.requests.length, 0);
+    // Why is the operator's to read (the audit line), not the caller's: the wire names no address.
+    const line = await h.audit.byRequestId(res.headers['x-ca-a2a-request-id'] as string);
+    assert.match(String(line?.['cause']), /discovery failed: http:\/\/127\.0\.0\.1:9\/realms\/test\/\.well-known\/openid-configuration: fetch failed: bad port$/);
+    assert.doesNotMatch(JSON.stringify(res.json), /127\.0\.0\.1:9|discovery/);
   });
 
   /**
