@@ -101,6 +101,8 @@ export function authnLayer(policy: ServicePolicy, deps: AuthnDeps): Layer {
       // jose checks iat only with maxTokenAge; a token issued in the future is refused here.
       if ((payload.iat as number) * 1000 > nowMs + toleranceMs) return denial('authn.claim_invalid', 'iat is in the future');
       if (typeof payload.jti !== 'string' || typeof payload.sub !== 'string') return denial('authn.claim_invalid', 'sub and jti must be strings');
+      // jose finds the expected audience among the entries; RFC 7519 §4.1.3 makes every entry a string.
+      if (Array.isArray(payload.aud) && !payload.aud.every((entry) => typeof entry === 'string')) return denial('authn.claim_invalid', "'aud' claim: every entry must be a string");
       // A token no revocation could name is not accepted.
       for (const claim of ['jti', 'sub'] as const) {
         const why = unrevocableId(payload[claim] as string);

@@ -127,6 +127,18 @@ describe('authn layer', () => {
     await refused(await h.issuer.sign({ aud: 'someone-else' }), 'authn.claim_invalid');
   });
 
+  it('refuses an audience list holding a non-string entry beside the expected audience (RFC 7519 §4.1.3)', async () => {
+    // JWTPayload types aud as strings: the hostile entries need the cast.
+    for (const entry of [{ evil: true }, 7, null]) {
+      await refused(await h.issuer.sign({ aud: ['ca-a2a-agents', entry] as unknown as string[] }), 'authn.claim_invalid');
+    }
+  });
+
+  it('accepts an audience list of strings naming the expected audience', async () => {
+    const res = await h.call(rpc('get_document', { document_id: DOC_ID }), { token: await h.issuer.sign({ aud: ['account', 'ca-a2a-agents'] }) });
+    assert.equal(res.status, 200);
+  });
+
   it('refuses a wrong issuer', async () => {
     await refused(await h.issuer.sign({ iss: 'http://127.0.0.1:1/realms/evil' }), 'authn.claim_invalid');
   });
