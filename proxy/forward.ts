@@ -177,11 +177,13 @@ export class Forwarder {
     const body = Buffer.concat(chunks, size);
     const headers = responseHeaders(ctx, response.headers);
     // Every answer with a body, not only a 200: an MCP client shows the body of an error status to its user.
-    const filtered = body.length === 0 ? body : filterToolsList(ctx, body);
     delete headers['content-length'];
-    if (filtered !== body) {
+    let filtered: Buffer = body;
+    if (body.length > 0) {
+      const answer = filterToolsList(ctx, body, header(response.headers['content-type']), header(response.headers['content-encoding']));
+      filtered = answer.body;
       // Written anew, uncompressed: an encoding the upstream applied anyway is not this body's.
-      headers['content-type'] = 'application/json';
+      headers['content-type'] = answer.contentType;
       delete headers['content-encoding'];
     }
     // Never in a 204 (RFC 9110 §8.6), nor as 0 in a 304, where it would be the representation's.
@@ -632,4 +634,9 @@ export function upstreamDenial(error: unknown): Denial {
       // ECONNREFUSED, ECONNRESET, UND_ERR_SOCKET, UND_ERR_CLOSED, EHOSTUNREACH, …
       return denial('upstream.unavailable', detail);
   }
+}
+
+/** A response header field as one value: lines repeated are joined, as RFC 9110 §5.3 allows. */
+function header(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value.join(', ') : value;
 }

@@ -8,6 +8,10 @@ import { after, before, describe, it } from 'node:test';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { RBAC_FILE, startHarness, writePolicy, type Harness } from '../helpers/harness.js';
 import { tempDirSync } from '../helpers/temp-dir.js';
 
@@ -85,22 +89,90 @@ describe('tools/list filtering of unexpected upstream answers', () => {
     h.upstream.respond(undefined);
   });
 
-  it('answers an SSE tools/list answer, which it cannot filter, with a JSON internal error that names no tool', async () => {
-    const sse = `event: message\ndata: ${JSON.stringify({ jsonrpc: '2.0', id: 1, result: { tools: LISTED } })}\n\n`;
+  /** A sidecar on POLICY in front of an upstream answering every request with `status` and `answer` (raw bytes) under `headers`. */
+  async function behindRaw(headers: Record<string, string>, answer: string | Buffer, run: (side: Harness) => Promise<void>): Promise<void> {
     const upstream = createServer((req, res) => {
       req.resume();
-      req.on('end', () => res.writeHead(200, { 'content-type': 'text/event-stream' }).end(sse));
+      req.on('end', () => res.writeHead(200, headers).end(answer));
     });
     await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
     const side = await startHarness({ policyFile: writePolicy(POLICY), sidecar: { upstream: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}` }, issuer: h.issuer });
     try {
-      const res = await side.call(list, { token });
-      assert.equal(res.status, 200);
-      assert.equal(res.headers['content-type'], 'application/json', 'the body is JSON, not an event stream');
-      assert.equal(res.json.error?.code, -32603);
-      assert.ok(!JSON.stringify(res.json).includes('s3_'), JSON.stringify(res.json));
+      await run(side);
     } finally {
       await side.close();
+      await new Promise((resolve) => upstream.close(resolve));
+    }
+  }
+
+  /** POSTs tools/list to `side` and resolves to the answer's status, content type and text. */
+  async function rawList(side: Harness): Promise<{ status: number; contentType: string | undefined; text: string }> {
+    const res = await fetch(`${side.sidecar.url}/message`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', authorization: `Bearer ${token}` },
+      body: JSON.stringify(list),
+    });
+    return { status: res.status, contentType: res.headers.get('content-type') ?? undefined, text: await res.text() };
+  }
+
+  it('filters an SSE tools/list answer event by event, keeping ids, event names, priming events and retry', async () => {
+    const answer = JSON.stringify({ jsonrpc: '2.0', id: 1, result: { tools: LISTED, nextCursor: 'c2' } });
+    // The answer's data split over two lines (between members: the line break joins them), a
+    // comment, a field SSE does not define, a priming event.
+    const cut = answer.indexOf('"result"');
+    const sse = `id: prime-1\ndata: \n\n: keep-alive\nretry: 500\n\nevent: message\nid: e-2\nx-extra: y\ndata: ${answer.slice(0, cut)}\ndata: ${answer.slice(cut)}\n\n`;
+    await behindRaw({ 'content-type': 'text/event-stream; charset=utf-8' }, sse, async (side) => {
+      const res = await rawList(side);
+      assert.equal(res.status, 200);
+      assert.equal(res.contentType, 'text/event-stream', res.text);
+      const filtered = JSON.stringify({ jsonrpc: '2.0', id: 1, result: { tools: [{ name: 's3_get_object' }], nextCursor: 'c2' } });
+      assert.equal(res.text, `id: prime-1\ndata: \n\nretry: 500\n\nid: e-2\nevent: message\ndata: ${filtered}\n\n`);
+    });
+  });
+
+  it('answers an SSE stream whose event data is not JSON, or a compressed answer, with a JSON internal error that names no tool', async () => {
+    const listed = JSON.stringify({ jsonrpc: '2.0', id: 1, result: { tools: LISTED } });
+    const answers: [Record<string, string>, string | Buffer][] = [
+      [{ 'content-type': 'text/event-stream' }, `event: message\ndata: ${listed}\n\ndata: s3_put_object is here\n\n`],
+      [{ 'content-type': 'text/event-stream', 'content-encoding': 'gzip' }, gzipSync(`data: ${listed}\n\n`)],
+      [{ 'content-type': 'application/json', 'content-encoding': 'br' }, listed],
+    ];
+    for (const [headers, answer] of answers) {
+      await behindRaw(headers, answer, async (side) => {
+        const res = await rawList(side);
+        assert.equal(res.status, 200);
+        assert.equal(res.contentType, 'application/json', JSON.stringify(headers));
+        assert.equal(JSON.parse(res.text).error?.code, -32603);
+        assert.ok(!res.text.includes('s3_'), res.text);
+      });
+    }
+  });
+
+  it("lists only the caller's tools from a stock MCP SDK server answering in SSE, to the SDK's own client", async () => {
+    // A server as the SDK's examples make one: stateless, answers as an event stream (the default).
+    const upstream = createServer((req, res) => {
+      const server = new McpServer({ name: 'stock', version: '1.0.0' });
+      for (const name of ['s3_get_object', 's3_put_object']) {
+        server.registerTool(name, { description: name }, () => ({ content: [{ type: 'text', text: `${name} ran` }] }));
+      }
+      const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
+      res.on('close', () => void server.close());
+      void server.connect(transport).then(() => transport.handleRequest(req, res));
+    });
+    await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+    const policy = POLICY.replace('methods:', 'methods:\n  initialize: { access: tool_holders }\n  notifications/initialized: { access: tool_holders }');
+    const side = await startHarness({ policyFile: writePolicy(policy), sidecar: { upstream: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}` }, issuer: h.issuer });
+    const client = new Client({ name: 'test', version: '1.0.0' });
+    try {
+      await client.connect(new StreamableHTTPClientTransport(new URL(`${side.sidecar.url}/message`), { requestInit: { headers: { authorization: `Bearer ${token}` } } }));
+      const { tools } = await client.listTools();
+      assert.deepEqual(tools.map((tool) => tool.name), ['s3_get_object']);
+      const called = await client.callTool({ name: 's3_get_object', arguments: { key: 'uploads/a' } });
+      assert.deepEqual(called.content, [{ type: 'text', text: 's3_get_object ran' }]);
+    } finally {
+      await client.close();
+      await side.close();
+      upstream.closeAllConnections();
       await new Promise((resolve) => upstream.close(resolve));
     }
   });
