@@ -13,6 +13,7 @@ const RULE_TESTS = root('deploy/prometheus/alerts.test.yaml');
 const DASHBOARD = root('deploy/grafana/ca-a2a.json');
 const MCP_DOCS = root('docs/mcp.md');
 const RUNBOOKS = root('docs/runbooks.md');
+const METRICS_DOCS = [root('docs/metrics.md'), MCP_DOCS, root('docs/agents.md')];
 
 /** The gateway's names as the issue lists them, used until docs/mcp.md has its Metrics table. */
 const MCP_FALLBACK = [
@@ -34,17 +35,22 @@ function withHistogramSeries(name: string, histogram: boolean): string[] {
   return histogram ? [name, `${name}_bucket`, `${name}_sum`, `${name}_count`] : [name];
 }
 
+/** The table rows of a doc's first section whose heading names metrics (none when the file is missing). */
+function metricsTableRows(file: string): string[] {
+  const lines = existsSync(file) ? readFileSync(file, 'utf8').split('\n') : [];
+  const start = lines.findIndex((line) => /^#+\s.*metrics/i.test(line));
+  const rows: string[] = [];
+  if (start < 0) return rows;
+  for (const line of lines.slice(start + 1)) {
+    if (/^#+\s/.test(line)) break;
+    if (line.trimStart().startsWith('|')) rows.push(line);
+  }
+  return rows;
+}
+
 /** MCP names from docs/mcp.md's "Metrics" section (a table row per metric), else the fallback. */
 function mcpMetricNames(): { names: Set<string>; source: string } {
-  const lines = existsSync(MCP_DOCS) ? readFileSync(MCP_DOCS, 'utf8').split('\n') : [];
-  const start = lines.findIndex((line) => /^#+\s.*metrics/i.test(line));
-  const section: string[] = [];
-  if (start >= 0) {
-    for (const line of lines.slice(start + 1)) {
-      if (/^#+\s/.test(line)) break;
-      if (line.trimStart().startsWith('|')) section.push(line);
-    }
-  }
+  const section = metricsTableRows(MCP_DOCS);
   const rows = section.length > 0 ? section : MCP_FALLBACK;
   const names = new Set<string>();
   for (const row of rows) {
@@ -91,6 +97,15 @@ describe('alert rules and dashboard', () => {
     const unknown = [...used].filter(([name]) => !known.has(name)).map(([name, where]) => `${name} (${where})`);
     assert.deepEqual(unknown, [], `unknown to createSidecarMetrics(), createAgentMetrics() and ${mcpSource}`);
     assert.ok(used.size >= 15, 'the dashboard covers the metric families');
+  });
+
+  it('chart or alert on every metric the metrics tables of docs/metrics.md, mcp.md and agents.md document', () => {
+    const exprs = [...rules.map((r) => r.expr), ...dashboardExprs(dashboard)];
+    const used = new Set(exprs.flatMap(metricNames).map((name) => name.replace(/_(bucket|sum|count)$/, '')));
+    // The row's first cell names the metric; its meaning may name others.
+    const documented = METRICS_DOCS.flatMap(metricsTableRows).flatMap((row) => metricNames(row.split('|')[1] ?? ''));
+    assert.ok(documented.length >= 40, `found the metrics tables (${documented.length} names)`);
+    assert.deepEqual(documented.filter((name) => !used.has(name)), [], 'documented, yet neither charted nor alerted on');
   });
 
   it('translate each of the seed\'s four alarms on the metric it is about', () => {
