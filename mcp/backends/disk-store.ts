@@ -150,7 +150,8 @@ export interface DiskStoreOptions {
 
 /** An ObjectStore in a local directory: the embedded default when no S3 bucket is configured. */
 export async function createDiskStore(dir: string, options: DiskStoreOptions = {}): Promise<ObjectStore> {
-  await mkdir(dir, { recursive: true });
+  // 0700: the documents are readable by the gateway alone, whatever the data directory allows.
+  await mkdir(dir, { recursive: true, mode: 0o700 });
   await removeStaleTemps(dir, options.logger);
 
   /**

@@ -241,7 +241,9 @@ function openPgClient(url: string, opts: SqlPoolOptions, hooks: Pick<OpenSqlClie
 }
 
 async function openPgliteClient(dataDir: string): Promise<SqlClient> {
-  mkdirSync(dataDir, { recursive: true });
+  // 0700: PGlite writes its files 0666, so in a data directory others may enter (`--data-dir .`,
+  // one made beforehand) any local user could otherwise rewrite the database.
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const unlock = lockDirectory(resolve(dataDir));
   let db;
   try {
