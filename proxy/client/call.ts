@@ -19,6 +19,8 @@ export interface ServiceClientOptions {
   readonly issuer: string;
   readonly clientId: string;
   readonly clientSecret: string;
+  /** Plain http to an issuer off this machine (`--allow-http-issuer`); default: https, or http on loopback. */
+  readonly allowPlainHttp?: boolean;
   /** Defaults to a fresh ES256 key for this client. */
   readonly key?: ProofKey;
   /** How long one call may take, from connecting to the last byte of the answer (its retry after a 401 included); default 30 000. */
@@ -39,6 +41,7 @@ export async function createServiceClient(options: ServiceClientOptions): Promis
     clientId: options.clientId,
     clientSecret: options.clientSecret,
     dpopKey: { privateKey: key.privateKey, publicKey: key.publicKey },
+    allowPlainHttp: options.allowPlainHttp ?? false,
   });
   // By origin: the egress's rule (proxy/oauth/renewal-holds.ts).
   const renewalHolds = new RenewalHolds();

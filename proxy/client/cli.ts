@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { defaultDataDir, loadClientSecrets } from '../../deploy/dev-issuer/clients.js';
 import { DEFAULT_ISSUER_URL } from '../../deploy/dev-issuer/realm.js';
-import { badHttpUrl, flagOrEnv, isHttpUrl } from '../cli-options.js';
+import { badHttpUrl, envSwitch, flagOrEnv, isHttpUrl } from '../cli-options.js';
 import { isShippedService, SHIPPED_SERVICES, type ShippedService } from '../services.js';
 import { createServiceClient } from './call.js';
 
@@ -18,6 +18,8 @@ const HELP = `usage: ca-a2a call --client NAME --service S --method M [--params 
                     from a file (default {})
   --issuer URL      OIDC issuer (CA_A2A_ISSUER; default http://127.0.0.1:8080/realms/ca-a2a)
   --data-dir DIR    development issuer data directory (CA_A2A_DATA_DIR; default ./.ca-a2a)
+  --allow-http-issuer  get the token from a plain-http issuer off this host, as compose's
+                    http://keycloak:8080 (CA_A2A_ALLOW_HTTP_ISSUER=1; else https, or http on loopback)
 
 Prints the JSON-RPC response. Exit 0 on a result; 1 on a JSON-RPC error or when no answer came
 (issuer or service unreachable, no secret for the client, no complete answer within 30 s);
@@ -44,6 +46,7 @@ export async function callCommand(argv: string[]): Promise<number> {
         // Read below (flagOrEnv): a bad URL is reported under the name it came from.
         issuer: { type: 'string' },
         'data-dir': { type: 'string', default: defaultDataDir() },
+        'allow-http-issuer': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -75,6 +78,12 @@ export async function callCommand(argv: string[]): Promise<number> {
     process.stderr.write(`ca-a2a call: ${notUrl}\n`);
     return 2;
   }
+  // A flag given wins; else the variable, which must read as on or off (as for the sidecar).
+  const allowPlainHttp = values['allow-http-issuer'] ?? envSwitch('CA_A2A_ALLOW_HTTP_ISSUER');
+  if (typeof allowPlainHttp === 'string') {
+    process.stderr.write(`ca-a2a call: ${allowPlainHttp}\n`);
+    return 2;
+  }
   let params: unknown;
   try {
     const text = values.params.startsWith('@') ? readFileSync(values.params.slice(1), 'utf8') : values.params;
@@ -95,7 +104,7 @@ export async function callCommand(argv: string[]): Promise<number> {
       process.stderr.write(`ca-a2a call: no secret for client '${client}' in ${values['data-dir']}\n`);
       return 1;
     }
-    const caller = await createServiceClient({ issuer: issuer?.value ?? DEFAULT_ISSUER_URL, clientId: client, clientSecret: secret });
+    const caller = await createServiceClient({ issuer: issuer?.value ?? DEFAULT_ISSUER_URL, clientId: client, clientSecret: secret, allowPlainHttp });
     const outcome = await caller.call(url, method, params);
     process.stdout.write(`${JSON.stringify(outcome.response, null, 2)}\n`);
     return outcome.kind === 'result' ? 0 : 1;

@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
+import { decodeJwt } from 'jose';
 import { startIssuer, type DevIssuer } from '../../../deploy/dev-issuer/issuer.js';
 import { loadClientSecrets } from '../../../deploy/dev-issuer/clients.js';
 import { createServiceClient, type CallOutcome } from '../../../proxy/client/call.js';
@@ -196,6 +197,29 @@ describe('ca-a2a call', () => {
       const failed = await run(process.execPath, [BIN, 'call', '--data-dir', dataDir, '--url', `${sidecar.url}/message`, '--client', 'viewer', '--method', 'list_documents', ...flags], { env: { ...process.env, CA_A2A_CLIENT_SECRET: '', ...env } }).catch((error: { code: number; stderr: string }) => error);
       assert.equal((failed as { code: number }).code, 2, flags.join(' '));
       assert.match((failed as { stderr: string }).stderr, message);
+    }
+  });
+
+  it('gets its token from a plain-http issuer off this host (compose\'s http://keycloak:8080) only with --allow-http-issuer or CA_A2A_ALLOW_HTTP_ISSUER=1', async () => {
+    // Bound to 0.0.0.0, the issuer names itself http://0.0.0.0:PORT: reachable here, yet no loopback name.
+    const offHost = await startIssuer({ host: '0.0.0.0', port: 0, dataDir });
+    const service = await startUpstream();
+    try {
+      const callVia = (flags: string[], env: NodeJS.ProcessEnv) => run(process.execPath, [BIN, 'call', '--issuer', offHost.issuer, '--data-dir', dataDir, '--url', `${service.url}/message`, '--client', 'viewer', '--method', 'list_documents', ...flags], { env: { ...process.env, CA_A2A_CLIENT_SECRET: '', CA_A2A_ALLOW_HTTP_ISSUER: '', ...env } })
+        .then(() => ({ code: 0, stderr: '' }), (error: { code: number; stderr: string }) => error);
+      const refused = await callVia([], {});
+      assert.equal(refused.code, 1);
+      assert.match(refused.stderr, /must use https \(plain http is allowed on loopback only, or with --allow-http-issuer\)/);
+      assert.equal((await callVia([], { CA_A2A_ALLOW_HTTP_ISSUER: 'ture' })).code, 2, 'a variable that reads as neither on nor off');
+      assert.equal(service.requests.length, 0);
+      await callVia(['--allow-http-issuer'], {});
+      await callVia([], { CA_A2A_ALLOW_HTTP_ISSUER: '1' });
+      const tokens = service.requests.map((request) => String(request.headers.authorization).replace(/^DPoP /, ''));
+      assert.equal(tokens.length, 2, 'both calls reached the service');
+      for (const token of tokens) assert.equal(decodeJwt(token).iss, offHost.issuer);
+    } finally {
+      await service.close();
+      await offHost.close();
     }
   });
 
