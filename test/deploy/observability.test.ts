@@ -108,6 +108,16 @@ describe('alert rules and dashboard', () => {
     assert.deepEqual(documented.filter((name) => !used.has(name)), [], 'documented, yet neither charted nor alerted on');
   });
 
+  it('filter the dashboard by service only on metrics documented with a service label', () => {
+    // The table's labels column: name → labels. Process metrics are not in it: they carry no service label.
+    const labels = new Map(METRICS_DOCS.flatMap(metricsTableRows).map((row) => row.split('|').map((cell) => cell.trim()))
+      .map((cells) => [metricNames(cells[1] ?? '')[0] ?? '', (cells[3] ?? '').split(/,\s*/)]));
+    const filtered = dashboardExprs(dashboard).flatMap((expr) => [...expr.matchAll(/(ca_a2a_[A-Za-z0-9_]+)\{[^}]*service=~"\$service"/g)].map((m) => m[1] ?? ''));
+    assert.ok(filtered.length >= 20, 'the panels filter by the service variable');
+    const unlabelled = filtered.filter((name) => !(labels.get(name.replace(/_(bucket|sum|count)$/, '')) ?? []).includes('service'));
+    assert.deepEqual([...new Set(unlabelled)], [], 'a service matcher on these matches nothing once a service is picked');
+  });
+
   it('translate each of the seed\'s four alarms on the metric it is about', () => {
     const alerts = new Map(rules.filter((r) => r.alert !== undefined).map((r) => [r.alert, r.expr]));
     const records = new Map(rules.filter((r) => r.record !== undefined).map((r) => [r.record, r.expr]));
