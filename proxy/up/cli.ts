@@ -76,7 +76,7 @@ export async function upCommand(argv: string[]): Promise<number> {
   try {
     result = await up({ dataDir, ports, env: process.env, logDestination, progress, samplesDir: values['no-samples'] ? null : undefined, signal: startAborted.signal });
   } catch (error) {
-    process.stderr.write(`ca-a2a up: ${(error as Error).message}\n`);
+    process.stderr.write(`ca-a2a up: ${(error as Error).message}${portTakenHint(error)}\n`);
     return 1;
   } finally {
     starting = false;
@@ -89,4 +89,10 @@ export async function upCommand(argv: string[]): Promise<number> {
   logDestination.flushSync();
   progress('stopped');
   return 0;
+}
+
+/** A port taken is most often a `ca-a2a up` already running (a second `npm start`): say how to run beside it. */
+function portTakenHint(error: unknown): string {
+  if ((error as { code?: unknown }).code !== 'EADDRINUSE') return '';
+  return ' (another ca-a2a up? stop it, or run this one beside it with --port-offset 200 and a --data-dir of its own)';
 }

@@ -54,6 +54,27 @@ describe('a command that cannot start says why in one line and exits 1', () => {
     assertOneLine(eisdir, /^ca-a2a up: cannot write the log file in the data directory: EISDIR/);
   });
 
+  it('ca-a2a up on a port in use (a second npm start) names it and says how to run beside it', async () => {
+    // A port from the system that an offset can reach: the issuer's, 8080 + offset (offset 0 to 50 000).
+    let taken: Server | undefined;
+    let port = 0;
+    for (let tries = 0; tries < 50 && taken === undefined; tries += 1) {
+      const server = createServer();
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      port = (server.address() as { port: number }).port;
+      if (port >= 8080 && port <= 58_080) taken = server;
+      else server.close();
+    }
+    assert.ok(taken !== undefined, 'no free port between 8080 and 58080');
+    try {
+      const inUse = await run(['up', '--port-offset', String(port - 8080), '--no-samples', '--data-dir', join(dir, 'second-stack')]);
+      assert.equal(inUse.code, 1, inUse.stderr || inUse.stdout.slice(-2000));
+      assertOneLine(inUse, new RegExp(`^ca-a2a up: listen EADDRINUSE: address already in use 127\\.0\\.0\\.1:${port} \\(another ca-a2a up\\? stop it, or run this one beside it with --port-offset 200 and a --data-dir of its own\\)$`));
+    } finally {
+      taken.close();
+    }
+  });
+
   it('ca-a2a mcp-gateway on a port in use (PGlite, PostgreSQL), or with a database it cannot reach (its password not printed)', async () => {
     const taken: Server = createServer();
     await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
