@@ -1,6 +1,6 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
-import { badHttpUrl, flagOrEnv } from '../../proxy/cli-options.js';
+import { badHttpUrl, envSwitch, flagOrEnv } from '../../proxy/cli-options.js';
 import { parseListen } from '../../proxy/listen.js';
 import { createTokenSource } from '../../proxy/oauth/client-credentials.js';
 import { stopSignal } from '../../proxy/stop-signal.js';
@@ -14,12 +14,14 @@ Runs the development OIDC issuer (Keycloak-shaped, realm ca-a2a) until SIGINT or
   --listen HOST:PORT  address to bind (env CA_A2A_ISSUER_LISTEN; default ${DEFAULT_LISTEN.host}:${DEFAULT_LISTEN.port})
   --data-dir DIR      client secrets and signing key (env CA_A2A_DATA_DIR; default ./.ca-a2a)`;
 
-const TOKEN_USAGE = `usage: ca-a2a token --client NAME [--issuer URL] [--data-dir DIR] [--decode]
+const TOKEN_USAGE = `usage: ca-a2a token --client NAME [--issuer URL] [--data-dir DIR] [--allow-http-issuer] [--decode]
 
 Prints an access token for NAME (client_credentials), e.g. TOKEN=$(npx ca-a2a token --client viewer)
   --client NAME     the client, e.g. viewer, orchestrator, admin
   --issuer URL      issuer URL (env CA_A2A_ISSUER; default ${DEFAULT_ISSUER_URL})
   --data-dir DIR    where the issuer wrote client-secrets.json (env CA_A2A_DATA_DIR; default ./.ca-a2a)
+  --allow-http-issuer  a plain-http issuer off this host, e.g. one listening on 0.0.0.0
+                    (CA_A2A_ALLOW_HTTP_ISSUER=1; else https, or http on loopback)
   --decode          print the token's decoded header and claims as JSON instead of the token`;
 
 /** `ca-a2a issuer`: runs the dev issuer until SIGINT/SIGTERM, then closes it and resolves 0. */
@@ -55,6 +57,7 @@ export async function tokenCommand(argv: string[]): Promise<number> {
     client: { type: 'string' },
     issuer: { type: 'string' },
     'data-dir': { type: 'string' },
+    'allow-http-issuer': { type: 'boolean' },
     decode: { type: 'boolean' },
   } as const;
   const args = parse(argv, options, 'token', TOKEN_USAGE);
@@ -64,6 +67,9 @@ export async function tokenCommand(argv: string[]): Promise<number> {
   const issuer = flagOrEnv('--issuer', stringOption(args, 'issuer'), 'CA_A2A_ISSUER');
   const notUrl = badHttpUrl([issuer]);
   if (notUrl !== undefined) return usageError('token', notUrl, TOKEN_USAGE);
+  // A flag given wins; else the variable, which must read as on or off (as for the sidecar).
+  const allowPlainHttp = args.values['allow-http-issuer'] === true || envSwitch('CA_A2A_ALLOW_HTTP_ISSUER');
+  if (typeof allowPlainHttp === 'string') return usageError('token', allowPlainHttp, TOKEN_USAGE);
   const issuerUrl = issuer?.value ?? DEFAULT_ISSUER_URL;
   const dataDir = stringOption(args, 'data-dir') ?? defaultDataDir();
 
@@ -73,7 +79,7 @@ export async function tokenCommand(argv: string[]): Promise<number> {
     if (clientSecret === undefined) {
       return fail(`unknown client '${clientId}' (known: ${Object.keys(secrets).sort().join(', ')})`);
     }
-    const { accessToken } = await createTokenSource({ issuer: issuerUrl, clientId, clientSecret }).getToken();
+    const { accessToken } = await createTokenSource({ issuer: issuerUrl, clientId, clientSecret, allowPlainHttp }).getToken();
     const output = args.values['decode'] === true
       ? JSON.stringify({ header: decodeProtectedHeader(accessToken), payload: decodeJwt(accessToken) }, null, 2)
       : accessToken;

@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { decodeJwt } from 'jose';
 import { clientSecretsPath, loadClientSecrets } from '../../deploy/dev-issuer/clients.js';
+import { startIssuer } from '../../deploy/dev-issuer/issuer.js';
 import { tempDir } from './helpers.js';
 
 const BIN = fileURLToPath(new URL('../../bin/ca-a2a.js', import.meta.url));
@@ -94,6 +95,24 @@ describe('ca-a2a issuer and ca-a2a token', () => {
     assert.match(unreachable.stderr, /is the issuer running/);
     assert.equal(usage.code, 2);
     assert.match(usage.stderr, /usage: ca-a2a token/);
+  });
+
+  it('token gets a token from a plain-http issuer off this host only with --allow-http-issuer or CA_A2A_ALLOW_HTTP_ISSUER=1', async () => {
+    // Bound to 0.0.0.0, the issuer names itself http://0.0.0.0:PORT: reachable here, yet no loopback name.
+    const offHost = await startIssuer({ host: '0.0.0.0', port: 0, dataDir: dir.path });
+    try {
+      const token = (...flags: string[]) => (extra: NodeJS.ProcessEnv) => runCli(['token', '--client', 'viewer', '--issuer', offHost.issuer, ...flags], { ...env(), CA_A2A_ALLOW_HTTP_ISSUER: '', ...extra });
+      const [refused, misspelt, flagged, variable] = await Promise.all([token()({}), token()({ CA_A2A_ALLOW_HTTP_ISSUER: 'ture' }), token('--allow-http-issuer')({}), token()({ CA_A2A_ALLOW_HTTP_ISSUER: '1' })]);
+      assert.equal(refused.code, 1);
+      assert.match(refused.stderr, /must use https \(plain http is allowed on loopback only, or with --allow-http-issuer\)/);
+      assert.equal(misspelt.code, 2);
+      for (const allowed of [flagged, variable]) {
+        assert.equal(allowed.code, 0, allowed.stderr);
+        assert.equal(decodeJwt(allowed.stdout.trim()).iss, offHost.issuer);
+      }
+    } finally {
+      await offHost.close();
+    }
   });
 
   it('issuer stops on SIGTERM with exit code 0', async () => {
