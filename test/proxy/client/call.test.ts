@@ -77,6 +77,15 @@ describe('ca-a2a call', () => {
     assert.notEqual(audit.events('authorization').at(-1)?.jti, jti);
   });
 
+  it('createServiceClient signs a URL with a query or fragment with an htu without them (RFC 9449 §4.2)', async () => {
+    const secrets = await loadClientSecrets(dataDir);
+    const client = await createServiceClient({ issuer: issuer.issuer, clientId: 'viewer', clientSecret: secrets.viewer as string });
+    await client.call(`${agent.url}/message?tenant=a&token=x#part`, 'get_document', { document_id: DOC_ID });
+    const seen = agent.requests.at(-1);
+    assert.equal(seen?.url, '/message?tenant=a&token=x');
+    assert.equal(decodeJwt(String(seen?.headers.dpop)).htu, `${agent.url}/message`);
+  });
+
   it('createServiceClient: a service that refuses every token costs a bounded number of new tokens, not one a call', async () => {
     // Refuses every token (its clock, its keys or its audience wrong, say).
     const refusing = await startTarget(() => true);
