@@ -37,7 +37,8 @@ export interface TokenSourceOptions {
   fetchTimeoutMs?: number;
   /**
    * After a request to the issuer failed, callers get the same error (or the still-valid cached
-   * token) for this long without another request; default 1000.
+   * token) for this long without another request; default 1000. Longer when the issuer's answer
+   * carried a Retry-After: for that long, up to 60 s.
    */
   retryAfterFailureMs?: number;
   /**
@@ -46,6 +47,12 @@ export interface TokenSourceOptions {
    */
   allowPlainHttp?: boolean;
 }
+
+/**
+ * The longest wait an issuer's Retry-After imposes between requests: past it, an issuer asking
+ * for an hour would leave the sidecar without a token for that hour once its cached one expired.
+ */
+const MAX_RETRY_AFTER_MS = 60_000;
 
 /** Used when the issuer omits `expires_in` (RFC 6749 §5.1 only recommends it). */
 const FALLBACK_LIFETIME_MS = 60_000;
@@ -57,7 +64,8 @@ const FALLBACK_LIFETIME_MS = 60_000;
  * out at once while the refresh runs behind it, so a slow or hung issuer holds up no call; nearer
  * its expiry, callers wait for the refresh. If a refresh fails while the cached token is still
  * valid, the cached token is returned. After a failure the issuer is not asked again for
- * `retryAfterFailureMs`: an issuer refusing or failing fast is not asked as often as callers call.
+ * `retryAfterFailureMs`, or for the issuer's Retry-After (at most 60 s): an issuer refusing,
+ * throttling or failing fast is not asked as often as callers call.
  * Rejects with a {@link TokenSourceError}; throws one synchronously for unusable options.
  */
 export function createTokenSource(opts: TokenSourceOptions): TokenSource {
@@ -131,7 +139,9 @@ export function createTokenSource(opts: TokenSourceOptions): TokenSource {
       failed = undefined;
       return token;
     } catch (err) {
-      failed = { error: err, until: Date.now() + retryAfterFailureMs };
+      // An issuer that said when to ask again (429, 503 with Retry-After) is not asked sooner.
+      const asked = err instanceof TokenSourceError ? Math.min(err.retryAfterMs ?? 0, MAX_RETRY_AFTER_MS) : 0;
+      failed = { error: err, until: Date.now() + Math.max(retryAfterFailureMs, asked) };
       const stale = cached?.token;
       if (stale !== undefined && Date.now() < stale.expiresAt) return stale;
       throw err;

@@ -4,7 +4,7 @@ import * as oauth from 'oauth4webapi';
 export type TokenSourceErrorCode =
   /** The options cannot work (bad issuer URL, plain http to a non-loopback host, …). */
   | 'INVALID_OPTIONS'
-  /** Network failure, timeout or 5xx from the issuer: retrying later may help. */
+  /** Network failure, timeout, 5xx or 429 (throttled) from the issuer: retrying later may help. */
   | 'ISSUER_UNREACHABLE'
   /** The issuer answered, but not like the configured OAuth server (issuer mismatch, bad metadata or body). */
   | 'ISSUER_INVALID'
@@ -17,32 +17,44 @@ export type TokenSourceErrorCode =
 export class TokenSourceError extends Error {
   override readonly name = 'TokenSourceError';
   readonly code: TokenSourceErrorCode;
+  /** The wait the issuer's answer asked for in its Retry-After (RFC 9110 §10.2.3), in ms. */
+  readonly retryAfterMs: number | undefined;
 
-  constructor(code: TokenSourceErrorCode, message: string, options?: { cause?: unknown }) {
+  constructor(code: TokenSourceErrorCode, message: string, options?: { cause?: unknown; retryAfterMs?: number }) {
     super(message, options);
     this.code = code;
+    this.retryAfterMs = options?.retryAfterMs;
   }
 }
+
+/**
+ * Statuses that say "not now" rather than "not like this": 5xx, and 429 Too Many Requests
+ * (RFC 6585 §4), which a throttling issuer or the gateway in front of it answers.
+ */
+const isTemporary = (status: number): boolean => status >= 500 || status === 429;
 
 /** Maps whatever discovery or the token request threw to a {@link TokenSourceError}. */
 export function toTokenSourceError(err: unknown, issuer: string, step: 'discovery' | 'token request'): TokenSourceError {
   if (err instanceof TokenSourceError) return err;
+  const response = responseOf(err);
+  const options = { cause: err, retryAfterMs: retryAfterMs(response?.headers.get('retry-after')) };
   const refusal = oauthRefusal(err);
   if (refusal !== undefined) {
     const detail = refusal.description === undefined ? refusal.error : `${refusal.error}: ${refusal.description}`;
-    if (refusal.status >= 500) {
-      return new TokenSourceError('ISSUER_UNREACHABLE', `${step} at ${issuer} failed with HTTP ${refusal.status} (${detail})`, { cause: err });
+    if (isTemporary(refusal.status)) {
+      return new TokenSourceError('ISSUER_UNREACHABLE', `${step} at ${issuer} failed with HTTP ${refusal.status} (${detail})`, options);
     }
     const reason = refusal.error === 'invalid_client' ? 'INVALID_CLIENT' : 'TOKEN_REQUEST_REJECTED';
-    return new TokenSourceError(reason, `${step} at ${issuer} was refused: ${detail}`, { cause: err });
+    return new TokenSourceError(reason, `${step} at ${issuer} was refused: ${detail}`, options);
   }
   const code = errorCode(err);
   if (code !== undefined && code.startsWith('OAUTH_')) {
-    const status = responseStatus(err);
-    if (status !== undefined && status >= 500) {
-      return new TokenSourceError('ISSUER_UNREACHABLE', `${step} at ${issuer} failed with HTTP ${status}`, { cause: err });
+    if (response !== undefined && isTemporary(response.status)) {
+      return new TokenSourceError('ISSUER_UNREACHABLE', `${step} at ${issuer} failed with HTTP ${response.status}`, options);
     }
-    return new TokenSourceError('ISSUER_INVALID', `${step} at ${issuer}: ${messageOf(err)}`, { cause: err });
+    // A 4xx page that is no OAuth error (a proxy's or a firewall's) is named by its status.
+    const status = response === undefined || response.status === 200 ? '' : ` (HTTP ${response.status})`;
+    return new TokenSourceError('ISSUER_INVALID', `${step} at ${issuer}${status}: ${messageOf(err)}`, options);
   }
   // fetch() rejects with a TypeError whose cause holds the socket error, or a TimeoutError on abort.
   return new TokenSourceError('ISSUER_UNREACHABLE', `${step} at ${issuer} failed: ${networkReason(err)}`, { cause: err });
@@ -79,11 +91,31 @@ function errorCode(err: unknown): string | undefined {
   return typeof code === 'string' ? code : undefined;
 }
 
-function responseStatus(err: unknown): number | undefined {
-  // oauth4webapi puts the offending Response in `cause` for HTTP-level failures.
-  const cause = typeof err === 'object' && err !== null ? (err as { cause?: unknown }).cause : undefined;
-  const status = typeof cause === 'object' && cause !== null ? (cause as { status?: unknown }).status : undefined;
-  return typeof status === 'number' ? status : undefined;
+interface IssuerResponse {
+  readonly status: number;
+  readonly headers: { get(name: string): string | null };
+}
+
+/**
+ * The issuer's answer that failed: oauth4webapi keeps it in `response` for an OAuth error (a body
+ * or a challenge), in `cause` for any other HTTP-level failure. Read by shape, not by class.
+ */
+function responseOf(err: unknown): IssuerResponse | undefined {
+  if (typeof err !== 'object' || err === null) return undefined;
+  for (const candidate of [(err as { response?: unknown }).response, (err as { cause?: unknown }).cause]) {
+    if (typeof candidate !== 'object' || candidate === null) continue;
+    const { status, headers } = candidate as { status?: unknown; headers?: { get?: unknown } };
+    if (typeof status === 'number' && typeof headers?.get === 'function') return candidate as IssuerResponse;
+  }
+  return undefined;
+}
+
+/** RFC 9110 §10.2.3: Retry-After is delta-seconds or an HTTP-date; undefined when absent, past or unreadable. */
+function retryAfterMs(value: string | null | undefined): number | undefined {
+  if (value === null || value === undefined) return undefined;
+  const trimmed = value.trim();
+  const ms = /^\d+$/.test(trimmed) ? Number(trimmed) * 1000 : Date.parse(trimmed) - Date.now();
+  return Number.isFinite(ms) && ms > 0 ? ms : undefined;
 }
 
 function messageOf(err: unknown): string {

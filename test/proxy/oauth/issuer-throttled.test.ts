@@ -1,0 +1,67 @@
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createTokenSource } from '../../../proxy/oauth/client-credentials.js';
+import type { TokenSourceError } from '../../../proxy/oauth/token-source-error.js';
+
+interface Throttling {
+  readonly issuer: string;
+  readonly tokenRequests: () => number;
+  close(): Promise<void>;
+}
+
+/** An issuer whose token endpoint throttles every request with `answer`; discovery works. */
+async function throttlingIssuer(answer: { status: number; headers: Record<string, string>; body: string }): Promise<Throttling> {
+  let tokenRequests = 0;
+  const server: Server = createServer((req, res) => {
+    const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    if (req.url === '/realms/x/.well-known/openid-configuration') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ issuer: `${origin}/realms/x`, token_endpoint: `${origin}/realms/x/token` }));
+      return;
+    }
+    tokenRequests += 1;
+    res.writeHead(answer.status, answer.headers);
+    res.end(answer.body);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    issuer: `http://127.0.0.1:${(server.address() as AddressInfo).port}/realms/x`,
+    tokenRequests: () => tokenRequests,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}
+
+async function rejection(promise: Promise<unknown>): Promise<TokenSourceError> {
+  return promise.then(() => assert.fail('expected a rejection'), (error: unknown) => error as TokenSourceError);
+}
+
+describe('token source against a throttling issuer (429 with Retry-After)', () => {
+  let page: Throttling;
+  let oauthError: Throttling;
+  before(async () => {
+    // A gateway's page in front of the issuer, and the issuer's own OAuth error body.
+    page = await throttlingIssuer({ status: 429, headers: { 'content-type': 'text/html', 'retry-after': '30' }, body: '<html>slow down</html>' });
+    const later = new Date(Date.now() + 30_000).toUTCString();
+    oauthError = await throttlingIssuer({ status: 429, headers: { 'content-type': 'application/json', 'retry-after': later }, body: '{"error":"slow_down"}' });
+  });
+  after(async () => {
+    await Promise.all([page.close(), oauthError.close()]);
+  });
+
+  for (const [name, issuer] of [['an HTML page, Retry-After in seconds', () => page], ['an OAuth error body, Retry-After as a date', () => oauthError]] as const) {
+    it(`is ISSUER_UNREACHABLE naming HTTP 429, and not asked again before its Retry-After: ${name}`, async () => {
+      const source = createTokenSource({ issuer: issuer().issuer, clientId: 'a', clientSecret: 's', retryAfterFailureMs: 20 });
+      const first = await rejection(source.getToken());
+      assert.equal(first.code, 'ISSUER_UNREACHABLE');
+      assert.match(first.message, /HTTP 429/);
+      // Well past retryAfterFailureMs, well within the 30 s the issuer asked for.
+      await sleep(200);
+      const second = await rejection(source.getToken());
+      assert.equal(second, first, 'the same error, without asking');
+      assert.equal(issuer().tokenRequests(), 1);
+    });
+  }
+});
