@@ -125,5 +125,6 @@ function messageOf(err: unknown): string {
 function networkReason(err: unknown): string {
   if (err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError')) return 'timed out';
   const cause = typeof err === 'object' && err !== null ? (err as { cause?: unknown }).cause : undefined;
-  return errorCode(cause) ?? messageOf(err);
+  // A cause without a code (fetch's own refusals: 'bad port') says more than 'fetch failed'.
+  return errorCode(cause) ?? (cause instanceof Error ? `${messageOf(err)}: ${cause.message}` : messageOf(err));
 }

@@ -137,6 +137,10 @@ describe('client_credentials token source', () => {
     const closedPort = createTokenSource({ issuer: gone.issuer, clientId: 'viewer', clientSecret: 'x', fetchTimeoutMs: 1000 });
     assert.equal(await rejectionCode(closedPort.getToken()), 'ISSUER_UNREACHABLE');
 
+    // fetch refuses some ports itself (the Fetch standard's bad ports), with a cause but no code.
+    const badPort = createTokenSource({ issuer: 'http://127.0.0.1:1/realms/ca-a2a', clientId: 'viewer', clientSecret: 'x' });
+    await assert.rejects(badPort.getToken(), { code: 'ISSUER_UNREACHABLE', message: /failed: fetch failed: bad port$/ });
+
     // Discovery answers for 127.0.0.1, so asking for "localhost" is an issuer mismatch (OIDC Discovery §4.3).
     const mismatch = createTokenSource({ issuer: issuer.issuer.replace('127.0.0.1', 'localhost'), clientId: 'viewer', clientSecret: 'x' });
     assert.equal(await rejectionCode(mismatch.getToken()), 'ISSUER_INVALID');
