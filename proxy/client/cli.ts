@@ -84,9 +84,18 @@ export async function callCommand(argv: string[]): Promise<number> {
     process.stderr.write(`ca-a2a call: ${allowPlainHttp}\n`);
     return 2;
   }
+  let text = values.params;
+  if (text.startsWith('@')) {
+    try {
+      text = readFileSync(text.slice(1), 'utf8');
+    } catch (error) {
+      // A missing or unreadable file is not a JSON error: say which file and why.
+      process.stderr.write(`ca-a2a call: --params ${values.params}: cannot read the file: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}\n`);
+      return 2;
+    }
+  }
   let params: unknown;
   try {
-    const text = values.params.startsWith('@') ? readFileSync(values.params.slice(1), 'utf8') : values.params;
     params = JSON.parse(text);
   } catch (error) {
     process.stderr.write(`ca-a2a call: --params is not valid JSON: ${(error as Error).message}\n`);

@@ -196,6 +196,15 @@ describe('ca-a2a call', () => {
     }
   });
 
+  it('reads --params @file, and refuses a file it cannot read with exit 2 naming the file, not as bad JSON', async () => {
+    const file = join(tempDirSync('call-params'), 'params.json');
+    writeFileSync(file, JSON.stringify({ document_id: DOC_ID }));
+    assert.equal((await call('--client', 'viewer', '--method', 'get_document', '--params', `@${file}`)).code, 0);
+    const missing = await call('--client', 'viewer', '--method', 'get_document', '--params', `@${file}.missing`);
+    assert.equal(missing.code, 2);
+    assert.equal(missing.stderr, `ca-a2a call: --params @${file}.missing: cannot read the file: ENOENT\n`);
+  });
+
   it('refuses an issuer that is not an http(s) URL with exit 2, naming the flag or the variable it came from', async () => {
     const cases: [string[], NodeJS.ProcessEnv, RegExp][] = [
       [['--issuer', 'ftp://127.0.0.1/realms/ca-a2a'], {}, /^ca-a2a call: --issuer must be an http\(s\) URL, got 'ftp:\/\/127\.0\.0\.1\/realms\/ca-a2a'\n$/],
