@@ -1,6 +1,7 @@
 import { createLocalJWKSet, createRemoteJWKSet, customFetch, jwksCache, type ExportedJWKSCache, type JWTVerifyGetKey, type JSONWebKeySet } from 'jose';
 import type { AuthPolicy } from '../policy/model.js';
 import type { SidecarMetrics } from '../observe/metrics.js';
+import { readAtMost, TooLargeError } from '../http/read-at-most.js';
 
 /** Thrown when the issuer's discovery or JWKS cannot be fetched or is unusable. */
 export class KeysUnavailableError extends Error {
@@ -168,8 +169,6 @@ export class KeySource {
 /** A discovery document or JWKS larger than this is refused: Keycloak's, with a few keys, is about 3 KB. */
 const MAX_KEYS_DOCUMENT_BYTES = 1024 * 1024;
 
-class TooLargeError extends Error {}
-
 /**
  * Whether a 200's body is what was asked for, a discovery document (`jwks_uri`) or a JWKS (`keys`),
  * so that a fetch counted `success` gave the sidecar something to use: an issuer answering garbage
@@ -191,21 +190,6 @@ function keysDocument(body: Uint8Array): boolean {
   } catch {
     return false;
   }
-}
-
-/** The response's body, or a TooLargeError once more than `limit` bytes came (the rest is not read). */
-async function readAtMost(response: Response, limit: number): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  if (response.body !== null) {
-    for await (const chunk of response.body) {
-      size += chunk.byteLength;
-      // Leaving the loop cancels the stream: the rest is never read.
-      if (size > limit) throw new TooLargeError(`answer larger than ${limit} bytes`);
-      chunks.push(chunk);
-    }
-  }
-  return Buffer.concat(chunks, size);
 }
 
 function isFetchFailure(error: unknown): boolean {

@@ -2,6 +2,7 @@ import type { webcrypto } from 'node:crypto';
 import * as oauth from 'oauth4webapi';
 import { TokenSourceError, toTokenSourceError } from './token-source-error.js';
 import { isLoopbackHostname } from '../http/loopback.js';
+import { readAtMost } from '../http/read-at-most.js';
 
 /** An access token ready to put in an `Authorization: <tokenType> <accessToken>` header. */
 export interface AccessToken {
@@ -54,6 +55,23 @@ export interface TokenSourceOptions {
  */
 const MAX_RETRY_AFTER_MS = 60_000;
 
+/** A discovery document or token response larger than this is refused: Keycloak's are a few KB. */
+const MAX_ISSUER_ANSWER_BYTES = 1024 * 1024;
+
+/**
+ * Every request to the issuer, its answer read whole here up to MAX_ISSUER_ANSWER_BYTES:
+ * oauth4webapi reads a body whole, so an issuer (or whoever answers in its place) could make the
+ * sidecar buffer an endless answer, or hand it a token of any size to send with every call. As the
+ * inbound side's key source bounds discovery and JWKS.
+ */
+async function boundedFetch(url: string, init: RequestInit): Promise<Response> {
+  const response = await fetch(url, init);
+  const body = await readAtMost(response, MAX_ISSUER_ANSWER_BYTES);
+  // Fetch forbids a body on these statuses, even an empty one.
+  const bodyless = response.status === 204 || response.status === 205 || response.status === 304;
+  return new Response(bodyless ? null : body, { status: response.status, statusText: response.statusText, headers: response.headers });
+}
+
 /** Used when the issuer omits `expires_in` (RFC 6749 §5.1 only recommends it). */
 const FALLBACK_LIFETIME_MS = 60_000;
 
@@ -91,6 +109,7 @@ export function createTokenSource(opts: TokenSourceOptions): TokenSource {
         algorithm: 'oidc',
         signal: AbortSignal.timeout(timeoutMs),
         [oauth.allowInsecureRequests]: plainHttpOk(issuerUrl),
+        [oauth.customFetch]: boundedFetch,
       });
       server = await oauth.processDiscoveryResponse(issuerUrl, response);
       return server;
@@ -106,6 +125,7 @@ export function createTokenSource(opts: TokenSourceOptions): TokenSource {
         DPoP: dpop,
         signal: AbortSignal.timeout(timeoutMs),
         [oauth.allowInsecureRequests]: endpoint !== undefined && plainHttpOk(endpoint),
+        [oauth.customFetch]: boundedFetch,
       });
       return await oauth.processClientCredentialsResponse(as, client, response);
     } catch (err) {

@@ -1,4 +1,5 @@
 import * as oauth from 'oauth4webapi';
+import { TooLargeError } from '../http/read-at-most.js';
 
 /** Stable reasons a token source fails; match on these, never on messages or classes. */
 export type TokenSourceErrorCode =
@@ -36,6 +37,7 @@ const isTemporary = (status: number): boolean => status >= 500 || status === 429
 /** Maps whatever discovery or the token request threw to a {@link TokenSourceError}. */
 export function toTokenSourceError(err: unknown, issuer: string, step: 'discovery' | 'token request'): TokenSourceError {
   if (err instanceof TokenSourceError) return err;
+  if (err instanceof TooLargeError) return new TokenSourceError('ISSUER_INVALID', `${step} at ${issuer}: ${err.message}`, { cause: err });
   const response = responseOf(err);
   const options = { cause: err, retryAfterMs: retryAfterMs(response?.headers.get('retry-after')) };
   const refusal = oauthRefusal(err);

@@ -6,14 +6,14 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createTokenSource } from '../../../proxy/oauth/client-credentials.js';
 import type { TokenSourceError } from '../../../proxy/oauth/token-source-error.js';
 
-interface Throttling {
+interface FakeIssuer {
   readonly issuer: string;
   readonly tokenRequests: () => number;
   close(): Promise<void>;
 }
 
-/** An issuer whose token endpoint throttles every request with `answer`; discovery works. */
-async function throttlingIssuer(answer: { status: number; headers: Record<string, string>; body: string }): Promise<Throttling> {
+/** An issuer whose token endpoint gives every request `answer`; discovery works. */
+async function fakeIssuer(answer: { status: number; headers: Record<string, string>; body: string }): Promise<FakeIssuer> {
   let tokenRequests = 0;
   const server: Server = createServer((req, res) => {
     const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -39,13 +39,13 @@ async function rejection(promise: Promise<unknown>): Promise<TokenSourceError> {
 }
 
 describe('token source against a throttling issuer (429 with Retry-After)', () => {
-  let page: Throttling;
-  let oauthError: Throttling;
+  let page: FakeIssuer;
+  let oauthError: FakeIssuer;
   before(async () => {
     // A gateway's page in front of the issuer, and the issuer's own OAuth error body.
-    page = await throttlingIssuer({ status: 429, headers: { 'content-type': 'text/html', 'retry-after': '30' }, body: '<html>slow down</html>' });
+    page = await fakeIssuer({ status: 429, headers: { 'content-type': 'text/html', 'retry-after': '30' }, body: '<html>slow down</html>' });
     const later = new Date(Date.now() + 30_000).toUTCString();
-    oauthError = await throttlingIssuer({ status: 429, headers: { 'content-type': 'application/json', 'retry-after': later }, body: '{"error":"slow_down"}' });
+    oauthError = await fakeIssuer({ status: 429, headers: { 'content-type': 'application/json', 'retry-after': later }, body: '{"error":"slow_down"}' });
   });
   after(async () => {
     await Promise.all([page.close(), oauthError.close()]);
@@ -64,4 +64,23 @@ describe('token source against a throttling issuer (429 with Retry-After)', () =
       assert.equal(issuer().tokenRequests(), 1);
     });
   }
+});
+
+describe('token source against an issuer answering more than it should', () => {
+  let huge: FakeIssuer;
+  before(async () => {
+    // Well-formed, and 2 MiB: the token would be read whole, cached and sent with every call.
+    const body = JSON.stringify({ access_token: 'a'.repeat(2 * 1024 * 1024), token_type: 'Bearer', expires_in: 300 });
+    huge = await fakeIssuer({ status: 200, headers: { 'content-type': 'application/json', 'cache-control': 'no-store' }, body });
+  });
+  after(async () => {
+    await huge.close();
+  });
+
+  it('refuses a token response over 1 MiB as ISSUER_INVALID, without reading it whole', async () => {
+    const source = createTokenSource({ issuer: huge.issuer, clientId: 'a', clientSecret: 's' });
+    const error = await rejection(source.getToken());
+    assert.equal(error.code, 'ISSUER_INVALID');
+    assert.match(error.message, /^token request at http:\/\/127\.0\.0\.1:\d+\/realms\/x: answer larger than 1048576 bytes$/);
+  });
 });
