@@ -72,6 +72,9 @@ async function boundedFetch(url: string, init: RequestInit): Promise<Response> {
   return new Response(bodyless ? null : body, { status: response.status, statusText: response.statusText, headers: response.headers });
 }
 
+/** RFC 6750 §2.1 (and RFC 9449 §7.1): the access token's syntax in `Authorization: Bearer|DPoP <token>`. */
+const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
+
 /** Used when the issuer omits `expires_in` (RFC 6749 §5.1 only recommends it). */
 const FALLBACK_LIFETIME_MS = 60_000;
 
@@ -147,6 +150,10 @@ export function createTokenSource(opts: TokenSourceOptions): TokenSource {
     };
     if (dpop !== undefined && token.tokenType !== 'DPoP') {
       throw new TokenSourceError('ISSUER_INVALID', `${opts.issuer} ignored the DPoP proof and issued a Bearer token`);
+    }
+    // Anything else cannot go in an Authorization header: cached, it failed every call until it expired.
+    if (!B64TOKEN.test(token.accessToken)) {
+      throw new TokenSourceError('ISSUER_INVALID', `${opts.issuer} issued an access_token that is not a b64token (RFC 6750 §2.1)`);
     }
     // A skew larger than the lifetime would refetch on every call; never refresh before half-life.
     cached = { token, refreshAt: Math.max(token.expiresAt - skewMs, receivedAt + lifetimeMs / 2) };

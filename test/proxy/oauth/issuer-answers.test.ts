@@ -68,13 +68,27 @@ describe('token source against a throttling issuer (429 with Retry-After)', () =
 
 describe('token source against an issuer answering more than it should', () => {
   let huge: FakeIssuer;
+  let spaced: FakeIssuer;
+  const tokenAnswer = (accessToken: string) => ({
+    status: 200,
+    headers: { 'content-type': 'application/json', 'cache-control': 'no-store' },
+    body: JSON.stringify({ access_token: accessToken, token_type: 'Bearer', expires_in: 300 }),
+  });
   before(async () => {
     // Well-formed, and 2 MiB: the token would be read whole, cached and sent with every call.
-    const body = JSON.stringify({ access_token: 'a'.repeat(2 * 1024 * 1024), token_type: 'Bearer', expires_in: 300 });
-    huge = await fakeIssuer({ status: 200, headers: { 'content-type': 'application/json', 'cache-control': 'no-store' }, body });
+    huge = await fakeIssuer(tokenAnswer('a'.repeat(2 * 1024 * 1024)));
+    spaced = await fakeIssuer(tokenAnswer('eyJh bGci\r\nOiJ'));
   });
   after(async () => {
-    await huge.close();
+    await Promise.all([huge.close(), spaced.close()]);
+  });
+
+  it('refuses an access_token that cannot go in an Authorization header as ISSUER_INVALID (RFC 6750 §2.1)', async () => {
+    const source = createTokenSource({ issuer: spaced.issuer, clientId: 'a', clientSecret: 's' });
+    const error = await rejection(source.getToken());
+    assert.equal(error.code, 'ISSUER_INVALID');
+    assert.match(error.message, /not a b64token/);
+    assert.doesNotMatch(error.message, /eyJh/, 'the token is not repeated');
   });
 
   it('refuses a token response over 1 MiB as ISSUER_INVALID, without reading it whole', async () => {
