@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { request } from 'undici';
 import { createProofKey, type ProofKey } from '../integrity/proof.js';
 import { createTokenSource, type AccessToken, type TokenSource } from '../oauth/client-credentials.js';
-import { RenewalHolds } from '../oauth/renewal-holds.js';
+import { refusedForToken, RenewalHolds } from '../oauth/renewal-holds.js';
 import { signedHeaders } from './signed-headers.js';
 
 /** What a JSON-RPC call answered: a result, or an error object (from the service or its sidecar). */
@@ -30,7 +30,8 @@ export interface ServiceClientOptions {
 
 /**
  * Gets a DPoP-bound token by client_credentials, then signs every call with a fresh proof and a
- * Content-Digest (docs/integrity.md). A call refused with 401 goes once more with a new token,
+ * Content-Digest (docs/integrity.md). A call whose token the service's sidecar refused (401,
+ * authn JSON-RPC code) goes once more with a new token,
  * unless its service refused a new token too within RENEWAL_HOLD_MS (the egress's rule,
  * docs/integrity.md). Throws (with `.code`) only for transport failures: a JSON-RPC error is a value.
  */
@@ -64,9 +65,10 @@ export async function createServiceClient(options: ServiceClientOptions): Promis
       const token = await tokens.getToken();
       let { status, text } = await send(token);
       // RFC 6750 §3.1: a 401 says the token is not (or no longer) good: revoked, or signed by a key
-      // the issuer has replaced. The call was refused, not served, so it goes once more with a new
-      // token, and the refused one is dropped; unless this service refused a new token already.
-      if (status === 401 && !refusesToken(target.origin, token)) {
+      // the issuer has replaced. When the service's sidecar refused it (refusedForToken), the call
+      // was not served, so it goes once more with a new token, and the refused one is dropped;
+      // unless this service refused a new token already.
+      if (status === 401 && refusedForToken(text) && !refusesToken(target.origin, token)) {
         tokens.invalidate(token);
         // No new token to be had: the service's 401 is the answer, as it would have been.
         const fresh = await tokens.getToken().catch(() => token);

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { pipeline } from 'node:stream/promises';
+import { Readable } from 'node:stream';
 import { Pool } from 'undici';
 import { signedHeaders } from '../client/signed-headers.js';
 import { createContext, type Layer, type RequestContext } from '../context.js';
@@ -12,7 +13,7 @@ import type { ProofKey } from '../integrity/proof.js';
 import type { AuditLog } from '../observe/audit.js';
 import type { SidecarMetrics } from '../observe/metrics.js';
 import type { AccessToken, TokenSource } from '../oauth/client-credentials.js';
-import { RENEWAL_HOLD_MS, RenewalHolds } from '../oauth/renewal-holds.js';
+import { MAX_TOKEN_REFUSAL_BYTES, RENEWAL_HOLD_MS, refusedForToken, RenewalHolds } from '../oauth/renewal-holds.js';
 import type { EgressTarget, ServicePolicy } from '../policy/model.js';
 import type { Refuser } from '../respond.js';
 import { bodyLayer, describeRequest, inviteBody, transportLayer, type BodyBudget } from '../layers/transport.js';
@@ -64,6 +65,35 @@ function bugDetail(error: unknown): string {
 }
 
 
+/** A 401's first bytes: its whole body when it ends within MAX_TOKEN_REFUSAL_BYTES, else with the rest unread. */
+interface HeldAnswer {
+  readonly head: Buffer;
+  readonly rest: AsyncIterator<Buffer> | undefined;
+}
+
+async function holdAnswer(body: AsyncIterable<Buffer>): Promise<HeldAnswer> {
+  const rest = body[Symbol.asyncIterator]();
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for (let next = await rest.next(); !next.done; next = await rest.next()) {
+    chunks.push(next.value);
+    size += next.value.length;
+    if (size > MAX_TOKEN_REFUSAL_BYTES) return { head: Buffer.concat(chunks, size), rest };
+  }
+  return { head: Buffer.concat(chunks, size), rest: undefined };
+}
+
+/** The held answer as the agent gets it: the bytes read, then any still to come. */
+async function* passOn(held: HeldAnswer): AsyncGenerator<Buffer> {
+  try {
+    yield held.head;
+    for (let next = await held.rest?.next(); next !== undefined && !next.done; next = await held.rest?.next()) yield next.value;
+  } finally {
+    // Ended early (the agent left): the target's answer is not read on.
+    await held.rest?.return?.();
+  }
+}
+
 /** The agent closed its connection before its answer: the call to the target was not sent, or was abandoned. */
 class AgentLeft extends Error {}
 
@@ -96,9 +126,9 @@ class AgentWatch implements UnderWay {
  * The outbound half of the sidecar, for its agent only (bind it to 127.0.0.1): the agent posts a
  * plain request to /TARGET/PATH; the sidecar checks the policy allows that target and method,
  * adds its service's token, a fresh DPoP proof and Content-Digest, and streams the target's
- * answer back unchanged. It retries only a call the target refused with 401, once, with a new
- * token (a refused call was not served), unless that target refused a new token too within
- * RENEWAL_HOLD_MS; any other repeat is the agent's to decide.
+ * answer back unchanged. It retries only a call whose token the target's sidecar refused (401
+ * with the authn JSON-RPC code), once, with a new token (a refused call was not served), unless
+ * that target refused a new token too within RENEWAL_HOLD_MS; any other repeat is the agent's to decide.
  */
 export function createEgressServer(deps: EgressDeps): { server: Server; close(): Promise<void> } {
   // undici fixes a pool's timeouts when it is built, so pools are keyed by origin and timeout:
@@ -244,22 +274,27 @@ export function createEgressServer(deps: EgressDeps): { server: Server; close():
     };
     let response;
     let renewed = false;
+    // A 401's body, read to tell the target sidecar's refusal of the token from its agent's own 401.
+    let refusal401: HeldAnswer | undefined;
     try {
       const token = await deps.tokens.getToken();
       response = await send(token);
       // RFC 6750 §3.1: a 401 says the token is not (or no longer) good: revoked, or signed by a key
-      // the issuer has replaced. The request was refused, not served, so it goes once more with a
-      // new token, and the one refused is dropped; unless this target has refused a new token
-      // already (below), when its 401 is the answer.
+      // the issuer has replaced. When the target's sidecar refused it (refusedForToken), the
+      // request was not served, so it goes once more with a new token, and the one refused is
+      // dropped; unless this target has refused a new token already (below), when its 401 is the answer.
       if (response.statusCode === 401 && !refusesToken(target, token)) {
-        deps.tokens.invalidate(token);
-        // No new token to be had: the target's 401 is the answer, as it would have been.
-        const fresh = await deps.tokens.getToken().catch(() => token);
-        if (fresh.accessToken !== token.accessToken) {
-          await response.body.dump();
-          renewed = true;
-          response = await send(fresh);
-          if (response.statusCode === 401) holdRenewal(target, fresh);
+        refusal401 = await holdAnswer(response.body);
+        if (refusal401.rest === undefined && refusedForToken(refusal401.head.toString('utf8'))) {
+          deps.tokens.invalidate(token);
+          // No new token to be had: the target's 401 is the answer, as it would have been.
+          const fresh = await deps.tokens.getToken().catch(() => token);
+          if (fresh.accessToken !== token.accessToken) {
+            renewed = true;
+            refusal401 = undefined;
+            response = await send(fresh);
+            if (response.statusCode === 401) holdRenewal(target, fresh);
+          }
         }
       }
       if (watch.left) {
@@ -292,7 +327,7 @@ export function createEgressServer(deps: EgressDeps): { server: Server; close():
     deps.audit.event('egress_call', { target: target.name, path, method: decided.calls.map((call) => call.tool ?? call.method).join(','), status: response.statusCode, ...(renewed ? { token_renewed: true } : {}), request_id: ctx.requestId, trace_id: ctx.trace.traceId }, 'outbound call');
     // The target's hop-by-hop headers stop here, as the inbound side drops the agent's.
     res.writeHead(response.statusCode, endToEndHeaders(response.headers));
-    const answer = response.body;
+    const answer = refusal401 === undefined ? response.body : Readable.from(passOn(refusal401));
     // A queued answer is never closed by Node: its agent's leaving is the watch's to tell.
     watch.end = () => answer.destroy();
     await pipeline(answer, res).catch(() => res.destroy());

@@ -1,3 +1,4 @@
+import { DENIALS } from '../denials.js';
 import type { AccessToken } from './client-credentials.js';
 
 /** How long a service that refused a new token gets no other one for its 401s (unless the token changes). */
@@ -25,5 +26,27 @@ export class RenewalHolds {
     const now = performance.now();
     for (const [key, hold] of this.#holds) if (hold.until <= now) this.#holds.delete(key);
     this.#holds.set(service, { accessToken: token.accessToken, until: now + RENEWAL_HOLD_MS });
+  }
+}
+
+/** The JSON-RPC code of a sidecar's refusal of the token itself (authn.*: expired, revoked, unknown key, …). */
+const TOKEN_REFUSED_RPC_CODE = DENIALS['authn.token_revoked'].rpcCode;
+
+/** A 401 body longer than this is no sidecar's refusal (theirs are a few hundred bytes). */
+export const MAX_TOKEN_REFUSAL_BYTES = 16 * 1024;
+
+/**
+ * Whether a 401's body is a target sidecar's refusal of the token (a JSON-RPC error with the
+ * authn code): then nothing was forwarded, and the call may go again with a new token. The
+ * target's agent answers through its sidecar unchanged, so a 401 of its own (an API behind it
+ * that refused it, a framework's login check) may come after the call was served: sent again, a
+ * call that is not idempotent would run twice, and a new token would not help anyway.
+ */
+export function refusedForToken(body: string): boolean {
+  try {
+    const message = JSON.parse(body) as { error?: { code?: unknown } } | null;
+    return typeof message === 'object' && message !== null && message.error?.code === TOKEN_REFUSED_RPC_CODE;
+  } catch {
+    return false;
   }
 }

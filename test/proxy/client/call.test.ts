@@ -86,6 +86,21 @@ describe('ca-a2a call', () => {
     assert.equal(decodeJwt(String(seen?.headers.dpop)).htu, `${agent.url}/message`);
   });
 
+  it('createServiceClient sends once a call the service\'s agent answered 401 itself (not a refusal of the token)', async () => {
+    const secrets = await loadClientSecrets(dataDir);
+    const client = await createServiceClient({ issuer: issuer.issuer, clientId: 'viewer', clientSecret: secrets.viewer as string });
+    agent.respond(() => ({ status: 401, body: { jsonrpc: '2.0', id: 1, error: { code: -32001, message: 'the archive refused our API key' } } }));
+    try {
+      const count = agent.requests.length;
+      const outcome = await client.call(`${sidecar.url}/message`, 'get_document', { document_id: DOC_ID });
+      assert.equal(outcome.kind, 'error');
+      assert.equal(outcome.status, 401);
+      assert.equal(agent.requests.length, count + 1, 'not sent again');
+    } finally {
+      agent.respond(undefined);
+    }
+  });
+
   it('createServiceClient: a service that refuses every token costs a bounded number of new tokens, not one a call', async () => {
     // Refuses every token (its clock, its keys or its audience wrong, say).
     const refusing = await startTarget(() => true);

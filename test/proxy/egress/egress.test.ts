@@ -178,6 +178,22 @@ describe('egress: an agent calls another service through its sidecar, holding no
     }
   });
 
+  it('passes on, sent once, a 401 the target\'s agent answered itself: the call may have been served', async () => {
+    // A short one, and one longer than any sidecar's refusal (read in part, the rest passed on).
+    for (const own of [{ detail: 'the archive refused our API key' }, { detail: 'x'.repeat(64 * 1024) }]) {
+      const count = wire.requests.length;
+      wire.respond(() => ({ status: 401, body: own }));
+      try {
+        const refused = await post('/validator/message', rpc('validate_document', { document_id: DOC_ID }));
+        assert.equal(refused.status, 401);
+        assert.deepEqual(refused.json, own, 'the agent\'s answer, unchanged');
+        assert.equal(wire.requests.length, count + 1, 'not sent again');
+      } finally {
+        wire.respond(undefined);
+      }
+    }
+  });
+
   it('passes the target\'s 401 on when no new token can be had to send the call again', async () => {
     const dataDir = tempDirSync('egress-401-issuer');
     const own = await startIssuer({ port: 0, dataDir });
