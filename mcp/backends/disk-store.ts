@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { lstat, mkdir, open, readdir, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
+import type { BigIntStats } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { errorCode } from '../resilience.js';
@@ -44,10 +45,20 @@ const isHead = (v: unknown): v is ObjectHead =>
   'etag' in v &&
   typeof v.etag === 'string';
 
-/** An object file opened for reading, and its size in bytes when opened. */
+/**
+ * Which file a name held when it was read: a put renames a new file (a new inode) over the name,
+ * and a file changed in place has a new size or modification time. Two files of one name with all
+ * three equal would need an inode number reused at the same nanosecond and size.
+ */
+function identityOf(stat: BigIntStats): string {
+  return `${stat.ino}:${stat.size}:${stat.mtimeNs}`;
+}
+
+/** An object file opened for reading, its size in bytes when opened, and which file it is. */
 interface OpenObject {
   fh: FileHandle;
   fileSize: number;
+  identity: string;
 }
 
 /**
@@ -95,19 +106,20 @@ async function openObject(path: string): Promise<OpenObject | undefined> {
   }
   let opened: OpenObject | undefined;
   try {
-    const stat = await fh.stat();
-    if (stat.isFile()) opened = { fh, fileSize: stat.size };
+    const stat = await fh.stat({ bigint: true });
+    if (stat.isFile()) opened = { fh, fileSize: Number(stat.size), identity: identityOf(stat) };
   } finally {
     if (!opened) await fh.close();
   }
   return opened;
 }
 
-async function readHeaderOf(dir: string, name: string): Promise<ObjectHead | undefined> {
+/** The header of an object file and which file it was read from; undefined when there is none. */
+async function readHeaderOf(dir: string, name: string): Promise<{ head: ObjectHead; identity: string } | undefined> {
   const opened = await openObject(join(dir, name));
   if (!opened) return undefined;
   try {
-    return (await readHeader(opened, name)).head;
+    return { head: (await readHeader(opened, name)).head, identity: opened.identity };
   } finally {
     await opened.fh.close();
   }
@@ -131,6 +143,87 @@ async function removeStaleTemps(dir: string, logger: Logger | undefined): Promis
       if (missing(err)) continue; // another gateway sharing the directory removed it first
       logger?.warn({ event_type: 'mcp_bucket_temp_not_removed', file: entry, err_code: errorCode(err) }, 'stale temp file in the local bucket not removed');
     }
+  }
+}
+
+/** What a listing knows of one object file without opening it, and which file that was. */
+interface Listed {
+  summary: ObjectSummary;
+  keyBytes: Buffer;
+  identity: string;
+}
+
+/**
+ * The listing's memory of the bucket: per file name, the summary of the object it held when last
+ * read. A file's name is the SHA-256 of its key, so once read the key of a name is known for good
+ * (a file holding another key is refused as name_mismatch); only its size and date change, with
+ * the file. A listing then picks its page by key from the names alone, and opens no file but
+ * those it has never read; of the page it checks each file's identity (one lstat), and reads again
+ * only one that changed (put by another gateway sharing the directory, damaged, edited). Held:
+ * one entry per object (its key, twice, and some 100 bytes).
+ */
+class ListingIndex {
+  readonly #dir: string;
+  readonly #unreadable: (err: unknown, name: string) => boolean;
+  readonly #entries = new Map<string, Listed>();
+
+  constructor(dir: string, unreadable: (err: unknown, name: string) => boolean) {
+    this.#dir = dir;
+    this.#unreadable = unreadable;
+  }
+
+  known(name: string): Listed | undefined {
+    return this.#entries.get(name);
+  }
+
+  remember(name: string, head: ObjectHead, identity: string): Listed {
+    const entry = { summary: { key: head.key, size: head.size, last_modified: head.last_modified }, keyBytes: Buffer.from(head.key), identity };
+    this.#entries.set(name, entry);
+    return entry;
+  }
+
+  forget(name: string): void {
+    this.#entries.delete(name);
+  }
+
+  /**
+   * Forgets the names no longer in the directory and reads the files never read (or unreadable
+   * when last met, reported again); returns the names read now.
+   */
+  async learnNew(names: readonly string[]): Promise<Set<string>> {
+    const present = new Set(names);
+    for (const name of this.#entries.keys()) if (!present.has(name)) this.#entries.delete(name);
+    const fresh = new Set<string>();
+    for (const name of names) if (!this.#entries.has(name) && (await this.#read(name))) fresh.add(name);
+    return fresh;
+  }
+
+  /** The entry of a file as it is now: the one known while the file is unchanged, else read again. */
+  async current(name: string, entry: Listed): Promise<Listed | undefined> {
+    let stat: BigIntStats;
+    try {
+      stat = await lstat(join(this.#dir, name), { bigint: true });
+    } catch (err) {
+      if (!missing(err)) throw err;
+      this.#entries.delete(name); // deleted since the directory was read
+      return undefined;
+    }
+    return stat.isFile() && identityOf(stat) === entry.identity ? entry : this.#read(name);
+  }
+
+  /** Reads a file's header; undefined, forgotten, when it is gone, no object, or unreadable (reported). */
+  async #read(name: string): Promise<Listed | undefined> {
+    let read: Awaited<ReturnType<typeof readHeaderOf>>;
+    try {
+      read = await readHeaderOf(this.#dir, name);
+    } catch (err) {
+      this.#entries.delete(name);
+      // One bad file does not hide the others: it is left out, and reported.
+      if (this.#unreadable(err, name)) return undefined;
+      throw err;
+    }
+    if (!read) this.#entries.delete(name);
+    return read && this.remember(name, read.head, read.identity);
   }
 }
 
@@ -168,6 +261,8 @@ export async function createDiskStore(dir: string, options: DiskStoreOptions = {
     return true;
   }
 
+  const listing = new ListingIndex(dir, (err, name) => unreadable(err, 'list', name));
+
   return {
     kind: 'disk',
     // Local disk has no transient failures worth retrying; every error is reported as is.
@@ -185,25 +280,25 @@ export async function createDiskStore(dir: string, options: DiskStoreOptions = {
       // Keys compare as UTF-8 bytes, the order S3 lists in; JavaScript's < compares UTF-16 units,
       // which puts U+E000..U+FFFF after the characters beyond U+FFFF.
       const after = continuation ? Buffer.from(continuation, 'base64url') : undefined;
-      const summaries: ObjectSummary[] = [];
-      for (const entry of await readdir(dir)) {
-        if (!entry.endsWith(SUFFIX)) continue;
-        let h: ObjectHead | undefined; // undefined when deleted while listing
-        try {
-          h = await readHeaderOf(dir, entry);
-        } catch (err) {
-          // One bad file does not hide the others: it is left out, and reported.
-          if (unreadable(err, 'list', entry)) continue;
-          throw err;
-        }
-        if (!h || !h.key.startsWith(prefix) || (after !== undefined && Buffer.compare(Buffer.from(h.key), after) <= 0)) continue;
-        summaries.push({ key: h.key, size: h.size, last_modified: h.last_modified });
+      const inRange = (e: Listed) => e.summary.key.startsWith(prefix) && (after === undefined || Buffer.compare(e.keyBytes, after) > 0);
+      const names = (await readdir(dir)).filter((entry) => entry.endsWith(SUFFIX));
+      const fresh = await listing.learnNew(names);
+      const candidates = names
+        .flatMap((name) => {
+          const entry = listing.known(name);
+          return entry && inRange(entry) ? [{ name, entry }] : [];
+        })
+        .sort((a, b) => Buffer.compare(a.entry.keyBytes, b.entry.keyBytes));
+      // Only the files of the page (and one more, to know whether it is the last) are looked at.
+      const page: ObjectSummary[] = [];
+      for (const { name, entry } of candidates) {
+        if (page.length > limit) break;
+        const now = fresh.has(name) ? entry : await listing.current(name, entry);
+        if (now) page.push(now.summary);
       }
-      summaries.sort((a, b) => Buffer.compare(Buffer.from(a.key), Buffer.from(b.key)));
-      const page = summaries.slice(0, limit);
-      const last = page[page.length - 1];
-      return summaries.length > limit && last
-        ? { objects: page, next_continuation: Buffer.from(last.key).toString('base64url') }
+      const last = page[limit - 1];
+      return page.length > limit && last
+        ? { objects: page.slice(0, limit), next_continuation: Buffer.from(last.key).toString('base64url') }
         : { objects: page };
     },
     async get(key, maxBytes) {
@@ -230,7 +325,10 @@ export async function createDiskStore(dir: string, options: DiskStoreOptions = {
       try {
         // Header and body written one after the other: no copy of the object to join them.
         await writeFile(tmp, [Buffer.from(JSON.stringify(meta) + '\n'), body], { flush: true });
+        // Taken before the rename: after it, another put may have renamed its own file over the name.
+        const identity = identityOf(await lstat(tmp, { bigint: true }));
         await rename(tmp, join(dir, fileName(key)));
+        listing.remember(fileName(key), meta, identity);
       } catch (err) {
         await rm(tmp, { force: true });
         throw err;
@@ -239,6 +337,7 @@ export async function createDiskStore(dir: string, options: DiskStoreOptions = {
     },
     async delete(key) {
       await rm(join(dir, fileName(key)), { force: true });
+      listing.forget(fileName(key));
     },
     async close() {},
   };

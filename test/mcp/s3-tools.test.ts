@@ -242,7 +242,8 @@ for (const backend of backends) {
         assert.equal(listed.status, 200, JSON.stringify(listed.body));
         assert.deepEqual(keysOf(listed.body), [whole]);
         assert.deepEqual(reported('list'), reasons);
-        // A listing reads every file of the bucket: damaged files of the tests before are counted too.
+        // A file never read (or unreadable when last met) is read by every listing: damaged files of
+        // the tests before are counted too.
         const warned = log.lines.slice(linesBefore).filter((l) => l.event_type === 'mcp_bucket_object_unreadable' && l.operation === 'list');
         assert.ok(warned.length >= 3);
         assert.equal((await unreadable('list')) - before, warned.length);
