@@ -177,9 +177,10 @@ export async function startMcpGateway(opts: McpGatewayOptions = {}): Promise<Mcp
     s3: { kind: store.kind, breaker: s3.state() },
   });
   const maxBodyBytes = bodyLimit(maxObjectBytes);
-  // Present at 0 from the start: the ways a client can leave (MCP answers are not streamed).
-  for (const [transport, stage] of [['mcp', 'request'], ['rest', 'request'], ['rest', 'answer']]) metrics.clientClosed.inc({ transport, stage }, 0);
+  // Present at 0 from the start: the ways a client can leave.
+  for (const [transport, stage] of [['mcp', 'request'], ['mcp', 'answer'], ['rest', 'request'], ['rest', 'answer']]) metrics.clientClosed.inc({ transport, stage }, 0);
 
+  let closing: Promise<void> | undefined;
   let inFlight = 0;
   let drained: (() => void) | undefined;
   const server = createServer((req, res) => {
@@ -187,7 +188,7 @@ export async function startMcpGateway(opts: McpGatewayOptions = {}): Promise<Mcp
     res.on('close', () => {
       if (--inFlight === 0) drained?.();
     });
-    void route(req, res, { runner, registry: metrics.registry, logger, maxBodyBytes, clientClosed: metrics.clientClosed, backends });
+    void route(req, res, { runner, registry: metrics.registry, logger, maxBodyBytes, clientClosed: metrics.clientClosed, stopping: () => closing !== undefined, backends });
   });
   server.headersTimeout = 30_000;
   server.requestTimeout = 120_000;
@@ -209,7 +210,6 @@ export async function startMcpGateway(opts: McpGatewayOptions = {}): Promise<Mcp
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
   logger.info({ event_type: 'mcp_gateway_started', url, database: sql.kind, bucket: store.kind }, 'mcp gateway listening');
 
-  let closing: Promise<void> | undefined;
   return {
     url,
     port,

@@ -6,7 +6,7 @@ import { handleMcpRequest } from './mcp-endpoint.js';
 import type { GatewayMetrics } from './metrics.js';
 import { parseTraceparent } from '../proxy/http/trace-context.js';
 import type { BreakerStateName } from './resilience.js';
-import { sendJsonStreaming } from './streamed-text.js';
+import { endAnswer, sendJsonStreaming } from './streamed-text.js';
 import type { CallerIdentity, ToolRunner } from './tool-runner.js';
 
 /** What the routes need from the gateway. */
@@ -16,6 +16,8 @@ export interface RouteDeps {
   logger: Logger;
   maxBodyBytes: number;
   clientClosed: GatewayMetrics['clientClosed'];
+  /** True once the gateway is stopping: a connection it closes then is no client leaving. */
+  stopping: () => boolean;
   backends: () => Record<string, { kind: string; breaker: BreakerStateName }>;
 }
 
@@ -26,9 +28,13 @@ function sendJson(res: ServerResponse, status: number, body: unknown, headers: R
 }
 
 /** A tool error's answer: its status and wire form, and `Retry-After` when it says when to ask again. */
-function sendError(res: ServerResponse, error: ToolError): void {
+function errorAnswer(error: ToolError): [number, Record<string, unknown>, Record<string, string>] {
   const retryAfter = error.details.retry_after_seconds;
-  sendJson(res, TOOL_ERRORS[error.code].status, { success: false, error: toWireError(error) }, retryAfter === undefined ? {} : { 'retry-after': String(retryAfter) });
+  return [TOOL_ERRORS[error.code].status, { success: false, error: toWireError(error) }, retryAfter === undefined ? {} : { 'retry-after': String(retryAfter) }];
+}
+
+function sendError(res: ServerResponse, error: ToolError): void {
+  sendJson(res, ...errorAnswer(error));
 }
 
 function header(req: IncomingMessage, name: string): string | undefined {
@@ -110,25 +116,21 @@ async function callTool(req: IncomingMessage, res: ServerResponse, deps: RouteDe
   const { tool, arguments: args } = body as { tool: string; arguments?: unknown };
   const caller = callerFrom(req);
   const outcome = await deps.runner.call(tool, args ?? {}, caller, 'rest');
-  if (outcome.ok) {
-    try {
-      await sendJsonStreaming(res, 200, { success: true, ...outcome.result });
-    } catch (err) {
-      if (!res.headersSent) {
-        // The result could not be written as JSON at all (a jsonb value nested past what
-        // JSON.stringify can walk): an error answer, never a request left without one.
-        const error = new ToolError('internal', 'internal error');
-        deps.runner.undelivered(tool, caller, 'rest', error, err);
-        return sendError(res, error);
-      }
-      if (err instanceof ClientClosed) return clientClosed(req, res, deps, 'rest', err.stage, tool);
-      // The bucket failed midway: the client sees a truncated body. Counted and audited as the
-      // same failure is over MCP, where it answers a failed call.
-      deps.runner.undelivered(tool, caller, 'rest', objectCutShort(), err);
+  try {
+    await (outcome.ok ? sendJsonStreaming(res, 200, { success: true, ...outcome.result }) : endAnswer(res, ...errorAnswer(outcome.error)));
+  } catch (err) {
+    if (err instanceof ClientClosed) return clientClosed(req, res, deps, 'rest', err.stage, tool);
+    if (!res.headersSent) {
+      // The result could not be written as JSON at all (a jsonb value nested past what
+      // JSON.stringify can walk): an error answer, never a request left without one.
+      const error = new ToolError('internal', 'internal error');
+      deps.runner.undelivered(tool, caller, 'rest', error, err);
+      return sendError(res, error);
     }
-    return;
+    // The bucket failed midway: the client sees a truncated body. Counted and audited as the
+    // same failure is over MCP, where it answers a failed call.
+    deps.runner.undelivered(tool, caller, 'rest', objectCutShort(), err);
   }
-  sendError(res, outcome.error);
 }
 
 async function mcp(req: IncomingMessage, res: ServerResponse, deps: RouteDeps): Promise<void> {
@@ -141,22 +143,24 @@ async function mcp(req: IncomingMessage, res: ServerResponse, deps: RouteDeps): 
     const error = tooLarge ? { code: -32600, message: 'request too large' } : { code: -32700, message: 'parse error' };
     return sendJson(res, tooLarge ? 413 : 400, { jsonrpc: '2.0', id: null, error });
   }
-  await handleMcpRequest(req, res, body, deps.runner, callerFrom(req));
+  await handleMcpRequest(req, res, body, deps.runner, callerFrom(req), () => clientClosed(req, res, deps, 'mcp', 'answer'));
 }
 
 /**
  * A client that left before its request or its answer was whole: nothing to answer, and no
  * failure of the gateway (an error line would let any client write them), so a metric and an
- * info line without stack.
+ * info line without stack. Not when the gateway is stopping: the connections it closes then
+ * are its own doing.
  */
 function clientClosed(req: IncomingMessage, res: ServerResponse, deps: RouteDeps, transport: 'mcp' | 'rest', stage: ClientClosed['stage'], tool?: string): void {
+  res.destroy();
+  if (deps.stopping()) return;
   deps.clientClosed.inc({ transport, stage });
   const caller = callerFrom(req);
   deps.logger.info(
     { event_type: 'mcp_client_closed', transport, stage, ...(tool === undefined ? {} : { tool }), request_id: caller.request_id, trace_id: caller.trace_id },
     'client closed its connection',
   );
-  res.destroy();
 }
 
 /** Dispatches one HTTP request to /mcp, /call_tool, /health or /metrics. */

@@ -162,7 +162,8 @@ function withoutCancellations(body: unknown): unknown {
  * (the SDK's stateless mode requires it), no session id, JSON responses rather than SSE so the
  * sidecar in front can filter a tools/list result by rewriting its JSON body. Stateless suits a
  * gateway behind a per-request-authenticating sidecar: any replica can answer any request and
- * there is no session to hijack or expire.
+ * there is no session to hijack or expire. `onClientLeft` is called when the client leaves before
+ * its answer was handed whole to its connection.
  */
 export async function handleMcpRequest(
   req: IncomingMessage,
@@ -170,6 +171,7 @@ export async function handleMcpRequest(
   parsed: unknown,
   runner: ToolRunner,
   caller: CallerIdentity,
+  onClientLeft: () => void,
 ): Promise<void> {
   const body = withoutCancellations(parsed);
   const server = new Server(SERVER_INFO, { capabilities: { tools: {} } });
@@ -196,7 +198,12 @@ export async function handleMcpRequest(
   });
 
   const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
+  // The SDK writes the answer: a connection closed before it was handed whole ('close' before
+  // 'finish') is a client gone, the request's body having been read whole before this.
+  let finished = false;
+  res.once('finish', () => (finished = true));
   res.on('close', () => {
+    if (!finished) onClientLeft();
     void transport.close();
     void server.close();
   });

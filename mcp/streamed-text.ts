@@ -63,6 +63,25 @@ function streamedField(result: Readonly<Record<string, unknown>>): [string, Stre
 }
 
 /**
+ * Writes `body` as a whole JSON answer; rejects with {@link ClientClosed} when the client left
+ * first: its connection closed before the answer was handed to it whole ('close' before
+ * 'finish'), or before the answer was ready. An answer handed whole to the operating system and
+ * lost after is not seen.
+ */
+export function endAnswer(res: ServerResponse, status: number, body: Readonly<Record<string, unknown>>, headers: Record<string, string> = {}): Promise<void> {
+  const json = JSON.stringify(body);
+  // Destroyed before anything was written: the client left while its call ran.
+  if (res.destroyed) return Promise.reject(new ClientClosed('answer'));
+  return new Promise((resolve, reject) => {
+    res.once('finish', resolve);
+    // After 'finish', a no-op.
+    res.once('close', () => reject(new ClientClosed('answer')));
+    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(json), ...headers });
+    res.end(json);
+  });
+}
+
+/**
  * Writes `body` as a JSON answer. A streamed field goes out as it arrives (chunked transfer, no
  * Content-Length); if its source fails midway the response is cut, never completed with wrong
  * data, and the promise rejects with the source's error so the caller can count and log it, or
@@ -70,12 +89,7 @@ function streamedField(result: Readonly<Record<string, unknown>>): [string, Stre
  */
 export async function sendJsonStreaming(res: ServerResponse, status: number, body: Readonly<Record<string, unknown>>): Promise<void> {
   const field = streamedField(body);
-  if (!field) {
-    const json = JSON.stringify(body);
-    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(json) });
-    res.end(json);
-    return;
-  }
+  if (!field) return endAnswer(res, status, body);
   const [name, streamed] = field;
   // Base64 never needs JSON escaping, so the text goes between the quotes a placeholder held.
   const placeholder = JSON.stringify(`stream-${randomUUID()}`);
