@@ -22,6 +22,25 @@ const CONTROL = /[\u0000-\u001f\u007f-\u009f]/u;
  */
 export const BIDI_CONTROLS = '\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069';
 const BIDI = new RegExp(`[${BIDI_CONTROLS}]`, 'u');
+/**
+ * Invisible characters: Unicode's default-ignorable code points (zero-width space U+200B, word
+ * joiner U+2060, zero-width no-break space U+FEFF, soft hyphen U+00AD, Hangul fillers, tag
+ * characters U+E0000..U+E0FFF, which spell hidden ASCII text). Two keys that differ only by one
+ * read as one in a console, a listing or a log, and a tag run can carry words a reader never sees.
+ * Kept: the zero-width non-joiner and joiner (U+200C, U+200D), which Persian and Indic names and
+ * emoji sequences need, and the variation selectors U+FE00..U+FE0F (emoji presentation).
+ */
+const DEFAULT_IGNORABLE = /\p{Default_Ignorable_Code_Point}/gu;
+const kept = (cp: number) => cp === 0x200c || cp === 0x200d || (cp >= 0xfe00 && cp <= 0xfe0f);
+
+/** The first invisible character of `form` as `U+XXXX`, or undefined. */
+function invisibleIn(form: string): string | undefined {
+  for (const [ch] of form.matchAll(DEFAULT_IGNORABLE)) {
+    const cp = ch.codePointAt(0) as number;
+    if (!kept(cp)) return `U+${cp.toString(16).toUpperCase().padStart(4, '0')}`;
+  }
+  return undefined;
+}
 // A lone UTF-16 surrogate: no UTF-8 form, so the bucket would store U+FFFD in its place (two keys
 // naming one object) or the S3 client would fail to encode it.
 const LONE_SURROGATE = /\p{Cs}/u;
@@ -46,6 +65,8 @@ function decodedForms(key: string): string[] {
 function problem(form: string, kind: 'key' | 'prefix'): string | undefined {
   if (CONTROL.test(form)) return 'contains a control character';
   if (BIDI.test(form)) return 'contains a bidirectional control character';
+  const invisible = invisibleIn(form);
+  if (invisible) return `contains an invisible character (${invisible})`;
   if (form.includes('\\')) return 'contains a backslash';
   if (form.startsWith('/')) return 'starts with /';
   const segments = form.split('/');

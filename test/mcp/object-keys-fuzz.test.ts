@@ -59,6 +59,8 @@ function formProblem(form: string, kind: 'key' | 'prefix'): string | undefined {
     const cp = ch.codePointAt(0) as number;
     if (cp <= 0x1f || (cp >= 0x7f && cp <= 0x9f)) return 'control';
     if ([0x061c, 0x200e, 0x200f, 0x202a, 0x202b, 0x202c, 0x202d, 0x202e, 0x2066, 0x2067, 0x2068, 0x2069].includes(cp)) return 'bidi';
+    // Invisible: default-ignorable, but for the joiners and the emoji variation selectors.
+    if (/\p{Default_Ignorable_Code_Point}/u.test(ch) && cp !== 0x200c && cp !== 0x200d && !(cp >= 0xfe00 && cp <= 0xfe0f)) return 'invisible';
   }
   if (form.includes('\\')) return 'backslash';
   if (form.startsWith('/')) return 'absolute';
@@ -106,7 +108,7 @@ const SEGMENTS = [
   '%2525252e%2525252e', '%%32%65%%32%65', '%c0%ae%c0%ae', '%u002e%u002e', '..%2f..', '..%2F', '%2e%2e%2f', '%2e%2e%5c',
   '..\\..', '\\', '%5c', '%255c', 'a\\b', '\uFF0E\uFF0E', '\u2024\u2024', 'a\uFF0F..\uFF0Fb', '..\u2215..', '\u2215etc\u2215passwd',
   'a\u0000b', '%00', '%2500', 'a\u0001', 'a\u001f', 'a\u007f', 'a\u0085', 'a\u009f', '%0a', '%0d%0a', '%7f', '%c2%85',
-  'a\u202efdp.exe', '%e2%80%ae', 'a\u2066', 'a\u061c', '\ud800', 'a\udc00b', '\u{1F600}', '\uFB01le', '\uFEFF', 'a\u200b',
+  'a\u202efdp.exe', '%e2%80%ae', 'a\u2066', 'a\u061c', '\ud800', 'a\udc00b', '\u{1F600}', '\uFB01le', '\uFEFF', 'a\u200b', '%e2%80%8b', 'a\u00ad', 'a\u{E0041}', 'a\u200cb', 'a\u200db', '\u2764\ufe0f',
   'a.', 'a..', 'a ', 'a. ', ' ', '  ', '.hidden', 'CON', 'nul', 'aux.txt', 'a:b', 'a*?"<>|', '%', '%%', '%zz', '%2', 'a%',
   '%41', '%2f', '%252f', '%25', '+', '~', 'a;b', 'a?b#c', '\u0130', '\u0131', 'I', 'i', '\u00df', 'SS', 'planted',
 ];

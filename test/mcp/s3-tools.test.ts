@@ -381,6 +381,11 @@ for (const backend of backends) {
       ['over the length cap', `uploads/${'a'.repeat(1020)}`],
       ['lone surrogate', 'uploads/a\ud800.txt'],
       ['right-to-left override', 'uploads/invoice\u202efdp.exe'],
+      ['zero-width space', 'uploads/invoice\u200b.pdf'],
+      ['zero-width no-break space', 'uploads/\ufeffinvoice.pdf'],
+      ['soft hyphen', 'uploads/in\u00advoice.pdf'],
+      ['tag characters (hidden ASCII)', 'uploads/invoice\u{E0069}\u{E0067}.pdf'],
+      ['percent-encoded zero-width space', 'uploads/invoice%e2%80%8b.pdf'],
     ];
     for (const [what, key] of badKeys) {
       it(`refuses a key with ${what} (invalid_key) on every S3 tool`, async () => {
@@ -396,6 +401,21 @@ for (const backend of backends) {
         }
       });
     }
+
+    it('names the invisible character it refuses in a key', async () => {
+      const r = await callTool(gw.url, 's3_put_object', { key: 'uploads/a\u2060b.txt', content_base64: b64('x'), content_type: 'text/plain' });
+      assert.equal(r.status, 400, JSON.stringify(r.body));
+      assert.deepEqual(r.body.error, { code: 'invalid_key', message: 'key contains an invisible character (U+2060)' });
+    });
+
+    it('keeps the zero-width joiners and emoji variation selectors that scripts and emoji need', async () => {
+      for (const key of ['uploads/\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645.txt', 'uploads/\u{1F469}\u200d\u{1F4BB}.txt', 'uploads/\u2764\ufe0f.txt']) {
+        const put = await callTool(gw.url, 's3_put_object', { key, content_base64: b64(key), content_type: 'text/plain' });
+        assert.equal(put.status, 200, JSON.stringify(put.body));
+        const got = await callTool(gw.url, 's3_get_object', { key });
+        assert.equal(Buffer.from(String(got.body.content_base64), 'base64').toString(), key);
+      }
+    });
 
     it('keeps a literal % and harmless escapes in a key', async () => {
       for (const key of ['uploads/100% done.txt', 'uploads/r%C3%A9sum%C3%A9%.pdf']) {
