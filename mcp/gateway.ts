@@ -181,6 +181,8 @@ export async function startMcpGateway(opts: McpGatewayOptions = {}): Promise<Mcp
   for (const [transport, stage] of [['mcp', 'request'], ['mcp', 'answer'], ['rest', 'request'], ['rest', 'answer']]) metrics.clientClosed.inc({ transport, stage }, 0);
 
   let closing: Promise<void> | undefined;
+  // Set once the drain is over and the gateway closes the connections still open itself.
+  let cutting = false;
   let inFlight = 0;
   let drained: (() => void) | undefined;
   const server = createServer((req, res) => {
@@ -188,7 +190,7 @@ export async function startMcpGateway(opts: McpGatewayOptions = {}): Promise<Mcp
     res.on('close', () => {
       if (--inFlight === 0) drained?.();
     });
-    void route(req, res, { runner, registry: metrics.registry, logger, maxBodyBytes, clientClosed: metrics.clientClosed, stopping: () => closing !== undefined, backends });
+    void route(req, res, { runner, registry: metrics.registry, logger, maxBodyBytes, clientClosed: metrics.clientClosed, cutting: () => cutting, backends });
   });
   server.headersTimeout = 30_000;
   server.requestTimeout = 120_000;
@@ -224,6 +226,7 @@ export async function startMcpGateway(opts: McpGatewayOptions = {}): Promise<Mcp
             new Promise<void>((ok) => setTimeout(ok, DRAIN_MS).unref()),
           ]);
         }
+        cutting = true;
         server.closeAllConnections();
         await stopped;
         // Calls still waiting for a slot would otherwise run on the closed pool, or wait out their time.

@@ -16,8 +16,8 @@ export interface RouteDeps {
   logger: Logger;
   maxBodyBytes: number;
   clientClosed: GatewayMetrics['clientClosed'];
-  /** True once the gateway is stopping: a connection it closes then is no client leaving. */
-  stopping: () => boolean;
+  /** True once the stopping gateway closes the connections left after its drain: no client leaving. */
+  cutting: () => boolean;
   backends: () => Record<string, { kind: string; breaker: BreakerStateName }>;
 }
 
@@ -149,12 +149,12 @@ async function mcp(req: IncomingMessage, res: ServerResponse, deps: RouteDeps): 
 /**
  * A client that left before its request or its answer was whole: nothing to answer, and no
  * failure of the gateway (an error line would let any client write them), so a metric and an
- * info line without stack. Not when the gateway is stopping: the connections it closes then
- * are its own doing.
+ * info line without stack. Not once the stopping gateway closes the connections its drain
+ * left: those are its own doing.
  */
 function clientClosed(req: IncomingMessage, res: ServerResponse, deps: RouteDeps, transport: 'mcp' | 'rest', stage: ClientClosed['stage'], tool?: string): void {
   res.destroy();
-  if (deps.stopping()) return;
+  if (deps.cutting()) return;
   deps.clientClosed.inc({ transport, stage });
   const caller = callerFrom(req);
   deps.logger.info(

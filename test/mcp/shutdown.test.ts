@@ -6,9 +6,9 @@ import pg from 'pg';
 import { callTool, metricValue, startTestGateway, waitingOnLock } from './helpers.js';
 
 /** A test gateway with `options`, one document of it, and a client of the database holding that row locked in an open transaction. */
-async function lockedDocument(options: Pick<Parameters<typeof startTestGateway>[0] & object, 'perCaller'>) {
+async function lockedDocument(options: Pick<Parameters<typeof startTestGateway>[0] & object, 'perCaller' | 'breaker'>, statementTimeoutMs?: number) {
   const applicationName = `ca-a2a-drain-${randomBytes(4).toString('hex')}`;
-  const started = await startTestGateway({ ...options, pool: { applicationName } });
+  const started = await startTestGateway({ ...options, pool: { applicationName, ...(statementTimeoutMs ? { statementTimeoutMs } : {}) } });
   const db = new pg.Client({ connectionString: started.databaseUrl });
   await db.connect();
   const doc = { filename: 'a.pdf', content_type: 'application/pdf', s3_key: 'uploads/drain.pdf', size_bytes: 1, sha256: 'f'.repeat(64) };
@@ -70,6 +70,28 @@ describe('graceful shutdown: a call still waiting for its caller\'s slot', () =>
       await db.query('ROLLBACK');
       await closed;
     } finally {
+      await db.end();
+      await started.close();
+    }
+  });
+});
+
+describe('graceful shutdown: the connections still open once the drain is over', () => {
+  it('are closed by the gateway, and no client is counted as having left', { timeout: 60_000 }, async () => {
+    // A try bound past the drain: the call still runs when the gateway cuts its connection.
+    const { started, applicationName, db, id } = await lockedDocument({ breaker: { timeoutMs: 60_000 } }, 60_000);
+    try {
+      const rest = callTool(started.gateway.url, 'documents_update', { document_id: id, status: 'failed' }, { 'x-ca-a2a-request-id': 'req-cut' });
+      rest.catch(() => undefined);
+      await waitingOnLock(db, applicationName);
+      // The client waits for its answer through the drain (10 s); then the gateway cuts it.
+      await started.gateway.close();
+      const [answer] = await Promise.allSettled([rest]);
+      assert.equal(answer?.status, 'rejected', 'no answer: the connection was cut');
+      assert.ok(started.lines.some((l) => l.event_type === 'mcp_tool_call' && l.request_id === 'req-cut'), 'the call ended');
+      assert.deepEqual(started.lines.filter((l) => l.event_type === 'mcp_client_closed'), []);
+    } finally {
+      await db.query('ROLLBACK');
       await db.end();
       await started.close();
     }
