@@ -64,6 +64,15 @@ describe('policy check: each rule fails on its example, at the right place', () 
     assert.deepEqual(checkPolicies([join(dir, 'elsewhere')]).diagnostics.map((d) => `${d.rule} ${d.line}:${d.column} ${d.message}`), ['not-a-policy 1:1 no policy file (a service policy or an rbac file) in this directory']);
     assert.equal(await policyCommand(['check', join(dir, 'elsewhere')], bufferIo()), 1);
   });
+  it('lints the rbac file against every service using it, when one service file or the rbac file alone is named', () => {
+    // A pre-commit hook names the files changed: the other service's methods are served all the same.
+    const clean = policyDir();
+    assert.deepEqual(checkPolicies([join(clean, 'services', 'docs.yaml')]).diagnostics, []);
+    assert.deepEqual(checkPolicies([join(clean, 'services', 'mcp.yaml')]).diagnostics, []);
+    const misspelt = policyDir({ rbac: CLEAN_RBAC.replace('allow: [get_document, list_documents]', 'allow: [get_document, list_documents]\n    deny: [delete_documents]') });
+    const named = checkPolicies([join(misspelt, 'rbac.yaml')]).diagnostics.map((d) => `${d.rule} ${d.line}:${d.column}`);
+    assert.deepEqual(named, ['unknown-method 8:12']);
+  });
   it('does not walk schemas/ and tests/', () => {
     const dir = policyDir({ extra: { 'tests/cases.yaml': 'cases: []\n', 'schemas/x.yaml': 'type: object\n' } });
     assert.deepEqual(checkPolicies([dir]).diagnostics, []);

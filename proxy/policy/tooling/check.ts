@@ -39,8 +39,8 @@ export function checkPolicies(paths: readonly string[]): CheckResult {
     } catch (error) {
       if (!isPolicyLoadError(error)) throw error;
       diagnostics.push(...error.problems.map(fromProblem));
-      const rbac = (readYamlSource(file).data as { rbac?: unknown } | undefined)?.rbac;
-      if (typeof rbac === 'string') incomplete.add(resolve(dirname(file), rbac));
+      const rbac = rbacOf(file);
+      if (rbac !== undefined) incomplete.add(rbac);
     }
   }
   for (const file of found.rbacs) {
@@ -50,7 +50,7 @@ export function checkPolicies(paths: readonly string[]): CheckResult {
       diagnostics.push(...problems.map(fromProblem));
       continue;
     }
-    const users = services.filter((policy) => policy.files[1] === file);
+    const users = rbacUsers(file, services, found.services, incomplete);
     if (users.length === 0) {
       // Nobody compiled its argument schemas yet.
       try {
@@ -71,6 +71,33 @@ export function checkPolicies(paths: readonly string[]): CheckResult {
     warnings: sorted.filter((d) => d.severity === 'warning').length,
     services,
   };
+}
+
+/**
+ * The services an rbac file is linted against: every one that uses it, checked or found under the
+ * rbac file's directory. Against the checked ones only, `check services/x.yaml` (the file a
+ * pre-commit hook passes) reported each grant of another service's methods as unknown, and
+ * `check rbac.yaml` alone skipped the rules that need what is served: a misspelt deny passed.
+ * A user that does not load marks the file incomplete, as one checked does.
+ */
+function rbacUsers(file: string, checked: readonly ServicePolicy[], checkedFiles: readonly string[], incomplete: Set<string>): ServicePolicy[] {
+  const users = checked.filter((policy) => policy.files[1] === file);
+  for (const other of discoverPolicyFiles([dirname(file)]).services) {
+    if (checkedFiles.includes(other) || rbacOf(other) !== file) continue;
+    try {
+      users.push(loadPolicy(other));
+    } catch (error) {
+      if (!isPolicyLoadError(error)) throw error;
+      incomplete.add(file);
+    }
+  }
+  return users;
+}
+
+/** The rbac file a service policy names, resolved; undefined when it names none. */
+function rbacOf(serviceFile: string): string | undefined {
+  const rbac = (readYamlSource(serviceFile).data as { rbac?: unknown } | undefined)?.rbac;
+  return typeof rbac === 'string' ? resolve(dirname(serviceFile), rbac) : undefined;
 }
 
 const HELP = `usage: ca-a2a policy check [FILE|DIR...] [--strict] [--format text|json]
