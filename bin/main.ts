@@ -69,7 +69,8 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${usage()}\n`);
     return 0;
   }
-  const entry = COMMANDS[name];
+  // Own names only: 'toString' or '__proto__' would find Object.prototype's, and crash.
+  const entry = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
   if (!entry) {
     process.stderr.write(`ca-a2a: unknown command '${name}'\n\n${usage()}\n`);
     return 2;

@@ -29,7 +29,8 @@ export async function policyCommand(argv: string[], io: Io = processIo): Promise
     io.out(usage());
     return 0;
   }
-  const entry = SUBCOMMANDS[name];
+  // Own names only: 'toString' or '__proto__' would find Object.prototype's, and crash.
+  const entry = Object.hasOwn(SUBCOMMANDS, name) ? SUBCOMMANDS[name] : undefined;
   if (!entry) {
     io.err(`ca-a2a policy: unknown command '${name}'\n\n${usage()}`);
     return 2;

@@ -24,6 +24,16 @@ describe('usage: stdout for what was asked, stderr for a usage error (exit 2)', 
       assert.match(stderr, new RegExp(`usage: ${name} <command>`));
     });
 
+    // Names an object has without defining them: looked up as commands, they crashed with a TypeError.
+    for (const unknown of ['toString', 'constructor', '__proto__']) {
+      it(`${name} ${unknown}: exit 2, an unknown command, no stack trace`, async () => {
+        const { code, stdout, stderr } = await run([...prefix, unknown]);
+        assert.equal(code, 2, `exit ${code}; stderr: ${stderr}`);
+        assert.equal(stdout, '');
+        assert.match(stderr, new RegExp(`^${name}: unknown command '${unknown}'`));
+      });
+    }
+
     it(`${name} --help: exit 0, the usage on stdout`, async () => {
       const { code, stdout, stderr } = await run([...prefix, '--help']);
       assert.equal(code, 0, `exit ${code}; stderr: ${stderr}`);
