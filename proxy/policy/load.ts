@@ -263,8 +263,10 @@ function rule(raw: RawRule, fallback: { points: number; window_seconds: number }
 function readSource(file: string, problems: PolicyProblem[], referencedFrom?: SourceLocation): YamlSource | undefined {
   const read = readPolicyText(file);
   if ('error' in read) {
-    // Reported where the file is named: a $ref or rbac path that is a directory or unreadable.
-    problems.push({ ...(referencedFrom ?? { file, line: 1, column: 1 }), path: '', message: read.error });
+    // Reported where the file is named (a $ref or rbac path that is a directory or unreadable), or
+    // where in the file the problem is (a byte that is not UTF-8).
+    const at = read.at ? { file, ...read.at } : referencedFrom ?? { file, line: 1, column: 1 };
+    problems.push({ ...at, path: '', message: read.error });
     return undefined;
   }
   const source = readYamlSource(file, read.text);

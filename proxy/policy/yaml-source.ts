@@ -29,8 +29,14 @@ export const MAX_POLICY_FILE_BYTES = 1024 * 1024;
  */
 export const MAX_POLICY_NESTING = 64;
 
+/** Why a file cannot be read; `at`, when the problem is at a place inside it (a byte that is not UTF-8). */
+export interface UnreadableText {
+  readonly error: string;
+  readonly at?: { readonly line: number; readonly column: number };
+}
+
 /** A file's text, or why it cannot be read: a bad path in a policy is a policy error, never a crash. */
-export function readPolicyText(file: string): { readonly text: string } | { readonly error: string } {
+export function readPolicyText(file: string): { readonly text: string } | UnreadableText {
   let fd: number | undefined;
   try {
     fd = openSync(file, 'r');
@@ -44,7 +50,7 @@ export function readPolicyText(file: string): { readonly text: string } | { read
       length += read;
     }
     if (length > MAX_POLICY_FILE_BYTES) return { error: `file too large: ${file} is over ${MAX_POLICY_FILE_BYTES / 1024 / 1024} MiB, the limit of a policy, rbac or schema file` };
-    return { text: buffer.toString('utf8', 0, length) };
+    return decodeUtf8(file, buffer.subarray(0, length));
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     return { error: code === 'ENOENT' ? `file not found: ${file}` : `cannot read ${file}: ${code ?? (error as Error).message}` };
@@ -53,11 +59,31 @@ export function readPolicyText(file: string): { readonly text: string } | { read
   }
 }
 
+/**
+ * YAML and JSON files are UTF-8 here. Decoded leniently, a Latin-1 'é' became U+FFFD without a
+ * word (in a description, or refused by a name's pattern as some other character), and a UTF-16
+ * file (Windows editors) was read as noise: 'must be object'. Refused where the first bad byte is.
+ */
+function decodeUtf8(file: string, bytes: Buffer): { readonly text: string } | UnreadableText {
+  const text = bytes.toString('utf8');
+  // Each invalid sequence decodes to U+FFFD; one written in the file is the bytes EF BF BD.
+  for (let index = text.indexOf('\uFFFD'); index >= 0; index = text.indexOf('\uFFFD', index + 1)) {
+    const offset = Buffer.byteLength(text.slice(0, index));
+    if (bytes[offset] === 0xef && bytes[offset + 1] === 0xbf && bytes[offset + 2] === 0xbd) continue;
+    const lines = text.slice(0, index).split('\n');
+    const at = { line: lines.length, column: (lines.at(-1)?.length ?? 0) + 1 };
+    const bom = bytes.subarray(0, 2).toString('hex');
+    if (offset === 0 && (bom === 'fffe' || bom === 'feff')) return { error: `${file} is UTF-16 (it starts with a byte order mark): save it as UTF-8`, at };
+    return { error: `${file} is not UTF-8 (byte 0x${bytes.subarray(offset, offset + 1).toString('hex')}): save it as UTF-8`, at };
+  }
+  return { text };
+}
+
 export function readYamlSource(file: string, given?: string): YamlSource {
   let text = given;
   if (text === undefined) {
     const read = readPolicyText(file);
-    if ('error' in read) return unreadable(file, '', { file, line: 1, column: 1 }, read.error);
+    if ('error' in read) return unreadable(file, '', { file, line: read.at?.line ?? 1, column: read.at?.column ?? 1 }, read.error);
     text = read.text;
   }
   const deepAt = nestingLimitExceededAt(text);

@@ -8,6 +8,8 @@ import { MAX_POLICY_FILE_BYTES, MAX_POLICY_NESTING } from '../../proxy/policy/ya
 import { DOC_ID, minimalPolicy, rpc, startHarness, writePolicy, type Harness } from '../helpers/harness.js';
 import { CLEAN_RBAC, CLEAN_SERVICE, policyDir } from './fixtures.js';
 
+const latin1 = (text: string): Buffer => Buffer.from(text, 'latin1');
+
 /** The text followed by a comment that brings it to exactly `bytes` bytes. */
 function paddedTo(text: string, bytes: number): string {
   return `${text}#${'x'.repeat(bytes - Buffer.byteLength(text) - 2)}\n`;
@@ -58,6 +60,15 @@ describe('policy check: file size and nesting limits', () => {
     assert.equal(shallower.status, 0, shallower.stdout);
   });
 
+  it('refuses an rbac file that is not UTF-8 at its first bad byte, and accepts U+FFFD written as UTF-8', async () => {
+    const rbac = CLEAN_RBAC.replace('  viewer:', '  viewer:\n    description: "Lecteurs, accès en lecture"');
+    const refused = await check(policyDir({ rbac: latin1(rbac) }));
+    assert.equal(refused.status, 1);
+    assert.match(refused.stdout, /rbac\.yaml:7:32: error yaml-syntax: .*rbac\.yaml is not UTF-8 \(byte 0xe8\): save it as UTF-8/);
+    const accepted = await check(policyDir({ rbac: rbac.replace('accès', 'acc\uFFFDs') }));
+    assert.equal(accepted.status, 0, accepted.stdout);
+  });
+
   it('loading a deeply nested file again and again does not abort the process', () => {
     // Before the nesting limit, V8 aborted (exit 134, "RegExpCompiler Allocation failed") on a
     // later load of this 20 KB file: no sidecar reload could have kept the old policy.
@@ -80,7 +91,7 @@ describe('sidecar reload: file size and nesting limits', () => {
   });
   after(() => h.close());
 
-  const edits: { name: string; text: () => string; problem: RegExp }[] = [
+  const edits: { name: string; text: () => string | Buffer; problem: RegExp }[] = [
     { name: 'a policy file over the limit', text: () => paddedTo(`${base}  list_documents: {}\n`, MAX_POLICY_FILE_BYTES + 1), problem: /service\.yaml:1:1 file too large/ },
     { name: 'a policy file nested too deep', text: () => `${base}  list_documents: { params: ${deepSchema(MAX_POLICY_NESTING)} }\n`, problem: /service\.yaml:7:\d+ nested more than 64 levels deep/ },
     {
@@ -88,6 +99,12 @@ describe('sidecar reload: file size and nesting limits', () => {
       text: () => `${base}  list_documents: { params: { type: object, x-bomb: *b3 } }\nanchors:\n  a: &b0 [1, 1, 1, 1, 1, 1, 1, 1]\n  b: &b1 [*b0, *b0, *b0, *b0, *b0, *b0, *b0, *b0]\n  c: &b2 [*b1, *b1, *b1, *b1, *b1, *b1, *b1, *b1]\n  d: &b3 [*b2, *b2, *b2, *b2, *b2, *b2, *b2, *b2]\n`,
       problem: /service\.yaml:\d+:\d+ .*alias/i,
     },
+    {
+      name: 'a policy file not in UTF-8 (a Latin-1 é in a description)',
+      text: () => latin1(`${base}  list_documents: { description: "Opérateurs" }\n`),
+      problem: new RegExp(`service\\.yaml:${base.split('\n').length}:37 .*service\\.yaml is not UTF-8 \\(byte 0xe9\\): save it as UTF-8`),
+    },
+    { name: 'a policy file in UTF-16', text: () => Buffer.from(`\uFEFF${base}  list_documents: {}\n`, 'utf16le'), problem: /service\.yaml:1:1 .*service\.yaml is UTF-16 \(it starts with a byte order mark\): save it as UTF-8/ },
   ];
   for (const edit of edits) {
     it(`keeps the policy in force on ${edit.name}, counts the failure and logs why`, async () => {

@@ -46,7 +46,7 @@ tools:
 `;
 
 /** Writes a policy directory (rbac.yaml, services/docs.yaml, services/mcp.yaml) with optional replacements. */
-export function policyDir(files: { rbac?: string; service?: string; mcp?: string; extra?: Record<string, string> } = {}): string {
+export function policyDir(files: { rbac?: string | Buffer; service?: string; mcp?: string; extra?: Record<string, string> } = {}): string {
   const dir = tempDirSync('lint');
   mkdirSync(join(dir, 'services'));
   writeFileSync(join(dir, 'rbac.yaml'), files.rbac ?? CLEAN_RBAC);
