@@ -7,9 +7,9 @@ interface WatchedDir {
   readonly identity: string | undefined;
 }
 
-// Names a policy may be made of: a file of it, or one it may come to need (a `$ref` schema created
-// after the reload that missed it). Editors' swap and backup files are not, so editing costs no
-// reload per autosave.
+// Names a policy may come to be made of (a `$ref` schema created after the reload that missed it),
+// beside the names of its files, whatever they end with. Editors' swap and backup files are
+// neither, so editing costs no reload per autosave.
 const POLICY_FILE = /\.(ya?ml|json)$/i;
 
 /**
@@ -37,6 +37,11 @@ export class PolicyWatcher {
    * inode number may well be the same).
    */
   readonly #replaced = new Set<string>();
+  /**
+   * The names of the policy's files in each watched directory: a file named without .yaml (a
+   * ConfigMap key, /etc/ca-a2a/policy) is the policy too, and an edit of it was not seen.
+   */
+  #names = new Map<string, ReadonlySet<string>>();
   #timer: NodeJS.Timeout | undefined;
 
   constructor(files: readonly string[], onChange: () => void, debounceMs = 100) {
@@ -56,7 +61,8 @@ export class PolicyWatcher {
 
   #update(files: readonly string[]): boolean {
     let added = false;
-    const dirs = new Set(files.flatMap(directories));
+    this.#names = namesByDirectory(files);
+    const dirs = new Set(this.#names.keys());
     for (const [dir, watched] of this.#dirs) {
       if (dirs.has(dir) && !this.#replaced.has(dir) && identity(dir) === watched.identity) continue;
       watched.watcher.close();
@@ -67,7 +73,7 @@ export class PolicyWatcher {
       if (this.#dirs.has(dir)) continue;
       // Taken before the watch starts: a swap in between is then seen as one by the next update.
       const watched = identity(dir);
-      const watcher = this.#watch(dir, (name) => name === null || POLICY_FILE.test(name) || name.startsWith('..'));
+      const watcher = this.#watch(dir, (name) => name === null || POLICY_FILE.test(name) || name.startsWith('..') || this.#names.get(dir)?.has(name) === true);
       if (watcher) {
         this.#dirs.set(dir, { watcher, identity: watched });
         added = true;
@@ -132,17 +138,25 @@ export class PolicyWatcher {
 }
 
 /**
- * The directories whose entries make up a file: the one it is named in, and, when it is a symlink,
- * the one it resolves into (an edit in place there is not an event of the link's directory).
+ * The directories whose entries make up the files, each with the files' names in it: the one a file
+ * is named in, and, when it is a symlink, the one it resolves into (an edit in place there is not
+ * an event of the link's directory).
  */
-function directories(file: string): string[] {
-  const named = dirname(file);
-  try {
-    const resolved = dirname(realpathSync(file));
-    return resolved === named ? [named] : [named, resolved];
-  } catch {
-    return [named];
+function namesByDirectory(files: readonly string[]): Map<string, ReadonlySet<string>> {
+  const names = new Map<string, Set<string>>();
+  const add = (path: string): void => {
+    const dir = dirname(path);
+    names.set(dir, (names.get(dir) ?? new Set()).add(basename(path)));
+  };
+  for (const file of files) {
+    add(file);
+    try {
+      add(realpathSync(file));
+    } catch {
+      // Not there (yet): its directory is watched for it.
+    }
   }
+  return names;
 }
 
 /** The directory a path names now (device and inode, symlinks followed); undefined when there is none. */

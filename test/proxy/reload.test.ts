@@ -98,6 +98,18 @@ describe('policy hot reload: edits the watcher must not miss', () => {
     }
   });
 
+  it('applies an in-place edit of a policy file named without .yaml (a ConfigMap key, /etc/ca-a2a/policy)', async () => {
+    const file = join(tempDirSync('reload-name'), 'validator.policy');
+    writeFileSync(file, base);
+    const h = await startHarness({ policyFile: file, sidecar: { watchPolicy: true } });
+    try {
+      writeFileSync(file, `${base}  list_documents: {}\n`);
+      await waitFor(async () => (await listed(h)) === 200);
+    } finally {
+      await h.close();
+    }
+  });
+
   it('keeps the policy while its file is deleted, and applies the file written again', async () => {
     const file = writePolicy(base);
     const h = await startHarness({ policyFile: file, sidecar: { watchPolicy: true } });
