@@ -1,5 +1,5 @@
 import { closeSync, openSync, readSync } from 'node:fs';
-import { Lexer, LineCounter, Parser, isMap, isScalar, parseDocument, type Document, type Node } from 'yaml';
+import { Lexer, LineCounter, Parser, isMap, isScalar, parseDocument, visit, type Document, type Node } from 'yaml';
 import type { PolicyProblem } from './errors.js';
 import type { SourceLocation } from './model.js';
 
@@ -91,9 +91,9 @@ export function readYamlSource(file: string, given?: string): YamlSource {
     return unreadable(file, text, { file, ...deepAt }, `nested more than ${MAX_POLICY_NESTING} levels deep, the limit of a policy, rbac or schema file`);
   }
   const lineCounter = new LineCounter();
-  // uniqueKeys (the default) turns a duplicate key into an error: YAML's last-wins would
-  // silently drop an earlier grant or deny.
-  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true, merge: false });
+  // Duplicate keys are found by duplicateKeys() below, not by yaml's uniqueKeys: it compares each
+  // key with every earlier one of its map, some minutes of a stalled sidecar for a 1 MiB map.
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: false, merge: false });
   const position = (offset: number): SourceLocation => {
     const { line, col } = lineCounter.linePos(offset);
     return { file, line, column: col };
@@ -103,6 +103,7 @@ export function readYamlSource(file: string, given?: string): YamlSource {
     path: '',
     message: error.message.split('\n')[0] ?? error.message,
   }));
+  problems.push(...duplicateKeys(doc).map(({ offset, message }) => ({ ...position(offset), path: '', message })));
   // A %YAML 1.1 directive would bring back 1.1's merge keys (`<<`) whatever `merge: false` says:
   // a grant merged in from elsewhere, invisible where the role is read.
   const directive = doc.directives?.yaml;
@@ -125,6 +126,31 @@ export function readYamlSource(file: string, given?: string): YamlSource {
     problems,
     locate: (path, key) => position(nodeOffset(doc, path, key)),
   };
+}
+
+/**
+ * Keys given twice in a map, as the parsed data would have them: YAML's last-wins would silently
+ * drop an earlier grant or deny, and so would `1` after `"1"` (one key "1" in the data, two to
+ * yaml's uniqueKeys). A key that is a collection or an alias names nothing a policy has. Linear.
+ */
+function duplicateKeys(doc: Document): { readonly offset: number; readonly message: string }[] {
+  const found: { offset: number; message: string }[] = [];
+  visit(doc, {
+    Map(_, map) {
+      const seen = new Set<string>();
+      for (const { key } of map.items) {
+        if (key !== null && !isScalar(key)) {
+          found.push({ offset: (key as Node).range?.[0] ?? 0, message: 'a map key must be a name, not a collection or an alias' });
+          continue;
+        }
+        const value: unknown = key?.value ?? null;
+        const name = value === null ? '' : String(value);
+        if (seen.has(name)) found.push({ offset: key?.range?.[0] ?? 0, message: `Map keys must be unique: '${name}' is given twice` });
+        seen.add(name);
+      }
+    },
+  });
+  return found;
 }
 
 /** A file refused before it is parsed: one problem, and every path located where it is. */
