@@ -37,12 +37,24 @@ export function readPolicySchema(kind: PolicyFileKind): Record<string, unknown> 
   return JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
 }
 
-/** Validates a parsed file in place (defaults applied); returns every problem with its position. */
+/**
+ * The most schema problems listed for one file. Each is located by a walk of its map, so 80,000
+ * unknown keys (a generated file gone wrong, under the size limit) took minutes of the sidecar's
+ * thread, and made a reload's audit line as long: one mistake, not 80,000 lines to read.
+ */
+export const MAX_LISTED_PROBLEMS = 50;
+
+/** Validates a parsed file in place (defaults applied); returns its problems (the first MAX_LISTED_PROBLEMS) with their positions. */
 export function validatePolicyFile(kind: PolicyFileKind, source: YamlSource): PolicyProblem[] {
   if (source.problems.length > 0) return [...source.problems];
   const validate = validators[kind];
   if (validate(source.data)) return [];
-  return (validate.errors ?? []).map((error) => toProblem(source, error));
+  const errors = validate.errors ?? [];
+  const problems = errors.slice(0, MAX_LISTED_PROBLEMS).map((error) => toProblem(source, error));
+  if (errors.length > MAX_LISTED_PROBLEMS) {
+    problems.push({ ...source.locate([]), path: '/', message: `${errors.length - MAX_LISTED_PROBLEMS} more problems not listed (the first ${MAX_LISTED_PROBLEMS} are)` });
+  }
+  return problems;
 }
 
 function toProblem(source: YamlSource, error: ErrorObject): PolicyProblem {

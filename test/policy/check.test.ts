@@ -4,6 +4,7 @@ import { describe, it } from 'node:test';
 import { policyCommand } from '../../proxy/policy/cli.js';
 import { checkPolicies } from '../../proxy/policy/tooling/check.js';
 import { bufferIo } from '../../proxy/policy/tooling/io.js';
+import { MAX_LISTED_PROBLEMS } from '../../proxy/policy/validate-file.js';
 import { CLEAN_MCP, CLEAN_RBAC, CLEAN_SERVICE, policyDir } from './fixtures.js';
 
 /** The diagnostics of one rule in a directory, as "file:line:col severity". */
@@ -75,6 +76,14 @@ describe('policy check: each rule fails on its example, at the right place', () 
     const misspelt = policyDir({ rbac: CLEAN_RBAC.replace('allow: [get_document, list_documents]', 'allow: [get_document, list_documents]\n    deny: [delete_documents]') });
     const named = checkPolicies([join(misspelt, 'rbac.yaml')]).diagnostics.map((d) => `${d.rule} ${d.line}:${d.column}`);
     assert.deepEqual(named, ['unknown-method 8:12']);
+  });
+  it(`lists the first ${MAX_LISTED_PROBLEMS} schema problems of a file, and how many more there are`, () => {
+    const keys = Array.from({ length: MAX_LISTED_PROBLEMS + 10 }, (_, index) => `    k${index}: 1\n`).join('');
+    const dir = policyDir({ rbac: CLEAN_RBAC.replace('    allow: [get_document, list_documents]\n', `    allow: [get_document, list_documents]\n${keys}`) });
+    const found = findings(dir, 'schema');
+    assert.equal(found.length, MAX_LISTED_PROBLEMS + 1);
+    assert.deepEqual(found[0], { file: 'rbac.yaml', line: 1, column: 1, severity: 'error', message: `10 more problems not listed (the first ${MAX_LISTED_PROBLEMS} are)` });
+    assert.match(found[1]?.message ?? '', /unknown key 'k0'/);
   });
   it('does not walk schemas/ and tests/', () => {
     const dir = policyDir({ extra: { 'tests/cases.yaml': 'cases: []\n', 'schemas/x.yaml': 'type: object\n' } });
