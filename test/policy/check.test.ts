@@ -24,6 +24,8 @@ describe('policy check: the clean fixture', () => {
 const RULES: { rule: string; severity: 'error' | 'warning'; files: Parameters<typeof policyDir>[0]; at: string; message: RegExp }[] = [
   { rule: 'unknown-method', severity: 'error', files: { rbac: CLEAN_RBAC.replace('allow: [get_document, list_documents]', 'allow: [get_documnet, list_documents]') }, at: 'rbac.yaml:7:13', message: /'get_documnet', which no service serves.*did you mean 'get_document'/ },
   { rule: 'unknown-method', severity: 'error', files: { rbac: CLEAN_RBAC.replace('allow: [get_document, list_documents]', 'allow: [get_document, list_documents]\n    deny: [delete_documents]') }, at: 'rbac.yaml:8:12', message: /this deny never applies/ },
+  // A role named by a number (an IdP's group id) is the key "1001" in the data, 1001 to yaml: located all the same.
+  { rule: 'unknown-method', severity: 'error', files: { rbac: CLEAN_RBAC.replace('  tooler:', '  1001:\n    allow: [get_documnet]\n  tooler:') }, at: 'rbac.yaml:9:13', message: /role '1001' allows method 'get_documnet'/ },
   { rule: 'unknown-tool', severity: 'error', files: { rbac: CLEAN_RBAC.replace('allow: [s3_get_object]', 'allow: [s3_get_object, s3_put_objet]') }, at: 'rbac.yaml:10:30', message: /tool 's3_put_objet'/ },
   { rule: 'pattern-matches-nothing', severity: 'warning', files: { rbac: CLEAN_RBAC.replace('allow: [get_document, list_documents]', 'allow: [get_document, list_documents, "report_*"]') }, at: 'rbac.yaml:7:43', message: /'report_\*' matches no method/ },
   { rule: 'deny-never-applies', severity: 'warning', files: { rbac: CLEAN_RBAC.replace('allow: [get_document, list_documents]', 'allow: [get_document, list_documents]\n    deny: ["delete_*"]') }, at: 'rbac.yaml:8:12', message: /deny pattern 'delete_\*'/ },
