@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { policyCommand } from '../../proxy/policy/cli.js';
@@ -63,6 +63,15 @@ describe('policies/tests (ca-a2a policy test)', () => {
       'test-case 6 params.name is the tool the sidecar decides on: it is "s3_put_object", not \'s3_get_object\'',
       'test-case 7 a tool case gives arguments or params (the whole tools/call params), not both',
     ]);
+  });
+
+  it('walks a tests directory holding a link back up and a dangling link without dying', async () => {
+    const dir = policyDir({ extra: { 'tests/docs.yaml': 'service: docs\ncases:\n  - { roles: [viewer], method: get_document, expect: allow }\n' } });
+    symlinkSync('..', join(dir, 'tests', 'all'));
+    symlinkSync(join(dir, 'gone.yaml'), join(dir, 'tests', 'gone.yaml'));
+    const run = runPolicyTests([join(dir, 'tests')]);
+    assert.deepEqual(run.results.map((result) => result.passed), [true]);
+    assert.deepEqual(run.errors.map((e) => `${e.file.slice(dir.length + 1)} ${e.message}`), [`tests/gone.yaml file not found: ${join(dir, 'tests', 'gone.yaml')}`]);
   });
 
   it('refuses a malformed test file with its position', async () => {

@@ -160,12 +160,17 @@ function uncoveredGrants(policies: ReadonlyMap<string, ServicePolicy>, covered: 
   return out;
 }
 
+/**
+ * The *.yaml files of a path, walked as policy check walks: a symlinked directory is not entered.
+ * Followed, a link back up (tests/all -> ..) was walked until stat failed (ELOOP), and a dangling
+ * link was stat'ed: the command died with a stack trace. A linked file is a test file like another.
+ */
 function listTestFiles(path: string): string[] {
   if (!existsSync(path)) return [];
   if (!statSync(path).isDirectory()) return [path];
-  return readdirSync(path).sort().flatMap((name) => {
-    const child = join(path, name);
-    return statSync(child).isDirectory() ? listTestFiles(child) : /\.ya?ml$/.test(name) ? [child] : [];
+  return readdirSync(path, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name)).flatMap((entry) => {
+    const child = join(path, entry.name);
+    return entry.isDirectory() ? listTestFiles(child) : /\.ya?ml$/.test(entry.name) ? [child] : [];
   });
 }
 
