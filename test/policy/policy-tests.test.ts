@@ -74,6 +74,14 @@ describe('policies/tests (ca-a2a policy test)', () => {
     assert.deepEqual(run.errors.map((e) => `${e.file.slice(dir.length + 1)} ${e.message}`), [`tests/gone.yaml file not found: ${join(dir, 'tests', 'gone.yaml')}`]);
   });
 
+  it('says why a directory without test files fails', async () => {
+    const dir = policyDir({ extra: { 'tests/README.md': 'cases go here\n' } });
+    const io = bufferIo();
+    assert.equal(await policyCommand(['test', join(dir, 'tests')], io), 1);
+    assert.match(io.stdout, /tests:1:1: error test-file: no test file \(\*\.yaml\) in this directory\n/);
+    assert.match(io.stdout, /FAIL: 0 cases on 0 services, 0 failed, 1 file errors/);
+  });
+
   it('refuses a malformed test file with its position', async () => {
     const dir = policyDir();
     writeFileSync(join(dir, 'bad.yaml'), 'service: docs\ncases:\n  - { roles: [viewer], method: get_document, expected: allow }\n');

@@ -47,10 +47,14 @@ const validateTestFile = createSchemaCompiler({ allErrors: true }).compile(JSON.
 export function runPolicyTests(paths: readonly string[]): TestRun {
   const results: CaseResult[] = [];
   const errors: Diagnostic[] = [];
-  for (const path of paths) {
-    if (!existsSync(resolve(path))) errors.push({ file: resolve(path), line: 1, column: 1, severity: 'error', rule: 'test-file', message: 'no such file or directory' });
-  }
-  const files = paths.flatMap((path) => listTestFiles(resolve(path)));
+  const files = paths.flatMap((given) => {
+    const path = resolve(given);
+    const found = listTestFiles(path);
+    // A directory without a case said only 'FAIL: 0 cases': a CI job pointed at the wrong one.
+    const problem = !existsSync(path) ? 'no such file or directory' : found.length === 0 ? 'no test file (*.yaml) in this directory' : undefined;
+    if (problem !== undefined) errors.push({ file: path, line: 1, column: 1, severity: 'error', rule: 'test-file', message: problem });
+    return found;
+  });
   const policies = new Map<string, ServicePolicy>();
   const covered = new Map<string, Set<string>>();
   for (const file of files) {
