@@ -96,6 +96,16 @@ describe('policy diff', () => {
     }
   });
 
+  it('refuses OLD and NEW of different kinds (exit 2), rather than pairing one service with all of them', async () => {
+    const pairs = [['services/validator.yaml', 'rbac.yaml', 'a service policy and NEW an rbac file'], ['.', 'services/mcp.yaml', 'a directory and NEW a service policy'], ['rbac.yaml', '.', 'an rbac file and NEW a directory']];
+    for (const [old, now, kinds] of pairs as [string, string, string][]) {
+      const io = bufferIo();
+      assert.equal(await policyCommand(['diff', join(SHIPPED, old), join(SHIPPED, now)], io), 2, `${old} ${now}: ${io.stdout}`);
+      assert.equal(io.stdout, '');
+      assert.equal(io.stderr, `ca-a2a policy diff: OLD is ${kinds}: give two directories, two service policies or two rbac files\n`);
+    }
+  });
+
   it('reads a side at a git revision (REV:path)', async () => {
     const io = bufferIo();
     const status = await policyCommand(['diff', 'HEAD:policies', 'HEAD:policies', '--format', 'json'], io);

@@ -568,18 +568,36 @@ function matrixOf(policy: ServicePolicy | undefined): { roles: readonly string[]
  */
 export function loadSide(spec: string, services?: readonly ServicePolicy[]): ServicePolicy[] {
   const path = resolve(spec);
-  if (statSync(path).isDirectory()) {
+  const kind = sideKind(path);
+  if (kind === 'a directory') {
     const services = loadServices([path]);
     // A CI job pointed at the wrong directories would otherwise read 'no access changes'.
     if (services.length === 0) throw new Error(`no service policy under ${path}`);
     return services;
   }
-  const data = readYamlSource(path).data as { roles?: unknown } | undefined;
-  if (data !== undefined && typeof data === 'object' && data !== null && 'roles' in data) {
+  if (kind === 'an rbac file') {
     const roles = loadRolesOnly(path);
     return (services ?? servicesUsing(path)).map((policy) => withRoles(policy, roles));
   }
   return [loadPolicy(path)];
+}
+
+type SideKind = 'a directory' | 'an rbac file' | 'a service policy';
+
+function sideKind(path: string): SideKind {
+  if (statSync(path).isDirectory()) return 'a directory';
+  const data = readYamlSource(path).data as { roles?: unknown } | undefined;
+  return data !== undefined && typeof data === 'object' && data !== null && 'roles' in data ? 'an rbac file' : 'a service policy';
+}
+
+/**
+ * OLD and NEW of one kind. A service policy against an rbac file compared the one service with
+ * every service using the roles (the others 'added': 153 changes for no edit), a directory
+ * against a file the services it holds with those of one file.
+ */
+function checkSameKind(oldPath: string, newPath: string): void {
+  const [was, is] = [sideKind(resolve(oldPath)), sideKind(resolve(newPath))];
+  if (was !== is) throw new Error(`OLD is ${was} and NEW ${is}: give two directories, two service policies or two rbac files`);
 }
 
 /** The service policies in the rbac file's directory tree that reference it (at least one). */
@@ -624,7 +642,8 @@ limits (a larger body, depth, batch or connection limit, a gain; timeouts change
 upstream (changed) and egress (a target, path, method or tool the agent may call out to, a
 gain).
 OLD and NEW are two directories (every service under them, paired by name), two service
-policy files, or two rbac files (decided against the services that use NEW). Either may be
+policy files, or two rbac files (decided against the services that use NEW), never one of
+each. Either may be
 REV:PATH to read PATH at a git revision, e.g. ca-a2a policy diff HEAD~1:policies policies.
 --exit-code: exit 1 when there are changes (as git diff --exit-code).
 `;
@@ -642,6 +661,7 @@ export async function diffCommand(argv: string[], io: Io = processIo): Promise<n
   let changes: PolicyChange[];
   try {
     const [oldPath, newPath] = args.positionals.map((spec) => materialise(spec, temps)) as [string, string];
+    checkSameKind(oldPath, newPath);
     const after = loadSide(newPath);
     changes = diffServices(loadSide(oldPath, after), after);
   } catch (error) {
