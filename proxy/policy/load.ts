@@ -79,7 +79,7 @@ export function loadPolicy(file: string, overrides: PolicyOverrides = {}): Servi
   const service = readSource(serviceFile, problems);
   if (!service) throw refused();
   problems.push(...validatePolicyFile('service', service));
-  if (problems.length > 0) throw refused();
+  if (problems.length > 0) throw rbacGivenAsService(service) ?? refused();
   const raw = service.data as RawService;
 
   const rbacFile = resolve(dirname(serviceFile), raw.rbac);
@@ -240,6 +240,17 @@ export function loadPolicy(file: string, overrides: PolicyOverrides = {}): Servi
     egress: raw.egress ? egressPolicy(raw.egress, overrides.serviceUrls ?? {}) : undefined,
   };
   return deepFreeze(policy);
+}
+
+/**
+ * The roles file given where a service policy goes (`sidecar --policy rbac.yaml`, `explain
+ * --policy`): one problem that says so, not six about the keys a service policy lacks.
+ */
+function rbacGivenAsService(source: YamlSource): PolicyLoadError | undefined {
+  const data = source.data;
+  if (typeof data !== 'object' || data === null || !('roles' in data) || 'service' in data) return undefined;
+  const message = 'this is an rbac file (roles:), not a service policy: give the service policy whose rbac: names it';
+  return new PolicyLoadError([{ ...source.locate([], 'roles'), path: '', message }], [source.file]);
 }
 
 function egressPolicy(raw: NonNullable<RawService['egress']>, urls: Readonly<Record<string, string>>): EgressPolicy {

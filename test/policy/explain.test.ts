@@ -22,6 +22,13 @@ describe('ca-a2a policy explain (command)', () => {
     assert.match(refused.out, /^DENY 403 authz\.method_unknown/);
   });
 
+  it('says so when --policy names the rbac file, in one line rather than six about a service policy', async () => {
+    const dir = policyDir();
+    const io = bufferIo();
+    assert.equal(await policyCommand(['explain', '--policy', join(dir, 'rbac.yaml'), '--roles', 'viewer', '--method', 'get_document'], io), 2);
+    assert.equal(io.stderr, `ca-a2a policy explain: policy invalid (run policy check):\n${join(dir, 'rbac.yaml')}:1:1 this is an rbac file (roles:), not a service policy: give the service policy whose rbac: names it\n`);
+  });
+
   it('exits 2, not 1, when the policy does not load: a script asserting a refusal must not pass on a broken file', async () => {
     const dir = policyDir({ service: CLEAN_SERVICE.replace('audience:', 'audiense:') });
     const result = await explain(dir, 'delete_document');
