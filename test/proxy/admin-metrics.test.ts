@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { createServer, type Server } from 'node:http';
+import { createServer, request, type Server } from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { UPSTREAM_METRICS_MAX_BYTES, UPSTREAM_METRICS_MAX_SAMPLES } from '../../proxy/admin-server.js';
 import { startSidecar, type Sidecar } from '../../proxy/sidecar.js';
@@ -7,9 +8,10 @@ import { AuditCapture } from '../helpers/audit-capture.js';
 import { RBAC_FILE, writePolicy } from '../helpers/harness.js';
 import { startTestIssuer, type TestIssuer } from '../helpers/test-issuer.js';
 
-/** The agent's /metrics, as the test sets it, and how long it waits before answering. */
+/** The agent's /metrics, as the test sets it. */
 let exposition = '';
-let answerAfterMs = 0;
+/** While set, the agent holds every answer until it settles. */
+let hold: Promise<void> | undefined;
 let agentScrapes = 0;
 /** The agent's answer to a scrape: 200 with the exposition, another status, or its connection reset. */
 let agentAnswer: number | 'reset' = 200;
@@ -27,7 +29,7 @@ describe("admin /metrics with the upstream's own metrics (upstream_metrics_path)
         return;
       }
       const status = agentAnswer;
-      setTimeout(() => res.writeHead(status, { 'content-type': 'text/plain' }).end(exposition), answerAfterMs);
+      void (hold ?? Promise.resolve()).then(() => res.writeHead(status, { 'content-type': 'text/plain' }).end(exposition));
     });
     await new Promise<void>((resolve) => agent.listen(0, '127.0.0.1', resolve));
     const port = (agent.address() as { port: number }).port;
@@ -51,10 +53,28 @@ describe("admin /metrics with the upstream's own metrics (upstream_metrics_path)
   // holding up to 4 MiB of the agent's answer, it could take the sidecar's memory.
   it("fetches the agent's metrics once for scrapes that come while a fetch is under way", async () => {
     exposition = '# TYPE agent_jobs_total counter\nagent_jobs_total 5\n';
-    answerAfterMs = 300;
     agentScrapes = 0;
+    // The agent answers only once every scrape is sent: on a loaded machine, scrapes made in a burst
+    // could reach the sidecar after a fixed delay's answer, and fetch anew, as they should.
+    let release = (): void => undefined;
+    hold = new Promise((resolve) => {
+      release = resolve;
+    });
     try {
-      const texts = await Promise.all(Array.from({ length: 20 }, () => scrape()));
+      const sent: Promise<void>[] = [];
+      const answered = Array.from({ length: 20 }, () => new Promise<string>((resolve, reject) => {
+        const req = request(`${sidecar.adminUrl}/metrics`, { agent: false }, (res) => {
+          let text = '';
+          res.setEncoding('utf8').on('data', (chunk: string) => (text += chunk)).on('end', () => resolve(text));
+        });
+        req.on('error', reject);
+        sent.push(new Promise((resolve) => req.end(resolve)));
+      }));
+      await Promise.all(sent);
+      // Flushed to the sidecar's sockets; a moment for it to read them before the agent answers.
+      await sleep(200);
+      release();
+      const texts = await Promise.all(answered);
       for (const text of texts) assert.ok(text.split('\n').includes('agent_jobs_total 5'));
       assert.equal(agentScrapes, 1);
       // Once answered, the next scrape fetches anew.
@@ -62,7 +82,8 @@ describe("admin /metrics with the upstream's own metrics (upstream_metrics_path)
       assert.ok((await scrape()).split('\n').includes('agent_jobs_total 6'));
       assert.equal(agentScrapes, 2);
     } finally {
-      answerAfterMs = 0;
+      hold = undefined;
+      release();
     }
   });
 
