@@ -21,8 +21,8 @@ export interface FilteredAnswer {
  * JSON) is replaced by an internal error: failing closed means showing nothing.
  */
 export function filterToolsList(ctx: RequestContext, body: Buffer, contentType: string | undefined, contentEncoding: string | undefined): FilteredAnswer {
-  const filterOne = messageFilter(ctx);
   if (contentEncoding !== undefined && contentEncoding.trim().toLowerCase() !== 'identity') return UNREADABLE;
+  const filterOne = messageFilter(ctx);
   const text = body.toString('utf8');
   if (mediaType(contentType) === 'text/event-stream') {
     const events = filterEvents(text, filterOne);
